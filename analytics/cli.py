@@ -1,0 +1,178 @@
+"""The ``hepatrack`` command (also ``python -m analytics``).
+
+Exit status: 0 on success, 2 on bad input (one line on stderr saying what and where),
+1 on internal failure. ``--json`` output keys are a stable contract (ARCHITECTURE.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from analytics.config import Settings, load_settings
+from analytics.errors import HepaTrackError
+
+log = logging.getLogger("hepatrack")
+
+EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class CommandResult:
+    """What a command returns: a JSON-able payload, a human summary and an exit code."""
+
+    def __init__(self, payload: Any, summary: str = "", exit_code: int = EXIT_OK) -> None:
+        self.payload = payload
+        self.summary = summary
+        self.exit_code = exit_code
+
+
+Handler = Callable[[argparse.Namespace, Settings], CommandResult]
+_HANDLERS: dict[str, Handler] = {}
+
+
+def command(name: str) -> Callable[[Handler], Handler]:
+    def register(fn: Handler) -> Handler:
+        _HANDLERS[name] = fn
+        return fn
+
+    return register
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from e
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="hepatrack", description=__doc__.splitlines()[0])
+    p.add_argument("--home", help="home directory (default $HEPATRACK_HOME or ./.hepatrack)")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("demo", help="build the sample cohort and run every stage")
+    s.add_argument("--patients", type=int, default=None)
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("serve", help="run the dashboard")
+    s.add_argument("--port", type=int, default=8501)
+    s.add_argument("--address", default="localhost")
+
+    s = sub.add_parser("synth", help="write a synthetic longitudinal cohort")
+    s.add_argument("--patients", type=int, default=12)
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--out", required=True)
+    s.add_argument("--full", action="store_true", help="512x512 slices at clinical spacing")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("ingest", help="ingest DICOM files, folders, zips or a DICOMweb URL")
+    s.add_argument("sources", nargs="+", metavar="SOURCE")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--no-deidentify", action="store_true",
+                   help="store identifiers as received (research sites with consent only)")
+
+    s = sub.add_parser("features", help="extract imaging biomarkers")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--all", action="store_true")
+    g.add_argument("--series", metavar="UID")
+    s.add_argument("--workers", type=int, default=2)
+    s.add_argument("--scheduler", metavar="ADDR")
+    s.add_argument("--radiomics", action="store_true")
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("import-cohort", help="import visits and outcomes CSVs")
+    s.add_argument("--visits", required=True)
+    s.add_argument("--outcomes", required=True)
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("train", help="train a survival model")
+    s.add_argument("--model", choices=["cox", "gbm", "rsf"], default="cox")
+    s.add_argument("--event", default=None, help="event(s) of interest, comma-separated")
+    s.add_argument("--horizons", type=_float_list, default=[1.0, 2.0, 3.0])
+    s.add_argument("--cv", type=int, default=5)
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("predict", help="risk trajectory of a patient")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--patient", metavar="ID")
+    g.add_argument("--all", action="store_true")
+    s.add_argument("--at", type=float, default=None, metavar="T")
+    s.add_argument("--horizon", type=float, default=None, metavar="H")
+    s.add_argument("--model-id", default=None)
+    s.add_argument("--json", action="store_true")
+
+    s = sub.add_parser("report", help="MDT PDF report")
+    s.add_argument("--patient", required=True, action="append")
+    s.add_argument("--out", required=True)
+
+    s = sub.add_parser("export", help="export features, cohort or predictions")
+    s.add_argument("--what", choices=["features", "cohort", "predictions"], required=True)
+    s.add_argument("--out", required=True)
+
+    s = sub.add_parser("users", help="manage local accounts")
+    us = s.add_subparsers(dest="users_command", required=True)
+    a = us.add_parser("add")
+    a.add_argument("username")
+    a.add_argument("--role", choices=["clinician", "researcher", "admin"], required=True)
+    a.add_argument("--password", default=None, help="default: read from stdin")
+    us.add_parser("list")
+
+    s = sub.add_parser("audit", help="audit trail")
+    au = s.add_subparsers(dest="audit_command", required=True)
+    au.add_parser("verify")
+    return p
+
+
+def _emit(result: CommandResult, as_json: bool) -> None:
+    if as_json:
+        json.dump(result.payload, sys.stdout, indent=2, default=str, allow_nan=False)
+        sys.stdout.write("\n")
+    elif result.summary:
+        print(result.summary)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point. Returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    _load_handlers()
+    try:
+        settings = load_settings(args.home)
+        handler = _HANDLERS.get(args.command)
+        if handler is None:
+            print(f"hepatrack: command {args.command!r} is not available yet", file=sys.stderr)
+            return EXIT_INTERNAL
+        result = handler(args, settings)
+    except HepaTrackError as e:
+        print(f"hepatrack {args.command}: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("hepatrack: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # an internal bug: one line here, the traceback in the log
+        log.exception("internal failure in %s", args.command)
+        print(f"hepatrack {args.command}: internal error: {type(e).__name__}: {e}",
+              file=sys.stderr)
+        return EXIT_INTERNAL
+    _emit(result, getattr(args, "json", False))
+    return result.exit_code
+
+
+def _load_handlers() -> None:
+    """Import the modules that register command handlers."""
+    import importlib
+
+    for module in ("analytics.commands",):
+        importlib.import_module(module)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

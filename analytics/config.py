@@ -1,0 +1,181 @@
+"""Settings, read from the environment and ``HEPATRACK_HOME/config.toml``.
+
+Precedence: explicit arguments > environment variables > config.toml > defaults.
+The home directory holds the SQLite store, DICOM files, model artifacts and the site
+secret used for pseudonyms.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from analytics.errors import ConfigError
+
+MiB = 1024 * 1024
+GiB = 1024 * MiB
+
+
+@dataclass(frozen=True)
+class IngestLimits:
+    """Caps applied before and during parsing (RELIABILITY.md items 3, 5-7, 11)."""
+
+    max_upload_bytes: int = 4 * GiB
+    max_series_bytes: int = 2 * GiB
+    max_file_bytes: int = 1 * GiB
+    max_zip_entries: int = 20_000
+    max_zip_ratio: float = 200.0
+    max_pixel_bytes: int = 1 * GiB
+    max_inflated_bytes: int = 256 * MiB
+    parse_memory_bytes: int = 2 * GiB
+    parse_timeout_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class PacsSettings:
+    """One DICOMweb endpoint. Credentials never reach logs."""
+
+    name: str = "pacs"
+    url: str = ""
+    username: str | None = None
+    password: str | None = None
+    token: str | None = None
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    max_retries: int = 2
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything HepaTrack reads from its environment."""
+
+    home: Path = field(default_factory=lambda: Path(".hepatrack").resolve())
+    db_url: str | None = None
+    deidentify: bool = True
+    limits: IngestLimits = field(default_factory=IngestLimits)
+    pacs: tuple[PacsSettings, ...] = ()
+    dask_scheduler: str | None = None
+    session_timeout_min: int = 60
+
+    @property
+    def database_url(self) -> str:
+        """SQLAlchemy URL: ``db_url`` if set, else SQLite in the home directory."""
+        return self.db_url or f"sqlite:///{self.home / 'hepatrack.db'}"
+
+    @property
+    def dicom_dir(self) -> Path:
+        return self.home / "dicom"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def secret_path(self) -> Path:
+        return self.home / "site_secret.key"
+
+    def ensure_home(self) -> Path:
+        """Create the home directory tree (idempotent) and return it."""
+        for d in (self.home, self.dicom_dir, self.models_dir, self.home / "tmp"):
+            d.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+    def site_secret(self) -> bytes:
+        """The per-site key for pseudonym HMACs, created once with mode 0600."""
+        self.ensure_home()
+        path = self.secret_path
+        if not path.exists():
+            key = secrets.token_bytes(32)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(key)
+        data = path.read_bytes()
+        if len(data) < 32:
+            raise ConfigError(f"{path}: site secret is {len(data)} bytes, expected at least 32")
+        return data
+
+
+def _coerce(kind: type, raw: object, name: str) -> object:
+    try:
+        if kind is bool or kind == "bool":
+            if isinstance(raw, bool):
+                return raw
+            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
+        if kind in (int, "int"):
+            return int(raw)  # type: ignore[arg-type]
+        if kind in (float, "float"):
+            return float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"setting {name}: cannot read {raw!r} as {kind}") from e
+    return raw
+
+
+def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
+    """Build the settings from arguments, environment and ``config.toml``.
+
+    Parameters
+    ----------
+    home
+        Home directory; default ``$HEPATRACK_HOME`` or ``./.hepatrack``.
+
+    Raises
+    ------
+    ConfigError
+        If ``config.toml`` is unreadable or a value has the wrong type.
+    """
+    home_path = Path(home or os.environ.get("HEPATRACK_HOME") or ".hepatrack").expanduser()
+    home_path = home_path.resolve()
+    file_cfg: dict = {}
+    cfg_file = home_path / "config.toml"
+    if cfg_file.exists():
+        try:
+            file_cfg = tomllib.loads(cfg_file.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise ConfigError(f"{cfg_file}: not valid TOML ({e})") from e
+
+    limits_cfg = dict(file_cfg.get("limits", {}))
+    for f in fields(IngestLimits):
+        env = os.environ.get(f"HEPATRACK_{f.name.upper()}")
+        if env is not None:
+            limits_cfg[f.name] = env
+    limits = IngestLimits()
+    if limits_cfg:
+        known = {f.name: f.type for f in fields(IngestLimits)}
+        unknown = set(limits_cfg) - set(known)
+        if unknown:
+            raise ConfigError(f"{cfg_file} [limits]: unknown keys {sorted(unknown)}")
+        limits = replace(
+            limits, **{k: _coerce(known[k], v, f"limits.{k}") for k, v in limits_cfg.items()}
+        )
+
+    pacs = []
+    for i, p in enumerate(file_cfg.get("pacs", [])):
+        if "url" not in p:
+            raise ConfigError(f"{cfg_file} [[pacs]] entry {i + 1}: 'url' is required")
+        pacs.append(PacsSettings(**p))
+    if os.environ.get("HEPATRACK_PACS_URL"):
+        pacs.append(
+            PacsSettings(
+                name="env",
+                url=os.environ["HEPATRACK_PACS_URL"],
+                username=os.environ.get("HEPATRACK_PACS_USER"),
+                password=os.environ.get("HEPATRACK_PACS_PASSWORD"),
+                token=os.environ.get("HEPATRACK_PACS_TOKEN"),
+            )
+        )
+
+    deid_raw = os.environ.get("HEPATRACK_DEIDENTIFY", file_cfg.get("deidentify", True))
+    return Settings(
+        home=home_path,
+        db_url=os.environ.get("HEPATRACK_DB_URL") or file_cfg.get("db_url"),
+        deidentify=bool(_coerce(bool, deid_raw, "deidentify")),
+        limits=limits,
+        pacs=tuple(pacs),
+        dask_scheduler=os.environ.get("HEPATRACK_SCHEDULER") or file_cfg.get("dask_scheduler"),
+        session_timeout_min=int(
+            _coerce(int, file_cfg.get("session_timeout_min", 60), "session_timeout_min")
+        ),
+    )

@@ -1,0 +1,127 @@
+"""Engine, sessions and schema migration.
+
+SQLite (default, in HEPATRACK_HOME) runs in WAL mode with ``synchronous=FULL`` and a busy
+timeout, so a crash never leaves a half-written transaction and two writers wait rather
+than fail. PostgreSQL is used when ``db_url`` names it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from analytics.config import Settings
+from analytics.errors import StoreError
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """Create an engine for ``url`` with HepaTrack's connection settings.
+
+    Raises
+    ------
+    StoreError
+        If the URL is malformed or names an unsupported backend.
+    """
+    try:
+        if url.startswith("sqlite"):
+            engine = create_engine(
+                url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                                   "check_same_thread": False},
+            )
+            event.listen(engine, "connect", _sqlite_pragmas)
+            return engine
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return create_engine(url, pool_pre_ping=True)
+    except (SQLAlchemyError, ValueError, ImportError) as e:
+        raise StoreError(f"database URL {_redact(url)!r}: {e}") from e
+
+
+def _redact(url: str) -> str:
+    """The URL with any password replaced, for messages and logs."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+def alembic_config(url: str):  # noqa: ANN201 - alembic Config
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (idempotent)."""
+    from alembic import command
+
+    cfg = alembic_config(engine.url.render_as_string(hide_password=False))
+    try:
+        with engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    except OperationalError as e:
+        raise StoreError(f"cannot migrate {_redact(str(engine.url))}: {e.orig}") from e
+
+
+@dataclass
+class Store:
+    """An open store: engine plus session factory."""
+
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session in one transaction: committed on success, rolled back on error."""
+        with self.sessions() as s, s.begin():
+            yield s
+
+    def table_names(self) -> list[str]:
+        return sorted(inspect(self.engine).get_table_names())
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(settings: Settings | None = None, *, url: str | None = None,
+               migrate_schema: bool = True) -> Store:
+    """Open (and by default migrate) the store named by ``url`` or ``settings``.
+
+    Raises
+    ------
+    StoreError
+        If the database cannot be reached or migrated.
+    """
+    if url is None:
+        if settings is None:
+            raise StoreError("open_store needs settings or a url")
+        settings.ensure_home()
+        url = settings.database_url
+    engine = make_engine(url)
+    if migrate_schema:
+        migrate(engine)
+    return Store(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))

@@ -1,0 +1,323 @@
+"""Relational schema of the store (SQLAlchemy 2.x declarative).
+
+Identifiers:
+- ``patients.pseudonym`` is what every other table and every research view uses.
+- ``identity_map`` holds the real identifiers and the per-patient date shift; only
+  identified (clinician) views read it.
+- DICOM UIDs stored in ``studies``/``series``/``instances`` are the de-identified ones;
+  ``instances.source_key`` is an HMAC of the original SOPInstanceUID, used for dedup.
+
+Times: ``visits.time_years`` and ``outcomes.time_years`` are years since the patient's
+baseline; dates are the shifted (de-identified) dates.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+SCHEMA_VERSION = "0001"
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    pseudonym: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    sex: Mapped[str | None] = mapped_column(String(1))
+    birth_year: Mapped[int | None] = mapped_column(Integer)
+    baseline_date: Mapped[dt.date | None] = mapped_column(Date)  # shifted date
+    source: Mapped[str] = mapped_column(String(32), default="imaging")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    studies: Mapped[list[Study]] = relationship(back_populates="patient")
+
+
+class IdentityMap(Base):
+    """Real identifiers: read only by identified (clinician) views."""
+
+    __tablename__ = "identity_map"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), unique=True)
+    real_patient_id: Mapped[str] = mapped_column(String(128))
+    real_patient_id_key: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    patient_name: Mapped[str | None] = mapped_column(String(256))
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    date_shift_days: Mapped[int] = mapped_column(Integer, default=0)
+    issuer: Mapped[str | None] = mapped_column(String(128))
+
+
+class Study(Base):
+    __tablename__ = "studies"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_uid: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    study_date: Mapped[dt.date | None] = mapped_column(Date)  # shifted date
+    description: Mapped[str | None] = mapped_column(String(256))
+    accession_key: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    patient: Mapped[Patient] = relationship(back_populates="studies")
+    series: Mapped[list[Series]] = relationship(back_populates="study")
+
+
+class Series(Base):
+    __tablename__ = "series"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_uid: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    source_key: Mapped[str] = mapped_column(String(64), index=True)  # HMAC of original UID
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
+    modality: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str | None] = mapped_column(String(256))
+    contrast_phase: Mapped[str | None] = mapped_column(String(32))
+    frame_of_reference_uid: Mapped[str | None] = mapped_column(String(64))
+    n_instances: Mapped[int] = mapped_column(Integer, default=0)
+    n_slices: Mapped[int] = mapped_column(Integer, default=0)
+    rows: Mapped[int | None] = mapped_column(Integer)
+    columns: Mapped[int | None] = mapped_column(Integer)
+    spacing_mm: Mapped[list[Any] | None] = mapped_column(JSON)  # [x, y, z]
+    geometry: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # complete | incomplete | invalid
+    status: Mapped[str] = mapped_column(String(16), default="complete")
+    status_reason: Mapped[str | None] = mapped_column(Text)
+    storage_dir: Mapped[str] = mapped_column(String(512))  # relative to HEPATRACK_HOME
+    source: Mapped[str | None] = mapped_column(String(512))  # upload / folder / dicomweb (no PHI)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    study: Mapped[Study] = relationship(back_populates="series")
+    instances: Mapped[list[Instance]] = relationship(back_populates="series")
+    masks: Mapped[list[Mask]] = relationship(back_populates="series")
+
+
+class Instance(Base):
+    __tablename__ = "instances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    source_key: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    instance_number: Mapped[int | None] = mapped_column(Integer)
+    slice_position_mm: Mapped[float | None] = mapped_column(Float)
+    n_frames: Mapped[int] = mapped_column(Integer, default=1)
+    path: Mapped[str] = mapped_column(String(512))  # relative to HEPATRACK_HOME
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    transfer_syntax_uid: Mapped[str | None] = mapped_column(String(64))
+
+    series: Mapped[Series] = relationship(back_populates="instances")
+
+
+class Mask(Base):
+    __tablename__ = "masks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    # seg | rtstruct | nifti | auto
+    format: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str | None] = mapped_column(String(512))
+    sop_instance_uid: Mapped[str | None] = mapped_column(String(64))
+    content_sha256: Mapped[str | None] = mapped_column(String(64))
+    # {"liver": {"label": 1, "source_name": "Liver", "voxels": 12345}, ...}
+    segments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    automatic: Mapped[bool] = mapped_column(Boolean, default=False)
+    method: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    series: Mapped[Series] = relationship(back_populates="masks")
+
+    __table_args__ = (UniqueConstraint("series_id", "content_sha256", name="uq_mask_content"),)
+
+
+class Feature(Base):
+    """One biomarker value of one series, from one extractor version."""
+
+    __tablename__ = "features"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float | None] = mapped_column(Float)
+    unit: Mapped[str] = mapped_column(String(32))
+    extractor_version: Mapped[str] = mapped_column(String(32))
+    mask_id: Mapped[int | None] = mapped_column(ForeignKey("masks.id"))
+    flags: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    __table_args__ = (
+        UniqueConstraint("series_id", "name", "extractor_version", name="uq_feature"),
+    )
+
+
+class FeatureRun(Base):
+    """Status of feature extraction for one series and extractor version."""
+
+    __tablename__ = "feature_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    extractor_version: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # done | failed
+    reason: Mapped[str | None] = mapped_column(Text)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    finished_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    __table_args__ = (
+        UniqueConstraint("series_id", "extractor_version", name="uq_feature_run"),
+    )
+
+
+class Visit(Base):
+    """One patient visit: a lab draw, a scan, or both."""
+
+    __tablename__ = "visits"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    time_years: Mapped[float] = mapped_column(Float)
+    visit_date: Mapped[dt.date | None] = mapped_column(Date)
+    source: Mapped[str] = mapped_column(String(32), default="csv")  # csv | imaging
+    # {"bilirubin_mg_dl": 1.2, "sex": "F", ...}: labs and generic features as imported
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (
+        UniqueConstraint("patient_id", "time_years", "source", name="uq_visit"),
+    )
+
+
+class Outcome(Base):
+    __tablename__ = "outcomes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), unique=True)
+    time_years: Mapped[float] = mapped_column(Float)
+    outcome_date: Mapped[dt.date | None] = mapped_column(Date)
+    event: Mapped[str] = mapped_column(String(64))  # e.g. death, transplant, censored
+
+
+class ModelRecord(Base):
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # cox | gbm | rsf
+    event: Mapped[str] = mapped_column(String(128))
+    horizons: Mapped[list[Any]] = mapped_column(JSON)
+    content_sha256: Mapped[str] = mapped_column(String(64))
+    training_data_sha256: Mapped[str] = mapped_column(String(64))
+    artifact_path: Mapped[str] = mapped_column(String(512))
+    features: Mapped[list[Any]] = mapped_column(JSON)
+    training_ranges: Mapped[dict[str, Any]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    card: Mapped[dict[str, Any]] = mapped_column(JSON)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_by: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model_id: Mapped[str] = mapped_column(ForeignKey("models.model_id"), index=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    time_years: Mapped[float] = mapped_column(Float)
+    horizon_years: Mapped[float] = mapped_column(Float)
+    risk: Mapped[float | None] = mapped_column(Float)
+    ci_low: Mapped[float | None] = mapped_column(Float)
+    ci_high: Mapped[float | None] = mapped_column(Float)
+    reason: Mapped[str | None] = mapped_column(Text)
+    explanation: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    __table_args__ = (
+        UniqueConstraint("model_id", "patient_id", "time_years", "horizon_years",
+                         name="uq_prediction"),
+    )
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(128), unique=True, index=True)
+    password_hash: Mapped[str | None] = mapped_column(String(256))  # None for SSO-only users
+    role: Mapped[str] = mapped_column(String(16))  # clinician | researcher | admin
+    display_name: Mapped[str | None] = mapped_column(String(256))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class AuditRecord(Base):
+    """Append-only, hash-chained audit trail; ``seq`` is gap-free."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"),
+                                     primary_key=True, autoincrement=False)
+    ts: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    username: Mapped[str | None] = mapped_column(String(128))
+    role: Mapped[str | None] = mapped_column(String(16))
+    session_id: Mapped[str | None] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    patient_pseudonym: Mapped[str | None] = mapped_column(String(64))
+    uids: Mapped[list[Any] | None] = mapped_column(JSON)
+    model_version: Mapped[str | None] = mapped_column(String(64))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class NoteRecord(Base):
+    """MDT meeting notes per patient."""
+
+    __tablename__ = "notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    author: Mapped[str] = mapped_column(String(128))
+    meeting: Mapped[str | None] = mapped_column(String(128))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class Blob(Base):
+    """Small binary artifacts kept in the database (e.g. rendered key images)."""
+
+    __tablename__ = "blobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(256), unique=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

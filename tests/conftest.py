@@ -1,0 +1,48 @@
+"""Shared fixtures. Service fixtures start real servers (see tests/services.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from analytics.config import Settings, load_settings
+from tests import services
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[services.PostgresServer]:
+    with services.postgres_server() as pg:
+        yield pg
+
+
+@pytest.fixture(scope="session")
+def orthanc() -> Iterator[services.OrthancServer]:
+    with services.orthanc_server() as server:
+        yield server
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty HEPATRACK_HOME for one test."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("HEPATRACK_HOME", str(h))
+    monkeypatch.delenv("HEPATRACK_DB_URL", raising=False)
+    return h
+
+
+@pytest.fixture
+def settings(home: Path) -> Settings:
+    s = load_settings(home)
+    s.ensure_home()
+    return s
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    pg: services.PostgresServer = request.getfixturevalue("postgres")
+    return pg.new_database(f"t_{abs(hash(request.node.nodeid)) % 10**10}")

@@ -46,7 +46,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait(check, timeout: float, what: str) -> None:  # noqa: ANN001
+def _wait(check, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:

@@ -23,7 +23,7 @@ MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")
@@ -65,7 +65,7 @@ def _redact(url: str) -> str:
     return url
 
 
-def alembic_config(url: str):  # noqa: ANN201 - alembic Config
+def alembic_config(url: str):
     from alembic.config import Config
 
     cfg = Config()

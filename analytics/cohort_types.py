@@ -1,0 +1,49 @@
+"""The cohort table handed from ``analytics.cohort`` to the models.
+
+One internal outcome format (a DataFrame with ``duration``/``event``), converted to
+lifelines or scikit-survival shapes only at the estimator boundary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+#: columns of ``CohortTable.visits`` that are identifiers, not features
+VISIT_KEYS = ("patient", "time", "date", "series_uid", "modality", "contrast_phase")
+CENSORED = "censored"
+
+
+@dataclass
+class CohortTable:
+    """Visits x features, plus one outcome row per patient.
+
+    Attributes
+    ----------
+    visits
+        One row per patient visit, sorted by ``patient``, ``time``. Columns: ``patient``
+        (pseudonym, str), ``time`` (years since the patient's baseline), ``date``
+        (datetime64, may be NaT), ``series_uid``/``modality``/``contrast_phase`` (None for
+        lab-only visits), then one column per feature (labs, imaging biomarkers, generic
+        covariates), NaN where not measured at that visit.
+    outcomes
+        One row per patient: ``patient``, ``duration`` (years from baseline to event or
+        censoring), ``event`` (event name, or ``"censored"``).
+    feature_meta
+        Per feature column: ``{"kind": "lab"|"imaging"|"generic", "unit": str,
+        "categorical": bool}``.
+    """
+
+    visits: pd.DataFrame
+    outcomes: pd.DataFrame
+    feature_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return [c for c in self.visits.columns if c not in VISIT_KEYS]
+
+    @property
+    def event_names(self) -> list[str]:
+        return sorted(set(self.outcomes["event"]) - {CENSORED})

@@ -1,0 +1,2 @@
+"""Ingest: sources (upload, folder, zip, DICOMweb), parsing, series assembly, masks,
+de-identification and the atomic commit to the store."""

@@ -1,0 +1,1 @@
+"""Survival models: landmark datasets, estimators, validation, clinical scores, registry."""

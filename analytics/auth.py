@@ -1,0 +1,236 @@
+"""Accounts, roles and permissions, enforced in the engine (not only hidden in the UI).
+
+Roles:
+- ``clinician``: identified view (real names and dates), MDT exports, uploads.
+- ``researcher``: pseudonymised view only; no names, no real dates, no identified export.
+- ``admin``: users, models and settings; pseudonymised patient view.
+
+Local accounts keep an Argon2id hash. Failed logins are throttled per account: after
+``LOCK_AFTER`` consecutive failures the account is locked for ``LOCK_SECONDS`` doubling at
+every further failure (capped). Every login, success or failure, is audited; if the audit
+write fails the login does not happen.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import select
+
+from analytics import audit
+from analytics.audit import Actor
+from analytics.errors import AuthError, HepaTrackError, PermissionDeniedError
+from analytics.store.db import Store
+from analytics.store.schema import User
+
+LOCK_AFTER = 5
+LOCK_SECONDS = 60
+LOCK_MAX_SECONDS = 3600
+MIN_PASSWORD_LENGTH = 12
+_USERNAME = re.compile(r"^[A-Za-z0-9._@-]{2,128}$")
+_hasher = PasswordHasher()  # Argon2id with the library's current recommended parameters
+# verified against when the user does not exist, so both paths cost the same
+_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+class Role(StrEnum):
+    CLINICIAN = "clinician"
+    RESEARCHER = "researcher"
+    ADMIN = "admin"
+
+
+class Permission(StrEnum):
+    VIEW_PSEUDONYMISED = "view_pseudonymised"
+    VIEW_IDENTIFIED = "view_identified"
+    EXPORT_IDENTIFIED = "export_identified"
+    EXPORT_PSEUDONYMISED = "export_pseudonymised"
+    INGEST = "ingest"
+    PREDICT = "predict"
+    TRAIN = "train"
+    ACTIVATE_MODEL = "activate_model"
+    MANAGE_USERS = "manage_users"
+    CHANGE_SETTINGS = "change_settings"
+    VIEW_AUDIT = "view_audit"
+    WRITE_NOTES = "write_notes"
+
+
+_ALL_VIEW = {Permission.VIEW_PSEUDONYMISED, Permission.PREDICT,
+             Permission.EXPORT_PSEUDONYMISED}
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.CLINICIAN: frozenset(_ALL_VIEW | {
+        Permission.VIEW_IDENTIFIED, Permission.EXPORT_IDENTIFIED, Permission.INGEST,
+        Permission.WRITE_NOTES}),
+    Role.RESEARCHER: frozenset(_ALL_VIEW | {Permission.TRAIN}),
+    Role.ADMIN: frozenset(_ALL_VIEW | {
+        Permission.TRAIN, Permission.ACTIVATE_MODEL, Permission.MANAGE_USERS,
+        Permission.CHANGE_SETTINGS, Permission.VIEW_AUDIT, Permission.INGEST}),
+}
+
+
+def allowed(actor: Actor | None, permission: Permission) -> bool:
+    if actor is None:
+        return False
+    try:
+        return permission in ROLE_PERMISSIONS[Role(actor.role)]
+    except ValueError:
+        return False
+
+
+def require(actor: Actor | None, permission: Permission, store: Store | None = None, *,
+            action: str | None = None, patient: str | None = None) -> Actor:
+    """Return ``actor`` if its role grants ``permission``; otherwise refuse.
+
+    A refusal is audited (when a store is given) and raised as PermissionDeniedError.
+    """
+    if allowed(actor, permission):
+        return actor  # type: ignore[return-value]
+    who = f"{actor.username} ({actor.role})" if actor else "an anonymous user"
+    if store is not None and action:
+        audit.record(store, actor, action, "denied", patient=patient,
+                     detail={"permission": str(permission)})
+    raise PermissionDeniedError(f"{who} may not {permission.value.replace('_', ' ')}",
+                                hint="ask an administrator for the right role")
+
+
+def _check_username(username: str) -> None:
+    if not _USERNAME.match(username or ""):
+        raise AuthError(f"username {username!r}: expected 2-128 characters of letters, "
+                        "digits and . _ @ -")
+
+
+def create_user(store: Store, username: str, role: str, password: str | None, *,
+                display_name: str | None = None, actor: Actor | None = None) -> User:
+    """Create a local (or, with ``password=None``, SSO-only) account.
+
+    Raises
+    ------
+    AuthError
+        Bad username, unknown role, short password, or the user exists.
+    """
+    _check_username(username)
+    try:
+        role_v = Role(role)
+    except ValueError as e:
+        raise AuthError(f"role {role!r}: expected one of {[r.value for r in Role]}") from e
+    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
+        raise AuthError(f"password for {username!r}: at least {MIN_PASSWORD_LENGTH} "
+                        "characters expected")
+    with store.session() as s:
+        if s.execute(select(User).where(User.username == username)).scalar():
+            raise AuthError(f"user {username!r} already exists")
+    audit.record(store, actor, "user_add", detail={"username": username, "role": role_v.value})
+    with store.session() as s:
+        user = User(username=username, role=role_v.value, display_name=display_name,
+                    password_hash=_hasher.hash(password) if password else None)
+        s.add(user)
+    return user
+
+
+def list_users(store: Store) -> list[dict]:
+    with store.session() as s:
+        return [{"username": u.username, "role": u.role, "disabled": u.disabled,
+                 "sso_only": u.password_hash is None}
+                for u in s.execute(select(User).order_by(User.username)).scalars()]
+
+
+def _lock_seconds(failures: int) -> int:
+    over = failures - LOCK_AFTER
+    return min(LOCK_SECONDS * (2 ** max(over, 0)), LOCK_MAX_SECONDS)
+
+
+def authenticate(store: Store, username: str, password: str, *,
+                 session_id: str | None = None, now: dt.datetime | None = None) -> Actor:
+    """Check a local password and return the logged-in ``Actor``.
+
+    Raises
+    ------
+    AuthError
+        Wrong user or password (one message for both), locked or disabled account.
+    AuditError
+        The login could not be audited; the user is not logged in.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    session_id = session_id or secrets.token_hex(16)
+    fail = AuthError("unknown user or wrong password")
+    with store.session() as s:  # read only; writes happen in their own transactions below
+        user = s.execute(select(User).where(User.username == username)).scalar()
+    if user is None or user.password_hash is None:
+        with contextlib.suppress(VerificationError):  # same cost as a real check
+            _hasher.verify(_DUMMY_HASH, password)
+        audit.record(store, Actor(username[:128] or "?", "none", session_id), "login",
+                     "denied", detail={"reason": "unknown user"})
+        raise fail
+    actor = Actor(user.username, user.role, session_id)
+    locked = user.locked_until
+    if locked is not None and locked.tzinfo is None:
+        locked = locked.replace(tzinfo=dt.UTC)
+    if user.disabled:
+        audit.record(store, actor, "login", "denied", detail={"reason": "disabled"})
+        raise AuthError(f"account {username!r} is disabled")
+    if locked is not None and locked > now:
+        audit.record(store, actor, "login", "denied", detail={"reason": "locked"})
+        wait = int((locked - now).total_seconds()) + 1
+        raise AuthError(f"too many failed logins: account {username!r} is locked for {wait} s")
+    try:
+        _hasher.verify(user.password_hash, password)
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        with store.session() as s:
+            u = s.get(User, user.id)
+            u.failed_logins += 1
+            failures = u.failed_logins
+            if failures >= LOCK_AFTER:
+                u.locked_until = now + dt.timedelta(seconds=_lock_seconds(failures))
+        audit.record(store, actor, "login", "denied",
+                     detail={"reason": "wrong password", "failures": failures})
+        raise fail from None
+    audit.record(store, actor, "login", "ok")  # must succeed before the user is let in
+    with store.session() as s:
+        u = s.get(User, user.id)
+        u.failed_logins = 0
+        u.locked_until = None
+        if _hasher.check_needs_rehash(u.password_hash):
+            u.password_hash = _hasher.hash(password)
+    return actor
+
+
+def sso_actor(store: Store, username: str, *, session_id: str) -> Actor:
+    """The Actor for an identity-provider login; the account must exist (role from store)."""
+    with store.session() as s:
+        user = s.execute(select(User).where(User.username == username)).scalar()
+    if user is None or user.disabled:
+        audit.record(store, Actor(username[:128], "none", session_id), "login", "denied",
+                     detail={"reason": "no local account for SSO user"})
+        raise AuthError(f"{username!r} signed in with the identity provider but has no "
+                        "HepaTrack account", hint="ask an administrator to add you")
+    actor = Actor(user.username, user.role, session_id)
+    audit.record(store, actor, "login", "ok", detail={"method": "oidc"})
+    return actor
+
+
+@dataclass
+class SessionClock:
+    """Idle and absolute expiry of a logged-in session."""
+
+    started: dt.datetime
+    last_seen: dt.datetime
+    idle_minutes: int = 30
+    absolute_minutes: int = 12 * 60
+
+    def expired(self, now: dt.datetime | None = None) -> bool:
+        now = now or dt.datetime.now(dt.UTC)
+        return (now - self.last_seen > dt.timedelta(minutes=self.idle_minutes)
+                or now - self.started > dt.timedelta(minutes=self.absolute_minutes))
+
+    def touch(self, now: dt.datetime | None = None) -> None:
+        self.last_seen = now or dt.datetime.now(dt.UTC)
+
+
+__all__ = ["Actor", "AuthError", "HepaTrackError", "Permission", "Role", "SessionClock",
+           "allowed", "authenticate", "create_user", "list_users", "require", "sso_actor"]

@@ -1,0 +1,41 @@
+"""``hepatrack users`` and ``hepatrack audit``."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import sys
+
+from analytics import audit, auth
+from analytics.cli import EXIT_INTERNAL, CommandResult, command
+from analytics.config import Settings
+from analytics.store import open_store
+
+
+@command("users")
+def users(args: argparse.Namespace, settings: Settings) -> CommandResult:
+    store = open_store(settings)
+    if args.users_command == "list":
+        rows = auth.list_users(store)
+        text = "\n".join(f"{r['username']:<24} {r['role']}" for r in rows) or "no users"
+        return CommandResult(rows, text)
+    password = args.password
+    if password is None:
+        password = (getpass.getpass("password: ") if sys.stdin.isatty()
+                    else sys.stdin.readline().rstrip("\n"))
+    auth.create_user(store, args.username, args.role, password)
+    return CommandResult({"username": args.username, "role": args.role},
+                         f"created {args.role} {args.username!r}")
+
+
+@command("audit")
+def audit_cmd(args: argparse.Namespace, settings: Settings) -> CommandResult:
+    store = open_store(settings)
+    report = audit.verify(store)
+    payload = {"ok": report.ok, "records": report.records, "problems": report.problems}
+    if report.ok:
+        return CommandResult(payload, f"audit trail intact: {report.records} records")
+    text = f"audit trail BROKEN ({len(report.problems)} problems):\n" + "\n".join(
+        report.problems)
+    print(text, file=sys.stderr)
+    return CommandResult(payload, "", EXIT_INTERNAL)

@@ -1,0 +1,95 @@
+"""Colour-blind-safe colours (Okabe & Ito, 2008, "Color Universal Design").
+
+The eight Okabe-Ito colours stay distinguishable under protanopia, deuteranopia and
+tritanopia. Meaning is never carried by colour alone: figures pair each colour with a
+marker symbol or a label.
+"""
+
+from __future__ import annotations
+
+import plotly.graph_objects as go
+
+#: the eight Okabe-Ito colours, as published (sRGB hex)
+OKABE_ITO: dict[str, str] = {
+    "black": "#000000",
+    "orange": "#E69F00",
+    "sky_blue": "#56B4E9",
+    "bluish_green": "#009E73",
+    "yellow": "#F0E442",
+    "blue": "#0072B2",
+    "vermillion": "#D55E00",
+    "reddish_purple": "#CC79A7",
+}
+
+#: trace order for categorical data; yellow last because it is faint on white
+QUALITATIVE: tuple[str, ...] = tuple(OKABE_ITO[k] for k in (
+    "blue", "orange", "bluish_green", "vermillion", "sky_blue", "reddish_purple", "black",
+    "yellow"))
+
+#: neutral grey for censoring and for context lines (not a category colour)
+NEUTRAL = "#7F7F7F"
+GRID = "#E5E5E5"
+
+#: fixed colours for the outcome events named in the cohort CSV format
+EVENT_COLOURS: dict[str, str] = {
+    "censored": NEUTRAL,
+    "death": OKABE_ITO["black"],
+    "transplant": OKABE_ITO["blue"],
+    "decompensation": OKABE_ITO["vermillion"],
+    "hcc": OKABE_ITO["reddish_purple"],
+}
+#: marker symbols paired with event colours, so events differ by shape as well
+EVENT_SYMBOLS: dict[str, str] = {
+    "censored": "circle-open",
+    "death": "x",
+    "transplant": "star",
+    "decompensation": "diamond",
+    "hcc": "square",
+}
+_SPARE_COLOURS = (OKABE_ITO["orange"], OKABE_ITO["bluish_green"], OKABE_ITO["sky_blue"],
+                  OKABE_ITO["yellow"])
+_SPARE_SYMBOLS = ("triangle-up", "triangle-down", "pentagon", "hexagon")
+
+
+def _spare_index(event: str) -> int:
+    # a stable index from the name, so an event keeps its colour across pages and runs
+    return sum(event.encode()) % len(_SPARE_COLOURS)
+
+
+def event_colour(event: str | None) -> str:
+    """Colour of an outcome event; unknown events get a stable spare Okabe-Ito colour."""
+    if event is None:
+        return NEUTRAL
+    key = event.strip().lower()
+    return EVENT_COLOURS.get(key) or _SPARE_COLOURS[_spare_index(key)]
+
+
+def event_symbol(event: str | None) -> str:
+    """Marker symbol of an outcome event (pairs with :func:`event_colour`)."""
+    if event is None:
+        return "circle-open"
+    key = event.strip().lower()
+    return EVENT_SYMBOLS.get(key) or _SPARE_SYMBOLS[_spare_index(key)]
+
+
+def series_colour(i: int) -> str:
+    """The ``i``-th categorical colour (cycles after eight)."""
+    return QUALITATIVE[i % len(QUALITATIVE)]
+
+
+def apply_layout(fig: go.Figure, *, title: str | None = None, height: int | None = None
+                 ) -> go.Figure:
+    """Shared look: white background, light grid, Okabe-Ito colourway. Returns ``fig``."""
+    fig.update_layout(
+        template="plotly_white",
+        colorway=list(QUALITATIVE),
+        title={"text": title} if title else None,
+        margin={"l": 60, "r": 20, "t": 50 if title else 20, "b": 50},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        font={"size": 13},
+    )
+    if height is not None:
+        fig.update_layout(height=height)
+    fig.update_xaxes(gridcolor=GRID, zeroline=False)
+    fig.update_yaxes(gridcolor=GRID, zeroline=False)
+    return fig

@@ -1,0 +1,39 @@
+"""Fixtures for the Streamlit AppTest suite: a temp HEPATRACK_HOME, empty or seeded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from analytics.config import Settings
+from analytics.store import open_store
+from tests.store.seed import seed_small_cohort
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+TIMEOUT_S = 60  # the first run imports pandas, plotly and SQLAlchemy
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches() -> Iterator[None]:
+    # caches live in the process: each test starts as a freshly started server would
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def seeded_home(settings: Settings) -> Path:
+    store = open_store(settings)
+    seed_small_cohort(store)
+    store.dispose()
+    return settings.home
+
+
+def new_app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=TIMEOUT_S)

@@ -1,0 +1,184 @@
+"""Every dashboard page under Streamlit's AppTest, on a temp store (tests/store/seed.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.app.conftest import new_app
+from ui.session import VIEWER_KEY, Viewer
+
+SEEDED = ["HT-0001", "HT-0002", "HT-0003"]
+
+
+def _texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def _ok(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, _texts(at.error)
+
+
+# --------------------------------------------------------------------------- cohort page
+def test_cohort_page_lists_the_stored_patients(seeded_home):
+    at = new_app().run()
+    _ok(at)
+    assert at.title[0].value == "Cohort"
+    table = at.dataframe[0].value
+    assert table["pseudonym"].tolist() == SEEDED
+    assert table["n_studies"].tolist() == [2, 1, 0]
+    assert table["liver_volume_ml"].iloc[0] == 1600.0
+    # the default (not logged-in) viewer is pseudonymised: no identity columns at all
+    assert "patient_name" not in table.columns and "patient_id" not in table.columns
+    assert _texts(at.metric)[:4] == ["3", "3", "4", "1"]
+    assert "3 of 3 patients" in _texts(at.caption)
+    assert len(at.get("plotly_chart")) == 2  # follow-up swimmer and biomarker box plot
+
+
+def test_sidebar_shows_home_database_and_cohort_size(seeded_home):
+    at = new_app().run()
+    _ok(at)
+    captions = " ".join(_texts(at.sidebar.caption))
+    assert str(seeded_home) in captions
+    assert f"SQLite: {seeded_home / 'hepatrack.db'}" in captions
+    assert "pseudonymised" in captions
+    assert _texts(at.sidebar.metric) == ["3 patients"]
+
+
+@pytest.mark.parametrize("page", ["pages/cohort.py", "pages/patient.py"])
+def test_empty_store_says_how_to_load_data(home, page):
+    at = new_app().run()
+    # AppTest keeps the sidebar of the first run only (file pages), so check it here
+    assert _texts(at.sidebar.metric) == ["0 patients"]
+    at.switch_page(page).run()
+    _ok(at)
+    info = " ".join(_texts(at.info))
+    assert "store is empty" in info and "hepatrack demo" in info and "hepatrack ingest" in info
+    assert not at.dataframe
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        pytest.param("HT-0002", ["HT-0002"], id="exact"),
+        pytest.param("0003", ["HT-0003"], id="substring"),
+        pytest.param("ht-000", SEEDED, id="case-insensitive"),
+        pytest.param("  0001 ", ["HT-0001"], id="surrounding-spaces"),
+        pytest.param("", SEEDED, id="empty-shows-all"),
+    ],
+)
+def test_search_by_pseudonym_filters_the_table(seeded_home, query, expected):
+    at = new_app().run()
+    at.text_input(key="cohort:search").input(query).run()
+    _ok(at)
+    assert at.dataframe[0].value["pseudonym"].tolist() == expected
+    assert f"{len(expected)} of 3 patients" in _texts(at.caption)
+
+
+@pytest.mark.parametrize("query", ["HT-9", "Doe", ".*"])
+def test_search_without_match_says_so(seeded_home, query):
+    # "Doe" is a real name: the pseudonymised view must not match on it
+    at = new_app().run()
+    at.text_input(key="cohort:search").input(query).run()
+    _ok(at)
+    assert not at.dataframe
+    assert f"No patient matches “{query}”." in _texts(at.warning)
+
+
+@pytest.mark.parametrize(
+    ("sort", "expected"),
+    [
+        ("Pseudonym", SEEDED),
+        ("Follow-up (longest first)", ["HT-0002", "HT-0001", "HT-0003"]),
+        ("Last scan (newest first)", ["HT-0001", "HT-0002", "HT-0003"]),
+        ("Visits (most first)", ["HT-0001", "HT-0003", "HT-0002"]),
+    ],
+)
+def test_sort_orders_the_table(seeded_home, sort, expected):
+    at = new_app().run()
+    at.selectbox(key="cohort:sort").select(sort).run()
+    _ok(at)
+    assert at.dataframe[0].value["pseudonym"].tolist() == expected
+
+
+def test_identified_viewer_sees_names_and_pseudonymised_viewer_never_does(seeded_home):
+    clinician = new_app()
+    clinician.session_state[VIEWER_KEY] = Viewer("dr.house", "clinician", "s1")
+    clinician.run()
+    _ok(clinician)
+    table = clinician.dataframe[0].value
+    assert table["patient_name"].tolist()[:2] == ["Doe^Jane", "Roe^Richard"]
+    clinician.text_input(key="cohort:search").input("doe").run()
+    assert clinician.dataframe[0].value["pseudonym"].tolist() == ["HT-0001"]
+    # same process, same cache: a researcher right after must not get the cached names
+    researcher = new_app()
+    researcher.session_state[VIEWER_KEY] = Viewer("ana", "researcher", "s2")
+    researcher.run()
+    _ok(researcher)
+    assert "patient_name" not in researcher.dataframe[0].value.columns
+
+
+def test_broken_config_shows_typed_error_not_traceback(home):
+    home.mkdir(parents=True)
+    (home / "config.toml").write_text("db_url = [unclosed\n")
+    at = new_app().run()
+    assert not at.exception
+    assert "config.toml: not valid TOML" in _texts(at.error)[0]
+
+
+# --------------------------------------------------------------------------- patient page
+def test_patient_page_shows_the_first_patient(seeded_home):
+    at = new_app().run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at)
+    assert at.selectbox(key="patient:pseudonym").value == "HT-0001"
+    assert _texts(at.metric)[:5] == ["F", "1960", "2", "3", "decompensation"]
+    assert at.query_params["patient"] == "HT-0001"
+    series = at.dataframe[0].value
+    assert series["series_uid"].tolist() == ["2.25.11", "2.25.12", "2.25.21"]
+    visits = at.dataframe[1].value
+    assert visits["bilirubin_mg_dl"].tolist() == [1.1, 1.4]
+    assert at.multiselect(key="patient:biomarkers").value == [
+        "liver_volume_ml", "spleen_volume_ml", "liver_hu_mean"]
+    assert len(at.get("plotly_chart")) == 1
+
+
+def test_patient_page_follows_the_link_query_parameter(seeded_home):
+    at = new_app()
+    at.query_params["patient"] = "HT-0002"
+    at.run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at)
+    assert at.selectbox(key="patient:pseudonym").value == "HT-0002"
+    assert _texts(at.metric)[:5] == ["M", "1955", "1", "1", "censored"]
+    # a later choice in the widget wins over the (unchanged) link
+    at.selectbox(key="patient:pseudonym").select("HT-0003").run()
+    _ok(at)
+    assert at.selectbox(key="patient:pseudonym").value == "HT-0003"
+    assert at.query_params["patient"] == "HT-0003"
+    assert "No imaging stored for this patient." in _texts(at.caption)
+    assert any("No biomarkers computed" in t for t in _texts(at.info))
+
+
+def test_patient_page_unknown_link_warns(seeded_home):
+    at = new_app()
+    at.query_params["patient"] = "HT-4040"
+    at.run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at)
+    assert "Patient “HT-4040” is not in the store." in _texts(at.warning)
+    assert at.selectbox(key="patient:pseudonym").value == "HT-0001"
+
+
+def test_patient_page_identified_header(seeded_home):
+    at = new_app()
+    at.session_state[VIEWER_KEY] = Viewer("dr.house", "clinician", "s1")
+    at.run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at)
+    assert at.subheader[0].value == "Doe^Jane · HT-0001"
+    assert "Patient ID MRN-111 · born 1960-01-02" in _texts(at.caption)
+    pseudo = new_app().run()
+    pseudo.switch_page("pages/patient.py").run()
+    assert pseudo.subheader[0].value == "HT-0001"
+    assert not any("MRN-111" in t for t in _texts(pseudo.caption))

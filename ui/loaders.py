@@ -1,0 +1,121 @@
+"""Cached loaders: the only way pages read the store.
+
+- The store (engine + connection pool) is a ``st.cache_resource`` keyed by database URL;
+  nobody mutates it.
+- Patient data is ``st.cache_data`` with ``scope="session"`` and the viewer's cache key in
+  the arguments, so one user's (identified) rows are never served to another user.
+- Entries expire after :data:`TTL_S` so data ingested from the command line shows up; the
+  sidebar's refresh button clears them at once. No ``persist="disk"`` anywhere.
+- Widgets are never created inside cached functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from analytics.config import Settings, load_settings
+from analytics.store import repo
+from analytics.store.db import Store, open_store
+from ui.session import Viewer, current_viewer
+
+TTL_S = 60
+MAX_ENTRIES = 64
+
+
+@dataclass(frozen=True)
+class AppContext:
+    """What every page needs: settings, the viewer and the open store."""
+
+    settings: Settings
+    viewer: Viewer
+    store: Store
+
+    @property
+    def database_url(self) -> str:
+        return self.settings.database_url
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _store(home: str, database_url: str) -> Store:
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return open_store(url=database_url)
+
+
+def context() -> AppContext:
+    """Settings from ``HEPATRACK_HOME``, the current viewer and the (cached) open store.
+
+    Raises
+    ------
+    ConfigError, StoreError
+        If the settings are invalid or the store cannot be opened.
+    """
+    settings = load_settings()
+    return AppContext(settings=settings, viewer=current_viewer(),
+                      store=_store(str(settings.home), settings.database_url))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def _summary(database_url: str, home: str) -> dict[str, Any]:
+    return repo.cohort_summary(_store(home, database_url))
+
+
+def summary(ctx: AppContext) -> dict[str, Any]:
+    """Headline counts (no patient-level data, so one cache serves every user)."""
+    return _summary(ctx.database_url, str(ctx.settings.home))
+
+
+def store_label(ctx: AppContext) -> str:
+    """The database in use, without credentials."""
+    return repo.describe_store(ctx.store)
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False, scope="session")
+def _patients(viewer_key: str, identified: bool, database_url: str, home: str
+              ) -> pd.DataFrame:
+    return repo.list_patients(_store(home, database_url), identified=identified)
+
+
+def patients(ctx: AppContext) -> pd.DataFrame:
+    """The cohort list as this viewer may see it (see ``repo.list_patients``)."""
+    v = ctx.viewer
+    return _patients(v.cache_key, v.identified, ctx.database_url, str(ctx.settings.home))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False, scope="session")
+def _timeline(viewer_key: str, database_url: str, home: str) -> pd.DataFrame:
+    return repo.cohort_timeline(_store(home, database_url))
+
+
+def timeline(ctx: AppContext) -> pd.DataFrame:
+    """Scans, visits and outcomes in years since each patient's baseline."""
+    return _timeline(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home))
+
+
+@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False, scope="session")
+def _patient(viewer_key: str, identified: bool, pseudonym: str, database_url: str,
+             home: str) -> repo.PatientDetail:
+    return repo.patient_detail(_store(home, database_url), pseudonym, identified=identified)
+
+
+def patient(ctx: AppContext, pseudonym: str) -> repo.PatientDetail:
+    """One patient's detail as this viewer may see it (see ``repo.patient_detail``).
+
+    Raises
+    ------
+    StoreError
+        If no patient has this pseudonym.
+    """
+    v = ctx.viewer
+    return _patient(v.cache_key, v.identified, pseudonym, ctx.database_url,
+                    str(ctx.settings.home))
+
+
+def clear_data_caches() -> None:
+    """Drop cached store reads (the open store itself is kept)."""
+    for fn in (_summary, _patients, _timeline, _patient):
+        fn.clear()

@@ -1,0 +1,107 @@
+"""The dashboard shell: page registry, shared sidebar, typed-error display.
+
+Pages are registered in :data:`PAGES` with the roles allowed to open them; the login gate
+and the Ingest / Models / MDT pages add entries here without touching ``app.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import streamlit as st
+
+from analytics.errors import HepaTrackError
+from ui import loaders
+from ui.format import fmt_count
+from ui.session import SHELL, Viewer, key
+
+ALL_ROLES = frozenset({"clinician", "researcher", "admin"})
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    """One dashboard page: its file, title, icon and who may open it."""
+
+    path: str  # relative to app.py
+    title: str
+    icon: str
+    roles: frozenset[str] = ALL_ROLES
+    default: bool = False
+
+
+PAGES: tuple[PageSpec, ...] = (
+    PageSpec("pages/cohort.py", "Cohort", ":material/groups:", default=True),
+    PageSpec("pages/patient.py", "Patient", ":material/person:"),
+)
+
+
+def pages_for(viewer: Viewer) -> list[st.Page]:
+    """The ``st.Page`` objects this viewer may open, in menu order."""
+    return [st.Page(p.path, title=p.title, icon=p.icon, default=p.default)
+            for p in PAGES if viewer.role in p.roles]
+
+
+def show_error(err: HepaTrackError) -> None:
+    """An expected error as ``st.error`` plus its hint; never a traceback."""
+    st.error(str(err), icon=":material/error:")
+    if err.hint:
+        st.caption(err.hint)
+
+
+@contextlib.contextmanager
+def guard() -> Iterator[None]:
+    """Show a typed engine error raised inside the block, then stop the page.
+
+    Only :class:`HepaTrackError` is caught: anything else is a bug and must surface.
+    """
+    try:
+        yield
+    except HepaTrackError as err:
+        show_error(err)
+        st.stop()
+
+
+def start() -> loaders.AppContext:
+    """Settings, viewer and store for this run; a typed error stops the app with a message."""
+    with guard():
+        return loaders.context()
+    raise AssertionError("unreachable: guard() stops the script")  # pragma: no cover
+
+
+def sidebar(ctx: loaders.AppContext) -> None:
+    """Shared sidebar: who is viewing, home and database, cohort size, refresh."""
+    with st.sidebar:
+        view = "identified" if ctx.viewer.identified else "pseudonymised"
+        st.caption(f"Viewing as **{ctx.viewer.username}** ({ctx.viewer.role}, {view})")
+        with guard():
+            counts = loaders.summary(ctx)
+        st.metric("Cohort", fmt_count(counts["patients"], "patient"))
+        st.caption(f"{fmt_count(counts['studies'], 'study', 'studies')} · "
+                   f"{fmt_count(counts['series'], 'series', 'series')} · "
+                   f"{fmt_count(counts['events'], 'event')}")
+        st.caption(f"Home: `{ctx.settings.home}`")
+        st.caption(f"Database: `{loaders.store_label(ctx)}`")
+        if st.button("Refresh data", key=key(SHELL, "refresh"), icon=":material/refresh:",
+                     help="Re-read the store (data ingested from the command line appears "
+                          f"by itself within {loaders.TTL_S} s)"):
+            loaders.clear_data_caches()
+            st.rerun()
+
+
+EMPTY_STORE_MESSAGE = (
+    "The store is empty: no patients yet. Run `hepatrack demo` to build and load the "
+    "synthetic sample cohort, or load your own data with `hepatrack ingest SOURCE` "
+    "(DICOM files, folders, zips or a DICOMweb URL) and "
+    "`hepatrack import-cohort --visits CSV --outcomes CSV`."
+)
+
+
+def empty_state(ctx: loaders.AppContext) -> bool:
+    """Show the empty-store message and return True when the store holds no patients."""
+    if loaders.summary(ctx)["patients"]:
+        return False
+    st.info(EMPTY_STORE_MESSAGE, icon=":material/inbox:")
+    st.caption(f"Home in use: `{ctx.settings.home}`")
+    return True

@@ -1,0 +1,343 @@
+"""Honest validation: repeated K-fold cross-validation grouped by patient.
+
+A patient's landmark rows are always in the same fold, and everything learned from data
+(imputation medians, indicators, coefficients, trees, baseline hazards) is fitted on the
+training folds only. Folds are stratified by whether the patient has an endpoint event.
+
+Headline figures are the mean over repeats of each repeat's out-of-fold metrics. 95%
+intervals are percentile intervals over ``n_bootstrap`` patient-level bootstrap samples;
+replicate ``b`` uses the out-of-fold predictions of repeat ``b mod repeats``, so the
+interval covers both sampling and fold-assignment variability.
+
+Clinical baselines (MELD, MELD-Na, FIB-4, APRI, ALBI, Mayo PBC; whichever the cohort has
+the labs for) are scored on the same landmark rows from the last values so far. As
+markers they give C-index and td-AUC directly; as a fold-wise Cox recalibration
+(score + landmark terms, fitted on the training folds) they give risks for the Brier
+score and calibration. The model's own C-index on the same rows is reported beside each.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analytics.models.estimators import CoxPH
+from analytics.models.landmark import LANDMARK, LANDMARK_SQ, LandmarkData
+from analytics.models.predict import LandmarkModel
+from analytics.models.validation import landmark_metrics, net_benefit
+
+log = logging.getLogger(__name__)
+
+#: a score is reported as a baseline when it can be computed on this share of rows
+BASELINE_MIN_COVERAGE = 0.5
+DCA_THRESHOLDS = np.round(np.arange(0.05, 0.55, 0.05), 2)
+
+
+@dataclass(frozen=True)
+class CVSettings:
+    """Cross-validation settings."""
+
+    folds: int = 5
+    repeats: int = 2
+    seed: int = 0
+    n_bootstrap: int = 100
+    n_grid: int = 12
+
+
+def patient_folds(patients: np.ndarray, has_event: np.ndarray, k: int,
+                  rng: np.random.Generator) -> dict[Any, int]:
+    """Fold of each patient: shuffled, dealt round-robin within event strata."""
+    out: dict[Any, int] = {}
+    for stratum in (True, False):
+        p = patients[has_event == stratum]
+        p = p[rng.permutation(len(p))]
+        start = len(out) % k
+        for i, pid in enumerate(p):
+            out[pid] = (start + i) % k
+    return out
+
+
+def codes(data: LandmarkData) -> np.ndarray:
+    """1 endpoint, 2 competing event, 0 censored (per landmark row)."""
+    cause = data.rows["cause"]
+    return np.where(cause == "interest", 1, np.where(cause.notna(), 2, 0))
+
+
+def eval_grid(h_max: float, n: int) -> np.ndarray:
+    return np.linspace(h_max / n, h_max, n)
+
+
+def oof_predictions(data: LandmarkData, kind: str, params: dict[str, Any],
+                    cv: CVSettings) -> list[pd.DataFrame]:
+    """Out-of-fold risks for every landmark row, one frame per repeat."""
+    rows = data.rows
+    hs = list(data.settings.horizons)
+    grid = eval_grid(data.settings.horizon_max, cv.n_grid)
+    per_patient = rows.groupby("patient")["cause"].apply(lambda c: bool((c == "interest").any()))
+    pats, has_ev = per_patient.index.to_numpy(), per_patient.to_numpy()
+    k = min(cv.folds, len(pats))
+    if k < 2:
+        from analytics.errors import ModelError
+
+        raise ModelError(f"--cv {cv.folds}: need at least 2 folds and 2 patients")
+    frames = []
+    for r in range(cv.repeats):
+        rng = np.random.default_rng(cv.seed + 7919 * r)
+        fold_of = patient_folds(pats, has_ev, k, rng)
+        fold = rows["patient"].map(fold_of).to_numpy()
+        risk = np.full((len(rows), len(hs) + len(grid)), np.nan)
+        for f in range(k):
+            test = fold == f
+            model = LandmarkModel.fit(data, kind, params, rows=~test, n_bootstrap=0)
+            X = model.matrix(rows[test])
+            risk[test] = model.risk(X, [*hs, *grid.tolist()])
+        fr = pd.DataFrame({"patient": rows["patient"].to_numpy(),
+                           "landmark": rows["landmark"].to_numpy(),
+                           "duration": rows["duration"].to_numpy(), "code": codes(data),
+                           "fold": fold}, index=rows.index)
+        for j, h in enumerate(hs):
+            fr[f"risk_{h:g}"] = risk[:, j]
+        for i in range(len(grid)):
+            fr[f"risk_grid_{i}"] = risk[:, len(hs) + i]
+        frames.append(fr)
+    return frames
+
+
+def _headline(m: dict, hs: list[float]) -> dict[str, float]:
+    out = {"c_index": m["c_index"], "uno_c": m["uno_c"]}
+    for h in hs:
+        out[f"td_auc_{h:g}"] = m["td_auc"][f"{h:g}"]
+        if "calibration" in m:
+            cal = m["calibration"][f"{h:g}"]
+            out[f"calibration_slope_{h:g}"] = cal.slope
+            out[f"ici_{h:g}"] = cal.ici
+    if "ibs" in m:
+        out["ibs"] = m["ibs"]
+    return out
+
+
+def _resample(frame: pd.DataFrame, pick: np.ndarray, by_patient: dict) -> pd.DataFrame:
+    parts = []
+    for k, pid in enumerate(pick):
+        part = frame.loc[by_patient[pid]]
+        parts.append(part.assign(patient=f"b{k}"))
+    return pd.concat(parts, ignore_index=True)
+
+
+def bootstrap_ci(frames: list[pd.DataFrame], metric_fn, n_bootstrap: int,
+                 seed: int) -> dict[str, list[float]]:
+    """Percentile 95% intervals of ``metric_fn(frame) -> {name: value}`` by patient bootstrap."""
+    if n_bootstrap <= 0:
+        return {}
+    rng = np.random.default_rng(seed + 104729)
+    pats = frames[0]["patient"].unique()
+    by_patient = [fr.groupby("patient").groups for fr in frames]
+    draws: dict[str, list[float]] = {}
+    for b in range(n_bootstrap):
+        r = b % len(frames)
+        pick = pats[rng.integers(0, len(pats), len(pats))]
+        vals = metric_fn(_resample(frames[r], pick, by_patient[r]))
+        for key, v in vals.items():
+            draws.setdefault(key, []).append(v)
+    out = {}
+    for key, v in draws.items():
+        a = np.asarray(v, float)
+        a = a[np.isfinite(a)]
+        out[key] = ([float(np.quantile(a, 0.025)), float(np.quantile(a, 0.975))]
+                    if len(a) >= max(5, n_bootstrap // 4) else [float("nan")] * 2)
+    return out
+
+
+def _mean_metrics(ms: list[dict], hs: list[float]) -> dict:
+    first = ms[0]
+
+    def avg(get) -> float:
+        v = np.asarray([get(m) for m in ms], float)
+        return float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+
+    out: dict[str, Any] = {
+        "c_index": avg(lambda m: m["c_index"]),
+        "uno_c": avg(lambda m: m["uno_c"]),
+        "td_auc": {f"{h:g}": avg(lambda m, h=h: m["td_auc"][f"{h:g}"]) for h in hs},
+        "n_rows": first["n_rows"], "n_events": first["n_events"],
+    }
+    if "brier" in first:
+        out["brier"] = {f"{h:g}": avg(lambda m, h=h: m["brier"][f"{h:g}"]) for h in hs}
+        out["ibs"] = avg(lambda m: m["ibs"])
+    if "calibration" in first:
+        out["calibration"] = {}
+        for h in hs:
+            key = f"{h:g}"
+            cal = first["calibration"][key].to_json()
+            for name in ("slope", "intercept", "ici", "e50", "e90"):
+                cal[name] = avg(lambda m, key=key, name=name: getattr(m["calibration"][key],
+                                                                       name))
+            out["calibration"][key] = cal
+    return out
+
+
+def cross_validate(data: LandmarkData, kind: str = "cox", params: dict[str, Any] | None = None,
+                   cv: CVSettings | None = None, baselines: bool = True,
+                   truth: pd.DataFrame | None = None) -> dict[str, Any]:
+    """Cross-validated metrics of a landmark model, clinical baselines and the oracle.
+
+    Parameters
+    ----------
+    data
+        Stacked landmark rows.
+    kind, params
+        Estimator kind and parameters.
+    cv
+        Folds, repeats, seed, bootstrap replicates.
+    baselines
+        Also validate the clinical scores on the same folds.
+    truth
+        Optional ``patient``, ``time``, ``true_log_hazard``: the oracle C-index ranks
+        each landmark row by the true log hazard at the last visit so far.
+
+    Returns
+    -------
+    dict
+        JSON-able: ``folds``, ``repeats``, ``c_index``, ``uno_c``, ``td_auc``, ``brier``,
+        ``ibs``, ``calibration``, ``calibration_slope``, ``ci`` (95% intervals),
+        ``decision_curve``, ``per_landmark``; plus ``baselines`` and ``oracle_c_index``.
+    """
+    cv = cv or CVSettings()
+    params = params or {}
+    hs = [float(h) for h in data.settings.horizons]
+    h_max = data.settings.horizon_max
+    grid = eval_grid(h_max, cv.n_grid)
+    frames = oof_predictions(data, kind, params, cv)
+    per_repeat = [landmark_metrics(fr, hs, h_max, grid) for fr in frames]
+    res = _mean_metrics(per_repeat, hs)
+    res = {"folds": min(cv.folds, data.rows["patient"].nunique()), "repeats": cv.repeats,
+           **res}
+    res["calibration_slope"] = res["calibration"][f"{h_max:g}"]["slope"]
+    res["ci"] = bootstrap_ci(
+        frames, lambda fr: _headline(landmark_metrics(fr, hs, h_max, grid), hs),
+        cv.n_bootstrap, cv.seed)
+    dca = net_benefit(frames[0]["duration"], frames[0]["code"], frames[0][f"risk_{h_max:g}"],
+                      h_max, DCA_THRESHOLDS)
+    res["decision_curve"] = {"horizon": h_max, **{c: dca[c].round(5).tolist()
+                                                  for c in dca.columns}}
+    res["per_landmark"] = _per_landmark(frames[0], hs)
+    out: dict[str, Any] = {"cv": res}
+    if baselines:
+        out["baselines"] = clinical_baselines(data, frames, cv)
+    if truth is not None:
+        out["oracle_c_index"] = oracle_c_index(data, truth)
+    return out
+
+
+def _per_landmark(frame: pd.DataFrame, hs: list[float]) -> list[dict]:
+    from analytics.models.validation import harrell_c, td_auc
+
+    out = []
+    for s, g in frame.groupby("landmark"):
+        t, c = g["duration"].to_numpy(), g["code"].to_numpy()
+        out.append({"landmark": float(s), "n": len(g), "events": int((c == 1).sum()),
+                    "c_index": harrell_c(t, c, g[f"risk_{max(hs):g}"].to_numpy())[0],
+                    "td_auc": {f"{h:g}": td_auc(t, c, g[f"risk_{h:g}"].to_numpy(), h)
+                               for h in hs}})
+    return out
+
+
+# --------------------------------------------------------------------------- baselines
+def score_columns(rows: pd.DataFrame) -> pd.DataFrame:
+    """Clinical scores from the last values so far (empty frame if scores are unavailable)."""
+    try:
+        from analytics.models.scores import compute_scores
+    except ImportError:
+        return pd.DataFrame(index=rows.index)
+    return compute_scores(rows)
+
+
+def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
+                       cv: CVSettings) -> dict[str, Any]:
+    """Each available clinical score validated on the model's folds (see module doc)."""
+    try:
+        from analytics.models.scores import CLINICAL_SCORES
+    except ImportError:
+        CLINICAL_SCORES = {}
+    scores = score_columns(data.rows)
+    hs = [float(h) for h in data.settings.horizons]
+    h_max = data.settings.horizon_max
+    grid = eval_grid(h_max, cv.n_grid)
+    out: dict[str, Any] = {}
+    for name in scores.columns:
+        sc = scores[name].to_numpy(float)
+        ok = np.isfinite(sc)
+        if ok.mean() < BASELINE_MIN_COVERAGE or np.ptp(sc[ok]) == 0:
+            continue
+        per_repeat, model_c = [], []
+        for fr in frames:
+            sub = fr[ok].copy()
+            sub["score"] = sc[ok]
+            model_c.append(landmark_metrics(sub, hs, h_max, with_calibration=False)["c_index"])
+            risk = _recalibrated_risk(sub, [*hs, *grid.tolist()])
+            for j, h in enumerate(hs):
+                sub[f"risk_{h:g}"] = risk[:, j]
+            for i in range(len(grid)):
+                sub[f"risk_grid_{i}"] = risk[:, len(hs) + i]
+            marker = landmark_metrics(sub, hs, h_max, score="score")
+            prob = landmark_metrics(sub, hs, h_max, grid)
+            per_repeat.append({**prob, "c_index": marker["c_index"], "uno_c": marker["uno_c"],
+                               "td_auc": marker["td_auc"]})
+        m = _mean_metrics(per_repeat, hs)
+        m["calibration_slope"] = m["calibration"][f"{h_max:g}"]["slope"]
+        m["model_c_index_same_rows"] = float(np.nanmean(model_c))
+        m["coverage"] = float(ok.mean())
+        d = CLINICAL_SCORES.get(name)
+        m["label"] = getattr(d, "label", name)
+        m["reference"] = getattr(d, "reference", "")
+        out[name] = m
+    return out
+
+
+def _recalibrated_risk(sub: pd.DataFrame, times: list[float]) -> np.ndarray:
+    """Fold-wise Cox on (score, landmark, landmark^2): out-of-fold risks at ``times``."""
+    risk = np.full((len(sub), len(times)), np.nan)
+    X = pd.DataFrame({"score": sub["score"].to_numpy(), LANDMARK: sub["landmark"].to_numpy(),
+                      LANDMARK_SQ: sub["landmark"].to_numpy() ** 2})
+    X = X.loc[:, X.nunique() > 1]
+    y = pd.DataFrame({"duration": sub["duration"].to_numpy(), "event": sub["code"].to_numpy() == 1})
+    fold = sub["fold"].to_numpy()
+    for f in np.unique(fold):
+        tr = fold != f
+        if y["event"][tr].sum() < 2:
+            continue
+        est = CoxPH(penalizer=0.0).fit(X[tr], y[tr])
+        risk[~tr] = 1 - np.exp(-est.cumulative_hazard(X[~tr], np.asarray(times)))
+    return risk
+
+
+# --------------------------------------------------------------------------- oracle
+def truth_at_landmarks(rows: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
+    """True log hazard at the last truth time at or before each landmark (NaN if none)."""
+    tr = truth.sort_values(["patient", "time"])
+    out = np.full(len(rows), np.nan)
+    for pid, g in rows.groupby("patient", sort=False):
+        tp = tr[tr["patient"] == pid]
+        if tp.empty:
+            continue
+        idx = np.searchsorted(tp["time"].to_numpy(), g["landmark"].to_numpy() + 1e-9,
+                              side="right") - 1
+        vals = tp["true_log_hazard"].to_numpy()
+        pos = rows.index.get_indexer(g.index)
+        out[pos] = np.where(idx >= 0, vals[np.maximum(idx, 0)], np.nan)
+    return out
+
+
+def oracle_c_index(data: LandmarkData, truth: pd.DataFrame) -> float:
+    """Harrell's C of the true log hazard on the same landmark rows and endpoint."""
+    fr = pd.DataFrame({"patient": data.rows["patient"].to_numpy(),
+                       "landmark": data.rows["landmark"].to_numpy(),
+                       "duration": data.rows["duration"].to_numpy(), "code": codes(data)},
+                      index=data.rows.index)
+    fr["score"] = truth_at_landmarks(data.rows, truth)
+    fr = fr[np.isfinite(fr["score"])]
+    return landmark_metrics(fr, [], data.settings.horizon_max, score="score")["c_index"]

@@ -1,0 +1,468 @@
+"""Survival estimators behind one interface, and the design matrix they share.
+
+Every estimator follows the scikit-learn contract: ``__init__`` only stores parameters,
+``fit(X, y)`` validates and returns ``self``, fitted attributes end in ``_``. ``X`` is a
+numeric DataFrame (the output of :class:`Design`), ``y`` the internal outcome format: a
+DataFrame with ``duration`` (years) and ``event`` (bool). Conversion to lifelines,
+xgboost or scikit-survival shapes happens only inside ``fit``/``predict``.
+
+- :class:`CoxPH`: lifelines ``CoxPHFitter`` with a ridge penalty (the transparent
+  default). Log relative hazard ``(x - mean) . beta``.
+- :class:`GBMCox`: xgboost ``survival:cox`` (nonlinear, exact TreeSHAP, scales); number
+  of rounds by early stopping on a patient-grouped inner split.
+- :class:`RSF`: scikit-survival ``RandomSurvivalForest``; refuses more than
+  :data:`RSF_MAX_ROWS` training rows (its memory and time grow with rows x unique times).
+
+Proportional-hazards models (Cox, GBM) get a Breslow cumulative baseline hazard on their
+own log-hazard output, so every model answers :meth:`SurvivalEstimator.cumulative_hazard`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+
+from analytics.errors import ModelError
+
+#: RSF refuses larger training sets (stacked landmark rows)
+RSF_MAX_ROWS = 5000
+
+
+# --------------------------------------------------------------------------- design
+@dataclass
+class Design:
+    """History features -> numeric model matrix, with the imputation stored.
+
+    Fitted on training rows: numeric columns get the training median where missing,
+    plus a ``<column>_missing`` indicator when the column was ever missing in training;
+    categorical columns are one-hot over the training levels (an unseen level has every
+    indicator 0); columns constant in training are dropped.
+    """
+
+    numeric: list[str] = field(default_factory=list)
+    categorical: list[str] = field(default_factory=list)
+    medians: dict[str, float] = field(default_factory=dict)
+    indicators: list[str] = field(default_factory=list)
+    levels: dict[str, list[str]] = field(default_factory=dict)
+    columns: list[str] = field(default_factory=list)
+    missing_fraction: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, rows: pd.DataFrame, numeric: list[str], categorical: list[str]) -> Design:
+        d = cls(numeric=list(numeric), categorical=list(categorical))
+        for c in numeric:
+            x = pd.to_numeric(rows[c], errors="coerce")
+            miss = float(x.isna().mean()) if len(x) else 1.0
+            d.missing_fraction[c] = miss
+            med = float(x.median()) if miss < 1.0 else 0.0
+            d.medians[c] = med
+            if miss > 0.0:
+                d.indicators.append(c)
+        for c in categorical:
+            vals = rows[c].dropna().astype(str)
+            d.missing_fraction[c] = float(rows[c].isna().mean()) if len(rows) else 1.0
+            d.levels[c] = sorted(vals.unique().tolist())
+        full = d._raw(rows)
+        keep = [c for c in full.columns if full[c].nunique(dropna=False) > 1]
+        d.columns = keep
+        return d
+
+    def _raw(self, rows: pd.DataFrame) -> pd.DataFrame:
+        out: dict[str, np.ndarray] = {}
+        for c in self.numeric:
+            x = pd.to_numeric(rows[c], errors="coerce").to_numpy(np.float64)
+            miss = np.isnan(x)
+            out[c] = np.where(miss, self.medians[c], x)
+            if c in self.indicators:
+                out[f"{c}_missing"] = miss.astype(np.float64)
+        for c in self.categorical:
+            vals = rows[c].astype(object).where(rows[c].notna(), None).to_numpy()
+            for lev in self.levels[c]:
+                out[f"{c}={lev}"] = (vals == lev).astype(np.float64)
+        return pd.DataFrame(out, index=rows.index)
+
+    def transform(self, rows: pd.DataFrame) -> pd.DataFrame:
+        """The model matrix (float64, columns :attr:`columns`) for history rows."""
+        return self._raw(rows)[self.columns]
+
+    def source_column(self, design_column: str) -> str:
+        """The history column a design column comes from."""
+        if design_column.endswith("_missing") and design_column[:-8] in self.indicators:
+            return design_column[:-8]
+        if "=" in design_column:
+            return design_column.split("=", 1)[0]
+        return design_column
+
+    def to_json(self) -> dict[str, Any]:
+        return {"numeric": self.numeric, "categorical": self.categorical,
+                "medians": self.medians, "indicators": self.indicators,
+                "levels": self.levels, "columns": self.columns,
+                "missing_fraction": self.missing_fraction}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Design:
+        return cls(**{k: d[k] for k in ("numeric", "categorical", "medians", "indicators",
+                                         "levels", "columns", "missing_fraction")})
+
+
+# --------------------------------------------------------------------------- helpers
+def _check_xy(X: pd.DataFrame, y: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if not isinstance(X, pd.DataFrame):
+        raise ModelError(f"X: expected a pandas DataFrame, got {type(X).__name__}")
+    if not {"duration", "event"} <= set(y.columns):
+        raise ModelError(f"y: expected columns duration and event, got {list(y.columns)}")
+    if len(X) != len(y):
+        raise ModelError(f"X has {len(X)} rows but y has {len(y)}")
+    x = X.to_numpy(np.float64)
+    if not np.isfinite(x).all():
+        bad = X.columns[~np.isfinite(x).all(axis=0)].tolist()
+        raise ModelError(f"X: non-finite values in columns {bad}; impute first (Design)")
+    t = y["duration"].to_numpy(np.float64)
+    e = y["event"].to_numpy().astype(bool)
+    if not np.isfinite(t).all() or (t < 0).any():
+        raise ModelError("y.duration: expected finite, non-negative years")
+    if t.size and (t <= 0).any():
+        t = np.maximum(t, 1e-6)  # an event on the landmark day: keep it strictly positive
+    if e.sum() < 2:
+        raise ModelError(f"y.event: {int(e.sum())} events; at least 2 are needed to fit")
+    return x, t, e
+
+
+def breslow(lp: np.ndarray, t: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Breslow cumulative baseline hazard at the distinct event times.
+
+    ``H0(t) = sum_{t_i <= t} d_i / sum_{j: t_j >= t_i} exp(lp_j)``.
+
+    Returns
+    -------
+    times, cumhaz
+        Distinct event times (ascending) and ``H0`` just after each.
+    """
+    order = np.argsort(t, kind="stable")
+    t, e, r = t[order], e[order], np.exp(lp[order] - lp.max())
+    times, first = np.unique(t, return_index=True)
+    # risk-set sums: suffix sums of exp(lp) from each distinct time on
+    suffix = np.cumsum(r[::-1])[::-1]
+    risk = suffix[first]
+    d = np.add.reduceat(e.astype(np.float64), first)
+    keep = d > 0
+    inc = d[keep] / risk[keep] * np.exp(-lp.max())
+    return times[keep], np.cumsum(inc)
+
+
+def step_at(times: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
+    """Right-continuous step function ``values`` (0 before ``times[0]``) at ``query``."""
+    idx = np.searchsorted(times, query, side="right") - 1
+    padded = np.concatenate([[0.0], values])
+    return padded[idx + 1]
+
+
+# --------------------------------------------------------------------------- base
+class SurvivalEstimator(BaseEstimator):
+    """Base class: one fitted hazard model for one cause.
+
+    Subclasses implement ``_fit`` and either ``_log_hazard`` (proportional hazards; the
+    base then fits a Breslow baseline) or ``_cumulative_hazard``.
+    """
+
+    kind: ClassVar[str] = "base"
+    proportional_hazards: ClassVar[bool] = True
+
+    def fit(self, X: pd.DataFrame, y: pd.DataFrame,
+            groups: np.ndarray | None = None) -> SurvivalEstimator:
+        """Fit on model-matrix rows ``X`` and outcomes ``y`` (``duration``, ``event``).
+
+        ``groups`` (patient of each row) keeps a patient's rows together in any inner
+        split and clusters the Cox variance.
+        """
+        x, t, e = _check_xy(X, y)
+        self.feature_names_in_ = list(X.columns)
+        self.n_train_ = len(x)
+        self._fit(x, t, e, groups)
+        if self.proportional_hazards:
+            lp = self._log_hazard(x)
+            self.baseline_times_, self.baseline_cumhaz_ = breslow(lp, t, e)
+        return self
+
+    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
+        if not hasattr(self, "feature_names_in_"):
+            raise ModelError(f"{type(self).__name__} is not fitted; call fit first")
+        missing = [c for c in self.feature_names_in_ if c not in X.columns]
+        if missing:
+            raise ModelError(f"X: missing model columns {missing}")
+        return X[self.feature_names_in_].to_numpy(np.float64)
+
+    def predict_log_hazard(self, X: pd.DataFrame) -> np.ndarray:
+        """Log relative hazard (the model's output scale for SHAP)."""
+        if not self.proportional_hazards:
+            raise ModelError(f"{self.kind}: no log relative hazard (not a PH model)")
+        return self._log_hazard(self._matrix(X))
+
+    def cumulative_hazard(self, X: pd.DataFrame, times: np.ndarray) -> np.ndarray:
+        """Cumulative hazard ``H(t | x)`` at ``times`` (years from the landmark).
+
+        Returns an array of shape ``(len(X), len(times))``.
+        """
+        x = self._matrix(X)
+        times = np.asarray(times, np.float64)
+        if self.proportional_hazards:
+            h0 = step_at(self.baseline_times_, self.baseline_cumhaz_, times)
+            return np.exp(self._log_hazard(x))[:, None] * h0[None, :]
+        return self._cumulative_hazard(x, times)
+
+    def predict_risk(self, X: pd.DataFrame, horizon: float) -> np.ndarray:
+        """``1 - exp(-H(horizon | x))``: risk by the horizon with no competing causes."""
+        return 1.0 - np.exp(-self.cumulative_hazard(X, np.array([horizon]))[:, 0])
+
+    # subclasses
+    def _fit(self, x, t, e, groups) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _log_hazard(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _cumulative_hazard(self, x, times) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # serialisation (JSON where the library allows it)
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": self.kind, "params": self.get_params(),
+                             "feature_names_in_": self.feature_names_in_,
+                             "n_train_": self.n_train_}
+        if self.proportional_hazards:
+            d["baseline_times_"] = self.baseline_times_.tolist()
+            d["baseline_cumhaz_"] = self.baseline_cumhaz_.tolist()
+        d.update(self._state())
+        return d
+
+    def _state(self) -> dict[str, Any]:
+        return {}
+
+    def _restore(self, d: dict[str, Any]) -> None:
+        pass
+
+
+def estimator_from_json(d: dict[str, Any]) -> SurvivalEstimator:
+    """Rebuild an estimator from :meth:`SurvivalEstimator.to_json` output."""
+    cls = ESTIMATORS.get(d.get("kind", ""))
+    if cls is None or cls is RSF:
+        raise ModelError(f"model artifact: unknown or non-JSON estimator kind {d.get('kind')!r}")
+    est = cls(**d["params"])
+    est.feature_names_in_ = list(d["feature_names_in_"])
+    est.n_train_ = int(d["n_train_"])
+    est.baseline_times_ = np.asarray(d["baseline_times_"], np.float64)
+    est.baseline_cumhaz_ = np.asarray(d["baseline_cumhaz_"], np.float64)
+    est._restore(d)
+    return est
+
+
+# --------------------------------------------------------------------------- Cox
+class CoxPH(SurvivalEstimator):
+    """Penalised Cox proportional hazards (lifelines, Efron ties).
+
+    Parameters
+    ----------
+    penalizer
+        Ridge penalty on standardised coefficients (lifelines ``penalizer``).
+    l1_ratio
+        Elastic-net mix (0 = ridge).
+    """
+
+    kind = "cox"
+
+    def __init__(self, penalizer: float = 0.05, l1_ratio: float = 0.0) -> None:
+        self.penalizer = penalizer
+        self.l1_ratio = l1_ratio
+
+    def _fit(self, x, t, e, groups) -> None:
+        from lifelines import CoxPHFitter
+        from lifelines.exceptions import ConvergenceError
+
+        self.mean_ = x.mean(axis=0)
+        df = pd.DataFrame(x - self.mean_, columns=[f"x{i}" for i in range(x.shape[1])])
+        df["_t"], df["_e"] = t, e
+        kw: dict[str, Any] = {}
+        if groups is not None:
+            df["_g"] = pd.factorize(np.asarray(groups))[0]
+            kw = {"cluster_col": "_g", "robust": True}
+        cph = CoxPHFitter(penalizer=self.penalizer, l1_ratio=self.l1_ratio)
+        try:
+            cph.fit(df, duration_col="_t", event_col="_e", **kw)
+        except (ConvergenceError, np.linalg.LinAlgError) as err:
+            raise ModelError(f"Cox model did not converge ({err}); raise the penalizer "
+                             "or drop collinear features") from err
+        self.coef_ = cph.params_.to_numpy(np.float64)
+        self.variance_ = cph.variance_matrix_.to_numpy(np.float64)
+        self.se_ = np.sqrt(np.clip(np.diag(self.variance_), 0, None))
+
+    def _log_hazard(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean_) @ self.coef_
+
+    def log_hazard_se(self, X: pd.DataFrame) -> np.ndarray:
+        """Delta-method standard error of the log relative hazard (robust variance)."""
+        xc = self._matrix(X) - self.mean_
+        return np.sqrt(np.clip(np.einsum("ij,jk,ik->i", xc, self.variance_, xc), 0, None))
+
+    @property
+    def coefficients_(self) -> pd.Series:
+        return pd.Series(self.coef_, index=self.feature_names_in_)
+
+    def _state(self) -> dict[str, Any]:
+        return {"mean_": self.mean_.tolist(), "coef_": self.coef_.tolist(),
+                "variance_": self.variance_.tolist()}
+
+    def _restore(self, d: dict[str, Any]) -> None:
+        self.mean_ = np.asarray(d["mean_"], np.float64)
+        self.coef_ = np.asarray(d["coef_"], np.float64)
+        self.variance_ = np.asarray(d["variance_"], np.float64)
+        self.se_ = np.sqrt(np.clip(np.diag(self.variance_), 0, None))
+
+
+# --------------------------------------------------------------------------- xgboost
+class GBMCox(SurvivalEstimator):
+    """Gradient-boosted Cox model (xgboost ``survival:cox``).
+
+    The margin is the log relative hazard; the number of rounds is chosen by early
+    stopping on a patient-grouped inner split (``validation_fraction``), then the model
+    is refitted on every row with that many rounds.
+    """
+
+    kind = "gbm"
+
+    def __init__(self, n_estimators: int = 500, learning_rate: float = 0.05,
+                 max_depth: int = 3, min_child_weight: float = 5.0, subsample: float = 0.8,
+                 colsample_bytree: float = 0.8, reg_lambda: float = 1.0,
+                 validation_fraction: float = 0.2, early_stopping_rounds: int = 30,
+                 n_jobs: int = 2, random_state: int = 0) -> None:
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.min_child_weight = min_child_weight
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.validation_fraction = validation_fraction
+        self.early_stopping_rounds = early_stopping_rounds
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def _params(self) -> dict[str, Any]:
+        return {"objective": "survival:cox", "eval_metric": "cox-nloglik",
+                "eta": self.learning_rate, "max_depth": self.max_depth,
+                "min_child_weight": self.min_child_weight, "subsample": self.subsample,
+                "colsample_bytree": self.colsample_bytree, "lambda": self.reg_lambda,
+                "tree_method": "hist", "nthread": self.n_jobs, "seed": self.random_state,
+                "base_score": 1.0}
+
+    @staticmethod
+    def _label(t: np.ndarray, e: np.ndarray) -> np.ndarray:
+        return np.where(e, t, -t)  # xgboost's Cox convention: negative = censored
+
+    def _fit(self, x, t, e, groups) -> None:
+        import xgboost as xgb
+
+        n_rounds = self.n_estimators
+        if self.validation_fraction and self.early_stopping_rounds:
+            g = np.asarray(groups) if groups is not None else np.arange(len(t))
+            rng = np.random.default_rng(self.random_state)
+            ug = np.unique(g)
+            val_groups = rng.choice(ug, size=max(1, int(len(ug) * self.validation_fraction)),
+                                    replace=False)
+            val = np.isin(g, val_groups)
+            if e[val].sum() >= 2 and e[~val].sum() >= 2:
+                dtr = xgb.DMatrix(x[~val], label=self._label(t[~val], e[~val]))
+                dva = xgb.DMatrix(x[val], label=self._label(t[val], e[val]))
+                b = xgb.train(self._params(), dtr, num_boost_round=self.n_estimators,
+                              evals=[(dva, "val")], verbose_eval=False,
+                              early_stopping_rounds=self.early_stopping_rounds)
+                n_rounds = max(10, int(b.best_iteration) + 1)
+        dall = xgb.DMatrix(x, label=self._label(t, e))
+        self.booster_ = xgb.train(self._params(), dall, num_boost_round=n_rounds)
+        self.n_rounds_ = n_rounds
+
+    def _log_hazard(self, x: np.ndarray) -> np.ndarray:
+        import xgboost as xgb
+
+        return self.booster_.predict(xgb.DMatrix(x), output_margin=True).astype(np.float64)
+
+    def contributions(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Exact TreeSHAP on the margin: (contributions (n, p), bias (n,))."""
+        import xgboost as xgb
+
+        c = self.booster_.predict(xgb.DMatrix(self._matrix(X)), pred_contribs=True)
+        c = c.astype(np.float64)
+        return c[:, :-1], c[:, -1]
+
+    def _state(self) -> dict[str, Any]:
+        return {"booster_json": self.booster_.save_raw("json").decode("utf-8"),
+                "n_rounds_": self.n_rounds_}
+
+    def _restore(self, d: dict[str, Any]) -> None:
+        import xgboost as xgb
+
+        self.booster_ = xgb.Booster()
+        self.booster_.load_model(bytearray(d["booster_json"].encode("utf-8")))
+        self.booster_.set_param({"nthread": self.n_jobs})
+        self.n_rounds_ = int(d["n_rounds_"])
+
+
+# --------------------------------------------------------------------------- RSF
+class RSF(SurvivalEstimator):
+    """Random survival forest (scikit-survival); small cohorts only.
+
+    Raises :class:`ModelError` above ``max_rows`` training rows.
+    """
+
+    kind = "rsf"
+    proportional_hazards = False
+
+    def __init__(self, n_estimators: int = 100, min_samples_leaf: int = 15,
+                 max_features: str | float = "sqrt", max_rows: int = RSF_MAX_ROWS,
+                 n_jobs: int = 2, random_state: int = 0) -> None:
+        self.n_estimators = n_estimators
+        self.min_samples_leaf = min_samples_leaf
+        self.max_features = max_features
+        self.max_rows = max_rows
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+
+    def _fit(self, x, t, e, groups) -> None:
+        from sksurv.ensemble import RandomSurvivalForest
+        from sksurv.util import Surv
+
+        if len(t) > self.max_rows:
+            raise ModelError(f"rsf: {len(t)} training rows exceed the limit of "
+                             f"{self.max_rows}; use --model cox or gbm for this cohort")
+        self.forest_ = RandomSurvivalForest(
+            n_estimators=self.n_estimators, min_samples_leaf=self.min_samples_leaf,
+            max_features=self.max_features, n_jobs=self.n_jobs,
+            random_state=self.random_state, low_memory=False,
+        ).fit(x, Surv.from_arrays(e, t))
+
+    def _cumulative_hazard(self, x: np.ndarray, times: np.ndarray) -> np.ndarray:
+        chf = self.forest_.predict_cumulative_hazard_function(x, return_array=True)
+        return np.stack([step_at(self.forest_.unique_times_, row, times) for row in chf])
+
+    def to_json(self) -> dict[str, Any]:  # the forest itself is pickled by the registry
+        return {"kind": self.kind, "params": self.get_params(),
+                "feature_names_in_": self.feature_names_in_, "n_train_": self.n_train_}
+
+
+ESTIMATORS: dict[str, type[SurvivalEstimator]] = {"cox": CoxPH, "gbm": GBMCox, "rsf": RSF}
+
+
+def make_estimator(kind: str, **params: Any) -> SurvivalEstimator:
+    """A fresh estimator of ``kind`` (``cox``, ``gbm`` or ``rsf``)."""
+    if kind not in ESTIMATORS:
+        raise ModelError(f"--model {kind!r}: expected one of {', '.join(ESTIMATORS)}")
+    return ESTIMATORS[kind](**params)
+
+
+def params_json(est: SurvivalEstimator) -> str:
+    """Canonical JSON of an estimator's parameters (for cards and hashes)."""
+    return json.dumps(est.get_params(), sort_keys=True, default=str)

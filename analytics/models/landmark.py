@@ -1,0 +1,570 @@
+"""Landmark datasets: history features at a time ``s`` and stacked landmark rows.
+
+A landmark "supermodel" (van Houwelingen 2007) predicts, at any time ``s``,
+``P(event in (s, s + H] | event-free at s, history up to s)``. Training rows are stacked
+over landmark times on a grid; each row holds the history features at ``s`` and the
+outcome measured from ``s``, administratively censored at ``s + H_max``. The landmark
+time enters as covariates ``landmark_years`` and ``landmark_years_sq`` (a smooth baseline
+in ``s``), so one model serves every ``s`` inside the trained landmark range.
+
+History features of a feature ``f`` at ``s`` use only visits with ``time <= s``:
+
+- ``f``: last observed value (LOCF);
+- ``f_slope``: ordinary least-squares slope per year over every measurement so far;
+  0 with fewer than two measurements (no change observed yet; ``n_visits`` tells the
+  model how much history there is);
+- ``f_worst``: the worst value so far: the minimum when low is worse (registry
+  direction, else :data:`LOW_IS_WORSE`), the maximum otherwise;
+- ``age_years`` is carried forward as age at ``s`` (last recorded age + elapsed time);
+  ``age_years`` and categorical columns get no slope or worst value.
+
+Global history features: ``landmark_years`` (= time since baseline), its square,
+``n_visits`` (visits so far) and ``years_since_last_visit``. What is still missing is
+imputed later by :class:`analytics.models.estimators.Design` (training medians plus
+missing indicators, stored with the model).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analytics.cohort_types import CENSORED, VISIT_KEYS, CohortTable
+from analytics.errors import ModelError
+
+#: labs for which a low value is the worse one; every other feature: high is worse
+LOW_IS_WORSE = frozenset({"platelets_10e9_l", "albumin_g_dl", "sodium_mmol_l"})
+#: features that do not change along a visit history (no slope / worst value)
+STATIC_FEATURES = frozenset({"age_years", "sex"})
+#: events treated as competing risks, not as part of the default endpoint
+DEFAULT_COMPETING = frozenset({"transplant"})
+#: competing causes with fewer events are pooled into one ``other`` cause
+MIN_CAUSE_EVENTS = 10
+
+LANDMARK = "landmark_years"
+LANDMARK_SQ = "landmark_years_sq"
+GLOBAL_FEATURES = (LANDMARK, LANDMARK_SQ, "n_visits", "years_since_last_visit")
+
+_UNIT_SUFFIXES = {
+    "_mg_dl": "mg/dL", "_g_dl": "g/dL", "_mmol_l": "mmol/L", "_umol_l": "µmol/L",
+    "_10e9_l": "10⁹/L", "_u_l": "U/L", "_ml": "mL", "_hu": "HU", "_years": "years",
+    "_s": "s", "_kpa": "kPa", "_mm": "mm", "_pct": "%", "_db_m": "dB/m",
+}
+_LABELS = {
+    "bilirubin_mg_dl": "Bilirubin", "albumin_g_dl": "Albumin", "inr": "INR",
+    "prothrombin_s": "Prothrombin time", "creatinine_mg_dl": "Creatinine",
+    "sodium_mmol_l": "Sodium", "platelets_10e9_l": "Platelets", "ast_u_l": "AST",
+    "alt_u_l": "ALT", "alp_u_l": "Alkaline phosphatase", "age_years": "Age", "sex": "Sex",
+    LANDMARK: "Time since baseline", "n_visits": "Number of visits",
+    "years_since_last_visit": "Time since last visit",
+}
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """Display and direction facts about one feature column."""
+
+    name: str
+    label: str
+    unit: str
+    low_is_worse: bool
+
+
+def feature_info(name: str) -> FeatureInfo:
+    """Label, unit and direction of concern of a feature.
+
+    Uses ``analytics.features.registry`` when it knows the feature; otherwise the
+    built-in lab table and the unit suffix of the column name (``_mg_dl`` -> mg/dL).
+    """
+    reg = _registry_entry(name)
+    if reg is not None:
+        return reg
+    unit = ""
+    for suffix, u in _UNIT_SUFFIXES.items():
+        if name.endswith(suffix):
+            unit = u
+            break
+    label = _LABELS.get(name)
+    if label is None:
+        stem = name
+        for suffix in _UNIT_SUFFIXES:
+            if unit and stem.endswith(suffix):
+                stem = stem[: -len(suffix)]
+                break
+        label = stem.replace("_", " ").strip().capitalize()
+        label = re.sub(r"\bHu\b", "HU", re.sub(r"\bCt\b", "CT", label))
+    return FeatureInfo(name=name, label=label, unit=unit, low_is_worse=name in LOW_IS_WORSE)
+
+
+def describe_column(column: str) -> tuple[str, str]:
+    """(label, unit) of a history or model-matrix column, e.g. ``bilirubin_mg_dl_slope``
+    -> ("Bilirubin trend", "mg/dL per year")."""
+    if column == LANDMARK_SQ:
+        return "Time since baseline (squared term)", "years²"
+    if "=" in column:
+        base, level = column.split("=", 1)
+        return f"{feature_info(base).label} = {level}", ""
+    for suffix, label_fmt, unit_fmt in (
+        ("_missing", "{} not measured yet", ""),
+        ("_slope", "{} trend", "{} per year"),
+        ("_worst", "{} worst so far", "{}"),
+        ("_x_landmark", "{} x time since baseline", "{} x years"),
+    ):
+        if column.endswith(suffix):
+            info = feature_info(column[: -len(suffix)])
+            unit = unit_fmt.format(info.unit or "units") if unit_fmt else ""
+            return label_fmt.format(info.label), unit
+    info = feature_info(column)
+    return info.label, info.unit
+
+
+def _registry_entry(name: str) -> FeatureInfo | None:
+    """The feature registry's facts about ``name``, if the registry exists and knows it."""
+    try:
+        from analytics.features import registry  # written by the features stage
+    except ImportError:
+        return None
+    from analytics.errors import FeatureError
+
+    try:
+        d = registry.feature_def(name)
+    except (FeatureError, AttributeError, KeyError):
+        return None
+    low = str(getattr(d, "direction", "")) == getattr(registry, "LOWER_IS_WORSE", "lower is worse")
+    unit = "" if d.unit in ("1", "code") else d.unit
+    return FeatureInfo(name=name, label=d.label, unit=unit, low_is_worse=low)
+
+
+def applies_to_modality(name: str, modality: str) -> bool | None:
+    """Whether the registry defines ``name`` for ``modality``; None when it cannot say."""
+    try:
+        from analytics.errors import FeatureError
+        from analytics.features import registry
+
+        return bool(registry.applies_to(name, modality))
+    except (ImportError, AttributeError, FeatureError, KeyError):
+        return None
+
+
+# --------------------------------------------------------------------------- events
+@dataclass(frozen=True)
+class EventSpec:
+    """The endpoint: events of interest (one combined cause) and competing causes.
+
+    ``competing`` maps a cause name to the cohort event names it pools.
+    """
+
+    of_interest: tuple[str, ...]
+    competing: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return ",".join(self.of_interest)
+
+    @property
+    def causes(self) -> list[str]:
+        """Cause names: ``"interest"`` first, then the competing causes."""
+        return ["interest", *self.competing]
+
+    def cause_of(self, event: str) -> str | None:
+        """The cause an observed event belongs to; None for censoring."""
+        if event == CENSORED:
+            return None
+        if event in self.of_interest:
+            return "interest"
+        for cause, names in self.competing.items():
+            if event in names:
+                return cause
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"of_interest": list(self.of_interest),
+                "competing": {k: list(v) for k, v in self.competing.items()}}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> EventSpec:
+        return cls(tuple(d["of_interest"]), {k: tuple(v) for k, v in d["competing"].items()})
+
+
+def resolve_events(outcomes: pd.DataFrame, requested: str | list[str] | None) -> EventSpec:
+    """Decide the endpoint and its competing causes.
+
+    Parameters
+    ----------
+    outcomes
+        The cohort's outcomes (``patient``, ``duration``, ``event``).
+    requested
+        Event names of interest (``"death,transplant"`` is one combined endpoint), or
+        None for the default: every observed non-censored event except ``transplant``,
+        with transplant a competing risk (it ends the natural history it would censor).
+
+    Returns
+    -------
+    EventSpec
+        Every other observed event becomes a competing cause; causes with fewer than
+        :data:`MIN_CAUSE_EVENTS` events are pooled into ``other``.
+
+    Raises
+    ------
+    ModelError
+        If a requested event never occurs in the cohort, or no event of interest occurs.
+    """
+    counts = outcomes["event"].astype(str).value_counts()
+    observed = sorted(e for e in counts.index if e != CENSORED)
+    if isinstance(requested, str):
+        requested = [e.strip() for e in requested.split(",") if e.strip()]
+    if requested:
+        unknown = [e for e in requested if e not in observed]
+        if unknown:
+            raise ModelError(f"--event {','.join(unknown)}: not an event in the cohort "
+                             f"outcomes (observed events: {', '.join(observed) or 'none'})")
+        interest = tuple(dict.fromkeys(requested))
+    else:
+        interest = tuple(e for e in observed if e not in DEFAULT_COMPETING)
+        if not interest:
+            raise ModelError("outcomes: no event other than transplant/censored; name the "
+                             f"endpoint with --event (observed: {', '.join(observed) or 'none'})")
+    competing: dict[str, tuple[str, ...]] = {}
+    small: list[str] = []
+    for e in observed:
+        if e in interest:
+            continue
+        (competing.__setitem__(e, (e,)) if counts[e] >= MIN_CAUSE_EVENTS else small.append(e))
+    if small:
+        name = "other" if "other" not in competing else "other_pooled"
+        competing[name] = tuple(small)
+    return EventSpec(of_interest=interest, competing=competing)
+
+
+# --------------------------------------------------------------------------- settings
+@dataclass(frozen=True)
+class LandmarkSettings:
+    """How landmark rows are stacked.
+
+    Attributes
+    ----------
+    horizons
+        Prediction horizons in years; rows are censored at ``s + max(horizons)``.
+    step
+        Landmark grid spacing in years (grid starts at 0).
+    landmark_max
+        Last landmark time; None: the last grid time at which at least
+        ``max(min_at_risk, min_at_risk_fraction * n_patients)`` patients are event-free,
+        in follow-up and have a visit so far.
+    at_visits
+        Also landmark at each patient's own visit times (weights frequent visitors more).
+    interactions
+        Add ``f_x_landmark`` columns (last value x landmark time) for numeric features.
+    """
+
+    horizons: tuple[float, ...] = (1.0, 2.0, 3.0)
+    step: float = 0.5
+    landmark_max: float | None = None
+    at_visits: bool = False
+    interactions: bool = False
+    min_at_risk: int = 20
+    min_at_risk_fraction: float = 0.2
+
+    @property
+    def horizon_max(self) -> float:
+        return float(max(self.horizons))
+
+
+@dataclass
+class FeatureSpec:
+    """The history columns derived from the cohort's features."""
+
+    numeric: list[str]
+    categorical: list[str]
+    low_is_worse: dict[str, bool]
+    interactions: bool = False
+    imaging: list[str] = field(default_factory=list)
+
+    @property
+    def columns(self) -> list[str]:
+        cols = list(GLOBAL_FEATURES)
+        for f in self.numeric:
+            cols.append(f)
+            if f not in STATIC_FEATURES:
+                cols += [f"{f}_slope", f"{f}_worst"]
+            if self.interactions:
+                cols.append(f"{f}_x_landmark")
+        cols += self.categorical
+        return cols
+
+    def source_of(self, column: str) -> tuple[str, str]:
+        """(base feature, statistic) of a history column."""
+        if column in (LANDMARK, LANDMARK_SQ):
+            return LANDMARK, "landmark"
+        if column in GLOBAL_FEATURES:
+            return column, "global"
+        for stat in ("slope", "worst", "x_landmark"):
+            base = column.removesuffix(f"_{stat}")
+            if base != column and base in self.numeric:
+                return base, stat
+        return column, "last"
+
+    def to_json(self) -> dict[str, Any]:
+        return {"numeric": self.numeric, "categorical": self.categorical,
+                "low_is_worse": self.low_is_worse, "interactions": self.interactions,
+                "imaging": self.imaging}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> FeatureSpec:
+        return cls(numeric=list(d["numeric"]), categorical=list(d["categorical"]),
+                   low_is_worse={k: bool(v) for k, v in d["low_is_worse"].items()},
+                   interactions=bool(d.get("interactions", False)),
+                   imaging=list(d.get("imaging", [])))
+
+
+def feature_spec(cohort: CohortTable, interactions: bool = False) -> FeatureSpec:
+    """Split the cohort's feature columns into numeric and categorical history inputs."""
+    numeric, categorical, imaging = [], [], []
+    for col in cohort.feature_columns:
+        meta = cohort.feature_meta.get(col, {})
+        s = cohort.visits[col]
+        is_cat = bool(meta.get("categorical")) or not (
+            pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s))
+        if is_cat and not meta.get("categorical", False):
+            # object columns that are all numbers are numeric
+            coerced = pd.to_numeric(s, errors="coerce")
+            is_cat = bool((coerced.isna() & s.notna()).any())
+        (categorical if is_cat else numeric).append(col)
+        if meta.get("kind") == "imaging":
+            imaging.append(col)
+    if not numeric and not categorical:
+        raise ModelError("cohort: no feature columns besides identifiers "
+                         f"({', '.join(VISIT_KEYS)}); nothing to model")
+    return FeatureSpec(numeric=numeric, categorical=categorical,
+                       low_is_worse={f: feature_info(f).low_is_worse for f in numeric},
+                       interactions=interactions, imaging=imaging)
+
+
+# --------------------------------------------------------------------------- history
+_KEY_SCALE = 1.0e4  # patient code * scale + time: years stay far below the scale
+
+
+def history_features(visits: pd.DataFrame, at: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """History features of each ``(patient, landmark)`` from visits up to the landmark.
+
+    Parameters
+    ----------
+    visits
+        Cohort visits (``patient``, ``time`` in years, feature columns).
+    at
+        Rows ``patient``, ``landmark`` (years since baseline). Order is kept.
+    spec
+        Which columns to build.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per row of ``at`` (same index): ``patient``, ``landmark`` and
+        :attr:`FeatureSpec.columns`, plus ``last_visit_time``, ``modality`` and
+        ``contrast_phase`` of the last imaging visit so far (None if none).
+        Only visits with ``time <= landmark`` are read.
+    """
+    v = visits.sort_values(["patient", "time"], kind="stable")
+    codes, _uniques = pd.factorize(pd.concat([v["patient"], at["patient"]], ignore_index=True))
+    vcode = codes[: len(v)].astype(np.float64)
+    acode = codes[len(v):].astype(np.float64)
+    vt = v["time"].to_numpy(np.float64)
+    s = at["landmark"].to_numpy(np.float64)
+    q = acode * _KEY_SCALE + s + 1e-9
+    out: dict[str, np.ndarray] = {}
+
+    def locate(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        keys = vcode[mask] * _KEY_SCALE + vt[mask]
+        idx = np.searchsorted(keys, q, side="right") - 1
+        ok = idx >= 0
+        ok[ok] = vcode[mask][idx[ok]] == acode[ok]
+        return idx, ok
+
+    all_idx, has_visit = locate(np.ones(len(v), bool))
+    n_so_far = np.zeros(len(at))
+    if len(v):
+        first_pos = v.groupby("patient", sort=False).cumcount().to_numpy()
+        n_so_far[has_visit] = first_pos[all_idx[has_visit]] + 1
+    last_t = np.full(len(at), np.nan)
+    last_t[has_visit] = vt[all_idx[has_visit]]
+    out[LANDMARK] = s
+    out[LANDMARK_SQ] = s**2
+    out["n_visits"] = n_so_far
+    out["years_since_last_visit"] = s - last_t
+
+    pcode = pd.Series(vcode)
+    for f in spec.numeric:
+        vals = pd.to_numeric(v[f], errors="coerce").to_numpy(np.float64)
+        mask = ~np.isnan(vals)
+        idx, ok = locate(mask)
+        fv, ft, fc = vals[mask], vt[mask], pcode[mask]
+        last = np.full(len(at), np.nan)
+        last[ok] = fv[idx[ok]]
+        if f == "age_years":
+            last[ok] += s[ok] - ft[idx[ok]]  # age at the landmark, not at the last record
+        out[f] = last
+        if f in STATIC_FEATURES:
+            if spec.interactions:
+                out[f"{f}_x_landmark"] = last * s
+            continue
+        grp = fc.to_numpy()
+        df = pd.DataFrame({"g": grp, "t": ft, "v": fv, "tt": ft * ft, "tv": ft * fv,
+                           "one": 1.0})
+        cs = df.groupby("g", sort=False)[["t", "v", "tt", "tv", "one"]].cumsum().to_numpy()
+        worst_fn = "cummin" if spec.low_is_worse.get(f, False) else "cummax"
+        worst_all = getattr(df.groupby("g", sort=False)["v"], worst_fn)().to_numpy()
+        slope = np.zeros(len(at))
+        worst = np.full(len(at), np.nan)
+        if ok.any():
+            st, sv, stt, stv, n = cs[idx[ok]].T
+            den = n * stt - st * st
+            with np.errstate(invalid="ignore", divide="ignore"):
+                b = np.where((n >= 2) & (den > 1e-12 * np.maximum(n * n, 1)),
+                             (n * stv - st * sv) / den, 0.0)
+            slope[ok] = b
+            worst[ok] = worst_all[idx[ok]]
+        out[f"{f}_slope"] = slope
+        out[f"{f}_worst"] = worst
+        if spec.interactions:
+            out[f"{f}_x_landmark"] = last * s
+    for f in spec.categorical:
+        col = v[f]
+        mask = col.notna().to_numpy()
+        idx, ok = locate(mask)
+        vals = col[mask].astype(str).to_numpy()
+        last = np.full(len(at), None, dtype=object)
+        last[ok] = vals[idx[ok]]
+        out[f] = last
+
+    # the modality / contrast phase that produced the imaging values carried forward
+    modality = np.full(len(at), None, dtype=object)
+    phase = np.full(len(at), None, dtype=object)
+    if "modality" in v.columns:
+        img = v["modality"].notna().to_numpy()
+        if img.any():
+            idx, ok = locate(img)
+            modality[ok] = v["modality"].to_numpy()[img][idx[ok]]
+            if "contrast_phase" in v.columns:
+                phase[ok] = v["contrast_phase"].to_numpy()[img][idx[ok]]
+    res = pd.DataFrame(out, index=at.index)
+    res = res[spec.columns]
+    res.insert(0, "landmark", s)
+    res.insert(0, "patient", at["patient"].to_numpy())
+    res["last_visit_time"] = last_t
+    res["modality"] = modality
+    res["contrast_phase"] = phase
+    return res
+
+
+# --------------------------------------------------------------------------- stacking
+@dataclass
+class LandmarkData:
+    """Stacked landmark rows and how they were made.
+
+    ``rows`` holds ``patient``, ``landmark``, ``duration`` (years from the landmark,
+    censored at ``H_max``), ``event`` (observed event name within the window, else
+    ``"censored"``), ``cause`` (``"interest"``, a competing cause name or None) and the
+    history features.
+    """
+
+    rows: pd.DataFrame
+    spec: FeatureSpec
+    events: EventSpec
+    settings: LandmarkSettings
+    landmarks: list[float]
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return self.spec.columns
+
+    def cause_indicator(self, cause: str) -> np.ndarray:
+        """Event indicator for one cause (other causes count as censored)."""
+        return (self.rows["cause"] == cause).to_numpy()
+
+
+def landmark_grid(cohort: CohortTable, settings: LandmarkSettings) -> list[float]:
+    """Landmark times: ``0, step, 2 step, ...`` up to ``settings.landmark_max``.
+
+    Raises
+    ------
+    ModelError
+        If not even the first landmark has enough patients at risk.
+    """
+    out = cohort.outcomes.set_index("patient")["duration"]
+    first_visit = cohort.visits.groupby("patient")["time"].min()
+    first_visit = first_visit.reindex(out.index)
+    n = len(out)
+    need = max(settings.min_at_risk, int(np.ceil(settings.min_at_risk_fraction * n)))
+    if settings.landmark_max is not None:
+        top = float(settings.landmark_max)
+    else:
+        top = float(np.nanmax(out.to_numpy())) if n else 0.0
+    grid: list[float] = []
+    k = 0
+    while k * settings.step <= top + 1e-9:
+        s = round(k * settings.step, 10)
+        at_risk = int(((out > s) & (first_visit <= s + 1e-9)).sum())
+        if settings.landmark_max is None and at_risk < need:
+            break
+        grid.append(s)
+        k += 1
+    if not grid:
+        raise ModelError(f"cohort: fewer than {need} patients event-free with a visit at "
+                         "landmark 0; not enough data for a landmark model",
+                         hint="import more patients or lower min_at_risk")
+    return grid
+
+
+def build_landmark_data(cohort: CohortTable, events: EventSpec,
+                        settings: LandmarkSettings | None = None,
+                        spec: FeatureSpec | None = None) -> LandmarkData:
+    """Stack landmark rows for training and validation.
+
+    A patient contributes a row at landmark ``s`` when event-free and in follow-up at
+    ``s`` (``duration > s``) and with at least one visit at or before ``s``.
+
+    Raises
+    ------
+    ModelError
+        If no landmark row can be built or no event of interest falls in any window.
+    """
+    settings = settings or LandmarkSettings()
+    spec = spec or feature_spec(cohort, settings.interactions)
+    grid = landmark_grid(cohort, settings)
+    outc = cohort.outcomes.set_index("patient")
+    first_visit = cohort.visits.groupby("patient")["time"].min()
+    pats = outc.index.to_numpy()
+    dur = outc["duration"].to_numpy(np.float64)
+    fv = first_visit.reindex(outc.index).to_numpy(np.float64)
+    parts = []
+    for s in grid:
+        keep = (dur > s) & (fv <= s + 1e-9)
+        parts.append(pd.DataFrame({"patient": pats[keep], "landmark": s}))
+    if settings.at_visits:
+        vis = cohort.visits[["patient", "time"]].drop_duplicates()
+        vis = vis[vis["time"] <= grid[-1] + 1e-9]
+        d = outc["duration"].reindex(vis["patient"]).to_numpy()
+        vis = vis[d > vis["time"].to_numpy()]
+        parts.append(pd.DataFrame({"patient": vis["patient"].to_numpy(),
+                                   "landmark": vis["time"].to_numpy(np.float64)}))
+    at = pd.concat(parts, ignore_index=True).drop_duplicates(["patient", "landmark"])
+    at = at.sort_values(["patient", "landmark"], kind="stable").reset_index(drop=True)
+    if at.empty:
+        raise ModelError("cohort: no patient is event-free with a visit at any landmark")
+    rows = history_features(cohort.visits, at, spec)
+    h_max = settings.horizon_max
+    d = outc["duration"].reindex(at["patient"]).to_numpy(np.float64) - at["landmark"].to_numpy()
+    ev = outc["event"].astype(str).reindex(at["patient"]).to_numpy()
+    within = d <= h_max
+    rows["duration"] = np.minimum(d, h_max)
+    rows["event"] = np.where(within, ev, CENSORED)
+    rows["cause"] = [events.cause_of(e) if w else None for e, w in zip(ev, within, strict=True)]
+    if not (rows["cause"] == "interest").any():
+        raise ModelError(f"cohort: no '{events.label}' event within {h_max:g} years of any "
+                         "landmark; nothing to learn")
+    return LandmarkData(rows=rows, spec=spec, events=events, settings=settings,
+                        landmarks=grid)

@@ -1,0 +1,416 @@
+"""All biomarkers of one series: ``extract_series_features(volume, masks, settings)``.
+
+Pure: no store, no files. The batch runner (``analytics.features.batch``) loads series and
+writes the results. Masks that come with the series come first; an organ without a
+delivered mask is segmented automatically (CT only) and every feature that depends on it
+is flagged ``automatic_segmentation``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from analytics.errors import FeatureError
+from analytics.features import attenuation, measure, texture
+from analytics.features.geometry import Orientation, orientation
+from analytics.features.nodularity import surface_nodularity
+from analytics.features.registry import FEATURES, PHASE_CODES, unit
+from analytics.features.vessels import analyse_vessels
+from analytics.ingest.volume import MaskSet, Volume
+
+#: bump when any computed value may change; stored with every feature row
+EXTRACTOR_VERSION = "1.0.0"
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """Parameters of the extraction, stored with each feature run.
+
+    Attributes
+    ----------
+    erosion_voxels
+        Erosion of liver and spleen masks before intensity statistics.
+    exclusion_dilation_voxels
+        Dilation of vessel and lesion masks removed from the liver parenchyma.
+    ct_bin_width_hu, ct_bin_lower_hu
+        IBSI fixed-bin-width discretisation for CT texture.
+    mr_bins
+        IBSI fixed bin number for MR texture.
+    nodularity_window_mm, nodularity_min_area_fraction, nodularity_cap_mm
+        Surface nodularity parameters (see ``analytics.features.nodularity``).
+    vessel_grid_mm, vessel_sigmas_mm, vessel_min_branch_mm
+        Vessel analysis parameters (see ``analytics.features.vessels``).
+    use_vessel_mask
+        Use a delivered vessel mask when present (else always the vesselness filter).
+    segmentation
+        ``"auto"`` (TotalSegmentator if installed with weights, else classical),
+        ``"classical"`` or ``"totalsegmentator"``; used only for organs without a mask.
+    radiomics
+        Also compute IBSI radiomics with MIRP (research mode).
+    radiomics_bin_width_hu, radiomics_spacing_mm
+        MIRP discretisation bin width (CT) and isotropic resampling grid.
+    """
+
+    erosion_voxels: int = 3
+    exclusion_dilation_voxels: int = 1
+    ct_bin_width_hu: float = 25.0
+    ct_bin_lower_hu: float = -1000.0
+    mr_bins: int = 32
+    nodularity_window_mm: float = 30.0
+    nodularity_min_area_fraction: float = 0.25
+    nodularity_cap_mm: float = 5.0
+    vessel_grid_mm: float = 1.5
+    vessel_sigmas_mm: tuple[float, ...] = (1.5, 3.0)
+    vessel_min_branch_mm: float = 5.0
+    use_vessel_mask: bool = True
+    segmentation: str = "auto"
+    radiomics: bool = False
+    radiomics_bin_width_hu: float = 25.0
+    radiomics_spacing_mm: float = 1.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["vessel_sigmas_mm"] = list(self.vessel_sigmas_mm)
+        d["extractor_version"] = EXTRACTOR_VERSION
+        return d
+
+
+@dataclass
+class FeatureValue:
+    """One computed biomarker."""
+
+    value: float | None
+    unit: str
+    flags: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class FeatureResult:
+    """Every biomarker of one series, with how the masks were obtained.
+
+    Attributes
+    ----------
+    values
+        Feature name -> value, unit and flags. Features that could not be computed are
+        present with ``value=None`` and a ``reason`` flag.
+    mask_source, mask_automatic, mask_method
+        Where the liver/spleen masks came from (``"seg"``, ``"auto"``, ...).
+    segments
+        Structure name -> ``{"voxels": n, "automatic": bool}``.
+    contrast_phase, phase_source
+        Phase used, and ``"dicom"`` or ``"aorta"`` (estimated) or None.
+    auto_masks
+        The automatic masks on the volume grid (None when all were delivered, and
+        dropped by the batch runner before results travel back from workers).
+    """
+
+    series_uid: str | None
+    modality: str
+    values: dict[str, FeatureValue]
+    mask_source: str
+    mask_automatic: bool
+    mask_method: str | None
+    segments: dict[str, dict[str, Any]]
+    contrast_phase: str | None
+    phase_source: str | None
+    settings: dict[str, Any]
+    seconds: float
+    warnings: list[str] = field(default_factory=list)
+    auto_masks: MaskSet | None = None
+
+    def value(self, name: str) -> float | None:
+        """The value of ``name`` (None if absent or not computable)."""
+        fv = self.values.get(name)
+        return fv.value if fv else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able summary (no arrays)."""
+        return {
+            "series_uid": self.series_uid, "modality": self.modality,
+            "values": {k: {"value": v.value, "unit": v.unit, "flags": v.flags}
+                       for k, v in self.values.items()},
+            "mask_source": self.mask_source, "mask_automatic": self.mask_automatic,
+            "mask_method": self.mask_method, "segments": self.segments,
+            "contrast_phase": self.contrast_phase, "phase_source": self.phase_source,
+            "settings": self.settings, "seconds": self.seconds, "warnings": self.warnings,
+        }
+
+
+def _check_volume(volume: Volume) -> str:
+    arr = volume.array
+    if not isinstance(arr, np.ndarray) or arr.ndim != 3 or min(arr.shape) < 1:
+        raise FeatureError(f"series {volume.series_uid}: image must be a 3-D array, got "
+                           f"{getattr(arr, 'shape', type(arr))}")
+    sp = np.asarray(volume.spacing_mm, dtype=float)
+    if sp.shape != (3,) or not np.all(np.isfinite(sp)) or np.any(sp <= 0):
+        raise FeatureError(f"series {volume.series_uid}: spacing_mm must be 3 positive "
+                           f"numbers, got {volume.spacing_mm}")
+    modality = (volume.modality or "").upper()
+    if modality not in ("CT", "MR"):
+        raise FeatureError(f"series {volume.series_uid}: modality {volume.modality!r} is not "
+                           "supported (expected CT or MR)")
+    return modality
+
+
+def _check_mask(name: str, mask: np.ndarray, volume: Volume) -> np.ndarray:
+    m = np.asarray(mask)
+    if m.shape != volume.array.shape:
+        raise FeatureError(f"series {volume.series_uid}: mask {name!r} has shape {m.shape}, "
+                           f"expected the image shape {volume.array.shape}")
+    return m.astype(bool, copy=False)
+
+
+def _organ_masks(volume: Volume, masks: MaskSet | None, modality: str,
+                 orient: Orientation, settings: FeatureSettings,
+                 warnings: list[str]) -> tuple[dict[str, np.ndarray], dict[str, bool],
+                                               MaskSet | None, str | None]:
+    """Canonical masks by name, which ones are automatic, the auto MaskSet and its method."""
+    canon: dict[str, np.ndarray] = {}
+    automatic: dict[str, bool] = {}
+    delivered = masks.masks if masks is not None else {}
+    for name, m in delivered.items():
+        if m is None:
+            continue
+        checked = _check_mask(name, m, volume)
+        if checked.any():
+            canon[name] = orient.to_canonical(checked)
+            automatic[name] = bool(masks.automatic) if masks is not None else False
+    missing = [o for o in ("liver", "spleen") if o not in canon]
+    auto_set, method = None, masks.method if masks is not None and masks.automatic else None
+    if missing:
+        if modality != "CT":
+            warnings.append(f"no delivered {' or '.join(missing)} mask and automatic "
+                            "segmentation is CT-only")
+        else:
+            from analytics.features.segmentation import segment_canonical
+
+            image_c = orient.to_canonical(volume.array)
+            seg = segment_canonical(image_c, orient.spacing_mm, method=settings.segmentation)
+            method = seg.method
+            for organ in missing:
+                m = seg.masks.get(organ)
+                if m is not None and m.any():
+                    canon[organ] = m
+                    automatic[organ] = True
+                else:
+                    warnings.append(f"automatic segmentation found no {organ}")
+            auto_set = MaskSet(
+                masks={k: orient.from_canonical(v) for k, v in seg.masks.items()
+                       if k in missing},
+                source="auto", automatic=True, method=seg.method)
+            for name in ("aorta",):
+                if name in seg.masks and name not in canon:
+                    canon[name] = seg.masks[name]
+                    automatic[name] = True
+    return canon, automatic, auto_set, method
+
+
+def extract_series_features(volume: Volume, masks: MaskSet | None,
+                            settings: FeatureSettings | None = None) -> FeatureResult:
+    """Compute every core biomarker of one series.
+
+    Parameters
+    ----------
+    volume
+        The image (HU for CT) with its geometry.
+    masks
+        Delivered masks on the volume grid (``liver``, ``spleen``, ``liver_vessels``,
+        ``lesion``, optionally ``aorta``), or None.
+    settings
+        Extraction parameters; defaults when None.
+
+    Returns
+    -------
+    FeatureResult
+        Values with units and flags; see the feature registry for definitions.
+
+    Raises
+    ------
+    FeatureError
+        If the volume or a mask is malformed (shape, spacing, modality, direction).
+    """
+    t0 = time.perf_counter()
+    settings = settings or FeatureSettings()
+    modality = _check_volume(volume)
+    orient = orientation(volume)
+    spacing = orient.spacing_mm
+    voxel_ml = float(np.prod(spacing)) / 1000.0
+    warnings: list[str] = []
+    canon, automatic, auto_set, method = _organ_masks(volume, masks, modality, orient,
+                                                      settings, warnings)
+    image = orient.to_canonical(volume.array)
+    liver, spleen = canon.get("liver"), canon.get("spleen")
+    lesion, vessel_mask = canon.get("lesion"), canon.get("liver_vessels")
+
+    values: dict[str, float | None] = {}
+    extra_flags: dict[str, dict[str, Any]] = {}
+    values["liver_volume_ml"] = measure.volume_ml(liver, voxel_ml)
+    values["spleen_volume_ml"] = measure.volume_ml(spleen, voxel_ml)
+
+    phase, phase_source = attenuation.normalise_phase(volume.contrast_phase), None
+    if modality == "CT":
+        if phase is not None:
+            phase_source = "dicom"
+        else:
+            phase, aorta_value = _estimate_phase(image, spacing, canon.get("aorta"), liver)
+            if phase is not None:
+                phase_source = "aorta"
+                extra_flags["contrast_phase"] = {"estimated_from_aorta": True,
+                                                 "aorta_hu": round(aorta_value, 1)}
+    values["contrast_phase"] = (float({v: k for k, v in PHASE_CODES.items()}[phase])
+                                if phase is not None else None)
+
+    vessel_res = None
+    if liver is not None:
+        lesion_exclude = lesion if lesion is not None else None
+        use_delivered = vessel_mask if settings.use_vessel_mask else None
+        if modality == "CT" or use_delivered is not None:
+            bright = True
+            if modality == "CT" and phase == attenuation.UNENHANCED:
+                # unenhanced blood (~40 HU) is darker than normal liver, brighter than fatty
+                bright = float(np.median(image[liver])) < 40.0
+            vessel_res = analyse_vessels(
+                image, liver, spacing, bright=bright, vessel_mask=use_delivered,
+                grid_mm=settings.vessel_grid_mm, sigmas_mm=settings.vessel_sigmas_mm,
+                min_branch_mm=settings.vessel_min_branch_mm, exclude=lesion_exclude)
+            if modality == "CT" and phase is None and use_delivered is None:
+                vessel_res.flags["phase_unknown"] = True
+        else:
+            warnings.append("vessel analysis needs CT or a delivered vessel mask")
+    if vessel_res is not None:
+        values["liver_vessel_fraction"] = vessel_res.fraction
+        values["liver_vessel_tortuosity"] = vessel_res.tortuosity
+        values["liver_vessel_branch_density"] = vessel_res.branch_density_per_l
+        for n in ("liver_vessel_fraction", "liver_vessel_tortuosity",
+                  "liver_vessel_branch_density"):
+            extra_flags[n] = dict(vessel_res.flags)
+
+    parenchyma = None
+    if liver is not None:
+        parenchyma = measure.erode(liver, settings.erosion_voxels)
+        excluded = None
+        for m in (vessel_res.mask if vessel_res is not None else None, lesion):
+            if m is not None:
+                excluded = m if excluded is None else (excluded | m)
+        if excluded is not None:
+            parenchyma &= ~measure.dilate(excluded, settings.exclusion_dilation_voxels)
+        if not parenchyma.any():
+            warnings.append("liver parenchyma is empty after erosion and exclusions")
+            parenchyma = None
+    spleen_roi = measure.erode(spleen, settings.erosion_voxels) if spleen is not None else None
+    liver_stats = measure.roi_stats(image, parenchyma) if parenchyma is not None else None
+    spleen_stats = measure.roi_stats(image, spleen_roi) if spleen_roi is not None else None
+    if modality == "CT":
+        values.update(attenuation.attenuation_features(liver_stats, spleen_stats, phase))
+    else:
+        values.update(_mr_intensity(liver_stats, spleen_stats))
+
+    if parenchyma is not None:
+        values.update(texture.texture_features(
+            image, parenchyma, modality, bin_width=settings.ct_bin_width_hu,
+            lower=settings.ct_bin_lower_hu, n_bins=settings.mr_bins))
+    if liver is not None:
+        values["liver_surface_nodularity"] = surface_nodularity(
+            liver, spacing, window_mm=settings.nodularity_window_mm,
+            min_area_fraction=settings.nodularity_min_area_fraction,
+            cap_mm=settings.nodularity_cap_mm)
+    if masks is not None and masks.get("lesion") is not None:
+        n, vol = measure.lesion_summary(lesion if lesion is not None else np.zeros((1, 1, 1)),
+                                        voxel_ml)
+        values["lesion_count"], values["lesion_volume_ml"] = float(n), vol
+
+    result_values = _with_flags(values, extra_flags, automatic, modality, phase, liver_stats)
+    segments = {name: {"voxels": int(np.count_nonzero(m)), "automatic": automatic.get(name,
+                                                                                     False)}
+                for name, m in canon.items()}
+    any_auto = any(automatic.get(o, False) for o in ("liver", "spleen"))
+    source = "auto" if any_auto and not (masks and masks.masks) else (
+        masks.source if masks is not None else "auto")
+    return FeatureResult(
+        series_uid=volume.series_uid, modality=modality, values=result_values,
+        mask_source=source, mask_automatic=any_auto, mask_method=method if any_auto else (
+            masks.method if masks is not None else None),
+        segments=segments, contrast_phase=phase, phase_source=phase_source,
+        settings=settings.as_dict(), seconds=time.perf_counter() - t0, warnings=warnings,
+        auto_masks=auto_set)
+
+
+def _mr_intensity(liver: measure.RoiStats | None,
+                  spleen: measure.RoiStats | None) -> dict[str, float | None]:
+    out: dict[str, float | None] = {
+        "liver_mr_intensity_mean": liver.mean if liver else None,
+        "liver_mr_intensity_median": liver.median if liver else None,
+        "liver_mr_intensity_sd": liver.sd if liver else None,
+        "spleen_mr_intensity_mean": spleen.mean if spleen else None,
+        "liver_spleen_mr_intensity_ratio": None,
+    }
+    if liver and spleen and spleen.mean > 0:
+        out["liver_spleen_mr_intensity_ratio"] = liver.mean / spleen.mean
+    return out
+
+
+def _depends_on(name: str) -> tuple[str, ...]:
+    if name.startswith("liver_spleen") or name == "steatosis_grade":
+        return ("liver", "spleen")
+    if name.startswith("spleen"):
+        return ("spleen",)
+    if name.startswith(("liver", "lesion")):
+        return ("liver",)
+    return ()
+
+
+def _with_flags(values: dict[str, float | None], extra: dict[str, dict[str, Any]],
+                automatic: dict[str, bool], modality: str, phase: str | None,
+                liver_stats: measure.RoiStats | None) -> dict[str, FeatureValue]:
+    out: dict[str, FeatureValue] = {}
+    for name, value in values.items():
+        if name not in FEATURES:
+            continue
+        if modality not in FEATURES[name].modalities:
+            continue
+        flags: dict[str, Any] = dict(extra.get(name, {}))
+        if any(automatic.get(o, False) for o in _depends_on(name)):
+            flags["automatic_segmentation"] = True
+        if value is not None and not np.isfinite(value):
+            value = None
+            flags["reason"] = "not finite"
+        if value is None and "reason" not in flags:
+            flags["reason"] = _why_missing(name, phase, liver_stats, automatic)
+        out[name] = FeatureValue(None if value is None else float(value), unit(name), flags)
+    return out
+
+
+def _why_missing(name: str, phase: str | None, liver_stats: measure.RoiStats | None,
+                 automatic: dict[str, bool]) -> str:
+    if name == "steatosis_grade" and phase != attenuation.UNENHANCED:
+        return f"graded on unenhanced CT only (phase: {phase or 'unknown'})"
+    for organ in _depends_on(name):
+        if organ not in automatic:
+            return f"no {organ} mask"
+    if name == "liver_spleen_hu_ratio":
+        return "spleen attenuation too low for a stable ratio"
+    if name == "liver_vessel_tortuosity":
+        return "no vessel branch long enough to measure"
+    if name == "contrast_phase":
+        return "phase not in DICOM tags and no aorta found"
+    return "not computable for this series"
+
+
+def _estimate_phase(image: np.ndarray, spacing: tuple[float, float, float],
+                    aorta: np.ndarray | None, liver: np.ndarray | None
+                    ) -> tuple[str | None, float]:
+    """Phase from the aorta's median HU (delivered aorta mask, else found in the image)."""
+    from analytics.features.landmarks import find_aorta
+
+    if aorta is None:
+        aorta = find_aorta(image, spacing, liver=liver)
+    if aorta is None or not aorta.any():
+        return None, float("nan")
+    hu = attenuation.aorta_hu(image, measure.erode(aorta, 1) if aorta.sum() > 200 else aorta)
+    if hu is None:
+        return None, float("nan")
+    return attenuation.phase_from_aorta_hu(hu), hu

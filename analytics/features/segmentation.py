@@ -1,0 +1,266 @@
+"""Automatic liver and spleen segmentation for series delivered without masks.
+
+Order of preference: TotalSegmentator, when it is installed *with its weights* (an
+optional extra, detected at run time; nothing is downloaded), else the classical CT
+pipeline ``classical-v1``. Both results are flagged automatic and approximate.
+
+classical-v1 (canonical orientation; coarse 2 mm grid, refined on the native grid):
+
+1. body = largest component above -400 HU;
+2. organ intensity = peaks of the histogram of the smoothed image on the patient's right
+   (liver) or left (spleen) side, between -60 and 260 HU;
+3. for each candidate peak: voxels within the peak's intensity window, eroded by
+   ``cut_mm`` to break thin bridges to neighbouring organs, split into connected
+   components; the liver is the largest component whose centre lies right of the body's
+   midline (the spleen: left of it, posterior half, liver excluded);
+4. the component is grown back geodesically inside the window, closed, and its holes
+   (vessels, lesions) filled, since the reference liver label includes them;
+5. the native-grid mask is the window on the native smoothed image inside the dilated
+   coarse mask, holes filled.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+
+from analytics.errors import FeatureError
+from analytics.features.landmarks import body_mask, from_grid, to_grid
+
+CLASSICAL_METHOD = "classical-v1"
+TOTALSEG_METHOD = "totalsegmentator"
+GRID_MM = 2.0
+
+_BALL_CACHE: dict[int, np.ndarray] = {}
+
+
+@dataclass
+class Segmentation:
+    """Masks in canonical orientation, with the method that produced them."""
+
+    masks: dict[str, np.ndarray]
+    method: str
+
+
+def totalsegmentator_available() -> bool:
+    """True if TotalSegmentator is importable and its weights are already on disk."""
+    if importlib.util.find_spec("totalsegmentator") is None:
+        return False
+    home = Path(os.environ.get("TOTALSEG_HOME_DIR", Path.home() / ".totalsegmentator"))
+    weights = home / "nnunet" / "results"
+    return weights.is_dir() and any(weights.iterdir())
+
+
+def segment_canonical(image: np.ndarray, spacing: tuple[float, float, float], *,
+                      method: str = "auto") -> Segmentation:
+    """Liver and spleen masks of a canonical CT image.
+
+    Parameters
+    ----------
+    image
+        HU, canonical orientation (S, P, L axes).
+    spacing
+        Canonical spacing, mm.
+    method
+        ``"auto"``, ``"classical"`` or ``"totalsegmentator"``.
+
+    Raises
+    ------
+    FeatureError
+        If ``method`` is unknown, or TotalSegmentator is requested but not available.
+    """
+    if method not in ("auto", "classical", TOTALSEG_METHOD):
+        raise FeatureError(f"segmentation method {method!r}: expected auto, classical or "
+                           "totalsegmentator")
+    if method == TOTALSEG_METHOD or (method == "auto" and totalsegmentator_available()):
+        if not totalsegmentator_available():
+            raise FeatureError("TotalSegmentator is not installed with its weights")
+        return _totalsegmentator(image, spacing)
+    return classical_segmentation(image, spacing)
+
+
+def _ball(radius_vox: int) -> np.ndarray:
+    if radius_vox not in _BALL_CACHE:
+        r = radius_vox
+        z, y, x = np.ogrid[-r:r + 1, -r:r + 1, -r:r + 1]
+        _BALL_CACHE[r] = (z * z + y * y + x * x) <= r * r
+    return _BALL_CACHE[radius_vox]
+
+
+def _histogram_peaks(values: np.ndarray, lo: float = -60.0, hi: float = 260.0,
+                     max_peaks: int = 3) -> list[float]:
+    """Main modes of an intensity distribution (2 HU bins, smoothed), strongest first."""
+    v = values[(values > lo) & (values < hi)]
+    if v.size < 100:
+        return []
+    hist, edges = np.histogram(v, bins=np.arange(lo, hi + 2.0, 2.0))
+    h = ndi.gaussian_filter1d(hist.astype(float), 3.0)
+    peaks = np.flatnonzero((h >= np.roll(h, 1)) & (h > np.roll(h, -1)) & (h > 0.05 * h.max()))
+    peaks = peaks[np.argsort(h[peaks])[::-1]][:max_peaks]
+    return [float(edges[p] + 1.0) for p in peaks]
+
+
+def _window(smooth: np.ndarray, region: np.ndarray, centre: float) -> tuple[float, float]:
+    """Intensity window around ``centre``: +/- 2.5 robust SDs of the voxels near it."""
+    vals = smooth[region]
+    near = vals[np.abs(vals - centre) < 30.0]
+    sd = 1.4826 * float(np.median(np.abs(near - np.median(near)))) if near.size > 50 else 10.0
+    half = float(np.clip(2.5 * sd, 12.0, 40.0))
+    return centre - half, centre + half
+
+
+def _pick_component(cand: np.ndarray, score_ok) -> np.ndarray | None:
+    labels, n = ndi.label(cand)
+    if n == 0:
+        return None
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    coms = ndi.center_of_mass(cand, labels, range(1, n + 1))
+    best, best_size = None, 0
+    for lab, com in zip(range(1, n + 1), coms, strict=True):
+        if sizes[lab] > best_size and score_ok(com, sizes[lab]):
+            best, best_size = lab, sizes[lab]
+    return labels == best if best is not None else None
+
+
+def _organ(smooth: np.ndarray, body: np.ndarray, side: np.ndarray, exclude: np.ndarray | None,
+           accept, cut_mm: float, min_ml: float, max_ml: float) -> np.ndarray | None:
+    """The best organ component over the candidate intensity peaks of a body region."""
+    vox_ml = GRID_MM ** 3 / 1000.0
+    region = body & side
+    if exclude is not None:
+        region &= ~exclude
+    best, best_score = None, 0.0
+    cut = _ball(max(1, round(cut_mm / GRID_MM)))
+    for peak in _histogram_peaks(smooth[region]):
+        lo, hi = _window(smooth, region, peak)
+        inside = body & (smooth >= lo) & (smooth <= hi)
+        if exclude is not None:
+            inside &= ~exclude
+        core = ndi.binary_erosion(inside, cut)
+
+        def ok(com, size):
+            ml = size * vox_ml
+            return min_ml * 0.3 <= ml <= max_ml and accept(com)
+
+        comp = _pick_component(core, ok)
+        if comp is None:
+            continue
+        grown = _reconstruct(comp, inside, cut)
+        size_ml = float(grown.sum()) * vox_ml
+        if size_ml < min_ml or size_ml > max_ml:
+            continue
+        if size_ml > best_score:
+            best, best_score = grown, size_ml
+    return best
+
+
+def _reconstruct(seed: np.ndarray, allowed: np.ndarray, cut: np.ndarray) -> np.ndarray:
+    """Grow ``seed`` back by the erosion radius inside ``allowed``, close and fill."""
+    grown = ndi.binary_dilation(seed, cut) & allowed
+    labels, n = ndi.label(grown)
+    if n > 1:
+        keep = np.unique(labels[seed & grown])
+        grown = np.isin(labels, keep[keep > 0])
+    grown = ndi.binary_closing(grown, _ball(2), border_value=0)
+    grown = ndi.binary_fill_holes(grown)
+    for k in range(grown.shape[0]):
+        grown[k] = ndi.binary_fill_holes(grown[k])
+    return grown
+
+
+def _refine(native: np.ndarray, coarse_mask: np.ndarray, spacing: tuple[float, float, float],
+            lo: float, hi: float) -> np.ndarray:
+    """Native-grid mask: intensity window inside the dilated coarse mask, holes filled."""
+    near = from_grid(ndi.binary_dilation(coarse_mask, _ball(1)), native.shape, spacing, GRID_MM)
+    core = from_grid(ndi.binary_erosion(coarse_mask, _ball(1)), native.shape, spacing, GRID_MM)
+    sm = ndi.gaussian_filter(native, sigma=[1.0 / s for s in spacing])
+    inside = near & (sm >= lo) & (sm <= hi)
+    out = (inside | core)
+    labels, n = ndi.label(out)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())
+        sizes[0] = 0
+        out = labels == int(np.argmax(sizes))
+    for k in range(out.shape[0]):
+        out[k] = ndi.binary_fill_holes(out[k])
+    return out
+
+
+def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float]
+                           ) -> Segmentation:
+    """classical-v1 liver and spleen masks (canonical orientation; see module doc)."""
+    img = np.asarray(image, dtype=np.float32)
+    coarse = to_grid(img, spacing, GRID_MM)
+    smooth = ndi.median_filter(coarse, size=3)
+    body = body_mask(coarse)
+    masks: dict[str, np.ndarray] = {}
+    if body.sum() * GRID_MM ** 3 / 1000.0 < 500.0:
+        return Segmentation(masks, CLASSICAL_METHOD)
+    _, cy, cx = ndi.center_of_mass(body)
+    xs = np.arange(coarse.shape[2])[None, None, :]
+    right = np.broadcast_to(xs < cx, coarse.shape)
+    left = np.broadcast_to(xs > cx, coarse.shape)
+
+    liver = _organ(smooth, body, right, None,
+                   accept=lambda com: com[2] < cx, cut_mm=6.0, min_ml=300.0, max_ml=5000.0)
+    if liver is not None:
+        lo, hi = _organ_window(smooth, liver)
+        masks["liver"] = _refine(img, liver, spacing, lo, hi)
+        exclude = ndi.binary_dilation(liver, _ball(1))
+    else:
+        exclude = None
+    spleen = _organ(smooth, body, left, exclude,
+                    accept=lambda com: com[2] > cx + 0.25 * _half_width(body, cx)
+                    and com[1] > cy - 20.0 / GRID_MM,
+                    cut_mm=4.0, min_ml=40.0, max_ml=3000.0)
+    if spleen is not None:
+        lo, hi = _organ_window(smooth, spleen)
+        m = _refine(img, spleen, spacing, lo, hi)
+        if "liver" in masks:
+            m &= ~masks["liver"]
+        masks["spleen"] = m
+    return Segmentation(masks, CLASSICAL_METHOD)
+
+
+def _half_width(body: np.ndarray, cx: float) -> float:
+    cols = np.flatnonzero(body.any(axis=(0, 1)))
+    return float(max(cols[-1] - cx, cx - cols[0], 1.0))
+
+
+def _organ_window(smooth: np.ndarray, organ: np.ndarray) -> tuple[float, float]:
+    inner = ndi.binary_erosion(organ, _ball(1))
+    vals = smooth[inner if inner.any() else organ]
+    med = float(np.median(vals))
+    sd = 1.4826 * float(np.median(np.abs(vals - med)))
+    half = float(np.clip(3.0 * sd, 15.0, 45.0))
+    return med - half, med + half
+
+
+def _totalsegmentator(image: np.ndarray, spacing: tuple[float, float, float]) -> Segmentation:
+    """Run TotalSegmentator (liver, spleen) on a canonical image; weights must be local."""
+    import tempfile
+
+    import nibabel as nib
+    from totalsegmentator.python_api import totalsegmentator  # type: ignore[import-not-found]
+
+    # canonical (S, P, L) -> NIfTI RAS voxel axes (x=R->L flipped, y=A->P flipped, z=I->S)
+    data = np.transpose(image, (2, 1, 0))[::-1, ::-1, :]
+    affine = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "ct.nii.gz"
+        nib.save(nib.Nifti1Image(np.ascontiguousarray(data, dtype=np.float32), affine), src)
+        out = totalsegmentator(str(src), None, roi_subset=["liver", "spleen"], ml=True,
+                               quiet=True)
+        labels = np.asarray(out.dataobj)
+        names = {1: "spleen", 5: "liver"}
+    masks = {}
+    for value, name in names.items():
+        m = labels == value
+        masks[name] = np.transpose(m[::-1, ::-1, :], (2, 1, 0))
+    return Segmentation(masks, TOTALSEG_METHOD)

@@ -50,7 +50,7 @@ else:
     st.plotly_chart(viz.follow_up_swimmer(tables.only_patients(timeline, shown["pseudonym"])),
                     key=key(COHORT, "swimmer"))
 
-    measured = [n for n in KEY_BIOMARKERS if n in shown.columns]
+    measured = [n for n in KEY_BIOMARKERS if n in shown.columns and shown[n].notna().any()]
     if measured:
         st.subheader("Latest biomarkers by outcome")
         name = st.selectbox("Biomarker", measured, format_func=viz.feature_label,

@@ -86,7 +86,7 @@ def follow_up_swimmer(timeline: pd.DataFrame, *, max_patients: int = 80) -> go.F
     title = None if n_all <= len(lanes) else f"Longest {len(lanes)} of {n_all} follow-ups"
     fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(lanes)),
                      title=None)
-    fig.update_xaxes(title="Years since baseline", rangemode="tozero")
+    fig.update_xaxes(title="Years since baseline")
     return apply_layout(fig, title=title, height=max(220, 60 + 22 * len(lanes)))
 
 

@@ -1,0 +1,163 @@
+"""Parse worker: a separate process that parses untrusted DICOM under memory limits.
+
+Run as ``python -m analytics.ingest._worker MEMORY_BYTES``. It sets
+RLIMIT_AS to MEMORY_BYTES, then serves requests on stdin/stdout. A frame is a 4-byte
+big-endian JSON length, the JSON, an 8-byte big-endian blob length and the blob. Replies
+are plain JSON (never pickle), so a compromised worker cannot run code in the parent.
+
+Ops:
+- ``parse``: blob = the file or a prefix of it. Reply ``{ok, kind, pixel, need_more, ...}``.
+- ``decode``: blob = the whole file. Reply ``{ok, dtype, shape}`` + the pixel array bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import sys
+from typing import BinaryIO
+
+_HEAD = struct.Struct(">I")
+_BLOB = struct.Struct(">Q")
+
+
+def write_frame(out: BinaryIO, meta: dict, blob: bytes | memoryview = b"") -> None:
+    payload = json.dumps(meta).encode()
+    out.write(_HEAD.pack(len(payload)) + payload + _BLOB.pack(len(blob)))
+    if blob:
+        out.write(blob)
+    out.flush()
+
+
+def _read_exact(inp: BinaryIO, n: int) -> bytes:
+    buf = inp.read(n)
+    if buf is None or len(buf) != n:
+        raise EOFError("request stream closed")
+    return buf
+
+
+def read_frame(inp: BinaryIO) -> tuple[dict, bytes]:
+    (n,) = _HEAD.unpack(_read_exact(inp, _HEAD.size))
+    meta = json.loads(_read_exact(inp, n))
+    (m,) = _BLOB.unpack(_read_exact(inp, _BLOB.size))
+    return meta, _read_exact(inp, m) if m else b""
+
+
+def _parse(meta: dict, blob: bytes, limits) -> dict:
+    from analytics.ingest.header import (
+        check_elements,
+        classify,
+        decoder_problem,
+        parse_dicom,
+        pixel_bytes,
+        required_missing,
+    )
+
+    prefix = meta["total"] > len(blob)
+    try:
+        header = parse_dicom(blob, limits)
+    except Exception:
+        if prefix:  # a header cut by the prefix: ask for the whole file
+            return {"ok": True, "need_more": True}
+        raise
+    ds = header.dataset
+    # A prefix that ends before the pixel data (or mid-header) says nothing: ask for it all.
+    if prefix and (header.pixel is None or header.truncated):
+        return {"ok": True, "need_more": True}
+    if header.truncated:
+        return {"ok": False, "category": "malformed",
+                "reason": "malformed file: the header ends before its declared end"}
+    check_elements(ds)
+    kind = classify(ds)
+    missing = required_missing(ds, kind)
+    if missing:
+        return {"ok": False, "category": "missing_attribute",
+                "reason": f"missing required attribute {missing}"}
+    reply = {"ok": True, "need_more": False, "kind": kind}
+    if kind in ("image", "seg") or header.pixel is not None:
+        if "Rows" in ds and "Columns" in ds:
+            size = pixel_bytes(ds)
+            if size > limits.max_pixel_bytes:
+                return {"ok": False, "category": "limit",
+                        "reason": f"pixel data would decode to {size} bytes (Rows x Columns x "
+                                  f"Frames x bytes), over the budget of "
+                                  f"{limits.max_pixel_bytes} (max_pixel_bytes)"}
+        problem = decoder_problem(str(ds.file_meta.TransferSyntaxUID))
+        if problem and kind in ("image", "seg"):
+            return {"ok": False, "category": "unsupported", "reason": problem}
+    if kind == "image":
+        from analytics.ingest.geometry import frame_geometry
+
+        frame_geometry(ds)  # raises naming the missing or invalid geometry attribute
+    return reply
+
+
+def _decode(blob: bytes, limits) -> tuple[dict, bytes]:
+    import numpy as np
+
+    from analytics.ingest.header import parse_dicom
+
+    header = parse_dicom(blob, limits, stop_before_pixels=False)
+    arr = np.ascontiguousarray(header.dataset.pixel_array)
+    return {"ok": True, "dtype": arr.dtype.str, "shape": list(arr.shape)}, arr.tobytes()
+
+
+def _error_reply(e: BaseException) -> dict:
+    from analytics.errors import LimitExceededError, UnsupportedError
+
+    if isinstance(e, LimitExceededError):
+        return {"ok": False, "category": "limit", "reason": str(e)}
+    if isinstance(e, UnsupportedError):
+        return {"ok": False, "category": "unsupported", "reason": str(e)}
+    if isinstance(e, MemoryError):
+        return {"ok": False, "category": "malformed",
+                "reason": "malformed file: parsing it needs more memory than the parse limit"}
+    if isinstance(e, RecursionError):
+        return {"ok": False, "category": "malformed",
+                "reason": "malformed file: sequences nested too deeply"}
+    text = str(e).splitlines()[0][:300] if str(e) else type(e).__name__
+    if not text.startswith(("malformed", "not a DICOM", "missing", "truncated")):
+        text = f"malformed file: {text}"
+    return {"ok": False, "category": "malformed", "reason": text}
+
+
+def serve(memory_bytes: int) -> None:
+    import resource
+    import warnings
+
+    import pydicom.pixels  # noqa: F401
+
+    # Import everything a request needs before the memory limit applies.
+    from analytics.config import IngestLimits
+
+    warnings.simplefilter("ignore")
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if memory_bytes > 0:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    inp = sys.stdin.buffer
+    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
+    sys.stdout = sys.stderr  # nothing a library prints may corrupt the reply stream
+    write_frame(out, {"ready": True})
+    while True:
+        try:
+            meta, blob = read_frame(inp)
+        except EOFError:
+            return
+        try:
+            limits = IngestLimits(max_inflated_bytes=meta["max_inflated_bytes"],
+                                  max_pixel_bytes=meta["max_pixel_bytes"])
+            if meta.get("op") == "decode":
+                reply, payload = _decode(blob, limits)
+                del blob
+                write_frame(out, reply, payload)
+                continue
+            reply = _parse(meta, blob, limits)
+        except (Exception, MemoryError, RecursionError) as e:
+            reply = _error_reply(e)
+        del blob
+        write_frame(out, reply)
+
+
+if __name__ == "__main__":
+    serve(int(sys.argv[1]))

@@ -1,0 +1,499 @@
+"""Safe parsing of untrusted files: a small persistent pool of limited worker processes.
+
+Each file's header is parsed first in a worker process (``analytics.ingest._worker``) that
+runs under RLIMIT_AS and a per-file timeout; a worker that dies or times out is replaced
+and the file is reported, the batch goes on. Only a header the worker accepted is parsed
+again here, in-process, to hand back a :class:`pydicom.Dataset`; pixel values are not read.
+
+Cheap checks run in the parent before any worker is involved: the ``DICM`` prefix, NIfTI
+magic, executable code in the 128-byte preamble (CVE-2019-11687: the preamble is zeroed in
+``ParsedInstance.data`` and the event noted) and the per-file size cap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pydicom
+
+from analytics.config import IngestLimits
+from analytics.errors import HepaTrackError, IngestError
+from analytics.ingest import _worker
+from analytics.ingest.findings import LIMIT, MALFORMED, NOT_DICOM, TIMED_OUT, Rejection
+from analytics.ingest.header import (
+    Header,
+    PixelElement,
+    check_pixel_data,
+    has_dicm,
+    n_frames,
+    parse_dicom,
+    sniff,
+)
+from analytics.ingest.sources import SourceItem
+
+Kind = Literal["image", "seg", "rtstruct", "nifti", "other"]
+HEADER_PREFIX_BYTES = 256 * 1024
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
+
+
+@dataclass
+class ParsedInstance:
+    """One accepted file: its bytes, identifiers and header (no pixel values).
+
+    ``data`` is the file as it will be stored: the preamble is already zeroed if it held
+    anything. ``header`` stops before the pixel data; ``pixel`` says where it lies in
+    ``data`` (or in the inflated body for the deflated transfer syntax). ``pixel_problem``
+    is set when the pixel data is truncated or malformed: such an instance is invalid and
+    its series is not scored.
+    """
+
+    name: str
+    data: bytes
+    sha256: str
+    sop_class_uid: str | None
+    sop_instance_uid: str | None
+    series_uid: str | None
+    study_uid: str | None
+    patient_id: str | None
+    modality: str | None
+    kind: Kind
+    header: pydicom.Dataset
+    transfer_syntax_uid: str | None
+    notes: list[str] = field(default_factory=list)
+    pixel: PixelElement | None = None
+    pixel_problem: str | None = None
+    frame_of_reference_uid: str | None = None
+    instance_number: int | None = None
+    n_frames: int = 1
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+# --------------------------------------------------------------------------- parent checks
+def preamble_threat(data: bytes) -> str | None:
+    """Name of the executable format in the 128-byte preamble (CVE-2019-11687), if any."""
+    pre = data[:128]
+    if pre[:2] == b"MZ":
+        return "PE"
+    if pre[:4] == b"\x7fELF":
+        return "ELF"
+    if pre[:4] in (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
+                   b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe"):
+        return "Mach-O"
+    if pre[:2] == b"#!":
+        return "script"
+    return None
+
+
+def zero_preamble(data: bytes) -> tuple[bytes, str | None]:
+    """``data`` with 128 zero bytes as preamble, and a note if anything was there."""
+    if len(data) < 132 or not any(data[:128]):
+        return data, None
+    threat = preamble_threat(data)
+    note = (f"preamble zeroed ({threat} header: CVE-2019-11687 polyglot)" if threat
+            else "preamble zeroed (non-zero bytes)")
+    return b"\0" * 128 + data[128:], note
+
+
+def nifti_magic(data: bytes, limits: IngestLimits) -> bool:
+    """True for a NIfTI-1/2 file, plain or gzip-compressed (only the header is inflated)."""
+    head = data[:600]
+    if head[:2] == b"\x1f\x8b":
+        try:
+            import zlib
+
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data[:65536], 600)
+        except Exception:  # not gzip after all: not NIfTI either
+            return False
+    return head[344:348] in (b"n+1\0", b"ni1\0") or head[4:8] in (b"n+2\0", b"ni2\0")
+
+
+def _instance(name: str, data: bytes, header: Header, kind: Kind,
+              notes: list[str]) -> ParsedInstance:
+    ds = header.dataset
+
+    def text(kw: str) -> str | None:
+        v = ds.get(kw)
+        return None if v in (None, "") else str(v)
+
+    inst_no = ds.get("InstanceNumber")
+    try:
+        inst_no = int(inst_no) if inst_no not in (None, "") else None
+    except (TypeError, ValueError):
+        inst_no = None
+    pixel_problem = None
+    if kind in ("image", "seg"):
+        pixel_problem = check_pixel_data(header)
+    return ParsedInstance(
+        name=name, data=data, sha256=hashlib.sha256(data).hexdigest(),
+        sop_class_uid=text("SOPClassUID"), sop_instance_uid=text("SOPInstanceUID"),
+        series_uid=text("SeriesInstanceUID"), study_uid=text("StudyInstanceUID"),
+        patient_id=text("PatientID"), modality=text("Modality"), kind=kind, header=ds,
+        transfer_syntax_uid=str(ds.file_meta.get("TransferSyntaxUID", "")) or None,
+        notes=notes, pixel=header.pixel, pixel_problem=pixel_problem,
+        frame_of_reference_uid=text("FrameOfReferenceUID"), instance_number=inst_no,
+        n_frames=n_frames(ds) if "NumberOfFrames" in ds else 1)
+
+
+def parse_trusted(name: str, data: bytes, limits: IngestLimits | None = None,
+                  kind: Kind | None = None) -> ParsedInstance:
+    """Parse a file HepaTrack stored itself (already vetted) in-process, header only.
+
+    Raises
+    ------
+    InvalidDicomError
+        If the file is not DICOM.
+    """
+    from analytics.ingest.header import classify
+
+    header = parse_dicom(data, limits or IngestLimits())
+    return _instance(name, data, header, kind or classify(header.dataset), [])  # type: ignore[arg-type]
+
+
+# --------------------------------------------------------------------------- worker pool
+class _Worker:
+    """One worker process and its pipes."""
+
+    def __init__(self, memory_bytes: int) -> None:
+        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                   MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH"))
+                                            if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "analytics.ingest._worker", str(memory_bytes)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=env, close_fds=True)
+        self.started = False
+
+    @property
+    def out_fd(self) -> int:
+        return self.proc.stdout.fileno()  # type: ignore[union-attr]
+
+    def send(self, meta: dict, blob: bytes | memoryview, deadline: float) -> None:
+        import json
+
+        payload = json.dumps(meta).encode()
+        frame = (_worker._HEAD.pack(len(payload)) + payload + _worker._BLOB.pack(len(blob)))
+        fd = self.proc.stdin.fileno()  # type: ignore[union-attr]
+        for part in (frame, blob):
+            view = memoryview(part)
+            while view:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                _, writable, _ = select.select([], [fd], [], remaining)
+                if writable:
+                    n = os.write(fd, view[:1 << 20])
+                    view = view[n:]
+
+    def _recv_exact(self, n: int, deadline: float) -> bytes:
+        chunks, got = [], 0
+        while got < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            readable, _, _ = select.select([self.out_fd], [], [], remaining)
+            if not readable:
+                continue
+            chunk = os.read(self.out_fd, min(n - got, 1 << 22))
+            if not chunk:
+                raise EOFError("worker exited")
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def recv(self, deadline: float) -> tuple[dict, bytes]:
+        import json
+
+        (n,) = _worker._HEAD.unpack(self._recv_exact(_worker._HEAD.size, deadline))
+        meta = json.loads(self._recv_exact(n, deadline))
+        (m,) = _worker._BLOB.unpack(self._recv_exact(_worker._BLOB.size, deadline))
+        return meta, self._recv_exact(m, deadline) if m else b""
+
+    def wait_ready(self, timeout: float) -> None:
+        meta, _ = self.recv(time.monotonic() + timeout)
+        if not meta.get("ready"):
+            raise IngestError("parse worker did not start")
+        self.started = True
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+    def describe_death(self) -> str:
+        code = self.proc.poll()
+        if code is not None and code < 0:
+            import signal
+
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+
+@dataclass
+class _Job:
+    item: SourceItem
+    data: bytes
+    notes: list[str]
+    deadline: float
+    full_sent: bool
+
+
+class SafeParser:
+    """Context manager owning a pool of parse workers.
+
+    Parameters
+    ----------
+    limits
+        ``parse_memory_bytes`` (RLIMIT_AS of each worker), ``parse_timeout_s`` (per file and
+        step), ``max_file_bytes``, ``max_pixel_bytes`` and ``max_inflated_bytes``.
+    workers
+        Number of worker processes (files are parsed concurrently across them).
+
+    Examples
+    --------
+    >>> with SafeParser(limits) as parser:                        # doctest: +SKIP
+    ...     for result in parser.parse_many(iter_local_source(path, limits)):
+    ...         ...
+    """
+
+    STARTUP_TIMEOUT_S = 60.0
+
+    def __init__(self, limits: IngestLimits, workers: int = 1) -> None:
+        self.limits = limits
+        self.n_workers = max(1, int(workers))
+        self._workers: list[_Worker] = []
+
+    # -- lifecycle
+    def __enter__(self) -> SafeParser:
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def start(self) -> None:
+        """Start the worker processes (idempotent)."""
+        while len(self._workers) < self.n_workers:
+            self._workers.append(self._spawn())
+
+    def _spawn(self) -> _Worker:
+        w = _Worker(self.limits.parse_memory_bytes)
+        try:
+            w.wait_ready(self.STARTUP_TIMEOUT_S)
+        except (TimeoutError, EOFError) as e:
+            w.kill()
+            raise IngestError(f"parse worker failed to start ({e or type(e).__name__})") from e
+        return w
+
+    def close(self) -> None:
+        """Stop every worker process."""
+        for w in self._workers:
+            w.kill()
+        self._workers.clear()
+
+    # -- parsing
+    def _meta(self, op: str, total: int) -> dict:
+        return {"op": op, "total": total, "max_pixel_bytes": self.limits.max_pixel_bytes,
+                "max_inflated_bytes": self.limits.max_inflated_bytes}
+
+    def _prepare(self, item: SourceItem | Rejection) -> _Job | ParsedInstance | Rejection:
+        """Parent-side checks; a job for a worker, or a final result."""
+        if isinstance(item, Rejection):
+            return item
+        if item.size > self.limits.max_file_bytes:
+            return Rejection(item.name, f"file is {item.size} bytes, over the per-file cap of "
+                                        f"{self.limits.max_file_bytes} bytes (max_file_bytes)",
+                             LIMIT)
+        try:
+            data = item.read()
+        except HepaTrackError as e:
+            return Rejection(item.name, str(e), LIMIT)
+        except OSError as e:
+            return Rejection(item.name, f"cannot read file: {e}", MALFORMED)
+        if len(data) > self.limits.max_file_bytes:
+            return Rejection(item.name, f"file grew past the per-file cap of "
+                                        f"{self.limits.max_file_bytes} bytes", LIMIT)
+        if not has_dicm(data):
+            if nifti_magic(data, self.limits):
+                return ParsedInstance(
+                    name=item.name, data=data, sha256=hashlib.sha256(data).hexdigest(),
+                    sop_class_uid=None, sop_instance_uid=None, series_uid=None, study_uid=None,
+                    patient_id=None, modality=None, kind="nifti", header=pydicom.Dataset(),
+                    transfer_syntax_uid=None, notes=["NIfTI file"])
+            what = sniff(data)
+            return Rejection(item.name, "not a DICOM file (no 'DICM' prefix at byte 128"
+                                        + (f"; looks like {what})" if what else ")"), NOT_DICOM)
+        data, note = zero_preamble(data)
+        return _Job(item=item, data=data, notes=[note] if note else [],
+                    deadline=0.0, full_sent=False)
+
+    def _send(self, w: _Worker, job: _Job, full: bool) -> None:
+        blob = memoryview(job.data) if full else memoryview(job.data)[:HEADER_PREFIX_BYTES]
+        job.full_sent = full or len(job.data) <= HEADER_PREFIX_BYTES
+        job.deadline = time.monotonic() + self.limits.parse_timeout_s
+        w.send(self._meta("parse", len(job.data)), blob, job.deadline)
+
+    def _finish(self, job: _Job, reply: dict) -> ParsedInstance | Rejection:
+        if not reply.get("ok"):
+            return Rejection(job.item.name, reply.get("reason", "malformed file"),
+                             reply.get("category", MALFORMED))
+        try:
+            header = parse_dicom(job.data, self.limits)
+            return _instance(job.item.name, job.data, header, reply["kind"], job.notes)
+        except HepaTrackError as e:
+            return Rejection(job.item.name, str(e), MALFORMED)
+
+    def parse(self, item: SourceItem) -> ParsedInstance | Rejection:
+        """Parse one item's header under the limits (see :meth:`parse_many`)."""
+        return next(iter(self.parse_many([item])))
+
+    def parse_many(self, items: Iterable[SourceItem | Rejection]
+                   ) -> Iterator[ParsedInstance | Rejection]:
+        """Parse items concurrently on the pool; yield one result per item, as they finish.
+
+        Rejections in ``items`` pass through unchanged. A worker that crashes or runs past
+        ``parse_timeout_s`` is replaced and its file reported; the batch goes on.
+        """
+        self.start()
+        pending = iter(items)
+        idle = list(range(len(self._workers)))
+        busy: dict[int, _Job] = {}  # worker slot -> job in flight
+        exhausted = False
+        while (idle and not exhausted) or busy:
+            while idle and not exhausted:
+                item = next(pending, None)
+                if item is None:
+                    exhausted = True
+                    break
+                prepared = self._prepare(item)
+                if not isinstance(prepared, _Job):
+                    yield prepared
+                    continue
+                slot = idle.pop()
+                failed = self._dispatch(slot, prepared, full=False)
+                if failed is None:
+                    busy[slot] = prepared
+                else:
+                    idle.append(slot)
+                    yield failed
+            if not busy:
+                continue
+            fds = {self._workers[slot].out_fd: slot for slot in busy}
+            timeout = max(0.0, min(job.deadline for job in busy.values()) - time.monotonic())
+            readable, _, _ = select.select(list(fds), [], [], timeout)
+            now = time.monotonic()
+            for fd, slot in fds.items():
+                job = busy[slot]
+                if fd not in readable and now < job.deadline:
+                    continue
+                del busy[slot]
+                result = self._collect(slot, job)
+                if result is None:  # the worker asked for the whole file
+                    result = self._dispatch(slot, job, full=True)
+                    if result is None:
+                        busy[slot] = job
+                        continue
+                idle.append(slot)
+                yield result
+
+    def _fail(self, slot: int, job: _Job, timed_out: bool) -> Rejection:
+        w = self._workers[slot]
+        if timed_out:
+            rej = Rejection(job.item.name, f"timed out: parsing took longer than "
+                                           f"{self.limits.parse_timeout_s:g} s (parse_timeout_s)",
+                            TIMED_OUT)
+        else:
+            w.kill()
+            rej = Rejection(job.item.name, f"malformed file: the parser process died "
+                                           f"({w.describe_death()}) while reading it", MALFORMED)
+        w.kill()
+        self._workers[slot] = self._spawn()
+        return rej
+
+    def _dispatch(self, slot: int, job: _Job, full: bool) -> Rejection | None:
+        try:
+            self._send(self._workers[slot], job, full)
+        except TimeoutError:
+            return self._fail(slot, job, timed_out=True)
+        except OSError:
+            return self._fail(slot, job, timed_out=False)
+        return None
+
+    def _collect(self, slot: int, job: _Job) -> ParsedInstance | Rejection | None:
+        try:
+            reply, _ = self._workers[slot].recv(job.deadline)
+        except TimeoutError:
+            return self._fail(slot, job, timed_out=True)
+        except (EOFError, OSError, ValueError):
+            return self._fail(slot, job, timed_out=False)
+        if reply.get("need_more"):
+            if job.full_sent:
+                return Rejection(job.item.name, "malformed file: the header does not end",
+                                 MALFORMED)
+            return None
+        return self._finish(job, reply)
+
+    # -- pixel decoding of compressed data, in a worker
+    def decode(self, inst: ParsedInstance):
+        """Decode the pixel data of a (compressed or deflated) instance in a worker.
+
+        Returns
+        -------
+        numpy.ndarray
+            Stored values, shape ``(frames, rows, cols)`` (or with samples last).
+
+        Raises
+        ------
+        InvalidDicomError
+            The codec failed, the worker died, or decoding timed out.
+        """
+        import numpy as np
+
+        from analytics.errors import InvalidDicomError, LimitExceededError, UnsupportedError
+
+        self.start()
+        w = self._workers[0]
+        deadline = time.monotonic() + self.limits.parse_timeout_s
+        job = _Job(item=SourceItem.from_bytes(inst.name, b""), data=inst.data, notes=[],
+                   deadline=deadline, full_sent=True)
+        try:
+            w.send(self._meta("decode", len(inst.data)), memoryview(inst.data), deadline)
+            reply, blob = w.recv(deadline)
+        except TimeoutError:
+            reason = self._fail(0, job, timed_out=True).reason
+            raise InvalidDicomError(f"{inst.name}: pixel decoding {reason}") from None
+        except (EOFError, OSError, ValueError):
+            reason = self._fail(0, job, timed_out=False).reason
+            raise InvalidDicomError(f"{inst.name}: pixel decoding failed: {reason}") from None
+        if not reply.get("ok"):
+            cls = {LIMIT: LimitExceededError, "unsupported": UnsupportedError}.get(
+                reply.get("category"), InvalidDicomError)
+            raise cls(f"{inst.name}: {reply.get('reason')}")
+        arr = np.frombuffer(blob, dtype=np.dtype(reply["dtype"]))
+        shape = tuple(reply["shape"])
+        if n_frames(inst.header) == 1 and "NumberOfFrames" not in inst.header:
+            shape = (1, *shape)  # one frame: pydicom drops the frame axis
+        return arr.reshape(shape)
+
+
+__all__ = ["ParsedInstance", "SafeParser", "parse_trusted", "zero_preamble"]

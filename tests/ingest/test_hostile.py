@@ -1,0 +1,241 @@
+"""Hostile and broken files: each gets its own specific error line, and the batch goes on."""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zlib
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+from analytics.config import MiB
+from analytics.ingest.findings import LIMIT, MALFORMED, NOT_DICOM, UNSUPPORTED, Rejection
+from analytics.ingest.reader import ParsedInstance, SafeParser
+from tests.ingest.conftest import ct_series, ct_slice, hu_phantom, item, to_bytes
+
+
+@pytest.fixture(scope="module")
+def good() -> bytes:
+    return to_bytes(ct_series(hu_phantom((1, 32, 32)))[0])
+
+
+def _meta_only(ts: str = "1.2.840.10008.1.2.1") -> bytes:
+    """Preamble, DICM and a minimal explicit-VR-LE file meta for ``ts``."""
+    def el(tag_lo: int, vr: bytes, value: bytes) -> bytes:
+        if len(value) % 2:
+            value += b"\0"
+        if vr in (b"OB",):
+            return struct.pack("<HH2sHI", 2, tag_lo, vr, 0, len(value)) + value
+        return struct.pack("<HH2sH", 2, tag_lo, vr, len(value)) + value
+
+    body = (el(0x0001, b"OB", b"\0\1") + el(0x0002, b"UI", b"1.2.840.10008.5.1.4.1.1.2")
+            + el(0x0003, b"UI", b"1.2.3.4") + el(0x0010, b"UI", ts.encode()))
+    group_len = struct.pack("<HH2sHI", 2, 0, b"UL", 4, len(body))
+    return b"\0" * 128 + b"DICM" + group_len + body
+
+
+def _explicit(group: int, elem: int, vr: bytes, value: bytes) -> bytes:
+    if vr in (b"OB", b"OW", b"SQ", b"UN", b"UT"):
+        return struct.pack("<HH2sHI", group, elem, vr, 0, len(value)) + value
+    return struct.pack("<HH2sH", group, elem, vr, len(value)) + value
+
+
+@pytest.mark.parametrize(("name", "data", "expected"), [
+    ("notes.txt", b"hello, this is text and not an image\n" * 10,
+     r"^not a DICOM file \(no 'DICM' prefix at byte 128\)$"),
+    ("tiny.dcm", b"DICM", r"^not a DICOM file"),
+    ("empty.dcm", b"", r"^not a DICOM file"),
+    ("doc.dcm", b"%PDF-1.4\n" + b"x" * 300, r"looks like a PDF document"),
+    ("nested.dcm", b"PK\x03\x04" + b"\0" * 300, r"looks like a zip archive"),
+])
+def test_non_dicom_files(parse_bytes, name, data, expected):
+    rej = parse_bytes(data, name)
+    assert isinstance(rej, Rejection) and rej.category == NOT_DICOM
+    assert rej.file == name
+    assert re.search(expected, rej.reason), rej.reason
+
+
+def _deflate_bomb(size: int, level: int) -> bytes:
+    """A deflated-transfer-syntax file whose dataset is one OB element of ``size`` zeros."""
+    comp = zlib.compressobj(level, zlib.DEFLATED, -zlib.MAX_WBITS)
+    parts = [comp.compress(_explicit(0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.2\0")
+                           + struct.pack("<HH2sHI", 0x0009, 0x1010, b"OB", 0, size))]
+    chunk = b"\0" * (16 * MiB)
+    parts += [comp.compress(chunk) for _ in range(size // len(chunk))]
+    parts.append(comp.flush())
+    return _meta_only(DeflatedExplicitVRLittleEndian) + b"".join(parts)
+
+
+def test_deflate_bomb_is_bounded(parse_bytes, limits):
+    # 400 MiB of zeros inside one OB element: the file is a few hundred KiB.
+    data = _deflate_bomb(400 * MiB, 9)
+    assert len(data) < 1 * MiB
+    rej = parse_bytes(data, "bomb.dcm")
+    assert isinstance(rej, Rejection) and rej.category == LIMIT
+    assert rej.reason.startswith(f"deflated dataset inflates to more than "
+                                 f"{limits.max_inflated_bytes} bytes (max_inflated_bytes)")
+
+
+def test_deflate_bomb_past_the_inflate_cap_is_stopped_by_the_memory_limit(limits):
+    # With no inflate cap, the worker's RLIMIT_AS stops it: "malformed", not an OOM.
+    loose = replace(limits, max_inflated_bytes=4096 * MiB, parse_memory_bytes=600 * MiB)
+    data = _deflate_bomb(768 * MiB, 1)
+    with SafeParser(loose) as p:
+        rej = p.parse(item("mem.dcm", data))
+        assert isinstance(rej, Rejection) and rej.category == MALFORMED
+        assert rej.reason == "malformed file: parsing it needs more memory than the parse limit"
+        ok = p.parse(item("after.dcm", to_bytes(ct_series(hu_phantom((1, 8, 8)))[0])))
+        assert isinstance(ok, ParsedInstance)
+
+
+def test_huge_declared_length_is_malformed_not_oom(parse_bytes):
+    data = _meta_only() + _explicit(0x0008, 0x0016, b"UI", b"1.2.840.10008.5.1.4.1.1.2\0") \
+        + struct.pack("<HH2sHI", 0x0009, 0x1010, b"OB", 0, 0x7FFFFFF0) + b"\0" * 64
+    assert len(data) < 600
+    rej = parse_bytes(data, "huge.dcm")
+    assert rej.category == MALFORMED
+    assert rej.reason == ("malformed file: element private or unknown element (0009,1010) "
+                          "declares 2147483632 bytes but only 64 remain in the file")
+
+
+def _nested(depth: int, defined: bool) -> bytes:
+    inner = b""
+    for _ in range(depth):
+        if defined:
+            it = struct.pack("<HHI", 0xFFFE, 0xE000, len(inner)) + inner
+            inner = struct.pack("<HH2sHI", 0x0008, 0x1115, b"SQ", 0, len(it)) + it
+        else:
+            it = (struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + inner
+                  + struct.pack("<HHI", 0xFFFE, 0xE00D, 0))
+            inner = (struct.pack("<HH2sHI", 0x0008, 0x1115, b"SQ", 0, 0xFFFFFFFF) + it
+                     + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    return inner
+
+
+@pytest.mark.parametrize(("defined", "expected"), [
+    (False, "malformed file: sequences nested too deeply"),
+    (True, "malformed file: sequences nested deeper than 32 levels"),
+], ids=["undefined-length", "defined-length"])
+def test_deeply_nested_sequences_are_malformed(parse_bytes, defined, expected):
+    data = _meta_only() + _nested(300, defined)
+    rej = parse_bytes(data, "deep.dcm")
+    assert rej.category == MALFORMED and rej.reason == expected
+
+
+def test_truncated_pixel_data_makes_the_instance_invalid(parse_bytes, good):
+    cut = good[:-100]
+    inst = parse_bytes(cut, "cut.dcm")
+    assert isinstance(inst, ParsedInstance)
+    assert inst.pixel_problem == "truncated pixel data: the file ends after 1948 of 2048 pixel bytes"
+
+
+def test_pixel_element_declaring_less_than_the_image_needs(parse_bytes):
+    ds = ct_series(hu_phantom((1, 32, 32)))[0]
+    ds.PixelData = ds.PixelData[:1000]
+    inst = parse_bytes(to_bytes(ds), "short.dcm")
+    assert inst.pixel_problem == ("truncated pixel data: PixelData (7FE0,0010) declares 1000 "
+                                  "bytes, expected 2048 (Rows x Columns x Frames x BitsAllocated)")
+
+
+@pytest.mark.parametrize("keyword", ["SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID",
+                                     "Rows", "BitsAllocated", "ImagePositionPatient",
+                                     "ImageOrientationPatient", "PixelSpacing"])
+def test_missing_required_attribute_names_the_tag(parse_bytes, keyword):
+    from pydicom.datadict import tag_for_keyword
+
+    ds = ct_series(hu_phantom((1, 8, 8)))[0]
+    ds["PixelData"].VR = "OW"  # explicit, so the file can be written without BitsAllocated
+    delattr(ds, keyword)
+    rej = parse_bytes(to_bytes(ds), "m.dcm")
+    tag = tag_for_keyword(keyword)
+    assert rej.category == "missing_attribute"
+    assert rej.reason == (f"missing required attribute {keyword} "
+                          f"({tag >> 16:04X},{tag & 0xFFFF:04X})")
+
+
+def test_unsupported_sop_class(parse_bytes):
+    ds = ct_series(hu_phantom((1, 8, 8)))[0]
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"
+    rej = parse_bytes(to_bytes(ds), "us.dcm")
+    assert rej.category == UNSUPPORTED
+    assert rej.reason.startswith("unsupported SOP class: Ultrasound Image Storage "
+                                 "(1.2.840.10008.5.1.4.1.1.6.1)")
+
+
+@pytest.mark.parametrize(("magic", "label"), [(b"MZ\x90\x00", "PE"), (b"\x7fELF\x02\x01", "ELF")])
+def test_executable_preamble_is_zeroed_and_noted(parse_bytes, good, magic, label):
+    poly = magic + b"\xAA" * (128 - len(magic)) + good[128:]
+    inst = parse_bytes(poly, "poly.dcm")
+    assert isinstance(inst, ParsedInstance)
+    assert inst.data[:128] == b"\0" * 128 and inst.data[128:] == good[128:]
+    assert inst.notes == [f"preamble zeroed ({label} header: CVE-2019-11687 polyglot)"]
+    import hashlib
+
+    assert inst.sha256 == hashlib.sha256(inst.data).hexdigest()
+
+
+def test_pixel_budget_is_checked_before_decoding(parse_bytes, limits):
+    ds = ct_slice(np.zeros((8, 8), np.int16), (0, 0, 0))
+    ds.Rows, ds.Columns, ds.NumberOfFrames = 4096, 4096, 100
+    rej = parse_bytes(to_bytes(ds), "budget.dcm")
+    assert rej.category == LIMIT
+    assert rej.reason == (f"pixel data would decode to {4096 * 4096 * 100 * 2} bytes (Rows x "
+                          f"Columns x Frames x bytes), over the budget of "
+                          f"{limits.max_pixel_bytes} (max_pixel_bytes)")
+
+
+def _encapsulated(ts: str) -> bytes:
+    from pydicom.encaps import encapsulate
+
+    ds = ct_slice(np.zeros((8, 8), np.int16), (0, 0, 0), ts=ts)
+    ds.PixelData = encapsulate([b"\0" * 64])
+    return to_bytes(ds)
+
+
+def test_compression_without_a_decoder(parse_bytes):
+    rej = parse_bytes(_encapsulated("1.2.840.10008.1.2.4.100"), "mpeg.dcm")
+    assert rej.category == UNSUPPORTED
+    assert rej.reason == ("unsupported compression: MPEG2 Main Profile / Main Level "
+                          "(1.2.840.10008.1.2.4.100)")
+
+
+def test_unknown_transfer_syntax(parse_bytes):
+    data = _meta_only("1.2.3.4.5.6")
+    rej = parse_bytes(data, "private.dcm")
+    assert rej.category == UNSUPPORTED
+    assert rej.reason == "unsupported transfer syntax 1.2.3.4.5.6 (1.2.3.4.5.6)"
+
+
+def test_a_dead_worker_is_replaced_and_the_batch_goes_on(limits, good):
+    import os
+    import signal
+
+    with SafeParser(limits) as p:
+        os.kill(p._workers[0].proc.pid, signal.SIGKILL)
+        p._workers[0].proc.wait()
+        results = list(p.parse_many([item("a.dcm", good), item("b.dcm", good)]))
+    assert isinstance(results[0], Rejection)
+    assert results[0].reason.startswith("malformed file: the parser process died")
+    assert isinstance(results[1], ParsedInstance)
+
+
+def test_a_slow_parse_times_out_and_the_pool_recovers(limits, good):
+    with SafeParser(replace(limits, parse_timeout_s=1e-6)) as p:
+        rej = p.parse(item("slow.dcm", good))
+        assert rej.category == "timed_out"
+        assert rej.reason == "timed out: parsing took longer than 1e-06 s (parse_timeout_s)"
+        p.limits = limits
+        assert isinstance(p.parse(item("next.dcm", good)), ParsedInstance)
+
+
+def test_rejected_files_do_not_stop_a_batch(parser, good):
+    batch = [item("a.txt", b"text"), item("b.dcm", good), item("c.dcm", _meta_only() +
+                                                               _nested(300, False))]
+    results = list(parser.parse_many(batch))
+    assert sorted(type(r).__name__ for r in results) == ["ParsedInstance", "Rejection",
+                                                         "Rejection"]
+    assert io.BytesIO(good).getvalue() == good

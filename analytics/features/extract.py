@@ -291,17 +291,24 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
 
     parenchyma = None
     if liver is not None:
-        parenchyma = measure.erode(liver, settings.erosion_voxels)
         excluded = None
         for m in (vessel_res.mask if vessel_res is not None else None, lesion):
             if m is not None:
                 excluded = m if excluded is None else (excluded | m)
-        if excluded is not None:
-            parenchyma &= ~measure.dilate(excluded, settings.exclusion_dilation_voxels)
-        if not parenchyma.any():
+        keep = (~measure.dilate(excluded, settings.exclusion_dilation_voxels)
+                if excluded is not None else None)
+        parenchyma, used = _eroded_roi(liver, keep, settings.erosion_voxels)
+        if parenchyma is None:
             warnings.append("liver parenchyma is empty after erosion and exclusions")
-            parenchyma = None
-    spleen_roi = measure.erode(spleen, settings.erosion_voxels) if spleen is not None else None
+        elif used != settings.erosion_voxels:
+            for n in _LIVER_INTENSITY:
+                extra_flags.setdefault(n, {})["erosion_voxels"] = used
+    spleen_roi = None
+    if spleen is not None:
+        spleen_roi, used = _eroded_roi(spleen, None, settings.erosion_voxels)
+        if spleen_roi is not None and used != settings.erosion_voxels:
+            for n in _SPLEEN_INTENSITY:
+                extra_flags.setdefault(n, {})["erosion_voxels"] = used
     liver_stats = measure.roi_stats(image, parenchyma) if parenchyma is not None else None
     spleen_stats = measure.roi_stats(image, spleen_roi) if spleen_roi is not None else None
     if modality == "CT":
@@ -337,6 +344,31 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
         segments=segments, contrast_phase=phase, phase_source=phase_source,
         settings=settings.as_dict(), seconds=time.perf_counter() - t0, warnings=warnings,
         auto_masks=auto_set)
+
+
+#: fewest voxels for intensity statistics; below it the erosion is reduced (and flagged)
+MIN_ROI_VOXELS = 200
+_LIVER_INTENSITY = ("liver_hu_mean", "liver_hu_median", "liver_hu_sd", "liver_entropy",
+                    "liver_glcm_entropy", "liver_mr_intensity_mean",
+                    "liver_mr_intensity_median", "liver_mr_intensity_sd", "steatosis_grade",
+                    "liver_spleen_hu_diff", "liver_spleen_hu_ratio",
+                    "liver_spleen_mr_intensity_ratio")
+_SPLEEN_INTENSITY = ("spleen_hu_mean", "spleen_hu_median", "spleen_hu_sd",
+                     "spleen_mr_intensity_mean", "liver_spleen_hu_diff",
+                     "liver_spleen_hu_ratio", "steatosis_grade",
+                     "liver_spleen_mr_intensity_ratio")
+
+
+def _eroded_roi(mask: np.ndarray, keep: np.ndarray | None,
+                voxels: int) -> tuple[np.ndarray | None, int]:
+    """``mask`` eroded by ``voxels`` (fewer if that leaves < MIN_ROI_VOXELS), ``& keep``."""
+    for n in range(voxels, -1, -1):
+        roi = measure.erode(mask, n)
+        if keep is not None:
+            roi &= keep
+        if np.count_nonzero(roi) >= MIN_ROI_VOXELS or (n == 0 and roi.any()):
+            return roi, n
+    return None, 0
 
 
 def _mr_intensity(liver: measure.RoiStats | None,

@@ -1,0 +1,198 @@
+"""IBSI radiomics (research mode) through MIRP.
+
+MIRP (Zwanenburg et al.) implements the IBSI reference manual and is validated against
+its reference values; pyradiomics does not build here. MIRP reads images from files, so
+the image and ROI are written as NIfTI (canonical orientation, true spacing) to a
+temporary directory. The settings used are returned with the values and stored in the
+feature run, so every number can be reproduced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from analytics.errors import FeatureError
+from analytics.features.registry import RADIOMICS_PREFIX
+
+#: MIRP column prefixes that hold feature values (everything else is metadata)
+FEATURE_PREFIXES = ("morph_", "loc_", "stat_", "ih_", "ivh_", "cm_", "rlm_", "szm_", "dzm_",
+                    "ngt_", "ngl_")
+DEFAULT_FAMILIES = ("morphology", "statistics", "intensity_histogram", "glcm", "glrlm",
+                    "glszm", "gldzm", "ngtdm", "ngldm")
+
+
+@dataclass(frozen=True)
+class RadiomicsSettings:
+    """What MIRP is asked to do; stored alongside the values.
+
+    Attributes
+    ----------
+    families
+        MIRP feature-family tags.
+    discretisation
+        ``"fixed_bin_size"`` (CT), ``"fixed_bin_number"`` (MR) or ``"none"`` (already
+        discrete images such as the IBSI digital phantom).
+    bin_width
+        Bin width for ``fixed_bin_size`` (HU on CT; bins start at -1000 HU).
+    n_bins
+        Number of bins for ``fixed_bin_number``.
+    new_spacing_mm
+        Isotropic resampling grid (mm), or None for no resampling.
+    glcm_spatial_method, glrlm_spatial_method
+        IBSI aggregation methods of the texture matrices.
+    """
+
+    families: tuple[str, ...] = DEFAULT_FAMILIES
+    discretisation: str = "fixed_bin_size"
+    bin_width: float = 25.0
+    n_bins: int = 32
+    new_spacing_mm: float | None = 1.0
+    glcm_spatial_method: tuple[str, ...] = ("3d_volume_merge",)
+    glrlm_spatial_method: tuple[str, ...] = ("3d_volume_merge",)
+    glszm_spatial_method: str = "3d"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["engine"] = f"mirp {_mirp_version()}"
+        return d
+
+
+def _mirp_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("mirp")
+    except Exception:  # metadata missing: report it rather than fail the extraction
+        return "unknown"
+
+
+@contextlib.contextmanager
+def _quiet_mirp() -> Iterator[None]:
+    """MIRP calls logging.basicConfig(INFO, stdout): keep it off stdout (JSON output)."""
+    root = logging.getLogger()
+    added = None
+    if not root.handlers:
+        added = logging.NullHandler()
+        root.addHandler(added)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        if added is not None:
+            root.removeHandler(added)
+
+
+def _write_nifti(array: np.ndarray, spacing_zyx: tuple[float, float, float], path: Path,
+                 dtype) -> None:
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array, dtype=dtype))
+    img.SetSpacing((float(spacing_zyx[2]), float(spacing_zyx[1]), float(spacing_zyx[0])))
+    sitk.WriteImage(img, str(path))
+
+
+def ibsi_features(image: np.ndarray, roi: np.ndarray, spacing_mm: tuple[float, float, float],
+                  *, modality: str = "CT",
+                  settings: RadiomicsSettings | None = None) -> dict[str, float]:
+    """IBSI features of ``image`` inside ``roi``, computed by MIRP.
+
+    Parameters
+    ----------
+    image
+        Intensities ``[z, y, x]`` (HU on CT).
+    roi
+        Boolean mask on the same grid.
+    spacing_mm
+        ``(z, y, x)`` spacing, mm.
+    modality
+        ``"CT"`` or ``"MR"``.
+    settings
+        MIRP configuration; defaults to :class:`RadiomicsSettings`.
+
+    Returns
+    -------
+    dict
+        MIRP feature name (e.g. ``"cm_joint_entr_d1_3d_v_mrg"``) -> value.
+
+    Raises
+    ------
+    FeatureError
+        If the ROI is empty or MIRP fails on the input.
+    """
+    settings = settings or RadiomicsSettings()
+    roi = np.asarray(roi, dtype=bool)
+    if roi.shape != image.shape or not roi.any():
+        raise FeatureError(f"radiomics: ROI must be a non-empty mask of shape {image.shape}")
+    import mirp
+
+    kwargs: dict[str, Any] = {
+        "image_modality": "mr" if modality.upper() == "MR" else "ct",
+        "base_feature_families": list(settings.families),
+        "base_discretisation_method": settings.discretisation,
+        "glcm_spatial_method": list(settings.glcm_spatial_method),
+        "glrlm_spatial_method": list(settings.glrlm_spatial_method),
+        "glszm_spatial_method": settings.glszm_spatial_method,
+        "gldzm_spatial_method": settings.glszm_spatial_method,
+        "ngtdm_spatial_method": settings.glszm_spatial_method,
+        "ngldm_spatial_method": settings.glszm_spatial_method,
+        "ibsi_compliant": True,
+        **settings.extra,
+    }
+    if settings.discretisation == "fixed_bin_size":
+        kwargs["base_discretisation_bin_width"] = settings.bin_width
+    elif settings.discretisation == "fixed_bin_number":
+        kwargs["base_discretisation_n_bins"] = settings.n_bins
+    if settings.new_spacing_mm is not None:
+        kwargs["new_spacing"] = float(settings.new_spacing_mm)
+    with tempfile.TemporaryDirectory(prefix="hepatrack-mirp-") as tmp:
+        img_path, roi_path = Path(tmp) / "image.nii.gz", Path(tmp) / "roi.nii.gz"
+        _write_nifti(image, spacing_mm, img_path, np.float32)
+        _write_nifti(roi, spacing_mm, roi_path, np.uint8)
+        try:
+            with _quiet_mirp():
+                tables = mirp.extract_features(image=str(img_path), mask=str(roi_path),
+                                               **kwargs)
+        except (ValueError, TypeError, RuntimeError, IndexError) as e:
+            raise FeatureError(f"radiomics: MIRP failed: {type(e).__name__}: {e}") from e
+    if not tables:
+        raise FeatureError("radiomics: MIRP returned no feature table")
+    row = tables[0].iloc[0]
+    out: dict[str, float] = {}
+    for col, value in row.items():
+        if str(col).startswith(FEATURE_PREFIXES):
+            try:
+                v = float(value)
+            except (TypeError, ValueError):
+                continue
+            if np.isfinite(v):
+                out[str(col)] = v
+    return out
+
+
+def radiomics_features(image: np.ndarray, rois: dict[str, np.ndarray],
+                       spacing_mm: tuple[float, float, float], modality: str,
+                       settings: RadiomicsSettings | None = None,
+                       ) -> tuple[dict[str, float], dict[str, Any]]:
+    """Radiomics of several ROIs, named ``radiomics_<roi>_<mirp name>``, plus settings."""
+    if settings is None:
+        settings = (RadiomicsSettings() if modality.upper() == "CT"
+                    else RadiomicsSettings(discretisation="fixed_bin_number"))
+    values: dict[str, float] = {}
+    for roi_name, roi in rois.items():
+        if roi is None or not np.any(roi):
+            continue
+        for k, v in ibsi_features(image, roi, spacing_mm, modality=modality,
+                                  settings=settings).items():
+            values[f"{RADIOMICS_PREFIX}{roi_name}_{k}"] = v
+    return values, settings.as_dict()

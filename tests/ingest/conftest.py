@@ -116,7 +116,7 @@ def ct_series(hu: np.ndarray, *, spacing=(2.5, 0.8, 0.8), origin=(-12.0, -20.0, 
         out.append(ct_slice(stored.astype(dtype), pos, orientation=orientation,
                             pixel_spacing=spacing[1:], slope=slope, intercept=intercept,
                             series_uid=series_uid, study_uid=study_uid, frame_uid=frame_uid,
-                            instance_number=(k * 7) % n + 1, **kw))
+                            instance_number=n - k, **kw))
     if shuffle:
         np.random.default_rng(1).shuffle(out)
     return out

@@ -1,0 +1,359 @@
+"""Series assembly: exclude what is not part of the volume, check geometry, build the volume.
+
+Slices are ordered along the slice normal (row cosine x column cosine) by the projection of
+ImagePositionPatient, never by InstanceNumber. A series is built only when its geometry is
+coherent; otherwise :class:`SeriesCheck` names the problem: mixed SeriesInstanceUID, mixed
+orientation, mixed rows/columns/pixel spacing, duplicate positions, missing slices (gaps),
+non-uniform spacing, or slice positions that do not follow the normal (gantry tilt).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pydicom
+
+from analytics.config import IngestLimits
+from analytics.errors import InvalidDicomError, InvalidSeriesError, LimitExceededError
+from analytics.ingest.findings import EXCLUDED, INCOHERENT, LIMIT, Rejection
+from analytics.ingest.geometry import FrameGeometry, frame_geometry
+from analytics.ingest.phase import contrast_phase
+from analytics.ingest.reader import ParsedInstance, SafeParser, parse_trusted
+from analytics.ingest.volume import Volume
+
+ORIENTATION_TOL = 1e-3  # direction-cosine difference treated as the same orientation
+SPACING_REL_TOL = 0.01  # relative slice-spacing tolerance
+SPACING_ABS_TOL_MM = 0.01
+INPLANE_REL_TOL = 0.05  # in-plane drift allowed, as a fraction of the pixel spacing
+
+
+@dataclass
+class SeriesCheck:
+    """Verdict on one series.
+
+    Attributes
+    ----------
+    ok
+        True when the instances form one coherent volume.
+    reason
+        What is wrong (None when ``ok``), naming the instances or positions involved.
+    instances
+        Image instances that make up the volume, in slice order (first slice first).
+    geometry
+        ``n_slices``, ``rows``, ``cols``, ``spacing_mm`` (z, y, x), ``origin_mm``,
+        ``direction`` (3x3, columns x, y, z in LPS), ``slice_positions_mm`` (along the
+        normal), ``modality``, ``frame_of_reference_uid``, ``contrast_phase``,
+        ``description``, ``enhanced``, ``notes``.
+    excluded
+        Instances left out (localizers, secondary captures, non-images), with the reason.
+    frames
+        ``(index into instances, frame index)`` of every slice, in slice order.
+    """
+
+    ok: bool
+    reason: str | None
+    instances: list[ParsedInstance]
+    geometry: dict[str, Any] = field(default_factory=dict)
+    excluded: list[Rejection] = field(default_factory=list)
+    frames: list[tuple[int, int]] = field(default_factory=list)
+    category: str | None = None  # "incoherent" or "limit" when not ok
+    _geoms: list[FrameGeometry] = field(default_factory=list, repr=False)
+
+
+def _fail(reason: str, instances, excluded, category: str = INCOHERENT) -> SeriesCheck:
+    return SeriesCheck(ok=False, reason=reason, instances=list(instances), excluded=excluded,
+                       category=category)
+
+
+def _exclusion(inst: ParsedInstance) -> str | None:
+    if inst.kind == "other":
+        return "secondary capture: excluded from the volume (not scored)"
+    if inst.kind != "image":
+        return f"{inst.kind} object, not an image: excluded from the volume"
+    image_type = [str(v).upper() for v in (inst.header.get("ImageType") or [])]
+    if "LOCALIZER" in image_type:
+        return "localizer (ImageType LOCALIZER): excluded from the volume"
+    return None
+
+
+def _orientation_key(g: FrameGeometry) -> tuple[float, ...]:
+    return tuple(np.round(np.concatenate([g.row_cosine, g.col_cosine]), 3))
+
+
+def _same_orientation(a: FrameGeometry, b: FrameGeometry) -> bool:
+    return (np.abs(a.row_cosine - b.row_cosine).max() <= ORIENTATION_TOL
+            and np.abs(a.col_cosine - b.col_cosine).max() <= ORIENTATION_TOL)
+
+
+def _dedupe(images: list[ParsedInstance]) -> tuple[list[ParsedInstance], str | None, list[str]]:
+    seen: dict[str, ParsedInstance] = {}
+    notes = []
+    for inst in images:
+        uid = inst.sop_instance_uid or inst.sha256
+        if uid in seen:
+            if seen[uid].sha256 != inst.sha256:
+                return [], (f"SOPInstanceUID {uid} appears twice with different content "
+                            f"({seen[uid].name}, {inst.name})"), notes
+            notes.append(f"{inst.name}: duplicate of {seen[uid].name}, ignored")
+            continue
+        seen[uid] = inst
+    return list(seen.values()), None, notes
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.2f}"
+
+
+def _spacing_problem(d: np.ndarray) -> str | None:
+    """Gaps or uneven spacing in sorted positions ``d`` (mm along the normal)."""
+    diffs = np.diff(d)
+    expected = float(np.median(diffs))
+    tol = max(SPACING_ABS_TOL_MM, SPACING_REL_TOL * expected)
+    bad = np.flatnonzero(np.abs(diffs - expected) > tol)
+    if bad.size == 0:
+        return None
+    gaps = []
+    for i in bad:
+        ratio = diffs[i] / expected
+        k = round(ratio)
+        if k >= 2 and abs(diffs[i] - k * expected) <= tol * k:
+            gaps.append(f"gap of {_fmt(diffs[i])} mm between {_fmt(d[i])} and {_fmt(d[i + 1])} mm "
+                        f"({k - 1} slice{'s' if k > 2 else ''} missing)")
+        else:
+            gaps = []
+            break
+    if gaps:
+        return (f"missing slices: {'; '.join(gaps)} along the slice normal, where the spacing "
+                f"is {_fmt(expected)} mm")
+    return (f"non-uniform slice spacing: {_fmt(diffs.min())} to {_fmt(diffs.max())} mm "
+            f"between slices (expected {_fmt(expected)} +/- {tol:.3f} mm)")
+
+
+def check_series(instances: list[ParsedInstance],
+                 limits: IngestLimits | None = None) -> SeriesCheck:
+    """Check that ``instances`` form one coherent volume and put them in slice order.
+
+    Parameters
+    ----------
+    instances
+        Parsed instances of one series (as grouped by SeriesInstanceUID).
+    limits
+        If given, ``max_series_bytes`` and ``max_pixel_bytes`` (of the float32 volume) are
+        enforced.
+
+    Returns
+    -------
+    SeriesCheck
+        ``ok`` with the sorted instances and geometry, or the reason it cannot be built.
+    """
+    excluded: list[Rejection] = []
+    images = []
+    for inst in instances:
+        why = _exclusion(inst)
+        if why:
+            excluded.append(Rejection(inst.name, why, EXCLUDED))
+        else:
+            images.append(inst)
+    if not images:
+        return _fail("no CT/MR image instances in the series", [], excluded)
+    uids = sorted({str(i.series_uid) for i in images})
+    if len(uids) > 1:
+        return _fail(f"mixed SeriesInstanceUID (0020,000E): {', '.join(uids)}", images, excluded)
+    images, dup_problem, notes = _dedupe(images)
+    if dup_problem:
+        return _fail(dup_problem, images, excluded)
+    for inst in images:
+        if inst.pixel_problem:
+            return _fail(f"{inst.name}: {inst.pixel_problem}; the series is not scored",
+                         images, excluded)
+    if limits is not None:
+        total = sum(i.size for i in images)
+        if total > limits.max_series_bytes:
+            return _fail(f"series is {total} bytes, over the per-series cap of "
+                         f"{limits.max_series_bytes} bytes (max_series_bytes)", images, excluded,
+                         LIMIT)
+
+    frames: list[tuple[ParsedInstance, int, FrameGeometry]] = []
+    for inst in images:
+        try:
+            geoms = frame_geometry(inst.header)
+        except InvalidDicomError as e:
+            return _fail(f"{inst.name}: {e}", images, excluded)
+        frames += [(inst, f, g) for f, g in enumerate(geoms)]
+
+    # The dominant orientation is the series'; a lone slice at another angle is a localizer.
+    key_counts = Counter(_orientation_key(g) for _, _, g in frames)
+    ref = next(g for _, _, g in frames if _orientation_key(g) == key_counts.most_common(1)[0][0])
+    kept = []
+    for inst, f, g in frames:
+        if _same_orientation(g, ref):
+            kept.append((inst, f, g))
+        elif inst.n_frames == 1 and key_counts[_orientation_key(g)] == 1:
+            excluded.append(Rejection(inst.name, "localizer (single slice whose orientation "
+                                                 "differs from the series): excluded", EXCLUDED))
+        else:
+            return _fail(f"mixed orientation: {inst.name} has ImageOrientationPatient "
+                         f"{np.round(np.concatenate([g.row_cosine, g.col_cosine]), 4).tolist()}, "
+                         f"the series {np.round(np.concatenate([ref.row_cosine, ref.col_cosine]), 4).tolist()}",
+                         images, excluded)
+    frames = kept
+    images = [i for i in images if any(i is k for k, _, _ in frames)]
+
+    rows_cols = sorted({(int(i.header.Rows), int(i.header.Columns)) for i in images})
+    if len(rows_cols) > 1:
+        return _fail("mixed Rows/Columns: " + ", ".join(f"{r}x{c}" for r, c in rows_cols),
+                     images, excluded)
+    ps = np.array([g.pixel_spacing for _, _, g in frames])
+    if np.abs(ps - ps[0]).max() > 1e-3 * ps[0].max():
+        return _fail(f"mixed PixelSpacing (0028,0030): {sorted({tuple(p) for p in ps.round(4)})}",
+                     images, excluded)
+    modalities = sorted({str(i.modality) for i in images})
+    if len(modalities) > 1:
+        return _fail(f"mixed Modality (0008,0060): {', '.join(modalities)}", images, excluded)
+    for inst in images:
+        if int(inst.header.get("SamplesPerPixel", 1) or 1) != 1:
+            return _fail(f"{inst.name}: SamplesPerPixel (0028,0002) = "
+                         f"{inst.header.SamplesPerPixel}; expected 1 (grayscale)", images, excluded)
+    rows, cols = rows_cols[0]
+    if limits is not None:
+        need = len(frames) * rows * cols * 4
+        if need > limits.max_pixel_bytes:
+            return _fail(f"volume would need {need} bytes (float32), over the pixel budget of "
+                         f"{limits.max_pixel_bytes} (max_pixel_bytes)", images, excluded, LIMIT)
+
+    normal = ref.normal
+    d = np.array([float(g.position @ normal) for _, _, g in frames])
+    order = np.argsort(d, kind="stable")
+    frames = [frames[i] for i in order]
+    d = d[order]
+    if len(d) > 1:
+        same = np.flatnonzero(np.diff(d) <= SPACING_ABS_TOL_MM)
+        if same.size:
+            i = int(same[0])
+            return _fail(f"duplicate slice positions: {frames[i][0].name} and "
+                         f"{frames[i + 1][0].name} both lie at {_fmt(d[i])} mm along the slice "
+                         f"normal ({same.size + 1} slices share positions)", images, excluded)
+        inplane = np.array([[g.position @ ref.row_cosine, g.position @ ref.col_cosine]
+                            for _, _, g in frames])
+        drift = np.abs(inplane - inplane[0]).max(axis=0)
+        if np.any(drift > INPLANE_REL_TOL * np.array(ref.pixel_spacing)[::-1]):
+            shift = float(np.hypot(*(inplane[-1] - inplane[0])))
+            tilt = math.degrees(math.atan2(shift, d[-1] - d[0]))
+            return _fail(f"slice positions are not along the slice normal (gantry tilt or "
+                         f"sheared stack): in-plane shift of {_fmt(shift)} mm over "
+                         f"{_fmt(d[-1] - d[0])} mm, about {tilt:.1f} degrees", images, excluded)
+        problem = _spacing_problem(d)
+        if problem:
+            return _fail(problem, images, excluded)
+        dz = float(np.median(np.diff(d)))
+    else:
+        g = frames[0][2]
+        dz = g.spacing_between_slices or g.slice_thickness or 1.0
+        notes.append(f"single slice: z spacing {dz:g} mm from the slice thickness")
+
+    first = images[0].header
+    position: dict[int, int] = {}  # id(instance) -> index in slice order
+    order_insts: list[ParsedInstance] = []
+    for inst, _, _ in frames:
+        if id(inst) not in position:
+            position[id(inst)] = len(order_insts)
+            order_insts.append(inst)
+    slots = [(position[id(inst)], f) for inst, f, _ in frames]
+    geometry = {
+        "n_slices": len(frames), "rows": rows, "cols": cols,
+        "spacing_mm": [dz, ref.pixel_spacing[0], ref.pixel_spacing[1]],
+        "origin_mm": frames[0][2].position.tolist(),
+        "direction": np.column_stack([ref.row_cosine, ref.col_cosine, normal]).tolist(),
+        "slice_positions_mm": d.tolist(),
+        "modality": modalities[0],
+        "frame_of_reference_uid": images[0].frame_of_reference_uid,
+        "contrast_phase": contrast_phase(first),
+        "description": str(first.get("SeriesDescription", "") or "") or None,
+        "enhanced": any(i.n_frames > 1 or "PerFrameFunctionalGroupsSequence" in i.header
+                        for i in images),
+        "notes": notes,
+    }
+    return SeriesCheck(ok=True, reason=None, instances=order_insts, geometry=geometry,
+                       excluded=excluded, frames=slots, _geoms=[g for _, _, g in frames])
+
+
+def _as_instances(items: list[ParsedInstance] | list[pydicom.Dataset],
+                  limits: IngestLimits) -> list[ParsedInstance]:
+    out = []
+    for n, it in enumerate(items):
+        if isinstance(it, ParsedInstance):
+            out.append(it)
+            continue
+        buf = io.BytesIO()
+        it.save_as(buf, enforce_file_format=True)
+        out.append(parse_trusted(f"dataset {n + 1}", buf.getvalue(), limits))
+    return out
+
+
+def build_volume(instances: list[ParsedInstance] | list[pydicom.Dataset],
+                 limits: IngestLimits | None = None,
+                 decoder: SafeParser | None = None) -> Volume:
+    """Decode and stack a coherent series into a :class:`Volume` (HU for CT).
+
+    Parameters
+    ----------
+    instances
+        Parsed instances (or in-memory datasets with pixel data) of one series.
+    limits
+        Size and decode limits; defaults to ``IngestLimits()``.
+    decoder
+        Worker pool for compressed syntaxes (a temporary one is started when needed).
+
+    Raises
+    ------
+    InvalidSeriesError
+        The instances do not form one coherent volume; the message says why.
+    LimitExceededError, UnsupportedError, InvalidDicomError
+        Over a size cap, no decoder for the compression, or undecodable pixel data.
+    """
+    from analytics.ingest.pixels import is_native, stored_frames
+
+    limits = limits or IngestLimits()
+    check = check_series(_as_instances(instances, limits), limits)
+    if not check.ok:
+        cls = LimitExceededError if check.category == LIMIT else InvalidSeriesError
+        raise cls(check.reason or "incoherent series")
+    geo = check.geometry
+    out = np.empty((geo["n_slices"], geo["rows"], geo["cols"]), dtype=np.float32)
+    by_instance: dict[int, list[tuple[int, int]]] = {}
+    for k, (i, f) in enumerate(check.frames):
+        by_instance.setdefault(i, []).append((k, f))
+    own_decoder = None
+    needs_codec = any(not is_native(check.instances[i]) for i in by_instance)
+    if needs_codec and decoder is None:
+        own_decoder = decoder = SafeParser(limits)
+    try:
+        for i, slots in by_instance.items():
+            stored = stored_frames(check.instances[i], limits, decoder)
+            for k, f in slots:
+                g = check._geoms[k]
+                out[k] = stored[f]
+                if g.slope != 1.0:
+                    out[k] *= np.float32(g.slope)
+                if g.intercept != 0.0:
+                    out[k] += np.float32(g.intercept)
+    finally:
+        if own_decoder is not None:
+            own_decoder.close()
+    first = check.instances[0]
+    return Volume(
+        array=out, spacing_mm=tuple(geo["spacing_mm"]), origin_mm=tuple(geo["origin_mm"]),
+        direction=np.array(geo["direction"]), modality=geo["modality"],
+        series_uid=first.series_uid, frame_of_reference_uid=first.frame_of_reference_uid,
+        contrast_phase=geo["contrast_phase"],
+        meta={"study_uid": first.study_uid, "patient_id": first.patient_id,
+              "study_date": str(first.header.get("StudyDate", "") or "") or None,
+              "description": geo["description"],
+              "sop_instance_uids": [i.sop_instance_uid for i in check.instances],
+              "slice_positions_mm": geo["slice_positions_mm"], "notes": geo["notes"],
+              "excluded": [r.as_dict() for r in check.excluded]})

@@ -29,16 +29,21 @@ class CohortTable:
         lab-only visits), then one column per feature (labs, imaging biomarkers, generic
         covariates), NaN where not measured at that visit.
     outcomes
-        One row per patient: ``patient``, ``duration`` (years from baseline to event or
-        censoring), ``event`` (event name, or ``"censored"``).
+        One row per patient with a known end of follow-up: ``patient``, ``duration``
+        (years from baseline to event or censoring), ``event`` (event name, or
+        ``"censored"``). A patient with visits but no outcome has no row here: they can
+        be scored, not used to train.
     feature_meta
-        Per feature column: ``{"kind": "lab"|"imaging"|"generic", "unit": str,
+        Per feature column: ``{"kind": "lab"|"imaging"|"generic"|"score", "unit": str,
         "categorical": bool}``.
+    warnings
+        What the builder left out or could not place, one line each.
     """
 
     visits: pd.DataFrame
     outcomes: pd.DataFrame
     feature_meta: dict[str, dict[str, Any]] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def feature_columns(self) -> list[str]:

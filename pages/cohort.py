@@ -8,7 +8,7 @@ from ui import loaders, shell, tables
 from ui.format import column_config, fmt_count
 from ui.session import COHORT, key
 
-ctx = shell.start()
+ctx = shell.page_start()
 st.title("Cohort")
 if shell.empty_state(ctx):
     st.stop()

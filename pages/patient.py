@@ -8,7 +8,7 @@ from ui import loaders, shell
 from ui.format import column_config, fmt_date, fmt_years
 from ui.session import PATIENT, adopt_query_param, key, publish_query_param
 
-ctx = shell.start()
+ctx = shell.page_start()
 st.title("Patient")
 if shell.empty_state(ctx):
     st.stop()

@@ -63,8 +63,28 @@ def guard() -> Iterator[None]:
         st.stop()
 
 
+#: session flag set by app.py; a page run without it did not come through the shell
+SHELL_RAN_KEY = key(SHELL, "ran")
+
+
 def start() -> loaders.AppContext:
-    """Settings, viewer and store for this run; a typed error stops the app with a message."""
+    """For app.py: settings, viewer and store; a typed error stops the app with a message."""
+    st.session_state[SHELL_RAN_KEY] = True
+    with guard():
+        return loaders.context()
+    raise AssertionError("unreachable: guard() stops the script")  # pragma: no cover
+
+
+def page_start() -> loaders.AppContext:
+    """For page files: like :func:`start`, but only when the page runs inside the shell.
+
+    Until some session has run app.py, Streamlit's legacy multipage mode (a ``pages/``
+    folder beside the entry script) can run a page file on its own when the first visitor
+    opens its URL directly, skipping app.py and with it the shell (and, later, the login
+    gate). Such a run is sent to app.py instead of rendering anything.
+    """
+    if not st.session_state.get(SHELL_RAN_KEY):
+        st.switch_page("app.py")
     with guard():
         return loaders.context()
     raise AssertionError("unreachable: guard() stops the script")  # pragma: no cover

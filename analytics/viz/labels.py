@@ -64,6 +64,21 @@ COLUMN_LABELS: dict[str, str] = {
     "time_years": "Years since baseline",
     "study_date": "Study date",
     "visit_date": "Visit date",
+    "series_uid": "Series UID",
+    "study_uid": "Study UID",
+    "modality": "Modality",
+    "description": "Description",
+    "contrast_phase": "Contrast phase",
+    "n_instances": "Instances",
+    "n_slices": "Slices",
+    "rows": "Rows",
+    "columns": "Columns",
+    "status": "Status",
+    "status_reason": "Status reason",
+    "n_masks": "Masks",
+    "mask_formats": "Mask formats",
+    "n_features": "Feature values",
+    "source": "Source",
 }
 
 # lab abbreviations kept upper-case in labels

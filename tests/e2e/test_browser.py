@@ -83,8 +83,12 @@ def test_cohort_page_in_a_real_browser(settings: Settings, tmp_path: Path):
         browser = p.chromium.launch(executable_path=chromium, args=services.CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(url)
+            # first visitor of a fresh server opens a page URL directly: Streamlit's legacy
+            # pages/ mode would run the page without app.py; it must land in the shell
+            page.goto(f"{url}/patient?patient=HT-0002")
             page.get_by_role("heading", name="Cohort").wait_for(timeout=UI_TIMEOUT_MS)
+            nav = page.locator('[data-testid="stSidebarNav"]')
+            assert nav.inner_text().split() == ["groups", "Cohort", "person", "Patient"]
             page.locator('[data-testid="stDataFrame"]').wait_for(timeout=UI_TIMEOUT_MS)
             # the grid's accessible cells hold the values drawn on its canvas
             cells = page.locator('[data-testid="stDataFrame"] [role="gridcell"]')
@@ -104,6 +108,13 @@ def test_cohort_page_in_a_real_browser(settings: Settings, tmp_path: Path):
             page.get_by_text("1 of 3 patients").wait_for(timeout=UI_TIMEOUT_MS)
             assert "3 patients" in sidebar.inner_text()  # the shell survives a rerun
             page.screenshot(path=str(SCREENSHOTS / "cohort_search.png"), full_page=True)
+
+            # a deep link now opens the patient page inside the shell
+            page.goto(f"{url}/patient?patient=HT-0002")
+            page.get_by_role("heading", name="HT-0002").wait_for(timeout=UI_TIMEOUT_MS)
+            page.get_by_text("Studies and series").wait_for(timeout=UI_TIMEOUT_MS)
+            assert "3 patients" in sidebar.inner_text()
+            page.screenshot(path=str(SCREENSHOTS / "patient.png"), full_page=True)
         finally:
             browser.close()
     assert (SCREENSHOTS / "cohort.png").stat().st_size > 10_000

@@ -65,10 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", default="localhost")
 
     s = sub.add_parser("synth", help="write a synthetic longitudinal cohort")
-    s.add_argument("--patients", type=int, default=12)
-    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--patients", type=int, default=None, help="default 12 (or --config)")
+    s.add_argument("--seed", type=int, default=None, help="default 7 (or --config)")
     s.add_argument("--out", required=True)
     s.add_argument("--full", action="store_true", help="512x512 slices at clinical spacing")
+    s.add_argument("--imaging-patients", type=int, default=None, metavar="N",
+                   help="only the first N patients get CT + SEG (the rest labs only)")
+    s.add_argument("--config", default=None, help="cohort TOML, e.g. sample_data/demo.toml")
+    s.add_argument("--workers", type=int, default=1, help="processes writing imaging")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("ingest", help="ingest DICOM files, folders, zips or a DICOMweb URL")

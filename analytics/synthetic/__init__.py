@@ -36,7 +36,8 @@ Output layout of ``generate_cohort``::
                        hazards{cause: {log_h0, beta_stage, beta_age_per_decade,
                        age_ref_years}}, event, event_date, event_time_years, imaging,
                        visits[]: date, time_years, latent_stage, age_years, has_scan,
-                       series_uid (or null), true_log_hazard{cause: value}
+                       series_uid (or null), true_log_hazard (log hazard per year of
+                       the event of interest), true_log_hazard_by_cause{cause: value}
     series[]           per CT series: patient_id, study_uid, series_uid,
                        frame_of_reference_uid, seg_sop_instance_uid, study_date,
                        time_years, series_dir, seg_file (relative to the cohort
@@ -54,7 +55,7 @@ Output layout of ``generate_cohort``::
 
 Volumes are voxel counts of the very label map written to the SEG times the voxel
 volume, so they are exact. Times are years since the patient's baseline (days / 365.25).
-The oracle risk ranking of a visit is its ``true_log_hazard[event_of_interest]``.
+The oracle risk ranking of a visit is its ``true_log_hazard`` (higher = riskier).
 """
 
 from analytics.synthetic.cohort import (

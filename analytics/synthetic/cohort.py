@@ -244,8 +244,8 @@ def _patient(cfg: CohortConfig, i: int) -> dict[str, Any]:
             "date": d, "time_years": ty, "latent_stage": round(stage, 6),
             "age_years": round(age0 + ty, 2), "has_scan": has_scan,
             "labs": labs_at(stage, base_labs, lab_rng),
-            "true_log_hazard": {c: round(float(v), 6)
-                                for c, v in disease.log_hazards(ty).items()},
+            "true_log_hazard_by_cause": {c: round(float(v), 6)
+                                         for c, v in disease.log_hazards(ty).items()},
         })
     pid = f"SYN-{i + 1:04d}"
     return {
@@ -398,7 +398,9 @@ def _patient_truth(p: dict, imaging: bool) -> dict[str, Any]:
             "date": v["date"].isoformat(), "time_years": v["time_years"],
             "latent_stage": v["latent_stage"], "age_years": v["age_years"],
             "has_scan": v["has_scan"] and imaging,
-            "series_uid": v.get("series_uid"), "true_log_hazard": v["true_log_hazard"],
+            "series_uid": v.get("series_uid"),
+            "true_log_hazard": v["true_log_hazard_by_cause"][D.EVENT_OF_INTEREST],
+            "true_log_hazard_by_cause": v["true_log_hazard_by_cause"],
         } for v in p["visits"]],
     }
 

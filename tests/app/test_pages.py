@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from analytics.config import load_settings
+from analytics.store import open_store
 from tests.app.conftest import new_app
+from tests.store.seed import seed_small_cohort
 from ui.session import VIEWER_KEY, Viewer
 
 SEEDED = ["HT-0001", "HT-0002", "HT-0003"]
@@ -182,3 +185,17 @@ def test_patient_page_identified_header(seeded_home):
     pseudo.switch_page("pages/patient.py").run()
     assert pseudo.subheader[0].value == "HT-0001"
     assert not any("MRN-111" in t for t in _texts(pseudo.caption))
+
+
+def test_cohort_page_on_postgresql(postgres, home, monkeypatch):
+    url = postgres.new_database("app_cohort")
+    monkeypatch.setenv("HEPATRACK_DB_URL", url)
+    store = open_store(load_settings())
+    seed_small_cohort(store)
+    store.dispose()
+    at = new_app().run()
+    _ok(at)
+    assert at.dataframe[0].value["pseudonym"].tolist() == SEEDED
+    captions = " ".join(_texts(at.sidebar.caption))
+    assert f"PostgreSQL: 127.0.0.1:{postgres.port}/app_cohort" in captions
+    assert "hepatrack@" not in captions  # no user name (or password) in the UI

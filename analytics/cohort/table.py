@@ -25,7 +25,8 @@ Merging labs into scans
     (age at the draw + the interval). A lab visit on the same day as a scan becomes part
     of that scan visit; every other lab visit stays a visit of its own (labs-only
     visits are visits too) and keeps its values even when they were also attached to a
-    scan.
+    scan. A visit still without ``age_years`` whose patient has a stored birth year (from
+    DICOM) gets the years since the middle of that year (within half a year).
 Missing values
     stay NaN: imputation belongs to the models, which learn it on training data only.
 """
@@ -121,9 +122,31 @@ def _attach_labs(scans: pd.DataFrame, labs: pd.DataFrame, columns: list[str],
     return scans.drop(columns=["_prev", "_next"])
 
 
+def _age_from_birth_year(visits: pd.DataFrame, csv_columns: list[str],
+                         birth_years: dict[str, int]) -> tuple[pd.DataFrame, list[str]]:
+    """Fill a missing ``age_years`` from the patient's (shifted) birth year, to +-0.5 y.
+
+    Birth dates are de-identified to a year; the middle of that year is used. Stored
+    dates and the birth year carry the same shift, so the age keeps its accuracy.
+    """
+    born = visits["patient"].map(
+        {p: pd.Timestamp(y, 7, 1) for p, y in birth_years.items() if y is not None})
+    dates = pd.to_datetime(visits["date"])
+    age = (dates - born).dt.days / DAYS_PER_YEAR
+    if age.notna().sum() == 0:
+        return visits, csv_columns
+    if "age_years" not in visits.columns:
+        visits["age_years"] = np.nan
+        csv_columns = [*csv_columns, "age_years"]
+    current = pd.to_numeric(visits["age_years"], errors="coerce")
+    visits["age_years"] = current.where(current.notna(), age.round(2))
+    return visits, csv_columns
+
+
 def _assemble(labs: pd.DataFrame, scans: pd.DataFrame, outcomes: pd.DataFrame,
               csv_columns: list[str], categorical: set[str], imaging_units: dict[str, str],
-              lab_window_days: float, with_scores: bool, warnings: list[str]) -> CohortTable:
+              lab_window_days: float, with_scores: bool, warnings: list[str],
+              birth_years: dict[str, int] | None = None) -> CohortTable:
     """Merge lab and scan visits into a :class:`CohortTable`."""
     if lab_window_days < 0:
         raise CohortError(f"lab_window_days must be >= 0, got {lab_window_days!r}")
@@ -138,7 +161,7 @@ def _assemble(labs: pd.DataFrame, scans: pd.DataFrame, outcomes: pd.DataFrame,
                             f"the end of follow-up ({end[r.patient]:.3f} years); left out")
         scans = scans[~late]
         scans = _attach_labs(scans, labs, csv_columns, window)
-        if not labs.empty:
+        if not labs.empty and not scans.empty:
             near = pd.merge_asof(
                 labs[["patient", "time"]].reset_index().sort_values("time"),
                 scans[["patient", "time"]].rename(columns={"time": "_s"}).sort_values("_s"),
@@ -149,6 +172,8 @@ def _assemble(labs: pd.DataFrame, scans: pd.DataFrame, outcomes: pd.DataFrame,
     parts = [f for f in (scans, labs) if not f.empty]
     visits = (pd.concat(parts, ignore_index=True, sort=False) if parts
               else pd.DataFrame(columns=["patient", "time", "date"]))
+    if birth_years:
+        visits, csv_columns = _age_from_birth_year(visits, csv_columns, birth_years)
     lab_order = [c for c in (*LAB_COLUMNS, *CODED_COLUMNS) if c in csv_columns]
     others = sorted(c for c in csv_columns if c not in lab_order)
     imaging = sorted(c for c in imaging_units if c not in csv_columns)
@@ -236,8 +261,8 @@ def build_cohort(store: Store, *, lab_window_days: float = DEFAULT_LAB_WINDOW_DA
     The merge and time rules are in the module docstring.
     """
     with store.session() as s:
-        patients = s.execute(select(Patient.id, Patient.pseudonym,
-                                    Patient.baseline_date)).all()
+        patients = s.execute(select(Patient.id, Patient.pseudonym, Patient.baseline_date,
+                                    Patient.birth_year)).all()
         visit_rows = s.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date,
                                       Visit.values).where(Visit.source != "imaging")).all()
         study_dates = s.execute(select(Study.patient_id, Study.study_date)).all()
@@ -324,7 +349,9 @@ def build_cohort(store: Store, *, lab_window_days: float = DEFAULT_LAB_WINDOW_DA
          if r.outcome_date is not None and base[r.patient_id] is not None
          else float(r.time_years), r.event) for r in outcome_rows])
     return _assemble(labs, scans, outcomes, csv_columns, categorical, units,
-                     lab_window_days, with_scores, warnings)
+                     lab_window_days, with_scores, warnings,
+                     birth_years={p.pseudonym: p.birth_year for p in patients
+                                  if p.birth_year is not None})
 
 
 # --------------------------------------------------------------------------- frames

@@ -120,8 +120,9 @@ EMPTY_STORE_MESSAGE = (
 
 def empty_state(ctx: loaders.AppContext) -> bool:
     """Show the empty-store message and return True when the store holds no patients."""
-    if loaders.summary(ctx)["patients"]:
-        return False
+    with guard():
+        if loaders.summary(ctx)["patients"]:
+            return False
     st.info(EMPTY_STORE_MESSAGE, icon=":material/inbox:")
     st.caption(f"Home in use: `{ctx.settings.home}`")
     return True

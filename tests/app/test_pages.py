@@ -127,6 +127,18 @@ def test_broken_config_shows_typed_error_not_traceback(home):
     at = new_app().run()
     assert not at.exception
     assert "config.toml: not valid TOML" in _texts(at.error)[0]
+    assert not at.dataframe
+
+
+def test_unreachable_database_shows_typed_error_without_credentials(home, monkeypatch):
+    # nothing listens on port 1: the connection is refused at once
+    monkeypatch.setenv("HEPATRACK_DB_URL", "postgresql://alice:s3cret@127.0.0.1:1/hepatrack")
+    at = new_app().run()
+    assert not at.exception
+    error = _texts(at.error)[0]
+    assert error.startswith("cannot migrate postgresql+psycopg://alice:***@127.0.0.1:1/")
+    assert "s3cret" not in " ".join(_texts(at.error) + _texts(at.caption))
+    assert not at.dataframe
 
 
 # --------------------------------------------------------------------------- patient page

@@ -101,3 +101,14 @@ def test_traced_peak_sees_a_known_allocation():
     # a 16 MiB bytes object is allocated and freed inside the call
     peak = traced_peak_mib(lambda: bytes(16 * 2**20))
     assert 16.0 <= peak < 17.0
+
+
+def test_peak_rss_matches_the_kernels_high_water_mark():
+    from pathlib import Path
+
+    from benchmarks.harness import peak_rss_mib
+
+    status = Path("/proc/self/status").read_text()
+    hwm_kib = int(next(line for line in status.splitlines()
+                       if line.startswith("VmHWM:")).split()[1])
+    assert abs(peak_rss_mib() - hwm_kib / 1024) < 8.0  # same counter, read moments apart

@@ -1,0 +1,48 @@
+"""``hepatrack ingest SOURCE... [--json] [--no-deidentify]``.
+
+Exit 0 when anything was ingested or was already stored; 2 when everything was refused
+(or nothing was found), with one line on stderr saying why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from analytics.cli import EXIT_BAD_INPUT, EXIT_OK, CommandResult, command
+from analytics.config import Settings
+from analytics.ingest.pipeline import IngestReport, ingest_sources
+from analytics.store import open_store
+
+
+def _summary(report: IngestReport) -> str:
+    lines = [f"ingested {report.series_ingested} series ({report.instances} instances); "
+             f"{report.duplicates} already stored; {report.masks} masks; "
+             f"{len(report.rejected)} rejected; {len(report.quarantined)} quarantined; "
+             f"{len(report.conflicts)} conflicts"]
+    for s in report.series:
+        state = "already stored" if s.get("already_stored") else s["status"]
+        lines.append(f"  {s['patient']}  {s['study_date'] or '-':10}  {s['modality']:3} "
+                     f"{s['slices']:4} slices  {s['masks']} masks  {state}"
+                     + (f": {s['reason']}" if s.get("reason") else ""))
+    for label, items in (("rejected", report.rejected), ("quarantined", report.quarantined),
+                         ("conflict", report.conflicts)):
+        lines.extend(f"  {label}: {r.file}: {r.reason}" for r in items)
+    return "\n".join(lines)
+
+
+@command("ingest")
+def run(args: argparse.Namespace, settings: Settings) -> CommandResult:
+    """Ingest the sources into the store named by the settings."""
+    store = open_store(settings)
+    try:
+        report = ingest_sources(list(args.sources), settings, store,
+                                deidentify=False if args.no_deidentify else None)
+    finally:
+        store.dispose()
+    code = EXIT_OK if report.anything_stored else EXIT_BAD_INPUT
+    if code != EXIT_OK:
+        first = (report.rejected or report.quarantined or report.conflicts or [None])[0]
+        why = f"{first.file}: {first.reason}" if first else "no DICOM files found in the sources"
+        print(f"hepatrack ingest: nothing ingested ({why})", file=sys.stderr)
+    return CommandResult(report.as_dict(), _summary(report), code)

@@ -1,0 +1,298 @@
+"""Ingest orchestration: sources -> safe parsing -> series -> de-identification -> commit.
+
+:func:`ingest_sources` takes local files, folders, zip archives and DICOMweb URLs;
+:func:`ingest_uploads` takes in-memory uploads. Both return an :class:`IngestReport` whose
+``as_dict()`` is the JSON contract of ``hepatrack ingest --json``. Bad input never stops a
+batch: every refused file, instance, series or mask is reported with its reason and the
+rest goes on. Parsed file bytes are dropped after the header pass and read again one
+series at a time, so memory is bounded by the largest series, not the batch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from analytics.audit import SYSTEM, Actor, record
+from analytics.config import Settings
+from analytics.errors import HepaTrackError, IngestError
+from analytics.ingest.commit import clean_stale_staging
+from analytics.ingest.deid import Deidentifier
+from analytics.ingest.dicomweb import RetrievedSeries, _redact, fetch, is_dicomweb_url
+from analytics.ingest.findings import Rejection
+from analytics.ingest.link_masks import ingest_mask
+from analytics.ingest.prepare import SeriesJob, ingest_series
+from analytics.ingest.reader import ParsedInstance, SafeParser
+from analytics.ingest.sources import SourceItem, iter_local_source, iter_upload
+from analytics.store.db import Store
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str, float | None], None]
+MASK_KINDS = ("seg", "rtstruct", "nifti")
+
+
+@dataclass
+class IngestReport:
+    """Outcome of one ingest call (``as_dict()`` is the ``--json`` contract)."""
+
+    series_ingested: int = 0
+    instances: int = 0
+    duplicates: int = 0
+    rejected: list[Rejection] = field(default_factory=list)
+    series: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: list[Rejection] = field(default_factory=list)
+    conflicts: list[Rejection] = field(default_factory=list)
+    incomplete: list[dict[str, Any]] = field(default_factory=list)
+    masks: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def anything_stored(self) -> bool:
+        """True if something was ingested now or was already stored."""
+        return self.instances > 0 or self.duplicates > 0 or self.masks > 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "series_ingested": self.series_ingested,
+            "instances": self.instances,
+            "duplicates": self.duplicates,
+            "rejected": [r.as_dict() for r in self.rejected],
+            "series": self.series,
+            "quarantined": [r.as_dict() for r in self.quarantined],
+            "conflicts": [r.as_dict() for r in self.conflicts],
+            "incomplete": self.incomplete,
+            "masks": self.masks,
+        }
+
+
+@dataclass
+class _Entry:
+    """A parsed instance (its bytes dropped) and how to read them again."""
+
+    parsed: ParsedInstance
+    item: SourceItem
+    size: int
+    source: str  # folder | zip | file | upload | dicomweb (no PHI)
+    pacs: RetrievedSeries | None = None
+
+
+def _workers() -> int:
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+def _unique_names(items: Iterable[SourceItem | Rejection], prefix: str = ""
+                  ) -> Iterator[SourceItem | Rejection]:
+    """Give every item a distinct display name (archives may repeat entry names)."""
+    seen: dict[str, int] = {}
+    for it in items:
+        if isinstance(it, SourceItem):
+            name = prefix + it.name
+            n = seen.get(name, 0)
+            seen[name] = n + 1
+            if n or prefix:
+                it = SourceItem(name=name if not n else f"{name} [{n + 1}]", size=it.size,
+                                _opener=it._opener)
+        yield it
+
+
+def _source_kind(path: Path) -> str:
+    if path.is_dir():
+        return "folder"
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+    except OSError:
+        return "file"
+    return "zip" if head.startswith(b"PK") else "file"
+
+
+class _Batch:
+    """Parses sources and collects instances by series."""
+
+    def __init__(self, settings: Settings, parser: SafeParser, report: IngestReport,
+                 progress: Progress | None) -> None:
+        self.settings = settings
+        self.parser = parser
+        self.report = report
+        self.progress = progress
+        self.series: dict[str, list[_Entry]] = {}
+        self.masks: list[_Entry] = []
+        self.pacs_series: dict[str, RetrievedSeries] = {}
+        self.parsed = 0
+
+    def add_items(self, items: Iterable[SourceItem | Rejection], source: str,
+                  pacs: RetrievedSeries | None = None) -> None:
+        table: dict[str, SourceItem] = {}
+
+        def feed() -> Iterator[SourceItem | Rejection]:
+            for it in items:
+                if isinstance(it, SourceItem):
+                    table[it.name] = it
+                yield it
+
+        for res in self.parser.parse_many(feed()):
+            self.parsed += 1
+            if self.progress and self.parsed % 50 == 0:
+                self.progress(f"read {self.parsed} files", None)
+            if isinstance(res, Rejection):
+                self.report.rejected.append(res)
+                continue
+            item = table.pop(res.name)
+            entry = _Entry(parsed=dataclasses.replace(res, data=b""), item=item,
+                           size=len(res.data), source=source, pacs=pacs)
+            if res.kind in MASK_KINDS:
+                self.masks.append(entry)
+            elif res.kind in ("image", "other"):
+                key = res.series_uid or f"no-series:{res.name}"
+                self.series.setdefault(key, []).append(entry)
+                if pacs is not None:
+                    self.pacs_series[key] = pacs
+            else:  # pragma: no cover - reader kinds are exhaustive
+                self.report.rejected.append(Rejection(res.name, f"unsupported kind {res.kind}"))
+
+    def add_source(self, source: str | Path) -> None:
+        if is_dicomweb_url(source):
+            try:
+                fetched = fetch(str(source), self.settings)
+            except HepaTrackError as e:
+                self.report.rejected.append(Rejection(_redact(str(source)), str(e), "pacs"))
+                return
+            for k, rs in enumerate(fetched, start=1):
+                self.add_items(_unique_names(rs.items, prefix=f"PACS series {k}: "),
+                               "dicomweb", pacs=rs)
+                if not rs.items and not rs.complete:
+                    self.report.incomplete.append({"series_uid": None, "reason": rs.reason})
+            return
+        path = Path(source)
+        self.add_items(_unique_names(iter_local_source(path, self.settings.limits)),
+                       _source_kind(path))
+
+    def add_upload(self, name: str, data: bytes) -> None:
+        self.add_items(_unique_names(iter_upload(name, data, self.settings.limits)), "upload")
+
+
+def reload(entry: _Entry) -> ParsedInstance:
+    """The parsed instance with its bytes read again (and checked unchanged).
+
+    Raises
+    ------
+    IngestError
+        If the file cannot be read or changed since it was parsed.
+    """
+    from analytics.ingest.reader import zero_preamble
+
+    try:
+        data = entry.item.read()
+    except (OSError, HepaTrackError) as e:
+        raise IngestError(f"{entry.parsed.name}: cannot read it again ({e})") from e
+    data, _ = zero_preamble(data)
+    if hashlib.sha256(data).hexdigest() != entry.parsed.sha256:
+        raise IngestError(f"{entry.parsed.name}: the file changed while it was being ingested")
+    return dataclasses.replace(entry.parsed, data=data)
+
+
+def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
+         progress: Progress | None, deidentify: bool | None, user: Actor | str | None,
+         what: str, parser: SafeParser | None) -> IngestReport:
+    deid = settings.deidentify if deidentify is None else bool(deidentify)
+    settings.ensure_home()
+    actor = _actor(user)
+    record(store, actor, "ingest", "started", detail={"what": what, "deidentify": deid})
+    report = IngestReport()
+    clean_stale_staging(settings)
+    deidentifier = Deidentifier(settings.site_secret())
+    own = parser is None
+    parser = parser or SafeParser(settings.limits, workers=_workers())
+    try:
+        batch = _Batch(settings, parser, report, progress)
+        feed(batch)
+        jobs = sorted(batch.series.items(), key=lambda kv: kv[0])
+        for n, (_key, entries) in enumerate(jobs, start=1):
+            if progress:
+                progress(f"storing series {n} of {len(jobs)}", n / max(1, len(jobs)))
+            job = SeriesJob(entries=entries, pacs=batch.pacs_series.get(_key))
+            ingest_series(job, settings, store, deidentifier, report, deid=deid, reload=reload)
+        for entry in batch.masks:
+            ingest_mask(entry, settings, store, deidentifier, report, deid=deid, reload=reload,
+                        batch_series=batch.series)
+    finally:
+        if own:
+            parser.close()
+    record(store, actor, "ingest", "ok", uids=[s["series_uid"] for s in report.series][:200],
+           detail={"what": what, "series_ingested": report.series_ingested,
+                   "instances": report.instances, "duplicates": report.duplicates,
+                   "rejected": len(report.rejected), "quarantined": len(report.quarantined),
+                   "conflicts": len(report.conflicts), "masks": report.masks})
+    return report
+
+
+def _actor(user: Actor | str | None) -> Actor:
+    if isinstance(user, Actor):
+        return user
+    if isinstance(user, str) and user:
+        return Actor(username=user, role="clinician", session_id="ingest")
+    return SYSTEM
+
+
+def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, *,
+                   progress: Progress | None = None, deidentify: bool | None = None,
+                   user: Actor | str | None = None, parser: SafeParser | None = None
+                   ) -> IngestReport:
+    """Ingest DICOM files, folders, zip archives and DICOMweb study/series URLs.
+
+    Parameters
+    ----------
+    sources
+        Paths (file, folder, ``.zip``) and ``http(s)://…/studies/UID[/series/UID]`` URLs.
+    settings, store
+        Home, limits, PACS endpoints; the open store.
+    progress
+        Called as ``progress(message, fraction or None)``.
+    deidentify
+        Override ``settings.deidentify`` (default on).
+    user
+        Who ingests (audit trail); the system actor when None.
+    parser
+        A running :class:`SafeParser` pool to reuse (a long-lived app); one is started
+        and stopped for this call when None.
+
+    Returns
+    -------
+    IngestReport
+        Counts, per-series summaries and every refusal with its reason.
+
+    Raises
+    ------
+    AuditError
+        If the audit trail cannot be written (then nothing is ingested).
+    """
+    def feed(batch: _Batch) -> None:
+        for src in sources:
+            batch.add_source(src)
+
+    kinds = sorted({"dicomweb" if is_dicomweb_url(s) else "path" for s in sources})
+    return _run(settings, store, feed, progress=progress, deidentify=deidentify, user=user,
+                what="+".join(kinds) or "nothing", parser=parser)
+
+
+def ingest_uploads(files: list[tuple[str, bytes]], settings: Settings, store: Store, *,
+                   progress: Progress | None = None, deidentify: bool | None = None,
+                   user: Actor | str | None = None, parser: SafeParser | None = None
+                   ) -> IngestReport:
+    """Ingest in-memory uploads ``[(file name, bytes)]`` (single files or zip archives).
+
+    Same contract as :func:`ingest_sources`; names are for display only.
+    """
+    def feed(batch: _Batch) -> None:
+        for name, data in files:
+            batch.add_upload(name, data)
+
+    return _run(settings, store, feed, progress=progress, deidentify=deidentify, user=user,
+                what="upload", parser=parser)

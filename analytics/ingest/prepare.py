@@ -1,0 +1,301 @@
+"""Turn the parsed instances of one series into a committed unit.
+
+Quarantine images whose pixels may show identifiers, refuse non-image objects, check the
+series belongs to one patient, re-read the bytes, check the geometry (``check_series``),
+de-identify every instance, judge the union with what the store already holds of the
+series, and commit. Masks are linked in ``analytics.ingest.link_masks``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydicom import Dataset
+from sqlalchemy import select
+
+from analytics.config import Settings
+from analytics.errors import HepaTrackError, InvalidDicomError
+from analytics.ingest.commit import (
+    InstanceToStore,
+    SeriesToStore,
+    commit_series,
+    content_hash,
+)
+from analytics.ingest.deid import (
+    Deidentifier,
+    PatientIdentity,
+    accession_key,
+    parse_da,
+    quarantine_reason,
+    read_identity,
+    source_key,
+)
+from analytics.ingest.findings import EXCLUDED, UNSUPPORTED, Rejection
+from analytics.ingest.phase import contrast_phase
+from analytics.ingest.reader import ParsedInstance, parse_trusted
+from analytics.ingest.series import check_series
+from analytics.store.db import Store
+from analytics.store.schema import Instance, Patient, Series, Study
+
+if TYPE_CHECKING:
+    from analytics.ingest.dicomweb import RetrievedSeries
+    from analytics.ingest.pipeline import IngestReport, _Entry
+
+QUARANTINE = "quarantine"
+#: geometry keys kept in ``series.geometry`` (no names, descriptions or original UIDs)
+_GEOMETRY_KEYS = ("n_slices", "rows", "cols", "spacing_mm", "origin_mm", "direction",
+                  "slice_positions_mm", "enhanced", "contrast_phase")
+
+
+@dataclass
+class SeriesJob:
+    entries: list[_Entry]
+    pacs: RetrievedSeries | None = None
+
+
+Reload = Callable[["_Entry"], ParsedInstance]
+
+
+def _stored_uid(d: Deidentifier, uid: str | None, deid: bool) -> str:
+    if not uid:
+        return ""
+    return d.uid(uid) if deid else uid
+
+
+def _split(job: SeriesJob, report: IngestReport) -> list[_Entry]:
+    """Images to store; secondary captures and other objects reported."""
+    images = []
+    for e in job.entries:
+        p = e.parsed
+        why = quarantine_reason(p.header)
+        if why:
+            report.quarantined.append(Rejection(p.name, f"quarantined: {why}; not stored",
+                                                QUARANTINE))
+        elif p.kind != "image":
+            report.rejected.append(Rejection(
+                p.name, f"SOP Class {p.sop_class_uid} is not a CT/MR image, SEG or RTSTRUCT: "
+                        "not stored", UNSUPPORTED))
+        elif p.pixel_problem and e.source == "dicomweb":
+            report.rejected.append(Rejection(p.name, f"{p.pixel_problem} (PACS reply cut short)"))
+        else:
+            images.append(e)
+    return images
+
+
+def _one_patient(images: list[_Entry], report: IngestReport) -> bool:
+    ids = {(e.parsed.patient_id or "").strip() for e in images}
+    if len(ids) == 1 and "" not in ids:
+        return True
+    why = ("Patient ID (0010,0020) is missing; expected the patient's identifier so that "
+           "visits can be linked") if "" in ids else (
+        f"the instances of this series name {len(ids)} different Patient IDs (0010,0020); "
+        "a series belongs to one patient")
+    report.rejected.extend(Rejection(e.parsed.name, why) for e in images)
+    return False
+
+
+def _instance_positions(check) -> dict[int, float]:
+    """id(ParsedInstance) -> position along the normal of its first frame (mm)."""
+    out: dict[int, float] = {}
+    positions = check.geometry.get("slice_positions_mm") or []
+    for k, (i, _f) in enumerate(check.frames):
+        inst = check.instances[i]
+        if id(inst) not in out and k < len(positions):
+            out[id(inst)] = float(positions[k])
+    return out
+
+
+def _status(check, job: SeriesJob, n_valid: int) -> tuple[str, str | None]:
+    pacs = job.pacs
+    if pacs is not None:
+        expected = pacs.expected
+        short = expected is not None and n_valid < expected
+        if short or not pacs.complete:
+            parts = [pacs.reason] if pacs.reason else []
+            if short:
+                parts.append(f"{n_valid} of the {expected} instances reported by the PACS "
+                             "arrived intact")
+            if not check.ok:
+                parts.append(check.reason)
+            return "incomplete", "; ".join(p for p in parts if p)
+    if not check.ok:
+        return "invalid", check.reason
+    return "complete", None
+
+
+def _existing(store: Store, series_uid: str) -> list[tuple[str, str]]:
+    """(source_key, path) of the instances already stored for a series."""
+    with store.session() as s:
+        return [(k, p) for k, p in s.execute(
+            select(Instance.source_key, Instance.path).join(Series)
+            .where(Series.series_uid == series_uid)).all()]
+
+
+def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentifier,
+                  report: IngestReport, *, deid: bool, reload: Reload) -> None:
+    """Check, de-identify and commit one series; everything refused goes to ``report``."""
+    images = _split(job, report)
+    if not images or not _one_patient(images, report):
+        return
+    loaded: list[ParsedInstance] = []
+    for e in images:
+        try:
+            loaded.append(reload(e))
+        except HepaTrackError as ex:
+            report.rejected.append(Rejection(e.parsed.name, str(ex)))
+    if not loaded:
+        return
+    check = check_series(loaded, settings.limits)
+    report.notes.extend(r.reason for r in check.excluded if r.category == EXCLUDED)
+    first = loaded[0]
+    try:
+        ident = read_identity(first.header, d.secret, name=first.name, deidentify=deid)
+    except InvalidDicomError as ex:
+        report.rejected.extend(Rejection(p.name, str(ex)) for p in loaded)
+        return
+    positions = _instance_positions(check) if check.ok else {}
+    to_store: list[InstanceToStore] = []
+    first_clean: Dataset | None = None
+    for p in loaded:
+        try:
+            data, clean = _deidentified(p, d, deid)
+        except (HepaTrackError, ValueError, TypeError, OverflowError) as ex:
+            report.rejected.append(Rejection(p.name, f"cannot de-identify: {ex}"))
+            continue
+        first_clean = first_clean or clean
+        to_store.append(InstanceToStore(
+            name=p.name, source_key=source_key(d.secret, p.sop_instance_uid or p.sha256),
+            content_sha256=content_hash(p.data), sop_instance_uid=str(clean.SOPInstanceUID),
+            sop_class_uid=p.sop_class_uid or "", data=data,
+            instance_number=p.instance_number, slice_position_mm=positions.get(id(p)),
+            n_frames=p.n_frames, transfer_syntax_uid=p.transfer_syntax_uid))
+    if not to_store or first_clean is None:
+        return
+    status, reason = _status(check, job, len(to_store))
+    unit = _unit(first, first_clean, ident, check, to_store, d, deid, status, reason, images)
+    _merge_with_stored(unit, store, settings)
+    try:
+        result = commit_series(store, settings, unit)
+    except HepaTrackError as ex:
+        report.rejected.extend(Rejection(i.name, str(ex)) for i in to_store)
+        return
+    report.instances += result.stored
+    report.duplicates += result.duplicates
+    report.conflicts.extend(result.conflicts)
+    if result.stored:
+        report.series_ingested += 1
+    if result.stored or result.duplicates:
+        _summarise(report, store, unit, already=result.stored == 0)
+
+
+def _deidentified(p: ParsedInstance, d: Deidentifier, deid: bool) -> tuple[bytes, Dataset]:
+    if deid:
+        data, _, clean = d.deidentify_bytes(p.data, name=p.name)
+        return data, clean
+    return p.data, p.header  # as received; the reader already zeroed the preamble
+
+
+def _unit(first: ParsedInstance, clean: Dataset, ident: PatientIdentity, check,
+          to_store: list[InstanceToStore], d: Deidentifier, deid: bool, status: str,
+          reason: str | None, images: list[_Entry]) -> SeriesToStore:
+    hdr = first.header
+    study_date = parse_da(str(hdr.get("StudyDate", "") or ""))
+    if study_date is not None and ident.date_shift_days:
+        study_date = study_date + dt.timedelta(days=ident.date_shift_days)
+    accession = str(hdr.get("AccessionNumber", "") or "").strip()
+    geo = check.geometry if check.ok else {}
+    spacing = geo.get("spacing_mm")
+    rows = geo.get("rows", _int(hdr.get("Rows")))
+    cols = geo.get("cols", _int(hdr.get("Columns")))
+    return SeriesToStore(
+        identity=ident,
+        study_uid=_stored_uid(d, first.study_uid, deid),
+        series_uid=_stored_uid(d, first.series_uid, deid),
+        source_key=source_key(d.secret, first.series_uid or first.sha256),
+        modality=str(first.modality or hdr.get("Modality", "") or "OT"),
+        instances=to_store, study_date=study_date,
+        study_description=_text(clean.get("StudyDescription")),
+        accession_key=accession_key(d.secret, accession) if accession else None,
+        description=_text(clean.get("SeriesDescription")),
+        contrast_phase=geo.get("contrast_phase") if check.ok else contrast_phase(hdr),
+        frame_of_reference_uid=_stored_uid(d, first.frame_of_reference_uid, deid) or None,
+        n_slices=int(geo.get("n_slices", len(to_store))), rows=rows, columns=cols,
+        spacing_mm=[spacing[2], spacing[1], spacing[0]] if spacing else None,  # [x, y, z]
+        geometry={k: geo[k] for k in _GEOMETRY_KEYS if k in geo} or None,
+        status=status, status_reason=reason,
+        source=sorted({e.source for e in images})[0])
+
+
+def _text(value: Any) -> str | None:
+    text = str(value or "").strip()
+    return text or None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _merge_with_stored(unit: SeriesToStore, store: Store, settings: Settings) -> None:
+    """When the store already holds part of this series, judge the union, not the batch."""
+    stored = _existing(store, unit.series_uid)
+    if not stored:
+        return
+    stored_keys = {k for k, _ in stored}
+    new = [i for i in unit.instances if i.source_key not in stored_keys]
+    if not new:
+        return  # nothing new: commit reports duplicates and changes nothing
+    union: list[ParsedInstance] = []
+    for _, rel in stored:
+        path = settings.home / rel
+        try:
+            union.append(parse_trusted(rel, path.read_bytes(), settings.limits))
+        except (OSError, HepaTrackError):
+            continue  # a missing stored file makes the union incoherent, reported below
+    fresh = {}
+    for i in new:
+        parsed = parse_trusted(i.name, i.data, settings.limits)
+        fresh[id(parsed)] = i
+        union.append(parsed)
+    check = check_series(union, settings.limits)
+    expected = len(stored) + len(new)
+    if check.ok and len(check.instances) + len(check.excluded) >= expected:
+        positions = _instance_positions(check)
+        for parsed_id, inst in fresh.items():
+            inst.slice_position_mm = positions.get(parsed_id, inst.slice_position_mm)
+        geo = check.geometry
+        if unit.status != "incomplete":
+            unit.status, unit.status_reason = "complete", None
+        unit.n_slices = int(geo["n_slices"])
+        unit.spacing_mm = [geo["spacing_mm"][2], geo["spacing_mm"][1], geo["spacing_mm"][0]]
+        unit.geometry = {k: geo[k] for k in _GEOMETRY_KEYS if k in geo}
+    elif not check.ok:
+        unit.status = "incomplete" if unit.status == "incomplete" else "invalid"
+        unit.status_reason = check.reason
+    else:
+        unit.status, unit.status_reason = "invalid", "stored files of this series are missing"
+
+
+def _summarise(report: IngestReport, store: Store, unit: SeriesToStore, *, already: bool
+               ) -> None:
+    with store.session() as s:
+        row = s.execute(select(Series.series_uid, Series.modality, Series.n_slices,
+                               Series.status, Series.status_reason, Study.study_date,
+                               Patient.pseudonym, Series.id)
+                        .join(Study, Series.study_id == Study.id)
+                        .join(Patient, Study.patient_id == Patient.id)
+                        .where(Series.series_uid == unit.series_uid)).one_or_none()
+    if row is None:
+        return
+    entry = {"series_uid": row[0], "patient": row[6],
+             "study_date": row[5].isoformat() if row[5] else None, "modality": row[1],
+             "slices": row[2], "masks": 0, "status": row[3], "reason": row[4],
+             "already_stored": already}
+    report.series = [s for s in report.series if s["series_uid"] != row[0]] + [entry]
+    if row[3] == "incomplete":
+        report.incomplete.append({"series_uid": row[0], "reason": row[4]})

@@ -1,0 +1,104 @@
+"""End to end on the synthetic cohort: labs.csv + outcomes.csv against truth.json.
+
+Two cohorts: a labs-only research cohort imported through the command line, and the same
+kind of cohort whose patients were first seen as imaging patients (pseudonyms, per-patient
+date shifts and scans made exactly as ingest makes them), to check that the lab calendar
+and the scan calendar line up.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analytics.cli import main
+from analytics.cohort import build_cohort, import_cohort
+from analytics.config import load_settings
+from analytics.ingest import deid
+from analytics.store import open_store
+from analytics.synthetic.cohort import CohortConfig, generate_cohort
+from tests.cohort.conftest import add_patient, add_scan
+
+N_PATIENTS = 24
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("synthetic") / "cohort"
+    generate_cohort(out, CohortConfig(n_patients=N_PATIENTS, imaging_patients=0, seed=11))
+    return out, json.loads((out / "truth.json").read_text())
+
+
+def test_cli_import_matches_truth_and_is_idempotent(synthetic, home, capsys):
+    out, truth = synthetic
+    argv = ["--home", str(home), "import-cohort", "--visits", str(out / "labs.csv"),
+            "--outcomes", str(out / "outcomes.csv"), "--json"]
+    assert main(argv) == 0
+    payload = json.loads(capsys.readouterr().out)
+    n_visits = sum(len(p["visits"]) for p in truth["patients"])
+    n_events = sum(p["event"] != "censored" for p in truth["patients"])
+    assert (payload["patients"], payload["visits"], payload["events"]) == (
+        N_PATIENTS, n_visits, n_events)
+    assert payload["rejected"] == [] and payload["warnings"] == []
+
+    assert main(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["visits_unchanged"], again["visits_inserted"], again["patients_created"]) == (
+        n_visits, 0, 0)
+
+    store = open_store(load_settings(home))
+    table = build_cohort(store)
+    store.dispose()
+    worst = 0.0
+    for p in truth["patients"]:
+        v = table.visits[table.visits["patient"] == p["patient_id"]]
+        truth_times = np.array([x["time_years"] for x in p["visits"]])
+        assert len(v) == len(truth_times)
+        worst = max(worst, float(np.max(np.abs(v["time"].to_numpy() - truth_times))))
+        o = table.outcomes.set_index("patient").loc[p["patient_id"]]
+        assert o["event"] == p["event"]
+        assert o["duration"] == pytest.approx(p["event_time_years"], abs=1e-6)
+    assert worst < 1e-6  # truth.json rounds times to 6 decimals
+
+
+def test_imaging_patients_get_labs_on_their_scan_calendar(synthetic, store):
+    out, truth = synthetic
+    secret = b"s" * 32
+    labs = list(csv.DictReader((out / "labs.csv").open(encoding="utf-8")))
+    scans: dict[str, list[str]] = {}
+    for p in truth["patients"]:
+        pid = p["patient_id"]
+        pseudonym = deid.patient_pseudonym(secret, pid)
+        shift = deid.date_shift_days(secret, pid)
+        add_patient(store, pseudonym, real_id=pid, shift_days=shift)
+        # every third visit has a scan, stored on the shifted date as ingest stores it
+        for k, visit in enumerate(p["visits"]):
+            if k % 3 == 0:
+                day = dt.date.fromisoformat(visit["date"]) + dt.timedelta(days=shift)
+                scans.setdefault(pseudonym, []).append(
+                    add_scan(store, pseudonym, day, {"liver_volume_ml": 1000.0 + k}))
+    report = import_cohort(store, out / "labs.csv", out / "outcomes.csv")
+    assert report.rejected == [] and report.patients_created == 0
+
+    table = build_cohort(store)
+    assert not any(p.startswith("SYN-") for p in table.visits["patient"])  # real ids gone
+    for p in truth["patients"]:
+        pseudonym = deid.patient_pseudonym(secret, p["patient_id"])
+        v = table.visits[table.visits["patient"] == pseudonym].reset_index(drop=True)
+        # same-day labs are part of the scan visit: one row per truth visit
+        assert len(v) == len(p["visits"])
+        np.testing.assert_allclose(v["time"], [x["time_years"] for x in p["visits"]],
+                                   atol=1e-6)
+        assert v["series_uid"].dropna().tolist() == scans[pseudonym]
+        rows = [r for r in labs if r["patient_id"] == p["patient_id"]]
+        for k in range(0, len(rows), 3):  # the scan visit carries that day's labs
+            value = rows[k]["bilirubin_mg_dl"]
+            if value:
+                assert v.loc[k, "bilirubin_mg_dl"] == float(value)
+        o = table.outcomes.set_index("patient").loc[pseudonym]
+        assert o["duration"] == pytest.approx(p["event_time_years"], abs=1e-6)

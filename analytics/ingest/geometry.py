@@ -120,7 +120,17 @@ def frame_geometry(ds: Dataset) -> list[FrameGeometry]:
             slope=slope, intercept=intercept,
             slice_thickness=_optional_float(ds, "SliceThickness"),
             spacing_between_slices=_optional_float(ds, "SpacingBetweenSlices"))]
+    return functional_group_geometry(ds)
 
+
+def functional_group_geometry(ds: Dataset) -> list[FrameGeometry]:
+    """Per-frame geometry from the functional groups of any multi-frame object (also SEG).
+
+    Raises
+    ------
+    InvalidDicomError
+        A frame lacks its position, orientation or pixel spacing (named with frame and tag).
+    """
     frames = n_frames(ds)
     shared_seq = ds.get("SharedFunctionalGroupsSequence")
     shared = shared_seq[0] if shared_seq else None

@@ -63,7 +63,15 @@ def ct_slice(pixels: np.ndarray, position: Sequence[float], *, orientation=AXIAL
     ds.Modality = modality
     ds.PatientID = patient_id
     ds.PatientName = "Test^Patient"
+    ds.PatientBirthDate = "19600101"
+    ds.PatientSex = "F"
     ds.StudyDate = "20240102"
+    ds.StudyTime = "101500"
+    ds.StudyID = "1"
+    ds.AccessionNumber = "A1"
+    ds.ReferringPhysicianName = ""
+    ds.SeriesNumber = 1
+    ds.Manufacturer = "HepaTrack tests"
     ds.SeriesDescription = description
     ds.InstanceNumber = instance_number
     ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
@@ -103,7 +111,8 @@ def ct_series(hu: np.ndarray, *, spacing=(2.5, 0.8, 0.8), origin=(-12.0, -20.0, 
     Slices lie along the normal of ``orientation`` at ``spacing[0]``; InstanceNumbers are
     deliberately scrambled (and the list shuffled) so sorting must use positions.
     """
-    series_uid, study_uid, frame_uid = generate_uid(), generate_uid(), generate_uid()
+    series_uid, study_uid = generate_uid(), generate_uid()
+    frame_uid = kw.pop("frame_uid", None) or generate_uid()
     row, col = np.array(orientation[:3]), np.array(orientation[3:])
     normal = np.cross(row, col)
     out = []

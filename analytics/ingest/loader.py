@@ -1,0 +1,103 @@
+"""Load a stored series back as a :class:`Volume` with its delivered masks.
+
+Files under HEPATRACK_HOME were written by ingest after the safe parser vetted them, so
+they are parsed in-process (header first, pixels with ``numpy.frombuffer``). Stored paths
+are relative to the home directory and must stay inside it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import select
+
+from analytics.config import Settings
+from analytics.errors import HepaTrackError, IngestError, InvalidSeriesError, MaskError
+from analytics.ingest.masks import read_mask
+from analytics.ingest.reader import parse_trusted
+from analytics.ingest.series import build_volume
+from analytics.ingest.volume import MaskSet, Volume
+from analytics.store.schema import Instance, Mask, Series
+
+DELIVERED_FORMATS = ("seg", "rtstruct", "nifti")
+
+
+def stored_file(settings: Settings, relative: str) -> Path:
+    """The absolute path of a stored file; refuses paths that leave HEPATRACK_HOME.
+
+    Raises
+    ------
+    IngestError
+        An absolute path, a ``..`` escape, or a missing file.
+    """
+    home = settings.home.resolve()
+    path = (home / relative).resolve()
+    if Path(relative).is_absolute() or not path.is_relative_to(home):
+        raise IngestError(f"stored path {relative!r} is outside HEPATRACK_HOME")
+    if not path.is_file():
+        raise IngestError(f"stored file {relative!r} is missing from HEPATRACK_HOME")
+    return path
+
+
+def _labels(segments: dict | None) -> dict[int, str] | None:
+    """NIfTI label values from the mask row: ``{"liver": {"label": 1}, ...}`` -> ``{1: "liver"}``."""
+    out = {}
+    for name, info in (segments or {}).items():
+        if isinstance(info, dict) and isinstance(info.get("label"), int):
+            out[info["label"]] = name
+    return out or None
+
+
+def load_series(store, settings: Settings, series_uid: str) -> tuple[Volume, MaskSet | None]:
+    """The stored series ``series_uid`` as a volume, and its delivered masks (or None).
+
+    Masks delivered with the images (SEG, RTSTRUCT, NIfTI) are read onto the volume's grid;
+    when several cover the same structure, the most recent wins. A mask that cannot be read
+    is skipped and its reason listed in ``volume.meta["mask_errors"]``.
+
+    Raises
+    ------
+    IngestError
+        Unknown series, or a stored file missing or outside the home directory.
+    InvalidSeriesError
+        The series is stored as incomplete/invalid, or its instances do not form a volume.
+    """
+    with store.session() as s:
+        series = s.scalar(select(Series).where(Series.series_uid == series_uid))
+        if series is None:
+            raise IngestError(f"series {series_uid} is not in the store")
+        if series.status != "complete":
+            raise InvalidSeriesError(f"series {series_uid} is {series.status}: "
+                                     f"{series.status_reason or 'no reason recorded'}")
+        paths = list(s.scalars(select(Instance.path).where(Instance.series_id == series.id)
+                               .order_by(Instance.id)))
+        mask_rows = s.execute(
+            select(Mask.format, Mask.path, Mask.segments, Mask.automatic, Mask.method)
+            .where(Mask.series_id == series.id, Mask.path.is_not(None),
+                   Mask.format.in_(DELIVERED_FORMATS))
+            .order_by(Mask.created_at.desc(), Mask.id.desc())).all()
+    if not paths:
+        raise InvalidSeriesError(f"series {series_uid} has no stored instances")
+    instances = [parse_trusted(rel, stored_file(settings, rel).read_bytes(), settings.limits)
+                 for rel in paths]
+    volume = build_volume(instances, settings.limits)
+    merged: dict = {}
+    first = None
+    errors = []
+    for fmt, rel, segments, automatic, method in mask_rows:
+        try:
+            ms = read_mask(stored_file(settings, rel), fmt, volume, name=rel,
+                           labels=_labels(segments) if fmt == "nifti" else None,
+                           limits=settings.limits)
+        except (MaskError, HepaTrackError) as e:
+            errors.append(f"{rel}: {e}")
+            continue
+        first = first or (fmt, automatic, method)
+        for name, mask in ms.masks.items():
+            merged.setdefault(name, mask)
+    if errors:
+        volume.meta["mask_errors"] = errors
+    if first is None:
+        return volume, None
+    return volume, MaskSet(masks=merged, source=first[0], automatic=bool(first[1]),
+                           method=first[2])

@@ -21,19 +21,34 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import func, select
 
-from analytics.errors import StoreError
+from analytics.store._repo_util import (
+    CENSORED,
+    DAYS_PER_YEAR,
+    as_datetime,
+    baseline_of,
+    count_occasions,
+    shift_date,
+    years_between,
+)
 from analytics.store.db import Store
+from analytics.store.repo_patient import (
+    FEATURE_COLUMNS,
+    SERIES_COLUMNS,
+    OutcomeInfo,
+    PatientDetail,
+    features_for_series,
+    patient_detail,
+    series_for_patient,
+)
 from analytics.store.schema import (
     Feature,
     IdentityMap,
     Instance,
-    Mask,
     ModelRecord,
     Outcome,
     Patient,
@@ -42,8 +57,13 @@ from analytics.store.schema import (
     Visit,
 )
 
-DAYS_PER_YEAR = 365.25
-CENSORED = "censored"
+__all__ = [
+    "CENSORED", "DAYS_PER_YEAR", "FEATURE_COLUMNS", "IDENTITY_COLUMNS", "KEY_BIOMARKERS",
+    "PATIENT_COLUMNS", "SERIES_COLUMNS", "OutcomeInfo", "PatientDetail", "cohort_summary",
+    "cohort_timeline", "describe_store", "features_for_series", "list_patients",
+    "patient_detail", "series_for_patient",
+]
+
 
 #: biomarkers shown as "latest value" columns in the cohort list, when present in the store
 KEY_BIOMARKERS: tuple[str, ...] = (
@@ -59,111 +79,6 @@ PATIENT_COLUMNS: tuple[str, ...] = (
     "n_visits", "event", "follow_up_years", "outcome_date",
 )
 IDENTITY_COLUMNS: tuple[str, ...] = ("patient_name", "patient_id", "birth_date")
-SERIES_COLUMNS: tuple[str, ...] = (
-    "series_uid", "study_uid", "study_date", "time_years", "modality", "description",
-    "contrast_phase", "n_instances", "n_slices", "rows", "columns", "spacing_mm", "status",
-    "status_reason", "n_masks", "mask_formats", "n_features",
-)
-FEATURE_COLUMNS: tuple[str, ...] = (
-    "name", "value", "unit", "extractor_version", "computed_at", "flags",
-)
-
-
-@dataclass(frozen=True)
-class OutcomeInfo:
-    """How follow-up ended for one patient.
-
-    Attributes
-    ----------
-    event
-        Event name (``death``, ``transplant``, ``decompensation``, ``hcc``...) or
-        ``"censored"``.
-    time_years
-        Years from the patient's baseline to the event or censoring.
-    date
-        Date of the event or censoring (real when identified, else shifted); may be None.
-    """
-
-    event: str
-    time_years: float
-    date: dt.date | None
-
-    @property
-    def is_event(self) -> bool:
-        return self.event != CENSORED
-
-
-@dataclass(frozen=True)
-class PatientDetail:
-    """Everything stored about one patient, as one view (identified or pseudonymised).
-
-    ``patient_name``, ``patient_id`` and ``birth_date`` are None unless ``identified``;
-    every date is real when ``identified`` and shifted otherwise.
-    """
-
-    pseudonym: str
-    identified: bool
-    sex: str | None
-    birth_year: int | None
-    baseline_date: dt.date | None
-    patient_name: str | None = None
-    patient_id: str | None = None
-    birth_date: dt.date | None = None
-    studies: pd.DataFrame = field(default_factory=pd.DataFrame)
-    series: pd.DataFrame = field(default_factory=pd.DataFrame)
-    visits: pd.DataFrame = field(default_factory=pd.DataFrame)
-    biomarkers: pd.DataFrame = field(default_factory=pd.DataFrame)
-    outcome: OutcomeInfo | None = None
-
-
-# --------------------------------------------------------------------------- helpers
-def _shift(date: dt.date | None, shift_days: int, identified: bool) -> dt.date | None:
-    if date is None or not identified or not shift_days:
-        return date
-    return date - dt.timedelta(days=int(shift_days))
-
-
-def _years(later: dt.date | None, earlier: dt.date | None) -> float | None:
-    if later is None or earlier is None:
-        return None
-    return (later - earlier).days / DAYS_PER_YEAR
-
-
-def _as_datetime(values: list[dt.date | None]) -> pd.Series:
-    return pd.to_datetime(pd.Series(values, dtype="object"))
-
-
-def _patient_row(s: Any, pseudonym: str) -> Patient:
-    patient = s.execute(select(Patient).where(Patient.pseudonym == pseudonym)).scalar()
-    if patient is None:
-        raise StoreError(f"patient {pseudonym!r}: not in the store",
-                         hint="pick a pseudonym from the cohort list")
-    return patient
-
-
-def _baseline(baseline: dt.date | None, dates: list[dt.date | None]) -> dt.date | None:
-    """The patient's time origin: stored baseline, else the earliest known date."""
-    if baseline is not None:
-        return baseline
-    known = [d for d in dates if d is not None]
-    return min(known) if known else None
-
-
-def _occasions(study_dates: list[dt.date | None], visit_rows: list[tuple[float, dt.date | None]],
-               baseline: dt.date | None) -> int:
-    """Distinct visit occasions from scan dates and visit rows (see module docstring)."""
-    dated: set[dt.date] = {d for d in study_dates if d is not None}
-    undated: set[float] = set()
-    for time_years, visit_date in visit_rows:
-        if visit_date is None and baseline is not None and time_years is not None:
-            visit_date = baseline + dt.timedelta(days=round(time_years * DAYS_PER_YEAR))
-        if visit_date is not None:
-            dated.add(visit_date)
-        else:
-            undated.add(round(float(time_years), 6))
-    undated_studies = sum(1 for d in study_dates if d is None)
-    return len(dated) + len(undated) + undated_studies
-
 
 def _latest_values(rows: list[Any]) -> dict[int, dict[str, float]]:
     """Per patient, the newest non-null value of each feature name.
@@ -250,7 +165,7 @@ def list_patients(store: Store, *, identified: bool) -> pd.DataFrame:
         dates = [r.study_date for r in st_rows]
         known = [d for d in dates if d is not None]
         v_rows = visits_of.get(p.id, [])
-        baseline = _baseline(p.baseline_date, known + [d for _, d in v_rows])
+        baseline = baseline_of(p.baseline_date, known + [d for _, d in v_rows])
         out = outcomes.get(p.id)
         rec: dict[str, Any] = {
             "pseudonym": p.pseudonym,
@@ -258,12 +173,12 @@ def list_patients(store: Store, *, identified: bool) -> pd.DataFrame:
             "birth_year": p.birth_year,
             "n_studies": len(st_rows),
             "n_series": int(sum(r.n_series for r in st_rows)),
-            "first_scan": _shift(min(known), shift, identified) if known else None,
-            "last_scan": _shift(max(known), shift, identified) if known else None,
-            "n_visits": _occasions(dates, v_rows, baseline),
+            "first_scan": shift_date(min(known), shift, identified) if known else None,
+            "last_scan": shift_date(max(known), shift, identified) if known else None,
+            "n_visits": count_occasions(dates, v_rows, baseline),
             "event": out.event if out else None,
             "follow_up_years": float(out.time_years) if out else None,
-            "outcome_date": _shift(out.outcome_date, shift, identified) if out else None,
+            "outcome_date": shift_date(out.outcome_date, shift, identified) if out else None,
         }
         if identified:
             rec["patient_name"] = idr.patient_name if idr else None
@@ -280,7 +195,7 @@ def list_patients(store: Store, *, identified: bool) -> pd.DataFrame:
     df = pd.DataFrame.from_records(records, columns=columns)
     for col in ("first_scan", "last_scan", "outcome_date") + (
             ("birth_date",) if identified else ()):
-        df[col] = _as_datetime(df[col].tolist())
+        df[col] = as_datetime(df[col].tolist())
     for col in ("birth_year",):
         df[col] = df[col].astype("Int64")
     for col in ("n_studies", "n_series", "n_visits"):
@@ -319,239 +234,18 @@ def cohort_timeline(store: Store) -> pd.DataFrame:
         if r.visit_date is not None:
             visit_dates[r.patient_id].append(r.visit_date)
     names = {p.id: p.pseudonym for p in patients}
-    base = {p.id: _baseline(p.baseline_date, dates_of[p.id] + visit_dates[p.id])
+    base = {p.id: baseline_of(p.baseline_date, dates_of[p.id] + visit_dates[p.id])
             for p in patients}
     rows: list[tuple[str, str, float, str | None]] = []
     for pid, dates in dates_of.items():
         for d in dates:
-            rows.append((names[pid], "scan", _years(d, base[pid]), None))  # type: ignore[arg-type]
+            rows.append((names[pid], "scan", years_between(d, base[pid]), None))  # type: ignore[arg-type]
     rows += [(names[r.patient_id], "visit", float(r.time_years), None) for r in visits
              if r.time_years is not None]
     rows += [(names[r.patient_id], "outcome", float(r.time_years), r.event) for r in outcomes]
     df = pd.DataFrame(rows, columns=["pseudonym", "kind", "time_years", "event"])
     df["time_years"] = df["time_years"].astype("float64")
     return df.sort_values(["pseudonym", "time_years", "kind"], ignore_index=True)
-
-
-# --------------------------------------------------------------------------- one patient
-def series_for_patient(store: Store, pseudonym: str, *, identified: bool = False
-                       ) -> pd.DataFrame:
-    """All series of one patient, oldest study first.
-
-    Parameters
-    ----------
-    store
-        The open store.
-    pseudonym
-        The patient's pseudonym.
-    identified
-        True gives real study dates; False the stored (shifted) ones.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns :data:`SERIES_COLUMNS`. ``time_years`` is years from the patient's
-        baseline; ``spacing_mm`` is ``[x, y, z]``; ``mask_formats`` lists the formats of the
-        series' masks (``seg``, ``rtstruct``, ``nifti``, ``auto``); ``n_features`` counts
-        stored feature values over all extractor versions.
-
-    Raises
-    ------
-    StoreError
-        If no patient has this pseudonym.
-    """
-    with store.session() as s:
-        patient = _patient_row(s, pseudonym)
-        return _series_frame(s, patient, identified)
-
-
-def _series_frame(s: Any, patient: Patient, identified: bool) -> pd.DataFrame:
-    shift = _shift_days(s, patient.id) if identified else 0
-    rows = s.execute(
-        select(Series, Study.study_uid, Study.study_date)
-        .join(Study, Series.study_id == Study.id)
-        .where(Study.patient_id == patient.id)
-        .order_by(Study.study_date, Study.id, Series.id)).all()
-    ids = [r.Series.id for r in rows]
-    masks: dict[int, list[str]] = defaultdict(list)
-    n_features: dict[int, int] = {}
-    if ids:
-        for m in s.execute(select(Mask.series_id, Mask.format)
-                           .where(Mask.series_id.in_(ids)).order_by(Mask.id)).all():
-            masks[m.series_id].append(m.format)
-        n_features = dict(s.execute(
-            select(Feature.series_id, func.count(Feature.id))
-            .where(Feature.series_id.in_(ids)).group_by(Feature.series_id)).all())
-    visit_dates = [r.visit_date for r in s.execute(
-        select(Visit.visit_date).where(Visit.patient_id == patient.id)).all()]
-    base = _baseline(patient.baseline_date, [r.study_date for r in rows] + visit_dates)
-    records = []
-    for r in rows:
-        se: Series = r.Series
-        records.append({
-            "series_uid": se.series_uid, "study_uid": r.study_uid,
-            "study_date": _shift(r.study_date, shift, identified),
-            "time_years": _years(r.study_date, base), "modality": se.modality,
-            "description": se.description, "contrast_phase": se.contrast_phase,
-            "n_instances": se.n_instances, "n_slices": se.n_slices, "rows": se.rows,
-            "columns": se.columns, "spacing_mm": se.spacing_mm, "status": se.status,
-            "status_reason": se.status_reason, "n_masks": len(masks.get(se.id, [])),
-            "mask_formats": masks.get(se.id, []), "n_features": n_features.get(se.id, 0),
-        })
-    df = pd.DataFrame.from_records(records, columns=list(SERIES_COLUMNS))
-    df["study_date"] = _as_datetime(df["study_date"].tolist())
-    df["time_years"] = df["time_years"].astype("float64")
-    return df
-
-
-def _shift_days(s: Any, patient_id: int) -> int:
-    shift = s.execute(select(IdentityMap.date_shift_days)
-                      .where(IdentityMap.patient_id == patient_id)).scalar()
-    return int(shift or 0)
-
-
-def features_for_series(store: Store, series_uid: str, *, latest_only: bool = True
-                        ) -> pd.DataFrame:
-    """The biomarker values stored for one series.
-
-    Parameters
-    ----------
-    store
-        The open store.
-    series_uid
-        The (de-identified) SeriesInstanceUID.
-    latest_only
-        True keeps, per feature name, only the most recently computed value (the newest
-        extractor run); False returns every stored version.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns :data:`FEATURE_COLUMNS`, sorted by name (then newest first).
-
-    Raises
-    ------
-    StoreError
-        If no series has this UID.
-    """
-    with store.session() as s:
-        series_id = s.execute(select(Series.id).where(Series.series_uid == series_uid)).scalar()
-        if series_id is None:
-            raise StoreError(f"series {series_uid!r}: not in the store")
-        rows = s.execute(select(Feature.name, Feature.value, Feature.unit,
-                                Feature.extractor_version, Feature.computed_at, Feature.flags)
-                         .where(Feature.series_id == series_id)
-                         .order_by(Feature.name, Feature.computed_at.desc(),
-                                   Feature.id.desc())).all()
-    df = pd.DataFrame([tuple(r) for r in rows], columns=list(FEATURE_COLUMNS))
-    if latest_only:
-        df = df.drop_duplicates("name", keep="first").reset_index(drop=True)
-    df["value"] = df["value"].astype("float64")
-    return df
-
-
-def patient_detail(store: Store, pseudonym: str, *, identified: bool) -> PatientDetail:
-    """One patient's identity (when allowed), studies, series, visits, biomarkers, outcome.
-
-    Parameters
-    ----------
-    store
-        The open store.
-    pseudonym
-        The patient's pseudonym.
-    identified
-        True reads ``identity_map`` (name, real id, birth date) and gives real dates;
-        False leaves those None and keeps dates shifted.
-
-    Returns
-    -------
-    PatientDetail
-        ``studies``: ``study_uid``, ``study_date``, ``time_years``, ``description``,
-        ``n_series``. ``series``: as :func:`series_for_patient`. ``visits``:
-        ``time_years``, ``visit_date``, ``source``, then one column per imported value
-        (labs with units in their names). ``biomarkers`` (long format, latest extractor
-        run per series and name): ``series_uid``, ``study_date``, ``time_years``,
-        ``modality``, ``contrast_phase``, ``name``, ``value``, ``unit``.
-
-    Raises
-    ------
-    StoreError
-        If no patient has this pseudonym.
-    """
-    with store.session() as s:
-        patient = _patient_row(s, pseudonym)
-        idr = None
-        if identified:
-            idr = s.execute(select(IdentityMap)
-                            .where(IdentityMap.patient_id == patient.id)).scalar()
-        shift = idr.date_shift_days if idr is not None else 0
-        series = _series_frame(s, patient, identified)
-        studies = s.execute(
-            select(Study.study_uid, Study.study_date, Study.description,
-                   func.count(Series.id).label("n_series"))
-            .outerjoin(Series, Series.study_id == Study.id)
-            .where(Study.patient_id == patient.id)
-            .group_by(Study.id, Study.study_uid, Study.study_date, Study.description)
-            .order_by(Study.study_date, Study.id)).all()
-        visits = s.execute(select(Visit.time_years, Visit.visit_date, Visit.source,
-                                  Visit.values)
-                           .where(Visit.patient_id == patient.id)
-                           .order_by(Visit.time_years, Visit.source)).all()
-        out = s.execute(select(Outcome).where(Outcome.patient_id == patient.id)).scalar()
-        feats = s.execute(
-            select(Series.series_uid, Study.study_date, Series.modality,
-                   Series.contrast_phase, Feature.name, Feature.value, Feature.unit,
-                   Feature.computed_at, Feature.id)
-            .join(Series, Feature.series_id == Series.id)
-            .join(Study, Series.study_id == Study.id)
-            .where(Study.patient_id == patient.id)
-            .order_by(Study.study_date, Series.id, Feature.name,
-                      Feature.computed_at.desc(), Feature.id.desc())).all()
-
-    base = _baseline(patient.baseline_date, [r.study_date for r in studies]
-                     + [r.visit_date for r in visits])
-    studies_df = pd.DataFrame(
-        [(r.study_uid, _shift(r.study_date, shift, identified), _years(r.study_date, base),
-          r.description, int(r.n_series)) for r in studies],
-        columns=["study_uid", "study_date", "time_years", "description", "n_series"])
-    studies_df["study_date"] = _as_datetime(studies_df["study_date"].tolist())
-    studies_df["time_years"] = studies_df["time_years"].astype("float64")
-
-    value_names: list[str] = []
-    for r in visits:
-        value_names += [k for k in (r.values or {}) if k not in value_names]
-    visits_df = pd.DataFrame(
-        [{"time_years": float(r.time_years),
-          "visit_date": _shift(r.visit_date, shift, identified), "source": r.source,
-          **(r.values or {})} for r in visits],
-        columns=["time_years", "visit_date", "source", *value_names])
-    visits_df["visit_date"] = _as_datetime(visits_df["visit_date"].tolist())
-
-    bio = pd.DataFrame(
-        [(r.series_uid, _shift(r.study_date, shift, identified), _years(r.study_date, base),
-          r.modality, r.contrast_phase, r.name, r.value, r.unit) for r in feats],
-        columns=["series_uid", "study_date", "time_years", "modality", "contrast_phase",
-                 "name", "value", "unit"])
-    # rows are newest-first within (series, name): keep the latest extractor run
-    bio = bio.drop_duplicates(["series_uid", "name"], keep="first").reset_index(drop=True)
-    bio["study_date"] = _as_datetime(bio["study_date"].tolist())
-    bio["value"] = bio["value"].astype("float64")
-    bio["time_years"] = bio["time_years"].astype("float64")
-
-    outcome = None
-    if out is not None:
-        outcome = OutcomeInfo(event=out.event, time_years=float(out.time_years),
-                              date=_shift(out.outcome_date, shift, identified))
-    return PatientDetail(
-        pseudonym=patient.pseudonym, identified=identified, sex=patient.sex,
-        birth_year=patient.birth_year,
-        baseline_date=_shift(patient.baseline_date, shift, identified),
-        patient_name=idr.patient_name if idr else None,
-        patient_id=idr.real_patient_id if idr else None,
-        birth_date=idr.birth_date if idr else None,
-        studies=studies_df, series=series, visits=visits_df, biomarkers=bio,
-        outcome=outcome,
-    )
 
 
 # --------------------------------------------------------------------------- headline

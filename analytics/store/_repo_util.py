@@ -1,0 +1,75 @@
+"""Time-axis and identity helpers shared by the repository modules.
+
+Stored dates are de-identified: ``stored = real + date_shift_days`` (per patient), so an
+identified view gives ``real = stored - date_shift_days``. Years are ``days / 365.25``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+
+from analytics.errors import StoreError
+from analytics.store.schema import IdentityMap, Patient
+
+DAYS_PER_YEAR = 365.25
+CENSORED = "censored"
+
+
+def shift_date(date: dt.date | None, shift_days: int, identified: bool) -> dt.date | None:
+    """The real date (``stored - shift``) for identified views; the stored one otherwise."""
+    if date is None or not identified or not shift_days:
+        return date
+    return date - dt.timedelta(days=int(shift_days))
+
+
+def years_between(later: dt.date | None, earlier: dt.date | None) -> float | None:
+    """``(later - earlier)`` in years of 365.25 days; None if either date is unknown."""
+    if later is None or earlier is None:
+        return None
+    return (later - earlier).days / DAYS_PER_YEAR
+
+
+def as_datetime(values: list[dt.date | None]) -> pd.Series:
+    return pd.to_datetime(pd.Series(values, dtype="object"))
+
+
+def patient_row(s: Any, pseudonym: str) -> Patient:
+    patient = s.execute(select(Patient).where(Patient.pseudonym == pseudonym)).scalar()
+    if patient is None:
+        raise StoreError(f"patient {pseudonym!r}: not in the store",
+                         hint="pick a pseudonym from the cohort list")
+    return patient
+
+
+def baseline_of(baseline: dt.date | None, dates: list[dt.date | None]) -> dt.date | None:
+    """The patient's time origin: stored baseline, else the earliest known date."""
+    if baseline is not None:
+        return baseline
+    known = [d for d in dates if d is not None]
+    return min(known) if known else None
+
+
+def count_occasions(study_dates: list[dt.date | None], visit_rows: list[tuple[float, dt.date | None]],
+               baseline: dt.date | None) -> int:
+    """Distinct visit occasions from scan dates and visit rows (see analytics.store.repo)."""
+    dated: set[dt.date] = {d for d in study_dates if d is not None}
+    undated: set[float] = set()
+    for time_years, visit_date in visit_rows:
+        if visit_date is None and baseline is not None and time_years is not None:
+            visit_date = baseline + dt.timedelta(days=round(time_years * DAYS_PER_YEAR))
+        if visit_date is not None:
+            dated.add(visit_date)
+        else:
+            undated.add(round(float(time_years), 6))
+    undated_studies = sum(1 for d in study_dates if d is None)
+    return len(dated) + len(undated) + undated_studies
+
+
+def shift_days_of(s: Any, patient_id: int) -> int:
+    shift = s.execute(select(IdentityMap.date_shift_days)
+                      .where(IdentityMap.patient_id == patient_id)).scalar()
+    return int(shift or 0)

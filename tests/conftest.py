@@ -46,3 +46,19 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path / 'store.db'}"
     pg: services.PostgresServer = request.getfixturevalue("postgres")
     return pg.new_database(f"t_{abs(hash(request.node.nodeid)) % 10**10}")
+
+
+@pytest.fixture(scope="session")
+def synthetic_cohort(tmp_path_factory: pytest.TempPathFactory):
+    """A small synthetic cohort, generated once per session (``CohortManifest``).
+
+    Eight patients, the first three with two CT + SEG studies each; among the six series
+    two are portal venous, two stored feet-first (descending z) and two anisotropic.
+    Ground truth: ``manifest.truth()`` (format in ``analytics/synthetic/__init__.py``).
+    """
+    from analytics.synthetic import CohortConfig, generate_cohort
+
+    config = CohortConfig(n_patients=8, seed=6, imaging_patients=3, max_scans_per_patient=2,
+                          portal_venous_fraction=0.34, descending_fraction=0.34,
+                          anisotropic_fraction=0.34)
+    return generate_cohort(tmp_path_factory.mktemp("synthetic") / "cohort", config)

@@ -51,7 +51,7 @@ class CauseHazard:
 
 #: default hazards, tuned so that ~30-45 % of a default cohort decompensates in 5-8 years
 DEFAULT_HAZARDS: dict[str, CauseHazard] = {
-    "decompensation": CauseHazard(np.log(0.0048), 1.0, 0.10),
+    "decompensation": CauseHazard(np.log(0.0055), 1.0, 0.10),
     "hcc": CauseHazard(np.log(0.0012), 0.85, 0.30),
     "transplant": CauseHazard(np.log(0.00025), 1.25, -0.30),
     "death": CauseHazard(np.log(0.006), 0.25, 0.60),

@@ -30,11 +30,12 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from analytics.errors import FeatureError
+from analytics.features.geometry import bbox
 from analytics.features.landmarks import body_mask, from_grid, to_grid
 
 CLASSICAL_METHOD = "classical-v1"
 TOTALSEG_METHOD = "totalsegmentator"
-GRID_MM = 2.0
+GRID_MM = 3.0
 
 _BALL_CACHE: dict[int, np.ndarray] = {}
 
@@ -93,102 +94,109 @@ def _ball(radius_vox: int) -> np.ndarray:
 
 
 def _histogram_peaks(values: np.ndarray, lo: float = -60.0, hi: float = 260.0,
-                     max_peaks: int = 3) -> list[float]:
+                     max_peaks: int = 4) -> list[float]:
     """Main modes of an intensity distribution (2 HU bins, smoothed), strongest first."""
     v = values[(values > lo) & (values < hi)]
     if v.size < 100:
         return []
     hist, edges = np.histogram(v, bins=np.arange(lo, hi + 2.0, 2.0))
-    h = ndi.gaussian_filter1d(hist.astype(float), 3.0)
-    peaks = np.flatnonzero((h >= np.roll(h, 1)) & (h > np.roll(h, -1)) & (h > 0.05 * h.max()))
+    h = ndi.gaussian_filter1d(hist.astype(float), 2.0)
+    peaks = np.flatnonzero((h >= np.roll(h, 1)) & (h > np.roll(h, -1)) & (h > 0.03 * h.max()))
     peaks = peaks[np.argsort(h[peaks])[::-1]][:max_peaks]
     return [float(edges[p] + 1.0) for p in peaks]
 
 
-def _window(smooth: np.ndarray, region: np.ndarray, centre: float) -> tuple[float, float]:
-    """Intensity window around ``centre``: +/- 2.5 robust SDs of the voxels near it."""
-    vals = smooth[region]
-    near = vals[np.abs(vals - centre) < 30.0]
-    sd = 1.4826 * float(np.median(np.abs(near - np.median(near)))) if near.size > 50 else 10.0
-    half = float(np.clip(2.5 * sd, 12.0, 40.0))
-    return centre - half, centre + half
+def _robust_sd(values: np.ndarray) -> float:
+    med = float(np.median(values))
+    return 1.4826 * float(np.median(np.abs(values - med)))
 
 
-def _pick_component(cand: np.ndarray, score_ok) -> np.ndarray | None:
-    labels, n = ndi.label(cand)
+@dataclass
+class _Candidate:
+    mask: np.ndarray
+    window: tuple[float, float]
+    score: float
+
+
+def _components(core: np.ndarray, accept, min_vox: int) -> list[np.ndarray]:
+    labels, n = ndi.label(core)
     if n == 0:
-        return None
+        return []
     sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    coms = ndi.center_of_mass(cand, labels, range(1, n + 1))
-    best, best_size = None, 0
-    for lab, com in zip(range(1, n + 1), coms, strict=True):
-        if sizes[lab] > best_size and score_ok(com, sizes[lab]):
-            best, best_size = lab, sizes[lab]
-    return labels == best if best is not None else None
+    coms = ndi.center_of_mass(core, labels, range(1, n + 1))
+    return [labels == lab for lab, com in zip(range(1, n + 1), coms, strict=True)
+            if sizes[lab] >= min_vox and accept(com)]
 
 
-def _organ(smooth: np.ndarray, body: np.ndarray, side: np.ndarray, exclude: np.ndarray | None,
-           accept, cut_mm: float, min_ml: float, max_ml: float) -> np.ndarray | None:
-    """The best organ component over the candidate intensity peaks of a body region."""
-    vox_ml = GRID_MM ** 3 / 1000.0
-    region = body & side
+def _grow(seed: np.ndarray, smooth: np.ndarray, body: np.ndarray, exclude: np.ndarray | None,
+          cut: np.ndarray, sd_floor: float) -> tuple[np.ndarray, tuple[float, float]]:
+    """Window from the seed's own intensities; seed grown back inside it, closed, filled."""
+    vals = smooth[seed]
+    med = float(np.median(vals))
+    half = float(np.clip(3.0 * max(_robust_sd(vals), sd_floor), 12.0, 30.0))
+    allowed = body & (smooth >= med - half) & (smooth <= med + half)
     if exclude is not None:
-        region &= ~exclude
-    best, best_score = None, 0.0
-    cut = _ball(max(1, round(cut_mm / GRID_MM)))
-    for peak in _histogram_peaks(smooth[region]):
-        lo, hi = _window(smooth, region, peak)
-        inside = body & (smooth >= lo) & (smooth <= hi)
-        if exclude is not None:
-            inside &= ~exclude
-        core = ndi.binary_erosion(inside, cut)
-
-        def ok(com, size):
-            ml = size * vox_ml
-            return min_ml * 0.3 <= ml <= max_ml and accept(com)
-
-        comp = _pick_component(core, ok)
-        if comp is None:
-            continue
-        grown = _reconstruct(comp, inside, cut)
-        size_ml = float(grown.sum()) * vox_ml
-        if size_ml < min_ml or size_ml > max_ml:
-            continue
-        if size_ml > best_score:
-            best, best_score = grown, size_ml
-    return best
-
-
-def _reconstruct(seed: np.ndarray, allowed: np.ndarray, cut: np.ndarray) -> np.ndarray:
-    """Grow ``seed`` back by the erosion radius inside ``allowed``, close and fill."""
+        allowed &= ~exclude
     grown = ndi.binary_dilation(seed, cut) & allowed
     labels, n = ndi.label(grown)
     if n > 1:
         keep = np.unique(labels[seed & grown])
         grown = np.isin(labels, keep[keep > 0])
-    grown = ndi.binary_closing(grown, _ball(2), border_value=0)
+    grown = ndi.binary_closing(grown, _ball(2), border_value=0) & body
     grown = ndi.binary_fill_holes(grown)
     for k in range(grown.shape[0]):
         grown[k] = ndi.binary_fill_holes(grown[k])
-    return grown
+    if exclude is not None:
+        grown &= ~exclude
+    return grown, (med - half, med + half)
+
+
+def _organ(smooth: np.ndarray, body: np.ndarray, side: np.ndarray, exclude: np.ndarray | None,
+           accept, cut_mm: float, min_ml: float, max_ml: float,
+           sd_floor: float) -> _Candidate | None:
+    """The largest acceptable organ component over the candidate intensity peaks."""
+    vox_ml = GRID_MM ** 3 / 1000.0
+    region = body & side
+    if exclude is not None:
+        region &= ~exclude
+    cut = _ball(max(1, round(cut_mm / GRID_MM)))
+    best: _Candidate | None = None
+    for peak in _histogram_peaks(smooth[region]):
+        half = float(np.clip(2.5 * sd_floor, 10.0, 25.0))
+        inside = body & (np.abs(smooth - peak) <= half)
+        if exclude is not None:
+            inside &= ~exclude
+        core = ndi.binary_erosion(inside, cut)
+        for comp in _components(core, accept, int(0.2 * min_ml / vox_ml)):
+            grown, window = _grow(comp, smooth, body, exclude, cut, sd_floor)
+            size_ml = float(grown.sum()) * vox_ml
+            if not (min_ml <= size_ml <= max_ml):
+                continue
+            if best is None or size_ml > best.score:
+                best = _Candidate(grown, window, size_ml)
+    return best
 
 
 def _refine(native: np.ndarray, coarse_mask: np.ndarray, spacing: tuple[float, float, float],
-            lo: float, hi: float) -> np.ndarray:
+            window: tuple[float, float]) -> np.ndarray:
     """Native-grid mask: intensity window inside the dilated coarse mask, holes filled."""
+    lo, hi = window
     near = from_grid(ndi.binary_dilation(coarse_mask, _ball(1)), native.shape, spacing, GRID_MM)
     core = from_grid(ndi.binary_erosion(coarse_mask, _ball(1)), native.shape, spacing, GRID_MM)
-    sm = ndi.gaussian_filter(native, sigma=[1.0 / s for s in spacing])
-    inside = near & (sm >= lo) & (sm <= hi)
-    out = (inside | core)
-    labels, n = ndi.label(out)
+    box = bbox(near, margin=1)
+    out = np.zeros(native.shape, dtype=bool)
+    if box is None:
+        return out
+    sm = ndi.gaussian_filter(native[box], sigma=[0.7 / s for s in spacing])
+    sub = (near[box] & (sm >= lo) & (sm <= hi)) | core[box]
+    labels, n = ndi.label(sub)
     if n > 1:
         sizes = np.bincount(labels.ravel())
         sizes[0] = 0
-        out = labels == int(np.argmax(sizes))
-    for k in range(out.shape[0]):
-        out[k] = ndi.binary_fill_holes(out[k])
+        sub = labels == int(np.argmax(sizes))
+    for k in range(sub.shape[0]):
+        sub[k] = ndi.binary_fill_holes(sub[k])
+    out[box] = sub
     return out
 
 
@@ -202,26 +210,27 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
     masks: dict[str, np.ndarray] = {}
     if body.sum() * GRID_MM ** 3 / 1000.0 < 500.0:
         return Segmentation(masks, CLASSICAL_METHOD)
+    # noise of the smoothed soft tissue: spread of local differences
+    soft = body & (smooth > -60) & (smooth < 260)
+    sd_floor = _robust_sd((smooth - ndi.uniform_filter(smooth, 3))[soft]) * 1.2
     _, cy, cx = ndi.center_of_mass(body)
+    hw = _half_width(body, cx)
     xs = np.arange(coarse.shape[2])[None, None, :]
     right = np.broadcast_to(xs < cx, coarse.shape)
     left = np.broadcast_to(xs > cx, coarse.shape)
 
-    liver = _organ(smooth, body, right, None,
-                   accept=lambda com: com[2] < cx, cut_mm=6.0, min_ml=300.0, max_ml=5000.0)
+    # liver: right of the midline; spleen: lateral on the left, not anterior
+    liver = _organ(smooth, body, right, None, accept=lambda c: c[2] < cx - 0.15 * hw,
+                   cut_mm=7.0, min_ml=300.0, max_ml=5000.0, sd_floor=sd_floor)
+    exclude = None
     if liver is not None:
-        lo, hi = _organ_window(smooth, liver)
-        masks["liver"] = _refine(img, liver, spacing, lo, hi)
-        exclude = ndi.binary_dilation(liver, _ball(1))
-    else:
-        exclude = None
+        masks["liver"] = _refine(img, liver.mask, spacing, liver.window)
+        exclude = ndi.binary_dilation(liver.mask, _ball(1))
     spleen = _organ(smooth, body, left, exclude,
-                    accept=lambda com: com[2] > cx + 0.25 * _half_width(body, cx)
-                    and com[1] > cy - 20.0 / GRID_MM,
-                    cut_mm=4.0, min_ml=40.0, max_ml=3000.0)
+                    accept=lambda c: c[2] > cx + 0.35 * hw and c[1] > cy - 0.1 * hw,
+                    cut_mm=7.0, min_ml=40.0, max_ml=3000.0, sd_floor=sd_floor)
     if spleen is not None:
-        lo, hi = _organ_window(smooth, spleen)
-        m = _refine(img, spleen, spacing, lo, hi)
+        m = _refine(img, spleen.mask, spacing, spleen.window)
         if "liver" in masks:
             m &= ~masks["liver"]
         masks["spleen"] = m
@@ -231,15 +240,6 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
 def _half_width(body: np.ndarray, cx: float) -> float:
     cols = np.flatnonzero(body.any(axis=(0, 1)))
     return float(max(cols[-1] - cx, cx - cols[0], 1.0))
-
-
-def _organ_window(smooth: np.ndarray, organ: np.ndarray) -> tuple[float, float]:
-    inner = ndi.binary_erosion(organ, _ball(1))
-    vals = smooth[inner if inner.any() else organ]
-    med = float(np.median(vals))
-    sd = 1.4826 * float(np.median(np.abs(vals - med)))
-    half = float(np.clip(3.0 * sd, 15.0, 45.0))
-    return med - half, med + half
 
 
 def _totalsegmentator(image: np.ndarray, spacing: tuple[float, float, float]) -> Segmentation:

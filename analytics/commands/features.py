@@ -1,0 +1,52 @@
+"""``hepatrack features [--all | --series UID] [--workers N] [--scheduler ADDR] [--radiomics]``.
+
+JSON keys: ``series_done`` (count), ``series_failed`` (list of ``{series_uid, reason}``),
+``series_skipped`` (count, already done for this extractor version), ``seconds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from analytics.cli import EXIT_BAD_INPUT, EXIT_OK, CommandResult, command
+from analytics.config import Settings
+
+
+@command("features")
+def features_command(args: argparse.Namespace, settings: Settings) -> CommandResult:
+    from tqdm import tqdm
+
+    from analytics.features.batch import run_batch
+    from analytics.store.db import open_store
+
+    store = open_store(settings)
+    bar = None
+
+    def progress(done: int, total: int, series_uid: str) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, file=sys.stderr, unit="series", desc="features",
+                       disable=not sys.stderr.isatty() and not args.verbose)
+        bar.n = done
+        bar.set_postfix_str(series_uid[-12:], refresh=False)
+        bar.refresh()
+
+    try:
+        report = run_batch(
+            store, settings, series_uids=None if args.all else [args.series],
+            workers=args.workers, scheduler=args.scheduler or settings.dask_scheduler,
+            radiomics=args.radiomics, progress=progress)
+    finally:
+        if bar is not None:
+            bar.close()
+        store.dispose()
+    payload = report.as_payload()
+    summary = (f"features: {payload['series_done']} series done, "
+               f"{len(payload['series_failed'])} failed, {payload['series_skipped']} "
+               f"already done, {payload['seconds']:.1f} s")
+    for f in payload["series_failed"]:
+        summary += f"\n  failed {f['series_uid']}: {f['reason']}"
+    # one requested series that failed is bad input; a batch with some failures is not
+    code = EXIT_BAD_INPUT if args.series and payload["series_failed"] else EXIT_OK
+    return CommandResult(payload, summary, code)

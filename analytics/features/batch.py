@@ -1,0 +1,351 @@
+"""Batch feature extraction on dask.distributed, with the client as the single writer.
+
+``run_batch`` starts a ``LocalCluster`` of ``workers`` processes (one thread each) or
+connects to an existing scheduler; the code path is the same. Workers receive series UIDs
+and the settings (never arrays), load each series themselves through the loader, extract
+the features and return a JSON-able result; the client writes ``features``,
+``feature_runs`` and (for automatic segmentations) ``masks`` rows, one transaction per
+series, so a failure never leaves a half-written series.
+
+Resumable: a series with a ``done`` run for :data:`EXTRACTOR_VERSION` is skipped (unless
+radiomics are asked for and that run had none). A failing series is recorded as
+``failed`` with the reason and the batch goes on. With a remote scheduler, workers must
+see the same HEPATRACK_HOME (shared filesystem) and database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, select
+
+from analytics.config import Settings
+from analytics.errors import FeatureError, HepaTrackError
+from analytics.features.extract import (
+    EXTRACTOR_VERSION,
+    FeatureResult,
+    FeatureSettings,
+    extract_series_features,
+)
+from analytics.features.geometry import orientation
+from analytics.features.registry import unit
+from analytics.store.db import Store, open_store
+from analytics.store.schema import Feature, FeatureRun, Mask, Series
+
+log = logging.getLogger("hepatrack.features")
+
+DEFAULT_LOADER = "analytics.ingest.loader:load_series"
+#: environment variable naming another loader (``module:function``), e.g. for research
+#: datasets kept as NIfTI; it must be importable on every worker
+LOADER_ENV = "HEPATRACK_FEATURES_LOADER"
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class BatchReport:
+    """What a batch did. ``as_payload`` gives the CLI's JSON keys."""
+
+    series_done: list[str] = field(default_factory=list)
+    series_failed: list[dict[str, str]] = field(default_factory=list)
+    series_skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    scheduler: str | None = None
+
+    def as_payload(self) -> dict[str, Any]:
+        return {
+            "series_done": len(self.series_done),
+            "series_failed": list(self.series_failed),
+            "series_skipped": len(self.series_skipped),
+            "seconds": round(self.seconds, 3),
+            "extractor_version": EXTRACTOR_VERSION,
+            "done": list(self.series_done),
+            "skipped": list(self.series_skipped),
+        }
+
+
+def _resolve_loader(spec: str) -> Callable:
+    module, _, name = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise FeatureError(f"series loader {spec!r} is not available ({e})") from e
+
+
+def extract_stored_series(series_uid: str, settings: Settings, feature_settings: FeatureSettings,
+                          loader: str = DEFAULT_LOADER) -> dict[str, Any]:
+    """Worker task: load one series, extract its features, return a JSON-able outcome.
+
+    Never raises for a bad series: the outcome is ``{"ok": False, "reason": ...}``.
+    """
+    t0 = time.perf_counter()
+    store = None
+    try:
+        load = _resolve_loader(loader)
+        store = open_store(settings, migrate_schema=False)
+        volume, masks = load(store, settings, series_uid)
+        if volume.series_uid is None:
+            volume.series_uid = series_uid
+        result = extract_series_features(volume, masks, feature_settings)
+        radiomics: dict[str, Any] = {}
+        if feature_settings.radiomics:
+            radiomics = _radiomics(volume, masks, result, feature_settings)
+        return {"ok": True, "series_uid": series_uid,
+                "result": _result_payload(result),
+                "auto_mask": _auto_mask_summary(result),
+                "radiomics": radiomics, "seconds": time.perf_counter() - t0}
+    except HepaTrackError as e:
+        return {"ok": False, "series_uid": series_uid, "reason": str(e),
+                "seconds": time.perf_counter() - t0}
+    except MemoryError:
+        return {"ok": False, "series_uid": series_uid, "reason": "out of memory",
+                "seconds": time.perf_counter() - t0}
+    except Exception as e:  # a bug on one series must not stop the batch; it is recorded
+        log.exception("feature extraction failed for %s", series_uid)
+        return {"ok": False, "series_uid": series_uid,
+                "reason": f"internal error: {type(e).__name__}: {e}",
+                "seconds": time.perf_counter() - t0}
+    finally:
+        if store is not None:
+            store.dispose()
+
+
+def _result_payload(result: FeatureResult) -> dict[str, Any]:
+    return result.as_dict()
+
+
+def _auto_mask_summary(result: FeatureResult) -> dict[str, Any] | None:
+    """Digest and voxel counts of the automatic masks (arrays stay on the worker)."""
+    if result.auto_masks is None:
+        return None
+    h = hashlib.sha256()
+    segments = {}
+    for name in sorted(result.auto_masks.masks):
+        m = np.ascontiguousarray(result.auto_masks.masks[name], dtype=bool)
+        h.update(name.encode())
+        h.update(np.packbits(m).tobytes())
+        segments[name] = {"voxels": int(m.sum()), "automatic": True}
+    return {"method": result.auto_masks.method, "sha256": h.hexdigest(), "segments": segments}
+
+
+def _radiomics(volume, masks, result: FeatureResult,
+               fs: FeatureSettings) -> dict[str, Any]:
+    from analytics.features.radiomics import RadiomicsSettings, radiomics_features
+
+    rois: dict[str, np.ndarray] = {}
+    for name in ("liver", "spleen"):
+        m = masks.get(name) if masks is not None else None
+        if m is None and result.auto_masks is not None:
+            m = result.auto_masks.get(name)
+        if m is not None:
+            rois[name] = np.asarray(m, dtype=bool)
+    orient = orientation(volume)
+    image = orient.to_canonical(volume.array)
+    rois = {k: orient.to_canonical(v) for k, v in rois.items()}
+    modality = (volume.modality or "CT").upper()
+    rs = (RadiomicsSettings(bin_width=fs.radiomics_bin_width_hu,
+                            new_spacing_mm=fs.radiomics_spacing_mm)
+          if modality == "CT" else
+          RadiomicsSettings(discretisation="fixed_bin_number",
+                            new_spacing_mm=fs.radiomics_spacing_mm))
+    values, used = radiomics_features(image, rois, orient.spacing_mm, modality, rs)
+    return {"values": values, "settings": used}
+
+
+# --------------------------------------------------------------------------- client side
+def _series_to_run(store: Store, series_uids: Sequence[str] | None,
+                   radiomics: bool) -> tuple[list[str], list[str]]:
+    with store.session() as s:
+        if series_uids is None:
+            rows = s.execute(select(Series.id, Series.series_uid).where(
+                Series.status == "complete").order_by(Series.id)).all()
+        else:
+            rows = []
+            for uid in series_uids:
+                row = s.execute(select(Series.id, Series.series_uid).where(
+                    Series.series_uid == uid)).first()
+                if row is None:
+                    raise FeatureError(f"series {uid} is not in the store")
+                rows.append(row)
+        done = {r.series_id: r for r in s.scalars(select(FeatureRun).where(
+            FeatureRun.extractor_version == EXTRACTOR_VERSION, FeatureRun.status == "done"))}
+    todo, skipped = [], []
+    for sid, uid in rows:
+        run = done.get(sid)
+        if run is not None and (not radiomics or (run.settings or {}).get("radiomics")):
+            skipped.append(uid)
+        else:
+            todo.append(uid)
+    return todo, skipped
+
+
+def write_outcome(store: Store, outcome: dict[str, Any], feature_settings: FeatureSettings
+                  ) -> None:
+    """Write one series' outcome (features + run, or a failed run) in one transaction."""
+    uid = outcome["series_uid"]
+    with store.session() as s:
+        series = s.scalar(select(Series).where(Series.series_uid == uid))
+        if series is None:
+            raise FeatureError(f"series {uid} disappeared from the store during the batch")
+        run = s.scalar(select(FeatureRun).where(
+            FeatureRun.series_id == series.id, FeatureRun.extractor_version == EXTRACTOR_VERSION))
+        if run is None:
+            run = FeatureRun(series_id=series.id, extractor_version=EXTRACTOR_VERSION,
+                             status="done" if outcome["ok"] else "failed")
+            s.add(run)
+        run_settings = feature_settings.as_dict()
+        run.seconds = float(outcome.get("seconds", 0.0))
+        run.finished_at = _now()
+        if not outcome["ok"]:
+            run.status, run.reason = "failed", outcome["reason"][:4000]
+            run.settings = run_settings
+            return
+        result = outcome["result"]
+        mask_id = _mask_row(s, series, outcome.get("auto_mask"))
+        s.execute(delete(Feature).where(Feature.series_id == series.id,
+                                        Feature.extractor_version == EXTRACTOR_VERSION))
+        for name, fv in result["values"].items():
+            s.add(Feature(series_id=series.id, name=name, value=fv["value"], unit=fv["unit"],
+                          extractor_version=EXTRACTOR_VERSION, mask_id=mask_id,
+                          flags=fv["flags"] or None))
+        rad = outcome.get("radiomics") or {}
+        auto = bool(result["mask_automatic"])
+        for name, value in (rad.get("values") or {}).items():
+            s.add(Feature(series_id=series.id, name=name, value=value, unit=unit(name),
+                          extractor_version=EXTRACTOR_VERSION, mask_id=mask_id,
+                          flags={"radiomics": True, **({"automatic_segmentation": True}
+                                                         if auto else {})}))
+        if rad:
+            run_settings["radiomics_settings"] = rad.get("settings")
+        run_settings["mask_source"] = result["mask_source"]
+        run_settings["contrast_phase"] = result["contrast_phase"]
+        run_settings["phase_source"] = result["phase_source"]
+        run_settings["warnings"] = result["warnings"]
+        run.status, run.reason, run.settings = "done", None, run_settings
+
+
+def _mask_row(s, series: Series, auto: dict[str, Any] | None) -> int | None:
+    """The masks row the features were computed on (auto: created once per content)."""
+    if auto is None:
+        row = s.scalar(select(Mask).where(Mask.series_id == series.id,
+                                          Mask.automatic.is_(False)).order_by(Mask.id))
+        return row.id if row is not None else None
+    row = s.scalar(select(Mask).where(Mask.series_id == series.id,
+                                      Mask.content_sha256 == auto["sha256"]))
+    if row is None:
+        row = Mask(series_id=series.id, format="auto", path=None, sop_instance_uid=None,
+                   content_sha256=auto["sha256"], segments=auto["segments"], automatic=True,
+                   method=auto["method"])
+        s.add(row)
+        s.flush()
+    return row.id
+
+
+def _now():
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC)
+
+
+def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | None = None,
+              workers: int = 2, scheduler: str | None = None, radiomics: bool = False,
+              progress: Progress | None = None, *,
+              feature_settings: FeatureSettings | None = None,
+              loader: str | None = None) -> BatchReport:
+    """Extract features of stored series on dask.distributed and write them.
+
+    Parameters
+    ----------
+    store
+        Open store (the client writes to it).
+    settings
+        Application settings; sent to workers so they open the same store and files.
+    series_uids
+        Series to process; None means every complete series.
+    workers
+        Worker processes of the local cluster (ignored with ``scheduler``).
+    scheduler
+        Address of a running dask scheduler (``tcp://host:port``); None starts a
+        ``LocalCluster``.
+    radiomics
+        Also compute IBSI radiomics (MIRP).
+    progress
+        Called as ``progress(done, total, series_uid)`` after each series is written.
+    feature_settings
+        Extraction parameters (defaults when None).
+    loader
+        ``"module:function"`` returning ``(Volume, MaskSet | None)`` for
+        ``(store, settings, series_uid)``; default ``$HEPATRACK_FEATURES_LOADER``, else
+        the ingest loader.
+
+    Returns
+    -------
+    BatchReport
+
+    Raises
+    ------
+    FeatureError
+        If a requested series is not in the store, or the scheduler cannot be reached.
+    """
+    t0 = time.perf_counter()
+    loader = loader or os.environ.get(LOADER_ENV) or DEFAULT_LOADER
+    fs = replace(feature_settings or FeatureSettings(), radiomics=radiomics)
+    todo, skipped = _series_to_run(store, series_uids, radiomics)
+    report = BatchReport(series_skipped=skipped)
+    total = len(todo) + len(skipped)
+    done_count = len(skipped)
+    if progress is not None and skipped:
+        progress(done_count, total, skipped[-1])
+    if not todo:
+        report.seconds = time.perf_counter() - t0
+        return report
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    try:
+        if scheduler:
+            client = Client(scheduler, timeout="15s")
+        else:
+            if workers < 1:
+                raise FeatureError(f"--workers must be at least 1, got {workers}")
+            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR)
+            client = Client(cluster)
+    except OSError as e:
+        raise FeatureError(f"dask scheduler {scheduler!r} cannot be reached: {e}") from e
+    report.scheduler = client.scheduler.address
+    token = uuid.uuid4().hex[:8]
+    try:
+        futures = {client.submit(extract_stored_series, uid, settings, fs, loader,
+                                 key=f"features-{token}-{i}", pure=False, retries=0): uid
+                   for i, uid in enumerate(todo)}
+        for fut in as_completed(futures):
+            uid = futures[fut]
+            try:
+                outcome = fut.result()
+            except Exception as e:  # worker died (KilledWorker, OOM kill): record, go on
+                outcome = {"ok": False, "series_uid": uid,
+                           "reason": f"worker failed: {type(e).__name__}: {e}"}
+            write_outcome(store, outcome, fs)
+            if outcome["ok"]:
+                report.series_done.append(uid)
+            else:
+                report.series_failed.append({"series_uid": uid, "reason": outcome["reason"]})
+            done_count += 1
+            if progress is not None:
+                progress(done_count, total, uid)
+            fut.release()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    report.seconds = time.perf_counter() - t0
+    return report

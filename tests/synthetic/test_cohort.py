@@ -197,7 +197,7 @@ def test_cli_writes_a_cohort_and_reports_json(tmp_path: Path, capsys):
                  "--out", str(out), "--json"])
     assert code == 0
     payload = json.loads(capsys.readouterr().out)
-    assert payload["patients"] == 4 and payload["imaging_patients"] == 1
+    assert payload["patients"] == 4 and payload["imaging_patients"] == 0
     assert payload["series"] == len(json.loads((out / "truth.json").read_text())["series"])
     assert sum(payload["events"].values()) == 4
     # a second run into the same, now non-empty directory is refused with exit 2

@@ -174,6 +174,23 @@ UNITS: dict[str, str] = {
     "sex": "", "dialysis": "", "edema": "",
 }
 
+#: other-unit spellings of known labs: column -> (known column, factor), known = value / factor
+#: (bilirubin 17.1 and creatinine 88.4 umol/L per mg/dL; 1 ukat/L = 60 U/L)
+UNIT_ALIASES: dict[str, tuple[str, float]] = {
+    "bilirubin_umol_l": ("bilirubin_mg_dl", 17.1),
+    "creatinine_umol_l": ("creatinine_mg_dl", 88.4),
+    "albumin_g_l": ("albumin_g_dl", 10.0),
+    "sodium_meq_l": ("sodium_mmol_l", 1.0),
+    "platelets_10e3_ul": ("platelets_10e9_l", 1.0),
+    "ast_ukat_l": ("ast_u_l", 1 / 60),
+    "alt_ukat_l": ("alt_u_l", 1 / 60),
+    "alp_ukat_l": ("alp_u_l", 1 / 60),
+}
+#: names a visits file may not use for a feature: identifiers of the cohort table and the
+#: outcome columns
+RESERVED_FEATURE_NAMES = frozenset({"patient", "series_uid", "modality", "contrast_phase",
+                                    "duration", "event"})
+
 ID_COLUMN = "patient_id"
 TIME_COLUMN = "time"
 DATE_COLUMN = "date"

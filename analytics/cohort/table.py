@@ -203,6 +203,9 @@ def _assemble(labs: pd.DataFrame, scans: pd.DataFrame, outcomes: pd.DataFrame,
     if with_scores:
         scores = compute_scores(visits)
         for name, d in CLINICAL_SCORES.items():
+            if name in visits.columns:
+                warnings.append(f"column {name} from the visits data is replaced by the "
+                                f"computed {d.label}")
             visits[name] = scores[name]
             meta[name] = {"kind": "score", "unit": d.unit, "categorical": False}
     no_outcome = sorted(set(visits["patient"]) - set(outcomes["patient"]))

@@ -51,7 +51,9 @@ from analytics.cohort.columns import (
     KNOWN_EVENTS,
     LAB_COLUMNS,
     RESERVED,
+    RESERVED_FEATURE_NAMES,
     TIME_COLUMN,
+    UNIT_ALIASES,
     ColumnDef,
     normalise_event,
 )
@@ -189,13 +191,14 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
-def _plausibility(col: ColumnDef, value: float) -> tuple[str, str | None] | None:
+def _plausibility(col: ColumnDef, value: float, source: str = ""
+                  ) -> tuple[str, str | None] | None:
     """(message, unit hint) when ``value`` is outside the plausible range, else None."""
     lo, hi = col.plausible
     if lo <= value <= hi:
         return None
     side = "below" if value < lo else "above"
-    msg = (f"{col.name} = {_fmt(value)} is {side} the plausible range "
+    msg = (f"{col.name} = {_fmt(value)}{source} is {side} the plausible range "
            f"{_fmt(lo)}-{_fmt(hi)} {col.unit}")
     for alt in col.alt_units:
         if alt.factor is not None:
@@ -335,7 +338,8 @@ def _generic_types(table: RawTable, columns: list[str]) -> tuple[set[str], list[
 
 
 def _parse_values(table: RawTable, r: RawRow, value_cols: list[str], categorical: set[str],
-                  col: _Collector) -> dict[str, float | str] | None:
+                  col: _Collector, aliases: Mapping[str, tuple[str, float]]
+                  ) -> dict[str, float | str] | None:
     values: dict[str, float | str] = {}
     errors: list[str] = []
     for c in value_cols:
@@ -362,23 +366,27 @@ def _parse_values(table: RawTable, r: RawRow, value_cols: list[str], categorical
         except ValueError as e:
             errors.append(f"{c} {cell_text(cell)!r}: {e}")
             continue
-        spec = LAB_COLUMNS.get(c)
+        target, factor = aliases.get(c, (c, 1.0))
+        source = "" if target == c else f" (from {c} = {_fmt(value)})"
+        raw, value = value, value / factor
+        spec = LAB_COLUMNS.get(target)
         if spec is not None:
             if value < spec.reject_below or (spec.positive and value <= spec.reject_below):
                 bound = "> 0" if spec.positive else ">= 0"
-                errors.append(f"{c} {_fmt(value)}: impossible; expected {bound} {spec.unit}")
+                unit = f" {spec.unit}" if target == c else ""
+                errors.append(f"{c} {_fmt(raw)}: impossible; expected {bound}{unit}")
                 continue
             if spec.reject_above is not None and value > spec.reject_above:
-                errors.append(f"{c} {_fmt(value)}: impossible; expected <= "
+                errors.append(f"{c} {_fmt(raw)}: impossible; expected <= "
                               f"{_fmt(spec.reject_above)} {spec.unit}")
                 continue
-            found = _plausibility(spec, value)
+            found = _plausibility(spec, value, source)
             if found is not None:
-                col.warn_value(r, c, found[0], found[1])
+                col.warn_value(r, target, found[0], found[1])
         if censor is not None:
-            col.warn(r, f"{c} {cell_text(cell)!r}: a censored value; the bound {_fmt(value)} "
+            col.warn(r, f"{c} {cell_text(cell)!r}: a censored value; the bound {_fmt(raw)} "
                         "is imported", column=c)
-        values[c] = value
+        values[target] = value
     if errors:
         col.reject(r, "; ".join(errors))
         return None
@@ -459,8 +467,29 @@ def validate(visits: RawTable, outcomes: RawTable,
         warnings.append(Issue(outcomes.name, None, None, f"columns {extra} are not part of "
                               "the outcomes format and are ignored"))
 
-    value_cols = [c for c in visits.columns if c not in RESERVED]
-    generic = [c for c in value_cols if c not in LAB_COLUMNS and c not in CODED_COLUMNS]
+    value_cols: list[str] = []
+    aliases: dict[str, tuple[str, float]] = {}
+    for c in visits.columns:
+        if c in RESERVED:
+            continue
+        if c in RESERVED_FEATURE_NAMES:
+            warnings.append(Issue(visits.name, None, None, column=c, reason=(
+                f"column {c!r} is reserved for the cohort table (scans, outcomes) and is "
+                "ignored")))
+            continue
+        if c in UNIT_ALIASES:
+            target, factor = UNIT_ALIASES[c]
+            if target in visits.columns:
+                warnings.append(Issue(visits.name, None, None, column=c, reason=(
+                    f"columns {c} and {target} both present: {c} is kept as a generic "
+                    f"column, the scores use {target}")))
+            else:
+                aliases[c] = (target, factor)
+                warnings.append(Issue(visits.name, None, None, column=c, reason=(
+                    f"column {c} is imported as {target} (divided by {factor:.6g})")))
+        value_cols.append(c)
+    generic = [c for c in value_cols
+               if c not in LAB_COLUMNS and c not in CODED_COLUMNS and c not in aliases]
     categorical, type_warnings = _generic_types(visits, generic)
     warnings += type_warnings
 
@@ -474,7 +503,7 @@ def validate(visits: RawTable, outcomes: RawTable,
             continue
         all_visit_keys.add(key)
         when = _parse_when(visits, r, vcol)
-        values = _parse_values(visits, r, value_cols, categorical, vcol)
+        values = _parse_values(visits, r, value_cols, categorical, vcol, aliases)
         if when is None or values is None:
             continue
         n_values.update(values.keys())
@@ -630,7 +659,8 @@ def validate(visits: RawTable, outcomes: RawTable,
     accepted_v.sort(key=lambda v: (v.key, v.time_years))
     return ValidatedCohort(
         visits_file=visits.name, outcomes_file=outcomes.name,
-        visits=accepted_v, outcomes=accepted_o, value_columns=value_cols,
+        visits=accepted_v, outcomes=accepted_o,
+        value_columns=[aliases.get(c, (c,))[0] for c in value_cols],
         categorical=categorical, rejected=v_rejected + o_rejected,
         warnings=warnings + v_warnings + o_warnings, sex=sex,
         baselines={k: b for k, b in baselines.items()},

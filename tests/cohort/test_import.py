@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
 
 import pytest
 from sqlalchemy import select, text
@@ -165,6 +166,34 @@ def test_a_role_without_ingest_may_not_import(store, csvs):
     with pytest.raises(PermissionDeniedError, match="may not ingest"):
         import_cohort(store, v, o, actor=researcher)
     assert stored(store) == ([], [], [])
+
+
+def test_two_concurrent_imports_store_each_row_once(db_url, csvs):
+    v, o = csvs(VISITS, OUTCOMES)
+    open_store(url=db_url).dispose()
+    reports, errors = [], []
+
+    def run() -> None:
+        s = open_store(url=db_url)
+        try:
+            reports.append(import_cohort(s, v, o))
+        except Exception as e:  # surfaced by the assertion below
+            errors.append(e)
+        finally:
+            s.dispose()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sorted(r.visits_inserted for r in reports) == [0, 4]
+    assert sum(r.patients_created for r in reports) == 2
+    store = open_store(url=db_url)
+    visits, outcomes, patients = stored(store)
+    store.dispose()
+    assert (len(visits), len(outcomes), len(patients)) == (4, 2, 2)
 
 
 # ----------------------------------------------------------------------------- CLI

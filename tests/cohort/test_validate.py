@@ -200,6 +200,39 @@ def test_generic_columns_numeric_or_text(csvs):
     assert w.column == "alcohol" and "'heavy' (row 3)" in w.reason
 
 
+def test_si_unit_columns_are_converted_to_the_known_columns(csvs):
+    result = run(csvs, "patient_id,time,bilirubin_umol_l,albumin_g_l,creatinine_umol_l,"
+                       "alt_ukat_l\nA,0,34.2,35,88.4,0.5\nA,1,-1,,,\n")
+    # 34.2 / 17.1 = 2.0 mg/dL; 35 / 10 = 3.5 g/dL; 88.4 / 88.4 = 1.0 mg/dL; 0.5 x 60 = 30 U/L
+    assert result.visits[0].values == pytest.approx(
+        {"bilirubin_mg_dl": 2.0, "albumin_g_dl": 3.5, "creatinine_mg_dl": 1.0, "alt_u_l": 30.0})
+    assert "bilirubin_mg_dl" in result.value_columns
+    assert rejected_at(result, "visits.csv") == {
+        2: (3, "bilirubin_umol_l -1: impossible; expected >= 0")}
+    assert {w.column for w in result.warnings} == {"bilirubin_umol_l", "albumin_g_l",
+                                                  "creatinine_umol_l", "alt_ukat_l"}
+
+
+def test_si_value_outside_the_range_names_its_source_column(csvs):
+    result = run(csvs, "patient_id,time,bilirubin_umol_l\nA,0,900\n")
+    [w] = [w for w in result.warnings if w.row == 1]
+    assert w.reason.startswith("bilirubin_mg_dl = 52.6316 (from bilirubin_umol_l = 900) is "
+                               "above the plausible range 0.1-30 mg/dL")
+
+
+def test_both_unit_spellings_keep_the_known_column(csvs):
+    result = run(csvs, "patient_id,time,bilirubin_mg_dl,bilirubin_umol_l\nA,0,1.0,17.1\n")
+    assert result.visits[0].values == {"bilirubin_mg_dl": 1.0, "bilirubin_umol_l": 17.1}
+    assert "both present" in result.warnings[0].reason
+
+
+def test_reserved_column_names_are_ignored_with_a_warning(csvs):
+    result = run(csvs, "patient_id,time,series_uid,event,inr\nA,0,1.2.3,death,1.1\n")
+    assert result.visits[0].values == {"inr": 1.1}
+    assert sorted(w.column for w in result.warnings) == ["event", "series_uid"]
+    assert result.value_columns == ["inr"]
+
+
 def test_semicolon_file_with_decimal_commas(csvs):
     result = run(csvs, "patient_id;time;bilirubin_mg_dl\nA;0,5;1,25\n",
                  "patient_id;time;event\nA;2,5;censored\n")

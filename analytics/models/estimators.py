@@ -446,7 +446,9 @@ class RSF(SurvivalEstimator):
 
     def _cumulative_hazard(self, x: np.ndarray, times: np.ndarray) -> np.ndarray:
         chf = self.forest_.predict_cumulative_hazard_function(x, return_array=True)
-        return np.stack([step_at(self.forest_.unique_times_, row, times) for row in chf])
+        idx = np.searchsorted(self.forest_.unique_times_, times, side="right") - 1
+        padded = np.concatenate([np.zeros((len(chf), 1)), chf], axis=1)
+        return padded[:, idx + 1]
 
     def to_json(self) -> dict[str, Any]:  # the forest itself is pickled by the registry
         return {"kind": self.kind, "params": self.get_params(),

@@ -37,6 +37,8 @@ from analytics.models.landmark import (
 #: grid points used to combine competing cause-specific hazards
 MAX_GRID = 400
 _CHUNK = 4000
+#: training rows kept with the model as the explainer background
+BACKGROUND_ROWS = 200
 Z95 = 1.959963984540054
 
 
@@ -53,6 +55,13 @@ class LandmarkModel:
     landmarks: list[float]
     ensemble: list[SurvivalEstimator] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
+    #: training-sample rows of the model matrix (explainer background), set by fit
+    background: pd.DataFrame | None = None
+    #: set when trained for the registry or loaded from it
+    model_id: str | None = None
+    domain: Any = None
+    card: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def horizons(self) -> list[float]:
@@ -106,6 +115,7 @@ class LandmarkModel:
                     params=params)
         if n_bootstrap and kind != "cox":
             model.ensemble = _bootstrap(kind, params, X, train, n_bootstrap, seed)
+        model.background = X.sample(n=min(BACKGROUND_ROWS, len(X)), random_state=seed)
         return model
 
     # ---------------------------------------------------------------- prediction
@@ -218,3 +228,115 @@ def _bootstrap(kind: str, params: dict[str, Any], X: pd.DataFrame, train: pd.Dat
         members.append(make_estimator(kind, **p).fit(X.iloc[idx].reset_index(drop=True), y,
                                                      groups=grp))
     return members
+
+
+# --------------------------------------------------------------------------- trajectories
+def _visit_landmarks(visits: pd.DataFrame, at: float | None) -> pd.DataFrame:
+    times = sorted(set(visits["time"].astype(float)))
+    rows = [{"landmark": t, "requested": False} for t in times]
+    if at is not None:
+        rows = [r for r in rows if abs(r["landmark"] - at) > 1e-9]
+        rows.append({"landmark": float(at), "requested": True})
+    out = pd.DataFrame(rows).sort_values("landmark", kind="stable").reset_index(drop=True)
+    return out
+
+
+def _date_at(visits: pd.DataFrame, t: float) -> str | None:
+    if "date" not in visits:
+        return None
+    d = pd.to_datetime(visits["date"], errors="coerce")
+    ok = d.notna().to_numpy()
+    if not ok.any():
+        return None
+    exact = ok & (np.abs(visits["time"].to_numpy(float) - t) < 1e-9)
+    if exact.any():
+        return d[exact].iloc[0].date().isoformat()
+    # same day offset as the nearest dated visit (times are years since baseline)
+    i = int(np.argmin(np.abs(visits["time"].to_numpy(float)[ok] - t)))
+    ref_t, ref_d = float(visits["time"].to_numpy(float)[ok][i]), d[ok].iloc[i]
+    return (ref_d + pd.Timedelta(days=round((t - ref_t) * 365.25))).date().isoformat()
+
+
+def patient_trajectory(model: LandmarkModel, visits: pd.DataFrame, patient: str,
+                       horizon: float | None = None, at: float | None = None,
+                       top: int = 5) -> dict[str, Any]:
+    """Risk at every visit of one patient (and at ``at``), with SHAP explanations.
+
+    Parameters
+    ----------
+    model
+        A fitted (usually loaded) model; its ``domain`` gates every row.
+    visits
+        Cohort visits; only this patient's rows are read.
+    patient
+        Pseudonym.
+    horizon
+        Years; default the model's longest horizon.
+    at
+        Extra time (years since baseline) scored from the history up to it.
+
+    Returns
+    -------
+    dict
+        ``patient``, ``model_id``, ``horizon``, ``trajectory``: list of ``{time, date,
+        horizon, risk, ci, shap, base_value, shap_scale, model_output, reason, model_id,
+        contributions, change}``; unscorable rows have ``risk`` None and a ``reason``.
+        With ``at``: ``at`` holds that row.
+
+    Raises
+    ------
+    ModelError
+        If the horizon is not one the model was trained for or the patient has no visit.
+    """
+    from analytics.explain import change_since_previous, clinical_contributions, explain
+
+    h = float(horizon) if horizon is not None else max(model.horizons)
+    if not any(abs(h - x) < 1e-9 for x in model.horizons):
+        raise ModelError(f"--horizon {h:g}: the model was trained for horizons "
+                         f"{', '.join(f'{x:g}' for x in model.horizons)} years")
+    pv = visits[visits["patient"] == patient].sort_values("time", kind="stable")
+    if pv.empty:
+        raise ModelError(f"patient {patient!r}: no visits in the cohort")
+    if at is not None and (not np.isfinite(at) or at < 0):
+        raise ModelError(f"--at {at}: expected years since baseline (>= 0)")
+    lm = _visit_landmarks(pv, at)
+    hist = model.history(pv, pd.DataFrame({"patient": patient, "landmark": lm["landmark"]}))
+    hist = hist.reset_index(drop=True)
+    reasons = model.domain.check(hist) if model.domain is not None else [None] * len(hist)
+    X = model.matrix(hist)
+    risk = model.risk(X, [h])[:, 0]
+    ci = model.risk_interval(X, h)
+    expl = explain(model, X, horizon=h)
+    out_rows = []
+    prev_ok: int | None = None
+    for i in range(len(hist)):
+        t = float(lm["landmark"][i])
+        row: dict[str, Any] = {"time": t, "date": _date_at(pv, t), "horizon": h,
+                               "model_id": model.model_id, "requested": bool(lm["requested"][i]),
+                               "shap_scale": expl.scale}
+        if reasons[i]:
+            row.update(risk=None, ci=None, shap={}, base_value=None, model_output=None,
+                       reason=reasons[i], contributions=[], change=None)
+        else:
+            row.update(
+                risk=float(risk[i]),
+                ci=[float(ci[i, 0]), float(ci[i, 1])] if ci is not None else None,
+                shap=expl.row(i), base_value=float(expl.base_values[i]),
+                model_output=float(expl.output[i]), reason=None,
+                contributions=[c.text for c in clinical_contributions(
+                    model, expl, hist, i, prev_ok, h, top=top)],
+                change=None)
+            if prev_ok is not None:
+                ch = change_since_previous(expl, i, prev_ok)
+                row["change"] = {"since_time": float(lm["landmark"][prev_ok]),
+                                 "model_output_change": ch.attrs["output_change"],
+                                 "by_feature": {r.feature: float(r.change)
+                                                for r in ch.head(top).itertuples()}}
+            if not lm["requested"][i]:
+                prev_ok = i
+        out_rows.append(row)
+    res: dict[str, Any] = {"patient": patient, "model_id": model.model_id, "horizon": h,
+                           "event": model.events.label, "trajectory": out_rows}
+    if at is not None:
+        res["at"] = next(r for r in out_rows if r["requested"])
+    return res

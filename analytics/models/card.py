@@ -1,0 +1,168 @@
+"""Model cards (TRIPOD+AI reporting items) for trained landmark models.
+
+A card is a JSON-able dict stored with the model artifact and in the ``models`` table.
+:func:`check_card` is what the registry runs before a model may load.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from typing import Any
+
+from analytics.errors import ModelIntegrityError
+from analytics.models.landmark import describe_column
+
+#: sections every card must have (TRIPOD+AI items they answer in the comments)
+REQUIRED_SECTIONS = (
+    "model_id",          # 1 title / identification
+    "intended_use",      # 3a-c background, objectives, intended users
+    "data",              # 5-6 source of data, participants
+    "outcome",           # 8 outcome definition, 9 competing risks
+    "predictors",        # 7 predictors, 10 missing data
+    "model",             # 12 analysis methods
+    "validation",        # 12e, 16 performance, 18 calibration
+    "limitations",       # 20-21
+    "horizons",
+)
+
+ESTIMATOR_TEXT = {
+    "cox": "Cox proportional hazards with a ridge penalty (lifelines CoxPHFitter, Efron ties, "
+           "patient-clustered robust variance)",
+    "gbm": "gradient-boosted Cox model (xgboost survival:cox, depth-limited trees, rounds "
+           "chosen by early stopping on a patient-grouped inner split), Breslow baseline "
+           "hazard on its margin",
+    "rsf": "random survival forest (scikit-survival); small cohorts only",
+}
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("hepatrack", "lifelines", "scikit-survival", "xgboost-cpu", "shap",
+                "scikit-learn", "numpy", "pandas"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def build_card(*, model_id: str, kind: str, params: dict[str, Any], events: dict[str, Any],
+               horizons: list[float], landmarks: list[float], features: list[str],
+               design: dict[str, Any], n_patients: int, n_rows: int, n_events: int,
+               event_counts: dict[str, int], training_data_sha256: str,
+               cv: dict[str, Any], baselines: dict[str, Any],
+               oracle_c_index: float | None, created: str,
+               explainer: str) -> dict[str, Any]:
+    """Assemble the card from what training knows. All arguments are keyword-only."""
+    interest = ", ".join(events["of_interest"])
+    competing = events.get("competing", {})
+    comp_text = (
+        "Competing events (" + "; ".join(f"{k}: {', '.join(v)}" for k, v in competing.items())
+        + ") are modelled with their own cause-specific hazard model of the same kind, "
+        "and the endpoint risk is the Aalen-Johansen cumulative incidence combining all "
+        "cause-specific hazards; they are not treated as censoring. Discrimination and "
+        "Brier metrics (scikit-survival) treat competing events as censored; calibration "
+        "and net benefit use the Aalen-Johansen cumulative incidence."
+        if competing else "No competing events were observed; risk is 1 - exp(-H(t)).")
+    cal = cv.get("calibration", {})
+    return {
+        "model_id": model_id,
+        "created": created,
+        "title": f"Landmark {kind} model for {interest} within {', '.join(f'{h:g}' for h in horizons)} years",
+        "intended_use": {
+            "purpose": "Decision support for hepatologists and MDT meetings: the risk of "
+                       f"{interest} within each horizon, updated at every visit from the "
+                       "history so far. It does not diagnose and does not replace clinical "
+                       "judgement.",
+            "users": "clinicians and researchers reviewing adult patients with chronic liver "
+                     "disease in follow-up",
+            "not_for": "patients or visits outside the training domain (the model then "
+                       "returns no number and the reason), other endpoints, or populations "
+                       "unlike the training cohort without external validation",
+        },
+        "data": {
+            "source": "the HepaTrack store (imported visits/outcomes and imaging biomarkers)",
+            "training_data_sha256": training_data_sha256,
+            "n_patients": n_patients,
+            "n_landmark_rows": n_rows,
+            "n_endpoint_events_in_window": n_events,
+            "event_counts": event_counts,
+            "landmarks_years": landmarks,
+        },
+        "outcome": {
+            "endpoint": list(events["of_interest"]),
+            "definition": f"first {interest} in (s, s + H] for a patient event-free at "
+                          "landmark time s",
+            "competing_risks": comp_text,
+            "censoring": f"administrative at s + {max(horizons):g} years; loss to follow-up "
+                         "assumed independent of the outcome",
+            "default_rule": "without --event, the endpoint is every observed event except "
+                            "transplant (which is a competing risk)",
+        },
+        "horizons": [float(h) for h in horizons],
+        "predictors": {
+            "features": [{"name": f, "label": describe_column(f)[0],
+                          "unit": describe_column(f)[1]} for f in features],
+            "history": "at landmark s: last value, OLS slope per year (0 with fewer than two "
+                       "measurements), worst value so far, age at s, number of visits, "
+                       "years since the last visit, landmark time and its square; only "
+                       "visits at or before s",
+            "missing_data": "training medians plus missing indicators (stored with the "
+                            "model); features never missing in training are required",
+            "imputation_medians": design.get("medians", {}),
+        },
+        "model": {"kind": kind, "estimator": ESTIMATOR_TEXT.get(kind, kind),
+                  "params": params,
+                  "structure": "landmark supermodel (van Houwelingen 2007): stacked landmark "
+                               "rows, landmark time as covariates, one model for every s",
+                  "explanations": explainer},
+        "validation": {
+            "method": f"{cv.get('repeats')}x repeated {cv.get('folds')}-fold cross-validation "
+                      "grouped by patient; out-of-fold predictions only; 95% intervals by "
+                      "patient bootstrap",
+            "c_index": cv.get("c_index"), "uno_c": cv.get("uno_c"),
+            "td_auc": cv.get("td_auc"), "ibs": cv.get("ibs"), "brier": cv.get("brier"),
+            "calibration": {h: {k: v for k, v in c.items() if k != "curve"}
+                            for h, c in cal.items()},
+            "calibration_method": "jackknife pseudo-observations of the Aalen-Johansen "
+                                  "cumulative incidence, loess-smoothed (ICI/E50/E90); slope "
+                                  "from a cloglog fit (Austin & Steyerberg 2020)",
+            "ci": cv.get("ci", {}),
+            "baselines": {k: {"c_index": v.get("c_index"), "td_auc": v.get("td_auc"),
+                              "model_c_index_same_rows": v.get("model_c_index_same_rows")}
+                          for k, v in baselines.items()},
+            "oracle_c_index": oracle_c_index,
+            "external_validation": "none yet",
+        },
+        "limitations": [
+            "internal validation only; performance on other sites, scanners and populations "
+            "is unknown until externally validated",
+            "risk intervals ignore baseline-hazard uncertainty (Cox) or come from a small "
+            "bootstrap ensemble (GBM); RSF gives none",
+            "history features assume visits are missing at random given the history",
+            "landmark times beyond the trained range are out of domain",
+        ],
+        "software": _versions(),
+    }
+
+
+def check_card(card: Any, model_id: str, horizons: list[float]) -> None:
+    """Refuse a missing or inconsistent card.
+
+    Raises
+    ------
+    ModelIntegrityError
+        If the card is not a dict, lacks a required section, or names another model or
+        other horizons.
+    """
+    if not isinstance(card, dict) or not card:
+        raise ModelIntegrityError(f"model {model_id}: model card is missing")
+    missing = [s for s in REQUIRED_SECTIONS if not card.get(s)]
+    if missing:
+        raise ModelIntegrityError(f"model {model_id}: model card lacks {', '.join(missing)}")
+    if card["model_id"] != model_id:
+        raise ModelIntegrityError(f"model {model_id}: model card names {card['model_id']!r}")
+    if [float(h) for h in card["horizons"]] != [float(h) for h in horizons]:
+        raise ModelIntegrityError(f"model {model_id}: card horizons {card['horizons']} differ "
+                                  f"from the model's {horizons}")

@@ -1,0 +1,294 @@
+"""Model registry: versioned artifacts under ``settings.models_dir`` and ``models`` rows.
+
+An artifact is one JSON file, ``<models_dir>/<model_id>/model.json``: estimator
+parameters and coefficients, baseline hazards, xgboost boosters in xgboost's own JSON,
+the design (imputation), the training domain, the background sample, metrics and the
+model card. RSF forests cannot be JSON: they are pickled beside it and the JSON records
+each pickle's sha256; a pickle is only unpickled after the artifact's own hash (checked
+against the database row) and the pickle's hash both match.
+
+Loading refuses (:class:`ModelIntegrityError`) a hash mismatch, a missing or inconsistent
+card, missing/changed horizons, missing or invalid training ranges, and a feature list
+that differs from the database row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import pickle
+import secrets
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select, update
+
+from analytics.cohort_types import CohortTable
+from analytics.config import Settings
+from analytics.errors import ModelError, ModelIntegrityError
+from analytics.models.card import check_card
+from analytics.models.domain import TrainingDomain
+from analytics.models.estimators import RSF, Design, SurvivalEstimator, estimator_from_json
+from analytics.models.landmark import EventSpec, FeatureSpec, LandmarkSettings
+from analytics.models.predict import LandmarkModel
+from analytics.store.db import Store
+from analytics.store.schema import ModelRecord
+
+FORMAT = "hepatrack-landmark-model/1"
+ARTIFACT = "model.json"
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars as Python numbers and NaN/inf as None (strict JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, np.bool_ | bool):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        f = float(obj)
+        return f if math.isfinite(f) else None
+    if hasattr(obj, "to_json") and callable(obj.to_json):
+        return jsonable(obj.to_json())
+    return obj
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def training_data_hash(cohort: CohortTable) -> str:
+    """sha256 of the cohort's visits and outcomes in a canonical CSV form."""
+    v = cohort.visits.sort_values(["patient", "time"], kind="stable")
+    v = v[sorted(v.columns)]
+    o = cohort.outcomes.sort_values("patient", kind="stable")
+    o = o[sorted(o.columns)]
+    h = hashlib.sha256()
+    h.update(v.to_csv(index=False, float_format="%.10g").encode())
+    h.update(b"\0")
+    h.update(o.to_csv(index=False, float_format="%.10g").encode())
+    return h.hexdigest()
+
+
+def new_model_id(kind: str) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    return f"{kind}-{stamp}-{secrets.token_hex(3)}"
+
+
+# --------------------------------------------------------------------------- save
+def _estimator_json(est: SurvivalEstimator, folder: Path, name: str) -> dict[str, Any]:
+    d = est.to_json()
+    if isinstance(est, RSF):
+        data = pickle.dumps(est.forest_, protocol=pickle.HIGHEST_PROTOCOL)
+        fname = f"{name}.pkl"
+        (folder / fname).write_bytes(data)
+        d["pickle"] = {"file": fname, "sha256": sha256_bytes(data)}
+    return d
+
+
+def save_model(store: Store, settings: Settings, model: LandmarkModel, *,
+               training_data_sha256: str, activate: bool = True,
+               created_by: str | None = None) -> str:
+    """Write the artifact and its ``models`` row; returns the model id.
+
+    The artifact is written to a temporary directory and renamed into place, then the
+    row is inserted; if the insert fails the artifact is removed (nothing half-written).
+
+    Raises
+    ------
+    ModelError
+        If the model has no id, card, domain or metrics.
+    """
+    if not model.model_id or not model.card or model.domain is None:
+        raise ModelError("save_model: the model needs model_id, card and domain before saving")
+    settings.ensure_home()
+    final = settings.models_dir / model.model_id
+    tmp = settings.models_dir / f".{model.model_id}.tmp"
+    if final.exists():
+        raise ModelError(f"model {model.model_id}: an artifact already exists at {final}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        doc = {
+            "format": FORMAT, "model_id": model.model_id, "kind": model.kind,
+            "events": model.events.to_json(),
+            "settings": {"horizons": list(model.settings.horizons),
+                         "step": model.settings.step,
+                         "landmark_max": model.settings.landmark_max,
+                         "at_visits": model.settings.at_visits,
+                         "interactions": model.settings.interactions,
+                         "min_at_risk": model.settings.min_at_risk,
+                         "min_at_risk_fraction": model.settings.min_at_risk_fraction},
+            "spec": model.spec.to_json(), "design": model.design.to_json(),
+            "landmarks": model.landmarks, "params": model.params,
+            "features": model.features,
+            "estimators": {c: _estimator_json(e, tmp, f"estimator-{c}")
+                           for c, e in model.estimators.items()},
+            "ensemble": [_estimator_json(e, tmp, f"ensemble-{i}")
+                         for i, e in enumerate(model.ensemble)],
+            "domain": model.domain.to_json(),
+            "background": {"columns": list(model.background.columns),
+                           "values": model.background.to_numpy(np.float64).tolist()}
+            if model.background is not None else None,
+            "card": model.card, "metrics": model.metrics,
+            "training_data_sha256": training_data_sha256,
+        }
+        data = json.dumps(jsonable(doc), sort_keys=True, allow_nan=False).encode("utf-8")
+        with open(tmp / ARTIFACT, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        with store.session() as s:
+            if activate:
+                s.execute(update(ModelRecord).values(active=False))
+            s.add(ModelRecord(
+                model_id=model.model_id, kind=model.kind, event=model.events.label,
+                horizons=[float(h) for h in model.settings.horizons],
+                content_sha256=sha256_bytes(data),
+                training_data_sha256=training_data_sha256,
+                artifact_path=str((final / ARTIFACT).relative_to(settings.home)),
+                features=model.features, training_ranges=jsonable(model.domain.ranges),
+                metrics=jsonable(model.metrics), card=jsonable(model.card),
+                active=activate, created_by=created_by))
+    except BaseException:
+        shutil.rmtree(final, ignore_errors=True)
+        raise
+    return model.model_id
+
+
+# --------------------------------------------------------------------------- load
+def _record(store: Store, model_id: str | None) -> ModelRecord:
+    with store.session() as s:
+        q = select(ModelRecord)
+        if model_id:
+            q = q.where(ModelRecord.model_id == model_id)
+        else:
+            q = q.where(ModelRecord.active.is_(True)).order_by(ModelRecord.created_at.desc())
+        rec = s.execute(q.limit(1)).scalar_one_or_none()
+        if rec is None and not model_id:
+            rec = s.execute(select(ModelRecord).order_by(ModelRecord.created_at.desc())
+                            .limit(1)).scalar_one_or_none()
+        if rec is None:
+            raise ModelError(f"model {model_id}: not in the registry" if model_id else
+                             "no trained model in the registry; run `hepatrack train` first")
+        s.expunge(rec)
+        return rec
+
+
+def list_models(store: Store) -> list[dict[str, Any]]:
+    """Registered models, newest first (id, kind, event, horizons, active, C-index)."""
+    with store.session() as s:
+        recs = s.execute(select(ModelRecord).order_by(ModelRecord.created_at.desc())).scalars()
+        return [{"model_id": r.model_id, "kind": r.kind, "event": r.event,
+                 "horizons": r.horizons, "active": r.active,
+                 "created_at": r.created_at.isoformat() if r.created_at else None,
+                 "c_index": (r.metrics or {}).get("cv", {}).get("c_index")} for r in recs]
+
+
+def _load_estimator(d: dict[str, Any], folder: Path) -> SurvivalEstimator:
+    if d.get("kind") != "rsf":
+        return estimator_from_json(d)
+    info = d.get("pickle") or {}
+    path = folder / str(info.get("file", ""))
+    if not info.get("file") or "/" in info["file"] or not path.is_file():
+        raise ModelIntegrityError(f"model artifact {folder}: forest file is missing")
+    data = path.read_bytes()
+    if sha256_bytes(data) != info.get("sha256"):
+        raise ModelIntegrityError(f"model artifact {path}: sha256 mismatch; refusing to load")
+    est = RSF(**d["params"])
+    est.feature_names_in_ = list(d["feature_names_in_"])
+    est.n_train_ = int(d["n_train_"])
+    est.forest_ = pickle.loads(data)  # our own artifact; both hashes verified above
+    return est
+
+
+def load_model(store: Store, settings: Settings, model_id: str | None = None) -> LandmarkModel:
+    """Load a registered model (the active one by default) after integrity checks.
+
+    Raises
+    ------
+    ModelError
+        If no such model is registered.
+    ModelIntegrityError
+        If the artifact is missing, its sha256 differs from the row, or its card,
+        horizons, training ranges or features are missing or inconsistent.
+    """
+    rec = _record(store, model_id)
+    mid = rec.model_id
+    path = (settings.home / rec.artifact_path).resolve()
+    if settings.home.resolve() not in path.parents or not path.is_file():
+        raise ModelIntegrityError(f"model {mid}: artifact {rec.artifact_path} is missing")
+    data = path.read_bytes()
+    if sha256_bytes(data) != rec.content_sha256:
+        raise ModelIntegrityError(f"model {mid}: artifact sha256 {sha256_bytes(data)[:12]}... "
+                                  f"does not match the registry ({rec.content_sha256[:12]}...); "
+                                  "refusing to load")
+    try:
+        doc = json.loads(data)
+    except ValueError as e:
+        raise ModelIntegrityError(f"model {mid}: artifact is not valid JSON ({e})") from e
+    if doc.get("format") != FORMAT or doc.get("model_id") != mid:
+        raise ModelIntegrityError(f"model {mid}: artifact format/id mismatch "
+                                  f"({doc.get('format')!r}, {doc.get('model_id')!r})")
+    horizons = doc.get("settings", {}).get("horizons")
+    if not horizons or not rec.horizons or any(
+            not isinstance(h, int | float) or h <= 0 for h in horizons):
+        raise ModelIntegrityError(f"model {mid}: horizons are missing or invalid ({horizons!r})")
+    if [float(h) for h in horizons] != [float(h) for h in rec.horizons]:
+        raise ModelIntegrityError(f"model {mid}: artifact horizons {horizons} differ from the "
+                                  f"registry's {rec.horizons}")
+    check_card(doc.get("card"), mid, horizons)
+    check_card(rec.card, mid, horizons)
+    if doc.get("features") != rec.features:
+        raise ModelIntegrityError(f"model {mid}: feature list differs from the registry")
+    try:
+        spec = FeatureSpec.from_json(doc["spec"])
+        design = Design.from_json(doc["design"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelIntegrityError(f"model {mid}: artifact is incomplete ({e})") from e
+    # every numeric model input must have a training range (one-hot levels have levels)
+    needed = sorted({design.source_column(c) for c in design.columns if "=" not in c}
+                    - {"landmark_years_sq"})
+    domain = TrainingDomain.from_json(doc.get("domain"), needed)
+    TrainingDomain.from_json({"ranges": rec.training_ranges or {}}, needed)
+    if jsonable(domain.ranges) != rec.training_ranges:
+        raise ModelIntegrityError(f"model {mid}: training ranges differ from the registry")
+    s = doc["settings"]
+    settings_obj = LandmarkSettings(
+        horizons=tuple(float(h) for h in s["horizons"]), step=float(s["step"]),
+        landmark_max=s.get("landmark_max"), at_visits=bool(s.get("at_visits", False)),
+        interactions=bool(s.get("interactions", False)),
+        min_at_risk=int(s.get("min_at_risk", 20)),
+        min_at_risk_fraction=float(s.get("min_at_risk_fraction", 0.2)))
+    folder = path.parent
+    try:
+        ests = {c: _load_estimator(d, folder) for c, d in doc["estimators"].items()}
+        ensemble = [_load_estimator(d, folder) for d in doc.get("ensemble", [])]
+    except (KeyError, TypeError, ValueError) as e:
+        raise ModelIntegrityError(f"model {mid}: artifact is incomplete ({e})") from e
+    bg = doc.get("background")
+    background = (pd.DataFrame(bg["values"], columns=bg["columns"]) if bg else None)
+    if "interest" not in ests:
+        raise ModelIntegrityError(f"model {mid}: no endpoint estimator in the artifact")
+    return LandmarkModel(kind=doc["kind"], events=EventSpec.from_json(doc["events"]),
+                         settings=settings_obj, spec=spec, design=design, estimators=ests,
+                         landmarks=list(doc["landmarks"]), ensemble=ensemble,
+                         params=doc.get("params", {}), background=background,
+                         model_id=mid, domain=domain, card=doc["card"],
+                         metrics=doc.get("metrics", {}))

@@ -100,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--event", default=None, help="event(s) of interest, comma-separated")
     s.add_argument("--horizons", type=_float_list, default=[1.0, 2.0, 3.0])
     s.add_argument("--cv", type=int, default=5)
+    s.add_argument("--repeats", type=int, default=2, help="repeats of the K-fold CV")
+    s.add_argument("--bootstrap", type=int, default=100,
+                   help="patient-bootstrap replicates for 95%% intervals")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--truth", default=None,
+                   help="synthetic truth.json for the oracle C-index (default: found in home)")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("predict", help="risk trajectory of a patient")

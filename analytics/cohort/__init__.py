@@ -9,7 +9,8 @@ Public API::
     export(store, what, out, *, actor=None) -> dict
 
 Modules: ``reader`` (CSV rows and cells), ``columns`` (known columns, plausibility ranges
-and their sources, event names), ``validate`` (what is rejected or warned about),
+and their sources, event names), ``validate`` (what is rejected or warned about, across
+rows and files), ``rows`` (per-row checks), ``records`` (issues and accepted rows),
 ``importer`` (store writes), ``table`` (merging scans and labs), ``export``.
 """
 

@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import requests
+import urllib3
 from dicomweb_client.api import DICOMwebClient
 
 from analytics.config import IngestLimits, PacsSettings, Settings
@@ -268,16 +269,19 @@ class PacsClient:
                                 f"{ctype.split(';')[0] or 'no content type'}, expected "
                                 "multipart/related with a boundary")
             out = RetrievedSeries(study_uid="", series_uid="")
+            # a short body is detected by the multipart check, not by urllib3 (which would
+            # drop the bytes it buffered when the declared length is not met)
+            resp.raw.enforce_content_length = False
             try:
-                for n, part in enumerate(split_multipart(
-                        resp.iter_content(_CHUNK), boundary, self.limits)):
+                chunks = resp.raw.stream(_CHUNK, decode_content=True)
+                for n, part in enumerate(split_multipart(chunks, boundary, self.limits)):
                     out.items.append(SourceItem.from_bytes(f"dicomweb part {n + 1}", part))
             except TruncatedReply as e:
                 out.complete = False
                 out.reason = str(e)
             except LimitExceededError as e:
                 raise PacsError(f"PACS {self.where}: series retrieval: {e}") from None
-            except (requests.ConnectionError, requests.Timeout) as e:
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as e:
                 out.complete = False
                 out.reason = f"the reply stopped mid-transfer ({type(e).__name__})"
         return out

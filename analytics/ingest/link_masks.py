@@ -21,7 +21,8 @@ from analytics.errors import HepaTrackError, InvalidDicomError
 from analytics.ingest.commit import MaskToStore, commit_mask, content_hash
 from analytics.ingest.deid import Deidentifier, read_identity
 from analytics.ingest.findings import Rejection
-from analytics.ingest.prepare import Reload, _deidentified, _int, _stored_uid
+from analytics.ingest.masks import canonical_structure, mask_references
+from analytics.ingest.prepare import Reload, _deidentified, _stored_uid
 from analytics.ingest.reader import ParsedInstance
 from analytics.store.db import Store
 from analytics.store.schema import Instance, Patient, Series, Study
@@ -30,63 +31,59 @@ if TYPE_CHECKING:
     from analytics.ingest.pipeline import IngestReport, _Entry
 
 
-def _mask_refs(ds: Dataset) -> tuple[set[str], set[str]]:
-    """Original (series UIDs, SOP instance UIDs) a SEG or RTSTRUCT refers to."""
-    series, sops = set(), set()
-    for ref in ds.get("ReferencedSeriesSequence") or []:
-        if ref.get("SeriesInstanceUID"):
-            series.add(str(ref.SeriesInstanceUID))
-        sops.update(str(r.ReferencedSOPInstanceUID)
-                    for r in ref.get("ReferencedInstanceSequence") or []
-                    if r.get("ReferencedSOPInstanceUID"))
-    for fr in ds.get("ReferencedFrameOfReferenceSequence") or []:
-        for st in fr.get("RTReferencedStudySequence") or []:
-            for se in st.get("RTReferencedSeriesSequence") or []:
-                if se.get("SeriesInstanceUID"):
-                    series.add(str(se.SeriesInstanceUID))
-                sops.update(str(c.ReferencedSOPInstanceUID)
-                            for c in se.get("ContourImageSequence") or []
-                            if c.get("ReferencedSOPInstanceUID"))
-    for fg in ds.get("PerFrameFunctionalGroupsSequence") or []:
-        for der in fg.get("DerivationImageSequence") or []:
-            sops.update(str(s.ReferencedSOPInstanceUID)
-                        for s in der.get("SourceImageSequence") or []
-                        if s.get("ReferencedSOPInstanceUID"))
-    return series, sops
+def _code(seq: Any) -> str | None:
+    if not seq:
+        return None
+    item = seq[0]
+    return f"{item.get('CodingSchemeDesignator', 'SCT')}:{item.get('CodeValue', '')}"
 
 
 def _segments(clean: Dataset, fmt: str) -> dict[str, Any]:
-    """``{label: {"label": number, "source_name": label}}`` from the de-identified header."""
+    """``{structure: {"label", "source_name", "code"}}`` from the de-identified header.
+
+    The key is the canonical structure (``liver``, ``spleen`` ...) when the label or code
+    names one, else the label as written (lower case).
+    """
     out: dict[str, Any] = {}
     if fmt == "seg":
-        for seg in clean.get("SegmentSequence") or []:
-            name = str(seg.get("SegmentLabel", "") or f"segment {seg.get('SegmentNumber')}")
-            out[name.strip().lower()] = {"label": int(seg.get("SegmentNumber", 0) or 0),
-                                         "source_name": name}
-    elif fmt == "rtstruct":
-        for roi in clean.get("StructureSetROISequence") or []:
-            name = str(roi.get("ROIName", "") or f"roi {roi.get('ROINumber')}")
-            out[name.strip().lower()] = {"label": int(roi.get("ROINumber", 0) or 0),
-                                         "source_name": name}
+        items = [(int(x.get("SegmentNumber", 0) or 0), str(x.get("SegmentLabel", "") or ""),
+                  _code(x.get("SegmentedPropertyTypeCodeSequence")),
+                  _code(x.get("AnatomicRegionSequence")))
+                 for x in clean.get("SegmentSequence") or []]
+    else:
+        items = [(int(x.get("ROINumber", 0) or 0), str(x.get("ROIName", "") or ""), None, None)
+                 for x in clean.get("StructureSetROISequence") or []]
+    for number, name, code, region in items:
+        key = canonical_structure(name, code, region) or (name.strip().lower()
+                                                          or f"label {number}")
+        out.setdefault(key, {"label": number, "source_name": name, "code": code})
     return out
 
 
-def _series_for_refs(store: Store, series_uids: set[str], sop_uids: set[str]
-                     ) -> tuple[str, str] | None:
-    """(stored series UID, patient pseudonym) of the image series the references name."""
+def _series_for_refs(store: Store, refs: dict[str, Any]) -> tuple[str, str] | None:
+    """(stored series UID, patient pseudonym) of the image series the references name.
+
+    By referenced series UID, else the series holding referenced instances, else the only
+    series on the referenced frame of reference.
+    """
     with store.session() as s:
         q = (select(Series.series_uid, Patient.pseudonym).join(Study, Series.study_id == Study.id)
              .join(Patient, Study.patient_id == Patient.id))
-        if series_uids:
-            row = s.execute(q.where(Series.series_uid.in_(sorted(series_uids)))).first()
+        if refs["series_uids"]:
+            row = s.execute(q.where(Series.series_uid.in_(refs["series_uids"]))).first()
             if row:
                 return row[0], row[1]
-        if sop_uids:
+        if refs["sop_instance_uids"]:
             row = s.execute(q.join(Instance, Instance.series_id == Series.id)
-                            .where(Instance.sop_instance_uid.in_(sorted(sop_uids)[:500]))
+                            .where(Instance.sop_instance_uid.in_(refs["sop_instance_uids"][:500]))
                             ).first()
             if row:
                 return row[0], row[1]
+        if refs["frame_of_reference_uid"]:
+            rows = s.execute(q.where(Series.frame_of_reference_uid
+                                     == refs["frame_of_reference_uid"])).all()
+            if len(rows) == 1:
+                return rows[0][0], rows[0][1]
     return None
 
 
@@ -102,10 +99,12 @@ def ingest_mask(entry: _Entry, settings: Settings, store: Store, d: Deidentifier
     if p.kind == "nifti":
         _ingest_nifti(p, settings, store, report, batch_series, d, deid)
         return
-    series, sops = _mask_refs(p.header)
-    series = {_stored_uid(d, u, deid) for u in series}
-    sops = {_stored_uid(d, u, deid) for u in sops}
-    found = _series_for_refs(store, series, sops)
+    original = mask_references(p.header)
+    refs = {"series_uids": sorted(_stored_uid(d, u, deid) for u in original["series_uids"]),
+            "sop_instance_uids": sorted(_stored_uid(d, u, deid)
+                                        for u in original["sop_instance_uids"]),
+            "frame_of_reference_uid": _stored_uid(d, original["frame_of_reference_uid"], deid)}
+    found = _series_for_refs(store, refs)
     if found is None:
         report.rejected.append(Rejection(p.name, "mask rejected: the image series it refers "
                                                  "to is not in this batch or the store"))
@@ -212,18 +211,12 @@ def _ingest_nifti(p: ParsedInstance, settings: Settings, store: Store, report: I
         report.rejected.append(Rejection(p.name, str(ex)))
         return
     dims = sorted(shape[:3])
+    batch = [_stored_uid(d, key, deid) for key in batch_series]
     stored = {s["series_uid"] for s in report.series}
-    matches = []
-    for key, entries in batch_series.items():
-        images = [e for e in entries if e.parsed.kind == "image"]
-        if not images:
-            continue
-        hdr = images[0].parsed.header
-        rows, cols = _int(hdr.get("Rows")), _int(hdr.get("Columns"))
-        n = sum(e.parsed.n_frames for e in images)
-        uid = _stored_uid(d, key, deid)
-        if rows and cols and sorted((rows, cols, n)) == dims and uid in stored:
-            matches.append(uid)
+    with store.session() as s:
+        rows = s.execute(select(Series.series_uid, Series.rows, Series.columns, Series.n_slices)
+                         .where(Series.series_uid.in_([u for u in batch if u in stored]))).all()
+    matches = [uid for uid, r, c, n in rows if r and c and sorted((r, c, n)) == dims]
     if len(matches) != 1:
         why = ("no stored image series of the same shape in this batch" if not matches else
                f"{len(matches)} image series of the same shape in this batch")

@@ -145,6 +145,7 @@ class _Batch:
                 self.report.rejected.append(res)
                 continue
             item = table.pop(res.name)
+            _ = res.sha256  # computed (and kept) before the bytes are dropped
             entry = _Entry(parsed=dataclasses.replace(res, data=b""), item=item,
                            size=len(res.data), source=source, pacs=pacs)
             if res.kind in MASK_KINDS:

@@ -65,12 +65,20 @@ def _stored_uid(d: Deidentifier, uid: str | None, deid: bool) -> str:
     return d.uid(uid) if deid else uid
 
 
-def _split(job: SeriesJob, report: IngestReport) -> list[_Entry]:
-    """Images to store; secondary captures and other objects reported."""
+def _load(job: SeriesJob, report: IngestReport, reload: Reload) -> list[ParsedInstance]:
+    """Re-read the series' images; secondary captures and other objects are reported."""
     images = []
     for e in job.entries:
-        p = e.parsed
-        why = quarantine_reason(p.header)
+        if e.parsed.pixel_problem and e.source == "dicomweb":
+            report.rejected.append(Rejection(e.parsed.name,
+                                             f"{e.parsed.pixel_problem} (PACS reply cut short)"))
+            continue
+        try:
+            p = reload(e)
+            why = quarantine_reason(p.header)
+        except HepaTrackError as ex:
+            report.rejected.append(Rejection(e.parsed.name, str(ex)))
+            continue
         if why:
             report.quarantined.append(Rejection(p.name, f"quarantined: {why}; not stored",
                                                 QUARANTINE))
@@ -78,22 +86,20 @@ def _split(job: SeriesJob, report: IngestReport) -> list[_Entry]:
             report.rejected.append(Rejection(
                 p.name, f"SOP Class {p.sop_class_uid} is not a CT/MR image, SEG or RTSTRUCT: "
                         "not stored", UNSUPPORTED))
-        elif p.pixel_problem and e.source == "dicomweb":
-            report.rejected.append(Rejection(p.name, f"{p.pixel_problem} (PACS reply cut short)"))
         else:
-            images.append(e)
+            images.append(p)
     return images
 
 
-def _one_patient(images: list[_Entry], report: IngestReport) -> bool:
-    ids = {(e.parsed.patient_id or "").strip() for e in images}
+def _one_patient(images: list[ParsedInstance], report: IngestReport) -> bool:
+    ids = {(p.patient_id or "").strip() for p in images}
     if len(ids) == 1 and "" not in ids:
         return True
     why = ("Patient ID (0010,0020) is missing; expected the patient's identifier so that "
            "visits can be linked") if "" in ids else (
         f"the instances of this series name {len(ids)} different Patient IDs (0010,0020); "
         "a series belongs to one patient")
-    report.rejected.extend(Rejection(e.parsed.name, why) for e in images)
+    report.rejected.extend(Rejection(p.name, why) for p in images)
     return False
 
 
@@ -137,16 +143,8 @@ def _existing(store: Store, series_uid: str) -> list[tuple[str, str]]:
 def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentifier,
                   report: IngestReport, *, deid: bool, reload: Reload) -> None:
     """Check, de-identify and commit one series; everything refused goes to ``report``."""
-    images = _split(job, report)
-    if not images or not _one_patient(images, report):
-        return
-    loaded: list[ParsedInstance] = []
-    for e in images:
-        try:
-            loaded.append(reload(e))
-        except HepaTrackError as ex:
-            report.rejected.append(Rejection(e.parsed.name, str(ex)))
-    if not loaded:
+    loaded = _load(job, report, reload)
+    if not loaded or not _one_patient(loaded, report):
         return
     check = check_series(loaded, settings.limits)
     report.notes.extend(r.reason for r in check.excluded if r.category == EXCLUDED)
@@ -175,7 +173,8 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
     if not to_store or first_clean is None:
         return
     status, reason = _status(check, job, len(to_store))
-    unit = _unit(first, first_clean, ident, check, to_store, d, deid, status, reason, images)
+    unit = _unit(first, first_clean, ident, check, to_store, d, deid, status, reason,
+                 sorted({e.source for e in job.entries})[0])
     _merge_with_stored(unit, store, settings)
     try:
         result = commit_series(store, settings, unit)
@@ -200,7 +199,7 @@ def _deidentified(p: ParsedInstance, d: Deidentifier, deid: bool) -> tuple[bytes
 
 def _unit(first: ParsedInstance, clean: Dataset, ident: PatientIdentity, check,
           to_store: list[InstanceToStore], d: Deidentifier, deid: bool, status: str,
-          reason: str | None, images: list[_Entry]) -> SeriesToStore:
+          reason: str | None, source: str) -> SeriesToStore:
     hdr = first.header
     study_date = parse_da(str(hdr.get("StudyDate", "") or ""))
     if study_date is not None and ident.date_shift_days:
@@ -226,7 +225,7 @@ def _unit(first: ParsedInstance, clean: Dataset, ident: PatientIdentity, check,
         spacing_mm=[spacing[2], spacing[1], spacing[0]] if spacing else None,  # [x, y, z]
         geometry={k: geo[k] for k in _GEOMETRY_KEYS if k in geo} or None,
         status=status, status_reason=reason,
-        source=sorted({e.source for e in images})[0])
+        source=source)
 
 
 def _text(value: Any) -> str | None:

@@ -1,0 +1,91 @@
+"""``hepatrack ingest``: JSON contract, exit status and PACS URLs through the real command."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import pytest
+
+from analytics.cli import main
+from tests.ingest.dicom_samples import Study, ct_series, encode, seg_for, write_folder
+
+CONTRACT = {"series_ingested", "instances", "duplicates", "rejected", "series"}
+SERIES_KEYS = {"series_uid", "patient", "study_date", "modality", "slices", "masks"}
+
+
+def _run(capsys, *argv: str) -> tuple[int, dict | None, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, (json.loads(out) if "--json" in argv and out.strip() else None), err
+
+
+def test_folder_then_zip_reingest(tmp_path, home, capsys):
+    images = ct_series(Study(), 3)
+    folder = write_folder(tmp_path / "src", images)
+    (folder / "seg.dcm").write_bytes(encode(seg_for(images)))
+    code, first, err = _run(capsys, "--home", str(home), "ingest", str(folder), "--json")
+    assert code == 0, err
+    assert set(first) >= CONTRACT and set(first["series"][0]) >= SERIES_KEYS
+    assert (first["series_ingested"], first["instances"], first["duplicates"]) == (1, 3, 0)
+    assert first["series"][0]["masks"] == 1 and first["series"][0]["slices"] == 3
+    assert first["series"][0]["patient"].startswith("HT-")
+    archive = tmp_path / "again.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for f in folder.iterdir():
+            zf.writestr(f.name, f.read_bytes())
+    code, again, _ = _run(capsys, "--home", str(home), "ingest", str(archive), "--json")
+    assert code == 0  # everything already stored is still a success
+    assert (again["series_ingested"], again["instances"], again["duplicates"]) == (0, 0, 4)
+
+
+def test_human_summary_names_each_series(tmp_path, home, capsys):
+    folder = write_folder(tmp_path / "src", ct_series(Study(), 2))
+    (folder / "junk.bin").write_bytes(b"junk")
+    assert main(["--home", str(home), "ingest", str(folder)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("ingested 1 series (2 instances); 0 already stored; 0 masks; "
+                             "1 rejected")
+    assert out[1].split()[0].startswith("HT-") and out[1].rstrip().endswith("complete")
+    assert out[2] == "  rejected: junk.bin: not a DICOM file (no 'DICM' prefix at byte 128)"
+
+
+@pytest.mark.parametrize(("make", "expected"), [
+    (lambda p: (p / "a.txt").write_bytes(b"plain text"), "not a DICOM file"),
+    (lambda p: None, "no DICOM files found"),
+], ids=["only-junk", "empty-folder"])
+def test_nothing_ingested_exits_2_with_one_line(tmp_path, home, capsys, make, expected):
+    folder = tmp_path / "src"
+    folder.mkdir()
+    make(folder)
+    code, report, err = _run(capsys, "--home", str(home), "ingest", str(folder), "--json")
+    assert code == 2
+    assert report["instances"] == 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "nothing ingested" in lines[0] and expected in lines[0]
+
+
+def test_no_deidentify_keeps_the_real_patient_id(tmp_path, home, capsys):
+    folder = write_folder(tmp_path / "src", ct_series(Study(), 2))
+    code, report, _ = _run(capsys, "--home", str(home), "ingest", str(folder), "--json",
+                           "--no-deidentify")
+    assert code == 0 and report["series"][0]["patient"] == "MRN-0012345"
+
+
+def test_pacs_urls_through_the_command(orthanc, home, capsys, monkeypatch):
+    orthanc.clear()
+    study = Study()
+    images = ct_series(study, 3)
+    for ds in images:
+        orthanc.upload(encode(ds))
+    monkeypatch.setenv("HEPATRACK_PACS_USER", orthanc.username)
+    monkeypatch.setenv("HEPATRACK_PACS_PASSWORD", orthanc.password)
+    code, report, err = _run(capsys, "--home", str(home), "ingest",
+                             f"{orthanc.dicomweb_url}/studies/{study.study_uid}", "--json")
+    assert code == 0, err
+    assert report["instances"] == 3 and report["series"][0]["status"] == "complete"
+    code, report, err = _run(capsys, "--home", str(home), "ingest", orthanc.dicomweb_url,
+                             "--json")
+    assert code == 2 and "name a study or a series" in err
+    assert orthanc.password not in err
+    orthanc.clear()

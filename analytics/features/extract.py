@@ -60,7 +60,7 @@ class FeatureSettings:
     ct_bin_width_hu: float = 25.0
     ct_bin_lower_hu: float = -1000.0
     mr_bins: int = 32
-    nodularity_window_mm: float = 30.0
+    nodularity_window_mm: float = 40.0
     nodularity_min_area_fraction: float = 0.25
     nodularity_cap_mm: float = 5.0
     vessel_grid_mm: float = 1.5

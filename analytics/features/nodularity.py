@@ -21,17 +21,9 @@ from analytics.features.geometry import bbox
 
 
 def _outer_contour(slice_mask: np.ndarray, spacing_yx: tuple[float, float]) -> np.ndarray | None:
-    """Longest closed iso-contour (mm coordinates) of the largest component of a slice."""
-    labels, n = ndi.label(slice_mask)
-    if n == 0:
-        return None
-    if n > 1:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        slice_mask = labels == int(np.argmax(sizes))
-    filled = ndi.binary_fill_holes(slice_mask)
+    """Longest iso-contour (mm coordinates) of a slice: the outline of its largest part."""
     # light smoothing removes the voxel staircase without touching mm-scale relief
-    soft = ndi.gaussian_filter(np.pad(filled, 2).astype(np.float32), 0.5)
+    soft = ndi.gaussian_filter(np.pad(slice_mask, 2).astype(np.float32), 0.5)
     contours = measure.find_contours(soft, 0.5)
     if not contours:
         return None
@@ -64,7 +56,7 @@ def slice_deviation_mm(points: np.ndarray, *, window_mm: float, step_mm: float,
 
 
 def surface_nodularity(liver: np.ndarray, spacing_mm: tuple[float, float, float], *,
-                       window_mm: float = 30.0, min_area_fraction: float = 0.25,
+                       window_mm: float = 40.0, min_area_fraction: float = 0.25,
                        cap_mm: float = 5.0) -> float | None:
     """Liver surface nodularity score (mm).
 

@@ -73,13 +73,16 @@ def glcm_3d_merged(levels: np.ndarray, roi: np.ndarray) -> np.ndarray:
     counts = np.zeros((g + 1) * (g + 1), dtype=np.int64)
     core = tuple(slice(1, n + 1) for n in roi.shape)
     a = coded[core]
+    a_in = a > 0
+    a_scaled = a * (g + 1)
     for dz, dy, dx in DIRECTIONS_3D:
         b = coded[1 + dz:1 + dz + roi.shape[0], 1 + dy:1 + dy + roi.shape[1],
                   1 + dx:1 + dx + roi.shape[2]]
-        both = (a > 0) & (b > 0)
-        ai, bi = a[both], b[both]
-        counts += np.bincount(ai * (g + 1) + bi, minlength=counts.size)
-        counts += np.bincount(bi * (g + 1) + ai, minlength=counts.size)
+        both = a_in & (b > 0)
+        pairs = np.bincount((a_scaled + b)[both], minlength=counts.size)
+        # symmetric matrix: count (i, j) and (j, i)
+        counts += pairs
+        counts += pairs.reshape(g + 1, g + 1).T.ravel()
     matrix = counts.reshape(g + 1, g + 1)[1:, 1:].astype(np.float64)
     total = matrix.sum()
     return matrix / total if total > 0 else np.zeros((0, 0))

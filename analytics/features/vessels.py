@@ -33,6 +33,7 @@ from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 
 from analytics.features.geometry import bbox
+from analytics.features.measure import dilate
 from analytics.features.texture import DIRECTIONS_3D
 
 _CUBE = ndi.generate_binary_structure(3, 3)
@@ -114,6 +115,8 @@ def skeleton_metrics(skeleton: np.ndarray, grid_mm: float,
                 step = grid_mm * float(np.sqrt(dz * dz + dy * dy + dx * dx))
                 length += np.bincount(a[same], minlength=n_branches + 1) * step
     ends = np.argwhere(branches & (internal == 1))
+    if len(ends) == 0:
+        return int(n_junctions), None, 0
     end_labels = labels[tuple(ends.T)]
     ratios = []
     order = np.argsort(end_labels, kind="stable")
@@ -132,7 +135,8 @@ def skeleton_metrics(skeleton: np.ndarray, grid_mm: float,
 def analyse_vessels(image: np.ndarray, liver: np.ndarray,
                     spacing_mm: tuple[float, float, float], *,
                     bright: bool, vessel_mask: np.ndarray | None = None,
-                    grid_mm: float = 1.5, sigmas_mm: tuple[float, ...] = (1.5, 3.0),
+                    grid_mm: float = 1.5, vesselness_grid_mm: float = 2.5,
+                    sigmas_mm: tuple[float, ...] = (2.5, 5.0),
                     min_branch_mm: float = 5.0, exclude: np.ndarray | None = None,
                     ) -> VesselResult:
     """Vessel fraction, tortuosity and branch density inside the liver.
@@ -149,8 +153,10 @@ def analyse_vessels(image: np.ndarray, liver: np.ndarray,
         True when vessels are brighter than the parenchyma.
     vessel_mask
         Delivered vessel segmentation; used instead of the filter when given.
-    grid_mm, sigmas_mm
-        Isotropic grid and vesselness scales.
+    grid_mm
+        Isotropic grid of the skeleton.
+    vesselness_grid_mm, sigmas_mm
+        Isotropic grid and scales of the vesselness filter.
     min_branch_mm
         Shortest branch measured for tortuosity.
     exclude
@@ -167,8 +173,8 @@ def analyse_vessels(image: np.ndarray, liver: np.ndarray,
         ves = np.asarray(vessel_mask[box], dtype=bool) & liv
         flags["vessel_source"] = "delivered_mask"
     else:
-        ves = _detect(img, liv, spacing_mm, bright=bright, grid_mm=grid_mm,
-                      sigmas_mm=sigmas_mm, flags=flags)
+        ves = _detect(img, liv, spacing_mm, bright=bright,
+                      vesselness_grid_mm=vesselness_grid_mm, sigmas_mm=sigmas_mm, flags=flags)
         if exclude is not None:
             ves &= ~np.asarray(exclude[box], dtype=bool)
         flags["vessel_source"] = "vesselness"
@@ -187,7 +193,7 @@ def analyse_vessels(image: np.ndarray, liver: np.ndarray,
 
 
 def _detect(img: np.ndarray, liv: np.ndarray, spacing_mm: tuple[float, float, float], *,
-            bright: bool, grid_mm: float, sigmas_mm: tuple[float, ...],
+            bright: bool, vesselness_grid_mm: float, sigmas_mm: tuple[float, ...],
             flags: dict) -> np.ndarray:
     """Vessel mask (native grid, cropped): contrast cores gated by vesselness, grown to
     the half-way level between parenchyma and vessel."""
@@ -204,49 +210,59 @@ def _detect(img: np.ndarray, liv: np.ndarray, spacing_mm: tuple[float, float, fl
     vals = smooth[interior]
     parenchyma = float(np.median(vals))
     noise = max(1.4826 * float(np.median(np.abs(vals - parenchyma))), 0.5)
-    cores = interior & (sign * (smooth - parenchyma) > 4.0 * noise)
+    contrast_map = (sign * (smooth - parenchyma)).astype(np.float32)
+    cores = interior & (contrast_map > 4.0 * noise)
     flags["noise_sd_smoothed"] = round(noise, 2)
+    empty = np.zeros(liv.shape, dtype=bool)
     if np.count_nonzero(cores) < 3:
         flags["low_vessel_contrast"] = True
-        return np.zeros_like(liv)
-    # tubular gate: a core component is kept if the vesselness reaches it
-    iso = _resample_iso(_to_sitk(img, spacing_mm), grid_mm, sitk.sitkLinear)
-    v_iso = vesselness(iso, sigmas_mm, bright)
-    ref = _to_sitk(np.zeros(liv.shape, np.float32), spacing_mm)
-    v_img = sitk.GetImageFromArray(v_iso.astype(np.float32))
-    v_img.CopyInformation(iso)
-    v = sitk.GetArrayFromImage(sitk.Resample(v_img, ref, sitk.Transform(), sitk.sitkLinear, 0.0))
-    v_ref = float(np.percentile(v[interior], 99.0)) if interior.any() else 0.0
+        return empty
+    # tubular gate: a core component is kept if the vesselness (coarse grid) reaches it
+    box = bbox(cores, margin=2)
+    iso = _resample_iso(_to_sitk(img[box], spacing_mm), vesselness_grid_mm, sitk.sitkLinear)
+    v_iso = vesselness(iso, tuple(max(s, vesselness_grid_mm) for s in sigmas_mm), bright)
     labels, n = ndi.label(cores, structure=_CUBE)
-    vmax = ndi.maximum(v, labels, index=np.arange(1, n + 1)) if n else np.zeros(0)
-    keep = np.zeros(n + 1, dtype=bool)
-    keep[1:] = np.asarray(vmax) > 0.05 * v_ref
-    cores = keep[labels]
-    if not cores.any():
+    pts = np.argwhere(cores[box])
+    # nearest coarse sample of each core voxel (same centred grid as _resample_iso)
+    idx = []
+    for ax in range(3):
+        n_nat, n_iso = cores[box].shape[ax], v_iso.shape[ax]
+        first = 0.5 * (n_nat * spacing_mm[ax] - (n_iso - 1) * vesselness_grid_mm)
+        j = np.rint(((pts[:, ax] + 0.5) * spacing_mm[ax] - first) / vesselness_grid_mm)
+        idx.append(np.clip(j.astype(int), 0, n_iso - 1))
+    pts_box = tuple(pts.T)
+    core_labels = labels[box][pts_box]
+    vmax = np.zeros(n + 1)
+    np.maximum.at(vmax, core_labels, v_iso[tuple(idx)])
+    keep = vmax > 0.05 * float(np.percentile(v_iso, 99.0))
+    keep[0] = False
+    if not keep.any():
         flags["low_vessel_contrast"] = True
-        return np.zeros_like(liv)
-    labels, n = ndi.label(cores, structure=_CUBE)
-    # each vessel's own peak (90th percentile of its core): blur lowers small vessels' peaks
-    peaks = np.asarray(ndi.labeled_comprehension(
-        sign * (smooth - parenchyma), labels, np.arange(1, n + 1),
-        lambda a: np.percentile(a, 90), np.float64, 0.0))
-    contrast = float(np.median(peaks))
+        return empty
+    # each vessel tree's own peak (90th percentile of its core): blur lowers small peaks
+    core_values = contrast_map[box][pts_box]
+    order = np.lexsort((core_values, core_labels))
+    sorted_labels, sorted_values = core_labels[order], core_values[order]
+    starts = np.searchsorted(sorted_labels, np.arange(n + 1))
+    ends = np.searchsorted(sorted_labels, np.arange(n + 1), side="right")
+    peaks = np.zeros(n + 1)
+    for lab in np.flatnonzero(keep):
+        seg = sorted_values[starts[lab]:ends[lab]]
+        peaks[lab] = seg[min(len(seg) - 1, int(0.9 * len(seg)))]
+    contrast = float(np.median(peaks[keep]))
     flags["vessel_contrast"] = round(contrast, 1)
     if contrast < 6.0 * noise:
         flags["low_vessel_contrast"] = True
-    half = np.zeros(n + 1)
-    half[1:] = 0.5 * peaks
-    # grow each core to its half-peak level, at most ~3 mm (noise must not leak)
-    contrast_map = sign * (smooth - parenchyma)
-    grown = cores & (contrast_map > half[labels])
-    lab = np.where(grown, labels, 0)
+    # grow each core to half its peak, at most ~3 mm away (noise must not leak)
+    seeds = keep[labels] & (contrast_map > 0.5 * peaks[labels])
     steps = max(1, int(np.ceil(3.0 / min(spacing_mm))))
-    for _ in range(steps):
-        new_lab = ndi.grey_dilation(lab, footprint=_CUBE)
-        cand = liv & ~grown & (new_lab > 0)
-        ok = cand & (contrast_map > half[new_lab])
-        if not ok.any():
-            break
-        lab[ok] = new_lab[ok]
-        grown |= ok
-    return grown & liv
+    band = liv & (dilate(seeds, steps) | seeds) & (contrast_map > 0.5 * peaks[keep].min())
+    band_labels, m = ndi.label(band, structure=_CUBE)
+    # a band joining several cores takes the lowest of their peaks (small vessels keep
+    # their own, lower half-level)
+    tree_peak = np.full(m + 1, np.inf)
+    np.minimum.at(tree_peak, band_labels[seeds], peaks[labels[seeds]])
+    has_seed = np.isfinite(tree_peak)
+    tree_peak[~has_seed] = 0.0
+    has_seed[0] = False
+    return has_seed[band_labels] & (contrast_map > 0.5 * tree_peak[band_labels])

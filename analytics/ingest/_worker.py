@@ -74,6 +74,8 @@ def _parse(meta: dict, blob: bytes, limits) -> dict:
     if missing:
         return {"ok": False, "category": "missing_attribute",
                 "reason": f"missing required attribute {missing}"}
+    from analytics.ingest.compact import describe
+
     reply = {"ok": True, "need_more": False, "kind": kind}
     if kind in ("image", "seg") or header.pixel is not None:
         if "Rows" in ds and "Columns" in ds:
@@ -86,10 +88,7 @@ def _parse(meta: dict, blob: bytes, limits) -> dict:
         problem = decoder_problem(str(ds.file_meta.TransferSyntaxUID))
         if problem and kind in ("image", "seg"):
             return {"ok": False, "category": "unsupported", "reason": problem}
-    if kind == "image":
-        from analytics.ingest.geometry import frame_geometry
-
-        frame_geometry(ds)  # raises naming the missing or invalid geometry attribute
+    reply["info"] = describe(header, kind)  # raises naming missing or invalid geometry
     return reply
 
 

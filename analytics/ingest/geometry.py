@@ -14,7 +14,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from analytics.errors import InvalidDicomError
-from analytics.ingest.header import ENHANCED_SOP_CLASSES, n_frames, tag_name
+from analytics.ingest.header import ENHANCED_SOP_CLASSES, n_frames, raw_strings, tag_name
 
 _UNIT_TOL = 1e-2
 
@@ -48,11 +48,11 @@ def _numbers(value, n: int, what: str) -> np.ndarray:
 
 
 def _optional_float(ds: Dataset, kw: str) -> float | None:
-    v = ds.get(kw)
-    if v in (None, ""):
+    v = raw_strings(ds, kw)
+    if not v:
         return None
     try:
-        f = float(v)
+        f = float(v[0])
     except (TypeError, ValueError):
         return None
     return f if math.isfinite(f) and f > 0 else None
@@ -77,10 +77,10 @@ def _spacing(value, what: str) -> tuple[float, float]:
 
 
 def _rescale(ds: Dataset, where: str) -> tuple[float, float]:
-    slope, intercept = ds.get("RescaleSlope", 1.0), ds.get("RescaleIntercept", 0.0)
+    slope, intercept = raw_strings(ds, "RescaleSlope"), raw_strings(ds, "RescaleIntercept")
     try:
-        slope = 1.0 if slope in (None, "") else float(slope)
-        intercept = 0.0 if intercept in (None, "") else float(intercept)
+        slope = 1.0 if not slope else float(slope[0])
+        intercept = 0.0 if not intercept else float(intercept[0])
     except (TypeError, ValueError) as e:
         raise InvalidDicomError(f"{where}{tag_name('RescaleSlope')}/"
                                 f"{tag_name('RescaleIntercept')} are not numbers") from e
@@ -108,15 +108,18 @@ def frame_geometry(ds: Dataset) -> list[FrameGeometry]:
         frame, for enhanced images).
     """
     if str(ds.get("SOPClassUID", "")) not in ENHANCED_SOP_CLASSES:
-        for kw in ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"):
-            if ds.get(kw) in (None, ""):
+        ipp, iop, ps = (raw_strings(ds, kw) for kw in
+                        ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing"))
+        for value, kw in ((ipp, "ImagePositionPatient"), (iop, "ImageOrientationPatient"),
+                          (ps, "PixelSpacing")):
+            if not value:
                 raise InvalidDicomError(f"missing required attribute {tag_name(kw)}")
-        row, col = _orientation(ds.ImageOrientationPatient, tag_name("ImageOrientationPatient"))
+        row, col = _orientation(iop, tag_name("ImageOrientationPatient"))
         slope, intercept = _rescale(ds, "")
         return [FrameGeometry(
-            position=_numbers(ds.ImagePositionPatient, 3, tag_name("ImagePositionPatient")),
+            position=_numbers(ipp, 3, tag_name("ImagePositionPatient")),
             row_cosine=row, col_cosine=col,
-            pixel_spacing=_spacing(ds.PixelSpacing, tag_name("PixelSpacing")),
+            pixel_spacing=_spacing(ps, tag_name("PixelSpacing")),
             slope=slope, intercept=intercept,
             slice_thickness=_optional_float(ds, "SliceThickness"),
             spacing_between_slices=_optional_float(ds, "SpacingBetweenSlices"))]

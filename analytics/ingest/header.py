@@ -7,6 +7,7 @@ input, and in-process for files the worker already vetted or that HepaTrack stor
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import warnings
@@ -102,6 +103,45 @@ def tag_name(keyword_or_tag: str | int) -> str:
         tag = keyword_or_tag
         kw = keyword_for_tag(tag) or "private or unknown element"
     return f"{kw} ({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else kw
+
+
+def raw_strings(ds: Dataset, keyword: str) -> list[str] | None:
+    """Values of a text-encoded element (DS, IS, CS, UI, DA, TM ...) without pydicom's
+    per-element conversion: the hot path of series assembly reads a few dozen of these.
+
+    Returns None when the element is absent or empty.
+    """
+    from pydicom.datadict import tag_for_keyword
+
+    elem = ds._dict.get(tag_for_keyword(keyword))
+    if elem is None:
+        return None
+    value = elem.value
+    if isinstance(value, bytes | bytearray):
+        text = value.decode("latin-1").strip(" \x00")
+        return text.split("\\") if text else None
+    if value is None or value == "":
+        return None
+    if isinstance(value, str | int | float):
+        return [str(value)]
+    return [str(v) for v in value]
+
+
+def raw_us(ds: Dataset, keyword: str) -> int | None:
+    """An unsigned short (US) element's first value, read from its raw bytes if unconverted."""
+    from pydicom.datadict import tag_for_keyword
+
+    elem = ds._dict.get(tag_for_keyword(keyword))
+    if elem is None or elem.value is None:
+        return None
+    value = elem.value
+    if isinstance(value, bytes | bytearray):
+        if len(value) < 2:
+            return None
+        return int.from_bytes(value[:2], "little" if ds.is_little_endian else "big")
+    if isinstance(value, int):
+        return value
+    return int(value[0]) if len(value) else None
 
 
 def has_dicm(data: bytes | memoryview) -> bool:
@@ -214,17 +254,32 @@ def parse_dicom(data: bytes | memoryview, limits: IngestLimits, *,
     return Header(dataset=fds, pixel=pixel, body=body, truncated=truncated)
 
 
-def check_elements(ds: Dataset, depth: int = 0) -> None:
-    """Convert every element, checking declared lengths and sequence depth.
+def _maybe_sequence(tag: int, vr: str | None, value) -> bool:
+    if vr == "SQ" or isinstance(value, list):
+        return True
+    if vr is not None:  # explicit VR, or already converted
+        return False
+    from pydicom.datadict import dictionary_VR
 
-    pydicom reads a value shorter than its declared length without complaint and converts
-    values lazily; this forces both, so problems surface here (in the worker), not later.
+    try:
+        return dictionary_VR(tag) == "SQ"
+    except KeyError:  # implicit-VR private or unknown: read as bytes, never nested
+        return False
+
+
+def check_elements(ds: Dataset, depth: int = 0) -> None:
+    """Check declared lengths of every element and parse every sequence, bounding depth.
+
+    pydicom reads a value shorter than its declared length without complaint, and parses
+    defined-length sequences lazily; this forces both, so problems surface here (in the
+    worker), not later in the parent. Other values stay raw: they are bounded by the file's
+    size and converted on use.
 
     Raises
     ------
     InvalidDicomError
         An element whose declared length runs past the end of the data, sequences nested
-        deeper than ``MAX_SEQUENCE_DEPTH``, or a value pydicom cannot convert.
+        deeper than ``MAX_SEQUENCE_DEPTH``, or a sequence pydicom cannot parse.
     """
     if depth > MAX_SEQUENCE_DEPTH:
         raise InvalidDicomError(f"sequences nested deeper than {MAX_SEQUENCE_DEPTH} levels")
@@ -236,6 +291,8 @@ def check_elements(ds: Dataset, depth: int = 0) -> None:
                 and len(value) < length):
             raise InvalidDicomError(f"element {tag_name(int(tag))} declares {length} bytes "
                                     f"but only {len(value)} remain in the file")
+        if not _maybe_sequence(int(tag), getattr(raw, "VR", None), value):
+            continue
         try:
             elem = ds[tag]
         except RecursionError as e:
@@ -275,8 +332,13 @@ def classify(ds: Dataset) -> str:
 
 
 def _missing(ds: Dataset, keywords: tuple[str, ...]) -> str | None:
+    from pydicom.datadict import tag_for_keyword
+
     for kw in keywords:
-        if kw not in ds or ds[kw].value in (None, "", b""):
+        elem = ds._dict.get(tag_for_keyword(kw))  # raw: presence and length, no conversion
+        value = None if elem is None else elem.value
+        if value is None or (isinstance(value, bytes | bytearray) and len(value) == 0) or (
+                isinstance(value, str) and not value.strip()):
             return kw
     return None
 
@@ -299,20 +361,23 @@ def required_missing(ds: Dataset, kind: str) -> str | None:
 
 
 def n_frames(ds: Dataset) -> int:
+    value = raw_strings(ds, "NumberOfFrames")
     try:
-        return max(int(ds.get("NumberOfFrames", 1) or 1), 1)
+        return max(int(value[0]), 1) if value else 1
     except (TypeError, ValueError) as e:
         raise InvalidDicomError(f"{tag_name('NumberOfFrames')} is not a number "
-                                f"({ds.get('NumberOfFrames')!r})") from e
+                                f"({value!r})") from e
 
 
 def pixel_bytes(ds: Dataset) -> int:
     """Rows x Columns x Frames x Samples x bytes per sample: the decoded size in bytes."""
-    bits = int(ds.get("BitsAllocated", 16) or 16)
-    n = int(ds.Rows) * int(ds.Columns) * n_frames(ds) * int(ds.get("SamplesPerPixel", 1) or 1)
+    bits = raw_us(ds, "BitsAllocated") or 16
+    n = (raw_us(ds, "Rows") or 0) * (raw_us(ds, "Columns") or 0) * n_frames(ds) * (
+        raw_us(ds, "SamplesPerPixel") or 1)
     return (n * bits + 7) // 8
 
 
+@functools.lru_cache(maxsize=64)
 def decoder_problem(ts: str) -> str | None:
     """Why pixel data in transfer syntax ``ts`` cannot be decoded here, or None."""
     uid = UID(ts)
@@ -326,49 +391,6 @@ def decoder_problem(ts: str) -> str | None:
         return f"unsupported compression: {uid.name} ({ts})"
     if not decoder.is_available:
         return f"unsupported compression: {uid.name} ({ts}); no decoder plugin installed"
-    return None
-
-
-def check_pixel_data(header: Header) -> str | None:
-    """Why the pixel data is truncated or malformed, or None if its extent is plausible.
-
-    Native data must have the declared and actual length of Rows x Columns x Frames x
-    Samples x BitsAllocated; encapsulated data must hold a complete item sequence with at
-    least one fragment per frame.
-    """
-    ds, pix, body = header.dataset, header.pixel, header.body
-    if pix is None:
-        return f"no pixel data element {tag_name(0x7FE00010)}"
-    expected = pixel_bytes(ds)
-    available = len(body) - pix.offset
-    if not pix.encapsulated:
-        if pix.length < expected:
-            return (f"truncated pixel data: {tag_name(pix.tag)} declares {pix.length} bytes, "
-                    f"expected {expected} (Rows x Columns x Frames x BitsAllocated)")
-        if available < expected:
-            return (f"truncated pixel data: the file ends after {available} of {expected} "
-                    f"pixel bytes")
-        return None
-    pos, items, little = pix.offset, 0, ds.is_little_endian
-    fmt = "<HHI" if little else ">HHI"
-    while True:
-        if pos + 8 > len(body):
-            return "truncated pixel data: encapsulated fragments end before the sequence delimiter"
-        group, elem, length = struct.unpack_from(fmt, body, pos)
-        tag = (group << 16) | elem
-        if tag == 0xFFFEE0DD:
-            break
-        if tag != 0xFFFEE000 or length == UNDEFINED:
-            return f"malformed encapsulated pixel data: unexpected item ({group:04X},{elem:04X})"
-        pos += 8 + length
-        items += 1
-        if pos > len(body):
-            return "truncated pixel data: a fragment runs past the end of the file"
-    if items - 1 < 1:  # the first item is the Basic Offset Table
-        return "truncated pixel data: encapsulated pixel data has no fragments"
-    frames = n_frames(ds)
-    if frames > 1 and items - 1 < frames and not ds.get("ExtendedOffsetTable"):
-        return f"truncated pixel data: {items - 1} fragments for {frames} frames"
     return None
 
 

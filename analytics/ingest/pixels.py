@@ -13,7 +13,7 @@ from pydicom.uid import UID, DeflatedExplicitVRLittleEndian
 
 from analytics.config import IngestLimits
 from analytics.errors import InvalidDicomError, UnsupportedError
-from analytics.ingest.header import decoder_problem, n_frames, parse_dicom
+from analytics.ingest.header import decoder_problem, parse_dicom
 from analytics.ingest.reader import ParsedInstance, SafeParser
 
 _FLOAT_PIXEL_DATA, _DOUBLE_PIXEL_DATA = 0x7FE00008, 0x7FE00009
@@ -26,26 +26,26 @@ def is_native(inst: ParsedInstance) -> bool:
 
 
 def _dtype(inst: ParsedInstance) -> np.dtype:
-    ds = inst.header
-    order = "<" if ds.is_little_endian else ">"
+    info = inst.info
+    order = "<" if info["little_endian"] else ">"
     if inst.pixel is not None and inst.pixel.tag == _FLOAT_PIXEL_DATA:
         return np.dtype(order + "f4")
     if inst.pixel is not None and inst.pixel.tag == _DOUBLE_PIXEL_DATA:
         return np.dtype(order + "f8")
-    bits = int(ds.BitsAllocated)
+    bits = int(info["bits_allocated"] or 0)
     if bits not in (8, 16, 32):
         raise UnsupportedError(f"{inst.name}: BitsAllocated (0028,0100) = {bits} is not "
                                f"supported for images (expected 8, 16 or 32)")
-    kind = "i" if int(ds.get("PixelRepresentation", 0) or 0) == 1 else "u"
+    kind = "i" if info["pixel_representation"] == 1 else "u"
     return np.dtype(f"{order}{kind}{bits // 8}")
 
 
 def _mask_high_bits(arr: np.ndarray, inst: ParsedInstance) -> np.ndarray:
     """Honour BitsStored < BitsAllocated: drop bits above HighBit, sign-extend if signed."""
-    ds = inst.header
     if arr.dtype.kind == "f":
         return arr
-    bits, stored = int(ds.BitsAllocated), int(ds.get("BitsStored", ds.BitsAllocated))
+    bits = int(inst.info["bits_allocated"])
+    stored = int(inst.info["bits_stored"] or bits)
     if stored >= bits:
         return arr
     shift = bits - stored
@@ -64,14 +64,14 @@ def native_frames(inst: ParsedInstance, limits: IngestLimits | None = None) -> n
     """
     if inst.pixel_problem:
         raise InvalidDicomError(f"{inst.name}: {inst.pixel_problem}")
-    ds = inst.header
-    if int(ds.get("SamplesPerPixel", 1) or 1) != 1:
+    info = inst.info
+    if (info["samples"] or 1) != 1:
         raise UnsupportedError(f"{inst.name}: SamplesPerPixel (0028,0002) = "
-                               f"{ds.SamplesPerPixel}; expected 1 (grayscale)")
+                               f"{info['samples']}; expected 1 (grayscale)")
     body: bytes | memoryview = inst.data
     if inst.transfer_syntax_uid == DeflatedExplicitVRLittleEndian:
         body = parse_dicom(inst.data, limits or IngestLimits()).body
-    frames, rows, cols = n_frames(ds), int(ds.Rows), int(ds.Columns)
+    frames, rows, cols = info["frames"], int(info["rows"]), int(info["cols"])
     dtype = _dtype(inst)
     arr = np.frombuffer(body, dtype=dtype, count=frames * rows * cols, offset=inst.pixel.offset)
     if not dtype.isnative:
@@ -111,7 +111,7 @@ def stored_frames(inst: ParsedInstance, limits: IngestLimits,
             arr = own.decode(inst)
     else:
         arr = decoder.decode(inst)
-    rows, cols = int(inst.header.Rows), int(inst.header.Columns)
+    rows, cols = int(inst.info["rows"]), int(inst.info["cols"])
     if arr.ndim != 3 or arr.shape[1:] != (rows, cols):
         raise UnsupportedError(f"{inst.name}: decoded pixel array has shape {arr.shape}; "
                                f"expected (frames, {rows}, {cols}) grayscale")

@@ -25,17 +25,16 @@ from pathlib import Path
 from typing import Literal
 
 import pydicom
+from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from analytics.config import IngestLimits
 from analytics.errors import HepaTrackError, IngestError
 from analytics.ingest import _worker
 from analytics.ingest.findings import LIMIT, MALFORMED, NOT_DICOM, TIMED_OUT, Rejection
+from analytics.ingest.geometry import FrameGeometry, frame_geometry
 from analytics.ingest.header import (
-    Header,
     PixelElement,
-    check_pixel_data,
     has_dicm,
-    n_frames,
     parse_dicom,
     sniff,
 )
@@ -48,18 +47,18 @@ _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 @dataclass
 class ParsedInstance:
-    """One accepted file: its bytes, identifiers and header (no pixel values).
+    """One accepted file: its bytes, identifiers and compact header; no pixel values read.
 
     ``data`` is the file as it will be stored: the preamble is already zeroed if it held
-    anything. ``header`` stops before the pixel data; ``pixel`` says where it lies in
-    ``data`` (or in the inflated body for the deflated transfer syntax). ``pixel_problem``
-    is set when the pixel data is truncated or malformed: such an instance is invalid and
-    its series is not scored.
+    anything. ``info`` is the compact header (:mod:`analytics.ingest.compact`); ``header``
+    is the full dataset up to the pixel data, parsed on first use. ``pixel`` says where
+    the pixel data lies in ``data`` (or in the inflated body for the deflated transfer
+    syntax). ``pixel_problem`` is set when the pixel data is truncated or malformed: such
+    an instance is invalid and its series is not scored.
     """
 
     name: str
     data: bytes
-    sha256: str
     sop_class_uid: str | None
     sop_instance_uid: str | None
     series_uid: str | None
@@ -67,7 +66,6 @@ class ParsedInstance:
     patient_id: str | None
     modality: str | None
     kind: Kind
-    header: pydicom.Dataset
     transfer_syntax_uid: str | None
     notes: list[str] = field(default_factory=list)
     pixel: PixelElement | None = None
@@ -75,10 +73,46 @@ class ParsedInstance:
     frame_of_reference_uid: str | None = None
     instance_number: int | None = None
     n_frames: int = 1
+    info: dict = field(default_factory=dict, repr=False)
+    _header: pydicom.Dataset | None = field(default=None, repr=False)
+    _sha256: str | None = field(default=None, repr=False)
+    _geometry: list[FrameGeometry] | None = field(default=None, repr=False)
 
     @property
     def size(self) -> int:
         return len(self.data)
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of ``data`` (hex), computed once on first use."""
+        if self._sha256 is None:
+            self._sha256 = hashlib.sha256(self.data).hexdigest()
+        return self._sha256
+
+    @property
+    def header(self) -> pydicom.Dataset:
+        """The dataset up to the pixel data (parsed in-process on first use: the worker
+        already vetted these bytes)."""
+        if self._header is None:
+            self._header = (parse_dicom(self.data, IngestLimits()).dataset
+                            if self.kind != "nifti" else pydicom.Dataset())
+        return self._header
+
+    @property
+    def geometry(self) -> list[FrameGeometry]:
+        """Per-frame geometry and rescale of an image (from the compact header).
+
+        Raises
+        ------
+        InvalidDicomError
+            Missing or invalid geometry attributes, named with their tag.
+        """
+        if self._geometry is None:
+            from analytics.ingest.compact import geometry_from
+
+            self._geometry = (geometry_from(self.info) if self.info.get("geometry")
+                              else frame_geometry(self.header))
+        return self._geometry
 
 
 # --------------------------------------------------------------------------- parent checks
@@ -120,31 +154,27 @@ def nifti_magic(data: bytes, limits: IngestLimits) -> bool:
     return head[344:348] in (b"n+1\0", b"ni1\0") or head[4:8] in (b"n+2\0", b"ni2\0")
 
 
-def _instance(name: str, data: bytes, header: Header, kind: Kind,
-              notes: list[str]) -> ParsedInstance:
-    ds = header.dataset
+def _instance(name: str, data: bytes, info: dict, notes: list[str], limits: IngestLimits,
+              header: pydicom.Dataset | None = None) -> ParsedInstance:
+    """A ParsedInstance from a compact header; checks the pixel data's extent in ``data``."""
+    from analytics.ingest.compact import pixel_extent_problem
 
-    def text(kw: str) -> str | None:
-        v = ds.get(kw)
-        return None if v in (None, "") else str(v)
-
-    inst_no = ds.get("InstanceNumber")
-    try:
-        inst_no = int(inst_no) if inst_no not in (None, "") else None
-    except (TypeError, ValueError):
-        inst_no = None
     pixel_problem = None
-    if kind in ("image", "seg"):
-        pixel_problem = check_pixel_data(header)
+    if info["kind"] in ("image", "seg"):
+        body: bytes | memoryview = data
+        if info["transfer_syntax_uid"] == DeflatedExplicitVRLittleEndian:
+            body = parse_dicom(data, limits).body
+        pixel_problem = pixel_extent_problem(info, body)
+    pix = info.get("pixel")
     return ParsedInstance(
-        name=name, data=data, sha256=hashlib.sha256(data).hexdigest(),
-        sop_class_uid=text("SOPClassUID"), sop_instance_uid=text("SOPInstanceUID"),
-        series_uid=text("SeriesInstanceUID"), study_uid=text("StudyInstanceUID"),
-        patient_id=text("PatientID"), modality=text("Modality"), kind=kind, header=ds,
-        transfer_syntax_uid=str(ds.file_meta.get("TransferSyntaxUID", "")) or None,
-        notes=notes, pixel=header.pixel, pixel_problem=pixel_problem,
-        frame_of_reference_uid=text("FrameOfReferenceUID"), instance_number=inst_no,
-        n_frames=n_frames(ds) if "NumberOfFrames" in ds else 1)
+        name=name, data=data, sop_class_uid=info["sop_class_uid"],
+        sop_instance_uid=info["sop_instance_uid"], series_uid=info["series_uid"],
+        study_uid=info["study_uid"], patient_id=info["patient_id"], modality=info["modality"],
+        kind=info["kind"], transfer_syntax_uid=info["transfer_syntax_uid"], notes=notes,
+        pixel=PixelElement(*pix) if pix else None, pixel_problem=pixel_problem,
+        frame_of_reference_uid=info["frame_of_reference_uid"],
+        instance_number=info["instance_number"],
+        n_frames=info["frames"] if info["has_frames_tag"] else 1, info=info, _header=header)
 
 
 def parse_trusted(name: str, data: bytes, limits: IngestLimits | None = None,
@@ -156,10 +186,13 @@ def parse_trusted(name: str, data: bytes, limits: IngestLimits | None = None,
     InvalidDicomError
         If the file is not DICOM.
     """
+    from analytics.ingest.compact import describe
     from analytics.ingest.header import classify
 
-    header = parse_dicom(data, limits or IngestLimits())
-    return _instance(name, data, header, kind or classify(header.dataset), [])  # type: ignore[arg-type]
+    limits = limits or IngestLimits()
+    header = parse_dicom(data, limits)
+    info = describe(header, kind or classify(header.dataset))
+    return _instance(name, data, info, [], limits, header.dataset)
 
 
 # --------------------------------------------------------------------------- worker pool
@@ -336,10 +369,10 @@ class SafeParser:
         if not has_dicm(data):
             if nifti_magic(data, self.limits):
                 return ParsedInstance(
-                    name=item.name, data=data, sha256=hashlib.sha256(data).hexdigest(),
-                    sop_class_uid=None, sop_instance_uid=None, series_uid=None, study_uid=None,
-                    patient_id=None, modality=None, kind="nifti", header=pydicom.Dataset(),
-                    transfer_syntax_uid=None, notes=["NIfTI file"])
+                    name=item.name, data=data, sop_class_uid=None, sop_instance_uid=None,
+                    series_uid=None, study_uid=None, patient_id=None, modality=None,
+                    kind="nifti", transfer_syntax_uid=None, notes=["NIfTI file"],
+                    info={"kind": "nifti"})
             what = sniff(data)
             return Rejection(item.name, "not a DICOM file (no 'DICM' prefix at byte 128"
                                         + (f"; looks like {what})" if what else ")"), NOT_DICOM)
@@ -358,8 +391,7 @@ class SafeParser:
             return Rejection(job.item.name, reply.get("reason", "malformed file"),
                              reply.get("category", MALFORMED))
         try:
-            header = parse_dicom(job.data, self.limits)
-            return _instance(job.item.name, job.data, header, reply["kind"], job.notes)
+            return _instance(job.item.name, job.data, reply["info"], job.notes, self.limits)
         except HepaTrackError as e:
             return Rejection(job.item.name, str(e), MALFORMED)
 
@@ -379,7 +411,11 @@ class SafeParser:
         idle = list(range(len(self._workers)))
         busy: dict[int, _Job] = {}  # worker slot -> job in flight
         exhausted = False
-        while (idle and not exhausted) or busy:
+
+        def fill() -> list[ParsedInstance | Rejection]:
+            """Hand pending items to idle workers; results that need no worker come back."""
+            nonlocal exhausted
+            done: list[ParsedInstance | Rejection] = []
             while idle and not exhausted:
                 item = next(pending, None)
                 if item is None:
@@ -387,7 +423,7 @@ class SafeParser:
                     break
                 prepared = self._prepare(item)
                 if not isinstance(prepared, _Job):
-                    yield prepared
+                    done.append(prepared)
                     continue
                 slot = idle.pop()
                 failed = self._dispatch(slot, prepared, full=False)
@@ -395,9 +431,11 @@ class SafeParser:
                     busy[slot] = prepared
                 else:
                     idle.append(slot)
-                    yield failed
-            if not busy:
-                continue
+                    done.append(failed)
+            return done
+
+        yield from fill()
+        while busy:
             fds = {self._workers[slot].out_fd: slot for slot in busy}
             timeout = max(0.0, min(job.deadline for job in busy.values()) - time.monotonic())
             readable, _, _ = select.select(list(fds), [], [], timeout)
@@ -407,14 +445,19 @@ class SafeParser:
                 if fd not in readable and now < job.deadline:
                     continue
                 del busy[slot]
-                result = self._collect(slot, job)
-                if result is None:  # the worker asked for the whole file
-                    result = self._dispatch(slot, job, full=True)
-                    if result is None:
+                reply = self._collect(slot, job)
+                if reply is None:  # the worker asked for the whole file
+                    failed = self._dispatch(slot, job, full=True)
+                    if failed is None:
                         busy[slot] = job
                         continue
+                    reply = failed
                 idle.append(slot)
-                yield result
+                # Keep the worker busy while this process finishes the previous file.
+                immediate = fill()
+                yield reply if isinstance(reply, Rejection) else self._finish(job, reply)
+                yield from immediate
+            yield from fill()
 
     def _fail(self, slot: int, job: _Job, timed_out: bool) -> Rejection:
         w = self._workers[slot]
@@ -439,7 +482,7 @@ class SafeParser:
             return self._fail(slot, job, timed_out=False)
         return None
 
-    def _collect(self, slot: int, job: _Job) -> ParsedInstance | Rejection | None:
+    def _collect(self, slot: int, job: _Job) -> dict | Rejection | None:
         try:
             reply, _ = self._workers[slot].recv(job.deadline)
         except TimeoutError:
@@ -451,7 +494,7 @@ class SafeParser:
                 return Rejection(job.item.name, "malformed file: the header does not end",
                                  MALFORMED)
             return None
-        return self._finish(job, reply)
+        return reply
 
     # -- pixel decoding of compressed data, in a worker
     def decode(self, inst: ParsedInstance):
@@ -491,7 +534,7 @@ class SafeParser:
             raise cls(f"{inst.name}: {reply.get('reason')}")
         arr = np.frombuffer(blob, dtype=np.dtype(reply["dtype"]))
         shape = tuple(reply["shape"])
-        if n_frames(inst.header) == 1 and "NumberOfFrames" not in inst.header:
+        if not inst.info.get("has_frames_tag", "NumberOfFrames" in inst.header):
             shape = (1, *shape)  # one frame: pydicom drops the frame axis
         return arr.reshape(shape)
 

@@ -21,8 +21,8 @@ import pydicom
 from analytics.config import IngestLimits
 from analytics.errors import InvalidDicomError, InvalidSeriesError, LimitExceededError
 from analytics.ingest.findings import EXCLUDED, INCOHERENT, LIMIT, Rejection
-from analytics.ingest.geometry import FrameGeometry, frame_geometry
-from analytics.ingest.phase import contrast_phase
+from analytics.ingest.geometry import FrameGeometry
+from analytics.ingest.header import ENHANCED_SOP_CLASSES
 from analytics.ingest.reader import ParsedInstance, SafeParser, parse_trusted
 from analytics.ingest.volume import Volume
 
@@ -75,7 +75,7 @@ def _exclusion(inst: ParsedInstance) -> str | None:
         return "secondary capture: excluded from the volume (not scored)"
     if inst.kind != "image":
         return f"{inst.kind} object, not an image: excluded from the volume"
-    image_type = [str(v).upper() for v in (inst.header.get("ImageType") or [])]
+    image_type = inst.info.get("image_type") or []
     if "LOCALIZER" in image_type:
         return "localizer (ImageType LOCALIZER): excluded from the volume"
     return None
@@ -181,7 +181,7 @@ def check_series(instances: list[ParsedInstance],
     frames: list[tuple[ParsedInstance, int, FrameGeometry]] = []
     for inst in images:
         try:
-            geoms = frame_geometry(inst.header)
+            geoms = inst.geometry
         except InvalidDicomError as e:
             return _fail(f"{inst.name}: {e}", images, excluded)
         frames += [(inst, f, g) for f, g in enumerate(geoms)]
@@ -204,7 +204,7 @@ def check_series(instances: list[ParsedInstance],
     frames = kept
     images = [i for i in images if any(i is k for k, _, _ in frames)]
 
-    rows_cols = sorted({(int(i.header.Rows), int(i.header.Columns)) for i in images})
+    rows_cols = sorted({(int(i.info["rows"]), int(i.info["cols"])) for i in images})
     if len(rows_cols) > 1:
         return _fail("mixed Rows/Columns: " + ", ".join(f"{r}x{c}" for r, c in rows_cols),
                      images, excluded)
@@ -216,9 +216,9 @@ def check_series(instances: list[ParsedInstance],
     if len(modalities) > 1:
         return _fail(f"mixed Modality (0008,0060): {', '.join(modalities)}", images, excluded)
     for inst in images:
-        if int(inst.header.get("SamplesPerPixel", 1) or 1) != 1:
+        if (inst.info["samples"] or 1) != 1:
             return _fail(f"{inst.name}: SamplesPerPixel (0028,0002) = "
-                         f"{inst.header.SamplesPerPixel}; expected 1 (grayscale)", images, excluded)
+                         f"{inst.info['samples']}; expected 1 (grayscale)", images, excluded)
     rows, cols = rows_cols[0]
     if limits is not None:
         need = len(frames) * rows * cols * 4
@@ -256,7 +256,7 @@ def check_series(instances: list[ParsedInstance],
         dz = g.spacing_between_slices or g.slice_thickness or 1.0
         notes.append(f"single slice: z spacing {dz:g} mm from the slice thickness")
 
-    first = images[0].header
+    first = images[0].info
     position: dict[int, int] = {}  # id(instance) -> index in slice order
     order_insts: list[ParsedInstance] = []
     for inst, _, _ in frames:
@@ -272,10 +272,9 @@ def check_series(instances: list[ParsedInstance],
         "slice_positions_mm": d.tolist(),
         "modality": modalities[0],
         "frame_of_reference_uid": images[0].frame_of_reference_uid,
-        "contrast_phase": contrast_phase(first),
-        "description": str(first.get("SeriesDescription", "") or "") or None,
-        "enhanced": any(i.n_frames > 1 or "PerFrameFunctionalGroupsSequence" in i.header
-                        for i in images),
+        "contrast_phase": first.get("contrast_phase"),
+        "description": first.get("description"),
+        "enhanced": any(str(i.sop_class_uid) in ENHANCED_SOP_CLASSES for i in images),
         "notes": notes,
     }
     return SeriesCheck(ok=True, reason=None, instances=order_insts, geometry=geometry,
@@ -352,7 +351,7 @@ def build_volume(instances: list[ParsedInstance] | list[pydicom.Dataset],
         series_uid=first.series_uid, frame_of_reference_uid=first.frame_of_reference_uid,
         contrast_phase=geo["contrast_phase"],
         meta={"study_uid": first.study_uid, "patient_id": first.patient_id,
-              "study_date": str(first.header.get("StudyDate", "") or "") or None,
+              "study_date": first.info.get("study_date"),
               "description": geo["description"],
               "sop_instance_uids": [i.sop_instance_uid for i in check.instances],
               "slice_positions_mm": geo["slice_positions_mm"], "notes": geo["notes"],

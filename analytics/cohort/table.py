@@ -10,10 +10,11 @@ Time axis
     from their dates, so a scan ingested after the labs (which moves the baseline
     earlier) keeps every interval right.
 Imaging visits
-    Each study date of a patient is one imaging visit. Its biomarkers come from one
-    series: among the complete series with features on that date, the one with the most
-    non-missing features; ties go to the portal-venous phase, then unenhanced, then any
-    other phase, then the lowest series UID. Per series and feature the newest extractor
+    Each study date of a patient with a complete series is one imaging visit (before
+    feature extraction its biomarkers are NaN). Its biomarkers come from one series: among
+    the complete series on that date, the one with the most non-missing features; ties go
+    to the portal-venous phase, then unenhanced, then any other phase, then the lowest
+    series UID. Per series and feature the newest extractor
     run wins (even when it could not compute the value). Scans after the patient's end
     of follow-up are left out with a warning.
 Merging labs into scans
@@ -312,39 +313,34 @@ def build_cohort(store: Store, *, lab_window_days: float = DEFAULT_LAB_WINDOW_DA
 
     # imaging visits: one representative series per patient and study date
     feats = latest_features(feature_rows)
-    units: dict[str, str] = {}
-    scans = pd.DataFrame(columns=["patient", "time", "date", "series_uid", "modality",
-                                  "contrast_phase"])
-    if not feats.empty:
-        units = dict(zip(feats["name"], feats["unit"], strict=True))
-        wide = feats.pivot(index="series_id", columns="name", values="value")
-        n_values = wide.notna().sum(axis=1)
-        candidates = []
-        undated = 0
-        for r in series:
-            if r.id not in wide.index:
-                continue
-            if r.study_date is None:
-                undated += 1
-                continue
-            candidates.append((r.patient_id, r.study_date, -int(n_values[r.id]),
-                               -_phase_rank(r.contrast_phase), r.series_uid, r))
-        if undated:
-            warnings.append(f"{undated} series with features have no study date and cannot "
-                            "be placed in time; left out")
-        candidates.sort(key=lambda c: c[:5])
-        chosen: dict[tuple[int, dt.date], Any] = {}
-        for c in candidates:
-            chosen.setdefault((c[0], c[1]), c[5])
-        rows = []
-        for (pid, sdate), r in chosen.items():
-            rows.append({"patient": name_of[pid], "time": _years(sdate, base[pid]),
-                         "date": sdate, "series_uid": r.series_uid, "modality": r.modality,
-                         "contrast_phase": r.contrast_phase,
-                         **{k: v for k, v in wide.loc[r.id].items() if pd.notna(v)}})
-        if rows:
-            scans = pd.DataFrame(rows)
-        units = {k: v for k, v in units.items() if k in wide.columns}
+    wide = (feats.pivot(index="series_id", columns="name", values="value") if not feats.empty
+            else pd.DataFrame(dtype="float64"))
+    units = dict(zip(feats["name"], feats["unit"], strict=True)) if not feats.empty else {}
+    n_values = wide.notna().sum(axis=1)
+    candidates = []
+    undated = 0
+    for r in series:
+        if r.study_date is None:
+            undated += 1
+            continue
+        candidates.append((r.patient_id, r.study_date, -int(n_values.get(r.id, 0)),
+                           -_phase_rank(r.contrast_phase), r.series_uid, r))
+    if undated:
+        warnings.append(f"{undated} complete series have no study date and cannot be placed "
+                        "in time; left out")
+    candidates.sort(key=lambda c: c[:5])
+    chosen: dict[tuple[int, dt.date], Any] = {}
+    for c in candidates:
+        chosen.setdefault((c[0], c[1]), c[5])
+    rows = []
+    for (pid, sdate), r in chosen.items():
+        values = wide.loc[r.id].items() if r.id in wide.index else ()
+        rows.append({"patient": name_of[pid], "time": _years(sdate, base[pid]),
+                     "date": sdate, "series_uid": r.series_uid, "modality": r.modality,
+                     "contrast_phase": r.contrast_phase,
+                     **{k: v for k, v in values if pd.notna(v)}})
+    scans = pd.DataFrame(rows, columns=None if rows else [
+        "patient", "time", "date", "series_uid", "modality", "contrast_phase"])
 
     outcomes = _outcome_frame([
         (name_of[r.patient_id],

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import select
 
 from analytics.cli import main
 from analytics.cohort import build_cohort, import_cohort
 from analytics.config import load_settings
 from analytics.ingest import deid
 from analytics.store import open_store
+from analytics.store.schema import Feature, Series
 from analytics.synthetic.cohort import CohortConfig, generate_cohort
 from tests.cohort.conftest import add_patient, add_scan
 
@@ -102,3 +104,48 @@ def test_imaging_patients_get_labs_on_their_scan_calendar(synthetic, store):
                 assert v.loc[k, "bilirubin_mg_dl"] == float(value)
         o = table.outcomes.set_index("patient").loc[pseudonym]
         assert o["duration"] == pytest.approx(p["event_time_years"], abs=1e-6)
+
+
+def test_ingested_scans_and_imported_labs_share_one_calendar(synthetic_cohort, home, capsys):
+    """Real ingest (de-identified: pseudonyms, shifted dates) then import-cohort."""
+    m = synthetic_cohort
+    truth = m.truth()
+    assert main(["--home", str(home), "ingest", str(m.out_dir / "dicom"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["rejected"] == []
+    assert main(["--home", str(home), "import-cohort", "--visits", str(m.labs_csv),
+                 "--outcomes", str(m.outcomes_csv), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["patients_created"] == sum(not p["imaging"] for p in truth["patients"])
+
+    settings = load_settings(home)
+    secret = settings.site_secret()
+    store = open_store(settings)
+    # the features stage's output, written as it writes it: the generator's exact volumes
+    by_source = {}
+    with store.session() as s:
+        for sid, key in s.execute(select(Series.id, Series.source_key)):
+            by_source[key] = sid
+        for rec in truth["series"]:
+            s.add(Feature(series_id=by_source[deid.source_key(secret, rec["series_uid"])],
+                          name="liver_volume_ml", value=rec["liver_volume_ml"], unit="mL",
+                          extractor_version="truth"))
+    table = build_cohort(store)
+    store.dispose()
+
+    volumes = {(rec["patient_id"], rec["study_date"]): rec["liver_volume_ml"]
+               for rec in truth["series"]}
+    for p in truth["patients"]:
+        name = (deid.patient_pseudonym(secret, p["patient_id"]) if p["imaging"]
+                else p["patient_id"])
+        v = table.visits[table.visits["patient"] == name].reset_index(drop=True)
+        assert len(v) == len(p["visits"])  # a scan and that day's labs are one visit
+        np.testing.assert_allclose(v["time"], [x["time_years"] for x in p["visits"]],
+                                   atol=1e-6)
+        assert v["series_uid"].notna().tolist() == [x["has_scan"] for x in p["visits"]]
+        for k, x in enumerate(p["visits"]):
+            if x["has_scan"]:
+                assert v.loc[k, "liver_volume_ml"] == volumes[(p["patient_id"], x["date"])]
+                assert v.loc[k, "age_years"] == pytest.approx(x["age_years"])
+        o = table.outcomes.set_index("patient").loc[name]
+        assert (o["event"], o["duration"]) == (p["event"], pytest.approx(
+            p["event_time_years"], abs=1e-6))

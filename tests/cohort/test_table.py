@@ -164,6 +164,18 @@ def test_representative_series_and_newest_extractor_run(store, csvs):
     assert v["liver_hu_mean"].iloc[0] == 52.0 and math.isnan(v["liver_hu_mean"].iloc[1])
 
 
+def test_a_scan_before_feature_extraction_is_a_visit_without_biomarkers(store, csvs):
+    add_patient(store, "HT-J")
+    done = add_scan(store, "HT-J", D(2020, 1, 1), {"liver_volume_ml": 1500.0})
+    pending = add_scan(store, "HT-J", D(2021, 1, 1), {})
+    add_scan(store, "HT-J", D(2021, 6, 1), {}, status="incomplete")
+    import_cohort(store, *csvs("patient_id,time\n", "patient_id,time,event\nHT-J,3,hcc\n"))
+    v = build_cohort(store).visits
+    assert v["series_uid"].tolist() == [done, pending]
+    assert v["liver_volume_ml"].tolist()[0] == 1500.0
+    assert math.isnan(v["liver_volume_ml"].tolist()[1])
+
+
 def test_scan_after_follow_up_is_left_out_and_patients_are_never_dropped(store, csvs):
     add_patient(store, "HT-F")
     add_scan(store, "HT-F", D(2020, 1, 1), {"liver_volume_ml": 1500.0})

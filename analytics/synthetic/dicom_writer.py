@@ -281,7 +281,7 @@ def write_seg(vol: SyntheticVolume, ct_files: Sequence[Path | Dataset], out_path
     z0, dz = vol.origin_mm[2], vol.spacing_mm[0]
     z_index = [round((float(ds.ImagePositionPatient[2]) - z0) / dz) for ds in sources]
     segs = seg_segments(vol)
-    pixels = np.stack([mask[z_index] for _, mask, *_ in segs], axis=-1).astype(np.uint8)
+    pixels = np.stack([mask[z_index] for _, mask, *_ in segs], axis=-1, dtype=np.uint8)
     descriptions = [_segment(i + 1, label, cat, typ, reg)
                     for i, (label, _, cat, typ, reg) in enumerate(segs)]
     day = ident.study_date

@@ -52,8 +52,11 @@ def _body_layers(anat: A.PatientAnatomy, grid: Grid1D) -> tuple[np.ndarray, np.n
     yc = 0.0
     theta = np.arctan2(y - yc, x)
     h = np.zeros(np.broadcast_shapes(theta.shape, z.shape), np.float32)
+    # cos(m theta + phase(z)) expanded so the transcendental work stays 2-D / 1-D
     for m, amp, phase, rate in anat.body_harmonics:
-        h += (amp * np.cos(m * theta + phase + rate * z)).astype(np.float32)
+        ang = (phase + rate * z).astype(np.float32)
+        h += (amp * np.cos(m * theta)).astype(np.float32) * np.cos(ang)
+        h -= (amp * np.sin(m * theta)).astype(np.float32) * np.sin(ang)
     p = anat.body_exponent
     rho = (np.abs(x / a) ** p + np.abs((y - yc) / b) ** p) ** (1.0 / p)
     r = np.sqrt(x * x + (y - yc) ** 2)

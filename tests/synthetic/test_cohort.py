@@ -207,7 +207,7 @@ def test_cli_writes_a_cohort_and_reports_json(tmp_path: Path, capsys):
 
 def test_demo_config_loads():
     cfg = load_cohort_config(SAMPLE)
-    assert cfg.n_patients == 300 and cfg.imaging_patients == 16 and cfg.seed == 7
+    assert cfg.n_patients == 300 and cfg.imaging_patients == 12 and cfg.seed == 7
 
 
 @pytest.mark.parametrize(("text", "match"), [

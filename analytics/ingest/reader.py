@@ -195,6 +195,16 @@ def parse_trusted(name: str, data: bytes, limits: IngestLimits | None = None,
     return _instance(name, data, info, [], limits, header.dataset)
 
 
+def _prefix_end(data: bytes) -> int:
+    """How much of a file to send for its header: up to the pixel data element if a tag
+    that looks like it turns up (a wrong guess only costs a second, whole-file request)."""
+    for tag in (b"\xe0\x7f\x10\x00", b"\x7f\xe0\x00\x10"):
+        at = data.find(tag, 132, HEADER_PREFIX_BYTES)
+        if at > 0:
+            return at + 12  # tag, VR, reserved bytes and 4-byte length
+    return HEADER_PREFIX_BYTES
+
+
 # --------------------------------------------------------------------------- worker pool
 class _Worker:
     """One worker process and its pipes."""
@@ -381,7 +391,7 @@ class SafeParser:
                     deadline=0.0, full_sent=False)
 
     def _send(self, w: _Worker, job: _Job, full: bool) -> None:
-        blob = memoryview(job.data) if full else memoryview(job.data)[:HEADER_PREFIX_BYTES]
+        blob = memoryview(job.data) if full else memoryview(job.data)[:_prefix_end(job.data)]
         job.full_sent = full or len(job.data) <= HEADER_PREFIX_BYTES
         job.deadline = time.monotonic() + self.limits.parse_timeout_s
         w.send(self._meta("parse", len(job.data)), blob, job.deadline)

@@ -7,8 +7,9 @@ Patients
     ``date_shift_days``), so labs and scans share one calendar. Otherwise the id is
     looked up as a pseudonym; otherwise a patient is created with pseudonym = the CSV id
     (research cohorts arrive pseudonymised; never import real identifiers this way).
-    An id that matches several identity-map rows (same id from different issuers) is
-    rejected as ambiguous.
+    An id that matches several identity-map rows is rejected as ambiguous, and so is a
+    second id naming a patient already named in the same import (a real id and its
+    pseudonym): the first id used is kept.
 Idempotence
     A visit is the same visit when it has the same patient and the same date (dated
     rows) or the same time (time rows). Re-importing a file changes nothing; a changed
@@ -26,7 +27,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import func, select
@@ -290,9 +291,20 @@ def import_cohort(store: Store, visits: Source, outcomes: Source, *,
                          action="import_cohort")
     vt = read_table(visits, "visits")
     ot = read_table(outcomes, "outcomes")
-    keys = {patient_key(r.cells.get(ID_COLUMN)) for r in vt.rows + ot.rows}
+    # ids in order of first appearance: on a clash the first id used is kept
+    keys = list(dict.fromkeys(k for k in (patient_key(r.cells.get(ID_COLUMN))
+                                          for r in vt.rows + ot.rows) if k))
     with store.session() as s:
-        contexts = _contexts(s, [k for k in keys if k])
+        contexts = _contexts(s, keys)
+    named: dict[str, str] = {}
+    for key in keys:
+        name = contexts[key].pseudonym if key in contexts else key
+        if name in named:  # a real id and the pseudonym of the same patient in one import
+            contexts[key] = replace(contexts.get(key) or PatientContext(pseudonym=name),
+                                    error=f"patient_id {key!r} names the same patient as "
+                                          f"{named[name]!r}; use one id per patient")
+        else:
+            named[name] = key
     data = validate(vt, ot, contexts)
     report = ImportReport(rejected=data.rejected, warnings=data.warnings)
     detail = {"visit_rows": len(vt.rows), "outcome_rows": len(ot.rows),

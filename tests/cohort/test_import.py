@@ -145,6 +145,17 @@ def test_an_id_matching_several_identity_rows_is_rejected(store, csvs):
     assert stored(store)[0] == []
 
 
+def test_two_ids_of_one_patient_in_one_import_are_refused(store, csvs):
+    add_patient(store, "HT-12", real_id="MRN-12")
+    add_scan(store, "HT-12", dt.date(2020, 1, 1), {"liver_volume_ml": 1400.0})
+    v, o = csvs("patient_id,time,inr\nMRN-12,0,1.1\nHT-12,1,1.2\n",
+                "patient_id,time,event\nMRN-12,2,death\n")
+    report = import_cohort(store, v, o)
+    assert [(i.row, i.reason) for i in report.rejected] == [
+        (2, "patient_id 'HT-12' names the same patient as 'MRN-12'; use one id per patient")]
+    assert (report.visits, report.outcomes) == (1, 1)
+
+
 def test_a_failed_store_write_leaves_nothing_behind(store, csvs):
     # a real database failure half way: outcomes are written after patients and visits
     with store.engine.begin() as conn:

@@ -76,6 +76,7 @@ class ParsedInstance:
     info: dict = field(default_factory=dict, repr=False)
     _header: pydicom.Dataset | None = field(default=None, repr=False)
     _sha256: str | None = field(default=None, repr=False)
+    _limits: IngestLimits | None = field(default=None, repr=False)
     _geometry: list[FrameGeometry] | None = field(default=None, repr=False)
 
     @property
@@ -94,7 +95,7 @@ class ParsedInstance:
         """The dataset up to the pixel data (parsed in-process on first use: the worker
         already vetted these bytes)."""
         if self._header is None:
-            self._header = (parse_dicom(self.data, IngestLimits()).dataset
+            self._header = (parse_dicom(self.data, self._limits or IngestLimits()).dataset
                             if self.kind != "nifti" else pydicom.Dataset())
         return self._header
 
@@ -174,7 +175,8 @@ def _instance(name: str, data: bytes, info: dict, notes: list[str], limits: Inge
         pixel=PixelElement(*pix) if pix else None, pixel_problem=pixel_problem,
         frame_of_reference_uid=info["frame_of_reference_uid"],
         instance_number=info["instance_number"],
-        n_frames=info["frames"] if info["has_frames_tag"] else 1, info=info, _header=header)
+        n_frames=info["frames"] if info["has_frames_tag"] else 1, info=info, _header=header,
+        _limits=limits)
 
 
 def parse_trusted(name: str, data: bytes, limits: IngestLimits | None = None,
@@ -325,6 +327,7 @@ class SafeParser:
         self.limits = limits
         self.n_workers = max(1, int(workers))
         self._workers: list[_Worker] = []
+        self._busy: dict[int, _Job] = {}  # worker slot -> parse request outstanding
 
     # -- lifecycle
     def __enter__(self) -> SafeParser:
@@ -391,8 +394,9 @@ class SafeParser:
                     deadline=0.0, full_sent=False)
 
     def _send(self, w: _Worker, job: _Job, full: bool) -> None:
-        blob = memoryview(job.data) if full else memoryview(job.data)[:_prefix_end(job.data)]
-        job.full_sent = full or len(job.data) <= HEADER_PREFIX_BYTES
+        end = len(job.data) if full else _prefix_end(job.data)
+        blob = memoryview(job.data)[:end]
+        job.full_sent = end >= len(job.data)
         job.deadline = time.monotonic() + self.limits.parse_timeout_s
         w.send(self._meta("parse", len(job.data)), blob, job.deadline)
 
@@ -419,7 +423,7 @@ class SafeParser:
         self.start()
         pending = iter(items)
         idle = list(range(len(self._workers)))
-        busy: dict[int, _Job] = {}  # worker slot -> job in flight
+        busy = self._busy = {}  # worker slot -> job in flight (decode() avoids these)
         exhausted = False
 
         def fill() -> list[ParsedInstance | Rejection]:
@@ -444,6 +448,17 @@ class SafeParser:
                     done.append(failed)
             return done
 
+        try:
+            yield from self._drive(busy, fill, idle)
+        finally:
+            # Abandoned mid-batch: replies still owed would desynchronise the next request.
+            for slot in list(busy):
+                self._workers[slot].kill()
+                self._workers[slot] = self._spawn()
+            busy.clear()
+
+    def _drive(self, busy: dict[int, _Job], fill, idle: list[int]
+               ) -> Iterator[ParsedInstance | Rejection]:
         yield from fill()
         while busy:
             fds = {self._workers[slot].out_fd: slot for slot in busy}
@@ -525,19 +540,26 @@ class SafeParser:
         from analytics.errors import InvalidDicomError, LimitExceededError, UnsupportedError
 
         self.start()
-        w = self._workers[0]
+        # A parse_many() in progress may have a request in flight on any worker: decode on
+        # an idle one, or on a worker of its own.
+        idle = [n for n in range(len(self._workers)) if n not in self._busy]
+        slot = idle[0] if idle else None
+        w = self._workers[slot] if slot is not None else self._spawn()
         deadline = time.monotonic() + self.limits.parse_timeout_s
-        job = _Job(item=SourceItem.from_bytes(inst.name, b""), data=inst.data, notes=[],
-                   deadline=deadline, full_sent=True)
         try:
             w.send(self._meta("decode", len(inst.data)), memoryview(inst.data), deadline)
             reply, blob = w.recv(deadline)
-        except TimeoutError:
-            reason = self._fail(0, job, timed_out=True).reason
-            raise InvalidDicomError(f"{inst.name}: pixel decoding {reason}") from None
-        except (EOFError, OSError, ValueError):
-            reason = self._fail(0, job, timed_out=False).reason
-            raise InvalidDicomError(f"{inst.name}: pixel decoding failed: {reason}") from None
+        except (TimeoutError, EOFError, OSError, ValueError) as e:
+            timed_out = isinstance(e, TimeoutError)
+            w.kill()
+            if slot is not None:
+                self._workers[slot] = self._spawn()
+            what = (f"timed out after {self.limits.parse_timeout_s:g} s (parse_timeout_s)"
+                    if timed_out else f"the decoder process died ({w.describe_death()})")
+            raise InvalidDicomError(f"{inst.name}: pixel decoding {what}") from None
+        finally:
+            if slot is None:
+                w.kill()
         if not reply.get("ok"):
             cls = {LIMIT: LimitExceededError, "unsupported": UnsupportedError}.get(
                 reply.get("category"), InvalidDicomError)

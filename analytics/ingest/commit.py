@@ -122,25 +122,37 @@ class CommitResult:
     masks_duplicate: int = 0
 
 
+def _meta_end(data: bytes | memoryview) -> int:
+    """Offset where the dataset body starts (after preamble, ``DICM`` and group 0002)."""
+    if len(data) < 132 or bytes(data[128:132]) != b"DICM":
+        return 0
+    pos = 132
+    while pos + 8 <= len(data) and bytes(data[pos:pos + 2]) == b"\x02\x00":  # explicit LE
+        vr = bytes(data[pos + 4:pos + 6])
+        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV"):
+            if pos + 12 > len(data):
+                break
+            pos += 12 + int.from_bytes(data[pos + 8:pos + 12], "little")
+        else:
+            pos += 8 + int.from_bytes(data[pos + 6:pos + 8], "little")
+    return min(pos, len(data))
+
+
 def content_hash(data: bytes) -> str:
     """SHA-256 of the dataset body: the bytes after the preamble and the file meta group.
 
     Two copies of one instance that differ only in their file meta (a PACS re-wrapping it,
     another implementation UID) or preamble are the same content, not a conflict.
     """
-    if len(data) < 132 or data[128:132] != b"DICM":
-        return hashlib.sha256(data).hexdigest()
-    pos = 132
-    while pos + 8 <= len(data) and data[pos:pos + 2] == b"\x02\x00":  # group 0002, explicit LE
-        vr = data[pos + 4:pos + 6]
-        if vr in (b"OB", b"OW", b"OF", b"SQ", b"UT", b"UN", b"UC", b"UR", b"OD", b"OL", b"OV"):
-            if pos + 12 > len(data):
-                break
-            length = int.from_bytes(data[pos + 8:pos + 12], "little")
-            pos += 12 + length
-        else:
-            pos += 8 + int.from_bytes(data[pos + 6:pos + 8], "little")
-    return hashlib.sha256(memoryview(data)[min(pos, len(data)):]).hexdigest()
+    return hashlib.sha256(memoryview(data)[_meta_end(data):]).hexdigest()
+
+
+def fingerprint(data: bytes) -> tuple[str, str]:
+    """``(content_hash, SHA-256 of the file meta)``: both must match for "unchanged"."""
+    end = _meta_end(data)
+    view = memoryview(data)
+    return (hashlib.sha256(view[end:]).hexdigest(),
+            hashlib.sha256(view[128:end] if end else b"").hexdigest())
 
 
 # --------------------------------------------------------------------------- files

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from pydicom import Dataset, dcmread
 from pydicom.datadict import dictionary_keyword
 from pydicom.dataelem import DataElement
+from pydicom.dataset import FileMetaDataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
@@ -301,14 +302,14 @@ class Deidentifier:
         ident = read_identity(ds, self.secret, name=name)
         forbidden = _forbidden_tokens(ident)
         self._scrub(ds, ident, forbidden, depth=0)
-        ds.PatientID = ident.pseudonym
-        ds.PatientName = ident.pseudonym
-        ds.PatientIdentityRemoved = "YES"
-        ds.DeidentificationMethod = list(METHOD_TEXT)
-        ds.DeidentificationMethodCodeSequence = Sequence([_code(v, m) for v, m in METHOD_CODES])
-        ds.LongitudinalTemporalInformationModified = "MODIFIED"
-        if "PatientBirthDate" not in ds:
-            ds.PatientBirthDate = ""
+        ds.add_new(0x00100020, "LO", ident.pseudonym)  # Patient ID
+        ds.add_new(0x00100010, "PN", ident.pseudonym)  # Patient's Name
+        if 0x00100030 not in ds:
+            ds.add_new(0x00100030, "DA", "")  # Patient's Birth Date (type 2)
+        ds.add_new(0x00120062, "CS", "YES")  # Patient Identity Removed
+        ds.add_new(0x00120063, "LO", list(METHOD_TEXT))  # De-identification Method
+        ds.add_new(0x00120064, "SQ", Sequence([_code(v, m) for v, m in METHOD_CODES]))
+        ds.add_new(0x00280303, "CS", "MODIFIED")  # Longitudinal Temporal Information Modified
         _rebuild_file_meta(ds)
         return ident
 
@@ -449,27 +450,26 @@ def _forbidden_tokens(ident: PatientIdentity) -> frozenset[str]:
 
 
 def _code(value: str, meaning: str) -> Dataset:
-    item = Dataset()
-    item.CodeValue = value
-    item.CodingSchemeDesignator = "DCM"
-    item.CodeMeaning = meaning
+    item = Dataset()  # by tag: keyword lookups dominate the cost of tiny items
+    item.add_new(0x00080100, "SH", value)  # Code Value
+    item.add_new(0x00080102, "SH", "DCM")  # Coding Scheme Designator
+    item.add_new(0x00080104, "LO", meaning)  # Code Meaning
     return item
 
 
 def _rebuild_file_meta(ds: Dataset) -> None:
     """File meta with only what identifies the object, pointing at the new SOP Instance UID."""
     old = getattr(ds, "file_meta", None)
-    meta = Dataset()
-    meta.MediaStorageSOPClassUID = ds.get("SOPClassUID", old.get("MediaStorageSOPClassUID")
-                                          if old else None)
-    meta.MediaStorageSOPInstanceUID = ds.get("SOPInstanceUID")
-    transfer = old.get("TransferSyntaxUID") if old else None
-    meta.TransferSyntaxUID = transfer or "1.2.840.10008.1.2.1"
-    meta.ImplementationClassUID = PYDICOM_IMPLEMENTATION_UID
-    meta.ImplementationVersionName = "HEPATRACK"
-    from pydicom.dataset import FileMetaDataset
-
-    ds.file_meta = FileMetaDataset(meta)
+    sop_class = ds.get("SOPClassUID") or (old.get("MediaStorageSOPClassUID") if old else None)
+    transfer = (old.get("TransferSyntaxUID") if old else None) or "1.2.840.10008.1.2.1"
+    meta = FileMetaDataset()
+    meta.add_new(0x00020001, "OB", b"\x00\x01")  # File Meta Information Version
+    meta.add_new(0x00020002, "UI", sop_class)
+    meta.add_new(0x00020003, "UI", ds.get("SOPInstanceUID"))
+    meta.add_new(0x00020010, "UI", transfer)
+    meta.add_new(0x00020012, "UI", PYDICOM_IMPLEMENTATION_UID)
+    meta.add_new(0x00020013, "SH", "HEPATRACK")
+    ds.file_meta = meta
 
 
 def write_dataset(ds: Dataset) -> bytes:

@@ -18,7 +18,7 @@ from sqlalchemy import select
 
 from analytics.config import Settings
 from analytics.errors import HepaTrackError, InvalidDicomError
-from analytics.ingest.commit import MaskToStore, commit_mask, content_hash
+from analytics.ingest.commit import MaskToStore, commit_mask
 from analytics.ingest.deid import Deidentifier, read_identity
 from analytics.ingest.findings import Rejection
 from analytics.ingest.masks import canonical_structure, mask_references
@@ -97,7 +97,7 @@ def ingest_mask(entry: _Entry, settings: Settings, store: Store, d: Deidentifier
         report.rejected.append(Rejection(entry.parsed.name, str(ex)))
         return
     if p.kind == "nifti":
-        _ingest_nifti(p, settings, store, report, batch_series, d, deid)
+        _ingest_nifti(p, entry, settings, store, report, batch_series, d, deid)
         return
     original = mask_references(p.header)
     refs = {"series_uids": sorted(_stored_uid(d, u, deid) for u in original["series_uids"]),
@@ -121,7 +121,7 @@ def ingest_mask(entry: _Entry, settings: Settings, store: Store, d: Deidentifier
                                           "conflict"))
         return
     mask = MaskToStore(name=p.name, format=p.kind, image_series_uid=found[0],
-                       content_sha256=content_hash(p.data), data=data,
+                       content_sha256=entry.content_sha256, data=data,
                        sop_instance_uid=str(clean.get("SOPInstanceUID", "")) or None,
                        segments=_segments(clean, p.kind))
     _commit_mask(mask, settings, store, report)
@@ -202,8 +202,9 @@ def clean_nifti(data: bytes, max_inflated: int) -> bytes:
     return gzip.compress(bytes(buf), compresslevel=6, mtime=0)
 
 
-def _ingest_nifti(p: ParsedInstance, settings: Settings, store: Store, report: IngestReport,
-                  batch_series: dict[str, list[_Entry]], d: Deidentifier, deid: bool) -> None:
+def _ingest_nifti(p: ParsedInstance, entry: _Entry, settings: Settings, store: Store,
+                  report: IngestReport, batch_series: dict[str, list[_Entry]],
+                  d: Deidentifier, deid: bool) -> None:
     """A NIfTI mask carries no references: link it to the one batch series of its shape."""
     try:
         shape = nifti_shape(p.data, settings.limits.max_inflated_bytes)
@@ -230,5 +231,6 @@ def _ingest_nifti(p: ParsedInstance, settings: Settings, store: Store, report: I
         report.rejected.append(Rejection(p.name, str(ex)))
         return
     mask = MaskToStore(name=p.name, format="nifti", image_series_uid=matches[0],
-                       content_sha256=p.sha256, data=data, suffix=".nii.gz", segments={})
+                       content_sha256=entry.content_sha256, data=data, suffix=".nii.gz",
+                       segments={})
     _commit_mask(mask, settings, store, report)

@@ -11,7 +11,6 @@ series at a time, so memory is bounded by the largest series, not the batch.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -22,7 +21,7 @@ from typing import Any
 from analytics.audit import SYSTEM, Actor, record
 from analytics.config import Settings
 from analytics.errors import HepaTrackError, IngestError
-from analytics.ingest.commit import clean_stale_staging
+from analytics.ingest.commit import clean_stale_staging, fingerprint
 from analytics.ingest.deid import Deidentifier
 from analytics.ingest.dicomweb import RetrievedSeries, _redact, fetch, is_dicomweb_url
 from analytics.ingest.findings import Rejection
@@ -80,6 +79,8 @@ class _Entry:
     item: SourceItem
     size: int
     source: str  # folder | zip | file | upload | dicomweb (no PHI)
+    content_sha256: str  # of the dataset body (``commit.content_hash``)
+    meta_sha256: str  # of the file meta: with the above, detects a file changed since parsing
     pacs: RetrievedSeries | None = None
 
 
@@ -145,9 +146,10 @@ class _Batch:
                 self.report.rejected.append(res)
                 continue
             item = table.pop(res.name)
-            _ = res.sha256  # computed (and kept) before the bytes are dropped
+            content, meta = fingerprint(res.data)
             entry = _Entry(parsed=dataclasses.replace(res, data=b""), item=item,
-                           size=len(res.data), source=source, pacs=pacs)
+                           size=len(res.data), source=source, content_sha256=content,
+                           meta_sha256=meta, pacs=pacs)
             if res.kind in MASK_KINDS:
                 self.masks.append(entry)
             elif res.kind in ("image", "other"):
@@ -194,7 +196,7 @@ def reload(entry: _Entry) -> ParsedInstance:
     except (OSError, HepaTrackError) as e:
         raise IngestError(f"{entry.parsed.name}: cannot read it again ({e})") from e
     data, _ = zero_preamble(data)
-    if hashlib.sha256(data).hexdigest() != entry.parsed.sha256:
+    if fingerprint(data) != (entry.content_sha256, entry.meta_sha256):
         raise IngestError(f"{entry.parsed.name}: the file changed while it was being ingested")
     return dataclasses.replace(entry.parsed, data=data)
 

@@ -22,7 +22,6 @@ from analytics.ingest.commit import (
     InstanceToStore,
     SeriesToStore,
     commit_series,
-    content_hash,
 )
 from analytics.ingest.deid import (
     Deidentifier,
@@ -65,7 +64,8 @@ def _stored_uid(d: Deidentifier, uid: str | None, deid: bool) -> str:
     return d.uid(uid) if deid else uid
 
 
-def _load(job: SeriesJob, report: IngestReport, reload: Reload) -> list[ParsedInstance]:
+def _load(job: SeriesJob, report: IngestReport, reload: Reload
+          ) -> list[tuple[ParsedInstance, _Entry]]:
     """Re-read the series' images; secondary captures and other objects are reported."""
     images = []
     for e in job.entries:
@@ -87,11 +87,12 @@ def _load(job: SeriesJob, report: IngestReport, reload: Reload) -> list[ParsedIn
                 p.name, f"SOP Class {p.sop_class_uid} is not a CT/MR image, SEG or RTSTRUCT: "
                         "not stored", UNSUPPORTED))
         else:
-            images.append(p)
+            images.append((p, e))
     return images
 
 
 def _one_patient(images: list[ParsedInstance], report: IngestReport) -> bool:
+    """True if every instance names the same, non-empty Patient ID; else all are refused."""
     ids = {(p.patient_id or "").strip() for p in images}
     if len(ids) == 1 and "" not in ids:
         return True
@@ -143,12 +144,13 @@ def _existing(store: Store, series_uid: str) -> list[tuple[str, str]]:
 def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentifier,
                   report: IngestReport, *, deid: bool, reload: Reload) -> None:
     """Check, de-identify and commit one series; everything refused goes to ``report``."""
-    loaded = _load(job, report, reload)
+    pairs = _load(job, report, reload)
+    loaded = [p for p, _ in pairs]
     if not loaded or not _one_patient(loaded, report):
         return
     check = check_series(loaded, settings.limits)
     report.notes.extend(r.reason for r in check.excluded if r.category == EXCLUDED)
-    first = loaded[0]
+    first, first_entry = pairs[0]
     try:
         ident = read_identity(first.header, d.secret, name=first.name, deidentify=deid)
     except InvalidDicomError as ex:
@@ -157,7 +159,7 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
     positions = _instance_positions(check) if check.ok else {}
     to_store: list[InstanceToStore] = []
     first_clean: Dataset | None = None
-    for p in loaded:
+    for p, e in pairs:
         try:
             data, clean = _deidentified(p, d, deid)
         except (HepaTrackError, ValueError, TypeError, OverflowError) as ex:
@@ -165,8 +167,8 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
             continue
         first_clean = first_clean or clean
         to_store.append(InstanceToStore(
-            name=p.name, source_key=source_key(d.secret, p.sop_instance_uid or p.sha256),
-            content_sha256=content_hash(p.data), sop_instance_uid=str(clean.SOPInstanceUID),
+            name=p.name, source_key=source_key(d.secret, p.sop_instance_uid or e.content_sha256),
+            content_sha256=e.content_sha256, sop_instance_uid=str(clean.SOPInstanceUID),
             sop_class_uid=p.sop_class_uid or "", data=data,
             instance_number=p.instance_number, slice_position_mm=positions.get(id(p)),
             n_frames=p.n_frames, transfer_syntax_uid=p.transfer_syntax_uid))
@@ -174,7 +176,7 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
         return
     status, reason = _status(check, job, len(to_store))
     unit = _unit(first, first_clean, ident, check, to_store, d, deid, status, reason,
-                 sorted({e.source for e in job.entries})[0])
+                 sorted({e.source for e in job.entries})[0], first_entry.content_sha256)
     _merge_with_stored(unit, store, settings)
     try:
         result = commit_series(store, settings, unit)
@@ -199,7 +201,7 @@ def _deidentified(p: ParsedInstance, d: Deidentifier, deid: bool) -> tuple[bytes
 
 def _unit(first: ParsedInstance, clean: Dataset, ident: PatientIdentity, check,
           to_store: list[InstanceToStore], d: Deidentifier, deid: bool, status: str,
-          reason: str | None, source: str) -> SeriesToStore:
+          reason: str | None, source: str, fallback_key: str) -> SeriesToStore:
     hdr = first.header
     study_date = parse_da(str(hdr.get("StudyDate", "") or ""))
     if study_date is not None and ident.date_shift_days:
@@ -213,7 +215,7 @@ def _unit(first: ParsedInstance, clean: Dataset, ident: PatientIdentity, check,
         identity=ident,
         study_uid=_stored_uid(d, first.study_uid, deid),
         series_uid=_stored_uid(d, first.series_uid, deid),
-        source_key=source_key(d.secret, first.series_uid or first.sha256),
+        source_key=source_key(d.secret, first.series_uid or fallback_key),
         modality=str(first.modality or hdr.get("Modality", "") or "OT"),
         instances=to_store, study_date=study_date,
         study_description=_text(clean.get("StudyDescription")),

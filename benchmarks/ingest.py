@@ -1,0 +1,152 @@
+"""Ingest speed on a 512x512x200 uncompressed CT series (100 MiB), folder and zip.
+
+Figures, each beside a baseline timed in the same run on the same bytes:
+
+1. parse + series assembly (safe parser with one worker, geometry check and slice order)
+   from a folder, against a plain read of the same files;
+2. the same from a zip archive, against a plain read of the archive's entries;
+3. parse + assembly + pixel stacking into a float32 HU volume, against SimpleITK's
+   ImageSeriesReader building the same volume;
+4. the full ingest (parse, de-identification, staged writes with fsync, one transaction),
+   against parse + assembly alone.
+
+Target (issue 3): parse + assembly >= 250 MB/s on one core, de-identified writes excluded.
+Run: ``.venv/bin/python benchmarks/ingest.py [--slices N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import compare
+
+CT = "1.2.840.10008.5.1.4.1.1.2"
+
+
+def write_series(folder: Path, n: int, size: int = 512) -> int:
+    """Write an axial CT series of ``n`` slices; return the total bytes written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    study, series, frame = generate_uid(), generate_uid(), generate_uid()
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 1400, size=(size, size), dtype=np.int16)
+    total = 0
+    for k in range(n):
+        ds = Dataset()
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = CT, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = CT, meta.MediaStorageSOPInstanceUID
+        ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
+        ds.PatientID, ds.PatientName, ds.PatientBirthDate = "BENCH-001", "Bench^Mark", "19600101"
+        ds.StudyDate, ds.StudyTime, ds.AccessionNumber = "20230301", "101010", "A1"
+        ds.Modality, ds.Manufacturer, ds.InstitutionName = "CT", "ACME", "Bench Hospital"
+        ds.SeriesDescription = "ABDOMEN PORTAL VENOUS 1.25mm"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.InstanceNumber = n - k
+        ds.ImagePositionPatient = ["-200", "-200", f"{-k * 1.25:.2f}"]
+        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+        ds.PixelSpacing, ds.SliceThickness = ["0.78125", "0.78125"], "1.25"
+        ds.Rows = ds.Columns = size
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        ds.RescaleIntercept, ds.RescaleSlope = "-1024", "1"
+        ds.PixelData = np.roll(base, k, axis=0).tobytes()
+        path = folder / f"IM{k:04d}"
+        ds.save_as(path, enforce_file_format=True)
+        total += path.stat().st_size
+    return total
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--slices", type=int, default=200)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+
+    import SimpleITK as sitk
+
+    from analytics.config import IngestLimits, load_settings
+    from analytics.ingest.pipeline import ingest_sources
+    from analytics.ingest.reader import ParsedInstance, SafeParser
+    from analytics.ingest.series import build_volume, check_series
+    from analytics.ingest.sources import iter_local_source
+    from analytics.store import open_store
+
+    limits = IngestLimits()
+    with tempfile.TemporaryDirectory(prefix="hepatrack-bench-") as tmp:
+        root = Path(tmp)
+        folder = root / "series"
+        total = write_series(folder, args.slices)
+        archive = root / "series.zip"
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zf:
+            for f in sorted(folder.iterdir()):
+                zf.write(f, f"CT/{f.name}")
+        mb = total / 1e6
+        print(f"series: {args.slices} slices of 512x512 int16, {mb:.1f} MB uncompressed")
+
+        with SafeParser(limits, workers=1) as parser:
+            def parsed(source: Path) -> list[ParsedInstance]:
+                got = [r for r in parser.parse_many(iter_local_source(source, limits))
+                       if isinstance(r, ParsedInstance)]
+                assert len(got) == args.slices, f"parsed {len(got)} of {args.slices}"
+                return got
+
+            def parse_assemble(source: Path) -> None:
+                check = check_series(parsed(source), limits)
+                assert check.ok, check.reason
+
+            def raw_read_folder() -> None:
+                for f in sorted(folder.iterdir()):
+                    f.read_bytes()
+
+            def raw_read_zip() -> None:
+                with zipfile.ZipFile(archive) as zf:
+                    for info in zf.infolist():
+                        zf.read(info)
+
+            def parse_volume() -> None:
+                vol = build_volume(parsed(folder), limits, parser)
+                assert vol.shape == (args.slices, 512, 512)
+
+            def sitk_volume() -> None:
+                reader = sitk.ImageSeriesReader()
+                reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+                img = reader.Execute()
+                assert img.GetSize() == (512, 512, args.slices)
+
+            units = (mb, "MB")
+            r = args.repeat
+            compare("parse+assembly, folder, 1 worker", lambda: parse_assemble(folder),
+                    "raw read of the same files", raw_read_folder, repeat=r, units=units)
+            compare("parse+assembly, zip, 1 worker", lambda: parse_assemble(archive),
+                    "raw read of the zip entries", raw_read_zip, repeat=r, units=units)
+            compare("parse+assembly+HU volume, folder", parse_volume,
+                    "SimpleITK ImageSeriesReader", sitk_volume, repeat=r, units=units)
+
+            homes = iter(range(10 * (r + 1)))
+
+            def full_ingest() -> None:
+                settings = load_settings(root / f"home{next(homes)}")
+                store = open_store(settings)
+                report = ingest_sources([str(folder)], settings, store, parser=parser)
+                store.dispose()
+                assert report.instances == args.slices, report.as_dict()
+
+            compare("full ingest (de-id, staged fsynced writes, commit)", full_ingest,
+                    "parse+assembly only", lambda: parse_assemble(folder), repeat=r,
+                    units=units)
+
+
+if __name__ == "__main__":
+    main()

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from analytics.viz.labels import feature_label
-from analytics.viz.palette import apply_layout, event_colour, series_colour
+from analytics.viz.palette import OKABE_ITO, apply_layout, event_colour, series_colour
 
 BIOMARKER_COLUMNS = ("time_years", "name", "value", "unit")
 NO_PHASE = "phase not recorded"
@@ -16,7 +16,9 @@ _SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross")
 
 def biomarker_trajectory(biomarkers: pd.DataFrame, names: list[str], *,
                          outcome_event: str | None = None,
-                         outcome_time_years: float | None = None) -> go.Figure:
+                         outcome_time_years: float | None = None,
+                         normal_ranges: dict[str, tuple[float | None, float | None]]
+                         | None = None) -> go.Figure:
     """Small multiples, one row per biomarker, of value against years since baseline.
 
     Parameters
@@ -28,6 +30,10 @@ def biomarker_trajectory(biomarkers: pd.DataFrame, names: list[str], *,
         Biomarkers to draw, top to bottom; names absent from ``biomarkers`` are skipped.
     outcome_event, outcome_time_years
         When given, a dashed vertical line marks the outcome on every row.
+    normal_ranges
+        Published normal range per biomarker (``(low, high)``, either may be None, e.g.
+        from the feature registry): each known limit is a dotted green line labelled
+        "lower/upper limit of normal", with the band between shaded when both exist.
 
     Returns
     -------
@@ -76,6 +82,9 @@ def biomarker_trajectory(biomarkers: pd.DataFrame, names: list[str], *,
                 hovertemplate="%{x:.2f} y: %{y:.4g}<extra>" + name + "</extra>"),
                 row=i + 1, col=1)
         fig.update_yaxes(title_text=label, row=i + 1, col=1, title_font={"size": 11})
+        rng = (normal_ranges or {}).get(n)
+        if rng is not None:
+            _normal_range(fig, rng, i + 1)
         if outcome_time_years is not None:
             fig.add_vline(x=outcome_time_years, line_dash="dash",
                           line_color=event_colour(outcome_event), row=i + 1, col=1)
@@ -83,3 +92,16 @@ def biomarker_trajectory(biomarkers: pd.DataFrame, names: list[str], *,
     fig = apply_layout(fig, height=150 + 170 * len(present))
     fig.update_layout(showlegend=len(phases) > 1)
     return fig
+
+
+def _normal_range(fig: go.Figure, rng: tuple[float | None, float | None], row: int) -> None:
+    lo, hi = rng
+    colour = OKABE_ITO["bluish_green"]
+    if lo is not None and hi is not None:
+        fig.add_hrect(y0=lo, y1=hi, fillcolor=colour, opacity=0.08, line_width=0, row=row,
+                      col=1)
+    for value, text in ((lo, "lower limit of normal"), (hi, "upper limit of normal")):
+        if value is not None:
+            fig.add_hline(y=value, line_dash="dot", line_color=colour, row=row, col=1,
+                          annotation_text=text, annotation_position="top left",
+                          annotation_font={"size": 10, "color": colour})

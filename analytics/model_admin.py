@@ -1,0 +1,311 @@
+"""Model administration for the dashboard: train with permissions and audit, choose the
+active model, and the tables the Models page and the MDT report show.
+
+Every table here is read from what training stored with the model (``models.metrics``:
+the cross-validated metrics with their bootstrap intervals, the clinical baselines on the
+same folds, calibration curves and per-landmark discrimination); nothing is recomputed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import select, update
+
+from analytics import audit
+from analytics.audit import Actor
+from analytics.auth import Permission, allowed, require
+from analytics.errors import ModelError
+from analytics.store.db import Store
+from analytics.store.schema import ModelRecord
+
+if TYPE_CHECKING:
+    from analytics.cohort_types import CohortTable
+    from analytics.config import Settings
+    from analytics.models.predict import LandmarkModel
+
+__all__ = [
+    "activate_model",
+    "calibration_curves",
+    "calibration_summary",
+    "card_markdown",
+    "global_drivers",
+    "model_metrics",
+    "td_auc_by_landmark",
+    "train_for",
+    "validation_table",
+]
+
+#: training rows explained for the global drivers (RSF explanations cost ~1 s per row)
+DRIVER_ROWS = {"cox": 200, "gbm": 200, "rsf": 12}
+
+
+def activate_model(store: Store, actor: Actor | None, model_id: str) -> None:
+    """Make ``model_id`` the one active model (audited; admins only).
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not activate models.
+    ModelError
+        If the model is not registered.
+    """
+    require(actor, Permission.ACTIVATE_MODEL, store, action="activate_model")
+    with store.session() as s:
+        exists = s.execute(select(ModelRecord.id).where(ModelRecord.model_id == model_id)
+                           ).scalar()
+    if exists is None:
+        raise ModelError(f"model {model_id}: not in the registry")
+    with audit.audited(store, actor, "activate_model", model_version=model_id), \
+            store.session() as s:
+        s.execute(update(ModelRecord).values(active=False))
+        s.execute(update(ModelRecord).where(ModelRecord.model_id == model_id)
+                  .values(active=True))
+
+
+def train_for(actor: Actor | None, store: Store, settings: Settings, cohort: CohortTable, *,
+              kind: str, event: str | list[str] | None, horizons: list[float],
+              folds: int = 5, repeats: int = 2, n_bootstrap: int = 100, seed: int = 0,
+              activate: bool = False) -> dict[str, Any]:
+    """Train and register a model on behalf of ``actor`` (``analytics.models.training``).
+
+    The model becomes active only when ``activate`` is asked for and the actor may
+    activate models.
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not train.
+    ModelError
+        On invalid options or a cohort too small to model.
+    """
+    from analytics.models.training import train_model
+
+    require(actor, Permission.TRAIN, store, action="train")
+    do_activate = bool(activate) and allowed(actor, Permission.ACTIVATE_MODEL)
+    detail = {"model": kind, "event": ",".join(event) if isinstance(event, list)
+              else (event or "default"), "cv": folds,
+              "horizons": ",".join(f"{h:g}" for h in horizons)}
+    with audit.audited(store, actor, "train", detail=detail):
+        return train_model(store, settings, cohort, kind=kind, event=event,
+                           horizons=tuple(horizons), folds=folds, repeats=repeats,
+                           n_bootstrap=n_bootstrap, seed=seed, activate=do_activate,
+                           created_by=actor.username if actor else None)
+
+
+def model_metrics(store: Store, model_id: str) -> dict[str, Any]:
+    """The stored metrics (``cv``, ``baselines``...) and card of a registered model.
+
+    Raises
+    ------
+    ModelError
+        If the model is not registered.
+    """
+    with store.session() as s:
+        rec = s.execute(select(ModelRecord).where(ModelRecord.model_id == model_id)).scalar()
+        if rec is None:
+            raise ModelError(f"model {model_id}: not in the registry")
+        return {"model_id": rec.model_id, "kind": rec.kind, "event": rec.event,
+                "horizons": [float(h) for h in rec.horizons], "active": bool(rec.active),
+                "created_by": rec.created_by,
+                "created_at": rec.created_at.isoformat() if rec.created_at else None,
+                "metrics": dict(rec.metrics or {}), "card": dict(rec.card or {})}
+
+
+def _num(x: Any) -> float:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return math.nan
+    return f if math.isfinite(f) else math.nan
+
+
+def _h(h: float | str) -> str:
+    return f"{float(h):g}"
+
+
+def validation_table(metrics: dict[str, Any], horizons: list[float]) -> pd.DataFrame:
+    """The model's cross-validated metrics beside each clinical baseline's.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per predictor (the model first): ``predictor``, ``c_index``,
+        ``c_index_low``, ``c_index_high`` (95% bootstrap interval, model only),
+        ``uno_c``, ``td_auc_<h>`` and its interval for each horizon, ``ibs``,
+        ``calibration_slope`` (longest horizon), ``ici`` (longest horizon),
+        ``model_c_index_same_rows`` (the model's C-index on the rows the score covers),
+        ``coverage`` (share of rows the score could be computed for).
+    """
+    cv = metrics.get("cv") or {}
+    ci = cv.get("ci") or {}
+    hmax = _h(max(horizons)) if horizons else None
+    rows = []
+
+    def row(name: str, m: dict[str, Any], with_ci: bool) -> dict[str, Any]:
+        r: dict[str, Any] = {"predictor": name, "c_index": _num(m.get("c_index"))}
+        lo, hi = (ci.get("c_index") or [None, None]) if with_ci else (None, None)
+        r["c_index_low"], r["c_index_high"] = _num(lo), _num(hi)
+        r["uno_c"] = _num(m.get("uno_c"))
+        for h in horizons:
+            k = _h(h)
+            r[f"td_auc_{k}"] = _num((m.get("td_auc") or {}).get(k))
+            lo, hi = (ci.get(f"td_auc_{k}") or [None, None]) if with_ci else (None, None)
+            r[f"td_auc_{k}_low"], r[f"td_auc_{k}_high"] = _num(lo), _num(hi)
+        r["ibs"] = _num(m.get("ibs"))
+        cal = (m.get("calibration") or {}).get(hmax) or {}
+        r["calibration_slope"] = _num(cal.get("slope", m.get("calibration_slope")))
+        r["ici"] = _num(cal.get("ici"))
+        r["model_c_index_same_rows"] = _num(m.get("model_c_index_same_rows"))
+        r["coverage"] = _num(m.get("coverage", 1.0 if with_ci else None))
+        return r
+
+    rows.append(row("This model", cv, True))
+    for name, b in (metrics.get("baselines") or {}).items():
+        rows.append(row(str(b.get("label") or name), b, False))
+    return pd.DataFrame(rows)
+
+
+def calibration_curves(metrics: dict[str, Any]) -> pd.DataFrame:
+    """``horizon``, ``predicted``, ``observed`` points of the stored calibration curves."""
+    parts = []
+    for h, c in ((metrics.get("cv") or {}).get("calibration") or {}).items():
+        curve = c.get("curve") or {}
+        pred, obs = curve.get("predicted") or [], curve.get("observed") or []
+        if pred and len(pred) == len(obs):
+            parts.append(pd.DataFrame({"horizon": float(h), "predicted": pred,
+                                       "observed": obs}))
+    if not parts:
+        return pd.DataFrame(columns=["horizon", "predicted", "observed"])
+    df = pd.concat(parts, ignore_index=True)
+    df["predicted"] = pd.to_numeric(df["predicted"], errors="coerce")
+    df["observed"] = pd.to_numeric(df["observed"], errors="coerce")
+    return df
+
+
+def calibration_summary(metrics: dict[str, Any]) -> pd.DataFrame:
+    """``horizon``, ``slope``, ``intercept``, ``ici``, ``e50``, ``e90``, ``n`` per horizon."""
+    rows = []
+    for h, c in ((metrics.get("cv") or {}).get("calibration") or {}).items():
+        rows.append({"horizon": float(h), **{k: _num(c.get(k)) for k in
+                                             ("slope", "intercept", "ici", "e50", "e90")},
+                     "n": c.get("n")})
+    return pd.DataFrame(rows, columns=["horizon", "slope", "intercept", "ici", "e50", "e90",
+                                       "n"])
+
+
+def td_auc_by_landmark(metrics: dict[str, Any]) -> pd.DataFrame:
+    """``landmark``, ``horizon``, ``td_auc``, ``n``, ``events`` from the per-landmark
+    out-of-fold metrics (first CV repeat)."""
+    rows = []
+    for r in (metrics.get("cv") or {}).get("per_landmark") or []:
+        for h, v in (r.get("td_auc") or {}).items():
+            rows.append({"landmark": _num(r.get("landmark")), "horizon": float(h),
+                         "td_auc": _num(v), "n": r.get("n"), "events": r.get("events")})
+    return pd.DataFrame(rows, columns=["landmark", "horizon", "td_auc", "n", "events"])
+
+
+def global_drivers(model: LandmarkModel, horizon: float | None = None,
+                   max_rows: int | None = None) -> pd.DataFrame:
+    """Mean absolute SHAP value per clinical feature over training rows.
+
+    The explained rows are the training sample stored with the model (its explainer
+    background); a feature's history columns (last value, trend, worst, missing) are
+    summed per row before taking the absolute value, as on the patient page.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``feature``, ``label``, ``mean_abs_shap``, ``mean_shap``, largest first.
+        Attributes ``scale`` and ``n_rows``.
+
+    Raises
+    ------
+    ModelError
+        If the model has no stored training sample.
+    """
+    from analytics.explain import explain
+    from analytics.patient_risk import clinical_label, feature_groups
+
+    bg = model.background
+    if bg is None or bg.empty:
+        raise ModelError(f"model {model.model_id}: no training sample stored to explain")
+    n = max_rows or DRIVER_ROWS.get(model.kind, 50)
+    X = bg[model.features].head(n)
+    h = horizon if horizon is not None else max(model.horizons)
+    expl = explain(model, X, horizon=h)
+    groups = feature_groups(model)
+    frame = pd.DataFrame(expl.values, columns=expl.feature_names)
+    summed = frame.T.groupby([groups.get(c, c) for c in frame.columns], sort=False).sum().T
+    out = pd.DataFrame({"feature": summed.columns,
+                        "label": [clinical_label(f)[0] for f in summed.columns],
+                        "mean_abs_shap": np.abs(summed.to_numpy()).mean(axis=0),
+                        "mean_shap": summed.to_numpy().mean(axis=0)})
+    out = out.sort_values("mean_abs_shap", ascending=False, ignore_index=True)
+    out.attrs.update(scale=expl.scale, n_rows=len(X))
+    return out
+
+
+def _md(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    if isinstance(value, list):
+        return ", ".join(_md(v) for v in value)
+    return str(value)
+
+
+def card_markdown(card: dict[str, Any]) -> str:
+    """The model card as Markdown: intended use, data, outcome, predictors, model,
+    validation, limitations (numbers with three significant figures)."""
+    if not card:
+        return "_No model card stored._"
+    out = [f"### {card.get('title') or card.get('model_id', 'Model')}",
+           f"Model `{card.get('model_id', '?')}` · created {card.get('created', '?')}"]
+    use = card.get("intended_use") or {}
+    if use:
+        out += ["#### Intended use", use.get("purpose", ""),
+                f"- **Users:** {use.get('users', '—')}",
+                f"- **Not for:** {use.get('not_for', '—')}"]
+    data = card.get("data") or {}
+    if data:
+        out += ["#### Data",
+                f"- {data.get('n_patients', '?')} patients, "
+                f"{data.get('n_landmark_rows', '?')} landmark rows, "
+                f"{data.get('n_endpoint_events_in_window', '?')} endpoint events in window",
+                f"- Events: {_md(data.get('event_counts', {}))}",
+                f"- Source: {data.get('source', '—')}",
+                f"- Training data sha256: `{data.get('training_data_sha256', '?')}`"]
+    outcome = card.get("outcome") or {}
+    if outcome:
+        out += ["#### Outcome", f"- **Endpoint:** {_md(outcome.get('endpoint', []))}; "
+                f"{outcome.get('definition', '')}",
+                f"- **Competing risks:** {outcome.get('competing_risks', '—')}",
+                f"- **Censoring:** {outcome.get('censoring', '—')}",
+                f"- **Horizons:** {_md(card.get('horizons', []))} years"]
+    pred = card.get("predictors") or {}
+    if pred:
+        names = sorted({f.get("label", f.get("name")) for f in pred.get("features", [])})
+        out += ["#### Predictors", f"- {', '.join(map(str, names))}",
+                f"- **History:** {pred.get('history', '—')}",
+                f"- **Missing data:** {pred.get('missing_data', '—')}"]
+    model = card.get("model") or {}
+    if model:
+        out += ["#### Model", f"- {model.get('estimator', model.get('kind', '?'))}",
+                f"- {model.get('structure', '')}",
+                f"- **Explanations:** {model.get('explanations', '—')}"]
+    val = card.get("validation") or {}
+    if val:
+        td = val.get("td_auc") or {}
+        out += ["#### Validation", f"- {val.get('method', '')}",
+                f"- C-index {_md(val.get('c_index'))}, Uno's C {_md(val.get('uno_c'))}, "
+                f"IBS {_md(val.get('ibs'))}",
+                "- td-AUC: " + ", ".join(f"{k} y {_md(v)}" for k, v in td.items()),
+                f"- Calibration: {val.get('calibration_method', '')}",
+                f"- External validation: {val.get('external_validation', '—')}"]
+    lim = card.get("limitations") or []
+    if lim:
+        out += ["#### Limitations", *[f"- {x}" for x in lim]]
+    return "\n\n".join(x for x in out if x)

@@ -1,0 +1,107 @@
+"""Model figures (plotly): calibration curves, time-dependent AUC over landmark times and
+global SHAP drivers. Inputs come from :mod:`analytics.model_admin`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from analytics.viz.palette import NEUTRAL, apply_layout, series_colour
+
+_DASHES = ("solid", "dash", "dot", "dashdot")
+
+
+def calibration_plot(curves: pd.DataFrame, *, height: int = 380) -> go.Figure:
+    """Observed against predicted risk per horizon, with the line of perfect calibration.
+
+    Parameters
+    ----------
+    curves
+        ``analytics.model_admin.calibration_curves`` (``horizon``, ``predicted``,
+        ``observed``; fractions).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``Perfect calibration`` diagonal, then one line per horizon (``"<h> y"``), in
+        percent; colour and dash both differ between horizons.
+    """
+    fig = go.Figure()
+    if curves.empty:
+        fig.add_annotation(text="No calibration data stored with this model", showarrow=False,
+                           x=0.5, y=0.5, xref="paper", yref="paper")
+        return apply_layout(fig, height=200)
+    top = float(np.nanmax(curves[["predicted", "observed"]].to_numpy(float))) * 100
+    top = min(100.0, max(5.0, top * 1.1))
+    fig.add_trace(go.Scatter(x=[0, top], y=[0, top], mode="lines", name="Perfect calibration",
+                             line={"color": NEUTRAL, "dash": "dot"}, hoverinfo="skip"))
+    for k, (h, part) in enumerate(curves.groupby("horizon", sort=True)):
+        fig.add_trace(go.Scatter(
+            x=part["predicted"] * 100, y=part["observed"] * 100, mode="lines",
+            name=f"{h:g} y", line={"color": series_colour(k), "width": 2.5,
+                                   "dash": _DASHES[k % len(_DASHES)]},
+            hovertemplate=f"{h:g} y: predicted " + "%{x:.1f}%, observed %{y:.1f}%"
+            "<extra></extra>"))
+    fig.update_xaxes(title="Predicted risk (%)", range=[0, top], ticksuffix="%")
+    fig.update_yaxes(title="Observed risk (%)", range=[0, top], ticksuffix="%")
+    return apply_layout(fig, height=height)
+
+
+def td_auc_plot(td: pd.DataFrame, *, height: int = 340) -> go.Figure:
+    """Time-dependent AUC at each landmark time, one line per horizon.
+
+    Parameters
+    ----------
+    td
+        ``analytics.model_admin.td_auc_by_landmark`` (``landmark``, ``horizon``,
+        ``td_auc``, ``n``, ``events``).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        A dotted ``Chance`` line at 0.5, then one lines+markers trace per horizon.
+    """
+    fig = go.Figure()
+    if td.empty or td["td_auc"].notna().sum() == 0:
+        fig.add_annotation(text="No per-landmark discrimination stored with this model",
+                           showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        return apply_layout(fig, height=200)
+    xs = td["landmark"].to_numpy(float)
+    fig.add_trace(go.Scatter(x=[xs.min(), xs.max()], y=[0.5, 0.5], mode="lines", name="Chance",
+                             line={"color": NEUTRAL, "dash": "dot"}, hoverinfo="skip"))
+    for k, (h, part) in enumerate(td.groupby("horizon", sort=True)):
+        part = part.sort_values("landmark")
+        fig.add_trace(go.Scatter(
+            x=part["landmark"], y=part["td_auc"], mode="lines+markers", name=f"{h:g} y",
+            line={"color": series_colour(k), "dash": _DASHES[k % len(_DASHES)]},
+            customdata=np.column_stack([part["n"].to_numpy(), part["events"].to_numpy()]),
+            hovertemplate=f"{h:g} y at landmark " + "%{x:.1f} y: AUC %{y:.3f}"
+            " (n=%{customdata[0]}, events %{customdata[1]})<extra></extra>"))
+    fig.update_xaxes(title="Landmark time (years since baseline)")
+    fig.update_yaxes(title="Time-dependent AUC", range=[0.3, 1.0])
+    return apply_layout(fig, height=height)
+
+
+def drivers_bar(drivers: pd.DataFrame, *, top: int = 15, height: int | None = None
+                ) -> go.Figure:
+    """Mean |SHAP| per clinical feature, largest at the top.
+
+    Parameters
+    ----------
+    drivers
+        ``analytics.model_admin.global_drivers`` (``label``, ``mean_abs_shap``; attrs
+        ``scale``, ``n_rows``).
+    """
+    d = drivers.head(top)
+    fig = go.Figure(go.Bar(x=d["mean_abs_shap"], y=d["label"], orientation="h",
+                           marker={"color": series_colour(0)}, name="mean |SHAP|",
+                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    scale = drivers.attrs.get("scale", "log_hazard")
+    fig.update_yaxes(autorange="reversed", title=None)
+    fig.update_xaxes(title="Mean |SHAP| (" + ("log relative hazard" if scale == "log_hazard"
+                                             else "risk") + f"), {drivers.attrs.get('n_rows', '?')}"
+                     " training rows")
+    fig.update_layout(showlegend=False)
+    return apply_layout(fig, height=height or 120 + 26 * len(d))

@@ -1,0 +1,310 @@
+"""Patient risk figures (plotly): trajectory with its interval band, SHAP waterfall, the
+change since the last scan, competing-event cumulative incidence and the visit timeline.
+
+Inputs come from :mod:`analytics.patient_risk`; the matplotlib twins for the PDF are in
+:mod:`analytics.viz.mpl` and share :mod:`analytics.viz.prep`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from analytics.viz.palette import (
+    NEUTRAL,
+    OKABE_ITO,
+    apply_layout,
+    event_colour,
+    event_symbol,
+    series_colour,
+)
+from analytics.viz.prep import (
+    RISK_BAND,
+    RISK_LINE,
+    event_text,
+    outcome_label,
+    risk_axis_title,
+    scale_text,
+    signed,
+    step_colours,
+    trajectory_data,
+)
+
+
+def _empty(text: str, height: int = 220) -> go.Figure:
+    fig = go.Figure()
+    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return apply_layout(fig, height=height)
+
+
+def risk_trajectory(points: pd.DataFrame, *, event: str, horizon: float,
+                    outcome_event: str | None = None, outcome_time: float | None = None,
+                    selected_time: float | None = None, height: int = 380) -> go.Figure:
+    """Risk at every visit with its 95% interval band, scan markers and the outcome.
+
+    Parameters
+    ----------
+    points
+        ``RiskView.points``.
+    event, horizon
+        The endpoint label and the horizon (years) for the axis title.
+    outcome_event, outcome_time
+        How and when follow-up ended (years since baseline); drawn as a dashed line with
+        the event's symbol.
+    selected_time
+        The visit shown in the explanation charts (ringed).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        Traces, in order: one ``95% interval`` band per run of assessable visits (when
+        the model gives intervals), ``Risk`` line(s), ``Scan`` and ``Lab visit`` markers,
+        ``Not assessable`` markers (at 0, with the reason on hover), the outcome marker,
+        the selected-visit ring. Risks are in percent.
+    """
+    if points.empty:
+        return _empty("No visits to score")
+    d = trajectory_data(points, outcome_event=outcome_event, outcome_time=outcome_time,
+                        selected_time=selected_time)
+    fig = go.Figure()
+    for k, seg in enumerate(d.segments):
+        if d.has_interval and np.isfinite(d.low_pct[seg]).all():
+            fig.add_trace(go.Scatter(
+                x=np.concatenate([d.time[seg], d.time[seg][::-1]]),
+                y=np.concatenate([d.high_pct[seg], d.low_pct[seg][::-1]]),
+                fill="toself", fillcolor=RISK_BAND, line={"width": 0}, hoverinfo="skip",
+                name="95% interval", legendgroup="band", showlegend=k == 0))
+    for k, seg in enumerate(d.segments):
+        fig.add_trace(go.Scatter(x=d.time[seg], y=d.risk_pct[seg], mode="lines", name="Risk",
+                                 line={"color": RISK_LINE, "width": 2.5},
+                                 legendgroup="risk", showlegend=k == 0, hoverinfo="skip"))
+    custom = np.array([[d.date[i] or "", d.low_pct[i], d.high_pct[i]]
+                       for i in range(len(d.time))], dtype=object)
+    for label, sel, symbol, size in (("Scan", d.is_scan & d.assessable, "circle", 12),
+                                     ("Lab visit", ~d.is_scan & d.assessable, "circle-open",
+                                      8)):
+        if not sel.any():
+            continue
+        fig.add_trace(go.Scatter(
+            x=d.time[sel], y=d.risk_pct[sel], mode="markers", name=label,
+            marker={"symbol": symbol, "size": size, "color": RISK_LINE,
+                    "line": {"width": 2, "color": RISK_LINE}},
+            customdata=custom[sel],
+            hovertemplate=(f"{label} at %{{x:.2f}} y (%{{customdata[0]}})<br>"
+                           "risk %{y:.1f}%" + ("" if not d.has_interval else
+                                               " (95% CI %{customdata[1]:.1f}-"
+                                               "%{customdata[2]:.1f}%)") + "<extra></extra>")))
+    bad = ~d.assessable
+    if bad.any():
+        fig.add_trace(go.Scatter(
+            x=d.time[bad], y=np.zeros(int(bad.sum())), mode="markers", name="Not assessable",
+            marker={"symbol": "x-thin-open", "size": 11, "color": NEUTRAL,
+                    "line": {"width": 2, "color": NEUTRAL}},
+            text=[d.reason[i] or "" for i in np.flatnonzero(bad)],
+            hovertemplate="%{x:.2f} y: not assessable<br>%{text}<extra></extra>"))
+    label = outcome_label(outcome_event, outcome_time)
+    if label:
+        colour = event_colour(outcome_event)
+        fig.add_vline(x=outcome_time, line_dash="dash", line_color=colour)
+        fig.add_trace(go.Scatter(
+            x=[outcome_time], y=[d.y_max * 0.96], mode="markers+text", name=label,
+            text=[label], textposition="middle left",
+            marker={"symbol": event_symbol(outcome_event), "size": 14, "color": colour,
+                    "line": {"width": 2, "color": colour}},
+            hovertemplate=label + "<extra></extra>"))
+    if selected_time is not None:
+        i = int(np.argmin(np.abs(d.time - selected_time)))
+        if d.assessable[i]:
+            fig.add_trace(go.Scatter(
+                x=[d.time[i]], y=[d.risk_pct[i]], mode="markers", name="Selected visit",
+                marker={"symbol": "circle-open", "size": 22,
+                        "color": OKABE_ITO["reddish_purple"],
+                        "line": {"width": 3, "color": OKABE_ITO["reddish_purple"]}},
+                hoverinfo="skip"))
+    fig.update_yaxes(title=risk_axis_title(event, horizon), range=[0, d.y_max],
+                     ticksuffix="%")
+    fig.update_xaxes(title="Years since baseline")
+    return apply_layout(fig, height=height)
+
+
+def shap_waterfall(steps: pd.DataFrame, *, title: str | None = None,
+                   height: int | None = None) -> go.Figure:
+    """Horizontal waterfall from the base value to the model output of one visit.
+
+    Parameters
+    ----------
+    steps
+        ``analytics.patient_risk.waterfall_data`` (``label``, ``shap``, ``kind``; attrs
+        ``base_value``, ``output``, ``scale``).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One ``Waterfall`` trace: ``absolute`` base, ``relative`` steps (raising steps
+        vermillion, lowering blue), ``total`` output; top to bottom in that order.
+    """
+    if steps.empty:
+        return _empty("No explanation for this visit")
+    base = float(steps.attrs.get("base_value", steps["start"].iloc[0]))
+    measure, x, text = [], [], []
+    for r in steps.itertuples():
+        if r.kind == "base":
+            measure.append("absolute")
+            x.append(base)
+            text.append(f"{base:.2f}")
+        elif r.kind == "output":
+            measure.append("total")
+            x.append(0.0)
+            text.append(f"{r.end:.2f}")
+        else:
+            measure.append("relative")
+            x.append(float(r.shap))
+            text.append(signed(float(r.shap)))
+    fig = go.Figure(go.Waterfall(
+        orientation="h", measure=measure, y=steps["label"].tolist(), x=x, text=text,
+        textposition="outside", name="SHAP",
+        increasing={"marker": {"color": OKABE_ITO["vermillion"]}},
+        decreasing={"marker": {"color": OKABE_ITO["blue"]}},
+        totals={"marker": {"color": NEUTRAL}},
+        connector={"line": {"color": "#BBBBBB", "width": 1}},
+        hovertemplate="%{y}: %{text}<extra></extra>"))
+    fig.update_yaxes(autorange="reversed", title=None)
+    fig.update_xaxes(title=f"Contribution to the {scale_text(steps.attrs.get('scale', ''))}")
+    fig.update_layout(showlegend=False)
+    return apply_layout(fig, title=title, height=height or 120 + 32 * len(steps))
+
+
+def change_chart(change: pd.DataFrame, *, height: int | None = None) -> go.Figure:
+    """Bars of how much each feature moved the score since the reference visit.
+
+    Parameters
+    ----------
+    change
+        ``analytics.patient_risk.change_since_scan`` (``label``, ``change``; attrs
+        ``reference_time``, ``reference_kind``, ``output_change``, ``risk_change``).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One horizontal ``Bar`` trace, largest change at the top; raising changes
+        vermillion, lowering blue; the title names the reference visit and the change of
+        risk in percentage points.
+    """
+    if change.empty or change.attrs.get("reference_kind") is None:
+        return _empty("No earlier assessable scan or visit to compare with", height=160)
+    vals = change["change"].to_numpy(float)
+    fig = go.Figure(go.Bar(
+        x=vals, y=change["label"].tolist(), orientation="h", marker={"color":
+                                                                      step_colours(vals)},
+        text=[signed(v) for v in vals], textposition="outside", name="Change",
+        hovertemplate="%{y}: %{x:+.3f}<extra></extra>"))
+    ref = change.attrs["reference_kind"]
+    dr = change.attrs.get("risk_change")
+    title = (f"Since the {ref} at {change.attrs['reference_time']:.1f} y: risk "
+             f"{dr * 100:+.1f} percentage points" if dr is not None else None)
+    fig.update_yaxes(autorange="reversed", title=None)
+    fig.update_xaxes(title="Change of contribution (log relative hazard)"
+                     if change.attrs.get("scale", "log_hazard") == "log_hazard"
+                     else "Change of contribution")
+    fig.update_layout(showlegend=False)
+    return apply_layout(fig, title=title, height=height or 110 + 30 * len(change))
+
+
+def competing_incidence(curves: pd.DataFrame, *, visit_time: float,
+                        height: int = 320) -> go.Figure:
+    """Predicted cumulative incidence of the endpoint and each competing cause.
+
+    Parameters
+    ----------
+    curves
+        ``analytics.patient_risk.cumulative_incidence_curves`` (``time``, ``cause``,
+        ``label``, ``cif``).
+    visit_time
+        The visit the curves start from (years since baseline), for the title.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One line per cause (endpoint first), in percent, starting at 0.
+    """
+    if curves.empty:
+        return _empty("No cumulative incidence to show")
+    fig = go.Figure()
+    for k, (cause, part) in enumerate(curves.groupby("cause", sort=False)):
+        x = np.concatenate([[0.0], part["time"].to_numpy(float)])
+        y = np.concatenate([[0.0], part["cif"].to_numpy(float) * 100])
+        name = event_text(part["label"].iloc[0])
+        colour = RISK_LINE if cause == "interest" else event_colour(part["label"].iloc[0]) \
+            if "," not in part["label"].iloc[0] else series_colour(k)
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name.capitalize(),
+                                 line={"color": colour, "width": 2.5,
+                                       "dash": "solid" if cause == "interest" else "dash"},
+                                 hovertemplate="%{x:.1f} y: %{y:.1f}%<extra>" + name
+                                 + "</extra>"))
+    fig.update_xaxes(title=f"Years after the visit at {visit_time:.1f} y")
+    fig.update_yaxes(title="Cumulative incidence (%)", rangemode="tozero", ticksuffix="%")
+    return apply_layout(fig, height=height)
+
+
+def patient_timeline(*, scans: pd.DataFrame, visits: pd.DataFrame,
+                     outcome_event: str | None = None, outcome_time: float | None = None,
+                     outcome_date: str | None = None, height: int = 200) -> go.Figure:
+    """Scans, lab draws and the outcome of one patient on lanes over years since baseline.
+
+    Parameters
+    ----------
+    scans
+        ``time_years`` and ``study_date`` (and optionally ``modality``) of each study.
+    visits
+        ``time_years`` and ``visit_date`` of each lab draw.
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        ``Scan`` and ``Lab draw`` marker traces on their own lanes, then the outcome (its
+        event's colour and symbol) on the ``Outcome`` lane.
+    """
+    fig = go.Figure()
+    lanes = []
+
+    def _dates(col: pd.Series) -> list[str]:
+        return [pd.Timestamp(x).strftime("%Y-%m-%d") if pd.notna(x) else "date unknown"
+                for x in col]
+
+    if not scans.empty and scans["time_years"].notna().any():
+        s = scans[scans["time_years"].notna()]
+        fig.add_trace(go.Scatter(
+            x=s["time_years"], y=["Scans"] * len(s), mode="markers", name="Scan",
+            marker={"symbol": "square", "size": 13, "color": OKABE_ITO["blue"]},
+            text=_dates(s["study_date"]),
+            hovertemplate="Scan %{text} (%{x:.2f} y)<extra></extra>"))
+        lanes.append("Scans")
+    if not visits.empty and visits["time_years"].notna().any():
+        v = visits[visits["time_years"].notna()]
+        fig.add_trace(go.Scatter(
+            x=v["time_years"], y=["Lab draws"] * len(v), mode="markers", name="Lab draw",
+            marker={"symbol": "line-ns-open", "size": 14, "color": OKABE_ITO["orange"],
+                    "line": {"width": 2, "color": OKABE_ITO["orange"]}},
+            text=_dates(v["visit_date"]),
+            hovertemplate="Lab draw %{text} (%{x:.2f} y)<extra></extra>"))
+        lanes.append("Lab draws")
+    label = outcome_label(outcome_event, outcome_time)
+    if label:
+        colour = event_colour(outcome_event)
+        fig.add_trace(go.Scatter(
+            x=[outcome_time], y=["Outcome"], mode="markers+text", name=label, text=[label],
+            textposition="middle left",
+            marker={"symbol": event_symbol(outcome_event), "size": 15, "color": colour,
+                    "line": {"width": 2, "color": colour}},
+            hovertemplate=label + (f" ({outcome_date})" if outcome_date else "")
+            + "<extra></extra>"))
+        lanes.append("Outcome")
+    if not lanes:
+        return _empty("No dated scans, lab draws or outcome", height=140)
+    fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(lanes)), title=None)
+    fig.update_xaxes(title="Years since baseline")
+    fig.update_layout(showlegend=False)
+    return apply_layout(fig, height=max(height, 90 + 45 * len(lanes)))

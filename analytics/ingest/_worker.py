@@ -1,5 +1,8 @@
 """Parse worker: a separate process that parses untrusted DICOM under memory limits.
 
+:class:`WorkerProcess` is the parent's handle on one such process;
+``analytics.ingest.reader.SafeParser`` keeps a small pool of them.
+
 Run as ``python -m analytics.ingest._worker MEMORY_BYTES``. It sets
 RLIMIT_AS to MEMORY_BYTES, then serves requests on stdin/stdout. A frame is a 4-byte
 big-endian JSON length, the JSON, an 8-byte big-endian blob length and the blob. Replies
@@ -12,12 +15,18 @@ Ops:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
 import struct
+import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import BinaryIO
 
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _HEAD = struct.Struct(">I")
 _BLOB = struct.Struct(">Q")
 
@@ -42,6 +51,90 @@ def read_frame(inp: BinaryIO) -> tuple[dict, bytes]:
     meta = json.loads(_read_exact(inp, n))
     (m,) = _BLOB.unpack(_read_exact(inp, _BLOB.size))
     return meta, _read_exact(inp, m) if m else b""
+
+
+class WorkerProcess:
+    """One worker process and its pipes (the parent's side of the protocol)."""
+
+    def __init__(self, memory_bytes: int) -> None:
+        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
+                   MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH"))
+                                            if p)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "analytics.ingest._worker", str(memory_bytes)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            env=env, close_fds=True)
+        self.started = False
+
+    @property
+    def out_fd(self) -> int:
+        return self.proc.stdout.fileno()  # type: ignore[union-attr]
+
+    def send(self, meta: dict, blob: bytes | memoryview, deadline: float) -> None:
+        payload = json.dumps(meta).encode()
+        frame = (_HEAD.pack(len(payload)) + payload + _BLOB.pack(len(blob)))
+        fd = self.proc.stdin.fileno()  # type: ignore[union-attr]
+        for part in (frame, blob):
+            view = memoryview(part)
+            while view:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                _, writable, _ = select.select([], [fd], [], remaining)
+                if writable:
+                    n = os.write(fd, view[:1 << 20])
+                    view = view[n:]
+
+    def _recv_exact(self, n: int, deadline: float) -> bytes:
+        chunks, got = [], 0
+        while got < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            readable, _, _ = select.select([self.out_fd], [], [], remaining)
+            if not readable:
+                continue
+            chunk = os.read(self.out_fd, min(n - got, 1 << 22))
+            if not chunk:
+                raise EOFError("worker exited")
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def recv(self, deadline: float) -> tuple[dict, bytes]:
+        (n,) = _HEAD.unpack(self._recv_exact(_HEAD.size, deadline))
+        meta = json.loads(self._recv_exact(n, deadline))
+        (m,) = _BLOB.unpack(self._recv_exact(_BLOB.size, deadline))
+        return meta, self._recv_exact(m, deadline) if m else b""
+
+    def wait_ready(self, timeout: float) -> None:
+        meta, _ = self.recv(time.monotonic() + timeout)
+        if not meta.get("ready"):
+            from analytics.errors import IngestError
+
+            raise IngestError("parse worker did not start")
+        self.started = True
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for stream in (self.proc.stdin, self.proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
+
+    def describe_death(self) -> str:
+        code = self.proc.poll()
+        if code is not None and code < 0:
+            import signal
+
+            try:
+                return f"killed by {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
 
 
 def _parse(meta: dict, blob: bytes, limits) -> dict:

@@ -2,8 +2,10 @@
 
 Each file's header is parsed first in a worker process (``analytics.ingest._worker``) that
 runs under RLIMIT_AS and a per-file timeout; a worker that dies or times out is replaced
-and the file is reported, the batch goes on. Only a header the worker accepted is parsed
-again here, in-process, to hand back a :class:`pydicom.Dataset`; pixel values are not read.
+and the file is reported, the batch goes on. The worker answers with a compact header
+(:mod:`analytics.ingest.compact`), enough to sort, check and read pixels; the full
+:class:`pydicom.Dataset` is parsed in-process only when asked for, from bytes the worker
+already vetted. Pixel values are not read here.
 
 Cheap checks run in the parent before any worker is involved: the ``DICM`` prefix, NIfTI
 magic, executable code in the 128-byte preamble (CVE-2019-11687: the preamble is zeroed in
@@ -12,16 +14,11 @@ magic, executable code in the 128-byte preamble (CVE-2019-11687: the preamble is
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import select
-import subprocess
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Literal
 
 import pydicom
@@ -29,7 +26,7 @@ from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from analytics.config import IngestLimits
 from analytics.errors import HepaTrackError, IngestError
-from analytics.ingest import _worker
+from analytics.ingest._worker import WorkerProcess
 from analytics.ingest.findings import LIMIT, MALFORMED, NOT_DICOM, TIMED_OUT, Rejection
 from analytics.ingest.geometry import FrameGeometry, frame_geometry
 from analytics.ingest.header import (
@@ -42,7 +39,6 @@ from analytics.ingest.sources import SourceItem
 
 Kind = Literal["image", "seg", "rtstruct", "nifti", "other"]
 HEADER_PREFIX_BYTES = 256 * 1024
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 @dataclass
@@ -208,92 +204,6 @@ def _prefix_end(data: bytes) -> int:
 
 
 # --------------------------------------------------------------------------- worker pool
-class _Worker:
-    """One worker process and its pipes."""
-
-    def __init__(self, memory_bytes: int) -> None:
-        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-                   MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH"))
-                                            if p)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "analytics.ingest._worker", str(memory_bytes)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=env, close_fds=True)
-        self.started = False
-
-    @property
-    def out_fd(self) -> int:
-        return self.proc.stdout.fileno()  # type: ignore[union-attr]
-
-    def send(self, meta: dict, blob: bytes | memoryview, deadline: float) -> None:
-        import json
-
-        payload = json.dumps(meta).encode()
-        frame = (_worker._HEAD.pack(len(payload)) + payload + _worker._BLOB.pack(len(blob)))
-        fd = self.proc.stdin.fileno()  # type: ignore[union-attr]
-        for part in (frame, blob):
-            view = memoryview(part)
-            while view:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                _, writable, _ = select.select([], [fd], [], remaining)
-                if writable:
-                    n = os.write(fd, view[:1 << 20])
-                    view = view[n:]
-
-    def _recv_exact(self, n: int, deadline: float) -> bytes:
-        chunks, got = [], 0
-        while got < n:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            readable, _, _ = select.select([self.out_fd], [], [], remaining)
-            if not readable:
-                continue
-            chunk = os.read(self.out_fd, min(n - got, 1 << 22))
-            if not chunk:
-                raise EOFError("worker exited")
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
-
-    def recv(self, deadline: float) -> tuple[dict, bytes]:
-        import json
-
-        (n,) = _worker._HEAD.unpack(self._recv_exact(_worker._HEAD.size, deadline))
-        meta = json.loads(self._recv_exact(n, deadline))
-        (m,) = _worker._BLOB.unpack(self._recv_exact(_worker._BLOB.size, deadline))
-        return meta, self._recv_exact(m, deadline) if m else b""
-
-    def wait_ready(self, timeout: float) -> None:
-        meta, _ = self.recv(time.monotonic() + timeout)
-        if not meta.get("ready"):
-            raise IngestError("parse worker did not start")
-        self.started = True
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-
-    def describe_death(self) -> str:
-        code = self.proc.poll()
-        if code is not None and code < 0:
-            import signal
-
-            try:
-                return f"killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"killed by signal {-code}"
-        return f"exit code {code}"
-
-
 @dataclass
 class _Job:
     item: SourceItem
@@ -326,7 +236,7 @@ class SafeParser:
     def __init__(self, limits: IngestLimits, workers: int = 1) -> None:
         self.limits = limits
         self.n_workers = max(1, int(workers))
-        self._workers: list[_Worker] = []
+        self._workers: list[WorkerProcess] = []
         self._busy: dict[int, _Job] = {}  # worker slot -> parse request outstanding
 
     # -- lifecycle
@@ -342,8 +252,8 @@ class SafeParser:
         while len(self._workers) < self.n_workers:
             self._workers.append(self._spawn())
 
-    def _spawn(self) -> _Worker:
-        w = _Worker(self.limits.parse_memory_bytes)
+    def _spawn(self) -> WorkerProcess:
+        w = WorkerProcess(self.limits.parse_memory_bytes)
         try:
             w.wait_ready(self.STARTUP_TIMEOUT_S)
         except (TimeoutError, EOFError) as e:
@@ -393,7 +303,7 @@ class SafeParser:
         return _Job(item=item, data=data, notes=[note] if note else [],
                     deadline=0.0, full_sent=False)
 
-    def _send(self, w: _Worker, job: _Job, full: bool) -> None:
+    def _send(self, w: WorkerProcess, job: _Job, full: bool) -> None:
         end = len(job.data) if full else _prefix_end(job.data)
         blob = memoryview(job.data)[:end]
         job.full_sent = end >= len(job.data)

@@ -228,7 +228,9 @@ def _patient(cfg: CohortConfig, i: int) -> dict[str, Any]:
     disease = D.draw_patient_disease(traits, round(age0, 6))
     follow_up = _years(baseline, end)
     event, t_event = D.sample_outcome(_rng(cfg.seed, i, _STREAM["outcome"]), disease, follow_up)
-    event_date = end if event == "censored" else _to_date(baseline, t_event)
+    # an event on the baseline day would leave the patient without a visit
+    event_date = end if event == "censored" else max(_to_date(baseline, t_event),
+                                                      baseline + timedelta(days=1))
     vis_rng = _rng(cfg.seed, i, _STREAM["visits"])
     lab_rng = _rng(cfg.seed, i, _STREAM["labs"])
     base_labs = LabBaseline.draw(lab_rng, sex)

@@ -65,9 +65,11 @@ def find_aorta(image: np.ndarray, spacing: tuple[float, float, float], *,
     """A small mask on the abdominal aorta (native grid), or None if not found.
 
     The aorta is the vertical tube just left of the midline in front of the spine: per
-    axial slice, the leftmost strong tubular (Hessian objectness, 4-6 mm scales) maximum
-    in a central region; slices whose candidate agrees with the median position are kept
-    and a 4 mm disk is drawn around each candidate.
+    axial slice, among the strong tubular (Hessian objectness, 4-6 mm scales) maxima of a
+    central region outside bone, the one nearest the expected spot in front of and left of
+    the vertebral body (the leftmost one when no vertebra is seen); slices whose
+    candidate agrees with the median position are kept and a 4 mm disk is drawn around
+    each candidate.
     """
     coarse = to_grid(image, spacing, grid_mm)
     body = body_mask(coarse)
@@ -96,6 +98,17 @@ def find_aorta(image: np.ndarray, spacing: tuple[float, float, float], *,
             sm, alpha=0.5, beta=0.5, gamma=5.0, objectDimension=1, brightObject=True))
         best = v if best is None else np.maximum(best, v)
     smooth = ndi.gaussian_filter(sub, 1.0)
+    # bone (vertebrae: components above 180 HU that contain cortical bone > 550 HU) is
+    # never the aorta, even when the aorta is as bright as marrow in the arterial phase
+    labels, n = ndi.label(smooth > 180.0)
+    if n:
+        cortical = np.zeros(n + 1, dtype=bool)
+        cortical[np.unique(labels[(sub > 550.0) & (labels > 0)])] = True
+        cortical[0] = False
+        bone = ndi.binary_dilation(cortical[labels], iterations=1)
+        best[bone] = 0.0
+    else:
+        bone = np.zeros(sub.shape, dtype=bool)
     cands = []
     for k in zs:
         vk = best[k]
@@ -106,7 +119,18 @@ def find_aorta(image: np.ndarray, spacing: tuple[float, float, float], *,
         pts = np.argwhere(peaks)
         if len(pts) == 0:
             continue
-        j, i = pts[np.argmax(pts[:, 1])]  # leftmost: the aorta lies left of the IVC/spine
+        if bone[k].any():
+            # the aorta lies just in front of the vertebral body, a little to its left
+            bj, bi = np.argwhere(bone[k]).T
+            centre_i = float(np.median(bi))
+            front_j = float(bj[np.abs(bi - centre_i) * grid_mm < 10.0].min())
+            expected = np.array([front_j - 12.0 / grid_mm, centre_i + 15.0 / grid_mm])
+            dist = np.hypot(*(pts - expected).T) * grid_mm
+            if dist.min() > 40.0:
+                continue
+            j, i = pts[np.argmin(dist)]
+        else:
+            j, i = pts[np.argmax(pts[:, 1])]  # leftmost: the aorta lies left of the IVC
         cands.append((k, j, i))
     if len(cands) < 3:
         return None

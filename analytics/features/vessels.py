@@ -253,16 +253,24 @@ def _detect(img: np.ndarray, liv: np.ndarray, spacing_mm: tuple[float, float, fl
     flags["vessel_contrast"] = round(contrast, 1)
     if contrast < 6.0 * noise:
         flags["low_vessel_contrast"] = True
-    # grow each core to half its peak, at most ~3 mm away (noise must not leak)
-    seeds = keep[labels] & (contrast_map > 0.5 * peaks[labels])
+    # grow each core to half its own peak, at most ~3 mm (noise must not leak): the label
+    # of the neighbouring grown voxel carries its core's half-level outward
+    half = 0.5 * peaks
+    grown = keep[labels] & (contrast_map > half[labels])
+    lab = np.where(grown, labels, 0)
     steps = max(1, int(np.ceil(3.0 / min(spacing_mm))))
-    band = liv & (dilate(seeds, steps) | seeds) & (contrast_map > 0.5 * peaks[keep].min())
-    band_labels, m = ndi.label(band, structure=_CUBE)
-    # a band joining several cores takes the lowest of their peaks (small vessels keep
-    # their own, lower half-level)
-    tree_peak = np.full(m + 1, np.inf)
-    np.minimum.at(tree_peak, band_labels[seeds], peaks[labels[seeds]])
-    has_seed = np.isfinite(tree_peak)
-    tree_peak[~has_seed] = 0.0
-    has_seed[0] = False
-    return has_seed[band_labels] & (contrast_map > 0.5 * tree_peak[band_labels])
+    band = dilate(grown, steps) & liv & (contrast_map > half[keep].min())
+    sub = bbox(band)
+    if sub is None:
+        return grown
+    lab_s, grown_s, band_s, cm_s = lab[sub], grown[sub], band[sub], contrast_map[sub]
+    for _ in range(steps):
+        new_lab = ndi.grey_dilation(lab_s, footprint=_CUBE)
+        ok = band_s & ~grown_s & (new_lab > 0)
+        ok &= cm_s > half[new_lab]
+        if not ok.any():
+            break
+        lab_s[ok] = new_lab[ok]
+        grown_s |= ok
+    grown[sub] = grown_s
+    return grown

@@ -13,7 +13,7 @@ import numpy as np
 
 from analytics.ingest.volume import MaskSet, Volume
 
-HU = {"fat": -100.0, "muscle": 50.0, "bone": 450.0, "air": -1000.0}
+HU = {"fat": -100.0, "muscle": 50.0, "bone": 700.0, "marrow": 240.0, "air": -1000.0}
 PHASE_BLOOD_HU = {"unenhanced": 40.0, "portal_venous": 170.0, "arterial": 300.0}
 PHASE_LIVER_GAIN = {"unenhanced": 0.0, "portal_venous": 50.0, "arterial": 15.0}
 PHASE_SPLEEN_GAIN = {"unenhanced": 0.0, "portal_venous": 65.0, "arterial": 40.0}
@@ -79,7 +79,9 @@ def abdomen(*, extent_mm: tuple[float, float, float] = (150.0, 260.0, 340.0),
     inner = np.broadcast_to((x / 150.0) ** 2 + (y / 105.0) ** 2 <= 1.0, shape)
     hu[body & ~inner] = HU["muscle"]
     spine = np.broadcast_to((x / 18.0) ** 2 + ((y - 60.0) / 16.0) ** 2 <= 1.0, shape)
+    marrow = np.broadcast_to((x / 14.0) ** 2 + ((y - 60.0) / 12.0) ** 2 <= 1.0, shape)
     hu[spine] = HU["bone"]
+    hu[marrow] = HU["marrow"]
     blood = PHASE_BLOOD_HU[phase]
     aorta = np.broadcast_to(((x - 20.0) / 11.0) ** 2 + ((y - 30.0) / 11.0) ** 2 <= 1.0, shape)
     hu[aorta] = blood

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass
 
 from pydicom import Dataset, dcmread
-from pydicom.datadict import dictionary_keyword
+from pydicom.datadict import dictionary_keyword, dictionary_VR
 from pydicom.dataelem import DataElement
 from pydicom.dataset import FileMetaDataset
 from pydicom.multival import MultiValue
@@ -335,10 +335,13 @@ class Deidentifier:
                 continue
             if group == 0x7FE0 or group == 0x0002:
                 continue  # pixel data; file meta is rebuilt separately
-            elem = ds[tag]
             rule = RULES_BY_TAG.get(t)
-            action = rule.applied if rule is not None else _default_action(elem)
-            self._apply(ds, elem, action, ident, forbidden, depth)
+            raw = ds.get_item(tag)  # not decoded: kept elements are written back as read
+            vr = _vr_of(t, raw.VR)
+            action = rule.applied if rule is not None else _default_action(t, vr, ds)
+            if action == "K" and vr != "SQ":
+                continue
+            self._apply(ds, ds[tag], action, ident, forbidden, depth)
 
     def _apply(self, ds: Dataset, elem: DataElement, action: str, ident: PatientIdentity,
                forbidden: frozenset[str], depth: int) -> None:
@@ -405,17 +408,28 @@ class Deidentifier:
         elem.value = dummy.format(n=number).strip()
 
 
-def _default_action(elem: DataElement) -> str:
+def _vr_of(tag: int, vr: str | None) -> str:
+    """The element's VR; from the dictionary for implicit-VR files (ambiguous ones are
+    numeric pixel-description VRs, kept)."""
+    if vr and len(vr) == 2:
+        return vr
+    try:
+        found = dictionary_VR(tag)
+    except KeyError:
+        return "UN"
+    return found if len(found) == 2 else "US"
+
+
+def _default_action(tag: int, vr: str, ds: Dataset) -> str:
     """The rule for attributes not in the table (see the module docstring)."""
-    vr = elem.VR
     if vr == "SQ":
         return "K"
     if vr == "UI":
-        keyword = dictionary_keyword(elem.tag)
+        keyword = dictionary_keyword(tag)
         if keyword.endswith(("ClassUID", "SyntaxUID")) or keyword in (
                 "CodingSchemeUID", "MappingResourceUID", "ContextUID", "SOPClassesInStudy"):
             return "K"
-        values = [str(v) for v in _as_list(elem.value)]
+        values = [str(v) for v in _as_list(ds[tag].value)]
         if values and all(v.startswith(_DICOM_ROOT) for v in values):
             return "K"  # well-known UIDs defined by the standard
         return "U"
@@ -426,7 +440,7 @@ def _default_action(elem: DataElement) -> str:
     if vr in _REMOVE_VRS:
         return "X"
     if vr in _TEXT_VRS:
-        keyword = dictionary_keyword(elem.tag)
+        keyword = dictionary_keyword(tag)
         if keyword in SAFE_TEXT_KEYWORDS:
             return "K"
         if keyword in EXTRA_CLEAN_KEYWORDS:

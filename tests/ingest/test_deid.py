@@ -327,3 +327,19 @@ def test_missing_patient_id_is_refused(patient_id):
     ds.PatientID = patient_id
     with pytest.raises(InvalidDicomError, match=r"Patient ID \(0010,0020\)"):
         Deidentifier(SECRET).deidentify(ds)
+
+
+def test_implicit_vr_files_keep_pixels_and_lose_identifiers():
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    ds = ct_series(Study(), 1)[0]
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    original_pixels = ds.PixelData
+    out, _, _ = Deidentifier(SECRET).deidentify_bytes(encode(ds))
+    back = dcmread(io.BytesIO(out))
+    assert back.file_meta.TransferSyntaxUID == ImplicitVRLittleEndian
+    assert back.PixelData == original_pixels
+    assert back.PatientID == patient_pseudonym(SECRET, PATIENT)
+    assert back.SeriesInstanceUID == hmac_uid(SECRET, ds.SeriesInstanceUID)
+    assert back.ImagePositionPatient == ds.ImagePositionPatient
+    assert "InstitutionName" not in back and b"St Mary" not in out

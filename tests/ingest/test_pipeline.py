@@ -278,3 +278,33 @@ def test_stored_paths_never_come_from_the_upload(tmp_path, store, run):
     run([folder])
     (inst,) = _rows(store, Instance)
     assert Path(inst.path).parts[0] == "dicom" and "passwd" not in inst.path
+
+
+def test_synthetic_cohort_against_its_truth(synthetic_cohort, settings, store, parser):
+    """Every CT series of the shared cohort is stored complete, with its SEG, under the
+    pseudonym and shifted date the site key gives its patient."""
+    truth = synthetic_cohort.truth()
+    report = ingest_sources([str(synthetic_cohort.out_dir / "dicom")], settings, store,
+                            parser=parser)
+    assert report.rejected == [] and report.conflicts == [] and report.quarantined == []
+    assert report.series_ingested == len(truth["series"]) == report.masks
+    assert report.instances == sum(s["instances"] for s in truth["series"])
+    secret = settings.site_secret()
+    by_uid = {s["series_uid"]: s for s in report.series}
+    for t in truth["series"]:
+        got = by_uid[hmac_uid(secret, t["series_uid"])]
+        shift = date_shift_days(secret, t["patient_id"])
+        real = dt.date.fromisoformat(t["study_date"])
+        assert got["patient"] == patient_pseudonym(secret, t["patient_id"])
+        assert got["study_date"] == (real + dt.timedelta(days=shift)).isoformat()
+        assert (got["slices"], got["masks"], got["status"]) == (t["shape"][0], 1, "complete")
+    with store.session() as s:
+        rows = {r.series_uid: r for r in s.execute(select(Series)).scalars()}
+        segments = [m.segments for m in s.execute(select(Mask)).scalars()]
+    for t in truth["series"]:
+        row = rows[hmac_uid(secret, t["series_uid"])]
+        z, y, x = t["spacing_mm"]
+        assert row.spacing_mm == pytest.approx([x, y, z], abs=1e-4)
+        assert row.contrast_phase == (t["contrast_phase"] or row.contrast_phase)
+    assert all({"liver", "spleen"} <= set(seg) for seg in segments)
+    assert len(_rows(store, Patient)) == len({t["patient_id"] for t in truth["series"]})

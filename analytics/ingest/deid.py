@@ -63,7 +63,41 @@ _SECONDARY_CAPTURE_CLASSES = frozenset({
 })
 
 #: words allowed in a cleaned descriptor: anatomy, phases, techniques, structures
-VOCABULARY: frozenset[str] = frozenset(["abd", "abdo", "abdomen", "abdominal", "abdpel", "abdomenpelvis", "pelvis", "pelvic", "chest", "thorax", "thoracic", "body", "whole", "trunk", "upper", "lower", "liver", "hepatic", "hepato", "hepatobiliary", "spleen", "splenic", "kidney", "kidneys", "renal", "pancreas", "pancreatic", "gallbladder", "biliary", "bile", "duct", "ducts", "stomach", "bowel", "colon", "intestine", "duodenum", "esophagus", "adrenal", "aorta", "aortic", "artery", "arterial", "arteries", "vein", "veins", "venous", "vena", "cava", "ivc", "svc", "portal", "splenic", "mesenteric", "smv", "sma", "celiac", "vessel", "vessels", "vascular", "vasculature", "tree", "branch", "branches", "lobe", "lobes", "segment", "segments", "couinaud", "caudate", "left", "right", "lt", "rt", "l", "r", "bilateral", "lesion", "lesions", "tumor", "tumour", "tumors", "tumours", "mass", "masses", "nodule", "nodules", "hcc", "metastasis", "metastases", "cyst", "cysts", "ascites", "fat", "fluid", "bone", "bones", "spine", "vertebra", "vertebrae", "rib", "ribs", "muscle", "muscles", "psoas", "skin", "external", "outline", "patient", "bodymask", "lung", "lungs", "heart", "cardiac", "diaphragm", "prostate", "bladder", "uterus", "rectum", "femur", "head", "neck", "ct", "mr", "mri", "cect", "ncct", "pet", "spect", "scan", "scans", "image", "images", "series", "study", "exam", "examination", "phase", "phases", "arterial", "early", "late", "portalvenous", "portal", "pv", "hv", "art", "del", "delayed", "delay", "equilibrium", "equil", "hepatobiliary", "transitional", "venous", "nephrographic", "unenhanced", "enhanced", "non", "nonenhanced", "noncontrast", "native", "plain", "pre", "post", "precontrast", "postcontrast", "contrast", "iv", "oral", "w", "wo", "with", "without", "and", "or", "of", "the", "at", "in", "on", "to", "for", "no", "c", "dyn", "dynamic", "multiphase", "triphasic", "biphasic", "quadriphasic", "routine", "protocol", "standard", "std", "helical", "spiral", "axial", "ax", "axi", "cor", "coronal", "sag", "sagittal", "obl", "oblique", "mpr", "mip", "minip", "vr", "recon", "reconstruction", "reformat", "reformats", "thin", "thick", "slice", "slices", "mm", "cm", "ml", "kv", "kvp", "mas", "soft", "tissue", "lung", "window", "bone", "sharp", "smooth", "kernel", "filter", "iterative", "asir", "asir-v", "ida", "idose", "safire", "admire", "fbp", "dlir", "dose", "low", "high", "ultra", "standard", "thin", "bolus", "tracking", "test", "localizer", "scout", "topogram", "surview", "t1", "t2", "pd", "flair", "dwi", "adc", "diffusion", "perfusion", "vibe", "lava", "thrive", "mdixon", "dixon", "starvibe", "gre", "fse", "tse", "haste", "ssfse", "space", "cube", "fs", "fatsat", "fat-sat", "inphase", "in-phase", "opp", "opposed", "outphase", "out-phase", "water", "fat", "ip", "op", "sub", "subtraction", "eob", "eovist", "primovist", "gadoxetate", "gad", "gd", "gadolinium", "mra", "mrcp", "elastography", "mre", "stiffness", "wave", "pdff", "r2", "r2star", "t2star", "iron", "seg", "segmentation", "segmentations", "mask", "masks", "label", "labels", "roi", "rois", "contour", "contours", "structure", "structures", "auto", "automatic", "manual", "edited", "reviewed", "total", "totalsegmentator", "ground", "truth", "reference", "gt", "prediction", "predicted", "model", "ai", "nnunet", "unet", "omnipaque", "iohexol", "iopamidol", "isovue", "iomeron", "iomeprol", "visipaque", "iodixanol", "ultravist", "iopromide", "optiray", "ioversol", "xenetix", "iobitridol", "magnevist", "dotarem", "gadovist", "multihance", "prohance", "clariscan", "omniscan", "contrast", "media", "agent"])
+VOCABULARY: frozenset[str] = frozenset("""
+abd abdo abdomen abdominal abdpel abdomenpelvis pelvis pelvic chest thorax thoracic body
+whole trunk upper lower liver hepatic hepato hepatobiliary spleen splenic kidney kidneys
+renal pancreas pancreatic gallbladder biliary bile duct ducts stomach bowel colon
+intestine duodenum esophagus adrenal aorta aortic artery arterial arteries vein veins
+venous vena cava ivc svc portal mesenteric smv sma celiac vessel vessels vascular
+vasculature tree branch branches lobe lobes segment segments couinaud caudate left right
+lt rt l r bilateral lesion lesions tumor tumour tumors tumours mass masses nodule
+nodules hcc metastasis metastases cyst cysts ascites fat fluid bone bones spine vertebra
+vertebrae rib ribs muscle muscles psoas skin external outline patient bodymask lung
+lungs heart cardiac diaphragm prostate bladder uterus rectum femur head neck ct mr mri
+cect ncct pet spect scan scans image images series study exam examination phase phases
+early late portalvenous pv hv art del delayed delay equilibrium equil transitional
+nephrographic unenhanced enhanced non nonenhanced noncontrast native plain pre post
+precontrast postcontrast contrast iv oral w wo with without and or of the at in on to
+for no c dyn dynamic multiphase triphasic biphasic quadriphasic routine protocol
+standard std helical spiral axial ax axi cor coronal sag sagittal obl oblique mpr mip
+minip vr recon reconstruction reformat reformats thin thick slice slices mm cm ml kv kvp
+mas soft tissue window sharp smooth kernel filter iterative asir asir-v ida idose safire
+admire fbp dlir dose low high ultra bolus tracking test localizer scout topogram surview
+t1 t2 pd flair dwi adc diffusion perfusion vibe lava thrive mdixon dixon starvibe gre
+fse tse haste ssfse space cube fs fatsat fat-sat inphase in-phase opp opposed outphase
+out-phase water ip op sub subtraction eob eovist primovist gadoxetate gad gd gadolinium
+mra mrcp elastography mre stiffness wave pdff r2 r2star t2star iron seg segmentation
+segmentations mask masks label labels roi rois contour contours structure structures
+auto automatic manual edited reviewed total totalsegmentator ground truth reference gt
+prediction predicted model ai nnunet unet omnipaque iohexol iopamidol isovue iomeron
+iomeprol visipaque iodixanol ultravist iopromide optiray ioversol xenetix iobitridol
+magnevist dotarem gadovist multihance prohance clariscan omniscan media agent inferior
+superior anterior posterior medial lateral central peripheral small large gland urinary
+iliac femoral trachea brain skull sacrum hip gluteus hilum hilar i ii iii iva ivb v vi
+vii viii remnant graft transplant leber milz niere becken kontrast mit ohne km nativ
+arteriell arterielle venös venoes portalvenös portalvenoes spät spaet spätphase hap lap
+eap pvp hbp nc
+""".split())  # noqa: SIM905 - a word list reads best as text
 
 _TOKEN_SPLIT = re.compile(r"[\s_\-/\\.,:;()+\[\]#=&*'\"<>|]+")
 _SAFE_NUMBER = re.compile(r"^\d{1,4}(\.\d+)?(mm|cm|ml|kv|kvp|mas|s|ms|sec|min|x|%)?$")

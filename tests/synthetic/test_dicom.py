@@ -12,7 +12,14 @@ import pytest
 import SimpleITK as sitk
 from pydicom.sr.codedict import codes
 
-from analytics.synthetic import DicomIdentity, synthesize_visit_volume, write_ct_series, write_seg
+from analytics.synthetic import (
+    LABELS,
+    DicomIdentity,
+    SyntheticVolume,
+    synthesize_visit_volume,
+    write_ct_series,
+    write_seg,
+)
 from analytics.synthetic.dicom_writer import derived_uid
 
 REQUIRED = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
@@ -134,9 +141,19 @@ def test_seg_segments_match_the_label_map(written):
             assert np.array_equal(arr[i, :, :, j] > 0, masks[name][k]), (name, k)
 
 
+def _tiny_volume() -> SyntheticVolume:
+    """A 6 x 32 x 32 volume with a liver block, vessels inside it and a spleen block."""
+    labels = np.zeros((6, 32, 32), np.uint8)
+    labels[1:5, 4:20, 4:16] = LABELS["liver"]
+    labels[2:4, 8:12, 8:10] = LABELS["liver_vessels"]
+    labels[1:5, 10:20, 22:28] = LABELS["spleen"]
+    hu = np.where(labels > 0, 55, -1000).astype(np.int16)
+    return SyntheticVolume(hu=hu, labels=labels, spacing_mm=(5.0, 2.0, 2.0),
+                           origin_mm=(-31.0, -31.0, -100.0), contrast_phase="unenhanced")
+
+
 def test_writing_is_byte_for_byte_reproducible(tmp_path: Path):
-    vol = synthesize_visit_volume(1.0, np.random.default_rng(3), shape=(8, 64, 64),
-                                  spacing_mm=(5.0, 6.0, 6.0), lesions=0)
+    vol = _tiny_volume()
     blobs = []
     for run in ("a", "b"):
         files = write_ct_series(vol, tmp_path / run / "CT", _identity("same"))
@@ -150,8 +167,7 @@ def test_writing_is_byte_for_byte_reproducible(tmp_path: Path):
     pytest.param({"slice_order": "sideways"}, "slice_order", id="unknown-slice-order"),
 ])
 def test_invalid_series_options_are_rejected(tmp_path: Path, kwargs, match):
-    vol = synthesize_visit_volume(1.0, np.random.default_rng(3), shape=(4, 32, 32),
-                                  spacing_mm=(5.0, 12.0, 12.0), lesions=0)
+    vol = _tiny_volume()
     with pytest.raises(ValueError, match=match):
         write_ct_series(vol, tmp_path / "CT", _identity("x"), **kwargs)
     assert not (tmp_path / "CT").exists()

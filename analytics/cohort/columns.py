@@ -197,7 +197,6 @@ DATE_COLUMN = "date"
 EVENT_COLUMN = "event"
 RESERVED = frozenset({ID_COLUMN, TIME_COLUMN, DATE_COLUMN})
 
-CENSORED = "censored"
 #: event names HepaTrack knows; other identifier-like names import with a warning
 KNOWN_EVENTS = frozenset({
     "death", "liver_death", "liver_related_death", "transplant", "decompensation",

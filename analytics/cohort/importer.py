@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from analytics import audit, auth
-from analytics.cohort.columns import CENSORED, ID_COLUMN
+from analytics.cohort.columns import ID_COLUMN
 from analytics.cohort.reader import Source, read_table
 from analytics.cohort.validate import (
     DAYS_PER_YEAR,
@@ -47,6 +47,7 @@ from analytics.cohort.validate import (
     patient_key,
     validate,
 )
+from analytics.cohort_types import CENSORED
 from analytics.errors import StoreError
 from analytics.store.db import Store
 from analytics.store.schema import IdentityMap, Outcome, Patient, Study, Visit

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 DAYS_PER_YEAR = 365.25
+
 #: two visit times closer than this (years, about 30 s) are the same visit
 TIME_EPS = 1e-6
 

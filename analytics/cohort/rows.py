@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from analytics.cohort.columns import (
-    CENSORED,
     CENSORING_SYNONYMS,
     CODED_COLUMNS,
     CODED_MISSING,
@@ -34,6 +33,7 @@ from analytics.cohort.reader import (
     parse_number,
 )
 from analytics.cohort.records import Issue, OutcomeRecord, PatientContext, VisitRecord
+from analytics.cohort_types import CENSORED
 
 MAX_PSEUDONYM = 64
 #: per column, at most this many row-level plausibility warnings; the rest are counted

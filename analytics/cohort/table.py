@@ -45,7 +45,7 @@ from sqlalchemy import select
 from analytics.cohort.columns import CODED_COLUMNS, LAB_COLUMNS, UNITS
 from analytics.cohort.reader import Source, read_table
 from analytics.cohort.validate import DAYS_PER_YEAR, validate
-from analytics.cohort_types import CENSORED, VISIT_KEYS, CohortTable
+from analytics.cohort_types import VISIT_KEYS, CohortTable
 from analytics.errors import CohortError
 from analytics.models.scores import CLINICAL_SCORES, compute_scores
 from analytics.store.db import Store
@@ -54,11 +54,10 @@ from analytics.store.schema import Feature, Outcome, Patient, Series, Study, Vis
 DEFAULT_LAB_WINDOW_DAYS = 90
 SAME_DAY_YEARS = 0.5 / DAYS_PER_YEAR
 _EPS = 1e-9
-#: contrast phases in order of preference when a study date has several scored series
-PHASE_PREFERENCE = ("portal", "venous", "unenhanced", "native", "non_contrast", "plain")
 
 
 def _phase_rank(phase: str | None) -> int:
+    """Preference among a study date's series: portal venous, unenhanced, other, unknown."""
     if not phase:
         return 0
     p = phase.lower()
@@ -401,4 +400,4 @@ def cohort_from_frames(visits: Source, outcomes: Source, *, on_error: str = "rai
                      {}, DEFAULT_LAB_WINDOW_DAYS, with_scores, warnings)
 
 
-__all__ = ["CENSORED", "DEFAULT_LAB_WINDOW_DAYS", "build_cohort", "cohort_from_frames"]
+__all__ = ["DEFAULT_LAB_WINDOW_DAYS", "build_cohort", "cohort_from_frames"]

@@ -38,7 +38,6 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping
 
 from analytics.cohort.columns import (
-    CENSORED,
     CODED_COLUMNS,
     DATE_COLUMN,
     EVENT_COLUMN,
@@ -71,6 +70,7 @@ from analytics.cohort.rows import (
     patient_key,
     row_patient_key,
 )
+from analytics.cohort_types import CENSORED
 from analytics.errors import CohortError
 
 __all__ = ["DAYS_PER_YEAR", "TIME_EPS", "Issue", "PatientContext", "StoredOutcome",

@@ -10,6 +10,7 @@ series at a time, so memory is bounded by the largest series, not the batch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -225,6 +226,11 @@ def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
         for entry in batch.masks:
             ingest_mask(entry, settings, store, deidentifier, report, deid=deid, reload=reload,
                         batch_series=batch.series)
+    except BaseException as e:
+        with contextlib.suppress(HepaTrackError):
+            record(store, actor, "ingest", "failed", detail={"what": what,
+                                                              "error": type(e).__name__})
+        raise
     finally:
         if own:
             parser.close()

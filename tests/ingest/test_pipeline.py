@@ -308,3 +308,19 @@ def test_synthetic_cohort_against_its_truth(synthetic_cohort, settings, store, p
         assert row.contrast_phase == (t["contrast_phase"] or row.contrast_phase)
     assert all({"liver", "spleen"} <= set(seg) for seg in segments)
     assert len(_rows(store, Patient)) == len({t["patient_id"] for t in truth["series"]})
+
+
+def test_each_ingest_is_audited_without_identifiers(tmp_path, store, run):
+    import json
+
+    from analytics.audit import verify
+    from analytics.store.schema import AuditRecord
+
+    run([write_folder(tmp_path / "src", ct_series(SampleStudy(), 2))], user="dr.rita")
+    records = _rows(store, AuditRecord)
+    assert [(r.action, r.outcome, r.username) for r in records] == [
+        ("ingest", "started", "dr.rita"), ("ingest", "ok", "dr.rita")]
+    assert records[1].detail["instances"] == 2 and len(records[1].uids) == 1
+    text = json.dumps([r.detail for r in records]) + json.dumps([r.uids for r in records])
+    assert not any(p.decode() in text for p in PHI)
+    assert verify(store).ok

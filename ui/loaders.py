@@ -19,6 +19,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics.config import Settings, load_settings
+from analytics.errors import AuthError
 from analytics.store import repo
 from analytics.store.db import Store, open_store
 from ui.session import Viewer, current_viewer
@@ -55,8 +56,17 @@ def context() -> AppContext:
         If the settings are invalid or the store cannot be opened.
     """
     settings = load_settings()
-    return AppContext(settings=settings, viewer=current_viewer(),
+    viewer = current_viewer()
+    if viewer is None:  # defence in depth: the shell's login gate runs first
+        raise AuthError("not signed in", hint="open the dashboard's start page and sign in")
+    return AppContext(settings=settings, viewer=viewer,
                       store=_store(str(settings.home), settings.database_url))
+
+
+def open_for_login() -> tuple[Settings, Store]:
+    """Settings and the cached store for the login gate (no viewer yet, no patient data)."""
+    settings = load_settings()
+    return settings, _store(str(settings.home), settings.database_url)
 
 
 @st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)

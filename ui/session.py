@@ -1,9 +1,8 @@
 """Who is looking, and page-prefixed session-state keys.
 
-Until the login gate exists every session views as a local *researcher*: pseudonymised,
-no names or real dates. The login gate will put the logged-in user under
-:data:`VIEWER_KEY`; everything downstream (loaders, cache keys, pages) already reads the
-viewer from here, so it slots in without touching the pages.
+The login gate (``ui.auth.gate``) puts the logged-in user under :data:`VIEWER_KEY`;
+everything downstream (loaders, cache keys, pages) reads the viewer from here. With nobody
+logged in there is no viewer, and the loaders refuse to run.
 """
 
 from __future__ import annotations
@@ -53,14 +52,11 @@ class Viewer:
         return f"{self.username}|{self.role}"
 
 
-LOCAL_VIEWER = Viewer(username="local", role="researcher")
-
-
-def current_viewer() -> Viewer:
-    """The logged-in viewer, or the pseudonymised local viewer when nobody logged in."""
+def current_viewer() -> Viewer | None:
+    """The logged-in viewer, or None when nobody logged in."""
     viewer = st.session_state.get(VIEWER_KEY)
     if viewer is None:
-        return LOCAL_VIEWER
+        return None
     return Viewer(username=viewer.username, role=viewer.role,
                   session_id=getattr(viewer, "session_id", "local"))
 

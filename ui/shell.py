@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import streamlit as st
 
 from analytics.errors import HepaTrackError
-from ui import loaders
+from ui import auth, loaders
 from ui.format import fmt_count
 from ui.session import SHELL, Viewer, key
 
@@ -34,6 +34,10 @@ class PageSpec:
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/cohort.py", "Cohort", ":material/groups:", default=True),
     PageSpec("pages/patient.py", "Patient", ":material/person:"),
+    PageSpec("pages/users.py", "Users", ":material/manage_accounts:",
+             roles=frozenset({"admin"})),
+    PageSpec("pages/audit.py", "Audit trail", ":material/policy:",
+             roles=frozenset({"admin"})),
 )
 
 
@@ -71,6 +75,9 @@ def start() -> loaders.AppContext:
     """For app.py: settings, viewer and store; a typed error stops the app with a message."""
     st.session_state[SHELL_RAN_KEY] = True
     with guard():
+        settings, store = loaders.open_for_login()
+    auth.gate(settings, store)  # shows the login form and stops for anonymous sessions
+    with guard():
         return loaders.context()
     raise AssertionError("unreachable: guard() stops the script")  # pragma: no cover
 
@@ -86,15 +93,26 @@ def page_start() -> loaders.AppContext:
     if not st.session_state.get(SHELL_RAN_KEY):
         st.switch_page("app.py")
     with guard():
+        settings, store = loaders.open_for_login()
+    auth.gate(settings, store)  # again here: a page must never render for an expired session
+    with guard():
         return loaders.context()
     raise AssertionError("unreachable: guard() stops the script")  # pragma: no cover
 
 
-def sidebar(ctx: loaders.AppContext) -> None:
-    """Shared sidebar: who is viewing, home and database, cohort size, refresh."""
+def sidebar(ctx: loaders.AppContext, pages: list[st.Page] | None = None) -> None:
+    """Shared sidebar: the page menu, who is viewing, home and database, cohort size."""
     with st.sidebar:
+        if pages:
+            with st.container(key=key(SHELL, "menu")):
+                for page in pages:
+                    st.page_link(page)
+            st.divider()
         view = "identified" if ctx.viewer.identified else "pseudonymised"
         st.caption(f"Viewing as **{ctx.viewer.username}** ({ctx.viewer.role}, {view})")
+        # a callback: it runs before the next script run, whichever page that run renders
+        st.button("Sign out", key=key(SHELL, "logout"), icon=":material/logout:",
+                  on_click=auth.logout, args=(ctx.store, ctx.viewer))
         with guard():
             counts = loaders.summary(ctx)
         st.metric("Cohort", fmt_count(counts["patients"], "patient"))

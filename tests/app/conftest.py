@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 from analytics.config import Settings
 from analytics.store import open_store
 from tests.store.seed import seed_small_cohort
+from ui.session import VIEWER_KEY, Viewer
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT_S = 60  # the first run imports pandas, plotly and SQLAlchemy
@@ -35,5 +36,16 @@ def seeded_home(settings: Settings) -> Path:
     return settings.home
 
 
-def new_app() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+RESEARCHER = Viewer("ana", "researcher", "s-researcher")
+
+
+def new_app(viewer: Viewer | None = RESEARCHER) -> AppTest:
+    """An AppTest of the dashboard, signed in as ``viewer`` (None: an anonymous session).
+
+    Signing in sets the session's viewer server-side, as the login gate does after a
+    successful password check; tests/app/test_login.py drives the form itself.
+    """
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    if viewer is not None:
+        at.session_state[VIEWER_KEY] = viewer
+    return at

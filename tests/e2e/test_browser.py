@@ -67,15 +67,32 @@ def hepatrack_server(home: Path, log: Path) -> Iterator[str]:
             proc.wait()
 
 
+PW = "correct horse battery"
+MENU = ".st-key-shell-menu"  # the shell's page menu (st.page_link links in the sidebar)
+
+
+def login(page, url: str, username: str, password: str = PW) -> None:
+    """Sign in through the login form (a page load is a new Streamlit session)."""
+    page.goto(url)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).and_(page.get_by_role("textbox")).fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    page.locator(MENU).wait_for(timeout=UI_TIMEOUT_MS)
+
+
 @pytest.mark.e2e
 @pytest.mark.services
-@pytest.mark.timeout(180)
-def test_cohort_page_in_a_real_browser(settings: Settings, tmp_path: Path):
+@pytest.mark.timeout(240)
+def test_login_gate_and_cohort_page_in_a_real_browser(settings: Settings, tmp_path: Path):
     chromium = services.chromium_path()
     from playwright.sync_api import sync_playwright
 
+    from analytics import auth
+
     store = open_store(settings)
     seed_small_cohort(store)
+    auth.create_user(store, "ana", "researcher", PW)
+    auth.create_user(store, "dr.who", "clinician", PW)
     store.dispose()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     with hepatrack_server(settings.home, tmp_path / "serve.log") as url, \
@@ -83,11 +100,29 @@ def test_cohort_page_in_a_real_browser(settings: Settings, tmp_path: Path):
         browser = p.chromium.launch(executable_path=chromium, args=services.CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            # first visitor of a fresh server opens a page URL directly: Streamlit's legacy
-            # pages/ mode would run the page without app.py; it must land in the shell
-            page.goto(f"{url}/patient?patient=HT-0002")
-            page.get_by_role("heading", name="Cohort").wait_for(timeout=UI_TIMEOUT_MS)
-            nav = page.locator('[data-testid="stSidebarNav"]')
+            # an unauthenticated visit to any page lands on the login form; the very first
+            # one on a fresh server also checks Streamlit's legacy pages/ mode is closed
+            for path in ("/patient?patient=HT-0002", "/", "/cohort", "/audit", "/users"):
+                page.goto(f"{url}{path}")
+                try:
+                    page.get_by_role("button", name="Sign in").wait_for(timeout=UI_TIMEOUT_MS)
+                except Exception:
+                    page.screenshot(path=str(SCREENSHOTS / "failed_login_gate.png"))
+                    raise AssertionError(f"no login form at {path}") from None
+                body = page.locator("body").inner_text()
+                assert "HT-000" not in body and "Doe^Jane" not in body, path
+                assert not page.locator(MENU).count(), path
+                assert not page.locator('[data-testid="stSidebarNav"]').count(), path
+            page.screenshot(path=str(SCREENSHOTS / "login.png"), full_page=True)
+
+            page.get_by_label("Username").fill("ana")
+            page.get_by_label("Password", exact=True).and_(page.get_by_role("textbox")).fill("wrong password!!")
+            page.get_by_role("button", name="Sign in").click()
+            page.get_by_text("unknown user or wrong password").wait_for(timeout=UI_TIMEOUT_MS)
+
+            login(page, url, "ana")
+            nav = page.locator(MENU)
+            nav.get_by_text("Patient").wait_for(timeout=UI_TIMEOUT_MS)
             assert nav.inner_text().split() == ["groups", "Cohort", "person", "Patient"]
             page.locator('[data-testid="stDataFrame"]').wait_for(timeout=UI_TIMEOUT_MS)
             # the grid's accessible cells hold the values drawn on its canvas
@@ -96,7 +131,7 @@ def test_cohort_page_in_a_real_browser(settings: Settings, tmp_path: Path):
                                                             timeout=UI_TIMEOUT_MS)
             shown = set(cells.all_inner_texts())
             assert {"HT-0001", "HT-0002", "HT-0003"} <= shown
-            assert "Doe^Jane" not in shown  # not logged in: pseudonymised view
+            assert not any("Doe" in c or "Roe" in c for c in shown)  # researcher view
             # pseudonyms are visible to a person on the follow-up chart's axis
             assert page.locator("svg text", has_text="HT-0001").first.is_visible()
             sidebar = page.locator('[data-testid="stSidebar"]')
@@ -109,12 +144,14 @@ def test_cohort_page_in_a_real_browser(settings: Settings, tmp_path: Path):
             assert "3 patients" in sidebar.inner_text()  # the shell survives a rerun
             page.screenshot(path=str(SCREENSHOTS / "cohort_search.png"), full_page=True)
 
-            # a deep link now opens the patient page inside the shell
-            page.goto(f"{url}/patient?patient=HT-0002")
-            page.get_by_role("heading", name="HT-0002").wait_for(timeout=UI_TIMEOUT_MS)
+            page.locator(MENU).get_by_text("Patient").click()
             page.get_by_text("Studies and series").wait_for(timeout=UI_TIMEOUT_MS)
-            assert "3 patients" in sidebar.inner_text()
+            assert "Doe^Jane" not in page.locator("body").inner_text()
             page.screenshot(path=str(SCREENSHOTS / "patient.png"), full_page=True)
+
+            page.get_by_role("button", name="Sign out").click()
+            page.get_by_role("button", name="Sign in").wait_for(timeout=UI_TIMEOUT_MS)
+            assert "HT-000" not in page.locator("body").inner_text()
         finally:
             browser.close()
     assert (SCREENSHOTS / "cohort.png").stat().st_size > 10_000

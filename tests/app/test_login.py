@@ -1,0 +1,134 @@
+"""The login gate: nothing renders for an anonymous session; logins are checked and audited."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from analytics import audit, auth
+from analytics.store import open_store
+from tests.app.conftest import new_app
+from ui.auth import CLOCK_KEY
+from ui.session import VIEWER_KEY
+
+PW = "correct horse battery"
+
+
+@pytest.fixture
+def accounts(seeded_home, settings):
+    store = open_store(settings)
+    auth.create_user(store, "dr.who", "clinician", PW)
+    auth.create_user(store, "ana", "researcher", PW)
+    auth.create_user(store, "root", "admin", PW)
+    yield store
+    store.dispose()
+
+
+def _all_text(at) -> str:
+    parts = [e.value for e in (*at.markdown, *at.caption, *at.title, *at.info, *at.error)]
+    for df in at.dataframe:
+        parts.append(df.value.to_string())
+    return "\n".join(str(p) for p in parts)
+
+
+def _login(at, username, password):
+    at.text_input(key="auth:username").input(username)
+    at.text_input(key="auth:password").input(password)
+    at.button[0].click().run()
+    return at
+
+
+def test_anonymous_session_sees_only_the_login_form(accounts):
+    at = new_app(viewer=None).run()
+    assert not at.exception
+    assert at.text_input(key="auth:password") is not None
+    assert not at.dataframe
+    text = _all_text(at)
+    assert "HT-000" not in text and "Doe^Jane" not in text
+
+
+def test_wrong_password_is_refused_and_audited(accounts):
+    at = _login(new_app(viewer=None).run(), "dr.who", "not the password")
+    assert not at.exception
+    assert "unknown user or wrong password" in at.error[0].value
+    assert not at.dataframe
+    last = audit.recent(accounts, 1)[0]
+    assert (last["username"], last["action"], last["outcome"]) == ("dr.who", "login", "denied")
+
+
+def test_clinician_login_opens_the_identified_cohort(accounts):
+    at = _login(new_app(viewer=None).run(), "dr.who", PW)
+    assert not at.exception
+    assert at.session_state[VIEWER_KEY].role == "clinician"
+    table = at.dataframe[0].value
+    assert "Doe^Jane" in table["patient_name"].tolist()
+    last = audit.recent(accounts, 1)[0]
+    assert (last["username"], last["action"], last["outcome"]) == ("dr.who", "login", "ok")
+
+
+def test_researcher_login_never_shows_a_real_name(accounts):
+    at = _login(new_app(viewer=None).run(), "ana", PW)
+    assert not at.exception
+    assert at.dataframe, "the cohort table should render"
+    text = _all_text(at)
+    assert "Doe^Jane" not in text and "Roe^Richard" not in text
+
+
+def test_expired_session_returns_to_the_login(accounts):
+    at = _login(new_app(viewer=None).run(), "ana", PW)
+    clock = at.session_state[CLOCK_KEY]
+    clock.last_seen -= dt.timedelta(minutes=clock.idle_minutes + 1)
+    at.session_state[CLOCK_KEY] = clock
+    at.run()
+    assert not at.exception
+    assert not at.dataframe
+    assert "expired" in at.info[0].value
+
+
+def test_sign_out_ends_the_session_and_is_audited(accounts):
+    at = _login(new_app(viewer=None).run(), "ana", PW)
+    at.button(key="shell:logout").click().run()
+    assert not at.exception
+    assert VIEWER_KEY not in at.session_state
+    assert not at.dataframe
+    assert audit.recent(accounts, 1)[0]["action"] == "logout"
+
+
+def test_two_sessions_side_by_side_never_share_a_view(accounts):
+    clinician = _login(new_app(viewer=None).run(), "dr.who", PW)
+    researcher = _login(new_app(viewer=None).run(), "ana", PW)
+    for _ in range(2):  # interleaved reruns in one process, one cache
+        clinician.run()
+        researcher.run()
+        assert "patient_name" in clinician.dataframe[0].value.columns
+        assert "patient_name" not in researcher.dataframe[0].value.columns
+        assert "Doe^Jane" not in _all_text(researcher)
+
+
+def test_admin_sees_the_audit_trail_and_its_verification(accounts):
+    at = _login(new_app(viewer=None).run(), "root", PW)
+    at.switch_page("pages/audit.py").run()
+    assert not at.exception
+    assert "Hash chain intact" in at.success[0].value
+    table = at.dataframe[0].value
+    assert {"login", "user_add", "audit_view"} <= set(table["action"])
+
+
+def test_admin_adds_a_user_from_the_users_page(accounts):
+    at = _login(new_app(viewer=None).run(), "root", PW)
+    at.switch_page("pages/users.py").run()
+    at.text_input(key="users:username").input("new.user")
+    at.selectbox(key="users:role").select("researcher")
+    at.text_input(key="users:password").input("a long enough secret")
+    at.button[-1].click().run()
+    assert not at.exception
+    assert "new.user" in {u["username"] for u in auth.list_users(accounts)}
+
+
+@pytest.mark.parametrize("page", ["pages/audit.py", "pages/users.py"])
+def test_admin_pages_are_not_in_a_clinicians_navigation(accounts, page):
+    """Not offered, and not reachable: the engine refuses too (tests/security/test_admin.py)."""
+    at = _login(new_app(viewer=None).run(), "dr.who", PW)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page(page)

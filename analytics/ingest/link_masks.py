@@ -14,7 +14,7 @@ import zlib
 from typing import TYPE_CHECKING, Any
 
 from pydicom import Dataset
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from analytics.config import Settings
 from analytics.errors import HepaTrackError, InvalidDicomError
@@ -25,7 +25,7 @@ from analytics.ingest.masks import canonical_structure, mask_references
 from analytics.ingest.prepare import Reload, _deidentified, _stored_uid
 from analytics.ingest.reader import ParsedInstance
 from analytics.store.db import Store
-from analytics.store.schema import Instance, Patient, Series, Study
+from analytics.store.schema import Instance, Mask, Patient, Series, Study
 
 if TYPE_CHECKING:
     from analytics.ingest.pipeline import IngestReport, _Entry
@@ -138,10 +138,20 @@ def _commit_mask(mask: MaskToStore, settings: Settings, store: Store,
         (report.rejected if c.category == "unmatched" else report.conflicts).append(c)
     report.masks += result.masks_stored
     report.duplicates += result.masks_duplicate
-    for s in report.series:
-        if s["series_uid"] == mask.image_series_uid and (result.masks_stored
-                                                         or result.masks_duplicate):
-            s["masks"] += 1
+
+
+def count_masks(store: Store, report: IngestReport) -> None:
+    """Set each reported series' ``masks`` to the number of masks stored for it."""
+    uids = [s["series_uid"] for s in report.series]
+    if not uids:
+        return
+    with store.session() as s:
+        counts = dict(s.execute(
+            select(Series.series_uid, func.count(Mask.id))
+            .join(Mask, Mask.series_id == Series.id).where(Series.series_uid.in_(uids))
+            .group_by(Series.series_uid)).all())
+    for entry in report.series:
+        entry["masks"] = int(counts.get(entry["series_uid"], 0))
 
 
 # --------------------------------------------------------------------------- NIfTI

@@ -26,7 +26,7 @@ from analytics.ingest.commit import clean_stale_staging, fingerprint
 from analytics.ingest.deid import Deidentifier
 from analytics.ingest.dicomweb import RetrievedSeries, _redact, fetch, is_dicomweb_url
 from analytics.ingest.findings import Rejection
-from analytics.ingest.link_masks import ingest_mask
+from analytics.ingest.link_masks import count_masks, ingest_mask
 from analytics.ingest.prepare import SeriesJob, ingest_series
 from analytics.ingest.reader import ParsedInstance, SafeParser
 from analytics.ingest.sources import SourceItem, iter_local_source, iter_upload
@@ -226,6 +226,7 @@ def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
         for entry in batch.masks:
             ingest_mask(entry, settings, store, deidentifier, report, deid=deid, reload=reload,
                         batch_series=batch.series)
+        count_masks(store, report)
     except BaseException as e:
         with contextlib.suppress(HepaTrackError):
             record(store, actor, "ingest", "failed", detail={"what": what,

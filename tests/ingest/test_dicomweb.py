@@ -101,7 +101,7 @@ class FakePacs:
 
     def __init__(self, instances: list[bytes], study: str, series: str) -> None:
         self.instances, self.study, self.series = instances, study, series
-        self.mode = "full"  # full | cut | cut_declared | short
+        self.mode = "full"  # full | cut | cut_declared | short | bad_pixels
         self.seen_auth: list[str | None] = []
         fake = self
 
@@ -134,6 +134,10 @@ class FakePacs:
                 ctype = f'multipart/related; type="application/dicom"; boundary={BOUNDARY}'
                 if fake.mode == "short":
                     self._reply(_multipart(fake.instances[:-1]), ctype)
+                    return
+                if fake.mode == "bad_pixels":  # well-formed reply, last instance cut short
+                    self._reply(_multipart([*fake.instances[:-1], fake.instances[-1][:-200]]),
+                                ctype)
                     return
                 full = _multipart(fake.instances)
                 if fake.mode == "full":
@@ -178,7 +182,7 @@ def _with_pacs(settings, pacs_url, **kw):
     return dataclasses.replace(settings, pacs=(entry,))
 
 
-@pytest.mark.parametrize("mode", ["cut", "cut_declared", "short"])
+@pytest.mark.parametrize("mode", ["cut", "cut_declared", "short", "bad_pixels"])
 def test_truncated_or_short_reply_marks_the_series_incomplete_and_a_refetch_completes_it(
         fake_pacs, settings, parser, mode):
     pacs, _ = fake_pacs
@@ -192,6 +196,9 @@ def test_truncated_or_short_reply_marks_the_series_incomplete_and_a_refetch_comp
     assert "of the 3 instances" in summary["reason"] or "boundary" in summary["reason"]
     assert report.incomplete[0]["series_uid"] == summary["series_uid"]
     assert summary["slices"] == 2 and report.instances == 2
+    if mode == "bad_pixels":
+        (rejected,) = report.rejected
+        assert "PACS reply cut short" in rejected.reason
     pacs.mode = "full"
     again = ingest_sources([url], settings, store, parser=parser)
     assert (again.instances, again.duplicates) == (1, 2)

@@ -186,9 +186,11 @@ def test_uploads_in_memory(store, settings, parser):
     with zipfile.ZipFile(buf, "w") as zf:
         for n, ds in enumerate(images):
             zf.writestr(f"s/{n}.dcm", encode(ds))
+    seen: list[tuple[str, float | None]] = []
     report = ingest_uploads([("study.zip", buf.getvalue()), ("x.dcm", b"junk")], settings,
-                            store, parser=parser)
+                            store, parser=parser, progress=lambda m, f: seen.append((m, f)))
     assert report.instances == 2
+    assert seen[-1] == ("storing series 1 of 1", 1.0)
     assert [r.file for r in report.rejected] == ["x.dcm"]
 
 

@@ -202,7 +202,8 @@ def check_series(instances: list[ParsedInstance],
                          f"the series {np.round(np.concatenate([ref.row_cosine, ref.col_cosine]), 4).tolist()}",
                          images, excluded)
     frames = kept
-    images = [i for i in images if any(i is k for k, _, _ in frames)]
+    kept_ids = {id(k) for k, _, _ in frames}
+    images = [i for i in images if id(i) in kept_ids]
 
     rows_cols = sorted({(int(i.info["rows"]), int(i.info["cols"])) for i in images})
     if len(rows_cols) > 1:

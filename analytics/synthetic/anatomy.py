@@ -31,8 +31,8 @@ from analytics.synthetic.vessels import HEPATIC, PORTAL, VesselTree, grow_tree
 # tissue classes of the rendered map (finer than the public labels; see phantom.LABELS)
 AIR, LIVER, SPLEEN, LIVER_VESSEL, CYST, SOLID_LESION, KIDNEY, AORTA, IVC = range(9)
 BONE_CORTEX, BONE_MARROW, CSF, MUSCLE, SUBCUT_FAT, VISCERAL_FAT = range(9, 15)
-BOWEL_WALL, BOWEL_FLUID, BOWEL_GAS, GALLBLADDER, LUNG = range(15, 20)
-N_TISSUES = 20
+BOWEL_WALL, BOWEL_FLUID, BOWEL_GAS, GALLBLADDER, LUNG, RIB, TABLE = range(15, 22)
+N_TISSUES = 22
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class PatientAnatomy:
     gallbladder: Ellipsoid
     lungs: tuple[Ellipsoid, Ellipsoid]
     lesions: tuple[Lesion, ...]
+    rib_phase_mm: float = 0.0  # z offset of the rib cage's periodic pattern
 
     # ------------------------------------------------------------------ liver
     def liver_sdf(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, shape: VisitShape,
@@ -229,6 +230,7 @@ def draw_anatomy(rng: np.random.Generator, *, sex: str = "F", n_cysts: int | Non
         gallbladder=gallbladder,
         lungs=lungs,
         lesions=(),
+        rib_phase_mm=float(rng.uniform(0.0, 28.0)),
     )
     shape_only = _liver_shape_only(parts, rng)
 

@@ -20,11 +20,11 @@ from analytics.synthetic import anatomy as A
 from analytics.synthetic.disease import ImagingPhenotype, PatientDisease, imaging_phenotype
 from analytics.synthetic.render import render_tissue
 
-#: exclusive voxel labels of ``SyntheticVolume.labels`` (0 = air outside the body)
+#: exclusive voxel labels of ``SyntheticVolume.labels`` (0 = air around the body and table)
 LABELS: dict[str, int] = {
     "liver": 1, "spleen": 2, "liver_vessels": 3, "lesion": 4, "kidney": 5, "aorta": 6,
     "ivc": 7, "vertebra": 8, "muscle": 9, "subcutaneous_fat": 10, "visceral_fat": 11,
-    "bowel": 12, "gallbladder": 13, "lung": 14, "spinal_canal": 15,
+    "bowel": 12, "gallbladder": 13, "lung": 14, "spinal_canal": 15, "rib": 16, "table": 17,
 }
 CONTRAST_PHASES = ("unenhanced", "portal_venous")
 DEFAULT_SHAPE = (44, 128, 128)
@@ -38,7 +38,7 @@ for _t, _l in {
     A.BONE_CORTEX: "vertebra", A.BONE_MARROW: "vertebra", A.CSF: "spinal_canal",
     A.MUSCLE: "muscle", A.SUBCUT_FAT: "subcutaneous_fat", A.VISCERAL_FAT: "visceral_fat",
     A.BOWEL_WALL: "bowel", A.BOWEL_FLUID: "bowel", A.BOWEL_GAS: "bowel",
-    A.GALLBLADDER: "gallbladder", A.LUNG: "lung",
+    A.GALLBLADDER: "gallbladder", A.LUNG: "lung", A.RIB: "rib", A.TABLE: "table",
 }.items():
     _TISSUE_LABEL[_t] = LABELS[_l]
 
@@ -49,7 +49,7 @@ _FIXED_HU = {
     A.BONE_CORTEX: (650, 655), A.BONE_MARROW: (230, 240), A.CSF: (10, 12),
     A.MUSCLE: (50, 62), A.SUBCUT_FAT: (-105, -103), A.VISCERAL_FAT: (-95, -92),
     A.BOWEL_WALL: (35, 80), A.BOWEL_FLUID: (12, 15), A.BOWEL_GAS: (-960, -960),
-    A.GALLBLADDER: (10, 12), A.LUNG: (-860, -855),
+    A.GALLBLADDER: (10, 12), A.LUNG: (-860, -855), A.RIB: (520, 525), A.TABLE: (90, 90),
 }
 SPLEEN_ENHANCEMENT_HU = 70.0
 

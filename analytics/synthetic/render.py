@@ -69,7 +69,28 @@ def _body_layers(anat: A.PatientAnatomy, grid: Grid1D) -> tuple[np.ndarray, np.n
     tissue[depth > 0] = A.SUBCUT_FAT
     tissue[depth > sc] = A.MUSCLE
     tissue[depth > wall] = A.VISCERAL_FAT
+    _ribs_and_table(anat, tissue, x, y, z, theta, depth, sc, wall, yc + 0.92 * b)
     return tissue, (depth - wall).astype(np.float32)
+
+
+RIB_PITCH_MM = 28.0
+
+
+def _ribs_and_table(anat: A.PatientAnatomy, tissue: np.ndarray, x, y, z, theta, depth, sc,
+                    wall, y_back: float) -> None:
+    """Lower ribs inside the body wall, and the scanner table under the patient's back."""
+    sin_t = np.sin(theta)  # +1 straight posterior, -1 straight anterior
+    # the costal margin: ribs reach lower posteriorly than anteriorly; they slope down
+    # towards the front, so their z position shifts with the angle
+    z_min = -55.0 + 70.0 * (1.0 - sin_t)
+    phase = np.mod(z - 60.0 * sin_t - anat.rib_phase_mm, RIB_PITCH_MM)
+    rib = ((np.abs(phase - RIB_PITCH_MM / 2.0) < 4.5) & (z > z_min) & (sin_t > -0.6)
+           & (np.abs(x) > 45.0) & (depth > sc + 1.0) & (depth < wall - 1.0))
+    tissue[rib] = A.RIB
+    # a gently curved carbon-fibre table top 12-20 mm below the back
+    top = y_back + 12.0 - 2e-4 * x * x
+    table = np.broadcast_to((y > top) & (y < top + 8.0) & (np.abs(x) < 190.0), tissue.shape)
+    tissue[table & (tissue == A.AIR)] = A.TABLE
 
 
 def _spine_and_vessels(anat: A.PatientAnatomy, tissue: np.ndarray, grid: Grid1D) -> None:

@@ -68,6 +68,23 @@ def write_series(folder: Path, n: int, size: int = 512) -> int:
     return total
 
 
+def cpu_seconds(worker_pids: list[int]) -> float:
+    """CPU time (user + system) of this process and the parse workers so far."""
+    import os
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    total = own.ru_utime + own.ru_stime
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in worker_pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slices", type=int, default=200)
@@ -124,6 +141,16 @@ def main() -> None:
                 reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
                 img = reader.Execute()
                 assert img.GetSize() == (512, 512, args.slices)
+
+            pids = [w.proc.pid for w in parser._workers]
+            before, wall = cpu_seconds(pids), __import__("time").perf_counter()
+            for _ in range(args.repeat):
+                parse_assemble(folder)
+            cpu = cpu_seconds(pids) - before
+            wall = __import__("time").perf_counter() - wall
+            print(f"parse+assembly, folder: {mb * args.repeat / cpu:,.0f} MB per CPU-second "
+                  f"(parent + worker; {cpu / args.repeat:.2f} CPU-s vs {wall / args.repeat:.2f} "
+                  "wall-s per series): the one-core figure, independent of machine load")
 
             units = (mb, "MB")
             r = args.repeat

@@ -105,7 +105,7 @@ def parse_dicomweb_url(url: str) -> DicomwebTarget:
                           password=parts.password)
 
 
-def _redact(url: str) -> str:
+def redact_url(url: str) -> str:
     """The URL without credentials, query or UIDs: safe for messages and logs."""
     parts = urlsplit(url)
     host = parts.hostname or "?"
@@ -164,7 +164,7 @@ class PacsClient:
         self.client = DICOMwebClient(url=pacs.url.rstrip("/"), session=self.session,
                                      timeout=self.timeout)
         self.client.set_http_retry_params(retry=False)
-        self.where = _redact(pacs.url)
+        self.where = redact_url(pacs.url)
 
     def close(self) -> None:
         self.session.close()

@@ -22,13 +22,13 @@ from analytics.ingest.commit import MaskToStore, commit_mask
 from analytics.ingest.deid import Deidentifier, read_identity
 from analytics.ingest.findings import Rejection
 from analytics.ingest.masks import canonical_structure, mask_references
-from analytics.ingest.prepare import Reload, _deidentified, _stored_uid
+from analytics.ingest.prepare import Reload, stored_bytes, stored_uid
 from analytics.ingest.reader import ParsedInstance
 from analytics.store.db import Store
 from analytics.store.schema import Instance, Mask, Patient, Series, Study
 
 if TYPE_CHECKING:
-    from analytics.ingest.pipeline import IngestReport, _Entry
+    from analytics.ingest.pipeline import BatchEntry, IngestReport
 
 
 def _code(seq: Any) -> str | None:
@@ -87,9 +87,9 @@ def _series_for_refs(store: Store, refs: dict[str, Any]) -> tuple[str, str] | No
     return None
 
 
-def ingest_mask(entry: _Entry, settings: Settings, store: Store, d: Deidentifier,
+def ingest_mask(entry: BatchEntry, settings: Settings, store: Store, d: Deidentifier,
                 report: IngestReport, *, deid: bool, reload: Reload,
-                batch_series: dict[str, list[_Entry]]) -> None:
+                batch_series: dict[str, list[BatchEntry]]) -> None:
     """Link one SEG/RTSTRUCT/NIfTI mask to its stored image series and commit it."""
     try:
         p = reload(entry)
@@ -100,10 +100,10 @@ def ingest_mask(entry: _Entry, settings: Settings, store: Store, d: Deidentifier
         _ingest_nifti(p, entry, settings, store, report, batch_series, d, deid)
         return
     original = mask_references(p.header)
-    refs = {"series_uids": sorted(_stored_uid(d, u, deid) for u in original["series_uids"]),
-            "sop_instance_uids": sorted(_stored_uid(d, u, deid)
+    refs = {"series_uids": sorted(stored_uid(d, u, deid) for u in original["series_uids"]),
+            "sop_instance_uids": sorted(stored_uid(d, u, deid)
                                         for u in original["sop_instance_uids"]),
-            "frame_of_reference_uid": _stored_uid(d, original["frame_of_reference_uid"], deid)}
+            "frame_of_reference_uid": stored_uid(d, original["frame_of_reference_uid"], deid)}
     found = _series_for_refs(store, refs)
     if found is None:
         report.rejected.append(Rejection(p.name, "mask rejected: the image series it refers "
@@ -111,7 +111,7 @@ def ingest_mask(entry: _Entry, settings: Settings, store: Store, d: Deidentifier
         return
     try:
         ident = read_identity(p.header, d.secret, name=p.name, deidentify=deid)
-        data, clean = _deidentified(p, d, deid)
+        data, clean = stored_bytes(p, d, deid)
     except (HepaTrackError, ValueError, TypeError, OverflowError) as ex:
         report.rejected.append(Rejection(p.name, f"cannot de-identify: {ex}"))
         return
@@ -212,8 +212,8 @@ def clean_nifti(data: bytes, max_inflated: int) -> bytes:
     return gzip.compress(bytes(buf), compresslevel=6, mtime=0)
 
 
-def _ingest_nifti(p: ParsedInstance, entry: _Entry, settings: Settings, store: Store,
-                  report: IngestReport, batch_series: dict[str, list[_Entry]],
+def _ingest_nifti(p: ParsedInstance, entry: BatchEntry, settings: Settings, store: Store,
+                  report: IngestReport, batch_series: dict[str, list[BatchEntry]],
                   d: Deidentifier, deid: bool) -> None:
     """A NIfTI mask carries no references: link it to the one batch series of its shape."""
     try:
@@ -222,7 +222,7 @@ def _ingest_nifti(p: ParsedInstance, entry: _Entry, settings: Settings, store: S
         report.rejected.append(Rejection(p.name, str(ex)))
         return
     dims = sorted(shape[:3])
-    batch = [_stored_uid(d, key, deid) for key in batch_series]
+    batch = [stored_uid(d, key, deid) for key in batch_series]
     stored = {s["series_uid"] for s in report.series}
     with store.session() as s:
         rows = s.execute(select(Series.series_uid, Series.rows, Series.columns, Series.n_slices)

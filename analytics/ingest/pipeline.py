@@ -24,7 +24,7 @@ from analytics.config import Settings
 from analytics.errors import HepaTrackError, IngestError
 from analytics.ingest.commit import clean_stale_staging, fingerprint
 from analytics.ingest.deid import Deidentifier
-from analytics.ingest.dicomweb import RetrievedSeries, _redact, fetch, is_dicomweb_url
+from analytics.ingest.dicomweb import RetrievedSeries, fetch, is_dicomweb_url, redact_url
 from analytics.ingest.findings import Rejection
 from analytics.ingest.link_masks import count_masks, ingest_mask
 from analytics.ingest.prepare import SeriesJob, ingest_series
@@ -73,7 +73,7 @@ class IngestReport:
 
 
 @dataclass
-class _Entry:
+class BatchEntry:
     """A parsed instance (its bytes dropped) and how to read them again."""
 
     parsed: ParsedInstance
@@ -124,8 +124,8 @@ class _Batch:
         self.parser = parser
         self.report = report
         self.progress = progress
-        self.series: dict[str, list[_Entry]] = {}
-        self.masks: list[_Entry] = []
+        self.series: dict[str, list[BatchEntry]] = {}
+        self.masks: list[BatchEntry] = []
         self.pacs_series: dict[str, RetrievedSeries] = {}
         self.parsed = 0
 
@@ -148,7 +148,7 @@ class _Batch:
                 continue
             item = table.pop(res.name)
             content, meta = fingerprint(res.data)
-            entry = _Entry(parsed=dataclasses.replace(res, data=b""), item=item,
+            entry = BatchEntry(parsed=dataclasses.replace(res, data=b""), item=item,
                            size=len(res.data), source=source, content_sha256=content,
                            meta_sha256=meta, pacs=pacs)
             if res.kind in MASK_KINDS:
@@ -166,7 +166,7 @@ class _Batch:
             try:
                 fetched = fetch(str(source), self.settings)
             except HepaTrackError as e:
-                self.report.rejected.append(Rejection(_redact(str(source)), str(e), "pacs"))
+                self.report.rejected.append(Rejection(redact_url(str(source)), str(e), "pacs"))
                 return
             for k, rs in enumerate(fetched, start=1):
                 self.add_items(_unique_names(rs.items, prefix=f"PACS series {k}: "),
@@ -182,7 +182,7 @@ class _Batch:
         self.add_items(_unique_names(iter_upload(name, data, self.settings.limits)), "upload")
 
 
-def reload(entry: _Entry) -> ParsedInstance:
+def reload(entry: BatchEntry) -> ParsedInstance:
     """The parsed instance with its bytes read again (and checked unchanged).
 
     Raises

@@ -41,7 +41,7 @@ from analytics.store.schema import Instance, Patient, Series, Study
 
 if TYPE_CHECKING:
     from analytics.ingest.dicomweb import RetrievedSeries
-    from analytics.ingest.pipeline import IngestReport, _Entry
+    from analytics.ingest.pipeline import BatchEntry, IngestReport
 
 QUARANTINE = "quarantine"
 #: geometry keys kept in ``series.geometry`` (no names, descriptions or original UIDs)
@@ -51,21 +51,22 @@ _GEOMETRY_KEYS = ("n_slices", "rows", "cols", "spacing_mm", "origin_mm", "direct
 
 @dataclass
 class SeriesJob:
-    entries: list[_Entry]
+    entries: list[BatchEntry]
     pacs: RetrievedSeries | None = None
 
 
-Reload = Callable[["_Entry"], ParsedInstance]
+Reload = Callable[["BatchEntry"], ParsedInstance]
 
 
-def _stored_uid(d: Deidentifier, uid: str | None, deid: bool) -> str:
+def stored_uid(d: Deidentifier, uid: str | None, deid: bool) -> str:
+    """The UID as stored: its keyed pseudonym when de-identifying, else unchanged."""
     if not uid:
         return ""
     return d.uid(uid) if deid else uid
 
 
 def _load(job: SeriesJob, report: IngestReport, reload: Reload
-          ) -> list[tuple[ParsedInstance, _Entry]]:
+          ) -> list[tuple[ParsedInstance, BatchEntry]]:
     """Re-read the series' images; secondary captures and other objects are reported."""
     images = []
     for e in job.entries:
@@ -161,7 +162,7 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
     first_clean: Dataset | None = None
     for p, e in pairs:
         try:
-            data, clean = _deidentified(p, d, deid)
+            data, clean = stored_bytes(p, d, deid)
         except (HepaTrackError, ValueError, TypeError, OverflowError) as ex:
             report.rejected.append(Rejection(p.name, f"cannot de-identify: {ex}"))
             continue
@@ -192,7 +193,8 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
         _summarise(report, store, unit, already=result.stored == 0)
 
 
-def _deidentified(p: ParsedInstance, d: Deidentifier, deid: bool) -> tuple[bytes, Dataset]:
+def stored_bytes(p: ParsedInstance, d: Deidentifier, deid: bool) -> tuple[bytes, Dataset]:
+    """The bytes to store and the dataset they encode (de-identified unless ``deid`` is off)."""
     if deid:
         data, _, clean = d.deidentify_bytes(p.data, name=p.name)
         return data, clean
@@ -213,8 +215,8 @@ def _unit(first: ParsedInstance, clean: Dataset, ident: PatientIdentity, check,
     cols = geo.get("cols", _int(hdr.get("Columns")))
     return SeriesToStore(
         identity=ident,
-        study_uid=_stored_uid(d, first.study_uid, deid),
-        series_uid=_stored_uid(d, first.series_uid, deid),
+        study_uid=stored_uid(d, first.study_uid, deid),
+        series_uid=stored_uid(d, first.series_uid, deid),
         source_key=source_key(d.secret, first.series_uid or fallback_key),
         modality=str(first.modality or hdr.get("Modality", "") or "OT"),
         instances=to_store, study_date=study_date,
@@ -222,7 +224,7 @@ def _unit(first: ParsedInstance, clean: Dataset, ident: PatientIdentity, check,
         accession_key=accession_key(d.secret, accession) if accession else None,
         description=_text(clean.get("SeriesDescription")),
         contrast_phase=geo.get("contrast_phase") if check.ok else contrast_phase(hdr),
-        frame_of_reference_uid=_stored_uid(d, first.frame_of_reference_uid, deid) or None,
+        frame_of_reference_uid=stored_uid(d, first.frame_of_reference_uid, deid) or None,
         n_slices=int(geo.get("n_slices", len(to_store))), rows=rows, columns=cols,
         spacing_mm=[spacing[2], spacing[1], spacing[0]] if spacing else None,  # [x, y, z]
         geometry={k: geo[k] for k in _GEOMETRY_KEYS if k in geo} or None,

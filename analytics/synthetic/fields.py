@@ -119,7 +119,9 @@ class Ellipsoid:
         a, b, c = (np.float32(s) for s in self.semi_axes)
         k0 = np.sqrt((dx / a) ** 2 + (dy / b) ** 2 + (dz / c) ** 2)
         k1 = np.sqrt((dx / (a * a)) ** 2 + (dy / (b * b)) ** 2 + (dz / (c * c)) ** 2)
-        return (k0 * (k0 - 1.0) / np.maximum(k1, np.float32(1e-6))).astype(np.float32)
+        d = k0 * (k0 - 1.0) / np.maximum(k1, np.float32(1e-6))
+        # the first-order formula is 0 at the exact centre; that point is deep inside
+        return np.where(k0 > 0, d, -min(self.semi_axes)).astype(np.float32)
 
     def bbox(self, margin: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
         """Axis-aligned bounds ``(lo, hi)`` as ``(x, y, z)`` mm, with a margin."""

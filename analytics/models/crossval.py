@@ -90,19 +90,23 @@ def oof_predictions(data: LandmarkData, kind: str, params: dict[str, Any],
         fold_of = patient_folds(pats, has_ev, k, rng)
         fold = rows["patient"].map(fold_of).to_numpy()
         risk = np.full((len(rows), len(hs) + len(grid)), np.nan)
+        cs_risk = np.full((len(rows), len(hs) + len(grid)), np.nan)
         for f in range(k):
             test = fold == f
-            model = LandmarkModel.fit(data, kind, params, rows=~test, n_bootstrap=0)
+            model = LandmarkModel.fit(data, kind, params, rows=~test, intervals=False)
             X = model.matrix(rows[test])
             risk[test] = model.risk(X, [*hs, *grid.tolist()])
+            cs_risk[test] = (model.risk(X, [*hs, *grid.tolist()], cause_specific=True)
+                             if data.events.competing else risk[test])
         fr = pd.DataFrame({"patient": rows["patient"].to_numpy(),
                            "landmark": rows["landmark"].to_numpy(),
                            "duration": rows["duration"].to_numpy(), "code": codes(data),
                            "fold": fold}, index=rows.index)
         for j, h in enumerate(hs):
             fr[f"risk_{h:g}"] = risk[:, j]
+            fr[f"cs_risk_{h:g}"] = cs_risk[:, j]
         for i in range(len(grid)):
-            fr[f"risk_grid_{i}"] = risk[:, len(hs) + i]
+            fr[f"cs_risk_grid_{i}"] = cs_risk[:, len(hs) + i]
         frames.append(fr)
     return frames
 
@@ -182,7 +186,7 @@ def _mean_metrics(ms: list[dict], hs: list[float]) -> dict:
 
 def cross_validate(data: LandmarkData, kind: str = "cox", params: dict[str, Any] | None = None,
                    cv: CVSettings | None = None, baselines: bool = True,
-                   truth: pd.DataFrame | None = None) -> dict[str, Any]:
+                   truth: Any = None) -> dict[str, Any]:
     """Cross-validated metrics of a landmark model, clinical baselines and the oracle.
 
     Parameters
@@ -196,8 +200,8 @@ def cross_validate(data: LandmarkData, kind: str = "cox", params: dict[str, Any]
     baselines
         Also validate the clinical scores on the same folds.
     truth
-        Optional ``patient``, ``time``, ``true_log_hazard``: the oracle C-index ranks
-        each landmark row by the true log hazard at the last visit so far.
+        Optional true hazards (:class:`analytics.models.training.Truth`): the oracle
+        C-index ranks each landmark row by the true endpoint log hazard at the landmark.
 
     Returns
     -------
@@ -240,8 +244,8 @@ def _per_landmark(frame: pd.DataFrame, hs: list[float]) -> list[dict]:
     for s, g in frame.groupby("landmark"):
         t, c = g["duration"].to_numpy(), g["code"].to_numpy()
         out.append({"landmark": float(s), "n": len(g), "events": int((c == 1).sum()),
-                    "c_index": harrell_c(t, c, g[f"risk_{max(hs):g}"].to_numpy())[0],
-                    "td_auc": {f"{h:g}": td_auc(t, c, g[f"risk_{h:g}"].to_numpy(), h)
+                    "c_index": harrell_c(t, c, g[f"cs_risk_{max(hs):g}"].to_numpy())[0],
+                    "td_auc": {f"{h:g}": td_auc(t, c, g[f"cs_risk_{h:g}"].to_numpy(), h)
                                for h in hs}})
     return out
 
@@ -280,9 +284,9 @@ def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
             model_c.append(landmark_metrics(sub, hs, h_max, with_calibration=False)["c_index"])
             risk = _recalibrated_risk(sub, [*hs, *grid.tolist()])
             for j, h in enumerate(hs):
-                sub[f"risk_{h:g}"] = risk[:, j]
+                sub[f"risk_{h:g}"] = sub[f"cs_risk_{h:g}"] = risk[:, j]
             for i in range(len(grid)):
-                sub[f"risk_grid_{i}"] = risk[:, len(hs) + i]
+                sub[f"cs_risk_grid_{i}"] = risk[:, len(hs) + i]
             marker = landmark_metrics(sub, hs, h_max, score="score")
             prob = landmark_metrics(sub, hs, h_max, grid)
             per_repeat.append({**prob, "c_index": marker["c_index"], "uno_c": marker["uno_c"],
@@ -316,28 +320,19 @@ def _recalibrated_risk(sub: pd.DataFrame, times: list[float]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- oracle
-def truth_at_landmarks(rows: pd.DataFrame, truth: pd.DataFrame) -> np.ndarray:
-    """True log hazard at the last truth time at or before each landmark (NaN if none)."""
-    tr = truth.sort_values(["patient", "time"])
-    out = np.full(len(rows), np.nan)
-    for pid, g in rows.groupby("patient", sort=False):
-        tp = tr[tr["patient"] == pid]
-        if tp.empty:
-            continue
-        idx = np.searchsorted(tp["time"].to_numpy(), g["landmark"].to_numpy() + 1e-9,
-                              side="right") - 1
-        vals = tp["true_log_hazard"].to_numpy()
-        pos = rows.index.get_indexer(g.index)
-        out[pos] = np.where(idx >= 0, vals[np.maximum(idx, 0)], np.nan)
-    return out
+def oracle_c_index(data: LandmarkData, truth: Any) -> float:
+    """Harrell's C of the true endpoint log hazard at each landmark, same rows and endpoint.
 
-
-def oracle_c_index(data: LandmarkData, truth: pd.DataFrame) -> float:
-    """Harrell's C of the true log hazard on the same landmark rows and endpoint."""
+    ``truth`` answers ``log_hazard(patients, times, causes)`` (see
+    :class:`analytics.models.training.Truth`).
+    """
     fr = pd.DataFrame({"patient": data.rows["patient"].to_numpy(),
                        "landmark": data.rows["landmark"].to_numpy(),
                        "duration": data.rows["duration"].to_numpy(), "code": codes(data)},
                       index=data.rows.index)
-    fr["score"] = truth_at_landmarks(data.rows, truth)
+    fr["score"] = truth.log_hazard(fr["patient"].to_numpy(), fr["landmark"].to_numpy(),
+                                   data.events.of_interest)
     fr = fr[np.isfinite(fr["score"])]
+    if fr.empty:
+        return float("nan")
     return landmark_metrics(fr, [], data.settings.horizon_max, score="score")["c_index"]

@@ -45,6 +45,12 @@ DEFAULT_COMPETING = frozenset({"transplant"})
 #: competing causes with fewer events are pooled into one ``other`` cause
 MIN_CAUSE_EVENTS = 10
 
+#: history statistics besides the last value: see the module docstring
+HISTORY_STATS = ("slope", "worst", "mean_1y", "change")
+DEFAULT_STATS = ("slope", "worst")
+#: window of the recent mean (years)
+RECENT_WINDOW = 1.0
+
 LANDMARK = "landmark_years"
 LANDMARK_SQ = "landmark_years_sq"
 GLOBAL_FEATURES = (LANDMARK, LANDMARK_SQ, "n_visits", "years_since_last_visit")
@@ -112,6 +118,8 @@ def describe_column(column: str) -> tuple[str, str]:
         ("_missing", "{} not measured yet", ""),
         ("_slope", "{} trend", "{} per year"),
         ("_worst", "{} worst so far", "{}"),
+        ("_mean_1y", "{} mean of the last year", "{}"),
+        ("_change", "{} change since the first value", "{}"),
         ("_x_landmark", "{} x time since baseline", "{} x years"),
     ):
         if column.endswith(suffix):
@@ -268,6 +276,7 @@ class LandmarkSettings:
     interactions: bool = False
     min_at_risk: int = 20
     min_at_risk_fraction: float = 0.2
+    stats: tuple[str, ...] = DEFAULT_STATS
 
     @property
     def horizon_max(self) -> float:
@@ -283,6 +292,7 @@ class FeatureSpec:
     low_is_worse: dict[str, bool]
     interactions: bool = False
     imaging: list[str] = field(default_factory=list)
+    stats: tuple[str, ...] = DEFAULT_STATS
 
     @property
     def columns(self) -> list[str]:
@@ -290,7 +300,7 @@ class FeatureSpec:
         for f in self.numeric:
             cols.append(f)
             if f not in STATIC_FEATURES:
-                cols += [f"{f}_slope", f"{f}_worst"]
+                cols += [f"{f}_{st}" for st in self.stats]
             if self.interactions:
                 cols.append(f"{f}_x_landmark")
         cols += self.categorical
@@ -302,7 +312,7 @@ class FeatureSpec:
             return LANDMARK, "landmark"
         if column in GLOBAL_FEATURES:
             return column, "global"
-        for stat in ("slope", "worst", "x_landmark"):
+        for stat in (*HISTORY_STATS, "x_landmark"):
             base = column.removesuffix(f"_{stat}")
             if base != column and base in self.numeric:
                 return base, stat
@@ -311,17 +321,19 @@ class FeatureSpec:
     def to_json(self) -> dict[str, Any]:
         return {"numeric": self.numeric, "categorical": self.categorical,
                 "low_is_worse": self.low_is_worse, "interactions": self.interactions,
-                "imaging": self.imaging}
+                "imaging": self.imaging, "stats": list(self.stats)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> FeatureSpec:
         return cls(numeric=list(d["numeric"]), categorical=list(d["categorical"]),
                    low_is_worse={k: bool(v) for k, v in d["low_is_worse"].items()},
                    interactions=bool(d.get("interactions", False)),
-                   imaging=list(d.get("imaging", [])))
+                   imaging=list(d.get("imaging", [])),
+                   stats=tuple(d.get("stats", DEFAULT_STATS)))
 
 
-def feature_spec(cohort: CohortTable, interactions: bool = False) -> FeatureSpec:
+def feature_spec(cohort: CohortTable, interactions: bool = False,
+                 stats: tuple[str, ...] = DEFAULT_STATS) -> FeatureSpec:
     """Split the cohort's feature columns into numeric and categorical history inputs."""
     numeric, categorical, imaging = [], [], []
     for col in cohort.feature_columns:
@@ -341,7 +353,7 @@ def feature_spec(cohort: CohortTable, interactions: bool = False) -> FeatureSpec
                          f"({', '.join(VISIT_KEYS)}); nothing to model")
     return FeatureSpec(numeric=numeric, categorical=categorical,
                        low_is_worse={f: feature_info(f).low_is_worse for f in numeric},
-                       interactions=interactions, imaging=imaging)
+                       interactions=interactions, imaging=imaging, stats=tuple(stats))
 
 
 # --------------------------------------------------------------------------- history
@@ -377,9 +389,9 @@ def history_features(visits: pd.DataFrame, at: pd.DataFrame, spec: FeatureSpec) 
     q = acode * _KEY_SCALE + s + 1e-9
     out: dict[str, np.ndarray] = {}
 
-    def locate(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def locate(mask: np.ndarray, qq: np.ndarray = q) -> tuple[np.ndarray, np.ndarray]:
         keys = vcode[mask] * _KEY_SCALE + vt[mask]
-        idx = np.searchsorted(keys, q, side="right") - 1
+        idx = np.searchsorted(keys, qq, side="right") - 1
         ok = idx >= 0
         ok[ok] = vcode[mask][idx[ok]] == acode[ok]
         return idx, ok
@@ -427,8 +439,26 @@ def history_features(visits: pd.DataFrame, at: pd.DataFrame, spec: FeatureSpec) 
                              (n * stv - st * sv) / den, 0.0)
             slope[ok] = b
             worst[ok] = worst_all[idx[ok]]
-        out[f"{f}_slope"] = slope
-        out[f"{f}_worst"] = worst
+        stats = {"slope": slope, "worst": worst}
+        if "mean_1y" in spec.stats:
+            # values in (s - window, s]: cumulative sums at s minus those at s - window
+            idx0, ok0 = locate(mask, q - RECENT_WINDOW)
+            mean = np.full(len(at), np.nan)
+            if ok.any():
+                sv1, n1 = cs[idx[ok], 1], cs[idx[ok], 4]
+                sub = ok0[ok]
+                sv0 = np.where(sub, cs[np.where(sub, idx0[ok], 0), 1], 0.0)
+                n0 = np.where(sub, cs[np.where(sub, idx0[ok], 0), 4], 0.0)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    mean[ok] = np.where(n1 > n0, (sv1 - sv0) / (n1 - n0), last[ok])
+            stats["mean_1y"] = mean
+        if "change" in spec.stats:
+            first_of = df.groupby("g", sort=False)["v"].transform("first").to_numpy()
+            change = np.zeros(len(at))
+            change[ok] = fv[idx[ok]] - first_of[idx[ok]]
+            stats["change"] = change
+        for st in spec.stats:
+            out[f"{f}_{st}"] = stats[st]
         if spec.interactions:
             out[f"{f}_x_landmark"] = last * s
     for f in spec.categorical:
@@ -533,7 +563,7 @@ def build_landmark_data(cohort: CohortTable, events: EventSpec,
         If no landmark row can be built or no event of interest falls in any window.
     """
     settings = settings or LandmarkSettings()
-    spec = spec or feature_spec(cohort, settings.interactions)
+    spec = spec or feature_spec(cohort, settings.interactions, settings.stats)
     grid = landmark_grid(cohort, settings)
     outc = cohort.outcomes.set_index("patient")
     first_visit = cohort.visits.groupby("patient")["time"].min()

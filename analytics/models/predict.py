@@ -27,6 +27,7 @@ import pandas as pd
 from analytics.errors import ModelError
 from analytics.models.estimators import CoxPH, Design, SurvivalEstimator, make_estimator
 from analytics.models.landmark import (
+    STATIC_FEATURES,
     EventSpec,
     FeatureSpec,
     LandmarkData,
@@ -75,7 +76,7 @@ class LandmarkModel:
     @classmethod
     def fit(cls, data: LandmarkData, kind: str = "cox", params: dict[str, Any] | None = None,
             n_bootstrap: int = 0, seed: int = 0, rows: np.ndarray | None = None,
-            design: Design | None = None) -> LandmarkModel:
+            design: Design | None = None, intervals: bool = True) -> LandmarkModel:
         """Fit the endpoint model and every competing cause on landmark rows.
 
         Parameters
@@ -92,12 +93,16 @@ class LandmarkModel:
             Boolean mask or indices of ``data.rows`` to train on (cross-validation).
         design
             A fitted design to reuse; default: fitted on the training rows.
+        intervals
+            Prepare risk intervals (robust Cox variance of the endpoint model, GBM
+            bootstrap refits); cross-validation fits skip them.
         """
         params = dict(params or {})
         train = data.rows if rows is None else data.rows.iloc[np.flatnonzero(rows)
                                                                if np.asarray(rows).dtype == bool
                                                                else rows]
-        design = design or Design.fit(train, _numeric_history(data.spec), data.spec.categorical)
+        design = design or Design.fit(train, _numeric_history(data.spec), data.spec.categorical,
+                                      _log_candidates(data.spec))
         X = design.transform(train)
         groups = train["patient"].to_numpy()
         ests: dict[str, SurvivalEstimator] = {}
@@ -109,11 +114,14 @@ class LandmarkModel:
                     raise ModelError(f"training rows: fewer than 2 '{data.events.label}' "
                                      "events; cannot fit")
                 continue  # a competing cause absent from this training fold
-            ests[cause] = make_estimator(kind, **params).fit(X, y, groups=groups)
+            p = dict(params)
+            if kind == "cox":
+                p["robust"] = bool(intervals and cause == "interest")
+            ests[cause] = make_estimator(kind, **p).fit(X, y, groups=groups)
         model = cls(kind=kind, events=data.events, settings=data.settings, spec=data.spec,
                     design=design, estimators=ests, landmarks=list(data.landmarks),
                     params=params)
-        if n_bootstrap and kind != "cox":
+        if intervals and n_bootstrap and kind != "cox":
             model.ensemble = _bootstrap(kind, params, X, train, n_bootstrap, seed)
         model.background = X.sample(n=min(BACKGROUND_ROWS, len(X)), random_state=seed)
         return model
@@ -128,12 +136,17 @@ class LandmarkModel:
         return self.estimators["interest"].predict_log_hazard(X)
 
     def risk(self, X: pd.DataFrame, horizons: list[float] | None = None,
-             interest: SurvivalEstimator | None = None) -> np.ndarray:
-        """Cumulative incidence of the endpoint by each horizon, shape ``(n, len(h))``."""
+             interest: SurvivalEstimator | None = None,
+             cause_specific: bool = False) -> np.ndarray:
+        """Cumulative incidence of the endpoint by each horizon, shape ``(n, len(h))``.
+
+        ``cause_specific``: ``1 - exp(-A_1(h))`` instead, the endpoint's risk were no
+        competing event possible (what metrics that censor competing events assess).
+        """
         hs = np.asarray(horizons or self.horizons, np.float64)
         interest = interest or self.estimators["interest"]
         others = [e for c, e in self.estimators.items() if c != "interest"]
-        if not others:
+        if not others or cause_specific:
             return 1.0 - np.exp(-interest.cumulative_hazard(X, hs))
         grid = self._grid(hs)
         out = np.empty((len(X), len(hs)))
@@ -204,6 +217,17 @@ def _shifted_cox(est: CoxPH, offset: np.ndarray) -> _ShiftedCox:
 
 def _numeric_history(spec: FeatureSpec) -> list[str]:
     return [c for c in spec.columns if c not in spec.categorical]
+
+
+def _log_candidates(spec: FeatureSpec) -> list[str]:
+    """Level-type history columns (values, not slopes/changes/counts) may be log-scaled."""
+    out = []
+    for c in spec.columns:
+        base, stat = spec.source_of(c)
+        if stat in ("last", "worst", "mean_1y") and base in spec.numeric \
+                and base not in STATIC_FEATURES:
+            out.append(c)
+    return out
 
 
 def _bootstrap(kind: str, params: dict[str, Any], X: pd.DataFrame, train: pd.DataFrame,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,46 +33,91 @@ log = logging.getLogger(__name__)
 GBM_INTERVAL_REFITS = 20
 
 
-def load_truth(path: str | Path) -> pd.DataFrame:
-    """Read a synthetic cohort's ``truth.json`` into ``patient``, ``time``, ``true_log_hazard``.
+@dataclass
+class Truth:
+    """True hazards of a synthetic cohort, for the oracle C-index.
 
-    Accepts records carrying ``true_log_hazard`` (or ``log_hazard``) and a time
-    (``time``/``time_years``/``t``), nested anywhere; the patient is the record's
-    ``patient``/``patient_id``/``pseudonym`` or the key of the enclosing object.
+    ``visits``: ``patient``, ``time`` and one ``log_hazard:<cause>`` column per cause
+    (plus ``true_log_hazard`` of the generator's event of interest). ``params``: per
+    patient, the generator's latent-stage and hazard parameters, when the file has them,
+    so the hazard is exact at any landmark time; otherwise the last visit's value is
+    carried forward.
+    """
+
+    visits: pd.DataFrame
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    event_of_interest: str | None = None
+
+    def rename(self, mapping: dict[str, str]) -> Truth:
+        return Truth(self.visits.assign(patient=self.visits["patient"].map(
+                         lambda x: mapping.get(x, x))),
+                     {mapping.get(k, k): v for k, v in self.params.items()},
+                     self.event_of_interest)
+
+    def log_hazard(self, patients: np.ndarray, times: np.ndarray,
+                   causes: tuple[str, ...]) -> np.ndarray:
+        """Log of the summed hazard of ``causes`` at each (patient, time); NaN if unknown."""
+        out = np.full(len(patients), np.nan)
+        for i, (p, t) in enumerate(zip(patients, times, strict=True)):
+            par = self.params.get(p)
+            if par is not None and all(c in par["hazards"] for c in causes):
+                stage = float(np.clip(par["stage0"] + par["progression_per_year"] * t, 0, 4))
+                age = par["age_at_baseline_years"] + t
+                logs = [h["log_h0"] + h["beta_stage"] * stage
+                        + h["beta_age_per_decade"] * (age - h.get("age_ref_years", 60.0)) / 10
+                        for h in (par["hazards"][c] for c in causes)]
+                out[i] = float(np.logaddexp.reduce(logs))
+        todo = np.isnan(out)
+        if todo.any():
+            cols = [f"log_hazard:{c}" for c in causes]
+            v = self.visits.sort_values(["patient", "time"])
+            if all(c in v for c in cols):
+                lh = np.logaddexp.reduce(v[cols].to_numpy(float), axis=1)
+            elif len(causes) == 1 and causes[0] == self.event_of_interest:
+                lh = v["true_log_hazard"].to_numpy(float)
+            else:
+                return out
+            by_p = {p: (g["time"].to_numpy(float), lh[v.index.get_indexer(g.index)])
+                    for p, g in v.assign(_i=range(len(v))).groupby("patient")}
+            for i in np.flatnonzero(todo):
+                tv = by_p.get(patients[i])
+                if tv is None:
+                    continue
+                k = np.searchsorted(tv[0], times[i] + 1e-9, side="right") - 1
+                if k >= 0:
+                    out[i] = tv[1][k]
+        return out
+
+
+def load_truth(path: str | Path) -> Truth:
+    """Read a synthetic cohort's ``truth.json`` (format ``hepatrack-synthetic-truth``).
 
     Raises
     ------
     ModelError
-        If the file is unreadable or has no such records.
+        If the file is unreadable or lists no patients with visit hazards.
     """
     p = Path(path)
     try:
         doc = json.loads(p.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ModelError(f"{p}: cannot read truth JSON ({e})") from e
-    rows: list[dict[str, Any]] = []
-
-    def walk(node: Any, patient: str | None) -> None:
-        if isinstance(node, dict):
-            pid = next((str(node[k]) for k in ("patient", "patient_id", "pseudonym")
-                        if k in node and isinstance(node[k], str | int)), patient)
-            lh = node.get("true_log_hazard", node.get("log_hazard"))
-            t = next((node[k] for k in ("time", "time_years", "t") if k in node), None)
-            if isinstance(lh, int | float) and isinstance(t, int | float) and pid is not None:
-                rows.append({"patient": pid, "time": float(t), "true_log_hazard": float(lh)})
-            for k, v in node.items():
-                if isinstance(v, list | dict):
-                    walk(v, pid if pid is not None and pid != patient else
-                         (k if isinstance(v, dict | list) and patient is None
-                          and k not in ("patients", "visits", "truth") else pid))
-        elif isinstance(node, list):
-            for v in node:
-                walk(v, patient)
-
-    walk(doc, None)
+        rows, params = [], {}
+        for pat in doc["patients"]:
+            pid = str(pat["patient_id"])
+            for v in pat.get("visits", []):
+                r = {"patient": pid, "time": float(v["time_years"]),
+                     "true_log_hazard": float(v["true_log_hazard"])}
+                for c, val in (v.get("true_log_hazard_by_cause") or {}).items():
+                    r[f"log_hazard:{c}"] = float(val)
+                rows.append(r)
+            if {"stage0", "progression_per_year", "age_at_baseline_years",
+                    "hazards"} <= set(pat):
+                params[pid] = {k: pat[k] for k in ("stage0", "progression_per_year",
+                                                    "age_at_baseline_years", "hazards")}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ModelError(f"{p}: not a readable synthetic truth file ({e})") from e
     if not rows:
-        raise ModelError(f"{p}: no records with true_log_hazard and time")
-    return pd.DataFrame(rows).drop_duplicates(["patient", "time"])
+        raise ModelError(f"{p}: no patient visits with true_log_hazard")
+    return Truth(pd.DataFrame(rows), params, doc.get("event_of_interest"))
 
 
 def find_truth(settings: Settings, explicit: str | None) -> Path | None:
@@ -89,11 +135,12 @@ def find_truth(settings: Settings, explicit: str | None) -> Path | None:
     return None
 
 
-def truth_for_cohort(truth: pd.DataFrame, store: Store | None, cohort: CohortTable) -> pd.DataFrame:
+def truth_for_cohort(truth: Truth, store: Store | None, cohort: CohortTable) -> Truth:
     """Map truth patient ids to cohort pseudonyms (directly, or via the identity map)."""
     known = set(cohort.outcomes["patient"])
-    if truth["patient"].isin(known).mean() > 0.5 or store is None:
-        return truth[truth["patient"].isin(known)]
+    ids = set(truth.visits["patient"])
+    if store is None or len(ids & known) == len(ids):
+        return truth
     from sqlalchemy import select
 
     from analytics.store.schema import IdentityMap, Patient
@@ -101,16 +148,15 @@ def truth_for_cohort(truth: pd.DataFrame, store: Store | None, cohort: CohortTab
     with store.session() as s:
         pairs = s.execute(select(IdentityMap.real_patient_id, Patient.pseudonym)
                           .join(Patient, Patient.id == IdentityMap.patient_id)).all()
-    mapping = {str(a): str(b) for a, b in pairs}
-    t = truth.assign(patient=truth["patient"].map(lambda x: mapping.get(x, x)))
-    return t[t["patient"].isin(known)]
+    mapping = {str(a): str(b) for a, b in pairs if str(a) in ids}
+    return truth.rename(mapping)
 
 
 def train_model(store: Store, settings: Settings, cohort: CohortTable, *, kind: str = "cox",
                 event: str | list[str] | None = None,
                 horizons: tuple[float, ...] | list[float] = (1.0, 2.0, 3.0),
                 folds: int = 5, repeats: int = 2, n_bootstrap: int = 100, seed: int = 0,
-                params: dict[str, Any] | None = None, truth: pd.DataFrame | None = None,
+                params: dict[str, Any] | None = None, truth: Truth | None = None,
                 landmark: LandmarkSettings | None = None, activate: bool = True,
                 created_by: str | None = None) -> dict[str, Any]:
     """Cross-validate, fit on every patient, and register a landmark model.

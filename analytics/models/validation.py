@@ -3,9 +3,11 @@
 Every metric takes outcomes as ``(time, cause)`` arrays measured from the landmark
 (``cause``: 1 = endpoint, 2 = any competing event, 0 = censored) and a risk estimate.
 Discrimination and error reuse scikit-survival, which treats competing events as
-censored; that is what is reported for ``c_index``, ``uno_c``, ``td_auc``, ``brier``
-and ``ibs``. Calibration and net benefit use the Aalen-Johansen cumulative incidence,
-where competing events are not censored.
+censored: ``c_index``, ``uno_c``, ``td_auc``, ``brier`` and ``ibs`` are cause-specific
+and are computed on the cause-specific risk ``1 - exp(-A_endpoint(h))`` (the same as
+the cumulative incidence when there is no competing cause). Calibration and net benefit
+assess the cumulative incidence against the Aalen-Johansen estimate, where competing
+events are not censored.
 
 Stacked landmark rows are evaluated per landmark time and pooled: Harrell's C sums
 concordant/comparable pairs within each landmark (pairs across landmarks share no time
@@ -323,14 +325,16 @@ def landmark_metrics(frame: pd.DataFrame, horizons: list[float], h_max: float,
     ----------
     frame
         Rows ``landmark``, ``duration``, ``code`` (1 endpoint, 2 competing, 0 censored),
-        ``risk_<h>`` per horizon (``risk_grid_<i>`` per grid time when ``grid`` given),
+        ``risk_<h>`` (cumulative incidence; calibration) and ``cs_risk_<h>``
+        (cause-specific risk; discrimination and Brier, which censor competing events)
+        per horizon, ``cs_risk_grid_<i>`` per grid time when ``grid`` is given, and
         optionally ``score`` (a marker used instead of the risk for discrimination).
     horizons, h_max
         Horizons and the administrative censoring time.
     grid
         Times for the integrated Brier score.
     """
-    marker = score or f"risk_{h_max:g}"
+    marker = score or f"cs_risk_{h_max:g}"
     num = den = 0
     uno, uno_w, td = [], [], {h: ([], []) for h in horizons}
     br = {h: ([], []) for h in horizons}
@@ -346,7 +350,7 @@ def landmark_metrics(frame: pd.DataFrame, horizons: list[float], h_max: float,
         uno.append(uno_c(t, c, m, h_max))
         uno_w.append(n_ev)
         for h in horizons:
-            col = marker if score else f"risk_{h:g}"
+            col = marker if score else f"cs_risk_{h:g}"
             td[h][0].append(td_auc(t, c, g[col].to_numpy(float), h))
             td[h][1].append(int(((c == 1) & (t <= h)).sum()))
             if not score:
@@ -356,7 +360,7 @@ def landmark_metrics(frame: pd.DataFrame, horizons: list[float], h_max: float,
                     idx = [pos[k] for k in g.index]
                     pseudo[h][idx] = pseudo_observations(t, c, h)
         if grid is not None and not score:
-            rg = g[[f"risk_grid_{i}" for i in range(len(grid))]].to_numpy(float)
+            rg = g[[f"cs_risk_grid_{i}" for i in range(len(grid))]].to_numpy(float)
             ibs.append(integrated_brier(t, c, rg, grid))
             ibs_w.append(len(g))
     out: dict = {

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.cohort_types import CohortTable
+from analytics.models.training import Truth
 
 BETA = 1.0
 H0 = 0.08
@@ -21,8 +22,8 @@ H0 = 0.08
 def simulate_cohort(n_patients: int = 200, seed: int = 0, follow_up: float = 6.0,
                     visit_every: float = 0.5, death_rate: float = 0.03,
                     transplant_rate: float = 0.0, missing: float = 0.1,
-                    noise: float = 0.15) -> tuple[CohortTable, pd.DataFrame]:
-    """A CohortTable and the truth (``patient``, ``time``, ``true_log_hazard``)."""
+                    noise: float = 0.15) -> tuple[CohortTable, Truth]:
+    """A CohortTable and the truth (decompensation log hazard at every visit)."""
     rng = np.random.default_rng(seed)
     dt = 0.02
     visits, outcomes, truth = [], [], []
@@ -63,11 +64,12 @@ def simulate_cohort(n_patients: int = 200, seed: int = 0, follow_up: float = 6.0
                 if rng.random() < missing:
                     row[k] = np.nan
             visits.append(row)
-            truth.append({"patient": pid, "time": vt, "true_log_hazard": np.log(H0) + BETA * z})
+            truth.append({"patient": pid, "time": vt, "true_log_hazard": np.log(H0) + BETA * z,
+                          "log_hazard:decompensation": np.log(H0) + BETA * z})
             vt = round(vt + visit_every * rng.uniform(0.8, 1.2), 6)
     v = pd.DataFrame(visits).sort_values(["patient", "time"]).reset_index(drop=True)
     meta = {c: {"kind": "lab", "unit": "", "categorical": c == "sex"}
             for c in v.columns if c not in ("patient", "time", "date", "series_uid",
                                             "modality", "contrast_phase")}
-    return CohortTable(visits=v, outcomes=pd.DataFrame(outcomes), feature_meta=meta), \
-        pd.DataFrame(truth)
+    cohort = CohortTable(visits=v, outcomes=pd.DataFrame(outcomes), feature_meta=meta)
+    return cohort, Truth(pd.DataFrame(truth), event_of_interest="decompensation")

@@ -231,6 +231,9 @@ def latest_features(rows: list[Any]) -> pd.DataFrame:
                                      "computed_at"])
     if df.empty:
         return df
+    # a feature named like a visit key (the coded ``contrast_phase`` feature) would make a
+    # second column of that name; the visit row already carries the series' own value
+    df = df[~df["name"].isin(VISIT_KEYS)].copy()
     df["computed_at"] = pd.to_datetime(df["computed_at"], utc=True)
     df = df.sort_values(["computed_at", "id"], kind="stable")
     return df.drop_duplicates(["series_id", "name"], keep="last")

@@ -174,6 +174,31 @@ def breslow(lp: np.ndarray, t: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, n
     return times[keep], np.cumsum(inc)
 
 
+def cox_score_residuals(x: np.ndarray, t: np.ndarray, e: np.ndarray,
+                        lp: np.ndarray) -> np.ndarray:
+    """Cox score residuals (Breslow risk sets), shape ``(n, p)``.
+
+    ``L_i = e_i (x_i - xbar(t_i)) - w_i sum_{k: t_k <= t_i} d_k (x_i - xbar(t_k)) / S0(t_k)``
+    with ``w = exp(lp)``, ``S0``/``xbar`` the risk-set sum and weighted mean at event
+    time ``t_k``.
+    """
+    order = np.argsort(t, kind="stable")
+    ts, es, xs = t[order], e[order].astype(np.float64), x[order]
+    w = np.exp(lp[order] - lp.max())
+    times, first = np.unique(ts, return_index=True)
+    s0 = np.cumsum(w[::-1])[::-1][first]
+    s1 = np.cumsum((w[:, None] * xs)[::-1], axis=0)[::-1][first]
+    d = np.add.reduceat(es, first)
+    xbar = s1 / s0[:, None]
+    a = np.cumsum(d / s0)
+    b = np.cumsum((d / s0)[:, None] * xbar, axis=0)
+    k = np.searchsorted(times, ts, side="right") - 1  # last event-time index <= t_i
+    resid = es[:, None] * (xs - xbar[k]) - w[:, None] * (xs * a[k][:, None] - b[k])
+    out = np.empty_like(resid)
+    out[order] = resid
+    return out
+
+
 def step_at(times: np.ndarray, values: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Right-continuous step function ``values`` (0 before ``times[0]``) at ``query``."""
     idx = np.searchsorted(times, query, side="right") - 1
@@ -325,6 +350,16 @@ class CoxPH(SurvivalEstimator):
                              "or drop collinear features") from err
         self.coef_ = cph.params_.to_numpy(np.float64)
         self.variance_ = cph.variance_matrix_.to_numpy(np.float64)
+        if kw:
+            # lifelines clusters only its standard errors: the full sandwich (Lin & Wei
+            # 1989) from score residuals x model variance, summed within each patient
+            xc = x - self.mean_
+            resid = cox_score_residuals(xc, t, e, xc @ self.coef_)
+            dfbeta = resid @ self.variance_
+            g = pd.factorize(np.asarray(groups))[0]
+            summed = np.zeros((g.max() + 1, x.shape[1]))
+            np.add.at(summed, g, dfbeta)
+            self.variance_ = summed.T @ summed
         self.se_ = np.sqrt(np.clip(np.diag(self.variance_), 0, None))
 
     def _log_hazard(self, x: np.ndarray) -> np.ndarray:

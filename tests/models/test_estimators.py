@@ -1,0 +1,165 @@
+"""Estimators against lifelines / hand-computed values; the competing-risk combination."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from lifelines import CoxPHFitter
+
+from analytics.errors import ModelError
+from analytics.models.estimators import RSF, CoxPH, Design, GBMCox, breslow, step_at
+from analytics.models.landmark import EventSpec, FeatureSpec, LandmarkSettings
+from analytics.models.predict import LandmarkModel
+
+
+@pytest.fixture(scope="module")
+def ph_data() -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(11)
+    n = 400
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n),
+                      "c": rng.uniform(0, 2, n)})
+    lp = 0.8 * X["a"] - 0.5 * X["b"] + 0.3 * X["c"]
+    t = rng.exponential(1 / (0.2 * np.exp(lp)))
+    cens = rng.uniform(0, 8, n)
+    y = pd.DataFrame({"duration": np.minimum(t, cens), "event": t <= cens})
+    return X, y
+
+
+def test_breslow_matches_hand_computation():
+    # times 1, 2, 2, 3 with events 1, 1, 0, 1 and lp 0, ln 2, 0, 0
+    lp = np.array([0.0, np.log(2), 0.0, 0.0])
+    t = np.array([1.0, 2.0, 2.0, 3.0])
+    e = np.array([True, True, False, True])
+    times, h0 = breslow(lp, t, e)
+    # risk sets: at 1 all (1+2+1+1=5), at 2 three (2+1+1=4), at 3 one (1)
+    np.testing.assert_allclose(times, [1, 2, 3])
+    np.testing.assert_allclose(h0, [1 / 5, 1 / 5 + 1 / 4, 1 / 5 + 1 / 4 + 1])
+    np.testing.assert_allclose(step_at(times, h0, np.array([0.5, 1.0, 2.5, 9])),
+                               [0, 0.2, 0.45, 1.45])
+
+
+def test_cox_matches_lifelines(ph_data):
+    X, y = ph_data
+    ours = CoxPH(penalizer=0.0).fit(X, y)
+    ref = CoxPHFitter().fit(X.assign(T=y["duration"], E=y["event"]), "T", "E")
+    np.testing.assert_allclose(ours.coef_, ref.params_.to_numpy(), rtol=1e-6, atol=1e-8)
+    # risk by 2 years equals lifelines' survival function
+    surv = ref.predict_survival_function(X.head(20), times=[2.0]).to_numpy()[0]
+    np.testing.assert_allclose(ours.predict_risk(X.head(20), 2.0), 1 - surv, rtol=1e-6)
+    # and the truth is recovered
+    np.testing.assert_allclose(ours.coef_, [0.8, -0.5, 0.3], atol=0.2)
+
+
+def test_cox_penalty_shrinks_and_robust_variance_is_clustered(ph_data):
+    X, y = ph_data
+    free = CoxPH(penalizer=0.0).fit(X, y)
+    ridge = CoxPH(penalizer=1.0).fit(X, y)
+    assert np.all(np.abs(ridge.coef_) < np.abs(free.coef_))
+    # duplicating every row under the same patient: clustered SE stays honest (~ same)
+    X2, y2 = pd.concat([X, X], ignore_index=True), pd.concat([y, y], ignore_index=True)
+    groups = np.tile(np.arange(len(X)), 2)
+    clustered = CoxPH(penalizer=0.0).fit(X2, y2, groups=groups)
+    naive = CoxPH(penalizer=0.0, robust=False).fit(X2, y2, groups=groups)
+    assert np.all(clustered.se_ > 1.3 * naive.se_)
+    np.testing.assert_allclose(clustered.se_, free.se_, rtol=0.1)
+
+
+def test_cluster_sandwich_variance_matches_lifelines(ph_data):
+    X, y = ph_data
+    groups = np.arange(len(X)) // 3
+    ours = CoxPH(penalizer=0.0).fit(X, y, groups=groups)
+    ref = CoxPHFitter().fit(X.assign(T=y["duration"], E=y["event"], G=groups), "T", "E",
+                            cluster_col="G")
+    np.testing.assert_allclose(ours.se_, ref.standard_errors_.to_numpy(), rtol=1e-6)
+    # the full matrix gives the delta-method SE of a linear predictor
+    se = ours.log_hazard_se(X.head(3))
+    xc = X.head(3).to_numpy() - ours.mean_
+    np.testing.assert_allclose(se, np.sqrt(np.einsum("ij,jk,ik->i", xc, ours.variance_, xc)))
+
+
+def test_gbm_margin_is_a_log_hazard_with_breslow_baseline(ph_data):
+    X, y = ph_data
+    gbm = GBMCox(n_estimators=150, validation_fraction=0).fit(X, y)
+    lp = gbm.predict_log_hazard(X)
+    times, h0 = breslow(lp, y["duration"].to_numpy(), y["event"].to_numpy())
+    np.testing.assert_allclose(gbm.baseline_cumhaz_, h0)
+    h = gbm.cumulative_hazard(X.head(5), np.array([1.5]))[:, 0]
+    np.testing.assert_allclose(h, np.exp(lp[:5]) * step_at(times, h0, np.array([1.5]))[0])
+    # ranks like the true linear predictor
+    truth = 0.8 * X["a"] - 0.5 * X["b"] + 0.3 * X["c"]
+    assert np.corrcoef(lp, truth)[0, 1] > 0.8
+
+
+def test_design_imputes_with_training_medians_and_indicators():
+    rows = pd.DataFrame({"x": [1.0, np.nan, 3.0, 5.0], "bili": [0.5, 1.0, 8.0, 30.0],
+                         "k": [2.0, 2.0, 2.0, 2.0], "sex": ["F", "M", None, "F"]})
+    d = Design.fit(rows, ["x", "bili", "k"], ["sex"])
+    m = d.transform(pd.DataFrame({"x": [np.nan], "bili": [1.0], "k": [2.0], "sex": ["X"]}))
+    assert "k" not in d.columns  # constant in training
+    assert m.loc[0, "x"] == 3.0 and m.loc[0, "x_missing"] == 1.0
+    assert "bili" in d.log_columns and m.loc[0, "bili"] == pytest.approx(0.0)
+    assert m.loc[0, "sex=F"] == 0.0 and m.loc[0, "sex=M"] == 0.0  # unseen level
+    assert Design.from_json(d.to_json()).transform(rows).equals(d.transform(rows))
+
+
+def _y(n: int, events: int) -> pd.DataFrame:
+    return pd.DataFrame({"duration": np.linspace(0.5, 3, n), "event": np.arange(n) < events})
+
+
+@pytest.mark.parametrize(("X", "y", "match"), [
+    pytest.param(np.zeros((4, 2)), _y(4, 2), "expected a pandas DataFrame", id="not-frame"),
+    pytest.param(pd.DataFrame({"a": [1, np.nan, 2, 3]}), _y(4, 2), "non-finite values",
+                 id="nan"),
+    pytest.param(pd.DataFrame({"a": [1.0, 2, 3, 4]}), _y(4, 1), "at least 2 are needed",
+                 id="one-event"),
+    pytest.param(pd.DataFrame({"a": [1.0, 2, 3]}), _y(4, 2), "3 rows but y has 4",
+                 id="length"),
+    pytest.param(pd.DataFrame({"a": [1.0, 2, 3, 4]}), _y(4, 2).rename(columns={"event": "e"}),
+                 "expected columns duration and event", id="columns"),
+])
+def test_fit_refuses_bad_input(X, y, match):
+    with pytest.raises(ModelError, match=match):
+        CoxPH().fit(X, y)
+
+
+def test_rsf_refuses_large_training_sets(ph_data):
+    X, y = ph_data
+    with pytest.raises(ModelError, match="exceed the limit of 100"):
+        RSF(max_rows=100).fit(X, y)
+
+
+def test_predict_before_fit_is_refused():
+    with pytest.raises(ModelError, match="not fitted"):
+        CoxPH().predict_log_hazard(pd.DataFrame({"a": [1.0]}))
+
+
+class _ConstantHazard(CoxPH):
+    """A fitted stand-in with a constant hazard ``rate`` (cumulative ``rate * t``)."""
+
+    def __init__(self, rate: float) -> None:
+        super().__init__()
+        self.rate = rate
+        self.feature_names_in_ = ["x"]
+        self.mean_ = np.zeros(1)
+        self.coef_ = np.zeros(1)
+        self.baseline_times_ = np.linspace(0.001, 5, 5000)
+        self.baseline_cumhaz_ = rate * self.baseline_times_
+
+
+def test_cumulative_incidence_matches_the_closed_form():
+    h1, h2, t = 0.3, 0.5, 2.0
+    spec = FeatureSpec(numeric=["x"], categorical=[], low_is_worse={})
+    design = Design(numeric=["x"], columns=["x"], medians={"x": 0.0})
+    model = LandmarkModel(kind="cox", events=EventSpec(("a",), {"b": ("b",)}),
+                          settings=LandmarkSettings(horizons=(t,)), spec=spec, design=design,
+                          estimators={"interest": _ConstantHazard(h1),
+                                      "b": _ConstantHazard(h2)}, landmarks=[0.0])
+    X = pd.DataFrame({"x": [0.0]})
+    expected = h1 / (h1 + h2) * (1 - np.exp(-(h1 + h2) * t))
+    assert model.risk(X, [t])[0, 0] == pytest.approx(expected, rel=2e-3)
+    assert model.risk(X, [t], cause_specific=True)[0, 0] == pytest.approx(1 - np.exp(-h1 * t))
+    alone = LandmarkModel(kind="cox", events=EventSpec(("a",)), settings=model.settings,
+                          spec=spec, design=design,
+                          estimators={"interest": _ConstantHazard(h1)}, landmarks=[0.0])
+    assert alone.risk(X, [t])[0, 0] == pytest.approx(1 - np.exp(-h1 * t), rel=1e-9)

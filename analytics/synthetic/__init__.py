@@ -51,6 +51,7 @@ Output layout of ``generate_cohort``::
                        voxels / whole-liver voxels), lesion_count, lesion_volume_ml,
                        liver_fat_fraction_pct, liver_volume_factor, spleen_volume_factor,
                        vessel_pruning_fraction, vessel_segments, noise_sd_hu,
+                       liver_texture_rms_hu (zero-mean parenchymal heterogeneity),
                        voxel_counts{label: n}
 
 Volumes are voxel counts of the very label map written to the SEG times the voxel

@@ -88,6 +88,7 @@ class PatientAnatomy:
     lungs: tuple[Ellipsoid, Ellipsoid]
     lesions: tuple[Lesion, ...]
     rib_phase_mm: float = 0.0  # z offset of the rib cage's periodic pattern
+    liver_texture: FourierField | None = None  # unit RMS; parenchymal heterogeneity
 
     # ------------------------------------------------------------------ liver
     def liver_sdf(self, x: np.ndarray, y: np.ndarray, z: np.ndarray, shape: VisitShape,
@@ -250,6 +251,8 @@ def draw_anatomy(rng: np.random.Generator, *, sex: str = "F", n_cysts: int | Non
     ]
     parts["vessels"] = grow_tree(rng, sdf, trunks)
     parts["lesions"] = _draw_lesions(rng, sdf, c, n_cysts, solid_lesion_stage)
+    parts["liver_texture"] = FourierField.draw(rng, rms=1.0, wavelength_mm=(5.0, 15.0),
+                                               n_waves=48)
     return PatientAnatomy(**parts)
 
 

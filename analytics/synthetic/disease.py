@@ -12,7 +12,9 @@ Imaging phenotype (unenhanced values; see ``imaging_phenotype``):
   with relative sparing of the left/caudate lobes;
 - surface nodularity (RMS surface displacement, mm): 0.1 -> 2.0 from stage 1.5 to 4;
 - spleen volume: up to 2.6x (portal hypertension) from stage 1.5 to 4;
-- vessel pruning: up to 60 % of peripheral branches removed from stage 1.5 to 4.
+- vessel pruning: up to 60 % of peripheral branches removed from stage 1.5 to 4;
+- parenchymal heterogeneity (fibrous septa, regenerative nodules): a zero-mean texture
+  of 5-15 mm grain whose RMS grows from 1 HU to 6 HU from stage 1.5 to 4.
 
 Events: cause-specific hazards per year,
 ``log h_c(t) = log_h0_c + beta_stage_c * s(t) + beta_age_c * (age(t) - 60) / 10``,
@@ -135,6 +137,7 @@ class ImagingPhenotype:
     spleen_volume_factor: float
     spleen_hu_unenhanced: float
     vessel_pruning: float
+    liver_texture_hu: float = 1.0
 
 
 def imaging_phenotype(stage: float, disease: PatientDisease | None = None) -> ImagingPhenotype:
@@ -156,6 +159,7 @@ def imaging_phenotype(stage: float, disease: PatientDisease | None = None) -> Im
         spleen_volume_factor=1.0 + 1.6 * portal_htn,
         spleen_hu_unenhanced=spleen_hu,
         vessel_pruning=0.6 * portal_htn,
+        liver_texture_hu=1.0 + 5.0 * portal_htn,
     )
 
 

@@ -243,6 +243,7 @@ def synthesize_visit_volume(
     tissue = render_tissue(anatomy, vshape, grid)
     table = tissue_hu(phen, contrast_phase)
     image = table[tissue]
+    texture_rms = _add_liver_texture(image, tissue, anatomy, grid, phen.liver_texture_hu)
     # scanner point-spread function, ~1 mm in-plane (the slice profile is left sharp)
     psf = (0.0, 0.9 / spacing[1], 0.9 / spacing[2])
     ndimage.gaussian_filter(image, psf, output=image, mode="nearest")
@@ -256,9 +257,33 @@ def synthesize_visit_volume(
               grid[0][0] + scanner_offset_mm[2])
     truth = _truth(tissue, table, vshape, phen, anatomy, stage, contrast_phase, spacing, shape,
                    noise_sd_hu)
+    truth["liver_texture_rms_hu"] = texture_rms
     return SyntheticVolume(hu=hu, labels=labels, spacing_mm=spacing,  # type: ignore[arg-type]
                            origin_mm=tuple(float(v) for v in origin),  # type: ignore[arg-type]
                            contrast_phase=contrast_phase, truth=truth)
+
+
+def _add_liver_texture(image: np.ndarray, tissue: np.ndarray, anat: A.PatientAnatomy,
+                       grid: tuple[np.ndarray, np.ndarray, np.ndarray], rms_hu: float) -> float:
+    """Add zero-mean parenchymal heterogeneity, in place; returns its realised RMS (HU).
+
+    The texture is centred on the parenchyma voxels actually present, so the mean
+    parenchymal HU stays exactly the table value recorded as ``liver_hu_mean``.
+    """
+    if anat.liver_texture is None or rms_hu <= 0:
+        return 0.0
+    idx = np.nonzero((tissue == A.LIVER).any(axis=(1, 2)))[0]
+    if idx.size == 0:
+        return 0.0
+    ks = slice(int(idx[0]), int(idx[-1]) + 1)
+    rows = np.nonzero((tissue[ks] == A.LIVER).any(axis=(0, 2)))[0]
+    cols = np.nonzero((tissue[ks] == A.LIVER).any(axis=(0, 1)))[0]
+    js, ist = slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1)
+    parenchyma = tissue[ks, js, ist] == A.LIVER
+    field = anat.liver_texture.on_grid((grid[0][ks], grid[1][js], grid[2][ist]))[parenchyma]
+    field = (field - field.mean()) * np.float32(rms_hu)
+    image[ks, js, ist][parenchyma] += field
+    return float(np.sqrt(np.mean(field.astype(np.float64) ** 2)))
 
 
 def _add_noise(image: np.ndarray, rng: np.random.Generator, sd: float,

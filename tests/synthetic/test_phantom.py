@@ -116,6 +116,12 @@ def test_disease_stage_drives_imaging_monotonically(stage_series):
     assert all(a <= b for a, b in itertools.pairwise(nodularity))
     assert nodularity[-1] >= 1.5 > nodularity[0]
     assert vessel_fraction[-1] < vessel_fraction[0]
+    texture = [x["liver_texture_rms_hu"] for x in t]
+    assert all(a <= b + 1e-6 for a, b in itertools.pairwise(texture)) and texture[-1] > 4.0
+    # heterogeneity shows in the measured parenchymal SD on top of the image noise
+    sd = [v.hu[_eroded(v.labels == LABELS["liver"], 2)].std() for v in stage_series]
+    assert sd[-1] == pytest.approx(np.hypot(t[-1]["noise_sd_hu"], texture[-1]), rel=0.15)
+    assert sd[-1] > sd[0] + 1.0
     # hypertrophy with steatosis, atrophy in cirrhosis
     assert t[1]["liver_volume_ml"] > t[0]["liver_volume_ml"] > t[-1]["liver_volume_ml"]
 

@@ -5,9 +5,12 @@ A history row (the features at a landmark time) is *not assessable*, with a reas
 - a required feature is missing: a history column missing in at most
   :data:`REQUIRED_MISSING_MAX` of the training rows (the model never learned what its
   absence means, so imputing it would be a guess);
-- a numeric value lies outside the training range widened by :data:`DOMAIN_MARGIN` of
-  its width on each side (``[lo - m (hi - lo), hi + m (hi - lo)]``); this includes the
-  landmark time (the model's landmark range) and slopes;
+- a measured value (last, worst or recent mean of a feature, age) or the landmark time
+  lies outside the training range widened by :data:`DOMAIN_MARGIN` of its width on each
+  side (``[lo - m (hi - lo), hi + m (hi - lo)]``). Derived statistics (slopes, changes,
+  visit counts, years since the last visit) are not refused: the design clips them to
+  their training range (a frequent visitor or two close visits must not silence a
+  score), and their ranges are recorded all the same;
 - a categorical value was never seen in training;
 - the imaging values carried forward come from a modality or contrast phase absent from
   the training imaging visits, or one the feature registry does not define the feature
@@ -35,6 +38,8 @@ from analytics.models.landmark import (
 DOMAIN_MARGIN = 0.10
 #: a history column missing in no more than this share of training rows is required
 REQUIRED_MISSING_MAX = 0.01
+#: history statistics whose values are range-checked (others are clipped by the design)
+CHECKED_STATS = frozenset({"last", "worst", "mean_1y", "landmark"})
 
 
 @dataclass
@@ -43,6 +48,7 @@ class TrainingDomain:
 
     ranges: dict[str, list[float]]
     required: list[str]
+    checked: list[str] = field(default_factory=list)
     levels: dict[str, list[str]] = field(default_factory=dict)
     modalities: list[str] = field(default_factory=list)
     contrast_phases: list[str] = field(default_factory=list)
@@ -74,8 +80,10 @@ class TrainingDomain:
             if used_imaging and "modality" in rows else []
         phases = sorted(rows["contrast_phase"].dropna().astype(str).unique().tolist()) \
             if used_imaging and "contrast_phase" in rows else []
-        return cls(ranges=ranges, required=required, levels=levels, modalities=mods,
-                   contrast_phases=phases, imaging_features=list(spec.imaging))
+        checked = [c for c in ranges if spec.source_of(c)[1] in CHECKED_STATS]
+        return cls(ranges=ranges, required=required, checked=checked, levels=levels,
+                   modalities=mods, contrast_phases=phases,
+                   imaging_features=list(spec.imaging))
 
     def bounds(self, column: str) -> tuple[float, float]:
         lo, hi = self.ranges[column]
@@ -95,7 +103,7 @@ class TrainingDomain:
                 reasons[i].append(f"missing required feature {_name(c)} "
                                   "(always measured in the training data)")
         for c, (lo, hi) in self.ranges.items():
-            if c not in rows:
+            if c not in rows or c not in self.checked:
                 continue
             x = pd.to_numeric(rows[c], errors="coerce").to_numpy(np.float64)
             blo, bhi = self.bounds(c)
@@ -135,7 +143,8 @@ class TrainingDomain:
         return ["; ".join(r) if r else None for r in reasons]
 
     def to_json(self) -> dict[str, Any]:
-        return {"ranges": self.ranges, "required": self.required, "levels": self.levels,
+        return {"ranges": self.ranges, "required": self.required, "checked": self.checked,
+                "levels": self.levels,
                 "modalities": self.modalities, "contrast_phases": self.contrast_phases,
                 "imaging_features": self.imaging_features, "margin": self.margin}
 
@@ -160,7 +169,8 @@ class TrainingDomain:
             if c not in d["ranges"]:
                 raise ModelIntegrityError(f"model artifact: no training range for {c}")
         return cls(ranges={k: [float(a), float(b)] for k, (a, b) in d["ranges"].items()},
-                   required=list(d.get("required", [])), levels=d.get("levels", {}),
+                   required=list(d.get("required", [])),
+                   checked=list(d.get("checked", d["ranges"])), levels=d.get("levels", {}),
                    modalities=list(d.get("modalities", [])),
                    contrast_phases=list(d.get("contrast_phases", [])),
                    imaging_features=list(d.get("imaging_features", [])),

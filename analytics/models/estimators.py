@@ -57,18 +57,25 @@ class Design:
     columns: list[str] = field(default_factory=list)
     missing_fraction: dict[str, float] = field(default_factory=dict)
     log_columns: list[str] = field(default_factory=list)
+    clip: dict[str, list[float]] = field(default_factory=dict)
 
     @classmethod
     def fit(cls, rows: pd.DataFrame, numeric: list[str], categorical: list[str],
-            log_candidates: list[str] | None = None) -> Design:
+            log_candidates: list[str] | None = None,
+            clip_columns: list[str] | None = None) -> Design:
         """Learn imputation, log scale and levels from training rows.
 
         ``log_candidates``: columns that may enter on the log scale (default: all numeric).
+        ``clip_columns``: columns clipped to their training range at transform time
+        (derived statistics such as slopes and visit counts, which the domain check does
+        not refuse).
         """
         d = cls(numeric=list(numeric), categorical=list(categorical))
         cands = set(numeric if log_candidates is None else log_candidates)
         for c in numeric:
             x = pd.to_numeric(rows[c], errors="coerce")
+            if clip_columns and c in clip_columns and x.notna().any():
+                d.clip[c] = [float(x.min()), float(x.max())]
             miss = float(x.isna().mean()) if len(x) else 1.0
             d.missing_fraction[c] = miss
             med = float(x.median()) if miss < 1.0 else 0.0
@@ -92,6 +99,8 @@ class Design:
             x = pd.to_numeric(rows[c], errors="coerce").to_numpy(np.float64)
             miss = np.isnan(x)
             x = np.where(miss, self.medians[c], x)
+            if c in self.clip:
+                x = np.clip(x, *self.clip[c])
             if c in self.log_columns:
                 # values at or below 0 never occurred in training: clip at its smallest scale
                 x = np.log(np.maximum(x, self.medians[c] * 1e-3))
@@ -120,13 +129,15 @@ class Design:
         return {"numeric": self.numeric, "categorical": self.categorical,
                 "medians": self.medians, "indicators": self.indicators,
                 "levels": self.levels, "columns": self.columns,
-                "missing_fraction": self.missing_fraction, "log_columns": self.log_columns}
+                "missing_fraction": self.missing_fraction, "log_columns": self.log_columns,
+                "clip": self.clip}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Design:
         return cls(**{k: d[k] for k in ("numeric", "categorical", "medians", "indicators",
                                          "levels", "columns", "missing_fraction")},
-                   log_columns=list(d.get("log_columns", [])))
+                   log_columns=list(d.get("log_columns", [])),
+                   clip={k: list(v) for k, v in d.get("clip", {}).items()})
 
 
 # --------------------------------------------------------------------------- helpers

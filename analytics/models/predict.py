@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.errors import ModelError
+from analytics.models.domain import CHECKED_STATS
 from analytics.models.estimators import CoxPH, Design, SurvivalEstimator, make_estimator
 from analytics.models.landmark import (
     STATIC_FEATURES,
@@ -102,7 +103,7 @@ class LandmarkModel:
                                                                if np.asarray(rows).dtype == bool
                                                                else rows]
         design = design or Design.fit(train, _numeric_history(data.spec), data.spec.categorical,
-                                      _log_candidates(data.spec))
+                                      _log_candidates(data.spec), clipped_columns(data.spec))
         X = design.transform(train)
         groups = train["patient"].to_numpy()
         ests: dict[str, SurvivalEstimator] = {}
@@ -217,6 +218,12 @@ def _shifted_cox(est: CoxPH, offset: np.ndarray) -> _ShiftedCox:
 
 def _numeric_history(spec: FeatureSpec) -> list[str]:
     return [c for c in spec.columns if c not in spec.categorical]
+
+
+def clipped_columns(spec: FeatureSpec) -> list[str]:
+    """Derived history columns clipped to the training range instead of refused."""
+    return [c for c in spec.columns
+            if c not in spec.categorical and spec.source_of(c)[1] not in CHECKED_STATS]
 
 
 def _log_candidates(spec: FeatureSpec) -> list[str]:

@@ -34,7 +34,9 @@ __all__ = [
     "RISK_COLUMNS",
     "TREND_THRESHOLD",
     "GroupIncidence",
+    "automatic_segmentation_patients",
     "cohort_risk",
+    "flags_of",
     "incidence_by_group",
     "risk_groups",
     "trend_of",
@@ -287,3 +289,33 @@ def incidence_by_group(model: LandmarkModel, risk: pd.DataFrame, outcomes: pd.Da
                           groups=pd.DataFrame(groups), cuts=cuts, excluded=excluded,
                           event=model.events.label,
                           horizon=float(max(model.horizons)))
+
+
+def automatic_segmentation_patients(store) -> set[str]:
+    """Pseudonyms of patients with at least one series segmented automatically (flagged)."""
+    from sqlalchemy import select
+
+    from analytics.store.schema import Mask, Patient, Series, Study
+
+    with store.session() as s:
+        rows = s.execute(select(Patient.pseudonym).distinct()
+                         .join(Study, Study.patient_id == Patient.id)
+                         .join(Series, Series.study_id == Study.id)
+                         .join(Mask, Mask.series_id == Series.id)
+                         .where(Mask.automatic.is_(True))).scalars()
+        return set(rows)
+
+
+def flags_of(risk: pd.DataFrame, automatic: set[str]) -> pd.Series:
+    """One flag text per patient row: ``out of domain`` (latest visit not assessable),
+    ``automatic segmentation``; joined by ``" · "``, empty when none."""
+    out = []
+    for p, ok, has_risk in zip(risk["pseudonym"], risk["assessable"],
+                               risk["risk_time"].notna(), strict=True):
+        f = []
+        if has_risk and not ok:
+            f.append("out of domain")
+        if p in automatic:
+            f.append("automatic segmentation")
+        out.append(" · ".join(f))
+    return pd.Series(out, index=risk.index, dtype=object)

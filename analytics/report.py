@@ -378,6 +378,20 @@ def render_pdf(pages: list[PatientPage], *, header: str, footer: str) -> bytes:
 
 
 # --------------------------------------------------------------------------- use case
+def _check_known(store, pseudonyms: list[str]) -> None:
+    from sqlalchemy import select
+
+    from analytics.store.schema import Patient
+
+    with store.session() as s:
+        known = set(s.execute(select(Patient.pseudonym)
+                              .where(Patient.pseudonym.in_(pseudonyms))).scalars())
+    unknown = [p for p in pseudonyms if p not in known]
+    if unknown:
+        raise StoreError(f"MDT report: patient(s) {', '.join(unknown)} not in the store",
+                         hint="pick pseudonyms from the cohort list")
+
+
 def build_mdt_report(store, settings, patients: list[str], out: str | Path | None = None, *,
                      actor: Actor | None, identified: bool | None = None,
                      model_id: str | None = None, horizon: float | None = None,
@@ -423,6 +437,7 @@ def build_mdt_report(store, settings, patients: list[str], out: str | Path | Non
     pts = list(dict.fromkeys(p for p in patients if p))
     if not pts:
         raise StoreError("MDT report: no patient given", hint="add patients to the meeting list")
+    _check_known(store, pts)
     ident = allowed(actor, Permission.VIEW_IDENTIFIED) if identified is None else identified
     require(actor, Permission.EXPORT_IDENTIFIED if ident else Permission.EXPORT_PSEUDONYMISED,
             store, action="export")

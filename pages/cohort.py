@@ -1,10 +1,11 @@
-"""Cohort page: every patient in the store, searchable and sortable, with follow-up."""
+"""Cohort page: every patient with current risk and trend, flags, follow-up and outcomes."""
 
 import streamlit as st
 
 from analytics import viz
+from analytics.errors import HepaTrackError
 from analytics.store.repo import KEY_BIOMARKERS
-from ui import loaders, shell, tables
+from ui import cohort_view, dash, loaders, shell, tables
 from ui.format import column_config, fmt_count
 from ui.session import COHORT, key
 
@@ -25,35 +26,84 @@ cols[2].metric("Series", counts["series"])
 cols[3].metric("Outcome events", counts["events"],
                help="Patients whose follow-up ended in an event other than censoring")
 
-left, right = st.columns([3, 2])
-query = left.text_input("Search by pseudonym", key=key(COHORT, "search"),
-                        placeholder="e.g. HT-0001")
-sort = right.selectbox("Sort by", list(tables.SORTS), key=key(COHORT, "sort"))
-shown = tables.sort_patients(tables.search_patients(patients, query), sort)
+# current risk from the active model (a model that fails to load is shown, not hidden)
+risk = model = None
+with shell.guard():
+    model_id = dash.active_model_id(ctx)
+if model_id is not None:
+    try:
+        model = dash.model(ctx, model_id)
+        horizon = st.segmented_control(
+            "Risk horizon", model.horizons, default=max(model.horizons),
+            format_func=lambda h: f"{h:g} years", key=key(COHORT, "horizon"),
+            help="Risk of the model's endpoint within this many years of each visit")
+        horizon = horizon or max(model.horizons)
+        risk = dash.cohort_risk(ctx, model_id, horizon)
+    except HepaTrackError as err:
+        shell.show_error(err)
+        model = risk = None
+else:
+    st.info("No trained model yet: risk columns appear once a model is trained "
+            "(Models page or `hepatrack train`).", icon=":material/model_training:")
+
+table = cohort_view.patient_table(patients, risk)
+left, mid, right = st.columns([3, 2, 2])
+search_label = ("Search by name, patient ID or pseudonym" if ctx.viewer.identified
+                else "Search by pseudonym")
+query = left.text_input(search_label, key=key(COHORT, "search"),
+                        placeholder="e.g. Doe or HT-0001" if ctx.viewer.identified
+                        else "e.g. HT-0001")
+sorts = cohort_view.sort_choices(table)
+sort = mid.selectbox("Sort by", sorts, key=key(COHORT, "sort"))
+shown_flags = right.multiselect("Show only", cohort_view.FILTERS, key=key(COHORT, "filters"),
+                                placeholder="all patients")
+shown = tables.sort_patients(tables.search_patients(table, query), sort)
+shown = cohort_view.apply_filters(shown, shown_flags)
 st.caption(f"{len(shown)} of {fmt_count(len(patients), 'patient')}")
 
 if shown.empty:
-    st.warning(f"No patient matches “{query.strip()}”.", icon=":material/search_off:")
+    what = f"“{query.strip()}”" if query.strip() else "these filters"
+    st.warning(f"No patient matches {what}.", icon=":material/search_off:")
+    st.stop()
+
+picked = st.dataframe(shown, hide_index=True, column_config=column_config(shown)
+                      | cohort_view.risk_column_config(shown),
+                      column_order=cohort_view.column_order(shown),
+                      on_select="rerun", selection_mode="single-row", key=key(COHORT, "table"))
+rows = picked.selection.rows if picked is not None else []
+if rows:
+    pseudonym = str(shown.iloc[rows[0]]["pseudonym"])
+    st.page_link("pages/patient.py", label=f"Open patient {pseudonym}",
+                 icon=":material/person:", query_params={"patient": pseudonym})
 else:
-    picked = st.dataframe(shown, hide_index=True, column_config=column_config(shown),
-                          on_select="rerun", selection_mode="single-row",
-                          key=key(COHORT, "table"))
-    rows = picked.selection.rows if picked is not None else []
-    if rows:
-        pseudonym = str(shown.iloc[rows[0]]["pseudonym"])
-        st.page_link("pages/patient.py", label=f"Open patient {pseudonym}",
-                     icon=":material/person:", query_params={"patient": pseudonym})
-    else:
-        st.caption("Select a row to open the patient.")
+    st.caption("Select a row to open the patient.")
 
-    st.subheader("Follow-up")
-    st.plotly_chart(viz.follow_up_swimmer(tables.only_patients(timeline, shown["pseudonym"])),
-                    key=key(COHORT, "swimmer"))
+if risk is not None and model is not None:
+    st.subheader("Risk across the cohort")
+    try:
+        gi = dash.incidence(ctx, model_id, horizon)
+    except HepaTrackError as err:
+        gi = None
+        st.info(f"No risk groups: {err}", icon=":material/info:")
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(viz.risk_distribution(risk, event=model.events.label, horizon=horizon,
+                                              cuts=gi.cuts if gi else None),
+                        key=key(COHORT, "risk_hist"))
+        st.caption("Current risk: at each patient's latest visit inside the model's domain. "
+                   "Dashed lines: the cut points of the risk groups (thirds).")
+    if gi is not None:
+        with right:
+            st.plotly_chart(viz.incidence_by_risk_group(gi), key=key(COHORT, "incidence"))
+            st.caption(cohort_view.incidence_caption(gi))
 
-    measured = [n for n in KEY_BIOMARKERS if n in shown.columns and shown[n].notna().any()]
-    if measured:
-        st.subheader("Latest biomarkers by outcome")
-        name = st.selectbox("Biomarker", measured, format_func=viz.feature_label,
-                            key=key(COHORT, "biomarker"))
-        st.plotly_chart(viz.biomarker_distribution(shown, name),
-                        key=key(COHORT, "distribution"))
+st.subheader("Follow-up")
+st.plotly_chart(viz.follow_up_swimmer(tables.only_patients(timeline, shown["pseudonym"])),
+                key=key(COHORT, "swimmer"))
+
+measured = [n for n in KEY_BIOMARKERS if n in shown.columns and shown[n].notna().any()]
+if measured:
+    st.subheader("Latest biomarkers by outcome")
+    name = st.selectbox("Biomarker", measured, format_func=viz.feature_label,
+                        key=key(COHORT, "biomarker"))
+    st.plotly_chart(viz.biomarker_distribution(shown, name), key=key(COHORT, "distribution"))

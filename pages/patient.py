@@ -1,10 +1,13 @@
-"""Patient page: one patient's scans, series, biomarker trajectories, labs and outcome."""
+"""Patient page: timeline, risk trajectory with explanations, biomarkers, key images."""
 
 import streamlit as st
 
 from analytics import viz
+from analytics.errors import HepaTrackError
+from analytics.patient_risk import change_since_scan, waterfall_data
 from analytics.store.repo import KEY_BIOMARKERS
-from ui import loaders, shell
+from analytics.viz.prep import event_text
+from ui import dash, loaders, patient_view, shell
 from ui.format import column_config, fmt_date, fmt_years
 from ui.session import PATIENT, adopt_query_param, key, publish_query_param
 
@@ -28,6 +31,7 @@ pseudonym = st.selectbox(
 publish_query_param("patient", key(PATIENT, "pseudonym"), pseudonym)
 
 with shell.guard():
+    dash.audit_once(ctx, "view_patient", patient=pseudonym)  # before any patient data shows
     detail = loaders.patient(ctx, pseudonym)
 
 if detail.identified:
@@ -42,13 +46,90 @@ cols[0].metric("Sex", detail.sex or "—")
 cols[1].metric("Birth year", detail.birth_year or "—")
 cols[2].metric("Studies", len(detail.studies))
 cols[3].metric("Series", len(detail.series))
-if detail.outcome is None:
+outcome = detail.outcome
+if outcome is None:
     cols[4].metric("Outcome", "—")
 else:
-    cols[4].metric("Outcome", detail.outcome.event,
-                   help=f"at {fmt_years(detail.outcome.time_years, 2)} from baseline"
-                        f" ({fmt_date(detail.outcome.date)})")
+    cols[4].metric("Outcome", outcome.event,
+                   help=f"at {fmt_years(outcome.time_years, 2)} from baseline"
+                        f" ({fmt_date(outcome.date)})")
 
+st.plotly_chart(viz.patient_timeline(
+    scans=detail.studies, visits=patient_view.lab_visits(detail.visits),
+    outcome_event=outcome.event if outcome else None,
+    outcome_time=outcome.time_years if outcome else None,
+    outcome_date=fmt_date(outcome.date) if outcome else None), key=key(PATIENT, "timeline"))
+
+# ----------------------------------------------------------------------------- risk
+st.subheader("Risk")
+with shell.guard():
+    model_id = dash.active_model_id(ctx)
+view = model = None
+if model_id is None:
+    st.info("No trained model yet: train one on the Models page or with `hepatrack train`.",
+            icon=":material/model_training:")
+else:
+    try:
+        model = dash.model(ctx, model_id)
+        horizon = st.segmented_control(
+            "Horizon", model.horizons, default=max(model.horizons),
+            format_func=lambda h: f"{h:g} years", key=key(PATIENT, "horizon")
+        ) or max(model.horizons)
+        dash.audit_once(ctx, "predict", patient=pseudonym, model_version=model_id,
+                        detail={"horizon": float(horizon)})
+        view = dash.risk_view(ctx, model_id, pseudonym, horizon)
+    except HepaTrackError as err:
+        shell.show_error(err)
+
+if view is not None:
+    pts = view.points
+    dates = patient_view.visit_dates(detail)
+    idx = st.select_slider(
+        "Visit explained", list(range(len(pts))), value=patient_view.default_visit(pts),
+        format_func=lambda i: patient_view.visit_label(pts, i, dates),
+        key=key(PATIENT, f"visit-{pseudonym}"))
+    p = pts.iloc[idx]
+    st.plotly_chart(viz.risk_trajectory(
+        pts, event=view.event, horizon=view.horizon,
+        outcome_event=outcome.event if outcome else None,
+        outcome_time=outcome.time_years if outcome else None,
+        selected_time=float(p["time"])), key=key(PATIENT, "risk"))
+    st.caption(f"Model `{view.model_id}` · risk of {event_text(view.event)} within "
+               f"{view.horizon:g} years of each visit, from the history up to that visit; "
+               "band: 95% interval. Visits outside the model's training domain get no number.")
+    if not p["assessable"]:
+        st.warning(f"The visit at {p['time']:.1f} y is not assessable: {p['reason']}",
+                   icon=":material/block:")
+    else:
+        change = change_since_scan(view, idx)
+        m = st.columns(3)
+        ci = (f"95% CI {100 * p['ci_low']:.1f}-{100 * p['ci_high']:.1f}%"
+              if p["ci_low"] == p["ci_low"] else None)
+        m[0].metric(f"Risk within {view.horizon:g} y", f"{100 * p['risk']:.1f}%", help=ci)
+        if change.attrs.get("risk_change") is not None:
+            m[1].metric(f"Change since the {change.attrs['reference_kind']} at "
+                        f"{change.attrs['reference_time']:.1f} y",
+                        f"{100 * change.attrs['risk_change']:+.1f} points")
+        m[2].metric("Visit", f"{p['time']:.1f} y", help="years since baseline")
+        left, right = st.columns(2)
+        with left:
+            st.markdown("**Why this score** (SHAP, per clinical feature)")
+            st.plotly_chart(viz.shap_waterfall(waterfall_data(view, idx)),
+                            key=key(PATIENT, "waterfall"))
+        with right:
+            st.markdown("**What changed since the last scan**")
+            st.plotly_chart(viz.change_chart(change), key=key(PATIENT, "change"))
+        if view.competing:
+            from analytics.patient_risk import cumulative_incidence_curves
+
+            st.markdown("**Cumulative incidence with competing events** (predicted)")
+            with shell.guard():
+                curves = cumulative_incidence_curves(model, dash.cohort(ctx).visits_of(
+                    pseudonym), pseudonym, float(p["time"]))
+            st.plotly_chart(viz.competing_incidence(curves, visit_time=float(p["time"])),
+                            key=key(PATIENT, "cif"))
+
+# ----------------------------------------------------------------------------- biomarkers
 st.subheader("Biomarkers over time")
 available = list(dict.fromkeys(detail.biomarkers["name"]))
 if not available:
@@ -57,13 +138,63 @@ else:
     default = [n for n in KEY_BIOMARKERS if n in available][:3] or available[:3]
     chosen = st.multiselect("Biomarkers", available, default=default,
                             format_func=viz.feature_label, key=key(PATIENT, "biomarkers"))
-    outcome = detail.outcome
     st.plotly_chart(viz.biomarker_trajectory(
         detail.biomarkers, chosen,
         outcome_event=outcome.event if outcome and outcome.is_event else None,
-        outcome_time_years=outcome.time_years if outcome and outcome.is_event else None),
+        outcome_time_years=outcome.time_years if outcome and outcome.is_event else None,
+        normal_ranges=patient_view.normal_ranges(chosen)),
         key=key(PATIENT, "trajectory"))
+    st.caption("Dotted green lines: published limits of normal (feature registry), where "
+               "a source gives one.")
+summary = patient_view.summary_table(detail.biomarkers, detail.visits)
+if not summary.empty:
+    st.dataframe(summary, hide_index=True, key=key(PATIENT, "summary"),
+                 column_config={"Latest": st.column_config.NumberColumn(format="%.4g"),
+                                "Previous": st.column_config.NumberColumn(format="%.4g"),
+                                "Change": st.column_config.NumberColumn(format="%+.3g"),
+                                "At (y)": st.column_config.NumberColumn(format="%.1f")})
 
+# ----------------------------------------------------------------------------- images
+st.subheader("Key images")
+choices = patient_view.series_choices(detail.series)
+if not choices:
+    st.caption("No complete CT or MR series stored for this patient.")
+else:
+    uid = st.selectbox("Scan", list(choices), format_func=choices.get,
+                       key=key(PATIENT, f"series-{pseudonym}"))
+    try:
+        with st.spinner("Reading the series…"):
+            stack = dash.key_stack(ctx, uid)
+    except HepaTrackError as err:
+        shell.show_error(err)
+        stack = None
+    if stack is not None:
+        left, right = st.columns([3, 2])
+        with right:
+            k = st.slider("Slice", 1, stack.n_slices, stack.key_index + 1,
+                          key=key(PATIENT, f"slice-{uid}"),
+                          help="Slices through the liver, inferior to superior; the default "
+                               "is the largest liver cross-section") - 1
+            window = "liver"
+            if stack.modality == "CT":
+                window = st.radio("Window", list(patient_view.WINDOW_LABELS),
+                                  format_func=patient_view.WINDOW_LABELS.get,
+                                  key=key(PATIENT, "window"))
+            overlay = st.toggle("Organ outlines", value=True, key=key(PATIENT, "overlay"))
+            st.caption(patient_view.overlay_legend(stack.structures))
+            st.caption(f"Slice {k + 1} of {stack.n_slices} · z {stack.z_mm[k]:.0f} mm · "
+                       f"liver {stack.liver_area_cm2(k):.0f} cm² · pixel "
+                       f"{stack.pixel_mm:.2f} mm")
+            for note in stack.notes:
+                st.caption(f"⚠ {note}")
+        with left:
+            st.image(dash.slice_png(ctx, uid, k, window, overlay),
+                     caption="Radiological view: patient's right on the left, anterior at "
+                             "the top" + (" · automatic segmentation" if stack.automatic
+                                          else ""),
+                     width="stretch")
+
+# ----------------------------------------------------------------------------- tables
 st.subheader("Studies and series")
 if detail.series.empty:
     st.caption("No imaging stored for this patient.")

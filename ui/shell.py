@@ -34,6 +34,11 @@ class PageSpec:
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/cohort.py", "Cohort", ":material/groups:", default=True),
     PageSpec("pages/patient.py", "Patient", ":material/person:"),
+    PageSpec("pages/mdt.py", "MDT meeting", ":material/co_present:",
+             roles=frozenset({"clinician"})),
+    PageSpec("pages/ingest.py", "Ingest", ":material/upload_file:",
+             roles=frozenset({"clinician", "admin"})),
+    PageSpec("pages/models.py", "Models", ":material/model_training:"),
     PageSpec("pages/users.py", "Users", ":material/manage_accounts:",
              roles=frozenset({"admin"})),
     PageSpec("pages/audit.py", "Audit trail", ":material/policy:",

@@ -11,6 +11,8 @@ SORTS: dict[str, tuple[str, bool]] = {
     "Follow-up (longest first)": ("follow_up_years", False),
     "Studies (most first)": ("n_studies", False),
     "Visits (most first)": ("n_visits", False),
+    "Current risk (highest first)": ("risk_pct", False),
+    "Risk change (rising first)": ("risk_change_pct", False),
 }
 
 # columns searched, when present: the pseudonym always; names only in identified views

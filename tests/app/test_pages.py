@@ -6,8 +6,7 @@ import pytest
 
 from analytics.config import load_settings
 from analytics.store import open_store
-from tests.app.conftest import new_app
-from tests.store.seed import seed_small_cohort
+from tests.app.conftest import new_app, seed_without_model
 from ui.session import VIEWER_KEY, Viewer
 
 SEEDED = ["HT-0001", "HT-0002", "HT-0003"]
@@ -17,9 +16,25 @@ def _texts(elements) -> list[str]:
     return [str(e.value) for e in elements]
 
 
-def _ok(at) -> None:
+#: the seeded series have rows but no DICOM files: their key image says so
+MISSING_FILES = "is missing from HEPATRACK_HOME"
+
+
+def table_with(at, column: str):
+    """The first table on the page that has ``column`` (st.dataframe keys are not exposed
+    by AppTest for read-only tables)."""
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    assert found, (column, [list(d.value.columns)[:4] for d in at.dataframe])
+    return found[0]
+
+
+def _ok(at, *expected_errors: str) -> None:
+    """No exception, and no error other than the expected ones (each must be shown)."""
     assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, _texts(at.error)
+    errors = _texts(at.error)
+    assert [e for e in errors if not any(x in e for x in expected_errors)] == [], errors
+    for x in expected_errors:
+        assert any(x in e for e in errors), (x, errors)
 
 
 # --------------------------------------------------------------------------- cohort page
@@ -145,17 +160,23 @@ def test_unreachable_database_shows_typed_error_without_credentials(home, monkey
 def test_patient_page_shows_the_first_patient(seeded_home):
     at = new_app().run()
     at.switch_page("pages/patient.py").run()
-    _ok(at)
+    _ok(at, MISSING_FILES)
     assert at.selectbox(key="patient:pseudonym").value == "HT-0001"
     assert _texts(at.metric)[:5] == ["F", "1960", "2", "3", "decompensation"]
     assert at.query_params["patient"] == "HT-0001"
-    series = at.dataframe[0].value
+    series = table_with(at, "series_uid")
     assert series["series_uid"].tolist() == ["2.25.11", "2.25.12", "2.25.21"]
-    visits = at.dataframe[1].value
+    visits = table_with(at, "bilirubin_mg_dl")
     assert visits["bilirubin_mg_dl"].tolist() == [1.1, 1.4]
+    # latest liver volume 1600 mL (second study); previous 1490 mL (the later series of the
+    # first study, read after 1510 mL of its first series)
+    summary = table_with(at, "Biomarker").set_index("Biomarker")
+    assert summary.loc["Liver volume (mL)", ["Latest", "Previous"]].tolist() == [1600.0, 1490.0]
     assert at.multiselect(key="patient:biomarkers").value == [
         "liver_volume_ml", "spleen_volume_ml", "liver_hu_mean"]
-    assert len(at.get("plotly_chart")) == 1
+    # the visit timeline and the biomarker trends; no model, so no risk charts
+    assert len(at.get("plotly_chart")) == 2
+    assert any("No trained model yet" in t for t in _texts(at.info))
 
 
 def test_patient_page_follows_the_link_query_parameter(seeded_home):
@@ -180,7 +201,7 @@ def test_patient_page_unknown_link_warns(seeded_home):
     at.query_params["patient"] = "HT-4040"
     at.run()
     at.switch_page("pages/patient.py").run()
-    _ok(at)
+    _ok(at, MISSING_FILES)
     assert "Patient “HT-4040” is not in the store." in _texts(at.warning)
     assert at.selectbox(key="patient:pseudonym").value == "HT-0001"
 
@@ -190,7 +211,7 @@ def test_patient_page_identified_header(seeded_home):
     at.session_state[VIEWER_KEY] = Viewer("dr.house", "clinician", "s1")
     at.run()
     at.switch_page("pages/patient.py").run()
-    _ok(at)
+    _ok(at, MISSING_FILES)
     assert at.subheader[0].value == "Doe^Jane · HT-0001"
     assert "Patient ID MRN-111 · born 1960-01-02" in _texts(at.caption)
     pseudo = new_app().run()
@@ -203,7 +224,7 @@ def test_cohort_page_on_postgresql(postgres, home, monkeypatch):
     url = postgres.new_database("app_cohort")
     monkeypatch.setenv("HEPATRACK_DB_URL", url)
     store = open_store(load_settings())
-    seed_small_cohort(store)
+    seed_without_model(store)
     store.dispose()
     at = new_app().run()
     _ok(at)

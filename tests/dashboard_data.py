@@ -1,0 +1,123 @@
+"""A small, complete HepaTrack home for the dashboard, report and browser tests.
+
+Built once per test session (:func:`template`) and copied per test or per server
+(:func:`copy_home`), so tests never see each other's writes:
+
+- a synthetic cohort (:data:`CONFIG`: 36 patients, CT + SEG for the first 2, two scans
+  each), ingested through the real pipeline and imported from its labs/outcomes CSVs;
+- imaging biomarkers written from the generator's ground truth (``truth.json``) for each
+  ingested series, so pages and the PDF can be checked against known values (feature
+  extraction itself is tested in tests/features; here it would cost a minute);
+- a Cox landmark model trained with the real training code (3-fold CV, small bootstrap)
+  and active;
+- one account per role (:data:`USERS`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from analytics.config import load_settings
+from analytics.synthetic import CohortConfig
+
+CONFIG = CohortConfig(n_patients=36, seed=3, imaging_patients=2, max_scans_per_patient=2)
+PASSWORD = "correct-horse-battery"
+USERS = {"clinician": "dr.grey", "researcher": "ana.res", "admin": "root.admin"}
+#: truth.json series keys written as features (generator's exact values)
+TRUTH_FEATURES = {
+    "liver_volume_ml": "mL", "spleen_volume_ml": "mL", "liver_hu_mean": "HU",
+    "spleen_hu_mean": "HU", "liver_spleen_hu_diff": "HU", "liver_spleen_hu_ratio": "1",
+    "liver_surface_nodularity": "mm", "liver_vessel_fraction": "1",
+}
+TRUTH_VERSION = "truth"
+
+
+@dataclass
+class DashboardHome:
+    """What :func:`template` built (paths are the template's; copy before writing)."""
+
+    home: Path
+    synth: Path
+    truth: dict[str, Any]
+    model_id: str
+    imaging: list[str] = field(default_factory=list)  # pseudonyms with CT
+    series: dict[str, dict[str, Any]] = field(default_factory=dict)  # stored uid -> truth
+    pseudonyms: dict[str, str] = field(default_factory=dict)  # synthetic id -> pseudonym
+
+
+_TEMPLATE: DashboardHome | None = None
+
+
+def _write_truth_features(store, secret: bytes, truth: dict[str, Any]) -> dict[str, dict]:
+    from sqlalchemy import select
+
+    from analytics.ingest.deid import hmac_uid
+    from analytics.store.schema import Feature, Series
+
+    out = {}
+    with store.session() as s:
+        ids = dict(s.execute(select(Series.series_uid, Series.id)).all())
+        for t in truth["series"]:
+            uid = hmac_uid(secret, t["series_uid"])
+            out[uid] = t
+            for name, unit in TRUTH_FEATURES.items():
+                if t.get(name) is not None:
+                    s.add(Feature(series_id=ids[uid], name=name, value=float(t[name]),
+                                  unit=unit, extractor_version=TRUTH_VERSION))
+    return out
+
+
+def build(root: Path) -> DashboardHome:
+    """Build the home under ``root`` (see the module docstring)."""
+    from analytics.auth import create_user
+    from analytics.cohort import build_cohort, import_cohort
+    from analytics.ingest.deid import patient_pseudonym
+    from analytics.ingest.pipeline import ingest_sources
+    from analytics.models.training import train_model
+    from analytics.store import open_store
+    from analytics.synthetic import generate_cohort
+
+    manifest = generate_cohort(root / "synth", CONFIG)
+    truth = manifest.truth()
+    settings = load_settings(root / "home")
+    settings.ensure_home()
+    store = open_store(settings)
+    try:
+        report = ingest_sources([str(manifest.out_dir / "dicom")], settings, store)
+        assert report.series_ingested == len(truth["series"]), report.as_dict()
+        import_cohort(store, manifest.out_dir / "labs.csv", manifest.out_dir / "outcomes.csv")
+        secret = settings.site_secret()
+        series = _write_truth_features(store, secret, truth)
+        result = train_model(store, settings, build_cohort(store), kind="cox",
+                             horizons=(1.0, 2.0, 3.0), folds=3, repeats=1, n_bootstrap=20)
+        for role, name in USERS.items():
+            create_user(store, name, role, PASSWORD)
+    finally:
+        store.dispose()
+    ids = sorted({t["patient_id"] for t in truth["series"]})
+    # imaging patients get ingest's keyed pseudonym; CSV-only ones keep their CSV id
+    pseudonyms = {p["patient_id"]: patient_pseudonym(secret, p["patient_id"])
+                  if p["patient_id"] in ids else p["patient_id"] for p in truth["patients"]}
+    return DashboardHome(home=settings.home, synth=manifest.out_dir, truth=truth,
+                         model_id=result["model_id"],
+                         imaging=sorted(pseudonyms[i] for i in ids), series=series,
+                         pseudonyms=pseudonyms)
+
+
+def template(tmp_path_factory: pytest.TempPathFactory) -> DashboardHome:
+    """The session's template home, built on first use."""
+    global _TEMPLATE
+    if _TEMPLATE is None:
+        _TEMPLATE = build(tmp_path_factory.mktemp("dashboard-template"))
+    return _TEMPLATE
+
+
+def copy_home(t: DashboardHome, dest: Path) -> Path:
+    """A private copy of the template home at ``dest`` (returned)."""
+    shutil.copytree(t.home, dest)
+    return dest

@@ -1,0 +1,103 @@
+"""The cohort table with risk columns: merge, filters, sort choices, column display."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from analytics.overview import TREND_ARROWS, TREND_THRESHOLD
+from analytics.store.repo import KEY_BIOMARKERS
+from ui import tables
+
+RISING, OUT_OF_DOMAIN, AUTOMATIC, EVENT = ("Rising risk", "Out of domain",
+                                           "Automatic segmentation", "Had an event")
+FILTERS = (RISING, OUT_OF_DOMAIN, AUTOMATIC, EVENT)
+RISK_COLUMNS = ("risk_pct", "trend", "risk_change_pct", "flags")
+
+
+def patient_table(patients: pd.DataFrame, risk: pd.DataFrame | None) -> pd.DataFrame:
+    """``repo.list_patients`` rows plus, with a model, ``risk_pct`` (latest assessable
+    visit, percent), ``trend`` (arrow), ``risk_change_pct`` (percentage points since the
+    previous visit) and ``flags``."""
+    if risk is None:
+        return patients
+    r = risk.set_index("pseudonym")
+    out = patients.copy()
+    p = out["pseudonym"]
+    out["risk_pct"] = (p.map(r["risk"]) * 100).astype("float64")
+    out["risk_change_pct"] = ((p.map(r["risk"]) - p.map(r["previous_risk"])) * 100
+                              ).astype("float64")
+    out["trend"] = p.map(r["trend"]).map(TREND_ARROWS).fillna("")
+    out["flags"] = p.map(r["flags"]).fillna("")
+    return out
+
+
+def apply_filters(table: pd.DataFrame, chosen: list[str]) -> pd.DataFrame:
+    """Rows meeting every chosen filter of :data:`FILTERS`."""
+    keep = pd.Series(True, index=table.index)
+    for f in chosen:
+        if f == RISING:
+            keep &= table.get("risk_change_pct", pd.Series(np.nan, index=table.index)
+                              ) >= TREND_THRESHOLD * 100
+        elif f == OUT_OF_DOMAIN:
+            keep &= table.get("flags", pd.Series("", index=table.index)).str.contains(
+                "out of domain", regex=False)
+        elif f == AUTOMATIC:
+            keep &= table.get("flags", pd.Series("", index=table.index)).str.contains(
+                "automatic segmentation", regex=False)
+        elif f == EVENT:
+            keep &= table["event"].notna() & (table["event"] != "censored")
+    return table[keep]
+
+
+def sort_choices(table: pd.DataFrame) -> list[str]:
+    """The sorts of ``ui.tables.SORTS`` whose column the table has (risk first when known)."""
+    choices = [k for k, (col, _asc) in tables.SORTS.items() if col in table.columns]
+    if "risk_pct" in table.columns:
+        choices.remove("Current risk (highest first)")
+        choices.insert(1, "Current risk (highest first)")
+    return choices
+
+
+def column_order(table: pd.DataFrame) -> list[str]:
+    """Display order: who, risk, last scan, key biomarkers, flags, outcome, the rest."""
+    first = ["pseudonym", "patient_name", "patient_id", "risk_pct", "trend", "last_scan",
+             *KEY_BIOMARKERS, "flags", "event", "follow_up_years"]
+    head = [c for c in first if c in table.columns]
+    return head + [c for c in table.columns if c not in head and c != "risk_change_pct"]
+
+
+def risk_column_config(table: pd.DataFrame) -> dict[str, Any]:
+    """Column configs of the risk columns (percent, arrows, flags)."""
+    if "risk_pct" not in table.columns:
+        return {}
+    return {
+        "risk_pct": st.column_config.NumberColumn(
+            "Current risk (%)", format="%.1f",
+            help="Risk of the model's endpoint within the chosen horizon, at the latest "
+                 "visit; empty when that visit is outside the model's domain"),
+        "trend": st.column_config.TextColumn(
+            "Trend", help=f"Change since the previous visit: ↑ / ↓ at least "
+                          f"{TREND_THRESHOLD * 100:g} percentage point, → otherwise"),
+        "risk_change_pct": st.column_config.NumberColumn("Change (points)", format="%+.1f"),
+        "flags": st.column_config.TextColumn(
+            "Flags", help="out of domain: the latest visit cannot be scored; automatic "
+                          "segmentation: some biomarkers come from automatic masks"),
+    }
+
+
+def incidence_caption(gi) -> str:
+    """What the incidence chart shows, how the groups were formed, and its caveat."""
+    method = ("1 - Kaplan-Meier" if gi.method == "kaplan_meier" else
+              "Aalen-Johansen cumulative incidence (competing events are not censored)")
+    cuts = ", ".join(f"{100 * c:.1f}%" for c in gi.cuts)
+    text = (f"Observed {method} after the first visit, by predicted risk at the first visit "
+            f"(thirds; cut points {cuts}); shaded: 95% pointwise intervals. ")
+    if gi.excluded:
+        text += (f"{gi.excluded} patients left out (first visit not assessable, or no "
+                 "outcome or follow-up after it). ")
+    return text + ("Apparent separation: when the model was trained on these patients it "
+                   "is optimistic; the Models page shows cross-validated performance.")

@@ -1,0 +1,279 @@
+"""Cached loaders of the risk dashboard (model, cohort table, risk views, key images) and
+small page helpers (audit of views, the actor, job progress).
+
+Caching follows ``ui.loaders``:
+
+- A loaded model holds no patient data: one ``st.cache_resource`` per model id serves
+  every user (nobody mutates it).
+- Patient-level objects (the cohort table, risk views, key image stacks) are
+  ``st.cache_resource(scope="session")`` with the viewer's cache key among the
+  arguments: never shared between sessions or users, not copied on every rerun (a
+  5,000-patient cohort table is read, not unpickled, when the user switches patient),
+  bounded in number and age. Nothing is persisted to disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from analytics import audit
+from analytics.errors import ModelError
+from ui import jobs, loaders
+from ui.loaders import AppContext
+
+TTL_S = loaders.TTL_S
+_AUDITED_KEY = "dash:audited"
+
+
+@dataclass(frozen=True)
+class CohortData:
+    """The cohort table split by patient (read-only)."""
+
+    visits: pd.DataFrame
+    outcomes: pd.DataFrame
+    by_patient: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+    def visits_of(self, pseudonym: str) -> pd.DataFrame:
+        return self.by_patient.get(pseudonym, self.visits.iloc[0:0])
+
+
+def actor(ctx: AppContext) -> audit.Actor:
+    """The engine's audit actor for the current viewer."""
+    v = ctx.viewer
+    return audit.Actor(v.username, v.role, v.session_id)
+
+
+def page_allowed(ctx: AppContext, path: str) -> bool:
+    """Whether the viewer's role may open the page registered at ``path`` (defence in depth:
+    the navigation only lists allowed pages, and a page checks again)."""
+    from ui.shell import PAGES
+
+    spec = next((p for p in PAGES if p.path == path), None)
+    return spec is not None and ctx.viewer.role in spec.roles
+
+
+def deny(ctx: AppContext, what: str) -> None:
+    """Say that this viewer may not use the page, and stop it."""
+    st.error(f"{ctx.viewer.username} ({ctx.viewer.role}) may not {what}.",
+             icon=":material/lock:")
+    st.caption("Ask an administrator for an account with the right role.")
+    st.stop()
+
+
+def audit_once(ctx: AppContext, action: str, *, patient: str | None = None,
+               model_version: str | None = None, detail: dict | None = None) -> None:
+    """Audit ``action`` when what it concerns changed since the last record of that action
+    in this session (a rerun of the same view writes nothing).
+
+    Raises
+    ------
+    AuditError
+        If the record cannot be written (the caller's ``guard()`` stops the page before
+        the data renders).
+    """
+    seen = st.session_state.setdefault(_AUDITED_KEY, {})
+    what = (patient, model_version, tuple(sorted((detail or {}).items())))
+    if seen.get(action) == what:
+        return
+    audit.record(ctx.store, actor(ctx), action, patient=patient, model_version=model_version,
+                 detail=detail)
+    seen[action] = what
+
+
+# --------------------------------------------------------------------------- model
+# Cached functions take the context as ``_ctx``: Streamlit does not hash arguments whose
+# name starts with an underscore, so the key is the viewer, database, home and ids.
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _model(home: str, database_url: str, model_id: str, _ctx: AppContext):
+    from analytics.models.registry import load_model
+
+    return load_model(_ctx.store, _ctx.settings, model_id)
+
+
+def active_model_id(ctx: AppContext) -> str | None:
+    """The id of the active model (the newest when none is marked active), or None."""
+    mid = loaders.summary(ctx).get("active_model")
+    if mid:
+        return str(mid)
+    from analytics.models.registry import list_models
+
+    models = list_models(ctx.store)
+    return str(models[0]["model_id"]) if models else None
+
+
+def model(ctx: AppContext, model_id: str | None = None):
+    """The loaded model ``model_id`` (default the active one), or None when none exists.
+
+    Raises
+    ------
+    ModelIntegrityError
+        If the stored artifact fails its integrity checks.
+    """
+    mid = model_id or active_model_id(ctx)
+    if mid is None:
+        return None
+    return _model(str(ctx.settings.home), ctx.database_url, mid, ctx)
+
+
+# --------------------------------------------------------------------------- cohort
+@st.cache_resource(ttl=TTL_S, max_entries=2, show_spinner=False, scope="session")
+def _cohort(viewer_key: str, database_url: str, home: str, _ctx: AppContext) -> CohortData:
+    from analytics.cohort import build_cohort
+
+    table = build_cohort(_ctx.store)
+    v = table.visits
+    by = {str(k): g for k, g in v.groupby("patient", sort=False)} if not v.empty else {}
+    return CohortData(visits=v, outcomes=table.outcomes, by_patient=by)
+
+
+def cohort(ctx: AppContext) -> CohortData:
+    """The cohort table (``analytics.cohort.build_cohort``), cached for this session."""
+    return _cohort(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home), ctx)
+
+
+@st.cache_resource(ttl=TTL_S, max_entries=64, show_spinner=False, scope="session")
+def _risk_view(viewer_key: str, database_url: str, home: str, model_id: str,
+               pseudonym: str, horizon: float, _ctx: AppContext):
+    from analytics.patient_risk import risk_view
+
+    m = _model(home, database_url, model_id, _ctx)
+    data = _cohort(viewer_key, database_url, home, _ctx)
+    return risk_view(m, data.visits_of(pseudonym), pseudonym, horizon)
+
+
+def risk_view(ctx: AppContext, model_id: str, pseudonym: str, horizon: float):
+    """One patient's :class:`analytics.patient_risk.RiskView` (cached per session).
+
+    Raises
+    ------
+    ModelError
+        If the patient has no visit in the cohort table or the horizon is unknown.
+    """
+    if pseudonym not in cohort(ctx).by_patient:
+        raise ModelError(f"patient {pseudonym}: no visits in the cohort table to score",
+                         hint="import labs with `hepatrack import-cohort` or extract "
+                              "imaging features")
+    return _risk_view(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home),
+                      model_id, pseudonym, float(horizon), ctx)
+
+
+@st.cache_resource(ttl=TTL_S, max_entries=8, show_spinner=False, scope="session")
+def _cohort_risk(viewer_key: str, database_url: str, home: str, model_id: str,
+                 horizon: float, _ctx: AppContext) -> pd.DataFrame:
+    from analytics.overview import automatic_segmentation_patients, cohort_risk, flags_of
+
+    m = _model(home, database_url, model_id, _ctx)
+    data = _cohort(viewer_key, database_url, home, _ctx)
+    risk = cohort_risk(m, data.visits, horizon)
+    risk["flags"] = flags_of(risk, automatic_segmentation_patients(_ctx.store))
+    return risk
+
+
+def cohort_risk(ctx: AppContext, model_id: str, horizon: float) -> pd.DataFrame:
+    """Every patient's current risk, trend and flags (``analytics.overview``); read-only."""
+    return _cohort_risk(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home),
+                        model_id, float(horizon), ctx)
+
+
+@st.cache_resource(ttl=TTL_S, max_entries=8, show_spinner=False, scope="session")
+def _incidence(viewer_key: str, database_url: str, home: str, model_id: str,
+               horizon: float, _ctx: AppContext):
+    from analytics.overview import incidence_by_group
+
+    m = _model(home, database_url, model_id, _ctx)
+    data = _cohort(viewer_key, database_url, home, _ctx)
+    return incidence_by_group(m, _cohort_risk(viewer_key, database_url, home, model_id,
+                                              horizon, _ctx), data.outcomes)
+
+
+def incidence(ctx: AppContext, model_id: str, horizon: float):
+    """Observed incidence by predicted-risk group (``GroupIncidence``).
+
+    Raises
+    ------
+    ModelError
+        If too few patients can be grouped.
+    """
+    return _incidence(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home),
+                      model_id, float(horizon), ctx)
+
+
+# --------------------------------------------------------------------------- images
+@st.cache_resource(ttl=10 * TTL_S, max_entries=6, show_spinner=False, scope="session")
+def _key_stack(viewer_key: str, database_url: str, home: str, series_uid: str,
+               _ctx: AppContext):
+    from analytics.keyimage import load_key_image
+
+    return load_key_image(_ctx.store, _ctx.settings, series_uid)
+
+
+def key_stack(ctx: AppContext, series_uid: str):
+    """The display stack of one series (``analytics.keyimage``), per series and user.
+
+    Raises
+    ------
+    IngestError, InvalidSeriesError, FeatureError
+        If the series cannot be loaded or oriented.
+    """
+    return _key_stack(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home),
+                      series_uid, ctx)
+
+
+@st.cache_data(ttl=10 * TTL_S, max_entries=256, show_spinner=False, scope="session")
+def _slice_png(viewer_key: str, database_url: str, home: str, series_uid: str, k: int,
+               window: str, overlay: bool, _ctx: AppContext) -> bytes:
+    from analytics.keyimage import WINDOWS, png_bytes, render_slice
+
+    stack = _key_stack(viewer_key, database_url, home, series_uid, _ctx)
+    win = WINDOWS.get(window) if stack.modality == "CT" else None
+    return png_bytes(render_slice(stack, k, win, overlay=overlay))
+
+
+def slice_png(ctx: AppContext, series_uid: str, k: int, window: str, overlay: bool) -> bytes:
+    """PNG of slice ``k`` of a series in a named window (``analytics.keyimage.WINDOWS``)."""
+    return _slice_png(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home),
+                      series_uid, int(k), window, bool(overlay), ctx)
+
+
+# --------------------------------------------------------------------------- models
+@st.cache_data(ttl=10 * TTL_S, max_entries=8, show_spinner=False)
+def _drivers(home: str, database_url: str, model_id: str, _ctx: AppContext) -> pd.DataFrame:
+    from analytics.model_admin import global_drivers
+
+    return global_drivers(_model(home, database_url, model_id, _ctx))
+
+
+def drivers(ctx: AppContext, model_id: str) -> pd.DataFrame:
+    """Global SHAP drivers of a model (aggregates over its training sample; no patient
+    rows, so one cache serves every user)."""
+    return _drivers(str(ctx.settings.home), ctx.database_url, model_id, ctx)
+
+
+def clear() -> None:
+    """Drop the cached cohort-level data (after ingest, training or activation)."""
+    for fn in (_cohort, _risk_view, _cohort_risk, _incidence):
+        fn.clear()
+    loaders.clear_data_caches()
+
+
+# --------------------------------------------------------------------------- jobs
+def job_status(job: jobs.Job, *, done_text: str | None = None) -> dict[str, Any]:
+    """Draw a job's progress (status box, bar, last log lines); returns its snapshot."""
+    snap = job.snapshot()
+    state = {"queued": "running", "running": "running", "done": "complete",
+             "failed": "error"}[snap["status"]]
+    label = (f"{job.label}: {snap['message'] or snap['status']}" if job.running
+             else f"{job.label}: {done_text or 'done'} in {snap['seconds']:.0f} s"
+             if snap["status"] == "done" else f"{job.label}: failed")
+    with st.status(label, state=state, expanded=job.running):
+        if snap["fraction"] is not None:
+            st.progress(snap["fraction"], text=f"{100 * snap['fraction']:.0f}%")
+        elif job.running:
+            st.caption(f"{snap['seconds']:.0f} s elapsed")
+        for line in snap["lines"][-12:]:
+            st.text(line)
+    return snap

@@ -1,0 +1,139 @@
+"""The Ingest page's work (run in a background job) and its result table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from analytics import audit
+from analytics.audit import Actor
+from analytics.auth import Permission, require
+from analytics.config import PacsSettings, Settings
+from analytics.store.db import Store
+from ui.jobs import Job
+
+RESULT_COLUMNS = ("item", "outcome", "patient", "study_date", "modality", "slices", "masks",
+                  "reason")
+#: feature extraction after ingest runs in this many worker processes
+FEATURE_WORKERS = 1
+
+
+def _features(job: Job, store: Store, settings: Settings, series: list[str]):
+    """Extract features of the new series (``analytics.features.batch.run_batch``)."""
+    from analytics.features.batch import run_batch
+
+    if not series:
+        return None
+    job.report(f"extracting features of {len(series)} series", 0.0)
+
+    def progress(done: int, total: int, uid: str) -> None:
+        job.report(f"features: {done} of {total} series", done / max(1, total))
+        job.log(f"features done: series …{uid[-12:]}")
+
+    return run_batch(store, settings, series, workers=FEATURE_WORKERS, progress=progress)
+
+
+def _new_complete(report) -> list[str]:
+    return [s["series_uid"] for s in report.series
+            if s.get("status") == "complete" and not s.get("already_stored")]
+
+
+def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
+                       files: list[tuple[str, bytes]], *, extract: bool = True
+                       ) -> dict[str, Any]:
+    """Ingest uploaded files (audited ``upload``), then extract features of new series."""
+    from analytics.ingest.pipeline import ingest_uploads
+
+    size = sum(len(b) for _n, b in files)
+    job.report(f"reading {len(files)} files ({size / 2**20:.1f} MiB)", 0.0)
+
+    def progress(message: str, fraction: float | None) -> None:
+        job.report(message, fraction)
+        if fraction is None:
+            job.log(message)
+
+    with audit.audited(store, actor, "upload", detail={"files": len(files), "bytes": size}):
+        report = ingest_uploads(files, settings, store, progress=progress, user=actor)
+    for s in report.series:
+        job.log(f"series …{s['series_uid'][-12:]}: {s.get('slices')} slices, "
+                f"{'already stored' if s.get('already_stored') else s.get('status')}")
+    batch = _features(job, store, settings, _new_complete(report)) if extract else None
+    return {"report": report, "features": batch, "names": [n for n, _b in files]}
+
+
+def link_pacs_job(job: Job, store: Store, settings: Settings, actor: Actor,
+                  urls: list[str], pacs_name: str, *, extract: bool = True) -> dict[str, Any]:
+    """Retrieve studies from a PACS over DICOMweb and ingest them (audited ``pacs_link``)."""
+    from analytics.ingest.pipeline import ingest_sources
+
+    job.report(f"retrieving {len(urls)} studies from {pacs_name}", None)
+    with audit.audited(store, actor, "pacs_link",
+                       detail={"step": "retrieve", "studies": len(urls), "pacs": pacs_name}):
+        report = ingest_sources(list(urls), settings, store, progress=job.report, user=actor)
+    batch = _features(job, store, settings, _new_complete(report)) if extract else None
+    return {"report": report, "features": batch, "names": []}
+
+
+def search_pacs(store: Store, actor: Actor, pacs: PacsSettings, **filters: Any
+                ) -> pd.DataFrame:
+    """QIDO-RS study search (``analytics.ingest.dicomweb.search_studies``), audited.
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not ingest.
+    PacsError
+        If the PACS cannot be reached or refuses.
+    """
+    from analytics.ingest.dicomweb import search_studies
+
+    require(actor, Permission.INGEST, store, action="pacs_link")
+    found = search_studies(pacs, **filters)
+    audit.record(store, actor, "pacs_link", detail={"step": "search", "pacs": pacs.name,
+                                                    "results": len(found)})
+    df = pd.DataFrame(found, columns=["study_date", "patient_name", "patient_id",
+                                      "modalities", "description", "accession", "n_series",
+                                      "n_instances", "study_uid", "url"])
+    df["modalities"] = df["modalities"].map(lambda m: ", ".join(m) if isinstance(m, list)
+                                            else m)
+    return df
+
+
+def result_table(result: dict[str, Any]) -> pd.DataFrame:
+    """One row per series (accepted, duplicate, incomplete) and per refused file.
+
+    ``outcome``: ``accepted`` (stored now), ``duplicate`` (already stored), ``incomplete``
+    (stored, not scored: the reason says why), ``rejected``, ``quarantined``,
+    ``conflict``; then features ``failed`` rows from the extraction that followed.
+    """
+    report = result["report"]
+    rows = []
+    for s in report.series:
+        outcome = ("duplicate" if s.get("already_stored") else
+                   "accepted" if s.get("status") == "complete" else
+                   str(s.get("status") or "accepted"))
+        rows.append({"item": f"series {s['series_uid']}", "outcome": outcome,
+                     "patient": s.get("patient"), "study_date": s.get("study_date"),
+                     "modality": s.get("modality"), "slices": s.get("slices"),
+                     "masks": s.get("masks"), "reason": s.get("reason") or ""})
+    for kind, items in (("rejected", report.rejected), ("quarantined", report.quarantined),
+                        ("conflict", report.conflicts)):
+        for r in items:
+            rows.append({"item": r.file, "outcome": kind, "reason": r.reason})
+    batch = result.get("features")
+    if batch is not None:
+        for f in batch.series_failed:
+            rows.append({"item": f"series {f['series_uid']}", "outcome": "features failed",
+                         "reason": f["reason"]})
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+
+
+def counts(result: dict[str, Any]) -> dict[str, int]:
+    """Headline numbers of an ingest result."""
+    report = result["report"]
+    batch = result.get("features")
+    return {"series": report.series_ingested, "instances": report.instances,
+            "duplicates": report.duplicates,
+            "refused": len(report.rejected) + len(report.quarantined) + len(report.conflicts),
+            "features": len(batch.series_done) if batch is not None else 0}

@@ -1,0 +1,77 @@
+"""MDT page helpers: the meeting list in session state, summary sentences, the large-font
+style and the PDF job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from analytics.audit import Actor
+from analytics.config import Settings
+from analytics.store.db import Store
+from ui.jobs import Job
+from ui.session import key
+
+MDT = "mdt"
+LIST_KEY = key(MDT, "patients")
+CURRENT_KEY = key(MDT, "current")
+
+#: projector mode: larger text everywhere on the page (figures get their own font size)
+LARGE_FONT_CSS = """
+<style>
+[data-testid="stMain"] { font-size: 1.35rem; }
+[data-testid="stMain"] p, [data-testid="stMain"] li, [data-testid="stMain"] label,
+[data-testid="stMain"] [data-testid="stMarkdownContainer"] { font-size: 1.35rem !important; }
+[data-testid="stMain"] [data-testid="stMetricValue"] { font-size: 3rem !important; }
+[data-testid="stMain"] [data-testid="stMetricLabel"] p { font-size: 1.2rem !important; }
+[data-testid="stMain"] h1 { font-size: 3rem !important; }
+[data-testid="stMain"] h2, [data-testid="stMain"] h3 { font-size: 2.2rem !important; }
+</style>
+"""
+LARGE_FIGURE_FONT = 20
+
+
+def step(delta: int) -> None:
+    """Callback of the previous/next buttons: move through the meeting list."""
+    patients = st.session_state.get(LIST_KEY) or []
+    if not patients:
+        return
+    cur = st.session_state.get(CURRENT_KEY)
+    i = patients.index(cur) if cur in patients else 0
+    st.session_state[CURRENT_KEY] = patients[max(0, min(len(patients) - 1, i + delta))]
+
+
+def sentences(contributions: pd.DataFrame, horizon: float, top: int = 3) -> list[str]:
+    """The largest contributions in words: ``"Platelets 141 10⁹/L (-28 since the previous
+    visit) raised the 3-year risk"``."""
+    out = []
+    for r in contributions.head(top).itertuples():
+        if r.value is None:
+            head = f"{r.label} not measured yet"
+        elif isinstance(r.value, str):
+            head = f"{r.label} {r.value}"
+        else:
+            v = f"{r.value:.3g}" if abs(r.value) < 1000 else f"{r.value:,.0f}"
+            head = f"{r.label} {v} {r.unit}".rstrip()
+            if r.change is not None and r.change == r.change and abs(r.change) > 0 \
+                    and r.feature != "landmark_years":
+                c = f"{abs(r.change):.3g}"
+                head += f" ({'+' if r.change > 0 else '-'}{c} since the previous visit)"
+        verb = ("did not change" if abs(r.shap) < 1e-3 else
+                "raised" if r.shap > 0 else "lowered")
+        out.append(f"{head} {verb} the {horizon:g}-year risk")
+    return out
+
+
+def pdf_job(job: Job, store: Store, settings: Settings, actor: Actor, patients: list[str], *,
+            model: Any, visits: pd.DataFrame | None, horizon: float | None,
+            meeting: str | None) -> Any:
+    """Build the MDT pack in memory (``analytics.report.build_mdt_report``)."""
+    from analytics.report import build_mdt_report
+
+    job.report(f"drawing {len(patients)} page(s)", 0.0)
+    return build_mdt_report(store, settings, patients, None, actor=actor, model=model,
+                            visits=visits, horizon=horizon, meeting=meeting,
+                            progress=job.report)

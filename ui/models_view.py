@@ -1,0 +1,75 @@
+"""The Models page's tables (formatted for display) and its training job."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from analytics.audit import Actor
+from analytics.config import Settings
+from analytics.store.db import Store
+from ui.jobs import Job
+
+KINDS = {"cox": "Cox proportional hazards (ridge)", "gbm": "Gradient-boosted Cox (xgboost)",
+         "rsf": "Random survival forest (small cohorts)"}
+HORIZON_CHOICES = (0.5, 1.0, 2.0, 3.0, 5.0)
+
+
+def _ci(x: float, lo: float, hi: float) -> str:
+    if not np.isfinite(x):
+        return "—"
+    if np.isfinite(lo) and np.isfinite(hi):
+        return f"{x:.3f} ({lo:.3f}-{hi:.3f})"
+    return f"{x:.3f}"
+
+
+def _n(x: float, fmt: str = "{:.3f}") -> str:
+    return fmt.format(x) if np.isfinite(x) else "—"
+
+
+def validation_display(vt: pd.DataFrame, horizons: list[float]) -> pd.DataFrame:
+    """``analytics.model_admin.validation_table`` as text: estimates with 95% intervals."""
+    out = pd.DataFrame({"Predictor": vt["predictor"],
+                        "C-index (95% CI)": [_ci(r.c_index, r.c_index_low, r.c_index_high)
+                                             for r in vt.itertuples()],
+                        "Uno's C": vt["uno_c"].map(_n)})
+    for h in horizons:
+        k = f"td_auc_{h:g}"
+        out[f"td-AUC {h:g} y (95% CI)"] = [
+            _ci(a, lo, hi) for a, lo, hi in zip(vt[k], vt[f"{k}_low"], vt[f"{k}_high"],
+                                                strict=True)]
+    out["IBS"] = vt["ibs"].map(_n)
+    out["Calibration slope"] = vt["calibration_slope"].map(lambda x: _n(x, "{:.2f}"))
+    out["ICI"] = vt["ici"].map(lambda x: _n(x, "{:.3f}"))
+    out["Model C-index on the same rows"] = vt["model_c_index_same_rows"].map(_n)
+    out["Coverage"] = vt["coverage"].map(lambda x: _n(100 * x, "{:.0f}%") if np.isfinite(x)
+                                         else "—")
+    return out
+
+
+def models_display(models: list[dict[str, Any]]) -> pd.DataFrame:
+    """``list_models`` as a table for the page."""
+    df = pd.DataFrame(models, columns=["model_id", "kind", "event", "horizons", "active",
+                                       "c_index", "created_at"])
+    df["horizons"] = df["horizons"].map(lambda hs: ", ".join(f"{float(h):g}" for h in hs)
+                                        if isinstance(hs, list) else hs)
+    df["active"] = df["active"].map(lambda a: "active" if a else "")
+    return df
+
+
+def train_job(job: Job, store: Store, settings: Settings, actor: Actor, *, kind: str,
+              events: list[str], horizons: list[float], folds: int, repeats: int,
+              n_bootstrap: int, activate: bool) -> dict[str, Any]:
+    """Build the cohort table from the store and train (``model_admin.train_for``)."""
+    from analytics.cohort import build_cohort
+    from analytics.model_admin import train_for
+
+    job.report("building the cohort table", None)
+    cohort = build_cohort(store)
+    job.report(f"cross-validating ({folds} folds x {repeats}) and fitting {kind} on "
+               f"{cohort.outcomes['patient'].nunique()} patients", None)
+    return train_for(actor, store, settings, cohort, kind=kind, event=events or None,
+                     horizons=sorted(horizons), folds=folds, repeats=repeats,
+                     n_bootstrap=n_bootstrap, activate=activate)

@@ -1,0 +1,113 @@
+"""Labels and choices of the patient page (plain pandas, no widgets)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analytics.keyimage import OVERLAYS, WINDOWS
+from analytics.viz.prep import biomarker_summary, normal_range, range_text
+
+
+def visit_label(points: pd.DataFrame, i: int, dates: dict[float, str] | None = None) -> str:
+    """``"1.2 y · 2021-03-04 · scan · 12.3%"`` (or ``· not assessable``).
+
+    ``dates``: real dates by time for identified views (:func:`visit_dates`); None uses the
+    stored (shifted) date the risk view carries.
+    """
+    p = points.iloc[i]
+    date = (_nearest(dates, float(p["time"])) if dates is not None else p["date"]) or ""
+    parts = [f"{p['time']:.1f} y"]
+    if date:
+        parts.append(str(date))
+    parts.append("scan" if p["is_scan"] else "lab visit")
+    parts.append(f"{100 * p['risk']:.1f}%" if p["assessable"] else "not assessable")
+    return " · ".join(parts)
+
+
+def _nearest(dates: dict[float, str], t: float, tol: float = 1.5 / 365.25) -> str | None:
+    # the cohort table re-times dated visits from their dates: match within a day or so
+    best = min(dates, key=lambda k: abs(k - t), default=None)
+    return dates[best] if best is not None and abs(best - t) <= tol else None
+
+
+def visit_dates(detail) -> dict[float, str] | None:
+    """Real dates of visits and studies by time for identified views; None otherwise (the
+    risk view's own dates are the stored, shifted ones)."""
+    if not detail.identified:
+        return None
+    out: dict[float, str] = {}
+    for df, col in ((detail.visits, "visit_date"), (detail.studies, "study_date")):
+        if df.empty or col not in df.columns:
+            continue
+        for t, d in zip(df["time_years"], df[col], strict=True):
+            if pd.notna(t) and pd.notna(d):
+                out.setdefault(round(float(t), 6), pd.Timestamp(d).strftime("%Y-%m-%d"))
+    return out
+
+
+def default_visit(points: pd.DataFrame) -> int:
+    """The latest assessable visit, else the latest visit."""
+    ok = np.flatnonzero(points["assessable"].to_numpy(bool))
+    return int(ok[-1]) if len(ok) else len(points) - 1
+
+
+def series_choices(series: pd.DataFrame) -> dict[str, str]:
+    """Complete CT/MR series, newest first: ``{series_uid: "2021-01-01 · CT · ..."}``."""
+    if series is None or series.empty:
+        return {}
+    ok = series[(series["status"] == "complete")
+                & series["modality"].astype(str).str.upper().isin(["CT", "MR"])]
+    ok = ok.sort_values(["time_years", "series_uid"], ascending=[False, True],
+                        na_position="last", kind="stable")
+    out = {}
+    for r in ok.itertuples():
+        when = pd.Timestamp(r.study_date).strftime("%Y-%m-%d") if pd.notna(r.study_date) \
+            else "date unknown"
+        phase = f" · {str(r.contrast_phase).replace('_', ' ')}" if r.contrast_phase else ""
+        desc = f" · {r.description}" if isinstance(r.description, str) and r.description \
+            else ""
+        out[str(r.series_uid)] = f"{when} · {r.modality}{phase}{desc} · {r.n_slices} slices"
+    return out
+
+
+def lab_visits(visits: pd.DataFrame) -> pd.DataFrame:
+    """Visit rows that are lab draws (not imaging-only rows)."""
+    if visits.empty or "source" not in visits.columns:
+        return visits
+    return visits[visits["source"] != "imaging"]
+
+
+def normal_ranges(names: list[str]) -> dict[str, tuple[float | None, float | None]]:
+    """Published normal ranges (feature registry) of the names that have one."""
+    out = {}
+    for n in names:
+        rng = normal_range(n)
+        if rng is not None:
+            out[n] = rng
+    return out
+
+
+def summary_table(biomarkers: pd.DataFrame, visits: pd.DataFrame) -> pd.DataFrame:
+    """The biomarker table as displayed: label, latest, previous, change, normal range."""
+    df = biomarker_summary(biomarkers, visits)
+    if df.empty:
+        return pd.DataFrame(columns=["Biomarker", "Latest", "At (y)", "Previous", "Change",
+                                     "Normal range", "Flag"])
+    return pd.DataFrame({
+        "Biomarker": df["label"], "Latest": df["latest"], "At (y)": df["latest_time"],
+        "Previous": df["previous"], "Change": df["change"],
+        "Normal range": [range_text(lo, hi, u) for lo, hi, u in
+                         zip(df["normal_low"], df["normal_high"], df["unit"], strict=True)],
+        "Flag": df["flag"].replace({"within normal": ""})})
+
+
+def overlay_legend(structures: tuple[str, ...]) -> str:
+    """``"Overlay: Liver (bluish green), Spleen (orange)"`` for the masks present."""
+    names = {"#009E73": "bluish green", "#E69F00": "orange", "#56B4E9": "sky blue"}
+    parts = [f"{label} ({names.get(colour, colour)})" for name, _b, colour, label in OVERLAYS
+             if name in structures]
+    return "Overlay: " + ", ".join(parts) if parts else "No organ masks for this series."
+
+
+WINDOW_LABELS = {k: w.label for k, w in WINDOWS.items()}

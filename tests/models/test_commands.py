@@ -1,0 +1,117 @@
+"""``hepatrack train`` / ``predict`` end to end on an imported synthetic cohort."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from analytics.cli import main
+from analytics.config import load_settings
+from analytics.store import open_store
+from analytics.store.schema import AuditRecord, Prediction
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory) -> Path:
+    """A home with an imported labs-only synthetic cohort (truth.json beside its CSVs)."""
+    from analytics.cohort import import_cohort
+    from analytics.synthetic import CohortConfig, generate_cohort
+
+    home = tmp_path_factory.mktemp("cli") / "home"
+    m = generate_cohort(home / "synthetic", CohortConfig(n_patients=90, seed=3,
+                                                         imaging_patients=0))
+    store = open_store(load_settings(home))
+    import_cohort(store, m.labs_csv, m.outcomes_csv)
+    store.dispose()
+    return home
+
+
+def _run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture(scope="module")
+def trained(home):
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["--home", str(home), "train", "--cv", "3", "--repeats", "1",
+                     "--bootstrap", "5", "--json"])
+    assert code == 0
+    return json.loads(buf.getvalue())
+
+
+def test_train_json_contract(trained):
+    for key in ("model_id", "model", "event", "n_patients", "cv", "baselines",
+                "oracle_c_index"):
+        assert key in trained, key
+    assert trained["model"] == "cox" and trained["n_patients"] == 90
+    assert trained["event"] == ",".join(sorted(set(trained["event"].split(","))))
+    assert "transplant" not in trained["event"].split(",")
+    assert {"folds", "c_index", "td_auc", "ibs", "calibration_slope"} <= set(trained["cv"])
+    assert set(trained["cv"]["td_auc"]) == {"1", "2", "3"}
+    assert {"meld", "fib4", "albi"} <= set(trained["baselines"])
+    assert 0.5 < trained["oracle_c_index"] <= 1 and trained["truth_file"].endswith("truth.json")
+
+
+def test_predict_one_patient_with_at(home, trained, capsys):
+    settings = load_settings(home)
+    store = open_store(settings)
+    from analytics.cohort import build_cohort
+
+    visits = build_cohort(store).visits
+    pid = visits["patient"].value_counts().index[0]
+    code, out, err = _run(capsys, "--home", str(home), "predict", "--patient", pid,
+                          "--at", "1.25", "--horizon", "2", "--json")
+    assert code == 0, err
+    res = json.loads(out)
+    assert res["patient"] == pid and res["model_id"] == trained["model_id"]
+    traj = res["trajectory"]
+    assert len(traj) == visits[visits["patient"] == pid]["time"].nunique() + 1
+    for r in traj:
+        assert {"time", "date", "horizon", "risk", "ci", "shap", "base_value", "shap_scale",
+                "model_output"} <= set(r)
+        assert r["horizon"] == 2.0 and r["shap_scale"] == "log_hazard"
+        if r["risk"] is None:
+            assert r["reason"]
+        else:
+            assert r["base_value"] + sum(r["shap"].values()) == pytest.approx(
+                r["model_output"], abs=1e-6)
+    assert res["at"]["time"] == 1.25 and res["at"]["requested"]
+    with store.session() as s:
+        n = s.execute(select(func.count()).select_from(Prediction)).scalar_one()
+        audited = s.execute(select(func.count()).select_from(AuditRecord)
+                            .where(AuditRecord.action == "predict")).scalar_one()
+    assert n == len(traj) and audited >= 1
+    store.dispose()
+
+
+def test_predict_all_lists_every_patient(home, trained, capsys):
+    code, out, _ = _run(capsys, "--home", str(home), "predict", "--all", "--json")
+    assert code == 0
+    res = json.loads(out)
+    assert isinstance(res, list) and len(res) == 90
+    assert all(r["model_id"] == trained["model_id"] for r in res)
+
+
+@pytest.mark.parametrize(("argv", "match"), [
+    pytest.param(["predict", "--patient", "NOBODY"], "no visits for this patient",
+                 id="unknown-patient"),
+    pytest.param(["predict", "--all", "--horizon", "7"], "trained for horizons 1, 2, 3",
+                 id="untrained-horizon"),
+    pytest.param(["train", "--event", "deth"], "not an event in the cohort", id="bad-event"),
+    pytest.param(["train", "--cv", "1"], "at least 2 folds", id="one-fold"),
+    pytest.param(["train", "--truth", "/nonexistent/truth.json"], "file not found",
+                 id="missing-truth"),
+])
+def test_bad_input_exits_2_with_one_line(home, trained, capsys, argv, match):
+    code, _, err = _run(capsys, "--home", str(home), *argv)
+    assert code == 2
+    assert match in err and len(err.strip().splitlines()) == 1

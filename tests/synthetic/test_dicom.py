@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import date
 from pathlib import Path
 
@@ -86,6 +87,16 @@ def test_ct_headers_are_complete_and_consistent(written):
     steps = np.diff(z)
     expected = vol.spacing_mm[0] if order == "ascending" else -vol.spacing_mm[0]
     assert np.allclose(steps, expected, atol=1e-3)
+
+
+def test_spliced_encoding_equals_pydicom_save_as(written):
+    """The writer splices a once-encoded header around each slice's own elements."""
+    _, files, _, _, _ = written
+    for f in (files[0], files[len(files) // 2], files[-1]):
+        ds = pydicom.dcmread(f)
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        assert buf.getvalue() == f.read_bytes()
 
 
 def test_ct_pixels_read_back_as_the_volume(written):

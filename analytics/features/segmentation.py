@@ -133,7 +133,9 @@ def _grow(seed: np.ndarray, smooth: np.ndarray, body: np.ndarray, exclude: np.nd
     """Window from the seed's own intensities; seed grown back inside it, closed, filled."""
     vals = smooth[seed]
     med = float(np.median(vals))
-    half = float(np.clip(3.0 * max(_robust_sd(vals), sd_floor), 12.0, 30.0))
+    # the width comes from the image noise: a seed that straddles two organs would widen
+    # its own spread and swallow the neighbour
+    half = float(np.clip(2.5 * sd_floor, 10.0, 25.0))
     allowed = body & (smooth >= med - half) & (smooth <= med + half)
     if exclude is not None:
         allowed &= ~exclude
@@ -148,7 +150,20 @@ def _grow(seed: np.ndarray, smooth: np.ndarray, body: np.ndarray, exclude: np.nd
         grown[k] = ndi.binary_fill_holes(grown[k])
     if exclude is not None:
         grown &= ~exclude
-    return grown, (med - half, med + half)
+    return _cut_necks(grown), (med - half, med + half)
+
+
+def _cut_necks(mask: np.ndarray) -> np.ndarray:
+    """Drop neighbours joined by a neck narrower than ~12 mm (e.g. a muscle touching the
+    organ at a corner): keep the largest opened component and what lies within reach."""
+    opened = ndi.binary_opening(mask, _ball(2))
+    labels, n = ndi.label(opened)
+    if n == 0:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    main = labels == int(np.argmax(sizes))
+    return mask & ndi.binary_dilation(main, _ball(2))
 
 
 def _organ(smooth: np.ndarray, body: np.ndarray, side: np.ndarray, exclude: np.ndarray | None,
@@ -219,22 +234,92 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
     right = np.broadcast_to(xs < cx, coarse.shape)
     left = np.broadcast_to(xs > cx, coarse.shape)
 
+    # the abdominal wall touches the liver and spleen with the same attenuation: peel it
+    wall = body_wall(smooth, body) | paraspinal_zone(coarse, smooth, body)
+    wall_native = from_grid(wall, img.shape, spacing, GRID_MM)
     # liver: right of the midline; spleen: lateral on the left, not anterior
-    liver = _organ(smooth, body, right, None, accept=lambda c: c[2] < cx - 0.15 * hw,
+    liver = _organ(smooth, body, right, wall, accept=lambda c: c[2] < cx - 0.15 * hw,
                    cut_mm=7.0, min_ml=300.0, max_ml=5000.0, sd_floor=sd_floor)
-    exclude = None
+    exclude = wall
     if liver is not None:
-        masks["liver"] = _refine(img, liver.mask, spacing, liver.window)
-        exclude = ndi.binary_dilation(liver.mask, _ball(1))
+        masks["liver"] = _refine(img, liver.mask, spacing, liver.window) & ~wall_native
+        exclude = wall | ndi.binary_dilation(liver.mask, _ball(1))
     spleen = _organ(smooth, body, left, exclude,
                     accept=lambda c: c[2] > cx + 0.35 * hw and c[1] > cy - 0.1 * hw,
                     cut_mm=7.0, min_ml=40.0, max_ml=3000.0, sd_floor=sd_floor)
     if spleen is not None:
-        m = _refine(img, spleen.mask, spacing, spleen.window)
+        m = _refine(img, spleen.mask, spacing, spleen.window) & ~wall_native
         if "liver" in masks:
             m &= ~masks["liver"]
         masks["spleen"] = m
     return Segmentation(masks, CLASSICAL_METHOD)
+
+
+def body_wall(smooth: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """The soft-tissue layer just inside the subcutaneous fat (abdominal/chest wall).
+
+    Per axial slice, subcutaneous fat is the fat reachable from outside the body through
+    fat; the wall is the soft tissue within ``W`` mm of it, where ``W`` is the median
+    depth of the wall's inner surface (soft tissue bordering internal fat or lung), i.e.
+    the measured wall thickness, clipped to 5-20 mm.
+    """
+    fat = smooth < -30.0
+    depth = np.zeros(body.shape, dtype=np.float32)
+    inner_depths = []
+    soft_all = np.zeros(body.shape, dtype=bool)
+    for k in range(body.shape[0]):
+        b = body[k]
+        if not b.any():
+            continue
+        outside = ~b
+        lab, _ = ndi.label(outside | (fat[k] & b))
+        ext = np.unique(lab[outside])
+        subq = np.isin(lab, ext[ext > 0])
+        d = ndi.distance_transform_edt(~subq) * GRID_MM
+        soft = b & ~fat[k] & ~subq
+        internal_fat = fat[k] & b & ~subq
+        inner = soft & ndi.binary_dilation(internal_fat) & (d <= 30.0)
+        inner_depths.append(d[inner])
+        depth[k] = d
+        soft_all[k] = soft
+    values = np.concatenate(inner_depths) if inner_depths else np.zeros(0)
+    if values.size < 20:
+        return np.zeros(body.shape, dtype=bool)
+    thickness = float(np.clip(np.median(values), 5.0, 20.0))
+    return soft_all & (depth <= thickness)
+
+
+def paraspinal_zone(coarse: np.ndarray, smooth: np.ndarray, body: np.ndarray) -> np.ndarray:
+    """Soft tissue behind the front of the vertebral body and within 40 mm of the spine's
+    midline (paraspinal muscles), per axial slice where a vertebra is seen.
+
+    Vertebrae are components above 180 HU containing cortical bone (> 550 HU). The liver
+    and spleen lie lateral to this zone.
+    """
+    zone = np.zeros(body.shape, dtype=bool)
+    labels, n = ndi.label(smooth > 180.0)
+    if n == 0:
+        return zone
+    cortical = np.zeros(n + 1, dtype=bool)
+    cortical[np.unique(labels[(coarse > 550.0) & (labels > 0)])] = True
+    cortical[0] = False
+    bone = cortical[labels]
+    cols = np.arange(body.shape[2])[None, :]
+    rows = np.arange(body.shape[1])[:, None]
+    half = 40.0 / GRID_MM
+    for k in range(body.shape[0]):
+        if not bone[k].any() or not body[k].any():
+            continue
+        _, bx = np.nonzero(body[k])
+        mid = 0.5 * (bx.min() + bx.max())
+        bj, bi = np.nonzero(bone[k])
+        near = np.abs(bi - mid) * GRID_MM < 30.0  # the spine sits on the midline
+        if not near.any():
+            continue
+        x_s = float(np.median(bi[near]))
+        front = float(bj[near].min()) + 10.0 / GRID_MM
+        zone[k] = body[k] & (rows > front) & (np.abs(cols - x_s) < half) & ~bone[k]
+    return zone
 
 
 def _half_width(body: np.ndarray, cx: float) -> float:

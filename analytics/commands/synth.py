@@ -12,7 +12,7 @@ import argparse
 from analytics.cli import EXIT_OK, CommandResult, command
 from analytics.config import Settings
 from analytics.synthetic import CohortConfig, generate_cohort, load_cohort_config
-from analytics.synthetic.cohort import with_overrides
+from analytics.synthetic.config import with_overrides
 
 
 def config_from_args(args: argparse.Namespace) -> CohortConfig:

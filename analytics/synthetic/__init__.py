@@ -59,12 +59,8 @@ volume, so they are exact. Times are years since the patient's baseline (days / 
 The oracle risk ranking of a visit is its ``true_log_hazard`` (higher = riskier).
 """
 
-from analytics.synthetic.cohort import (
-    CohortConfig,
-    CohortManifest,
-    generate_cohort,
-    load_cohort_config,
-)
+from analytics.synthetic.cohort import generate_cohort
+from analytics.synthetic.config import CohortConfig, CohortManifest, load_cohort_config
 from analytics.synthetic.dicom_writer import DicomIdentity, write_ct_series, write_seg
 from analytics.synthetic.phantom import LABELS, SyntheticVolume, synthesize_visit_volume
 

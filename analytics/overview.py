@@ -61,7 +61,8 @@ def trend_of(previous: float | None, current: float | None,
             or not np.isfinite(current):
         return None
     d = current - previous
-    return "up" if d >= threshold else "down" if d <= -threshold else "flat"
+    tol = threshold - 1e-12  # a change of exactly the threshold counts despite rounding
+    return "up" if d >= tol else "down" if d <= -tol else "flat"
 
 
 def cohort_risk(model: LandmarkModel, visits: pd.DataFrame, horizon: float | None = None,

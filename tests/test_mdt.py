@@ -1,0 +1,94 @@
+"""MDT notes and meeting lists: permissions, validation, audit without the note text."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import select
+
+from analytics.audit import Actor, verify
+from analytics.errors import PermissionDeniedError
+from analytics.mdt import (
+    MAX_NOTE_CHARS,
+    NoteError,
+    add_note,
+    meeting_name,
+    notes_for,
+    parse_meeting_list,
+)
+from analytics.store import open_store
+from analytics.store.schema import AuditRecord
+from tests.store.seed import seed_small_cohort
+
+CLINICIAN = Actor("dr.grey", "clinician", "s1")
+RESEARCHER = Actor("ana.res", "researcher", "s2")
+
+
+@pytest.fixture
+def store(db_url):
+    s = open_store(url=db_url)
+    seed_small_cohort(s)
+    yield s
+    s.dispose()
+
+
+def test_notes_are_kept_per_patient_newest_first(store):
+    m = meeting_name(dt.date(2025, 3, 14), "Hepatology MDT")
+    assert m == "2025-03-14 Hepatology MDT"
+    a = add_note(store, CLINICIAN, "HT-0001", "  Refer for TIPS assessment.  ", meeting=m)
+    b = add_note(store, CLINICIAN, "HT-0001", "Repeat CT in 6 months.")
+    add_note(store, CLINICIAN, "HT-0002", "Stable.", meeting=m)
+    assert b > a
+    notes = notes_for(store, CLINICIAN, ["HT-0001"])
+    assert notes["text"].tolist() == ["Repeat CT in 6 months.", "Refer for TIPS assessment."]
+    assert notes["meeting"].tolist() == [None, m]
+    assert notes["author"].tolist() == ["dr.grey", "dr.grey"]
+    assert notes_for(store, CLINICIAN, meeting=m)["pseudonym"].tolist() == ["HT-0002",
+                                                                             "HT-0001"]
+
+
+def test_note_writes_are_audited_without_the_text(store):
+    add_note(store, CLINICIAN, "HT-0002", "Patient says: call my daughter", meeting="m1")
+    with store.session() as s:
+        rec = s.execute(select(AuditRecord).where(AuditRecord.action == "note")).scalars().all()
+    assert [(r.username, r.outcome, r.patient_pseudonym) for r in rec] == [
+        ("dr.grey", "ok", "HT-0002")]
+    assert rec[0].detail == {"meeting": "m1", "chars": 30}
+    assert "daughter" not in str(rec[0].detail)
+    assert verify(store).ok
+
+
+@pytest.mark.parametrize(
+    ("actor", "pseudonym", "text", "error", "match"),
+    [
+        pytest.param(RESEARCHER, "HT-0001", "x", PermissionDeniedError,
+                     r"ana.res \(researcher\) may not write notes", id="researcher"),
+        pytest.param(CLINICIAN, "HT-0001", "   ", NoteError, "the text is empty", id="empty"),
+        pytest.param(CLINICIAN, "HT-0001", "x" * (MAX_NOTE_CHARS + 1), NoteError,
+                     f"{MAX_NOTE_CHARS + 1} characters; at most {MAX_NOTE_CHARS}",
+                     id="too-long"),
+        pytest.param(CLINICIAN, "HT-9999", "x", NoteError, "patient 'HT-9999' is not in",
+                     id="unknown-patient"),
+    ],
+)
+def test_bad_notes_are_refused(store, actor, pseudonym, text, error, match):
+    with pytest.raises(error, match=match):
+        add_note(store, actor, pseudonym, text)
+    with store.session() as s:
+        assert not s.execute(select(AuditRecord).where(AuditRecord.action == "note",
+                                                       AuditRecord.outcome == "ok")).first()
+
+
+def test_researchers_cannot_read_notes(store):
+    add_note(store, CLINICIAN, "HT-0001", "Identified remark")
+    with pytest.raises(PermissionDeniedError, match="may not view identified"):
+        notes_for(store, RESEARCHER, ["HT-0001"])
+
+
+def test_meeting_list_from_pasted_text():
+    known = ["HT-0001", "HT-0002", "HT-0003"]
+    found, unknown = parse_meeting_list("HT-0003, HT-0001\nHT-0001;HT-0404  HT-0002", known)
+    assert found == ["HT-0003", "HT-0001", "HT-0002"]
+    assert unknown == ["HT-0404"]
+    assert parse_meeting_list("", known) == ([], [])

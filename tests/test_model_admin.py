@@ -1,0 +1,168 @@
+"""Model administration: tables equal the stored metrics, activation and training are
+permissioned and audited, global drivers equal the Cox explanation by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sqlalchemy import select
+
+from analytics.audit import Actor
+from analytics.errors import ModelError, PermissionDeniedError
+from analytics.model_admin import (
+    activate_model,
+    calibration_curves,
+    calibration_summary,
+    card_markdown,
+    global_drivers,
+    model_metrics,
+    td_auc_by_landmark,
+    train_for,
+    validation_table,
+)
+from analytics.store.schema import AuditRecord, ModelRecord
+from tests import dashboard_data
+
+ADMIN = Actor("root.admin", "admin", "s1")
+RESEARCHER = Actor("ana.res", "researcher", "s2")
+CLINICIAN = Actor("dr.grey", "clinician", "s3")
+
+
+@pytest.fixture
+def home(tmp_path_factory, tmp_path):
+    from analytics.config import load_settings
+    from analytics.store import open_store
+
+    t = dashboard_data.template(tmp_path_factory)
+    settings = load_settings(dashboard_data.copy_home(t, tmp_path / "home"))
+    store = open_store(settings)
+    yield t, settings, store
+    store.dispose()
+
+
+def test_validation_table_is_the_stored_metrics(home):
+    t, _s, store = home
+    info = model_metrics(store, t.model_id)
+    m = info["metrics"]
+    vt = validation_table(m, info["horizons"])
+    model = vt.iloc[0]
+    assert model["predictor"] == "This model"
+    assert model["c_index"] == m["cv"]["c_index"]
+    assert [model["c_index_low"], model["c_index_high"]] == m["cv"]["ci"]["c_index"]
+    assert model["td_auc_2"] == m["cv"]["td_auc"]["2"]
+    assert [model["td_auc_2_low"], model["td_auc_2_high"]] == m["cv"]["ci"]["td_auc_2"]
+    assert model["calibration_slope"] == m["cv"]["calibration"]["3"]["slope"]
+    assert model["ici"] == m["cv"]["calibration"]["3"]["ici"]
+    baselines = m["baselines"]
+    assert vt["predictor"].iloc[1:].tolist() == [b["label"] for b in baselines.values()]
+    meld = vt.set_index("predictor").loc["MELD"]
+    assert meld["c_index"] == baselines["meld"]["c_index"]
+    assert np.isnan(meld["c_index_low"])  # baselines carry no bootstrap interval
+    assert meld["model_c_index_same_rows"] == baselines["meld"]["model_c_index_same_rows"]
+
+
+def test_calibration_and_td_auc_data_are_the_stored_curves(home):
+    t, _s, store = home
+    m = model_metrics(store, t.model_id)["metrics"]
+    curves = calibration_curves(m)
+    c3 = curves[curves["horizon"] == 3.0]
+    assert c3["predicted"].tolist() == m["cv"]["calibration"]["3"]["curve"]["predicted"]
+    assert c3["observed"].tolist() == m["cv"]["calibration"]["3"]["curve"]["observed"]
+    summ = calibration_summary(m).set_index("horizon")
+    assert summ.loc[1.0, "slope"] == m["cv"]["calibration"]["1"]["slope"]
+    td = td_auc_by_landmark(m)
+    first = m["cv"]["per_landmark"][0]
+    row = td[(td["landmark"] == first["landmark"]) & (td["horizon"] == 1.0)].iloc[0]
+    assert row["td_auc"] == pytest.approx(first["td_auc"]["1"], nan_ok=True)
+    assert row["n"] == first["n"]
+
+
+def test_empty_metrics_give_empty_tables():
+    assert calibration_curves({}).empty and td_auc_by_landmark({}).empty
+    assert validation_table({}, [1.0])["predictor"].tolist() == ["This model"]
+
+
+def test_global_drivers_of_a_cox_model_by_hand(home):
+    from analytics.config import load_settings
+    from analytics.models.registry import load_model
+
+    _t, settings, store = home
+    model = load_model(store, load_settings(settings.home))
+    d = global_drivers(model, max_rows=50)
+    est = model.estimators["interest"]
+    X = model.background[model.features].head(50)
+    cols = list(est.feature_names_in_)
+    contrib = (X[cols].to_numpy() - est.mean_) * est.coef_  # exact linear SHAP
+    by = pd.DataFrame(contrib, columns=cols)
+    alb = [c for c in cols if c.startswith("albumin_g_dl")]
+    expected = np.abs(by[alb].sum(axis=1)).mean()
+    assert d.set_index("feature").loc["albumin_g_dl", "mean_abs_shap"] == pytest.approx(expected)
+    assert d["mean_abs_shap"].is_monotonic_decreasing
+    assert d.attrs == {"scale": "log_hazard", "n_rows": 50}
+
+
+def test_activation_is_for_admins_and_audited(home):
+    _t, _s, store = home
+    with store.session() as s:
+        s.add(ModelRecord(model_id="cox-other", kind="cox", event="x", horizons=[1.0],
+                          content_sha256="0" * 64, training_data_sha256="0" * 64,
+                          artifact_path="models/none", features=[], training_ranges={},
+                          metrics={}, card={}, active=False))
+    with pytest.raises(PermissionDeniedError, match=r"ana.res \(researcher\) may not activate"):
+        activate_model(store, RESEARCHER, "cox-other")
+    with pytest.raises(ModelError, match="model cox-none: not in the registry"):
+        activate_model(store, ADMIN, "cox-none")
+    activate_model(store, ADMIN, "cox-other")
+    with store.session() as s:
+        active = s.execute(select(ModelRecord.model_id).where(ModelRecord.active.is_(True))
+                           ).scalars().all()
+        trail = s.execute(select(AuditRecord.username, AuditRecord.action, AuditRecord.outcome,
+                                 AuditRecord.model_version)
+                          .where(AuditRecord.action == "activate_model")
+                          .order_by(AuditRecord.seq)).all()
+    assert active == ["cox-other"]
+    assert [tuple(r) for r in trail] == [("ana.res", "activate_model", "denied", None),
+                                         ("root.admin", "activate_model", "ok", "cox-other")]
+
+
+def test_training_needs_the_train_permission(home):
+    from analytics.cohort import build_cohort
+
+    _t, settings, store = home
+    with pytest.raises(PermissionDeniedError, match=r"dr.grey \(clinician\) may not train"):
+        train_for(CLINICIAN, store, settings, build_cohort(store), kind="cox", event=None,
+                  horizons=[1.0])
+
+
+def test_a_researcher_trains_but_cannot_activate(home):
+    from analytics.cohort import build_cohort
+
+    t, settings, store = home
+    res = train_for(RESEARCHER, store, settings, build_cohort(store), kind="cox", event=None,
+                    horizons=[1.0, 2.0], folds=2, repeats=1, n_bootstrap=0, activate=True)
+    info = model_metrics(store, res["model_id"])
+    assert not info["active"] and info["created_by"] == "ana.res"
+    assert model_metrics(store, t.model_id)["active"]
+    with store.session() as s:
+        trail = s.execute(select(AuditRecord.action, AuditRecord.outcome)
+                          .where(AuditRecord.username == "ana.res")).all()
+    assert ("train", "ok") in [tuple(r) for r in trail]
+
+
+def test_card_markdown_has_every_section(home):
+    t, _s, store = home
+    md = card_markdown(model_metrics(store, t.model_id)["card"])
+    for heading in ("#### Intended use", "#### Data", "#### Outcome", "#### Predictors",
+                    "#### Model", "#### Validation", "#### Limitations"):
+        assert heading in md
+    assert t.model_id in md
+    assert card_markdown({}) == "_No model card stored._"
+
+
+def test_unknown_model_metrics():
+    from analytics.store import open_store
+
+    store = open_store(url="sqlite://")
+    with pytest.raises(ModelError, match="model nope: not in the registry"):
+        model_metrics(store, "nope")

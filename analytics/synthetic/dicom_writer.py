@@ -31,7 +31,7 @@ from pydicom.filewriter import write_dataset, write_file_meta_info
 from pydicom.sr.codedict import codes
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from analytics.synthetic.phantom import SyntheticVolume
+from analytics.synthetic.phantom import LABELS, SyntheticVolume
 
 __all__ = ["DicomIdentity", "derived_uid", "seg_segments", "write_ct_series", "write_seg"]
 
@@ -190,7 +190,7 @@ def write_ct_series(vol: SyntheticVolume, out_dir: str | Path, ident: DicomIdent
 def _write_ct_series(vol: SyntheticVolume, out_dir: str | Path, ident: DicomIdentity, *,
                      slice_order: str, slice_thickness_mm: float | None,
                      kvp: float) -> tuple[list[Path], list[Dataset]]:
-    """``write_ct_series`` that also returns the written datasets (for the SEG)."""
+    """``write_ct_series`` that also returns the datasets, headers only (for the SEG)."""
     if slice_order not in SLICE_ORDERS:
         raise ValueError(f"slice_order: expected one of {SLICE_ORDERS}, got {slice_order!r}")
     if vol.hu.min() < -1024 or vol.hu.max() > 3071:
@@ -223,6 +223,7 @@ def _write_ct_series(vol: SyntheticVolume, out_dir: str | Path, ident: DicomIden
         ds.file_meta = meta
         path = out / f"IM{number:04d}.dcm"
         path.write_bytes(encoder.encode(ds))
+        del ds.PixelData  # the SEG needs the headers only; keep memory down on 512 x 512
         paths.append(path)
         datasets.append(ds)
     return paths, datasets
@@ -284,17 +285,22 @@ def _segment(number: int, label: str, category, prop_type,
     )
 
 
-def seg_segments(vol: SyntheticVolume) -> list[tuple[str, np.ndarray, object, object, object]]:
-    """The segments written to the SEG: ``(label, mask, category, type, region)``."""
-    m = vol.masks()
+def seg_segments(vol: SyntheticVolume) -> list[tuple[str, tuple[int, ...], object, object,
+                                                     object]]:
+    """The segments written to the SEG: ``(label, label values, category, type, region)``.
+
+    A segment is the union of the listed ``LABELS`` values; "Liver lesion" only when the
+    volume has lesion voxels.
+    """
+    liver, vessels, lesion = LABELS["liver"], LABELS["liver_vessels"], LABELS["lesion"]
     segs = [
-        ("Liver", m["liver"], codes.SCT.Organ, codes.SCT.Liver, None),
-        ("Spleen", m["spleen"], codes.SCT.Organ, codes.SCT.Spleen, None),
-        ("Hepatic vessels", m["liver_vessels"], codes.SCT.AnatomicalStructure,
-         codes.SCT.BloodVessel, codes.SCT.Liver),
+        ("Liver", (liver, vessels, lesion), codes.SCT.Organ, codes.SCT.Liver, None),
+        ("Spleen", (LABELS["spleen"],), codes.SCT.Organ, codes.SCT.Spleen, None),
+        ("Hepatic vessels", (vessels,), codes.SCT.AnatomicalStructure, codes.SCT.BloodVessel,
+         codes.SCT.Liver),
     ]
-    if m["lesion"].any():
-        segs.append(("Liver lesion", m["lesion"], codes.SCT.MorphologicallyAbnormalStructure,
+    if vol.truth.get("lesion_volume_ml", 1.0) > 0 and (vol.labels == lesion).any():
+        segs.append(("Liver lesion", (lesion,), codes.SCT.MorphologicallyAbnormalStructure,
                      codes.SCT.Lesion, codes.SCT.Liver))
     return segs
 
@@ -328,7 +334,12 @@ def write_seg(vol: SyntheticVolume, ct_files: Sequence[Path | Dataset], out_path
     z0, dz = vol.origin_mm[2], vol.spacing_mm[0]
     z_index = [round((float(ds.ImagePositionPatient[2]) - z0) / dz) for ds in sources]
     segs = seg_segments(vol)
-    pixels = np.stack([mask[z_index] for _, mask, *_ in segs], axis=-1, dtype=np.uint8)
+    frames = vol.labels[z_index]
+    # filled segment by segment: no full-size boolean mask per segment is kept around
+    pixels = np.empty((*frames.shape, len(segs)), np.uint8)
+    for j, (_, values, *_) in enumerate(segs):
+        pixels[..., j] = np.isin(frames, values)
+    del frames
     descriptions = [_segment(i + 1, label, cat, typ, reg)
                     for i, (label, _, cat, typ, reg) in enumerate(segs)]
     day = ident.study_date

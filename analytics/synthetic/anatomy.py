@@ -145,7 +145,7 @@ class PatientAnatomy:
         return (d + self.spleen_warp.on_grid(base) * scale).astype(np.float32)
 
 
-def _liver_shape_only(anat_parts: dict, rng: np.random.Generator) -> PatientAnatomy:
+def _liver_shape_only(anat_parts: dict) -> PatientAnatomy:
     """A ``PatientAnatomy`` with an empty vessel tree, used while growing the tree."""
     empty = VesselTree(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0), np.zeros(0, int),
                        np.zeros(0), np.zeros(0, int))
@@ -233,7 +233,7 @@ def draw_anatomy(rng: np.random.Generator, *, sex: str = "F", n_cysts: int | Non
         lesions=(),
         rib_phase_mm=float(rng.uniform(0.0, 28.0)),
     )
-    shape_only = _liver_shape_only(parts, rng)
+    shape_only = _liver_shape_only(parts)
 
     def sdf(points: np.ndarray) -> np.ndarray:
         return shape_only.liver_sdf(points[:, 0], points[:, 1], points[:, 2],

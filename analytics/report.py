@@ -275,6 +275,7 @@ def _wrap(c, text: str, x: float, y: float, width: float, font: str, size: float
 def _biomarker_table(c, df: pd.DataFrame, x: float, y_top: float, w: float, font: str,
                      bold: str, max_rows: int = 14) -> None:
     from reportlab.lib import colors
+    from reportlab.pdfbase.pdfmetrics import stringWidth
     from reportlab.platypus import Table, TableStyle
 
     from analytics.viz.prep import range_text
@@ -284,27 +285,36 @@ def _biomarker_table(c, df: pd.DataFrame, x: float, y_top: float, w: float, font
             return "—"
         return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
 
-    data = [["Biomarker", "Latest", "Previous", "Change", "Normal range", ""]]
+    widths = [w * f for f in (0.37, 0.17, 0.11, 0.11, 0.14, 0.10)]
+    size = 7.2
+    data = [["Biomarker", "Latest (y)", "Prev.", "Change", "Normal", ""]]
     shown = df.head(max_rows)
     for r in shown.itertuples():
         flag = {"below normal": "↓ low", "above normal": "↑ high"}.get(r.flag, "")
-        data.append([r.label, f"{num(r.latest)} at {r.latest_time:.1f} y"
+        data.append([r.label, f"{num(r.latest)} ({r.latest_time:.1f})"
                      if np.isfinite(r.latest_time) else num(r.latest),
                      num(r.previous), "—" if not np.isfinite(r.change) else f"{r.change:+.3g}",
                      range_text(r.normal_low, r.normal_high, r.unit), flag])
     if len(data) == 1:
         data.append(["No biomarkers or labs stored", "", "", "", "", ""])
-    widths = [w * f for f in (0.33, 0.19, 0.13, 0.12, 0.14, 0.09)]
-    t = Table(data, colWidths=widths, rowHeights=12.5)
-    style = [("FONT", (0, 0), (-1, -1), font, 7.2), ("FONT", (0, 0), (-1, 0), bold, 7.2),
+    style = [("FONT", (0, 0), (-1, -1), font, size), ("FONT", (0, 0), (-1, 0), bold, size),
              ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.black),
              ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
+             ("LEFTPADDING", (0, 0), (-1, -1), 2), ("RIGHTPADDING", (0, 0), (-1, -1), 2),
              ("TOPPADDING", (0, 0), (-1, -1), 1), ("BOTTOMPADDING", (0, 0), (-1, -1), 1)]
+    # long labels shrink to fit their cell (never below 5 pt) instead of overflowing
+    for i, row in enumerate(data):
+        for j, cell in enumerate(row):
+            room = widths[j] - 4
+            width = stringWidth(cell, font, size)
+            if width > room:
+                style.append(("FONTSIZE", (j, i), (j, i), max(5.0, size * room / width)))
     for i, r in enumerate(shown.itertuples(), start=1):
         if r.flag in ("below normal", "above normal"):
-            style.append(("FONT", (5, i), (5, i), bold, 7.2))
+            style.append(("FONTNAME", (5, i), (5, i), bold))
         if i % 2 == 0:
             style.append(("BACKGROUND", (0, i), (-1, i), colors.Color(0.96, 0.96, 0.96)))
+    t = Table(data, colWidths=widths, rowHeights=12.5)
     t.setStyle(TableStyle(style))
     _tw, th = t.wrapOn(c, w, 400)
     t.drawOn(c, x, y_top - th)

@@ -117,7 +117,7 @@ def trajectory_png(points: pd.DataFrame, *, event: str, horizon: float,
 def waterfall_png(steps: pd.DataFrame, *, size_in: tuple[float, float] = (6, 3.2),
                   dpi: int = 150, font: float = 8, title: str | None = None) -> bytes:
     """The SHAP waterfall (see ``analytics.viz.risk.shap_waterfall``) as PNG."""
-    fig = _figure(size_in, dpi, left=0.36, bottom=0.19, top=0.9)
+    fig = _figure(size_in, dpi, left=0.4, bottom=0.19, top=0.9)
     ax = fig.add_subplot()
     _style(ax, font)
     if steps.empty:
@@ -139,7 +139,8 @@ def waterfall_png(steps: pd.DataFrame, *, size_in: tuple[float, float] = (6, 3.2
                 fontsize=font - 1)
     for i in range(n - 1):
         ax.plot([steps["end"].iloc[i]] * 2, [i + 0.3, i + 0.7], color="#BBBBBB", linewidth=0.8)
-    ax.set_yticks(y, steps["label"].tolist(), fontsize=font - 0.5)
+    labels = [t if len(t) <= 44 else t[:43] + "…" for t in steps["label"]]
+    ax.set_yticks(y, labels, fontsize=font - 0.5)
     ax.invert_yaxis()
     span = np.concatenate([steps["start"].to_numpy(float), steps["end"].to_numpy(float)])
     pad = 0.25 * max(1e-6, span.max() - span.min())

@@ -1,0 +1,192 @@
+"""Risk, survival and model figures: the plotted numbers are the input numbers, colours
+are Okabe-Ito, and the matplotlib twins (PDF) draw from the same prepared data."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics import viz
+from analytics.viz import mpl, prep
+from analytics.viz.palette import OKABE_ITO
+
+
+def _points() -> pd.DataFrame:
+    # four visits: scan, lab, not assessable, scan
+    return pd.DataFrame({
+        "time": [0.0, 0.5, 1.0, 1.5], "date": ["2020-01-01", None, "2021-01-01", None],
+        "risk": [0.10, 0.12, np.nan, 0.20], "ci_low": [0.05, 0.06, np.nan, 0.12],
+        "ci_high": [0.18, 0.20, np.nan, 0.30], "assessable": [True, True, False, True],
+        "reason": [None, None, "missing required feature albumin_g_dl", None],
+        "is_scan": [True, False, False, True], "series_uid": ["1.2", None, None, "1.3"],
+        "base_value": [0.0, 0.0, np.nan, 0.0], "model_output": [-1.0, -0.8, np.nan, -0.2]})
+
+
+def test_trajectory_breaks_at_unassessable_visits():
+    d = prep.trajectory_data(_points())
+    assert [s.tolist() for s in d.segments] == [[0, 1], [3]]
+    assert d.risk_pct[[0, 1, 3]].tolist() == pytest.approx([10.0, 12.0, 20.0])
+    assert d.y_max == pytest.approx(30.0 * 1.15)
+
+
+def test_risk_trajectory_plots_the_risks_in_percent():
+    fig = viz.risk_trajectory(_points(), event="death,decompensation", horizon=2.0,
+                              outcome_event="decompensation", outcome_time=2.2,
+                              selected_time=1.5)
+    by = {}
+    for tr in fig.data:
+        by.setdefault(tr.name, []).append(tr)
+    assert [list(t.y) for t in by["Risk"]] == [pytest.approx([10.0, 12.0]),
+                                               pytest.approx([20.0])]
+    band = by["95% interval"][0]
+    assert list(band.y) == pytest.approx([18.0, 20.0, 6.0, 5.0])
+    assert list(by["Scan"][0].x) == [0.0, 1.5] and list(by["Lab visit"][0].x) == [0.5]
+    bad = by["Not assessable"][0]
+    assert list(bad.x) == [1.0] and "albumin_g_dl" in bad.text[0]
+    assert by["Decompensation at 2.2 y"][0].marker.color == OKABE_ITO["vermillion"]
+    assert list(by["Selected visit"][0].x) == [1.5]
+    assert fig.layout.yaxis.title.text == "Risk of death or decompensation within 2 y (%)"
+
+
+def _steps() -> pd.DataFrame:
+    df = pd.DataFrame({"label": ["Base value", "Albumin = 3.1 g/dL", "Age = 70 years",
+                                 "3 other features", "Model output"],
+                       "shap": [0.0, 0.6, -0.2, 0.1, 0.0],
+                       "start": [0.0, 0.0, 0.6, 0.4, 0.5], "end": [0.0, 0.6, 0.4, 0.5, 0.5],
+                       "kind": ["base", "feature", "feature", "other", "output"]})
+    df.attrs.update(base_value=0.0, output=0.5, scale="log_hazard")
+    return df
+
+
+def test_waterfall_has_absolute_relative_total_steps():
+    fig = viz.shap_waterfall(_steps())
+    w = fig.data[0]
+    assert list(w.measure) == ["absolute", "relative", "relative", "relative", "total"]
+    assert list(w.x) == pytest.approx([0.0, 0.6, -0.2, 0.1, 0.0])
+    assert list(w.text) == ["0.00", "+0.60", "-0.20", "+0.10", "0.50"]
+    assert w.increasing.marker.color == OKABE_ITO["vermillion"]
+    assert w.decreasing.marker.color == OKABE_ITO["blue"]
+
+
+def test_change_chart_colours_by_sign_and_names_the_reference():
+    ch = pd.DataFrame({"feature": ["a", "b"], "label": ["Albumin", "Platelets"],
+                       "change": [0.3, -0.1]})
+    ch.attrs.update(reference_time=1.0, reference_kind="scan", risk_change=0.034,
+                    scale="log_hazard")
+    fig = viz.change_chart(ch)
+    assert list(fig.data[0].x) == [0.3, -0.1]
+    assert list(fig.data[0].marker.color) == [OKABE_ITO["vermillion"], OKABE_ITO["blue"]]
+    assert fig.layout.title.text == "Since the scan at 1.0 y: risk +3.4 percentage points"
+    empty = pd.DataFrame(columns=["feature", "label", "change"])
+    empty.attrs.update(reference_kind=None)
+    assert "No earlier" in viz.change_chart(empty).layout.annotations[0].text
+
+
+def test_competing_incidence_starts_at_zero():
+    curves = pd.DataFrame({"time": [1.0, 2.0, 1.0, 2.0], "cause": ["interest"] * 2 + ["death"] * 2,
+                           "label": ["decompensation"] * 2 + ["death"] * 2,
+                           "cif": [0.1, 0.2, 0.05, 0.07]})
+    fig = viz.competing_incidence(curves, visit_time=1.2)
+    assert [tr.name for tr in fig.data] == ["Decompensation", "Death"]
+    assert list(fig.data[0].y) == pytest.approx([0.0, 10.0, 20.0])
+    assert list(fig.data[1].x) == [0.0, 1.0, 2.0]
+    assert fig.data[1].line.dash == "dash"
+
+
+def test_patient_timeline_lanes():
+    scans = pd.DataFrame({"time_years": [0.0, 1.0], "study_date": pd.to_datetime(
+        ["2020-01-01", "2021-01-01"])})
+    visits = pd.DataFrame({"time_years": [0.2, np.nan], "visit_date": [None, None]})
+    fig = viz.patient_timeline(scans=scans, visits=visits, outcome_event="censored",
+                               outcome_time=3.0)
+    assert [t.name for t in fig.data] == ["Scan", "Lab draw", "Censored at 3.0 y"]
+    assert list(fig.data[0].text) == ["2020-01-01", "2021-01-01"]
+    assert list(fig.data[1].x) == [0.2]
+
+
+def test_incidence_by_group_draws_steps_and_numbers_at_risk():
+    from analytics.overview import GroupIncidence
+
+    curves = pd.DataFrame({"group": ["Low"] * 2 + ["High"] * 2, "time": [0.0, 1.0] * 2,
+                           "cif": [0.0, 0.1, 0.0, 0.5], "lower": [0, 0.02, 0, 0.3],
+                           "upper": [0, 0.3, 0, 0.7]})
+    at = pd.DataFrame({"group": ["Low", "Low", "High", "High"], "time": [0.0, 1.0] * 2,
+                       "n_at_risk": [10, 8, 10, 4]})
+    groups = pd.DataFrame({"group": ["Low", "High"], "n": [10, 10], "events": [1, 5],
+                           "competing": [0, 0], "risk_low": [0.01, 0.4],
+                           "risk_high": [0.1, 0.9]})
+    gi = GroupIncidence("kaplan_meier", curves, at, groups, [0.2], 0, "decompensation", 3.0)
+    fig = viz.incidence_by_risk_group(gi)
+    lines = [t for t in fig.data if t.mode == "lines"]
+    assert [t.name for t in lines] == ["Low (n=10, 1 events)", "High (n=10, 5 events)"]
+    assert list(lines[1].y) == pytest.approx([0.0, 50.0]) and lines[1].line.shape == "hv"
+    assert lines[0].line.color == OKABE_ITO["bluish_green"]
+    assert lines[1].line.color == OKABE_ITO["vermillion"] and lines[1].line.dash == "dot"
+    texts = [t for t in fig.data if t.mode == "text"]
+    assert [list(t.text) for t in texts] == [["10", "8"], ["10", "4"]]
+
+
+def test_model_figures_plot_the_stored_numbers():
+    cal = pd.DataFrame({"horizon": [1.0, 1.0, 2.0, 2.0], "predicted": [0.1, 0.2, 0.1, 0.3],
+                        "observed": [0.12, 0.18, 0.15, 0.25]})
+    fig = viz.calibration_plot(cal)
+    assert fig.data[0].name == "Perfect calibration"
+    assert list(fig.data[2].x) == pytest.approx([10.0, 30.0])
+    assert list(fig.data[2].y) == pytest.approx([15.0, 25.0])
+    td = pd.DataFrame({"landmark": [0.0, 1.0], "horizon": [1.0, 1.0], "td_auc": [0.7, 0.65],
+                       "n": [30, 25], "events": [5, 4]})
+    f2 = viz.td_auc_plot(td)
+    assert list(f2.data[1].y) == [0.7, 0.65]
+    drivers = pd.DataFrame({"feature": ["a", "b"], "label": ["Albumin", "Age"],
+                            "mean_abs_shap": [0.4, 0.2], "mean_shap": [0.1, 0.0]})
+    drivers.attrs.update(scale="log_hazard", n_rows=200)
+    f3 = viz.drivers_bar(drivers)
+    assert list(f3.data[0].x) == [0.4, 0.2] and "200 training rows" in f3.layout.xaxis.title.text
+
+
+def test_biomarker_summary_and_normal_ranges():
+    bio = pd.DataFrame({"time_years": [0.0, 1.0, 1.0], "name": ["spleen_volume_ml"] * 2
+                        + ["liver_hu_mean"], "value": [300.0, 350.0, 35.0],
+                        "unit": ["mL", "mL", "HU"]})
+    visits = pd.DataFrame({"time_years": [0.0, 0.5], "albumin_g_dl": [4.0, np.nan]})
+    s = prep.biomarker_summary(bio, visits).set_index("name")
+    assert s.loc["spleen_volume_ml", ["latest", "previous", "change"]].tolist() == [350, 300, 50]
+    assert s.loc["spleen_volume_ml", "flag"] == "above normal"
+    assert s.loc["liver_hu_mean", "flag"] == "below normal"
+    assert s.loc["albumin_g_dl", "latest"] == 4.0 and np.isnan(s.loc["albumin_g_dl", "previous"])
+    assert s.loc["albumin_g_dl", "flag"] == ""
+    assert prep.range_text(np.nan, 314.0, "mL") == "≤ 314 mL"
+    assert prep.range_text(40.0, np.nan, "HU") == "≥ 40 HU"
+    assert prep.range_text(np.nan, np.nan) == "—"
+
+
+def test_biomarker_trajectory_draws_the_limits_of_normal():
+    bio = pd.DataFrame({"time_years": [0.0, 1.0], "name": ["spleen_volume_ml"] * 2,
+                        "value": [300.0, 350.0], "unit": ["mL", "mL"]})
+    fig = viz.biomarker_trajectory(bio, ["spleen_volume_ml"],
+                                   normal_ranges={"spleen_volume_ml": (None, 314.0)})
+    lines = [s for s in fig.layout.shapes if s.type == "line"]
+    assert [s.y0 for s in lines] == [314.0]
+    assert fig.layout.annotations[0].text == "upper limit of normal"
+
+
+@pytest.mark.parametrize("render", ["trajectory", "waterfall", "calibration"])
+def test_matplotlib_twins_render_pngs_of_the_requested_size(render):
+    from PIL import Image
+
+    if render == "trajectory":
+        png = mpl.trajectory_png(_points(), event="x", horizon=2.0, outcome_event="death",
+                                 outcome_time=2.0, size_in=(4, 2), dpi=100)
+        size = (400, 200)
+    elif render == "waterfall":
+        png = mpl.waterfall_png(_steps(), size_in=(5, 3), dpi=100)
+        size = (500, 300)
+    else:
+        cal = pd.DataFrame({"horizon": [2.0, 2.0], "predicted": [0.1, 0.3],
+                            "observed": [0.15, 0.25]})
+        png = mpl.calibration_png(cal, 2.0, size_in=(2, 2), dpi=100)
+        size = (200, 200)
+    assert Image.open(io.BytesIO(png)).size == size

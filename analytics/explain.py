@@ -198,40 +198,46 @@ class Contribution:
     text: str
 
 
-def _group_of(model: LandmarkModel, column: str) -> str:
-    base = model.design.source_column(column)
-    feat, _stat = model.spec.source_of(base)
-    return feat
+def _groups(model: LandmarkModel, columns: list[str]) -> list[str]:
+    """The feature each model-matrix column belongs to (cached on the model)."""
+    cache = model.__dict__.setdefault("_explain_groups", {})
+    key = tuple(columns)
+    if key not in cache:
+        cache[key] = [model.spec.source_of(model.design.source_column(c))[0] for c in columns]
+    return cache[key]
 
 
-def clinical_contributions(model: LandmarkModel, expl: Explanation, history: pd.DataFrame,
-                           i: int, previous: int | None = None, horizon: float | None = None,
+def clinical_contributions(model: LandmarkModel, expl: Explanation,
+                           history: pd.DataFrame | dict[str, np.ndarray], i: int,
+                           previous: int | None = None, horizon: float | None = None,
                            top: int | None = None) -> list[Contribution]:
     """Contributions of row ``i`` grouped by feature, largest first, with wording.
 
     Parameters
     ----------
     history
-        History rows (same order as the explanation) giving the patient's values.
+        History rows (same order as the explanation) giving the patient's values, as a
+        DataFrame or a mapping of column -> array.
     previous
         Row of the previous visit, for "(+120 mL since the previous visit)".
     horizon
         Named in the text ("raised the 2-year risk").
     """
     groups: dict[str, float] = {}
-    for col, v in zip(expl.feature_names, expl.values[i], strict=True):
-        g = _group_of(model, col)
+    for g, v in zip(_groups(model, expl.feature_names), expl.values[i], strict=True):
         groups[g] = groups.get(g, 0.0) + float(v)
+    if isinstance(history, pd.DataFrame):
+        history = {g: history[g].to_numpy() for g in groups if g in history}
     h = horizon if horizon is not None else expl.horizon
     risk_name = f"{h:g}-year risk" if h is not None else "risk"
     out = []
     for g, v in sorted(groups.items(), key=lambda kv: -abs(kv[1])):
         info = feature_info(g)
         label, unit = describe_column(g) if g in GLOBAL_FEATURES else (info.label, info.unit)
-        value = history[g].iloc[i] if g in history else None
+        value = history[g][i] if g in history else None
         change = None
         if previous is not None and g in history and g not in model.spec.categorical:
-            a, b = history[g].iloc[i], history[g].iloc[previous]
+            a, b = history[g][i], history[g][previous]
             if pd.notna(a) and pd.notna(b):
                 change = float(a) - float(b)
         if isinstance(value, float | np.floating) and np.isnan(value):

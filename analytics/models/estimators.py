@@ -244,9 +244,14 @@ class SurvivalEstimator(BaseEstimator):
             self.baseline_times_, self.baseline_cumhaz_ = breslow(lp, t, e)
         return self
 
-    def _matrix(self, X: pd.DataFrame) -> np.ndarray:
+    def _matrix(self, X: pd.DataFrame | np.ndarray) -> np.ndarray:
         if not hasattr(self, "feature_names_in_"):
             raise ModelError(f"{type(self).__name__} is not fitted; call fit first")
+        if isinstance(X, np.ndarray):  # already in feature_names_in_ order (internal use)
+            if X.ndim != 2 or X.shape[1] != len(self.feature_names_in_):
+                raise ModelError(f"X: expected {len(self.feature_names_in_)} columns, "
+                                 f"got shape {X.shape}")
+            return X.astype(np.float64, copy=False)
         missing = [c for c in self.feature_names_in_ if c not in X.columns]
         if missing:
             raise ModelError(f"X: missing model columns {missing}")
@@ -448,26 +453,29 @@ class GBMCox(SurvivalEstimator):
                                     replace=False)
             val = np.isin(g, val_groups)
             if e[val].sum() >= 2 and e[~val].sum() >= 2:
-                dtr = xgb.DMatrix(x[~val], label=self._label(t[~val], e[~val]))
-                dva = xgb.DMatrix(x[val], label=self._label(t[val], e[val]))
+                dtr = xgb.DMatrix(x[~val], label=self._label(t[~val], e[~val]),
+                                  nthread=self.n_jobs)
+                dva = xgb.DMatrix(x[val], label=self._label(t[val], e[val]),
+                                  nthread=self.n_jobs)
                 b = xgb.train(self._params(), dtr, num_boost_round=self.n_estimators,
                               evals=[(dva, "val")], verbose_eval=False,
                               early_stopping_rounds=self.early_stopping_rounds)
                 n_rounds = max(10, int(b.best_iteration) + 1)
-        dall = xgb.DMatrix(x, label=self._label(t, e))
+        dall = xgb.DMatrix(x, label=self._label(t, e), nthread=self.n_jobs)
         self.booster_ = xgb.train(self._params(), dall, num_boost_round=n_rounds)
         self.n_rounds_ = n_rounds
 
     def _log_hazard(self, x: np.ndarray) -> np.ndarray:
-        import xgboost as xgb
-
-        return self.booster_.predict(xgb.DMatrix(x), output_margin=True).astype(np.float64)
+        # in-place prediction: no DMatrix (whose construction spins up every core)
+        return np.asarray(self.booster_.inplace_predict(x, predict_type="margin"),
+                          dtype=np.float64)
 
     def contributions(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Exact TreeSHAP on the margin: (contributions (n, p), bias (n,))."""
         import xgboost as xgb
 
-        c = self.booster_.predict(xgb.DMatrix(self._matrix(X)), pred_contribs=True)
+        c = self.booster_.predict(xgb.DMatrix(self._matrix(X), nthread=self.n_jobs),
+                                  pred_contribs=True)
         c = c.astype(np.float64)
         return c[:, :-1], c[:, -1]
 

@@ -147,12 +147,13 @@ class LandmarkModel:
         hs = np.asarray(horizons or self.horizons, np.float64)
         interest = interest or self.estimators["interest"]
         others = [e for c, e in self.estimators.items() if c != "interest"]
+        x = X[self.features].to_numpy(np.float64) if isinstance(X, pd.DataFrame) else X
         if not others or cause_specific:
-            return 1.0 - np.exp(-interest.cumulative_hazard(X, hs))
+            return 1.0 - np.exp(-interest.cumulative_hazard(x, hs))
         grid = self._grid(hs)
-        out = np.empty((len(X), len(hs)))
-        for start in range(0, len(X), _CHUNK):
-            xs = X.iloc[start:start + _CHUNK]
+        out = np.empty((len(x), len(hs)))
+        for start in range(0, len(x), _CHUNK):
+            xs = x[start:start + _CHUNK]
             a1 = interest.cumulative_hazard(xs, grid)
             a_all = a1 + sum(e.cumulative_hazard(xs, grid) for e in others)
             d1 = np.diff(a1, axis=1, prepend=0.0)
@@ -166,6 +167,13 @@ class LandmarkModel:
         return np.clip(out, 0.0, 1.0)
 
     def _grid(self, hs: np.ndarray) -> np.ndarray:
+        cache = self.__dict__.setdefault("_grid_cache", {})
+        key = tuple(np.round(hs, 12))
+        if key not in cache:
+            cache[key] = self._make_grid(hs)
+        return cache[key]
+
+    def _make_grid(self, hs: np.ndarray) -> np.ndarray:
         jumps = []
         for e in self.estimators.values():
             if e.proportional_hazards:
@@ -181,12 +189,17 @@ class LandmarkModel:
     def risk_interval(self, X: pd.DataFrame, horizon: float) -> np.ndarray | None:
         """95% interval of the risk by ``horizon``, shape ``(n, 2)``; None if unavailable."""
         est = self.estimators["interest"]
+        X = X[self.features].to_numpy(np.float64) if isinstance(X, pd.DataFrame) else X
         if isinstance(est, CoxPH):
-            se = est.log_hazard_se(X)
-            lo = _shifted_cox(est, -Z95 * se)
-            hi = _shifted_cox(est, Z95 * se)
-            return np.column_stack([self.risk(X, [horizon], interest=lo)[:, 0],
-                                    self.risk(X, [horizon], interest=hi)[:, 0]])
+            out = np.empty((len(X), 2))
+            for a in range(0, len(X), _CHUNK):  # offsets must align with risk()'s chunks
+                xs = X[a:a + _CHUNK]
+                se = est.log_hazard_se(xs)
+                out[a:a + _CHUNK, 0] = self.risk(xs, [horizon],
+                                                 interest=_ShiftedCox(est, -Z95 * se))[:, 0]
+                out[a:a + _CHUNK, 1] = self.risk(xs, [horizon],
+                                                 interest=_ShiftedCox(est, Z95 * se))[:, 0]
+            return out
         if not self.ensemble:
             return None
         draws = np.column_stack([self.risk(X, [horizon], interest=m)[:, 0]
@@ -210,10 +223,6 @@ class _ShiftedCox(SurvivalEstimator):
 
     def cumulative_hazard(self, X: pd.DataFrame, times: np.ndarray) -> np.ndarray:
         return self.base.cumulative_hazard(X, times) * np.exp(self.offset)[:, None]
-
-
-def _shifted_cox(est: CoxPH, offset: np.ndarray) -> _ShiftedCox:
-    return _ShiftedCox(est, offset)
 
 
 def _numeric_history(spec: FeatureSpec) -> list[str]:
@@ -338,6 +347,7 @@ def patient_trajectory(model: LandmarkModel, visits: pd.DataFrame, patient: str,
     risk = model.risk(X, [h])[:, 0]
     ci = model.risk_interval(X, h)
     expl = explain(model, X, horizon=h)
+    hist_arrays = {c: hist[c].to_numpy() for c in hist.columns}
     out_rows = []
     prev_ok: int | None = None
     for i in range(len(hist)):
@@ -355,7 +365,7 @@ def patient_trajectory(model: LandmarkModel, visits: pd.DataFrame, patient: str,
                 shap=expl.row(i), base_value=float(expl.base_values[i]),
                 model_output=float(expl.output[i]), reason=None,
                 contributions=[c.text for c in clinical_contributions(
-                    model, expl, hist, i, prev_ok, h, top=top)],
+                    model, expl, hist_arrays, i, prev_ok, h, top=top)],
                 change=None)
             if prev_ok is not None:
                 ch = change_since_previous(expl, i, prev_ok)

@@ -4,19 +4,27 @@ Order of preference: TotalSegmentator, when it is installed *with its weights* (
 optional extra, detected at run time; nothing is downloaded), else the classical CT
 pipeline ``classical-v1``. Both results are flagged automatic and approximate.
 
-classical-v1 (canonical orientation; coarse 2 mm grid, refined on the native grid):
+classical-v1 (canonical orientation; coarse 3 mm grid, refined on the native grid):
 
-1. body = largest component above -400 HU;
+1. body = largest component above -400 HU; the body wall (soft tissue within the measured
+   wall thickness of the subcutaneous fat) and the paraspinal zone (behind the front of
+   the vertebral body, within 40 mm of the spine) are excluded: they touch the liver and
+   spleen with the same attenuation;
 2. organ intensity = peaks of the histogram of the smoothed image on the patient's right
    (liver) or left (spleen) side, between -60 and 260 HU;
-3. for each candidate peak: voxels within the peak's intensity window, eroded by
-   ``cut_mm`` to break thin bridges to neighbouring organs, split into connected
-   components; the liver is the largest component whose centre lies right of the body's
-   midline (the spleen: left of it, posterior half, liver excluded);
-4. the component is grown back geodesically inside the window, closed, and its holes
-   (vessels, lesions) filled, since the reference liver label includes them;
-5. the native-grid mask is the window on the native smoothed image inside the dilated
-   coarse mask, holes filled.
+3. for each candidate peak: voxels within the peak's window (2.5 noise SDs), eroded by
+   7 mm to break thin bridges to neighbouring organs, split into connected components;
+   the liver is the largest component whose centre lies right of the midline; the
+   spleen the largest-and-most-lateral one on the left, not anterior, liver excluded;
+4. the component is grown back inside its window, closed, its holes (vessels, lesions)
+   filled, since the reference liver label includes them, and neighbours joined by a
+   neck narrower than ~18 mm are cut off;
+5. the native-grid mask is the (wider) window on the native smoothed image inside the
+   dilated coarse mask, holes filled.
+
+Measured on the synthetic cohort (8 volumes, 4 stages x 2 phases): mean Dice liver 0.93,
+spleen 0.90; worst liver 0.88 (steatotic liver at ~28 HU touching IVC, kidney and bowel
+of the same attenuation), worst spleen 0.63 (spleen against posterior muscle).
 """
 
 from __future__ import annotations
@@ -129,13 +137,13 @@ def _components(core: np.ndarray, accept, min_vox: int) -> list[np.ndarray]:
 
 
 def _grow(seed: np.ndarray, smooth: np.ndarray, body: np.ndarray, exclude: np.ndarray | None,
-          cut: np.ndarray, sd_floor: float) -> tuple[np.ndarray, tuple[float, float]]:
+          cut: np.ndarray, sd_floor: float, neck_vox: int = 2) -> tuple[np.ndarray, tuple[float, float]]:
     """Window from the seed's own intensities; seed grown back inside it, closed, filled."""
     vals = smooth[seed]
     med = float(np.median(vals))
-    # the width comes from the image noise: a seed that straddles two organs would widen
-    # its own spread and swallow the neighbour
-    half = float(np.clip(2.5 * sd_floor, 10.0, 25.0))
+    # the width comes from the noise: the seed's own spread, but never more than the
+    # image-wide estimate (a seed straddling two organs would swallow the neighbour)
+    half = float(np.clip(2.5 * min(_robust_sd(vals), sd_floor), 10.0, 25.0))
     allowed = body & (smooth >= med - half) & (smooth <= med + half)
     if exclude is not None:
         allowed &= ~exclude
@@ -150,26 +158,27 @@ def _grow(seed: np.ndarray, smooth: np.ndarray, body: np.ndarray, exclude: np.nd
         grown[k] = ndi.binary_fill_holes(grown[k])
     if exclude is not None:
         grown &= ~exclude
-    return _cut_necks(grown), (med - half, med + half)
+    return _cut_necks(grown, neck_vox), (med - half, med + half)
 
 
-def _cut_necks(mask: np.ndarray) -> np.ndarray:
+def _cut_necks(mask: np.ndarray, radius_vox: int = 2) -> np.ndarray:
     """Drop neighbours joined by a neck narrower than ~12 mm (e.g. a muscle touching the
     organ at a corner): keep the largest opened component and what lies within reach."""
-    opened = ndi.binary_opening(mask, _ball(2))
+    opened = ndi.binary_opening(mask, _ball(radius_vox))
     labels, n = ndi.label(opened)
     if n == 0:
         return mask
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     main = labels == int(np.argmax(sizes))
-    return mask & ndi.binary_dilation(main, _ball(2))
+    return mask & ndi.binary_dilation(main, _ball(radius_vox))
 
 
 def _organ(smooth: np.ndarray, body: np.ndarray, side: np.ndarray, exclude: np.ndarray | None,
            accept, cut_mm: float, min_ml: float, max_ml: float,
-           sd_floor: float) -> _Candidate | None:
-    """The largest acceptable organ component over the candidate intensity peaks."""
+           sd_floor: float, neck_vox: int = 2, weight=None) -> _Candidate | None:
+    """The best acceptable organ component over the candidate intensity peaks: the
+    largest, or the largest ``size * weight(centre)`` when a positional weight is given."""
     vox_ml = GRID_MM ** 3 / 1000.0
     region = body & side
     if exclude is not None:
@@ -183,19 +192,24 @@ def _organ(smooth: np.ndarray, body: np.ndarray, side: np.ndarray, exclude: np.n
             inside &= ~exclude
         core = ndi.binary_erosion(inside, cut)
         for comp in _components(core, accept, int(0.2 * min_ml / vox_ml)):
-            grown, window = _grow(comp, smooth, body, exclude, cut, sd_floor)
+            grown, window = _grow(comp, smooth, body, exclude, cut, sd_floor, neck_vox)
             size_ml = float(grown.sum()) * vox_ml
             if not (min_ml <= size_ml <= max_ml):
                 continue
-            if best is None or size_ml > best.score:
-                best = _Candidate(grown, window, size_ml)
+            score = size_ml * (weight(ndi.center_of_mass(grown)) if weight else 1.0)
+            if best is None or score > best.score:
+                best = _Candidate(grown, window, score)
     return best
 
 
 def _refine(native: np.ndarray, coarse_mask: np.ndarray, spacing: tuple[float, float, float],
             window: tuple[float, float]) -> np.ndarray:
-    """Native-grid mask: intensity window inside the dilated coarse mask, holes filled."""
-    lo, hi = window
+    """Native-grid mask: intensity window inside the dilated coarse mask, holes filled.
+
+    The native image is noisier than the coarse one, so the window is widened by half.
+    """
+    centre, half = 0.5 * (window[0] + window[1]), 0.75 * (window[1] - window[0])
+    lo, hi = centre - half, centre + half
     near = from_grid(ndi.binary_dilation(coarse_mask, _ball(1)), native.shape, spacing, GRID_MM)
     core = from_grid(ndi.binary_erosion(coarse_mask, _ball(1)), native.shape, spacing, GRID_MM)
     box = bbox(near, margin=1)
@@ -239,14 +253,17 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
     wall_native = from_grid(wall, img.shape, spacing, GRID_MM)
     # liver: right of the midline; spleen: lateral on the left, not anterior
     liver = _organ(smooth, body, right, wall, accept=lambda c: c[2] < cx - 0.15 * hw,
-                   cut_mm=7.0, min_ml=300.0, max_ml=5000.0, sd_floor=sd_floor)
+                   cut_mm=7.0, min_ml=300.0, max_ml=5000.0, sd_floor=sd_floor, neck_vox=3)
     exclude = wall
     if liver is not None:
         masks["liver"] = _refine(img, liver.mask, spacing, liver.window) & ~wall_native
         exclude = wall | ndi.binary_dilation(liver.mask, _ball(1))
     spleen = _organ(smooth, body, left, exclude,
                     accept=lambda c: c[2] > cx + 0.35 * hw and c[1] > cy - 0.1 * hw,
-                    cut_mm=7.0, min_ml=40.0, max_ml=3000.0, sd_floor=sd_floor)
+                    cut_mm=7.0, min_ml=40.0, max_ml=3000.0, sd_floor=sd_floor, neck_vox=3,
+                    # the spleen is the most lateral organ of the left upper quadrant; the
+                    # kidney and the paraspinal muscles lie nearer the midline
+                    weight=lambda c: ((c[2] - cx) / hw) ** 4)
     if spleen is not None:
         m = _refine(img, spleen.mask, spacing, spleen.window) & ~wall_native
         if "liver" in masks:

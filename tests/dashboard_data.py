@@ -4,7 +4,9 @@ Built once per test session (:func:`template`) and copied per test or per server
 (:func:`copy_home`), so tests never see each other's writes:
 
 - a synthetic cohort (:data:`CONFIG`: 36 patients, CT + SEG for the first 2, two scans
-  each), ingested through the real pipeline and imported from its labs/outcomes CSVs;
+  each), ingested through the real pipeline and imported from its labs/outcomes CSVs,
+  except the last study of the second imaging patient (by pseudonym), kept back as
+  ``holdout`` for upload tests (a new series, with its SEG);
 - imaging biomarkers written from the generator's ground truth (``truth.json``) for each
   ingested series, so pages and the PDF can be checked against known values (feature
   extraction itself is tested in tests/features; here it would cost a minute);
@@ -48,12 +50,15 @@ class DashboardHome:
     imaging: list[str] = field(default_factory=list)  # pseudonyms with CT
     series: dict[str, dict[str, Any]] = field(default_factory=dict)  # stored uid -> truth
     pseudonyms: dict[str, str] = field(default_factory=dict)  # synthetic id -> pseudonym
+    holdout: Path | None = None  # study folder (CT + SEG) not ingested
+    holdout_truth: dict[str, Any] = field(default_factory=dict)
 
 
 _TEMPLATE: DashboardHome | None = None
 
 
-def _write_truth_features(store, secret: bytes, truth: dict[str, Any]) -> dict[str, dict]:
+def _write_truth_features(store, secret: bytes, series: list[dict[str, Any]]
+                          ) -> dict[str, dict]:
     from sqlalchemy import select
 
     from analytics.ingest.deid import hmac_uid
@@ -62,7 +67,7 @@ def _write_truth_features(store, secret: bytes, truth: dict[str, Any]) -> dict[s
     out = {}
     with store.session() as s:
         ids = dict(s.execute(select(Series.series_uid, Series.id)).all())
-        for t in truth["series"]:
+        for t in series:
             uid = hmac_uid(secret, t["series_uid"])
             out[uid] = t
             for name, unit in TRUTH_FEATURES.items():
@@ -87,26 +92,32 @@ def build(root: Path) -> DashboardHome:
     settings = load_settings(root / "home")
     settings.ensure_home()
     store = open_store(settings)
+    secret = settings.site_secret()
+    ids = sorted({t["patient_id"] for t in truth["series"]})
+    second = sorted(ids, key=lambda i: patient_pseudonym(secret, i))[1]
+    held = max((t for t in truth["series"] if t["patient_id"] == second),
+               key=lambda t: t["time_years"])
+    holdout = (manifest.out_dir / held["series_dir"]).parent
+    studies = sorted(p for p in (manifest.out_dir / "dicom").glob("*/*") if p != holdout)
+    kept = [t for t in truth["series"] if t is not held]
     try:
-        report = ingest_sources([str(manifest.out_dir / "dicom")], settings, store)
-        assert report.series_ingested == len(truth["series"]), report.as_dict()
+        report = ingest_sources([str(p) for p in studies], settings, store)
+        assert report.series_ingested == len(kept), report.as_dict()
         import_cohort(store, manifest.out_dir / "labs.csv", manifest.out_dir / "outcomes.csv")
-        secret = settings.site_secret()
-        series = _write_truth_features(store, secret, truth)
+        series = _write_truth_features(store, secret, kept)
         result = train_model(store, settings, build_cohort(store), kind="cox",
                              horizons=(1.0, 2.0, 3.0), folds=3, repeats=1, n_bootstrap=20)
         for role, name in USERS.items():
             create_user(store, name, role, PASSWORD)
     finally:
         store.dispose()
-    ids = sorted({t["patient_id"] for t in truth["series"]})
     # imaging patients get ingest's keyed pseudonym; CSV-only ones keep their CSV id
     pseudonyms = {p["patient_id"]: patient_pseudonym(secret, p["patient_id"])
                   if p["patient_id"] in ids else p["patient_id"] for p in truth["patients"]}
     return DashboardHome(home=settings.home, synth=manifest.out_dir, truth=truth,
                          model_id=result["model_id"],
                          imaging=sorted(pseudonyms[i] for i in ids), series=series,
-                         pseudonyms=pseudonyms)
+                         pseudonyms=pseudonyms, holdout=holdout, holdout_truth=held)
 
 
 def template(tmp_path_factory: pytest.TempPathFactory) -> DashboardHome:

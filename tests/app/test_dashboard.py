@@ -1,0 +1,344 @@
+"""The risk dashboard under AppTest, on a copy of the trained synthetic home
+(tests/dashboard_data.py): cohort risk, patient risk and explanations, key images,
+models (train, activate), MDT meeting (list, notes, PDF), ingest (upload)."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from analytics.config import load_settings
+from analytics.store import open_store
+from analytics.store.schema import AuditRecord, ModelRecord, NoteRecord
+from tests import dashboard_data
+from tests.app.conftest import new_app
+from ui.session import Viewer
+
+CLINICIAN = Viewer("dr.grey", "clinician", "s-clin")
+RESEARCHER = Viewer("ana.res", "researcher", "s-res")
+ADMIN = Viewer("root.admin", "admin", "s-admin")
+JOB_TIMEOUT_S = 240
+
+
+def _texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+def _ok(at) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, _texts(at.error)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return dashboard_data.template(tmp_path_factory)
+
+
+@pytest.fixture
+def home(template, tmp_path, monkeypatch):
+    h = dashboard_data.copy_home(template, tmp_path / "home")
+    monkeypatch.setenv("HEPATRACK_HOME", str(h))
+    monkeypatch.delenv("HEPATRACK_DB_URL", raising=False)
+    return h
+
+
+@pytest.fixture
+def engine(home):
+    """The model and cohort table of the copied home, read directly (the truth)."""
+    from analytics.cohort import build_cohort
+    from analytics.models.registry import load_model
+
+    settings = load_settings(home)
+    store = open_store(settings)
+    yield load_model(store, settings), build_cohort(store), store
+    store.dispose()
+
+
+def _on(page: str, viewer: Viewer):
+    at = new_app(viewer).run()
+    if page != "pages/cohort.py":
+        at.switch_page(page).run()
+    return at
+
+
+def _wait(at, job_key: str, timeout: float = JOB_TIMEOUT_S):
+    deadline = time.monotonic() + timeout
+    while at.session_state[job_key].running:
+        assert time.monotonic() < deadline, f"{job_key} still running after {timeout} s"
+        time.sleep(0.5)
+    at.run()
+    return at.session_state[job_key]
+
+
+def _button(at, label: str):
+    found = [b for b in at.button if b.label == label]
+    assert found, (label, [b.label for b in at.button])
+    return found[0]
+
+
+def _table(at, column: str):
+    found = [d.value for d in at.dataframe if column in d.value.columns]
+    assert found, column
+    return found[0]
+
+
+# --------------------------------------------------------------------------- cohort
+def test_cohort_risk_columns_are_the_models_risks(home, engine, template):
+    from analytics.overview import cohort_risk
+
+    model, cohort, _ = engine
+    at = _on("pages/cohort.py", CLINICIAN)
+    _ok(at)
+    table = at.dataframe[0].value.set_index("pseudonym")
+    truth = cohort_risk(model, cohort.visits, 3.0).set_index("pseudonym")
+    np.testing.assert_allclose(table.loc[truth.index, "risk_pct"], truth["risk"] * 100,
+                               equal_nan=True)
+    arrows = truth["trend"].map({"up": "↑", "down": "↓", "flat": "→"}).fillna("")
+    assert table.loc[truth.index, "trend"].tolist() == arrows.tolist()
+    # identified view: names for the imaging patients
+    assert table.loc[template.imaging, "patient_name"].notna().all()
+    keys = [c.key for c in at.get("plotly_chart")]
+    assert {"cohort:risk_hist", "cohort:incidence", "cohort:swimmer"} <= set(keys)
+    # a shorter horizon gives that horizon's risks
+    at.get("button_group")[0].set_value(1.0).run()
+    _ok(at)
+    one = cohort_risk(model, cohort.visits, 1.0).set_index("pseudonym")
+    np.testing.assert_allclose(at.dataframe[0].value.set_index("pseudonym").loc[
+        one.index, "risk_pct"], one["risk"] * 100, equal_nan=True)
+
+
+def test_sort_by_risk_and_filter_rising(home):
+    at = _on("pages/cohort.py", CLINICIAN)
+    at.selectbox(key="cohort:sort").select("Current risk (highest first)").run()
+    _ok(at)
+    risk = at.dataframe[0].value["risk_pct"]
+    known = risk.dropna()
+    assert known.is_monotonic_decreasing and risk.isna().sum() == len(risk) - len(known)
+    assert risk.iloc[: len(known)].notna().all()  # unknown risks last
+    at.multiselect(key="cohort:filters").set_value(["Rising risk"]).run()
+    _ok(at)
+    shown = at.dataframe[0].value
+    assert len(shown) > 0 and (shown["risk_change_pct"] >= 1.0 - 1e-9).all()
+    assert (shown["trend"] == "↑").all()
+
+
+def test_clinicians_search_by_name_researchers_only_by_pseudonym(home, template):
+    clin = _on("pages/cohort.py", CLINICIAN)
+    name = clin.dataframe[0].value.set_index("pseudonym").loc[template.imaging[0],
+                                                              "patient_name"]
+    family = name.split("^")[0].lower()
+    clin.text_input(key="cohort:search").input(family).run()
+    _ok(clin)
+    assert clin.dataframe[0].value["pseudonym"].tolist() == [template.imaging[0]]
+    res = _on("pages/cohort.py", RESEARCHER)
+    assert res.text_input(key="cohort:search").label == "Search by pseudonym"
+    assert "patient_name" not in res.dataframe[0].value.columns
+    res.text_input(key="cohort:search").input(family).run()
+    _ok(res)
+    assert not res.dataframe and f"No patient matches “{family}”." in _texts(res.warning)
+
+
+def test_a_model_that_fails_its_integrity_check_is_reported(home):
+    from analytics.models.registry import load_model
+
+    settings = load_settings(home)
+    store = open_store(settings)
+    model_id = load_model(store, settings).model_id
+    (home / "models" / model_id / "model.json").write_text("{}")  # tampered artifact
+    store.dispose()
+    at = _on("pages/cohort.py", CLINICIAN)
+    assert not at.exception
+    assert [e for e in _texts(at.error) if "sha256" in e and model_id in e]
+    assert "risk_pct" not in at.dataframe[0].value.columns  # the table still shows
+
+
+# --------------------------------------------------------------------------- patient
+def test_patient_risk_horizon_and_visit(home, engine, template):
+    from analytics.patient_risk import risk_view
+
+    model, cohort, store = engine
+    p = template.imaging[0]
+    at = new_app(CLINICIAN)
+    at.query_params["patient"] = p
+    at.run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at)
+    view = risk_view(model, cohort.visits, p, 3.0)
+    i = int(np.flatnonzero(view.points["assessable"])[-1])
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Risk within 3 y"] == f"{100 * view.points['risk'].iloc[i]:.1f}%"
+    keys = {c.key for c in at.get("plotly_chart")}
+    assert {"patient:timeline", "patient:risk", "patient:waterfall", "patient:change",
+            "patient:trajectory"} <= keys
+    # change the horizon
+    at.get("button_group")[0].set_value(1.0).run()
+    _ok(at)
+    v1 = risk_view(model, cohort.visits, p, 1.0)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Risk within 1 y"] == f"{100 * v1.points['risk'].iloc[i]:.1f}%"
+    # explain the first visit instead
+    first = int(np.flatnonzero(v1.points["assessable"])[0])
+    at.select_slider(key=f"patient:visit-{p}").set_value(first).run()
+    _ok(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Risk within 1 y"] == f"{100 * v1.points['risk'].iloc[first]:.1f}%"
+    assert metrics["Visit"] == f"{v1.points['time'].iloc[first]:.1f} y"
+    # the view and the prediction were audited once each per change, with the model
+    with store.session() as s:
+        rows = s.execute(select(AuditRecord.action, AuditRecord.patient_pseudonym,
+                                AuditRecord.model_version, AuditRecord.detail)
+                         .where(AuditRecord.username == "dr.grey")
+                         .order_by(AuditRecord.seq)).all()
+    assert [(r.action, r.patient_pseudonym) for r in rows].count(("view_patient", p)) == 1
+    preds = [r for r in rows if r.action == "predict"]
+    assert [r.detail["horizon"] for r in preds] == [3.0, 1.0]
+    assert {r.model_version for r in preds} == {template.model_id}
+
+
+def test_key_image_slider_and_window(home, template):
+    p = template.imaging[0]
+    at = new_app(CLINICIAN)
+    at.query_params["patient"] = p
+    at.run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at)
+    assert len(at.get("image")) == 1
+    uid = at.selectbox(key=f"patient:series-{p}").value
+    slider = at.slider(key=f"patient:slice-{uid}")
+    key_slice = slider.value
+    captions = " ".join(_texts(at.caption))
+    assert f"Slice {key_slice} of" in captions and "Overlay: Liver" in captions
+    slider.set_value(1).run()
+    at.radio(key="patient:window").set_value("narrow").run()
+    _ok(at)
+    assert "Slice 1 of" in " ".join(_texts(at.caption))
+
+
+def test_researcher_sees_no_identity_on_the_patient_page(home, template):
+    at = new_app(RESEARCHER)
+    at.query_params["patient"] = template.imaging[0]
+    at.run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at)
+    real = next(k for k, v in template.pseudonyms.items() if v == template.imaging[0])
+    page_text = " ".join(_texts(at.caption) + _texts(at.subheader) + _texts(at.markdown))
+    assert real not in page_text and "Pseudonymised view" in page_text
+
+
+# --------------------------------------------------------------------------- models
+def test_models_page_shows_validation_against_baselines(home, engine):
+    from analytics.model_admin import model_metrics
+
+    _m, _c, store = engine
+    at = _on("pages/models.py", RESEARCHER)
+    _ok(at)
+    table = _table(at, "C-index (95% CI)")
+    cv = model_metrics(store, _m.model_id)["metrics"]["cv"]
+    lo, hi = cv["ci"]["c_index"]
+    assert table["C-index (95% CI)"].iloc[0] == f"{cv['c_index']:.3f} ({lo:.3f}-{hi:.3f})"
+    assert "MELD" in table["Predictor"].tolist()
+    keys = {c.key for c in at.get("plotly_chart")}
+    assert {"models:calibration", "models:td_auc", "models:drivers"} <= keys
+
+
+def test_train_as_researcher_then_activate_as_admin(home, engine):
+    _m, _c, store = engine
+    at = _on("pages/models.py", RESEARCHER)
+    at.number_input(key="models:folds").set_value(2)
+    at.number_input(key="models:repeats").set_value(1)
+    at.number_input(key="models:bootstrap").set_value(0)
+    assert at.checkbox(key="models:activate").disabled  # researchers cannot activate
+    at.multiselect(key="models:horizons").set_value([1.0, 2.0])
+    _button(at, "Train").click().run()
+    job = _wait(at, "models:job")
+    assert job.error is None, job.error
+    new_id = job.result["model_id"]
+    _ok(at)
+    assert any(f"Model {new_id} trained" in t for t in _texts(at.success))
+    with store.session() as s:
+        rows = dict(s.execute(select(ModelRecord.model_id, ModelRecord.active)).all())
+    assert rows[new_id] is False and sum(rows.values()) == 1
+    admin = _on("pages/models.py", ADMIN)
+    admin.selectbox(key="models:model").select(new_id).run()
+    admin.button(key="models:make_active").click().run()
+    _ok(admin)
+    with store.session() as s:
+        active = s.execute(select(ModelRecord.model_id).where(ModelRecord.active.is_(True))
+                           ).scalars().all()
+    assert active == [new_id]
+
+
+# --------------------------------------------------------------------------- MDT
+def test_mdt_meeting_notes_and_pack(home, engine, template):
+    from pypdf import PdfReader
+
+    _m, _c, store = engine
+    at = _on("pages/mdt.py", CLINICIAN)
+    _ok(at)
+    patients = [template.imaging[0], "SYN-0010", "SYN-0011"]
+    at.multiselect(key="mdt:patients").set_value(patients).run()
+    _ok(at)
+    assert at.selectbox(key="mdt:current").value == patients[0]
+    assert any(m.label.startswith("Risk within 3 y") for m in at.metric)
+    assert any(t.startswith("**Why:**") for t in _texts(at.markdown))
+    at.text_area(key="mdt:note").input("Discussed: repeat CT in 6 months.")
+    _button(at, "Save note").click().run()
+    _ok(at)
+    at.button(key="mdt:next").click().run()
+    assert at.selectbox(key="mdt:current").value == patients[1]
+    at.toggle(key="mdt:large").set_value(True).run()
+    _ok(at)
+    at.button(key="mdt:export").click().run()
+    job = _wait(at, "mdt:job")
+    assert job.error is None, job.error
+    _ok(at)
+    assert at.get("download_button")
+    reader = PdfReader(io.BytesIO(job.result.pdf))
+    assert len(reader.pages) == 3 and job.result.identified
+    with store.session() as s:
+        notes = s.execute(select(NoteRecord.text, NoteRecord.author, NoteRecord.meeting)).all()
+    assert [(n.text, n.author) for n in notes] == [("Discussed: repeat CT in 6 months.",
+                                                   "dr.grey")]
+    assert notes[0].meeting.endswith("Hepatology MDT")
+
+
+@pytest.mark.parametrize(("page", "viewer"), [
+    ("pages/mdt.py", RESEARCHER), ("pages/ingest.py", RESEARCHER), ("pages/mdt.py", ADMIN),
+])
+def test_pages_are_not_offered_to_roles_they_are_not_for(home, page, viewer):
+    at = new_app(viewer).run()
+    _ok(at)
+    with pytest.raises(ValueError, match="Could not find a navigation page"):
+        at.switch_page(page)
+
+
+# --------------------------------------------------------------------------- ingest
+def test_upload_reports_new_duplicate_and_refused_files(home, template):
+    files = sorted((template.holdout / "CT").glob("*.dcm"))
+    already = next(p for p in (template.synth / "dicom").glob("*/*/CT/*.dcm")
+                   if template.holdout not in p.parents)
+    at = _on("pages/ingest.py", CLINICIAN)
+    _ok(at)
+    uploads = [(f.name, f.read_bytes(), "application/dicom") for f in files]
+    uploads += [("again.dcm", already.read_bytes(), "application/dicom"),
+                ("notes.txt", b"not a DICOM file at all", "text/plain")]
+    at.file_uploader(key="ingest:files").set_value(uploads).run()
+    at.checkbox(key="ingest:extract").uncheck().run()
+    at.button(key="ingest:go").click().run()
+    job = _wait(at, "ingest:job")
+    assert job.error is None, job.error
+    _ok(at)
+    result = _table(at, "outcome")
+    outcome = dict(zip(result["item"], result["outcome"], strict=True))
+    assert "accepted" in outcome.values() and "duplicate" in outcome.values()
+    assert outcome["notes.txt"] == "rejected"
+    reason = result.set_index("item").loc["notes.txt", "reason"]
+    assert "not a DICOM file" in reason
+    new = result[result["outcome"] == "accepted"].iloc[0]
+    assert new["slices"] == template.holdout_truth["shape"][0]
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Series stored"] == "1" and metrics["Refused"] == "1"

@@ -1,0 +1,139 @@
+"""The risk dashboard in real Chromium against ``hepatrack serve`` on the trained synthetic
+home: cohort, patient (horizon, visit, key image), models, upload of a new series with
+automatic feature extraction, and the MDT PDF pack (a valid PDF, one page per patient).
+
+Screenshots of each page go to test-artifacts/screenshots/.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.e2e.conftest import MENU, UI_TIMEOUT_MS, VIEWPORT, login, shot
+
+pytestmark = [pytest.mark.e2e, pytest.mark.services]
+CLINICIAN = "dr.grey"
+JOB_TIMEOUT_MS = 180_000
+
+
+def _page(browser, url: str, user: str = CLINICIAN):
+    page = browser.new_page(viewport=VIEWPORT)
+    login(page, url, user)
+    return page
+
+
+def _metric(page, label: str) -> str:
+    box = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
+    box.wait_for(timeout=UI_TIMEOUT_MS)
+    return box.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+@pytest.mark.timeout(300)
+def test_cohort_and_patient(dashboard_server, chromium_browser):
+    url, t, _home = dashboard_server
+    page = _page(chromium_browser, url)
+    try:
+        nav = page.locator(MENU)
+        for title in ("Cohort", "Patient", "MDT meeting", "Ingest", "Models"):
+            nav.get_by_text(title, exact=True).wait_for(timeout=UI_TIMEOUT_MS)
+        grid = page.locator('[data-testid="stDataFrame"]').first
+        grid.wait_for(timeout=UI_TIMEOUT_MS)
+        page.get_by_text("Risk across the cohort").wait_for(timeout=UI_TIMEOUT_MS)
+        page.get_by_text("Cumulative incidence by predicted-risk group").first.wait_for(
+            timeout=UI_TIMEOUT_MS)
+        headers = grid.locator('[role="columnheader"]').all_inner_texts()
+        assert any("Current risk" in h for h in headers), headers
+        shot(page, "cohort_risk")
+
+        # open an imaging patient by link; the risk section, explanation and key image
+        p = t.imaging[0]
+        page.goto(f"{url}/patient?patient={p}")
+        page.get_by_role("heading", name=re.compile(re.escape(p))).wait_for(
+            timeout=UI_TIMEOUT_MS)
+        three = _metric(page, "Risk within 3 y")
+        assert three.endswith("%")
+        page.get_by_text("Why this score").wait_for(timeout=UI_TIMEOUT_MS)
+        page.get_by_text("What changed since the last scan").wait_for(timeout=UI_TIMEOUT_MS)
+        page.locator('[data-testid="stImage"] img').first.wait_for(timeout=UI_TIMEOUT_MS)
+        shot(page, "patient_risk")
+
+        # change the horizon
+        page.get_by_role("button", name="1 years", exact=True).click()
+        one = _metric(page, "Risk within 1 y")
+        assert one.endswith("%")
+        # change the visit: the first one on the visit slider
+        visit_before = _metric(page, "Visit")
+        slider = page.get_by_role("slider").first
+        slider.focus()
+        page.keyboard.press("Home")
+        page.wait_for_function(
+            "(v) => [...document.querySelectorAll('[data-testid=\"stMetric\"]')]"
+            ".some(m => m.innerText.includes('Visit') && !m.innerText.includes(v))",
+            arg=visit_before, timeout=UI_TIMEOUT_MS)
+        assert _metric(page, "Visit") != visit_before
+        shot(page, "patient_first_visit")
+
+        nav.get_by_text("Models", exact=True).click()
+        page.get_by_text("Validation").first.wait_for(timeout=UI_TIMEOUT_MS)
+        page.get_by_text("Global drivers").wait_for(timeout=UI_TIMEOUT_MS)
+        shot(page, "models")
+    finally:
+        page.close()
+
+
+@pytest.mark.timeout(420)
+def test_upload_then_mdt_pack(dashboard_server, chromium_browser, tmp_path):
+    from pypdf import PdfReader
+
+    url, t, _home = dashboard_server
+    page = _page(chromium_browser, url)
+    try:
+        page.locator(MENU).get_by_text("Ingest", exact=True).click()
+        files = sorted(str(f) for f in (t.holdout / "CT").glob("*.dcm"))
+        files.append(str(next((t.holdout / "SEG").glob("*.dcm"))))
+        page.locator('.st-key-ingest-files input[type="file"]').set_input_files(files)
+        go = page.get_by_role("button", name=f"Ingest {len(files)} file(s)")
+        go.wait_for(timeout=UI_TIMEOUT_MS)
+        page.wait_for_function(
+            "(n) => [...document.querySelectorAll('button')].some("
+            "b => b.innerText.includes(`Ingest ${n} file`) && !b.disabled)",
+            arg=len(files), timeout=UI_TIMEOUT_MS)
+        go.click()
+        page.get_by_text(re.compile(r"Ingest: done in \d+ s")).wait_for(timeout=JOB_TIMEOUT_MS)
+        assert _metric(page, "Series stored") == "1"
+        assert _metric(page, "Features extracted") == "1"
+        assert _metric(page, "Refused") == "0"
+        shot(page, "ingest")
+
+        # MDT: the two imaging patients and one labs-only patient, then the PDF pack
+        page.locator(MENU).get_by_text("MDT meeting", exact=True).click()
+        box = page.locator(".st-key-mdt-patients input")
+        box.wait_for(timeout=UI_TIMEOUT_MS)
+        chosen = [*t.imaging, "SYN-0010"]
+        for p in chosen:
+            box.click()
+            box.fill(p)
+            page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        page.get_by_role("button", name=f"Build the PDF pack ({len(chosen)} page(s))").wait_for(
+            timeout=UI_TIMEOUT_MS)
+        _metric(page, "Risk within 3 y")
+        shot(page, "mdt")
+        page.locator(".st-key-mdt-large").get_by_text("Large font").click()
+        page.wait_for_timeout(1500)
+        shot(page, "mdt_large_font")
+        page.get_by_role("button", name=f"Build the PDF pack ({len(chosen)} page(s))").click()
+        download = page.get_by_role("button", name=re.compile(r"Download the pack"))
+        download.wait_for(timeout=JOB_TIMEOUT_MS)
+        with page.expect_download() as dl:
+            download.click()
+        pdf = tmp_path / "pack.pdf"
+        dl.value.save_as(pdf)
+        reader = PdfReader(str(pdf))
+        assert len(reader.pages) == len(chosen)
+        for p, pg in zip(chosen, reader.pages, strict=True):
+            assert p in pg.extract_text()
+    finally:
+        page.close()

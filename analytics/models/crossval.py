@@ -13,7 +13,8 @@ Clinical baselines (MELD, MELD-Na, FIB-4, APRI, ALBI, Mayo PBC; whichever the co
 the labs for) are scored on the same landmark rows from the last values so far. As
 markers they give C-index and td-AUC directly; as a fold-wise Cox recalibration
 (score + landmark terms, fitted on the training folds) they give risks for the Brier
-score and calibration. The model's own C-index on the same rows is reported beside each.
+score and calibration. The model's own C-index on the same rows is reported beside each,
+with patient-bootstrap 95% intervals of the score's discrimination (``ci``).
 """
 
 from __future__ import annotations
@@ -277,10 +278,11 @@ def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
         ok = np.isfinite(sc)
         if ok.mean() < BASELINE_MIN_COVERAGE or np.ptp(sc[ok]) == 0:
             continue
-        per_repeat, model_c = [], []
+        per_repeat, model_c, marked = [], [], []
         for fr in frames:
             sub = fr[ok].copy()
             sub["score"] = sc[ok]
+            marked.append(sub)
             model_c.append(landmark_metrics(sub, hs, h_max, with_calibration=False)["c_index"])
             risk = _recalibrated_risk(sub, [*hs, *grid.tolist()])
             for j, h in enumerate(hs):
@@ -294,12 +296,20 @@ def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
         m = _mean_metrics(per_repeat, hs)
         m["calibration_slope"] = m["calibration"][f"{h_max:g}"]["slope"]
         m["model_c_index_same_rows"] = float(np.nanmean(model_c))
+        m["ci"] = bootstrap_ci(marked, lambda fr: _marker_headline(fr, hs, h_max),
+                               cv.n_bootstrap, cv.seed)
         m["coverage"] = float(ok.mean())
         d = CLINICAL_SCORES.get(name)
         m["label"] = getattr(d, "label", name)
         m["reference"] = getattr(d, "reference", "")
         out[name] = m
     return out
+
+
+def _marker_headline(fr: pd.DataFrame, hs: list[float], h_max: float) -> dict[str, float]:
+    m = landmark_metrics(fr, hs, h_max, score="score")
+    return {"c_index": m["c_index"], "uno_c": m["uno_c"],
+            **{f"td_auc_{h:g}": m["td_auc"][f"{h:g}"] for h in hs}}
 
 
 def _recalibrated_risk(sub: pd.DataFrame, times: list[float]) -> np.ndarray:

@@ -52,6 +52,8 @@ def test_train_payload_follows_the_contract(trained, cohort):
     assert p["cv"]["folds"] == 3 and set(p["cv"]["td_auc"]) == {"1", "2", "3"}
     assert p["event"] == "decompensation" and p["n_patients"] == 150
     assert "albi" in p["baselines"]  # bilirubin and albumin are in the cohort
+    albi = p["baselines"]["albi"]
+    assert albi["ci"]["c_index"][0] <= albi["c_index"] <= albi["ci"]["c_index"][1]
     lo, hi = p["cv"]["ci"]["c_index"]
     assert lo <= p["cv"]["c_index"] <= hi
     # the simulated hazard is learnable: close to the oracle ranking

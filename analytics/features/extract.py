@@ -52,7 +52,8 @@ class FeatureSettings:
     radiomics
         Also compute IBSI radiomics with MIRP (research mode).
     radiomics_bin_width_hu, radiomics_spacing_mm
-        MIRP discretisation bin width (CT) and isotropic resampling grid.
+        MIRP discretisation bin width (CT) and isotropic resampling grid (2 mm: on a whole
+        liver MIRP takes minutes per family at 1 mm).
     """
 
     erosion_voxels: int = 3
@@ -64,13 +65,13 @@ class FeatureSettings:
     nodularity_min_area_fraction: float = 0.25
     nodularity_cap_mm: float = 5.0
     vessel_grid_mm: float = 1.5
-    vessel_sigmas_mm: tuple[float, ...] = (1.5, 3.0)
+    vessel_sigmas_mm: tuple[float, ...] = (2.5, 3.0)
     vessel_min_branch_mm: float = 5.0
     use_vessel_mask: bool = True
     segmentation: str = "auto"
     radiomics: bool = False
     radiomics_bin_width_hu: float = 25.0
-    radiomics_spacing_mm: float = 1.0
+    radiomics_spacing_mm: float = 2.0
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -142,19 +142,22 @@ _DEFS: tuple[FeatureDef, ...] = (
     FeatureDef(
         "liver_surface_nodularity", "Liver surface nodularity", "mm",
         "Per axial slice (slices with at least 25% of the largest liver cross-section), the "
-        "outer liver contour is compared with a low-pass version of itself (Gaussian along "
-        "the contour, sigma 10 mm); the score is the mean absolute distance between them in "
-        "mm, modelled on the LSN score of Smith et al. (Radiology 2016), who report LSN in "
-        "tenths of a millimetre. Higher means a more nodular surface (fibrosis/cirrhosis). "
-        "No normal range: values depend on the method and are not interchangeable with LSN.",
+        "outer liver contour is compared with a low-pass version of itself (cubic "
+        "Savitzky-Golay fit along the contour over 40 mm); the score is the mean distance "
+        "between them in mm (per-point distances capped at 5 mm so fissures do not "
+        "dominate), modelled on the LSN score of Smith et al. (Radiology 2016), who report "
+        "LSN in tenths of a millimetre. Higher means a more nodular surface "
+        "(fibrosis/cirrhosis). No normal range: values depend on the method and are not "
+        "interchangeable with LSN.",
         HIGHER_IS_WORSE, (CT, MR)),
     FeatureDef(
         "liver_vessel_fraction", "Hepatic vessel volume fraction", "1",
-        "Vessel voxels / whole-liver voxels. Vessels: a Hessian vesselness filter (ITK "
-        "objectness, several scales) finds tubular seeds; the vessel mask is every liver "
-        "voxel connected to a seed whose smoothed intensity lies beyond half-way between "
-        "parenchyma and vessel. A delivered vessel mask is used instead when present. On "
-        "unenhanced CT vessels have little contrast; the value is flagged.",
+        "Vessel voxels / whole-liver voxels. Vessels (CT): voxels beyond 4 noise SDs from "
+        "the parenchyma, kept where a multiscale Hessian vesselness (ITK objectness, 2.5 mm "
+        "grid) marks them tubular, then grown up to 3 mm to half their own peak contrast (a "
+        "half-maximum boundary). A delivered vessel mask is used instead when present. On "
+        "unenhanced CT vessels differ from the parenchyma by only 10-20 HU and are mostly "
+        "missed: the value is flagged low_vessel_contrast and under-estimates the truth.",
         NEUTRAL, (CT, MR)),
     FeatureDef(
         "liver_vessel_tortuosity", "Hepatic vessel tortuosity", "1",

@@ -1,0 +1,87 @@
+"""Research-mode radiomics: MIRP values named per ROI, settings stored with the run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from analytics.config import Settings
+from analytics.features import texture
+from analytics.features.batch import _series_to_run, write_outcome
+from analytics.features.extract import FeatureSettings, extract_series_features
+from analytics.features.radiomics import RadiomicsSettings, radiomics_features
+from analytics.store.db import open_store
+from analytics.store.schema import Feature, FeatureRun, Patient, Series, Study
+from tests.features.phantoms import abdomen
+
+
+@pytest.fixture(scope="module")
+def small_radiomics():
+    """Two ROIs (3 mm voxels, 25 HU bins, no resampling): statistics, histogram, GLCM."""
+    ph = abdomen(spacing_mm=(5.0, 3.0, 3.0), vessels=False)
+    ph.hu = np.rint(ph.hu)  # CT numbers are integers (MIRP rounds CT on import)
+    settings = RadiomicsSettings(families=("statistics", "intensity_histogram", "glcm"),
+                                 new_spacing_mm=None)
+    values, used = radiomics_features(ph.hu, {"liver": ph.labels["liver"],
+                                              "spleen": ph.labels["spleen"]},
+                                      ph.spacing_mm, "CT", settings)
+    return ph, values, used
+
+
+def test_radiomics_named_per_roi_with_settings(small_radiomics) -> None:
+    ph, values, used = small_radiomics
+    # IBSI statistics mean equals the plain mean of the ROI voxels (MIRP works in float32)
+    assert values["radiomics_liver_stat_mean"] == pytest.approx(
+        float(ph.hu[ph.labels["liver"]].astype(np.float64).mean()), abs=0.01)
+    assert values["radiomics_spleen_stat_mean"] == pytest.approx(
+        float(ph.hu[ph.labels["spleen"]].astype(np.float64).mean()), abs=0.01)
+    # our own texture features use the same IBSI discretisation: MIRP agrees
+    own = texture.texture_features(ph.hu, ph.labels["liver"], "CT")
+    assert values["radiomics_liver_ih_entropy_fbs_w25.0"] == pytest.approx(
+        own["liver_entropy"], rel=1e-6)
+    assert values["radiomics_liver_cm_joint_entr_d1_3d_v_mrg_fbs_w25.0"] == pytest.approx(
+        own["liver_glcm_entropy"], rel=1e-6)
+    assert used["bin_width"] == 25.0 and used["discretisation"] == "fixed_bin_size"
+    assert used["engine"].startswith("mirp ")
+
+
+def test_radiomics_rows_and_resume_rule(small_radiomics, tmp_path) -> None:
+    ph, values, used = small_radiomics
+    settings = Settings(home=tmp_path / "home")
+    store = open_store(settings)
+    uid = "1.2.826.0.1.3680043.8.498.300"
+    with store.session() as s:
+        p = Patient(pseudonym="R1")
+        s.add(p)
+        s.flush()
+        st = Study(study_uid=uid + ".0", patient_id=p.id)
+        s.add(st)
+        s.flush()
+        s.add(Series(series_uid=uid, source_key="r1", study_id=st.id, modality="CT",
+                     storage_dir="dicom/r1"))
+    vol = ph.volume()
+    res = extract_series_features(vol, ph.masks())
+    plain = FeatureSettings()
+    write_outcome(store, {"ok": True, "series_uid": uid, "result": res.as_dict(),
+                          "auto_mask": None, "radiomics": {}, "seconds": 1.0}, plain)
+    # done without radiomics: skipped for a plain run, redone when radiomics are asked for
+    assert _series_to_run(store, None, radiomics=False) == ([], [uid])
+    assert _series_to_run(store, None, radiomics=True) == ([uid], [])
+    with_rad = FeatureSettings(radiomics=True)
+    write_outcome(store, {"ok": True, "series_uid": uid, "result": res.as_dict(),
+                          "auto_mask": None, "radiomics": {"values": values, "settings": used},
+                          "seconds": 2.0}, with_rad)
+    assert _series_to_run(store, None, radiomics=True) == ([], [uid])
+    with store.session() as s:
+        rows = {f.name: f for f in s.scalars(select(Feature))}
+        run = s.scalar(select(FeatureRun))
+    assert rows["radiomics_liver_stat_mean"].value == pytest.approx(
+        values["radiomics_liver_stat_mean"])
+    assert rows["radiomics_liver_stat_mean"].flags == {"radiomics": True}
+    assert rows["liver_volume_ml"].unit == "mL"
+    assert len(rows) == len(res.values) + len(values)  # rewritten, not duplicated
+    assert run.status == "done" and run.settings["radiomics"] is True
+    assert run.settings["radiomics_settings"]["bin_width"] == 25.0
+    assert np.isclose(run.seconds, 2.0)
+    store.dispose()

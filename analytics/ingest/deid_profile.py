@@ -332,7 +332,8 @@ SAFE_TEXT_KEYWORDS: frozenset[str] = frozenset({
     "SecondaryCaptureDeviceSoftwareVersions", "CodeValue", "CodingSchemeDesignator",
     "CodingSchemeVersion", "CodeMeaning", "LongCodeValue", "URNCodeValue",
     "CodingSchemeName", "CodingSchemeResponsibleOrganization", "MappingResourceName",
-    "SegmentAlgorithmName", "DimensionDescriptionLabel", "StackID", "ReconstructionMethod",
+    "SegmentAlgorithmName", "AlgorithmName", "AlgorithmVersion", "DimensionDescriptionLabel",
+    "StackID", "ReconstructionMethod",
     "ImplementationVersionName", "DeidentificationMethod", "InterventionDrugName",
 })
 

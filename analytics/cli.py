@@ -153,6 +153,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if not args.verbose:
+        _quiet_libraries()
     _load_handlers()
     try:
         settings = load_settings(args.home)
@@ -174,6 +176,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERNAL
     _emit(result, getattr(args, "json", False))
     return result.exit_code
+
+
+def _quiet_libraries() -> None:
+    """Keep the terminal for HepaTrack's own messages; -v shows the libraries' chatter."""
+    import warnings
+
+    # dask.distributed logs every scheduler/worker event at INFO through its own handlers
+    for name in ("distributed", "distributed.scheduler", "distributed.nanny",
+                 "distributed.core", "distributed.worker", "distributed.http.proxy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    # near-constant history columns in some landmark folds: the fit is penalised and sound
+    warnings.filterwarnings("ignore", message=r".*have very low variance.*")
 
 
 def _load_handlers() -> None:

@@ -21,6 +21,7 @@ at each horizon equals the risk shown.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +102,7 @@ def feature_groups(model: LandmarkModel) -> dict[str, str]:
     return out
 
 
+@functools.lru_cache(maxsize=1024)
 def clinical_label(feature: str) -> tuple[str, str]:
     """(label, unit) of a clinical feature or global history column, for display."""
     from analytics.models.landmark import GLOBAL_FEATURES, describe_column, feature_info
@@ -157,6 +159,8 @@ def risk_view(model: LandmarkModel, visits: pd.DataFrame, patient: str,
                 scan_uid.setdefault(round(float(t), 9), uid)
     groups = feature_groups(model)
     categorical = set(model.spec.categorical)
+    # plain per-column lists: row lookups in a DataFrame cost more than the scoring
+    values = {c: hist[c].tolist() for c in set(groups.values()) if c in hist.columns}
     points, contributions = [], []
     prev_ok: int | None = None
     for i, r in enumerate(rows):
@@ -176,19 +180,17 @@ def risk_view(model: LandmarkModel, visits: pd.DataFrame, patient: str,
             g = groups.get(col, col)
             by_group[g] = by_group.get(g, 0.0) + float(v)
         recs = []
-        for g, v in by_group.items():
+        for g, v in sorted(by_group.items(), key=lambda kv: -abs(kv[1])):
             label, unit = clinical_label(g)
-            value = _plain(hist[g].iloc[i]) if g in hist.columns else None
+            col = values.get(g)
+            value = _plain(col[i]) if col is not None else None
             change = None
-            if prev_ok is not None and g in hist.columns and g not in categorical:
-                a, b = hist[g].iloc[i], hist[g].iloc[prev_ok]
-                if pd.notna(a) and pd.notna(b):
-                    change = float(a) - float(b)
-            recs.append({"feature": g, "label": label, "unit": unit, "value": value,
-                         "change": change, "shap": v})
-        df = pd.DataFrame(recs, columns=list(CONTRIBUTION_COLUMNS))
-        df = df.reindex(df["shap"].abs().sort_values(ascending=False, kind="stable").index)
-        contributions.append(df.reset_index(drop=True))
+            if prev_ok is not None and col is not None and g not in categorical:
+                a, b = _plain(col[i]), _plain(col[prev_ok])
+                if isinstance(a, float) and isinstance(b, float):
+                    change = a - b
+            recs.append((g, label, unit, value, change, v))
+        contributions.append(pd.DataFrame(recs, columns=list(CONTRIBUTION_COLUMNS)))
         prev_ok = i
     pts = pd.DataFrame(points, columns=list(POINT_COLUMNS))
     for c in ("risk", "ci_low", "ci_high", "base_value", "model_output"):

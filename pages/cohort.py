@@ -6,7 +6,7 @@ from analytics import viz
 from analytics.errors import HepaTrackError
 from analytics.store.repo import KEY_BIOMARKERS
 from ui import cohort_view, dash, loaders, shell, tables
-from ui.format import column_config, fmt_count
+from ui.format import column_config, fmt_count, fmt_horizon
 from ui.session import COHORT, key
 
 ctx = shell.page_start()
@@ -35,7 +35,7 @@ if model_id is not None:
         model = dash.model(ctx, model_id)
         horizon = st.segmented_control(
             "Risk horizon", model.horizons, default=max(model.horizons),
-            format_func=lambda h: f"{h:g} years", key=key(COHORT, "horizon"),
+            format_func=fmt_horizon, key=key(COHORT, "horizon"),
             help="Risk of the model's endpoint within this many years of each visit")
         horizon = horizon or max(model.horizons)
         risk = dash.cohort_risk(ctx, model_id, horizon)

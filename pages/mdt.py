@@ -10,6 +10,7 @@ from analytics.auth import Permission, allowed
 from analytics.errors import HepaTrackError
 from analytics.mdt import add_note, meeting_name, notes_for, parse_meeting_list
 from ui import dash, jobs, loaders, mdt_view, patient_view, shell
+from ui.format import fmt_horizon
 from ui.mdt_view import CURRENT_KEY, LIST_KEY, MDT
 from ui.session import key
 
@@ -74,7 +75,7 @@ if model_id is not None:
     try:
         model = dash.model(ctx, model_id)
         horizon = st.segmented_control("Horizon", model.horizons, default=max(model.horizons),
-                                       format_func=lambda h: f"{h:g} years",
+                                       format_func=fmt_horizon,
                                        key=key(MDT, "horizon")) or max(model.horizons)
     except HepaTrackError as err:
         shell.show_error(err)

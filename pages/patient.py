@@ -8,7 +8,7 @@ from analytics.patient_risk import change_since_scan, waterfall_data
 from analytics.store.repo import KEY_BIOMARKERS
 from analytics.viz.prep import event_text
 from ui import dash, loaders, patient_view, shell
-from ui.format import column_config, fmt_date, fmt_years
+from ui.format import column_config, fmt_date, fmt_horizon, fmt_years
 from ui.session import PATIENT, adopt_query_param, key, publish_query_param
 
 ctx = shell.page_start()
@@ -73,7 +73,7 @@ else:
         model = dash.model(ctx, model_id)
         horizon = st.segmented_control(
             "Horizon", model.horizons, default=max(model.horizons),
-            format_func=lambda h: f"{h:g} years", key=key(PATIENT, "horizon")
+            format_func=fmt_horizon, key=key(PATIENT, "horizon")
         ) or max(model.horizons)
         dash.audit_once(ctx, "predict", patient=pseudonym, model_version=model_id,
                         detail={"horizon": float(horizon)})
@@ -119,10 +119,14 @@ if view is not None:
         with right:
             st.markdown("**What changed since the last scan**")
             st.plotly_chart(viz.change_chart(change), key=key(PATIENT, "change"))
-        if view.competing:
+        show_cif = view.competing and st.toggle(
+            f"Cumulative incidence of the competing events ({', '.join(view.competing)})",
+            key=key(PATIENT, "cif_on"),
+            help="Predicted from this visit by the model's cause-specific hazards; "
+                 "competing events are not treated as censoring")
+        if show_cif:
             from analytics.patient_risk import cumulative_incidence_curves
 
-            st.markdown("**Cumulative incidence with competing events** (predicted)")
             with shell.guard():
                 curves = cumulative_incidence_curves(model, dash.cohort(ctx).visits_of(
                     pseudonym), pseudonym, float(p["time"]))

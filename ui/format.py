@@ -63,3 +63,8 @@ def fmt_years(value: float | None, digits: int = 1) -> str:
 def fmt_count(n: int, singular: str, plural: str | None = None) -> str:
     """``"1 patient"`` / ``"3 patients"``."""
     return f"{n} {singular if n == 1 else (plural or singular + 's')}"
+
+
+def fmt_horizon(years: float) -> str:
+    """``"1 year"``, ``"2 years"``, ``"0.5 years"``."""
+    return f"{years:g} year" + ("" if years == 1 else "s")

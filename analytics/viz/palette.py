@@ -79,17 +79,28 @@ def series_colour(i: int) -> str:
 
 def apply_layout(fig: go.Figure, *, title: str | None = None, height: int | None = None
                  ) -> go.Figure:
-    """Shared look: white background, light grid, Okabe-Ito colourway. Returns ``fig``."""
-    fig.update_layout(
-        template="plotly_white",
-        colorway=list(QUALITATIVE),
-        title={"text": title} if title else None,
-        margin={"l": 60, "r": 20, "t": 50 if title else 20, "b": 50},
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
-        font={"size": 13},
-    )
+    """Shared look: white background, light grid, Okabe-Ito colourway. Returns ``fig``.
+
+    The layout is merged as a plain dict and assigned once: plotly's ``update_layout`` /
+    ``update_xaxes`` and a named template (deep-copied on assignment) cost ~15 ms per
+    figure, most of the time the patient page spends drawing.
+    """
+    lay = fig.layout.to_plotly_json()
+    look: dict = {
+        "template": "none", "paper_bgcolor": "white", "plot_bgcolor": "white",
+        "colorway": list(QUALITATIVE),
+        "margin": {"l": 60, "r": 20, "t": 50 if title else 20, "b": 50},
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0},
+        "font": {"size": 13},
+    }
+    if title:
+        look["title"] = {"text": title}
     if height is not None:
-        fig.update_layout(height=height)
-    fig.update_xaxes(gridcolor=GRID, zeroline=False)
-    fig.update_yaxes(gridcolor=GRID, zeroline=False)
+        look["height"] = height
+    for k, v in look.items():
+        lay[k] = {**lay[k], **v} if isinstance(v, dict) and isinstance(lay.get(k), dict) else v
+    axes = [k for k in lay if k.startswith(("xaxis", "yaxis"))] or []
+    for k in {*axes, "xaxis", "yaxis"}:
+        lay[k] = {**lay.get(k, {}), "gridcolor": GRID, "zeroline": False}
+    fig.layout = go.Layout(lay)
     return fig

@@ -24,6 +24,14 @@ def _page(browser, url: str, user: str = CLINICIAN):
     return page
 
 
+def choose(page, key: str, option: str) -> None:
+    """Pick ``option`` in the selectbox whose widget key is ``key`` (":" written "-")."""
+    box = page.locator(f".st-key-{key} input")
+    box.click()
+    box.fill(option)
+    page.keyboard.press("Enter")
+
+
 def _metric(page, label: str) -> str:
     box = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
     box.wait_for(timeout=UI_TIMEOUT_MS)
@@ -47,9 +55,11 @@ def test_cohort_and_patient(dashboard_server, chromium_browser):
         assert any("Current risk" in h for h in headers), headers
         shot(page, "cohort_risk")
 
-        # open an imaging patient by link; the risk section, explanation and key image
+        # open an imaging patient (a page load would be a new, signed-out session, so the
+        # menu and the patient selector are used); risk, explanation and key image show
         p = t.imaging[0]
-        page.goto(f"{url}/patient?patient={p}")
+        nav.get_by_text("Patient", exact=True).click()
+        choose(page, "patient-pseudonym", p)
         page.get_by_role("heading", name=re.compile(re.escape(p))).wait_for(
             timeout=UI_TIMEOUT_MS)
         three = _metric(page, "Risk within 3 y")
@@ -60,7 +70,7 @@ def test_cohort_and_patient(dashboard_server, chromium_browser):
         shot(page, "patient_risk")
 
         # change the horizon
-        page.get_by_role("button", name="1 years", exact=True).click()
+        page.get_by_role("button", name="1 year", exact=True).click()
         one = _metric(page, "Risk within 1 y")
         assert one.endswith("%")
         # change the visit: the first one on the visit slider

@@ -41,7 +41,7 @@ def train(args: argparse.Namespace, settings: Settings) -> CommandResult:
         payload = train_model(
             store, settings, cohort, kind=args.model, event=args.event,
             horizons=tuple(args.horizons), folds=args.cv,
-            repeats=getattr(args, "repeats", 2), n_bootstrap=getattr(args, "bootstrap", 100),
+            repeats=getattr(args, "repeats", 2), n_bootstrap=getattr(args, "bootstrap", 50),
             seed=getattr(args, "seed", 0), truth=truth)
     if truth_path:
         payload["truth_file"] = str(truth_path)

@@ -14,7 +14,7 @@ the labs for) are scored on the same landmark rows from the last values so far. 
 markers they give C-index and td-AUC directly; as a fold-wise Cox recalibration
 (score + landmark terms, fitted on the training folds) they give risks for the Brier
 score and calibration. The model's own C-index on the same rows is reported beside each,
-with patient-bootstrap 95% intervals of the score's discrimination (``ci``).
+with a patient-bootstrap 95% interval of the score's C-index (``ci``).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ class CVSettings:
     folds: int = 5
     repeats: int = 2
     seed: int = 0
-    n_bootstrap: int = 100
+    n_bootstrap: int = 50
     n_grid: int = 12
 
 
@@ -125,28 +125,32 @@ def _headline(m: dict, hs: list[float]) -> dict[str, float]:
     return out
 
 
-def _resample(frame: pd.DataFrame, pick: np.ndarray, by_patient: dict) -> pd.DataFrame:
-    parts = []
-    for k, pid in enumerate(pick):
-        part = frame.loc[by_patient[pid]]
-        parts.append(part.assign(patient=f"b{k}"))
-    return pd.concat(parts, ignore_index=True)
-
-
 def bootstrap_ci(frames: list[pd.DataFrame], metric_fn, n_bootstrap: int,
                  seed: int) -> dict[str, list[float]]:
-    """Percentile 95% intervals of ``metric_fn(frame) -> {name: value}`` by patient bootstrap."""
+    """Percentile 95% intervals of ``metric_fn(frame) -> {name: value}`` by patient bootstrap.
+
+    A patient drawn twice contributes two copies of all their rows, under two ids.
+    """
     if n_bootstrap <= 0:
         return {}
     rng = np.random.default_rng(seed + 104729)
     pats = frames[0]["patient"].unique()
-    by_patient = [fr.groupby("patient").groups for fr in frames]
+    positions = []
+    for fr in frames:
+        codes = pd.Categorical(fr["patient"], categories=pats).codes
+        order = np.argsort(codes, kind="stable")
+        starts = np.searchsorted(codes[order], np.arange(len(pats) + 1))
+        positions.append((order, starts))
     draws: dict[str, list[float]] = {}
     for b in range(n_bootstrap):
         r = b % len(frames)
-        pick = pats[rng.integers(0, len(pats), len(pats))]
-        vals = metric_fn(_resample(frames[r], pick, by_patient[r]))
-        for key, v in vals.items():
+        order, starts = positions[r]
+        pick = rng.integers(0, len(pats), len(pats))
+        lens = starts[pick + 1] - starts[pick]
+        idx = np.concatenate([order[starts[p]:starts[p + 1]] for p in pick])
+        sample = frames[r].iloc[idx].reset_index(drop=True)
+        sample["patient"] = np.repeat(np.arange(len(pick)), lens)
+        for key, v in metric_fn(sample).items():
             draws.setdefault(key, []).append(v)
     out = {}
     for key, v in draws.items():
@@ -223,7 +227,8 @@ def cross_validate(data: LandmarkData, kind: str = "cox", params: dict[str, Any]
            **res}
     res["calibration_slope"] = res["calibration"][f"{h_max:g}"]["slope"]
     res["ci"] = bootstrap_ci(
-        frames, lambda fr: _headline(landmark_metrics(fr, hs, h_max, grid), hs),
+        frames, lambda fr: _headline(landmark_metrics(fr, hs, h_max, grid, with_brier=False),
+                                     hs),
         cv.n_bootstrap, cv.seed)
     dca = net_benefit(frames[0]["duration"], frames[0]["code"], frames[0][f"risk_{h_max:g}"],
                       h_max, DCA_THRESHOLDS)
@@ -296,8 +301,7 @@ def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
         m = _mean_metrics(per_repeat, hs)
         m["calibration_slope"] = m["calibration"][f"{h_max:g}"]["slope"]
         m["model_c_index_same_rows"] = float(np.nanmean(model_c))
-        m["ci"] = bootstrap_ci(marked, lambda fr: _marker_headline(fr, hs, h_max),
-                               cv.n_bootstrap, cv.seed)
+        m["ci"] = bootstrap_ci(marked, _marker_c_index, cv.n_bootstrap, cv.seed)
         m["coverage"] = float(ok.mean())
         d = CLINICAL_SCORES.get(name)
         m["label"] = getattr(d, "label", name)
@@ -306,10 +310,16 @@ def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
     return out
 
 
-def _marker_headline(fr: pd.DataFrame, hs: list[float], h_max: float) -> dict[str, float]:
-    m = landmark_metrics(fr, hs, h_max, score="score")
-    return {"c_index": m["c_index"], "uno_c": m["uno_c"],
-            **{f"td_auc_{h:g}": m["td_auc"][f"{h:g}"] for h in hs}}
+def _marker_c_index(fr: pd.DataFrame) -> dict[str, float]:
+    """Pooled within-landmark Harrell's C of the ``score`` column (bootstrap statistic)."""
+    from analytics.models.validation import harrell_c
+
+    num = den = 0
+    for _, g in fr.groupby("landmark", sort=False):
+        _, a, b = harrell_c(g["duration"].to_numpy(), g["code"].to_numpy(),
+                            g["score"].to_numpy())
+        num, den = num + a, den + b
+    return {"c_index": num / den if den else float("nan")}
 
 
 def _recalibrated_risk(sub: pd.DataFrame, times: list[float]) -> np.ndarray:

@@ -155,7 +155,7 @@ def truth_for_cohort(truth: Truth, store: Store | None, cohort: CohortTable) -> 
 def train_model(store: Store, settings: Settings, cohort: CohortTable, *, kind: str = "cox",
                 event: str | list[str] | None = None,
                 horizons: tuple[float, ...] | list[float] = (1.0, 2.0, 3.0),
-                folds: int = 5, repeats: int = 2, n_bootstrap: int = 100, seed: int = 0,
+                folds: int = 5, repeats: int = 2, n_bootstrap: int = 50, seed: int = 0,
                 params: dict[str, Any] | None = None, truth: Truth | None = None,
                 landmark: LandmarkSettings | None = None, activate: bool = True,
                 created_by: str | None = None) -> dict[str, Any]:

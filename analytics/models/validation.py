@@ -318,7 +318,7 @@ def _wmean(values: list[float], weights: list[float]) -> float:
 
 def landmark_metrics(frame: pd.DataFrame, horizons: list[float], h_max: float,
                      grid: np.ndarray | None = None, with_calibration: bool = True,
-                     score: str | None = None) -> dict:
+                     score: str | None = None, with_brier: bool = True) -> dict:
     """Every metric on stacked landmark predictions.
 
     Parameters
@@ -353,7 +353,7 @@ def landmark_metrics(frame: pd.DataFrame, horizons: list[float], h_max: float,
             col = marker if score else f"cs_risk_{h:g}"
             td[h][0].append(td_auc(t, c, g[col].to_numpy(float), h))
             td[h][1].append(int(((c == 1) & (t <= h)).sum()))
-            if not score:
+            if not score and with_brier:
                 br[h][0].append(brier(t, c, g[col].to_numpy(float), h))
                 br[h][1].append(len(g))
                 if with_calibration:

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--horizons", type=_float_list, default=[1.0, 2.0, 3.0])
     s.add_argument("--cv", type=int, default=5)
     s.add_argument("--repeats", type=int, default=2, help="repeats of the K-fold CV")
-    s.add_argument("--bootstrap", type=int, default=100,
+    s.add_argument("--bootstrap", type=int, default=50,
                    help="patient-bootstrap replicates for 95%% intervals")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--truth", default=None,

@@ -138,11 +138,14 @@ class LandmarkModel:
 
     def risk(self, X: pd.DataFrame, horizons: list[float] | None = None,
              interest: SurvivalEstimator | None = None,
-             cause_specific: bool = False) -> np.ndarray:
+             cause_specific: bool = False,
+             competing_cumhaz: np.ndarray | None = None) -> np.ndarray:
         """Cumulative incidence of the endpoint by each horizon, shape ``(n, len(h))``.
 
         ``cause_specific``: ``1 - exp(-A_1(h))`` instead, the endpoint's risk were no
         competing event possible (what metrics that censor competing events assess).
+        ``competing_cumhaz``: the competing causes' summed cumulative hazards on
+        ``_grid(horizons)`` when already computed (``len(X) <= _CHUNK``).
         """
         hs = np.asarray(horizons or self.horizons, np.float64)
         interest = interest or self.estimators["interest"]
@@ -155,7 +158,9 @@ class LandmarkModel:
         for start in range(0, len(x), _CHUNK):
             xs = x[start:start + _CHUNK]
             a1 = interest.cumulative_hazard(xs, grid)
-            a_all = a1 + sum(e.cumulative_hazard(xs, grid) for e in others)
+            a_others = (competing_cumhaz if competing_cumhaz is not None and len(x) <= _CHUNK
+                        else self.competing_cumhaz(xs, grid))
+            a_all = a1 + a_others
             d1 = np.diff(a1, axis=1, prepend=0.0)
             da = np.diff(a_all, axis=1, prepend=0.0)
             s_prev = np.exp(-np.concatenate([np.zeros((len(xs), 1)), a_all[:, :-1]], axis=1))
@@ -165,6 +170,12 @@ class LandmarkModel:
             cif = np.cumsum(inc, axis=1)
             out[start:start + _CHUNK] = cif[:, np.searchsorted(grid, hs)]
         return np.clip(out, 0.0, 1.0)
+
+    def competing_cumhaz(self, x: np.ndarray, grid: np.ndarray) -> np.ndarray:
+        """Summed cumulative hazard of every competing cause on ``grid``."""
+        others = [e for c, e in self.estimators.items() if c != "interest"]
+        return sum((e.cumulative_hazard(x, grid) for e in others),
+                   np.zeros((len(x), len(grid))))
 
     def _grid(self, hs: np.ndarray) -> np.ndarray:
         cache = self.__dict__.setdefault("_grid_cache", {})
@@ -202,8 +213,14 @@ class LandmarkModel:
             return out
         if not self.ensemble:
             return None
-        draws = np.column_stack([self.risk(X, [horizon], interest=m)[:, 0]
-                                 for m in self.ensemble])
+        draws = np.empty((len(X), len(self.ensemble)))
+        for a in range(0, len(X), _CHUNK):
+            xs = X[a:a + _CHUNK]
+            comp = (self.competing_cumhaz(xs, self._grid(np.array([horizon])))
+                    if len(self.estimators) > 1 else None)
+            for j, m in enumerate(self.ensemble):  # competing causes computed once
+                draws[a:a + _CHUNK, j] = self.risk(xs, [horizon], interest=m,
+                                                   competing_cumhaz=comp)[:, 0]
         return np.column_stack([np.quantile(draws, 0.025, axis=1),
                                 np.quantile(draws, 0.975, axis=1)])
 
@@ -281,20 +298,24 @@ def _visit_landmarks(visits: pd.DataFrame, at: float | None) -> pd.DataFrame:
     return out
 
 
-def _date_at(visits: pd.DataFrame, t: float) -> str | None:
+def _visit_dates(visits: pd.DataFrame) -> tuple[np.ndarray, list[pd.Timestamp]]:
+    """Times and dates of the dated visits."""
     if "date" not in visits:
-        return None
+        return np.empty(0), []
     d = pd.to_datetime(visits["date"], errors="coerce")
     ok = d.notna().to_numpy()
-    if not ok.any():
+    return visits["time"].to_numpy(float)[ok], list(d[ok])
+
+
+def _date_at(dated: tuple[np.ndarray, list[pd.Timestamp]], t: float) -> str | None:
+    times, dates = dated
+    if not len(times):
         return None
-    exact = ok & (np.abs(visits["time"].to_numpy(float) - t) < 1e-9)
-    if exact.any():
-        return d[exact].iloc[0].date().isoformat()
-    # same day offset as the nearest dated visit (times are years since baseline)
-    i = int(np.argmin(np.abs(visits["time"].to_numpy(float)[ok] - t)))
-    ref_t, ref_d = float(visits["time"].to_numpy(float)[ok][i]), d[ok].iloc[i]
-    return (ref_d + pd.Timedelta(days=round((t - ref_t) * 365.25))).date().isoformat()
+    # the nearest dated visit, moved by the time difference (times: years since baseline)
+    i = int(np.argmin(np.abs(times - t)))
+    if abs(times[i] - t) < 1e-9:
+        return dates[i].date().isoformat()
+    return (dates[i] + pd.Timedelta(days=round((t - times[i]) * 365.25))).date().isoformat()
 
 
 def patient_trajectory(model: LandmarkModel, visits: pd.DataFrame, patient: str,
@@ -348,11 +369,12 @@ def patient_trajectory(model: LandmarkModel, visits: pd.DataFrame, patient: str,
     ci = model.risk_interval(X, h)
     expl = explain(model, X, horizon=h)
     hist_arrays = {c: hist[c].to_numpy() for c in hist.columns}
+    dated = _visit_dates(pv)
     out_rows = []
     prev_ok: int | None = None
     for i in range(len(hist)):
         t = float(lm["landmark"][i])
-        row: dict[str, Any] = {"time": t, "date": _date_at(pv, t), "horizon": h,
+        row: dict[str, Any] = {"time": t, "date": _date_at(dated, t), "horizon": h,
                                "model_id": model.model_id, "requested": bool(lm["requested"][i]),
                                "shap_scale": expl.scale}
         if reasons[i]:

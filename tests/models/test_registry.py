@@ -227,3 +227,22 @@ def test_domain_checks_each_rule():
     assert "'X' not seen in training" in reasons[3]
     assert "modality MR not in the training data" in reasons[4]
     assert "contrast phase arterial not in the training data" in reasons[5]
+
+
+def test_rsf_round_trip_verifies_its_pickles(tmp_path, cohort):
+    c, _ = cohort
+    settings = load_settings(tmp_path / "home")
+    store = open_store(settings)
+    p = train_model(store, settings, c, kind="rsf", event="decompensation", folds=2,
+                    repeats=1, n_bootstrap=0, params={"n_estimators": 15})
+    model = load_model(store, settings, p["model_id"])
+    pid = c.visits["patient"].iloc[0]
+    tr = patient_trajectory(model, c.visits, pid, horizon=1.0)
+    row = next(r for r in tr["trajectory"] if r["risk"] is not None)
+    assert row["shap_scale"] == "risk" and row["ci"] is None
+    assert row["base_value"] + sum(row["shap"].values()) == pytest.approx(row["risk"], abs=1e-9)
+    pkl = next((settings.models_dir / p["model_id"]).glob("estimator-interest.pkl"))
+    pkl.write_bytes(pkl.read_bytes() + b"\0")
+    with pytest.raises(ModelIntegrityError, match="sha256 mismatch; refusing to load"):
+        load_model(store, settings, p["model_id"])
+    store.dispose()

@@ -246,3 +246,19 @@ def test_rsf_round_trip_verifies_its_pickles(tmp_path, cohort):
     with pytest.raises(ModelIntegrityError, match="sha256 mismatch; refusing to load"):
         load_model(store, settings, p["model_id"])
     store.dispose()
+
+
+def test_registry_on_sqlite_and_postgresql(tmp_path, db_url, cohort):
+    from dataclasses import replace
+
+    c, _ = cohort
+    settings = replace(load_settings(tmp_path / "home"), db_url=db_url)
+    store = open_store(settings)
+    p = train_model(store, settings, c, kind="cox", event="decompensation", folds=2,
+                    repeats=1, n_bootstrap=0)
+    model = load_model(store, settings)
+    assert model.model_id == p["model_id"]
+    with store.session() as s:
+        rec = s.execute(select(ModelRecord)).scalar_one()
+    assert rec.active and rec.metrics["cv"]["c_index"] == pytest.approx(p["cv"]["c_index"])
+    store.dispose()

@@ -87,6 +87,7 @@ if risk is not None and model is not None:
         st.info(f"No risk groups: {err}", icon=":material/info:")
     left, right = st.columns(2)
     with left:
+        st.markdown("**Current risk**")
         st.plotly_chart(viz.risk_distribution(risk, event=model.events.label, horizon=horizon,
                                               cuts=gi.cuts if gi else None),
                         key=key(COHORT, "risk_hist"))
@@ -94,6 +95,7 @@ if risk is not None and model is not None:
                    "Dashed lines: the cut points of the risk groups (thirds).")
     if gi is not None:
         with right:
+            st.markdown("**Cumulative incidence by predicted-risk group**")
             st.plotly_chart(viz.incidence_by_risk_group(gi), key=key(COHORT, "incidence"))
             st.caption(cohort_view.incidence_caption(gi))
 

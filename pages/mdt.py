@@ -121,7 +121,7 @@ with right:
 st.divider()
 if st.session_state.get(CURRENT_KEY) not in chosen:
     st.session_state[CURRENT_KEY] = chosen[0]
-nav = st.columns([1, 4, 1])
+nav = st.columns([1.4, 4, 1.4])
 nav[0].button("Previous", on_click=mdt_view.step, args=(-1,), key=key(MDT, "prev"),
               icon=":material/arrow_back:", width="stretch")
 pseudonym = nav[1].selectbox("Patient", chosen, key=CURRENT_KEY, format_func=label,
@@ -165,7 +165,9 @@ with top_left:
             ch = change_since_scan(view, i)
             if ch.attrs.get("risk_change") is not None:
                 m[1].metric(f"Since the {ch.attrs['reference_kind']}",
-                            f"{100 * ch.attrs['risk_change']:+.0f} points")
+                            f"{100 * ch.attrs['risk_change']:+.0f} pp",
+                            help=f"percentage points since the {ch.attrs['reference_kind']} "
+                                 f"at {ch.attrs['reference_time']:.1f} y")
         m[2].metric("Visits scored", int(view.points["assessable"].sum()))
         fig = viz.risk_trajectory(view.points, event=view.event, horizon=view.horizon,
                                   outcome_event=outcome.event if outcome else None,
@@ -174,7 +176,8 @@ with top_left:
                                   if i is not None else None, height=420 if large else 340)
         if font:
             fig.update_layout(font={"size": font})
-        st.plotly_chart(fig, key=key(MDT, "risk"))
+        # the Streamlit chart theme sets its own (small) fonts: off in projector mode
+        st.plotly_chart(fig, key=key(MDT, "risk"), theme=None if large else "streamlit")
         if i is not None:
             st.markdown("**Why:** " + "; ".join(mdt_view.sentences(view.contributions[i],
                                                                   view.horizon)) + ".")
@@ -194,12 +197,17 @@ with top_right:
         except HepaTrackError as err:
             shell.show_error(err)
 
-st.dataframe(patient_view.summary_table(detail.biomarkers, detail.visits), hide_index=True,
-             key=key(MDT, "biomarkers"),
-             column_config={"Latest": st.column_config.NumberColumn(format="%.4g"),
-                            "Previous": st.column_config.NumberColumn(format="%.4g"),
-                            "Change": st.column_config.NumberColumn(format="%+.3g"),
-                            "At (y)": st.column_config.NumberColumn(format="%.1f")})
+summary = patient_view.summary_table(detail.biomarkers, detail.visits)
+if large and not summary.empty:  # an HTML table takes the page's large font
+    st.table(summary.style.format({"Latest": "{:.4g}", "Previous": "{:.4g}",
+                                   "Change": "{:+.3g}", "At (y)": "{:.1f}"}, na_rep="—"),
+             hide_index=True)
+elif not large:
+    st.dataframe(summary, hide_index=True, key=key(MDT, "biomarkers"),
+                 column_config={"Latest": st.column_config.NumberColumn(format="%.4g"),
+                                "Previous": st.column_config.NumberColumn(format="%.4g"),
+                                "Change": st.column_config.NumberColumn(format="%+.3g"),
+                                "At (y)": st.column_config.NumberColumn(format="%.1f")})
 
 # ----------------------------------------------------------------------------- notes
 if allowed(who, Permission.VIEW_IDENTIFIED):

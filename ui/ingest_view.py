@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -17,21 +21,53 @@ RESULT_COLUMNS = ("item", "outcome", "patient", "study_date", "modality", "slice
                   "reason")
 #: feature extraction after ingest runs in this many worker processes
 FEATURE_WORKERS = 1
+#: longest a single series' feature extraction may take from the dashboard
+FEATURE_TIMEOUT_S = 1800
 
 
-def _features(job: Job, store: Store, settings: Settings, series: list[str]):
-    """Extract features of the new series (``analytics.features.batch.run_batch``)."""
-    from analytics.features.batch import run_batch
+@dataclass
+class FeatureSummary:
+    """Outcome of the feature extraction that follows an ingest."""
 
+    series_done: list[str] = field(default_factory=list)
+    series_failed: list[dict[str, str]] = field(default_factory=list)
+
+
+def _features(job: Job, settings: Settings, series: list[str]) -> FeatureSummary | None:
+    """Extract features of the new series, one ``hepatrack features --series`` process
+    each (``analytics.features.batch.run_batch`` there).
+
+    A separate process, not the dashboard's: dask's worker processes are spawned by
+    re-running the parent's main script, which in the dashboard is the Streamlit app,
+    and a large CT's arrays stay out of the server's memory.
+    """
     if not series:
         return None
-    job.report(f"extracting features of {len(series)} series", 0.0)
-
-    def progress(done: int, total: int, uid: str) -> None:
-        job.report(f"features: {done} of {total} series", done / max(1, total))
+    out = FeatureSummary()
+    for n, uid in enumerate(series, start=1):
+        job.report(f"features: series {n} of {len(series)}", (n - 1) / len(series))
+        cmd = [sys.executable, "-m", "analytics", "--home", str(settings.home), "features",
+               "--series", uid, "--workers", str(FEATURE_WORKERS), "--json"]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True,
+                                  timeout=FEATURE_TIMEOUT_S, check=False)
+        except subprocess.TimeoutExpired:
+            out.series_failed.append({"series_uid": uid, "reason": "feature extraction took "
+                                      f"longer than {FEATURE_TIMEOUT_S} s"})
+            continue
+        try:
+            payload = json.loads(proc.stdout) if proc.returncode == 0 else None
+        except ValueError:
+            payload = None
+        if payload is None:
+            last = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
+            out.series_failed.append({"series_uid": uid, "reason": last[0][:500]})
+            continue
+        out.series_done += list(payload.get("done", []))
+        out.series_failed += list(payload.get("series_failed", []))
         job.log(f"features done: series …{uid[-12:]}")
-
-    return run_batch(store, settings, series, workers=FEATURE_WORKERS, progress=progress)
+    job.report(f"features: {len(out.series_done)} of {len(series)} series done", 1.0)
+    return out
 
 
 def _new_complete(report) -> list[str]:
@@ -58,7 +94,7 @@ def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
     for s in report.series:
         job.log(f"series …{s['series_uid'][-12:]}: {s.get('slices')} slices, "
                 f"{'already stored' if s.get('already_stored') else s.get('status')}")
-    batch = _features(job, store, settings, _new_complete(report)) if extract else None
+    batch = _features(job, settings, _new_complete(report)) if extract else None
     return {"report": report, "features": batch, "names": [n for n, _b in files]}
 
 
@@ -71,7 +107,7 @@ def link_pacs_job(job: Job, store: Store, settings: Settings, actor: Actor,
     with audit.audited(store, actor, "pacs_link",
                        detail={"step": "retrieve", "studies": len(urls), "pacs": pacs_name}):
         report = ingest_sources(list(urls), settings, store, progress=job.report, user=actor)
-    batch = _features(job, store, settings, _new_complete(report)) if extract else None
+    batch = _features(job, settings, _new_complete(report)) if extract else None
     return {"report": report, "features": batch, "names": []}
 
 

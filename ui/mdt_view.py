@@ -21,11 +21,14 @@ CURRENT_KEY = key(MDT, "current")
 #: projector mode: larger text everywhere on the page (figures get their own font size)
 LARGE_FONT_CSS = """
 <style>
-[data-testid="stMain"] { font-size: 1.35rem; }
 [data-testid="stMain"] p, [data-testid="stMain"] li, [data-testid="stMain"] label,
-[data-testid="stMain"] [data-testid="stMarkdownContainer"] { font-size: 1.35rem !important; }
-[data-testid="stMain"] [data-testid="stMetricValue"] { font-size: 3rem !important; }
-[data-testid="stMain"] [data-testid="stMetricLabel"] p { font-size: 1.2rem !important; }
+[data-testid="stMain"] [data-testid="stMarkdownContainer"],
+[data-testid="stMain"] [data-testid="stTable"] td,
+[data-testid="stMain"] [data-testid="stTable"] th { font-size: 1.35rem !important; }
+[data-testid="stMain"] [data-testid="stMetricValue"],
+[data-testid="stMain"] [data-testid="stMetricValue"] * { font-size: 3.4rem !important; }
+[data-testid="stMain"] [data-testid="stMetricLabel"],
+[data-testid="stMain"] [data-testid="stMetricLabel"] * { font-size: 1.3rem !important; }
 [data-testid="stMain"] h1 { font-size: 3rem !important; }
 [data-testid="stMain"] h2, [data-testid="stMain"] h3 { font-size: 2.2rem !important; }
 </style>

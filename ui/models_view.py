@@ -56,7 +56,12 @@ def models_display(models: list[dict[str, Any]]) -> pd.DataFrame:
     df["horizons"] = df["horizons"].map(lambda hs: ", ".join(f"{float(h):g}" for h in hs)
                                         if isinstance(hs, list) else hs)
     df["active"] = df["active"].map(lambda a: "active" if a else "")
-    return df
+    df["c_index"] = df["c_index"].map(lambda x: f"{x:.3f}" if isinstance(x, float) else "—")
+    df["created_at"] = df["created_at"].map(lambda x: str(x)[:16].replace("T", " ")
+                                            if x else "—")
+    return df.rename(columns={"model_id": "Model", "kind": "Kind", "event": "Endpoint",
+                              "horizons": "Horizons (y)", "active": "Active",
+                              "c_index": "C-index (CV)", "created_at": "Created (UTC)"})
 
 
 def train_job(job: Job, store: Store, settings: Settings, actor: Actor, *, kind: str,

@@ -80,7 +80,8 @@ def td_auc_plot(td: pd.DataFrame, *, height: int = 340) -> go.Figure:
             hovertemplate=f"{h:g} y at landmark " + "%{x:.1f} y: AUC %{y:.3f}"
             " (n=%{customdata[0]}, events %{customdata[1]})<extra></extra>"))
     fig.update_xaxes(title="Landmark time (years since baseline)")
-    fig.update_yaxes(title="Time-dependent AUC", range=[0.3, 1.0])
+    low = float(np.nanmin(td["td_auc"].to_numpy(float)))
+    fig.update_yaxes(title="Time-dependent AUC", range=[min(0.3, low - 0.05), 1.0])
     return apply_layout(fig, height=height)
 
 

@@ -171,10 +171,21 @@ def shap_waterfall(steps: pd.DataFrame, *, title: str | None = None,
         totals={"marker": {"color": NEUTRAL}},
         connector={"line": {"color": "#BBBBBB", "width": 1}},
         hovertemplate="%{y}: %{text}<extra></extra>"))
+    ends = np.concatenate([steps["start"].to_numpy(float), steps["end"].to_numpy(float),
+                           [0.0]])
     fig.update_yaxes(autorange="reversed", title=None)
-    fig.update_xaxes(title=f"Contribution to the {scale_text(steps.attrs.get('scale', ''))}")
+    # room for the value labels outside the bars on both sides
+    fig.update_xaxes(title=f"Contribution ({scale_text(steps.attrs.get('scale', ''))})",
+                     range=_padded(ends))
+    fig.update_traces(cliponaxis=False)
     fig.update_layout(showlegend=False)
     return apply_layout(fig, title=title, height=height or 120 + 32 * len(steps))
+
+
+def _padded(values: np.ndarray, pad: float = 0.22) -> list[float]:
+    lo, hi = float(np.nanmin(values)), float(np.nanmax(values))
+    w = max(hi - lo, 1e-6)
+    return [lo - pad * w, hi + pad * w]
 
 
 def change_chart(change: pd.DataFrame, *, height: int | None = None) -> go.Figure:
@@ -208,7 +219,8 @@ def change_chart(change: pd.DataFrame, *, height: int | None = None) -> go.Figur
     fig.update_yaxes(autorange="reversed", title=None)
     fig.update_xaxes(title="Change of contribution (log relative hazard)"
                      if change.attrs.get("scale", "log_hazard") == "log_hazard"
-                     else "Change of contribution")
+                     else "Change of contribution", range=_padded(np.append(vals, 0.0)))
+    fig.update_traces(cliponaxis=False)
     fig.update_layout(showlegend=False)
     return apply_layout(fig, title=title, height=height or 110 + 30 * len(change))
 

@@ -65,16 +65,14 @@ def incidence_by_risk_group(gi, *, height: int = 480) -> go.Figure:
             text=[str(int(n)) for n in ar["n_at_risk"]], textfont={"color": colour},
             showlegend=False, hovertemplate=f"{name}: " + "%{text} at risk at %{x:g} y"
             "<extra></extra>"), row=2, col=1)
-    what = ("1 - Kaplan-Meier" if gi.method == "kaplan_meier"
-            else "Aalen-Johansen (competing events not censored)")
     fig.update_yaxes(title=f"Observed {event_text(gi.event)} (%)", ticksuffix="%",
                      rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title="At risk", categoryorder="array",
                      categoryarray=list(reversed(order)), showgrid=False, row=2, col=1)
     fig.update_xaxes(title="Years after the first visit", row=2, col=1)
-    fig = apply_layout(fig, title=f"Cumulative incidence by predicted-risk group ({what})",
-                       height=height)
-    fig.update_layout(margin={"t": 90})
+    # the estimator and the grouping are named in the caption beside the chart
+    fig = apply_layout(fig, height=height)
+    fig.update_layout(margin={"t": 80})
     return fig
 
 

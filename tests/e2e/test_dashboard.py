@@ -70,7 +70,7 @@ def test_cohort_and_patient(dashboard_server, chromium_browser):
         shot(page, "patient_risk")
 
         # change the horizon
-        page.get_by_role("button", name="1 year", exact=True).click()
+        page.locator(".st-key-patient-horizon").get_by_text("1 year", exact=True).click()
         one = _metric(page, "Risk within 1 y")
         assert one.endswith("%")
         # change the visit: the first one on the visit slider

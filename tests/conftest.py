@@ -11,6 +11,18 @@ from analytics.config import Settings, load_settings
 from tests import services
 
 
+@pytest.fixture(autouse=True)
+def _restore_main_module() -> Iterator[None]:
+    """Streamlit's AppTest runs app.py as ``__main__`` and leaves it in ``sys.modules``;
+    spawned worker processes (dask nannies, parse workers) would then re-run app.py."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    yield
+    if main is not None:
+        sys.modules["__main__"] = main
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[services.PostgresServer]:
     with services.postgres_server() as pg:

@@ -20,7 +20,7 @@ import pytest
 from analytics.config import Settings
 from analytics.store import open_store
 from tests import services
-from tests.store.seed import seed_small_cohort
+from tests.app.conftest import seed_without_model
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
@@ -90,7 +90,7 @@ def test_login_gate_and_cohort_page_in_a_real_browser(settings: Settings, tmp_pa
     from analytics import auth
 
     store = open_store(settings)
-    seed_small_cohort(store)
+    seed_without_model(store)  # the seed's registry row has no artifact
     auth.create_user(store, "ana", "researcher", PW)
     auth.create_user(store, "dr.who", "clinician", PW)
     store.dispose()
@@ -135,7 +135,7 @@ def test_login_gate_and_cohort_page_in_a_real_browser(settings: Settings, tmp_pa
             assert {"HT-0001", "HT-0002", "HT-0003"} <= shown
             assert not any("Doe" in c or "Roe" in c for c in shown)  # researcher view
             # pseudonyms are visible to a person on the follow-up chart's axis
-            assert page.locator("svg text", has_text="HT-0001").first.is_visible()
+            page.locator("svg text", has_text="HT-0001").first.wait_for(timeout=UI_TIMEOUT_MS)
             sidebar = page.locator('[data-testid="stSidebar"]')
             assert "3 patients" in sidebar.inner_text()
             page.screenshot(path=str(SCREENSHOTS / "cohort.png"), full_page=True)
@@ -153,7 +153,9 @@ def test_login_gate_and_cohort_page_in_a_real_browser(settings: Settings, tmp_pa
 
             page.get_by_role("button", name="Sign out").click()
             page.get_by_role("button", name="Sign in").wait_for(timeout=UI_TIMEOUT_MS)
-            assert "HT-000" not in page.locator("body").inner_text()
+            # the previous page's elements are removed when the login run ends
+            page.wait_for_function("() => !document.body.innerText.includes('HT-000')",
+                                   timeout=UI_TIMEOUT_MS)
         finally:
             browser.close()
     assert (SCREENSHOTS / "cohort.png").stat().st_size > 10_000

@@ -95,7 +95,7 @@ if view is not None:
         outcome_time=outcome.time_years if outcome else None,
         selected_time=float(p["time"])), key=key(PATIENT, "risk"))
     st.caption(f"Model `{view.model_id}` · risk of {event_text(view.event)} within "
-               f"{view.horizon:g} years of each visit, from the history up to that visit; "
+               f"{fmt_horizon(view.horizon)} of each visit, from the history up to that visit; "
                "band: 95% interval. Visits outside the model's training domain get no number.")
     if not p["assessable"]:
         st.warning(f"The visit at {p['time']:.1f} y is not assessable: {p['reason']}",

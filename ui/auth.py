@@ -26,7 +26,6 @@ from ui.session import VIEWER_KEY, Viewer
 
 CLOCK_KEY = "auth:clock"
 SESSION_ID_KEY = "auth:session_id"
-VIEWED_KEY = "auth:viewed"
 LOGIN_FORM = "auth:login"
 
 
@@ -52,8 +51,11 @@ def _start_session(viewer: Viewer, settings: Settings) -> None:
 
 
 def _end_session() -> None:
-    for k in (VIEWER_KEY, CLOCK_KEY, VIEWED_KEY):
-        st.session_state.pop(k, None)
+    # everything the user left in the session (selections, audit dedup, widget values) goes
+    # too, so the next person to sign in on this browser starts clean
+    for k in list(st.session_state.keys()):
+        if k != SESSION_ID_KEY:
+            del st.session_state[k]
     st.cache_data.clear()  # session-scoped entries of this user go with the session
 
 
@@ -138,21 +140,3 @@ def logout(store: Store, viewer: Viewer) -> None:
 def actor(viewer: Viewer) -> audit.Actor:
     """The engine's audit Actor for a viewer."""
     return audit.Actor(viewer.username, viewer.role, viewer.session_id)
-
-
-def record_view(store: Store, viewer: Viewer, action: str, *, patient: str | None = None,
-                uids: list[str] | None = None, model_version: str | None = None) -> None:
-    """Audit a view once per change of what is viewed (not on every rerun).
-
-    Raises
-    ------
-    AuditError
-        If the record cannot be written: the caller's ``guard()`` shows it and the page
-        stops before any patient data renders.
-    """
-    what = (action, patient, tuple(uids or ()), model_version)
-    if st.session_state.get(VIEWED_KEY) == what:
-        return
-    audit.record(store, actor(viewer), action, patient=patient, uids=uids,
-                 model_version=model_version)
-    st.session_state[VIEWED_KEY] = what

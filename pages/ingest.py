@@ -30,18 +30,13 @@ def job_panel() -> None:
     job: jobs.Job | None = st.session_state.get(JOB_KEY)
     if job is None:
         return
-    dash.job_status(job)
-    if job.running:
-        return
-    job.raise_bug()
-    if job.error is not None:
-        shell.show_error(job.error)
+    result = dash.settled_job(job)
+    if result is None:
         return
     if not st.session_state.get(key(INGEST, f"seen-{job.id}")):
         st.session_state[key(INGEST, f"seen-{job.id}")] = True
         dash.clear()  # new series and features: cohort-level caches are stale
         st.rerun(scope="app")
-    result = job.result
     c = ingest_view.counts(result)
     m = st.columns(5)
     m[0].metric("Series stored", c["series"])

@@ -97,14 +97,10 @@ def export_panel() -> None:
     job: jobs.Job | None = st.session_state.get(JOB_KEY)
     if job is None:
         return
-    dash.job_status(job, done_text="ready")
-    if job.running:
+    result = dash.settled_job(job, done_text="ready")
+    if result is None:
         return
-    job.raise_bug()
-    if job.error is not None:
-        shell.show_error(job.error)
-        return
-    res = job.result
+    res = result
     st.download_button(f"Download the pack ({res.pages} pages, "
                        f"{'identified' if res.identified else 'pseudonymised'})",
                        res.pdf, file_name=f"hepatrack-mdt-{day.isoformat()}.pdf",

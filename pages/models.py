@@ -33,20 +33,16 @@ def train_panel() -> None:
     job: jobs.Job | None = st.session_state.get(JOB_KEY)
     if job is None:
         return
-    dash.job_status(job, done_text="trained")
-    if job.running:
-        return
-    job.raise_bug()
-    if job.error is not None:
-        shell.show_error(job.error)
+    result = dash.settled_job(job, done_text="trained")
+    if result is None:
         return
     if not st.session_state.get(key(MODELS, f"seen-{job.id}")):
         st.session_state[key(MODELS, f"seen-{job.id}")] = True
-        st.session_state[key(MODELS, "model")] = job.result["model_id"]
+        st.session_state[key(MODELS, "model")] = result["model_id"]
         dash.clear()
         st.rerun(scope="app")
-    cv = job.result["cv"]
-    st.success(f"Model {job.result['model_id']} trained on {job.result['n_patients']} "
+    cv = result["cv"]
+    st.success(f"Model {result['model_id']} trained on {result['n_patients']} "
                f"patients: cross-validated C-index {cv['c_index']:.3f}.",
                icon=":material/check_circle:")
 

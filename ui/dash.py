@@ -277,3 +277,21 @@ def job_status(job: jobs.Job, *, done_text: str | None = None) -> dict[str, Any]
         for line in snap["lines"][-12:]:
             st.text(line)
     return snap
+
+
+def settled_job(job: jobs.Job, *, done_text: str | None = None) -> Any | None:
+    """Draw a job's status; return its result once it finished, else None.
+
+    A typed engine error is shown with its hint (``None`` returned); any other exception
+    in the job is a bug and is re-raised here so it surfaces.
+    """
+    from ui import shell  # shell imports the loaders this module builds on
+
+    job_status(job, done_text=done_text)
+    if job.running:
+        return None
+    job.raise_bug()
+    if job.error is not None:
+        shell.show_error(job.error)
+        return None
+    return job.result

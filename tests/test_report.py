@@ -115,6 +115,14 @@ def test_researcher_gets_a_pseudonymised_pack_only(home):
     text = _flat(_text(res.pdf)[0])
     real = next(k for k, v in t.pseudonyms.items() if v == t.imaging[0])
     assert real not in text and "Pseudonymised" in text
+    from analytics.store.schema import IdentityMap
+
+    with store.session() as s:
+        names = [n for n in s.execute(select(IdentityMap.patient_name)).scalars() if n]
+    assert names, "the synthetic cohort's identity map should hold real names"
+    for name in names:  # neither DICOM form nor the readable one reaches the pack
+        for part in (p for p in name.split("^") if len(p) > 2):  # not middle initials
+            assert part.lower() not in text.lower(), name
     with pytest.raises(PermissionDeniedError, match="may not export identified"):
         build_mdt_report(store, settings, [t.imaging[0]], None, actor=RESEARCHER,
                          identified=True)

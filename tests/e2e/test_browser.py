@@ -68,6 +68,7 @@ def hepatrack_server(home: Path, log: Path) -> Iterator[str]:
 
 
 PW = "correct horse battery"
+REAL_NAMES = ("Doe", "Jane", "Roe", "Richard")  # tests/store/seed.py identity map
 MENU = ".st-key-shell-menu"  # the shell's page menu (st.page_link links in the sidebar)
 
 
@@ -148,8 +149,14 @@ def test_login_gate_and_cohort_page_in_a_real_browser(settings: Settings, tmp_pa
 
             page.locator(MENU).get_by_text("Patient").click()
             page.get_by_text("Studies and series").wait_for(timeout=UI_TIMEOUT_MS)
-            assert "Doe^Jane" not in page.locator("body").inner_text()
+            body = page.locator("body").inner_text()
+            assert not any(n in body for n in REAL_NAMES), "real name on the patient page"
             page.screenshot(path=str(SCREENSHOTS / "patient.png"), full_page=True)
+
+            page.locator(MENU).get_by_text("Models").click()
+            page.get_by_role("heading", name="Models").wait_for(timeout=UI_TIMEOUT_MS)
+            body = page.locator("body").inner_text()
+            assert not any(n in body for n in REAL_NAMES), "real name on the models page"
 
             page.get_by_role("button", name="Sign out").click()
             page.get_by_role("button", name="Sign in").wait_for(timeout=UI_TIMEOUT_MS)

@@ -43,6 +43,8 @@ PAGES: tuple[PageSpec, ...] = (
              roles=frozenset({"admin"})),
     PageSpec("pages/audit.py", "Audit trail", ":material/policy:",
              roles=frozenset({"admin"})),
+    PageSpec("pages/settings.py", "Settings", ":material/settings:",
+             roles=frozenset({"admin"})),
 )
 
 

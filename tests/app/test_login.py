@@ -132,3 +132,17 @@ def test_admin_pages_are_not_in_a_clinicians_navigation(accounts, page):
     at = _login(new_app(viewer=None).run(), "dr.who", PW)
     with pytest.raises(ValueError, match="Could not find a navigation page"):
         at.switch_page(page)
+
+
+def test_admin_changes_the_session_timeout_from_the_settings_page(accounts, settings):
+    at = _login(new_app(viewer=None).run(), "root", PW)
+    at.switch_page("pages/settings.py").run()
+    assert not at.exception
+    at.number_input(key="settings:timeout").set_value(20)
+    at.button[-1].click().run()
+    assert not at.exception
+    assert "session timeout 20 min" in at.success[0].value
+    from analytics.config import load_settings
+
+    assert load_settings(settings.home).session_timeout_min == 20
+    assert audit.recent(accounts, 1)[0]["action"] == "settings_change"

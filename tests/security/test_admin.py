@@ -35,3 +35,58 @@ def test_admin_reads_a_verified_trail(store):
     trail = admin.audit_trail(store, root)
     assert trail["ok"] and trail["total"] == 2
     assert [r["action"] for r in trail["records"]] == ["audit_view", "user_add"]
+
+
+def test_admin_changes_a_setting_atomically_and_audited(store, tmp_path):
+    from analytics import admin as adm
+    from analytics.config import load_settings
+
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        'dask_scheduler = "tcp://127.0.0.1:8786"\n\n[limits]\nmax_zip_entries = 500\n\n'
+        '[[pacs]]\nname = "main"\nurl = "http://127.0.0.1:8042/dicom-web"\n')
+    settings = load_settings(home)
+    root = Actor("root", "admin", "s")
+    adm.change_setting(store, root, settings, "session_timeout_min", 15)
+    adm.change_setting(store, root, settings, "deidentify", False)
+    after = load_settings(home)
+    assert (after.session_timeout_min, after.deidentify) == (15, False)
+    # everything else in the file survives the rewrite
+    assert after.dask_scheduler == "tcp://127.0.0.1:8786"
+    assert after.limits.max_zip_entries == 500 and after.pacs[0].name == "main"
+    recs = [r for r in audit.recent(store) if r["action"] == "settings_change"]
+    assert [r["detail"]["key"] for r in recs] == ["deidentify", "session_timeout_min"]
+    assert recs[1]["detail"]["new"] == 15
+    view = adm.settings_view(after, root, store)
+    assert view["pacs"] == [{"name": "main", "url": "http://127.0.0.1:8042/dicom-web",
+                             "auth": "none"}]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "match"),
+    [("db_url", "sqlite://", "not editable"), ("session_timeout_min", 2, "expected 5 to"),
+     ("session_timeout_min", "15", "whole number"), ("deidentify", "no", "true or false")],
+    ids=["not-editable", "out-of-range", "wrong-type", "not-bool"],
+)
+def test_bad_setting_changes_are_refused(store, tmp_path, key, value, match):
+    from analytics import admin as adm
+    from analytics.config import load_settings
+    from analytics.errors import ConfigError
+
+    settings = load_settings(tmp_path)
+    with pytest.raises(ConfigError, match=match):
+        adm.change_setting(store, Actor("root", "admin", "s"), settings, key, value)
+    assert not (tmp_path / "config.toml").exists()
+
+
+@pytest.mark.parametrize("role", ["clinician", "researcher"])
+def test_only_admins_change_settings(store, tmp_path, role):
+    from analytics import admin as adm
+    from analytics.config import load_settings
+
+    with pytest.raises(PermissionDeniedError, match="may not change settings"):
+        adm.change_setting(store, Actor("m", role, "s"), load_settings(tmp_path),
+                           "deidentify", False)
+    assert audit.recent(store, 1)[0]["outcome"] == "denied"
+    assert not (tmp_path / "config.toml").exists()

@@ -1,0 +1,32 @@
+"""Settings (admins): what is in force, and the few settings changed from here."""
+
+import streamlit as st
+
+from analytics import admin
+from analytics.config import load_settings
+from ui import auth, shell
+
+ctx = shell.page_start()
+st.title("Settings")
+who = auth.actor(ctx.viewer)
+with shell.guard():
+    view = admin.settings_view(ctx.settings, who, ctx.store)
+st.json(view, expanded=1)
+
+st.subheader("Change")
+with st.form("settings:edit"):
+    timeout = st.number_input("Idle session timeout (minutes)", min_value=5,
+                              max_value=12 * 60, step=5, value=view["session_timeout_min"],
+                              key="settings:timeout")
+    deid = st.toggle("De-identify on ingest", value=view["deidentify"], key="settings:deid",
+                     help="PS3.15 Basic Profile; turn off only for consented research data")
+    saved = st.form_submit_button("Save")
+if saved:
+    with shell.guard():
+        changes = {"session_timeout_min": int(timeout), "deidentify": bool(deid)}
+        for name, value in changes.items():
+            if view[name] != value:
+                admin.change_setting(ctx.store, who, ctx.settings, name, value)
+    after = load_settings(ctx.settings.home)
+    st.success(f"Saved: session timeout {after.session_timeout_min} min, de-identification "
+               f"{'on' if after.deidentify else 'off'}.")

@@ -29,13 +29,7 @@ if shell.empty_state(ctx):
 
 with shell.guard():
     patients = loaders.patients(ctx)
-options = patients["pseudonym"].tolist()
-names = (dict(zip(patients["pseudonym"], patients["patient_name"], strict=True))
-         if "patient_name" in patients.columns else {})
-
-
-def label(p: str) -> str:
-    return f"{p} · {names[p]}" if names.get(p) else p
+options, label = patient_view.patient_choices(patients)
 
 
 # ----------------------------------------------------------------------------- meeting

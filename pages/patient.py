@@ -18,16 +18,14 @@ if shell.empty_state(ctx):
 
 with shell.guard():
     patients = loaders.patients(ctx)
-options = patients["pseudonym"].tolist()
-names = (dict(zip(patients["pseudonym"], patients["patient_name"], strict=True))
-         if "patient_name" in patients.columns else {})
+options, label = patient_view.patient_choices(patients)
 
 missing = adopt_query_param("patient", key(PATIENT, "pseudonym"), options)
 if missing:
     st.warning(f"Patient “{missing}” is not in the store.", icon=":material/person_off:")
 pseudonym = st.selectbox(
     "Patient", options, key=key(PATIENT, "pseudonym"),
-    format_func=lambda p: f"{p} · {names[p]}" if names.get(p) else p)
+    format_func=label)
 publish_query_param("patient", key(PATIENT, "pseudonym"), pseudonym)
 
 with shell.guard():

@@ -17,14 +17,17 @@ Built once per test session (:func:`template`) and copied per test or per server
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from analytics.config import load_settings
+from analytics.config import Settings, load_settings
+from analytics.store.db import Store
 from analytics.synthetic import CohortConfig
 
 CONFIG = CohortConfig(n_patients=36, seed=3, imaging_patients=2, max_scans_per_patient=2)
@@ -132,3 +135,16 @@ def copy_home(t: DashboardHome, dest: Path) -> Path:
     """A private copy of the template home at ``dest`` (returned)."""
     shutil.copytree(t.home, dest)
     return dest
+
+
+@contextlib.contextmanager
+def open_copy(t: DashboardHome, dest: Path) -> Iterator[tuple[Settings, Store]]:
+    """Settings and an open store on a private copy of the template home at ``dest``."""
+    from analytics.store import open_store
+
+    settings = load_settings(copy_home(t, dest))
+    store = open_store(settings)
+    try:
+        yield settings, store
+    finally:
+        store.dispose()

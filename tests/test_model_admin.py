@@ -31,14 +31,9 @@ CLINICIAN = Actor("dr.grey", "clinician", "s3")
 
 @pytest.fixture
 def home(tmp_path_factory, tmp_path):
-    from analytics.config import load_settings
-    from analytics.store import open_store
-
     t = dashboard_data.template(tmp_path_factory)
-    settings = load_settings(dashboard_data.copy_home(t, tmp_path / "home"))
-    store = open_store(settings)
-    yield t, settings, store
-    store.dispose()
+    with dashboard_data.open_copy(t, tmp_path / "home") as (settings, store):
+        yield t, settings, store
 
 
 def test_validation_table_is_the_stored_metrics(home):

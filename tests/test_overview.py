@@ -25,16 +25,12 @@ from tests import dashboard_data
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
     from analytics.cohort import build_cohort
-    from analytics.config import load_settings
     from analytics.models.registry import load_model
-    from analytics.store import open_store
 
     t = dashboard_data.template(tmp_path_factory)
-    home = dashboard_data.copy_home(t, tmp_path_factory.mktemp("overview") / "home")
-    settings = load_settings(home)
-    store = open_store(settings)
-    yield load_model(store, settings), build_cohort(store), store
-    store.dispose()
+    dest = tmp_path_factory.mktemp("overview") / "home"
+    with dashboard_data.open_copy(t, dest) as (settings, store):
+        yield load_model(store, settings), build_cohort(store), store
 
 
 def _events(interest=("decompensation",), competing=None):

@@ -21,14 +21,9 @@ RESEARCHER = Actor("ana.res", "researcher", "s2")
 
 @pytest.fixture
 def home(tmp_path_factory, tmp_path):
-    from analytics.config import load_settings
-    from analytics.store import open_store
-
     t = dashboard_data.template(tmp_path_factory)
-    settings = load_settings(dashboard_data.copy_home(t, tmp_path / "home"))
-    store = open_store(settings)
-    yield t, settings, store
-    store.dispose()
+    with dashboard_data.open_copy(t, tmp_path / "home") as (settings, store):
+        yield t, settings, store
 
 
 def _text(pdf: bytes) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 
@@ -111,3 +113,16 @@ def overlay_legend(structures: tuple[str, ...]) -> str:
 
 
 WINDOW_LABELS = {k: w.label for k, w in WINDOWS.items()}
+
+
+def patient_choices(patients: pd.DataFrame) -> tuple[list[str], Callable[[str], str]]:
+    """Pseudonyms to offer in a picker, and the label of each: ``"HT-… · Name"`` when the
+    viewer's patient list carries real names (identified views), else the pseudonym."""
+    options = patients["pseudonym"].tolist()
+    names = (dict(zip(patients["pseudonym"], patients["patient_name"], strict=True))
+             if "patient_name" in patients.columns else {})
+
+    def label(p: str) -> str:
+        return f"{p} · {names[p]}" if names.get(p) else p
+
+    return options, label

@@ -33,6 +33,21 @@ log = logging.getLogger(__name__)
 GBM_INTERVAL_REFITS = 20
 
 
+def cause_log_hazard(h: dict[str, Any], stage: float, age_years: float) -> float:
+    """Log hazard per year of one cause from its ``truth.json`` parameters.
+
+    ``log_h0 + beta_stage * s + ln(RR(s)) + beta_age_per_decade * (age - age_ref_years) / 10``
+    with ``ln(RR)`` linear in ``s`` between ``(stage_knots, ln(stage_rr))`` (constant beyond
+    the end knots; 0 without knots, as in truth files of the earlier linear generator).
+    """
+    v = h["log_h0"] + h.get("beta_stage", 0.0) * stage + h["beta_age_per_decade"] * (
+        age_years - h.get("age_ref_years", 60.0)) / 10
+    knots = h.get("stage_knots") or []
+    if knots:
+        v += float(np.interp(stage, knots, np.log(np.asarray(h["stage_rr"], dtype=float))))
+    return float(v)
+
+
 @dataclass
 class Truth:
     """True hazards of a synthetic cohort, for the oracle C-index.
@@ -63,9 +78,7 @@ class Truth:
             if par is not None and all(c in par["hazards"] for c in causes):
                 stage = float(np.clip(par["stage0"] + par["progression_per_year"] * t, 0, 4))
                 age = par["age_at_baseline_years"] + t
-                logs = [h["log_h0"] + h["beta_stage"] * stage
-                        + h["beta_age_per_decade"] * (age - h.get("age_ref_years", 60.0)) / 10
-                        for h in (par["hazards"][c] for c in causes)]
+                logs = [cause_log_hazard(par["hazards"][c], stage, age) for c in causes]
                 out[i] = float(np.logaddexp.reduce(logs))
         todo = np.isnan(out)
         if todo.any():

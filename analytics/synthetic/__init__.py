@@ -26,15 +26,18 @@ Output layout of ``generate_cohort``::
 
     config             the CohortConfig used (plus shape, spacing_mm)
     event_of_interest  "decompensation"; causes: all event names
-    hazard_formula     log h_c(t) = log_h0 + beta_stage * s(t)
-                                    + beta_age_per_decade * (age(t) - age_ref_years) / 10
+    hazard_formula     log h_c(t) = log_h0 + beta_stage * s(t) + ln RR(s(t))
+                                    + beta_age_per_decade * (age(t) - age_ref_years) / 10,
+                       ln RR linear in s between (stage_knots, ln stage_rr): published
+                       fibrosis-stage rate ratios at healthy, F0..F4 (disease.py)
     labels             LABELS of the voxel label map
     patients[]         patient_id, sex, birth_date, baseline_date, age_at_baseline_years,
                        follow_up_end_date, stage0, progression_per_year
                        (s(t) = clip(stage0 + progression_per_year * t, 0, 4)),
                        fat_fraction_max_pct, healthy_liver_hu, spleen_hu_unenhanced,
                        hazards{cause: {log_h0, beta_stage, beta_age_per_decade,
-                       age_ref_years}}, event, event_date, event_time_years, imaging,
+                       age_ref_years, stage_knots, stage_rr}}, event, event_date,
+                       event_time_years, imaging,
                        visits[]: date, time_years, latent_stage, age_years, has_scan,
                        series_uid (or null), true_log_hazard (log hazard per year of
                        the event of interest), true_log_hazard_by_cause{cause: value}

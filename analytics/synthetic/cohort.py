@@ -114,7 +114,7 @@ def _patient(cfg: CohortConfig, i: int) -> dict[str, Any]:
     return {
         "index": i, "patient_id": pid, "sex": sex, "birth_date": birth,
         "patient_name": patient_name(traits, sex), "baseline_date": baseline,
-        "age_at_baseline_years": round(age0, 4), "follow_up_end_date": end,
+        "age_at_baseline_years": disease.age_at_baseline_years, "follow_up_end_date": end,
         "disease": disease, "event": event, "event_date": event_date,
         "event_time_years": _years(baseline, event_date), "visits": visits,
         "weight_kg": round(float(traits.normal(82.0 if sex == "M" else 70.0, 12.0)), 1),

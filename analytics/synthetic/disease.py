@@ -17,10 +17,68 @@ Imaging phenotype (unenhanced values; see ``imaging_phenotype``):
   of 5-15 mm grain whose RMS grows from 1 HU to 6 HU from stage 1.5 to 4.
 
 Events: cause-specific hazards per year,
-``log h_c(t) = log_h0_c + beta_stage_c * s(t) + beta_age_c * (age(t) - 60) / 10``,
+
+    log h_c(t) = log_h0_c + g_c(s(t)) + beta_age_c * (age(t) - 60) / 10,
+
 for ``decompensation`` (the event of interest), ``hcc``, ``transplant`` and ``death``;
 latent times are drawn per cause by inverting the cumulative hazard and the first one
 observed before the end of follow-up ends it (competing risks); otherwise ``censored``.
+
+The stage effect ``g_c`` is the log of a published relative risk by histological
+fibrosis stage, interpolated linearly (in the log) between stage knots. The latent scale
+is read as fibrosis stages so (``STAGE_KNOTS``):
+
+=====  ============  ===============================================================
+s      stage         why
+=====  ============  ===============================================================
+0      healthy       no published gradient below F0: the F0 (reference) level
+1      F0            steatosis without fibrosis (labs and imaging flat below 1.5)
+1.5    F1            onset of fibrosis: where labs and imaging start to move
+2      F2            the scale's own anchors (2-3 fibrosis, 4 cirrhosis)
+3      F3
+4      F4            cirrhosis with the full portal-hypertension phenotype
+=====  ============  ===============================================================
+
+Relative risks vs F0 (Dulai et al., Hepatology 2017;65:1557-65, meta-analysis of 1,495
+biopsied NAFLD patients, 17,452 patient-years; mortality rate ratios):
+
+- liver-related mortality F1 1.41, F2 9.57, F3 16.69, F4 42.30, used for
+  ``decompensation``, ``hcc`` and ``transplant`` (``LIVER_RELATED_RR``);
+- all-cause mortality F1 1.58, F2 2.52, F3 3.48, F4 6.40, used for ``death``
+  (``ALL_CAUSE_RR``).
+
+The shape (almost flat F0 -> F1, steep from F2) is that of Angulo et al.,
+Gastroenterology 2015;149:389-97 (fibrosis stage, not steatohepatitis, predicts
+outcomes) and Taylor et al., Gastroenterology 2020;158:1611-25 (13 cohorts, 4,428
+patients; risk of liver events rising steeply from F2). A later time-to-event
+meta-analysis (Ng et al., Clin Gastroenterol Hepatol 2023;21:931-9) finds smaller
+adjusted liver-related hazard ratios (F2 4.07, F3 7.59, F4 15.1) with the same shape.
+
+Absolute rates at s = 4 and age 60 (``log_h0`` is the F0 rate, i.e. these / the F4 RR):
+
+- decompensation 8 %/year: compensated cirrhosis decompensates at ~5-10 %/year
+  (D'Amico et al., J Hepatol 2006;44:217-31: ascites 4.4 %/year without varices, ascites
+  6.6 % + bleeding 4 %/year with varices; 5-year decompensation 24.5 % over 92 studies,
+  D'Amico & Perricone, Curr Hepatol Rep 2019;18:144-56); s = 4 carries the full
+  portal-hypertension phenotype (platelets ~100, spleen 2.6x), so the upper half; at
+  s = 3.5 it is 5 %/year;
+- hcc 1.5 %/year: NAFLD cirrhosis 1.1-2.6 %/year (Kanwal et al., Gastroenterology
+  2018;155:1828-37; Ascha et al., Hepatology 2010;51:1972-8);
+- transplant (as a first event, before any recorded decompensation or HCC) 1 %/year:
+  the s = 4 lab profile has a MELD of ~15, the usual threshold for transplant
+  evaluation, and transplant without a prior complication stays rare (a guess of the
+  order of magnitude, not a published rate);
+- death 3.8 %/year (0.6 %/year at F0 and age 60, the general-population order, times the
+  all-cause RR 6.40); D'Amico 2006 reports 1-3.4 %/year in compensated cirrhosis.
+
+The age terms are unchanged from the earlier linear model. On ``sample_data/demo.toml``
+(seed 7, 300 patients) this gives decompensation as the first event in ~12 % of patients
+(see tests/synthetic/test_cohort.py).
+
+``CauseHazard`` keeps the older linear term ``beta_stage * s`` (0 in the defaults) so a
+truth file written with it still recomputes: the stage effect is
+``beta_stage * s + ln(interp(s, stage_knots, stage_rr))``, the second term 0 when there
+are no knots.
 """
 
 from __future__ import annotations
@@ -35,28 +93,67 @@ MAX_STAGE = 4.0
 EVENT_OF_INTEREST = "decompensation"
 CAUSES = ("decompensation", "hcc", "transplant", "death")
 HAZARD_FORMULA = (
-    "log h_c(t) = log_h0 + beta_stage * s(t) + beta_age_per_decade * (age_years(t) - "
-    "age_ref_years) / 10, with s(t) = clip(stage0 + progression_per_year * t, 0, 4), "
+    "log h_c(t) = log_h0 + beta_stage * s(t) + ln(RR(s(t))) + beta_age_per_decade * "
+    "(age_years(t) - age_ref_years) / 10, with s(t) = clip(stage0 + progression_per_year * "
+    "t, 0, 4) and ln(RR(s)) linear in s between the points (stage_knots[k], "
+    "ln(stage_rr[k])), constant beyond the end knots, 0 when stage_knots is empty; "
     "h in events per year, t in years since baseline"
 )
+
+#: latent stage of healthy, F0, F1, F2, F3, F4 (see the module docstring)
+STAGE_KNOTS = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0)
+#: liver-related mortality rate ratios vs F0 (Dulai et al. 2017), at ``STAGE_KNOTS``
+LIVER_RELATED_RR = (1.0, 1.0, 1.41, 9.57, 16.69, 42.30)
+#: all-cause mortality rate ratios vs F0 (Dulai et al. 2017), at ``STAGE_KNOTS``
+ALL_CAUSE_RR = (1.0, 1.0, 1.58, 2.52, 3.48, 6.40)
 
 
 @dataclass(frozen=True)
 class CauseHazard:
-    """Parameters of one cause-specific hazard (per year)."""
+    """Parameters of one cause-specific hazard (per year); see ``HAZARD_FORMULA``."""
 
     log_h0: float
     beta_stage: float
     beta_age_per_decade: float
     age_ref_years: float = 60.0
+    stage_knots: tuple[float, ...] = ()
+    stage_rr: tuple[float, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.stage_knots) != len(self.stage_rr):
+            raise ValueError("stage_knots and stage_rr differ in length")
+        if np.any(np.diff(self.stage_knots) <= 0):
+            raise ValueError("stage_knots must increase")
+        if any(r <= 0 for r in self.stage_rr):
+            raise ValueError("stage_rr must be positive")
+
+    def stage_effect(self, stage: float | np.ndarray) -> np.ndarray:
+        """``beta_stage * s + ln(RR(s))``: the log relative hazard of ``stage`` vs 0."""
+        s = np.asarray(stage, dtype=float)
+        out = self.beta_stage * s
+        if self.stage_knots:
+            out = out + np.interp(s, self.stage_knots, np.log(self.stage_rr))
+        return out
+
+    def log_hazard(self, stage: float | np.ndarray, age_years: float | np.ndarray
+                   ) -> np.ndarray:
+        """Log hazard per year at latent ``stage`` and ``age_years``."""
+        return self.log_h0 + self.stage_effect(stage) + self.beta_age_per_decade * (
+            np.asarray(age_years, dtype=float) - self.age_ref_years) / 10.0
 
 
-#: default hazards, tuned so that ~30-45 % of a default cohort decompensates in 5-8 years
+def _published(rate_at_f4: float, rr: tuple[float, ...], beta_age: float) -> CauseHazard:
+    """A hazard with the published RR curve and ``rate_at_f4`` per year at s = 4, age 60."""
+    return CauseHazard(float(np.log(rate_at_f4 / rr[-1])), 0.0, beta_age,
+                       stage_knots=STAGE_KNOTS, stage_rr=rr)
+
+
+#: default hazards (module docstring: sources and the resulting rates)
 DEFAULT_HAZARDS: dict[str, CauseHazard] = {
-    "decompensation": CauseHazard(np.log(0.0055), 1.0, 0.10),
-    "hcc": CauseHazard(np.log(0.0012), 0.85, 0.30),
-    "transplant": CauseHazard(np.log(0.00025), 1.25, -0.30),
-    "death": CauseHazard(np.log(0.006), 0.25, 0.60),
+    "decompensation": _published(0.08, LIVER_RELATED_RR, 0.10),
+    "hcc": _published(0.015, LIVER_RELATED_RR, 0.30),
+    "transplant": _published(0.01, LIVER_RELATED_RR, -0.30),
+    "death": _published(0.006 * ALL_CAUSE_RR[-1], ALL_CAUSE_RR, 0.60),
 }
 
 
@@ -84,8 +181,7 @@ class PatientDisease:
         age = self.age_at_baseline_years + np.asarray(t_years)
         out: dict[str, float | np.ndarray] = {}
         for cause, hz in self.hazards.items():
-            v = hz.log_h0 + hz.beta_stage * s + hz.beta_age_per_decade * (
-                age - hz.age_ref_years) / 10.0
+            v = hz.log_hazard(s, age)
             out[cause] = float(v) if np.ndim(v) == 0 else v
         return out
 
@@ -97,7 +193,9 @@ class PatientDisease:
             "fat_fraction_max_pct": self.fat_fraction_max_pct,
             "healthy_liver_hu": self.healthy_liver_hu,
             "spleen_hu_unenhanced": self.spleen_hu,
-            "hazards": {c: asdict(h) for c, h in self.hazards.items()},
+            "hazards": {c: {k: list(v) if isinstance(v, tuple) else v
+                            for k, v in asdict(h).items()}
+                        for c, h in self.hazards.items()},
             "hazard_formula": HAZARD_FORMULA,
         }
 
@@ -106,8 +204,9 @@ def draw_patient_disease(rng: np.random.Generator, age_at_baseline_years: float,
                          hazards: dict[str, CauseHazard] | None = None) -> PatientDisease:
     """Draw a patient's baseline stage, progression rate and imaging traits.
 
-    Baseline stages mix early (steatosis), fibrosis and compensated cirrhosis patients as
-    in a hepatology clinic; progression rates are log-normal (median 0.22 stage/year).
+    Baseline stages mix early (steatosis, 0-1.5), fibrosis (1.5-3) and advanced fibrosis
+    to compensated cirrhosis (3-3.8) patients as in a hepatology clinic; progression rates
+    are log-normal (median 0.22 stage/year).
     """
     group = rng.choice(3, p=[0.40, 0.40, 0.20])
     stage0 = float(rng.uniform(*[(0.0, 1.5), (1.5, 3.0), (3.0, 3.8)][group]))

@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import pydicom
 import pytest
-from lifelines.utils import concordance_index
 
 from analytics.cli import main
 from analytics.errors import ConfigError
@@ -129,7 +128,11 @@ def test_labs_are_drawn_more_often_than_scans(synthetic_cohort):
 def test_event_rate_in_the_expected_range(labs_only):
     outcomes = pd.read_csv(labs_only.outcomes_csv)
     rate = (outcomes["event"] == "decompensation").mean()
-    assert 0.30 <= rate <= 0.45
+    # measured 0.12 at seed 7 (cirrhosis decompensates at 5-8 %/year; analytics/synthetic/
+    # disease.py); the composite of decompensation, hcc and death ~0.31
+    assert 0.08 <= rate <= 0.20
+    liver_or_death = outcomes["event"].isin(["decompensation", "hcc", "death"]).mean()
+    assert 0.22 <= liver_or_death <= 0.40
     assert set(outcomes["event"]) == EVENTS  # every competing event occurs
     truth = labs_only.truth()
     follow_up = [p["event_time_years"] for p in truth["patients"] if p["event"] == "censored"]
@@ -137,20 +140,63 @@ def test_event_rate_in_the_expected_range(labs_only):
 
 
 def test_true_hazard_ranks_outcomes(labs_only):
-    """The recorded true log hazard is what drives events: its oracle C-index is high."""
+    """The true log hazard is what drives events: at each decompensation, the patient's
+    hazard then exceeds that of most patients still at risk (measured 0.767 at seed 7;
+    the baseline hazard alone ranks worse, 0.686, as the stage keeps progressing)."""
+    from analytics.models.training import load_truth
+
+    oracle = load_truth(labs_only.truth_json)
     truth = labs_only.truth()
-    rows = [(p["event_time_years"], p["event"] == "decompensation",
-             p["visits"][0]["true_log_hazard"]) for p in truth["patients"] if p["visits"]]
-    t, e, lh = (np.array(x) for x in zip(*rows, strict=True))
-    assert concordance_index(t, -lh, e) > 0.75
-    p = truth["patients"][0]
-    v = p["visits"][-1]
-    hz = p["hazards"]["decompensation"]
-    stage = np.clip(p["stage0"] + p["progression_per_year"] * v["time_years"], 0, 4)
-    expected = (hz["log_h0"] + hz["beta_stage"] * stage + hz["beta_age_per_decade"]
-                * (p["age_at_baseline_years"] + v["time_years"] - hz["age_ref_years"]) / 10)
-    assert v["true_log_hazard"] == pytest.approx(expected, abs=1e-5)
-    assert v["latent_stage"] == pytest.approx(stage, abs=1e-5)
+    pid = np.array([p["patient_id"] for p in truth["patients"]])
+    t = np.array([p["event_time_years"] for p in truth["patients"]])
+    e = np.array([p["event"] == "decompensation" for p in truth["patients"]])
+    pairs = concordant = 0.0
+    for i in np.flatnonzero(e):
+        at_risk = pid[t > t[i]]
+        lh = oracle.log_hazard(np.append(pid[i], at_risk), np.full(len(at_risk) + 1, t[i]),
+                               ("decompensation",))
+        concordant += (lh[1:] < lh[0]).sum() + 0.5 * (lh[1:] == lh[0]).sum()
+        pairs += len(at_risk)
+    assert concordant / pairs > 0.74
+    for p in truth["patients"][:40]:
+        v = p["visits"][-1]
+        hz = p["hazards"]["decompensation"]
+        # the published liver-related rate ratios vs F0 (Dulai 2017) at F0..F4
+        assert hz["stage_knots"] == [0.0, 1.0, 1.5, 2.0, 3.0, 4.0]
+        assert hz["stage_rr"] == [1.0, 1.0, 1.41, 9.57, 16.69, 42.30]
+        assert hz["beta_stage"] == 0.0
+        stage = float(np.clip(p["stage0"] + p["progression_per_year"] * v["time_years"], 0, 4))
+        k = max(i for i, x in enumerate(hz["stage_knots"]) if x <= stage)
+        k = min(k, len(hz["stage_knots"]) - 2)
+        (s0, s1), (r0, r1) = hz["stage_knots"][k:k + 2], hz["stage_rr"][k:k + 2]
+        log_rr = np.log(r0) + (stage - s0) / (s1 - s0) * np.log(r1 / r0)
+        expected = (hz["log_h0"] + log_rr + hz["beta_age_per_decade"]
+                    * (p["age_at_baseline_years"] + v["time_years"] - hz["age_ref_years"]) / 10)
+        assert v["true_log_hazard"] == pytest.approx(expected, abs=1e-5)
+        assert v["latent_stage"] == pytest.approx(stage, abs=1e-5)
+
+
+def test_oracle_truth_recomputes_the_generator_hazards(labs_only):
+    """``Truth.log_hazard`` (the oracle) equals the generator's hazards at any time."""
+    from analytics.models.training import load_truth
+    from analytics.synthetic.cohort import _patient
+
+    truth = load_truth(labs_only.truth_json)
+    rng = np.random.default_rng(0)
+    idx = rng.choice(labs_only.config.n_patients, 60, replace=False)
+    diseases = {f"SYN-{i + 1:04d}": _patient(labs_only.config, int(i))["disease"]
+                for i in idx}
+    patients = np.repeat(list(diseases), 5)
+    times = rng.uniform(0.0, 8.0, len(patients))
+    for causes in [("decompensation",), ("death",), ("death", "decompensation", "hcc")]:
+        got = truth.log_hazard(patients, times, causes)
+        want = [np.logaddexp.reduce([diseases[p].log_hazards(t)[c] for c in causes])
+                for p, t in zip(patients, times, strict=True)]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+    # crossing the knots: stages 0-4 all occur among the sampled times
+    stages = [diseases[p].stage_at(t) for p, t in zip(patients, times, strict=True)]
+    assert min(stages) < 1.0 and max(stages) == 4.0
+    assert any(1.5 < s < 2.0 for s in stages)
 
 
 def test_labs_follow_the_latent_stage(labs_only):

@@ -17,8 +17,10 @@ import contextlib
 import datetime as dt
 import re
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -200,18 +202,88 @@ def authenticate(store: Store, username: str, password: str, *,
     return actor
 
 
-def sso_actor(store: Store, username: str, *, session_id: str) -> Actor:
-    """The Actor for an identity-provider login; the account must exist (role from store)."""
+#: an identity-provider sign-in opens a HepaTrack session only while its ID token is this
+#: fresh (seconds since ``iat``): the provider's assertion is kept by the browser for weeks,
+#: and must not reopen a session after sign-out, idle expiry or a reload of the page
+SSO_FRESH_SECONDS = 120
+#: tolerated clock difference between the identity provider and this server
+SSO_CLOCK_SKEW_SECONDS = 30
+
+
+def sso_fresh(claims: Mapping[str, Any], now: dt.datetime | None = None) -> bool:
+    """Whether the identity provider issued these claims moments ago (a sign-in just made).
+
+    False when ``iat`` is missing or older than :data:`SSO_FRESH_SECONDS`, lies in the
+    future beyond the clock skew, or the token's ``exp`` has passed.
+    """
+    now_s = (now or dt.datetime.now(dt.UTC)).timestamp()
+    iat, exp = claims.get("iat"), claims.get("exp")
+    if isinstance(iat, bool) or not isinstance(iat, int | float):
+        return False
+    if isinstance(exp, int | float) and not isinstance(exp, bool) and exp <= now_s:
+        return False
+    return -SSO_CLOCK_SKEW_SECONDS <= now_s - iat <= SSO_FRESH_SECONDS
+
+
+def _verified(value: object) -> bool:
+    # some providers send the boolean as a string
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def sso_actor(store: Store, username: str, *, session_id: str,
+              email_verified: object = None) -> Actor:
+    """The Actor for an identity-provider login; the account must exist (role from store).
+
+    ``username`` is the e-mail address the provider asserts; ``email_verified`` its claim
+    of that name: when the provider sends it, it must be true (an unverified address is
+    anyone's to type). Success and refusal are both audited.
+
+    Raises
+    ------
+    AuthError
+        No e-mail, an unverified e-mail, no such account, or a disabled account.
+    AuditError
+        The login could not be audited; the user is not logged in.
+    """
+    who = Actor((username or "?")[:128], "none", session_id)
+    if not username:
+        audit.record(store, who, "login", "denied", detail={"reason": "no email from SSO"})
+        raise AuthError("the identity provider did not send an e-mail address",
+                        hint="ask an administrator to release the 'email' claim to HepaTrack")
+    if email_verified is not None and not _verified(email_verified):
+        audit.record(store, who, "login", "denied",
+                     detail={"reason": "SSO email not verified"})
+        raise AuthError(f"the identity provider has not verified {username!r}",
+                        hint="verify the address with your organisation, then sign in again")
     with store.session() as s:
         user = s.execute(select(User).where(User.username == username)).scalar()
-    if user is None or user.disabled:
-        audit.record(store, Actor(username[:128], "none", session_id), "login", "denied",
+    if user is None:
+        audit.record(store, who, "login", "denied",
                      detail={"reason": "no local account for SSO user"})
         raise AuthError(f"{username!r} signed in with the identity provider but has no "
                         "HepaTrack account", hint="ask an administrator to add you")
     actor = Actor(user.username, user.role, session_id)
+    if user.disabled:
+        audit.record(store, actor, "login", "denied", detail={"reason": "disabled"})
+        raise AuthError(f"account {username!r} is disabled")
     audit.record(store, actor, "login", "ok", detail={"method": "oidc"})
     return actor
+
+
+def sso_login(store: Store, claims: Mapping[str, Any], *, session_id: str,
+              now: dt.datetime | None = None) -> Actor | None:
+    """Map an identity provider's ID-token claims (``st.user``) to a HepaTrack login.
+
+    The account is the one named by the ``email`` claim (only that claim: the OpenID
+    Connect ``preferred_username`` is neither unique nor stable). Returns None, without an
+    audit record, when the claims are not fresh (:func:`sso_fresh`): the user has to sign
+    in with the provider again. Otherwise as :func:`sso_actor`.
+    """
+    if not sso_fresh(claims, now):
+        return None
+    email = claims.get("email")
+    return sso_actor(store, email if isinstance(email, str) else "", session_id=session_id,
+                     email_verified=claims.get("email_verified"))
 
 
 @dataclass
@@ -233,4 +305,5 @@ class SessionClock:
 
 
 __all__ = ["Actor", "AuthError", "HepaTrackError", "Permission", "Role", "SessionClock",
-           "allowed", "authenticate", "create_user", "list_users", "require", "sso_actor"]
+           "allowed", "authenticate", "create_user", "list_users", "require", "sso_actor",
+           "sso_fresh", "sso_login"]

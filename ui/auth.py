@@ -5,8 +5,9 @@ Nothing but the login form renders until a user has logged in: ``app.py`` calls
 session. Local accounts log in with a password (``analytics.auth.authenticate``: Argon2,
 throttled, audited); when an identity provider is configured in ``.streamlit/secrets.toml``
 (``[auth]`` section), a "Sign in with ..." button uses ``st.login`` and the identity must
-match a HepaTrack account, which sets the role. Sessions expire after an idle period and
-an absolute lifetime.
+match a HepaTrack account (``analytics.auth.sso_login``: the ``email`` claim, verified if
+the provider says, from a sign-in made moments ago), which sets the role. Sessions expire
+after an idle period and an absolute lifetime; signing out also signs out of the provider.
 """
 
 from __future__ import annotations
@@ -89,17 +90,24 @@ def _login_widgets(store: Store, settings: Settings) -> None:
         st.info("Your session expired. Please sign in again.", icon=":material/timer_off:")
     if _oidc_configured():
         if getattr(st.user, "is_logged_in", False):
-            email = st.user.get("email") or st.user.get("preferred_username") or ""
+            # the claims of the provider's ID token; tokens themselves are not exposed
+            # (no ``expose_tokens`` in the [auth] section) and nothing here is logged
             try:
-                actor = engine_auth.sso_actor(store, str(email), session_id=_session_id())
+                actor = engine_auth.sso_login(store, st.user.to_dict(),
+                                              session_id=_session_id())
             except HepaTrackError as e:
-                st.error(str(e))
+                st.error(str(e), icon=":material/lock:")
                 if e.hint:
                     st.caption(e.hint)
                 st.button("Sign out of the identity provider", on_click=st.logout)
                 return
-            _start_session(Viewer(actor.username, actor.role, actor.session_id), settings)
-            st.rerun()
+            if actor is not None:
+                _start_session(Viewer(actor.username, actor.role, actor.session_id),
+                               settings)
+                st.rerun()
+            # an earlier sign-in, kept by the browser: it does not reopen a session
+            st.caption("Your earlier sign-in with your organisation has lapsed; sign in "
+                       "again to continue.")
         st.button("Sign in with your organisation", on_click=st.login, type="primary")
         st.divider()
     with st.form(LOGIN_FORM):

@@ -8,9 +8,10 @@ through the provider's ``PUT /users/<sub>``.
 
 Checked: a clinician whose account name is the e-mail the provider returns lands on the
 dashboard with the clinician's pages and identified view, audited as ``login ok`` with
-method ``oidc``; an identity without an account is refused with no page content, audited as
-``login denied``; signing out ends the session; no token or authorization code reaches the
-server log or the audit trail.
+method ``oidc``; signing out ends the session (here and at the provider); no token or
+authorization code reaches the server log or the audit trail. An identity without an
+account, and one whose e-mail the provider has not verified, are refused with no page
+content and audited as ``login denied``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ CLINICIAN = {"sub": "00u-clin-7f3a", "email": "dr.sso@hospital.example",
              "email_verified": True, "name": "Dr Sso"}
 STRANGER = {"sub": "00u-strange-19c", "email": "visitor@elsewhere.example",
             "email_verified": True, "name": "Visiting Person"}
+#: another subject asserting the clinician's address, which the provider has not verified
+IMPOSTOR = {"sub": "00u-self-signup-4d2", "email": CLINICIAN["email"],
+            "email_verified": False, "name": "Someone Else"}
 SIGN_IN_SSO = "Sign in with your organisation"
 REAL_NAME = "Doe"  # tests/store/seed.py identity map: clinicians see it, nobody else
 
@@ -152,7 +156,7 @@ def sso(settings: Settings, tmp_path: Path, monkeypatch) -> Iterator[tuple[str, 
     store.dispose()
     with contextlib.ExitStack() as stack:
         issuer = stack.enter_context(oidc_provider(tmp_path / "idp.log"))
-        for user in (CLINICIAN, STRANGER):
+        for user in (CLINICIAN, STRANGER, IMPOSTOR):
             set_claims(issuer, user)
         with monkeypatch.context() as m:
             # the server's ~ is a temporary directory holding the secrets; the provider is
@@ -232,3 +236,48 @@ def test_sign_in_with_the_organisation(sso, settings: Settings, chromium_browser
     log = (tmp_path / "serve.log").read_text(errors="replace")
     for secret in secrets_seen:
         assert secret not in trail and secret not in log
+
+
+def _refused(page, url: str, sub: str, message: str, name: str) -> None:
+    sign_in_at_provider(page, url, sub)
+    page.get_by_text(message).wait_for(timeout=UI_TIMEOUT_MS)
+    body = page.locator("body").inner_text()
+    assert "HT-000" not in body and REAL_NAME not in body
+    assert not page.locator(MENU).count()
+    assert not page.locator('[data-testid="stDataFrame"]').count()
+    shot(page, name)
+    page.get_by_role("button", name="Sign out of the identity provider").click()
+    page.get_by_role("button", name="End session").click()  # the provider's page
+    page.get_by_role("button", name=SIGN_IN_SSO).wait_for(timeout=UI_TIMEOUT_MS)
+    page.wait_for_function(f"() => !document.body.innerText.includes({message!r})",
+                           timeout=UI_TIMEOUT_MS)
+
+
+@pytest.mark.timeout(300)
+def test_identities_without_a_verified_account_are_refused(sso, settings: Settings,
+                                                           chromium_browser):
+    url, _issuer = sso
+    context = chromium_browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    try:
+        _refused(page, url, STRANGER["sub"],
+                 f"'{STRANGER['email']}' signed in with the identity provider but has no "
+                 "HepaTrack account", "oidc_refused_no_account")
+        # the clinician's address, asserted but not verified by the provider
+        _refused(page, url, IMPOSTOR["sub"],
+                 f"the identity provider has not verified '{CLINICIAN['email']}'",
+                 "oidc_refused_unverified")
+        assert not any(c["name"].startswith("_streamlit_user") for c in context.cookies())
+    finally:
+        context.close()
+
+    store = open_store(settings)
+    try:
+        logins = [(r["username"], r["outcome"], r["role"], r["detail"])
+                  for r in reversed(audit.recent(store)) if r["action"] == "login"]
+    finally:
+        store.dispose()
+    assert logins == [
+        (STRANGER["email"], "denied", "none", {"reason": "no local account for SSO user"}),
+        (CLINICIAN["email"], "denied", "none", {"reason": "SSO email not verified"}),
+    ]

@@ -253,6 +253,7 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
     values["spleen_volume_ml"] = measure.volume_ml(spleen, voxel_ml)
 
     phase, phase_source = attenuation.normalise_phase(volume.contrast_phase), None
+    aorta_value = float("nan")
     if modality == "CT":
         if phase is not None:
             phase_source = "dicom"
@@ -270,12 +271,19 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
         lesion_exclude = lesion if lesion is not None else None
         use_delivered = vessel_mask if settings.use_vessel_mask else None
         if modality == "CT" or use_delivered is not None:
-            bright = True
-            if modality == "CT" and phase == attenuation.UNENHANCED:
-                # unenhanced blood (~40 HU) is darker than normal liver, brighter than fatty
-                bright = float(np.median(image[liver])) < 40.0
+            blood_hu = None
+            if modality == "CT" and use_delivered is None:
+                if phase is not None and phase != attenuation.UNENHANCED:
+                    blood_hu = aorta_value if np.isfinite(aorta_value) else None
+                elif phase == attenuation.UNENHANCED:
+                    # unenhanced blood has one attenuation everywhere: read it in the aorta
+                    if not np.isfinite(aorta_value):
+                        _, aorta_value = _estimate_phase(image, spacing, canon.get("aorta"),
+                                                         liver)
+                    blood_hu = aorta_value if np.isfinite(aorta_value) else None
             vessel_res = analyse_vessels(
-                image, liver, spacing, bright=bright, vessel_mask=use_delivered,
+                image, liver, spacing, enhanced=phase not in (None, attenuation.UNENHANCED),
+                blood_hu=blood_hu, vessel_mask=use_delivered,
                 grid_mm=settings.vessel_grid_mm, sigmas_mm=settings.vessel_sigmas_mm,
                 min_branch_mm=settings.vessel_min_branch_mm, exclude=lesion_exclude)
             if modality == "CT" and phase is None and use_delivered is None:
@@ -289,6 +297,9 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
         for n in ("liver_vessel_fraction", "liver_vessel_tortuosity",
                   "liver_vessel_branch_density"):
             extra_flags[n] = dict(vessel_res.flags)
+            if "not_measurable" in vessel_res.flags:
+                extra_flags[n]["reason"] = "not measurable: " + vessel_res.flags[
+                    "not_measurable"]
 
     parenchyma = None
     if liver is not None:

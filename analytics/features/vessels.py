@@ -2,20 +2,32 @@
 
 Without a delivered vessel mask (the usual case on real data):
 
-1. the liver is smoothed (~1 mm Gaussian, inside the liver only, so outside tissue does
-   not bleed in); parenchyma level and noise are the median and MAD of its interior;
-2. cores: voxels more than 4 noise SDs brighter (or darker) than the parenchyma; a core
-   component is kept only if a multiscale Hessian vesselness (ITK objectness, tubular,
-   sigma^2-normalised, on a 2.5 mm isotropic grid of the cores' bounding box) reaches it,
+1. levels: parenchyma level P (median of the liver interior, the liver eroded by one voxel
+   so the scanner blur of the tissue outside does not count) and the blood-pool
+   attenuation B. On contrast-enhanced CT, B is measured in the liver's own vessel trunks
+   (median of the detected vessels eroded by ~3 mm); on unenhanced CT it is the caller's
+   blood-pool value (aorta), which is the same blood everywhere before contrast. Vessel
+   polarity follows the sign of B - P: bright on enhanced CT and in fatty livers, dark in
+   normal unenhanced livers;
+2. detection on the liver interior smoothed by a 1.5 mm Gaussian (inside the liver only):
+   seeds beyond 4 noise SDs of the smoothed image, traced (hysteresis) through voxels
+   beyond 2 SDs; a traced component is kept if it reaches ``MIN_COMPONENT_MM3`` and a
+   multiscale Hessian vesselness (ITK objectness, tubular, 2.5 mm grid) reaches its seeds,
    which drops blob-like and noise components;
-3. each kept core is grown (at most 3 mm) through voxels above half its own peak contrast
-   (90th percentile of the core): a half-maximum boundary, which sizes vessels wider than
-   the blur correctly.
-
-Vessels are bright on contrast-enhanced CT. On unenhanced CT blood (~40 HU) is darker
-than normal liver and brighter than fatty liver; the polarity follows the parenchyma and
-the result is flagged ``low_vessel_contrast`` when the vessel contrast is under 6 noise
-SDs (or no core is found); in practice unenhanced vessels are mostly missed.
+3. measurability: a vessel of radius ``REF_RADIUS_MM`` keeps a fraction
+   ``1 - exp(-r^2 / 2 s^2)`` of its contrast |B - P| after the smoothing s; divided by the
+   smoothed noise SD this is the vessel contrast-to-noise ratio. Below ``TRACE_SD`` such
+   vessels are not traced and their volume would be missed, so fraction, tortuosity and
+   branch density are None with a ``not_measurable`` reason in the flags (typically
+   unenhanced CT, where blood ~40 HU differs from the parenchyma by 0-25 HU). A blood
+   level read outside the liver (aorta) is trusted to ``BLOOD_POOL_SD_HU``; the contrast
+   must be large enough for that to cost under ``FRACTION_BUDGET`` of the fraction
+   (>= 40 HU: severe steatosis, liver around 0 HU or below, on unenhanced CT);
+4. fraction by partial-volume integration: the excess attenuation sum(I - P) over the
+   traced vessels dilated by ~2 mm, divided by (B - P), is their blood volume. Blur and
+   noise average out in the sum, so vessels thinner than the blur are sized correctly and
+   there is no threshold to place on the vessel wall. The traced mask (not the integral)
+   is what parenchyma statistics exclude and what the skeleton is drawn from.
 
 A delivered vessel mask is used as is (clipped to the liver) when present.
 
@@ -39,6 +51,26 @@ from analytics.features.measure import dilate
 from analytics.features.texture import DIRECTIONS_3D
 
 _CUBE = ndi.generate_binary_structure(3, 3)
+
+#: Gaussian smoothing of the detector (mm)
+DETECT_SIGMA_MM = 1.5
+#: seed and trace levels, in SDs of the smoothed noise
+SEED_SD, TRACE_SD = 4.0, 2.0
+#: smallest traced component (mm^3): a 3 mm vessel over ~8 mm
+MIN_COMPONENT_MM3 = 60.0
+#: vessel radius (mm) whose smoothed contrast must reach TRACE_SD noise SDs for the
+#: fraction to be reported: thinner branches hold a minor share of the vessel volume
+REF_RADIUS_MM = 2.0
+#: margin (mm) around traced vessels over which their excess attenuation is summed
+INTEGRATION_MARGIN_MM = 2.0
+#: depth (mm) inside traced vessels where the blood attenuation is read
+BLOOD_DEPTH_MM = 3.0
+#: fewest deep vessel voxels for a blood level measured in the liver (mm^3)
+MIN_BLOOD_MM3 = 500.0
+#: uncertainty (HU) of a blood level read outside the liver (aorta): partial volume of a
+#: small aorta mask, streaks, blood mixing; FRACTION_BUDGET bounds what it may cost
+BLOOD_POOL_SD_HU = 3.0
+FRACTION_BUDGET = 0.075
 
 
 @dataclass
@@ -136,7 +168,8 @@ def skeleton_metrics(skeleton: np.ndarray, grid_mm: float,
 
 def analyse_vessels(image: np.ndarray, liver: np.ndarray,
                     spacing_mm: tuple[float, float, float], *,
-                    bright: bool, vessel_mask: np.ndarray | None = None,
+                    enhanced: bool, blood_hu: float | None = None,
+                    vessel_mask: np.ndarray | None = None,
                     grid_mm: float = 1.5, vesselness_grid_mm: float = 2.5,
                     sigmas_mm: tuple[float, ...] = (2.5, 3.0),
                     min_branch_mm: float = 5.0, exclude: np.ndarray | None = None,
@@ -146,19 +179,23 @@ def analyse_vessels(image: np.ndarray, liver: np.ndarray,
     Parameters
     ----------
     image
-        Intensities, canonical orientation.
+        Intensities (HU for the detector), canonical orientation.
     liver
         Whole-liver mask (vessels and lesions included), same grid.
     spacing_mm
         Canonical spacing (S, P, L), mm.
-    bright
-        True when vessels are brighter than the parenchyma.
+    enhanced
+        True on contrast-enhanced CT: vessels are bright and the blood attenuation is
+        measured in the liver's vessel trunks (``blood_hu`` is the fallback).
+    blood_hu
+        Blood-pool attenuation (e.g. the aorta's median HU). Needed on unenhanced CT, where
+        it sets the vessel polarity and contrast; without it vessels are not measurable.
     vessel_mask
-        Delivered vessel segmentation; used instead of the filter when given.
+        Delivered vessel segmentation; used instead of the detector when given.
     grid_mm
         Isotropic grid of the skeleton.
     vesselness_grid_mm, sigmas_mm
-        Isotropic grid and scales of the vesselness filter.
+        Isotropic grid and scales of the vesselness gate.
     min_branch_mm
         Shortest branch measured for tortuosity.
     exclude
@@ -168,19 +205,22 @@ def analyse_vessels(image: np.ndarray, liver: np.ndarray,
     if box is None:
         return VesselResult(None, None, None)
     liv = liver[box]
-    img = np.asarray(image[box], dtype=np.float32)
     liver_voxels = int(np.count_nonzero(liv))
     flags: dict = {}
+    fraction: float | None
     if vessel_mask is not None:
         ves = np.asarray(vessel_mask[box], dtype=bool) & liv
         flags["vessel_source"] = "delivered_mask"
+        fraction = float(np.count_nonzero(ves)) / liver_voxels if liver_voxels else None
     else:
-        ves = _detect(img, liv, spacing_mm, bright=bright,
-                      vesselness_grid_mm=vesselness_grid_mm, sigmas_mm=sigmas_mm, flags=flags)
-        if exclude is not None:
-            ves &= ~np.asarray(exclude[box], dtype=bool)
         flags["vessel_source"] = "vesselness"
-    fraction = float(np.count_nonzero(ves)) / liver_voxels if liver_voxels else None
+        excl = None if exclude is None else np.asarray(exclude[box], dtype=bool)
+        ves, fraction = _detect(np.asarray(image[box], dtype=np.float32), liv, spacing_mm,
+                                enhanced=enhanced, blood_hu=blood_hu, exclude=excl,
+                                vesselness_grid_mm=vesselness_grid_mm, sigmas_mm=sigmas_mm,
+                                flags=flags)
+        if ves is None:
+            return VesselResult(None, None, None, None, flags)
 
     ves_iso = sitk.GetArrayFromImage(_resample_iso(
         _to_sitk(ves.astype(np.float32), spacing_mm), grid_mm, sitk.sitkLinear)) > 0.5
@@ -194,85 +234,147 @@ def analyse_vessels(image: np.ndarray, liver: np.ndarray,
     return VesselResult(fraction, tort, density, full, flags)
 
 
+def _smooth_inside(img: np.ndarray, roi: np.ndarray, sigma_mm: float,
+                   spacing_mm: tuple[float, float, float]) -> np.ndarray:
+    """Gaussian smoothing restricted to ``roi`` (normalised convolution), 0 outside."""
+    sig = [sigma_mm / s for s in spacing_mm]
+    weight = ndi.gaussian_filter(roi.astype(np.float32), sig)
+    smooth = ndi.gaussian_filter(np.where(roi, img, 0.0).astype(np.float32), sig)
+    return np.where(roi, smooth / np.maximum(weight, 1e-3), 0.0).astype(np.float32)
+
+
+def _robust_mean(values: np.ndarray) -> float:
+    """Mean of the values within 4 robust SDs of their median (lesions, vessels left)."""
+    med = float(np.median(values))
+    mad = 1.4826 * float(np.median(np.abs(values - med)))
+    inside = values[np.abs(values - med) <= 4.0 * max(mad, 0.5)]
+    return float(np.mean(inside, dtype=np.float64)) if inside.size else med
+
+
+def _voxels_for(mm: float, spacing_mm: tuple[float, float, float]) -> int:
+    return max(1, round(mm / min(spacing_mm)))
+
+
+def _not_measurable(flags: dict, why: str) -> tuple[None, None]:
+    flags["not_measurable"] = why
+    return None, None
+
+
 def _detect(img: np.ndarray, liv: np.ndarray, spacing_mm: tuple[float, float, float], *,
-            bright: bool, vesselness_grid_mm: float, sigmas_mm: tuple[float, ...],
-            flags: dict) -> np.ndarray:
-    """Vessel mask (native grid, cropped): contrast cores gated by vesselness, grown to
-    the half-way level between parenchyma and vessel."""
-    sign = 1.0 if bright else -1.0
+            enhanced: bool, blood_hu: float | None, exclude: np.ndarray | None,
+            vesselness_grid_mm: float, sigmas_mm: tuple[float, ...],
+            flags: dict) -> tuple[np.ndarray | None, float | None]:
+    """Traced vessel mask (native grid, cropped) and the integrated vessel fraction; (None,
+    None) with a ``not_measurable`` flag where the vessel contrast is too low to measure."""
+    phase = "enhanced" if enhanced else "unenhanced"
     interior = ndi.binary_erosion(liv, _CUBE)
-    if not interior.any():
-        interior = liv
-    # ~1 mm Gaussian inside the liver only (normalised convolution): lowers noise while
-    # keeping vessels of 2 mm and more, without mixing in tissue outside the liver
-    sig = [1.0 / s for s in spacing_mm]
-    weight = ndi.gaussian_filter(liv.astype(np.float32), sig)
-    smooth = ndi.gaussian_filter(np.where(liv, img, 0.0).astype(np.float32), sig)
-    smooth = np.where(liv, smooth / np.maximum(weight, 1e-3), 0.0).astype(np.float32)
+    if exclude is not None:
+        interior &= ~dilate(exclude, 1)
+    if np.count_nonzero(interior) < 1000:
+        return _not_measurable(flags, "liver interior too small for vessel analysis")
+    parenchyma0 = float(np.median(img[interior]))
+    if enhanced:
+        sign = 1.0
+    elif blood_hu is None:
+        return _not_measurable(flags, "blood-pool attenuation unknown (no aorta found) "
+                                      "and no contrast enhancement")
+    else:
+        sign = 1.0 if blood_hu >= parenchyma0 else -1.0
+    flags["vessel_polarity"] = "bright" if sign > 0 else "dark"
+    smooth = _smooth_inside(img, interior, DETECT_SIGMA_MM, spacing_mm)
     vals = smooth[interior]
-    parenchyma = float(np.median(vals))
-    noise = max(1.4826 * float(np.median(np.abs(vals - parenchyma))), 0.5)
-    contrast_map = (sign * (smooth - parenchyma)).astype(np.float32)
-    cores = interior & (contrast_map > 4.0 * noise)
+    level = float(np.median(vals))
+    noise = max(1.4826 * float(np.median(np.abs(vals - level))), 0.5)
     flags["noise_sd_smoothed"] = round(noise, 2)
-    empty = np.zeros(liv.shape, dtype=bool)
-    if np.count_nonzero(cores) < 3:
-        flags["low_vessel_contrast"] = True
+    contrast_map = sign * (smooth - level)
+    del smooth
+    traced = _trace(img, contrast_map, interior, noise, spacing_mm, sign > 0,
+                    vesselness_grid_mm, sigmas_mm)
+    del contrast_map
+    margin = _voxels_for(INTEGRATION_MARGIN_MM, spacing_mm)
+    near = dilate(traced, margin + 2) if traced.any() else traced
+    parenchyma = _robust_mean(img[interior & ~near])
+    flags["parenchyma_hu"] = round(parenchyma, 1)
+
+    blood, source = blood_hu, "blood_pool"
+    in_vessels = _deep_median(img, traced, spacing_mm)
+    if in_vessels is not None:
+        flags["vessel_hu"] = round(in_vessels, 1)
+    if enhanced:
+        if in_vessels is not None:
+            blood, source = in_vessels, "liver_vessels"
+        elif blood is None:
+            return _not_measurable(flags, "no vessel trunk traced on enhanced CT to measure "
+                                          "the blood attenuation")
+    if blood is None:  # unenhanced without a blood level returned above
+        return None, None
+    flags["blood_hu"], flags["blood_hu_source"] = round(blood, 1), source
+    contrast = sign * (blood - parenchyma)
+    keep_ref = 1.0 - np.exp(-REF_RADIUS_MM**2 / (2.0 * DETECT_SIGMA_MM**2))
+    cnr = contrast * keep_ref / noise
+    flags["vessel_cnr"] = round(float(cnr), 2)
+    if cnr < TRACE_SD:
+        return _not_measurable(
+            flags, f"vessel contrast {contrast:.0f} HU (blood {blood:.0f}, parenchyma "
+                   f"{parenchyma:.0f}) gives {2 * REF_RADIUS_MM:.0f} mm vessels "
+                   f"{max(cnr, 0.0):.1f} noise SD (< {TRACE_SD:.1f}) on {phase} CT")
+    if source == "blood_pool" and contrast * FRACTION_BUDGET < BLOOD_POOL_SD_HU:
+        return _not_measurable(
+            flags, f"vessel contrast {contrast:.0f} HU (blood {blood:.0f}, parenchyma "
+                   f"{parenchyma:.0f}) under {BLOOD_POOL_SD_HU / FRACTION_BUDGET:.0f} HU: "
+                   f"a {BLOOD_POOL_SD_HU:.0f} HU blood-level error would bias the fraction "
+                   f"by more than {100 * FRACTION_BUDGET:.1f}% on {phase} CT")
+    region = dilate(traced, margin) & interior
+    excess = float(np.sum(img[region] - np.float32(parenchyma), dtype=np.float64))
+    fraction = max(0.0, excess / (blood - parenchyma)) / float(np.count_nonzero(liv))
+    return traced, fraction
+
+
+def _deep_median(img: np.ndarray, traced: np.ndarray,
+                 spacing_mm: tuple[float, float, float]) -> float | None:
+    """Median intensity at least BLOOD_DEPTH_MM inside the traced vessels (None if they
+    hold less than MIN_BLOOD_MM3 there)."""
+    box = bbox(traced, margin=1)
+    if box is None:
+        return None
+    depth = ndi.distance_transform_edt(traced[box], sampling=spacing_mm)
+    deep = depth >= BLOOD_DEPTH_MM
+    if np.count_nonzero(deep) * float(np.prod(spacing_mm)) < MIN_BLOOD_MM3:
+        return None
+    return float(np.median(img[box][deep]))
+
+
+def _trace(img: np.ndarray, contrast_map: np.ndarray, interior: np.ndarray, noise: float,
+           spacing_mm: tuple[float, float, float], bright: bool,
+           vesselness_grid_mm: float, sigmas_mm: tuple[float, ...]) -> np.ndarray:
+    """Hysteresis tracing: components above TRACE_SD noise SDs that hold a seed above
+    SEED_SD, are at least MIN_COMPONENT_MM3 and are reached by the tubular vesselness."""
+    seeds = interior & (contrast_map > SEED_SD * noise)
+    empty = np.zeros(interior.shape, dtype=bool)
+    if np.count_nonzero(seeds) < 3:
         return empty
-    # tubular gate: a core component is kept if the vesselness (coarse grid) reaches it
-    box = bbox(cores, margin=2)
+    cand = interior & (contrast_map > TRACE_SD * noise)
+    labels, n = ndi.label(cand, structure=_CUBE)
+    seeded = np.zeros(n + 1, dtype=bool)
+    seeded[labels[seeds]] = True
+    size_mm3 = np.bincount(labels.ravel(), minlength=n + 1) * float(np.prod(spacing_mm))
+    keep = seeded & (size_mm3 >= MIN_COMPONENT_MM3)
+    keep[0] = False
+    if not keep.any():
+        return empty
+    # tubular gate: the vesselness (coarse grid) must reach the component's seeds
+    seeds &= keep[labels]
+    box = bbox(seeds, margin=2)
     iso = _resample_iso(_to_sitk(img[box], spacing_mm), vesselness_grid_mm, sitk.sitkLinear)
     v_iso = vesselness(iso, tuple(max(s, vesselness_grid_mm) for s in sigmas_mm), bright)
-    labels, n = ndi.label(cores, structure=_CUBE)
-    pts = np.argwhere(cores[box])
-    # nearest coarse sample of each core voxel (same centred grid as _resample_iso)
+    pts = np.argwhere(seeds[box])
     idx = []
-    for ax in range(3):
-        n_nat, n_iso = cores[box].shape[ax], v_iso.shape[ax]
+    for ax in range(3):  # nearest coarse sample (same centred grid as _resample_iso)
+        n_nat, n_iso = seeds[box].shape[ax], v_iso.shape[ax]
         first = 0.5 * (n_nat * spacing_mm[ax] - (n_iso - 1) * vesselness_grid_mm)
         j = np.rint(((pts[:, ax] + 0.5) * spacing_mm[ax] - first) / vesselness_grid_mm)
         idx.append(np.clip(j.astype(int), 0, n_iso - 1))
-    pts_box = tuple(pts.T)
-    core_labels = labels[box][pts_box]
     vmax = np.zeros(n + 1)
-    np.maximum.at(vmax, core_labels, v_iso[tuple(idx)])
-    keep = vmax > 0.05 * float(np.percentile(v_iso, 99.0))
-    keep[0] = False
-    if not keep.any():
-        flags["low_vessel_contrast"] = True
-        return empty
-    # each vessel tree's own peak (90th percentile of its core): blur lowers small peaks
-    core_values = contrast_map[box][pts_box]
-    order = np.lexsort((core_values, core_labels))
-    sorted_labels, sorted_values = core_labels[order], core_values[order]
-    starts = np.searchsorted(sorted_labels, np.arange(n + 1))
-    ends = np.searchsorted(sorted_labels, np.arange(n + 1), side="right")
-    peaks = np.zeros(n + 1)
-    for lab in np.flatnonzero(keep):
-        seg = sorted_values[starts[lab]:ends[lab]]
-        peaks[lab] = seg[min(len(seg) - 1, int(0.9 * len(seg)))]
-    contrast = float(np.median(peaks[keep]))
-    flags["vessel_contrast"] = round(contrast, 1)
-    if contrast < 6.0 * noise:
-        flags["low_vessel_contrast"] = True
-    # grow each core to half its own peak, at most ~3 mm (noise must not leak): the label
-    # of the neighbouring grown voxel carries its core's half-level outward
-    half = 0.5 * peaks
-    grown = keep[labels] & (contrast_map > half[labels])
-    lab = np.where(grown, labels, 0)
-    steps = max(1, int(np.ceil(3.0 / min(spacing_mm))))
-    band = dilate(grown, steps) & liv & (contrast_map > half[keep].min())
-    sub = bbox(band)
-    if sub is None:
-        return grown
-    lab_s, grown_s, band_s, cm_s = lab[sub], grown[sub], band[sub], contrast_map[sub]
-    for _ in range(steps):
-        new_lab = ndi.grey_dilation(lab_s, footprint=_CUBE)
-        ok = band_s & ~grown_s & (new_lab > 0)
-        ok &= cm_s > half[new_lab]
-        if not ok.any():
-            break
-        lab_s[ok] = new_lab[ok]
-        grown_s |= ok
-    grown[sub] = grown_s
-    return grown
+    np.maximum.at(vmax, labels[box][tuple(pts.T)], v_iso[tuple(idx)])
+    keep &= vmax > 0.05 * float(np.percentile(v_iso, 99.0))
+    return keep[labels]

@@ -101,12 +101,16 @@ def test_delivered_vessel_mask_is_used_as_is() -> None:
     assert res.values["liver_vessel_fraction"].flags["vessel_source"] == "delivered_mask"
 
 
-def test_unenhanced_vessels_are_flagged_low_contrast() -> None:
+def test_unenhanced_healthy_liver_vessels_are_not_measurable() -> None:
+    """Blood 42 HU against a 58 HU liver: no number, a reason (see tests/features/
+    test_vessels.py for the sweep)."""
     sv = synthesize_visit_volume(0.0, np.random.default_rng(5), contrast_phase="unenhanced")
     m = sv.masks()
     res = extract_series_features(sv.to_volume(), MaskSet({"liver": m["liver"],
                                                             "spleen": m["spleen"]}))
-    assert res.values["liver_vessel_fraction"].flags.get("low_vessel_contrast") is True
+    fv = res.values["liver_vessel_fraction"]
+    assert fv.value is None
+    assert fv.flags["reason"].startswith("not measurable: ")
 
 
 def test_nodularity_rises_with_true_nodularity() -> None:

@@ -152,12 +152,16 @@ _DEFS: tuple[FeatureDef, ...] = (
         HIGHER_IS_WORSE, (CT, MR)),
     FeatureDef(
         "liver_vessel_fraction", "Hepatic vessel volume fraction", "1",
-        "Vessel voxels / whole-liver voxels. Vessels (CT): voxels beyond 4 noise SDs from "
-        "the parenchyma, kept where a multiscale Hessian vesselness (ITK objectness, 2.5 mm "
-        "grid) marks them tubular, then grown up to 3 mm to half their own peak contrast (a "
-        "half-maximum boundary). A delivered vessel mask is used instead when present. On "
-        "unenhanced CT vessels differ from the parenchyma by only 10-20 HU and are mostly "
-        "missed: the value is flagged low_vessel_contrast and under-estimates the truth.",
+        "Vessel volume / whole-liver volume. CT without a vessel mask: vessels are traced "
+        "on the liver smoothed by 1.5 mm (seeds beyond 4 noise SDs, hysteresis to 2 SDs, "
+        "tubular components kept by a Hessian vesselness); their volume is the excess "
+        "attenuation summed over the traced vessels dilated by 2 mm divided by (blood - "
+        "parenchyma), a partial-volume integration that sizes vessels thinner than the "
+        "blur. Blood: the liver's vessel trunks on enhanced CT, the aorta on unenhanced CT. "
+        "Not measurable (no value, reason given) when 4 mm vessels reach under 2 smoothed "
+        "noise SDs or, with the aorta's blood level, the contrast is under 40 HU: usually "
+        "the case on unenhanced CT except in severe steatosis. A delivered vessel mask is "
+        "used instead when present (voxel count).",
         NEUTRAL, (CT, MR)),
     FeatureDef(
         "liver_vessel_tortuosity", "Hepatic vessel tortuosity", "1",

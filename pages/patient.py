@@ -155,6 +155,12 @@ if not summary.empty:
                                 "Previous": st.column_config.NumberColumn(format="%.4g"),
                                 "Change": st.column_config.NumberColumn(format="%+.3g"),
                                 "At (y)": st.column_config.NumberColumn(format="%.1f")})
+gaps = patient_view.not_measured(detail.biomarkers)
+if not gaps.empty:
+    with st.expander(f"Not measured on the latest scan ({len(gaps)})",
+                     icon=":material/block:"):
+        st.dataframe(gaps, hide_index=True, key=key(PATIENT, "gaps"),
+                     column_config={"At (y)": st.column_config.NumberColumn(format="%.1f")})
 
 # ----------------------------------------------------------------------------- images
 st.subheader("Key images")

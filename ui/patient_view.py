@@ -104,6 +104,28 @@ def summary_table(biomarkers: pd.DataFrame, visits: pd.DataFrame) -> pd.DataFram
         "Flag": df["flag"].replace({"within normal": ""})})
 
 
+def not_measured(biomarkers: pd.DataFrame) -> pd.DataFrame:
+    """Core biomarkers the latest scan could not measure, with the extractor's reason.
+
+    A missing number is never silent: a vessel fraction on an unenhanced scan, a steatosis
+    grade outside the unenhanced phase, an organ the segmentation did not find all say why.
+    """
+    from analytics.features.registry import CORE_FEATURES
+    from analytics.viz.labels import feature_label
+
+    cols = ["Biomarker", "At (y)", "Why not measured"]
+    if biomarkers.empty or "reason" not in biomarkers.columns:
+        return pd.DataFrame(columns=cols)
+    latest = biomarkers.sort_values("time_years", kind="stable").groupby("name").tail(1)
+    gaps = latest[latest["value"].isna() & latest["name"].isin(CORE_FEATURES)]
+    order = {n: i for i, n in enumerate(CORE_FEATURES)}
+    gaps = gaps.sort_values("name", key=lambda s: s.map(order), kind="stable")
+    return pd.DataFrame({"Biomarker": [feature_label(n) for n in gaps["name"]],
+                         "At (y)": gaps["time_years"].to_numpy(float),
+                         "Why not measured": gaps["reason"].fillna("not computed").tolist()},
+                        columns=cols)
+
+
 def overlay_legend(structures: tuple[str, ...]) -> str:
     """``"Overlay: Liver (bluish green), Spleen (orange)"`` for the masks present."""
     names = {"#009E73": "bluish green", "#E69F00": "orange", "#56B4E9": "sky blue"}

@@ -94,6 +94,13 @@ class PatientDetail:
 
 
 
+def _missing_reason(value: float | None, flags: dict | None) -> str | None:
+    if value is not None:
+        return None
+    reason = (flags or {}).get("reason")
+    return str(reason)[:300] if reason else "not computed"
+
+
 def series_for_patient(store: Store, pseudonym: str, *, identified: bool = False
                        ) -> pd.DataFrame:
     """All series of one patient, oldest study first.
@@ -225,7 +232,8 @@ def patient_detail(store: Store, pseudonym: str, *, identified: bool) -> Patient
         ``time_years``, ``visit_date``, ``source``, then one column per imported value
         (labs with units in their names). ``biomarkers`` (long format, latest extractor
         run per series and name): ``series_uid``, ``study_date``, ``time_years``,
-        ``modality``, ``contrast_phase``, ``name``, ``value``, ``unit``.
+        ``modality``, ``contrast_phase``, ``name``, ``value``, ``unit``, ``reason`` (why
+        the value is missing, as stored by the extractor; None when there is a value).
 
     Raises
     ------
@@ -255,7 +263,7 @@ def patient_detail(store: Store, pseudonym: str, *, identified: bool) -> Patient
         feats = s.execute(
             select(Series.series_uid, Study.study_date, Series.modality,
                    Series.contrast_phase, Feature.name, Feature.value, Feature.unit,
-                   Feature.computed_at, Feature.id)
+                   Feature.flags, Feature.computed_at, Feature.id)
             .join(Series, Feature.series_id == Series.id)
             .join(Study, Series.study_id == Study.id)
             .where(Study.patient_id == patient.id)
@@ -283,9 +291,10 @@ def patient_detail(store: Store, pseudonym: str, *, identified: bool) -> Patient
 
     bio = pd.DataFrame(
         [(r.series_uid, shift_date(r.study_date, shift, identified), years_between(r.study_date, base),
-          r.modality, r.contrast_phase, r.name, r.value, r.unit) for r in feats],
+          r.modality, r.contrast_phase, r.name, r.value, r.unit,
+          _missing_reason(r.value, r.flags)) for r in feats],
         columns=["series_uid", "study_date", "time_years", "modality", "contrast_phase",
-                 "name", "value", "unit"])
+                 "name", "value", "unit", "reason"])
     # rows are newest-first within (series, name): keep the latest extractor run
     bio = bio.drop_duplicates(["series_uid", "name"], keep="first").reset_index(drop=True)
     bio["study_date"] = as_datetime(bio["study_date"].tolist())

@@ -58,6 +58,8 @@ def _add_features(s, specs: list[tuple[Series, str, float | None, str, str, int]
     for series, name, value, unit, version, minutes in specs:
         s.add(Feature(series_id=series.id, name=name, value=value, unit=unit,
                       extractor_version=version,
+                      flags={"reason": "liver ROI empty after erosion"} if value is None
+                      else {"mask_automatic": False},
                       computed_at=T0 + dt.timedelta(minutes=minutes)))
 
 

@@ -174,6 +174,9 @@ def test_patient_detail_pseudonymised(store):
         ["2.25.11", "portal_venous", 1510.0], ["2.25.12", "arterial", 1490.0],
         ["2.25.21", "portal_venous", 1600.0]]
     assert len(d.biomarkers) == 8
+    # a missing value carries the extractor's reason; a present one has none
+    hu = d.biomarkers[d.biomarkers["name"] == "liver_hu_mean"]
+    assert hu["reason"].tolist() == [None, "liver ROI empty after erosion"]
     assert d.outcome == repo.OutcomeInfo("decompensation", 1.5, dt.date(2021, 7, 2))
     assert d.outcome.is_event
     assert d.series["series_uid"].tolist() == ["2.25.11", "2.25.12", "2.25.21"]
@@ -220,3 +223,16 @@ def test_describe_store_never_shows_credentials(tmp_path):
     lite = create_engine(f"sqlite:///{tmp_path / 'h.db'}")
     assert repo.describe_store(Store(engine=lite, sessions=sessionmaker(lite))) == (
         f"SQLite: {tmp_path / 'h.db'}")
+
+
+def test_patient_page_lists_what_the_latest_scan_could_not_measure(store):
+    from ui.patient_view import not_measured
+
+    d = repo.patient_detail(store, "HT-0001", identified=False)
+    gaps = not_measured(d.biomarkers)
+    # liver HU was measured on the first scan and not on the latest one: it is listed
+    # with the stored reason; volumes measured on the latest scan are not
+    assert gaps["Biomarker"].tolist() == ["Liver attenuation, mean (HU)"]
+    assert gaps["Why not measured"].tolist() == ["liver ROI empty after erosion"]
+    assert gaps["At (y)"].tolist() == pytest.approx([Y_2020_TO_2021])
+    assert not_measured(d.biomarkers.iloc[0:0]).empty

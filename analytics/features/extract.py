@@ -447,14 +447,20 @@ def _why_missing(name: str, phase: str | None, liver_stats: measure.RoiStats | N
 def _estimate_phase(image: np.ndarray, spacing: tuple[float, float, float],
                     aorta: np.ndarray | None, liver: np.ndarray | None
                     ) -> tuple[str | None, float]:
-    """Phase from the aorta's median HU (delivered aorta mask, else found in the image)."""
+    """Phase from the aorta's median HU (delivered aorta mask, else found in the image).
+
+    A delivered mask covers the whole aorta and is eroded by a voxel against partial
+    volume with the wall; a found mask is already the lumen core and is read as it is.
+    """
     from analytics.features.landmarks import find_aorta
 
     if aorta is None:
         aorta = find_aorta(image, spacing, liver=liver)
+    elif aorta.sum() > 200:
+        aorta = measure.erode(aorta, 1)
     if aorta is None or not aorta.any():
         return None, float("nan")
-    hu = attenuation.aorta_hu(image, measure.erode(aorta, 1) if aorta.sum() > 200 else aorta)
+    hu = attenuation.aorta_hu(image, aorta)
     if hu is None:
         return None, float("nan")
     return attenuation.phase_from_aorta_hu(hu), hu

@@ -60,16 +60,38 @@ def body_mask(image: np.ndarray) -> np.ndarray:
     return body
 
 
+#: the abdominal aorta's lumen radius range searched (mm): 15-30 mm diameter, a little
+#: less where the wall or the vertebra takes part of the disk
+AORTA_RADII_MM = (4.0, 6.0, 8.0, 10.0, 12.0, 14.0)
+#: cortical bone (HU on the coarse grid): marks the vertebra, never reached by blood
+CORTICAL_HU = 500.0
+#: bone (cancellous and cortical) on the slightly smoothed coarse grid
+BONE_HU = 180.0
+#: blood is between water and the densest arterial bolus
+BLOOD_HU = (0.0, 700.0)
+#: angles at which the lumen boundary is tested
+N_ANGLES = 16
+#: minimum fraction of the boundary that must be a real edge for a slice candidate
+MIN_EDGE_FRACTION = 0.45
+
+
 def find_aorta(image: np.ndarray, spacing: tuple[float, float, float], *,
                liver: np.ndarray | None = None, grid_mm: float = 2.0) -> np.ndarray | None:
-    """A small mask on the abdominal aorta (native grid), or None if not found.
+    """The lumen core of the abdominal aorta (native-grid mask), or None if not found.
 
-    The aorta is the vertical tube just left of the midline in front of the spine: per
-    axial slice, among the strong tubular (Hessian objectness, 4-6 mm scales) maxima of a
-    central region outside bone, the one nearest the expected spot in front of and left of
-    the vertebral body (the leftmost one when no vertebra is seen); slices whose
-    candidate agrees with the median position are kept and a 4 mm disk is drawn around
-    each candidate.
+    Anatomy drives the search: per axial slice the vertebral body is located from its
+    cortical bone (centre line and anterior edge, smoothed over z); the aorta is a round
+    tube of 12-30 mm diameter in front of it, from a little right of its centre line to
+    the left (the IVC lies further right). Each position and radius of that region is
+    tested as a disk: a homogeneous core, the same level just inside the fitted wall and
+    an edge just outside it over most of the circle (fat, bone or any tissue of another
+    level; the aorta is as dark as muscle before contrast, so the level itself is never
+    assumed). The slice candidates are linked over z by dynamic programming (the tube's
+    centre, radius and blood level change smoothly; gaps of a few slices are bridged) and
+    the best chain must span at least half of the searched levels (the liver's, when
+    given). Outlying slices are dropped. The mask is the lumen core: per slice, the
+    voxels at the chain's blood level inside the fitted wall connected to the centre,
+    so partial volume of the wall or bone does not bias its median.
     """
     coarse = to_grid(image, spacing, grid_mm)
     body = body_mask(coarse)
@@ -80,76 +102,235 @@ def find_aorta(image: np.ndarray, spacing: tuple[float, float, float], *,
         lz = np.flatnonzero(from_grid_mask_any(liver, spacing, grid_mm, coarse.shape))
         if lz.size:
             zs = np.arange(lz[0], lz[-1] + 1)
-    _, cy, cx = ndi.center_of_mass(body)
-    half_x = 60.0 / grid_mm
-    y0 = int(max(0, cy - 40.0 / grid_mm))
-    y1 = int(min(coarse.shape[1], cy + 80.0 / grid_mm))
-    x0 = int(max(0, cx - half_x))
-    x1 = int(min(coarse.shape[2], cx + half_x))
-    if y1 - y0 < 5 or x1 - x0 < 5:
+    if zs.size < 3:
         return None
-    sub = coarse[:, y0:y1, x0:x1]
-    img = sitk.GetImageFromArray(np.ascontiguousarray(np.clip(sub, -200.0, 600.0)))
-    img.SetSpacing((grid_mm,) * 3)
-    best = None
-    for s in (4.0, 6.0):
-        sm = sitk.SmoothingRecursiveGaussian(img, s) * (s * s)
-        v = sitk.GetArrayFromImage(sitk.ObjectnessMeasure(
-            sm, alpha=0.5, beta=0.5, gamma=5.0, objectDimension=1, brightObject=True))
-        best = v if best is None else np.maximum(best, v)
-    smooth = ndi.gaussian_filter(sub, 1.0)
-    # bone (vertebrae: components above 180 HU that contain cortical bone > 550 HU) is
-    # never the aorta, even when the aorta is as bright as marrow in the arterial phase
-    labels, n = ndi.label(smooth > 180.0)
-    if n:
-        cortical = np.zeros(n + 1, dtype=bool)
-        cortical[np.unique(labels[(sub > 550.0) & (labels > 0)])] = True
-        cortical[0] = False
-        bone = ndi.binary_dilation(cortical[labels], iterations=1)
-        best[bone] = 0.0
-    else:
-        bone = np.zeros(sub.shape, dtype=bool)
-    cands = []
-    for k in zs:
-        vk = best[k]
-        if vk.max() <= 0:
-            continue
-        peaks = (vk == ndi.maximum_filter(vk, size=int(20 / grid_mm) | 1)) & (
-            vk >= 0.5 * vk.max()) & (smooth[k] > -20.0) & (smooth[k] < 700.0)
-        pts = np.argwhere(peaks)
-        if len(pts) == 0:
-            continue
-        if bone[k].any():
-            # the aorta lies just in front of the vertebral body, a little to its left
-            bj, bi = np.argwhere(bone[k]).T
-            centre_i = float(np.median(bi))
-            front_j = float(bj[np.abs(bi - centre_i) * grid_mm < 10.0].min())
-            expected = np.array([front_j - 12.0 / grid_mm, centre_i + 15.0 / grid_mm])
-            dist = np.hypot(*(pts - expected).T) * grid_mm
-            if dist.min() > 40.0:
-                continue
-            j, i = pts[np.argmin(dist)]
-        else:
-            j, i = pts[np.argmax(pts[:, 1])]  # leftmost: the aorta lies left of the IVC
-        cands.append((k, j, i))
-    if len(cands) < 3:
+    k0, k1 = int(zs[0]), int(zs[-1]) + 1
+    anchor = _spine_anchor(coarse[k0:k1], body[k0:k1], grid_mm)
+    if anchor is None:
         return None
-    c = np.asarray(cands)
-    mj, mi = np.median(c[:, 1]), np.median(c[:, 2])
-    ok = c[np.hypot(c[:, 1] - mj, c[:, 2] - mi) * grid_mm <= 10.0]
-    if len(ok) < max(3, 0.3 * len(c)):
+    xc, front = anchor  # per slice of [k0, k1), coarse voxel units
+    rmax = max(AORTA_RADII_MM) / grid_mm
+    pad = int(np.ceil(rmax + 4.0 / grid_mm)) + 1
+    # search region: centres from 12 mm right of the vertebral centre line to 45 mm left
+    # of it, from 50 mm in front of the vertebral body's anterior edge to 8 mm behind it
+    lo_i, hi_i = np.floor(xc - 12.0 / grid_mm), np.ceil(xc + 45.0 / grid_mm)
+    lo_j, hi_j = np.floor(front - 50.0 / grid_mm), np.ceil(front + 8.0 / grid_mm)
+    y0 = max(0, int(lo_j.min()) - pad)
+    y1 = min(coarse.shape[1], int(hi_j.max()) + pad + 1)
+    x0 = max(0, int(lo_i.min()) - pad)
+    x1 = min(coarse.shape[2], int(hi_i.max()) + pad + 1)
+    if y1 - y0 < 2 * pad or x1 - x0 < 2 * pad:
+        return None
+    sub = coarse[k0:k1, y0:y1, x0:x1]
+    jj, ii = np.mgrid[y0:y1, x0:x1]
+    allowed = ((ii[None] >= lo_i[:, None, None]) & (ii[None] <= hi_i[:, None, None])
+               & (jj[None] >= lo_j[:, None, None]) & (jj[None] <= hi_j[:, None, None])
+               & body[k0:k1, y0:y1, x0:x1])
+    # the aorta runs along z: smoothing along it too keeps its edges and halves the noise
+    smooth = ndi.gaussian_filter(sub, (1.0, 1.0, 1.0), mode="nearest")
+    noise = _noise_sd(sub, smooth, body[k0:k1, y0:y1, x0:x1])
+    edge_hu = max(30.0, 5.0 * 0.4 * noise)
+    level_hu = max(20.0, 3.0 * 0.4 * noise)
+    cortical = ndi.maximum_filter(sub > CORTICAL_HU, size=(1, 3, 3))
+    # bone: what is above BONE_HU and holds cortical bone (the vertebra, not the lumen)
+    labels, n_lab = ndi.label(smooth > BONE_HU)
+    holds = np.zeros(n_lab + 1, dtype=bool)
+    holds[np.unique(labels[cortical & (labels > 0)])] = True
+    holds[0] = False
+    cortical = cortical | holds[labels]
+    score, radius, level = _disk_scores(sub, smooth, cortical, allowed, grid_mm, noise,
+                                        edge_hu, level_hu)
+    chain = _track(score, radius, level, grid_mm, edge_hu)
+    if chain is None or len(chain) < max(3, 0.5 * (k1 - k0)):
         return None
     out = np.zeros(coarse.shape, dtype=bool)
-    r = max(1, round(4.0 / grid_mm))
-    yy, xx = np.ogrid[-r:r + 1, -r:r + 1]
-    disk = yy * yy + xx * xx <= r * r
-    for k, j, i in ok:
-        jj, ii = j + y0, i + x0
-        sl = (k, slice(max(0, jj - r), jj + r + 1), slice(max(0, ii - r), ii + r + 1))
-        d = disk[r - (jj - sl[1].start):r + (sl[1].stop - jj),
-                 r - (ii - sl[2].start):r + (sl[2].stop - ii)]
-        out[sl] |= d
+    blood = float(np.median([c[4] for c in chain]))
+    lumen = (np.abs(smooth - blood) <= level_hu) & ~cortical
+    for k, j, i, r, _lvl in chain:
+        # the lumen: voxels at the blood level (smoothed over 2 mm, so those whose level
+        # is reached lie inside the wall's blur) within the fitted wall (+2 mm),
+        # connected to the centre
+        reach = (r + 2.0) / grid_mm
+        m = int(np.ceil(reach))
+        js = slice(max(0, j - m), min(sub.shape[1], j + m + 1))
+        is_ = slice(max(0, i - m), min(sub.shape[2], i + m + 1))
+        yy, xx = np.ogrid[js, is_]
+        region = lumen[k, js, is_] & ((yy - j) ** 2 + (xx - i) ** 2 <= reach * reach)
+        lab, _ = ndi.label(region)
+        if lab[j - js.start, i - is_.start] == 0:
+            continue
+        core = lab == lab[j - js.start, i - is_.start]
+        out[k0 + k, y0 + js.start:y0 + js.stop, x0 + is_.start:x0 + is_.stop] |= core
+    if not out.any():
+        return None
     return from_grid(out, image.shape, spacing, grid_mm)
+
+
+def _spine_anchor(coarse: np.ndarray, body: np.ndarray, grid_mm: float
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """Per slice, the vertebral body's centre line (x) and anterior edge (y), voxels.
+
+    Cortical bone within 40 mm of the body's centre line and behind its anterior 30%
+    (costal cartilage, sternum) is the spine; its median x is the centre line, and the
+    most anterior point near that line of the bone holding it (above ``BONE_HU``) is the
+    vertebral body's front. Slices without bone
+    take the values of their neighbours; both are median-smoothed over z.
+    """
+    n = coarse.shape[0]
+    _, cy, cx = ndi.center_of_mass(body)
+    ys = np.flatnonzero(body.any(axis=(0, 2)))
+    y_min = cy - 0.2 * (ys[-1] - ys[0]) if ys.size else cy
+    band = 40.0 / grid_mm
+    i_lo, i_hi = max(0, int(cx - band)), min(coarse.shape[2], int(cx + band) + 1)
+    j_lo = max(0, int(y_min))
+    xc = np.full(n, np.nan)
+    front = np.full(n, np.nan)
+    band_img = coarse[:, j_lo:, i_lo:i_hi]
+    cortical = band_img > CORTICAL_HU
+    labels, n_lab = ndi.label(ndi.gaussian_filter(band_img, (0.0, 1.0, 1.0)) > BONE_HU)
+    if n_lab == 0:
+        return None
+    has_cortex = np.zeros(n_lab + 1, dtype=bool)
+    has_cortex[np.unique(labels[cortical & (labels > 0)])] = True
+    has_cortex[0] = False
+    bone = has_cortex[labels]
+    for k in range(n):
+        bj, bi = np.nonzero(cortical[k])
+        if bj.size < 3:
+            continue
+        c = float(np.median(bi))
+        fj, fi = np.nonzero(bone[k])
+        near = np.abs(fi - c) * grid_mm <= 8.0
+        if not near.any():
+            continue
+        xc[k] = c + i_lo
+        front[k] = float(fj[near].min()) + j_lo
+    ok = np.isfinite(xc)
+    if ok.sum() < max(3, 0.3 * n):
+        return None
+    idx = np.arange(n)
+    xc = np.interp(idx, idx[ok], xc[ok])
+    front = np.interp(idx, idx[ok], front[ok])
+    size = max(3, round(10.0 / grid_mm) | 1)
+    return (ndi.median_filter(xc, size=size, mode="nearest"),
+            ndi.median_filter(front, size=size, mode="nearest"))
+
+
+def _noise_sd(sub: np.ndarray, smooth: np.ndarray, body: np.ndarray) -> float:
+    """Robust image noise SD (HU): MAD of the fine detail in soft tissue and fat."""
+    resid = (sub - smooth)[body & (np.abs(smooth) < 300.0)]
+    if resid.size < 100:
+        return 20.0
+    mad = float(np.median(np.abs(resid - np.median(resid))))
+    return 1.4826 * mad / 0.8  # the detail keeps ~0.8 of white noise through sigma 1
+
+
+def _shift(a: np.ndarray, dj: int, di: int, fill: float) -> np.ndarray:
+    """``out[:, j, i] = a[:, j + dj, i + di]`` (``fill`` outside)."""
+    out = np.full(a.shape, fill, dtype=a.dtype)
+    ny, nx = a.shape[1:]
+    dst_j = slice(max(0, -dj), min(ny, ny - dj))
+    dst_i = slice(max(0, -di), min(nx, nx - di))
+    src_j = slice(max(0, dj), min(ny, ny + dj))
+    src_i = slice(max(0, di), min(nx, nx + di))
+    out[:, dst_j, dst_i] = a[:, src_j, src_i]
+    return out
+
+
+def _disk_scores(sub, smooth, cortical, allowed, grid_mm, noise, edge_hu, level_hu):
+    """Best disk per voxel: edge fraction, radius (mm) and core level (HU)."""
+    best = np.zeros(sub.shape, dtype=np.float32)
+    best_r = np.zeros(sub.shape, dtype=np.float32)
+    best_lvl = np.zeros(sub.shape, dtype=np.float32)
+    theta = np.linspace(0.0, 2.0 * np.pi, N_ANGLES, endpoint=False)
+    sq = sub.astype(np.float64) ** 2
+    for r_mm in AORTA_RADII_MM:
+        rc = max(grid_mm, r_mm - 3.0) / grid_mm
+        m = int(np.ceil(rc))
+        yy, xx = np.mgrid[-m:m + 1, -m:m + 1]
+        kern = (yy * yy + xx * xx <= rc * rc + 1e-6).astype(np.float64)
+        kern = np.repeat(kern[None], 3, axis=0)  # three slices: the tube is vertical
+        kern /= kern.sum()
+        mean = ndi.correlate(sub.astype(np.float64), kern, mode="nearest")
+        sd = np.sqrt(np.maximum(ndi.correlate(sq, kern, mode="nearest") - mean * mean, 0.0))
+        has_bone = ndi.correlate(cortical.astype(np.float32), kern.astype(np.float32),
+                                 mode="constant") > 0
+        ok = (allowed & (sd <= 1.6 * noise + 5.0) & (mean > BLOOD_HU[0])
+              & (mean < BLOOD_HU[1]) & ~has_bone)
+        if not ok.any():
+            continue
+        edges = np.zeros(sub.shape, dtype=np.float32)
+        for t in theta:
+            c, s = np.cos(t), np.sin(t)
+            dj_in, di_in = (round(v * (r_mm - 2.0) / grid_mm) for v in (s, c))
+            dj_out, di_out = (round(v * (r_mm + 4.0) / grid_mm) for v in (s, c))
+            inner = _shift(smooth, dj_in, di_in, np.nan)
+            outer = _shift(smooth, dj_out, di_out, np.nan)
+            edges += ((np.abs(inner - mean) <= level_hu)
+                      & (np.abs(outer - mean) > edge_hu)).astype(np.float32)
+        frac = np.where(ok, edges / N_ANGLES, 0.0)
+        better = frac > best + 1e-6
+        best[better] = frac[better]
+        best_r[better] = r_mm
+        best_lvl[better] = mean[better]
+    return best, best_r, best_lvl
+
+
+def _track(score, radius, level, grid_mm, edge_hu):
+    """The best chain of slice candidates over z: ``[(k, j, i, radius_mm, level), ...]``.
+
+    Candidates are the local maxima of the disk score (at least ``MIN_EDGE_FRACTION``);
+    a chain links candidates of slices up to 3 apart whose centres move at most 3 mm
+    plus 1 mm per mm of z gap... (kept small: the aorta is nearly vertical), radius by at
+    most 4 mm and level by less than the edge contrast. Its value is the sum of scores
+    minus a gap penalty. After the best chain, slices off its running median position
+    are dropped.
+    """
+    n = score.shape[0]
+    nodes = []  # (k, j, i, score, r, level)
+    foot = round(8.0 / grid_mm) * 2 + 1
+    for k in range(n):
+        s = score[k]
+        if s.max() < MIN_EDGE_FRACTION:
+            continue
+        peaks = (s == ndi.maximum_filter(s, size=foot)) & (s >= MIN_EDGE_FRACTION)
+        pts = np.argwhere(peaks)
+        order = np.argsort(-s[peaks])[:8]
+        for j, i in pts[order]:
+            nodes.append((k, int(j), int(i), float(s[j, i]), float(radius[k, j, i]),
+                          float(level[k, j, i])))
+    if not nodes:
+        return None
+    val = np.array([nd[3] for nd in nodes])
+    prev = np.full(len(nodes), -1)
+    by_k: dict[int, list[int]] = {}
+    for a, nd in enumerate(nodes):
+        by_k.setdefault(nd[0], []).append(a)
+    for a, (k, j, i, s, r, lvl) in enumerate(nodes):
+        for gap in (1, 2, 3):
+            for b in by_k.get(k - gap, []):
+                _kb, jb, ib, _sb, rb, lb = nodes[b]
+                d = np.hypot(j - jb, i - ib) * grid_mm
+                if d > 3.0 + 1.0 * gap * grid_mm or abs(r - rb) > 4.0 \
+                        or abs(lvl - lb) > edge_hu:
+                    continue
+                cand = val[b] + s - 0.5 * (gap - 1)
+                if cand > val[a]:
+                    val[a], prev[a] = cand, b
+    a = int(np.argmax(val))
+    chain = []
+    while a >= 0:
+        k, j, i, _s, r, lvl = nodes[a]
+        chain.append((k, j, i, r, lvl))
+        a = int(prev[a])
+    chain.reverse()
+    c = np.array([(j, i) for _k, j, i, _r, _l in chain], dtype=float)
+    if len(chain) >= 3:
+        med = np.stack([ndi.median_filter(c[:, 0], size=5, mode="nearest"),
+                        ndi.median_filter(c[:, 1], size=5, mode="nearest")], axis=1)
+        keep = np.hypot(*(c - med).T) * grid_mm <= 4.0
+        chain = [ch for ch, kp in zip(chain, keep, strict=True) if kp]
+    return chain
 
 
 def from_grid_mask_any(mask: np.ndarray, spacing: tuple[float, float, float],

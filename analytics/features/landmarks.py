@@ -112,9 +112,10 @@ def find_aorta(image: np.ndarray, spacing: tuple[float, float, float], *,
     rmax = max(AORTA_RADII_MM) / grid_mm
     pad = int(np.ceil(rmax + 4.0 / grid_mm)) + 1
     # search region: centres from 12 mm right of the vertebral centre line to 45 mm left
-    # of it, from 50 mm in front of the vertebral body's anterior edge to 8 mm behind it
+    # of it, from 50 mm in front of the vertebral body's anterior edge to 4 mm behind it
+    # (the marrow further back is as bright as an enhanced lumen)
     lo_i, hi_i = np.floor(xc - 12.0 / grid_mm), np.ceil(xc + 45.0 / grid_mm)
-    lo_j, hi_j = np.floor(front - 50.0 / grid_mm), np.ceil(front + 8.0 / grid_mm)
+    lo_j, hi_j = np.floor(front - 50.0 / grid_mm), np.ceil(front + 4.0 / grid_mm)
     y0 = max(0, int(lo_j.min()) - pad)
     y1 = min(coarse.shape[1], int(hi_j.max()) + pad + 1)
     x0 = max(0, int(lo_i.min()) - pad)
@@ -132,12 +133,6 @@ def find_aorta(image: np.ndarray, spacing: tuple[float, float, float], *,
     edge_hu = max(30.0, 5.0 * 0.4 * noise)
     level_hu = max(20.0, 3.0 * 0.4 * noise)
     cortical = ndi.maximum_filter(sub > CORTICAL_HU, size=(1, 3, 3))
-    # bone: what is above BONE_HU and holds cortical bone (the vertebra, not the lumen)
-    labels, n_lab = ndi.label(smooth > BONE_HU)
-    holds = np.zeros(n_lab + 1, dtype=bool)
-    holds[np.unique(labels[cortical & (labels > 0)])] = True
-    holds[0] = False
-    cortical = cortical | holds[labels]
     score, radius, level = _disk_scores(sub, smooth, cortical, allowed, grid_mm, noise,
                                         edge_hu, level_hu)
     chain = _track(score, radius, level, grid_mm, edge_hu)

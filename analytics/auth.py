@@ -24,7 +24,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from analytics import audit
 from analytics.audit import Actor
@@ -125,8 +125,14 @@ def create_user(store: Store, username: str, role: str, password: str | None, *,
         raise AuthError(f"password for {username!r}: at least {MIN_PASSWORD_LENGTH} "
                         "characters expected")
     with store.session() as s:
-        if s.execute(select(User).where(User.username == username)).scalar():
-            raise AuthError(f"user {username!r} already exists")
+        # e-mail addresses (the single sign-on account names) differ in case only on paper,
+        # so two accounts that differ only in case would be one person
+        other = s.execute(select(User.username)
+                          .where(func.lower(User.username) == username.lower())).scalar()
+        if other is not None:
+            raise AuthError(f"user {username!r} already exists" if other == username else
+                            f"user {username!r}: {other!r} already exists (names are "
+                            "compared ignoring case)")
     audit.record(store, actor, "user_add", detail={"username": username, "role": role_v.value})
     with store.session() as s:
         user = User(username=username, role=role_v.value, display_name=display_name,
@@ -257,6 +263,10 @@ def sso_actor(store: Store, username: str, *, session_id: str,
                         hint="verify the address with your organisation, then sign in again")
     with store.session() as s:
         user = s.execute(select(User).where(User.username == username)).scalar()
+        if user is None:  # providers differ in the case they send an address in
+            same = s.execute(select(User).where(
+                func.lower(User.username) == username.lower())).scalars().all()
+            user = same[0] if len(same) == 1 else None
     if user is None:
         audit.record(store, who, "login", "denied",
                      detail={"reason": "no local account for SSO user"})

@@ -121,3 +121,16 @@ def test_no_claim_but_the_email_reaches_the_audit_trail(store):
     assert EMAIL in trail
     for value in ("00u-secretive", "n-0n-ce", "idp.example"):
         assert value not in trail
+
+
+def test_the_email_is_matched_ignoring_case(store):
+    """Providers send an address in the case the person typed it; it is one account."""
+    actor = auth.sso_login(store, claims(email="Dr.SSO@Hospital.Example"), session_id="s1",
+                           now=T0)
+    assert (actor.username, actor.role) == (EMAIL, "clinician")
+
+
+def test_accounts_differing_only_in_case_cannot_be_created(store):
+    with pytest.raises(AuthError, match="compared ignoring case"):
+        auth.create_user(store, EMAIL.upper(), "researcher", None)
+    assert [u["username"] for u in auth.list_users(store)] == [EMAIL]

@@ -82,12 +82,13 @@ def find_aorta(image: np.ndarray, spacing: tuple[float, float, float], *,
     Anatomy drives the search: per axial slice the vertebral body is located from its
     cortical bone (centre line and anterior edge, smoothed over z); the aorta is a round
     tube of 12-30 mm diameter in front of it, from a little right of its centre line to
-    the left (the IVC lies further right). Each position and radius of that region is
+    the left (the IVC lies further right), outside the liver when it is given. Each position and radius of that region is
     tested as a disk: a homogeneous core, the same level just inside the fitted wall and
     an edge just outside it over most of the circle (fat, bone or any tissue of another
     level; the aorta is as dark as muscle before contrast, so the level itself is never
     assumed). The slice candidates are linked over z by dynamic programming (the tube's
-    centre, radius and blood level change smoothly; gaps of a few slices are bridged) and
+    centre, radius and blood level change smoothly, a change of level costs score as
+    blood keeps one level along the tube; gaps of a few slices are bridged) and
     the best chain must span at least half of the searched levels (the liver's, when
     given). Outlying slices are dropped. The mask is the lumen core: per slice, the
     voxels at the chain's blood level inside the fitted wall connected to the centre,
@@ -98,7 +99,12 @@ def find_aorta(image: np.ndarray, spacing: tuple[float, float, float], *,
     if body.sum() < 1000:
         return None
     zs = np.flatnonzero(body.any(axis=(1, 2)))
+    in_liver = None
     if liver is not None and liver.any():
+        # the aorta runs outside the liver: no lumen centre is searched inside it (at
+        # equal attenuation before contrast, the caudate lobe next to it is a smooth
+        # region of the same level)
+        in_liver = _native_on_grid(liver, spacing, grid_mm, coarse.shape)
         lz = np.flatnonzero(from_grid_mask_any(liver, spacing, grid_mm, coarse.shape))
         if lz.size:
             zs = np.arange(lz[0], lz[-1] + 1)
@@ -127,6 +133,8 @@ def find_aorta(image: np.ndarray, spacing: tuple[float, float, float], *,
     allowed = ((ii[None] >= lo_i[:, None, None]) & (ii[None] <= hi_i[:, None, None])
                & (jj[None] >= lo_j[:, None, None]) & (jj[None] <= hi_j[:, None, None])
                & body[k0:k1, y0:y1, x0:x1])
+    if in_liver is not None:
+        allowed &= ~in_liver[k0:k1, y0:y1, x0:x1]
     # the aorta runs along z: smoothing along it too keeps its edges and halves the noise
     smooth = ndi.gaussian_filter(sub, (1.0, 1.0, 1.0), mode="nearest")
     noise = _noise_sd(sub, smooth, body[k0:k1, y0:y1, x0:x1])
@@ -309,7 +317,8 @@ def _track(score, radius, level, grid_mm, edge_hu):
                 if d > 3.0 + 1.0 * gap * grid_mm or abs(r - rb) > 4.0 \
                         or abs(lvl - lb) > edge_hu:
                     continue
-                cand = val[b] + s - 0.5 * (gap - 1)
+                # blood keeps one level along the tube (bowel content and wall do not)
+                cand = val[b] + s - 0.5 * (gap - 1) - 0.5 * abs(lvl - lb) / edge_hu
                 if cand > val[a]:
                     val[a], prev[a] = cand, b
     a = int(np.argmax(val))
@@ -337,3 +346,14 @@ def from_grid_mask_any(mask: np.ndarray, spacing: tuple[float, float, float],
                 coarse_shape[0] - 1)
     out[k] = True
     return out
+
+
+def _native_on_grid(mask: np.ndarray, spacing: tuple[float, float, float], grid_mm: float,
+                    coarse_shape: tuple[int, ...]) -> np.ndarray:
+    """A native-grid mask sampled at the coarse grid's points (nearest native voxel)."""
+    idx = []
+    for ax in range(3):
+        first = 0.5 * (mask.shape[ax] * spacing[ax] - (coarse_shape[ax] - 1) * grid_mm)
+        pos = first + np.arange(coarse_shape[ax]) * grid_mm
+        idx.append(np.clip(np.floor(pos / spacing[ax]).astype(int), 0, mask.shape[ax] - 1))
+    return mask[np.ix_(*idx)]

@@ -89,22 +89,23 @@ def test_a_phase_estimate_is_never_wrong(sweep) -> None:
 
 
 def test_how_often_the_aorta_is_found_and_read_right(sweep) -> None:
-    """Measured on the 23 cases: found in 19 (the misses: noise 20 HU where the phantom's
-    aorta is pressed into a thin crescent against the vertebra); of those, 17 masks lie
-    >= 95% inside the aorta, and 15 medians are within 3 HU of the aortic blood (17
-    within 5 HU). Two stage-2 unenhanced cases pick a neighbouring soft-tissue structure
-    (median 11 and 22 HU low). The floors below are these figures, so a regression shows;
-    the issue's aim is every case."""
+    """Measured on the 23 cases: found in 18 (the misses: noise 20 HU where the phantom's
+    aorta is pressed into a thin crescent against the vertebra, too few slices pass the
+    disk test); every returned mask lies >= 95% inside the aorta (no neighbouring
+    structure is returned: the liver is excluded and the chain keeps one blood level),
+    16 medians are within 3 HU of the aortic blood and 18 within 5 HU (two
+    portal-venous cases with ~100-600 mask voxels read 5 HU high). The floors below are
+    these figures, so a regression shows; the issue's aim is every case."""
     n = len(sweep)
     found = [r for r in sweep.values() if r["found"]]
     inside = [k for k, r in sweep.items() if r["found"] and r["precision"] >= 0.95]
     err = [abs(r["hu"] - _truth_hu(k[1])) for k, r in sweep.items() if r["found"]]
     assert n == 23
-    assert len(found) >= 19
-    assert len(inside) >= 17
-    assert sum(e <= 3.0 for e in err) >= 15
-    assert sum(e <= 5.0 for e in err) >= 17
-    assert sum(r["phase"] is not None for r in sweep.values()) >= 19
+    assert len(found) >= 18
+    assert len(inside) == len(found)
+    assert sum(e <= 3.0 for e in err) >= 16
+    assert sum(e <= 5.0 for e in err) >= 18
+    assert sum(r["phase"] is not None for r in sweep.values()) >= 18
 
 
 @pytest.mark.parametrize("flips", [(True, False, False), (False, True, True)])

@@ -73,6 +73,8 @@ BLOOD_HU = (0.0, 700.0)
 N_ANGLES = 16
 #: minimum fraction of the boundary that must be a real edge for a slice candidate
 MIN_EDGE_FRACTION = 0.45
+#: at most this fraction of the outline may be a side lying on bone
+MAX_BONE_SIDE = 0.25
 
 
 def find_aorta(image: np.ndarray, spacing: tuple[float, float, float], *,
@@ -82,17 +84,19 @@ def find_aorta(image: np.ndarray, spacing: tuple[float, float, float], *,
     Anatomy drives the search: per axial slice the vertebral body is located from its
     cortical bone (centre line and anterior edge, smoothed over z); the aorta is a round
     tube of 12-30 mm diameter in front of it, from a little right of its centre line to
-    the left (the IVC lies further right), outside the liver when it is given. Each position and radius of that region is
-    tested as a disk: a homogeneous core, the same level just inside the fitted wall and
-    an edge just outside it over most of the circle (fat, bone or any tissue of another
-    level; the aorta is as dark as muscle before contrast, so the level itself is never
-    assumed). The slice candidates are linked over z by dynamic programming (the tube's
-    centre, radius and blood level change smoothly, a change of level costs score as
-    blood keeps one level along the tube; gaps of a few slices are bridged) and
-    the best chain must span at least half of the searched levels (the liver's, when
-    given). Outlying slices are dropped. The mask is the lumen core: per slice, the
-    voxels at the chain's blood level inside the fitted wall connected to the centre,
-    so partial volume of the wall or bone does not bias its median.
+    the left (the IVC lies further right), outside the liver when it is given. Each
+    position and radius of that region is tested as a disk: a homogeneous core, the same
+    level just inside the fitted wall and an edge just outside it over most of the
+    circle (fat, bone or any tissue of another level; the aorta is as dark as muscle
+    before contrast, so the level itself is never assumed); a side lying on the
+    vertebra, where the blur of bone reaches into a lumen pressed flat against it,
+    counts as edge for up to a quarter of the circle. The slice candidates are linked
+    over z by dynamic programming (the tube's centre, radius and blood level change
+    smoothly, a change of level costs score as blood keeps one level along the tube;
+    gaps of a few slices are bridged) and the best chain must span at least half of the
+    searched levels (the liver's, when given). Outlying slices are dropped. The mask is
+    the lumen core: per slice, the voxels at the chain's blood level inside the fitted
+    wall connected to the centre, so partial volume of the wall or bone does not bias its median.
     """
     coarse = to_grid(image, spacing, grid_mm)
     body = body_mask(coarse)
@@ -263,6 +267,7 @@ def _disk_scores(sub, smooth, cortical, allowed, grid_mm, noise, edge_hu, level_
         if not ok.any():
             continue
         edges = np.zeros(sub.shape, dtype=np.float32)
+        on_bone = np.zeros(sub.shape, dtype=np.float32)
         for t in theta:
             c, s = np.cos(t), np.sin(t)
             dj_in, di_in = (round(v * (r_mm - 2.0) / grid_mm) for v in (s, c))
@@ -271,6 +276,11 @@ def _disk_scores(sub, smooth, cortical, allowed, grid_mm, noise, edge_hu, level_
             outer = _shift(smooth, dj_out, di_out, np.nan)
             edges += ((np.abs(inner - mean) <= level_hu)
                       & (np.abs(outer - mean) > edge_hu)).astype(np.float32)
+            # a side lying on the vertebra: the wall's blur with bone reaches the inner
+            # point, and bone lies beyond it
+            on_bone += ((np.abs(inner - mean) > level_hu) & (inner > mean)
+                        & (outer > BONE_HU) & (outer > mean + edge_hu)).astype(np.float32)
+        edges += np.minimum(on_bone, MAX_BONE_SIDE * N_ANGLES)
         frac = np.where(ok, edges / N_ANGLES, 0.0)
         better = frac > best + 1e-6
         best[better] = frac[better]

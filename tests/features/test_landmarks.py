@@ -89,23 +89,24 @@ def test_a_phase_estimate_is_never_wrong(sweep) -> None:
 
 
 def test_how_often_the_aorta_is_found_and_read_right(sweep) -> None:
-    """Measured on the 23 cases: found in 18 (the misses: noise 20 HU where the phantom's
-    aorta is pressed into a thin crescent against the vertebra, too few slices pass the
-    disk test); every returned mask lies >= 95% inside the aorta (no neighbouring
-    structure is returned: the liver is excluded and the chain keeps one blood level),
-    16 medians are within 3 HU of the aortic blood and 18 within 5 HU (two
-    portal-venous cases with ~100-600 mask voxels read 5 HU high). The floors below are
-    these figures, so a regression shows; the issue's aim is every case."""
+    """Measured on the 23 cases: found in 21 (the misses: portal-venous noise 20 HU at
+    stages 3 and 4, where the phantom's aorta is pressed into a thin crescent against the
+    vertebra and too few slices pass the disk test); every returned mask lies >= 95%
+    inside the aorta (the liver is excluded, the chain keeps one blood level), 16
+    medians are within 3 HU of the aortic blood and 20 within 5 HU. The crescents found
+    read low (a 37-voxel core 13 HU low, others 5 HU low: their blur with fat), two
+    portal-venous cores next to the vertebra 5 HU high. The floors below are these
+    figures, so a regression shows; the issue's aim is every case."""
     n = len(sweep)
     found = [r for r in sweep.values() if r["found"]]
     inside = [k for k, r in sweep.items() if r["found"] and r["precision"] >= 0.95]
     err = [abs(r["hu"] - _truth_hu(k[1])) for k, r in sweep.items() if r["found"]]
     assert n == 23
-    assert len(found) >= 18
+    assert len(found) >= 21
     assert len(inside) == len(found)
     assert sum(e <= 3.0 for e in err) >= 16
-    assert sum(e <= 5.0 for e in err) >= 18
-    assert sum(r["phase"] is not None for r in sweep.values()) >= 18
+    assert sum(e <= 5.0 for e in err) >= 20
+    assert sum(r["phase"] is not None for r in sweep.values()) >= 21
 
 
 @pytest.mark.parametrize("flips", [(True, False, False), (False, True, True)])

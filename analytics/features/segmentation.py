@@ -19,7 +19,12 @@ classical-v2 (canonical orientation; coarse 3 mm grid, refined on the native gri
    spleen the largest-and-most-lateral one on the left, not anterior, liver excluded,
    and - since it lies under the left hemidiaphragm - with its centre above the lowest
    15 % of the liver's height (the left kidney's centre lies lower); a thin spleen that
-   does not survive the 7 mm erosion is searched again with a 4 mm one;
+   does not survive the 7 mm erosion is searched again with a 4 mm one. A spleen core
+   can still touch the kidney or posterior muscle through a neck wider than the erosion,
+   so it is first split at its necks (watershed of the distance map from its maxima,
+   regions merged back while the neck's radius is >= 0.6 x the smaller region's largest
+   radius); its acceptable pieces are kept together unless one lies clearly more medial
+   (lateral weight below half the most lateral piece's);
 4. the component is grown back inside its window, closed, its holes (vessels, lesions)
    filled in 3-D and slice by slice, since the reference liver label includes them,
    and neighbours joined by a neck narrower than ~18 mm are cut off;
@@ -32,10 +37,15 @@ classical-v1, mean Dice liver 0.93, spleen 0.90, worst liver 0.88 (steatotic liv
 against posterior paraspinal muscle and kidney). On 28 further volumes (stages 0-4, both
 phases, noise 12 and 20 HU, 3 mm and 0.8 mm pixels): liver mean 0.91, worst 0.84, 11 of
 28 below 0.90 (all unenhanced: kidney, bowel, stomach and IVC within the parenchymal
-window); spleen mean 0.82, 8 of 28 below 0.85, two of them failed outright (a thin
+window); spleen mean 0.85, 3 of 28 below 0.85, two of them failed outright (a thin
 69 mL spleen not found; a 43 mL one replaced by kidney and muscle). The 4 mm retry, the
 wider peak search and the height prior fixed one volume where classical-v1 returned the
-left kidney (Dice 0.00 -> 0.91) and changed no other spleen.
+left kidney (Dice 0.00 -> 0.91) and changed no other spleen. Splitting the spleen's core
+at its necks moved the 36 volumes from spleen mean 0.836 / 9 below 0.85 to 0.861 / 4
+(kidney or muscle cut off in 5: 0.59-0.80 -> 0.85-0.95; no spleen lower by more than
+0.006; livers unchanged; +3 % time on a 512 x 512 x 200 CT). Splitting the liver the
+same way cut off kidney in one unenhanced volume but also lobes of enhanced ones (liver
+mean 0.913 -> 0.912), so the liver is not split.
 """
 
 from __future__ import annotations
@@ -55,6 +65,8 @@ from analytics.features.landmarks import body_mask, from_grid, to_grid
 CLASSICAL_METHOD = "classical-v2"
 TOTALSEG_METHOD = "totalsegmentator"
 GRID_MM = 3.0
+# a spleen's core is split where its neck radius is below 0.6 x the smaller part's radius
+SPLEEN_NECK_RATIO = 0.6
 
 _BALL_CACHE: dict[int, np.ndarray] = {}
 
@@ -137,14 +149,100 @@ class _Candidate:
     score: float
 
 
-def _components(core: np.ndarray, accept, min_vox: int) -> list[np.ndarray]:
+def _split_at_necks(core: np.ndarray, ratio: float) -> tuple[np.ndarray, int, np.ndarray]:
+    """Split every component of ``core`` where it narrows: returns the label image of the
+    pieces, their number and, per piece, the component it came from (index 0 unused).
+
+    Markers are the maxima of the distance map; the watershed of the inverted distance
+    map grows them into regions, and neighbouring regions are merged back, widest neck
+    first, while the neck's radius is at least ``ratio`` times the smaller of the two
+    regions' largest radii (a lobe of the organ stays, an organ touching it goes).
+    ``ratio <= 0`` leaves the components whole.
+    """
     labels, n = ndi.label(core)
+    if n == 0 or ratio <= 0:
+        return labels, n, np.arange(n + 1)
+    out = np.zeros(core.shape, dtype=np.int32)
+    origin = [0]
+    total = 0
+    for i, sl in enumerate(ndi.find_objects(labels), start=1):
+        sl = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in sl)
+        parts, k = _split_one(labels[sl] == i, ratio)
+        out[sl][parts > 0] = parts[parts > 0] + total
+        total += k
+        origin += [i] * k
+    return out, total, np.asarray(origin)
+
+
+def _split_one(m: np.ndarray, ratio: float) -> tuple[np.ndarray, int]:
+    from skimage.segmentation import watershed
+
+    dist = ndi.distance_transform_edt(m)
+    maxima = m & (dist >= ndi.maximum_filter(dist, footprint=_ball(2))) & (dist >= 1.5)
+    markers, n = ndi.label(maxima, structure=np.ones((3, 3, 3)))
+    if n < 2:
+        return m.astype(np.int32), 1
+    ws = watershed(-dist, markers, mask=m)
+    radius = np.zeros(n + 1)
+    radius[1:] = ndi.maximum(dist, ws, index=np.arange(1, n + 1))
+    # neck radius between two regions: the widest point of their common border
+    keys, vals = [], []
+    for ax in range(3):
+        a = [slice(None)] * 3
+        b = [slice(None)] * 3
+        a[ax], b[ax] = slice(0, -1), slice(1, None)
+        la, lb = ws[tuple(a)], ws[tuple(b)]
+        sel = (la != lb) & (la > 0) & (lb > 0)
+        if sel.any():
+            lo = np.minimum(la[sel], lb[sel]).astype(np.int64)
+            hi = np.maximum(la[sel], lb[sel]).astype(np.int64)
+            keys.append(lo * (n + 1) + hi)
+            vals.append(np.minimum(dist[tuple(a)][sel], dist[tuple(b)][sel]))
+    parent = np.arange(n + 1)
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    if keys:
+        pairs, inv = np.unique(np.concatenate(keys), return_inverse=True)
+        neck = np.zeros(pairs.size)
+        np.maximum.at(neck, inv, np.concatenate(vals))
+        for j in np.argsort(neck)[::-1]:
+            ra, rb = find(int(pairs[j] // (n + 1))), find(int(pairs[j] % (n + 1)))
+            if ra != rb and neck[j] >= ratio * min(radius[ra], radius[rb]):
+                parent[rb] = ra
+                radius[ra] = max(radius[ra], radius[rb])
+    roots = np.array([find(i) for i in range(n + 1)])
+    roots[0] = 0
+    _, relabel = np.unique(roots, return_inverse=True)
+    return relabel[ws].astype(np.int32), int(relabel.max())
+
+
+def _components(core: np.ndarray, accept, min_vox: int, neck_ratio: float = 0.0,
+                weight=None, keep_weight: float = 0.5) -> list[np.ndarray]:
+    """Acceptable pieces of ``core`` (split at necks when ``neck_ratio > 0``); the
+    acceptable pieces of one component are returned together, except, when a positional
+    weight is given, those weighing less than ``keep_weight`` times the best of them."""
+    labels, n, origin = _split_at_necks(core, neck_ratio)
     if n == 0:
         return []
     sizes = np.bincount(labels.ravel())
     coms = ndi.center_of_mass(core, labels, range(1, n + 1))
-    return [labels == lab for lab, com in zip(range(1, n + 1), coms, strict=True)
-            if sizes[lab] >= min_vox and accept(com)]
+    groups: dict[int, list[int]] = {}
+    for lab, com in zip(range(1, n + 1), coms, strict=True):
+        if sizes[lab] >= min_vox and accept(com):
+            groups.setdefault(int(origin[lab]), []).append(lab)
+    out = []
+    for labs in groups.values():
+        if weight is not None and len(labs) > 1:
+            w = {lab: weight(coms[lab - 1]) for lab in labs}
+            top = max(w.values())
+            labs = [lab for lab in labs if w[lab] >= keep_weight * top]
+        out.append(np.isin(labels, labs))
+    return out
 
 
 def _grow(seed: np.ndarray, smooth: np.ndarray, body: np.ndarray, exclude: np.ndarray | None,
@@ -198,7 +296,8 @@ def _cut_necks(mask: np.ndarray, radius_vox: int = 2) -> np.ndarray:
 
 def _organ(smooth: np.ndarray, body: np.ndarray, side: np.ndarray, exclude: np.ndarray | None,
            accept, cut_mm: float, min_ml: float, max_ml: float,
-           sd_floor: float, neck_vox: int = 2, weight=None) -> _Candidate | None:
+           sd_floor: float, neck_vox: int = 2, weight=None,
+           neck_ratio: float = 0.0) -> _Candidate | None:
     """The best acceptable organ component over the candidate intensity peaks: the
     largest, or the largest ``size * weight(centre)`` when a positional weight is given."""
     vox_ml = GRID_MM ** 3 / 1000.0
@@ -213,7 +312,7 @@ def _organ(smooth: np.ndarray, body: np.ndarray, side: np.ndarray, exclude: np.n
         if exclude is not None:
             inside &= ~exclude
         core = ndi.binary_erosion(inside, cut)
-        for comp in _components(core, accept, int(0.2 * min_ml / vox_ml)):
+        for comp in _components(core, accept, int(0.2 * min_ml / vox_ml), neck_ratio, weight):
             grown, window = _grow(comp, smooth, body, exclude, cut, sd_floor, neck_vox)
             size_ml = float(grown.sum()) * vox_ml
             if not (min_ml <= size_ml <= max_ml):
@@ -293,7 +392,10 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
                         neck_vox=3,
                         # the spleen is the most lateral organ of the left upper quadrant;
                         # the kidney and the paraspinal muscles lie nearer the midline
-                        weight=lambda c: ((c[2] - cx) / hw) ** 4)
+                        weight=lambda c: ((c[2] - cx) / hw) ** 4,
+                        # the spleen's core can touch the kidney or the paraspinal muscle
+                        # through a neck wider than the erosion: split it there
+                        neck_ratio=SPLEEN_NECK_RATIO)
         if spleen is not None:
             break
     if spleen is not None:

@@ -51,8 +51,9 @@ def test_cohort_and_patient(dashboard_server, chromium_browser):
         page.get_by_text("Risk across the cohort").wait_for(timeout=UI_TIMEOUT_MS)
         page.get_by_text("Cumulative incidence by predicted-risk group").first.wait_for(
             timeout=UI_TIMEOUT_MS)
-        headers = grid.locator('[role="columnheader"]').all_inner_texts()
-        assert any("Current risk" in h for h in headers), headers
+        # the grid draws its header row after the frame appears: wait for the column
+        grid.locator('[role="columnheader"]').filter(has_text="Current risk").first.wait_for(
+            timeout=UI_TIMEOUT_MS)
         shot(page, "cohort_risk")
 
         # open an imaging patient (a page load would be a new, signed-out session, so the

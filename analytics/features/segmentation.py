@@ -479,6 +479,28 @@ def _half_width(body: np.ndarray, cx: float) -> float:
     return float(max(cols[-1] - cx, cx - cols[0], 1.0))
 
 
+#: TotalSegmentator's ``total`` task labels of the organs used here (its class map)
+TOTALSEG_LABELS = {"spleen": 1, "liver": 5}
+
+
+def canonical_to_nifti(image: np.ndarray, spacing: tuple[float, float, float]
+                       ) -> tuple[np.ndarray, np.ndarray]:
+    """A canonical (S, P, L) array as NIfTI voxel data and its RAS+ affine.
+
+    NIfTI world axes point to the patient's right, anterior and superior; the canonical
+    array's axes run inferior->superior, anterior->posterior, right->left, so the voxel
+    axes become (x = left->right, y = posterior->anterior, z = inferior->superior).
+    """
+    data = np.ascontiguousarray(np.transpose(image, (2, 1, 0))[::-1, ::-1, :])
+    affine = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
+    return data, affine
+
+
+def nifti_to_canonical(data: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`canonical_to_nifti` for data on the same voxel grid."""
+    return np.ascontiguousarray(np.transpose(np.asarray(data)[::-1, ::-1, :], (2, 1, 0)))
+
+
 def _totalsegmentator(image: np.ndarray, spacing: tuple[float, float, float]) -> Segmentation:
     """Run TotalSegmentator (liver, spleen) on a canonical image; weights must be local."""
     import tempfile
@@ -486,18 +508,12 @@ def _totalsegmentator(image: np.ndarray, spacing: tuple[float, float, float]) ->
     import nibabel as nib
     from totalsegmentator.python_api import totalsegmentator  # type: ignore[import-not-found]
 
-    # canonical (S, P, L) -> NIfTI RAS voxel axes (x=R->L flipped, y=A->P flipped, z=I->S)
-    data = np.transpose(image, (2, 1, 0))[::-1, ::-1, :]
-    affine = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
+    data, affine = canonical_to_nifti(image.astype(np.float32), spacing)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "ct.nii.gz"
-        nib.save(nib.Nifti1Image(np.ascontiguousarray(data, dtype=np.float32), affine), src)
+        nib.save(nib.Nifti1Image(data, affine), src)
         out = totalsegmentator(str(src), None, roi_subset=["liver", "spleen"], ml=True,
                                quiet=True)
-        labels = np.asarray(out.dataobj)
-        names = {1: "spleen", 5: "liver"}
-    masks = {}
-    for value, name in names.items():
-        m = labels == value
-        masks[name] = np.transpose(m[::-1, ::-1, :], (2, 1, 0))
+        labels = nifti_to_canonical(np.asarray(out.dataobj))
+    masks = {name: labels == value for name, value in TOTALSEG_LABELS.items()}
     return Segmentation(masks, TOTALSEG_METHOD)

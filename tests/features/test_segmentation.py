@@ -99,3 +99,34 @@ def test_unknown_method_is_refused() -> None:
 
     with pytest.raises(FeatureError, match="expected auto, classical or totalsegmentator"):
         segment_canonical(np.zeros((4, 4, 4), np.float32), (1.0, 1.0, 1.0), method="atlas")
+
+
+def test_the_image_handed_to_totalsegmentator_is_oriented_as_nifti_says() -> None:
+    """TotalSegmentator (optional, needs local weights) reads a NIfTI file and trusts its
+    affine: the liver must come out on the patient's right (+x in RAS), the spleen on the
+    left and posterior, and labels must map back onto the canonical grid voxel for voxel."""
+    import nibabel as nib
+
+    from analytics.features.segmentation import canonical_to_nifti, nifti_to_canonical
+
+    sv = synthesize_visit_volume(1.0, np.random.default_rng(3), contrast_phase="unenhanced")
+    truth = sv.masks()
+    data, affine = canonical_to_nifti(sv.hu.astype(np.float32), sv.spacing_mm)
+    img = nib.Nifti1Image(data, affine)
+    assert nib.aff2axcodes(img.affine) == ("R", "A", "S")
+    assert img.header.get_zooms() == pytest.approx(
+        (sv.spacing_mm[2], sv.spacing_mm[1], sv.spacing_mm[0]))
+
+    def world_centroid(mask: np.ndarray) -> np.ndarray:
+        vox, _ = canonical_to_nifti(mask.astype(np.uint8), sv.spacing_mm)
+        ijk = np.argwhere(vox > 0).mean(axis=0)
+        return nib.affines.apply_affine(affine, ijk)
+
+    liver, spleen = world_centroid(truth["liver"]), world_centroid(truth["spleen"])
+    assert liver[0] > spleen[0] + 50.0  # liver on the right, spleen on the left (mm)
+    assert spleen[1] < liver[1]  # the spleen lies posterior to the liver's centre
+    labels = np.zeros(data.shape, dtype=np.uint8)
+    labels[canonical_to_nifti(truth["liver"].astype(np.uint8), sv.spacing_mm)[0] > 0] = 5
+    back = nifti_to_canonical(labels)
+    assert back.shape == sv.hu.shape
+    assert np.array_equal(back == 5, truth["liver"])

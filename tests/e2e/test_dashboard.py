@@ -51,9 +51,10 @@ def test_cohort_and_patient(dashboard_server, chromium_browser):
         page.get_by_text("Risk across the cohort").wait_for(timeout=UI_TIMEOUT_MS)
         page.get_by_text("Cumulative incidence by predicted-risk group").first.wait_for(
             timeout=UI_TIMEOUT_MS)
-        # the grid draws its header row after the frame appears: wait for the column
+        # the grid draws on a canvas; its accessible header cells are in the DOM but not
+        # "visible", and arrive after the frame: wait for the column to be attached
         grid.locator('[role="columnheader"]').filter(has_text="Current risk").first.wait_for(
-            timeout=UI_TIMEOUT_MS)
+            state="attached", timeout=UI_TIMEOUT_MS)
         shot(page, "cohort_risk")
 
         # open an imaging patient (a page load would be a new, signed-out session, so the

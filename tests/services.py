@@ -46,6 +46,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def stop(proc: subprocess.Popen, timeout: float = 20.0) -> None:
+    """Terminate a service process; kill it if it has not exited within ``timeout``."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _wait(check, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     last: Exception | None = None
@@ -125,11 +135,7 @@ def postgres_server() -> Iterator[PostgresServer]:
         _wait(ready, 30, f"PostgreSQL (log: {log})")
         yield PostgresServer(url=url, port=port, datadir=datadir)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 
@@ -212,11 +218,7 @@ def orthanc_server() -> Iterator[OrthancServer]:
               f"Orthanc (log: {log})")
         yield server
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

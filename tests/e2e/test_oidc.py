@@ -83,12 +83,7 @@ def oidc_provider(log: Path) -> Iterator[str]:
             time.sleep(0.2)
         yield issuer
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        services.stop(proc)
 
 
 def set_claims(issuer: str, user: dict) -> None:

@@ -11,6 +11,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage as ndi
 
+from analytics.features.measure import largest_component
+
 BODY_MIN_HU = -400.0
 
 
@@ -48,13 +50,7 @@ def from_grid(mask: np.ndarray, shape: tuple[int, int, int],
 
 def body_mask(image: np.ndarray) -> np.ndarray:
     """The patient's body: largest component above -400 HU, holes filled per slice."""
-    above = image > BODY_MIN_HU
-    labels, n = ndi.label(above)
-    if n == 0:
-        return above
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    body = labels == int(np.argmax(sizes))
+    body = largest_component(image > BODY_MIN_HU)
     for k in range(body.shape[0]):
         body[k] = ndi.binary_fill_holes(body[k])
     return body

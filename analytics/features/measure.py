@@ -50,6 +50,16 @@ def _shifted_and(m: np.ndarray, cube: bool) -> np.ndarray:
     return out
 
 
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest face-connected component of ``mask`` (``mask`` itself when empty)."""
+    labels, n = ndi.label(mask)
+    if n <= 1:
+        return mask if n == 0 else labels == 1
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
 def erode(mask: np.ndarray, voxels: int) -> np.ndarray:
     """Erode ``mask`` by ``voxels`` voxels.
 

@@ -85,6 +85,7 @@ from scipy import ndimage as ndi
 from analytics.errors import FeatureError
 from analytics.features.geometry import bbox
 from analytics.features.landmarks import body_mask, from_grid, to_grid
+from analytics.features.measure import largest_component
 
 CLASSICAL_METHOD = "classical-v2"
 TOTALSEG_METHOD = "totalsegmentator"
@@ -320,13 +321,9 @@ def _fill_holes(mask: np.ndarray) -> np.ndarray:
 def _cut_necks(mask: np.ndarray, radius_vox: int = 2) -> np.ndarray:
     """Drop neighbours joined by a neck narrower than ~12 mm (e.g. a muscle touching the
     organ at a corner): keep the largest opened component and what lies within reach."""
-    opened = ndi.binary_opening(mask, _ball(radius_vox))
-    labels, n = ndi.label(opened)
-    if n == 0:
+    main = largest_component(ndi.binary_opening(mask, _ball(radius_vox)))
+    if not main.any():
         return mask
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    main = labels == int(np.argmax(sizes))
     return mask & ndi.binary_dilation(main, _ball(radius_vox))
 
 
@@ -378,12 +375,7 @@ def _refine(native: np.ndarray, coarse_mask: np.ndarray, spacing: tuple[float, f
         return out
     sm = ndi.gaussian_filter(native[box], sigma=[0.7 / s for s in spacing])
     sub = (near[box] & (sm >= lo) & (sm <= hi)) | core[box]
-    labels, n = ndi.label(sub)
-    if n > 1:
-        sizes = np.bincount(labels.ravel())
-        sizes[0] = 0
-        sub = labels == int(np.argmax(sizes))
-    out[box] = _fill_holes(sub)
+    out[box] = _fill_holes(largest_component(sub))
     return out
 
 

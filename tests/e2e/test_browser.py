@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -21,11 +20,12 @@ from analytics.config import Settings
 from analytics.store import open_store
 from tests import services
 from tests.app.conftest import seed_without_model
+from tests.e2e.conftest import MENU, UI_TIMEOUT_MS, login
+from tests.e2e.conftest import PASSWORD as PW
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
 START_TIMEOUT_S = 60
-UI_TIMEOUT_MS = 30_000
 
 
 def _healthy(url: str) -> bool:
@@ -59,26 +59,10 @@ def hepatrack_server(home: Path, log: Path) -> Iterator[str]:
             time.sleep(0.25)
         yield url
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        services.stop(proc)
 
 
-PW = "correct horse battery"
 REAL_NAMES = ("Doe", "Jane", "Roe", "Richard")  # tests/store/seed.py identity map
-MENU = ".st-key-shell-menu"  # the shell's page menu (st.page_link links in the sidebar)
-
-
-def login(page, url: str, username: str, password: str = PW) -> None:
-    """Sign in through the login form (a page load is a new Streamlit session)."""
-    page.goto(url)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password", exact=True).and_(page.get_by_role("textbox")).fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    page.locator(MENU).wait_for(timeout=UI_TIMEOUT_MS)
 
 
 @pytest.mark.e2e

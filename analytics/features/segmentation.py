@@ -28,7 +28,11 @@ classical-v2 (canonical orientation; coarse 3 mm grid, refined on the native gri
    radius); its acceptable pieces are kept together unless one lies clearly more medial
    (lateral weight below half the most lateral piece's); each grown spleen candidate is
    then kept where homogeneous, as the liver in 4 (its outer coarse voxel carrying no
-   weight, margin at least 6 HU), before it is scored, and it must hold 20 mL;
+   weight, margin at least 6 HU), before it is scored, and it must hold 20 mL. In a scan
+   at least 200 mm long, the in-plane positions where a peak's window holds tissue in 90 %
+   of the body's slices are excluded from that peak's spleen search: the paraspinal
+   muscles run the length of the scan beside the spine, also lateral to the paraspinal
+   zone, while the spleen spans a part of it;
 4. the component is grown back inside its window, closed, its holes (vessels, lesions)
    filled in 3-D and slice by slice, since the reference liver label includes them,
    and neighbours joined by a neck narrower than ~18 mm are cut off (narrower for a thin
@@ -43,8 +47,8 @@ classical-v2 (canonical orientation; coarse 3 mm grid, refined on the native gri
    dilated coarse mask, holes filled as in 4.
 
 Measured on the synthetic cohort: the 8 volumes of the test (4 stages x 2 phases), mean
-Dice liver 0.94, spleen 0.91, worst liver 0.91 (every liver >= 0.90), worst spleen 0.67
-(spleen against posterior paraspinal muscle of the same attenuation). On 28 further volumes
+Dice liver 0.94, spleen 0.94, worst liver 0.91 (every liver >= 0.90), worst spleen 0.92
+(every spleen >= 0.85). On 28 further volumes
 (stages 0-4, both phases, noise 12 and 20 HU, 3 mm and 0.8 mm pixels): liver mean 0.92,
 worst 0.87, 3 of 28 below 0.90 (all unenhanced: a liver at ~34 HU beside a kidney at ~31,
 and two steatotic livers at ~18 HU); spleen mean 0.92, 1 of 28 below 0.85 (a 43 mL spleen,
@@ -69,7 +73,11 @@ substantial slices then moved them to spleen mean 0.919 / 2 below 0.85 (the thin
 spleen 0.68 -> 0.91, the 43 mL one 0.03 -> 0.74, two more +0.02, one 0.974 -> 0.965),
 livers unchanged; the two together cost +7-9 % time on a 512 x 512 x 200 CT. A fixed
 6 mm neck cut for the spleen did as well on thin spleens but kept muscle on a large one
-(0.93 -> 0.83).
+(0.93 -> 0.83). Excluding the longitudinal columns then moved them to spleen mean 0.928 /
+1 below 0.85 (the spleen against posterior muscle 0.67 -> 0.95, four more up by
+0.004-0.036, all others unchanged), livers unchanged, time unchanged within the run-to-run
+spread; at 80 % instead of 90 % of the slices the 43 mL spleen lost the few voxels that
+kept it above 20 mL and another candidate was taken instead (0.74 -> 0.04).
 """
 
 from __future__ import annotations
@@ -102,6 +110,12 @@ HOM_MIN_HU = 4.0
 # carries no weight - a thin spleen is mostly rim - and the margin is at least 6 HU
 SPLEEN_HOM_MIN_HU = 6.0
 SPLEEN_HOM_RIM_VOX = 1
+# spleen search: tissue of a peak's window found at the same in-plane position in at least
+# this fraction of the body's slices is a longitudinal structure (paraspinal muscle), not
+# the spleen; only in scans at least SPLEEN_COLUMN_MIN_MM long (a short scan centred on
+# the upper abdomen could hold a large spleen in nearly every slice)
+SPLEEN_COLUMN_FRAC = 0.9
+SPLEEN_COLUMN_MIN_MM = 200.0
 
 _BALL_CACHE: dict[int, np.ndarray] = {}
 
@@ -330,24 +344,31 @@ def _cut_necks(mask: np.ndarray, radius_vox: int = 2) -> np.ndarray:
 def _organ(smooth: np.ndarray, body: np.ndarray, side: np.ndarray, exclude: np.ndarray | None,
            accept, cut_mm: float, min_ml: float, max_ml: float,
            sd_floor: float, neck_vox: int = 2, weight=None,
-           neck_ratio: float = 0.0, post=None) -> _Candidate | None:
+           neck_ratio: float = 0.0, post=None, columns: float = 0.0) -> _Candidate | None:
     """The best acceptable organ component over the candidate intensity peaks: the
     largest, or the largest ``size * weight(centre)`` when a positional weight is given.
-    ``post(mask, window)``, when given, trims each grown candidate before it is scored."""
+    ``post(mask, window)``, when given, trims each grown candidate before it is scored.
+    With ``columns > 0``, the in-plane positions where the peak's window holds tissue in at
+    least that fraction of the body's slices are excluded for that peak."""
     vox_ml = GRID_MM ** 3 / 1000.0
     region = body & side
     if exclude is not None:
         region &= ~exclude
     cut = _ball(max(1, round(cut_mm / GRID_MM)))
+    n_slices = max(1, int(body.any(axis=(1, 2)).sum()))
     best: _Candidate | None = None
     for peak in _histogram_peaks(smooth[region]):
         half = float(np.clip(2.5 * sd_floor, 10.0, 25.0))
         inside = body & (np.abs(smooth - peak) <= half)
-        if exclude is not None:
-            inside &= ~exclude
+        excl = exclude
+        if columns > 0:
+            column = body & (inside.sum(axis=0) >= columns * n_slices)
+            excl = column if excl is None else excl | column
+        if excl is not None:
+            inside &= ~excl
         core = ndi.binary_erosion(inside, cut)
         for comp in _components(core, accept, int(0.2 * min_ml / vox_ml), neck_ratio, weight):
-            grown, window = _grow(comp, smooth, body, exclude, cut, sd_floor, neck_vox)
+            grown, window = _grow(comp, smooth, body, excl, cut, sd_floor, neck_vox)
             if post is not None:
                 grown = post(grown, window)
             size_ml = float(grown.sum()) * vox_ml
@@ -462,6 +483,9 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
         area = liver.mask.sum(axis=(1, 2))
         lz = np.flatnonzero(area >= 0.1 * area.max())
         z_floor = lz[0] + 0.15 * (lz[-1] - lz[0])
+    # the paraspinal muscles run the length of the scan beside the spine, wider than the
+    # paraspinal zone; the spleen spans a part of it
+    long_scan = body.any(axis=(1, 2)).sum() * GRID_MM >= SPLEEN_COLUMN_MIN_MM
     spleen = None
     for cut_mm in (7.0, 4.0):  # a thin spleen does not survive the wider erosion
         spleen = _organ(smooth, body, left, exclude,
@@ -476,6 +500,7 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
                         # the spleen's core can touch the kidney or the paraspinal muscle
                         # through a neck wider than the erosion: split it there
                         neck_ratio=SPLEEN_NECK_RATIO,
+                        columns=SPLEEN_COLUMN_FRAC if long_scan else 0.0,
                         # the kidney (unenhanced ~15 HU below the spleen) within its window
                         post=lambda g, w: _homogeneous(g, smooth, w[1], SPLEEN_HOM_MIN_HU,
                                                        SPLEEN_HOM_RIM_VOX))

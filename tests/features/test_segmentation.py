@@ -1,14 +1,15 @@
 """Automatic (classical-v2) liver and spleen segmentation against the synthetic truth.
 
 Issue 4 asks for liver Dice >= 0.90 and spleen Dice >= 0.85 on every volume. classical-v2
-reaches that for every liver of the 8 volumes below, not for every spleen. Measured on
-them: mean liver 0.94, spleen 0.91; worst liver 0.91 (a steatotic liver, ~18 HU
-unenhanced, touching kidney, gallbladder and bowel within its window), worst spleen 0.67
-(a spleen against posterior muscle of the same attenuation). On 28 further volumes
+reaches that for every liver and every spleen of the 8 volumes below. Measured on
+them: mean liver 0.94, spleen 0.94; worst liver 0.91 (a steatotic liver, ~18 HU
+unenhanced, touching kidney, gallbladder and bowel within its window), worst spleen 0.92
+(the spleen against posterior muscle of the same attenuation is 0.95 since the muscle's
+longitudinal column is excluded). On 28 further volumes
 (stages 0-4, both phases, noise 12 and 20 HU, 3 and 0.8 mm pixels) livers average 0.92
 (3 below 0.90, worst 0.87, all unenhanced) and spleens 0.92 (1 below 0.85: a 43 mL
-spleen found at 25 mL, 0.74). The per-volume floors below are what it achieves, not the
-issue's targets.
+spleen found at 25 mL, 0.74). The per-volume floors below are the issue's targets, which
+these 8 volumes meet; the other 28 do not all meet them yet.
 """
 
 from __future__ import annotations
@@ -57,9 +58,9 @@ def test_mean_dice_meets_the_issue_targets(dice_scores) -> None:
 
 
 def test_every_volume_is_segmented_reasonably(dice_scores) -> None:
-    # both phases, each stage band: every liver at the 0.90 target
+    # both phases, each stage band: every liver and every spleen at the issue's target
     assert dice_scores[:, 0].min() >= 0.90
-    assert dice_scores[:, 1].min() >= 0.65
+    assert dice_scores[:, 1].min() >= 0.85
 
 
 def test_segmentation_does_not_depend_on_storage_order() -> None:

@@ -39,7 +39,7 @@ def demo_config(patients: int | None = None, seed: int | None = None):
     overrides = {"n_patients": patients, "seed": seed}
     if _REPO_DEMO_TOML.is_file():
         return load_cohort_config(_REPO_DEMO_TOML, **overrides)
-    cfg = CohortConfig(n_patients=patients or 300, seed=7 if seed is None else seed,
+    cfg = CohortConfig(n_patients=patients or 2000, seed=7 if seed is None else seed,
                        imaging_patients=12, max_scans_per_patient=4)
     return cfg.validate()
 

@@ -28,7 +28,9 @@ REQUIRED_SECTIONS = (
 
 ESTIMATOR_TEXT = {
     "cox": "Cox proportional hazards with a ridge penalty (lifelines CoxPHFitter, Efron ties, "
-           "patient-clustered robust variance)",
+           "patient-clustered robust variance); by default the penalty is 50 / the number "
+           "of patients with an event, so its strength per event does not change with the "
+           "cohort's size (the value used per cause is under params)",
     "gbm": "gradient-boosted Cox model (xgboost survival:cox, depth-limited trees, rounds "
            "chosen by early stopping on a patient-grouped inner split), Breslow baseline "
            "hazard on its margin",
@@ -53,7 +55,7 @@ def build_card(*, model_id: str, kind: str, params: dict[str, Any], events: dict
                event_counts: dict[str, int], training_data_sha256: str,
                cv: dict[str, Any], baselines: dict[str, Any],
                oracle_c_index: float | None, created: str,
-               explainer: str) -> dict[str, Any]:
+               explainer: str, excluded: dict[str, str] | None = None) -> dict[str, Any]:
     """Assemble the card from what training knows. All arguments are keyword-only."""
     interest = ", ".join(events["of_interest"])
     competing = events.get("competing", {})
@@ -108,6 +110,8 @@ def build_card(*, model_id: str, kind: str, params: dict[str, Any], events: dict
                        "measurements), worst value so far, age at s, number of visits, "
                        "years since the last visit, landmark time and its square; only "
                        "visits at or before s",
+            "left_out": {f: f"{describe_column(f)[0]}: {why}"
+                         for f, why in (excluded or {}).items()},
             "missing_data": "training medians plus missing indicators (stored with the "
                             "model); features never missing in training are required",
             "imputation_medians": design.get("medians", {}),

@@ -219,30 +219,63 @@ def estimator_from_json(d: dict[str, Any]) -> SurvivalEstimator:
 
 
 # --------------------------------------------------------------------------- Cox
+#: ridge strength per event of the ``"auto"`` Cox penalty (see :class:`CoxPH`)
+AUTO_PENALTY = 50.0
+
+
+def resolve_penalizer(penalizer: float | str, e: np.ndarray,
+                      groups: np.ndarray | None) -> float:
+    """The lifelines penalizer for ``penalizer`` (a number, or ``"auto"``; see CoxPH)."""
+    if isinstance(penalizer, str):
+        if penalizer != "auto":
+            raise ModelError(f"penalizer: expected a number >= 0 or 'auto', got {penalizer!r}")
+        ev = e.astype(bool)
+        n_events = (len(np.unique(np.asarray(groups)[ev])) if groups is not None
+                    else int(ev.sum()))
+        return float(np.clip(AUTO_PENALTY / max(n_events, 1), 0.005, 2.0))
+    value = float(penalizer)
+    if not np.isfinite(value) or value < 0:
+        raise ModelError(f"penalizer: expected a number >= 0 or 'auto', got {penalizer!r}")
+    return value
+
+
 class CoxPH(SurvivalEstimator):
     """Penalised Cox proportional hazards (lifelines, Efron ties).
 
     Parameters
     ----------
     penalizer
-        Ridge penalty on standardised coefficients (lifelines ``penalizer``; lifelines
-        adds it to the *mean* partial log-likelihood, so the same value shrinks equally
-        at any cohort size). The default 0.5 gave calibration slopes near 1 on stacked
-        landmark data of a few hundred patients; lower it for large cohorts.
+        Ridge penalty on standardised coefficients (lifelines ``penalizer``), or
+        ``"auto"`` (the default): ``AUTO_PENALTY / events``, clipped to [0.005, 2], with
+        ``events`` the number of patients with an event in the training rows. Lifelines
+        adds the penalty to the *mean* partial log-likelihood, while the information in
+        a Cox fit grows with the number of events, so a fixed value shrinks a large
+        cohort's model as hard as a small one's (measured: a fixed 0.5, right for ~100
+        events, gave calibration slopes of 1.2-1.3 with ~300 events); dividing by the
+        events keeps the prior's strength per event the same. The value used is stored
+        as ``penalizer_``.
     l1_ratio
         Elastic-net mix (0 = ridge).
     robust
         Patient-clustered sandwich variance (needs ``groups``); off, the model-based
         variance (cheaper; cross-validation fits need no variance).
+    time_resolution
+        Durations are rounded up to a multiple of this (default one day, in years; at
+        least one step) before lifelines fits the coefficients. Cohort dates are days, so
+        nothing is lost, but stacked landmark rows (event date minus landmark) otherwise
+        give almost every row its own time, and lifelines' Efron computation loops in
+        Python over distinct times: 28,000 rows with 33 columns fit in 1.2 s instead of
+        3.6 s, coefficients within 1e-5. ``None`` fits the durations as given.
     """
 
     kind = "cox"
 
-    def __init__(self, penalizer: float = 0.5, l1_ratio: float = 0.0,
-                 robust: bool = True) -> None:
+    def __init__(self, penalizer: float | str = "auto", l1_ratio: float = 0.0,
+                 robust: bool = True, time_resolution: float | None = 1.0 / 365.25) -> None:
         self.penalizer = penalizer
         self.l1_ratio = l1_ratio
         self.robust = robust
+        self.time_resolution = time_resolution
 
     def _fit(self, x, t, e, groups) -> None:
         from lifelines import CoxPHFitter
@@ -250,8 +283,12 @@ class CoxPH(SurvivalEstimator):
 
         self.mean_ = x.mean(axis=0)
         df = pd.DataFrame(x - self.mean_, columns=[f"x{i}" for i in range(x.shape[1])])
+        res = self.time_resolution
+        # ceil, less a hair so a duration already on the grid stays where it is
+        t = np.maximum(np.ceil(t / res - 1e-6), 1.0) * res if res else t
         df["_t"], df["_e"] = t, e
-        cph = CoxPHFitter(penalizer=self.penalizer, l1_ratio=self.l1_ratio)
+        self.penalizer_ = resolve_penalizer(self.penalizer, e, groups)
+        cph = CoxPHFitter(penalizer=self.penalizer_, l1_ratio=self.l1_ratio)
         try:
             cph.fit(df, duration_col="_t", event_col="_e")
         except (ConvergenceError, np.linalg.LinAlgError) as err:
@@ -285,9 +322,10 @@ class CoxPH(SurvivalEstimator):
 
     def _state(self) -> dict[str, Any]:
         return {"mean_": self.mean_.tolist(), "coef_": self.coef_.tolist(),
-                "variance_": self.variance_.tolist()}
+                "variance_": self.variance_.tolist(), "penalizer_": self.penalizer_}
 
     def _restore(self, d: dict[str, Any]) -> None:
+        self.penalizer_ = d.get("penalizer_", self.penalizer)
         self.mean_ = np.asarray(d["mean_"], np.float64)
         self.coef_ = np.asarray(d["coef_"], np.float64)
         self.variance_ = np.asarray(d["variance_"], np.float64)

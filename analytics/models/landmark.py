@@ -175,6 +175,12 @@ class LandmarkSettings:
         Also landmark at each patient's own visit times (weights frequent visitors more).
     interactions
         Add ``f_x_landmark`` columns (last value x landmark time) for numeric features.
+    min_feature_coverage
+        A feature measured at least once in fewer than this fraction of the patients with
+        an outcome is left out of the model (and named in the model card): its
+        coefficient would be learnt from a handful of patients and applied, through the
+        imputed median, to everyone else. The sample cohort's CT is such a feature: 12
+        of its patients have scans.
     """
 
     horizons: tuple[float, ...] = (1.0, 2.0, 3.0)
@@ -185,6 +191,7 @@ class LandmarkSettings:
     min_at_risk: int = 20
     min_at_risk_fraction: float = 0.2
     stats: tuple[str, ...] = DEFAULT_STATS
+    min_feature_coverage: float = 0.2
 
     @property
     def horizon_max(self) -> float:
@@ -201,6 +208,7 @@ class FeatureSpec:
     interactions: bool = False
     imaging: list[str] = field(default_factory=list)
     stats: tuple[str, ...] = DEFAULT_STATS
+    excluded: dict[str, str] = field(default_factory=dict)
 
     @property
     def columns(self) -> list[str]:
@@ -229,7 +237,8 @@ class FeatureSpec:
     def to_json(self) -> dict[str, Any]:
         return {"numeric": self.numeric, "categorical": self.categorical,
                 "low_is_worse": self.low_is_worse, "interactions": self.interactions,
-                "imaging": self.imaging, "stats": list(self.stats)}
+                "imaging": self.imaging, "stats": list(self.stats),
+                "excluded": self.excluded}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> FeatureSpec:
@@ -237,16 +246,31 @@ class FeatureSpec:
                    low_is_worse={k: bool(v) for k, v in d["low_is_worse"].items()},
                    interactions=bool(d.get("interactions", False)),
                    imaging=list(d.get("imaging", [])),
-                   stats=tuple(d.get("stats", DEFAULT_STATS)))
+                   stats=tuple(d.get("stats", DEFAULT_STATS)),
+                   excluded=dict(d.get("excluded", {})))
 
 
 def feature_spec(cohort: CohortTable, interactions: bool = False,
-                 stats: tuple[str, ...] = DEFAULT_STATS) -> FeatureSpec:
-    """Split the cohort's feature columns into numeric and categorical history inputs."""
+                 stats: tuple[str, ...] = DEFAULT_STATS,
+                 min_coverage: float = 0.0) -> FeatureSpec:
+    """Split the cohort's feature columns into numeric and categorical history inputs.
+
+    A column measured in fewer than ``min_coverage`` of the patients with an outcome is
+    left out, with the reason in ``excluded``.
+    """
     numeric, categorical, imaging = [], [], []
+    excluded: dict[str, str] = {}
+    with_outcome = cohort.visits["patient"].isin(cohort.outcomes["patient"])
+    n_pat = int(cohort.outcomes["patient"].nunique())
     for col in cohort.feature_columns:
         meta = cohort.feature_meta.get(col, {})
         s = cohort.visits[col]
+        if min_coverage > 0 and n_pat:
+            n_with = int(cohort.visits.loc[with_outcome & s.notna(), "patient"].nunique())
+            if n_with < min_coverage * n_pat:
+                excluded[col] = (f"measured in {n_with} of {n_pat} patients "
+                                 f"(< {min_coverage:.0%})")
+                continue
         is_cat = bool(meta.get("categorical")) or not (
             pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s))
         if is_cat and not meta.get("categorical", False):
@@ -257,11 +281,13 @@ def feature_spec(cohort: CohortTable, interactions: bool = False,
         if meta.get("kind") == "imaging":
             imaging.append(col)
     if not numeric and not categorical:
+        left = f"; left out as too rarely measured: {', '.join(excluded)}" if excluded else ""
         raise ModelError("cohort: no feature columns besides identifiers "
-                         f"({', '.join(VISIT_KEYS)}); nothing to model")
+                         f"({', '.join(VISIT_KEYS)}){left}; nothing to model")
     return FeatureSpec(numeric=numeric, categorical=categorical,
                        low_is_worse={f: feature_info(f).low_is_worse for f in numeric},
-                       interactions=interactions, imaging=imaging, stats=tuple(stats))
+                       interactions=interactions, imaging=imaging, stats=tuple(stats),
+                       excluded=excluded)
 
 
 # --------------------------------------------------------------------------- history
@@ -471,7 +497,8 @@ def build_landmark_data(cohort: CohortTable, events: EventSpec,
         If no landmark row can be built or no event of interest falls in any window.
     """
     settings = settings or LandmarkSettings()
-    spec = spec or feature_spec(cohort, settings.interactions, settings.stats)
+    spec = spec or feature_spec(cohort, settings.interactions, settings.stats,
+                                settings.min_feature_coverage)
     grid = landmark_grid(cohort, settings)
     outc = cohort.outcomes.set_index("patient")
     first_visit = cohort.visits.groupby("patient")["time"].min()

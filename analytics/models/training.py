@@ -20,7 +20,7 @@ from analytics.cohort_types import CENSORED, CohortTable
 from analytics.config import Settings
 from analytics.errors import ModelError
 from analytics.models.card import build_card
-from analytics.models.crossval import CVSettings, cross_validate
+from analytics.models.crossval import CVSettings, cross_validate, single_threaded_blas
 from analytics.models.domain import TrainingDomain
 from analytics.models.landmark import LandmarkSettings, build_landmark_data, resolve_events
 from analytics.models.predict import LandmarkModel
@@ -165,6 +165,7 @@ def truth_for_cohort(truth: Truth, store: Store | None, cohort: CohortTable) -> 
     return truth.rename(mapping)
 
 
+@single_threaded_blas
 def train_model(store: Store, settings: Settings, cohort: CohortTable, *, kind: str = "cox",
                 event: str | list[str] | None = None,
                 horizons: tuple[float, ...] | list[float] = (1.0, 2.0, 3.0),
@@ -216,15 +217,19 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable, *, kind: 
                  "gbm": "exact TreeSHAP (xgboost pred_contribs) on the log relative hazard",
                  "rsf": "permutation-sampling SHAP (one antithetic pair of feature orders) "
                         "on the risk at the horizon against 10 training background rows"}[kind]
+    fitted = {c: est.penalizer_ for c, est in model.estimators.items()
+              if hasattr(est, "penalizer_")}
+    card_params = {**params, "penalizer_by_cause": fitted} if fitted else params
     model.card = jsonable(build_card(
-        model_id=model.model_id, kind=kind, params=params, events=events.to_json(),
+        model_id=model.model_id, kind=kind, params=card_params, events=events.to_json(),
         horizons=list(hs), landmarks=data.landmarks, features=model.features,
         design=model.design.to_json(), n_patients=int(data.rows["patient"].nunique()),
         n_rows=len(data.rows), n_events=int((data.rows["cause"] == "interest").sum()),
         event_counts={k: int(v) for k, v in counts.items() if k != CENSORED},
         training_data_sha256=data_hash, cv=cv, baselines=jsonable(cvres.get("baselines", {})),
         oracle_c_index=cvres.get("oracle_c_index"),
-        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), explainer=explainer))
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), explainer=explainer,
+        excluded=data.spec.excluded))
     payload: dict[str, Any] = {
         "model_id": model.model_id, "model": kind, "event": events.label,
         "competing_events": {k: list(v) for k, v in events.competing.items()},
@@ -232,7 +237,7 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable, *, kind: 
         "n_patients_modelled": int(data.rows["patient"].nunique()),
         "n_landmark_rows": len(data.rows), "landmarks": data.landmarks,
         "cv": cv, "baselines": jsonable(cvres.get("baselines", {})),
-        "features": model.features,
+        "features": model.features, "features_left_out": data.spec.excluded,
     }
     if "oracle_c_index" in cvres:
         payload["oracle_c_index"] = jsonable(cvres["oracle_c_index"])

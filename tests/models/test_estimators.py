@@ -8,7 +8,15 @@ import pytest
 from lifelines import CoxPHFitter
 
 from analytics.errors import ModelError
-from analytics.models.estimators import RSF, CoxPH, Design, GBMCox, breslow, step_at
+from analytics.models.estimators import (
+    RSF,
+    CoxPH,
+    Design,
+    GBMCox,
+    breslow,
+    resolve_penalizer,
+    step_at,
+)
 from analytics.models.landmark import EventSpec, FeatureSpec, LandmarkSettings
 from analytics.models.predict import LandmarkModel
 
@@ -22,8 +30,32 @@ def ph_data() -> tuple[pd.DataFrame, pd.DataFrame]:
     lp = 0.8 * X["a"] - 0.5 * X["b"] + 0.3 * X["c"]
     t = rng.exponential(1 / (0.2 * np.exp(lp)))
     cens = rng.uniform(0, 8, n)
-    y = pd.DataFrame({"duration": np.minimum(t, cens), "event": t <= cens})
+    # durations in whole days, as dates give
+    days = np.maximum(np.ceil(np.minimum(t, cens) * 365.25), 1)
+    y = pd.DataFrame({"duration": days / 365.25, "event": t <= cens})
     return X, y
+
+
+def test_auto_penalty_is_fifty_per_patient_with_an_event(ph_data):
+    # stacked rows: patient 1 has an event in two landmark rows, patient 3 in one
+    e = np.array([1, 1, 0, 0, 1, 0], bool)
+    groups = np.array([1, 1, 2, 2, 3, 4])
+    assert resolve_penalizer("auto", e, groups) == pytest.approx(2.0)  # 50/2, clipped to 2
+    g40 = np.repeat(np.arange(40), 2)  # 40 patients, 2 rows each, all with the event
+    assert resolve_penalizer("auto", np.ones(80, bool), g40) == pytest.approx(50 / 40)
+    assert resolve_penalizer("auto", np.ones(80, bool), None) == pytest.approx(50 / 80)
+    many = np.ones(20000, bool)
+    assert resolve_penalizer("auto", many, np.arange(20000)) == pytest.approx(0.005)
+    assert resolve_penalizer("auto", many[:400], np.arange(400)) == pytest.approx(0.125)
+    assert resolve_penalizer(0.3, e, groups) == 0.3
+    for bad in ("strong", -1.0, float("nan")):
+        with pytest.raises(ModelError, match="penalizer"):
+            resolve_penalizer(bad, e, groups)
+    X, y = ph_data
+    fitted = CoxPH().fit(X, y)
+    assert fitted.penalizer_ == pytest.approx(50 / y["event"].sum())
+    same = CoxPH(penalizer=fitted.penalizer_).fit(X, y)
+    np.testing.assert_allclose(fitted.coef_, same.coef_)
 
 
 def test_breslow_matches_hand_computation():
@@ -44,6 +76,14 @@ def test_cox_matches_lifelines(ph_data):
     ours = CoxPH(penalizer=0.0).fit(X, y)
     ref = CoxPHFitter().fit(X.assign(T=y["duration"], E=y["event"]), "T", "E")
     np.testing.assert_allclose(ours.coef_, ref.params_.to_numpy(), rtol=1e-6, atol=1e-8)
+    # times within the day: fitted on the day grid by default (the same model as on y),
+    # as given with time_resolution=None (lifelines' model of the exact times)
+    jitter = np.random.default_rng(3).uniform(0, 0.999, len(y)) / 365.25
+    yc = y.assign(duration=y["duration"] - jitter)
+    np.testing.assert_allclose(CoxPH(penalizer=0.0).fit(X, yc).coef_, ours.coef_, rtol=1e-9)
+    exact = CoxPH(penalizer=0.0, time_resolution=None).fit(X, yc)
+    ref_c = CoxPHFitter().fit(X.assign(T=yc["duration"], E=yc["event"]), "T", "E")
+    np.testing.assert_allclose(exact.coef_, ref_c.params_.to_numpy(), rtol=1e-6, atol=1e-8)
     # risk by 2 years equals lifelines' survival function
     surv = ref.predict_survival_function(X.head(20), times=[2.0]).to_numpy()[0]
     np.testing.assert_allclose(ours.predict_risk(X.head(20), 2.0), 1 - surv, rtol=1e-6)
@@ -68,10 +108,18 @@ def test_cox_penalty_shrinks_and_robust_variance_is_clustered(ph_data):
 def test_cluster_sandwich_variance_matches_lifelines(ph_data):
     X, y = ph_data
     groups = np.arange(len(X)) // 3
+    # untied times: the same sandwich as lifelines
+    jitter = np.random.default_rng(3).uniform(0, 0.999, len(y)) / 365.25
+    yc = y.assign(duration=y["duration"] - jitter)
+    exact = CoxPH(penalizer=0.0, time_resolution=None).fit(X, yc, groups=groups)
+    ref_c = CoxPHFitter().fit(X.assign(T=yc["duration"], E=yc["event"], G=groups), "T", "E",
+                              cluster_col="G")
+    np.testing.assert_allclose(exact.se_, ref_c.standard_errors_.to_numpy(), rtol=1e-6)
+    # tied day times: our score residuals use Breslow risk sets, lifelines' Efron's
     ours = CoxPH(penalizer=0.0).fit(X, y, groups=groups)
     ref = CoxPHFitter().fit(X.assign(T=y["duration"], E=y["event"], G=groups), "T", "E",
                             cluster_col="G")
-    np.testing.assert_allclose(ours.se_, ref.standard_errors_.to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ours.se_, ref.standard_errors_.to_numpy(), rtol=0.01)
     # the full matrix gives the delta-method SE of a linear predictor
     se = ours.log_hazard_se(X.head(3))
     xc = X.head(3).to_numpy() - ours.mean_

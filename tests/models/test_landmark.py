@@ -9,6 +9,7 @@ import pytest
 from analytics.cohort_types import CohortTable
 from analytics.errors import ModelError
 from analytics.models.landmark import (
+    FeatureSpec,
     LandmarkSettings,
     build_landmark_data,
     describe_column,
@@ -68,6 +69,23 @@ def test_history_features_match_hand_computation():
     assert b["sex"] == "M"
     # C has no visit by 0.5: nothing known
     assert c["n_visits"] == 0 and np.isnan(c["bilirubin_mg_dl"])
+
+
+def test_a_rarely_measured_feature_is_left_out_and_named():
+    c = _cohort()
+    c.visits["spleen_volume_ml"] = [np.nan, np.nan, np.nan, 250.0, np.nan, np.nan]
+    # measured in 1 of 3 patients: kept at a 1/3 floor, left out above it
+    assert "spleen_volume_ml" in feature_spec(c, min_coverage=1 / 3).numeric
+    spec = feature_spec(c, min_coverage=0.4)
+    assert "spleen_volume_ml" not in spec.numeric
+    assert spec.excluded == {"spleen_volume_ml": "measured in 1 of 3 patients (< 40%)"}
+    assert FeatureSpec.from_json(spec.to_json()).excluded == spec.excluded
+    # platelets: 3 of 3 patients, so it stays at any floor
+    assert "platelets_10e9_l" in feature_spec(c, min_coverage=1.0).numeric
+    with pytest.raises(ModelError, match="too rarely measured"):
+        only = CohortTable(visits=c.visits[["patient", "time", "spleen_volume_ml"]],
+                           outcomes=c.outcomes)
+        feature_spec(only, min_coverage=0.5)
 
 
 def test_history_ignores_every_future_value():

@@ -1,37 +1,38 @@
 """Cross-validated discrimination of the default model on the demo cohort vs the oracle.
 
-The demo configuration (``sample_data/demo.toml``: 300 patients, labs for all) is
-generated labs-only (its 16 CT patients would only add imaging columns) and every
-number is compared with the oracle C-index: ranking each landmark row by the true log
-hazard of the same endpoint (death, decompensation, hcc) at the landmark.
+The demo configuration (``sample_data/demo.toml``: 2,000 patients, labs for all) is
+generated labs-only (its 12 CT patients would add imaging columns that the model leaves
+out as too rarely measured) and the default model's C-index is compared with the oracle
+C-index: ranking each landmark row by the true log hazard of the same endpoint (death,
+decompensation, hcc) at the landmark. The issue's bar: within 0.03 of the oracle.
 
-The generator's hazards follow published fibrosis-stage risks (flat from healthy to F0,
-steep from F2; analytics/synthetic/disease.py), so the stages that labs cannot see
-(below 1.5) no longer separate the oracle's ranking.
+Measured (5 folds, 1 repeat; seed 7 is the demo's), default model = ridge Cox with the
+per-event penalty (analytics/models/estimators.py):
 
-Measured (5 folds, 1 repeat; seed 7 is the demo's):
+====  =======  ======  =====  =====
+seed  default  oracle  gap    slope
+====  =======  ======  =====  =====
+7     0.693    0.708   0.015  1.03
+11    0.692    0.714   0.023  1.01
+23    0.696    0.721   0.025  0.91
+1     0.695    0.715   0.020  0.97
+2     0.708    0.734   0.026  1.06
+3     0.690    0.716   0.026  0.83
+4     0.690    0.710   0.020  0.90
+5     0.701    0.719   0.018  1.02
+====  =======  ======  =====  =====
 
-====  =======  ======  ===  =====  ===============  =================
-seed  default  oracle  gap  GBM    best score       slope (default)
-====  =======  ======  ===  =====  ===============  =================
-7     0.657    0.715   .058 0.647  FIB-4 0.648      1.13
-11    0.666    0.697   .031 0.626  MELD 0.665       1.42
-23    0.642    0.711   .069 0.639  MELD 0.659       0.75
-====  =======  ======  ===  =====  ===============  =================
+At seed 7 the clinical scores on the same folds: FIB-4 0.664, APRI 0.653, MELD 0.652,
+MELD-Na 0.652, ALBI 0.644.
 
-The issue's bar (within 0.03 of the oracle) is not met. Where the gap comes from: the
-true hazard formula evaluated at the stage *predicted from the same history by a
-regressor trained on the true stage* ranks at 0.690 (seed 7), and a two-covariate Cox
-model on that predicted stage and age at 0.690 (seed 23: 0.674; on the true stage 0.707
-and 0.705), so 0.025-0.037 is information the labs do not carry (their noise around
-personal baselines, and the F1 -> F2 rise in risk that precedes most lab change) and
-the rest is the default model's: it has to find the stage in ~30 history columns from
-~100 patients with an event. What was tried (seeds 7 / 11 / 23): a ridge penalty of
-0.1 instead of 0.5 (0.661 / 0.661 / 0.635), one Cox model per cause summed for the
-composite endpoint (0.652 / - / 0.644), the extra history statistics recent mean and
-change (0.652 / 0.669 / 0.639), last values only without slopes and worst values
-(0.668 / 0.664 / 0.652, but calibration slopes 1.65 / 1.98 / 0.96). None closes the
-gap. The assertion below records the present gap so a regression shows.
+What closed the gap from 0.058 (seed 7, 300 patients, fixed penalty 0.5): most of it was
+estimation error, not missing information. The same model on 300 patients of the same
+generator is 0.031-0.068 from the oracle; on 1,000, 0.029-0.033 with the fixed penalty,
+whose calibration slopes of 1.2-1.3 showed it over-shrank; on 1,500, 0.017-0.027 with
+the per-event penalty. A fixed lifelines penalty acts on the mean log-likelihood, so it
+shrinks a large cohort's model as hard as a small one's; the default now scales with
+1 / events. What remains is partly information the labs do not carry (the F1 -> F2 rise
+in risk precedes most lab change).
 """
 
 from __future__ import annotations
@@ -64,8 +65,11 @@ def test_default_model_against_the_oracle(demo):
     res = cross_validate(data, "cox", cv=CVSettings(folds=5, repeats=1, n_bootstrap=0),
                          truth=truth)
     c, oracle = res["cv"]["c_index"], res["oracle_c_index"]
-    assert 0.70 < oracle < 0.73
-    assert oracle - 0.07 < c < oracle  # see the module docstring: the bar is 0.03
-    assert 0.75 < res["cv"]["calibration_slope"] < 1.25
+    assert 0.69 < oracle < 0.73
+    assert oracle - 0.03 <= c < oracle  # the issue's bar
+    assert 0.8 < res["cv"]["calibration_slope"] < 1.2
     best_score = max(b["c_index"] for b in res["baselines"].values())
-    assert c > best_score - 0.02
+    assert c > best_score + 0.02  # clearly better than every clinical score
+    print(f"default {c:.3f} oracle {oracle:.3f} gap {oracle - c:.3f} slope "
+          f"{res['cv']['calibration_slope']:.2f} baselines " + ", ".join(
+              f"{k} {v['c_index']:.3f}" for k, v in res["baselines"].items()))

@@ -116,7 +116,10 @@ def _tamper_artifact(settings, store, mid):
         path = s.execute(select(ModelRecord.artifact_path)
                          .where(ModelRecord.model_id == mid)).scalar_one()
     p = settings.home / path
-    p.write_bytes(p.read_bytes().replace(b'"penalizer": 0.5', b'"penalizer": 0.6'))
+    raw = p.read_bytes()
+    edited = raw.replace(b'"penalizer": "auto"', b'"penalizer": 0.6')
+    assert edited != raw, "the artifact no longer holds the penalizer this test edits"
+    p.write_bytes(edited)
 
 
 def _set(column: str, value):

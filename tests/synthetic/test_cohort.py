@@ -94,7 +94,7 @@ def test_visits_csv_contract(synthetic_cohort, labs_only):
     outcomes = pd.read_csv(labs_only.outcomes_csv, parse_dates=["date"])
     assert list(outcomes.columns) == ["patient_id", "date", "event"]
     assert set(outcomes["event"]) <= EVENTS
-    assert outcomes["patient_id"].is_unique and len(outcomes) == 300
+    assert outcomes["patient_id"].is_unique and len(outcomes) == 2000
     assert not labs.duplicated(["patient_id", "date"]).any()
     missing = labs[list(LAB_COLUMNS)].isna().to_numpy().mean()
     assert 0.035 < missing < 0.065
@@ -128,8 +128,8 @@ def test_labs_are_drawn_more_often_than_scans(synthetic_cohort):
 def test_event_rate_in_the_expected_range(labs_only):
     outcomes = pd.read_csv(labs_only.outcomes_csv)
     rate = (outcomes["event"] == "decompensation").mean()
-    # measured 0.12 at seed 7 (cirrhosis decompensates at 5-8 %/year; analytics/synthetic/
-    # disease.py); the composite of decompensation, hcc and death ~0.31
+    # measured 0.15 at seed 7, 2,000 patients (cirrhosis decompensates at 5-8 %/year;
+    # analytics/synthetic/disease.py); the composite of decompensation, hcc and death 0.30
     assert 0.08 <= rate <= 0.20
     liver_or_death = outcomes["event"].isin(["decompensation", "hcc", "death"]).mean()
     assert 0.22 <= liver_or_death <= 0.40
@@ -252,7 +252,7 @@ def test_cli_writes_a_cohort_and_reports_json(tmp_path: Path, capsys):
 
 def test_demo_config_loads():
     cfg = load_cohort_config(SAMPLE)
-    assert cfg.n_patients == 300 and cfg.imaging_patients == 12 and cfg.seed == 7
+    assert cfg.n_patients == 2000 and cfg.imaging_patients == 12 and cfg.seed == 7
 
 
 @pytest.mark.parametrize(("text", "match"), [

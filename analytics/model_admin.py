@@ -254,6 +254,8 @@ def _md(value: Any) -> str:
         return f"{value:.3g}"
     if isinstance(value, list):
         return ", ".join(_md(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {_md(v)}" for k, v in value.items())
     return str(value)
 
 
@@ -291,10 +293,15 @@ def card_markdown(card: dict[str, Any]) -> str:
         out += ["#### Predictors", f"- {', '.join(map(str, names))}",
                 f"- **History:** {pred.get('history', '—')}",
                 f"- **Missing data:** {pred.get('missing_data', '—')}"]
+        left = pred.get("left_out") or {}
+        if left:
+            out.append("- **Left out:** " + "; ".join(str(v) for v in left.values()))
     model = card.get("model") or {}
     if model:
         out += ["#### Model", f"- {model.get('estimator', model.get('kind', '?'))}",
                 f"- {model.get('structure', '')}",
+                *([f"- **Penalty by cause:** {_md(pen)}"]
+                  if (pen := (model.get("params") or {}).get("penalizer_by_cause")) else []),
                 f"- **Explanations:** {model.get('explanations', '—')}"]
     val = card.get("validation") or {}
     if val:

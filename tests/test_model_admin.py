@@ -152,6 +152,14 @@ def test_card_markdown_has_every_section(home):
                     "#### Model", "#### Validation", "#### Limitations"):
         assert heading in md
     assert t.model_id in md
+    # the penalty actually used, per cause (50 / patients with that event)
+    pen = model_metrics(store, t.model_id)["card"]["model"]["params"]["penalizer_by_cause"]
+    assert pen and all(0.005 <= v <= 2.0 for v in pen.values())
+    assert "**Penalty by cause:** " + ", ".join(f"{k} {v:.3g}" for k, v in pen.items()) in md
+    card = model_metrics(store, t.model_id)["card"]
+    card["predictors"]["left_out"] = {"spleen_volume_ml": "Spleen volume: measured in 3 "
+                                                          "of 40 patients (< 20%)"}
+    assert "**Left out:** Spleen volume: measured in 3 of 40 patients" in card_markdown(card)
     assert card_markdown({}) == "_No model card stored._"
 
 

@@ -32,7 +32,11 @@ classical-v2 (canonical orientation; coarse 3 mm grid, refined on the native gri
    at least 200 mm long, the in-plane positions where a peak's window holds tissue in 90 %
    of the body's slices are excluded from that peak's spleen search: the paraspinal
    muscles run the length of the scan beside the spine, also lateral to the paraspinal
-   zone, while the spleen spans a part of it;
+   zone, while the spleen spans a part of it. The chosen spleen is then grown, up to
+   18 mm, through the thin parts of its window (what a 6 mm opening removes), not next
+   to the wall, the liver or another thick structure of the window: its coarse mask
+   reaches one erosion radius around the core, and a tail thinner than the erosion is
+   left out;
 4. the component is grown back inside its window, closed, its holes (vessels, lesions)
    filled in 3-D and slice by slice, since the reference liver label includes them,
    and neighbours joined by a neck narrower than ~18 mm are cut off (narrower for a thin
@@ -49,12 +53,12 @@ classical-v2 (canonical orientation; coarse 3 mm grid, refined on the native gri
    dilated coarse mask, holes filled as in 4.
 
 Measured on the synthetic cohort: the 8 volumes of the test (4 stages x 2 phases), mean
-Dice liver 0.94, spleen 0.94, worst liver 0.92 (every liver >= 0.90), worst spleen 0.92
+Dice liver 0.94, spleen 0.95, worst liver 0.92 (every liver >= 0.90), worst spleen 0.91
 (every spleen >= 0.85). On 28 further volumes
 (stages 0-4, both phases, noise 12 and 20 HU, 3 mm and 0.8 mm pixels): liver mean 0.93,
 worst 0.87, 1 of 28 below 0.90 (unenhanced: a liver at ~34 HU beside a kidney at ~31 HU,
-which it takes); spleen mean 0.92, 1 of 28 below 0.85 (a 43 mL spleen, 0.74, found at
-25 mL: the coarse growth, one erosion radius around a small core, misses its thin tail). The 4 mm retry, the wider peak search and the height
+which it takes); spleen mean 0.93, worst 0.853, every one >= 0.85 (a 43 mL spleen with a
+thin tail). The 4 mm retry, the wider peak search and the height
 prior fixed one volume where classical-v1 returned the left kidney (Dice 0.00 -> 0.91) and changed no
 other spleen. Splitting the spleen's core at its necks moved the 36 volumes from spleen
 mean 0.836 / 9 below 0.85 to 0.861 / 4 (kidney or muscle cut off in 5: 0.59-0.80 ->
@@ -87,6 +91,14 @@ spleens within 0.005 (one 0.949 -> 0.945 as the liver's exclusion changed), mean
 unchanged; time +1 %. Without the unbroken-run condition (every candidate voxel within
 30 mm behind bowel gas) the steatotic livers rose further (0.909, 0.921), but that would
 also take liver lying behind a gas-filled colon across fat on real CT.
+Growing the spleen into the thin parts of its window then moved them to spleen mean
+0.928 -> 0.934, 1 -> 0 below 0.85 (the 43 mL spleen 0.739 -> 0.853; 21 more up by
+0.001-0.025), down in 11 unenhanced or large spleens that it grows into a little kidney or
+muscle rim (0.001-0.032, worst 0.946 -> 0.914); livers unchanged; +1-2 % time on a
+512 x 512 x 200 CT. Growing every candidate 4 voxels through its whole window before
+scoring let a wrong candidate win in the 43 mL spleen's volume (0.05); 4 steps after the
+choice left that spleen at 0.849, 8 steps lowered the others further (mean 0.932); without
+the thick-neighbour rim two spleens were 0.003-0.006 lower.
 """
 
 from __future__ import annotations
@@ -130,6 +142,11 @@ SPLEEN_COLUMN_MIN_MM = 200.0
 # this depth - is dropped; gas below GAS_HU touching the scan's top slice is lung
 UNDER_GAS_MM = 30.0
 GAS_HU = -400.0
+# spleen tail: the chosen spleen is grown by up to this many coarse voxels (18 mm) into the
+# thin parts of its window (what an opening of this radius removes), not next to the
+# excluded wall or liver, nor along the rim of another thick structure of the window
+SPLEEN_TAIL_STEPS = 6
+SPLEEN_TAIL_THICK_VOX = 2
 
 _BALL_CACHE: dict[int, np.ndarray] = {}
 
@@ -494,6 +511,28 @@ def _drop_under_gas(mask: np.ndarray, coarse: np.ndarray, body: np.ndarray,
     return _fill_holes(ndi.binary_fill_holes(keep)) & mask & ~under
 
 
+def _thin_reach(mask: np.ndarray, smooth: np.ndarray, body: np.ndarray, exclude: np.ndarray,
+                window: tuple[float, float], steps: int = SPLEEN_TAIL_STEPS,
+                thick_vox: int = SPLEEN_TAIL_THICK_VOX) -> np.ndarray:
+    """The organ candidate grown into the thin parts of its intensity window.
+
+    The candidate reaches one erosion radius around its eroded core, so a tail thinner
+    than the erosion (a spleen's tip running between fat and bowel) is left out. It is
+    grown geodesically, up to ``steps`` voxels, through the voxels of its window that an
+    opening of radius ``thick_vox`` removes - thin structures - and not within one voxel
+    of ``exclude`` (wall, liver), nor of another thick structure of the window (a kidney
+    or muscle touching the organ: its rim is thin too, and the growth would creep along it).
+    """
+    allowed = body & (smooth >= window[0]) & (smooth <= window[1]) & ~exclude
+    allowed &= ~ndi.binary_dilation(exclude, _ball(1))
+    thick = ndi.binary_opening(allowed, _ball(thick_vox))
+    labels, _ = ndi.label(thick)
+    own = np.unique(labels[mask & thick])
+    other = thick & ~np.isin(labels, own[own > 0])
+    allowed &= ~thick & ~ndi.binary_dilation(other, _ball(1))
+    return ndi.binary_dilation(mask, iterations=steps, mask=allowed | mask)
+
+
 def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float]
                            ) -> Segmentation:
     """classical-v2 liver and spleen masks (canonical orientation; see module doc)."""
@@ -558,6 +597,8 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
         if spleen is not None:
             break
     if spleen is not None:
+        # the coarse growth reaches one erosion radius around the core: a thin tail is lost
+        spleen.mask = _thin_reach(spleen.mask, smooth, body, exclude, spleen.window)
         m = _refine(img, spleen.mask, spacing, spleen.window) & ~wall_native
         if "liver" in masks:
             m &= ~masks["liver"]

@@ -7,6 +7,7 @@ The generator is what the demo, the tests and the benchmarks run on. Public API:
 - ``synthesize_visit_volume(stage, rng, *, shape, spacing_mm, nodularity_mm=None,
   contrast_phase="unenhanced", lesions=0, ...) -> SyntheticVolume`` (HU, exclusive
   ``LABELS`` map, spacing, truth) for tests that need volumes without DICOM;
+- ``render_imaging(config)``: every series of a cohort config, rendered in memory;
 - ``write_ct_series(...)``, ``write_seg(...)``.
 
 Output layout of ``generate_cohort``::
@@ -62,7 +63,7 @@ volume, so they are exact. Times are years since the patient's baseline (days / 
 The oracle risk ranking of a visit is its ``true_log_hazard`` (higher = riskier).
 """
 
-from analytics.synthetic.cohort import generate_cohort
+from analytics.synthetic.cohort import generate_cohort, render_imaging
 from analytics.synthetic.config import CohortConfig, CohortManifest, load_cohort_config
 from analytics.synthetic.dicom_writer import DicomIdentity, write_ct_series, write_seg
 from analytics.synthetic.phantom import LABELS, SyntheticVolume, synthesize_visit_volume
@@ -75,6 +76,7 @@ __all__ = [
     "SyntheticVolume",
     "generate_cohort",
     "load_cohort_config",
+    "render_imaging",
     "synthesize_visit_volume",
     "write_ct_series",
     "write_seg",

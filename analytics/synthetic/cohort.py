@@ -147,20 +147,40 @@ def _series_plan(cfg: CohortConfig, patients: list[dict]) -> list[tuple[dict, in
     return plan
 
 
+def _render(cfg: CohortConfig, p: dict, k: int, variant: dict, anatomy):
+    """The volume of visit ``k`` of patient ``p``, and the visit's random stream after it."""
+    rng = _rng(cfg.seed, p["index"], _STREAM["image"], k)
+    body_offset = tuple(float(v) for v in rng.normal(0.0, [4.0, 3.0, 5.0]))
+    scanner_offset = (0.0, float(rng.uniform(-10.0, 30.0)), float(rng.uniform(-260.0, -140.0)))
+    noise = cfg.noise_sd_hu if cfg.noise_sd_hu is not None else (20.0 if cfg.full else 12.0)
+    vol = synthesize_visit_volume(
+        p["visits"][k]["latent_stage"], rng, shape=variant["shape"],
+        spacing_mm=variant["spacing_mm"], contrast_phase=variant["contrast_phase"],
+        lesions=None if cfg.lesions else 0, anatomy=anatomy, disease=p["disease"],
+        noise_sd_hu=noise, body_offset_mm=body_offset, scanner_offset_mm=scanner_offset)
+    return vol, rng
+
+
+def render_imaging(config: CohortConfig):
+    """Yield ``(patient_id, visit_index, volume)`` for every series ``generate_cohort``
+    would write for ``config``, rendered in memory (no DICOM): the same voxels before
+    the DICOM writer rounds them to integers, and the same truth masks."""
+    cfg = config.validate()
+    patients = [_patient(cfg, i) for i in range(cfg.n_imaging)]
+    anatomies: dict[int, Any] = {}
+    for p, k, variant in _series_plan(cfg, patients):
+        if p["index"] not in anatomies:
+            anatomies[p["index"]] = draw_anatomy(_rng(cfg.seed, p["index"], _STREAM["anatomy"]),
+                                                 sex=p["sex"])
+        yield p["patient_id"], k, _render(cfg, p, k, variant, anatomies[p["index"]])[0]
+
+
 def _write_series(cfg: CohortConfig, root: Path, p: dict, k: int, variant: dict,
                   anatomy, scan_number: int) -> dict[str, Any]:
     """Render, write CT + SEG for visit ``k`` of patient ``p``; returns its truth record."""
     visit = p["visits"][k]
     seed, pid = cfg.seed, p["patient_id"]
-    rng = _rng(seed, p["index"], _STREAM["image"], k)
-    body_offset = tuple(float(v) for v in rng.normal(0.0, [4.0, 3.0, 5.0]))
-    scanner_offset = (0.0, float(rng.uniform(-10.0, 30.0)), float(rng.uniform(-260.0, -140.0)))
-    noise = cfg.noise_sd_hu if cfg.noise_sd_hu is not None else (20.0 if cfg.full else 12.0)
-    vol = synthesize_visit_volume(
-        visit["latent_stage"], rng, shape=variant["shape"], spacing_mm=variant["spacing_mm"],
-        contrast_phase=variant["contrast_phase"], lesions=None if cfg.lesions else 0,
-        anatomy=anatomy, disease=p["disease"], noise_sd_hu=noise,
-        body_offset_mm=body_offset, scanner_offset_mm=scanner_offset)
+    vol, rng = _render(cfg, p, k, variant, anatomy)
     day = visit["date"]
     ident = DicomIdentity(
         patient_id=pid, patient_name=p["patient_name"], birth_date=p["birth_date"],

@@ -123,10 +123,7 @@ posterior part stacked on the kidney and psoas (one demo liver 0.905 -> 0.898).
 
 from __future__ import annotations
 
-import importlib.util
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -135,9 +132,13 @@ from analytics.errors import FeatureError
 from analytics.features.geometry import bbox
 from analytics.features.landmarks import body_mask, from_grid, to_grid
 from analytics.features.measure import largest_component
+from analytics.features.totalseg import (
+    TOTALSEG_METHOD,
+    run_totalsegmentator,
+    totalsegmentator_available,
+)
 
 CLASSICAL_METHOD = "classical-v2"
-TOTALSEG_METHOD = "totalsegmentator"
 GRID_MM = 3.0
 # a spleen's core is split where its neck radius is below 0.6 x the smaller part's radius
 SPLEEN_NECK_RATIO = 0.6
@@ -179,15 +180,6 @@ class Segmentation:
     method: str
 
 
-def totalsegmentator_available() -> bool:
-    """True if TotalSegmentator is importable and its weights are already on disk."""
-    if importlib.util.find_spec("totalsegmentator") is None:
-        return False
-    home = Path(os.environ.get("TOTALSEG_HOME_DIR", Path.home() / ".totalsegmentator"))
-    weights = home / "nnunet" / "results"
-    return weights.is_dir() and any(weights.iterdir())
-
-
 def segment_canonical(image: np.ndarray, spacing: tuple[float, float, float], *,
                       method: str = "auto") -> Segmentation:
     """Liver and spleen masks of a canonical CT image.
@@ -212,7 +204,7 @@ def segment_canonical(image: np.ndarray, spacing: tuple[float, float, float], *,
     if method == TOTALSEG_METHOD or (method == "auto" and totalsegmentator_available()):
         if not totalsegmentator_available():
             raise FeatureError("TotalSegmentator is not installed with its weights")
-        return _totalsegmentator(image, spacing)
+        return Segmentation(run_totalsegmentator(image, spacing), TOTALSEG_METHOD)
     return classical_segmentation(image, spacing)
 
 
@@ -724,43 +716,3 @@ def paraspinal_zone(coarse: np.ndarray, smooth: np.ndarray, body: np.ndarray, *,
 def _half_width(body: np.ndarray, cx: float) -> float:
     cols = np.flatnonzero(body.any(axis=(0, 1)))
     return float(max(cols[-1] - cx, cx - cols[0], 1.0))
-
-
-#: TotalSegmentator's ``total`` task labels of the organs used here (its class map)
-TOTALSEG_LABELS = {"spleen": 1, "liver": 5}
-
-
-def canonical_to_nifti(image: np.ndarray, spacing: tuple[float, float, float]
-                       ) -> tuple[np.ndarray, np.ndarray]:
-    """A canonical (S, P, L) array as NIfTI voxel data and its RAS+ affine.
-
-    NIfTI world axes point to the patient's right, anterior and superior; the canonical
-    array's axes run inferior->superior, anterior->posterior, right->left, so the voxel
-    axes become (x = left->right, y = posterior->anterior, z = inferior->superior).
-    """
-    data = np.ascontiguousarray(np.transpose(image, (2, 1, 0))[::-1, ::-1, :])
-    affine = np.diag([spacing[2], spacing[1], spacing[0], 1.0])
-    return data, affine
-
-
-def nifti_to_canonical(data: np.ndarray) -> np.ndarray:
-    """Inverse of :func:`canonical_to_nifti` for data on the same voxel grid."""
-    return np.ascontiguousarray(np.transpose(np.asarray(data)[::-1, ::-1, :], (2, 1, 0)))
-
-
-def _totalsegmentator(image: np.ndarray, spacing: tuple[float, float, float]) -> Segmentation:
-    """Run TotalSegmentator (liver, spleen) on a canonical image; weights must be local."""
-    import tempfile
-
-    import nibabel as nib
-    from totalsegmentator.python_api import totalsegmentator  # type: ignore[import-not-found]
-
-    data, affine = canonical_to_nifti(image.astype(np.float32), spacing)
-    with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "ct.nii.gz"
-        nib.save(nib.Nifti1Image(data, affine), src)
-        out = totalsegmentator(str(src), None, roi_subset=["liver", "spleen"], ml=True,
-                               quiet=True)
-        labels = nifti_to_canonical(np.asarray(out.dataobj))
-    masks = {name: labels == value for name, value in TOTALSEG_LABELS.items()}
-    return Segmentation(masks, TOTALSEG_METHOD)

@@ -26,8 +26,8 @@ from analytics.features.segmentation import (
     CLASSICAL_METHOD,
     classical_segmentation,
     segment_canonical,
-    totalsegmentator_available,
 )
+from analytics.features.totalseg import totalsegmentator_available
 from analytics.synthetic.phantom import synthesize_visit_volume
 from tests.features.phantoms import reoriented
 
@@ -110,7 +110,7 @@ def test_the_image_handed_to_totalsegmentator_is_oriented_as_nifti_says() -> Non
     left and posterior, and labels must map back onto the canonical grid voxel for voxel."""
     import nibabel as nib
 
-    from analytics.features.segmentation import canonical_to_nifti, nifti_to_canonical
+    from analytics.features.totalseg import canonical_to_nifti, nifti_to_canonical
 
     sv = synthesize_visit_volume(1.0, np.random.default_rng(3), contrast_phase="unenhanced")
     truth = sv.masks()

@@ -152,12 +152,12 @@ HOM_MIN_HU = 4.0
 # carries no weight - a thin spleen is mostly rim - and the margin is at least 6 HU
 SPLEEN_HOM_MIN_HU = 6.0
 SPLEEN_HOM_RIM_VOX = 1
-# spleen search: tissue of a peak's window found at the same in-plane position in at least
-# this fraction of the body's slices is a longitudinal structure (paraspinal muscle), not
-# the spleen; only in scans at least SPLEEN_COLUMN_MIN_MM long (a short scan centred on
-# the upper abdomen could hold a large spleen in nearly every slice)
-SPLEEN_COLUMN_FRAC = 0.9
-SPLEEN_COLUMN_MIN_MM = 200.0
+# liver and spleen searches: tissue of a peak's window found at the same in-plane position
+# in at least this fraction of the body's slices is a longitudinal structure (paraspinal
+# and psoas muscle), not the organ; only in scans at least COLUMN_MIN_MM long (a short scan
+# centred on the upper abdomen could hold a large organ in nearly every slice)
+COLUMN_FRAC = 0.9
+COLUMN_MIN_MM = 200.0
 # liver: bowel fluid under an air-fluid level - the candidate's voxels in an unbroken run
 # posterior to (below, supine) bowel gas, across at most one voxel (the bowel wall), up to
 # this depth - is dropped; gas below GAS_HU touching the scan's top slice is lung
@@ -589,13 +589,13 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
     wall_native = from_grid(wall, img.shape, spacing, GRID_MM)
     # the paraspinal and psoas muscles run the length of the scan beside the spine, wider
     # than the paraspinal zone; the liver and the spleen span a part of it
-    long_scan = body.any(axis=(1, 2)).sum() * GRID_MM >= SPLEEN_COLUMN_MIN_MM
+    long_scan = body.any(axis=(1, 2)).sum() * GRID_MM >= COLUMN_MIN_MM
     # liver: right of the midline; spleen: lateral on the left, not anterior
     liver = _organ(smooth, body, right, wall, accept=lambda c: c[2] < cx - 0.15 * hw,
                    cut_mm=7.0, min_ml=300.0, max_ml=5000.0, sd_floor=sd_floor, neck_vox=3,
                    # an iso-attenuating liver's core reaches into those muscles above and
                    # below it: leave out what runs from the scan's first to its last slice
-                   columns=SPLEEN_COLUMN_FRAC if long_scan else 0.0, through=True,
+                   columns=COLUMN_FRAC if long_scan else 0.0, through=True,
                    # ... and into the spleen: split it at its necks and leave out the
                    # pieces in the spleen's place (lateral on the left, not anterior)
                    neck_ratio=SPLEEN_NECK_RATIO,
@@ -629,7 +629,7 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
                         # the spleen's core can touch the kidney or the paraspinal muscle
                         # through a neck wider than the erosion: split it there
                         neck_ratio=SPLEEN_NECK_RATIO,
-                        columns=SPLEEN_COLUMN_FRAC if long_scan else 0.0,
+                        columns=COLUMN_FRAC if long_scan else 0.0,
                         # the kidney (unenhanced ~15 HU below the spleen) within its window
                         post=lambda g, w: _homogeneous(g, smooth, w[1], SPLEEN_HOM_MIN_HU,
                                                        SPLEEN_HOM_RIM_VOX))

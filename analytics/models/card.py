@@ -11,6 +11,7 @@ from importlib import metadata
 from typing import Any
 
 from analytics.errors import ModelIntegrityError
+from analytics.models.estimators import AUTO_PENALTY
 from analytics.models.landmark import describe_column
 
 #: sections every card must have (TRIPOD+AI items they answer in the comments)
@@ -28,9 +29,9 @@ REQUIRED_SECTIONS = (
 
 ESTIMATOR_TEXT = {
     "cox": "Cox proportional hazards with a ridge penalty (lifelines CoxPHFitter, Efron ties, "
-           "patient-clustered robust variance); by default the penalty is 50 / the number "
-           "of patients with an event, so its strength per event does not change with the "
-           "cohort's size (the value used per cause is under params)",
+           f"patient-clustered robust variance); by default the penalty is {AUTO_PENALTY:g} / "
+           "the number of patients with an event, so its strength per event does not change "
+           "with the cohort's size (the value used per cause is under params)",
     "gbm": "gradient-boosted Cox model (xgboost survival:cox, depth-limited trees, rounds "
            "chosen by early stopping on a patient-grouped inner split), Breslow baseline "
            "hazard on its margin",

@@ -147,6 +147,11 @@ def _series_plan(cfg: CohortConfig, patients: list[dict]) -> list[tuple[dict, in
     return plan
 
 
+def _anatomy(cfg: CohortConfig, p: dict):
+    """Patient ``p``'s anatomy: one per patient, shared by all their scans."""
+    return draw_anatomy(_rng(cfg.seed, p["index"], _STREAM["anatomy"]), sex=p["sex"])
+
+
 def _render(cfg: CohortConfig, p: dict, k: int, variant: dict, anatomy):
     """The volume of visit ``k`` of patient ``p``, and the visit's random stream after it."""
     rng = _rng(cfg.seed, p["index"], _STREAM["image"], k)
@@ -170,8 +175,7 @@ def render_imaging(config: CohortConfig):
     anatomies: dict[int, Any] = {}
     for p, k, variant in _series_plan(cfg, patients):
         if p["index"] not in anatomies:
-            anatomies[p["index"]] = draw_anatomy(_rng(cfg.seed, p["index"], _STREAM["anatomy"]),
-                                                 sex=p["sex"])
+            anatomies[p["index"]] = _anatomy(cfg, p)
         yield p["patient_id"], k, _render(cfg, p, k, variant, anatomies[p["index"]])[0]
 
 
@@ -218,7 +222,7 @@ def _write_series(cfg: CohortConfig, root: Path, p: dict, k: int, variant: dict,
 def _patient_series(cfg: CohortConfig, root: Path, p: dict,
                     items: list[tuple[int, dict]]) -> list[dict[str, Any]]:
     """All series of one patient (one anatomy); safe to run in a worker process."""
-    anatomy = draw_anatomy(_rng(cfg.seed, p["index"], _STREAM["anatomy"]), sex=p["sex"])
+    anatomy = _anatomy(cfg, p)
     return [_write_series(cfg, root, p, k, variant, anatomy, n)
             for n, (k, variant) in enumerate(items, start=1)]
 

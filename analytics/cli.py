@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--no-deidentify", action="store_true",
                    help="store identifiers as received (research sites with consent only)")
+    s.add_argument("--patient", metavar="ID", default=None,
+                   help="Patient ID for images whose Patient ID (0010,0020) is empty "
+                        "(without it they are refused); never overrides a file's own")
 
     s = sub.add_parser("features", help="extract imaging biomarkers")
     g = s.add_mutually_exclusive_group(required=True)

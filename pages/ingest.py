@@ -44,6 +44,10 @@ def job_panel() -> None:
     m[2].metric("Already stored", c["duplicates"], help="instances or masks received again")
     m[3].metric("Refused", c["refused"])
     m[4].metric("Features extracted", c["features"], help="series")
+    if c["warnings"]:
+        st.warning(f"{c['warnings']} series stored with identifiers HepaTrack filled in "
+                   "(derived UIDs, UIDs from the file meta or an assigned Patient ID): "
+                   "see the warning column.", icon=":material/warning:")
     table = ingest_view.result_table(result)
     st.dataframe(table, hide_index=True, column_config=column_config(table),
                  key=key(INGEST, "result"))
@@ -64,12 +68,17 @@ with upload_tab:
     chosen = list(files or []) + list(folder or [])
     extract = st.checkbox("Extract imaging biomarkers afterwards", value=True,
                           key=key(INGEST, "extract"))
+    assign = st.text_input("Patient ID for files without one", key=key(INGEST, "assign"),
+                           help="Anonymised exports often leave Patient ID (0010,0020) empty; "
+                                "such images are refused unless you name the patient here. "
+                                "A file's own Patient ID is never replaced.")
     if st.button(f"Ingest {len(chosen)} file(s)", type="primary", disabled=busy or not chosen,
                  key=key(INGEST, "go"), icon=":material/upload:"):
         # read the bytes here: upload objects belong to the script thread
         payload = [(f.name, f.getvalue()) for f in chosen]
         start_job("Ingest", lambda job: ingest_view.ingest_uploads_job(
-            job, ctx.store, ctx.settings, who, payload, extract=extract))
+            job, ctx.store, ctx.settings, who, payload, extract=extract,
+            assign_patient=assign.strip() or None))
 
 with pacs_tab:
     endpoints = {p.name: p for p in ctx.settings.pacs}

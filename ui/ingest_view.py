@@ -18,7 +18,7 @@ from analytics.store.db import Store
 from ui.jobs import Job
 
 RESULT_COLUMNS = ("item", "outcome", "patient", "study_date", "modality", "slices", "masks",
-                  "reason")
+                  "reason", "warning")
 #: feature extraction after ingest runs in this many worker processes
 FEATURE_WORKERS = 1
 #: longest a single series' feature extraction may take from the dashboard
@@ -76,9 +76,13 @@ def _new_complete(report) -> list[str]:
 
 
 def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
-                       files: list[tuple[str, bytes]], *, extract: bool = True
-                       ) -> dict[str, Any]:
-    """Ingest uploaded files (audited ``upload``), then extract features of new series."""
+                       files: list[tuple[str, bytes]], *, extract: bool = True,
+                       assign_patient: str | None = None) -> dict[str, Any]:
+    """Ingest uploaded files (audited ``upload``), then extract features of new series.
+
+    ``assign_patient`` files images whose Patient ID is empty under that ID (the user's
+    explicit choice; a file's own Patient ID always wins).
+    """
     from analytics.ingest.pipeline import ingest_uploads
 
     size = sum(len(b) for _n, b in files)
@@ -89,8 +93,10 @@ def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
         if fraction is None:
             job.log(message)
 
-    with audit.audited(store, actor, "upload", detail={"files": len(files), "bytes": size}):
-        report = ingest_uploads(files, settings, store, progress=progress, user=actor)
+    detail = {"files": len(files), "bytes": size, "patient_assigned": bool(assign_patient)}
+    with audit.audited(store, actor, "upload", detail=detail):
+        report = ingest_uploads(files, settings, store, progress=progress, user=actor,
+                                assign_patient=assign_patient)
     for s in report.series:
         job.log(f"series …{s['series_uid'][-12:]}: {s.get('slices')} slices, "
                 f"{'already stored' if s.get('already_stored') else s.get('status')}")
@@ -152,7 +158,8 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
         rows.append({"item": f"series {s['series_uid']}", "outcome": outcome,
                      "patient": s.get("patient"), "study_date": s.get("study_date"),
                      "modality": s.get("modality"), "slices": s.get("slices"),
-                     "masks": s.get("masks"), "reason": s.get("reason") or ""})
+                     "masks": s.get("masks"), "reason": s.get("reason") or "",
+                     "warning": "; ".join(s.get("warnings", []))})
     for kind, items in (("rejected", report.rejected), ("quarantined", report.quarantined),
                         ("conflict", report.conflicts)):
         for r in items:
@@ -172,4 +179,5 @@ def counts(result: dict[str, Any]) -> dict[str, int]:
     return {"series": report.series_ingested, "instances": report.instances,
             "duplicates": report.duplicates,
             "refused": len(report.rejected) + len(report.quarantined) + len(report.conflicts),
-            "features": len(batch.series_done) if batch is not None else 0}
+            "features": len(batch.series_done) if batch is not None else 0,
+            "warnings": sum(1 for s in report.series if s.get("warnings"))}

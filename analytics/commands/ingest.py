@@ -1,4 +1,4 @@
-"""``hepatrack ingest SOURCE... [--json] [--no-deidentify]``.
+"""``hepatrack ingest SOURCE... [--json] [--no-deidentify] [--patient ID]``.
 
 Exit 0 when anything was ingested or was already stored; 2 when everything was refused
 (or nothing was found), with one line on stderr saying why.
@@ -25,6 +25,7 @@ def _summary(report: IngestReport) -> str:
         lines.append(f"  {s['patient']}  {s['study_date'] or '-':10}  {s['modality']:3} "
                      f"{s['slices']:4} slices  {s['masks']} masks  {state}"
                      + (f": {s['reason']}" if s.get("reason") else ""))
+        lines.extend(f"    warning: {w}" for w in s.get("warnings", []))
     for label, items in (("rejected", report.rejected), ("quarantined", report.quarantined),
                          ("conflict", report.conflicts)):
         lines.extend(f"  {label}: {r.file}: {r.reason}" for r in items)
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace, settings: Settings) -> CommandResult:
     store = open_store(settings)
     try:
         report = ingest_sources(list(args.sources), settings, store,
-                                deidentify=False if args.no_deidentify else None)
+                                deidentify=False if args.no_deidentify else None,
+                                assign_patient=args.patient)
     finally:
         store.dispose()
     code = EXIT_OK if report.anything_stored else EXIT_BAD_INPUT

@@ -74,6 +74,8 @@ def describe(header: Header, kind: str) -> dict[str, Any]:
         "study_date": _text(ds, "StudyDate"),
         "geometry": None,
         "contrast_phase": None,
+        "recovered": list(header.recovered),
+        "series_hints": None,
     }
     if kind == "image":
         info["geometry"] = [
@@ -81,6 +83,10 @@ def describe(header: Header, kind: str) -> dict[str, Any]:
              *g.pixel_spacing, g.slope, g.intercept, g.slice_thickness,
              g.spacing_between_slices] for g in frame_geometry(ds)]
         info["contrast_phase"] = contrast_phase(ds)
+        if not (info["study_uid"] and info["series_uid"] and info["patient_id"]):
+            from analytics.ingest.identifiers import series_hints
+
+            info["series_hints"] = series_hints(ds)
     return info
 
 

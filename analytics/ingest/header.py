@@ -58,7 +58,14 @@ MEDIA_DIRECTORY_SOP_CLASS = "1.2.840.10008.1.3.10"
 ENHANCED_SOP_CLASSES = {"1.2.840.10008.5.1.4.1.1.2.1", "1.2.840.10008.5.1.4.1.1.2.2",
                         "1.2.840.10008.5.1.4.1.1.4.1", "1.2.840.10008.5.1.4.1.1.4.4"}
 
-_COMMON_REQUIRED = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "SeriesInstanceUID")
+_SOP_REQUIRED = ("SOPClassUID", "SOPInstanceUID")
+#: an image whose Study/Series Instance UIDs are empty is grouped and given derived UIDs
+#: (``analytics.ingest.identifiers``); every other object must name its study and series
+_GROUP_REQUIRED = ("StudyInstanceUID", "SeriesInstanceUID")
+#: Type 1 identifiers the file meta repeats (PS3.10 7.1): taken from there when the data
+#: set holds them empty, as anonymising exports often leave them
+_FROM_FILE_META = (("SOPClassUID", "MediaStorageSOPClassUID"),
+                   ("SOPInstanceUID", "MediaStorageSOPInstanceUID"))
 _IMAGE_REQUIRED = ("Modality", "Rows", "Columns", "BitsAllocated", "BitsStored",
                    "PixelRepresentation", "SamplesPerPixel", "PhotometricInterpretation")
 _CLASSIC_GEOMETRY = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing")
@@ -90,6 +97,7 @@ class Header:
     pixel: PixelElement | None
     body: bytes | memoryview  # the bytes ``pixel.offset`` refers to
     truncated: bool  # the header itself ended before its declared end
+    recovered: tuple[str, ...] = ()  # keywords taken from the file meta (``_FROM_FILE_META``)
 
 
 def tag_name(keyword_or_tag: str | int) -> str:
@@ -251,7 +259,29 @@ def parse_dicom(data: bytes | memoryview, limits: IngestLimits, *,
                       is_implicit_VR=implicit, is_little_endian=little)
     fds.set_original_encoding(implicit, little, ds._character_set)
     pixel = _pixel_element(body, pos, implicit, little) if stop_before_pixels else None
-    return Header(dataset=fds, pixel=pixel, body=body, truncated=truncated)
+    return Header(dataset=fds, pixel=pixel, body=body, truncated=truncated,
+                  recovered=recover_from_file_meta(fds))
+
+
+def recover_from_file_meta(ds: FileDataset) -> tuple[str, ...]:
+    """Fill SOP Class/Instance UIDs that are empty in the data set from the file meta.
+
+    PS3.10 requires Media Storage SOP Class/Instance UID to equal the data set's; an export
+    that emptied the data set's copies still identifies the object there. A value present
+    in the data set is never replaced.
+
+    Returns
+    -------
+    tuple of str
+        The keywords filled in (empty when nothing was missing or the meta lacks them too).
+    """
+    done = []
+    for kw, meta_kw in _FROM_FILE_META:
+        value = str(ds.file_meta.get(meta_kw, "") or "").strip(" \x00")
+        if value and _missing(ds, (kw,)):
+            setattr(ds, kw, value)
+            done.append(kw)
+    return tuple(done)
 
 
 def _maybe_sequence(tag: int, vr: str | None, value) -> bool:
@@ -345,7 +375,9 @@ def _missing(ds: Dataset, keywords: tuple[str, ...]) -> str | None:
 
 def required_missing(ds: Dataset, kind: str) -> str | None:
     """The first required attribute absent or empty for ``kind`` (named with its tag)."""
-    kw = _missing(ds, _COMMON_REQUIRED)
+    kw = _missing(ds, _SOP_REQUIRED)
+    if kw is None and kind != "image":
+        kw = _missing(ds, _GROUP_REQUIRED)
     if kw is None and kind == "image":
         kw = _missing(ds, _IMAGE_REQUIRED)
         if kw is None and str(ds.SOPClassUID) not in ENHANCED_SOP_CLASSES:

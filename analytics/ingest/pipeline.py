@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from analytics.audit import SYSTEM, Actor, record
-from analytics.config import Settings
+from analytics.config import IngestLimits, Settings
 from analytics.errors import HepaTrackError, IngestError
 from analytics.ingest.commit import clean_stale_staging, fingerprint
 from analytics.ingest.deid import Deidentifier
 from analytics.ingest.dicomweb import RetrievedSeries, fetch, is_dicomweb_url, redact_url
 from analytics.ingest.findings import Rejection
+from analytics.ingest.identifiers import Repair, apply_repair, needs_repair, resolve
 from analytics.ingest.link_masks import count_masks, ingest_mask
 from analytics.ingest.prepare import SeriesJob, ingest_series
 from analytics.ingest.reader import ParsedInstance, SafeParser
@@ -83,6 +84,7 @@ class BatchEntry:
     content_sha256: str  # of the dataset body (``commit.content_hash``)
     meta_sha256: str  # of the file meta: with the above, detects a file changed since parsing
     pacs: RetrievedSeries | None = None
+    repair: Repair | None = None  # identifiers filled in (``analytics.ingest.identifiers``)
 
 
 def _workers() -> int:
@@ -126,6 +128,7 @@ class _Batch:
         self.progress = progress
         self.series: dict[str, list[BatchEntry]] = {}
         self.masks: list[BatchEntry] = []
+        self.pending: list[BatchEntry] = []  # images whose identifiers need a repair
         self.pacs_series: dict[str, RetrievedSeries] = {}
         self.parsed = 0
 
@@ -153,6 +156,8 @@ class _Batch:
                            meta_sha256=meta, pacs=pacs)
             if res.kind in MASK_KINDS:
                 self.masks.append(entry)
+            elif needs_repair(res.info):
+                self.pending.append(entry)
             elif res.kind in ("image", "other"):
                 key = res.series_uid or f"no-series:{res.name}"
                 self.series.setdefault(key, []).append(entry)
@@ -181,6 +186,14 @@ class _Batch:
     def add_upload(self, name: str, data: bytes) -> None:
         self.add_items(_unique_names(iter_upload(name, data, self.settings.limits)), "upload")
 
+    def resolve_identifiers(self, secret: bytes, assign_patient: str | None) -> None:
+        """Group the images with empty identifiers into series (derived UIDs)."""
+        groups, rejected = resolve(self.pending, secret, assign_patient)
+        self.report.rejected.extend(rejected)
+        for uid, entries in groups.items():
+            self.series.setdefault(uid, []).extend(entries)
+        self.pending = []
+
 
 def reload(entry: BatchEntry) -> ParsedInstance:
     """The parsed instance with its bytes read again (and checked unchanged).
@@ -199,12 +212,16 @@ def reload(entry: BatchEntry) -> ParsedInstance:
     data, _ = zero_preamble(data)
     if fingerprint(data) != (entry.content_sha256, entry.meta_sha256):
         raise IngestError(f"{entry.parsed.name}: the file changed while it was being ingested")
+    if entry.repair is not None:
+        data = apply_repair(data, entry.repair, entry.parsed._limits or IngestLimits())
+        return dataclasses.replace(entry.parsed, data=data, _header=None)
     return dataclasses.replace(entry.parsed, data=data)
 
 
 def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
          progress: Progress | None, deidentify: bool | None, user: Actor | str | None,
-         what: str, parser: SafeParser | None) -> IngestReport:
+         what: str, parser: SafeParser | None, assign_patient: str | None = None
+         ) -> IngestReport:
     deid = settings.deidentify if deidentify is None else bool(deidentify)
     settings.ensure_home()
     actor = _actor(user)
@@ -217,6 +234,7 @@ def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
     try:
         batch = _Batch(settings, parser, report, progress)
         feed(batch)
+        batch.resolve_identifiers(deidentifier.secret, assign_patient)
         jobs = sorted(batch.series.items(), key=lambda kv: kv[0])
         for n, (_key, entries) in enumerate(jobs, start=1):
             if progress:
@@ -253,8 +271,8 @@ def _actor(user: Actor | str | None) -> Actor:
 
 def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, *,
                    progress: Progress | None = None, deidentify: bool | None = None,
-                   user: Actor | str | None = None, parser: SafeParser | None = None
-                   ) -> IngestReport:
+                   user: Actor | str | None = None, parser: SafeParser | None = None,
+                   assign_patient: str | None = None) -> IngestReport:
     """Ingest DICOM files, folders, zip archives and DICOMweb study/series URLs.
 
     Parameters
@@ -272,6 +290,9 @@ def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, 
     parser
         A running :class:`SafeParser` pool to reuse (a long-lived app); one is started
         and stopped for this call when None.
+    assign_patient
+        The Patient ID to give images whose Patient ID (0010,0020) is empty; without it
+        they are refused. A file that has a Patient ID keeps it.
 
     Returns
     -------
@@ -289,13 +310,13 @@ def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, 
 
     kinds = sorted({"dicomweb" if is_dicomweb_url(s) else "path" for s in sources})
     return _run(settings, store, feed, progress=progress, deidentify=deidentify, user=user,
-                what="+".join(kinds) or "nothing", parser=parser)
+                what="+".join(kinds) or "nothing", parser=parser, assign_patient=assign_patient)
 
 
 def ingest_uploads(files: list[tuple[str, bytes]], settings: Settings, store: Store, *,
                    progress: Progress | None = None, deidentify: bool | None = None,
-                   user: Actor | str | None = None, parser: SafeParser | None = None
-                   ) -> IngestReport:
+                   user: Actor | str | None = None, parser: SafeParser | None = None,
+                   assign_patient: str | None = None) -> IngestReport:
     """Ingest in-memory uploads ``[(file name, bytes)]`` (single files or zip archives).
 
     Same contract as :func:`ingest_sources`; names are for display only.
@@ -305,4 +326,4 @@ def ingest_uploads(files: list[tuple[str, bytes]], settings: Settings, store: St
             batch.add_upload(name, data)
 
     return _run(settings, store, feed, progress=progress, deidentify=deidentify, user=user,
-                what="upload", parser=parser)
+                what="upload", parser=parser, assign_patient=assign_patient)

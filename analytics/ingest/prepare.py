@@ -33,6 +33,7 @@ from analytics.ingest.deid import (
     source_key,
 )
 from analytics.ingest.findings import EXCLUDED, UNSUPPORTED, Rejection
+from analytics.ingest.identifiers import merged, warning
 from analytics.ingest.phase import contrast_phase
 from analytics.ingest.reader import ParsedInstance, parse_trusted
 from analytics.ingest.series import check_series
@@ -179,6 +180,9 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
     unit = _unit(first, first_clean, ident, check, to_store, d, deid, status, reason,
                  sorted({e.source for e in job.entries})[0], first_entry.content_sha256)
     _merge_with_stored(unit, store, settings)
+    identifiers = merged([e.repair for e in job.entries])
+    if identifiers:
+        unit.geometry = {**(unit.geometry or {}), "identifiers": identifiers}
     try:
         result = commit_series(store, settings, unit)
     except HepaTrackError as ex:
@@ -289,7 +293,7 @@ def _summarise(report: IngestReport, store: Store, unit: SeriesToStore, *, alrea
     with store.session() as s:
         row = s.execute(select(Series.series_uid, Series.modality, Series.n_slices,
                                Series.status, Series.status_reason, Study.study_date,
-                               Patient.pseudonym, Series.id)
+                               Patient.pseudonym, Series.id, Series.geometry)
                         .join(Study, Series.study_id == Study.id)
                         .join(Patient, Study.patient_id == Patient.id)
                         .where(Series.series_uid == unit.series_uid)).one_or_none()
@@ -299,6 +303,10 @@ def _summarise(report: IngestReport, store: Store, unit: SeriesToStore, *, alrea
              "study_date": row[5].isoformat() if row[5] else None, "modality": row[1],
              "slices": row[2], "masks": 0, "status": row[3], "reason": row[4],
              "already_stored": already}
+    ident = warning((row[8] or {}).get("identifiers"))
+    if ident:
+        entry["identifiers_derived"] = bool((row[8] or {}).get("identifiers", {}).get("derived"))
+        entry["warnings"] = [ident]
     report.series = [s for s in report.series if s["series_uid"] != row[0]] + [entry]
     if row[3] == "incomplete":
         report.incomplete.append({"series_uid": row[0], "reason": row[4]})

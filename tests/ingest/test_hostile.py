@@ -146,8 +146,7 @@ def test_pixel_element_declaring_less_than_the_image_needs(parse_bytes):
                                   "bytes, expected 2048 (Rows x Columns x Frames x BitsAllocated)")
 
 
-@pytest.mark.parametrize("keyword", ["SeriesInstanceUID", "StudyInstanceUID", "SOPInstanceUID",
-                                     "Rows", "BitsAllocated", "ImagePositionPatient",
+@pytest.mark.parametrize("keyword", ["Rows", "BitsAllocated", "ImagePositionPatient",
                                      "ImageOrientationPatient", "PixelSpacing"])
 def test_missing_required_attribute_names_the_tag(parse_bytes, keyword):
     from pydicom.datadict import tag_for_keyword
@@ -160,6 +159,24 @@ def test_missing_required_attribute_names_the_tag(parse_bytes, keyword):
     assert rej.category == "missing_attribute"
     assert rej.reason == (f"missing required attribute {keyword} "
                           f"({tag >> 16:04X},{tag & 0xFFFF:04X})")
+
+
+@pytest.mark.parametrize("keyword", ["SeriesInstanceUID", "StudyInstanceUID"])
+def test_an_image_without_its_study_or_series_uid_is_parsed_for_grouping(parse_bytes, keyword):
+    ds = ct_series(hu_phantom((1, 8, 8)))[0]
+    delattr(ds, keyword)
+    inst = parse_bytes(to_bytes(ds), "m.dcm")
+    assert getattr(inst, {"SeriesInstanceUID": "series_uid",
+                          "StudyInstanceUID": "study_uid"}[keyword]) is None
+    assert inst.info["series_hints"]["FrameOfReferenceUID"] == ds.FrameOfReferenceUID
+
+
+def test_a_sop_instance_uid_missing_from_the_data_set_is_taken_from_the_file_meta(parse_bytes):
+    ds = ct_series(hu_phantom((1, 8, 8)))[0]
+    delattr(ds, "SOPInstanceUID")
+    inst = parse_bytes(to_bytes(ds), "m.dcm")
+    assert inst.sop_instance_uid == ds.file_meta.MediaStorageSOPInstanceUID
+    assert inst.info["recovered"] == ["SOPInstanceUID"]
 
 
 def test_unsupported_sop_class(parse_bytes):

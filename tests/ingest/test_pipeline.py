@@ -199,7 +199,7 @@ def test_series_without_patient_id_is_rejected(tmp_path, run, patient_id):
     report = run([write_folder(tmp_path / "src", ct_series(SampleStudy(patient_id=patient_id),
                                                           2))])
     assert report.instances == 0 and len(report.rejected) == 2
-    assert all("Patient ID (0010,0020) is missing" in r.reason for r in report.rejected)
+    assert all("Patient ID (0010,0020) is missing or empty" in r.reason for r in report.rejected)
     assert not report.anything_stored
 
 

@@ -30,7 +30,7 @@ EXPECTED = {
     "rtplan_truncated.dcm": ("rejected", "declares 976 bytes but only 711 remain"),
     "dicomdirtests/DICOMDIR": ("rejected", "DICOMDIR (media directory) ignored"),
     "examples_ybr_color.dcm": ("rejected", "unsupported SOP class: Ultrasound Multi-frame"),
-    "UN_sequence.dcm": ("rejected", "missing required attribute SOPClassUID (0008,0016)"),
+    "UN_sequence.dcm": ("rejected", "missing required attribute Modality (0008,0060)"),
 }
 GENERIC = {"malformed file", "malformed file: ", "error", ""}
 

@@ -342,3 +342,31 @@ def test_upload_reports_new_duplicate_and_refused_files(home, template):
     assert new["slices"] == template.holdout_truth["shape"][0]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Series stored"] == "1" and metrics["Refused"] == "1"
+
+
+def test_upload_of_a_real_export_without_patient_id_is_filed_under_the_typed_patient(home):
+    from tests.realdata import ct_dicom_files
+
+    uploads = [(p.name, p.read_bytes(), "application/dicom") for p in ct_dicom_files()]
+    at = _on("pages/ingest.py", CLINICIAN)
+    _ok(at)
+    at.file_uploader(key="ingest:files").set_value(uploads).run()
+    at.checkbox(key="ingest:extract").uncheck().run()
+    at.button(key="ingest:go").click().run()  # no patient named: every file refused
+    _wait(at, "ingest:job")
+    _ok(at)
+    refused = _table(at, "outcome")
+    assert set(refused["outcome"]) == {"rejected"} and len(refused) == 20
+    assert refused["reason"].str.contains("Patient ID (0010,0020) is missing or empty",
+                                     regex=False).all()
+    at.text_input(key="ingest:assign").input("BASEL-0001").run()
+    at.button(key="ingest:go").click().run()
+    job = _wait(at, "ingest:job")
+    assert job.error is None, job.error
+    _ok(at)
+    result = _table(at, "outcome")
+    (row,) = result.itertuples()
+    assert row.outcome == "accepted" and row.slices == 20
+    assert "identifiers derived" in row.warning
+    assert any("1 series stored with identifiers HepaTrack filled in" in str(w.value)
+               for w in at.warning)

@@ -1,16 +1,29 @@
 """De-identification on ingest: DICOM PS3.15 Basic Profile with modified dates, retained
 patient characteristics and cleaned descriptors, plus keyed-HMAC pseudonyms.
 
-What happens to each attribute (``analytics.ingest.deid_profile`` holds the table):
+What happens to each attribute (``analytics.ingest.deid_profile`` holds the table) is
+decided by its tag, whatever VR the file claims (PS3.15 E.1-1 lists attributes, not
+encodings). An element sent as ``UN`` or with a wrong VR is read again under the VR the data
+dictionary gives its tag before anything is decided, and stored with that VR:
 
 - Attributes listed in the table get their applied action, at every nesting depth.
-- Private tags, overlays (60xx) and curves (50xx) are removed.
-- Any other attribute follows a safe default by VR: ``UI`` values are replaced by keyed
-  pseudonyms unless they name a class or transfer syntax; ``DA``/``DT`` are shifted by the
-  patient's date shift; ``TM`` is kept (the shift is whole days); ``PN``, ``AS``, ``UN`` and
-  free text (``LO SH ST LT UT UC UR AE``) are removed unless the keyword is in the short
-  list of technical strings; code strings, numbers, binary data and ``AT`` are kept;
-  sequences are walked item by item.
+- Private tags, overlays (60xx), curves (50xx) and public tags the data dictionary does not
+  know are removed (nothing says they are safe).
+- Any other attribute follows a safe default by its dictionary VR: ``UI`` values are
+  replaced by keyed pseudonyms unless they name a class or transfer syntax; ``DA``/``DT``
+  are shifted by the patient's date shift; ``TM`` is kept (the shift is whole days); ``PN``,
+  ``AS`` and free text (``LO SH ST LT UT UC UR AE``) are removed unless the keyword is in
+  the short list of technical strings; code strings, numbers, binary data and ``AT`` are
+  kept; sequences are walked item by item.
+- A kept element whose file VR was wrong must also read as its dictionary VR (a code
+  string, number, age, time or UID): free text smuggled into it is removed.
+- An element that cannot be read as its dictionary VR is removed; if it is one the series
+  needs to be built and scored (geometry, rescale, pixel description, identifiers of the
+  object), the instance is refused instead of being stored without it.
+
+The walk is bounded: sequences nested deeper than ``MAX_DEID_DEPTH`` or more than
+``MAX_DEID_ELEMENTS`` elements (those after the pixel data included) end it with a typed
+error naming the file, never a ``RecursionError``.
 
 Pseudonyms are HMAC-SHA256 under the site secret (``Settings.site_secret()``), so they are
 stable across runs and sites cannot confirm a guessed identifier without the key. The same
@@ -22,21 +35,25 @@ consistent across instances, batches and runs. Stored dates are ``real + date_sh
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import io
 import re
+import struct
 from dataclasses import dataclass
 
 from pydicom import Dataset, dcmread
-from pydicom.datadict import dictionary_keyword, dictionary_VR
-from pydicom.dataelem import DataElement
+from pydicom.datadict import dictionary_VR, keyword_for_tag
+from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
 from pydicom.dataset import FileMetaDataset
+from pydicom.errors import BytesLengthException
+from pydicom.errors import InvalidDicomError as PydicomInvalidDicomError
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-from analytics.errors import InvalidDicomError
+from analytics.errors import InvalidDicomError, LimitExceededError
 from analytics.ingest.deid_profile import (
     CLEAN_DUMMIES,
     EXTRA_CLEAN_KEYWORDS,
@@ -49,10 +66,37 @@ from analytics.ingest.deid_profile import (
 #: maximum backwards date shift in days; shifts are drawn from [-MAX_SHIFT_DAYS, -1]
 MAX_SHIFT_DAYS = 730
 ZERO_PREAMBLE = b"\x00" * 128
+#: deepest sequence nesting the walk accepts (the header parse allows as much)
+MAX_DEID_DEPTH = 32
+#: most elements one file may hold, at every depth and after the pixel data too
+MAX_DEID_ELEMENTS = 2_000_000
 
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "UR", "AE"})
 _REMOVE_VRS = frozenset({"PN", "AS", "UN"})
 _STRING_VRS = _TEXT_VRS | {"PN", "CS", "DA", "DT", "TM", "AS", "DS", "IS", "UI"}
+#: what a kept value must look like when the file sent it under another VR (PS3.5 6.2)
+_VALUE_FORMS = {
+    "CS": re.compile(r"[A-Z0-9 _]{0,16}"),
+    "DS": re.compile(r" *[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)? *"),
+    "IS": re.compile(r" *[+-]?\d{1,12} *"),
+    "AS": re.compile(r"\d{3}[DWMY]"),
+    "TM": re.compile(r"[0-9.: ]{0,28}"),
+    "UI": re.compile(r"[0-9.]{1,64}"),
+}
+#: what pydicom raises when a value cannot be read as the VR it is given
+_READ_ERRORS = (ValueError, TypeError, KeyError, LookupError, struct.error, OverflowError,
+                NotImplementedError, BytesLengthException, PydicomInvalidDicomError, EOFError)
+#: top-level attributes a stored image, SEG or RTSTRUCT is read and scored by: if one was
+#: in the file, de-identification must not lose it (a "complete" series must stay scorable)
+_NEEDED_KEYWORDS: tuple[str, ...] = (
+    "ImageType", "SOPClassUID", "SOPInstanceUID", "Modality", "StudyInstanceUID",
+    "SeriesInstanceUID", "InstanceNumber", "ImagePositionPatient", "ImageOrientationPatient",
+    "FrameOfReferenceUID", "SliceThickness", "SpacingBetweenSlices", "SamplesPerPixel",
+    "PhotometricInterpretation", "NumberOfFrames", "Rows", "Columns", "PixelSpacing",
+    "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "RescaleIntercept",
+    "RescaleSlope", "RescaleType", "SegmentSequence", "StructureSetROISequence",
+    "ROIContourSequence", "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+)
 _DICOM_ROOT = "1.2.840.10008."
 _SECONDARY_CAPTURE_CLASSES = frozenset({
     "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image
@@ -302,6 +346,24 @@ def read_identity(ds: Dataset, secret: bytes, *, name: str = "instance",
     )
 
 
+@dataclass
+class _Walk:
+    """What one de-identification walk carries: the file's name for errors, the identity
+    it removes, and the number of elements visited so far (bounded)."""
+
+    name: str
+    ident: PatientIdentity
+    forbidden: frozenset[str]
+    elements: int = 0
+
+    def count(self) -> None:
+        self.elements += 1
+        if self.elements > MAX_DEID_ELEMENTS:
+            raise LimitExceededError(
+                f"{self.name}: more than {MAX_DEID_ELEMENTS} elements (MAX_DEID_ELEMENTS, "
+                "those after the pixel data included): refused")
+
+
 class Deidentifier:
     """Applies the profile to datasets with one site secret.
 
@@ -328,14 +390,41 @@ class Deidentifier:
     def deidentify(self, ds: Dataset, *, name: str = "instance") -> PatientIdentity:
         """De-identify ``ds`` in place and return the identity it carried.
 
+        Parameters
+        ----------
+        ds
+            The dataset, changed in place.
+        name
+            The file's display name, used in error messages.
+
+        Returns
+        -------
+        PatientIdentity
+            The real identifiers taken out and the pseudonym and date shift put in.
+
         Raises
         ------
         InvalidDicomError
-            If the patient cannot be identified (no Patient ID).
+            If the patient cannot be identified (no Patient ID); if sequences are nested
+            deeper than ``MAX_DEID_DEPTH`` ("malformed file"); or if an attribute the series
+            is built and scored by cannot be read as the VR its tag has.
+        LimitExceededError
+            If the dataset holds more than ``MAX_DEID_ELEMENTS`` elements.
         """
         ident = read_identity(ds, self.secret, name=name)
-        forbidden = _forbidden_tokens(ident)
-        self._scrub(ds, ident, forbidden, depth=0)
+        walk = _Walk(name, ident, _forbidden_tokens(ident))
+        needed = [t for t in _needed_tags() if t in ds]
+        try:
+            self._scrub(ds, walk, depth=0)
+        except RecursionError as e:  # pydicom parsing a lazily read sequence
+            raise InvalidDicomError(f"{name}: malformed file: sequences nested too deeply") from e
+        lost = [t for t in needed if t not in ds]
+        if lost:  # stored without it, a series checked "complete" could never be scored
+            vr = _dictionary_vr(lost[0])
+            raise InvalidDicomError(
+                f"{name}: {_tag_label(lost[0])} does not read as {vr}, the VR of its tag; "
+                f"expected a valid {vr} value (the series cannot be built or scored without "
+                "it)")
         ds.add_new(0x00100020, "LO", ident.pseudonym)  # Patient ID
         ds.add_new(0x00100010, "PN", ident.pseudonym)  # Patient's Name
         if 0x00100030 not in ds:
@@ -352,16 +441,33 @@ class Deidentifier:
         """Read a whole DICOM file, de-identify it and write it back with a zeroed preamble.
 
         The input must already have passed the safe parser (limits on size, depth and
-        inflation); this reads it in full, pixels included, in the calling process.
+        inflation of the header); this reads it in full, pixels and the elements after
+        them included, in the calling process.
+
+        Raises
+        ------
+        InvalidDicomError
+            If the file cannot be read in full ("malformed file", e.g. sequences nested too
+            deeply after the pixel data), or for the reasons :meth:`deidentify` gives.
+        LimitExceededError
+            If the file holds more than ``MAX_DEID_ELEMENTS`` elements.
         """
-        ds = dcmread(io.BytesIO(data))
+        try:
+            ds = dcmread(io.BytesIO(data))
+        except RecursionError as e:
+            raise InvalidDicomError(f"{name}: malformed file: sequences nested too deeply") from e
+        except _READ_ERRORS as e:
+            raise InvalidDicomError(f"{name}: malformed file: {_first_line(e)}") from e
         ident = self.deidentify(ds, name=name)
         return write_dataset(ds), ident, ds
 
     # ---------------------------------------------------------------- the walk
-    def _scrub(self, ds: Dataset, ident: PatientIdentity, forbidden: frozenset[str],
-               depth: int) -> None:
+    def _scrub(self, ds: Dataset, walk: _Walk, depth: int) -> None:
+        if depth > MAX_DEID_DEPTH:
+            raise InvalidDicomError(f"{walk.name}: malformed file: sequences nested deeper "
+                                    f"than {MAX_DEID_DEPTH} levels")
         for tag in list(ds.keys()):
+            walk.count()
             t = int(tag)
             group = t >> 16
             if group & 1 or (group & 0xFF00) in (0x5000, 0x6000) or (t & 0xFFFF) == 0:
@@ -369,28 +475,47 @@ class Deidentifier:
                 continue
             if group == 0x7FE0 or group == 0x0002:
                 continue  # pixel data; file meta is rebuilt separately
+            vr = _dictionary_vr(t)
+            if vr is None:
+                del ds[tag]  # a public tag the dictionary does not know: not known safe
+                continue
+            raw = ds.get_item(tag)
             rule = RULES_BY_TAG.get(t)
-            raw = ds.get_item(tag)  # not decoded: kept elements are written back as read
-            vr = _vr_of(t, raw.VR)
-            action = rule.applied if rule is not None else _default_action(t, vr, ds)
+            if _vr_agrees(raw.VR, vr):
+                if rule is None and vr not in ("SQ", "UI"):
+                    action = _default_action(t, vr, None)
+                    if action == "K":
+                        continue  # not decoded: kept elements are written back as read
+                elem = _read(ds, tag)
+                form_checked = True
+            else:
+                elem = _reinterpret(ds, raw, vr)  # by the tag's VR, never the file's
+                form_checked = elem is not None and _has_form(elem, vr)
+            if elem is None:
+                del ds[tag]  # unreadable as its tag's VR: removed, never kept unread
+                continue
+            action = rule.applied if rule is not None else _default_action(t, vr, elem)
+            if action == "K" and not form_checked:
+                del ds[tag]  # free text sent under another VR in a coded or numeric tag
+                continue
             if action == "K" and vr != "SQ":
                 continue
-            self._apply(ds, ds[tag], action, ident, forbidden, depth)
+            self._apply(ds, elem, action, walk, depth)
 
-    def _apply(self, ds: Dataset, elem: DataElement, action: str, ident: PatientIdentity,
-               forbidden: frozenset[str], depth: int) -> None:
+    def _apply(self, ds: Dataset, elem: DataElement, action: str, walk: _Walk,
+               depth: int) -> None:
         vr = elem.VR
         if action == "X":
             del ds[elem.tag]
-        elif action == "K":
+        elif action in ("K", "S"):
             if vr == "SQ":
-                self._walk_items(elem, ident, forbidden, depth)
-        elif action == "S":
-            self._walk_items(elem, ident, forbidden, depth)
+                self._walk_items(elem, walk, depth)
+            else:
+                del ds[elem.tag]  # a reference sequence sent as a value: nothing to keep
         elif action == "Z":
             elem.value = [] if vr == "SQ" else ("" if vr in _STRING_VRS else None)
         elif action == "P":
-            elem.value = ident.pseudonym
+            elem.value = walk.ident.pseudonym
         elif action == "U":
             if elem.value:
                 vals = [self.uid(str(v)) for v in _as_list(elem.value)]
@@ -401,18 +526,17 @@ class Deidentifier:
             else:
                 elem.value = _dummy(vr)
         elif action == "C":
-            self._clean(ds, elem, ident, forbidden, depth)
+            self._clean(ds, elem, walk, depth)
         else:  # pragma: no cover - the table is validated by tests
             raise ValueError(f"unknown de-identification action {action!r}")
 
-    def _walk_items(self, elem: DataElement, ident: PatientIdentity, forbidden: frozenset[str],
-                    depth: int) -> None:
+    def _walk_items(self, elem: DataElement, walk: _Walk, depth: int) -> None:
         for item in elem.value or []:
-            self._scrub(item, ident, forbidden, depth + 1)
+            self._scrub(item, walk, depth + 1)
 
-    def _clean(self, ds: Dataset, elem: DataElement, ident: PatientIdentity,
-               forbidden: frozenset[str], depth: int) -> None:
+    def _clean(self, ds: Dataset, elem: DataElement, walk: _Walk, depth: int) -> None:
         vr = elem.VR
+        ident = walk.ident
         if vr in ("DA", "DT"):
             shift = shift_da if vr == "DA" else shift_dt
             out = []
@@ -425,12 +549,14 @@ class Deidentifier:
             elem.value = (out if len(out) > 1 else out[0]) if out else ""
             return
         if vr == "TM":
+            if not _has_form(elem, vr):
+                elem.value = ""  # not a time: emptied rather than kept
             return  # whole-day shifts keep every time of day
         if vr == "SQ":
-            self._walk_items(elem, ident, forbidden, depth)
+            self._walk_items(elem, walk, depth)
             return
-        keyword = dictionary_keyword(elem.tag) if not elem.tag.is_private else ""
-        cleaned = clean_descriptor(str(elem.value or ""), forbidden)
+        keyword = keyword_for_tag(elem.tag) if not elem.tag.is_private else ""
+        cleaned = clean_descriptor(_text_of(elem.value), walk.forbidden)
         if cleaned is not None:
             elem.value = cleaned
             return
@@ -442,28 +568,113 @@ class Deidentifier:
         elem.value = dummy.format(n=number).strip()
 
 
-def _vr_of(tag: int, vr: str | None) -> str:
-    """The element's VR; from the dictionary for implicit-VR files (ambiguous ones are
-    numeric pixel-description VRs, kept)."""
-    if vr and len(vr) == 2:
-        return vr
+@functools.lru_cache(maxsize=4096)
+def _dictionary_vr(tag: int) -> str | None:
+    """The VR the data dictionary gives ``tag`` (``"US or SS"`` for ambiguous ones), or
+    None for a public tag it does not know."""
     try:
-        found = dictionary_VR(tag)
+        return dictionary_VR(tag)
     except KeyError:
-        return "UN"
-    return found if len(found) == 2 else "US"
+        return None
 
 
-def _default_action(tag: int, vr: str, ds: Dataset) -> str:
-    """The rule for attributes not in the table (see the module docstring)."""
+@functools.cache
+def _needed_tags() -> tuple[int, ...]:
+    from pydicom.datadict import tag_for_keyword
+
+    return tuple(int(tag_for_keyword(k)) for k in _NEEDED_KEYWORDS)
+
+
+def _tag_label(tag: int) -> str:
+    return f"{keyword_for_tag(tag) or 'element'} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def _vr_agrees(file_vr: str | None, vr: str) -> bool:
+    """True when the element can be read as the file wrote it: implicit VR (the dictionary
+    decides), the dictionary VR itself, or one of the VRs of an ambiguous entry."""
+    if file_vr is None or file_vr == vr:
+        return True
+    return " or " in vr and file_vr in vr.split(" or ")
+
+
+def _read(ds: Dataset, tag) -> DataElement | None:
+    """``ds[tag]`` decoded, or None when pydicom cannot decode it."""
+    try:
+        return ds[tag]
+    except _READ_ERRORS:
+        return None
+
+
+def _reinterpret(ds: Dataset, raw: DataElement | RawDataElement, vr: str
+                 ) -> DataElement | None:
+    """The element read again as ``vr`` (its tag's dictionary VR) and put back in ``ds``,
+    or None when its value cannot be read as ``vr``."""
+    try:
+        if isinstance(raw, RawDataElement):
+            # PS3.5 6.2.2: a sequence sent as UN is encoded in implicit VR little endian
+            implicit = raw.is_implicit_VR or (raw.VR == "UN" and vr == "SQ")
+            raw = raw._replace(VR=vr, is_implicit_VR=implicit,
+                               value=raw.value if raw.value is not None else b"")
+            elem = convert_raw_data_element(raw, encoding=ds._character_set, ds=ds)
+        elif raw.VR == "SQ" or vr == "SQ":
+            return None  # a sequence is never a value, nor a value a sequence
+        elif isinstance(raw.value, bytes | bytearray):
+            little = ds.original_encoding[1] is not False
+            elem = convert_raw_data_element(
+                RawDataElement(raw.tag, vr, len(raw.value), bytes(raw.value), 0, False, little),
+                encoding=ds._character_set, ds=ds)
+        elif vr in _STRING_VRS or vr in _TEXT_VRS:
+            elem = DataElement(raw.tag, vr, _text_values(raw.value))
+        else:
+            return None  # text where the tag holds binary numbers
+    except _READ_ERRORS:
+        return None
+    if not _vr_agrees(elem.VR, vr) or elem.VR is None:
+        return None  # pydicom fell back to UN: the value does not fit the tag's VR
+    ds[elem.tag] = elem
+    return elem
+
+
+def _text_values(value: object) -> str | list[str]:
+    values = [str(v) for v in _as_list(value)]
+    return values if len(values) > 1 else (values[0] if values else "")
+
+
+def _text_of(value: object) -> str:
+    """One string for a text value (multiple values joined as DICOM writes them)."""
+    if isinstance(value, bytes | bytearray):
+        return bytes(value).decode("latin-1")
+    return "\\".join(str(v) for v in _as_list(value))
+
+
+def _has_form(elem: DataElement, vr: str) -> bool:
+    """True when each value of ``elem`` is well formed for ``vr`` (for the VRs with a fixed
+    form: code strings, numbers, ages, times, UIDs); other VRs always pass."""
+    form = _VALUE_FORMS.get(vr)
+    if form is None:
+        return True
+    for v in _text_of(elem.value).split("\\"):
+        if not form.fullmatch(v.strip("\x00 ")) and v.strip("\x00 "):
+            return False
+    return True
+
+
+def _default_action(tag: int, vr: str, elem: DataElement | None) -> str:
+    """The rule for attributes not in the table (see the module docstring); ``vr`` is the
+    tag's dictionary VR and ``elem`` the decoded element (needed for ``UI`` only)."""
     if vr == "SQ":
         return "K"
     if vr == "UI":
-        keyword = dictionary_keyword(tag)
+        keyword = keyword_for_tag(tag)
         if keyword.endswith(("ClassUID", "SyntaxUID")) or keyword in (
                 "CodingSchemeUID", "MappingResourceUID", "ContextUID", "SOPClassesInStudy"):
             return "K"
-        values = [str(v) for v in _as_list(ds[tag].value)]
+        values = [str(v) for v in _as_list(elem.value if elem is not None else None)]
         if values and all(v.startswith(_DICOM_ROOT) for v in values):
             return "K"  # well-known UIDs defined by the standard
         return "U"
@@ -474,7 +685,7 @@ def _default_action(tag: int, vr: str, ds: Dataset) -> str:
     if vr in _REMOVE_VRS:
         return "X"
     if vr in _TEXT_VRS:
-        keyword = dictionary_keyword(tag)
+        keyword = keyword_for_tag(tag)
         if keyword in SAFE_TEXT_KEYWORDS:
             return "K"
         if keyword in EXTRA_CLEAN_KEYWORDS:

@@ -49,6 +49,7 @@ from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_eleme
 from pydicom.dataset import FileMetaDataset
 from pydicom.errors import BytesLengthException
 from pydicom.errors import InvalidDicomError as PydicomInvalidDicomError
+from pydicom.filewriter import correct_ambiguous_vr_element
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
@@ -611,9 +612,11 @@ def _read(ds: Dataset, tag) -> DataElement | None:
 
 
 def _reinterpret(ds: Dataset, raw: DataElement | RawDataElement, vr: str
-                 ) -> DataElement | None:
+                 ) -> DataElement | RawDataElement | None:
     """The element read again as ``vr`` (its tag's dictionary VR) and put back in ``ds``,
     or None when its value cannot be read as ``vr``."""
+    if " or " in vr:
+        return _ambiguous(ds, raw, vr)
     try:
         if isinstance(raw, RawDataElement):
             # PS3.5 6.2.2: a sequence sent as UN is encoded in implicit VR little endian
@@ -636,6 +639,27 @@ def _reinterpret(ds: Dataset, raw: DataElement | RawDataElement, vr: str
         return None
     if not _vr_agrees(elem.VR, vr) or elem.VR is None:
         return None  # pydicom fell back to UN: the value does not fit the tag's VR
+    ds[elem.tag] = elem
+    return elem
+
+
+def _ambiguous(ds: Dataset, raw: DataElement | RawDataElement, vr: str
+               ) -> DataElement | RawDataElement | None:
+    """An element whose tag has an ambiguous VR (``US or SS``, ``OB or OW`` ...: binary
+    pixel-description values) sent under another VR: resolved from the dataset when it can
+    be, else kept as sent if that was ``UN``; None (removed) for any other VR."""
+    if raw.VR != "UN":
+        return None  # text where the tag holds binary numbers
+    if not isinstance(raw, RawDataElement):
+        return raw
+    little = ds.original_encoding[1] is not False
+    try:
+        elem = convert_raw_data_element(raw._replace(VR=vr), encoding=ds._character_set, ds=ds)
+        elem = correct_ambiguous_vr_element(elem, ds, little)
+    except _READ_ERRORS:
+        return raw
+    if " or " in elem.VR:
+        return raw  # not decidable here (e.g. in an item): binary, kept as sent
     ds[elem.tag] = elem
     return elem
 

@@ -568,3 +568,37 @@ def test_a_needed_attribute_unreadable_as_its_vr_refuses_the_instance():
                        match=r"^bad\.dcm: PixelSpacing \(0028,0030\) does not read as DS, the "
                              r"VR of its tag; expected a valid DS value"):
         Deidentifier(SECRET).deidentify_bytes(encode(ds), name="bad.dcm")
+
+
+def test_a_reference_sequence_sent_as_un_is_walked_and_remapped():
+    ds = ct_series(Study(), 1)[0]
+    sop = ds.SOPInstanceUID
+    uid = sop.encode() + b"\0" * (len(sop) % 2)
+    cls = CT_IMAGE.encode() + b"\0" * (len(CT_IMAGE) % 2)
+    body = (struct.pack("<HHI", 0x0008, 0x1150, len(cls)) + cls
+            + struct.pack("<HHI", 0x0008, 0x1155, len(uid)) + uid)  # implicit VR, PS3.5 6.2.2
+    _sent_as_bytes(ds, "ReferencedImageSequence",
+                   struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body)
+    out, _, _ = Deidentifier(SECRET).deidentify_bytes(encode(ds))
+    back = dcmread(io.BytesIO(out))
+    assert back.get_item("ReferencedImageSequence").VR == "SQ"
+    ref = back.ReferencedImageSequence[0]
+    assert (ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID) == (
+        CT_IMAGE, hmac_uid(SECRET, sop))
+    assert sop.encode() not in out
+
+
+def test_an_ambiguous_pixel_value_sent_as_un_is_resolved_from_pixel_representation():
+    ds = ct_series(Study(), 1)[0]
+    assert ds.PixelRepresentation == 1
+    _sent_as_bytes(ds, "SmallestImagePixelValue", struct.pack("<h", -5))
+    out, _, _ = Deidentifier(SECRET).deidentify_bytes(encode(ds))
+    back = dcmread(io.BytesIO(out))
+    assert (back.get_item("SmallestImagePixelValue").VR, back.SmallestImagePixelValue) == ("SS",
+                                                                                          -5)
+
+
+def _sent_as_bytes(ds: Dataset, keyword: str, raw: bytes) -> None:
+    elem = DataElement(tag_for_keyword(keyword), "OB", raw)
+    elem.VR = "UN"
+    ds[elem.tag] = elem

@@ -483,9 +483,9 @@ class Deidentifier:
             raw = ds.get_item(tag)
             rule = RULES_BY_TAG.get(t)
             if _vr_agrees(raw.VR, vr):
-                if rule is None and vr not in ("SQ", "UI"):
-                    action = _default_action(t, vr, None)
-                    if action == "K":
+                if rule is not None or vr != "UI":  # only a UI default needs the value
+                    action = rule.applied if rule is not None else _default_action(t, vr, None)
+                    if action == "K" and vr != "SQ":
                         continue  # not decoded: kept elements are written back as read
                 elem = _read(ds, tag)
                 form_checked = True

@@ -388,3 +388,20 @@ def test_deep_nesting_after_the_pixel_data_rejects_the_file_and_the_batch_goes_o
         ("deep.dcm", "cannot de-identify: deep.dcm: malformed file: sequences nested too "
                      "deeply")]
     assert report.series_ingested == 1 and report.instances == 2
+
+
+def test_a_series_with_an_instance_refused_at_de_identification_is_not_stored_complete(
+        tmp_path, settings, store, parser):
+    from analytics.ingest.pipeline import ingest_sources
+    from tests.ingest.dicom_samples import Study, ct_series, encode, write_folder
+
+    images = ct_series(Study(), 3)
+    folder = write_folder(tmp_path / "src", images)
+    tail = _nested(300, False).replace(b"\x08\x00\x15\x11SQ", b"\xfa\xff\xfa\xffSQ", 1)
+    (folder / "img_001.dcm").write_bytes(encode(images[1]) + tail)
+    report = ingest_sources([str(folder)], settings, store, parser=parser)
+    assert [r.file for r in report.rejected] == ["img_001.dcm"]
+    assert report.instances == 2
+    (series,) = report.series
+    assert (series["status"], series["reason"]) == (
+        "invalid", "1 of 3 instances could not be de-identified (see the rejections)")

@@ -474,8 +474,11 @@ class Deidentifier:
             if group & 1 or (group & 0xFF00) in (0x5000, 0x6000) or (t & 0xFFFF) == 0:
                 del ds[tag]  # private, curve, overlay, group length
                 continue
-            if group == 0x7FE0 or group == 0x0002:
-                continue  # pixel data; file meta is rebuilt separately
+            if group == 0x0002:
+                del ds[tag]  # file meta inside the data set: misplaced; the meta is rebuilt
+                continue
+            if group == 0x7FE0:
+                continue  # pixel data
             vr = _dictionary_vr(t)
             if vr is None:
                 del ds[tag]  # a public tag the dictionary does not know: not known safe

@@ -28,6 +28,7 @@ from analytics.ingest.deid import (
     quarantine_reason,
     shift_da,
     shift_dt,
+    write_dataset,
 )
 from analytics.ingest.deid_profile import RULES, Rule
 from tests.ingest.dicom_samples import (
@@ -602,3 +603,13 @@ def _sent_as_bytes(ds: Dataset, keyword: str, raw: bytes) -> None:
     elem = DataElement(tag_for_keyword(keyword), "OB", raw)
     elem.VR = "UN"
     ds[elem.tag] = elem
+
+
+def test_file_meta_elements_inside_the_data_set_are_removed():
+    ds = ct_series(Study(), 1)[0]
+    item = ds.AnatomicRegionSequence[0]
+    item[0x00020016] = DataElement(0x00020016, "AE", "HARRIET")  # Source AE Title, misplaced
+    assert 0x00020016 in item
+    Deidentifier(SECRET).deidentify(ds)
+    assert 0x00020016 not in ds.AnatomicRegionSequence[0]
+    assert b"HARRIET" not in write_dataset(ds)

@@ -613,3 +613,19 @@ def test_file_meta_elements_inside_the_data_set_are_removed():
     Deidentifier(SECRET).deidentify(ds)
     assert 0x00020016 not in ds.AnatomicRegionSequence[0]
     assert b"HARRIET" not in write_dataset(ds)
+
+
+def test_deep_nesting_inside_a_sequence_sent_as_un_is_malformed_not_a_recursion_error():
+    # The header parse does not open a UN value; de-identification reads it as a sequence.
+    inner = b""
+    for _ in range(300):  # implicit VR little endian, as PS3.5 6.2.2 has UN sequences
+        item = (struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + inner
+                + struct.pack("<HHI", 0xFFFE, 0xE00D, 0))
+        inner = (struct.pack("<HHI", 0x0008, 0x1115, 0xFFFFFFFF) + item
+                 + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    ds = ct_series(Study(), 1)[0]
+    _sent_as_bytes(ds, "ReferencedImageSequence", struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+                   + inner + struct.pack("<HHI", 0xFFFE, 0xE00D, 0))
+    with pytest.raises(InvalidDicomError,
+                       match=r"^un\.dcm: malformed file: sequences nested too deeply$"):
+        Deidentifier(SECRET).deidentify_bytes(encode(ds), name="un.dcm")

@@ -75,17 +75,19 @@ MAX_DEID_ELEMENTS = 2_000_000
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "UR", "AE"})
 _REMOVE_VRS = frozenset({"PN", "AS", "UN"})
 _STRING_VRS = _TEXT_VRS | {"PN", "CS", "DA", "DT", "TM", "AS", "DS", "IS", "UI"}
-#: what a kept value must look like when the file sent it under another VR (PS3.5 6.2)
+_NUMBER = re.compile(r" *[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)? *")
+#: what a kept value must look like when the file sent it under another VR (PS3.5 6.2);
+#: lenient on case and number form, strict on length and characters: no free text fits
 _VALUE_FORMS = {
-    "CS": re.compile(r"[A-Z0-9 _]{0,16}"),
-    "DS": re.compile(r" *[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)? *"),
-    "IS": re.compile(r" *[+-]?\d{1,12} *"),
+    "CS": re.compile(r"[A-Za-z0-9 _]{0,16}"),
+    "DS": _NUMBER,
+    "IS": _NUMBER,
     "AS": re.compile(r"\d{3}[DWMY]"),
     "TM": re.compile(r"[0-9.: ]{0,28}"),
     "UI": re.compile(r"[0-9.]{1,64}"),
 }
 #: what pydicom raises when a value cannot be read as the VR it is given
-_READ_ERRORS = (ValueError, TypeError, KeyError, LookupError, struct.error, OverflowError,
+_READ_ERRORS = (ValueError, TypeError, LookupError, struct.error, OverflowError,
                 NotImplementedError, BytesLengthException, PydicomInvalidDicomError, EOFError)
 #: top-level attributes a stored image, SEG or RTSTRUCT is read and scored by: if one was
 #: in the file, de-identification must not lose it (a "complete" series must stay scorable)

@@ -629,3 +629,39 @@ def test_deep_nesting_inside_a_sequence_sent_as_un_is_malformed_not_a_recursion_
     with pytest.raises(InvalidDicomError,
                        match=r"^un\.dcm: malformed file: sequences nested too deeply$"):
         Deidentifier(SECRET).deidentify_bytes(encode(ds), name="un.dcm")
+
+
+#: what a series is built and scored by, compared before and after de-identification
+SCORED_BY = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+             "SliceThickness", "RescaleSlope", "RescaleIntercept", "Rows", "Columns",
+             "BitsAllocated", "PixelRepresentation", "Modality", "SOPClassUID", "ImageType",
+             "NumberOfFrames")
+
+
+def test_every_bundled_pydicom_file_keeps_what_it_is_scored_by(parser):
+    from pydicom.data import get_testdata_files
+
+    from analytics.errors import HepaTrackError
+    from analytics.ingest.reader import ParsedInstance
+    from tests.ingest.conftest import item
+
+    files = sorted(p for p in map(Path, get_testdata_files()) if p.is_file())
+    parsed = [r for r in parser.parse_many([item(p.name, p.read_bytes()) for p in files])
+              if isinstance(r, ParsedInstance)]
+    assert len(parsed) > 60
+    d = Deidentifier(SECRET)
+    checked = 0
+    for p in parsed:
+        before = dcmread(io.BytesIO(p.data), stop_before_pixels=True)
+        try:
+            out, _, _ = d.deidentify_bytes(p.data, name=p.name)
+        except HepaTrackError as e:  # only a typed refusal, and only for no Patient ID
+            assert "Patient ID (0010,0020) is missing" in str(e), (p.name, e)
+            continue
+        after = dcmread(io.BytesIO(out), stop_before_pixels=True)
+        for keyword in SCORED_BY:
+            if keyword in before:
+                assert keyword in after and after[keyword].value == before[keyword].value, (
+                    p.name, keyword)
+        checked += 1
+    assert checked > 50

@@ -450,8 +450,9 @@ class Deidentifier:
         Raises
         ------
         InvalidDicomError
-            If the file cannot be read in full ("malformed file", e.g. sequences nested too
-            deeply after the pixel data), or for the reasons :meth:`deidentify` gives.
+            If the file cannot be read in full or its de-identified copy cannot be written
+            ("malformed file", e.g. sequences nested too deeply after the pixel data), or
+            for the reasons :meth:`deidentify` gives.
         LimitExceededError
             If the file holds more than ``MAX_DEID_ELEMENTS`` elements.
         """
@@ -462,7 +463,12 @@ class Deidentifier:
         except _READ_ERRORS as e:
             raise InvalidDicomError(f"{name}: malformed file: {_first_line(e)}") from e
         ident = self.deidentify(ds, name=name)
-        return write_dataset(ds), ident, ds
+        try:
+            out = write_dataset(ds)
+        except (*_READ_ERRORS, OSError) as e:  # pydicom wraps encoding errors in OSError
+            raise InvalidDicomError(f"{name}: malformed file: its de-identified copy cannot be "
+                                    f"written ({_first_line(e)})") from e
+        return out, ident, ds
 
     # ---------------------------------------------------------------- the walk
     def _scrub(self, ds: Dataset, walk: _Walk, depth: int) -> None:

@@ -665,3 +665,16 @@ def test_every_bundled_pydicom_file_keeps_what_it_is_scored_by(parser):
                     p.name, keyword)
         checked += 1
     assert checked > 50
+
+
+def test_a_copy_that_cannot_be_written_is_a_typed_error_naming_the_file(monkeypatch):
+    import analytics.ingest.deid as deid
+
+    def fail(ds):  # what pydicom raises for a value it cannot encode
+        raise OSError("With tag (0010,0020) got exception: required argument is not a float")
+
+    monkeypatch.setattr(deid, "write_dataset", fail)
+    with pytest.raises(InvalidDicomError,
+                       match=r"^odd\.dcm: malformed file: its de-identified copy cannot be "
+                             r"written \(With tag \(0010,0020\) got exception"):
+        Deidentifier(SECRET).deidentify_bytes(encode(ct_series(Study(), 1)[0]), name="odd.dcm")

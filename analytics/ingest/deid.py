@@ -40,17 +40,12 @@ import hashlib
 import hmac
 import io
 import re
-import struct
 from dataclasses import dataclass
 
 from pydicom import Dataset, dcmread
-from pydicom.datadict import dictionary_VR, keyword_for_tag
-from pydicom.dataelem import DataElement, RawDataElement, convert_raw_data_element
+from pydicom.datadict import keyword_for_tag
+from pydicom.dataelem import DataElement
 from pydicom.dataset import FileMetaDataset
-from pydicom.errors import BytesLengthException
-from pydicom.errors import InvalidDicomError as PydicomInvalidDicomError
-from pydicom.filewriter import correct_ambiguous_vr_element
-from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
@@ -62,6 +57,17 @@ from analytics.ingest.deid_profile import (
     METHOD_TEXT,
     RULES_BY_TAG,
     SAFE_TEXT_KEYWORDS,
+)
+from analytics.ingest.deid_vr import (
+    READ_ERRORS,
+    as_list,
+    by_dictionary_vr,
+    dictionary_vr,
+    first_line,
+    has_form,
+    read_element,
+    text_of,
+    vr_agrees,
 )
 
 #: maximum backwards date shift in days; shifts are drawn from [-MAX_SHIFT_DAYS, -1]
@@ -75,20 +81,6 @@ MAX_DEID_ELEMENTS = 2_000_000
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "UR", "AE"})
 _REMOVE_VRS = frozenset({"PN", "AS", "UN"})
 _STRING_VRS = _TEXT_VRS | {"PN", "CS", "DA", "DT", "TM", "AS", "DS", "IS", "UI"}
-_NUMBER = re.compile(r" *[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)? *")
-#: what a kept value must look like when the file sent it under another VR (PS3.5 6.2);
-#: lenient on case and number form, strict on length and characters: no free text fits
-_VALUE_FORMS = {
-    "CS": re.compile(r"[A-Za-z0-9 _]{0,16}"),
-    "DS": _NUMBER,
-    "IS": _NUMBER,
-    "AS": re.compile(r"\d{3}[DWMY]"),
-    "TM": re.compile(r"[0-9.: ]{0,28}"),
-    "UI": re.compile(r"[0-9.]{1,64}"),
-}
-#: what pydicom raises when a value cannot be read as the VR it is given
-_READ_ERRORS = (ValueError, TypeError, LookupError, struct.error, OverflowError,
-                NotImplementedError, BytesLengthException, PydicomInvalidDicomError, EOFError)
 #: top-level attributes a stored image, SEG or RTSTRUCT is read and scored by: if one was
 #: in the file, de-identification must not lose it (a "complete" series must stay scorable)
 _NEEDED_KEYWORDS: tuple[str, ...] = (
@@ -282,21 +274,13 @@ def quarantine_reason(ds: Dataset) -> str | None:
     if burned == "YES":
         return "Burned In Annotation (0028,0301) is YES: the pixels may show identifiers"
     sop_class = str(ds.get("SOPClassUID", "") or "")
-    image_type = [str(v).upper() for v in _as_list(ds.get("ImageType"))]
+    image_type = [str(v).upper() for v in as_list(ds.get("ImageType"))]
     secondary = sop_class in _SECONDARY_CAPTURE_CLASSES or "SCREEN SAVE" in image_type
     if secondary and burned != "NO":
         what = "screen save" if "SCREEN SAVE" in image_type else "secondary capture"
         return (f"{what} without Burned In Annotation (0028,0301) = NO: the pixels may "
                 "show identifiers")
     return None
-
-
-def _as_list(value: object) -> list[object]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, (list, MultiValue)):
-        return list(value)
-    return [value]
 
 
 @dataclass(frozen=True)
@@ -423,7 +407,7 @@ class Deidentifier:
             raise InvalidDicomError(f"{name}: malformed file: sequences nested too deeply") from e
         lost = [t for t in needed if t not in ds]
         if lost:  # stored without it, a series checked "complete" could never be scored
-            vr = _dictionary_vr(lost[0])
+            vr = dictionary_vr(lost[0])
             raise InvalidDicomError(
                 f"{name}: {_tag_label(lost[0])} does not read as {vr}, the VR of its tag; "
                 f"expected a valid {vr} value (the series cannot be built or scored without "
@@ -460,14 +444,14 @@ class Deidentifier:
             ds = dcmread(io.BytesIO(data))
         except RecursionError as e:
             raise InvalidDicomError(f"{name}: malformed file: sequences nested too deeply") from e
-        except _READ_ERRORS as e:
-            raise InvalidDicomError(f"{name}: malformed file: {_first_line(e)}") from e
+        except READ_ERRORS as e:
+            raise InvalidDicomError(f"{name}: malformed file: {first_line(e)}") from e
         ident = self.deidentify(ds, name=name)
         try:
             out = write_dataset(ds)
-        except (*_READ_ERRORS, OSError) as e:  # pydicom wraps encoding errors in OSError
+        except (*READ_ERRORS, OSError) as e:  # pydicom wraps encoding errors in OSError
             raise InvalidDicomError(f"{name}: malformed file: its de-identified copy cannot be "
-                                    f"written ({_first_line(e)})") from e
+                                    f"written ({first_line(e)})") from e
         return out, ident, ds
 
     # ---------------------------------------------------------------- the walk
@@ -487,22 +471,22 @@ class Deidentifier:
                 continue
             if group == 0x7FE0:
                 continue  # pixel data
-            vr = _dictionary_vr(t)
+            vr = dictionary_vr(t)
             if vr is None:
                 del ds[tag]  # a public tag the dictionary does not know: not known safe
                 continue
             raw = ds.get_item(tag)
             rule = RULES_BY_TAG.get(t)
-            if _vr_agrees(raw.VR, vr):
+            if vr_agrees(raw.VR, vr):
                 if rule is not None or vr != "UI":  # only a UI default needs the value
                     action = rule.applied if rule is not None else _default_action(t, vr, None)
                     if action == "K" and vr != "SQ":
                         continue  # not decoded: kept elements are written back as read
-                elem = _read(ds, tag)
+                elem = read_element(ds, tag)
                 form_checked = True
             else:
-                elem = _reinterpret(ds, raw, vr)  # by the tag's VR, never the file's
-                form_checked = elem is not None and _has_form(elem, vr)
+                elem = by_dictionary_vr(ds, raw, vr)  # by the tag's VR, never the file's
+                form_checked = elem is not None and has_form(elem, vr)
             if elem is None:
                 del ds[tag]  # unreadable as its tag's VR: removed, never kept unread
                 continue
@@ -530,7 +514,7 @@ class Deidentifier:
             elem.value = walk.ident.pseudonym
         elif action == "U":
             if elem.value:
-                vals = [self.uid(str(v)) for v in _as_list(elem.value)]
+                vals = [self.uid(str(v)) for v in as_list(elem.value)]
                 elem.value = vals if len(vals) > 1 else vals[0]
         elif action == "D":
             if vr == "SQ":
@@ -552,7 +536,7 @@ class Deidentifier:
         if vr in ("DA", "DT"):
             shift = shift_da if vr == "DA" else shift_dt
             out = []
-            for v in _as_list(elem.value):
+            for v in as_list(elem.value):
                 shifted = shift(str(v), ident.date_shift_days)
                 if shifted is None:  # unreadable date: emptied rather than kept
                     out = []
@@ -561,14 +545,14 @@ class Deidentifier:
             elem.value = (out if len(out) > 1 else out[0]) if out else ""
             return
         if vr == "TM":
-            if not _has_form(elem, vr):
+            if not has_form(elem, vr):
                 elem.value = ""  # not a time: emptied rather than kept
             return  # whole-day shifts keep every time of day
         if vr == "SQ":
             self._walk_items(elem, walk, depth)
             return
         keyword = keyword_for_tag(elem.tag) if not elem.tag.is_private else ""
-        cleaned = clean_descriptor(_text_of(elem.value), walk.forbidden)
+        cleaned = clean_descriptor(text_of(elem.value), walk.forbidden)
         if cleaned is not None:
             elem.value = cleaned
             return
@@ -578,16 +562,6 @@ class Deidentifier:
             return
         number = ds.get("ROINumber", ds.get("SegmentNumber", ""))
         elem.value = dummy.format(n=number).strip()
-
-
-@functools.lru_cache(maxsize=4096)
-def _dictionary_vr(tag: int) -> str | None:
-    """The VR the data dictionary gives ``tag`` (``"US or SS"`` for ambiguous ones), or
-    None for a public tag it does not know."""
-    try:
-        return dictionary_VR(tag)
-    except KeyError:
-        return None
 
 
 @functools.cache
@@ -601,104 +575,6 @@ def _tag_label(tag: int) -> str:
     return f"{keyword_for_tag(tag) or 'element'} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
-
-
-def _vr_agrees(file_vr: str | None, vr: str) -> bool:
-    """True when the element can be read as the file wrote it: implicit VR (the dictionary
-    decides), the dictionary VR itself, or one of the VRs of an ambiguous entry."""
-    if file_vr is None or file_vr == vr:
-        return True
-    return " or " in vr and file_vr in vr.split(" or ")
-
-
-def _read(ds: Dataset, tag) -> DataElement | None:
-    """``ds[tag]`` decoded, or None when pydicom cannot decode it."""
-    try:
-        return ds[tag]
-    except _READ_ERRORS:
-        return None
-
-
-def _reinterpret(ds: Dataset, raw: DataElement | RawDataElement, vr: str
-                 ) -> DataElement | RawDataElement | None:
-    """The element read again as ``vr`` (its tag's dictionary VR) and put back in ``ds``,
-    or None when its value cannot be read as ``vr``."""
-    if " or " in vr:
-        return _ambiguous(ds, raw, vr)
-    try:
-        if isinstance(raw, RawDataElement):
-            # PS3.5 6.2.2: a sequence sent as UN is encoded in implicit VR little endian
-            implicit = raw.is_implicit_VR or (raw.VR == "UN" and vr == "SQ")
-            raw = raw._replace(VR=vr, is_implicit_VR=implicit,
-                               value=raw.value if raw.value is not None else b"")
-            elem = convert_raw_data_element(raw, encoding=ds._character_set, ds=ds)
-        elif raw.VR == "SQ" or vr == "SQ":
-            return None  # a sequence is never a value, nor a value a sequence
-        elif isinstance(raw.value, bytes | bytearray):
-            little = ds.original_encoding[1] is not False
-            elem = convert_raw_data_element(
-                RawDataElement(raw.tag, vr, len(raw.value), bytes(raw.value), 0, False, little),
-                encoding=ds._character_set, ds=ds)
-        elif vr in _STRING_VRS or vr in _TEXT_VRS:
-            elem = DataElement(raw.tag, vr, _text_values(raw.value))
-        else:
-            return None  # text where the tag holds binary numbers
-    except _READ_ERRORS:
-        return None
-    if not _vr_agrees(elem.VR, vr) or elem.VR is None:
-        return None  # pydicom fell back to UN: the value does not fit the tag's VR
-    ds[elem.tag] = elem
-    return elem
-
-
-def _ambiguous(ds: Dataset, raw: DataElement | RawDataElement, vr: str
-               ) -> DataElement | RawDataElement | None:
-    """An element whose tag has an ambiguous VR (``US or SS``, ``OB or OW`` ...: binary
-    pixel-description values) sent under another VR: resolved from the dataset when it can
-    be, else kept as sent if that was ``UN``; None (removed) for any other VR."""
-    if raw.VR != "UN":
-        return None  # text where the tag holds binary numbers
-    if not isinstance(raw, RawDataElement):
-        return raw
-    little = ds.original_encoding[1] is not False
-    try:
-        elem = convert_raw_data_element(raw._replace(VR=vr), encoding=ds._character_set, ds=ds)
-        elem = correct_ambiguous_vr_element(elem, ds, little)
-    except _READ_ERRORS:
-        return raw
-    if " or " in elem.VR:
-        return raw  # not decidable here (e.g. in an item): binary, kept as sent
-    ds[elem.tag] = elem
-    return elem
-
-
-def _text_values(value: object) -> str | list[str]:
-    values = [str(v) for v in _as_list(value)]
-    return values if len(values) > 1 else (values[0] if values else "")
-
-
-def _text_of(value: object) -> str:
-    """One string for a text value (multiple values joined as DICOM writes them)."""
-    if isinstance(value, bytes | bytearray):
-        return bytes(value).decode("latin-1")
-    return "\\".join(str(v) for v in _as_list(value))
-
-
-def _has_form(elem: DataElement, vr: str) -> bool:
-    """True when each value of ``elem`` is well formed for ``vr`` (for the VRs with a fixed
-    form: code strings, numbers, ages, times, UIDs); other VRs always pass."""
-    form = _VALUE_FORMS.get(vr)
-    if form is None:
-        return True
-    for v in _text_of(elem.value).split("\\"):
-        if not form.fullmatch(v.strip("\x00 ")) and v.strip("\x00 "):
-            return False
-    return True
-
-
 def _default_action(tag: int, vr: str, elem: DataElement | None) -> str:
     """The rule for attributes not in the table (see the module docstring); ``vr`` is the
     tag's dictionary VR and ``elem`` the decoded element (needed for ``UI`` only)."""
@@ -709,7 +585,7 @@ def _default_action(tag: int, vr: str, elem: DataElement | None) -> str:
         if keyword.endswith(("ClassUID", "SyntaxUID")) or keyword in (
                 "CodingSchemeUID", "MappingResourceUID", "ContextUID", "SOPClassesInStudy"):
             return "K"
-        values = [str(v) for v in _as_list(elem.value if elem is not None else None)]
+        values = [str(v) for v in as_list(elem.value if elem is not None else None)]
         if values and all(v.startswith(_DICOM_ROOT) for v in values):
             return "K"  # well-known UIDs defined by the standard
         return "U"

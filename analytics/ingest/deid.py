@@ -1,16 +1,29 @@
 """De-identification on ingest: DICOM PS3.15 Basic Profile with modified dates, retained
 patient characteristics and cleaned descriptors, plus keyed-HMAC pseudonyms.
 
-What happens to each attribute (``analytics.ingest.deid_profile`` holds the table):
+What happens to each attribute (``analytics.ingest.deid_profile`` holds the table) is
+decided by its tag, whatever VR the file claims (PS3.15 E.1-1 lists attributes, not
+encodings). An element sent as ``UN`` or with a wrong VR is read again under the VR the data
+dictionary gives its tag before anything is decided, and stored with that VR:
 
 - Attributes listed in the table get their applied action, at every nesting depth.
-- Private tags, overlays (60xx) and curves (50xx) are removed.
-- Any other attribute follows a safe default by VR: ``UI`` values are replaced by keyed
-  pseudonyms unless they name a class or transfer syntax; ``DA``/``DT`` are shifted by the
-  patient's date shift; ``TM`` is kept (the shift is whole days); ``PN``, ``AS``, ``UN`` and
-  free text (``LO SH ST LT UT UC UR AE``) are removed unless the keyword is in the short
-  list of technical strings; code strings, numbers, binary data and ``AT`` are kept;
-  sequences are walked item by item.
+- Private tags, overlays (60xx), curves (50xx) and public tags the data dictionary does not
+  know are removed (nothing says they are safe).
+- Any other attribute follows a safe default by its dictionary VR: ``UI`` values are
+  replaced by keyed pseudonyms unless they name a class or transfer syntax; ``DA``/``DT``
+  are shifted by the patient's date shift; ``TM`` is kept (the shift is whole days); ``PN``,
+  ``AS`` and free text (``LO SH ST LT UT UC UR AE``) are removed unless the keyword is in
+  the short list of technical strings; code strings, numbers, binary data and ``AT`` are
+  kept; sequences are walked item by item.
+- A kept element whose file VR was wrong must also read as its dictionary VR (a code
+  string, number, age, time or UID): free text smuggled into it is removed.
+- An element that cannot be read as its dictionary VR is removed; if it is one the series
+  needs to be built and scored (geometry, rescale, pixel description, identifiers of the
+  object), the instance is refused instead of being stored without it.
+
+The walk is bounded: sequences nested deeper than ``MAX_DEID_DEPTH`` or more than
+``MAX_DEID_ELEMENTS`` elements (those after the pixel data included) end it with a typed
+error naming the file, never a ``RecursionError``.
 
 Pseudonyms are HMAC-SHA256 under the site secret (``Settings.site_secret()``), so they are
 stable across runs and sites cannot confirm a guessed identifier without the key. The same
@@ -22,6 +35,7 @@ consistent across instances, batches and runs. Stored dates are ``real + date_sh
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import io
@@ -29,14 +43,13 @@ import re
 from dataclasses import dataclass
 
 from pydicom import Dataset, dcmread
-from pydicom.datadict import dictionary_keyword, dictionary_VR
+from pydicom.datadict import keyword_for_tag
 from pydicom.dataelem import DataElement
 from pydicom.dataset import FileMetaDataset
-from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID
 
-from analytics.errors import InvalidDicomError
+from analytics.errors import InvalidDicomError, LimitExceededError
 from analytics.ingest.deid_profile import (
     CLEAN_DUMMIES,
     EXTRA_CLEAN_KEYWORDS,
@@ -45,14 +58,40 @@ from analytics.ingest.deid_profile import (
     RULES_BY_TAG,
     SAFE_TEXT_KEYWORDS,
 )
+from analytics.ingest.deid_vr import (
+    READ_ERRORS,
+    as_list,
+    by_dictionary_vr,
+    dictionary_vr,
+    first_line,
+    has_form,
+    read_element,
+    text_of,
+    vr_agrees,
+)
 
 #: maximum backwards date shift in days; shifts are drawn from [-MAX_SHIFT_DAYS, -1]
 MAX_SHIFT_DAYS = 730
 ZERO_PREAMBLE = b"\x00" * 128
+#: deepest sequence nesting the walk accepts (the header parse allows as much)
+MAX_DEID_DEPTH = 32
+#: most elements one file may hold, at every depth and after the pixel data too
+MAX_DEID_ELEMENTS = 2_000_000
 
 _TEXT_VRS = frozenset({"LO", "SH", "ST", "LT", "UT", "UC", "UR", "AE"})
 _REMOVE_VRS = frozenset({"PN", "AS", "UN"})
 _STRING_VRS = _TEXT_VRS | {"PN", "CS", "DA", "DT", "TM", "AS", "DS", "IS", "UI"}
+#: top-level attributes a stored image, SEG or RTSTRUCT is read and scored by: if one was
+#: in the file, de-identification must not lose it (a "complete" series must stay scorable)
+_NEEDED_KEYWORDS: tuple[str, ...] = (
+    "ImageType", "SOPClassUID", "SOPInstanceUID", "Modality", "StudyInstanceUID",
+    "SeriesInstanceUID", "InstanceNumber", "ImagePositionPatient", "ImageOrientationPatient",
+    "FrameOfReferenceUID", "SliceThickness", "SpacingBetweenSlices", "SamplesPerPixel",
+    "PhotometricInterpretation", "NumberOfFrames", "Rows", "Columns", "PixelSpacing",
+    "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation", "RescaleIntercept",
+    "RescaleSlope", "RescaleType", "SegmentSequence", "StructureSetROISequence",
+    "ROIContourSequence", "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence",
+)
 _DICOM_ROOT = "1.2.840.10008."
 _SECONDARY_CAPTURE_CLASSES = frozenset({
     "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture Image
@@ -235,21 +274,13 @@ def quarantine_reason(ds: Dataset) -> str | None:
     if burned == "YES":
         return "Burned In Annotation (0028,0301) is YES: the pixels may show identifiers"
     sop_class = str(ds.get("SOPClassUID", "") or "")
-    image_type = [str(v).upper() for v in _as_list(ds.get("ImageType"))]
+    image_type = [str(v).upper() for v in as_list(ds.get("ImageType"))]
     secondary = sop_class in _SECONDARY_CAPTURE_CLASSES or "SCREEN SAVE" in image_type
     if secondary and burned != "NO":
         what = "screen save" if "SCREEN SAVE" in image_type else "secondary capture"
         return (f"{what} without Burned In Annotation (0028,0301) = NO: the pixels may "
                 "show identifiers")
     return None
-
-
-def _as_list(value: object) -> list[object]:
-    if value is None or value == "":
-        return []
-    if isinstance(value, (list, MultiValue)):
-        return list(value)
-    return [value]
 
 
 @dataclass(frozen=True)
@@ -302,6 +333,24 @@ def read_identity(ds: Dataset, secret: bytes, *, name: str = "instance",
     )
 
 
+@dataclass
+class _Walk:
+    """What one de-identification walk carries: the file's name for errors, the identity
+    it removes, and the number of elements visited so far (bounded)."""
+
+    name: str
+    ident: PatientIdentity
+    forbidden: frozenset[str]
+    elements: int = 0
+
+    def count(self) -> None:
+        self.elements += 1
+        if self.elements > MAX_DEID_ELEMENTS:
+            raise LimitExceededError(
+                f"{self.name}: more than {MAX_DEID_ELEMENTS} elements (MAX_DEID_ELEMENTS, "
+                "those after the pixel data included): refused")
+
+
 class Deidentifier:
     """Applies the profile to datasets with one site secret.
 
@@ -328,14 +377,41 @@ class Deidentifier:
     def deidentify(self, ds: Dataset, *, name: str = "instance") -> PatientIdentity:
         """De-identify ``ds`` in place and return the identity it carried.
 
+        Parameters
+        ----------
+        ds
+            The dataset, changed in place.
+        name
+            The file's display name, used in error messages.
+
+        Returns
+        -------
+        PatientIdentity
+            The real identifiers taken out and the pseudonym and date shift put in.
+
         Raises
         ------
         InvalidDicomError
-            If the patient cannot be identified (no Patient ID).
+            If the patient cannot be identified (no Patient ID); if sequences are nested
+            deeper than ``MAX_DEID_DEPTH`` ("malformed file"); or if an attribute the series
+            is built and scored by cannot be read as the VR its tag has.
+        LimitExceededError
+            If the dataset holds more than ``MAX_DEID_ELEMENTS`` elements.
         """
         ident = read_identity(ds, self.secret, name=name)
-        forbidden = _forbidden_tokens(ident)
-        self._scrub(ds, ident, forbidden, depth=0)
+        walk = _Walk(name, ident, _forbidden_tokens(ident))
+        needed = [t for t in _needed_tags() if t in ds]
+        try:
+            self._scrub(ds, walk, depth=0)
+        except RecursionError as e:  # pydicom parsing a lazily read sequence
+            raise InvalidDicomError(f"{name}: malformed file: sequences nested too deeply") from e
+        lost = [t for t in needed if t not in ds]
+        if lost:  # stored without it, a series checked "complete" could never be scored
+            vr = dictionary_vr(lost[0])
+            raise InvalidDicomError(
+                f"{name}: {_tag_label(lost[0])} does not read as {vr}, the VR of its tag; "
+                f"expected a valid {vr} value (the series cannot be built or scored without "
+                "it)")
         ds.add_new(0x00100020, "LO", ident.pseudonym)  # Patient ID
         ds.add_new(0x00100010, "PN", ident.pseudonym)  # Patient's Name
         if 0x00100030 not in ds:
@@ -352,48 +428,93 @@ class Deidentifier:
         """Read a whole DICOM file, de-identify it and write it back with a zeroed preamble.
 
         The input must already have passed the safe parser (limits on size, depth and
-        inflation); this reads it in full, pixels included, in the calling process.
+        inflation of the header); this reads it in full, pixels and the elements after
+        them included, in the calling process.
+
+        Raises
+        ------
+        InvalidDicomError
+            If the file cannot be read in full or its de-identified copy cannot be written
+            ("malformed file", e.g. sequences nested too deeply after the pixel data), or
+            for the reasons :meth:`deidentify` gives.
+        LimitExceededError
+            If the file holds more than ``MAX_DEID_ELEMENTS`` elements.
         """
-        ds = dcmread(io.BytesIO(data))
+        try:
+            ds = dcmread(io.BytesIO(data))
+        except RecursionError as e:
+            raise InvalidDicomError(f"{name}: malformed file: sequences nested too deeply") from e
+        except READ_ERRORS as e:
+            raise InvalidDicomError(f"{name}: malformed file: {first_line(e)}") from e
         ident = self.deidentify(ds, name=name)
-        return write_dataset(ds), ident, ds
+        try:
+            out = write_dataset(ds)
+        except (*READ_ERRORS, OSError) as e:  # pydicom wraps encoding errors in OSError
+            raise InvalidDicomError(f"{name}: malformed file: its de-identified copy cannot be "
+                                    f"written ({first_line(e)})") from e
+        return out, ident, ds
 
     # ---------------------------------------------------------------- the walk
-    def _scrub(self, ds: Dataset, ident: PatientIdentity, forbidden: frozenset[str],
-               depth: int) -> None:
+    def _scrub(self, ds: Dataset, walk: _Walk, depth: int) -> None:
+        if depth > MAX_DEID_DEPTH:
+            raise InvalidDicomError(f"{walk.name}: malformed file: sequences nested deeper "
+                                    f"than {MAX_DEID_DEPTH} levels")
         for tag in list(ds.keys()):
+            walk.count()
             t = int(tag)
             group = t >> 16
             if group & 1 or (group & 0xFF00) in (0x5000, 0x6000) or (t & 0xFFFF) == 0:
                 del ds[tag]  # private, curve, overlay, group length
                 continue
-            if group == 0x7FE0 or group == 0x0002:
-                continue  # pixel data; file meta is rebuilt separately
+            if group == 0x0002:
+                del ds[tag]  # file meta inside the data set: misplaced; the meta is rebuilt
+                continue
+            if group == 0x7FE0:
+                continue  # pixel data
+            vr = dictionary_vr(t)
+            if vr is None:
+                del ds[tag]  # a public tag the dictionary does not know: not known safe
+                continue
+            raw = ds.get_item(tag)
             rule = RULES_BY_TAG.get(t)
-            raw = ds.get_item(tag)  # not decoded: kept elements are written back as read
-            vr = _vr_of(t, raw.VR)
-            action = rule.applied if rule is not None else _default_action(t, vr, ds)
+            if vr_agrees(raw.VR, vr):
+                if rule is not None or vr != "UI":  # only a UI default needs the value
+                    action = rule.applied if rule is not None else _default_action(t, vr, None)
+                    if action == "K" and vr != "SQ":
+                        continue  # not decoded: kept elements are written back as read
+                elem = read_element(ds, tag)
+                form_checked = True
+            else:
+                elem = by_dictionary_vr(ds, raw, vr)  # by the tag's VR, never the file's
+                form_checked = elem is not None and has_form(elem, vr)
+            if elem is None:
+                del ds[tag]  # unreadable as its tag's VR: removed, never kept unread
+                continue
+            action = rule.applied if rule is not None else _default_action(t, vr, elem)
+            if action == "K" and not form_checked:
+                del ds[tag]  # free text sent under another VR in a coded or numeric tag
+                continue
             if action == "K" and vr != "SQ":
                 continue
-            self._apply(ds, ds[tag], action, ident, forbidden, depth)
+            self._apply(ds, elem, action, walk, depth)
 
-    def _apply(self, ds: Dataset, elem: DataElement, action: str, ident: PatientIdentity,
-               forbidden: frozenset[str], depth: int) -> None:
+    def _apply(self, ds: Dataset, elem: DataElement, action: str, walk: _Walk,
+               depth: int) -> None:
         vr = elem.VR
         if action == "X":
             del ds[elem.tag]
-        elif action == "K":
+        elif action in ("K", "S"):
             if vr == "SQ":
-                self._walk_items(elem, ident, forbidden, depth)
-        elif action == "S":
-            self._walk_items(elem, ident, forbidden, depth)
+                self._walk_items(elem, walk, depth)
+            else:
+                del ds[elem.tag]  # a reference sequence sent as a value: nothing to keep
         elif action == "Z":
             elem.value = [] if vr == "SQ" else ("" if vr in _STRING_VRS else None)
         elif action == "P":
-            elem.value = ident.pseudonym
+            elem.value = walk.ident.pseudonym
         elif action == "U":
             if elem.value:
-                vals = [self.uid(str(v)) for v in _as_list(elem.value)]
+                vals = [self.uid(str(v)) for v in as_list(elem.value)]
                 elem.value = vals if len(vals) > 1 else vals[0]
         elif action == "D":
             if vr == "SQ":
@@ -401,22 +522,21 @@ class Deidentifier:
             else:
                 elem.value = _dummy(vr)
         elif action == "C":
-            self._clean(ds, elem, ident, forbidden, depth)
+            self._clean(ds, elem, walk, depth)
         else:  # pragma: no cover - the table is validated by tests
             raise ValueError(f"unknown de-identification action {action!r}")
 
-    def _walk_items(self, elem: DataElement, ident: PatientIdentity, forbidden: frozenset[str],
-                    depth: int) -> None:
+    def _walk_items(self, elem: DataElement, walk: _Walk, depth: int) -> None:
         for item in elem.value or []:
-            self._scrub(item, ident, forbidden, depth + 1)
+            self._scrub(item, walk, depth + 1)
 
-    def _clean(self, ds: Dataset, elem: DataElement, ident: PatientIdentity,
-               forbidden: frozenset[str], depth: int) -> None:
+    def _clean(self, ds: Dataset, elem: DataElement, walk: _Walk, depth: int) -> None:
         vr = elem.VR
+        ident = walk.ident
         if vr in ("DA", "DT"):
             shift = shift_da if vr == "DA" else shift_dt
             out = []
-            for v in _as_list(elem.value):
+            for v in as_list(elem.value):
                 shifted = shift(str(v), ident.date_shift_days)
                 if shifted is None:  # unreadable date: emptied rather than kept
                     out = []
@@ -425,12 +545,14 @@ class Deidentifier:
             elem.value = (out if len(out) > 1 else out[0]) if out else ""
             return
         if vr == "TM":
+            if not has_form(elem, vr):
+                elem.value = ""  # not a time: emptied rather than kept
             return  # whole-day shifts keep every time of day
         if vr == "SQ":
-            self._walk_items(elem, ident, forbidden, depth)
+            self._walk_items(elem, walk, depth)
             return
-        keyword = dictionary_keyword(elem.tag) if not elem.tag.is_private else ""
-        cleaned = clean_descriptor(str(elem.value or ""), forbidden)
+        keyword = keyword_for_tag(elem.tag) if not elem.tag.is_private else ""
+        cleaned = clean_descriptor(text_of(elem.value), walk.forbidden)
         if cleaned is not None:
             elem.value = cleaned
             return
@@ -442,28 +564,28 @@ class Deidentifier:
         elem.value = dummy.format(n=number).strip()
 
 
-def _vr_of(tag: int, vr: str | None) -> str:
-    """The element's VR; from the dictionary for implicit-VR files (ambiguous ones are
-    numeric pixel-description VRs, kept)."""
-    if vr and len(vr) == 2:
-        return vr
-    try:
-        found = dictionary_VR(tag)
-    except KeyError:
-        return "UN"
-    return found if len(found) == 2 else "US"
+@functools.cache
+def _needed_tags() -> tuple[int, ...]:
+    from pydicom.datadict import tag_for_keyword
+
+    return tuple(int(tag_for_keyword(k)) for k in _NEEDED_KEYWORDS)
 
 
-def _default_action(tag: int, vr: str, ds: Dataset) -> str:
-    """The rule for attributes not in the table (see the module docstring)."""
+def _tag_label(tag: int) -> str:
+    return f"{keyword_for_tag(tag) or 'element'} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
+
+
+def _default_action(tag: int, vr: str, elem: DataElement | None) -> str:
+    """The rule for attributes not in the table (see the module docstring); ``vr`` is the
+    tag's dictionary VR and ``elem`` the decoded element (needed for ``UI`` only)."""
     if vr == "SQ":
         return "K"
     if vr == "UI":
-        keyword = dictionary_keyword(tag)
+        keyword = keyword_for_tag(tag)
         if keyword.endswith(("ClassUID", "SyntaxUID")) or keyword in (
                 "CodingSchemeUID", "MappingResourceUID", "ContextUID", "SOPClassesInStudy"):
             return "K"
-        values = [str(v) for v in _as_list(ds[tag].value)]
+        values = [str(v) for v in as_list(elem.value if elem is not None else None)]
         if values and all(v.startswith(_DICOM_ROOT) for v in values):
             return "K"  # well-known UIDs defined by the standard
         return "U"
@@ -474,7 +596,7 @@ def _default_action(tag: int, vr: str, ds: Dataset) -> str:
     if vr in _REMOVE_VRS:
         return "X"
     if vr in _TEXT_VRS:
-        keyword = dictionary_keyword(tag)
+        keyword = keyword_for_tag(tag)
         if keyword in SAFE_TEXT_KEYWORDS:
             return "K"
         if keyword in EXTRA_CLEAN_KEYWORDS:

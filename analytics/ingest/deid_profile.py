@@ -22,9 +22,13 @@ de-identify its items (the table's ``U*``: references survive with remapped UIDs
 The table is a representative subset of E.1-1: every attribute a CT, MR, SEG or RTSTRUCT
 instance (and their general modules) may carry, plus the patient, visit, request and
 procedure-step attributes that commonly leak into them. Attributes not listed are handled
-by the safe default rule in ``analytics.ingest.deid`` (private tags, overlays and curves
-removed; person names, unknown free text and ages removed; UIDs replaced; dates shifted;
-only coded, numeric, binary and an explicit list of technical strings kept).
+by the safe default rule in ``analytics.ingest.deid`` (private tags, overlays, curves and
+public tags the data dictionary does not know removed; person names, unknown free text and
+ages removed; UIDs replaced; dates shifted; only coded, numeric, binary and an explicit list
+of technical strings kept).
+
+Rules are looked up by tag and applied under the VR the data dictionary gives that tag,
+whatever VR a file claims (``UN``, or a wrong one such as a name sent as ``CS``).
 """
 
 from __future__ import annotations

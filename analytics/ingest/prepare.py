@@ -177,6 +177,9 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
     if not to_store or first_clean is None:
         return
     status, reason = _status(check, job, len(to_store))
+    if status == "complete" and len(to_store) < len(pairs):  # checked whole, stored in part
+        status, reason = "invalid", (f"{len(pairs) - len(to_store)} of {len(pairs)} instances "
+                                     "could not be de-identified (see the rejections)")
     unit = _unit(first, first_clean, ident, check, to_store, d, deid, status, reason,
                  sorted({e.source for e in job.entries})[0], first_entry.content_sha256)
     _merge_with_stored(unit, store, settings)

@@ -5,15 +5,20 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
+import struct
+from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from pydicom.datadict import dictionary_VR
+from pydicom.datadict import dictionary_VR, tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence
 
-from analytics.errors import InvalidDicomError
+from analytics.errors import InvalidDicomError, LimitExceededError
 from analytics.ingest.deid import (
+    MAX_DEID_DEPTH,
     MAX_SHIFT_DAYS,
     Deidentifier,
     clean_descriptor,
@@ -23,6 +28,7 @@ from analytics.ingest.deid import (
     quarantine_reason,
     shift_da,
     shift_dt,
+    write_dataset,
 )
 from analytics.ingest.deid_profile import RULES, Rule
 from tests.ingest.dicom_samples import (
@@ -343,3 +349,332 @@ def test_implicit_vr_files_keep_pixels_and_lose_identifiers():
     assert back.SeriesInstanceUID == hmac_uid(SECRET, ds.SeriesInstanceUID)
     assert back.ImagePositionPatient == ds.ImagePositionPatient
     assert "InstitutionName" not in back and b"St Mary" not in out
+
+
+# ------------------------------------------------ by tag, whatever VR the file claims
+HOSTILE_NAME = "HARRIET HOSTILE MRN 12345"
+
+
+def _sent_as(ds: Dataset, keyword: str, vr: str, text: str) -> None:
+    """Put ``text`` in ``keyword`` encoded under ``vr`` (``UN``: the raw bytes)."""
+    tag = tag_for_keyword(keyword)
+    raw = text.encode("latin-1")
+    if vr == "UN":
+        elem = DataElement(tag, "OB", raw + b" " * (len(raw) % 2))
+        elem.VR = "UN"  # set after construction: pydicom would replace UN on a known tag
+    else:
+        elem = DataElement(tag, "OB", b"")
+        elem.VR = vr
+        elem.value = text
+    ds[tag] = elem
+
+
+def _file_vr(data: bytes, keyword: str, where=lambda ds: ds) -> str | None:
+    """The VR a stored file wrote for ``keyword`` (read raw, as another reader would)."""
+    ds = where(dcmread(io.BytesIO(data)))
+    raw = ds.get_item(tag_for_keyword(keyword))
+    return None if raw is None else raw.VR
+
+
+@pytest.mark.parametrize(("keyword", "vr", "nested"), [
+    ("PatientName", "CS", False),
+    ("PatientName", "LO", False),
+    ("PatientName", "UN", False),
+    ("PatientName", "UT", False),
+    ("OtherPatientNames", "CS", False),
+    ("PatientBirthName", "UN", False),
+    ("EvaluatorName", "CS", False),  # a PN attribute not in the table
+    ("EvaluatorName", "UT", True),
+    ("PerformingPhysicianName", "UN", True),
+    ("ContentCreatorName", "LO", True),  # Z in the table
+    ("PatientComments", "CS", False),
+    ("StudyComments", "UN", True),
+    ("BodyPartExamined", "LO", False),  # a kept code string must read as one
+    ("PatientWeight", "LT", False),  # a kept number must read as one
+])
+def test_a_name_sent_under_a_wrong_vr_is_removed_by_tag(keyword, vr, nested):
+    ds = ct_series(Study(), 1)[0]
+    holder = ds.AnatomicRegionSequence[0] if nested else ds
+    _sent_as(holder, keyword, vr, HOSTILE_NAME)
+    data = encode(ds)
+    assert HOSTILE_NAME.encode() in data  # the hostile value is really in the input
+    assert _file_vr(data, keyword, (lambda d: d.AnatomicRegionSequence[0]) if nested
+                    else (lambda d: d)) == vr
+    out, _, clean = Deidentifier(SECRET).deidentify_bytes(encode(ds))
+    assert b"HARRIET" not in out and b"12345" not in out
+    assert clean.AnatomicRegionSequence[0].CodeMeaning == "Liver"  # the item survives
+
+
+def test_dates_sent_as_un_are_shifted_by_tag_at_every_depth():
+    ds = ct_series(Study(), 1)[0]
+    _sent_as(ds, "StudyDate", "UN", "20200115")
+    _sent_as(ds, "DateOfLastDetectorCalibration", "UN", "20191201")  # not in the table
+    _sent_as(ds.ReferencedImageSequence[0], "ContentDate", "UN", "20200116")
+    out, _, _ = Deidentifier(SECRET).deidentify_bytes(encode(ds))
+    back = dcmread(io.BytesIO(out))
+    assert back.StudyDate == shift_da("20200115", SHIFT)
+    assert back.DateOfLastDetectorCalibration == shift_da("20191201", SHIFT)
+    assert back.ReferencedImageSequence[0].ContentDate == shift_da("20200116", SHIFT)
+    assert _file_vr(out, "StudyDate") == "DA"  # stored under the VR of its tag
+    for real in (b"20200115", b"20191201", b"20200116"):
+        assert real not in out
+
+
+def test_uids_sent_as_un_are_replaced_and_references_stay_consistent():
+    ds = ct_series(Study(), 1)[0]
+    series_uid, sop_uid = ds.SeriesInstanceUID, ds.SOPInstanceUID
+    concat_source = "1.2.3.4.5.6.7.8.9.10"
+    _sent_as(ds, "SeriesInstanceUID", "UN", series_uid + "\0" * (len(series_uid) % 2))
+    _sent_as(ds.ReferencedImageSequence[0], "ReferencedSOPInstanceUID", "UN", sop_uid)
+    _sent_as(ds, "SOPInstanceUIDOfConcatenationSource", "UN", concat_source)  # unlisted UI
+    out, _, _ = Deidentifier(SECRET).deidentify_bytes(encode(ds))
+    back = dcmread(io.BytesIO(out))
+    assert back.SeriesInstanceUID == hmac_uid(SECRET, series_uid)
+    assert back.ReferencedImageSequence[0].ReferencedSOPInstanceUID == back.SOPInstanceUID
+    assert back.SOPInstanceUID == hmac_uid(SECRET, sop_uid)
+    assert back.SOPInstanceUIDOfConcatenationSource == hmac_uid(SECRET, concat_source)
+    for real in (series_uid, sop_uid, concat_source):
+        assert real.encode() not in out
+
+
+def test_a_coded_or_numeric_value_sent_as_un_is_kept_when_it_reads_as_its_vr():
+    ds = ct_series(Study(), 1)[0]
+    _sent_as(ds, "BodyPartExamined", "UN", "ABDOMEN")
+    _sent_as(ds, "PatientWeight", "UN", "71.5")
+    _sent_as(ds, "SliceThickness", "UN", "2.5")
+    out, _, _ = Deidentifier(SECRET).deidentify_bytes(encode(ds))
+    back = dcmread(io.BytesIO(out))
+    assert (back.BodyPartExamined, back.PatientWeight, back.SliceThickness) == ("ABDOMEN", 71.5,
+                                                                                2.5)
+    assert [_file_vr(out, k) for k in ("BodyPartExamined", "PatientWeight")] == ["CS", "DS"]
+
+
+UN_FILE = Path(__file__).resolve().parents[1] / "data" / "pydicom-data" / "explicit_VR-UN.dcm"
+#: attributes of explicit_VR-UN.dcm sent as UN that a series needs to be built and scored
+UN_GEOMETRY = {
+    "ImagePositionPatient": [0, 0, -121], "ImageOrientationPatient": [1, 0, 0, 0, -1, 0],
+    "PixelSpacing": [0.859375, 0.859375], "RescaleIntercept": 0, "RescaleSlope": 1,
+    "InstanceNumber": 122, "Modality": "CT", "ImageType": ["ORIGINAL", "PRIMARY", "AXIAL"],
+    "SOPClassUID": CT_IMAGE, "BodyPartExamined": "PANCREAS",
+}
+
+
+def test_the_real_file_with_standard_tags_sent_as_un_keeps_its_geometry():
+    data = UN_FILE.read_bytes()
+    original = dcmread(io.BytesIO(data))
+    assert {k: original.get_item(k).VR for k in UN_GEOMETRY} == dict.fromkeys(UN_GEOMETRY, "UN")
+    out, _, _ = Deidentifier(SECRET).deidentify_bytes(data, name="explicit_VR-UN.dcm")
+    back = dcmread(io.BytesIO(out))
+    for keyword, value in UN_GEOMETRY.items():
+        got = back[keyword].value
+        assert (list(got) if isinstance(got, MultiValue) else got) == value, keyword
+        stored_vr = back.get_item(keyword).VR
+        assert stored_vr == dictionary_VR(tag_for_keyword(keyword)), keyword
+    assert back.SOPInstanceUID == hmac_uid(SECRET, original.SOPInstanceUID)
+    assert back.StudyDate == shift_da("20151124", date_shift_days(SECRET, "PANCREAS_0001"))
+    assert b"PANCREAS_0001" not in out and b"NIH" not in out
+    assert back.pixel_array[142, 260:270].tolist() == [21, 287, 797, 863, 813, 428, 55, -7, 37,
+                                                       -22]  # GDCM's values
+
+
+# ------------------------------------------------ unknown tags, nesting and element limits
+@pytest.mark.parametrize("vr", ["LO", "UN", "SH"])
+def test_an_unknown_public_tag_is_removed_not_a_crash(vr):
+    ds = ct_series(Study(), 1)[0]
+    ds.add_new(0x00089999, vr, b"SOME TEXT " if vr == "UN" else "SOME TEXT")
+    ds.AnatomicRegionSequence[0].add_new(0x00089999, vr,
+                                         b"MORE TEXT " if vr == "UN" else "MORE TEXT")
+    out, _, clean = Deidentifier(SECRET).deidentify_bytes(encode(ds))
+    assert 0x00089999 not in clean and 0x00089999 not in clean.AnatomicRegionSequence[0]
+    assert b"SOME TEXT" not in out and b"MORE TEXT" not in out
+    assert clean.ImagePositionPatient == ds.ImagePositionPatient
+
+
+def test_an_unknown_public_tag_in_an_implicit_vr_file_is_removed():
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    ds = ct_series(Study(), 1)[0]
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    ds.add_new(0x00089999, "LO", "SOME TEXT")
+    out, _, clean = Deidentifier(SECRET).deidentify_bytes(encode(ds))
+    assert 0x00089999 not in clean and b"SOME TEXT" not in out
+
+
+def _nested_items(depth: int) -> Dataset:
+    top = Dataset()
+    ds = top
+    for _ in range(depth):
+        item = Dataset()
+        ds.ReferencedSeriesSequence = Sequence([item])
+        ds = item
+    return top
+
+
+def test_sequences_nested_deeper_than_the_limit_are_malformed():
+    ds = ct_series(Study(), 1)[0]
+    ds.AnatomicRegionSequence[0].update(_nested_items(40))
+    with pytest.raises(InvalidDicomError, match=r"^deep\.dcm: malformed file: sequences "
+                                                r"nested deeper than 32 levels$"):
+        Deidentifier(SECRET).deidentify_bytes(encode(ds), name="deep.dcm")
+
+
+def test_sequences_at_the_limit_are_walked():
+    ds = ct_series(Study(), 1)[0]
+    ds.update(_nested_items(MAX_DEID_DEPTH))
+    innermost = ds
+    for _ in range(MAX_DEID_DEPTH - 1):
+        innermost = innermost.ReferencedSeriesSequence[0]
+    innermost.ReferencedSeriesSequence[0].PatientComments = HOSTILE_NAME
+    out, _, _ = Deidentifier(SECRET).deidentify_bytes(encode(ds))
+    assert b"HARRIET" not in out
+
+
+def _undefined_length_nesting(depth: int, tag: tuple[int, int]) -> bytes:
+    inner = b""
+    for k in range(depth):
+        group, elem = tag if k == depth - 1 else (0x0008, 0x1115)
+        item = (struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + inner
+                + struct.pack("<HHI", 0xFFFE, 0xE00D, 0))
+        inner = (struct.pack("<HH2sHI", group, elem, b"SQ", 0, 0xFFFFFFFF) + item
+                 + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    return inner
+
+
+def test_deep_nesting_after_the_pixel_data_is_malformed_not_a_recursion_error():
+    # The header parse stops at the pixel data; only de-identification reads what follows.
+    data = encode(ct_series(Study(), 1)[0]) + _undefined_length_nesting(300, (0xFFFA, 0xFFFA))
+    with pytest.raises(InvalidDicomError,
+                       match=r"^tail\.dcm: malformed file: sequences nested too deeply$"):
+        Deidentifier(SECRET).deidentify_bytes(data, name="tail.dcm")
+
+
+def test_elements_after_the_pixel_data_count_towards_the_element_limit(monkeypatch):
+    import analytics.ingest.deid as deid
+
+    data = encode(ct_series(Study(), 1)[0])
+    monkeypatch.setattr(deid, "MAX_DEID_ELEMENTS", 150)
+    Deidentifier(SECRET).deidentify_bytes(data)  # the image alone is under the limit
+    trailer = b"".join(struct.pack("<HH2sH", 0x8000, 0x0002 + 2 * k, b"LO", 4) + b"TEXT"
+                       for k in range(200))  # unknown public tags after the pixel data
+    with pytest.raises(LimitExceededError,
+                       match=r"^tail\.dcm: more than 150 elements \(MAX_DEID_ELEMENTS, those "
+                             r"after the pixel data included\): refused$"):
+        Deidentifier(SECRET).deidentify_bytes(data + trailer, name="tail.dcm")
+
+
+def test_a_needed_attribute_unreadable_as_its_vr_refuses_the_instance():
+    ds = ct_series(Study(), 1)[0]
+    _sent_as(ds, "PixelSpacing", "LT", "zero point eight")
+    with pytest.raises(InvalidDicomError,
+                       match=r"^bad\.dcm: PixelSpacing \(0028,0030\) does not read as DS, the "
+                             r"VR of its tag; expected a valid DS value"):
+        Deidentifier(SECRET).deidentify_bytes(encode(ds), name="bad.dcm")
+
+
+def test_a_reference_sequence_sent_as_un_is_walked_and_remapped():
+    ds = ct_series(Study(), 1)[0]
+    sop = ds.SOPInstanceUID
+    uid = sop.encode() + b"\0" * (len(sop) % 2)
+    cls = CT_IMAGE.encode() + b"\0" * (len(CT_IMAGE) % 2)
+    body = (struct.pack("<HHI", 0x0008, 0x1150, len(cls)) + cls
+            + struct.pack("<HHI", 0x0008, 0x1155, len(uid)) + uid)  # implicit VR, PS3.5 6.2.2
+    _sent_as_bytes(ds, "ReferencedImageSequence",
+                   struct.pack("<HHI", 0xFFFE, 0xE000, len(body)) + body)
+    out, _, _ = Deidentifier(SECRET).deidentify_bytes(encode(ds))
+    back = dcmread(io.BytesIO(out))
+    assert back.get_item("ReferencedImageSequence").VR == "SQ"
+    ref = back.ReferencedImageSequence[0]
+    assert (ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID) == (
+        CT_IMAGE, hmac_uid(SECRET, sop))
+    assert sop.encode() not in out
+
+
+def test_an_ambiguous_pixel_value_sent_as_un_is_resolved_from_pixel_representation():
+    ds = ct_series(Study(), 1)[0]
+    assert ds.PixelRepresentation == 1
+    _sent_as_bytes(ds, "SmallestImagePixelValue", struct.pack("<h", -5))
+    out, _, _ = Deidentifier(SECRET).deidentify_bytes(encode(ds))
+    back = dcmread(io.BytesIO(out))
+    assert (back.get_item("SmallestImagePixelValue").VR, back.SmallestImagePixelValue) == ("SS",
+                                                                                          -5)
+
+
+def _sent_as_bytes(ds: Dataset, keyword: str, raw: bytes) -> None:
+    elem = DataElement(tag_for_keyword(keyword), "OB", raw)
+    elem.VR = "UN"
+    ds[elem.tag] = elem
+
+
+def test_file_meta_elements_inside_the_data_set_are_removed():
+    ds = ct_series(Study(), 1)[0]
+    item = ds.AnatomicRegionSequence[0]
+    item[0x00020016] = DataElement(0x00020016, "AE", "HARRIET")  # Source AE Title, misplaced
+    assert 0x00020016 in item
+    Deidentifier(SECRET).deidentify(ds)
+    assert 0x00020016 not in ds.AnatomicRegionSequence[0]
+    assert b"HARRIET" not in write_dataset(ds)
+
+
+def test_deep_nesting_inside_a_sequence_sent_as_un_is_malformed_not_a_recursion_error():
+    # The header parse does not open a UN value; de-identification reads it as a sequence.
+    inner = b""
+    for _ in range(300):  # implicit VR little endian, as PS3.5 6.2.2 has UN sequences
+        item = (struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF) + inner
+                + struct.pack("<HHI", 0xFFFE, 0xE00D, 0))
+        inner = (struct.pack("<HHI", 0x0008, 0x1115, 0xFFFFFFFF) + item
+                 + struct.pack("<HHI", 0xFFFE, 0xE0DD, 0))
+    ds = ct_series(Study(), 1)[0]
+    _sent_as_bytes(ds, "ReferencedImageSequence", struct.pack("<HHI", 0xFFFE, 0xE000, 0xFFFFFFFF)
+                   + inner + struct.pack("<HHI", 0xFFFE, 0xE00D, 0))
+    with pytest.raises(InvalidDicomError,
+                       match=r"^un\.dcm: malformed file: sequences nested too deeply$"):
+        Deidentifier(SECRET).deidentify_bytes(encode(ds), name="un.dcm")
+
+
+#: what a series is built and scored by, compared before and after de-identification
+SCORED_BY = ("ImagePositionPatient", "ImageOrientationPatient", "PixelSpacing",
+             "SliceThickness", "RescaleSlope", "RescaleIntercept", "Rows", "Columns",
+             "BitsAllocated", "PixelRepresentation", "Modality", "SOPClassUID", "ImageType",
+             "NumberOfFrames")
+
+
+def test_every_bundled_pydicom_file_keeps_what_it_is_scored_by(parser):
+    from pydicom.data import get_testdata_files
+
+    from analytics.errors import HepaTrackError
+    from analytics.ingest.reader import ParsedInstance
+    from tests.ingest.conftest import item
+
+    files = sorted(p for p in map(Path, get_testdata_files()) if p.is_file())
+    parsed = [r for r in parser.parse_many([item(p.name, p.read_bytes()) for p in files])
+              if isinstance(r, ParsedInstance)]
+    assert len(parsed) > 60
+    d = Deidentifier(SECRET)
+    checked = 0
+    for p in parsed:
+        before = dcmread(io.BytesIO(p.data), stop_before_pixels=True)
+        try:
+            out, _, _ = d.deidentify_bytes(p.data, name=p.name)
+        except HepaTrackError as e:  # only a typed refusal, and only for no Patient ID
+            assert "Patient ID (0010,0020) is missing" in str(e), (p.name, e)
+            continue
+        after = dcmread(io.BytesIO(out), stop_before_pixels=True)
+        for keyword in SCORED_BY:
+            if keyword in before:
+                assert keyword in after and after[keyword].value == before[keyword].value, (
+                    p.name, keyword)
+        checked += 1
+    assert checked > 50
+
+
+def test_a_copy_that_cannot_be_written_is_a_typed_error_naming_the_file(monkeypatch):
+    import analytics.ingest.deid as deid
+
+    def fail(ds):  # what pydicom raises for a value it cannot encode
+        raise OSError("With tag (0010,0020) got exception: required argument is not a float")
+
+    monkeypatch.setattr(deid, "write_dataset", fail)
+    with pytest.raises(InvalidDicomError,
+                       match=r"^odd\.dcm: malformed file: its de-identified copy cannot be "
+                             r"written \(With tag \(0010,0020\) got exception"):
+        Deidentifier(SECRET).deidentify_bytes(encode(ct_series(Study(), 1)[0]), name="odd.dcm")

@@ -7,6 +7,7 @@ import re
 import struct
 import zlib
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -261,3 +262,163 @@ def test_rejected_files_do_not_stop_a_batch(parser, good):
     assert sorted(type(r).__name__ for r in results) == ["ParsedInstance", "Rejection",
                                                          "Rejection"]
     assert io.BytesIO(good).getvalue() == good
+
+
+# ------------------------------------------ through the real ingest: de-identification by tag
+UN_FILE = Path(__file__).resolve().parents[1] / "data" / "pydicom-data" / "explicit_VR-UN.dcm"
+HOSTILE_NAME = "HARRIET HOSTILE MRN 12345"
+
+
+@pytest.fixture
+def store(settings):
+    from analytics.store import open_store
+
+    s = open_store(settings)
+    yield s
+    s.dispose()
+
+
+def _stored_files(settings) -> list[bytes]:
+    return [p.read_bytes() for p in sorted((settings.home / "dicom").rglob("*.dcm"))]
+
+
+def _un_series(folder: Path, z_positions: tuple[str, ...]) -> Path:
+    """Slices of the real UN file at other positions, edited in place (same lengths), so
+    every standard attribute stays encoded as UN."""
+    data = UN_FILE.read_bytes()
+    sop = b"1.2.826.0.1.3680043.2.1125.1.8828356712501776637392831168989589"
+    assert data.count(sop) == 2 and data.count(b"0\\0\\-121") == 1 and data.count(b"122 ") == 1
+    folder.mkdir(parents=True)
+    for k, z in enumerate(z_positions):
+        assert len(z) == 4
+        one = (data.replace(sop, sop[:-1] + str(k).encode())
+               .replace(b"0\\0\\-121", b"0\\0\\" + z.encode())
+               .replace(b"122 ", f"{122 + k:<4d}".encode()))
+        (folder / f"slice{k}.dcm").write_bytes(one)
+    return folder
+
+
+def test_a_series_sent_with_standard_tags_as_un_is_stored_with_its_geometry_and_scored(
+        tmp_path, settings, store, parser):
+    from pydicom import dcmread
+
+    from analytics.ingest.pipeline import ingest_sources
+    from analytics.ingest.reader import parse_trusted
+    from analytics.ingest.series import build_volume
+
+    folder = _un_series(tmp_path / "un", ("-121", "-123", "-125"))
+    report = ingest_sources([str(folder)], settings, store, parser=parser)
+    assert report.rejected == [] and report.series_ingested == 1 and report.instances == 3
+    assert report.series[0]["status"] == "complete"
+    stored = _stored_files(settings)
+    assert len(stored) == 3
+    for data in stored:
+        ds = dcmread(io.BytesIO(data))
+        assert [float(v) for v in ds.ImageOrientationPatient] == [1, 0, 0, 0, -1, 0]
+        assert [float(v) for v in ds.PixelSpacing] == [0.859375, 0.859375]
+        assert (float(ds.RescaleSlope), float(ds.RescaleIntercept)) == (1.0, 0.0)
+        assert ds.ImagePositionPatient[:2] == [0, 0]
+        assert ds.get_item("ImagePositionPatient").VR == "DS"  # stored under its tag's VR
+        assert b"PANCREAS_0001" not in data and b"NIH" not in data
+    assert sorted(float(dcmread(io.BytesIO(d)).ImagePositionPatient[2]) for d in stored) == [
+        -125.0, -123.0, -121.0]
+    parsed = [parse_trusted(f"s{k}.dcm", d, settings.limits) for k, d in enumerate(stored)]
+    vol = build_volume(parsed, settings.limits, decoder=parser)
+    assert vol.shape == (3, 512, 512)
+    assert vol.spacing_mm == pytest.approx((2.0, 0.859375, 0.859375))
+    for k in range(3):  # GDCM's values for this image; slope 1, intercept 0
+        assert vol.array[k, 142, 260:270].tolist() == [21, 287, 797, 863, 813, 428, 55, -7,
+                                                        37, -22]
+
+
+def test_an_unknown_public_tag_is_removed_and_the_batch_goes_on(tmp_path, home, capsys):
+    import json
+
+    from pydicom import dcmread
+
+    from analytics.cli import main
+    from analytics.config import load_settings
+    from tests.ingest.dicom_samples import Study, ct_series, write_folder
+
+    images = ct_series(Study(), 3)
+    images[1].add_new(0x00089999, "LO", "UNKNOWN PUBLIC TEXT")
+    images[1].AnatomicRegionSequence[0].add_new(0x00089999, "LO", "UNKNOWN NESTED TEXT")
+    folder = write_folder(tmp_path / "src", images)
+    write_folder(folder / "other", ct_series(Study(patient_id="MRN-OTHER"), 2))
+    code = main(["--home", str(home), "ingest", str(folder), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    assert report["rejected"] == [] and report["series_ingested"] == 2
+    assert report["instances"] == 5
+    stored = _stored_files(load_settings(str(home)))
+    assert len(stored) == 5
+    for data in stored:
+        ds = dcmread(io.BytesIO(data))
+        assert 0x00089999 not in ds and 0x00089999 not in ds.AnatomicRegionSequence[0]
+        assert b"UNKNOWN" not in data
+
+
+def test_a_name_sent_under_a_wrong_vr_is_nowhere_in_the_stored_files(tmp_path, settings, store,
+                                                                      parser):
+    from pydicom.dataelem import DataElement
+
+    from analytics.ingest.pipeline import ingest_sources
+    from tests.ingest.dicom_samples import Study, ct_series, write_folder
+
+    def sent_as(ds, tag: int, vr: str) -> None:
+        elem = DataElement(tag, "OB", HOSTILE_NAME.encode() + b" ")
+        elem.VR = vr  # after construction: pydicom would correct a UN on a known tag
+        if vr != "UN":
+            elem.value = HOSTILE_NAME
+        ds[tag] = elem
+
+    images = ct_series(Study(), 3)
+    sent_as(images[0], 0x00100010, "CS")  # Patient's Name
+    sent_as(images[0], 0x00142006, "UT")  # Evaluator Name, a PN not in the table
+    sent_as(images[1], 0x00101001, "UN")  # Other Patient Names
+    sent_as(images[1], 0x00081050, "LO")  # Performing Physician's Name
+    sent_as(images[2].AnatomicRegionSequence[0], 0x00142006, "CS")
+    sent_as(images[2].ReferencedImageSequence[0], 0x00104000, "UN")  # Patient Comments (LT)
+    sent_as(images[2], 0x00180015, "LO")  # Body Part Examined, a kept CS
+    folder = write_folder(tmp_path / "src", images)
+    assert all(HOSTILE_NAME.encode() in p.read_bytes() for p in folder.glob("*.dcm"))
+    report = ingest_sources([str(folder)], settings, store, parser=parser)
+    assert report.rejected == [] and report.instances == 3
+    assert report.series[0]["status"] == "complete"
+    stored = _stored_files(settings)
+    assert len(stored) == 3
+    assert [k for k, d in enumerate(stored) if b"HARRIET" in d or b"12345" in d] == []
+
+
+def test_deep_nesting_after_the_pixel_data_rejects_the_file_and_the_batch_goes_on(
+        tmp_path, settings, store, parser):
+    from analytics.ingest.pipeline import ingest_sources
+    from tests.ingest.dicom_samples import Study, ct_series, encode, write_folder
+
+    folder = write_folder(tmp_path / "src", ct_series(Study(), 2))
+    tail = _nested(300, False).replace(b"\x08\x00\x15\x11SQ", b"\xfa\xff\xfa\xffSQ", 1)
+    hostile = ct_series(Study(patient_id="MRN-HOSTILE"), 1)[0]
+    (folder / "deep.dcm").write_bytes(encode(hostile) + tail)
+    report = ingest_sources([str(folder)], settings, store, parser=parser)
+    assert [(r.file, r.reason) for r in report.rejected] == [
+        ("deep.dcm", "cannot de-identify: deep.dcm: malformed file: sequences nested too "
+                     "deeply")]
+    assert report.series_ingested == 1 and report.instances == 2
+
+
+def test_a_series_with_an_instance_refused_at_de_identification_is_not_stored_complete(
+        tmp_path, settings, store, parser):
+    from analytics.ingest.pipeline import ingest_sources
+    from tests.ingest.dicom_samples import Study, ct_series, encode, write_folder
+
+    images = ct_series(Study(), 3)
+    folder = write_folder(tmp_path / "src", images)
+    tail = _nested(300, False).replace(b"\x08\x00\x15\x11SQ", b"\xfa\xff\xfa\xffSQ", 1)
+    (folder / "img_001.dcm").write_bytes(encode(images[1]) + tail)
+    report = ingest_sources([str(folder)], settings, store, parser=parser)
+    assert [r.file for r in report.rejected] == ["img_001.dcm"]
+    assert report.instances == 2
+    (series,) = report.series
+    assert (series["status"], series["reason"]) == (
+        "invalid", "1 of 3 instances could not be de-identified (see the rejections)")

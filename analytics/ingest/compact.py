@@ -3,7 +3,8 @@
 The parse worker sends this instead of a dataset, so the parent can sort, check and read
 pixels without parsing the header again; the full dataset is parsed only when asked for
 (de-identification, masks). It holds identifiers, pixel layout, per-frame geometry and
-rescale, and the contrast phase.
+rescale, the contrast phase, and what each frame of an enhanced image shows (its kind: frame
+type, echo time, b-value, time point, dimension index), from which stacks are formed.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def describe(header: Header, kind: str) -> dict[str, Any]:
     """
     from analytics.ingest.geometry import frame_geometry
     from analytics.ingest.phase import contrast_phase
+    from analytics.ingest.stacks import frame_kinds
 
     ds = header.dataset
     info: dict[str, Any] = {
@@ -74,6 +76,7 @@ def describe(header: Header, kind: str) -> dict[str, Any]:
         "study_date": _text(ds, "StudyDate"),
         "geometry": None,
         "contrast_phase": None,
+        "frame_kinds": None,
     }
     if kind == "image":
         info["geometry"] = [
@@ -81,6 +84,8 @@ def describe(header: Header, kind: str) -> dict[str, Any]:
              *g.pixel_spacing, g.slope, g.intercept, g.slice_thickness,
              g.spacing_between_slices] for g in frame_geometry(ds)]
         info["contrast_phase"] = contrast_phase(ds)
+        kinds = frame_kinds(ds)
+        info["frame_kinds"] = [k.as_list() for k in kinds] if kinds is not None else None
     return info
 
 

@@ -25,6 +25,10 @@ def _summary(report: IngestReport) -> str:
         lines.append(f"  {s['patient']}  {s['study_date'] or '-':10}  {s['modality']:3} "
                      f"{s['slices']:4} slices  {s['masks']} masks  {state}"
                      + (f": {s['reason']}" if s.get("reason") else ""))
+        if s.get("stacks"):
+            lines.append(f"    split into {len(s['stacks'])} stacks: "
+                         + ", ".join(f"{t['label']} ({t['frames']} frames)" for t in s["stacks"])
+                         + f"; biomarkers use {s['stack']}")
     for label, items in (("rejected", report.rejected), ("quarantined", report.quarantined),
                          ("conflict", report.conflicts)):
         lines.extend(f"  {label}: {r.file}: {r.reason}" for r in items)

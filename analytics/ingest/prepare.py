@@ -36,6 +36,7 @@ from analytics.ingest.findings import EXCLUDED, UNSUPPORTED, Rejection
 from analytics.ingest.phase import contrast_phase
 from analytics.ingest.reader import ParsedInstance, parse_trusted
 from analytics.ingest.series import check_series
+from analytics.ingest.stacks import stack_entry
 from analytics.store.db import Store
 from analytics.store.schema import Instance, Patient, Series, Study
 
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
 QUARANTINE = "quarantine"
 #: geometry keys kept in ``series.geometry`` (no names, descriptions or original UIDs)
 _GEOMETRY_KEYS = ("n_slices", "rows", "cols", "spacing_mm", "origin_mm", "direction",
-                  "slice_positions_mm", "enhanced", "contrast_phase")
+                  "slice_positions_mm", "enhanced", "contrast_phase", "stack", "stacks")
 
 
 @dataclass
@@ -289,7 +290,7 @@ def _summarise(report: IngestReport, store: Store, unit: SeriesToStore, *, alrea
     with store.session() as s:
         row = s.execute(select(Series.series_uid, Series.modality, Series.n_slices,
                                Series.status, Series.status_reason, Study.study_date,
-                               Patient.pseudonym, Series.id)
+                               Patient.pseudonym, Series.id, Series.geometry)
                         .join(Study, Series.study_id == Study.id)
                         .join(Patient, Study.patient_id == Patient.id)
                         .where(Series.series_uid == unit.series_uid)).one_or_none()
@@ -299,6 +300,7 @@ def _summarise(report: IngestReport, store: Store, unit: SeriesToStore, *, alrea
              "study_date": row[5].isoformat() if row[5] else None, "modality": row[1],
              "slices": row[2], "masks": 0, "status": row[3], "reason": row[4],
              "already_stored": already}
+    entry.update(stack_entry(row[8]))
     report.series = [s for s in report.series if s["series_uid"] != row[0]] + [entry]
     if row[3] == "incomplete":
         report.incomplete.append({"series_uid": row[0], "reason": row[4]})

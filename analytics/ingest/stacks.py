@@ -297,3 +297,15 @@ def summary(stacks: list[Stack], chosen: Stack, modality: str) -> str:
     listed = ", ".join(f"{s.label} ({len(s.frames)} frames)" for s in stacks)
     return (f"{what} split into {len(stacks)} stacks: {listed}; biomarkers use "
             f"{chosen.label}")
+
+
+def stack_entry(geometry: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``stack`` and ``stacks`` keys of an ingest report's series entry.
+
+    ``stack`` is the label of the stack biomarkers use (None when the series has one
+    stack); ``stacks`` lists every stack with its frame count and slice spacing.
+    """
+    geometry = geometry or {}
+    chosen = geometry.get("stack")
+    return {"stack": chosen.get("label") if chosen else None,
+            "stacks": geometry.get("stacks") or []}

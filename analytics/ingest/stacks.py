@@ -239,7 +239,8 @@ def split(frames: list[tuple[Any, int, FrameGeometry]],
     """Group ``frames`` (instance, frame index, geometry) into stacks by frame kind.
 
     Returns one stack when every frame is of one kind (every classic series); stacks are
-    in the order of their first frame.
+    ordered by dimension index, time point, b-value and echo time, so the order does not
+    depend on the order of the files.
     """
     spatial = _spatial_dimensions(frames, kinds)
     stacks: dict[tuple, Stack] = {}
@@ -252,7 +253,10 @@ def split(frames: list[tuple[Any, int, FrameGeometry]],
         if key not in stacks:
             stacks[key] = Stack(kind=kind, key=key, frames=[])
         stacks[key].frames.append(frame)
-    out = list(stacks.values())
+    # Listed in dimension-index order, whatever order the files arrived in.
+    out = sorted(stacks.values(), key=lambda s: (
+        s.key[6] or (), s.kind.temporal or 0, s.kind.b_value or 0.0, s.kind.echo_ms or 0.0,
+        s.kind.frame_type, s.kind.component or "", json.dumps(s.key, default=str)))
     _label(out)
     return out
 

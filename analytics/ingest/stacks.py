@@ -44,7 +44,7 @@ import hashlib
 import json
 import math
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -54,6 +54,8 @@ from pydicom.multival import MultiValue
 from analytics.ingest.geometry import FrameGeometry, functional_group
 from analytics.ingest.header import ENHANCED_SOP_CLASSES, n_frames, raw_strings
 
+#: stacks named one by one in the summary line (all are in ``geometry["stacks"]``)
+_LISTED = 12
 #: position rounding (mm) when deciding whether a dimension is spatial
 _POSITION_DECIMALS = 2
 #: frame-type words (value 4) that name a complex component, not an image content
@@ -104,10 +106,16 @@ class FrameKind:
     @property
     def content(self) -> str | None:
         """The image content: FIELD_MAP, WATER, IN_PHASE ... or the complex component."""
+        words = self.frame_type[2:]
+        known = [w for w in words if w in _MAP_WORDS or w in _DIXON_RANK]
+        if known:
+            return known[0]
         word = self.frame_type[3] if len(self.frame_type) > 3 else ""
-        if word and word not in _COMPONENT_WORDS and word not in _NEUTRAL_WORDS:
-            return word
-        return self.component or _COMPONENT_WORDS.get(word)
+        if self.component and word not in _COMPONENT_WORDS and word not in _NEUTRAL_WORDS:
+            return word  # enhanced: Frame Type value 4 names the content (PS3.3 C.8.16.1)
+        if self.component:
+            return self.component
+        return next((_COMPONENT_WORDS[w] for w in words if w in _COMPONENT_WORDS), None)
 
 
 @dataclass
@@ -152,15 +160,19 @@ def _float(item: Dataset | None, kw: str) -> float | None:
     return round(f, 3) if math.isfinite(f) else None
 
 
-def _direction(item: Dataset | None) -> tuple[float, ...] | None:
-    seq = item.get("DiffusionGradientDirectionSequence") if item is not None else None
-    if not seq:
+def _vector(item: Dataset | None, kw: str) -> tuple[float, ...] | None:
+    if item is None or kw not in item:
         return None
     try:
-        v = tuple(round(float(x), 3) for x in seq[0].DiffusionGradientOrientation)
-    except (AttributeError, TypeError, ValueError):
+        v = tuple(round(float(x), 3) for x in _values(item[kw].value))
+    except (TypeError, ValueError, KeyError):
         return None
     return v if len(v) == 3 and all(math.isfinite(x) for x in v) else None
+
+
+def _direction(item: Dataset | None) -> tuple[float, ...] | None:
+    seq = item.get("DiffusionGradientDirectionSequence") if item is not None else None
+    return _vector(seq[0], "DiffusionGradientOrientation") if seq else None
 
 
 def _int(item: Dataset | None, kw: str) -> int | None:
@@ -169,13 +181,20 @@ def _int(item: Dataset | None, kw: str) -> int | None:
 
 
 def frame_kinds(ds: Dataset) -> list[FrameKind] | None:
-    """The kind of every frame of an enhanced CT/MR image; None for a classic image.
+    """The kind of every frame of an enhanced CT/MR image or a classic MR image.
 
-    Values that cannot be read count as absent; they never raise (geometry is what
-    decides whether an image is usable).
+    Returns None for a classic CT image (one kind per series). Values that cannot be read
+    count as absent; they never raise (geometry is what decides whether an image is
+    usable).
     """
     if str(ds.get("SOPClassUID", "")) not in ENHANCED_SOP_CLASSES:
-        return None
+        if (raw_strings(ds, "Modality") or [""])[0].strip().upper() != "MR":
+            return None
+        # Classic MR: echoes, b-values and time points of one series share positions too.
+        return [FrameKind(frame_type=tuple(_cs(ds, "ImageType")), echo_ms=_float(ds, "EchoTime"),
+                          b_value=_float(ds, "DiffusionBValue"),
+                          b_direction=_vector(ds, "DiffusionGradientOrientation"),
+                          temporal=_int(ds, "TemporalPositionIdentifier"))]
     shared_seq = ds.get("SharedFunctionalGroupsSequence")
     shared = shared_seq[0] if shared_seq else None
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
@@ -216,22 +235,29 @@ def instance_kinds(inst) -> list[FrameKind | None]:
     return list(kinds) if kinds is not None else [None] * inst.n_frames
 
 
-def _spatial_dimensions(frames, kinds: list[FrameKind | None]) -> set[int]:
-    """Indices of dimensions whose values map one-to-one onto slice positions."""
+def _one_to_one(values: list, positions: list[tuple]) -> bool:
+    """True if each position has one value and each value one position."""
+    by_pos: dict[tuple, set] = {}
+    by_val: dict[Any, set[tuple]] = {}
+    for v, p in zip(values, positions, strict=True):
+        by_pos.setdefault(p, set()).add(v)
+        by_val.setdefault(v, set()).add(p)
+    return all(len(v) == 1 for v in by_pos.values()) and all(len(v) == 1
+                                                             for v in by_val.values())
+
+
+def _spatial(frames, kinds: list[FrameKind | None]) -> tuple[set[int], bool]:
+    """Which dimensions (by index), and whether the temporal position, only say where a
+    frame lies: their values map one-to-one onto slice positions (an In-Stack Position
+    Number, a private slice number, a per-slice acquisition counter)."""
+    positions = [tuple(np.round(g.position, _POSITION_DECIMALS)) for _, _, g in frames]
+    temporal = [k.temporal if k is not None else None for k in kinds]
+    temporal_spatial = None not in temporal and _one_to_one(temporal, positions)
     dims = [k.dimension if k is not None else None for k in kinds]
     if not dims or any(d is None for d in dims) or len({len(d) for d in dims}) != 1:
-        return set()
-    positions = [tuple(np.round(g.position, _POSITION_DECIMALS)) for _, _, g in frames]
-    spatial = set()
-    for j in range(len(dims[0])):
-        by_pos: dict[tuple, set[int]] = {}
-        by_val: dict[int, set[tuple]] = {}
-        for d, p in zip(dims, positions, strict=True):
-            by_pos.setdefault(p, set()).add(d[j])
-            by_val.setdefault(d[j], set()).add(p)
-        if all(len(v) == 1 for v in by_pos.values()) and all(len(v) == 1 for v in by_val.values()):
-            spatial.add(j)
-    return spatial
+        return set(), temporal_spatial
+    return ({j for j in range(len(dims[0])) if _one_to_one([d[j] for d in dims], positions)},
+            temporal_spatial)
 
 
 def split(frames: list[tuple[Any, int, FrameGeometry]],
@@ -242,10 +268,12 @@ def split(frames: list[tuple[Any, int, FrameGeometry]],
     ordered by dimension index, time point, b-value and echo time, so the order does not
     depend on the order of the files.
     """
-    spatial = _spatial_dimensions(frames, kinds)
+    spatial, temporal_spatial = _spatial(frames, kinds)
     stacks: dict[tuple, Stack] = {}
     for frame, kind in zip(frames, kinds, strict=True):
         kind = kind or FrameKind()
+        if temporal_spatial:
+            kind = replace(kind, temporal=None)
         dims = (tuple(v for j, v in enumerate(kind.dimension) if j not in spatial)
                 if kind.dimension is not None else None)
         key = (kind.frame_type, kind.component, kind.echo_ms, kind.b_value, kind.b_direction,
@@ -286,8 +314,9 @@ def _rank(s: Stack) -> tuple:
     k = s.kind
     content = k.content or ""
     derived = content in _MAP_WORDS or k.component in {"PHASE", "REAL", "IMAGINARY"}
-    return (1 if derived else 0, _DIXON_RANK.get(content, 1), k.b_value or 0.0,
-            k.temporal or 0, k.echo_ms or 0.0, -len(s.frames))
+    # Frame count before b-value, time and echo: a stray short stack never wins over a volume.
+    return (1 if derived else 0, _DIXON_RANK.get(content, 1), -len(s.frames),
+            k.b_value or 0.0, k.temporal or 0, k.echo_ms or 0.0)
 
 
 def biomarker_stack(stacks: list[Stack]) -> Stack:
@@ -298,7 +327,9 @@ def biomarker_stack(stacks: list[Stack]) -> Stack:
 def summary(stacks: list[Stack], chosen: Stack, modality: str) -> str:
     """One line saying how a series was split, e.g. for the ingest notes."""
     what = "enhanced MR" if modality == "MR" else f"{modality} series"
-    listed = ", ".join(f"{s.label} ({len(s.frames)} frames)" for s in stacks)
+    listed = ", ".join(f"{s.label} ({len(s.frames)} frames)" for s in stacks[:_LISTED])
+    if len(stacks) > _LISTED:
+        listed += f" and {len(stacks) - _LISTED} more"
     return (f"{what} split into {len(stacks)} stacks: {listed}; biomarkers use "
             f"{chosen.label}")
 

@@ -29,7 +29,7 @@ from analytics.ingest.series import build_volume, check_series
 from analytics.ingest.stacks import FrameKind, Stack, biomarker_stack
 from analytics.store import open_store
 from analytics.store.schema import Instance, Series
-from tests.ingest.conftest import _meta, item, to_bytes
+from tests.ingest.conftest import _meta, ct_series, item, to_bytes
 
 DATA = Path(__file__).parents[1] / "data" / "dcm_qa_enh"
 PHILIPS = DATA / "philips_b0_magnitude_fieldmap.dcm"
@@ -276,6 +276,43 @@ def test_asking_for_a_stack_the_series_does_not_have_names_the_stacks_it_has(par
                              r"[0-9a-f]{10} \(MAGNITUDE TE 2\.3 ms\), [0-9a-f]{10} "
                              r"\(MAGNITUDE TE 4\.6 ms\)$"):
         build_volume([inst], limits, stack="PHASE")
+
+
+def _classic_mr_echoes(volumes: list[tuple[float, np.ndarray]]) -> list[Dataset]:
+    """A classic MR series (one file per slice) holding every echo at the same positions."""
+    first = ct_series(volumes[0][1], modality="MR", slope=1.0, intercept=0.0, shuffle=False)
+    out = []
+    for te, vol in volumes:
+        echo = ct_series(vol, modality="MR", slope=1.0, intercept=0.0, shuffle=False)
+        for ds, ref in zip(echo, first, strict=True):
+            ds.SeriesInstanceUID, ds.StudyInstanceUID = ref.SeriesInstanceUID, ref.StudyInstanceUID
+            ds.FrameOfReferenceUID = ref.FrameOfReferenceUID
+            ds.ImageType = ["ORIGINAL", "PRIMARY", "M", "ND"]
+            ds.EchoTime = f"{te:g}"
+        out += echo
+    return out
+
+
+def test_a_classic_mr_series_of_two_echoes_splits_into_two_volumes(parser, limits, echoes):
+    datasets = _classic_mr_echoes(echoes)
+    parsed = _parse(parser, {f"im{n}.dcm": to_bytes(ds) for n, ds in enumerate(datasets)})
+    check = check_series(parsed, limits)
+    assert check.ok, check.reason
+    assert [(s["label"], s["frames"]) for s in check.geometry["stacks"]] == [
+        ("MAGNITUDE TE 2.3 ms", 5), ("MAGNITUDE TE 4.6 ms", 5)]
+    assert len(check.instances) == 10  # every file stays part of the series
+    for te, vol in echoes:
+        got = build_volume(parsed, limits, stack=f"MAGNITUDE TE {te:g} ms")
+        np.testing.assert_array_equal(got.array, vol.astype(np.float32))
+
+
+def test_a_time_index_that_only_counts_slices_does_not_split_a_volume(parser, limits, echoes):
+    datasets = _classic_mr_echoes(echoes[:1])
+    for n, ds in enumerate(datasets):
+        ds.TemporalPositionIdentifier = n + 1  # one "time point" per slice: slice timing
+    parsed = _parse(parser, {f"im{n}.dcm": to_bytes(ds) for n, ds in enumerate(datasets)})
+    check = check_series(parsed, limits)
+    assert check.ok and check.geometry["n_slices"] == 5 and "stacks" not in check.geometry
 
 
 # --------------------------------------------------------------------------- the rule

@@ -233,7 +233,9 @@ def check_series(instances: list[ParsedInstance], limits: IngestLimits | None = 
         pick = matches[0]
     chosen, geo = stacks[pick], checked[pick]
     if len(stacks) > 1:
-        notes.append(summary(stacks, chosen, geo.modality))
+        enhanced = any(str(i.sop_class_uid) in ENHANCED_SOP_CLASSES for i, _, _ in geo.frames)
+        notes.append(summary(stacks, chosen, f"enhanced {geo.modality}" if enhanced
+                             else f"{geo.modality} series"))
 
     # The chosen stack's instances first, in slice order; other stacks' instances follow.
     position: dict[int, int] = {}  # id(instance) -> index in ``order_insts``

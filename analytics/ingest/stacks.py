@@ -3,7 +3,9 @@
 An enhanced (multi-frame) MR object often holds several volumes at the same positions: a
 Philips B0 export holds 32 magnitude and 32 field-map frames, and Dixon, multi-echo,
 multi-b-value diffusion and fMRI exports do the same (or spread their time points over
-several files of one series). Each frame gets a *kind* from its functional groups:
+several files of one series); classic MR series of single-frame files hold echoes and time
+points the same way. Each frame of an enhanced image gets a *kind* from its functional
+groups:
 
 - the frame type (FrameType in MR/CT Image Frame Type Sequence) and its complex component,
 - the echo time (MR Echo Sequence), the b-value and gradient direction (MR Diffusion
@@ -11,6 +13,10 @@ several files of one series). Each frame gets a *kind* from its functional group
 - the dimension index (Frame Content Sequence DimensionIndexValues) without its spatial
   dimensions: a dimension whose values map one-to-one onto slice positions (In-Stack
   Position Number, a private slice number) says where a frame lies, not which stack.
+
+A classic MR image gets its kind from ImageType, EchoTime, DiffusionBValue and
+TemporalPositionIdentifier; a classic CT image has no kind (a CT series is one stack). A
+time index that maps one-to-one onto positions (one "time point" per slice) is ignored too.
 
 Frames of one kind form one stack. A stack is checked on its own exactly as a classic
 series is (orientation, duplicate positions, gaps, spacing), so two frames of the same
@@ -31,11 +37,11 @@ Instance UID and file: a stack is a subset of one file's frames, so per-stack se
 would need rewritten multi-frame files or duplicated instance rows, and masks, de-
 identification and deduplication would all have to learn derived UIDs.
 
-Which stack biomarkers use (:func:`biomarker_stack`): an anatomical image before derived
-maps (field map, phase, real/imaginary parts, ADC and other parametric maps), in-phase
-before the other Dixon images, then the lowest b-value, the first time point, the
-shortest echo time, the most frames. A series with one stack (every CT, every classic
-series) is unaffected.
+Which stack biomarkers use (:func:`biomarker_stack`, stated in :data:`RULE`): an
+anatomical image before derived maps (field map, phase, real/imaginary parts, ADC and other
+parametric maps), in-phase before the other Dixon images, then the stack with the most
+frames, the lowest b-value, the first time point, the shortest echo time. A series of one
+stack (every CT series, most MR series) is assembled exactly as before.
 """
 
 from __future__ import annotations
@@ -71,8 +77,8 @@ _MAP_WORDS = {"FIELD_MAP", "B0", "B0_MAP", "B1", "B1_MAP", "PHASE_MAP", "ADC", "
 _DIXON_RANK = {"IN_PHASE": 0, "IP": 0, "WATER": 2, "W": 2, "OUT_PHASE": 3, "OPP_PHASE": 3,
                "OP": 3, "FAT": 4, "F": 4}
 RULE = ("anatomical image before derived maps (field map, phase, ADC), in-phase before other "
-        "Dixon images, then the lowest b-value, the first time point, the shortest echo time "
-        "and the most frames")
+        "Dixon images, then the most frames, the lowest b-value, the first time point and the "
+        "shortest echo time")
 
 
 @dataclass(frozen=True)
@@ -155,7 +161,7 @@ def _float(item: Dataset | None, kw: str) -> float | None:
     try:
         value = _values(item[kw].value)[0]
         f = float(value)
-    except (TypeError, ValueError, IndexError, KeyError):
+    except (TypeError, ValueError, IndexError, KeyError, OverflowError):
         return None  # an unreadable value makes its own kind: never merged with readable ones
     return round(f, 3) if math.isfinite(f) else None
 
@@ -264,7 +270,7 @@ def split(frames: list[tuple[Any, int, FrameGeometry]],
           kinds: list[FrameKind | None]) -> list[Stack]:
     """Group ``frames`` (instance, frame index, geometry) into stacks by frame kind.
 
-    Returns one stack when every frame is of one kind (every classic series); stacks are
+    Returns one stack when every frame is of one kind (every CT series); stacks are
     ordered by dimension index, time point, b-value and echo time, so the order does not
     depend on the order of the files.
     """
@@ -324,9 +330,8 @@ def biomarker_stack(stacks: list[Stack]) -> Stack:
     return min(stacks, key=_rank)
 
 
-def summary(stacks: list[Stack], chosen: Stack, modality: str) -> str:
-    """One line saying how a series was split, e.g. for the ingest notes."""
-    what = "enhanced MR" if modality == "MR" else f"{modality} series"
+def summary(stacks: list[Stack], chosen: Stack, what: str) -> str:
+    """One line saying how a series was split; ``what`` names it ("enhanced MR")."""
     listed = ", ".join(f"{s.label} ({len(s.frames)} frames)" for s in stacks[:_LISTED])
     if len(stacks) > _LISTED:
         listed += f" and {len(stacks) - _LISTED} more"

@@ -223,6 +223,13 @@ def check_series(instances: list[ParsedInstance], limits: IngestLimits | None = 
                                  f"frames, one of {len(stacks)} stacks)")
             return result
         checked.append(result)
+    if limits is not None and len(stacks) > 1:
+        # Reading one stack decodes whole multi-frame instances: budget every stack together.
+        need = sum(len(g.frames) * g.rows * g.cols * 4 for g in checked)
+        if need > limits.max_pixel_bytes:
+            return _fail(f"the {len(stacks)} stacks of this series would need {need} bytes "
+                         f"(float32) together, over the pixel budget of "
+                         f"{limits.max_pixel_bytes} (max_pixel_bytes)", images, excluded, LIMIT)
     if stack is None:
         pick = stacks.index(biomarker_stack(stacks))
     else:

@@ -21,7 +21,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from sqlalchemy import select
 
 from analytics.cli import main
-from analytics.errors import InvalidSeriesError
+from analytics.errors import InvalidSeriesError, LimitExceededError
 from analytics.ingest.loader import load_series
 from analytics.ingest.pipeline import ingest_sources
 from analytics.ingest.reader import ParsedInstance
@@ -266,6 +266,18 @@ def test_a_stack_with_duplicate_positions_beside_a_good_one_refuses_the_series_n
                        match=r"^duplicate slice positions: .*\(in stack MAGNITUDE TE 4\.6 ms, "
                              r"10 frames, one of 2 stacks\)$"):
         build_volume([inst], limits)
+
+
+def test_the_pixel_budget_covers_every_stack_not_only_the_one_built(parser, limits, echoes):
+    from dataclasses import replace
+
+    (inst,) = _parse(parser, {"echoes.dcm": to_bytes(enhanced_mr(echoes))})
+    one_stack = 5 * 12 * 10 * 4
+    assert build_volume([inst], replace(limits, max_pixel_bytes=2 * one_stack)).shape == (5, 12, 10)
+    with pytest.raises(LimitExceededError,
+                       match=r"^the 2 stacks of this series would need 4800 bytes \(float32\) "
+                             r"together, over the pixel budget of 3000 \(max_pixel_bytes\)$"):
+        build_volume([inst], replace(limits, max_pixel_bytes=3000))
 
 
 def test_asking_for_a_stack_the_series_does_not_have_names_the_stacks_it_has(parser, limits,

@@ -114,6 +114,28 @@ def test_philips_magnitude_and_field_map_ingest_as_two_stacks_of_32_frames(tmp_p
     np.testing.assert_allclose(field.array, truth["FIELD_MAP t1"]["array"], rtol=1e-6,
                                atol=1e-3)
     assert field.array.min() < -400 < 400 < field.array.max()  # Hz, not magnitude values
+    again = ingest_sources([str(folder)], settings, store, parser=parser)
+    assert (again.duplicates, again.series[0]["already_stored"], again.series[0]["stack"]) == (
+        1, True, "MAGNITUDE TE 1.52 ms")
+
+
+def test_time_points_delivered_in_two_batches_end_as_one_series_scored_on_the_first(
+        tmp_path, settings, store, parser):
+    late, early = tmp_path / "late", tmp_path / "early"
+    for folder, files in ((late, SIEMENS[2:]), (early, SIEMENS[:2])):
+        folder.mkdir()
+        for p in files:
+            shutil.copy(p, folder / p.name)
+    first = ingest_sources([str(late)], settings, store, parser=parser)
+    assert first.series[0]["stack"] == "MAGNITUDE TE 30 ms time point 3"
+    second = ingest_sources([str(early)], settings, store, parser=parser)
+    (entry,) = second.series
+    assert (entry["status"], entry["slices"], entry["stack"]) == (
+        "complete", 6, "MAGNITUDE TE 30 ms time point 1")
+    assert [s["frames"] for s in entry["stacks"]] == [6, 6, 6, 6]
+    volume, _ = load_series(store, settings, entry["series_uid"])
+    expected = pydicom.dcmread(SIEMENS[0]).pixel_array.astype(np.float32)
+    np.testing.assert_array_equal(volume.array, expected)
 
 
 def test_siemens_time_points_in_four_files_are_four_stacks_and_the_first_is_scored(

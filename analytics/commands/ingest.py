@@ -12,6 +12,7 @@ import sys
 from analytics.cli import EXIT_BAD_INPUT, EXIT_OK, CommandResult, command
 from analytics.config import Settings
 from analytics.ingest.pipeline import IngestReport, ingest_sources
+from analytics.ingest.stacks import listing
 from analytics.store import open_store
 
 
@@ -27,7 +28,7 @@ def _summary(report: IngestReport) -> str:
                      + (f": {s['reason']}" if s.get("reason") else ""))
         if s.get("stacks"):
             lines.append(f"    split into {len(s['stacks'])} stacks: "
-                         + ", ".join(f"{t['label']} ({t['frames']} frames)" for t in s["stacks"])
+                         + listing([(t["label"], t["frames"]) for t in s["stacks"]])
                          + f"; biomarkers use {s['stack']}")
     for label, items in (("rejected", report.rejected), ("quarantined", report.quarantined),
                          ("conflict", report.conflicts)):

@@ -332,11 +332,16 @@ def biomarker_stack(stacks: list[Stack]) -> Stack:
 
 def summary(stacks: list[Stack], chosen: Stack, what: str) -> str:
     """One line saying how a series was split; ``what`` names it ("enhanced MR")."""
-    listed = ", ".join(f"{s.label} ({len(s.frames)} frames)" for s in stacks[:_LISTED])
-    if len(stacks) > _LISTED:
-        listed += f" and {len(stacks) - _LISTED} more"
-    return (f"{what} split into {len(stacks)} stacks: {listed}; biomarkers use "
+    return (f"{what} split into {len(stacks)} stacks: "
+            f"{listing([(s.label, len(s.frames)) for s in stacks])}; biomarkers use "
             f"{chosen.label}")
+
+
+def listing(stacks: list[tuple[str, int]]) -> str:
+    """``"MAGNITUDE TE 1.52 ms (32 frames), FIELD_MAP (32 frames)"``, the first few only."""
+    listed = ", ".join(f"{label} ({n} frame{'s' if n != 1 else ''})"
+                       for label, n in stacks[:_LISTED])
+    return listed + (f" and {len(stacks) - _LISTED} more" if len(stacks) > _LISTED else "")
 
 
 def stack_entry(geometry: dict[str, Any] | None) -> dict[str, Any]:

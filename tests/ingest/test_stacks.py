@@ -302,6 +302,19 @@ def test_the_pixel_budget_covers_every_stack_not_only_the_one_built(parser, limi
         build_volume([inst], replace(limits, max_pixel_bytes=3000))
 
 
+def test_many_stacks_are_all_listed_in_the_geometry_and_summarised_in_one_line(parser, limits):
+    rng = np.random.default_rng(3)
+    many = [(1.0 + n, rng.integers(0, 100, (3, 4, 4))) for n in range(14)]
+    (inst,) = _parse(parser, {"many.dcm": to_bytes(enhanced_mr(many))})
+    check = check_series([inst], limits)
+    assert check.ok, check.reason
+    assert [s["frames"] for s in check.geometry["stacks"]] == [3] * 14
+    assert check.geometry["notes"][-1].startswith(
+        "enhanced MR split into 14 stacks: MAGNITUDE TE 1 ms (3 frames), MAGNITUDE TE 2 ms")
+    assert check.geometry["notes"][-1].endswith(
+        "MAGNITUDE TE 12 ms (3 frames) and 2 more; biomarkers use MAGNITUDE TE 1 ms")
+
+
 def test_asking_for_a_stack_the_series_does_not_have_names_the_stacks_it_has(parser, limits,
                                                                              echoes):
     (inst,) = _parse(parser, {"echoes.dcm": to_bytes(enhanced_mr(echoes))})

@@ -10,9 +10,11 @@ groups:
 - the frame type (FrameType in MR/CT Image Frame Type Sequence) and its complex component,
 - the echo time (MR Echo Sequence), the b-value and gradient direction (MR Diffusion
   Sequence), the temporal position (Frame Content Sequence TemporalPositionIndex),
-- the dimension index (Frame Content Sequence DimensionIndexValues) without its spatial
-  dimensions: a dimension whose values map one-to-one onto slice positions (In-Stack
-  Position Number, a private slice number) says where a frame lies, not which stack.
+- the dimension index (Frame Content Sequence DimensionIndexValues) without the
+  dimensions that only say where a frame lies or which frame it is: those whose
+  DimensionIndexPointer is In-Stack Position Number or Image Position (Patient), those
+  whose values map one-to-one onto slice positions (a private slice number), and those
+  whose value differs in every frame (a frame counter).
 
 A classic MR image gets its kind from ImageType, EchoTime, DiffusionBValue and
 TemporalPositionIdentifier; a classic CT image has no kind (a CT series is one stack). A
@@ -62,6 +64,8 @@ from analytics.ingest.header import ENHANCED_SOP_CLASSES, n_frames, raw_strings
 
 #: stacks named one by one in the summary line (all are in ``geometry["stacks"]``)
 _LISTED = 12
+#: In-Stack Position Number, Image Position (Patient): dimensions that say where a frame is
+_POSITION_POINTERS = {0x00209057, 0x00200032}
 #: position rounding (mm) when deciding whether a dimension is spatial
 _POSITION_DECIMALS = 2
 #: frame-type words (value 4) that name a complex component, not an image content
@@ -85,8 +89,10 @@ RULE = ("anatomical image before derived maps (field map, phase, ADC), in-phase 
 class FrameKind:
     """What a frame shows, apart from where it lies (values kept by de-identification).
 
-    ``echo_ms`` is the effective echo time in ms, ``b_value`` in s/mm2; ``dimension`` is the
-    full DimensionIndexValues (the spatial dimensions are dropped when stacks are formed).
+    ``echo_ms`` is the effective echo time in ms, ``b_value`` in s/mm2; ``dimension`` is
+    DimensionIndexValues without the dimensions that point at In-Stack Position Number or
+    Image Position (Patient) (the other position-like ones are dropped when stacks are
+    formed).
     """
 
     frame_type: tuple[str, ...] = ()
@@ -204,6 +210,7 @@ def frame_kinds(ds: Dataset) -> list[FrameKind] | None:
     shared_seq = ds.get("SharedFunctionalGroupsSequence")
     shared = shared_seq[0] if shared_seq else None
     per_frame = ds.get("PerFrameFunctionalGroupsSequence") or []
+    positional = _positional_dimensions(ds)
     out = []
     for i in range(n_frames(ds)):
         fg = per_frame[i] if i < len(per_frame) else None
@@ -214,9 +221,13 @@ def frame_kinds(ds: Dataset) -> list[FrameKind] | None:
         dimension = None
         if content is not None and "DimensionIndexValues" in content:
             try:
-                dimension = tuple(int(v) for v in _values(content["DimensionIndexValues"].value))
+                values = [int(v) for v in _values(content["DimensionIndexValues"].value)]
             except (TypeError, ValueError):
-                dimension = None  # unreadable: the frame keeps a kind of its own
+                values = None  # unreadable: the frame keeps a kind of its own
+            if values is not None:
+                drop = (positional[1] if positional is not None
+                        and len(values) == positional[0] else set())
+                dimension = tuple(v for j, v in enumerate(values) if j not in drop)
         component = _cs(ftype, "ComplexImageComponent")
         out.append(FrameKind(
             frame_type=tuple(_cs(ftype, "FrameType")),
@@ -227,6 +238,18 @@ def frame_kinds(ds: Dataset) -> list[FrameKind] | None:
             temporal=_int(content, "TemporalPositionIndex"),
             dimension=dimension))
     return out
+
+
+def _positional_dimensions(ds: Dataset) -> tuple[int, set[int]] | None:
+    """(number of dimensions, indices of those pointing at a position), or None."""
+    try:
+        pointers = [int(item.DimensionIndexPointer)
+                    for item in ds.get("DimensionIndexSequence") or []]
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if not pointers:
+        return None
+    return len(pointers), {j for j, p in enumerate(pointers) if p in _POSITION_POINTERS}
 
 
 def instance_kinds(inst) -> list[FrameKind | None]:
@@ -254,16 +277,18 @@ def _one_to_one(values: list, positions: list[tuple]) -> bool:
 
 def _spatial(frames, kinds: list[FrameKind | None]) -> tuple[set[int], bool]:
     """Which dimensions (by index), and whether the temporal position, only say where a
-    frame lies: their values map one-to-one onto slice positions (an In-Stack Position
-    Number, a private slice number, a per-slice acquisition counter)."""
+    frame lies or which frame it is: their values map one-to-one onto slice positions
+    (a private slice number, a per-slice acquisition counter); for dimensions, also those
+    whose value differs in every frame (a frame counter)."""
     positions = [tuple(np.round(g.position, _POSITION_DECIMALS)) for _, _, g in frames]
     temporal = [k.temporal if k is not None else None for k in kinds]
     temporal_spatial = None not in temporal and _one_to_one(temporal, positions)
     dims = [k.dimension if k is not None else None for k in kinds]
     if not dims or any(d is None for d in dims) or len({len(d) for d in dims}) != 1:
         return set(), temporal_spatial
-    return ({j for j in range(len(dims[0])) if _one_to_one([d[j] for d in dims], positions)},
-            temporal_spatial)
+    return ({j for j in range(len(dims[0]))
+             if _one_to_one([d[j] for d in dims], positions)
+             or len({d[j] for d in dims}) == len(dims)}, temporal_spatial)
 
 
 def split(frames: list[tuple[Any, int, FrameGeometry]],

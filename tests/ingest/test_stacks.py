@@ -176,14 +176,28 @@ def test_the_unsplit_philips_frames_would_share_positions(parser):
 
 
 # --------------------------------------------------------------------------- synthetic
+#: DimensionIndexPointer and label of each dimension layout ``enhanced_mr`` can write
+LAYOUTS = {
+    "echo": [(0x00209057, "In-Stack Position Number"), (0x00189082, "Echo")],
+    "position": [(0x00209057, "In-Stack Position Number")],
+    "stack": [(0x00209056, "Stack ID"), (0x00209057, "In-Stack Position Number")],
+    "counter": [(0x00209156, "Frame Acquisition Number"),
+                (0x00209057, "In-Stack Position Number")],
+}
+
+
 def enhanced_mr(volumes: list[tuple[float, np.ndarray]], *, spacing=(3.0, 1.5, 1.5),
-                origin=(-20.0, -30.0, 40.0), echo_dimension: bool = True) -> Dataset:
+                origin=(-20.0, -30.0, 40.0), dimensions: str = "echo",
+                offsets_mm: list[float] | None = None) -> Dataset:
     """An Enhanced MR object holding one magnitude volume per ``(echo time ms, volume)``.
 
-    All volumes lie at the same positions; frames are stored slice by slice with the echoes
-    interleaved (slice 1 echo 1, slice 1 echo 2, ...). With ``echo_dimension`` the echo
-    number is a dimension of DimensionIndexValues; without it only In-Stack Position is.
+    Volume ``e`` lies ``offsets_mm[e]`` along z from ``origin`` (all at the same positions
+    by default); frames are stored slice by slice with the volumes interleaved (slice 1 of
+    volume 1, slice 1 of volume 2, ...). ``dimensions`` picks the DimensionIndexValues
+    layout (:data:`LAYOUTS`): in-stack position and echo number, in-stack position only,
+    stack number and in-stack position, or a frame counter and in-stack position.
     """
+    offsets_mm = offsets_mm or [0.0] * len(volumes)
     n, rows, cols = volumes[0][1].shape
     ds = Dataset()
     ds.file_meta = _meta(ENHANCED_MR, generate_uid(), ExplicitVRLittleEndian)
@@ -199,12 +213,10 @@ def enhanced_mr(volumes: list[tuple[float, np.ndarray]], *, spacing=(3.0, 1.5, 1
     ds.BitsAllocated = ds.BitsStored = 16
     ds.HighBit, ds.PixelRepresentation = 15, 0
     dims = []
-    for pointer, label in ((0x00209057, "In-Stack Position Number"), (0x00189082, "Echo")):
-        if pointer == 0x00189082 and not echo_dimension:
-            continue
+    for pointer, label in LAYOUTS[dimensions]:
         d = Dataset()
         d.DimensionIndexPointer = pointer
-        d.FunctionalGroupPointer = 0x00209111 if pointer == 0x00209057 else 0x00189114
+        d.FunctionalGroupPointer = 0x00189114 if pointer == 0x00189082 else 0x00209111
         d.DimensionDescriptionLabel = label
         dims.append(d)
     ds.DimensionIndexSequence = DicomSequence(dims)
@@ -222,12 +234,14 @@ def enhanced_mr(volumes: list[tuple[float, np.ndarray]], *, spacing=(3.0, 1.5, 1
             fg = Dataset()
             pos, echo, ftype, content = Dataset(), Dataset(), Dataset(), Dataset()
             pos.ImagePositionPatient = [f"{origin[0]:g}", f"{origin[1]:g}",
-                                        f"{origin[2] + spacing[0] * k:g}"]
+                                        f"{origin[2] + offsets_mm[e] + spacing[0] * k:g}"]
             echo.EffectiveEchoTime = te
             ftype.FrameType = ["ORIGINAL", "PRIMARY", "T1", "NONE"]
             ftype.ComplexImageComponent = "MAGNITUDE"
             content.InStackPositionNumber = k + 1
-            content.DimensionIndexValues = [k + 1, e + 1] if echo_dimension else [k + 1]
+            content.DimensionIndexValues = {
+                "echo": [k + 1, e + 1], "position": [k + 1], "stack": [e + 1, k + 1],
+                "counter": [len(frames) + 1, k + 1]}[dimensions]
             fg.PlanePositionSequence = DicomSequence([pos])
             fg.MREchoSequence = DicomSequence([echo])
             fg.MRImageFrameTypeSequence = DicomSequence([ftype])
@@ -246,12 +260,13 @@ def echoes() -> list[tuple[float, np.ndarray]]:
             (4.6, rng.integers(0, 4000, (5, 12, 10)))]
 
 
-@pytest.mark.parametrize("echo_dimension", [True, False],
-                         ids=["echo in the dimension index", "echo time only"])
+@pytest.mark.parametrize("dimensions", ["echo", "position", "counter"],
+                         ids=["echo in the dimension index", "echo time only",
+                              "a frame counter in the dimension index"])
 def test_two_echoes_at_the_same_positions_build_two_volumes_equal_to_the_written_frames(
-        parser, limits, echoes, echo_dimension):
+        parser, limits, echoes, dimensions):
     (inst,) = _parse(parser, {"echoes.dcm": to_bytes(enhanced_mr(echoes,
-                                                                 echo_dimension=echo_dimension))})
+                                                                 dimensions=dimensions))})
     check = check_series([inst], limits)
     assert check.ok, check.reason
     labels = [s["label"] for s in check.geometry["stacks"]]
@@ -266,11 +281,27 @@ def test_two_echoes_at_the_same_positions_build_two_volumes_equal_to_the_written
     assert default.meta["stack"]["label"] == "MAGNITUDE TE 2.3 ms"  # the first echo is scored
 
 
+def test_two_stacks_told_apart_only_by_their_stack_number_build_two_volumes(parser, limits,
+                                                                          echoes):
+    same_kind = [(4.6, echoes[0][1]), (4.6, echoes[1][1])]
+    ds = enhanced_mr(same_kind, dimensions="stack", offsets_mm=[0.0, 100.0])
+    (inst,) = _parse(parser, {"stacks.dcm": to_bytes(ds)})
+    check = check_series([inst], limits)
+    assert check.ok, check.reason
+    stacks = check.geometry["stacks"]
+    assert [(s["label"], s["frames"]) for s in stacks] == [
+        ("MAGNITUDE TE 4.6 ms (stack 1)", 5), ("MAGNITUDE TE 4.6 ms (stack 2)", 5)]
+    for s, (_, vol), z0 in zip(stacks, same_kind, (40.0, 140.0), strict=True):
+        got = build_volume([inst], limits, stack=s["id"])
+        np.testing.assert_array_equal(got.array, vol.astype(np.float32))
+        assert got.origin_mm[2] == pytest.approx(z0)
+
+
 def test_frames_of_one_kind_at_one_position_are_still_refused_as_duplicates(parser, limits,
                                                                             echoes):
     same_echo = [(4.6, echoes[0][1]), (4.6, echoes[1][1])]
     (inst,) = _parse(parser, {"dup.dcm": to_bytes(enhanced_mr(same_echo,
-                                                              echo_dimension=False))})
+                                                              dimensions="position"))})
     check = check_series([inst], limits)
     assert not check.ok and "stacks" not in check.geometry
     with pytest.raises(InvalidSeriesError,
@@ -283,7 +314,7 @@ def test_a_stack_with_duplicate_positions_beside_a_good_one_refuses_the_series_n
         parser, limits, echoes):
     three = [(2.3, echoes[0][1]), (4.6, echoes[1][1]), (4.6, echoes[0][1])]
     (inst,) = _parse(parser, {"three.dcm": to_bytes(enhanced_mr(three,
-                                                                echo_dimension=False))})
+                                                                dimensions="position"))})
     with pytest.raises(InvalidSeriesError,
                        match=r"^duplicate slice positions: .*\(in stack MAGNITUDE TE 4\.6 ms, "
                              r"10 frames, one of 2 stacks\)$"):

@@ -57,7 +57,8 @@ class SeriesCheck:
     reason
         What is wrong (None when ``ok``), naming the instances or positions involved.
     instances
-        Image instances that make up the volume, in slice order (first slice first).
+        Image instances that make up the volume, in slice order (first slice first); for a
+        series of several stacks, the other stacks' instances follow.
     geometry
         ``n_slices``, ``rows``, ``cols``, ``spacing_mm`` (z, y, x), ``origin_mm``,
         ``direction`` (3x3, columns x, y, z in LPS), ``slice_positions_mm`` (along the
@@ -66,7 +67,8 @@ class SeriesCheck:
     excluded
         Instances left out (localizers, secondary captures, non-images), with the reason.
     frames
-        ``(index into instances, frame index)`` of every slice, in slice order.
+        ``(index into instances, frame index)`` of every slice of the described stack, in
+        slice order.
     """
 
     ok: bool

@@ -12,6 +12,7 @@ import sys
 from analytics.cli import EXIT_BAD_INPUT, EXIT_OK, CommandResult, command
 from analytics.config import Settings
 from analytics.ingest.pipeline import IngestReport, ingest_sources
+from analytics.ingest.stacks import listing
 from analytics.store import open_store
 
 
@@ -26,6 +27,10 @@ def _summary(report: IngestReport) -> str:
                      f"{s['slices']:4} slices  {s['masks']} masks  {state}"
                      + (f": {s['reason']}" if s.get("reason") else ""))
         lines.extend(f"    warning: {w}" for w in s.get("warnings", []))
+        if s.get("stacks"):
+            lines.append(f"    split into {len(s['stacks'])} stacks: "
+                         + listing([(t["label"], t["frames"]) for t in s["stacks"]])
+                         + f"; biomarkers use {s['stack']}")
     for label, items in (("rejected", report.rejected), ("quarantined", report.quarantined),
                          ("conflict", report.conflicts)):
         lines.extend(f"  {label}: {r.file}: {r.reason}" for r in items)

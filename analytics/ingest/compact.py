@@ -3,7 +3,8 @@
 The parse worker sends this instead of a dataset, so the parent can sort, check and read
 pixels without parsing the header again; the full dataset is parsed only when asked for
 (de-identification, masks). It holds identifiers, pixel layout, per-frame geometry and
-rescale, and the contrast phase.
+rescale, the contrast phase, and what each frame of an enhanced image shows (its kind: frame
+type, echo time, b-value, time point, dimension index), from which stacks are formed.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def describe(header: Header, kind: str) -> dict[str, Any]:
     """
     from analytics.ingest.geometry import frame_geometry
     from analytics.ingest.phase import contrast_phase
+    from analytics.ingest.stacks import frame_kinds
 
     ds = header.dataset
     info: dict[str, Any] = {
@@ -76,6 +78,7 @@ def describe(header: Header, kind: str) -> dict[str, Any]:
         "contrast_phase": None,
         "recovered": list(header.recovered),
         "series_hints": None,
+        "frame_kinds": None,
     }
     if kind == "image":
         info["geometry"] = [
@@ -87,6 +90,8 @@ def describe(header: Header, kind: str) -> dict[str, Any]:
             from analytics.ingest.identifiers import series_hints
 
             info["series_hints"] = series_hints(ds)
+        kinds = frame_kinds(ds)
+        info["frame_kinds"] = [k.as_list() for k in kinds] if kinds is not None else None
     return info
 
 

@@ -90,7 +90,7 @@ def _rescale(ds: Dataset, where: str) -> tuple[float, float]:
     return slope, intercept
 
 
-def _group(per_frame: Dataset | None, shared: Dataset | None, seq: str) -> Dataset | None:
+def functional_group(per_frame: Dataset | None, shared: Dataset | None, seq: str) -> Dataset | None:
     """The first item of functional group ``seq``, per-frame first, then shared."""
     for fg in (per_frame, shared):
         if fg is not None and seq in fg and len(fg[seq].value) > 0:
@@ -145,9 +145,9 @@ def functional_group_geometry(ds: Dataset) -> list[FrameGeometry]:
     out = []
     for i, fg in enumerate(per_frame):
         where = f"frame {i + 1}: "
-        pos = _group(fg, shared, "PlanePositionSequence")
-        ori = _group(fg, shared, "PlaneOrientationSequence")
-        meas = _group(fg, shared, "PixelMeasuresSequence")
+        pos = functional_group(fg, shared, "PlanePositionSequence")
+        ori = functional_group(fg, shared, "PlaneOrientationSequence")
+        meas = functional_group(fg, shared, "PixelMeasuresSequence")
         for item, seq, kw in ((pos, "PlanePositionSequence", "ImagePositionPatient"),
                               (ori, "PlaneOrientationSequence", "ImageOrientationPatient"),
                               (meas, "PixelMeasuresSequence", "PixelSpacing")):
@@ -156,7 +156,7 @@ def functional_group_geometry(ds: Dataset) -> list[FrameGeometry]:
                                         f"in {tag_name(seq)}")
         row, col = _orientation(ori.ImageOrientationPatient,
                                 where + tag_name("ImageOrientationPatient"))
-        transform = _group(fg, shared, "PixelValueTransformationSequence")
+        transform = functional_group(fg, shared, "PixelValueTransformationSequence")
         slope, intercept = _rescale(transform, where) if transform is not None else (1.0, 0.0)
         out.append(FrameGeometry(
             position=_numbers(pos.ImagePositionPatient, 3,

@@ -48,8 +48,14 @@ def _labels(segments: dict | None) -> dict[int, str] | None:
     return out or None
 
 
-def load_series(store, settings: Settings, series_uid: str) -> tuple[Volume, MaskSet | None]:
+def load_series(store, settings: Settings, series_uid: str, *, stack: str | None = None
+                ) -> tuple[Volume, MaskSet | None]:
     """The stored series ``series_uid`` as a volume, and its delivered masks (or None).
+
+    A series of several stacks (an enhanced MR with magnitude and field-map frames, echoes,
+    time points) is built as one stack: ``stack`` (an id or label from
+    ``series.geometry["stacks"]``), else the stack recorded at ingest as the one biomarkers
+    use, so a later change of the choosing rule never changes what stored features mean.
 
     Masks delivered with the images (SEG, RTSTRUCT, NIfTI) are read onto the volume's grid;
     when several cover the same structure, the most recent wins. A mask that cannot be read
@@ -60,7 +66,8 @@ def load_series(store, settings: Settings, series_uid: str) -> tuple[Volume, Mas
     IngestError
         Unknown series, or a stored file missing or outside the home directory.
     InvalidSeriesError
-        The series is stored as incomplete/invalid, or its instances do not form a volume.
+        The series is stored as incomplete/invalid, its instances do not form a volume, or
+        it has no stack ``stack``.
     """
     with store.session() as s:
         series = s.scalar(select(Series).where(Series.series_uid == series_uid))
@@ -69,6 +76,7 @@ def load_series(store, settings: Settings, series_uid: str) -> tuple[Volume, Mas
         if series.status != "complete":
             raise InvalidSeriesError(f"series {series_uid} is {series.status}: "
                                      f"{series.status_reason or 'no reason recorded'}")
+        recorded = (series.geometry or {}).get("stack") or {}
         paths = list(s.scalars(select(Instance.path).where(Instance.series_id == series.id)
                                .order_by(Instance.id)))
         mask_rows = s.execute(
@@ -80,7 +88,7 @@ def load_series(store, settings: Settings, series_uid: str) -> tuple[Volume, Mas
         raise InvalidSeriesError(f"series {series_uid} has no stored instances")
     instances = [parse_trusted(rel, stored_file(settings, rel).read_bytes(), settings.limits)
                  for rel in paths]
-    volume = build_volume(instances, settings.limits)
+    volume = build_volume(instances, settings.limits, stack=stack or recorded.get("id"))
     merged: dict = {}
     first = None
     errors = []

@@ -37,6 +37,7 @@ from analytics.ingest.identifiers import merged, warning
 from analytics.ingest.phase import contrast_phase
 from analytics.ingest.reader import ParsedInstance, parse_trusted
 from analytics.ingest.series import check_series
+from analytics.ingest.stacks import stack_entry
 from analytics.store.db import Store
 from analytics.store.schema import Instance, Patient, Series, Study
 
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
 QUARANTINE = "quarantine"
 #: geometry keys kept in ``series.geometry`` (no names, descriptions or original UIDs)
 _GEOMETRY_KEYS = ("n_slices", "rows", "cols", "spacing_mm", "origin_mm", "direction",
-                  "slice_positions_mm", "enhanced", "contrast_phase")
+                  "slice_positions_mm", "enhanced", "contrast_phase", "stack", "stacks")
 
 
 @dataclass
@@ -310,6 +311,7 @@ def _summarise(report: IngestReport, store: Store, unit: SeriesToStore, *, alrea
     if ident:
         entry["identifiers_derived"] = bool((row[8] or {}).get("identifiers", {}).get("derived"))
         entry["warnings"] = [ident]
+    entry.update(stack_entry(row[8]))
     report.series = [s for s in report.series if s["series_uid"] != row[0]] + [entry]
     if row[3] == "incomplete":
         report.incomplete.append({"series_uid": row[0], "reason": row[4]})

@@ -5,6 +5,12 @@ ImagePositionPatient, never by InstanceNumber. A series is built only when its g
 coherent; otherwise :class:`SeriesCheck` names the problem: mixed SeriesInstanceUID, mixed
 orientation, mixed rows/columns/pixel spacing, duplicate positions, missing slices (gaps),
 non-uniform spacing, or slice positions that do not follow the normal (gantry tilt).
+
+A series may hold several stacks at the same positions (an enhanced MR with magnitude and
+field-map frames, echoes, b-values, time points): :mod:`analytics.ingest.stacks` splits the
+frames by what they show, each stack is checked on its own, and :func:`build_volume` builds
+one stack (the one biomarkers use unless another is named). Frames of two stacks are never
+mixed in one volume.
 """
 
 from __future__ import annotations
@@ -24,6 +30,14 @@ from analytics.ingest.findings import EXCLUDED, INCOHERENT, LIMIT, Rejection
 from analytics.ingest.geometry import FrameGeometry
 from analytics.ingest.header import ENHANCED_SOP_CLASSES
 from analytics.ingest.reader import ParsedInstance, SafeParser, parse_trusted
+from analytics.ingest.stacks import (
+    RULE,
+    FrameKind,
+    biomarker_stack,
+    instance_kinds,
+    split,
+    summary,
+)
 from analytics.ingest.volume import Volume
 
 ORIENTATION_TOL = 1e-3  # direction-cosine difference treated as the same orientation
@@ -43,7 +57,8 @@ class SeriesCheck:
     reason
         What is wrong (None when ``ok``), naming the instances or positions involved.
     instances
-        Image instances that make up the volume, in slice order (first slice first).
+        Image instances that make up the volume, in slice order (first slice first); for a
+        series of several stacks, the other stacks' instances follow.
     geometry
         ``n_slices``, ``rows``, ``cols``, ``spacing_mm`` (z, y, x), ``origin_mm``,
         ``direction`` (3x3, columns x, y, z in LPS), ``slice_positions_mm`` (along the
@@ -52,7 +67,8 @@ class SeriesCheck:
     excluded
         Instances left out (localizers, secondary captures, non-images), with the reason.
     frames
-        ``(index into instances, frame index)`` of every slice, in slice order.
+        ``(index into instances, frame index)`` of every slice of the described stack, in
+        slice order.
     """
 
     ok: bool
@@ -134,22 +150,32 @@ def _spacing_problem(d: np.ndarray) -> str | None:
             f"between slices (expected {_fmt(expected)} +/- {tol:.3f} mm)")
 
 
-def check_series(instances: list[ParsedInstance],
-                 limits: IngestLimits | None = None) -> SeriesCheck:
-    """Check that ``instances`` form one coherent volume and put them in slice order.
+def check_series(instances: list[ParsedInstance], limits: IngestLimits | None = None, *,
+                 stack: str | None = None) -> SeriesCheck:
+    """Check that ``instances`` form coherent volumes and put one of them in slice order.
+
+    Frames are first split into stacks by what they show (:mod:`analytics.ingest.stacks`);
+    every stack must pass the geometry checks, and the check describes one of them.
 
     Parameters
     ----------
     instances
         Parsed instances of one series (as grouped by SeriesInstanceUID).
     limits
-        If given, ``max_series_bytes`` and ``max_pixel_bytes`` (of the float32 volume) are
-        enforced.
+        If given, ``max_series_bytes`` and ``max_pixel_bytes`` (of one stack's float32
+        volume) are enforced.
+    stack
+        The stack to describe, by id or label (``geometry["stacks"]``); the stack
+        biomarkers use when None.
 
     Returns
     -------
     SeriesCheck
         ``ok`` with the sorted instances and geometry, or the reason it cannot be built.
+        When the series holds several stacks, ``geometry`` also has ``stack`` (the one
+        described, with the rule that chose it) and ``stacks`` (all of them, with frame
+        counts), and ``instances`` lists the other stacks' instances after the described
+        stack's.
     """
     excluded: list[Rejection] = []
     images = []
@@ -179,14 +205,106 @@ def check_series(instances: list[ParsedInstance],
                          LIMIT)
 
     frames: list[tuple[ParsedInstance, int, FrameGeometry]] = []
+    kinds: list[FrameKind | None] = []
     for inst in images:
         try:
             geoms = inst.geometry
         except InvalidDicomError as e:
             return _fail(f"{inst.name}: {e}", images, excluded)
         frames += [(inst, f, g) for f, g in enumerate(geoms)]
+        got = instance_kinds(inst)
+        kinds += got if len(got) == len(geoms) else [None] * len(geoms)
 
-    # The dominant orientation is the series'; a lone slice at another angle is a localizer.
+    stacks = split(frames, kinds)
+    checked: list[_StackGeometry] = []
+    for s in stacks:
+        result = _check_stack(s.frames, images, excluded, limits)
+        if isinstance(result, SeriesCheck):
+            if len(stacks) > 1:
+                result.reason = (f"{result.reason} (in stack {s.label}, {len(s.frames)} "
+                                 f"frames, one of {len(stacks)} stacks)")
+            return result
+        checked.append(result)
+    if limits is not None and len(stacks) > 1:
+        # Reading one stack decodes whole multi-frame instances: budget every stack together.
+        need = sum(len(g.frames) * g.rows * g.cols * 4 for g in checked)
+        if need > limits.max_pixel_bytes:
+            return _fail(f"the {len(stacks)} stacks of this series would need {need} bytes "
+                         f"(float32) together, over the pixel budget of "
+                         f"{limits.max_pixel_bytes} (max_pixel_bytes)", images, excluded, LIMIT)
+    if stack is None:
+        pick = stacks.index(biomarker_stack(stacks))
+    else:
+        matches = [n for n, s in enumerate(stacks) if stack in (s.id, s.label)]
+        if not matches:
+            return _fail(f"no stack {stack!r} in this series; its stacks are "
+                         + ", ".join(f"{s.id} ({s.label})" for s in stacks), images, excluded)
+        pick = matches[0]
+    chosen, geo = stacks[pick], checked[pick]
+    if len(stacks) > 1:
+        enhanced = any(str(i.sop_class_uid) in ENHANCED_SOP_CLASSES for i, _, _ in geo.frames)
+        notes.append(summary(stacks, chosen, f"enhanced {geo.modality}" if enhanced
+                             else f"{geo.modality} series"))
+
+    # The chosen stack's instances first, in slice order; other stacks' instances follow.
+    position: dict[int, int] = {}  # id(instance) -> index in ``order_insts``
+    order_insts: list[ParsedInstance] = []
+    for inst, _, _ in [*geo.frames, *(f for g in checked for f in g.frames)]:
+        if id(inst) not in position:
+            position[id(inst)] = len(order_insts)
+            order_insts.append(inst)
+    slots = [(position[id(inst)], f) for inst, f, _ in geo.frames]
+    ref = geo.ref
+    in_stack = {id(i) for i, _, _ in geo.frames}
+    first = next(i for i in images if id(i) in in_stack)  # input order, as for one stack
+    geometry = {
+        "n_slices": len(geo.frames), "rows": geo.rows, "cols": geo.cols,
+        "spacing_mm": [geo.dz, ref.pixel_spacing[0], ref.pixel_spacing[1]],
+        "origin_mm": geo.frames[0][2].position.tolist(),
+        "direction": np.column_stack([ref.row_cosine, ref.col_cosine, ref.normal]).tolist(),
+        "slice_positions_mm": geo.positions.tolist(),
+        "modality": geo.modality,
+        "frame_of_reference_uid": first.frame_of_reference_uid,
+        "contrast_phase": first.info.get("contrast_phase"),
+        "description": first.info.get("description"),
+        "enhanced": any(str(i.sop_class_uid) in ENHANCED_SOP_CLASSES for i in order_insts),
+        "notes": notes + geo.notes,
+    }
+    if len(stacks) > 1:
+        geometry["stack"] = {"id": chosen.id, "label": chosen.label,
+                             "frames": len(chosen.frames), "rule": RULE}
+        geometry["stacks"] = [{"id": s.id, "label": s.label, "frames": len(s.frames),
+                               "slice_spacing_mm": round(g.dz, 4),
+                               "biomarkers": s is chosen} for s, g in zip(stacks, checked,
+                                                                          strict=True)]
+    return SeriesCheck(ok=True, reason=None, instances=order_insts, geometry=geometry,
+                       excluded=excluded, frames=slots, _geoms=[g for _, _, g in geo.frames])
+
+
+@dataclass
+class _StackGeometry:
+    """A stack that passed its checks: frames in slice order and what describes them."""
+
+    frames: list[tuple[ParsedInstance, int, FrameGeometry]]
+    positions: np.ndarray  # mm along the normal, ascending
+    dz: float
+    ref: FrameGeometry
+    rows: int
+    cols: int
+    modality: str
+    notes: list[str]
+
+
+def _check_stack(frames: list[tuple[ParsedInstance, int, FrameGeometry]],
+                 images: list[ParsedInstance], excluded: list[Rejection],
+                 limits: IngestLimits | None) -> _StackGeometry | SeriesCheck:
+    """Check one stack's frames form one volume; a failed :class:`SeriesCheck` if not.
+
+    Lone single-frame instances at another orientation (localizers) are moved to
+    ``excluded``.
+    """
+    notes: list[str] = []
+    # The dominant orientation is the stack's; a lone slice at another angle is a localizer.
     key_counts = Counter(_orientation_key(g) for _, _, g in frames)
     ref = next(g for _, _, g in frames if _orientation_key(g) == key_counts.most_common(1)[0][0])
     kept = []
@@ -256,30 +374,8 @@ def check_series(instances: list[ParsedInstance],
         g = frames[0][2]
         dz = g.spacing_between_slices or g.slice_thickness or 1.0
         notes.append(f"single slice: z spacing {dz:g} mm from the slice thickness")
-
-    first = images[0].info
-    position: dict[int, int] = {}  # id(instance) -> index in slice order
-    order_insts: list[ParsedInstance] = []
-    for inst, _, _ in frames:
-        if id(inst) not in position:
-            position[id(inst)] = len(order_insts)
-            order_insts.append(inst)
-    slots = [(position[id(inst)], f) for inst, f, _ in frames]
-    geometry = {
-        "n_slices": len(frames), "rows": rows, "cols": cols,
-        "spacing_mm": [dz, ref.pixel_spacing[0], ref.pixel_spacing[1]],
-        "origin_mm": frames[0][2].position.tolist(),
-        "direction": np.column_stack([ref.row_cosine, ref.col_cosine, normal]).tolist(),
-        "slice_positions_mm": d.tolist(),
-        "modality": modalities[0],
-        "frame_of_reference_uid": images[0].frame_of_reference_uid,
-        "contrast_phase": first.get("contrast_phase"),
-        "description": first.get("description"),
-        "enhanced": any(str(i.sop_class_uid) in ENHANCED_SOP_CLASSES for i in images),
-        "notes": notes,
-    }
-    return SeriesCheck(ok=True, reason=None, instances=order_insts, geometry=geometry,
-                       excluded=excluded, frames=slots, _geoms=[g for _, _, g in frames])
+    return _StackGeometry(frames=frames, positions=d, dz=dz, ref=ref, rows=rows, cols=cols,
+                          modality=modalities[0], notes=notes)
 
 
 def _as_instances(items: list[ParsedInstance] | list[pydicom.Dataset],
@@ -297,7 +393,7 @@ def _as_instances(items: list[ParsedInstance] | list[pydicom.Dataset],
 
 def build_volume(instances: list[ParsedInstance] | list[pydicom.Dataset],
                  limits: IngestLimits | None = None,
-                 decoder: SafeParser | None = None) -> Volume:
+                 decoder: SafeParser | None = None, *, stack: str | None = None) -> Volume:
     """Decode and stack a coherent series into a :class:`Volume` (HU for CT).
 
     Parameters
@@ -308,6 +404,9 @@ def build_volume(instances: list[ParsedInstance] | list[pydicom.Dataset],
         Size and decode limits; defaults to ``IngestLimits()``.
     decoder
         Worker pool for compressed syntaxes (a temporary one is started when needed).
+    stack
+        The stack to build, by id or label; the stack biomarkers use when None. Its id,
+        label and the series' other stacks are in ``meta["stack"]`` and ``meta["stacks"]``.
 
     Raises
     ------
@@ -319,7 +418,7 @@ def build_volume(instances: list[ParsedInstance] | list[pydicom.Dataset],
     from analytics.ingest.pixels import is_native, stored_frames
 
     limits = limits or IngestLimits()
-    check = check_series(_as_instances(instances, limits), limits)
+    check = check_series(_as_instances(instances, limits), limits, stack=stack)
     if not check.ok:
         cls = LimitExceededError if check.category == LIMIT else InvalidSeriesError
         raise cls(check.reason or "incoherent series")
@@ -354,6 +453,8 @@ def build_volume(instances: list[ParsedInstance] | list[pydicom.Dataset],
         meta={"study_uid": first.study_uid, "patient_id": first.patient_id,
               "study_date": first.info.get("study_date"),
               "description": geo["description"],
-              "sop_instance_uids": [i.sop_instance_uid for i in check.instances],
+              "sop_instance_uids": [check.instances[i].sop_instance_uid
+                                    for i in dict.fromkeys(i for i, _ in check.frames)],
+              "stack": geo.get("stack"), "stacks": geo.get("stacks"),
               "slice_positions_mm": geo["slice_positions_mm"], "notes": geo["notes"],
               "excluded": [r.as_dict() for r in check.excluded]})

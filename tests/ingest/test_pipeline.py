@@ -72,7 +72,7 @@ def test_folder_ingest_stores_a_deidentified_series_with_its_identity(tmp_path, 
         "patient": patient_pseudonym(secret, study.patient_id),
         "study_date": (dt.date(2020, 1, 15) + dt.timedelta(days=shift)).isoformat(),
         "modality": "CT", "slices": 4, "masks": 2, "status": "complete", "reason": None,
-        "already_stored": False}
+        "already_stored": False, "stack": None, "stacks": []}
     (ident,) = _rows(store, IdentityMap)
     assert (ident.real_patient_id, ident.patient_name, ident.birth_date,
             ident.date_shift_days) == (study.patient_id, study.patient_name,

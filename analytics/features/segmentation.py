@@ -2,9 +2,9 @@
 
 Order of preference: TotalSegmentator, when it is installed *with its weights* (an
 optional extra, detected at run time; nothing is downloaded), else the classical CT
-pipeline ``classical-v2``. Both results are flagged automatic and approximate.
+pipeline ``classical-v3``. Both results are flagged automatic and approximate.
 
-classical-v2 (canonical orientation; coarse 3 mm grid, refined on the native grid):
+classical-v3 (canonical orientation; coarse 3 mm grid, refined on the native grid):
 
 1. body = largest component above -400 HU; the body wall (soft tissue within the measured
    wall thickness of the subcutaneous fat) and the paraspinal zone (behind the front of
@@ -56,7 +56,19 @@ classical-v2 (canonical orientation; coarse 3 mm grid, refined on the native gri
    air-fluid level (the candidate's unbroken run posterior to bowel gas, across at most
    one voxel of wall, down to 30 mm; gas touching the top slice is lung) is dropped too;
 5. the native-grid mask is the (wider) window on the native smoothed image inside the
-   dilated coarse mask, holes filled as in 4.
+   dilated coarse mask, holes filled as in 4; then the one-voxel shell where the organ
+   borders fat or air is added where it is at least half organ (nearer the organ's level
+   than fat's: the partial-volume rim, which the window misses);
+6. closings treat the scan's edges as continuing the mask: an organ cut by the first or
+   last slice keeps its edge slices.
+
+Measured on real CT (tests/data, against TotalSegmentator's label maps; 3 mm voxels
+unenhanced, and a 40 mm portal-venous slab): before the edge-aware closing and the rim,
+liver Dice 0.826 and none found (the slab), spleen 0.664 and 0.679; after, liver 0.845
+and 0.703, spleen 0.691 and 0.734. The targets (0.90 / 0.85) are not met on real CT:
+automatic values are flagged, and ``analytics.features.quality`` withholds what it
+cannot check. On the 8 synthetic volumes of the test both steps moved no Dice down
+(liver mean 0.939 -> 0.948, spleen 0.949 -> 0.965).
 
 Measured on the synthetic cohort: the 8 volumes of the test (4 stages x 2 phases), mean
 Dice liver 0.94, spleen 0.95, worst liver 0.92 (every liver >= 0.90), worst spleen 0.91
@@ -138,7 +150,7 @@ from analytics.features.totalseg import (
     totalsegmentator_available,
 )
 
-CLASSICAL_METHOD = "classical-v2"
+CLASSICAL_METHOD = "classical-v3"
 GRID_MM = 3.0
 # a spleen's core is split where its neck radius is below 0.6 x the smaller part's radius
 SPLEEN_NECK_RATIO = 0.6
@@ -364,13 +376,25 @@ def _grow(seed: np.ndarray, smooth: np.ndarray, body: np.ndarray, exclude: np.nd
     if n > 1:
         keep = np.unique(labels[seed & grown])
         grown = np.isin(labels, keep[keep > 0])
-    grown = ndi.binary_closing(grown, _ball(2), border_value=0) & body
+    grown = _closed(grown, _ball(2)) & body
     grown = _fill_holes(ndi.binary_fill_holes(grown))
     if exclude is not None:
         grown &= ~exclude
     # a thin organ's own body is narrower than the neck radius: scale it to its thickness
     neck_vox = min(neck_vox, max(1, int(0.6 * float(ndi.distance_transform_edt(grown).max()))))
     return _cut_necks(grown, neck_vox), (med - half, med + half)
+
+
+def _closed(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
+    """Morphological closing that treats the scan's edges as continuing the mask.
+
+    A closing with a zero border erodes an organ wherever it reaches the first or last
+    slice (or the field of view): an organ cut by the scan lost its edge slices.
+    """
+    r = max(structure.shape) // 2
+    padded = np.pad(mask, r, mode="edge")
+    closed = ndi.binary_closing(padded, structure)
+    return closed[tuple(slice(r, r + n) for n in mask.shape)]
 
 
 def _fill_holes(mask: np.ndarray) -> np.ndarray:
@@ -567,7 +591,7 @@ def _thin_reach(mask: np.ndarray, smooth: np.ndarray, body: np.ndarray, exclude:
 
 def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float]
                            ) -> Segmentation:
-    """classical-v2 liver and spleen masks (canonical orientation; see module doc)."""
+    """classical-v3 liver and spleen masks (canonical orientation; see module doc)."""
     img = np.asarray(image, dtype=np.float32)
     coarse = to_grid(img, spacing, GRID_MM)
     smooth = ndi.median_filter(coarse, size=3)
@@ -607,6 +631,7 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
         # ... and bowel fluid under an air-fluid level
         liver.mask = _drop_under_gas(liver.mask, coarse, body)
         masks["liver"] = _refine(img, liver.mask, spacing, liver.window) & ~wall_native
+        masks["liver"] = _partial_volume_rim(img, masks["liver"], wall_native)
         exclude = wall | ndi.binary_dilation(liver.mask, _ball(1))
     # ... and under the left hemidiaphragm, level with the upper liver: its centre lies
     # above the lowest part of the liver, where the kidney's does not
@@ -641,8 +666,34 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
         m = _refine(img, spleen.mask, spacing, spleen.window) & ~wall_native
         if "liver" in masks:
             m &= ~masks["liver"]
+        m = _partial_volume_rim(img, m, wall_native | masks.get("liver", False))
         masks["spleen"] = m
     return Segmentation(masks, CLASSICAL_METHOD)
+
+
+FAT_HU = -100.0
+
+
+def _partial_volume_rim(native: np.ndarray, mask: np.ndarray, forbid) -> np.ndarray:
+    """``mask`` with the one-voxel shell around it that is at least half organ.
+
+    A boundary voxel shared by the organ and fat has an attenuation between theirs; it
+    belongs to the organ when it is nearer the organ's level than fat's (the half-way
+    partial-volume rule). Voxels far above the organ's level (bone, bolus) are not taken.
+    """
+    if not mask.any():
+        return mask
+    core = ndi.binary_erosion(mask)
+    values = native[core] if core.any() else native[mask]
+    level = float(np.median(values))
+    spread = _robust_sd(values)
+    half = level - 0.5 * (level - FAT_HU)
+    shell = ndi.binary_dilation(mask, ndi.generate_binary_structure(3, 1)) & ~mask & ~forbid
+    # only at the organ's border with fat or air: between it and an iso-attenuating
+    # neighbour (muscle, bowel wall, kidney) the shell is as likely the neighbour
+    fat_side = ndi.binary_dilation((native < half) & ~mask, ndi.generate_binary_structure(3, 1))
+    take = shell & fat_side & (native >= half) & (native <= level + 3.0 * spread)
+    return mask | take
 
 
 def body_wall(smooth: np.ndarray, body: np.ndarray) -> np.ndarray:

@@ -140,3 +140,17 @@ def test_a_mask_in_pieces_is_withheld_but_a_whole_one_passes():
     pieces[31:36, 20:40, 12:30] = True
     q = check_organ("liver", pieces, image, (5.0, 5.0, 5.0), automatic=True)
     assert any("pieces" in r for r in q.withhold_all), q.withhold_all
+
+
+#: measured Dice of classical-v3 against TotalSegmentator's label maps (the issue's targets,
+#: 0.90 liver and 0.85 spleen, are not met on real CT yet: these floors catch a regression)
+REAL_DICE_FLOORS = {("example_ct_sm", "liver"): 0.84, ("example_ct_sm", "spleen"): 0.68,
+                    ("example_ct_dicom", "liver"): 0.70, ("example_ct_dicom", "spleen"): 0.72}
+
+
+@pytest.mark.parametrize(("case", "organ"), sorted(REAL_DICE_FLOORS))
+def test_automatic_segmentation_on_real_ct_holds_its_measured_dice(real, case, organ):
+    _image, _spacing, ref, auto = real[case]
+    mask = auto[organ]
+    dice = 2.0 * float((mask & ref[organ]).sum()) / float(mask.sum() + ref[organ].sum())
+    assert dice >= REAL_DICE_FLOORS[case, organ], dice

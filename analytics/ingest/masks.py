@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,16 @@ from pydicom.dataset import Dataset
 
 from analytics.config import IngestLimits
 from analytics.errors import HepaTrackError, MaskError
-from analytics.ingest.geometry import functional_group_geometry
-from analytics.ingest.header import bounded_inflate
-from analytics.ingest.resample import index_affine, resample_nearest
+from analytics.ingest.resample import index_affine
 from analytics.ingest.volume import MaskSet, Volume
 
 LIVER, SPLEEN, LIVER_VESSELS, LESION = "liver", "spleen", "liver_vessels", "lesion"
+#: vessel trunks that lie mostly outside the liver, and the aorta (phase and blood level)
+PORTAL_SPLENIC_VEIN, INFERIOR_VENA_CAVA, AORTA = ("portal_splenic_vein", "inferior_vena_cava",
+                                                  "aorta")
+#: every structure a delivered mask is read for
+STRUCTURES = (LIVER, SPLEEN, LIVER_VESSELS, LESION, PORTAL_SPLENIC_VEIN, INFERIOR_VENA_CAVA,
+              AORTA)
 
 #: The synonym table. Keys are normalised names (lower case, ``_``/``-`` as spaces) or coded
 #: concepts ``SCHEME:VALUE``: SNOMED CT (``SCT``) and its legacy SNOMED RT ids (``SRT``).
@@ -52,6 +57,16 @@ SYNONYMS: dict[str, str] = {
     "SCT:32764006": LIVER_VESSELS, "SRT:T-48810": LIVER_VESSELS,  # portal vein
     "SCT:8993003": LIVER_VESSELS, "SRT:T-48720": LIVER_VESSELS,  # hepatic vein
     "SCT:76015000": LIVER_VESSELS, "SRT:T-46420": LIVER_VESSELS,  # hepatic artery
+    # vessel trunks outside the liver (TotalSegmentator names them so); never liver vessels
+    "portal vein and splenic vein": PORTAL_SPLENIC_VEIN, "portal and splenic vein":
+        PORTAL_SPLENIC_VEIN, "portal and splenic veins": PORTAL_SPLENIC_VEIN,
+    "splenic vein": PORTAL_SPLENIC_VEIN, "splenoportal axis": PORTAL_SPLENIC_VEIN,
+    "SCT:35819009": PORTAL_SPLENIC_VEIN, "SRT:T-48890": PORTAL_SPLENIC_VEIN,  # splenic vein
+    "inferior vena cava": INFERIOR_VENA_CAVA, "ivc": INFERIOR_VENA_CAVA,
+    "vena cava inferior": INFERIOR_VENA_CAVA, "v cava inferior": INFERIOR_VENA_CAVA,
+    "SCT:64131007": INFERIOR_VENA_CAVA, "SRT:T-48610": INFERIOR_VENA_CAVA,
+    "aorta": AORTA, "abdominal aorta": AORTA, "aorta abdominalis": AORTA,
+    "SCT:15825003": AORTA, "SRT:T-42000": AORTA, "SCT:7832008": AORTA,  # aorta, abdominal
     # lesions
     "lesion": LESION, "lesions": LESION, "liver lesion": LESION, "liver lesions": LESION,
     "tumor": LESION, "tumour": LESION, "tumors": LESION, "tumours": LESION,
@@ -71,7 +86,6 @@ SYNONYMS: dict[str, str] = {
 _VESSEL_CODES = {"SCT:59820001", "SCT:29092000", "SCT:51114001", "SRT:T-D000A", "SRT:T-48000",
                  "SRT:T-41000"}
 _LIVER_REGION = {"SCT:10200004", "SRT:T-62000"}
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def _norm_name(name: str) -> str:
@@ -188,36 +202,176 @@ def _check_frame_of_reference(ds: Dataset, reference: Volume, what: str) -> None
 
 
 # --------------------------------------------------------------------------- SEG
-def _seg_stack(frames: list[int], pixels: np.ndarray, geoms, what: str
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Stack SEG frames into a regular 3-D grid [k, j, i] and its index->LPS affine."""
-    g0 = geoms[frames[0]]
-    normal = g0.normal
-    d = np.array([geoms[f].position @ normal for f in frames])
-    uniq = np.unique(np.round(d, 3))
-    if len(uniq) > 1:
-        step = float(np.min(np.diff(uniq)))
-    else:
-        step = g0.spacing_between_slices or g0.slice_thickness or 1.0
-    first = frames[int(np.argmin(d))]
-    origin = geoms[first].position
-    k = (d - d.min()) / step
-    if np.abs(k - np.round(k)).max() > 0.1:
-        raise MaskError(f"{what}: frames of one segment are not on a regular grid along the "
-                        f"slice normal (positions {np.round(np.sort(uniq), 2).tolist()} mm)")
+@dataclass(frozen=True)
+class _Plane:
+    """One SEG frame's plane in LPS: top-left pixel centre, axes and pixel spacing (mm)."""
+
+    position: np.ndarray
+    row_cosine: np.ndarray  # direction of increasing column index
+    col_cosine: np.ndarray  # direction of increasing row index
+    pixel_spacing: tuple[float, float]  # (between rows, between columns)
+    spacing_between_slices: float | None
+
+
+def _item(fg: Dataset, shared: Dataset | None, seq: str) -> Dataset | None:
+    for group in (fg, shared):
+        if group is not None and group.get(seq):
+            return group.get(seq)[0]
+    return None
+
+
+def _floats(value, n: int) -> np.ndarray | None:
+    try:
+        arr = np.array([float(v) for v in value], dtype=float)
+    except (TypeError, ValueError):
+        return None
+    return arr if arr.shape == (n,) and np.all(np.isfinite(arr)) else None
+
+
+def _slice_of_source(fg: Dataset, shared: Dataset | None, sop_slice: dict[str, int]
+                     ) -> int | None:
+    """The image slice a frame was derived from (Derivation Image -> Source Image)."""
+    for group in (fg, shared):
+        for der in (group.get("DerivationImageSequence") or []) if group is not None else []:
+            for src in der.get("SourceImageSequence") or []:
+                k = sop_slice.get(str(src.get("ReferencedSOPInstanceUID", "")))
+                if k is not None:
+                    return k
+    return None
+
+
+def _seg_planes(ds: Dataset, reference: Volume, what: str) -> list[_Plane]:
+    """Every frame's plane from its Per-frame (or Shared) Functional Groups.
+
+    A frame without Plane Position is placed on the image slice its Derivation Image
+    names (the image's own in-plane grid where orientation or spacing are absent too).
+    """
+    shared_seq = ds.get("SharedFunctionalGroupsSequence")
+    shared = shared_seq[0] if shared_seq else None
+    per_frame = list(ds.get("PerFrameFunctionalGroupsSequence") or [])
+    n = int(ds.get("NumberOfFrames", len(per_frame)) or len(per_frame))
+    if len(per_frame) != n:
+        raise MaskError(f"{what}: Per-frame Functional Groups Sequence (5200,9230) has "
+                        f"{len(per_frame)} items for {n} frames (0028,0008)")
+    direction = np.asarray(reference.direction, dtype=float)
+    dz, dy, dx = reference.spacing_mm
+    sops = reference.meta.get("sop_instance_uids") or []
+    sop_slice = ({str(u): k for k, u in enumerate(sops)} if len(sops) == reference.shape[0]
+                 else {})
+    planes = []
+    for i, fg in enumerate(per_frame):
+        pos = _item(fg, shared, "PlanePositionSequence")
+        ori = _item(fg, shared, "PlaneOrientationSequence")
+        meas = _item(fg, shared, "PixelMeasuresSequence")
+        iop = _floats(ori.get("ImageOrientationPatient"), 6) if ori is not None else None
+        spacing = _floats(meas.get("PixelSpacing"), 2) if meas is not None else None
+        between = meas.get("SpacingBetweenSlices") if meas is not None else None
+        position = _floats(pos.get("ImagePositionPatient"), 3) if pos is not None else None
+        if position is None:
+            k = _slice_of_source(fg, shared, sop_slice)
+            if k is None:
+                raise MaskError(f"{what}: frame {i + 1} has no Plane Position (0020,9113) and "
+                                "its Derivation Image (0008,9124) names no slice of the image "
+                                "series; cannot place it")
+            position = (np.asarray(reference.origin_mm, dtype=float)
+                        + direction[:, 2] * dz * k)
+        row = iop[:3] if iop is not None else direction[:, 0]
+        col = iop[3:] if iop is not None else direction[:, 1]
+        planes.append(_Plane(
+            position=position, row_cosine=row / np.linalg.norm(row),
+            col_cosine=col / np.linalg.norm(col),
+            pixel_spacing=(float(spacing[0]), float(spacing[1])) if spacing is not None
+            else (float(dy), float(dx)),
+            spacing_between_slices=float(between) if between not in (None, "")
+            and float(between) > 0 else None))
+    return planes
+
+
+def _slices_of_frames(frames: list[int], planes: list[_Plane], reference: Volume,
+                      what: str) -> dict[int, list[int]]:
+    """Reference slice index -> the frames that fall on it (nearest neighbour along z).
+
+    Each frame is placed by its own position along the image's slice normal, so frames
+    left out (empty ones) leave their slices empty instead of shifting the others.
+    """
+    nz = reference.shape[0]
+    dz = float(reference.spacing_mm[0])
+    normal = np.asarray(reference.direction, dtype=float)[:, 2]
+    origin = np.asarray(reference.origin_mm, dtype=float)
     for f in frames:
-        g = geoms[f]
-        if (np.abs(g.row_cosine - g0.row_cosine).max() > 1e-3
-                or np.abs((g.position - origin) @ g0.row_cosine) > 0.05 * g0.pixel_spacing[1]
-                or np.abs((g.position - origin) @ g0.col_cosine) > 0.05 * g0.pixel_spacing[0]):
-            raise MaskError(f"{what}: frames of one segment are not aligned (mixed orientation "
-                            f"or in-plane offsets)")
-    stack = np.zeros((round(k.max()) + 1, *pixels.shape[1:]), dtype=bool)
-    for f, kk in zip(frames, np.round(k).astype(int), strict=True):
-        stack[kk] |= pixels[f]
-    affine = index_affine(origin, np.column_stack([g0.row_cosine, g0.col_cosine, normal]),
-                          (step, *g0.pixel_spacing))
-    return stack, affine
+        p = planes[f]
+        if abs(abs(float(np.cross(p.row_cosine, p.col_cosine) @ normal)) - 1.0) > 1e-3:
+            raise MaskError(f"{what}: frame {f + 1} is not parallel to the image slices; "
+                            "expected a segmentation drawn on the image series' planes")
+    z = np.array([(planes[f].position - origin) @ normal for f in frames])  # mm along normal
+    on_grid = np.abs(z / dz - np.round(z / dz)).max() <= 0.1
+    given = next((planes[f].spacing_between_slices for f in frames
+                  if planes[f].spacing_between_slices), None)
+    if on_grid and (given is None or given <= 1.5 * dz):
+        step = dz
+    elif given is not None:
+        step = given
+    else:
+        raise MaskError(f"{what}: its frames lie between the image's slices (at "
+                        f"{np.round(np.sort(z), 2).tolist()[:8]} mm along the normal, slices "
+                        f"every {dz:g} mm) and it gives no Spacing Between Slices (0018,0088); "
+                        "cannot tell which slices they cover")
+    z0 = float(z.min())
+    index = (z - z0) / step
+    if np.abs(index - np.round(index)).max() > 0.1:
+        raise MaskError(f"{what}: frames of one segment are not on a regular grid along the "
+                        f"slice normal (positions {np.round(np.sort(z), 2).tolist()[:8]} mm, "
+                        f"step {step:g} mm)")
+    by_index: dict[int, list[int]] = {}
+    for f, t in zip(frames, np.round(index).astype(int), strict=True):
+        by_index.setdefault(int(t), []).append(f)
+    out: dict[int, list[int]] = {}
+    for k in range(nz):
+        t = int(np.floor((k * dz - z0) / step + 0.5))  # ties go up, as in resample_nearest
+        if t in by_index:
+            out[k] = by_index[t]
+    return out
+
+
+def _place_frames(frames: list[int], pixels: np.ndarray, planes: list[_Plane],
+                  reference: Volume, what: str) -> np.ndarray:
+    """The frames' pixels on ``reference``'s grid: each frame on the slice its position
+    names, sampled in-plane nearest neighbour through its own pixel grid."""
+    nz, ny, nx = reference.shape
+    dz, dy, dx = (float(v) for v in reference.spacing_mm)
+    direction = np.asarray(reference.direction, dtype=float)
+    origin = np.asarray(reference.origin_mm, dtype=float)
+    out = np.zeros((nz, ny, nx), dtype=bool)
+    jj, ii = np.mgrid[0:ny, 0:nx]
+    rows, cols = pixels.shape[1:]
+    for k, fs in _slices_of_frames(frames, planes, reference, what).items():
+        corner = origin + direction[:, 2] * dz * k
+        for f in fs:
+            p = planes[f]
+            rel = corner - p.position
+            u = ((rel @ p.row_cosine) + ii * (dx * direction[:, 0] @ p.row_cosine)
+                 + jj * (dy * direction[:, 1] @ p.row_cosine)) / p.pixel_spacing[1]
+            v = ((rel @ p.col_cosine) + ii * (dx * direction[:, 0] @ p.col_cosine)
+                 + jj * (dy * direction[:, 1] @ p.col_cosine)) / p.pixel_spacing[0]
+            ui = np.floor(u + 0.5).astype(np.intp)
+            vi = np.floor(v + 0.5).astype(np.intp)
+            ok = (ui >= 0) & (ui < cols) & (vi >= 0) & (vi < rows)
+            out[k][ok] |= pixels[f][vi[ok], ui[ok]].astype(bool)
+    return out
+
+
+def _seg_pixels(ds: Dataset, what: str) -> np.ndarray:
+    """The SEG's frames ``[frame, row, column]``, or MaskError naming why they cannot be
+    decoded (pixel handlers raise RuntimeError, NotImplementedError ... for bad data)."""
+    try:
+        pixels = ds.pixel_array
+    except Exception as e:  # any decoder failure is a property of this file
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        named = f" ({syntax.name})" if syntax is not None and hasattr(syntax, "name") else ""
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise MaskError(f"{what}: cannot decode its pixel data{named}: "
+                        f"{type(e).__name__}: {first}") from e
+    return pixels[None] if pixels.ndim == 2 else pixels
 
 
 def _read_seg(ds: Dataset, reference: Volume, what: str) -> dict[str, np.ndarray]:
@@ -228,13 +382,14 @@ def _read_seg(ds: Dataset, reference: Volume, what: str) -> dict[str, np.ndarray
     except (ValueError, AttributeError, KeyError, TypeError) as e:
         raise MaskError(f"{what}: not a valid DICOM SEG ({e})") from e
     _check_frame_of_reference(ds, reference, what)
-    pixels = ds.pixel_array
-    if pixels.ndim == 2:
-        pixels = pixels[None]
+    pixels = _seg_pixels(ds, what)
     seg_type = str(ds.get("SegmentationType", "BINARY")).upper()
     if seg_type == "FRACTIONAL":
         pixels = pixels >= 0.5 * float(ds.get("MaximumFractionalValue", 255) or 255)
-    geoms = functional_group_geometry(ds)
+    planes = _seg_planes(ds, reference, what)
+    if len(planes) != pixels.shape[0]:
+        raise MaskError(f"{what}: {pixels.shape[0]} frames of pixel data for {len(planes)} "
+                        "frames of functional groups")
     per_frame = ds.PerFrameFunctionalGroupsSequence
     shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
     masks: dict[str, np.ndarray] = {}
@@ -255,11 +410,10 @@ def _read_seg(ds: Dataset, reference: Volume, what: str) -> dict[str, np.ndarray
                          or (shared.get("SegmentIdentificationSequence") if shared else None))
                 if ident and int(ident[0].ReferencedSegmentNumber) == number:
                     frames.append(i)
-            seg_pixels = pixels.astype(bool)
+            seg_pixels = pixels
         if not frames:
             continue
-        stack, affine = _seg_stack(frames, seg_pixels, geoms, f"{what} segment {number}")
-        mask = resample_nearest(stack, affine, reference)
+        mask = _place_frames(frames, seg_pixels, planes, reference, f"{what} segment {number}")
         masks[structure] = masks[structure] | mask if structure in masks else mask
     return masks
 
@@ -304,45 +458,6 @@ def _read_rtstruct(ds: Dataset, reference: Volume, what: str) -> dict[str, np.nd
     return masks
 
 
-# --------------------------------------------------------------------------- NIfTI
-def _read_nifti(raw: bytes, reference: Volume, what: str, name: str | None,
-                labels: dict[int, str] | None, limits: IngestLimits) -> dict[str, np.ndarray]:
-    import nibabel as nib
-
-    if raw[:2] == b"\x1f\x8b":
-        raw = bounded_inflate(raw, limits.max_inflated_bytes, wbits=16 + 15, what=what)
-    try:
-        cls = nib.Nifti2Image if raw[4:8] in (b"n+2\0", b"ni2\0") else nib.Nifti1Image
-        img = cls.from_bytes(raw)
-        data = np.asanyarray(img.dataobj)
-    except Exception as e:  # nibabel raises many types for a bad header
-        raise MaskError(f"{what}: not a readable NIfTI file ({e})") from e
-    while data.ndim > 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise MaskError(f"{what}: NIfTI label map has shape {data.shape}; expected 3-D")
-    values = [int(v) for v in np.unique(data) if v != 0]
-    if labels is None:
-        stem = Path(name or "").name.split(".")[0] if name else ""
-        if len(values) <= 1 and canonical_structure(stem):
-            labels = dict.fromkeys(values, stem)
-        else:
-            raise MaskError(f"{what}: NIfTI label map with labels {values} but no label names: "
-                            f"pass labels={{value: name}} (or name a binary mask after its "
-                            f"structure, e.g. liver.nii.gz)")
-    # NIfTI voxel (i, j, k) -> RAS mm; LPS = diag(-1, -1, 1) RAS; array [i, j, k] -> [k, j, i]
-    affine = _RAS_TO_LPS @ img.affine
-    src = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))
-    masks: dict[str, np.ndarray] = {}
-    for value, label in labels.items():
-        structure = canonical_structure(label)
-        if structure is None:
-            continue
-        mask = resample_nearest(src == value, affine, reference)
-        masks[structure] = masks[structure] | mask if structure in masks else mask
-    return masks
-
-
 def read_mask(data: bytes | Path, fmt: str, reference: Volume, ref_datasets=None, *,
               name: str | None = None, labels: dict[int, str] | None = None,
               limits: IngestLimits | None = None) -> MaskSet:
@@ -382,7 +497,9 @@ def read_mask(data: bytes | Path, fmt: str, reference: Volume, ref_datasets=None
     limits = limits or IngestLimits()
     try:
         if fmt == "nifti":
-            masks = _read_nifti(raw, reference, what, name, labels, limits)
+            from analytics.ingest.nifti_masks import read_nifti  # it imports this module
+
+            masks = read_nifti(raw, reference, what, name, labels, limits)
         elif fmt in ("seg", "rtstruct"):
             ds = pydicom.dcmread(io.BytesIO(raw))
             masks = (_read_seg if fmt == "seg" else _read_rtstruct)(ds, reference, what)

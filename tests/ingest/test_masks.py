@@ -15,6 +15,7 @@ from pydicom.uid import generate_uid
 
 from analytics.errors import MaskError
 from analytics.ingest.masks import (
+    STRUCTURES,
     SYNONYMS,
     canonical_structure,
     mask_references,
@@ -311,5 +312,7 @@ def test_generic_vessel_code_in_the_liver_region():
 
 
 def test_synonym_table_maps_only_to_canonical_names():
-    assert set(SYNONYMS.values()) == {"liver", "spleen", "liver_vessels", "lesion"}
+    assert set(SYNONYMS.values()) == set(STRUCTURES) == {
+        "liver", "spleen", "liver_vessels", "lesion", "portal_splenic_vein",
+        "inferior_vena_cava", "aorta"}
     assert codes.SCT.Liver.value == "10200004" and codes.SCT.Spleen.value == "78961009"

@@ -58,7 +58,7 @@ SYNONYMS: dict[str, str] = {
     "SCT:8993003": LIVER_VESSELS, "SRT:T-48720": LIVER_VESSELS,  # hepatic vein
     "SCT:76015000": LIVER_VESSELS, "SRT:T-46420": LIVER_VESSELS,  # hepatic artery
     # vessel trunks outside the liver (TotalSegmentator names them so); never liver vessels
-    "portal vein and splenic vein": PORTAL_SPLENIC_VEIN, "portal and splenic vein":
+    "portal splenic vein": PORTAL_SPLENIC_VEIN, "portal vein and splenic vein": PORTAL_SPLENIC_VEIN, "portal and splenic vein":
         PORTAL_SPLENIC_VEIN, "portal and splenic veins": PORTAL_SPLENIC_VEIN,
     "splenic vein": PORTAL_SPLENIC_VEIN, "splenoportal axis": PORTAL_SPLENIC_VEIN,
     "SCT:35819009": PORTAL_SPLENIC_VEIN, "SRT:T-48890": PORTAL_SPLENIC_VEIN,  # splenic vein

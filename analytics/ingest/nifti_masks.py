@@ -168,7 +168,8 @@ def structure_labels(nm: NiftiMask, name: str | None, labels: Mapping[int, str] 
         return dict.fromkeys(values or [1], stem)
     table = dict(labels) if labels else dict(nm.extension_labels)
     if not table:
-        raise MaskError(f"{what}: NIfTI label map with labels {values} but no label names: "
+        shown = f"{values[:12]}"[:-1] + (", ...]" if len(values) > 12 else "]")
+        raise MaskError(f"{what}: NIfTI label map with labels {shown} but no label names: "
                         f"pass a label table (e.g. --labels 5=liver,1=spleen or "
                         f"--labels totalsegmentator-v2), or name a binary mask after its "
                         f"structure (e.g. liver.nii.gz)")
@@ -176,7 +177,7 @@ def structure_labels(nm: NiftiMask, name: str | None, labels: Mapping[int, str] 
     if not used:
         raise MaskError(f"{what}: none of its labels names a structure HepaTrack reads "
                         f"(liver, spleen, liver vessels, lesion, vessel trunks, aorta); "
-                        f"labels found: {values[:12]}")
+                        f"labels found: {values[:12]}{' ...' if len(values) > 12 else ''}")
     return used
 
 

@@ -26,7 +26,7 @@ from analytics.ingest.commit import clean_stale_staging, fingerprint
 from analytics.ingest.deid import Deidentifier
 from analytics.ingest.dicomweb import RetrievedSeries, fetch, is_dicomweb_url, redact_url
 from analytics.ingest.findings import Rejection
-from analytics.ingest.link_masks import count_masks, ingest_mask
+from analytics.ingest.link_masks import SeriesVolumes, count_masks, ingest_mask
 from analytics.ingest.prepare import SeriesJob, ingest_series
 from analytics.ingest.reader import ParsedInstance, SafeParser
 from analytics.ingest.sources import SourceItem, iter_local_source, iter_upload
@@ -196,7 +196,8 @@ def reload(entry: BatchEntry) -> ParsedInstance:
         data = entry.item.read()
     except (OSError, HepaTrackError) as e:
         raise IngestError(f"{entry.parsed.name}: cannot read it again ({e})") from e
-    data, _ = zero_preamble(data)
+    if entry.parsed.kind != "nifti":  # a NIfTI file's first 128 bytes are its header
+        data, _ = zero_preamble(data)
     if fingerprint(data) != (entry.content_sha256, entry.meta_sha256):
         raise IngestError(f"{entry.parsed.name}: the file changed while it was being ingested")
     return dataclasses.replace(entry.parsed, data=data)
@@ -204,7 +205,8 @@ def reload(entry: BatchEntry) -> ParsedInstance:
 
 def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
          progress: Progress | None, deidentify: bool | None, user: Actor | str | None,
-         what: str, parser: SafeParser | None) -> IngestReport:
+         what: str, parser: SafeParser | None,
+         labels: dict[int, str] | None = None) -> IngestReport:
     deid = settings.deidentify if deidentify is None else bool(deidentify)
     settings.ensure_home()
     actor = _actor(user)
@@ -223,9 +225,10 @@ def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
                 progress(f"storing series {n} of {len(jobs)}", n / max(1, len(jobs)))
             job = SeriesJob(entries=entries, pacs=batch.pacs_series.get(_key))
             ingest_series(job, settings, store, deidentifier, report, deid=deid, reload=reload)
+        volumes = SeriesVolumes(store, settings)
         for entry in batch.masks:
             ingest_mask(entry, settings, store, deidentifier, report, deid=deid, reload=reload,
-                        batch_series=batch.series)
+                        batch_series=batch.series, labels=labels, volumes=volumes)
         count_masks(store, report)
     except BaseException as e:
         with contextlib.suppress(HepaTrackError):
@@ -253,8 +256,8 @@ def _actor(user: Actor | str | None) -> Actor:
 
 def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, *,
                    progress: Progress | None = None, deidentify: bool | None = None,
-                   user: Actor | str | None = None, parser: SafeParser | None = None
-                   ) -> IngestReport:
+                   user: Actor | str | None = None, parser: SafeParser | None = None,
+                   labels: dict[int, str] | None = None) -> IngestReport:
     """Ingest DICOM files, folders, zip archives and DICOMweb study/series URLs.
 
     Parameters
@@ -272,6 +275,9 @@ def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, 
     parser
         A running :class:`SafeParser` pool to reuse (a long-lived app); one is started
         and stopped for this call when None.
+    labels
+        NIfTI label value -> structure name for the label maps of this batch
+        (``analytics.ingest.nifti_masks.parse_label_table`` reads the user's text).
 
     Returns
     -------
@@ -289,13 +295,13 @@ def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, 
 
     kinds = sorted({"dicomweb" if is_dicomweb_url(s) else "path" for s in sources})
     return _run(settings, store, feed, progress=progress, deidentify=deidentify, user=user,
-                what="+".join(kinds) or "nothing", parser=parser)
+                what="+".join(kinds) or "nothing", parser=parser, labels=labels)
 
 
 def ingest_uploads(files: list[tuple[str, bytes]], settings: Settings, store: Store, *,
                    progress: Progress | None = None, deidentify: bool | None = None,
-                   user: Actor | str | None = None, parser: SafeParser | None = None
-                   ) -> IngestReport:
+                   user: Actor | str | None = None, parser: SafeParser | None = None,
+                   labels: dict[int, str] | None = None) -> IngestReport:
     """Ingest in-memory uploads ``[(file name, bytes)]`` (single files or zip archives).
 
     Same contract as :func:`ingest_sources`; names are for display only.
@@ -305,4 +311,4 @@ def ingest_uploads(files: list[tuple[str, bytes]], settings: Settings, store: St
             batch.add_upload(name, data)
 
     return _run(settings, store, feed, progress=progress, deidentify=deidentify, user=user,
-                what="upload", parser=parser)
+                what="upload", parser=parser, labels=labels)

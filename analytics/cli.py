@@ -80,6 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true")
     s.add_argument("--no-deidentify", action="store_true",
                    help="store identifiers as received (research sites with consent only)")
+    s.add_argument("--labels", metavar="TABLE", default=None,
+                   help="label names of NIfTI label maps: value=name pairs (5=liver,1=spleen) "
+                        "or totalsegmentator-v1 / -v2 / -mr / -liver-vessels")
 
     s = sub.add_parser("features", help="extract imaging biomarkers")
     g = s.add_mutually_exclusive_group(required=True)

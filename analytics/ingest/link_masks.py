@@ -139,7 +139,7 @@ def _decodes(mask: MaskToStore, volumes: SeriesVolumes, report: IngestReport) ->
         return True
     try:
         decode_mask(mask.data, mask.format, volume, volumes.settings,
-                    segments=mask.segments, name=None)
+                    segments=mask.segments, name=mask.name)
     except HepaTrackError as ex:
         report.rejected.append(Rejection(mask.name, f"mask rejected: {ex}"))
         return False

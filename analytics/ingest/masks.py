@@ -58,8 +58,9 @@ SYNONYMS: dict[str, str] = {
     "SCT:8993003": LIVER_VESSELS, "SRT:T-48720": LIVER_VESSELS,  # hepatic vein
     "SCT:76015000": LIVER_VESSELS, "SRT:T-46420": LIVER_VESSELS,  # hepatic artery
     # vessel trunks outside the liver (TotalSegmentator names them so); never liver vessels
-    "portal splenic vein": PORTAL_SPLENIC_VEIN, "portal vein and splenic vein": PORTAL_SPLENIC_VEIN, "portal and splenic vein":
-        PORTAL_SPLENIC_VEIN, "portal and splenic veins": PORTAL_SPLENIC_VEIN,
+    "portal splenic vein": PORTAL_SPLENIC_VEIN,
+    "portal vein and splenic vein": PORTAL_SPLENIC_VEIN,
+    "portal and splenic vein": PORTAL_SPLENIC_VEIN, "portal and splenic veins": PORTAL_SPLENIC_VEIN,
     "splenic vein": PORTAL_SPLENIC_VEIN, "splenoportal axis": PORTAL_SPLENIC_VEIN,
     "SCT:35819009": PORTAL_SPLENIC_VEIN, "SRT:T-48890": PORTAL_SPLENIC_VEIN,  # splenic vein
     "inferior vena cava": INFERIOR_VENA_CAVA, "ivc": INFERIOR_VENA_CAVA,
@@ -368,7 +369,7 @@ def _seg_pixels(ds: Dataset, what: str) -> np.ndarray:
     except Exception as e:  # any decoder failure is a property of this file
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         named = f" ({syntax.name})" if syntax is not None and hasattr(syntax, "name") else ""
-        first = (str(e).splitlines() or [""])[0][:200]
+        first = " ".join(line.strip() for line in str(e).splitlines() if line.strip())[:300]
         raise MaskError(f"{what}: cannot decode its pixel data{named}: "
                         f"{type(e).__name__}: {first}") from e
     return pixels[None] if pixels.ndim == 2 else pixels

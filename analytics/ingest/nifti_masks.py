@@ -167,6 +167,10 @@ def structure_labels(nm: NiftiMask, name: str | None, labels: Mapping[int, str] 
     if len(values) <= 1 and canonical_structure(stem):
         return dict.fromkeys(values or [1], stem)
     table = dict(labels) if labels else dict(nm.extension_labels)
+    if not table and len(values) <= 1 and stem:
+        raise MaskError(f"{what}: a binary mask named {stem!r}, which is not a structure "
+                        "HepaTrack reads (liver, spleen, liver vessels, lesion, portal and "
+                        "splenic vein, inferior vena cava, aorta); not stored")
     if not table:
         shown = f"{values[:12]}"[:-1] + (", ...]" if len(values) > 12 else "]")
         raise MaskError(f"{what}: NIfTI label map with labels {shown} but no label names: "
@@ -234,8 +238,8 @@ def read_nifti(raw: bytes, reference: Volume, what: str, name: str | None,
     table = structure_labels(nm, name, labels, what)
     ref_affine, ref_shape = volume_grid(reference)
     if not same_field_of_view(nm.affine_lps, nm.shape_ijk, ref_affine, ref_shape):
-        raise MaskError(f"{what}: its grid ({describe_grid(nm.affine_lps, nm.shape_ijk, nm.axcodes)}) "
-                        f"does not cover the image series' grid "
+        mine = describe_grid(nm.affine_lps, nm.shape_ijk, nm.axcodes)
+        raise MaskError(f"{what}: its grid ({mine}) does not cover the image series' grid "
                         f"({describe_grid(ref_affine, ref_shape)}); expected a mask of this "
                         f"series")
     masks: dict[str, np.ndarray] = {}

@@ -21,6 +21,7 @@ from pydicom.dataset import Dataset
 
 from analytics.config import IngestLimits
 from analytics.errors import HepaTrackError, MaskError
+from analytics.ingest.header import SEG_SOP_CLASSES
 from analytics.ingest.resample import index_affine
 from analytics.ingest.volume import MaskSet, Volume
 
@@ -376,12 +377,10 @@ def _seg_pixels(ds: Dataset, what: str) -> np.ndarray:
 
 
 def _read_seg(ds: Dataset, reference: Volume, what: str) -> dict[str, np.ndarray]:
-    import highdicom as hd
-
-    try:
-        seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
-    except (ValueError, AttributeError, KeyError, TypeError) as e:
-        raise MaskError(f"{what}: not a valid DICOM SEG ({e})") from e
+    # read here rather than through highdicom, which needs Plane Position in every frame
+    if str(ds.get("SOPClassUID", "")) not in SEG_SOP_CLASSES or not ds.get("SegmentSequence"):
+        raise MaskError(f"{what}: not a valid DICOM SEG (expected a Segmentation SOP Class "
+                        "with a Segment Sequence (0062,0002))")
     _check_frame_of_reference(ds, reference, what)
     pixels = _seg_pixels(ds, what)
     seg_type = str(ds.get("SegmentationType", "BINARY")).upper()
@@ -394,7 +393,7 @@ def _read_seg(ds: Dataset, reference: Volume, what: str) -> dict[str, np.ndarray
     per_frame = ds.PerFrameFunctionalGroupsSequence
     shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
     masks: dict[str, np.ndarray] = {}
-    for desc in seg.SegmentSequence:
+    for desc in ds.SegmentSequence:
         number = int(desc.SegmentNumber)
         structure = canonical_structure(
             str(desc.get("SegmentLabel", "")), _code_of(desc.get("SegmentedPropertyTypeCodeSequence")),

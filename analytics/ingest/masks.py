@@ -1,10 +1,15 @@
 """Delivered segmentations (DICOM SEG, RTSTRUCT, NIfTI) as masks on an image volume's grid.
 
 Segment names and codes map to HepaTrack's canonical structures (``liver``, ``spleen``,
-``liver_vessels``, ``lesion``) through ONE table, :data:`SYNONYMS`. Masks are matched to
-their image series by references and FrameOfReferenceUID, and resampled nearest-neighbour
-in patient space when their grid differs from the image's. NIfTI is RAS+, DICOM is LPS:
-the NIfTI affine is flipped in x and y before use.
+``liver_vessels``, ``lesion``, and the vessel trunks ``portal_splenic_vein`` and
+``inferior_vena_cava`` and the ``aorta``) through ONE table, :data:`SYNONYMS`. Masks are
+matched to their image series by references and FrameOfReferenceUID.
+
+Every SEG frame is placed by its own Per-frame Functional Groups: its Plane Position (or,
+without one, the image slice its Derivation Image names) maps it straight to a slice of
+the image volume, and its pixels are sampled nearest-neighbour in the plane. Frames left
+out (most writers omit empty ones) leave their slices empty; the slice step is never
+inferred from the frames present. NIfTI masks are read in :mod:`analytics.ingest.nifti_masks`.
 """
 
 from __future__ import annotations
@@ -488,8 +493,9 @@ def read_mask(data: bytes | Path, fmt: str, reference: Volume, ref_datasets=None
     Raises
     ------
     MaskError
-        Unreadable file, different FrameOfReferenceUID, irregular or non-planar geometry,
-        NIfTI labels without names.
+        Unreadable file or undecodable pixel data, different FrameOfReferenceUID, frames
+        that cannot be placed on the image's slices, NIfTI labels without names or a NIfTI
+        grid that does not cover the image's field of view.
     """
     del ref_datasets
     what = name or f"{fmt} mask"

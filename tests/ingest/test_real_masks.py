@@ -320,3 +320,26 @@ def test_a_stored_mask_that_fails_is_reported_and_not_replaced_by_automatic_segm
     assert liver["flags"]["reason"].startswith("no liver mask: the delivered mask failed (")
     assert "cannot decode its pixel data (RLE Lossless)" in liver["flags"]["reason"]
     assert "automatic segmentation is not used in its place" in result["warnings"][0]
+
+
+@pytest.mark.parametrize("table", ["totalsegmentator-v1", "totalsegmentator-v2"])
+def test_totalsegmentator_v1_and_v2_class_ids_name_the_same_structures(store, settings,
+                                                                       upload, table):
+    from analytics.ingest.nifti_masks import TOTALSEGMENTATOR_LABELS
+
+    img = _label_map()
+    v2 = np.asanyarray(img.dataobj)
+    by_name = {name: v for v, name in TOTALSEGMENTATOR_LABELS[table].items()}
+    relabelled = np.zeros_like(v2)
+    for value, name in TOTAL_V2.items():  # the published v2 map, written with the table's ids
+        relabelled[v2 == value] = by_name[name]
+    data = _nifti_bytes(nib.Nifti1Image(relabelled, img.affine))
+    report = upload([*nifti_ct_as_dicom(), ("seg.nii.gz", data)],
+                    labels=parse_label_table(table))
+    assert report.rejected == [] and report.masks == 1
+    ml = _volumes_ml(store, settings, report)
+    voxel_ml = 27.0 / 1000.0  # 3 mm voxels
+    assert ml == {
+        "liver": SM["liver"], "spleen": SM["spleen"],
+        **{k: round(float(np.count_nonzero(v2 == v)) * voxel_ml, 1)
+           for k, v in (("aorta", 52), ("inferior_vena_cava", 63), ("portal_splenic_vein", 64))}}

@@ -514,6 +514,6 @@ def read_mask(data: bytes | Path, fmt: str, reference: Volume, ref_datasets=None
     except HepaTrackError as e:
         raise MaskError(str(e)) from e
     except (pydicom.errors.InvalidDicomError, AttributeError, KeyError, ValueError,
-            gzip.BadGzipFile) as e:
+            IndexError, TypeError, gzip.BadGzipFile) as e:  # malformed elements of this file
         raise MaskError(f"{what}: cannot read {fmt} ({e})") from e
     return MaskSet(masks=masks, source=fmt)

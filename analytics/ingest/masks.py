@@ -337,6 +337,10 @@ def _slices_of_frames(frames: list[int], planes: list[_Plane], reference: Volume
         t = int(np.floor((k * dz - z0) / step + 0.5))  # ties go up, as in resample_nearest
         if t in by_index:
             out[k] = by_index[t]
+    if not out:
+        raise MaskError(f"{what}: none of its frames lies on the image series' slices (frames "
+                        f"{z.min():.1f}..{z.max():.1f} mm along the normal, slices 0.0.."
+                        f"{(nz - 1) * dz:.1f} mm from the first); expected a mask of this series")
     return out
 
 

@@ -210,6 +210,19 @@ def test_seg_frames_between_the_image_slices_need_their_slice_spacing(lesion_ct)
         read_mask(to_bytes(ds), "seg", vol)
 
 
+def test_seg_frames_beyond_the_image_slices_are_refused(lesion_ct):
+    datasets, vol = lesion_ct
+    ds = pydicom.dcmread(io.BytesIO(seg_bytes(datasets, {"Tumor": _two_lesions()})))
+    for fg in ds.PerFrameFunctionalGroupsSequence:
+        pos = fg.PlanePositionSequence[0]
+        pos.ImagePositionPatient = [*pos.ImagePositionPatient[:2],
+                                    float(pos.ImagePositionPatient[2]) + 200.0]
+    with pytest.raises(MaskError, match=r"none of its frames lies on the image series' slices "
+                                        r"\(frames 212\.0\.\.232\.0 mm along the normal, "
+                                        r"slices 0\.0\.\.44\.0 mm"):
+        read_mask(to_bytes(ds), "seg", vol)
+
+
 # --------------------------------------------------------------------------- RTSTRUCT
 def _grid(shape=(4, 32, 32)) -> Volume:
     return Volume(array=np.zeros(shape, np.float32), spacing_mm=(1.0, 1.0, 1.0),

@@ -15,7 +15,6 @@ inferred from the frames present. NIfTI masks are read in :mod:`analytics.ingest
 from __future__ import annotations
 
 import gzip
-import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,7 @@ from pydicom.dataset import Dataset
 
 from analytics.config import IngestLimits
 from analytics.errors import HepaTrackError, MaskError
-from analytics.ingest.header import SEG_SOP_CLASSES
+from analytics.ingest.header import SEG_SOP_CLASSES, parse_dicom
 from analytics.ingest.resample import index_affine
 from analytics.ingest.volume import MaskSet, Volume
 
@@ -511,7 +510,8 @@ def read_mask(data: bytes | Path, fmt: str, reference: Volume, ref_datasets=None
 
             masks = read_nifti(raw, reference, what, name, labels, limits)
         elif fmt in ("seg", "rtstruct"):
-            ds = pydicom.dcmread(io.BytesIO(raw))
+            # the vetted parser (inflation bounded, never force), not a bare dcmread
+            ds = parse_dicom(raw, limits, stop_before_pixels=False).dataset
             masks = (_read_seg if fmt == "seg" else _read_rtstruct)(ds, reference, what)
         else:
             raise MaskError(f"{what}: unknown mask format {fmt!r}; expected seg, rtstruct or nifti")

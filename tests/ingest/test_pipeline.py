@@ -238,6 +238,17 @@ def test_nifti_mask_without_a_matching_series_is_rejected_naming_both_grids(tmp_
     assert "16x16x3 voxels of 0.8x0.8x2.5 mm" in rej.reason  # the series' grid
 
 
+def test_nifti_mask_over_two_series_of_the_same_grid_is_rejected(tmp_path, run):
+    study = SampleStudy()
+    folder = write_folder(tmp_path / "src", ct_series(study, 3) + ct_series(study, 3, seed=1))
+    (folder / "liver.nii.gz").write_bytes(_nifti((16, 16, 3)))
+    report = run([folder])
+    assert report.series_ingested == 2 and report.masks == 0
+    (rej,) = report.rejected
+    assert rej.file == "liver.nii.gz"
+    assert "2 image series of this batch cover the same field of view" in rej.reason
+
+
 def test_mask_arriving_after_its_series_links_to_the_stored_series(tmp_path, store, run):
     images = ct_series(SampleStudy(), 3)
     run([write_folder(tmp_path / "img", images)])

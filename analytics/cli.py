@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--patient", metavar="ID", default=None,
                    help="Patient ID for images whose Patient ID (0010,0020) is empty "
                         "(without it they are refused); never overrides a file's own")
+    s.add_argument("--labels", metavar="TABLE", default=None,
+                   help="label names of NIfTI label maps: value=name pairs (5=liver,1=spleen) "
+                        "or totalsegmentator-v1 / -v2 / -mr / -liver-vessels")
 
     s = sub.add_parser("features", help="extract imaging biomarkers")
     g = s.add_mutually_exclusive_group(required=True)

@@ -66,6 +66,12 @@ with upload_tab:
     folder = right.file_uploader("A folder", accept_multiple_files="directory",
                                  key=key(INGEST, "folder"))
     chosen = list(files or []) + list(folder or [])
+    label_text = st.text_input(
+        "NIfTI label table (label maps only)", key=key(INGEST, "labels"),
+        placeholder="5=liver,1=spleen  or  totalsegmentator-v2",
+        help="Which value of a NIfTI label map is which structure. Not needed for binary "
+             "masks named after their structure (liver.nii.gz) or for TotalSegmentator "
+             "files that carry their own label table.")
     extract = st.checkbox("Extract imaging biomarkers afterwards", value=True,
                           key=key(INGEST, "extract"))
     assign = st.text_input("Patient ID for files without one", key=key(INGEST, "assign"),
@@ -74,11 +80,16 @@ with upload_tab:
                                 "A file's own Patient ID is never replaced.")
     if st.button(f"Ingest {len(chosen)} file(s)", type="primary", disabled=busy or not chosen,
                  key=key(INGEST, "go"), icon=":material/upload:"):
-        # read the bytes here: upload objects belong to the script thread
-        payload = [(f.name, f.getvalue()) for f in chosen]
-        start_job("Ingest", lambda job: ingest_view.ingest_uploads_job(
-            job, ctx.store, ctx.settings, who, payload, extract=extract,
-            assign_patient=assign.strip() or None))
+        try:
+            labels = ingest_view.label_table(label_text)
+        except HepaTrackError as err:
+            shell.show_error(err)
+        else:
+            # read the bytes here: upload objects belong to the script thread
+            payload = [(f.name, f.getvalue()) for f in chosen]
+            start_job("Ingest", lambda job: ingest_view.ingest_uploads_job(
+                job, ctx.store, ctx.settings, who, payload, extract=extract, labels=labels,
+                assign_patient=assign.strip() or None))
 
 with pacs_tab:
     endpoints = {p.name: p for p in ctx.settings.pacs}

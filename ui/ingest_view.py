@@ -75,13 +75,28 @@ def _new_complete(report) -> list[str]:
             if s.get("status") == "complete" and not s.get("already_stored")]
 
 
+def label_table(text: str | None) -> dict[int, str] | None:
+    """The NIfTI label table typed on the page (``5=liver,1=spleen`` or a table name).
+
+    Raises
+    ------
+    MaskError
+        If the text is not such a table (the message says what was expected).
+    """
+    from analytics.ingest.nifti_masks import parse_label_table
+
+    return parse_label_table(text)
+
+
 def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
                        files: list[tuple[str, bytes]], *, extract: bool = True,
-                       assign_patient: str | None = None) -> dict[str, Any]:
+                       assign_patient: str | None = None,
+                       labels: dict[int, str] | None = None) -> dict[str, Any]:
     """Ingest uploaded files (audited ``upload``), then extract features of new series.
 
     ``assign_patient`` files images whose Patient ID is empty under that ID (the user's
-    explicit choice; a file's own Patient ID always wins).
+    explicit choice; a file's own Patient ID always wins); ``labels`` names the values of
+    NIfTI label maps in the upload (see :func:`label_table`).
     """
     from analytics.ingest.pipeline import ingest_uploads
 
@@ -96,7 +111,7 @@ def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
     detail = {"files": len(files), "bytes": size, "patient_assigned": bool(assign_patient)}
     with audit.audited(store, actor, "upload", detail=detail):
         report = ingest_uploads(files, settings, store, progress=progress, user=actor,
-                                assign_patient=assign_patient)
+                                assign_patient=assign_patient, labels=labels)
     for s in report.series:
         job.log(f"series …{s['series_uid'][-12:]}: {s.get('slices')} slices, "
                 f"{'already stored' if s.get('already_stored') else s.get('status')}")

@@ -1,4 +1,4 @@
-"""``hepatrack ingest SOURCE... [--json] [--no-deidentify] [--patient ID]``.
+"""``hepatrack ingest SOURCE... [--json] [--no-deidentify] [--patient ID] [--labels TABLE]``.
 
 Exit 0 when anything was ingested or was already stored; 2 when everything was refused
 (or nothing was found), with one line on stderr saying why.
@@ -11,6 +11,7 @@ import sys
 
 from analytics.cli import EXIT_BAD_INPUT, EXIT_OK, CommandResult, command
 from analytics.config import Settings
+from analytics.ingest.nifti_masks import parse_label_table
 from analytics.ingest.pipeline import IngestReport, ingest_sources
 from analytics.ingest.stacks import listing
 from analytics.store import open_store
@@ -40,11 +41,12 @@ def _summary(report: IngestReport) -> str:
 @command("ingest")
 def run(args: argparse.Namespace, settings: Settings) -> CommandResult:
     """Ingest the sources into the store named by the settings."""
+    labels = parse_label_table(getattr(args, "labels", None))  # a bad table stops here: exit 2
     store = open_store(settings)
     try:
         report = ingest_sources(list(args.sources), settings, store,
                                 deidentify=False if args.no_deidentify else None,
-                                assign_patient=args.patient)
+                                assign_patient=args.patient, labels=labels)
     finally:
         store.dispose()
     code = EXIT_OK if report.anything_stored else EXIT_BAD_INPUT

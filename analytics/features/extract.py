@@ -3,7 +3,9 @@
 Pure: no store, no files. The batch runner (``analytics.features.batch``) loads series and
 writes the results. Masks that come with the series come first; an organ without a
 delivered mask is segmented automatically (CT only) and every feature that depends on it
-is flagged ``automatic_segmentation``.
+is flagged ``automatic_segmentation``. When a delivered mask of the series could not be
+read (``volume.meta["mask_errors"]``), nothing is segmented in its place: the features
+that needed it say that the delivered mask failed, and why.
 """
 
 from __future__ import annotations
@@ -19,11 +21,15 @@ from analytics.features import attenuation, measure, texture
 from analytics.features.geometry import Orientation, orientation
 from analytics.features.nodularity import surface_nodularity
 from analytics.features.registry import FEATURES, PHASE_CODES, unit
-from analytics.features.vessels import analyse_vessels
+from analytics.features.vessels import analyse_vessels, delivered_mask_problem
 from analytics.ingest.volume import MaskSet, Volume
 
 #: bump when any computed value may change; stored with every feature row
-EXTRACTOR_VERSION = "1.1.0"
+EXTRACTOR_VERSION = "1.2.0"
+#: delivered vessel trunks: never the intra-hepatic vessel tree
+_TRUNKS = ("portal_splenic_vein", "inferior_vena_cava")
+_VESSEL_FEATURES = ("liver_vessel_fraction", "liver_vessel_tortuosity",
+                    "liver_vessel_branch_density")
 
 
 @dataclass(frozen=True)
@@ -182,7 +188,11 @@ def _organ_masks(volume: Volume, masks: MaskSet | None, modality: str,
             automatic[name] = bool(masks.automatic) if masks is not None else False
     missing = [o for o in ("liver", "spleen") if o not in canon]
     auto_set, method = None, masks.method if masks is not None and masks.automatic else None
-    if missing:
+    failed = mask_failure(volume)
+    if missing and failed:
+        warnings.append(f"no {' or '.join(missing)} mask: the delivered mask failed "
+                        f"({failed}); automatic segmentation is not used in its place")
+    elif missing:
         if modality != "CT":
             warnings.append(f"no delivered {' or '.join(missing)} mask and automatic "
                             "segmentation is CT-only")
@@ -208,6 +218,28 @@ def _organ_masks(volume: Volume, masks: MaskSet | None, modality: str,
                     canon[name] = seg.masks[name]
                     automatic[name] = True
     return canon, automatic, auto_set, method
+
+
+def mask_failure(volume: Volume) -> str | None:
+    """Why the series' delivered masks (some of them) could not be read, or None."""
+    errors = volume.meta.get("mask_errors") if isinstance(volume.meta, dict) else None
+    return "; ".join(str(e) for e in errors) if errors else None
+
+
+def _vessel_mask(canon: dict[str, np.ndarray], liver: np.ndarray | None,
+                 settings: FeatureSettings) -> tuple[np.ndarray | None, str | None]:
+    """The delivered vessel mask to measure with, and why a delivered one was withheld."""
+    trunks = [t for t in _TRUNKS if t in canon]
+    vessel_mask = canon.get("liver_vessels") if settings.use_vessel_mask else None
+    why = None
+    if vessel_mask is not None and liver is not None:
+        why = delivered_mask_problem(vessel_mask, liver)
+        if why is not None:
+            vessel_mask = None
+    if vessel_mask is None and trunks and why is None:
+        why = (f"delivered {' and '.join(t.replace('_', ' ') for t in trunks)} masks are "
+               "vessel trunks outside the liver, not the intra-hepatic vessel tree")
+    return vessel_mask, why
 
 
 def extract_series_features(volume: Volume, masks: MaskSet | None,
@@ -245,7 +277,7 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
                                                       settings, warnings)
     image = orient.to_canonical(volume.array)
     liver, spleen = canon.get("liver"), canon.get("spleen")
-    lesion, vessel_mask = canon.get("lesion"), canon.get("liver_vessels")
+    lesion = canon.get("lesion")
 
     values: dict[str, float | None] = {}
     extra_flags: dict[str, dict[str, Any]] = {}
@@ -267,9 +299,12 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
                                 if phase is not None else None)
 
     vessel_res = None
+    vessel_mask, withheld = _vessel_mask(canon, liver, settings)
+    if withheld:
+        warnings.append(f"delivered vessel mask not used: {withheld}")
     if liver is not None:
         lesion_exclude = lesion if lesion is not None else None
-        use_delivered = vessel_mask if settings.use_vessel_mask else None
+        use_delivered = vessel_mask
         if modality == "CT" or use_delivered is not None:
             blood_hu = None
             if modality == "CT" and use_delivered is None:
@@ -290,13 +325,19 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
                 vessel_res.flags["phase_unknown"] = True
         else:
             warnings.append("vessel analysis needs CT or a delivered vessel mask")
+    if withheld:
+        for n in _VESSEL_FEATURES:
+            extra_flags.setdefault(n, {})["delivered_vessel_mask_withheld"] = withheld
+    if vessel_res is None and withheld and liver is not None:
+        for n in _VESSEL_FEATURES:
+            values[n] = None
+            extra_flags[n]["reason"] = f"delivered vessel mask withheld: {withheld}"
     if vessel_res is not None:
         values["liver_vessel_fraction"] = vessel_res.fraction
         values["liver_vessel_tortuosity"] = vessel_res.tortuosity
         values["liver_vessel_branch_density"] = vessel_res.branch_density_per_l
-        for n in ("liver_vessel_fraction", "liver_vessel_tortuosity",
-                  "liver_vessel_branch_density"):
-            extra_flags[n] = dict(vessel_res.flags)
+        for n in _VESSEL_FEATURES:
+            extra_flags[n] = {**extra_flags.get(n, {}), **vessel_res.flags}
             if "not_measurable" in vessel_res.flags:
                 extra_flags[n]["reason"] = "not measurable: " + vessel_res.flags[
                     "not_measurable"]
@@ -342,13 +383,14 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
                                         voxel_ml)
         values["lesion_count"], values["lesion_volume_ml"] = float(n), vol
 
-    result_values = _with_flags(values, extra_flags, automatic, modality, phase, liver_stats)
+    result_values = _with_flags(values, extra_flags, automatic, modality, phase, liver_stats,
+                                mask_failure(volume))
     segments = {name: {"voxels": int(np.count_nonzero(m)), "automatic": automatic.get(name,
                                                                                      False)}
                 for name, m in canon.items()}
     any_auto = any(automatic.get(o, False) for o in ("liver", "spleen"))
     source = "auto" if any_auto and not (masks and masks.masks) else (
-        masks.source if masks is not None else "auto")
+        masks.source if masks is not None else "failed" if mask_failure(volume) else "auto")
     return FeatureResult(
         series_uid=volume.series_uid, modality=modality, values=result_values,
         mask_source=source, mask_automatic=any_auto, mask_method=method if any_auto else (
@@ -409,7 +451,8 @@ def _depends_on(name: str) -> tuple[str, ...]:
 
 def _with_flags(values: dict[str, float | None], extra: dict[str, dict[str, Any]],
                 automatic: dict[str, bool], modality: str, phase: str | None,
-                liver_stats: measure.RoiStats | None) -> dict[str, FeatureValue]:
+                liver_stats: measure.RoiStats | None,
+                failed: str | None = None) -> dict[str, FeatureValue]:
     out: dict[str, FeatureValue] = {}
     for name, value in values.items():
         if name not in FEATURES:
@@ -423,17 +466,20 @@ def _with_flags(values: dict[str, float | None], extra: dict[str, dict[str, Any]
             value = None
             flags["reason"] = "not finite"
         if value is None and "reason" not in flags:
-            flags["reason"] = _why_missing(name, phase, liver_stats, automatic)
+            flags["reason"] = _why_missing(name, phase, liver_stats, automatic, failed)
         out[name] = FeatureValue(None if value is None else float(value), unit(name), flags)
     return out
 
 
 def _why_missing(name: str, phase: str | None, liver_stats: measure.RoiStats | None,
-                 automatic: dict[str, bool]) -> str:
+                 automatic: dict[str, bool], failed: str | None = None) -> str:
     if name == "steatosis_grade" and phase != attenuation.UNENHANCED:
         return f"graded on unenhanced CT only (phase: {phase or 'unknown'})"
     for organ in _depends_on(name):
         if organ not in automatic:
+            if failed:
+                return (f"no {organ} mask: the delivered mask failed ({failed}); automatic "
+                        "segmentation is not used in its place")
             return f"no {organ} mask"
     if name == "liver_spleen_hu_ratio":
         return "spleen attenuation too low for a stable ratio"

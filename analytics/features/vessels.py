@@ -29,7 +29,11 @@ Without a delivered vessel mask (the usual case on real data):
    there is no threshold to place on the vessel wall. The traced mask (not the integral)
    is what parenchyma statistics exclude and what the skeleton is drawn from.
 
-A delivered vessel mask is used as is (clipped to the liver) when present.
+A delivered vessel mask is used as is (clipped to the liver) when present and when it is
+an intra-hepatic vessel tree: a mask lying mostly outside the liver (a portal/splenic vein
+or caval trunk, which TotalSegmentator and hand-renamed files deliver) would measure a
+fraction near 0 that says nothing about the liver; :func:`delivered_mask_problem` names
+why such a mask is withheld, and the detector measures the vessels instead.
 
 The skeleton (3-D thinning of the vessel mask on the isotropic grid) gives branch points
 (skeleton voxels with >= 3 skeleton neighbours; touching ones count once) and branches
@@ -71,6 +75,35 @@ MIN_BLOOD_MM3 = 500.0
 #: small aorta mask, streaks, blood mixing; FRACTION_BUDGET bounds what it may cost
 BLOOD_POOL_SD_HU = 3.0
 FRACTION_BUDGET = 0.075
+
+
+#: least share of a delivered vessel mask's voxels inside the liver for it to be read as
+#: the intra-hepatic vessel tree (trunk masks of the portal/splenic vein or the cava hold
+#: none: TotalSegmentator's labels exclude the liver)
+MIN_INSIDE_LIVER = 0.5
+
+
+def delivered_mask_problem(vessel_mask: np.ndarray, liver: np.ndarray) -> str | None:
+    """Why a delivered vessel mask cannot stand for the liver's vessels, or None if it can.
+
+    Parameters
+    ----------
+    vessel_mask, liver
+        Boolean masks on the same grid.
+    """
+    total = int(np.count_nonzero(vessel_mask))
+    if total == 0:
+        return "the delivered vessel mask is empty"
+    inside = int(np.count_nonzero(vessel_mask & liver))
+    if inside == 0:
+        return ("the delivered vessel mask lies entirely outside the liver (a vessel trunk, "
+                "not the intra-hepatic vessel tree)")
+    if inside < MIN_INSIDE_LIVER * total:
+        return (f"the delivered vessel mask lies mostly outside the liver "
+                f"({100.0 * inside / total:.0f}% of it inside, under "
+                f"{100 * MIN_INSIDE_LIVER:.0f}%): a vessel trunk, not the intra-hepatic "
+                "vessel tree")
+    return None
 
 
 @dataclass

@@ -3,7 +3,13 @@
 A SEG or RTSTRUCT names its image series and instances; after pseudonymisation the same
 HMAC maps those references onto the stored UIDs, so the link holds whether the images came
 in this batch or an earlier one. A NIfTI file names nothing: it is linked only when exactly
-one image series of this batch has its shape, and its free-text header fields are blanked.
+one image series of this batch covers the same field of view in the patient (from the
+NIfTI affine and the series' stored geometry), its free-text header fields are blanked and
+its header extensions dropped; its label names go into the mask row's ``segments``.
+
+Every mask is decoded onto its image series' volume before it is stored (the loader's own
+reading), so a mask that cannot be read is refused at ingest with its reason instead of
+failing, or being replaced, at feature extraction.
 """
 
 from __future__ import annotations
@@ -20,10 +26,19 @@ from analytics.config import Settings
 from analytics.errors import HepaTrackError, InvalidDicomError
 from analytics.ingest.commit import MaskToStore, commit_mask
 from analytics.ingest.deid import Deidentifier, read_identity
-from analytics.ingest.findings import Rejection
+from analytics.ingest.findings import UNSUPPORTED, Rejection
+from analytics.ingest.loader import decode_mask, load_volume
 from analytics.ingest.masks import canonical_structure, mask_references
+from analytics.ingest.nifti_masks import (
+    describe_grid,
+    load_nifti,
+    same_field_of_view,
+    structure_labels,
+)
 from analytics.ingest.prepare import Reload, stored_bytes, stored_uid
 from analytics.ingest.reader import ParsedInstance
+from analytics.ingest.resample import index_affine
+from analytics.ingest.volume import Volume
 from analytics.store.db import Store
 from analytics.store.schema import Instance, Mask, Patient, Series, Study
 
@@ -87,17 +102,75 @@ def _series_for_refs(store: Store, refs: dict[str, Any]) -> tuple[str, str] | No
     return None
 
 
+class SeriesVolumes:
+    """The image volume masks are decoded against, loaded once per series in a batch
+    (only the last one is kept: masks arrive grouped by series and a CT is large)."""
+
+    def __init__(self, store: Store, settings: Settings) -> None:
+        self.store, self.settings = store, settings
+        self._uid: str | None = None
+        self._volume: Volume | HepaTrackError | None = None
+
+    def get(self, series_uid: str) -> Volume:
+        """The stored series as a volume; raises its HepaTrackError again on every call."""
+        if self._uid != series_uid:
+            self._uid = series_uid
+            try:
+                self._volume = load_volume(self.store, self.settings, series_uid)
+            except HepaTrackError as e:
+                self._volume = e
+        if isinstance(self._volume, HepaTrackError):
+            raise self._volume
+        assert self._volume is not None
+        return self._volume
+
+
+def _decodes(mask: MaskToStore, volumes: SeriesVolumes, report: IngestReport) -> bool:
+    """True if the mask decodes onto its series' volume (else it is refused with why).
+
+    A series that is stored but cannot be built into a volume (incomplete, invalid) cannot
+    judge its masks: they are stored and the report notes that they were not checked.
+    """
+    try:
+        volume = volumes.get(mask.image_series_uid)
+    except HepaTrackError as ex:
+        report.notes.append(f"{mask.name}: stored without being checked against its image "
+                            f"series ({ex})")
+        return True
+    try:
+        decode_mask(mask.data, mask.format, volume, volumes.settings,
+                    segments=mask.segments, name=mask.name)
+    except HepaTrackError as ex:
+        report.rejected.append(Rejection(mask.name, f"mask rejected: {ex}"))
+        return False
+    return True
+
+
 def ingest_mask(entry: BatchEntry, settings: Settings, store: Store, d: Deidentifier,
                 report: IngestReport, *, deid: bool, reload: Reload,
-                batch_series: dict[str, list[BatchEntry]]) -> None:
-    """Link one SEG/RTSTRUCT/NIfTI mask to its stored image series and commit it."""
+                batch_series: dict[str, list[BatchEntry]],
+                labels: dict[int, str] | None = None,
+                volumes: SeriesVolumes | None = None) -> None:
+    """Link one SEG/RTSTRUCT/NIfTI mask to its stored image series, decode it onto the
+    series' volume and commit it.
+
+    Parameters
+    ----------
+    labels
+        NIfTI label value -> structure name for label maps of this batch (the user's
+        table); binary masks named after their structure and TotalSegmentator's own label
+        table need none.
+    volumes
+        Volumes loaded for earlier masks of the batch (one is made when None).
+    """
+    volumes = volumes or SeriesVolumes(store, settings)
     try:
         p = reload(entry)
     except HepaTrackError as ex:
         report.rejected.append(Rejection(entry.parsed.name, str(ex)))
         return
     if p.kind == "nifti":
-        _ingest_nifti(p, entry, settings, store, report, batch_series, d, deid)
+        _ingest_nifti(p, entry, settings, store, report, batch_series, d, deid, labels, volumes)
         return
     original = mask_references(p.header)
     refs = {"series_uids": sorted(stored_uid(d, u, deid) for u in original["series_uids"]),
@@ -124,7 +197,8 @@ def ingest_mask(entry: BatchEntry, settings: Settings, store: Store, d: Deidenti
                        content_sha256=entry.content_sha256, data=data,
                        sop_instance_uid=str(clean.get("SOPInstanceUID", "")) or None,
                        segments=_segments(clean, p.kind))
-    _commit_mask(mask, settings, store, report)
+    if _decodes(mask, volumes, report):
+        _commit_mask(mask, settings, store, report)
 
 
 def _commit_mask(mask: MaskToStore, settings: Settings, store: Store,
@@ -155,32 +229,12 @@ def count_masks(store: Store, report: IngestReport) -> None:
 
 
 # --------------------------------------------------------------------------- NIfTI
-def nifti_shape(data: bytes, max_inflated: int) -> tuple[int, ...]:
-    """The array shape from a NIfTI-1/2 header (plain or gzip), without reading the voxels.
-
-    Raises
-    ------
-    InvalidDicomError
-        If the header cannot be read.
-    """
-    head = data[:600]
-    if head[:2] == b"\x1f\x8b":
-        try:
-            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data[:1 << 16], 600)
-        except zlib.error as e:
-            raise InvalidDicomError(f"NIfTI header cannot be inflated ({e})") from e
-    for endian in ("<", ">"):
-        if len(head) >= 348 and struct.unpack(endian + "i", head[:4])[0] == 348:
-            dims = struct.unpack(endian + "8h", head[40:56])
-            return tuple(int(v) for v in dims[1:1 + max(0, min(7, dims[0]))])
-        if len(head) >= 540 and struct.unpack(endian + "i", head[:4])[0] == 540:
-            dims = struct.unpack(endian + "8q", head[16:80])
-            return tuple(int(v) for v in dims[1:1 + max(0, min(7, dims[0]))])
-    raise InvalidDicomError("not a readable NIfTI-1/2 header")
-
-
 def clean_nifti(data: bytes, max_inflated: int) -> bytes:
-    """NIfTI-1 bytes (gzip) with the free-text ``descrip``, ``aux_file`` and ``db_name`` blanked.
+    """NIfTI bytes (gzip) with the free-text fields blanked and header extensions dropped.
+
+    ``descrip``, ``aux_file``, ``db_name`` and ``data_type`` may carry names; extensions
+    may carry anything (a whole DICOM header, XML); the label names the extensions held are
+    kept in the mask row instead.
 
     Raises
     ------
@@ -195,52 +249,93 @@ def clean_nifti(data: bytes, max_inflated: int) -> bytes:
             raise InvalidDicomError(f"NIfTI file inflates past {max_inflated} bytes "
                                     "(max_inflated_bytes)")
     buf = bytearray(raw)
-    size1 = len(buf) >= 348 and 348 in (struct.unpack("<i", bytes(buf[:4]))[0],
-                                         struct.unpack(">i", bytes(buf[:4]))[0])
-    size2 = len(buf) >= 540 and 540 in (struct.unpack("<i", bytes(buf[:4]))[0],
-                                         struct.unpack(">i", bytes(buf[:4]))[0])
-    if size1:
-        buf[4:14] = bytes(10)  # data_type (unused text)
-        buf[14:32] = bytes(18)  # db_name
-        buf[148:228] = bytes(80)  # descrip
-        buf[228:252] = bytes(24)  # aux_file
-    elif size2:
-        buf[240:320] = bytes(80)  # NIfTI-2 descrip
-        buf[320:344] = bytes(24)  # aux_file
+    for endian in ("<", ">"):
+        size = struct.unpack(endian + "i", bytes(buf[:4]))[0] if len(buf) >= 4 else 0
+        if size == 348 and len(buf) >= 352:
+            buf[4:14] = bytes(10)  # data_type (unused text)
+            buf[14:32] = bytes(18)  # db_name
+            buf[148:228] = bytes(80)  # descrip
+            buf[228:252] = bytes(24)  # aux_file
+            offset = int(struct.unpack(endian + "f", bytes(buf[108:112]))[0])
+            if offset > 352 and offset <= len(buf):
+                struct.pack_into(endian + "f", buf, 108, 352.0)
+                buf = buf[:352] + buf[offset:]
+            buf[348:352] = bytes(4)  # no extensions
+            break
+        if size == 540 and len(buf) >= 544:
+            buf[240:320] = bytes(80)  # NIfTI-2 descrip
+            buf[320:344] = bytes(24)  # aux_file
+            offset = int(struct.unpack(endian + "q", bytes(buf[168:176]))[0])
+            if offset > 544 and offset <= len(buf):
+                struct.pack_into(endian + "q", buf, 168, 544)
+                buf = buf[:544] + buf[offset:]
+            buf[540:544] = bytes(4)
+            break
     else:
         raise InvalidDicomError("not a readable NIfTI-1/2 header")
     return gzip.compress(bytes(buf), compresslevel=6, mtime=0)
 
 
+def _series_grids(store: Store, uids: list[str]) -> dict[str, tuple]:
+    """Stored series UID -> (index -> LPS affine, (i, j, k) shape) from its geometry."""
+    with store.session() as s:
+        rows = s.execute(select(Series.series_uid, Series.geometry)
+                         .where(Series.series_uid.in_(uids))).all()
+    grids = {}
+    for uid, geo in rows:
+        try:
+            affine = index_affine(geo["origin_mm"], geo["direction"], geo["spacing_mm"])
+            shape = (int(geo["cols"]), int(geo["rows"]), int(geo["n_slices"]))
+        except (KeyError, TypeError, ValueError):
+            continue  # a series without a coherent geometry cannot carry a NIfTI mask
+        grids[uid] = (affine, shape)
+    return grids
+
+
 def _ingest_nifti(p: ParsedInstance, entry: BatchEntry, settings: Settings, store: Store,
                   report: IngestReport, batch_series: dict[str, list[BatchEntry]],
-                  d: Deidentifier, deid: bool) -> None:
-    """A NIfTI mask carries no references: link it to the one batch series of its shape."""
+                  d: Deidentifier, deid: bool, labels: dict[int, str] | None,
+                  volumes: SeriesVolumes) -> None:
+    """A NIfTI mask carries no references: link it to the one batch series whose field of
+    view it covers, name its labels, and store it if it decodes onto that series."""
     try:
-        shape = nifti_shape(p.data, settings.limits.max_inflated_bytes)
-    except InvalidDicomError as ex:
-        report.rejected.append(Rejection(p.name, str(ex)))
+        nm = load_nifti(p.data, p.name, settings.limits)
+        table = structure_labels(nm, p.name, labels, p.name)
+    except HepaTrackError as ex:
+        report.rejected.append(Rejection(p.name, str(ex), UNSUPPORTED))
         return
-    dims = sorted(shape[:3])
     batch = [stored_uid(d, key, deid) for key in batch_series]
     stored = {s["series_uid"] for s in report.series}
-    with store.session() as s:
-        rows = s.execute(select(Series.series_uid, Series.rows, Series.columns, Series.n_slices)
-                         .where(Series.series_uid.in_([u for u in batch if u in stored]))).all()
-    matches = [uid for uid, r, c, n in rows if r and c and sorted((r, c, n)) == dims]
+    grids = _series_grids(store, [u for u in batch if u in stored])
+    matches = [uid for uid, (a, shape) in grids.items()
+               if same_field_of_view(nm.affine_lps, nm.shape_ijk, a, shape)]
     if len(matches) != 1:
-        why = ("no stored image series of the same shape in this batch" if not matches else
-               f"{len(matches)} image series of the same shape in this batch")
+        mine = describe_grid(nm.affine_lps, nm.shape_ijk, nm.axcodes)
+        if matches:
+            why = f"{len(matches)} image series of this batch cover the same field of view"
+        elif grids:
+            others = "; ".join(describe_grid(a, shape) for a, shape in list(grids.values())[:3])
+            why = f"no image series of this batch has its grid: the batch has {others}"
+        else:
+            why = "no stored image series in this batch"
         report.rejected.append(Rejection(
-            p.name, f"mask rejected: a NIfTI mask names no image series and there is {why} "
-                    f"(shape {list(shape)}); send it with exactly one matching series"))
+            p.name, f"mask rejected: a NIfTI mask names no image series; its grid ({mine}) "
+                    f"is placed by its affine and {why}; send it with exactly one image "
+                    "series of the same field of view"))
         return
     try:
         data = clean_nifti(p.data, settings.limits.max_inflated_bytes)
     except InvalidDicomError as ex:
         report.rejected.append(Rejection(p.name, str(ex)))
         return
+    segments: dict[str, Any] = {}
+    for value, label in sorted(table.items()):
+        key = canonical_structure(label) or label
+        info = segments.setdefault(key, {"label": value, "source_name": label})
+        if info["label"] != value:
+            info["labels"] = sorted({*info.get("labels", [info["label"]]), value})
     mask = MaskToStore(name=p.name, format="nifti", image_series_uid=matches[0],
                        content_sha256=entry.content_sha256, data=data, suffix=".nii.gz",
-                       segments={})
-    _commit_mask(mask, settings, store, report)
+                       segments=segments)
+    if _decodes(mask, volumes, report):
+        _commit_mask(mask, settings, store, report)

@@ -40,26 +40,46 @@ def stored_file(settings: Settings, relative: str) -> Path:
 
 
 def _labels(segments: dict | None) -> dict[int, str] | None:
-    """NIfTI label values from the mask row: ``{"liver": {"label": 1}, ...}`` -> ``{1: "liver"}``."""
+    """NIfTI label values from the mask row: ``{"liver": {"label": 1}, ...}`` -> ``{1: "liver"}``.
+
+    A structure stored from several values (``{"labels": [1, 2]}``) keeps them all.
+    """
     out = {}
     for name, info in (segments or {}).items():
-        if isinstance(info, dict) and isinstance(info.get("label"), int):
-            out[info["label"]] = name
+        if not isinstance(info, dict):
+            continue
+        values = info.get("labels") if isinstance(info.get("labels"), list) else [info.get("label")]
+        for value in values:
+            if isinstance(value, int) and not isinstance(value, bool):
+                out[value] = name
     return out or None
 
 
-def load_series(store, settings: Settings, series_uid: str, *, stack: str | None = None
-                ) -> tuple[Volume, MaskSet | None]:
-    """The stored series ``series_uid`` as a volume, and its delivered masks (or None).
+def decode_mask(data: bytes | Path, fmt: str, volume: Volume, settings: Settings, *,
+                segments: dict | None = None, name: str | None = None) -> MaskSet:
+    """A stored (or about to be stored) mask read onto ``volume``'s grid.
+
+    The same reading serves ingest, which refuses a mask it cannot decode, and feature
+    extraction. NIfTI label names come from the mask row's ``segments``.
+
+    Raises
+    ------
+    MaskError
+        The mask cannot be decoded or placed on the volume.
+    """
+    return read_mask(data, fmt, volume, name=name,
+                     labels=_labels(segments) if fmt == "nifti" else None,
+                     limits=settings.limits)
+
+
+def load_volume(store, settings: Settings, series_uid: str, *, stack: str | None = None
+                ) -> Volume:
+    """The stored series ``series_uid`` as a volume, without its masks.
 
     A series of several stacks (an enhanced MR with magnitude and field-map frames, echoes,
     time points) is built as one stack: ``stack`` (an id or label from
     ``series.geometry["stacks"]``), else the stack recorded at ingest as the one biomarkers
     use, so a later change of the choosing rule never changes what stored features mean.
-
-    Masks delivered with the images (SEG, RTSTRUCT, NIfTI) are read onto the volume's grid;
-    when several cover the same structure, the most recent wins. A mask that cannot be read
-    is skipped and its reason listed in ``volume.meta["mask_errors"]``.
 
     Raises
     ------
@@ -79,24 +99,46 @@ def load_series(store, settings: Settings, series_uid: str, *, stack: str | None
         recorded = (series.geometry or {}).get("stack") or {}
         paths = list(s.scalars(select(Instance.path).where(Instance.series_id == series.id)
                                .order_by(Instance.id)))
-        mask_rows = s.execute(
-            select(Mask.format, Mask.path, Mask.segments, Mask.automatic, Mask.method)
-            .where(Mask.series_id == series.id, Mask.path.is_not(None),
-                   Mask.format.in_(DELIVERED_FORMATS))
-            .order_by(Mask.created_at.desc(), Mask.id.desc())).all()
     if not paths:
         raise InvalidSeriesError(f"series {series_uid} has no stored instances")
     instances = [parse_trusted(rel, stored_file(settings, rel).read_bytes(), settings.limits)
                  for rel in paths]
-    volume = build_volume(instances, settings.limits, stack=stack or recorded.get("id"))
+    return build_volume(instances, settings.limits, stack=stack or recorded.get("id"))
+
+
+def load_series(store, settings: Settings, series_uid: str, *, stack: str | None = None
+                ) -> tuple[Volume, MaskSet | None]:
+    """The stored series ``series_uid`` as a volume, and its delivered masks (or None).
+
+    ``stack`` as for :func:`load_volume`. Masks delivered with the images (SEG, RTSTRUCT,
+    NIfTI) are read onto the volume's grid; when several cover the same structure, the most
+    recent wins. A mask that cannot be read is skipped and its reason listed in
+    ``volume.meta["mask_errors"]``; feature extraction then says so instead of segmenting
+    in its place.
+
+    Raises
+    ------
+    IngestError
+        Unknown series, or a stored file missing or outside the home directory.
+    InvalidSeriesError
+        The series is stored as incomplete/invalid, its instances do not form a volume, or
+        it has no stack ``stack``.
+    """
+    volume = load_volume(store, settings, series_uid, stack=stack)
+    with store.session() as s:
+        series_id = s.scalar(select(Series.id).where(Series.series_uid == series_uid))
+        mask_rows = s.execute(
+            select(Mask.format, Mask.path, Mask.segments, Mask.automatic, Mask.method)
+            .where(Mask.series_id == series_id, Mask.path.is_not(None),
+                   Mask.format.in_(DELIVERED_FORMATS))
+            .order_by(Mask.created_at.desc(), Mask.id.desc())).all()
     merged: dict = {}
     first = None
     errors = []
     for fmt, rel, segments, automatic, method in mask_rows:
         try:
-            ms = read_mask(stored_file(settings, rel), fmt, volume, name=rel,
-                           labels=_labels(segments) if fmt == "nifti" else None,
-                           limits=settings.limits)
+            ms = decode_mask(stored_file(settings, rel), fmt, volume, settings,
+                             segments=segments, name=rel)
         except (MaskError, HepaTrackError) as e:
             errors.append(f"{rel}: {e}")
             continue

@@ -1,16 +1,18 @@
 """Delivered segmentations (DICOM SEG, RTSTRUCT, NIfTI) as masks on an image volume's grid.
 
 Segment names and codes map to HepaTrack's canonical structures (``liver``, ``spleen``,
-``liver_vessels``, ``lesion``) through ONE table, :data:`SYNONYMS`. Masks are matched to
-their image series by references and FrameOfReferenceUID, and resampled nearest-neighbour
-in patient space when their grid differs from the image's. NIfTI is RAS+, DICOM is LPS:
-the NIfTI affine is flipped in x and y before use.
+``liver_vessels``, ``lesion``, and the vessel trunks ``portal_splenic_vein`` and
+``inferior_vena_cava`` and the ``aorta``) through ONE table, :data:`SYNONYMS`. Masks are
+matched to their image series by references and FrameOfReferenceUID.
+
+Every SEG frame is placed by its own Per-frame Functional Groups, never by frame order or
+by a slice step inferred from the frames present (:mod:`analytics.ingest.seg_frames`).
+NIfTI masks are read in :mod:`analytics.ingest.nifti_masks`.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import re
 from pathlib import Path
 
@@ -20,12 +22,18 @@ from pydicom.dataset import Dataset
 
 from analytics.config import IngestLimits
 from analytics.errors import HepaTrackError, MaskError
-from analytics.ingest.geometry import functional_group_geometry
-from analytics.ingest.header import bounded_inflate
-from analytics.ingest.resample import index_affine, resample_nearest
+from analytics.ingest.header import SEG_SOP_CLASSES, parse_dicom
+from analytics.ingest.resample import index_affine
+from analytics.ingest.seg_frames import place_frames, seg_pixels, seg_planes
 from analytics.ingest.volume import MaskSet, Volume
 
 LIVER, SPLEEN, LIVER_VESSELS, LESION = "liver", "spleen", "liver_vessels", "lesion"
+#: vessel trunks that lie mostly outside the liver, and the aorta (phase and blood level)
+PORTAL_SPLENIC_VEIN, INFERIOR_VENA_CAVA, AORTA = ("portal_splenic_vein", "inferior_vena_cava",
+                                                  "aorta")
+#: every structure a delivered mask is read for
+STRUCTURES = (LIVER, SPLEEN, LIVER_VESSELS, LESION, PORTAL_SPLENIC_VEIN, INFERIOR_VENA_CAVA,
+              AORTA)
 
 #: The synonym table. Keys are normalised names (lower case, ``_``/``-`` as spaces) or coded
 #: concepts ``SCHEME:VALUE``: SNOMED CT (``SCT``) and its legacy SNOMED RT ids (``SRT``).
@@ -52,6 +60,17 @@ SYNONYMS: dict[str, str] = {
     "SCT:32764006": LIVER_VESSELS, "SRT:T-48810": LIVER_VESSELS,  # portal vein
     "SCT:8993003": LIVER_VESSELS, "SRT:T-48720": LIVER_VESSELS,  # hepatic vein
     "SCT:76015000": LIVER_VESSELS, "SRT:T-46420": LIVER_VESSELS,  # hepatic artery
+    # vessel trunks outside the liver (TotalSegmentator names them so); never liver vessels
+    "portal splenic vein": PORTAL_SPLENIC_VEIN,
+    "portal vein and splenic vein": PORTAL_SPLENIC_VEIN,
+    "portal and splenic vein": PORTAL_SPLENIC_VEIN, "portal and splenic veins": PORTAL_SPLENIC_VEIN,
+    "splenic vein": PORTAL_SPLENIC_VEIN, "splenoportal axis": PORTAL_SPLENIC_VEIN,
+    "SCT:35819009": PORTAL_SPLENIC_VEIN, "SRT:T-48890": PORTAL_SPLENIC_VEIN,  # splenic vein
+    "inferior vena cava": INFERIOR_VENA_CAVA, "ivc": INFERIOR_VENA_CAVA,
+    "vena cava inferior": INFERIOR_VENA_CAVA, "v cava inferior": INFERIOR_VENA_CAVA,
+    "SCT:64131007": INFERIOR_VENA_CAVA, "SRT:T-48610": INFERIOR_VENA_CAVA,
+    "aorta": AORTA, "abdominal aorta": AORTA, "aorta abdominalis": AORTA,
+    "SCT:15825003": AORTA, "SRT:T-42000": AORTA, "SCT:7832008": AORTA,  # aorta, abdominal
     # lesions
     "lesion": LESION, "lesions": LESION, "liver lesion": LESION, "liver lesions": LESION,
     "tumor": LESION, "tumour": LESION, "tumors": LESION, "tumours": LESION,
@@ -71,7 +90,6 @@ SYNONYMS: dict[str, str] = {
 _VESSEL_CODES = {"SCT:59820001", "SCT:29092000", "SCT:51114001", "SRT:T-D000A", "SRT:T-48000",
                  "SRT:T-41000"}
 _LIVER_REGION = {"SCT:10200004", "SRT:T-62000"}
-_RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
 def _norm_name(name: str) -> str:
@@ -188,57 +206,24 @@ def _check_frame_of_reference(ds: Dataset, reference: Volume, what: str) -> None
 
 
 # --------------------------------------------------------------------------- SEG
-def _seg_stack(frames: list[int], pixels: np.ndarray, geoms, what: str
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Stack SEG frames into a regular 3-D grid [k, j, i] and its index->LPS affine."""
-    g0 = geoms[frames[0]]
-    normal = g0.normal
-    d = np.array([geoms[f].position @ normal for f in frames])
-    uniq = np.unique(np.round(d, 3))
-    if len(uniq) > 1:
-        step = float(np.min(np.diff(uniq)))
-    else:
-        step = g0.spacing_between_slices or g0.slice_thickness or 1.0
-    first = frames[int(np.argmin(d))]
-    origin = geoms[first].position
-    k = (d - d.min()) / step
-    if np.abs(k - np.round(k)).max() > 0.1:
-        raise MaskError(f"{what}: frames of one segment are not on a regular grid along the "
-                        f"slice normal (positions {np.round(np.sort(uniq), 2).tolist()} mm)")
-    for f in frames:
-        g = geoms[f]
-        if (np.abs(g.row_cosine - g0.row_cosine).max() > 1e-3
-                or np.abs((g.position - origin) @ g0.row_cosine) > 0.05 * g0.pixel_spacing[1]
-                or np.abs((g.position - origin) @ g0.col_cosine) > 0.05 * g0.pixel_spacing[0]):
-            raise MaskError(f"{what}: frames of one segment are not aligned (mixed orientation "
-                            f"or in-plane offsets)")
-    stack = np.zeros((round(k.max()) + 1, *pixels.shape[1:]), dtype=bool)
-    for f, kk in zip(frames, np.round(k).astype(int), strict=True):
-        stack[kk] |= pixels[f]
-    affine = index_affine(origin, np.column_stack([g0.row_cosine, g0.col_cosine, normal]),
-                          (step, *g0.pixel_spacing))
-    return stack, affine
-
-
 def _read_seg(ds: Dataset, reference: Volume, what: str) -> dict[str, np.ndarray]:
-    import highdicom as hd
-
-    try:
-        seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
-    except (ValueError, AttributeError, KeyError, TypeError) as e:
-        raise MaskError(f"{what}: not a valid DICOM SEG ({e})") from e
+    # read here rather than through highdicom, which needs Plane Position in every frame
+    if str(ds.get("SOPClassUID", "")) not in SEG_SOP_CLASSES or not ds.get("SegmentSequence"):
+        raise MaskError(f"{what}: not a valid DICOM SEG (expected a Segmentation SOP Class "
+                        "with a Segment Sequence (0062,0002))")
     _check_frame_of_reference(ds, reference, what)
-    pixels = ds.pixel_array
-    if pixels.ndim == 2:
-        pixels = pixels[None]
+    pixels = seg_pixels(ds, what)
     seg_type = str(ds.get("SegmentationType", "BINARY")).upper()
     if seg_type == "FRACTIONAL":
         pixels = pixels >= 0.5 * float(ds.get("MaximumFractionalValue", 255) or 255)
-    geoms = functional_group_geometry(ds)
+    planes = seg_planes(ds, reference, what)
+    if len(planes) != pixels.shape[0]:
+        raise MaskError(f"{what}: {pixels.shape[0]} frames of pixel data for {len(planes)} "
+                        "frames of functional groups")
     per_frame = ds.PerFrameFunctionalGroupsSequence
     shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
     masks: dict[str, np.ndarray] = {}
-    for desc in seg.SegmentSequence:
+    for desc in ds.SegmentSequence:
         number = int(desc.SegmentNumber)
         structure = canonical_structure(
             str(desc.get("SegmentLabel", "")), _code_of(desc.get("SegmentedPropertyTypeCodeSequence")),
@@ -247,7 +232,7 @@ def _read_seg(ds: Dataset, reference: Volume, what: str) -> dict[str, np.ndarray
             continue
         if seg_type == "LABELMAP":
             frames = list(range(len(per_frame)))
-            seg_pixels = pixels == number
+            segment_pixels = pixels == number
         else:
             frames = []
             for i, fg in enumerate(per_frame):
@@ -255,11 +240,11 @@ def _read_seg(ds: Dataset, reference: Volume, what: str) -> dict[str, np.ndarray
                          or (shared.get("SegmentIdentificationSequence") if shared else None))
                 if ident and int(ident[0].ReferencedSegmentNumber) == number:
                     frames.append(i)
-            seg_pixels = pixels.astype(bool)
+            segment_pixels = pixels
         if not frames:
             continue
-        stack, affine = _seg_stack(frames, seg_pixels, geoms, f"{what} segment {number}")
-        mask = resample_nearest(stack, affine, reference)
+        mask = place_frames(frames, segment_pixels, planes, reference,
+                            f"{what} segment {number}")
         masks[structure] = masks[structure] | mask if structure in masks else mask
     return masks
 
@@ -304,45 +289,6 @@ def _read_rtstruct(ds: Dataset, reference: Volume, what: str) -> dict[str, np.nd
     return masks
 
 
-# --------------------------------------------------------------------------- NIfTI
-def _read_nifti(raw: bytes, reference: Volume, what: str, name: str | None,
-                labels: dict[int, str] | None, limits: IngestLimits) -> dict[str, np.ndarray]:
-    import nibabel as nib
-
-    if raw[:2] == b"\x1f\x8b":
-        raw = bounded_inflate(raw, limits.max_inflated_bytes, wbits=16 + 15, what=what)
-    try:
-        cls = nib.Nifti2Image if raw[4:8] in (b"n+2\0", b"ni2\0") else nib.Nifti1Image
-        img = cls.from_bytes(raw)
-        data = np.asanyarray(img.dataobj)
-    except Exception as e:  # nibabel raises many types for a bad header
-        raise MaskError(f"{what}: not a readable NIfTI file ({e})") from e
-    while data.ndim > 3 and data.shape[-1] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise MaskError(f"{what}: NIfTI label map has shape {data.shape}; expected 3-D")
-    values = [int(v) for v in np.unique(data) if v != 0]
-    if labels is None:
-        stem = Path(name or "").name.split(".")[0] if name else ""
-        if len(values) <= 1 and canonical_structure(stem):
-            labels = dict.fromkeys(values, stem)
-        else:
-            raise MaskError(f"{what}: NIfTI label map with labels {values} but no label names: "
-                            f"pass labels={{value: name}} (or name a binary mask after its "
-                            f"structure, e.g. liver.nii.gz)")
-    # NIfTI voxel (i, j, k) -> RAS mm; LPS = diag(-1, -1, 1) RAS; array [i, j, k] -> [k, j, i]
-    affine = _RAS_TO_LPS @ img.affine
-    src = np.ascontiguousarray(np.transpose(data, (2, 1, 0)))
-    masks: dict[str, np.ndarray] = {}
-    for value, label in labels.items():
-        structure = canonical_structure(label)
-        if structure is None:
-            continue
-        mask = resample_nearest(src == value, affine, reference)
-        masks[structure] = masks[structure] | mask if structure in masks else mask
-    return masks
-
-
 def read_mask(data: bytes | Path, fmt: str, reference: Volume, ref_datasets=None, *,
               name: str | None = None, labels: dict[int, str] | None = None,
               limits: IngestLimits | None = None) -> MaskSet:
@@ -373,8 +319,9 @@ def read_mask(data: bytes | Path, fmt: str, reference: Volume, ref_datasets=None
     Raises
     ------
     MaskError
-        Unreadable file, different FrameOfReferenceUID, irregular or non-planar geometry,
-        NIfTI labels without names.
+        Unreadable file or undecodable pixel data, different FrameOfReferenceUID, frames
+        that cannot be placed on the image's slices, NIfTI labels without names or a NIfTI
+        grid that does not cover the image's field of view.
     """
     del ref_datasets
     what = name or f"{fmt} mask"
@@ -382,15 +329,18 @@ def read_mask(data: bytes | Path, fmt: str, reference: Volume, ref_datasets=None
     limits = limits or IngestLimits()
     try:
         if fmt == "nifti":
-            masks = _read_nifti(raw, reference, what, name, labels, limits)
+            from analytics.ingest.nifti_masks import read_nifti  # it imports this module
+
+            masks = read_nifti(raw, reference, what, name, labels, limits)
         elif fmt in ("seg", "rtstruct"):
-            ds = pydicom.dcmread(io.BytesIO(raw))
+            # the vetted parser (inflation bounded, never force), not a bare dcmread
+            ds = parse_dicom(raw, limits, stop_before_pixels=False).dataset
             masks = (_read_seg if fmt == "seg" else _read_rtstruct)(ds, reference, what)
         else:
             raise MaskError(f"{what}: unknown mask format {fmt!r}; expected seg, rtstruct or nifti")
     except HepaTrackError as e:
         raise MaskError(str(e)) from e
     except (pydicom.errors.InvalidDicomError, AttributeError, KeyError, ValueError,
-            gzip.BadGzipFile) as e:
+            IndexError, TypeError, gzip.BadGzipFile) as e:  # malformed elements of this file
         raise MaskError(f"{what}: cannot read {fmt} ({e})") from e
     return MaskSet(masks=masks, source=fmt)

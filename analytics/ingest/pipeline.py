@@ -27,7 +27,7 @@ from analytics.ingest.deid import Deidentifier
 from analytics.ingest.dicomweb import RetrievedSeries, fetch, is_dicomweb_url, redact_url
 from analytics.ingest.findings import Rejection
 from analytics.ingest.identifiers import Repair, apply_repair, needs_repair, resolve
-from analytics.ingest.link_masks import count_masks, ingest_mask
+from analytics.ingest.link_masks import SeriesVolumes, count_masks, ingest_mask
 from analytics.ingest.prepare import SeriesJob, ingest_series
 from analytics.ingest.reader import ParsedInstance, SafeParser
 from analytics.ingest.sources import SourceItem, iter_local_source, iter_upload
@@ -209,7 +209,8 @@ def reload(entry: BatchEntry) -> ParsedInstance:
         data = entry.item.read()
     except (OSError, HepaTrackError) as e:
         raise IngestError(f"{entry.parsed.name}: cannot read it again ({e})") from e
-    data, _ = zero_preamble(data)
+    if entry.parsed.kind != "nifti":  # a NIfTI file's first 128 bytes are its header
+        data, _ = zero_preamble(data)
     if fingerprint(data) != (entry.content_sha256, entry.meta_sha256):
         raise IngestError(f"{entry.parsed.name}: the file changed while it was being ingested")
     if entry.repair is not None:
@@ -220,8 +221,8 @@ def reload(entry: BatchEntry) -> ParsedInstance:
 
 def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
          progress: Progress | None, deidentify: bool | None, user: Actor | str | None,
-         what: str, parser: SafeParser | None, assign_patient: str | None = None
-         ) -> IngestReport:
+         what: str, parser: SafeParser | None, assign_patient: str | None = None,
+         labels: dict[int, str] | None = None) -> IngestReport:
     deid = settings.deidentify if deidentify is None else bool(deidentify)
     settings.ensure_home()
     actor = _actor(user)
@@ -241,9 +242,10 @@ def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
                 progress(f"storing series {n} of {len(jobs)}", n / max(1, len(jobs)))
             job = SeriesJob(entries=entries, pacs=batch.pacs_series.get(_key))
             ingest_series(job, settings, store, deidentifier, report, deid=deid, reload=reload)
+        volumes = SeriesVolumes(store, settings)
         for entry in batch.masks:
             ingest_mask(entry, settings, store, deidentifier, report, deid=deid, reload=reload,
-                        batch_series=batch.series)
+                        batch_series=batch.series, labels=labels, volumes=volumes)
         count_masks(store, report)
     except BaseException as e:
         with contextlib.suppress(HepaTrackError):
@@ -272,7 +274,8 @@ def _actor(user: Actor | str | None) -> Actor:
 def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, *,
                    progress: Progress | None = None, deidentify: bool | None = None,
                    user: Actor | str | None = None, parser: SafeParser | None = None,
-                   assign_patient: str | None = None) -> IngestReport:
+                   assign_patient: str | None = None,
+                   labels: dict[int, str] | None = None) -> IngestReport:
     """Ingest DICOM files, folders, zip archives and DICOMweb study/series URLs.
 
     Parameters
@@ -293,6 +296,9 @@ def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, 
     assign_patient
         The Patient ID to give images whose Patient ID (0010,0020) is empty; without it
         they are refused. A file that has a Patient ID keeps it.
+    labels
+        NIfTI label value -> structure name for the label maps of this batch
+        (``analytics.ingest.nifti_masks.parse_label_table`` reads the user's text).
 
     Returns
     -------
@@ -310,13 +316,15 @@ def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, 
 
     kinds = sorted({"dicomweb" if is_dicomweb_url(s) else "path" for s in sources})
     return _run(settings, store, feed, progress=progress, deidentify=deidentify, user=user,
-                what="+".join(kinds) or "nothing", parser=parser, assign_patient=assign_patient)
+                what="+".join(kinds) or "nothing", parser=parser, assign_patient=assign_patient,
+                labels=labels)
 
 
 def ingest_uploads(files: list[tuple[str, bytes]], settings: Settings, store: Store, *,
                    progress: Progress | None = None, deidentify: bool | None = None,
                    user: Actor | str | None = None, parser: SafeParser | None = None,
-                   assign_patient: str | None = None) -> IngestReport:
+                   assign_patient: str | None = None,
+                   labels: dict[int, str] | None = None) -> IngestReport:
     """Ingest in-memory uploads ``[(file name, bytes)]`` (single files or zip archives).
 
     Same contract as :func:`ingest_sources`; names are for display only.
@@ -326,4 +334,4 @@ def ingest_uploads(files: list[tuple[str, bytes]], settings: Settings, store: St
             batch.add_upload(name, data)
 
     return _run(settings, store, feed, progress=progress, deidentify=deidentify, user=user,
-                what="upload", parser=parser, assign_patient=assign_patient)
+                what="upload", parser=parser, assign_patient=assign_patient, labels=labels)

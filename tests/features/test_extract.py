@@ -101,6 +101,63 @@ def test_delivered_vessel_mask_is_used_as_is() -> None:
     assert res.values["liver_vessel_fraction"].flags["vessel_source"] == "delivered_mask"
 
 
+def _with_trunk(sv) -> tuple[np.ndarray, np.ndarray]:
+    """The synthetic liver and a portal-vein-like trunk: a 3 x 3 voxel tube leaving the
+    liver sideways, 3 voxels of its length inside (as a hand-renamed TotalSegmentator
+    portal/splenic vein, which reaches the hilum, would be)."""
+    liver = sv.masks()["liver"]
+    zc = int(np.median(np.nonzero(liver)[0]))
+    yc = int(np.median(np.nonzero(liver[zc])[0]))
+    x1 = int(np.nonzero(liver[zc, yc])[0].max())
+    trunk = np.zeros_like(liver)
+    trunk[zc - 1:zc + 2, yc - 1:yc + 2, x1 - 2:x1 + 26] = True
+    return liver, trunk
+
+
+@pytest.mark.parametrize("name", ["liver_vessels", "portal_splenic_vein"],
+                         ids=["renamed-as-liver-vessels", "named-as-a-trunk"])
+def test_a_vessel_trunk_outside_the_liver_is_withheld_not_a_zero_fraction(name) -> None:
+    sv = synthesize_visit_volume(1.0, np.random.default_rng(3), contrast_phase="portal_venous")
+    liver, trunk = _with_trunk(sv)
+    assert 0 < np.count_nonzero(trunk & liver) < 0.5 * np.count_nonzero(trunk)
+    masks = MaskSet({"liver": liver, "spleen": sv.masks()["spleen"], name: trunk})
+    res = extract_series_features(sv.to_volume(), masks)
+    fv = res.values["liver_vessel_fraction"]
+    expected = ("lies mostly outside the liver" if name == "liver_vessels"
+                else "portal splenic vein masks are vessel trunks outside the liver")
+    assert expected in fv.flags["delivered_vessel_mask_withheld"]
+    assert fv.flags["vessel_source"] == "vesselness"  # the detector measures instead
+    assert fv.value == pytest.approx(sv.truth["liver_vessel_fraction"], rel=0.15)
+    assert any("delivered vessel mask not used" in w for w in res.warnings)
+
+
+def test_on_mr_a_withheld_vessel_trunk_leaves_no_vessel_value_and_says_why() -> None:
+    ph = abdomen(phase="unenhanced", spacing_mm=(5.0, 3.0, 3.0), vessels=False)
+    masks = ph.masks()
+    outside = np.zeros_like(masks.masks["liver"])
+    outside[:, :3, :3] = True
+    masks.masks["liver_vessels"] = outside
+    vol = Volume(array=ph.hu + 1100.0, spacing_mm=ph.spacing_mm, modality="MR")
+    fv = extract_series_features(vol, masks).values["liver_vessel_fraction"]
+    assert fv.value is None
+    assert fv.flags["reason"] == ("delivered vessel mask withheld: the delivered vessel mask "
+                                  "lies entirely outside the liver (a vessel trunk, not the "
+                                  "intra-hepatic vessel tree)")
+
+
+def test_a_failed_delivered_mask_is_not_replaced_by_automatic_segmentation() -> None:
+    ph = abdomen(spacing_mm=(5.0, 3.0, 3.0), vessels=False)
+    vol = ph.volume()
+    vol.meta["mask_errors"] = ["seg 1: cannot decode its pixel data (RLE Lossless)"]
+    res = extract_series_features(vol, None)
+    assert res.mask_source == "failed" and not res.mask_automatic and res.auto_masks is None
+    for name in ("liver_volume_ml", "spleen_volume_ml", "liver_hu_mean"):
+        reason = res.values[name].flags["reason"]
+        assert res.values[name].value is None
+        assert "the delivered mask failed (seg 1: cannot decode its pixel data" in reason
+        assert reason.endswith("automatic segmentation is not used in its place")
+
+
 def test_unenhanced_healthy_liver_vessels_are_not_measurable() -> None:
     """Blood 42 HU against a 58 HU liver: no number, a reason (see tests/features/
     test_vessels.py for the sweep)."""

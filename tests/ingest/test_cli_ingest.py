@@ -89,3 +89,35 @@ def test_pacs_urls_through_the_command(orthanc, home, capsys, monkeypatch):
     assert code == 2 and "name a study or a series" in err
     assert orthanc.password not in err
     orthanc.clear()
+
+
+def test_labels_option_names_the_values_of_a_label_map(tmp_path, home, capsys):
+    import gzip
+
+    import nibabel as nib
+    import numpy as np
+
+    from tests.realdata import CT_SM_LABELS, nifti_ct_as_dicom
+
+    folder = tmp_path / "case"
+    folder.mkdir()
+    for name, data in nifti_ct_as_dicom():
+        (folder / name.replace("/", "_")).write_bytes(data)
+    img = nib.load(str(CT_SM_LABELS))  # written again without its label table
+    plain = nib.Nifti1Image(np.asanyarray(img.dataobj), img.affine)
+    (folder / "seg.nii.gz").write_bytes(gzip.compress(plain.to_bytes()))
+    code, out, err = _run(capsys, "--home", str(home), "ingest", str(folder), "--json",
+                          "--labels", "5=liver,1=spleen")
+    assert code == 0, err
+    assert out["rejected"] == [] and out["series"][0]["masks"] == 1
+
+
+def test_a_bad_labels_option_exits_2_with_one_line(tmp_path, home, capsys):
+    folder = write_folder(tmp_path / "src", ct_series(Study(), 2))
+    code, out, err = _run(capsys, "--home", str(home), "ingest", str(folder),
+                          "--labels", "5=livr")
+    assert code == 2 and out is None
+    assert err.strip().splitlines() == [
+        "hepatrack ingest: label table: 'livr' is not a structure HepaTrack reads (liver, "
+        "spleen, liver vessels, lesion, portal and splenic vein, inferior vena cava, aorta, "
+        "or a synonym)"]

@@ -111,3 +111,12 @@ def test_unknown_series(stored, settings):
     store, _, _, _ = stored
     with pytest.raises(IngestError, match=r"^series 9\.9 is not in the store$"):
         load_series(store, settings, "9.9")
+
+
+def test_nifti_label_values_come_from_the_mask_row_one_or_several_per_structure():
+    from analytics.ingest.loader import _labels
+
+    segments = {"liver": {"label": 1, "labels": [1, 2], "source_name": "liver"},
+                "spleen": {"label": 3, "source_name": "Milz"}, "note": "not a segment"}
+    assert _labels(segments) == {1: "liver", 2: "liver", 3: "spleen"}
+    assert _labels({}) is None and _labels(None) is None

@@ -7,6 +7,7 @@ import io
 import highdicom as hd
 import nibabel as nib
 import numpy as np
+import pydicom
 import pytest
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence as DicomSequence
@@ -15,6 +16,7 @@ from pydicom.uid import generate_uid
 
 from analytics.errors import MaskError
 from analytics.ingest.masks import (
+    STRUCTURES,
     SYNONYMS,
     canonical_structure,
     mask_references,
@@ -29,7 +31,7 @@ SHAPE = (5, 32, 32)
 
 
 def seg_bytes(source: list[Dataset], labels: dict[str, np.ndarray], *, fractional=False,
-              codes_by_label: dict | None = None) -> bytes:
+              codes_by_label: dict | None = None, seg_type: str | None = None) -> bytes:
     """A highdicom SEG over ``source`` (sorted by z) with one segment per label ([z, y, x])."""
     source = sorted(source, key=lambda d: float(d.ImagePositionPatient[2]))
     descs, arrays = [], []
@@ -41,9 +43,14 @@ def seg_bytes(source: list[Dataset], labels: dict[str, np.ndarray], *, fractiona
             algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL))
         arrays.append(arr.astype(np.float32 if fractional else bool))
     pixel_array = np.stack(arrays, axis=-1)
+    if seg_type == "LABELMAP":  # one frame per slice, the segment number as the value
+        pixel_array = np.zeros(arrays[0].shape, np.uint8)
+        for n, arr in enumerate(arrays, start=1):
+            pixel_array[arr.astype(bool)] = n
     seg = hd.seg.Segmentation(
         source_images=source, pixel_array=pixel_array,
-        segmentation_type="FRACTIONAL" if fractional else "BINARY",
+        segmentation_type=seg_type or ("FRACTIONAL" if fractional else "BINARY"),
+        omit_empty_frames=True,  # as highdicom, dcmqi and most writers do
         segment_descriptions=descs, series_instance_uid=generate_uid(), series_number=99,
         sop_instance_uid=generate_uid(), instance_number=1, manufacturer="test",
         manufacturer_model_name="test", software_versions="1", device_serial_number="1")
@@ -124,6 +131,96 @@ def test_seg_references_point_at_the_image_series(ct):
     only_sops = dict(refs, series_uids=[])
     cands2 = {"s": {"sop_instance_uids": {d.SOPInstanceUID for d in datasets}}}
     assert match_series(only_sops, cands2) == "s"
+
+
+# ------------------------------------------------------------------ SEG frames by position
+LESION_SHAPE, LESION_SPACING = (12, 40, 40), (4.0, 1.0, 1.0)  # 4 mm^3 voxels
+
+
+@pytest.fixture(scope="module")
+def lesion_ct():
+    datasets = ct_series(hu_phantom(LESION_SHAPE), spacing=LESION_SPACING)
+    return datasets, build_volume(datasets)
+
+
+def _two_lesions() -> np.ndarray:
+    """Two 1 mL lesions (250 voxels of 4 mm^3 each) on the non-adjacent slices 3 and 8."""
+    truth = np.zeros(LESION_SHAPE, bool)
+    truth[3, 5:15, 5:30] = True
+    truth[8, 20:30, 10:35] = True
+    return truth
+
+
+@pytest.mark.parametrize("seg_type", ["BINARY", "LABELMAP"])
+def test_a_seg_that_omits_empty_frames_keeps_two_small_lesions_on_their_slices(lesion_ct,
+                                                                                seg_type):
+    datasets, vol = lesion_ct
+    truth = _two_lesions()
+    liver = np.zeros(LESION_SHAPE, bool)
+    liver[1:11, 2:38, 2:38] = True
+    data = seg_bytes(datasets, {"Liver": liver & ~truth, "Tumor": truth}, seg_type=seg_type)
+    frames = int(pydicom.dcmread(io.BytesIO(data)).NumberOfFrames)
+    assert frames == (12 if seg_type == "BINARY" else 10)  # empty frames are left out
+    ms = read_mask(data, "seg", vol)
+    np.testing.assert_array_equal(ms.masks["lesion"], truth)
+    assert ms.masks["lesion"].sum() * vol.voxel_volume_ml == pytest.approx(2.0)
+    np.testing.assert_array_equal(ms.masks["liver"], liver & ~truth)
+
+
+def _drop_plane_positions(data: bytes) -> bytes:
+    ds = pydicom.dcmread(io.BytesIO(data))
+    for fg in ds.PerFrameFunctionalGroupsSequence:
+        del fg.PlanePositionSequence
+    return to_bytes(ds)
+
+
+def test_seg_frames_without_plane_position_are_placed_on_their_source_image(lesion_ct):
+    datasets, vol = lesion_ct
+    truth = _two_lesions()
+    data = _drop_plane_positions(seg_bytes(datasets, {"Tumor": truth}))
+    np.testing.assert_array_equal(read_mask(data, "seg", vol).masks["lesion"], truth)
+
+
+def test_seg_frames_with_neither_position_nor_source_image_are_refused(lesion_ct):
+    datasets, vol = lesion_ct
+    ds = pydicom.dcmread(io.BytesIO(_drop_plane_positions(
+        seg_bytes(datasets, {"Tumor": _two_lesions()}))))
+    for fg in ds.PerFrameFunctionalGroupsSequence:
+        del fg.DerivationImageSequence
+    with pytest.raises(MaskError, match=r"frame 1 has no Plane Position \(0020,9113\) and its "
+                                        r"Derivation Image \(0008,9124\) names no slice"):
+        read_mask(to_bytes(ds), "seg", vol)
+
+
+def test_seg_frames_between_the_image_slices_need_their_slice_spacing(lesion_ct):
+    datasets, vol = lesion_ct
+    ds = pydicom.dcmread(io.BytesIO(seg_bytes(datasets, {"Tumor": _two_lesions()})))
+    for fg in ds.PerFrameFunctionalGroupsSequence:
+        pos = fg.PlanePositionSequence[0]
+        pos.ImagePositionPatient = [*pos.ImagePositionPatient[:2],
+                                    float(pos.ImagePositionPatient[2]) + 1.5]
+    measures = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    assert float(measures.SpacingBetweenSlices) == 4.0
+    # 1.5 mm off a 4 mm slice grid: each frame's nearest slice is the one it was drawn on
+    np.testing.assert_array_equal(read_mask(to_bytes(ds), "seg", vol).masks["lesion"],
+                                  _two_lesions())
+    del measures.SpacingBetweenSlices
+    with pytest.raises(MaskError, match=r"frames lie between the image's slices .* no Spacing "
+                                        r"Between Slices"):
+        read_mask(to_bytes(ds), "seg", vol)
+
+
+def test_seg_frames_beyond_the_image_slices_are_refused(lesion_ct):
+    datasets, vol = lesion_ct
+    ds = pydicom.dcmread(io.BytesIO(seg_bytes(datasets, {"Tumor": _two_lesions()})))
+    for fg in ds.PerFrameFunctionalGroupsSequence:
+        pos = fg.PlanePositionSequence[0]
+        pos.ImagePositionPatient = [*pos.ImagePositionPatient[:2],
+                                    float(pos.ImagePositionPatient[2]) + 200.0]
+    with pytest.raises(MaskError, match=r"none of its frames lies on the image series' slices "
+                                        r"\(frames 212\.0\.\.232\.0 mm along the normal, "
+                                        r"slices 0\.0\.\.44\.0 mm"):
+        read_mask(to_bytes(ds), "seg", vol)
 
 
 # --------------------------------------------------------------------------- RTSTRUCT
@@ -311,5 +408,7 @@ def test_generic_vessel_code_in_the_liver_region():
 
 
 def test_synonym_table_maps_only_to_canonical_names():
-    assert set(SYNONYMS.values()) == {"liver", "spleen", "liver_vessels", "lesion"}
+    assert set(SYNONYMS.values()) == set(STRUCTURES) == {
+        "liver", "spleen", "liver_vessels", "lesion", "portal_splenic_vein",
+        "inferior_vena_cava", "aorta"}
     assert codes.SCT.Liver.value == "10200004" and codes.SCT.Spleen.value == "78961009"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import io
-import struct
 import zipfile
 from pathlib import Path
 
@@ -203,33 +202,51 @@ def test_series_without_patient_id_is_rejected(tmp_path, run, patient_id):
     assert not report.anything_stored
 
 
-def _nifti(shape: tuple[int, int, int], descrip: bytes = b"Jane Doe liver") -> bytes:
-    hdr = bytearray(352)
-    struct.pack_into("<i", hdr, 0, 348)
-    struct.pack_into("<8h", hdr, 40, 3, *shape, 1, 1, 1, 1)
-    struct.pack_into("<hh", hdr, 70, 2, 8)  # uint8
-    struct.pack_into("<f", hdr, 108, 352.0)  # vox_offset
-    hdr[148:148 + len(descrip)] = descrip
-    hdr[344:348] = b"n+1\0"
-    return gzip.compress(bytes(hdr) + np.ones(shape, dtype=np.uint8).tobytes())
+#: NIfTI (RAS) affine of ``ct_series``' grid: LPS origin (-20, -20, 100), 0.8 x 0.8 x 2.5 mm
+SAMPLE_AFFINE = np.array([[-0.8, 0, 0, 20.0], [0, -0.8, 0, 20.0], [0, 0, 2.5, 100.0],
+                          [0, 0, 0, 1]])
 
 
-def test_nifti_mask_links_to_the_one_series_of_its_shape(tmp_path, settings, store, run):
+def _nifti(shape: tuple[int, int, int], descrip: bytes = b"Jane Doe liver",
+           affine: np.ndarray = SAMPLE_AFFINE) -> bytes:
+    import nibabel as nib
+
+    img = nib.Nifti1Image(np.ones(shape, dtype=np.uint8), affine)
+    img.header["descrip"] = descrip
+    img.header.extensions.append(nib.nifti1.Nifti1Extension(6, b"Jane Doe MRN-0012345"))
+    return gzip.compress(img.to_bytes())
+
+
+def test_nifti_mask_links_to_the_one_series_of_its_grid(tmp_path, settings, store, run):
     folder = write_folder(tmp_path / "src", ct_series(SampleStudy(), 3))
     (folder / "liver.nii.gz").write_bytes(_nifti((16, 16, 3)))
     report = run([folder])
-    assert report.masks == 1 and report.series[0]["masks"] == 1
+    assert report.rejected == [] and report.masks == 1 and report.series[0]["masks"] == 1
     (mask,) = _rows(store, Mask)
     stored = gzip.decompress((settings.home / mask.path).read_bytes())
-    assert b"Jane" not in stored and mask.path.endswith(".nii.gz")
+    assert b"Jane" not in stored and b"MRN" not in stored and mask.path.endswith(".nii.gz")
+    assert mask.segments == {"liver": {"label": 1, "source_name": "liver"}}
 
 
-def test_nifti_mask_without_a_matching_series_is_rejected(tmp_path, run):
+def test_nifti_mask_without_a_matching_series_is_rejected_naming_both_grids(tmp_path, run):
     folder = write_folder(tmp_path / "src", ct_series(SampleStudy(), 3))
     (folder / "liver.nii.gz").write_bytes(_nifti((20, 20, 3)))
     report = run([folder])
     (rej,) = report.rejected
-    assert rej.file == "liver.nii.gz" and "no stored image series of the same shape" in rej.reason
+    assert rej.file == "liver.nii.gz" and "no image series of this batch has its grid" in rej.reason
+    assert "20x20x3 voxels of 0.8x0.8x2.5 mm LPS" in rej.reason  # the mask's grid
+    assert "16x16x3 voxels of 0.8x0.8x2.5 mm" in rej.reason  # the series' grid
+
+
+def test_nifti_mask_over_two_series_of_the_same_grid_is_rejected(tmp_path, run):
+    study = SampleStudy()
+    folder = write_folder(tmp_path / "src", ct_series(study, 3) + ct_series(study, 3, seed=1))
+    (folder / "liver.nii.gz").write_bytes(_nifti((16, 16, 3)))
+    report = run([folder])
+    assert report.series_ingested == 2 and report.masks == 0
+    (rej,) = report.rejected
+    assert rej.file == "liver.nii.gz"
+    assert "2 image series of this batch cover the same field of view" in rej.reason
 
 
 def test_mask_arriving_after_its_series_links_to_the_stored_series(tmp_path, store, run):

@@ -32,7 +32,7 @@ import hashlib
 import hmac
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -292,14 +292,16 @@ def head(store: Store) -> tuple[int, str]:
     return (last[0], last[1]) if last else (0, GENESIS)
 
 
-def _check_chain(rows: Sequence[dict[str, Any]], key: bytes,
-                 anchors: Sequence[tuple[str, tuple[int, str]]]) -> list[str]:
-    """Problems of a chain given as dicts in ``seq`` order (fields of :func:`_hash_fields`
-    plus ``hash``), checked against each named anchor."""
+def _check_chain(rows: Iterable[dict[str, Any]], key: bytes,
+                 anchors: Sequence[tuple[str, tuple[int, str]]]) -> tuple[int, list[str]]:
+    """``(records, problems)`` of a chain given as dicts in ``seq`` order (fields of
+    :func:`_hash_fields` plus ``hash``), checked against each named anchor."""
     problems: list[str] = []
-    prev_hash, expected_seq = GENESIS, 1
+    prev_hash, expected_seq, n, last = GENESIS, 1, 0, 0
+    wanted = {a_seq for _, (a_seq, _) in anchors}
     by_seq: dict[int, str] = {}
     for r in rows:
+        n += 1
         seq = r["seq"]
         if seq != expected_seq:
             problems.append(f"seq {seq}: expected seq {expected_seq} "
@@ -311,9 +313,9 @@ def _check_chain(rows: Sequence[dict[str, Any]], key: bytes,
         if _mac_fields(key, fields) != r["hash"]:
             problems.append(f"seq {seq}: content does not match its keyed hash (edited, or "
                             "the chain was recomputed without the site secret)")
-        by_seq[seq] = r["hash"]
-        prev_hash, expected_seq = r["hash"], seq + 1
-    last = rows[-1]["seq"] if rows else 0
+        if seq in wanted:
+            by_seq[seq] = r["hash"]
+        prev_hash, expected_seq, last = r["hash"], seq + 1, seq
     for name, (a_seq, a_hash) in anchors:
         if a_seq == 0:
             continue
@@ -324,13 +326,16 @@ def _check_chain(rows: Sequence[dict[str, Any]], key: bytes,
         elif by_seq[a_seq] != a_hash:
             problems.append(f"seq {a_seq}: hash differs from the {name} (record replaced "
                             "or chain rewritten)")
-    return problems
+    return n, problems
 
 
-def _rows(store: Store) -> list[dict[str, Any]]:
+def _rows(store: Store) -> Iterator[dict[str, Any]]:
+    """Every record in ``seq`` order, streamed in batches (a trail can be long)."""
     with store.session() as s:
-        return [{**_hash_fields(r), "hash": r.hash} for r in
-                s.execute(select(AuditRecord).order_by(AuditRecord.seq)).scalars()]
+        result = s.execute(select(AuditRecord).order_by(AuditRecord.seq)
+                           .execution_options(yield_per=2000)).scalars()
+        for r in result:
+            yield {**_hash_fields(r), "hash": r.hash}
 
 
 def verify(store: Store, anchor: tuple[int, str] | None = None) -> VerifyReport:
@@ -357,12 +362,12 @@ def verify(store: Store, anchor: tuple[int, str] | None = None) -> VerifyReport:
         anchors.append((f"anchor file {anchor_path(store)}", kept))
     if anchor is not None:
         anchors.append(("anchor given", anchor))
-    problems = _check_chain(rows, key, anchors)
-    if kept is None and rows:
+    n, problems = _check_chain(rows, key, anchors)
+    if kept is None and n:
         problems.append(f"no anchor for this database (store_id {store.store_id()}) in "
-                        f"{anchor_path(store)}: {len(rows)} records that cannot be checked "
+                        f"{anchor_path(store)}: {n} records that cannot be checked "
                         "for truncation (anchor file deleted, or the database was replaced)")
-    return VerifyReport(ok=not problems, records=len(rows), problems=problems)
+    return VerifyReport(ok=not problems, records=n, problems=problems)
 
 
 def export_trail(store: Store, path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -373,7 +378,7 @@ def export_trail(store: Store, path: str | os.PathLike[str]) -> dict[str, Any]:
     included, with the site secret.
     """
     anchor = read_anchor(store)
-    rows = _rows(store)
+    rows = list(_rows(store))
     doc = {"format": "hepatrack-audit-v1", "store_id": store.store_id(),
            "anchor": {"seq": anchor[0], "hash": anchor[1]} if anchor else None,
            "records": rows}
@@ -398,10 +403,10 @@ def verify_export(path: str | os.PathLike[str], secret: bytes) -> VerifyReport:
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise AuditError(f"{path}: not a HepaTrack audit export ({e})") from e
     anchors = [("export's anchor", (int(anchor["seq"]), str(anchor["hash"])))] if anchor else []
-    problems = _check_chain(rows, chain_key(secret), anchors)
-    if anchor is None and rows:
+    n, problems = _check_chain(rows, chain_key(secret), anchors)
+    if anchor is None and n:
         problems.append(f"{path}: the export carries no anchor; truncation cannot be ruled out")
-    return VerifyReport(ok=not problems, records=len(rows), problems=problems)
+    return VerifyReport(ok=not problems, records=n, problems=problems)
 
 
 def recent(store: Store, limit: int = 500) -> list[dict[str, Any]]:

@@ -245,8 +245,9 @@ def check_series(instances: list[ParsedInstance], limits: IngestLimits | None = 
         result = _check_stack(s.frames, images, excluded, limits)
         if isinstance(result, SeriesCheck):
             if len(stacks) > 1:
-                result.reason = (f"{result.reason} (in stack {s.label}, {len(s.frames)} "
-                                 f"frames, one of {len(stacks)} stacks)")
+                where = f" (in stack {s.label}, {len(s.frames)} frames, one of {len(stacks)} stacks)"
+                result.reason = f"{result.reason}{where}"
+                result.stored_reason = f"{result.stored_reason}{where}"
             return result
         checked.append(result)
     if limits is not None and len(stacks) > 1:

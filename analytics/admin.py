@@ -29,8 +29,10 @@ def audit_trail(store: Store, actor: Actor, limit: int = 500) -> dict[str, Any]:
     auth.require(actor, Permission.VIEW_AUDIT, store, action="audit_view")
     audit.record(store, actor, "audit_view", detail={"limit": limit})
     report = audit.verify(store)
+    anchor = audit.read_anchor(store)
     return {"records": audit.recent(store, limit), "ok": report.ok,
-            "total": report.records, "problems": report.problems}
+            "total": report.records, "problems": report.problems,
+            "anchor": {"seq": anchor[0], "hash": anchor[1]} if anchor else None}
 
 
 def users(store: Store, actor: Actor) -> list[dict[str, Any]]:

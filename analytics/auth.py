@@ -7,8 +7,16 @@ Roles:
 
 Local accounts keep an Argon2id hash. Failed logins are throttled per account: after
 ``LOCK_AFTER`` consecutive failures the account is locked for ``LOCK_SECONDS`` doubling at
-every further failure (capped). Every login, success or failure, is audited; if the audit
-write fails the login does not happen.
+every further failure (capped). Every attempt first reserves a failure in one conditional
+UPDATE (compare-and-set on the counter, refused while the account is locked) and only then
+checks the password; a right password releases the reservation. So however many attempts
+run at once, at most ``LOCK_AFTER`` passwords are checked before the lock holds, and a right
+password whose check ends after the account was locked by concurrent wrong ones does not
+open a session. Every login, success or failure, is audited (an unknown username as a keyed
+hash, never as typed); if the audit write fails the login does not happen.
+
+Usernames are NFC without control or invisible characters (:mod:`analytics.names`) and are
+compared ignoring case and spaces (``users.username_key``).
 """
 
 from __future__ import annotations
@@ -24,11 +32,13 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import func, select
+from sqlalchemy import case, select, update
+from sqlalchemy.exc import IntegrityError
 
 from analytics import audit
 from analytics.audit import Actor
 from analytics.errors import AuthError, HepaTrackError, PermissionDeniedError
+from analytics.names import clean_name, name_key
 from analytics.store.db import Store
 from analytics.store.schema import User
 
@@ -36,6 +46,8 @@ LOCK_AFTER = 5
 LOCK_SECONDS = 60
 LOCK_MAX_SECONDS = 3600
 MIN_PASSWORD_LENGTH = 12
+#: compare-and-set rounds of one attempt's reservation before it gives up as "busy"
+_RESERVE_TRIES = 100
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{2,128}$")
 _hasher = PasswordHasher()  # Argon2id with the library's current recommended parameters
 # verified against when the user does not exist, so both paths cost the same
@@ -101,10 +113,22 @@ def require(actor: Actor | None, permission: Permission, store: Store | None = N
                                 hint="ask an administrator for the right role")
 
 
-def _check_username(username: str) -> None:
-    if not _USERNAME.match(username or ""):
-        raise AuthError(f"username {username!r}: expected 2-128 characters of letters, "
+def clean_username(username: object) -> str:
+    """The username in NFC without surrounding spaces, checked against the allowed form.
+
+    Raises
+    ------
+    AuthError
+        Control or invisible characters, or not 2-128 letters, digits and ``. _ @ -``.
+    """
+    try:
+        name = clean_name(username, "username")
+    except ValueError as e:
+        raise AuthError(str(e), hint="type the name again without hidden characters") from None
+    if not _USERNAME.fullmatch(name):  # fullmatch: ``$`` would accept a final newline
+        raise AuthError(f"username {name!r}: expected 2-128 characters of letters, "
                         "digits and . _ @ -")
+    return name
 
 
 def create_user(store: Store, username: str, role: str, password: str | None, *,
@@ -114,9 +138,11 @@ def create_user(store: Store, username: str, role: str, password: str | None, *,
     Raises
     ------
     AuthError
-        Bad username, unknown role, short password, or the user exists.
+        Bad username, unknown role, short password, or the user exists (names are
+        compared ignoring case and spaces).
     """
-    _check_username(username)
+    username = clean_username(username)
+    key = name_key(username)
     try:
         role_v = Role(role)
     except ValueError as e:
@@ -124,21 +150,38 @@ def create_user(store: Store, username: str, role: str, password: str | None, *,
     if password is not None and len(password) < MIN_PASSWORD_LENGTH:
         raise AuthError(f"password for {username!r}: at least {MIN_PASSWORD_LENGTH} "
                         "characters expected")
+
+    def exists(other: str) -> AuthError:
+        return AuthError(f"user {username!r} already exists" if other == username else
+                         f"user {username!r}: {other!r} already exists (names are "
+                         "compared ignoring case and spaces)")
+
     with store.session() as s:
         # e-mail addresses (the single sign-on account names) differ in case only on paper,
         # so two accounts that differ only in case would be one person
-        other = s.execute(select(User.username)
-                          .where(func.lower(User.username) == username.lower())).scalar()
-        if other is not None:
-            raise AuthError(f"user {username!r} already exists" if other == username else
-                            f"user {username!r}: {other!r} already exists (names are "
-                            "compared ignoring case)")
+        other = s.execute(select(User.username).where(User.username_key == key)).scalar()
+    if other is not None:
+        raise exists(other)
     audit.record(store, actor, "user_add", detail={"username": username, "role": role_v.value})
-    with store.session() as s:
-        user = User(username=username, role=role_v.value, display_name=display_name,
-                    password_hash=_hasher.hash(password) if password else None)
-        s.add(user)
+    try:
+        with store.session() as s:
+            user = User(username=username, username_key=key, role=role_v.value,
+                        display_name=display_name,
+                        password_hash=_hasher.hash(password) if password else None)
+            s.add(user)
+    except IntegrityError:  # created at the same moment by someone else
+        raise exists(username) from None
     return user
+
+
+def find_user(store: Store, username: str) -> User | None:
+    """The account named ``username`` (ignoring case and spaces), or None."""
+    try:
+        key = name_key(clean_name(username, "username"))
+    except ValueError:
+        return None
+    with store.session() as s:
+        return s.execute(select(User).where(User.username_key == key)).scalar()
 
 
 def list_users(store: Store) -> list[dict]:
@@ -153,9 +196,65 @@ def _lock_seconds(failures: int) -> int:
     return min(LOCK_SECONDS * (2 ** max(over, 0)), LOCK_MAX_SECONDS)
 
 
+def _as_utc(t: dt.datetime | None) -> dt.datetime | None:
+    return t.replace(tzinfo=dt.UTC) if t is not None and t.tzinfo is None else t
+
+
+def _reserve_attempt(store: Store, user_id: int, now: dt.datetime
+                     ) -> tuple[int | None, dt.datetime | None]:
+    """Count one failure before the password is checked; ``(failures, None)`` if reserved.
+
+    One conditional UPDATE per round: it matches only while the counter still holds the
+    value read and the account is not locked, so concurrent attempts take distinct slots.
+    The attempt that reaches ``LOCK_AFTER`` locks the account itself, so attempts after
+    it are refused without a check. Returns ``(None, locked_until)`` when the account is
+    locked.
+    """
+    for _ in range(_RESERVE_TRIES):
+        with store.session() as s:
+            failures, locked = s.execute(select(User.failed_logins, User.locked_until)
+                                         .where(User.id == user_id)).one()
+        locked = _as_utc(locked)
+        if locked is not None and locked > now:
+            return None, locked
+        n = failures + 1
+        until = now + dt.timedelta(seconds=_lock_seconds(n)) if n >= LOCK_AFTER else None
+        with store.session() as s:
+            done = s.execute(
+                update(User)
+                .where(User.id == user_id, User.failed_logins == failures,
+                       (User.locked_until.is_(None)) | (User.locked_until <= now))
+                .values(failed_logins=n, locked_until=until)
+                .execution_options(synchronize_session=False)).rowcount
+        if done == 1:
+            return n, None
+    raise AuthError("too many sign-in attempts at once for this account; try again shortly")
+
+
+def _release_attempt(store: Store, user_id: int, slot: int, now: dt.datetime) -> bool:
+    """After a right password: clear the failures counted up to ``slot`` and the lock.
+
+    Refused (False) when concurrent wrong attempts, counted after ``slot``, have locked
+    the account meanwhile: a right guess among a burst does not open a locked account.
+    """
+    with store.session() as s:
+        done = s.execute(
+            update(User)
+            .where(User.id == user_id,
+                   (User.failed_logins == slot) | User.locked_until.is_(None)
+                   | (User.locked_until <= now))
+            .values(failed_logins=case((User.failed_logins > slot,
+                                        User.failed_logins - slot), else_=0),
+                    locked_until=None)
+            .execution_options(synchronize_session=False)).rowcount
+    return done == 1
+
+
 def authenticate(store: Store, username: str, password: str, *,
                  session_id: str | None = None, now: dt.datetime | None = None) -> Actor:
     """Check a local password and return the logged-in ``Actor``.
+
+    The failure is counted before the password is checked (see the module docstring).
 
     Raises
     ------
@@ -167,44 +266,39 @@ def authenticate(store: Store, username: str, password: str, *,
     now = now or dt.datetime.now(dt.UTC)
     session_id = session_id or secrets.token_hex(16)
     fail = AuthError("unknown user or wrong password")
-    with store.session() as s:  # read only; writes happen in their own transactions below
-        user = s.execute(select(User).where(User.username == username)).scalar()
+    user = find_user(store, username)
     if user is None or user.password_hash is None:
         with contextlib.suppress(VerificationError):  # same cost as a real check
             _hasher.verify(_DUMMY_HASH, password)
-        audit.record(store, Actor(username[:128] or "?", "none", session_id), "login",
-                     "denied", detail={"reason": "unknown user"})
+        # what was typed may be a password or a patient's name: keep only a keyed hash
+        audit.record(store, Actor(audit.unknown_username(store, username), "none",
+                                  session_id),
+                     "login", "denied", detail={"reason": "unknown user"})
         raise fail
     actor = Actor(user.username, user.role, session_id)
-    locked = user.locked_until
-    if locked is not None and locked.tzinfo is None:
-        locked = locked.replace(tzinfo=dt.UTC)
     if user.disabled:
         audit.record(store, actor, "login", "denied", detail={"reason": "disabled"})
-        raise AuthError(f"account {username!r} is disabled")
-    if locked is not None and locked > now:
+        raise AuthError(f"account {user.username!r} is disabled")
+    slot, locked = _reserve_attempt(store, user.id, now)
+    if slot is None:
         audit.record(store, actor, "login", "denied", detail={"reason": "locked"})
         wait = int((locked - now).total_seconds()) + 1
-        raise AuthError(f"too many failed logins: account {username!r} is locked for {wait} s")
+        raise AuthError(f"too many failed logins: account {user.username!r} is locked "
+                        f"for {wait} s")
     try:
         _hasher.verify(user.password_hash, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
-        with store.session() as s:
-            u = s.get(User, user.id)
-            u.failed_logins += 1
-            failures = u.failed_logins
-            if failures >= LOCK_AFTER:
-                u.locked_until = now + dt.timedelta(seconds=_lock_seconds(failures))
         audit.record(store, actor, "login", "denied",
-                     detail={"reason": "wrong password", "failures": failures})
+                     detail={"reason": "wrong password", "failures": slot})
         raise fail from None
+    if not _release_attempt(store, user.id, slot, now):
+        audit.record(store, actor, "login", "denied",
+                     detail={"reason": "locked during the attempt"})
+        raise AuthError(f"too many failed logins: account {user.username!r} is locked")
     audit.record(store, actor, "login", "ok")  # must succeed before the user is let in
-    with store.session() as s:
-        u = s.get(User, user.id)
-        u.failed_logins = 0
-        u.locked_until = None
-        if _hasher.check_needs_rehash(u.password_hash):
-            u.password_hash = _hasher.hash(password)
+    if _hasher.check_needs_rehash(user.password_hash):
+        with store.session() as s:
+            s.get(User, user.id).password_hash = _hasher.hash(password)
     return actor
 
 
@@ -251,7 +345,12 @@ def sso_actor(store: Store, username: str, *, session_id: str,
     AuditError
         The login could not be audited; the user is not logged in.
     """
-    who = Actor((username or "?")[:128], "none", session_id)
+    # providers differ in the case they send an address in: compared by username_key
+    user = find_user(store, username) if username else None
+    # an address that names no account is kept as a keyed hash only
+    who = Actor(user.username if user else
+                audit.unknown_username(store, username) if username else "?", "none",
+                session_id)
     if not username:
         audit.record(store, who, "login", "denied", detail={"reason": "no email from SSO"})
         raise AuthError("the identity provider did not send an e-mail address",
@@ -261,12 +360,6 @@ def sso_actor(store: Store, username: str, *, session_id: str,
                      detail={"reason": "SSO email not verified"})
         raise AuthError(f"the identity provider has not verified {username!r}",
                         hint="verify the address with your organisation, then sign in again")
-    with store.session() as s:
-        user = s.execute(select(User).where(User.username == username)).scalar()
-        if user is None:  # providers differ in the case they send an address in
-            same = s.execute(select(User).where(
-                func.lower(User.username) == username.lower())).scalars().all()
-            user = same[0] if len(same) == 1 else None
     if user is None:
         audit.record(store, who, "login", "denied",
                      detail={"reason": "no local account for SSO user"})
@@ -315,5 +408,6 @@ class SessionClock:
 
 
 __all__ = ["Actor", "AuthError", "HepaTrackError", "Permission", "Role", "SessionClock",
-           "allowed", "authenticate", "create_user", "list_users", "require", "sso_actor",
+           "allowed", "authenticate", "clean_username", "create_user", "find_user",
+           "list_users", "require", "sso_actor",
            "sso_fresh", "sso_login"]

@@ -141,7 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("audit", help="audit trail")
     au = s.add_subparsers(dest="audit_command", required=True)
-    au.add_parser("verify")
+    v = au.add_parser("verify")
+    v.add_argument("--file", default=None, help="verify an export written by 'audit export'")
+    e = au.add_parser("export")
+    e.add_argument("--out", required=True, help="JSON file: records, hashes and the anchor")
     return p
 
 

@@ -87,7 +87,8 @@ def run_demo(settings: Settings, *, patients: int | None = None, seed: int | Non
                              "rejected": len(rep.rejected)}
         if (sample / "labs.csv").exists():
             say("importing labs and outcomes ...")
-            imp = import_cohort(store, sample / "labs.csv", sample / "outcomes.csv")
+            imp = import_cohort(store, sample / "labs.csv", sample / "outcomes.csv",
+                                settings=settings)
             out["import"] = {k: v for k, v in imp.to_json().items()
                              if k in ("patients", "visits", "events")}
         say("extracting imaging biomarkers ...")

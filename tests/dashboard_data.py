@@ -106,7 +106,8 @@ def build(root: Path) -> DashboardHome:
     try:
         report = ingest_sources([str(p) for p in studies], settings, store)
         assert report.series_ingested == len(kept), report.as_dict()
-        import_cohort(store, manifest.out_dir / "labs.csv", manifest.out_dir / "outcomes.csv")
+        import_cohort(store, manifest.out_dir / "labs.csv", manifest.out_dir / "outcomes.csv",
+                      settings=settings)
         series = _write_truth_features(store, secret, kept)
         result = train_model(store, settings, build_cohort(store), kind="cox",
                              horizons=(1.0, 2.0, 3.0), folds=3, repeats=1, n_bootstrap=20)
@@ -114,9 +115,9 @@ def build(root: Path) -> DashboardHome:
             create_user(store, name, role, PASSWORD)
     finally:
         store.dispose()
-    # imaging patients get ingest's keyed pseudonym; CSV-only ones keep their CSV id
+    # every patient, imaging or CSV-only, gets ingest's keyed pseudonym
     pseudonyms = {p["patient_id"]: patient_pseudonym(secret, p["patient_id"])
-                  if p["patient_id"] in ids else p["patient_id"] for p in truth["patients"]}
+                  for p in truth["patients"]}
     return DashboardHome(home=settings.home, synth=manifest.out_dir, truth=truth,
                          model_id=result["model_id"],
                          imaging=sorted(pseudonyms[i] for i in ids), series=series,

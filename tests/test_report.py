@@ -36,7 +36,7 @@ def _flat(s: str) -> str:
 
 def test_identified_pack_has_one_page_per_patient_with_every_part(home, tmp_path):
     t, settings, store = home
-    csv_only = "SYN-0010"
+    csv_only = t.pseudonyms["SYN-0010"]
     patients = [*t.imaging, csv_only]
     out = tmp_path / "pack.pdf"
     res = build_mdt_report(store, settings, patients, out, actor=CLINICIAN,
@@ -91,14 +91,16 @@ def test_biomarker_table_shows_the_ground_truth(home):
 
 def test_every_pack_is_audited_before_it_is_drawn(home):
     t, settings, store = home
-    build_mdt_report(store, settings, [t.imaging[0], "SYN-0011"], None, actor=CLINICIAN)
+    build_mdt_report(store, settings, [t.imaging[0], t.pseudonyms["SYN-0011"]], None,
+                     actor=CLINICIAN)
     with store.session() as s:
         rows = s.execute(select(AuditRecord.action, AuditRecord.outcome,
                                 AuditRecord.patient_pseudonym, AuditRecord.model_version)
                          .where(AuditRecord.username == "dr.grey")
                          .order_by(AuditRecord.seq)).all()
     assert [tuple(r) for r in rows] == [
-        ("report", "ok", t.imaging[0], t.model_id), ("report", "ok", "SYN-0011", t.model_id),
+        ("report", "ok", t.imaging[0], t.model_id),
+        ("report", "ok", t.pseudonyms["SYN-0011"], t.model_id),
         ("export", "ok", None, t.model_id)]
     assert verify(store).ok
 
@@ -130,10 +132,11 @@ def test_researcher_gets_a_pseudonymised_pack_only(home):
                   id="unknown")],
 )
 def test_bad_patient_lists_make_no_file_and_no_audit(home, tmp_path, patients, match):
-    _t, settings, store = home
+    t, settings, store = home
     out = tmp_path / "x.pdf"
     with pytest.raises(StoreError, match=match):
-        build_mdt_report(store, settings, patients, out, actor=CLINICIAN)
+        build_mdt_report(store, settings, [t.pseudonyms.get(p, p) for p in patients], out,
+                         actor=CLINICIAN)
     assert not out.exists() and not list(tmp_path.glob(".x.pdf*"))
     with store.session() as s:
         assert not s.execute(select(AuditRecord).where(
@@ -165,7 +168,7 @@ def test_report_command(home, tmp_path, capsys):
     t, settings, _store = home
     out = tmp_path / "cli.pdf"
     code = main(["--home", str(settings.home), "report", "--patient", t.imaging[0],
-                 "--patient", "SYN-0012", "--out", str(out)])
+                 "--patient", t.pseudonyms["SYN-0012"], "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     assert len(PdfReader(str(out)).pages) == 2
     assert f"wrote 2 page(s) to {out}" in capsys.readouterr().out
@@ -185,8 +188,9 @@ def test_report_command(home, tmp_path, capsys):
 def test_report_command_bad_input_exits_2(home, tmp_path, capsys, args, message):
     from analytics.cli import main
 
-    _t, settings, _store = home
-    argv = ["--home", str(settings.home), "report", *[a.format(tmp=tmp_path) for a in args]]
+    t, settings, _store = home
+    argv = ["--home", str(settings.home), "report",
+            *[t.pseudonyms.get(a, a).format(tmp=tmp_path) for a in args]]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "a.pdf").exists()

@@ -44,7 +44,7 @@ class AppContext:
 @st.cache_resource(max_entries=4, show_spinner=False)
 def _store(home: str, database_url: str) -> Store:
     Path(home).mkdir(parents=True, exist_ok=True)
-    return open_store(url=database_url)
+    return open_store(url=database_url, home=Path(home))  # its site secret keys the audit
 
 
 def context() -> AppContext:

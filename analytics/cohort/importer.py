@@ -2,14 +2,22 @@
 
 Patients
     A CSV ``patient_id`` is looked up first as a real patient id in the identity map
-    (imaging patients ingested from DICOM): the visits then join that patient's
-    pseudonym and their dates get the patient's de-identification shift (stored = real +
-    ``date_shift_days``), so labs and scans share one calendar. Otherwise the id is
-    looked up as a pseudonym; otherwise a patient is created with pseudonym = the CSV id
-    (research cohorts arrive pseudonymised; never import real identifiers this way).
-    An id that matches several identity-map rows is rejected as ambiguous, and so is a
-    second id naming a patient already named in the same import (a real id and its
-    pseudonym): the first id used is kept.
+    (imaging patients ingested from DICOM, or patients of an earlier import): the visits
+    then join that patient's pseudonym and their dates get the patient's
+    de-identification shift (stored = real + ``date_shift_days``), so labs and scans
+    share one calendar. Otherwise the id is looked up as a pseudonym (research cohorts
+    keyed by HepaTrack pseudonyms). Otherwise it is a real id seen for the first time and
+    is pseudonymised exactly as image ingest does (``patient_pseudonym``, ``patient_key``
+    and ``date_shift_days`` of :mod:`analytics.ingest.deid` under the site secret; kept
+    as received when de-identification is off): the patient and its identity-map row are
+    created, so a later image ingest of the same patient lands on the same row with the
+    same shifted calendar, whichever comes first. An id shaped like a pseudonym
+    (``HT-`` and 16 hex digits) that names no stored patient is rejected.
+    Ids are compared ignoring case and spaces (:func:`analytics.names.name_key`), against
+    the store and within one import. An id that matches several identity-map rows is
+    rejected as ambiguous, and so is a second id naming a patient already named in the
+    same import (a real id and its pseudonym, or two spellings of one id): the first id
+    used is kept. Ids with control or invisible characters are rejected.
 Idempotence
     A visit is the same visit when it has the same patient and the same date (dated
     rows) or the same time (time rows). Re-importing a file changes nothing; a changed
@@ -25,8 +33,9 @@ Safety
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -48,12 +57,46 @@ from analytics.cohort.validate import (
     validate,
 )
 from analytics.cohort_types import CENSORED
+from analytics.config import Settings
 from analytics.errors import StoreError
+from analytics.ingest import deid
+from analytics.names import bad_character, name_key
 from analytics.store.db import Store
 from analytics.store.schema import IdentityMap, Outcome, Patient, Study, Visit
 
 CSV_SOURCE = "csv"
 _CHUNK = 500
+_PSEUDONYM_SHAPE = re.compile(r"^HT-[0-9A-F]{16}$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class NewIdentity:
+    """A real patient id seen for the first time, pseudonymised as image ingest does."""
+
+    real_patient_id: str
+    key: str
+    pseudonym: str
+    shift_days: int
+
+
+#: ``real id -> NewIdentity``: the pseudonymisation of image ingest (see the docstring)
+Pseudonymise = Callable[[str], NewIdentity]
+
+
+def pseudonymiser(secret: bytes, *, deidentify: bool = True) -> Pseudonymise:
+    """Pseudonymise real ids exactly as :func:`analytics.ingest.deid.read_identity` does."""
+    def make(real_id: str) -> NewIdentity:
+        key = deid.patient_key(secret, real_id)
+        if not deidentify:
+            return NewIdentity(real_id, key, real_id.strip(), 0)
+        return NewIdentity(real_id, key, deid.patient_pseudonym(secret, real_id),
+                           deid.date_shift_days(secret, real_id))
+    return make
+
+
+def _canon(column: Any) -> Any:
+    # SQL side of name_key for ASCII ids (lower() folds ASCII on every backend)
+    return func.replace(func.lower(column), " ", "")
 
 
 @dataclass
@@ -97,23 +140,33 @@ def _chunks(items: list[Any]) -> Iterator[list[Any]]:
         yield items[i:i + _CHUNK]
 
 
-def _contexts(s: Session, keys: Iterable[str]) -> dict[str, PatientContext]:
-    """What the store knows about each CSV patient id (see the module docstring)."""
+def _contexts(s: Session, keys: Iterable[str], pseudonymise: Pseudonymise,
+              new_ids: dict[str, NewIdentity]) -> dict[str, PatientContext]:
+    """What the store knows about each CSV patient id (see the module docstring).
+
+    Ids the store does not know are pseudonymised into ``new_ids`` (filled here).
+    """
     keys = sorted(set(keys))
-    by_real: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    canon = {k: name_key(k) for k in keys}
+    by_real: dict[str, dict[int, int]] = defaultdict(dict)
     by_pseudonym: dict[str, int] = {}
-    for chunk in _chunks(keys):
+    for chunk in _chunks(sorted(set(canon.values()))):
+        for r in s.execute(select(IdentityMap.real_patient_id, IdentityMap.patient_id,
+                                  IdentityMap.date_shift_days)
+                           .where(_canon(IdentityMap.real_patient_id).in_(chunk))):
+            by_real[name_key(r.real_patient_id)][r.patient_id] = r.date_shift_days or 0
+        for r in s.execute(select(Patient.pseudonym, Patient.id)
+                           .where(_canon(Patient.pseudonym).in_(chunk))):
+            by_pseudonym[name_key(r.pseudonym)] = r.id
+    for chunk in _chunks(keys):  # ids beyond ASCII, which SQL lower() does not fold
         for r in s.execute(select(IdentityMap.real_patient_id, IdentityMap.patient_id,
                                   IdentityMap.date_shift_days)
                            .where(IdentityMap.real_patient_id.in_(chunk))):
-            by_real[r.real_patient_id].append((r.patient_id, r.date_shift_days or 0))
-        for r in s.execute(select(Patient.pseudonym, Patient.id)
-                           .where(Patient.pseudonym.in_(chunk))):
-            by_pseudonym[r.pseudonym] = r.id
+            by_real[name_key(r.real_patient_id)][r.patient_id] = r.date_shift_days or 0
     resolved: dict[str, tuple[int, int]] = {}
     contexts: dict[str, PatientContext] = {}
     for key in keys:
-        matches = by_real.get(key, [])
+        matches = list(by_real.get(canon[key], {}).items())
         if len(matches) > 1:
             contexts[key] = PatientContext(
                 pseudonym=key, error=f"patient_id {key!r} matches {len(matches)} patients in "
@@ -121,8 +174,16 @@ def _contexts(s: Session, keys: Iterable[str]) -> dict[str, PatientContext]:
                                      "patient's pseudonym instead")
         elif matches:
             resolved[key] = matches[0]
-        elif key in by_pseudonym:
-            resolved[key] = (by_pseudonym[key], 0)
+        elif canon[key] in by_pseudonym:
+            resolved[key] = (by_pseudonym[canon[key]], 0)
+        elif _PSEUDONYM_SHAPE.match(key):
+            contexts[key] = PatientContext(
+                pseudonym=key, error=f"patient_id {key!r} has the form of a HepaTrack "
+                                     "pseudonym but no such patient is stored; expected a "
+                                     "stored pseudonym or the patient's real ID")
+        else:
+            new = new_ids[key] = pseudonymise(key)
+            contexts[key] = PatientContext(pseudonym=new.pseudonym, shift_days=new.shift_days)
     by_pid = {pid: key for key, (pid, _) in resolved.items()}
     for chunk in _chunks(sorted(by_pid)):
         for r in s.execute(select(IdentityMap.patient_id, IdentityMap.date_shift_days)
@@ -167,12 +228,14 @@ def _same_time(a: float, b: float) -> bool:
 
 
 def _write(store: Store, data: ValidatedCohort, contexts: dict[str, PatientContext] | None,
-           report: ImportReport) -> None:
+           report: ImportReport, pseudonymise: Pseudonymise,
+           new_ids: dict[str, NewIdentity]) -> None:
     """Upsert every accepted row in one transaction (``contexts`` None: read them again)."""
     with store.session() as s:
         keys = sorted({v.key for v in data.visits} | {o.key for o in data.outcomes})
         if contexts is None:
-            contexts = _contexts(s, keys)
+            new_ids = {}
+            contexts = _contexts(s, keys, pseudonymise, new_ids)
         patients: dict[str, Patient] = {}
         pseudonyms = {k: (contexts[k].pseudonym if k in contexts else k) for k in keys}
         for chunk in _chunks(sorted(set(pseudonyms.values()))):
@@ -188,6 +251,8 @@ def _write(store: Store, data: ValidatedCohort, contexts: dict[str, PatientConte
             elif patients[name].sex is None and key in data.sex:
                 patients[name].sex = data.sex[key]
         s.flush()
+        _add_identities(s, {k: (patients[pseudonyms[k]].id, new_ids[k])
+                            for k in keys if k in new_ids})
         report.patients = len(keys)
         pid_of = {k: patients[pseudonyms[k]].id for k in keys}
 
@@ -261,8 +326,35 @@ def _write(store: Store, data: ValidatedCohort, contexts: dict[str, PatientConte
         report.events = sum(1 for o in data.outcomes if o.event != CENSORED)
 
 
+def _add_identities(s: Session, new: dict[str, tuple[int, NewIdentity]]) -> None:
+    """Identity-map rows of patients first seen in this import (as image ingest writes)."""
+    have = set()
+    for chunk in _chunks(sorted({pid for pid, _ in new.values()})):
+        have |= set(s.execute(select(IdentityMap.patient_id)
+                              .where(IdentityMap.patient_id.in_(chunk))).scalars())
+    for pid, ident in new.values():
+        if pid not in have:
+            s.add(IdentityMap(patient_id=pid, real_patient_id=ident.real_patient_id[:128],
+                              real_patient_id_key=ident.key,
+                              date_shift_days=ident.shift_days))
+            have.add(pid)
+
+
+def _spellings(keys: list[str], contexts: dict[str, PatientContext]) -> None:
+    """Refuse a second spelling (case or spaces) of an id already used in this import."""
+    first: dict[str, str] = {}
+    for key in keys:
+        seen = first.setdefault(name_key(key), key)
+        if seen != key and not (key in contexts and contexts[key].error):
+            contexts[key] = replace(
+                contexts.get(key) or PatientContext(pseudonym=key),
+                error=f"patient_id {key!r} differs from {seen!r} only in case or spaces; "
+                      "use one spelling per patient")
+
+
 def import_cohort(store: Store, visits: Source, outcomes: Source, *,
-                  actor: audit.Actor | None = None) -> ImportReport:
+                  actor: audit.Actor | None = None,
+                  settings: Settings | None = None) -> ImportReport:
     """Validate and import a visits table and an outcomes table.
 
     Parameters
@@ -273,6 +365,9 @@ def import_cohort(store: Store, visits: Source, outcomes: Source, *,
         CSV paths or DataFrames in the cohort CSV format (ARCHITECTURE.md).
     actor
         Who imports (needs the ``ingest`` permission); None for the command line.
+    settings
+        The site's settings: its secret and ``deidentify`` pseudonymise new patients as
+        image ingest does. Default: the store's site secret, de-identification on.
 
     Returns
     -------
@@ -294,9 +389,14 @@ def import_cohort(store: Store, visits: Source, outcomes: Source, *,
     ot = read_table(outcomes, "outcomes")
     # ids in order of first appearance: on a clash the first id used is kept
     keys = list(dict.fromkeys(k for k in (patient_key(r.cells.get(ID_COLUMN))
-                                          for r in vt.rows + ot.rows) if k))
+                                          for r in vt.rows + ot.rows)
+                              if k and not bad_character(k)))
+    pseudonymise = pseudonymiser(settings.site_secret() if settings else store.site_secret(),
+                                 deidentify=settings.deidentify if settings else True)
+    new_ids: dict[str, NewIdentity] = {}
     with store.session() as s:
-        contexts = _contexts(s, keys)
+        contexts = _contexts(s, keys, pseudonymise, new_ids)
+    _spellings(keys, contexts)
     named: dict[str, str] = {}
     for key in keys:
         name = contexts[key].pseudonym if key in contexts else key
@@ -314,7 +414,8 @@ def import_cohort(store: Store, visits: Source, outcomes: Source, *,
     with audit.audited(store, actor, "import_cohort", detail=detail):
         for attempt in (1, 2):
             try:
-                _write(store, data, contexts if attempt == 1 else None, report)
+                _write(store, data, contexts if attempt == 1 else None, report,
+                       pseudonymise, new_ids)
                 break
             except IntegrityError as e:
                 # another import created the same patient or visit meanwhile: retry once

@@ -8,6 +8,7 @@ is known. The rules are listed in :mod:`analytics.cohort.validate`.
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -34,6 +35,7 @@ from analytics.cohort.reader import (
 )
 from analytics.cohort.records import Issue, OutcomeRecord, PatientContext, VisitRecord
 from analytics.cohort_types import CENSORED
+from analytics.names import bad_character
 
 MAX_PSEUDONYM = 64
 #: per column, at most this many row-level plausibility warnings; the rest are counted
@@ -138,12 +140,13 @@ def parse_when(table: RawTable, r: RawRow, col: Collector
 
 
 def patient_key(cell: Any) -> str | None:
-    """The patient id of a cell as text (None when missing); 12.0 from a DataFrame is "12"."""
+    """The patient id of a cell as NFC text without surrounding spaces (None when missing);
+    12.0 from a DataFrame is "12"."""
     if is_missing(cell):
         return None
     if isinstance(cell, float) and cell.is_integer():
         return str(int(cell))
-    return str(cell).strip()
+    return unicodedata.normalize("NFC", str(cell)).strip(" ")
 
 
 def row_patient_key(r: RawRow, col: Collector, contexts: Mapping[str, PatientContext]
@@ -151,6 +154,11 @@ def row_patient_key(r: RawRow, col: Collector, contexts: Mapping[str, PatientCon
     key = patient_key(r.cells.get(ID_COLUMN))
     if key is None:
         col.reject(r, "patient_id is empty")
+        return None
+    bad = bad_character(key)
+    if bad:  # two IDs that look alike on screen would be two patients
+        col.reject(r, f"patient_id {cell_text(key)!r}: control or invisible character {bad}; "
+                      "expected visible characters only")
         return None
     if len(key) > MAX_PSEUDONYM:
         col.reject(r, f"patient_id {cell_text(key)!r} is {len(key)} characters; at most "

@@ -30,8 +30,18 @@ def users(args: argparse.Namespace, settings: Settings) -> CommandResult:
 
 @command("audit")
 def audit_cmd(args: argparse.Namespace, settings: Settings) -> CommandResult:
-    store = open_store(settings)
-    report = audit.verify(store)
+    if args.audit_command == "verify" and getattr(args, "file", None):
+        report = audit.verify_export(args.file, settings.site_secret())
+    else:
+        store = open_store(settings)
+        try:
+            if args.audit_command == "export":
+                got = audit.export_trail(store, args.out)
+                return CommandResult(got, f"wrote {got['records']} audit records and the "
+                                          f"anchor to {got['out']}")
+            report = audit.verify(store)
+        finally:
+            store.dispose()
     payload = {"ok": report.ok, "records": report.records, "problems": report.problems}
     if report.ok:
         return CommandResult(payload, f"audit trail intact: {report.records} records")

@@ -20,7 +20,7 @@ from analytics.store import open_store
 def import_cohort_cmd(args: argparse.Namespace, settings: Settings) -> CommandResult:
     store = open_store(settings)
     try:
-        report = import_cohort(store, args.visits, args.outcomes)
+        report = import_cohort(store, args.visits, args.outcomes, settings=settings)
     finally:
         store.dispose()
     exit_code = EXIT_OK

@@ -129,10 +129,10 @@ def _status(check, job: SeriesJob, n_valid: int) -> tuple[str, str | None]:
                 parts.append(f"{n_valid} of the {expected} instances reported by the PACS "
                              "arrived intact")
             if not check.ok:
-                parts.append(check.reason)
+                parts.append(check.stored_reason)
             return "incomplete", "; ".join(p for p in parts if p)
     if not check.ok:
-        return "invalid", check.reason
+        return "invalid", check.stored_reason  # stored: no file names or original UIDs
     return "complete", None
 
 
@@ -153,6 +153,9 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
         return
     check = check_series(loaded, settings.limits)
     report.notes.extend(r.reason for r in check.excluded if r.category == EXCLUDED)
+    if check.reason and check.reason != check.stored_reason:
+        # the uploader's own report may name their files; the store keeps stored_reason
+        report.notes.append(check.reason)
     first, first_entry = pairs[0]
     try:
         ident = read_identity(first.header, d.secret, name=first.name, deidentify=deid)
@@ -287,7 +290,7 @@ def _merge_with_stored(unit: SeriesToStore, store: Store, settings: Settings) ->
         unit.geometry = {k: geo[k] for k in _GEOMETRY_KEYS if k in geo}
     elif not check.ok:
         unit.status = "incomplete" if unit.status == "incomplete" else "invalid"
-        unit.status_reason = check.reason
+        unit.status_reason = check.stored_reason
     else:
         unit.status, unit.status_reason = "invalid", "stored files of this series are missing"
 

@@ -55,7 +55,11 @@ class SeriesCheck:
     ok
         True when the instances form one coherent volume.
     reason
-        What is wrong (None when ``ok``), naming the instances or positions involved.
+        What is wrong (None when ``ok``), naming the files or positions involved: for the
+        report shown to the uploader (their own file names), never stored.
+    stored_reason
+        The same without file names, paths or original UIDs (slices by position in mm or
+        number in slice order): the form kept in ``series.status_reason``.
     instances
         Image instances that make up the volume, in slice order (first slice first); for a
         series of several stacks, the other stacks' instances follow.
@@ -74,6 +78,7 @@ class SeriesCheck:
     ok: bool
     reason: str | None
     instances: list[ParsedInstance]
+    stored_reason: str | None = None
     geometry: dict[str, Any] = field(default_factory=dict)
     excluded: list[Rejection] = field(default_factory=list)
     frames: list[tuple[int, int]] = field(default_factory=list)
@@ -81,9 +86,20 @@ class SeriesCheck:
     _geoms: list[FrameGeometry] = field(default_factory=list, repr=False)
 
 
-def _fail(reason: str, instances, excluded, category: str = INCOHERENT) -> SeriesCheck:
+def _fail(reason: str, instances, excluded, category: str = INCOHERENT, *,
+          stored: str | None = None) -> SeriesCheck:
+    """A failed check; ``stored`` is the reason without names or original UIDs (default:
+    ``reason``, for messages that name none)."""
     return SeriesCheck(ok=False, reason=reason, instances=list(instances), excluded=excluded,
-                       category=category)
+                       category=category, stored_reason=stored or reason)
+
+
+def _which(inst: ParsedInstance, images: list[ParsedInstance]) -> str:
+    """An instance named without its file name: InstanceNumber, else its place in the series."""
+    if inst.instance_number is not None:
+        return f"instance number {inst.instance_number}"
+    place = next((k for k, i in enumerate(images, 1) if i is inst), 0)
+    return f"instance {place} of {len(images)}"
 
 
 def _exclusion(inst: ParsedInstance) -> str | None:
@@ -106,7 +122,9 @@ def _same_orientation(a: FrameGeometry, b: FrameGeometry) -> bool:
             and np.abs(a.col_cosine - b.col_cosine).max() <= ORIENTATION_TOL)
 
 
-def _dedupe(images: list[ParsedInstance]) -> tuple[list[ParsedInstance], str | None, list[str]]:
+def _dedupe(images: list[ParsedInstance]
+            ) -> tuple[list[ParsedInstance], tuple[str, str] | None, list[str]]:
+    """Drop exact duplicates; ``(reason, stored reason)`` when one UID has two contents."""
     seen: dict[str, ParsedInstance] = {}
     notes = []
     for inst in images:
@@ -114,7 +132,9 @@ def _dedupe(images: list[ParsedInstance]) -> tuple[list[ParsedInstance], str | N
         if uid in seen:
             if seen[uid].sha256 != inst.sha256:
                 return [], (f"SOPInstanceUID {uid} appears twice with different content "
-                            f"({seen[uid].name}, {inst.name})"), notes
+                            f"({seen[uid].name}, {inst.name})",
+                            f"one SOPInstanceUID appears twice with different content "
+                            f"({_which(seen[uid], images)}, {_which(inst, images)})"), notes
             notes.append(f"{inst.name}: duplicate of {seen[uid].name}, ignored")
             continue
         seen[uid] = inst
@@ -189,14 +209,17 @@ def check_series(instances: list[ParsedInstance], limits: IngestLimits | None = 
         return _fail("no CT/MR image instances in the series", [], excluded)
     uids = sorted({str(i.series_uid) for i in images})
     if len(uids) > 1:
-        return _fail(f"mixed SeriesInstanceUID (0020,000E): {', '.join(uids)}", images, excluded)
+        return _fail(f"mixed SeriesInstanceUID (0020,000E): {', '.join(uids)}", images, excluded,
+                     stored=f"mixed SeriesInstanceUID (0020,000E): {len(uids)} different UIDs")
     images, dup_problem, notes = _dedupe(images)
     if dup_problem:
-        return _fail(dup_problem, images, excluded)
+        return _fail(dup_problem[0], images, excluded, stored=dup_problem[1])
     for inst in images:
         if inst.pixel_problem:
             return _fail(f"{inst.name}: {inst.pixel_problem}; the series is not scored",
-                         images, excluded)
+                         images, excluded,
+                         stored=f"{_which(inst, images)}: {inst.pixel_problem}; the series "
+                                "is not scored")
     if limits is not None:
         total = sum(i.size for i in images)
         if total > limits.max_series_bytes:
@@ -210,7 +233,8 @@ def check_series(instances: list[ParsedInstance], limits: IngestLimits | None = 
         try:
             geoms = inst.geometry
         except InvalidDicomError as e:
-            return _fail(f"{inst.name}: {e}", images, excluded)
+            return _fail(f"{inst.name}: {e}", images, excluded,
+                         stored=f"{_which(inst, images)}: {e}")
         frames += [(inst, f, g) for f, g in enumerate(geoms)]
         got = instance_kinds(inst)
         kinds += got if len(got) == len(geoms) else [None] * len(geoms)
@@ -221,8 +245,9 @@ def check_series(instances: list[ParsedInstance], limits: IngestLimits | None = 
         result = _check_stack(s.frames, images, excluded, limits)
         if isinstance(result, SeriesCheck):
             if len(stacks) > 1:
-                result.reason = (f"{result.reason} (in stack {s.label}, {len(s.frames)} "
-                                 f"frames, one of {len(stacks)} stacks)")
+                where = f" (in stack {s.label}, {len(s.frames)} frames, one of {len(stacks)} stacks)"
+                result.reason = f"{result.reason}{where}"
+                result.stored_reason = f"{result.stored_reason}{where}"
             return result
         checked.append(result)
     if limits is not None and len(stacks) > 1:
@@ -315,10 +340,12 @@ def _check_stack(frames: list[tuple[ParsedInstance, int, FrameGeometry]],
             excluded.append(Rejection(inst.name, "localizer (single slice whose orientation "
                                                  "differs from the series): excluded", EXCLUDED))
         else:
+            iop = np.round(np.concatenate([g.row_cosine, g.col_cosine]), 4).tolist()
+            ref_iop = np.round(np.concatenate([ref.row_cosine, ref.col_cosine]), 4).tolist()
             return _fail(f"mixed orientation: {inst.name} has ImageOrientationPatient "
-                         f"{np.round(np.concatenate([g.row_cosine, g.col_cosine]), 4).tolist()}, "
-                         f"the series {np.round(np.concatenate([ref.row_cosine, ref.col_cosine]), 4).tolist()}",
-                         images, excluded)
+                         f"{iop}, the series {ref_iop}", images, excluded,
+                         stored=f"mixed orientation: {_which(inst, images)} has "
+                                f"ImageOrientationPatient {iop}, the series {ref_iop}")
     frames = kept
     kept_ids = {id(k) for k, _, _ in frames}
     images = [i for i in images if id(i) in kept_ids]
@@ -336,8 +363,10 @@ def _check_stack(frames: list[tuple[ParsedInstance, int, FrameGeometry]],
         return _fail(f"mixed Modality (0008,0060): {', '.join(modalities)}", images, excluded)
     for inst in images:
         if (inst.info["samples"] or 1) != 1:
-            return _fail(f"{inst.name}: SamplesPerPixel (0028,0002) = "
-                         f"{inst.info['samples']}; expected 1 (grayscale)", images, excluded)
+            what = (f"SamplesPerPixel (0028,0002) = {inst.info['samples']}; expected 1 "
+                    "(grayscale)")
+            return _fail(f"{inst.name}: {what}", images, excluded,
+                         stored=f"{_which(inst, images)}: {what}")
     rows, cols = rows_cols[0]
     if limits is not None:
         need = len(frames) * rows * cols * 4
@@ -354,9 +383,12 @@ def _check_stack(frames: list[tuple[ParsedInstance, int, FrameGeometry]],
         same = np.flatnonzero(np.diff(d) <= SPACING_ABS_TOL_MM)
         if same.size:
             i = int(same[0])
+            where = (f"both lie at {_fmt(d[i])} mm along the slice normal ({same.size + 1} "
+                     "slices share positions)")
             return _fail(f"duplicate slice positions: {frames[i][0].name} and "
-                         f"{frames[i + 1][0].name} both lie at {_fmt(d[i])} mm along the slice "
-                         f"normal ({same.size + 1} slices share positions)", images, excluded)
+                         f"{frames[i + 1][0].name} {where}", images, excluded,
+                         stored=f"duplicate slice positions: slices {i + 1} and {i + 2} of "
+                                f"{len(frames)} (in slice order) {where}")
         inplane = np.array([[g.position @ ref.row_cosine, g.position @ ref.col_cosine]
                             for _, _, g in frames])
         drift = np.abs(inplane - inplane[0]).max(axis=0)

@@ -8,19 +8,26 @@ than fail. PostgreSQL is used when ``db_url`` names it.
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
+import time
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy import Engine, create_engine, event, inspect, select
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.config import Settings
-from analytics.errors import StoreError
+from analytics.errors import ConfigError, StoreError
+from analytics.store.schema import StoreInfo
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+_SECRET_LOCK = threading.Lock()
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -129,10 +136,66 @@ def _migration_lock(engine: Engine) -> Iterator[None]:
 
 @dataclass
 class Store:
-    """An open store: engine plus session factory."""
+    """An open store: engine, session factory and the home that holds its site secret.
+
+    ``home`` is the HEPATRACK_HOME whose site secret keys pseudonyms and the audit chain,
+    and where the audit anchor is kept. When a store is opened by URL alone it is
+    ``$HEPATRACK_HOME``, else the folder of a SQLite file, else ``./.hepatrack`` (the
+    same default as :func:`analytics.config.load_settings`).
+    """
 
     engine: Engine
     sessions: sessionmaker[Session]
+    home: Path | None = None
+    #: per-store memo of the site secret and store id (read once, used on every append)
+    memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def site_home(self) -> Path:
+        if self.home is not None:
+            return self.home
+        env = os.environ.get("HEPATRACK_HOME")
+        if env:
+            return Path(env).expanduser().resolve()
+        db = self.engine.url.database
+        if self.engine.dialect.name == "sqlite" and db and db != ":memory:":
+            return Path(db).expanduser().resolve().parent
+        return Path(".hepatrack").resolve()
+
+    def site_secret(self) -> bytes:
+        """The site secret of :meth:`site_home` (created on first use, mode 0600).
+
+        Raises
+        ------
+        ConfigError
+            If the secret file is shorter than 32 bytes.
+        """
+        if "secret" not in self.memo:
+            with _SECRET_LOCK:
+                for attempt in range(20):
+                    try:
+                        self.memo["secret"] = Settings(home=self.site_home()).site_secret()
+                        break
+                    except (FileExistsError, ConfigError):
+                        # another process is creating the file this moment: read it again
+                        if attempt == 19:
+                            raise
+                        time.sleep(0.05)
+        return self.memo["secret"]
+
+    def store_id(self) -> str:
+        """A random identifier of this database, made once (names its audit anchor)."""
+        if "store_id" in self.memo:
+            return self.memo["store_id"]
+        for _ in range(2):
+            with self.session() as s:
+                got = s.execute(select(StoreInfo.value)
+                                .where(StoreInfo.key == "store_id")).scalar()
+            if got is not None:
+                self.memo["store_id"] = got
+                return got
+            with contextlib.suppress(IntegrityError), self.session() as s:
+                s.add(StoreInfo(key="store_id", value=uuid.uuid4().hex))
+        raise StoreError("store_info: store_id could not be read or written")
 
     @contextlib.contextmanager
     def session(self) -> Iterator[Session]:
@@ -148,8 +211,11 @@ class Store:
 
 
 def open_store(settings: Settings | None = None, *, url: str | None = None,
-               migrate_schema: bool = True) -> Store:
+               migrate_schema: bool = True, home: Path | None = None) -> Store:
     """Open (and by default migrate) the store named by ``url`` or ``settings``.
+
+    ``home`` (default: ``settings.home``) is where the site secret and the audit anchor
+    live; see :class:`Store`.
 
     Raises
     ------
@@ -161,7 +227,10 @@ def open_store(settings: Settings | None = None, *, url: str | None = None,
             raise StoreError("open_store needs settings or a url")
         settings.ensure_home()
         url = settings.database_url
+    if home is None and settings is not None:
+        home = settings.home
     engine = make_engine(url)
     if migrate_schema:
         migrate(engine)
-    return Store(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False))
+    return Store(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False),
+                 home=Path(home).resolve() if home is not None else None)

@@ -270,6 +270,8 @@ class User(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(128), unique=True, index=True)
+    # analytics.names.name_key(username): one account per name whatever its case or spaces
+    username_key: Mapped[str] = mapped_column(String(128), unique=True, index=True)
     password_hash: Mapped[str | None] = mapped_column(String(256))  # None for SSO-only users
     role: Mapped[str] = mapped_column(String(16))  # clinician | researcher | admin
     display_name: Mapped[str | None] = mapped_column(String(256))
@@ -298,6 +300,15 @@ class AuditRecord(Base):
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+
+
+class StoreInfo(Base):
+    """Facts about this database itself, e.g. ``store_id`` (names its audit anchor)."""
+
+    __tablename__ = "store_info"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(String(256))
 
 
 class NoteRecord(Base):

@@ -279,7 +279,8 @@ def test_mdt_meeting_notes_and_pack(home, engine, template):
     _m, _c, store = engine
     at = _on("pages/mdt.py", CLINICIAN)
     _ok(at)
-    patients = [template.imaging[0], "SYN-0010", "SYN-0011"]
+    patients = [template.imaging[0], template.pseudonyms["SYN-0010"],
+                template.pseudonyms["SYN-0011"]]
     at.multiselect(key="mdt:patients").set_value(patients).run()
     _ok(at)
     assert at.selectbox(key="mdt:current").value == patients[0]

@@ -14,6 +14,7 @@ from analytics import audit
 from analytics.cli import main
 from analytics.cohort import import_cohort
 from analytics.errors import PermissionDeniedError, StoreError
+from analytics.ingest.deid import patient_pseudonym
 from analytics.store import open_store
 from analytics.store.schema import AuditRecord, Outcome, Patient, Visit
 from tests.cohort.conftest import add_patient, add_scan
@@ -33,18 +34,22 @@ P2,3.5,censored
 """
 
 
-def stored(store):
+def stored(store, ids: tuple[str, ...] = ()):
+    """Visits, outcomes and patients by pseudonym; the pseudonyms of the real ``ids`` (as
+    image ingest would make them) are shown as those ids."""
+    real = {patient_pseudonym(store.site_secret(), i): i for i in ids}
     with store.session() as s:
         visits = s.execute(select(Patient.pseudonym, Visit.time_years, Visit.visit_date,
                                   Visit.values).join(Patient, Visit.patient_id == Patient.id)
-                           .order_by(Patient.pseudonym, Visit.time_years)).all()
+                           ).all()
         outcomes = s.execute(select(Patient.pseudonym, Outcome.time_years, Outcome.event)
-                             .join(Patient, Outcome.patient_id == Patient.id)
-                             .order_by(Patient.pseudonym)).all()
-        patients = s.execute(select(Patient.pseudonym, Patient.sex, Patient.source)
-                             .order_by(Patient.pseudonym)).all()
-    return ([tuple(v) for v in visits], [tuple(o) for o in outcomes],
-            [tuple(p) for p in patients])
+                             .join(Patient, Outcome.patient_id == Patient.id)).all()
+        patients = s.execute(select(Patient.pseudonym, Patient.sex, Patient.source)).all()
+
+    def named(rows):
+        return sorted(((real.get(r[0], r[0]), *r[1:]) for r in rows), key=lambda r: r[:2])
+
+    return named(visits), named(outcomes), named(patients)
 
 
 def test_import_is_idempotent_and_counts_updates(db_url, csvs):
@@ -54,7 +59,7 @@ def test_import_is_idempotent_and_counts_updates(db_url, csvs):
     assert (first.patients, first.patients_created, first.visits, first.visits_inserted,
             first.outcomes, first.events) == (2, 2, 4, 4, 2, 1)
     assert [(i.file, i.row, i.line) for i in first.rejected] == [("visits.csv", 5, 6)]
-    visits, outcomes, patients = stored(store)
+    visits, outcomes, patients = stored(store, ('P1', 'P2'))
     assert visits == [
         ("P1", 0.0, None, {"bilirubin_mg_dl": 1.2, "albumin_g_dl": 3.9, "inr": 1.1,
                            "sex": "M", "fibrosis_stage": "F2"}),
@@ -71,14 +76,14 @@ def test_import_is_idempotent_and_counts_updates(db_url, csvs):
     again = import_cohort(store, v, o)
     assert (again.patients_created, again.visits_inserted, again.visits_updated,
             again.visits_unchanged, again.outcomes_unchanged) == (0, 0, 0, 4, 2)
-    assert stored(store) == (visits, outcomes, patients)
+    assert stored(store, ('P1', 'P2')) == (visits, outcomes, patients)
 
     v2, o2 = csvs(VISITS.replace("P1,1.0,2.5", "P1,1.0,2.7"),
                   OUTCOMES.replace("P2,3.5,censored", "P2,3.5,death"))
     changed = import_cohort(store, v2, o2)
     assert (changed.visits_updated, changed.visits_unchanged, changed.outcomes_updated) == (
         1, 3, 1)
-    visits2, outcomes2, _ = stored(store)
+    visits2, outcomes2, _ = stored(store, ('P1', 'P2'))
     assert visits2[2][3]["bilirubin_mg_dl"] == 2.7 and len(visits2) == 4
     assert outcomes2[1] == ("P2", 3.5, "death")
     store.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -115,3 +116,54 @@ def test_disabled_and_sso_only_accounts(store):
     assert auth.sso_actor(store, "sso.user", session_id="z").role == "researcher"
     with pytest.raises(AuthError, match="no HepaTrack account"):
         auth.sso_actor(store, "stranger@example.org", session_id="z")
+
+
+@pytest.mark.parametrize("typed", ["correct horse battery", "DOE^JANE", "vic\u200btim\n"],
+                         ids=["a-password", "a-patient-name", "invisible-characters"])
+def test_what_is_typed_as_an_unknown_username_is_kept_only_as_a_keyed_hash(store, typed):
+    with pytest.raises(AuthError, match="unknown user or wrong password"):
+        auth.authenticate(store, typed, PW)
+    last = audit.recent(store, 1)[0]
+    assert last["username"] == audit.unknown_username(store, typed)
+    assert re.fullmatch(r"unknown:[0-9a-f]{16}", last["username"])
+    assert typed.strip() not in str(audit.recent(store))
+
+
+def test_the_unknown_username_hash_is_keyed_by_the_site_secret(store, tmp_path):
+    other = open_store(url=f"sqlite:///{tmp_path / 'other.db'}", home=tmp_path / "other")
+    assert audit.unknown_username(store, "DOE^JANE") != audit.unknown_username(other,
+                                                                                "DOE^JANE")
+    assert audit.unknown_username(store, "DOE^JANE") == audit.unknown_username(store,
+                                                                                " doe^jane")
+    other.dispose()
+
+
+@pytest.mark.parametrize("name", ["victim\n", "vic\u200btim", "victim\u2028", "vic\ttim",
+                                  "\u00a0victim", "victim\x00"],
+                         ids=["newline", "zero-width-space", "line-separator", "tab",
+                              "no-break-space", "nul"])
+def test_usernames_with_control_or_invisible_characters_are_refused(store, name):
+    with pytest.raises(AuthError, match=r"username .*control or invisible character U\+"):
+        auth.create_user(store, name, "clinician", PW)
+    assert [u["username"] for u in auth.list_users(store)] == ["dr.who", "res"]
+
+
+@pytest.mark.parametrize("name", ["DR.WHO", " dr.who", "Dr.Who  "],
+                         ids=["case", "leading-space", "trailing-spaces"])
+def test_a_username_differing_only_in_case_or_spaces_names_the_same_account(store, name):
+    with pytest.raises(AuthError, match="already exists"):
+        auth.create_user(store, name, "admin", PW)
+    assert auth.authenticate(store, name, PW).username == "dr.who"
+
+
+def test_users_add_command_refuses_a_name_with_a_newline(tmp_path, monkeypatch, capsys):
+    from analytics.cli import main
+
+    monkeypatch.setenv("HEPATRACK_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("HEPATRACK_DB_URL", raising=False)
+    assert main(["users", "add", "victim", "--role", "clinician", "--password", PW]) == 0
+    assert main(["users", "add", "victim\n", "--role", "admin", "--password", PW]) == 2
+    assert "U+000A (LINE FEED) at position 7" in capsys.readouterr().err
+    assert main(["users", "add", "Victim", "--role", "admin", "--password", PW]) == 2
+    assert main(["users", "list"]) == 0
+    assert capsys.readouterr().out.split() == ["victim", "clinician"]

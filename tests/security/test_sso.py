@@ -108,7 +108,7 @@ def test_unknown_and_disabled_accounts_are_refused_and_audited(store):
     with pytest.raises(AuthError, match="is disabled"):
         auth.sso_login(store, claims(), session_id="s", now=T0)
     assert _logins(store) == [
-        ("someone@elsewhere.example", "none", "denied",
+        (audit.unknown_username(store, "someone@elsewhere.example"), "none", "denied",
          {"reason": "no local account for SSO user"}),
         (EMAIL, "clinician", "denied", {"reason": "disabled"}),
     ]

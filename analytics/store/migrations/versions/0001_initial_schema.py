@@ -90,9 +90,16 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_patients_pseudonym"), ["pseudonym"], unique=True)
 
     op.create_table(
+        "store_info",
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("value", sa.String(length=256), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
+    op.create_table(
         "users",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("username", sa.String(length=128), nullable=False),
+        sa.Column("username_key", sa.String(length=128), nullable=False),
         sa.Column("password_hash", sa.String(length=256), nullable=True),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("display_name", sa.String(length=256), nullable=True),
@@ -104,6 +111,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_users_username"), ["username"], unique=True)
+        batch_op.create_index(batch_op.f("ix_users_username_key"), ["username_key"], unique=True)
 
     op.create_table(
         "identity_map",
@@ -404,9 +412,11 @@ def downgrade() -> None:
 
     op.drop_table("identity_map")
     with op.batch_alter_table("users", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_users_username_key"))
         batch_op.drop_index(batch_op.f("ix_users_username"))
 
     op.drop_table("users")
+    op.drop_table("store_info")
     with op.batch_alter_table("patients", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_patients_pseudonym"))
 

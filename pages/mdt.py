@@ -8,7 +8,7 @@ import streamlit as st
 from analytics import viz
 from analytics.auth import Permission, allowed
 from analytics.errors import HepaTrackError
-from analytics.mdt import add_note, meeting_name, notes_for, parse_meeting_list
+from analytics.mdt import add_note, meeting_name, notes_for
 from ui import dash, jobs, loaders, mdt_view, patient_view, shell
 from ui.format import fmt_horizon
 from ui.mdt_view import CURRENT_KEY, LIST_KEY, MDT
@@ -42,16 +42,12 @@ meeting = meeting_name(day, title)
 st.multiselect("Patients to discuss", options, key=LIST_KEY, format_func=label,
                placeholder="choose patients, in discussion order")
 with st.expander("Paste a list of pseudonyms"):
-    pasted = st.text_area("Pseudonyms (comma, space or one per line)", key=key(MDT, "paste"))
-    if st.button("Add to the meeting list", key=key(MDT, "add_pasted")):
-        found, unknown = parse_meeting_list(pasted, options)
-        current = list(st.session_state.get(LIST_KEY) or [])
-        st.session_state[LIST_KEY] = current + [p for p in found if p not in current]
-        if unknown:
-            st.session_state[key(MDT, "unknown")] = unknown
-        st.rerun()
-    if st.session_state.get(key(MDT, "unknown")):
-        st.warning("Not in the store: " + ", ".join(st.session_state[key(MDT, "unknown")]),
+    st.text_area("Pseudonyms (comma, space or one per line)", key=mdt_view.PASTE_KEY)
+    # a callback: the list's widget key may only be written before the widget is drawn
+    st.button("Add to the meeting list", key=key(MDT, "add_pasted"),
+              on_click=mdt_view.add_pasted, args=(options,))
+    if st.session_state.get(mdt_view.UNKNOWN_KEY):
+        st.warning("Not in the store: " + ", ".join(st.session_state[mdt_view.UNKNOWN_KEY]),
                    icon=":material/person_off:")
 
 chosen = list(st.session_state.get(LIST_KEY) or [])

@@ -17,6 +17,8 @@ from ui.session import key
 MDT = "mdt"
 LIST_KEY = key(MDT, "patients")
 CURRENT_KEY = key(MDT, "current")
+PASTE_KEY = key(MDT, "paste")
+UNKNOWN_KEY = key(MDT, "unknown")
 
 #: projector mode: larger text everywhere on the page (figures get their own font size)
 LARGE_FONT_CSS = """
@@ -44,6 +46,26 @@ def step(delta: int) -> None:
     cur = st.session_state.get(CURRENT_KEY)
     i = patients.index(cur) if cur in patients else 0
     st.session_state[CURRENT_KEY] = patients[max(0, min(len(patients) - 1, i + delta))]
+
+
+def add_pasted(options: list[str]) -> None:
+    """Callback of "Add to the meeting list": append the pasted pseudonyms that are known.
+
+    Runs before the page script, so it may write the multiselect's key (a handler in the
+    script body runs after the widget exists, and Streamlit refuses the write).
+
+    Parameters
+    ----------
+    options
+        The pseudonyms the meeting list offers; pasted entries outside it are kept under
+        :data:`UNKNOWN_KEY` for the page's warning.
+    """
+    from analytics.mdt import parse_meeting_list
+
+    found, unknown = parse_meeting_list(st.session_state.get(PASTE_KEY) or "", options)
+    current = list(st.session_state.get(LIST_KEY) or [])
+    st.session_state[LIST_KEY] = current + [p for p in found if p not in current]
+    st.session_state[UNKNOWN_KEY] = unknown
 
 
 def sentences(contributions: pd.DataFrame, horizon: float, top: int = 3) -> list[str]:

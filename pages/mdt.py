@@ -87,21 +87,21 @@ def export_panel() -> None:
     job: jobs.Job | None = st.session_state.get(JOB_KEY)
     if job is None:
         return
+    if not job.running and not st.session_state.get(key(MDT, f"drawn-{job.id}")):
+        # the download button is drawn outside this fragment, whose rerun every second
+        # would revoke the button's click-time file before a click reached it
+        st.session_state[key(MDT, f"drawn-{job.id}")] = True
+        st.rerun(scope="app")
     result = dash.settled_job(job, done_text="ready")
-    if result is None:
-        return
-    res = result
-    st.download_button(f"Download the pack ({res.pages} pages, "
-                       f"{'identified' if res.identified else 'pseudonymised'})",
-                       res.pdf, file_name=f"hepatrack-mdt-{day.isoformat()}.pdf",
-                       mime="application/pdf", key=key(MDT, "download"),
-                       icon=":material/download:")
-    for w in res.warnings:
+    for w in result.warnings if result is not None else []:
         st.caption(f"⚠ {w}")
 
 
 with right:
     export_panel()
+    pack = st.session_state.get(JOB_KEY)
+    if pack is not None and pack.status == jobs.DONE:
+        mdt_view.download_button(pack.result, ctx.store, who, day)
 
 # ----------------------------------------------------------------------------- summary
 st.divider()

@@ -3,14 +3,18 @@ style and the PDF job."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from analytics import audit
 from analytics.audit import Actor
 from analytics.config import Settings
 from analytics.store.db import Store
+from ui import webguard
 from ui.jobs import Job
 from ui.session import key
 
@@ -100,3 +104,37 @@ def pdf_job(job: Job, store: Store, settings: Settings, actor: Actor, patients: 
     return build_mdt_report(store, settings, patients, None, actor=actor, model=model,
                             visits=visits, horizon=horizon, meeting=meeting,
                             progress=job.report)
+
+
+def download_once(result: Any, store: Store, actor: Actor) -> Callable[[], bytes]:
+    """The ``data`` callable of the pack's download button: run on the click, it audits
+    the download and grants this browser one fetch of the PDF (``ui.webguard``).
+
+    The PDF is never left at a reusable media URL: Streamlit stores it only when the
+    user clicks, and the guard serves it once, to the browser cookie of this session.
+
+    Raises
+    ------
+    AuditError
+        (on the click) If the download cannot be audited: then no file is offered.
+    """
+    cookie = webguard.browser_cookie()  # read here: the callable runs off the script thread
+
+    def data() -> bytes:
+        audit.record(store, actor, "export", detail={
+            "step": "download", "what": "mdt_pack", "pages": int(result.pages),
+            "identified": bool(result.identified)})
+        return webguard.grant(result.pdf, cookie)
+
+    return data
+
+
+def download_button(result: Any, store: Store, actor: Actor, day: dt.date) -> None:
+    """The pack's download button: the file is made on the click (:func:`download_once`),
+    with no rerun, so nothing is left at a reusable media URL."""
+    kind = "identified" if result.identified else "pseudonymised"
+    st.download_button(f"Download the pack ({result.pages} pages, {kind})",
+                       download_once(result, store, actor),
+                       file_name=f"hepatrack-mdt-{day.isoformat()}.pdf",
+                       mime="application/pdf", key=key(MDT, "download"), on_click="ignore",
+                       icon=":material/download:")

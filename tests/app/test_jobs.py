@@ -85,3 +85,22 @@ def test_a_running_job_stops_at_its_next_report_once_its_session_ended():
     assert job.wait(timeout=10)
     assert job.status == jobs.FAILED and isinstance(job.error, jobs.JobCancelled)
     assert job.result is None and len(reports) < 600
+
+
+def test_a_session_counts_as_ended_only_once_it_has_been_gone_for_the_grace_period(
+        monkeypatch):
+    from types import SimpleNamespace
+
+    from streamlit import runtime
+
+    connected = {"s-1": True}
+    server = SimpleNamespace(is_active_session=lambda sid: connected.get(sid, False))
+    monkeypatch.setattr(runtime, "exists", lambda: True)
+    monkeypatch.setattr(runtime, "get_instance", lambda: server)
+    alive = jobs.session_alive("s-1", grace_s=0.5)
+    assert alive()
+    connected["s-1"] = False
+    assert alive()  # a reconnect within the grace period keeps the jobs
+    _until(lambda: not alive(), timeout=10)
+    connected["s-1"] = True
+    assert alive()

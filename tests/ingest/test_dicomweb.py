@@ -440,3 +440,18 @@ def test_orthanc_wrong_password_is_refused_without_echoing_it(orthanc_study):
     with pytest.raises(PacsError, match=r"refused \(401\): check the credentials") as e:
         search_studies(pacs, patient_id=study.patient_id)
     assert "wrong-password-xyz" not in str(e.value)
+
+
+def test_pacs_deadlines_are_read_from_config_and_unknown_keys_refused(home):
+    from analytics.errors import ConfigError
+
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text('[[pacs]]\nurl = "https://pacs.example/dicom-web"\n'
+                                      'request_deadline_s = "20"\nretrieval_deadline_s = 300\n')
+    (pacs,) = load_settings(home).pacs
+    assert (pacs.request_deadline_s, pacs.retrieval_deadline_s) == (20.0, 300.0)
+    (home / "config.toml").write_text('[[pacs]]\nurl = "https://pacs.example/dicom-web"\n'
+                                      'total_timeout = 20\n')
+    with pytest.raises(ConfigError, match=r"\[\[pacs\]\] entry 1: unknown keys "
+                                          r"\['total_timeout'\]"):
+        load_settings(home)

@@ -41,14 +41,7 @@ meeting = meeting_name(day, title)
 
 st.multiselect("Patients to discuss", options, key=LIST_KEY, format_func=label,
                placeholder="choose patients, in discussion order")
-with st.expander("Paste a list of pseudonyms"):
-    st.text_area("Pseudonyms (comma, space or one per line)", key=mdt_view.PASTE_KEY)
-    # a callback: the list's widget key may only be written before the widget is drawn
-    st.button("Add to the meeting list", key=key(MDT, "add_pasted"),
-              on_click=mdt_view.add_pasted, args=(options,))
-    if st.session_state.get(mdt_view.UNKNOWN_KEY):
-        st.warning("Not in the store: " + ", ".join(st.session_state[mdt_view.UNKNOWN_KEY]),
-                   icon=":material/person_off:")
+mdt_view.paste_list(options)
 
 chosen = list(st.session_state.get(LIST_KEY) or [])
 if not chosen:
@@ -82,23 +75,8 @@ if left.button(f"Build the PDF pack ({len(chosen)} page(s))", type="primary",
         horizon=horizon, meeting=meeting))
 
 
-@st.fragment(run_every=1.0)
-def export_panel() -> None:
-    job: jobs.Job | None = st.session_state.get(JOB_KEY)
-    if job is None:
-        return
-    if not job.running and not st.session_state.get(key(MDT, f"drawn-{job.id}")):
-        # the download button is drawn outside this fragment, whose rerun every second
-        # would revoke the button's click-time file before a click reached it
-        st.session_state[key(MDT, f"drawn-{job.id}")] = True
-        st.rerun(scope="app")
-    result = dash.settled_job(job, done_text="ready")
-    for w in result.warnings if result is not None else []:
-        st.caption(f"⚠ {w}")
-
-
 with right:
-    export_panel()
+    mdt_view.export_panel(JOB_KEY)
     pack = st.session_state.get(JOB_KEY)
     if pack is not None and pack.status == jobs.DONE:
         mdt_view.download_button(pack.result, ctx.store, who, day)

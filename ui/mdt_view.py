@@ -72,6 +72,37 @@ def add_pasted(options: list[str]) -> None:
     st.session_state[UNKNOWN_KEY] = unknown
 
 
+def paste_list(options: list[str]) -> None:
+    """The "Paste a list of pseudonyms" expander; unknown entries are named in a warning."""
+    with st.expander("Paste a list of pseudonyms"):
+        st.text_area("Pseudonyms (comma, space or one per line)", key=PASTE_KEY)
+        # a callback: the list's widget key may only be written before the widget is drawn
+        st.button("Add to the meeting list", key=key(MDT, "add_pasted"), on_click=add_pasted,
+                  args=(options,))
+        if st.session_state.get(UNKNOWN_KEY):
+            st.warning("Not in the store: " + ", ".join(st.session_state[UNKNOWN_KEY]),
+                       icon=":material/person_off:")
+
+
+@st.fragment(run_every=1.0)
+def export_panel(job_key: str) -> None:
+    """The pack job's progress, polled every second; once it ends, one rerun of the page
+    draws the download button (:func:`download_button`) outside this fragment."""
+    from ui import dash
+
+    job: Job | None = st.session_state.get(job_key)
+    if job is None:
+        return
+    if not job.running and not st.session_state.get(key(MDT, f"drawn-{job.id}")):
+        # a button inside this fragment would be redrawn every second, revoking its
+        # click-time file before a click reached it
+        st.session_state[key(MDT, f"drawn-{job.id}")] = True
+        st.rerun(scope="app")
+    result = dash.settled_job(job, done_text="ready")
+    for w in result.warnings if result is not None else []:
+        st.caption(f"⚠ {w}")
+
+
 def sentences(contributions: pd.DataFrame, horizon: float, top: int = 3) -> list[str]:
     """The largest contributions in words: ``"Platelets 141 10⁹/L (-28 since the previous
     visit) raised the 3-year risk"``."""

@@ -31,7 +31,6 @@ import hmac
 import secrets
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from http.cookies import CookieError, SimpleCookie
@@ -40,8 +39,6 @@ from typing import Any
 COOKIE = "hepatrack_browser"
 #: how long a download grant stays valid after the click that made it
 GRANT_TTL_S = 120.0
-#: at most this many browser cookies remembered (oldest forgotten first)
-MAX_BROWSERS = 10_000
 SECURITY_HEADERS = (
     (b"x-frame-options", b"DENY"),
     (b"content-security-policy", b"frame-ancestors 'none'"),
@@ -64,8 +61,10 @@ class _Grant:
 
 
 _lock = threading.Lock()
-_browsers: OrderedDict[str, None] = OrderedDict()  # sha256 of cookies issued here
 _grants: dict[str, list[_Grant]] = {}  # sha256 of the file's bytes -> open grants
+#: signs the browser cookies this process issues: checked without keeping a list of them,
+#: so a flood of cookie-less requests cannot push a signed-in browser's cookie out
+_COOKIE_KEY = secrets.token_bytes(32)
 
 
 def _digest(value: bytes | str) -> str:
@@ -105,20 +104,19 @@ def _use(data: bytes, cookie: str | None, *, spend: bool) -> bool:
         return found is not None
 
 
+def _signature(nonce: str) -> str:
+    return hmac.new(_COOKIE_KEY, nonce.encode(), hashlib.sha256).hexdigest()
+
+
 def _known_browser(cookie: str | None) -> bool:
-    if not cookie:
-        return False
-    with _lock:
-        return _digest(cookie) in _browsers
+    """True if this server process issued ``cookie``."""
+    nonce, _, sig = (cookie or "").partition(".")
+    return bool(nonce and sig) and hmac.compare_digest(sig, _signature(nonce))
 
 
 def _issue() -> str:
-    value = secrets.token_urlsafe(32)
-    with _lock:
-        _browsers[_digest(value)] = None
-        while len(_browsers) > MAX_BROWSERS:
-            _browsers.popitem(last=False)
-    return value
+    nonce = secrets.token_urlsafe(24)
+    return f"{nonce}.{_signature(nonce)}"
 
 
 def _cookie_of(scope: Scope) -> str | None:

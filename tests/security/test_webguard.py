@@ -71,7 +71,7 @@ def test_metrics_are_not_answered():
 
 def test_a_download_url_is_refused_to_a_client_without_the_browser_cookie(media):
     webguard.grant(PDF, _browser())
-    for cookie in (None, "made-up-cookie"):
+    for cookie in (None, "made-up-cookie", "forged-nonce." + "0" * 64):
         status, _h, body = _call(MEDIA, cookie, "navigate")
         assert status == 403 and PDF not in body
 

@@ -36,7 +36,16 @@ class IngestLimits:
 
 @dataclass(frozen=True)
 class PacsSettings:
-    """One DICOMweb endpoint. Credentials never reach logs."""
+    """One DICOMweb endpoint. Credentials never reach logs.
+
+    Credentials go only to URLs under ``url``: same scheme, host and port (80/443 when not
+    written) and a path below ``url``'s path on a segment boundary.
+
+    Time limits: ``connect_timeout_s`` and ``read_timeout_s`` bound each socket wait;
+    ``request_deadline_s`` bounds one search request in total (headers and body, however
+    slowly the server trickles), ``retrieval_deadline_s`` one series retrieval with its
+    retries. Over a deadline the connection is cut and the PACS step fails.
+    """
 
     name: str = "pacs"
     url: str = ""
@@ -46,6 +55,8 @@ class PacsSettings:
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
     max_retries: int = 2
+    request_deadline_s: float = 60.0
+    retrieval_deadline_s: float = 900.0
 
 
 @dataclass(frozen=True)
@@ -155,7 +166,12 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     for i, p in enumerate(file_cfg.get("pacs", [])):
         if "url" not in p:
             raise ConfigError(f"{cfg_file} [[pacs]] entry {i + 1}: 'url' is required")
-        pacs.append(PacsSettings(**p))
+        known = {f.name: f.type for f in fields(PacsSettings)}
+        unknown = set(p) - set(known)
+        if unknown:
+            raise ConfigError(f"{cfg_file} [[pacs]] entry {i + 1}: unknown keys "
+                              f"{sorted(unknown)}; expected some of {sorted(known)}")
+        pacs.append(PacsSettings(**{k: _coerce(known[k], v, f"pacs.{k}") for k, v in p.items()}))
     if os.environ.get("HEPATRACK_PACS_URL"):
         pacs.append(
             PacsSettings(

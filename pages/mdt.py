@@ -8,7 +8,7 @@ import streamlit as st
 from analytics import viz
 from analytics.auth import Permission, allowed
 from analytics.errors import HepaTrackError
-from analytics.mdt import add_note, meeting_name, notes_for, parse_meeting_list
+from analytics.mdt import add_note, meeting_name, notes_for
 from ui import dash, jobs, loaders, mdt_view, patient_view, shell
 from ui.format import fmt_horizon
 from ui.mdt_view import CURRENT_KEY, LIST_KEY, MDT
@@ -41,18 +41,7 @@ meeting = meeting_name(day, title)
 
 st.multiselect("Patients to discuss", options, key=LIST_KEY, format_func=label,
                placeholder="choose patients, in discussion order")
-with st.expander("Paste a list of pseudonyms"):
-    pasted = st.text_area("Pseudonyms (comma, space or one per line)", key=key(MDT, "paste"))
-    if st.button("Add to the meeting list", key=key(MDT, "add_pasted")):
-        found, unknown = parse_meeting_list(pasted, options)
-        current = list(st.session_state.get(LIST_KEY) or [])
-        st.session_state[LIST_KEY] = current + [p for p in found if p not in current]
-        if unknown:
-            st.session_state[key(MDT, "unknown")] = unknown
-        st.rerun()
-    if st.session_state.get(key(MDT, "unknown")):
-        st.warning("Not in the store: " + ", ".join(st.session_state[key(MDT, "unknown")]),
-                   icon=":material/person_off:")
+mdt_view.paste_list(options)
 
 chosen = list(st.session_state.get(LIST_KEY) or [])
 if not chosen:
@@ -86,26 +75,11 @@ if left.button(f"Build the PDF pack ({len(chosen)} page(s))", type="primary",
         horizon=horizon, meeting=meeting))
 
 
-@st.fragment(run_every=1.0)
-def export_panel() -> None:
-    job: jobs.Job | None = st.session_state.get(JOB_KEY)
-    if job is None:
-        return
-    result = dash.settled_job(job, done_text="ready")
-    if result is None:
-        return
-    res = result
-    st.download_button(f"Download the pack ({res.pages} pages, "
-                       f"{'identified' if res.identified else 'pseudonymised'})",
-                       res.pdf, file_name=f"hepatrack-mdt-{day.isoformat()}.pdf",
-                       mime="application/pdf", key=key(MDT, "download"),
-                       icon=":material/download:")
-    for w in res.warnings:
-        st.caption(f"⚠ {w}")
-
-
 with right:
-    export_panel()
+    mdt_view.export_panel(JOB_KEY)
+    pack = st.session_state.get(JOB_KEY)
+    if pack is not None and pack.status == jobs.DONE:
+        mdt_view.download_button(pack.result, ctx.store, who, day)
 
 # ----------------------------------------------------------------------------- summary
 st.divider()

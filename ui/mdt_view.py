@@ -3,20 +3,26 @@ style and the PDF job."""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
+from analytics import audit
 from analytics.audit import Actor
 from analytics.config import Settings
 from analytics.store.db import Store
+from ui import webguard
 from ui.jobs import Job
 from ui.session import key
 
 MDT = "mdt"
 LIST_KEY = key(MDT, "patients")
 CURRENT_KEY = key(MDT, "current")
+PASTE_KEY = key(MDT, "paste")
+UNKNOWN_KEY = key(MDT, "unknown")
 
 #: projector mode: larger text everywhere on the page (figures get their own font size)
 LARGE_FONT_CSS = """
@@ -44,6 +50,57 @@ def step(delta: int) -> None:
     cur = st.session_state.get(CURRENT_KEY)
     i = patients.index(cur) if cur in patients else 0
     st.session_state[CURRENT_KEY] = patients[max(0, min(len(patients) - 1, i + delta))]
+
+
+def add_pasted(options: list[str]) -> None:
+    """Callback of "Add to the meeting list": append the pasted pseudonyms that are known.
+
+    Runs before the page script, so it may write the multiselect's key (a handler in the
+    script body runs after the widget exists, and Streamlit refuses the write).
+
+    Parameters
+    ----------
+    options
+        The pseudonyms the meeting list offers; pasted entries outside it are kept under
+        :data:`UNKNOWN_KEY` for the page's warning.
+    """
+    from analytics.mdt import parse_meeting_list
+
+    found, unknown = parse_meeting_list(st.session_state.get(PASTE_KEY) or "", options)
+    current = list(st.session_state.get(LIST_KEY) or [])
+    st.session_state[LIST_KEY] = current + [p for p in found if p not in current]
+    st.session_state[UNKNOWN_KEY] = unknown
+
+
+def paste_list(options: list[str]) -> None:
+    """The "Paste a list of pseudonyms" expander; unknown entries are named in a warning."""
+    with st.expander("Paste a list of pseudonyms"):
+        st.text_area("Pseudonyms (comma, space or one per line)", key=PASTE_KEY)
+        # a callback: the list's widget key may only be written before the widget is drawn
+        st.button("Add to the meeting list", key=key(MDT, "add_pasted"), on_click=add_pasted,
+                  args=(options,))
+        if st.session_state.get(UNKNOWN_KEY):
+            st.warning("Not in the store: " + ", ".join(st.session_state[UNKNOWN_KEY]),
+                       icon=":material/person_off:")
+
+
+@st.fragment(run_every=1.0)
+def export_panel(job_key: str) -> None:
+    """The pack job's progress, polled every second; once it ends, one rerun of the page
+    draws the download button (:func:`download_button`) outside this fragment."""
+    from ui import dash
+
+    job: Job | None = st.session_state.get(job_key)
+    if job is None:
+        return
+    if not job.running and not st.session_state.get(key(MDT, f"drawn-{job.id}")):
+        # a button inside this fragment would be redrawn every second, revoking its
+        # click-time file before a click reached it
+        st.session_state[key(MDT, f"drawn-{job.id}")] = True
+        st.rerun(scope="app")
+    result = dash.settled_job(job, done_text="ready")
+    for w in result.warnings if result is not None else []:
+        st.caption(f"⚠ {w}")
 
 
 def sentences(contributions: pd.DataFrame, horizon: float, top: int = 3) -> list[str]:
@@ -78,3 +135,37 @@ def pdf_job(job: Job, store: Store, settings: Settings, actor: Actor, patients: 
     return build_mdt_report(store, settings, patients, None, actor=actor, model=model,
                             visits=visits, horizon=horizon, meeting=meeting,
                             progress=job.report)
+
+
+def download_once(result: Any, store: Store, actor: Actor) -> Callable[[], bytes]:
+    """The ``data`` callable of the pack's download button: run on the click, it audits
+    the download and grants this browser one fetch of the PDF (``ui.webguard``).
+
+    The PDF is never left at a reusable media URL: Streamlit stores it only when the
+    user clicks, and the guard serves it once, to the browser cookie of this session.
+
+    Raises
+    ------
+    AuditError
+        (on the click) If the download cannot be audited: then no file is offered.
+    """
+    cookie = webguard.browser_cookie()  # read here: the callable runs off the script thread
+
+    def data() -> bytes:
+        audit.record(store, actor, "export", detail={
+            "step": "download", "what": "mdt_pack", "pages": int(result.pages),
+            "identified": bool(result.identified)})
+        return webguard.grant(result.pdf, cookie)
+
+    return data
+
+
+def download_button(result: Any, store: Store, actor: Actor, day: dt.date) -> None:
+    """The pack's download button: the file is made on the click (:func:`download_once`),
+    with no rerun, so nothing is left at a reusable media URL."""
+    kind = "identified" if result.identified else "pseudonymised"
+    st.download_button(f"Download the pack ({result.pages} pages, {kind})",
+                       download_once(result, store, actor),
+                       file_name=f"hepatrack-mdt-{day.isoformat()}.pdf",
+                       mime="application/pdf", key=key(MDT, "download"), on_click="ignore",
+                       icon=":material/download:")

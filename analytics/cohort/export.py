@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from analytics import audit, auth
 from analytics.cohort.table import DEFAULT_LAB_WINDOW_DAYS, build_cohort, latest_features
+from analytics.csv_safe import write_csv
 from analytics.errors import CohortError
 from analytics.store.db import Store
 from analytics.store.schema import Feature, Patient, Prediction, Series, Study
@@ -94,7 +95,7 @@ def write_table(df: pd.DataFrame, out: Path) -> None:
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     try:
         if suffix == ".csv":
-            df.to_csv(tmp, index=False, date_format="%Y-%m-%d")
+            write_csv(df, tmp, index=False, date_format="%Y-%m-%d")  # formulas neutralised
         else:
             df.to_parquet(tmp, index=False)
         os.replace(tmp, out)

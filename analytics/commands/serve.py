@@ -1,8 +1,10 @@
-"""``hepatrack serve``: run the dashboard (``streamlit run app.py``).
+"""``hepatrack serve``: run the dashboard (``streamlit run webapp.py``).
 
 Streamlit reads ``.streamlit/config.toml`` from its working directory, so the server runs
 in the project directory (where ``app.py`` and the hardened config live) and gets the
 home directory through ``HEPATRACK_HOME``; a relative ``--home`` is resolved first.
+``webapp.py`` serves ``app.py`` as an ``st.App`` behind ``ui.webguard`` (security
+headers, no anonymous metrics, downloads bound to the browser that asked, once).
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ def project_dir() -> Path:
     ConfigError
         If the package was installed without the dashboard files (not from a checkout).
     """
-    missing = [p for p in ("app.py", ".streamlit/config.toml") if not (PROJECT_DIR / p).exists()]
+    missing = [p for p in ("app.py", "webapp.py", ".streamlit/config.toml")
+               if not (PROJECT_DIR / p).exists()]
     if missing:
         raise ConfigError(f"{PROJECT_DIR}: dashboard files {missing} not found; expected a "
                           "HepaTrack checkout installed with `pip install -e .`")
@@ -40,7 +43,7 @@ def project_dir() -> Path:
 
 def streamlit_command(port: int, address: str) -> list[str]:
     """The command line that starts the dashboard server."""
-    return [sys.executable, "-m", "streamlit", "run", "app.py",
+    return [sys.executable, "-m", "streamlit", "run", "webapp.py",
             "--server.port", str(port), "--server.address", address]
 
 

@@ -5,6 +5,15 @@ here (basic or bearer auth, connect/read timeouts). Its own retrying is switched
 replaced by a bounded budget (``PacsSettings.max_retries``), so a hung PACS fails within
 ``(1 + max_retries) * (connect + read timeout)`` plus short back-offs.
 
+Socket timeouts bound each wait, not a request: a server that trickles one byte per
+read never trips them. Each search request therefore has a total deadline
+(``request_deadline_s``) and each series retrieval, retries included, another
+(``retrieval_deadline_s``); a watchdog cuts the client's connections when one passes.
+
+Credentials are scoped: they go only to a URL under a configured endpoint (scheme, host,
+port and path prefix on a segment boundary, see :func:`in_scope`), and a URL under no
+configured endpoint is refused before anything is sent.
+
 Retrieval streams the WADO-RS ``multipart/related`` reply through the same session and
 splits it here rather than in dicomweb-client, which parses every part with pydicom
 without limits and returns the parts of a truncated reply silently. Each part becomes a
@@ -19,9 +28,7 @@ and urllib3 (which print URLs and query strings) are held at WARNING.
 from __future__ import annotations
 
 import logging
-import os
 import re
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
@@ -33,6 +40,14 @@ from dicomweb_client.api import DICOMwebClient
 
 from analytics.config import IngestLimits, PacsSettings, Settings
 from analytics.errors import IngestError, LimitExceededError, PacsError
+from analytics.ingest.pacs_http import (
+    DeadlineWatchdog,
+    EndpointScope,
+    ScopedAuth,
+    endpoint_scope,
+    in_scope,
+    watched_adapter,
+)
 from analytics.ingest.sources import SourceItem
 
 log = logging.getLogger(__name__)
@@ -115,24 +130,32 @@ def redact_url(url: str) -> str:
 
 
 def pacs_for(target: DicomwebTarget, settings: Settings) -> PacsSettings:
-    """The configured endpoint serving ``target`` (longest URL prefix), else env credentials.
+    """The configured endpoint serving ``target`` (the deepest path prefix in scope).
 
-    Credentials come from, in order: the URL itself, a matching ``[[pacs]]`` entry in
-    ``config.toml`` (or ``HEPATRACK_PACS_URL``), then ``HEPATRACK_PACS_USER``/``PASSWORD``/
-    ``TOKEN``.
+    Credentials come from the endpoint (a ``[[pacs]]`` entry in ``config.toml`` or
+    ``HEPATRACK_PACS_URL`` with ``HEPATRACK_PACS_USER``/``PASSWORD``/``TOKEN``), or from
+    the URL itself when it is under that endpoint.
+
+    Raises
+    ------
+    PacsError
+        If no configured endpoint covers the URL: nothing is sent to an unconfigured host.
     """
-    match = None
+    match: tuple[PacsSettings, EndpointScope] | None = None
     for p in settings.pacs:
-        root = p.url.rstrip("/")
-        if root and target.base_url.startswith(root) and (
-                match is None or len(root) > len(match.url.rstrip("/"))):
-            match = p
-    pacs = match or PacsSettings(
-        name="url", url=target.base_url,
-        username=os.environ.get("HEPATRACK_PACS_USER"),
-        password=os.environ.get("HEPATRACK_PACS_PASSWORD"),
-        token=os.environ.get("HEPATRACK_PACS_TOKEN"))
-    pacs = replace(pacs, url=target.base_url)
+        scope = endpoint_scope(p.url)
+        if scope is not None and in_scope(target.base_url, scope) and (
+                match is None or len(scope.path) > len(match[1].path)):
+            match = (p, scope)
+    if match is None:
+        here = endpoint_scope(target.base_url)
+        where = f"{here.origin}{here.path}" if here else redact_url(target.base_url)
+        raise PacsError(
+            f"{where} is not a configured PACS endpoint; HepaTrack sends requests and "
+            "credentials only to configured endpoints",
+            hint="add a [[pacs]] entry with this url (and its credentials) to config.toml "
+                 "in the home folder, or set HEPATRACK_PACS_URL")
+    pacs = replace(match[0], url=target.base_url)
     if target.username is not None:
         pacs = replace(pacs, username=target.username, password=target.password, token=None)
     return pacs
@@ -155,12 +178,13 @@ class PacsClient:
         self.pacs = pacs
         self.limits = limits or IngestLimits()
         self.timeout = (pacs.connect_timeout_s, pacs.read_timeout_s)
+        self.watchdog = DeadlineWatchdog()
         self.session = requests.Session()
         self.session.trust_env = False  # no proxy or netrc credentials picked up silently
-        if pacs.token:
-            self.session.headers["Authorization"] = f"Bearer {pacs.token}"
-        elif pacs.username is not None:
-            self.session.auth = (pacs.username, pacs.password or "")
+        adapter = watched_adapter(self.watchdog)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.auth = ScopedAuth(pacs)
         self.client = DICOMwebClient(url=pacs.url.rstrip("/"), session=self.session,
                                      timeout=self.timeout)
         self.client.set_http_retry_params(retry=False)
@@ -175,12 +199,39 @@ class PacsClient:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- deadlines
+    def _request_deadline(self, what: str, call: Callable[[], T]) -> Callable[[], T]:
+        """``call`` run under the per-request deadline (``request_deadline_s``)."""
+        def limited() -> T:
+            with self.watchdog.limit(self.pacs.request_deadline_s):
+                try:
+                    return call()
+                except Exception:  # once cut, any failure (even a parse error) is the deadline
+                    self._check_deadline(what, self.pacs.request_deadline_s,
+                                         "request_deadline_s")
+                    raise
+        return limited
+
+    def _check_deadline(self, what: str, seconds: float, setting: str) -> None:
+        if self.watchdog.expired.is_set():
+            raise PacsError(f"PACS {self.where}: {what} did not finish within its "
+                            f"{seconds:g} s deadline ({setting}); the connection was cut",
+                            hint=f"raise {setting} in the [[pacs]] entry if this PACS is "
+                                 "slow but sound")
+
     # -- bounded retries
-    def _with_retries(self, what: str, call: Callable[[], T]) -> T:
+    def _with_retries(self, what: str, call: Callable[[], T],
+                      deadline: tuple[float, str] | None = None) -> T:
         attempts = 1 + max(0, int(self.pacs.max_retries))
         for attempt in range(attempts):
+            if deadline is not None:
+                self._check_deadline(what, *deadline)
             try:
                 return call()
+            except PacsError:
+                if deadline is not None:  # a reply cut by the watchdog looks malformed
+                    self._check_deadline(what, *deadline)
+                raise
             except requests.HTTPError as e:
                 status = e.response.status_code if e.response is not None else None
                 if status in (401, 403):
@@ -193,19 +244,26 @@ class PacsClient:
                                     f"{attempt + 1} attempt(s)") from None
                 reason = f"HTTP {status}"
             except requests.Timeout:
+                if deadline is not None:
+                    self._check_deadline(what, *deadline)
                 reason = (f"no answer within {self.pacs.connect_timeout_s:g} s connect / "
                           f"{self.pacs.read_timeout_s:g} s read timeout")
                 if attempt == attempts - 1:
                     raise PacsError(f"PACS {self.where}: {what}: {reason}; gave up after "
                                     f"{attempts} attempt(s)") from None
             except requests.ConnectionError:
+                if deadline is not None:
+                    self._check_deadline(what, *deadline)
                 reason = "connection failed"
                 if attempt == attempts - 1:
                     raise PacsError(f"PACS {self.where}: {what}: {reason}; gave up after "
                                     f"{attempts} attempt(s)") from None
+            if deadline is not None:
+                self._check_deadline(what, *deadline)
             log.info("PACS %s: %s: %s; retry %d of %d", self.where, what, reason, attempt + 1,
                      attempts - 1)
-            time.sleep(self.BACKOFF_S[min(attempt, len(self.BACKOFF_S) - 1)])
+            # an expired deadline ends the back-off at once
+            self.watchdog.expired.wait(self.BACKOFF_S[min(attempt, len(self.BACKOFF_S) - 1)])
         raise AssertionError("unreachable")  # pragma: no cover
 
     # -- QIDO-RS
@@ -213,9 +271,10 @@ class PacsClient:
                       ) -> list[dict[str, Any]]:
         """QIDO-RS series of a study: ``[{series_uid, modality, n_instances}]``."""
         filters = {"SeriesInstanceUID": series_uid} if series_uid else None
-        found = self._with_retries("series search", lambda: self.client.search_for_series(
-            study_instance_uid=study_uid, search_filters=filters,
-            fields=["NumberOfSeriesRelatedInstances", "Modality"]))
+        found = self._with_retries("series search", self._request_deadline(
+            "series search", lambda: self.client.search_for_series(
+                study_instance_uid=study_uid, search_filters=filters,
+                fields=["NumberOfSeriesRelatedInstances", "Modality"])))
         out = []
         for item in found:
             uid = _json_value(item, "0020000E")
@@ -233,13 +292,22 @@ class PacsClient:
         Raises
         ------
         PacsError
-            If the PACS cannot be reached or refuses within the retry budget.
+            If the PACS cannot be reached or refuses within the retry budget, or the
+            retrieval, retries included, outlasts ``retrieval_deadline_s``.
         """
+        with self.watchdog.limit(self.pacs.retrieval_deadline_s):
+            return self._retrieve_series(study_uid, series_uid, expected)
+
+    def _retrieve_series(self, study_uid: str, series_uid: str, expected: int | None
+                         ) -> RetrievedSeries:
         url = f"{self.pacs.url.rstrip('/')}/studies/{quote(study_uid)}/series/{quote(series_uid)}"
+        deadline = (self.pacs.retrieval_deadline_s, "retrieval_deadline_s")
         best: RetrievedSeries | None = None
         attempts = 1 + max(0, int(self.pacs.max_retries))
         for attempt in range(attempts):
-            got = self._with_retries("series retrieval", lambda: self._get_series(url))
+            got = self._with_retries("series retrieval", lambda: self._get_series(url),
+                                     deadline)
+            self._check_deadline("series retrieval", *deadline)
             got.study_uid, got.series_uid, got.expected = study_uid, series_uid, expected
             if expected is not None and got.complete and len(got.items) < expected:
                 got.complete = False
@@ -436,8 +504,9 @@ def search_studies(pacs_settings: PacsSettings, patient_id: str | None = None,
     fields = ["StudyDescription", "ModalitiesInStudy", "NumberOfStudyRelatedSeries",
               "NumberOfStudyRelatedInstances", "PatientName", "PatientID", "AccessionNumber"]
     with PacsClient(pacs_settings) as pacs:
-        found = pacs._with_retries("study search", lambda: pacs.client.search_for_studies(
-            limit=max(1, int(limit)), fields=fields, search_filters=filters or None))
+        found = pacs._with_retries("study search", pacs._request_deadline(
+            "study search", lambda: pacs.client.search_for_studies(
+                limit=max(1, int(limit)), fields=fields, search_filters=filters or None)))
     out = []
     for item in found[:limit]:
         uid = _json_value(item, "0020000D")

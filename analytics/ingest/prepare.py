@@ -32,7 +32,7 @@ from analytics.ingest.deid import (
     read_identity,
     source_key,
 )
-from analytics.ingest.findings import EXCLUDED, UNSUPPORTED, Rejection
+from analytics.ingest.findings import EXCLUDED, LIMIT, UNSUPPORTED, Rejection
 from analytics.ingest.identifiers import merged, warning
 from analytics.ingest.phase import contrast_phase
 from analytics.ingest.reader import ParsedInstance, parse_trusted
@@ -144,9 +144,24 @@ def _existing(store: Store, series_uid: str) -> list[tuple[str, str]]:
             .where(Series.series_uid == series_uid)).all()]
 
 
+def _over_series_cap(job: SeriesJob, settings: Settings, report: IngestReport) -> bool:
+    """Refuse every file of a series over ``max_series_bytes``, before anything is read
+    again or written (RELIABILITY.md 3); True if it was refused."""
+    total, cap = sum(e.size for e in job.entries), settings.limits.max_series_bytes
+    if total <= cap:
+        return False
+    why = (f"series is {total} bytes in {len(job.entries)} files, over the per-series cap of "
+           f"{cap} bytes (max_series_bytes in [limits] of config.toml, or "
+           "HEPATRACK_MAX_SERIES_BYTES); nothing of this series was stored")
+    report.rejected.extend(Rejection(e.parsed.name, why, LIMIT) for e in job.entries)
+    return True
+
+
 def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentifier,
                   report: IngestReport, *, deid: bool, reload: Reload) -> None:
     """Check, de-identify and commit one series; everything refused goes to ``report``."""
+    if _over_series_cap(job, settings, report):
+        return
     pairs = _load(job, report, reload)
     loaded = [p for p, _ in pairs]
     if not loaded or not _one_patient(loaded, report):

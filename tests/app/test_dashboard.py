@@ -307,6 +307,23 @@ def test_mdt_meeting_notes_and_pack(home, engine, template):
     assert notes[0].meeting.endswith("Hepatology MDT")
 
 
+def test_pasted_pseudonyms_are_added_to_the_meeting_list_and_unknown_ones_named(home, template):
+    at = _on("pages/mdt.py", CLINICIAN)
+    _ok(at)
+    first = template.imaging[0]
+    at.multiselect(key="mdt:patients").set_value([first]).run()
+    at.text_area(key="mdt:paste").input(f"SYN-0010, {first}\nNOBODY-1 SYN-0011").run()
+    at.button(key="mdt:add_pasted").click().run()
+    _ok(at)
+    assert at.multiselect(key="mdt:patients").value == [first, "SYN-0010", "SYN-0011"]
+    assert any("Not in the store: NOBODY-1" in w for w in _texts(at.warning))
+    at.text_area(key="mdt:paste").input("SYN-0012").run()
+    at.button(key="mdt:add_pasted").click().run()  # a second paste appends again
+    _ok(at)
+    assert at.multiselect(key="mdt:patients").value[-1] == "SYN-0012"
+    assert not any("Not in the store" in w for w in _texts(at.warning))
+
+
 @pytest.mark.parametrize(("page", "viewer"), [
     ("pages/mdt.py", RESEARCHER), ("pages/ingest.py", RESEARCHER), ("pages/mdt.py", ADMIN),
 ])

@@ -18,7 +18,7 @@ def test_runs_streamlit_on_app_py_from_the_project_directory():
     assert serve.project_dir() == ROOT
     assert (ROOT / ".streamlit" / "config.toml").exists()
     assert serve.streamlit_command(8600, "0.0.0.0") == [
-        sys.executable, "-m", "streamlit", "run", "app.py",
+        sys.executable, "-m", "streamlit", "run", "webapp.py",
         "--server.port", "8600", "--server.address", "0.0.0.0"]
 
 

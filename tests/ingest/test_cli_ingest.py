@@ -78,6 +78,7 @@ def test_pacs_urls_through_the_command(orthanc, home, capsys, monkeypatch):
     images = ct_series(study, 3)
     for ds in images:
         orthanc.upload(encode(ds))
+    monkeypatch.setenv("HEPATRACK_PACS_URL", orthanc.dicomweb_url)
     monkeypatch.setenv("HEPATRACK_PACS_USER", orthanc.username)
     monkeypatch.setenv("HEPATRACK_PACS_PASSWORD", orthanc.password)
     code, report, err = _run(capsys, "--home", str(home), "ingest",

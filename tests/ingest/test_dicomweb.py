@@ -2,22 +2,27 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import logging
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from sqlalchemy import select
 
-from analytics.config import IngestLimits, PacsSettings
+from analytics.config import IngestLimits, PacsSettings, load_settings
 from analytics.errors import IngestError, LimitExceededError, PacsError
 from analytics.ingest.dicomweb import (
+    PacsClient,
     TruncatedReply,
+    endpoint_scope,
     fetch,
+    in_scope,
     parse_dicomweb_url,
     search_studies,
     split_multipart,
@@ -26,6 +31,7 @@ from analytics.ingest.pipeline import ingest_sources
 from analytics.store import open_store
 from analytics.store.schema import Mask, Series
 from tests.ingest.dicom_samples import Study, ct_series, encode, seg_for
+from tests.ingest.slow_pacs import trickling_server
 
 STUDY = "1.2.826.0.1.3680043.8.498.1"
 SERIES = "1.2.826.0.1.3680043.8.498.2"
@@ -101,7 +107,8 @@ class FakePacs:
 
     def __init__(self, instances: list[bytes], study: str, series: str) -> None:
         self.instances, self.study, self.series = instances, study, series
-        self.mode = "full"  # full | cut | cut_declared | short | bad_pixels
+        self.mode = "full"  # full | cut | cut_declared | short | bad_pixels | redirect
+        self.redirect_to = ""
         self.seen_auth: list[str | None] = []
         fake = self
 
@@ -112,6 +119,12 @@ class FakePacs:
             def do_GET(self):
                 fake.seen_auth.append(self.headers.get("Authorization"))
                 path = self.path.split("?")[0]
+                if fake.mode == "redirect":
+                    self.send_response(302)
+                    self.send_header("Location", fake.redirect_to + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 if path.endswith(f"/studies/{fake.study}/series"):
                     body = json.dumps([{"0020000E": {"vr": "UI", "Value": [fake.series]},
                                         "00080060": {"vr": "CS", "Value": ["CT"]},
@@ -216,14 +229,108 @@ def test_bearer_token_is_sent(fake_pacs, settings):
     assert set(pacs.seen_auth) == {"Bearer tok-123"}
 
 
-def test_basic_credentials_from_the_environment(fake_pacs, settings, monkeypatch):
-    import base64
+def _basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
+
+def test_basic_credentials_from_the_environment(fake_pacs, home, monkeypatch):
+    pacs, _ = fake_pacs
+    monkeypatch.setenv("HEPATRACK_PACS_URL", pacs.url)
+    monkeypatch.setenv("HEPATRACK_PACS_USER", "alice")
+    monkeypatch.setenv("HEPATRACK_PACS_PASSWORD", "s3cret")
+    fetch(f"{pacs.url}/studies/{pacs.study}", load_settings(home))
+    assert set(pacs.seen_auth) == {_basic("alice", "s3cret")}
+
+
+# --------------------------------------------------------------------------- credential scope
+@pytest.mark.parametrize(("endpoint", "url", "covered"), [
+    ("https://pacs.hospital.org", "https://pacs.hospital.org.attacker.net/dicom-web", False),
+    ("https://pacs.hospital.org", "https://pacs.hospital.org@attacker.net/dicom-web", False),
+    ("http://127.0.0.1", "http://127.0.0.1:8710/dicom-web", False),
+    ("http://pacs/dicom", "http://pacs/dicom-web", False),
+    ("https://pacs/dicom-web", "http://pacs/dicom-web", False),
+    ("http://pacs/dicom-web", "http://pacs/dicom-web/../admin", False),
+    ("http://pacs:8042/dicom-web", "http://pacs:8043/dicom-web", False),
+    ("https://pacs.hospital.org", "https://pacs.hospital.org:443/dicom-web", True),
+    ("https://PACS.hospital.org:443/dicom-web/", "https://pacs.hospital.org/dicom-web/studies/1",
+     True),
+    ("http://pacs/dicom-web", "http://pacs:80/dicom-web", True),
+], ids=["longer-host", "userinfo-host", "other-port", "path-not-on-segment", "other-scheme",
+        "dot-segments", "next-port", "default-https-port", "case-and-slash", "default-http-port"])
+def test_an_endpoint_covers_only_its_scheme_host_port_and_path(endpoint, url, covered):
+    assert in_scope(url, endpoint_scope(endpoint)) is covered
+
+
+def test_a_look_alike_host_is_refused_before_anything_is_sent(settings):
+    settings = _with_pacs(settings, "https://pacs.hospital.org", username="u", password="p")
+    with pytest.raises(PacsError, match=r"https://pacs\.hospital\.org\.attacker\.net:443/dicom-web "
+                                        r"is not a configured PACS endpoint") as e:
+        fetch(f"https://pacs.hospital.org.attacker.net/dicom-web/studies/{STUDY}", settings)
+    assert "config.toml" in e.value.hint
+
+
+def test_environment_credentials_never_go_to_an_unconfigured_url(fake_pacs, settings,
+                                                                   monkeypatch):
     pacs, _ = fake_pacs
     monkeypatch.setenv("HEPATRACK_PACS_USER", "alice")
     monkeypatch.setenv("HEPATRACK_PACS_PASSWORD", "s3cret")
-    fetch(f"{pacs.url}/studies/{pacs.study}", settings)
-    assert set(pacs.seen_auth) == {"Basic " + base64.b64encode(b"alice:s3cret").decode()}
+    port = pacs.server.server_address[1]
+    with pytest.raises(PacsError, match=rf"http://127\.0\.0\.1:{port}/dicom-web is not a "
+                                        r"configured PACS endpoint"):
+        fetch(f"{pacs.url}/studies/{pacs.study}", settings)
+    assert pacs.seen_auth == []  # not one request reached the server
+
+
+def test_an_endpoint_without_a_port_does_not_lend_its_credentials_to_another_port(
+        fake_pacs, settings):
+    pacs, _ = fake_pacs
+    settings = _with_pacs(settings, "http://127.0.0.1", username="alice", password="s3cret")
+    with pytest.raises(PacsError, match=r"127\.0\.0\.1:\d+/dicom-web is not a configured PACS"):
+        fetch(f"{pacs.url}/studies/{pacs.study}", settings)
+    assert pacs.seen_auth == []
+
+
+def test_credentials_do_not_follow_a_redirect_to_another_port(fake_pacs, settings):
+    pacs, images = fake_pacs
+    elsewhere = FakePacs([encode(d) for d in images], pacs.study, pacs.series)
+    try:
+        pacs.mode, pacs.redirect_to = "redirect", elsewhere.url.removesuffix("/dicom-web")
+        settings = _with_pacs(settings, pacs.url, username="alice", password="s3cret")
+        (got,) = fetch(f"{pacs.url}/studies/{pacs.study}", settings)
+        assert got.complete and len(got.items) == 3
+        assert set(pacs.seen_auth) == {_basic("alice", "s3cret")}
+        assert elsewhere.seen_auth and set(elsewhere.seen_auth) == {None}
+    finally:
+        elsewhere.close()
+
+
+# --------------------------------------------------------------------------- total deadlines
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("mode", ["body", "headers"])
+def test_a_trickling_series_retrieval_fails_at_its_deadline(mode):
+    with trickling_server(mode, interval_s=0.5, max_s=45) as slow:
+        pacs = PacsSettings(url=slow.url, connect_timeout_s=2.0, read_timeout_s=2.0,
+                            max_retries=2, retrieval_deadline_s=3.0)
+        began = time.monotonic()
+        with PacsClient(pacs) as client, pytest.raises(
+                PacsError, match=r"series retrieval did not finish within its 3 s deadline "
+                                 r"\(retrieval_deadline_s\); the connection was cut"):
+            client.retrieve_series(STUDY, SERIES, expected=1)
+        took = time.monotonic() - began
+    assert took < 3.0 + 10.0  # the deadline plus a generous margin; it trickles for 45 s
+
+
+@pytest.mark.timeout(60)
+def test_a_trickling_study_search_fails_at_its_request_deadline():
+    with trickling_server("json", interval_s=0.5, max_s=45) as slow:
+        pacs = PacsSettings(url=slow.url, connect_timeout_s=2.0, read_timeout_s=2.0,
+                            max_retries=2, request_deadline_s=2.0)
+        began = time.monotonic()
+        with pytest.raises(PacsError, match=r"study search did not finish within its 2 s "
+                                            r"deadline \(request_deadline_s\)"):
+            search_studies(pacs, patient_id="P1")
+        took = time.monotonic() - began
+    assert took < 2.0 + 10.0 and slow.connections == 1  # no retry after the deadline
 
 
 @pytest.fixture
@@ -291,8 +398,10 @@ def orthanc_study(orthanc):
 
 def test_orthanc_study_and_series_urls(orthanc_study, settings, parser, monkeypatch, caplog):
     orthanc, study, images = orthanc_study
+    monkeypatch.setenv("HEPATRACK_PACS_URL", orthanc.dicomweb_url)
     monkeypatch.setenv("HEPATRACK_PACS_USER", orthanc.username)
     monkeypatch.setenv("HEPATRACK_PACS_PASSWORD", orthanc.password)
+    settings = load_settings(settings.home)
     store = open_store(settings)
     caplog.set_level(logging.DEBUG)
     report = ingest_sources([f"{orthanc.dicomweb_url}/studies/{study.study_uid}"], settings,
@@ -331,3 +440,18 @@ def test_orthanc_wrong_password_is_refused_without_echoing_it(orthanc_study):
     with pytest.raises(PacsError, match=r"refused \(401\): check the credentials") as e:
         search_studies(pacs, patient_id=study.patient_id)
     assert "wrong-password-xyz" not in str(e.value)
+
+
+def test_pacs_deadlines_are_read_from_config_and_unknown_keys_refused(home):
+    from analytics.errors import ConfigError
+
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text('[[pacs]]\nurl = "https://pacs.example/dicom-web"\n'
+                                      'request_deadline_s = "20"\nretrieval_deadline_s = 300\n')
+    (pacs,) = load_settings(home).pacs
+    assert (pacs.request_deadline_s, pacs.retrieval_deadline_s) == (20.0, 300.0)
+    (home / "config.toml").write_text('[[pacs]]\nurl = "https://pacs.example/dicom-web"\n'
+                                      'total_timeout = 20\n')
+    with pytest.raises(ConfigError, match=r"\[\[pacs\]\] entry 1: unknown keys "
+                                          r"\['total_timeout'\]"):
+        load_settings(home)

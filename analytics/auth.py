@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import re
 import secrets
 from collections.abc import Mapping
@@ -38,8 +39,16 @@ LOCK_MAX_SECONDS = 3600
 MIN_PASSWORD_LENGTH = 12
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{2,128}$")
 _hasher = PasswordHasher()  # Argon2id with the library's current recommended parameters
-# verified against when the user does not exist, so both paths cost the same
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so both paths cost the same.
+
+    Computed on first use, not at import: every CLI command imports this module and most
+    never log anyone in.
+    """
+    return _hasher.hash(secrets.token_hex(16))
 
 
 class Role(StrEnum):
@@ -167,11 +176,12 @@ def authenticate(store: Store, username: str, password: str, *,
     now = now or dt.datetime.now(dt.UTC)
     session_id = session_id or secrets.token_hex(16)
     fail = AuthError("unknown user or wrong password")
+    dummy = _dummy_hash()  # on both paths, so the first login costs the same either way
     with store.session() as s:  # read only; writes happen in their own transactions below
         user = s.execute(select(User).where(User.username == username)).scalar()
     if user is None or user.password_hash is None:
         with contextlib.suppress(VerificationError):  # same cost as a real check
-            _hasher.verify(_DUMMY_HASH, password)
+            _hasher.verify(dummy, password)
         audit.record(store, Actor(username[:128] or "?", "none", session_id), "login",
                      "denied", detail={"reason": "unknown user"})
         raise fail

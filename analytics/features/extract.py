@@ -3,7 +3,14 @@
 Pure: no store, no files. The batch runner (``analytics.features.batch``) loads series and
 writes the results. Masks that come with the series come first; an organ without a
 delivered mask is segmented automatically (CT only) and every feature that depends on it
-is flagged ``automatic_segmentation``.
+is flagged ``automatic_segmentation``. Every feature carries a ``mask_source`` flag (one
+of :data:`~analytics.features.registry.MASK_SOURCES`) and, when it has no value, a
+``reason``.
+
+The contrast phase is decided once, at ingest, and arrives as ``volume.contrast_phase``;
+it is never re-derived here. When it is unknown on CT, the phase is estimated from the
+aorta for the computations that need one, and that estimate is recorded beside the phase
+(``FeatureResult.phase_estimate`` and flags), never as the phase itself.
 """
 
 from __future__ import annotations
@@ -18,12 +25,22 @@ from analytics.errors import FeatureError
 from analytics.features import attenuation, measure, texture
 from analytics.features.geometry import Orientation, orientation
 from analytics.features.nodularity import surface_nodularity
-from analytics.features.registry import FEATURES, PHASE_CODES, unit
+from analytics.features.registry import (
+    AUTOMATIC,
+    FEATURES,
+    HEADER,
+    PHASE_CODES,
+    WITHHELD,
+    unit,
+)
 from analytics.features.vessels import analyse_vessels
 from analytics.ingest.volume import MaskSet, Volume
 
 #: bump when any computed value may change; stored with every feature row
-EXTRACTOR_VERSION = "1.1.0"
+EXTRACTOR_VERSION = "1.2.0"
+#: ``volume.meta`` key naming organs whose delivered mask failed: ``{organ: reason}``; they
+#: are not segmented automatically and their features are withheld (source ``withheld``)
+WITHHELD_MASKS = "withheld_masks"
 
 
 @dataclass(frozen=True)
@@ -102,8 +119,17 @@ class FeatureResult:
         Where the liver/spleen masks came from (``"seg"``, ``"auto"``, ...).
     segments
         Structure name -> ``{"voxels": n, "automatic": bool}``.
-    contrast_phase, phase_source
-        Phase used, and ``"dicom"`` or ``"aorta"`` (estimated) or None.
+    contrast_phase
+        The phase decided at ingest (``volume.contrast_phase``), or None.
+    phase_source
+        Which phase the phase-dependent computations used: ``"ingest"``, ``"aorta_estimate"``
+        (ingest did not know it) or None (neither).
+    phase_estimate, aorta_hu
+        The phase estimated from the aorta and the aorta's median HU, when an estimate was
+        made (CT only); an estimate, never the series' phase.
+    mask_sources
+        Organ -> where its mask came from (``seg``, ``rtstruct``, ``nifti``, ``automatic``
+        or ``withheld``).
     auto_masks
         The automatic masks on the volume grid (None when all were delivered, and
         dropped by the batch runner before results travel back from workers).
@@ -122,6 +148,9 @@ class FeatureResult:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     auto_masks: MaskSet | None = None
+    phase_estimate: str | None = None
+    aorta_hu: float | None = None
+    mask_sources: dict[str, str] = field(default_factory=dict)
 
     def value(self, name: str) -> float | None:
         """The value of ``name`` (None if absent or not computable)."""
@@ -137,6 +166,8 @@ class FeatureResult:
             "mask_source": self.mask_source, "mask_automatic": self.mask_automatic,
             "mask_method": self.mask_method, "segments": self.segments,
             "contrast_phase": self.contrast_phase, "phase_source": self.phase_source,
+            "phase_estimate": self.phase_estimate, "aorta_hu": self.aorta_hu,
+            "mask_sources": self.mask_sources,
             "settings": self.settings, "seconds": self.seconds, "warnings": self.warnings,
         }
 
@@ -180,7 +211,11 @@ def _organ_masks(volume: Volume, masks: MaskSet | None, modality: str,
         if checked.any():
             canon[name] = orient.to_canonical(checked)
             automatic[name] = bool(masks.automatic) if masks is not None else False
-    missing = [o for o in ("liver", "spleen") if o not in canon]
+    withheld = volume.meta.get(WITHHELD_MASKS) or {}
+    for organ, why in withheld.items():
+        if organ not in canon:
+            warnings.append(f"{organ} features withheld: {why}")
+    missing = [o for o in ("liver", "spleen") if o not in canon and o not in withheld]
     auto_set, method = None, masks.method if masks is not None and masks.automatic else None
     if missing:
         if modality != "CT":
@@ -252,19 +287,18 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
     values["liver_volume_ml"] = measure.volume_ml(liver, voxel_ml)
     values["spleen_volume_ml"] = measure.volume_ml(spleen, voxel_ml)
 
-    phase, phase_source = attenuation.normalise_phase(volume.contrast_phase), None
+    # the one phase of the series, decided at ingest; ``phase`` below is what the
+    # phase-dependent computations use: that phase, else (CT) the aorta's estimate
+    ingest_phase = attenuation.normalise_phase(volume.contrast_phase)
+    phase, phase_source = ingest_phase, "ingest" if ingest_phase is not None else None
+    estimate: str | None = None
     aorta_value = float("nan")
-    if modality == "CT":
-        if phase is not None:
-            phase_source = "dicom"
-        else:
-            phase, aorta_value = _estimate_phase(image, spacing, canon.get("aorta"), liver)
-            if phase is not None:
-                phase_source = "aorta"
-                extra_flags["contrast_phase"] = {"estimated_from_aorta": True,
-                                                 "aorta_hu": round(aorta_value, 1)}
-    values["contrast_phase"] = (float({v: k for k, v in PHASE_CODES.items()}[phase])
-                                if phase is not None else None)
+    if modality == "CT" and ingest_phase is None:
+        estimate, aorta_value = _estimate_phase(image, spacing, canon.get("aorta"), liver)
+        if estimate is not None:
+            phase, phase_source = estimate, "aorta_estimate"
+    values["contrast_phase"] = (float(_PHASE_CODE[ingest_phase])
+                                if ingest_phase is not None else None)
 
     vessel_res = None
     if liver is not None:
@@ -278,8 +312,8 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
                 elif phase == attenuation.UNENHANCED:
                     # unenhanced blood has one attenuation everywhere: read it in the aorta
                     if not np.isfinite(aorta_value):
-                        _, aorta_value = _estimate_phase(image, spacing, canon.get("aorta"),
-                                                         liver)
+                        estimate, aorta_value = _estimate_phase(
+                            image, spacing, canon.get("aorta"), liver)
                     blood_hu = aorta_value if np.isfinite(aorta_value) else None
             vessel_res = analyse_vessels(
                 image, liver, spacing, enhanced=phase not in (None, attenuation.UNENHANCED),
@@ -288,6 +322,8 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
                 min_branch_mm=settings.vessel_min_branch_mm, exclude=lesion_exclude)
             if modality == "CT" and phase is None and use_delivered is None:
                 vessel_res.flags["phase_unknown"] = True
+            elif phase_source == "aorta_estimate" and use_delivered is None:
+                vessel_res.flags["contrast_phase_estimated"] = True
         else:
             warnings.append("vessel analysis needs CT or a delivered vessel mask")
     if vessel_res is not None:
@@ -342,7 +378,14 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
                                         voxel_ml)
         values["lesion_count"], values["lesion_volume_ml"] = float(n), vol
 
-    result_values = _with_flags(values, extra_flags, automatic, modality, phase, liver_stats)
+    if phase_source == "aorta_estimate":
+        for n in ("steatosis_grade", "liver_spleen_hu_diff", "liver_spleen_hu_ratio"):
+            extra_flags.setdefault(n, {})["contrast_phase_estimated"] = True
+    extra_flags["contrast_phase"] = _phase_flags(ingest_phase, estimate, aorta_value,
+                                                 warnings)
+    sources = _mask_sources(automatic, masks, volume.meta.get(WITHHELD_MASKS) or {})
+    result_values = _with_flags(values, extra_flags, automatic, modality, phase, liver_stats,
+                                sources, volume.meta.get(WITHHELD_MASKS) or {})
     segments = {name: {"voxels": int(np.count_nonzero(m)), "automatic": automatic.get(name,
                                                                                      False)}
                 for name, m in canon.items()}
@@ -353,9 +396,43 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
         series_uid=volume.series_uid, modality=modality, values=result_values,
         mask_source=source, mask_automatic=any_auto, mask_method=method if any_auto else (
             masks.method if masks is not None else None),
-        segments=segments, contrast_phase=phase, phase_source=phase_source,
+        segments=segments, contrast_phase=ingest_phase, phase_source=phase_source,
         settings=settings.as_dict(), seconds=time.perf_counter() - t0, warnings=warnings,
-        auto_masks=auto_set)
+        auto_masks=auto_set, phase_estimate=estimate,
+        aorta_hu=round(aorta_value, 1) if np.isfinite(aorta_value) else None,
+        mask_sources=sources)
+
+
+_PHASE_CODE = {v: k for k, v in PHASE_CODES.items()}
+
+
+def _phase_flags(ingest_phase: str | None, estimate: str | None, aorta_hu: float,
+                 warnings: list[str]) -> dict[str, Any]:
+    """Flags of the ``contrast_phase`` feature: the ingest phase, any estimate beside it."""
+    flags: dict[str, Any] = {}
+    if estimate is not None:
+        flags["aorta_estimate"] = estimate
+        flags["aorta_hu"] = round(aorta_hu, 1)
+        if ingest_phase is not None and estimate != ingest_phase:
+            warnings.append(f"the aorta ({aorta_hu:.0f} HU) suggests {estimate}, the phase "
+                            f"stated at ingest is {ingest_phase}; the ingest phase is used")
+    if ingest_phase is None:
+        flags["reason"] = "phase not stated in the DICOM header at ingest" + (
+            f"; the aorta suggests {estimate} (an estimate, used for phase-dependent "
+            "features and flagged on them)" if estimate is not None
+            else "; no aorta found to estimate it")
+    return flags
+
+
+def _mask_sources(automatic: dict[str, bool], masks: MaskSet | None,
+                  withheld: dict[str, str]) -> dict[str, str]:
+    """Organ -> ``seg``/``rtstruct``/``nifti`` (delivered), ``automatic`` or ``withheld``."""
+    delivered = (masks.source if masks is not None and not masks.automatic else AUTOMATIC)
+    out = {organ: AUTOMATIC if auto else delivered for organ, auto in automatic.items()}
+    for organ in withheld:
+        if organ not in out:
+            out[organ] = WITHHELD
+    return out
 
 
 #: fewest voxels for intensity statistics; below it the erosion is reduced (and flagged)
@@ -402,14 +479,17 @@ def _depends_on(name: str) -> tuple[str, ...]:
         return ("liver", "spleen")
     if name.startswith("spleen"):
         return ("spleen",)
-    if name.startswith(("liver", "lesion")):
+    if name.startswith("lesion"):
+        return ("lesion",)
+    if name.startswith("liver"):
         return ("liver",)
     return ()
 
 
 def _with_flags(values: dict[str, float | None], extra: dict[str, dict[str, Any]],
                 automatic: dict[str, bool], modality: str, phase: str | None,
-                liver_stats: measure.RoiStats | None) -> dict[str, FeatureValue]:
+                liver_stats: measure.RoiStats | None, sources: dict[str, str],
+                withheld: dict[str, str]) -> dict[str, FeatureValue]:
     out: dict[str, FeatureValue] = {}
     for name, value in values.items():
         if name not in FEATURES:
@@ -419,13 +499,35 @@ def _with_flags(values: dict[str, float | None], extra: dict[str, dict[str, Any]
         flags: dict[str, Any] = dict(extra.get(name, {}))
         if any(automatic.get(o, False) for o in _depends_on(name)):
             flags["automatic_segmentation"] = True
+        flags["mask_source"] = feature_source(name, sources)
         if value is not None and not np.isfinite(value):
             value = None
             flags["reason"] = "not finite"
         if value is None and "reason" not in flags:
-            flags["reason"] = _why_missing(name, phase, liver_stats, automatic)
+            held = [o for o in _depends_on(name) if sources.get(o) == WITHHELD]
+            why = withheld.get(held[0], "the delivered mask failed") if held else ""
+            flags["reason"] = (f"{held[0]} mask withheld: {why}" if held
+                               else _why_missing(name, phase, liver_stats, automatic))
         out[name] = FeatureValue(None if value is None else float(value), unit(name), flags)
     return out
+
+
+def feature_source(name: str, sources: dict[str, str]) -> str:
+    """Where the masks behind feature ``name`` came from (``mask_source`` flag).
+
+    ``header`` for a feature that needs no mask (the contrast phase); ``withheld`` if any
+    organ it depends on was withheld, else ``automatic`` if any was segmented
+    automatically, else the delivered format; ``none`` when a needed mask is absent.
+    """
+    organs = _depends_on(name)
+    if not organs:
+        return HEADER
+    got = [sources.get(o) for o in organs]
+    for source in (WITHHELD, AUTOMATIC):
+        if source in got:
+            return source
+    present = [g for g in got if g is not None]
+    return present[0] if len(present) == len(got) else "none"
 
 
 def _why_missing(name: str, phase: str | None, liver_stats: measure.RoiStats | None,
@@ -440,7 +542,7 @@ def _why_missing(name: str, phase: str | None, liver_stats: measure.RoiStats | N
     if name == "liver_vessel_tortuosity":
         return "no vessel branch long enough to measure"
     if name == "contrast_phase":
-        return "phase not in DICOM tags and no aorta found"
+        return "phase not stated in the DICOM header at ingest"
     return "not computable for this series"
 
 

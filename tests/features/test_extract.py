@@ -141,8 +141,15 @@ def test_phantom_values_against_construction_truth(phantom) -> None:
     assert res.value("liver_vessel_fraction") == pytest.approx(t["liver_vessel_fraction"],
                                                                rel=0.15)
     assert res.value("lesion_count") == 2
-    assert res.value("contrast_phase") == 2  # portal venous code, from the DICOM tags
-    assert res.phase_source == "dicom"
+    assert res.value("contrast_phase") == 2  # portal venous code, the phase given at ingest
+    assert res.phase_source == "ingest" and res.phase_estimate is None
+    # delivered SEG masks: every mask-based feature says so; the phase needs no mask
+    flags = {n: fv.flags for n, fv in res.values.items()}
+    assert flags["liver_volume_ml"]["mask_source"] == "seg"
+    assert flags["liver_spleen_hu_diff"]["mask_source"] == "seg"
+    assert flags["lesion_count"]["mask_source"] == "seg"
+    assert flags["contrast_phase"]["mask_source"] == "header"
+    assert res.mask_sources["liver"] == "seg"
 
 
 @pytest.mark.parametrize(("feet_first", "transpose_xy", "anisotropic"), [
@@ -168,13 +175,28 @@ def test_orientation_and_anisotropy_give_the_same_values(feet_first, transpose_x
         assert other.value(name) == pytest.approx(ref.value(name), rel=1e-6, abs=1e-9), name
 
 
-def test_phase_estimated_from_the_aorta_when_tags_are_silent() -> None:
-    for phase, code in (("unenhanced", 0), ("portal_venous", 2), ("arterial", 1)):
+def test_phase_unknown_at_ingest_is_estimated_beside_it_never_stored_as_the_phase() -> None:
+    for phase in ("unenhanced", "portal_venous", "arterial"):
         ph = abdomen(phase=phase, spacing_mm=(2.5, 1.5, 1.5))
         res = extract_series_features(ph.volume(None), ph.masks())
-        assert res.value("contrast_phase") == code, phase
-        assert res.phase_source == "aorta"
-        assert res.values["contrast_phase"].flags["estimated_from_aorta"] is True
+        assert res.value("contrast_phase") is None, phase
+        assert res.contrast_phase is None
+        assert (res.phase_estimate, res.phase_source) == (phase, "aorta_estimate")
+        flags = res.values["contrast_phase"].flags
+        assert flags["aorta_estimate"] == phase and flags["aorta_hu"] == res.aorta_hu
+        assert flags["reason"].startswith("phase not stated in the DICOM header at ingest; "
+                                          f"the aorta suggests {phase}")
+        # features that depend on the phase say they used an estimate
+        assert res.values["liver_spleen_hu_diff"].flags["contrast_phase_estimated"] is True
+
+
+def test_phase_given_at_ingest_wins_over_a_disagreeing_aorta() -> None:
+    ph = abdomen(phase="unenhanced", spacing_mm=(2.5, 1.5, 1.5))
+    res = extract_series_features(ph.volume("portal_venous"), ph.masks())
+    assert res.contrast_phase == "portal_venous" and res.value("contrast_phase") == 2
+    assert res.phase_source == "ingest"
+    assert res.values["steatosis_grade"].value is None  # graded on unenhanced CT only
+    assert "contrast_phase_estimated" not in res.values["liver_spleen_hu_diff"].flags
 
 
 def test_phase_estimated_on_synthetic_ct(synthetic_series) -> None:
@@ -186,12 +208,13 @@ def test_phase_estimated_on_synthetic_ct(synthetic_series) -> None:
         m = sv.masks()
         res = extract_series_features(vol, MaskSet({"liver": m["liver"],
                                                     "spleen": m["spleen"]}))
-        if res.contrast_phase is None:
+        assert res.contrast_phase is None and res.value("contrast_phase") is None
+        if res.phase_estimate is None:
             assert "no aorta found" in res.values["contrast_phase"].flags["reason"]
             continue
         found += 1
-        assert res.contrast_phase == sv.contrast_phase
-        assert res.phase_source == "aorta"
+        assert res.phase_estimate == sv.contrast_phase
+        assert res.phase_source == "aorta_estimate"
     assert found >= 5
 
 

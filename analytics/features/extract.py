@@ -429,6 +429,9 @@ def _mask_sources(automatic: dict[str, bool], masks: MaskSet | None,
     """Organ -> ``seg``/``rtstruct``/``nifti`` (delivered), ``automatic`` or ``withheld``."""
     delivered = (masks.source if masks is not None and not masks.automatic else AUTOMATIC)
     out = {organ: AUTOMATIC if auto else delivered for organ, auto in automatic.items()}
+    for organ, m in (masks.masks.items() if masks is not None else ()):
+        if m is not None and organ not in out:
+            out[organ] = delivered  # delivered empty: e.g. a lesion mask with no lesion
     for organ in withheld:
         if organ not in out:
             out[organ] = WITHHELD

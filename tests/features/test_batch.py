@@ -284,3 +284,35 @@ def test_phase_comes_from_the_store_not_from_the_loaded_volume(cohort, tmp_path)
             "portal_venous", "ingest")
     finally:
         store.dispose()
+
+
+def test_features_export_keeps_the_automatic_flag_and_the_reasons(cohort, local_run,
+                                                                  tmp_path, capsys) -> None:
+    """``hepatrack export --what features``: SEG-masked series say ``seg``, the series
+    segmented automatically says ``automatic``, and every empty value has its reason."""
+    import pandas as pd
+
+    _base, uids, broken = cohort
+    settings = local_run[4]
+    out = tmp_path / "features.csv"
+    assert main(["--home", str(settings.home), "export", "--what", "features", "--out",
+                 str(out)]) == 0
+    capsys.readouterr()
+    df = pd.read_csv(out).set_index("series_uid")
+    masked, _pv, auto_uid = list(uids)
+    assert broken not in df.index  # a failed series has no features to export
+    assert df.loc[masked, "liver_volume_ml__source"] == "seg"
+    assert df.loc[auto_uid, "liver_volume_ml__source"] == "automatic"
+    assert df.loc[auto_uid, "liver_spleen_hu_diff__source"] == "automatic"
+    assert df.loc[masked, "lesion_count__source"] == "seg"
+    assert df.loc[auto_uid, "lesion_count__reason"] == "no lesion mask delivered"
+    # the truth: the masked unenhanced series' liver volume, and no reason beside it
+    assert df.loc[masked, "liver_volume_ml"] == pytest.approx(
+        uids[masked][2].truth["liver_volume_ml"])
+    assert pd.isna(df.loc[masked, "liver_volume_ml__reason"])
+    features = [c for c in df.columns if c not in ("patient", "study_date")
+                and "__" not in c]
+    for uid in uids:
+        for f in features:
+            empty, reason = pd.isna(df.loc[uid, f]), df.loc[uid, f"{f}__reason"]
+            assert empty == isinstance(reason, str), (uid, f, reason)

@@ -270,3 +270,14 @@ def test_registry_covers_core_names_with_units_and_labels() -> None:
     assert "MR" not in FEATURES["liver_hu_mean"].modalities
     with pytest.raises(FeatureError, match="not in the registry"):
         feature_def("liver_magic")
+
+
+@pytest.mark.parametrize(("n", "window"), [(13, 5), (200, 41), (400, 81)])
+def test_periodic_savitzky_golay_equals_scipy(n, window) -> None:
+    from scipy.signal import savgol_filter
+
+    from analytics.features.nodularity import savgol_wrap
+
+    x = np.random.default_rng(n).normal(size=n).cumsum()
+    assert np.allclose(savgol_wrap(x, window, 3), savgol_filter(x, window, 3, mode="wrap"),
+                       rtol=0, atol=1e-10)

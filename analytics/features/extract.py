@@ -382,7 +382,7 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
         for n in ("steatosis_grade", "liver_spleen_hu_diff", "liver_spleen_hu_ratio"):
             extra_flags.setdefault(n, {})["contrast_phase_estimated"] = True
     extra_flags["contrast_phase"] = _phase_flags(ingest_phase, estimate, aorta_value,
-                                                 warnings)
+                                                 modality, warnings)
     sources = _mask_sources(automatic, masks, volume.meta.get(WITHHELD_MASKS) or {})
     result_values = _with_flags(values, extra_flags, automatic, modality, phase, liver_stats,
                                 sources, volume.meta.get(WITHHELD_MASKS) or {})
@@ -407,7 +407,7 @@ _PHASE_CODE = {v: k for k, v in PHASE_CODES.items()}
 
 
 def _phase_flags(ingest_phase: str | None, estimate: str | None, aorta_hu: float,
-                 warnings: list[str]) -> dict[str, Any]:
+                 modality: str, warnings: list[str]) -> dict[str, Any]:
     """Flags of the ``contrast_phase`` feature: the ingest phase, any estimate beside it."""
     flags: dict[str, Any] = {}
     if estimate is not None:
@@ -420,7 +420,7 @@ def _phase_flags(ingest_phase: str | None, estimate: str | None, aorta_hu: float
         flags["reason"] = "phase not stated in the DICOM header at ingest" + (
             f"; the aorta suggests {estimate} (an estimate, used for phase-dependent "
             "features and flagged on them)" if estimate is not None
-            else "; no aorta found to estimate it")
+            else "; no aorta found to estimate it" if modality == "CT" else "")
     return flags
 
 

@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 
 from analytics.errors import FeatureError
 from analytics.features.attenuation import steatosis_grade
-from analytics.features.extract import extract_series_features
+from analytics.features.extract import WITHHELD_MASKS, extract_series_features
 from analytics.features.nodularity import surface_nodularity
 from analytics.features.registry import CORE_FEATURES, FEATURES, feature_def, label, unit
 from analytics.ingest.volume import MaskSet, Volume
@@ -227,6 +227,10 @@ def test_mr_gets_intensity_statistics_only() -> None:
                                              "liver_spleen_hu_diff"))
     assert res.value("liver_mr_intensity_mean") == pytest.approx(58.0 + 1100.0, abs=1.5)
     assert res.value("liver_volume_ml") == pytest.approx(ph.truth["liver_volume_ml"])
+    # no phase from ingest and no aorta estimate on MR: the reason says only that
+    assert res.phase_estimate is None and res.phase_source is None
+    assert res.values["contrast_phase"].flags["reason"] == (
+        "phase not stated in the DICOM header at ingest")
 
 
 def _bad(kind: str) -> tuple[Volume, MaskSet | None]:
@@ -281,3 +285,19 @@ def test_periodic_savitzky_golay_equals_scipy(n, window) -> None:
     x = np.random.default_rng(n).normal(size=n).cumsum()
     assert np.allclose(savgol_wrap(x, window, 3), savgol_filter(x, window, 3, mode="wrap"),
                        rtol=0, atol=1e-10)
+
+
+def test_withheld_organ_is_not_segmented_automatically_and_its_features_say_why() -> None:
+    ph = abdomen(phase="portal_venous", spacing_mm=(5.0, 3.0, 3.0), vessels=False)
+    vol = ph.volume("portal_venous")
+    vol.meta[WITHHELD_MASKS] = {"liver": "the delivered SEG could not be read"}
+    res = extract_series_features(vol, ph.masks("spleen"))
+    assert res.auto_masks is None and "liver" not in res.segments
+    assert res.mask_sources == {"spleen": "seg", "liver": "withheld"}
+    liver = res.values["liver_volume_ml"]
+    assert liver.value is None and liver.flags["mask_source"] == "withheld"
+    assert liver.flags["reason"] == "liver mask withheld: the delivered SEG could not be read"
+    assert res.values["liver_spleen_hu_diff"].flags["mask_source"] == "withheld"
+    spleen = res.values["spleen_volume_ml"]
+    assert spleen.value == pytest.approx(ph.truth["spleen_volume_ml"], rel=1e-12)
+    assert spleen.flags["mask_source"] == "seg"

@@ -51,16 +51,16 @@ def features_frame(store: Store) -> pd.DataFrame:
             .join(Study, Series.study_id == Study.id)
             .join(Patient, Study.patient_id == Patient.id)).all()
         rows = s.execute(select(Feature.id, Feature.series_id, Feature.name, Feature.value,
-                                Feature.unit, Feature.computed_at)).all()
-        extra = {r.id: (r.flags or {}, r.mask_id) for r in s.execute(
-            select(Feature.id, Feature.flags, Feature.mask_id))}
+                                Feature.unit, Feature.computed_at, Feature.flags,
+                                Feature.mask_id)).all()
         mask_formats = dict(s.execute(select(Mask.id, Mask.format)).all())
         runs = {}
         for r in s.execute(select(FeatureRun.series_id, FeatureRun.status, FeatureRun.reason,
                                   FeatureRun.settings).order_by(FeatureRun.finished_at,
                                                                 FeatureRun.id)):
             runs[r.series_id] = r  # the newest run of each series wins
-    feats = latest_features(rows)
+    feats = latest_features([r[:6] for r in rows])
+    extra = {r.id: (r.flags or {}, r.mask_id) for r in rows}
     ids = pd.DataFrame(series, columns=["series_id", "series_uid", "study_date", "patient",
                                         "modality"])
     if feats.empty:

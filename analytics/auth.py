@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import re
 import secrets
 from collections.abc import Mapping
@@ -50,8 +51,16 @@ MIN_PASSWORD_LENGTH = 12
 _RESERVE_TRIES = 100
 _USERNAME = re.compile(r"^[A-Za-z0-9._@-]{2,128}$")
 _hasher = PasswordHasher()  # Argon2id with the library's current recommended parameters
-# verified against when the user does not exist, so both paths cost the same
-_DUMMY_HASH = _hasher.hash(secrets.token_hex(16))
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the user does not exist, so both paths cost the same.
+
+    Computed on first use, not at import: every CLI command imports this module and most
+    never log anyone in.
+    """
+    return _hasher.hash(secrets.token_hex(16))
 
 
 class Role(StrEnum):
@@ -266,10 +275,11 @@ def authenticate(store: Store, username: str, password: str, *,
     now = now or dt.datetime.now(dt.UTC)
     session_id = session_id or secrets.token_hex(16)
     fail = AuthError("unknown user or wrong password")
+    dummy = _dummy_hash()  # on both paths, so the first login costs the same either way
     user = find_user(store, username)
     if user is None or user.password_hash is None:
         with contextlib.suppress(VerificationError):  # same cost as a real check
-            _hasher.verify(_DUMMY_HASH, password)
+            _hasher.verify(dummy, password)
         # what was typed may be a password or a patient's name: keep only a keyed hash
         audit.record(store, Actor(audit.unknown_username(store, username), "none",
                                   session_id),

@@ -33,6 +33,23 @@ class CommandResult:
 Handler = Callable[[argparse.Namespace, Settings], CommandResult]
 _HANDLERS: dict[str, Handler] = {}
 
+#: the module that registers each command; only the one asked for is imported, so
+#: ``hepatrack ingest`` does not pay for the models, the cohort or the dashboard stack
+COMMAND_MODULES: dict[str, str] = {
+    "demo": "analytics.commands.demo",
+    "serve": "analytics.commands.serve",
+    "synth": "analytics.commands.synth",
+    "ingest": "analytics.commands.ingest",
+    "features": "analytics.commands.features",
+    "import-cohort": "analytics.commands.cohort",
+    "export": "analytics.commands.cohort",
+    "train": "analytics.commands.models",
+    "predict": "analytics.commands.models",
+    "report": "analytics.commands.report",
+    "users": "analytics.commands.admin",
+    "audit": "analytics.commands.admin",
+}
+
 
 def command(name: str) -> Callable[[Handler], Handler]:
     def register(fn: Handler) -> Handler:
@@ -164,10 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if not args.verbose:
         _quiet_libraries()
-    _load_handlers()
     try:
+        handler = load_handler(args.command)
         settings = load_settings(args.home)
-        handler = _HANDLERS.get(args.command)
         if handler is None:
             print(f"hepatrack: command {args.command!r} is not available yet", file=sys.stderr)
             return EXIT_INTERNAL
@@ -199,13 +215,23 @@ def _quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=r".*have very low variance.*")
 
 
-def _load_handlers() -> None:
-    """Import the modules that register command handlers."""
+def load_handler(name: str) -> Handler | None:
+    """The handler of command ``name``, importing only the module that registers it.
+
+    Returns None for a command with no handler module.
+    """
     import importlib
 
-    for module in ("analytics.commands",):
-        importlib.import_module(module)
+    module = COMMAND_MODULES.get(name)
+    if module is None:
+        return None
+    importlib.import_module(module)
+    return _HANDLERS.get(name)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # run as ``python -m analytics.cli``: handlers register in the imported module's
+    # table, not in this ``__main__`` copy, so dispatch through the real module
+    from analytics.cli import main as _main
+
+    sys.exit(_main())

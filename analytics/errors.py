@@ -64,6 +64,10 @@ class FeatureError(HepaTrackError):
     """A biomarker could not be computed for a series."""
 
 
+class MissingExtraError(FeatureError):
+    """An optional extra (``pip install 'hepatrack[NAME]'``) needed by a request is missing."""
+
+
 class CohortError(HepaTrackError):
     """A cohort CSV or the assembled cohort table is invalid."""
 

@@ -19,37 +19,113 @@ from analytics import audit, auth
 from analytics.cohort.table import DEFAULT_LAB_WINDOW_DAYS, build_cohort, latest_features
 from analytics.csv_safe import write_csv
 from analytics.errors import CohortError
+from analytics.features.registry import AUTOMATIC, FEATURES, NIFTI, RADIOMICS_PREFIX, RTSTRUCT, SEG
 from analytics.store.db import Store
-from analytics.store.schema import Feature, Patient, Prediction, Series, Study
+from analytics.store.schema import Feature, FeatureRun, Mask, Patient, Prediction, Series, Study
 
 EXPORTS = ("features", "cohort", "predictions")
 FORMATS = (".csv", ".parquet")
+#: provenance columns of the features export: ``<feature>__source``, ``<feature>__reason``
+SOURCE_SUFFIX, REASON_SUFFIX = "__source", "__reason"
+DELIVERED = (SEG, RTSTRUCT, NIFTI)
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 PREDICTION_COLUMNS = ("patient", "model_id", "time_years", "horizon_years", "risk", "ci_low",
                       "ci_high", "reason", "explanation", "created_at")
 
 
 def features_frame(store: Store) -> pd.DataFrame:
     """One row per series with features: ``patient``, ``study_date``, ``series_uid``, then
-    one column per feature name (newest extractor run per series and name), sorted by name.
+    one column per feature name (newest extractor run per series and name), sorted by name,
+    then two provenance columns per feature, in the same order:
+
+    - ``<feature>__source``: where the masks behind the value came from: ``seg``,
+      ``rtstruct`` or ``nifti`` (delivered with the images), ``automatic`` (HepaTrack's own
+      segmentation), ``withheld`` (a delivered mask failed and no automatic one was used),
+      ``header`` (needs no mask: the contrast phase) or ``none`` (a needed mask is absent);
+      empty when the series has no row for the feature.
+    - ``<feature>__reason``: why the value is empty (empty when there is a value).
     """
     with store.session() as s:
         series = s.execute(
             select(Series.id, Series.series_uid, Study.study_date,
-                   Patient.pseudonym.label("patient"))
+                   Patient.pseudonym.label("patient"), Series.modality)
             .join(Study, Series.study_id == Study.id)
             .join(Patient, Study.patient_id == Patient.id)).all()
         rows = s.execute(select(Feature.id, Feature.series_id, Feature.name, Feature.value,
-                                Feature.unit, Feature.computed_at)).all()
-    feats = latest_features(rows)
-    ids = pd.DataFrame(series, columns=["series_id", "series_uid", "study_date", "patient"])
+                                Feature.unit, Feature.computed_at, Feature.flags,
+                                Feature.mask_id)).all()
+        mask_formats = dict(s.execute(select(Mask.id, Mask.format)).all())
+        runs = {}
+        for r in s.execute(select(FeatureRun.series_id, FeatureRun.status, FeatureRun.reason,
+                                  FeatureRun.settings).order_by(FeatureRun.finished_at,
+                                                                FeatureRun.id)):
+            runs[r.series_id] = r  # the newest run of each series wins
+    feats = latest_features([r[:6] for r in rows])
+    extra = {r.id: (r.flags or {}, r.mask_id) for r in rows}
+    ids = pd.DataFrame(series, columns=["series_id", "series_uid", "study_date", "patient",
+                                        "modality"])
     if feats.empty:
         return pd.DataFrame(columns=["patient", "study_date", "series_uid"])
     wide = feats.pivot(index="series_id", columns="name", values="value")
-    wide = wide[sorted(wide.columns)].astype("float64")
+    names = sorted(wide.columns)
+    wide = wide[names].astype("float64")
+    kept = {(r.series_id, r.name): extra[r.id] for r in feats.itertuples(index=False)}
     out = ids.merge(wide, left_on="series_id", right_index=True, how="inner")
+    provenance: dict[str, list[str | None]] = {}
+    for name in names:
+        sources, reasons = [], []
+        for sid, modality, value in zip(out["series_id"], out["modality"], out[name],
+                                        strict=True):
+            flags, mask_id = kept.get((sid, name), (None, None))
+            if flags is None:
+                sources.append(None)
+                reasons.append(_absent_reason(name, modality, runs.get(sid)))
+                continue
+            sources.append(_source(flags, mask_formats.get(mask_id)))
+            reasons.append(None if pd.notna(value) else
+                           str(flags.get("reason") or "not computable for this series"))
+        provenance[f"{name}{SOURCE_SUFFIX}"] = [_safe_text(x) for x in sources]
+        provenance[f"{name}{REASON_SUFFIX}"] = [_safe_text(x) for x in reasons]
+    out = pd.concat([out, pd.DataFrame(provenance, index=out.index)], axis=1)
     out["study_date"] = pd.to_datetime(out["study_date"])
     out = out.sort_values(["patient", "study_date", "series_uid"], ignore_index=True)
-    return out[["patient", "study_date", "series_uid", *wide.columns]]
+    extra_cols = [f"{n}{suffix}" for n in names for suffix in (SOURCE_SUFFIX, REASON_SUFFIX)]
+    return out[["patient", "study_date", "series_uid", *names, *extra_cols]]
+
+
+def _source(flags: dict[str, Any], mask_format: str | None) -> str | None:
+    """The ``__source`` of a stored feature row (rows before 1.2.0 lack ``mask_source``)."""
+    if flags.get("mask_source"):
+        return str(flags["mask_source"])
+    if flags.get("automatic_segmentation"):
+        return AUTOMATIC
+    return mask_format if mask_format in DELIVERED else None
+
+
+def _absent_reason(name: str, modality: str | None, run: Any) -> str:
+    """Why a series has no row at all for feature ``name``."""
+    settings = (run.settings if run is not None else None) or {}
+    if name.startswith(RADIOMICS_PREFIX):
+        if settings.get("radiomics_error"):
+            return f"radiomics failed: {settings['radiomics_error']}"
+        if not settings.get("radiomics"):
+            return "radiomics not requested for this series (hepatrack features --radiomics)"
+        return "not computed by MIRP for this series"
+    d = FEATURES.get(name)
+    if d is not None and modality and modality.upper() not in d.modalities:
+        return f"not defined for {modality.upper()}"
+    if name in ("lesion_count", "lesion_volume_ml"):
+        return "no lesion mask delivered"
+    if run is not None and run.status == "failed":
+        return f"feature extraction failed: {run.reason}"
+    return "not computed for this series by its newest extractor run"
+
+
+def _safe_text(text: str | None) -> str | None:
+    """A text cell a spreadsheet will not run as a formula (RELIABILITY 36)."""
+    if text and text[0] in FORMULA_PREFIXES:
+        return "'" + text
+    return text
 
 
 def cohort_frame(store: Store, *, lab_window_days: float = DEFAULT_LAB_WINDOW_DAYS

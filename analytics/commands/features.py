@@ -1,7 +1,14 @@
 """``hepatrack features [--all | --series UID] [--workers N] [--scheduler ADDR] [--radiomics]``.
 
 JSON keys: ``series_done`` (count), ``series_failed`` (list of ``{series_uid, reason}``),
-``series_skipped`` (count, already done for this extractor version), ``seconds``.
+``series_skipped`` (count, already done for this extractor version), ``seconds``, and
+``radiomics_failed`` (list of ``{series_uid, reason}``: series whose core features were
+stored but whose ``--radiomics`` failed).
+
+Exit 2 when the one ``--series`` asked for failed, when ``--radiomics`` could not run
+because its optional extra is missing (stderr says how to install it), or when the
+radiomics of the one ``--series`` failed; a batch with some failed series exits 0 and lists
+them.
 """
 
 from __future__ import annotations
@@ -47,6 +54,14 @@ def features_command(args: argparse.Namespace, settings: Settings) -> CommandRes
                f"already done, {payload['seconds']:.1f} s")
     for f in payload["series_failed"]:
         summary += f"\n  failed {f['series_uid']}: {f['reason']}"
+    for f in payload["radiomics_failed"]:
+        summary += f"\n  radiomics failed {f['series_uid']} (core features stored): " \
+                   f"{f['reason']}"
     # one requested series that failed is bad input; a batch with some failures is not
     code = EXIT_BAD_INPUT if args.series and payload["series_failed"] else EXIT_OK
+    if payload["radiomics_failed"] and (args.series or report.missing_extra):
+        code = EXIT_BAD_INPUT
+        print(f"hepatrack features: radiomics failed for {len(payload['radiomics_failed'])} "
+              f"series (core features stored): {payload['radiomics_failed'][0]['reason']}",
+              file=sys.stderr)
     return CommandResult(payload, summary, code)

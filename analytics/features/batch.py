@@ -1,11 +1,18 @@
 """Batch feature extraction on dask.distributed, with the client as the single writer.
 
-``run_batch`` starts a ``LocalCluster`` of ``workers`` processes (one thread each) or
-connects to an existing scheduler; the code path is the same. Workers receive series UIDs
-and the settings (never arrays), load each series themselves through the loader, extract
-the features and return a JSON-able result; the client writes ``features``,
-``feature_runs`` and (for automatic segmentations) ``masks`` rows, one transaction per
-series, so a failure never leaves a half-written series.
+``run_batch`` starts a ``LocalCluster`` of up to ``workers`` processes (one thread each,
+no more than there are series) or connects to an existing scheduler; the code path is the
+same. Workers receive series UIDs and the settings (never arrays), load each series
+themselves through the loader, extract the features and return a JSON-able result; the
+client writes ``features``, ``feature_runs`` and (for automatic segmentations) ``masks``
+rows, one transaction per series, so a failure never leaves a half-written series. A
+single series without a scheduler runs the same worker task in this process: starting a
+cluster costs several times the extraction of one series.
+
+The contrast phase is the one stored at ingest (``series.contrast_phase``); the loader's
+re-read of the stored, de-identified header is not asked. With ``radiomics``, a missing
+optional extra or a MIRP failure fails only the radiomics of that series: the core
+features are stored and the failure is reported (``radiomics_failed``) and kept in the run.
 
 Resumable: a series with a ``done`` run for :data:`EXTRACTOR_VERSION` is skipped (unless
 radiomics are asked for and that run had none). A failing series is recorded as
@@ -29,7 +36,7 @@ import numpy as np
 from sqlalchemy import delete, select
 
 from analytics.config import Settings
-from analytics.errors import FeatureError, HepaTrackError
+from analytics.errors import FeatureError, HepaTrackError, MissingExtraError
 from analytics.features.extract import (
     EXTRACTOR_VERSION,
     FeatureResult,
@@ -37,7 +44,7 @@ from analytics.features.extract import (
     extract_series_features,
 )
 from analytics.features.geometry import orientation
-from analytics.features.registry import unit
+from analytics.features.registry import AUTOMATIC, RADIOMICS_PREFIX, unit
 from analytics.store.db import Store, open_store
 from analytics.store.schema import Feature, FeatureRun, Mask, Series
 
@@ -59,11 +66,15 @@ class BatchReport:
     series_skipped: list[str] = field(default_factory=list)
     seconds: float = 0.0
     scheduler: str | None = None
+    radiomics_failed: list[dict[str, str]] = field(default_factory=list)
+    #: the install hint when radiomics failed because their optional extra is missing
+    missing_extra: str | None = None
 
     def as_payload(self) -> dict[str, Any]:
         return {
             "series_done": len(self.series_done),
             "series_failed": list(self.series_failed),
+            "radiomics_failed": list(self.radiomics_failed),
             "series_skipped": len(self.series_skipped),
             "seconds": round(self.seconds, 3),
             "extractor_version": EXTRACTOR_VERSION,
@@ -94,10 +105,18 @@ def extract_stored_series(series_uid: str, settings: Settings, feature_settings:
         volume, masks = load(store, settings, series_uid)
         if volume.series_uid is None:
             volume.series_uid = series_uid
+        # one phase per series, decided at ingest: the stored, de-identified header may
+        # have lost the description it was read from
+        volume.contrast_phase = ingest_phase(store, series_uid)
         result = extract_series_features(volume, masks, feature_settings)
         radiomics: dict[str, Any] = {}
         if feature_settings.radiomics:
-            radiomics = _radiomics(volume, masks, result, feature_settings)
+            try:
+                radiomics = _radiomics(volume, masks, result, feature_settings)
+            except MissingExtraError as e:
+                radiomics = {"error": str(e), "install": e.hint}
+            except FeatureError as e:
+                radiomics = {"error": str(e)}
         return {"ok": True, "series_uid": series_uid,
                 "result": _result_payload(result),
                 "auto_mask": _auto_mask_summary(result),
@@ -116,6 +135,16 @@ def extract_stored_series(series_uid: str, settings: Settings, feature_settings:
     finally:
         if store is not None:
             store.dispose()
+
+
+def ingest_phase(store: Store, series_uid: str) -> str | None:
+    """The contrast phase stored for the series at ingest (None if it was not stated)."""
+    with store.session() as s:
+        row = s.execute(select(Series.contrast_phase, Series.geometry).where(
+            Series.series_uid == series_uid)).first()
+    if row is None:
+        return None
+    return row.contrast_phase or (row.geometry or {}).get("contrast_phase")
 
 
 def _result_payload(result: FeatureResult) -> dict[str, Any]:
@@ -141,8 +170,10 @@ def _radiomics(volume, masks, result: FeatureResult,
     from analytics.features.radiomics import RadiomicsSettings, radiomics_features
 
     rois: dict[str, np.ndarray] = {}
+    sources: dict[str, str] = {}
     for name in ("liver", "spleen"):
         m = masks.get(name) if masks is not None else None
+        sources[name] = result.mask_sources.get(name, AUTOMATIC)
         if m is None and result.auto_masks is not None:
             m = result.auto_masks.get(name)
         if m is not None:
@@ -157,7 +188,8 @@ def _radiomics(volume, masks, result: FeatureResult,
           RadiomicsSettings(discretisation="fixed_bin_number",
                             new_spacing_mm=fs.radiomics_spacing_mm))
     values, used = radiomics_features(image, rois, orient.spacing_mm, modality, rs)
-    return {"values": values, "settings": used}
+    return {"values": values, "settings": used,
+            "sources": {k: v for k, v in sources.items() if k in rois}}
 
 
 # --------------------------------------------------------------------------- client side
@@ -180,7 +212,9 @@ def _series_to_run(store: Store, series_uids: Sequence[str] | None,
     todo, skipped = [], []
     for sid, uid in rows:
         run = done.get(sid)
-        if run is not None and (not radiomics or (run.settings or {}).get("radiomics")):
+        had = run is not None and (run.settings or {}).get("radiomics") and not (
+            run.settings or {}).get("radiomics_error")
+        if run is not None and (not radiomics or had):
             skipped.append(uid)
         else:
             todo.append(uid)
@@ -218,16 +252,28 @@ def write_outcome(store: Store, outcome: dict[str, Any], feature_settings: Featu
                           flags=fv["flags"] or None))
         rad = outcome.get("radiomics") or {}
         auto = bool(result["mask_automatic"])
+        roi_sources = rad.get("sources") or {}
         for name, value in (rad.get("values") or {}).items():
+            roi = name.removeprefix(RADIOMICS_PREFIX).split("_", 1)[0]
+            flags: dict[str, Any] = {"radiomics": True}
+            if roi in roi_sources:
+                flags["mask_source"] = roi_sources[roi]
+                if roi_sources[roi] == AUTOMATIC:
+                    flags["automatic_segmentation"] = True
+            elif auto:
+                flags["automatic_segmentation"] = True
             s.add(Feature(series_id=series.id, name=name, value=value, unit=unit(name),
-                          extractor_version=EXTRACTOR_VERSION, mask_id=mask_id,
-                          flags={"radiomics": True, **({"automatic_segmentation": True}
-                                                         if auto else {})}))
-        if rad:
+                          extractor_version=EXTRACTOR_VERSION, mask_id=mask_id, flags=flags))
+        if rad.get("settings"):
             run_settings["radiomics_settings"] = rad.get("settings")
+        if rad.get("error"):
+            run_settings["radiomics_error"] = rad["error"]
         run_settings["mask_source"] = result["mask_source"]
+        run_settings["mask_sources"] = result.get("mask_sources") or {}
         run_settings["contrast_phase"] = result["contrast_phase"]
         run_settings["phase_source"] = result["phase_source"]
+        run_settings["contrast_phase_estimate"] = result.get("phase_estimate")
+        run_settings["aorta_hu"] = result.get("aorta_hu")
         run_settings["warnings"] = result["warnings"]
         run.status, run.reason, run.settings = "done", None, run_settings
 
@@ -271,10 +317,11 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
     series_uids
         Series to process; None means every complete series.
     workers
-        Worker processes of the local cluster (ignored with ``scheduler``).
+        Most worker processes of the local cluster (ignored with ``scheduler``); never
+        more than there are series to run.
     scheduler
         Address of a running dask scheduler (``tcp://host:port``); None starts a
-        ``LocalCluster``.
+        ``LocalCluster``, or none for a single series (run in this process).
     radiomics
         Also compute IBSI radiomics (MIRP).
     progress
@@ -307,6 +354,42 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
     if not todo:
         report.seconds = time.perf_counter() - t0
         return report
+    if workers < 1:
+        raise FeatureError(f"--workers must be at least 1, got {workers}")
+
+    def record(uid: str, outcome: dict[str, Any]) -> None:
+        nonlocal done_count
+        write_outcome(store, outcome, fs)
+        if outcome["ok"]:
+            report.series_done.append(uid)
+            rad = outcome.get("radiomics") or {}
+            if rad.get("error"):
+                report.radiomics_failed.append({"series_uid": uid, "reason": rad["error"]})
+                report.missing_extra = report.missing_extra or rad.get("install")
+        else:
+            report.series_failed.append({"series_uid": uid, "reason": outcome["reason"]})
+        done_count += 1
+        if progress is not None:
+            progress(done_count, total, uid)
+
+    if not scheduler and len(todo) == 1:
+        # the worker task itself, in this process: same loader, extraction and writer
+        uid = todo[0]
+        record(uid, extract_stored_series(uid, settings, fs, loader))
+    else:
+        report.scheduler = _run_on_dask(todo, settings, fs, loader, scheduler,
+                                        min(workers, len(todo)), record)
+    report.seconds = time.perf_counter() - t0
+    return report
+
+
+def _run_on_dask(todo: list[str], settings: Settings, fs: FeatureSettings, loader: str,
+                 scheduler: str | None, workers: int,
+                 record: Callable[[str, dict[str, Any]], None]) -> str:
+    """Run the worker task for each series on dask; ``record`` each outcome as it ends.
+
+    Returns the scheduler address.
+    """
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -314,14 +397,12 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
         if scheduler:
             client = Client(scheduler, timeout="15s")
         else:
-            if workers < 1:
-                raise FeatureError(f"--workers must be at least 1, got {workers}")
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=logging.ERROR)
             client = Client(cluster)
     except OSError as e:
         raise FeatureError(f"dask scheduler {scheduler!r} cannot be reached: {e}") from e
-    report.scheduler = client.scheduler.address
+    address = client.scheduler.address
     token = uuid.uuid4().hex[:8]
     try:
         futures = {client.submit(extract_stored_series, uid, settings, fs, loader,
@@ -334,18 +415,10 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
             except Exception as e:  # worker died (KilledWorker, OOM kill): record, go on
                 outcome = {"ok": False, "series_uid": uid,
                            "reason": f"worker failed: {type(e).__name__}: {e}"}
-            write_outcome(store, outcome, fs)
-            if outcome["ok"]:
-                report.series_done.append(uid)
-            else:
-                report.series_failed.append({"series_uid": uid, "reason": outcome["reason"]})
-            done_count += 1
-            if progress is not None:
-                progress(done_count, total, uid)
+            record(uid, outcome)
             fut.release()
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-    report.seconds = time.perf_counter() - t0
-    return report
+    return address

@@ -5,7 +5,16 @@ writes the results. Masks that come with the series come first; an organ without
 delivered mask is segmented automatically (CT only) and every feature that depends on it
 is flagged ``automatic_segmentation``. When a delivered mask of the series could not be
 read (``volume.meta["mask_errors"]``), nothing is segmented in its place: the features
-that needed it say that the delivered mask failed, and why.
+that needed it say that the delivered mask failed, and why. Every liver and spleen mask
+passes the quality gate (``analytics.features.quality``): an organ cut by the scan's edge
+keeps its attenuation but not its volume, and an automatic mask that fails its checks is
+withheld with the reason. Every feature carries a ``mask_source`` flag (one of
+:data:`~analytics.features.registry.MASK_SOURCES`) and, when it has no value, a ``reason``.
+
+The contrast phase is decided once, at ingest, and arrives as ``volume.contrast_phase``;
+it is never re-derived here. When it is unknown on CT, the phase is estimated from the
+aorta for the computations that need one, and that estimate is recorded beside the phase
+(``FeatureResult.phase_estimate`` and flags), never as the phase itself.
 """
 
 from __future__ import annotations
@@ -20,16 +29,26 @@ from analytics.errors import FeatureError
 from analytics.features import attenuation, measure, texture
 from analytics.features.geometry import Orientation, orientation
 from analytics.features.nodularity import surface_nodularity
-from analytics.features.registry import FEATURES, PHASE_CODES, unit
+from analytics.features.registry import (
+    AUTOMATIC,
+    FEATURES,
+    HEADER,
+    PHASE_CODES,
+    WITHHELD,
+    unit,
+)
 from analytics.features.vessels import analyse_vessels, delivered_mask_problem
 from analytics.ingest.volume import MaskSet, Volume
 
 #: bump when any computed value may change; stored with every feature row
-EXTRACTOR_VERSION = "1.2.0"
+EXTRACTOR_VERSION = "1.3.0"
 #: delivered vessel trunks: never the intra-hepatic vessel tree
 _TRUNKS = ("portal_splenic_vein", "inferior_vena_cava")
 _VESSEL_FEATURES = ("liver_vessel_fraction", "liver_vessel_tortuosity",
                     "liver_vessel_branch_density")
+#: ``volume.meta`` key naming organs whose delivered mask failed: ``{organ: reason}``; they
+#: are not segmented automatically and their features are withheld (source ``withheld``)
+WITHHELD_MASKS = "withheld_masks"
 
 
 @dataclass(frozen=True)
@@ -108,8 +127,17 @@ class FeatureResult:
         Where the liver/spleen masks came from (``"seg"``, ``"auto"``, ...).
     segments
         Structure name -> ``{"voxels": n, "automatic": bool}``.
-    contrast_phase, phase_source
-        Phase used, and ``"dicom"`` or ``"aorta"`` (estimated) or None.
+    contrast_phase
+        The phase decided at ingest (``volume.contrast_phase``), or None.
+    phase_source
+        Which phase the phase-dependent computations used: ``"ingest"``, ``"aorta_estimate"``
+        (ingest did not know it) or None (neither).
+    phase_estimate, aorta_hu
+        The phase estimated from the aorta and the aorta's median HU, when an estimate was
+        made (CT only); an estimate, never the series' phase.
+    mask_sources
+        Organ -> where its mask came from (``seg``, ``rtstruct``, ``nifti``, ``automatic``
+        or ``withheld``).
     auto_masks
         The automatic masks on the volume grid (None when all were delivered, and
         dropped by the batch runner before results travel back from workers).
@@ -128,6 +156,9 @@ class FeatureResult:
     seconds: float
     warnings: list[str] = field(default_factory=list)
     auto_masks: MaskSet | None = None
+    phase_estimate: str | None = None
+    aorta_hu: float | None = None
+    mask_sources: dict[str, str] = field(default_factory=dict)
 
     def value(self, name: str) -> float | None:
         """The value of ``name`` (None if absent or not computable)."""
@@ -143,6 +174,8 @@ class FeatureResult:
             "mask_source": self.mask_source, "mask_automatic": self.mask_automatic,
             "mask_method": self.mask_method, "segments": self.segments,
             "contrast_phase": self.contrast_phase, "phase_source": self.phase_source,
+            "phase_estimate": self.phase_estimate, "aorta_hu": self.aorta_hu,
+            "mask_sources": self.mask_sources,
             "settings": self.settings, "seconds": self.seconds, "warnings": self.warnings,
         }
 
@@ -186,7 +219,11 @@ def _organ_masks(volume: Volume, masks: MaskSet | None, modality: str,
         if checked.any():
             canon[name] = orient.to_canonical(checked)
             automatic[name] = bool(masks.automatic) if masks is not None else False
-    missing = [o for o in ("liver", "spleen") if o not in canon]
+    withheld = volume.meta.get(WITHHELD_MASKS) or {}
+    for organ, why in withheld.items():
+        if organ not in canon:
+            warnings.append(f"{organ} features withheld: {why}")
+    missing = [o for o in ("liver", "spleen") if o not in canon and o not in withheld]
     auto_set, method = None, masks.method if masks is not None and masks.automatic else None
     failed = mask_failure(volume)
     if missing and failed:
@@ -218,6 +255,39 @@ def _organ_masks(volume: Volume, masks: MaskSet | None, modality: str,
                     canon[name] = seg.masks[name]
                     automatic[name] = True
     return canon, automatic, auto_set, method
+
+
+def _quality_gate(canon: dict[str, np.ndarray], automatic: dict[str, bool],
+                  image: np.ndarray, spacing: tuple[float, float, float],
+                  withheld: dict[str, str], warnings: list[str]) -> dict[str, str]:
+    """Check the liver and spleen masks (``analytics.features.quality``).
+
+    An organ that fails is removed from ``canon`` and ``automatic`` and named in
+    ``withheld`` with the reason, so every number from it is withheld. Returns the organs
+    whose volume only is withheld (cut by the scan's edge), with the reason.
+    """
+    from analytics.features.landmarks import body_mask
+    from analytics.features.quality import check_organ
+
+    partial: dict[str, str] = {}
+    body = None
+    for organ in ("liver", "spleen"):
+        mask = canon.get(organ)
+        if mask is None:
+            continue
+        auto = bool(automatic.get(organ))
+        if auto and body is None:
+            body = body_mask(image)
+        q = check_organ(organ, mask, image, spacing, automatic=auto, body=body)
+        if q.withhold_all:
+            why = q.reason(volume=False)
+            canon.pop(organ)
+            automatic.pop(organ, None)
+            withheld[organ] = why
+            warnings.append(why)
+        elif q.withhold_volume:
+            partial[organ] = q.reason(volume=True)
+    return partial
 
 
 def mask_failure(volume: Volume) -> str | None:
@@ -276,6 +346,8 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
     canon, automatic, auto_set, method = _organ_masks(volume, masks, modality, orient,
                                                       settings, warnings)
     image = orient.to_canonical(volume.array)
+    withheld = dict(volume.meta.get(WITHHELD_MASKS) or {})
+    partial = _quality_gate(canon, automatic, image, spacing, withheld, warnings)
     liver, spleen = canon.get("liver"), canon.get("spleen")
     lesion = canon.get("lesion")
 
@@ -283,25 +355,27 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
     extra_flags: dict[str, dict[str, Any]] = {}
     values["liver_volume_ml"] = measure.volume_ml(liver, voxel_ml)
     values["spleen_volume_ml"] = measure.volume_ml(spleen, voxel_ml)
+    for organ, why in partial.items():
+        values[f"{organ}_volume_ml"] = None
+        extra_flags[f"{organ}_volume_ml"] = {"reason": why}
 
-    phase, phase_source = attenuation.normalise_phase(volume.contrast_phase), None
+    # the one phase of the series, decided at ingest; ``phase`` below is what the
+    # phase-dependent computations use: that phase, else (CT) the aorta's estimate
+    ingest_phase = attenuation.normalise_phase(volume.contrast_phase)
+    phase, phase_source = ingest_phase, "ingest" if ingest_phase is not None else None
+    estimate: str | None = None
     aorta_value = float("nan")
-    if modality == "CT":
-        if phase is not None:
-            phase_source = "dicom"
-        else:
-            phase, aorta_value = _estimate_phase(image, spacing, canon.get("aorta"), liver)
-            if phase is not None:
-                phase_source = "aorta"
-                extra_flags["contrast_phase"] = {"estimated_from_aorta": True,
-                                                 "aorta_hu": round(aorta_value, 1)}
-    values["contrast_phase"] = (float({v: k for k, v in PHASE_CODES.items()}[phase])
-                                if phase is not None else None)
+    if modality == "CT" and ingest_phase is None:
+        estimate, aorta_value = _estimate_phase(image, spacing, canon.get("aorta"), liver)
+        if estimate is not None:
+            phase, phase_source = estimate, "aorta_estimate"
+    values["contrast_phase"] = (float(_PHASE_CODE[ingest_phase])
+                                if ingest_phase is not None else None)
 
     vessel_res = None
-    vessel_mask, withheld = _vessel_mask(canon, liver, settings)
-    if withheld:
-        warnings.append(f"delivered vessel mask not used: {withheld}")
+    vessel_mask, vessel_withheld = _vessel_mask(canon, liver, settings)
+    if vessel_withheld:
+        warnings.append(f"delivered vessel mask not used: {vessel_withheld}")
     if liver is not None:
         lesion_exclude = lesion if lesion is not None else None
         use_delivered = vessel_mask
@@ -313,8 +387,8 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
                 elif phase == attenuation.UNENHANCED:
                     # unenhanced blood has one attenuation everywhere: read it in the aorta
                     if not np.isfinite(aorta_value):
-                        _, aorta_value = _estimate_phase(image, spacing, canon.get("aorta"),
-                                                         liver)
+                        estimate, aorta_value = _estimate_phase(
+                            image, spacing, canon.get("aorta"), liver)
                     blood_hu = aorta_value if np.isfinite(aorta_value) else None
             vessel_res = analyse_vessels(
                 image, liver, spacing, enhanced=phase not in (None, attenuation.UNENHANCED),
@@ -323,15 +397,17 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
                 min_branch_mm=settings.vessel_min_branch_mm, exclude=lesion_exclude)
             if modality == "CT" and phase is None and use_delivered is None:
                 vessel_res.flags["phase_unknown"] = True
+            elif phase_source == "aorta_estimate" and use_delivered is None:
+                vessel_res.flags["contrast_phase_estimated"] = True
         else:
             warnings.append("vessel analysis needs CT or a delivered vessel mask")
-    if withheld:
+    if vessel_withheld:
         for n in _VESSEL_FEATURES:
-            extra_flags.setdefault(n, {})["delivered_vessel_mask_withheld"] = withheld
-    if vessel_res is None and withheld and liver is not None:
+            extra_flags.setdefault(n, {})["delivered_vessel_mask_withheld"] = vessel_withheld
+    if vessel_res is None and vessel_withheld and liver is not None:
         for n in _VESSEL_FEATURES:
             values[n] = None
-            extra_flags[n]["reason"] = f"delivered vessel mask withheld: {withheld}"
+            extra_flags[n]["reason"] = f"delivered vessel mask withheld: {vessel_withheld}"
     if vessel_res is not None:
         values["liver_vessel_fraction"] = vessel_res.fraction
         values["liver_vessel_tortuosity"] = vessel_res.tortuosity
@@ -383,8 +459,18 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
                                         voxel_ml)
         values["lesion_count"], values["lesion_volume_ml"] = float(n), vol
 
+    if phase_source == "aorta_estimate":
+        for n in ("steatosis_grade", "liver_spleen_hu_diff", "liver_spleen_hu_ratio"):
+            extra_flags.setdefault(n, {})["contrast_phase_estimated"] = True
+    extra_flags["contrast_phase"] = _phase_flags(ingest_phase, estimate, aorta_value,
+                                                 modality, warnings)
+    failed = mask_failure(volume)
+    sources = _mask_sources(automatic, masks, withheld)
+    if failed:  # organs the failed delivered mask should have given are not automatic
+        for organ in ("liver", "spleen"):
+            sources.setdefault(organ, WITHHELD)
     result_values = _with_flags(values, extra_flags, automatic, modality, phase, liver_stats,
-                                mask_failure(volume))
+                                sources, withheld, failed)
     segments = {name: {"voxels": int(np.count_nonzero(m)), "automatic": automatic.get(name,
                                                                                      False)}
                 for name, m in canon.items()}
@@ -395,9 +481,46 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
         series_uid=volume.series_uid, modality=modality, values=result_values,
         mask_source=source, mask_automatic=any_auto, mask_method=method if any_auto else (
             masks.method if masks is not None else None),
-        segments=segments, contrast_phase=phase, phase_source=phase_source,
+        segments=segments, contrast_phase=ingest_phase, phase_source=phase_source,
         settings=settings.as_dict(), seconds=time.perf_counter() - t0, warnings=warnings,
-        auto_masks=auto_set)
+        auto_masks=auto_set, phase_estimate=estimate,
+        aorta_hu=round(aorta_value, 1) if np.isfinite(aorta_value) else None,
+        mask_sources=sources)
+
+
+_PHASE_CODE = {v: k for k, v in PHASE_CODES.items()}
+
+
+def _phase_flags(ingest_phase: str | None, estimate: str | None, aorta_hu: float,
+                 modality: str, warnings: list[str]) -> dict[str, Any]:
+    """Flags of the ``contrast_phase`` feature: the ingest phase, any estimate beside it."""
+    flags: dict[str, Any] = {}
+    if estimate is not None:
+        flags["aorta_estimate"] = estimate
+        flags["aorta_hu"] = round(aorta_hu, 1)
+        if ingest_phase is not None and estimate != ingest_phase:
+            warnings.append(f"the aorta ({aorta_hu:.0f} HU) suggests {estimate}, the phase "
+                            f"stated at ingest is {ingest_phase}; the ingest phase is used")
+    if ingest_phase is None:
+        flags["reason"] = "phase not stated in the DICOM header at ingest" + (
+            f"; the aorta suggests {estimate} (an estimate, used for phase-dependent "
+            "features and flagged on them)" if estimate is not None
+            else "; no aorta found to estimate it" if modality == "CT" else "")
+    return flags
+
+
+def _mask_sources(automatic: dict[str, bool], masks: MaskSet | None,
+                  withheld: dict[str, str]) -> dict[str, str]:
+    """Organ -> ``seg``/``rtstruct``/``nifti`` (delivered), ``automatic`` or ``withheld``."""
+    delivered = (masks.source if masks is not None and not masks.automatic else AUTOMATIC)
+    out = {organ: AUTOMATIC if auto else delivered for organ, auto in automatic.items()}
+    for organ, m in (masks.masks.items() if masks is not None else ()):
+        if m is not None and organ not in out:
+            out[organ] = delivered  # delivered empty: e.g. a lesion mask with no lesion
+    for organ in withheld:
+        if organ not in out:
+            out[organ] = WITHHELD
+    return out
 
 
 #: fewest voxels for intensity statistics; below it the erosion is reduced (and flagged)
@@ -444,15 +567,18 @@ def _depends_on(name: str) -> tuple[str, ...]:
         return ("liver", "spleen")
     if name.startswith("spleen"):
         return ("spleen",)
-    if name.startswith(("liver", "lesion")):
+    if name.startswith("lesion"):
+        return ("lesion",)
+    if name.startswith("liver"):
         return ("liver",)
     return ()
 
 
 def _with_flags(values: dict[str, float | None], extra: dict[str, dict[str, Any]],
                 automatic: dict[str, bool], modality: str, phase: str | None,
-                liver_stats: measure.RoiStats | None,
-                failed: str | None = None) -> dict[str, FeatureValue]:
+                liver_stats: measure.RoiStats | None, sources: dict[str, str],
+                withheld: dict[str, str], failed: str | None = None
+                ) -> dict[str, FeatureValue]:
     out: dict[str, FeatureValue] = {}
     for name, value in values.items():
         if name not in FEATURES:
@@ -462,13 +588,34 @@ def _with_flags(values: dict[str, float | None], extra: dict[str, dict[str, Any]
         flags: dict[str, Any] = dict(extra.get(name, {}))
         if any(automatic.get(o, False) for o in _depends_on(name)):
             flags["automatic_segmentation"] = True
+        flags["mask_source"] = feature_source(name, sources)
         if value is not None and not np.isfinite(value):
             value = None
             flags["reason"] = "not finite"
         if value is None and "reason" not in flags:
-            flags["reason"] = _why_missing(name, phase, liver_stats, automatic, failed)
+            held = [o for o in _depends_on(name) if o in withheld]
+            flags["reason"] = (f"{held[0]} mask withheld: {withheld[held[0]]}" if held
+                               else _why_missing(name, phase, liver_stats, automatic, failed))
         out[name] = FeatureValue(None if value is None else float(value), unit(name), flags)
     return out
+
+
+def feature_source(name: str, sources: dict[str, str]) -> str:
+    """Where the masks behind feature ``name`` came from (``mask_source`` flag).
+
+    ``header`` for a feature that needs no mask (the contrast phase); ``withheld`` if any
+    organ it depends on was withheld, else ``automatic`` if any was segmented
+    automatically, else the delivered format; ``none`` when a needed mask is absent.
+    """
+    organs = _depends_on(name)
+    if not organs:
+        return HEADER
+    got = [sources.get(o) for o in organs]
+    for source in (WITHHELD, AUTOMATIC):
+        if source in got:
+            return source
+    present = [g for g in got if g is not None]
+    return present[0] if len(present) == len(got) else "none"
 
 
 def _why_missing(name: str, phase: str | None, liver_stats: measure.RoiStats | None,
@@ -486,7 +633,7 @@ def _why_missing(name: str, phase: str | None, liver_stats: measure.RoiStats | N
     if name == "liver_vessel_tortuosity":
         return "no vessel branch long enough to measure"
     if name == "contrast_phase":
-        return "phase not in DICOM tags and no aorta found"
+        return "phase not stated in the DICOM header at ingest"
     return "not computable for this series"
 
 

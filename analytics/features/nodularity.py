@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy.signal import savgol_filter
 from skimage import measure
 
 from analytics.features.geometry import bbox
@@ -43,6 +42,22 @@ def _resample_closed(points: np.ndarray, step_mm: float) -> np.ndarray:
     return np.column_stack([np.interp(t, s, closed[:, k]) for k in range(2)])
 
 
+def savgol_wrap(values: np.ndarray, window: int, polyorder: int) -> np.ndarray:
+    """Savitzky-Golay smoothing of a closed (periodic) sequence.
+
+    The same filter as ``scipy.signal.savgol_filter(values, window, polyorder,
+    mode="wrap")``: least-squares polynomial coefficients of the centre point, applied by
+    circular convolution. Written here because importing ``scipy.signal`` costs seconds
+    of every command's start-up for this one filter.
+    """
+    half = window // 2
+    x = np.arange(-half, half + 1, dtype=float)
+    vander = np.vander(x, polyorder + 1, increasing=True)
+    # the fitted polynomial's value at the centre: row 0 of the pseudo-inverse
+    coeffs = np.linalg.pinv(vander)[0]
+    return ndi.convolve1d(np.asarray(values, dtype=float), coeffs[::-1], mode="wrap")
+
+
 def slice_deviation_mm(points: np.ndarray, *, window_mm: float, step_mm: float,
                        cap_mm: float) -> np.ndarray | None:
     """Per-point distance (mm) between a closed contour and its low-pass version."""
@@ -50,7 +65,7 @@ def slice_deviation_mm(points: np.ndarray, *, window_mm: float, step_mm: float,
     win = round(window_mm / step_mm) | 1
     if win >= len(p) or win < 5:
         return None
-    smooth = np.column_stack([savgol_filter(p[:, k], win, 3, mode="wrap") for k in range(2)])
+    smooth = np.column_stack([savgol_wrap(p[:, k], win, 3) for k in range(2)])
     dev = np.linalg.norm(p - smooth, axis=1)
     return np.minimum(dev, cap_mm)
 

@@ -20,8 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from analytics.errors import FeatureError
+from analytics.errors import FeatureError, MissingExtraError
 from analytics.features.registry import RADIOMICS_PREFIX
+
+#: how to install what research-mode radiomics need
+INSTALL_HINT = "pip install 'hepatrack[radiomics]'"
 
 #: MIRP column prefixes that hold feature values (everything else is metadata)
 FEATURE_PREFIXES = ("morph_", "loc_", "stat_", "ih_", "ivh_", "cm_", "rlm_", "szm_", "dzm_",
@@ -65,6 +68,25 @@ class RadiomicsSettings:
         d = asdict(self)
         d["engine"] = f"mirp {_mirp_version()}"
         return d
+
+
+def require_mirp():
+    """The ``mirp`` module.
+
+    Raises
+    ------
+    MissingExtraError
+        If MIRP (the ``radiomics`` extra) is not installed; the message says how to
+        install it.
+    """
+    try:
+        import mirp
+    except ImportError as e:
+        raise MissingExtraError(
+            f"radiomics need the optional MIRP package, which is not installed "
+            f"({type(e).__name__}: {e}); install it with: {INSTALL_HINT}",
+            hint=INSTALL_HINT) from e
+    return mirp
 
 
 def _mirp_version() -> str:
@@ -134,7 +156,7 @@ def ibsi_features(image: np.ndarray, roi: np.ndarray, spacing_mm: tuple[float, f
     roi = np.asarray(roi, dtype=bool)
     if roi.shape != image.shape or not roi.any():
         raise FeatureError(f"radiomics: ROI must be a non-empty mask of shape {image.shape}")
-    import mirp
+    mirp = require_mirp()
 
     kwargs: dict[str, Any] = {
         "image_modality": "mr" if modality.upper() == "MR" else "ct",
@@ -184,7 +206,16 @@ def radiomics_features(image: np.ndarray, rois: dict[str, np.ndarray],
                        spacing_mm: tuple[float, float, float], modality: str,
                        settings: RadiomicsSettings | None = None,
                        ) -> tuple[dict[str, float], dict[str, Any]]:
-    """Radiomics of several ROIs, named ``radiomics_<roi>_<mirp name>``, plus settings."""
+    """Radiomics of several ROIs, named ``radiomics_<roi>_<mirp name>``, plus settings.
+
+    Raises
+    ------
+    MissingExtraError
+        If MIRP is not installed.
+    FeatureError
+        If MIRP fails on an ROI.
+    """
+    require_mirp()  # fail before any work when the extra is missing
     if settings is None:
         settings = (RadiomicsSettings() if modality.upper() == "CT"
                     else RadiomicsSettings(discretisation="fixed_bin_number"))

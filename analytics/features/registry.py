@@ -67,6 +67,15 @@ _ERODE = ("measured inside the mask eroded by 3 voxels (alternating 6- and 26-co
 _PARENCHYMA = (f"liver parenchyma: liver mask minus vessel and lesion voxels (each dilated "
                f"by 1 voxel), {_ERODE}")
 
+#: where the masks behind a feature came from: its ``mask_source`` flag and its
+#: ``<feature>__source`` column in the features export
+SEG, RTSTRUCT, NIFTI = "seg", "rtstruct", "nifti"  # delivered with the images
+AUTOMATIC = "automatic"  # HepaTrack's own segmentation (no mask was delivered)
+WITHHELD = "withheld"  # a delivered mask failed and no automatic one was used: no value
+HEADER = "header"  # needs no mask: read from the DICOM header at ingest
+NO_MASK = "none"  # a mask the feature needs is absent
+MASK_SOURCES = (SEG, RTSTRUCT, NIFTI, AUTOMATIC, WITHHELD, HEADER, NO_MASK)
+
 STEATOSIS_CODES = {0: "none", 1: "mild", 2: "moderate-severe"}
 PHASE_CODES = {0: "unenhanced", 1: "arterial", 2: "portal_venous", 3: "delayed"}
 
@@ -135,9 +144,14 @@ _DEFS: tuple[FeatureDef, ...] = (
         requires=("unenhanced",)),
     FeatureDef(
         "contrast_phase", "Contrast phase", "code",
-        "From the DICOM tags set at ingest (ContrastBolusAgent, series description); when "
-        "they are silent, estimated from the aortic attenuation: < 100 HU unenhanced, "
-        "> 200 HU arterial, otherwise portal venous (flags record the estimate).",
+        "Decided once, at ingest, from the DICOM header as received (series and protocol "
+        "description, ContrastBolusAgent, bolus start to acquisition delay) before "
+        "de-identification, and stored with the series; feature extraction reads it from "
+        "the store and never re-derives it. Empty when the header did not state it. On CT "
+        "the aortic attenuation then gives an estimate (< 100 HU unenhanced, > 200 HU "
+        "arterial, otherwise portal venous), recorded in the flags (aorta_estimate, "
+        "aorta_hu) and used for phase-dependent features, which are flagged "
+        "contrast_phase_estimated; it is never stored as the phase.",
         NEUTRAL, (CT, MR), categorical=True, codes=PHASE_CODES),
     FeatureDef(
         "liver_surface_nodularity", "Liver surface nodularity", "mm",

@@ -247,19 +247,33 @@ class SafeParser:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def start(self) -> None:
-        """Start the worker processes (idempotent)."""
-        while len(self._workers) < self.n_workers:
-            self._workers.append(self._spawn())
+    def start(self, n: int | None = None) -> None:
+        """Start worker processes up to ``n`` (default: the pool size); idempotent.
 
-    def _spawn(self) -> WorkerProcess:
-        w = WorkerProcess(self.limits.parse_memory_bytes)
+        New workers start concurrently: each one spends its start-up importing pydicom.
+        """
+        want = self.n_workers if n is None else max(1, min(self.n_workers, n))
+        new = [WorkerProcess(self.limits.parse_memory_bytes)
+               for _ in range(want - len(self._workers))]
+        for i, w in enumerate(new):
+            try:
+                self._ready(w)
+            except IngestError:
+                for other in new[i + 1:]:
+                    other.kill()
+                raise
+            self._workers.append(w)
+
+    def _ready(self, w: WorkerProcess) -> WorkerProcess:
         try:
             w.wait_ready(self.STARTUP_TIMEOUT_S)
         except (TimeoutError, EOFError) as e:
             w.kill()
             raise IngestError(f"parse worker failed to start ({e or type(e).__name__})") from e
         return w
+
+    def _spawn(self) -> WorkerProcess:
+        return self._ready(WorkerProcess(self.limits.parse_memory_bytes))
 
     def close(self) -> None:
         """Stop every worker process."""
@@ -330,17 +344,20 @@ class SafeParser:
         Rejections in ``items`` pass through unchanged. A worker that crashes or runs past
         ``parse_timeout_s`` is replaced and its file reported; the batch goes on.
         """
-        self.start()
         pending = iter(items)
         idle = list(range(len(self._workers)))
         busy = self._busy = {}  # worker slot -> job in flight (decode() avoids these)
         exhausted = False
 
         def fill() -> list[ParsedInstance | Rejection]:
-            """Hand pending items to idle workers; results that need no worker come back."""
+            """Hand pending items to idle workers; results that need no worker come back.
+
+            The pool grows to ``n_workers`` only while files wait for a worker, so one file
+            (or a folder of non-DICOM files) starts one worker (or none).
+            """
             nonlocal exhausted
             done: list[ParsedInstance | Rejection] = []
-            while idle and not exhausted:
+            while not exhausted and (idle or len(self._workers) < self.n_workers):
                 item = next(pending, None)
                 if item is None:
                     exhausted = True
@@ -349,6 +366,9 @@ class SafeParser:
                 if not isinstance(prepared, _Job):
                     done.append(prepared)
                     continue
+                if not idle:
+                    self._workers.append(self._spawn())
+                    idle.append(len(self._workers) - 1)
                 slot = idle.pop()
                 failed = self._dispatch(slot, prepared, full=False)
                 if failed is None:
@@ -449,7 +469,7 @@ class SafeParser:
 
         from analytics.errors import InvalidDicomError, LimitExceededError, UnsupportedError
 
-        self.start()
+        self.start(1)
         # A parse_many() in progress may have a request in flight on any worker: decode on
         # an idle one, or on a worker of its own.
         idle = [n for n in range(len(self._workers)) if n not in self._busy]

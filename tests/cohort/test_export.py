@@ -12,7 +12,16 @@ from sqlalchemy import select
 from analytics.cli import main
 from analytics.cohort import export, import_cohort
 from analytics.errors import CohortError
-from analytics.store.schema import AuditRecord, ModelRecord, Patient, Prediction
+from analytics.store.schema import (
+    AuditRecord,
+    Feature,
+    FeatureRun,
+    Mask,
+    ModelRecord,
+    Patient,
+    Prediction,
+    Series,
+)
 from tests.cohort.conftest import add_patient, add_scan
 
 D = dt.date
@@ -39,14 +48,21 @@ def test_features_export_is_one_row_per_series(filled, tmp_path, suffix):
     out = tmp_path / f"features{suffix}"
     result = export(store, "features", out)
     df = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
-    assert list(df.columns) == ["patient", "study_date", "series_uid", "liver_hu_mean",
-                                "liver_volume_ml", "spleen_volume_ml"]
+    features = ["liver_hu_mean", "liver_volume_ml", "spleen_volume_ml"]
+    # identifiers and feature columns first, as before; provenance columns after them
+    assert list(df.columns) == ["patient", "study_date", "series_uid", *features] + [
+        f"{f}{suffix}" for f in features for suffix in ("__source", "__reason")]
     assert result["rows"] == 2 and result["columns"] == list(df.columns)
     assert df["series_uid"].tolist() == [s1, s2]
     assert pd.to_datetime(df["study_date"]).dt.date.tolist() == [D(2020, 1, 1), D(2021, 1, 1)]
     assert df["liver_volume_ml"].iloc[0] == 1510.0  # the newest extractor run
     assert df["liver_hu_mean"].iloc[0] == 55.0
     assert pd.isna(df["liver_volume_ml"].iloc[1])
+    # the second scan has no liver row at all: no source, and a reason for the empty cell
+    assert pd.isna(df["liver_volume_ml__source"].iloc[1])
+    assert df["liver_volume_ml__reason"].iloc[1] == (
+        "not computed for this series by its newest extractor run")
+    assert pd.isna(df["liver_volume_ml__reason"].iloc[0])  # a value needs no reason
 
 
 def test_cohort_export_has_outcomes_and_scores(filled, tmp_path):
@@ -113,3 +129,86 @@ def test_cli_export(home, tmp_path, capsys):
     assert main(["--home", str(home), "export", "--what", "cohort", "--out",
                  str(tmp_path / "x.txt")]) == 2
     assert "expected a .csv or .parquet file name" in capsys.readouterr().err
+
+
+def _add_rows(store, series_uid: str, rows: dict[str, tuple[float | None, dict]], *,
+              mask_format: str | None = None, run: dict | None = None,
+              modality: str = "CT") -> None:
+    """Feature rows with flags on an existing series (and its masks row and run)."""
+    with store.session() as s:
+        series = s.scalar(select(Series).where(Series.series_uid == series_uid))
+        series.modality = modality
+        mask_id = None
+        if mask_format is not None:
+            m = Mask(series_id=series.id, format=mask_format, path=f"m/{series_uid}",
+                     content_sha256=series_uid, segments={}, automatic=False)
+            s.add(m)
+            s.flush()
+            mask_id = m.id
+        for name, (value, flags) in rows.items():
+            s.add(Feature(series_id=series.id, name=name, value=value, unit="1",
+                          extractor_version="1.2.0", mask_id=mask_id, flags=flags))
+        if run is not None:
+            s.add(FeatureRun(series_id=series.id, extractor_version="1.2.0", **run))
+
+
+def test_features_export_names_each_values_mask_source_and_each_empty_values_reason(
+        store, tmp_path):
+    add_patient(store, "HT-2")
+    seg = add_scan(store, "HT-2", D(2020, 1, 1), {})
+    auto = add_scan(store, "HT-2", D(2021, 1, 1), {})
+    held = add_scan(store, "HT-2", D(2022, 1, 1), {})
+    mr = add_scan(store, "HT-2", D(2023, 1, 1), {})
+    _add_rows(store, seg, {
+        "liver_volume_ml": (1500.0, {"mask_source": "seg"}),
+        "liver_hu_mean": (55.0, {"mask_source": "seg"}),
+        "liver_vessel_tortuosity": (None, {"mask_source": "seg", "reason":
+                                           "no vessel branch long enough to measure"}),
+        "radiomics_liver_stat_mean": (61.5, {"radiomics": True, "mask_source": "seg"}),
+    }, mask_format="seg", run={"status": "done", "settings": {"radiomics": True}})
+    _add_rows(store, auto, {
+        "liver_volume_ml": (1490.0, {"mask_source": "automatic",
+                                     "automatic_segmentation": True}),
+        "liver_vessel_tortuosity": (1.21, {"mask_source": "automatic"}),
+    }, run={"status": "done", "settings": {"radiomics": True, "radiomics_error":
+                                           "radiomics need the optional MIRP package"}})
+    _add_rows(store, held, {
+        "liver_volume_ml": (None, {"mask_source": "withheld", "reason":
+                                   "liver mask withheld: the delivered SEG could not be read"}),
+        # a row written before mask_source existed: the automatic flag still says it
+        "liver_vessel_tortuosity": (1.3, {"automatic_segmentation": True}),
+    }, run={"status": "done", "settings": {"radiomics": False}})
+    _add_rows(store, mr, {"liver_volume_ml": (1400.0, {})}, mask_format="nifti",
+              modality="MR", run={"status": "done", "settings": {}})
+    out = tmp_path / "features.csv"
+    export(store, "features", out)
+    df = pd.read_csv(out).set_index("series_uid")
+    assert df.loc[[seg, auto, held, mr], "liver_volume_ml__source"].tolist() == [
+        "seg", "automatic", "withheld", "nifti"]
+    assert df.loc[[seg, auto, held], "liver_vessel_tortuosity__source"].tolist() == [
+        "seg", "automatic", "automatic"]
+    assert df.loc[seg, "liver_vessel_tortuosity__reason"] == (
+        "no vessel branch long enough to measure")
+    assert df.loc[held, "liver_volume_ml__reason"] == (
+        "liver mask withheld: the delivered SEG could not be read")
+    assert pd.isna(df.loc[held, "liver_volume_ml"])
+    assert df.loc[auto, "radiomics_liver_stat_mean__reason"] == (
+        "radiomics failed: radiomics need the optional MIRP package")
+    assert df.loc[held, "radiomics_liver_stat_mean__reason"] == (
+        "radiomics not requested for this series (hepatrack features --radiomics)")
+    assert df.loc[mr, "liver_hu_mean__reason"] == "not defined for MR"  # HU: CT only
+    assert df.loc[mr, "liver_vessel_tortuosity__reason"] == (
+        "not computed for this series by its newest extractor run")
+    assert df.loc[seg, "radiomics_liver_stat_mean"] == 61.5
+    assert pd.isna(df.loc[seg, "radiomics_liver_stat_mean__reason"])
+
+
+def test_features_export_neutralises_formula_text(store, tmp_path):
+    add_patient(store, "HT-3")
+    uid = add_scan(store, "HT-3", D(2020, 1, 1), {})
+    _add_rows(store, uid, {"liver_volume_ml": (None, {"mask_source": "seg",
+                                                      "reason": "=HYPERLINK(\"x\")"})})
+    out = tmp_path / "features.csv"
+    export(store, "features", out)
+    df = pd.read_csv(out)
+    assert df["liver_volume_ml__reason"].iloc[0] == "'=HYPERLINK(\"x\")"

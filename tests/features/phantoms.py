@@ -49,7 +49,7 @@ def _ellipsoid(x, y, z, c, r) -> np.ndarray:
     return ((x - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((z - c[2]) / r[2]) ** 2 <= 1.0
 
 
-def abdomen(*, extent_mm: tuple[float, float, float] = (150.0, 260.0, 340.0),
+def abdomen(*, extent_mm: tuple[float, float, float] = (200.0, 260.0, 340.0),
             spacing_mm: tuple[float, float, float] = (2.5, 1.5, 1.5),
             phase: str = "unenhanced", liver_hu: float = 58.0, spleen_hu: float = 47.0,
             noise_hu: float = 8.0, vessels: bool = True, lesion: bool = False,

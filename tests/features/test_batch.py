@@ -33,7 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"spacing_mm": (5.0, 3.0, 3.0), "noise_hu": 6.0}
 
 
-def _add_series(store, uid: str, *, patient: str = "P1", status: str = "complete") -> None:
+def _add_series(store, uid: str, *, patient: str = "P1", status: str = "complete",
+                phase: str | None = None) -> None:
     with store.session() as s:
         p = s.scalar(select(Patient).where(Patient.pseudonym == patient))
         if p is None:
@@ -44,7 +45,7 @@ def _add_series(store, uid: str, *, patient: str = "P1", status: str = "complete
         s.add(st)
         s.flush()
         s.add(Series(series_uid=uid, source_key=uid[-16:], study_id=st.id, modality="CT",
-                     storage_dir=f"dicom/{uid}", status=status))
+                     storage_dir=f"dicom/{uid}", status=status, contrast_phase=phase))
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def cohort(tmp_path_factory):
         vol.series_uid = uid
         masks = ph.masks("liver", "spleen", "lesion") if with_masks else None
         npz_loader.save(settings, vol, masks)
-        _add_series(store, uid)
+        _add_series(store, uid, phase=phase)  # the phase ingest stored
         uids[uid] = (vol, masks, ph)
     broken = "1.2.826.0.1.3680043.8.498.199"
     _add_series(store, broken, patient="P2")
@@ -236,3 +237,82 @@ def test_values_match_truth_through_the_batch(cohort, local_run) -> None:
     assert stored[(first, "liver_volume_ml")] == pytest.approx(ph.truth["liver_volume_ml"])
     assert stored[(first, "liver_hu_mean")] == pytest.approx(ph.truth["liver_hu_mean"], abs=2)
     assert np.isfinite(stored[(first, "liver_surface_nodularity")])
+
+
+def test_one_series_runs_in_process_with_the_same_values_as_the_batch(
+        cohort, local_run, tmp_path) -> None:
+    base, uids, _broken = cohort
+    settings = _fresh_copy(base, tmp_path)
+    store = open_store(settings)
+    try:
+        for uid in uids:
+            report = run_batch(store, settings, series_uids=[uid], workers=2,
+                               loader=npz_loader.LOADER)
+            assert report.series_done == [uid] and report.series_failed == []
+            assert report.scheduler is None  # no cluster was started for one series
+        one_by_one, batch = _features(store), local_run[0]
+        batch = {k: v for k, v in batch.items() if k[0] in uids}
+        assert one_by_one.keys() == batch.keys() and len(batch) > 3 * 15
+        for key, value in batch.items():
+            assert one_by_one[key] == value, key  # the same code, so the same bits
+    finally:
+        store.dispose()
+
+
+def test_phase_comes_from_the_store_not_from_the_loaded_volume(cohort, tmp_path) -> None:
+    """The loader's volume says unenhanced; ingest stored portal venous: that one is used."""
+    base, uids, _broken = cohort
+    settings = _fresh_copy(base, tmp_path)
+    store = open_store(settings)
+    first = next(iter(uids))
+    assert uids[first][0].contrast_phase == "unenhanced"
+    with store.session() as s:
+        s.scalar(select(Series).where(Series.series_uid == first)).contrast_phase = (
+            "portal_venous")
+    try:
+        run_batch(store, settings, series_uids=[first], loader=npz_loader.LOADER)
+        with store.session() as s:
+            sid = s.scalar(select(Series.id).where(Series.series_uid == first))
+            code = s.scalar(select(Feature.value).where(Feature.series_id == sid,
+                                                        Feature.name == "contrast_phase"))
+            grade = s.scalar(select(Feature.flags).where(Feature.series_id == sid,
+                                                         Feature.name == "steatosis_grade"))
+            run = s.scalar(select(FeatureRun).where(FeatureRun.series_id == sid))
+        assert code == 2.0  # portal venous
+        assert grade["reason"] == "graded on unenhanced CT only (phase: portal_venous)"
+        assert (run.settings["contrast_phase"], run.settings["phase_source"]) == (
+            "portal_venous", "ingest")
+    finally:
+        store.dispose()
+
+
+def test_features_export_keeps_the_automatic_flag_and_the_reasons(cohort, local_run,
+                                                                  tmp_path, capsys) -> None:
+    """``hepatrack export --what features``: SEG-masked series say ``seg``, the series
+    segmented automatically says ``automatic``, and every empty value has its reason."""
+    import pandas as pd
+
+    _base, uids, broken = cohort
+    settings = local_run[4]
+    out = tmp_path / "features.csv"
+    assert main(["--home", str(settings.home), "export", "--what", "features", "--out",
+                 str(out)]) == 0
+    capsys.readouterr()
+    df = pd.read_csv(out).set_index("series_uid")
+    masked, _pv, auto_uid = list(uids)
+    assert broken not in df.index  # a failed series has no features to export
+    assert df.loc[masked, "liver_volume_ml__source"] == "seg"
+    assert df.loc[auto_uid, "liver_volume_ml__source"] == "automatic"
+    assert df.loc[auto_uid, "liver_spleen_hu_diff__source"] == "automatic"
+    assert df.loc[masked, "lesion_count__source"] == "seg"
+    assert df.loc[auto_uid, "lesion_count__reason"] == "no lesion mask delivered"
+    # the truth: the masked unenhanced series' liver volume, and no reason beside it
+    assert df.loc[masked, "liver_volume_ml"] == pytest.approx(
+        uids[masked][2].truth["liver_volume_ml"])
+    assert pd.isna(df.loc[masked, "liver_volume_ml__reason"])
+    features = [c for c in df.columns if c not in ("patient", "study_date")
+                and "__" not in c]
+    for uid in uids:
+        for f in features:
+            empty, reason = pd.isna(df.loc[uid, f]), df.loc[uid, f"{f}__reason"]
+            assert empty == isinstance(reason, str), (uid, f, reason)

@@ -8,7 +8,7 @@ from scipy.stats import spearmanr
 
 from analytics.errors import FeatureError
 from analytics.features.attenuation import steatosis_grade
-from analytics.features.extract import extract_series_features
+from analytics.features.extract import WITHHELD_MASKS, extract_series_features
 from analytics.features.nodularity import surface_nodularity
 from analytics.features.registry import CORE_FEATURES, FEATURES, feature_def, label, unit
 from analytics.ingest.volume import MaskSet, Volume
@@ -198,8 +198,15 @@ def test_phantom_values_against_construction_truth(phantom) -> None:
     assert res.value("liver_vessel_fraction") == pytest.approx(t["liver_vessel_fraction"],
                                                                rel=0.15)
     assert res.value("lesion_count") == 2
-    assert res.value("contrast_phase") == 2  # portal venous code, from the DICOM tags
-    assert res.phase_source == "dicom"
+    assert res.value("contrast_phase") == 2  # portal venous code, the phase given at ingest
+    assert res.phase_source == "ingest" and res.phase_estimate is None
+    # delivered SEG masks: every mask-based feature says so; the phase needs no mask
+    flags = {n: fv.flags for n, fv in res.values.items()}
+    assert flags["liver_volume_ml"]["mask_source"] == "seg"
+    assert flags["liver_spleen_hu_diff"]["mask_source"] == "seg"
+    assert flags["lesion_count"]["mask_source"] == "seg"
+    assert flags["contrast_phase"]["mask_source"] == "header"
+    assert res.mask_sources["liver"] == "seg"
 
 
 @pytest.mark.parametrize(("feet_first", "transpose_xy", "anisotropic"), [
@@ -225,13 +232,28 @@ def test_orientation_and_anisotropy_give_the_same_values(feet_first, transpose_x
         assert other.value(name) == pytest.approx(ref.value(name), rel=1e-6, abs=1e-9), name
 
 
-def test_phase_estimated_from_the_aorta_when_tags_are_silent() -> None:
-    for phase, code in (("unenhanced", 0), ("portal_venous", 2), ("arterial", 1)):
+def test_phase_unknown_at_ingest_is_estimated_beside_it_never_stored_as_the_phase() -> None:
+    for phase in ("unenhanced", "portal_venous", "arterial"):
         ph = abdomen(phase=phase, spacing_mm=(2.5, 1.5, 1.5))
         res = extract_series_features(ph.volume(None), ph.masks())
-        assert res.value("contrast_phase") == code, phase
-        assert res.phase_source == "aorta"
-        assert res.values["contrast_phase"].flags["estimated_from_aorta"] is True
+        assert res.value("contrast_phase") is None, phase
+        assert res.contrast_phase is None
+        assert (res.phase_estimate, res.phase_source) == (phase, "aorta_estimate")
+        flags = res.values["contrast_phase"].flags
+        assert flags["aorta_estimate"] == phase and flags["aorta_hu"] == res.aorta_hu
+        assert flags["reason"].startswith("phase not stated in the DICOM header at ingest; "
+                                          f"the aorta suggests {phase}")
+        # features that depend on the phase say they used an estimate
+        assert res.values["liver_spleen_hu_diff"].flags["contrast_phase_estimated"] is True
+
+
+def test_phase_given_at_ingest_wins_over_a_disagreeing_aorta() -> None:
+    ph = abdomen(phase="unenhanced", spacing_mm=(2.5, 1.5, 1.5))
+    res = extract_series_features(ph.volume("portal_venous"), ph.masks())
+    assert res.contrast_phase == "portal_venous" and res.value("contrast_phase") == 2
+    assert res.phase_source == "ingest"
+    assert res.values["steatosis_grade"].value is None  # graded on unenhanced CT only
+    assert "contrast_phase_estimated" not in res.values["liver_spleen_hu_diff"].flags
 
 
 def test_phase_estimated_on_synthetic_ct(synthetic_series) -> None:
@@ -243,12 +265,13 @@ def test_phase_estimated_on_synthetic_ct(synthetic_series) -> None:
         m = sv.masks()
         res = extract_series_features(vol, MaskSet({"liver": m["liver"],
                                                     "spleen": m["spleen"]}))
-        if res.contrast_phase is None:
+        assert res.contrast_phase is None and res.value("contrast_phase") is None
+        if res.phase_estimate is None:
             assert "no aorta found" in res.values["contrast_phase"].flags["reason"]
             continue
         found += 1
-        assert res.contrast_phase == sv.contrast_phase
-        assert res.phase_source == "aorta"
+        assert res.phase_estimate == sv.contrast_phase
+        assert res.phase_source == "aorta_estimate"
     assert found >= 5
 
 
@@ -261,6 +284,10 @@ def test_mr_gets_intensity_statistics_only() -> None:
                                              "liver_spleen_hu_diff"))
     assert res.value("liver_mr_intensity_mean") == pytest.approx(58.0 + 1100.0, abs=1.5)
     assert res.value("liver_volume_ml") == pytest.approx(ph.truth["liver_volume_ml"])
+    # no phase from ingest and no aorta estimate on MR: the reason says only that
+    assert res.phase_estimate is None and res.phase_source is None
+    assert res.values["contrast_phase"].flags["reason"] == (
+        "phase not stated in the DICOM header at ingest")
 
 
 def _bad(kind: str) -> tuple[Volume, MaskSet | None]:
@@ -304,3 +331,30 @@ def test_registry_covers_core_names_with_units_and_labels() -> None:
     assert "MR" not in FEATURES["liver_hu_mean"].modalities
     with pytest.raises(FeatureError, match="not in the registry"):
         feature_def("liver_magic")
+
+
+@pytest.mark.parametrize(("n", "window"), [(13, 5), (200, 41), (400, 81)])
+def test_periodic_savitzky_golay_equals_scipy(n, window) -> None:
+    from scipy.signal import savgol_filter
+
+    from analytics.features.nodularity import savgol_wrap
+
+    x = np.random.default_rng(n).normal(size=n).cumsum()
+    assert np.allclose(savgol_wrap(x, window, 3), savgol_filter(x, window, 3, mode="wrap"),
+                       rtol=0, atol=1e-10)
+
+
+def test_withheld_organ_is_not_segmented_automatically_and_its_features_say_why() -> None:
+    ph = abdomen(phase="portal_venous", spacing_mm=(5.0, 3.0, 3.0), vessels=False)
+    vol = ph.volume("portal_venous")
+    vol.meta[WITHHELD_MASKS] = {"liver": "the delivered SEG could not be read"}
+    res = extract_series_features(vol, ph.masks("spleen"))
+    assert res.auto_masks is None and "liver" not in res.segments
+    assert res.mask_sources == {"spleen": "seg", "liver": "withheld"}
+    liver = res.values["liver_volume_ml"]
+    assert liver.value is None and liver.flags["mask_source"] == "withheld"
+    assert liver.flags["reason"] == "liver mask withheld: the delivered SEG could not be read"
+    assert res.values["liver_spleen_hu_diff"].flags["mask_source"] == "withheld"
+    spleen = res.values["spleen_volume_ml"]
+    assert spleen.value == pytest.approx(ph.truth["spleen_volume_ml"], rel=1e-12)
+    assert spleen.flags["mask_source"] == "seg"

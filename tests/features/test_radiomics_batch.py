@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import sys
+
 import numpy as np
 import pytest
 from sqlalchemy import select
 
+from analytics.cli import main
 from analytics.config import Settings
+from analytics.errors import MissingExtraError
 from analytics.features import texture
-from analytics.features.batch import _series_to_run, write_outcome
+from analytics.features.batch import _series_to_run, run_batch, write_outcome
 from analytics.features.extract import FeatureSettings, extract_series_features
 from analytics.features.radiomics import RadiomicsSettings, radiomics_features
 from analytics.store.db import open_store
 from analytics.store.schema import Feature, FeatureRun, Patient, Series, Study
+from tests.features import npz_loader
 from tests.features.phantoms import abdomen
 
 
@@ -85,3 +91,77 @@ def test_radiomics_rows_and_resume_rule(small_radiomics, tmp_path) -> None:
     assert run.settings["radiomics_settings"]["bin_width"] == 25.0
     assert np.isclose(run.seconds, 2.0)
     store.dispose()
+
+
+@pytest.fixture
+def stored_phantom(tmp_path):
+    """One stored series (small phantom, delivered masks) the npz test loader can read."""
+    settings = Settings(home=tmp_path / "home")
+    settings.ensure_home()
+    store = open_store(settings)
+    ph = abdomen(phase="portal_venous", spacing_mm=(5.0, 3.0, 3.0), vessels=False)
+    uid = "1.2.826.0.1.3680043.8.498.301"
+    vol = ph.volume("portal_venous")
+    vol.series_uid = uid
+    npz_loader.save(settings, vol, ph.masks())
+    with store.session() as s:
+        p = Patient(pseudonym="R2")
+        s.add(p)
+        s.flush()
+        st = Study(study_uid=uid + ".0", patient_id=p.id)
+        s.add(st)
+        s.flush()
+        s.add(Series(series_uid=uid, source_key="r2", study_id=st.id, modality="CT",
+                     storage_dir="dicom/r2", contrast_phase="portal_venous"))
+    yield settings, store, uid, vol, ph
+    store.dispose()
+
+
+def test_missing_radiomics_extra_fails_only_the_radiomics_and_says_how_to_install(
+        stored_phantom, monkeypatch) -> None:
+    settings, store, uid, vol, ph = stored_phantom
+    monkeypatch.setitem(sys.modules, "mirp", None)  # ``import mirp`` now raises ImportError
+    report = run_batch(store, settings, series_uids=[uid], radiomics=True,
+                       loader=npz_loader.LOADER,
+                       feature_settings=FeatureSettings(radiomics_spacing_mm=None))
+    assert report.series_done == [uid] and report.series_failed == []
+    assert [f["series_uid"] for f in report.radiomics_failed] == [uid]
+    reason = report.radiomics_failed[0]["reason"]
+    assert "MIRP package, which is not installed" in reason
+    assert reason.endswith("install it with: pip install 'hepatrack[radiomics]'")
+    assert report.missing_extra == "pip install 'hepatrack[radiomics]'"
+    assert report.as_payload()["radiomics_failed"] == report.radiomics_failed
+    # the core features are stored, with their true values; no radiomics rows
+    expected = extract_series_features(vol, ph.masks())
+    with store.session() as s:
+        rows = {f.name: f.value for f in s.scalars(select(Feature))}
+        run = s.scalar(select(FeatureRun))
+    assert rows["liver_volume_ml"] == pytest.approx(ph.truth["liver_volume_ml"], rel=1e-12)
+    assert rows.keys() == expected.values.keys()
+    assert run.status == "done" and run.settings["radiomics_error"] == reason
+    # the run does not count as having radiomics: asked again, the series is redone
+    assert _series_to_run(store, None, radiomics=True) == ([uid], [])
+    assert _series_to_run(store, None, radiomics=False) == ([], [uid])
+
+
+def test_radiomics_require_mirp_raises_a_typed_error_naming_the_extra(monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "mirp", None)
+    ph = abdomen(spacing_mm=(5.0, 3.0, 3.0), vessels=False)
+    with pytest.raises(MissingExtraError, match=r"pip install 'hepatrack\[radiomics\]'"):
+        radiomics_features(ph.hu, {"liver": ph.labels["liver"]}, ph.spacing_mm, "CT")
+
+
+def test_cli_features_with_radiomics_but_no_mirp_exits_2_with_core_features_stored(
+        stored_phantom, monkeypatch, capsys) -> None:
+    settings, _store, uid, _vol, _ph = stored_phantom
+    monkeypatch.setitem(sys.modules, "mirp", None)
+    monkeypatch.setenv("HEPATRACK_FEATURES_LOADER", npz_loader.LOADER)
+    code = main(["--home", str(settings.home), "features", "--series", uid, "--radiomics",
+                 "--json"])
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert code == 2
+    assert out["series_done"] == 1 and out["series_failed"] == []
+    assert out["radiomics_failed"][0]["series_uid"] == uid
+    assert "pip install 'hepatrack[radiomics]'" in captured.err
+    assert "core features stored" in captured.err

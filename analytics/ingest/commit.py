@@ -331,9 +331,18 @@ def _get_patient(s, ident: PatientIdentity) -> Patient:
     else:
         patient.sex = patient.sex or ident.sex
         patient.birth_year = patient.birth_year or ident.shifted_birth_year
-    has_identity = s.execute(select(IdentityMap.id).where(IdentityMap.patient_id == patient.id)
-                             ).scalar_one_or_none()
-    if has_identity is None:
+    identity = s.execute(select(IdentityMap).where(IdentityMap.patient_id == patient.id)
+                         ).scalar_one_or_none()
+    if identity is not None:
+        # a row made by a cohort import knows only the ID: the images add what it lacks,
+        # and never replace what it has (one fact, one value)
+        if identity.patient_name is None and ident.patient_name:
+            identity.patient_name = ident.patient_name[:256]
+        if identity.birth_date is None and ident.birth_date is not None:
+            identity.birth_date = ident.birth_date
+        if identity.issuer is None and ident.issuer:
+            identity.issuer = ident.issuer[:128]
+    else:
         s.add(IdentityMap(patient_id=patient.id, real_patient_id=ident.real_patient_id[:128],
                           real_patient_id_key=ident.key,
                           patient_name=(ident.patient_name or None) and ident.patient_name[:256],

@@ -127,3 +127,21 @@ def test_an_unknown_id_shaped_like_a_pseudonym_is_rejected(settings, csvs):
     assert "has the form of a HepaTrack pseudonym but no such patient is stored" in issue.reason
     assert _snapshot(store)["patients"] == []
     store.dispose()
+
+
+def test_images_after_labs_fill_the_name_and_birth_date_the_import_did_not_know(
+        settings, csvs, tmp_path):
+    store = open_store(settings)
+    import_cohort(store, *csvs(LABS, OUTCOME), settings=settings)
+    with store.session() as s:
+        before = s.execute(select(IdentityMap.patient_name, IdentityMap.birth_date)).one()
+    assert tuple(before) == (None, None)
+    ingest_sources([str(write_folder(tmp_path / "ct", ct_series(SampleStudy(), 2)))],
+                   settings, store)
+    other = SampleStudy(patient_name="Other^Name", birth_date="19700101")
+    ingest_sources([str(write_folder(tmp_path / "ct2", ct_series(other, 2)))], settings, store)
+    with store.session() as s:
+        rows = s.execute(select(IdentityMap.patient_name, IdentityMap.birth_date)).all()
+    store.dispose()
+    # filled from the first images; a later study never replaces what is known
+    assert [tuple(r) for r in rows] == [("Doe^Jane^Q", dt.date(1958, 3, 14))]

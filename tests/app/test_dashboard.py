@@ -311,16 +311,17 @@ def test_pasted_pseudonyms_are_added_to_the_meeting_list_and_unknown_ones_named(
     at = _on("pages/mdt.py", CLINICIAN)
     _ok(at)
     first = template.imaging[0]
+    p10, p11, p12 = (template.pseudonyms[f"SYN-00{n}"] for n in (10, 11, 12))
     at.multiselect(key="mdt:patients").set_value([first]).run()
-    at.text_area(key="mdt:paste").input(f"SYN-0010, {first}\nNOBODY-1 SYN-0011").run()
+    at.text_area(key="mdt:paste").input(f"{p10}, {first}\nNOBODY-1 {p11}").run()
     at.button(key="mdt:add_pasted").click().run()
     _ok(at)
-    assert at.multiselect(key="mdt:patients").value == [first, "SYN-0010", "SYN-0011"]
+    assert at.multiselect(key="mdt:patients").value == [first, p10, p11]
     assert any("Not in the store: NOBODY-1" in w for w in _texts(at.warning))
-    at.text_area(key="mdt:paste").input("SYN-0012").run()
+    at.text_area(key="mdt:paste").input(p12).run()
     at.button(key="mdt:add_pasted").click().run()  # a second paste appends again
     _ok(at)
-    assert at.multiselect(key="mdt:patients").value[-1] == "SYN-0012"
+    assert at.multiselect(key="mdt:patients").value[-1] == p12
     assert not any("Not in the store" in w for w in _texts(at.warning))
 
 

@@ -4,8 +4,10 @@
 :func:`ingest_uploads` takes in-memory uploads. Both return an :class:`IngestReport` whose
 ``as_dict()`` is the JSON contract of ``hepatrack ingest --json``. Bad input never stops a
 batch: every refused file, instance, series or mask is reported with its reason and the
-rest goes on. Parsed file bytes are dropped after the header pass and read again one
-series at a time, so memory is bounded by the largest series, not the batch.
+rest goes on. Every parse of a whole file (identifier repair, de-identification) runs in
+the limited workers of the batch's :class:`SafeParser`, never in this process. Parsed file
+bytes are dropped after the header pass and read again one series at a time, so memory is
+bounded by the largest series, not the batch.
 """
 
 from __future__ import annotations

@@ -7,6 +7,10 @@ and the file is reported, the batch goes on. The worker answers with a compact h
 :class:`pydicom.Dataset` is parsed in-process only when asked for, from bytes the worker
 already vetted. Pixel values are not read here.
 
+Whatever reads a whole file (pixels and the elements after them) also runs in a worker,
+one request at a time: :meth:`SafeParser.decode` for compressed pixel data and
+:meth:`SafeParser.deidentify` for the identifier repair and de-identification of ingest.
+
 Cheap checks run in the parent before any worker is involved: the ``DICM`` prefix, NIfTI
 magic, executable code in the 128-byte preamble (CVE-2019-11687: the preamble is zeroed in
 ``ParsedInstance.data`` and the event noted) and the per-file size cap.

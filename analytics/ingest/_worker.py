@@ -11,6 +11,12 @@ are plain JSON (never pickle), so a compromised worker cannot run code in the pa
 Ops:
 - ``parse``: blob = the file or a prefix of it. Reply ``{ok, kind, pixel, need_more, ...}``.
 - ``decode``: blob = the whole file. Reply ``{ok, dtype, shape}`` + the pixel array bytes.
+- ``deidentify``: blob = the whole file; meta ``repair`` (None, or keyword -> value written
+  first by ``identifiers.apply_repair``), ``deidentify`` (bool), ``secret`` (the site secret as
+  hex: it only crosses a pipe to a child process) and ``name``. Reply ``{ok, changed}`` +
+  the bytes to store (none when ``changed`` is false: nothing was to be changed). The whole
+  file is read here, elements after the pixel data included, so its parse and the
+  de-identification walk run under the same memory and time limits as the header parse.
 """
 
 from __future__ import annotations
@@ -195,6 +201,28 @@ def _decode(blob: bytes, limits) -> tuple[dict, bytes]:
     return {"ok": True, "dtype": arr.dtype.str, "shape": list(arr.shape)}, arr.tobytes()
 
 
+def _deidentify(meta: dict, blob: bytes, limits) -> tuple[dict, bytes]:
+    from analytics.errors import HepaTrackError, LimitExceededError
+    from analytics.ingest.deid import Deidentifier
+    from analytics.ingest.identifiers import Repair, apply_repair
+
+    repair, deid = meta.get("repair"), bool(meta.get("deidentify"))
+    if repair is None and not deid:
+        return {"ok": True, "changed": False}, b""  # nothing to change: the parent keeps its copy
+    # an empty repair still re-encodes: SOP UIDs recovered from the file meta are written
+    data = apply_repair(blob, Repair(values=dict(repair)), limits) if repair is not None else blob
+    del blob
+    if deid:
+        # the same two steps as the in-process path, so the stored bytes are identical
+        try:
+            data, _, _ = Deidentifier(bytes.fromhex(meta["secret"])).deidentify_bytes(
+                data, name=meta.get("name") or "instance")
+        except HepaTrackError as e:  # already names the file and says what is wrong
+            category = "limit" if isinstance(e, LimitExceededError) else "malformed"
+            return {"ok": False, "category": category, "reason": str(e), "named": True}, b""
+    return {"ok": True, "changed": True}, data
+
+
 def _error_reply(e: BaseException) -> dict:
     from analytics.errors import LimitExceededError, UnsupportedError
 
@@ -222,6 +250,7 @@ def serve(memory_bytes: int) -> None:
 
     # Import everything a request needs before the memory limit applies.
     from analytics.config import IngestLimits
+    from analytics.ingest import deid, identifiers  # noqa: F401
 
     warnings.simplefilter("ignore")
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -241,6 +270,11 @@ def serve(memory_bytes: int) -> None:
                                   max_pixel_bytes=meta["max_pixel_bytes"])
             if meta.get("op") == "decode":
                 reply, payload = _decode(blob, limits)
+                del blob
+                write_frame(out, reply, payload)
+                continue
+            if meta.get("op") == "deidentify":
+                reply, payload = _deidentify(meta, blob, limits)
                 del blob
                 write_frame(out, reply, payload)
                 continue

@@ -429,7 +429,10 @@ class Deidentifier:
 
         The input must already have passed the safe parser (limits on size, depth and
         inflation of the header); this reads it in full, pixels and the elements after
-        them included, in the calling process.
+        them included, in the calling process, with no memory or time limit. Ingest
+        therefore calls it only inside a parse worker
+        (``analytics.ingest.reader.SafeParser.deidentify``); call it directly on trusted
+        bytes only.
 
         Raises
         ------

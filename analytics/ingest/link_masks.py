@@ -36,7 +36,7 @@ from analytics.ingest.nifti_masks import (
     structure_labels,
 )
 from analytics.ingest.prepare import Reload, stored_bytes, stored_uid
-from analytics.ingest.reader import ParsedInstance
+from analytics.ingest.reader import ParsedInstance, SafeParser
 from analytics.ingest.resample import index_affine
 from analytics.ingest.volume import Volume
 from analytics.store.db import Store
@@ -148,7 +148,7 @@ def _decodes(mask: MaskToStore, volumes: SeriesVolumes, report: IngestReport) ->
 
 def ingest_mask(entry: BatchEntry, settings: Settings, store: Store, d: Deidentifier,
                 report: IngestReport, *, deid: bool, reload: Reload,
-                batch_series: dict[str, list[BatchEntry]],
+                batch_series: dict[str, list[BatchEntry]], parser: SafeParser,
                 labels: dict[int, str] | None = None,
                 volumes: SeriesVolumes | None = None) -> None:
     """Link one SEG/RTSTRUCT/NIfTI mask to its stored image series, decode it onto the
@@ -156,6 +156,8 @@ def ingest_mask(entry: BatchEntry, settings: Settings, store: Store, d: Deidenti
 
     Parameters
     ----------
+    parser
+        De-identifies the mask's file in a limited worker (``prepare.stored_bytes``).
     labels
         NIfTI label value -> structure name for label maps of this batch (the user's
         table); binary masks named after their structure and TotalSegmentator's own label
@@ -184,7 +186,7 @@ def ingest_mask(entry: BatchEntry, settings: Settings, store: Store, d: Deidenti
         return
     try:
         ident = read_identity(p.header, d.secret, name=p.name, deidentify=deid)
-        data, clean = stored_bytes(p, d, deid)
+        data, clean = stored_bytes(p, d, deid, parser)
     except (HepaTrackError, ValueError, TypeError, OverflowError) as ex:
         report.rejected.append(Rejection(p.name, f"cannot de-identify: {ex}"))
         return

@@ -4,14 +4,17 @@
 :func:`ingest_uploads` takes in-memory uploads. Both return an :class:`IngestReport` whose
 ``as_dict()`` is the JSON contract of ``hepatrack ingest --json``. Bad input never stops a
 batch: every refused file, instance, series or mask is reported with its reason and the
-rest goes on. Parsed file bytes are dropped after the header pass and read again one
-series at a time, so memory is bounded by the largest series, not the batch.
+rest goes on. Every parse of a whole file (identifier repair, de-identification) runs in
+the limited workers of the batch's :class:`SafeParser`, never in this process. Parsed file
+bytes are dropped after the header pass and read again one series at a time, so memory is
+bounded by the largest series, not the batch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -20,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 from analytics.audit import SYSTEM, Actor, record
-from analytics.config import IngestLimits, Settings
+from analytics.config import Settings
 from analytics.errors import HepaTrackError, IngestError
 from analytics.ingest.commit import clean_stale_staging, fingerprint
 from analytics.ingest.deid import Deidentifier
 from analytics.ingest.dicomweb import RetrievedSeries, fetch, is_dicomweb_url, redact_url
 from analytics.ingest.findings import Rejection
-from analytics.ingest.identifiers import Repair, apply_repair, needs_repair, resolve
+from analytics.ingest.identifiers import Repair, needs_repair, resolve
 from analytics.ingest.link_masks import SeriesVolumes, count_masks, ingest_mask
 from analytics.ingest.prepare import SeriesJob, ingest_series
 from analytics.ingest.reader import ParsedInstance, SafeParser
@@ -195,13 +198,18 @@ class _Batch:
         self.pending = []
 
 
-def reload(entry: BatchEntry) -> ParsedInstance:
+def reload(entry: BatchEntry, parser: SafeParser) -> ParsedInstance:
     """The parsed instance with its bytes read again (and checked unchanged).
+
+    Identifiers an export left empty are written in ``parser``'s limited worker: that
+    re-encoding reads the whole file, elements after the pixel data included.
 
     Raises
     ------
     IngestError
         If the file cannot be read or changed since it was parsed.
+    InvalidDicomError, LimitExceededError
+        If writing the repaired identifiers breaks the parse limits (the file is refused).
     """
     from analytics.ingest.reader import zero_preamble
 
@@ -214,7 +222,8 @@ def reload(entry: BatchEntry) -> ParsedInstance:
     if fingerprint(data) != (entry.content_sha256, entry.meta_sha256):
         raise IngestError(f"{entry.parsed.name}: the file changed while it was being ingested")
     if entry.repair is not None:
-        data = apply_repair(data, entry.repair, entry.parsed._limits or IngestLimits())
+        data = parser.deidentify(data, name=entry.parsed.name, secret=b"", deidentify=False,
+                                 repair=dict(entry.repair.values))
         return dataclasses.replace(entry.parsed, data=data, _header=None)
     return dataclasses.replace(entry.parsed, data=data)
 
@@ -237,15 +246,17 @@ def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
         feed(batch)
         batch.resolve_identifiers(deidentifier.secret, assign_patient)
         jobs = sorted(batch.series.items(), key=lambda kv: kv[0])
+        again = functools.partial(reload, parser=parser)
         for n, (_key, entries) in enumerate(jobs, start=1):
             if progress:
                 progress(f"storing series {n} of {len(jobs)}", n / max(1, len(jobs)))
             job = SeriesJob(entries=entries, pacs=batch.pacs_series.get(_key))
-            ingest_series(job, settings, store, deidentifier, report, deid=deid, reload=reload)
+            ingest_series(job, settings, store, deidentifier, report, deid=deid, reload=again,
+                          parser=parser)
         volumes = SeriesVolumes(store, settings)
         for entry in batch.masks:
-            ingest_mask(entry, settings, store, deidentifier, report, deid=deid, reload=reload,
-                        batch_series=batch.series, labels=labels, volumes=volumes)
+            ingest_mask(entry, settings, store, deidentifier, report, deid=deid, reload=again,
+                        batch_series=batch.series, parser=parser, labels=labels, volumes=volumes)
         count_masks(store, report)
     except BaseException as e:
         with contextlib.suppress(HepaTrackError):

@@ -2,7 +2,8 @@
 
 Quarantine images whose pixels may show identifiers, refuse non-image objects, check the
 series belongs to one patient, re-read the bytes, check the geometry (``check_series``),
-de-identify every instance, judge the union with what the store already holds of the
+de-identify every instance (in a limited parse worker: the whole file is read there, never
+in this process), judge the union with what the store already holds of the
 series, and commit. Masks are linked in ``analytics.ingest.link_masks``.
 """
 
@@ -33,9 +34,10 @@ from analytics.ingest.deid import (
     source_key,
 )
 from analytics.ingest.findings import EXCLUDED, LIMIT, UNSUPPORTED, Rejection
+from analytics.ingest.header import parse_dicom
 from analytics.ingest.identifiers import merged, warning
 from analytics.ingest.phase import contrast_phase
-from analytics.ingest.reader import ParsedInstance, parse_trusted
+from analytics.ingest.reader import ParsedInstance, SafeParser, parse_trusted
 from analytics.ingest.series import check_series
 from analytics.ingest.stacks import stack_entry
 from analytics.store.db import Store
@@ -158,8 +160,12 @@ def _over_series_cap(job: SeriesJob, settings: Settings, report: IngestReport) -
 
 
 def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentifier,
-                  report: IngestReport, *, deid: bool, reload: Reload) -> None:
-    """Check, de-identify and commit one series; everything refused goes to ``report``."""
+                  report: IngestReport, *, deid: bool, reload: Reload, parser: SafeParser
+                  ) -> None:
+    """Check, de-identify and commit one series; everything refused goes to ``report``.
+
+    ``parser`` de-identifies each file in a limited worker (:func:`stored_bytes`).
+    """
     if _over_series_cap(job, settings, report):
         return
     pairs = _load(job, report, reload)
@@ -182,7 +188,7 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
     first_clean: Dataset | None = None
     for p, e in pairs:
         try:
-            data, clean = stored_bytes(p, d, deid)
+            data, clean = stored_bytes(p, d, deid, parser)
         except (HepaTrackError, ValueError, TypeError, OverflowError) as ex:
             report.rejected.append(Rejection(p.name, f"cannot de-identify: {ex}"))
             continue
@@ -219,12 +225,23 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
         _summarise(report, store, unit, already=result.stored == 0)
 
 
-def stored_bytes(p: ParsedInstance, d: Deidentifier, deid: bool) -> tuple[bytes, Dataset]:
-    """The bytes to store and the dataset they encode (de-identified unless ``deid`` is off)."""
-    if deid:
-        data, _, clean = d.deidentify_bytes(p.data, name=p.name)
-        return data, clean
-    return p.data, p.header  # as received; the reader already zeroed the preamble
+def stored_bytes(p: ParsedInstance, d: Deidentifier, deid: bool, parser: SafeParser
+                 ) -> tuple[bytes, Dataset]:
+    """The bytes to store and the dataset they encode, up to the pixel data.
+
+    De-identification (unless ``deid`` is off) reads the whole file, elements after the
+    pixel data included, so it runs in a parse worker under the parse limits
+    (:meth:`SafeParser.deidentify`); this process then reads the clean copy's header only.
+
+    Raises
+    ------
+    InvalidDicomError, LimitExceededError
+        As :meth:`SafeParser.deidentify`: the file is refused by name.
+    """
+    if not deid:
+        return p.data, p.header  # as received; the reader already zeroed the preamble
+    data = parser.deidentify(p.data, name=p.name, secret=d.secret, deidentify=True)
+    return data, parse_dicom(data, parser.limits).dataset
 
 
 def _unit(first: ParsedInstance, clean: Dataset, ident: PatientIdentity, check,

@@ -7,6 +7,10 @@ and the file is reported, the batch goes on. The worker answers with a compact h
 :class:`pydicom.Dataset` is parsed in-process only when asked for, from bytes the worker
 already vetted. Pixel values are not read here.
 
+Whatever reads a whole file (pixels and the elements after them) also runs in a worker,
+one request at a time: :meth:`SafeParser.decode` for compressed pixel data and
+:meth:`SafeParser.deidentify` for the identifier repair and de-identification of ingest.
+
 Cheap checks run in the parent before any worker is involved: the ``DICM`` prefix, NIfTI
 magic, executable code in the 128-byte preamble (CVE-2019-11687: the preamble is zeroed in
 ``ParsedInstance.data`` and the event noted) and the per-file size cap.
@@ -451,6 +455,101 @@ class SafeParser:
             return None
         return reply
 
+    # -- whole-file requests (decode, de-identify), one at a time, in a worker
+    def _request(self, meta: dict, data: bytes, name: str, what: str) -> tuple[dict, bytes]:
+        """Send one whole-file request to an idle worker and wait for its reply.
+
+        A worker that dies or runs past ``parse_timeout_s`` is killed and replaced (never
+        retried: the same bytes would do the same again).
+
+        Raises
+        ------
+        LimitExceededError
+            The request took longer than ``parse_timeout_s``.
+        InvalidDicomError
+            The worker died while working on the file (e.g. killed at its memory limit).
+        """
+        from analytics.errors import InvalidDicomError, LimitExceededError
+
+        self.start(1)
+        # A parse_many() in progress may have a request in flight on any worker: use an
+        # idle one, or a worker of its own.
+        idle = [n for n in range(len(self._workers)) if n not in self._busy]
+        slot = idle[0] if idle else None
+        w = self._workers[slot] if slot is not None else self._spawn()
+        deadline = time.monotonic() + self.limits.parse_timeout_s
+        try:
+            w.send(meta, memoryview(data), deadline)
+            return w.recv(deadline)
+        except (TimeoutError, EOFError, OSError, ValueError) as e:
+            timed_out = isinstance(e, TimeoutError)
+            w.kill()
+            if slot is not None:
+                self._workers[slot] = self._spawn()
+            if timed_out:
+                raise LimitExceededError(
+                    f"{name}: limit: {what} took longer than {self.limits.parse_timeout_s:g} s "
+                    "(parse_timeout_s)") from None
+            raise InvalidDicomError(f"{name}: malformed file: the {what} process died "
+                                    f"({w.describe_death()})") from None
+        finally:
+            if slot is None:
+                w.kill()
+
+    @staticmethod
+    def _raise_for(reply: dict, name: str) -> None:
+        """Raise the typed error a failed reply stands for, naming the file once."""
+        from analytics.errors import InvalidDicomError, LimitExceededError, UnsupportedError
+
+        if reply.get("ok"):
+            return
+        cls = {LIMIT: LimitExceededError, "unsupported": UnsupportedError}.get(
+            reply.get("category"), InvalidDicomError)
+        reason = reply.get("reason") or "malformed file"
+        raise cls(reason if reply.get("named") else f"{name}: {reason}")
+
+    def deidentify(self, data: bytes, *, name: str, secret: bytes, deidentify: bool,
+                   repair: dict[str, str] | None = None) -> bytes:
+        """Repair and de-identify a whole file in a worker, under the parse limits.
+
+        Parameters
+        ----------
+        data
+            The file as received (already through :meth:`parse_many`).
+        name
+            Display name, for errors.
+        secret
+            The site secret (sent to the worker over its pipe, never stored).
+        deidentify
+            Apply the profile (:meth:`analytics.ingest.deid.Deidentifier.deidentify_bytes`).
+        repair
+            Identifiers to write first (``identifiers.Repair.values``); None for no repair.
+            An empty dict still re-encodes the file (SOP UIDs recovered from the file meta).
+
+        Returns
+        -------
+        bytes
+            The bytes to store: byte for byte what the in-process path would give, or
+            ``data`` itself when nothing is to be changed.
+
+        Raises
+        ------
+        InvalidDicomError
+            Malformed file (unreadable, nested too deeply, needs more memory than
+            ``parse_memory_bytes``, or the worker died), or a reason of
+            :meth:`~analytics.ingest.deid.Deidentifier.deidentify`.
+        LimitExceededError
+            More than ``MAX_DEID_ELEMENTS`` elements, or over ``parse_timeout_s``.
+        """
+        if repair is None and not deidentify:
+            return data
+        meta = {**self._meta("deidentify", len(data)), "name": name, "repair": repair,
+                "deidentify": bool(deidentify), "secret": secret.hex() if deidentify else ""}
+        what = "de-identification" if deidentify else "identifier repair"
+        reply, blob = self._request(meta, data, name, what)
+        self._raise_for(reply, name)
+        return blob if reply.get("changed") else data
+
     # -- pixel decoding of compressed data, in a worker
     def decode(self, inst: ParsedInstance):
         """Decode the pixel data of a (compressed or deflated) instance in a worker.
@@ -467,33 +566,16 @@ class SafeParser:
         """
         import numpy as np
 
-        from analytics.errors import InvalidDicomError, LimitExceededError, UnsupportedError
+        from analytics.errors import InvalidDicomError, LimitExceededError
 
-        self.start(1)
-        # A parse_many() in progress may have a request in flight on any worker: decode on
-        # an idle one, or on a worker of its own.
-        idle = [n for n in range(len(self._workers)) if n not in self._busy]
-        slot = idle[0] if idle else None
-        w = self._workers[slot] if slot is not None else self._spawn()
-        deadline = time.monotonic() + self.limits.parse_timeout_s
         try:
-            w.send(self._meta("decode", len(inst.data)), memoryview(inst.data), deadline)
-            reply, blob = w.recv(deadline)
-        except (TimeoutError, EOFError, OSError, ValueError) as e:
-            timed_out = isinstance(e, TimeoutError)
-            w.kill()
-            if slot is not None:
-                self._workers[slot] = self._spawn()
-            what = (f"timed out after {self.limits.parse_timeout_s:g} s (parse_timeout_s)"
-                    if timed_out else f"the decoder process died ({w.describe_death()})")
-            raise InvalidDicomError(f"{inst.name}: pixel decoding {what}") from None
-        finally:
-            if slot is None:
-                w.kill()
-        if not reply.get("ok"):
-            cls = {LIMIT: LimitExceededError, "unsupported": UnsupportedError}.get(
-                reply.get("category"), InvalidDicomError)
-            raise cls(f"{inst.name}: {reply.get('reason')}")
+            reply, blob = self._request(self._meta("decode", len(inst.data)), inst.data,
+                                        inst.name, "pixel decoding")
+        except LimitExceededError:
+            raise InvalidDicomError(f"{inst.name}: pixel decoding timed out after "
+                                    f"{self.limits.parse_timeout_s:g} s (parse_timeout_s)"
+                                    ) from None
+        self._raise_for(reply, inst.name)
         arr = np.frombuffer(blob, dtype=np.dtype(reply["dtype"]))
         shape = tuple(reply["shape"])
         if not inst.info.get("has_frames_tag", "NumberOfFrames" in inst.header):

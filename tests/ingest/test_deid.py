@@ -678,3 +678,62 @@ def test_a_copy_that_cannot_be_written_is_a_typed_error_naming_the_file(monkeypa
                        match=r"^odd\.dcm: malformed file: its de-identified copy cannot be "
                              r"written \(With tag \(0010,0020\) got exception"):
         Deidentifier(SECRET).deidentify_bytes(encode(ct_series(Study(), 1)[0]), name="odd.dcm")
+
+
+def _equivalence_files() -> list[tuple[str, bytes]]:
+    from tests.ingest.dicom_samples import rtstruct_for, seg_for
+    from tests.realdata import ct_dicom_files
+
+    images = ct_series(Study(), 3)
+    files = [(f"img{k}.dcm", encode(ds)) for k, ds in enumerate(images)]
+    files += [("seg.dcm", encode(seg_for(images))), ("rt.dcm", encode(rtstruct_for(images)))]
+    pydicom_data = Path(__file__).resolve().parents[1] / "data" / "pydicom-data"
+    files += [(p.name, p.read_bytes()) for p in sorted(pydicom_data.glob("*.dcm"))]
+    files += [(p.name, p.read_bytes()) for p in ct_dicom_files()[:4]]  # the real CT series
+    return files
+
+
+def test_the_worker_de_identifies_byte_for_byte_as_the_in_process_path(parser):
+    from analytics.ingest.identifiers import Repair, apply_repair
+    from analytics.ingest.reader import zero_preamble
+
+    d = Deidentifier(SECRET)
+    compared = []
+    for name, data in _equivalence_files():
+        data, _ = zero_preamble(data)  # as the reader hands the bytes on
+        # the real CT series has no Patient ID: ingest assigns one (--patient) first
+        repair = None if dcmread(io.BytesIO(data), stop_before_pixels=True).get(
+            "PatientID") else {"PatientID": "ASSIGNED"}
+        before = (apply_repair(data, Repair(values=repair), parser.limits)
+                  if repair is not None else data)
+        expected, _, _ = d.deidentify_bytes(before, name=name)
+        assert parser.deidentify(data, name=name, secret=SECRET, deidentify=True,
+                                 repair=repair) == expected, name
+        if repair is not None:  # as the pipeline does it: repaired on re-read, then cleaned
+            assert parser.deidentify(parser.deidentify(data, name=name, secret=b"",
+                                                       deidentify=False, repair=repair),
+                                     name=name, secret=SECRET, deidentify=True) == expected
+        compared.append(name)
+    assert len(compared) == 13 and sum(n.startswith("CT.") for n in compared) == 4
+
+
+def test_a_refusal_in_the_worker_reads_as_in_process(parser):
+    data = encode(ct_series(Study(patient_id=""), 1)[0])
+    with pytest.raises(InvalidDicomError) as in_process:
+        Deidentifier(SECRET).deidentify_bytes(data, name="anon.dcm")
+    with pytest.raises(InvalidDicomError, match=f"^{re.escape(str(in_process.value))}$"):
+        parser.deidentify(data, name="anon.dcm", secret=SECRET, deidentify=True)
+
+
+def test_the_worker_repairs_identifiers_byte_for_byte_as_the_in_process_path(parser):
+    from analytics.ingest.identifiers import Repair, apply_repair
+
+    repair = Repair(values={"SeriesInstanceUID": "2.25.1234", "PatientID": "ASSIGNED"})
+    for name, data in _equivalence_files()[:4]:
+        expected = apply_repair(data, repair, parser.limits)
+        assert parser.deidentify(data, name=name, secret=b"", deidentify=False,
+                                 repair=dict(repair.values)) == expected, name
+        empty = apply_repair(data, Repair(), parser.limits)  # re-encoded: SOP UIDs recovered
+        assert parser.deidentify(data, name=name, secret=b"", deidentify=False,
+                                 repair={}) == empty, name
+    assert parser.deidentify(b"as is", name="x", secret=b"", deidentify=False) == b"as is"

@@ -422,3 +422,122 @@ def test_a_series_with_an_instance_refused_at_de_identification_is_not_stored_co
     (series,) = report.series
     assert (series["status"], series["reason"]) == (
         "invalid", "1 of 3 instances could not be de-identified (see the rejections)")
+
+
+# ------------------------------------------- limits on the whole-file read (issue 15 item 1)
+def _empty_private_elements(n: int) -> bytes:
+    """``n`` empty private LO elements in groups after the pixel data (8 bytes each)."""
+    per = 0xFFFF
+    return b"".join(struct.pack("<HH2sH", 0x7FE1 + 2 * (k // per), 1 + k % per, b"LO", 0)
+                    for k in range(n))
+
+
+@pytest.fixture
+def small_parser(limits):
+    """A pool whose workers get 256 MiB: ample for a normal file, not for a flood of
+    elements (each parsed element costs a few hundred bytes)."""
+    with SafeParser(replace(limits, parse_memory_bytes=256 << 20)) as p:
+        yield p
+
+
+def test_millions_of_elements_after_the_pixel_data_are_refused_in_the_worker_not_parsed_here(
+        tmp_path, settings, store, small_parser, monkeypatch):
+    import resource
+
+    from analytics.ingest import deid
+    from analytics.ingest.pipeline import ingest_sources
+    from tests.ingest.dicom_samples import Study, ct_series, encode, write_folder
+
+    def in_process(*_a, **_k):
+        raise AssertionError("the whole file was parsed in the ingesting process")
+
+    # the worker is another process: this only trips if the parent reads the whole file
+    monkeypatch.setattr(deid.Deidentifier, "deidentify_bytes", in_process)
+    folder = write_folder(tmp_path / "src", ct_series(Study(), 2))
+    hostile = ct_series(Study(patient_id="MRN-HOSTILE"), 1)[0]
+    (folder / "tail.dcm").write_bytes(encode(hostile) + _empty_private_elements(700_000))
+    assert (folder / "tail.dcm").stat().st_size > 5_000_000
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    report = ingest_sources([str(folder)], settings, store, parser=small_parser)
+    grew_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak) / 1024
+    ((name, reason),) = [(r.file, r.reason) for r in report.rejected]
+    assert name == "tail.dcm"
+    assert re.match(r"^cannot de-identify: tail\.dcm: (malformed file: parsing it needs more "
+                    r"memory than the parse limit|malformed file: the de-identification "
+                    r"process died|limit: de-identification took longer than)", reason), reason
+    assert report.series_ingested == 1 and report.instances == 2
+    assert grew_mb < 100  # parsed here, 700,000 elements would take ~300 MB
+
+
+def test_an_identifier_repair_reads_the_whole_file_in_the_worker(
+        tmp_path, settings, store, small_parser, monkeypatch):
+    from analytics.ingest import identifiers
+    from analytics.ingest.pipeline import ingest_sources
+    from tests.ingest.dicom_samples import Study, ct_series, encode, write_folder
+
+    def in_process(*_a, **_k):
+        raise AssertionError("the repair parsed the whole file in the ingesting process")
+
+    monkeypatch.setattr(identifiers, "apply_repair", in_process)
+    images = ct_series(Study(), 3)
+    for ds in images:
+        ds.SeriesInstanceUID = ""  # derived at ingest and written into each file
+    folder = write_folder(tmp_path / "src", images[:2])
+    (folder / "tail.dcm").write_bytes(encode(images[2]) + _empty_private_elements(700_000))
+    report = ingest_sources([str(folder)], settings, store, parser=small_parser)
+    ((name, reason),) = [(r.file, r.reason) for r in report.rejected]
+    assert name == "tail.dcm"
+    assert re.match(r"^tail\.dcm: (malformed file: parsing it needs more memory than the "
+                    r"parse limit|malformed file: the identifier repair process died|limit: "
+                    r"identifier repair took longer than)", reason), reason
+    assert report.instances == 2
+
+
+def test_de_identification_over_the_time_limit_is_refused_and_the_pool_recovers(limits, good):
+    from analytics.errors import LimitExceededError
+
+    secret = b"s" * 32
+    with SafeParser(replace(limits, parse_timeout_s=1e-6)) as p:
+        with pytest.raises(LimitExceededError, match=r"^slow\.dcm: limit: de-identification "
+                                                     r"took longer than 1e-06 s "
+                                                     r"\(parse_timeout_s\)$"):
+            p.deidentify(good, name="slow.dcm", secret=secret, deidentify=True)
+        p.limits = limits
+        assert p.deidentify(good, name="next.dcm", secret=secret, deidentify=True)[128:132] \
+            == b"DICM"
+
+
+def test_a_worker_killed_while_de_identifying_is_replaced(limits, good):
+    import os
+    import signal
+
+    from analytics.errors import InvalidDicomError
+
+    with SafeParser(limits) as p:
+        os.kill(p._workers[0].proc.pid, signal.SIGKILL)
+        p._workers[0].proc.wait()
+        with pytest.raises(InvalidDicomError, match=r"^dead\.dcm: malformed file: the "
+                                                    r"de-identification process died"):
+            p.deidentify(good, name="dead.dcm", secret=b"s" * 32, deidentify=True)
+        assert p.deidentify(good, name="next.dcm", secret=b"s" * 32, deidentify=True)
+
+
+def test_five_thousand_nested_sequences_after_the_pixel_data_are_refused_by_the_cli(
+        tmp_path, home, capsys):
+    import json
+
+    from analytics.cli import main
+    from tests.ingest.dicom_samples import Study, ct_series, encode, write_folder
+
+    folder = write_folder(tmp_path / "src", ct_series(Study(), 2))
+    tail = _nested(5000, False).replace(b"\x08\x00\x15\x11SQ", b"\xfa\xff\xfa\xffSQ", 1)
+    hostile = ct_series(Study(patient_id="MRN-HOSTILE"), 1)[0]
+    (folder / "deep.dcm").write_bytes(encode(hostile) + tail)
+    code = main(["--home", str(home), "ingest", str(folder), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    report = json.loads(out)
+    assert [(r["file"], r["reason"]) for r in report["rejected"]] == [
+        ("deep.dcm", "cannot de-identify: deep.dcm: malformed file: sequences nested too "
+                     "deeply")]
+    assert report["series_ingested"] == 1 and report["instances"] == 2

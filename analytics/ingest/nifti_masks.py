@@ -155,6 +155,10 @@ def load_nifti(raw: bytes, what: str, limits: IngestLimits, *, header_only: bool
                      axcodes=axcodes, extension_labels=labels)
 
 
+#: more distinct non-zero values than any label map holds (TotalSegmentator's has 117)
+MAX_LABELS = 1000
+
+
 def structure_labels(nm: NiftiMask, name: str | None, labels: Mapping[int, str] | None,
                      what: str) -> dict[int, str]:
     """Which label value is which structure (only structures HepaTrack reads).
@@ -163,6 +167,11 @@ def structure_labels(nm: NiftiMask, name: str | None, labels: Mapping[int, str] 
     the table in the file. Raises MaskError when none names a structure.
     """
     values = nm.values()
+    if values and (values[0] < 0 or len(values) > MAX_LABELS):
+        # negative or thousands of values: intensities (a CT or MR volume), not labels
+        raise MaskError(f"{what}: a NIfTI image (values {values[0]} to {values[-1]}, "
+                        f"{len(values)} distinct), not a mask: images are taken as DICOM "
+                        "series and NIfTI files only as masks; not stored")
     stem = PurePosixPath(name or "").name.split(".")[0] if name else ""
     if len(values) <= 1 and canonical_structure(stem):
         return dict.fromkeys(values or [1], stem)

@@ -270,9 +270,12 @@ def test_identities_without_a_verified_account_are_refused(sso, settings: Settin
     try:
         logins = [(r["username"], r["outcome"], r["role"], r["detail"])
                   for r in reversed(audit.recent(store)) if r["action"] == "login"]
+        # an address that names no account is kept only as a keyed hash
+        stranger = audit.unknown_username(store, STRANGER["email"])
     finally:
         store.dispose()
+    assert stranger.startswith("unknown:") and STRANGER["email"] not in str(logins)
     assert logins == [
-        (STRANGER["email"], "denied", "none", {"reason": "no local account for SSO user"}),
+        (stranger, "denied", "none", {"reason": "no local account for SSO user"}),
         (CLINICIAN["email"], "denied", "none", {"reason": "SSO email not verified"}),
     ]

@@ -27,6 +27,7 @@ from analytics.store import open_store
 from analytics.store.schema import Mask
 from tests.realdata import (
     CT_DICOM_LABELS,
+    CT_SM,
     CT_SM_LABELS,
     REFERENCE_ML,
     TOTAL_V2,
@@ -364,3 +365,11 @@ def test_totalsegmentator_v1_and_v2_class_ids_name_the_same_structures(store, se
         "liver": SM["liver"], "spleen": SM["spleen"],
         **{k: round(float(np.count_nonzero(v2 == v)) * voxel_ml, 1)
            for k, v in (("aorta", 52), ("inferior_vena_cava", 63), ("portal_splenic_vein", 64))}}
+
+
+def test_a_real_nifti_ct_image_is_refused_as_an_image_not_as_an_unnamed_label_map(upload):
+    report = upload([("example_ct_sm.nii.gz", CT_SM.read_bytes())])
+    (refused,) = report.rejected
+    assert refused.file == "example_ct_sm.nii.gz"
+    assert "a NIfTI image (values -1100 to 1207, 1710 distinct), not a mask" in refused.reason
+    assert "images are taken as DICOM series and NIfTI files only as masks" in refused.reason

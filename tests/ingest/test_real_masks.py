@@ -226,8 +226,9 @@ def test_a_bad_label_table_says_what_was_expected(text, message):
 
 
 def _siemens_with_uids() -> list[tuple[str, bytes]]:
-    """The real Siemens series with its emptied UIDs and Patient ID filled in (ingest refuses
-    them empty; the lead's work on empty UIDs is separate), every other byte as published."""
+    """The real Siemens series with its emptied UIDs and Patient ID filled in, every other
+    byte as published: this test checks mask placement alone (tests/ingest/test_identifiers
+    covers ingesting the series as published)."""
     out = []
     for path in ct_dicom_files():
         ds = pydicom.dcmread(path)

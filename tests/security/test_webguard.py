@@ -5,6 +5,7 @@ granted to (RELIABILITY.md 35). tests/e2e/test_web_security.py checks it in Chro
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
@@ -37,7 +38,10 @@ def _call(path: str, cookie: str | None = None, mode: str | None = None):
         return {"type": "http.request", "body": b""}
 
     scope = {"type": "http", "path": path, "headers": headers, "scheme": "http"}
-    asyncio.run(webguard.GuardMiddleware(_app)(scope, receive, send))
+    # a loop of its own in a thread: a browser test earlier in the session may leave one
+    # running in this thread, where asyncio.run refuses to start
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, webguard.GuardMiddleware(_app)(scope, receive, send)).result()
     start = sent[0]
     body = b"".join(m.get("body", b"") for m in sent[1:])
     return start["status"], {k.decode(): v.decode() for k, v in start["headers"]}, body

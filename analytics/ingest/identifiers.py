@@ -22,6 +22,7 @@ the Ingest page:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
@@ -201,8 +202,6 @@ def resolve(entries: list[BatchEntry], secret: bytes, assign_patient: str | None
 
 
 def _with_ids(p, study: str, series: str, patient: str):
-    import dataclasses
-
     return dataclasses.replace(p, study_uid=study, series_uid=series, patient_id=patient)
 
 

@@ -219,6 +219,16 @@ def limits() -> IngestLimits:
                         parse_memory_bytes=1 << 30, parse_timeout_s=20.0)
 
 
+@pytest.fixture
+def store(settings):
+    """The open store of the test's home (disposed afterwards)."""
+    from analytics.store import open_store
+
+    s = open_store(settings)
+    yield s
+    s.dispose()
+
+
 @pytest.fixture(scope="session")
 def parser(limits: IngestLimits) -> Iterator[SafeParser]:
     """One worker pool for the whole session (worker start-up costs ~0.1 s)."""

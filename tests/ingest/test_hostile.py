@@ -269,15 +269,6 @@ UN_FILE = Path(__file__).resolve().parents[1] / "data" / "pydicom-data" / "expli
 HOSTILE_NAME = "HARRIET HOSTILE MRN 12345"
 
 
-@pytest.fixture
-def store(settings):
-    from analytics.store import open_store
-
-    s = open_store(settings)
-    yield s
-    s.dispose()
-
-
 def _stored_files(settings) -> list[bytes]:
     return [p.read_bytes() for p in sorted((settings.home / "dicom").rglob("*.dcm"))]
 

@@ -15,7 +15,6 @@ import zipfile
 
 import numpy as np
 import pydicom
-import pytest
 from pydicom.uid import CTImageStorage
 from sqlalchemy import select
 
@@ -26,13 +25,6 @@ from analytics.store import open_store
 from analytics.store.schema import Instance, Patient, Series, Study
 from tests.ingest.conftest import ct_series, hu_phantom, to_bytes
 from tests.realdata import CT_DICOM, ct_dicom_files
-
-
-@pytest.fixture
-def store(settings):
-    s = open_store(settings)
-    yield s
-    s.dispose()
 
 
 def _real_uploads(prefix: str = "") -> list[tuple[str, bytes]]:

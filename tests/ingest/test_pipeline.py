@@ -15,7 +15,6 @@ from sqlalchemy import func, select
 
 from analytics.ingest.deid import date_shift_days, hmac_uid, patient_pseudonym
 from analytics.ingest.pipeline import ingest_sources, ingest_uploads
-from analytics.store import open_store
 from analytics.store.schema import IdentityMap, Instance, Mask, Patient, Series, Study
 from tests.ingest.dicom_samples import (
     Study as SampleStudy,
@@ -30,13 +29,6 @@ from tests.ingest.dicom_samples import (
 )
 
 PHI = (b"MRN-0012345", b"Doe", b"Jane", b"19580314", b"ACC998877", b"St Mary", b"Wilson")
-
-
-@pytest.fixture
-def store(settings):
-    s = open_store(settings)
-    yield s
-    s.dispose()
 
 
 @pytest.fixture

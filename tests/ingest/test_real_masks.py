@@ -23,7 +23,6 @@ from analytics.features.extract import FeatureSettings
 from analytics.ingest.loader import load_series
 from analytics.ingest.nifti_masks import parse_label_table
 from analytics.ingest.pipeline import ingest_sources, ingest_uploads
-from analytics.store import open_store
 from analytics.store.schema import Mask
 from tests.realdata import (
     CT_DICOM_LABELS,
@@ -39,13 +38,6 @@ from tests.realdata import (
 PYDICOM_DATA = Path(__file__).resolve().parents[1] / "data" / "pydicom-data"
 SM = REFERENCE_ML["example_ct_sm"]
 LIVER, SPLEEN = 5, 1  # TotalSegmentator v2 ids (TOTAL_V2)
-
-
-@pytest.fixture
-def store(settings):
-    s = open_store(settings)
-    yield s
-    s.dispose()
 
 
 @pytest.fixture

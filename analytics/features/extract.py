@@ -291,15 +291,15 @@ def needs_mask(organ: str) -> str:
 
 def _quality_gate(canon: dict[str, np.ndarray], automatic: dict[str, bool],
                   image: np.ndarray, spacing: tuple[float, float, float],
-                  withheld: dict[str, str], warnings: list[str]) -> dict[str, str]:
+                  withheld: dict[str, str], warnings: list[str],
+                  modality: str = "CT") -> dict[str, str]:
     """Check the liver and spleen masks (``analytics.features.quality``).
 
     An organ that fails is removed from ``canon`` and ``automatic`` and named in
     ``withheld`` with the reason, so every number from it is withheld. Returns the organs
     whose volume only is withheld (cut by the scan's edge), with the reason.
     """
-    from analytics.features.landmarks import body_mask
-    from analytics.features.quality import check_organ
+    from analytics.features.quality import body_for, check_organ
 
     partial: dict[str, str] = {}
     body = None
@@ -309,8 +309,9 @@ def _quality_gate(canon: dict[str, np.ndarray], automatic: dict[str, bool],
             continue
         auto = bool(automatic.get(organ))
         if auto and body is None:
-            body = body_mask(image)
-        q = check_organ(organ, mask, image, spacing, automatic=auto, body=body)
+            body = body_for(image, modality)
+        q = check_organ(organ, mask, image, spacing, automatic=auto, body=body,
+                        modality=modality)
         if q.withhold_all:
             why = q.reason(volume=False)
             canon.pop(organ)
@@ -379,7 +380,7 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
                                                       settings, warnings)
     image = orient.to_canonical(volume.array)
     withheld = dict(volume.meta.get(WITHHELD_MASKS) or {})
-    partial = _quality_gate(canon, automatic, image, spacing, withheld, warnings)
+    partial = _quality_gate(canon, automatic, image, spacing, withheld, warnings, modality)
     liver, spleen = canon.get("liver"), canon.get("spleen")
     lesion = canon.get("lesion")
 

@@ -238,6 +238,35 @@ def engine_summary(method: str = "auto") -> dict[str, object]:
     return out
 
 
+def series_needing_mask(store, series_uids: list[str]) -> dict[str, str]:
+    """Stored series that will have no liver values for want of a mask: an MR series
+    without a delivered liver mask where TotalSegmentator cannot run for MR.
+
+    Returns
+    -------
+    dict
+        Series UID -> :data:`MR_NEEDS_MASK`, for those of ``series_uids`` concerned.
+    """
+    from sqlalchemy import select
+
+    from analytics.store.schema import Mask, Series
+
+    if not series_uids or choose_engine("auto", "MR") is not None:
+        return {}
+    out = {}
+    with store.session() as s:
+        rows = s.execute(select(Series.id, Series.series_uid, Series.modality).where(
+            Series.series_uid.in_(list(series_uids)))).all()
+        for sid, uid, modality in rows:
+            if (modality or "").upper() != "MR":
+                continue
+            delivered = s.scalars(select(Mask.segments).where(
+                Mask.series_id == sid, Mask.automatic.is_(False))).all()
+            if not any("liver" in (segments or {}) for segments in delivered):
+                out[uid] = MR_NEEDS_MASK
+    return out
+
+
 # --------------------------------------------------------------------------- hand-off
 def canonical_affine(origin_mm, direction, spacing_mm, perm, flips, shape) -> np.ndarray:
     """4x4 affine: canonical index (S, P, L axes) -> patient LPS position, mm.

@@ -128,10 +128,14 @@ def test_local_cluster_writes_features_and_records_failures(cohort, local_run,
         auto_uid = list(uids)[2]
         sid = s.scalar(select(Series.id).where(Series.series_uid == auto_uid))
         mask = s.scalar(select(Mask).where(Mask.series_id == sid))
-        assert (mask.format, mask.automatic, mask.method) == ("auto", True, "classical-v3")
+        engine = f"classical-v3 (HepaTrack extractor {EXTRACTOR_VERSION})"
+        assert (mask.format, mask.automatic, mask.method) == ("auto", True, engine)
         flags = s.scalar(select(Feature.flags).where(Feature.series_id == sid,
                                                      Feature.name == "liver_volume_ml"))
         assert flags["automatic_segmentation"] is True
+        assert flags["segmentation_engine"] == engine
+        assert runs[sid].settings["mask_method"] == engine
+        assert runs[sid].settings["segmentation"] == "auto"
         unit = s.scalar(select(Feature.unit).where(Feature.series_id == sid,
                                                    Feature.name == "liver_volume_ml"))
         assert unit == "mL"

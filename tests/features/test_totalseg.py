@@ -130,7 +130,7 @@ def stand_in(tmp_path, monkeypatch):
     monkeypatch.setattr(totalseg, "_cuda_available", lambda: False)
     calls: list[dict] = []
 
-    def totalsegmentator(input, output=None, **kw):  # noqa: A002 - its parameter name
+    def totalsegmentator(input, output=None, **kw):
         given = nib.load(str(input))
         calls.append({"input_shape": given.shape, **kw})
         modality = "MR" if kw["task"] == "total_mr" else "CT"
@@ -160,7 +160,7 @@ def test_totalsegmentator_label_map_gives_the_reference_masks_voxel_for_voxel(
         task, True, ["liver", "spleen"], True)
     engine = f"TotalSegmentator 2.18.0 {task} --fast"
     assert res.mask_method == engine and res.auto_masks.method == engine
-    path, labels_path, name = SCANS[modality]
+    _path, labels_path, name = SCANS[modality]
     # the DICOM writer stores NIfTI voxel (i, j, k) as slice k, row j, column i
     reference = np.asanyarray(nib.load(str(labels_path)).dataobj).transpose(2, 1, 0)
     voxel_ml = float(np.prod(volume.spacing_mm)) / 1000.0
@@ -176,7 +176,19 @@ def test_totalsegmentator_label_map_gives_the_reference_masks_voxel_for_voxel(
     assert res.values[liver_hu].flags["mask_source"] == "automatic"
 
 
-def test_classical_segmentation_never_runs_on_a_real_mr(volumes, monkeypatch) -> None:
+def _synthetic_mr():
+    """A synthetic abdomen labelled MR: intensities the classical CT pipeline would
+    segment (it finds this liver on CT), so only the modality can stop it."""
+    from analytics.synthetic.phantom import synthesize_visit_volume
+
+    volume = synthesize_visit_volume(1.0, np.random.default_rng(3),
+                                     contrast_phase="unenhanced").to_volume()
+    volume.modality, volume.contrast_phase = "MR", None
+    return volume
+
+
+@pytest.mark.parametrize("which", ["real", "synthetic"])
+def test_classical_segmentation_never_runs_on_mr(volumes, monkeypatch, which) -> None:
     """Without TotalSegmentator an MR series without masks gets no organ values, each
     saying it needs a liver mask, whatever engine the run asks for."""
     from analytics.features import segmentation
@@ -186,8 +198,9 @@ def test_classical_segmentation_never_runs_on_a_real_mr(volumes, monkeypatch) ->
 
     monkeypatch.setattr(segmentation, "classical_segmentation", refuse)
     monkeypatch.setattr(totalseg, "_installed_version", lambda: None)
+    volume = volumes["MR"] if which == "real" else _synthetic_mr()
     for method in ("auto", "classical"):
-        res = extract_series_features(volumes["MR"], None, FeatureSettings(segmentation=method))
+        res = extract_series_features(volume, None, FeatureSettings(segmentation=method))
         assert res.auto_masks is None and res.mask_method is None
         for name in ("liver_volume_ml", "liver_mr_intensity_mean"):
             assert res.values[name].value is None
@@ -257,3 +270,23 @@ def test_not_installed_it_is_not_available_and_asking_for_it_says_how_to_install
         choose_engine("totalsegmentator", "MR")
     with pytest.raises(FeatureError, match="expected auto, classical or totalsegmentator"):
         choose_engine("atlas", "CT")
+
+
+def test_the_cli_says_which_engine_a_run_would_use_and_refuses_a_missing_one(
+        tmp_path, monkeypatch, capsys) -> None:
+    import json
+
+    from analytics.cli import main
+
+    monkeypatch.setattr(totalseg, "_installed_version", lambda: None)
+    home = str(tmp_path / "home")
+    assert main(["--home", home, "features", "--engines", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)["segmentation"]
+    assert (out["CT"]["engine"], out["MR"]["engine"]) == ("classical-v3", None)
+    assert out["MR"]["reason"] == MR_NEEDS_MASK
+    assert out["CT"]["totalsegmentator"]["reason"] == "TotalSegmentator is not installed"
+    code = main(["--home", home, "features", "--all", "--segmentation", "totalsegmentator"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "segmentation 'totalsegmentator' asked for, but TotalSegmentator is not " \
+           "installed: install it" in err and "TOTALSEG_HOME_DIR" in err

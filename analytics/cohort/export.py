@@ -27,6 +27,8 @@ EXPORTS = ("features", "cohort", "predictions")
 FORMATS = (".csv", ".parquet")
 #: provenance columns of the features export: ``<feature>__source``, ``<feature>__reason``
 SOURCE_SUFFIX, REASON_SUFFIX = "__source", "__reason"
+#: last column of the features export: the automatic segmentation engine and version
+ENGINE_COLUMN = "segmentation_engine"
 DELIVERED = (SEG, RTSTRUCT, NIFTI)
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 PREDICTION_COLUMNS = ("patient", "model_id", "time_years", "horizon_years", "risk", "ci_low",
@@ -39,11 +41,15 @@ def features_frame(store: Store) -> pd.DataFrame:
     then two provenance columns per feature, in the same order:
 
     - ``<feature>__source``: where the masks behind the value came from: ``seg``,
-      ``rtstruct`` or ``nifti`` (delivered with the images), ``automatic`` (HepaTrack's own
-      segmentation), ``withheld`` (a delivered mask failed and no automatic one was used),
+      ``rtstruct`` or ``nifti`` (delivered with the images), ``automatic`` (automatic
+      segmentation: see ``segmentation_engine``), ``withheld`` (a delivered mask failed and no automatic one was used),
       ``header`` (needs no mask: the contrast phase) or ``none`` (a needed mask is absent);
       empty when the series has no row for the feature.
     - ``<feature>__reason``: why the value is empty (empty when there is a value).
+
+    The last column, ``segmentation_engine``, names the engine and version behind the
+    series' ``automatic`` values (e.g. ``TotalSegmentator 2.18.0 total --fast``); empty
+    when none of its values comes from an automatic mask.
     """
     with store.session() as s:
         series = s.execute(
@@ -54,7 +60,9 @@ def features_frame(store: Store) -> pd.DataFrame:
         rows = s.execute(select(Feature.id, Feature.series_id, Feature.name, Feature.value,
                                 Feature.unit, Feature.computed_at, Feature.flags,
                                 Feature.mask_id)).all()
-        mask_formats = dict(s.execute(select(Mask.id, Mask.format)).all())
+        mask_rows = s.execute(select(Mask.id, Mask.format, Mask.automatic, Mask.method)).all()
+        mask_formats = {r.id: r.format for r in mask_rows}
+        mask_engines = {r.id: r.method for r in mask_rows if r.automatic}
         runs = {}
         for r in s.execute(select(FeatureRun.series_id, FeatureRun.status, FeatureRun.reason,
                                   FeatureRun.settings).order_by(FeatureRun.finished_at,
@@ -87,10 +95,25 @@ def features_frame(store: Store) -> pd.DataFrame:
         provenance[f"{name}{SOURCE_SUFFIX}"] = [_safe_text(x) for x in sources]
         provenance[f"{name}{REASON_SUFFIX}"] = [_safe_text(x) for x in reasons]
     out = pd.concat([out, pd.DataFrame(provenance, index=out.index)], axis=1)
+    out[ENGINE_COLUMN] = [_safe_text(_engine(sid, names, kept, mask_engines))
+                          for sid in out["series_id"]]
     out["study_date"] = pd.to_datetime(out["study_date"])
     out = out.sort_values(["patient", "study_date", "series_uid"], ignore_index=True)
     extra_cols = [f"{n}{suffix}" for n in names for suffix in (SOURCE_SUFFIX, REASON_SUFFIX)]
-    return out[["patient", "study_date", "series_uid", *names, *extra_cols]]
+    return out[["patient", "study_date", "series_uid", *names, *extra_cols, ENGINE_COLUMN]]
+
+
+def _engine(sid: int, names: list[str], kept: dict, mask_engines: dict[int, str]
+            ) -> str | None:
+    """The automatic segmentation engine(s) behind a series' values, joined by ``"; "``."""
+    engines = []
+    for name in names:
+        flags, mask_id = kept.get((sid, name), (None, None))
+        if flags and flags.get("automatic_segmentation"):
+            engine = flags.get("segmentation_engine") or mask_engines.get(mask_id)
+            if engine and engine not in engines:
+                engines.append(str(engine))
+    return "; ".join(engines) or None
 
 
 def _source(flags: dict[str, Any], mask_format: str | None) -> str | None:

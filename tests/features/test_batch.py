@@ -314,8 +314,11 @@ def test_features_export_keeps_the_automatic_flag_and_the_reasons(cohort, local_
     assert df.loc[masked, "liver_volume_ml"] == pytest.approx(
         uids[masked][2].truth["liver_volume_ml"])
     assert pd.isna(df.loc[masked, "liver_volume_ml__reason"])
-    features = [c for c in df.columns if c not in ("patient", "study_date")
-                and "__" not in c]
+    assert df.loc[auto_uid, "segmentation_engine"] == (
+        f"classical-v3 (HepaTrack extractor {EXTRACTOR_VERSION})")
+    assert pd.isna(df.loc[masked, "segmentation_engine"])  # every mask delivered
+    features = [c for c in df.columns if c not in ("patient", "study_date",
+                                                   "segmentation_engine") and "__" not in c]
     for uid in uids:
         for f in features:
             empty, reason = pd.isna(df.loc[uid, f]), df.loc[uid, f"{f}__reason"]

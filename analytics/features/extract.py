@@ -81,8 +81,9 @@ class FeatureSettings:
     use_vessel_mask
         Use a delivered vessel mask when present (else always the vesselness filter).
     segmentation
-        ``"auto"`` (TotalSegmentator if installed with weights, else classical),
-        ``"classical"`` or ``"totalsegmentator"``; used only for organs without a mask.
+        ``"auto"`` (TotalSegmentator if installed with weights, else classical on CT and
+        nothing on MR), ``"classical"`` (CT only) or ``"totalsegmentator"``; used only
+        for organs without a mask (``analytics.features.totalseg``).
     radiomics
         Also compute IBSI radiomics with MIRP (research mode).
     radiomics_bin_width_hu, radiomics_spacing_mm

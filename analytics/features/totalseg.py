@@ -340,7 +340,7 @@ def run_totalsegmentator(image: np.ndarray, spacing: tuple[float, float, float],
     MissingExtraError
         If TotalSegmentator or the weights of this run are not installed.
     FeatureError
-        If it returns a label map on another grid than the image it was given.
+        If it fails, or returns a label map on another grid than the image it was given.
     """
     import tempfile
 
@@ -355,9 +355,12 @@ def run_totalsegmentator(image: np.ndarray, spacing: tuple[float, float, float],
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "image.nii.gz"
         nib.save(nib.Nifti1Image(data, affine), src)
-        out = totalsegmentator(str(src), None, ml=True, task=status.task,
-                               fast=status.fast, roi_subset=list(ROI_SUBSET), quiet=True,
-                               device="cpu" if status.fast else "gpu")
+        try:
+            out = totalsegmentator(str(src), None, ml=True, task=status.task,
+                                   fast=status.fast, roi_subset=list(ROI_SUBSET), quiet=True,
+                                   device="cpu" if status.fast else "gpu")
+        except Exception as e:  # a third-party run: its failure is the series', not a bug
+            raise FeatureError(f"{status.engine} failed: {type(e).__name__}: {e}") from e
     labels = np.asarray(out.dataobj)
     if labels.shape != data.shape or not np.allclose(out.affine, affine, atol=1e-3):
         raise FeatureError(f"{status.engine} returned a label map of shape {labels.shape} "

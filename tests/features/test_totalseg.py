@@ -290,3 +290,14 @@ def test_the_cli_says_which_engine_a_run_would_use_and_refuses_a_missing_one(
     assert code == 2
     assert "segmentation 'totalsegmentator' asked for, but TotalSegmentator is not " \
            "installed: install it" in err and "TOTALSEG_HOME_DIR" in err
+
+
+def test_a_failing_totalsegmentator_run_fails_the_series_with_the_engine_named(
+        volumes, stand_in, monkeypatch) -> None:
+    def crash(*_a, **_k):
+        raise RuntimeError("CUDA out of memory")
+
+    monkeypatch.setattr(sys.modules["totalsegmentator.python_api"], "totalsegmentator", crash)
+    with pytest.raises(FeatureError, match=r"^TotalSegmentator 2\.18\.0 total --fast failed: "
+                                           r"RuntimeError: CUDA out of memory"):
+        extract_series_features(volumes["CT"], None, FeatureSettings())

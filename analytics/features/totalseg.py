@@ -176,9 +176,12 @@ def totalsegmentator_status(modality: str = "CT") -> TotalSegStatus:
     missing = _missing_weights(folder, required_datasets(task, fast, version))
     if missing:
         names = ", ".join(f"Dataset{i}_*" for i in missing)
+        # the folder itself is in ``weights_dir``: a reason may be stored, a path may not
         return TotalSegStatus(False, f"TotalSegmentator {version} is installed but the "
-                              f"weights of its {task} task are not in {folder} ({names}); "
-                              "HepaTrack never downloads them", version, task, fast, folder)
+                              f"weights of its {task} task are not in its weights folder "
+                              f"($TOTALSEG_HOME_DIR/nnunet/results or $TOTALSEG_WEIGHTS_PATH: "
+                              f"{names}); HepaTrack never downloads them", version, task,
+                              fast, folder)
     return TotalSegStatus(True, "", version, task, fast, folder, _usage_stats_note())
 
 

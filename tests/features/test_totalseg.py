@@ -224,6 +224,9 @@ def test_installed_without_weights_it_is_not_used_and_the_reason_names_them(
     assert not ct.available and not mr.available
     assert "Dataset298_*" in ct.reason and "never downloads" in ct.reason
     assert "Dataset852_*" in mr.reason
+    # the reason may be stored with a failed run: the folder is named apart, not in it
+    assert str(tmp_path) not in ct.reason
+    assert ct.weights_dir == tmp_path / "totalseg-home" / "nnunet" / "results"
     assert choose_engine("auto", "CT") == "classical"
     assert choose_engine("auto", "MR") is None
     summary = engine_summary("auto")

@@ -250,7 +250,7 @@ def test_weights_of_totalsegmentator_before_2_5_are_the_older_mr_models(
     assert "send_usage_stats" in status.notes[0]
 
 
-def test_with_weights_on_disk_it_is_chosen_for_ct_and_mr_and_on_a_gpu_without_fast(
+def test_with_its_weights_on_disk_it_is_chosen_and_on_a_gpu_runs_without_fast(
         tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(totalseg, "_installed_version", lambda: "2.18.0")
     monkeypatch.setattr(totalseg, "_cuda_available", lambda: True)

@@ -68,7 +68,7 @@ class TotalSegStatus:
     weights_dir
         Where its weights are looked for.
     notes
-        Things a site should know (usage statistics switched on).
+        Things a site should know.
     """
 
     available: bool
@@ -149,16 +149,13 @@ def _missing_weights(folder: Path, ids: tuple[int, ...]) -> list[int]:
     return [i for i in ids if i not in present]
 
 
-def _usage_stats_note() -> tuple[str, ...]:
-    config = totalseg_home() / "config.json"
+def _usage_stats_off() -> bool:
+    """True if TotalSegmentator's ``config.json`` switches its usage statistics off."""
     try:
-        text = config.read_text(encoding="utf-8")
+        text = (totalseg_home() / "config.json").read_text(encoding="utf-8")
     except OSError:
-        text = ""
-    if re.search(r'"send_usage_stats"\s*:\s*false', text):
-        return ()
-    return (f"TotalSegmentator sends anonymous usage statistics after every run unless "
-            f'"send_usage_stats": false is set in {config}',)
+        return False
+    return re.search(r'"send_usage_stats"\s*:\s*false', text) is not None
 
 
 def totalsegmentator_status(modality: str = "CT") -> TotalSegStatus:
@@ -182,7 +179,12 @@ def totalsegmentator_status(modality: str = "CT") -> TotalSegStatus:
                               f"($TOTALSEG_HOME_DIR/nnunet/results or $TOTALSEG_WEIGHTS_PATH: "
                               f"{names}); HepaTrack never downloads them", version, task,
                               fast, folder)
-    return TotalSegStatus(True, "", version, task, fast, folder, _usage_stats_note())
+    if not _usage_stats_off():
+        # it would report each run to its authors' server: nothing leaves the site unasked
+        return TotalSegStatus(False, f"TotalSegmentator {version} would send usage "
+                              "statistics after every run: set \"send_usage_stats\": false "
+                              "in $TOTALSEG_HOME_DIR/config.json", version, task, fast, folder)
+    return TotalSegStatus(True, "", version, task, fast, folder)
 
 
 def totalsegmentator_available(modality: str = "CT") -> bool:

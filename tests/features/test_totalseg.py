@@ -17,6 +17,7 @@ everything on HepaTrack's side of it:
 
 from __future__ import annotations
 
+import re
 import sys
 import types
 
@@ -237,7 +238,7 @@ def test_installed_without_weights_it_is_not_used_and_the_reason_names_them(
         choose_engine("totalsegmentator", "CT")
 
 
-def test_weights_of_totalsegmentator_before_2_5_are_the_older_mr_models(
+def test_older_versions_use_the_older_mr_weights_and_none_runs_with_usage_statistics_on(
         tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(totalseg, "_installed_version", lambda: "2.4.0")
     monkeypatch.setattr(totalseg, "_cuda_available", lambda: False)
@@ -246,8 +247,13 @@ def test_weights_of_totalsegmentator_before_2_5_are_the_older_mr_models(
     _weights(tmp_path / "older", monkeypatch, ["Dataset732_TotalSegmentatorMRI_total_3mm_495subj"],
              stats_off=False)
     status = totalsegmentator_status("MR")
+    assert not status.available
+    assert re.search(r'usage statistics .* "send_usage_stats": false', status.reason)
+    with pytest.raises(MissingExtraError, match="send_usage_stats"):
+        choose_engine("totalsegmentator", "MR")
+    (tmp_path / "older" / "totalseg-home" / "config.json").write_text('{"send_usage_stats": false}')
+    status = totalsegmentator_status("MR")
     assert status.available and status.engine == "TotalSegmentator 2.4.0 total_mr --fast"
-    assert "send_usage_stats" in status.notes[0]
 
 
 def test_with_its_weights_on_disk_it_is_chosen_and_on_a_gpu_runs_without_fast(

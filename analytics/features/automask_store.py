@@ -145,6 +145,11 @@ def auto_mask_row(s, series: Series, auto: dict[str, Any]) -> Mask:
 def latest_auto_mask_in(s, series_id: int) -> Mask | None:
     """The automatic mask of the series' newest finished feature run (the one measured),
     or None when that run used no automatic mask."""
+    found = _latest_run_mask(s, series_id)
+    return found[0] if found is not None else None
+
+
+def _latest_run_mask(s, series_id: int) -> tuple[Mask, FeatureRun] | None:
     run = s.scalar(select(FeatureRun).where(FeatureRun.series_id == series_id,
                                             FeatureRun.status == "done")
                    .order_by(FeatureRun.finished_at.desc(), FeatureRun.id.desc()).limit(1))
@@ -154,7 +159,7 @@ def latest_auto_mask_in(s, series_id: int) -> Mask | None:
     mask = s.get(Mask, int(mask_id))
     if mask is None or mask.series_id != series_id or not mask.automatic:
         return None
-    return mask
+    return mask, run
 
 
 def latest_auto_mask(store: Store, series_uid: str) -> dict[str, Any] | None:
@@ -165,9 +170,11 @@ def latest_auto_mask(store: Store, series_uid: str) -> dict[str, Any] | None:
 
     with store.session() as s:
         sid = s.scalar(select(Series.id).where(Series.series_uid == series_uid))
-        mask = latest_auto_mask_in(s, sid) if sid is not None else None
-        if mask is None:
+        found = _latest_run_mask(s, sid) if sid is not None else None
+        if found is None:
             return None
+        mask, run = found
         return {"mask_id": mask.id, "format": mask.format, "path": mask.path,
                 "method": mask.method, "segments": dict(mask.segments or {}),
+                "extractor_version": run.extractor_version,
                 "status": organ_status(mask.segments, rejections_of(s, mask.id))}

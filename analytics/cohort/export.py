@@ -54,7 +54,8 @@ def features_frame(store: Store) -> pd.DataFrame:
         rows = s.execute(select(Feature.id, Feature.series_id, Feature.name, Feature.value,
                                 Feature.unit, Feature.computed_at, Feature.flags,
                                 Feature.mask_id)).all()
-        mask_formats = dict(s.execute(select(Mask.id, Mask.format)).all())
+        mask_formats = dict(s.execute(select(Mask.id, Mask.format)
+                                      .where(Mask.automatic.is_(False))).all())
         runs = {}
         for r in s.execute(select(FeatureRun.series_id, FeatureRun.status, FeatureRun.reason,
                                   FeatureRun.settings).order_by(FeatureRun.finished_at,
@@ -182,8 +183,10 @@ def write_table(df: pd.DataFrame, out: Path) -> None:
 
 
 def export(store: Store, what: str, out: str | os.PathLike[str], *,
-           actor: audit.Actor | None = None) -> dict[str, Any]:
-    """Export ``features``, ``cohort`` or ``predictions`` to ``out`` (.csv or .parquet).
+           actor: audit.Actor | None = None, settings: Any = None) -> dict[str, Any]:
+    """Export ``features``, ``cohort`` or ``predictions`` to ``out`` (.csv or .parquet), or
+    ``masks`` (every stored DICOM SEG and a manifest) into folder ``out`` (needs
+    ``settings``: see :mod:`analytics.cohort.mask_export`).
 
     Returns
     -------
@@ -197,8 +200,15 @@ def export(store: Store, what: str, out: str | os.PathLike[str], *,
     PermissionDeniedError
         If ``actor`` may not export.
     """
+    if what == "masks":
+        from analytics.cohort.mask_export import export_masks
+
+        if settings is None:
+            raise CohortError("export --what masks: the home folder (settings) is needed")
+        return export_masks(store, settings, out, actor=actor)
     if what not in EXPORTS:
-        raise CohortError(f"export: unknown --what {what!r}; expected one of {EXPORTS}")
+        raise CohortError(f"export: unknown --what {what!r}; expected one of "
+                          f"{(*EXPORTS, 'masks')}")
     path = Path(out).expanduser().resolve()
     if path.suffix.lower() not in FORMATS:
         raise CohortError(f"--out {out}: expected a .csv or .parquet file name")

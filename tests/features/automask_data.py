@@ -32,16 +32,16 @@ def synthetic_ct(out: Path) -> Path:
     return out
 
 
-def measured_home(tmp: Path) -> tuple[Settings, dict[str, str]]:
-    """Both series ingested and their features extracted (each in this process)."""
+def measured_home(tmp: Path, *, synthetic: bool = True) -> tuple[Settings, dict[str, str]]:
+    """The series ingested and their features extracted (each in this process)."""
     settings = load_settings(tmp / "home")
     settings.ensure_home()
     store = open_store(settings)
     uids = {
-        "real": ingest_uploads(nifti_ct_as_dicom(), settings, store).series[0]["series_uid"],
-        "synthetic": ingest_sources([synthetic_ct(tmp / "syn")], settings, store)
-        .series[0]["series_uid"],
-    }
+        "real": ingest_uploads(nifti_ct_as_dicom(), settings, store).series[0]["series_uid"]}
+    if synthetic:
+        uids["synthetic"] = ingest_sources([synthetic_ct(tmp / "syn")], settings,
+                                           store).series[0]["series_uid"]
     for uid in uids.values():
         report = run_batch(store, settings, [uid])
         assert report.series_done == [uid], report.series_failed

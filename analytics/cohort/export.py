@@ -41,6 +41,7 @@ def features_frame(store: Store) -> pd.DataFrame:
     - ``<feature>__source``: where the masks behind the value came from: ``seg``,
       ``rtstruct`` or ``nifti`` (delivered with the images), ``automatic`` (HepaTrack's own
       segmentation), ``withheld`` (a delivered mask failed and no automatic one was used),
+      ``rejected`` (a clinician rejected the automatic mask, ``analytics.masks_review``),
       ``header`` (needs no mask: the contrast phase) or ``none`` (a needed mask is absent);
       empty when the series has no row for the feature.
     - ``<feature>__reason``: why the value is empty (empty when there is a value).

@@ -358,7 +358,7 @@ def load_key_image(store, settings, series_uid: str) -> KeyImageStack:
                                 method=auto["method"])
         except HepaTrackError as e:
             notes.append(f"automatic mask not read: {e}")
-    elif auto is not None:
+    elif auto is not None and auto["segments"]:
         notes.append("the automatic mask of the latest feature run was not kept as a file "
                      "(run the feature extraction again to keep it)")
     stack = build_stack(volume, masks, automatic=automatic,

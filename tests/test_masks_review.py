@@ -157,3 +157,24 @@ def test_the_cli_rejects_lists_and_restores_under_a_clinicians_account(measured,
     assert main([*home, "masks", "restore", "--series", uid, "--organ", "liver",
                  "--user", "dr.cli"]) == 0
     assert "restored the automatic liver mask" in capsys.readouterr().out
+
+
+def test_each_organ_of_an_automatic_mask_has_one_status_and_a_rejection_outranks_the_gate():
+    from analytics.masks_review import organ_status
+
+    segments = {"liver": {"voxels": 10, "withheld": "volume 5200 mL, no liver is that big"},
+                "spleen": {"voxels": 4}, "aorta": {"voxels": 2}}
+    assert organ_status(segments, {"aorta": "not the aorta"}) == {
+        "liver": "withheld: volume 5200 mL, no liver is that big", "spleen": "measured",
+        "aorta": "rejected: not the aorta"}
+    assert organ_status(segments, {"liver": "cuts the kidney"})["liver"] == (
+        "rejected: cuts the kidney")
+
+
+def test_the_legend_names_automatic_outlines_and_only_they_are_offered_for_review():
+    from ui.patient_view import overlay_legend, reviewable_outlines
+
+    texts = {"liver": "automatic, withheld: volume 5200 mL", "spleen": "delivered (seg)"}
+    assert overlay_legend(("liver", "spleen"), texts) == (
+        "Overlay: Liver (bluish green; automatic, withheld: volume 5200 mL), Spleen (orange)")
+    assert reviewable_outlines(texts) == {"liver": "Liver: automatic, withheld: volume 5200 mL"}

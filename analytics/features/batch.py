@@ -156,8 +156,8 @@ def _auto_mask(store: Store, settings: Settings, volume, result: FeatureResult
                ) -> dict[str, Any] | None:
     """The automatic masks kept as a DICOM SEG beside the series; digest and voxel counts
     travel back to the client (arrays and SEG bytes stay on the worker)."""
-    if result.auto_masks is None:
-        return None
+    if result.auto_masks is None or not any(m.any() for m in result.auto_masks.masks.values()):
+        return None  # nothing was found: there is no outline to keep
     summary = auto_mask_summary(result.auto_masks, EXTRACTOR_VERSION, result.withheld)
     return save_auto_seg(store, settings, volume, result.auto_masks, summary)
 

@@ -156,8 +156,7 @@ def write_auto_seg(masks: Mapping[str, np.ndarray], sources: Sequence[Dataset], 
         segmented_property_type=ORGAN_CODES[organ],
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
         algorithm_identification=algorithm,
-        display_color=hd.color.CIELabColor.from_rgb(*_COLOURS[organ]) if hasattr(
-            hd.color.CIELabColor, "from_rgb") else None)
+        display_color=hd.color.CIELabColor.from_rgb(*_COLOURS[organ]))
         for i, organ in enumerate(organs)]
     pixels = np.stack([np.asarray(masks[o], dtype=bool) for o in organs], axis=-1)
     series_uid, sop_uid = seg_uids(digest)

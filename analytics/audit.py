@@ -50,6 +50,7 @@ ACTIONS = frozenset({
     "login", "logout", "view_patient", "view_cohort", "upload", "pacs_link", "ingest",
     "export", "report", "train", "predict", "activate_model", "settings_change",
     "user_add", "user_change", "features", "import_cohort", "audit_view", "note",
+    "mask_reject", "mask_restore",
 })
 OUTCOMES = frozenset({"ok", "denied", "failed", "started"})
 _MAX_RETRIES = 20

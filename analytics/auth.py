@@ -82,6 +82,7 @@ class Permission(StrEnum):
     CHANGE_SETTINGS = "change_settings"
     VIEW_AUDIT = "view_audit"
     WRITE_NOTES = "write_notes"
+    REVIEW_MASKS = "review_masks"
 
 
 _ALL_VIEW = {Permission.VIEW_PSEUDONYMISED, Permission.PREDICT,
@@ -89,7 +90,7 @@ _ALL_VIEW = {Permission.VIEW_PSEUDONYMISED, Permission.PREDICT,
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.CLINICIAN: frozenset(_ALL_VIEW | {
         Permission.VIEW_IDENTIFIED, Permission.EXPORT_IDENTIFIED, Permission.INGEST,
-        Permission.WRITE_NOTES}),
+        Permission.WRITE_NOTES, Permission.REVIEW_MASKS}),
     Role.RESEARCHER: frozenset(_ALL_VIEW | {Permission.TRAIN}),
     Role.ADMIN: frozenset(_ALL_VIEW | {
         Permission.TRAIN, Permission.ACTIVATE_MODEL, Permission.MANAGE_USERS,

@@ -48,6 +48,7 @@ COMMAND_MODULES: dict[str, str] = {
     "report": "analytics.commands.report",
     "users": "analytics.commands.admin",
     "audit": "analytics.commands.admin",
+    "masks": "analytics.commands.masks",
 }
 
 
@@ -152,9 +153,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--patient", required=True, action="append")
     s.add_argument("--out", required=True)
 
-    s = sub.add_parser("export", help="export features, cohort or predictions")
-    s.add_argument("--what", choices=["features", "cohort", "predictions"], required=True)
-    s.add_argument("--out", required=True)
+    s = sub.add_parser("export", help="export features, cohort, predictions or masks")
+    s.add_argument("--what", choices=["features", "cohort", "predictions", "masks"],
+                   required=True)
+    s.add_argument("--out", required=True, help="a .csv/.parquet file; a folder for masks")
+
+    s = sub.add_parser("masks", help="list, reject or restore automatic masks")
+    ms = s.add_subparsers(dest="masks_command", required=True)
+    a = ms.add_parser("list")
+    a.add_argument("--series", metavar="UID", default=None)
+    a.add_argument("--json", action="store_true")
+    for verb in ("reject", "restore"):
+        a = ms.add_parser(verb)
+        a.add_argument("--series", metavar="UID", required=True)
+        a.add_argument("--organ", required=True, help="liver, spleen, ...")
+        a.add_argument("--reason", required=verb == "reject", default=None)
+        a.add_argument("--user", required=True, metavar="NAME",
+                       help="the clinician's account the review is recorded under")
+        a.add_argument("--json", action="store_true")
 
     s = sub.add_parser("users", help="manage local accounts")
     us = s.add_subparsers(dest="users_command", required=True)

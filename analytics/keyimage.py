@@ -19,8 +19,12 @@ steatosis. Both lie within the W 150-400 / L 50-60 HU range used for hepatic CT 
 (e.g. Hoang et al., AJR 2010, "window width and level for CT"). MR has no absolute scale:
 it is shown between the 1st and 99th percentile of the liver's (else the slice's) signal.
 
-Masks come from the delivered SEG/RTSTRUCT/NIfTI when present; otherwise, on CT, from the
-same automatic segmentation feature extraction uses (flagged *automatic*).
+Masks come from the delivered SEG/RTSTRUCT/NIfTI when present; otherwise from the
+automatic mask the series' latest feature run measured on, as stored (a DICOM SEG, see
+:mod:`analytics.features.automask`): never segmented again at display time, so the outline
+is the one behind the numbers. Each automatic outline is labelled: ``automatic
+(<method>, HepaTrack <version>)``, ``automatic, withheld: <reason>`` when the quality gate
+withheld its numbers, or ``automatic, rejected: <reason>`` after a clinician rejected it.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage as ndi
 
-from analytics.errors import FeatureError
+from analytics.errors import FeatureError, HepaTrackError
 from analytics.features.geometry import orientation
 from analytics.ingest.volume import MaskSet, Volume
 from analytics.viz.palette import OKABE_ITO
@@ -43,6 +47,7 @@ __all__ = [
     "WINDOWS",
     "KeyImageStack",
     "Window",
+    "automatic_label",
     "build_stack",
     "load_key_image",
     "png_bytes",
@@ -117,6 +122,10 @@ class KeyImageStack:
         True when the masks come from automatic segmentation.
     notes
         Why masks are missing or what was approximated, one line each.
+    labels_text
+        Structure -> how its outline was obtained, for the legend: ``delivered (seg)``,
+        ``automatic (classical-v3, HepaTrack 1.3.0)``, ``automatic, withheld: …`` or
+        ``automatic, rejected: …``.
     """
 
     series_uid: str | None
@@ -130,6 +139,7 @@ class KeyImageStack:
     mask_source: str | None = None
     automatic: bool = False
     notes: list[str] = field(default_factory=list)
+    labels_text: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_slices(self) -> int:
@@ -164,7 +174,23 @@ def _slice_positions(volume: Volume, perm: tuple[int, int, int], flips: tuple[bo
     return float(volume.origin_mm[2]) + idx * step
 
 
-def build_stack(volume: Volume, masks: MaskSet | None, *, automatic_fallback: bool = True,
+def automatic_label(method: str | None, version: str | None, status: str | None) -> str:
+    """Legend text of an automatic outline: ``automatic (classical-v3, HepaTrack 1.3.0)``,
+    ``automatic, withheld: <reason>`` or ``automatic, rejected: <reason>``."""
+    if status and status != "measured":
+        return f"automatic, {status}"
+    # an engine label already names its version ("TotalSegmentator 2.18.0 total --fast",
+    # "classical-v3 (HepaTrack extractor 1.4.0)" shown as "classical-v3, HepaTrack ...")
+    if method and " (HepaTrack extractor " in method:
+        method = method.replace(" (", ", ").removesuffix(")")
+    own = version and not (method and ("HepaTrack" in method or method.startswith("TotalSeg")))
+    named = ", ".join(x for x in (method, f"HepaTrack {version}" if own else None) if x)
+    return f"automatic ({named})" if named else "automatic"
+
+
+def build_stack(volume: Volume, masks: MaskSet | None, *, automatic: MaskSet | None = None,
+                automatic_status: dict[str, str] | None = None,
+                automatic_version: str | None = None,
                 max_slices: int = MAX_SLICES) -> KeyImageStack:
     """The display stack of ``volume``: slices through the liver with masks packed in.
 
@@ -174,9 +200,13 @@ def build_stack(volume: Volume, masks: MaskSet | None, *, automatic_fallback: bo
         The image (any orientation; shown in radiological convention).
     masks
         Delivered masks on the volume grid, or None.
-    automatic_fallback
-        Without a delivered liver mask, segment automatically (flagged automatic): CT,
-        and MR only with TotalSegmentator; otherwise a note says the series needs a mask.
+    automatic
+        The stored automatic masks the latest feature run measured on (volume grid), used
+        for the structures no delivered mask covers; never segmented here.
+    automatic_status
+        Organ -> ``measured``, ``withheld: <reason>`` or ``rejected: <reason>``.
+    automatic_version
+        Extractor version of that run (named in the legend).
     max_slices
         At most this many slices are kept, evenly spaced over the liver (with
         :data:`MARGIN_SLICES` around it), or over the whole series without a liver mask.
@@ -194,35 +224,28 @@ def build_stack(volume: Volume, masks: MaskSet | None, *, automatic_fallback: bo
     modality = (volume.modality or "CT").upper()
     notes: list[str] = []
     canon: dict[str, np.ndarray] = {}
+    texts: dict[str, str] = {}
     source: str | None = None
-    automatic = False
-    if masks is not None:
+    any_auto = False
+    for ms in (masks, automatic):
+        if ms is None:
+            continue
         for name, _bit, _c, _l in OVERLAYS:
-            m = masks.get(name)
-            if m is not None and m.shape == volume.array.shape and m.any():
-                canon[name] = orient.to_canonical(np.asarray(m, dtype=bool))
-        if canon:
-            source, automatic = masks.source, bool(masks.automatic)
-    engine = None
-    if "liver" not in canon and automatic_fallback:
-        from analytics.features.totalseg import choose_engine
-
-        engine = choose_engine("auto", modality)  # never the classical pipeline on MR
-    if engine is not None:
-        from analytics.features.segmentation import segment_canonical
-        from analytics.features.totalseg import canonical_affine
-
-        seg = segment_canonical(image, orient.spacing_mm, method=engine, modality=modality,
-                                affine_lps=canonical_affine(
-                                    volume.origin_mm, volume.direction, volume.spacing_mm,
-                                    orient.perm, orient.flips, image.shape))
-        for name in ("liver", "spleen"):
-            if name not in canon and seg.masks.get(name) is not None and seg.masks[name].any():
-                canon[name] = seg.masks[name].astype(bool)
-        if "liver" in canon:
-            source, automatic = "auto", True
-            notes.append(f"automatic segmentation ({seg.method}); approximate outlines")
-    if "liver" not in canon and modality == "MR" and engine is None:
+            m = ms.get(name)
+            if name in canon or m is None or m.shape != volume.array.shape or not m.any():
+                continue
+            canon[name] = orient.to_canonical(np.asarray(m, dtype=bool))
+            if ms is automatic:
+                any_auto = True
+                texts[name] = automatic_label(ms.method, automatic_version,
+                                              (automatic_status or {}).get(name))
+            else:
+                texts[name] = f"delivered ({ms.source})"
+            source = source or ("auto" if ms is automatic else ms.source)
+    if any_auto:
+        notes.append("automatic outlines: an automatic segmentation, as measured; "
+                     "approximate")
+    if "liver" not in canon and modality == "MR":
         from analytics.features.totalseg import MR_NEEDS_MASK
 
         notes.append(f"{MR_NEEDS_MASK}; showing the whole series without a liver outline")
@@ -252,7 +275,8 @@ def build_stack(volume: Volume, masks: MaskSet | None, *, automatic_fallback: bo
                          image=np.ascontiguousarray(img), labels=np.ascontiguousarray(lab),
                          z_mm=np.asarray(z, dtype=float), pixel_mm=px, key_index=key,
                          structures=present, mask_source=source if present else None,
-                         automatic=automatic and bool(present), notes=notes)
+                         automatic=any_auto and bool(present), notes=notes,
+                         labels_text={k: v for k, v in texts.items() if k in present})
 
 
 def _mr_window(stack: KeyImageStack, k: int) -> Window:
@@ -316,9 +340,9 @@ def png_bytes(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def load_key_image(store, settings, series_uid: str, *, automatic_fallback: bool = True
-                   ) -> KeyImageStack:
-    """The display stack of a stored series (pixels and delivered masks from the store).
+def load_key_image(store, settings, series_uid: str) -> KeyImageStack:
+    """The display stack of a stored series: pixels, delivered masks, and the automatic
+    mask its latest feature run measured on (as stored), labelled with its status.
 
     Raises
     ------
@@ -327,12 +351,29 @@ def load_key_image(store, settings, series_uid: str, *, automatic_fallback: bool
     FeatureError
         If the volume cannot be oriented.
     """
-    from analytics.ingest.loader import load_series
+    from analytics.features.automask_store import latest_auto_mask
+    from analytics.ingest.loader import decode_mask, load_series, stored_file
 
     volume, masks = load_series(store, settings, series_uid)
     if volume.series_uid is None:
         volume.series_uid = series_uid
-    stack = build_stack(volume, masks, automatic_fallback=automatic_fallback)
+    auto = latest_auto_mask(store, series_uid)
+    automatic, notes = None, []
+    if auto is not None and auto["path"] and auto["format"] == "seg":
+        try:
+            read = decode_mask(stored_file(settings, auto["path"]), "seg", volume, settings,
+                               name="automatic mask")
+            automatic = MaskSet(read.masks, source="auto", automatic=True,
+                                method=auto["method"])
+        except HepaTrackError as e:
+            notes.append(f"automatic mask not read: {e}")
+    elif auto is not None and auto["segments"]:
+        notes.append("the automatic mask of the latest feature run was not kept as a file "
+                     "(run the feature extraction again to keep it)")
+    stack = build_stack(volume, masks, automatic=automatic,
+                        automatic_status=auto["status"] if auto else None,
+                        automatic_version=auto["extractor_version"] if auto else None)
+    stack.notes.extend(notes)
     for err in volume.meta.get("mask_errors", []):
         stack.notes.append(f"mask not read: {err}")
     return stack

@@ -220,11 +220,11 @@ def _key_image(store, settings, uid: str, series: pd.DataFrame) -> tuple[bytes |
         return None, f"Key image of the {row['modality']} of {when} not available: {e}"
     k = stack.key_index
     rgb = render_slice(stack, k, LIVER_WINDOW if stack.modality == "CT" else None)
-    masks = ", ".join(stack.structures) or "no masks"
+    masks = ", ".join(f"{n} ({stack.labels_text[n]})" if stack.labels_text.get(
+        n, "").startswith("automatic") else n for n in stack.structures) or "no masks"
     window = LIVER_WINDOW.label if stack.modality == "CT" else "auto window"
     caption = (f"{row['modality']} {when}, slice {k + 1}/{stack.n_slices} (z {stack.z_mm[k]:.0f}"
-               f" mm), {window}; overlay: {masks}"
-               + (" (automatic segmentation)" if stack.automatic else ""))
+               f" mm), {window}; overlay: {masks}")
     return png_bytes(rgb), caption
 
 

@@ -155,8 +155,8 @@ with top_right:
             with st.spinner("Reading the latest scan…"):
                 stack = dash.key_stack(ctx, uid)
             st.image(dash.slice_png(ctx, uid, stack.key_index, "liver", True),
-                     caption=f"{choices[uid]} · {patient_view.overlay_legend(stack.structures)}"
-                             + (" · automatic segmentation" if stack.automatic else ""),
+                     caption=f"{choices[uid]} · "
+                             f"{patient_view.overlay_legend(stack.structures, stack.labels_text)}",
                      width="stretch")
         except HepaTrackError as err:
             shell.show_error(err)

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from analytics import viz
+from analytics import auth, masks_review, viz
 from analytics.errors import HepaTrackError
 from analytics.patient_risk import change_since_scan, waterfall_data
 from analytics.store.repo import KEY_BIOMARKERS
@@ -189,7 +189,7 @@ else:
                                   format_func=patient_view.WINDOW_LABELS.get,
                                   key=key(PATIENT, "window"))
             overlay = st.toggle("Organ outlines", value=True, key=key(PATIENT, "overlay"))
-            st.caption(patient_view.overlay_legend(stack.structures))
+            st.caption(patient_view.overlay_legend(stack.structures, stack.labels_text))
             st.caption(f"Slice {k + 1} of {stack.n_slices} · z {stack.z_mm[k]:.0f} mm · "
                        f"liver {stack.liver_area_cm2(k):.0f} cm² · pixel "
                        f"{stack.pixel_mm:.2f} mm")
@@ -201,6 +201,31 @@ else:
                              "the top" + (" · automatic segmentation" if stack.automatic
                                           else ""),
                      width="stretch")
+        review = patient_view.reviewable_outlines(stack.labels_text)
+        if review and auth.allowed(dash.actor(ctx), auth.Permission.REVIEW_MASKS):
+            with st.expander("Review the automatic outlines", icon=":material/rule:"):
+                organ = st.selectbox("Outline", list(review), format_func=review.get,
+                                     key=key(PATIENT, f"review-organ-{uid}"))
+                if stack.labels_text[organ].startswith("automatic, rejected"):
+                    if st.button("Restore the automatic outline",
+                                 key=key(PATIENT, f"restore-{uid}")):
+                        with shell.guard():
+                            masks_review.restore_mask(ctx.store, dash.actor(ctx), uid, organ)
+                        dash.clear()
+                        st.rerun()
+                else:
+                    reason = st.text_input(
+                        "Why is the outline wrong?", max_chars=masks_review.MAX_REASON,
+                        key=key(PATIENT, f"review-reason-{uid}"),
+                        help="Rejecting withholds every number measured on this outline: "
+                             "here, in exports and in the cohort the models learn from")
+                    if st.button("Reject the automatic outline", type="primary",
+                                 key=key(PATIENT, f"reject-{uid}")):
+                        with shell.guard():
+                            masks_review.reject_mask(ctx.store, dash.actor(ctx), uid, organ,
+                                                     reason)
+                        dash.clear()
+                        st.rerun()
 
 # ----------------------------------------------------------------------------- tables
 st.subheader("Studies and series")

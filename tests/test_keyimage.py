@@ -120,7 +120,7 @@ def test_in_plane_anisotropic_pixels_are_made_square():
     arr[:, 2:6, 5:15] = 60.0
     liver = arr > 0
     vol = Volume(array=arr, spacing_mm=(5.0, 1.0, 0.5), modality="CT")
-    stack = build_stack(vol, MaskSet({"liver": liver}), automatic_fallback=False)
+    stack = build_stack(vol, MaskSet({"liver": liver}))
     assert stack.pixel_mm == 0.5
     assert stack.image.shape == (4, 20, 20)  # rows doubled to 0.5 mm
     assert stack.liver_area_cm2(0) == pytest.approx(4 * 1.0 * 10 * 0.5 / 100)
@@ -136,14 +136,44 @@ def test_long_liver_is_subsampled_to_the_slice_cap():
     assert stack.z_mm[0] == pytest.approx(18.0) and stack.z_mm[-1] == pytest.approx(181.0)
 
 
-def test_without_masks_on_ct_the_liver_is_segmented_automatically(phantom):
+def test_without_any_mask_nothing_is_segmented_at_display_time(phantom):
     stack = build_stack(phantom.to_volume(), None)
-    assert stack.automatic and stack.mask_source == "auto" and "liver" in stack.structures
-    assert any("automatic segmentation" in n for n in stack.notes)
-    # the automatic liver overlaps the reference liver on the key slice
-    ref = build_stack(phantom.to_volume(), phantom.to_maskset(), automatic_fallback=False)
-    auto = (stack.labels & 1).astype(bool).sum()
-    assert auto > 0.5 * (ref.labels & 1).astype(bool).sum()
+    assert stack.structures == () and not stack.automatic and stack.mask_source is None
+    assert stack.labels.max() == 0
+    assert any("no liver mask" in n for n in stack.notes)
+
+
+def test_stored_automatic_masks_are_drawn_as_given_and_labelled_automatic(phantom):
+    ref = phantom.to_maskset()
+    auto = MaskSet({"liver": ref.get("liver"), "spleen": ref.get("spleen")}, source="auto",
+                   automatic=True, method="classical-v3")
+    stack = build_stack(phantom.to_volume(), None, automatic=auto,
+                        automatic_status={"liver": "measured",
+                                          "spleen": "withheld: volume 900 mL is implausible"},
+                        automatic_version="1.3.0")
+    delivered = build_stack(phantom.to_volume(), MaskSet({"liver": ref.get("liver"),
+                                                          "spleen": ref.get("spleen")}))
+    # exactly the stored outline, voxel for voxel: nothing re-segmented
+    np.testing.assert_array_equal(stack.labels, delivered.labels)
+    assert stack.automatic and stack.mask_source == "auto"
+    assert stack.labels_text == {
+        "liver": "automatic (classical-v3, HepaTrack 1.3.0)",
+        "spleen": "automatic, withheld: volume 900 mL is implausible"}
+    assert delivered.labels_text == {"liver": "delivered (seg)", "spleen": "delivered (seg)"}
+
+
+def test_a_delivered_mask_wins_over_the_automatic_one_of_the_same_organ(phantom):
+    ref = phantom.to_maskset()
+    empty_box = np.zeros_like(ref.get("liver"))
+    empty_box[10:12, 40:50, 40:50] = True
+    auto = MaskSet({"liver": empty_box, "spleen": ref.get("spleen")}, source="auto",
+                   automatic=True, method="classical-v3")
+    stack = build_stack(phantom.to_volume(), MaskSet({"liver": ref.get("liver")}),
+                        automatic=auto, automatic_status={"spleen": "rejected: cuts the kidney"})
+    assert stack.labels_text == {"liver": "delivered (seg)",
+                                 "spleen": "automatic, rejected: cuts the kidney"}
+    delivered = build_stack(phantom.to_volume(), MaskSet({"liver": ref.get("liver")}))
+    np.testing.assert_array_equal(stack.labels & 1, delivered.labels & 1)
 
 
 def test_mr_uses_the_livers_percentile_window():
@@ -185,7 +215,7 @@ def test_degenerate_direction_is_refused():
     vol = Volume(array=np.zeros((2, 3, 3), np.float32), spacing_mm=(1.0, 1.0, 1.0),
                  direction=np.array([[1.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 1.0]]))
     with pytest.raises(FeatureError, match="degenerate"):
-        build_stack(vol, None, automatic_fallback=False)
+        build_stack(vol, None)
 
 
 def test_slice_index_out_of_range(phantom):

@@ -254,8 +254,9 @@ def drivers(ctx: AppContext, model_id: str) -> pd.DataFrame:
 
 
 def clear() -> None:
-    """Drop the cached cohort-level data (after ingest, training or activation)."""
-    for fn in (_cohort, _risk_view, _cohort_risk, _incidence):
+    """Drop the cached cohort-level data and key images (after ingest, training,
+    activation or a mask review)."""
+    for fn in (_cohort, _risk_view, _cohort_risk, _incidence, _key_stack, _slice_png):
         fn.clear()
     loaders.clear_data_caches()
 

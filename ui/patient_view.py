@@ -126,12 +126,25 @@ def not_measured(biomarkers: pd.DataFrame) -> pd.DataFrame:
                         columns=cols)
 
 
-def overlay_legend(structures: tuple[str, ...]) -> str:
-    """``"Overlay: Liver (bluish green), Spleen (orange)"`` for the masks present."""
+def overlay_legend(structures: tuple[str, ...], labels_text: dict[str, str] | None = None
+                   ) -> str:
+    """``"Overlay: Liver (bluish green), Spleen (orange)"`` for the masks present; an
+    automatic outline says so: ``Liver (bluish green; automatic (classical-v3, …))``."""
     names = {"#009E73": "bluish green", "#E69F00": "orange", "#56B4E9": "sky blue"}
-    parts = [f"{label} ({names.get(colour, colour)})" for name, _b, colour, label in OVERLAYS
-             if name in structures]
+    texts = {k: v for k, v in (labels_text or {}).items() if v.startswith("automatic")}
+    parts = [f"{label} ({names.get(colour, colour)}"
+             + (f"; {texts[name]})" if name in texts else ")")
+             for name, _b, colour, label in OVERLAYS if name in structures]
     return "Overlay: " + ", ".join(parts) if parts else "No organ masks for this series."
+
+
+def reviewable_outlines(labels_text: dict[str, str]) -> dict[str, str]:
+    """Automatic outlines a clinician may reject or restore: ``{organ: "Liver: automatic
+    (…)"}`` (delivered outlines are not reviewed here)."""
+    names = {name: label for name, _b, _c, label in OVERLAYS}
+    return {organ: f"{names.get(organ, organ)}: {text}"
+            for organ, text in labels_text.items() if text.startswith("automatic")
+            and organ in ("liver", "spleen")}
 
 
 WINDOW_LABELS = {k: w.label for k, w in WINDOWS.items()}

@@ -42,7 +42,9 @@ def features_frame(store: Store) -> pd.DataFrame:
 
     - ``<feature>__source``: where the masks behind the value came from: ``seg``,
       ``rtstruct`` or ``nifti`` (delivered with the images), ``automatic`` (automatic
-      segmentation: see ``segmentation_engine``), ``withheld`` (a delivered mask failed and no automatic one was used),
+      segmentation: see ``segmentation_engine``), ``withheld`` (a delivered mask failed and
+      no automatic one was used), ``rejected`` (a clinician rejected the automatic mask,
+      ``analytics.masks_review``),
       ``header`` (needs no mask: the contrast phase) or ``none`` (a needed mask is absent);
       empty when the series has no row for the feature.
     - ``<feature>__reason``: why the value is empty (empty when there is a value).
@@ -61,7 +63,8 @@ def features_frame(store: Store) -> pd.DataFrame:
                                 Feature.unit, Feature.computed_at, Feature.flags,
                                 Feature.mask_id)).all()
         mask_rows = s.execute(select(Mask.id, Mask.format, Mask.automatic, Mask.method)).all()
-        mask_formats = {r.id: r.format for r in mask_rows}
+        # automatic masks are kept as SEG too: only delivered ones name a delivered format
+        mask_formats = {r.id: r.format for r in mask_rows if not r.automatic}
         mask_engines = {r.id: r.method for r in mask_rows if r.automatic}
         runs = {}
         for r in s.execute(select(FeatureRun.series_id, FeatureRun.status, FeatureRun.reason,
@@ -205,8 +208,10 @@ def write_table(df: pd.DataFrame, out: Path) -> None:
 
 
 def export(store: Store, what: str, out: str | os.PathLike[str], *,
-           actor: audit.Actor | None = None) -> dict[str, Any]:
-    """Export ``features``, ``cohort`` or ``predictions`` to ``out`` (.csv or .parquet).
+           actor: audit.Actor | None = None, settings: Any = None) -> dict[str, Any]:
+    """Export ``features``, ``cohort`` or ``predictions`` to ``out`` (.csv or .parquet), or
+    ``masks`` (every stored DICOM SEG and a manifest) into folder ``out`` (needs
+    ``settings``: see :mod:`analytics.cohort.mask_export`).
 
     Returns
     -------
@@ -220,8 +225,15 @@ def export(store: Store, what: str, out: str | os.PathLike[str], *,
     PermissionDeniedError
         If ``actor`` may not export.
     """
+    if what == "masks":
+        from analytics.cohort.mask_export import export_masks
+
+        if settings is None:
+            raise CohortError("export --what masks: the home folder (settings) is needed")
+        return export_masks(store, settings, out, actor=actor)
     if what not in EXPORTS:
-        raise CohortError(f"export: unknown --what {what!r}; expected one of {EXPORTS}")
+        raise CohortError(f"export: unknown --what {what!r}; expected one of "
+                          f"{(*EXPORTS, 'masks')}")
     path = Path(out).expanduser().resolve()
     if path.suffix.lower() not in FORMATS:
         raise CohortError(f"--out {out}: expected a .csv or .parquet file name")

@@ -35,8 +35,9 @@ def import_cohort_cmd(args: argparse.Namespace, settings: Settings) -> CommandRe
 def export_cmd(args: argparse.Namespace, settings: Settings) -> CommandResult:
     store = open_store(settings)
     try:
-        result = export(store, args.what, args.out)
+        result = export(store, args.what, args.out, settings=settings)
     finally:
         store.dispose()
-    return CommandResult(result, f"exported {result['rows']} {args.what} rows to "
+    unit = "files" if args.what == "masks" else "rows"
+    return CommandResult(result, f"exported {result['rows']} {args.what} {unit} to "
                                  f"{result['out']}")

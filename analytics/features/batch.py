@@ -22,7 +22,6 @@ see the same HEPATRACK_HOME (shared filesystem) and database.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import logging
 import os
@@ -37,6 +36,7 @@ from sqlalchemy import delete, select
 
 from analytics.config import Settings
 from analytics.errors import FeatureError, HepaTrackError, MissingExtraError
+from analytics.features.automask_store import auto_mask_row, auto_mask_summary, save_auto_seg
 from analytics.features.extract import (
     EXTRACTOR_VERSION,
     FeatureResult,
@@ -45,6 +45,7 @@ from analytics.features.extract import (
 )
 from analytics.features.geometry import orientation
 from analytics.features.registry import AUTOMATIC, RADIOMICS_PREFIX, unit
+from analytics.masks_review import apply_rejections
 from analytics.store.db import Store, open_store
 from analytics.store.schema import Feature, FeatureRun, Mask, Series
 
@@ -119,7 +120,7 @@ def extract_stored_series(series_uid: str, settings: Settings, feature_settings:
                 radiomics = {"error": str(e)}
         return {"ok": True, "series_uid": series_uid,
                 "result": _result_payload(result),
-                "auto_mask": _auto_mask_summary(result),
+                "auto_mask": _auto_mask(store, settings, volume, result),
                 "radiomics": radiomics, "seconds": time.perf_counter() - t0}
     except HepaTrackError as e:
         return {"ok": False, "series_uid": series_uid, "reason": str(e),
@@ -151,18 +152,14 @@ def _result_payload(result: FeatureResult) -> dict[str, Any]:
     return result.as_dict()
 
 
-def _auto_mask_summary(result: FeatureResult) -> dict[str, Any] | None:
-    """Digest and voxel counts of the automatic masks (arrays stay on the worker)."""
-    if result.auto_masks is None:
-        return None
-    h = hashlib.sha256()
-    segments = {}
-    for name in sorted(result.auto_masks.masks):
-        m = np.ascontiguousarray(result.auto_masks.masks[name], dtype=bool)
-        h.update(name.encode())
-        h.update(np.packbits(m).tobytes())
-        segments[name] = {"voxels": int(m.sum()), "automatic": True}
-    return {"method": result.auto_masks.method, "sha256": h.hexdigest(), "segments": segments}
+def _auto_mask(store: Store, settings: Settings, volume, result: FeatureResult
+               ) -> dict[str, Any] | None:
+    """The automatic masks kept as a DICOM SEG beside the series; digest and voxel counts
+    travel back to the client (arrays and SEG bytes stay on the worker)."""
+    if result.auto_masks is None or not any(m.any() for m in result.auto_masks.masks.values()):
+        return None  # nothing was found: there is no outline to keep
+    summary = auto_mask_summary(result.auto_masks, EXTRACTOR_VERSION, result.withheld)
+    return save_auto_seg(store, settings, volume, result.auto_masks, summary)
 
 
 def _radiomics(volume, masks, result: FeatureResult,
@@ -276,6 +273,11 @@ def write_outcome(store: Store, outcome: dict[str, Any], feature_settings: Featu
         run_settings["contrast_phase_estimate"] = result.get("phase_estimate")
         run_settings["aorta_hu"] = result.get("aorta_hu")
         run_settings["warnings"] = result["warnings"]
+        auto_mask = outcome.get("auto_mask")
+        run_settings["auto_mask_id"] = mask_id if auto_mask is not None else None
+        if auto_mask is not None and auto_mask.get("seg_error"):
+            run_settings["auto_mask_seg_error"] = auto_mask["seg_error"]
+        apply_rejections(s, series.id)
         run.status, run.reason, run.settings = "done", None, run_settings
 
 
@@ -285,15 +287,7 @@ def _mask_row(s, series: Series, auto: dict[str, Any] | None) -> int | None:
         row = s.scalar(select(Mask).where(Mask.series_id == series.id,
                                           Mask.automatic.is_(False)).order_by(Mask.id))
         return row.id if row is not None else None
-    row = s.scalar(select(Mask).where(Mask.series_id == series.id,
-                                      Mask.content_sha256 == auto["sha256"]))
-    if row is None:
-        row = Mask(series_id=series.id, format="auto", path=None, sop_instance_uid=None,
-                   content_sha256=auto["sha256"], segments=auto["segments"], automatic=True,
-                   method=auto["method"])
-        s.add(row)
-        s.flush()
-    return row.id
+    return auto_mask_row(s, series, auto).id
 
 
 def _now():

@@ -148,6 +148,8 @@ class FeatureResult:
     mask_sources
         Organ -> where its mask came from (``seg``, ``rtstruct``, ``nifti``, ``automatic``
         or ``withheld``).
+    withheld
+        Organ -> why every number of its mask was withheld (quality gate, failed delivery).
     auto_masks
         The automatic masks on the volume grid (None when all were delivered, and
         dropped by the batch runner before results travel back from workers).
@@ -169,6 +171,7 @@ class FeatureResult:
     phase_estimate: str | None = None
     aorta_hu: float | None = None
     mask_sources: dict[str, str] = field(default_factory=dict)
+    withheld: dict[str, str] = field(default_factory=dict)
 
     def value(self, name: str) -> float | None:
         """The value of ``name`` (None if absent or not computable)."""
@@ -185,7 +188,7 @@ class FeatureResult:
             "mask_method": self.mask_method, "segments": self.segments,
             "contrast_phase": self.contrast_phase, "phase_source": self.phase_source,
             "phase_estimate": self.phase_estimate, "aorta_hu": self.aorta_hu,
-            "mask_sources": self.mask_sources,
+            "mask_sources": self.mask_sources, "withheld": self.withheld,
             "settings": self.settings, "seconds": self.seconds, "warnings": self.warnings,
         }
 
@@ -275,13 +278,16 @@ def _segment_missing(volume: Volume, orient: Orientation, modality: str,
             automatic[organ] = True
         else:
             warnings.append(f"automatic segmentation found no {organ}")
-    auto_set = MaskSet(masks={k: orient.from_canonical(v) for k, v in seg.masks.items()
-                              if k in missing},
-                       source="auto", automatic=True, method=method)
     for name in ("aorta",):
         if name in seg.masks and name not in canon:
             canon[name] = seg.masks[name]
             automatic[name] = True
+            missing.append(name)
+    # every automatic mask is kept (``analytics.features.automask``), also those the
+    # quality gate withholds later: the key image shows what was measured
+    auto_set = MaskSet(masks={k: orient.from_canonical(v) for k, v in seg.masks.items()
+                              if k in missing},
+                       source="auto", automatic=True, method=method)
     return auto_set, method
 
 
@@ -520,7 +526,7 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
         settings=settings.as_dict(), seconds=time.perf_counter() - t0, warnings=warnings,
         auto_masks=auto_set, phase_estimate=estimate,
         aorta_hu=round(aorta_value, 1) if np.isfinite(aorta_value) else None,
-        mask_sources=sources)
+        mask_sources=sources, withheld=withheld)
 
 
 _PHASE_CODE = {v: k for k, v in PHASE_CODES.items()}

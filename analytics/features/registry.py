@@ -72,9 +72,10 @@ _PARENCHYMA = (f"liver parenchyma: liver mask minus vessel and lesion voxels (ea
 SEG, RTSTRUCT, NIFTI = "seg", "rtstruct", "nifti"  # delivered with the images
 AUTOMATIC = "automatic"  # HepaTrack's own segmentation (no mask was delivered)
 WITHHELD = "withheld"  # a delivered mask failed and no automatic one was used: no value
+REJECTED = "rejected"  # a clinician rejected the automatic mask: no value
 HEADER = "header"  # needs no mask: read from the DICOM header at ingest
 NO_MASK = "none"  # a mask the feature needs is absent
-MASK_SOURCES = (SEG, RTSTRUCT, NIFTI, AUTOMATIC, WITHHELD, HEADER, NO_MASK)
+MASK_SOURCES = (SEG, RTSTRUCT, NIFTI, AUTOMATIC, WITHHELD, REJECTED, HEADER, NO_MASK)
 
 STEATOSIS_CODES = {0: "none", 1: "mild", 2: "moderate-severe"}
 PHASE_CODES = {0: "unenhanced", 1: "arterial", 2: "portal_venous", 3: "delayed"}

@@ -130,7 +130,7 @@ def load_series(store, settings: Settings, series_uid: str, *, stack: str | None
         mask_rows = s.execute(
             select(Mask.format, Mask.path, Mask.segments, Mask.automatic, Mask.method)
             .where(Mask.series_id == series_id, Mask.path.is_not(None),
-                   Mask.format.in_(DELIVERED_FORMATS))
+                   Mask.automatic.is_(False), Mask.format.in_(DELIVERED_FORMATS))
             .order_by(Mask.created_at.desc(), Mask.id.desc())).all()
     merged: dict = {}
     first = None

@@ -143,9 +143,9 @@ def _series_frame(s: Any, patient: Patient, identified: bool) -> pd.DataFrame:
     masks: dict[int, list[str]] = defaultdict(list)
     n_features: dict[int, int] = {}
     if ids:
-        for m in s.execute(select(Mask.series_id, Mask.format)
+        for m in s.execute(select(Mask.series_id, Mask.format, Mask.automatic)
                            .where(Mask.series_id.in_(ids)).order_by(Mask.id)).all():
-            masks[m.series_id].append(m.format)
+            masks[m.series_id].append("automatic" if m.automatic else m.format)
         n_features = dict(s.execute(
             select(Feature.series_id, func.count(Feature.id))
             .where(Feature.series_id.in_(ids)).group_by(Feature.series_id)).all())

@@ -157,6 +157,26 @@ class Mask(Base):
     __table_args__ = (UniqueConstraint("series_id", "content_sha256", name="uq_mask_content"),)
 
 
+class MaskRejection(Base):
+    """A clinician's rejection of one organ of an automatic mask; its numbers are withheld.
+
+    Active while ``restored_at`` is empty; a restore fills ``restored_*`` (the row stays as
+    the record of the review). Rejecting again after a restore adds a new row.
+    """
+
+    __tablename__ = "mask_rejections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mask_id: Mapped[int] = mapped_column(ForeignKey("masks.id"), index=True)
+    organ: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    rejected_by: Mapped[str] = mapped_column(String(128))
+    rejected_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    restored_by: Mapped[str | None] = mapped_column(String(128))
+    restored_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    restore_reason: Mapped[str | None] = mapped_column(Text)
+
+
 class Feature(Base):
     """One biomarker value of one series, from one extractor version."""
 

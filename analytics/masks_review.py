@@ -1,0 +1,278 @@
+"""A clinician's review of automatic masks: reject one organ (numbers withheld), restore it.
+
+A rejection names the automatic mask the latest feature run measured on, one organ in it,
+who, when and why. While it is active, every stored feature that depends on that organ
+and was computed on that mask has no value, source ``rejected`` and the reason; the value
+and provenance it had are kept in its flags (``rejection``) so that a restore puts them
+back. Because the stored rows change, every reader (features export, cohort table used
+for training and prediction, Patient page) withholds the numbers without knowing about
+rejections. Re-running extraction that finds the same mask applies the rejection again
+(:func:`apply_rejections` from the batch writer); a new extractor version gives a new
+mask, which is not rejected until a clinician looks at it.
+
+Both actions need :attr:`~analytics.auth.Permission.REVIEW_MASKS` and are audited before
+they happen (``mask_reject``, ``mask_restore``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import select
+
+from analytics import audit, auth
+from analytics.errors import StoreError
+from analytics.features.registry import RADIOMICS_PREFIX, REJECTED
+from analytics.names import clean_name
+from analytics.store.db import Store
+from analytics.store.schema import Feature, Mask, MaskRejection, Patient, Series, Study
+
+__all__ = ["MAX_REASON", "apply_rejections", "list_masks", "organ_status", "organs_of_feature",
+           "reject_mask", "restore_mask"]
+
+#: longest reason accepted (it is written to the audit trail, which takes no free text)
+MAX_REASON = 200
+
+
+def organs_of_feature(name: str) -> tuple[str, ...]:
+    """The organ masks feature ``name`` is computed from (radiomics: its region)."""
+    from analytics.features.extract import _depends_on
+
+    if name.startswith(RADIOMICS_PREFIX):
+        roi = name.removeprefix(RADIOMICS_PREFIX).split("_", 1)[0]
+        return (roi,) if roi in ("liver", "spleen") else ()
+    return _depends_on(name)
+
+
+def _active(s, series_id: int) -> dict[tuple[int, str], str]:
+    """``(mask id, organ) -> reason`` of the series' active rejections."""
+    rows = s.execute(select(MaskRejection.mask_id, MaskRejection.organ, MaskRejection.reason)
+                     .join(Mask, MaskRejection.mask_id == Mask.id)
+                     .where(Mask.series_id == series_id, MaskRejection.restored_at.is_(None))
+                     .order_by(MaskRejection.id)).all()
+    return {(r.mask_id, r.organ): r.reason for r in rows}
+
+
+def _rejected_reason(organ: str, reason: str) -> str:
+    return f"automatic {organ} mask rejected by a clinician: {reason}"
+
+
+def apply_rejections(s, series_id: int) -> int:
+    """Bring the series' stored features in line with its active rejections.
+
+    A feature computed on a rejected mask and depending on the rejected organ loses its
+    value (kept in ``flags["rejection"]``); one whose rejection was lifted gets it back.
+    Idempotent. Returns how many feature rows changed.
+    """
+    active = _active(s, series_id)
+    changed = 0
+    for f in s.scalars(select(Feature).where(Feature.series_id == series_id)):
+        hit = next(((organ, active[(f.mask_id, organ)]) for organ in organs_of_feature(f.name)
+                    if (f.mask_id, organ) in active), None)
+        flags = dict(f.flags or {})
+        kept = flags.get("rejection")
+        if hit is not None:
+            if kept is None:
+                kept = {"value": f.value, "mask_source": flags.get("mask_source"),
+                        "reason": flags.get("reason")}
+            new = {**flags, "rejection": kept, "mask_source": REJECTED,
+                   "reason": _rejected_reason(*hit)}
+            if new != flags or f.value is not None:
+                f.flags, f.value = new, None
+                changed += 1
+        elif kept is not None:
+            flags.pop("rejection")
+            for k in ("mask_source", "reason"):
+                if kept.get(k) is None:
+                    flags.pop(k, None)
+                else:
+                    flags[k] = kept[k]
+            f.flags, f.value = flags or None, kept.get("value")
+            changed += 1
+    return changed
+
+
+def _clean_reason(reason: object) -> str:
+    try:
+        text = clean_name(reason, "reason")
+    except ValueError as e:
+        raise StoreError(str(e), hint="say in a few words why the outline is wrong") from None
+    if len(text) > MAX_REASON:
+        raise StoreError(f"reason: {len(text)} characters; at most {MAX_REASON}",
+                         hint="say in a few words why the outline is wrong")
+    return text
+
+
+def _series_and_mask(s, series_uid: str) -> tuple[Series, str, Mask]:
+    """The series, its patient's pseudonym and the automatic mask its latest run measured."""
+    from analytics.features.automask_store import latest_auto_mask_in
+
+    row = s.execute(select(Series, Patient.pseudonym)
+                    .join(Study, Series.study_id == Study.id)
+                    .join(Patient, Study.patient_id == Patient.id)
+                    .where(Series.series_uid == series_uid)).first()
+    if row is None:
+        raise StoreError(f"series {series_uid}: not in the store",
+                         hint="list the masks with: hepatrack masks list")
+    mask = latest_auto_mask_in(s, row.Series.id)
+    if mask is None:
+        raise StoreError(f"series {series_uid}: its latest feature run used no automatic mask",
+                         hint="only automatic masks can be rejected")
+    return row.Series, row.pseudonym, mask
+
+
+def _check_organ(mask: Mask, organ: str, series_uid: str) -> None:
+    if organ not in (mask.segments or {}):
+        have = ", ".join(sorted(mask.segments or {})) or "none"
+        raise StoreError(f"series {series_uid}: the automatic mask has no {organ!r} "
+                         f"(it holds: {have})")
+
+
+def reject_mask(store: Store, actor: audit.Actor, series_uid: str, organ: str,
+                reason: str) -> dict[str, Any]:
+    """Reject the automatic ``organ`` mask of ``series_uid``: its numbers are withheld.
+
+    Parameters
+    ----------
+    store
+        The open store.
+    actor
+        Who rejects; needs ``REVIEW_MASKS`` (a refusal is audited).
+    series_uid
+        The (stored) series whose latest feature run measured the mask.
+    organ
+        ``liver``, ``spleen`` ... (an organ of that automatic mask).
+    reason
+        Why, in a few words (at most :data:`MAX_REASON` characters, no control characters).
+
+    Returns
+    -------
+    dict
+        ``series_uid``, ``organ``, ``mask_id``, ``reason``, ``features_withheld``.
+
+    Raises
+    ------
+    PermissionDeniedError
+        If ``actor`` may not review masks.
+    StoreError
+        Unknown series, no automatic mask or organ, already rejected, or a bad reason.
+    """
+    actor = auth.require(actor, auth.Permission.REVIEW_MASKS, store, action="mask_reject")
+    text = _clean_reason(reason)
+    with store.session() as s:
+        series, pseudonym, mask = _series_and_mask(s, series_uid)
+        _check_organ(mask, organ, series_uid)
+        if (mask.id, organ) in _active(s, series.id):
+            raise StoreError(f"series {series_uid}: the automatic {organ} mask is already "
+                             "rejected", hint=f"restore it first: hepatrack masks restore "
+                                              f"--series {series_uid} --organ {organ}")
+        mask_id = mask.id
+    detail = {"organ": organ, "mask_id": mask_id, "reason": text}
+    with audit.audited(store, actor, "mask_reject", patient=pseudonym, uids=[series_uid],
+                       detail=detail), store.session() as s:
+        s.add(MaskRejection(mask_id=mask_id, organ=organ, reason=text,
+                            rejected_by=actor.username))
+        s.flush()
+        n = apply_rejections(s, s.scalar(select(Mask.series_id).where(Mask.id == mask_id)))
+    return {"series_uid": series_uid, "organ": organ, "mask_id": mask_id, "reason": text,
+            "features_withheld": n}
+
+
+def restore_mask(store: Store, actor: audit.Actor, series_uid: str, organ: str,
+                 reason: str | None = None) -> dict[str, Any]:
+    """Lift the active rejection of the automatic ``organ`` mask of ``series_uid``.
+
+    Returns
+    -------
+    dict
+        ``series_uid``, ``organ``, ``mask_id``, ``features_restored``.
+
+    Raises
+    ------
+    PermissionDeniedError
+        If ``actor`` may not review masks.
+    StoreError
+        Unknown series, or no active rejection of that organ.
+    """
+    actor = auth.require(actor, auth.Permission.REVIEW_MASKS, store, action="mask_restore")
+    text = _clean_reason(reason) if reason else None
+    with store.session() as s:
+        row = s.execute(select(MaskRejection.id, MaskRejection.mask_id, Series.id.label("sid"),
+                               Patient.pseudonym)
+                        .join(Mask, MaskRejection.mask_id == Mask.id)
+                        .join(Series, Mask.series_id == Series.id)
+                        .join(Study, Series.study_id == Study.id)
+                        .join(Patient, Study.patient_id == Patient.id)
+                        .where(Series.series_uid == series_uid, MaskRejection.organ == organ,
+                               MaskRejection.restored_at.is_(None))
+                        .order_by(MaskRejection.id.desc())).first()
+    if row is None:
+        raise StoreError(f"series {series_uid}: no active rejection of its automatic "
+                         f"{organ} mask", hint="list them with: hepatrack masks list")
+    detail = {"organ": organ, "mask_id": row.mask_id, "reason": text}
+    with audit.audited(store, actor, "mask_restore", patient=row.pseudonym,
+                       uids=[series_uid], detail=detail), store.session() as s:
+        for rej in s.scalars(select(MaskRejection).where(
+                MaskRejection.mask_id == row.mask_id, MaskRejection.organ == organ,
+                MaskRejection.restored_at.is_(None))):
+            rej.restored_by, rej.restored_at = actor.username, dt.datetime.now(dt.UTC)
+            rej.restore_reason = text
+        s.flush()
+        n = apply_rejections(s, row.sid)
+    return {"series_uid": series_uid, "organ": organ, "mask_id": row.mask_id,
+            "features_restored": n}
+
+
+def organ_status(segments: dict[str, Any], rejected: dict[str, str]) -> dict[str, str]:
+    """Organ -> ``measured``, ``withheld: <reason>`` or ``rejected: <reason>``."""
+    out = {}
+    for organ, info in (segments or {}).items():
+        if organ in rejected:
+            out[organ] = f"rejected: {rejected[organ]}"
+        elif isinstance(info, dict) and info.get("withheld"):
+            out[organ] = f"withheld: {info['withheld']}"
+        else:
+            out[organ] = "measured"
+    return out
+
+
+def rejections_of(s, mask_id: int) -> dict[str, str]:
+    """Organ -> reason of the mask's active rejections."""
+    rows = s.execute(select(MaskRejection.organ, MaskRejection.reason)
+                     .where(MaskRejection.mask_id == mask_id,
+                            MaskRejection.restored_at.is_(None))).all()
+    return {r.organ: r.reason for r in rows}
+
+
+def list_masks(store: Store, actor: audit.Actor, series_uid: str | None = None
+               ) -> list[dict[str, Any]]:
+    """Every stored mask (delivered and automatic), one dict each, oldest first.
+
+    Keys: ``series_uid``, ``patient``, ``mask_id``, ``format``, ``automatic``, ``method``,
+    ``organs``, ``status`` (organ -> ``measured`` / ``withheld: …`` / ``rejected: …`` for
+    automatic masks, ``delivered`` for the others), ``stored`` (a file is kept).
+
+    Raises
+    ------
+    PermissionDeniedError
+        If ``actor`` may not view pseudonymised data.
+    """
+    auth.require(actor, auth.Permission.VIEW_PSEUDONYMISED)
+    with store.session() as s:
+        q = (select(Mask, Series.series_uid, Patient.pseudonym)
+             .join(Series, Mask.series_id == Series.id)
+             .join(Study, Series.study_id == Study.id)
+             .join(Patient, Study.patient_id == Patient.id).order_by(Mask.id))
+        if series_uid is not None:
+            q = q.where(Series.series_uid == series_uid)
+        out = []
+        for m, uid, pseudonym in s.execute(q).all():
+            organs = sorted(m.segments or {})
+            status = (organ_status(m.segments, rejections_of(s, m.id)) if m.automatic
+                      else dict.fromkeys(organs, "delivered"))
+            out.append({"series_uid": uid, "patient": pseudonym, "mask_id": m.id,
+                        "format": m.format, "automatic": bool(m.automatic),
+                        "method": m.method, "organs": organs, "status": status,
+                        "stored": bool(m.path)})
+    return out

@@ -24,6 +24,7 @@ from tests.features import npz_loader
 from tests.features.ibsi_store import PHANTOM_UID, store_phantom
 from tests.features.test_ibsi import REFERENCE, _matches
 
+
 def stored_run(settings: Settings) -> tuple[dict[str, Feature], FeatureRun]:
     store = open_store(settings)
     with store.session() as s:

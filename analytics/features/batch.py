@@ -15,9 +15,10 @@ optional extra or a MIRP failure fails only the radiomics of that series: the co
 features are stored and the failure is reported (``radiomics_failed``) and kept in the run.
 
 Resumable: a series with a ``done`` run for :data:`EXTRACTOR_VERSION` is skipped (unless
-radiomics are asked for and that run had none, or had them in another configuration). A failing series is recorded as
-``failed`` with the reason and the batch goes on. With a remote scheduler, workers must
-see the same HEPATRACK_HOME (shared filesystem) and database.
+radiomics are asked for and that run had none, or had them in another configuration). A
+failing series is recorded as ``failed`` with the reason and the batch goes on. With a
+remote scheduler, workers must see the same HEPATRACK_HOME (shared filesystem) and
+database.
 """
 
 from __future__ import annotations

@@ -56,7 +56,10 @@ EDITABLE_SETTINGS: dict[str, tuple[type, tuple[float, float] | None]] = {
 
 
 def settings_view(settings: Settings, actor: Actor, store: Store) -> dict[str, Any]:
-    """The settings in force, without credentials (admins only)."""
+    """The settings in force, without credentials (admins only), and the segmentation
+    engine a feature run would use on CT and MR (``segmentation``)."""
+    from analytics.features.totalseg import engine_summary
+
     auth.require(actor, Permission.CHANGE_SETTINGS, store, action="settings_change")
     return {
         "home": str(settings.home),
@@ -71,6 +74,8 @@ def settings_view(settings: Settings, actor: Actor, store: Store) -> dict[str, A
                   "auth": "bearer" if p.token else "basic" if p.username else "none"}
                  for p in settings.pacs],
         "limits": asdict(settings.limits),
+        # which engine feature extraction uses for organs delivered without a mask
+        "segmentation": engine_summary("auto"),
     }
 
 

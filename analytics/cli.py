@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--all", action="store_true")
     g.add_argument("--series", metavar="UID")
+    g.add_argument("--engines", action="store_true",
+                   help="say which segmentation engine a run would use on CT and MR, and "
+                        "whether TotalSegmentator is installed with its weights; runs nothing")
     s.add_argument("--workers", type=int, default=2)
     s.add_argument("--scheduler", metavar="ADDR")
     s.add_argument("--radiomics", action="store_true",
@@ -131,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--radiomics-config", metavar="NAME", type=_radiomics_config, default=None,
                    help="radiomics configuration (implies --radiomics; default: the site's "
                         "radiomics_config setting): " + _radiomics_help())
+    s.add_argument("--segmentation", choices=["auto", "classical", "totalsegmentator"],
+                   default="auto",
+                   help="engine for organs without a delivered mask: auto (TotalSegmentator "
+                        "if installed with its weights, else classical on CT; MR needs "
+                        "TotalSegmentator or a mask), classical (CT only), totalsegmentator")
     s.add_argument("--json", action="store_true")
 
     s = sub.add_parser("import-cohort", help="import visits and outcomes CSVs")

@@ -175,7 +175,8 @@ def build_stack(volume: Volume, masks: MaskSet | None, *, automatic_fallback: bo
     masks
         Delivered masks on the volume grid, or None.
     automatic_fallback
-        Without a delivered liver mask, segment CT automatically (flagged automatic).
+        Without a delivered liver mask, segment automatically (flagged automatic): CT,
+        and MR only with TotalSegmentator; otherwise a note says the series needs a mask.
     max_slices
         At most this many slices are kept, evenly spaced over the liver (with
         :data:`MARGIN_SLICES` around it), or over the whole series without a liver mask.
@@ -202,17 +203,30 @@ def build_stack(volume: Volume, masks: MaskSet | None, *, automatic_fallback: bo
                 canon[name] = orient.to_canonical(np.asarray(m, dtype=bool))
         if canon:
             source, automatic = masks.source, bool(masks.automatic)
-    if "liver" not in canon and automatic_fallback and modality == "CT":
-        from analytics.features.segmentation import segment_canonical
+    engine = None
+    if "liver" not in canon and automatic_fallback:
+        from analytics.features.totalseg import choose_engine
 
-        seg = segment_canonical(image, orient.spacing_mm)
+        engine = choose_engine("auto", modality)  # never the classical pipeline on MR
+    if engine is not None:
+        from analytics.features.segmentation import segment_canonical
+        from analytics.features.totalseg import canonical_affine
+
+        seg = segment_canonical(image, orient.spacing_mm, method=engine, modality=modality,
+                                affine_lps=canonical_affine(
+                                    volume.origin_mm, volume.direction, volume.spacing_mm,
+                                    orient.perm, orient.flips, image.shape))
         for name in ("liver", "spleen"):
             if name not in canon and seg.masks.get(name) is not None and seg.masks[name].any():
                 canon[name] = seg.masks[name].astype(bool)
         if "liver" in canon:
             source, automatic = "auto", True
             notes.append(f"automatic segmentation ({seg.method}); approximate outlines")
-    if "liver" not in canon:
+    if "liver" not in canon and modality == "MR" and engine is None:
+        from analytics.features.totalseg import MR_NEEDS_MASK
+
+        notes.append(f"{MR_NEEDS_MASK}; showing the whole series without a liver outline")
+    elif "liver" not in canon:
         notes.append("no liver mask: showing the whole series without a liver outline")
     labels = np.zeros(image.shape, dtype=np.uint8)
     for name, bit, _c, _l in OVERLAYS:

@@ -48,6 +48,10 @@ def job_panel() -> None:
         st.warning(f"{c['warnings']} series stored with identifiers HepaTrack filled in "
                    "(derived UIDs, UIDs from the file meta or an assigned Patient ID): "
                    "see the warning column.", icon=":material/warning:")
+    if result.get("needs_mask"):
+        st.warning(f"{len(result['needs_mask'])} MR series without a liver mask: "
+                   "no liver or spleen values for them (see the reason column).",
+                   icon=":material/warning:")
     table = ingest_view.result_table(result)
     st.dataframe(table, hide_index=True, column_config=column_config(table),
                  key=key(INGEST, "result"))

@@ -16,7 +16,7 @@ import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.filebase import DicomBytesIO
 from pydicom.filewriter import write_dataset, write_file_meta_info
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage
 
 DATA = Path(__file__).parent / "data"
 TOTALSEG = DATA / "totalsegmentator-example"
@@ -25,15 +25,22 @@ CT_DICOM = TOTALSEG / "example_ct_dicom"
 CT_DICOM_LABELS = TOTALSEG / "example_seg_dicom.nii.gz"
 CT_SM = TOTALSEG / "example_ct_sm.nii.gz"
 CT_SM_LABELS = TOTALSEG / "example_seg.nii.gz"
+MR_SM = TOTALSEG / "example_mr_sm.nii.gz"
+MR_SM_LABELS = TOTALSEG / "example_seg_mr.nii.gz"
 
 #: TotalSegmentator v2 ``total`` class ids of the structures HepaTrack uses
 TOTAL_V2 = {1: "spleen", 5: "liver", 52: "aorta", 63: "inferior_vena_cava",
             64: "portal_vein_and_splenic_vein"}
+#: TotalSegmentator ``total_mr`` class ids of the same structures
+TOTAL_MR = {1: "spleen", 5: "liver", 23: "aorta", 24: "inferior_vena_cava",
+            25: "portal_vein_and_splenic_vein"}
 
 #: reference volumes (mL) from the label maps, as published beside the data
 REFERENCE_ML = {
     "example_ct_sm": {"liver": 1043.1, "spleen": 255.2},
     "example_ct_dicom": {"liver": 699.4, "spleen": 249.2},
+    # 18,480 and 1,941 voxels of 3 x 3 x 3 mm
+    "example_mr_sm": {"liver": 498.96, "spleen": 52.407},
 }
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -66,6 +73,14 @@ def nifti_ct_as_dicom(path: Path = CT_SM, *, patient_id: str = "REAL-CT-SM",
     mask placed through its own affine lands on the same anatomy. Values are stored as
     int16 HU with RescaleSlope 1, RescaleIntercept 0.
     """
+    return nifti_as_dicom(path, patient_id=patient_id, study_date=study_date)
+
+
+def nifti_as_dicom(path: Path = CT_SM, *, modality: str = "CT", patient_id: str = "REAL-CT-SM",
+                   study_date: str = "20200101") -> list[tuple[str, bytes]]:
+    """A NIfTI volume written as CT or MR Image Storage files, one per slice (see
+    :func:`nifti_ct_as_dicom`); MR values are stored as they are, without a rescale."""
+    sop_class = CTImageStorage if modality == "CT" else MRImageStorage
     img = nib.load(str(path))
     data = np.asanyarray(img.dataobj).astype(np.float64)
     lps = _RAS_TO_LPS @ img.affine
@@ -76,16 +91,16 @@ def nifti_ct_as_dicom(path: Path = CT_SM, *, patient_id: str = "REAL-CT-SM",
     for k in range(data.shape[2]):
         ds = Dataset()
         ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        ds.file_meta.MediaStorageSOPClassUID = sop_class
         ds.file_meta.MediaStorageSOPInstanceUID = _uid(path.name, "sop", k)
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = CTImageStorage
+        ds.SOPClassUID = sop_class
         ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
         ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.FrameOfReferenceUID = study, series, frame
         ds.PatientID, ds.PatientName, ds.PatientSex = patient_id, "REAL^CT", "O"
         ds.PatientBirthDate = "19600101"
         ds.StudyDate = ds.SeriesDate = study_date
-        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = "CT", 1, k + 1
+        ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, 1, k + 1
         ds.SeriesDescription = "abdomen"
         ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.ImagePositionPatient = [float(v) for v in (lps @ [0, 0, k, 1])[:3]]
@@ -96,7 +111,8 @@ def nifti_ct_as_dicom(path: Path = CT_SM, *, patient_id: str = "REAL-CT-SM",
         ds.Rows, ds.Columns = plane.shape
         ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
         ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, 0, "HU"
+        if modality == "CT":
+            ds.RescaleSlope, ds.RescaleIntercept, ds.RescaleType = 1, 0, "HU"
         ds.BurnedInAnnotation = "NO"
         ds.PixelData = plane.tobytes()
         buf = DicomBytesIO()

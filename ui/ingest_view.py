@@ -75,6 +75,14 @@ def _new_complete(report) -> list[str]:
             if s.get("status") == "complete" and not s.get("already_stored")]
 
 
+def _needs_mask(store: Store, report) -> dict[str, str]:
+    """Complete series of the report that get no liver values without a mask (MR)."""
+    from analytics.features.totalseg import series_needing_mask
+
+    return series_needing_mask(store, [s["series_uid"] for s in report.series
+                                       if s.get("status") == "complete"])
+
+
 def label_table(text: str | None) -> dict[int, str] | None:
     """The NIfTI label table typed on the page (``5=liver,1=spleen`` or a table name).
 
@@ -116,7 +124,8 @@ def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
         job.log(f"series …{s['series_uid'][-12:]}: {s.get('slices')} slices, "
                 f"{'already stored' if s.get('already_stored') else s.get('status')}")
     batch = _features(job, settings, _new_complete(report)) if extract else None
-    return {"report": report, "features": batch, "names": [n for n, _b in files]}
+    return {"report": report, "features": batch, "names": [n for n, _b in files],
+            "needs_mask": _needs_mask(store, report)}
 
 
 def link_pacs_job(job: Job, store: Store, settings: Settings, actor: Actor,
@@ -129,7 +138,8 @@ def link_pacs_job(job: Job, store: Store, settings: Settings, actor: Actor,
                        detail={"step": "retrieve", "studies": len(urls), "pacs": pacs_name}):
         report = ingest_sources(list(urls), settings, store, progress=job.report, user=actor)
     batch = _features(job, settings, _new_complete(report)) if extract else None
-    return {"report": report, "features": batch, "names": []}
+    return {"report": report, "features": batch, "names": [],
+            "needs_mask": _needs_mask(store, report)}
 
 
 def search_pacs(store: Store, actor: Actor, pacs: PacsSettings, **filters: Any
@@ -162,18 +172,22 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
 
     ``outcome``: ``accepted`` (stored now), ``duplicate`` (already stored), ``incomplete``
     (stored, not scored: the reason says why), ``rejected``, ``quarantined``,
-    ``conflict``; then features ``failed`` rows from the extraction that followed.
+    ``conflict``; then features ``failed`` rows from the extraction that followed. An MR
+    series that has no liver values for want of a mask says so in ``reason``
+    (``result["needs_mask"]``).
     """
     report = result["report"]
+    needs = result.get("needs_mask") or {}
     rows = []
     for s in report.series:
         outcome = ("duplicate" if s.get("already_stored") else
                    "accepted" if s.get("status") == "complete" else
                    str(s.get("status") or "accepted"))
+        reason = "; ".join(r for r in (s.get("reason"), needs.get(s["series_uid"])) if r)
         rows.append({"item": f"series {s['series_uid']}", "outcome": outcome,
                      "patient": s.get("patient"), "study_date": s.get("study_date"),
                      "modality": s.get("modality"), "slices": s.get("slices"),
-                     "masks": s.get("masks"), "reason": s.get("reason") or "",
+                     "masks": s.get("masks"), "reason": reason,
                      "warning": "; ".join(s.get("warnings", []))})
     for kind, items in (("rejected", report.rejected), ("quarantined", report.quarantined),
                         ("conflict", report.conflicts)):

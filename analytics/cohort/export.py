@@ -27,8 +27,10 @@ EXPORTS = ("features", "cohort", "predictions")
 FORMATS = (".csv", ".parquet")
 #: provenance columns of the features export: ``<feature>__source``, ``<feature>__reason``
 SOURCE_SUFFIX, REASON_SUFFIX = "__source", "__reason"
+#: last column of the features export: the automatic segmentation engine and version
+ENGINE_COLUMN = "segmentation_engine"
 #: with radiomics: the configuration (``name@version``) and its full settings (JSON) of
-#: each series' radiomics, after the provenance columns
+#: each series' radiomics, after the provenance columns and before the engine column
 RADIOMICS_CONFIG_COLUMN, RADIOMICS_SETTINGS_COLUMN = "radiomics_config", "radiomics_settings"
 DELIVERED = (SEG, RTSTRUCT, NIFTI)
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
@@ -42,15 +44,20 @@ def features_frame(store: Store) -> pd.DataFrame:
     then two provenance columns per feature, in the same order:
 
     - ``<feature>__source``: where the masks behind the value came from: ``seg``,
-      ``rtstruct`` or ``nifti`` (delivered with the images), ``automatic`` (HepaTrack's own
-      segmentation), ``withheld`` (a delivered mask failed and no automatic one was used),
+      ``rtstruct`` or ``nifti`` (delivered with the images), ``automatic`` (automatic
+      segmentation: see ``segmentation_engine``), ``withheld`` (a delivered mask failed and no automatic one was used),
       ``header`` (needs no mask: the contrast phase) or ``none`` (a needed mask is absent);
       empty when the series has no row for the feature.
     - ``<feature>__reason``: why the value is empty (empty when there is a value).
 
-    When any radiomics feature is present, two last columns say how the series' radiomics
-    were computed: ``radiomics_config`` (``name@version``) and ``radiomics_settings`` (the
-    full settings stored with the run, as JSON); empty for series without radiomics.
+    When any radiomics feature is present, two columns before the last say how the
+    series' radiomics were computed: ``radiomics_config`` (``name@version``) and
+    ``radiomics_settings`` (the full settings stored with the run, as JSON); empty for
+    series without radiomics.
+
+    The last column, ``segmentation_engine``, names the engine and version behind the
+    series' ``automatic`` values (e.g. ``TotalSegmentator 2.18.0 total --fast``); empty
+    when none of its values comes from an automatic mask.
     """
     with store.session() as s:
         series = s.execute(
@@ -61,7 +68,9 @@ def features_frame(store: Store) -> pd.DataFrame:
         rows = s.execute(select(Feature.id, Feature.series_id, Feature.name, Feature.value,
                                 Feature.unit, Feature.computed_at, Feature.flags,
                                 Feature.mask_id)).all()
-        mask_formats = dict(s.execute(select(Mask.id, Mask.format)).all())
+        mask_rows = s.execute(select(Mask.id, Mask.format, Mask.automatic, Mask.method)).all()
+        mask_formats = {r.id: r.format for r in mask_rows}
+        mask_engines = {r.id: r.method for r in mask_rows if r.automatic}
         runs = {}
         for r in s.execute(select(FeatureRun.series_id, FeatureRun.status, FeatureRun.reason,
                                   FeatureRun.settings).order_by(FeatureRun.finished_at,
@@ -94,6 +103,8 @@ def features_frame(store: Store) -> pd.DataFrame:
         provenance[f"{name}{SOURCE_SUFFIX}"] = [_safe_text(x) for x in sources]
         provenance[f"{name}{REASON_SUFFIX}"] = [_safe_text(x) for x in reasons]
     out = pd.concat([out, pd.DataFrame(provenance, index=out.index)], axis=1)
+    out[ENGINE_COLUMN] = [_safe_text(_engine(sid, names, kept, mask_engines))
+                          for sid in out["series_id"]]
     extra_cols = [f"{n}{suffix}" for n in names for suffix in (SOURCE_SUFFIX, REASON_SUFFIX)]
     if any(n.startswith(RADIOMICS_PREFIX) for n in names):
         records = [_radiomics_record(runs.get(sid)) for sid in out["series_id"]]
@@ -102,7 +113,20 @@ def features_frame(store: Store) -> pd.DataFrame:
         extra_cols += [RADIOMICS_CONFIG_COLUMN, RADIOMICS_SETTINGS_COLUMN]
     out["study_date"] = pd.to_datetime(out["study_date"])
     out = out.sort_values(["patient", "study_date", "series_uid"], ignore_index=True)
-    return out[["patient", "study_date", "series_uid", *names, *extra_cols]]
+    return out[["patient", "study_date", "series_uid", *names, *extra_cols, ENGINE_COLUMN]]
+
+
+def _engine(sid: int, names: list[str], kept: dict, mask_engines: dict[int, str]
+            ) -> str | None:
+    """The automatic segmentation engine(s) behind a series' values, joined by ``"; "``."""
+    engines = []
+    for name in names:
+        flags, mask_id = kept.get((sid, name), (None, None))
+        if flags and flags.get("automatic_segmentation"):
+            engine = flags.get("segmentation_engine") or mask_engines.get(mask_id)
+            if engine and engine not in engines:
+                engines.append(str(engine))
+    return "; ".join(engines) or None
 
 
 def _radiomics_record(run: Any) -> tuple[str | None, str | None]:

@@ -1,5 +1,5 @@
-"""``hepatrack features [--all | --series UID] [--workers N] [--scheduler ADDR] [--radiomics]
-[--radiomics-config NAME]``.
+"""``hepatrack features [--all | --series UID | --engines] [--workers N] [--scheduler ADDR]
+[--radiomics] [--radiomics-config NAME] [--segmentation auto|classical|totalsegmentator]``.
 
 ``--radiomics-config NAME`` picks a named radiomics configuration
 (``analytics.features.radiomics_configs``) and implies ``--radiomics``; without it the
@@ -14,7 +14,10 @@ stored but whose ``--radiomics`` failed).
 Exit 2 when the one ``--series`` asked for failed, when ``--radiomics`` could not run
 because its optional extra is missing (stderr says how to install it), or when the
 radiomics of the one ``--series`` failed; a batch with some failed series exits 0 and lists
-them.
+them. ``segmentation`` in the JSON says which engine the run used for CT and MR (see
+``analytics.features.totalseg.engine_summary``); ``--engines`` prints only that and runs
+nothing. ``--segmentation totalsegmentator`` without TotalSegmentator and its weights
+exits 2 before any series, naming how to install it.
 """
 
 from __future__ import annotations
@@ -31,8 +34,13 @@ def features_command(args: argparse.Namespace, settings: Settings) -> CommandRes
     from tqdm import tqdm
 
     from analytics.features.batch import run_batch
+    from analytics.features.extract import FeatureSettings
+    from analytics.features.totalseg import engine_summary
     from analytics.store.db import open_store
 
+    engines = engine_summary(args.segmentation)
+    if args.engines:
+        return CommandResult({"segmentation": engines}, _engines_text(engines))
     store = open_store(settings)
     bar = None
 
@@ -50,12 +58,14 @@ def features_command(args: argparse.Namespace, settings: Settings) -> CommandRes
             store, settings, series_uids=None if args.all else [args.series],
             workers=args.workers, scheduler=args.scheduler or settings.dask_scheduler,
             radiomics=args.radiomics or args.radiomics_config is not None,
-            radiomics_config=args.radiomics_config, progress=progress)
+            radiomics_config=args.radiomics_config, progress=progress,
+            feature_settings=FeatureSettings(segmentation=args.segmentation))
     finally:
         if bar is not None:
             bar.close()
         store.dispose()
     payload = report.as_payload()
+    payload["segmentation"] = engines
     summary = (f"features: {payload['series_done']} series done, "
                f"{len(payload['series_failed'])} failed, {payload['series_skipped']} "
                f"already done, {payload['seconds']:.1f} s")
@@ -72,3 +82,15 @@ def features_command(args: argparse.Namespace, settings: Settings) -> CommandRes
               f"series (core features stored): {payload['radiomics_failed'][0]['reason']}",
               file=sys.stderr)
     return CommandResult(payload, summary, code)
+
+
+def _engines_text(engines: dict) -> str:
+    lines = [f"segmentation {engines['requested']}:"]
+    for modality in ("CT", "MR"):
+        e = engines[modality]
+        ts = e["totalsegmentator"]
+        lines.append(f"  {modality}: {e['engine'] or 'none: ' + e['reason']}")
+        if not ts["available"]:
+            lines.append(f"    TotalSegmentator not used: {ts['reason']}")
+        lines += [f"    note: {n}" for n in ts["notes"]]
+    return "\n".join(lines)

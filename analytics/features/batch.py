@@ -281,6 +281,7 @@ def write_outcome(store: Store, outcome: dict[str, Any], feature_settings: Featu
         if rad.get("error"):
             run_settings["radiomics_error"] = rad["error"]
         run_settings["mask_source"] = result["mask_source"]
+        run_settings["mask_method"] = result["mask_method"]
         run_settings["mask_sources"] = result.get("mask_sources") or {}
         run_settings["contrast_phase"] = result["contrast_phase"]
         run_settings["phase_source"] = result["phase_source"]
@@ -366,6 +367,7 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
     config = (radiomics_config or fs.radiomics_config or settings.radiomics_config
               or radiomics_configs.DEFAULT_CONFIG)
     fs = replace(fs, radiomics=radiomics, radiomics_config=config)  # validates the name
+    _check_engine(fs.segmentation)
     todo, skipped = _series_to_run(store, series_uids, radiomics, config)
     report = BatchReport(series_skipped=skipped)
     total = len(todo) + len(skipped)
@@ -402,6 +404,25 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
                                         min(workers, len(todo)), record)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _check_engine(method: str) -> None:
+    """Refuse a run that asks for TotalSegmentator where it cannot run for CT or MR (one
+    clear error, before any series, instead of one failure per series)."""
+    from analytics.features.totalseg import (
+        INSTALL_HINT,
+        TOTALSEG_METHOD,
+        choose_engine,
+        totalsegmentator_status,
+    )
+
+    if method != TOTALSEG_METHOD:
+        choose_engine(method, "CT")  # an unknown method is refused here
+        return
+    if not any(totalsegmentator_status(m).available for m in ("CT", "MR")):
+        raise MissingExtraError("segmentation 'totalsegmentator' asked for, but "
+                                f"{totalsegmentator_status('CT').reason}: {INSTALL_HINT}",
+                                hint=INSTALL_HINT)
 
 
 def _run_on_dask(todo: list[str], settings: Settings, fs: FeatureSettings, loader: str,

@@ -2,8 +2,11 @@
 
 Pure: no store, no files. The batch runner (``analytics.features.batch``) loads series and
 writes the results. Masks that come with the series come first; an organ without a
-delivered mask is segmented automatically (CT only) and every feature that depends on it
-is flagged ``automatic_segmentation``. When a delivered mask of the series could not be
+delivered mask is segmented automatically by the run's engine
+(``FeatureSettings.segmentation``: TotalSegmentator when installed with its weights, else
+the classical pipeline on CT; on MR nothing, and its features say it needs a delivered
+mask), and every feature that depends on it is flagged ``automatic_segmentation`` with
+the engine (``segmentation_engine``: name, version, task). When a delivered mask of the series could not be
 read (``volume.meta["mask_errors"]``), nothing is segmented in its place: the features
 that needed it say that the delivered mask failed, and why. Every liver and spleen mask
 passes the quality gate (``analytics.features.quality``): an organ cut by the scan's edge
@@ -36,6 +39,12 @@ from analytics.features.registry import (
     PHASE_CODES,
     WITHHELD,
     unit,
+)
+from analytics.features.totalseg import (
+    CLASSICAL,
+    MR_NEEDS_MASK,
+    canonical_affine,
+    choose_engine,
 )
 from analytics.features.vessels import analyse_vessels, delivered_mask_problem
 from analytics.ingest.volume import MaskSet, Volume
@@ -72,8 +81,9 @@ class FeatureSettings:
     use_vessel_mask
         Use a delivered vessel mask when present (else always the vesselness filter).
     segmentation
-        ``"auto"`` (TotalSegmentator if installed with weights, else classical),
-        ``"classical"`` or ``"totalsegmentator"``; used only for organs without a mask.
+        ``"auto"`` (TotalSegmentator if installed with weights, else classical on CT and
+        nothing on MR), ``"classical"`` (CT only) or ``"totalsegmentator"``; used only
+        for organs without a mask (``analytics.features.totalseg``).
     radiomics
         Also compute IBSI radiomics with MIRP (research mode).
     radiomics_config
@@ -235,44 +245,67 @@ def _organ_masks(volume: Volume, masks: MaskSet | None, modality: str,
         warnings.append(f"no {' or '.join(missing)} mask: the delivered mask failed "
                         f"({failed}); automatic segmentation is not used in its place")
     elif missing:
-        if modality != "CT":
-            warnings.append(f"no delivered {' or '.join(missing)} mask and automatic "
-                            "segmentation is CT-only")
-        else:
-            from analytics.features.segmentation import segment_canonical
-
-            image_c = orient.to_canonical(volume.array)
-            seg = segment_canonical(image_c, orient.spacing_mm, method=settings.segmentation)
-            method = seg.method
-            for organ in missing:
-                m = seg.masks.get(organ)
-                if m is not None and m.any():
-                    canon[organ] = m
-                    automatic[organ] = True
-                else:
-                    warnings.append(f"automatic segmentation found no {organ}")
-            auto_set = MaskSet(
-                masks={k: orient.from_canonical(v) for k, v in seg.masks.items()
-                       if k in missing},
-                source="auto", automatic=True, method=seg.method)
-            for name in ("aorta",):
-                if name in seg.masks and name not in canon:
-                    canon[name] = seg.masks[name]
-                    automatic[name] = True
+        auto_set, method = _segment_missing(volume, orient, modality, settings, missing,
+                                            canon, automatic, warnings)
     return canon, automatic, auto_set, method
+
+
+def _segment_missing(volume: Volume, orient: Orientation, modality: str,
+                     settings: FeatureSettings, missing: list[str],
+                     canon: dict[str, np.ndarray], automatic: dict[str, bool],
+                     warnings: list[str]) -> tuple[MaskSet | None, str | None]:
+    """Segment the ``missing`` organs with the run's engine, into ``canon`` and
+    ``automatic``; returns the automatic MaskSet and the engine label. An MR series gets
+    no engine without TotalSegmentator (never the classical CT pipeline): a warning per
+    organ, and its features say that they need a delivered mask."""
+    from analytics.features.segmentation import CLASSICAL_METHOD, segment_canonical
+
+    engine = (None if modality != "CT" and settings.segmentation == CLASSICAL
+              else choose_engine(settings.segmentation, modality))
+    if engine is None:
+        for organ in missing:
+            warnings.append(f"no delivered {organ} mask: {needs_mask(organ)}")
+        return None, None
+    image_c = orient.to_canonical(volume.array)
+    affine = canonical_affine(volume.origin_mm, volume.direction, volume.spacing_mm,
+                              orient.perm, orient.flips, image_c.shape)
+    seg = segment_canonical(image_c, orient.spacing_mm, method=engine, modality=modality,
+                            affine_lps=affine)
+    method = (f"{seg.method} (HepaTrack extractor {EXTRACTOR_VERSION})"
+              if seg.method == CLASSICAL_METHOD else seg.method)
+    for organ in missing:
+        m = seg.masks.get(organ)
+        if m is not None and m.any():
+            canon[organ] = m
+            automatic[organ] = True
+        else:
+            warnings.append(f"automatic segmentation found no {organ}")
+    auto_set = MaskSet(masks={k: orient.from_canonical(v) for k, v in seg.masks.items()
+                              if k in missing},
+                       source="auto", automatic=True, method=method)
+    for name in ("aorta",):
+        if name in seg.masks and name not in canon:
+            canon[name] = seg.masks[name]
+            automatic[name] = True
+    return auto_set, method
+
+
+def needs_mask(organ: str) -> str:
+    """Why an MR organ without a delivered mask has no values (no engine for MR here)."""
+    return MR_NEEDS_MASK.replace("a liver mask", f"a {organ} mask", 1)
 
 
 def _quality_gate(canon: dict[str, np.ndarray], automatic: dict[str, bool],
                   image: np.ndarray, spacing: tuple[float, float, float],
-                  withheld: dict[str, str], warnings: list[str]) -> dict[str, str]:
+                  withheld: dict[str, str], warnings: list[str],
+                  modality: str = "CT") -> dict[str, str]:
     """Check the liver and spleen masks (``analytics.features.quality``).
 
     An organ that fails is removed from ``canon`` and ``automatic`` and named in
     ``withheld`` with the reason, so every number from it is withheld. Returns the organs
     whose volume only is withheld (cut by the scan's edge), with the reason.
     """
-    from analytics.features.landmarks import body_mask
-    from analytics.features.quality import check_organ
+    from analytics.features.quality import body_for, check_organ
 
     partial: dict[str, str] = {}
     body = None
@@ -282,8 +315,9 @@ def _quality_gate(canon: dict[str, np.ndarray], automatic: dict[str, bool],
             continue
         auto = bool(automatic.get(organ))
         if auto and body is None:
-            body = body_mask(image)
-        q = check_organ(organ, mask, image, spacing, automatic=auto, body=body)
+            body = body_for(image, modality)
+        q = check_organ(organ, mask, image, spacing, automatic=auto, body=body,
+                        modality=modality)
         if q.withhold_all:
             why = q.reason(volume=False)
             canon.pop(organ)
@@ -352,7 +386,7 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
                                                       settings, warnings)
     image = orient.to_canonical(volume.array)
     withheld = dict(volume.meta.get(WITHHELD_MASKS) or {})
-    partial = _quality_gate(canon, automatic, image, spacing, withheld, warnings)
+    partial = _quality_gate(canon, automatic, image, spacing, withheld, warnings, modality)
     liver, spleen = canon.get("liver"), canon.get("spleen")
     lesion = canon.get("lesion")
 
@@ -478,7 +512,8 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
         for organ in ("liver", "spleen"):
             sources.setdefault(organ, WITHHELD)
     result_values = _with_flags(values, extra_flags, automatic, modality, phase, liver_stats,
-                                sources, withheld, failed)
+                                sources, withheld, failed,
+                                engine=method if auto_set is not None else None)
     segments = {name: {"voxels": int(np.count_nonzero(m)), "automatic": automatic.get(name,
                                                                                      False)}
                 for name, m in canon.items()}
@@ -585,8 +620,10 @@ def _depends_on(name: str) -> tuple[str, ...]:
 def _with_flags(values: dict[str, float | None], extra: dict[str, dict[str, Any]],
                 automatic: dict[str, bool], modality: str, phase: str | None,
                 liver_stats: measure.RoiStats | None, sources: dict[str, str],
-                withheld: dict[str, str], failed: str | None = None
-                ) -> dict[str, FeatureValue]:
+                withheld: dict[str, str], failed: str | None = None,
+                engine: str | None = None) -> dict[str, FeatureValue]:
+    """Feature values with their flags; ``engine`` (the automatic segmentation's label,
+    e.g. ``TotalSegmentator 2.18.0 total --fast``) goes on every value it gave."""
     out: dict[str, FeatureValue] = {}
     for name, value in values.items():
         if name not in FEATURES:
@@ -596,6 +633,8 @@ def _with_flags(values: dict[str, float | None], extra: dict[str, dict[str, Any]
         flags: dict[str, Any] = dict(extra.get(name, {}))
         if any(automatic.get(o, False) for o in _depends_on(name)):
             flags["automatic_segmentation"] = True
+            if engine:
+                flags["segmentation_engine"] = engine
         flags["mask_source"] = feature_source(name, sources)
         if value is not None and not np.isfinite(value):
             value = None
@@ -603,7 +642,8 @@ def _with_flags(values: dict[str, float | None], extra: dict[str, dict[str, Any]
         if value is None and "reason" not in flags:
             held = [o for o in _depends_on(name) if o in withheld]
             flags["reason"] = (f"{held[0]} mask withheld: {withheld[held[0]]}" if held
-                               else _why_missing(name, phase, liver_stats, automatic, failed))
+                               else _why_missing(name, phase, liver_stats, automatic, failed,
+                                                 no_engine=modality != "CT" and not engine))
         out[name] = FeatureValue(None if value is None else float(value), unit(name), flags)
     return out
 
@@ -627,7 +667,8 @@ def feature_source(name: str, sources: dict[str, str]) -> str:
 
 
 def _why_missing(name: str, phase: str | None, liver_stats: measure.RoiStats | None,
-                 automatic: dict[str, bool], failed: str | None = None) -> str:
+                 automatic: dict[str, bool], failed: str | None = None, *,
+                 no_engine: bool = False) -> str:
     if name == "steatosis_grade" and phase != attenuation.UNENHANCED:
         return f"graded on unenhanced CT only (phase: {phase or 'unknown'})"
     for organ in _depends_on(name):
@@ -635,7 +676,7 @@ def _why_missing(name: str, phase: str | None, liver_stats: measure.RoiStats | N
             if failed:
                 return (f"no {organ} mask: the delivered mask failed ({failed}); automatic "
                         "segmentation is not used in its place")
-            return f"no {organ} mask"
+            return needs_mask(organ) if no_engine else f"no {organ} mask"
     if name == "liver_spleen_hu_ratio":
         return "spleen attenuation too low for a stable ratio"
     if name == "liver_vessel_tortuosity":

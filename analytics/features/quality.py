@@ -12,7 +12,9 @@ finding:
   validated tool's decision): a volume outside the published adult range, an organ on the
   wrong side of the body, attenuation spread or content that no liver or spleen has (bone,
   air or fat inside the mask), or a mask in pieces. Any of these means the method cannot
-  be sure of the organ, and every number from that mask is withheld.
+  be sure of the organ, and every number from that mask is withheld. On MR (automatic
+  masks come only from TotalSegmentator) the intensity checks are left out: MR signal
+  has no physical scale; volume, side and pieces are checked as on CT.
 
 The thresholds are anatomical and physical facts, not fitted to any scan:
 
@@ -105,7 +107,7 @@ def _edge_findings(mask: np.ndarray, organ: str, margin: int) -> list[str]:
 
 def check_organ(organ: str, mask: np.ndarray, image: np.ndarray,
                 spacing: tuple[float, float, float], *, automatic: bool,
-                body: np.ndarray | None = None) -> OrganQuality:
+                body: np.ndarray | None = None, modality: str = "CT") -> OrganQuality:
     """Check one organ mask (canonical orientation: inferior->superior, anterior->
     posterior, patient right->left).
 
@@ -121,6 +123,9 @@ def check_organ(organ: str, mask: np.ndarray, image: np.ndarray,
         True for a mask from automatic segmentation (plausibility is checked too).
     body
         The body mask (for the midline); derived from the image when None.
+    modality
+        ``"CT"`` or ``"MR"``: MR intensities have no physical scale, so on MR the
+        attenuation content and spread are not checked (volume, side and pieces are).
 
     Returns
     -------
@@ -140,7 +145,23 @@ def check_organ(organ: str, mask: np.ndarray, image: np.ndarray,
     lo, hi = PLAUSIBLE_ML[organ]
     if volume > hi or (volume < lo and not edges):  # a partial organ may be small
         q.withhold_all.append(f"volume {volume / 1000:.2f} L outside {lo / 1000:g}-{hi / 1000:g} L")
-    values = image[mask]
+    if modality == "CT":
+        _check_attenuation(q, organ, image[mask])
+    labels, n = ndi.label(mask)
+    if n > 1:
+        main = float(np.bincount(labels.ravel())[1:].max()) / float(mask.sum())
+        if main < MIN_MAIN_PIECE:
+            q.withhold_all.append(f"the mask is in {n} pieces (largest {100 * main:.0f}%)")
+    body = body if body is not None else body_for(image, modality)
+    side = _side(mask, body)
+    if side is not None and side != SIDE[organ]:
+        q.withhold_all.append(f"its centre lies on the patient's {side}, expected the "
+                              f"{SIDE[organ]}")
+    return q
+
+
+def _check_attenuation(q: OrganQuality, organ: str, values: np.ndarray) -> None:
+    """CT only: bone, air or fat inside the mask, or more than one tissue."""
     foreign = float(np.mean((values < PARENCHYMA_HU[0]) | (values > PARENCHYMA_HU[1])))
     if foreign > FOREIGN_FRACTION:
         q.withhold_all.append(f"{100 * foreign:.0f}% of the mask is below {PARENCHYMA_HU[0]:g} "
@@ -151,23 +172,25 @@ def check_organ(organ: str, mask: np.ndarray, image: np.ndarray,
     if spread > MAX_SPREAD_HU:
         q.withhold_all.append(f"attenuation spread {spread:.0f} HU over {MAX_SPREAD_HU:g} HU: "
                               f"more than one tissue")
-    labels, n = ndi.label(mask)
-    if n > 1:
-        main = float(np.bincount(labels.ravel())[1:].max()) / float(mask.sum())
-        if main < MIN_MAIN_PIECE:
-            q.withhold_all.append(f"the mask is in {n} pieces (largest {100 * main:.0f}%)")
-    body = body if body is not None else _body(image)
-    side = _side(mask, body)
-    if side is not None and side != SIDE[organ]:
-        q.withhold_all.append(f"its centre lies on the patient's {side}, expected the "
-                              f"{SIDE[organ]}")
-    return q
 
 
-def _body(image: np.ndarray) -> np.ndarray:
+#: MR body: above this fraction of the image's 99th intensity percentile (air is dark)
+MR_BODY_FRACTION = 0.1
+
+
+def body_for(image: np.ndarray, modality: str = "CT") -> np.ndarray:
+    """The patient's body for the midline: above -400 HU on CT; on MR, the largest
+    component brighter than a tenth of the 99th intensity percentile, holes filled."""
     from analytics.features.landmarks import body_mask
 
-    return body_mask(image)
+    if modality == "CT":
+        return body_mask(image)
+    from analytics.features.measure import largest_component
+
+    body = largest_component(image > MR_BODY_FRACTION * float(np.percentile(image, 99)))
+    for k in range(body.shape[0]):
+        body[k] = ndi.binary_fill_holes(body[k])
+    return body
 
 
 def _side(mask: np.ndarray, body: np.ndarray) -> str | None:

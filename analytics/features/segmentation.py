@@ -2,7 +2,7 @@
 
 Order of preference: TotalSegmentator, when it is installed *with its weights* (an
 optional extra, detected at run time; nothing is downloaded), else the classical CT
-pipeline ``classical-v3``. Both results are flagged automatic and approximate.
+pipeline ``classical-v3``, never on MR. Both are flagged automatic and approximate.
 
 classical-v3 (canonical orientation; coarse 3 mm grid, refined on the native grid):
 
@@ -146,9 +146,10 @@ from analytics.features.geometry import bbox
 from analytics.features.landmarks import body_mask, from_grid, to_grid
 from analytics.features.measure import largest_component
 from analytics.features.totalseg import (
+    MR_NEEDS_MASK,
     TOTALSEG_METHOD,
+    choose_engine,
     run_totalsegmentator,
-    totalsegmentator_available,
 )
 
 CLASSICAL_METHOD = "classical-v3"
@@ -193,30 +194,35 @@ class Segmentation:
 
 
 def segment_canonical(image: np.ndarray, spacing: tuple[float, float, float], *,
-                      method: str = "auto") -> Segmentation:
-    """Liver and spleen masks of a canonical CT image.
+                      method: str = "auto", modality: str = "CT",
+                      affine_lps: np.ndarray | None = None) -> Segmentation:
+    """Liver and spleen masks of a canonical image, from the engine ``method`` picks.
 
     Parameters
     ----------
-    image
-        HU, canonical orientation (S, P, L axes).
-    spacing
-        Canonical spacing, mm.
-    method
-        ``"auto"``, ``"classical"`` or ``"totalsegmentator"``.
+    image, spacing
+        Canonical (S, P, L) image (HU, or MR intensity) and its spacing, mm.
+    method, modality
+        ``"auto"``, ``"classical"`` or ``"totalsegmentator"``, and ``"CT"`` or ``"MR"``
+        (:func:`~analytics.features.totalseg.choose_engine`: never classical on MR).
+    affine_lps
+        Canonical index -> LPS affine, handed to TotalSegmentator with the image.
 
     Raises
     ------
     FeatureError
-        If ``method`` is unknown, or TotalSegmentator is requested but not available.
+        If ``method`` is unknown, classical is asked for on MR, or an MR series has no
+        engine (its message says it needs a liver mask).
+    MissingExtraError
+        If TotalSegmentator is asked for but is not installed with its weights.
     """
-    if method not in ("auto", "classical", TOTALSEG_METHOD):
-        raise FeatureError(f"segmentation method {method!r}: expected auto, classical or "
-                           "totalsegmentator")
-    if method == TOTALSEG_METHOD or (method == "auto" and totalsegmentator_available()):
-        if not totalsegmentator_available():
-            raise FeatureError("TotalSegmentator is not installed with its weights")
-        return Segmentation(run_totalsegmentator(image, spacing), TOTALSEG_METHOD)
+    engine = choose_engine(method, modality)
+    if engine == TOTALSEG_METHOD:
+        masks, label = run_totalsegmentator(image, spacing, modality=modality,
+                                            affine_lps=affine_lps)
+        return Segmentation(masks, label)
+    if engine is None:
+        raise FeatureError(MR_NEEDS_MASK)
     return classical_segmentation(image, spacing)
 
 

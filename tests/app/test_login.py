@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -134,10 +135,17 @@ def test_admin_pages_are_not_in_a_clinicians_navigation(accounts, page):
         at.switch_page(page)
 
 
-def test_admin_changes_the_session_timeout_from_the_settings_page(accounts, settings):
+def test_admin_changes_the_session_timeout_from_the_settings_page(accounts, settings,
+                                                                  monkeypatch):
+    from analytics.features import totalseg
+
+    monkeypatch.setattr(totalseg, "_installed_version", lambda: None)
     at = _login(new_app(viewer=None).run(), "root", PW)
     at.switch_page("pages/settings.py").run()
     assert not at.exception
+    shown = json.loads(at.json[0].value)["segmentation"]  # the engine a feature run uses
+    assert (shown["CT"]["engine"], shown["MR"]["engine"]) == ("classical-v3", None)
+    assert shown["CT"]["totalsegmentator"]["reason"] == "TotalSegmentator is not installed"
     at.number_input(key="settings:timeout").set_value(20)
     at.button[-1].click().run()
     assert not at.exception

@@ -51,7 +51,8 @@ def test_features_export_is_one_row_per_series(filled, tmp_path, suffix):
     features = ["liver_hu_mean", "liver_volume_ml", "spleen_volume_ml"]
     # identifiers and feature columns first, as before; provenance columns after them
     assert list(df.columns) == ["patient", "study_date", "series_uid", *features] + [
-        f"{f}{suffix}" for f in features for suffix in ("__source", "__reason")]
+        f"{f}{suffix}" for f in features for suffix in ("__source", "__reason")] + [
+        "segmentation_engine"]
     assert result["rows"] == 2 and result["columns"] == list(df.columns)
     assert df["series_uid"].tolist() == [s1, s2]
     assert pd.to_datetime(df["study_date"]).dt.date.tolist() == [D(2020, 1, 1), D(2021, 1, 1)]
@@ -168,7 +169,8 @@ def test_features_export_names_each_values_mask_source_and_each_empty_values_rea
     }, mask_format="seg", run={"status": "done", "settings": {"radiomics": True}})
     _add_rows(store, auto, {
         "liver_volume_ml": (1490.0, {"mask_source": "automatic",
-                                     "automatic_segmentation": True}),
+                                     "automatic_segmentation": True,
+                                     "segmentation_engine": "TotalSegmentator 2.18.0 total"}),
         "liver_vessel_tortuosity": (1.21, {"mask_source": "automatic"}),
     }, run={"status": "done", "settings": {"radiomics": True, "radiomics_error":
                                            "radiomics need the optional MIRP package"}})
@@ -187,6 +189,9 @@ def test_features_export_names_each_values_mask_source_and_each_empty_values_rea
         "seg", "automatic", "withheld", "nifti"]
     assert df.loc[[seg, auto, held], "liver_vessel_tortuosity__source"].tolist() == [
         "seg", "automatic", "automatic"]
+    # the engine behind the automatic values; none where every mask was delivered
+    assert df.loc[auto, "segmentation_engine"] == "TotalSegmentator 2.18.0 total"
+    assert df.loc[[seg, mr], "segmentation_engine"].isna().all()
     assert df.loc[seg, "liver_vessel_tortuosity__reason"] == (
         "no vessel branch long enough to measure")
     assert df.loc[held, "liver_volume_ml__reason"] == (

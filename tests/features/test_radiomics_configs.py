@@ -79,7 +79,8 @@ def test_features_export_carries_each_series_radiomics_configuration(phantom_cli
     export(store, "features", out)
     store.dispose()
     df = pd.read_csv(out)
-    assert list(df.columns[-2:]) == ["radiomics_config", "radiomics_settings"]
+    assert list(df.columns[-3:]) == ["radiomics_config", "radiomics_settings",
+                                     "segmentation_engine"]
     assert df["radiomics_config"].tolist() == ["ibsi-1-phantom@1"]
     assert json.loads(df["radiomics_settings"].iloc[0]) == run.settings["radiomics_settings"]
     # HepaTrack's own texture at its 25 HU bins: the phantom's levels 1..9 are one bin

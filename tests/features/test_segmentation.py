@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analytics.features.extract import extract_series_features
+from analytics.features.extract import EXTRACTOR_VERSION, extract_series_features
 from analytics.features.geometry import orientation
 from analytics.features.segmentation import (
     CLASSICAL_METHOD,
@@ -86,8 +86,11 @@ def test_unmasked_series_features_are_flagged_automatic() -> None:
                                  contrast_phase="portal_venous")
     res = extract_series_features(sv.to_volume(), None)
     assert res.mask_automatic and res.mask_source == "auto"
-    assert res.mask_method == (CLASSICAL_METHOD if not totalsegmentator_available()
-                               else "totalsegmentator")
+    if totalsegmentator_available():
+        assert res.mask_method.startswith("TotalSegmentator ")
+    else:
+        assert res.mask_method == f"{CLASSICAL_METHOD} (HepaTrack extractor {EXTRACTOR_VERSION})"
+    assert res.values["liver_volume_ml"].flags["segmentation_engine"] == res.mask_method
     for name in ("liver_volume_ml", "spleen_volume_ml", "liver_hu_mean",
                  "liver_spleen_hu_diff"):
         assert res.values[name].flags["automatic_segmentation"] is True, name

@@ -37,9 +37,12 @@ def test_admin_reads_a_verified_trail(store):
     assert [r["action"] for r in trail["records"]] == ["audit_view", "user_add"]
 
 
-def test_admin_changes_a_setting_atomically_and_audited(store, tmp_path):
+def test_admin_changes_a_setting_atomically_and_audited(store, tmp_path, monkeypatch):
     from analytics import admin as adm
     from analytics.config import load_settings
+    from analytics.features import totalseg
+
+    monkeypatch.setattr(totalseg, "_installed_version", lambda: None)
 
     home = tmp_path / "home"
     home.mkdir()
@@ -61,6 +64,10 @@ def test_admin_changes_a_setting_atomically_and_audited(store, tmp_path):
     view = adm.settings_view(after, root, store)
     assert view["pacs"] == [{"name": "main", "url": "http://127.0.0.1:8042/dicom-web",
                              "auth": "none"}]
+    # without TotalSegmentator: classical on CT, nothing on MR (it needs a mask)
+    assert view["segmentation"]["CT"]["engine"] == "classical-v3"
+    assert view["segmentation"]["MR"]["engine"] is None
+    assert view["segmentation"]["MR"]["reason"].startswith("needs a liver mask")
 
 
 @pytest.mark.parametrize(

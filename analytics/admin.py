@@ -15,6 +15,7 @@ from analytics.audit import Actor
 from analytics.auth import Permission
 from analytics.config import Settings
 from analytics.errors import ConfigError
+from analytics.features import radiomics_configs
 from analytics.store.db import Store
 
 
@@ -50,6 +51,7 @@ def add_user(store: Store, actor: Actor, username: str, role: str, password: str
 EDITABLE_SETTINGS: dict[str, tuple[type, tuple[float, float] | None]] = {
     "session_timeout_min": (int, (5, 12 * 60)),
     "deidentify": (bool, None),
+    "radiomics_config": (str, None),  # a name in analytics.features.radiomics_configs
 }
 
 
@@ -64,6 +66,9 @@ def settings_view(settings: Settings, actor: Actor, store: Store) -> dict[str, A
         "database": make_url(settings.database_url).render_as_string(hide_password=True),
         "deidentify": settings.deidentify,
         "session_timeout_min": settings.session_timeout_min,
+        "radiomics_config": settings.radiomics_config,
+        "radiomics_configs": {c.name: c.description
+                              for c in radiomics_configs.CONFIGS.values()},
         "dask_scheduler": settings.dask_scheduler,
         "pacs": [{"name": p.name, "url": p.url,
                   "auth": "bearer" if p.token else "basic" if p.username else "none"}
@@ -94,6 +99,9 @@ def change_setting(store: Store, actor: Actor, settings: Settings, key: str,
     kind, bounds = EDITABLE_SETTINGS[key]
     if kind is bool and not isinstance(value, bool):
         raise ConfigError(f"setting {key}: expected true or false, got {value!r}")
+    if kind is str and value not in radiomics_configs.CONFIGS:
+        raise ConfigError(f"setting {key}: {value!r} is not a radiomics configuration; "
+                          f"expected one of: {', '.join(radiomics_configs.names())}")
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"setting {key}: expected a whole number, got {value!r}")

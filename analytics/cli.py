@@ -67,6 +67,22 @@ def _float_list(text: str) -> list[float]:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from e
 
 
+def _radiomics_config(name: str) -> str:
+    from analytics.features import radiomics_configs
+
+    if name not in radiomics_configs.CONFIGS:
+        raise argparse.ArgumentTypeError(
+            f"unknown radiomics configuration {name!r}; expected one of: "
+            f"{', '.join(radiomics_configs.names())}")
+    return name
+
+
+def _radiomics_help() -> str:
+    from analytics.features import radiomics_configs
+
+    return radiomics_configs.help_text().replace("%", "%%")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="hepatrack", description=__doc__.splitlines()[0])
     p.add_argument("--home", help="home directory (default $HEPATRACK_HOME or ./.hepatrack)")
@@ -114,7 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "whether TotalSegmentator is installed with its weights; runs nothing")
     s.add_argument("--workers", type=int, default=2)
     s.add_argument("--scheduler", metavar="ADDR")
-    s.add_argument("--radiomics", action="store_true")
+    s.add_argument("--radiomics", action="store_true",
+                   help="also compute IBSI radiomics with MIRP (research mode)")
+    s.add_argument("--radiomics-config", metavar="NAME", type=_radiomics_config, default=None,
+                   help="radiomics configuration (implies --radiomics; default: the site's "
+                        "radiomics_config setting): " + _radiomics_help())
     s.add_argument("--segmentation", choices=["auto", "classical", "totalsegmentator"],
                    default="auto",
                    help="engine for organs without a delivered mask: auto (TotalSegmentator "

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from analytics.errors import ConfigError
+from analytics.features import radiomics_configs
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -70,6 +71,8 @@ class Settings:
     pacs: tuple[PacsSettings, ...] = ()
     dask_scheduler: str | None = None
     session_timeout_min: int = 60
+    #: the site's default radiomics configuration (analytics.features.radiomics_configs)
+    radiomics_config: str = radiomics_configs.DEFAULT_CONFIG
 
     @property
     def database_url(self) -> str:
@@ -184,6 +187,9 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         )
 
     deid_raw = os.environ.get("HEPATRACK_DEIDENTIFY", file_cfg.get("deidentify", True))
+    radiomics_config = _radiomics_config(
+        os.environ.get("HEPATRACK_RADIOMICS_CONFIG") or file_cfg.get("radiomics_config"),
+        cfg_file)
     return Settings(
         home=home_path,
         db_url=os.environ.get("HEPATRACK_DB_URL") or file_cfg.get("db_url"),
@@ -194,4 +200,16 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         session_timeout_min=int(
             _coerce(int, file_cfg.get("session_timeout_min", 60), "session_timeout_min")
         ),
+        radiomics_config=radiomics_config,
     )
+
+
+def _radiomics_config(name: object, cfg_file: Path) -> str:
+    """The configured radiomics configuration name, checked against the registry."""
+    if name is None:
+        return radiomics_configs.DEFAULT_CONFIG
+    if not isinstance(name, str) or name not in radiomics_configs.CONFIGS:
+        raise ConfigError(f"{cfg_file} (or HEPATRACK_RADIOMICS_CONFIG): radiomics_config "
+                          f"{name!r} is not a radiomics configuration; expected one of: "
+                          f"{', '.join(radiomics_configs.names())}")
+    return name

@@ -20,13 +20,22 @@ with st.form("settings:edit"):
                               key="settings:timeout")
     deid = st.toggle("De-identify on ingest", value=view["deidentify"], key="settings:deid",
                      help="PS3.15 Basic Profile; turn off only for consented research data")
+    configs = list(view["radiomics_configs"])
+    radiomics = st.selectbox(
+        "Default radiomics configuration (research mode)", configs,
+        index=configs.index(view["radiomics_config"]), key="settings:radiomics",
+        format_func=lambda name: f"{name}: {view['radiomics_configs'][name]}",
+        help="used by feature runs with radiomics that name no configuration; "
+             "recorded with every run")
     saved = st.form_submit_button("Save")
 if saved:
     with shell.guard():
-        changes = {"session_timeout_min": int(timeout), "deidentify": bool(deid)}
+        changes = {"session_timeout_min": int(timeout), "deidentify": bool(deid),
+                   "radiomics_config": str(radiomics)}
         for name, value in changes.items():
             if view[name] != value:
                 admin.change_setting(ctx.store, who, ctx.settings, name, value)
     after = load_settings(ctx.settings.home)
     st.success(f"Saved: session timeout {after.session_timeout_min} min, de-identification "
-               f"{'on' if after.deidentify else 'off'}.")
+               f"{'on' if after.deidentify else 'off'}, radiomics configuration "
+               f"{after.radiomics_config}.")

@@ -29,6 +29,9 @@ FORMATS = (".csv", ".parquet")
 SOURCE_SUFFIX, REASON_SUFFIX = "__source", "__reason"
 #: last column of the features export: the automatic segmentation engine and version
 ENGINE_COLUMN = "segmentation_engine"
+#: with radiomics: the configuration (``name@version``) and its full settings (JSON) of
+#: each series' radiomics, after the provenance columns and before the engine column
+RADIOMICS_CONFIG_COLUMN, RADIOMICS_SETTINGS_COLUMN = "radiomics_config", "radiomics_settings"
 DELIVERED = (SEG, RTSTRUCT, NIFTI)
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 PREDICTION_COLUMNS = ("patient", "model_id", "time_years", "horizon_years", "risk", "ci_low",
@@ -48,6 +51,11 @@ def features_frame(store: Store) -> pd.DataFrame:
       ``header`` (needs no mask: the contrast phase) or ``none`` (a needed mask is absent);
       empty when the series has no row for the feature.
     - ``<feature>__reason``: why the value is empty (empty when there is a value).
+
+    When any radiomics feature is present, two columns before the last say how the
+    series' radiomics were computed: ``radiomics_config`` (``name@version``) and
+    ``radiomics_settings`` (the full settings stored with the run, as JSON); empty for
+    series without radiomics.
 
     The last column, ``segmentation_engine``, names the engine and version behind the
     series' ``automatic`` values (e.g. ``TotalSegmentator 2.18.0 total --fast``); empty
@@ -100,9 +108,14 @@ def features_frame(store: Store) -> pd.DataFrame:
     out = pd.concat([out, pd.DataFrame(provenance, index=out.index)], axis=1)
     out[ENGINE_COLUMN] = [_safe_text(_engine(sid, names, kept, mask_engines))
                           for sid in out["series_id"]]
+    extra_cols = [f"{n}{suffix}" for n in names for suffix in (SOURCE_SUFFIX, REASON_SUFFIX)]
+    if any(n.startswith(RADIOMICS_PREFIX) for n in names):
+        records = [_radiomics_record(runs.get(sid)) for sid in out["series_id"]]
+        out[RADIOMICS_CONFIG_COLUMN] = [r[0] for r in records]
+        out[RADIOMICS_SETTINGS_COLUMN] = [r[1] for r in records]
+        extra_cols += [RADIOMICS_CONFIG_COLUMN, RADIOMICS_SETTINGS_COLUMN]
     out["study_date"] = pd.to_datetime(out["study_date"])
     out = out.sort_values(["patient", "study_date", "series_uid"], ignore_index=True)
-    extra_cols = [f"{n}{suffix}" for n in names for suffix in (SOURCE_SUFFIX, REASON_SUFFIX)]
     return out[["patient", "study_date", "series_uid", *names, *extra_cols, ENGINE_COLUMN]]
 
 
@@ -117,6 +130,16 @@ def _engine(sid: int, names: list[str], kept: dict, mask_engines: dict[int, str]
             if engine and engine not in engines:
                 engines.append(str(engine))
     return "; ".join(engines) or None
+
+
+def _radiomics_record(run: Any) -> tuple[str | None, str | None]:
+    """``(name@version, settings as JSON)`` of the radiomics in a series' newest run."""
+    settings = (run.settings if run is not None else None) or {}
+    used = settings.get("radiomics_settings")
+    if not used or settings.get("radiomics_error"):
+        return None, None
+    label = (f"{used['config']}@{used['config_version']}" if used.get("config") else None)
+    return label, json.dumps(used, sort_keys=True)
 
 
 def _source(flags: dict[str, Any], mask_format: str | None) -> str | None:

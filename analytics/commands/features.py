@@ -1,5 +1,10 @@
 """``hepatrack features [--all | --series UID | --engines] [--workers N] [--scheduler ADDR]
-[--radiomics] [--segmentation auto|classical|totalsegmentator]``.
+[--radiomics] [--radiomics-config NAME] [--segmentation auto|classical|totalsegmentator]``.
+
+``--radiomics-config NAME`` picks a named radiomics configuration
+(``analytics.features.radiomics_configs``) and implies ``--radiomics``; without it the
+site's ``radiomics_config`` setting is used. The name is recorded in each feature run,
+the full settings with the radiomics values.
 
 JSON keys: ``series_done`` (count), ``series_failed`` (list of ``{series_uid, reason}``),
 ``series_skipped`` (count, already done for this extractor version), ``seconds``, and
@@ -52,7 +57,8 @@ def features_command(args: argparse.Namespace, settings: Settings) -> CommandRes
         report = run_batch(
             store, settings, series_uids=None if args.all else [args.series],
             workers=args.workers, scheduler=args.scheduler or settings.dask_scheduler,
-            radiomics=args.radiomics, progress=progress,
+            radiomics=args.radiomics or args.radiomics_config is not None,
+            radiomics_config=args.radiomics_config, progress=progress,
             feature_settings=FeatureSettings(segmentation=args.segmentation))
     finally:
         if bar is not None:

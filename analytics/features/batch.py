@@ -15,9 +15,10 @@ optional extra or a MIRP failure fails only the radiomics of that series: the co
 features are stored and the failure is reported (``radiomics_failed``) and kept in the run.
 
 Resumable: a series with a ``done`` run for :data:`EXTRACTOR_VERSION` is skipped (unless
-radiomics are asked for and that run had none). A failing series is recorded as
-``failed`` with the reason and the batch goes on. With a remote scheduler, workers must
-see the same HEPATRACK_HOME (shared filesystem) and database.
+radiomics are asked for and that run had none, or had them in another configuration). A
+failing series is recorded as ``failed`` with the reason and the batch goes on. With a
+remote scheduler, workers must see the same HEPATRACK_HOME (shared filesystem) and
+database.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from sqlalchemy import delete, select
 
 from analytics.config import Settings
 from analytics.errors import FeatureError, HepaTrackError, MissingExtraError
+from analytics.features import radiomics_configs
 from analytics.features.automask_store import auto_mask_row, auto_mask_summary, save_auto_seg
 from analytics.features.extract import (
     EXTRACTOR_VERSION,
@@ -164,7 +166,7 @@ def _auto_mask(store: Store, settings: Settings, volume, result: FeatureResult
 
 def _radiomics(volume, masks, result: FeatureResult,
                fs: FeatureSettings) -> dict[str, Any]:
-    from analytics.features.radiomics import RadiomicsSettings, radiomics_features
+    from analytics.features.radiomics import radiomics_features
 
     rois: dict[str, np.ndarray] = {}
     sources: dict[str, str] = {}
@@ -179,19 +181,17 @@ def _radiomics(volume, masks, result: FeatureResult,
     image = orient.to_canonical(volume.array)
     rois = {k: orient.to_canonical(v) for k, v in rois.items()}
     modality = (volume.modality or "CT").upper()
-    rs = (RadiomicsSettings(bin_width=fs.radiomics_bin_width_hu,
-                            new_spacing_mm=fs.radiomics_spacing_mm)
-          if modality == "CT" else
-          RadiomicsSettings(discretisation="fixed_bin_number",
-                            new_spacing_mm=fs.radiomics_spacing_mm))
-    values, used = radiomics_features(image, rois, orient.spacing_mm, modality, rs)
+    config = radiomics_configs.get(fs.radiomics_config or radiomics_configs.DEFAULT_CONFIG)
+    values, used = radiomics_features(image, rois, orient.spacing_mm, modality,
+                                      config=config)
     return {"values": values, "settings": used,
             "sources": {k: v for k, v in sources.items() if k in rois}}
 
 
 # --------------------------------------------------------------------------- client side
-def _series_to_run(store: Store, series_uids: Sequence[str] | None,
-                   radiomics: bool) -> tuple[list[str], list[str]]:
+def _series_to_run(store: Store, series_uids: Sequence[str] | None, radiomics: bool,
+                   radiomics_config: str = radiomics_configs.DEFAULT_CONFIG
+                   ) -> tuple[list[str], list[str]]:
     with store.session() as s:
         if series_uids is None:
             rows = s.execute(select(Series.id, Series.series_uid).where(
@@ -209,13 +209,22 @@ def _series_to_run(store: Store, series_uids: Sequence[str] | None,
     todo, skipped = [], []
     for sid, uid in rows:
         run = done.get(sid)
-        had = run is not None and (run.settings or {}).get("radiomics") and not (
-            run.settings or {}).get("radiomics_error")
+        had = run is not None and has_radiomics(run.settings or {}, radiomics_config)
         if run is not None and (not radiomics or had):
             skipped.append(uid)
         else:
             todo.append(uid)
     return todo, skipped
+
+
+def has_radiomics(run_settings: dict[str, Any], config_name: str) -> bool:
+    """True if a stored run's settings hold radiomics of configuration ``config_name``
+    at its current version (another configuration, or a failure, means redo)."""
+    if not run_settings.get("radiomics") or run_settings.get("radiomics_error"):
+        return False
+    used = run_settings.get("radiomics_settings") or {}
+    config = radiomics_configs.get(config_name)
+    return (used.get("config"), used.get("config_version")) == (config.name, config.version)
 
 
 def write_outcome(store: Store, outcome: dict[str, Any], feature_settings: FeatureSettings
@@ -250,9 +259,12 @@ def write_outcome(store: Store, outcome: dict[str, Any], feature_settings: Featu
         rad = outcome.get("radiomics") or {}
         auto = bool(result["mask_automatic"])
         roi_sources = rad.get("sources") or {}
+        used = rad.get("settings") or {}
         for name, value in (rad.get("values") or {}).items():
             roi = name.removeprefix(RADIOMICS_PREFIX).split("_", 1)[0]
             flags: dict[str, Any] = {"radiomics": True}
+            if used.get("config"):  # the run holds the full settings of this name@version
+                flags["radiomics_config"] = f"{used['config']}@{used['config_version']}"
             if roi in roi_sources:
                 flags["mask_source"] = roi_sources[roi]
                 if roi_sources[roi] == AUTOMATIC:
@@ -300,7 +312,8 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
               workers: int = 2, scheduler: str | None = None, radiomics: bool = False,
               progress: Progress | None = None, *,
               feature_settings: FeatureSettings | None = None,
-              loader: str | None = None) -> BatchReport:
+              loader: str | None = None,
+              radiomics_config: str | None = None) -> BatchReport:
     """Extract features of stored series on dask.distributed and write them.
 
     Parameters
@@ -327,6 +340,10 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
         ``"module:function"`` returning ``(Volume, MaskSet | None)`` for
         ``(store, settings, series_uid)``; default ``$HEPATRACK_FEATURES_LOADER``, else
         the ingest loader.
+    radiomics_config
+        Name of the radiomics configuration; default the one in ``feature_settings``,
+        else the site's (``settings.radiomics_config``). The name is recorded in every
+        run, the full settings with the radiomics values.
 
     Returns
     -------
@@ -335,13 +352,17 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
     Raises
     ------
     FeatureError
-        If a requested series is not in the store, or the scheduler cannot be reached.
+        If a requested series is not in the store, the scheduler cannot be reached, or
+        the radiomics configuration is unknown.
     """
     t0 = time.perf_counter()
     loader = loader or os.environ.get(LOADER_ENV) or DEFAULT_LOADER
-    fs = replace(feature_settings or FeatureSettings(), radiomics=radiomics)
+    fs = feature_settings or FeatureSettings()
+    config = (radiomics_config or fs.radiomics_config or settings.radiomics_config
+              or radiomics_configs.DEFAULT_CONFIG)
+    fs = replace(fs, radiomics=radiomics, radiomics_config=config)  # validates the name
     _check_engine(fs.segmentation)
-    todo, skipped = _series_to_run(store, series_uids, radiomics)
+    todo, skipped = _series_to_run(store, series_uids, radiomics, config)
     report = BatchReport(series_skipped=skipped)
     total = len(todo) + len(skipped)
     done_count = len(skipped)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from analytics.errors import FeatureError
-from analytics.features import attenuation, measure, texture
+from analytics.features import attenuation, measure, radiomics_configs, texture
 from analytics.features.geometry import Orientation, orientation
 from analytics.features.nodularity import surface_nodularity
 from analytics.features.registry import (
@@ -50,7 +50,7 @@ from analytics.features.vessels import analyse_vessels, delivered_mask_problem
 from analytics.ingest.volume import MaskSet, Volume
 
 #: bump when any computed value may change; stored with every feature row
-EXTRACTOR_VERSION = "1.3.0"
+EXTRACTOR_VERSION = "1.4.0"
 #: delivered vessel trunks: never the intra-hepatic vessel tree
 _TRUNKS = ("portal_splenic_vein", "inferior_vena_cava")
 _VESSEL_FEATURES = ("liver_vessel_fraction", "liver_vessel_tortuosity",
@@ -86,9 +86,11 @@ class FeatureSettings:
         for organs without a mask (``analytics.features.totalseg``).
     radiomics
         Also compute IBSI radiomics with MIRP (research mode).
-    radiomics_bin_width_hu, radiomics_spacing_mm
-        MIRP discretisation bin width (CT) and isotropic resampling grid (2 mm: on a whole
-        liver MIRP takes minutes per family at 1 mm).
+    radiomics_config
+        Name of the radiomics configuration
+        (:mod:`analytics.features.radiomics_configs`); None means the site's default
+        (``Settings.radiomics_config``), which the batch runner fills in before the run
+        is recorded.
     """
 
     erosion_voxels: int = 3
@@ -105,8 +107,11 @@ class FeatureSettings:
     use_vessel_mask: bool = True
     segmentation: str = "auto"
     radiomics: bool = False
-    radiomics_bin_width_hu: float = 25.0
-    radiomics_spacing_mm: float = 2.0
+    radiomics_config: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.radiomics_config is not None:
+            radiomics_configs.get(self.radiomics_config)  # unknown name: FeatureError
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -486,9 +491,12 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
         values.update(_mr_intensity(liver_stats, spleen_stats))
 
     if parenchyma is not None:
-        values.update(texture.texture_features(
+        tex, why = texture.texture_with_reasons(
             image, parenchyma, modality, bin_width=settings.ct_bin_width_hu,
-            lower=settings.ct_bin_lower_hu, n_bins=settings.mr_bins))
+            lower=settings.ct_bin_lower_hu, n_bins=settings.mr_bins)
+        values.update(tex)
+        for name, reason in why.items():  # degenerate: withheld with the reason, not 0
+            extra_flags.setdefault(name, {})["reason"] = reason
     if liver is not None:
         values["liver_surface_nodularity"] = surface_nodularity(
             liver, spacing, window_mm=settings.nodularity_window_mm,

@@ -14,14 +14,22 @@ import logging
 import tempfile
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from analytics.errors import FeatureError, MissingExtraError
+from analytics.features import radiomics_configs as configs
+from analytics.features.radiomics_configs import (
+    DEFAULT_FAMILIES,
+    RadiomicsConfig,
+    RadiomicsSettings,
+)
 from analytics.features.registry import RADIOMICS_PREFIX
+
+__all__ = ["DEFAULT_FAMILIES", "RadiomicsSettings", "ibsi_features", "radiomics_features",
+           "require_mirp", "settings_record"]
 
 #: how to install what research-mode radiomics need
 INSTALL_HINT = "pip install 'hepatrack[radiomics]'"
@@ -29,45 +37,11 @@ INSTALL_HINT = "pip install 'hepatrack[radiomics]'"
 #: MIRP column prefixes that hold feature values (everything else is metadata)
 FEATURE_PREFIXES = ("morph_", "loc_", "stat_", "ih_", "ivh_", "cm_", "rlm_", "szm_", "dzm_",
                     "ngt_", "ngl_")
-DEFAULT_FAMILIES = ("morphology", "statistics", "intensity_histogram", "glcm", "glrlm",
-                    "glszm", "gldzm", "ngtdm", "ngldm")
 
 
-@dataclass(frozen=True)
-class RadiomicsSettings:
-    """What MIRP is asked to do; stored alongside the values.
-
-    Attributes
-    ----------
-    families
-        MIRP feature-family tags.
-    discretisation
-        ``"fixed_bin_size"`` (CT), ``"fixed_bin_number"`` (MR) or ``"none"`` (already
-        discrete images such as the IBSI digital phantom).
-    bin_width
-        Bin width for ``fixed_bin_size`` (HU on CT; bins start at -1000 HU).
-    n_bins
-        Number of bins for ``fixed_bin_number``.
-    new_spacing_mm
-        Isotropic resampling grid (mm), or None for no resampling.
-    glcm_spatial_method, glrlm_spatial_method
-        IBSI aggregation methods of the texture matrices.
-    """
-
-    families: tuple[str, ...] = DEFAULT_FAMILIES
-    discretisation: str = "fixed_bin_size"
-    bin_width: float = 25.0
-    n_bins: int = 32
-    new_spacing_mm: float | None = 1.0
-    glcm_spatial_method: tuple[str, ...] = ("3d_volume_merge",)
-    glrlm_spatial_method: tuple[str, ...] = ("3d_volume_merge",)
-    glszm_spatial_method: str = "3d"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["engine"] = f"mirp {_mirp_version()}"
-        return d
+def settings_record(settings: RadiomicsSettings) -> dict[str, Any]:
+    """The settings as stored with a run, with the MIRP version that applied them."""
+    return {**settings.as_dict(), "engine": f"mirp {_mirp_version()}"}
 
 
 def require_mirp():
@@ -124,6 +98,40 @@ def _write_nifti(array: np.ndarray, spacing_zyx: tuple[float, float, float], pat
     sitk.WriteImage(img, str(path))
 
 
+def mirp_arguments(settings: RadiomicsSettings, modality: str = "CT") -> dict[str, Any]:
+    """The keyword arguments of ``mirp.extract_features`` that carry ``settings``."""
+    zone = settings.glszm_spatial_method
+    kwargs: dict[str, Any] = {
+        "image_modality": "mr" if modality.upper() == "MR" else "ct",
+        "base_feature_families": list(settings.families),
+        "base_discretisation_method": settings.discretisation,
+        "glcm_distance": float(settings.glcm_distance),
+        "glcm_spatial_method": list(settings.glcm_spatial_method),
+        "glrlm_spatial_method": list(settings.glrlm_spatial_method),
+        "glszm_spatial_method": zone, "gldzm_spatial_method": zone,
+        "ngtdm_spatial_method": zone, "ngldm_spatial_method": zone,
+        "ngldm_distance": float(settings.ngldm_distance),
+        "ibsi_compliant": True,
+        "by_slice": False,
+    }
+    if settings.discretisation == "fixed_bin_size":
+        kwargs["base_discretisation_bin_width"] = float(settings.bin_width)
+    elif settings.discretisation == "fixed_bin_number":
+        kwargs["base_discretisation_n_bins"] = int(settings.n_bins)
+    if settings.new_spacing_mm is not None:
+        kwargs["new_spacing"] = float(settings.new_spacing_mm)
+        kwargs["spline_order"] = int(settings.spline_order)
+        kwargs["anti_aliasing"] = bool(settings.anti_aliasing)
+    if settings.resegmentation_range is not None:
+        kwargs["resegmentation_intensity_range"] = [float(x) for x in
+                                                    settings.resegmentation_range]
+    if settings.ivh_discretisation is not None:
+        kwargs["ivh_discretisation_method"] = settings.ivh_discretisation
+        if settings.ivh_bin_width is not None:
+            kwargs["ivh_discretisation_bin_width"] = float(settings.ivh_bin_width)
+    return kwargs
+
+
 def ibsi_features(image: np.ndarray, roi: np.ndarray, spacing_mm: tuple[float, float, float],
                   *, modality: str = "CT",
                   settings: RadiomicsSettings | None = None) -> dict[str, float]:
@@ -158,25 +166,7 @@ def ibsi_features(image: np.ndarray, roi: np.ndarray, spacing_mm: tuple[float, f
         raise FeatureError(f"radiomics: ROI must be a non-empty mask of shape {image.shape}")
     mirp = require_mirp()
 
-    kwargs: dict[str, Any] = {
-        "image_modality": "mr" if modality.upper() == "MR" else "ct",
-        "base_feature_families": list(settings.families),
-        "base_discretisation_method": settings.discretisation,
-        "glcm_spatial_method": list(settings.glcm_spatial_method),
-        "glrlm_spatial_method": list(settings.glrlm_spatial_method),
-        "glszm_spatial_method": settings.glszm_spatial_method,
-        "gldzm_spatial_method": settings.glszm_spatial_method,
-        "ngtdm_spatial_method": settings.glszm_spatial_method,
-        "ngldm_spatial_method": settings.glszm_spatial_method,
-        "ibsi_compliant": True,
-        **settings.extra,
-    }
-    if settings.discretisation == "fixed_bin_size":
-        kwargs["base_discretisation_bin_width"] = settings.bin_width
-    elif settings.discretisation == "fixed_bin_number":
-        kwargs["base_discretisation_n_bins"] = settings.n_bins
-    if settings.new_spacing_mm is not None:
-        kwargs["new_spacing"] = float(settings.new_spacing_mm)
+    kwargs = mirp_arguments(settings, modality)
     with tempfile.TemporaryDirectory(prefix="hepatrack-mirp-") as tmp:
         img_path, roi_path = Path(tmp) / "image.nii.gz", Path(tmp) / "roi.nii.gz"
         _write_nifti(image, spacing_mm, img_path, np.float32)
@@ -204,21 +194,42 @@ def ibsi_features(image: np.ndarray, roi: np.ndarray, spacing_mm: tuple[float, f
 
 def radiomics_features(image: np.ndarray, rois: dict[str, np.ndarray],
                        spacing_mm: tuple[float, float, float], modality: str,
-                       settings: RadiomicsSettings | None = None,
+                       settings: RadiomicsSettings | None = None, *,
+                       config: RadiomicsConfig | None = None,
                        ) -> tuple[dict[str, float], dict[str, Any]]:
     """Radiomics of several ROIs, named ``radiomics_<roi>_<mirp name>``, plus settings.
+
+    Parameters
+    ----------
+    image, rois, spacing_mm, modality
+        As for :func:`ibsi_features`; ``rois`` maps an ROI name to its mask.
+    settings
+        Unnamed settings (tests and experiments); ignored when ``config`` is given.
+    config
+        A named configuration (``analytics.features.radiomics_configs``); with neither,
+        the default configuration.
+
+    Returns
+    -------
+    tuple
+        ``{feature name: value}`` and the record of what was used: the configuration's
+        name, version and reference (when named), every setting, and the MIRP version.
 
     Raises
     ------
     MissingExtraError
         If MIRP is not installed.
     FeatureError
-        If MIRP fails on an ROI.
+        If the configuration has no settings for ``modality`` or MIRP fails on an ROI.
     """
     require_mirp()  # fail before any work when the extra is missing
-    if settings is None:
-        settings = (RadiomicsSettings() if modality.upper() == "CT"
-                    else RadiomicsSettings(discretisation="fixed_bin_number"))
+    if config is None and settings is None:
+        config = configs.get(configs.DEFAULT_CONFIG)
+    if config is not None:
+        settings = config.settings_for(modality)
+        used = {**config.record(modality), "engine": f"mirp {_mirp_version()}"}
+    else:
+        used = settings_record(settings)
     values: dict[str, float] = {}
     for roi_name, roi in rois.items():
         if roi is None or not np.any(roi):
@@ -226,4 +237,4 @@ def radiomics_features(image: np.ndarray, rois: dict[str, np.ndarray],
         for k, v in ibsi_features(image, roi, spacing_mm, modality=modality,
                                   settings=settings).items():
             values[f"{RADIOMICS_PREFIX}{roi_name}_{k}"] = v
-    return values, settings.as_dict()
+    return values, used

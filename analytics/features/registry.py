@@ -192,13 +192,15 @@ _DEFS: tuple[FeatureDef, ...] = (
         "liver_entropy", "Liver first-order entropy", "bits",
         "IBSI intensity-histogram entropy (log2) of the liver parenchyma after fixed-bin-width "
         "discretisation: 25 HU bins from -1000 HU on CT; 32 equal bins over the ROI range on "
-        "MR (IBSI, Zwanenburg et al., Radiology 2020).",
+        "MR (IBSI, Zwanenburg et al., Radiology 2020). Withheld with the reason when the "
+        "parenchyma has one grey level after binning or fewer than 27 voxels.",
         HIGHER_IS_WORSE, (CT, MR)),
     FeatureDef(
         "liver_glcm_entropy", "Liver GLCM entropy", "bits",
         "IBSI joint entropy (log2) of the grey-level co-occurrence matrix of the liver "
         "parenchyma: 3-D, 13 directions merged, distance 1, symmetric; same discretisation "
-        "as liver_entropy (Zwanenburg et al., Radiology 2020).",
+        "as liver_entropy (Zwanenburg et al., Radiology 2020). Withheld as liver_entropy, "
+        "and when no two parenchyma voxels are neighbours.",
         HIGHER_IS_WORSE, (CT, MR)),
     FeatureDef(
         "lesion_count", "Lesion count", "1",

@@ -97,10 +97,33 @@ def glcm_joint_entropy(levels: np.ndarray, roi: np.ndarray) -> float | None:
     return float(-(nz * np.log2(nz)).sum())
 
 
+#: fewest ROI voxels for texture: one 3x3x3 block; below it a histogram or a 13-direction
+#: co-occurrence matrix has too few samples to describe texture
+MIN_TEXTURE_VOXELS = 27
+TEXTURE_FEATURES = ("liver_entropy", "liver_glcm_entropy")
+
+
 def texture_features(image: np.ndarray, roi: np.ndarray, modality: str, *,
                      bin_width: float = 25.0, lower: float = -1000.0,
                      n_bins: int = 32) -> dict[str, float | None]:
-    """``liver_entropy`` and ``liver_glcm_entropy`` of ``image`` inside ``roi``.
+    """``liver_entropy`` and ``liver_glcm_entropy`` (None where degenerate).
+
+    See :func:`texture_with_reasons`, which also says why a value is None.
+    """
+    return texture_with_reasons(image, roi, modality, bin_width=bin_width, lower=lower,
+                                n_bins=n_bins)[0]
+
+
+def texture_with_reasons(image: np.ndarray, roi: np.ndarray, modality: str, *,
+                         bin_width: float = 25.0, lower: float = -1000.0, n_bins: int = 32,
+                         organ: str = "liver", min_voxels: int = MIN_TEXTURE_VOXELS,
+                         ) -> tuple[dict[str, float | None], dict[str, str]]:
+    """Texture of ``image`` inside ``roi``, withheld (None, with a reason) when degenerate.
+
+    A texture value is withheld rather than reported as 0 when the region cannot have
+    texture at these settings: fewer than ``min_voxels`` voxels, a single grey level after
+    discretisation (both entropies would be 0 whatever the tissue), or (GLCM only) no two
+    neighbouring voxels.
 
     Parameters
     ----------
@@ -109,19 +132,42 @@ def texture_features(image: np.ndarray, roi: np.ndarray, modality: str, *,
     roi
         Boolean parenchyma mask on the same grid.
     modality
-        ``"CT"`` uses fixed bin width ``bin_width`` from ``lower``; anything else uses
+        ``"CT"`` uses fixed bin width ``bin_width`` (HU) from ``lower``; anything else uses
         ``n_bins`` bins over the ROI range.
+    organ
+        Name used in the reasons.
+    min_voxels
+        Fewest voxels for a texture value.
+
+    Returns
+    -------
+    tuple
+        ``{"liver_entropy": bits | None, "liver_glcm_entropy": bits | None}`` and
+        ``{feature: reason}`` for each None.
     """
     box = bbox(roi)
-    if box is None or np.count_nonzero(roi) < 2:
-        return {"liver_entropy": None, "liver_glcm_entropy": None}
+    n = 0 if box is None else int(np.count_nonzero(roi[box]))
+    if n < min_voxels:
+        why = (f"texture: {n} voxel{'s' if n != 1 else ''} in the {organ} parenchyma, "
+               f"fewer than the {min_voxels} needed")
+        return dict.fromkeys(TEXTURE_FEATURES), dict.fromkeys(TEXTURE_FEATURES, why)
     sub_roi = roi[box]
     values = image[box][sub_roi]
     if modality.upper() == "CT":
         lv = discretise_fixed_width(values, bin_width, lower)
+        binning = f"{bin_width:g} HU binning"
     else:
         lv = discretise_fixed_count(values, n_bins)
+        binning = f"discretisation into {n_bins} bins"
+    if np.unique(lv).size < 2:
+        why = f"texture: only one grey level in the {organ} after {binning}"
+        return dict.fromkeys(TEXTURE_FEATURES), dict.fromkeys(TEXTURE_FEATURES, why)
     levels = np.zeros(sub_roi.shape, dtype=np.int64)
     levels[sub_roi] = lv
-    return {"liver_entropy": histogram_entropy(lv),
-            "liver_glcm_entropy": glcm_joint_entropy(levels, sub_roi)}
+    out: dict[str, float | None] = {"liver_entropy": histogram_entropy(lv),
+                                    "liver_glcm_entropy": glcm_joint_entropy(levels, sub_roi)}
+    reasons = {}
+    if out["liver_glcm_entropy"] is None:
+        reasons["liver_glcm_entropy"] = (f"texture: no two neighbouring voxels in the "
+                                         f"{organ} parenchyma")
+    return out, reasons

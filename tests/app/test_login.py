@@ -154,3 +154,37 @@ def test_admin_changes_the_session_timeout_from_the_settings_page(accounts, sett
 
     assert load_settings(settings.home).session_timeout_min == 20
     assert audit.recent(accounts, 1)[0]["action"] == "settings_change"
+
+
+def test_admin_sets_the_default_radiomics_configuration_and_the_next_run_records_it(
+        accounts, settings, monkeypatch):
+    from sqlalchemy import select
+
+    from analytics.cli import main
+    from analytics.config import load_settings
+    from analytics.store.schema import FeatureRun, Series
+    from tests.features import npz_loader
+    from tests.features.ibsi_store import PHANTOM_UID, store_phantom
+
+    at = _login(new_app(viewer=None).run(), "root", PW)
+    at.switch_page("pages/settings.py").run()
+    assert at.selectbox(key="settings:radiomics").value == "hepatrack-ct-v1"
+    at.selectbox(key="settings:radiomics").select("ibsi-1-phantom")
+    at.button[-1].click().run()
+    assert not at.exception
+    assert "radiomics configuration ibsi-1-phantom" in at.success[0].value
+    assert load_settings(settings.home).radiomics_config == "ibsi-1-phantom"
+    change = audit.recent(accounts, 1)[0]
+    assert change["action"] == "settings_change"
+    assert change["detail"] == {"key": "radiomics_config", "old": None,
+                                "new": "ibsi-1-phantom"}
+    # a run that names no configuration uses, and records, the site's new default
+    store_phantom(settings)
+    monkeypatch.setenv("HEPATRACK_FEATURES_LOADER", npz_loader.LOADER)
+    assert main(["--home", str(settings.home), "features", "--series", PHANTOM_UID,
+                 "--radiomics", "--json"]) == 0
+    with accounts.session() as s:
+        run = s.scalar(select(FeatureRun).join(Series, FeatureRun.series_id == Series.id)
+                       .where(Series.series_uid == PHANTOM_UID))
+        assert run.settings["radiomics_config"] == "ibsi-1-phantom"
+        assert run.settings["radiomics_settings"]["config"] == "ibsi-1-phantom"

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from analytics.cli import main
 from analytics.config import Settings
 from analytics.errors import MissingExtraError
-from analytics.features import texture
+from analytics.features import radiomics_configs, texture
 from analytics.features.batch import _series_to_run, run_batch, write_outcome
 from analytics.features.extract import FeatureSettings, extract_series_features
 from analytics.features.radiomics import RadiomicsSettings, radiomics_features
@@ -74,21 +74,27 @@ def test_radiomics_rows_and_resume_rule(small_radiomics, tmp_path) -> None:
     # done without radiomics: skipped for a plain run, redone when radiomics are asked for
     assert _series_to_run(store, None, radiomics=False) == ([], [uid])
     assert _series_to_run(store, None, radiomics=True) == ([uid], [])
-    with_rad = FeatureSettings(radiomics=True)
+    # the resume rule reads the run's record: name it as a configured run would be
+    named = {**used, **radiomics_configs.get("hepatrack-ct-v1").record("CT")}
+    with_rad = FeatureSettings(radiomics=True, radiomics_config="hepatrack-ct-v1")
     write_outcome(store, {"ok": True, "series_uid": uid, "result": res.as_dict(),
-                          "auto_mask": None, "radiomics": {"values": values, "settings": used},
+                          "auto_mask": None, "radiomics": {"values": values, "settings": named},
                           "seconds": 2.0}, with_rad)
     assert _series_to_run(store, None, radiomics=True) == ([], [uid])
+    # radiomics of another configuration are not the ones asked for: redone
+    assert _series_to_run(store, None, True, "ibsi-1-phantom") == ([uid], [])
     with store.session() as s:
         rows = {f.name: f for f in s.scalars(select(Feature))}
         run = s.scalar(select(FeatureRun))
     assert rows["radiomics_liver_stat_mean"].value == pytest.approx(
         values["radiomics_liver_stat_mean"])
-    assert rows["radiomics_liver_stat_mean"].flags == {"radiomics": True}
+    assert rows["radiomics_liver_stat_mean"].flags == {"radiomics": True,
+                                                       "radiomics_config": "hepatrack-ct-v1@1"}
     assert rows["liver_volume_ml"].unit == "mL"
     assert len(rows) == len(res.values) + len(values)  # rewritten, not duplicated
     assert run.status == "done" and run.settings["radiomics"] is True
     assert run.settings["radiomics_settings"]["bin_width"] == 25.0
+    assert run.settings["radiomics_config"] == "hepatrack-ct-v1"
     assert np.isclose(run.seconds, 2.0)
     store.dispose()
 
@@ -123,7 +129,7 @@ def test_missing_radiomics_extra_fails_only_the_radiomics_and_says_how_to_instal
     monkeypatch.setitem(sys.modules, "mirp", None)  # ``import mirp`` now raises ImportError
     report = run_batch(store, settings, series_uids=[uid], radiomics=True,
                        loader=npz_loader.LOADER,
-                       feature_settings=FeatureSettings(radiomics_spacing_mm=None))
+                       feature_settings=FeatureSettings())
     assert report.series_done == [uid] and report.series_failed == []
     assert [f["series_uid"] for f in report.radiomics_failed] == [uid]
     reason = report.radiomics_failed[0]["reason"]

@@ -259,26 +259,46 @@ def _organ_masks(volume: Volume, masks: MaskSet | None, modality: str,
 
 def _quality_gate(canon: dict[str, np.ndarray], automatic: dict[str, bool],
                   image: np.ndarray, spacing: tuple[float, float, float],
-                  withheld: dict[str, str], warnings: list[str]) -> dict[str, str]:
-    """Check the liver and spleen masks (``analytics.features.quality``).
+                  withheld: dict[str, str], warnings: list[str],
+                  searched: tuple[str, ...] = ()) -> dict[str, str]:
+    """Check the liver and spleen masks (``analytics.features.quality``), each on its own
+    and then against each other.
 
     An organ that fails is removed from ``canon`` and ``automatic`` and named in
-    ``withheld`` with the reason, so every number from it is withheld. Returns the organs
-    whose volume only is withheld (cut by the scan's edge), with the reason.
+    ``withheld`` with the reason, so every number from it is withheld. An organ in
+    ``searched`` (automatic segmentation looked for it and found nothing) is named in
+    ``withheld`` too when the scan shows no abdomen at all. Returns the organs whose
+    volume only is withheld (cut by the scan's edge), with the reason.
     """
+    from analytics.features.field_of_view import field_of_view, scan_findings
     from analytics.features.landmarks import body_mask
-    from analytics.features.quality import check_organ
+    from analytics.features.quality import check_organ, check_pair
 
-    partial: dict[str, str] = {}
-    body = None
+    found = {}
+    body = fov = None
+    missing = [o for o in searched if o not in canon and o not in withheld]
+    if missing:
+        body, fov = body_mask(image), field_of_view(image, spacing)
+        scan = scan_findings(image, body, fov)
+        for organ in missing if scan else ():
+            withheld[organ] = f"automatic segmentation found no {organ}: {'; '.join(scan)}"
     for organ in ("liver", "spleen"):
         mask = canon.get(organ)
         if mask is None:
             continue
         auto = bool(automatic.get(organ))
         if auto and body is None:
-            body = body_mask(image)
-        q = check_organ(organ, mask, image, spacing, automatic=auto, body=body)
+            body, fov = body_mask(image), field_of_view(image, spacing)
+        found[organ] = check_organ(organ, mask, image, spacing, automatic=auto, body=body,
+                                   fov=fov)
+    liver_ok = "liver" in found and not found["liver"].withhold_all
+    disagree = check_pair(canon.get("liver"), canon.get("spleen"), liver_trusted=liver_ok,
+                          spleen_automatic=bool(automatic.get("spleen")),
+                          liver_automatic=bool(automatic.get("liver")))
+    partial: dict[str, str] = {}
+    for organ, q in found.items():
+        if not q.withhold_all:
+            q.withhold_all.extend(disagree.get(organ, []))
         if q.withhold_all:
             why = q.reason(volume=False)
             canon.pop(organ)
@@ -347,7 +367,8 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
                                                       settings, warnings)
     image = orient.to_canonical(volume.array)
     withheld = dict(volume.meta.get(WITHHELD_MASKS) or {})
-    partial = _quality_gate(canon, automatic, image, spacing, withheld, warnings)
+    searched = ("liver", "spleen") if auto_set is not None else ()
+    partial = _quality_gate(canon, automatic, image, spacing, withheld, warnings, searched)
     liver, spleen = canon.get("liver"), canon.get("spleen")
     lesion = canon.get("lesion")
 

@@ -7,8 +7,9 @@ is flagged ``automatic_segmentation``. When a delivered mask of the series could
 read (``volume.meta["mask_errors"]``), nothing is segmented in its place: the features
 that needed it say that the delivered mask failed, and why. Every liver and spleen mask
 passes the quality gate (``analytics.features.quality``): an organ cut by the scan's edge
-keeps its attenuation but not its volume, and an automatic mask that fails its checks is
-withheld with the reason. Every feature carries a ``mask_source`` flag (one of
+keeps its attenuation but not its volume, and an automatic mask that fails its checks
+(plausibility, no abdomen in the field of view, liver and spleen disagreeing) is withheld
+with the reason. Every feature carries a ``mask_source`` flag (one of
 :data:`~analytics.features.registry.MASK_SOURCES`) and, when it has no value, a ``reason``.
 
 The contrast phase is decided once, at ingest, and arrives as ``volume.contrast_phase``;
@@ -291,7 +292,7 @@ def _quality_gate(canon: dict[str, np.ndarray], automatic: dict[str, bool],
             body, fov = body_mask(image), field_of_view(image, spacing)
         found[organ] = check_organ(organ, mask, image, spacing, automatic=auto, body=body,
                                    fov=fov)
-    liver_ok = "liver" in found and not found["liver"].withhold_all
+    liver_ok = "liver" in found and found["liver"].in_abdomen
     disagree = check_pair(canon.get("liver"), canon.get("spleen"), liver_trusted=liver_ok,
                           spleen_automatic=bool(automatic.get("spleen")),
                           liver_automatic=bool(automatic.get("liver")))

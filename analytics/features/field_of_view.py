@@ -1,8 +1,12 @@
 """Does the scan show the abdomen where an organ was found? Anatomy of the field of view.
 
 An automatic liver or spleen can only be right where the scan shows an adult upper
-abdomen. Two facts of anatomy decide it, each measured on the axial slices the organ
-occupies (weighted by the organ's area in each slice):
+abdomen. Three facts of anatomy decide it. Each axial slice the organ occupies is judged
+(a head, a neck or limb, the chest, or possibly the abdomen); when the slices that are not
+abdominal hold more than half of the organ, the scan shows no abdomen at its level. The
+whole scan is judged the same way, by the body's share of each slice, for an organ the
+segmentation did not find. A field of view smaller than ``MIN_TRUNK_AREA_CM2`` holds no
+abdomen at all.
 
 - **the trunk's cross-section.** An adult's lower chest and upper abdomen, where the liver
   and spleen lie, measure about 70 cm around or more even in a very thin adult (an area of

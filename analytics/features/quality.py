@@ -18,8 +18,9 @@ finding:
   ``analytics.features.field_of_view``). Every number is withheld.
 - **agreement** (automatic masks, :func:`check_pair`): independent cues must agree. The
   spleen lies beside the liver, under the left hemidiaphragm, so an automatic spleen
-  needs a liver (delivered, or automatic and passing its own checks) at its level and on
-  its right; a liver found on the left of the spleen makes both doubtful.
+  needs a liver (delivered, or automatic and found in the abdomen, even if its own numbers
+  are withheld) at its level and on its right; a liver found on the left of the spleen
+  makes both doubtful.
 
 The thresholds are anatomical and physical facts, not fitted to any scan:
 
@@ -66,13 +67,15 @@ class OrganQuality:
     """What the gate found for one organ mask.
 
     ``withhold_all`` lists reasons that withhold every number of the organ;
-    ``withhold_volume`` reasons that withhold only its volume.
+    ``withhold_volume`` reasons that withhold only its volume. ``in_abdomen`` is False when
+    the scan shows no abdomen where the organ was found.
     """
 
     organ: str
     automatic: bool
     withhold_all: list[str] = field(default_factory=list)
     withhold_volume: list[str] = field(default_factory=list)
+    in_abdomen: bool = True
 
     @property
     def ok(self) -> bool:
@@ -151,7 +154,9 @@ def check_organ(organ: str, mask: np.ndarray, image: np.ndarray,
     if not automatic:
         return q
     fov = fov if fov is not None else field_of_view(image, spacing)
-    q.withhold_all.extend(level_findings(organ, mask, image, fov))
+    outside = level_findings(organ, mask, image, fov)
+    q.withhold_all.extend(outside)
+    q.in_abdomen = not outside
     volume = float(mask.sum()) * float(np.prod(spacing)) / 1000.0
     lo, hi = PLAUSIBLE_ML[organ]
     if volume > hi or (volume < lo and not edges):  # a partial organ may be small
@@ -190,7 +195,8 @@ def check_pair(liver: np.ndarray | None, spleen: np.ndarray | None, *,
     liver, spleen
         The masks still standing after :func:`check_organ`, or None.
     liver_trusted
-        The liver mask is delivered, or automatic and passed :func:`check_organ`.
+        The liver mask is delivered, or automatic and found where the scan shows an
+        abdomen (``OrganQuality.in_abdomen``).
     spleen_automatic, liver_automatic
         Which masks come from automatic segmentation (a delivered mask is not doubted).
 

@@ -27,6 +27,12 @@ CT_SM = TOTALSEG / "example_ct_sm.nii.gz"
 CT_SM_LABELS = TOTALSEG / "example_seg.nii.gz"
 MR_SM = TOTALSEG / "example_mr_sm.nii.gz"
 MR_SM_LABELS = TOTALSEG / "example_seg_mr.nii.gz"
+#: a real head CT (gantry tilt resolved onto a regular oblique grid) and a real chest-only
+#: CT (a CT angiogram above the liver dome, 18 cm field of view): no abdomen in either
+HEAD_CT = DATA / "dcm_qa_ct-head" / "head_ct.nii.gz"
+CHEST_CT = DATA / "totalsegmentator-chest" / "chest_ct.nii.gz"
+#: a real thigh CT cropped 5 cm around a tumour
+THIGH_CT = DATA / "ibsi-validation-sts019" / "CT_image.nii.gz"
 
 #: TotalSegmentator v2 ``total`` class ids of the structures HepaTrack uses
 TOTAL_V2 = {1: "spleen", 5: "liver", 52: "aorta", 63: "inferior_vena_cava",

@@ -10,8 +10,9 @@ the engine (``segmentation_engine``: name, version, task). When a delivered mask
 read (``volume.meta["mask_errors"]``), nothing is segmented in its place: the features
 that needed it say that the delivered mask failed, and why. Every liver and spleen mask
 passes the quality gate (``analytics.features.quality``): an organ cut by the scan's edge
-keeps its attenuation but not its volume, and an automatic mask that fails its checks is
-withheld with the reason. Every feature carries a ``mask_source`` flag (one of
+keeps its attenuation but not its volume, and an automatic mask that fails its checks
+(plausibility, no abdomen in the field of view, liver and spleen disagreeing) is withheld
+with the reason. Every feature carries a ``mask_source`` flag (one of
 :data:`~analytics.features.registry.MASK_SOURCES`) and, when it has no value, a ``reason``.
 
 The contrast phase is decided once, at ingest, and arrives as ``volume.contrast_phase``;
@@ -304,17 +305,27 @@ def needs_mask(organ: str) -> str:
 def _quality_gate(canon: dict[str, np.ndarray], automatic: dict[str, bool],
                   image: np.ndarray, spacing: tuple[float, float, float],
                   withheld: dict[str, str], warnings: list[str],
-                  modality: str = "CT") -> dict[str, str]:
-    """Check the liver and spleen masks (``analytics.features.quality``).
+                  searched: tuple[str, ...] = (), modality: str = "CT") -> dict[str, str]:
+    """Check the liver and spleen masks (``analytics.features.quality``), each on its own
+    and then against each other.
 
     An organ that fails is removed from ``canon`` and ``automatic`` and named in
-    ``withheld`` with the reason, so every number from it is withheld. Returns the organs
-    whose volume only is withheld (cut by the scan's edge), with the reason.
+    ``withheld`` with the reason, so every number from it is withheld. An organ in
+    ``searched`` (automatic segmentation looked for it and found nothing) is named in
+    ``withheld`` too when the scan shows no abdomen at all. Returns the organs whose
+    volume only is withheld (cut by the scan's edge), with the reason.
     """
-    from analytics.features.quality import body_for, check_organ
+    from analytics.features.field_of_view import field_of_view, scan_findings
+    from analytics.features.quality import body_for, check_organ, check_pair
 
-    partial: dict[str, str] = {}
-    body = None
+    found = {}
+    body = fov = None
+    missing = [o for o in searched if o not in canon and o not in withheld]
+    if missing and modality == "CT":  # the field of view is judged by Hounsfield units
+        body, fov = body_for(image, modality), field_of_view(image, spacing)
+        scan = scan_findings(image, body, fov)
+        for organ in missing if scan else ():
+            withheld[organ] = f"automatic segmentation found no {organ}: {'; '.join(scan)}"
     for organ in ("liver", "spleen"):
         mask = canon.get(organ)
         if mask is None:
@@ -322,8 +333,17 @@ def _quality_gate(canon: dict[str, np.ndarray], automatic: dict[str, bool],
         auto = bool(automatic.get(organ))
         if auto and body is None:
             body = body_for(image, modality)
-        q = check_organ(organ, mask, image, spacing, automatic=auto, body=body,
-                        modality=modality)
+            fov = field_of_view(image, spacing) if modality == "CT" else None
+        found[organ] = check_organ(organ, mask, image, spacing, automatic=auto, body=body,
+                                   modality=modality, fov=fov)
+    liver_ok = "liver" in found and found["liver"].in_abdomen
+    disagree = check_pair(canon.get("liver"), canon.get("spleen"), liver_trusted=liver_ok,
+                          spleen_automatic=bool(automatic.get("spleen")),
+                          liver_automatic=bool(automatic.get("liver")))
+    partial: dict[str, str] = {}
+    for organ, q in found.items():
+        if not q.withhold_all:
+            q.withhold_all.extend(disagree.get(organ, []))
         if q.withhold_all:
             why = q.reason(volume=False)
             canon.pop(organ)
@@ -392,7 +412,9 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
                                                       settings, warnings)
     image = orient.to_canonical(volume.array)
     withheld = dict(volume.meta.get(WITHHELD_MASKS) or {})
-    partial = _quality_gate(canon, automatic, image, spacing, withheld, warnings, modality)
+    searched = ("liver", "spleen") if auto_set is not None else ()
+    partial = _quality_gate(canon, automatic, image, spacing, withheld, warnings, searched,
+                            modality)
     liver, spleen = canon.get("liver"), canon.get("spleen")
     lesion = canon.get("lesion")
 

@@ -15,6 +15,14 @@ finding:
   be sure of the organ, and every number from that mask is withheld. On MR (automatic
   masks come only from TotalSegmentator) the intensity checks are left out: MR signal
   has no physical scale; volume, side and pieces are checked as on CT.
+- **field of view** (automatic masks, CT): no abdomen where the organ was found (a head, a
+  limb, the chest above the diaphragm, or a field of view too small for an abdomen; see
+  ``analytics.features.field_of_view``). Every number is withheld.
+- **agreement** (automatic masks, :func:`check_pair`): independent cues must agree. The
+  spleen lies beside the liver, under the left hemidiaphragm, so an automatic spleen
+  needs a liver (delivered, or automatic and found in the abdomen, even if its own numbers
+  are withheld) at its level and on its right; a liver found on the left of the spleen
+  makes both doubtful.
 
 The thresholds are anatomical and physical facts, not fitted to any scan:
 
@@ -25,7 +33,9 @@ The thresholds are anatomical and physical facts, not fitted to any scan:
   enhancement); bone and dense bolus lie above 300 HU, fat and air below -100 HU;
 - the liver lies on the patient's right of the midline, the spleen on the left (a
   situs inversus patient needs a delivered mask);
-- a liver or spleen is one connected organ (an accessory spleen is small).
+- a liver or spleen is one connected organ (an accessory spleen is small);
+- the spleen's craniocaudal extent (vertebral levels T10-L1) lies within the liver's
+  (T8-L3): they always share axial slices.
 """
 
 from __future__ import annotations
@@ -34,6 +44,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from analytics.features.field_of_view import FieldOfView, field_of_view, level_findings
 
 #: an organ whose cross-section in an edge slice exceeds this fraction of its largest one
 #: continues beyond the scan (a tip cut by the edge loses only a few mL)
@@ -57,13 +69,15 @@ class OrganQuality:
     """What the gate found for one organ mask.
 
     ``withhold_all`` lists reasons that withhold every number of the organ;
-    ``withhold_volume`` reasons that withhold only its volume.
+    ``withhold_volume`` reasons that withhold only its volume. ``in_abdomen`` is False when
+    the scan shows no abdomen where the organ was found.
     """
 
     organ: str
     automatic: bool
     withhold_all: list[str] = field(default_factory=list)
     withhold_volume: list[str] = field(default_factory=list)
+    in_abdomen: bool = True
 
     @property
     def ok(self) -> bool:
@@ -107,7 +121,8 @@ def _edge_findings(mask: np.ndarray, organ: str, margin: int) -> list[str]:
 
 def check_organ(organ: str, mask: np.ndarray, image: np.ndarray,
                 spacing: tuple[float, float, float], *, automatic: bool,
-                body: np.ndarray | None = None, modality: str = "CT") -> OrganQuality:
+                body: np.ndarray | None = None, modality: str = "CT",
+                fov: FieldOfView | None = None) -> OrganQuality:
     """Check one organ mask (canonical orientation: inferior->superior, anterior->
     posterior, patient right->left).
 
@@ -126,6 +141,8 @@ def check_organ(organ: str, mask: np.ndarray, image: np.ndarray,
     modality
         ``"CT"`` or ``"MR"``: MR intensities have no physical scale, so on MR the
         attenuation content and spread are not checked (volume, side and pieces are).
+    fov
+        The scan's lungs (``field_of_view.field_of_view``); derived when None.
 
     Returns
     -------
@@ -141,6 +158,11 @@ def check_organ(organ: str, mask: np.ndarray, image: np.ndarray,
     q.withhold_volume.extend(edges)
     if not automatic:
         return q
+    if modality == "CT":  # lungs and bone are found by their Hounsfield units
+        fov = fov if fov is not None else field_of_view(image, spacing)
+        outside = level_findings(organ, mask, image, fov)
+        q.withhold_all.extend(outside)
+        q.in_abdomen = not outside
     volume = float(mask.sum()) * float(np.prod(spacing)) / 1000.0
     lo, hi = PLAUSIBLE_ML[organ]
     if volume > hi or (volume < lo and not edges):  # a partial organ may be small
@@ -172,6 +194,50 @@ def _check_attenuation(q: OrganQuality, organ: str, values: np.ndarray) -> None:
     if spread > MAX_SPREAD_HU:
         q.withhold_all.append(f"attenuation spread {spread:.0f} HU over {MAX_SPREAD_HU:g} HU: "
                               f"more than one tissue")
+
+
+def check_pair(liver: np.ndarray | None, spleen: np.ndarray | None, *,
+               liver_trusted: bool, spleen_automatic: bool, liver_automatic: bool
+               ) -> dict[str, list[str]]:
+    """Do the liver and spleen masks agree with each other? (canonical masks)
+
+    Parameters
+    ----------
+    liver, spleen
+        The masks still standing after :func:`check_organ`, or None.
+    liver_trusted
+        The liver mask is delivered, or automatic and found where the scan shows an
+        abdomen (``OrganQuality.in_abdomen``).
+    spleen_automatic, liver_automatic
+        Which masks come from automatic segmentation (a delivered mask is not doubted).
+
+    Returns
+    -------
+    dict
+        Organ -> reasons to withhold all its numbers (only organs with a finding).
+    """
+    out: dict[str, list[str]] = {}
+    if spleen is None or not spleen.any() or not spleen_automatic:
+        return out
+    spleen_z = np.flatnonzero(spleen.any(axis=(1, 2)))
+    if liver is None or not liver.any() or not liver_trusted:
+        out["spleen"] = ["no liver was found to confirm it: the spleen lies beside the "
+                         "liver, under the left hemidiaphragm"]
+        return out
+    liver_z = np.flatnonzero(liver.any(axis=(1, 2)))
+    if spleen_z[0] > liver_z[-1] or spleen_z[-1] < liver_z[0]:
+        out["spleen"] = ["it shares no axial slice with the liver, whereas the spleen always "
+                         "lies at the level of the liver"]
+        return out
+    liver_x = float(np.argwhere(liver)[:, 2].mean())
+    spleen_x = float(np.argwhere(spleen)[:, 2].mean())
+    if liver_x >= spleen_x:  # canonical columns run from the patient's right to left
+        why = ("the liver's centre lies on the patient's left of the spleen's: the two "
+               "masks disagree on the sides")
+        out["spleen"] = [why]
+        if liver_automatic:
+            out["liver"] = [why]
+    return out
 
 
 #: MR body: above this fraction of the image's 99th intensity percentile (air is dark)

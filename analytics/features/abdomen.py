@@ -74,7 +74,7 @@ def body_wall(smooth: np.ndarray, body: np.ndarray, *, n_rays: int = 360) -> np.
         r = np.hypot(rows - g[0], cols - g[1])
         ray = np.rint(np.arctan2(rows - g[0], cols - g[1]) % (2 * np.pi) / (2 * np.pi) * n_rays)
         outer = starts[k][ray.astype(int) % n_rays]
-        band = (r <= outer + 0.5) & (r >= outer - thickness)
+        band = (r <= outer + 0.5) & (r > outer + 0.5 - thickness)
         out[k] = body[k] & ~fat[k] & np.nan_to_num(band, nan=0).astype(bool)
         out[k] |= body[k] & (r > edge[k][ray.astype(int) % n_rays] + 1.0)  # limbs
     return out

@@ -142,6 +142,7 @@ from scipy import ndimage as ndi
 
 from analytics.errors import FeatureError
 from analytics.features.abdomen import GRID_MM, _half_width, body_wall, paraspinal_zone
+from analytics.features.drift import drift_floor, follow_drift, muscle_level
 from analytics.features.geometry import bbox
 from analytics.features.landmarks import body_mask, from_grid, to_grid
 from analytics.features.measure import largest_component
@@ -257,6 +258,7 @@ class _Candidate:
     mask: np.ndarray
     window: tuple[float, float]
     score: float
+    floor: float | None = None
 
 
 def _split_at_necks(core: np.ndarray, ratio: float) -> tuple[np.ndarray, int, np.ndarray]:
@@ -367,8 +369,12 @@ def _components(core: np.ndarray, accept, min_vox: int, neck_ratio: float = 0.0,
 
 
 def _grow(seed: np.ndarray, smooth: np.ndarray, body: np.ndarray, exclude: np.ndarray | None,
-          cut: np.ndarray, sd_floor: float, neck_vox: int = 2) -> tuple[np.ndarray, tuple[float, float]]:
-    """Window from the seed's own intensities; seed grown back inside it, closed, filled."""
+          cut: np.ndarray, sd_floor: float, neck_vox: int = 2, muscle: float | None = None,
+          ) -> tuple[np.ndarray, tuple[float, float], float | None]:
+    """Window from the seed's own intensities; seed grown back inside it, closed, filled.
+
+    An enhanced organ (``drift_floor``) is then grown through its intensity drift too; the
+    floor it may drift down to is returned (None: not enhanced)."""
     vals = smooth[seed]
     med = float(np.median(vals))
     # the width comes from the noise: the seed's own spread, but never more than the
@@ -382,13 +388,17 @@ def _grow(seed: np.ndarray, smooth: np.ndarray, body: np.ndarray, exclude: np.nd
     if n > 1:
         keep = np.unique(labels[seed & grown])
         grown = np.isin(labels, keep[keep > 0])
+    floor = drift_floor(med, muscle)
+    if floor is not None:
+        grown = follow_drift(grown, smooth, body if exclude is None else body & ~exclude,
+                             half, floor)
     grown = _closed(grown, _ball(2)) & body
     grown = _fill_holes(ndi.binary_fill_holes(grown))
     if exclude is not None:
         grown &= ~exclude
     # a thin organ's own body is narrower than the neck radius: scale it to its thickness
     neck_vox = min(neck_vox, max(1, int(0.6 * float(ndi.distance_transform_edt(grown).max()))))
-    return _cut_necks(grown, neck_vox), (med - half, med + half)
+    return _cut_necks(grown, neck_vox), (med - half, med + half), floor
 
 
 def _closed(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
@@ -429,7 +439,8 @@ def _organ(smooth: np.ndarray, body: np.ndarray, side: np.ndarray, exclude: np.n
            accept, cut_mm: float, min_ml: float, max_ml: float,
            sd_floor: float, neck_vox: int = 2, weight=None,
            neck_ratio: float = 0.0, post=None, columns: float = 0.0,
-           reject=None, through: bool = False) -> _Candidate | None:
+           reject=None, through: bool = False, muscle: float | None = None,
+           ) -> _Candidate | None:
     """The best acceptable organ component over the candidate intensity peaks: the
     largest, or the largest ``size * weight(centre)`` when a positional weight is given.
     ``post(mask, window)``, when given, trims each grown candidate before it is scored.
@@ -461,26 +472,29 @@ def _organ(smooth: np.ndarray, body: np.ndarray, side: np.ndarray, exclude: np.n
         core = ndi.binary_erosion(inside, cut)
         for comp in _components(core, accept, int(0.2 * min_ml / vox_ml), neck_ratio, weight,
                                 reject=reject):
-            grown, window = _grow(comp, smooth, body, excl, cut, sd_floor, neck_vox)
+            grown, window, floor = _grow(comp, smooth, body, excl, cut, sd_floor, neck_vox,
+                                         muscle)
             if post is not None:
-                grown = post(grown, window)
+                grown = post(grown, window, floor)
             size_ml = float(grown.sum()) * vox_ml
             if not (min_ml <= size_ml <= max_ml):
                 continue
             score = size_ml * (weight(ndi.center_of_mass(grown)) if weight else 1.0)
             if best is None or score > best.score:
-                best = _Candidate(grown, window, score)
+                best = _Candidate(grown, window, score, floor)
     return best
 
 
 def _refine(native: np.ndarray, coarse_mask: np.ndarray, spacing: tuple[float, float, float],
-            window: tuple[float, float]) -> np.ndarray:
+            window: tuple[float, float], floor: float | None = None) -> np.ndarray:
     """Native-grid mask: intensity window inside the dilated coarse mask, holes filled.
 
     The native image is noisier than the coarse one, so the window is widened by half.
     """
     centre, half = 0.5 * (window[0] + window[1]), 0.75 * (window[1] - window[0])
     lo, hi = centre - half, centre + half
+    if floor is not None:  # an enhanced organ grown through its drift
+        lo = min(lo, floor)
     near = from_grid(ndi.binary_dilation(coarse_mask, _ball(1)), native.shape, spacing, GRID_MM)
     core = from_grid(ndi.binary_erosion(coarse_mask, _ball(1)), native.shape, spacing, GRID_MM)
     box = bbox(near, margin=1)
@@ -494,7 +508,8 @@ def _refine(native: np.ndarray, coarse_mask: np.ndarray, spacing: tuple[float, f
 
 
 def _homogeneous(mask: np.ndarray, smooth: np.ndarray, window_hi: float,
-                 min_hu: float = HOM_MIN_HU, rim_vox: int = 0) -> np.ndarray:
+                 min_hu: float = HOM_MIN_HU, rim_vox: int = 0,
+                 floor: float | None = None) -> np.ndarray:
     """The part of an organ candidate whose local mean attenuation matches its core's.
 
     The liver is the largest homogeneous organ: its level is the mode of its eroded core.
@@ -526,7 +541,10 @@ def _homogeneous(mask: np.ndarray, smooth: np.ndarray, window_hi: float,
     local = ndi.gaussian_filter(smooth * m, HOM_SIGMA_VOX) / np.maximum(den, 1e-3)
     local[~mask | (den < 0.05)] = level
     margin = max(min_hu, HOM_K * _robust_sd(local[core]))
-    keep = mask & (np.abs(local - level) <= margin)
+    lowest, highest = level - margin, level + margin
+    if floor is not None:  # enhanced, grown through its drift: up to its vessels' level
+        lowest, highest = min(lowest, floor), max(highest, 2.0 * window_hi - level)
+    keep = mask & (local >= lowest) & (local <= highest)
     labels, n = ndi.label(keep)
     if n == 0:
         return mask
@@ -615,7 +633,9 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
     left = np.broadcast_to(xs > cx, coarse.shape)
 
     # the abdominal wall touches the liver and spleen with the same attenuation: peel it
-    wall = body_wall(smooth, body) | paraspinal_zone(coarse, smooth, body)
+    paraspinal = paraspinal_zone(coarse, smooth, body)
+    wall = body_wall(smooth, body) | paraspinal
+    muscle = muscle_level(smooth, paraspinal)
     wall_native = from_grid(wall, img.shape, spacing, GRID_MM)
     # the paraspinal and psoas muscles run the length of the scan beside the spine, wider
     # than the paraspinal zone; the liver and the spleen span a part of it
@@ -629,14 +649,15 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
                    # ... and into the spleen: split it at its necks and leave out the
                    # pieces in the spleen's place (lateral on the left, not anterior)
                    neck_ratio=SPLEEN_NECK_RATIO,
-                   reject=lambda c: c[2] > cx + 0.35 * hw and c[1] > cy - 0.1 * hw)
+                   reject=lambda c: c[2] > cx + 0.35 * hw and c[1] > cy - 0.1 * hw,
+                   muscle=muscle)
     exclude = wall
     if liver is not None:
         # a steatotic liver's window also takes kidney, gallbladder and bowel fluid
-        liver.mask = _homogeneous(liver.mask, smooth, liver.window[1])
+        liver.mask = _homogeneous(liver.mask, smooth, liver.window[1], floor=liver.floor)
         # ... and bowel fluid under an air-fluid level
         liver.mask = _drop_under_gas(liver.mask, coarse, body)
-        masks["liver"] = _refine(img, liver.mask, spacing, liver.window) & ~wall_native
+        masks["liver"] = _refine(img, liver.mask, spacing, liver.window, liver.floor) & ~wall_native
         masks["liver"] = _partial_volume_rim(img, masks["liver"], wall_native)
         exclude = wall | ndi.binary_dilation(liver.mask, _ball(1))
     # ... and under the left hemidiaphragm, level with the upper liver: its centre lies
@@ -662,14 +683,15 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
                         neck_ratio=SPLEEN_NECK_RATIO,
                         columns=COLUMN_FRAC if long_scan else 0.0,
                         # the kidney (unenhanced ~15 HU below the spleen) within its window
-                        post=lambda g, w: _homogeneous(g, smooth, w[1], SPLEEN_HOM_MIN_HU,
-                                                       SPLEEN_HOM_RIM_VOX))
+                        post=lambda g, w, f: _homogeneous(g, smooth, w[1], SPLEEN_HOM_MIN_HU,
+                                                          SPLEEN_HOM_RIM_VOX, f),
+                        muscle=muscle)
         if spleen is not None:
             break
     if spleen is not None:
         # the coarse growth reaches one erosion radius around the core: a thin tail is lost
         spleen.mask = _thin_reach(spleen.mask, smooth, body, exclude, spleen.window)
-        m = _refine(img, spleen.mask, spacing, spleen.window) & ~wall_native
+        m = _refine(img, spleen.mask, spacing, spleen.window, spleen.floor) & ~wall_native
         if "liver" in masks:
             m &= ~masks["liver"]
         m = _partial_volume_rim(img, m, wall_native | masks.get("liver", False))

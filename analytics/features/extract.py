@@ -50,7 +50,7 @@ from analytics.features.vessels import analyse_vessels, delivered_mask_problem
 from analytics.ingest.volume import MaskSet, Volume
 
 #: bump when any computed value may change; stored with every feature row
-EXTRACTOR_VERSION = "1.3.0"
+EXTRACTOR_VERSION = "1.4.0"
 #: delivered vessel trunks: never the intra-hepatic vessel tree
 _TRUNKS = ("portal_splenic_vein", "inferior_vena_cava")
 _VESSEL_FEATURES = ("liver_vessel_fraction", "liver_vessel_tortuosity",

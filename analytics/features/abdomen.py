@@ -1,4 +1,5 @@
-"""Where a liver or spleen search must not look: the abdominal wall and the paraspinal zone.
+"""Where a liver or spleen search must not look: the abdominal wall (with the arms beside
+the trunk) and the paraspinal zone.
 
 Both touch the liver and spleen with the same attenuation. Canonical arrays on the coarse
 grid of ``analytics.features.segmentation`` (``GRID_MM``): axis 0 inferior -> superior,

@@ -234,7 +234,7 @@ def engine_summary(method: str = "auto") -> dict[str, object]:
             why = "" if engine is not None else MR_NEEDS_MASK
         out[modality] = {
             "engine": (status.engine if engine == TOTALSEG_METHOD else
-                       "classical-v3" if engine == CLASSICAL else None),
+                       classical_label() if engine == CLASSICAL else None),
             "reason": why,
             "totalsegmentator": {"available": status.available, "reason": status.reason,
                                  "version": status.version, "task": status.task,
@@ -373,3 +373,10 @@ def run_totalsegmentator(image: np.ndarray, spacing: tuple[float, float, float],
     canon = nifti_to_canonical(labels)
     return ({name: canon == value for name, value in TASK_LABELS[status.task].items()},
             status.engine)
+
+
+def classical_label() -> str:
+    """The classical pipeline's method name (imported late: segmentation imports this)."""
+    from analytics.features.segmentation import CLASSICAL_METHOD
+
+    return CLASSICAL_METHOD

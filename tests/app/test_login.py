@@ -144,7 +144,7 @@ def test_admin_changes_the_session_timeout_from_the_settings_page(accounts, sett
     at.switch_page("pages/settings.py").run()
     assert not at.exception
     shown = json.loads(at.json[0].value)["segmentation"]  # the engine a feature run uses
-    assert (shown["CT"]["engine"], shown["MR"]["engine"]) == ("classical-v3", None)
+    assert (shown["CT"]["engine"], shown["MR"]["engine"]) == ("classical-v4", None)
     assert shown["CT"]["totalsegmentator"]["reason"] == "TotalSegmentator is not installed"
     at.number_input(key="settings:timeout").set_value(20)
     at.button[-1].click().run()

@@ -128,7 +128,7 @@ def test_local_cluster_writes_features_and_records_failures(cohort, local_run,
         auto_uid = list(uids)[2]
         sid = s.scalar(select(Series.id).where(Series.series_uid == auto_uid))
         mask = s.scalar(select(Mask).where(Mask.series_id == sid))
-        engine = f"classical-v3 (HepaTrack extractor {EXTRACTOR_VERSION})"
+        engine = f"classical-v4 (HepaTrack extractor {EXTRACTOR_VERSION})"
         assert (mask.format, mask.automatic, mask.method) == ("auto", True, engine)
         flags = s.scalar(select(Feature.flags).where(Feature.series_id == sid,
                                                      Feature.name == "liver_volume_ml"))
@@ -315,7 +315,7 @@ def test_features_export_keeps_the_automatic_flag_and_the_reasons(cohort, local_
         uids[masked][2].truth["liver_volume_ml"])
     assert pd.isna(df.loc[masked, "liver_volume_ml__reason"])
     assert df.loc[auto_uid, "segmentation_engine"] == (
-        f"classical-v3 (HepaTrack extractor {EXTRACTOR_VERSION})")
+        f"classical-v4 (HepaTrack extractor {EXTRACTOR_VERSION})")
     assert pd.isna(df.loc[masked, "segmentation_engine"])  # every mask delivered
     features = [c for c in df.columns if c not in ("patient", "study_date",
                                                    "segmentation_engine") and "__" not in c]

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage as ndi
 
 from analytics.config import load_settings
+from analytics.features.abdomen import GRID_MM, body_wall, paraspinal_zone
 from analytics.features.geometry import orientation
+from analytics.features.landmarks import body_mask, to_grid
 from analytics.features.quality import check_organ
 from analytics.features.segmentation import segment_canonical
 from analytics.ingest.loader import load_series
@@ -142,15 +145,69 @@ def test_a_mask_in_pieces_is_withheld_but_a_whole_one_passes():
     assert any("pieces" in r for r in q.withhold_all), q.withhold_all
 
 
-#: measured Dice of classical-v3 against TotalSegmentator's label maps (the issue's targets,
-#: 0.90 liver and 0.85 spleen, are not met on real CT yet: these floors catch a regression)
-REAL_DICE_FLOORS = {("example_ct_sm", "liver"): 0.84, ("example_ct_sm", "spleen"): 0.68,
-                    ("example_ct_dicom", "liver"): 0.70, ("example_ct_dicom", "spleen"): 0.72}
+#: measured Dice of classical-v4 against TotalSegmentator's label maps: liver 0.895 and
+#: 0.908, spleen 0.939 and 0.913 (classical-v3: 0.845 / 0.703, 0.691 / 0.734); the issue's
+#: targets are 0.90 (liver) and 0.85 (spleen), which the unenhanced liver just misses
+REAL_DICE_FLOORS = {("example_ct_sm", "liver"): 0.89, ("example_ct_sm", "spleen"): 0.93,
+                    ("example_ct_dicom", "liver"): 0.90, ("example_ct_dicom", "spleen"): 0.90}
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * float((a & b).sum()) / max(1.0, float(a.sum() + b.sum()))
 
 
 @pytest.mark.parametrize(("case", "organ"), sorted(REAL_DICE_FLOORS))
 def test_automatic_segmentation_on_real_ct_holds_its_measured_dice(real, case, organ):
     _image, _spacing, ref, auto = real[case]
-    mask = auto[organ]
-    dice = 2.0 * float((mask & ref[organ]).sum()) / float(mask.sum() + ref[organ].sum())
+    dice = _dice(auto[organ], ref[organ])
     assert dice >= REAL_DICE_FLOORS[case, organ], dice
+
+
+def _thick_slices(image, ref, spacing, thickness_mm):
+    """The scan resampled to slices of ``thickness_mm``: each new slice the mean of the old
+    ones it covers (a thick reconstruction), reference masks by the nearest old slice."""
+    step = thickness_mm / spacing[0]
+    centres = np.arange(0.5 * step - 0.5, image.shape[0] - 0.5, step)
+    lo = np.floor(centres - 0.5 * step + 0.5).astype(int)
+    hi = np.floor(centres + 0.5 * step + 0.5).astype(int)
+    thick = np.stack([image[max(0, a):max(a + 1, b)].mean(axis=0) for a, b in zip(lo, hi,
+                                                                                  strict=True)])
+    near = np.clip(np.rint(centres).astype(int), 0, image.shape[0] - 1)
+    return (thick.astype(np.float32), {k: v[near] for k, v in ref.items()},
+            (thickness_mm, spacing[1], spacing[2]))
+
+
+#: slabs of each real CT (slice ranges) and its 5 mm resampling: classical-v4 measured
+#: liver 0.80-0.91 (0.80: the lower 45 mm of the unenhanced liver, 287 mL), spleen
+#: 0.91-0.95; classical-v3 found no liver in five of them and no spleen in one
+VARIANTS = [("example_ct_sm", (0, 15)), ("example_ct_sm", (8, 23)), ("example_ct_sm", (15, 30)),
+            ("example_ct_sm", 5.0), ("example_ct_dicom", (0, 10)),
+            ("example_ct_dicom", (10, 20)), ("example_ct_dicom", 5.0)]
+
+
+@pytest.mark.parametrize(("case", "variant"), VARIANTS)
+def test_a_slab_cut_at_any_level_or_in_5_mm_slices_keeps_its_dice(real, case, variant):
+    image, spacing, ref, _auto = real[case]
+    if isinstance(variant, tuple):
+        cut = slice(*variant)
+        image, ref = image[cut], {k: v[cut] for k, v in ref.items()}
+    else:
+        image, ref, spacing = _thick_slices(image, ref, spacing, variant)
+    auto = segment_canonical(np.ascontiguousarray(image), spacing, method="classical").masks
+    assert _dice(auto["liver"], ref["liver"]) >= 0.78
+    assert _dice(auto["spleen"], ref["spleen"]) >= 0.88
+
+
+@pytest.mark.parametrize("case", ["example_ct_sm", "example_ct_dicom"])
+def test_the_excluded_wall_and_paraspinal_zone_hold_almost_none_of_the_organs(real, case):
+    """On real CT the subcutaneous fat reaches the visceral fat and the lung through gaps of
+    one voxel; the excluded wall must still stay outside the abdominal cavity, and the
+    paraspinal zone behind the spine (classical-v3 excluded 14-37 % of these organs)."""
+    image, spacing, ref, _auto = real[case]
+    coarse = to_grid(image.astype(np.float32), spacing, GRID_MM)
+    smooth = ndi.median_filter(coarse, size=3)
+    body = body_mask(coarse)
+    excluded = body_wall(smooth, body) | paraspinal_zone(coarse, smooth, body)
+    for organ in ("liver", "spleen"):
+        truth = to_grid(ref[organ].astype(np.float32), spacing, GRID_MM) > 0.5
+        assert (truth & excluded).sum() < 0.05 * truth.sum(), organ

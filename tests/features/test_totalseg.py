@@ -231,7 +231,7 @@ def test_installed_without_weights_it_is_not_used_and_the_reason_names_them(
     assert choose_engine("auto", "CT") == "classical"
     assert choose_engine("auto", "MR") is None
     summary = engine_summary("auto")
-    assert summary["CT"]["engine"] == "classical-v3"
+    assert summary["CT"]["engine"] == "classical-v4"
     assert summary["MR"] == {**summary["MR"], "engine": None, "reason": MR_NEEDS_MASK}
     assert "Dataset298_*" in summary["CT"]["totalsegmentator"]["reason"]
     with pytest.raises(MissingExtraError, match=r"weights .* not in .*TOTALSEG_HOME_DIR"):
@@ -291,7 +291,7 @@ def test_the_cli_says_which_engine_a_run_would_use_and_refuses_a_missing_one(
     home = str(tmp_path / "home")
     assert main(["--home", home, "features", "--engines", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)["segmentation"]
-    assert (out["CT"]["engine"], out["MR"]["engine"]) == ("classical-v3", None)
+    assert (out["CT"]["engine"], out["MR"]["engine"]) == ("classical-v4", None)
     assert out["MR"]["reason"] == MR_NEEDS_MASK
     assert out["CT"]["totalsegmentator"]["reason"] == "TotalSegmentator is not installed"
     code = main(["--home", home, "features", "--all", "--segmentation", "totalsegmentator"])

@@ -65,7 +65,7 @@ def test_admin_changes_a_setting_atomically_and_audited(store, tmp_path, monkeyp
     assert view["pacs"] == [{"name": "main", "url": "http://127.0.0.1:8042/dicom-web",
                              "auth": "none"}]
     # without TotalSegmentator: classical on CT, nothing on MR (it needs a mask)
-    assert view["segmentation"]["CT"]["engine"] == "classical-v3"
+    assert view["segmentation"]["CT"]["engine"] == "classical-v4"
     assert view["segmentation"]["MR"]["engine"] is None
     assert view["segmentation"]["MR"]["reason"].startswith("needs a liver mask")
 

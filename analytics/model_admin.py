@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from analytics.cohort_types import CohortTable
     from analytics.config import Settings
     from analytics.models.predict import LandmarkModel
+    from analytics.models.settings import ModelSettings
 
 __all__ = [
     "activate_model",
@@ -66,10 +67,8 @@ def activate_model(store: Store, actor: Actor | None, model_id: str) -> None:
                   .values(active=True))
 
 
-def train_for(actor: Actor | None, store: Store, settings: Settings, cohort: CohortTable, *,
-              kind: str, event: str | list[str] | None, horizons: list[float],
-              folds: int = 5, repeats: int = 2, n_bootstrap: int = 100, seed: int = 0,
-              activate: bool = False) -> dict[str, Any]:
+def train_for(actor: Actor | None, store: Store, settings: Settings, cohort: CohortTable,
+              model_settings: ModelSettings, *, activate: bool = False) -> dict[str, Any]:
     """Train and register a model on behalf of ``actor`` (``analytics.models.training``).
 
     The model becomes active only when ``activate`` is asked for and the actor may
@@ -80,19 +79,17 @@ def train_for(actor: Actor | None, store: Store, settings: Settings, cohort: Coh
     PermissionDeniedError
         If the actor may not train.
     ModelError
-        On invalid options or a cohort too small to model.
+        On a cohort too small to model.
     """
     from analytics.models.training import train_model
 
     require(actor, Permission.TRAIN, store, action="train")
     do_activate = bool(activate) and allowed(actor, Permission.ACTIVATE_MODEL)
-    detail = {"model": kind, "event": ",".join(event) if isinstance(event, list)
-              else (event or "default"), "cv": folds,
-              "horizons": ",".join(f"{h:g}" for h in horizons)}
+    ms = model_settings
+    detail = {"model": ms.kind, "event": ",".join(ms.event) if ms.event else "default",
+              "cv": ms.folds, "horizons": ",".join(f"{h:g}" for h in ms.horizons)}
     with audit.audited(store, actor, "train", detail=detail):
-        return train_model(store, settings, cohort, kind=kind, event=event,
-                           horizons=tuple(horizons), folds=folds, repeats=repeats,
-                           n_bootstrap=n_bootstrap, seed=seed, activate=do_activate,
+        return train_model(store, settings, cohort, ms, activate=do_activate,
                            created_by=actor.username if actor else None)
 
 

@@ -21,6 +21,7 @@ from analytics.model_admin import (
     train_for,
     validation_table,
 )
+from analytics.models.settings import ModelSettings
 from analytics.store.schema import AuditRecord, ModelRecord
 from tests import dashboard_data
 
@@ -126,16 +127,17 @@ def test_training_needs_the_train_permission(home):
 
     _t, settings, store = home
     with pytest.raises(PermissionDeniedError, match=r"dr.grey \(clinician\) may not train"):
-        train_for(CLINICIAN, store, settings, build_cohort(store), kind="cox", event=None,
-                  horizons=[1.0])
+        train_for(CLINICIAN, store, settings, build_cohort(store),
+                  ModelSettings(kind="cox", horizons=(1.0,)))
 
 
 def test_a_researcher_trains_but_cannot_activate(home):
     from analytics.cohort import build_cohort
 
     t, settings, store = home
-    res = train_for(RESEARCHER, store, settings, build_cohort(store), kind="cox", event=None,
-                    horizons=[1.0, 2.0], folds=2, repeats=1, n_bootstrap=0, activate=True)
+    res = train_for(RESEARCHER, store, settings, build_cohort(store),
+                    ModelSettings(kind="cox", horizons=(1.0, 2.0), folds=2, repeats=1,
+                                  n_bootstrap=0), activate=True)
     info = model_metrics(store, res["model_id"])
     assert not info["active"] and info["created_by"] == "ana.res"
     assert model_metrics(store, t.model_id)["active"]

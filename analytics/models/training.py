@@ -20,17 +20,15 @@ from analytics.cohort_types import CENSORED, CohortTable
 from analytics.config import Settings
 from analytics.errors import ModelError
 from analytics.models.card import build_card
-from analytics.models.crossval import CVSettings, cross_validate, single_threaded_blas
+from analytics.models.crossval import cross_validate, single_threaded_blas
 from analytics.models.domain import TrainingDomain
-from analytics.models.landmark import LandmarkSettings, build_landmark_data, resolve_events
+from analytics.models.landmark import build_landmark_data, resolve_events
 from analytics.models.predict import LandmarkModel
 from analytics.models.registry import jsonable, new_model_id, save_model, training_data_hash
+from analytics.models.settings import ModelSettings
 from analytics.store.db import Store
 
 log = logging.getLogger(__name__)
-
-#: bootstrap refits of the endpoint model kept for GBM risk intervals
-GBM_INTERVAL_REFITS = 20
 
 
 def cause_log_hazard(h: dict[str, Any], stage: float, age_years: float) -> float:
@@ -166,14 +164,25 @@ def truth_for_cohort(truth: Truth, store: Store | None, cohort: CohortTable) -> 
 
 
 @single_threaded_blas
-def train_model(store: Store, settings: Settings, cohort: CohortTable, *, kind: str = "cox",
-                event: str | list[str] | None = None,
-                horizons: tuple[float, ...] | list[float] = (1.0, 2.0, 3.0),
-                folds: int = 5, repeats: int = 2, n_bootstrap: int = 50, seed: int = 0,
-                params: dict[str, Any] | None = None, truth: Truth | None = None,
-                landmark: LandmarkSettings | None = None, activate: bool = True,
-                created_by: str | None = None) -> dict[str, Any]:
+def train_model(store: Store, settings: Settings, cohort: CohortTable,
+                model_settings: ModelSettings | None = None, *, truth: Truth | None = None,
+                activate: bool = True, created_by: str | None = None) -> dict[str, Any]:
     """Cross-validate, fit on every patient, and register a landmark model.
+
+    Parameters
+    ----------
+    store, settings
+        The store and the HepaTrack settings (home, models directory).
+    cohort
+        Visits and outcomes.
+    model_settings
+        Estimator, endpoint, horizons, cross-validation (default :class:`ModelSettings`).
+    truth
+        True hazards of a synthetic cohort, for the oracle C-index.
+    activate
+        Make the new model the active one.
+    created_by
+        Account name recorded with the model.
 
     Returns
     -------
@@ -185,29 +194,19 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable, *, kind: 
     Raises
     ------
     ModelError
-        On invalid options or a cohort too small to model.
+        On a cohort too small to model or an endpoint it does not have.
     """
-    hs = tuple(float(h) for h in horizons)
-    if not hs or any(not np.isfinite(h) or h <= 0 for h in hs):
-        raise ModelError(f"--horizons {','.join(map(str, horizons))}: expected positive years")
-    if folds < 2:
-        raise ModelError(f"--cv {folds}: expected at least 2 folds")
+    ms = model_settings or ModelSettings()
+    kind, hs, params = ms.kind, ms.horizons, dict(ms.params)
     if cohort.outcomes.empty or cohort.visits.empty:
         raise ModelError("cohort is empty: import visits and outcomes first "
                          "(hepatrack import-cohort)")
-    events = resolve_events(cohort.outcomes, event)
-    lm = landmark or LandmarkSettings(horizons=hs)
-    if lm.horizons != hs:
-        lm = LandmarkSettings(**{**lm.__dict__, "horizons": hs})
-    data = build_landmark_data(cohort, events, lm)
-    params = dict(params or {})
+    events = resolve_events(cohort.outcomes, list(ms.event) if ms.event else None)
+    data = build_landmark_data(cohort, events, ms.landmark_settings())
     log.info("cross-validating %s on %d landmark rows", kind, len(data.rows))
-    cvres = cross_validate(data, kind, params,
-                           CVSettings(folds=folds, repeats=repeats, seed=seed,
-                                      n_bootstrap=n_bootstrap),
-                           baselines=True, truth=truth)
-    model = LandmarkModel.fit(data, kind, params, seed=seed,
-                              n_bootstrap=GBM_INTERVAL_REFITS if kind == "gbm" else 0)
+    cvres = cross_validate(data, ms, baselines=True, truth=truth)
+    model = LandmarkModel.fit(data, kind, params, seed=ms.seed,
+                              n_bootstrap=ms.interval_refits if kind == "gbm" else 0)
     model.model_id = new_model_id(kind)
     model.domain = TrainingDomain.from_training(data.rows, data.spec)
     data_hash = training_data_hash(cohort)

@@ -15,6 +15,7 @@ from analytics.errors import ModelError, ModelIntegrityError
 from analytics.models.domain import TrainingDomain
 from analytics.models.predict import patient_trajectory
 from analytics.models.registry import load_model, training_data_hash
+from analytics.models.settings import ModelSettings
 from analytics.models.training import train_model
 from analytics.store import open_store
 from analytics.store.schema import ModelRecord
@@ -35,9 +36,9 @@ def trained(tmp_path_factory, cohort):
     c, truth = cohort
     out = {}
     for kind in ("cox", "gbm"):
-        out[kind] = train_model(store, settings, c, kind=kind, event="decompensation",
-                                folds=3, repeats=1, n_bootstrap=5, truth=truth,
-                                params={"n_estimators": 80} if kind == "gbm" else None)
+        out[kind] = train_model(store, settings, c, ModelSettings(
+            kind=kind, event=("decompensation",), folds=3, repeats=1, n_bootstrap=5,
+            params={"n_estimators": 80} if kind == "gbm" else {}), truth=truth)
     return settings, store, out
 
 
@@ -236,8 +237,9 @@ def test_rsf_round_trip_verifies_its_pickles(tmp_path, cohort):
     c, _ = cohort
     settings = load_settings(tmp_path / "home")
     store = open_store(settings)
-    p = train_model(store, settings, c, kind="rsf", event="decompensation", folds=2,
-                    repeats=1, n_bootstrap=0, params={"n_estimators": 15})
+    p = train_model(store, settings, c, ModelSettings(
+        kind="rsf", event=("decompensation",), folds=2, repeats=1, n_bootstrap=0,
+        params={"n_estimators": 15}))
     model = load_model(store, settings, p["model_id"])
     pid = c.visits["patient"].iloc[0]
     tr = patient_trajectory(model, c.visits, pid, horizon=1.0)
@@ -257,8 +259,8 @@ def test_registry_on_sqlite_and_postgresql(tmp_path, db_url, cohort):
     c, _ = cohort
     settings = replace(load_settings(tmp_path / "home"), db_url=db_url)
     store = open_store(settings)
-    p = train_model(store, settings, c, kind="cox", event="decompensation", folds=2,
-                    repeats=1, n_bootstrap=0)
+    p = train_model(store, settings, c, ModelSettings(
+        kind="cox", event=("decompensation",), folds=2, repeats=1, n_bootstrap=0))
     model = load_model(store, settings)
     assert model.model_id == p["model_id"]
     with store.session() as s:

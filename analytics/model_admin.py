@@ -25,7 +25,7 @@ from analytics.store.schema import ModelRecord
 if TYPE_CHECKING:
     from analytics.cohort_types import CohortTable
     from analytics.config import Settings
-    from analytics.models.predict import LandmarkModel
+    from analytics.models.registry import RegisteredModel
     from analytics.models.settings import ModelSettings
 
 __all__ = [
@@ -40,8 +40,6 @@ __all__ = [
     "validation_table",
 ]
 
-#: training rows explained for the global drivers (RSF explanations cost ~1 s per row)
-DRIVER_ROWS = {"cox": 200, "gbm": 200, "rsf": 12}
 
 
 def activate_model(store: Store, actor: Actor | None, model_id: str) -> None:
@@ -205,7 +203,7 @@ def td_auc_by_landmark(metrics: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["landmark", "horizon", "td_auc", "n", "events"])
 
 
-def global_drivers(model: LandmarkModel, horizon: float | None = None,
+def global_drivers(model: RegisteredModel, horizon: float | None = None,
                    max_rows: int | None = None) -> pd.DataFrame:
     """Mean absolute SHAP value per clinical feature over training rows.
 
@@ -224,16 +222,15 @@ def global_drivers(model: LandmarkModel, horizon: float | None = None,
     ModelError
         If the model has no stored training sample.
     """
-    from analytics.explain import explain
     from analytics.patient_risk import clinical_label, feature_groups
 
-    bg = model.background
+    bg = model.model.background_
     if bg is None or bg.empty:
         raise ModelError(f"model {model.model_id}: no training sample stored to explain")
-    n = max_rows or DRIVER_ROWS.get(model.kind, 50)
+    n = max_rows or model.model.estimators_["interest"].global_explain_rows
     X = bg[model.features].head(n)
     h = horizon if horizon is not None else max(model.horizons)
-    expl = explain(model, X, horizon=h)
+    expl = model.model.explain(X, horizon=h)
     groups = feature_groups(model)
     frame = pd.DataFrame(expl.values, columns=expl.feature_names)
     summed = frame.T.groupby([groups.get(c, c) for c in frame.columns], sort=False).sum().T

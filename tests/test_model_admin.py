@@ -86,8 +86,8 @@ def test_global_drivers_of_a_cox_model_by_hand(home):
     _t, settings, store = home
     model = load_model(store, load_settings(settings.home))
     d = global_drivers(model, max_rows=50)
-    est = model.estimators["interest"]
-    X = model.background[model.features].head(50)
+    est = model.model.estimators_["interest"]
+    X = model.model.background_[model.features].head(50)
     cols = list(est.feature_names_in_)
     contrib = (X[cols].to_numpy() - est.mean_) * est.coef_  # exact linear SHAP
     by = pd.DataFrame(contrib, columns=cols)

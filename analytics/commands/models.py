@@ -12,8 +12,8 @@ from analytics.cli import CommandResult, command
 from analytics.cohort_types import CohortTable
 from analytics.config import Settings
 from analytics.errors import ModelError
-from analytics.models.predict import LandmarkModel, patient_trajectory
-from analytics.models.registry import jsonable, load_model
+from analytics.models.predict import patient_trajectory
+from analytics.models.registry import RegisteredModel, jsonable, load_model
 from analytics.models.settings import ModelSettings, SettingsError
 from analytics.models.training import find_truth, load_truth, train_model, truth_for_cohort
 from analytics.store import open_store
@@ -109,7 +109,7 @@ def cache_predictions(store: Store, result: dict[str, Any]) -> int:
         return n
 
 
-def predict_patients(store: Store, model: LandmarkModel, cohort: CohortTable,
+def predict_patients(store: Store, model: RegisteredModel, cohort: CohortTable,
                      patients: list[str], horizon: float | None, at: float | None,
                      cache: bool = True) -> list[dict[str, Any]]:
     """Trajectories of ``patients`` (cached in the store when ``cache``)."""

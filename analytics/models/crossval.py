@@ -88,8 +88,7 @@ def oof_predictions(data: LandmarkData, cv: ModelSettings) -> list[pd.DataFrame]
         cs_risk = np.full((len(rows), len(hs) + len(grid)), np.nan)
         for f in range(k):
             test = fold == f
-            model = LandmarkModel.fit(data, cv.kind, dict(cv.params), rows=~test,
-                                      intervals=False)
+            model = LandmarkModel(cv, intervals=False).fit(data, rows=~test)
             X = model.matrix(rows[test])
             risk[test] = model.risk(X, [*hs, *grid.tolist()])
             cs_risk[test] = (model.risk(X, [*hs, *grid.tolist()], cause_specific=True)

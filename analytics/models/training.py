@@ -21,14 +21,20 @@ from analytics.config import Settings
 from analytics.errors import ModelError
 from analytics.models.card import build_card
 from analytics.models.crossval import cross_validate, single_threaded_blas
-from analytics.models.domain import TrainingDomain
-from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.landmark import LandmarkData, build_landmark_data, resolve_events
 from analytics.models.predict import LandmarkModel
-from analytics.models.registry import jsonable, new_model_id, save_model, training_data_hash
+from analytics.models.registry import (
+    RegisteredModel,
+    jsonable,
+    new_model_id,
+    save_model,
+    training_data_hash,
+)
 from analytics.models.settings import ModelSettings
 from analytics.store.db import Store
 
 log = logging.getLogger(__name__)
+
 
 
 def cause_log_hazard(h: dict[str, Any], stage: float, age_years: float) -> float:
@@ -197,42 +203,21 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable,
         On a cohort too small to model or an endpoint it does not have.
     """
     ms = model_settings or ModelSettings()
-    kind, hs, params = ms.kind, ms.horizons, dict(ms.params)
     if cohort.outcomes.empty or cohort.visits.empty:
         raise ModelError("cohort is empty: import visits and outcomes first "
                          "(hepatrack import-cohort)")
     events = resolve_events(cohort.outcomes, list(ms.event) if ms.event else None)
     data = build_landmark_data(cohort, events, ms.landmark_settings())
-    log.info("cross-validating %s on %d landmark rows", kind, len(data.rows))
+    log.info("cross-validating %s on %d landmark rows", ms.kind, len(data.rows))
     cvres = cross_validate(data, ms, baselines=True, truth=truth)
-    model = LandmarkModel.fit(data, kind, params, seed=ms.seed,
-                              n_bootstrap=ms.interval_refits if kind == "gbm" else 0)
-    model.model_id = new_model_id(kind)
-    model.domain = TrainingDomain.from_training(data.rows, data.spec)
+    model = LandmarkModel(ms).fit(data)
+    model_id = new_model_id(ms.kind)
     data_hash = training_data_hash(cohort)
-    counts = cohort.outcomes["event"].astype(str).value_counts()
     cv = jsonable(cvres["cv"])
-    explainer = {"cox": "exact linear SHAP on the log relative hazard",
-                 "gbm": "exact TreeSHAP (xgboost pred_contribs) on the log relative hazard",
-                 "rsf": "permutation-sampling SHAP (one antithetic pair of feature orders) "
-                        "on the risk at the horizon against 10 training background rows"}[kind]
-    fitted = {c: est.penalizer_ for c, est in model.estimators.items()
-              if hasattr(est, "penalizer_")}
-    card_params = {**params, "penalizer_by_cause": fitted} if fitted else params
-    model.card = jsonable(build_card(
-        model_id=model.model_id, kind=kind, params=card_params, events=events.to_json(),
-        horizons=list(hs), landmarks=data.landmarks, features=model.features,
-        design=model.design.to_json(), n_patients=int(data.rows["patient"].nunique()),
-        n_rows=len(data.rows), n_events=int((data.rows["cause"] == "interest").sum()),
-        event_counts={k: int(v) for k, v in counts.items() if k != CENSORED},
-        training_data_sha256=data_hash, cv=cv, baselines=jsonable(cvres.get("baselines", {})),
-        oracle_c_index=cvres.get("oracle_c_index"),
-        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), explainer=explainer,
-        excluded=data.spec.excluded))
     payload: dict[str, Any] = {
-        "model_id": model.model_id, "model": kind, "event": events.label,
+        "model_id": model_id, "model": ms.kind, "event": events.label,
         "competing_events": {k: list(v) for k, v in events.competing.items()},
-        "horizons": list(hs), "n_patients": int(cohort.outcomes["patient"].nunique()),
+        "horizons": list(ms.horizons), "n_patients": int(cohort.outcomes["patient"].nunique()),
         "n_patients_modelled": int(data.rows["patient"].nunique()),
         "n_landmark_rows": len(data.rows), "landmarks": data.landmarks,
         "cv": cv, "baselines": jsonable(cvres.get("baselines", {})),
@@ -240,8 +225,32 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable,
     }
     if "oracle_c_index" in cvres:
         payload["oracle_c_index"] = jsonable(cvres["oracle_c_index"])
-    model.metrics = jsonable({k: v for k, v in payload.items()
-                              if k in ("cv", "baselines", "oracle_c_index")})
-    save_model(store, settings, model, training_data_sha256=data_hash, activate=activate,
+    registered = RegisteredModel(
+        model, model_id, card=_card(model, model_id, data, cohort, cvres, data_hash),
+        metrics=jsonable({k: v for k, v in payload.items()
+                          if k in ("cv", "baselines", "oracle_c_index")}))
+    save_model(store, settings, registered, training_data_sha256=data_hash, activate=activate,
                created_by=created_by)
     return jsonable(payload)
+
+
+def _card(model: LandmarkModel, model_id: str, data: LandmarkData, cohort: CohortTable,
+          cvres: dict[str, Any], data_hash: str) -> dict[str, Any]:
+    """The model card of a model fitted on ``data`` (see :mod:`analytics.models.card`)."""
+    counts = cohort.outcomes["event"].astype(str).value_counts()
+    fitted = {c: est.penalizer_ for c, est in model.estimators_.items()
+              if hasattr(est, "penalizer_")}
+    params = model.params
+    card_params = {**params, "penalizer_by_cause": fitted} if fitted else params
+    return jsonable(build_card(
+        model_id=model_id, kind=model.kind, params=card_params,
+        events=model.events_.to_json(), horizons=model.horizons, landmarks=data.landmarks,
+        features=model.features, design=model.design_.to_json(),
+        n_patients=int(data.rows["patient"].nunique()), n_rows=len(data.rows),
+        n_events=int((data.rows["cause"] == "interest").sum()),
+        event_counts={k: int(v) for k, v in counts.items() if k != CENSORED},
+        training_data_sha256=data_hash, cv=jsonable(cvres["cv"]),
+        baselines=jsonable(cvres.get("baselines", {})),
+        oracle_c_index=cvres.get("oracle_c_index"),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        explainer=model.estimators_["interest"].explainer, excluded=data.spec.excluded))

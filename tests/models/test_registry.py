@@ -166,6 +166,70 @@ def test_loading_refuses_a_tampered_model(trained, tmp_path, tamper, match):
     store.dispose()
 
 
+def _rewrite_artifact(settings, store, mid, edit) -> None:
+    """Edit the stored artifact document and re-register its hash (a consistent store)."""
+    import hashlib
+
+    with store.session() as s:
+        path = s.execute(select(ModelRecord.artifact_path)
+                         .where(ModelRecord.model_id == mid)).scalar_one()
+    p = settings.home / path
+    doc = json.loads(p.read_bytes())
+    edit(doc)
+    data = json.dumps(doc, sort_keys=True).encode("utf-8")
+    p.write_bytes(data)
+    _set("content_sha256", hashlib.sha256(data).hexdigest())(settings, store, mid)
+
+
+def test_a_model_stored_in_an_older_artifact_format_asks_for_a_retrain(trained, tmp_path):
+    settings, store, out = _copy_store(trained, tmp_path)
+    mid = out["cox"]["model_id"]
+    _rewrite_artifact(settings, store, mid,
+                      lambda d: d.update(format="hepatrack-landmark-model/0"))
+    with pytest.raises(ModelIntegrityError,
+                       match=rf"model {mid} was trained by an older HepaTrack version .*"
+                             r"retrain it"):
+        load_model(store, settings, mid)
+    store.dispose()
+
+
+def test_stored_settings_that_no_longer_validate_ask_for_a_retrain(trained, tmp_path):
+    settings, store, out = _copy_store(trained, tmp_path)
+    mid = out["cox"]["model_id"]
+    _rewrite_artifact(settings, store, mid, lambda d: d.update(params={"shrinkage": 0.5}))
+    with pytest.raises(ModelIntegrityError,
+                       match=r"stored settings are invalid \(params: shrinkage: not a "
+                             r"parameter of the cox estimator.*retrain it"):
+        load_model(store, settings, mid)
+    store.dispose()
+
+
+def test_scoring_writes_nothing_into_the_shared_model(trained, cohort):
+    from analytics.model_admin import global_drivers
+    from analytics.overview import cohort_risk
+    from analytics.patient_risk import cumulative_incidence_curves, risk_view
+
+    settings, store, out = trained
+    c, _ = cohort
+    reg = load_model(store, settings, out["gbm"]["model_id"])
+    fitted = reg.model
+
+    def state():
+        return ({k: id(v) for k, v in vars(fitted).items()},
+                [sorted(vars(e)) for e in fitted.estimators_.values()])
+
+    before = state()
+    pid = c.visits["patient"].iloc[0]
+    patient_trajectory(reg, c.visits, pid, horizon=2.0, at=1.0)
+    risk_view(reg, c.visits, pid, 1.0)
+    cohort_risk(reg, c.visits, 3.0)
+    cumulative_incidence_curves(reg, c.visits, pid, 0.5)
+    global_drivers(reg, max_rows=5)
+    assert state() == before
+    with pytest.raises(AttributeError, match="cannot assign to field 'model_id'"):
+        reg.model_id = "cox-other"
+
+
 def test_missing_artifact_and_unknown_model(trained, tmp_path):
     settings, store, out = _copy_store(trained, tmp_path)
     with pytest.raises(ModelError, match="not in the registry"):
@@ -197,7 +261,8 @@ def test_out_of_domain_visits_get_no_number(trained, cohort):
     rows = tr["trajectory"]
     assert rows[-1]["risk"] is None and rows[-1]["ci"] is None and rows[-1]["shap"] == {}
     assert "Bilirubin (bilirubin_mg_dl) 500 mg/dL outside the training range" in rows[-1]["reason"]
-    assert all(r["risk"] is not None for r in rows[:-1] if r["time"] <= model.landmarks[-1])
+    assert all(r["risk"] is not None for r in rows[:-1]
+               if r["time"] <= model.model.landmarks_[-1])
     # a time far beyond the landmark range is not assessable either
     far = patient_trajectory(model, visits.iloc[:-1], pid, at=40.0)["at"]
     assert far["risk"] is None and "landmark range" in far["reason"]

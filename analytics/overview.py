@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.errors import ModelError
+from analytics.models.scoring import resolve_horizon, score
 
 if TYPE_CHECKING:
     from analytics.models.registry import RegisteredModel
@@ -94,10 +95,7 @@ def cohort_risk(model: RegisteredModel, visits: pd.DataFrame, horizon: float | N
         If the horizon is not one the model was trained for.
     """
     fitted = model.model
-    h = float(horizon) if horizon is not None else max(model.horizons)
-    if not any(abs(h - x) < 1e-9 for x in model.horizons):
-        raise ModelError(f"horizon {h:g}: the model was trained for horizons "
-                         f"{', '.join(f'{x:g}' for x in model.horizons)} years")
+    h = resolve_horizon(fitted, horizon)
     if visits.empty:
         return pd.DataFrame(columns=list(RISK_COLUMNS))
     times = visits[["patient", "time"]].dropna().drop_duplicates()
@@ -114,22 +112,15 @@ def cohort_risk(model: RegisteredModel, visits: pd.DataFrame, horizon: float | N
         pd.DataFrame({"patient": times.loc[first.index, "patient"].to_numpy(),
                       "landmark": first.to_numpy(), "role": "baseline"}),
     ], ignore_index=True)
-    hist = fitted.history(visits, at[["patient", "landmark"]]).reset_index(drop=True)
-    reasons = fitted.domain_.check(hist) if fitted.domain_ is not None else [None] * len(hist)
-    X = fitted.matrix(hist)
-    risk = fitted.risk(X, [h])[:, 0]
-    ok = np.array([r is None for r in reasons])
-    at["risk"] = np.where(ok, risk, np.nan)
-    at["reason"] = reasons
+    sc = score(fitted, visits, at, h,
+               intervals=(at["role"] == "latest").to_numpy() if intervals else False)
+    at["risk"] = sc.risk
+    at["reason"] = sc.reasons
     latest = at[at["role"] == "latest"].set_index("patient")
     ci = None
-    if intervals:
-        sel = np.flatnonzero((at["role"] == "latest").to_numpy() & ok)
-        if len(sel):
-            ci_sel = fitted.risk_interval(X.iloc[sel], h)
-            if ci_sel is not None:
-                ci = pd.DataFrame(ci_sel, columns=["lo", "hi"],
-                                  index=at["patient"].to_numpy()[sel])
+    if sc.ci is not None:
+        sel = np.flatnonzero((at["role"] == "latest").to_numpy() & sc.assessable)
+        ci = pd.DataFrame(sc.ci[sel], columns=["lo", "hi"], index=at["patient"].to_numpy()[sel])
     previous = at[at["role"] == "previous"].set_index("patient")["risk"]
     base = at[at["role"] == "baseline"].set_index("patient")
     out = pd.DataFrame({"pseudonym": latest.index.astype(str)})

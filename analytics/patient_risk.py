@@ -143,8 +143,9 @@ def risk_view(model: RegisteredModel, visits: pd.DataFrame, patient: str,
     from analytics.models.predict import scored_trajectory
 
     pv = visits[visits["patient"] == patient].sort_values("time", kind="stable")
-    res, hist = scored_trajectory(model, pv, patient, horizon=horizon)
+    res, scores = scored_trajectory(model, pv, patient, horizon=horizon)
     rows = res["trajectory"]
+    hist = scores.history
     scan_uid: dict[float, str] = {}
     if "series_uid" in pv.columns:
         for t, uid in zip(pv["time"].to_numpy(float), pv["series_uid"], strict=True):
@@ -321,17 +322,18 @@ def cumulative_incidence_curves(model: RegisteredModel, visits: pd.DataFrame, pa
         ``time`` (years after the visit), ``cause`` (``interest`` or a competing cause
         name), ``label`` (the events the cause pools), ``cif``.
     """
+    from analytics.models.scoring import model_rows
+
     fitted = model.model
     hs = (np.linspace(0.0, max(model.horizons), 41)[1:] if times is None
           else np.asarray(times, dtype=float))
     pv = visits[visits["patient"] == patient]
     if pv.empty:
         raise ModelError(f"patient {patient!r}: no visits in the cohort")
-    hist = fitted.history(pv, pd.DataFrame({"patient": [patient], "landmark": [float(time)]}))
-    X = fitted.matrix(hist.reset_index(drop=True))
+    rows = model_rows(fitted, pv, pd.DataFrame({"patient": [patient], "landmark": [float(time)]}))
     labels = {INTEREST: model.events.label,
               **{c: ", ".join(v) for c, v in model.events.competing.items()}}
     parts = [pd.DataFrame({"time": hs, "cause": cause, "label": labels.get(cause, cause),
                            "cif": cif[0]})
-             for cause, cif in fitted.incidence_by_cause(X, hs).items()]
+             for cause, cif in fitted.incidence_by_cause(rows.matrix, hs).items()]
     return pd.concat(parts, ignore_index=True)

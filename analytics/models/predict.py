@@ -35,6 +35,7 @@ from analytics.models.landmark import (
     LandmarkSettings,
     history_features,
 )
+from analytics.models.scoring import Scores, resolve_horizon, score
 from analytics.models.settings import ModelSettings
 
 if TYPE_CHECKING:
@@ -472,44 +473,37 @@ def patient_trajectory(registered: RegisteredModel, visits: pd.DataFrame, patien
 
 def scored_trajectory(registered: RegisteredModel, visits: pd.DataFrame, patient: str,
                       horizon: float | None = None, at: float | None = None,
-                      top: int = 5) -> tuple[dict[str, Any], pd.DataFrame]:
-    """:func:`patient_trajectory` and the history rows it was made from."""
+                      top: int = 5) -> tuple[dict[str, Any], Scores]:
+    """:func:`patient_trajectory` and the :class:`Scores` it was made from."""
     from analytics.explain import change_since_previous, clinical_contributions
 
     model, mid = registered.model, registered.model_id
-    h = float(horizon) if horizon is not None else max(model.horizons)
-    if not any(abs(h - x) < 1e-9 for x in model.horizons):
-        raise ModelError(f"--horizon {h:g}: the model was trained for horizons "
-                         f"{', '.join(f'{x:g}' for x in model.horizons)} years")
+    h = resolve_horizon(model, horizon, "--horizon")
     pv = visits[visits["patient"] == patient].sort_values("time", kind="stable")
     if pv.empty:
         raise ModelError(f"patient {patient!r}: no visits in the cohort")
     if at is not None and (not np.isfinite(at) or at < 0):
         raise ModelError(f"--at {at}: expected years since baseline (>= 0)")
     lm = _visit_landmarks(pv, at)
-    hist = model.history(pv, pd.DataFrame({"patient": patient, "landmark": lm["landmark"]}))
-    hist = hist.reset_index(drop=True)
-    reasons = model.domain_.check(hist) if model.domain_ is not None else [None] * len(hist)
-    X = model.matrix(hist)
-    risk = model.risk(X, [h])[:, 0]
-    ci = model.risk_interval(X, h)
-    expl = model.explain(X, horizon=h)
-    hist_arrays = {c: hist[c].to_numpy() for c in hist.columns}
+    sc = score(model, pv, pd.DataFrame({"patient": patient, "landmark": lm["landmark"]}), h,
+               explain=True)
+    expl = sc.explanation
+    hist_arrays = {c: sc.history[c].to_numpy() for c in sc.history.columns}
     dated = _visit_dates(pv)
     out_rows = []
     prev_ok: int | None = None
-    for i in range(len(hist)):
+    for i in range(len(sc.history)):
         t = float(lm["landmark"][i])
         row: dict[str, Any] = {"time": t, "date": _date_at(dated, t), "horizon": h,
                                "model_id": mid, "requested": bool(lm["requested"][i]),
                                "shap_scale": expl.scale}
-        if reasons[i]:
+        if sc.reasons[i]:
             row.update(risk=None, ci=None, shap={}, base_value=None, model_output=None,
-                       reason=reasons[i], contributions=[], change=None)
+                       reason=sc.reasons[i], contributions=[], change=None)
         else:
             row.update(
-                risk=float(risk[i]),
-                ci=[float(ci[i, 0]), float(ci[i, 1])] if ci is not None else None,
+                risk=float(sc.risk[i]),
+                ci=[float(sc.ci[i, 0]), float(sc.ci[i, 1])] if sc.ci is not None else None,
                 shap=expl.row(i), base_value=float(expl.base_values[i]),
                 model_output=float(expl.output[i]), reason=None,
                 contributions=[c.text for c in clinical_contributions(
@@ -528,4 +522,4 @@ def scored_trajectory(registered: RegisteredModel, visits: pd.DataFrame, patient
                            "event": model.events_.label, "trajectory": out_rows}
     if at is not None:
         res["at"] = next(r for r in out_rows if r["requested"])
-    return res, hist
+    return res, sc

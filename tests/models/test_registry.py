@@ -268,6 +268,27 @@ def test_out_of_domain_visits_get_no_number(trained, cohort):
     assert far["risk"] is None and "landmark range" in far["reason"]
 
 
+def test_score_gates_out_of_domain_rows_and_bounds_each_asked_risk(trained, cohort):
+    from analytics.models.scoring import score
+
+    settings, store, out = trained
+    c, _ = cohort
+    fitted = load_model(store, settings, out["cox"]["model_id"]).model
+    pid = c.visits["patient"].value_counts().index[0]
+    visits = c.visits[c.visits["patient"] == pid].copy()
+    visits.loc[visits.index[-1], "bilirubin_mg_dl"] = 500.0
+    times = visits["time"].to_numpy()[[0, 1, -1]]
+    at = pd.DataFrame({"patient": pid, "landmark": times})
+    sc = score(fitted, visits, at, 2.0, intervals=np.array([False, True, True]))
+    assert sc.reasons[0] is None and sc.reasons[1] is None
+    assert "outside the training range" in sc.reasons[2] and np.isnan(sc.risk[2])
+    assert np.isnan(sc.ci[0]).all() and np.isnan(sc.ci[2]).all()  # not asked / refused
+    assert sc.ci[1, 0] < sc.risk[1] < sc.ci[1, 1]
+    assert sc.explanation is None and sc.horizon == 2.0
+    with pytest.raises(ModelError, match=r"^horizon 4: the model was trained for horizons 1, 2, 3"):
+        score(fitted, visits, at, 4.0)
+
+
 def test_domain_checks_each_rule():
     rows = pd.DataFrame({"bilirubin_mg_dl": [1.0, 2.0, 3.0], "age_years": [50.0, 60, 70],
                          "sex": ["F", "M", "F"], "spleen_volume_ml": [200.0, 300, 400],

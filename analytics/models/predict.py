@@ -206,13 +206,15 @@ class LandmarkModel:
     def risk(self, X: pd.DataFrame, horizons: list[float] | None = None,
              interest: SurvivalEstimator | None = None,
              cause_specific: bool = False,
-             competing_cumhaz: np.ndarray | None = None) -> np.ndarray:
+             competing_cumhaz: np.ndarray | None = None,
+             grid: np.ndarray | None = None) -> np.ndarray:
         """Cumulative incidence of the endpoint by each horizon, shape ``(n, len(h))``.
 
         ``cause_specific``: ``1 - exp(-A_1(h))`` instead, the endpoint's risk were no
         competing event possible (what metrics that censor competing events assess).
         ``competing_cumhaz``: the competing causes' summed cumulative hazards on
-        ``event_grid(horizons)`` when already computed (``len(X) <= _CHUNK``).
+        ``event_grid(horizons)`` when already computed (``len(X) <= _CHUNK``); ``grid``:
+        ``event_grid(horizons)`` when already computed (repeated calls pass it along).
         """
         hs = np.asarray(horizons or self.horizons, np.float64)
         interest = interest or self.estimators_["interest"]
@@ -220,7 +222,7 @@ class LandmarkModel:
         x = X[self.features].to_numpy(np.float64) if isinstance(X, pd.DataFrame) else X
         if not others or cause_specific:
             return 1.0 - np.exp(-interest.cumulative_hazard(x, hs))
-        grid = self.event_grid(hs)
+        grid = self.event_grid(hs) if grid is None else grid
         out = np.empty((len(x), len(hs)))
         for start in range(0, len(x), _CHUNK):
             xs = x[start:start + _CHUNK]
@@ -271,14 +273,15 @@ class LandmarkModel:
         """
         est = self.estimators_["interest"]
         X = X[self.features].to_numpy(np.float64) if isinstance(X, pd.DataFrame) else X
+        grid = self.event_grid(np.array([horizon]))  # once for every risk() below
         shift = est.log_hazard_shift(X, Z95)
         if shift is not None:
             out = np.empty((len(X), 2))
             for a in range(0, len(X), _CHUNK):  # offsets must align with risk()'s chunks
                 xs, sh = X[a:a + _CHUNK], shift[a:a + _CHUNK]
-                out[a:a + _CHUNK, 0] = self.risk(xs, [horizon],
+                out[a:a + _CHUNK, 0] = self.risk(xs, [horizon], grid=grid,
                                                  interest=_ShiftedCox(est, -sh))[:, 0]
-                out[a:a + _CHUNK, 1] = self.risk(xs, [horizon],
+                out[a:a + _CHUNK, 1] = self.risk(xs, [horizon], grid=grid,
                                                  interest=_ShiftedCox(est, sh))[:, 0]
             return out
         if not self.ensemble_:
@@ -286,10 +289,9 @@ class LandmarkModel:
         draws = np.empty((len(X), len(self.ensemble_)))
         for a in range(0, len(X), _CHUNK):
             xs = X[a:a + _CHUNK]
-            comp = (self.competing_cumhaz(xs, self.event_grid(np.array([horizon])))
-                    if len(self.estimators_) > 1 else None)
+            comp = self.competing_cumhaz(xs, grid) if len(self.estimators_) > 1 else None
             for j, m in enumerate(self.ensemble_):  # competing causes computed once
-                draws[a:a + _CHUNK, j] = self.risk(xs, [horizon], interest=m,
+                draws[a:a + _CHUNK, j] = self.risk(xs, [horizon], interest=m, grid=grid,
                                                    competing_cumhaz=comp)[:, 0]
         return np.column_stack([np.quantile(draws, 0.025, axis=1),
                                 np.quantile(draws, 0.975, axis=1)])

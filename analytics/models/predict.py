@@ -313,8 +313,8 @@ class LandmarkModel:
         def risk_at_horizon(a: np.ndarray) -> np.ndarray:
             return self.risk(pd.DataFrame(a, columns=cols), [horizon])[:, 0]
 
-        return self.estimators_["interest"].explain(
-            X[cols], horizon=horizon, output=risk_at_horizon, background=self.background_,
+        return self.estimators_["interest"].explain(  # it selects its own columns of X
+            X, horizon=horizon, output=risk_at_horizon, background=self.background_,
             seed=seed)
 
 

@@ -147,15 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--outcomes", required=True)
     s.add_argument("--json", action="store_true")
 
+    from analytics.models.settings import KINDS, ModelSettings
+
+    d = ModelSettings()  # every default of ``train`` comes from the model settings
     s = sub.add_parser("train", help="train a survival model")
-    s.add_argument("--model", choices=["cox", "gbm", "rsf"], default="cox")
+    s.add_argument("--model", choices=list(KINDS), default=d.kind)
     s.add_argument("--event", default=None, help="event(s) of interest, comma-separated")
-    s.add_argument("--horizons", type=_float_list, default=[1.0, 2.0, 3.0])
-    s.add_argument("--cv", type=int, default=5)
-    s.add_argument("--repeats", type=int, default=2, help="repeats of the K-fold CV")
-    s.add_argument("--bootstrap", type=int, default=50,
+    s.add_argument("--horizons", type=_float_list, default=list(d.horizons))
+    s.add_argument("--cv", type=int, default=d.folds)
+    s.add_argument("--repeats", type=int, default=d.repeats, help="repeats of the K-fold CV")
+    s.add_argument("--bootstrap", type=int, default=d.n_bootstrap,
                    help="patient-bootstrap replicates for 95%% intervals")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=d.seed)
     s.add_argument("--truth", default=None,
                    help="synthetic truth.json for the oracle C-index (default: found in home)")
     s.add_argument("--json", action="store_true")

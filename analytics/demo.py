@@ -62,6 +62,7 @@ def run_demo(settings: Settings, *, patients: int | None = None, seed: int | Non
     from analytics.cohort import build_cohort, import_cohort
     from analytics.features.batch import run_batch
     from analytics.ingest.pipeline import ingest_sources
+    from analytics.models.settings import ModelSettings
     from analytics.models.training import load_truth, train_model, truth_for_cohort
     from analytics.synthetic import generate_cohort
 
@@ -101,7 +102,7 @@ def run_demo(settings: Settings, *, patients: int | None = None, seed: int | Non
             truth_path = sample / "truth.json"
             truth = (truth_for_cohort(load_truth(truth_path), store, cohort)
                      if truth_path.exists() else None)
-            res = train_model(store, settings, cohort, kind="cox", truth=truth,
+            res = train_model(store, settings, cohort, ModelSettings(kind="cox"), truth=truth,
                               created_by="demo")
             out["train"] = {"model_id": res["model_id"], "c_index": res["cv"]["c_index"],
                             "oracle_c_index": res.get("oracle_c_index")}

@@ -9,8 +9,9 @@ Scales and exactness:
   trees' cover statistics.
 - RSF: ``risk`` scale (cumulative incidence by the horizon), permutation-sampling SHAP
   (:func:`permutation_shap`, the algorithm of shap's ``PermutationExplainer`` with an
-  independent masker) against :data:`RSF_BACKGROUND` rows of the training background
-  stored with the model and :data:`RSF_PERMUTATIONS` feature orders (an antithetic pair):
+  independent masker) against ``SAMPLED_BACKGROUND`` rows of the training background
+  stored with the model and ``SAMPLED_PERMUTATIONS`` feature orders (an antithetic pair;
+  both in ``analytics.models.estimators``):
   a budget of ``2 (p + 1) x 10`` forest evaluations per row; seeded, so reproducible, and
   exactly additive by construction (each order telescopes).
 
@@ -31,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.errors import ModelError
-from analytics.models.estimators import CoxPH, GBMCox
+from analytics.models.explanation import Explanation, permutation_shap  # re-exported
 from analytics.models.landmark import GLOBAL_FEATURES, LANDMARK, describe_column, feature_info
 
 if TYPE_CHECKING:
@@ -46,142 +47,25 @@ __all__ = [
     "dependence_data",
     "explain",
     "global_importance",
+    "permutation_shap",
 ]
 
-RSF_PERMUTATIONS = 2
-#: background rows (seeded sample of the stored training background) for RSF explanations
-RSF_BACKGROUND = 10
 _NEGLIGIBLE = 1e-3
-
-
-@dataclass
-class Explanation:
-    """SHAP values of ``n`` rows on one scale.
-
-    Attributes
-    ----------
-    values
-        ``(n, p)`` contributions, one column per model-matrix feature.
-    base_values
-        ``(n,)`` expected model output over the background.
-    output
-        ``(n,)`` model output on :attr:`scale` (``base + values.sum(1)``).
-    data
-        The model-matrix rows explained (``(n, p)`` DataFrame).
-    scale
-        ``"log_hazard"`` or ``"risk"``.
-    horizon
-        Horizon of a ``risk``-scale explanation (None on the log-hazard scale).
-    """
-
-    values: np.ndarray
-    base_values: np.ndarray
-    output: np.ndarray
-    data: pd.DataFrame
-    scale: str
-    horizon: float | None = None
-
-    @property
-    def feature_names(self) -> list[str]:
-        return list(self.data.columns)
-
-    def frame(self) -> pd.DataFrame:
-        """SHAP values as a DataFrame (rows as in :attr:`data`)."""
-        return pd.DataFrame(self.values, index=self.data.index, columns=self.feature_names)
-
-    def row(self, i: int) -> dict[str, float]:
-        return {f: float(v) for f, v in zip(self.feature_names, self.values[i], strict=True)}
 
 
 def explain(model: LandmarkModel, X: pd.DataFrame, horizon: float | None = None,
             seed: int = 0) -> Explanation:
     """SHAP values for model-matrix rows ``X`` (see the module docstring for scales).
 
+    Each estimator explains itself (``SurvivalEstimator.explain``); this asks the
+    model's endpoint estimator through :meth:`LandmarkModel.explain`.
+
     Raises
     ------
     ModelError
-        For an RSF explanation without a horizon or background sample.
+        For a risk-scale (sampling) explanation without a horizon or background sample.
     """
-    est = model.estimators["interest"]
-    if isinstance(est, CoxPH):
-        xm = est._matrix(X)
-        vals = (xm - est.mean_) * est.coef_
-        base = np.zeros(len(X))
-        out = vals.sum(axis=1)
-        return Explanation(vals, base, out, X[est.feature_names_in_], "log_hazard")
-    if isinstance(est, GBMCox):
-        vals, base = est.contributions(X)
-        # the booster's own margin; TreeSHAP in float32 adds up to it within ~1e-6
-        return Explanation(vals, base, est.predict_log_hazard(X), X[est.feature_names_in_],
-                           "log_hazard")
-    return _sampling_explanation(model, X, horizon, seed)
-
-
-def permutation_shap(f, x: np.ndarray, background: np.ndarray, n_permutations: int = 2,
-                     seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Permutation-sampling SHAP values (interventional, independent background).
-
-    For each row and each sampled feature order (antithetic pairs: an order and its
-    reverse), features are switched from the background to the row's values one at a
-    time and the mean model output over the background is recorded; each feature gets
-    its marginal change, averaged over orders. Every order telescopes from
-    ``mean f(background)`` to ``f(x)``, so ``base + sum(values) == f(x)`` exactly.
-    Cost: ``n_rows x n_permutations x (p + 1) x len(background)`` evaluations, in one
-    batch.
-
-    Returns
-    -------
-    values, base, output
-        ``(n, p)``, ``(n,)``, ``(n,)``.
-    """
-    x = np.atleast_2d(np.asarray(x, np.float64))
-    bg = np.asarray(background, np.float64)
-    n, p = x.shape
-    b = len(bg)
-    rng = np.random.default_rng(seed)
-    orders = []
-    for _ in range(n):
-        row_orders = []
-        for _k in range(max(1, n_permutations // 2)):
-            perm = rng.permutation(p)
-            row_orders += [perm, perm[::-1]]
-        orders.append(row_orders[:max(1, n_permutations)])
-    k_perm = len(orders[0])
-    batch = np.empty((n, k_perm, p + 1, b, p))
-    for i in range(n):
-        for j, perm in enumerate(orders[i]):
-            z = np.repeat(bg[None, :, :], p + 1, axis=0)
-            for step in range(1, p + 1):
-                z[step:, :, perm[step - 1]] = x[i, perm[step - 1]]
-            batch[i, j] = z
-    out = np.asarray(f(batch.reshape(-1, p)), np.float64).reshape(n, k_perm, p + 1, b)
-    v = out.mean(axis=3)  # (n, k_perm, p + 1)
-    values = np.zeros((n, p))
-    for i in range(n):
-        for j, perm in enumerate(orders[i]):
-            values[i, perm] += np.diff(v[i, j])
-    values /= k_perm
-    base = v[:, 0, 0]
-    output = v[:, 0, -1]
-    return values, base, output
-
-
-def _sampling_explanation(model: LandmarkModel, X: pd.DataFrame, horizon: float | None,
-                          seed: int) -> Explanation:
-    if horizon is None:
-        raise ModelError("an RSF explanation is on the risk scale: give a horizon")
-    bg = getattr(model, "background", None)
-    if bg is None or len(bg) == 0:
-        raise ModelError("model has no background sample to explain against")
-    cols = model.features
-    bgx = bg[cols].sample(n=min(RSF_BACKGROUND, len(bg)), random_state=seed)
-
-    def f(a: np.ndarray) -> np.ndarray:
-        return model.risk(pd.DataFrame(a, columns=cols), [horizon])[:, 0]
-
-    vals, base, out = permutation_shap(f, X[cols].to_numpy(np.float64),
-                                       bgx.to_numpy(np.float64), RSF_PERMUTATIONS, seed)
-    return Explanation(vals, base, out, X[cols], "risk", horizon)
+    return model.explain(X, horizon=horizon, seed=seed)
 
 
 # --------------------------------------------------------------------------- wording
@@ -196,15 +80,6 @@ class Contribution:
     change: float | None
     shap: float
     text: str
-
-
-def _groups(model: LandmarkModel, columns: list[str]) -> list[str]:
-    """The feature each model-matrix column belongs to (cached on the model)."""
-    cache = model.__dict__.setdefault("_explain_groups", {})
-    key = tuple(columns)
-    if key not in cache:
-        cache[key] = [model.spec.source_of(model.design.source_column(c))[0] for c in columns]
-    return cache[key]
 
 
 def clinical_contributions(model: LandmarkModel, expl: Explanation,
@@ -224,7 +99,8 @@ def clinical_contributions(model: LandmarkModel, expl: Explanation,
         Named in the text ("raised the 2-year risk").
     """
     groups: dict[str, float] = {}
-    for g, v in zip(_groups(model, expl.feature_names), expl.values[i], strict=True):
+    group_of = model.feature_groups_
+    for g, v in zip((group_of[c] for c in expl.feature_names), expl.values[i], strict=True):
         groups[g] = groups.get(g, 0.0) + float(v)
     if isinstance(history, pd.DataFrame):
         history = {g: history[g].to_numpy() for g in groups if g in history}
@@ -236,7 +112,7 @@ def clinical_contributions(model: LandmarkModel, expl: Explanation,
         label, unit = describe_column(g) if g in GLOBAL_FEATURES else (info.label, info.unit)
         value = history[g][i] if g in history else None
         change = None
-        if previous is not None and g in history and g not in model.spec.categorical:
+        if previous is not None and g in history and g not in model.spec_.categorical:
             a, b = history[g][i], history[g][previous]
             if pd.notna(a) and pd.notna(b):
                 change = float(a) - float(b)

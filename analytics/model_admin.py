@@ -25,7 +25,8 @@ from analytics.store.schema import ModelRecord
 if TYPE_CHECKING:
     from analytics.cohort_types import CohortTable
     from analytics.config import Settings
-    from analytics.models.predict import LandmarkModel
+    from analytics.models.registry import RegisteredModel
+    from analytics.models.settings import ModelSettings
 
 __all__ = [
     "activate_model",
@@ -39,8 +40,6 @@ __all__ = [
     "validation_table",
 ]
 
-#: training rows explained for the global drivers (RSF explanations cost ~1 s per row)
-DRIVER_ROWS = {"cox": 200, "gbm": 200, "rsf": 12}
 
 
 def activate_model(store: Store, actor: Actor | None, model_id: str) -> None:
@@ -66,10 +65,8 @@ def activate_model(store: Store, actor: Actor | None, model_id: str) -> None:
                   .values(active=True))
 
 
-def train_for(actor: Actor | None, store: Store, settings: Settings, cohort: CohortTable, *,
-              kind: str, event: str | list[str] | None, horizons: list[float],
-              folds: int = 5, repeats: int = 2, n_bootstrap: int = 100, seed: int = 0,
-              activate: bool = False) -> dict[str, Any]:
+def train_for(actor: Actor | None, store: Store, settings: Settings, cohort: CohortTable,
+              model_settings: ModelSettings, *, activate: bool = False) -> dict[str, Any]:
     """Train and register a model on behalf of ``actor`` (``analytics.models.training``).
 
     The model becomes active only when ``activate`` is asked for and the actor may
@@ -80,19 +77,17 @@ def train_for(actor: Actor | None, store: Store, settings: Settings, cohort: Coh
     PermissionDeniedError
         If the actor may not train.
     ModelError
-        On invalid options or a cohort too small to model.
+        On a cohort too small to model.
     """
     from analytics.models.training import train_model
 
     require(actor, Permission.TRAIN, store, action="train")
     do_activate = bool(activate) and allowed(actor, Permission.ACTIVATE_MODEL)
-    detail = {"model": kind, "event": ",".join(event) if isinstance(event, list)
-              else (event or "default"), "cv": folds,
-              "horizons": ",".join(f"{h:g}" for h in horizons)}
+    ms = model_settings
+    detail = {"model": ms.kind, "event": ",".join(ms.event) if ms.event else "default",
+              "cv": ms.folds, "horizons": ",".join(f"{h:g}" for h in ms.horizons)}
     with audit.audited(store, actor, "train", detail=detail):
-        return train_model(store, settings, cohort, kind=kind, event=event,
-                           horizons=tuple(horizons), folds=folds, repeats=repeats,
-                           n_bootstrap=n_bootstrap, seed=seed, activate=do_activate,
+        return train_model(store, settings, cohort, ms, activate=do_activate,
                            created_by=actor.username if actor else None)
 
 
@@ -208,7 +203,7 @@ def td_auc_by_landmark(metrics: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["landmark", "horizon", "td_auc", "n", "events"])
 
 
-def global_drivers(model: LandmarkModel, horizon: float | None = None,
+def global_drivers(model: RegisteredModel, horizon: float | None = None,
                    max_rows: int | None = None) -> pd.DataFrame:
     """Mean absolute SHAP value per clinical feature over training rows.
 
@@ -227,16 +222,15 @@ def global_drivers(model: LandmarkModel, horizon: float | None = None,
     ModelError
         If the model has no stored training sample.
     """
-    from analytics.explain import explain
     from analytics.patient_risk import clinical_label, feature_groups
 
-    bg = model.background
+    bg = model.model.background_
     if bg is None or bg.empty:
         raise ModelError(f"model {model.model_id}: no training sample stored to explain")
-    n = max_rows or DRIVER_ROWS.get(model.kind, 50)
+    n = max_rows or model.model.estimators_["interest"].global_explain_rows
     X = bg[model.features].head(n)
     h = horizon if horizon is not None else max(model.horizons)
-    expl = explain(model, X, horizon=h)
+    expl = model.model.explain(X, horizon=h)
     groups = feature_groups(model)
     frame = pd.DataFrame(expl.values, columns=expl.feature_names)
     summed = frame.T.groupby([groups.get(c, c) for c in frame.columns], sort=False).sum().T

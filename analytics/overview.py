@@ -26,9 +26,10 @@ import numpy as np
 import pandas as pd
 
 from analytics.errors import ModelError
+from analytics.models.scoring import resolve_horizon, score
 
 if TYPE_CHECKING:
-    from analytics.models.predict import LandmarkModel
+    from analytics.models.registry import RegisteredModel
 
 __all__ = [
     "RISK_COLUMNS",
@@ -65,14 +66,14 @@ def trend_of(previous: float | None, current: float | None,
     return "up" if d >= tol else "down" if d <= -tol else "flat"
 
 
-def cohort_risk(model: LandmarkModel, visits: pd.DataFrame, horizon: float | None = None,
+def cohort_risk(model: RegisteredModel, visits: pd.DataFrame, horizon: float | None = None,
                 *, intervals: bool = True) -> pd.DataFrame:
     """Each patient's risk at the latest visit, the visit before it and the first visit.
 
     Parameters
     ----------
     model
-        A fitted landmark model (its domain gates every row).
+        A registered model (its training domain gates every row).
     visits
         ``CohortTable.visits`` (``patient``, ``time`` and the feature columns).
     horizon
@@ -93,10 +94,8 @@ def cohort_risk(model: LandmarkModel, visits: pd.DataFrame, horizon: float | Non
     ModelError
         If the horizon is not one the model was trained for.
     """
-    h = float(horizon) if horizon is not None else max(model.horizons)
-    if not any(abs(h - x) < 1e-9 for x in model.horizons):
-        raise ModelError(f"horizon {h:g}: the model was trained for horizons "
-                         f"{', '.join(f'{x:g}' for x in model.horizons)} years")
+    fitted = model.model
+    h = resolve_horizon(fitted, horizon)
     if visits.empty:
         return pd.DataFrame(columns=list(RISK_COLUMNS))
     times = visits[["patient", "time"]].dropna().drop_duplicates()
@@ -113,22 +112,15 @@ def cohort_risk(model: LandmarkModel, visits: pd.DataFrame, horizon: float | Non
         pd.DataFrame({"patient": times.loc[first.index, "patient"].to_numpy(),
                       "landmark": first.to_numpy(), "role": "baseline"}),
     ], ignore_index=True)
-    hist = model.history(visits, at[["patient", "landmark"]]).reset_index(drop=True)
-    reasons = model.domain.check(hist) if model.domain is not None else [None] * len(hist)
-    X = model.matrix(hist)
-    risk = model.risk(X, [h])[:, 0]
-    ok = np.array([r is None for r in reasons])
-    at["risk"] = np.where(ok, risk, np.nan)
-    at["reason"] = reasons
+    sc = score(fitted, visits, at, h,
+               intervals=(at["role"] == "latest").to_numpy() if intervals else False)
+    at["risk"] = sc.risk
+    at["reason"] = sc.reasons
     latest = at[at["role"] == "latest"].set_index("patient")
     ci = None
-    if intervals:
-        sel = np.flatnonzero((at["role"] == "latest").to_numpy() & ok)
-        if len(sel):
-            ci_sel = model.risk_interval(X.iloc[sel], h)
-            if ci_sel is not None:
-                ci = pd.DataFrame(ci_sel, columns=["lo", "hi"],
-                                  index=at["patient"].to_numpy()[sel])
+    if sc.ci is not None:
+        sel = np.flatnonzero((at["role"] == "latest").to_numpy() & sc.assessable)
+        ci = pd.DataFrame(sc.ci[sel], columns=["lo", "hi"], index=at["patient"].to_numpy()[sel])
     previous = at[at["role"] == "previous"].set_index("patient")["risk"]
     base = at[at["role"] == "baseline"].set_index("patient")
     out = pd.DataFrame({"pseudonym": latest.index.astype(str)})
@@ -209,7 +201,7 @@ class GroupIncidence:
     horizon: float
 
 
-def _codes(events: pd.Series, model: LandmarkModel) -> np.ndarray:
+def _codes(events: pd.Series, model: RegisteredModel) -> np.ndarray:
     """1 = endpoint, 2 = a competing cause, 0 = censored (or an event the model ignores)."""
     out = np.zeros(len(events), dtype=int)
     for i, e in enumerate(events.astype(str)):
@@ -218,7 +210,7 @@ def _codes(events: pd.Series, model: LandmarkModel) -> np.ndarray:
     return out
 
 
-def incidence_by_group(model: LandmarkModel, risk: pd.DataFrame, outcomes: pd.DataFrame,
+def incidence_by_group(model: RegisteredModel, risk: pd.DataFrame, outcomes: pd.DataFrame,
                        *, n_groups: int = 3, at_risk_step: float = 1.0) -> GroupIncidence:
     """Observed cumulative incidence after the first visit, by predicted-risk group.
 

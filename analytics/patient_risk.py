@@ -31,7 +31,7 @@ import pandas as pd
 from analytics.errors import ModelError
 
 if TYPE_CHECKING:
-    from analytics.models.predict import LandmarkModel
+    from analytics.models.registry import RegisteredModel
 
 __all__ = [
     "CONTRIBUTION_COLUMNS",
@@ -93,13 +93,9 @@ class RiskView:
         return int(ok[-1]) if len(ok) else None
 
 
-def feature_groups(model: LandmarkModel) -> dict[str, str]:
+def feature_groups(model: RegisteredModel) -> dict[str, str]:
     """Model-matrix column -> the clinical feature it derives from."""
-    out = {}
-    for col in model.features:
-        base = model.design.source_column(col)
-        out[col] = model.spec.source_of(base)[0]
-    return out
+    return dict(model.model.feature_groups_)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -123,14 +119,14 @@ def _plain(v: Any) -> Any:
     return str(v)
 
 
-def risk_view(model: LandmarkModel, visits: pd.DataFrame, patient: str,
+def risk_view(model: RegisteredModel, visits: pd.DataFrame, patient: str,
               horizon: float | None = None) -> RiskView:
     """Score every visit of ``patient`` and group the explanations per clinical feature.
 
     Parameters
     ----------
     model
-        A fitted (usually loaded) landmark model.
+        A registered (usually loaded) landmark model.
     visits
         Cohort visits (``CohortTable.visits``); only this patient's rows are read, so
         passing just them is fastest.
@@ -144,21 +140,19 @@ def risk_view(model: LandmarkModel, visits: pd.DataFrame, patient: str,
     ModelError
         If the horizon is not one of the model's or the patient has no visit.
     """
-    from analytics.models.predict import patient_trajectory
+    from analytics.models.predict import scored_trajectory
 
     pv = visits[visits["patient"] == patient].sort_values("time", kind="stable")
-    res = patient_trajectory(model, pv, patient, horizon=horizon)
+    res, scores = scored_trajectory(model, pv, patient, horizon=horizon)
     rows = res["trajectory"]
-    times = np.array([r["time"] for r in rows], dtype=float)
-    hist = model.history(pv, pd.DataFrame({"patient": patient, "landmark": times}))
-    hist = hist.reset_index(drop=True)
+    hist = scores.history
     scan_uid: dict[float, str] = {}
     if "series_uid" in pv.columns:
         for t, uid in zip(pv["time"].to_numpy(float), pv["series_uid"], strict=True):
             if isinstance(uid, str) and uid:
                 scan_uid.setdefault(round(float(t), 9), uid)
     groups = feature_groups(model)
-    categorical = set(model.spec.categorical)
+    categorical = set(model.model.spec_.categorical)
     # plain per-column lists: row lookups in a DataFrame cost more than the scoring
     values = {c: hist[c].tolist() for c in set(groups.values()) if c in hist.columns}
     points, contributions = [], []
@@ -198,7 +192,7 @@ def risk_view(model: LandmarkModel, visits: pd.DataFrame, patient: str,
     return RiskView(patient=patient, model_id=res.get("model_id"), event=res.get("event", ""),
                     horizon=float(res["horizon"]), scale=rows[0]["shap_scale"] if rows else "",
                     points=pts, contributions=contributions,
-                    competing=tuple(c for c in model.estimators if c != INTEREST))
+                    competing=tuple(c for c in model.model.estimators_ if c != INTEREST))
 
 
 def _value_text(value: Any, unit: str) -> str:
@@ -305,15 +299,15 @@ def change_since_scan(view: RiskView, i: int, top: int = 8) -> pd.DataFrame:
     return ch
 
 
-def cumulative_incidence_curves(model: LandmarkModel, visits: pd.DataFrame, patient: str,
+def cumulative_incidence_curves(model: RegisteredModel, visits: pd.DataFrame, patient: str,
                                 time: float, times: np.ndarray | list[float] | None = None
                                 ) -> pd.DataFrame:
     """Cumulative incidence of the endpoint and each competing cause after visit ``time``.
 
     ``CIF_c(t) = sum_i S(t_{i-1}) (1 - exp(-dA_i)) dA_ci / dA_i`` over the grid steps up
-    to ``t`` (``dA_i`` summed over causes, ``S = exp(-A)``), the model's own combination,
-    so ``CIF_interest`` equals ``model.risk`` and the causes plus event-free survival sum
-    to one.
+    to ``t`` (``dA_i`` summed over causes, ``S = exp(-A)``): the model's own combination
+    (:func:`analytics.models.predict.cumulative_incidence`), so ``CIF_interest`` equals
+    the model's risk and the causes plus event-free survival sum to one.
 
     Parameters
     ----------
@@ -328,28 +322,18 @@ def cumulative_incidence_curves(model: LandmarkModel, visits: pd.DataFrame, pati
         ``time`` (years after the visit), ``cause`` (``interest`` or a competing cause
         name), ``label`` (the events the cause pools), ``cif``.
     """
+    from analytics.models.scoring import model_rows
+
+    fitted = model.model
     hs = (np.linspace(0.0, max(model.horizons), 41)[1:] if times is None
           else np.asarray(times, dtype=float))
     pv = visits[visits["patient"] == patient]
     if pv.empty:
         raise ModelError(f"patient {patient!r}: no visits in the cohort")
-    hist = model.history(pv, pd.DataFrame({"patient": [patient], "landmark": [float(time)]}))
-    X = model.matrix(hist.reset_index(drop=True))
-    grid = model._grid(np.asarray(hs))
-    hazards = {c: e.cumulative_hazard(X, grid)[0] for c, e in model.estimators.items()}
-    a_all = sum(hazards.values())
-    da = np.diff(a_all, prepend=0.0)
-    s_prev = np.exp(-np.concatenate([[0.0], a_all[:-1]]))
-    step = s_prev * (1.0 - np.exp(-da))
-    idx = np.searchsorted(grid, hs)
+    rows = model_rows(fitted, pv, pd.DataFrame({"patient": [patient], "landmark": [float(time)]}))
     labels = {INTEREST: model.events.label,
               **{c: ", ".join(v) for c, v in model.events.competing.items()}}
-    parts = []
-    for cause, a in hazards.items():
-        d1 = np.diff(a, prepend=0.0)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            share = np.where(da > 0, d1 / da, 0.0)
-        cif = np.clip(np.cumsum(step * share), 0.0, 1.0)[idx]
-        parts.append(pd.DataFrame({"time": hs, "cause": cause,
-                                   "label": labels.get(cause, cause), "cif": cif}))
+    parts = [pd.DataFrame({"time": hs, "cause": cause, "label": labels.get(cause, cause),
+                           "cif": cif[0]})
+             for cause, cif in fitted.incidence_by_cause(rows.matrix, hs).items()]
     return pd.concat(parts, ignore_index=True)

@@ -25,6 +25,7 @@ import pandas as pd
 from analytics.explain import explain
 from analytics.models.landmark import build_landmark_data, resolve_events
 from analytics.models.predict import LandmarkModel
+from analytics.models.settings import ModelSettings
 from benchmarks.harness import format_seconds, measure
 from tests.models.sim import simulate_cohort
 
@@ -47,7 +48,7 @@ def main() -> None:
     print(f"cohort: {len(rows)} landmark rows; explaining {len(patient)} visits and "
           f"{len(big)} rows")
     for kind in ("cox", "gbm"):
-        model = LandmarkModel.fit(data, kind, intervals=False)
+        model = LandmarkModel(ModelSettings(kind=kind), intervals=False).fit(data)
         Xp, Xb = model.matrix(patient), model.matrix(big)
         one = measure(lambda m=model, x=Xp: explain(m, x), repeat=20, warmup=2)
         many = measure(lambda m=model, x=Xb: explain(m, x), repeat=3, warmup=1)
@@ -57,7 +58,7 @@ def main() -> None:
         def f(arr: np.ndarray, m=model, cols=cols) -> np.ndarray:
             return m.log_hazard(pd.DataFrame(arr, columns=cols))
 
-        bg = shap.kmeans(model.background[cols].to_numpy(), 20)
+        bg = shap.kmeans(model.background_[cols].to_numpy(), 20)
         kern = shap.KernelExplainer(f, bg)
         xs = Xb.head(a.kernel_rows).to_numpy()
         kt = measure(lambda k=kern, x=xs: k.shap_values(x, nsamples=a.nsamples, silent=True),

@@ -86,9 +86,10 @@ def bench_fit(sizes: list[int], cap: int) -> None:
 
 
 def bench_trajectory(n_patients: int = 400) -> None:
-    from analytics.models.domain import TrainingDomain
     from analytics.models.landmark import build_landmark_data, resolve_events
     from analytics.models.predict import LandmarkModel, patient_trajectory
+    from analytics.models.registry import RegisteredModel
+    from analytics.models.settings import ModelSettings
     from tests.models.sim import simulate_cohort
 
     print("== one patient's trajectory (10 visits): risk + interval + SHAP per visit ==")
@@ -98,9 +99,9 @@ def bench_trajectory(n_patients: int = 400) -> None:
     counts = cohort.visits["patient"].value_counts()
     pid = counts.index[counts >= 10][0]
     visits = cohort.visits[cohort.visits["patient"] == pid].head(10)
-    for kind, extra in (("cox", {}), ("gbm", {"n_bootstrap": 20})):
-        model = LandmarkModel.fit(data, kind, **extra)
-        model.domain = TrainingDomain.from_training(data.rows, data.spec)
+    for kind in ("cox", "gbm"):  # GBM: 20 bootstrap refits (the default) for intervals
+        fitted = LandmarkModel(ModelSettings(kind=kind, interval_refits=20)).fit(data)
+        model = RegisteredModel(fitted, f"bench-{kind}")
         t = measure(lambda m=model: patient_trajectory(m, visits, pid), repeat=10, warmup=2)
         print(f"{kind}: {format_seconds(t.median)} per 10-visit trajectory "
               f"(target 100 ms; GBM includes 20 bootstrap boosters for the interval)")

@@ -65,12 +65,14 @@ if allowed(who, Permission.TRAIN):
             help="The chosen events form one endpoint; every other event is a competing "
                  "risk with its own hazard model")
         horizons = c[2].multiselect("Horizons (years)", models_view.HORIZON_CHOICES,
-                                    default=[1.0, 2.0, 3.0], key=key(MODELS, "horizons"))
+                                    default=list(models_view.DEFAULTS.horizons),
+                                    key=key(MODELS, "horizons"))
         c = st.columns(4)
-        folds = c[0].number_input("CV folds", 2, 10, 5, key=key(MODELS, "folds"))
-        repeats = c[1].number_input("CV repeats", 1, 5, 2, key=key(MODELS, "repeats"))
-        boot = c[2].number_input("Bootstrap replicates (95% CI)", 0, 500, 100, step=10,
-                                 key=key(MODELS, "bootstrap"))
+        d = models_view.DEFAULTS
+        folds = c[0].number_input("CV folds", 2, 10, d.folds, key=key(MODELS, "folds"))
+        repeats = c[1].number_input("CV repeats", 1, 5, d.repeats, key=key(MODELS, "repeats"))
+        boot = c[2].number_input("Bootstrap replicates (95% CI)", 0, 500, d.n_bootstrap,
+                                 step=10, key=key(MODELS, "bootstrap"))
         can_activate = allowed(who, Permission.ACTIVATE_MODEL)
         activate = c[3].checkbox("Make it the active model", value=can_activate,
                                  disabled=not can_activate, key=key(MODELS, "activate"),
@@ -83,10 +85,13 @@ if allowed(who, Permission.TRAIN):
         if not horizons:
             st.error("Choose at least one horizon.", icon=":material/error:")
         else:
-            st.session_state[JOB_KEY] = jobs.start("Training", lambda job: models_view.train_job(
-                job, ctx.store, ctx.settings, who, kind=kind, events=chosen_events,
-                horizons=[float(h) for h in horizons], folds=int(folds), repeats=int(repeats),
-                n_bootstrap=int(boot), activate=bool(activate)))
+            with shell.guard():
+                chosen = models_view.train_settings(
+                    kind=kind, events=chosen_events, horizons=[float(h) for h in horizons],
+                    folds=int(folds), repeats=int(repeats), n_bootstrap=int(boot))
+                st.session_state[JOB_KEY] = jobs.start(
+                    "Training", lambda job: models_view.train_job(
+                        job, ctx.store, ctx.settings, who, chosen, activate=bool(activate)))
     train_panel()
 
 if not models:

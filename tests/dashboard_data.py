@@ -86,6 +86,7 @@ def build(root: Path) -> DashboardHome:
     from analytics.cohort import build_cohort, import_cohort
     from analytics.ingest.deid import patient_pseudonym
     from analytics.ingest.pipeline import ingest_sources
+    from analytics.models.settings import ModelSettings
     from analytics.models.training import train_model
     from analytics.store import open_store
     from analytics.synthetic import generate_cohort
@@ -109,8 +110,9 @@ def build(root: Path) -> DashboardHome:
         import_cohort(store, manifest.out_dir / "labs.csv", manifest.out_dir / "outcomes.csv",
                       settings=settings)
         series = _write_truth_features(store, secret, kept)
-        result = train_model(store, settings, build_cohort(store), kind="cox",
-                             horizons=(1.0, 2.0, 3.0), folds=3, repeats=1, n_bootstrap=20)
+        result = train_model(store, settings, build_cohort(store),
+                             ModelSettings(kind="cox", horizons=(1.0, 2.0, 3.0), folds=3,
+                                           repeats=1, n_bootstrap=20))
         for role, name in USERS.items():
             create_user(store, name, role, PASSWORD)
     finally:

@@ -21,6 +21,7 @@ from analytics.model_admin import (
     train_for,
     validation_table,
 )
+from analytics.models.settings import ModelSettings
 from analytics.store.schema import AuditRecord, ModelRecord
 from tests import dashboard_data
 
@@ -85,8 +86,8 @@ def test_global_drivers_of_a_cox_model_by_hand(home):
     _t, settings, store = home
     model = load_model(store, load_settings(settings.home))
     d = global_drivers(model, max_rows=50)
-    est = model.estimators["interest"]
-    X = model.background[model.features].head(50)
+    est = model.model.estimators_["interest"]
+    X = model.model.background_[model.features].head(50)
     cols = list(est.feature_names_in_)
     contrib = (X[cols].to_numpy() - est.mean_) * est.coef_  # exact linear SHAP
     by = pd.DataFrame(contrib, columns=cols)
@@ -126,16 +127,17 @@ def test_training_needs_the_train_permission(home):
 
     _t, settings, store = home
     with pytest.raises(PermissionDeniedError, match=r"dr.grey \(clinician\) may not train"):
-        train_for(CLINICIAN, store, settings, build_cohort(store), kind="cox", event=None,
-                  horizons=[1.0])
+        train_for(CLINICIAN, store, settings, build_cohort(store),
+                  ModelSettings(kind="cox", horizons=(1.0,)))
 
 
 def test_a_researcher_trains_but_cannot_activate(home):
     from analytics.cohort import build_cohort
 
     t, settings, store = home
-    res = train_for(RESEARCHER, store, settings, build_cohort(store), kind="cox", event=None,
-                    horizons=[1.0, 2.0], folds=2, repeats=1, n_bootstrap=0, activate=True)
+    res = train_for(RESEARCHER, store, settings, build_cohort(store),
+                    ModelSettings(kind="cox", horizons=(1.0, 2.0), folds=2, repeats=1,
+                                  n_bootstrap=0), activate=True)
     info = model_metrics(store, res["model_id"])
     assert not info["active"] and info["created_by"] == "ana.res"
     assert model_metrics(store, t.model_id)["active"]

@@ -33,17 +33,17 @@ def loaded(tmp_path_factory):
 @pytest.fixture(scope="module")
 def competing_model(loaded):
     """Decompensation as the endpoint, death a competing cause (fitted in memory)."""
-    from analytics.models.domain import TrainingDomain
     from analytics.models.landmark import LandmarkSettings, build_landmark_data, resolve_events
     from analytics.models.predict import LandmarkModel
+    from analytics.models.registry import RegisteredModel
+    from analytics.models.settings import ModelSettings
 
     _t, _m, cohort = loaded
     events = resolve_events(cohort.outcomes, "decompensation")
     assert events.competing, "the synthetic cohort should have deaths"
     data = build_landmark_data(cohort, events, LandmarkSettings(horizons=(1.0, 3.0)))
-    model = LandmarkModel.fit(data, "cox")
-    model.domain = TrainingDomain.from_training(data.rows, data.spec)
-    return model
+    return RegisteredModel(LandmarkModel(ModelSettings(kind="cox", horizons=(1.0, 3.0))).fit(data),
+                           "cox-in-memory")
 
 
 def test_risk_view_equals_patient_trajectory(loaded):
@@ -166,12 +166,13 @@ def test_cumulative_incidence_of_every_cause(loaded, competing_model):
     curves = cumulative_incidence_curves(model, cohort.visits, p, s, [0.5, 1.0, 2.0, 3.0])
     assert set(curves["cause"]) == {"interest", *model.events.competing}
     endpoint = curves[curves["cause"] == "interest"].set_index("time")["cif"]
-    X = model.matrix(model.history(pv, pd.DataFrame({"patient": [p], "landmark": [s]})))
+    fitted = model.model
+    X = fitted.matrix(fitted.history(pv, pd.DataFrame({"patient": [p], "landmark": [s]})))
     np.testing.assert_allclose(endpoint.loc[[1.0, 3.0]].to_numpy(),
-                               model.risk(X, [1.0, 3.0])[0], rtol=1e-10)
+                               fitted.risk(X, [1.0, 3.0])[0], rtol=1e-10)
     # causes plus event-free survival: exactly one at every time
-    grid = model._grid(np.array([0.5, 1.0, 2.0, 3.0]))
-    a_all = sum(e.cumulative_hazard(X, grid)[0] for e in model.estimators.values())
+    grid = fitted.event_grid(np.array([0.5, 1.0, 2.0, 3.0]))
+    a_all = sum(e.cumulative_hazard(X, grid)[0] for e in fitted.estimators_.values())
     surv = np.exp(-a_all[np.searchsorted(grid, [0.5, 1.0, 2.0, 3.0])])
     total = curves.groupby("time")["cif"].sum().to_numpy()
     np.testing.assert_allclose(total + surv, 1.0, atol=1e-12)

@@ -9,12 +9,15 @@ import pandas as pd
 
 from analytics.audit import Actor
 from analytics.config import Settings
+from analytics.models.settings import ModelSettings
 from analytics.store.db import Store
 from ui.jobs import Job
 
 KINDS = {"cox": "Cox proportional hazards (ridge)", "gbm": "Gradient-boosted Cox (xgboost)",
          "rsf": "Random survival forest (small cohorts)"}
 HORIZON_CHOICES = (0.5, 1.0, 2.0, 3.0, 5.0)
+#: the training form's defaults (the model settings' own)
+DEFAULTS = ModelSettings()
 
 
 def _ci(x: float, lo: float, hi: float) -> str:
@@ -64,17 +67,29 @@ def models_display(models: list[dict[str, Any]]) -> pd.DataFrame:
                               "c_index": "C-index (CV)", "created_at": "Created (UTC)"})
 
 
-def train_job(job: Job, store: Store, settings: Settings, actor: Actor, *, kind: str,
-              events: list[str], horizons: list[float], folds: int, repeats: int,
-              n_bootstrap: int, activate: bool) -> dict[str, Any]:
+def train_settings(*, kind: str, events: list[str], horizons: list[float], folds: int,
+                   repeats: int, n_bootstrap: int) -> ModelSettings:
+    """The Models page's training form as :class:`ModelSettings` (the one mapping).
+
+    Raises
+    ------
+    SettingsError
+        Naming the field whose value is out of range.
+    """
+    return ModelSettings.from_mapping({"kind": kind, "event": events or None,
+                                       "horizons": sorted(horizons), "folds": folds,
+                                       "repeats": repeats, "n_bootstrap": n_bootstrap})
+
+
+def train_job(job: Job, store: Store, settings: Settings, actor: Actor,
+              model_settings: ModelSettings, *, activate: bool) -> dict[str, Any]:
     """Build the cohort table from the store and train (``model_admin.train_for``)."""
     from analytics.cohort import build_cohort
     from analytics.model_admin import train_for
 
+    ms = model_settings
     job.report("building the cohort table", None)
     cohort = build_cohort(store)
-    job.report(f"cross-validating ({folds} folds x {repeats}) and fitting {kind} on "
+    job.report(f"cross-validating ({ms.folds} folds x {ms.repeats}) and fitting {ms.kind} on "
                f"{cohort.outcomes['patient'].nunique()} patients", None)
-    return train_for(actor, store, settings, cohort, kind=kind, event=events or None,
-                     horizons=sorted(horizons), folds=folds, repeats=repeats,
-                     n_bootstrap=n_bootstrap, activate=activate)
+    return train_for(actor, store, settings, cohort, ms, activate=activate)

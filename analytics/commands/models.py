@@ -12,8 +12,9 @@ from analytics.cli import CommandResult, command
 from analytics.cohort_types import CohortTable
 from analytics.config import Settings
 from analytics.errors import ModelError
-from analytics.models.predict import LandmarkModel, patient_trajectory
-from analytics.models.registry import jsonable, load_model
+from analytics.models.predict import patient_trajectory
+from analytics.models.registry import RegisteredModel, jsonable, load_model
+from analytics.models.settings import ModelSettings, SettingsError
 from analytics.models.training import find_truth, load_truth, train_model, truth_for_cohort
 from analytics.store import open_store
 from analytics.store.db import Store
@@ -30,19 +31,39 @@ def load_cohort(store: Store) -> CohortTable:
     return build_cohort(store)
 
 
+#: ``hepatrack train`` flags -> ModelSettings fields (the one place they are mapped)
+TRAIN_FLAGS = {"model": "kind", "event": "event", "horizons": "horizons", "cv": "folds",
+               "repeats": "repeats", "bootstrap": "n_bootstrap", "seed": "seed"}
+
+
+def settings_from_args(args: argparse.Namespace) -> ModelSettings:
+    """The :class:`ModelSettings` of ``hepatrack train`` flags.
+
+    Raises
+    ------
+    SettingsError
+        Naming the flag (and its field) when a value is out of range.
+    """
+    values = {field: getattr(args, flag) for flag, field in TRAIN_FLAGS.items()
+              if getattr(args, flag, None) is not None}
+    try:
+        return ModelSettings.from_mapping(values)
+    except SettingsError as e:
+        flag = next((f for f, name in TRAIN_FLAGS.items() if name == e.field), e.field)
+        raise SettingsError(e.field, e.detail,
+                            label=f"--{flag} {values.get(e.field)!s} ({e.field})") from e
+
+
 @command("train")
 def train(args: argparse.Namespace, settings: Settings) -> CommandResult:
     store = open_store(settings)
     cohort = load_cohort(store)
     truth_path = find_truth(settings, getattr(args, "truth", None))
     truth = truth_for_cohort(load_truth(truth_path), store, cohort) if truth_path else None
+    model_settings = settings_from_args(args)
     detail = {"model": args.model, "event": args.event or "default", "cv": args.cv}
     with audit.audited(store, None, "train", detail=detail):
-        payload = train_model(
-            store, settings, cohort, kind=args.model, event=args.event,
-            horizons=tuple(args.horizons), folds=args.cv,
-            repeats=getattr(args, "repeats", 2), n_bootstrap=getattr(args, "bootstrap", 50),
-            seed=getattr(args, "seed", 0), truth=truth)
+        payload = train_model(store, settings, cohort, model_settings, truth=truth)
     if truth_path:
         payload["truth_file"] = str(truth_path)
     cv = payload["cv"]
@@ -88,7 +109,7 @@ def cache_predictions(store: Store, result: dict[str, Any]) -> int:
         return n
 
 
-def predict_patients(store: Store, model: LandmarkModel, cohort: CohortTable,
+def predict_patients(store: Store, model: RegisteredModel, cohort: CohortTable,
                      patients: list[str], horizon: float | None, at: float | None,
                      cache: bool = True) -> list[dict[str, Any]]:
     """Trajectories of ``patients`` (cached in the store when ``cache``)."""

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ import pandas as pd
 from analytics.models.estimators import CoxPH
 from analytics.models.landmark import LANDMARK, LANDMARK_SQ, LandmarkData
 from analytics.models.predict import LandmarkModel
+from analytics.models.settings import ModelSettings
 from analytics.models.validation import landmark_metrics, net_benefit
 
 log = logging.getLogger(__name__)
@@ -39,15 +39,8 @@ BASELINE_MIN_COVERAGE = 0.5
 DCA_THRESHOLDS = np.round(np.arange(0.05, 0.55, 0.05), 2)
 
 
-@dataclass(frozen=True)
-class CVSettings:
-    """Cross-validation settings."""
-
-    folds: int = 5
-    repeats: int = 2
-    seed: int = 0
-    n_bootstrap: int = 50
-    n_grid: int = 12
+#: evaluation times of the integrated Brier score and calibration (over the longest horizon)
+N_GRID = 12
 
 
 def patient_folds(patients: np.ndarray, has_event: np.ndarray, k: int,
@@ -73,12 +66,12 @@ def eval_grid(h_max: float, n: int) -> np.ndarray:
     return np.linspace(h_max / n, h_max, n)
 
 
-def oof_predictions(data: LandmarkData, kind: str, params: dict[str, Any],
-                    cv: CVSettings) -> list[pd.DataFrame]:
-    """Out-of-fold risks for every landmark row, one frame per repeat."""
+def oof_predictions(data: LandmarkData, cv: ModelSettings) -> list[pd.DataFrame]:
+    """Out-of-fold risks for every landmark row, one frame per repeat (``cv.repeats`` of
+    ``cv.folds`` patient-grouped folds, seeded by ``cv.seed``)."""
     rows = data.rows
     hs = list(data.settings.horizons)
-    grid = eval_grid(data.settings.horizon_max, cv.n_grid)
+    grid = eval_grid(data.settings.horizon_max, N_GRID)
     per_patient = rows.groupby("patient")["cause"].apply(lambda c: bool((c == "interest").any()))
     pats, has_ev = per_patient.index.to_numpy(), per_patient.to_numpy()
     k = min(cv.folds, len(pats))
@@ -95,7 +88,7 @@ def oof_predictions(data: LandmarkData, kind: str, params: dict[str, Any],
         cs_risk = np.full((len(rows), len(hs) + len(grid)), np.nan)
         for f in range(k):
             test = fold == f
-            model = LandmarkModel.fit(data, kind, params, rows=~test, intervals=False)
+            model = LandmarkModel(cv, intervals=False).fit(data, rows=~test)
             X = model.matrix(rows[test])
             risk[test] = model.risk(X, [*hs, *grid.tolist()])
             cs_risk[test] = (model.risk(X, [*hs, *grid.tolist()], cause_specific=True)
@@ -208,19 +201,17 @@ def single_threaded_blas(fn):
 
 
 @single_threaded_blas
-def cross_validate(data: LandmarkData, kind: str = "cox", params: dict[str, Any] | None = None,
-                   cv: CVSettings | None = None, baselines: bool = True,
-                   truth: Any = None) -> dict[str, Any]:
+def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
+                   baselines: bool = True, truth: Any = None) -> dict[str, Any]:
     """Cross-validated metrics of a landmark model, clinical baselines and the oracle.
 
     Parameters
     ----------
     data
         Stacked landmark rows.
-    kind, params
-        Estimator kind and parameters.
     cv
-        Folds, repeats, seed, bootstrap replicates.
+        Estimator kind and parameters, folds, repeats, seed and bootstrap replicates
+        (default :class:`ModelSettings`).
     baselines
         Also validate the clinical scores on the same folds.
     truth
@@ -234,12 +225,11 @@ def cross_validate(data: LandmarkData, kind: str = "cox", params: dict[str, Any]
         ``ibs``, ``calibration``, ``calibration_slope``, ``ci`` (95% intervals),
         ``decision_curve``, ``per_landmark``; plus ``baselines`` and ``oracle_c_index``.
     """
-    cv = cv or CVSettings()
-    params = params or {}
+    cv = cv or ModelSettings()
     hs = [float(h) for h in data.settings.horizons]
     h_max = data.settings.horizon_max
-    grid = eval_grid(h_max, cv.n_grid)
-    frames = oof_predictions(data, kind, params, cv)
+    grid = eval_grid(h_max, N_GRID)
+    frames = oof_predictions(data, cv)
     per_repeat = [landmark_metrics(fr, hs, h_max, grid) for fr in frames]
     res = _mean_metrics(per_repeat, hs)
     res = {"folds": min(cv.folds, data.rows["patient"].nunique()), "repeats": cv.repeats,
@@ -286,7 +276,7 @@ def score_columns(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
-                       cv: CVSettings) -> dict[str, Any]:
+                       cv: ModelSettings) -> dict[str, Any]:
     """Each available clinical score validated on the model's folds (see module doc)."""
     try:
         from analytics.models.scores import CLINICAL_SCORES
@@ -295,7 +285,7 @@ def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
     scores = score_columns(data.rows)
     hs = [float(h) for h in data.settings.horizons]
     h_max = data.settings.horizon_max
-    grid = eval_grid(h_max, cv.n_grid)
+    grid = eval_grid(h_max, N_GRID)
     out: dict[str, Any] = {}
     for name in scores.columns:
         sc = scores[name].to_numpy(float)

@@ -15,11 +15,19 @@ xgboost or scikit-survival shapes happens only inside ``fit``/``predict``.
 
 Proportional-hazards models (Cox, GBM) get a Breslow cumulative baseline hazard on their
 own log-hazard output, so every model answers :meth:`SurvivalEstimator.cumulative_hazard`.
+
+Each estimator also answers for itself what callers would otherwise ask of its type:
+:meth:`~SurvivalEstimator.explain` (exact linear SHAP for Cox, TreeSHAP for GBM,
+permutation sampling on the risk scale otherwise), :meth:`~SurvivalEstimator.event_times`,
+:meth:`~SurvivalEstimator.log_hazard_shift` (its own interval, Cox only) and the class
+attributes ``intervals_by_refits``, ``pickled_attribute``, ``explainer`` and
+``global_explain_rows``.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -28,6 +36,7 @@ from sklearn.base import BaseEstimator
 
 from analytics.errors import ModelError
 from analytics.models.design import LOG_SKEW_MIN, Design  # re-exported
+from analytics.models.explanation import Explanation, permutation_shap
 
 __all__ = ["ESTIMATORS", "LOG_SKEW_MIN", "RSF", "RSF_MAX_ROWS", "CoxPH", "Design", "GBMCox",
            "SurvivalEstimator", "breslow", "cox_score_residuals", "estimator_from_json",
@@ -35,6 +44,10 @@ __all__ = ["ESTIMATORS", "LOG_SKEW_MIN", "RSF", "RSF_MAX_ROWS", "CoxPH", "Design
 
 #: RSF refuses larger training sets (stacked landmark rows)
 RSF_MAX_ROWS = 5000
+#: feature orders (an antithetic pair) of the sampling explainer (no exact one: RSF)
+SAMPLED_PERMUTATIONS = 2
+#: background rows (a seeded sample of the training background) of the sampling explainer
+SAMPLED_BACKGROUND = 10
 
 
 # --------------------------------------------------------------------------- helpers
@@ -124,6 +137,16 @@ class SurvivalEstimator(BaseEstimator):
 
     kind: ClassVar[str] = "base"
     proportional_hazards: ClassVar[bool] = True
+    #: risk intervals come from bootstrap refits of this estimator (no variance of its own)
+    intervals_by_refits: ClassVar[bool] = False
+    #: a fitted attribute that cannot be JSON (the registry pickles it beside the artifact)
+    pickled_attribute: ClassVar[str | None] = None
+    #: training rows explained for the global drivers (sampling costs ~1 s per row)
+    global_explain_rows: ClassVar[int] = 12
+    #: how :meth:`explain` works (named in the model card)
+    explainer: ClassVar[str] = ("permutation-sampling SHAP (one antithetic pair of feature "
+                                "orders) on the risk at the horizon against 10 training "
+                                "background rows")
 
     def fit(self, X: pd.DataFrame, y: pd.DataFrame,
             groups: np.ndarray | None = None) -> SurvivalEstimator:
@@ -176,6 +199,48 @@ class SurvivalEstimator(BaseEstimator):
         """``1 - exp(-H(horizon | x))``: risk by the horizon with no competing causes."""
         return 1.0 - np.exp(-self.cumulative_hazard(X, np.array([horizon]))[:, 0])
 
+    def event_times(self) -> np.ndarray:
+        """Times (years, ascending) at which the fitted cumulative hazard jumps."""
+        return self.baseline_times_
+
+    def log_hazard_shift(self, X: pd.DataFrame | np.ndarray, z: float) -> np.ndarray | None:
+        """Per-row half-width ``z * se`` of the log-hazard interval; None without a variance."""
+        return None
+
+    def with_interval_variance(self, on: bool) -> SurvivalEstimator:
+        """This estimator, set to estimate (``on``) or skip the variance its intervals need."""
+        return self
+
+    def explain(self, X: pd.DataFrame, *, horizon: float | None = None,
+                output: Callable[[np.ndarray], np.ndarray] | None = None,
+                background: pd.DataFrame | None = None, seed: int = 0) -> Explanation:
+        """SHAP values of rows ``X`` on the risk scale by ``horizon``.
+
+        The model-agnostic explainer: permutation-sampling SHAP
+        (:func:`analytics.models.explanation.permutation_shap`, :data:`SAMPLED_PERMUTATIONS`
+        feature orders) of ``output`` (default :meth:`predict_risk` at ``horizon``)
+        against :data:`SAMPLED_BACKGROUND` seeded rows of ``background``. Estimators with
+        an exact explainer override this.
+
+        Raises
+        ------
+        ModelError
+            Without a horizon or a background sample.
+        """
+        if horizon is None:
+            raise ModelError(f"an {self.kind.upper()} explanation is on the risk scale: "
+                             "give a horizon")
+        if background is None or len(background) == 0:
+            raise ModelError("model has no background sample to explain against")
+        cols = self.feature_names_in_
+        bgx = background[cols].sample(n=min(SAMPLED_BACKGROUND, len(background)),
+                                      random_state=seed)
+        f = output or (lambda a: self.predict_risk(pd.DataFrame(a, columns=cols), horizon))
+        vals, base, out = permutation_shap(f, X[cols].to_numpy(np.float64),
+                                           bgx.to_numpy(np.float64), SAMPLED_PERMUTATIONS,
+                                           seed)
+        return Explanation(vals, base, out, X[cols], "risk", horizon)
+
     # subclasses
     def _fit(self, x, t, e, groups) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -204,17 +269,24 @@ class SurvivalEstimator(BaseEstimator):
         pass
 
 
-def estimator_from_json(d: dict[str, Any]) -> SurvivalEstimator:
-    """Rebuild an estimator from :meth:`SurvivalEstimator.to_json` output."""
+def estimator_from_json(d: dict[str, Any], pickled: Any = None) -> SurvivalEstimator:
+    """Rebuild an estimator from :meth:`SurvivalEstimator.to_json` output.
+
+    ``pickled`` is the value of the attribute the class keeps outside JSON
+    (:attr:`SurvivalEstimator.pickled_attribute`), already verified and unpickled.
+    """
     cls = ESTIMATORS.get(d.get("kind", ""))
-    if cls is None or cls is RSF:
+    if cls is None or (cls.pickled_attribute is not None and pickled is None):
         raise ModelError(f"model artifact: unknown or non-JSON estimator kind {d.get('kind')!r}")
     est = cls(**d["params"])
     est.feature_names_in_ = list(d["feature_names_in_"])
     est.n_train_ = int(d["n_train_"])
-    est.baseline_times_ = np.asarray(d["baseline_times_"], np.float64)
-    est.baseline_cumhaz_ = np.asarray(d["baseline_cumhaz_"], np.float64)
+    if cls.proportional_hazards:
+        est.baseline_times_ = np.asarray(d["baseline_times_"], np.float64)
+        est.baseline_cumhaz_ = np.asarray(d["baseline_cumhaz_"], np.float64)
     est._restore(d)
+    if cls.pickled_attribute is not None:
+        setattr(est, cls.pickled_attribute, pickled)
     return est
 
 
@@ -269,6 +341,8 @@ class CoxPH(SurvivalEstimator):
     """
 
     kind = "cox"
+    explainer = "exact linear SHAP on the log relative hazard"
+    global_explain_rows = 200
 
     def __init__(self, penalizer: float | str = "auto", l1_ratio: float = 0.0,
                  robust: bool = True, time_resolution: float | None = 1.0 / 365.25) -> None:
@@ -316,6 +390,19 @@ class CoxPH(SurvivalEstimator):
         xc = self._matrix(X) - self.mean_
         return np.sqrt(np.clip(np.einsum("ij,jk,ik->i", xc, self.variance_, xc), 0, None))
 
+    def log_hazard_shift(self, X: pd.DataFrame | np.ndarray, z: float) -> np.ndarray:
+        return z * self.log_hazard_se(X)
+
+    def with_interval_variance(self, on: bool) -> CoxPH:
+        return self.set_params(robust=bool(on))
+
+    def explain(self, X: pd.DataFrame, **_context: Any) -> Explanation:
+        """Exact linear SHAP on the log relative hazard: ``beta_j (x_j - mean_j)``, base 0
+        (the log hazard is centred at the training mean)."""
+        vals = (self._matrix(X) - self.mean_) * self.coef_
+        return Explanation(vals, np.zeros(len(X)), vals.sum(axis=1),
+                           X[self.feature_names_in_], "log_hazard")
+
     @property
     def coefficients_(self) -> pd.Series:
         return pd.Series(self.coef_, index=self.feature_names_in_)
@@ -347,6 +434,9 @@ class GBMCox(SurvivalEstimator):
     """
 
     kind = "gbm"
+    intervals_by_refits = True
+    explainer = "exact TreeSHAP (xgboost pred_contribs) on the log relative hazard"
+    global_explain_rows = 200
 
     def __init__(self, n_estimators: int = 500, learning_rate: float = 0.05,
                  max_depth: int = 3, min_child_weight: float = 50.0, subsample: float = 0.8,
@@ -421,6 +511,13 @@ class GBMCox(SurvivalEstimator):
         c = c.astype(np.float64)
         return c[:, :-1], c[:, -1]
 
+    def explain(self, X: pd.DataFrame, **_context: Any) -> Explanation:
+        """Exact TreeSHAP on the margin (the log relative hazard)."""
+        vals, base = self.contributions(X)
+        # the booster's own margin; TreeSHAP in float32 adds up to it within ~1e-6
+        return Explanation(vals, base, self.predict_log_hazard(X), X[self.feature_names_in_],
+                           "log_hazard")
+
     def _state(self) -> dict[str, Any]:
         return {"booster_json": self.booster_.save_raw("json").decode("utf-8"),
                 "n_rounds_": self.n_rounds_}
@@ -443,6 +540,7 @@ class RSF(SurvivalEstimator):
 
     kind = "rsf"
     proportional_hazards = False
+    pickled_attribute = "forest_"
 
     def __init__(self, n_estimators: int = 100, min_samples_leaf: int = 15,
                  max_features: str | float = "sqrt", max_rows: int = RSF_MAX_ROWS,
@@ -472,6 +570,9 @@ class RSF(SurvivalEstimator):
         idx = np.searchsorted(self.forest_.unique_times_, times, side="right") - 1
         padded = np.concatenate([np.zeros((len(chf), 1)), chf], axis=1)
         return padded[:, idx + 1]
+
+    def event_times(self) -> np.ndarray:
+        return self.forest_.unique_times_
 
     def to_json(self) -> dict[str, Any]:  # the forest itself is pickled by the registry
         return {"kind": self.kind, "params": self.get_params(),

@@ -9,7 +9,12 @@ against the database row) and the pickle's hash both match.
 
 Loading refuses (:class:`ModelIntegrityError`) a hash mismatch, a missing or inconsistent
 card, missing/changed horizons, missing or invalid training ranges, and a feature list
-that differs from the database row.
+that differs from the database row. An artifact of another format version, or whose
+stored settings no longer validate, is refused with a message asking for a retrain.
+
+:func:`load_model` returns a :class:`RegisteredModel`: the fitted
+:class:`~analytics.models.predict.LandmarkModel` with its id, card and metrics beside it,
+never written onto it.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import os
 import pickle
 import secrets
 import shutil
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +41,61 @@ from analytics.config import Settings
 from analytics.errors import ModelError, ModelIntegrityError
 from analytics.models.card import check_card
 from analytics.models.domain import TrainingDomain
-from analytics.models.estimators import RSF, Design, SurvivalEstimator, estimator_from_json
+from analytics.models.estimators import (
+    ESTIMATORS,
+    Design,
+    SurvivalEstimator,
+    estimator_from_json,
+)
 from analytics.models.landmark import EventSpec, FeatureSpec, LandmarkSettings
 from analytics.models.predict import LandmarkModel
+from analytics.models.settings import ModelSettings, SettingsError
 from analytics.store.db import Store
 from analytics.store.schema import ModelRecord
 
 FORMAT = "hepatrack-landmark-model/1"
 ARTIFACT = "model.json"
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    """A fitted model with what the registry adds to it: its id, card and metrics.
+
+    Built by training (before saving) and by :func:`load_model`; the fitted
+    :attr:`model` itself is never changed.
+
+    Attributes
+    ----------
+    model
+        The fitted landmark model.
+    model_id
+        Registry id (``<kind>-<UTC time>-<random>``).
+    card
+        Model card (:func:`analytics.models.card.build_card`).
+    metrics
+        Cross-validated metrics, clinical baselines and the oracle C-index.
+    """
+
+    model: LandmarkModel
+    model_id: str
+    card: Mapping[str, Any] = field(default_factory=dict)
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.model.kind
+
+    @property
+    def horizons(self) -> list[float]:
+        return self.model.horizons
+
+    @property
+    def events(self) -> EventSpec:
+        return self.model.events_
+
+    @property
+    def features(self) -> list[str]:
+        return self.model.features
 
 
 def jsonable(obj: Any) -> Any:
@@ -89,15 +143,16 @@ def new_model_id(kind: str) -> str:
 # --------------------------------------------------------------------------- save
 def _estimator_json(est: SurvivalEstimator, folder: Path, name: str) -> dict[str, Any]:
     d = est.to_json()
-    if isinstance(est, RSF):
-        data = pickle.dumps(est.forest_, protocol=pickle.HIGHEST_PROTOCOL)
+    if est.pickled_attribute is not None:  # the JSON records the pickle's sha256
+        data = pickle.dumps(getattr(est, est.pickled_attribute),
+                            protocol=pickle.HIGHEST_PROTOCOL)
         fname = f"{name}.pkl"
         (folder / fname).write_bytes(data)
         d["pickle"] = {"file": fname, "sha256": sha256_bytes(data)}
     return d
 
 
-def save_model(store: Store, settings: Settings, model: LandmarkModel, *,
+def save_model(store: Store, settings: Settings, registered: RegisteredModel, *,
                training_data_sha256: str, activate: bool = True,
                created_by: str | None = None) -> str:
     """Write the artifact and its ``models`` row; returns the model id.
@@ -108,40 +163,39 @@ def save_model(store: Store, settings: Settings, model: LandmarkModel, *,
     Raises
     ------
     ModelError
-        If the model has no id, card, domain or metrics.
+        If the model has no id, card or training domain.
     """
-    if not model.model_id or not model.card or model.domain is None:
+    model, mid = registered.model, registered.model_id
+    if not mid or not registered.card or model.domain_ is None:
         raise ModelError("save_model: the model needs model_id, card and domain before saving")
     settings.ensure_home()
-    final = settings.models_dir / model.model_id
-    tmp = settings.models_dir / f".{model.model_id}.tmp"
+    final = settings.models_dir / mid
+    tmp = settings.models_dir / f".{mid}.tmp"
     if final.exists():
-        raise ModelError(f"model {model.model_id}: an artifact already exists at {final}")
+        raise ModelError(f"model {mid}: an artifact already exists at {final}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
+        lm = model.landmark_settings_
         doc = {
-            "format": FORMAT, "model_id": model.model_id, "kind": model.kind,
-            "events": model.events.to_json(),
-            "settings": {"horizons": list(model.settings.horizons),
-                         "step": model.settings.step,
-                         "landmark_max": model.settings.landmark_max,
-                         "at_visits": model.settings.at_visits,
-                         "interactions": model.settings.interactions,
-                         "min_at_risk": model.settings.min_at_risk,
-                         "min_at_risk_fraction": model.settings.min_at_risk_fraction},
-            "spec": model.spec.to_json(), "design": model.design.to_json(),
-            "landmarks": model.landmarks, "params": model.params,
+            "format": FORMAT, "model_id": mid, "kind": model.kind,
+            "events": model.events_.to_json(),
+            "settings": {"horizons": list(lm.horizons), "step": lm.step,
+                         "landmark_max": lm.landmark_max, "at_visits": lm.at_visits,
+                         "interactions": lm.interactions, "min_at_risk": lm.min_at_risk,
+                         "min_at_risk_fraction": lm.min_at_risk_fraction},
+            "spec": model.spec_.to_json(), "design": model.design_.to_json(),
+            "landmarks": model.landmarks_, "params": model.params,
             "features": model.features,
             "estimators": {c: _estimator_json(e, tmp, f"estimator-{c}")
-                           for c, e in model.estimators.items()},
+                           for c, e in model.estimators_.items()},
             "ensemble": [_estimator_json(e, tmp, f"ensemble-{i}")
-                         for i, e in enumerate(model.ensemble)],
-            "domain": model.domain.to_json(),
-            "background": {"columns": list(model.background.columns),
-                           "values": model.background.to_numpy(np.float64).tolist()}
-            if model.background is not None else None,
-            "card": model.card, "metrics": model.metrics,
+                         for i, e in enumerate(model.ensemble_)],
+            "domain": model.domain_.to_json(),
+            "background": {"columns": list(model.background_.columns),
+                           "values": model.background_.to_numpy(np.float64).tolist()}
+            if model.background_ is not None else None,
+            "card": dict(registered.card), "metrics": dict(registered.metrics),
             "training_data_sha256": training_data_sha256,
         }
         data = json.dumps(jsonable(doc), sort_keys=True, allow_nan=False).encode("utf-8")
@@ -158,18 +212,18 @@ def save_model(store: Store, settings: Settings, model: LandmarkModel, *,
             if activate:
                 s.execute(update(ModelRecord).values(active=False))
             s.add(ModelRecord(
-                model_id=model.model_id, kind=model.kind, event=model.events.label,
-                horizons=[float(h) for h in model.settings.horizons],
+                model_id=mid, kind=model.kind, event=model.events_.label,
+                horizons=[float(h) for h in model.horizons],
                 content_sha256=sha256_bytes(data),
                 training_data_sha256=training_data_sha256,
                 artifact_path=str((final / ARTIFACT).relative_to(settings.home)),
-                features=model.features, training_ranges=jsonable(model.domain.ranges),
-                metrics=jsonable(model.metrics), card=jsonable(model.card),
+                features=model.features, training_ranges=jsonable(model.domain_.ranges),
+                metrics=jsonable(dict(registered.metrics)), card=jsonable(dict(registered.card)),
                 active=activate, created_by=created_by))
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)
         raise
-    return model.model_id
+    return mid
 
 
 # --------------------------------------------------------------------------- load
@@ -202,7 +256,8 @@ def list_models(store: Store) -> list[dict[str, Any]]:
 
 
 def _load_estimator(d: dict[str, Any], folder: Path) -> SurvivalEstimator:
-    if d.get("kind") != "rsf":
+    cls = ESTIMATORS.get(d.get("kind", ""))
+    if cls is None or cls.pickled_attribute is None:
         return estimator_from_json(d)
     info = d.get("pickle") or {}
     path = folder / str(info.get("file", ""))
@@ -211,14 +266,34 @@ def _load_estimator(d: dict[str, Any], folder: Path) -> SurvivalEstimator:
     data = path.read_bytes()
     if sha256_bytes(data) != info.get("sha256"):
         raise ModelIntegrityError(f"model artifact {path}: sha256 mismatch; refusing to load")
-    est = RSF(**d["params"])
-    est.feature_names_in_ = list(d["feature_names_in_"])
-    est.n_train_ = int(d["n_train_"])
-    est.forest_ = pickle.loads(data)  # our own artifact; both hashes verified above
-    return est
+    # our own artifact; both hashes verified above
+    return estimator_from_json(d, pickle.loads(data))
 
 
-def load_model(store: Store, settings: Settings, model_id: str | None = None) -> LandmarkModel:
+def _format_version(fmt: Any) -> int | None:
+    prefix = FORMAT.rsplit("/", 1)[0] + "/"
+    if isinstance(fmt, str) and fmt.startswith(prefix) and fmt[len(prefix):].isdigit():
+        return int(fmt[len(prefix):])
+    return None
+
+
+def _check_format(fmt: Any, mid: str) -> None:
+    """Refuse an artifact of another format version, saying what to do about it."""
+    if fmt == FORMAT:
+        return
+    version, ours = _format_version(fmt), _format_version(FORMAT)
+    if version is not None and ours is not None and version < ours:
+        raise ModelIntegrityError(f"model {mid} was trained by an older HepaTrack version "
+                                  f"(artifact format {fmt}, this version reads {FORMAT}); "
+                                  "retrain it")
+    if version is not None:
+        raise ModelIntegrityError(f"model {mid} was trained by a newer HepaTrack version "
+                                  f"(artifact format {fmt}, this version reads {FORMAT}); "
+                                  "upgrade HepaTrack or retrain it")
+    raise ModelIntegrityError(f"model {mid}: artifact format mismatch ({fmt!r})")
+
+
+def load_model(store: Store, settings: Settings, model_id: str | None = None) -> RegisteredModel:
     """Load a registered model (the active one by default) after integrity checks.
 
     Raises
@@ -243,7 +318,8 @@ def load_model(store: Store, settings: Settings, model_id: str | None = None) ->
         doc = json.loads(data)
     except ValueError as e:
         raise ModelIntegrityError(f"model {mid}: artifact is not valid JSON ({e})") from e
-    if doc.get("format") != FORMAT or doc.get("model_id") != mid:
+    _check_format(doc.get("format"), mid)
+    if doc.get("model_id") != mid:
         raise ModelIntegrityError(f"model {mid}: artifact format/id mismatch "
                                   f"({doc.get('format')!r}, {doc.get('model_id')!r})")
     horizons = doc.get("settings", {}).get("horizons")
@@ -286,9 +362,15 @@ def load_model(store: Store, settings: Settings, model_id: str | None = None) ->
     background = (pd.DataFrame(bg["values"], columns=bg["columns"]) if bg else None)
     if "interest" not in ests:
         raise ModelIntegrityError(f"model {mid}: no endpoint estimator in the artifact")
-    return LandmarkModel(kind=doc["kind"], events=EventSpec.from_json(doc["events"]),
-                         settings=settings_obj, spec=spec, design=design, estimators=ests,
-                         landmarks=list(doc["landmarks"]), ensemble=ensemble,
-                         params=doc.get("params", {}), background=background,
-                         model_id=mid, domain=domain, card=doc["card"],
-                         metrics=doc.get("metrics", {}))
+    try:
+        model_settings = ModelSettings(kind=doc["kind"], horizons=settings_obj.horizons,
+                                       params=doc.get("params") or {})
+    except SettingsError as e:
+        raise ModelIntegrityError(f"model {mid}: stored settings are invalid ({e}); "
+                                  "retrain it") from e
+    model = LandmarkModel.from_fitted(
+        model_settings, events=EventSpec.from_json(doc["events"]),
+        landmark_settings=settings_obj, spec=spec, design=design, estimators=ests,
+        landmarks=list(doc["landmarks"]), ensemble=ensemble, background=background,
+        domain=domain)
+    return RegisteredModel(model, mid, card=doc["card"], metrics=doc.get("metrics", {}))

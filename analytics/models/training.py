@@ -20,17 +20,21 @@ from analytics.cohort_types import CENSORED, CohortTable
 from analytics.config import Settings
 from analytics.errors import ModelError
 from analytics.models.card import build_card
-from analytics.models.crossval import CVSettings, cross_validate, single_threaded_blas
-from analytics.models.domain import TrainingDomain
-from analytics.models.landmark import LandmarkSettings, build_landmark_data, resolve_events
+from analytics.models.crossval import cross_validate, single_threaded_blas
+from analytics.models.landmark import LandmarkData, build_landmark_data, resolve_events
 from analytics.models.predict import LandmarkModel
-from analytics.models.registry import jsonable, new_model_id, save_model, training_data_hash
+from analytics.models.registry import (
+    RegisteredModel,
+    jsonable,
+    new_model_id,
+    save_model,
+    training_data_hash,
+)
+from analytics.models.settings import ModelSettings
 from analytics.store.db import Store
 
 log = logging.getLogger(__name__)
 
-#: bootstrap refits of the endpoint model kept for GBM risk intervals
-GBM_INTERVAL_REFITS = 20
 
 
 def cause_log_hazard(h: dict[str, Any], stage: float, age_years: float) -> float:
@@ -166,14 +170,25 @@ def truth_for_cohort(truth: Truth, store: Store | None, cohort: CohortTable) -> 
 
 
 @single_threaded_blas
-def train_model(store: Store, settings: Settings, cohort: CohortTable, *, kind: str = "cox",
-                event: str | list[str] | None = None,
-                horizons: tuple[float, ...] | list[float] = (1.0, 2.0, 3.0),
-                folds: int = 5, repeats: int = 2, n_bootstrap: int = 50, seed: int = 0,
-                params: dict[str, Any] | None = None, truth: Truth | None = None,
-                landmark: LandmarkSettings | None = None, activate: bool = True,
-                created_by: str | None = None) -> dict[str, Any]:
+def train_model(store: Store, settings: Settings, cohort: CohortTable,
+                model_settings: ModelSettings | None = None, *, truth: Truth | None = None,
+                activate: bool = True, created_by: str | None = None) -> dict[str, Any]:
     """Cross-validate, fit on every patient, and register a landmark model.
+
+    Parameters
+    ----------
+    store, settings
+        The store and the HepaTrack settings (home, models directory).
+    cohort
+        Visits and outcomes.
+    model_settings
+        Estimator, endpoint, horizons, cross-validation (default :class:`ModelSettings`).
+    truth
+        True hazards of a synthetic cohort, for the oracle C-index.
+    activate
+        Make the new model the active one.
+    created_by
+        Account name recorded with the model.
 
     Returns
     -------
@@ -185,55 +200,24 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable, *, kind: 
     Raises
     ------
     ModelError
-        On invalid options or a cohort too small to model.
+        On a cohort too small to model or an endpoint it does not have.
     """
-    hs = tuple(float(h) for h in horizons)
-    if not hs or any(not np.isfinite(h) or h <= 0 for h in hs):
-        raise ModelError(f"--horizons {','.join(map(str, horizons))}: expected positive years")
-    if folds < 2:
-        raise ModelError(f"--cv {folds}: expected at least 2 folds")
+    ms = model_settings or ModelSettings()
     if cohort.outcomes.empty or cohort.visits.empty:
         raise ModelError("cohort is empty: import visits and outcomes first "
                          "(hepatrack import-cohort)")
-    events = resolve_events(cohort.outcomes, event)
-    lm = landmark or LandmarkSettings(horizons=hs)
-    if lm.horizons != hs:
-        lm = LandmarkSettings(**{**lm.__dict__, "horizons": hs})
-    data = build_landmark_data(cohort, events, lm)
-    params = dict(params or {})
-    log.info("cross-validating %s on %d landmark rows", kind, len(data.rows))
-    cvres = cross_validate(data, kind, params,
-                           CVSettings(folds=folds, repeats=repeats, seed=seed,
-                                      n_bootstrap=n_bootstrap),
-                           baselines=True, truth=truth)
-    model = LandmarkModel.fit(data, kind, params, seed=seed,
-                              n_bootstrap=GBM_INTERVAL_REFITS if kind == "gbm" else 0)
-    model.model_id = new_model_id(kind)
-    model.domain = TrainingDomain.from_training(data.rows, data.spec)
+    events = resolve_events(cohort.outcomes, list(ms.event) if ms.event else None)
+    data = build_landmark_data(cohort, events, ms.landmark_settings())
+    log.info("cross-validating %s on %d landmark rows", ms.kind, len(data.rows))
+    cvres = cross_validate(data, ms, baselines=True, truth=truth)
+    model = LandmarkModel(ms).fit(data)
+    model_id = new_model_id(ms.kind)
     data_hash = training_data_hash(cohort)
-    counts = cohort.outcomes["event"].astype(str).value_counts()
     cv = jsonable(cvres["cv"])
-    explainer = {"cox": "exact linear SHAP on the log relative hazard",
-                 "gbm": "exact TreeSHAP (xgboost pred_contribs) on the log relative hazard",
-                 "rsf": "permutation-sampling SHAP (one antithetic pair of feature orders) "
-                        "on the risk at the horizon against 10 training background rows"}[kind]
-    fitted = {c: est.penalizer_ for c, est in model.estimators.items()
-              if hasattr(est, "penalizer_")}
-    card_params = {**params, "penalizer_by_cause": fitted} if fitted else params
-    model.card = jsonable(build_card(
-        model_id=model.model_id, kind=kind, params=card_params, events=events.to_json(),
-        horizons=list(hs), landmarks=data.landmarks, features=model.features,
-        design=model.design.to_json(), n_patients=int(data.rows["patient"].nunique()),
-        n_rows=len(data.rows), n_events=int((data.rows["cause"] == "interest").sum()),
-        event_counts={k: int(v) for k, v in counts.items() if k != CENSORED},
-        training_data_sha256=data_hash, cv=cv, baselines=jsonable(cvres.get("baselines", {})),
-        oracle_c_index=cvres.get("oracle_c_index"),
-        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), explainer=explainer,
-        excluded=data.spec.excluded))
     payload: dict[str, Any] = {
-        "model_id": model.model_id, "model": kind, "event": events.label,
+        "model_id": model_id, "model": ms.kind, "event": events.label,
         "competing_events": {k: list(v) for k, v in events.competing.items()},
-        "horizons": list(hs), "n_patients": int(cohort.outcomes["patient"].nunique()),
+        "horizons": list(ms.horizons), "n_patients": int(cohort.outcomes["patient"].nunique()),
         "n_patients_modelled": int(data.rows["patient"].nunique()),
         "n_landmark_rows": len(data.rows), "landmarks": data.landmarks,
         "cv": cv, "baselines": jsonable(cvres.get("baselines", {})),
@@ -241,8 +225,32 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable, *, kind: 
     }
     if "oracle_c_index" in cvres:
         payload["oracle_c_index"] = jsonable(cvres["oracle_c_index"])
-    model.metrics = jsonable({k: v for k, v in payload.items()
-                              if k in ("cv", "baselines", "oracle_c_index")})
-    save_model(store, settings, model, training_data_sha256=data_hash, activate=activate,
+    registered = RegisteredModel(
+        model, model_id, card=_card(model, model_id, data, cohort, cvres, data_hash),
+        metrics=jsonable({k: v for k, v in payload.items()
+                          if k in ("cv", "baselines", "oracle_c_index")}))
+    save_model(store, settings, registered, training_data_sha256=data_hash, activate=activate,
                created_by=created_by)
     return jsonable(payload)
+
+
+def _card(model: LandmarkModel, model_id: str, data: LandmarkData, cohort: CohortTable,
+          cvres: dict[str, Any], data_hash: str) -> dict[str, Any]:
+    """The model card of a model fitted on ``data`` (see :mod:`analytics.models.card`)."""
+    counts = cohort.outcomes["event"].astype(str).value_counts()
+    fitted = {c: est.penalizer_ for c, est in model.estimators_.items()
+              if hasattr(est, "penalizer_")}
+    params = model.params
+    card_params = {**params, "penalizer_by_cause": fitted} if fitted else params
+    return jsonable(build_card(
+        model_id=model_id, kind=model.kind, params=card_params,
+        events=model.events_.to_json(), horizons=model.horizons, landmarks=data.landmarks,
+        features=model.features, design=model.design_.to_json(),
+        n_patients=int(data.rows["patient"].nunique()), n_rows=len(data.rows),
+        n_events=int((data.rows["cause"] == "interest").sum()),
+        event_counts={k: int(v) for k, v in counts.items() if k != CENSORED},
+        training_data_sha256=data_hash, cv=jsonable(cvres["cv"]),
+        baselines=jsonable(cvres.get("baselines", {})),
+        oracle_c_index=cvres.get("oracle_c_index"),
+        created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        explainer=model.estimators_["interest"].explainer, excluded=data.spec.excluded))

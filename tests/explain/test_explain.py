@@ -18,6 +18,7 @@ from analytics.explain import (
 )
 from analytics.models.landmark import build_landmark_data, resolve_events
 from analytics.models.predict import LandmarkModel
+from analytics.models.settings import ModelSettings
 from tests.models.sim import simulate_cohort
 
 
@@ -31,9 +32,10 @@ def data():
 @pytest.fixture(scope="module")
 def models(data):
     _, d = data
-    return {"cox": LandmarkModel.fit(d, "cox"),
-            "gbm": LandmarkModel.fit(d, "gbm", {"n_estimators": 120}),
-            "rsf": LandmarkModel.fit(d, "rsf", {"n_estimators": 30})}
+    return {"cox": LandmarkModel(ModelSettings(kind="cox")).fit(d),
+            "gbm": LandmarkModel(ModelSettings(kind="gbm", params={"n_estimators": 120},
+                                               interval_refits=0)).fit(d),
+            "rsf": LandmarkModel(ModelSettings(kind="rsf", params={"n_estimators": 30})).fit(d)}
 
 
 def test_cox_shap_is_beta_times_centred_value(data, models):
@@ -41,7 +43,7 @@ def test_cox_shap_is_beta_times_centred_value(data, models):
     m = models["cox"]
     X = m.matrix(d.rows.head(40))
     e = explain(m, X)
-    est = m.estimators["interest"]
+    est = m.estimators_["interest"]
     np.testing.assert_allclose(e.values, (X.to_numpy() - est.mean_) * est.coef_)
     np.testing.assert_allclose(e.base_values + e.values.sum(axis=1), m.log_hazard(X),
                                atol=1e-9)
@@ -57,7 +59,7 @@ def test_gbm_treeshap_is_exact_and_additive(data, models):
     e = explain(m, X)
     np.testing.assert_allclose(e.base_values + e.values.sum(axis=1), e.output, atol=1e-6)
     np.testing.assert_allclose(e.output, m.log_hazard(X), atol=1e-12)
-    ref = shap.TreeExplainer(m.estimators["interest"].booster_).shap_values(X.to_numpy())
+    ref = shap.TreeExplainer(m.estimators_["interest"].booster_).shap_values(X.to_numpy())
     np.testing.assert_allclose(e.values, ref, atol=1e-5)
 
 
@@ -84,6 +86,34 @@ def test_rsf_explanation_is_additive_and_stable(data, models):
     np.testing.assert_array_equal(e1.values, e2.values)
     with pytest.raises(ModelError, match="give a horizon"):
         explain(m, X)
+
+
+def test_the_sampling_explainer_serves_any_estimator_exactly_for_a_linear_output(data, models):
+    from analytics.models.estimators import SAMPLED_BACKGROUND, SurvivalEstimator
+
+    _, d = data
+    m = models["cox"]
+    est = m.estimators_["interest"]
+    X = m.matrix(d.rows.head(4))
+    cols = list(est.feature_names_in_)
+
+    def log_hazard(a: np.ndarray) -> np.ndarray:
+        return est.predict_log_hazard(pd.DataFrame(a, columns=cols))
+
+    # the base-class (model-agnostic) explainer, here on a linear output: exact SHAP is
+    # beta_j (x_j - background mean_j) over the same seeded background rows
+    e = SurvivalEstimator.explain(est, X, horizon=2.0, output=log_hazard,
+                                  background=m.background_, seed=3)
+    bg = m.background_[cols].sample(n=SAMPLED_BACKGROUND, random_state=3)
+    np.testing.assert_allclose(e.values, (X[cols].to_numpy() - bg.to_numpy().mean(axis=0))
+                               * est.coef_, atol=1e-12)
+    # by default it explains the estimator's own risk by the horizon
+    r = SurvivalEstimator.explain(est, X, horizon=2.0, background=m.background_)
+    np.testing.assert_allclose(r.base_values + r.values.sum(axis=1), r.output, atol=1e-12)
+    np.testing.assert_allclose(r.output, 1 - np.exp(-est.cumulative_hazard(X, [2.0])[:, 0]),
+                               atol=1e-12)
+    with pytest.raises(ModelError, match="no background sample to explain against"):
+        SurvivalEstimator.explain(est, X, horizon=2.0)
 
 
 def test_same_input_gives_the_same_explanation(data, models):

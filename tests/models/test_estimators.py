@@ -19,6 +19,7 @@ from analytics.models.estimators import (
 )
 from analytics.models.landmark import EventSpec, FeatureSpec, LandmarkSettings
 from analytics.models.predict import LandmarkModel
+from analytics.models.settings import ModelSettings
 
 
 @pytest.fixture(scope="module")
@@ -199,15 +200,17 @@ def test_cumulative_incidence_matches_the_closed_form():
     h1, h2, t = 0.3, 0.5, 2.0
     spec = FeatureSpec(numeric=["x"], categorical=[], low_is_worse={})
     design = Design(numeric=["x"], columns=["x"], medians={"x": 0.0})
-    model = LandmarkModel(kind="cox", events=EventSpec(("a",), {"b": ("b",)}),
-                          settings=LandmarkSettings(horizons=(t,)), spec=spec, design=design,
-                          estimators={"interest": _ConstantHazard(h1),
-                                      "b": _ConstantHazard(h2)}, landmarks=[0.0])
+    model = LandmarkModel.from_fitted(
+        ModelSettings(kind="cox", horizons=(t,)), events=EventSpec(("a",), {"b": ("b",)}),
+        landmark_settings=LandmarkSettings(horizons=(t,)), spec=spec, design=design,
+        estimators={"interest": _ConstantHazard(h1), "b": _ConstantHazard(h2)},
+        landmarks=[0.0])
     X = pd.DataFrame({"x": [0.0]})
     expected = h1 / (h1 + h2) * (1 - np.exp(-(h1 + h2) * t))
     assert model.risk(X, [t])[0, 0] == pytest.approx(expected, rel=2e-3)
     assert model.risk(X, [t], cause_specific=True)[0, 0] == pytest.approx(1 - np.exp(-h1 * t))
-    alone = LandmarkModel(kind="cox", events=EventSpec(("a",)), settings=model.settings,
-                          spec=spec, design=design,
-                          estimators={"interest": _ConstantHazard(h1)}, landmarks=[0.0])
+    alone = LandmarkModel.from_fitted(
+        model.settings, events=EventSpec(("a",)), landmark_settings=model.landmark_settings_,
+        spec=spec, design=design, estimators={"interest": _ConstantHazard(h1)},
+        landmarks=[0.0])
     assert alone.risk(X, [t])[0, 0] == pytest.approx(1 - np.exp(-h1 * t), rel=1e-9)

@@ -19,6 +19,7 @@ from analytics.models.landmark import (
     resolve_events,
 )
 from analytics.models.predict import LandmarkModel
+from analytics.models.settings import ModelSettings
 from tests.models.sim import simulate_cohort
 
 
@@ -106,7 +107,8 @@ def test_history_ignores_every_future_value():
 def test_model_predictions_at_s_do_not_change_when_the_future_is_poisoned():
     cohort, _ = simulate_cohort(120, seed=3)
     data = build_landmark_data(cohort, resolve_events(cohort.outcomes, "decompensation"))
-    model = LandmarkModel.fit(data, "gbm", {"n_estimators": 60, "validation_fraction": 0})
+    model = LandmarkModel(ModelSettings(kind="gbm", interval_refits=0, params={
+        "n_estimators": 60, "validation_fraction": 0})).fit(data)
     s = 1.5
     pats = cohort.visits["patient"].unique()[:30]
     at = pd.DataFrame({"patient": pats, "landmark": s})

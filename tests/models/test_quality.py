@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import pytest
 
-from analytics.models.crossval import CVSettings, cross_validate
+from analytics.models.crossval import cross_validate
 from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.settings import ModelSettings
 from analytics.models.training import load_truth
 
 
@@ -62,7 +63,7 @@ def test_default_model_against_the_oracle(demo):
     events = resolve_events(cohort.outcomes, None)
     assert events.of_interest == ("death", "decompensation", "hcc")
     data = build_landmark_data(cohort, events)
-    res = cross_validate(data, "cox", cv=CVSettings(folds=5, repeats=1, n_bootstrap=0),
+    res = cross_validate(data, ModelSettings(kind="cox", folds=5, repeats=1, n_bootstrap=0),
                          truth=truth)
     c, oracle = res["cv"]["c_index"], res["oracle_c_index"]
     assert 0.69 < oracle < 0.73

@@ -15,6 +15,7 @@ from analytics.errors import ModelError, ModelIntegrityError
 from analytics.models.domain import TrainingDomain
 from analytics.models.predict import patient_trajectory
 from analytics.models.registry import load_model, training_data_hash
+from analytics.models.settings import ModelSettings
 from analytics.models.training import train_model
 from analytics.store import open_store
 from analytics.store.schema import ModelRecord
@@ -35,9 +36,9 @@ def trained(tmp_path_factory, cohort):
     c, truth = cohort
     out = {}
     for kind in ("cox", "gbm"):
-        out[kind] = train_model(store, settings, c, kind=kind, event="decompensation",
-                                folds=3, repeats=1, n_bootstrap=5, truth=truth,
-                                params={"n_estimators": 80} if kind == "gbm" else None)
+        out[kind] = train_model(store, settings, c, ModelSettings(
+            kind=kind, event=("decompensation",), folds=3, repeats=1, n_bootstrap=5,
+            params={"n_estimators": 80} if kind == "gbm" else {}), truth=truth)
     return settings, store, out
 
 
@@ -165,6 +166,70 @@ def test_loading_refuses_a_tampered_model(trained, tmp_path, tamper, match):
     store.dispose()
 
 
+def _rewrite_artifact(settings, store, mid, edit) -> None:
+    """Edit the stored artifact document and re-register its hash (a consistent store)."""
+    import hashlib
+
+    with store.session() as s:
+        path = s.execute(select(ModelRecord.artifact_path)
+                         .where(ModelRecord.model_id == mid)).scalar_one()
+    p = settings.home / path
+    doc = json.loads(p.read_bytes())
+    edit(doc)
+    data = json.dumps(doc, sort_keys=True).encode("utf-8")
+    p.write_bytes(data)
+    _set("content_sha256", hashlib.sha256(data).hexdigest())(settings, store, mid)
+
+
+def test_a_model_stored_in_an_older_artifact_format_asks_for_a_retrain(trained, tmp_path):
+    settings, store, out = _copy_store(trained, tmp_path)
+    mid = out["cox"]["model_id"]
+    _rewrite_artifact(settings, store, mid,
+                      lambda d: d.update(format="hepatrack-landmark-model/0"))
+    with pytest.raises(ModelIntegrityError,
+                       match=rf"model {mid} was trained by an older HepaTrack version .*"
+                             r"retrain it"):
+        load_model(store, settings, mid)
+    store.dispose()
+
+
+def test_stored_settings_that_no_longer_validate_ask_for_a_retrain(trained, tmp_path):
+    settings, store, out = _copy_store(trained, tmp_path)
+    mid = out["cox"]["model_id"]
+    _rewrite_artifact(settings, store, mid, lambda d: d.update(params={"shrinkage": 0.5}))
+    with pytest.raises(ModelIntegrityError,
+                       match=r"stored settings are invalid \(params: shrinkage: not a "
+                             r"parameter of the cox estimator.*retrain it"):
+        load_model(store, settings, mid)
+    store.dispose()
+
+
+def test_scoring_writes_nothing_into_the_shared_model(trained, cohort):
+    from analytics.model_admin import global_drivers
+    from analytics.overview import cohort_risk
+    from analytics.patient_risk import cumulative_incidence_curves, risk_view
+
+    settings, store, out = trained
+    c, _ = cohort
+    reg = load_model(store, settings, out["gbm"]["model_id"])
+    fitted = reg.model
+
+    def state():
+        return ({k: id(v) for k, v in vars(fitted).items()},
+                [sorted(vars(e)) for e in fitted.estimators_.values()])
+
+    before = state()
+    pid = c.visits["patient"].iloc[0]
+    patient_trajectory(reg, c.visits, pid, horizon=2.0, at=1.0)
+    risk_view(reg, c.visits, pid, 1.0)
+    cohort_risk(reg, c.visits, 3.0)
+    cumulative_incidence_curves(reg, c.visits, pid, 0.5)
+    global_drivers(reg, max_rows=5)
+    assert state() == before
+    with pytest.raises(AttributeError, match="cannot assign to field 'model_id'"):
+        reg.model_id = "cox-other"
+
+
 def test_missing_artifact_and_unknown_model(trained, tmp_path):
     settings, store, out = _copy_store(trained, tmp_path)
     with pytest.raises(ModelError, match="not in the registry"):
@@ -196,10 +261,32 @@ def test_out_of_domain_visits_get_no_number(trained, cohort):
     rows = tr["trajectory"]
     assert rows[-1]["risk"] is None and rows[-1]["ci"] is None and rows[-1]["shap"] == {}
     assert "Bilirubin (bilirubin_mg_dl) 500 mg/dL outside the training range" in rows[-1]["reason"]
-    assert all(r["risk"] is not None for r in rows[:-1] if r["time"] <= model.landmarks[-1])
+    assert all(r["risk"] is not None for r in rows[:-1]
+               if r["time"] <= model.model.landmarks_[-1])
     # a time far beyond the landmark range is not assessable either
     far = patient_trajectory(model, visits.iloc[:-1], pid, at=40.0)["at"]
     assert far["risk"] is None and "landmark range" in far["reason"]
+
+
+def test_score_gates_out_of_domain_rows_and_bounds_each_asked_risk(trained, cohort):
+    from analytics.models.scoring import score
+
+    settings, store, out = trained
+    c, _ = cohort
+    fitted = load_model(store, settings, out["cox"]["model_id"]).model
+    pid = c.visits["patient"].value_counts().index[0]
+    visits = c.visits[c.visits["patient"] == pid].copy()
+    visits.loc[visits.index[-1], "bilirubin_mg_dl"] = 500.0
+    times = visits["time"].to_numpy()[[0, 1, -1]]
+    at = pd.DataFrame({"patient": pid, "landmark": times})
+    sc = score(fitted, visits, at, 2.0, intervals=np.array([False, True, True]))
+    assert sc.reasons[0] is None and sc.reasons[1] is None
+    assert "outside the training range" in sc.reasons[2] and np.isnan(sc.risk[2])
+    assert np.isnan(sc.ci[0]).all() and np.isnan(sc.ci[2]).all()  # not asked / refused
+    assert sc.ci[1, 0] < sc.risk[1] < sc.ci[1, 1]
+    assert sc.explanation is None and sc.horizon == 2.0
+    with pytest.raises(ModelError, match=r"^horizon 4: the model was trained for horizons 1, 2, 3"):
+        score(fitted, visits, at, 4.0)
 
 
 def test_domain_checks_each_rule():
@@ -236,8 +323,9 @@ def test_rsf_round_trip_verifies_its_pickles(tmp_path, cohort):
     c, _ = cohort
     settings = load_settings(tmp_path / "home")
     store = open_store(settings)
-    p = train_model(store, settings, c, kind="rsf", event="decompensation", folds=2,
-                    repeats=1, n_bootstrap=0, params={"n_estimators": 15})
+    p = train_model(store, settings, c, ModelSettings(
+        kind="rsf", event=("decompensation",), folds=2, repeats=1, n_bootstrap=0,
+        params={"n_estimators": 15}))
     model = load_model(store, settings, p["model_id"])
     pid = c.visits["patient"].iloc[0]
     tr = patient_trajectory(model, c.visits, pid, horizon=1.0)
@@ -257,8 +345,8 @@ def test_registry_on_sqlite_and_postgresql(tmp_path, db_url, cohort):
     c, _ = cohort
     settings = replace(load_settings(tmp_path / "home"), db_url=db_url)
     store = open_store(settings)
-    p = train_model(store, settings, c, kind="cox", event="decompensation", folds=2,
-                    repeats=1, n_bootstrap=0)
+    p = train_model(store, settings, c, ModelSettings(
+        kind="cox", event=("decompensation",), folds=2, repeats=1, n_bootstrap=0))
     model = load_model(store, settings)
     assert model.model_id == p["model_id"]
     with store.session() as s:

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from analytics.config import load_settings
+from analytics.features.segmentation import CLASSICAL_METHOD
 from analytics.store import open_store
 from analytics.store.schema import AuditRecord, Patient, Series, Study
 from tests.app.conftest import new_app
@@ -70,7 +71,7 @@ def _button(at, label: str):
 def test_a_clinician_rejects_the_automatic_liver_outline_and_restores_it(home):
     dst, uid, pseudonym = home
     at = _patient_page(CLINICIAN, pseudonym)
-    assert "Liver (bluish green; automatic (classical-v3, HepaTrack" in _captions(at)
+    assert f"Liver (bluish green; automatic ({CLASSICAL_METHOD}, HepaTrack" in _captions(at)
     gaps = _gaps(at)
     assert gaps is None or not gaps["Why not measured"].str.contains("rejected").any()
 
@@ -94,7 +95,7 @@ def test_a_clinician_rejects_the_automatic_liver_outline_and_restores_it(home):
 
     _button(at, "Restore the automatic outline").click().run()
     assert not at.exception and not at.error
-    assert "Liver (bluish green; automatic (classical-v3" in _captions(at)
+    assert f"Liver (bluish green; automatic ({CLASSICAL_METHOD}" in _captions(at)
     gaps = _gaps(at)
     assert gaps is None or not gaps["Why not measured"].str.contains("rejected").any()
 
@@ -102,6 +103,6 @@ def test_a_clinician_rejects_the_automatic_liver_outline_and_restores_it(home):
 def test_a_researcher_sees_the_automatic_label_but_no_review(home):
     _dst, _uid, pseudonym = home
     at = _patient_page(RESEARCHER, pseudonym)
-    assert "automatic (classical-v3" in _captions(at)
+    assert f"automatic ({CLASSICAL_METHOD}" in _captions(at)
     assert not [b for b in at.button if "automatic outline" in b.label]
     assert not [e for e in at.expander if "Review" in str(e.label)]

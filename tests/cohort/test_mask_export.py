@@ -16,6 +16,7 @@ from analytics import audit
 from analytics.cli import main
 from analytics.cohort.export import export
 from analytics.errors import CohortError, PermissionDeniedError
+from analytics.features.segmentation import CLASSICAL_METHOD
 from analytics.ingest.pipeline import ingest_sources
 from analytics.masks_review import reject_mask
 from analytics.store import open_store
@@ -63,7 +64,7 @@ def test_the_masks_export_writes_every_seg_with_a_manifest_and_each_opens_as_a_v
                                       "method", "status", "file"]
     by_series = manifest.set_index("series_uid")
     auto = by_series.loc[auto_uid]
-    assert bool(auto["automatic"]) and auto["method"].startswith("classical-v3 (HepaTrack extractor ")
+    assert bool(auto["automatic"]) and auto["method"].startswith(f"{CLASSICAL_METHOD} (HepaTrack extractor ")
     assert auto["organs"] == "liver;spleen"
     assert auto["status"] == ("liver: rejected: outline includes the right kidney; "
                               "spleen: measured")

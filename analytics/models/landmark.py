@@ -294,6 +294,40 @@ def feature_spec(cohort: CohortTable, interactions: bool = False,
 _KEY_SCALE = 1.0e4  # patient code * scale + time: years stay far below the scale
 
 
+@dataclass(frozen=True)
+class _HistoryIndex:
+    """Finds, for each requested ``(patient, landmark)``, the last visit at or before it.
+
+    Visits are keyed ``patient code * _KEY_SCALE + time`` in one sorted array, so one
+    ``searchsorted`` answers every request at once.
+    """
+
+    vcode: np.ndarray
+    acode: np.ndarray
+    vt: np.ndarray
+    q: np.ndarray
+
+    @classmethod
+    def build(cls, v: pd.DataFrame, at: pd.DataFrame) -> _HistoryIndex:
+        codes, _uniques = pd.factorize(pd.concat([v["patient"], at["patient"]],
+                                                 ignore_index=True))
+        vcode = codes[: len(v)].astype(np.float64)
+        acode = codes[len(v):].astype(np.float64)
+        s = at["landmark"].to_numpy(np.float64)
+        return cls(vcode, acode, v["time"].to_numpy(np.float64), acode * _KEY_SCALE + s + 1e-9)
+
+    def locate(self, mask: np.ndarray, qq: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Index (into the ``mask``-selected visits) of the last one at or before each
+        request (``qq``: other query keys), and whether it is the patient's own."""
+        qq = self.q if qq is None else qq
+        keys = self.vcode[mask] * _KEY_SCALE + self.vt[mask]
+        idx = np.searchsorted(keys, qq, side="right") - 1
+        ok = idx >= 0
+        ok[ok] = self.vcode[mask][idx[ok]] == self.acode[ok]
+        return idx, ok
+
+
 def history_features(visits: pd.DataFrame, at: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     """History features of each ``(patient, landmark)`` from visits up to the landmark.
 
@@ -315,105 +349,20 @@ def history_features(visits: pd.DataFrame, at: pd.DataFrame, spec: FeatureSpec) 
         Only visits with ``time <= landmark`` are read.
     """
     v = visits.sort_values(["patient", "time"], kind="stable")
-    codes, _uniques = pd.factorize(pd.concat([v["patient"], at["patient"]], ignore_index=True))
-    vcode = codes[: len(v)].astype(np.float64)
-    acode = codes[len(v):].astype(np.float64)
-    vt = v["time"].to_numpy(np.float64)
+    index = _HistoryIndex.build(v, at)
     s = at["landmark"].to_numpy(np.float64)
-    q = acode * _KEY_SCALE + s + 1e-9
-    out: dict[str, np.ndarray] = {}
-
-    def locate(mask: np.ndarray, qq: np.ndarray = q) -> tuple[np.ndarray, np.ndarray]:
-        keys = vcode[mask] * _KEY_SCALE + vt[mask]
-        idx = np.searchsorted(keys, qq, side="right") - 1
-        ok = idx >= 0
-        ok[ok] = vcode[mask][idx[ok]] == acode[ok]
-        return idx, ok
-
-    all_idx, has_visit = locate(np.ones(len(v), bool))
-    n_so_far = np.zeros(len(at))
-    if len(v):
-        first_pos = v.groupby("patient", sort=False).cumcount().to_numpy()
-        n_so_far[has_visit] = first_pos[all_idx[has_visit]] + 1
-    last_t = np.full(len(at), np.nan)
-    last_t[has_visit] = vt[all_idx[has_visit]]
-    out[LANDMARK] = s
-    out[LANDMARK_SQ] = s**2
-    out["n_visits"] = n_so_far
-    out["years_since_last_visit"] = s - last_t
-
-    pcode = pd.Series(vcode)
+    out, last_t = _global_history(v, index, s)
     for f in spec.numeric:
-        vals = pd.to_numeric(v[f], errors="coerce").to_numpy(np.float64)
-        mask = ~np.isnan(vals)
-        idx, ok = locate(mask)
-        fv, ft, fc = vals[mask], vt[mask], pcode[mask]
-        last = np.full(len(at), np.nan)
-        last[ok] = fv[idx[ok]]
-        if f == "age_years":
-            last[ok] += s[ok] - ft[idx[ok]]  # age at the landmark, not at the last record
-        out[f] = last
-        if f in STATIC_FEATURES:
-            if spec.interactions:
-                out[f"{f}_x_landmark"] = last * s
-            continue
-        grp = fc.to_numpy()
-        df = pd.DataFrame({"g": grp, "t": ft, "v": fv, "tt": ft * ft, "tv": ft * fv,
-                           "one": 1.0})
-        cs = df.groupby("g", sort=False)[["t", "v", "tt", "tv", "one"]].cumsum().to_numpy()
-        worst_fn = "cummin" if spec.low_is_worse.get(f, False) else "cummax"
-        worst_all = getattr(df.groupby("g", sort=False)["v"], worst_fn)().to_numpy()
-        slope = np.zeros(len(at))
-        worst = np.full(len(at), np.nan)
-        if ok.any():
-            st, sv, stt, stv, n = cs[idx[ok]].T
-            den = n * stt - st * st
-            with np.errstate(invalid="ignore", divide="ignore"):
-                b = np.where((n >= 2) & (den > 1e-12 * np.maximum(n * n, 1)),
-                             (n * stv - st * sv) / den, 0.0)
-            slope[ok] = b
-            worst[ok] = worst_all[idx[ok]]
-        stats = {"slope": slope, "worst": worst}
-        if "mean_1y" in spec.stats:
-            # values in (s - window, s]: cumulative sums at s minus those at s - window
-            idx0, ok0 = locate(mask, q - RECENT_WINDOW)
-            mean = np.full(len(at), np.nan)
-            if ok.any():
-                sv1, n1 = cs[idx[ok], 1], cs[idx[ok], 4]
-                sub = ok0[ok]
-                sv0 = np.where(sub, cs[np.where(sub, idx0[ok], 0), 1], 0.0)
-                n0 = np.where(sub, cs[np.where(sub, idx0[ok], 0), 4], 0.0)
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    mean[ok] = np.where(n1 > n0, (sv1 - sv0) / (n1 - n0), last[ok])
-            stats["mean_1y"] = mean
-        if "change" in spec.stats:
-            first_of = df.groupby("g", sort=False)["v"].transform("first").to_numpy()
-            change = np.zeros(len(at))
-            change[ok] = fv[idx[ok]] - first_of[idx[ok]]
-            stats["change"] = change
-        for st in spec.stats:
-            out[f"{f}_{st}"] = stats[st]
-        if spec.interactions:
-            out[f"{f}_x_landmark"] = last * s
+        out.update(_numeric_history(v, f, index, s, spec))
     for f in spec.categorical:
         col = v[f]
         mask = col.notna().to_numpy()
-        idx, ok = locate(mask)
+        idx, ok = index.locate(mask)
         vals = col[mask].astype(str).to_numpy()
         last = np.full(len(at), None, dtype=object)
         last[ok] = vals[idx[ok]]
         out[f] = last
-
-    # the modality / contrast phase that produced the imaging values carried forward
-    modality = np.full(len(at), None, dtype=object)
-    phase = np.full(len(at), None, dtype=object)
-    if "modality" in v.columns:
-        img = v["modality"].notna().to_numpy()
-        if img.any():
-            idx, ok = locate(img)
-            modality[ok] = v["modality"].to_numpy()[img][idx[ok]]
-            if "contrast_phase" in v.columns:
-                phase[ok] = v["contrast_phase"].to_numpy()[img][idx[ok]]
+    modality, phase = _imaging_source(v, index, len(at))
     res = pd.DataFrame(out, index=at.index)
     res = res[spec.columns]
     res.insert(0, "landmark", s)
@@ -422,6 +371,97 @@ def history_features(visits: pd.DataFrame, at: pd.DataFrame, spec: FeatureSpec) 
     res["modality"] = modality
     res["contrast_phase"] = phase
     return res
+
+
+def _global_history(v: pd.DataFrame, index: _HistoryIndex, s: np.ndarray
+                    ) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The global history columns and the time of the last visit so far."""
+    all_idx, has_visit = index.locate(np.ones(len(v), bool))
+    n_so_far = np.zeros(len(s))
+    if len(v):
+        first_pos = v.groupby("patient", sort=False).cumcount().to_numpy()
+        n_so_far[has_visit] = first_pos[all_idx[has_visit]] + 1
+    last_t = np.full(len(s), np.nan)
+    last_t[has_visit] = index.vt[all_idx[has_visit]]
+    out = {LANDMARK: s, LANDMARK_SQ: s**2, "n_visits": n_so_far,
+           "years_since_last_visit": s - last_t}
+    return out, last_t
+
+
+def _numeric_history(v: pd.DataFrame, f: str, index: _HistoryIndex, s: np.ndarray,
+                     spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """Last value, history statistics and interaction of one numeric feature."""
+    vals = pd.to_numeric(v[f], errors="coerce").to_numpy(np.float64)
+    mask = ~np.isnan(vals)
+    idx, ok = index.locate(mask)
+    fv, ft, fc = vals[mask], index.vt[mask], pd.Series(index.vcode)[mask]
+    last = np.full(len(s), np.nan)
+    last[ok] = fv[idx[ok]]
+    if f == "age_years":
+        last[ok] += s[ok] - ft[idx[ok]]  # age at the landmark, not at the last record
+    out = {f: last}
+    if f not in STATIC_FEATURES:
+        stats = _history_stats(f, fv, ft, fc.to_numpy(), idx, ok, index, mask, last, spec)
+        for st in spec.stats:
+            out[f"{f}_{st}"] = stats[st]
+    if spec.interactions:
+        out[f"{f}_x_landmark"] = last * s
+    return out
+
+
+def _history_stats(f: str, fv: np.ndarray, ft: np.ndarray, grp: np.ndarray, idx: np.ndarray,
+                   ok: np.ndarray, index: _HistoryIndex, mask: np.ndarray, last: np.ndarray,
+                   spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """Slope, worst value, recent mean and change since the first value (module docstring)."""
+    n_at = len(ok)
+    df = pd.DataFrame({"g": grp, "t": ft, "v": fv, "tt": ft * ft, "tv": ft * fv, "one": 1.0})
+    cs = df.groupby("g", sort=False)[["t", "v", "tt", "tv", "one"]].cumsum().to_numpy()
+    worst_fn = "cummin" if spec.low_is_worse.get(f, False) else "cummax"
+    worst_all = getattr(df.groupby("g", sort=False)["v"], worst_fn)().to_numpy()
+    slope = np.zeros(n_at)
+    worst = np.full(n_at, np.nan)
+    if ok.any():
+        st, sv, stt, stv, n = cs[idx[ok]].T
+        den = n * stt - st * st
+        with np.errstate(invalid="ignore", divide="ignore"):
+            b = np.where((n >= 2) & (den > 1e-12 * np.maximum(n * n, 1)),
+                         (n * stv - st * sv) / den, 0.0)
+        slope[ok] = b
+        worst[ok] = worst_all[idx[ok]]
+    stats = {"slope": slope, "worst": worst}
+    if "mean_1y" in spec.stats:
+        # values in (s - window, s]: cumulative sums at s minus those at s - window
+        idx0, ok0 = index.locate(mask, index.q - RECENT_WINDOW)
+        mean = np.full(n_at, np.nan)
+        if ok.any():
+            sv1, n1 = cs[idx[ok], 1], cs[idx[ok], 4]
+            sub = ok0[ok]
+            sv0 = np.where(sub, cs[np.where(sub, idx0[ok], 0), 1], 0.0)
+            n0 = np.where(sub, cs[np.where(sub, idx0[ok], 0), 4], 0.0)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                mean[ok] = np.where(n1 > n0, (sv1 - sv0) / (n1 - n0), last[ok])
+        stats["mean_1y"] = mean
+    if "change" in spec.stats:
+        first_of = df.groupby("g", sort=False)["v"].transform("first").to_numpy()
+        change = np.zeros(n_at)
+        change[ok] = fv[idx[ok]] - first_of[idx[ok]]
+        stats["change"] = change
+    return stats
+
+
+def _imaging_source(v: pd.DataFrame, index: _HistoryIndex, n: int
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The modality / contrast phase that produced the imaging values carried forward."""
+    modality = np.full(n, None, dtype=object)
+    phase = np.full(n, None, dtype=object)
+    if "modality" in v.columns:
+        img = v["modality"].notna().to_numpy()
+        if img.any():
+            idx, ok = index.locate(img)
+            modality[ok] = v["modality"].to_numpy()[img][idx[ok]]
+            if "contrast_phase" in v.columns:
+                phase[ok] = v["contrast_phase"].to_numpy()[img][idx[ok]]
+    return modality, phase
 
 
 # --------------------------------------------------------------------------- stacking

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import select, update
 
@@ -25,6 +24,7 @@ from analytics.store.schema import ModelRecord
 if TYPE_CHECKING:
     from analytics.cohort_types import CohortTable
     from analytics.config import Settings
+    from analytics.explain import ClinicalImportance
     from analytics.models.registry import RegisteredModel
     from analytics.models.settings import ModelSettings
 
@@ -204,43 +204,18 @@ def td_auc_by_landmark(metrics: dict[str, Any]) -> pd.DataFrame:
 
 
 def global_drivers(model: RegisteredModel, horizon: float | None = None,
-                   max_rows: int | None = None) -> pd.DataFrame:
-    """Mean absolute SHAP value per clinical feature over training rows.
-
-    The explained rows are the training sample stored with the model (its explainer
-    background); a feature's history columns (last value, trend, worst, missing) are
-    summed per row before taking the absolute value, as on the patient page.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``feature``, ``label``, ``mean_abs_shap``, ``mean_shap``, largest first.
-        Attributes ``scale`` and ``n_rows``.
+                   max_rows: int | None = None) -> ClinicalImportance:
+    """Mean absolute SHAP value per clinical feature over training rows
+    (:func:`analytics.explain.clinical_importance`).
 
     Raises
     ------
     ModelError
         If the model has no stored training sample.
     """
-    from analytics.patient_risk import clinical_label, feature_groups
+    from analytics.explain import clinical_importance
 
-    bg = model.model.background_
-    if bg is None or bg.empty:
-        raise ModelError(f"model {model.model_id}: no training sample stored to explain")
-    n = max_rows or model.model.estimators_["interest"].global_explain_rows
-    X = bg[model.features].head(n)
-    h = horizon if horizon is not None else max(model.horizons)
-    expl = model.model.explain(X, horizon=h)
-    groups = feature_groups(model)
-    frame = pd.DataFrame(expl.values, columns=expl.feature_names)
-    summed = frame.T.groupby([groups.get(c, c) for c in frame.columns], sort=False).sum().T
-    out = pd.DataFrame({"feature": summed.columns,
-                        "label": [clinical_label(f)[0] for f in summed.columns],
-                        "mean_abs_shap": np.abs(summed.to_numpy()).mean(axis=0),
-                        "mean_shap": summed.to_numpy().mean(axis=0)})
-    out = out.sort_values("mean_abs_shap", ascending=False, ignore_index=True)
-    out.attrs.update(scale=expl.scale, n_rows=len(X))
-    return out
+    return clinical_importance(model, horizon, max_rows)
 
 
 def _md(value: Any) -> str:

@@ -32,6 +32,7 @@ from analytics import audit
 from analytics.audit import Actor
 from analytics.auth import Permission, allowed, require
 from analytics.errors import HepaTrackError, ModelError, StoreError
+from analytics.explain import patient_trajectory, risk_sentence, why_text
 
 __all__ = ["INTENDED_USE", "PatientPage", "ReportResult", "build_mdt_report",
            "collect_patient_page", "key_series_uid"]
@@ -95,10 +96,6 @@ def key_series_uid(series: pd.DataFrame) -> str | None:
     return None
 
 
-def _fmt_pct(x: float | None) -> str:
-    return "—" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
-
-
 def _model_text(model, metrics: dict[str, Any], horizon: float) -> str:
     from analytics.model_admin import calibration_summary, validation_table
 
@@ -159,11 +156,9 @@ def collect_patient_page(store, settings, pseudonym: str, *, identified: bool, m
     if model is None:
         page.notes.append("No trained model: no risk trajectory or explanation.")
     else:
-        from analytics.patient_risk import risk_view, waterfall_data
-
         h = float(horizon) if horizon is not None else max(model.horizons)
         try:
-            view = risk_view(model, visits, pseudonym, h)
+            view = patient_trajectory(model, visits, pseudonym, h)
         except ModelError as e:
             view = None
             page.notes.append(f"Risk not available: {e}")
@@ -171,8 +166,7 @@ def collect_patient_page(store, settings, pseudonym: str, *, identified: bool, m
             i = view.latest_index()
             sel = float(view.points["time"].iloc[i]) if i is not None else None
             page.trajectory_png = trajectory_png(
-                view.points, event=view.event, horizon=h,
-                outcome_event=out.event if out else None,
+                view, outcome_event=out.event if out else None,
                 outcome_time=out.time_years if out else None, selected_time=sel,
                 size_in=(6.2, 2.65))
             if i is None:
@@ -180,14 +174,11 @@ def collect_patient_page(store, settings, pseudonym: str, *, identified: bool, m
                 page.notes.append("No visit is assessable: " + "; ".join(sorted(reasons))[:300])
             else:
                 p = view.points.iloc[i]
-                ci = (f" (95% CI {_fmt_pct(p['ci_low'])}-{_fmt_pct(p['ci_high'])})"
-                      if np.isfinite(p["ci_low"]) else "")
-                page.risk_text = (f"Risk of {event_text(view.event)} within {h:g} y "
-                                  f"at the visit at {p['time']:.1f} y: "
-                                  f"{_fmt_pct(p['risk'])}{ci}.")
-                steps = waterfall_data(view, i, top=7)
+                page.risk_text = " ".join([risk_sentence(
+                    event_text(view.event), h, p["time"], p["risk"], (p["ci_low"], p["ci_high"])),
+                    why_text(view.why(i, top=1))]).strip()
                 page.waterfall_png = waterfall_png(
-                    steps, size_in=(6.2, 2.6),
+                    view.waterfall(i, top=7), size_in=(6.2, 2.6),
                     title=f"Why: SHAP contributions at {p['time']:.1f} y")
         page.model_text = _model_text(model, metrics or {}, h)
         if metrics:

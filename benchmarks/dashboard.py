@@ -61,7 +61,7 @@ def build_home(home: Path, n_patients: int) -> None:
 def patient_switch(store, model, cohort, by_patient, actor, pseudonym: str) -> None:
     """The patient page's work for one newly chosen patient (no Streamlit)."""
     from analytics import audit, viz
-    from analytics.patient_risk import change_since_scan, risk_view, waterfall_data
+    from analytics.explain import patient_trajectory
     from analytics.store import repo
     from analytics.viz.prep import biomarker_summary
 
@@ -69,20 +69,19 @@ def patient_switch(store, model, cohort, by_patient, actor, pseudonym: str) -> N
     detail = repo.patient_detail(store, pseudonym, identified=True)
     audit.record(store, actor, "predict", patient=pseudonym, model_version=model.model_id,
                  detail={"horizon": 3.0})
-    view = risk_view(model, by_patient[pseudonym], pseudonym, 3.0)
+    view = patient_trajectory(model, by_patient[pseudonym], pseudonym, 3.0)
     i = view.latest_index()
     out = detail.outcome
     viz.patient_timeline(scans=detail.studies, visits=detail.visits,
                          outcome_event=out.event if out else None,
                          outcome_time=out.time_years if out else None)
-    viz.risk_trajectory(view.points, event=view.event, horizon=3.0,
-                        outcome_event=out.event if out else None,
+    viz.risk_trajectory(view, outcome_event=out.event if out else None,
                         outcome_time=out.time_years if out else None,
                         selected_time=float(view.points["time"].iloc[i]) if i is not None
                         else None)
     if i is not None:
-        viz.shap_waterfall(waterfall_data(view, i))
-        viz.change_chart(change_since_scan(view, i))
+        viz.shap_waterfall(view.waterfall(i))
+        viz.change_chart(view.change_since_scan(i))
     biomarker_summary(detail.biomarkers, detail.visits)
 
 
@@ -90,13 +89,13 @@ def naive_switch(store, model, actor, pseudonym: str) -> None:
     """Baseline: rebuild the cohort table and score on the whole visits table."""
     from analytics import audit
     from analytics.cohort import build_cohort
-    from analytics.models.predict import patient_trajectory
+    from analytics.explain import patient_trajectory
     from analytics.store import repo
 
     audit.record(store, actor, "view_patient", patient=pseudonym)
     repo.patient_detail(store, pseudonym, identified=True)
     cohort = build_cohort(store)
-    patient_trajectory(model, cohort.visits, pseudonym, horizon=3.0)
+    patient_trajectory(model, cohort.visits, pseudonym, horizon=3.0).to_json()
 
 
 def apptest_switch(home: Path, patients: list[str], repeat: int) -> list[float]:

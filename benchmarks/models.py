@@ -86,8 +86,9 @@ def bench_fit(sizes: list[int], cap: int) -> None:
 
 
 def bench_trajectory(n_patients: int = 400) -> None:
+    from analytics.explain import patient_trajectory
     from analytics.models.landmark import build_landmark_data, resolve_events
-    from analytics.models.predict import LandmarkModel, patient_trajectory
+    from analytics.models.predict import LandmarkModel
     from analytics.models.registry import RegisteredModel
     from analytics.models.settings import ModelSettings
     from tests.models.sim import simulate_cohort
@@ -102,7 +103,8 @@ def bench_trajectory(n_patients: int = 400) -> None:
     for kind in ("cox", "gbm"):  # GBM: 20 bootstrap refits (the default) for intervals
         fitted = LandmarkModel(ModelSettings(kind=kind, interval_refits=20)).fit(data)
         model = RegisteredModel(fitted, f"bench-{kind}")
-        t = measure(lambda m=model: patient_trajectory(m, visits, pid), repeat=10, warmup=2)
+        t = measure(lambda m=model: patient_trajectory(m, visits, pid).to_json(), repeat=10,
+                    warmup=2)
         print(f"{kind}: {format_seconds(t.median)} per 10-visit trajectory "
               f"(target 100 ms; GBM includes 20 bootstrap boosters for the interval)")
 

@@ -108,7 +108,7 @@ if model is not None:
     try:
         dash.audit_once(ctx, "predict", patient=pseudonym, model_version=model_id,
                         detail={"horizon": float(horizon)})
-        view = dash.risk_view(ctx, model_id, pseudonym, horizon)
+        view = dash.trajectory(ctx, model_id, pseudonym, horizon)
     except HepaTrackError as err:
         shell.show_error(err)
 font = mdt_view.LARGE_FIGURE_FONT if large else None
@@ -124,17 +124,12 @@ with top_left:
             p = view.points.iloc[i]
             m[0].metric(f"Risk within {horizon:g} y", f"{100 * p['risk']:.0f}%",
                         help=f"at the visit at {p['time']:.1f} y")
-            from analytics.patient_risk import change_since_scan
-
-            ch = change_since_scan(view, i)
-            if ch.attrs.get("risk_change") is not None:
-                m[1].metric(f"Since the {ch.attrs['reference_kind']}",
-                            f"{100 * ch.attrs['risk_change']:+.0f} pp",
-                            help=f"percentage points since the {ch.attrs['reference_kind']} "
-                                 f"at {ch.attrs['reference_time']:.1f} y")
+            ch = view.change_since_scan(i)
+            if ch.risk_change is not None:
+                m[1].metric(f"Since the {ch.reference_kind}",
+                            f"{100 * ch.risk_change:+.0f} pp", help=ch.text)
         m[2].metric("Visits scored", int(view.points["assessable"].sum()))
-        fig = viz.risk_trajectory(view.points, event=view.event, horizon=view.horizon,
-                                  outcome_event=outcome.event if outcome else None,
+        fig = viz.risk_trajectory(view, outcome_event=outcome.event if outcome else None,
                                   outcome_time=outcome.time_years if outcome else None,
                                   selected_time=float(view.points["time"].iloc[i])
                                   if i is not None else None, height=420 if large else 340)
@@ -143,8 +138,7 @@ with top_left:
         # the Streamlit chart theme sets its own (small) fonts: off in projector mode
         st.plotly_chart(fig, key=key(MDT, "risk"), theme=None if large else "streamlit")
         if i is not None:
-            st.markdown("**Why:** " + "; ".join(mdt_view.sentences(view.contributions[i],
-                                                                  view.horizon)) + ".")
+            st.markdown(mdt_view.why_markdown(view, i))
 with top_right:
     choices = patient_view.series_choices(detail.series)
     if not choices:

@@ -4,7 +4,7 @@ import streamlit as st
 
 from analytics import auth, masks_review, viz
 from analytics.errors import HepaTrackError
-from analytics.patient_risk import change_since_scan, waterfall_data
+from analytics.explain import incidence_curves, why_text
 from analytics.store.repo import KEY_BIOMARKERS
 from analytics.viz.prep import event_text
 from ui import dash, loaders, patient_view, shell
@@ -75,7 +75,7 @@ else:
         ) or max(model.horizons)
         dash.audit_once(ctx, "predict", patient=pseudonym, model_version=model_id,
                         detail={"horizon": float(horizon)})
-        view = dash.risk_view(ctx, model_id, pseudonym, horizon)
+        view = dash.trajectory(ctx, model_id, pseudonym, horizon)
     except HepaTrackError as err:
         shell.show_error(err)
 
@@ -88,8 +88,7 @@ if view is not None:
         key=key(PATIENT, f"visit-{pseudonym}"))
     p = pts.iloc[idx]
     st.plotly_chart(viz.risk_trajectory(
-        pts, event=view.event, horizon=view.horizon,
-        outcome_event=outcome.event if outcome else None,
+        view, outcome_event=outcome.event if outcome else None,
         outcome_time=outcome.time_years if outcome else None,
         selected_time=float(p["time"])), key=key(PATIENT, "risk"))
     st.caption(f"Model `{view.model_id}` · risk of {event_text(view.event)} within "
@@ -99,21 +98,22 @@ if view is not None:
         st.warning(f"The visit at {p['time']:.1f} y is not assessable: {p['reason']}",
                    icon=":material/block:")
     else:
-        change = change_since_scan(view, idx)
+        change = view.change_since_scan(idx)
         m = st.columns(3)
         ci = (f"95% CI {100 * p['ci_low']:.1f}-{100 * p['ci_high']:.1f}%"
               if p["ci_low"] == p["ci_low"] else None)
         m[0].metric(f"Risk within {view.horizon:g} y", f"{100 * p['risk']:.1f}%", help=ci)
-        if change.attrs.get("risk_change") is not None:
-            m[1].metric(f"Change since the {change.attrs['reference_kind']} at "
-                        f"{change.attrs['reference_time']:.1f} y",
-                        f"{100 * change.attrs['risk_change']:+.1f} points")
+        if change.risk_change is not None:
+            m[1].metric(f"Change since the {change.reference_kind} at "
+                        f"{change.reference_time:.1f} y",
+                        f"{100 * change.risk_change:+.1f} points")
         m[2].metric("Visit", f"{p['time']:.1f} y", help="years since baseline")
         left, right = st.columns(2)
         with left:
             st.markdown("**Why this score** (SHAP, per clinical feature)")
-            st.plotly_chart(viz.shap_waterfall(waterfall_data(view, idx)),
+            st.plotly_chart(viz.shap_waterfall(view.waterfall(idx)),
                             key=key(PATIENT, "waterfall"))
+            st.caption(why_text(view.why(idx)))
         with right:
             st.markdown("**What changed since the last scan**")
             st.plotly_chart(viz.change_chart(change), key=key(PATIENT, "change"))
@@ -123,13 +123,9 @@ if view is not None:
             help="Predicted from this visit by the model's cause-specific hazards; "
                  "competing events are not treated as censoring")
         if show_cif:
-            from analytics.patient_risk import cumulative_incidence_curves
-
             with shell.guard():
-                curves = cumulative_incidence_curves(model, dash.cohort(ctx).visits_of(
-                    pseudonym), pseudonym, float(p["time"]))
-            st.plotly_chart(viz.competing_incidence(curves, visit_time=float(p["time"])),
-                            key=key(PATIENT, "cif"))
+                curves = incidence_curves(model, view, idx)
+            st.plotly_chart(viz.competing_incidence(curves), key=key(PATIENT, "cif"))
 
 # ----------------------------------------------------------------------------- biomarkers
 st.subheader("Biomarkers over time")

@@ -93,9 +93,10 @@ def test_global_drivers_of_a_cox_model_by_hand(home):
     by = pd.DataFrame(contrib, columns=cols)
     alb = [c for c in cols if c.startswith("albumin_g_dl")]
     expected = np.abs(by[alb].sum(axis=1)).mean()
-    assert d.set_index("feature").loc["albumin_g_dl", "mean_abs_shap"] == pytest.approx(expected)
-    assert d["mean_abs_shap"].is_monotonic_decreasing
-    assert d.attrs == {"scale": "log_hazard", "n_rows": 50}
+    t = d.table
+    assert t.set_index("feature").loc["albumin_g_dl", "mean_abs_shap"] == pytest.approx(expected)
+    assert t["mean_abs_shap"].is_monotonic_decreasing
+    assert (d.scale, d.n_rows) == ("log_hazard", 50)
 
 
 def test_activation_is_for_admins_and_audited(home):

@@ -49,13 +49,13 @@ def test_trend(previous, current, trend):
 
 
 def test_cohort_risk_equals_the_engines_trajectory(loaded):
-    from analytics.models.predict import patient_trajectory
+    from analytics.explain import patient_trajectory
 
     model, cohort, _store = loaded
     risk = cohort_risk(model, cohort.visits, 2.0)
     assert len(risk) == cohort.visits["patient"].nunique()
     for p in risk["pseudonym"].iloc[[0, 3, 7, 20]]:
-        traj = patient_trajectory(model, cohort.visits, p, horizon=2.0)["trajectory"]
+        traj = patient_trajectory(model, cohort.visits, p, horizon=2.0).to_json()["trajectory"]
         row = risk.set_index("pseudonym").loc[p]
         last, first = traj[-1], traj[0]
         assert row["risk_time"] == pytest.approx(last["time"])

@@ -1,11 +1,11 @@
-"""Cached loaders of the risk dashboard (model, cohort table, risk views, key images) and
+"""Cached loaders of the risk dashboard (model, cohort table, trajectories, key images) and
 small page helpers (audit of views, the actor, job progress).
 
 Caching follows ``ui.loaders``:
 
 - A loaded model holds no patient data: one ``st.cache_resource`` per model id serves
   every user (nobody mutates it).
-- Patient-level objects (the cohort table, risk views, key image stacks) are
+- Patient-level objects (the cohort table, trajectories, key image stacks) are
   ``st.cache_resource(scope="session")`` with the viewer's cache key among the
   arguments: never shared between sessions or users, not copied on every rerun (a
   5,000-patient cohort table is read, not unpickled, when the user switches patient),
@@ -22,6 +22,12 @@ import streamlit as st
 
 from analytics import audit
 from analytics.errors import ModelError
+from analytics.explain import (
+    ClinicalImportance,
+    Trajectory,
+    clinical_importance,
+    patient_trajectory,
+)
 from ui import jobs, loaders
 from ui.loaders import AppContext
 
@@ -136,17 +142,15 @@ def cohort(ctx: AppContext) -> CohortData:
 
 
 @st.cache_resource(ttl=TTL_S, max_entries=64, show_spinner=False, scope="session")
-def _risk_view(viewer_key: str, database_url: str, home: str, model_id: str,
-               pseudonym: str, horizon: float, _ctx: AppContext):
-    from analytics.patient_risk import risk_view
-
+def _trajectory(viewer_key: str, database_url: str, home: str, model_id: str,
+                pseudonym: str, horizon: float, _ctx: AppContext) -> Trajectory:
     m = _model(home, database_url, model_id, _ctx)
     data = _cohort(viewer_key, database_url, home, _ctx)
-    return risk_view(m, data.visits_of(pseudonym), pseudonym, horizon)
+    return patient_trajectory(m, data.visits_of(pseudonym), pseudonym, horizon)
 
 
-def risk_view(ctx: AppContext, model_id: str, pseudonym: str, horizon: float):
-    """One patient's :class:`analytics.patient_risk.RiskView` (cached per session).
+def trajectory(ctx: AppContext, model_id: str, pseudonym: str, horizon: float) -> Trajectory:
+    """One patient's :class:`analytics.explain.Trajectory` (cached per session; read-only).
 
     Raises
     ------
@@ -157,7 +161,7 @@ def risk_view(ctx: AppContext, model_id: str, pseudonym: str, horizon: float):
         raise ModelError(f"patient {pseudonym}: no visits in the cohort table to score",
                          hint="import labs with `hepatrack import-cohort` or extract "
                               "imaging features")
-    return _risk_view(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home),
+    return _trajectory(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home),
                       model_id, pseudonym, float(horizon), ctx)
 
 
@@ -241,13 +245,12 @@ def slice_png(ctx: AppContext, series_uid: str, k: int, window: str, overlay: bo
 
 # --------------------------------------------------------------------------- models
 @st.cache_data(ttl=10 * TTL_S, max_entries=8, show_spinner=False)
-def _drivers(home: str, database_url: str, model_id: str, _ctx: AppContext) -> pd.DataFrame:
-    from analytics.model_admin import global_drivers
+def _drivers(home: str, database_url: str, model_id: str,
+             _ctx: AppContext) -> ClinicalImportance:
+    return clinical_importance(_model(home, database_url, model_id, _ctx))
 
-    return global_drivers(_model(home, database_url, model_id, _ctx))
 
-
-def drivers(ctx: AppContext, model_id: str) -> pd.DataFrame:
+def drivers(ctx: AppContext, model_id: str) -> ClinicalImportance:
     """Global SHAP drivers of a model (aggregates over its training sample; no patient
     rows, so one cache serves every user)."""
     return _drivers(str(ctx.settings.home), ctx.database_url, model_id, ctx)
@@ -256,7 +259,7 @@ def drivers(ctx: AppContext, model_id: str) -> pd.DataFrame:
 def clear() -> None:
     """Drop the cached cohort-level data and key images (after ingest, training,
     activation or a mask review)."""
-    for fn in (_cohort, _risk_view, _cohort_risk, _incidence, _key_stack, _slice_png):
+    for fn in (_cohort, _trajectory, _cohort_risk, _incidence, _key_stack, _slice_png):
         fn.clear()
     loaders.clear_data_caches()
 

@@ -1,4 +1,4 @@
-"""MDT page helpers: the meeting list in session state, summary sentences, the large-font
+"""MDT page helpers: the meeting list in session state, the "why" line, the large-font
 style and the PDF job."""
 
 from __future__ import annotations
@@ -13,8 +13,11 @@ import streamlit as st
 from analytics import audit
 from analytics.audit import Actor
 from analytics.config import Settings
+from analytics.explain import Trajectory, why_text
+from analytics.mdt import parse_meeting_list
+from analytics.report import build_mdt_report
 from analytics.store.db import Store
-from ui import webguard
+from ui import dash, webguard
 from ui.jobs import Job
 from ui.session import key
 
@@ -64,8 +67,6 @@ def add_pasted(options: list[str]) -> None:
         The pseudonyms the meeting list offers; pasted entries outside it are kept under
         :data:`UNKNOWN_KEY` for the page's warning.
     """
-    from analytics.mdt import parse_meeting_list
-
     found, unknown = parse_meeting_list(st.session_state.get(PASTE_KEY) or "", options)
     current = list(st.session_state.get(LIST_KEY) or [])
     st.session_state[LIST_KEY] = current + [p for p in found if p not in current]
@@ -88,8 +89,6 @@ def paste_list(options: list[str]) -> None:
 def export_panel(job_key: str) -> None:
     """The pack job's progress, polled every second; once it ends, one rerun of the page
     draws the download button (:func:`download_button`) outside this fragment."""
-    from ui import dash
-
     job: Job | None = st.session_state.get(job_key)
     if job is None:
         return
@@ -103,34 +102,17 @@ def export_panel(job_key: str) -> None:
         st.caption(f"⚠ {w}")
 
 
-def sentences(contributions: pd.DataFrame, horizon: float, top: int = 3) -> list[str]:
-    """The largest contributions in words: ``"Platelets 141 10⁹/L (-28 since the previous
-    visit) raised the 3-year risk"``."""
-    out = []
-    for r in contributions.head(top).itertuples():
-        if r.value is None:
-            head = f"{r.label} not measured yet"
-        elif isinstance(r.value, str):
-            head = f"{r.label} {r.value}"
-        else:
-            v = f"{r.value:.3g}" if abs(r.value) < 1000 else f"{r.value:,.0f}"
-            head = f"{r.label} {v} {r.unit}".rstrip()
-            if r.change is not None and r.change == r.change and abs(r.change) > 0 \
-                    and r.feature != "landmark_years":
-                c = f"{abs(r.change):.3g}"
-                head += f" ({'+' if r.change > 0 else '-'}{c} since the previous visit)"
-        verb = ("did not change" if abs(r.shap) < 1e-3 else
-                "raised" if r.shap > 0 else "lowered")
-        out.append(f"{head} {verb} the {horizon:g}-year risk")
-    return out
+def why_markdown(trajectory: Trajectory, i: int, top: int = 3) -> str:
+    """The largest contributions of visit ``i`` in words, the "Why:" in bold
+    (:mod:`analytics.explain.wording` writes the sentences)."""
+    text = why_text(trajectory.why(i, top))
+    return text.replace("Why:", "**Why:**", 1)
 
 
 def pdf_job(job: Job, store: Store, settings: Settings, actor: Actor, patients: list[str], *,
             model: Any, visits: pd.DataFrame | None, horizon: float | None,
             meeting: str | None) -> Any:
     """Build the MDT pack in memory (``analytics.report.build_mdt_report``)."""
-    from analytics.report import build_mdt_report
-
     job.report(f"drawing {len(patients)} page(s)", 0.0)
     return build_mdt_report(store, settings, patients, None, actor=actor, model=model,
                             visits=visits, horizon=horizon, meeting=meeting,

@@ -7,7 +7,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from analytics.features.registry import CORE_FEATURES
 from analytics.keyimage import OVERLAYS, WINDOWS
+from analytics.viz.labels import feature_label
 from analytics.viz.prep import biomarker_summary, normal_range, range_text
 
 
@@ -110,9 +112,6 @@ def not_measured(biomarkers: pd.DataFrame) -> pd.DataFrame:
     A missing number is never silent: a vessel fraction on an unenhanced scan, a steatosis
     grade outside the unenhanced phase, an organ the segmentation did not find all say why.
     """
-    from analytics.features.registry import CORE_FEATURES
-    from analytics.viz.labels import feature_label
-
     cols = ["Biomarker", "At (y)", "Why not measured"]
     if biomarkers.empty or "reason" not in biomarkers.columns:
         return pd.DataFrame(columns=cols)

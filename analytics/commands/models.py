@@ -12,7 +12,7 @@ from analytics.cli import CommandResult, command
 from analytics.cohort_types import CohortTable
 from analytics.config import Settings
 from analytics.errors import ModelError
-from analytics.models.predict import patient_trajectory
+from analytics.explain import patient_trajectory
 from analytics.models.registry import RegisteredModel, jsonable, load_model
 from analytics.models.settings import ModelSettings, SettingsError
 from analytics.models.training import find_truth, load_truth, train_model, truth_for_cohort
@@ -115,7 +115,7 @@ def predict_patients(store: Store, model: RegisteredModel, cohort: CohortTable,
     """Trajectories of ``patients`` (cached in the store when ``cache``)."""
     out = []
     for p in patients:
-        res = jsonable(patient_trajectory(model, cohort.visits, p, horizon=horizon, at=at))
+        res = patient_trajectory(model, cohort.visits, p, horizon=horizon, at=at).to_json()
         if cache:
             cache_predictions(store, res)
         out.append(res)

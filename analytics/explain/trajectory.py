@@ -1,34 +1,44 @@
-"""One patient's risk trajectory as the dashboard and the MDT report show it.
+"""One patient's risk trajectory: the one explanation object every chart and sentence reads.
 
-:func:`risk_view` scores every visit of a patient with the engine's
-``analytics.models.predict.patient_trajectory`` (domain checks, intervals and SHAP values
-are the engine's) and adds what the pages draw:
+:func:`patient_trajectory` scores every visit of a patient (and an extra time ``at``)
+through :func:`analytics.models.scoring.score` (history features, training-domain
+check, risk, interval and SHAP values, all the model's) and returns a
+:class:`Trajectory`:
 
-- per visit, the SHAP values of the model-matrix columns summed per clinical feature (a
+- ``points``: the risk at every visit with its date, interval, scan marker and reason;
+- ``explanation``: the model's SHAP values per model-matrix column (``hepatrack predict``
+  prints them), and ``grouped``: the same values summed per clinical feature (a
   feature's last value, trend, worst value and missing indicator form one group), with
-  the patient's value and its change since the previous visit;
-- whether the visit was a scan;
-- :func:`waterfall_data` (base value -> model output for one visit) and
-  :func:`change_since_scan` (which features moved the score since the last scan; on the
-  log-hazard scale the base value cancels, so the changes add up to the change of the
-  model output exactly).
+  the patient's values as its data;
+- :meth:`Trajectory.contributions` and :meth:`Trajectory.why`: one visit's grouped
+  contributions and their sentences (:mod:`analytics.explain.wording`);
+- :meth:`Trajectory.waterfall` (base value -> model output of one visit) and
+  :meth:`Trajectory.change_since_scan` (which features moved the score since the last
+  scan; on the log-hazard scale the base value cancels, so the changes add up to the
+  change of the model output exactly);
+- :meth:`Trajectory.to_json`: the ``hepatrack predict`` JSON contract.
 
-:func:`cumulative_incidence_curves` gives the cumulative incidence of the endpoint and of
-each competing cause over time from one visit, from the same cause-specific hazards and
-the same Aalen-Johansen step formula the model uses for its risk, so the endpoint curve
-at each horizon equals the risk shown.
+:func:`incidence_curves` gives the cumulative incidence of the endpoint and of each
+competing cause over time from one visit, from the same cause-specific hazards and the
+same Aalen-Johansen step formula the model uses for its risk, so the endpoint curve at
+each horizon equals the risk shown.
 """
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from analytics.errors import ModelError
+from analytics.explain.contributions import Contribution, contributions, group_explanation
+from analytics.explain.importance import change_since_previous
+from analytics.explain.wording import change_sentence, value_text
+from analytics.models.explanation import Explanation
+from analytics.models.registry import jsonable
+from analytics.models.scoring import resolve_horizon, score
 
 if TYPE_CHECKING:
     from analytics.models.registry import RegisteredModel
@@ -36,24 +46,95 @@ if TYPE_CHECKING:
 __all__ = [
     "CONTRIBUTION_COLUMNS",
     "POINT_COLUMNS",
-    "RiskView",
-    "change_since_scan",
-    "clinical_label",
-    "cumulative_incidence_curves",
-    "feature_groups",
-    "risk_view",
-    "waterfall_data",
+    "ChangeSinceScan",
+    "IncidenceCurves",
+    "Trajectory",
+    "Waterfall",
+    "incidence_curves",
+    "patient_trajectory",
 ]
 
 POINT_COLUMNS = ("time", "date", "risk", "ci_low", "ci_high", "assessable", "reason",
-                 "is_scan", "series_uid", "base_value", "model_output")
+                 "is_scan", "series_uid", "base_value", "model_output", "requested")
 CONTRIBUTION_COLUMNS = ("feature", "label", "unit", "value", "change", "shap")
 INTEREST = "interest"
+#: contributions and column changes listed per visit in the JSON output
+JSON_TOP = 5
 
 
-@dataclass
-class RiskView:
-    """Risk at every visit of one patient, at one horizon, with grouped explanations.
+@dataclass(frozen=True)
+class Waterfall:
+    """The steps from the base value to the model output of one visit.
+
+    Attributes
+    ----------
+    steps
+        ``label`` (feature label with the patient's value), ``shap``, ``start`` and
+        ``end`` (running total before/after the step), ``kind`` (``base``, ``feature``,
+        ``other``, ``output``); the last ``end`` equals :attr:`output`.
+    base_value, output
+        The explanation's base value and the model output, on :attr:`scale`.
+    scale
+        ``log_hazard`` or ``risk``.
+    """
+
+    steps: pd.DataFrame
+    base_value: float
+    output: float
+    scale: str
+
+
+@dataclass(frozen=True)
+class ChangeSinceScan:
+    """Which clinical features moved the score of a visit since a reference visit.
+
+    Attributes
+    ----------
+    changes
+        ``feature``, ``label``, ``change`` (largest magnitude first, possibly ending in
+        one ``__other__`` row); empty when there is nothing to compare with.
+    reference_time, reference_kind
+        The reference visit (years since baseline) and whether it was a ``scan`` or
+        any assessable ``visit``; None when there is none.
+    output_change, risk_change
+        Change of the model output (on :attr:`scale`) and of the risk (fraction).
+    scale
+        ``log_hazard`` or ``risk``.
+    """
+
+    changes: pd.DataFrame
+    reference_time: float | None
+    reference_kind: str | None
+    output_change: float | None
+    risk_change: float | None
+    scale: str
+
+    @property
+    def text(self) -> str | None:
+        """``"Since the scan at 1.0 y: risk +3.4 percentage points"``, or None."""
+        return change_sentence(self.reference_kind, self.reference_time, self.risk_change)
+
+
+@dataclass(frozen=True)
+class IncidenceCurves:
+    """Cumulative incidence of the endpoint and each competing cause after one visit.
+
+    Attributes
+    ----------
+    visit_time
+        The visit the curves start from (years since baseline).
+    curves
+        ``time`` (years after the visit), ``cause`` (``interest`` or a competing cause),
+        ``label`` (the events the cause pools), ``cif``.
+    """
+
+    visit_time: float
+    curves: pd.DataFrame
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """Risk at every visit of one patient, at one horizon, with its explanation.
 
     Attributes
     ----------
@@ -61,27 +142,40 @@ class RiskView:
         Pseudonym.
     model_id, event, horizon
         The model, its endpoint label and the horizon in years.
-    scale
-        Scale of the SHAP values: ``log_hazard`` or ``risk``.
     points
         One row per visit (:data:`POINT_COLUMNS`), by time: ``risk`` and the interval
-        are cumulative incidence by ``time + horizon``; unassessable visits have NaN risk
-        and a ``reason``.
-    contributions
-        Per row of ``points``: :data:`CONTRIBUTION_COLUMNS`, largest ``|shap|`` first
-        (empty for unassessable visits).
+        are cumulative incidence by ``time + horizon``; unassessable visits have NaN
+        risk and a ``reason``; ``requested`` marks the extra time ``at``.
+    explanation
+        SHAP values of every row per model-matrix column (rows as in ``points``).
+    grouped
+        The same summed per clinical feature; ``data`` holds the patient's values.
+    categorical
+        Clinical features whose values are categories (no numeric change).
     competing
         Competing causes the model has its own hazard for.
+    has_interval
+        Whether the model gives risk intervals.
+    matrix
+        The model-matrix rows scored (for :func:`incidence_curves`).
     """
 
     patient: str
     model_id: str | None
     event: str
     horizon: float
-    scale: str
     points: pd.DataFrame
-    contributions: list[pd.DataFrame] = field(default_factory=list)
+    explanation: Explanation
+    grouped: Explanation
+    categorical: frozenset[str] = frozenset()
     competing: tuple[str, ...] = ()
+    has_interval: bool = False
+    matrix: pd.DataFrame | None = None
+
+    @property
+    def scale(self) -> str:
+        """Scale of the SHAP values: ``log_hazard`` or ``risk``."""
+        return self.explanation.scale
 
     @property
     def assessable(self) -> pd.DataFrame:
@@ -89,220 +183,273 @@ class RiskView:
 
     def latest_index(self) -> int | None:
         """Row of the latest assessable visit, or None."""
-        ok = np.flatnonzero(self.points["assessable"].to_numpy())
+        ok = np.flatnonzero(self._visit_mask())
         return int(ok[-1]) if len(ok) else None
 
+    def _visit_mask(self) -> np.ndarray:
+        """Assessable visits (not the requested extra time)."""
+        ok = self.points["assessable"].to_numpy(bool)
+        if "requested" in self.points:
+            ok = ok & ~self.points["requested"].to_numpy(bool)
+        return ok
 
-def feature_groups(model: RegisteredModel) -> dict[str, str]:
-    """Model-matrix column -> the clinical feature it derives from."""
-    return dict(model.model.feature_groups_)
+    def previous_visit(self, i: int) -> int | None:
+        """Row of the latest assessable visit before row ``i`` (not ``at``), or None."""
+        ok = np.flatnonzero(self._visit_mask()[:i])
+        return int(ok[-1]) if len(ok) else None
+
+    def _check_assessable(self, i: int) -> None:
+        p = self.points.iloc[i]
+        if not p["assessable"]:
+            raise ModelError(f"visit at {p['time']:.2f} y: not assessable ({p['reason']})")
+
+    # ------------------------------------------------------------------ one visit
+    def contributions(self, i: int, top: int | None = None) -> list[Contribution]:
+        """Grouped contributions of visit ``i``, largest ``|shap|`` first (empty when the
+        visit is not assessable); changes are since :meth:`previous_visit`."""
+        if not self.points["assessable"].iloc[i]:
+            return []
+        return contributions(self.grouped, i, self.previous_visit(i), self.categorical,
+                             self.horizon, top)
+
+    def contribution_table(self, i: int) -> pd.DataFrame:
+        """:meth:`contributions` as a table (:data:`CONTRIBUTION_COLUMNS`)."""
+        return pd.DataFrame([(c.feature, c.label, c.unit, c.value, c.change, c.shap)
+                             for c in self.contributions(i)],
+                            columns=list(CONTRIBUTION_COLUMNS))
+
+    def why(self, i: int, top: int = 3) -> list[str]:
+        """The ``top`` largest contributions of visit ``i`` in words."""
+        return [c.text for c in self.contributions(i, top)]
+
+    def waterfall(self, i: int, top: int = 8) -> Waterfall:
+        """The steps from the base value to the model output of visit ``i``.
+
+        The ``top`` largest groups are listed; the rest are one ``other`` step.
+
+        Raises
+        ------
+        ModelError
+            If visit ``i`` could not be scored (the reason is in the message).
+        """
+        self._check_assessable(i)
+        cs = self.contributions(i)
+        base = float(self.points["base_value"].iloc[i])
+        rows = [{"label": "Base value", "shap": 0.0, "start": base, "end": base,
+                 "kind": "base"}]
+        total = base
+        for c in cs[:top]:
+            rows.append({"label": f"{c.label} = {value_text(c.value, c.unit)}",
+                         "shap": c.shap, "start": total, "end": total + c.shap,
+                         "kind": "feature"})
+            total += c.shap
+        rest = cs[top:]
+        if rest:
+            s = float(pd.Series([c.shap for c in rest], dtype="float64").sum())
+            rows.append({"label": f"{len(rest)} other features", "shap": s, "start": total,
+                         "end": total + s, "kind": "other"})
+            total += s
+        rows.append({"label": "Model output", "shap": 0.0, "start": total, "end": total,
+                     "kind": "output"})
+        return Waterfall(pd.DataFrame(rows), base,
+                         float(self.points["model_output"].iloc[i]), self.scale)
+
+    def change_since_scan(self, i: int, top: int = 8) -> ChangeSinceScan:
+        """Which features moved the score of visit ``i`` since the last scored scan.
+
+        The reference is the latest assessable scan visit before ``i``; without one,
+        the latest assessable visit before ``i``. Per feature group the change is
+        ``shap_i - shap_ref``; on the log-hazard scale (exact explainers) these add up
+        to the change of the model output. At most ``top`` rows plus one "other
+        features" row.
+        """
+        pts = self.points
+        empty = ChangeSinceScan(pd.DataFrame(columns=["feature", "label", "change"]),
+                                None, None, None, None, self.scale)
+        if not pts["assessable"].iloc[i]:
+            return empty
+        ok = self._visit_mask()[:i]
+        ref_kind = "scan"
+        cand = np.flatnonzero(ok & pts["is_scan"].to_numpy(bool)[:i])
+        if not len(cand):
+            cand, ref_kind = np.flatnonzero(ok), "visit"
+        if not len(cand):
+            return empty
+        j = int(cand[-1])
+        a = {c.feature: c for c in self.contributions(i)}
+        b = {c.feature: c for c in self.contributions(j)}
+        feats = list(dict.fromkeys([*a, *b]))
+        ch = pd.DataFrame({
+            "feature": feats,
+            "label": [(a.get(f) or b[f]).label for f in feats],
+            "change": [float(a[f].shap if f in a else 0.0) - float(b[f].shap if f in b else 0.0)
+                       for f in feats]})
+        ch = ch.reindex(ch["change"].abs().sort_values(ascending=False, kind="stable").index)
+        ch = ch.reset_index(drop=True)
+        if len(ch) > top:
+            rest = ch.iloc[top:]
+            ch = pd.concat([ch.iloc[:top], pd.DataFrame([{
+                "feature": "__other__", "label": f"{len(rest)} other features",
+                "change": float(rest["change"].sum())}])], ignore_index=True)
+        return ChangeSinceScan(
+            ch, float(pts["time"].iloc[j]), ref_kind,
+            float(pts["model_output"].iloc[i]) - float(pts["model_output"].iloc[j]),
+            float(pts["risk"].iloc[i]) - float(pts["risk"].iloc[j]), self.scale)
+
+    # ------------------------------------------------------------------ JSON
+    def _json_row(self, i: int, top: int) -> dict[str, Any]:
+        p = self.points.iloc[i]
+        row: dict[str, Any] = {"time": float(p["time"]), "date": p["date"],
+                               "horizon": self.horizon, "model_id": self.model_id,
+                               "requested": bool(p["requested"]), "shap_scale": self.scale}
+        if not p["assessable"]:
+            row.update(risk=None, ci=None, shap={}, base_value=None, model_output=None,
+                       reason=p["reason"], contributions=[], change=None)
+            return row
+        expl = self.explanation
+        row.update(
+            risk=float(p["risk"]),
+            ci=[float(p["ci_low"]), float(p["ci_high"])] if self.has_interval else None,
+            shap=expl.row(i), base_value=float(expl.base_values[i]),
+            model_output=float(expl.output[i]), reason=None,
+            contributions=[c.text for c in self.contributions(i, top)], change=None)
+        j = self.previous_visit(i)
+        if j is not None:
+            ch = change_since_previous(expl, i, j)
+            row["change"] = {"since_time": float(self.points["time"].iloc[j]),
+                             "model_output_change": ch.output_change,
+                             "by_feature": {r.feature: float(r.change)
+                                            for r in ch.changes.head(top).itertuples()}}
+        return row
+
+    def to_json(self, top: int = JSON_TOP) -> dict[str, Any]:
+        """The ``hepatrack predict`` JSON of this patient (strict JSON values).
+
+        Returns
+        -------
+        dict
+            ``patient``, ``model_id``, ``horizon``, ``event``, ``trajectory``: list of
+            ``{time, date, horizon, model_id, requested, shap_scale, risk, ci, shap,
+            base_value, model_output, reason, contributions, change}``; unscorable rows
+            have ``risk`` None and a ``reason``. With a requested time, ``at`` holds
+            its row.
+        """
+        rows = [self._json_row(i, top) for i in range(len(self.points))]
+        res: dict[str, Any] = {"patient": self.patient, "model_id": self.model_id,
+                               "horizon": self.horizon, "event": self.event,
+                               "trajectory": rows}
+        requested = [r for r in rows if r["requested"]]
+        if requested:
+            res["at"] = requested[0]
+        return jsonable(res)
 
 
-@functools.lru_cache(maxsize=1024)
-def clinical_label(feature: str) -> tuple[str, str]:
-    """(label, unit) of a clinical feature or global history column, for display."""
-    from analytics.models.landmark import GLOBAL_FEATURES, describe_column, feature_info
+# --------------------------------------------------------------------------- building
+def _visit_landmarks(visits: pd.DataFrame, at: float | None) -> pd.DataFrame:
+    times = sorted(set(visits["time"].astype(float)))
+    rows = [{"landmark": t, "requested": False} for t in times]
+    if at is not None:
+        rows = [r for r in rows if abs(r["landmark"] - at) > 1e-9]
+        rows.append({"landmark": float(at), "requested": True})
+    return pd.DataFrame(rows).sort_values("landmark", kind="stable").reset_index(drop=True)
 
-    if feature in GLOBAL_FEATURES:
-        return describe_column(feature)
-    info = feature_info(feature)
-    return info.label, info.unit
+
+def _visit_dates(visits: pd.DataFrame) -> tuple[np.ndarray, list[pd.Timestamp]]:
+    """Times and dates of the dated visits."""
+    if "date" not in visits:
+        return np.empty(0), []
+    d = pd.to_datetime(visits["date"], errors="coerce")
+    ok = d.notna().to_numpy()
+    return visits["time"].to_numpy(float)[ok], list(d[ok])
 
 
-def _plain(v: Any) -> Any:
-    if v is None:
+def _date_at(dated: tuple[np.ndarray, list[pd.Timestamp]], t: float) -> str | None:
+    times, dates = dated
+    if not len(times):
         return None
-    if isinstance(v, float | np.floating):
-        return None if np.isnan(v) else float(v)
-    if isinstance(v, int | np.integer):
-        return float(v)
-    return str(v)
+    # the nearest dated visit, moved by the time difference (times: years since baseline)
+    i = int(np.argmin(np.abs(times - t)))
+    if abs(times[i] - t) < 1e-9:
+        return dates[i].date().isoformat()
+    return (dates[i] + pd.Timedelta(days=round((t - times[i]) * 365.25))).date().isoformat()
 
 
-def risk_view(model: RegisteredModel, visits: pd.DataFrame, patient: str,
-              horizon: float | None = None) -> RiskView:
-    """Score every visit of ``patient`` and group the explanations per clinical feature.
+def _scan_uids(visits: pd.DataFrame) -> dict[float, str]:
+    """The first stored series of each visit time (rounded), for scan markers."""
+    out: dict[float, str] = {}
+    if "series_uid" in visits.columns:
+        for t, uid in zip(visits["time"].to_numpy(float), visits["series_uid"], strict=True):
+            if isinstance(uid, str) and uid:
+                out.setdefault(round(float(t), 9), uid)
+    return out
+
+
+def patient_trajectory(registered: RegisteredModel, visits: pd.DataFrame, patient: str,
+                       horizon: float | None = None, at: float | None = None) -> Trajectory:
+    """Risk at every visit of one patient (and at ``at``), with its explanation.
 
     Parameters
     ----------
-    model
-        A registered (usually loaded) landmark model.
+    registered
+        A registered (usually loaded) model; its training domain gates every row.
     visits
-        Cohort visits (``CohortTable.visits``); only this patient's rows are read, so
-        passing just them is fastest.
+        Cohort visits; only this patient's rows are read, so passing just them is
+        fastest.
     patient
         Pseudonym.
     horizon
         Years; default the model's longest horizon.
+    at
+        Extra time (years since baseline) scored from the history up to it.
+
+    Returns
+    -------
+    Trajectory
 
     Raises
     ------
     ModelError
-        If the horizon is not one of the model's or the patient has no visit.
+        If the horizon is not one the model was trained for, ``at`` is not a time
+        since baseline, or the patient has no visit.
     """
-    from analytics.models.predict import scored_trajectory
-
+    model = registered.model
+    h = resolve_horizon(model, horizon, "--horizon")
     pv = visits[visits["patient"] == patient].sort_values("time", kind="stable")
-    res, scores = scored_trajectory(model, pv, patient, horizon=horizon)
-    rows = res["trajectory"]
-    hist = scores.history
-    scan_uid: dict[float, str] = {}
-    if "series_uid" in pv.columns:
-        for t, uid in zip(pv["time"].to_numpy(float), pv["series_uid"], strict=True):
-            if isinstance(uid, str) and uid:
-                scan_uid.setdefault(round(float(t), 9), uid)
-    groups = feature_groups(model)
-    categorical = set(model.model.spec_.categorical)
-    # plain per-column lists: row lookups in a DataFrame cost more than the scoring
-    values = {c: hist[c].tolist() for c in set(groups.values()) if c in hist.columns}
-    points, contributions = [], []
-    prev_ok: int | None = None
-    for i, r in enumerate(rows):
-        ok = r["risk"] is not None
-        ci = r.get("ci") or [None, None]
-        uid = scan_uid.get(round(float(r["time"]), 9))
-        points.append({
-            "time": float(r["time"]), "date": r.get("date"), "risk": r["risk"],
-            "ci_low": ci[0], "ci_high": ci[1], "assessable": ok, "reason": r.get("reason"),
-            "is_scan": uid is not None, "series_uid": uid, "base_value": r.get("base_value"),
-            "model_output": r.get("model_output")})
-        if not ok:
-            contributions.append(pd.DataFrame(columns=list(CONTRIBUTION_COLUMNS)))
-            continue
-        by_group: dict[str, float] = {}
-        for col, v in r["shap"].items():
-            g = groups.get(col, col)
-            by_group[g] = by_group.get(g, 0.0) + float(v)
-        recs = []
-        for g, v in sorted(by_group.items(), key=lambda kv: -abs(kv[1])):
-            label, unit = clinical_label(g)
-            col = values.get(g)
-            value = _plain(col[i]) if col is not None else None
-            change = None
-            if prev_ok is not None and col is not None and g not in categorical:
-                a, b = _plain(col[i]), _plain(col[prev_ok])
-                if isinstance(a, float) and isinstance(b, float):
-                    change = a - b
-            recs.append((g, label, unit, value, change, v))
-        contributions.append(pd.DataFrame(recs, columns=list(CONTRIBUTION_COLUMNS)))
-        prev_ok = i
-    pts = pd.DataFrame(points, columns=list(POINT_COLUMNS))
-    for c in ("risk", "ci_low", "ci_high", "base_value", "model_output"):
-        pts[c] = pd.to_numeric(pts[c], errors="coerce").astype("float64")
-    return RiskView(patient=patient, model_id=res.get("model_id"), event=res.get("event", ""),
-                    horizon=float(res["horizon"]), scale=rows[0]["shap_scale"] if rows else "",
-                    points=pts, contributions=contributions,
-                    competing=tuple(c for c in model.model.estimators_ if c != INTEREST))
+    if pv.empty:
+        raise ModelError(f"patient {patient!r}: no visits in the cohort")
+    if at is not None and (not np.isfinite(at) or at < 0):
+        raise ModelError(f"--at {at}: expected years since baseline (>= 0)")
+    lm = _visit_landmarks(pv, at)
+    sc = score(model, pv, pd.DataFrame({"patient": patient, "landmark": lm["landmark"]}), h,
+               explain=True)
+    expl = sc.explanation
+    ok = sc.assessable
+    dated = _visit_dates(pv)
+    scans = _scan_uids(pv)
+    times = lm["landmark"].to_numpy(float)
+    uids = [scans.get(round(float(t), 9)) for t in times]
+    ci = sc.ci if sc.ci is not None else np.full((len(times), 2), np.nan)
+    points = pd.DataFrame({
+        "time": times, "date": [_date_at(dated, float(t)) for t in times],
+        "risk": np.where(ok, sc.risk, np.nan), "ci_low": np.where(ok, ci[:, 0], np.nan),
+        "ci_high": np.where(ok, ci[:, 1], np.nan), "assessable": ok,
+        "reason": list(sc.reasons), "is_scan": [u is not None for u in uids],
+        "series_uid": uids, "base_value": np.where(ok, expl.base_values, np.nan),
+        "model_output": np.where(ok, expl.output, np.nan),
+        "requested": lm["requested"].to_numpy(bool)}, columns=list(POINT_COLUMNS))
+    points["date"] = points["date"].astype(object)
+    return Trajectory(
+        patient=patient, model_id=registered.model_id, event=model.events_.label, horizon=h,
+        points=points, explanation=expl,
+        grouped=group_explanation(expl, model.feature_groups_, sc.history),
+        categorical=frozenset(model.spec_.categorical),
+        competing=tuple(c for c in model.estimators_ if c != INTEREST),
+        has_interval=sc.ci is not None, matrix=sc.matrix)
 
 
-def _value_text(value: Any, unit: str) -> str:
-    if value is None:
-        return "not measured"
-    if isinstance(value, str):
-        return value
-    text = f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return f"{text} {unit}".strip()
-
-
-def waterfall_data(view: RiskView, i: int, top: int = 8) -> pd.DataFrame:
-    """The steps from the base value to the model output of visit ``i``.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``label`` (feature label with the patient's value), ``shap``, ``start`` and
-        ``end`` (running total before/after the step), ``kind`` (``base``, ``feature``,
-        ``other``, ``output``). The ``top`` largest groups are listed; the rest are one
-        ``other`` step, so the last ``end`` equals the model output. Attributes
-        ``base_value``, ``output`` and ``scale`` are set.
-
-    Raises
-    ------
-    ModelError
-        If visit ``i`` could not be scored (the reason is in the message).
-    """
-    p = view.points.iloc[i]
-    if not p["assessable"]:
-        raise ModelError(f"visit at {p['time']:.2f} y: not assessable ({p['reason']})")
-    c = view.contributions[i]
-    base = float(p["base_value"])
-    head, rest = c.head(top), c.iloc[top:]
-    rows = [{"label": "Base value", "shap": 0.0, "start": base, "end": base, "kind": "base"}]
-    total = base
-    for r in head.itertuples():
-        rows.append({"label": f"{r.label} = {_value_text(r.value, r.unit)}", "shap": r.shap,
-                     "start": total, "end": total + r.shap, "kind": "feature"})
-        total += r.shap
-    if len(rest):
-        s = float(rest["shap"].sum())
-        rows.append({"label": f"{len(rest)} other features", "shap": s, "start": total,
-                     "end": total + s, "kind": "other"})
-        total += s
-    rows.append({"label": "Model output", "shap": 0.0, "start": total, "end": total,
-                 "kind": "output"})
-    df = pd.DataFrame(rows)
-    df.attrs.update(base_value=base, output=float(p["model_output"]), scale=view.scale)
-    return df
-
-
-def change_since_scan(view: RiskView, i: int, top: int = 8) -> pd.DataFrame:
-    """Which features moved the score of visit ``i`` since the last scored scan before it.
-
-    The reference is the latest assessable scan visit before ``i``; without one, the
-    latest assessable visit before ``i``. Per feature group the change is
-    ``shap_i - shap_ref``; on the log-hazard scale (exact explainers) these add up to the
-    change of the model output.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``feature``, ``label``, ``change`` (largest magnitude first, at most ``top`` rows
-        plus one "other features" row). Attributes: ``reference_time``,
-        ``reference_kind`` (``scan``/``visit``/None), ``output_change``, ``risk_change``,
-        ``scale``.
-        Empty with ``reference_kind`` None when there is nothing to compare with.
-    """
-    pts = view.points
-    empty = pd.DataFrame(columns=["feature", "label", "change"])
-    empty.attrs.update(reference_time=None, reference_kind=None, output_change=None,
-                       risk_change=None, scale=view.scale)
-    if not pts.iloc[i]["assessable"]:
-        return empty
-    before = pts.iloc[:i]
-    ok = before[before["assessable"]]
-    ref_kind = "scan"
-    cand = ok[ok["is_scan"]]
-    if cand.empty:
-        cand, ref_kind = ok, "visit"
-    if cand.empty:
-        return empty
-    j = int(cand.index[-1])
-    a = view.contributions[i].set_index("feature")
-    b = view.contributions[j].set_index("feature")
-    feats = list(dict.fromkeys([*a.index, *b.index]))
-    ch = pd.DataFrame({
-        "feature": feats,
-        "label": [a["label"].get(f, b["label"].get(f, f)) for f in feats],
-        "change": [float(a["shap"].get(f, 0.0)) - float(b["shap"].get(f, 0.0)) for f in feats]})
-    ch = ch.reindex(ch["change"].abs().sort_values(ascending=False, kind="stable").index)
-    ch = ch.reset_index(drop=True)
-    if len(ch) > top:
-        rest = ch.iloc[top:]
-        ch = pd.concat([ch.iloc[:top], pd.DataFrame([{
-            "feature": "__other__", "label": f"{len(rest)} other features",
-            "change": float(rest["change"].sum())}])], ignore_index=True)
-    ch.attrs.update(reference_time=float(pts.iloc[j]["time"]), reference_kind=ref_kind,
-                    scale=view.scale,
-                    output_change=float(pts.iloc[i]["model_output"])
-                    - float(pts.iloc[j]["model_output"]),
-                    risk_change=float(pts.iloc[i]["risk"]) - float(pts.iloc[j]["risk"]))
-    return ch
-
-
-def cumulative_incidence_curves(model: RegisteredModel, visits: pd.DataFrame, patient: str,
-                                time: float, times: np.ndarray | list[float] | None = None
-                                ) -> pd.DataFrame:
-    """Cumulative incidence of the endpoint and each competing cause after visit ``time``.
+def incidence_curves(registered: RegisteredModel, trajectory: Trajectory, i: int,
+                     times: np.ndarray | list[float] | None = None) -> IncidenceCurves:
+    """Cumulative incidence of the endpoint and each competing cause after visit ``i``.
 
     ``CIF_c(t) = sum_i S(t_{i-1}) (1 - exp(-dA_i)) dA_ci / dA_i`` over the grid steps up
     to ``t`` (``dA_i`` summed over causes, ``S = exp(-A)``): the model's own combination
@@ -311,29 +458,26 @@ def cumulative_incidence_curves(model: RegisteredModel, visits: pd.DataFrame, pa
 
     Parameters
     ----------
-    time
-        The visit (landmark, years since baseline) the curves start from.
+    registered
+        The model the trajectory was scored with.
+    trajectory
+        :func:`patient_trajectory` output.
+    i
+        Row of ``trajectory.points``: the visit the curves start from.
     times
-        Years after ``time``; default 40 steps up to the longest horizon.
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``time`` (years after the visit), ``cause`` (``interest`` or a competing cause
-        name), ``label`` (the events the cause pools), ``cif``.
+        Years after the visit; default 40 steps up to the longest horizon.
     """
-    from analytics.models.scoring import model_rows
-
-    fitted = model.model
-    hs = (np.linspace(0.0, max(model.horizons), 41)[1:] if times is None
+    fitted = registered.model
+    if trajectory.matrix is None:
+        raise ModelError(f"patient {trajectory.patient!r}: the trajectory holds no model "
+                         "rows to compute incidence curves from")
+    hs = (np.linspace(0.0, max(registered.horizons), 41)[1:] if times is None
           else np.asarray(times, dtype=float))
-    pv = visits[visits["patient"] == patient]
-    if pv.empty:
-        raise ModelError(f"patient {patient!r}: no visits in the cohort")
-    rows = model_rows(fitted, pv, pd.DataFrame({"patient": [patient], "landmark": [float(time)]}))
-    labels = {INTEREST: model.events.label,
-              **{c: ", ".join(v) for c, v in model.events.competing.items()}}
+    labels = {INTEREST: registered.events.label,
+              **{c: ", ".join(v) for c, v in registered.events.competing.items()}}
+    x = trajectory.matrix.iloc[[i]]
     parts = [pd.DataFrame({"time": hs, "cause": cause, "label": labels.get(cause, cause),
                            "cif": cif[0]})
-             for cause, cif in fitted.incidence_by_cause(rows.matrix, hs).items()]
-    return pd.concat(parts, ignore_index=True)
+             for cause, cif in fitted.incidence_by_cause(x, hs).items()]
+    return IncidenceCurves(float(trajectory.points["time"].iloc[i]),
+                           pd.concat(parts, ignore_index=True))

@@ -1,4 +1,4 @@
-"""The fitted landmark model and risk trajectories.
+"""The fitted landmark model.
 
 :class:`LandmarkModel` bundles the design (imputation), one cause-specific hazard model
 for the endpoint and one per competing cause, and turns them into the cumulative
@@ -18,7 +18,7 @@ on patient-level bootstrap samples (competing-cause models held fixed); RSF, non
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -35,11 +35,7 @@ from analytics.models.landmark import (
     LandmarkSettings,
     history_features,
 )
-from analytics.models.scoring import Scores, resolve_horizon, score
 from analytics.models.settings import ModelSettings
-
-if TYPE_CHECKING:
-    from analytics.models.registry import RegisteredModel
 
 #: grid points used to combine competing cause-specific hazards
 MAX_GRID = 400
@@ -406,122 +402,3 @@ def _bootstrap(kind: str, params: dict[str, Any], X: pd.DataFrame, train: pd.Dat
         members.append(make_estimator(kind, **p).fit(X.iloc[idx].reset_index(drop=True), y,
                                                      groups=grp))
     return members
-
-
-# --------------------------------------------------------------------------- trajectories
-def _visit_landmarks(visits: pd.DataFrame, at: float | None) -> pd.DataFrame:
-    times = sorted(set(visits["time"].astype(float)))
-    rows = [{"landmark": t, "requested": False} for t in times]
-    if at is not None:
-        rows = [r for r in rows if abs(r["landmark"] - at) > 1e-9]
-        rows.append({"landmark": float(at), "requested": True})
-    out = pd.DataFrame(rows).sort_values("landmark", kind="stable").reset_index(drop=True)
-    return out
-
-
-def _visit_dates(visits: pd.DataFrame) -> tuple[np.ndarray, list[pd.Timestamp]]:
-    """Times and dates of the dated visits."""
-    if "date" not in visits:
-        return np.empty(0), []
-    d = pd.to_datetime(visits["date"], errors="coerce")
-    ok = d.notna().to_numpy()
-    return visits["time"].to_numpy(float)[ok], list(d[ok])
-
-
-def _date_at(dated: tuple[np.ndarray, list[pd.Timestamp]], t: float) -> str | None:
-    times, dates = dated
-    if not len(times):
-        return None
-    # the nearest dated visit, moved by the time difference (times: years since baseline)
-    i = int(np.argmin(np.abs(times - t)))
-    if abs(times[i] - t) < 1e-9:
-        return dates[i].date().isoformat()
-    return (dates[i] + pd.Timedelta(days=round((t - times[i]) * 365.25))).date().isoformat()
-
-
-def patient_trajectory(registered: RegisteredModel, visits: pd.DataFrame, patient: str,
-                       horizon: float | None = None, at: float | None = None,
-                       top: int = 5) -> dict[str, Any]:
-    """Risk at every visit of one patient (and at ``at``), with SHAP explanations.
-
-    Parameters
-    ----------
-    registered
-        A registered (usually loaded) model; its training domain gates every row.
-    visits
-        Cohort visits; only this patient's rows are read.
-    patient
-        Pseudonym.
-    horizon
-        Years; default the model's longest horizon.
-    at
-        Extra time (years since baseline) scored from the history up to it.
-
-    Returns
-    -------
-    dict
-        ``patient``, ``model_id``, ``horizon``, ``trajectory``: list of ``{time, date,
-        horizon, risk, ci, shap, base_value, shap_scale, model_output, reason, model_id,
-        contributions, change}``; unscorable rows have ``risk`` None and a ``reason``.
-        With ``at``: ``at`` holds that row.
-
-    Raises
-    ------
-    ModelError
-        If the horizon is not one the model was trained for or the patient has no visit.
-    """
-    return scored_trajectory(registered, visits, patient, horizon, at, top)[0]
-
-
-def scored_trajectory(registered: RegisteredModel, visits: pd.DataFrame, patient: str,
-                      horizon: float | None = None, at: float | None = None,
-                      top: int = 5) -> tuple[dict[str, Any], Scores]:
-    """:func:`patient_trajectory` and the :class:`Scores` it was made from."""
-    from analytics.explain import change_since_previous, clinical_contributions
-
-    model, mid = registered.model, registered.model_id
-    h = resolve_horizon(model, horizon, "--horizon")
-    pv = visits[visits["patient"] == patient].sort_values("time", kind="stable")
-    if pv.empty:
-        raise ModelError(f"patient {patient!r}: no visits in the cohort")
-    if at is not None and (not np.isfinite(at) or at < 0):
-        raise ModelError(f"--at {at}: expected years since baseline (>= 0)")
-    lm = _visit_landmarks(pv, at)
-    sc = score(model, pv, pd.DataFrame({"patient": patient, "landmark": lm["landmark"]}), h,
-               explain=True)
-    expl = sc.explanation
-    hist_arrays = {c: sc.history[c].to_numpy() for c in sc.history.columns}
-    dated = _visit_dates(pv)
-    out_rows = []
-    prev_ok: int | None = None
-    for i in range(len(sc.history)):
-        t = float(lm["landmark"][i])
-        row: dict[str, Any] = {"time": t, "date": _date_at(dated, t), "horizon": h,
-                               "model_id": mid, "requested": bool(lm["requested"][i]),
-                               "shap_scale": expl.scale}
-        if sc.reasons[i]:
-            row.update(risk=None, ci=None, shap={}, base_value=None, model_output=None,
-                       reason=sc.reasons[i], contributions=[], change=None)
-        else:
-            row.update(
-                risk=float(sc.risk[i]),
-                ci=[float(sc.ci[i, 0]), float(sc.ci[i, 1])] if sc.ci is not None else None,
-                shap=expl.row(i), base_value=float(expl.base_values[i]),
-                model_output=float(expl.output[i]), reason=None,
-                contributions=[c.text for c in clinical_contributions(
-                    model, expl, hist_arrays, i, prev_ok, h, top=top)],
-                change=None)
-            if prev_ok is not None:
-                ch = change_since_previous(expl, i, prev_ok)
-                row["change"] = {"since_time": float(lm["landmark"][prev_ok]),
-                                 "model_output_change": ch.attrs["output_change"],
-                                 "by_feature": {r.feature: float(r.change)
-                                                for r in ch.head(top).itertuples()}}
-            if not lm["requested"][i]:
-                prev_ok = i
-        out_rows.append(row)
-    res: dict[str, Any] = {"patient": patient, "model_id": mid, "horizon": h,
-                           "event": model.events_.label, "trajectory": out_rows}
-    if at is not None:
-        res["at"] = next(r for r in out_rows if r["requested"])
-    return res, sc

@@ -4,11 +4,16 @@ global SHAP drivers. Inputs come from :mod:`analytics.model_admin`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
 from analytics.viz.palette import NEUTRAL, apply_layout, series_colour
+
+if TYPE_CHECKING:
+    from analytics.explain import ClinicalImportance
 
 _DASHES = ("solid", "dash", "dot", "dashdot")
 
@@ -85,24 +90,22 @@ def td_auc_plot(td: pd.DataFrame, *, height: int = 340) -> go.Figure:
     return apply_layout(fig, height=height)
 
 
-def drivers_bar(drivers: pd.DataFrame, *, top: int = 15, height: int | None = None
+def drivers_bar(drivers: ClinicalImportance, *, top: int = 15, height: int | None = None
                 ) -> go.Figure:
     """Mean |SHAP| per clinical feature, largest at the top.
 
     Parameters
     ----------
     drivers
-        ``analytics.model_admin.global_drivers`` (``label``, ``mean_abs_shap``; attrs
-        ``scale``, ``n_rows``).
+        :func:`analytics.explain.clinical_importance` output.
     """
-    d = drivers.head(top)
+    d = drivers.table.head(top)
     fig = go.Figure(go.Bar(x=d["mean_abs_shap"], y=d["label"], orientation="h",
                            marker={"color": series_colour(0)}, name="mean |SHAP|",
                            hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
-    scale = drivers.attrs.get("scale", "log_hazard")
     fig.update_yaxes(autorange="reversed", title=None)
-    fig.update_xaxes(title="Mean |SHAP| (" + ("log relative hazard" if scale == "log_hazard"
-                                             else "risk") + f"), {drivers.attrs.get('n_rows', '?')}"
-                     " training rows")
+    fig.update_xaxes(title="Mean |SHAP| (" + ("log relative hazard"
+                                             if drivers.scale == "log_hazard" else "risk")
+                     + f"), {drivers.n_rows} training rows")
     fig.update_layout(showlegend=False)
     return apply_layout(fig, height=height or 120 + 26 * len(d))

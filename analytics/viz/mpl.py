@@ -9,13 +9,14 @@ bytes at the requested size.
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analytics.viz.palette import NEUTRAL, OKABE_ITO, event_colour
+from analytics.viz.palette import NEUTRAL, OKABE_ITO, event_colour, event_symbol
 from analytics.viz.prep import (
     RISK_LINE,
     outcome_label,
@@ -25,6 +26,9 @@ from analytics.viz.prep import (
     step_colours,
     trajectory_data,
 )
+
+if TYPE_CHECKING:
+    from analytics.explain import Trajectory, Waterfall
 
 #: plotly symbol -> matplotlib marker, for the outcome events of the palette
 _MARKERS = {"x": "x", "star": "*", "diamond": "D", "square": "s", "circle-open": "o",
@@ -55,21 +59,20 @@ def _style(ax, font: float) -> None:
     ax.tick_params(labelsize=font)
 
 
-def trajectory_png(points: pd.DataFrame, *, event: str, horizon: float,
-                   outcome_event: str | None = None, outcome_time: float | None = None,
-                   selected_time: float | None = None, size_in: tuple[float, float] = (6, 3),
-                   dpi: int = 150, font: float = 8) -> bytes:
+def trajectory_png(trajectory: Trajectory, *, outcome_event: str | None = None,
+                   outcome_time: float | None = None, selected_time: float | None = None,
+                   size_in: tuple[float, float] = (6, 3), dpi: int = 150,
+                   font: float = 8) -> bytes:
     """The risk trajectory (see ``analytics.viz.risk.risk_trajectory``) as PNG."""
-    from analytics.viz.palette import event_symbol
-
+    event, horizon = trajectory.event, trajectory.horizon
     fig = _figure(size_in, dpi, left=0.1, bottom=0.3, top=0.9)
     ax = fig.add_subplot()
     _style(ax, font)
-    if points.empty:
+    if trajectory.points.empty:
         ax.text(0.5, 0.5, "No visits to score", ha="center", va="center",
                 transform=ax.transAxes, fontsize=font + 1)
         return _png(fig)
-    d = trajectory_data(points, outcome_event=outcome_event, outcome_time=outcome_time,
+    d = trajectory_data(trajectory, outcome_event=outcome_event, outcome_time=outcome_time,
                         selected_time=selected_time)
     for k, seg in enumerate(d.segments):
         if d.has_interval and np.isfinite(d.low_pct[seg]).all():
@@ -114,9 +117,10 @@ def trajectory_png(points: pd.DataFrame, *, event: str, horizon: float,
     return _png(fig)
 
 
-def waterfall_png(steps: pd.DataFrame, *, size_in: tuple[float, float] = (6, 3.2),
+def waterfall_png(waterfall: Waterfall, *, size_in: tuple[float, float] = (6, 3.2),
                   dpi: int = 150, font: float = 8, title: str | None = None) -> bytes:
     """The SHAP waterfall (see ``analytics.viz.risk.shap_waterfall``) as PNG."""
+    steps = waterfall.steps
     fig = _figure(size_in, dpi, left=0.4, bottom=0.19, top=0.9)
     ax = fig.add_subplot()
     _style(ax, font)
@@ -145,7 +149,7 @@ def waterfall_png(steps: pd.DataFrame, *, size_in: tuple[float, float] = (6, 3.2
     span = np.concatenate([steps["start"].to_numpy(float), steps["end"].to_numpy(float)])
     pad = 0.25 * max(1e-6, span.max() - span.min())
     ax.set_xlim(span.min() - pad * 0.3, span.max() + pad)
-    ax.set_xlabel(f"Contribution to the {scale_text(steps.attrs.get('scale', ''))}",
+    ax.set_xlabel(f"Contribution to the {scale_text(waterfall.scale)}",
                   fontsize=font)
     if title:
         ax.set_title(title, fontsize=font + 1, loc="left")

@@ -1,18 +1,25 @@
 """Data preparation shared by the plotly builders (pages) and the matplotlib renderers
 (MDT PDF), so both draw exactly the same numbers.
 
-Each function takes the engine's data (``analytics.patient_risk``, ``analytics.overview``)
+Each function takes the engine's data (``analytics.explain``, ``analytics.overview``)
 and returns plain arrays and labels; no figure objects.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from analytics.errors import FeatureError
+from analytics.features.registry import CORE_FEATURES, feature_def
+from analytics.viz.labels import feature_label, feature_unit
 from analytics.viz.palette import OKABE_ITO
+
+if TYPE_CHECKING:
+    from analytics.explain import Trajectory
 
 #: colours and dashes of risk groups (colour and line style both differ)
 GROUP_STYLE: dict[str, tuple[str, str]] = {
@@ -65,10 +72,11 @@ class TrajectoryData:
         return bool(np.isfinite(self.low_pct).any())
 
 
-def trajectory_data(points: pd.DataFrame, *, outcome_event: str | None = None,
+def trajectory_data(trajectory: Trajectory, *, outcome_event: str | None = None,
                     outcome_time: float | None = None,
                     selected_time: float | None = None) -> TrajectoryData:
-    """Trajectory arrays from ``RiskView.points``."""
+    """Trajectory arrays from :attr:`analytics.explain.Trajectory.points`."""
+    points = trajectory.points
     ok = points["assessable"].to_numpy(bool)
     risk = points["risk"].to_numpy(float) * 100
     lo = points["ci_low"].to_numpy(float) * 100
@@ -124,9 +132,6 @@ SUMMARY_COLUMNS = ("name", "label", "unit", "kind", "latest", "latest_time", "pr
 
 def normal_range(name: str) -> tuple[float | None, float | None] | None:
     """The feature registry's published normal range of ``name`` (None if it has none)."""
-    from analytics.errors import FeatureError
-    from analytics.features.registry import feature_def
-
     try:
         return feature_def(name).normal_range
     except FeatureError:
@@ -168,9 +173,6 @@ def biomarker_summary(biomarkers: pd.DataFrame, visits: pd.DataFrame, *,
         feature registry (NaN where it quotes none); ``flag`` ``below normal``,
         ``above normal``, ``within normal`` or empty (no range).
     """
-    from analytics.features.registry import CORE_FEATURES
-    from analytics.viz.labels import feature_label, feature_unit
-
     rows = []
     names = list(imaging) if imaging is not None else [
         n for n in CORE_FEATURES if not biomarkers.empty and (biomarkers["name"] == n).any()]

@@ -1,11 +1,14 @@
 """Patient risk figures (plotly): trajectory with its interval band, SHAP waterfall, the
 change since the last scan, competing-event cumulative incidence and the visit timeline.
 
-Inputs come from :mod:`analytics.patient_risk`; the matplotlib twins for the PDF are in
-:mod:`analytics.viz.mpl` and share :mod:`analytics.viz.prep`.
+Inputs are the explanation stage's types (:class:`analytics.explain.Trajectory` and what it
+returns); the matplotlib twins for the PDF are in :mod:`analytics.viz.mpl` and share
+:mod:`analytics.viz.prep`.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -22,6 +25,7 @@ from analytics.viz.palette import (
 from analytics.viz.prep import (
     RISK_BAND,
     RISK_LINE,
+    TrajectoryData,
     event_text,
     outcome_label,
     risk_axis_title,
@@ -30,6 +34,9 @@ from analytics.viz.prep import (
     step_colours,
     trajectory_data,
 )
+
+if TYPE_CHECKING:
+    from analytics.explain import ChangeSinceScan, IncidenceCurves, Trajectory, Waterfall
 
 
 def _empty(text: str, height: int = 220) -> go.Figure:
@@ -40,17 +47,16 @@ def _empty(text: str, height: int = 220) -> go.Figure:
     return apply_layout(fig, height=height)
 
 
-def risk_trajectory(points: pd.DataFrame, *, event: str, horizon: float,
-                    outcome_event: str | None = None, outcome_time: float | None = None,
-                    selected_time: float | None = None, height: int = 380) -> go.Figure:
+def risk_trajectory(trajectory: Trajectory, *, outcome_event: str | None = None,
+                    outcome_time: float | None = None, selected_time: float | None = None,
+                    height: int = 380) -> go.Figure:
     """Risk at every visit with its 95% interval band, scan markers and the outcome.
 
     Parameters
     ----------
-    points
-        ``RiskView.points``.
-    event, horizon
-        The endpoint label and the horizon (years) for the axis title.
+    trajectory
+        :func:`analytics.explain.patient_trajectory` output (its endpoint and horizon
+        name the axis).
     outcome_event, outcome_time
         How and when follow-up ended (years since baseline); drawn as a dashed line with
         the event's symbol.
@@ -65,11 +71,24 @@ def risk_trajectory(points: pd.DataFrame, *, event: str, horizon: float,
         ``Not assessable`` markers (at 0, with the reason on hover), the outcome marker,
         the selected-visit ring. Risks are in percent.
     """
-    if points.empty:
+    if trajectory.points.empty:
         return _empty("No visits to score")
-    d = trajectory_data(points, outcome_event=outcome_event, outcome_time=outcome_time,
+    d = trajectory_data(trajectory, outcome_event=outcome_event, outcome_time=outcome_time,
                         selected_time=selected_time)
     fig = go.Figure()
+    _band_and_line(fig, d)
+    _visit_markers(fig, d)
+    _unassessable_markers(fig, d)
+    _outcome_marker(fig, d)
+    _selected_ring(fig, d)
+    fig.update_yaxes(title=risk_axis_title(trajectory.event, trajectory.horizon),
+                     range=[0, d.y_max], ticksuffix="%")
+    fig.update_xaxes(title="Years since baseline")
+    return apply_layout(fig, height=height)
+
+
+def _band_and_line(fig: go.Figure, d: TrajectoryData) -> None:
+    """The interval band and the risk line, broken at unassessable visits."""
     for k, seg in enumerate(d.segments):
         if d.has_interval and np.isfinite(d.low_pct[seg]).all():
             fig.add_trace(go.Scatter(
@@ -81,8 +100,14 @@ def risk_trajectory(points: pd.DataFrame, *, event: str, horizon: float,
         fig.add_trace(go.Scatter(x=d.time[seg], y=d.risk_pct[seg], mode="lines", name="Risk",
                                  line={"color": RISK_LINE, "width": 2.5},
                                  legendgroup="risk", showlegend=k == 0, hoverinfo="skip"))
+
+
+def _visit_markers(fig: go.Figure, d: TrajectoryData) -> None:
+    """``Scan`` (filled) and ``Lab visit`` (open) markers with date and interval on hover."""
     custom = np.array([[d.date[i] or "", d.low_pct[i], d.high_pct[i]]
                        for i in range(len(d.time))], dtype=object)
+    band = ("" if not d.has_interval
+            else " (95% CI %{customdata[1]:.1f}-%{customdata[2]:.1f}%)")
     for label, sel, symbol, size in (("Scan", d.is_scan & d.assessable, "circle", 12),
                                      ("Lab visit", ~d.is_scan & d.assessable, "circle-open",
                                       8)):
@@ -94,9 +119,10 @@ def risk_trajectory(points: pd.DataFrame, *, event: str, horizon: float,
                     "line": {"width": 2, "color": RISK_LINE}},
             customdata=custom[sel],
             hovertemplate=(f"{label} at %{{x:.2f}} y (%{{customdata[0]}})<br>"
-                           "risk %{y:.1f}%" + ("" if not d.has_interval else
-                                               " (95% CI %{customdata[1]:.1f}-"
-                                               "%{customdata[2]:.1f}%)") + "<extra></extra>")))
+                           "risk %{y:.1f}%" + band + "<extra></extra>")))
+
+
+def _unassessable_markers(fig: go.Figure, d: TrajectoryData) -> None:
     bad = ~d.assessable
     if bad.any():
         fig.add_trace(go.Scatter(
@@ -105,40 +131,42 @@ def risk_trajectory(points: pd.DataFrame, *, event: str, horizon: float,
                     "line": {"width": 2, "color": NEUTRAL}},
             text=[d.reason[i] or "" for i in np.flatnonzero(bad)],
             hovertemplate="%{x:.2f} y: not assessable<br>%{text}<extra></extra>"))
-    label = outcome_label(outcome_event, outcome_time)
+
+
+def _outcome_marker(fig: go.Figure, d: TrajectoryData) -> None:
+    label = outcome_label(d.outcome_event, d.outcome_time)
     if label:
-        colour = event_colour(outcome_event)
-        fig.add_vline(x=outcome_time, line_dash="dash", line_color=colour)
+        colour = event_colour(d.outcome_event)
+        fig.add_vline(x=d.outcome_time, line_dash="dash", line_color=colour)
         fig.add_trace(go.Scatter(
-            x=[outcome_time], y=[d.y_max * 0.96], mode="markers+text", name=label,
+            x=[d.outcome_time], y=[d.y_max * 0.96], mode="markers+text", name=label,
             text=[label], textposition="middle left",
-            marker={"symbol": event_symbol(outcome_event), "size": 14, "color": colour,
+            marker={"symbol": event_symbol(d.outcome_event), "size": 14, "color": colour,
                     "line": {"width": 2, "color": colour}},
             hovertemplate=label + "<extra></extra>"))
-    if selected_time is not None:
-        i = int(np.argmin(np.abs(d.time - selected_time)))
-        if d.assessable[i]:
-            fig.add_trace(go.Scatter(
-                x=[d.time[i]], y=[d.risk_pct[i]], mode="markers", name="Selected visit",
-                marker={"symbol": "circle-open", "size": 22,
-                        "color": OKABE_ITO["reddish_purple"],
-                        "line": {"width": 3, "color": OKABE_ITO["reddish_purple"]}},
-                hoverinfo="skip"))
-    fig.update_yaxes(title=risk_axis_title(event, horizon), range=[0, d.y_max],
-                     ticksuffix="%")
-    fig.update_xaxes(title="Years since baseline")
-    return apply_layout(fig, height=height)
 
 
-def shap_waterfall(steps: pd.DataFrame, *, title: str | None = None,
+def _selected_ring(fig: go.Figure, d: TrajectoryData) -> None:
+    if d.selected_time is None:
+        return
+    i = int(np.argmin(np.abs(d.time - d.selected_time)))
+    if d.assessable[i]:
+        fig.add_trace(go.Scatter(
+            x=[d.time[i]], y=[d.risk_pct[i]], mode="markers", name="Selected visit",
+            marker={"symbol": "circle-open", "size": 22,
+                    "color": OKABE_ITO["reddish_purple"],
+                    "line": {"width": 3, "color": OKABE_ITO["reddish_purple"]}},
+            hoverinfo="skip"))
+
+
+def shap_waterfall(waterfall: Waterfall, *, title: str | None = None,
                    height: int | None = None) -> go.Figure:
     """Horizontal waterfall from the base value to the model output of one visit.
 
     Parameters
     ----------
-    steps
-        ``analytics.patient_risk.waterfall_data`` (``label``, ``shap``, ``kind``; attrs
-        ``base_value``, ``output``, ``scale``).
+    waterfall
+        :meth:`analytics.explain.Trajectory.waterfall` output.
 
     Returns
     -------
@@ -146,9 +174,10 @@ def shap_waterfall(steps: pd.DataFrame, *, title: str | None = None,
         One ``Waterfall`` trace: ``absolute`` base, ``relative`` steps (raising steps
         vermillion, lowering blue), ``total`` output; top to bottom in that order.
     """
+    steps = waterfall.steps
     if steps.empty:
         return _empty("No explanation for this visit")
-    base = float(steps.attrs.get("base_value", steps["start"].iloc[0]))
+    base = waterfall.base_value
     measure, x, text = [], [], []
     for r in steps.itertuples():
         if r.kind == "base":
@@ -175,7 +204,7 @@ def shap_waterfall(steps: pd.DataFrame, *, title: str | None = None,
                            [0.0]])
     fig.update_yaxes(autorange="reversed", title=None)
     # room for the value labels outside the bars on both sides
-    fig.update_xaxes(title=f"Contribution ({scale_text(steps.attrs.get('scale', ''))})",
+    fig.update_xaxes(title=f"Contribution ({scale_text(waterfall.scale)})",
                      range=_padded(ends))
     fig.update_traces(cliponaxis=False)
     fig.update_layout(showlegend=False)
@@ -188,14 +217,13 @@ def _padded(values: np.ndarray, pad: float = 0.22) -> list[float]:
     return [lo - pad * w, hi + pad * w]
 
 
-def change_chart(change: pd.DataFrame, *, height: int | None = None) -> go.Figure:
+def change_chart(change: ChangeSinceScan, *, height: int | None = None) -> go.Figure:
     """Bars of how much each feature moved the score since the reference visit.
 
     Parameters
     ----------
     change
-        ``analytics.patient_risk.change_since_scan`` (``label``, ``change``; attrs
-        ``reference_time``, ``reference_kind``, ``output_change``, ``risk_change``).
+        :meth:`analytics.explain.Trajectory.change_since_scan` output.
 
     Returns
     -------
@@ -204,44 +232,39 @@ def change_chart(change: pd.DataFrame, *, height: int | None = None) -> go.Figur
         vermillion, lowering blue; the title names the reference visit and the change of
         risk in percentage points.
     """
-    if change.empty or change.attrs.get("reference_kind") is None:
+    changes = change.changes
+    if changes.empty or change.reference_kind is None:
         return _empty("No earlier assessable scan or visit to compare with", height=160)
-    vals = change["change"].to_numpy(float)
+    vals = changes["change"].to_numpy(float)
     fig = go.Figure(go.Bar(
-        x=vals, y=change["label"].tolist(), orientation="h", marker={"color":
+        x=vals, y=changes["label"].tolist(), orientation="h", marker={"color":
                                                                       step_colours(vals)},
         text=[signed(v) for v in vals], textposition="outside", name="Change",
         hovertemplate="%{y}: %{x:+.3f}<extra></extra>"))
-    ref = change.attrs["reference_kind"]
-    dr = change.attrs.get("risk_change")
-    title = (f"Since the {ref} at {change.attrs['reference_time']:.1f} y: risk "
-             f"{dr * 100:+.1f} percentage points" if dr is not None else None)
     fig.update_yaxes(autorange="reversed", title=None)
     fig.update_xaxes(title="Change of contribution (log relative hazard)"
-                     if change.attrs.get("scale", "log_hazard") == "log_hazard"
+                     if change.scale == "log_hazard"
                      else "Change of contribution", range=_padded(np.append(vals, 0.0)))
     fig.update_traces(cliponaxis=False)
     fig.update_layout(showlegend=False)
-    return apply_layout(fig, title=title, height=height or 110 + 30 * len(change))
+    return apply_layout(fig, title=change.text, height=height or 110 + 30 * len(changes))
 
 
-def competing_incidence(curves: pd.DataFrame, *, visit_time: float,
-                        height: int = 320) -> go.Figure:
+def competing_incidence(incidence: IncidenceCurves, *, height: int = 320) -> go.Figure:
     """Predicted cumulative incidence of the endpoint and each competing cause.
 
     Parameters
     ----------
-    curves
-        ``analytics.patient_risk.cumulative_incidence_curves`` (``time``, ``cause``,
-        ``label``, ``cif``).
-    visit_time
-        The visit the curves start from (years since baseline), for the title.
+    incidence
+        :func:`analytics.explain.incidence_curves` output (the visit it starts from
+        names the axis).
 
     Returns
     -------
     plotly.graph_objects.Figure
         One line per cause (endpoint first), in percent, starting at 0.
     """
+    curves = incidence.curves
     if curves.empty:
         return _empty("No cumulative incidence to show")
     fig = go.Figure()
@@ -256,7 +279,7 @@ def competing_incidence(curves: pd.DataFrame, *, visit_time: float,
                                        "dash": "solid" if cause == "interest" else "dash"},
                                  hovertemplate="%{x:.1f} y: %{y:.1f}%<extra>" + name
                                  + "</extra>"))
-    fig.update_xaxes(title=f"Years after the visit at {visit_time:.1f} y")
+    fig.update_xaxes(title=f"Years after the visit at {incidence.visit_time:.1f} y")
     fig.update_yaxes(title="Cumulative incidence (%)", rangemode="tozero", ticksuffix="%")
     return apply_layout(fig, height=height)
 

@@ -158,7 +158,7 @@ def test_a_model_that_fails_its_integrity_check_is_reported(home):
 
 # --------------------------------------------------------------------------- patient
 def test_patient_risk_horizon_and_visit(home, engine, template):
-    from analytics.patient_risk import risk_view
+    from analytics.explain import patient_trajectory
 
     model, cohort, store = engine
     p = template.imaging[0]
@@ -167,17 +167,18 @@ def test_patient_risk_horizon_and_visit(home, engine, template):
     at.run()
     at.switch_page("pages/patient.py").run()
     _ok(at)
-    view = risk_view(model, cohort.visits, p, 3.0)
+    view = patient_trajectory(model, cohort.visits, p, 3.0)
     i = int(np.flatnonzero(view.points["assessable"])[-1])
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Risk within 3 y"] == f"{100 * view.points['risk'].iloc[i]:.1f}%"
     keys = {c.key for c in at.get("plotly_chart")}
     assert {"patient:timeline", "patient:risk", "patient:waterfall", "patient:change",
             "patient:trajectory"} <= keys
+    assert "Why: " + "; ".join(view.why(i)) + "." in [c.value for c in at.caption]
     # change the horizon
     at.get("button_group")[0].set_value(1.0).run()
     _ok(at)
-    v1 = risk_view(model, cohort.visits, p, 1.0)
+    v1 = patient_trajectory(model, cohort.visits, p, 1.0)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Risk within 1 y"] == f"{100 * v1.points['risk'].iloc[i]:.1f}%"
     # explain the first visit instead

@@ -131,9 +131,9 @@ def test_change_since_previous_adds_up_to_the_output_change(data, models):
         m = models[kind]
         e = explain(m, m.matrix(rows))
         ch = change_since_previous(e, 2, 1)
-        assert ch["change"].sum() == pytest.approx(e.output[2] - e.output[1], abs=1e-6)
-        assert ch.attrs["output_change"] == pytest.approx(e.output[2] - e.output[1])
-        assert abs(ch["change"].iloc[0]) >= abs(ch["change"].iloc[-1])
+        assert ch.changes["change"].sum() == pytest.approx(e.output[2] - e.output[1], abs=1e-6)
+        assert ch.output_change == pytest.approx(e.output[2] - e.output[1])
+        assert abs(ch.changes["change"].iloc[0]) >= abs(ch.changes["change"].iloc[-1])
 
 
 def test_clinical_wording_names_value_unit_change_and_horizon(data, models):

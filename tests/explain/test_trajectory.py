@@ -1,6 +1,7 @@
-"""Per-patient risk view: numbers equal the engine's trajectory; grouped SHAP, waterfall
-and change since the last scan add up exactly; cumulative incidence of every cause sums
-with event-free survival to one and equals the model's risk for the endpoint."""
+"""Per-patient trajectory: its table equals its JSON; grouped SHAP, waterfall and change
+since the last scan add up exactly; cumulative incidence of every cause sums with
+event-free survival to one and equals the model's risk for the endpoint; the sentences
+come from the one writer."""
 
 from __future__ import annotations
 
@@ -9,13 +10,7 @@ import pandas as pd
 import pytest
 
 from analytics.errors import ModelError
-from analytics.patient_risk import (
-    change_since_scan,
-    cumulative_incidence_curves,
-    feature_groups,
-    risk_view,
-    waterfall_data,
-)
+from analytics.explain import feature_groups, incidence_curves, patient_trajectory
 from tests import dashboard_data
 
 
@@ -46,13 +41,11 @@ def competing_model(loaded):
                            "cox-in-memory")
 
 
-def test_risk_view_equals_patient_trajectory(loaded):
-    from analytics.models.predict import patient_trajectory
-
+def test_trajectory_table_equals_its_json(loaded):
     t, model, cohort = loaded
     p = t.imaging[0]
-    view = risk_view(model, cohort.visits, p, 2.0)
-    traj = patient_trajectory(model, cohort.visits, p, horizon=2.0)["trajectory"]
+    view = patient_trajectory(model, cohort.visits, p, 2.0)
+    traj = patient_trajectory(model, cohort.visits, p, horizon=2.0).to_json()["trajectory"]
     pts = view.points
     assert pts["time"].tolist() == pytest.approx([r["time"] for r in traj])
     for (_, row), r in zip(pts.iterrows(), traj, strict=True):
@@ -69,11 +62,12 @@ def test_risk_view_equals_patient_trajectory(loaded):
 
 def test_grouped_contributions_add_up_to_the_model_output(loaded):
     t, model, cohort = loaded
-    view = risk_view(model, cohort.visits, t.imaging[1], 3.0)
+    view = patient_trajectory(model, cohort.visits, t.imaging[1], 3.0)
     groups = feature_groups(model)
     assert groups["bilirubin_mg_dl_slope"] == "bilirubin_mg_dl"
     assert groups["landmark_years_sq"] == "landmark_years"
-    for i, c in enumerate(view.contributions):
+    for i in range(len(view.points)):
+        c = view.contribution_table(i)
         p = view.points.iloc[i]
         if not p["assessable"]:
             assert c.empty
@@ -86,9 +80,9 @@ def test_grouped_contributions_add_up_to_the_model_output(loaded):
 def test_contribution_values_are_the_patients_history(loaded):
     t, model, cohort = loaded
     p = t.imaging[0]
-    view = risk_view(model, cohort.visits, p, 3.0)
+    view = patient_trajectory(model, cohort.visits, p, 3.0)
     i = view.latest_index()
-    c = view.contributions[i].set_index("feature")
+    c = view.contribution_table(i).set_index("feature")
     pv = cohort.visits[(cohort.visits["patient"] == p)
                        & (cohort.visits["time"] <= view.points["time"].iloc[i] + 1e-9)]
     last_albumin = pv["albumin_g_dl"].dropna().iloc[-1]
@@ -98,63 +92,67 @@ def test_contribution_values_are_the_patients_history(loaded):
 
 def test_waterfall_runs_from_base_to_output(loaded):
     t, model, cohort = loaded
-    view = risk_view(model, cohort.visits, t.imaging[0], 3.0)
+    view = patient_trajectory(model, cohort.visits, t.imaging[0], 3.0)
     i = view.latest_index()
-    w = waterfall_data(view, i, top=4)
+    waterfall = view.waterfall(i, top=4)
+    w = waterfall.steps
+    assert waterfall.output == pytest.approx(view.points["model_output"].iloc[i])
     assert w["kind"].tolist() == ["base", "feature", "feature", "feature", "feature", "other",
                                   "output"]
     assert w["end"].iloc[-1] == pytest.approx(view.points["model_output"].iloc[i], abs=1e-9)
     steps = w.iloc[1:-1]
     np.testing.assert_allclose(steps["end"] - steps["start"], steps["shap"])
     np.testing.assert_allclose(steps["start"].iloc[1:].to_numpy(), steps["end"].iloc[:-1])
-    assert w["label"].iloc[1].startswith(view.contributions[i]["label"].iloc[0] + " = ")
+    assert w["label"].iloc[1].startswith(view.contribution_table(i)["label"].iloc[0] + " = ")
 
 
 def test_change_since_the_last_scan_adds_up(loaded):
     t, model, cohort = loaded
-    view = risk_view(model, cohort.visits, t.imaging[0], 3.0)
+    view = patient_trajectory(model, cohort.visits, t.imaging[0], 3.0)
     pts = view.points
     ok_scans = pts.index[pts["is_scan"] & pts["assessable"]]
     later = [i for i in pts.index[pts["assessable"]] if i > ok_scans[0]]
     i = later[-1]
-    ch = change_since_scan(view, i, top=50)
+    ch = view.change_since_scan(i, top=50)
     ref = [j for j in ok_scans if j < i][-1]
-    assert ch.attrs["reference_kind"] == "scan"
-    assert ch.attrs["reference_time"] == pytest.approx(pts["time"].iloc[ref])
-    assert ch["change"].sum() == pytest.approx(ch.attrs["output_change"], abs=1e-9)
-    assert ch.attrs["output_change"] == pytest.approx(
+    assert ch.reference_kind == "scan"
+    assert ch.reference_time == pytest.approx(pts["time"].iloc[ref])
+    assert ch.changes["change"].sum() == pytest.approx(ch.output_change, abs=1e-9)
+    assert ch.output_change == pytest.approx(
         pts["model_output"].iloc[i] - pts["model_output"].iloc[ref])
-    assert ch.attrs["risk_change"] == pytest.approx(pts["risk"].iloc[i] - pts["risk"].iloc[ref])
-    short = change_since_scan(view, i, top=3)
-    assert short["feature"].iloc[-1] == "__other__"
-    assert short["change"].sum() == pytest.approx(ch["change"].sum(), abs=1e-9)
+    assert ch.risk_change == pytest.approx(pts["risk"].iloc[i] - pts["risk"].iloc[ref])
+    short = view.change_since_scan(i, top=3)
+    assert short.changes["feature"].iloc[-1] == "__other__"
+    assert short.changes["change"].sum() == pytest.approx(ch.changes["change"].sum(), abs=1e-9)
+    assert ch.text == (f"Since the scan at {pts['time'].iloc[ref]:.1f} y: risk "
+                       f"{100 * ch.risk_change:+.1f} percentage points")
 
 
 def test_nothing_to_compare_at_the_first_visit(loaded):
     t, model, cohort = loaded
-    view = risk_view(model, cohort.visits, t.imaging[0], 3.0)
+    view = patient_trajectory(model, cohort.visits, t.imaging[0], 3.0)
     first = int(np.flatnonzero(view.points["assessable"])[0])
-    ch = change_since_scan(view, first)
-    assert ch.empty and ch.attrs["reference_kind"] is None
+    ch = view.change_since_scan(first)
+    assert ch.changes.empty and ch.reference_kind is None and ch.text is None
 
 
 def test_waterfall_of_an_unassessable_visit_is_refused(loaded):
-    from analytics.patient_risk import RiskView
+    import dataclasses
 
     t, model, cohort = loaded
-    view = risk_view(model, cohort.visits, t.imaging[0], 3.0)
+    view = patient_trajectory(model, cohort.visits, t.imaging[0], 3.0)
     pts = view.points.copy()
     pts.loc[0, ["assessable", "reason"]] = [False, "missing required feature age_years"]
-    broken = RiskView(view.patient, view.model_id, view.event, view.horizon, view.scale, pts,
-                      view.contributions)
+    broken = dataclasses.replace(view, points=pts)
     with pytest.raises(ModelError, match=r"not assessable \(missing required feature age"):
-        waterfall_data(broken, 0)
+        broken.waterfall(0)
+    assert broken.contributions(0) == [] and broken.why(0) == []
 
 
 def test_unknown_horizon_is_refused(loaded):
     t, model, cohort = loaded
     with pytest.raises(ModelError, match=r"--horizon 4: the model was trained for horizons"):
-        risk_view(model, cohort.visits, t.imaging[0], 4.0)
+        patient_trajectory(model, cohort.visits, t.imaging[0], 4.0)
 
 
 def test_cumulative_incidence_of_every_cause(loaded, competing_model):
@@ -163,7 +161,11 @@ def test_cumulative_incidence_of_every_cause(loaded, competing_model):
     p = t.imaging[0]
     pv = cohort.visits[cohort.visits["patient"] == p]
     s = float(pv["time"].iloc[1])
-    curves = cumulative_incidence_curves(model, cohort.visits, p, s, [0.5, 1.0, 2.0, 3.0])
+    trajectory = patient_trajectory(model, cohort.visits, p)
+    i = int(np.flatnonzero(np.isclose(trajectory.points["time"], s))[0])
+    incidence = incidence_curves(model, trajectory, i, [0.5, 1.0, 2.0, 3.0])
+    assert incidence.visit_time == pytest.approx(s)
+    curves = incidence.curves
     assert set(curves["cause"]) == {"interest", *model.events.competing}
     endpoint = curves[curves["cause"] == "interest"].set_index("time")["cif"]
     fitted = model.model
@@ -177,3 +179,72 @@ def test_cumulative_incidence_of_every_cause(loaded, competing_model):
     total = curves.groupby("time")["cif"].sum().to_numpy()
     np.testing.assert_allclose(total + surv, 1.0, atol=1e-12)
     assert (np.diff(endpoint.to_numpy()) >= 0).all()
+
+
+def test_json_follows_the_predict_contract_and_skips_the_requested_time(loaded):
+    t, model, cohort = loaded
+    p = t.imaging[0]
+    pv = cohort.visits[cohort.visits["patient"] == p]
+    at = float(pv["time"].iloc[0] + pv["time"].iloc[1]) / 2
+    res = patient_trajectory(model, cohort.visits, p, horizon=2.0, at=at).to_json()
+    assert list(res) == ["patient", "model_id", "horizon", "event", "trajectory", "at"]
+    rows = res["trajectory"]
+    assert list(rows[0]) == ["time", "date", "horizon", "model_id", "requested", "shap_scale",
+                             "risk", "ci", "shap", "base_value", "model_output", "reason",
+                             "contributions", "change"]
+    assert res["at"]["time"] == at and res["at"]["requested"]
+    k = next(i for i, r in enumerate(rows) if r["requested"])
+    after = rows[k + 1]
+    # the visit after the requested time is compared with the visit before it
+    assert after["change"]["since_time"] == rows[k - 1]["time"]
+    for r in rows:
+        if r["risk"] is not None:
+            assert r["base_value"] + sum(r["shap"].values()) == pytest.approx(
+                r["model_output"], abs=1e-9)
+            assert len(r["contributions"]) == 5
+
+
+def test_sentences_come_from_the_one_writer(loaded):
+    from analytics.explain import contribution_sentence, why_text
+
+    t, model, cohort = loaded
+    view = patient_trajectory(model, cohort.visits, t.imaging[0], 3.0)
+    i = view.latest_index()
+    cs = view.contributions(i)
+    assert view.why(i, 2) == [c.text for c in cs[:2]]
+    assert view.to_json()["trajectory"][i]["contributions"] == [c.text for c in cs[:5]]
+    for c in cs:
+        assert c.text == contribution_sentence(c.label, c.unit, c.value, c.change, c.shap, 3.0,
+                                               c.feature)
+    assert why_text(view.why(i, 2)) == "Why: " + "; ".join(view.why(i, 2)) + "."
+    assert why_text([]) == ""
+
+
+@pytest.mark.parametrize(("args", "text"), [
+    pytest.param(("Platelets", "10⁹/L", 141.0, -28.0, 0.2, 3.0, "platelets_10e9_l"),
+                 "Platelets 141 10⁹/L (-28 10⁹/L since the previous visit) raised the "
+                 "3-year risk", id="value-unit-change"),
+    pytest.param(("Albumin", "g/dL", None, None, -0.3, 2.0, "albumin_g_dl"),
+                 "Albumin not measured yet lowered the 2-year risk", id="not-measured"),
+    pytest.param(("Sex", "", "F", None, 0.0004, 1.0, "sex"),
+                 "Sex F did not change the 1-year risk", id="category-negligible"),
+    pytest.param(("Time since baseline", "years", 2.5, 0.5, 0.1, 1.0, "landmark_years"),
+                 "Time since baseline 2.5 years raised the 1-year risk", id="no-change-of-time"),
+    pytest.param(("Spleen volume", "mL", 1234.0, 1500.0, 0.1, 1.0, "spleen_volume_ml"),
+                 "Spleen volume 1,234 mL (+1,500 mL since the previous visit) raised the "
+                 "1-year risk", id="thousands"),
+])
+def test_contribution_sentence(args, text):
+    from analytics.explain import contribution_sentence
+
+    assert contribution_sentence(*args) == text
+
+
+def test_risk_sentence_names_endpoint_horizon_visit_and_interval():
+    from analytics.explain import risk_sentence
+
+    assert risk_sentence("decompensation", 3.0, 2.04, 0.1234, (0.08, 0.17)) == (
+        "Risk of decompensation within 3 y at the visit at 2.0 y: 12.3% "
+        "(95% CI 8.0%-17.0%).")
+    assert risk_sentence("death", 1.0, 0.0, 0.05, (float("nan"), float("nan"))) == (
+        "Risk of death within 1 y at the visit at 0.0 y: 5.0%.")

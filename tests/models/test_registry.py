@@ -12,8 +12,8 @@ from sqlalchemy import select, update
 
 from analytics.config import load_settings
 from analytics.errors import ModelError, ModelIntegrityError
+from analytics.explain import patient_trajectory
 from analytics.models.domain import TrainingDomain
-from analytics.models.predict import patient_trajectory
 from analytics.models.registry import load_model, training_data_hash
 from analytics.models.settings import ModelSettings
 from analytics.models.training import train_model
@@ -69,9 +69,9 @@ def test_round_trip_gives_identical_predictions(trained, cohort):
     for kind in ("cox", "gbm"):
         model = load_model(store, settings, out[kind]["model_id"])
         assert model.kind == kind and model.model_id == out[kind]["model_id"]
-        tr = patient_trajectory(model, c.visits, pid, horizon=2.0)
+        tr = patient_trajectory(model, c.visits, pid, horizon=2.0).to_json()
         again = patient_trajectory(load_model(store, settings, out[kind]["model_id"]),
-                                   c.visits, pid, horizon=2.0)
+                                   c.visits, pid, horizon=2.0).to_json()
         assert tr == again
         rows = [r for r in tr["trajectory"] if r["risk"] is not None]
         assert rows and all(0 <= r["risk"] <= 1 for r in rows)
@@ -205,9 +205,9 @@ def test_stored_settings_that_no_longer_validate_ask_for_a_retrain(trained, tmp_
 
 
 def test_scoring_writes_nothing_into_the_shared_model(trained, cohort):
+    from analytics.explain import incidence_curves
     from analytics.model_admin import global_drivers
     from analytics.overview import cohort_risk
-    from analytics.patient_risk import cumulative_incidence_curves, risk_view
 
     settings, store, out = trained
     c, _ = cohort
@@ -220,10 +220,11 @@ def test_scoring_writes_nothing_into_the_shared_model(trained, cohort):
 
     before = state()
     pid = c.visits["patient"].iloc[0]
-    patient_trajectory(reg, c.visits, pid, horizon=2.0, at=1.0)
-    risk_view(reg, c.visits, pid, 1.0)
+    patient_trajectory(reg, c.visits, pid, horizon=2.0, at=1.0).to_json()
+    trajectory = patient_trajectory(reg, c.visits, pid, 1.0)
+    trajectory.why(0)
     cohort_risk(reg, c.visits, 3.0)
-    cumulative_incidence_curves(reg, c.visits, pid, 0.5)
+    incidence_curves(reg, trajectory, 0)
     global_drivers(reg, max_rows=5)
     assert state() == before
     with pytest.raises(AttributeError, match="cannot assign to field 'model_id'"):
@@ -257,14 +258,14 @@ def test_out_of_domain_visits_get_no_number(trained, cohort):
     visits = c.visits[c.visits["patient"] == pid].copy()
     last = visits.index[-1]
     visits.loc[last, "bilirubin_mg_dl"] = 500.0
-    tr = patient_trajectory(model, visits, pid)
+    tr = patient_trajectory(model, visits, pid).to_json()
     rows = tr["trajectory"]
     assert rows[-1]["risk"] is None and rows[-1]["ci"] is None and rows[-1]["shap"] == {}
     assert "Bilirubin (bilirubin_mg_dl) 500 mg/dL outside the training range" in rows[-1]["reason"]
     assert all(r["risk"] is not None for r in rows[:-1]
                if r["time"] <= model.model.landmarks_[-1])
     # a time far beyond the landmark range is not assessable either
-    far = patient_trajectory(model, visits.iloc[:-1], pid, at=40.0)["at"]
+    far = patient_trajectory(model, visits.iloc[:-1], pid, at=40.0).to_json()["at"]
     assert far["risk"] is None and "landmark range" in far["reason"]
 
 
@@ -328,7 +329,7 @@ def test_rsf_round_trip_verifies_its_pickles(tmp_path, cohort):
         params={"n_estimators": 15}))
     model = load_model(store, settings, p["model_id"])
     pid = c.visits["patient"].iloc[0]
-    tr = patient_trajectory(model, c.visits, pid, horizon=1.0)
+    tr = patient_trajectory(model, c.visits, pid, horizon=1.0).to_json()
     row = next(r for r in tr["trajectory"] if r["risk"] is not None)
     assert row["shap_scale"] == "risk" and row["ci"] is None
     assert row["base_value"] + sum(row["shap"].values()) == pytest.approx(row["risk"], abs=1e-9)

@@ -10,8 +10,24 @@ import pandas as pd
 import pytest
 
 from analytics import viz
+from analytics.explain import (
+    ChangeSinceScan,
+    ClinicalImportance,
+    IncidenceCurves,
+    Trajectory,
+    Waterfall,
+)
+from analytics.models.explanation import Explanation
 from analytics.viz import mpl, prep
 from analytics.viz.palette import OKABE_ITO
+
+
+def _trajectory(event: str = "death,decompensation", horizon: float = 2.0) -> Trajectory:
+    points = _points()
+    n = len(points)
+    empty = Explanation(np.zeros((n, 0)), np.zeros(n), points["model_output"].to_numpy(),
+                        pd.DataFrame(index=range(n)), "log_hazard")
+    return Trajectory("P1", None, event, horizon, points, empty, empty, has_interval=True)
 
 
 def _points() -> pd.DataFrame:
@@ -26,15 +42,14 @@ def _points() -> pd.DataFrame:
 
 
 def test_trajectory_breaks_at_unassessable_visits():
-    d = prep.trajectory_data(_points())
+    d = prep.trajectory_data(_trajectory())
     assert [s.tolist() for s in d.segments] == [[0, 1], [3]]
     assert d.risk_pct[[0, 1, 3]].tolist() == pytest.approx([10.0, 12.0, 20.0])
     assert d.y_max == pytest.approx(30.0 * 1.15)
 
 
 def test_risk_trajectory_plots_the_risks_in_percent():
-    fig = viz.risk_trajectory(_points(), event="death,decompensation", horizon=2.0,
-                              outcome_event="decompensation", outcome_time=2.2,
+    fig = viz.risk_trajectory(_trajectory(), outcome_event="decompensation", outcome_time=2.2,
                               selected_time=1.5)
     by = {}
     for tr in fig.data:
@@ -51,14 +66,13 @@ def test_risk_trajectory_plots_the_risks_in_percent():
     assert fig.layout.yaxis.title.text == "Risk of death or decompensation within 2 y (%)"
 
 
-def _steps() -> pd.DataFrame:
+def _steps() -> Waterfall:
     df = pd.DataFrame({"label": ["Base value", "Albumin = 3.1 g/dL", "Age = 70 years",
                                  "3 other features", "Model output"],
                        "shap": [0.0, 0.6, -0.2, 0.1, 0.0],
                        "start": [0.0, 0.0, 0.6, 0.4, 0.5], "end": [0.0, 0.6, 0.4, 0.5, 0.5],
                        "kind": ["base", "feature", "feature", "other", "output"]})
-    df.attrs.update(base_value=0.0, output=0.5, scale="log_hazard")
-    return df
+    return Waterfall(df, base_value=0.0, output=0.5, scale="log_hazard")
 
 
 def test_waterfall_has_absolute_relative_total_steps():
@@ -72,16 +86,16 @@ def test_waterfall_has_absolute_relative_total_steps():
 
 
 def test_change_chart_colours_by_sign_and_names_the_reference():
-    ch = pd.DataFrame({"feature": ["a", "b"], "label": ["Albumin", "Platelets"],
-                       "change": [0.3, -0.1]})
-    ch.attrs.update(reference_time=1.0, reference_kind="scan", risk_change=0.034,
-                    scale="log_hazard")
+    ch = ChangeSinceScan(pd.DataFrame({"feature": ["a", "b"], "label": ["Albumin", "Platelets"],
+                                       "change": [0.3, -0.1]}),
+                         reference_time=1.0, reference_kind="scan", output_change=0.2,
+                         risk_change=0.034, scale="log_hazard")
     fig = viz.change_chart(ch)
     assert list(fig.data[0].x) == [0.3, -0.1]
     assert list(fig.data[0].marker.color) == [OKABE_ITO["vermillion"], OKABE_ITO["blue"]]
     assert fig.layout.title.text == "Since the scan at 1.0 y: risk +3.4 percentage points"
-    empty = pd.DataFrame(columns=["feature", "label", "change"])
-    empty.attrs.update(reference_kind=None)
+    empty = ChangeSinceScan(pd.DataFrame(columns=["feature", "label", "change"]), None, None,
+                            None, None, "log_hazard")
     assert "No earlier" in viz.change_chart(empty).layout.annotations[0].text
 
 
@@ -89,11 +103,12 @@ def test_competing_incidence_starts_at_zero():
     curves = pd.DataFrame({"time": [1.0, 2.0, 1.0, 2.0], "cause": ["interest"] * 2 + ["death"] * 2,
                            "label": ["decompensation"] * 2 + ["death"] * 2,
                            "cif": [0.1, 0.2, 0.05, 0.07]})
-    fig = viz.competing_incidence(curves, visit_time=1.2)
+    fig = viz.competing_incidence(IncidenceCurves(visit_time=1.2, curves=curves))
     assert [tr.name for tr in fig.data] == ["Decompensation", "Death"]
     assert list(fig.data[0].y) == pytest.approx([0.0, 10.0, 20.0])
     assert list(fig.data[1].x) == [0.0, 1.0, 2.0]
     assert fig.data[1].line.dash == "dash"
+    assert fig.layout.xaxis.title.text == "Years after the visit at 1.2 y"
 
 
 def test_patient_timeline_lanes():
@@ -140,9 +155,10 @@ def test_model_figures_plot_the_stored_numbers():
                        "n": [30, 25], "events": [5, 4]})
     f2 = viz.td_auc_plot(td)
     assert list(f2.data[1].y) == [0.7, 0.65]
-    drivers = pd.DataFrame({"feature": ["a", "b"], "label": ["Albumin", "Age"],
-                            "mean_abs_shap": [0.4, 0.2], "mean_shap": [0.1, 0.0]})
-    drivers.attrs.update(scale="log_hazard", n_rows=200)
+    drivers = ClinicalImportance(pd.DataFrame({"feature": ["a", "b"], "label": ["Albumin", "Age"],
+                                               "mean_abs_shap": [0.4, 0.2],
+                                               "mean_shap": [0.1, 0.0]}),
+                                 scale="log_hazard", n_rows=200)
     f3 = viz.drivers_bar(drivers)
     assert list(f3.data[0].x) == [0.4, 0.2] and "200 training rows" in f3.layout.xaxis.title.text
 
@@ -178,7 +194,7 @@ def test_matplotlib_twins_render_pngs_of_the_requested_size(render):
     from PIL import Image
 
     if render == "trajectory":
-        png = mpl.trajectory_png(_points(), event="x", horizon=2.0, outcome_event="death",
+        png = mpl.trajectory_png(_trajectory(event="x"), outcome_event="death",
                                  outcome_time=2.0, size_in=(4, 2), dpi=100)
         size = (400, 200)
     elif render == "waterfall":

@@ -18,13 +18,13 @@ from analytics import audit
 from analytics.audit import Actor
 from analytics.auth import Permission, allowed, require
 from analytics.errors import ModelError
+from analytics.explain import ClinicalImportance, clinical_importance
 from analytics.store.db import Store
 from analytics.store.schema import ModelRecord
 
 if TYPE_CHECKING:
     from analytics.cohort_types import CohortTable
     from analytics.config import Settings
-    from analytics.explain import ClinicalImportance
     from analytics.models.registry import RegisteredModel
     from analytics.models.settings import ModelSettings
 
@@ -213,8 +213,6 @@ def global_drivers(model: RegisteredModel, horizon: float | None = None,
     ModelError
         If the model has no stored training sample.
     """
-    from analytics.explain import clinical_importance
-
     return clinical_importance(model, horizon, max_rows)
 
 

@@ -87,6 +87,15 @@ def test_biomarker_table_shows_the_ground_truth(home):
     assert page.title == p and "dates shifted per patient" in page.subtitle
     assert page.trajectory_png[:8] == b"\x89PNG\r\n\x1a\n"
     assert page.waterfall_png is not None and page.key_image_png is not None
+    # the risk and its reason, both from the one sentence writer
+    from analytics.explain import patient_trajectory
+    from analytics.viz.prep import event_text
+
+    trajectory = patient_trajectory(model, build_cohort(store).visits, p)
+    i = trajectory.latest_index()
+    assert page.risk_text.startswith(f"Risk of {event_text(trajectory.event)} within 3 y at the "
+                                     f"visit at {trajectory.points['time'].iloc[i]:.1f} y: ")
+    assert page.risk_text.endswith(f" Why: {trajectory.why(i, 1)[0]}.")
 
 
 def test_every_pack_is_audited_before_it_is_drawn(home):

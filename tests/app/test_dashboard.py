@@ -287,6 +287,11 @@ def test_mdt_meeting_notes_and_pack(home, engine, template):
     assert at.selectbox(key="mdt:current").value == patients[0]
     assert any(m.label.startswith("Risk within 3 y") for m in at.metric)
     assert any(t.startswith("**Why:**") for t in _texts(at.markdown))
+    from analytics.explain import patient_trajectory
+
+    trajectory = patient_trajectory(_m, _c.visits, patients[0], 3.0)
+    why = "**Why:** " + "; ".join(trajectory.why(trajectory.latest_index())) + "."
+    assert why in _texts(at.markdown)
     at.text_area(key="mdt:note").input("Discussed: repeat CT in 6 months.")
     _button(at, "Save note").click().run()
     _ok(at)

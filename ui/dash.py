@@ -22,6 +22,7 @@ import streamlit as st
 
 from analytics import audit
 from analytics.errors import ModelError
+from analytics.usecases.context import Context
 from ui import jobs, loaders
 from ui.loaders import AppContext
 
@@ -45,6 +46,11 @@ def actor(ctx: AppContext) -> audit.Actor:
     """The engine's audit actor for the current viewer."""
     v = ctx.viewer
     return audit.Actor(v.username, v.role, v.session_id)
+
+
+def use_case_context(ctx: AppContext) -> Context:
+    """The use cases' context (``analytics.usecases``) for the current viewer."""
+    return Context(actor(ctx), ctx.store, ctx.settings)
 
 
 def page_allowed(ctx: AppContext, path: str) -> bool:

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from analytics import admin
+from analytics.usecases import admin
 from ui import auth, shell
 
 ctx = shell.page_start()

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from analytics import admin
 from analytics.config import load_settings
+from analytics.usecases import admin
 from ui import auth, shell
 
 ctx = shell.page_start()

@@ -3,8 +3,8 @@
 import pandas as pd
 import streamlit as st
 
-from analytics import admin
 from analytics.auth import MIN_PASSWORD_LENGTH, Role
+from analytics.usecases import admin
 from ui import auth, shell
 
 ctx = shell.page_start()

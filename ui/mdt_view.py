@@ -14,6 +14,9 @@ from analytics import audit
 from analytics.audit import Actor
 from analytics.config import Settings
 from analytics.store.db import Store
+from analytics.usecases.context import Context
+from analytics.usecases.mdt import parse_meeting_list
+from analytics.usecases.report import ReportRequest, build_mdt_report
 from ui import webguard
 from ui.jobs import Job
 from ui.session import key
@@ -64,8 +67,6 @@ def add_pasted(options: list[str]) -> None:
         The pseudonyms the meeting list offers; pasted entries outside it are kept under
         :data:`UNKNOWN_KEY` for the page's warning.
     """
-    from analytics.mdt import parse_meeting_list
-
     found, unknown = parse_meeting_list(st.session_state.get(PASTE_KEY) or "", options)
     current = list(st.session_state.get(LIST_KEY) or [])
     st.session_state[LIST_KEY] = current + [p for p in found if p not in current]
@@ -128,13 +129,11 @@ def sentences(contributions: pd.DataFrame, horizon: float, top: int = 3) -> list
 def pdf_job(job: Job, store: Store, settings: Settings, actor: Actor, patients: list[str], *,
             model: Any, visits: pd.DataFrame | None, horizon: float | None,
             meeting: str | None) -> Any:
-    """Build the MDT pack in memory (``analytics.report.build_mdt_report``)."""
-    from analytics.report import build_mdt_report
-
+    """Build the MDT pack in memory (``analytics.usecases.report.build_mdt_report``)."""
     job.report(f"drawing {len(patients)} page(s)", 0.0)
-    return build_mdt_report(store, settings, patients, None, actor=actor, model=model,
-                            visits=visits, horizon=horizon, meeting=meeting,
-                            progress=job.report)
+    return build_mdt_report(Context(actor, store, settings), ReportRequest(
+        patients, model=model, visits=visits, horizon=horizon, meeting=meeting,
+        progress=job.report))
 
 
 def download_once(result: Any, store: Store, actor: Actor) -> Callable[[], bytes]:

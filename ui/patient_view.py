@@ -7,7 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from analytics.keyimage import OVERLAYS, WINDOWS
+from analytics.usecases.keyimage import OVERLAYS, WINDOWS
 from analytics.viz.prep import biomarker_summary, normal_range, range_text
 
 

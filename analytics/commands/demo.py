@@ -11,7 +11,7 @@ from analytics.config import Settings
 
 @command("demo")
 def demo_cmd(args: argparse.Namespace, settings: Settings) -> CommandResult:
-    from analytics.demo import run_demo
+    from analytics.usecases.demo import run_demo
 
     def say(msg: str) -> None:
         print(f"demo: {msg}", file=sys.stderr, flush=True)

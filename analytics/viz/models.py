@@ -1,5 +1,5 @@
 """Model figures (plotly): calibration curves, time-dependent AUC over landmark times and
-global SHAP drivers. Inputs come from :mod:`analytics.model_admin`.
+global SHAP drivers. Inputs come from :mod:`analytics.usecases.model_admin`.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def calibration_plot(curves: pd.DataFrame, *, height: int = 380) -> go.Figure:
     Parameters
     ----------
     curves
-        ``analytics.model_admin.calibration_curves`` (``horizon``, ``predicted``,
+        ``analytics.usecases.model_admin.calibration_curves`` (``horizon``, ``predicted``,
         ``observed``; fractions).
 
     Returns
@@ -55,7 +55,7 @@ def td_auc_plot(td: pd.DataFrame, *, height: int = 340) -> go.Figure:
     Parameters
     ----------
     td
-        ``analytics.model_admin.td_auc_by_landmark`` (``landmark``, ``horizon``,
+        ``analytics.usecases.model_admin.td_auc_by_landmark`` (``landmark``, ``horizon``,
         ``td_auc``, ``n``, ``events``).
 
     Returns
@@ -92,7 +92,7 @@ def drivers_bar(drivers: pd.DataFrame, *, top: int = 15, height: int | None = No
     Parameters
     ----------
     drivers
-        ``analytics.model_admin.global_drivers`` (``label``, ``mean_abs_shap``; attrs
+        ``analytics.usecases.model_admin.global_drivers`` (``label``, ``mean_abs_shap``; attrs
         ``scale``, ``n_rows``).
     """
     d = drivers.head(top)

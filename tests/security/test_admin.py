@@ -2,10 +2,11 @@
 
 import pytest
 
-from analytics import admin, audit, auth
+from analytics import audit, auth
 from analytics.audit import Actor
 from analytics.errors import PermissionDeniedError
 from analytics.store import open_store
+from analytics.usecases import admin
 
 
 @pytest.fixture
@@ -38,9 +39,9 @@ def test_admin_reads_a_verified_trail(store):
 
 
 def test_admin_changes_a_setting_atomically_and_audited(store, tmp_path, monkeypatch):
-    from analytics import admin as adm
     from analytics.config import load_settings
     from analytics.features import totalseg
+    from analytics.usecases import admin as adm
 
     monkeypatch.setattr(totalseg, "_installed_version", lambda: None)
 
@@ -77,9 +78,9 @@ def test_admin_changes_a_setting_atomically_and_audited(store, tmp_path, monkeyp
     ids=["not-editable", "out-of-range", "wrong-type", "not-bool"],
 )
 def test_bad_setting_changes_are_refused(store, tmp_path, key, value, match):
-    from analytics import admin as adm
     from analytics.config import load_settings
     from analytics.errors import ConfigError
+    from analytics.usecases import admin as adm
 
     settings = load_settings(tmp_path)
     with pytest.raises(ConfigError, match=match):
@@ -89,8 +90,8 @@ def test_bad_setting_changes_are_refused(store, tmp_path, key, value, match):
 
 @pytest.mark.parametrize("role", ["clinician", "researcher"])
 def test_only_admins_change_settings(store, tmp_path, role):
-    from analytics import admin as adm
     from analytics.config import load_settings
+    from analytics.usecases import admin as adm
 
     with pytest.raises(PermissionDeniedError, match="may not change settings"):
         adm.change_setting(store, Actor("m", role, "s"), load_settings(tmp_path),

@@ -27,7 +27,7 @@ from analytics.store.schema import ModelRecord, Patient, Series, User
 SAMPLE_DIR = "sample_cohort"
 DEMO_USERS = (("demo.clinician", "clinician"), ("demo.researcher", "researcher"),
               ("demo.admin", "admin"))
-_REPO_DEMO_TOML = Path(__file__).resolve().parents[1] / "sample_data" / "demo.toml"
+_REPO_DEMO_TOML = Path(__file__).resolve().parents[2] / "sample_data" / "demo.toml"
 
 Say = Callable[[str], None]
 

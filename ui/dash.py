@@ -22,7 +22,7 @@ import streamlit as st
 
 from analytics import audit
 from analytics.errors import ModelError
-from analytics.usecases.context import Context
+from analytics.usecases.context import Context, record_view
 from ui import jobs, loaders
 from ui.loaders import AppContext
 
@@ -85,8 +85,8 @@ def audit_once(ctx: AppContext, action: str, *, patient: str | None = None,
     what = (patient, model_version, tuple(sorted((detail or {}).items())))
     if seen.get(action) == what:
         return
-    audit.record(ctx.store, actor(ctx), action, patient=patient, model_version=model_version,
-                 detail=detail)
+    record_view(use_case_context(ctx), action, patient=patient, model_version=model_version,
+                detail=detail)
     seen[action] = what
 
 

@@ -10,13 +10,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from analytics import audit
 from analytics.audit import Actor
 from analytics.config import Settings
 from analytics.store.db import Store
 from analytics.usecases.context import Context
 from analytics.usecases.mdt import parse_meeting_list
-from analytics.usecases.report import ReportRequest, build_mdt_report
+from analytics.usecases.report import ReportRequest, build_mdt_report, download_pack
 from ui import webguard
 from ui.jobs import Job
 from ui.session import key
@@ -151,10 +150,7 @@ def download_once(result: Any, store: Store, actor: Actor) -> Callable[[], bytes
     cookie = webguard.browser_cookie()  # read here: the callable runs off the script thread
 
     def data() -> bytes:
-        audit.record(store, actor, "export", detail={
-            "step": "download", "what": "mdt_pack", "pages": int(result.pages),
-            "identified": bool(result.identified)})
-        return webguard.grant(result.pdf, cookie)
+        return webguard.grant(download_pack(Context(actor, store), result), cookie)
 
     return data
 

@@ -25,7 +25,7 @@ from analytics.auth import Permission, require
 from analytics.config import Settings
 from analytics.store.db import Store
 
-__all__ = ["Context", "audited", "authorize"]
+__all__ = ["Context", "audited", "authorize", "record_view"]
 
 
 def _utc_now() -> dt.datetime:
@@ -77,3 +77,20 @@ def audited(ctx: Context, action: str, *, patient: str | None = None,
     with audit.audited(ctx.store, ctx.actor, action, patient=patient, uids=uids,
                        model_version=model_version, detail=detail):
         yield
+
+
+def record_view(ctx: Context, action: str, *, patient: str | None = None,
+                model_version: str | None = None, detail: dict[str, Any] | None = None) -> None:
+    """Audit that the actor is shown something (``view_patient``, ``view_cohort``,
+    ``predict``): one record, written before the data is drawn.
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not view even pseudonymised data (refusal audited).
+    AuditError
+        If the record cannot be written (the page stops before the data renders).
+    """
+    authorize(ctx, Permission.VIEW_PSEUDONYMISED, action, patient=patient)
+    audit.record(ctx.store, ctx.actor, action, patient=patient, model_version=model_version,
+                 detail=detail)

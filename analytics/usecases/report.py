@@ -46,7 +46,7 @@ from analytics.viz.mpl import calibration_png, trajectory_png, waterfall_png
 from analytics.viz.prep import biomarker_summary, event_text, range_text
 
 __all__ = ["INTENDED_USE", "PatientPage", "ReportRequest", "ReportResult", "build_mdt_report",
-           "collect_patient_page", "key_series_uid"]
+           "collect_patient_page", "download_pack", "key_series_uid"]
 
 INTENDED_USE = (
     "Intended use: decision support for hepatologists and MDT meetings. HepaTrack estimates "
@@ -516,3 +516,21 @@ def build_mdt_report(ctx: Context, req: ReportRequest) -> ReportResult:
         warnings += [f"{page.pseudonym}: {n}" for n in page.notes]
     return ReportResult(pdf=pdf, pages=len(pages), patients=pts, model_id=mid,
                         identified=ident, path=path, warnings=warnings)
+
+
+def download_pack(ctx: Context, result: ReportResult) -> bytes:
+    """The bytes of a made pack, for its download (audited ``export``, step ``download``).
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not export this kind of pack (refusal audited).
+    AuditError
+        If the download cannot be audited: then no bytes are given.
+    """
+    authorize(ctx, Permission.EXPORT_IDENTIFIED if result.identified
+              else Permission.EXPORT_PSEUDONYMISED, "export")
+    with audited(ctx, "export", detail={"step": "download", "what": "mdt_pack",
+                                        "pages": int(result.pages),
+                                        "identified": bool(result.identified)}):
+        return result.pdf

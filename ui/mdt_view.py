@@ -16,7 +16,7 @@ from analytics.store.db import Store
 from analytics.usecases.context import Context
 from analytics.usecases.mdt import parse_meeting_list
 from analytics.usecases.report import ReportRequest, build_mdt_report, download_pack
-from ui import webguard
+from ui import dash, webguard
 from ui.jobs import Job
 from ui.session import key
 
@@ -88,8 +88,6 @@ def paste_list(options: list[str]) -> None:
 def export_panel(job_key: str) -> None:
     """The pack job's progress, polled every second; once it ends, one rerun of the page
     draws the download button (:func:`download_button`) outside this fragment."""
-    from ui import dash
-
     job: Job | None = st.session_state.get(job_key)
     if job is None:
         return

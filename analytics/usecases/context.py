@@ -79,6 +79,10 @@ def audited(ctx: Context, action: str, *, patient: str | None = None,
         yield
 
 
+#: the permission each view record needs (default: the pseudonymised view)
+_VIEW_PERMISSIONS = {"predict": Permission.PREDICT}
+
+
 def record_view(ctx: Context, action: str, *, patient: str | None = None,
                 model_version: str | None = None, detail: dict[str, Any] | None = None) -> None:
     """Audit that the actor is shown something (``view_patient``, ``view_cohort``,
@@ -87,10 +91,12 @@ def record_view(ctx: Context, action: str, *, patient: str | None = None,
     Raises
     ------
     PermissionDeniedError
-        If the actor may not view even pseudonymised data (refusal audited).
+        If the actor may not view pseudonymised data, or for ``predict`` may not predict
+        (refusal audited).
     AuditError
         If the record cannot be written (the page stops before the data renders).
     """
-    authorize(ctx, Permission.VIEW_PSEUDONYMISED, action, patient=patient)
+    authorize(ctx, _VIEW_PERMISSIONS.get(action, Permission.VIEW_PSEUDONYMISED), action,
+              patient=patient)
     audit.record(ctx.store, ctx.actor, action, patient=patient, model_version=model_version,
                  detail=detail)

@@ -82,7 +82,7 @@ def _train(ctx: Context, sample: Path) -> dict[str, Any]:
     truth = (truth_for_cohort(load_truth(truth_path), ctx.store, cohort)
              if truth_path.exists() else None)
     res = model_use_cases.train(ctx, model_use_cases.TrainRequest(
-        cohort, ModelSettings(kind="cox"), truth=truth))
+        cohort, ModelSettings(kind="cox"), truth=truth, created_by="demo"))
     return {"model_id": res["model_id"], "c_index": res["cv"]["c_index"],
             "oracle_c_index": res.get("oracle_c_index")}
 

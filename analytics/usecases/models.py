@@ -26,12 +26,14 @@ __all__ = ["PredictRequest", "TrainRequest", "activate_model", "predict", "train
 @dataclass(frozen=True)
 class TrainRequest:
     """What to train on and how; ``activate`` asks for the new model to become active
-    (granted only to a role that may activate models)."""
+    (granted only to a role that may activate models); ``created_by`` names who made it
+    (default the actor; nobody for the command line)."""
 
     cohort: CohortTable
     model_settings: ModelSettings
     activate: bool = True
     truth: Truth | None = None
+    created_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def train(ctx: Context, req: TrainRequest) -> dict[str, Any]:
     detail = {"model": ms.kind, "event": ",".join(ms.event) if ms.event else "default",
               "cv": ms.folds, "horizons": ",".join(f"{h:g}" for h in ms.horizons)}
     # the command line's models are shown as trained by "the command line"
-    created_by = None if actor == SYSTEM else actor.username
+    created_by = req.created_by or (None if actor == SYSTEM else actor.username)
     with audited(ctx, "train", detail=detail):
         return train_model(ctx.store, _settings(ctx), req.cohort, ms, truth=req.truth,
                            activate=req.activate and allowed(actor, Permission.ACTIVATE_MODEL),

@@ -278,6 +278,16 @@ def audited(store: Store, actor: Actor | None, action: str, **kw: Any) -> Iterat
         raise
 
 
+def unaudited(**_fields: Any) -> contextlib.AbstractContextManager[None]:
+    """The write step of a stage called without an audited use case around it.
+
+    A stage that writes (cohort import, exports, mask review) calls its ``step`` with the
+    audit record's fields just before the write; the use case passes its one audited step
+    (``analytics.usecases``), everything else gets this: no record.
+    """
+    return contextlib.nullcontext()
+
+
 @dataclass
 class VerifyReport:
     ok: bool

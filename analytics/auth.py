@@ -26,7 +26,8 @@ import datetime as dt
 import functools
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -142,8 +143,12 @@ def clean_username(username: object) -> str:
 
 
 def create_user(store: Store, username: str, role: str, password: str | None, *,
-                display_name: str | None = None, actor: Actor | None = None) -> User:
+                display_name: str | None = None,
+                step: Callable[..., AbstractContextManager[Any]] = audit.unaudited) -> User:
     """Create a local (or, with ``password=None``, SSO-only) account.
+
+    ``step`` is called with the audit record's ``detail`` around the insert: the use
+    case's audited step (:func:`analytics.usecases.admin.add_user`); none by default.
 
     Raises
     ------
@@ -172,9 +177,9 @@ def create_user(store: Store, username: str, role: str, password: str | None, *,
         other = s.execute(select(User.username).where(User.username_key == key)).scalar()
     if other is not None:
         raise exists(other)
-    audit.record(store, actor, "user_add", detail={"username": username, "role": role_v.value})
     try:
-        with store.session() as s:
+        with step(detail={"username": username, "role": role_v.value}), \
+                store.session() as s:
             user = User(username=username, username_key=key, role=role_v.value,
                         display_name=display_name,
                         password_hash=_hasher.hash(password) if password else None)

@@ -10,18 +10,21 @@ rejections. Re-running extraction that finds the same mask applies the rejection
 (:func:`apply_rejections` from the batch writer); a new extractor version gives a new
 mask, which is not rejected until a clinician looks at it.
 
-Both actions need :attr:`~analytics.auth.Permission.REVIEW_MASKS` and are audited before
-they happen (``mask_reject``, ``mask_restore``).
+Who may review (:attr:`~analytics.auth.Permission.REVIEW_MASKS`) and the audit record
+written before each write (``mask_reject``, ``mask_restore``) belong to the use cases in
+:mod:`analytics.usecases.mask_review`, which pass their audited step as ``step``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 from sqlalchemy import select
 
-from analytics import audit, auth
+from analytics import audit
 from analytics.errors import StoreError
 from analytics.features.registry import RADIOMICS_PREFIX, REJECTED
 from analytics.names import clean_name
@@ -129,22 +132,26 @@ def _check_organ(mask: Mask, organ: str, series_uid: str) -> None:
                          f"(it holds: {have})")
 
 
-def reject_mask(store: Store, actor: audit.Actor, series_uid: str, organ: str,
-                reason: str) -> dict[str, Any]:
+def reject_mask(store: Store, by: str, series_uid: str, organ: str, reason: str, *,
+                step: Callable[..., AbstractContextManager[Any]] = audit.unaudited
+                ) -> dict[str, Any]:
     """Reject the automatic ``organ`` mask of ``series_uid``: its numbers are withheld.
 
     Parameters
     ----------
     store
         The open store.
-    actor
-        Who rejects; needs ``REVIEW_MASKS`` (a refusal is audited).
+    by
+        The username of who rejects (kept with the rejection).
     series_uid
         The (stored) series whose latest feature run measured the mask.
     organ
         ``liver``, ``spleen`` ... (an organ of that automatic mask).
     reason
         Why, in a few words (at most :data:`MAX_REASON` characters, no control characters).
+    step
+        Called with the audit record's fields (``patient``, ``uids``, ``detail``) around
+        the write.
 
     Returns
     -------
@@ -153,12 +160,9 @@ def reject_mask(store: Store, actor: audit.Actor, series_uid: str, organ: str,
 
     Raises
     ------
-    PermissionDeniedError
-        If ``actor`` may not review masks.
     StoreError
         Unknown series, no automatic mask or organ, already rejected, or a bad reason.
     """
-    actor = auth.require(actor, auth.Permission.REVIEW_MASKS, store, action="mask_reject")
     text = _clean_reason(reason)
     with store.session() as s:
         series, pseudonym, mask = _series_and_mask(s, series_uid)
@@ -169,19 +173,20 @@ def reject_mask(store: Store, actor: audit.Actor, series_uid: str, organ: str,
                                               f"--series {series_uid} --organ {organ}")
         mask_id = mask.id
     detail = {"organ": organ, "mask_id": mask_id, "reason": text}
-    with audit.audited(store, actor, "mask_reject", patient=pseudonym, uids=[series_uid],
-                       detail=detail), store.session() as s:
-        s.add(MaskRejection(mask_id=mask_id, organ=organ, reason=text,
-                            rejected_by=actor.username))
+    with step(patient=pseudonym, uids=[series_uid], detail=detail), store.session() as s:
+        s.add(MaskRejection(mask_id=mask_id, organ=organ, reason=text, rejected_by=by))
         s.flush()
         n = apply_rejections(s, s.scalar(select(Mask.series_id).where(Mask.id == mask_id)))
     return {"series_uid": series_uid, "organ": organ, "mask_id": mask_id, "reason": text,
             "features_withheld": n}
 
 
-def restore_mask(store: Store, actor: audit.Actor, series_uid: str, organ: str,
-                 reason: str | None = None) -> dict[str, Any]:
-    """Lift the active rejection of the automatic ``organ`` mask of ``series_uid``.
+def restore_mask(store: Store, by: str, series_uid: str, organ: str,
+                 reason: str | None = None, *,
+                 step: Callable[..., AbstractContextManager[Any]] = audit.unaudited
+                 ) -> dict[str, Any]:
+    """Lift the active rejection of the automatic ``organ`` mask of ``series_uid``
+    (``by``: the username of who restores; ``step`` as in :func:`reject_mask`).
 
     Returns
     -------
@@ -190,12 +195,9 @@ def restore_mask(store: Store, actor: audit.Actor, series_uid: str, organ: str,
 
     Raises
     ------
-    PermissionDeniedError
-        If ``actor`` may not review masks.
     StoreError
         Unknown series, or no active rejection of that organ.
     """
-    actor = auth.require(actor, auth.Permission.REVIEW_MASKS, store, action="mask_restore")
     text = _clean_reason(reason) if reason else None
     with store.session() as s:
         row = s.execute(select(MaskRejection.id, MaskRejection.mask_id, Series.id.label("sid"),
@@ -211,12 +213,12 @@ def restore_mask(store: Store, actor: audit.Actor, series_uid: str, organ: str,
         raise StoreError(f"series {series_uid}: no active rejection of its automatic "
                          f"{organ} mask", hint="list them with: hepatrack masks list")
     detail = {"organ": organ, "mask_id": row.mask_id, "reason": text}
-    with audit.audited(store, actor, "mask_restore", patient=row.pseudonym,
-                       uids=[series_uid], detail=detail), store.session() as s:
+    with step(patient=row.pseudonym, uids=[series_uid], detail=detail), \
+            store.session() as s:
         for rej in s.scalars(select(MaskRejection).where(
                 MaskRejection.mask_id == row.mask_id, MaskRejection.organ == organ,
                 MaskRejection.restored_at.is_(None))):
-            rej.restored_by, rej.restored_at = actor.username, dt.datetime.now(dt.UTC)
+            rej.restored_by, rej.restored_at = by, dt.datetime.now(dt.UTC)
             rej.restore_reason = text
         s.flush()
         n = apply_rejections(s, row.sid)
@@ -245,20 +247,13 @@ def rejections_of(s, mask_id: int) -> dict[str, str]:
     return {r.organ: r.reason for r in rows}
 
 
-def list_masks(store: Store, actor: audit.Actor, series_uid: str | None = None
-               ) -> list[dict[str, Any]]:
+def list_masks(store: Store, series_uid: str | None = None) -> list[dict[str, Any]]:
     """Every stored mask (delivered and automatic), one dict each, oldest first.
 
     Keys: ``series_uid``, ``patient``, ``mask_id``, ``format``, ``automatic``, ``method``,
     ``organs``, ``status`` (organ -> ``measured`` / ``withheld: …`` / ``rejected: …`` for
     automatic masks, ``delivered`` for the others), ``stored`` (a file is kept).
-
-    Raises
-    ------
-    PermissionDeniedError
-        If ``actor`` may not view pseudonymised data.
     """
-    auth.require(actor, auth.Permission.VIEW_PSEUDONYMISED)
     with store.session() as s:
         q = (select(Mask, Series.series_uid, Patient.pseudonym)
              .join(Series, Mask.series_id == Series.id)

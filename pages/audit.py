@@ -3,15 +3,15 @@
 import pandas as pd
 import streamlit as st
 
-from analytics import admin
-from ui import auth, shell
+from analytics.usecases import admin
+from ui import dash, shell
 
 ctx = shell.page_start()
 st.title("Audit trail")
 limit = st.select_slider("Records to show", options=[100, 500, 2000], value=500,
                          key="audit:limit")
 with shell.guard():
-    trail = admin.audit_trail(ctx.store, auth.actor(ctx.viewer), limit)
+    trail = admin.audit_trail(dash.use_case_context(ctx), limit)
 if trail["ok"]:
     st.success(f"Hash chain intact: {trail['total']} records verified.",
                icon=":material/verified:")

@@ -8,7 +8,7 @@ import streamlit as st
 from analytics import viz
 from analytics.auth import Permission, allowed
 from analytics.errors import HepaTrackError
-from analytics.mdt import add_note, meeting_name, notes_for
+from analytics.usecases.mdt import NoteRequest, add_note, meeting_name, notes_for
 from ui import dash, jobs, loaders, mdt_view, patient_view, shell
 from ui.format import fmt_horizon
 from ui.mdt_view import CURRENT_KEY, LIST_KEY, MDT
@@ -171,13 +171,13 @@ elif not large:
 if allowed(who, Permission.VIEW_IDENTIFIED):
     st.subheader("Notes")
     with shell.guard():
-        notes = notes_for(ctx.store, who, [pseudonym])
+        notes = notes_for(dash.use_case_context(ctx), [pseudonym])
     if allowed(who, Permission.WRITE_NOTES):
         with st.form(key(MDT, f"note-{pseudonym}"), clear_on_submit=True):
             text = st.text_area(f"Note for {pseudonym} ({meeting})", key=key(MDT, "note"))
             if st.form_submit_button("Save note", icon=":material/save:"):
                 with shell.guard():
-                    add_note(ctx.store, who, pseudonym, text, meeting=meeting)
+                    add_note(dash.use_case_context(ctx), NoteRequest(pseudonym, text, meeting))
                 st.rerun()
     for r in notes.itertuples():
         st.markdown(f"**{r.meeting or 'no meeting'}** · {r.author} · "

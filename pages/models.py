@@ -7,8 +7,8 @@ import streamlit as st
 from analytics import viz
 from analytics.auth import Permission, allowed
 from analytics.errors import HepaTrackError
-from analytics.model_admin import (
-    activate_model,
+from analytics.models.registry import list_models
+from analytics.usecases.model_admin import (
     calibration_curves,
     calibration_summary,
     card_markdown,
@@ -16,7 +16,7 @@ from analytics.model_admin import (
     td_auc_by_landmark,
     validation_table,
 )
-from analytics.models.registry import list_models
+from analytics.usecases.models import activate_model
 from ui import dash, jobs, models_view, shell
 from ui.session import key
 
@@ -117,7 +117,7 @@ if can_switch and st.button(f"Make {model_id} the active model",
                             key=key(MODELS, "make_active"),
                             icon=":material/published_with_changes:"):
     with shell.guard():
-        activate_model(ctx.store, who, model_id)
+        activate_model(dash.use_case_context(ctx), model_id)
     dash.clear()
     st.rerun()
 st.caption(f"{info['kind']} · endpoint {info['event']} · horizons "

@@ -6,6 +6,7 @@ from analytics import auth, masks_review, viz
 from analytics.errors import HepaTrackError
 from analytics.explain import incidence_curves, why_text
 from analytics.store.repo import KEY_BIOMARKERS
+from analytics.usecases import mask_review
 from analytics.viz.prep import event_text
 from ui import dash, loaders, patient_view, shell
 from ui.format import column_config, fmt_date, fmt_horizon, fmt_years
@@ -206,7 +207,8 @@ else:
                     if st.button("Restore the automatic outline",
                                  key=key(PATIENT, f"restore-{uid}")):
                         with shell.guard():
-                            masks_review.restore_mask(ctx.store, dash.actor(ctx), uid, organ)
+                            mask_review.restore_mask(dash.use_case_context(ctx),
+                                                     mask_review.MaskReviewRequest(uid, organ))
                         dash.clear()
                         st.rerun()
                 else:
@@ -218,8 +220,9 @@ else:
                     if st.button("Reject the automatic outline", type="primary",
                                  key=key(PATIENT, f"reject-{uid}")):
                         with shell.guard():
-                            masks_review.reject_mask(ctx.store, dash.actor(ctx), uid, organ,
-                                                     reason)
+                            mask_review.reject_mask(dash.use_case_context(ctx),
+                                                    mask_review.MaskReviewRequest(uid, organ,
+                                                                                  reason))
                         dash.clear()
                         st.rerun()
 

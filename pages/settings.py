@@ -2,15 +2,14 @@
 
 import streamlit as st
 
-from analytics import admin
 from analytics.config import load_settings
-from ui import auth, shell
+from analytics.usecases import admin
+from ui import dash, shell
 
 ctx = shell.page_start()
 st.title("Settings")
-who = auth.actor(ctx.viewer)
 with shell.guard():
-    view = admin.settings_view(ctx.settings, who, ctx.store)
+    view = admin.settings_view(dash.use_case_context(ctx))
 st.json(view, expanded=1)
 
 st.subheader("Change")
@@ -34,7 +33,8 @@ if saved:
                    "radiomics_config": str(radiomics)}
         for name, value in changes.items():
             if view[name] != value:
-                admin.change_setting(ctx.store, who, ctx.settings, name, value)
+                admin.change_setting(dash.use_case_context(ctx),
+                                     admin.SettingChange(name, value))
     after = load_settings(ctx.settings.home)
     st.success(f"Saved: session timeout {after.session_timeout_min} min, de-identification "
                f"{'on' if after.deidentify else 'off'}, radiomics configuration "

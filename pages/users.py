@@ -3,14 +3,14 @@
 import pandas as pd
 import streamlit as st
 
-from analytics import admin
 from analytics.auth import MIN_PASSWORD_LENGTH, Role
-from ui import auth, shell
+from analytics.usecases import admin
+from ui import dash, shell
 
 ctx = shell.page_start()
 st.title("Users")
 with shell.guard():
-    rows = admin.users(ctx.store, auth.actor(ctx.viewer))
+    rows = admin.users(dash.use_case_context(ctx))
 st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", key="users:table")
 
 st.subheader("Add a user")
@@ -23,6 +23,6 @@ with st.form("users:add", clear_on_submit=True):
     submitted = st.form_submit_button("Add user")
 if submitted:
     with shell.guard():
-        admin.add_user(ctx.store, auth.actor(ctx.viewer), username.strip(), role,
-                       None if sso else password)
+        admin.add_user(dash.use_case_context(ctx),
+                       admin.NewUser(username.strip(), role, None if sso else password))
     st.success(f"Added {role} {username.strip()!r}.")

@@ -7,7 +7,7 @@ import pytest
 
 from analytics.errors import FeatureError
 from analytics.ingest.volume import MaskSet, Volume
-from analytics.keyimage import (
+from analytics.usecases.keyimage import (
     LIVER_WINDOW,
     NARROW_LIVER_WINDOW,
     OVERLAYS,

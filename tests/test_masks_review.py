@@ -17,10 +17,11 @@ from analytics.cohort.export import features_frame
 from analytics.cohort.table import build_cohort
 from analytics.errors import PermissionDeniedError, StoreError
 from analytics.features.batch import run_batch
-from analytics.masks_review import reject_mask, restore_mask
 from analytics.store import open_store
 from analytics.store.repo import patient_detail
 from analytics.store.schema import AuditRecord, Feature, FeatureRun, MaskRejection, Series
+from analytics.usecases.context import Context
+from analytics.usecases.mask_review import MaskReviewRequest, reject_mask, restore_mask
 from tests.features.automask_data import measured_home
 
 CLINICIAN = audit.Actor("dr.grey", "clinician", "s-1")
@@ -58,7 +59,8 @@ def test_rejecting_the_liver_withholds_its_numbers_everywhere_and_restoring_brin
     assert all(before[n][0] is not None for n in LIVER_FEATURES)
     spleen_before = before["spleen_hu_mean"][0]
 
-    out = reject_mask(store, CLINICIAN, uid, "liver", "outline includes the right kidney")
+    out = reject_mask(Context(CLINICIAN, store),
+                      MaskReviewRequest(uid, "liver", "outline includes the right kidney"))
     assert out["features_withheld"] >= len(LIVER_FEATURES)
     after = _values(store, uid)
     why = "automatic liver mask rejected by a clinician: outline includes the right kidney"
@@ -88,7 +90,8 @@ def test_rejecting_the_liver_withholds_its_numbers_everywhere_and_restoring_brin
         assert (rec.username, rec.outcome, rec.uids) == ("dr.grey", "ok", [uid])
         assert rec.detail["mask_id"] == rej.mask_id and rec.detail["organ"] == "liver"
 
-    restore_mask(store, CLINICIAN, uid, "liver", "checked again: acceptable")
+    restore_mask(Context(CLINICIAN, store),
+                 MaskReviewRequest(uid, "liver", "checked again: acceptable"))
     assert _values(store, uid) == before
     with store.session() as s:
         rej = s.scalar(select(MaskRejection))
@@ -100,13 +103,14 @@ def test_rejecting_the_liver_withholds_its_numbers_everywhere_and_restoring_brin
 
 def test_a_rejection_holds_when_the_same_extraction_runs_again(measured):
     settings, store, uid = measured
-    reject_mask(store, CLINICIAN, uid, "spleen", "spleen outline leaks into the stomach")
+    reject_mask(Context(CLINICIAN, store),
+                MaskReviewRequest(uid, "spleen", "spleen outline leaks into the stomach"))
     with store.session() as s:
         s.execute(delete(FeatureRun))
     run_batch(store, settings, [uid])
     value, flags = _values(store, uid)["spleen_hu_mean"]
     assert value is None and flags["mask_source"] == "rejected"
-    restore_mask(store, CLINICIAN, uid, "spleen")
+    restore_mask(Context(CLINICIAN, store), MaskReviewRequest(uid, "spleen"))
     assert _values(store, uid)["spleen_hu_mean"][0] is not None
 
 
@@ -115,7 +119,8 @@ def test_a_role_without_the_review_permission_is_refused_and_the_refusal_audited
         measured, role):
     _settings, store, uid = measured
     with pytest.raises(PermissionDeniedError, match=f"{role}.*may not review masks"):
-        reject_mask(store, audit.Actor("someone", role, "s-2"), uid, "liver", "wrong")
+        reject_mask(Context(audit.Actor("someone", role, "s-2"), store),
+                    MaskReviewRequest(uid, "liver", "wrong"))
     with store.session() as s:
         assert s.scalar(select(AuditRecord.outcome).where(
             AuditRecord.action == "mask_reject", AuditRecord.role == role)) == "denied"
@@ -134,7 +139,7 @@ def test_a_rejection_without_a_valid_organ_or_reason_is_refused(measured, organ,
                                                                 match):
     _settings, store, uid = measured
     with pytest.raises(StoreError, match=match):
-        reject_mask(store, CLINICIAN, uid, organ, reason)
+        reject_mask(Context(CLINICIAN, store), MaskReviewRequest(uid, organ, reason))
 
 
 def test_the_cli_rejects_lists_and_restores_under_a_clinicians_account(measured, capsys):

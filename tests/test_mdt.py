@@ -9,16 +9,18 @@ from sqlalchemy import select
 
 from analytics.audit import Actor, verify
 from analytics.errors import PermissionDeniedError
-from analytics.mdt import (
+from analytics.store import open_store
+from analytics.store.schema import AuditRecord
+from analytics.usecases.context import Context
+from analytics.usecases.mdt import (
     MAX_NOTE_CHARS,
     NoteError,
+    NoteRequest,
     add_note,
     meeting_name,
     notes_for,
     parse_meeting_list,
 )
-from analytics.store import open_store
-from analytics.store.schema import AuditRecord
 from tests.store.seed import seed_small_cohort
 
 CLINICIAN = Actor("dr.grey", "clinician", "s1")
@@ -36,20 +38,22 @@ def store(db_url):
 def test_notes_are_kept_per_patient_newest_first(store):
     m = meeting_name(dt.date(2025, 3, 14), "Hepatology MDT")
     assert m == "2025-03-14 Hepatology MDT"
-    a = add_note(store, CLINICIAN, "HT-0001", "  Refer for TIPS assessment.  ", meeting=m)
-    b = add_note(store, CLINICIAN, "HT-0001", "Repeat CT in 6 months.")
-    add_note(store, CLINICIAN, "HT-0002", "Stable.", meeting=m)
+    clinician = Context(CLINICIAN, store)
+    a = add_note(clinician, NoteRequest("HT-0001", "  Refer for TIPS assessment.  ", m))
+    b = add_note(Context(CLINICIAN, store), NoteRequest("HT-0001", "Repeat CT in 6 months."))
+    add_note(Context(CLINICIAN, store), NoteRequest("HT-0002", "Stable.", m))
     assert b > a
-    notes = notes_for(store, CLINICIAN, ["HT-0001"])
+    notes = notes_for(Context(CLINICIAN, store), ["HT-0001"])
     assert notes["text"].tolist() == ["Repeat CT in 6 months.", "Refer for TIPS assessment."]
     assert notes["meeting"].tolist() == [None, m]
     assert notes["author"].tolist() == ["dr.grey", "dr.grey"]
-    assert notes_for(store, CLINICIAN, meeting=m)["pseudonym"].tolist() == ["HT-0002",
-                                                                             "HT-0001"]
+    assert notes_for(clinician, meeting=m)["pseudonym"].tolist() == ["HT-0002",
+                                                                      "HT-0001"]
 
 
 def test_note_writes_are_audited_without_the_text(store):
-    add_note(store, CLINICIAN, "HT-0002", "Patient says: call my daughter", meeting="m1")
+    add_note(Context(CLINICIAN, store),
+             NoteRequest("HT-0002", "Patient says: call my daughter", "m1"))
     with store.session() as s:
         rec = s.execute(select(AuditRecord).where(AuditRecord.action == "note")).scalars().all()
     assert [(r.username, r.outcome, r.patient_pseudonym) for r in rec] == [
@@ -74,16 +78,16 @@ def test_note_writes_are_audited_without_the_text(store):
 )
 def test_bad_notes_are_refused(store, actor, pseudonym, text, error, match):
     with pytest.raises(error, match=match):
-        add_note(store, actor, pseudonym, text)
+        add_note(Context(actor, store), NoteRequest(pseudonym, text))
     with store.session() as s:
         assert not s.execute(select(AuditRecord).where(AuditRecord.action == "note",
                                                        AuditRecord.outcome == "ok")).first()
 
 
 def test_researchers_cannot_read_notes(store):
-    add_note(store, CLINICIAN, "HT-0001", "Identified remark")
+    add_note(Context(CLINICIAN, store), NoteRequest("HT-0001", "Identified remark"))
     with pytest.raises(PermissionDeniedError, match="may not view identified"):
-        notes_for(store, RESEARCHER, ["HT-0001"])
+        notes_for(Context(RESEARCHER, store), ["HT-0001"])
 
 
 def test_meeting_list_from_pasted_text():

@@ -1,5 +1,5 @@
 """Model administration: tables equal the stored metrics, activation and training are
-permissioned and audited, global drivers equal the Cox explanation by hand."""
+permissioned and audited use cases, global drivers equal the Cox explanation by hand."""
 
 from __future__ import annotations
 
@@ -10,19 +10,19 @@ from sqlalchemy import select
 
 from analytics.audit import Actor
 from analytics.errors import ModelError, PermissionDeniedError
-from analytics.model_admin import (
-    activate_model,
+from analytics.models.settings import ModelSettings
+from analytics.store.schema import AuditRecord, ModelRecord
+from analytics.usecases.context import Context
+from analytics.usecases.model_admin import (
     calibration_curves,
     calibration_summary,
     card_markdown,
     global_drivers,
     model_metrics,
     td_auc_by_landmark,
-    train_for,
     validation_table,
 )
-from analytics.models.settings import ModelSettings
-from analytics.store.schema import AuditRecord, ModelRecord
+from analytics.usecases.models import TrainRequest, activate_model, train
 from tests import dashboard_data
 
 ADMIN = Actor("root.admin", "admin", "s1")
@@ -107,10 +107,10 @@ def test_activation_is_for_admins_and_audited(home):
                           artifact_path="models/none", features=[], training_ranges={},
                           metrics={}, card={}, active=False))
     with pytest.raises(PermissionDeniedError, match=r"ana.res \(researcher\) may not activate"):
-        activate_model(store, RESEARCHER, "cox-other")
+        activate_model(Context(RESEARCHER, store), "cox-other")
     with pytest.raises(ModelError, match="model cox-none: not in the registry"):
-        activate_model(store, ADMIN, "cox-none")
-    activate_model(store, ADMIN, "cox-other")
+        activate_model(Context(ADMIN, store), "cox-none")
+    activate_model(Context(ADMIN, store), "cox-other")
     with store.session() as s:
         active = s.execute(select(ModelRecord.model_id).where(ModelRecord.active.is_(True))
                            ).scalars().all()
@@ -128,17 +128,17 @@ def test_training_needs_the_train_permission(home):
 
     _t, settings, store = home
     with pytest.raises(PermissionDeniedError, match=r"dr.grey \(clinician\) may not train"):
-        train_for(CLINICIAN, store, settings, build_cohort(store),
-                  ModelSettings(kind="cox", horizons=(1.0,)))
+        train(Context(CLINICIAN, store, settings),
+              TrainRequest(build_cohort(store), ModelSettings(kind="cox", horizons=(1.0,))))
 
 
 def test_a_researcher_trains_but_cannot_activate(home):
     from analytics.cohort import build_cohort
 
     t, settings, store = home
-    res = train_for(RESEARCHER, store, settings, build_cohort(store),
-                    ModelSettings(kind="cox", horizons=(1.0, 2.0), folds=2, repeats=1,
-                                  n_bootstrap=0), activate=True)
+    res = train(Context(RESEARCHER, store, settings), TrainRequest(
+        build_cohort(store), ModelSettings(kind="cox", horizons=(1.0, 2.0), folds=2, repeats=1,
+                                           n_bootstrap=0), activate=True))
     info = model_metrics(store, res["model_id"])
     assert not info["active"] and info["created_by"] == "ana.res"
     assert model_metrics(store, t.model_id)["active"]

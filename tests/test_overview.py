@@ -11,7 +11,7 @@ import pytest
 
 from analytics.errors import ModelError
 from analytics.models.landmark import EventSpec
-from analytics.overview import (
+from analytics.usecases.overview import (
     TREND_THRESHOLD,
     cohort_risk,
     flags_of,

@@ -11,8 +11,14 @@ from sqlalchemy import select
 
 from analytics.audit import Actor, verify
 from analytics.errors import PermissionDeniedError, StoreError
-from analytics.report import INTENDED_USE, build_mdt_report, collect_patient_page
 from analytics.store.schema import AuditRecord
+from analytics.usecases.context import Context
+from analytics.usecases.report import (
+    INTENDED_USE,
+    ReportRequest,
+    build_mdt_report,
+    collect_patient_page,
+)
 from tests import dashboard_data
 
 CLINICIAN = Actor("dr.grey", "clinician", "s1")
@@ -39,8 +45,8 @@ def test_identified_pack_has_one_page_per_patient_with_every_part(home, tmp_path
     csv_only = t.pseudonyms["SYN-0010"]
     patients = [*t.imaging, csv_only]
     out = tmp_path / "pack.pdf"
-    res = build_mdt_report(store, settings, patients, out, actor=CLINICIAN,
-                           meeting="2025-03-14 Hepatology MDT", horizon=2.0)
+    res = build_mdt_report(Context(CLINICIAN, store, settings), ReportRequest(
+        patients, out, meeting="2025-03-14 Hepatology MDT", horizon=2.0))
     assert res.identified and res.pages == 3 and res.model_id == t.model_id
     assert out.read_bytes() == res.pdf
     reader = PdfReader(io.BytesIO(res.pdf))
@@ -100,23 +106,25 @@ def test_biomarker_table_shows_the_ground_truth(home):
 
 def test_every_pack_is_audited_before_it_is_drawn(home):
     t, settings, store = home
-    build_mdt_report(store, settings, [t.imaging[0], t.pseudonyms["SYN-0011"]], None,
-                     actor=CLINICIAN)
+    build_mdt_report(Context(CLINICIAN, store, settings),
+                     ReportRequest([t.imaging[0], t.pseudonyms["SYN-0011"]]))
     with store.session() as s:
         rows = s.execute(select(AuditRecord.action, AuditRecord.outcome,
                                 AuditRecord.patient_pseudonym, AuditRecord.model_version)
                          .where(AuditRecord.username == "dr.grey")
                          .order_by(AuditRecord.seq)).all()
-    assert [tuple(r) for r in rows] == [
-        ("report", "ok", t.imaging[0], t.model_id),
-        ("report", "ok", t.pseudonyms["SYN-0011"], t.model_id),
-        ("export", "ok", None, t.model_id)]
+    # one record for the pack, naming each patient on it, written before it is drawn
+    assert [tuple(r) for r in rows] == [("export", "ok", None, t.model_id)]
+    with store.session() as s:
+        detail = s.execute(select(AuditRecord.detail).where(AuditRecord.username == "dr.grey")
+                           ).scalar_one()
+    assert detail["pseudonyms"] == [t.imaging[0], t.pseudonyms["SYN-0011"]]
     assert verify(store).ok
 
 
 def test_researcher_gets_a_pseudonymised_pack_only(home):
     t, settings, store = home
-    res = build_mdt_report(store, settings, [t.imaging[0]], None, actor=RESEARCHER)
+    res = build_mdt_report(Context(RESEARCHER, store, settings), ReportRequest([t.imaging[0]]))
     assert not res.identified
     text = _flat(_text(res.pdf)[0])
     real = next(k for k, v in t.pseudonyms.items() if v == t.imaging[0])
@@ -130,8 +138,8 @@ def test_researcher_gets_a_pseudonymised_pack_only(home):
         for part in (p for p in name.split("^") if len(p) > 2):  # not middle initials
             assert part.lower() not in text.lower(), name
     with pytest.raises(PermissionDeniedError, match="may not export identified"):
-        build_mdt_report(store, settings, [t.imaging[0]], None, actor=RESEARCHER,
-                         identified=True)
+        build_mdt_report(Context(RESEARCHER, store, settings),
+                         ReportRequest([t.imaging[0]], identified=True))
 
 
 @pytest.mark.parametrize(
@@ -144,8 +152,8 @@ def test_bad_patient_lists_make_no_file_and_no_audit(home, tmp_path, patients, m
     t, settings, store = home
     out = tmp_path / "x.pdf"
     with pytest.raises(StoreError, match=match):
-        build_mdt_report(store, settings, [t.pseudonyms.get(p, p) for p in patients], out,
-                         actor=CLINICIAN)
+        build_mdt_report(Context(CLINICIAN, store, settings),
+                         ReportRequest([t.pseudonyms.get(p, p) for p in patients], out))
     assert not out.exists() and not list(tmp_path.glob(".x.pdf*"))
     with store.session() as s:
         assert not s.execute(select(AuditRecord).where(
@@ -161,7 +169,8 @@ def test_without_a_model_the_pack_still_has_the_biomarkers(tmp_path):
     settings.ensure_home()
     store = open_store(settings)
     seed_without_model(store)
-    res = build_mdt_report(store, settings, ["HT-0003", "HT-0001"], None, actor=CLINICIAN)
+    res = build_mdt_report(Context(CLINICIAN, store, settings),
+                           ReportRequest(["HT-0003", "HT-0001"]))
     assert res.pages == 2 and res.model_id is None
     assert any("no trained model" in w for w in res.warnings)
     texts = [_flat(x) for x in _text(res.pdf)]

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from analytics.overview import TREND_ARROWS, TREND_THRESHOLD
 from analytics.store.repo import KEY_BIOMARKERS
+from analytics.usecases.overview import TREND_ARROWS, TREND_THRESHOLD
 from ui import tables
 
 RISING, OUT_OF_DOMAIN, AUTOMATIC, EVENT = ("Rising risk", "Out of domain",

@@ -28,6 +28,7 @@ from analytics.explain import (
     clinical_importance,
     patient_trajectory,
 )
+from analytics.usecases.context import Context, record_view
 from ui import jobs, loaders
 from ui.loaders import AppContext
 
@@ -51,6 +52,11 @@ def actor(ctx: AppContext) -> audit.Actor:
     """The engine's audit actor for the current viewer."""
     v = ctx.viewer
     return audit.Actor(v.username, v.role, v.session_id)
+
+
+def use_case_context(ctx: AppContext) -> Context:
+    """The use cases' context (``analytics.usecases``) for the current viewer."""
+    return Context(actor(ctx), ctx.store, ctx.settings)
 
 
 def page_allowed(ctx: AppContext, path: str) -> bool:
@@ -85,8 +91,8 @@ def audit_once(ctx: AppContext, action: str, *, patient: str | None = None,
     what = (patient, model_version, tuple(sorted((detail or {}).items())))
     if seen.get(action) == what:
         return
-    audit.record(ctx.store, actor(ctx), action, patient=patient, model_version=model_version,
-                 detail=detail)
+    record_view(use_case_context(ctx), action, patient=patient, model_version=model_version,
+                detail=detail)
     seen[action] = what
 
 
@@ -168,7 +174,8 @@ def trajectory(ctx: AppContext, model_id: str, pseudonym: str, horizon: float) -
 @st.cache_resource(ttl=TTL_S, max_entries=8, show_spinner=False, scope="session")
 def _cohort_risk(viewer_key: str, database_url: str, home: str, model_id: str,
                  horizon: float, _ctx: AppContext) -> pd.DataFrame:
-    from analytics.overview import automatic_segmentation_patients, cohort_risk, flags_of
+    from analytics.store.patient_flags import automatic_segmentation_patients
+    from analytics.usecases.overview import cohort_risk, flags_of
 
     m = _model(home, database_url, model_id, _ctx)
     data = _cohort(viewer_key, database_url, home, _ctx)
@@ -178,7 +185,7 @@ def _cohort_risk(viewer_key: str, database_url: str, home: str, model_id: str,
 
 
 def cohort_risk(ctx: AppContext, model_id: str, horizon: float) -> pd.DataFrame:
-    """Every patient's current risk, trend and flags (``analytics.overview``); read-only."""
+    """Every patient's current risk, trend and flags (``analytics.usecases.overview``); read-only."""
     return _cohort_risk(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home),
                         model_id, float(horizon), ctx)
 
@@ -186,7 +193,7 @@ def cohort_risk(ctx: AppContext, model_id: str, horizon: float) -> pd.DataFrame:
 @st.cache_resource(ttl=TTL_S, max_entries=8, show_spinner=False, scope="session")
 def _incidence(viewer_key: str, database_url: str, home: str, model_id: str,
                horizon: float, _ctx: AppContext):
-    from analytics.overview import incidence_by_group
+    from analytics.usecases.overview import incidence_by_group
 
     m = _model(home, database_url, model_id, _ctx)
     data = _cohort(viewer_key, database_url, home, _ctx)
@@ -210,13 +217,13 @@ def incidence(ctx: AppContext, model_id: str, horizon: float):
 @st.cache_resource(ttl=10 * TTL_S, max_entries=6, show_spinner=False, scope="session")
 def _key_stack(viewer_key: str, database_url: str, home: str, series_uid: str,
                _ctx: AppContext):
-    from analytics.keyimage import load_key_image
+    from analytics.usecases.keyimage import load_key_image
 
     return load_key_image(_ctx.store, _ctx.settings, series_uid)
 
 
 def key_stack(ctx: AppContext, series_uid: str):
-    """The display stack of one series (``analytics.keyimage``), per series and user.
+    """The display stack of one series (``analytics.usecases.keyimage``), per series and user.
 
     Raises
     ------
@@ -230,7 +237,7 @@ def key_stack(ctx: AppContext, series_uid: str):
 @st.cache_data(ttl=10 * TTL_S, max_entries=256, show_spinner=False, scope="session")
 def _slice_png(viewer_key: str, database_url: str, home: str, series_uid: str, k: int,
                window: str, overlay: bool, _ctx: AppContext) -> bytes:
-    from analytics.keyimage import WINDOWS, png_bytes, render_slice
+    from analytics.usecases.keyimage import WINDOWS, png_bytes, render_slice
 
     stack = _key_stack(viewer_key, database_url, home, series_uid, _ctx)
     win = WINDOWS.get(window) if stack.modality == "CT" else None
@@ -238,7 +245,7 @@ def _slice_png(viewer_key: str, database_url: str, home: str, series_uid: str, k
 
 
 def slice_png(ctx: AppContext, series_uid: str, k: int, window: str, overlay: bool) -> bytes:
-    """PNG of slice ``k`` of a series in a named window (``analytics.keyimage.WINDOWS``)."""
+    """PNG of slice ``k`` of a series in a named window (``analytics.usecases.keyimage.WINDOWS``)."""
     return _slice_png(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home),
                       series_uid, int(k), window, bool(overlay), ctx)
 

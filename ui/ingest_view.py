@@ -10,11 +10,13 @@ from typing import Any
 
 import pandas as pd
 
-from analytics import audit
 from analytics.audit import Actor
-from analytics.auth import Permission, require
 from analytics.config import PacsSettings, Settings
+from analytics.features.totalseg import series_needing_mask
+from analytics.ingest.nifti_masks import parse_label_table
 from analytics.store.db import Store
+from analytics.usecases import ingest as ingest_uc
+from analytics.usecases.context import Context
 from ui.jobs import Job
 
 RESULT_COLUMNS = ("item", "outcome", "patient", "study_date", "modality", "slices", "masks",
@@ -77,8 +79,6 @@ def _new_complete(report) -> list[str]:
 
 def _needs_mask(store: Store, report) -> dict[str, str]:
     """Complete series of the report that get no liver values without a mask (MR)."""
-    from analytics.features.totalseg import series_needing_mask
-
     return series_needing_mask(store, [s["series_uid"] for s in report.series
                                        if s.get("status") == "complete"])
 
@@ -91,8 +91,6 @@ def label_table(text: str | None) -> dict[int, str] | None:
     MaskError
         If the text is not such a table (the message says what was expected).
     """
-    from analytics.ingest.nifti_masks import parse_label_table
-
     return parse_label_table(text)
 
 
@@ -100,14 +98,13 @@ def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
                        files: list[tuple[str, bytes]], *, extract: bool = True,
                        assign_patient: str | None = None,
                        labels: dict[int, str] | None = None) -> dict[str, Any]:
-    """Ingest uploaded files (audited ``upload``), then extract features of new series.
+    """Ingest uploaded files (``analytics.usecases.ingest.ingest_upload``: permission
+    and audit), then extract features of new series.
 
     ``assign_patient`` files images whose Patient ID is empty under that ID (the user's
     explicit choice; a file's own Patient ID always wins); ``labels`` names the values of
     NIfTI label maps in the upload (see :func:`label_table`).
     """
-    from analytics.ingest.pipeline import ingest_uploads
-
     size = sum(len(b) for _n, b in files)
     job.report(f"reading {len(files)} files ({size / 2**20:.1f} MiB)", 0.0)
 
@@ -116,10 +113,10 @@ def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
         if fraction is None:
             job.log(message)
 
-    detail = {"files": len(files), "bytes": size, "patient_assigned": bool(assign_patient)}
-    with audit.audited(store, actor, "upload", detail=detail):
-        report = ingest_uploads(files, settings, store, progress=progress, user=actor,
-                                assign_patient=assign_patient, labels=labels)
+    report = ingest_uc.ingest_upload(
+        Context(actor, store, settings),
+        ingest_uc.UploadRequest(files, assign_patient=assign_patient, labels=labels,
+                                progress=progress))
     for s in report.series:
         job.log(f"series …{s['series_uid'][-12:]}: {s.get('slices')} slices, "
                 f"{'already stored' if s.get('already_stored') else s.get('status')}")
@@ -130,13 +127,11 @@ def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
 
 def link_pacs_job(job: Job, store: Store, settings: Settings, actor: Actor,
                   urls: list[str], pacs_name: str, *, extract: bool = True) -> dict[str, Any]:
-    """Retrieve studies from a PACS over DICOMweb and ingest them (audited ``pacs_link``)."""
-    from analytics.ingest.pipeline import ingest_sources
-
+    """Retrieve studies from a PACS over DICOMweb and ingest them
+    (``analytics.usecases.ingest.link_pacs``: permission and audit)."""
     job.report(f"retrieving {len(urls)} studies from {pacs_name}", None)
-    with audit.audited(store, actor, "pacs_link",
-                       detail={"step": "retrieve", "studies": len(urls), "pacs": pacs_name}):
-        report = ingest_sources(list(urls), settings, store, progress=job.report, user=actor)
+    report = ingest_uc.link_pacs(Context(actor, store, settings), ingest_uc.PacsLinkRequest(
+        list(urls), pacs_name, progress=job.report))
     batch = _features(job, settings, _new_complete(report)) if extract else None
     return {"report": report, "features": batch, "names": [],
             "needs_mask": _needs_mask(store, report)}
@@ -144,7 +139,7 @@ def link_pacs_job(job: Job, store: Store, settings: Settings, actor: Actor,
 
 def search_pacs(store: Store, actor: Actor, pacs: PacsSettings, **filters: Any
                 ) -> pd.DataFrame:
-    """QIDO-RS study search (``analytics.ingest.dicomweb.search_studies``), audited.
+    """QIDO-RS study search (``analytics.usecases.ingest.search_pacs``) as a table.
 
     Raises
     ------
@@ -153,12 +148,8 @@ def search_pacs(store: Store, actor: Actor, pacs: PacsSettings, **filters: Any
     PacsError
         If the PACS cannot be reached or refuses.
     """
-    from analytics.ingest.dicomweb import search_studies
-
-    require(actor, Permission.INGEST, store, action="pacs_link")
-    found = search_studies(pacs, **filters)
-    audit.record(store, actor, "pacs_link", detail={"step": "search", "pacs": pacs.name,
-                                                    "results": len(found)})
+    found = ingest_uc.search_pacs(Context(actor, store),
+                                  ingest_uc.PacsSearchRequest(pacs, **filters))
     df = pd.DataFrame(found, columns=["study_date", "patient_name", "patient_id",
                                       "modalities", "description", "accession", "n_series",
                                       "n_instances", "study_uid", "url"])

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from analytics.errors import HepaTrackError
+from ui.session import current_viewer
 
 MAX_RUNNING = 2
 #: one user's share of the slots: the others stay free for everyone else
@@ -186,8 +187,6 @@ def session_alive(session_id: str, grace_s: float = SESSION_GRACE_S) -> Callable
 def _current_owner() -> tuple[str, Callable[[], bool]]:
     """The signed-in user of the calling script run and a check that its session lives."""
     from streamlit.runtime.scriptrunner_utils.script_run_context import get_script_run_ctx
-
-    from ui.session import current_viewer
 
     ctx = get_script_run_ctx()
     viewer = current_viewer() if ctx is not None else None

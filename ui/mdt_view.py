@@ -10,13 +10,13 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from analytics import audit
 from analytics.audit import Actor
 from analytics.config import Settings
 from analytics.explain import Trajectory, why_text
-from analytics.mdt import parse_meeting_list
-from analytics.report import build_mdt_report
 from analytics.store.db import Store
+from analytics.usecases.context import Context
+from analytics.usecases.mdt import parse_meeting_list
+from analytics.usecases.report import ReportRequest, build_mdt_report, download_pack
 from ui import dash, webguard
 from ui.jobs import Job
 from ui.session import key
@@ -112,11 +112,11 @@ def why_markdown(trajectory: Trajectory, i: int, top: int = 3) -> str:
 def pdf_job(job: Job, store: Store, settings: Settings, actor: Actor, patients: list[str], *,
             model: Any, visits: pd.DataFrame | None, horizon: float | None,
             meeting: str | None) -> Any:
-    """Build the MDT pack in memory (``analytics.report.build_mdt_report``)."""
+    """Build the MDT pack in memory (``analytics.usecases.report.build_mdt_report``)."""
     job.report(f"drawing {len(patients)} page(s)", 0.0)
-    return build_mdt_report(store, settings, patients, None, actor=actor, model=model,
-                            visits=visits, horizon=horizon, meeting=meeting,
-                            progress=job.report)
+    return build_mdt_report(Context(actor, store, settings), ReportRequest(
+        patients, model=model, visits=visits, horizon=horizon, meeting=meeting,
+        progress=job.report))
 
 
 def download_once(result: Any, store: Store, actor: Actor) -> Callable[[], bytes]:
@@ -134,10 +134,7 @@ def download_once(result: Any, store: Store, actor: Actor) -> Callable[[], bytes
     cookie = webguard.browser_cookie()  # read here: the callable runs off the script thread
 
     def data() -> bytes:
-        audit.record(store, actor, "export", detail={
-            "step": "download", "what": "mdt_pack", "pages": int(result.pages),
-            "identified": bool(result.identified)})
-        return webguard.grant(result.pdf, cookie)
+        return webguard.grant(download_pack(Context(actor, store), result), cookie)
 
     return data
 

@@ -8,9 +8,12 @@ import numpy as np
 import pandas as pd
 
 from analytics.audit import Actor
+from analytics.cohort import build_cohort
 from analytics.config import Settings
 from analytics.models.settings import ModelSettings
 from analytics.store.db import Store
+from analytics.usecases import models as model_use_cases
+from analytics.usecases.context import Context
 from ui.jobs import Job
 
 KINDS = {"cox": "Cox proportional hazards (ridge)", "gbm": "Gradient-boosted Cox (xgboost)",
@@ -33,7 +36,7 @@ def _n(x: float, fmt: str = "{:.3f}") -> str:
 
 
 def validation_display(vt: pd.DataFrame, horizons: list[float]) -> pd.DataFrame:
-    """``analytics.model_admin.validation_table`` as text: estimates with 95% intervals."""
+    """``analytics.usecases.model_admin.validation_table`` as text: estimates with 95% intervals."""
     out = pd.DataFrame({"Predictor": vt["predictor"],
                         "C-index (95% CI)": [_ci(r.c_index, r.c_index_low, r.c_index_high)
                                              for r in vt.itertuples()],
@@ -83,13 +86,12 @@ def train_settings(*, kind: str, events: list[str], horizons: list[float], folds
 
 def train_job(job: Job, store: Store, settings: Settings, actor: Actor,
               model_settings: ModelSettings, *, activate: bool) -> dict[str, Any]:
-    """Build the cohort table from the store and train (``model_admin.train_for``)."""
-    from analytics.cohort import build_cohort
-    from analytics.model_admin import train_for
-
+    """Build the cohort table from the store and train (``analytics.usecases.models.train``:
+    permission and audit)."""
     ms = model_settings
     job.report("building the cohort table", None)
     cohort = build_cohort(store)
     job.report(f"cross-validating ({ms.folds} folds x {ms.repeats}) and fitting {ms.kind} on "
                f"{cohort.outcomes['patient'].nunique()} patients", None)
-    return train_for(actor, store, settings, cohort, ms, activate=activate)
+    return model_use_cases.train(Context(actor, store, settings),
+                                 model_use_cases.TrainRequest(cohort, ms, activate=activate))

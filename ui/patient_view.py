@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.features.registry import CORE_FEATURES
-from analytics.keyimage import OVERLAYS, WINDOWS
+from analytics.usecases.keyimage import OVERLAYS, WINDOWS
 from analytics.viz.labels import feature_label
 from analytics.viz.prep import biomarker_summary, normal_range, range_text
 

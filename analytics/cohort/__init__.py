@@ -2,16 +2,20 @@
 
 Public API::
 
-    import_cohort(store, visits, outcomes, *, actor=None) -> ImportReport
+    import_cohort(store, visits, outcomes, *, settings=None, step=unaudited) -> ImportReport
     build_cohort(store, *, lab_window_days=90, with_scores=False) -> CohortTable
     cohort_from_frames(visits, outcomes, *, on_error="raise", with_scores=False)
         -> CohortTable
-    export(store, what, out, *, actor=None) -> dict
+    export(store, what, out, *, settings=None, step=unaudited) -> dict
 
 Modules: ``reader`` (CSV rows and cells), ``columns`` (known columns, plausibility ranges
 and their sources, event names), ``validate`` (what is rejected or warned about, across
 rows and files), ``rows`` (per-row checks), ``records`` (issues and accepted rows),
 ``importer`` (store writes), ``table`` (merging scans and labs), ``export``.
+
+The stage takes no actor and writes no audit record: who may import or export, and the
+record, belong to :mod:`analytics.usecases.cohort`, which passes its audited step as
+``step``.
 """
 
 from analytics.cohort.export import export, features_frame, predictions_frame, write_table

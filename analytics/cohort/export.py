@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import select
 
-from analytics import audit, auth
+from analytics import audit
 from analytics.cohort.table import DEFAULT_LAB_WINDOW_DAYS, build_cohort, latest_features
 from analytics.csv_safe import write_csv
 from analytics.errors import CohortError
@@ -231,7 +233,9 @@ def write_table(df: pd.DataFrame, out: Path) -> None:
 
 
 def export(store: Store, what: str, out: str | os.PathLike[str], *,
-           actor: audit.Actor | None = None, settings: Any = None) -> dict[str, Any]:
+           settings: Any = None,
+           step: Callable[..., AbstractContextManager[Any]] = audit.unaudited
+           ) -> dict[str, Any]:
     """Export ``features``, ``cohort`` or ``predictions`` to ``out`` (.csv or .parquet), or
     ``masks`` (every stored DICOM SEG and a manifest) into folder ``out`` (needs
     ``settings``: see :mod:`analytics.cohort.mask_export`).
@@ -245,27 +249,26 @@ def export(store: Store, what: str, out: str | os.PathLike[str], *,
     ------
     CohortError
         On an unknown ``what``, a bad file name or an unwritable directory.
-    PermissionDeniedError
-        If ``actor`` may not export.
+
+
+    ``step`` is called with the audit record's ``detail`` around the write: the use case's
+    audited step (:func:`analytics.usecases.cohort.export`); none by default.
     """
     if what == "masks":
         from analytics.cohort.mask_export import export_masks
 
         if settings is None:
             raise CohortError("export --what masks: the home folder (settings) is needed")
-        return export_masks(store, settings, out, actor=actor)
+        return export_masks(store, settings, out, step=step)
     if what not in EXPORTS:
         raise CohortError(f"export: unknown --what {what!r}; expected one of "
                           f"{(*EXPORTS, 'masks')}")
     path = Path(out).expanduser().resolve()
     if path.suffix.lower() not in FORMATS:
         raise CohortError(f"--out {out}: expected a .csv or .parquet file name")
-    actor = auth.require(actor or audit.SYSTEM, auth.Permission.EXPORT_PSEUDONYMISED, store,
-                         action="export")
     frame = {"features": features_frame, "cohort": cohort_frame,
              "predictions": predictions_frame}[what](store)
-    with audit.audited(store, actor, "export",
-                       detail={"what": what, "rows": len(frame), "format": path.suffix}):
+    with step(detail={"what": what, "rows": len(frame), "format": path.suffix}):
         write_table(frame, path)
     return {"what": what, "out": str(path), "rows": len(frame),
             "columns": [str(c) for c in frame.columns]}

@@ -36,6 +36,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -43,7 +44,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from analytics import audit, auth
+from analytics import audit
 from analytics.cohort.columns import ID_COLUMN
 from analytics.cohort.reader import Source, read_table
 from analytics.cohort.validate import (
@@ -353,8 +354,9 @@ def _spellings(keys: list[str], contexts: dict[str, PatientContext]) -> None:
 
 
 def import_cohort(store: Store, visits: Source, outcomes: Source, *,
-                  actor: audit.Actor | None = None,
-                  settings: Settings | None = None) -> ImportReport:
+                  settings: Settings | None = None,
+                  step: Callable[..., AbstractContextManager[Any]] = audit.unaudited
+                  ) -> ImportReport:
     """Validate and import a visits table and an outcomes table.
 
     Parameters
@@ -363,11 +365,12 @@ def import_cohort(store: Store, visits: Source, outcomes: Source, *,
         The open store.
     visits, outcomes
         CSV paths or DataFrames in the cohort CSV format (ARCHITECTURE.md).
-    actor
-        Who imports (needs the ``ingest`` permission); None for the command line.
     settings
         The site's settings: its secret and ``deidentify`` pseudonymise new patients as
         image ingest does. Default: the store's site secret, de-identification on.
+    step
+        Called with the audit record's ``detail`` around the store write: the use case's
+        audited step (:func:`analytics.usecases.cohort.import_cohort`); none by default.
 
     Returns
     -------
@@ -378,13 +381,9 @@ def import_cohort(store: Store, visits: Source, outcomes: Source, *,
     ------
     CohortError
         If a file cannot be read or lacks a required column (nothing is imported).
-    PermissionDeniedError
-        If ``actor`` may not ingest.
     StoreError
         If the store write fails (nothing is imported).
     """
-    actor = auth.require(actor or audit.SYSTEM, auth.Permission.INGEST, store,
-                         action="import_cohort")
     vt = read_table(visits, "visits")
     ot = read_table(outcomes, "outcomes")
     # ids in order of first appearance: on a clash the first id used is kept
@@ -411,7 +410,7 @@ def import_cohort(store: Store, visits: Source, outcomes: Source, *,
     detail = {"visit_rows": len(vt.rows), "outcome_rows": len(ot.rows),
               "accepted_visits": len(data.visits), "accepted_outcomes": len(data.outcomes),
               "rejected": len(data.rejected)}
-    with audit.audited(store, actor, "import_cohort", detail=detail):
+    with step(detail=detail):
         for attempt in (1, 2):
             try:
                 _write(store, data, contexts if attempt == 1 else None, report,

@@ -13,12 +13,14 @@ name and renamed.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from analytics import audit, auth
+from analytics import audit
 from analytics.config import Settings
 from analytics.csv_safe import write_csv
 from analytics.errors import CohortError, HepaTrackError
@@ -48,7 +50,8 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def export_masks(store: Store, settings: Settings, out: str | os.PathLike[str], *,
-                 actor: audit.Actor | None = None) -> dict[str, Any]:
+                 step: Callable[..., AbstractContextManager[Any]] = audit.unaudited
+                 ) -> dict[str, Any]:
     """Copy every stored DICOM SEG (automatic and delivered) into folder ``out``.
 
     Parameters
@@ -57,8 +60,9 @@ def export_masks(store: Store, settings: Settings, out: str | os.PathLike[str], 
         The store and the home its files live in.
     out
         Folder to write into (created if its parent exists).
-    actor
-        Who exports; needs ``EXPORT_PSEUDONYMISED`` (default: the system account).
+    step
+        Called with the audit record's ``detail`` around the copy: the use case's audited
+        step (:func:`analytics.usecases.cohort.export`); none by default.
 
     Returns
     -------
@@ -71,20 +75,15 @@ def export_masks(store: Store, settings: Settings, out: str | os.PathLike[str], 
     CohortError
         ``out`` is a file, its parent folder is missing, or a stored SEG cannot be read or
         written.
-    PermissionDeniedError
-        If ``actor`` may not export.
     """
     from analytics.ingest.loader import stored_file
     from analytics.masks_review import list_masks
 
     path = _target_dir(out)
-    actor = auth.require(actor or audit.SYSTEM, auth.Permission.EXPORT_PSEUDONYMISED, store,
-                         action="export")
     paths = _seg_paths(store)
-    masks = [m for m in list_masks(store, actor) if m["mask_id"] in paths]
+    masks = [m for m in list_masks(store) if m["mask_id"] in paths]
     rows = []
-    with audit.audited(store, actor, "export",
-                       detail={"what": "masks", "rows": len(masks), "format": "dicom-seg"}):
+    with step(detail={"what": "masks", "rows": len(masks), "format": "dicom-seg"}):
         path.mkdir(exist_ok=True)
         for m in masks:
             kind = "automatic" if m["automatic"] else "delivered"

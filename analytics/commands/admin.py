@@ -1,4 +1,4 @@
-"""``hepatrack users`` and ``hepatrack audit``."""
+"""``hepatrack users`` and ``hepatrack audit`` (the system account acts)."""
 
 from __future__ import annotations
 
@@ -6,24 +6,27 @@ import argparse
 import getpass
 import sys
 
-from analytics import audit, auth
+from analytics import audit
 from analytics.cli import EXIT_INTERNAL, CommandResult, command
 from analytics.config import Settings
 from analytics.store import open_store
+from analytics.usecases import admin
+from analytics.usecases.context import Context
 
 
 @command("users")
 def users(args: argparse.Namespace, settings: Settings) -> CommandResult:
     store = open_store(settings)
+    ctx = Context.cli(store, settings)
     if args.users_command == "list":
-        rows = auth.list_users(store)
+        rows = admin.users(ctx)
         text = "\n".join(f"{r['username']:<24} {r['role']}" for r in rows) or "no users"
         return CommandResult(rows, text)
     password = args.password
     if password is None:
         password = (getpass.getpass("password: ") if sys.stdin.isatty()
                     else sys.stdin.readline().rstrip("\n"))
-    auth.create_user(store, args.username, args.role, password)
+    admin.add_user(ctx, admin.NewUser(args.username, args.role, password))
     return CommandResult({"username": args.username, "role": args.role},
                          f"created {args.role} {args.username!r}")
 

@@ -1,4 +1,4 @@
-"""``hepatrack import-cohort`` and ``hepatrack export``.
+"""``hepatrack import-cohort`` and ``hepatrack export`` (the system account acts).
 
 ``import-cohort`` exits 0 when every row was imported and 2 when some rows were rejected
 (the good rows are imported all the same; stderr names the first rejected row and the
@@ -11,16 +11,18 @@ import argparse
 import sys
 
 from analytics.cli import EXIT_BAD_INPUT, EXIT_OK, CommandResult, command
-from analytics.cohort import export, import_cohort
 from analytics.config import Settings
 from analytics.store import open_store
+from analytics.usecases.cohort import ExportRequest, ImportRequest, export, import_cohort
+from analytics.usecases.context import Context
 
 
 @command("import-cohort")
 def import_cohort_cmd(args: argparse.Namespace, settings: Settings) -> CommandResult:
     store = open_store(settings)
     try:
-        report = import_cohort(store, args.visits, args.outcomes, settings=settings)
+        report = import_cohort(Context.cli(store, settings),
+                               ImportRequest(args.visits, args.outcomes))
     finally:
         store.dispose()
     exit_code = EXIT_OK
@@ -35,7 +37,7 @@ def import_cohort_cmd(args: argparse.Namespace, settings: Settings) -> CommandRe
 def export_cmd(args: argparse.Namespace, settings: Settings) -> CommandResult:
     store = open_store(settings)
     try:
-        result = export(store, args.what, args.out, settings=settings)
+        result = export(Context.cli(store, settings), ExportRequest(args.what, args.out))
     finally:
         store.dispose()
     unit = "files" if args.what == "masks" else "rows"

@@ -7,12 +7,11 @@ import sys
 
 from analytics.cli import CommandResult, command
 from analytics.config import Settings
+from analytics.usecases.demo import run_demo
 
 
 @command("demo")
 def demo_cmd(args: argparse.Namespace, settings: Settings) -> CommandResult:
-    from analytics.demo import run_demo
-
     def say(msg: str) -> None:
         print(f"demo: {msg}", file=sys.stderr, flush=True)
 

@@ -25,19 +25,18 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tqdm import tqdm
+
 from analytics.cli import EXIT_BAD_INPUT, EXIT_OK, CommandResult, command
 from analytics.config import Settings
+from analytics.features.batch import run_batch
+from analytics.features.extract import FeatureSettings
+from analytics.features.totalseg import engine_summary
+from analytics.store.db import open_store
 
 
 @command("features")
 def features_command(args: argparse.Namespace, settings: Settings) -> CommandResult:
-    from tqdm import tqdm
-
-    from analytics.features.batch import run_batch
-    from analytics.features.extract import FeatureSettings
-    from analytics.features.totalseg import engine_summary
-    from analytics.store.db import open_store
-
     engines = engine_summary(args.segmentation)
     if args.engines:
         return CommandResult({"segmentation": engines}, _engines_text(engines))

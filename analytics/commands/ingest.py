@@ -12,9 +12,11 @@ import sys
 from analytics.cli import EXIT_BAD_INPUT, EXIT_OK, CommandResult, command
 from analytics.config import Settings
 from analytics.ingest.nifti_masks import parse_label_table
-from analytics.ingest.pipeline import IngestReport, ingest_sources
+from analytics.ingest.pipeline import IngestReport
 from analytics.ingest.stacks import listing
 from analytics.store import open_store
+from analytics.usecases.context import Context
+from analytics.usecases.ingest import PathsRequest, ingest_paths
 
 
 def _summary(report: IngestReport) -> str:
@@ -40,13 +42,13 @@ def _summary(report: IngestReport) -> str:
 
 @command("ingest")
 def run(args: argparse.Namespace, settings: Settings) -> CommandResult:
-    """Ingest the sources into the store named by the settings."""
+    """Ingest the sources into the store named by the settings (as the system account)."""
     labels = parse_label_table(getattr(args, "labels", None))  # a bad table stops here: exit 2
     store = open_store(settings)
     try:
-        report = ingest_sources(list(args.sources), settings, store,
-                                deidentify=False if args.no_deidentify else None,
-                                assign_patient=args.patient, labels=labels)
+        report = ingest_paths(Context.cli(store, settings), PathsRequest(
+            list(args.sources), deidentify=False if args.no_deidentify else None,
+            assign_patient=args.patient, labels=labels))
     finally:
         store.dispose()
     code = EXIT_OK if report.anything_stored else EXIT_BAD_INPUT

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import argparse
 
-from analytics import masks_review
-from analytics.audit import SYSTEM, Actor
+from analytics.audit import Actor
+from analytics.auth import find_user
 from analytics.cli import CommandResult, command
 from analytics.config import Settings
 from analytics.errors import AuthError
 from analytics.store import open_store
+from analytics.usecases.context import Context
+from analytics.usecases.mask_review import (
+    MaskReviewRequest,
+    list_masks,
+    reject_mask,
+    restore_mask,
+)
 
 
 def _actor(store, username: str) -> Actor:
-    from analytics.auth import find_user
-
     user = find_user(store, username)
     if user is None or user.disabled:
         raise AuthError(f"--user {username}: no enabled account of that name",
@@ -32,19 +37,20 @@ def masks_cmd(args: argparse.Namespace, settings: Settings) -> CommandResult:
     store = open_store(settings)
     try:
         if args.masks_command == "list":
-            rows = masks_review.list_masks(store, SYSTEM, args.series)
+            rows = list_masks(Context.cli(store, settings), args.series)
             lines = [f"{r['series_uid']}  {r['patient']}  {r['format']:<8} "
                      f"{'automatic ' + str(r['method']) if r['automatic'] else 'delivered'}  "
                      + "; ".join(f"{o}: {st}" for o, st in r["status"].items())
                      for r in rows]
             return CommandResult(rows, "\n".join(lines) or "no masks stored")
-        actor = _actor(store, args.user)
+        ctx = Context(_actor(store, args.user), store, settings)
+        req = MaskReviewRequest(args.series, args.organ, args.reason)
         if args.masks_command == "reject":
-            out = masks_review.reject_mask(store, actor, args.series, args.organ, args.reason)
+            out = reject_mask(ctx, req)
             return CommandResult(out, f"rejected the automatic {args.organ} mask of "
                                       f"{args.series}: {out['features_withheld']} values "
                                       "withheld")
-        out = masks_review.restore_mask(store, actor, args.series, args.organ, args.reason)
+        out = restore_mask(ctx, req)
         return CommandResult(out, f"restored the automatic {args.organ} mask of "
                                   f"{args.series}: {out['features_restored']} values back")
     finally:

@@ -1,35 +1,18 @@
-"""``hepatrack train`` and ``hepatrack predict``."""
+"""``hepatrack train`` and ``hepatrack predict`` (the system account acts)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import Any
 
-from sqlalchemy import delete, select
-
-from analytics import audit
 from analytics.cli import CommandResult, command
-from analytics.cohort_types import CohortTable
+from analytics.cohort import build_cohort
 from analytics.config import Settings
-from analytics.errors import ModelError
-from analytics.explain import patient_trajectory
-from analytics.models.registry import RegisteredModel, jsonable, load_model
 from analytics.models.settings import ModelSettings, SettingsError
-from analytics.models.training import find_truth, load_truth, train_model, truth_for_cohort
+from analytics.models.training import find_truth, load_truth, truth_for_cohort
 from analytics.store import open_store
-from analytics.store.db import Store
-from analytics.store.schema import Patient, Prediction
-
-
-def load_cohort(store: Store) -> CohortTable:
-    """The cohort table from the store (``analytics.cohort.build_cohort``)."""
-    try:
-        from analytics.cohort import build_cohort
-    except ImportError as e:
-        raise ModelError("the cohort builder (analytics.cohort.build_cohort) is not "
-                         "available in this installation") from e
-    return build_cohort(store)
-
+from analytics.usecases import models as model_use_cases
+from analytics.usecases.context import Context
 
 #: ``hepatrack train`` flags -> ModelSettings fields (the one place they are mapped)
 TRAIN_FLAGS = {"model": "kind", "event": "event", "horizons": "horizons", "cv": "folds",
@@ -57,13 +40,12 @@ def settings_from_args(args: argparse.Namespace) -> ModelSettings:
 @command("train")
 def train(args: argparse.Namespace, settings: Settings) -> CommandResult:
     store = open_store(settings)
-    cohort = load_cohort(store)
+    cohort = build_cohort(store)
     truth_path = find_truth(settings, getattr(args, "truth", None))
     truth = truth_for_cohort(load_truth(truth_path), store, cohort) if truth_path else None
     model_settings = settings_from_args(args)
-    detail = {"model": args.model, "event": args.event or "default", "cv": args.cv}
-    with audit.audited(store, None, "train", detail=detail):
-        payload = train_model(store, settings, cohort, model_settings, truth=truth)
+    payload = model_use_cases.train(Context.cli(store, settings), model_use_cases.TrainRequest(
+        cohort, model_settings, truth=truth))
     if truth_path:
         payload["truth_file"] = str(truth_path)
     cv = payload["cv"]
@@ -84,61 +66,13 @@ def _f(x: Any) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
-def cache_predictions(store: Store, result: dict[str, Any]) -> int:
-    """Store a trajectory's rows in ``predictions`` (replacing earlier ones); rows written."""
-    mid = result.get("model_id")
-    with store.session() as s:
-        pid = s.execute(select(Patient.id).where(Patient.pseudonym == result["patient"])
-                        ).scalar_one_or_none()
-        if pid is None or mid is None:
-            return 0
-        n = 0
-        for r in result["trajectory"]:
-            s.execute(delete(Prediction).where(
-                Prediction.model_id == mid, Prediction.patient_id == pid,
-                Prediction.time_years == r["time"], Prediction.horizon_years == r["horizon"]))
-            ci = r.get("ci") or [None, None]
-            s.add(Prediction(model_id=mid, patient_id=pid, time_years=r["time"],
-                             horizon_years=r["horizon"], risk=r["risk"], ci_low=ci[0],
-                             ci_high=ci[1], reason=r.get("reason"),
-                             explanation=jsonable({"shap": r["shap"],
-                                                   "base_value": r["base_value"],
-                                                   "shap_scale": r["shap_scale"],
-                                                   "model_output": r["model_output"]})))
-            n += 1
-        return n
-
-
-def predict_patients(store: Store, model: RegisteredModel, cohort: CohortTable,
-                     patients: list[str], horizon: float | None, at: float | None,
-                     cache: bool = True) -> list[dict[str, Any]]:
-    """Trajectories of ``patients`` (cached in the store when ``cache``)."""
-    out = []
-    for p in patients:
-        res = patient_trajectory(model, cohort.visits, p, horizon=horizon, at=at).to_json()
-        if cache:
-            cache_predictions(store, res)
-        out.append(res)
-    return out
-
-
 @command("predict")
 def predict(args: argparse.Namespace, settings: Settings) -> CommandResult:
     store = open_store(settings)
-    model = load_model(store, settings, getattr(args, "model_id", None))
-    cohort = load_cohort(store)
-    known = sorted(set(cohort.visits["patient"]))
-    if args.all:
-        patients = known
-    else:
-        if args.patient not in known:
-            raise ModelError(f"--patient {args.patient}: no visits for this patient in the "
-                             "cohort")
-        patients = [args.patient]
-    with audit.audited(store, None, "predict", model_version=model.model_id,
-                       patient=None if args.all else args.patient,
-                       detail={"patients": len(patients)}):
-        results = predict_patients(store, model, cohort, patients, args.horizon, args.at)
+    request = model_use_cases.PredictRequest(
+        patients=None if args.all else [args.patient], horizon=args.horizon, at=args.at,
+        model_id=getattr(args, "model_id", None))
+    results = model_use_cases.predict(Context.cli(store, settings), request)
     lines = []
     for res in results:
         lines.append(f"{res['patient']}  model {res['model_id']}  {res['horizon']:g}-year "

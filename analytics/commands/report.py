@@ -10,12 +10,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from analytics.audit import SYSTEM
 from analytics.cli import CommandResult, command
 from analytics.config import Settings
 from analytics.errors import StoreError
-from analytics.report import build_mdt_report
 from analytics.store import open_store
+from analytics.usecases.context import Context
+from analytics.usecases.report import ReportRequest, build_mdt_report
 
 
 @command("report")
@@ -27,9 +27,9 @@ def report(args: argparse.Namespace, settings: Settings) -> CommandResult:
         raise StoreError(f"--out {out}: the folder {Path(out).resolve().parent} does not exist")
     store = open_store(settings)
     try:
-        result = build_mdt_report(
-            store, settings, list(args.patient), out, actor=SYSTEM, identified=False,
-            model_id=getattr(args, "model_id", None), horizon=getattr(args, "horizon", None))
+        result = build_mdt_report(Context.cli(store, settings), ReportRequest(
+            list(args.patient), out, identified=False,
+            model_id=getattr(args, "model_id", None), horizon=getattr(args, "horizon", None)))
     finally:
         store.dispose()
     payload = {"out": str(result.path), "pages": result.pages, "patients": result.patients,

@@ -12,7 +12,6 @@ bounded by the largest series, not the batch.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
 import logging
@@ -22,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from analytics.audit import SYSTEM, Actor, record
 from analytics.config import Settings
 from analytics.errors import HepaTrackError, IngestError
 from analytics.ingest.commit import clean_stale_staging, fingerprint
@@ -229,13 +227,11 @@ def reload(entry: BatchEntry, parser: SafeParser) -> ParsedInstance:
 
 
 def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
-         progress: Progress | None, deidentify: bool | None, user: Actor | str | None,
-         what: str, parser: SafeParser | None, assign_patient: str | None = None,
+         progress: Progress | None, deidentify: bool | None, parser: SafeParser | None,
+         assign_patient: str | None = None,
          labels: dict[int, str] | None = None) -> IngestReport:
     deid = settings.deidentify if deidentify is None else bool(deidentify)
     settings.ensure_home()
-    actor = _actor(user)
-    record(store, actor, "ingest", "started", detail={"what": what, "deidentify": deid})
     report = IngestReport()
     clean_stale_staging(settings)
     deidentifier = Deidentifier(settings.site_secret())
@@ -258,33 +254,15 @@ def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
             ingest_mask(entry, settings, store, deidentifier, report, deid=deid, reload=again,
                         batch_series=batch.series, parser=parser, labels=labels, volumes=volumes)
         count_masks(store, report)
-    except BaseException as e:
-        with contextlib.suppress(HepaTrackError):
-            record(store, actor, "ingest", "failed", detail={"what": what,
-                                                              "error": type(e).__name__})
-        raise
     finally:
         if own:
             parser.close()
-    record(store, actor, "ingest", "ok", uids=[s["series_uid"] for s in report.series][:200],
-           detail={"what": what, "series_ingested": report.series_ingested,
-                   "instances": report.instances, "duplicates": report.duplicates,
-                   "rejected": len(report.rejected), "quarantined": len(report.quarantined),
-                   "conflicts": len(report.conflicts), "masks": report.masks})
     return report
-
-
-def _actor(user: Actor | str | None) -> Actor:
-    if isinstance(user, Actor):
-        return user
-    if isinstance(user, str) and user:
-        return Actor(username=user, role="clinician", session_id="ingest")
-    return SYSTEM
 
 
 def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, *,
                    progress: Progress | None = None, deidentify: bool | None = None,
-                   user: Actor | str | None = None, parser: SafeParser | None = None,
+                   parser: SafeParser | None = None,
                    assign_patient: str | None = None,
                    labels: dict[int, str] | None = None) -> IngestReport:
     """Ingest DICOM files, folders, zip archives and DICOMweb study/series URLs.
@@ -299,8 +277,6 @@ def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, 
         Called as ``progress(message, fraction or None)``.
     deidentify
         Override ``settings.deidentify`` (default on).
-    user
-        Who ingests (audit trail); the system actor when None.
     parser
         A running :class:`SafeParser` pool to reuse (a long-lived app); one is started
         and stopped for this call when None.
@@ -316,24 +292,20 @@ def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, 
     IngestReport
         Counts, per-series summaries and every refusal with its reason.
 
-    Raises
-    ------
-    AuditError
-        If the audit trail cannot be written (then nothing is ingested).
+    Who may ingest, and the audit record, are the use case's
+    (:mod:`analytics.usecases.ingest`): this stage takes no actor.
     """
     def feed(batch: _Batch) -> None:
         for src in sources:
             batch.add_source(src)
 
-    kinds = sorted({"dicomweb" if is_dicomweb_url(s) else "path" for s in sources})
-    return _run(settings, store, feed, progress=progress, deidentify=deidentify, user=user,
-                what="+".join(kinds) or "nothing", parser=parser, assign_patient=assign_patient,
-                labels=labels)
+    return _run(settings, store, feed, progress=progress, deidentify=deidentify, parser=parser,
+                assign_patient=assign_patient, labels=labels)
 
 
 def ingest_uploads(files: list[tuple[str, bytes]], settings: Settings, store: Store, *,
                    progress: Progress | None = None, deidentify: bool | None = None,
-                   user: Actor | str | None = None, parser: SafeParser | None = None,
+                   parser: SafeParser | None = None,
                    assign_patient: str | None = None,
                    labels: dict[int, str] | None = None) -> IngestReport:
     """Ingest in-memory uploads ``[(file name, bytes)]`` (single files or zip archives).
@@ -344,5 +316,5 @@ def ingest_uploads(files: list[tuple[str, bytes]], settings: Settings, store: St
         for name, data in files:
             batch.add_upload(name, data)
 
-    return _run(settings, store, feed, progress=progress, deidentify=deidentify, user=user,
-                what="upload", parser=parser, assign_patient=assign_patient, labels=labels)
+    return _run(settings, store, feed, progress=progress, deidentify=deidentify, parser=parser,
+                assign_patient=assign_patient, labels=labels)

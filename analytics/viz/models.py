@@ -1,5 +1,5 @@
 """Model figures (plotly): calibration curves, time-dependent AUC over landmark times and
-global SHAP drivers. Inputs come from :mod:`analytics.model_admin`.
+global SHAP drivers. Inputs come from :mod:`analytics.usecases.model_admin`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ def calibration_plot(curves: pd.DataFrame, *, height: int = 380) -> go.Figure:
     Parameters
     ----------
     curves
-        ``analytics.model_admin.calibration_curves`` (``horizon``, ``predicted``,
+        ``analytics.usecases.model_admin.calibration_curves`` (``horizon``, ``predicted``,
         ``observed``; fractions).
 
     Returns
@@ -60,7 +60,7 @@ def td_auc_plot(td: pd.DataFrame, *, height: int = 340) -> go.Figure:
     Parameters
     ----------
     td
-        ``analytics.model_admin.td_auc_by_landmark`` (``landmark``, ``horizon``,
+        ``analytics.usecases.model_admin.td_auc_by_landmark`` (``landmark``, ``horizon``,
         ``td_auc``, ``n``, ``events``).
 
     Returns

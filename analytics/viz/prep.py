@@ -1,7 +1,7 @@
 """Data preparation shared by the plotly builders (pages) and the matplotlib renderers
 (MDT PDF), so both draw exactly the same numbers.
 
-Each function takes the engine's data (``analytics.explain``, ``analytics.overview``)
+Each function takes the engine's data (``analytics.explain``, ``analytics.usecases.overview``)
 and returns plain arrays and labels; no figure objects.
 """
 

@@ -1,7 +1,7 @@
 """Cohort risk figures (plotly): observed cumulative incidence by risk group with numbers
 at risk, and the distribution of current risk.
 
-Inputs come from :mod:`analytics.overview` (estimates computed there with lifelines).
+Inputs come from :mod:`analytics.usecases.overview` (estimates computed there with lifelines).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ def incidence_by_risk_group(gi, *, height: int = 480) -> go.Figure:
     Parameters
     ----------
     gi
-        ``analytics.overview.GroupIncidence``.
+        ``analytics.usecases.overview.GroupIncidence``.
 
     Returns
     -------
@@ -83,7 +83,7 @@ def risk_distribution(risk: pd.DataFrame, *, event: str, horizon: float,
     Parameters
     ----------
     risk
-        ``analytics.overview.cohort_risk`` output.
+        ``analytics.usecases.overview.cohort_risk`` output.
     cuts
         Risk-group cut points (fractions), drawn as dashed lines.
 

@@ -88,7 +88,7 @@ def _table(at, column: str):
 
 # --------------------------------------------------------------------------- cohort
 def test_cohort_risk_columns_are_the_models_risks(home, engine, template):
-    from analytics.overview import cohort_risk
+    from analytics.usecases.overview import cohort_risk
 
     model, cohort, _ = engine
     at = _on("pages/cohort.py", CLINICIAN)
@@ -232,7 +232,7 @@ def test_researcher_sees_no_identity_on_the_patient_page(home, template):
 
 # --------------------------------------------------------------------------- models
 def test_models_page_shows_validation_against_baselines(home, engine):
-    from analytics.model_admin import model_metrics
+    from analytics.usecases.model_admin import model_metrics
 
     _m, _c, store = engine
     at = _on("pages/models.py", RESEARCHER)

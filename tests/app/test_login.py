@@ -9,6 +9,8 @@ import pytest
 
 from analytics import audit, auth
 from analytics.store import open_store
+from analytics.usecases import admin
+from analytics.usecases.context import Context
 from tests.app.conftest import new_app
 from ui.auth import CLOCK_KEY
 from ui.session import VIEWER_KEY
@@ -19,9 +21,9 @@ PW = "correct horse battery"
 @pytest.fixture
 def accounts(seeded_home, settings):
     store = open_store(settings)
-    auth.create_user(store, "dr.who", "clinician", PW)
-    auth.create_user(store, "ana", "researcher", PW)
-    auth.create_user(store, "root", "admin", PW)
+    cli = Context.cli(store)  # accounts made as the command line makes them: audited
+    for name, role in (("dr.who", "clinician"), ("ana", "researcher"), ("root", "admin")):
+        admin.add_user(cli, admin.NewUser(name, role, PW))
     yield store
     store.dispose()
 

@@ -105,8 +105,12 @@ def test_predictions_export(filled, tmp_path):
 
 
 def test_export_is_audited(filled, tmp_path):
+    from analytics.usecases.cohort import ExportRequest
+    from analytics.usecases.cohort import export as export_use_case
+    from analytics.usecases.context import Context
+
     store, _, _ = filled
-    export(store, "features", tmp_path / "f.csv")
+    export_use_case(Context.cli(store), ExportRequest("features", tmp_path / "f.csv"))
     with store.session() as s:
         last = s.execute(select(AuditRecord).order_by(AuditRecord.seq.desc())).scalars().first()
     assert (last.action, last.outcome, last.detail) == (

@@ -17,6 +17,8 @@ from analytics.errors import PermissionDeniedError, StoreError
 from analytics.ingest.deid import patient_pseudonym
 from analytics.store import open_store
 from analytics.store.schema import AuditRecord, Outcome, Patient, Visit
+from analytics.usecases import cohort as cohort_use_cases
+from analytics.usecases.context import Context
 from tests.cohort.conftest import add_patient, add_scan
 
 VISITS = """
@@ -168,7 +170,7 @@ def test_a_failed_store_write_leaves_nothing_behind(store, csvs):
                           "BEGIN SELECT RAISE(ABORT, 'disk full'); END"))
     v, o = csvs(VISITS, OUTCOMES)
     with pytest.raises(StoreError, match="nothing was imported"):
-        import_cohort(store, v, o)
+        cohort_use_cases.import_cohort(Context.cli(store), cohort_use_cases.ImportRequest(v, o))
     assert stored(store) == ([], [], [])
     with store.session() as s:
         trail = s.execute(select(AuditRecord.action, AuditRecord.outcome)
@@ -180,7 +182,8 @@ def test_a_role_without_ingest_may_not_import(store, csvs):
     v, o = csvs(VISITS, OUTCOMES)
     researcher = audit.Actor(username="r", role="researcher")
     with pytest.raises(PermissionDeniedError, match="may not ingest"):
-        import_cohort(store, v, o, actor=researcher)
+        cohort_use_cases.import_cohort(Context(researcher, store),
+                                       cohort_use_cases.ImportRequest(v, o))
     assert stored(store) == ([], [], [])
 
 

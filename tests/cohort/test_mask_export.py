@@ -18,7 +18,6 @@ from analytics.cohort.export import export
 from analytics.errors import CohortError, PermissionDeniedError
 from analytics.features.segmentation import CLASSICAL_METHOD
 from analytics.ingest.pipeline import ingest_sources
-from analytics.masks_review import reject_mask
 from analytics.store import open_store
 from analytics.store.schema import AuditRecord
 from analytics.synthetic import synthesize_visit_volume
@@ -28,6 +27,10 @@ from analytics.synthetic.dicom_writer import (
     write_ct_series,
     write_seg,
 )
+from analytics.usecases.cohort import ExportRequest
+from analytics.usecases.cohort import export as export_use_case
+from analytics.usecases.context import Context
+from analytics.usecases.mask_review import MaskReviewRequest, reject_mask
 from tests.features.automask_data import measured_home
 
 
@@ -48,8 +51,8 @@ def home(tmp_path_factory):
               seg_series_uid=derived_uid("seg-series", "x"), seg_sop_uid=derived_uid("seg", "x"))
     store = open_store(settings)
     delivered = ingest_sources([tmp / "syn"], settings, store).series[0]["series_uid"]
-    reject_mask(store, audit.Actor("dr.grey", "clinician", "s"), uids["real"], "liver",
-                "outline includes the right kidney")
+    reject_mask(Context(audit.Actor("dr.grey", "clinician", "s"), store), MaskReviewRequest(
+        uids["real"], "liver", "outline includes the right kidney"))
     yield settings, store, uids["real"], delivered
     store.dispose()
 
@@ -57,7 +60,7 @@ def home(tmp_path_factory):
 def test_the_masks_export_writes_every_seg_with_a_manifest_and_each_opens_as_a_valid_seg(
         home, tmp_path):
     settings, store, auto_uid, delivered_uid = home
-    out = export(store, "masks", tmp_path / "masks", settings=settings)
+    out = export_use_case(Context.cli(store, settings), ExportRequest("masks", tmp_path / "masks"))
     assert out["rows"] == 2
     manifest = pd.read_csv(out["manifest"])
     assert list(manifest.columns) == ["series_uid", "patient", "organs", "automatic",
@@ -94,8 +97,8 @@ def test_the_masks_export_through_the_cli_writes_the_folder(home, tmp_path, caps
 def test_the_masks_export_needs_the_export_permission_and_a_folder(home, tmp_path):
     settings, store, _a, _d = home
     with pytest.raises(PermissionDeniedError, match="may not export pseudonymised"):
-        export(store, "masks", tmp_path / "m", settings=settings,
-               actor=audit.Actor("x", "nobody", "s"))
+        export_use_case(Context(audit.Actor("x", "nobody", "s"), store, settings),
+                        ExportRequest("masks", tmp_path / "m"))
     (tmp_path / "file.csv").write_text("x")
     with pytest.raises(CohortError, match="expected a folder for --what masks"):
         export(store, "masks", tmp_path / "file.csv", settings=settings)

@@ -332,17 +332,30 @@ def test_synthetic_cohort_against_its_truth(synthetic_cohort, settings, store, p
             assert got_ml == pytest.approx(t[f"{organ}_volume_ml"], rel=1e-6), organ
 
 
-def test_each_ingest_is_audited_without_identifiers(tmp_path, store, run):
+def test_each_ingest_is_audited_once_without_identifiers(tmp_path, settings, store, parser):
     import json
 
-    from analytics.audit import verify
+    from analytics.audit import Actor, verify
     from analytics.store.schema import AuditRecord
+    from analytics.usecases.context import Context
+    from analytics.usecases.ingest import PathsRequest, ingest_paths
 
-    run([write_folder(tmp_path / "src", ct_series(SampleStudy(), 2))], user="dr.rita")
+    ctx = Context(Actor("dr.rita", "clinician", "ingest"), store, settings)
+    report = ingest_paths(ctx, PathsRequest(
+        [str(write_folder(tmp_path / "src", ct_series(SampleStudy(), 2)))], parser=parser))
     records = _rows(store, AuditRecord)
+    # one record, written by the use case before anything is stored; the stage writes none
     assert [(r.action, r.outcome, r.username) for r in records] == [
-        ("ingest", "started", "dr.rita"), ("ingest", "ok", "dr.rita")]
-    assert records[1].detail["instances"] == 2 and len(records[1].uids) == 1
+        ("ingest", "ok", "dr.rita")]
+    assert report.instances == 2 and len(report.series) == 1
+    assert records[0].detail["what"] == "path" and records[0].detail["deidentify"] is True
     text = json.dumps([r.detail for r in records]) + json.dumps([r.uids for r in records])
     assert not any(p.decode() in text for p in PHI)
     assert verify(store).ok
+
+
+def test_the_ingest_stage_writes_no_audit_record(tmp_path, store, run):
+    from analytics.store.schema import AuditRecord
+
+    run([write_folder(tmp_path / "src", ct_series(SampleStudy(), 2))])
+    assert _rows(store, AuditRecord) == []

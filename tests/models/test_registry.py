@@ -206,8 +206,8 @@ def test_stored_settings_that_no_longer_validate_ask_for_a_retrain(trained, tmp_
 
 def test_scoring_writes_nothing_into_the_shared_model(trained, cohort):
     from analytics.explain import incidence_curves
-    from analytics.model_admin import global_drivers
-    from analytics.overview import cohort_risk
+    from analytics.usecases.model_admin import global_drivers
+    from analytics.usecases.overview import cohort_risk
 
     settings, store, out = trained
     c, _ = cohort

@@ -2,10 +2,12 @@
 
 import pytest
 
-from analytics import admin, audit, auth
+from analytics import audit, auth
 from analytics.audit import Actor
 from analytics.errors import PermissionDeniedError
 from analytics.store import open_store
+from analytics.usecases import admin
+from analytics.usecases.context import Context
 
 
 @pytest.fixture
@@ -18,8 +20,9 @@ def store(db_url):
 @pytest.mark.parametrize("role", ["clinician", "researcher"])
 @pytest.mark.parametrize(
     "call",
-    [lambda s, a: admin.audit_trail(s, a), lambda s, a: admin.users(s, a),
-     lambda s, a: admin.add_user(s, a, "eve.x", "admin", "a long enough secret")],
+    [lambda s, a: admin.audit_trail(Context(a, s)), lambda s, a: admin.users(Context(a, s)),
+     lambda s, a: admin.add_user(Context(a, s),
+                                 admin.NewUser("eve.x", "admin", "a long enough secret"))],
     ids=["audit_trail", "users", "add_user"],
 )
 def test_only_admins(store, role, call):
@@ -31,16 +34,17 @@ def test_only_admins(store, role, call):
 
 def test_admin_reads_a_verified_trail(store):
     root = Actor("root", "admin", "s")
-    admin.add_user(store, root, "eve.x", "researcher", "a long enough secret")
-    trail = admin.audit_trail(store, root)
+    admin.add_user(Context(root, store),
+                   admin.NewUser("eve.x", "researcher", "a long enough secret"))
+    trail = admin.audit_trail(Context(root, store))
     assert trail["ok"] and trail["total"] == 2
     assert [r["action"] for r in trail["records"]] == ["audit_view", "user_add"]
 
 
 def test_admin_changes_a_setting_atomically_and_audited(store, tmp_path, monkeypatch):
-    from analytics import admin as adm
     from analytics.config import load_settings
     from analytics.features import totalseg
+    from analytics.usecases import admin as adm
 
     monkeypatch.setattr(totalseg, "_installed_version", lambda: None)
 
@@ -51,8 +55,9 @@ def test_admin_changes_a_setting_atomically_and_audited(store, tmp_path, monkeyp
         '[[pacs]]\nname = "main"\nurl = "http://127.0.0.1:8042/dicom-web"\n')
     settings = load_settings(home)
     root = Actor("root", "admin", "s")
-    adm.change_setting(store, root, settings, "session_timeout_min", 15)
-    adm.change_setting(store, root, settings, "deidentify", False)
+    adm.change_setting(Context(root, store, settings),
+                       adm.SettingChange("session_timeout_min", 15))
+    adm.change_setting(Context(root, store, settings), adm.SettingChange("deidentify", False))
     after = load_settings(home)
     assert (after.session_timeout_min, after.deidentify) == (15, False)
     # everything else in the file survives the rewrite
@@ -61,7 +66,7 @@ def test_admin_changes_a_setting_atomically_and_audited(store, tmp_path, monkeyp
     recs = [r for r in audit.recent(store) if r["action"] == "settings_change"]
     assert [r["detail"]["key"] for r in recs] == ["deidentify", "session_timeout_min"]
     assert recs[1]["detail"]["new"] == 15
-    view = adm.settings_view(after, root, store)
+    view = adm.settings_view(Context(root, store, after))
     assert view["pacs"] == [{"name": "main", "url": "http://127.0.0.1:8042/dicom-web",
                              "auth": "none"}]
     # without TotalSegmentator: classical on CT, nothing on MR (it needs a mask)
@@ -77,23 +82,24 @@ def test_admin_changes_a_setting_atomically_and_audited(store, tmp_path, monkeyp
     ids=["not-editable", "out-of-range", "wrong-type", "not-bool"],
 )
 def test_bad_setting_changes_are_refused(store, tmp_path, key, value, match):
-    from analytics import admin as adm
     from analytics.config import load_settings
     from analytics.errors import ConfigError
+    from analytics.usecases import admin as adm
 
     settings = load_settings(tmp_path)
     with pytest.raises(ConfigError, match=match):
-        adm.change_setting(store, Actor("root", "admin", "s"), settings, key, value)
+        adm.change_setting(Context(Actor("root", "admin", "s"), store, settings),
+                           adm.SettingChange(key, value))
     assert not (tmp_path / "config.toml").exists()
 
 
 @pytest.mark.parametrize("role", ["clinician", "researcher"])
 def test_only_admins_change_settings(store, tmp_path, role):
-    from analytics import admin as adm
     from analytics.config import load_settings
+    from analytics.usecases import admin as adm
 
     with pytest.raises(PermissionDeniedError, match="may not change settings"):
-        adm.change_setting(store, Actor("m", role, "s"), load_settings(tmp_path),
-                           "deidentify", False)
+        adm.change_setting(Context(Actor("m", role, "s"), store, load_settings(tmp_path)),
+                           adm.SettingChange("deidentify", False))
     assert audit.recent(store, 1)[0]["outcome"] == "denied"
     assert not (tmp_path / "config.toml").exists()

@@ -123,7 +123,7 @@ def test_patient_timeline_lanes():
 
 
 def test_incidence_by_group_draws_steps_and_numbers_at_risk():
-    from analytics.overview import GroupIncidence
+    from analytics.usecases.overview import GroupIncidence
 
     curves = pd.DataFrame({"group": ["Low"] * 2 + ["High"] * 2, "time": [0.0, 1.0] * 2,
                            "cif": [0.0, 0.1, 0.0, 0.5], "lower": [0, 0.02, 0, 0.3],

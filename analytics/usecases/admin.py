@@ -1,25 +1,47 @@
-"""Administration actions, each checked against the actor's role and audited."""
+"""Administration use cases: the audit trail, user accounts and the site settings, each
+checked against the actor's role and audited (one record per action)."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tomllib
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy.engine import make_url
 
 from analytics import audit, auth
-from analytics.audit import Actor
 from analytics.auth import Permission
-from analytics.config import Settings
 from analytics.errors import ConfigError
 from analytics.features import radiomics_configs
-from analytics.store.db import Store
+from analytics.features.totalseg import engine_summary
+from analytics.usecases.context import Context, audited, authorize
+
+__all__ = ["EDITABLE_SETTINGS", "NewUser", "SettingChange", "add_user", "audit_trail",
+           "change_setting", "dumps_toml", "settings_view", "users"]
 
 
-def audit_trail(store: Store, actor: Actor, limit: int = 500) -> dict[str, Any]:
+@dataclass(frozen=True)
+class NewUser:
+    """A local account (``password``) or an identity-provider one (``password=None``)."""
+
+    username: str
+    role: str
+    password: str | None
+    display_name: str | None = None
+
+
+@dataclass(frozen=True)
+class SettingChange:
+    """One setting of :data:`EDITABLE_SETTINGS` and its new value."""
+
+    key: str
+    value: object
+
+
+def audit_trail(ctx: Context, limit: int = 500) -> dict[str, Any]:
     """The newest audit records and the chain's verification, for admins only.
 
     Raises
@@ -27,24 +49,41 @@ def audit_trail(store: Store, actor: Actor, limit: int = 500) -> dict[str, Any]:
     PermissionDeniedError
         If the actor's role may not view the audit trail (the refusal is audited).
     """
-    auth.require(actor, Permission.VIEW_AUDIT, store, action="audit_view")
-    audit.record(store, actor, "audit_view", detail={"limit": limit})
-    report = audit.verify(store)
-    anchor = audit.read_anchor(store)
-    return {"records": audit.recent(store, limit), "ok": report.ok,
-            "total": report.records, "problems": report.problems,
-            "anchor": {"seq": anchor[0], "hash": anchor[1]} if anchor else None}
+    authorize(ctx, Permission.VIEW_AUDIT, "audit_view")
+    with audited(ctx, "audit_view", detail={"limit": limit}):
+        report = audit.verify(ctx.store)
+        anchor = audit.read_anchor(ctx.store)
+        return {"records": audit.recent(ctx.store, limit), "ok": report.ok,
+                "total": report.records, "problems": report.problems,
+                "anchor": {"seq": anchor[0], "hash": anchor[1]} if anchor else None}
 
 
-def users(store: Store, actor: Actor) -> list[dict[str, Any]]:
-    auth.require(actor, Permission.MANAGE_USERS, store, action="user_change")
-    return auth.list_users(store)
+def users(ctx: Context) -> list[dict[str, Any]]:
+    """Every account with its role (a read: no record).
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not manage users (refusal audited).
+    """
+    authorize(ctx, Permission.MANAGE_USERS, "user_change")
+    return auth.list_users(ctx.store)
 
 
-def add_user(store: Store, actor: Actor, username: str, role: str, password: str | None,
-             display_name: str | None = None) -> None:
-    auth.require(actor, Permission.MANAGE_USERS, store, action="user_add")
-    auth.create_user(store, username, role, password, display_name=display_name, actor=actor)
+def add_user(ctx: Context, req: NewUser) -> None:
+    """Create an account (audited ``user_add`` with the name and role).
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not manage users (refusal audited).
+    AuthError
+        Bad username, unknown role, short password, or the user exists.
+    """
+    authorize(ctx, Permission.MANAGE_USERS, "user_add")
+    auth.create_user(ctx.store, req.username, req.role, req.password,
+                     display_name=req.display_name,
+                     step=functools.partial(audited, ctx, "user_add"))
 
 
 #: settings an admin may change from the dashboard, with their type and allowed range
@@ -55,12 +94,17 @@ EDITABLE_SETTINGS: dict[str, tuple[type, tuple[float, float] | None]] = {
 }
 
 
-def settings_view(settings: Settings, actor: Actor, store: Store) -> dict[str, Any]:
+def settings_view(ctx: Context) -> dict[str, Any]:
     """The settings in force, without credentials (admins only), and the segmentation
-    engine a feature run would use on CT and MR (``segmentation``)."""
-    from analytics.features.totalseg import engine_summary
+    engine a feature run would use on CT and MR (``segmentation``).
 
-    auth.require(actor, Permission.CHANGE_SETTINGS, store, action="settings_change")
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not change settings (refusal audited).
+    """
+    authorize(ctx, Permission.CHANGE_SETTINGS, "settings_change")
+    settings = ctx.settings
     return {
         "home": str(settings.home),
         "database": make_url(settings.database_url).render_as_string(hide_password=True),
@@ -79,20 +123,7 @@ def settings_view(settings: Settings, actor: Actor, store: Store) -> dict[str, A
     }
 
 
-def change_setting(store: Store, actor: Actor, settings: Settings, key: str,
-                   value: object) -> None:
-    """Write one setting to ``HEPATRACK_HOME/config.toml`` (atomically) and audit it.
-
-    Raises
-    ------
-    PermissionDeniedError
-        If the actor is not an admin (refusal audited).
-    ConfigError
-        Unknown key or a value of the wrong type or out of range.
-    AuditError
-        If the change cannot be audited; then nothing is written.
-    """
-    auth.require(actor, Permission.CHANGE_SETTINGS, store, action="settings_change")
+def _check_setting(key: str, value: object) -> None:
     if key not in EDITABLE_SETTINGS:
         raise ConfigError(f"setting {key!r}: not editable here; expected one of "
                           f"{sorted(EDITABLE_SETTINGS)}")
@@ -108,18 +139,35 @@ def change_setting(store: Store, actor: Actor, settings: Settings, key: str,
         if bounds and not bounds[0] <= value <= bounds[1]:
             raise ConfigError(f"setting {key}: expected {bounds[0]:g} to {bounds[1]:g}, "
                               f"got {value}")
-    path = settings.home / "config.toml"
+
+
+def change_setting(ctx: Context, req: SettingChange) -> None:
+    """Write one setting to ``HEPATRACK_HOME/config.toml`` (atomically) and audit it.
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor is not an admin (refusal audited).
+    ConfigError
+        Unknown key or a value of the wrong type or out of range.
+    AuditError
+        If the change cannot be audited; then nothing is written.
+    """
+    authorize(ctx, Permission.CHANGE_SETTINGS, "settings_change")
+    key, value = req.key, req.value
+    _check_setting(key, value)
+    path = ctx.settings.home / "config.toml"
     try:
         current = tomllib.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML ({e}); fix it by hand first") from e
     old = current.get(key)
     current[key] = value
-    audit.record(store, actor, "settings_change",
-                 detail={"key": key, "old": _short(old), "new": _short(value)})
-    tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(dumps_toml(current), encoding="utf-8")
-    os.replace(tmp, path)
+    with audited(ctx, "settings_change",
+                 detail={"key": key, "old": _short(old), "new": _short(value)}):
+        tmp = path.with_suffix(".toml.tmp")
+        tmp.write_text(dumps_toml(current), encoding="utf-8")
+        os.replace(tmp, path)
 
 
 def _short(v: object) -> object:

@@ -33,10 +33,14 @@ import io
 from dataclasses import dataclass, field
 
 import numpy as np
+from PIL import Image
 from scipy import ndimage as ndi
 
 from analytics.errors import FeatureError, HepaTrackError
+from analytics.features.automask_store import latest_auto_mask
 from analytics.features.geometry import orientation
+from analytics.features.totalseg import MR_NEEDS_MASK
+from analytics.ingest.loader import decode_mask, load_series, stored_file
 from analytics.ingest.volume import MaskSet, Volume
 from analytics.viz.palette import OKABE_ITO
 
@@ -222,7 +226,35 @@ def build_stack(volume: Volume, masks: MaskSet | None, *, automatic: MaskSet | N
     orient = orientation(volume)
     image = orient.to_canonical(np.asarray(volume.array, dtype=np.float32))
     modality = (volume.modality or "CT").upper()
-    notes: list[str] = []
+    canon, texts, source, any_auto = _overlay_masks(
+        volume, orient, masks, automatic, automatic_status, automatic_version)
+    notes = _mask_notes(canon, modality, any_auto)
+    labels = np.zeros(image.shape, dtype=np.uint8)
+    for name, bit, _c, _l in OVERLAYS:
+        if name in canon:
+            labels |= canon[name].astype(np.uint8) * np.uint8(bit)
+    n = image.shape[0]
+    keep = _kept_slices(labels, max_slices)
+    z = _slice_positions(volume, orient.perm, orient.flips, n)[keep]
+    img, lab, px = _square_pixels(image[keep], labels[keep], orient.spacing_mm[1:])
+    area = (lab & 1).astype(bool).sum(axis=(1, 2))
+    key = int(np.argmax(area)) if area.any() else len(keep) // 2
+    present = tuple(name for name, bit, _c, _l in OVERLAYS if (lab & bit).any())
+    return KeyImageStack(series_uid=volume.series_uid, modality=modality,
+                         image=np.ascontiguousarray(img), labels=np.ascontiguousarray(lab),
+                         z_mm=np.asarray(z, dtype=float), pixel_mm=px, key_index=key,
+                         structures=present, mask_source=source if present else None,
+                         automatic=any_auto and bool(present), notes=notes,
+                         labels_text={k: v for k, v in texts.items() if k in present})
+
+
+def _overlay_masks(volume: Volume, orient, masks: MaskSet | None, automatic: MaskSet | None,
+                   automatic_status: dict[str, str] | None, automatic_version: str | None
+                   ) -> tuple[dict[str, np.ndarray], dict[str, str], str | None, bool]:
+    """Each overlaid structure's mask in the canonical view, delivered masks first.
+
+    Returns ``(masks by name, legend text by name, mask source, any automatic)``.
+    """
     canon: dict[str, np.ndarray] = {}
     texts: dict[str, str] = {}
     source: str | None = None
@@ -242,21 +274,25 @@ def build_stack(volume: Volume, masks: MaskSet | None, *, automatic: MaskSet | N
             else:
                 texts[name] = f"delivered ({ms.source})"
             source = source or ("auto" if ms is automatic else ms.source)
+    return canon, texts, source, any_auto
+
+
+def _mask_notes(canon: dict[str, np.ndarray], modality: str, any_auto: bool) -> list[str]:
+    notes: list[str] = []
     if any_auto:
         notes.append("automatic outlines: an automatic segmentation, as measured; "
                      "approximate")
     if "liver" not in canon and modality == "MR":
-        from analytics.features.totalseg import MR_NEEDS_MASK
-
         notes.append(f"{MR_NEEDS_MASK}; showing the whole series without a liver outline")
     elif "liver" not in canon:
         notes.append("no liver mask: showing the whole series without a liver outline")
-    labels = np.zeros(image.shape, dtype=np.uint8)
-    for name, bit, _c, _l in OVERLAYS:
-        if name in canon:
-            labels |= canon[name].astype(np.uint8) * np.uint8(bit)
+    return notes
 
-    n = image.shape[0]
+
+def _kept_slices(labels: np.ndarray, max_slices: int) -> np.ndarray:
+    """Slice indices over the liver (with :data:`MARGIN_SLICES`), or over the whole series
+    without a liver mask; at most ``max_slices``, evenly spaced."""
+    n = labels.shape[0]
     liver_rows = np.flatnonzero((labels & 1).any(axis=(1, 2)))
     if len(liver_rows):
         lo = max(0, int(liver_rows[0]) - MARGIN_SLICES)
@@ -266,17 +302,7 @@ def build_stack(volume: Volume, masks: MaskSet | None, *, automatic: MaskSet | N
     keep = np.arange(lo, hi)
     if len(keep) > max_slices:
         keep = np.unique(np.rint(np.linspace(lo, hi - 1, max_slices)).astype(int))
-    z = _slice_positions(volume, orient.perm, orient.flips, n)[keep]
-    img, lab, px = _square_pixels(image[keep], labels[keep], orient.spacing_mm[1:])
-    area = (lab & 1).astype(bool).sum(axis=(1, 2))
-    key = int(np.argmax(area)) if area.any() else len(keep) // 2
-    present = tuple(name for name, bit, _c, _l in OVERLAYS if (lab & bit).any())
-    return KeyImageStack(series_uid=volume.series_uid, modality=modality,
-                         image=np.ascontiguousarray(img), labels=np.ascontiguousarray(lab),
-                         z_mm=np.asarray(z, dtype=float), pixel_mm=px, key_index=key,
-                         structures=present, mask_source=source if present else None,
-                         automatic=any_auto and bool(present), notes=notes,
-                         labels_text={k: v for k, v in texts.items() if k in present})
+    return keep
 
 
 def _mr_window(stack: KeyImageStack, k: int) -> Window:
@@ -333,8 +359,6 @@ def render_slice(stack: KeyImageStack, k: int, window: Window | None = None, *,
 
 def png_bytes(rgb: np.ndarray) -> bytes:
     """Encode an RGB uint8 image as PNG."""
-    from PIL import Image
-
     buf = io.BytesIO()
     Image.fromarray(np.asarray(rgb, dtype=np.uint8), mode="RGB").save(buf, format="PNG")
     return buf.getvalue()
@@ -351,9 +375,6 @@ def load_key_image(store, settings, series_uid: str) -> KeyImageStack:
     FeatureError
         If the volume cannot be oriented.
     """
-    from analytics.features.automask_store import latest_auto_mask
-    from analytics.ingest.loader import decode_mask, load_series, stored_file
-
     volume, masks = load_series(store, settings, series_uid)
     if volume.series_uid is None:
         volume.series_uid = series_uid

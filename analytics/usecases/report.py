@@ -9,15 +9,14 @@ same data the dashboard's plotly figures use (:mod:`analytics.viz.prep`), the pa
 reportlab: nothing needs a browser.
 
 Access: an identified pack (real names and dates) needs ``EXPORT_IDENTIFIED``; a
-pseudonymised one ``EXPORT_PSEUDONYMISED``. Every pack is audited (one ``report`` record
-per patient and an ``export`` record) before anything is drawn; if the audit write
-fails, no PDF is made. The file is written to a temporary name and renamed, so a failure
+pseudonymised one ``EXPORT_PSEUDONYMISED``. Every pack is audited before anything is
+drawn, in one ``export`` record that names its patients (``detail["pseudonyms"]``); if the
+audit write fails, no PDF is made. The file is written to a temporary name and renamed, so a failure
 never leaves half a PDF.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import io
 import os
 from collections.abc import Callable
@@ -28,14 +27,26 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analytics import audit
-from analytics.audit import Actor
-from analytics.auth import Permission, allowed, require
+from analytics.auth import Permission, allowed
+from analytics.cohort import build_cohort
 from analytics.errors import HepaTrackError, ModelError, StoreError
 from analytics.explain import patient_trajectory, risk_sentence, why_text
+from analytics.models.registry import load_model
+from analytics.store import repo
+from analytics.store.pseudonyms import known_pseudonyms
+from analytics.usecases.context import Context, audited, authorize
+from analytics.usecases.keyimage import LIVER_WINDOW, load_key_image, png_bytes, render_slice
+from analytics.usecases.model_admin import (
+    calibration_curves,
+    calibration_summary,
+    model_metrics,
+    validation_table,
+)
+from analytics.viz.mpl import calibration_png, trajectory_png, waterfall_png
+from analytics.viz.prep import biomarker_summary, event_text, range_text
 
-__all__ = ["INTENDED_USE", "PatientPage", "ReportResult", "build_mdt_report",
-           "collect_patient_page", "key_series_uid"]
+__all__ = ["INTENDED_USE", "PatientPage", "ReportRequest", "ReportResult", "build_mdt_report",
+           "collect_patient_page", "download_pack", "key_series_uid"]
 
 INTENDED_USE = (
     "Intended use: decision support for hepatologists and MDT meetings. HepaTrack estimates "
@@ -97,8 +108,6 @@ def key_series_uid(series: pd.DataFrame) -> str | None:
 
 
 def _model_text(model, metrics: dict[str, Any], horizon: float) -> str:
-    from analytics.model_admin import calibration_summary, validation_table
-
     vt = validation_table(metrics, model.horizons)
     m = vt.iloc[0] if len(vt) else None
     cal = calibration_summary(metrics)
@@ -119,6 +128,56 @@ def _model_text(model, metrics: dict[str, Any], horizon: float) -> str:
     return " ".join(parts)
 
 
+def _title(detail, pseudonym: str, identified: bool) -> tuple[str, str]:
+    """The page's title and subtitle: who (identified or pseudonymised) and the outcome."""
+    if identified:
+        title = f"{detail.patient_name or 'Name not recorded'} · {pseudonym}"
+        born = detail.birth_date.isoformat() if detail.birth_date else "—"
+        subtitle = f"Patient ID {detail.patient_id or '—'} · born {born} · sex {detail.sex or '—'}"
+    else:
+        title = pseudonym
+        subtitle = (f"Pseudonymised · sex {detail.sex or '—'} · birth year "
+                    f"{detail.birth_year or '—'} · dates shifted per patient")
+    out = detail.outcome
+    if out is not None:
+        subtitle += (f" · follow-up: {out.event} at {out.time_years:.1f} y"
+                     + (f" ({out.date.isoformat()})" if out.date else ""))
+    return title, subtitle
+
+
+def _risk_part(page: PatientPage, model, visits: pd.DataFrame | None, pseudonym: str,
+               horizon: float | None, metrics: dict | None, out) -> None:
+    """Trajectory, risk sentence, waterfall, model text and calibration onto ``page``."""
+    h = float(horizon) if horizon is not None else max(model.horizons)
+    try:
+        view = patient_trajectory(model, visits, pseudonym, h)
+    except ModelError as e:
+        view = None
+        page.notes.append(f"Risk not available: {e}")
+    if view is not None:
+        i = view.latest_index()
+        sel = float(view.points["time"].iloc[i]) if i is not None else None
+        page.trajectory_png = trajectory_png(
+            view, outcome_event=out.event if out else None,
+            outcome_time=out.time_years if out else None, selected_time=sel,
+            size_in=(6.2, 2.65))
+        if i is None:
+            reasons = {r for r in view.points["reason"].dropna()}
+            page.notes.append("No visit is assessable: " + "; ".join(sorted(reasons))[:300])
+        else:
+            p = view.points.iloc[i]
+            page.risk_text = " ".join([risk_sentence(
+                event_text(view.event), h, p["time"], p["risk"], (p["ci_low"], p["ci_high"])),
+                why_text(view.why(i, top=1))]).strip()
+            page.waterfall_png = waterfall_png(
+                view.waterfall(i, top=7), size_in=(6.2, 2.6),
+                title=f"Why: SHAP contributions at {p['time']:.1f} y")
+    page.model_text = _model_text(model, metrics or {}, h)
+    if metrics:
+        page.calibration_png = calibration_png(calibration_curves(metrics), h,
+                                               size_in=(2.3, 1.75))
+
+
 def collect_patient_page(store, settings, pseudonym: str, *, identified: bool, model=None,
                          visits: pd.DataFrame | None = None, metrics: dict | None = None,
                          horizon: float | None = None, key_image_png: bytes | None = None,
@@ -133,59 +192,14 @@ def collect_patient_page(store, settings, pseudonym: str, *, identified: bool, m
     StoreError
         If no patient has this pseudonym.
     """
-    from analytics.store import repo
-    from analytics.viz.mpl import calibration_png, trajectory_png, waterfall_png
-    from analytics.viz.prep import biomarker_summary, event_text
-
     detail = repo.patient_detail(store, pseudonym, identified=identified)
-    if identified:
-        title = f"{detail.patient_name or 'Name not recorded'} · {pseudonym}"
-        born = detail.birth_date.isoformat() if detail.birth_date else "—"
-        subtitle = f"Patient ID {detail.patient_id or '—'} · born {born} · sex {detail.sex or '—'}"
-    else:
-        title = pseudonym
-        subtitle = (f"Pseudonymised · sex {detail.sex or '—'} · birth year "
-                    f"{detail.birth_year or '—'} · dates shifted per patient")
-    out = detail.outcome
-    if out is not None:
-        subtitle += (f" · follow-up: {out.event} at {out.time_years:.1f} y"
-                     + (f" ({out.date.isoformat()})" if out.date else ""))
+    title, subtitle = _title(detail, pseudonym, identified)
     page = PatientPage(pseudonym=pseudonym, title=title, subtitle=subtitle)
     page.biomarkers = biomarker_summary(detail.biomarkers, detail.visits)
-
     if model is None:
         page.notes.append("No trained model: no risk trajectory or explanation.")
     else:
-        h = float(horizon) if horizon is not None else max(model.horizons)
-        try:
-            view = patient_trajectory(model, visits, pseudonym, h)
-        except ModelError as e:
-            view = None
-            page.notes.append(f"Risk not available: {e}")
-        if view is not None:
-            i = view.latest_index()
-            sel = float(view.points["time"].iloc[i]) if i is not None else None
-            page.trajectory_png = trajectory_png(
-                view, outcome_event=out.event if out else None,
-                outcome_time=out.time_years if out else None, selected_time=sel,
-                size_in=(6.2, 2.65))
-            if i is None:
-                reasons = {r for r in view.points["reason"].dropna()}
-                page.notes.append("No visit is assessable: " + "; ".join(sorted(reasons))[:300])
-            else:
-                p = view.points.iloc[i]
-                page.risk_text = " ".join([risk_sentence(
-                    event_text(view.event), h, p["time"], p["risk"], (p["ci_low"], p["ci_high"])),
-                    why_text(view.why(i, top=1))]).strip()
-                page.waterfall_png = waterfall_png(
-                    view.waterfall(i, top=7), size_in=(6.2, 2.6),
-                    title=f"Why: SHAP contributions at {p['time']:.1f} y")
-        page.model_text = _model_text(model, metrics or {}, h)
-        if metrics:
-            from analytics.model_admin import calibration_curves
-
-            page.calibration_png = calibration_png(calibration_curves(metrics), h,
-                                                   size_in=(2.3, 1.75))
+        _risk_part(page, model, visits, pseudonym, horizon, metrics, detail.outcome)
     if key_image_png is not None:
         page.key_image_png = key_image_png
         page.key_image_caption = key_image_caption or ""
@@ -200,8 +214,6 @@ def collect_patient_page(store, settings, pseudonym: str, *, identified: bool, m
 
 
 def _key_image(store, settings, uid: str, series: pd.DataFrame) -> tuple[bytes | None, str]:
-    from analytics.keyimage import LIVER_WINDOW, load_key_image, png_bytes, render_slice
-
     row = series[series["series_uid"] == uid].iloc[0]
     when = (pd.Timestamp(row["study_date"]).strftime("%Y-%m-%d")
             if pd.notna(row["study_date"]) else f"{row['time_years']:.1f} y")
@@ -268,8 +280,6 @@ def _biomarker_table(c, df: pd.DataFrame, x: float, y_top: float, w: float, font
     from reportlab.lib import colors
     from reportlab.pdfbase.pdfmetrics import stringWidth
     from reportlab.platypus import Table, TableStyle
-
-    from analytics.viz.prep import range_text
 
     def num(v: float) -> str:
         if not np.isfinite(v):
@@ -379,38 +389,16 @@ def render_pdf(pages: list[PatientPage], *, header: str, footer: str) -> bytes:
 
 
 # --------------------------------------------------------------------------- use case
-def _check_known(store, pseudonyms: list[str]) -> None:
-    from sqlalchemy import select
+@dataclass(frozen=True)
+class ReportRequest:
+    """What goes into the MDT pack.
 
-    from analytics.store.schema import Patient
-
-    with store.session() as s:
-        known = set(s.execute(select(Patient.pseudonym)
-                              .where(Patient.pseudonym.in_(pseudonyms))).scalars())
-    unknown = [p for p in pseudonyms if p not in known]
-    if unknown:
-        raise StoreError(f"MDT report: patient(s) {', '.join(unknown)} not in the store",
-                         hint="pick pseudonyms from the cohort list")
-
-
-def build_mdt_report(store, settings, patients: list[str], out: str | Path | None = None, *,
-                     actor: Actor | None, identified: bool | None = None,
-                     model_id: str | None = None, horizon: float | None = None,
-                     meeting: str | None = None, model=None, visits: pd.DataFrame | None = None,
-                     key_images: dict[str, tuple[bytes, str]] | None = None,
-                     progress: Progress | None = None) -> ReportResult:
-    """Make the MDT pack for ``patients`` (one page each, in the given order).
-
-    Parameters
+    Attributes
     ----------
-    store, settings
-        The open store and settings (stored series are read for key images).
     patients
-        Pseudonyms; repeats are dropped.
+        Pseudonyms, one page each in this order; repeats are dropped.
     out
         Where to write the PDF (atomically); None keeps it in memory only.
-    actor
-        Who exports (permissions and audit).
     identified
         Real names and dates; default: whatever the actor may see.
     model_id, horizon
@@ -425,71 +413,116 @@ def build_mdt_report(store, settings, patients: list[str], out: str | Path | Non
         slice the user chose); rendered here from the latest scan otherwise.
     progress
         ``progress(message, fraction)`` after each page.
+    """
+
+    patients: list[str]
+    out: str | Path | None = None
+    identified: bool | None = None
+    model_id: str | None = None
+    horizon: float | None = None
+    meeting: str | None = None
+    model: Any = None
+    visits: pd.DataFrame | None = None
+    key_images: dict[str, tuple[bytes, str]] | None = None
+    progress: Progress | None = None
+
+
+def _patients(store, patients: list[str]) -> list[str]:
+    pts = list(dict.fromkeys(p for p in patients if p))
+    if not pts:
+        raise StoreError("MDT report: no patient given", hint="add patients to the meeting list")
+    known = known_pseudonyms(store, pts)
+    unknown = [p for p in pts if p not in known]
+    if unknown:
+        raise StoreError(f"MDT report: patient(s) {', '.join(unknown)} not in the store",
+                         hint="pick pseudonyms from the cohort list")
+    return pts
+
+
+def _model_parts(ctx: Context, req: ReportRequest, warnings: list[str]
+                 ) -> tuple[Any, dict[str, Any], pd.DataFrame | None]:
+    """The model (None, with a warning, when none loads), its metrics and the visits."""
+    model, visits = req.model, req.visits
+    if model is None:
+        try:
+            model = load_model(ctx.store, ctx.settings, req.model_id)
+        except ModelError as e:
+            warnings.append(str(e))
+    if model is None:
+        return None, {}, visits
+    metrics = model_metrics(ctx.store, model.model_id)["metrics"]
+    return model, metrics, visits if visits is not None else build_cohort(ctx.store).visits
+
+
+def _write_atomically(out: str | Path, pdf: bytes) -> Path:
+    path = Path(out)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(pdf)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def build_mdt_report(ctx: Context, req: ReportRequest) -> ReportResult:
+    """Make the MDT pack for ``req.patients`` (one page each, in the given order).
 
     Raises
     ------
     PermissionDeniedError
-        If the actor may not export this kind of pack.
+        If the actor may not export this kind of pack (refusal audited).
     StoreError
         If a patient is unknown or no patient is given.
     AuditError
         If the export cannot be audited (no PDF is made).
     """
-    pts = list(dict.fromkeys(p for p in patients if p))
-    if not pts:
-        raise StoreError("MDT report: no patient given", hint="add patients to the meeting list")
-    _check_known(store, pts)
-    ident = allowed(actor, Permission.VIEW_IDENTIFIED) if identified is None else identified
-    require(actor, Permission.EXPORT_IDENTIFIED if ident else Permission.EXPORT_PSEUDONYMISED,
-            store, action="export")
+    ident = (allowed(ctx.actor, Permission.VIEW_IDENTIFIED) if req.identified is None
+             else req.identified)
+    authorize(ctx, Permission.EXPORT_IDENTIFIED if ident else Permission.EXPORT_PSEUDONYMISED,
+              "export")
+    pts = _patients(ctx.store, req.patients)
     warnings: list[str] = []
-    if model is None:
-        from analytics.models.registry import load_model
-
-        try:
-            model = load_model(store, settings, model_id)
-        except ModelError as e:
-            warnings.append(str(e))
-    metrics: dict[str, Any] = {}
-    if model is not None:
-        from analytics.model_admin import model_metrics
-
-        metrics = model_metrics(store, model.model_id)["metrics"]
-        if visits is None:
-            from analytics.cohort import build_cohort
-
-            visits = build_cohort(store).visits
+    model, metrics, visits = _model_parts(ctx, req, warnings)
     mid = model.model_id if model is not None else None
-    for p in pts:
-        audit.record(store, actor, "report", patient=p, model_version=mid,
-                     detail={"identified": ident, "pages": len(pts)})
-    with audit.audited(store, actor, "export", model_version=mid,
-                       detail={"what": "mdt_pdf", "patients": len(pts), "identified": ident}):
+    detail = {"what": "mdt_pdf", "patients": len(pts), "identified": ident, "pseudonyms": pts}
+    with audited(ctx, "export", patient=pts[0] if len(pts) == 1 else None,
+                 model_version=mid, detail=detail):
         pages = []
         for n, p in enumerate(pts, start=1):
-            ki = (key_images or {}).get(p)
+            ki = (req.key_images or {}).get(p)
             pages.append(collect_patient_page(
-                store, settings, p, identified=ident, model=model, visits=visits,
-                metrics=metrics, horizon=horizon, key_image_png=ki[0] if ki else None,
+                ctx.store, ctx.settings, p, identified=ident, model=model, visits=visits,
+                metrics=metrics, horizon=req.horizon, key_image_png=ki[0] if ki else None,
                 key_image_caption=ki[1] if ki else None))
-            if progress:
-                progress(f"page {n} of {len(pts)}: {p}", n / len(pts))
-        when = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-        who = actor.username if actor else "system"
-        header = f"HepaTrack MDT{' · ' + meeting if meeting else ''} · {when}"
-        footer = (f"Generated by {who} · {'identified' if ident else 'pseudonymised'} pack · "
+            if req.progress:
+                req.progress(f"page {n} of {len(pts)}: {p}", n / len(pts))
+        when = ctx.clock().strftime("%Y-%m-%d %H:%M UTC")
+        header = f"HepaTrack MDT{' · ' + req.meeting if req.meeting else ''} · {when}"
+        footer = (f"Generated by {ctx.username} · "
+                  f"{'identified' if ident else 'pseudonymised'} pack · "
                   f"model {mid or 'none'} · confidential clinical document")
         pdf = render_pdf(pages, header=header, footer=footer)
-        path = None
-        if out is not None:
-            path = Path(out)
-            tmp = path.with_name(f".{path.name}.tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(pdf)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
+        path = _write_atomically(req.out, pdf) if req.out is not None else None
     for page in pages:
         warnings += [f"{page.pseudonym}: {n}" for n in page.notes]
     return ReportResult(pdf=pdf, pages=len(pages), patients=pts, model_id=mid,
                         identified=ident, path=path, warnings=warnings)
+
+
+def download_pack(ctx: Context, result: ReportResult) -> bytes:
+    """The bytes of a made pack, for its download (audited ``export``, step ``download``).
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not export this kind of pack (refusal audited).
+    AuditError
+        If the download cannot be audited: then no bytes are given.
+    """
+    authorize(ctx, Permission.EXPORT_IDENTIFIED if result.identified
+              else Permission.EXPORT_PSEUDONYMISED, "export")
+    with audited(ctx, "export", detail={"step": "download", "what": "mdt_pack",
+                                        "pages": int(result.pages),
+                                        "identified": bool(result.identified)}):
+        return result.pdf

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+from lifelines import AalenJohansenFitter, KaplanMeierFitter
 
 from analytics.errors import ModelError
 from analytics.models.scoring import resolve_horizon, score
@@ -35,7 +36,6 @@ __all__ = [
     "RISK_COLUMNS",
     "TREND_THRESHOLD",
     "GroupIncidence",
-    "automatic_segmentation_patients",
     "cohort_risk",
     "flags_of",
     "incidence_by_group",
@@ -232,8 +232,6 @@ def incidence_by_group(model: RegisteredModel, risk: pd.DataFrame, outcomes: pd.
     ModelError
         If fewer than ``n_groups`` patients can be grouped.
     """
-    from lifelines import AalenJohansenFitter, KaplanMeierFitter
-
     df = risk[["pseudonym", "baseline_time", "baseline_risk"]].merge(
         outcomes.rename(columns={"patient": "pseudonym"}), on="pseudonym", how="inner")
     df["follow_up"] = df["duration"].astype(float) - df["baseline_time"].astype(float)
@@ -284,24 +282,11 @@ def incidence_by_group(model: RegisteredModel, risk: pd.DataFrame, outcomes: pd.
                           horizon=float(max(model.horizons)))
 
 
-def automatic_segmentation_patients(store) -> set[str]:
-    """Pseudonyms of patients with at least one series segmented automatically (flagged)."""
-    from sqlalchemy import select
-
-    from analytics.store.schema import Mask, Patient, Series, Study
-
-    with store.session() as s:
-        rows = s.execute(select(Patient.pseudonym).distinct()
-                         .join(Study, Study.patient_id == Patient.id)
-                         .join(Series, Series.study_id == Study.id)
-                         .join(Mask, Mask.series_id == Series.id)
-                         .where(Mask.automatic.is_(True))).scalars()
-        return set(rows)
-
-
 def flags_of(risk: pd.DataFrame, automatic: set[str]) -> pd.Series:
     """One flag text per patient row: ``out of domain`` (latest visit not assessable),
-    ``automatic segmentation``; joined by ``" · "``, empty when none."""
+    ``automatic segmentation`` (``automatic``: from
+    :func:`analytics.store.patient_flags.automatic_segmentation_patients`); joined by
+    ``" · "``, empty when none."""
     out = []
     for p, ok, has_risk in zip(risk["pseudonym"], risk["assessable"],
                                risk["risk_time"].notna(), strict=True):

@@ -1,5 +1,7 @@
-"""Model administration for the dashboard: train with permissions and audit, choose the
-active model, and the tables the Models page and the MDT report show.
+"""The Models page's and the MDT report's model tables: the stored metrics and card of a
+registered model, validation beside the clinical baselines, calibration, discrimination
+over landmark times, global drivers and the card as Markdown. (Training and the active
+model are use cases in :mod:`analytics.usecases.models`.)
 
 Every table here is read from what training stored with the model (``models.metrics``:
 the cross-validated metrics with their bootstrap intervals, the clinical baselines on the
@@ -9,86 +11,28 @@ same folds, calibration curves and per-landmark discrimination); nothing is reco
 from __future__ import annotations
 
 import math
+from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from sqlalchemy import select, update
 
-from analytics import audit
-from analytics.audit import Actor
-from analytics.auth import Permission, allowed, require
 from analytics.errors import ModelError
 from analytics.explain import ClinicalImportance, clinical_importance
 from analytics.store.db import Store
-from analytics.store.schema import ModelRecord
+from analytics.store.model_records import model_summary
 
 if TYPE_CHECKING:
-    from analytics.cohort_types import CohortTable
-    from analytics.config import Settings
     from analytics.models.registry import RegisteredModel
-    from analytics.models.settings import ModelSettings
 
 __all__ = [
-    "activate_model",
     "calibration_curves",
     "calibration_summary",
     "card_markdown",
     "global_drivers",
     "model_metrics",
     "td_auc_by_landmark",
-    "train_for",
     "validation_table",
 ]
-
-
-
-def activate_model(store: Store, actor: Actor | None, model_id: str) -> None:
-    """Make ``model_id`` the one active model (audited; admins only).
-
-    Raises
-    ------
-    PermissionDeniedError
-        If the actor may not activate models.
-    ModelError
-        If the model is not registered.
-    """
-    require(actor, Permission.ACTIVATE_MODEL, store, action="activate_model")
-    with store.session() as s:
-        exists = s.execute(select(ModelRecord.id).where(ModelRecord.model_id == model_id)
-                           ).scalar()
-    if exists is None:
-        raise ModelError(f"model {model_id}: not in the registry")
-    with audit.audited(store, actor, "activate_model", model_version=model_id), \
-            store.session() as s:
-        s.execute(update(ModelRecord).values(active=False))
-        s.execute(update(ModelRecord).where(ModelRecord.model_id == model_id)
-                  .values(active=True))
-
-
-def train_for(actor: Actor | None, store: Store, settings: Settings, cohort: CohortTable,
-              model_settings: ModelSettings, *, activate: bool = False) -> dict[str, Any]:
-    """Train and register a model on behalf of ``actor`` (``analytics.models.training``).
-
-    The model becomes active only when ``activate`` is asked for and the actor may
-    activate models.
-
-    Raises
-    ------
-    PermissionDeniedError
-        If the actor may not train.
-    ModelError
-        On a cohort too small to model.
-    """
-    from analytics.models.training import train_model
-
-    require(actor, Permission.TRAIN, store, action="train")
-    do_activate = bool(activate) and allowed(actor, Permission.ACTIVATE_MODEL)
-    ms = model_settings
-    detail = {"model": ms.kind, "event": ",".join(ms.event) if ms.event else "default",
-              "cv": ms.folds, "horizons": ",".join(f"{h:g}" for h in ms.horizons)}
-    with audit.audited(store, actor, "train", detail=detail):
-        return train_model(store, settings, cohort, ms, activate=do_activate,
-                           created_by=actor.username if actor else None)
 
 
 def model_metrics(store: Store, model_id: str) -> dict[str, Any]:
@@ -99,15 +43,10 @@ def model_metrics(store: Store, model_id: str) -> dict[str, Any]:
     ModelError
         If the model is not registered.
     """
-    with store.session() as s:
-        rec = s.execute(select(ModelRecord).where(ModelRecord.model_id == model_id)).scalar()
-        if rec is None:
-            raise ModelError(f"model {model_id}: not in the registry")
-        return {"model_id": rec.model_id, "kind": rec.kind, "event": rec.event,
-                "horizons": [float(h) for h in rec.horizons], "active": bool(rec.active),
-                "created_by": rec.created_by,
-                "created_at": rec.created_at.isoformat() if rec.created_at else None,
-                "metrics": dict(rec.metrics or {}), "card": dict(rec.card or {})}
+    summary = model_summary(store, model_id)
+    if summary is None:
+        raise ModelError(f"model {model_id}: not in the registry")
+    return asdict(summary)
 
 
 def _num(x: Any) -> float:

@@ -1,0 +1,16 @@
+"""The dashboard's and the command line's actions, each one function
+``(context, request) -> result`` that checks the actor's permission and runs inside one
+audited step (:mod:`analytics.usecases.context`).
+
+Modules: ``ingest`` (upload, paths, PACS search and link), ``cohort`` (import, export of
+tables and masks), ``models`` (train, predict, activate), ``mask_review`` (reject,
+restore), ``mdt`` (notes and meeting lists), ``report`` (the MDT PDF pack), ``admin``
+(audit trail, users, settings), ``model_admin`` (the Models page's tables), ``overview``
+and ``keyimage`` (what the dashboard draws), ``demo`` (every stage on the sample cohort).
+Pages (``pages/``, ``ui/*_view.py``) and commands (``analytics/commands/``) are thin
+adapters over these functions.
+"""
+
+from analytics.usecases.context import Context, audited, authorize
+
+__all__ = ["Context", "audited", "authorize"]

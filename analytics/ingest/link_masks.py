@@ -17,18 +17,17 @@ from __future__ import annotations
 import gzip
 import struct
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydicom import Dataset
 from sqlalchemy import func, select
 
 from analytics.config import Settings
 from analytics.errors import HepaTrackError, InvalidDicomError
-from analytics.ingest.commit import MaskToStore, commit_mask
 from analytics.ingest.deid import Deidentifier, read_identity
 from analytics.ingest.findings import UNSUPPORTED, Rejection
 from analytics.ingest.loader import decode_mask, load_volume
-from analytics.ingest.masks import canonical_structure, mask_references
+from analytics.ingest.masks import mask_references
 from analytics.ingest.nifti_masks import (
     describe_grid,
     load_nifti,
@@ -38,12 +37,12 @@ from analytics.ingest.nifti_masks import (
 from analytics.ingest.prepare import Reload, stored_bytes, stored_uid
 from analytics.ingest.reader import ParsedInstance, SafeParser
 from analytics.ingest.resample import index_affine
+from analytics.ingest.results import BatchEntry, IngestReport
+from analytics.ingest.structures import canonical_structure
 from analytics.ingest.volume import Volume
 from analytics.store.db import Store
+from analytics.store.instances import MaskToStore, commit_mask
 from analytics.store.schema import Instance, Mask, Patient, Series, Study
-
-if TYPE_CHECKING:
-    from analytics.ingest.pipeline import BatchEntry, IngestReport
 
 
 def _code(seq: Any) -> str | None:

@@ -12,18 +12,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydicom import Dataset
 from sqlalchemy import select
 
 from analytics.config import Settings
 from analytics.errors import HepaTrackError, InvalidDicomError
-from analytics.ingest.commit import (
-    InstanceToStore,
-    SeriesToStore,
-    commit_series,
-)
 from analytics.ingest.deid import (
     Deidentifier,
     PatientIdentity,
@@ -33,19 +28,22 @@ from analytics.ingest.deid import (
     read_identity,
     source_key,
 )
+from analytics.ingest.dicomweb import RetrievedSeries
 from analytics.ingest.findings import EXCLUDED, LIMIT, UNSUPPORTED, Rejection
 from analytics.ingest.header import parse_dicom
 from analytics.ingest.identifiers import merged, warning
 from analytics.ingest.phase import contrast_phase
 from analytics.ingest.reader import ParsedInstance, SafeParser, parse_trusted
+from analytics.ingest.results import BatchEntry, IngestReport
 from analytics.ingest.series import check_series
 from analytics.ingest.stacks import stack_entry
 from analytics.store.db import Store
+from analytics.store.instances import (
+    InstanceToStore,
+    SeriesToStore,
+    commit_series,
+)
 from analytics.store.schema import Instance, Patient, Series, Study
-
-if TYPE_CHECKING:
-    from analytics.ingest.dicomweb import RetrievedSeries
-    from analytics.ingest.pipeline import BatchEntry, IngestReport
 
 QUARANTINE = "quarantine"
 #: geometry keys kept in ``series.geometry`` (no names, descriptions or original UIDs)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sqlalchemy import delete, select
-
 from analytics import audit
 from analytics.cli import CommandResult, command
 from analytics.cohort_types import CohortTable
@@ -18,7 +16,7 @@ from analytics.models.settings import ModelSettings, SettingsError
 from analytics.models.training import find_truth, load_truth, train_model, truth_for_cohort
 from analytics.store import open_store
 from analytics.store.db import Store
-from analytics.store.schema import Patient, Prediction
+from analytics.store.models import StoredPrediction, replace_predictions
 
 
 def load_cohort(store: Store) -> CohortTable:
@@ -87,26 +85,16 @@ def _f(x: Any) -> str:
 def cache_predictions(store: Store, result: dict[str, Any]) -> int:
     """Store a trajectory's rows in ``predictions`` (replacing earlier ones); rows written."""
     mid = result.get("model_id")
-    with store.session() as s:
-        pid = s.execute(select(Patient.id).where(Patient.pseudonym == result["patient"])
-                        ).scalar_one_or_none()
-        if pid is None or mid is None:
-            return 0
-        n = 0
-        for r in result["trajectory"]:
-            s.execute(delete(Prediction).where(
-                Prediction.model_id == mid, Prediction.patient_id == pid,
-                Prediction.time_years == r["time"], Prediction.horizon_years == r["horizon"]))
-            ci = r.get("ci") or [None, None]
-            s.add(Prediction(model_id=mid, patient_id=pid, time_years=r["time"],
-                             horizon_years=r["horizon"], risk=r["risk"], ci_low=ci[0],
-                             ci_high=ci[1], reason=r.get("reason"),
-                             explanation=jsonable({"shap": r["shap"],
-                                                   "base_value": r["base_value"],
-                                                   "shap_scale": r["shap_scale"],
-                                                   "model_output": r["model_output"]})))
-            n += 1
-        return n
+    if mid is None:
+        return 0
+    return replace_predictions(store, mid, result["patient"], (
+        StoredPrediction(time_years=r["time"], horizon_years=r["horizon"], risk=r["risk"],
+                         ci_low=(r.get("ci") or [None, None])[0],
+                         ci_high=(r.get("ci") or [None, None])[1], reason=r.get("reason"),
+                         explanation=jsonable({"shap": r["shap"], "base_value": r["base_value"],
+                                               "shap_scale": r["shap_scale"],
+                                               "model_output": r["model_output"]}))
+        for r in result["trajectory"]))
 
 
 def predict_patients(store: Store, model: RegisteredModel, cohort: CohortTable,

@@ -46,7 +46,14 @@ from analytics.features.extract import (
     extract_series_features,
 )
 from analytics.features.geometry import orientation
+from analytics.features.radiomics import radiomics_features
 from analytics.features.registry import AUTOMATIC, RADIOMICS_PREFIX, unit
+from analytics.features.totalseg import (
+    INSTALL_HINT,
+    TOTALSEG_METHOD,
+    choose_engine,
+    totalsegmentator_status,
+)
 from analytics.masks_review import apply_rejections
 from analytics.store import features as repo
 from analytics.store.db import Store, open_store
@@ -166,8 +173,6 @@ def _auto_mask(store: Store, settings: Settings, volume, result: FeatureResult
 
 def _radiomics(volume, masks, result: FeatureResult,
                fs: FeatureSettings) -> dict[str, Any]:
-    from analytics.features.radiomics import radiomics_features
-
     rois: dict[str, np.ndarray] = {}
     sources: dict[str, str] = {}
     for name in ("liver", "spleen"):
@@ -401,13 +406,6 @@ def _add_to_report(report: BatchReport, uid: str, outcome: dict[str, Any]) -> No
 def _check_engine(method: str) -> None:
     """Refuse a run that asks for TotalSegmentator where it cannot run for CT or MR (one
     clear error, before any series, instead of one failure per series)."""
-    from analytics.features.totalseg import (
-        INSTALL_HINT,
-        TOTALSEG_METHOD,
-        choose_engine,
-        totalsegmentator_status,
-    )
-
     if method != TOTALSEG_METHOD:
         choose_engine(method, "CT")  # an unknown method is refused here
         return

@@ -12,18 +12,34 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from analytics.store.db import Store
-from analytics.store.schema import Feature, FeatureRun, Instance, Mask, Series
+from analytics.store.schema import Feature, FeatureRun, Instance, Mask, Patient, Series, Study
 
-__all__ = ["AutoSegTarget", "FeatureRow", "StoredMask", "auto_mask_row", "auto_seg_target",
-           "done_run_settings", "instance_paths", "latest_auto_mask_in", "latest_run_mask",
-           "measured_mask_id", "replace_features", "save_run", "series_id", "series_ids",
-           "series_phase"]
+__all__ = [
+    "AutoSegTarget",
+    "FeatureExportRows",
+    "FeatureRow",
+    "StoredMask",
+    "auto_mask_row",
+    "auto_seg_target",
+    "done_run_settings",
+    "feature_export_rows",
+    "instance_paths",
+    "latest_auto_mask_in",
+    "latest_run_mask",
+    "measured_mask_id",
+    "replace_features",
+    "save_run",
+    "seg_paths",
+    "series_id",
+    "series_ids",
+    "series_phase",
+]
 
 
 @dataclass(frozen=True)
@@ -202,3 +218,76 @@ def latest_auto_mask_in(s: Session, series_id: int) -> StoredMask | None:
     or None when that run used no automatic mask."""
     found = latest_run_mask(s, series_id)
     return found[0] if found is not None else None
+
+
+# --------------------------------------------------------------------------- exports
+class SeriesIdRow(NamedTuple):
+    series_id: int
+    series_uid: str
+    study_date: dt.date | None
+    patient: str
+    modality: str
+
+
+class FeatureExportRow(NamedTuple):
+    id: int
+    series_id: int
+    name: str
+    value: float | None
+    unit: str
+    computed_at: dt.datetime
+    flags: dict[str, Any] | None
+    mask_id: int | None
+
+
+class RunRow(NamedTuple):
+    series_id: int
+    status: str
+    reason: str | None
+    settings: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class FeatureExportRows:
+    """What the features export is built from, read in one transaction.
+
+    ``mask_formats``: mask id -> format of delivered masks (automatic masks are kept as
+    SEG too, so only delivered ones name a delivered format); ``mask_engines``: mask id ->
+    method of automatic masks; ``runs``: series id -> its newest feature run.
+    """
+
+    series: list[SeriesIdRow]
+    features: list[FeatureExportRow]
+    mask_formats: dict[int, str]
+    mask_engines: dict[int, str | None]
+    runs: dict[int, RunRow]
+
+
+def feature_export_rows(store: Store) -> FeatureExportRows:
+    """Every series with its patient, every feature row, mask and newest run."""
+    with store.session() as s:
+        series = s.execute(
+            select(Series.id, Series.series_uid, Study.study_date,
+                   Patient.pseudonym.label("patient"), Series.modality)
+            .join(Study, Series.study_id == Study.id)
+            .join(Patient, Study.patient_id == Patient.id)).all()
+        rows = s.execute(select(Feature.id, Feature.series_id, Feature.name, Feature.value,
+                                Feature.unit, Feature.computed_at, Feature.flags,
+                                Feature.mask_id)).all()
+        mask_rows = s.execute(select(Mask.id, Mask.format, Mask.automatic, Mask.method)).all()
+        runs = {}
+        for r in s.execute(select(FeatureRun.series_id, FeatureRun.status, FeatureRun.reason,
+                                  FeatureRun.settings).order_by(FeatureRun.finished_at,
+                                                                FeatureRun.id)):
+            runs[r.series_id] = RunRow(*r)  # the newest run of each series wins
+    return FeatureExportRows(
+        series=[SeriesIdRow(*r) for r in series], features=[FeatureExportRow(*r) for r in rows],
+        mask_formats={r.id: r.format for r in mask_rows if not r.automatic},
+        mask_engines={r.id: r.method for r in mask_rows if r.automatic}, runs=runs)
+
+
+def seg_paths(store: Store) -> dict[int, str]:
+    """Mask id -> stored path of every mask kept as a DICOM SEG file."""
+    with store.session() as s:
+        return dict(s.execute(select(Mask.id, Mask.path).where(
+            Mask.format == "seg", Mask.path.is_not(None))).all())

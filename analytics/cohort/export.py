@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from analytics import audit, auth
+from analytics.cohort.mask_export import export_masks
 from analytics.cohort.table import DEFAULT_LAB_WINDOW_DAYS, build_cohort, latest_features
 from analytics.csv_safe import write_csv
 from analytics.errors import CohortError
@@ -226,8 +227,6 @@ def export(store: Store, what: str, out: str | os.PathLike[str], *,
         If ``actor`` may not export.
     """
     if what == "masks":
-        from analytics.cohort.mask_export import export_masks
-
         if settings is None:
             raise CohortError("export --what masks: the home folder (settings) is needed")
         return export_masks(store, settings, out, actor=actor)

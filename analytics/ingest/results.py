@@ -62,7 +62,7 @@ class BatchEntry:
     item: SourceItem
     size: int
     source: str  # folder | zip | file | upload | dicomweb (no PHI)
-    content_sha256: str  # of the dataset body (``commit.content_hash``)
+    content_sha256: str  # of the dataset body (``store.instances.content_hash``)
     meta_sha256: str  # of the file meta: with the above, detects a file changed since parsing
     pacs: RetrievedSeries | None = None
     repair: Repair | None = None  # identifiers filled in (``analytics.ingest.identifiers``)

@@ -37,13 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-
-from analytics.errors import AuditError, HepaTrackError
+from analytics.errors import AuditError, HepaTrackError, StoreError
 from analytics.names import clean_name, name_key
+from analytics.store import audit_log
+from analytics.store.audit_log import AuditEntry
 from analytics.store.db import Store
-from analytics.store.schema import AuditRecord
 
 GENESIS = "0" * 64
 ACTIONS = frozenset({
@@ -56,8 +54,6 @@ OUTCOMES = frozenset({"ok", "denied", "failed", "started"})
 _MAX_RETRIES = 20
 ANCHOR_FILE = "audit_anchor.json"
 _ANCHOR_LOCK = "audit_anchor.lock"
-#: PostgreSQL advisory lock that serialises appends across hosts
-_PG_APPEND_LOCK = 740200118
 
 
 @dataclass(frozen=True)
@@ -77,7 +73,7 @@ def _canonical(fields: dict[str, Any]) -> bytes:
                       ensure_ascii=True).encode()
 
 
-def _hash_fields(rec: AuditRecord) -> dict[str, Any]:
+def _hash_fields(rec: AuditEntry) -> dict[str, Any]:
     ts = rec.ts if rec.ts.tzinfo else rec.ts.replace(tzinfo=dt.UTC)
     return {
         "seq": rec.seq, "ts": ts.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -97,7 +93,7 @@ def _mac_fields(key: bytes, fields: dict[str, Any]) -> str:
     return hmac.new(key, _canonical(fields), hashlib.sha256).hexdigest()
 
 
-def record_hash(rec: AuditRecord, key: bytes) -> str:
+def record_hash(rec: AuditEntry, key: bytes) -> str:
     """The keyed hash (HMAC-SHA256 hex) of one record under the chain key."""
     return _mac_fields(key, _hash_fields(rec))
 
@@ -228,38 +224,26 @@ def record(store: Store, actor: Actor | None, action: str, outcome: str = "ok", 
 
 def _append(store: Store, key: bytes, actor: Actor, action: str, outcome: str,
             **kw: Any) -> tuple[int, str]:
+    def build(seq: int, prev: str | None) -> AuditEntry:
+        entry = AuditEntry(
+            seq=seq, ts=dt.datetime.now(dt.UTC), username=actor.username, role=actor.role,
+            session_id=actor.session_id, action=action, outcome=outcome,
+            patient_pseudonym=kw["patient"], uids=kw["uids"],
+            model_version=kw["model_version"], detail=kw["detail"], prev_hash=prev or GENESIS)
+        entry.hash = record_hash(entry, key)
+        return entry
+
     for _ in range(_MAX_RETRIES):
         try:
-            with store.session() as s:
-                if store.engine.dialect.name == "postgresql":
-                    # writers on other hosts wait here instead of racing for the same seq
-                    s.execute(select(_pg_lock()))
-                last = s.execute(
-                    select(AuditRecord.seq, AuditRecord.hash)
-                    .order_by(AuditRecord.seq.desc()).limit(1)
-                ).first()
-                seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
-                rec = AuditRecord(
-                    seq=seq, ts=dt.datetime.now(dt.UTC), username=actor.username,
-                    role=actor.role, session_id=actor.session_id, action=action,
-                    outcome=outcome, patient_pseudonym=kw["patient"], uids=kw["uids"],
-                    model_version=kw["model_version"], detail=kw["detail"], prev_hash=prev,
-                    hash="",
-                )
-                rec.hash = record_hash(rec, key)
-                s.add(rec)
-            return seq, rec.hash
-        except IntegrityError:
-            continue  # another writer took this seq; read the new tail and try again
-        except SQLAlchemyError as e:
-            raise AuditError(f"audit trail not writable ({type(e).__name__}); "
+            entry = audit_log.append(store, build)
+        except StoreError as e:
+            raise AuditError(f"audit trail not writable ({e}); "
                              f"action {action!r} blocked") from e
+        if entry is not None:
+            return entry.seq, entry.hash
+        # another writer took this seq: read the new tail and try again
     raise AuditError(f"audit trail busy: could not append after {_MAX_RETRIES} tries; "
                      f"action {action!r} blocked")
-
-
-def _pg_lock() -> Any:
-    return func.pg_advisory_xact_lock(_PG_APPEND_LOCK)
 
 
 @contextlib.contextmanager
@@ -297,10 +281,7 @@ class VerifyReport:
 
 def head(store: Store) -> tuple[int, str]:
     """``(seq, hash)`` of the newest record: an anchor to keep outside the database."""
-    with store.session() as s:
-        last = s.execute(select(AuditRecord.seq, AuditRecord.hash)
-                         .order_by(AuditRecord.seq.desc()).limit(1)).first()
-    return (last[0], last[1]) if last else (0, GENESIS)
+    return audit_log.tail(store) or (0, GENESIS)
 
 
 def _check_chain(rows: Iterable[dict[str, Any]], key: bytes,
@@ -342,11 +323,8 @@ def _check_chain(rows: Iterable[dict[str, Any]], key: bytes,
 
 def _rows(store: Store) -> Iterator[dict[str, Any]]:
     """Every record in ``seq`` order, streamed in batches (a trail can be long)."""
-    with store.session() as s:
-        result = s.execute(select(AuditRecord).order_by(AuditRecord.seq)
-                           .execution_options(yield_per=2000)).scalars()
-        for r in result:
-            yield {**_hash_fields(r), "hash": r.hash}
+    for r in audit_log.entries(store):
+        yield {**_hash_fields(r), "hash": r.hash}
 
 
 def verify(store: Store, anchor: tuple[int, str] | None = None) -> VerifyReport:
@@ -422,7 +400,4 @@ def verify_export(path: str | os.PathLike[str], secret: bytes) -> VerifyReport:
 
 def recent(store: Store, limit: int = 500) -> list[dict[str, Any]]:
     """The newest ``limit`` records as dicts, newest first (for the audit page)."""
-    with store.session() as s:
-        rows = s.execute(select(AuditRecord).order_by(AuditRecord.seq.desc())
-                         .limit(limit)).scalars().all()
-        return [{**_hash_fields(r), "hash": r.hash} for r in rows]
+    return [{**_hash_fields(r), "hash": r.hash} for r in audit_log.newest(store, limit)]

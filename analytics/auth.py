@@ -34,15 +34,14 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import case, select, update
-from sqlalchemy.exc import IntegrityError
 
 from analytics import audit
 from analytics.audit import Actor
 from analytics.errors import AuthError, HepaTrackError, PermissionDeniedError
 from analytics.names import clean_name, name_key
+from analytics.store import accounts
+from analytics.store.accounts import Account
 from analytics.store.db import Store
-from analytics.store.schema import User
 
 LOCK_AFTER = 5
 LOCK_SECONDS = 60
@@ -144,7 +143,7 @@ def clean_username(username: object) -> str:
 
 def create_user(store: Store, username: str, role: str, password: str | None, *,
                 display_name: str | None = None,
-                step: Callable[..., AbstractContextManager[Any]] = audit.unaudited) -> User:
+                step: Callable[..., AbstractContextManager[Any]] = audit.unaudited) -> Account:
     """Create a local (or, with ``password=None``, SSO-only) account.
 
     ``step`` is called with the audit record's ``detail`` around the insert: the use
@@ -171,39 +170,32 @@ def create_user(store: Store, username: str, role: str, password: str | None, *,
                          f"user {username!r}: {other!r} already exists (names are "
                          "compared ignoring case and spaces)")
 
-    with store.session() as s:
-        # e-mail addresses (the single sign-on account names) differ in case only on paper,
-        # so two accounts that differ only in case would be one person
-        other = s.execute(select(User.username).where(User.username_key == key)).scalar()
+    # e-mail addresses (the single sign-on account names) differ in case only on paper,
+    # so two accounts that differ only in case would be one person
+    other = accounts.username_with_key(store, key)
     if other is not None:
         raise exists(other)
-    try:
-        with step(detail={"username": username, "role": role_v.value}), \
-                store.session() as s:
-            user = User(username=username, username_key=key, role=role_v.value,
-                        display_name=display_name,
-                        password_hash=_hasher.hash(password) if password else None)
-            s.add(user)
-    except IntegrityError:  # created at the same moment by someone else
-        raise exists(username) from None
+    with step(detail={"username": username, "role": role_v.value}):
+        user = accounts.add_account(store, username, key, role_v.value,
+                                    display_name=display_name,
+                                    password_hash=_hasher.hash(password) if password else None)
+        if user is None:  # created at the same moment by someone else
+            raise exists(username)
     return user
 
 
-def find_user(store: Store, username: str) -> User | None:
+def find_user(store: Store, username: str) -> Account | None:
     """The account named ``username`` (ignoring case and spaces), or None."""
     try:
         key = name_key(clean_name(username, "username"))
     except ValueError:
         return None
-    with store.session() as s:
-        return s.execute(select(User).where(User.username_key == key)).scalar()
+    return accounts.find_account(store, key)
 
 
 def list_users(store: Store) -> list[dict]:
-    with store.session() as s:
-        return [{"username": u.username, "role": u.role, "disabled": u.disabled,
-                 "sso_only": u.password_hash is None}
-                for u in s.execute(select(User).order_by(User.username)).scalars()]
+    return [{"username": u.username, "role": u.role, "disabled": u.disabled,
+             "sso_only": u.password_hash is None} for u in accounts.list_accounts(store)]
 
 
 def _lock_seconds(failures: int) -> int:
@@ -226,22 +218,13 @@ def _reserve_attempt(store: Store, user_id: int, now: dt.datetime
     locked.
     """
     for _ in range(_RESERVE_TRIES):
-        with store.session() as s:
-            failures, locked = s.execute(select(User.failed_logins, User.locked_until)
-                                         .where(User.id == user_id)).one()
+        failures, locked = accounts.login_state(store, user_id)
         locked = _as_utc(locked)
         if locked is not None and locked > now:
             return None, locked
         n = failures + 1
         until = now + dt.timedelta(seconds=_lock_seconds(n)) if n >= LOCK_AFTER else None
-        with store.session() as s:
-            done = s.execute(
-                update(User)
-                .where(User.id == user_id, User.failed_logins == failures,
-                       (User.locked_until.is_(None)) | (User.locked_until <= now))
-                .values(failed_logins=n, locked_until=until)
-                .execution_options(synchronize_session=False)).rowcount
-        if done == 1:
+        if accounts.reserve_failure(store, user_id, failures, n, until, now):
             return n, None
     raise AuthError("too many sign-in attempts at once for this account; try again shortly")
 
@@ -252,17 +235,7 @@ def _release_attempt(store: Store, user_id: int, slot: int, now: dt.datetime) ->
     Refused (False) when concurrent wrong attempts, counted after ``slot``, have locked
     the account meanwhile: a right guess among a burst does not open a locked account.
     """
-    with store.session() as s:
-        done = s.execute(
-            update(User)
-            .where(User.id == user_id,
-                   (User.failed_logins == slot) | User.locked_until.is_(None)
-                   | (User.locked_until <= now))
-            .values(failed_logins=case((User.failed_logins > slot,
-                                        User.failed_logins - slot), else_=0),
-                    locked_until=None)
-            .execution_options(synchronize_session=False)).rowcount
-    return done == 1
+    return accounts.release_failures(store, user_id, slot, now)
 
 
 def authenticate(store: Store, username: str, password: str, *,
@@ -313,8 +286,7 @@ def authenticate(store: Store, username: str, password: str, *,
         raise AuthError(f"too many failed logins: account {user.username!r} is locked")
     audit.record(store, actor, "login", "ok")  # must succeed before the user is let in
     if _hasher.check_needs_rehash(user.password_hash):
-        with store.session() as s:
-            s.get(User, user.id).password_hash = _hasher.hash(password)
+        accounts.set_password_hash(store, user.id, _hasher.hash(password))
     return actor
 
 

@@ -17,19 +17,17 @@ written before each write (``mask_reject``, ``mask_restore``) belong to the use 
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
-
-from sqlalchemy import select
 
 from analytics import audit
 from analytics.errors import StoreError
 from analytics.features.registry import RADIOMICS_PREFIX, REJECTED
 from analytics.names import clean_name
+from analytics.store import mask_reviews as repo
 from analytics.store.db import Store
-from analytics.store.schema import Feature, Mask, MaskRejection, Patient, Series, Study
+from analytics.store.features import StoredMask, latest_auto_mask_in
 
 __all__ = ["MAX_REASON", "apply_rejections", "list_masks", "organ_status", "organs_of_feature",
            "reject_mask", "restore_mask"]
@@ -48,15 +46,6 @@ def organs_of_feature(name: str) -> tuple[str, ...]:
     return _depends_on(name)
 
 
-def _active(s, series_id: int) -> dict[tuple[int, str], str]:
-    """``(mask id, organ) -> reason`` of the series' active rejections."""
-    rows = s.execute(select(MaskRejection.mask_id, MaskRejection.organ, MaskRejection.reason)
-                     .join(Mask, MaskRejection.mask_id == Mask.id)
-                     .where(Mask.series_id == series_id, MaskRejection.restored_at.is_(None))
-                     .order_by(MaskRejection.id)).all()
-    return {(r.mask_id, r.organ): r.reason for r in rows}
-
-
 def _rejected_reason(organ: str, reason: str) -> str:
     return f"automatic {organ} mask rejected by a clinician: {reason}"
 
@@ -68,9 +57,9 @@ def apply_rejections(s, series_id: int) -> int:
     value (kept in ``flags["rejection"]``); one whose rejection was lifted gets it back.
     Idempotent. Returns how many feature rows changed.
     """
-    active = _active(s, series_id)
+    active = repo.active_rejections(s, series_id)
     changed = 0
-    for f in s.scalars(select(Feature).where(Feature.series_id == series_id)):
+    for f in repo.feature_states(s, series_id):
         hit = next(((organ, active[(f.mask_id, organ)]) for organ in organs_of_feature(f.name)
                     if (f.mask_id, organ) in active), None)
         flags = dict(f.flags or {})
@@ -82,7 +71,7 @@ def apply_rejections(s, series_id: int) -> int:
             new = {**flags, "rejection": kept, "mask_source": REJECTED,
                    "reason": _rejected_reason(*hit)}
             if new != flags or f.value is not None:
-                f.flags, f.value = new, None
+                repo.set_feature_state(s, f.id, None, new)
                 changed += 1
         elif kept is not None:
             flags.pop("rejection")
@@ -91,7 +80,7 @@ def apply_rejections(s, series_id: int) -> int:
                     flags.pop(k, None)
                 else:
                     flags[k] = kept[k]
-            f.flags, f.value = flags or None, kept.get("value")
+            repo.set_feature_state(s, f.id, kept.get("value"), flags or None)
             changed += 1
     return changed
 
@@ -107,25 +96,22 @@ def _clean_reason(reason: object) -> str:
     return text
 
 
-def _series_and_mask(s, series_uid: str) -> tuple[Series, str, Mask]:
-    """The series, its patient's pseudonym and the automatic mask its latest run measured."""
-    from analytics.features.automask_store import latest_auto_mask_in
-
-    row = s.execute(select(Series, Patient.pseudonym)
-                    .join(Study, Series.study_id == Study.id)
-                    .join(Patient, Study.patient_id == Patient.id)
-                    .where(Series.series_uid == series_uid)).first()
+def _series_and_mask(s, series_uid: str) -> tuple[int, str, StoredMask]:
+    """The series id, its patient's pseudonym and the automatic mask its latest run
+    measured."""
+    row = repo.series_with_patient(s, series_uid)
     if row is None:
         raise StoreError(f"series {series_uid}: not in the store",
                          hint="list the masks with: hepatrack masks list")
-    mask = latest_auto_mask_in(s, row.Series.id)
+    series_id, pseudonym = row
+    mask = latest_auto_mask_in(s, series_id)
     if mask is None:
         raise StoreError(f"series {series_uid}: its latest feature run used no automatic mask",
                          hint="only automatic masks can be rejected")
-    return row.Series, row.pseudonym, mask
+    return series_id, pseudonym, mask
 
 
-def _check_organ(mask: Mask, organ: str, series_uid: str) -> None:
+def _check_organ(mask: StoredMask, organ: str, series_uid: str) -> None:
     if organ not in (mask.segments or {}):
         have = ", ".join(sorted(mask.segments or {})) or "none"
         raise StoreError(f"series {series_uid}: the automatic mask has no {organ!r} "
@@ -165,18 +151,17 @@ def reject_mask(store: Store, by: str, series_uid: str, organ: str, reason: str,
     """
     text = _clean_reason(reason)
     with store.session() as s:
-        series, pseudonym, mask = _series_and_mask(s, series_uid)
+        series_id, pseudonym, mask = _series_and_mask(s, series_uid)
         _check_organ(mask, organ, series_uid)
-        if (mask.id, organ) in _active(s, series.id):
+        if (mask.id, organ) in repo.active_rejections(s, series_id):
             raise StoreError(f"series {series_uid}: the automatic {organ} mask is already "
                              "rejected", hint=f"restore it first: hepatrack masks restore "
                                               f"--series {series_uid} --organ {organ}")
         mask_id = mask.id
     detail = {"organ": organ, "mask_id": mask_id, "reason": text}
     with step(patient=pseudonym, uids=[series_uid], detail=detail), store.session() as s:
-        s.add(MaskRejection(mask_id=mask_id, organ=organ, reason=text, rejected_by=by))
-        s.flush()
-        n = apply_rejections(s, s.scalar(select(Mask.series_id).where(Mask.id == mask_id)))
+        repo.add_rejection(s, mask_id, organ, text, by)
+        n = apply_rejections(s, repo.series_of_mask(s, mask_id))
     return {"series_uid": series_uid, "organ": organ, "mask_id": mask_id, "reason": text,
             "features_withheld": n}
 
@@ -199,29 +184,15 @@ def restore_mask(store: Store, by: str, series_uid: str, organ: str,
         Unknown series, or no active rejection of that organ.
     """
     text = _clean_reason(reason) if reason else None
-    with store.session() as s:
-        row = s.execute(select(MaskRejection.id, MaskRejection.mask_id, Series.id.label("sid"),
-                               Patient.pseudonym)
-                        .join(Mask, MaskRejection.mask_id == Mask.id)
-                        .join(Series, Mask.series_id == Series.id)
-                        .join(Study, Series.study_id == Study.id)
-                        .join(Patient, Study.patient_id == Patient.id)
-                        .where(Series.series_uid == series_uid, MaskRejection.organ == organ,
-                               MaskRejection.restored_at.is_(None))
-                        .order_by(MaskRejection.id.desc())).first()
+    row = repo.active_rejection(store, series_uid, organ)
     if row is None:
         raise StoreError(f"series {series_uid}: no active rejection of its automatic "
                          f"{organ} mask", hint="list them with: hepatrack masks list")
     detail = {"organ": organ, "mask_id": row.mask_id, "reason": text}
     with step(patient=row.pseudonym, uids=[series_uid], detail=detail), \
             store.session() as s:
-        for rej in s.scalars(select(MaskRejection).where(
-                MaskRejection.mask_id == row.mask_id, MaskRejection.organ == organ,
-                MaskRejection.restored_at.is_(None))):
-            rej.restored_by, rej.restored_at = by, dt.datetime.now(dt.UTC)
-            rej.restore_reason = text
-        s.flush()
-        n = apply_rejections(s, row.sid)
+        repo.restore_rejections(s, row.mask_id, organ, by, text)
+        n = apply_rejections(s, row.series_id)
     return {"series_uid": series_uid, "organ": organ, "mask_id": row.mask_id,
             "features_restored": n}
 
@@ -239,14 +210,6 @@ def organ_status(segments: dict[str, Any], rejected: dict[str, str]) -> dict[str
     return out
 
 
-def rejections_of(s, mask_id: int) -> dict[str, str]:
-    """Organ -> reason of the mask's active rejections."""
-    rows = s.execute(select(MaskRejection.organ, MaskRejection.reason)
-                     .where(MaskRejection.mask_id == mask_id,
-                            MaskRejection.restored_at.is_(None))).all()
-    return {r.organ: r.reason for r in rows}
-
-
 def list_masks(store: Store, series_uid: str | None = None) -> list[dict[str, Any]]:
     """Every stored mask (delivered and automatic), one dict each, oldest first.
 
@@ -254,20 +217,14 @@ def list_masks(store: Store, series_uid: str | None = None) -> list[dict[str, An
     ``organs``, ``status`` (organ -> ``measured`` / ``withheld: …`` / ``rejected: …`` for
     automatic masks, ``delivered`` for the others), ``stored`` (a file is kept).
     """
-    with store.session() as s:
-        q = (select(Mask, Series.series_uid, Patient.pseudonym)
-             .join(Series, Mask.series_id == Series.id)
-             .join(Study, Series.study_id == Study.id)
-             .join(Patient, Study.patient_id == Patient.id).order_by(Mask.id))
-        if series_uid is not None:
-            q = q.where(Series.series_uid == series_uid)
-        out = []
-        for m, uid, pseudonym in s.execute(q).all():
-            organs = sorted(m.segments or {})
-            status = (organ_status(m.segments, rejections_of(s, m.id)) if m.automatic
-                      else dict.fromkeys(organs, "delivered"))
-            out.append({"series_uid": uid, "patient": pseudonym, "mask_id": m.id,
-                        "format": m.format, "automatic": bool(m.automatic),
-                        "method": m.method, "organs": organs, "status": status,
-                        "stored": bool(m.path)})
+    out = []
+    for listing in repo.list_masks(store, series_uid):
+        m = listing.mask
+        organs = sorted(m.segments)
+        status = (organ_status(m.segments, listing.rejected) if m.automatic
+                  else dict.fromkeys(organs, "delivered"))
+        out.append({"series_uid": listing.series_uid, "patient": listing.pseudonym,
+                    "mask_id": m.id, "format": m.format, "automatic": m.automatic,
+                    "method": m.method, "organs": organs, "status": status,
+                    "stored": bool(m.path)})
     return out

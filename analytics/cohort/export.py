@@ -15,15 +15,16 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
 
 from analytics import audit
+from analytics.cohort.mask_export import export_masks
 from analytics.cohort.table import DEFAULT_LAB_WINDOW_DAYS, build_cohort, latest_features
 from analytics.csv_safe import write_csv
 from analytics.errors import CohortError
 from analytics.features.registry import AUTOMATIC, FEATURES, NIFTI, RADIOMICS_PREFIX, RTSTRUCT, SEG
 from analytics.store.db import Store
-from analytics.store.schema import Feature, FeatureRun, Mask, Patient, Prediction, Series, Study
+from analytics.store.features import feature_export_rows
+from analytics.store.models import prediction_rows
 
 EXPORTS = ("features", "cohort", "predictions")
 FORMATS = (".csv", ".parquet")
@@ -63,24 +64,9 @@ def features_frame(store: Store) -> pd.DataFrame:
     series' ``automatic`` values (e.g. ``TotalSegmentator 2.18.0 total --fast``); empty
     when none of its values comes from an automatic mask.
     """
-    with store.session() as s:
-        series = s.execute(
-            select(Series.id, Series.series_uid, Study.study_date,
-                   Patient.pseudonym.label("patient"), Series.modality)
-            .join(Study, Series.study_id == Study.id)
-            .join(Patient, Study.patient_id == Patient.id)).all()
-        rows = s.execute(select(Feature.id, Feature.series_id, Feature.name, Feature.value,
-                                Feature.unit, Feature.computed_at, Feature.flags,
-                                Feature.mask_id)).all()
-        mask_rows = s.execute(select(Mask.id, Mask.format, Mask.automatic, Mask.method)).all()
-        # automatic masks are kept as SEG too: only delivered ones name a delivered format
-        mask_formats = {r.id: r.format for r in mask_rows if not r.automatic}
-        mask_engines = {r.id: r.method for r in mask_rows if r.automatic}
-        runs = {}
-        for r in s.execute(select(FeatureRun.series_id, FeatureRun.status, FeatureRun.reason,
-                                  FeatureRun.settings).order_by(FeatureRun.finished_at,
-                                                                FeatureRun.id)):
-            runs[r.series_id] = r  # the newest run of each series wins
+    stored = feature_export_rows(store)
+    series, rows, runs = stored.series, stored.features, stored.runs
+    mask_formats, mask_engines = stored.mask_formats, stored.mask_engines
     feats = latest_features([r[:6] for r in rows])
     extra = {r.id: (r.flags or {}, r.mask_id) for r in rows}
     ids = pd.DataFrame(series, columns=["series_id", "series_uid", "study_date", "patient",
@@ -189,15 +175,7 @@ def cohort_frame(store: Store, *, lab_window_days: float = DEFAULT_LAB_WINDOW_DA
 
 def predictions_frame(store: Store) -> pd.DataFrame:
     """Every stored prediction; ``explanation`` is its JSON text."""
-    with store.session() as s:
-        rows = s.execute(
-            select(Patient.pseudonym, Prediction.model_id, Prediction.time_years,
-                   Prediction.horizon_years, Prediction.risk, Prediction.ci_low,
-                   Prediction.ci_high, Prediction.reason, Prediction.explanation,
-                   Prediction.created_at)
-            .join(Patient, Prediction.patient_id == Patient.id)
-            .order_by(Patient.pseudonym, Prediction.model_id, Prediction.time_years,
-                      Prediction.horizon_years)).all()
+    rows = prediction_rows(store)
     df = pd.DataFrame(rows, columns=list(PREDICTION_COLUMNS))
     df["explanation"] = [json.dumps(e, sort_keys=True) if e is not None else None
                          for e in df["explanation"]]
@@ -255,8 +233,6 @@ def export(store: Store, what: str, out: str | os.PathLike[str], *,
     audited step (:func:`analytics.usecases.cohort.export`); none by default.
     """
     if what == "masks":
-        from analytics.cohort.mask_export import export_masks
-
         if settings is None:
             raise CohortError("export --what masks: the home folder (settings) is needed")
         return export_masks(store, settings, out, step=step)

@@ -33,55 +33,35 @@ Safety
 
 from __future__ import annotations
 
-import re
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+import dataclasses
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
-
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Session
 
 from analytics import audit
 from analytics.cohort.columns import ID_COLUMN
 from analytics.cohort.reader import Source, read_table
 from analytics.cohort.validate import (
-    DAYS_PER_YEAR,
-    TIME_EPS,
     Issue,
     PatientContext,
-    StoredOutcome,
-    ValidatedCohort,
     patient_key,
     validate,
 )
-from analytics.cohort_types import CENSORED
 from analytics.config import Settings
-from analytics.errors import StoreError
 from analytics.ingest import deid
 from analytics.names import bad_character, name_key
+from analytics.store.cohort import (
+    CSV_SOURCE,
+    NewIdentity,
+    Pseudonymise,
+    patient_contexts,
+    write_cohort,
+)
 from analytics.store.db import Store
-from analytics.store.schema import IdentityMap, Outcome, Patient, Study, Visit
 
-CSV_SOURCE = "csv"
-_CHUNK = 500
-_PSEUDONYM_SHAPE = re.compile(r"^HT-[0-9A-F]{16}$", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class NewIdentity:
-    """A real patient id seen for the first time, pseudonymised as image ingest does."""
-
-    real_patient_id: str
-    key: str
-    pseudonym: str
-    shift_days: int
-
-
-#: ``real id -> NewIdentity``: the pseudonymisation of image ingest (see the docstring)
-Pseudonymise = Callable[[str], NewIdentity]
+__all__ = ["CSV_SOURCE", "ImportReport", "NewIdentity", "Pseudonymise", "import_cohort",
+           "pseudonymiser"]
 
 
 def pseudonymiser(secret: bytes, *, deidentify: bool = True) -> Pseudonymise:
@@ -93,11 +73,6 @@ def pseudonymiser(secret: bytes, *, deidentify: bool = True) -> Pseudonymise:
         return NewIdentity(real_id, key, deid.patient_pseudonym(secret, real_id),
                            deid.date_shift_days(secret, real_id))
     return make
-
-
-def _canon(column: Any) -> Any:
-    # SQL side of name_key for ASCII ids (lower() folds ASCII on every backend)
-    return func.replace(func.lower(column), " ", "")
 
 
 @dataclass
@@ -134,211 +109,6 @@ class ImportReport:
         lines += [f"rejected: {i}" for i in self.rejected]
         lines += [f"warning: {i}" for i in self.warnings]
         return "\n".join(lines)
-
-
-def _chunks(items: list[Any]) -> Iterator[list[Any]]:
-    for i in range(0, len(items), _CHUNK):
-        yield items[i:i + _CHUNK]
-
-
-def _contexts(s: Session, keys: Iterable[str], pseudonymise: Pseudonymise,
-              new_ids: dict[str, NewIdentity]) -> dict[str, PatientContext]:
-    """What the store knows about each CSV patient id (see the module docstring).
-
-    Ids the store does not know are pseudonymised into ``new_ids`` (filled here).
-    """
-    keys = sorted(set(keys))
-    canon = {k: name_key(k) for k in keys}
-    by_real: dict[str, dict[int, int]] = defaultdict(dict)
-    by_pseudonym: dict[str, int] = {}
-    for chunk in _chunks(sorted(set(canon.values()))):
-        for r in s.execute(select(IdentityMap.real_patient_id, IdentityMap.patient_id,
-                                  IdentityMap.date_shift_days)
-                           .where(_canon(IdentityMap.real_patient_id).in_(chunk))):
-            by_real[name_key(r.real_patient_id)][r.patient_id] = r.date_shift_days or 0
-        for r in s.execute(select(Patient.pseudonym, Patient.id)
-                           .where(_canon(Patient.pseudonym).in_(chunk))):
-            by_pseudonym[name_key(r.pseudonym)] = r.id
-    for chunk in _chunks(keys):  # ids beyond ASCII, which SQL lower() does not fold
-        for r in s.execute(select(IdentityMap.real_patient_id, IdentityMap.patient_id,
-                                  IdentityMap.date_shift_days)
-                           .where(IdentityMap.real_patient_id.in_(chunk))):
-            by_real[name_key(r.real_patient_id)][r.patient_id] = r.date_shift_days or 0
-    resolved: dict[str, tuple[int, int]] = {}
-    contexts: dict[str, PatientContext] = {}
-    for key in keys:
-        matches = list(by_real.get(canon[key], {}).items())
-        if len(matches) > 1:
-            contexts[key] = PatientContext(
-                pseudonym=key, error=f"patient_id {key!r} matches {len(matches)} patients in "
-                                     "the identity map (different issuers); use the "
-                                     "patient's pseudonym instead")
-        elif matches:
-            resolved[key] = matches[0]
-        elif canon[key] in by_pseudonym:
-            resolved[key] = (by_pseudonym[canon[key]], 0)
-        elif _PSEUDONYM_SHAPE.match(key):
-            contexts[key] = PatientContext(
-                pseudonym=key, error=f"patient_id {key!r} has the form of a HepaTrack "
-                                     "pseudonym but no such patient is stored; expected a "
-                                     "stored pseudonym or the patient's real ID")
-        else:
-            new = new_ids[key] = pseudonymise(key)
-            contexts[key] = PatientContext(pseudonym=new.pseudonym, shift_days=new.shift_days)
-    by_pid = {pid: key for key, (pid, _) in resolved.items()}
-    for chunk in _chunks(sorted(by_pid)):
-        for r in s.execute(select(IdentityMap.patient_id, IdentityMap.date_shift_days)
-                           .where(IdentityMap.patient_id.in_(chunk))):
-            key = by_pid[r.patient_id]
-            resolved[key] = (r.patient_id, r.date_shift_days or 0)
-    ids = sorted({pid for pid, _ in resolved.values()})
-    info: dict[int, dict[str, Any]] = defaultdict(dict)
-    for chunk in _chunks(ids):
-        for r in s.execute(select(Patient.id, Patient.pseudonym, Patient.baseline_date)
-                           .where(Patient.id.in_(chunk))):
-            info[r.id].update(pseudonym=r.pseudonym, baseline=r.baseline_date)
-        for model, date_col in ((Study, Study.study_date), (Visit, Visit.visit_date)):
-            for r in s.execute(select(model.patient_id, func.min(date_col), func.count())
-                               .where(model.patient_id.in_(chunk))
-                               .group_by(model.patient_id)):
-                pid, earliest, n = r
-                info[pid]["records"] = info[pid].get("records", 0) + n
-                if earliest is not None:
-                    prev = info[pid].get("earliest")
-                    info[pid]["earliest"] = min(earliest, prev) if prev else earliest
-        for r in s.execute(select(Outcome).where(Outcome.patient_id.in_(chunk))).scalars():
-            info[r.patient_id]["outcome"] = StoredOutcome(r.time_years, r.outcome_date,
-                                                          r.event)
-    for key, (pid, shift) in resolved.items():
-        i = info[pid]
-        contexts[key] = PatientContext(
-            pseudonym=i["pseudonym"], shift_days=int(shift), baseline_date=i.get("baseline"),
-            earliest_date=i.get("earliest"), has_records=i.get("records", 0) > 0,
-            outcome=i.get("outcome"))
-    return contexts
-
-
-def _merge_values(old: dict[str, Any], new: dict[str, Any], columns: list[str]
-                  ) -> dict[str, Any]:
-    kept = {k: v for k, v in (old or {}).items() if k not in columns}
-    return {**kept, **new}
-
-
-def _same_time(a: float, b: float) -> bool:
-    return abs(a - b) < TIME_EPS
-
-
-def _write(store: Store, data: ValidatedCohort, contexts: dict[str, PatientContext] | None,
-           report: ImportReport, pseudonymise: Pseudonymise,
-           new_ids: dict[str, NewIdentity]) -> None:
-    """Upsert every accepted row in one transaction (``contexts`` None: read them again)."""
-    with store.session() as s:
-        keys = sorted({v.key for v in data.visits} | {o.key for o in data.outcomes})
-        if contexts is None:
-            new_ids = {}
-            contexts = _contexts(s, keys, pseudonymise, new_ids)
-        patients: dict[str, Patient] = {}
-        pseudonyms = {k: (contexts[k].pseudonym if k in contexts else k) for k in keys}
-        for chunk in _chunks(sorted(set(pseudonyms.values()))):
-            for p in s.execute(select(Patient).where(Patient.pseudonym.in_(chunk))).scalars():
-                patients[p.pseudonym] = p
-        for key in keys:
-            name = pseudonyms[key]
-            if name not in patients:
-                patients[name] = Patient(pseudonym=name, source=CSV_SOURCE,
-                                         sex=data.sex.get(key))
-                s.add(patients[name])
-                report.patients_created += 1
-            elif patients[name].sex is None and key in data.sex:
-                patients[name].sex = data.sex[key]
-        s.flush()
-        _add_identities(s, {k: (patients[pseudonyms[k]].id, new_ids[k])
-                            for k in keys if k in new_ids})
-        report.patients = len(keys)
-        pid_of = {k: patients[pseudonyms[k]].id for k in keys}
-
-        existing: dict[int, list[Visit]] = defaultdict(list)
-        for chunk in _chunks(sorted(set(pid_of.values()))):
-            for v in s.execute(select(Visit).where(Visit.patient_id.in_(chunk),
-                                                   Visit.source == CSV_SOURCE)).scalars():
-                existing[v.patient_id].append(v)
-        for rec in data.visits:
-            pid = pid_of[rec.key]
-            match = None
-            if rec.date is not None:
-                match = next((v for v in existing[pid] if v.visit_date == rec.date), None)
-            if match is None:
-                match = next((v for v in existing[pid]
-                              if _same_time(v.time_years, rec.time_years)), None)
-            if match is None:
-                visit = Visit(patient_id=pid, time_years=rec.time_years, visit_date=rec.date,
-                              source=CSV_SOURCE, values=dict(rec.values))
-                s.add(visit)
-                existing[pid].append(visit)
-                report.visits_inserted += 1
-                continue
-            values = _merge_values(match.values, rec.values, data.value_columns)
-            changed = (values != (match.values or {})
-                       or not _same_time(match.time_years, rec.time_years)
-                       or (rec.date is not None and match.visit_date != rec.date))
-            if changed:
-                match.values = values
-                match.time_years = rec.time_years
-                match.visit_date = rec.date if rec.date is not None else match.visit_date
-                report.visits_updated += 1
-            else:
-                report.visits_unchanged += 1
-        report.visits = len(data.visits)
-
-        # dated visits not in this file keep their date; re-derive their time if the
-        # patient's baseline moved (an earlier dated visit arrived)
-        for key, pid in pid_of.items():
-            base = data.baselines.get(key)
-            if base is None:
-                continue
-            for v in existing[pid]:
-                if v.visit_date is not None:
-                    t = (v.visit_date - base).days / DAYS_PER_YEAR
-                    if not _same_time(v.time_years, t):
-                        v.time_years = t
-
-        stored: dict[int, Outcome] = {}
-        for chunk in _chunks(sorted(set(pid_of.values()))):
-            stored.update((o.patient_id, o) for o in s.execute(
-                select(Outcome).where(Outcome.patient_id.in_(chunk))).scalars())
-        for key, pid in pid_of.items():
-            old, base = stored.get(pid), data.baselines.get(key)
-            if old is not None and old.outcome_date is not None and base is not None:
-                old.time_years = (old.outcome_date - base).days / DAYS_PER_YEAR
-        for rec in data.outcomes:
-            pid = pid_of[rec.key]
-            old = stored.get(pid)
-            if old is None:
-                s.add(Outcome(patient_id=pid, time_years=rec.time_years,
-                              outcome_date=rec.date, event=rec.event))
-                report.outcomes_inserted += 1
-            elif (old.event != rec.event or old.outcome_date != rec.date
-                  or not _same_time(old.time_years, rec.time_years)):
-                old.event, old.outcome_date, old.time_years = rec.event, rec.date, rec.time_years
-                report.outcomes_updated += 1
-            else:
-                report.outcomes_unchanged += 1
-        report.outcomes = len(data.outcomes)
-        report.events = sum(1 for o in data.outcomes if o.event != CENSORED)
-
-
-def _add_identities(s: Session, new: dict[str, tuple[int, NewIdentity]]) -> None:
-    """Identity-map rows of patients first seen in this import (as image ingest writes)."""
-    have = set()
-    for chunk in _chunks(sorted({pid for pid, _ in new.values()})):
-        have |= set(s.execute(select(IdentityMap.patient_id)
-                              .where(IdentityMap.patient_id.in_(chunk))).scalars())
-    for pid, ident in new.values():
-        if pid not in have:
-            s.add(IdentityMap(patient_id=pid, real_patient_id=ident.real_patient_id[:128],
-                              real_patient_id_key=ident.key,
-                              date_shift_days=ident.shift_days))
-            have.add(pid)
 
 
 def _spellings(keys: list[str], contexts: dict[str, PatientContext]) -> None:
@@ -393,8 +163,7 @@ def import_cohort(store: Store, visits: Source, outcomes: Source, *,
     pseudonymise = pseudonymiser(settings.site_secret() if settings else store.site_secret(),
                                  deidentify=settings.deidentify if settings else True)
     new_ids: dict[str, NewIdentity] = {}
-    with store.session() as s:
-        contexts = _contexts(s, keys, pseudonymise, new_ids)
+    contexts = patient_contexts(store, keys, pseudonymise, new_ids)
     _spellings(keys, contexts)
     named: dict[str, str] = {}
     for key in keys:
@@ -406,24 +175,10 @@ def import_cohort(store: Store, visits: Source, outcomes: Source, *,
         else:
             named[name] = key
     data = validate(vt, ot, contexts)
-    report = ImportReport(rejected=data.rejected, warnings=data.warnings)
     detail = {"visit_rows": len(vt.rows), "outcome_rows": len(ot.rows),
               "accepted_visits": len(data.visits), "accepted_outcomes": len(data.outcomes),
               "rejected": len(data.rejected)}
     with step(detail=detail):
-        for attempt in (1, 2):
-            try:
-                _write(store, data, contexts if attempt == 1 else None, report,
-                       pseudonymise, new_ids)
-                break
-            except IntegrityError as e:
-                # another import created the same patient or visit meanwhile: retry once
-                # against the new state; a second clash is a real conflict
-                report = ImportReport(rejected=data.rejected, warnings=data.warnings)
-                if attempt == 2:
-                    raise StoreError(f"import-cohort: the store refused the write ({e.orig});"
-                                     " nothing was imported") from e
-            except SQLAlchemyError as e:
-                raise StoreError(f"import-cohort: the store write failed, nothing was "
-                                 f"imported ({type(e).__name__}: {e})") from e
-    return report
+        counts = write_cohort(store, data, contexts, pseudonymise, new_ids)
+    return ImportReport(**dataclasses.asdict(counts), rejected=data.rejected,
+                        warnings=data.warnings)

@@ -24,7 +24,10 @@ from analytics import audit
 from analytics.config import Settings
 from analytics.csv_safe import write_csv
 from analytics.errors import CohortError, HepaTrackError
+from analytics.ingest.loader import stored_file
+from analytics.masks_review import list_masks
 from analytics.store.db import Store
+from analytics.store.features import seg_paths
 
 MANIFEST = "manifest.csv"
 MANIFEST_COLUMNS = ("series_uid", "patient", "organs", "automatic", "method", "status",
@@ -76,11 +79,8 @@ def export_masks(store: Store, settings: Settings, out: str | os.PathLike[str], 
         ``out`` is a file, its parent folder is missing, or a stored SEG cannot be read or
         written.
     """
-    from analytics.ingest.loader import stored_file
-    from analytics.masks_review import list_masks
-
     path = _target_dir(out)
-    paths = _seg_paths(store)
+    paths = seg_paths(store)
     masks = [m for m in list_masks(store) if m["mask_id"] in paths]
     rows = []
     with step(detail={"what": "masks", "rows": len(masks), "format": "dicom-seg"}):
@@ -102,14 +102,3 @@ def export_masks(store: Store, settings: Settings, out: str | os.PathLike[str], 
         write_csv(pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)), manifest, index=False)
     return {"what": "masks", "out": str(path), "rows": len(rows),
             "columns": list(MANIFEST_COLUMNS), "manifest": str(manifest)}
-
-
-def _seg_paths(store: Store) -> dict[int, str]:
-    """Mask id -> stored path of every mask kept as a DICOM SEG file."""
-    from sqlalchemy import select
-
-    from analytics.store.schema import Mask
-
-    with store.session() as s:
-        return dict(s.execute(select(Mask.id, Mask.path).where(
-            Mask.format == "seg", Mask.path.is_not(None))).all())

@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select
 
 from analytics.cohort.columns import CODED_COLUMNS, LAB_COLUMNS, UNITS
 from analytics.cohort.reader import Source, read_table
@@ -48,8 +47,8 @@ from analytics.cohort.validate import DAYS_PER_YEAR, validate
 from analytics.cohort_types import VISIT_KEYS, CohortTable
 from analytics.errors import CohortError
 from analytics.models.scores import CLINICAL_SCORES, compute_scores
+from analytics.store.cohort import FeatureValueRow, SeriesRow, VisitRow, cohort_rows
 from analytics.store.db import Store
-from analytics.store.schema import Feature, Outcome, Patient, Series, Study, Visit
 
 DEFAULT_LAB_WINDOW_DAYS = 90
 SAME_DAY_YEARS = 0.5 / DAYS_PER_YEAR
@@ -225,7 +224,7 @@ def _outcome_frame(rows: list[tuple[str, float, str]]) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- store
-def latest_features(rows: list[Any]) -> pd.DataFrame:
+def latest_features(rows: list[FeatureValueRow] | list[Any]) -> pd.DataFrame:
     """Feature rows -> newest run per (series, name): series_id, name, value, unit."""
     df = pd.DataFrame(rows, columns=["id", "series_id", "name", "value", "unit",
                                      "computed_at"])
@@ -266,26 +265,11 @@ def build_cohort(store: Store, *, lab_window_days: float = DEFAULT_LAB_WINDOW_DA
     -----
     The merge and time rules are in the module docstring.
     """
-    with store.session() as s:
-        patients = s.execute(select(Patient.id, Patient.pseudonym, Patient.baseline_date,
-                                    Patient.birth_year)).all()
-        visit_rows = s.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date,
-                                      Visit.values).where(Visit.source != "imaging")).all()
-        study_dates = s.execute(select(Study.patient_id, Study.study_date)).all()
-        series = s.execute(
-            select(Series.id, Series.series_uid, Series.modality, Series.contrast_phase,
-                   Study.patient_id, Study.study_date)
-            .join(Study, Series.study_id == Study.id)
-            .where(Series.status == "complete")).all()
-        feature_rows = s.execute(select(Feature.id, Feature.series_id, Feature.name,
-                                        Feature.value, Feature.unit,
-                                        Feature.computed_at)).all()
-        outcome_rows = s.execute(select(Outcome.patient_id, Outcome.time_years,
-                                        Outcome.outcome_date, Outcome.event)).all()
-
+    stored = cohort_rows(store)
+    patients, visit_rows = stored.patients, stored.visits
     name_of = {p.id: p.pseudonym for p in patients}
     dates: dict[int, list[dt.date]] = defaultdict(list)
-    for r in study_dates:
+    for r in stored.study_dates:
         if r.study_date is not None:
             dates[r.patient_id].append(r.study_date)
     for r in visit_rows:
@@ -294,8 +278,23 @@ def build_cohort(store: Store, *, lab_window_days: float = DEFAULT_LAB_WINDOW_DA
     base = {p.id: p.baseline_date or (min(dates[p.id]) if dates[p.id] else None)
             for p in patients}
     warnings: list[str] = []
+    labs, csv_columns, categorical = _lab_visits(visit_rows, base, name_of)
+    scans, units = _scan_visits(stored.series, stored.features, base, name_of, warnings)
+    outcomes = _outcome_frame([
+        (name_of[r.patient_id],
+         _years(r.outcome_date, base[r.patient_id])
+         if r.outcome_date is not None and base[r.patient_id] is not None
+         else float(r.time_years), r.event) for r in stored.outcomes])
+    return _assemble(labs, scans, outcomes, csv_columns, categorical, units,
+                     lab_window_days, with_scores, warnings,
+                     birth_years={p.pseudonym: p.birth_year for p in patients
+                                  if p.birth_year is not None})
 
-    # lab visits
+
+def _lab_visits(visit_rows: list[VisitRow], base: dict[int, dt.date | None],
+                name_of: dict[int, str]) -> tuple[pd.DataFrame, list[str], set[str]]:
+    """Lab visits as rows (patient, time, date, values), their columns in order of first
+    appearance and the categorical ones."""
     lab_records, csv_columns, categorical = [], [], set()
     seen_cols: set[str] = set()
     for r in visit_rows:
@@ -312,8 +311,14 @@ def build_cohort(store: Store, *, lab_window_days: float = DEFAULT_LAB_WINDOW_DA
         lab_records.append({"patient": name_of[r.patient_id], "time": t, "date": date,
                             **values})
     labs = pd.DataFrame(lab_records, columns=["patient", "time", "date", *csv_columns])
+    return labs, csv_columns, categorical
 
-    # imaging visits: one representative series per patient and study date
+
+def _scan_visits(series: list[SeriesRow], feature_rows: list[FeatureValueRow],
+                 base: dict[int, dt.date | None], name_of: dict[int, str], warnings: list[str]
+                 ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Imaging visits: one representative series per patient and study date (most values,
+    then the preferred phase); and the unit of each feature."""
     feats = latest_features(feature_rows)
     wide = (feats.pivot(index="series_id", columns="name", values="value") if not feats.empty
             else pd.DataFrame(dtype="float64"))
@@ -343,16 +348,7 @@ def build_cohort(store: Store, *, lab_window_days: float = DEFAULT_LAB_WINDOW_DA
                      **{k: v for k, v in values if pd.notna(v)}})
     scans = pd.DataFrame(rows, columns=None if rows else [
         "patient", "time", "date", "series_uid", "modality", "contrast_phase"])
-
-    outcomes = _outcome_frame([
-        (name_of[r.patient_id],
-         _years(r.outcome_date, base[r.patient_id])
-         if r.outcome_date is not None and base[r.patient_id] is not None
-         else float(r.time_years), r.event) for r in outcome_rows])
-    return _assemble(labs, scans, outcomes, csv_columns, categorical, units,
-                     lab_window_days, with_scores, warnings,
-                     birth_years={p.pseudonym: p.birth_year for p in patients
-                                  if p.birth_year is not None})
+    return scans, units
 
 
 # --------------------------------------------------------------------------- frames

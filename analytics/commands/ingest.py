@@ -12,7 +12,7 @@ import sys
 from analytics.cli import EXIT_BAD_INPUT, EXIT_OK, CommandResult, command
 from analytics.config import Settings
 from analytics.ingest.nifti_masks import parse_label_table
-from analytics.ingest.pipeline import IngestReport
+from analytics.ingest.results import IngestReport
 from analytics.ingest.stacks import listing
 from analytics.store import open_store
 from analytics.usecases.context import Context

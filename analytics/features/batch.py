@@ -23,6 +23,7 @@ database.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib
 import logging
 import os
@@ -33,12 +34,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select
 
 from analytics.config import Settings
 from analytics.errors import FeatureError, HepaTrackError, MissingExtraError
 from analytics.features import radiomics_configs
-from analytics.features.automask_store import auto_mask_row, auto_mask_summary, save_auto_seg
+from analytics.features.automask_store import auto_mask_summary, save_auto_seg
 from analytics.features.extract import (
     EXTRACTOR_VERSION,
     FeatureResult,
@@ -46,10 +46,18 @@ from analytics.features.extract import (
     extract_series_features,
 )
 from analytics.features.geometry import orientation
+from analytics.features.radiomics import radiomics_features
 from analytics.features.registry import AUTOMATIC, RADIOMICS_PREFIX, unit
+from analytics.features.totalseg import (
+    INSTALL_HINT,
+    TOTALSEG_METHOD,
+    choose_engine,
+    totalsegmentator_status,
+)
 from analytics.masks_review import apply_rejections
+from analytics.store import features as repo
 from analytics.store.db import Store, open_store
-from analytics.store.schema import Feature, FeatureRun, Mask, Series
+from analytics.store.features import FeatureRow
 
 log = logging.getLogger("hepatrack.features")
 
@@ -142,12 +150,11 @@ def extract_stored_series(series_uid: str, settings: Settings, feature_settings:
 
 def ingest_phase(store: Store, series_uid: str) -> str | None:
     """The contrast phase stored for the series at ingest (None if it was not stated)."""
-    with store.session() as s:
-        row = s.execute(select(Series.contrast_phase, Series.geometry).where(
-            Series.series_uid == series_uid)).first()
+    row = repo.series_phase(store, series_uid)
     if row is None:
         return None
-    return row.contrast_phase or (row.geometry or {}).get("contrast_phase")
+    phase, geometry = row
+    return phase or geometry.get("contrast_phase")
 
 
 def _result_payload(result: FeatureResult) -> dict[str, Any]:
@@ -166,8 +173,6 @@ def _auto_mask(store: Store, settings: Settings, volume, result: FeatureResult
 
 def _radiomics(volume, masks, result: FeatureResult,
                fs: FeatureSettings) -> dict[str, Any]:
-    from analytics.features.radiomics import radiomics_features
-
     rois: dict[str, np.ndarray] = {}
     sources: dict[str, str] = {}
     for name in ("liver", "spleen"):
@@ -193,23 +198,15 @@ def _series_to_run(store: Store, series_uids: Sequence[str] | None, radiomics: b
                    radiomics_config: str = radiomics_configs.DEFAULT_CONFIG
                    ) -> tuple[list[str], list[str]]:
     with store.session() as s:
-        if series_uids is None:
-            rows = s.execute(select(Series.id, Series.series_uid).where(
-                Series.status == "complete").order_by(Series.id)).all()
-        else:
-            rows = []
-            for uid in series_uids:
-                row = s.execute(select(Series.id, Series.series_uid).where(
-                    Series.series_uid == uid)).first()
-                if row is None:
-                    raise FeatureError(f"series {uid} is not in the store")
-                rows.append(row)
-        done = {r.series_id: r for r in s.scalars(select(FeatureRun).where(
-            FeatureRun.extractor_version == EXTRACTOR_VERSION, FeatureRun.status == "done"))}
+        found = repo.series_ids(s, series_uids)
+        for uid, row in zip(series_uids or (), found, strict=False):
+            if row is None:
+                raise FeatureError(f"series {uid} is not in the store")
+        done = repo.done_run_settings(s, EXTRACTOR_VERSION)
     todo, skipped = [], []
-    for sid, uid in rows:
+    for sid, uid in found:
         run = done.get(sid)
-        had = run is not None and has_radiomics(run.settings or {}, radiomics_config)
+        had = run is not None and has_radiomics(run, radiomics_config)
         if run is not None and (not radiomics or had):
             skipped.append(uid)
         else:
@@ -231,80 +228,74 @@ def write_outcome(store: Store, outcome: dict[str, Any], feature_settings: Featu
                   ) -> None:
     """Write one series' outcome (features + run, or a failed run) in one transaction."""
     uid = outcome["series_uid"]
+    run_settings = feature_settings.as_dict()
+    seconds = float(outcome.get("seconds", 0.0))
     with store.session() as s:
-        series = s.scalar(select(Series).where(Series.series_uid == uid))
-        if series is None:
+        sid = repo.series_id(s, uid)
+        if sid is None:
             raise FeatureError(f"series {uid} disappeared from the store during the batch")
-        run = s.scalar(select(FeatureRun).where(
-            FeatureRun.series_id == series.id, FeatureRun.extractor_version == EXTRACTOR_VERSION))
-        if run is None:
-            run = FeatureRun(series_id=series.id, extractor_version=EXTRACTOR_VERSION,
-                             status="done" if outcome["ok"] else "failed")
-            s.add(run)
-        run_settings = feature_settings.as_dict()
-        run.seconds = float(outcome.get("seconds", 0.0))
-        run.finished_at = _now()
         if not outcome["ok"]:
-            run.status, run.reason = "failed", outcome["reason"][:4000]
-            run.settings = run_settings
+            repo.save_run(s, sid, EXTRACTOR_VERSION, status="failed",
+                          reason=outcome["reason"][:4000], seconds=seconds,
+                          settings=run_settings, finished_at=_now())
             return
         result = outcome["result"]
-        mask_id = _mask_row(s, series, outcome.get("auto_mask"))
-        s.execute(delete(Feature).where(Feature.series_id == series.id,
-                                        Feature.extractor_version == EXTRACTOR_VERSION))
-        for name, fv in result["values"].items():
-            s.add(Feature(series_id=series.id, name=name, value=fv["value"], unit=fv["unit"],
-                          extractor_version=EXTRACTOR_VERSION, mask_id=mask_id,
-                          flags=fv["flags"] or None))
-        rad = outcome.get("radiomics") or {}
-        auto = bool(result["mask_automatic"])
-        roi_sources = rad.get("sources") or {}
-        used = rad.get("settings") or {}
-        for name, value in (rad.get("values") or {}).items():
-            roi = name.removeprefix(RADIOMICS_PREFIX).split("_", 1)[0]
-            flags: dict[str, Any] = {"radiomics": True}
-            if used.get("config"):  # the run holds the full settings of this name@version
-                flags["radiomics_config"] = f"{used['config']}@{used['config_version']}"
-            if roi in roi_sources:
-                flags["mask_source"] = roi_sources[roi]
-                if roi_sources[roi] == AUTOMATIC:
-                    flags["automatic_segmentation"] = True
-            elif auto:
-                flags["automatic_segmentation"] = True
-            s.add(Feature(series_id=series.id, name=name, value=value, unit=unit(name),
-                          extractor_version=EXTRACTOR_VERSION, mask_id=mask_id, flags=flags))
-        if rad.get("settings"):
-            run_settings["radiomics_settings"] = rad.get("settings")
-        if rad.get("error"):
-            run_settings["radiomics_error"] = rad["error"]
-        run_settings["mask_source"] = result["mask_source"]
-        run_settings["mask_method"] = result["mask_method"]
-        run_settings["mask_sources"] = result.get("mask_sources") or {}
-        run_settings["contrast_phase"] = result["contrast_phase"]
-        run_settings["phase_source"] = result["phase_source"]
-        run_settings["contrast_phase_estimate"] = result.get("phase_estimate")
-        run_settings["aorta_hu"] = result.get("aorta_hu")
-        run_settings["warnings"] = result["warnings"]
         auto_mask = outcome.get("auto_mask")
-        run_settings["auto_mask_id"] = mask_id if auto_mask is not None else None
-        if auto_mask is not None and auto_mask.get("seg_error"):
-            run_settings["auto_mask_seg_error"] = auto_mask["seg_error"]
-        apply_rejections(s, series.id)
-        run.status, run.reason, run.settings = "done", None, run_settings
+        mask_id = repo.measured_mask_id(s, sid, auto_mask)
+        rad = outcome.get("radiomics") or {}
+        repo.replace_features(s, sid, EXTRACTOR_VERSION, _feature_rows(result, rad), mask_id)
+        run_settings.update(_run_settings(result, rad, auto_mask, mask_id))
+        apply_rejections(s, sid)
+        repo.save_run(s, sid, EXTRACTOR_VERSION, status="done", reason=None, seconds=seconds,
+                      settings=run_settings, finished_at=_now())
 
 
-def _mask_row(s, series: Series, auto: dict[str, Any] | None) -> int | None:
-    """The masks row the features were computed on (auto: created once per content)."""
-    if auto is None:
-        row = s.scalar(select(Mask).where(Mask.series_id == series.id,
-                                          Mask.automatic.is_(False)).order_by(Mask.id))
-        return row.id if row is not None else None
-    return auto_mask_row(s, series, auto).id
+def _feature_rows(result: dict[str, Any], rad: dict[str, Any]) -> list[FeatureRow]:
+    """The feature rows of a finished series: biomarkers, then radiomics with their mask
+    provenance and configuration."""
+    rows = [FeatureRow(name, fv["value"], fv["unit"], fv["flags"] or None)
+            for name, fv in result["values"].items()]
+    auto = bool(result["mask_automatic"])
+    roi_sources = rad.get("sources") or {}
+    used = rad.get("settings") or {}
+    for name, value in (rad.get("values") or {}).items():
+        roi = name.removeprefix(RADIOMICS_PREFIX).split("_", 1)[0]
+        flags: dict[str, Any] = {"radiomics": True}
+        if used.get("config"):  # the run holds the full settings of this name@version
+            flags["radiomics_config"] = f"{used['config']}@{used['config_version']}"
+        if roi in roi_sources:
+            flags["mask_source"] = roi_sources[roi]
+            if roi_sources[roi] == AUTOMATIC:
+                flags["automatic_segmentation"] = True
+        elif auto:
+            flags["automatic_segmentation"] = True
+        rows.append(FeatureRow(name, value, unit(name), flags))
+    return rows
 
 
-def _now():
-    import datetime as dt
+def _run_settings(result: dict[str, Any], rad: dict[str, Any],
+                  auto_mask: dict[str, Any] | None, mask_id: int | None) -> dict[str, Any]:
+    """What a finished run records beside the extraction settings."""
+    out: dict[str, Any] = {}
+    if rad.get("settings"):
+        out["radiomics_settings"] = rad.get("settings")
+    if rad.get("error"):
+        out["radiomics_error"] = rad["error"]
+    out["mask_source"] = result["mask_source"]
+    out["mask_method"] = result["mask_method"]
+    out["mask_sources"] = result.get("mask_sources") or {}
+    out["contrast_phase"] = result["contrast_phase"]
+    out["phase_source"] = result["phase_source"]
+    out["contrast_phase_estimate"] = result.get("phase_estimate")
+    out["aorta_hu"] = result.get("aorta_hu")
+    out["warnings"] = result["warnings"]
+    out["auto_mask_id"] = mask_id if auto_mask is not None else None
+    if auto_mask is not None and auto_mask.get("seg_error"):
+        out["auto_mask_seg_error"] = auto_mask["seg_error"]
+    return out
 
+
+def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
@@ -357,12 +348,8 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
     """
     t0 = time.perf_counter()
     loader = loader or os.environ.get(LOADER_ENV) or DEFAULT_LOADER
-    fs = feature_settings or FeatureSettings()
-    config = (radiomics_config or fs.radiomics_config or settings.radiomics_config
-              or radiomics_configs.DEFAULT_CONFIG)
-    fs = replace(fs, radiomics=radiomics, radiomics_config=config)  # validates the name
-    _check_engine(fs.segmentation)
-    todo, skipped = _series_to_run(store, series_uids, radiomics, config)
+    fs = _batch_settings(settings, feature_settings, radiomics, radiomics_config)
+    todo, skipped = _series_to_run(store, series_uids, radiomics, fs.radiomics_config)
     report = BatchReport(series_skipped=skipped)
     total = len(todo) + len(skipped)
     done_count = len(skipped)
@@ -377,14 +364,7 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
     def record(uid: str, outcome: dict[str, Any]) -> None:
         nonlocal done_count
         write_outcome(store, outcome, fs)
-        if outcome["ok"]:
-            report.series_done.append(uid)
-            rad = outcome.get("radiomics") or {}
-            if rad.get("error"):
-                report.radiomics_failed.append({"series_uid": uid, "reason": rad["error"]})
-                report.missing_extra = report.missing_extra or rad.get("install")
-        else:
-            report.series_failed.append({"series_uid": uid, "reason": outcome["reason"]})
+        _add_to_report(report, uid, outcome)
         done_count += 1
         if progress is not None:
             progress(done_count, total, uid)
@@ -400,16 +380,32 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
     return report
 
 
+def _batch_settings(settings: Settings, feature_settings: FeatureSettings | None,
+                    radiomics: bool, radiomics_config: str | None) -> FeatureSettings:
+    """The run's extraction settings: radiomics on or off and its configuration named
+    (validated), the segmentation engine checked."""
+    fs = feature_settings or FeatureSettings()
+    config = (radiomics_config or fs.radiomics_config or settings.radiomics_config
+              or radiomics_configs.DEFAULT_CONFIG)
+    fs = replace(fs, radiomics=radiomics, radiomics_config=config)  # validates the name
+    _check_engine(fs.segmentation)
+    return fs
+
+
+def _add_to_report(report: BatchReport, uid: str, outcome: dict[str, Any]) -> None:
+    if outcome["ok"]:
+        report.series_done.append(uid)
+        rad = outcome.get("radiomics") or {}
+        if rad.get("error"):
+            report.radiomics_failed.append({"series_uid": uid, "reason": rad["error"]})
+            report.missing_extra = report.missing_extra or rad.get("install")
+    else:
+        report.series_failed.append({"series_uid": uid, "reason": outcome["reason"]})
+
+
 def _check_engine(method: str) -> None:
     """Refuse a run that asks for TotalSegmentator where it cannot run for CT or MR (one
     clear error, before any series, instead of one failure per series)."""
-    from analytics.features.totalseg import (
-        INSTALL_HINT,
-        TOTALSEG_METHOD,
-        choose_engine,
-        totalsegmentator_status,
-    )
-
     if method != TOTALSEG_METHOD:
         choose_engine(method, "CT")  # an unknown method is refused here
         return

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from analytics.errors import FeatureError, MissingExtraError
+from analytics.store.dicom import delivered_segments
 
 TOTALSEG_METHOD = "totalsegmentator"
 CLASSICAL = "classical"
@@ -252,23 +253,14 @@ def series_needing_mask(store, series_uids: list[str]) -> dict[str, str]:
     dict
         Series UID -> :data:`MR_NEEDS_MASK`, for those of ``series_uids`` concerned.
     """
-    from sqlalchemy import select
-
-    from analytics.store.schema import Mask, Series
-
     if not series_uids or choose_engine("auto", "MR") is not None:
         return {}
     out = {}
-    with store.session() as s:
-        rows = s.execute(select(Series.id, Series.series_uid, Series.modality).where(
-            Series.series_uid.in_(list(series_uids)))).all()
-        for sid, uid, modality in rows:
-            if (modality or "").upper() != "MR":
-                continue
-            delivered = s.scalars(select(Mask.segments).where(
-                Mask.series_id == sid, Mask.automatic.is_(False))).all()
-            if not any("liver" in (segments or {}) for segments in delivered):
-                out[uid] = MR_NEEDS_MASK
+    for uid, modality, delivered in delivered_segments(store, series_uids):
+        if (modality or "").upper() != "MR":
+            continue
+        if not any("liver" in (segments or {}) for segments in delivered):
+            out[uid] = MR_NEEDS_MASK
     return out
 
 

@@ -12,7 +12,7 @@ Ops:
 - ``parse``: blob = the file or a prefix of it. Reply ``{ok, kind, pixel, need_more, ...}``.
 - ``decode``: blob = the whole file. Reply ``{ok, dtype, shape}`` + the pixel array bytes.
 - ``deidentify``: blob = the whole file; meta ``repair`` (None, or keyword -> value written
-  first by ``identifiers.apply_repair``), ``deidentify`` (bool), ``secret`` (the site secret as
+  first by ``repair.apply_repair``), ``deidentify`` (bool), ``secret`` (the site secret as
   hex: it only crosses a pipe to a child process) and ``name``. Reply ``{ok, changed}`` +
   the bytes to store (none when ``changed`` is false: nothing was to be changed). The whole
   file is read here, elements after the pixel data included, so its parse and the
@@ -24,13 +24,32 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import select
 import struct
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import BinaryIO
+
+import numpy as np
+import pydicom.pixels  # noqa: F401  (the decoders, loaded before the memory limit)
+
+from analytics.config import IngestLimits
+from analytics.errors import HepaTrackError, IngestError, LimitExceededError, UnsupportedError
+from analytics.ingest.compact import describe
+from analytics.ingest.deid import Deidentifier
+from analytics.ingest.header import (
+    check_elements,
+    classify,
+    decoder_problem,
+    parse_dicom,
+    pixel_bytes,
+    required_missing,
+)
+from analytics.ingest.repair import Repair, apply_repair
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _HEAD = struct.Struct(">I")
@@ -117,8 +136,6 @@ class WorkerProcess:
     def wait_ready(self, timeout: float) -> None:
         meta, _ = self.recv(time.monotonic() + timeout)
         if not meta.get("ready"):
-            from analytics.errors import IngestError
-
             raise IngestError("parse worker did not start")
         self.started = True
 
@@ -144,15 +161,6 @@ class WorkerProcess:
 
 
 def _parse(meta: dict, blob: bytes, limits) -> dict:
-    from analytics.ingest.header import (
-        check_elements,
-        classify,
-        decoder_problem,
-        parse_dicom,
-        pixel_bytes,
-        required_missing,
-    )
-
     prefix = meta["total"] > len(blob)
     try:
         header = parse_dicom(blob, limits)
@@ -173,8 +181,6 @@ def _parse(meta: dict, blob: bytes, limits) -> dict:
     if missing:
         return {"ok": False, "category": "missing_attribute",
                 "reason": f"missing required attribute {missing}"}
-    from analytics.ingest.compact import describe
-
     reply = {"ok": True, "need_more": False, "kind": kind}
     if kind in ("image", "seg") or header.pixel is not None:
         if "Rows" in ds and "Columns" in ds:
@@ -192,20 +198,12 @@ def _parse(meta: dict, blob: bytes, limits) -> dict:
 
 
 def _decode(blob: bytes, limits) -> tuple[dict, bytes]:
-    import numpy as np
-
-    from analytics.ingest.header import parse_dicom
-
     header = parse_dicom(blob, limits, stop_before_pixels=False)
     arr = np.ascontiguousarray(header.dataset.pixel_array)
     return {"ok": True, "dtype": arr.dtype.str, "shape": list(arr.shape)}, arr.tobytes()
 
 
 def _deidentify(meta: dict, blob: bytes, limits) -> tuple[dict, bytes]:
-    from analytics.errors import HepaTrackError, LimitExceededError
-    from analytics.ingest.deid import Deidentifier
-    from analytics.ingest.identifiers import Repair, apply_repair
-
     repair, deid = meta.get("repair"), bool(meta.get("deidentify"))
     if repair is None and not deid:
         return {"ok": True, "changed": False}, b""  # nothing to change: the parent keeps its copy
@@ -224,8 +222,6 @@ def _deidentify(meta: dict, blob: bytes, limits) -> tuple[dict, bytes]:
 
 
 def _error_reply(e: BaseException) -> dict:
-    from analytics.errors import LimitExceededError, UnsupportedError
-
     if isinstance(e, LimitExceededError):
         return {"ok": False, "category": "limit", "reason": str(e)}
     if isinstance(e, UnsupportedError):
@@ -243,15 +239,7 @@ def _error_reply(e: BaseException) -> dict:
 
 
 def serve(memory_bytes: int) -> None:
-    import resource
-    import warnings
-
-    import pydicom.pixels  # noqa: F401
-
-    # Import everything a request needs before the memory limit applies.
-    from analytics.config import IngestLimits
-    from analytics.ingest import deid, identifiers  # noqa: F401
-
+    # everything a request needs is imported at the top, before the memory limit applies
     warnings.simplefilter("ignore")
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if memory_bytes > 0:

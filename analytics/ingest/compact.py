@@ -12,9 +12,13 @@ from __future__ import annotations
 import struct
 from typing import Any
 
+import numpy as np
 from pydicom.dataset import Dataset
 
+from analytics.ingest.geometry import FrameGeometry, frame_geometry
 from analytics.ingest.header import UNDEFINED, Header, n_frames, raw_strings, raw_us, tag_name
+from analytics.ingest.phase import contrast_phase
+from analytics.ingest.stacks import frame_kinds
 
 
 def _text(ds: Dataset, kw: str) -> str | None:
@@ -37,6 +41,27 @@ def _int(ds: Dataset, kw: str, default: int | None = None) -> int | None:
         return default
 
 
+STUDY_HINTS = ("StudyDate", "StudyTime", "AccessionNumber", "StudyID")
+SERIES_HINTS = ("Modality", "SOPClassUID", "SeriesNumber", "SeriesDate", "SeriesTime",
+                 "AcquisitionNumber", "FrameOfReferenceUID", "ImageType", "ConvolutionKernel",
+                 "SliceThickness", "EchoTime", "InversionTime")
+TEXT_HINTS = ("SeriesDescription", "ProtocolName")
+#: a series told apart across batches without its folder needs one of these
+STRONG_HINTS = ("FrameOfReferenceUID", "SeriesTime")
+
+
+def series_hints(ds: Dataset) -> dict[str, str | None]:
+    """The header values that group an image into its series when its UIDs are empty."""
+    out: dict[str, str | None] = {}
+    for kw in (*STUDY_HINTS, *SERIES_HINTS):
+        values = raw_strings(ds, kw)
+        out[kw] = "\\".join(v.strip() for v in values) if values else None
+    for kw in TEXT_HINTS:
+        value = ds.get(kw)
+        out[kw] = (str(value).strip() or None) if value is not None else None
+    return out
+
+
 def describe(header: Header, kind: str) -> dict[str, Any]:
     """The compact header of a parsed file (JSON-serialisable).
 
@@ -45,10 +70,6 @@ def describe(header: Header, kind: str) -> dict[str, Any]:
     InvalidDicomError
         For images, missing or invalid geometry (named with frame and tag).
     """
-    from analytics.ingest.geometry import frame_geometry
-    from analytics.ingest.phase import contrast_phase
-    from analytics.ingest.stacks import frame_kinds
-
     ds = header.dataset
     info: dict[str, Any] = {
         "kind": kind,
@@ -87,8 +108,6 @@ def describe(header: Header, kind: str) -> dict[str, Any]:
              g.spacing_between_slices] for g in frame_geometry(ds)]
         info["contrast_phase"] = contrast_phase(ds)
         if not (info["study_uid"] and info["series_uid"] and info["patient_id"]):
-            from analytics.ingest.identifiers import series_hints
-
             info["series_hints"] = series_hints(ds)
         kinds = frame_kinds(ds)
         info["frame_kinds"] = [k.as_list() for k in kinds] if kinds is not None else None
@@ -97,10 +116,6 @@ def describe(header: Header, kind: str) -> dict[str, Any]:
 
 def geometry_from(info: dict[str, Any]):
     """FrameGeometry list from a compact header's ``geometry``."""
-    import numpy as np
-
-    from analytics.ingest.geometry import FrameGeometry
-
     return [FrameGeometry(position=np.array(g[0:3]), row_cosine=np.array(g[3:6]),
                           col_cosine=np.array(g[6:9]), pixel_spacing=(g[9], g[10]),
                           slope=g[11], intercept=g[12], slice_thickness=g[13],

@@ -28,25 +28,13 @@ import hmac
 import json
 import posixpath
 import uuid
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from pydicom.dataset import Dataset
-
-from analytics.config import IngestLimits
+from analytics.ingest.compact import SERIES_HINTS, STRONG_HINTS, STUDY_HINTS, TEXT_HINTS
 from analytics.ingest.findings import MISSING_ATTRIBUTE, Rejection
-from analytics.ingest.header import parse_dicom, raw_strings, tag_name
-
-if TYPE_CHECKING:
-    from analytics.ingest.pipeline import BatchEntry
-
-_STUDY_HINTS = ("StudyDate", "StudyTime", "AccessionNumber", "StudyID")
-_SERIES_HINTS = ("Modality", "SOPClassUID", "SeriesNumber", "SeriesDate", "SeriesTime",
-                 "AcquisitionNumber", "FrameOfReferenceUID", "ImageType", "ConvolutionKernel",
-                 "SliceThickness", "EchoTime", "InversionTime")
-_TEXT_HINTS = ("SeriesDescription", "ProtocolName")
-#: a series told apart across batches without its folder needs one of these
-_STRONG_HINTS = ("FrameOfReferenceUID", "SeriesTime")
+from analytics.ingest.header import tag_name
+from analytics.ingest.repair import Repair
+from analytics.ingest.results import BatchEntry
 
 PATIENT_ID_MISSING = (
     "Patient ID (0010,0020) is missing or empty; expected the patient's identifier so that visits can "
@@ -54,33 +42,11 @@ PATIENT_ID_MISSING = (
     "a Patient ID (hepatrack ingest --patient ID, or the Ingest page's field)")
 
 
-def series_hints(ds: Dataset) -> dict[str, str | None]:
-    """The header values that group an image into its series when its UIDs are empty."""
-    out: dict[str, str | None] = {}
-    for kw in (*_STUDY_HINTS, *_SERIES_HINTS):
-        values = raw_strings(ds, kw)
-        out[kw] = "\\".join(v.strip() for v in values) if values else None
-    for kw in _TEXT_HINTS:
-        value = ds.get(kw)
-        out[kw] = (str(value).strip() or None) if value is not None else None
-    return out
-
-
 def derived_uid(secret: bytes, what: str, key: Any) -> str:
     """A ``2.25`` UID (PS3.5 B.2) from a keyed hash of ``key``: stable, not reversible."""
     msg = f"hepatrack-derived-{what}\0".encode() + json.dumps(key, sort_keys=True).encode()
     digest = hmac.new(secret, msg, hashlib.sha256).digest()
     return f"2.25.{uuid.UUID(bytes=digest[:16], version=4).int}"
-
-
-@dataclass
-class Repair:
-    """What ingest filled in for one file, and the values to write into it."""
-
-    values: dict[str, str] = field(default_factory=dict)
-    recovered: list[str] = field(default_factory=list)  # from the file meta
-    derived: list[str] = field(default_factory=list)  # Study/Series Instance UID
-    patient_assigned: bool = False
 
 
 
@@ -166,9 +132,9 @@ def resolve(entries: list[BatchEntry], secret: bytes, assign_patient: str | None
             continue
         hints = p.info.get("series_hints") or {}
         study = p.study_uid or derived_uid(
-            secret, "study", [patient, *(hints.get(k) for k in _STUDY_HINTS)])
+            secret, "study", [patient, *(hints.get(k) for k in STUDY_HINTS)])
         series_key = None if p.series_uid else [
-            patient, study, *(hints.get(k) for k in (*_SERIES_HINTS, *_TEXT_HINTS)),
+            patient, study, *(hints.get(k) for k in (*SERIES_HINTS, *TEXT_HINTS)),
             *_layout(p.info)]
         keyed.append((e, patient, series_key, study))
     folders: dict[str, set[str]] = {}
@@ -181,7 +147,7 @@ def resolve(entries: list[BatchEntry], secret: bytes, assign_patient: str | None
         series = p.series_uid
         if series_key is not None:
             hints = p.info.get("series_hints") or {}
-            weak = not any(hints.get(k) for k in _STRONG_HINTS)
+            weak = not any(hints.get(k) for k in STRONG_HINTS)
             if weak or len(folders[json.dumps(series_key)]) > 1:
                 series_key = [*series_key, _folder(p.name)]
             series = derived_uid(secret, "series", series_key)
@@ -203,17 +169,3 @@ def resolve(entries: list[BatchEntry], secret: bytes, assign_patient: str | None
 
 def _with_ids(p, study: str, series: str, patient: str):
     return dataclasses.replace(p, study_uid=study, series_uid=series, patient_id=patient)
-
-
-def apply_repair(data: bytes, repair: Repair, limits: IngestLimits) -> bytes:
-    """The file re-encoded with its repaired identifiers (pixel data kept byte for byte).
-
-    SOP Class/Instance UIDs recovered from the file meta are written by the same parse
-    (``parse_dicom`` recovers them); ``repair.values`` adds the derived and assigned ones.
-    """
-    from analytics.ingest.deid import write_dataset
-
-    ds = parse_dicom(data, limits, stop_before_pixels=False).dataset
-    for kw, value in repair.values.items():
-        setattr(ds, kw, value)
-    return write_dataset(ds)

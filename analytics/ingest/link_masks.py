@@ -17,18 +17,16 @@ from __future__ import annotations
 import gzip
 import struct
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydicom import Dataset
-from sqlalchemy import func, select
 
 from analytics.config import Settings
 from analytics.errors import HepaTrackError, InvalidDicomError
-from analytics.ingest.commit import MaskToStore, commit_mask
 from analytics.ingest.deid import Deidentifier, read_identity
 from analytics.ingest.findings import UNSUPPORTED, Rejection
 from analytics.ingest.loader import decode_mask, load_volume
-from analytics.ingest.masks import canonical_structure, mask_references
+from analytics.ingest.masks import mask_references
 from analytics.ingest.nifti_masks import (
     describe_grid,
     load_nifti,
@@ -38,12 +36,12 @@ from analytics.ingest.nifti_masks import (
 from analytics.ingest.prepare import Reload, stored_bytes, stored_uid
 from analytics.ingest.reader import ParsedInstance, SafeParser
 from analytics.ingest.resample import index_affine
+from analytics.ingest.results import BatchEntry, IngestReport
+from analytics.ingest.structures import canonical_structure
 from analytics.ingest.volume import Volume
+from analytics.store import dicom
 from analytics.store.db import Store
-from analytics.store.schema import Instance, Mask, Patient, Series, Study
-
-if TYPE_CHECKING:
-    from analytics.ingest.pipeline import BatchEntry, IngestReport
+from analytics.store.instances import MaskToStore, commit_mask
 
 
 def _code(seq: Any) -> str | None:
@@ -81,25 +79,8 @@ def _series_for_refs(store: Store, refs: dict[str, Any]) -> tuple[str, str] | No
     By referenced series UID, else the series holding referenced instances, else the only
     series on the referenced frame of reference.
     """
-    with store.session() as s:
-        q = (select(Series.series_uid, Patient.pseudonym).join(Study, Series.study_id == Study.id)
-             .join(Patient, Study.patient_id == Patient.id))
-        if refs["series_uids"]:
-            row = s.execute(q.where(Series.series_uid.in_(refs["series_uids"]))).first()
-            if row:
-                return row[0], row[1]
-        if refs["sop_instance_uids"]:
-            row = s.execute(q.join(Instance, Instance.series_id == Series.id)
-                            .where(Instance.sop_instance_uid.in_(refs["sop_instance_uids"][:500]))
-                            ).first()
-            if row:
-                return row[0], row[1]
-        if refs["frame_of_reference_uid"]:
-            rows = s.execute(q.where(Series.frame_of_reference_uid
-                                     == refs["frame_of_reference_uid"])).all()
-            if len(rows) == 1:
-                return rows[0][0], rows[0][1]
-    return None
+    return dicom.series_for_refs(store, refs["series_uids"], refs["sop_instance_uids"],
+                                 refs["frame_of_reference_uid"])
 
 
 class SeriesVolumes:
@@ -221,11 +202,7 @@ def count_masks(store: Store, report: IngestReport) -> None:
     uids = [s["series_uid"] for s in report.series]
     if not uids:
         return
-    with store.session() as s:
-        counts = dict(s.execute(
-            select(Series.series_uid, func.count(Mask.id))
-            .join(Mask, Mask.series_id == Series.id).where(Series.series_uid.in_(uids))
-            .group_by(Series.series_uid)).all())
+    counts = dicom.mask_counts(store, uids)
     for entry in report.series:
         entry["masks"] = int(counts.get(entry["series_uid"], 0))
 
@@ -280,11 +257,8 @@ def clean_nifti(data: bytes, max_inflated: int) -> bytes:
 
 def _series_grids(store: Store, uids: list[str]) -> dict[str, tuple]:
     """Stored series UID -> (index -> LPS affine, (i, j, k) shape) from its geometry."""
-    with store.session() as s:
-        rows = s.execute(select(Series.series_uid, Series.geometry)
-                         .where(Series.series_uid.in_(uids))).all()
     grids = {}
-    for uid, geo in rows:
+    for uid, geo in dicom.series_geometries(store, uids):
         try:
             affine = index_affine(geo["origin_mm"], geo["direction"], geo["spacing_mm"])
             shape = (int(geo["cols"]), int(geo["rows"]), int(geo["n_slices"]))

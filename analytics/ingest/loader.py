@@ -9,15 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sqlalchemy import select
-
 from analytics.config import Settings
 from analytics.errors import HepaTrackError, IngestError, InvalidSeriesError, MaskError
 from analytics.ingest.masks import read_mask
 from analytics.ingest.reader import parse_trusted
 from analytics.ingest.series import build_volume
 from analytics.ingest.volume import MaskSet, Volume
-from analytics.store.schema import Instance, Mask, Series
+from analytics.store import dicom
 
 DELIVERED_FORMATS = ("seg", "rtstruct", "nifti")
 
@@ -89,16 +87,14 @@ def load_volume(store, settings: Settings, series_uid: str, *, stack: str | None
         The series is stored as incomplete/invalid, its instances do not form a volume, or
         it has no stack ``stack``.
     """
-    with store.session() as s:
-        series = s.scalar(select(Series).where(Series.series_uid == series_uid))
-        if series is None:
-            raise IngestError(f"series {series_uid} is not in the store")
-        if series.status != "complete":
-            raise InvalidSeriesError(f"series {series_uid} is {series.status}: "
-                                     f"{series.status_reason or 'no reason recorded'}")
-        recorded = (series.geometry or {}).get("stack") or {}
-        paths = list(s.scalars(select(Instance.path).where(Instance.series_id == series.id)
-                               .order_by(Instance.id)))
+    series = dicom.series_files(store, series_uid)
+    if series is None:
+        raise IngestError(f"series {series_uid} is not in the store")
+    if series.status != "complete":
+        raise InvalidSeriesError(f"series {series_uid} is {series.status}: "
+                                 f"{series.status_reason or 'no reason recorded'}")
+    recorded = series.geometry.get("stack") or {}
+    paths = series.paths
     if not paths:
         raise InvalidSeriesError(f"series {series_uid} has no stored instances")
     instances = [parse_trusted(rel, stored_file(settings, rel).read_bytes(), settings.limits)
@@ -125,13 +121,8 @@ def load_series(store, settings: Settings, series_uid: str, *, stack: str | None
         it has no stack ``stack``.
     """
     volume = load_volume(store, settings, series_uid, stack=stack)
-    with store.session() as s:
-        series_id = s.scalar(select(Series.id).where(Series.series_uid == series_uid))
-        mask_rows = s.execute(
-            select(Mask.format, Mask.path, Mask.segments, Mask.automatic, Mask.method)
-            .where(Mask.series_id == series_id, Mask.path.is_not(None),
-                   Mask.automatic.is_(False), Mask.format.in_(DELIVERED_FORMATS))
-            .order_by(Mask.created_at.desc(), Mask.id.desc())).all()
+    mask_rows = [(m.format, m.path, m.segments, m.automatic, m.method)
+                 for m in dicom.delivered_masks(store, series_uid, DELIVERED_FORMATS)]
     merged: dict = {}
     first = None
     errors = []

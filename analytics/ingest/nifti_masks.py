@@ -21,8 +21,8 @@ import numpy as np
 from analytics.config import IngestLimits
 from analytics.errors import MaskError
 from analytics.ingest.header import bounded_inflate
-from analytics.ingest.masks import canonical_structure
-from analytics.ingest.resample import volume_affine
+from analytics.ingest.resample import resample_nearest, volume_affine
+from analytics.ingest.structures import canonical_structure
 from analytics.ingest.volume import Volume
 
 _RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0, 1.0])
@@ -241,8 +241,6 @@ def read_nifti(raw: bytes, reference: Volume, what: str, name: str | None,
         Unreadable file, no label names, or a grid that does not cover the image series'
         field of view (both grids are named).
     """
-    from analytics.ingest.resample import resample_nearest
-
     nm = load_nifti(raw, what, limits)
     table = structure_labels(nm, name, labels, what)
     ref_affine, ref_shape = volume_grid(reference)

@@ -17,75 +17,26 @@ import functools
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from analytics.config import Settings
 from analytics.errors import HepaTrackError, IngestError
-from analytics.ingest.commit import clean_stale_staging, fingerprint
 from analytics.ingest.deid import Deidentifier
 from analytics.ingest.dicomweb import RetrievedSeries, fetch, is_dicomweb_url, redact_url
 from analytics.ingest.findings import Rejection
-from analytics.ingest.identifiers import Repair, needs_repair, resolve
+from analytics.ingest.identifiers import needs_repair, resolve
 from analytics.ingest.link_masks import SeriesVolumes, count_masks, ingest_mask
 from analytics.ingest.prepare import SeriesJob, ingest_series
-from analytics.ingest.reader import ParsedInstance, SafeParser
+from analytics.ingest.reader import ParsedInstance, SafeParser, zero_preamble
+from analytics.ingest.results import BatchEntry, IngestReport
 from analytics.ingest.sources import SourceItem, iter_local_source, iter_upload
 from analytics.store.db import Store
+from analytics.store.instances import clean_stale_staging, fingerprint
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float | None], None]
 MASK_KINDS = ("seg", "rtstruct", "nifti")
-
-
-@dataclass
-class IngestReport:
-    """Outcome of one ingest call (``as_dict()`` is the ``--json`` contract)."""
-
-    series_ingested: int = 0
-    instances: int = 0
-    duplicates: int = 0
-    rejected: list[Rejection] = field(default_factory=list)
-    series: list[dict[str, Any]] = field(default_factory=list)
-    quarantined: list[Rejection] = field(default_factory=list)
-    conflicts: list[Rejection] = field(default_factory=list)
-    incomplete: list[dict[str, Any]] = field(default_factory=list)
-    masks: int = 0
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def anything_stored(self) -> bool:
-        """True if something was ingested now or was already stored."""
-        return self.instances > 0 or self.duplicates > 0 or self.masks > 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "series_ingested": self.series_ingested,
-            "instances": self.instances,
-            "duplicates": self.duplicates,
-            "rejected": [r.as_dict() for r in self.rejected],
-            "series": self.series,
-            "quarantined": [r.as_dict() for r in self.quarantined],
-            "conflicts": [r.as_dict() for r in self.conflicts],
-            "incomplete": self.incomplete,
-            "masks": self.masks,
-        }
-
-
-@dataclass
-class BatchEntry:
-    """A parsed instance (its bytes dropped) and how to read them again."""
-
-    parsed: ParsedInstance
-    item: SourceItem
-    size: int
-    source: str  # folder | zip | file | upload | dicomweb (no PHI)
-    content_sha256: str  # of the dataset body (``commit.content_hash``)
-    meta_sha256: str  # of the file meta: with the above, detects a file changed since parsing
-    pacs: RetrievedSeries | None = None
-    repair: Repair | None = None  # identifiers filled in (``analytics.ingest.identifiers``)
 
 
 def _workers() -> int:
@@ -209,8 +160,6 @@ def reload(entry: BatchEntry, parser: SafeParser) -> ParsedInstance:
     InvalidDicomError, LimitExceededError
         If writing the repaired identifiers breaks the parse limits (the file is refused).
     """
-    from analytics.ingest.reader import zero_preamble
-
     try:
         data = entry.item.read()
     except (OSError, HepaTrackError) as e:

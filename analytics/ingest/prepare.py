@@ -12,18 +12,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydicom import Dataset
-from sqlalchemy import select
 
 from analytics.config import Settings
 from analytics.errors import HepaTrackError, InvalidDicomError
-from analytics.ingest.commit import (
-    InstanceToStore,
-    SeriesToStore,
-    commit_series,
-)
 from analytics.ingest.deid import (
     Deidentifier,
     PatientIdentity,
@@ -33,19 +27,22 @@ from analytics.ingest.deid import (
     read_identity,
     source_key,
 )
+from analytics.ingest.dicomweb import RetrievedSeries
 from analytics.ingest.findings import EXCLUDED, LIMIT, UNSUPPORTED, Rejection
 from analytics.ingest.header import parse_dicom
 from analytics.ingest.identifiers import merged, warning
 from analytics.ingest.phase import contrast_phase
 from analytics.ingest.reader import ParsedInstance, SafeParser, parse_trusted
+from analytics.ingest.results import BatchEntry, IngestReport
 from analytics.ingest.series import check_series
 from analytics.ingest.stacks import stack_entry
+from analytics.store import dicom
 from analytics.store.db import Store
-from analytics.store.schema import Instance, Patient, Series, Study
-
-if TYPE_CHECKING:
-    from analytics.ingest.dicomweb import RetrievedSeries
-    from analytics.ingest.pipeline import BatchEntry, IngestReport
+from analytics.store.instances import (
+    InstanceToStore,
+    SeriesToStore,
+    commit_series,
+)
 
 QUARANTINE = "quarantine"
 #: geometry keys kept in ``series.geometry`` (no names, descriptions or original UIDs)
@@ -140,10 +137,7 @@ def _status(check, job: SeriesJob, n_valid: int) -> tuple[str, str | None]:
 
 def _existing(store: Store, series_uid: str) -> list[tuple[str, str]]:
     """(source_key, path) of the instances already stored for a series."""
-    with store.session() as s:
-        return [(k, p) for k, p in s.execute(
-            select(Instance.source_key, Instance.path).join(Series)
-            .where(Series.series_uid == series_uid)).all()]
+    return dicom.stored_instances(store, series_uid)
 
 
 def _over_series_cap(job: SeriesJob, settings: Settings, report: IngestReport) -> bool:
@@ -329,24 +323,19 @@ def _merge_with_stored(unit: SeriesToStore, store: Store, settings: Settings) ->
 
 def _summarise(report: IngestReport, store: Store, unit: SeriesToStore, *, already: bool
                ) -> None:
-    with store.session() as s:
-        row = s.execute(select(Series.series_uid, Series.modality, Series.n_slices,
-                               Series.status, Series.status_reason, Study.study_date,
-                               Patient.pseudonym, Series.id, Series.geometry)
-                        .join(Study, Series.study_id == Study.id)
-                        .join(Patient, Study.patient_id == Patient.id)
-                        .where(Series.series_uid == unit.series_uid)).one_or_none()
+    row = dicom.series_summary(store, unit.series_uid)
     if row is None:
         return
-    entry = {"series_uid": row[0], "patient": row[6],
-             "study_date": row[5].isoformat() if row[5] else None, "modality": row[1],
-             "slices": row[2], "masks": 0, "status": row[3], "reason": row[4],
-             "already_stored": already}
-    ident = warning((row[8] or {}).get("identifiers"))
+    entry = {"series_uid": row.series_uid, "patient": row.pseudonym,
+             "study_date": row.study_date.isoformat() if row.study_date else None,
+             "modality": row.modality, "slices": row.n_slices, "masks": 0,
+             "status": row.status, "reason": row.status_reason, "already_stored": already}
+    ident = warning((row.geometry or {}).get("identifiers"))
     if ident:
-        entry["identifiers_derived"] = bool((row[8] or {}).get("identifiers", {}).get("derived"))
+        entry["identifiers_derived"] = bool(
+            (row.geometry or {}).get("identifiers", {}).get("derived"))
         entry["warnings"] = [ident]
-    entry.update(stack_entry(row[8]))
-    report.series = [s for s in report.series if s["series_uid"] != row[0]] + [entry]
-    if row[3] == "incomplete":
-        report.incomplete.append({"series_uid": row[0], "reason": row[4]})
+    entry.update(stack_entry(row.geometry))
+    report.series = [s for s in report.series if s["series_uid"] != row.series_uid] + [entry]
+    if row.status == "incomplete":
+        report.incomplete.append({"series_uid": row.series_uid, "reason": row.status_reason})

@@ -21,20 +21,30 @@ from __future__ import annotations
 import hashlib
 import select
 import time
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
 import pydicom
 from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from analytics.config import IngestLimits
-from analytics.errors import HepaTrackError, IngestError
+from analytics.errors import (
+    HepaTrackError,
+    IngestError,
+    InvalidDicomError,
+    LimitExceededError,
+    UnsupportedError,
+)
 from analytics.ingest._worker import WorkerProcess
+from analytics.ingest.compact import describe, geometry_from, pixel_extent_problem
 from analytics.ingest.findings import LIMIT, MALFORMED, NOT_DICOM, TIMED_OUT, Rejection
 from analytics.ingest.geometry import FrameGeometry, frame_geometry
 from analytics.ingest.header import (
     PixelElement,
+    classify,
     has_dicm,
     parse_dicom,
     sniff,
@@ -109,8 +119,6 @@ class ParsedInstance:
             Missing or invalid geometry attributes, named with their tag.
         """
         if self._geometry is None:
-            from analytics.ingest.compact import geometry_from
-
             self._geometry = (geometry_from(self.info) if self.info.get("geometry")
                               else frame_geometry(self.header))
         return self._geometry
@@ -147,8 +155,6 @@ def nifti_magic(data: bytes, limits: IngestLimits) -> bool:
     head = data[:600]
     if head[:2] == b"\x1f\x8b":
         try:
-            import zlib
-
             head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data[:65536], 600)
         except Exception:  # not gzip after all: not NIfTI either
             return False
@@ -158,8 +164,6 @@ def nifti_magic(data: bytes, limits: IngestLimits) -> bool:
 def _instance(name: str, data: bytes, info: dict, notes: list[str], limits: IngestLimits,
               header: pydicom.Dataset | None = None) -> ParsedInstance:
     """A ParsedInstance from a compact header; checks the pixel data's extent in ``data``."""
-    from analytics.ingest.compact import pixel_extent_problem
-
     pixel_problem = None
     if info["kind"] in ("image", "seg"):
         body: bytes | memoryview = data
@@ -188,9 +192,6 @@ def parse_trusted(name: str, data: bytes, limits: IngestLimits | None = None,
     InvalidDicomError
         If the file is not DICOM.
     """
-    from analytics.ingest.compact import describe
-    from analytics.ingest.header import classify
-
     limits = limits or IngestLimits()
     header = parse_dicom(data, limits)
     info = describe(header, kind or classify(header.dataset))
@@ -469,8 +470,6 @@ class SafeParser:
         InvalidDicomError
             The worker died while working on the file (e.g. killed at its memory limit).
         """
-        from analytics.errors import InvalidDicomError, LimitExceededError
-
         self.start(1)
         # A parse_many() in progress may have a request in flight on any worker: use an
         # idle one, or a worker of its own.
@@ -499,8 +498,6 @@ class SafeParser:
     @staticmethod
     def _raise_for(reply: dict, name: str) -> None:
         """Raise the typed error a failed reply stands for, naming the file once."""
-        from analytics.errors import InvalidDicomError, LimitExceededError, UnsupportedError
-
         if reply.get("ok"):
             return
         cls = {LIMIT: LimitExceededError, "unsupported": UnsupportedError}.get(
@@ -523,7 +520,7 @@ class SafeParser:
         deidentify
             Apply the profile (:meth:`analytics.ingest.deid.Deidentifier.deidentify_bytes`).
         repair
-            Identifiers to write first (``identifiers.Repair.values``); None for no repair.
+            Identifiers to write first (``repair.Repair.values``); None for no repair.
             An empty dict still re-encodes the file (SOP UIDs recovered from the file meta).
 
         Returns
@@ -564,10 +561,6 @@ class SafeParser:
         InvalidDicomError
             The codec failed, the worker died, or decoding timed out.
         """
-        import numpy as np
-
-        from analytics.errors import InvalidDicomError, LimitExceededError
-
         try:
             reply, blob = self._request(self._meta("decode", len(inst.data)), inst.data,
                                         inst.name, "pixel decoding")

@@ -29,6 +29,7 @@ from analytics.errors import InvalidDicomError, InvalidSeriesError, LimitExceede
 from analytics.ingest.findings import EXCLUDED, INCOHERENT, LIMIT, Rejection
 from analytics.ingest.geometry import FrameGeometry
 from analytics.ingest.header import ENHANCED_SOP_CLASSES
+from analytics.ingest.pixels import is_native, stored_frames
 from analytics.ingest.reader import ParsedInstance, SafeParser, parse_trusted
 from analytics.ingest.stacks import (
     RULE,
@@ -447,8 +448,6 @@ def build_volume(instances: list[ParsedInstance] | list[pydicom.Dataset],
     LimitExceededError, UnsupportedError, InvalidDicomError
         Over a size cap, no decoder for the compression, or undecodable pixel data.
     """
-    from analytics.ingest.pixels import is_native, stored_frames
-
     limits = limits or IngestLimits()
     check = check_series(_as_instances(instances, limits), limits, stack=stack)
     if not check.ok:

@@ -57,7 +57,7 @@ class MaskSet:
     """Binary masks on a volume's grid, keyed by canonical structure name.
 
     Canonical names: ``liver``, ``spleen``, ``liver_vessels``, ``lesion`` (see
-    ``analytics.ingest.masks.SYNONYMS``). ``automatic`` is True when the masks come from
+    ``analytics.ingest.structures.SYNONYMS``). ``automatic`` is True when the masks come from
     HepaTrack's own segmentation rather than from a delivered SEG/RTSTRUCT/NIfTI.
     """
 

@@ -34,7 +34,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import select, update
 
 from analytics.cohort_types import CohortTable
 from analytics.config import Settings
@@ -50,8 +49,9 @@ from analytics.models.estimators import (
 from analytics.models.landmark import EventSpec, FeatureSpec, LandmarkSettings
 from analytics.models.predict import LandmarkModel
 from analytics.models.settings import ModelSettings, SettingsError
+from analytics.store import models as repo
 from analytics.store.db import Store
-from analytics.store.schema import ModelRecord
+from analytics.store.models import ModelRow
 
 FORMAT = "hepatrack-landmark-model/1"
 ARTIFACT = "model.json"
@@ -208,18 +208,15 @@ def save_model(store: Store, settings: Settings, registered: RegisteredModel, *,
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     try:
-        with store.session() as s:
-            if activate:
-                s.execute(update(ModelRecord).values(active=False))
-            s.add(ModelRecord(
-                model_id=mid, kind=model.kind, event=model.events_.label,
-                horizons=[float(h) for h in model.horizons],
-                content_sha256=sha256_bytes(data),
-                training_data_sha256=training_data_sha256,
-                artifact_path=str((final / ARTIFACT).relative_to(settings.home)),
-                features=model.features, training_ranges=jsonable(model.domain_.ranges),
-                metrics=jsonable(dict(registered.metrics)), card=jsonable(dict(registered.card)),
-                active=activate, created_by=created_by))
+        repo.add_model(store, ModelRow(
+            model_id=mid, kind=model.kind, event=model.events_.label,
+            horizons=[float(h) for h in model.horizons],
+            content_sha256=sha256_bytes(data),
+            training_data_sha256=training_data_sha256,
+            artifact_path=str((final / ARTIFACT).relative_to(settings.home)),
+            features=model.features, training_ranges=jsonable(model.domain_.ranges),
+            metrics=jsonable(dict(registered.metrics)), card=jsonable(dict(registered.card)),
+            created_by=created_by), activate=activate)
     except BaseException:
         shutil.rmtree(final, ignore_errors=True)
         raise
@@ -227,32 +224,21 @@ def save_model(store: Store, settings: Settings, registered: RegisteredModel, *,
 
 
 # --------------------------------------------------------------------------- load
-def _record(store: Store, model_id: str | None) -> ModelRecord:
-    with store.session() as s:
-        q = select(ModelRecord)
-        if model_id:
-            q = q.where(ModelRecord.model_id == model_id)
-        else:
-            q = q.where(ModelRecord.active.is_(True)).order_by(ModelRecord.created_at.desc())
-        rec = s.execute(q.limit(1)).scalar_one_or_none()
-        if rec is None and not model_id:
-            rec = s.execute(select(ModelRecord).order_by(ModelRecord.created_at.desc())
-                            .limit(1)).scalar_one_or_none()
-        if rec is None:
-            raise ModelError(f"model {model_id}: not in the registry" if model_id else
-                             "no trained model in the registry; run `hepatrack train` first")
-        s.expunge(rec)
-        return rec
+def _record(store: Store, model_id: str | None) -> ModelRow:
+    rec = repo.find_model(store, model_id)
+    if rec is None:
+        raise ModelError(f"model {model_id}: not in the registry" if model_id else
+                         "no trained model in the registry; run `hepatrack train` first")
+    return rec
 
 
 def list_models(store: Store) -> list[dict[str, Any]]:
     """Registered models, newest first (id, kind, event, horizons, active, C-index)."""
-    with store.session() as s:
-        recs = s.execute(select(ModelRecord).order_by(ModelRecord.created_at.desc())).scalars()
-        return [{"model_id": r.model_id, "kind": r.kind, "event": r.event,
-                 "horizons": r.horizons, "active": r.active,
-                 "created_at": r.created_at.isoformat() if r.created_at else None,
-                 "c_index": (r.metrics or {}).get("cv", {}).get("c_index")} for r in recs]
+    return [{"model_id": r.model_id, "kind": r.kind, "event": r.event,
+             "horizons": r.horizons, "active": r.active,
+             "created_at": r.created_at.isoformat() if r.created_at else None,
+             "c_index": (r.metrics or {}).get("cv", {}).get("c_index")}
+            for r in repo.list_models(store)]
 
 
 def _load_estimator(d: dict[str, Any], folder: Path) -> SurvivalEstimator:
@@ -291,6 +277,16 @@ def _check_format(fmt: Any, mid: str) -> None:
                                   f"(artifact format {fmt}, this version reads {FORMAT}); "
                                   "upgrade HepaTrack or retrain it")
     raise ModelIntegrityError(f"model {mid}: artifact format mismatch ({fmt!r})")
+
+
+def _landmark_settings(s: dict[str, Any]) -> LandmarkSettings:
+    """The landmark settings stored in an artifact (defaults for keys older ones lack)."""
+    return LandmarkSettings(
+        horizons=tuple(float(h) for h in s["horizons"]), step=float(s["step"]),
+        landmark_max=s.get("landmark_max"), at_visits=bool(s.get("at_visits", False)),
+        interactions=bool(s.get("interactions", False)),
+        min_at_risk=int(s.get("min_at_risk", 20)),
+        min_at_risk_fraction=float(s.get("min_at_risk_fraction", 0.2)))
 
 
 def load_model(store: Store, settings: Settings, model_id: str | None = None) -> RegisteredModel:
@@ -345,13 +341,7 @@ def load_model(store: Store, settings: Settings, model_id: str | None = None) ->
     TrainingDomain.from_json({"ranges": rec.training_ranges or {}}, needed)
     if jsonable(domain.ranges) != rec.training_ranges:
         raise ModelIntegrityError(f"model {mid}: training ranges differ from the registry")
-    s = doc["settings"]
-    settings_obj = LandmarkSettings(
-        horizons=tuple(float(h) for h in s["horizons"]), step=float(s["step"]),
-        landmark_max=s.get("landmark_max"), at_visits=bool(s.get("at_visits", False)),
-        interactions=bool(s.get("interactions", False)),
-        min_at_risk=int(s.get("min_at_risk", 20)),
-        min_at_risk_fraction=float(s.get("min_at_risk_fraction", 0.2)))
+    settings_obj = _landmark_settings(doc["settings"])
     folder = path.parent
     try:
         ests = {c: _load_estimator(d, folder) for c, d in doc["estimators"].items()}

@@ -32,6 +32,7 @@ from analytics.models.registry import (
 )
 from analytics.models.settings import ModelSettings
 from analytics.store.db import Store
+from analytics.store.models import real_id_pseudonyms
 
 log = logging.getLogger(__name__)
 
@@ -158,13 +159,7 @@ def truth_for_cohort(truth: Truth, store: Store | None, cohort: CohortTable) -> 
     ids = set(truth.visits["patient"])
     if store is None or len(ids & known) == len(ids):
         return truth
-    from sqlalchemy import select
-
-    from analytics.store.schema import IdentityMap, Patient
-
-    with store.session() as s:
-        pairs = s.execute(select(IdentityMap.real_patient_id, Patient.pseudonym)
-                          .join(Patient, Patient.id == IdentityMap.patient_id)).all()
+    pairs = real_id_pseudonyms(store)
     mapping = {str(a): str(b) for a, b in pairs if str(a) in ids}
     return truth.rename(mapping)
 

@@ -157,37 +157,48 @@ def list_patients(store: Store, *, identified: bool) -> pd.DataFrame:
     latest = _latest_values(feature_rows)
     present = [n for n in KEY_BIOMARKERS if any(n in v for v in latest.values())]
 
-    records = []
-    for p in patients:
-        idr = identity.get(p.id)
-        shift = idr.date_shift_days if idr is not None else 0
-        st_rows = studies_of.get(p.id, [])
-        dates = [r.study_date for r in st_rows]
-        known = [d for d in dates if d is not None]
-        v_rows = visits_of.get(p.id, [])
-        baseline = baseline_of(p.baseline_date, known + [d for _, d in v_rows])
-        out = outcomes.get(p.id)
-        rec: dict[str, Any] = {
-            "pseudonym": p.pseudonym,
-            "sex": p.sex,
-            "birth_year": p.birth_year,
-            "n_studies": len(st_rows),
-            "n_series": int(sum(r.n_series for r in st_rows)),
-            "first_scan": shift_date(min(known), shift, identified) if known else None,
-            "last_scan": shift_date(max(known), shift, identified) if known else None,
-            "n_visits": count_occasions(dates, v_rows, baseline),
-            "event": out.event if out else None,
-            "follow_up_years": float(out.time_years) if out else None,
-            "outcome_date": shift_date(out.outcome_date, shift, identified) if out else None,
-        }
-        if identified:
-            rec["patient_name"] = idr.patient_name if idr else None
-            rec["patient_id"] = idr.real_patient_id if idr else None
-            rec["birth_date"] = idr.birth_date if idr else None
-        for name in present:
-            rec[name] = latest.get(p.id, {}).get(name)
-        records.append(rec)
+    records = [_patient_record(p, identity.get(p.id), studies_of.get(p.id, []),
+                               visits_of.get(p.id, []), outcomes.get(p.id),
+                               latest.get(p.id, {}), present, identified)
+               for p in patients]
+    return _patient_frame(records, present, identified)
 
+
+def _patient_record(p: Any, idr: Any, st_rows: list[Any],
+                    v_rows: list[tuple[float, dt.date | None]], out: Any,
+                    latest: dict[str, float], present: list[str],
+                    identified: bool) -> dict[str, Any]:
+    """One row of :func:`list_patients` from the patient's rows."""
+    shift = idr.date_shift_days if idr is not None else 0
+    dates = [r.study_date for r in st_rows]
+    known = [d for d in dates if d is not None]
+    baseline = baseline_of(p.baseline_date, known + [d for _, d in v_rows])
+    rec: dict[str, Any] = {
+        "pseudonym": p.pseudonym,
+        "sex": p.sex,
+        "birth_year": p.birth_year,
+        "n_studies": len(st_rows),
+        "n_series": int(sum(r.n_series for r in st_rows)),
+        "first_scan": shift_date(min(known), shift, identified) if known else None,
+        "last_scan": shift_date(max(known), shift, identified) if known else None,
+        "n_visits": count_occasions(dates, v_rows, baseline),
+        "event": out.event if out else None,
+        "follow_up_years": float(out.time_years) if out else None,
+        "outcome_date": shift_date(out.outcome_date, shift, identified) if out else None,
+    }
+    if identified:
+        rec["patient_name"] = idr.patient_name if idr else None
+        rec["patient_id"] = idr.real_patient_id if idr else None
+        rec["birth_date"] = idr.birth_date if idr else None
+    for name in present:
+        rec[name] = latest.get(name)
+    return rec
+
+
+def _patient_frame(records: list[dict[str, Any]], present: list[str],
+                   identified: bool) -> pd.DataFrame:
+    """The records of :func:`list_patients` as a frame with its documented columns and
+    dtypes."""
     columns = list(PATIENT_COLUMNS)
     if identified:
         columns[1:1] = IDENTITY_COLUMNS

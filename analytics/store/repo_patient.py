@@ -211,6 +211,49 @@ def features_for_series(store: Store, series_uid: str, *, latest_only: bool = Tr
     return df
 
 
+def _studies_frame(studies: list[Any], shift: int, identified: bool,
+                   base: dt.date | None) -> pd.DataFrame:
+    """The patient's studies with their time on the patient's axis."""
+    studies_df = pd.DataFrame(
+        [(r.study_uid, shift_date(r.study_date, shift, identified), years_between(r.study_date, base),
+          r.description, int(r.n_series)) for r in studies],
+        columns=["study_uid", "study_date", "time_years", "description", "n_series"])
+    studies_df["study_date"] = as_datetime(studies_df["study_date"].tolist())
+    studies_df["time_years"] = studies_df["time_years"].astype("float64")
+    return studies_df
+
+
+def _visits_frame(visits: list[Any], shift: int, identified: bool) -> pd.DataFrame:
+    """The patient's visits, one column per imported value."""
+    value_names: list[str] = []
+    for r in visits:
+        value_names += [k for k in (r.values or {}) if k not in value_names]
+    visits_df = pd.DataFrame(
+        [{"time_years": float(r.time_years),
+          "visit_date": shift_date(r.visit_date, shift, identified), "source": r.source,
+          **(r.values or {})} for r in visits],
+        columns=["time_years", "visit_date", "source", *value_names])
+    visits_df["visit_date"] = as_datetime(visits_df["visit_date"].tolist())
+    return visits_df
+
+
+def _biomarker_frame(feats: list[Any], shift: int, identified: bool,
+                     base: dt.date | None) -> pd.DataFrame:
+    """Biomarkers in long format, the latest extractor run per series and name."""
+    bio = pd.DataFrame(
+        [(r.series_uid, shift_date(r.study_date, shift, identified), years_between(r.study_date, base),
+          r.modality, r.contrast_phase, r.name, r.value, r.unit,
+          _missing_reason(r.value, r.flags)) for r in feats],
+        columns=["series_uid", "study_date", "time_years", "modality", "contrast_phase",
+                 "name", "value", "unit", "reason"])
+    # rows are newest-first within (series, name): keep the latest extractor run
+    bio = bio.drop_duplicates(["series_uid", "name"], keep="first").reset_index(drop=True)
+    bio["study_date"] = as_datetime(bio["study_date"].tolist())
+    bio["value"] = bio["value"].astype("float64")
+    bio["time_years"] = bio["time_years"].astype("float64")
+    return bio
+
+
 def patient_detail(store: Store, pseudonym: str, *, identified: bool) -> PatientDetail:
     """One patient's identity (when allowed), studies, series, visits, biomarkers, outcome.
 
@@ -272,34 +315,9 @@ def patient_detail(store: Store, pseudonym: str, *, identified: bool) -> Patient
 
     base = baseline_of(patient.baseline_date, [r.study_date for r in studies]
                      + [r.visit_date for r in visits])
-    studies_df = pd.DataFrame(
-        [(r.study_uid, shift_date(r.study_date, shift, identified), years_between(r.study_date, base),
-          r.description, int(r.n_series)) for r in studies],
-        columns=["study_uid", "study_date", "time_years", "description", "n_series"])
-    studies_df["study_date"] = as_datetime(studies_df["study_date"].tolist())
-    studies_df["time_years"] = studies_df["time_years"].astype("float64")
-
-    value_names: list[str] = []
-    for r in visits:
-        value_names += [k for k in (r.values or {}) if k not in value_names]
-    visits_df = pd.DataFrame(
-        [{"time_years": float(r.time_years),
-          "visit_date": shift_date(r.visit_date, shift, identified), "source": r.source,
-          **(r.values or {})} for r in visits],
-        columns=["time_years", "visit_date", "source", *value_names])
-    visits_df["visit_date"] = as_datetime(visits_df["visit_date"].tolist())
-
-    bio = pd.DataFrame(
-        [(r.series_uid, shift_date(r.study_date, shift, identified), years_between(r.study_date, base),
-          r.modality, r.contrast_phase, r.name, r.value, r.unit,
-          _missing_reason(r.value, r.flags)) for r in feats],
-        columns=["series_uid", "study_date", "time_years", "modality", "contrast_phase",
-                 "name", "value", "unit", "reason"])
-    # rows are newest-first within (series, name): keep the latest extractor run
-    bio = bio.drop_duplicates(["series_uid", "name"], keep="first").reset_index(drop=True)
-    bio["study_date"] = as_datetime(bio["study_date"].tolist())
-    bio["value"] = bio["value"].astype("float64")
-    bio["time_years"] = bio["time_years"].astype("float64")
+    studies_df = _studies_frame(studies, shift, identified, base)
+    visits_df = _visits_frame(visits, shift, identified)
+    bio = _biomarker_frame(feats, shift, identified, base)
 
     outcome = None
     if out is not None:

@@ -10,13 +10,12 @@ import tomllib
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from analytics import audit, auth
 from analytics.auth import Permission
 from analytics.errors import ConfigError
 from analytics.features import radiomics_configs
 from analytics.features.totalseg import engine_summary
+from analytics.store.db import shown_url
 from analytics.usecases.context import Context, audited, authorize
 
 __all__ = ["EDITABLE_SETTINGS", "NewUser", "SettingChange", "add_user", "audit_trail",
@@ -107,7 +106,7 @@ def settings_view(ctx: Context) -> dict[str, Any]:
     settings = ctx.settings
     return {
         "home": str(settings.home),
-        "database": make_url(settings.database_url).render_as_string(hide_password=True),
+        "database": shown_url(settings.database_url),
         "deidentify": settings.deidentify,
         "session_timeout_min": settings.session_timeout_min,
         "radiomics_config": settings.radiomics_config,

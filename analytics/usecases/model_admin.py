@@ -19,7 +19,7 @@ import pandas as pd
 from analytics.errors import ModelError
 from analytics.explain import ClinicalImportance, clinical_importance
 from analytics.store.db import Store
-from analytics.store.model_records import model_summary
+from analytics.store.models import model_summary
 
 if TYPE_CHECKING:
     from analytics.models.registry import RegisteredModel

@@ -16,8 +16,12 @@ from analytics.explain import patient_trajectory
 from analytics.models.registry import RegisteredModel, jsonable, load_model
 from analytics.models.settings import ModelSettings
 from analytics.models.training import Truth, train_model
-from analytics.store.model_records import model_exists, set_active_model
-from analytics.store.predictions import replace_predictions
+from analytics.store.models import (
+    StoredPrediction,
+    model_exists,
+    replace_predictions,
+    set_active_model,
+)
 from analytics.usecases.context import Context, audited, authorize
 
 __all__ = ["PredictRequest", "TrainRequest", "activate_model", "predict", "train"]
@@ -80,11 +84,15 @@ def _trajectory(store, model: RegisteredModel, cohort: CohortTable, pseudonym: s
     res = patient_trajectory(model, cohort.visits, pseudonym, horizon=req.horizon,
                              at=req.at).to_json()
     if req.cache and res.get("model_id") is not None:
-        replace_predictions(store, res["patient"], res["model_id"], [
-            {**r, "explanation": jsonable({"shap": r["shap"], "base_value": r["base_value"],
-                                           "shap_scale": r["shap_scale"],
-                                           "model_output": r["model_output"]})}
-            for r in res["trajectory"]])
+        replace_predictions(store, res["model_id"], res["patient"], (
+            StoredPrediction(time_years=r["time"], horizon_years=r["horizon"], risk=r["risk"],
+                             ci_low=(r.get("ci") or [None, None])[0],
+                             ci_high=(r.get("ci") or [None, None])[1], reason=r.get("reason"),
+                             explanation=jsonable({"shap": r["shap"],
+                                                   "base_value": r["base_value"],
+                                                   "shap_scale": r["shap_scale"],
+                                                   "model_output": r["model_output"]}))
+            for r in res["trajectory"]))
     return res
 
 

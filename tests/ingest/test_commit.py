@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from sqlalchemy import func, select
 
-from analytics.ingest import commit as commit_mod
-from analytics.ingest.commit import clean_stale_staging, content_hash, sweep_orphans
 from analytics.ingest.pipeline import ingest_sources
+from analytics.store import instances as commit_mod
 from analytics.store import open_store
+from analytics.store.instances import clean_stale_staging, content_hash, sweep_orphans
 from analytics.store.schema import IdentityMap, Instance, Patient, Series, Study
 from tests.ingest.dicom_samples import Study as SampleStudy
 from tests.ingest.dicom_samples import ct_series, encode, write_folder

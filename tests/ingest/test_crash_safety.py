@@ -23,18 +23,18 @@ ROOT = Path(__file__).resolve().parents[2]
 _CHILD = """
 import os, signal, sys
 from analytics.config import load_settings
-from analytics.ingest import commit
+from analytics.store import instances as commit
 from analytics.ingest.pipeline import ingest_sources
 from analytics.ingest.reader import SafeParser
 from analytics.store import open_store
 
 fault = sys.argv[3]
 if fault == "after_files":  # files renamed into place, rows not yet committed
-    real_place = commit._place_files
+    real_place = commit.place_files
     def place_then_die(settings, files):
         real_place(settings, files)
         os.kill(os.getpid(), signal.SIGKILL)
-    commit._place_files = place_then_die
+    commit.place_files = place_then_die
 elif fault == "while_staging":  # staged and fsynced, not yet renamed
     real_fsync = commit._fsync_dir
     def fsync_then_die(path):

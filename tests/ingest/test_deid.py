@@ -694,8 +694,8 @@ def _equivalence_files() -> list[tuple[str, bytes]]:
 
 
 def test_the_worker_de_identifies_byte_for_byte_as_the_in_process_path(parser):
-    from analytics.ingest.identifiers import Repair, apply_repair
     from analytics.ingest.reader import zero_preamble
+    from analytics.ingest.repair import Repair, apply_repair
 
     d = Deidentifier(SECRET)
     compared = []
@@ -726,7 +726,7 @@ def test_a_refusal_in_the_worker_reads_as_in_process(parser):
 
 
 def test_the_worker_repairs_identifiers_byte_for_byte_as_the_in_process_path(parser):
-    from analytics.ingest.identifiers import Repair, apply_repair
+    from analytics.ingest.repair import Repair, apply_repair
 
     repair = Repair(values={"SeriesInstanceUID": "2.25.1234", "PatientID": "ASSIGNED"})
     for name, data in _equivalence_files()[:4]:

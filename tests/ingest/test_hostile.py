@@ -462,14 +462,15 @@ def test_millions_of_elements_after_the_pixel_data_are_refused_in_the_worker_not
 
 def test_an_identifier_repair_reads_the_whole_file_in_the_worker(
         tmp_path, settings, store, small_parser, monkeypatch):
-    from analytics.ingest import identifiers
+    from analytics.ingest import _worker, repair
     from analytics.ingest.pipeline import ingest_sources
     from tests.ingest.dicom_samples import Study, ct_series, encode, write_folder
 
     def in_process(*_a, **_k):
         raise AssertionError("the repair parsed the whole file in the ingesting process")
 
-    monkeypatch.setattr(identifiers, "apply_repair", in_process)
+    monkeypatch.setattr(repair, "apply_repair", in_process)
+    monkeypatch.setattr(_worker, "apply_repair", in_process)
     images = ct_series(Study(), 3)
     for ds in images:
         ds.SeriesInstanceUID = ""  # derived at ingest and written into each file

@@ -15,15 +15,9 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from analytics.errors import MaskError
-from analytics.ingest.masks import (
-    STRUCTURES,
-    SYNONYMS,
-    canonical_structure,
-    mask_references,
-    match_series,
-    read_mask,
-)
+from analytics.ingest.masks import mask_references, match_series, read_mask
 from analytics.ingest.series import build_volume
+from analytics.ingest.structures import STRUCTURES, SYNONYMS, canonical_structure
 from analytics.ingest.volume import Volume
 from tests.ingest.conftest import ct_series, hu_phantom, to_bytes
 

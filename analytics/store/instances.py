@@ -223,7 +223,7 @@ def clean_stale_staging(settings: Settings, *, max_age_s: float = STALE_STAGING_
     return removed
 
 
-def _place_files(settings: Settings, files: list[tuple[str, bytes]]) -> list[Path]:
+def place_files(settings: Settings, files: list[tuple[str, bytes]]) -> list[Path]:
     """Write ``(relative path, bytes)`` via staging + fsync + rename; return the final paths."""
     if not files:
         return []
@@ -424,7 +424,7 @@ def commit_series(store: Store, settings: Settings, unit: SeriesToStore) -> Comm
         if not new:
             return result
         paths = {i.source_key: instance_path(unit.source_key, i) for i in new}
-        _place_files(settings, [(paths[i.source_key], i.data) for i in new])
+        place_files(settings, [(paths[i.source_key], i.data) for i in new])
         try:
             with store.session() as s:
                 _, created = _write_rows(s, unit, new, paths)
@@ -501,7 +501,7 @@ def commit_mask(store: Store, settings: Settings, mask: MaskToStore) -> CommitRe
                 return result
             skey = series.source_key
         rel = mask_path(skey, mask)
-        _place_files(settings, [(rel, mask.data)])
+        place_files(settings, [(rel, mask.data)])
         try:
             with store.session() as s:
                 sid = s.execute(select(Series.id).where(Series.series_uid == mask.image_series_uid)

@@ -1,0 +1,198 @@
+"""Registered models and cached predictions in the store (the artifacts themselves are
+files under ``HEPATRACK_HOME/models``, written by :mod:`analytics.models.registry`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from sqlalchemy import delete, select, update
+
+from analytics.store.db import Store
+from analytics.store.schema import IdentityMap, ModelRecord, Patient, Prediction
+
+__all__ = ["ModelRow", "ModelSummary", "PredictionRow", "StoredPrediction", "add_model",
+           "find_model", "list_models", "model_exists", "model_summary", "prediction_rows",
+           "real_id_pseudonyms", "replace_predictions", "set_active_model"]
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    """One ``models`` row: what the registry knows of a trained model."""
+
+    model_id: str
+    kind: str
+    event: str
+    horizons: list[Any]
+    content_sha256: str
+    training_data_sha256: str
+    artifact_path: str
+    features: list[Any]
+    training_ranges: dict[str, Any]
+    metrics: dict[str, Any]
+    card: dict[str, Any]
+    active: bool = False
+    created_by: str | None = None
+    created_at: dt.datetime | None = None
+
+    @classmethod
+    def of(cls, r: ModelRecord) -> ModelRow:
+        return cls(model_id=r.model_id, kind=r.kind, event=r.event, horizons=r.horizons,
+                   content_sha256=r.content_sha256, training_data_sha256=r.training_data_sha256,
+                   artifact_path=r.artifact_path, features=r.features,
+                   training_ranges=r.training_ranges, metrics=r.metrics, card=r.card,
+                   active=bool(r.active), created_by=r.created_by, created_at=r.created_at)
+
+
+def add_model(store: Store, row: ModelRow, *, activate: bool) -> None:
+    """Insert a model's row; with ``activate`` it becomes the only active one (one
+    transaction)."""
+    with store.session() as s:
+        if activate:
+            s.execute(update(ModelRecord).values(active=False))
+        s.add(ModelRecord(
+            model_id=row.model_id, kind=row.kind, event=row.event, horizons=row.horizons,
+            content_sha256=row.content_sha256, training_data_sha256=row.training_data_sha256,
+            artifact_path=row.artifact_path, features=row.features,
+            training_ranges=row.training_ranges, metrics=row.metrics, card=row.card,
+            active=activate, created_by=row.created_by))
+
+
+def find_model(store: Store, model_id: str | None) -> ModelRow | None:
+    """The model ``model_id``; without one, the newest active model, else the newest."""
+    with store.session() as s:
+        q = select(ModelRecord)
+        if model_id:
+            q = q.where(ModelRecord.model_id == model_id)
+        else:
+            q = q.where(ModelRecord.active.is_(True)).order_by(ModelRecord.created_at.desc())
+        rec = s.execute(q.limit(1)).scalar_one_or_none()
+        if rec is None and not model_id:
+            rec = s.execute(select(ModelRecord).order_by(ModelRecord.created_at.desc())
+                            .limit(1)).scalar_one_or_none()
+        return ModelRow.of(rec) if rec is not None else None
+
+
+def list_models(store: Store) -> list[ModelRow]:
+    """Every registered model, newest first."""
+    with store.session() as s:
+        return [ModelRow.of(r) for r in s.execute(
+            select(ModelRecord).order_by(ModelRecord.created_at.desc())).scalars()]
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """What training stored with one model: its metrics and card, who made it, when."""
+
+    model_id: str
+    kind: str
+    event: str
+    horizons: list[float]
+    active: bool
+    created_by: str | None
+    created_at: str | None  # ISO 8601
+    metrics: dict[str, Any] = field(default_factory=dict)
+    card: dict[str, Any] = field(default_factory=dict)
+
+
+def model_exists(store: Store, model_id: str) -> bool:
+    """Whether ``model_id`` is registered."""
+    with store.session() as s:
+        return s.execute(select(ModelRecord.id).where(ModelRecord.model_id == model_id)
+                         ).scalar() is not None
+
+
+def set_active_model(store: Store, model_id: str) -> None:
+    """Mark ``model_id`` the one active model (every other one inactive), in one
+    transaction."""
+    with store.session() as s:
+        s.execute(update(ModelRecord).values(active=False))
+        s.execute(update(ModelRecord).where(ModelRecord.model_id == model_id)
+                  .values(active=True))
+
+
+def model_summary(store: Store, model_id: str) -> ModelSummary | None:
+    """The stored summary of ``model_id``, or None when it is not registered."""
+    with store.session() as s:
+        rec = s.execute(select(ModelRecord).where(ModelRecord.model_id == model_id)).scalar()
+        if rec is None:
+            return None
+        return ModelSummary(
+            model_id=rec.model_id, kind=rec.kind, event=rec.event,
+            horizons=[float(h) for h in rec.horizons], active=bool(rec.active),
+            created_by=rec.created_by,
+            created_at=rec.created_at.isoformat() if rec.created_at else None,
+            metrics=dict(rec.metrics or {}), card=dict(rec.card or {}))
+
+
+def real_id_pseudonyms(store: Store) -> list[tuple[str, str]]:
+    """``(real patient id, pseudonym)`` of every patient in the identity map."""
+    with store.session() as s:
+        return [(a, b) for a, b in s.execute(
+            select(IdentityMap.real_patient_id, Patient.pseudonym)
+            .join(Patient, Patient.id == IdentityMap.patient_id)).all()]
+
+
+@dataclass(frozen=True)
+class StoredPrediction:
+    """One cached risk of a patient at a visit time and horizon."""
+
+    time_years: float
+    horizon_years: float
+    risk: float | None
+    ci_low: float | None
+    ci_high: float | None
+    reason: str | None
+    explanation: dict[str, Any] | None
+
+
+def replace_predictions(store: Store, model_id: str, pseudonym: str,
+                        rows: Iterable[StoredPrediction]) -> int:
+    """Store a patient's predictions by ``model_id``, replacing those at the same time and
+    horizon (one transaction); rows written, 0 for an unknown patient."""
+    with store.session() as s:
+        pid = s.execute(select(Patient.id).where(Patient.pseudonym == pseudonym)
+                        ).scalar_one_or_none()
+        if pid is None:
+            return 0
+        n = 0
+        for r in rows:
+            s.execute(delete(Prediction).where(
+                Prediction.model_id == model_id, Prediction.patient_id == pid,
+                Prediction.time_years == r.time_years,
+                Prediction.horizon_years == r.horizon_years))
+            s.add(Prediction(model_id=model_id, patient_id=pid, time_years=r.time_years,
+                             horizon_years=r.horizon_years, risk=r.risk, ci_low=r.ci_low,
+                             ci_high=r.ci_high, reason=r.reason, explanation=r.explanation))
+            n += 1
+        return n
+
+
+class PredictionRow(NamedTuple):
+    patient: str
+    model_id: str
+    time_years: float
+    horizon_years: float
+    risk: float | None
+    ci_low: float | None
+    ci_high: float | None
+    reason: str | None
+    explanation: dict[str, Any] | None
+    created_at: dt.datetime
+
+
+def prediction_rows(store: Store) -> list[PredictionRow]:
+    """Every cached prediction with its patient's pseudonym, in a stable order."""
+    with store.session() as s:
+        rows = s.execute(
+            select(Patient.pseudonym, Prediction.model_id, Prediction.time_years,
+                   Prediction.horizon_years, Prediction.risk, Prediction.ci_low,
+                   Prediction.ci_high, Prediction.reason, Prediction.explanation,
+                   Prediction.created_at)
+            .join(Patient, Prediction.patient_id == Patient.id)
+            .order_by(Patient.pseudonym, Prediction.model_id, Prediction.time_years,
+                      Prediction.horizon_years)).all()
+    return [PredictionRow(*r) for r in rows]

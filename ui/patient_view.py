@@ -110,8 +110,7 @@ def not_measured(biomarkers: pd.DataFrame) -> pd.DataFrame:
     A missing number is never silent: a vessel fraction on an unenhanced scan, a steatosis
     grade outside the unenhanced phase, an organ the segmentation did not find all say why.
     """
-    from analytics.features.registry import CORE_FEATURES
-    from analytics.viz.labels import feature_label
+    from analytics.vocabulary import CORE_FEATURES, label_with_unit
 
     cols = ["Biomarker", "At (y)", "Why not measured"]
     if biomarkers.empty or "reason" not in biomarkers.columns:
@@ -120,7 +119,7 @@ def not_measured(biomarkers: pd.DataFrame) -> pd.DataFrame:
     gaps = latest[latest["value"].isna() & latest["name"].isin(CORE_FEATURES)]
     order = {n: i for i, n in enumerate(CORE_FEATURES)}
     gaps = gaps.sort_values("name", key=lambda s: s.map(order), kind="stable")
-    return pd.DataFrame({"Biomarker": [feature_label(n) for n in gaps["name"]],
+    return pd.DataFrame({"Biomarker": [label_with_unit(n) for n in gaps["name"]],
                          "At (y)": gaps["time_years"].to_numpy(float),
                          "Why not measured": gaps["reason"].fillna("not computed").tolist()},
                         columns=cols)

@@ -46,10 +46,11 @@ from analytics.features.extract import (
     extract_series_features,
 )
 from analytics.features.geometry import orientation
-from analytics.features.registry import AUTOMATIC, RADIOMICS_PREFIX, unit
+from analytics.features.registry import AUTOMATIC, RADIOMICS_PREFIX
 from analytics.masks_review import apply_rejections
 from analytics.store.db import Store, open_store
 from analytics.store.schema import Feature, FeatureRun, Mask, Series
+from analytics.vocabulary import unit
 
 log = logging.getLogger("hepatrack.features")
 

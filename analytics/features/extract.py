@@ -39,7 +39,6 @@ from analytics.features.registry import (
     HEADER,
     PHASE_CODES,
     WITHHELD,
-    unit,
 )
 from analytics.features.totalseg import (
     CLASSICAL,
@@ -49,6 +48,7 @@ from analytics.features.totalseg import (
 )
 from analytics.features.vessels import analyse_vessels, delivered_mask_problem
 from analytics.ingest.volume import MaskSet, Volume
+from analytics.vocabulary import unit
 
 #: bump when any computed value may change; stored with every feature row
 EXTRACTOR_VERSION = "1.4.0"

@@ -10,10 +10,11 @@ from analytics.errors import FeatureError
 from analytics.features.attenuation import steatosis_grade
 from analytics.features.extract import WITHHELD_MASKS, extract_series_features
 from analytics.features.nodularity import surface_nodularity
-from analytics.features.registry import CORE_FEATURES, FEATURES, feature_def, label, unit
+from analytics.features.registry import CORE_FEATURES, FEATURES, feature_def
 from analytics.ingest.volume import MaskSet, Volume
 from analytics.synthetic import anatomy as A
 from analytics.synthetic.phantom import synthesize_visit_volume
+from analytics.vocabulary import label, unit
 from tests.features.phantoms import abdomen, reoriented
 
 SIZE_KEYS = ("liver_volume_ml", "spleen_volume_ml")

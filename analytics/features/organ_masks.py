@@ -33,6 +33,13 @@ __all__ = ["check_mask", "mask_failure", "needs_mask", "organ_masks", "quality_g
 
 
 def check_mask(name: str, mask: np.ndarray, volume: Volume) -> np.ndarray:
+    """Mask ``name`` as a boolean array on the image grid.
+
+    Raises
+    ------
+    FeatureError
+        If its shape is not the image's.
+    """
     m = np.asarray(mask)
     if m.shape != volume.array.shape:
         raise FeatureError(f"series {volume.series_uid}: mask {name!r} has shape {m.shape}, "
@@ -41,9 +48,9 @@ def check_mask(name: str, mask: np.ndarray, volume: Volume) -> np.ndarray:
 
 
 def organ_masks(volume: Volume, masks: MaskSet | None, modality: str,
-                 orient: Orientation, settings: FeatureSettings,
-                 warnings: list[str]) -> tuple[dict[str, np.ndarray], dict[str, bool],
-                                               MaskSet | None, str | None]:
+                orient: Orientation, settings: FeatureSettings,
+                warnings: list[str]) -> tuple[dict[str, np.ndarray], dict[str, bool],
+                                              MaskSet | None, str | None]:
     """Canonical masks by name, which ones are automatic, the auto MaskSet and its method."""
     canon: dict[str, np.ndarray] = {}
     automatic: dict[str, bool] = {}
@@ -67,14 +74,14 @@ def organ_masks(volume: Volume, masks: MaskSet | None, modality: str,
                         f"({failed}); automatic segmentation is not used in its place")
     elif missing:
         auto_set, method = segment_missing(volume, orient, modality, settings, missing,
-                                            canon, automatic, warnings)
+                                           canon, automatic, warnings)
     return canon, automatic, auto_set, method
 
 
 def segment_missing(volume: Volume, orient: Orientation, modality: str,
-                     settings: FeatureSettings, missing: list[str],
-                     canon: dict[str, np.ndarray], automatic: dict[str, bool],
-                     warnings: list[str]) -> tuple[MaskSet | None, str | None]:
+                    settings: FeatureSettings, missing: list[str],
+                    canon: dict[str, np.ndarray], automatic: dict[str, bool],
+                    warnings: list[str]) -> tuple[MaskSet | None, str | None]:
     """Segment the ``missing`` organs with the run's engine, into ``canon`` and
     ``automatic``; returns the automatic MaskSet and the engine label. An MR series gets
     no engine without TotalSegmentator (never the classical CT pipeline): a warning per
@@ -118,9 +125,9 @@ def needs_mask(organ: str) -> str:
 
 
 def quality_gate(canon: dict[str, np.ndarray], automatic: dict[str, bool],
-                  image: np.ndarray, spacing: tuple[float, float, float],
-                  withheld: dict[str, str], warnings: list[str],
-                  searched: tuple[str, ...] = (), modality: str = "CT") -> dict[str, str]:
+                 image: np.ndarray, spacing: tuple[float, float, float],
+                 withheld: dict[str, str], warnings: list[str],
+                 searched: tuple[str, ...] = (), modality: str = "CT") -> dict[str, str]:
     """Check the liver and spleen masks (``analytics.features.quality``), each on its own
     and then against each other.
 

@@ -74,15 +74,23 @@ COLUMNS: dict[str, Column] = {
 #: columns for which a low value is the worse one
 LOW_IS_WORSE = frozenset(n for n, c in COLUMNS.items() if c.low_is_worse)
 
-#: history and design columns: suffix -> (label format, unit format; "" = no unit)
-_HISTORY_RULES: tuple[tuple[str, str, str], ...] = (
-    ("__source", "{}: mask source", ""),
-    ("_missing", "{} not measured yet", ""),
-    ("_slope", "{} trend", "{} per year"),
-    ("_worst", "{} worst so far", "{}"),
-    ("_mean_1y", "{} mean of the last year", "{}"),
-    ("_change", "{} change since the first value", "{}"),
-    ("_x_landmark", "{} x time since baseline", "{} x years"),
+#: history and design columns: suffix -> (label format, unit format, "" = no unit;
+#: definition format), each formatted with the base column's label, unit or name
+_HISTORY_RULES: tuple[tuple[str, str, str, str], ...] = (
+    ("__source", "{}: mask source", "",
+     "Where the masks behind {} came from (analytics.features.registry.MASK_SOURCES)."),
+    ("_missing", "{} not measured yet", "",
+     "1 while {} has no value yet at the landmark time, else 0 (missing indicator)."),
+    ("_slope", "{} trend", "{} per year",
+     "Least-squares slope per year of {} over every measurement so far (0 with one)."),
+    ("_worst", "{} worst so far", "{}",
+     "The worst value of {} so far: the minimum when low is worse, else the maximum."),
+    ("_mean_1y", "{} mean of the last year", "{}",
+     "Mean of the values of {} in the year before the landmark time."),
+    ("_change", "{} change since the first value", "{}",
+     "Last value of {} minus its first value."),
+    ("_x_landmark", "{} x time since baseline", "{} x years",
+     "Last value of {} times the landmark time (an interaction term)."),
 )
 
 #: unit suffixes of the cohort CSV format, longest first so "_mg_dl" wins over "_dl"
@@ -110,16 +118,15 @@ def column(name: str) -> Column:
         base = column(level["base"])
         return Column(name, f"{base.label} = {level['level']}", "", DERIVED, NEUTRAL,
                       f"1 when {level['base']} is {level['level']!r}, else 0.")
-    for suffix, label_fmt, unit_fmt in _HISTORY_RULES:
+    for suffix, label_fmt, unit_fmt, definition in _HISTORY_RULES:
         if name.endswith(suffix) and len(name) > len(suffix):
             base = column(name[: -len(suffix)])
             shown = unit_fmt.format(base.shown_unit or "units") if unit_fmt else ""
             return replace(base, name=name, label=label_fmt.format(base.label), unit=shown,
-                           source=DERIVED, normal_range=None, plausible_range=None,
-                           definition=f"{label_fmt.format(base.name)} (history of "
-                                      f"{base.name})", unit_aliases={},
+                           source=DERIVED, definition=definition.format(base.name),
                            direction=base.direction if unit_fmt else NEUTRAL,
-                           categorical=False, codes={})
+                           normal_range=None, plausible_range=None, categorical=False,
+                           codes={}, unit_aliases={})
     if name.startswith(RADIOMICS_PREFIX):
         return radiomics_column(name)
     stem, suffix_unit = _split(name)

@@ -65,47 +65,47 @@ def _lab(name: str, label: str, unit: str, direction: str, plausible: tuple[floa
 
 LAB_DEFS: tuple[Column, ...] = (
     _lab("bilirubin_mg_dl", "Bilirubin", "mg/dL", HIGHER_IS_WORSE, (0.1, 30.0),
-         "Total serum bilirubin. reference ~0.3-1.2 mg/dL [Kratz]; > 17.5 mg/dL common in "
+         "reference ~0.3-1.2 mg/dL [Kratz]; > 17.5 mg/dL common in "
          "acute liver failure [OGrady]; > 30 mg/dL (513 umol/L) is rare, and a mg/dL column "
          "holding umol/L shows values 17.1x too high",
          unit_aliases={"bilirubin_umol_l": 17.1}),
     _lab("albumin_g_dl", "Albumin", "g/dL", LOWER_IS_WORSE, (1.0, 6.0),
-         "Serum albumin. reference ~3.5-5.0 g/dL [Kratz]; < 2.8 g/dL worst Child-Pugh class "
+         "reference ~3.5-5.0 g/dL [Kratz]; < 2.8 g/dL worst Child-Pugh class "
          "[Pugh]; < 1.0 g/dL only in analbuminaemia; > 6.0 g/dL not seen in serum, g/L "
          "values are 10x",
          unit_aliases={"albumin_g_l": 10.0}),
     _lab("inr", "INR", "1", HIGHER_IS_WORSE, (0.7, 12.0),
-         "International normalised ratio. reference ~0.8-1.2 [Kratz]; >= 1.5 defines acute "
+         "reference ~0.8-1.2 [Kratz]; >= 1.5 defines acute "
          "liver failure [Polson]; > 10 in over-anticoagulation [Holbrook]"),
     _lab("prothrombin_s", "Prothrombin time", "s", HIGHER_IS_WORSE, (8.0, 120.0),
-         "Prothrombin time in seconds. reference ~11-13.5 s [Kratz]; markedly prolonged in "
+         "reference ~11-13.5 s [Kratz]; markedly prolonged in "
          "acute liver failure [OGrady]; seconds as in [Dickson]"),
     _lab("creatinine_mg_dl", "Creatinine", "mg/dL", HIGHER_IS_WORSE, (0.1, 25.0),
-         "Serum creatinine. reference ~0.5-1.2 mg/dL [Kratz]; >= 4.0 mg/dL stage 3 AKI "
+         "reference ~0.5-1.2 mg/dL [Kratz]; >= 4.0 mg/dL stage 3 AKI "
          "[KDIGO] and the MELD cap [OPTN]; > 25 mg/dL is rare, umol/L values are 88.4x",
          unit_aliases={"creatinine_umol_l": 88.4}),
     _lab("sodium_mmol_l", "Sodium", "mmol/L", LOWER_IS_WORSE, (100.0, 180.0),
-         "Serum sodium. reference ~135-145 mmol/L [Kratz]; profound hyponatraemia < 125 "
+         "reference ~135-145 mmol/L [Kratz]; profound hyponatraemia < 125 "
          "[Spasovski]; severe hypernatraemia [Adrogue]; mmol/L = mEq/L",
          unit_aliases={"sodium_meq_l": 1.0}),
     _lab("platelets_10e9_l", "Platelets", "10⁹/L", LOWER_IS_WORSE, (1.0, 2000.0),
-         "Platelet count. reference ~150-400 x 10^9/L [Kratz]; < 10 in severe ITP "
+         "reference ~150-400 x 10^9/L [Kratz]; < 10 in severe ITP "
          "[Rodeghiero]; > 1,000 in thrombocythaemia [Arber]; counts per uL are 1000x",
          unit_aliases={"platelets_10e3_ul": 1.0}),
     _lab("ast_u_l", "AST", "U/L", HIGHER_IS_WORSE, (2.0, 20000.0),
-         "Aspartate aminotransferase. reference ~10-40 U/L [Kratz]; > 10,000 U/L in "
+         "reference ~10-40 U/L [Kratz]; > 10,000 U/L in "
          "ischaemic and toxic hepatitis [Kwo]; ukat/L values are 60x smaller",
          unit_aliases={"ast_ukat_l": _UKAT}),
     _lab("alt_u_l", "ALT", "U/L", HIGHER_IS_WORSE, (2.0, 20000.0),
-         "Alanine aminotransferase. reference ~7-40 U/L [Kratz]; > 10,000 U/L in ischaemic "
+         "reference ~7-40 U/L [Kratz]; > 10,000 U/L in ischaemic "
          "and toxic hepatitis [Kwo]; ukat/L values are 60x smaller",
          unit_aliases={"alt_ukat_l": _UKAT}),
     _lab("alp_u_l", "Alkaline phosphatase", "U/L", HIGHER_IS_WORSE, (5.0, 5000.0),
-         "Alkaline phosphatase. reference ~40-130 U/L [Kratz]; marked cholestatic "
+         "reference ~40-130 U/L [Kratz]; marked cholestatic "
          "elevations [Kwo]; ukat/L values are 60x smaller",
          unit_aliases={"alp_ukat_l": _UKAT}),
     _lab("age_years", "Age", "years", HIGHER_IS_WORSE, (0.0, 110.0),
-         "Age at the visit. ages above 110 are exceptional; above 130 impossible"),
+         "ages above 110 are exceptional; above 130 impossible"),
 )
 
 CODED_DEFS: tuple[Column, ...] = (

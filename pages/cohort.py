@@ -106,6 +106,6 @@ st.plotly_chart(viz.follow_up_swimmer(tables.only_patients(timeline, shown["pseu
 measured = [n for n in KEY_BIOMARKERS if n in shown.columns and shown[n].notna().any()]
 if measured:
     st.subheader("Latest biomarkers by outcome")
-    name = st.selectbox("Biomarker", measured, format_func=viz.feature_label,
+    name = st.selectbox("Biomarker", measured, format_func=viz.label_with_unit,
                         key=key(COHORT, "biomarker"))
     st.plotly_chart(viz.biomarker_distribution(shown, name), key=key(COHORT, "distribution"))

@@ -136,7 +136,7 @@ if not available:
 else:
     default = [n for n in KEY_BIOMARKERS if n in available][:3] or available[:3]
     chosen = st.multiselect("Biomarkers", available, default=default,
-                            format_func=viz.feature_label, key=key(PATIENT, "biomarkers"))
+                            format_func=viz.label_with_unit, key=key(PATIENT, "biomarkers"))
     st.plotly_chart(viz.biomarker_trajectory(
         detail.biomarkers, chosen,
         outcome_event=outcome.event if outcome and outcome.is_event else None,

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from analytics.viz.labels import COLUMN_LABELS, feature_label
+from analytics.vocabulary import label_with_unit
 
 DATE_FORMAT = "YYYY-MM-DD"
 _DATE_COLUMNS = {"first_scan", "last_scan", "outcome_date", "birth_date", "study_date",
@@ -32,7 +32,7 @@ def column_config(df: pd.DataFrame, *, units: dict[str, str] | None = None
     units = units or {}
     cfg: dict[str, Any] = {}
     for col in df.columns:
-        label = COLUMN_LABELS.get(col) or feature_label(col, units.get(col))
+        label = label_with_unit(col, units.get(col))
         if col in _DATE_COLUMNS:
             cfg[col] = st.column_config.DateColumn(label, format=DATE_FORMAT)
         elif col in _INT_COLUMNS:

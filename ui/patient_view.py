@@ -7,10 +7,9 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from analytics.features.registry import CORE_FEATURES
 from analytics.usecases.keyimage import OVERLAYS, WINDOWS
-from analytics.viz.labels import feature_label
 from analytics.viz.prep import biomarker_summary, normal_range, range_text
+from analytics.vocabulary import CORE_FEATURES, label_with_unit
 
 
 def visit_label(points: pd.DataFrame, i: int, dates: dict[float, str] | None = None) -> str:
@@ -119,7 +118,7 @@ def not_measured(biomarkers: pd.DataFrame) -> pd.DataFrame:
     gaps = latest[latest["value"].isna() & latest["name"].isin(CORE_FEATURES)]
     order = {n: i for i, n in enumerate(CORE_FEATURES)}
     gaps = gaps.sort_values("name", key=lambda s: s.map(order), kind="stable")
-    return pd.DataFrame({"Biomarker": [feature_label(n) for n in gaps["name"]],
+    return pd.DataFrame({"Biomarker": [label_with_unit(n) for n in gaps["name"]],
                          "At (y)": gaps["time_years"].to_numpy(float),
                          "Why not measured": gaps["reason"].fillna("not computed").tolist()},
                         columns=cols)

@@ -1,49 +1,19 @@
-"""Known cohort CSV columns: units, plausibility ranges with their sources, event names.
+"""Known cohort CSV columns: validation rules, event names.
 
-A value outside its column's *plausible* range is imported as given and reported as a
-warning (with a hint when it fits a common wrong unit, e.g. bilirubin in umol/L in a
-``_mg_dl`` column); a value that is physically impossible (a negative concentration, an
-INR of zero, an age over 130 years) rejects its row. The plausible ranges are deliberately
-wide: they bracket extreme but real values seen in liver disease (acute liver failure,
-massive hepatocellular necrosis, dialysis-dependent renal failure), so that a warning
-means "check the unit", not "this patient is very ill".
-
-Sources (cited per column below):
-
-- [Kratz] Kratz A, Ferraro M, Sluss PM, Lewandrowski KB. Laboratory reference values.
-  N Engl J Med 2004;351:1548-63 (adult reference intervals).
-- [Kwo] Kwo PY, Cohen SM, Lim JK. ACG clinical guideline: evaluation of abnormal liver
-  chemistries. Am J Gastroenterol 2017;112:18-35 (aminotransferases above 10,000 U/L in
-  ischaemic and toxic hepatitis; cholestatic ALP elevations).
-- [OGrady] O'Grady JG et al. Early indicators of prognosis in fulminant hepatic failure.
-  Gastroenterology 1989;97:439-45 (King's College criteria: bilirubin > 300 umol/L,
-  i.e. 17.5 mg/dL, is common in acute liver failure; INR/PT far above normal).
-- [Polson] Polson J, Lee WM. AASLD position paper: the management of acute liver
-  failure. Hepatology 2005;41:1179-97 (INR >= 1.5 defines ALF; much higher values occur).
-- [Holbrook] Holbrook A et al. Evidence-based management of anticoagulant therapy.
-  Chest 2012;141(2 Suppl):e152S-84S (INR above 10 in over-anticoagulation).
-- [KDIGO] KDIGO clinical practice guideline for acute kidney injury. Kidney Int Suppl
-  2012;2:1-138 (stage 3 AKI at creatinine >= 4.0 mg/dL; higher values in renal failure).
-- [OPTN] OPTN policy 9.1.D (MELD creatinine capped at 4.0 mg/dL; values exist above).
-- [Pugh] Pugh RN et al. Transection of the oesophagus for bleeding oesophageal varices.
-  Br J Surg 1973;60:646-9 (albumin < 2.8 g/dL: worst Child-Pugh class).
-- [Spasovski] Spasovski G et al. Clinical practice guideline on diagnosis and treatment
-  of hyponatraemia. Eur J Endocrinol 2014;170:G1-47 (profound hyponatraemia < 125 mmol/L).
-- [Adrogue] Adrogue HJ, Madias NE. Hypernatremia. N Engl J Med 2000;342:1493-9.
-- [Rodeghiero] Rodeghiero F et al. Standardization of terminology, definitions and
-  outcome criteria in immune thrombocytopenic purpura. Blood 2009;113:2386-93
-  (platelets far below 10 x 10^9/L occur).
-- [Arber] Arber DA et al. The 2016 revision to the WHO classification of myeloid
-  neoplasms and acute leukemia. Blood 2016;127:2391-405 (essential thrombocythaemia
-  >= 450 x 10^9/L; counts above 1,000 x 10^9/L occur).
-- [Dickson] Dickson ER et al. Prognosis in primary biliary cirrhosis: model for decision
-  making. Hepatology 1989;10:1-7 (prothrombin time in seconds; edema 0 / 0.5 / 1).
+Labels, units, plausible ranges and their sources are the vocabulary's
+(:mod:`analytics.vocabulary.clinical`); this module adds what cohort validation does
+with them. A value outside its column's *plausible* range is imported as given and
+reported as a warning (with a hint when it fits a common wrong unit, e.g. bilirubin in
+umol/L in a ``_mg_dl`` column); a value that is physically impossible (a negative
+concentration, an INR of zero, an age over 130 years) rejects its row.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from analytics import vocabulary
 
 KIND_LAB = "lab"
 KIND_CLINICAL = "clinical"  # demographic and modifier columns: age, sex, dialysis, edema
@@ -66,18 +36,15 @@ class AltUnit:
 
 @dataclass(frozen=True)
 class ColumnDef:
-    """A known visits.csv column.
+    """Validation rules of a known visits.csv column; its label, unit, plausible range and
+    sources come from the vocabulary.
 
     Attributes
     ----------
     name
         Column name (unit in the name, as in the cohort CSV contract).
-    label, unit
-        Human label and unit.
     kind
         ``"lab"`` or ``"clinical"``.
-    plausible
-        ``(low, high)``: outside it a value is imported with a warning.
     reject_below
         A value below this (or at it, when ``positive``) is impossible: the row is rejected.
     positive
@@ -86,20 +53,35 @@ class ColumnDef:
         A value above this is impossible: the row is rejected.
     alt_units
         Common wrong units, used to explain a value outside ``plausible``.
-    source
-        Where the range comes from (keys of the module docstring's source list).
     """
 
     name: str
-    label: str
-    unit: str
     kind: str
-    plausible: tuple[float, float]
     reject_below: float = 0.0
     positive: bool = False
     reject_above: float | None = None
     alt_units: tuple[AltUnit, ...] = ()
-    source: str = ""
+
+    @property
+    def label(self) -> str:
+        """Human label (the vocabulary's)."""
+        return vocabulary.label(self.name)
+
+    @property
+    def unit(self) -> str:
+        """Unit (the vocabulary's)."""
+        return vocabulary.unit(self.name)
+
+    @property
+    def plausible(self) -> tuple[float, float]:
+        """``(low, high)``: outside it a value is imported with a warning."""
+        rng = vocabulary.column(self.name).plausible_range
+        return rng if rng is not None else (float("-inf"), float("inf"))
+
+    @property
+    def source(self) -> str:
+        """Where the range comes from (the vocabulary's definition, with its citations)."""
+        return vocabulary.column(self.name).definition
 
 
 _UMOL_BILI = AltUnit("umol/L", 17.1)
@@ -107,52 +89,21 @@ _UMOL_CREAT = AltUnit("umol/L", 88.4)
 _UKAT = AltUnit("ukat/L", 1 / 60.0, note="1 ukat/L = 60 U/L")
 
 LAB_COLUMNS: dict[str, ColumnDef] = {c.name: c for c in (
-    ColumnDef("bilirubin_mg_dl", "Total bilirubin", "mg/dL", KIND_LAB, (0.1, 30.0),
-              alt_units=(_UMOL_BILI,),
-              source="reference ~0.3-1.2 mg/dL [Kratz]; > 17.5 mg/dL common in acute liver "
-                     "failure [OGrady]; > 30 mg/dL (513 umol/L) is rare, and a mg/dL "
-                     "column holding umol/L shows values 17.1x too high"),
-    ColumnDef("albumin_g_dl", "Albumin", "g/dL", KIND_LAB, (1.0, 6.0), positive=True,
-              alt_units=(AltUnit("g/L", 10.0),),
-              source="reference ~3.5-5.0 g/dL [Kratz]; < 2.8 g/dL worst Child-Pugh class "
-                     "[Pugh]; < 1.0 g/dL only in analbuminaemia; > 6.0 g/dL not seen in "
-                     "serum, g/L values are 10x"),
-    ColumnDef("inr", "INR", "1", KIND_LAB, (0.7, 12.0), positive=True,
+    ColumnDef("bilirubin_mg_dl", KIND_LAB, alt_units=(_UMOL_BILI,)),
+    ColumnDef("albumin_g_dl", KIND_LAB, positive=True, alt_units=(AltUnit("g/L", 10.0),)),
+    ColumnDef("inr", KIND_LAB, positive=True,
               alt_units=(AltUnit("a Quick ratio in % or a prothrombin time in s", None,
                                  12.0, 150.0, "neither converts to INR by a factor; "
-                                 "seconds belong in prothrombin_s"),),
-              source="reference ~0.8-1.2 [Kratz]; >= 1.5 defines acute liver failure "
-                     "[Polson]; > 10 in over-anticoagulation [Holbrook]"),
-    ColumnDef("prothrombin_s", "Prothrombin time", "s", KIND_LAB, (8.0, 120.0),
-              positive=True,
-              alt_units=(AltUnit("INR (use the inr column)", None, 0.5, 8.0),),
-              source="reference ~11-13.5 s [Kratz]; markedly prolonged in acute liver "
-                     "failure [OGrady]; seconds as in [Dickson]"),
-    ColumnDef("creatinine_mg_dl", "Creatinine", "mg/dL", KIND_LAB, (0.1, 25.0),
-              positive=True, alt_units=(_UMOL_CREAT,),
-              source="reference ~0.5-1.2 mg/dL [Kratz]; >= 4.0 mg/dL stage 3 AKI [KDIGO] "
-                     "and the MELD cap [OPTN]; > 25 mg/dL is rare, umol/L values are "
-                     "88.4x"),
-    ColumnDef("sodium_mmol_l", "Sodium", "mmol/L", KIND_LAB, (100.0, 180.0), positive=True,
-              source="reference ~135-145 mmol/L [Kratz]; profound hyponatraemia < 125 "
-                     "[Spasovski]; severe hypernatraemia [Adrogue]; mmol/L = mEq/L"),
-    ColumnDef("platelets_10e9_l", "Platelets", "10^9/L", KIND_LAB, (1.0, 2000.0),
-              alt_units=(AltUnit("/uL", 1000.0),),
-              source="reference ~150-400 x 10^9/L [Kratz]; < 10 in severe ITP "
-                     "[Rodeghiero]; > 1,000 in thrombocythaemia [Arber]; counts per uL "
-                     "are 1000x"),
-    ColumnDef("ast_u_l", "AST", "U/L", KIND_LAB, (2.0, 20000.0), alt_units=(_UKAT,),
-              source="reference ~10-40 U/L [Kratz]; > 10,000 U/L in ischaemic and toxic "
-                     "hepatitis [Kwo]; ukat/L values are 60x smaller"),
-    ColumnDef("alt_u_l", "ALT", "U/L", KIND_LAB, (2.0, 20000.0), alt_units=(_UKAT,),
-              source="reference ~7-40 U/L [Kratz]; > 10,000 U/L in ischaemic and toxic "
-                     "hepatitis [Kwo]; ukat/L values are 60x smaller"),
-    ColumnDef("alp_u_l", "Alkaline phosphatase", "U/L", KIND_LAB, (5.0, 5000.0),
-              alt_units=(_UKAT,),
-              source="reference ~40-130 U/L [Kratz]; marked cholestatic elevations [Kwo]; "
-                     "ukat/L values are 60x smaller"),
-    ColumnDef("age_years", "Age", "years", KIND_CLINICAL, (0.0, 110.0), reject_above=130.0,
-              source="ages above 110 are exceptional; above 130 impossible"),
+                                 "seconds belong in prothrombin_s"),)),
+    ColumnDef("prothrombin_s", KIND_LAB, positive=True,
+              alt_units=(AltUnit("INR (use the inr column)", None, 0.5, 8.0),)),
+    ColumnDef("creatinine_mg_dl", KIND_LAB, positive=True, alt_units=(_UMOL_CREAT,)),
+    ColumnDef("sodium_mmol_l", KIND_LAB, positive=True),
+    ColumnDef("platelets_10e9_l", KIND_LAB, alt_units=(AltUnit("/uL", 1000.0),)),
+    ColumnDef("ast_u_l", KIND_LAB, alt_units=(_UKAT,)),
+    ColumnDef("alt_u_l", KIND_LAB, alt_units=(_UKAT,)),
+    ColumnDef("alp_u_l", KIND_LAB, alt_units=(_UKAT,)),
+    ColumnDef("age_years", KIND_CLINICAL, reject_above=130.0),
 )}
 
 #: columns with a fixed set of codes: column -> {accepted spelling: stored value}
@@ -169,22 +120,11 @@ CODED_COLUMNS: dict[str, dict[str, object]] = {
 CODED_MISSING = {"u", "unknown", "x"}
 
 KNOWN_COLUMNS = (*LAB_COLUMNS, *CODED_COLUMNS)
-UNITS: dict[str, str] = {
-    **{c.name: c.unit for c in LAB_COLUMNS.values()},
-    "sex": "", "dialysis": "", "edema": "",
-}
 
 #: other-unit spellings of known labs: column -> (known column, factor), known = value / factor
-#: (bilirubin 17.1 and creatinine 88.4 umol/L per mg/dL; 1 ukat/L = 60 U/L)
 UNIT_ALIASES: dict[str, tuple[str, float]] = {
-    "bilirubin_umol_l": ("bilirubin_mg_dl", 17.1),
-    "creatinine_umol_l": ("creatinine_mg_dl", 88.4),
-    "albumin_g_l": ("albumin_g_dl", 10.0),
-    "sodium_meq_l": ("sodium_mmol_l", 1.0),
-    "platelets_10e3_ul": ("platelets_10e9_l", 1.0),
-    "ast_ukat_l": ("ast_u_l", 1 / 60),
-    "alt_ukat_l": ("alt_u_l", 1 / 60),
-    "alp_ukat_l": ("alp_u_l", 1 / 60),
+    alias: (name, factor) for name in LAB_COLUMNS
+    for alias, factor in vocabulary.column(name).unit_aliases.items()
 }
 #: names a visits file may not use for a feature: identifiers of the cohort table and the
 #: outcome columns

@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from analytics.cohort.columns import CODED_COLUMNS, LAB_COLUMNS, UNITS
+from analytics import vocabulary
+from analytics.cohort.columns import CODED_COLUMNS, KNOWN_COLUMNS, LAB_COLUMNS
 from analytics.cohort.reader import Source, read_table
 from analytics.cohort.validate import DAYS_PER_YEAR, validate
 from analytics.cohort_types import VISIT_KEYS, CohortTable
@@ -197,7 +198,8 @@ def _assemble(labs: pd.DataFrame, scans: pd.DataFrame, outcomes: pd.DataFrame,
         # the contract's known columns (labs, age, sex, MELD/Mayo modifiers) are "lab"
         kind = ("lab" if c in LAB_COLUMNS or c in CODED_COLUMNS
                 else "imaging" if c in imaging else "generic")
-        meta[c] = {"kind": kind, "unit": UNITS.get(c, imaging_units.get(c, "")),
+        meta[c] = {"kind": kind, "unit": vocabulary.unit(c) if c in KNOWN_COLUMNS
+                   else imaging_units.get(c, ""),
                    "categorical": is_cat}
     if with_scores:
         scores = compute_scores(visits)

@@ -20,7 +20,8 @@ import pandas as pd
 
 from analytics.explain.wording import contribution_sentence
 from analytics.models.explanation import Explanation
-from analytics.models.landmark import GLOBAL_FEATURES, describe_column, feature_info
+from analytics.models.landmark import GLOBAL_FEATURES
+from analytics.vocabulary import describe_column, feature_info
 
 if TYPE_CHECKING:
     from analytics.models.predict import LandmarkModel

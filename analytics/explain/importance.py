@@ -17,7 +17,7 @@ import pandas as pd
 from analytics.errors import ModelError
 from analytics.explain.contributions import clinical_label, group_explanation
 from analytics.models.explanation import Explanation
-from analytics.models.landmark import describe_column
+from analytics.vocabulary import describe_column
 
 if TYPE_CHECKING:
     from analytics.models.predict import LandmarkModel

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from analytics.models.labels import LANDMARK
+from analytics.vocabulary import LANDMARK
 
 __all__ = ["NEGLIGIBLE_SHAP", "change_sentence", "contribution_sentence", "number_text",
            "risk_name", "risk_sentence", "value_text", "verb", "why_text"]

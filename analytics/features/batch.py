@@ -47,7 +47,7 @@ from analytics.features.extract import (
 )
 from analytics.features.geometry import orientation
 from analytics.features.radiomics import radiomics_features
-from analytics.features.registry import AUTOMATIC, RADIOMICS_PREFIX, unit
+from analytics.features.registry import AUTOMATIC, RADIOMICS_PREFIX
 from analytics.features.totalseg import (
     INSTALL_HINT,
     TOTALSEG_METHOD,
@@ -58,6 +58,7 @@ from analytics.masks_review import apply_rejections
 from analytics.store import features as repo
 from analytics.store.db import Store, open_store
 from analytics.store.features import FeatureRow
+from analytics.vocabulary import unit
 
 log = logging.getLogger("hepatrack.features")
 

@@ -46,6 +46,8 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from analytics.features.field_of_view import FieldOfView, field_of_view, level_findings
+from analytics.features.landmarks import body_mask
+from analytics.features.measure import largest_component
 
 #: an organ whose cross-section in an edge slice exceeds this fraction of its largest one
 #: continues beyond the scan (a tip cut by the edge loses only a few mL)
@@ -247,12 +249,8 @@ MR_BODY_FRACTION = 0.1
 def body_for(image: np.ndarray, modality: str = "CT") -> np.ndarray:
     """The patient's body for the midline: above -400 HU on CT; on MR, the largest
     component brighter than a tenth of the 99th intensity percentile, holes filled."""
-    from analytics.features.landmarks import body_mask
-
     if modality == "CT":
         return body_mask(image)
-    from analytics.features.measure import largest_component
-
     body = largest_component(image > MR_BODY_FRACTION * float(np.percentile(image, 99)))
     for k in range(body.shape[0]):
         body[k] = ndi.binary_fill_holes(body[k])

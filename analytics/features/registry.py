@@ -1,71 +1,35 @@
-"""The feature registry: the one place that names, labels and defines every biomarker.
+"""The feature registry: which imaging biomarkers the extraction computes, and where the
+masks behind each value came from.
 
-Pages, reports, exports and the cohort builder read labels, units and definitions from
-here. Core names are fixed (ARCHITECTURE.md); others may be added, never renamed.
-
-Each normal range is quoted only where a published source gives one, and the source is
-named in the definition.
+Each biomarker's label, unit, direction, normal range and definition live in the
+vocabulary (:mod:`analytics.vocabulary.imaging`); this module gives the extraction and the
+exports their view of it (:data:`FEATURES`, :func:`feature_def`) and the ``mask_source``
+words. Core names are fixed (ARCHITECTURE.md); others may be added, never renamed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from analytics.vocabulary import (
+    CORE_FEATURES,
+    CT,
+    HIGHER_IS_WORSE,
+    IMAGING_COLUMNS,
+    LOWER_IS_WORSE,
+    MR,
+    NEUTRAL,
+    PHASE_CODES,
+    RADIOMICS_PREFIX,
+    STEATOSIS_CODES,
+    Column,
+    imaging_feature,
+)
 
-from analytics.errors import FeatureError
-
-HIGHER_IS_WORSE = "higher is worse"
-LOWER_IS_WORSE = "lower is worse"
-NEUTRAL = "context dependent"
-
-CT = "CT"
-MR = "MR"
-
-
-@dataclass(frozen=True)
-class FeatureDef:
-    """Definition of one biomarker.
-
-    Attributes
-    ----------
-    name
-        Stable machine name (column name in exports and the cohort table).
-    label
-        Human label shown in pages and reports.
-    unit
-        Unit string (``"mL"``, ``"HU"``, ``"mm"``, ``"1"`` for dimensionless, ``"code"``
-        for categorical codes).
-    definition
-        How it is measured, with the citation for any normal range or threshold.
-    direction
-        ``"higher is worse"``, ``"lower is worse"`` or ``"context dependent"``.
-    modalities
-        Modalities where the feature is defined (``("CT",)``, ``("CT", "MR")``).
-    normal_range
-        ``(low, high)`` in ``unit`` where the literature gives one; either end may be None.
-    categorical
-        True for coded categories (the codes are listed in ``codes``).
-    codes
-        For categorical features: code -> meaning.
-    requires
-        Conditions for the value to be computed (e.g. ``("unenhanced",)``).
-    """
-
-    name: str
-    label: str
-    unit: str
-    definition: str
-    direction: str
-    modalities: tuple[str, ...]
-    normal_range: tuple[float | None, float | None] | None = None
-    categorical: bool = False
-    codes: dict[int, str] = field(default_factory=dict)
-    requires: tuple[str, ...] = ()
-
-
-_ERODE = ("measured inside the mask eroded by 3 voxels (alternating 6- and 26-connected "
-          "erosions, an octagonal approximation of a 3-voxel ball)")
-_PARENCHYMA = (f"liver parenchyma: liver mask minus vessel and lesion voxels (each dilated "
-               f"by 1 voxel), {_ERODE}")
+__all__ = [
+    "AUTOMATIC", "CORE_FEATURES", "CT", "FEATURES", "HEADER", "HIGHER_IS_WORSE",
+    "LOWER_IS_WORSE", "MASK_SOURCES", "MR", "NEUTRAL", "NIFTI", "NO_MASK", "PHASE_CODES",
+    "RADIOMICS_PREFIX", "REJECTED", "RTSTRUCT", "SEG", "STEATOSIS_CODES", "WITHHELD",
+    "applies_to", "feature_def",
+]
 
 #: where the masks behind a feature came from: its ``mask_source`` flag and its
 #: ``<feature>__source`` column in the features export
@@ -77,181 +41,12 @@ HEADER = "header"  # needs no mask: read from the DICOM header at ingest
 NO_MASK = "none"  # a mask the feature needs is absent
 MASK_SOURCES = (SEG, RTSTRUCT, NIFTI, AUTOMATIC, WITHHELD, REJECTED, HEADER, NO_MASK)
 
-STEATOSIS_CODES = {0: "none", 1: "mild", 2: "moderate-severe"}
-PHASE_CODES = {0: "unenhanced", 1: "arterial", 2: "portal_venous", 3: "delayed"}
-
-_DEFS: tuple[FeatureDef, ...] = (
-    FeatureDef(
-        "liver_volume_ml", "Liver volume", "mL",
-        "Voxel count of the whole-liver mask (vessels and lesions included) times the voxel "
-        "volume. Typical adult liver volume is about 1,000-1,800 mL (Heinemann et al., "
-        "Forensic Sci Int 1999); volume depends on body size, so no fixed normal range is "
-        "applied.",
-        NEUTRAL, (CT, MR)),
-    FeatureDef(
-        "spleen_volume_ml", "Spleen volume", "mL",
-        "Voxel count of the spleen mask times the voxel volume. Splenomegaly is commonly "
-        "taken as a CT volume above about 314 mL (upper limit of normal in Prassopoulos et "
-        "al., Eur Radiol 1997); portal hypertension enlarges the spleen.",
-        HIGHER_IS_WORSE, (CT, MR), normal_range=(None, 314.0)),
-    FeatureDef(
-        "liver_hu_mean", "Liver attenuation (mean)", "HU",
-        f"Mean CT number of the {_PARENCHYMA}. On unenhanced CT a liver attenuation below "
-        "40 HU indicates moderate-severe steatosis (Boyce et al., AJR 2010; Pickhardt et al., "
-        "AJR 2012); normal unenhanced liver is about 55-65 HU.",
-        LOWER_IS_WORSE, (CT,), normal_range=(40.0, None)),
-    FeatureDef(
-        "liver_hu_median", "Liver attenuation (median)", "HU",
-        f"Median CT number of the {_PARENCHYMA}.",
-        LOWER_IS_WORSE, (CT,)),
-    FeatureDef(
-        "liver_hu_sd", "Liver attenuation (SD)", "HU",
-        f"Standard deviation of the CT numbers of the {_PARENCHYMA}; reflects image noise "
-        "and parenchymal heterogeneity.",
-        HIGHER_IS_WORSE, (CT,)),
-    FeatureDef(
-        "spleen_hu_mean", "Spleen attenuation (mean)", "HU",
-        f"Mean CT number of the spleen, {_ERODE}.",
-        NEUTRAL, (CT,)),
-    FeatureDef(
-        "spleen_hu_median", "Spleen attenuation (median)", "HU",
-        f"Median CT number of the spleen, {_ERODE}.",
-        NEUTRAL, (CT,)),
-    FeatureDef(
-        "spleen_hu_sd", "Spleen attenuation (SD)", "HU",
-        f"Standard deviation of the CT numbers of the spleen, {_ERODE}.",
-        NEUTRAL, (CT,)),
-    FeatureDef(
-        "liver_spleen_hu_diff", "Liver minus spleen attenuation", "HU",
-        "liver_hu_mean minus spleen_hu_mean. On unenhanced CT a difference below -10 HU "
-        "indicates moderate-severe steatosis (Park et al., Radiology 2006; Boyce et al., "
-        "AJR 2010); after contrast the difference depends on timing and is not graded.",
-        LOWER_IS_WORSE, (CT,), normal_range=(-10.0, None)),
-    FeatureDef(
-        "liver_spleen_hu_ratio", "Liver/spleen attenuation ratio", "1",
-        "liver_hu_mean / spleen_hu_mean. On unenhanced CT a ratio below 1.0 indicates "
-        "steatosis (Kodama et al., AJR 2007; Park et al., Radiology 2006). Not computed when "
-        "spleen attenuation is below 10 HU (a ratio of small numbers is unstable).",
-        LOWER_IS_WORSE, (CT,), normal_range=(1.0, None)),
-    FeatureDef(
-        "steatosis_grade", "Steatosis grade (unenhanced CT)", "code",
-        "Computed only on unenhanced CT, combining published thresholds: 2 = "
-        "moderate-severe if liver_hu_mean < 40 HU (Boyce et al., AJR 2010) or "
-        "liver_spleen_hu_diff < -10 HU (Park et al., Radiology 2006; Boyce 2010); 1 = mild "
-        "if liver_spleen_hu_ratio < 1.0 (Kodama et al., AJR 2007; Park 2006) or "
-        "liver_hu_mean < 48 HU (Pickhardt et al., AJR 2012); 0 = none. Attenuation is "
-        "insensitive to mild steatosis (< ~10-20% fat), so 0 does not exclude it.",
-        HIGHER_IS_WORSE, (CT,), categorical=True, codes=STEATOSIS_CODES,
-        requires=("unenhanced",)),
-    FeatureDef(
-        "contrast_phase", "Contrast phase", "code",
-        "Decided once, at ingest, from the DICOM header as received (series and protocol "
-        "description, ContrastBolusAgent, bolus start to acquisition delay) before "
-        "de-identification, and stored with the series; feature extraction reads it from "
-        "the store and never re-derives it. Empty when the header did not state it. On CT "
-        "the aortic attenuation then gives an estimate (< 100 HU unenhanced, > 200 HU "
-        "arterial, otherwise portal venous), recorded in the flags (aorta_estimate, "
-        "aorta_hu) and used for phase-dependent features, which are flagged "
-        "contrast_phase_estimated; it is never stored as the phase.",
-        NEUTRAL, (CT, MR), categorical=True, codes=PHASE_CODES),
-    FeatureDef(
-        "liver_surface_nodularity", "Liver surface nodularity", "mm",
-        "Per axial slice (slices with at least 25% of the largest liver cross-section), the "
-        "outer liver contour is compared with a low-pass version of itself (cubic "
-        "Savitzky-Golay fit along the contour over 40 mm); the score is the mean distance "
-        "between them in mm (per-point distances capped at 5 mm so fissures do not "
-        "dominate), modelled on the LSN score of Smith et al. (Radiology 2016), who report "
-        "LSN in tenths of a millimetre. Higher means a more nodular surface "
-        "(fibrosis/cirrhosis). No normal range: values depend on the method and are not "
-        "interchangeable with LSN.",
-        HIGHER_IS_WORSE, (CT, MR)),
-    FeatureDef(
-        "liver_vessel_fraction", "Hepatic vessel volume fraction", "1",
-        "Vessel volume / whole-liver volume. CT without a vessel mask: vessels are traced "
-        "on the liver smoothed by 1.5 mm (seeds beyond 4 noise SDs, hysteresis to 2 SDs, "
-        "tubular components kept by a Hessian vesselness); their volume is the excess "
-        "attenuation summed over the traced vessels dilated by 2 mm divided by (blood - "
-        "parenchyma), a partial-volume integration that sizes vessels thinner than the "
-        "blur. Blood: the liver's vessel trunks on enhanced CT, the aorta on unenhanced CT. "
-        "Not measurable (no value, reason given) when 4 mm vessels reach under 2 smoothed "
-        "noise SDs or, with the aorta's blood level, the contrast is under 40 HU: usually "
-        "the case on unenhanced CT except in severe steatosis. A delivered vessel mask is "
-        "used instead when present (voxel count).",
-        NEUTRAL, (CT, MR)),
-    FeatureDef(
-        "liver_vessel_tortuosity", "Hepatic vessel tortuosity", "1",
-        "Mean over skeleton branches (longer than 5 mm) of path length / chord length of the "
-        "vessel skeleton (3-D thinning on a 1.5 mm isotropic grid).",
-        HIGHER_IS_WORSE, (CT, MR)),
-    FeatureDef(
-        "liver_vessel_branch_density", "Hepatic vessel branch density", "1/L",
-        "Branch points of the vessel skeleton (voxels with 3 or more skeleton neighbours, "
-        "adjacent ones counted once) per litre of liver.",
-        NEUTRAL, (CT, MR)),
-    FeatureDef(
-        "liver_entropy", "Liver first-order entropy", "bits",
-        "IBSI intensity-histogram entropy (log2) of the liver parenchyma after fixed-bin-width "
-        "discretisation: 25 HU bins from -1000 HU on CT; 32 equal bins over the ROI range on "
-        "MR (IBSI, Zwanenburg et al., Radiology 2020). Withheld with the reason when the "
-        "parenchyma has one grey level after binning or fewer than 27 voxels.",
-        HIGHER_IS_WORSE, (CT, MR)),
-    FeatureDef(
-        "liver_glcm_entropy", "Liver GLCM entropy", "bits",
-        "IBSI joint entropy (log2) of the grey-level co-occurrence matrix of the liver "
-        "parenchyma: 3-D, 13 directions merged, distance 1, symmetric; same discretisation "
-        "as liver_entropy (Zwanenburg et al., Radiology 2020). Withheld as liver_entropy, "
-        "and when no two parenchyma voxels are neighbours.",
-        HIGHER_IS_WORSE, (CT, MR)),
-    FeatureDef(
-        "lesion_count", "Lesion count", "1",
-        "Number of 26-connected components of the delivered lesion mask inside the image; "
-        "only when a lesion mask is present.",
-        HIGHER_IS_WORSE, (CT, MR)),
-    FeatureDef(
-        "lesion_volume_ml", "Total lesion volume", "mL",
-        "Voxel count of the delivered lesion mask times the voxel volume; only when a lesion "
-        "mask is present.",
-        HIGHER_IS_WORSE, (CT, MR)),
-    FeatureDef(
-        "liver_mr_intensity_mean", "Liver MR intensity (mean)", "a.u.",
-        f"Mean stored MR signal of the {_PARENCHYMA}. Arbitrary units: comparable only "
-        "within one scanner and protocol.",
-        NEUTRAL, (MR,)),
-    FeatureDef(
-        "liver_mr_intensity_median", "Liver MR intensity (median)", "a.u.",
-        f"Median stored MR signal of the {_PARENCHYMA}.",
-        NEUTRAL, (MR,)),
-    FeatureDef(
-        "liver_mr_intensity_sd", "Liver MR intensity (SD)", "a.u.",
-        f"Standard deviation of the stored MR signal of the {_PARENCHYMA}.",
-        NEUTRAL, (MR,)),
-    FeatureDef(
-        "spleen_mr_intensity_mean", "Spleen MR intensity (mean)", "a.u.",
-        f"Mean stored MR signal of the spleen, {_ERODE}.",
-        NEUTRAL, (MR,)),
-    FeatureDef(
-        "liver_spleen_mr_intensity_ratio", "Liver/spleen MR intensity ratio", "1",
-        "liver_mr_intensity_mean / spleen_mr_intensity_mean (same series, so scanner gain "
-        "cancels).",
-        NEUTRAL, (MR,)),
-)
-
-#: every registered feature, by name
-FEATURES: dict[str, FeatureDef] = {d.name: d for d in _DEFS}
-
-#: the names fixed by ARCHITECTURE.md
-CORE_FEATURES: tuple[str, ...] = (
-    "liver_volume_ml", "spleen_volume_ml", "liver_hu_mean", "liver_hu_median", "liver_hu_sd",
-    "spleen_hu_mean", "liver_spleen_hu_diff", "liver_spleen_hu_ratio",
-    "liver_surface_nodularity", "liver_vessel_fraction", "liver_vessel_tortuosity",
-    "liver_vessel_branch_density",
-)
-
-RADIOMICS_PREFIX = "radiomics_"
+#: every registered imaging feature, by name
+FEATURES: dict[str, Column] = IMAGING_COLUMNS
 
 
-def feature_def(name: str) -> FeatureDef:
-    """The definition of ``name``.
+def feature_def(name: str) -> Column:
+    """The definition of imaging feature ``name``.
 
     IBSI radiomics features (``radiomics_<roi>_<mirp name>``) get a generic definition.
 
@@ -260,25 +55,7 @@ def feature_def(name: str) -> FeatureDef:
     FeatureError
         If ``name`` is not a registered feature.
     """
-    d = FEATURES.get(name)
-    if d is not None:
-        return d
-    if name.startswith(RADIOMICS_PREFIX):
-        return FeatureDef(
-            name, name.removeprefix(RADIOMICS_PREFIX).replace("_", " "), "1",
-            "IBSI radiomics feature computed by MIRP (research mode); the settings are "
-            "stored in the feature run.", NEUTRAL, (CT, MR))
-    raise FeatureError(f"feature {name!r} is not in the registry; known: {sorted(FEATURES)}")
-
-
-def label(name: str) -> str:
-    """Human label of ``name`` (see :func:`feature_def`)."""
-    return feature_def(name).label
-
-
-def unit(name: str) -> str:
-    """Unit of ``name`` (see :func:`feature_def`)."""
-    return feature_def(name).unit
+    return imaging_feature(name)
 
 
 def applies_to(name: str, modality: str) -> bool:

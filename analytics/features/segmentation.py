@@ -174,13 +174,13 @@ from analytics.features.measure import largest_component
 from analytics.features.necks import ball as _ball
 from analytics.features.necks import split_at_necks as _split_at_necks
 from analytics.features.totalseg import (
+    CLASSICAL_METHOD,
     MR_NEEDS_MASK,
     TOTALSEG_METHOD,
     choose_engine,
     run_totalsegmentator,
 )
 
-CLASSICAL_METHOD = "classical-v4"
 # a spleen's core is split where its neck radius is below 0.6 x the smaller part's radius
 SPLEEN_NECK_RATIO = 0.6
 # liver homogeneity: local mean over a Gaussian of this sigma (coarse voxels, 7.5 mm) inside

@@ -30,10 +30,14 @@ from pathlib import Path
 import numpy as np
 
 from analytics.errors import FeatureError, MissingExtraError
+from analytics.ingest.resample import index_affine
 from analytics.store.dicom import delivered_segments
 
 TOTALSEG_METHOD = "totalsegmentator"
 CLASSICAL = "classical"
+#: method name of the classical pipeline (``analytics.features.segmentation``); defined
+#: here, with the engine names, so the engine chooser needs no import of the pipeline
+CLASSICAL_METHOD = "classical-v4"
 ENGINES = ("auto", CLASSICAL, TOTALSEG_METHOD)
 #: TotalSegmentator's task for each modality
 TASKS = {"CT": "total", "MR": "total_mr"}
@@ -235,7 +239,7 @@ def engine_summary(method: str = "auto") -> dict[str, object]:
             why = "" if engine is not None else MR_NEEDS_MASK
         out[modality] = {
             "engine": (status.engine if engine == TOTALSEG_METHOD else
-                       classical_label() if engine == CLASSICAL else None),
+                       CLASSICAL_METHOD if engine == CLASSICAL else None),
             "reason": why,
             "totalsegmentator": {"available": status.available, "reason": status.reason,
                                  "version": status.version, "task": status.task,
@@ -272,8 +276,6 @@ def canonical_affine(origin_mm, direction, spacing_mm, perm, flips, shape) -> np
     grid (as :class:`~analytics.ingest.volume.Volume`); ``perm``, ``flips`` and ``shape``
     (of the canonical array) the :class:`~analytics.features.geometry.Orientation`.
     """
-    from analytics.ingest.resample import index_affine
-
     native = index_affine(origin_mm, direction, spacing_mm)  # (i, j, k) -> LPS
     m = np.zeros((4, 4))
     m[3, 3] = 1.0
@@ -366,9 +368,3 @@ def run_totalsegmentator(image: np.ndarray, spacing: tuple[float, float, float],
     return ({name: canon == value for name, value in TASK_LABELS[status.task].items()},
             status.engine)
 
-
-def classical_label() -> str:
-    """The classical pipeline's method name (imported late: segmentation imports this)."""
-    from analytics.features.segmentation import CLASSICAL_METHOD
-
-    return CLASSICAL_METHOD

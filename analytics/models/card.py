@@ -12,7 +12,7 @@ from typing import Any
 
 from analytics.errors import ModelIntegrityError
 from analytics.models.estimators import AUTO_PENALTY
-from analytics.models.landmark import describe_column
+from analytics.vocabulary import describe_column
 
 #: sections every card must have (TRIPOD+AI items they answer in the comments)
 REQUIRED_SECTIONS = (

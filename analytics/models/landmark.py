@@ -13,8 +13,8 @@ History features of a feature ``f`` at ``s`` use only visits with ``time <= s``:
 - ``f_slope``: ordinary least-squares slope per year over every measurement so far;
   0 with fewer than two measurements (no change observed yet; ``n_visits`` tells the
   model how much history there is);
-- ``f_worst``: the worst value so far: the minimum when low is worse (registry
-  direction, else :data:`LOW_IS_WORSE`), the maximum otherwise;
+- ``f_worst``: the worst value so far: the minimum when low is worse (the
+  direction of :mod:`analytics.vocabulary`), the maximum otherwise;
 - ``age_years`` is carried forward as age at ``s`` (last recorded age + elapsed time);
   ``age_years`` and categorical columns get no slope or worst value.
 
@@ -34,7 +34,7 @@ import pandas as pd
 
 from analytics.cohort_types import CENSORED, VISIT_KEYS, CohortTable
 from analytics.errors import ModelError
-from analytics.models.labels import (  # re-exported: other stages import them from here
+from analytics.vocabulary import (  # re-exported: other stages import them from here
     LANDMARK,
     LANDMARK_SQ,
     LOW_IS_WORSE,

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analytics import vocabulary
+
 __all__ = [
     "BILIRUBIN_UMOL_PER_MG_DL",
     "CLINICAL_SCORES",
@@ -258,28 +260,33 @@ class ScoreDef:
 
 _MELD_LABS = ("bilirubin_mg_dl", "inr", "creatinine_mg_dl")
 
+def _shown(name: str) -> tuple[str, str]:
+    """Label and unit of score ``name`` (the vocabulary's)."""
+    return vocabulary.label(name), vocabulary.unit(name)
+
+
 CLINICAL_SCORES: dict[str, ScoreDef] = {
     "meld": ScoreDef(
-        meld, _MELD_LABS, "MELD", "points",
+        meld, _MELD_LABS, *_shown("meld"),
         "Kamath PS et al. Hepatology 2001;33:464-70; OPTN policy 9.1.D bounds and rounding"),
     "meld_na": ScoreDef(
-        meld_na, (*_MELD_LABS, "sodium_mmol_l"), "MELD-Na", "points",
+        meld_na, (*_MELD_LABS, "sodium_mmol_l"), *_shown("meld_na"),
         "Kim WR et al. N Engl J Med 2008;359:1018-26; OPTN policy 9.1.D (2016)"),
     "fib4": ScoreDef(
-        fib4, ("age_years", "ast_u_l", "alt_u_l", "platelets_10e9_l"), "FIB-4", "1",
+        fib4, ("age_years", "ast_u_l", "alt_u_l", "platelets_10e9_l"), *_shown("fib4"),
         "Sterling RK et al. Hepatology 2006;43:1317-25"),
     "apri": ScoreDef(
-        apri, ("ast_u_l", "platelets_10e9_l"), "APRI", "1",
+        apri, ("ast_u_l", "platelets_10e9_l"), *_shown("apri"),
         "Wai CT et al. Hepatology 2003;38:518-26 (AST ULN 40 U/L)"),
     "albi": ScoreDef(
-        albi, ("bilirubin_mg_dl", "albumin_g_dl"), "ALBI score", "1",
+        albi, ("bilirubin_mg_dl", "albumin_g_dl"), *_shown("albi"),
         "Johnson PJ et al. J Clin Oncol 2015;33:550-8"),
     "albi_grade": ScoreDef(
-        albi_grade, ("bilirubin_mg_dl", "albumin_g_dl"), "ALBI grade", "grade",
+        albi_grade, ("bilirubin_mg_dl", "albumin_g_dl"), *_shown("albi_grade"),
         "Johnson PJ et al. J Clin Oncol 2015;33:550-8"),
     "mayo_pbc": ScoreDef(
         mayo_pbc, ("bilirubin_mg_dl", "albumin_g_dl", "age_years", "prothrombin_s"),
-        "Mayo PBC risk score", "1", "Dickson ER et al. Hepatology 1989;10:1-7"),
+        *_shown("mayo_pbc"), "Dickson ER et al. Hepatology 1989;10:1-7"),
 }
 
 

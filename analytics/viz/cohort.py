@@ -8,7 +8,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from analytics.viz.labels import feature_label
 from analytics.viz.palette import (
     NEUTRAL,
     OKABE_ITO,
@@ -16,6 +15,7 @@ from analytics.viz.palette import (
     event_colour,
     event_symbol,
 )
+from analytics.vocabulary import label_with_unit
 
 TIMELINE_COLUMNS = ("pseudonym", "kind", "time_years", "event")
 
@@ -126,8 +126,8 @@ def biomarker_distribution(patients: pd.DataFrame, name: str, *, unit: str | Non
             marker={"color": colour} if colour else None,
             hovertemplate="%{text}: %{y}<extra></extra>"))
     if not fig.data:
-        fig.add_annotation(text=f"No {feature_label(name, unit)} values yet", showarrow=False,
+        fig.add_annotation(text=f"No {label_with_unit(name, unit)} values yet", showarrow=False,
                            x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_yaxes(title=feature_label(name, unit))
+    fig.update_yaxes(title=label_with_unit(name, unit))
     fig.update_layout(showlegend=False)
     return apply_layout(fig, height=360)

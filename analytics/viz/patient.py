@@ -6,8 +6,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from analytics.viz.labels import feature_label
 from analytics.viz.palette import OKABE_ITO, apply_layout, event_colour, series_colour
+from analytics.vocabulary import label_with_unit
 
 BIOMARKER_COLUMNS = ("time_years", "name", "value", "unit")
 NO_PHASE = "phase not recorded"
@@ -57,7 +57,7 @@ def biomarker_trajectory(biomarkers: pd.DataFrame, names: list[str], *,
     labels = []
     for n in present:
         units = biomarkers.loc[biomarkers["name"] == n, "unit"].dropna()
-        labels.append(feature_label(n, units.iloc[0] if len(units) else None))
+        labels.append(label_with_unit(n, units.iloc[0] if len(units) else None))
     fig = make_subplots(rows=len(present), cols=1, shared_xaxes=True,
                         vertical_spacing=min(0.08, 0.3 / len(present)))
     has_phase = "contrast_phase" in biomarkers.columns

@@ -13,9 +13,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from analytics.errors import FeatureError
-from analytics.features.registry import CORE_FEATURES, feature_def
-from analytics.viz.labels import feature_label, feature_unit
+from analytics import vocabulary
 from analytics.viz.palette import OKABE_ITO
 
 if TYPE_CHECKING:
@@ -131,11 +129,8 @@ SUMMARY_COLUMNS = ("name", "label", "unit", "kind", "latest", "latest_time", "pr
 
 
 def normal_range(name: str) -> tuple[float | None, float | None] | None:
-    """The feature registry's published normal range of ``name`` (None if it has none)."""
-    try:
-        return feature_def(name).normal_range
-    except FeatureError:
-        return None
+    """The vocabulary's published normal range of ``name`` (None if it has none)."""
+    return vocabulary.normal_range(name)
 
 
 def _flag(value: float, rng: tuple[float | None, float | None] | None) -> str:
@@ -175,7 +170,7 @@ def biomarker_summary(biomarkers: pd.DataFrame, visits: pd.DataFrame, *,
     """
     rows = []
     names = list(imaging) if imaging is not None else [
-        n for n in CORE_FEATURES if not biomarkers.empty and (biomarkers["name"] == n).any()]
+        n for n in vocabulary.CORE_FEATURES if not biomarkers.empty and (biomarkers["name"] == n).any()]
     for n in names:
         part = biomarkers[(biomarkers["name"] == n) & biomarkers["value"].notna()] \
             if not biomarkers.empty else biomarkers
@@ -200,8 +195,8 @@ def biomarker_summary(biomarkers: pd.DataFrame, visits: pd.DataFrame, *,
         rng = normal_range(n) if kind == "imaging" else None
         latest = float(values[-1])
         previous = float(values[-2]) if len(values) > 1 else np.nan
-        shown_unit = feature_unit(n, unit)
-        out.append({"name": n, "label": feature_label(n, unit), "unit":
+        shown_unit = vocabulary.shown_unit(n, unit)
+        out.append({"name": n, "label": vocabulary.label_with_unit(n, unit), "unit":
                     "" if shown_unit in (None, "1", "code") else shown_unit, "kind": kind,
                     "latest": latest, "latest_time": float(times[-1]), "previous": previous,
                     "change": latest - previous if np.isfinite(previous) else np.nan,

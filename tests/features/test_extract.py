@@ -9,11 +9,13 @@ from scipy.stats import spearmanr
 from analytics.errors import FeatureError
 from analytics.features.attenuation import steatosis_grade
 from analytics.features.extract import WITHHELD_MASKS, extract_series_features
+from analytics.features.families import FAMILIES
 from analytics.features.nodularity import surface_nodularity
-from analytics.features.registry import CORE_FEATURES, FEATURES, feature_def, label, unit
+from analytics.features.registry import CORE_FEATURES, FEATURES, feature_def
 from analytics.ingest.volume import MaskSet, Volume
 from analytics.synthetic import anatomy as A
 from analytics.synthetic.phantom import synthesize_visit_volume
+from analytics.vocabulary import label, unit
 from tests.features.phantoms import abdomen, reoriented
 
 SIZE_KEYS = ("liver_volume_ml", "spleen_volume_ml")
@@ -207,6 +209,16 @@ def test_phantom_values_against_construction_truth(phantom) -> None:
     assert flags["lesion_count"]["mask_source"] == "seg"
     assert flags["contrast_phase"]["mask_source"] == "header"
     assert res.mask_sources["liver"] == "seg"
+    # every value carries the vocabulary's unit, and every CT feature is produced
+    assert {n: fv.unit for n, fv in res.values.items()} == {n: unit(n) for n in res.values}
+    assert set(res.values) == {n for n, d in FEATURES.items() if "CT" in d.modalities}
+
+
+def test_every_registered_feature_belongs_to_exactly_one_family() -> None:
+    owned = [n for family in FAMILIES for n in family.features]
+    assert len(owned) == len(set(owned))
+    assert set(owned) == set(FEATURES)
+    assert all(callable(family.compute) for family in FAMILIES)
 
 
 @pytest.mark.parametrize(("feet_first", "transpose_xy", "anisotropic"), [

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analytics.features.extract import _estimate_phase
+from analytics.features.families import estimate_phase
 from analytics.features.geometry import orientation
 from analytics.features.landmarks import find_aorta
 from analytics.ingest.volume import Volume
@@ -45,7 +45,7 @@ def _measure(sv) -> dict:
     liver = sv.masks()["liver"]
     truth = sv.labels == LABELS["aorta"]
     mask = find_aorta(hu, sv.spacing_mm, liver=liver)
-    phase, aorta_hu = _estimate_phase(hu, sv.spacing_mm, None, liver)
+    phase, aorta_hu = estimate_phase(hu, sv.spacing_mm, None, liver)
     out = {"found": mask is not None and bool(mask.any()), "phase": phase,
            "hu": aorta_hu, "precision": None, "voxels": 0}
     if out["found"]:
@@ -141,4 +141,4 @@ def test_no_aorta_gives_none(phase) -> None:
     hu[aorta] = fat + np.random.default_rng(5).normal(0.0, 12.0, int(aorta.sum()))
     liver = sv.masks()["liver"]
     assert find_aorta(hu, sv.spacing_mm, liver=liver) is None
-    assert _estimate_phase(hu, sv.spacing_mm, None, liver)[0] is None
+    assert estimate_phase(hu, sv.spacing_mm, None, liver)[0] is None

@@ -9,7 +9,7 @@ import pytest
 
 from analytics import viz
 from analytics.viz import palette
-from analytics.viz.labels import feature_label, feature_unit
+from analytics.vocabulary import label_with_unit, shown_unit
 
 
 def test_okabe_ito_values_are_the_published_ones():
@@ -50,7 +50,7 @@ def test_unknown_event_gets_a_stable_okabe_ito_colour():
         ("platelets_10e9_l", None, "Platelets (10⁹/L)"),
         ("ast_u_l", None, "AST (U/L)"),
         ("sodium_mmol_l", None, "Sodium (mmol/L)"),
-        ("prothrombin_s", None, "Prothrombin (s)"),
+        ("prothrombin_s", None, "Prothrombin time (s)"),
         ("inr", None, "INR"),
         ("liver_vessel_fraction", "1", "Liver vessel fraction"),
         ("liver_surface_nodularity", "LSN", "Liver surface nodularity (LSN)"),
@@ -60,12 +60,12 @@ def test_unknown_event_gets_a_stable_okabe_ito_colour():
     ],
 )
 def test_feature_labels_carry_units(name, unit, label):
-    assert feature_label(name, unit) == label
+    assert label_with_unit(name, unit) == label
 
 
 def test_stored_unit_wins_over_the_name():
-    assert feature_unit("liver_volume_ml", "cm3") == "cm3"
-    assert feature_unit("liver_volume_ml") == "mL"
+    assert shown_unit("liver_volume_ml", "cm3") == "cm3"
+    assert shown_unit("liver_volume_ml") == "mL"
 
 
 def _timeline() -> pd.DataFrame:

@@ -13,6 +13,7 @@ A ``PatientAnatomy`` is drawn once per patient; ``render_tissue`` renders it for
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -177,8 +178,7 @@ def draw_anatomy(rng: np.random.Generator, *, sex: str = "F", n_cysts: int | Non
     organ = float(size * rng.normal(1.0, 0.04))
     # the draws below keep their order: a patient's anatomy is fixed by the seed
     parts = _draw_organs(rng, organ)
-    parts.update(_draw_tissues_and_vessels(rng, male, parts["liver_right"],
-                                           parts["liver_left"]))
+    parts.update(_draw_body_traits(rng, male, parts["liver_right"], parts["liver_left"]))
     parts.update(body_semi_axes=(body_a, body_b), body_harmonics=harmonics, lesions=())
     sdf = _liver_sdf_before_vessels(parts)
     c = np.asarray(parts["liver_centre"])
@@ -229,9 +229,9 @@ def _draw_organs(rng: np.random.Generator, organ: float) -> dict:
                 bowel=tuple(loops), gallbladder=gallbladder, lungs=lungs)
 
 
-def _draw_tissues_and_vessels(rng: np.random.Generator, male: bool, liver_right: Ellipsoid,
-                              liver_left: Ellipsoid) -> dict:
-    """Body wall, liver cut and surface fields, spleen warp, great vessels, spine, ribs."""
+def _draw_body_traits(rng: np.random.Generator, male: bool, liver_right: Ellipsoid,
+                      liver_left: Ellipsoid) -> dict:
+    """Body wall, liver cut and surface fields, spleen warp, aorta and IVC, spine, ribs."""
     return dict(
         body_exponent=float(rng.uniform(2.1, 2.5)),
         subcut_fat_mm=float(np.clip(rng.normal(16.0 if male else 24.0, 7.0), 6.0, 45.0)),
@@ -249,8 +249,8 @@ def _draw_tissues_and_vessels(rng: np.random.Generator, male: bool, liver_right:
     )
 
 
-def _liver_sdf_before_vessels(parts: dict):
-    """Signed distance (mm) to the healthy liver surface of ``parts``, at ``(n, 3)`` points."""
+def _liver_sdf_before_vessels(parts: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """Signed distance (mm) to the smooth liver surface of ``parts``, at ``(n, 3)`` points."""
     shape_only = _liver_shape_only(parts)
 
     def sdf(points: np.ndarray) -> np.ndarray:

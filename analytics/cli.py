@@ -15,6 +15,8 @@ from typing import Any
 
 from analytics.config import Settings, load_settings
 from analytics.errors import HepaTrackError
+from analytics.features import radiomics_configs
+from analytics.models.settings import KINDS, ModelSettings
 
 log = logging.getLogger("hepatrack")
 
@@ -68,8 +70,6 @@ def _float_list(text: str) -> list[float]:
 
 
 def _radiomics_config(name: str) -> str:
-    from analytics.features import radiomics_configs
-
     if name not in radiomics_configs.CONFIGS:
         raise argparse.ArgumentTypeError(
             f"unknown radiomics configuration {name!r}; expected one of: "
@@ -78,26 +78,34 @@ def _radiomics_config(name: str) -> str:
 
 
 def _radiomics_help() -> str:
-    from analytics.features import radiomics_configs
-
     return radiomics_configs.help_text().replace("%", "%%")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``hepatrack`` parser: global options, then one sub-parser per command."""
     p = argparse.ArgumentParser(prog="hepatrack", description=__doc__.splitlines()[0])
     p.add_argument("--home", help="home directory (default $HEPATRACK_HOME or ./.hepatrack)")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add_command in _COMMAND_PARSERS:
+        add_command(sub)
+    return p
 
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("demo", help="build the sample cohort and run every stage")
     s.add_argument("--patients", type=int, default=None)
     s.add_argument("--seed", type=int, default=7)
     s.add_argument("--json", action="store_true")
 
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("serve", help="run the dashboard")
     s.add_argument("--port", type=int, default=8501)
     s.add_argument("--address", default="localhost")
 
+
+def _add_synth(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("synth", help="write a synthetic longitudinal cohort")
     s.add_argument("--patients", type=int, default=None, help="default 12 (or --config)")
     s.add_argument("--seed", type=int, default=None, help="default 7 (or --config)")
@@ -109,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int, default=1, help="processes writing imaging")
     s.add_argument("--json", action="store_true")
 
+
+def _add_ingest(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("ingest", help="ingest DICOM files, folders, zips or a DICOMweb URL")
     s.add_argument("sources", nargs="+", metavar="SOURCE")
     s.add_argument("--json", action="store_true")
@@ -121,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="label names of NIfTI label maps: value=name pairs (5=liver,1=spleen) "
                         "or totalsegmentator-v1 / -v2 / -mr / -liver-vessels")
 
+
+def _add_features(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("features", help="extract imaging biomarkers")
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--all", action="store_true")
@@ -142,13 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "TotalSegmentator or a mask), classical (CT only), totalsegmentator")
     s.add_argument("--json", action="store_true")
 
+
+def _add_import_cohort(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("import-cohort", help="import visits and outcomes CSVs")
     s.add_argument("--visits", required=True)
     s.add_argument("--outcomes", required=True)
     s.add_argument("--json", action="store_true")
 
-    from analytics.models.settings import KINDS, ModelSettings
 
+def _add_train(sub: argparse._SubParsersAction) -> None:
     d = ModelSettings()  # every default of ``train`` comes from the model settings
     s = sub.add_parser("train", help="train a survival model")
     s.add_argument("--model", choices=list(KINDS), default=d.kind)
@@ -163,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="synthetic truth.json for the oracle C-index (default: found in home)")
     s.add_argument("--json", action="store_true")
 
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("predict", help="risk trajectory of a patient")
     g = s.add_mutually_exclusive_group(required=True)
     g.add_argument("--patient", metavar="ID")
@@ -172,15 +188,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model-id", default=None)
     s.add_argument("--json", action="store_true")
 
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("report", help="MDT PDF report")
     s.add_argument("--patient", required=True, action="append")
     s.add_argument("--out", required=True)
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("export", help="export features, cohort, predictions or masks")
     s.add_argument("--what", choices=["features", "cohort", "predictions", "masks"],
                    required=True)
     s.add_argument("--out", required=True, help="a .csv/.parquet file; a folder for masks")
 
+
+def _add_masks(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("masks", help="list, reject or restore automatic masks")
     ms = s.add_subparsers(dest="masks_command", required=True)
     a = ms.add_parser("list")
@@ -195,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the clinician's account the review is recorded under")
         a.add_argument("--json", action="store_true")
 
+
+def _add_users(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("users", help="manage local accounts")
     us = s.add_subparsers(dest="users_command", required=True)
     a = us.add_parser("add")
@@ -203,13 +227,21 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--password", default=None, help="default: read from stdin")
     us.add_parser("list")
 
+
+def _add_audit(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("audit", help="audit trail")
     au = s.add_subparsers(dest="audit_command", required=True)
     v = au.add_parser("verify")
     v.add_argument("--file", default=None, help="verify an export written by 'audit export'")
     e = au.add_parser("export")
     e.add_argument("--out", required=True, help="JSON file: records, hashes and the anchor")
-    return p
+
+
+#: the sub-parser of every command, in the order ``hepatrack --help`` lists them
+_COMMAND_PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_demo, _add_serve, _add_synth, _add_ingest, _add_features, _add_import_cohort,
+    _add_train, _add_predict, _add_report, _add_export, _add_masks, _add_users, _add_audit,
+)
 
 
 def _emit(result: CommandResult, as_json: bool) -> None:

@@ -35,7 +35,8 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import Counter, defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from analytics.cohort.columns import (
     CODED_COLUMNS,
@@ -126,22 +127,58 @@ def validate(visits: RawTable, outcomes: RawTable,
     contexts = contexts or {}
     _require(visits, (ID_COLUMN,), "patient_id, time or date, then feature columns")
     _require(outcomes, (ID_COLUMN, EVENT_COLUMN), "patient_id, time or date, event")
-    vcol, ocol = Collector(visits.name), Collector(outcomes.name)
-    for table, col in ((visits, vcol), (outcomes, ocol)):
+    run = _Run(visits, outcomes, contexts, Collector(visits.name), Collector(outcomes.name))
+    for check in _CHECKS:
+        check(run)
+    return _result(run)
+
+
+@dataclass
+class _Run:
+    """What the checks of one import share; each check reads what earlier ones filled in.
+
+    ``vcol`` and ``ocol`` keep the first rejection of a row, so the order of
+    :data:`_CHECKS` decides which reason a row with several problems is given.
+    """
+
+    visits: RawTable
+    outcomes: RawTable
+    contexts: Mapping[str, PatientContext]
+    vcol: Collector
+    ocol: Collector
+    warnings: list[Issue] = field(default_factory=list)  # file- and column-level
+    value_cols: list[str] = field(default_factory=list)  # as named in the visits file
+    aliases: dict[str, tuple[str, float]] = field(default_factory=dict)  # -> (lab, divisor)
+    categorical: set[str] = field(default_factory=set)
+    vrecs: list[VisitRecord] = field(default_factory=list)
+    all_visit_keys: set[str] = field(default_factory=set)  # also of rejected visit rows
+    n_values: Counter[str] = field(default_factory=Counter)
+    orecs: dict[str, OutcomeRecord] = field(default_factory=dict)
+    rejected_outcome_row: dict[str, int] = field(default_factory=dict)
+    baselines: dict[str, dt.date | None] = field(default_factory=dict)
+    outcome_time: dict[str, tuple[float, str, str]] = field(default_factory=dict)
+    sex: dict[str, str] = field(default_factory=dict)
+
+
+def _check_layout(run: _Run) -> None:
+    """Malformed lines are rejected; both 'time' and 'date', or extra outcome columns, warn."""
+    visits, outcomes = run.visits, run.outcomes
+    for table, col in ((visits, run.vcol), (outcomes, run.ocol)):
         for row, line, msg in table.malformed:
             col.rejected[row] = Issue(table.name, row, line, msg)
-    warnings: list[Issue] = []
     for table in (visits, outcomes):
         if TIME_COLUMN in table.columns and DATE_COLUMN in table.columns:
-            warnings.append(Issue(table.name, None, None, "both 'time' and 'date' columns: "
-                                  "the date is used where given, the time elsewhere"))
+            run.warnings.append(Issue(table.name, None, None, "both 'time' and 'date' columns: "
+                                      "the date is used where given, the time elsewhere"))
     extra = [c for c in outcomes.columns if c not in (*RESERVED, EVENT_COLUMN)]
     if extra:
-        warnings.append(Issue(outcomes.name, None, None, f"columns {extra} are not part of "
-                              "the outcomes format and are ignored"))
+        run.warnings.append(Issue(outcomes.name, None, None, f"columns {extra} are not part of "
+                                  "the outcomes format and are ignored"))
 
-    value_cols: list[str] = []
-    aliases: dict[str, tuple[str, float]] = {}
+
+def _check_value_columns(run: _Run) -> None:
+    """The visits file's value columns: reserved names, unit aliases, generic column types."""
+    visits, warnings = run.visits, run.warnings
     for c in visits.columns:
         if c in RESERVED:
             continue
@@ -157,35 +194,37 @@ def validate(visits: RawTable, outcomes: RawTable,
                     f"columns {c} and {target} both present: {c} is kept as a generic "
                     f"column, the scores use {target}")))
             else:
-                aliases[c] = (target, factor)
+                run.aliases[c] = (target, factor)
                 warnings.append(Issue(visits.name, None, None, column=c, reason=(
                     f"column {c} is imported as {target} (divided by {factor:.6g})")))
-        value_cols.append(c)
-    generic = [c for c in value_cols
-               if c not in LAB_COLUMNS and c not in CODED_COLUMNS and c not in aliases]
-    categorical, type_warnings = generic_types(visits, generic)
+        run.value_cols.append(c)
+    generic = [c for c in run.value_cols
+               if c not in LAB_COLUMNS and c not in CODED_COLUMNS and c not in run.aliases]
+    run.categorical, type_warnings = generic_types(visits, generic)
     warnings += type_warnings
 
-    # ---- parse rows
-    vrecs: list[VisitRecord] = []
-    all_visit_keys: set[str] = set()
-    n_values: Counter[str] = Counter()
+
+def _parse_visit_rows(run: _Run) -> None:
+    """Each visit row's patient, time or date and values (types, codes, plausible ranges)."""
+    visits, vcol, contexts = run.visits, run.vcol, run.contexts
     for r in visits.rows:
         key = row_patient_key(r, vcol, contexts)
         if key is None:
             continue
-        all_visit_keys.add(key)
+        run.all_visit_keys.add(key)
         when = parse_when(visits, r, vcol)
-        values = parse_values(visits, r, value_cols, categorical, vcol, aliases)
+        values = parse_values(visits, r, run.value_cols, run.categorical, vcol, run.aliases)
         if when is None or values is None:
             continue
-        n_values.update(values.keys())
-        vrecs.append(VisitRecord(key, r.row, r.line, when[0], _shift(when[1],
-                                 contexts.get(key)), values))
+        run.n_values.update(values.keys())
+        run.vrecs.append(VisitRecord(key, r.row, r.line, when[0], _shift(when[1],
+                                     contexts.get(key)), values))
 
-    orecs: dict[str, OutcomeRecord] = {}
+
+def _parse_outcome_rows(run: _Run) -> None:
+    """Each outcome row's patient (one row each), time or date and event name."""
+    outcomes, ocol, contexts = run.outcomes, run.ocol, run.contexts
     first_outcome: dict[str, RawRow] = {}
-    rejected_outcome_row: dict[str, int] = {}
     unknown_events: Counter[str] = Counter()
     for r in outcomes.rows:
         key = row_patient_key(r, ocol, contexts)
@@ -202,50 +241,78 @@ def validate(visits: RawTable, outcomes: RawTable,
         if why is not None:
             ocol.reject(r, why)
         if when is None or event is None:
-            rejected_outcome_row.setdefault(key, r.row)
+            run.rejected_outcome_row.setdefault(key, r.row)
             continue
         if event != CENSORED and event not in KNOWN_EVENTS:
             unknown_events[event] += 1
-        orecs[key] = OutcomeRecord(key, r.row, r.line, when[0],
-                                   _shift(when[1], contexts.get(key)), event)
+        run.orecs[key] = OutcomeRecord(key, r.row, r.line, when[0],
+                                       _shift(when[1], contexts.get(key)), event)
     for event, n in sorted(unknown_events.items()):
-        warnings.append(Issue(outcomes.name, None, None, column=EVENT_COLUMN,
-                              reason=f"event {event!r} ({n} rows) is not a known event name "
-                                     f"({', '.join(sorted(KNOWN_EVENTS))}); imported as its "
-                                     "own event type"))
+        run.warnings.append(Issue(outcomes.name, None, None, column=EVENT_COLUMN,
+                                  reason=f"event {event!r} ({n} rows) is not a known event "
+                                         f"name ({', '.join(sorted(KNOWN_EVENTS))}); imported "
+                                         "as its own event type"))
 
-    # ---- baselines and times
+
+def _resolve_baselines(run: _Run) -> None:
+    """Each patient's baseline date: the stored one, else the earliest date known."""
     dated: dict[str, list[dt.date]] = defaultdict(list)
-    for v in vrecs:
+    for v in run.vrecs:
         if v.date is not None:
             dated[v.key].append(v.date)
-    baselines: dict[str, dt.date | None] = {}
-    for key in {v.key for v in vrecs} | set(orecs):
-        ctx = contexts.get(key)
-        if ctx is not None and ctx.baseline_date is not None:
-            baselines[key] = ctx.baseline_date
-            continue
-        candidates = list(dated.get(key, []))
-        if ctx is not None and ctx.earliest_date is not None:
-            candidates.append(ctx.earliest_date)
-        baselines[key] = min(candidates) if candidates else None
+    for key in {v.key for v in run.vrecs} | set(run.orecs):
+        run.baselines[key] = _baseline_date(run.contexts.get(key), dated.get(key, []))
 
-    for v in vrecs:
-        base = baselines[v.key]
+
+def _baseline_date(ctx: PatientContext | None, visit_dates: list[dt.date]) -> dt.date | None:
+    """A patient's baseline date (de-identified calendar), or None when only times are known.
+
+    Parameters
+    ----------
+    ctx
+        What the store knows of the patient (None: a patient new to the store).
+    visit_dates
+        Dates of the patient's visit rows in this file (shifted).
+
+    Returns
+    -------
+    datetime.date or None
+        The stored baseline date if there is one; else the earliest of ``visit_dates`` and
+        the patient's earliest stored date.
+    """
+    if ctx is not None and ctx.baseline_date is not None:
+        return ctx.baseline_date
+    candidates = list(visit_dates)
+    if ctx is not None and ctx.earliest_date is not None:
+        candidates.append(ctx.earliest_date)
+    return min(candidates) if candidates else None
+
+
+def _resolve_visit_times(run: _Run) -> None:
+    """Years since baseline of each visit; a date before the stored baseline is rejected."""
+    for v in run.vrecs:
+        base = run.baselines[v.key]
         if v.date is None:
             v.time_years = float(v.time_given)  # type: ignore[arg-type]
         elif base is not None and v.date < base:
-            vcol.reject(v, f"date {v.date.isoformat()} (de-identified calendar) is before the "
-                           f"patient's baseline date {base.isoformat()}")
+            run.vcol.reject(v, f"date {v.date.isoformat()} (de-identified calendar) is before "
+                               f"the patient's baseline date {base.isoformat()}")
         else:
             v.time_years = _years(v.date, base)  # type: ignore[arg-type]
 
+
+def _resolve_outcome_times(run: _Run) -> None:
+    """Each patient's end of follow-up: from this file's outcome row, else the stored one.
+
+    Rejects an outcome dated without a baseline, before the baseline or before the first
+    visit, and an outcome of a patient with no visits here or in the store.
+    """
+    ocol, contexts, baselines = run.ocol, run.contexts, run.baselines
     first_time: dict[str, float] = {}
-    for v in vrecs:
-        if v.row not in vcol.rejected:
+    for v in run.vrecs:
+        if v.row not in run.vcol.rejected:
             first_time[v.key] = min(first_time.get(v.key, math.inf), v.time_years)
-    outcome_time: dict[str, tuple[float, str, str]] = {}  # key -> (time, event, where)
-    for key, o in orecs.items():
+    for key, o in run.orecs.items():
         base = baselines.get(key)
         if o.date is None:
             o.time_years = float(o.time_given)  # type: ignore[arg-type]
@@ -253,36 +320,40 @@ def validate(visits: RawTable, outcomes: RawTable,
             ocol.reject(o, "the outcome has a date but the patient's visits have only times "
                            "and no baseline date is stored; give 'time' (years since "
                            "baseline) instead")
-            rejected_outcome_row.setdefault(key, o.row)
+            run.rejected_outcome_row.setdefault(key, o.row)
             continue
         else:
             o.time_years = _years(o.date, base)
         if o.time_years < 0:
             ocol.reject(o, f"end of follow-up on {o.date} (de-identified calendar) is before "
                            f"the patient's baseline date {base}")
-            rejected_outcome_row.setdefault(key, o.row)
+            run.rejected_outcome_row.setdefault(key, o.row)
             continue
         if key in first_time and o.time_years < first_time[key] - TIME_EPS:
             ocol.reject(o, f"end of follow-up at {fmt(o.time_years)} years is before the "
                            f"patient's first visit at {fmt(first_time[key])} years")
-            rejected_outcome_row.setdefault(key, o.row)
+            run.rejected_outcome_row.setdefault(key, o.row)
             continue
-        if key not in all_visit_keys and not (contexts.get(key) and contexts[key].has_records):
-            ocol.reject(o, f"unknown patient {key!r}: no rows in {visits.name} and no scans or "
-                           "visits stored")
+        if (key not in run.all_visit_keys
+                and not (contexts.get(key) and contexts[key].has_records)):
+            ocol.reject(o, f"unknown patient {key!r}: no rows in {run.visits.name} and no "
+                           "scans or visits stored")
             continue
-        outcome_time[key] = (o.time_years, o.event, f"{outcomes.name} row {o.row}")
+        run.outcome_time[key] = (o.time_years, o.event, f"{run.outcomes.name} row {o.row}")
     for key, ctx in contexts.items():
         # a stored outcome stands unless this file replaces it with an accepted row
-        if key not in outcome_time and ctx.outcome is not None:
+        if key not in run.outcome_time and ctx.outcome is not None:
             base = baselines.get(key)
             t = (_years(ctx.outcome.date, base) if ctx.outcome.date is not None and base
                  else ctx.outcome.time_years)
-            outcome_time[key] = (t, ctx.outcome.event, "the stored outcome")
+            run.outcome_time[key] = (t, ctx.outcome.event, "the stored outcome")
 
-    # ---- duplicates, unknown patients, visits after the end of follow-up
+
+def _check_visits_in_follow_up(run: _Run) -> None:
+    """Duplicated visits, visits of patients without an outcome, visits after its time."""
+    vcol, outcome_time = run.vcol, run.outcome_time
     seen: dict[tuple[str, float], VisitRecord] = {}
-    for v in sorted(vrecs, key=lambda v: v.row):
+    for v in sorted(run.vrecs, key=lambda v: v.row):
         if v.row in vcol.rejected:
             continue
         slot = (v.key, round(v.time_years / TIME_EPS))
@@ -293,11 +364,11 @@ def validate(visits: RawTable, outcomes: RawTable,
             continue
         seen[slot] = v
         if v.key not in outcome_time:
-            if v.key in rejected_outcome_row:
-                why = (f"the patient's outcome row ({outcomes.name} row "
-                       f"{rejected_outcome_row[v.key]}) was rejected")
+            if v.key in run.rejected_outcome_row:
+                why = (f"the patient's outcome row ({run.outcomes.name} row "
+                       f"{run.rejected_outcome_row[v.key]}) was rejected")
             else:
-                why = f"no row in {outcomes.name} and no outcome stored"
+                why = f"no row in {run.outcomes.name} and no outcome stored"
             vcol.reject(v, f"unknown patient {v.key!r}: {why}; every patient needs an end of "
                            "follow-up")
             continue
@@ -306,9 +377,11 @@ def validate(visits: RawTable, outcomes: RawTable,
             vcol.reject(v, f"visit at {fmt(v.time_years)} years is after the end of follow-up "
                            f"at {fmt(t_end)} years ({event}, {where})")
 
-    # ---- patient-level warnings
-    sex: dict[str, str] = {}
-    for v in vrecs:
+
+def _check_sex(run: _Run) -> None:
+    """Warn on a patient whose ``sex`` differs between accepted rows; the first is kept."""
+    vcol, sex = run.vcol, run.sex
+    for v in run.vrecs:
         s = v.values.get("sex")
         if v.row in vcol.rejected or not isinstance(s, str):
             continue
@@ -317,24 +390,48 @@ def validate(visits: RawTable, outcomes: RawTable,
                       f"earlier row of patient {v.key!r}; the first is kept", column="sex")
             continue
         sex.setdefault(v.key, s)
-    for table, times in ((visits, [v.time_given for v in vrecs]),
-                         (outcomes, [o.time_given for o in orecs.values()])):
+
+
+def _check_time_unit(run: _Run) -> None:
+    """Warn when given times exceed :data:`LONG_TIME_YEARS` (days or months?)."""
+    for table, times in ((run.visits, [v.time_given for v in run.vrecs]),
+                         (run.outcomes, [o.time_given for o in run.orecs.values()])):
         given = [t for t in times if t is not None]
         if given and max(given) > LONG_TIME_YEARS:
-            warnings.append(Issue(table.name, None, None, column=TIME_COLUMN,
-                                  reason=f"times up to {fmt(max(given))} years: 'time' is in "
-                                         "years since baseline; are these days or months?"))
+            run.warnings.append(Issue(table.name, None, None, column=TIME_COLUMN,
+                                      reason=f"times up to {fmt(max(given))} years: 'time' is "
+                                             "in years since baseline; are these days or "
+                                             "months?"))
 
-    v_rejected, v_warnings = vcol.finish(n_values)
+
+#: the checks in the order they run; a later check sees the earlier ones' rejections
+_CHECKS: tuple[Callable[[_Run], None], ...] = (
+    _check_layout,
+    _check_value_columns,
+    _parse_visit_rows,
+    _parse_outcome_rows,
+    _resolve_baselines,
+    _resolve_visit_times,
+    _resolve_outcome_times,
+    _check_visits_in_follow_up,
+    _check_sex,
+    _check_time_unit,
+)
+
+
+def _result(run: _Run) -> ValidatedCohort:
+    """The accepted records (visits by patient and time) and every rejection and warning."""
+    vcol, ocol = run.vcol, run.ocol
+    v_rejected, v_warnings = vcol.finish(run.n_values)
     o_rejected, o_warnings = ocol.finish(Counter())
-    accepted_v = [v for v in vrecs if v.row not in vcol.rejected]
-    accepted_o = [o for o in orecs.values() if o.row not in ocol.rejected]
+    accepted_v = [v for v in run.vrecs if v.row not in vcol.rejected]
+    accepted_o = [o for o in run.orecs.values() if o.row not in ocol.rejected]
     accepted_v.sort(key=lambda v: (v.key, v.time_years))
     return ValidatedCohort(
-        visits_file=visits.name, outcomes_file=outcomes.name,
+        visits_file=run.visits.name, outcomes_file=run.outcomes.name,
         visits=accepted_v, outcomes=accepted_o,
-        value_columns=[aliases.get(c, (c,))[0] for c in value_cols],
-        categorical=categorical, rejected=v_rejected + o_rejected,
-        warnings=warnings + v_warnings + o_warnings, sex=sex,
-        baselines={k: b for k, b in baselines.items()},
+        value_columns=[run.aliases.get(c, (c,))[0] for c in run.value_cols],
+        categorical=run.categorical, rejected=v_rejected + o_rejected,
+        warnings=run.warnings + v_warnings + o_warnings, sex=run.sex,
+        baselines={k: b for k, b in run.baselines.items()},
     )

@@ -98,19 +98,61 @@ def find_aorta(image: np.ndarray, spacing: tuple[float, float, float], *,
     body = body_mask(coarse)
     if body.sum() < 1000:
         return None
+    zs, in_liver = _search_levels(body, liver, spacing, grid_mm)
+    if zs.size < 3:
+        return None
+    k0, k1 = int(zs[0]), int(zs[-1]) + 1
+    region = _search_region(coarse, body, in_liver, k0, k1, grid_mm)
+    if region is None:
+        return None
+    y0, y1, x0, x1, allowed = region
+    sub = coarse[k0:k1, y0:y1, x0:x1]
+    # the aorta runs along z: smoothing along it too keeps its edges and halves the noise
+    smooth = ndi.gaussian_filter(sub, (1.0, 1.0, 1.0), mode="nearest")
+    noise = _noise_sd(sub, smooth, body[k0:k1, y0:y1, x0:x1])
+    edge_hu = max(30.0, 5.0 * 0.4 * noise)
+    level_hu = max(20.0, 3.0 * 0.4 * noise)
+    cortical = ndi.maximum_filter(sub > CORTICAL_HU, size=(1, 3, 3))
+    score, radius, level = _disk_scores(sub, smooth, cortical, allowed, grid_mm, noise,
+                                        edge_hu, level_hu)
+    chain = _track(score, radius, level, grid_mm, edge_hu)
+    if chain is None or len(chain) < max(3, 0.5 * (k1 - k0)):
+        return None
+    out = np.zeros(coarse.shape, dtype=bool)
+    out[k0:k1, y0:y1, x0:x1] = _lumen_core(chain, smooth, cortical, level_hu, grid_mm)
+    if not out.any():
+        return None
+    return from_grid(out, image.shape, spacing, grid_mm)
+
+
+def _search_levels(body: np.ndarray, liver: np.ndarray | None,
+                   spacing: tuple[float, float, float], grid_mm: float
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Coarse slices searched (the body's, or the liver's when given) and the liver there.
+
+    Returns the slice indices and the liver on the coarse grid (None without a liver).
+    """
     zs = np.flatnonzero(body.any(axis=(1, 2)))
     in_liver = None
     if liver is not None and liver.any():
         # the aorta runs outside the liver: no lumen centre is searched inside it (at
         # equal attenuation before contrast, the caudate lobe next to it is a smooth
         # region of the same level)
-        in_liver = _native_on_grid(liver, spacing, grid_mm, coarse.shape)
-        lz = np.flatnonzero(from_grid_mask_any(liver, spacing, grid_mm, coarse.shape))
+        in_liver = _native_on_grid(liver, spacing, grid_mm, body.shape)
+        lz = np.flatnonzero(from_grid_mask_any(liver, spacing, grid_mm, body.shape))
         if lz.size:
             zs = np.arange(lz[0], lz[-1] + 1)
-    if zs.size < 3:
-        return None
-    k0, k1 = int(zs[0]), int(zs[-1]) + 1
+    return zs, in_liver
+
+
+def _search_region(coarse: np.ndarray, body: np.ndarray, in_liver: np.ndarray | None,
+                   k0: int, k1: int, grid_mm: float
+                   ) -> tuple[int, int, int, int, np.ndarray] | None:
+    """Where lumen centres are searched in front of the spine, on slices ``[k0, k1)``.
+
+    Returns the box ``y0, y1, x0, x1`` (coarse voxels, with room for the largest disk)
+    and the allowed centres within it, or None without a vertebra or room for a disk.
+    """
     anchor = _spine_anchor(coarse[k0:k1], body[k0:k1], grid_mm)
     if anchor is None:
         return None
@@ -128,45 +170,38 @@ def find_aorta(image: np.ndarray, spacing: tuple[float, float, float], *,
     x1 = min(coarse.shape[2], int(hi_i.max()) + pad + 1)
     if y1 - y0 < 2 * pad or x1 - x0 < 2 * pad:
         return None
-    sub = coarse[k0:k1, y0:y1, x0:x1]
     jj, ii = np.mgrid[y0:y1, x0:x1]
     allowed = ((ii[None] >= lo_i[:, None, None]) & (ii[None] <= hi_i[:, None, None])
                & (jj[None] >= lo_j[:, None, None]) & (jj[None] <= hi_j[:, None, None])
                & body[k0:k1, y0:y1, x0:x1])
     if in_liver is not None:
         allowed &= ~in_liver[k0:k1, y0:y1, x0:x1]
-    # the aorta runs along z: smoothing along it too keeps its edges and halves the noise
-    smooth = ndi.gaussian_filter(sub, (1.0, 1.0, 1.0), mode="nearest")
-    noise = _noise_sd(sub, smooth, body[k0:k1, y0:y1, x0:x1])
-    edge_hu = max(30.0, 5.0 * 0.4 * noise)
-    level_hu = max(20.0, 3.0 * 0.4 * noise)
-    cortical = ndi.maximum_filter(sub > CORTICAL_HU, size=(1, 3, 3))
-    score, radius, level = _disk_scores(sub, smooth, cortical, allowed, grid_mm, noise,
-                                        edge_hu, level_hu)
-    chain = _track(score, radius, level, grid_mm, edge_hu)
-    if chain is None or len(chain) < max(3, 0.5 * (k1 - k0)):
-        return None
-    out = np.zeros(coarse.shape, dtype=bool)
+    return y0, y1, x0, x1, allowed
+
+
+def _lumen_core(chain: list, smooth: np.ndarray, cortical: np.ndarray, level_hu: float,
+                grid_mm: float) -> np.ndarray:
+    """The lumen of each slice of ``chain`` in the search box (``smooth``'s shape).
+
+    Per slice: the voxels at the chain's blood level (smoothed over 2 mm, so those whose
+    level is reached lie inside the wall's blur) within the fitted wall (+2 mm),
+    connected to the centre.
+    """
+    out = np.zeros(smooth.shape, dtype=bool)
     blood = float(np.median([c[4] for c in chain]))
     lumen = (np.abs(smooth - blood) <= level_hu) & ~cortical
     for k, j, i, r, _lvl in chain:
-        # the lumen: voxels at the blood level (smoothed over 2 mm, so those whose level
-        # is reached lie inside the wall's blur) within the fitted wall (+2 mm),
-        # connected to the centre
         reach = (r + 2.0) / grid_mm
         m = int(np.ceil(reach))
-        js = slice(max(0, j - m), min(sub.shape[1], j + m + 1))
-        is_ = slice(max(0, i - m), min(sub.shape[2], i + m + 1))
+        js = slice(max(0, j - m), min(smooth.shape[1], j + m + 1))
+        is_ = slice(max(0, i - m), min(smooth.shape[2], i + m + 1))
         yy, xx = np.ogrid[js, is_]
         region = lumen[k, js, is_] & ((yy - j) ** 2 + (xx - i) ** 2 <= reach * reach)
         lab, _ = ndi.label(region)
         if lab[j - js.start, i - is_.start] == 0:
             continue
-        core = lab == lab[j - js.start, i - is_.start]
-        out[k0 + k, y0 + js.start:y0 + js.stop, x0 + is_.start:x0 + is_.stop] |= core
-    if not out.any():
-        return None
-    return from_grid(out, image.shape, spacing, grid_mm)
+        out[k, js, is_] |= lab == lab[j - js.start, i - is_.start]
+    return out
 
 
 def _spine_anchor(coarse: np.ndarray, body: np.ndarray, grid_mm: float

@@ -571,6 +571,43 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
     masks: dict[str, np.ndarray] = {}
     if body.sum() * GRID_MM ** 3 / 1000.0 < 500.0:
         return Segmentation(masks, CLASSICAL_METHOD)
+    ab = _abdomen(img, spacing, coarse, smooth, body)
+    liver = _find_liver(ab)
+    exclude = ab.wall
+    if liver is not None:
+        masks["liver"] = _liver_mask(ab, liver)
+        exclude = ab.wall | ndi.binary_dilation(liver.mask, _ball(1))
+    spleen = _find_spleen(ab, exclude, _spleen_floor(liver))
+    if spleen is not None:
+        masks["spleen"] = _spleen_mask(ab, spleen, exclude, masks)
+    return Segmentation(masks, CLASSICAL_METHOD)
+
+
+@dataclass(frozen=True)
+class _Abdomen:
+    """What the liver and spleen searches share; coarse grid unless named native."""
+
+    img: np.ndarray  # native HU, float32
+    spacing: tuple[float, float, float]
+    coarse: np.ndarray
+    smooth: np.ndarray  # median-filtered coarse image
+    body: np.ndarray
+    sd_floor: float  # noise of the smoothed soft tissue (HU)
+    cy: float  # body centre, coarse voxels
+    cx: float
+    hw: float  # body half-width, coarse voxels
+    right: np.ndarray  # right of the body's centre line
+    left: np.ndarray
+    wall: np.ndarray  # abdominal wall and paraspinal zone
+    wall_native: np.ndarray
+    muscle: float | None  # paraspinal muscle level (HU)
+    columns: float  # ``_organ``'s column fraction: 0 on a scan too short to tell
+    liver_min_ml: float
+
+
+def _abdomen(img: np.ndarray, spacing: tuple[float, float, float], coarse: np.ndarray,
+             smooth: np.ndarray, body: np.ndarray) -> _Abdomen:
+    """Noise level, body centre and sides, the wall to peel and the scan's extent."""
     # noise of the smoothed soft tissue: spread of local differences
     soft = body & (smooth > -60) & (smooth < 260)
     sd_floor = _robust_sd((smooth - ndi.uniform_filter(smooth, 3))[soft]) * 1.2
@@ -591,40 +628,61 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
     long_scan = length_mm >= COLUMN_MIN_MM
     # a slab shorter than the liver's craniocaudal span holds only part of it
     liver_min_ml = LIVER_MIN_ML * min(1.0, length_mm / LIVER_SPAN_MM)
-    # liver: right of the midline; spleen: lateral on the left, not anterior
-    liver = _organ(smooth, body, right, wall, accept=lambda c: c[2] < cx - 0.15 * hw,
-                   cut_mm=7.0, min_ml=liver_min_ml, max_ml=5000.0, sd_floor=sd_floor, neck_vox=3,
-                   # an iso-attenuating liver's core reaches into those muscles above and
-                   # below it: leave out what runs from the scan's first to its last slice
-                   columns=COLUMN_FRAC if long_scan else 0.0, through=True,
-                   # ... and into the spleen: split it at its necks and leave out the
-                   # pieces in the spleen's place (lateral on the left, not anterior)
-                   neck_ratio=SPLEEN_NECK_RATIO,
-                   reject=lambda c: c[2] > cx + 0.35 * hw and c[1] > cy - 0.1 * hw,
-                   muscle=muscle)
-    exclude = wall
-    if liver is not None:
-        # a steatotic liver's window also takes kidney, gallbladder and bowel fluid
-        liver.mask = _homogeneous(liver.mask, smooth, liver.window[1], floor=liver.floor)
-        # ... and bowel fluid under an air-fluid level
-        liver.mask = _drop_under_gas(liver.mask, coarse, body)
-        masks["liver"] = _refine(img, liver.mask, spacing, liver.window, liver.floor) & ~wall_native
-        masks["liver"] = _partial_volume_rim(img, masks["liver"], wall_native)
-        exclude = wall | ndi.binary_dilation(liver.mask, _ball(1))
-    # ... and under the left hemidiaphragm, level with the upper liver: its centre lies
-    # above the lowest part of the liver, where the kidney's does not
-    z_floor = -np.inf
-    if liver is not None:
-        area = liver.mask.sum(axis=(1, 2))
-        lz = np.flatnonzero(area >= 0.1 * area.max())
-        z_floor = lz[0] + 0.15 * (lz[-1] - lz[0])
+    return _Abdomen(img=img, spacing=spacing, coarse=coarse, smooth=smooth, body=body,
+                    sd_floor=sd_floor, cy=cy, cx=cx, hw=hw, right=right, left=left, wall=wall,
+                    wall_native=wall_native, muscle=muscle,
+                    columns=COLUMN_FRAC if long_scan else 0.0, liver_min_ml=liver_min_ml)
+
+
+def _find_liver(ab: _Abdomen) -> _Candidate | None:
+    """The liver's coarse candidate: right of the midline, not where the spleen lies."""
+    cx, cy, hw = ab.cx, ab.cy, ab.hw
+    return _organ(ab.smooth, ab.body, ab.right, ab.wall, accept=lambda c: c[2] < cx - 0.15 * hw,
+                  cut_mm=7.0, min_ml=ab.liver_min_ml, max_ml=5000.0, sd_floor=ab.sd_floor,
+                  neck_vox=3,
+                  # an iso-attenuating liver's core reaches into those muscles above and
+                  # below it: leave out what runs from the scan's first to its last slice
+                  columns=ab.columns, through=True,
+                  # ... and into the spleen: split it at its necks and leave out the
+                  # pieces in the spleen's place (lateral on the left, not anterior)
+                  neck_ratio=SPLEEN_NECK_RATIO,
+                  reject=lambda c: c[2] > cx + 0.35 * hw and c[1] > cy - 0.1 * hw,
+                  muscle=ab.muscle)
+
+
+def _liver_mask(ab: _Abdomen, liver: _Candidate) -> np.ndarray:
+    """The native liver mask; trims ``liver.mask`` (coarse) of what its window took in."""
+    # a steatotic liver's window also takes kidney, gallbladder and bowel fluid
+    liver.mask = _homogeneous(liver.mask, ab.smooth, liver.window[1], floor=liver.floor)
+    # ... and bowel fluid under an air-fluid level
+    liver.mask = _drop_under_gas(liver.mask, ab.coarse, ab.body)
+    native = _refine(ab.img, liver.mask, ab.spacing, liver.window, liver.floor) & ~ab.wall_native
+    return _partial_volume_rim(ab.img, native, ab.wall_native)
+
+
+def _spleen_floor(liver: _Candidate | None) -> float:
+    """Lowest coarse slice for the spleen's centre: level with the upper liver.
+
+    Under the left hemidiaphragm, the spleen's centre lies above the lowest part of the
+    liver, where the kidney's does not; no floor without a liver.
+    """
+    if liver is None:
+        return -np.inf
+    area = liver.mask.sum(axis=(1, 2))
+    lz = np.flatnonzero(area >= 0.1 * area.max())
+    return lz[0] + 0.15 * (lz[-1] - lz[0])
+
+
+def _find_spleen(ab: _Abdomen, exclude: np.ndarray, z_floor: float) -> _Candidate | None:
+    """The spleen's coarse candidate: the most lateral organ of the left upper quadrant."""
+    cx, cy, hw, smooth = ab.cx, ab.cy, ab.hw, ab.smooth
     spleen = None
     for cut_mm in (7.0, 4.0):  # a thin spleen does not survive the wider erosion
-        spleen = _organ(smooth, body, left, exclude,
+        spleen = _organ(smooth, ab.body, ab.left, exclude,
                         accept=lambda c: (c[2] > cx + 0.35 * hw and c[1] > cy - 0.1 * hw
                                           and c[0] > z_floor),
                         # a small spleen's coarse mask can be half its volume
-                        cut_mm=cut_mm, min_ml=20.0, max_ml=3000.0, sd_floor=sd_floor,
+                        cut_mm=cut_mm, min_ml=20.0, max_ml=3000.0, sd_floor=ab.sd_floor,
                         neck_vox=3,
                         # the spleen is the most lateral organ of the left upper quadrant;
                         # the kidney and the paraspinal muscles lie nearer the midline
@@ -632,22 +690,25 @@ def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float
                         # the spleen's core can touch the kidney or the paraspinal muscle
                         # through a neck wider than the erosion: split it there
                         neck_ratio=SPLEEN_NECK_RATIO,
-                        columns=COLUMN_FRAC if long_scan else 0.0,
+                        columns=ab.columns,
                         # the kidney (unenhanced ~15 HU below the spleen) within its window
                         post=lambda g, w, f: _homogeneous(g, smooth, w[1], SPLEEN_HOM_MIN_HU,
                                                           SPLEEN_HOM_RIM_VOX, f),
-                        muscle=muscle)
+                        muscle=ab.muscle)
         if spleen is not None:
             break
-    if spleen is not None:
-        # the coarse growth reaches one erosion radius around the core: a thin tail is lost
-        spleen.mask = _thin_reach(spleen.mask, smooth, body, exclude, spleen.window)
-        m = _refine(img, spleen.mask, spacing, spleen.window, spleen.floor) & ~wall_native
-        if "liver" in masks:
-            m &= ~masks["liver"]
-        m = _partial_volume_rim(img, m, wall_native | masks.get("liver", False))
-        masks["spleen"] = m
-    return Segmentation(masks, CLASSICAL_METHOD)
+    return spleen
+
+
+def _spleen_mask(ab: _Abdomen, spleen: _Candidate, exclude: np.ndarray,
+                 masks: dict[str, np.ndarray]) -> np.ndarray:
+    """The native spleen mask, outside the wall and the liver's native mask in ``masks``."""
+    # the coarse growth reaches one erosion radius around the core: a thin tail is lost
+    spleen.mask = _thin_reach(spleen.mask, ab.smooth, ab.body, exclude, spleen.window)
+    m = _refine(ab.img, spleen.mask, ab.spacing, spleen.window, spleen.floor) & ~ab.wall_native
+    if "liver" in masks:
+        m &= ~masks["liver"]
+    return _partial_volume_rim(ab.img, m, ab.wall_native | masks.get("liver", False))
 
 
 FAT_HU = -100.0

@@ -34,6 +34,7 @@ from analytics.ingest.reader import ParsedInstance, SafeParser, parse_trusted
 from analytics.ingest.stacks import (
     RULE,
     FrameKind,
+    Stack,
     biomarker_stack,
     instance_kinds,
     split,
@@ -198,6 +199,30 @@ def check_series(instances: list[ParsedInstance], limits: IngestLimits | None = 
         counts), and ``instances`` lists the other stacks' instances after the described
         stack's.
     """
+    images, excluded = _image_instances(instances)
+    if not images:
+        return _fail("no CT/MR image instances in the series", [], excluded)
+    usable = _check_instances(images, excluded, limits)
+    if isinstance(usable, SeriesCheck):
+        return usable
+    images, notes = usable
+    framed = _frames(images, excluded)
+    if isinstance(framed, SeriesCheck):
+        return framed
+    frames, kinds = framed
+    stacks = split(frames, kinds)
+    checked = _check_stacks(stacks, images, excluded, limits)
+    if isinstance(checked, SeriesCheck):
+        return checked
+    pick = _pick_stack(stacks, stack, images, excluded)
+    if isinstance(pick, SeriesCheck):
+        return pick
+    return _described(stacks, checked, pick, images, excluded, notes)
+
+
+def _image_instances(instances: list[ParsedInstance]
+                     ) -> tuple[list[ParsedInstance], list[Rejection]]:
+    """The instances that are images of the volume, and the others with the reason."""
     excluded: list[Rejection] = []
     images = []
     for inst in instances:
@@ -206,8 +231,17 @@ def check_series(instances: list[ParsedInstance], limits: IngestLimits | None = 
             excluded.append(Rejection(inst.name, why, EXCLUDED))
         else:
             images.append(inst)
-    if not images:
-        return _fail("no CT/MR image instances in the series", [], excluded)
+    return images, excluded
+
+
+def _check_instances(images: list[ParsedInstance], excluded: list[Rejection],
+                     limits: IngestLimits | None
+                     ) -> tuple[list[ParsedInstance], list[str]] | SeriesCheck:
+    """One SeriesInstanceUID, no conflicting duplicates, readable pixels, within the cap.
+
+    Returns the images without exact duplicates and notes on those dropped, or the
+    failed check.
+    """
     uids = sorted({str(i.series_uid) for i in images})
     if len(uids) > 1:
         return _fail(f"mixed SeriesInstanceUID (0020,000E): {', '.join(uids)}", images, excluded,
@@ -227,7 +261,13 @@ def check_series(instances: list[ParsedInstance], limits: IngestLimits | None = 
             return _fail(f"series is {total} bytes, over the per-series cap of "
                          f"{limits.max_series_bytes} bytes (max_series_bytes)", images, excluded,
                          LIMIT)
+    return images, notes
 
+
+def _frames(images: list[ParsedInstance], excluded: list[Rejection]
+            ) -> tuple[list[tuple[ParsedInstance, int, FrameGeometry]],
+                       list[FrameKind | None]] | SeriesCheck:
+    """Every frame of every image with its geometry and what it shows (None: unknown)."""
     frames: list[tuple[ParsedInstance, int, FrameGeometry]] = []
     kinds: list[FrameKind | None] = []
     for inst in images:
@@ -239,8 +279,12 @@ def check_series(instances: list[ParsedInstance], limits: IngestLimits | None = 
         frames += [(inst, f, g) for f, g in enumerate(geoms)]
         got = instance_kinds(inst)
         kinds += got if len(got) == len(geoms) else [None] * len(geoms)
+    return frames, kinds
 
-    stacks = split(frames, kinds)
+
+def _check_stacks(stacks: list[Stack], images: list[ParsedInstance], excluded: list[Rejection],
+                  limits: IngestLimits | None) -> list[_StackGeometry] | SeriesCheck:
+    """Check every stack on its own, then their pixel budget together."""
     checked: list[_StackGeometry] = []
     for s in stacks:
         result = _check_stack(s.frames, images, excluded, limits)
@@ -258,14 +302,25 @@ def check_series(instances: list[ParsedInstance], limits: IngestLimits | None = 
             return _fail(f"the {len(stacks)} stacks of this series would need {need} bytes "
                          f"(float32) together, over the pixel budget of "
                          f"{limits.max_pixel_bytes} (max_pixel_bytes)", images, excluded, LIMIT)
+    return checked
+
+
+def _pick_stack(stacks: list[Stack], stack: str | None, images: list[ParsedInstance],
+                excluded: list[Rejection]) -> int | SeriesCheck:
+    """Index of the stack named by id or label, else of the one biomarkers use."""
     if stack is None:
-        pick = stacks.index(biomarker_stack(stacks))
-    else:
-        matches = [n for n, s in enumerate(stacks) if stack in (s.id, s.label)]
-        if not matches:
-            return _fail(f"no stack {stack!r} in this series; its stacks are "
-                         + ", ".join(f"{s.id} ({s.label})" for s in stacks), images, excluded)
-        pick = matches[0]
+        return stacks.index(biomarker_stack(stacks))
+    matches = [n for n, s in enumerate(stacks) if stack in (s.id, s.label)]
+    if not matches:
+        return _fail(f"no stack {stack!r} in this series; its stacks are "
+                     + ", ".join(f"{s.id} ({s.label})" for s in stacks), images, excluded)
+    return matches[0]
+
+
+def _described(stacks: list[Stack], checked: list[_StackGeometry], pick: int,
+               images: list[ParsedInstance], excluded: list[Rejection],
+               notes: list[str]) -> SeriesCheck:
+    """The passed check describing stack ``pick`` (see :func:`check_series`)."""
     chosen, geo = stacks[pick], checked[pick]
     if len(stacks) > 1:
         enhanced = any(str(i.sop_class_uid) in ENHANCED_SOP_CLASSES for i, _, _ in geo.frames)
@@ -329,7 +384,33 @@ def _check_stack(frames: list[tuple[ParsedInstance, int, FrameGeometry]],
     Lone single-frame instances at another orientation (localizers) are moved to
     ``excluded``.
     """
-    notes: list[str] = []
+    oriented = _drop_localizers(frames, images, excluded)
+    if isinstance(oriented, SeriesCheck):
+        return oriented
+    frames, ref = oriented
+    kept_ids = {id(k) for k, _, _ in frames}
+    images = [i for i in images if id(i) in kept_ids]
+    uniform = _check_uniform(frames, images, excluded, limits)
+    if isinstance(uniform, SeriesCheck):
+        return uniform
+    rows, cols, modality = uniform
+    ordered = _slice_order(frames, ref, images, excluded)
+    if isinstance(ordered, SeriesCheck):
+        return ordered
+    frames, d, dz, notes = ordered
+    return _StackGeometry(frames=frames, positions=d, dz=dz, ref=ref, rows=rows, cols=cols,
+                          modality=modality, notes=notes)
+
+
+def _drop_localizers(frames: list[tuple[ParsedInstance, int, FrameGeometry]],
+                     images: list[ParsedInstance], excluded: list[Rejection]
+                     ) -> tuple[list[tuple[ParsedInstance, int, FrameGeometry]],
+                                FrameGeometry] | SeriesCheck:
+    """The frames at the stack's orientation and the geometry that defines it.
+
+    Lone single-frame instances at another orientation are moved to ``excluded``; any
+    other frame at another orientation fails the check.
+    """
     # The dominant orientation is the stack's; a lone slice at another angle is a localizer.
     key_counts = Counter(_orientation_key(g) for _, _, g in frames)
     ref = next(g for _, _, g in frames if _orientation_key(g) == key_counts.most_common(1)[0][0])
@@ -347,10 +428,16 @@ def _check_stack(frames: list[tuple[ParsedInstance, int, FrameGeometry]],
                          f"{iop}, the series {ref_iop}", images, excluded,
                          stored=f"mixed orientation: {_which(inst, images)} has "
                                 f"ImageOrientationPatient {iop}, the series {ref_iop}")
-    frames = kept
-    kept_ids = {id(k) for k, _, _ in frames}
-    images = [i for i in images if id(i) in kept_ids]
+    return kept, ref
 
+
+def _check_uniform(frames: list[tuple[ParsedInstance, int, FrameGeometry]],
+                   images: list[ParsedInstance], excluded: list[Rejection],
+                   limits: IngestLimits | None) -> tuple[int, int, str] | SeriesCheck:
+    """One Rows/Columns, PixelSpacing and Modality, grayscale, within the pixel budget.
+
+    Returns ``(rows, cols, modality)`` of the stack, or the failed check.
+    """
     rows_cols = sorted({(int(i.info["rows"]), int(i.info["cols"])) for i in images})
     if len(rows_cols) > 1:
         return _fail("mixed Rows/Columns: " + ", ".join(f"{r}x{c}" for r, c in rows_cols),
@@ -374,7 +461,20 @@ def _check_stack(frames: list[tuple[ParsedInstance, int, FrameGeometry]],
         if need > limits.max_pixel_bytes:
             return _fail(f"volume would need {need} bytes (float32), over the pixel budget of "
                          f"{limits.max_pixel_bytes} (max_pixel_bytes)", images, excluded, LIMIT)
+    return rows, cols, modalities[0]
 
+
+def _slice_order(frames: list[tuple[ParsedInstance, int, FrameGeometry]], ref: FrameGeometry,
+                 images: list[ParsedInstance], excluded: list[Rejection]
+                 ) -> tuple[list[tuple[ParsedInstance, int, FrameGeometry]], np.ndarray,
+                            float, list[str]] | SeriesCheck:
+    """Frames sorted along the slice normal, with positions that make one regular volume.
+
+    Returns ``(frames in slice order, positions in mm along the normal, slice spacing in
+    mm, notes)``, or the failed check (duplicate positions, gantry tilt, gaps, uneven
+    spacing).
+    """
+    notes: list[str] = []
     normal = ref.normal
     d = np.array([float(g.position @ normal) for _, _, g in frames])
     order = np.argsort(d, kind="stable")
@@ -407,8 +507,7 @@ def _check_stack(frames: list[tuple[ParsedInstance, int, FrameGeometry]],
         g = frames[0][2]
         dz = g.spacing_between_slices or g.slice_thickness or 1.0
         notes.append(f"single slice: z spacing {dz:g} mm from the slice thickness")
-    return _StackGeometry(frames=frames, positions=d, dz=dz, ref=ref, rows=rows, cols=cols,
-                          modality=modalities[0], notes=notes)
+    return frames, d, dz, notes
 
 
 def _as_instances(items: list[ParsedInstance] | list[pydicom.Dataset],

@@ -38,6 +38,16 @@ ESTIMATOR_TEXT = {
     "rsf": "random survival forest (scikit-survival); small cohorts only",
 }
 
+#: what every card says the model cannot do (TRIPOD+AI items 20-21)
+LIMITATIONS = (
+    "internal validation only; performance on other sites, scanners and populations "
+    "is unknown until externally validated",
+    "risk intervals ignore baseline-hazard uncertainty (Cox) or come from a small "
+    "bootstrap ensemble (GBM); RSF gives none",
+    "history features assume visits are missing at random given the history",
+    "landmark times beyond the trained range are out of domain",
+)
+
 
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
@@ -59,31 +69,11 @@ def build_card(*, model_id: str, kind: str, params: dict[str, Any], events: dict
                explainer: str, excluded: dict[str, str] | None = None) -> dict[str, Any]:
     """Assemble the card from what training knows. All arguments are keyword-only."""
     interest = ", ".join(events["of_interest"])
-    competing = events.get("competing", {})
-    comp_text = (
-        "Competing events (" + "; ".join(f"{k}: {', '.join(v)}" for k, v in competing.items())
-        + ") are modelled with their own cause-specific hazard model of the same kind, "
-        "and the endpoint risk is the Aalen-Johansen cumulative incidence combining all "
-        "cause-specific hazards; they are not treated as censoring. Discrimination and "
-        "Brier metrics (scikit-survival) treat competing events as censored; calibration "
-        "and net benefit use the Aalen-Johansen cumulative incidence."
-        if competing else "No competing events were observed; risk is 1 - exp(-H(t)).")
-    cal = cv.get("calibration", {})
     return {
         "model_id": model_id,
         "created": created,
         "title": f"Landmark {kind} model for {interest} within {', '.join(f'{h:g}' for h in horizons)} years",
-        "intended_use": {
-            "purpose": "Decision support for hepatologists and MDT meetings: the risk of "
-                       f"{interest} within each horizon, updated at every visit from the "
-                       "history so far. It does not diagnose and does not replace clinical "
-                       "judgement.",
-            "users": "clinicians and researchers reviewing adult patients with chronic liver "
-                     "disease in follow-up",
-            "not_for": "patients or visits outside the training domain (the model then "
-                       "returns no number and the reason), other endpoints, or populations "
-                       "unlike the training cohort without external validation",
-        },
+        "intended_use": _intended_use(interest),
         "data": {
             "source": "the HepaTrack store (imported visits/outcomes and imaging biomarkers)",
             "training_data_sha256": training_data_sha256,
@@ -93,62 +83,97 @@ def build_card(*, model_id: str, kind: str, params: dict[str, Any], events: dict
             "event_counts": event_counts,
             "landmarks_years": landmarks,
         },
-        "outcome": {
-            "endpoint": list(events["of_interest"]),
-            "definition": f"first {interest} in (s, s + H] for a patient event-free at "
-                          "landmark time s",
-            "competing_risks": comp_text,
-            "censoring": f"administrative at s + {max(horizons):g} years; loss to follow-up "
-                         "assumed independent of the outcome",
-            "default_rule": "without --event, the endpoint is every observed event except "
-                            "transplant (which is a competing risk)",
-        },
+        "outcome": _outcome(events, interest, horizons),
         "horizons": [float(h) for h in horizons],
-        "predictors": {
-            "features": [{"name": f, "label": describe_column(f)[0],
-                          "unit": describe_column(f)[1]} for f in features],
-            "history": "at landmark s: last value, OLS slope per year (0 with fewer than two "
-                       "measurements), worst value so far, age at s, number of visits, "
-                       "years since the last visit, landmark time and its square; only "
-                       "visits at or before s",
-            "left_out": {f: f"{describe_column(f)[0]}: {why}"
-                         for f, why in (excluded or {}).items()},
-            "missing_data": "training medians plus missing indicators (stored with the "
-                            "model); features never missing in training are required",
-            "imputation_medians": design.get("medians", {}),
-        },
+        "predictors": _predictors(features, design, excluded),
         "model": {"kind": kind, "estimator": ESTIMATOR_TEXT.get(kind, kind),
                   "params": params,
                   "structure": "landmark supermodel (van Houwelingen 2007): stacked landmark "
                                "rows, landmark time as covariates, one model for every s",
                   "explanations": explainer},
-        "validation": {
-            "method": f"{cv.get('repeats')}x repeated {cv.get('folds')}-fold cross-validation "
-                      "grouped by patient; out-of-fold predictions only; 95% intervals by "
-                      "patient bootstrap",
-            "c_index": cv.get("c_index"), "uno_c": cv.get("uno_c"),
-            "td_auc": cv.get("td_auc"), "ibs": cv.get("ibs"), "brier": cv.get("brier"),
-            "calibration": {h: {k: v for k, v in c.items() if k != "curve"}
-                            for h, c in cal.items()},
-            "calibration_method": "jackknife pseudo-observations of the Aalen-Johansen "
-                                  "cumulative incidence, loess-smoothed (ICI/E50/E90); slope "
-                                  "from a cloglog fit (Austin & Steyerberg 2020)",
-            "ci": cv.get("ci", {}),
-            "baselines": {k: {"c_index": v.get("c_index"), "td_auc": v.get("td_auc"),
-                              "model_c_index_same_rows": v.get("model_c_index_same_rows")}
-                          for k, v in baselines.items()},
-            "oracle_c_index": oracle_c_index,
-            "external_validation": "none yet",
-        },
-        "limitations": [
-            "internal validation only; performance on other sites, scanners and populations "
-            "is unknown until externally validated",
-            "risk intervals ignore baseline-hazard uncertainty (Cox) or come from a small "
-            "bootstrap ensemble (GBM); RSF gives none",
-            "history features assume visits are missing at random given the history",
-            "landmark times beyond the trained range are out of domain",
-        ],
+        "validation": _validation(cv, baselines, oracle_c_index),
+        "limitations": list(LIMITATIONS),
         "software": _versions(),
+    }
+
+
+def _intended_use(interest: str) -> dict[str, str]:
+    """Purpose, users and what the model is not for (TRIPOD+AI 3a-c)."""
+    return {
+        "purpose": "Decision support for hepatologists and MDT meetings: the risk of "
+                   f"{interest} within each horizon, updated at every visit from the "
+                   "history so far. It does not diagnose and does not replace clinical "
+                   "judgement.",
+        "users": "clinicians and researchers reviewing adult patients with chronic liver "
+                 "disease in follow-up",
+        "not_for": "patients or visits outside the training domain (the model then "
+                   "returns no number and the reason), other endpoints, or populations "
+                   "unlike the training cohort without external validation",
+    }
+
+
+def _outcome(events: dict[str, Any], interest: str, horizons: list[float]) -> dict[str, Any]:
+    """The endpoint, its competing risks and censoring (TRIPOD+AI 8-9)."""
+    competing = events.get("competing", {})
+    comp_text = (
+        "Competing events (" + "; ".join(f"{k}: {', '.join(v)}" for k, v in competing.items())
+        + ") are modelled with their own cause-specific hazard model of the same kind, "
+        "and the endpoint risk is the Aalen-Johansen cumulative incidence combining all "
+        "cause-specific hazards; they are not treated as censoring. Discrimination and "
+        "Brier metrics (scikit-survival) treat competing events as censored; calibration "
+        "and net benefit use the Aalen-Johansen cumulative incidence."
+        if competing else "No competing events were observed; risk is 1 - exp(-H(t)).")
+    return {
+        "endpoint": list(events["of_interest"]),
+        "definition": f"first {interest} in (s, s + H] for a patient event-free at "
+                      "landmark time s",
+        "competing_risks": comp_text,
+        "censoring": f"administrative at s + {max(horizons):g} years; loss to follow-up "
+                     "assumed independent of the outcome",
+        "default_rule": "without --event, the endpoint is every observed event except "
+                        "transplant (which is a competing risk)",
+    }
+
+
+def _predictors(features: list[str], design: dict[str, Any],
+                excluded: dict[str, str] | None) -> dict[str, Any]:
+    """Predictors with label and unit, history features and missing data (TRIPOD+AI 7, 10)."""
+    return {
+        "features": [{"name": f, "label": describe_column(f)[0],
+                      "unit": describe_column(f)[1]} for f in features],
+        "history": "at landmark s: last value, OLS slope per year (0 with fewer than two "
+                   "measurements), worst value so far, age at s, number of visits, "
+                   "years since the last visit, landmark time and its square; only "
+                   "visits at or before s",
+        "left_out": {f: f"{describe_column(f)[0]}: {why}"
+                     for f, why in (excluded or {}).items()},
+        "missing_data": "training medians plus missing indicators (stored with the "
+                        "model); features never missing in training are required",
+        "imputation_medians": design.get("medians", {}),
+    }
+
+
+def _validation(cv: dict[str, Any], baselines: dict[str, Any],
+                oracle_c_index: float | None) -> dict[str, Any]:
+    """Cross-validated performance, calibration and clinical baselines (TRIPOD+AI 16, 18)."""
+    cal = cv.get("calibration", {})
+    return {
+        "method": f"{cv.get('repeats')}x repeated {cv.get('folds')}-fold cross-validation "
+                  "grouped by patient; out-of-fold predictions only; 95% intervals by "
+                  "patient bootstrap",
+        "c_index": cv.get("c_index"), "uno_c": cv.get("uno_c"),
+        "td_auc": cv.get("td_auc"), "ibs": cv.get("ibs"), "brier": cv.get("brier"),
+        "calibration": {h: {k: v for k, v in c.items() if k != "curve"}
+                        for h, c in cal.items()},
+        "calibration_method": "jackknife pseudo-observations of the Aalen-Johansen "
+                              "cumulative incidence, loess-smoothed (ICI/E50/E90); slope "
+                              "from a cloglog fit (Austin & Steyerberg 2020)",
+        "ci": cv.get("ci", {}),
+        "baselines": {k: {"c_index": v.get("c_index"), "td_auc": v.get("td_auc"),
+                          "model_c_index_same_rows": v.get("model_c_index_same_rows")}
+                      for k, v in baselines.items()},
+        "oracle_c_index": oracle_c_index,
+        "external_validation": "none yet",
     }
 
 

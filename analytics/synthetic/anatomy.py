@@ -13,6 +13,7 @@ A ``PatientAnatomy`` is drawn once per patient; ``render_tissue`` renders it for
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -175,6 +176,24 @@ def draw_anatomy(rng: np.random.Generator, *, sex: str = "F", n_cysts: int | Non
         np.arange(2, 6), rng.normal(0.0, 0.018, 4), rng.uniform(0, 2 * np.pi, 4),
         rng.normal(0.0, 0.004, 4)])
     organ = float(size * rng.normal(1.0, 0.04))
+    # the draws below keep their order: a patient's anatomy is fixed by the seed
+    parts = _draw_organs(rng, organ)
+    parts.update(_draw_body_traits(rng, male, parts["liver_right"], parts["liver_left"]))
+    parts.update(body_semi_axes=(body_a, body_b), body_harmonics=harmonics, lesions=())
+    sdf = _liver_sdf_before_vessels(parts)
+    c = np.asarray(parts["liver_centre"])
+    parts["vessels"] = _grow_vessels(rng, sdf, c, organ)
+    parts["lesions"] = _draw_lesions(rng, sdf, c, n_cysts, solid_lesion_stage)
+    parts["liver_texture"] = FourierField.draw(rng, rms=1.0, wavelength_mm=(5.0, 15.0),
+                                               n_waves=48)
+    return PatientAnatomy(**parts)
+
+
+def _draw_organs(rng: np.random.Generator, organ: float) -> dict:
+    """Liver lobes, spleen, kidneys, stomach, bowel loops, gallbladder and lungs.
+
+    ``organ`` scales the typical organ positions and sizes (mm) of the patient.
+    """
 
     def jitter(v: tuple[float, float, float], sd: float = 4.0) -> tuple[float, float, float]:
         return tuple(float(a) for a in np.asarray(v) * organ + rng.normal(0.0, sd, 3))
@@ -205,43 +224,47 @@ def draw_anatomy(rng: np.random.Generator, *, sex: str = "F", n_cysts: int | Non
                             rotation(0.0, rng.normal(25.0, 5.0), rng.normal(-20.0, 5.0)))
     lungs = (Ellipsoid((-70.0, 30.0, 235.0 + rng.normal(0, 4)), (85.0, 95.0, 140.0)),
              Ellipsoid((70.0, 30.0, 228.0 + rng.normal(0, 4)), (85.0, 95.0, 140.0)))
-    parts = dict(
-        body_semi_axes=(body_a, body_b),
+    return dict(liver_right=liver_right, liver_left=liver_left, spleen=spleen,
+                spleen_hilum=hilum, kidneys=(kid_r, kid_l), kidney_hila=hila, stomach=stomach,
+                bowel=tuple(loops), gallbladder=gallbladder, lungs=lungs)
+
+
+def _draw_body_traits(rng: np.random.Generator, male: bool, liver_right: Ellipsoid,
+                      liver_left: Ellipsoid) -> dict:
+    """Body wall, liver cut and surface fields, spleen warp, aorta and IVC, spine, ribs."""
+    return dict(
         body_exponent=float(rng.uniform(2.1, 2.5)),
-        body_harmonics=harmonics,
         subcut_fat_mm=float(np.clip(rng.normal(16.0 if male else 24.0, 7.0), 6.0, 45.0)),
         wall_muscle_mm=float(np.clip(rng.normal(11.0 if male else 9.0, 1.5), 6.0, 15.0)),
-        liver_right=liver_right,
-        liver_left=liver_left,
         liver_cut=(float(rng.normal(-30.0, 4.0)), float(rng.normal(0.35, 0.05)), -62.0),
         liver_centre=tuple(np.mean([liver_right.centre, liver_left.centre], axis=0)),
         liver_warp=FourierField.draw(rng, rms=4.0, wavelength_mm=(70.0, 160.0)),
         liver_nodules=FourierField.draw(rng, rms=1.0, wavelength_mm=(12.0, 28.0), n_waves=48),
-        spleen=spleen,
-        spleen_hilum=hilum,
         spleen_warp=FourierField.draw(rng, rms=2.5, wavelength_mm=(50.0, 120.0)),
-        kidneys=(kid_r, kid_l),
-        kidney_hila=hila,  # type: ignore[arg-type]
         aorta=(float(rng.normal(14.0, 3.0)), float(rng.normal(18.0, 3.0)),
                float(np.clip(rng.normal(11.0, 1.2), 8.0, 14.0))),
         ivc=(float(rng.normal(-26.0, 3.0)), float(rng.normal(20.0, 3.0)), 14.0, 10.0),
         spine_y=float(rng.normal(38.0, 3.0)),
-        stomach=stomach,
-        bowel=tuple(loops),
-        gallbladder=gallbladder,
-        lungs=lungs,
-        lesions=(),
         rib_phase_mm=float(rng.uniform(0.0, 28.0)),
     )
+
+
+def _liver_sdf_before_vessels(parts: dict) -> Callable[[np.ndarray], np.ndarray]:
+    """Signed distance (mm) to the smooth liver surface of ``parts``, at ``(n, 3)`` points."""
     shape_only = _liver_shape_only(parts)
 
     def sdf(points: np.ndarray) -> np.ndarray:
         return shape_only.liver_sdf(points[:, 0], points[:, 1], points[:, 2],
                                     VisitShape(nodularity_mm=0.0))
 
-    c = np.asarray(parts["liver_centre"])
-    hilum_pt = _inside(sdf, c + np.array([12.0, 18.0, -22.0]), c)
-    confluence = _inside(sdf, c + np.array([30.0, 30.0, 45.0]), c)
+    return sdf
+
+
+def _grow_vessels(rng: np.random.Generator, sdf, centre: np.ndarray,
+                  organ: float) -> VesselTree:
+    """Portal trunks from the hilum and hepatic veins from the confluence, grown in ``sdf``."""
+    hilum_pt = _inside(sdf, centre + np.array([12.0, 18.0, -22.0]), centre)
+    confluence = _inside(sdf, centre + np.array([30.0, 30.0, 45.0]), centre)
     trunks = [
         (tuple(hilum_pt), (-1.0, 0.1, 0.25), 6.0 * organ, PORTAL),
         (tuple(hilum_pt), (1.0, -0.7, 0.3), 5.0 * organ, PORTAL),
@@ -249,11 +272,7 @@ def draw_anatomy(rng: np.random.Generator, *, sex: str = "F", n_cysts: int | Non
         (tuple(confluence), (-0.3, -1.0, -0.5), 4.5 * organ, HEPATIC),
         (tuple(confluence), (0.8, -0.8, -0.2), 4.0 * organ, HEPATIC),
     ]
-    parts["vessels"] = grow_tree(rng, sdf, trunks)
-    parts["lesions"] = _draw_lesions(rng, sdf, c, n_cysts, solid_lesion_stage)
-    parts["liver_texture"] = FourierField.draw(rng, rms=1.0, wavelength_mm=(5.0, 15.0),
-                                               n_waves=48)
-    return PatientAnatomy(**parts)
+    return grow_tree(rng, sdf, trunks)
 
 
 def _inside(sdf, p: np.ndarray, centre: np.ndarray, depth: float = 12.0) -> np.ndarray:

@@ -242,25 +242,42 @@ def synthesize_visit_volume(
     grid = _grid(shape, spacing, body_offset_mm)  # type: ignore[arg-type]
     tissue = render_tissue(anatomy, vshape, grid)
     table = tissue_hu(phen, contrast_phase)
+    hu, texture_rms = _scan(tissue, table, anatomy, grid, phen, rng, noise_sd_hu,
+                            spacing)  # type: ignore[arg-type]
+    truth = _truth(tissue, table, vshape, phen, anatomy, stage, contrast_phase, spacing, shape,
+                   noise_sd_hu, texture_rms)
+    return SyntheticVolume(hu=hu, labels=_TISSUE_LABEL[tissue],
+                           spacing_mm=spacing,  # type: ignore[arg-type]
+                           origin_mm=_origin_mm(grid, scanner_offset_mm),
+                           contrast_phase=contrast_phase, truth=truth)
+
+
+def _scan(tissue: np.ndarray, table: np.ndarray, anat: A.PatientAnatomy,
+          grid: tuple[np.ndarray, np.ndarray, np.ndarray], phen: ImagingPhenotype,
+          rng: np.random.Generator, noise_sd: float, spacing: tuple[float, float, float]
+          ) -> tuple[np.ndarray, float]:
+    """The int16 HU image of a tissue map, and the RMS (HU) of the liver texture added.
+
+    Tissue HU from ``table``, parenchymal texture, the scanner's in-plane blur, then noise
+    drawn from ``rng``; rounded and clipped to the stored HU range.
+    """
     image = table[tissue]
-    texture_rms = _add_liver_texture(image, tissue, anatomy, grid, phen.liver_texture_hu)
+    texture_rms = _add_liver_texture(image, tissue, anat, grid, phen.liver_texture_hu)
     # scanner point-spread function, ~1 mm in-plane (the slice profile is left sharp)
     psf = (0.0, 0.9 / spacing[1], 0.9 / spacing[2])
     ndimage.gaussian_filter(image, psf, output=image, mode="nearest")
-    _add_noise(image, rng, noise_sd_hu, spacing)
+    _add_noise(image, rng, noise_sd, spacing)
     np.rint(image, out=image)
     np.clip(image, HU_MIN, HU_MAX, out=image)
-    hu = image.astype(np.int16)
-    del image
-    labels = _TISSUE_LABEL[tissue]
+    return image.astype(np.int16), texture_rms
+
+
+def _origin_mm(grid: tuple[np.ndarray, np.ndarray, np.ndarray],
+               scanner_offset_mm: tuple[float, float, float]) -> tuple[float, float, float]:
+    """LPS position (mm) of voxel ``(0, 0, 0)``: the grid's first centre plus the table's."""
     origin = (grid[2][0] + scanner_offset_mm[0], grid[1][0] + scanner_offset_mm[1],
               grid[0][0] + scanner_offset_mm[2])
-    truth = _truth(tissue, table, vshape, phen, anatomy, stage, contrast_phase, spacing, shape,
-                   noise_sd_hu)
-    truth["liver_texture_rms_hu"] = texture_rms
-    return SyntheticVolume(hu=hu, labels=labels, spacing_mm=spacing,  # type: ignore[arg-type]
-                           origin_mm=tuple(float(v) for v in origin),  # type: ignore[arg-type]
-                           contrast_phase=contrast_phase, truth=truth)
+    return tuple(float(v) for v in origin)  # type: ignore[return-value]
 
 
 def _add_liver_texture(image: np.ndarray, tissue: np.ndarray, anat: A.PatientAnatomy,
@@ -301,7 +318,8 @@ def _add_noise(image: np.ndarray, rng: np.random.Generator, sd: float,
 
 def _truth(tissue: np.ndarray, table: np.ndarray, vshape: A.VisitShape,
            phen: ImagingPhenotype, anat: A.PatientAnatomy, stage: float, phase: str,
-           spacing: tuple[float, ...], shape: tuple[int, ...], noise_sd: float) -> dict:
+           spacing: tuple[float, ...], shape: tuple[int, ...], noise_sd: float,
+           texture_rms: float) -> dict:
     counts = np.bincount(tissue.ravel(), minlength=A.N_TISSUES)
     voxel_ml = float(np.prod(spacing)) / 1000.0
     lesion_vox = int(counts[A.CYST] + counts[A.SOLID_LESION])
@@ -334,4 +352,5 @@ def _truth(tissue: np.ndarray, table: np.ndarray, vshape: A.VisitShape,
         "noise_sd_hu": float(noise_sd),
         "voxel_counts": {name: int(counts[lab_id == _TISSUE_LABEL].sum())
                          for name, lab_id in LABELS.items()},
+        "liver_texture_rms_hu": texture_rms,
     }

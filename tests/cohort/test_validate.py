@@ -9,7 +9,12 @@ import pandas as pd
 import pytest
 
 from analytics.cohort.reader import read_table
-from analytics.cohort.validate import PatientContext, StoredOutcome, validate
+from analytics.cohort.validate import (
+    PatientContext,
+    StoredOutcome,
+    _baseline_date,
+    validate,
+)
 from analytics.errors import CohortError
 
 OUT_A = "patient_id,time,event\nA,5,death\n"
@@ -313,3 +318,23 @@ def test_dataframe_input_is_numbered_like_a_csv():
     result = validate(read_table(visits, "visits"), read_table(outcomes, "outcomes"))
     assert [(i.file, i.row, i.line) for i in result.rejected] == [("visits", 2, 3)]
     assert result.visits[0].key == "1"
+
+
+# ------------------------------------------------------------------- baseline of a patient
+D1, D2, D3 = dt.date(2020, 1, 1), dt.date(2020, 6, 1), dt.date(2021, 1, 1)
+
+
+@pytest.mark.parametrize(("ctx", "visit_dates", "expected"), [
+    pytest.param(None, [], None, id="new_patient_with_times_only_has_none"),
+    pytest.param(None, [D3, D2], D2, id="new_patient_starts_at_the_earliest_visit_date"),
+    pytest.param(PatientContext("A", earliest_date=D1), [D3, D2], D1,
+                 id="a_stored_study_before_the_visits_comes_first"),
+    pytest.param(PatientContext("A", earliest_date=D3), [D2], D2,
+                 id="a_visit_before_the_stored_studies_comes_first"),
+    pytest.param(PatientContext("A", baseline_date=D3, earliest_date=D1), [D2], D3,
+                 id="the_stored_baseline_date_wins_over_every_date"),
+])
+def test_baseline_date_is_the_stored_one_else_the_earliest_date_known(
+        ctx, visit_dates, expected):
+    assert _baseline_date(ctx, visit_dates) == expected
+

@@ -17,7 +17,7 @@ Input columns (units in the names):
   (g/dL), ``age_years``: the cohort CSV columns. Non-positive values give NaN.
 - ``bmi_kg_m2``: body-mass index, kg/m^2 (non-positive gives NaN).
 - ``diabetes``: 1/0 (also yes/no, true/false). Missing or any other value gives NaN,
-  never "no": these scores move by 0.4-1.1 logit units on it.
+  never "no": Agile moves by 0.4-1.1 logit units on it and NFS by 1.13.
 - ``sex``: ``M``/``F`` as the cohort import stores it (``male``/``female`` accepted).
   Agile was fitted on men and women only, so another or unknown sex gives NaN.
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from analytics import vocabulary
 
 KIND_LAB = "lab"
-KIND_CLINICAL = "clinical"  # demographic and modifier columns: age, sex, dialysis, edema
+KIND_CLINICAL = "clinical"  # demographic, modifier and elastography/MR columns
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,15 @@ LAB_COLUMNS: dict[str, ColumnDef] = {c.name: c for c in (
     ColumnDef("alt_u_l", KIND_LAB, alt_units=(_UKAT,)),
     ColumnDef("alp_u_l", KIND_LAB, alt_units=(_UKAT,)),
     ColumnDef("age_years", KIND_CLINICAL, reject_above=130.0),
+    ColumnDef("bmi_kg_m2", KIND_CLINICAL, positive=True),
+    ColumnDef("lsm_kpa", KIND_CLINICAL, positive=True),
+    ColumnDef("cap_db_m", KIND_CLINICAL, positive=True),
+    ColumnDef("spleen_stiffness_kpa", KIND_CLINICAL, positive=True),
+    ColumnDef("mre_kpa", KIND_CLINICAL, positive=True,
+              alt_units=(AltUnit("a transient-elastography value (use lsm_kpa)", None,
+                                 20.0, 75.0),)),
+    ColumnDef("mri_pdff_pct", KIND_CLINICAL, reject_above=100.0),
+    ColumnDef("elf_score", KIND_CLINICAL, positive=True),
 )}
 
 #: columns with a fixed set of codes: column -> {accepted spelling: stored value}
@@ -115,6 +124,9 @@ CODED_COLUMNS: dict[str, dict[str, object]] = {
     # Dickson 1989: 0 none, 0.5 edema without diuretics or resolved by them,
     # 1 edema despite diuretics
     "edema": {"0": 0.0, "0.5": 0.5, "1": 1.0, "0.0": 0.0, "1.0": 1.0, ".5": 0.5},
+    # Angulo 2007 / Sanyal 2023: type 2 diabetes or impaired fasting glucose, yes or no
+    "diabetes": {"0": 0.0, "1": 1.0, "no": 0.0, "yes": 1.0, "false": 0.0, "true": 1.0,
+                 "n": 0.0, "y": 1.0, "0.0": 0.0, "1.0": 1.0},
 }
 #: spellings of "not recorded" for coded columns (stored as missing)
 CODED_MISSING = {"u", "unknown", "x"}

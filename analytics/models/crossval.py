@@ -9,8 +9,11 @@ intervals are percentile intervals over ``n_bootstrap`` patient-level bootstrap 
 replicate ``b`` uses the out-of-fold predictions of repeat ``b mod repeats``, so the
 interval covers both sampling and fold-assignment variability.
 
-Clinical baselines (MELD, MELD-Na, FIB-4, APRI, ALBI, Mayo PBC; whichever the cohort has
-the labs for) are scored on the same landmark rows from the last values so far. As
+Clinical baselines (MELD, MELD-Na, FIB-4, APRI, ALBI, Mayo PBC, and with elastography or
+metabolic inputs FAST, Agile 3+, Agile 4, NFS and the Baveno VII stiffness band; only
+those whose input columns the cohort has, computed on at least
+:data:`BASELINE_MIN_COVERAGE` of the rows) are scored on the same landmark rows from the
+last values so far. As
 markers they give C-index and td-AUC directly; as a fold-wise Cox recalibration
 (score + landmark terms, fitted on the training folds) they give risks for the Brier
 score and calibration. The model's own C-index on the same rows is reported beside each,
@@ -29,6 +32,7 @@ import pandas as pd
 from analytics.models.estimators import CoxPH
 from analytics.models.landmark import LANDMARK, LANDMARK_SQ, LandmarkData
 from analytics.models.predict import LandmarkModel
+from analytics.models.scores import CLINICAL_SCORES, available_scores, compute_scores
 from analytics.models.settings import ModelSettings
 from analytics.models.validation import landmark_metrics, net_benefit
 
@@ -267,21 +271,15 @@ def _per_landmark(frame: pd.DataFrame, hs: list[float]) -> list[dict]:
 
 # --------------------------------------------------------------------------- baselines
 def score_columns(rows: pd.DataFrame) -> pd.DataFrame:
-    """Clinical scores from the last values so far (empty frame if scores are unavailable)."""
-    try:
-        from analytics.models.scores import compute_scores
-    except ImportError:
-        return pd.DataFrame(index=rows.index)
-    return compute_scores(rows)
+    """Clinical scores from the last values so far: one column per score whose input
+    columns are all in ``rows`` (a cohort without ``lsm_kpa`` gets no FAST or Agile
+    column), in :data:`CLINICAL_SCORES` order."""
+    return compute_scores(rows, available_scores(rows.columns))
 
 
 def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
                        cv: ModelSettings) -> dict[str, Any]:
     """Each available clinical score validated on the model's folds (see module doc)."""
-    try:
-        from analytics.models.scores import CLINICAL_SCORES
-    except ImportError:
-        CLINICAL_SCORES = {}
     scores = score_columns(data.rows)
     hs = [float(h) for h in data.settings.horizons]
     h_max = data.settings.horizon_max
@@ -312,9 +310,9 @@ def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
         m["model_c_index_same_rows"] = float(np.nanmean(model_c))
         m["ci"] = bootstrap_ci(marked, _marker_c_index, cv.n_bootstrap, cv.seed)
         m["coverage"] = float(ok.mean())
-        d = CLINICAL_SCORES.get(name)
-        m["label"] = getattr(d, "label", name)
-        m["reference"] = getattr(d, "reference", "")
+        d = CLINICAL_SCORES[name]
+        m["label"] = d.label
+        m["reference"] = d.reference
         out[name] = m
     return out
 

@@ -17,32 +17,51 @@ Two optional modifiers are read when present:
   resolved by them) or 1 (edema despite diuretics). Missing means 0 (Dickson 1989 has no
   missing category); this biases the score low for patients with unrecorded edema.
 
+Scores that need elastography or metabolic inputs (FAST, Agile 3+, Agile 4, the NAFLD
+fibrosis score and the Baveno VII band of liver stiffness) live in
+:mod:`analytics.models.fibrosis_scores` and are registered here too; their input columns
+(``lsm_kpa``, ``cap_db_m``, ``bmi_kg_m2``, ``diabetes`` ...) are described there.
+
 Formulas and their sources are in each function's docstring and in
 :data:`CLINICAL_SCORES`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from analytics import vocabulary
+from analytics.models.fibrosis_scores import (
+    agile_3plus,
+    agile_4,
+    baveno_vii_lsm_band,
+    fast,
+    nfs,
+)
+from analytics.models.score_inputs import flag, positive
 
 __all__ = [
     "BILIRUBIN_UMOL_PER_MG_DL",
     "CLINICAL_SCORES",
     "ScoreDef",
+    "agile_3plus",
+    "agile_4",
     "albi",
     "albi_grade",
     "apri",
+    "available_scores",
+    "baveno_vii_lsm_band",
     "compute_scores",
+    "fast",
     "fib4",
     "mayo_pbc",
     "meld",
     "meld_na",
+    "nfs",
 ]
 
 #: 1 mg/dL total bilirubin = 17.1 umol/L (molar mass 584.7 g/mol; the factor used by
@@ -53,22 +72,6 @@ BILIRUBIN_UMOL_PER_MG_DL = 17.1
 DEFAULT_AST_ULN_U_L = 40.0
 MELD_MAX = 40
 ALBI_GRADE_CUTS = (-2.60, -1.39)
-_TRUTHY = {"1", "1.0", "true", "yes", "y"}
-
-
-def _col(df: pd.DataFrame, name: str) -> pd.Series:
-    """Column ``name`` as float with non-positive values as NaN; all NaN when absent."""
-    if name not in df.columns:
-        return pd.Series(np.nan, index=df.index, dtype="float64")
-    values = pd.to_numeric(df[name], errors="coerce").astype("float64")
-    return values.where(values > 0)
-
-
-def _flag(df: pd.DataFrame, name: str) -> pd.Series:
-    """Boolean modifier column (missing or absent means False)."""
-    if name not in df.columns:
-        return pd.Series(False, index=df.index)
-    return df[name].map(lambda v: str(v).strip().lower() in _TRUTHY if pd.notna(v) else False)
 
 
 def _round_half_up(x: pd.Series) -> pd.Series:
@@ -77,11 +80,11 @@ def _round_half_up(x: pd.Series) -> pd.Series:
 
 
 def _meld_i(df: pd.DataFrame, *, rounded: bool) -> pd.Series:
-    bili = _col(df, "bilirubin_mg_dl").clip(lower=1.0)
-    inr = _col(df, "inr").clip(lower=1.0)
-    creat = _col(df, "creatinine_mg_dl").clip(lower=1.0, upper=4.0)
+    bili = positive(df, "bilirubin_mg_dl").clip(lower=1.0)
+    inr = positive(df, "inr").clip(lower=1.0)
+    creat = positive(df, "creatinine_mg_dl").clip(lower=1.0, upper=4.0)
     # OPTN: dialysis twice in the prior week counts as creatinine 4.0, measured or not
-    creat = creat.mask(_flag(df, "dialysis"), 4.0)
+    creat = creat.mask(flag(df, "dialysis"), 4.0)
     raw = 10.0 * (0.957 * np.log(creat) + 0.378 * np.log(bili) + 1.120 * np.log(inr) + 0.643)
     return _round_half_up(raw) if rounded else raw
 
@@ -133,7 +136,7 @@ def meld_na(df: pd.DataFrame, *, rounded: bool = True) -> pd.Series:
         MELD-Na (points, 6-40), NaN where a lab is missing or not positive.
     """
     m = _meld_i(df, rounded=rounded)
-    gap = 137.0 - _col(df, "sodium_mmol_l").clip(lower=125.0, upper=137.0)
+    gap = 137.0 - positive(df, "sodium_mmol_l").clip(lower=125.0, upper=137.0)
     adjusted = m + 1.32 * gap - 0.033 * m * gap
     if rounded:
         adjusted = _round_half_up(adjusted)
@@ -152,8 +155,8 @@ def fib4(df: pd.DataFrame) -> pd.Series:
     pandas.Series
         FIB-4 (dimensionless), NaN where an input is missing or not positive.
     """
-    age, ast = _col(df, "age_years"), _col(df, "ast_u_l")
-    plt, alt = _col(df, "platelets_10e9_l"), _col(df, "alt_u_l")
+    age, ast = positive(df, "age_years"), positive(df, "ast_u_l")
+    plt, alt = positive(df, "platelets_10e9_l"), positive(df, "alt_u_l")
     return age * ast / (plt * np.sqrt(alt))
 
 
@@ -177,7 +180,7 @@ def apri(df: pd.DataFrame, *, ast_uln_u_l: float = DEFAULT_AST_ULN_U_L) -> pd.Se
     """
     if not ast_uln_u_l > 0:
         raise ValueError(f"ast_uln_u_l must be a positive number of U/L, got {ast_uln_u_l!r}")
-    return (_col(df, "ast_u_l") / ast_uln_u_l) / _col(df, "platelets_10e9_l") * 100.0
+    return (positive(df, "ast_u_l") / ast_uln_u_l) / positive(df, "platelets_10e9_l") * 100.0
 
 
 def albi(df: pd.DataFrame) -> pd.Series:
@@ -191,8 +194,8 @@ def albi(df: pd.DataFrame) -> pd.Series:
     pandas.Series
         ALBI (dimensionless; lower is better), NaN where an input is missing.
     """
-    bili_umol = _col(df, "bilirubin_mg_dl") * BILIRUBIN_UMOL_PER_MG_DL
-    albumin_g_l = _col(df, "albumin_g_dl") * 10.0
+    bili_umol = positive(df, "bilirubin_mg_dl") * BILIRUBIN_UMOL_PER_MG_DL
+    albumin_g_l = positive(df, "albumin_g_dl") * 10.0
     return 0.66 * np.log10(bili_umol) - 0.085 * albumin_g_l
 
 
@@ -226,10 +229,10 @@ def mayo_pbc(df: pd.DataFrame) -> pd.Series:
         edema = pd.to_numeric(df["edema"], errors="coerce").fillna(0.0)
     else:
         edema = pd.Series(0.0, index=df.index)
-    return (0.871 * np.log(_col(df, "bilirubin_mg_dl"))
-            - 2.53 * np.log(_col(df, "albumin_g_dl"))
-            + 0.039 * _col(df, "age_years")
-            + 2.38 * np.log(_col(df, "prothrombin_s"))
+    return (0.871 * np.log(positive(df, "bilirubin_mg_dl"))
+            - 2.53 * np.log(positive(df, "albumin_g_dl"))
+            + 0.039 * positive(df, "age_years")
+            + 2.38 * np.log(positive(df, "prothrombin_s"))
             + 0.859 * edema)
 
 
@@ -242,11 +245,12 @@ class ScoreDef:
     fn
         ``fn(df) -> Series`` aligned with ``df.index``.
     required_columns
-        Lab columns that must be present for a non-NaN value.
+        Input columns that must be present for a non-NaN value.
     label
         Human label.
     unit
-        Unit of the value (``"points"``, ``"1"`` for dimensionless, ``"grade"``).
+        Unit of the value (``"points"``, ``"1"`` for dimensionless, ``"grade"``,
+        ``"probability"``, ``"band"`` for an ordered category code).
     reference
         Publication that defines the formula.
     """
@@ -259,6 +263,7 @@ class ScoreDef:
 
 
 _MELD_LABS = ("bilirubin_mg_dl", "inr", "creatinine_mg_dl")
+_AGILE_INPUTS = ("lsm_kpa", "ast_u_l", "alt_u_l", "platelets_10e9_l", "diabetes", "sex")
 
 def _shown(name: str) -> tuple[str, str]:
     """Label and unit of score ``name`` (the vocabulary's)."""
@@ -287,7 +292,33 @@ CLINICAL_SCORES: dict[str, ScoreDef] = {
     "mayo_pbc": ScoreDef(
         mayo_pbc, ("bilirubin_mg_dl", "albumin_g_dl", "age_years", "prothrombin_s"),
         *_shown("mayo_pbc"), "Dickson ER et al. Hepatology 1989;10:1-7"),
+    "fast": ScoreDef(
+        fast, ("lsm_kpa", "cap_db_m", "ast_u_l"), *_shown("fast"),
+        "Newsome PN et al. Lancet Gastroenterol Hepatol 2020;5:362-73"),
+    "agile_3plus": ScoreDef(
+        agile_3plus, (*_AGILE_INPUTS, "age_years"), *_shown("agile_3plus"),
+        "Sanyal AJ et al. J Hepatol 2023;78:247-59"),
+    "agile_4": ScoreDef(
+        agile_4, _AGILE_INPUTS, *_shown("agile_4"),
+        "Sanyal AJ et al. J Hepatol 2023;78:247-59"),
+    "nfs": ScoreDef(
+        nfs, ("age_years", "bmi_kg_m2", "diabetes", "ast_u_l", "alt_u_l",
+              "platelets_10e9_l", "albumin_g_dl"), *_shown("nfs"),
+        "Angulo P et al. Hepatology 2007;45:846-54"),
+    "baveno_vii_lsm_band": ScoreDef(
+        baveno_vii_lsm_band, ("lsm_kpa",), *_shown("baveno_vii_lsm_band"),
+        "de Franchis R et al. J Hepatol 2022;76:959-74 (Baveno VII rule of five)"),
 }
+
+
+def available_scores(columns: Iterable[str]) -> list[str]:
+    """Keys of :data:`CLINICAL_SCORES` whose required input columns are all in ``columns``.
+
+    A score whose inputs the cohort does not have at all is not computed (it would be
+    NaN on every row); one whose inputs are present but partly missing is.
+    """
+    have = set(columns)
+    return [n for n, d in CLINICAL_SCORES.items() if set(d.required_columns) <= have]
 
 
 def compute_scores(df: pd.DataFrame, names: list[str] | None = None) -> pd.DataFrame:

@@ -34,6 +34,24 @@ Sources (cited per column below):
 - [Arber] Arber DA et al. The 2016 revision to the WHO classification of myeloid
   neoplasms and acute leukemia. Blood 2016;127:2391-405 (essential thrombocythaemia
   >= 450 x 10^9/L; counts above 1,000 x 10^9/L occur).
+- [Sasso] Sasso M et al. Controlled attenuation parameter (CAP): a novel VCTE guided
+  ultrasonic attenuation measurement. Ultrasound Med Biol 2010;36:1825-35 (CAP is
+  reported from 100 to 400 dB/m).
+- [Castera] Castera L, Friedrich-Rust M, Loomba R. Noninvasive assessment of liver
+  disease in patients with nonalcoholic fatty liver disease. Gastroenterology
+  2019;156:1264-81 (transient elastography reports 1.5-75 kPa; MR elastography about
+  2-3 kPa in normal livers, > 5 kPa in cirrhosis; MRI-PDFF > 5 % is steatosis).
+- [Bastard] Bastard C et al. A novel FibroScan examination dedicated to spleen stiffness
+  measurement. Ultrasound Med Biol 2018;44:1616-26 (spleen-dedicated probe: up to 100 kPa).
+- [deFranchis] de Franchis R et al. Baveno VII - renewing consensus in portal
+  hypertension. J Hepatol 2022;76:959-74 (liver stiffness rule of five 10/15/20/25 kPa;
+  spleen stiffness 40 kPa).
+- [Lichtinghagen] Lichtinghagen R et al. The Enhanced Liver Fibrosis (ELF) score: normal
+  values, influence factors and proposed cut-off values. J Hepatol 2013;59:236-42.
+- [WHO-BMI] WHO. Obesity: preventing and managing the global epidemic. WHO Technical
+  Report Series 894, 2000 (BMI classes).
+- [Angulo] Angulo P et al. The NAFLD fibrosis score. Hepatology 2007;45:846-54
+  (impaired fasting glucose or diabetes as one yes/no input).
 - [Dickson] Dickson ER et al. Prognosis in primary biliary cirrhosis: model for decision
   making. Hepatology 1989;10:1-7 (prothrombin time in seconds; edema 0 / 0.5 / 1).
 """
@@ -106,6 +124,33 @@ LAB_DEFS: tuple[Column, ...] = (
          unit_aliases={"alp_ukat_l": _UKAT}),
     _lab("age_years", "Age", "years", HIGHER_IS_WORSE, (0.0, 110.0),
          "ages above 110 are exceptional; above 130 impossible"),
+    _lab("bmi_kg_m2", "BMI", "kg/m²", NEUTRAL, (12.0, 70.0),
+         "body-mass index; obesity from 30 kg/m² [WHO-BMI]; outside 12-70 kg/m² suggests "
+         "a unit or entry error"),
+    _lab("lsm_kpa", "Liver stiffness (transient elastography)", "kPa", HIGHER_IS_WORSE,
+         (1.5, 75.0),
+         "vibration-controlled transient elastography; the device reports 1.5-75 kPa "
+         "[Castera]; 10/15/20/25 kPa are the Baveno VII rule-of-five cut-offs "
+         "[deFranchis]"),
+    _lab("cap_db_m", "Controlled attenuation parameter", "dB/m", HIGHER_IS_WORSE,
+         (100.0, 400.0),
+         "ultrasonic attenuation measured with transient elastography; reported from "
+         "100 to 400 dB/m [Sasso]"),
+    _lab("spleen_stiffness_kpa", "Spleen stiffness (transient elastography)", "kPa",
+         HIGHER_IS_WORSE, (1.5, 100.0),
+         "spleen-dedicated transient elastography reports up to 100 kPa [Bastard]; "
+         "40 kPa is the Baveno VII cut-off [deFranchis]"),
+    _lab("mre_kpa", "Liver stiffness (MR elastography)", "kPa", HIGHER_IS_WORSE,
+         (0.5, 20.0),
+         "MR elastography shear stiffness: about 2-3 kPa in normal livers, > 5 kPa in "
+         "cirrhosis [Castera]; a value outside 0.5-20 kPa suggests another quantity "
+         "(e.g. a transient-elastography value)"),
+    _lab("mri_pdff_pct", "Liver fat (MRI-PDFF)", "%", HIGHER_IS_WORSE, (0.0, 50.0),
+         "proton-density fat fraction; > 5 % is steatosis [Castera]; above 50 % is rare; "
+         "a fraction cannot exceed 100 %"),
+    _lab("elf_score", "ELF score", "1", HIGHER_IS_WORSE, (5.0, 15.0),
+         "Enhanced Liver Fibrosis test; cut-offs 7.7, 9.8 and 11.3 "
+         "[Lichtinghagen]; values outside 5-15 are not seen"),
 )
 
 CODED_DEFS: tuple[Column, ...] = (
@@ -119,6 +164,10 @@ CODED_DEFS: tuple[Column, ...] = (
            "despite diuretics.",
            codes={0.0: "none", 0.5: "without diuretics or resolved by them",
                   1.0: "despite diuretics"}),
+    Column("diabetes", "Diabetes", "", CODED, HIGHER_IS_WORSE,
+           "Type 2 diabetes or impaired fasting glucose, yes (1) or no (0), as the NAFLD "
+           "fibrosis score and Agile scores take it [Angulo].",
+           codes={0.0: "no", 1.0: "yes"}),
 )
 
 
@@ -136,6 +185,17 @@ SCORE_DEFS: tuple[Column, ...] = (
     _score("albi_grade", "ALBI grade", "grade", "Albumin-bilirubin grade 1-3 (Johnson 2015)."),
     _score("mayo_pbc", "Mayo PBC risk score", "1", "Mayo risk score for primary biliary "
            "cholangitis (Dickson 1989)."),
+    _score("fast", "FAST score", "1", "FibroScan-AST score: probability (0-1) of "
+           "fibrotic NASH from liver stiffness, CAP and AST (Newsome 2020)."),
+    _score("agile_3plus", "Agile 3+", "1", "Probability (0-1) of advanced fibrosis (F3+) "
+           "from liver stiffness, AST/ALT, platelets, diabetes, sex and age (Sanyal 2023)."),
+    _score("agile_4", "Agile 4", "1", "Probability (0-1) of cirrhosis (F4) from liver "
+           "stiffness, AST/ALT, platelets, diabetes and sex (Sanyal 2023)."),
+    _score("nfs", "NAFLD fibrosis score", "1", "NAFLD fibrosis score from age, BMI, "
+           "diabetes, AST/ALT, platelets and albumin (Angulo 2007)."),
+    _score("baveno_vii_lsm_band", "Baveno VII stiffness band", "band",
+           "Liver stiffness band of the Baveno VII rule of five: 0 < 10, 1 10-15, "
+           "2 15-20, 3 20-25, 4 >= 25 kPa (de Franchis 2022)."),
 )
 
 LANDMARK = "landmark_years"

@@ -338,3 +338,44 @@ def test_baseline_date_is_the_stored_one_else_the_earliest_date_known(
         ctx, visit_dates, expected):
     assert _baseline_date(ctx, visit_dates) == expected
 
+
+
+# ----------------------------------------------------------------- elastography and MR fat
+ELASTO_HEAD = ("patient_id,time,lsm_kpa,cap_db_m,spleen_stiffness_kpa,mre_kpa,mri_pdff_pct,"
+               "elf_score,bmi_kg_m2,diabetes\n")
+
+
+def test_elastography_mr_fat_elf_bmi_and_diabetes_are_known_columns(csvs):
+    result = run(csvs, ELASTO_HEAD + "A,0,12.4,310,38,3.9,17.5,10.1,31.2,yes\n"
+                                     "A,1,14.0,295,41,4.2,15.0,10.4,30.8,no\n")
+    assert result.rejected == [] and result.warnings == []
+    assert result.visits[0].values == {
+        "lsm_kpa": 12.4, "cap_db_m": 310.0, "spleen_stiffness_kpa": 38.0, "mre_kpa": 3.9,
+        "mri_pdff_pct": 17.5, "elf_score": 10.1, "bmi_kg_m2": 31.2, "diabetes": 1.0}
+    assert result.visits[1].values["diabetes"] == 0.0
+
+
+@pytest.mark.parametrize("column, value, pattern", [
+    ("lsm_kpa", "0", r"lsm_kpa 0: impossible; expected > 0 kPa"),
+    ("mri_pdff_pct", "120", r"mri_pdff_pct 120: impossible; expected <= 100 %"),
+    ("mri_pdff_pct", "-2", r"mri_pdff_pct -2: impossible; expected >= 0 %"),
+    ("diabetes", "maybe", r"diabetes 'maybe': expected one of"),
+], ids=["zero_stiffness", "pdff_above_100", "negative_pdff", "diabetes_code"])
+def test_impossible_elastography_and_fat_values_reject_the_row(csvs, column, value, pattern):
+    result = run(csvs, f"patient_id,time,{column}\nA,0,{value}\nA,1,\n")
+    [(row, (line, reason))] = rejected_at(result, "visits.csv").items()
+    assert (row, line) == (1, 2)
+    assert re.search(pattern, reason), reason
+
+
+@pytest.mark.parametrize("column, value, hint", [
+    ("mre_kpa", "35", "looks like a transient-elastography value (use lsm_kpa)"),
+    ("cap_db_m", "40", "below the plausible range 100-400 dB/m"),
+    ("mri_pdff_pct", "65", "above the plausible range 0-50 %"),
+], ids=["mre_holding_vcte", "cap_too_low", "pdff_above_50"])
+def test_implausible_elastography_values_import_with_a_hint(csvs, column, value, hint):
+    result = run(csvs, f"patient_id,time,{column}\nA,0,{value}\n")
+    assert result.rejected == []
+    [w] = result.warnings
+    assert w.column == column
+    assert hint in w.reason, w.reason

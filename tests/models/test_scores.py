@@ -173,7 +173,9 @@ def test_mayo_pbc_edema_defaults_to_zero():
 def test_each_score_is_nan_when_a_required_lab_is_missing(name):
     full = frame(bilirubin_mg_dl=2.0, albumin_g_dl=3.5, inr=1.3, prothrombin_s=12.0,
                  creatinine_mg_dl=1.1, sodium_mmol_l=133.0, platelets_10e9_l=120.0,
-                 ast_u_l=60.0, alt_u_l=45.0, age_years=58.0)
+                 ast_u_l=60.0, alt_u_l=45.0, age_years=58.0,
+                 # inputs of the elastography and metabolic scores
+                 lsm_kpa=14.0, cap_db_m=300.0, bmi_kg_m2=31.0, diabetes=1, sex="M")
     score = CLINICAL_SCORES[name]
     assert np.isfinite(score.fn(full)[0])
     for col in score.required_columns:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -221,3 +222,22 @@ def test_features_export_neutralises_formula_text(store, tmp_path):
     export(store, "features", out)
     df = pd.read_csv(out)
     assert df["liver_volume_ml__reason"].iloc[0] == "'=HYPERLINK(\"x\")"
+
+
+def test_elastography_columns_flow_from_import_to_the_cohort_export_scores(store, csvs,
+                                                                          tmp_path):
+    add_patient(store, "HT-2")
+    s = add_scan(store, "HT-2", D(2021, 3, 1), {"liver_volume_ml": 1700.0})
+    report = import_cohort(store, *csvs(
+        "patient_id,date,lsm_kpa,cap_db_m,ast_u_l,diabetes,bmi_kg_m2\n"
+        "HT-2,2021-03-01,12.0,300,50,yes,32\n",
+        "patient_id,date,event\nHT-2,2023-03-01,censored\n"))
+    assert report.rejected == []
+    out = tmp_path / "cohort.csv"
+    export(store, "cohort", out)
+    row = pd.read_csv(out).set_index("series_uid").loc[s]
+    assert (row["lsm_kpa"], row["cap_db_m"], row["diabetes"]) == (12.0, 300.0, 1.0)
+    # FAST by hand: x = -1.65 + 1.07 ln 12 + 2.66e-8 * 300^3 - 63.3 / 50
+    x = -1.65 + 1.07 * math.log(12.0) + 2.66e-8 * 300.0**3 - 63.3 / 50.0
+    assert row["fast"] == pytest.approx(1 / (1 + math.exp(-x)), rel=1e-9)
+    assert row["baveno_vii_lsm_band"] == 1.0  # 10 <= 12 <= 15 kPa

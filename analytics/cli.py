@@ -159,6 +159,9 @@ def _add_import_cohort(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("import-cohort", help="import visits and outcomes CSVs")
     s.add_argument("--visits", required=True)
     s.add_argument("--outcomes", required=True)
+    s.add_argument("--sex-coding", metavar="CODE=SEX,...", default=None,
+                   help="how the visits file's numeric sex codes read, e.g. 1=M,2=F "
+                        "(without it numeric codes are left empty with a warning)")
     s.add_argument("--json", action="store_true")
 
 

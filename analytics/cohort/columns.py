@@ -11,9 +11,12 @@ concentration, an INR of zero, an age over 130 years) rejects its row.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from analytics import vocabulary
+from analytics.cohort.reader import cell_text
+from analytics.errors import CohortError
 
 KIND_LAB = "lab"
 KIND_CLINICAL = "clinical"  # demographic, modifier and elastography/MR columns
@@ -115,21 +118,174 @@ LAB_COLUMNS: dict[str, ColumnDef] = {c.name: c for c in (
     ColumnDef("elf_score", KIND_CLINICAL, positive=True),
 )}
 
-#: columns with a fixed set of codes: column -> {accepted spelling: stored value}
-CODED_COLUMNS: dict[str, dict[str, object]] = {
-    "sex": {"m": "M", "male": "M", "f": "F", "female": "F", "o": "O", "other": "O"},
-    # OPTN 9.1.D: dialysis at least twice (or 24 h CVVHD) in the prior week
-    "dialysis": {"0": 0.0, "1": 1.0, "no": 0.0, "yes": 1.0, "false": 0.0, "true": 1.0,
-                 "n": 0.0, "y": 1.0, "0.0": 0.0, "1.0": 1.0},
-    # Dickson 1989: 0 none, 0.5 edema without diuretics or resolved by them,
-    # 1 edema despite diuretics
-    "edema": {"0": 0.0, "0.5": 0.5, "1": 1.0, "0.0": 0.0, "1.0": 1.0, ".5": 0.5},
-    # Angulo 2007 / Sanyal 2023: type 2 diabetes or impaired fasting glucose, yes or no
-    "diabetes": {"0": 0.0, "1": 1.0, "no": 0.0, "yes": 1.0, "false": 0.0, "true": 1.0,
-                 "n": 0.0, "y": 1.0, "0.0": 0.0, "1.0": 1.0},
+#: spellings of "not recorded" for coded columns (stored as missing, no warning)
+CODED_MISSING = frozenset({"u", "unknown", "x", "unk", "not known", "not recorded"})
+
+_BINARY_ALIASES: dict[str, object] = {"n": 0.0, "false": 0.0, "y": 1.0, "true": 1.0}
+#: spellings real files use for the vocabulary's codes, beyond each code and its meaning
+#: as :mod:`analytics.vocabulary.clinical` writes them (``CODED_DEFS``, which alone says
+#: what a code means): column -> {spelling: code}. Compared after :func:`code_key`.
+CODE_ALIASES: dict[str, dict[str, object]] = {
+    "sex": {"man": "M", "woman": "F"},
+    "dialysis": _BINARY_ALIASES,
+    "diabetes": _BINARY_ALIASES,
+    # the Mayo PBC data as published: R survival's pbc/pbcseq (0 / 0.5 / 1), JM's pbc2
+    # labels and the N/S/Y letters of the trial's widely shared "cirrhosis" file; "yes"
+    # is refused, it does not say whether diuretics resolved the edema (0.5 or 1)
+    "edema": {"no": 0.0, "absent": 0.0, "n": 0.0,
+              "edema no diuretics": 0.5, "edema without diuretics": 0.5,
+              "edema resolved by diuretics": 0.5, "untreated or successfully treated": 0.5,
+              "s": 0.5,
+              "despite diuretics": 1.0, "edema despite diuretic therapy": 1.0, "y": 1.0},
 }
-#: spellings of "not recorded" for coded columns (stored as missing)
-CODED_MISSING = {"u", "unknown", "x"}
+
+_SEPARATORS = re.compile(r"[\s_\-]+")
+_NUMBER_TEXT = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)$")
+#: a :func:`code_key` that is a number (``%g`` form)
+_NUMBER_KEY = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)(e[+-]?\d+)?$")
+
+
+def code_key(cell: object) -> str:
+    """How a coded cell is compared: numbers by value (``"1.0"``, ``1``, ``" 1 "`` and
+    ``"1,0"`` are ``"1"``; ``".5"`` is ``"0.5"``), words in lower case with runs of
+    spaces, underscores and hyphens as one space (``"No_Edema"`` is ``"no edema"``)."""
+    if isinstance(cell, bool):
+        return "true" if cell else "false"
+    if isinstance(cell, int | float):
+        return f"{float(cell):g}"
+    text = str(cell).strip()
+    if _NUMBER_TEXT.match(text):
+        return f"{float(text.replace(',', '.')):g}"
+    return _SEPARATORS.sub(" ", text.lower()).strip()
+
+
+def _spellings(column: vocabulary.Column) -> dict[str, object]:
+    """Every accepted spelling of a coded column: each vocabulary code and its meaning,
+    then the aliases (each also with "oedema" for "edema")."""
+    accepted: dict[str, object] = {}
+
+    def add(spelling: object, code: object) -> None:
+        key = code_key(spelling)
+        for k in dict.fromkeys((key, key.replace("edema", "oedema"))):
+            if accepted.setdefault(k, code) != code:
+                raise ValueError(f"{column.name}: {k!r} would mean both {accepted[k]!r} "
+                                 f"and {code!r}")
+
+    for code, meaning in column.codes.items():
+        add(code, code)
+        add(meaning, code)
+    for spelling, code in CODE_ALIASES.get(column.name, {}).items():
+        if code not in column.codes:
+            raise ValueError(f"{column.name}: alias {spelling!r} names {code!r}, which is not "
+                             f"one of the vocabulary's codes {list(column.codes)}")
+        add(spelling, code)
+    return accepted
+
+
+#: columns with a fixed set of codes: column -> {accepted spelling (:func:`code_key`):
+#: stored value}, derived from the vocabulary's codes and :data:`CODE_ALIASES`
+CODED_COLUMNS: dict[str, dict[str, object]] = {
+    c.name: _spellings(c) for c in vocabulary.COLUMNS.values() if c.source == vocabulary.CODED
+}
+
+
+def accepted_codes(column: str) -> str:
+    """The codes of a coded column with their meanings, as a message lists them:
+    ``M (male), F (female), O (other)``."""
+    codes = vocabulary.column(column).codes
+    return ", ".join(f"{code_key(code).upper()} ({meaning})" for code, meaning in codes.items())
+
+
+def read_code(column: str, cell: object, sex_coding: Mapping[str, str] | None = None
+              ) -> tuple[object | None, str | None]:
+    """The stored value of a coded cell.
+
+    Parameters
+    ----------
+    column
+        A coded column (a key of :data:`CODED_COLUMNS`).
+    cell
+        The cell as read (not missing).
+    sex_coding
+        The file's declared numeric sex convention (:func:`parse_sex_coding`), if any.
+
+    Returns
+    -------
+    tuple
+        ``(value, None)``; ``(None, None)`` for a spelling of "not recorded"; or
+        ``(None, reason)`` when the code is unknown: the value is left empty and
+        ``reason`` (the value and the accepted codes) becomes a warning.
+    """
+    key, shown = code_key(cell), cell_text(cell)
+    if key in CODED_MISSING:
+        return None, None
+    if column == "sex" and sex_coding and key in sex_coding:
+        return sex_coding[key], None
+    if key in CODED_COLUMNS[column]:
+        return CODED_COLUMNS[column][key], None
+    if column == "sex" and _NUMBER_KEY.match(key):
+        if not sex_coding:
+            return None, (f"sex {shown!r} is a numeric code and no convention is declared for "
+                          "the file; declare it (import-cohort --sex-coding 1=M,2=F) or "
+                          f"write {accepted_codes('sex')}; left empty")
+        return None, (f"sex {shown!r} is not one of the declared numeric codes "
+                      f"({format_sex_coding(sex_coding)}) nor {accepted_codes('sex')}; "
+                      "left empty")
+    return None, (f"{column} {shown!r} is not a known code; expected "
+                  f"{accepted_codes(column)}, or a spelling of them; left empty")
+
+
+def parse_sex_coding(text: str, *, name: str = "sex coding") -> dict[str, str]:
+    """A file's declared numeric sex convention: ``"1=M,2=F"`` -> ``{"1": "M", "2": "F"}``.
+
+    Numeric sex codes mean different things in different registries, so they are read
+    only with a declaration; the sex side may be any accepted spelling (``1=male``).
+
+    Parameters
+    ----------
+    text
+        ``CODE=SEX`` pairs separated by commas; CODE a whole number.
+    name
+        How messages name the declaration (``--sex-coding`` on the command line).
+
+    Returns
+    -------
+    dict
+        :func:`code_key` of each number -> the vocabulary's sex code.
+
+    Raises
+    ------
+    CohortError
+        If a pair is malformed, a code is not a whole number, a sex is not a known one, or
+        a number or a sex is given twice.
+    """
+    example = "expected CODE=SEX pairs separated by commas, e.g. 1=M,2=F"
+    pairs = [p.strip() for p in str(text).split(",")]
+    declared: dict[str, str] = {}
+    for pair in pairs:
+        number, eq, sex = (part.strip() for part in pair.partition("="))
+        why = None
+        if not eq or not number or not sex:
+            why = f"{pair!r} is not CODE=SEX"
+        elif not re.fullmatch(r"[+-]?\d+", number):
+            why = f"{number!r} is not a whole number"
+        elif code_key(sex) not in CODED_COLUMNS["sex"] or _NUMBER_TEXT.match(sex):
+            why = f"{sex!r} is not a sex code ({accepted_codes('sex')})"
+        elif code_key(number) in declared:
+            why = f"{number} is declared twice"
+        elif CODED_COLUMNS["sex"][code_key(sex)] in declared.values():
+            why = f"two numbers mean {CODED_COLUMNS['sex'][code_key(sex)]}"
+        if why is not None:
+            raise CohortError(f"{name} {str(text)!r}: {why}; {example}",
+                              hint="declare how the file's numeric sex codes read")
+        declared[code_key(number)] = str(CODED_COLUMNS["sex"][code_key(sex)])
+    return declared
+
+
+def format_sex_coding(declared: dict[str, str]) -> str:
+    """``{"1": "M", "2": "F"}`` -> ``"1=M,2=F"``."""
+    return ",".join(f"{k}={v}" for k, v in declared.items())
+
 
 KNOWN_COLUMNS = (*LAB_COLUMNS, *CODED_COLUMNS)
 

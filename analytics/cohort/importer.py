@@ -34,13 +34,13 @@ Safety
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from analytics import audit
-from analytics.cohort.columns import ID_COLUMN
+from analytics.cohort.columns import ID_COLUMN, format_sex_coding
 from analytics.cohort.reader import Source, read_table
 from analytics.cohort.validate import (
     Issue,
@@ -125,8 +125,8 @@ def _spellings(keys: list[str], contexts: dict[str, PatientContext]) -> None:
 
 def import_cohort(store: Store, visits: Source, outcomes: Source, *,
                   settings: Settings | None = None,
-                  step: Callable[..., AbstractContextManager[Any]] = audit.unaudited
-                  ) -> ImportReport:
+                  step: Callable[..., AbstractContextManager[Any]] = audit.unaudited,
+                  sex_coding: Mapping[str, str] | None = None) -> ImportReport:
     """Validate and import a visits table and an outcomes table.
 
     Parameters
@@ -141,6 +141,10 @@ def import_cohort(store: Store, visits: Source, outcomes: Source, *,
     step
         Called with the audit record's ``detail`` around the store write: the use case's
         audited step (:func:`analytics.usecases.cohort.import_cohort`); none by default.
+    sex_coding
+        The visits file's numeric sex convention, as
+        :func:`analytics.cohort.columns.parse_sex_coding` reads ``"1=M,2=F"``; without it
+        numeric sex codes are left empty with a warning.
 
     Returns
     -------
@@ -174,10 +178,13 @@ def import_cohort(store: Store, visits: Source, outcomes: Source, *,
                                           f"{named[name]!r}; use one id per patient")
         else:
             named[name] = key
-    data = validate(vt, ot, contexts)
-    detail = {"visit_rows": len(vt.rows), "outcome_rows": len(ot.rows),
-              "accepted_visits": len(data.visits), "accepted_outcomes": len(data.outcomes),
-              "rejected": len(data.rejected)}
+    data = validate(vt, ot, contexts, sex_coding=sex_coding)
+    detail: dict[str, Any] = {
+        "visit_rows": len(vt.rows), "outcome_rows": len(ot.rows),
+        "accepted_visits": len(data.visits), "accepted_outcomes": len(data.outcomes),
+        "rejected": len(data.rejected)}
+    if sex_coding:
+        detail["sex_coding"] = format_sex_coding(dict(sex_coding))
     with step(detail=detail):
         counts = write_cohort(store, data, contexts, pseudonymise, new_ids)
     return ImportReport(**dataclasses.asdict(counts), rejected=data.rejected,

@@ -16,14 +16,16 @@ from typing import Any
 from analytics.cohort.columns import (
     CENSORING_SYNONYMS,
     CODED_COLUMNS,
-    CODED_MISSING,
     DATE_COLUMN,
     EVENT_NAME,
     ID_COLUMN,
     LAB_COLUMNS,
     TIME_COLUMN,
     ColumnDef,
+    accepted_codes,
+    code_key,
     normalise_event,
+    read_code,
 )
 from analytics.cohort.reader import (
     RawRow,
@@ -75,6 +77,7 @@ class Collector:
         self.rejected: dict[int, Issue] = {}
         self.row_warnings: dict[int, list[Issue]] = defaultdict(list)
         self.plausibility: dict[str, list[tuple[int, Issue, str | None]]] = defaultdict(list)
+        self.unknown_codes: dict[str, list[tuple[int, Issue, str]]] = defaultdict(list)
 
     def reject(self, r: RawRow | VisitRecord | OutcomeRecord, reason: str) -> None:
         if r.row not in self.rejected:
@@ -86,6 +89,26 @@ class Collector:
     def warn_value(self, r: RawRow, column: str, reason: str, hint: str | None) -> None:
         self.plausibility[column].append(
             (r.row, Issue(self.file, r.row, r.line, reason, column), hint))
+
+    def warn_code(self, r: RawRow, column: str, reason: str, value: str) -> None:
+        """An unknown code left empty; ``value`` is its compared form."""
+        self.unknown_codes[column].append(
+            (r.row, Issue(self.file, r.row, r.line, reason, column), value))
+
+    def _code_warnings(self) -> list[Issue]:
+        """Each column's first unknown codes row by row, then one line for the rest."""
+        warnings: list[Issue] = []
+        for column, items in self.unknown_codes.items():
+            items = [it for it in items if it[0] not in self.rejected]
+            warnings += [issue for _, issue, _ in items[:MAX_ROW_WARNINGS]]
+            if len(items) > MAX_ROW_WARNINGS:
+                seen = Counter(v for _, _, v in items)
+                values = ", ".join(f"{v!r} ({n})" for v, n in seen.most_common(5))
+                warnings.append(Issue(
+                    self.file, None, None, column=column,
+                    reason=f"column {column}: {len(items)} values are unknown codes and were "
+                           f"left empty ({values}); expected {accepted_codes(column)}"))
+        return warnings
 
     def finish(self, n_values: Counter[str]) -> tuple[list[Issue], list[Issue]]:
         rejected = sorted(self.rejected.values(), key=lambda i: i.row or 0)
@@ -107,6 +130,7 @@ class Collector:
                 warnings.append(Issue(self.file, None, None, column=column,
                                       reason=f"column {column}: {len(items) - MAX_ROW_WARNINGS}"
                                              " more values outside the plausible range"))
+        warnings += self._code_warnings()
         warnings.sort(key=lambda i: (i.row is not None, i.row or 0))
         return rejected, warnings
 
@@ -199,8 +223,11 @@ def generic_types(table: RawTable, columns: list[str]) -> tuple[set[str], list[I
 
 
 def parse_values(table: RawTable, r: RawRow, value_cols: list[str], categorical: set[str],
-                  col: Collector, aliases: Mapping[str, tuple[str, float]]
+                  col: Collector, aliases: Mapping[str, tuple[str, float]],
+                  sex_coding: Mapping[str, str] | None = None
                   ) -> dict[str, float | str] | None:
+    """A visit row's values, or None after rejecting the row (an unparseable or impossible
+    number); an unknown code only leaves its value empty, with a warning."""
     values: dict[str, float | str] = {}
     errors: list[str] = []
     for c in value_cols:
@@ -208,16 +235,11 @@ def parse_values(table: RawTable, r: RawRow, value_cols: list[str], categorical:
         if is_missing(cell):
             continue
         if c in CODED_COLUMNS:
-            key = str(cell).strip().lower()
-            if isinstance(cell, float) and cell.is_integer():
-                key = str(int(cell))
-            if key in CODED_MISSING:
-                continue
-            if key not in CODED_COLUMNS[c]:
-                accepted = sorted({str(v) for v in CODED_COLUMNS[c].values()})
-                errors.append(f"{c} {cell_text(cell)!r}: expected one of {accepted}")
-                continue
-            values[c] = CODED_COLUMNS[c][key]  # type: ignore[assignment]
+            code, unknown = read_code(c, cell, sex_coding)
+            if unknown is not None:  # the one value is lost, never the row
+                col.warn_code(r, c, unknown, code_key(cell))
+            elif code is not None:
+                values[c] = code  # type: ignore[assignment]
             continue
         if c in categorical:
             values[c] = str(cell).strip()

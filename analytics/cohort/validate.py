@@ -7,11 +7,10 @@ Rejected visit rows
     empty or over-long ``patient_id``; no ``time``/``date``; a negative ``time``; a
     ``date`` that is not ISO (``YYYY-MM-DD``) or lies before the patient's stored
     baseline date; an unparseable value (the column and the value are named); a
-    physically impossible value (negative concentration, zero INR, age over 130); an
-    unknown code in ``sex``/``dialysis``/``edema``; a duplicate (same patient and same
-    time, or same date: the later row is rejected); a visit after the end of follow-up
-    (visit time > outcome time); a patient without an outcome (no usable row in
-    outcomes.csv and none stored: "unknown patient").
+    physically impossible value (negative concentration, zero INR, age over 130); a
+    duplicate (same patient and same time, or same date: the later row is rejected); a
+    visit after the end of follow-up (visit time > outcome time); a patient without an
+    outcome (no usable row in outcomes.csv and none stored: "unknown patient").
 Rejected outcome rows
     empty ``patient_id``; no or bad ``time``/``date``; an end of follow-up before the
     patient's first visit; an empty or numeric ``event`` (0/1 codes are ambiguous); an
@@ -20,6 +19,9 @@ Rejected outcome rows
     patient; a patient with no visit rows in visits.csv and no scans or visits stored
     ("unknown patient").
 Warnings (the row is imported as given)
+    an unknown code in ``sex``/``dialysis``/``edema``/``diabetes`` (that one value is
+    left empty; the warning names the value and the accepted codes), among them a numeric
+    ``sex`` code when the file declares no convention (``sex_coding``, e.g. ``1=M,2=F``);
     a value outside its column's plausible range (with a unit hint; see
     :mod:`analytics.cohort.columns`); a censored lab value such as ``<0.2`` (the bound is
     imported); an event name HepaTrack does not know (imported as its own event type); a
@@ -101,7 +103,8 @@ def _years(later: dt.date, earlier: dt.date) -> float:
 
 
 def validate(visits: RawTable, outcomes: RawTable,
-             contexts: Mapping[str, PatientContext] | None = None) -> ValidatedCohort:
+             contexts: Mapping[str, PatientContext] | None = None, *,
+             sex_coding: Mapping[str, str] | None = None) -> ValidatedCohort:
     """Check both tables row by row and across files; resolve every time.
 
     Parameters
@@ -111,6 +114,10 @@ def validate(visits: RawTable, outcomes: RawTable,
     contexts
         Store knowledge per CSV ``patient_id`` (date shift, baseline, stored outcome);
         None or missing keys mean a patient the store does not know.
+    sex_coding
+        The visits file's declared numeric sex convention
+        (:func:`analytics.cohort.columns.parse_sex_coding`); without it a numeric ``sex``
+        is an unknown code.
 
     Returns
     -------
@@ -127,7 +134,8 @@ def validate(visits: RawTable, outcomes: RawTable,
     contexts = contexts or {}
     _require(visits, (ID_COLUMN,), "patient_id, time or date, then feature columns")
     _require(outcomes, (ID_COLUMN, EVENT_COLUMN), "patient_id, time or date, event")
-    run = _Run(visits, outcomes, contexts, Collector(visits.name), Collector(outcomes.name))
+    run = _Run(visits, outcomes, contexts, Collector(visits.name), Collector(outcomes.name),
+               sex_coding=dict(sex_coding or {}))
     for check in _CHECKS:
         check(run)
     return _result(run)
@@ -146,6 +154,7 @@ class _Run:
     contexts: Mapping[str, PatientContext]
     vcol: Collector
     ocol: Collector
+    sex_coding: dict[str, str] = field(default_factory=dict)  # declared numeric codes
     warnings: list[Issue] = field(default_factory=list)  # file- and column-level
     value_cols: list[str] = field(default_factory=list)  # as named in the visits file
     aliases: dict[str, tuple[str, float]] = field(default_factory=dict)  # -> (lab, divisor)
@@ -213,7 +222,8 @@ def _parse_visit_rows(run: _Run) -> None:
             continue
         run.all_visit_keys.add(key)
         when = parse_when(visits, r, vcol)
-        values = parse_values(visits, r, run.value_cols, run.categorical, vcol, run.aliases)
+        values = parse_values(visits, r, run.value_cols, run.categorical, vcol, run.aliases,
+                              run.sex_coding)
         if when is None or values is None:
             continue
         run.n_values.update(values.keys())

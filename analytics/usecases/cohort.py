@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,10 +23,12 @@ __all__ = ["ExportRequest", "ImportRequest", "export", "import_cohort"]
 
 @dataclass(frozen=True)
 class ImportRequest:
-    """A visits table and an outcomes table (CSV paths or DataFrames)."""
+    """A visits table and an outcomes table (CSV paths or DataFrames), and the visits
+    file's numeric sex convention when it has one (``parse_sex_coding("1=M,2=F")``)."""
 
     visits: Source
     outcomes: Source
+    sex_coding: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ def import_cohort(ctx: Context, req: ImportRequest) -> ImportReport:
     """
     authorize(ctx, Permission.INGEST, "import_cohort")
     return import_stage(ctx.store, req.visits, req.outcomes, settings=ctx.settings,
-                        step=functools.partial(audited, ctx, "import_cohort"))
+                        step=functools.partial(audited, ctx, "import_cohort"),
+                        sex_coding=req.sex_coding)
 
 
 def export(ctx: Context, req: ExportRequest) -> dict[str, Any]:

@@ -154,7 +154,8 @@ LAB_DEFS: tuple[Column, ...] = (
 )
 
 CODED_DEFS: tuple[Column, ...] = (
-    Column("sex", "Sex", "", CODED, NEUTRAL, "Sex as recorded: M, F or O.",
+    Column("sex", "Sex", "", CODED, NEUTRAL, "Sex as recorded: M, F or O (numeric codes "
+           "only with the file's declared convention, e.g. 1=M,2=F).",
            categorical=True, codes={"M": "male", "F": "female", "O": "other"}),
     Column("dialysis", "Dialysis", "", CODED, HIGHER_IS_WORSE,
            "Dialysis at least twice (or 24 h CVVHD) in the prior week (OPTN policy 9.1.D).",
@@ -162,8 +163,8 @@ CODED_DEFS: tuple[Column, ...] = (
     Column("edema", "Edema", "", CODED, HIGHER_IS_WORSE,
            "Dickson 1989: 0 none, 0.5 edema without diuretics or resolved by them, 1 edema "
            "despite diuretics.",
-           codes={0.0: "none", 0.5: "without diuretics or resolved by them",
-                  1.0: "despite diuretics"}),
+           codes={0.0: "no edema", 0.5: "edema without diuretics, or resolved by diuretics",
+                  1.0: "edema despite diuretics"}),
     Column("diabetes", "Diabetes", "", CODED, HIGHER_IS_WORSE,
            "Type 2 diabetes or impaired fasting glucose, yes (1) or no (0), as the NAFLD "
            "fibrosis score and Agile scores take it [Angulo].",

@@ -46,8 +46,6 @@ REJECTIONS = [
      r"inr 0: impossible; expected > 0"),
     ("impossible_age", "A,0,1,1,150,M,\n", OUT_A, "visits.csv", 1, 2,
      r"age_years 150: impossible; expected <= 130 years"),
-    ("unknown_sex_code", "A,0,1,1,50,Z,\n", OUT_A, "visits.csv", 1, 2,
-     r"sex 'Z': expected one of \['F', 'M', 'O'\]"),
     ("infinite_value", "A,0,inf,1,50,M,\n", OUT_A, "visits.csv", 1, 2,
      r"bilirubin_mg_dl 'inf': expected a number"),
     ("duplicated_visit", "A,1,1,1,50,M,\nA,1,2,1,50,M,\n", OUT_A, "visits.csv", 2, 3,
@@ -130,6 +128,16 @@ def test_rows_out_of_time_order_are_accepted_and_sorted(csvs):
     result = run(csvs, V_HEAD + "A,2,1,1,52,M,\nA,0,1,1,50,M,\nA,1,1,1,51,M,\n")
     assert result.rejected == []
     assert [v.time_years for v in result.visits] == [0.0, 1.0, 2.0]
+
+
+def test_unknown_sex_code_loses_the_value_not_the_row(csvs):
+    result = run(csvs, V_HEAD + "A,0,1,1,50,Z,\n")
+    assert result.rejected == []
+    assert result.visits[0].values == {"bilirubin_mg_dl": 1.0, "inr": 1.0, "age_years": 50.0}
+    [w] = result.warnings
+    assert (w.file, w.row, w.line, w.column) == ("visits.csv", 1, 2, "sex")
+    assert re.search(r"sex 'Z' is not a known code; expected M \(male\), F \(female\), "
+                     r"O \(other\)", w.reason), w.reason
 
 
 def test_missing_values_never_reject(csvs):
@@ -359,13 +367,22 @@ def test_elastography_mr_fat_elf_bmi_and_diabetes_are_known_columns(csvs):
     ("lsm_kpa", "0", r"lsm_kpa 0: impossible; expected > 0 kPa"),
     ("mri_pdff_pct", "120", r"mri_pdff_pct 120: impossible; expected <= 100 %"),
     ("mri_pdff_pct", "-2", r"mri_pdff_pct -2: impossible; expected >= 0 %"),
-    ("diabetes", "maybe", r"diabetes 'maybe': expected one of"),
-], ids=["zero_stiffness", "pdff_above_100", "negative_pdff", "diabetes_code"])
+], ids=["zero_stiffness", "pdff_above_100", "negative_pdff"])
 def test_impossible_elastography_and_fat_values_reject_the_row(csvs, column, value, pattern):
     result = run(csvs, f"patient_id,time,{column}\nA,0,{value}\nA,1,\n")
     [(row, (line, reason))] = rejected_at(result, "visits.csv").items()
     assert (row, line) == (1, 2)
     assert re.search(pattern, reason), reason
+
+
+def test_unknown_diabetes_code_is_left_empty_with_a_warning_and_the_row_kept(csvs):
+    result = run(csvs, "patient_id,time,diabetes,lsm_kpa\nA,0,maybe,12.4\nA,1,,\n")
+    assert result.rejected == []
+    assert [v.values for v in result.visits] == [{"lsm_kpa": 12.4}, {}]
+    [w] = result.warnings
+    assert (w.row, w.line, w.column) == (1, 2, "diabetes")
+    assert re.search(r"diabetes 'maybe' is not a known code; expected 0 \(no\), 1 \(yes\)",
+                     w.reason), w.reason
 
 
 @pytest.mark.parametrize("column, value, hint", [

@@ -40,6 +40,7 @@ def build_home(home: Path, n_patients: int) -> None:
     from analytics.auth import create_user
     from analytics.cohort import build_cohort, import_cohort
     from analytics.config import load_settings
+    from analytics.models.settings import ModelSettings
     from analytics.models.training import train_model
     from analytics.store import open_store
     from analytics.synthetic import CohortConfig, generate_cohort
@@ -51,8 +52,9 @@ def build_home(home: Path, n_patients: int) -> None:
     settings.ensure_home()
     store = open_store(settings)
     import_cohort(store, m.out_dir / "labs.csv", m.out_dir / "outcomes.csv")
-    train_model(store, settings, build_cohort(store), kind="cox", horizons=(1.0, 2.0, 3.0),
-                folds=2, repeats=1, n_bootstrap=0)
+    train_model(store, settings, build_cohort(store),
+                ModelSettings(kind="cox", horizons=(1.0, 2.0, 3.0), folds=2, repeats=1,
+                              n_bootstrap=0))
     create_user(store, "bench.clinician", "clinician", "benchmark-password")
     store.dispose()
     print(f"built {n_patients} patients and a Cox model in {time.perf_counter() - t0:.0f} s")

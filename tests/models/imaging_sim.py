@@ -83,3 +83,15 @@ def simulate_imaging_cohort(n_patients: int = 240, seed: int = 0, informative: b
     meta[IMAGING] = {"kind": "imaging", "unit": "mm", "categorical": False}
     cohort = CohortTable(visits=v, outcomes=pd.DataFrame(outcomes), feature_meta=meta)
     return cohort, Truth(pd.DataFrame(truth), event_of_interest="decompensation")
+
+
+def train_imaging_model(store, settings, *, n_patients: int = 160, seed: int = 0,
+                        n_bootstrap: int = 50, activate: bool = False) -> dict:
+    """Train and register (not activated by default) a Cox model on an informative
+    imaging cohort, with its truth for the oracle; the ``train --json`` payload."""
+    from analytics.models.training import train_model
+
+    cohort, truth = simulate_imaging_cohort(n_patients=n_patients, seed=seed)
+    ms = ModelSettings(kind="cox", horizons=(1.0, 2.0, 3.0), folds=3, repeats=1,
+                       n_bootstrap=n_bootstrap, seed=1, landmark=LANDMARKS)
+    return train_model(store, settings, cohort, ms, truth=truth, activate=activate)

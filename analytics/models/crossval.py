@@ -40,7 +40,7 @@ from analytics.models.landmark import LANDMARK, LANDMARK_SQ, LandmarkData
 from analytics.models.predict import LandmarkModel
 from analytics.models.scores import CLINICAL_SCORES, available_scores, compute_scores
 from analytics.models.settings import ModelSettings
-from analytics.models.validation import landmark_metrics, net_benefit
+from analytics.models.validation import harrell_c, landmark_metrics, net_benefit, td_auc
 
 log = logging.getLogger(__name__)
 
@@ -268,8 +268,6 @@ def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
 
 
 def _per_landmark(frame: pd.DataFrame, hs: list[float]) -> list[dict]:
-    from analytics.models.validation import harrell_c, td_auc
-
     out = []
     for s, g in frame.groupby("landmark"):
         t, c = g["duration"].to_numpy(), g["code"].to_numpy()
@@ -341,8 +339,6 @@ def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
 
 def _marker_c_index(fr: pd.DataFrame) -> dict[str, float]:
     """Pooled within-landmark Harrell's C of the ``score`` column (bootstrap statistic)."""
-    from analytics.models.validation import harrell_c
-
     num = den = 0
     for _, g in fr.groupby("landmark", sort=False):
         _, a, b = harrell_c(g["duration"].to_numpy(), g["code"].to_numpy(),

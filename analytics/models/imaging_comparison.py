@@ -8,7 +8,7 @@ feature is an imaging column left out (the base feature of a column is
 as one, :func:`analytics.vocabulary.imaging_feature`, or the cohort marked it as one).
 The global history columns (visits so far, years since the last visit) stay in both
 models and count scan visits too: the model without imaging may know that a scan took
-place, never what it showed, so the difference, if anything, understates what imaging adds.
+place, never what it showed, so the difference may understate what imaging adds.
 
 Both are scored with the validation module's own metrics, as the headline figures are:
 Harrell's C pooled within landmark times on the risk at the longest horizon, and the

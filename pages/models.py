@@ -1,5 +1,5 @@
 """Models page: registered models, cross-validated validation against clinical baselines,
-calibration, time-dependent AUC, global SHAP drivers, the model card, the active model,
+what imaging adds (the model with and without its imaging features), calibration, time-dependent AUC, global SHAP drivers, the model card, the active model,
 and training (in a background job)."""
 
 import streamlit as st
@@ -12,6 +12,7 @@ from analytics.usecases.model_admin import (
     calibration_curves,
     calibration_summary,
     card_markdown,
+    imaging_comparison,
     model_metrics,
     td_auc_by_landmark,
     validation_table,
@@ -148,6 +149,26 @@ else:
         st.markdown("**Discrimination over landmark times**")
         st.plotly_chart(viz.td_auc_plot(td_auc_by_landmark(metrics)),
                         key=key(MODELS, "td_auc"))
+
+st.subheader("What imaging adds")
+comparison = imaging_comparison(metrics, horizons)
+if comparison.statement:
+    st.info(comparison.statement[:1].upper() + comparison.statement[1:] + ".",
+            icon=":material/info:")
+else:
+    st.dataframe(models_view.imaging_display(comparison.table, horizons), hide_index=True,
+                 key=key(MODELS, "imaging"))
+    st.caption(f"The model with imaging ({', '.join(comparison.features)}) against the same "
+               f"model without them: {comparison.method}. 'Patients with scans' keeps the "
+               "landmark visits of patients with at least one scan at or before them; "
+               "n events counts patients with the endpoint event.")
+    st.plotly_chart(viz.imaging_difference_plot(comparison.table, horizons),
+                    key=key(MODELS, "imaging_plot"))
+    if not comparison.references.empty:
+        with st.expander("Clinical scores and the true hazard on the same rows"):
+            st.dataframe(models_view.imaging_references_display(comparison.references,
+                                                                horizons),
+                         hide_index=True, key=key(MODELS, "imaging_references"))
 
 st.subheader("Global drivers")
 try:

@@ -14,10 +14,12 @@ from analytics.models.settings import ModelSettings
 from analytics.store.schema import AuditRecord, ModelRecord
 from analytics.usecases.context import Context
 from analytics.usecases.model_admin import (
+    NOT_STORED,
     calibration_curves,
     calibration_summary,
     card_markdown,
     global_drivers,
+    imaging_comparison,
     model_metrics,
     td_auc_by_landmark,
     validation_table,
@@ -172,3 +174,86 @@ def test_unknown_model_metrics():
     store = open_store(url="sqlite://")
     with pytest.raises(ModelError, match="model nope: not in the registry"):
         model_metrics(store, "nope")
+
+
+# --------------------------------------------------------------------------- imaging
+@pytest.fixture(scope="module")
+def imaging_home(tmp_path_factory):
+    """A copy of the dashboard home with a second (inactive) model trained on a cohort
+    whose imaging feature is informative by construction (tests/models/imaging_sim.py)."""
+    from tests.models.imaging_sim import train_imaging_model
+
+    t = dashboard_data.template(tmp_path_factory)
+    with dashboard_data.open_copy(t, tmp_path_factory.mktemp("imaging") / "home") as (
+            settings, store):
+        yield t, store, train_imaging_model(store, settings)
+
+
+def test_what_imaging_adds_is_the_stored_comparison(imaging_home):
+    from analytics.commands.models import imaging_lines
+    from ui.models_view import imaging_display
+
+    _t, store, trained = imaging_home
+    info = model_metrics(store, trained["model_id"])
+    stored = info["metrics"]["imaging_comparison"]
+    assert stored == trained["imaging_comparison"] and stored["status"] == "compared"
+    comp = imaging_comparison(info["metrics"], info["horizons"])
+    assert comp.statement is None
+    assert comp.features == ["Liver surface nodularity (mm)"]
+    table = comp.table.set_index("rows")
+    assert table["label"].tolist() == ["All patients", "Patients with scans"]
+    for key in ("all", "with_scans"):
+        part, row = stored[key], table.loc[key]
+        assert row["c_index_with"] == part["with_imaging"]["c_index"]
+        assert row["c_index_without"] == part["without_imaging"]["c_index"]
+        assert row["c_index_difference"] == part["difference"]["c_index"]
+        assert [row["c_index_difference_low"], row["c_index_difference_high"]] == \
+            part["difference"]["c_index_ci"]
+        assert row["td_auc_2_difference"] == part["difference"]["td_auc"]["2"]
+        assert [row["td_auc_2_difference_low"], row["td_auc_2_difference_high"]] == \
+            part["difference"]["td_auc_ci"]["2"]
+        assert (row["n_patients"], row["n_events"]) == (part["n_patients"], part["n_events"])
+    shown = imaging_display(comp.table, info["horizons"])
+    d = stored["all"]["difference"]
+    lo, hi = d["c_index_ci"]
+    assert shown["C-index difference (95% CI)"].iloc[0] == \
+        f"{d['c_index']:+.3f} ({lo:+.3f} to {hi:+.3f})"
+    assert "Note" not in shown  # both row sets have figures
+    assert set(comp.references["predictor"]) >= {"ALBI score", "Oracle (true hazard)"}
+    lines = "\n".join(imaging_lines(trained["imaging_comparison"]))
+    assert f"All patients ({stored['all']['n_patients']} patients" in lines
+    assert f"difference {d['c_index']:+.3f} [{lo:+.3f}, {hi:+.3f}]" in lines
+
+
+def test_the_card_has_a_what_imaging_adds_section(imaging_home):
+    _t, store, trained = imaging_home
+    info = model_metrics(store, trained["model_id"])
+    section = info["card"]["imaging_comparison"]
+    stored = info["metrics"]["imaging_comparison"]
+    assert section["imaging_features"] == ["liver_surface_nodularity"]
+    assert section["with_scans"]["c_index"]["difference"] == \
+        stored["with_scans"]["difference"]["c_index"]
+    assert section["all"]["td_auc"]["1"]["difference_ci"] == \
+        stored["all"]["difference"]["td_auc_ci"]["1"]
+    md = card_markdown(info["card"])
+    assert "#### What imaging adds" in md
+    assert md.index("#### Validation") < md.index("#### What imaging adds") \
+        < md.index("#### Limitations")
+    c = section["all"]["c_index"]
+    assert (f"C-index {c['with_imaging']:.3g} with, {c['without_imaging']:.3g} without, "
+            f"difference {c['difference']:+.3f}") in md
+
+
+def test_a_model_without_imaging_features_says_nothing_to_compare(home):
+    t, _s, store = home
+    info = model_metrics(store, t.model_id)
+    comp = imaging_comparison(info["metrics"], info["horizons"])
+    # the sample home has CT for 2 of 36 patients: the coverage rule leaves imaging out
+    assert comp.statement.startswith(
+        "no imaging feature entered the model: nothing to compare (left out as too rarely "
+        "measured: ")
+    assert "Liver volume: measured in 2 of 36 patients" in comp.statement
+    assert comp.table.empty
+    md = card_markdown(info["card"])
+    assert "- No imaging feature entered the model: nothing to compare" in md
+    assert imaging_comparison({}, [1.0]).statement == NOT_STORED

@@ -55,6 +55,48 @@ def validation_display(vt: pd.DataFrame, horizons: list[float]) -> pd.DataFrame:
     return out
 
 
+def _diff(x: float, lo: float, hi: float) -> str:
+    if not np.isfinite(x):
+        return "—"
+    if np.isfinite(lo) and np.isfinite(hi):
+        return f"{x:+.3f} ({lo:+.3f} to {hi:+.3f})"
+    return f"{x:+.3f}"
+
+
+def imaging_display(table: pd.DataFrame, horizons: list[float]) -> pd.DataFrame:
+    """``analytics.usecases.model_admin.imaging_comparison(...).table`` as text: the
+    model with and without imaging, the difference with its 95% interval, per row set."""
+    out = pd.DataFrame({"Patients": table["label"]})
+
+    def block(prefix: str, title: str) -> None:
+        out[f"{title} with imaging"] = table[f"{prefix}_with"].map(_n)
+        out[f"{title} without imaging"] = table[f"{prefix}_without"].map(_n)
+        out[f"{title} difference (95% CI)"] = [
+            _diff(x, lo, hi) for x, lo, hi in zip(
+                table[f"{prefix}_difference"], table[f"{prefix}_difference_low"],
+                table[f"{prefix}_difference_high"], strict=True)]
+
+    block("c_index", "C-index")
+    for h in horizons:
+        block(f"td_auc_{h:g}", f"td-AUC {h:g} y")
+    out["n patients"] = table["n_patients"].astype("Int64")
+    out["n events"] = table["n_events"].astype("Int64")
+    if table["note"].astype(bool).any():
+        out["Note"] = table["note"]
+    return out
+
+
+def imaging_references_display(refs: pd.DataFrame, horizons: list[float]) -> pd.DataFrame:
+    """The clinical scores and the true hazard on the comparison's rows, as text."""
+    out = pd.DataFrame({"Patients": refs["label"], "Predictor": refs["predictor"],
+                        "C-index": refs["c_index"].map(_n)})
+    for h in horizons:
+        out[f"td-AUC {h:g} y"] = refs[f"td_auc_{h:g}"].map(_n)
+    out["Coverage"] = refs["coverage"].map(lambda x: _n(100 * x, "{:.0f}%")
+                                           if np.isfinite(x) else "—")
+    return out
+
+
 def models_display(models: list[dict[str, Any]]) -> pd.DataFrame:
     """``list_models`` as a table for the page."""
     df = pd.DataFrame(models, columns=["model_id", "kind", "event", "horizons", "active",

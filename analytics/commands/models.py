@@ -59,11 +59,45 @@ def train(args: argparse.Namespace, settings: Settings) -> CommandResult:
     for name, b in payload["baselines"].items():
         lines.append(f"  baseline {b.get('label', name)}: C-index {_f(b['c_index'])} "
                      f"(model on the same rows {_f(b['model_c_index_same_rows'])})")
+    lines += imaging_lines(payload.get("imaging_comparison") or {})
     return CommandResult(payload, "\n".join(lines))
 
 
 def _f(x: Any) -> str:
     return "n/a" if x is None else f"{x:.3f}"
+
+
+def _d(x: Any, ci: Any) -> str:
+    """A difference with its 95% interval: ``+0.046 [+0.021, +0.070]``."""
+    if x is None:
+        return "n/a"
+    lo, hi = ci if isinstance(ci, list | tuple) and len(ci) == 2 else (None, None)
+    interval = f" [{lo:+.3f}, {hi:+.3f}]" if lo is not None and hi is not None else ""
+    return f"{x:+.3f}{interval}"
+
+
+def imaging_lines(comparison: dict[str, Any]) -> list[str]:
+    """``hepatrack train``'s lines on what imaging adds (with - without imaging)."""
+    if comparison.get("status") != "compared":
+        msg = comparison.get("message")
+        return [f"  what imaging adds: {msg}"] if msg else []
+    lines = ["  what imaging adds (" + ", ".join(comparison["imaging_features"])
+             + "; with - without imaging, paired bootstrap 95% CI):"]
+    for key in ("all", "with_scans"):
+        part = comparison.get(key) or {}
+        if not part:
+            continue
+        head = (f"    {part['label']} ({part['n_patients']} patients, {part['n_events']} "
+                "with the event): ")
+        if part.get("message"):
+            lines.append(head + part["message"])
+            continue
+        w, wo, d = part["with_imaging"], part["without_imaging"], part["difference"]
+        lines.append(head + f"C-index {_f(w['c_index'])} vs {_f(wo['c_index'])}, "
+                     f"difference {_d(d['c_index'], d['c_index_ci'])}")
+        lines.append("      td-AUC difference " + "  ".join(
+            f"{h} y {_d(v, d['td_auc_ci'].get(h))}" for h, v in d["td_auc"].items()))
+    return lines
 
 
 @command("predict")

@@ -196,3 +196,47 @@ def check_card(card: Any, model_id: str, horizons: list[float]) -> None:
     if [float(h) for h in card["horizons"]] != [float(h) for h in horizons]:
         raise ModelIntegrityError(f"model {model_id}: card horizons {card['horizons']} differ "
                                   f"from the model's {horizons}")
+
+
+def imaging_comparison_section(comparison: dict[str, Any]) -> dict[str, Any]:
+    """The card's "what imaging adds" section (TRIPOD+AI 12e, 16: incremental value of a
+    predictor group) from :func:`analytics.models.crossval.compare_imaging`.
+
+    Returns
+    -------
+    dict
+        ``method``, then either ``statement`` (no imaging feature in the model) or
+        ``imaging_features`` and per row set (``all``, ``with_scans``): ``label``,
+        ``n_patients``, ``n_events``, and ``c_index`` / ``td_auc`` (by horizon) as
+        ``{with_imaging, without_imaging, difference, difference_ci}``.
+    """
+    method = ("the same estimator refitted without every column derived from an imaging "
+              "feature, cross-validated on the same patient-grouped folds; difference = "
+              "with - without imaging; 95% intervals from a paired patient bootstrap "
+              "(both models scored on the same resample)")
+    if comparison.get("status") != "compared":
+        return {"method": method, "statement": comparison.get("message", "")}
+
+    def figures(part: dict[str, Any], metric: str, h: str | None = None) -> dict[str, Any]:
+        def get(m: dict[str, Any], name: str) -> Any:
+            return m[name] if h is None else m[name][h]
+        return {"with_imaging": get(part["with_imaging"], metric),
+                "without_imaging": get(part["without_imaging"], metric),
+                "difference": get(part["difference"], metric),
+                "difference_ci": get(part["difference"], f"{metric}_ci")}
+
+    out: dict[str, Any] = {"method": method,
+                           "imaging_features": list(comparison["imaging_features"])}
+    for key in ("all", "with_scans"):
+        part = comparison.get(key) or {}
+        if not part:
+            continue
+        out[key] = {
+            "label": part.get("label"), "n_patients": part.get("n_patients"),
+            "n_events": part.get("n_events"),
+            **({"statement": part["message"]} if part.get("message") else {}),
+            "c_index": figures(part, "c_index"),
+            "td_auc": {h: figures(part, "td_auc", h)
+                       for h in part["difference"].get("td_auc") or {}},
+        }
+    return out

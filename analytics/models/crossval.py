@@ -18,6 +18,10 @@ markers they give C-index and td-AUC directly; as a fold-wise Cox recalibration
 (score + landmark terms, fitted on the training folds) they give risks for the Brier
 score and calibration. The model's own C-index on the same rows is reported beside each,
 with a patient-bootstrap 95% interval of the score's C-index (``ci``).
+
+What imaging adds (:func:`compare_imaging`): the same model without its imaging features,
+cross-validated on the same folds, against the model with them, with paired
+patient-bootstrap intervals of the differences (:mod:`analytics.models.imaging_comparison`).
 """
 
 from __future__ import annotations
@@ -29,12 +33,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analytics.errors import ModelError
+from analytics.models import imaging_comparison as imaging
 from analytics.models.estimators import CoxPH
 from analytics.models.landmark import LANDMARK, LANDMARK_SQ, LandmarkData
 from analytics.models.predict import LandmarkModel
 from analytics.models.scores import CLINICAL_SCORES, available_scores, compute_scores
 from analytics.models.settings import ModelSettings
-from analytics.models.validation import landmark_metrics, net_benefit
+from analytics.models.validation import harrell_c, landmark_metrics, net_benefit, td_auc
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +86,6 @@ def oof_predictions(data: LandmarkData, cv: ModelSettings) -> list[pd.DataFrame]
     pats, has_ev = per_patient.index.to_numpy(), per_patient.to_numpy()
     k = min(cv.folds, len(pats))
     if k < 2:
-        from analytics.errors import ModelError
-
         raise ModelError(f"--cv {cv.folds}: need at least 2 folds and 2 patients")
     frames = []
     for r in range(cv.repeats):
@@ -206,7 +210,8 @@ def single_threaded_blas(fn):
 
 @single_threaded_blas
 def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
-                   baselines: bool = True, truth: Any = None) -> dict[str, Any]:
+                   baselines: bool = True, truth: Any = None,
+                   imaging_comparison: bool = True) -> dict[str, Any]:
     """Cross-validated metrics of a landmark model, clinical baselines and the oracle.
 
     Parameters
@@ -221,13 +226,17 @@ def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
     truth
         Optional true hazards (:class:`analytics.models.training.Truth`): the oracle
         C-index ranks each landmark row by the true endpoint log hazard at the landmark.
+    imaging_comparison
+        Also compare the model with the same model without its imaging features
+        (:func:`compare_imaging`).
 
     Returns
     -------
     dict
-        JSON-able: ``folds``, ``repeats``, ``c_index``, ``uno_c``, ``td_auc``, ``brier``,
-        ``ibs``, ``calibration``, ``calibration_slope``, ``ci`` (95% intervals),
-        ``decision_curve``, ``per_landmark``; plus ``baselines`` and ``oracle_c_index``.
+        JSON-able: ``cv`` (``folds``, ``repeats``, ``c_index``, ``uno_c``, ``td_auc``,
+        ``brier``, ``ibs``, ``calibration``, ``calibration_slope``, ``ci`` (95%
+        intervals), ``decision_curve``, ``per_landmark``); plus ``baselines``,
+        ``oracle_c_index`` and ``imaging_comparison``.
     """
     cv = cv or ModelSettings()
     hs = [float(h) for h in data.settings.horizons]
@@ -253,12 +262,12 @@ def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
         out["baselines"] = clinical_baselines(data, frames, cv)
     if truth is not None:
         out["oracle_c_index"] = oracle_c_index(data, truth)
+    if imaging_comparison:
+        out["imaging_comparison"] = compare_imaging(data, frames, cv, truth)
     return out
 
 
 def _per_landmark(frame: pd.DataFrame, hs: list[float]) -> list[dict]:
-    from analytics.models.validation import harrell_c, td_auc
-
     out = []
     for s, g in frame.groupby("landmark"):
         t, c = g["duration"].to_numpy(), g["code"].to_numpy()
@@ -277,10 +286,23 @@ def score_columns(rows: pd.DataFrame) -> pd.DataFrame:
     return compute_scores(rows, available_scores(rows.columns))
 
 
+def baseline_scores(rows: pd.DataFrame) -> pd.DataFrame:
+    """The clinical scores reported as baselines: :func:`score_columns` known on at least
+    :data:`BASELINE_MIN_COVERAGE` of the rows and not constant there."""
+    scores = score_columns(rows)
+    keep = []
+    for name in scores.columns:
+        sc = scores[name].to_numpy(float)
+        ok = np.isfinite(sc)
+        if ok.mean() >= BASELINE_MIN_COVERAGE and np.ptp(sc[ok]) > 0:
+            keep.append(name)
+    return scores[keep]
+
+
 def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
                        cv: ModelSettings) -> dict[str, Any]:
     """Each available clinical score validated on the model's folds (see module doc)."""
-    scores = score_columns(data.rows)
+    scores = baseline_scores(data.rows)
     hs = [float(h) for h in data.settings.horizons]
     h_max = data.settings.horizon_max
     grid = eval_grid(h_max, N_GRID)
@@ -288,8 +310,6 @@ def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
     for name in scores.columns:
         sc = scores[name].to_numpy(float)
         ok = np.isfinite(sc)
-        if ok.mean() < BASELINE_MIN_COVERAGE or np.ptp(sc[ok]) == 0:
-            continue
         per_repeat, model_c, marked = [], [], []
         for fr in frames:
             sub = fr[ok].copy()
@@ -319,8 +339,6 @@ def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
 
 def _marker_c_index(fr: pd.DataFrame) -> dict[str, float]:
     """Pooled within-landmark Harrell's C of the ``score`` column (bootstrap statistic)."""
-    from analytics.models.validation import harrell_c
-
     num = den = 0
     for _, g in fr.groupby("landmark", sort=False):
         _, a, b = harrell_c(g["duration"].to_numpy(), g["code"].to_numpy(),
@@ -347,6 +365,17 @@ def _recalibrated_risk(sub: pd.DataFrame, times: list[float]) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- oracle
+def true_log_hazard(data: LandmarkData, truth: Any) -> np.ndarray:
+    """The true endpoint log hazard at each landmark row (NaN where unknown).
+
+    ``truth`` answers ``log_hazard(patients, times, causes)`` (see
+    :class:`analytics.models.training.Truth`).
+    """
+    return np.asarray(truth.log_hazard(data.rows["patient"].to_numpy(),
+                                       data.rows["landmark"].to_numpy(),
+                                       data.events.of_interest), float)
+
+
 def oracle_c_index(data: LandmarkData, truth: Any) -> float:
     """Harrell's C of the true endpoint log hazard at each landmark, same rows and endpoint.
 
@@ -357,9 +386,80 @@ def oracle_c_index(data: LandmarkData, truth: Any) -> float:
                        "landmark": data.rows["landmark"].to_numpy(),
                        "duration": data.rows["duration"].to_numpy(), "code": codes(data)},
                       index=data.rows.index)
-    fr["score"] = truth.log_hazard(fr["patient"].to_numpy(), fr["landmark"].to_numpy(),
-                                   data.events.of_interest)
+    fr["score"] = true_log_hazard(data, truth)
     fr = fr[np.isfinite(fr["score"])]
     if fr.empty:
         return float("nan")
     return landmark_metrics(fr, [], data.settings.horizon_max, score="score")["c_index"]
+
+
+# --------------------------------------------------------------------------- imaging
+#: the true hazard's marker name in the comparison's references
+ORACLE = "oracle"
+
+
+def compare_imaging(data: LandmarkData, frames: list[pd.DataFrame], cv: ModelSettings,
+                    truth: Any = None) -> dict[str, Any]:
+    """What imaging adds: the model against the same model without its imaging features.
+
+    The model without imaging (:func:`analytics.models.imaging_comparison.without_imaging`)
+    is cross-validated with :func:`oof_predictions` on the same rows and settings, so
+    every patient is in the same fold for both models (checked). See
+    :mod:`analytics.models.imaging_comparison` for the metrics and intervals.
+
+    Parameters
+    ----------
+    data
+        Stacked landmark rows of the model.
+    frames
+        The model's out-of-fold predictions (:func:`oof_predictions`), one per repeat.
+    cv
+        The settings the frames were made with (folds, repeats, seed, bootstrap).
+    truth
+        Optional true hazards: the oracle is a reference marker on the same rows.
+
+    Returns
+    -------
+    dict
+        ``status`` (``"compared"`` or ``"nothing_to_compare"`` with ``message``),
+        ``imaging_features`` (base features left out of the model without imaging),
+        ``dropped_columns``, ``folds``, ``repeats``, ``n_bootstrap``, and per subset
+        (``all``, ``with_scans``) the figures of
+        :func:`analytics.models.imaging_comparison.summarise`.
+
+    Raises
+    ------
+    ModelError
+        If the two models' folds differ (a bug: they share rows and seed).
+    """
+    bases = imaging.imaging_bases(data.spec)
+    if not bases:
+        return imaging.nothing_to_compare(data.spec)
+    lean = imaging.without_imaging(data, bases)
+    lean_frames = oof_predictions(lean, cv)
+    for fr, lf in zip(frames, lean_frames, strict=True):
+        if not np.array_equal(fr["fold"].to_numpy(), lf["fold"].to_numpy()):
+            raise ModelError("imaging comparison: the models without and with imaging were "
+                             "cross-validated on different folds")
+    hs = [float(h) for h in data.settings.horizons]
+    if all(np.allclose(fr[f"cs_risk_{h:g}"], lf[f"cs_risk_{h:g}"], equal_nan=True)
+           for fr, lf in zip(frames, lean_frames, strict=True) for h in hs):
+        return imaging.nothing_to_compare(
+            data.spec, imaging.NOTHING_TO_COMPARE + " (the imaging columns were constant "
+            "in training)")
+    markers = baseline_scores(data.rows).set_axis(data.rows.index)
+    labels = {name: CLINICAL_SCORES[name].label for name in markers.columns}
+    if truth is not None:
+        markers[ORACLE] = true_log_hazard(data, truth)
+        labels[ORACLE] = "Oracle (true hazard)"
+    has_scan = imaging.scan_rows(data.rows, bases)
+    paired = [imaging.paired_frame(fr, lf, has_scan, hs, markers)
+              for fr, lf in zip(frames, lean_frames, strict=True)]
+    h_max = data.settings.horizon_max
+    ci = bootstrap_ci(paired, lambda fr: imaging.paired_statistics(fr, hs, h_max),
+                      cv.n_bootstrap, cv.seed)
+    dropped = [c for c in data.spec.columns if data.spec.source_of(c)[0] in bases]
+    return {"status": "compared", "imaging_features": bases, "dropped_columns": dropped,
+            "folds": int(frames[0]["fold"].nunique()), "repeats": len(frames),
+            "n_bootstrap": cv.n_bootstrap,
+            **imaging.summarise(paired, hs, h_max, ci, labels)}

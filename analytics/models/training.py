@@ -19,7 +19,7 @@ import pandas as pd
 from analytics.cohort_types import CENSORED, CohortTable
 from analytics.config import Settings
 from analytics.errors import ModelError
-from analytics.models.card import build_card
+from analytics.models.card import build_card, imaging_comparison_section
 from analytics.models.crossval import cross_validate, single_threaded_blas
 from analytics.models.landmark import LandmarkData, build_landmark_data, resolve_events
 from analytics.models.predict import LandmarkModel
@@ -190,7 +190,9 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable,
     dict
         ``model_id``, ``model``, ``event``, ``n_patients``, ``cv`` (``folds``,
         ``c_index``, ``td_auc`` by horizon, ``ibs``, ``calibration_slope`` and more),
-        ``baselines``, and ``oracle_c_index`` when ``truth`` is given.
+        ``baselines``, ``imaging_comparison`` (the model against the same model without
+        its imaging features, :func:`analytics.models.crossval.compare_imaging`), and
+        ``oracle_c_index`` when ``truth`` is given.
 
     Raises
     ------
@@ -217,13 +219,15 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable,
         "n_landmark_rows": len(data.rows), "landmarks": data.landmarks,
         "cv": cv, "baselines": jsonable(cvres.get("baselines", {})),
         "features": model.features, "features_left_out": data.spec.excluded,
+        "imaging_comparison": jsonable(cvres["imaging_comparison"]),
     }
     if "oracle_c_index" in cvres:
         payload["oracle_c_index"] = jsonable(cvres["oracle_c_index"])
     registered = RegisteredModel(
         model, model_id, card=_card(model, model_id, data, cohort, cvres, data_hash),
         metrics=jsonable({k: v for k, v in payload.items()
-                          if k in ("cv", "baselines", "oracle_c_index")}))
+                          if k in ("cv", "baselines", "oracle_c_index",
+                                   "imaging_comparison")}))
     save_model(store, settings, registered, training_data_sha256=data_hash, activate=activate,
                created_by=created_by)
     return jsonable(payload)
@@ -237,7 +241,7 @@ def _card(model: LandmarkModel, model_id: str, data: LandmarkData, cohort: Cohor
               if hasattr(est, "penalizer_")}
     params = model.params
     card_params = {**params, "penalizer_by_cause": fitted} if fitted else params
-    return jsonable(build_card(
+    card = build_card(
         model_id=model_id, kind=model.kind, params=card_params,
         events=model.events_.to_json(), horizons=model.horizons, landmarks=data.landmarks,
         features=model.features, design=model.design_.to_json(),
@@ -248,4 +252,6 @@ def _card(model: LandmarkModel, model_id: str, data: LandmarkData, cohort: Cohor
         baselines=jsonable(cvres.get("baselines", {})),
         oracle_c_index=cvres.get("oracle_c_index"),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        explainer=model.estimators_["interest"].explainer, excluded=data.spec.excluded))
+        explainer=model.estimators_["interest"].explainer, excluded=data.spec.excluded)
+    card["imaging_comparison"] = imaging_comparison_section(cvres["imaging_comparison"])
+    return jsonable(card)

@@ -11,7 +11,7 @@ same folds, calibration curves and per-landmark discrimination); nothing is reco
 from __future__ import annotations
 
 import math
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -20,15 +20,18 @@ from analytics.errors import ModelError
 from analytics.explain import ClinicalImportance, clinical_importance
 from analytics.store.db import Store
 from analytics.store.models import model_summary
+from analytics.vocabulary import label_with_unit
 
 if TYPE_CHECKING:
     from analytics.models.registry import RegisteredModel
 
 __all__ = [
+    "ImagingComparison",
     "calibration_curves",
     "calibration_summary",
     "card_markdown",
     "global_drivers",
+    "imaging_comparison",
     "model_metrics",
     "td_auc_by_landmark",
     "validation_table",
@@ -101,6 +104,94 @@ def validation_table(metrics: dict[str, Any], horizons: list[float]) -> pd.DataF
     for name, b in (metrics.get("baselines") or {}).items():
         rows.append(row(str(b.get("label") or name), b, False))
     return pd.DataFrame(rows)
+
+
+#: shown for a model trained before the comparison was stored with it
+NOT_STORED = ("this model was trained before the imaging comparison was stored with "
+              "models: train it again to see what imaging adds")
+
+
+@dataclass(frozen=True)
+class ImagingComparison:
+    """What imaging adds, as stored with a model (see
+    :func:`analytics.models.crossval.compare_imaging`).
+
+    Attributes
+    ----------
+    statement
+        The plain sentence shown instead of the tables when there is nothing to compare
+        (no imaging feature in the model, or nothing stored); None otherwise.
+    table
+        One row per row set (``rows``: ``all``, ``with_scans``; ``label``): ``c_index_with``,
+        ``c_index_without``, ``c_index_difference`` with ``_low``/``_high`` (95% paired
+        bootstrap interval), the same for ``td_auc_<h>`` at each horizon, ``n_patients``,
+        ``n_events`` (patients with an endpoint event), ``note`` (why a row set has no
+        figures, or empty).
+    references
+        Long table: ``label`` (row set), ``predictor``, ``c_index``, ``td_auc_<h>``,
+        ``coverage``: clinical scores and the true hazard on the same rows.
+    features
+        The imaging features left out of the model without imaging (labels with units).
+    method
+        How the comparison was made, in one sentence.
+    """
+
+    statement: str | None
+    table: pd.DataFrame = field(default_factory=pd.DataFrame)
+    references: pd.DataFrame = field(default_factory=pd.DataFrame)
+    features: list[str] = field(default_factory=list)
+    method: str = ""
+
+
+def imaging_comparison(metrics: dict[str, Any], horizons: list[float]) -> ImagingComparison:
+    """The stored comparison of the model with and without its imaging features."""
+    comp = metrics.get("imaging_comparison")
+    if not comp:
+        return ImagingComparison(statement=NOT_STORED)
+    if comp.get("status") != "compared":
+        return ImagingComparison(statement=str(comp.get("message") or NOT_STORED))
+    rows, refs = [], []
+    for key in ("all", "with_scans"):
+        part = comp.get(key) or {}
+        if not part:
+            continue
+        r: dict[str, Any] = {"rows": key, "label": part.get("label", key)}
+        r.update({f"c_index_{k}": v for k, v in _figures(part, "c_index").items()})
+        for h in horizons:
+            r.update({f"td_auc_{_h(h)}_{k}": v
+                      for k, v in _figures(part, "td_auc", _h(h)).items()})
+        r["n_patients"] = part.get("n_patients")
+        r["n_events"] = part.get("n_events")
+        r["note"] = part.get("message") or ""
+        rows.append(r)
+        for name, ref in (part.get("references") or {}).items():
+            refs.append({"label": r["label"], "predictor": ref.get("label") or name,
+                         "c_index": _num(ref.get("c_index")),
+                         **{f"td_auc_{_h(h)}": _num((ref.get("td_auc") or {}).get(_h(h)))
+                            for h in horizons},
+                         "coverage": _num(ref.get("coverage"))})
+    return ImagingComparison(
+        statement=None, table=pd.DataFrame(rows), references=pd.DataFrame(refs),
+        features=[label_with_unit(f) for f in comp.get("imaging_features") or []],
+        method=f"{comp.get('repeats', '?')}x {comp.get('folds', '?')}-fold cross-validation "
+               "on the same patient-grouped folds for both models; difference = with - "
+               f"without imaging; 95% intervals from {comp.get('n_bootstrap', '?')} paired "
+               "patient-bootstrap resamples")
+
+
+def _figures(part: dict[str, Any], metric: str, h: str | None = None) -> dict[str, float]:
+    """``with``, ``without``, ``difference``, ``difference_low``/``_high`` of one metric
+    (``c_index``, or ``td_auc`` at horizon ``h``) of one stored row set."""
+    def get(m: dict[str, Any] | None, name: str) -> Any:
+        v = (m or {}).get(name)
+        return v if h is None else (v or {}).get(h)
+
+    d = part.get("difference")
+    lo, hi = get(d, f"{metric}_ci") or [None, None]
+    return {"with": _num(get(part.get("with_imaging"), metric)),
+            "without": _num(get(part.get("without_imaging"), metric)),
+            "difference": _num(get(d, metric)), "difference_low": _num(lo),
+            "difference_high": _num(hi)}
 
 
 def calibration_curves(metrics: dict[str, Any]) -> pd.DataFrame:
@@ -218,7 +309,42 @@ def card_markdown(card: dict[str, Any]) -> str:
                 "- td-AUC: " + ", ".join(f"{k} y {_md(v)}" for k, v in td.items()),
                 f"- Calibration: {val.get('calibration_method', '')}",
                 f"- External validation: {val.get('external_validation', '—')}"]
+    out += _imaging_markdown(card.get("imaging_comparison") or {})
     lim = card.get("limitations") or []
     if lim:
         out += ["#### Limitations", *[f"- {x}" for x in lim]]
     return "\n\n".join(x for x in out if x)
+
+
+def _difference(f: dict[str, Any]) -> str:
+    lo, hi = f.get("difference_ci") or [None, None]
+    d = _num(f.get("difference"))
+    if math.isnan(d):
+        return "—"
+    ci = (f" (95% CI {lo:+.3f} to {hi:+.3f})"
+          if not (math.isnan(_num(lo)) or math.isnan(_num(hi))) else "")
+    return (f"{_md(f.get('with_imaging'))} with, {_md(f.get('without_imaging'))} without, "
+            f"difference {d:+.3f}{ci}")
+
+
+def _imaging_markdown(section: dict[str, Any]) -> list[str]:
+    """The card's "What imaging adds" section as Markdown (nothing for older cards)."""
+    if not section:
+        return []
+    out = ["#### What imaging adds", f"- {section.get('method', '')}"]
+    if section.get("statement") and not section.get("imaging_features"):
+        return [*out, f"- {section['statement'][:1].upper()}{section['statement'][1:]}."]
+    out.append("- **Imaging features:** " + ", ".join(
+        label_with_unit(f) for f in section.get("imaging_features", [])))
+    for key in ("all", "with_scans"):
+        part = section.get(key) or {}
+        if not part:
+            continue
+        head = (f"- **{part.get('label', key)}** ({part.get('n_patients', '?')} patients, "
+                f"{part.get('n_events', '?')} with the event): ")
+        if part.get("statement"):
+            out.append(head + part["statement"])
+            continue
+        out.append(head + "C-index " + _difference(part.get("c_index") or {}) + "; " + "; ".join(
+            f"td-AUC {h} y " + _difference(f) for h, f in (part.get("td_auc") or {}).items()))
+    return out

@@ -8,7 +8,12 @@ both go through :mod:`analytics.viz.prep`.
 """
 
 from analytics.viz.cohort import biomarker_distribution, follow_up_swimmer
-from analytics.viz.models import calibration_plot, drivers_bar, td_auc_plot
+from analytics.viz.models import (
+    calibration_plot,
+    drivers_bar,
+    imaging_difference_plot,
+    td_auc_plot,
+)
 from analytics.viz.palette import OKABE_ITO, event_colour
 from analytics.viz.patient import biomarker_trajectory
 from analytics.viz.risk import (
@@ -31,6 +36,7 @@ __all__ = [
     "drivers_bar",
     "event_colour",
     "follow_up_swimmer",
+    "imaging_difference_plot",
     "incidence_by_risk_group",
     "label_with_unit",
     "patient_timeline",

@@ -109,3 +109,51 @@ def drivers_bar(drivers: ClinicalImportance, *, top: int = 15, height: int | Non
                      + f"), {drivers.n_rows} training rows")
     fig.update_layout(showlegend=False)
     return apply_layout(fig, height=height or 120 + 26 * len(d))
+
+
+def imaging_difference_plot(table: pd.DataFrame, horizons: list[float], *,
+                            height: int | None = None) -> go.Figure:
+    """What imaging adds: the with - without imaging difference of each metric, with its
+    95% paired-bootstrap interval, per row set, beside a line at no difference.
+
+    Parameters
+    ----------
+    table
+        ``analytics.usecases.model_admin.imaging_comparison(...).table`` (``label``,
+        ``<metric>_difference`` and its ``_low``/``_high`` for ``c_index`` and
+        ``td_auc_<h>``).
+
+    Returns
+    -------
+    plotly.graph_objects.Figure
+        One marker-and-error-bar trace per row set (``label``), one row per metric
+        (``C-index``, ``td-AUC <h> y``), and a dotted ``No difference`` line at 0.
+    """
+    fig = go.Figure()
+    metrics = [("c_index", "C-index"), *((f"td_auc_{h:g}", f"td-AUC {h:g} y")
+                                         for h in horizons)]
+    shown = table[np.isfinite(table["c_index_difference"].to_numpy(float))] \
+        if not table.empty else table
+    if shown.empty:
+        fig.add_annotation(text="No comparison with and without imaging stored",
+                           showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        return apply_layout(fig, height=200)
+    names = [name for _, name in metrics]
+    fig.add_trace(go.Scatter(x=[0, 0], y=[names[0], names[-1]], mode="lines",
+                             name="No difference", line={"color": NEUTRAL, "dash": "dot"},
+                             hoverinfo="skip"))
+    for k, row in enumerate(shown.to_dict("records")):
+        x = [row[f"{m}_difference"] for m, _ in metrics]
+        lo = [row[f"{m}_difference_low"] for m, _ in metrics]
+        hi = [row[f"{m}_difference_high"] for m, _ in metrics]
+        fig.add_trace(go.Scatter(
+            x=x, y=names, mode="markers", name=str(row["label"]),
+            marker={"color": series_colour(k), "size": 10,
+                    "symbol": ("circle", "diamond", "square")[k % 3]},
+            error_x={"type": "data", "symmetric": False,
+                     "array": [h - v for h, v in zip(hi, x, strict=True)],
+                     "arrayminus": [v - low for v, low in zip(x, lo, strict=True)]},
+            hovertemplate="%{y}: %{x:+.3f}<extra>" + str(row["label"]) + "</extra>"))
+    fig.update_xaxes(title="Difference, with - without imaging (95% CI)", zeroline=False)
+    fig.update_yaxes(autorange="reversed", title=None)
+    return apply_layout(fig, height=height or 140 + 40 * len(metrics))

@@ -6,6 +6,7 @@ returns is the ``train --json`` contract (ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -202,7 +203,10 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable,
         raise ModelError("cohort is empty: import visits and outcomes first "
                          "(hepatrack import-cohort)")
     events = resolve_events(cohort.outcomes, list(ms.event) if ms.event else None)
-    data = build_landmark_data(cohort, events, ms.landmark_settings())
+    lm = ms.landmark_settings()
+    if not settings.model_automatic_segmentation:  # the site's rule
+        lm = dataclasses.replace(lm, automatic_segmentation=False)
+    data = build_landmark_data(cohort, events, lm)
     log.info("cross-validating %s on %d landmark rows", ms.kind, len(data.rows))
     cvres = cross_validate(data, ms, baselines=True, truth=truth)
     model = LandmarkModel(ms).fit(data)
@@ -248,4 +252,15 @@ def _card(model: LandmarkModel, model_id: str, data: LandmarkData, cohort: Cohor
         baselines=jsonable(cvres.get("baselines", {})),
         oracle_c_index=cvres.get("oracle_c_index"),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        explainer=model.estimators_["interest"].explainer, excluded=data.spec.excluded))
+        explainer=model.estimators_["interest"].explainer,
+        excluded={**data.spec.excluded, **_dropped_columns(model, data)},
+        support=data.spec.support, groups=model.feature_groups_,
+        automatic_segmentation=data.spec.automatic_segmentation))
+
+
+def _dropped_columns(model: LandmarkModel, data: LandmarkData) -> dict[str, str]:
+    """History columns of the kept features that the design dropped (constant in the
+    training rows), so the card lists every left-out column with its reason."""
+    used = {model.design_.source_column(c) for c in model.features}
+    return {c: "constant in the training rows" for c in data.spec.columns
+            if c not in used}

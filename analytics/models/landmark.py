@@ -338,14 +338,14 @@ def model_visits(visits: pd.DataFrame, automatic_segmentation: bool = True) -> p
     """
     if automatic_segmentation or AUTOMATIC_COLUMN not in visits.columns:
         return visits
-    names = visits[AUTOMATIC_COLUMN].to_numpy(object)
-    rows = [i for i, v in enumerate(names) if isinstance(v, str) and v]
-    if not rows:
+    names = visits[AUTOMATIC_COLUMN]
+    combos = [c for c in names.dropna().unique() if isinstance(c, str) and c]
+    if not combos:
         return visits
     out = visits.copy()
-    for i in rows:
-        cols = [c for c in names[i].split(",") if c in out.columns]
-        out.iloc[i, [out.columns.get_loc(c) for c in cols]] = np.nan
+    for combo in combos:  # few distinct lists of names, however many visits
+        cols = [c for c in combo.split(",") if c in out.columns]
+        out.loc[(names == combo).to_numpy(), cols] = np.nan
     return out
 
 

@@ -20,9 +20,11 @@ from analytics.models.landmark import (
     resolve_events,
 )
 from analytics.models.predict import LandmarkModel
+from analytics.models.registry import load_model
 from analytics.models.scoring import score
 from analytics.models.settings import ModelSettings
-from analytics.models.training import _card
+from analytics.models.training import _card, train_model
+from analytics.store import open_store
 from tests.models.imaging_sim import (
     RARE_PATIENTS,
     imaging_cohort,
@@ -224,3 +226,41 @@ def test_the_card_states_patients_and_events_per_feature_and_every_left_out_colu
     used = {model.design_.source_column(c) for c in model.features}
     assert set(data.spec.columns) <= used | set(pred["left_out"])
     assert pred["automatic_segmentation"].endswith("used")
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_training_follows_the_site_rule_and_the_stored_model_scores_the_same(
+        tmp_path, monkeypatch, fitted, allowed):
+    monkeypatch.delenv("HEPATRACK_MODEL_AUTOMATIC_SEGMENTATION", raising=False)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(
+        f"model_automatic_segmentation = {str(allowed).lower()}\n", encoding="utf-8")
+    settings = load_settings(home)
+    store = open_store(settings)
+    cohort = _automatic(fitted[0])
+    out = train_model(store, settings, cohort, ModelSettings(
+        kind="cox", event=("decompensation",), folds=2, repeats=1, n_bootstrap=0,
+        interval_refits=0))
+    reg = load_model(store, settings, out["model_id"])
+    assert reg.model.spec_.automatic_segmentation is allowed
+    assert ("spleen_volume_ml" in out["features"]) is allowed
+    assert ("spleen_volume_ml" in out["features_left_out"]) is not allowed
+    assert "liver_surface_nodularity_scan_change" in out["features"]
+    assert reg.card["predictors"]["automatic_segmentation"].endswith(
+        "used" if allowed else "left out (site setting model_automatic_segmentation)")
+    scanned, unscanned = scanned_and_unscanned(cohort)
+    pv = cohort.visits[cohort.visits["patient"] == unscanned]
+    at = pd.DataFrame({"patient": unscanned, "landmark": sorted(pv["time"])})
+    loaded = score(reg.model, pv, at, 3.0, intervals=False)
+    assert loaded.assessable.all()
+    np.testing.assert_array_equal(
+        loaded.risk, score(reg.model, visits_without_imaging(pv), at, 3.0,
+                           intervals=False).risk)
+    pv = cohort.visits[cohort.visits["patient"] == scanned]
+    h = score(reg.model, pv, pd.DataFrame({"patient": scanned, "landmark": [pv["time"].max()]}),
+              3.0, intervals=False).history
+    assert h["liver_surface_nodularity_measured"].iloc[0] == 1.0
+    if allowed:
+        assert h["spleen_volume_ml_measured"].iloc[0] == 1.0
+    store.dispose()

@@ -49,8 +49,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.cohort_types import CENSORED, VISIT_KEYS, CohortTable
-from analytics.errors import ModelError
-from analytics.models.settings import SettingsError
+from analytics.errors import ModelError, SettingsError
 from analytics.vocabulary import (  # re-exported: other stages import them from here
     LANDMARK,
     LANDMARK_SQ,

@@ -191,7 +191,9 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable,
     dict
         ``model_id``, ``model``, ``event``, ``n_patients``, ``cv`` (``folds``,
         ``c_index``, ``td_auc`` by horizon, ``ibs``, ``calibration_slope`` and more),
-        ``baselines``, and ``oracle_c_index`` when ``truth`` is given.
+        ``baselines``, ``features``, ``features_left_out`` (feature -> reason),
+        ``feature_support`` (feature -> patients measured and endpoint events among
+        them), and ``oracle_c_index`` when ``truth`` is given.
 
     Raises
     ------
@@ -221,6 +223,7 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable,
         "n_landmark_rows": len(data.rows), "landmarks": data.landmarks,
         "cv": cv, "baselines": jsonable(cvres.get("baselines", {})),
         "features": model.features, "features_left_out": data.spec.excluded,
+        "feature_support": data.spec.support,
     }
     if "oracle_c_index" in cvres:
         payload["oracle_c_index"] = jsonable(cvres["oracle_c_index"])

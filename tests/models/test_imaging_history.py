@@ -247,6 +247,8 @@ def test_training_follows_the_site_rule_and_the_stored_model_scores_the_same(
     assert ("spleen_volume_ml" in out["features"]) is allowed
     assert ("spleen_volume_ml" in out["features_left_out"]) is not allowed
     assert "liver_surface_nodularity_scan_change" in out["features"]
+    assert out["feature_support"]["liver_surface_nodularity"]["patients"] == \
+        fitted[1].spec.support["liver_surface_nodularity"]["patients"]
     assert reg.card["predictors"]["automatic_segmentation"].endswith(
         "used" if allowed else "left out (site setting model_automatic_segmentation)")
     scanned, unscanned = scanned_and_unscanned(cohort)

@@ -77,7 +77,9 @@ class Waterfall:
     Attributes
     ----------
     steps
-        ``label`` (feature label with the patient's value), ``shap``, ``start`` and
+        ``label`` (feature label with the patient's value; an imaging biomarker adds its
+        change since the previous scan: ``"Spleen volume = 410 mL (+120 mL since the
+        previous scan)"``), ``shap``, ``start`` and
         ``end`` (running total before/after the step), ``kind`` (``base``, ``feature``,
         ``other``, ``output``); the last ``end`` equals :attr:`output`.
     base_value, output

@@ -12,7 +12,8 @@ from typing import Any
 import pandas as pd
 
 #: columns of ``CohortTable.visits`` that are identifiers, not features
-VISIT_KEYS = ("patient", "time", "date", "series_uid", "modality", "contrast_phase")
+VISIT_KEYS = ("patient", "time", "date", "series_uid", "modality", "contrast_phase",
+              "automatic_segmentation")
 CENSORED = "censored"
 
 
@@ -26,8 +27,10 @@ class CohortTable:
         One row per patient visit, sorted by ``patient``, ``time``. Columns: ``patient``
         (pseudonym, str), ``time`` (years since the patient's baseline), ``date``
         (datetime64, may be NaT), ``series_uid``/``modality``/``contrast_phase`` (None for
-        lab-only visits), then one column per feature (labs, imaging biomarkers, generic
-        covariates), NaN where not measured at that visit.
+        lab-only visits), ``automatic_segmentation`` (comma-separated names of the
+        features this visit measured on an automatic segmentation; None when none), then
+        one column per feature (labs, imaging biomarkers, generic covariates), NaN where
+        not measured at that visit (a value withheld with a reason is NaN too).
     outcomes
         One row per patient with a known end of follow-up: ``patient``, ``duration``
         (years from baseline to event or censoring), ``event`` (event name, or

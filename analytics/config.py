@@ -73,6 +73,13 @@ class Settings:
     session_timeout_min: int = 60
     #: the site's default radiomics configuration (analytics.features.radiomics_configs)
     radiomics_config: str = radiomics_configs.DEFAULT_CONFIG
+    #: models trained here read imaging values measured on an automatic segmentation
+    #: (each passed the segmentation quality gate; values a clinician rejected or the
+    #: gate withheld are missing either way). False: only values from delivered masks
+    #: (SEG, RTSTRUCT, NIfTI) train and feed the model, for sites that have not checked
+    #: the automatic engine on their own scans. The model stores the rule it was trained
+    #: with and applies it when it scores.
+    model_automatic_segmentation: bool = True
 
     @property
     def database_url(self) -> str:
@@ -201,6 +208,10 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
             _coerce(int, file_cfg.get("session_timeout_min", 60), "session_timeout_min")
         ),
         radiomics_config=radiomics_config,
+        model_automatic_segmentation=bool(_coerce(
+            bool, os.environ.get("HEPATRACK_MODEL_AUTOMATIC_SEGMENTATION",
+                                 file_cfg.get("model_automatic_segmentation", True)),
+            "model_automatic_segmentation")),
     )
 
 

@@ -80,6 +80,15 @@ class ModelIntegrityError(ModelError):
     """A stored model's hash, card, horizons or training ranges are missing or wrong."""
 
 
+class SettingsError(ModelError, ValueError):
+    """A model setting is unknown or out of range; ``field`` names it."""
+
+    def __init__(self, field_name: str, detail: str, label: str | None = None) -> None:
+        super().__init__(f"{label or field_name}: {detail}")
+        self.field = field_name
+        self.detail = detail
+
+
 class ModelNotAssessableError(ModelError):
     """A visit lies outside the model's training domain; no number is given."""
 

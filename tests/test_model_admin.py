@@ -180,8 +180,8 @@ def test_unknown_model_metrics():
 @pytest.fixture(scope="module")
 def imaging_home(tmp_path_factory):
     """A copy of the dashboard home with a second (inactive) model trained on a cohort
-    whose imaging feature is informative by construction (tests/models/imaging_sim.py)."""
-    from tests.models.imaging_sim import train_imaging_model
+    whose imaging feature is informative by construction (tests/models/imaging_compare_sim.py)."""
+    from tests.models.imaging_compare_sim import train_imaging_model
 
     t = dashboard_data.template(tmp_path_factory)
     with dashboard_data.open_copy(t, tmp_path_factory.mktemp("imaging") / "home") as (

@@ -15,7 +15,10 @@ Imaging visits
     the complete series on that date, the one with the most non-missing features; ties go
     to the portal-venous phase, then unenhanced, then any other phase, then the lowest
     series UID. Per series and feature the newest extractor
-    run wins (even when it could not compute the value). Scans after the patient's end
+    run wins (even when it could not compute the value: a withheld value is NaN, never
+    0). The visit's ``automatic_segmentation`` names the features whose winning value
+    was measured on an automatic segmentation (the feature's ``automatic_segmentation``
+    flag), so a model can leave them out by site policy. Scans after the patient's end
     of follow-up are left out with a warning.
 Merging labs into scans
     For every lab (and every other CSV column) a scan takes the nearest draw within
@@ -52,6 +55,8 @@ from analytics.store.cohort import FeatureValueRow, SeriesRow, VisitRow, cohort_
 from analytics.store.db import Store
 
 DEFAULT_LAB_WINDOW_DAYS = 90
+#: visit keys holding text (None on lab-only visits)
+_TEXT_KEYS = ("series_uid", "modality", "contrast_phase", "automatic_segmentation")
 SAME_DAY_YEARS = 0.5 / DAYS_PER_YEAR
 _EPS = 1e-9
 
@@ -180,13 +185,13 @@ def _assemble(labs: pd.DataFrame, scans: pd.DataFrame, outcomes: pd.DataFrame,
     features = lab_order + others + imaging
     for c in (*VISIT_KEYS, *features):
         if c not in visits.columns:
-            visits[c] = None if c in ("series_uid", "modality", "contrast_phase") else np.nan
+            visits[c] = None if c in _TEXT_KEYS else np.nan
     visits = visits[[*VISIT_KEYS, *features]]
     visits = visits.sort_values(["patient", "time"], kind="stable", ignore_index=True)
     visits["patient"] = visits["patient"].astype(str)
     visits["time"] = visits["time"].astype("float64")
     visits["date"] = pd.to_datetime(visits["date"])
-    for c in ("series_uid", "modality", "contrast_phase"):
+    for c in _TEXT_KEYS:
         visits[c] = visits[c].astype(object).where(visits[c].notna(), None)
     meta: dict[str, dict[str, Any]] = {}
     for c in features:
@@ -321,7 +326,8 @@ def _scan_visits(series: list[SeriesRow], feature_rows: list[FeatureValueRow],
                  ) -> tuple[pd.DataFrame, dict[str, str]]:
     """Imaging visits: one representative series per patient and study date (most values,
     then the preferred phase); and the unit of each feature."""
-    feats = latest_features(feature_rows)
+    feats = latest_features([r[:6] for r in feature_rows])
+    automatic = _automatic_names(feature_rows, feats)
     wide = (feats.pivot(index="series_id", columns="name", values="value") if not feats.empty
             else pd.DataFrame(dtype="float64"))
     units = dict(zip(feats["name"], feats["unit"], strict=True)) if not feats.empty else {}
@@ -347,10 +353,22 @@ def _scan_visits(series: list[SeriesRow], feature_rows: list[FeatureValueRow],
         rows.append({"patient": name_of[pid], "time": _years(sdate, base[pid]),
                      "date": sdate, "series_uid": r.series_uid, "modality": r.modality,
                      "contrast_phase": r.contrast_phase,
+                     "automatic_segmentation": automatic.get(r.id),
                      **{k: v for k, v in values if pd.notna(v)}})
     scans = pd.DataFrame(rows, columns=None if rows else [
         "patient", "time", "date", "series_uid", "modality", "contrast_phase"])
     return scans, units
+
+
+def _automatic_names(feature_rows: list[FeatureValueRow], latest: pd.DataFrame
+                     ) -> dict[int, str]:
+    """Series id -> comma-separated names of its latest values measured on an automatic
+    segmentation."""
+    flagged = {r.id for r in feature_rows if (r.flags or {}).get("automatic_segmentation")}
+    if latest.empty or not flagged:
+        return {}
+    auto = latest[latest["id"].isin(flagged)]
+    return {int(sid): ",".join(sorted(g["name"])) for sid, g in auto.groupby("series_id")}
 
 
 # --------------------------------------------------------------------------- frames

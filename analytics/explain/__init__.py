@@ -38,6 +38,7 @@ from analytics.explain.contributions import (
     contributions,
     feature_groups,
     group_explanation,
+    scan_changes,
 )
 from analytics.explain.importance import (
     ClinicalImportance,
@@ -62,6 +63,7 @@ from analytics.explain.trajectory import (
 from analytics.explain.wording import (
     change_sentence,
     contribution_sentence,
+    imaging_text,
     risk_sentence,
     value_text,
     why_text,
@@ -92,10 +94,12 @@ __all__ = [
     "feature_groups",
     "global_importance",
     "group_explanation",
+    "imaging_text",
     "incidence_curves",
     "patient_trajectory",
     "permutation_shap",
     "risk_sentence",
+    "scan_changes",
     "value_text",
     "why_text",
 ]

@@ -5,7 +5,9 @@ value, missing indicator; ``LandmarkModel.feature_groups_``). :func:`group_expla
 sums the columns of each feature into one :class:`Explanation` whose ``data`` are the
 patient's values; :func:`contributions` reads one row of it in the clinic's words
 (label, unit, value, change since the previous visit and the sentence of
-:mod:`analytics.explain.wording`), largest first.
+:mod:`analytics.explain.wording`), largest first. An imaging biomarker's change is the
+one between its last two scans (its ``_scan_change`` history column,
+:func:`scan_changes`), not since the previous visit: labs come far more often than scans.
 """
 
 from __future__ import annotations
@@ -18,9 +20,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from analytics.explain.wording import contribution_sentence
+from analytics.explain.wording import PREVIOUS_SCAN, PREVIOUS_VISIT, contribution_sentence
 from analytics.models.explanation import Explanation
-from analytics.models.landmark import GLOBAL_FEATURES
+from analytics.models.landmark import GLOBAL_FEATURES, FeatureSpec
 from analytics.vocabulary import describe_column, feature_info
 
 if TYPE_CHECKING:
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
     from analytics.models.registry import RegisteredModel
 
 __all__ = ["Contribution", "clinical_contributions", "clinical_label", "contributions",
-           "feature_groups", "group_explanation"]
+           "feature_groups", "group_explanation", "scan_changes"]
 
 
 @dataclass(frozen=True)
@@ -42,11 +44,14 @@ class Contribution:
     value
         The patient's value at the visit (number or category); None if never measured.
     change
-        Value minus the value at the previous visit (numeric features), else None.
+        Value minus the value at the previous visit (numeric features), or at the
+        previous scan (imaging biomarkers), else None.
     shap
         The summed SHAP value of the feature's model-matrix columns.
     text
         The sentence (:func:`analytics.explain.wording.contribution_sentence`).
+    since
+        What ``change`` is measured since: ``"previous visit"`` or ``"previous scan"``.
     """
 
     feature: str
@@ -56,6 +61,12 @@ class Contribution:
     change: float | None
     shap: float
     text: str
+    since: str = PREVIOUS_VISIT
+
+    @property
+    def imaging(self) -> bool:
+        """An imaging biomarker with its scan history."""
+        return self.since == PREVIOUS_SCAN
 
 
 def feature_groups(model: RegisteredModel) -> dict[str, str]:
@@ -107,6 +118,23 @@ def group_explanation(expl: Explanation, group_of: Mapping[str, str],
     return Explanation(values, expl.base_values, expl.output, data, expl.scale, expl.horizon)
 
 
+def scan_changes(history: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
+    """Change since the previous scan of each imaging biomarker with a scan history.
+
+    One column per such feature (rows as ``history``, index reset): the history's
+    ``<feature>_scan_change``; NaN before the first scan and where there is no change to
+    show (one scan so far, or two equal values).
+    """
+    out = {}
+    h = history.reset_index(drop=True)
+    for f in spec.numeric:
+        col = f"{f}_scan_change"
+        if spec.has_scan_history(f) and col in h.columns:
+            d = pd.to_numeric(h[col], errors="coerce")
+            out[f] = d.where(d != 0)
+    return pd.DataFrame(out, index=h.index)
+
+
 def _plain(v: object) -> float | str | None:
     if v is None:
         return None
@@ -119,7 +147,8 @@ def _plain(v: object) -> float | str | None:
 
 def contributions(grouped: Explanation, i: int, previous: int | None = None,
                   categorical: Collection[str] = (), horizon: float | None = None,
-                  top: int | None = None) -> list[Contribution]:
+                  top: int | None = None,
+                  scan_change: pd.DataFrame | None = None) -> list[Contribution]:
     """Contributions of row ``i`` of a grouped explanation, largest ``|shap|`` first.
 
     Parameters
@@ -134,8 +163,12 @@ def contributions(grouped: Explanation, i: int, previous: int | None = None,
         Named in the text ("raised the 2-year risk"); default the explanation's.
     top
         Keep the largest ``top`` only.
+    scan_change
+        :func:`scan_changes` of the same rows: its features' change is since the
+        previous scan.
     """
     names = grouped.feature_names
+    imaging = scan_change if scan_change is not None else pd.DataFrame()
     row = grouped.values[i].tolist()
     h = horizon if horizon is not None else grouped.horizon
     out = []
@@ -144,13 +177,18 @@ def contributions(grouped: Explanation, i: int, previous: int | None = None,
         col = grouped.data[g].to_numpy()
         label, unit = clinical_label(g)
         value = _plain(col[i])
-        change = None
-        if previous is not None and g not in categorical:
+        change, since = None, PREVIOUS_VISIT
+        if g in imaging.columns:
+            since = PREVIOUS_SCAN
+            d = imaging[g].iloc[i]
+            change = float(d) if pd.notna(d) else None
+        elif previous is not None and g not in categorical:
             a, b = col[i], col[previous]
             if a is not None and b is not None and pd.notna(a) and pd.notna(b):
                 change = float(a) - float(b)
         out.append(Contribution(g, label, unit, value, change, v,
-                                contribution_sentence(label, unit, value, change, v, h, g)))
+                                contribution_sentence(label, unit, value, change, v, h, g,
+                                                      since), since))
     return out[:top] if top else out
 
 
@@ -169,4 +207,5 @@ def clinical_contributions(model: LandmarkModel, expl: Explanation, history: pd.
         Named in the text ("raised the 2-year risk").
     """
     grouped = group_explanation(expl, model.feature_groups_, history.reset_index(drop=True))
-    return contributions(grouped, i, previous, model.spec_.categorical, horizon, top)
+    return contributions(grouped, i, previous, model.spec_.categorical, horizon, top,
+                         scan_changes(history, model.spec_))

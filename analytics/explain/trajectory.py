@@ -11,7 +11,10 @@ check, risk, interval and SHAP values, all the model's) and returns a
   feature's last value, trend, worst value and missing indicator form one group), with
   the patient's values as its data;
 - :meth:`Trajectory.contributions` and :meth:`Trajectory.why`: one visit's grouped
-  contributions and their sentences (:mod:`analytics.explain.wording`);
+  contributions and their sentences (:mod:`analytics.explain.wording`); an imaging
+  biomarker's change is since the previous scan, and :meth:`Trajectory.imaging` /
+  :meth:`Trajectory.imaging_text` list the measured ones with value, change and
+  contribution (``"Spleen volume 410 mL (+120 mL since the previous scan): +0.18"``);
 - :meth:`Trajectory.waterfall` (base value -> model output of one visit) and
   :meth:`Trajectory.change_since_scan` (which features moved the score since the last
   scan; on the log-hazard scale the base value cancels, so the changes add up to the
@@ -33,9 +36,14 @@ import numpy as np
 import pandas as pd
 
 from analytics.errors import ModelError
-from analytics.explain.contributions import Contribution, contributions, group_explanation
+from analytics.explain.contributions import (
+    Contribution,
+    contributions,
+    group_explanation,
+    scan_changes,
+)
 from analytics.explain.importance import change_since_previous
-from analytics.explain.wording import change_sentence, value_text
+from analytics.explain.wording import change_sentence, change_text, imaging_text, value_text
 from analytics.models.explanation import Explanation
 from analytics.models.registry import jsonable
 from analytics.models.scoring import resolve_horizon, score
@@ -69,7 +77,9 @@ class Waterfall:
     Attributes
     ----------
     steps
-        ``label`` (feature label with the patient's value), ``shap``, ``start`` and
+        ``label`` (feature label with the patient's value; an imaging biomarker adds its
+        change since the previous scan: ``"Spleen volume = 410 mL (+120 mL since the
+        previous scan)"``), ``shap``, ``start`` and
         ``end`` (running total before/after the step), ``kind`` (``base``, ``feature``,
         ``other``, ``output``); the last ``end`` equals :attr:`output`.
     base_value, output
@@ -92,7 +102,10 @@ class ChangeSinceScan:
     ----------
     changes
         ``feature``, ``label``, ``change`` (largest magnitude first, possibly ending in
-        one ``__other__`` row); empty when there is nothing to compare with.
+        one ``__other__`` row), and ``text``: the label with the patient's value at the
+        visit and, for an imaging biomarker, its change since the previous scan
+        (``"Spleen volume = 410 mL (+120 mL since the previous scan)"``); empty when
+        there is nothing to compare with.
     reference_time, reference_kind
         The reference visit (years since baseline) and whether it was a ``scan`` or
         any assessable ``visit``; None when there is none.
@@ -158,6 +171,9 @@ class Trajectory:
         Whether the model gives risk intervals.
     matrix
         The model-matrix rows scored (for :func:`incidence_curves`).
+    scan_change
+        Change since the previous scan of each imaging biomarker with a scan history
+        (:func:`analytics.explain.contributions.scan_changes`, rows as ``points``).
     """
 
     patient: str
@@ -171,6 +187,7 @@ class Trajectory:
     competing: tuple[str, ...] = ()
     has_interval: bool = False
     matrix: pd.DataFrame | None = None
+    scan_change: pd.DataFrame | None = None
 
     @property
     def scale(self) -> str:
@@ -210,7 +227,18 @@ class Trajectory:
         if not self.points["assessable"].iloc[i]:
             return []
         return contributions(self.grouped, i, self.previous_visit(i), self.categorical,
-                             self.horizon, top)
+                             self.horizon, top, self.scan_change)
+
+    def imaging(self, i: int) -> list[Contribution]:
+        """Contributions of visit ``i``'s measured imaging biomarkers, largest first
+        (empty for a patient without scans so far, or a visit not assessable)."""
+        return [c for c in self.contributions(i) if c.imaging and c.value is not None]
+
+    def imaging_text(self, i: int, top: int = 3) -> str:
+        """``"Imaging: Spleen volume 410 mL (+120 mL since the previous scan): +0.18."``
+        for the ``top`` largest of :meth:`imaging` (``""`` without any)."""
+        return imaging_text([(c.label, c.unit, c.value, c.change, c.shap)
+                             for c in self.imaging(i)[:top]])
 
     def contribution_table(self, i: int) -> pd.DataFrame:
         """:meth:`contributions` as a table (:data:`CONTRIBUTION_COLUMNS`)."""
@@ -239,7 +267,7 @@ class Trajectory:
                  "kind": "base"}]
         total = base
         for c in cs[:top]:
-            rows.append({"label": f"{c.label} = {value_text(c.value, c.unit)}",
+            rows.append({"label": _step_label(c),
                          "shap": c.shap, "start": total, "end": total + c.shap,
                          "kind": "feature"})
             total += c.shap
@@ -264,7 +292,7 @@ class Trajectory:
         features" row.
         """
         pts = self.points
-        empty = ChangeSinceScan(pd.DataFrame(columns=["feature", "label", "change"]),
+        empty = ChangeSinceScan(pd.DataFrame(columns=["feature", "label", "change", "text"]),
                                 None, None, None, None, self.scale)
         if not pts["assessable"].iloc[i]:
             return empty
@@ -283,14 +311,16 @@ class Trajectory:
             "feature": feats,
             "label": [(a.get(f) or b[f]).label for f in feats],
             "change": [float(a[f].shap if f in a else 0.0) - float(b[f].shap if f in b else 0.0)
-                       for f in feats]})
+                       for f in feats],
+            "text": [_step_label(a[f]) if f in a else b[f].label for f in feats]})
         ch = ch.reindex(ch["change"].abs().sort_values(ascending=False, kind="stable").index)
         ch = ch.reset_index(drop=True)
         if len(ch) > top:
             rest = ch.iloc[top:]
             ch = pd.concat([ch.iloc[:top], pd.DataFrame([{
                 "feature": "__other__", "label": f"{len(rest)} other features",
-                "change": float(rest["change"].sum())}])], ignore_index=True)
+                "change": float(rest["change"].sum()),
+                "text": f"{len(rest)} other features"}])], ignore_index=True)
         return ChangeSinceScan(
             ch, float(pts["time"].iloc[j]), ref_kind,
             float(pts["model_output"].iloc[i]) - float(pts["model_output"].iloc[j]),
@@ -342,6 +372,15 @@ class Trajectory:
         if requested:
             res["at"] = requested[0]
         return jsonable(res)
+
+
+def _step_label(c: Contribution) -> str:
+    """``"Albumin = 3.1 g/dL"``; an imaging biomarker adds its change since the previous
+    scan: ``"Spleen volume = 410 mL (+120 mL since the previous scan)"``."""
+    text = f"{c.label} = {value_text(c.value, c.unit)}"
+    if c.imaging and c.change is not None:
+        text += f" ({change_text(c.change, c.unit, c.since)})"
+    return text
 
 
 # --------------------------------------------------------------------------- building
@@ -444,7 +483,8 @@ def patient_trajectory(registered: RegisteredModel, visits: pd.DataFrame, patien
         grouped=group_explanation(expl, model.feature_groups_, sc.history),
         categorical=frozenset(model.spec_.categorical),
         competing=tuple(c for c in model.estimators_ if c != INTEREST),
-        has_interval=sc.ci is not None, matrix=sc.matrix)
+        has_interval=sc.ci is not None, matrix=sc.matrix,
+        scan_change=scan_changes(sc.history, model.spec_))
 
 
 def incidence_curves(registered: RegisteredModel, trajectory: Trajectory, i: int,

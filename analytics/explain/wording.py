@@ -9,7 +9,12 @@ show about a score is written here, from the explanation's numbers:
 - :func:`why_text`: the largest of those joined into one line (``"Why: …; …."``);
 - :func:`risk_sentence`: the risk at a visit with its interval;
 - :func:`change_sentence`: how much the risk moved since the reference scan or visit;
-- :func:`value_text`: a value with its unit (``"3.1 g/dL"``, ``"not measured"``).
+- :func:`value_text`: a value with its unit (``"3.1 g/dL"``, ``"not measured"``);
+- :func:`change_text`: a change with its unit and what it is since
+  (``"+120 mL since the previous scan"``);
+- :func:`imaging_text`: the imaging biomarkers behind a score, each with its value, its
+  change since the previous scan and its contribution
+  (``"Imaging: Spleen volume 410 mL (+120 mL since the previous scan): +0.18."``).
 """
 
 from __future__ import annotations
@@ -20,11 +25,15 @@ import numpy as np
 
 from analytics.vocabulary import LANDMARK
 
-__all__ = ["NEGLIGIBLE_SHAP", "change_sentence", "contribution_sentence", "number_text",
+__all__ = ["NEGLIGIBLE_SHAP", "PREVIOUS_SCAN", "PREVIOUS_VISIT", "change_sentence",
+           "change_text", "contribution_sentence", "imaging_text", "number_text",
            "risk_name", "risk_sentence", "value_text", "verb", "why_text"]
 
 #: a contribution smaller than this (on its scale) "did not change" the risk
 NEGLIGIBLE_SHAP = 1e-3
+#: what a change is measured since: labs and scores, imaging biomarkers
+PREVIOUS_VISIT = "previous visit"
+PREVIOUS_SCAN = "previous scan"
 
 
 def number_text(x: float) -> str:
@@ -41,6 +50,13 @@ def value_text(value: float | str | None, unit: str) -> str:
     return f"{number_text(value)} {unit}".strip()
 
 
+def change_text(change: float, unit: str, since: str = PREVIOUS_VISIT) -> str:
+    """``"+120 mL since the previous scan"``."""
+    u = f" {unit}" if unit else ""
+    sign = "+" if change > 0 else "-"
+    return f"{sign}{number_text(abs(change))}{u} since the {since}"
+
+
 def risk_name(horizon: float | None) -> str:
     """``"2-year risk"`` (``"risk"`` without a horizon)."""
     return f"{horizon:g}-year risk" if horizon is not None else "risk"
@@ -53,7 +69,8 @@ def verb(shap: float) -> str:
 
 
 def contribution_sentence(label: str, unit: str, value: object, change: float | None,
-                          shap: float, horizon: float | None, feature: str) -> str:
+                          shap: float, horizon: float | None, feature: str,
+                          since: str = PREVIOUS_VISIT) -> str:
     """One feature's share of a score in the clinic's words.
 
     Parameters
@@ -70,6 +87,9 @@ def contribution_sentence(label: str, unit: str, value: object, change: float | 
         Years, named in the text (``"raised the 2-year risk"``).
     feature
         The feature's name (time since baseline gets no "since the previous visit").
+    since
+        What ``change`` is measured since (:data:`PREVIOUS_SCAN` for imaging
+        biomarkers, whose change is between the last two scans).
     """
     u = f" {unit}" if unit else ""
     if value is None:
@@ -79,9 +99,26 @@ def contribution_sentence(label: str, unit: str, value: object, change: float | 
     else:
         head = f"{label} {number_text(float(value))}{u}"
     if change is not None and feature != LANDMARK and abs(change) > 0:
-        sign = "+" if change > 0 else "-"
-        head += f" ({sign}{number_text(abs(change))}{u} since the previous visit)"
+        head += f" ({change_text(change, unit, since)})"
     return f"{head} {verb(shap)} the {risk_name(horizon)}"
+
+
+def imaging_text(items: Sequence[tuple[str, str, float | None, float | None, float]]) -> str:
+    """``"Imaging: Spleen volume 410 mL (+120 mL since the previous scan): +0.18."``
+
+    Parameters
+    ----------
+    items
+        ``(label, unit, value, change since the previous scan, shap)`` of each measured
+        imaging biomarker, in the order to show; empty gives ``""``.
+    """
+    parts = []
+    for label, unit, value, change, shap in items:
+        head = f"{label} {value_text(value, unit)}"
+        if change is not None and abs(change) > 0:
+            head += f" ({change_text(change, unit, PREVIOUS_SCAN)})"
+        parts.append(f"{head}: {shap:+.2f}")
+    return "Imaging: " + "; ".join(parts) + "." if parts else ""
 
 
 def why_text(sentences: Sequence[str]) -> str:

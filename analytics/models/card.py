@@ -66,8 +66,16 @@ def build_card(*, model_id: str, kind: str, params: dict[str, Any], events: dict
                event_counts: dict[str, int], training_data_sha256: str,
                cv: dict[str, Any], baselines: dict[str, Any],
                oracle_c_index: float | None, created: str,
-               explainer: str, excluded: dict[str, str] | None = None) -> dict[str, Any]:
-    """Assemble the card from what training knows. All arguments are keyword-only."""
+               explainer: str, excluded: dict[str, str] | None = None,
+               support: dict[str, dict[str, int]] | None = None,
+               groups: dict[str, str] | None = None,
+               automatic_segmentation: bool = True) -> dict[str, Any]:
+    """Assemble the card from what training knows. All arguments are keyword-only.
+
+    ``support``: per clinical feature considered, the patients it was measured in and
+    the endpoint events among them (:attr:`FeatureSpec.support`); ``groups``: model
+    column -> clinical feature, so each column names what it was learnt from.
+    """
     interest = ", ".join(events["of_interest"])
     return {
         "model_id": model_id,
@@ -85,7 +93,8 @@ def build_card(*, model_id: str, kind: str, params: dict[str, Any], events: dict
         },
         "outcome": _outcome(events, interest, horizons),
         "horizons": [float(h) for h in horizons],
-        "predictors": _predictors(features, design, excluded),
+        "predictors": _predictors(features, design, excluded, support, groups,
+                                  automatic_segmentation),
         "model": {"kind": kind, "estimator": ESTIMATOR_TEXT.get(kind, kind),
                   "params": params,
                   "structure": "landmark supermodel (van Houwelingen 2007): stacked landmark "
@@ -136,21 +145,46 @@ def _outcome(events: dict[str, Any], interest: str, horizons: list[float]) -> di
 
 
 def _predictors(features: list[str], design: dict[str, Any],
-                excluded: dict[str, str] | None) -> dict[str, Any]:
-    """Predictors with label and unit, history features and missing data (TRIPOD+AI 7, 10)."""
-    return {
-        "features": [{"name": f, "label": describe_column(f)[0],
-                      "unit": describe_column(f)[1]} for f in features],
+                excluded: dict[str, str] | None,
+                support: dict[str, dict[str, int]] | None = None,
+                groups: dict[str, str] | None = None,
+                automatic_segmentation: bool = True) -> dict[str, Any]:
+    """Predictors with label and unit, what each was learnt from, history features and
+    missing data (TRIPOD+AI 7, 10)."""
+    support, groups = support or {}, groups or {}
+    out = {
+        "features": [_feature_entry(f, support.get(groups.get(f, f))) for f in features],
         "history": "at landmark s: last value, OLS slope per year (0 with fewer than two "
                    "measurements), worst value so far, age at s, number of visits, "
-                   "years since the last visit, landmark time and its square; only "
+                   "years since the last visit, landmark time and its square; imaging "
+                   "biomarkers instead: value at the last scan, measured yet (1/0), "
+                   "years since that scan and change since the previous scan; only "
                    "visits at or before s",
         "left_out": {f: f"{describe_column(f)[0]}: {why}"
                      for f, why in (excluded or {}).items()},
         "missing_data": "training medians plus missing indicators (stored with the "
-                        "model); features never missing in training are required",
+                        "model); features never missing in training are required. An "
+                        "imaging biomarker not yet measured enters as exactly 0 in each "
+                        "of its columns (measured values enter as the distance from the "
+                        "training median), so it adds nothing for patients without scans; "
+                        "a withheld value is missing, never 0",
         "imputation_medians": design.get("medians", {}),
+        "automatic_segmentation": "values measured on an automatic segmentation were "
+                                  + ("used" if automatic_segmentation else
+                                     "left out (site setting model_automatic_segmentation)"),
     }
+    if support:
+        out["support"] = {f: {**n, "entered": f not in (excluded or {})}
+                          for f, n in support.items()}
+    return out
+
+
+def _feature_entry(f: str, support: dict[str, int] | None) -> dict[str, Any]:
+    label, unit = describe_column(f)
+    entry: dict[str, Any] = {"name": f, "label": label, "unit": unit}
+    if support is not None:
+        entry.update(patients=support["patients"], events=support["events"])
+    return entry
 
 
 def _validation(cv: dict[str, Any], baselines: dict[str, Any],

@@ -28,6 +28,13 @@ class Design:
     log scale, so a doubling counts the same at any level; categorical columns are
     one-hot over the training levels (an unseen level has every indicator 0); columns
     constant in training are dropped.
+
+    ``neutral`` columns (an imaging biomarker's scan history, whose own
+    ``<feature>_measured`` history column says whether it exists yet) are not imputed:
+    a value enters as its distance from the training median (``centers``, after the log
+    scale and clipping), and a missing one as exactly 0, with no indicator. So a row
+    without the measurement gets 0 in every one of these columns: the same number for
+    every such row, independent of what was measured in training.
     """
 
     numeric: list[str] = field(default_factory=list)
@@ -39,19 +46,23 @@ class Design:
     missing_fraction: dict[str, float] = field(default_factory=dict)
     log_columns: list[str] = field(default_factory=list)
     clip: dict[str, list[float]] = field(default_factory=dict)
+    neutral: list[str] = field(default_factory=list)
+    centers: dict[str, float] = field(default_factory=dict)
 
     @classmethod
     def fit(cls, rows: pd.DataFrame, numeric: list[str], categorical: list[str],
             log_candidates: list[str] | None = None,
-            clip_columns: list[str] | None = None) -> Design:
+            clip_columns: list[str] | None = None,
+            neutral: list[str] | None = None) -> Design:
         """Learn imputation, log scale and levels from training rows.
 
         ``log_candidates``: columns that may enter on the log scale (default: all numeric).
         ``clip_columns``: columns clipped to their training range at transform time
         (derived statistics such as slopes and visit counts, which the domain check does
-        not refuse).
+        not refuse). ``neutral``: columns that are 0 when missing, centred otherwise.
         """
-        d = cls(numeric=list(numeric), categorical=list(categorical))
+        d = cls(numeric=list(numeric), categorical=list(categorical),
+                neutral=[c for c in neutral or [] if c in numeric])
         cands = set(numeric if log_candidates is None else log_candidates)
         for c in numeric:
             x = pd.to_numeric(rows[c], errors="coerce")
@@ -61,10 +72,13 @@ class Design:
             d.missing_fraction[c] = miss
             med = float(x.median()) if miss < 1.0 else 0.0
             d.medians[c] = med
-            if miss > 0.0:
+            if miss > 0.0 and c not in d.neutral:
                 d.indicators.append(c)
             if c in cands and miss < 1.0 and x.min() > 0 and x.skew() > LOG_SKEW_MIN:
                 d.log_columns.append(c)
+            if c in d.neutral:
+                d.centers[c] = float(np.median(d._scaled(c, x.dropna().to_numpy(np.float64)))) \
+                    if miss < 1.0 else 0.0
         for c in categorical:
             vals = rows[c].dropna().astype(str)
             d.missing_fraction[c] = float(rows[c].isna().mean()) if len(rows) else 1.0
@@ -79,13 +93,10 @@ class Design:
         for c in self.numeric:
             x = pd.to_numeric(rows[c], errors="coerce").to_numpy(np.float64)
             miss = np.isnan(x)
-            x = np.where(miss, self.medians[c], x)
-            if c in self.clip:
-                x = np.clip(x, *self.clip[c])
-            if c in self.log_columns:
-                # values at or below 0 never occurred in training: clip at its smallest scale
-                x = np.log(np.maximum(x, self.medians[c] * 1e-3))
-            out[c] = x
+            if c in self.neutral:
+                out[c] = np.where(miss, 0.0, self._scaled(c, x) - self.centers[c])
+                continue
+            out[c] = self._scaled(c, np.where(miss, self.medians[c], x))
             if c in self.indicators:
                 out[f"{c}_missing"] = miss.astype(np.float64)
         for c in self.categorical:
@@ -93,6 +104,15 @@ class Design:
             for lev in self.levels[c]:
                 out[f"{c}={lev}"] = (vals == lev).astype(np.float64)
         return pd.DataFrame(out, index=rows.index)
+
+    def _scaled(self, c: str, x: np.ndarray) -> np.ndarray:
+        """Clipped to the training range and on the log scale, as the column enters."""
+        if c in self.clip:
+            x = np.clip(x, *self.clip[c])
+        if c in self.log_columns:
+            # values at or below 0 never occurred in training: clip at its smallest scale
+            x = np.log(np.maximum(x, self.medians[c] * 1e-3))
+        return x
 
     def transform(self, rows: pd.DataFrame) -> pd.DataFrame:
         """The model matrix (float64, columns :attr:`columns`) for history rows."""
@@ -111,11 +131,13 @@ class Design:
                 "medians": self.medians, "indicators": self.indicators,
                 "levels": self.levels, "columns": self.columns,
                 "missing_fraction": self.missing_fraction, "log_columns": self.log_columns,
-                "clip": self.clip}
+                "clip": self.clip, "neutral": self.neutral, "centers": self.centers}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Design:
         return cls(**{k: d[k] for k in ("numeric", "categorical", "medians", "indicators",
                                          "levels", "columns", "missing_fraction")},
                    log_columns=list(d.get("log_columns", [])),
-                   clip={k: list(v) for k, v in d.get("clip", {}).items()})
+                   clip={k: list(v) for k, v in d.get("clip", {}).items()},
+                   neutral=list(d.get("neutral", [])),
+                   centers={k: float(v) for k, v in d.get("centers", {}).items()})

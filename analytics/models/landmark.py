@@ -18,6 +18,22 @@ History features of a feature ``f`` at ``s`` use only visits with ``time <= s``:
 - ``age_years`` is carried forward as age at ``s`` (last recorded age + elapsed time);
   ``age_years`` and categorical columns get no slope or worst value.
 
+Imaging biomarkers (``FeatureSpec.imaging``: scans come every year or two, and only for
+part of a cohort) get a scan history instead of the slope and worst value:
+
+- ``f``: the value of the last scan so far (LOCF);
+- ``f_measured``: 1 once a scan has measured ``f``, else 0;
+- ``f_years_since_scan``: years from that scan to ``s``;
+- ``f_scan_change``: last value minus the previous scan's value (0 with one scan).
+
+Before ``f`` is measured, all four are missing (``f_measured`` is 0), and the design
+(:class:`analytics.models.design.Design`, ``neutral`` columns) turns every one of them
+into exactly 0: an unscanned patient's imaging terms add nothing to the linear predictor,
+whatever the scanned patients measured. A withheld value (NaN in the store, with its
+reason) is a missing value like any other, never a zero. Values measured on an
+automatic segmentation are read only when ``FeatureSpec.automatic_segmentation`` allows
+it (the visits' ``automatic_segmentation`` column names them).
+
 Global history features: ``landmark_years`` (= time since baseline), its square,
 ``n_visits`` (visits so far) and ``years_since_last_visit``. What is still missing is
 imputed later by :class:`analytics.models.estimators.Design` (training medians plus
@@ -33,7 +49,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.cohort_types import CENSORED, VISIT_KEYS, CohortTable
-from analytics.errors import ModelError
+from analytics.errors import ModelError, SettingsError
 from analytics.vocabulary import (  # re-exported: other stages import them from here
     LANDMARK,
     LANDMARK_SQ,
@@ -48,7 +64,8 @@ __all__ = [
     "DEFAULT_COMPETING", "GLOBAL_FEATURES", "LANDMARK", "LANDMARK_SQ", "LOW_IS_WORSE",
     "STATIC_FEATURES", "EventSpec", "FeatureInfo", "FeatureSpec", "LandmarkData",
     "LandmarkSettings", "applies_to_modality", "build_landmark_data", "describe_column",
-    "feature_info", "feature_spec", "history_features", "landmark_grid", "resolve_events",
+    "feature_info", "feature_spec", "feature_support", "history_features", "landmark_grid",
+    "model_visits", "resolve_events",
 ]
 
 #: features that do not change along a visit history (no slope / worst value)
@@ -61,6 +78,10 @@ MIN_CAUSE_EVENTS = 10
 #: history statistics besides the last value: see the module docstring
 HISTORY_STATS = ("slope", "worst", "mean_1y", "change")
 DEFAULT_STATS = ("slope", "worst")
+#: scan history of an imaging biomarker, in place of the history statistics
+IMAGING_STATS = ("measured", "years_since_scan", "scan_change")
+#: visits column naming the features a visit measured on an automatic segmentation
+AUTOMATIC_COLUMN = "automatic_segmentation"
 #: window of the recent mean (years)
 RECENT_WINDOW = 1.0
 
@@ -175,12 +196,26 @@ class LandmarkSettings:
         Also landmark at each patient's own visit times (weights frequent visitors more).
     interactions
         Add ``f_x_landmark`` columns (last value x landmark time) for numeric features.
-    min_feature_coverage
-        A feature measured at least once in fewer than this fraction of the patients with
-        an outcome is left out of the model (and named in the model card): its
-        coefficient would be learnt from a handful of patients and applied, through the
-        imputed median, to everyone else. The sample cohort's CT is such a feature: 12
-        of its patients have scans.
+    min_feature_patients, min_feature_events
+        A feature enters the model when enough is known to estimate it: measured in at
+        least ``min_feature_patients`` patients with an outcome, and at least
+        ``min_feature_events`` of them had an endpoint event after it was first
+        measured. Otherwise it is left out and named, with its counts, in the model
+        card. Coverage as a fraction of the cohort is not the criterion: a CT biomarker
+        scanned in 15% of a large cohort can carry dozens of events, and an unscanned
+        patient's imaging terms are exactly 0 (module docstring), so a rarely measured
+        feature does not reach the others through an imputed value. The defaults (10
+        patients, 5 events) follow events-per-variable reasoning for penalised Cox
+        models: below about 5 events a coefficient is biased and its interval invalid
+        (Peduzzi et al., J Clin Epidemiol 1995), while 5-9 events per variable is usually
+        adequate (Vittinghoff & McCulloch, Am J Epidemiol 2007); the ridge penalty, scaled
+        per event, shrinks what few events remain uncertain about. The count is per
+        feature: its history columns are correlated views of one measurement.
+        Each floor is capped at what the whole cohort has, so a small cohort keeps the
+        features measured in all its patients.
+    automatic_segmentation
+        Use values measured on an automatic segmentation (the site's
+        ``model_automatic_segmentation``); False leaves them missing.
     """
 
     horizons: tuple[float, ...] = (1.0, 2.0, 3.0)
@@ -191,7 +226,20 @@ class LandmarkSettings:
     min_at_risk: int = 20
     min_at_risk_fraction: float = 0.2
     stats: tuple[str, ...] = DEFAULT_STATS
-    min_feature_coverage: float = 0.2
+    min_feature_patients: int = 10
+    min_feature_events: int = 5
+    automatic_segmentation: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("min_feature_patients", "min_feature_events"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v) or v < 0:
+                raise SettingsError(name, f"expected a number of patients (an integer >= 0), "
+                                          f"got {v!r}")
+            object.__setattr__(self, name, int(v))
+        if not isinstance(self.automatic_segmentation, bool):
+            raise SettingsError("automatic_segmentation",
+                                f"expected true or false, got {self.automatic_segmentation!r}")
 
     @property
     def horizon_max(self) -> float:
@@ -200,7 +248,14 @@ class LandmarkSettings:
 
 @dataclass
 class FeatureSpec:
-    """The history columns derived from the cohort's features."""
+    """The history columns derived from the cohort's features.
+
+    ``support``: per feature considered, ``{"patients": n, "events": e}``: patients with
+    an outcome in whom it was measured, and those of them with an endpoint event after
+    its first measurement (what it was, or would have been, learnt from).
+    ``imaging_history``: imaging biomarkers get the scan history (module docstring);
+    False in specs stored before it existed, whose imaging columns had the statistics.
+    """
 
     numeric: list[str]
     categorical: list[str]
@@ -209,12 +264,22 @@ class FeatureSpec:
     imaging: list[str] = field(default_factory=list)
     stats: tuple[str, ...] = DEFAULT_STATS
     excluded: dict[str, str] = field(default_factory=dict)
+    support: dict[str, dict[str, int]] = field(default_factory=dict)
+    automatic_segmentation: bool = True
+    imaging_history: bool = True
+
+    def has_scan_history(self, f: str) -> bool:
+        """Whether numeric feature ``f`` gets the scan history (an imaging biomarker)."""
+        return self.imaging_history and f in self.imaging
 
     @property
     def columns(self) -> list[str]:
         cols = list(GLOBAL_FEATURES)
         for f in self.numeric:
             cols.append(f)
+            if self.has_scan_history(f):
+                cols += [f"{f}_{st}" for st in IMAGING_STATS]
+                continue
             if f not in STATIC_FEATURES:
                 cols += [f"{f}_{st}" for st in self.stats]
             if self.interactions:
@@ -222,13 +287,19 @@ class FeatureSpec:
         cols += self.categorical
         return cols
 
+    @property
+    def neutral_columns(self) -> list[str]:
+        """Scan-history columns: missing before the first scan, then exactly 0 in the design."""
+        return [c for f in self.numeric if self.has_scan_history(f)
+                for c in (f, *(f"{f}_{st}" for st in IMAGING_STATS[1:]))]
+
     def source_of(self, column: str) -> tuple[str, str]:
         """(base feature, statistic) of a history column."""
         if column in (LANDMARK, LANDMARK_SQ):
             return LANDMARK, "landmark"
         if column in GLOBAL_FEATURES:
             return column, "global"
-        for stat in (*HISTORY_STATS, "x_landmark"):
+        for stat in (*HISTORY_STATS, *IMAGING_STATS, "x_landmark"):
             base = column.removesuffix(f"_{stat}")
             if base != column and base in self.numeric:
                 return base, stat
@@ -238,7 +309,9 @@ class FeatureSpec:
         return {"numeric": self.numeric, "categorical": self.categorical,
                 "low_is_worse": self.low_is_worse, "interactions": self.interactions,
                 "imaging": self.imaging, "stats": list(self.stats),
-                "excluded": self.excluded}
+                "excluded": self.excluded, "support": self.support,
+                "automatic_segmentation": self.automatic_segmentation,
+                "imaging_history": self.imaging_history}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> FeatureSpec:
@@ -247,30 +320,97 @@ class FeatureSpec:
                    interactions=bool(d.get("interactions", False)),
                    imaging=list(d.get("imaging", [])),
                    stats=tuple(d.get("stats", DEFAULT_STATS)),
-                   excluded=dict(d.get("excluded", {})))
+                   excluded=dict(d.get("excluded", {})),
+                   support={k: {"patients": int(v["patients"]), "events": int(v["events"])}
+                            for k, v in d.get("support", {}).items()},
+                   automatic_segmentation=bool(d.get("automatic_segmentation", True)),
+                   imaging_history=bool(d.get("imaging_history", False)))
+
+
+def model_visits(visits: pd.DataFrame, automatic_segmentation: bool = True) -> pd.DataFrame:
+    """The visits as a model reads them: values measured on an automatic segmentation
+    missing unless ``automatic_segmentation`` allows them.
+
+    The visits' ``automatic_segmentation`` column (comma-separated feature names, None
+    when the visit has none) says which values came from an automatic mask. ``visits``
+    is not changed.
+    """
+    if automatic_segmentation or AUTOMATIC_COLUMN not in visits.columns:
+        return visits
+    names = visits[AUTOMATIC_COLUMN]
+    combos = [c for c in names.dropna().unique() if isinstance(c, str) and c]
+    if not combos:
+        return visits
+    out = visits.copy()
+    for combo in combos:  # few distinct lists of names, however many visits
+        cols = [c for c in combo.split(",") if c in out.columns]
+        out.loc[(names == combo).to_numpy(), cols] = np.nan
+    return out
+
+
+def feature_support(cohort: CohortTable, column: str, of_interest: tuple[str, ...] | None = None,
+                    visits: pd.DataFrame | None = None) -> dict[str, int]:
+    """Patients with an outcome in whom ``column`` was measured, and how many of them had
+    an endpoint event (``of_interest``; None: any event) after its first measurement."""
+    v = cohort.visits if visits is None else visits
+    measured = v.loc[v[column].notna(), ["patient", "time"]]
+    first = measured.groupby("patient")["time"].min()
+    out = cohort.outcomes.set_index("patient")
+    first = first[first.index.isin(out.index)]
+    ev = out["event"].astype(str).reindex(first.index)
+    is_event = ev.isin(of_interest) if of_interest else ev != CENSORED
+    before = out["duration"].reindex(first.index) >= first - 1e-9
+    return {"patients": len(first), "events": int((is_event & before).sum())}
 
 
 def feature_spec(cohort: CohortTable, interactions: bool = False,
-                 stats: tuple[str, ...] = DEFAULT_STATS,
-                 min_coverage: float = 0.0) -> FeatureSpec:
+                 stats: tuple[str, ...] = DEFAULT_STATS, *, min_patients: int = 0,
+                 min_events: int = 0, events: EventSpec | None = None,
+                 automatic_segmentation: bool = True) -> FeatureSpec:
     """Split the cohort's feature columns into numeric and categorical history inputs.
 
-    A column measured in fewer than ``min_coverage`` of the patients with an outcome is
-    left out, with the reason in ``excluded``.
+    Parameters
+    ----------
+    cohort
+        Visits and outcomes.
+    interactions, stats
+        As :class:`LandmarkSettings`.
+    min_patients, min_events
+        A column measured in fewer than ``min_patients`` patients with an outcome, or
+        with fewer than ``min_events`` endpoint events among them, is left out with
+        the reason in ``excluded`` (see :class:`LandmarkSettings`). Each floor is
+        capped at what the whole cohort has (its patients, its endpoint events), so a
+        small cohort keeps the features measured in all its patients and events.
+    events
+        The endpoint whose events are counted; None counts every event.
+    automatic_segmentation
+        Count (and later read) values measured on an automatic segmentation.
+
+    Raises
+    ------
+    ModelError
+        If no feature column is left.
     """
     numeric, categorical, imaging = [], [], []
     excluded: dict[str, str] = {}
-    with_outcome = cohort.visits["patient"].isin(cohort.outcomes["patient"])
-    n_pat = int(cohort.outcomes["patient"].nunique())
+    support: dict[str, dict[str, int]] = {}
+    visits = model_visits(cohort.visits, automatic_segmentation)
+    interest = events.of_interest if events is not None else None
+    # a feature that knows as much as the whole cohort is never short of information
+    ev = cohort.outcomes["event"].astype(str)
+    n_events = int((ev.isin(interest) if interest else ev != CENSORED).sum())
+    min_patients = min(min_patients, int(cohort.outcomes["patient"].nunique()))
+    min_events = min(min_events, n_events)
     for col in cohort.feature_columns:
+        if col == AUTOMATIC_COLUMN:
+            continue
         meta = cohort.feature_meta.get(col, {})
-        s = cohort.visits[col]
-        if min_coverage > 0 and n_pat:
-            n_with = int(cohort.visits.loc[with_outcome & s.notna(), "patient"].nunique())
-            if n_with < min_coverage * n_pat:
-                excluded[col] = (f"measured in {n_with} of {n_pat} patients "
-                                 f"(< {min_coverage:.0%})")
-                continue
+        s = visits[col]
+        sup = support[col] = feature_support(cohort, col, interest, visits)
+        why = _too_little(sup, min_patients, min_events)
+        if why:
+            excluded[col] = why
+            continue
         is_cat = bool(meta.get("categorical")) or not (
             pd.api.types.is_numeric_dtype(s) or pd.api.types.is_bool_dtype(s))
         if is_cat and not meta.get("categorical", False):
@@ -287,7 +427,19 @@ def feature_spec(cohort: CohortTable, interactions: bool = False,
     return FeatureSpec(numeric=numeric, categorical=categorical,
                        low_is_worse={f: feature_info(f).low_is_worse for f in numeric},
                        interactions=interactions, imaging=imaging, stats=tuple(stats),
-                       excluded=excluded)
+                       excluded=excluded, support=support,
+                       automatic_segmentation=automatic_segmentation)
+
+
+def _too_little(sup: dict[str, int], min_patients: int, min_events: int) -> str | None:
+    """Why a feature with this support is left out; None when it is enough."""
+    n, e = sup["patients"], sup["events"]
+    if n < min_patients:
+        return f"measured in {n} patients (fewer than {min_patients})"
+    if e < min_events:
+        return (f"measured in {n} patients, {e} of them with an endpoint event after "
+                f"the first measurement (fewer than {min_events})")
+    return None
 
 
 # --------------------------------------------------------------------------- history
@@ -338,7 +490,9 @@ def history_features(visits: pd.DataFrame, at: pd.DataFrame, spec: FeatureSpec) 
     at
         Rows ``patient``, ``landmark`` (years since baseline). Order is kept.
     spec
-        Which columns to build.
+        Which columns to build; values measured on an automatic segmentation are read
+        only if ``spec.automatic_segmentation`` (:func:`model_visits`), and a feature
+        column absent from ``visits`` counts as never measured.
 
     Returns
     -------
@@ -348,7 +502,11 @@ def history_features(visits: pd.DataFrame, at: pd.DataFrame, spec: FeatureSpec) 
         ``contrast_phase`` of the last imaging visit so far (None if none).
         Only visits with ``time <= landmark`` are read.
     """
-    v = visits.sort_values(["patient", "time"], kind="stable")
+    v = model_visits(visits, spec.automatic_segmentation)
+    absent = [f for f in (*spec.numeric, *spec.categorical) if f not in v.columns]
+    if absent:  # a feature the patient's visits never mention is a feature never measured
+        v = v.assign(**dict.fromkeys(absent, np.nan))
+    v = v.sort_values(["patient", "time"], kind="stable")
     index = _HistoryIndex.build(v, at)
     s = at["landmark"].to_numpy(np.float64)
     out, last_t = _global_history(v, index, s)
@@ -400,6 +558,9 @@ def _numeric_history(v: pd.DataFrame, f: str, index: _HistoryIndex, s: np.ndarra
     if f == "age_years":
         last[ok] += s[ok] - ft[idx[ok]]  # age at the landmark, not at the last record
     out = {f: last}
+    if spec.has_scan_history(f):
+        out.update(_scan_history(f, fv, ft, fc.to_numpy(), idx, ok, s, last))
+        return out
     if f not in STATIC_FEATURES:
         stats = _history_stats(f, fv, ft, fc.to_numpy(), idx, ok, index, mask, last, spec)
         for st in spec.stats:
@@ -447,6 +608,22 @@ def _history_stats(f: str, fv: np.ndarray, ft: np.ndarray, grp: np.ndarray, idx:
         change[ok] = fv[idx[ok]] - first_of[idx[ok]]
         stats["change"] = change
     return stats
+
+
+def _scan_history(f: str, fv: np.ndarray, ft: np.ndarray, grp: np.ndarray, idx: np.ndarray,
+                  ok: np.ndarray, s: np.ndarray, last: np.ndarray) -> dict[str, np.ndarray]:
+    """Measured indicator, years since the last scan and change since the previous scan
+    of an imaging biomarker (module docstring); NaN before its first scan."""
+    since = np.full(len(s), np.nan)
+    change = np.full(len(s), np.nan)
+    if ok.any():
+        i = idx[ok]
+        since[ok] = s[ok] - ft[i]
+        prev = np.maximum(i - 1, 0)
+        has_prev = (i > 0) & (grp[prev] == grp[i])
+        change[ok] = np.where(has_prev, last[ok] - fv[prev], 0.0)
+    return {f"{f}_measured": ok.astype(np.float64), f"{f}_years_since_scan": since,
+            f"{f}_scan_change": change}
 
 
 def _imaging_source(v: pd.DataFrame, index: _HistoryIndex, n: int
@@ -538,7 +715,9 @@ def build_landmark_data(cohort: CohortTable, events: EventSpec,
     """
     settings = settings or LandmarkSettings()
     spec = spec or feature_spec(cohort, settings.interactions, settings.stats,
-                                settings.min_feature_coverage)
+                                min_patients=settings.min_feature_patients,
+                                min_events=settings.min_feature_events, events=events,
+                                automatic_segmentation=settings.automatic_segmentation)
     grid = landmark_grid(cohort, settings)
     outc = cohort.outcomes.set_index("patient")
     first_visit = cohort.visits.groupby("patient")["time"].min()

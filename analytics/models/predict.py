@@ -132,7 +132,8 @@ class LandmarkModel:
                                                                if np.asarray(rows).dtype == bool
                                                                else rows]
         design = Design.fit(train, _numeric_history(data.spec), data.spec.categorical,
-                            _log_candidates(data.spec), clipped_columns(data.spec))
+                            _log_candidates(data.spec), clipped_columns(data.spec),
+                            neutral=data.spec.neutral_columns)
         X = design.transform(train)
         groups = train["patient"].to_numpy()
         ests: dict[str, SurvivalEstimator] = {}

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from analytics.errors import ModelError
+from analytics.errors import SettingsError
 
 if TYPE_CHECKING:
     from analytics.models.landmark import LandmarkSettings
@@ -29,15 +29,6 @@ __all__ = ["KINDS", "ModelSettings", "SettingsError"]
 
 #: estimator kinds (``analytics.models.estimators.ESTIMATORS`` has one class per kind)
 KINDS = ("cox", "gbm", "rsf")
-
-
-class SettingsError(ModelError, ValueError):
-    """A model setting is unknown or out of range; ``field`` names it."""
-
-    def __init__(self, field_name: str, detail: str, label: str | None = None) -> None:
-        super().__init__(f"{label or field_name}: {detail}")
-        self.field = field_name
-        self.detail = detail
 
 
 def _int(name: str, value: Any, minimum: int, what: str) -> int:

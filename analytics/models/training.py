@@ -6,6 +6,7 @@ returns is the ``train --json`` contract (ARCHITECTURE.md).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -190,8 +191,10 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable,
     dict
         ``model_id``, ``model``, ``event``, ``n_patients``, ``cv`` (``folds``,
         ``c_index``, ``td_auc`` by horizon, ``ibs``, ``calibration_slope`` and more),
-        ``baselines``, ``imaging_comparison`` (the model against the same model without
-        its imaging features, :func:`analytics.models.crossval.compare_imaging`), and
+        ``baselines``, ``features``, ``features_left_out`` (feature -> reason),
+        ``feature_support`` (feature -> patients measured and endpoint events among
+        them), ``imaging_comparison`` (the model against the same model without its
+        imaging features, :func:`analytics.models.crossval.compare_imaging`), and
         ``oracle_c_index`` when ``truth`` is given.
 
     Raises
@@ -204,7 +207,10 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable,
         raise ModelError("cohort is empty: import visits and outcomes first "
                          "(hepatrack import-cohort)")
     events = resolve_events(cohort.outcomes, list(ms.event) if ms.event else None)
-    data = build_landmark_data(cohort, events, ms.landmark_settings())
+    lm = ms.landmark_settings()
+    if not settings.model_automatic_segmentation:  # the site's rule
+        lm = dataclasses.replace(lm, automatic_segmentation=False)
+    data = build_landmark_data(cohort, events, lm)
     log.info("cross-validating %s on %d landmark rows", ms.kind, len(data.rows))
     cvres = cross_validate(data, ms, baselines=True, truth=truth)
     model = LandmarkModel(ms).fit(data)
@@ -219,6 +225,7 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable,
         "n_landmark_rows": len(data.rows), "landmarks": data.landmarks,
         "cv": cv, "baselines": jsonable(cvres.get("baselines", {})),
         "features": model.features, "features_left_out": data.spec.excluded,
+        "feature_support": data.spec.support,
         "imaging_comparison": jsonable(cvres["imaging_comparison"]),
     }
     if "oracle_c_index" in cvres:
@@ -252,6 +259,17 @@ def _card(model: LandmarkModel, model_id: str, data: LandmarkData, cohort: Cohor
         baselines=jsonable(cvres.get("baselines", {})),
         oracle_c_index=cvres.get("oracle_c_index"),
         created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        explainer=model.estimators_["interest"].explainer, excluded=data.spec.excluded)
+        explainer=model.estimators_["interest"].explainer,
+        excluded={**data.spec.excluded, **_dropped_columns(model, data)},
+        support=data.spec.support, groups=model.feature_groups_,
+        automatic_segmentation=data.spec.automatic_segmentation)
     card["imaging_comparison"] = imaging_comparison_section(cvres["imaging_comparison"])
     return jsonable(card)
+
+
+def _dropped_columns(model: LandmarkModel, data: LandmarkData) -> dict[str, str]:
+    """History columns of the kept features that the design dropped (constant in the
+    training rows), so the card lists every left-out column with its reason."""
+    used = {model.design_.source_column(c) for c in model.features}
+    return {c: "constant in the training rows" for c in data.spec.columns
+            if c not in used}

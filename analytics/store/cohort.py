@@ -375,6 +375,7 @@ class FeatureValueRow(NamedTuple):
     value: float | None
     unit: str
     computed_at: dt.datetime
+    flags: dict[str, Any] | None = None
 
 
 class OutcomeRow(NamedTuple):
@@ -411,7 +412,7 @@ def cohort_rows(store: Store) -> CohortRows:
             .where(Series.status == "complete")).all()
         feature_rows = s.execute(select(Feature.id, Feature.series_id, Feature.name,
                                         Feature.value, Feature.unit,
-                                        Feature.computed_at)).all()
+                                        Feature.computed_at, Feature.flags)).all()
         outcome_rows = s.execute(select(Outcome.patient_id, Outcome.time_years,
                                         Outcome.outcome_date, Outcome.event)).all()
     return CohortRows(patients=[PatientRow(*r) for r in patients],

@@ -73,6 +73,9 @@ class PatientPage:
     key_image_caption: str = ""
     biomarkers: pd.DataFrame = field(default_factory=pd.DataFrame)
     risk_text: str = ""
+    #: the imaging biomarkers behind the score, with value, change since the previous
+    #: scan and contribution (``Trajectory.imaging_text``); empty without scans
+    imaging_text: str = ""
     model_text: str = ""
     calibration_png: bytes | None = None
     notes: list[str] = field(default_factory=list)
@@ -169,6 +172,7 @@ def _risk_part(page: PatientPage, model, visits: pd.DataFrame | None, pseudonym:
             page.risk_text = " ".join([risk_sentence(
                 event_text(view.event), h, p["time"], p["risk"], (p["ci_low"], p["ci_high"])),
                 why_text(view.why(i, top=1))]).strip()
+            page.imaging_text = view.imaging_text(i)
             page.waterfall_png = waterfall_png(
                 view.waterfall(i, top=7), size_in=(6.2, 2.6),
                 title=f"Why: SHAP contributions at {p['time']:.1f} y")
@@ -354,9 +358,14 @@ def _draw_page(c, page: PatientPage, n: int, total: int, header: str, footer: st
     # risk sentence
     c.setFillColor(colors.black)
     _wrap(c, page.risk_text or " ".join(page.notes), MARGIN, y - 4, left_w, bold, 9, 2)
+    below = 0.0
+    if page.imaging_text:
+        _wrap(c, page.imaging_text, MARGIN, y - 27, left_w, font, 7.5, 2)
+        below = 20.0
     # row 2: waterfall | biomarker table
     if page.waterfall_png:
-        _image(c, page.waterfall_png, MARGIN, FOOTER_TOP + 4, left_w, y - 14 - FOOTER_TOP - 4)
+        _image(c, page.waterfall_png, MARGIN, FOOTER_TOP + 4, left_w,
+               y - 14 - below - FOOTER_TOP - 4)
     _biomarker_table(c, page.biomarkers, right_x, y - 30, right_w, font, bold)
     # footer: model, calibration, intended use
     fy = FOOTER_TOP

@@ -236,8 +236,11 @@ def change_chart(change: ChangeSinceScan, *, height: int | None = None) -> go.Fi
     if changes.empty or change.reference_kind is None:
         return _empty("No earlier assessable scan or visit to compare with", height=160)
     vals = changes["change"].to_numpy(float)
+    # the label with the patient's value (and an imaging biomarker's change since the
+    # previous scan) when the change table carries it
+    names = changes["text"] if "text" in changes else changes["label"]
     fig = go.Figure(go.Bar(
-        x=vals, y=changes["label"].tolist(), orientation="h", marker={"color":
+        x=vals, y=names.tolist(), orientation="h", marker={"color":
                                                                       step_colours(vals)},
         text=[signed(v) for v in vals], textposition="outside", name="Change",
         hovertemplate="%{y}: %{x:+.3f}<extra></extra>"))

@@ -24,7 +24,7 @@ TABLE_COLUMN = "C-index difference (95% CI)"
 @pytest.fixture(scope="module")
 def imaging_template(tmp_path_factory):
     """The dashboard home plus an inactive model trained on an imaging cohort."""
-    from tests.models.imaging_sim import train_imaging_model
+    from tests.models.imaging_compare_sim import train_imaging_model
 
     t = dashboard_data.template(tmp_path_factory)
     home = dashboard_data.copy_home(t, tmp_path_factory.mktemp("imaging-app") / "home")

@@ -58,8 +58,10 @@ def add_patient(store: Store, pseudonym: str, *, real_id: str | None = None,
 def add_scan(store: Store, pseudonym: str, study_date: dt.date | None,
              features: dict[str, float | None], *, phase: str | None = "portal_venous",
              status: str = "complete", series_uid: str | None = None, study_uid: str | None = None,
-             version: str = "1.0", minutes: int = 0, unit: str = "mL") -> str:
-    """A study (reused when ``study_uid`` exists) with one series and its feature values."""
+             version: str = "1.0", minutes: int = 0, unit: str = "mL",
+             flags: dict[str, dict] | None = None) -> str:
+    """A study (reused when ``study_uid`` exists) with one series and its feature values
+    (``flags``: feature name -> its stored flags)."""
     n = next(_uid)
     series_uid = series_uid or f"2.25.9{n}"
     with store.session() as s:
@@ -82,5 +84,6 @@ def add_scan(store: Store, pseudonym: str, study_date: dt.date | None,
         for name, value in features.items():
             s.add(Feature(series_id=series.id, name=name, value=value,
                           unit="HU" if "_hu" in name else unit, extractor_version=version,
-                          computed_at=T0 + dt.timedelta(minutes=minutes)))
+                          computed_at=T0 + dt.timedelta(minutes=minutes),
+                          flags=(flags or {}).get(name)))
     return series_uid

@@ -164,6 +164,29 @@ def test_representative_series_and_newest_extractor_run(store, csvs):
     assert v["liver_hu_mean"].iloc[0] == 52.0 and math.isnan(v["liver_hu_mean"].iloc[1])
 
 
+def test_a_visit_names_its_automatic_segmentation_values_and_a_withheld_value_is_nan(
+        store, csvs):
+    add_patient(store, "HT-K")
+    auto = {"automatic_segmentation": True, "segmentation_engine": "classical-v3"}
+    first = add_scan(store, "HT-K", D(2020, 1, 1),
+                     {"liver_volume_ml": 1500.0, "spleen_volume_ml": 300.0},
+                     flags={"spleen_volume_ml": auto})
+    # the newest run withheld the spleen (its mask was rejected): its value is NaN
+    add_scan(store, "HT-K", D(2020, 1, 1), {"spleen_volume_ml": None}, series_uid=first,
+             version="1.1", minutes=5,
+             flags={"spleen_volume_ml": {**auto, "reason": "spleen mask withheld: rejected"}})
+    second = add_scan(store, "HT-K", D(2021, 1, 1),
+                      {"liver_volume_ml": 1550.0, "spleen_volume_ml": 340.0},
+                      flags={"liver_volume_ml": auto, "spleen_volume_ml": auto})
+    import_cohort(store, *csvs("patient_id,time\n", "patient_id,time,event\nHT-K,3,censored\n"))
+    v = build_cohort(store).visits
+    assert v["series_uid"].tolist() == [first, second]
+    assert v["automatic_segmentation"].tolist() == ["spleen_volume_ml",
+                                                    "liver_volume_ml,spleen_volume_ml"]
+    assert math.isnan(v["spleen_volume_ml"].iloc[0])  # withheld: missing, never 0
+    assert v["spleen_volume_ml"].iloc[1] == 340.0
+
+
 def test_a_scan_before_feature_extraction_is_a_visit_without_biomarkers(store, csvs):
     add_patient(store, "HT-J")
     done = add_scan(store, "HT-J", D(2020, 1, 1), {"liver_volume_ml": 1500.0})

@@ -1,6 +1,6 @@
 """What imaging adds: the model with and without its imaging features on the same folds,
 checked against cohorts where the imaging feature is informative, or noise, by
-construction (tests/models/imaging_sim.py)."""
+construction (tests/models/imaging_compare_sim.py)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from analytics.models.crossval import (
 from analytics.models.landmark import LandmarkSettings, build_landmark_data, resolve_events
 from analytics.models.predict import LandmarkModel
 from analytics.models.validation import landmark_metrics
-from tests.models.imaging_sim import IMAGING, SETTINGS, simulate_imaging_cohort
+from tests.models.imaging_compare_sim import IMAGING, SETTINGS, simulate_imaging_cohort
 from tests.models.sim import simulate_cohort
 
 HS = [1.0, 2.0, 3.0]
@@ -185,7 +185,7 @@ def test_a_cohort_without_imaging_features_says_nothing_to_compare():
 def test_an_imaging_feature_left_out_by_the_coverage_rule_is_named():
     cohort, _truth = simulate_imaging_cohort(n_patients=80, seed=2, scanned=0.1)
     settings = dataclasses.replace(SETTINGS, landmark=LandmarkSettings(
-        horizons=(1.0, 2.0, 3.0), landmark_max=2.0, min_feature_coverage=0.5, stats=()))
+        horizons=(1.0, 2.0, 3.0), landmark_max=2.0, min_feature_patients=20, stats=()))
     data = _data(cohort, settings)
     assert IMAGING in data.spec.excluded
     res = compare_imaging(data, [], settings)

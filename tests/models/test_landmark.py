@@ -75,18 +75,50 @@ def test_history_features_match_hand_computation():
 def test_a_rarely_measured_feature_is_left_out_and_named():
     c = _cohort()
     c.visits["spleen_volume_ml"] = [np.nan, np.nan, np.nan, 250.0, np.nan, np.nan]
-    # measured in 1 of 3 patients: kept at a 1/3 floor, left out above it
-    assert "spleen_volume_ml" in feature_spec(c, min_coverage=1 / 3).numeric
-    spec = feature_spec(c, min_coverage=0.4)
+    # measured in 1 of 3 patients: kept at a 1-patient floor, left out above it
+    assert "spleen_volume_ml" in feature_spec(c, min_patients=1).numeric
+    spec = feature_spec(c, min_patients=2)
     assert "spleen_volume_ml" not in spec.numeric
-    assert spec.excluded == {"spleen_volume_ml": "measured in 1 of 3 patients (< 40%)"}
+    assert spec.excluded == {"spleen_volume_ml": "measured in 1 patients (fewer than 2)"}
     assert FeatureSpec.from_json(spec.to_json()).excluded == spec.excluded
-    # platelets: 3 of 3 patients, so it stays at any floor
-    assert "platelets_10e9_l" in feature_spec(c, min_coverage=1.0).numeric
+    # platelets: 3 of 3 patients, so it stays at any floor the cohort can meet
+    assert "platelets_10e9_l" in feature_spec(c, min_patients=3).numeric
     with pytest.raises(ModelError, match="too rarely measured"):
         only = CohortTable(visits=c.visits[["patient", "time", "spleen_volume_ml"]],
                            outcomes=c.outcomes)
-        feature_spec(only, min_coverage=0.5)
+        feature_spec(only, min_patients=2)
+
+
+def test_a_feature_without_enough_events_among_its_patients_is_left_out_with_its_counts():
+    c = _cohort()
+    # spleen: A (decompensation at 2.5, measured from 1.0) and B (censored)
+    c.visits["spleen_volume_ml"] = [np.nan, 300.0, 320.0, 250.0, np.nan, np.nan]
+    # liver: B (censored) and C (death, not the endpoint): no endpoint event among them
+    c.visits["liver_volume_ml"] = [np.nan, np.nan, np.nan, 1500.0, np.nan, 1400.0]
+    events = resolve_events(c.outcomes, "decompensation")
+    spec = feature_spec(c, min_patients=2, min_events=1, events=events)
+    assert "spleen_volume_ml" in spec.numeric
+    assert spec.support["spleen_volume_ml"] == {"patients": 2, "events": 1}
+    assert spec.support["bilirubin_mg_dl"] == {"patients": 3, "events": 1}
+    assert spec.support["liver_volume_ml"] == {"patients": 2, "events": 0}
+    assert spec.excluded == {"liver_volume_ml": (
+        "measured in 2 patients, 0 of them with an endpoint event after the first "
+        "measurement (fewer than 1)")}
+    # every event counts without an endpoint: C's death follows C's measurement
+    assert feature_spec(c).support["liver_volume_ml"] == {"patients": 2, "events": 1}
+    assert FeatureSpec.from_json(spec.to_json()).support == spec.support
+
+
+@pytest.mark.parametrize(("name", "value", "match"), [
+    ("min_feature_patients", -1, "min_feature_patients: expected a number of patients"),
+    ("min_feature_events", 2.5, "min_feature_events: expected a number of patients"),
+    ("automatic_segmentation", "yes", "automatic_segmentation: expected true or false"),
+])
+def test_feature_rules_are_validated_by_field_name(name, value, match):
+    with pytest.raises(ValueError, match=match):
+        LandmarkSettings(**{name: value})
+    with pytest.raises(ModelError, match=match):
+        ModelSettings(landmark={name: value})
 
 
 def test_history_ignores_every_future_value():

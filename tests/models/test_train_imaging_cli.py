@@ -10,7 +10,7 @@ import pytest
 
 from analytics.cli import main
 from analytics.models.imaging_comparison import NOTHING_TO_COMPARE
-from tests.models.imaging_sim import IMAGING, simulate_imaging_cohort
+from tests.models.imaging_compare_sim import IMAGING, simulate_imaging_cohort
 
 TRAIN = ["train", "--cv", "3", "--repeats", "1", "--bootstrap", "20"]
 

@@ -1,0 +1,99 @@
+"""Imaging biomarkers in a patient's explanation: value and change since the previous scan
+in the waterfall, "what changed since the last scan", the sentences and the MDT report;
+nothing about imaging for a patient without scans."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics.explain import patient_trajectory
+from analytics.explain.wording import imaging_text, number_text
+from analytics.models.landmark import LandmarkSettings, build_landmark_data, resolve_events
+from analytics.models.predict import LandmarkModel
+from analytics.models.registry import RegisteredModel
+from analytics.models.settings import ModelSettings
+from analytics.usecases.report import PatientPage, _risk_part
+from tests.models.imaging_sim import imaging_cohort, scanned_and_unscanned
+
+
+@pytest.fixture(scope="module")
+def setup():
+    cohort = imaging_cohort()
+    events = resolve_events(cohort.outcomes, "decompensation")
+    data = build_landmark_data(cohort, events, LandmarkSettings())
+    model = LandmarkModel(ModelSettings(kind="cox", interval_refits=0)).fit(data)
+    return cohort, RegisteredModel(model, "cox-imaging")
+
+
+def _last_two_scans(visits: pd.DataFrame, patient: str, t: float) -> tuple[float, float]:
+    pv = visits[(visits["patient"] == patient) & (visits["time"] <= t + 1e-9)]
+    spleen = pv["spleen_volume_ml"].dropna()
+    return float(spleen.iloc[-1]), float(spleen.iloc[-2])
+
+
+def test_a_scanned_patients_spleen_shows_its_value_and_change_since_the_previous_scan(setup):
+    cohort, reg = setup
+    scanned, _ = scanned_and_unscanned(cohort)
+    view = patient_trajectory(reg, cohort.visits, scanned, 3.0)
+    i = view.latest_index()
+    t = float(view.points["time"].iloc[i])
+    last, prev = _last_two_scans(cohort.visits, scanned, t)
+    spleen = {c.feature: c for c in view.contributions(i)}["spleen_volume_ml"]
+    assert spleen.value == pytest.approx(last)
+    assert spleen.change == pytest.approx(last - prev)
+    assert spleen.since == "previous scan" and spleen.imaging
+    # the group adds the four scan-history columns' SHAP values
+    cols = [c for c, g in reg.model.feature_groups_.items() if g == "spleen_volume_ml"]
+    assert spleen.shap == pytest.approx(view.explanation.frame()[cols].iloc[i].sum(), abs=1e-12)
+    sign = "+" if last > prev else "-"
+    change = f"{sign}{number_text(abs(last - prev))} mL since the previous scan"
+    assert spleen.text.startswith(f"Spleen volume {number_text(last)} mL ({change}) ")
+    # the waterfall bar and the change chart's row carry value and change
+    steps = view.waterfall(i, top=50).steps
+    label = f"Spleen volume = {number_text(last)} mL ({change})"
+    assert label in steps["label"].tolist()
+    assert float(steps.loc[steps["label"] == label, "shap"].iloc[0]) == pytest.approx(spleen.shap)
+    ch = view.change_since_scan(i, top=50)
+    assert label in ch.changes["text"].tolist()
+    assert ch.changes["change"].sum() == pytest.approx(ch.output_change, abs=1e-9)
+    # the imaging line lists the measured biomarkers, largest first, with their SHAP value
+    shown = view.imaging(i)
+    assert {c.feature for c in shown} == {"spleen_volume_ml", "liver_surface_nodularity"}
+    assert view.imaging_text(i) == imaging_text(
+        [(c.label, c.unit, c.value, c.change, c.shap) for c in shown])
+    assert f"Spleen volume {number_text(last)} mL ({change}): {spleen.shap:+.2f}" in \
+        view.imaging_text(i)
+
+
+def test_a_patient_without_scans_gets_no_imaging_line_and_constant_imaging_terms(setup):
+    cohort, reg = setup
+    _, unscanned = scanned_and_unscanned(cohort)
+    view = patient_trajectory(reg, cohort.visits, unscanned, 3.0)
+    ok = np.flatnonzero(view.points["assessable"])
+    assert len(ok) >= 2
+    for i in ok:
+        assert view.imaging(i) == [] and view.imaging_text(i) == ""
+    # the imaging terms are the same at every visit: nothing about imaging changed
+    ch = view.change_since_scan(int(ok[-1]), top=50).changes.set_index("feature")
+    assert ch.loc["spleen_volume_ml", "change"] == 0.0
+    assert ch.loc["liver_surface_nodularity", "change"] == 0.0
+
+
+def test_the_report_says_the_same_about_imaging(setup):
+    cohort, reg = setup
+    scanned, unscanned = scanned_and_unscanned(cohort)
+    texts = {}
+    for patient in (scanned, unscanned):
+        page = PatientPage(pseudonym=patient, title=patient, subtitle="")
+        _risk_part(page, reg, cohort.visits, patient, 3.0, None, None)
+        view = patient_trajectory(reg, cohort.visits, patient, 3.0)
+        i = view.latest_index()
+        assert page.imaging_text == view.imaging_text(i)
+        assert page.risk_text.endswith(f" Why: {view.why(i, 1)[0]}.")
+        assert page.waterfall_png is not None
+        texts[patient] = page.imaging_text
+    assert texts[scanned].startswith("Imaging: Spleen volume ") or \
+        texts[scanned].startswith("Imaging: Liver surface nodularity ")
+    assert texts[unscanned] == ""

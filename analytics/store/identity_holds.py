@@ -197,8 +197,9 @@ class Resolution:
                 "new_patient": self.new_patient, "series": list(self.series_uids)}
 
 
-#: n -> (pseudonym, identity key) of the n-th patient sharing one Patient ID (n >= 2)
-Mint = Callable[[str, int], tuple[str, str]]
+#: (Patient ID, n, stored patient's pseudonym) -> (pseudonym, identity key) of the n-th
+#: patient sharing one Patient ID (n >= 2)
+Mint = Callable[[str, int, str], tuple[str, str]]
 
 
 def resolve_hold(store: Store, hold_id: int, decision: str, username: str, *,
@@ -207,7 +208,7 @@ def resolve_hold(store: Store, hold_id: int, decision: str, username: str, *,
 
     ``different`` files it under an earlier "different" patient of the same Patient ID
     whose identity agrees with the study's, else under a new patient whose pseudonym and
-    identity key ``mint(real Patient ID, n)`` gives (the first unused ``n`` from 2). The
+    identity key ``mint(real Patient ID, n, stored pseudonym)`` gives (the first unused ``n`` from 2). The
     new patient keeps the date shift the study's files were stored with, so its intervals
     hold. One transaction.
 
@@ -233,7 +234,8 @@ def resolve_hold(store: Store, hold_id: int, decision: str, username: str, *,
         else:
             target = _other_patient(s, hold)
             if target is None:
-                target, new = _new_patient(s, hold, mint), True
+                stored = s.get(Patient, hold.patient_id).pseudonym
+                target, new = _new_patient(s, hold, mint, stored), True
             hold.resolved_patient_id = target.id
         study.patient_id = target.id
         hold.status, hold.resolved_by, hold.resolved_at = decision, username[:128], now
@@ -253,9 +255,9 @@ def _other_patient(s: Session, hold: IdentityHold) -> Patient | None:
     return None
 
 
-def _new_patient(s: Session, hold: IdentityHold, mint: Mint) -> Patient:
+def _new_patient(s: Session, hold: IdentityHold, mint: Mint, stored: str) -> Patient:
     for n in range(2, 1000):
-        pseudonym, key = mint(hold.real_patient_id, n)
+        pseudonym, key = mint(hold.real_patient_id, n, stored)
         taken = s.execute(select(Patient.id).where(Patient.pseudonym == pseudonym)).first()
         taken = taken or s.execute(select(IdentityMap.id).where(
             IdentityMap.real_patient_id_key == key)).first()

@@ -53,7 +53,7 @@ def _trail(store) -> list[tuple[str, str, str]]:
 
 def test_another_name_and_birth_date_under_a_stored_patient_id_is_held_not_merged(
         held, store):
-    mueller, _ = held
+    mueller, report = held
     assert report.series == [] and report.series_ingested == 0 and report.instances == 3
     (h,) = report.held
     assert h["patient"] == mueller and h["fields"] == ["name", "birth_date"]

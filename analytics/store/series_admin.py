@@ -33,7 +33,8 @@ from analytics.store.schema import (
     Study,
 )
 
-__all__ = ["RemovedSeries", "SeriesState", "remove_series", "series_state"]
+__all__ = ["RemovedSeries", "SeriesState", "remove_series", "series_state",
+           "unfinished_series"]
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,19 @@ def series_state(store: Store, series_uid: str) -> SeriesState | None:
             .outerjoin(Patient, Study.patient_id == Patient.id)
             .where(Series.series_uid == series_uid)).first()
     return SeriesState(*row) if row is not None else None
+
+
+def unfinished_series(store: Store) -> list[SeriesState]:
+    """Every stored series that is not complete (invalid or incomplete), by patient."""
+    with store.session() as s:
+        rows = s.execute(
+            select(Series.series_uid, Patient.pseudonym, Series.status, Series.status_reason,
+                   Series.n_instances)
+            .join(Study, Series.study_id == Study.id)
+            .outerjoin(Patient, Study.patient_id == Patient.id)
+            .where(Series.status != "complete")
+            .order_by(Patient.pseudonym, Study.study_date, Series.id)).all()
+    return [SeriesState(*r) for r in rows]
 
 
 @dataclass(frozen=True)

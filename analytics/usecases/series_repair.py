@@ -22,8 +22,8 @@ from analytics.store import series_admin
 from analytics.store.series_admin import RemovedSeries, SeriesState
 from analytics.usecases.context import Context, audited, authorize
 
-__all__ = ["SeriesFilesRequest", "SeriesRepair", "complete_series", "remove_series",
-           "replace_series"]
+__all__ = ["SeriesFilesRequest", "SeriesRepair", "complete_series", "list_unfinished_series",
+           "remove_series", "replace_series"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +72,19 @@ def _state(ctx: Context, series_uid: str) -> SeriesState:
 def _status(ctx: Context, series_uid: str) -> str | None:
     state = series_admin.series_state(ctx.store, series_uid)
     return state.status if state is not None else None
+
+
+def list_unfinished_series(ctx: Context) -> list[SeriesState]:
+    """Stored series that are invalid or incomplete (what may need mending); a read of
+    pseudonymised rows, no audit record.
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not ingest (refusal audited).
+    """
+    authorize(ctx, Permission.INGEST, "view_cohort")
+    return series_admin.unfinished_series(ctx.store)
 
 
 def complete_series(ctx: Context, req: SeriesFilesRequest) -> SeriesRepair:

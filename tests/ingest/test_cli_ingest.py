@@ -9,6 +9,7 @@ import pytest
 
 from analytics.cli import main
 from tests.ingest.dicom_samples import Study, ct_series, encode, seg_for, write_folder
+from tests.ingest.identity_samples import Person, RealStudy, real_slices
 
 CONTRACT = {"series_ingested", "instances", "duplicates", "rejected", "series"}
 SERIES_KEYS = {"series_uid", "patient", "study_date", "modality", "slices", "masks"}
@@ -133,8 +134,6 @@ def _write(folder, files) -> str:
 
 def test_a_held_study_is_reported_by_field_names_and_resolved_from_the_command_line(
         tmp_path, home, capsys):
-    from tests.ingest.identity_samples import Person, RealStudy, real_slices
-
     mueller = _write(tmp_path / "a", real_slices(RealStudy(Person())))
     garcia = _write(tmp_path / "b", real_slices(RealStudy(
         Person(name="GARCIA^DAVID^Q", birth_date="19700101"))))
@@ -161,8 +160,6 @@ def test_a_held_study_is_reported_by_field_names_and_resolved_from_the_command_l
 
 def test_a_broken_series_is_completed_then_removed_from_the_command_line(tmp_path, home,
                                                                          capsys):
-    from tests.ingest.identity_samples import Person, RealStudy, real_slices
-
     study = RealStudy(Person())
     bad = _write(tmp_path / "bad", real_slices(study, broken=frozenset({1})))
     good = _write(tmp_path / "good", real_slices(study)[1:2])

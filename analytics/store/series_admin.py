@@ -19,7 +19,7 @@ from sqlalchemy import delete, func, select
 from analytics.config import Settings
 from analytics.errors import StoreError
 from analytics.store.db import Store
-from analytics.store.instances import remove_files
+from analytics.store.instances import place_files, remove_files
 from analytics.store.schema import (
     Feature,
     FeatureRun,
@@ -33,7 +33,7 @@ from analytics.store.schema import (
     Study,
 )
 
-__all__ = ["RemovedSeries", "SeriesState", "remove_series", "series_state",
+__all__ = ["RemovedSeries", "SeriesState", "remove_series", "retag_study", "series_state",
            "unfinished_series"]
 
 
@@ -134,3 +134,32 @@ def remove_series(store: Store, settings: Settings, series_uid: str) -> RemovedS
                                int(n_instances), len(mask_ids), n_features, not left, 0)
     removed = remove_files(settings, paths)
     return RemovedSeries(**{**result.__dict__, "files_removed": removed})
+
+
+def retag_study(store: Store, settings: Settings, study_uid: str, old: str, new: str) -> int:
+    """Write pseudonym ``new`` in place of ``old`` in the stored files of a study.
+
+    A study held as an identity conflict was de-identified under the pseudonym of the
+    stored patient of its Patient ID; filed under another patient, its files (and masks
+    made from them) must not carry that patient's pseudonym. Pseudonyms are fixed-length
+    keyed tokens (``HT-`` and 16 hex digits), so the bytes are swapped in place: no
+    length or offset changes, no parse of the file. Each file is replaced atomically.
+    Returns the number of files rewritten (0 when the two differ in length, as for a
+    store kept without de-identification, where the IDs are the real ones).
+    """
+    if len(old) != len(new) or old == new or not (old.isascii() and new.isascii()):
+        return 0
+    with store.session() as s:
+        series_ids = select(Series.id).join(Study, Series.study_id == Study.id).where(
+            Study.study_uid == study_uid)
+        paths = list(s.execute(select(Instance.path).where(Instance.series_id.in_(series_ids))
+                               ).scalars())
+        paths += [p for p in s.execute(select(Mask.path).where(
+            Mask.series_id.in_(series_ids), Mask.path.like("%.dcm"))).scalars() if p]
+    changed = []
+    for rel in paths:
+        data = (settings.home / rel).read_bytes()
+        if old.encode() in data:
+            changed.append((rel, data.replace(old.encode(), new.encode())))
+    place_files(settings, changed)
+    return len(changed)

@@ -5,7 +5,8 @@ Listing needs ``Permission.INGEST``; the stored and received names, birth dates,
 and issuers are shown only to a role with the identified view (the listing is then
 audited as ``view_patient``). Resolving needs both (a clinician: the judgement is made on
 the identified fields) and writes one ``identity_resolve`` record before the study is
-filed. The work is :mod:`analytics.store.identity_holds`'.
+filed; a study filed under another patient has its stored files carry that patient's
+pseudonym. The work is :mod:`analytics.store.identity_holds`'.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from analytics import audit
 from analytics.auth import Permission, allowed
 from analytics.errors import ConfigError, StoreError
 from analytics.ingest.deid import patient_key, patient_pseudonym
-from analytics.store import identity_holds
+from analytics.store import identity_holds, series_admin
 from analytics.store.identity_holds import HeldStudy, Resolution
 from analytics.usecases.context import Context, audited, authorize
 
@@ -91,6 +92,10 @@ def resolve_held_study(ctx: Context, req: ResolveRequest) -> Resolution:
     detail = {"hold_id": req.hold_id, "decision": req.decision, "fields": hold.fields}
     with audited(ctx, "identity_resolve", patient=hold.patient, uids=[hold.study_uid],
                  detail=detail):
-        return identity_holds.resolve_hold(
+        out = identity_holds.resolve_hold(
             ctx.store, req.hold_id, req.decision, actor.username,
             mint=_mint(ctx.settings.site_secret()), now=ctx.clock())
+        if out.patient != hold.patient:  # the files name the stored patient: not any more
+            series_admin.retag_study(ctx.store, ctx.settings, hold.study_uid, hold.patient,
+                                     out.patient)
+    return out

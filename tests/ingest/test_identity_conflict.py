@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from pydicom import dcmread
 from sqlalchemy import func, select
 
 from analytics import audit
@@ -15,7 +16,14 @@ from analytics.ingest.pipeline import ingest_uploads
 from analytics.store import features as feature_repo
 from analytics.store import repo
 from analytics.store.identity_holds import IdentityFacts, differing_fields, normal_name
-from analytics.store.schema import AuditRecord, IdentityHold, IdentityMap, Instance, Study
+from analytics.store.schema import (
+    AuditRecord,
+    IdentityHold,
+    IdentityMap,
+    Instance,
+    Series,
+    Study,
+)
 from analytics.usecases.context import Context
 from analytics.usecases.identity import ResolveRequest, list_held_studies, resolve_held_study
 from tests.ingest.identity_samples import Person, RealStudy, real_slices
@@ -142,6 +150,23 @@ def test_different_patient_gets_a_new_record_with_its_own_pseudonym(held, store,
                          ).all()
     assert {k for k, _ in keys} == {"MRN-4711"} and len({d for _, d in keys}) == 1
     assert [a for a, *_ in _trail(store)].count("identity_resolve") == 1
+
+
+def test_the_files_of_a_study_filed_under_another_patient_carry_its_pseudonym(held, store,
+                                                                              settings):
+    mueller, _ = held
+    ctx = Context(CLINICIAN, store, settings)
+    (hold,) = list_held_studies(ctx)
+    out = resolve_held_study(ctx, ResolveRequest(hold.hold_id, "different"))
+    new_files = repo.series_for_patient(store, out.patient)
+    with store.session() as s:
+        paths = s.execute(select(Instance.path).join(Series).where(
+            Series.series_uid.in_(new_files["series_uid"].tolist()))).scalars().all()
+    assert len(paths) == 3
+    for rel in paths:
+        ds = dcmread(settings.home / rel)
+        assert ds.PatientID == ds.PatientName == out.patient
+        assert mueller.encode() not in (settings.home / rel).read_bytes()
 
 
 def test_a_second_study_of_the_same_different_patient_joins_that_patient(held, ingest, store,

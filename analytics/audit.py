@@ -48,7 +48,8 @@ ACTIONS = frozenset({
     "login", "logout", "view_patient", "view_cohort", "upload", "pacs_link", "ingest",
     "export", "report", "train", "predict", "activate_model", "settings_change",
     "user_add", "user_change", "features", "import_cohort", "audit_view", "note",
-    "mask_reject", "mask_restore",
+    "mask_reject", "mask_restore", "identity_resolve", "series_complete", "series_replace",
+    "series_remove",
 })
 OUTCOMES = frozenset({"ok", "denied", "failed", "started"})
 _MAX_RETRIES = 20

@@ -51,6 +51,8 @@ COMMAND_MODULES: dict[str, str] = {
     "users": "analytics.commands.admin",
     "audit": "analytics.commands.admin",
     "masks": "analytics.commands.masks",
+    "identity": "analytics.commands.identity",
+    "series": "analytics.commands.series",
 }
 
 
@@ -221,6 +223,38 @@ def _add_masks(sub: argparse._SubParsersAction) -> None:
         a.add_argument("--json", action="store_true")
 
 
+def _add_identity(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("identity", help="list or resolve studies held as identity conflicts")
+    ids = s.add_subparsers(dest="identity_command", required=True)
+    a = ids.add_parser("list")
+    a.add_argument("--all", action="store_true", help="resolved holds too")
+    a.add_argument("--json", action="store_true")
+    a = ids.add_parser("resolve")
+    a.add_argument("--hold", type=int, required=True, metavar="N", help="from identity list")
+    a.add_argument("--decision", choices=["same", "different"], required=True,
+                   help="same: file under the stored patient; different: a new patient")
+    a.add_argument("--user", required=True, metavar="NAME",
+                   help="the clinician's account the decision is recorded under")
+    a.add_argument("--json", action="store_true")
+
+
+def _add_series(sub: argparse._SubParsersAction) -> None:
+    s = sub.add_parser("series", help="complete, replace or remove a stored series")
+    ss = s.add_subparsers(dest="series_command", required=True)
+    for verb, what in (("complete", "re-sent instances (files or folders)"),
+                       ("replace", "the series stored in its place (files or folders)")):
+        a = ss.add_parser(verb)
+        a.add_argument("--series", metavar="UID", required=True, help="the stored series UID")
+        a.add_argument("files", nargs="+", metavar="FILE", help=what)
+        a.add_argument("--user", metavar="NAME", default=None,
+                       help="the account the action is recorded under (default: system)")
+        a.add_argument("--json", action="store_true")
+    a = ss.add_parser("remove")
+    a.add_argument("--series", metavar="UID", required=True)
+    a.add_argument("--user", metavar="NAME", default=None)
+    a.add_argument("--json", action="store_true")
+
+
 def _add_users(sub: argparse._SubParsersAction) -> None:
     s = sub.add_parser("users", help="manage local accounts")
     us = s.add_subparsers(dest="users_command", required=True)
@@ -243,7 +277,8 @@ def _add_audit(sub: argparse._SubParsersAction) -> None:
 #: the sub-parser of every command, in the order ``hepatrack --help`` lists them
 _COMMAND_PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
     _add_demo, _add_serve, _add_synth, _add_ingest, _add_features, _add_import_cohort,
-    _add_train, _add_predict, _add_report, _add_export, _add_masks, _add_users, _add_audit,
+    _add_train, _add_predict, _add_report, _add_export, _add_masks, _add_identity,
+    _add_series, _add_users, _add_audit,
 )
 
 

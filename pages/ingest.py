@@ -52,6 +52,10 @@ def job_panel() -> None:
         st.warning(f"{len(result['needs_mask'])} MR series without a liver mask: "
                    "no liver or spleen values for them (see the reason column).",
                    icon=":material/warning:")
+    if c["held"]:
+        st.warning(f"{c['held']} series held as identity conflicts: stored, but filed under "
+                   "no patient and not scored until resolved (see Identity conflicts below).",
+                   icon=":material/person_alert:")
     table = ingest_view.result_table(result)
     st.dataframe(table, hide_index=True, column_config=column_config(table),
                  key=key(INGEST, "result"))
@@ -137,3 +141,79 @@ with pacs_tab:
                         job, ctx.store, ctx.settings, who, urls, name))
 
 job_panel()
+
+
+def _done(message: str) -> None:
+    st.session_state[key(INGEST, "done")] = message
+    dash.clear()  # a study filed or a series changed: cohort-level caches are stale
+    st.rerun()
+
+
+def held_panel() -> None:
+    held = ingest_view.held_studies(ctx.store, who)
+    if held.empty:
+        return
+    st.subheader("Identity conflicts")
+    st.warning(f"{len(held)} study(ies) carry the Patient ID of a stored patient but other "
+               "identity fields. They are stored, but filed under no patient and not scored "
+               "until a clinician decides.", icon=":material/person_alert:")
+    st.dataframe(held, hide_index=True, column_config=column_config(held),
+                 key=key(INGEST, "held_table"))
+    if not allowed(who, Permission.VIEW_IDENTIFIED):
+        st.caption("A clinician resolves these: the decision needs the identified fields.")
+        return
+    c = st.columns([2, 1, 1])
+    hold = c[0].selectbox("Held study", held["hold"].tolist(), key=key(INGEST, "hold"),
+                          format_func=lambda h: f"hold {h}")
+    for col, decision, label in ((c[1], "same", "Same patient"),
+                                 (c[2], "different", "Different patient")):
+        if col.button(label, key=key(INGEST, f"resolve-{decision}"),
+                      help="same: file it under the stored patient; different: under a "
+                           "patient of its own, with its own pseudonym"):
+            try:
+                _done(ingest_view.resolve_held(ctx.store, ctx.settings, who, hold, decision))
+            except HepaTrackError as err:
+                shell.show_error(err)
+
+
+def repair_panel() -> None:
+    unfinished = ingest_view.unfinished_series(ctx.store, who)
+    if unfinished.empty:
+        return
+    st.subheader("Series to mend")
+    st.caption("Series stored invalid or incomplete are not scored. Complete one with the "
+               "re-sent files (an intact copy replaces the broken instance with the same SOP "
+               "Instance UID), replace it with another series, or remove it.")
+    st.dataframe(unfinished, hide_index=True, column_config=column_config(unfinished),
+                 key=key(INGEST, "unfinished"))
+    uid = st.selectbox("Series", unfinished["series_uid"].tolist(),
+                       key=key(INGEST, "repair_series"))
+    sent = st.file_uploader("Re-sent or replacement files", accept_multiple_files=True,
+                            key=key(INGEST, "repair_files"))
+    c = st.columns(3)
+    action = None
+    if c[0].button("Complete with these files", disabled=not sent, key=key(INGEST, "complete")):
+        action = "complete"
+    if c[1].button("Replace with these files", disabled=not sent, key=key(INGEST, "replace")):
+        action = "replace"
+    sure = c[2].checkbox("Yes, remove this series", key=key(INGEST, "remove_ok"))
+    if c[2].button("Remove series", disabled=not sure, key=key(INGEST, "remove")):
+        action = "remove"
+    if action is not None:
+        files = [(f.name, f.getvalue()) for f in sent or []]
+        try:
+            with st.spinner("Working on the series"):
+                message = ingest_view.repair_series(ctx.store, ctx.settings, who, action, uid,
+                                                    files)
+        except HepaTrackError as err:
+            shell.show_error(err)
+        else:
+            _done(message)
+
+
+done = st.session_state.pop(key(INGEST, "done"), None)
+if done:
+    st.success(done, icon=":material/check_circle:")
+with shell.guard():
+    held_panel()
+    repair_panel()

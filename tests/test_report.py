@@ -42,7 +42,7 @@ def _flat(s: str) -> str:
 
 def test_identified_pack_has_one_page_per_patient_with_every_part(home, tmp_path):
     t, settings, store = home
-    csv_only = t.pseudonyms["SYN-0010"]
+    csv_only = t.pseudonyms["SYN3-0010"]
     patients = [*t.imaging, csv_only]
     out = tmp_path / "pack.pdf"
     res = build_mdt_report(Context(CLINICIAN, store, settings), ReportRequest(
@@ -107,7 +107,7 @@ def test_biomarker_table_shows_the_ground_truth(home):
 def test_every_pack_is_audited_before_it_is_drawn(home):
     t, settings, store = home
     build_mdt_report(Context(CLINICIAN, store, settings),
-                     ReportRequest([t.imaging[0], t.pseudonyms["SYN-0011"]]))
+                     ReportRequest([t.imaging[0], t.pseudonyms["SYN3-0011"]]))
     with store.session() as s:
         rows = s.execute(select(AuditRecord.action, AuditRecord.outcome,
                                 AuditRecord.patient_pseudonym, AuditRecord.model_version)
@@ -118,7 +118,7 @@ def test_every_pack_is_audited_before_it_is_drawn(home):
     with store.session() as s:
         detail = s.execute(select(AuditRecord.detail).where(AuditRecord.username == "dr.grey")
                            ).scalar_one()
-    assert detail["pseudonyms"] == [t.imaging[0], t.pseudonyms["SYN-0011"]]
+    assert detail["pseudonyms"] == [t.imaging[0], t.pseudonyms["SYN3-0011"]]
     assert verify(store).ok
 
 
@@ -145,7 +145,7 @@ def test_researcher_gets_a_pseudonymised_pack_only(home):
 @pytest.mark.parametrize(
     ("patients", "match"),
     [pytest.param([], "no patient given", id="empty"),
-     pytest.param(["SYN-0010", "NOPE-1"], r"patient\(s\) NOPE-1 not in the store",
+     pytest.param(["SYN3-0010", "NOPE-1"], r"patient\(s\) NOPE-1 not in the store",
                   id="unknown")],
 )
 def test_bad_patient_lists_make_no_file_and_no_audit(home, tmp_path, patients, match):
@@ -186,7 +186,7 @@ def test_report_command(home, tmp_path, capsys):
     t, settings, _store = home
     out = tmp_path / "cli.pdf"
     code = main(["--home", str(settings.home), "report", "--patient", t.imaging[0],
-                 "--patient", t.pseudonyms["SYN-0012"], "--out", str(out)])
+                 "--patient", t.pseudonyms["SYN3-0012"], "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     assert len(PdfReader(str(out)).pages) == 2
     assert f"wrote 2 page(s) to {out}" in capsys.readouterr().out
@@ -198,9 +198,9 @@ def test_report_command(home, tmp_path, capsys):
     ("args", "message"),
     [pytest.param(["--patient", "NOPE-9", "--out", "{tmp}/a.pdf"],
                   "NOPE-9 not in the store", id="unknown-patient"),
-     pytest.param(["--patient", "SYN-0010", "--out", "{tmp}/a.txt"],
+     pytest.param(["--patient", "SYN3-0010", "--out", "{tmp}/a.txt"],
                   "expected a file name ending in .pdf", id="not-pdf"),
-     pytest.param(["--patient", "SYN-0010", "--out", "{tmp}/missing/a.pdf"],
+     pytest.param(["--patient", "SYN3-0010", "--out", "{tmp}/missing/a.pdf"],
                   "does not exist", id="no-folder")],
 )
 def test_report_command_bad_input_exits_2(home, tmp_path, capsys, args, message):

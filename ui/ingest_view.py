@@ -1,4 +1,5 @@
-"""The Ingest page's work (run in a background job) and its result table."""
+"""The Ingest page's work (run in a background job), its result table, the studies held
+as identity conflicts and the stored series that need mending."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from analytics.config import PacsSettings, Settings
 from analytics.features.totalseg import series_needing_mask
 from analytics.ingest.nifti_masks import parse_label_table
 from analytics.store.db import Store
+from analytics.usecases import identity as identity_uc
 from analytics.usecases import ingest as ingest_uc
+from analytics.usecases import series_repair as repair_uc
 from analytics.usecases.context import Context
 from ui.jobs import Job
 
@@ -162,8 +165,9 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
     """One row per series (accepted, duplicate, incomplete) and per refused file.
 
     ``outcome``: ``accepted`` (stored now), ``duplicate`` (already stored), ``incomplete``
-    (stored, not scored: the reason says why), ``rejected``, ``quarantined``,
-    ``conflict``; then features ``failed`` rows from the extraction that followed. An MR
+    (stored, not scored: the reason says why), ``held`` (stored, filed under no patient:
+    an identity conflict; the reason names the stored patient's pseudonym and the fields
+    that differ, never their values), ``rejected``, ``quarantined``, ``conflict``; then features ``failed`` rows from the extraction that followed. An MR
     series that has no liver values for want of a mask says so in ``reason``
     (``result["needs_mask"]``).
     """
@@ -180,6 +184,11 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
                      "modality": s.get("modality"), "slices": s.get("slices"),
                      "masks": s.get("masks"), "reason": reason,
                      "warning": "; ".join(s.get("warnings", []))})
+    for h in getattr(report, "held", []):
+        rows.append({"item": f"series {h['series_uid']}", "outcome": "held",
+                     "patient": h.get("patient"), "study_date": h.get("study_date"),
+                     "modality": h.get("modality"), "slices": h.get("slices"),
+                     "reason": h.get("reason")})
     for kind, items in (("rejected", report.rejected), ("quarantined", report.quarantined),
                         ("conflict", report.conflicts)):
         for r in items:
@@ -200,4 +209,100 @@ def counts(result: dict[str, Any]) -> dict[str, int]:
             "duplicates": report.duplicates,
             "refused": len(report.rejected) + len(report.quarantined) + len(report.conflicts),
             "features": len(batch.series_done) if batch is not None else 0,
-            "warnings": sum(1 for s in report.series if s.get("warnings"))}
+            "warnings": sum(1 for s in report.series if s.get("warnings")),
+            "held": len(getattr(report, "held", []))}
+
+
+HELD_COLUMNS = ("hold", "stored patient", "study date", "series", "differs")
+IDENTIFIED_COLUMNS = ("stored name", "received name", "stored birth date",
+                      "received birth date", "stored sex", "received sex", "stored issuer",
+                      "received issuer")
+
+
+def held_studies(store: Store, actor: Actor) -> pd.DataFrame:
+    """The studies held as identity conflicts (``usecases.identity.list_held_studies``).
+
+    Names, birth dates, sexes and issuers (stored and received) only for a role with the
+    identified view; otherwise the pseudonym and the names of the fields that differ.
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not ingest.
+    """
+    rows = []
+    for h in identity_uc.list_held_studies(Context(actor, store)):
+        row = {"hold": h.hold_id, "stored patient": h.patient, "study date": h.study_date,
+               "series": h.n_series, "differs": h.as_dict()["differs"]}
+        if h.stored is not None and h.received is not None:
+            for side, facts in (("stored", h.stored), ("received", h.received)):
+                row[f"{side} name"] = facts["patient_name"]
+                row[f"{side} birth date"] = facts["birth_date"]
+                row[f"{side} sex"] = facts["sex"]
+                row[f"{side} issuer"] = facts["issuer"]
+        rows.append(row)
+    columns = list(HELD_COLUMNS) + (list(IDENTIFIED_COLUMNS) if rows and
+                                    "stored name" in rows[0] else [])
+    return pd.DataFrame(rows, columns=columns)
+
+
+def resolve_held(store: Store, settings: Settings, actor: Actor, hold_id: int,
+                 decision: str) -> str:
+    """Resolve one held study (``usecases.identity.resolve_held_study``); what was done.
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not ingest or see identified data.
+    StoreError
+        Unknown or already resolved hold.
+    """
+    out = identity_uc.resolve_held_study(Context(actor, store, settings),
+                                         identity_uc.ResolveRequest(int(hold_id), decision))
+    if out.decision == "same":
+        return f"Filed under the stored patient {out.patient}."
+    return (f"Filed under {'a new patient' if out.new_patient else 'patient'} "
+            f"{out.patient} (another person with the same Patient ID).")
+
+
+UNFINISHED_COLUMNS = ("series_uid", "patient", "status", "reason", "instances")
+
+
+def unfinished_series(store: Store, actor: Actor) -> pd.DataFrame:
+    """Stored series that are invalid or incomplete (``patient`` empty while held).
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not ingest.
+    """
+    rows = [(s.series_uid, s.patient, s.status, s.status_reason, s.n_instances)
+            for s in repair_uc.list_unfinished_series(Context(actor, store))]
+    return pd.DataFrame(rows, columns=list(UNFINISHED_COLUMNS))
+
+
+def repair_series(store: Store, settings: Settings, actor: Actor, action: str,
+                  series_uid: str, files: list[tuple[str, bytes]] | None = None) -> str:
+    """Complete, replace or remove a stored series (``usecases.series_repair``); a
+    sentence saying what was done.
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not ingest.
+    StoreError, IngestError
+        Unknown series, nothing to mend, or a replacement that stored nothing.
+    """
+    ctx = Context(actor, store, settings)
+    if action == "remove":
+        r = repair_uc.remove_series(ctx, series_uid).removed
+        return (f"Removed the series: {r.instances} instances, {r.masks} masks, "
+                f"{r.feature_values} feature values.")
+    req = repair_uc.SeriesFilesRequest(series_uid, list(files or []))
+    fn = repair_uc.complete_series if action == "complete" else repair_uc.replace_series
+    out = fn(ctx, req)
+    rep = out.report
+    said = (f"{rep.instances} instances stored, {rep.replaced} broken instances replaced, "
+            f"{len(rep.conflicts)} conflicts, {len(rep.rejected)} refused")
+    state = f"the series is now {out.status}" if out.status else "the old series was removed"
+    return f"{said}; {state}" + (f" ({out.note})." if out.note else ".")

@@ -23,7 +23,9 @@ def _summary(report: IngestReport) -> str:
     lines = [f"ingested {report.series_ingested} series ({report.instances} instances); "
              f"{report.duplicates} already stored; {report.masks} masks; "
              f"{len(report.rejected)} rejected; {len(report.quarantined)} quarantined; "
-             f"{len(report.conflicts)} conflicts"]
+             f"{len(report.conflicts)} conflicts"
+             + (f"; {len(report.held)} held (identity conflict)" if report.held else "")
+             + (f"; {report.replaced} broken instances replaced" if report.replaced else "")]
     for s in report.series:
         state = "already stored" if s.get("already_stored") else s["status"]
         lines.append(f"  {s['patient']}  {s['study_date'] or '-':10}  {s['modality']:3} "
@@ -34,6 +36,9 @@ def _summary(report: IngestReport) -> str:
             lines.append(f"    split into {len(s['stacks'])} stacks: "
                          + listing([(t["label"], t["frames"]) for t in s["stacks"]])
                          + f"; biomarkers use {s['stack']}")
+    for h in report.held:
+        lines.append(f"  held: series {h['series_uid']} (hold {h['hold_id']}): {h['reason']}; "
+                     "resolve with: hepatrack identity resolve")
     for label, items in (("rejected", report.rejected), ("quarantined", report.quarantined),
                          ("conflict", report.conflicts)):
         lines.extend(f"  {label}: {r.file}: {r.reason}" for r in items)

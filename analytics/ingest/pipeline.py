@@ -178,7 +178,8 @@ def reload(entry: BatchEntry, parser: SafeParser) -> ParsedInstance:
 def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
          progress: Progress | None, deidentify: bool | None, parser: SafeParser | None,
          assign_patient: str | None = None,
-         labels: dict[int, str] | None = None) -> IngestReport:
+         labels: dict[int, str] | None = None,
+         complete_series: str | None = None) -> IngestReport:
     deid = settings.deidentify if deidentify is None else bool(deidentify)
     settings.ensure_home()
     report = IngestReport()
@@ -197,7 +198,7 @@ def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
                 progress(f"storing series {n} of {len(jobs)}", n / max(1, len(jobs)))
             job = SeriesJob(entries=entries, pacs=batch.pacs_series.get(_key))
             ingest_series(job, settings, store, deidentifier, report, deid=deid, reload=again,
-                          parser=parser)
+                          parser=parser, complete=complete_series)
         volumes = SeriesVolumes(store, settings)
         for entry in batch.masks:
             ingest_mask(entry, settings, store, deidentifier, report, deid=deid, reload=again,
@@ -213,7 +214,8 @@ def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, 
                    progress: Progress | None = None, deidentify: bool | None = None,
                    parser: SafeParser | None = None,
                    assign_patient: str | None = None,
-                   labels: dict[int, str] | None = None) -> IngestReport:
+                   labels: dict[int, str] | None = None,
+                   complete_series: str | None = None) -> IngestReport:
     """Ingest DICOM files, folders, zip archives and DICOMweb study/series URLs.
 
     Parameters
@@ -235,6 +237,10 @@ def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, 
     labels
         NIfTI label value -> structure name for the label maps of this batch
         (``analytics.ingest.nifti_masks.parse_label_table`` reads the user's text).
+    complete_series
+        The stored UID of a series stored as invalid or incomplete that these files
+        complete: a file with intact pixel data replaces the stored broken copy of the same
+        SOP Instance UID (elsewhere another content under a stored UID is a conflict).
 
     Returns
     -------
@@ -249,14 +255,15 @@ def ingest_sources(sources: list[str | Path], settings: Settings, store: Store, 
             batch.add_source(src)
 
     return _run(settings, store, feed, progress=progress, deidentify=deidentify, parser=parser,
-                assign_patient=assign_patient, labels=labels)
+                assign_patient=assign_patient, labels=labels, complete_series=complete_series)
 
 
 def ingest_uploads(files: list[tuple[str, bytes]], settings: Settings, store: Store, *,
                    progress: Progress | None = None, deidentify: bool | None = None,
                    parser: SafeParser | None = None,
                    assign_patient: str | None = None,
-                   labels: dict[int, str] | None = None) -> IngestReport:
+                   labels: dict[int, str] | None = None,
+                   complete_series: str | None = None) -> IngestReport:
     """Ingest in-memory uploads ``[(file name, bytes)]`` (single files or zip archives).
 
     Same contract as :func:`ingest_sources`; names are for display only.
@@ -266,4 +273,4 @@ def ingest_uploads(files: list[tuple[str, bytes]], settings: Settings, store: St
             batch.add_upload(name, data)
 
     return _run(settings, store, feed, progress=progress, deidentify=deidentify, parser=parser,
-                assign_patient=assign_patient, labels=labels)
+                assign_patient=assign_patient, labels=labels, complete_series=complete_series)

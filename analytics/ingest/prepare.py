@@ -140,6 +140,22 @@ def _existing(store: Store, series_uid: str) -> list[tuple[str, str]]:
     return dicom.stored_instances(store, series_uid)
 
 
+def _replacements(unit: SeriesToStore, store: Store) -> dict[str, str]:
+    """source_key -> stored content hash of each stored instance of ``unit``'s series that
+    a received copy with other, intact content replaces (the series is being completed).
+
+    Only a series stored as not complete is mended this way; in a complete series another
+    content under the same UID stays a conflict.
+    """
+    files = dicom.series_files(store, unit.series_uid)
+    if files is None or files.status == "complete":
+        return {}
+    stored = dicom.stored_hashes(store, unit.series_uid)
+    return {i.source_key: stored[i.source_key] for i in unit.instances
+            if i.source_key in stored and stored[i.source_key] != i.content_sha256
+            and i.pixel_problem is None}
+
+
 def _over_series_cap(job: SeriesJob, settings: Settings, report: IngestReport) -> bool:
     """Refuse every file of a series over ``max_series_bytes``, before anything is read
     again or written (RELIABILITY.md 3); True if it was refused."""
@@ -154,11 +170,13 @@ def _over_series_cap(job: SeriesJob, settings: Settings, report: IngestReport) -
 
 
 def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentifier,
-                  report: IngestReport, *, deid: bool, reload: Reload, parser: SafeParser
-                  ) -> None:
+                  report: IngestReport, *, deid: bool, reload: Reload, parser: SafeParser,
+                  complete: str | None = None) -> None:
     """Check, de-identify and commit one series; everything refused goes to ``report``.
 
     ``parser`` de-identifies each file in a limited worker (:func:`stored_bytes`).
+    ``complete`` names a stored series (its stored UID) being completed: a received
+    instance with intact pixel data replaces its stored broken copy (same SOP Instance UID).
     """
     if _over_series_cap(job, settings, report):
         return
@@ -192,7 +210,8 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
             content_sha256=e.content_sha256, sop_instance_uid=str(clean.SOPInstanceUID),
             sop_class_uid=p.sop_class_uid or "", data=data,
             instance_number=p.instance_number, slice_position_mm=positions.get(id(p)),
-            n_frames=p.n_frames, transfer_syntax_uid=p.transfer_syntax_uid))
+            n_frames=p.n_frames, transfer_syntax_uid=p.transfer_syntax_uid,
+            pixel_problem=p.pixel_problem))
     if not to_store or first_clean is None:
         return
     status, reason = _status(check, job, len(to_store))
@@ -201,6 +220,8 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
                                      "could not be de-identified (see the rejections)")
     unit = _unit(first, first_clean, ident, check, to_store, d, deid, status, reason,
                  sorted({e.source for e in job.entries})[0], first_entry.content_sha256)
+    if complete is not None and unit.series_uid == complete:
+        unit.replace = _replacements(unit, store)
     _merge_with_stored(unit, store, settings)
     identifiers = merged([e.repair for e in job.entries])
     if identifiers:
@@ -213,6 +234,10 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
     report.instances += result.stored
     report.duplicates += result.duplicates
     report.conflicts.extend(result.conflicts)
+    report.replaced += result.replaced
+    if result.hold is not None:
+        _report_held(report, unit, result)
+        return
     if result.stored:
         report.series_ingested += 1
     if result.stored or result.duplicates:
@@ -287,11 +312,14 @@ def _merge_with_stored(unit: SeriesToStore, store: Store, settings: Settings) ->
     if not stored:
         return
     stored_keys = {k for k, _ in stored}
-    new = [i for i in unit.instances if i.source_key not in stored_keys]
+    new = [i for i in unit.instances
+           if i.source_key not in stored_keys or i.source_key in unit.replace]
     if not new:
         return  # nothing new: commit reports duplicates and changes nothing
     union: list[ParsedInstance] = []
-    for _, rel in stored:
+    for key, rel in stored:
+        if key in unit.replace:
+            continue  # judged with the copy that replaces it
         path = settings.home / rel
         try:
             union.append(parse_trusted(rel, path.read_bytes(), settings.limits))
@@ -303,7 +331,7 @@ def _merge_with_stored(unit: SeriesToStore, store: Store, settings: Settings) ->
         fresh[id(parsed)] = i
         union.append(parsed)
     check = check_series(union, settings.limits)
-    expected = len(stored) + len(new)
+    expected = len(stored) + len(new) - len(unit.replace)
     if check.ok and len(check.instances) + len(check.excluded) >= expected:
         positions = _instance_positions(check)
         for parsed_id, inst in fresh.items():
@@ -319,6 +347,20 @@ def _merge_with_stored(unit: SeriesToStore, store: Store, settings: Settings) ->
         unit.status_reason = check.stored_reason
     else:
         unit.status, unit.status_reason = "invalid", "stored files of this series are missing"
+
+
+def _report_held(report: IngestReport, unit: SeriesToStore, result) -> None:
+    """A held series: named by its stored patient's pseudonym and the fields that differ
+    (never their values: the report reaches roles without the identified view)."""
+    hold = result.hold
+    if not (result.stored or result.duplicates):
+        return
+    report.held = [h for h in report.held if h["series_uid"] != unit.series_uid] + [{
+        "series_uid": unit.series_uid, "study_uid": unit.study_uid,
+        "hold_id": hold.hold_id, "patient": hold.pseudonym, "fields": list(hold.fields),
+        "modality": unit.modality, "slices": unit.n_slices,
+        "study_date": unit.study_date.isoformat() if unit.study_date else None,
+        "already_stored": result.stored == 0, "reason": hold.reason()}]
 
 
 def _summarise(report: IngestReport, store: Store, unit: SeriesToStore, *, already: bool

@@ -34,6 +34,13 @@ class IngestReport:
     incomplete: list[dict[str, Any]] = field(default_factory=list)
     masks: int = 0
     notes: list[str] = field(default_factory=list)
+    #: series stored but held as identity conflicts (filed under no patient until a
+    #: clinician resolves them): ``{series_uid, study_uid, hold_id, patient, fields,
+    #: modality, slices, study_date, already_stored, reason}``; ``patient`` is the stored
+    #: patient's pseudonym, ``fields`` the names of the identity fields that differ
+    held: list[dict[str, Any]] = field(default_factory=list)
+    #: broken stored instances replaced by their re-sent intact copies (series completion)
+    replaced: int = 0
 
     @property
     def anything_stored(self) -> bool:
@@ -51,6 +58,8 @@ class IngestReport:
             "conflicts": [r.as_dict() for r in self.conflicts],
             "incomplete": self.incomplete,
             "masks": self.masks,
+            "held": self.held,
+            "replaced": self.replaced,
         }
 
 

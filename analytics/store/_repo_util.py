@@ -10,10 +10,11 @@ import datetime as dt
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, exists, select
+from sqlalchemy.orm import aliased
 
 from analytics.errors import StoreError
-from analytics.store.schema import IdentityMap, Patient
+from analytics.store.schema import IdentityMap, Patient, Series, Study
 
 DAYS_PER_YEAR = 365.25
 CENSORED = "censored"
@@ -45,12 +46,31 @@ def patient_row(s: Any, pseudonym: str) -> Patient:
     return patient
 
 
-def baseline_of(baseline: dt.date | None, dates: list[dt.date | None]) -> dt.date | None:
-    """The patient's time origin: stored baseline, else the earliest known date."""
+def baseline_of(baseline: dt.date | None, dates: list[dt.date | None],
+                fallback: list[dt.date | None] | None = None) -> dt.date | None:
+    """The patient's time origin: stored baseline, else the earliest known date.
+
+    ``dates`` are those that may define it (scans with a series that is not invalid,
+    visits); ``fallback`` (every scan date) places the scans of a patient who has none
+    of those, so a stray broken series never moves the time zero of a patient with data.
+    """
     if baseline is not None:
         return baseline
     known = [d for d in dates if d is not None]
+    if not known and fallback:
+        known = [d for d in fallback if d is not None]
     return min(known) if known else None
+
+
+def dates_baseline(study: Any = Study) -> ColumnElement[bool]:
+    """SQL condition: the study can define its patient's baseline (time zero).
+
+    It is filed under a patient (not held as an identity conflict) and has at least one
+    series that is not invalid: a stray broken file never moves a patient's time zero.
+    """
+    other = aliased(Series)  # the outer query may select series too
+    return study.patient_id.is_not(None) & exists().where(
+        other.study_id == study.id, other.status != "invalid").correlate(study)
 
 
 def count_occasions(study_dates: list[dt.date | None], visit_rows: list[tuple[float, dt.date | None]],

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, true
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,7 @@ from analytics.cohort.records import (
 from analytics.cohort_types import CENSORED
 from analytics.errors import StoreError
 from analytics.names import name_key
+from analytics.store._repo_util import dates_baseline
 from analytics.store.db import Store
 from analytics.store.schema import Feature, IdentityMap, Outcome, Patient, Series, Study, Visit
 
@@ -171,9 +172,10 @@ def _contexts(s: Session, keys: Iterable[str], pseudonymise: Pseudonymise,
         for r in s.execute(select(Patient.id, Patient.pseudonym, Patient.baseline_date)
                            .where(Patient.id.in_(chunk))):
             info[r.id].update(pseudonym=r.pseudonym, baseline=r.baseline_date)
-        for model, date_col in ((Study, Study.study_date), (Visit, Visit.visit_date)):
+        for model, date_col, cond in ((Study, Study.study_date, dates_baseline()),
+                                      (Visit, Visit.visit_date, true())):
             for r in s.execute(select(model.patient_id, func.min(date_col), func.count())
-                               .where(model.patient_id.in_(chunk))
+                               .where(model.patient_id.in_(chunk), cond)
                                .group_by(model.patient_id)):
                 pid, earliest, n = r
                 info[pid]["records"] = info[pid].get("records", 0) + n
@@ -404,7 +406,8 @@ def cohort_rows(store: Store) -> CohortRows:
                                     Patient.birth_year)).all()
         visit_rows = s.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date,
                                       Visit.values).where(Visit.source != "imaging")).all()
-        study_dates = s.execute(select(Study.patient_id, Study.study_date)).all()
+        study_dates = s.execute(select(Study.patient_id, Study.study_date)
+                                .where(dates_baseline())).all()
         series = s.execute(
             select(Series.id, Series.series_uid, Series.modality, Series.contrast_phase,
                    Study.patient_id, Study.study_date)

@@ -10,13 +10,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import aliased
 
 from analytics.store.db import Store
-from analytics.store.schema import Instance, Mask, Patient, Series, Study
+from analytics.store.schema import IdentityHold, Instance, Mask, Patient, Series, Study
 
 __all__ = ["DeliveredMask", "SeriesFiles", "SeriesSummary", "delivered_masks", "mask_counts",
            "series_files", "series_for_refs", "series_geometries", "series_summary",
-           "stored_instances"]
+           "stored_hashes", "stored_instances"]
 
 
 @dataclass(frozen=True)
@@ -85,11 +86,16 @@ def series_for_refs(store: Store, series_uids: Sequence[str], sop_instance_uids:
     """(stored series UID, patient pseudonym) of the image series references name.
 
     By referenced series UID, else the series holding referenced instances (the first
-    500), else the only series on the referenced frame of reference.
+    500), else the only series on the referenced frame of reference. A series held as an
+    identity conflict gives the pseudonym its files were stored under (its hold's patient).
     """
+    held_patient = aliased(Patient)
     with store.session() as s:
-        q = (select(Series.series_uid, Patient.pseudonym).join(Study, Series.study_id == Study.id)
-             .join(Patient, Study.patient_id == Patient.id))
+        q = (select(Series.series_uid, func.coalesce(Patient.pseudonym, held_patient.pseudonym))
+             .join(Study, Series.study_id == Study.id)
+             .outerjoin(Patient, Study.patient_id == Patient.id)
+             .outerjoin(IdentityHold, IdentityHold.study_id == Study.id)
+             .outerjoin(held_patient, IdentityHold.patient_id == held_patient.id))
         if series_uids:
             row = s.execute(q.where(Series.series_uid.in_(series_uids))).first()
             if row:
@@ -132,6 +138,14 @@ def stored_instances(store: Store, series_uid: str) -> list[tuple[str, str]]:
         return [(k, p) for k, p in s.execute(
             select(Instance.source_key, Instance.path).join(Series)
             .where(Series.series_uid == series_uid)).all()]
+
+
+def stored_hashes(store: Store, series_uid: str) -> dict[str, str]:
+    """source_key -> content hash of the instances already stored for a series."""
+    with store.session() as s:
+        return dict(s.execute(
+            select(Instance.source_key, Instance.content_sha256).join(Series)
+            .where(Series.series_uid == series_uid)).all())
 
 
 def series_summary(store: Store, series_uid: str) -> SeriesSummary | None:

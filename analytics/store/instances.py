@@ -5,7 +5,9 @@ A series is committed as one unit:
 1. Every instance is looked up by its dedup key (``instances.source_key``, an HMAC of the
    original SOP Instance UID) and content hash. Same key and hash: already stored. Same
    key, other content, or a UID already stored for another patient: a conflict; nothing is
-   overwritten.
+   overwritten (except a broken instance of a series being completed: ``replace``).
+   A new study whose Patient ID names a stored patient with other identity fields is
+   held (:mod:`analytics.store.identity_holds`): stored, filed under no patient.
 2. The new files are written to a staging folder under ``HEPATRACK_HOME/tmp``, fsynced, and
    renamed into ``HEPATRACK_HOME/dicom`` under generated names (derived from the dedup key
    and content hash, never from the upload), then the folder is fsynced.
@@ -40,6 +42,14 @@ from analytics.errors import StoreError
 from analytics.ingest.deid import PatientIdentity
 from analytics.ingest.findings import Rejection
 from analytics.store.db import Store
+from analytics.store.identity_holds import (
+    FIELD_LABELS,
+    IdentityFacts,
+    add_hold,
+    differing_fields,
+    open_hold_of_study,
+    stored_facts,
+)
 from analytics.store.schema import IdentityMap, Instance, Mask, Patient, Series, Study
 
 CONFLICT = "conflict"
@@ -67,6 +77,7 @@ class InstanceToStore:
     slice_position_mm: float | None = None
     n_frames: int = 1
     transfer_syntax_uid: str | None = None
+    pixel_problem: str | None = None  # truncated or malformed pixel data (reader's finding)
 
 
 @dataclass
@@ -107,6 +118,24 @@ class SeriesToStore:
     status: str = "complete"
     status_reason: str | None = None
     source: str | None = None
+    #: source_key -> content hash of a stored (broken) instance this unit may replace
+    replace: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class HoldPlan:
+    """Where a held unit goes: the stored patient it conflicts with and what differs."""
+
+    patient_id: int
+    pseudonym: str
+    fields: list[str]
+    hold_id: int | None = None  # the study's existing hold
+
+    def reason(self) -> str:
+        differs = ", ".join(FIELD_LABELS[f] for f in self.fields)
+        return (f"held: identity conflict with stored patient {self.pseudonym} ({differs} "
+                "differ); stored but not filed under any patient until a clinician resolves "
+                "it")
 
 
 @dataclass
@@ -120,6 +149,8 @@ class CommitResult:
     new_series: bool = False
     masks_stored: int = 0
     masks_duplicate: int = 0
+    hold: HoldPlan | None = None
+    replaced: int = 0
 
 
 def _meta_end(data: bytes | memoryview) -> int:
@@ -256,28 +287,63 @@ def _chunks(values: list[str]) -> Iterable[list[str]]:
         yield values[i:i + _IN_CHUNK]
 
 
-def _existing_instances(s, keys: list[str]) -> dict[str, tuple[str, str, str]]:
-    """source_key -> (content_sha256, patient pseudonym, stored series UID)."""
-    found: dict[str, tuple[str, str, str]] = {}
+def _existing_instances(s, keys: list[str]) -> dict[str, tuple[str, str | None, str]]:
+    """source_key -> (content_sha256, patient pseudonym or None if held, series UID)."""
+    found: dict[str, tuple[str, str | None, str]] = {}
     for chunk in _chunks(keys):
         rows = s.execute(
             select(Instance.source_key, Instance.content_sha256, Patient.pseudonym,
                    Series.series_uid)
             .join(Series, Instance.series_id == Series.id)
             .join(Study, Series.study_id == Study.id)
-            .join(Patient, Study.patient_id == Patient.id)
+            .outerjoin(Patient, Study.patient_id == Patient.id)
             .where(Instance.source_key.in_(chunk))).all()
         for key, sha, pseudo, suid in rows:
             found[key] = (sha, pseudo, suid)
     return found
 
 
+def _facts(ident: PatientIdentity) -> IdentityFacts:
+    return IdentityFacts(ident.patient_name, ident.birth_date, ident.sex, ident.issuer)
+
+
+def _hold_plan(s, unit: SeriesToStore, linked: Any, owner: str | None,
+               result: CommitResult) -> tuple[HoldPlan | None, bool]:
+    """``(hold plan or None, refused)``: whether the unit is held, or refused outright."""
+    hold = open_hold_of_study(s, unit.study_uid)
+    if hold is not None:
+        if linked is None or hold.patient_id != linked.id:
+            reason = (f"{CONFLICT}: study {unit.study_uid} is held for another Patient ID; "
+                      "nothing was stored")
+            result.conflicts.extend(Rejection(i.name, reason, CONFLICT) for i in unit.instances)
+            return None, True
+        return HoldPlan(hold.patient_id, linked.pseudonym, list(hold.fields), hold.id), False
+    if linked is None:
+        return None, False
+    fields = differing_fields(stored_facts(s, linked.id), _facts(unit.identity))
+    if not fields:
+        return None, False
+    plan = HoldPlan(linked.id, linked.pseudonym, fields)
+    if owner is not None:  # the study is already filed: one study is not split in two
+        reason = (f"{CONFLICT}: identity conflict with stored patient {linked.pseudonym} "
+                  f"({', '.join(FIELD_LABELS[f] for f in fields)} differ) in a study already "
+                  "filed under it; nothing was stored")
+        result.conflicts.extend(Rejection(i.name, reason, CONFLICT) for i in unit.instances)
+        return None, True
+    return plan, False
+
+
 def _plan(s, unit: SeriesToStore, result: CommitResult) -> list[InstanceToStore]:
-    """Split the unit's instances into new ones (returned), duplicates and conflicts."""
+    """Split the unit's instances into new ones (returned), duplicates and conflicts.
+
+    A held unit (``result.hold``) is compared with what is stored under nobody.
+    """
     pseudo = unit.identity.pseudonym
-    linked = s.execute(
-        select(Patient.pseudonym).join(IdentityMap, IdentityMap.patient_id == Patient.id)
-        .where(IdentityMap.real_patient_id_key == unit.identity.key)).scalar_one_or_none()
+    linked_row = s.execute(
+        select(Patient.id, Patient.pseudonym)
+        .join(IdentityMap, IdentityMap.patient_id == Patient.id)
+        .where(IdentityMap.real_patient_id_key == unit.identity.key)).first()
+    linked = linked_row.pseudonym if linked_row is not None else None
     if linked is not None and linked != pseudo:
         reason = (f"{CONFLICT}: this patient is already stored under another pseudonym "
                   "(ingested with a different de-identification setting); nothing was stored")
@@ -296,6 +362,10 @@ def _plan(s, unit: SeriesToStore, result: CommitResult) -> list[InstanceToStore]
                   "another patient; nothing was overwritten")
         result.conflicts.extend(Rejection(i.name, reason, CONFLICT) for i in unit.instances)
         return []
+    result.hold, refused = _hold_plan(s, unit, linked_row, owner, result)
+    if refused:
+        return []
+    owner_tag = None if result.hold is not None else pseudo
     existing = _existing_instances(s, [i.source_key for i in unit.instances])
     new: list[InstanceToStore] = []
     seen: set[str] = set()
@@ -307,10 +377,14 @@ def _plan(s, unit: SeriesToStore, result: CommitResult) -> list[InstanceToStore]
         seen.add(inst.source_key)
         if got is None:
             new.append(inst)
-        elif got[1] != pseudo:
+        elif got[1] != owner_tag:
             result.conflicts.append(Rejection(
                 inst.name, f"{CONFLICT}: this SOP Instance UID is already stored for another "
                            "patient; nothing was overwritten", CONFLICT))
+        elif (got[0] != inst.content_sha256 and got[2] == unit.series_uid
+              and unit.replace.get(inst.source_key) == got[0]):
+            new.append(inst)  # the re-sent good copy of a broken instance
+            result.replaced += 1
         elif got[0] != inst.content_sha256:
             result.conflicts.append(Rejection(
                 inst.name, f"{CONFLICT}: this SOP Instance UID is already stored with different "
@@ -351,10 +425,11 @@ def _get_patient(s, ident: PatientIdentity) -> Patient:
     return patient
 
 
-def _get_study(s, unit: SeriesToStore, patient: Patient) -> Study:
+def _get_study(s, unit: SeriesToStore, patient_id: int | None) -> Study:
+    """The study row (a new one under ``patient_id``; None: held, under nobody)."""
     study = s.execute(select(Study).where(Study.study_uid == unit.study_uid)).scalar_one_or_none()
     if study is None:
-        study = Study(study_uid=unit.study_uid, patient_id=patient.id, study_date=unit.study_date,
+        study = Study(study_uid=unit.study_uid, patient_id=patient_id, study_date=unit.study_date,
                       description=unit.study_description and unit.study_description[:256],
                       accession_key=unit.accession_key)
         s.add(study)
@@ -362,10 +437,24 @@ def _get_study(s, unit: SeriesToStore, patient: Patient) -> Study:
     return study
 
 
+def _file_study(s, unit: SeriesToStore, hold: HoldPlan | None) -> Study:
+    """The unit's study: under its patient, or held under nobody with its hold row."""
+    if hold is None:
+        return _get_study(s, unit, _get_patient(s, unit.identity).id)
+    study = _get_study(s, unit, None)
+    if hold.hold_id is None:
+        ident = unit.identity
+        hold.hold_id = add_hold(s, study.id, hold.patient_id, ident.real_patient_id,
+                                _facts(ident), ident.date_shift_days, hold.fields).id
+    return study
+
+
 def _write_rows(s, unit: SeriesToStore, new: list[InstanceToStore],
-                paths: dict[str, str]) -> tuple[Series, bool]:
-    patient = _get_patient(s, unit.identity)
-    study = _get_study(s, unit, patient)
+                paths: dict[str, str], hold: HoldPlan | None = None
+                ) -> tuple[Series, bool, list[str]]:
+    """Write the rows; returns the series, whether it is new and the paths of replaced
+    instances (their files are removed once the rows are committed)."""
+    study = _file_study(s, unit, hold)
     series = s.execute(select(Series).where(Series.series_uid == unit.series_uid)
                        ).scalar_one_or_none()
     created = series is None
@@ -377,7 +466,15 @@ def _write_rows(s, unit: SeriesToStore, new: list[InstanceToStore],
     series.description = unit.description and unit.description[:256]
     series.contrast_phase = unit.contrast_phase
     series.frame_of_reference_uid = unit.frame_of_reference_uid
-    series.n_instances = (series.n_instances or 0) + len(new)
+    replaced: list[str] = []
+    swap = [i.source_key for i in new if i.source_key in unit.replace]
+    if swap and not created:
+        for old in s.execute(select(Instance).where(Instance.series_id == series.id,
+                                                    Instance.source_key.in_(swap))).scalars():
+            replaced.append(old.path)
+            s.delete(old)
+        s.flush()
+    series.n_instances = (series.n_instances or 0) + len(new) - len(replaced)
     series.n_slices = unit.n_slices
     series.rows, series.columns = unit.rows, unit.columns
     series.spacing_mm = unit.spacing_mm
@@ -393,7 +490,7 @@ def _write_rows(s, unit: SeriesToStore, new: list[InstanceToStore],
         n_frames=i.n_frames, path=paths[i.source_key], size_bytes=len(i.data),
         transfer_syntax_uid=i.transfer_syntax_uid) for i in new)
     s.flush()
-    return series, created
+    return series, created, replaced
 
 
 def _retryable(e: Exception) -> bool:
@@ -427,7 +524,7 @@ def commit_series(store: Store, settings: Settings, unit: SeriesToStore) -> Comm
         place_files(settings, [(paths[i.source_key], i.data) for i in new])
         try:
             with store.session() as s:
-                _, created = _write_rows(s, unit, new, paths)
+                _, created, replaced = _write_rows(s, unit, new, paths, result.hold)
         except (IntegrityError, OperationalError) as e:
             if not _retryable(e):
                 raise StoreError(f"series {unit.series_uid}: cannot write rows "
@@ -437,9 +534,20 @@ def commit_series(store: Store, settings: Settings, unit: SeriesToStore) -> Comm
             continue  # another process stored some of it first: plan again
         result.stored = len(new)
         result.new_series = created
+        remove_files(settings, replaced)
         return result
     raise StoreError(f"series {unit.series_uid}: store busy, gave up after {_MAX_ATTEMPTS} "
                      f"attempts ({type(last).__name__})")
+
+
+def remove_files(settings: Settings, paths: Iterable[str]) -> int:
+    """Delete stored files (relative to the home) whose rows are gone; returns how many."""
+    removed = 0
+    for rel in paths:
+        with contextlib.suppress(OSError):
+            (settings.home / rel).unlink()
+            removed += 1
+    return removed
 
 
 def sweep_orphans(store: Store, settings: Settings, *, min_age_s: float = STALE_STAGING_S

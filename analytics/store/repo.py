@@ -32,6 +32,7 @@ from analytics.store._repo_util import (
     as_datetime,
     baseline_of,
     count_occasions,
+    dates_baseline,
     shift_date,
     years_between,
 )
@@ -134,7 +135,8 @@ def list_patients(store: Store, *, identified: bool) -> pd.DataFrame:
                        IdentityMap.date_shift_days)).all()}
         studies = s.execute(
             select(Study.patient_id, Study.id, Study.study_date,
-                   func.count(Series.id).label("n_series"))
+                   func.count(Series.id).label("n_series"),
+                   dates_baseline().label("for_baseline"))
             .outerjoin(Series, Series.study_id == Study.id)
             .group_by(Study.patient_id, Study.id, Study.study_date)).all()
         visits = s.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date)).all()
@@ -172,7 +174,8 @@ def _patient_record(p: Any, idr: Any, st_rows: list[Any],
     shift = idr.date_shift_days if idr is not None else 0
     dates = [r.study_date for r in st_rows]
     known = [d for d in dates if d is not None]
-    baseline = baseline_of(p.baseline_date, known + [d for _, d in v_rows])
+    valid = [r.study_date for r in st_rows if r.for_baseline]  # time zero: not invalid
+    baseline = baseline_of(p.baseline_date, valid + [d for _, d in v_rows], dates)
     rec: dict[str, Any] = {
         "pseudonym": p.pseudonym,
         "sex": p.sex,
@@ -232,20 +235,26 @@ def cohort_timeline(store: Store) -> pd.DataFrame:
     with store.session() as s:
         patients = s.execute(select(Patient.id, Patient.pseudonym,
                                     Patient.baseline_date)).all()
-        studies = s.execute(select(Study.patient_id, Study.study_date)).all()
+        studies = s.execute(select(Study.patient_id, Study.study_date,
+                                   dates_baseline().label("for_baseline"))
+                            .where(Study.patient_id.is_not(None))).all()
         visits = s.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date)).all()
         outcomes = s.execute(select(Outcome.patient_id, Outcome.time_years,
                                     Outcome.event)).all()
     dates_of: dict[int, list[dt.date]] = defaultdict(list)
+    base_dates: dict[int, list[dt.date]] = defaultdict(list)
     for r in studies:
         if r.study_date is not None:
             dates_of[r.patient_id].append(r.study_date)
+            if r.for_baseline:
+                base_dates[r.patient_id].append(r.study_date)
     visit_dates: dict[int, list[dt.date]] = defaultdict(list)
     for r in visits:
         if r.visit_date is not None:
             visit_dates[r.patient_id].append(r.visit_date)
     names = {p.id: p.pseudonym for p in patients}
-    base = {p.id: baseline_of(p.baseline_date, dates_of[p.id] + visit_dates[p.id])
+    base = {p.id: baseline_of(p.baseline_date, base_dates[p.id] + visit_dates[p.id],
+                              dates_of[p.id])
             for p in patients}
     rows: list[tuple[str, str, float, str | None]] = []
     for pid, dates in dates_of.items():

@@ -19,6 +19,7 @@ from analytics.store._repo_util import (
     CENSORED,
     as_datetime,
     baseline_of,
+    dates_baseline,
     patient_row,
     shift_date,
     shift_days_of,
@@ -151,7 +152,9 @@ def _series_frame(s: Any, patient: Patient, identified: bool) -> pd.DataFrame:
             .where(Feature.series_id.in_(ids)).group_by(Feature.series_id)).all())
     visit_dates = [r.visit_date for r in s.execute(
         select(Visit.visit_date).where(Visit.patient_id == patient.id)).all()]
-    base = baseline_of(patient.baseline_date, [r.study_date for r in rows] + visit_dates)
+    base = baseline_of(patient.baseline_date, [r.study_date for r in rows
+                                               if r.Series.status != "invalid"] + visit_dates,
+                       [r.study_date for r in rows])
     records = []
     for r in rows:
         se: Series = r.Series
@@ -293,7 +296,8 @@ def patient_detail(store: Store, pseudonym: str, *, identified: bool) -> Patient
         series = _series_frame(s, patient, identified)
         studies = s.execute(
             select(Study.study_uid, Study.study_date, Study.description,
-                   func.count(Series.id).label("n_series"))
+                   func.count(Series.id).label("n_series"),
+                   dates_baseline().label("for_baseline"))
             .outerjoin(Series, Series.study_id == Study.id)
             .where(Study.patient_id == patient.id)
             .group_by(Study.id, Study.study_uid, Study.study_date, Study.description)
@@ -313,8 +317,8 @@ def patient_detail(store: Store, pseudonym: str, *, identified: bool) -> Patient
             .order_by(Study.study_date, Series.id, Feature.name,
                       Feature.computed_at.desc(), Feature.id.desc())).all()
 
-    base = baseline_of(patient.baseline_date, [r.study_date for r in studies]
-                     + [r.visit_date for r in visits])
+    base = baseline_of(patient.baseline_date, [r.study_date for r in studies if r.for_baseline]
+                       + [r.visit_date for r in visits], [r.study_date for r in studies])
     studies_df = _studies_frame(studies, shift, identified, base)
     visits_df = _visits_frame(visits, shift, identified)
     bio = _biomarker_frame(feats, shift, identified, base)

@@ -78,14 +78,45 @@ class Study(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     study_uid: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    # empty while the study is held as an identity conflict (``identity_holds``): it is
+    # then filed under no patient, and every view that joins a patient leaves it out
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"), index=True,
+                                                   nullable=True)
     study_date: Mapped[dt.date | None] = mapped_column(Date)  # shifted date
     description: Mapped[str | None] = mapped_column(String(256))
     accession_key: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
-    patient: Mapped[Patient] = relationship(back_populates="studies")
+    patient: Mapped[Patient | None] = relationship(back_populates="studies")
     series: Mapped[list[Series]] = relationship(back_populates="study")
+
+
+class IdentityHold(Base):
+    """A study whose identity fields disagree with the stored patient of its Patient ID.
+
+    Its instances are stored, its ``studies.patient_id`` stays empty (filed under nobody,
+    not scored) until a clinician resolves it: ``same`` files it under ``patient_id``;
+    ``different`` under ``resolved_patient_id``, a patient with its own pseudonym. The
+    identifiers received are kept here, as in ``identity_map``: identified views only.
+    """
+
+    __tablename__ = "identity_holds"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), unique=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    real_patient_id: Mapped[str] = mapped_column(String(128))
+    patient_name: Mapped[str | None] = mapped_column(String(256))
+    birth_date: Mapped[dt.date | None] = mapped_column(Date)
+    sex: Mapped[str | None] = mapped_column(String(1))
+    issuer: Mapped[str | None] = mapped_column(String(128))
+    date_shift_days: Mapped[int] = mapped_column(Integer, default=0)
+    fields: Mapped[list[Any]] = mapped_column(JSON)  # names of the fields that differ
+    status: Mapped[str] = mapped_column(String(16), default="held")  # held | same | different
+    resolved_by: Mapped[str | None] = mapped_column(String(128))
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    resolved_patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
 class Series(Base):

@@ -47,7 +47,7 @@ from analytics.synthetic.labs import (
     labs_at,
     visit_times,
 )
-from analytics.synthetic.names import patient_name
+from analytics.synthetic.names import patient_name, synthetic_patient_id
 from analytics.synthetic.phantom import synthesize_visit_volume
 
 __all__ = ["CohortConfig", "CohortManifest", "generate_cohort", "load_cohort_config",
@@ -110,7 +110,7 @@ def _patient(cfg: CohortConfig, i: int) -> dict[str, Any]:
             "true_log_hazard_by_cause": {c: round(float(v), 6)
                                          for c, v in disease.log_hazards(ty).items()},
         })
-    pid = f"SYN-{i + 1:04d}"
+    pid = synthetic_patient_id(cfg.seed, i)
     return {
         "index": i, "patient_id": pid, "sex": sex, "birth_date": birth,
         "patient_name": patient_name(traits, sex), "baseline_date": baseline,

@@ -1,4 +1,5 @@
-"""Realistic but fictitious patient names, so de-identification has something to remove."""
+"""Realistic but fictitious patient names, so de-identification has something to remove,
+and the Patient IDs that go with them."""
 
 from __future__ import annotations
 
@@ -26,3 +27,13 @@ def patient_name(rng: np.random.Generator, sex: str) -> str:
     if rng.uniform() < 0.3:
         return f"{last}^{first}^{chr(ord('A') + int(rng.integers(26)))}"
     return f"{last}^{first}"
+
+
+def synthetic_patient_id(seed: int, index: int) -> str:
+    """The Patient ID of the ``index``-th patient (from 0) of a cohort drawn with ``seed``.
+
+    The seed is the ID's namespace: a patient's name, sex and birth date are drawn from
+    ``(seed, index)``, so one ID names one synthetic person, and a cohort of another seed
+    (a ``hepatrack synth`` run beside the demo) never reuses an ID for somebody else.
+    """
+    return f"SYN{int(seed)}-{index + 1:04d}"

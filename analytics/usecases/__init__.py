@@ -2,7 +2,9 @@
 ``(context, request) -> result`` that checks the actor's permission and runs inside one
 audited step (:mod:`analytics.usecases.context`).
 
-Modules: ``ingest`` (upload, paths, PACS search and link), ``cohort`` (import, export of
+Modules: ``ingest`` (upload, paths, PACS search and link), ``identity`` (studies held
+as identity conflicts: list, resolve), ``series_repair`` (complete, replace, remove a
+stored series), ``cohort`` (import, export of
 tables and masks), ``models`` (train, predict, activate), ``mask_review`` (reject,
 restore), ``mdt`` (notes and meeting lists), ``report`` (the MDT PDF pack), ``admin``
 (audit trail, users, settings), ``model_admin`` (the Models page's tables), ``overview``

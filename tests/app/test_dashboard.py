@@ -280,8 +280,8 @@ def test_mdt_meeting_notes_and_pack(home, engine, template):
     _m, _c, store = engine
     at = _on("pages/mdt.py", CLINICIAN)
     _ok(at)
-    patients = [template.imaging[0], template.pseudonyms["SYN-0010"],
-                template.pseudonyms["SYN-0011"]]
+    patients = [template.imaging[0], template.pseudonyms["SYN3-0010"],
+                template.pseudonyms["SYN3-0011"]]
     at.multiselect(key="mdt:patients").set_value(patients).run()
     _ok(at)
     assert at.selectbox(key="mdt:current").value == patients[0]
@@ -317,7 +317,7 @@ def test_pasted_pseudonyms_are_added_to_the_meeting_list_and_unknown_ones_named(
     at = _on("pages/mdt.py", CLINICIAN)
     _ok(at)
     first = template.imaging[0]
-    p10, p11, p12 = (template.pseudonyms[f"SYN-00{n}"] for n in (10, 11, 12))
+    p10, p11, p12 = (template.pseudonyms[f"SYN3-00{n}"] for n in (10, 11, 12))
     at.multiselect(key="mdt:patients").set_value([first]).run()
     at.text_area(key="mdt:paste").input(f"{p10}, {first}\nNOBODY-1 {p11}").run()
     at.button(key="mdt:add_pasted").click().run()

@@ -91,7 +91,7 @@ def test_imaging_patients_get_labs_on_their_scan_calendar(synthetic, store):
     assert report.rejected == [] and report.patients_created == 0
 
     table = build_cohort(store)
-    assert not any(p.startswith("SYN-") for p in table.visits["patient"])  # real ids gone
+    assert not any(p.startswith("SYN") for p in table.visits["patient"])  # real ids gone
     for p in truth["patients"]:
         pseudonym = deid.patient_pseudonym(secret, p["patient_id"])
         v = table.visits[table.visits["patient"] == pseudonym].reset_index(drop=True)

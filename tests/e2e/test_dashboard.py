@@ -123,7 +123,7 @@ def test_upload_then_mdt_pack(dashboard_server, chromium_browser, tmp_path):
         page.locator(MENU).get_by_text("MDT meeting", exact=True).click()
         box = page.locator(".st-key-mdt-patients input")
         box.wait_for(timeout=UI_TIMEOUT_MS)
-        chosen = [*t.imaging, t.pseudonyms["SYN-0010"]]
+        chosen = [*t.imaging, t.pseudonyms["SYN3-0010"]]
         for p in chosen:
             box.click()
             box.fill(p)

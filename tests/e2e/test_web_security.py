@@ -56,7 +56,7 @@ def test_pasted_list_then_the_identified_pack_downloads_once_and_only_in_its_bro
     try:
         login(page, url, CLINICIAN)
         page.locator(".st-key-shell-menu").get_by_text("MDT meeting", exact=True).click()
-        chosen = [t.imaging[0], t.pseudonyms["SYN-0010"]]
+        chosen = [t.imaging[0], t.pseudonyms["SYN3-0010"]]
         page.get_by_text("Paste a list of pseudonyms").click()
         page.locator(".st-key-mdt-paste textarea").fill(f"{chosen[0]}, NOBODY-9\n{chosen[1]}")
         page.get_by_role("button", name="Add to the meeting list").click()

@@ -9,6 +9,7 @@ import pytest
 
 from analytics.cli import main
 from tests.ingest.dicom_samples import Study, ct_series, encode, seg_for, write_folder
+from tests.ingest.identity_samples import Person, RealStudy, real_slices
 
 CONTRACT = {"series_ingested", "instances", "duplicates", "rejected", "series"}
 SERIES_KEYS = {"series_uid", "patient", "study_date", "modality", "slices", "masks"}
@@ -122,3 +123,56 @@ def test_a_bad_labels_option_exits_2_with_one_line(tmp_path, home, capsys):
         "hepatrack ingest: label table: 'livr' is not a structure HepaTrack reads (liver, "
         "spleen, liver vessels, lesion, portal and splenic vein, inferior vena cava, aorta, "
         "or a synonym)"]
+
+
+def _write(folder, files) -> str:
+    folder.mkdir()
+    for name, data in files:
+        (folder / name).write_bytes(data)
+    return str(folder)
+
+
+def test_a_held_study_is_reported_by_field_names_and_resolved_from_the_command_line(
+        tmp_path, home, capsys):
+    mueller = _write(tmp_path / "a", real_slices(RealStudy(Person())))
+    garcia = _write(tmp_path / "b", real_slices(RealStudy(
+        Person(name="GARCIA^DAVID^Q", birth_date="19700101"))))
+    assert _run(capsys, "--home", str(home), "ingest", mueller, "--json")[0] == 0
+    code, out, err = _run(capsys, "--home", str(home), "ingest", garcia, "--json")
+    assert code == 0, err  # stored (held), nothing lost
+    assert out["series"] == [] and out["instances"] == 3
+    (held,) = out["held"]
+    assert held["fields"] == ["name", "birth_date"] and held["hold_id"] == 1
+    assert "GARCIA" not in json.dumps(out) and "1970" not in json.dumps(out)
+    code, listed, _ = _run(capsys, "--home", str(home), "identity", "list", "--json")
+    assert [h["differs"] for h in listed] == ["name, birth date"] and "received" not in listed[0]
+    code, _, err = _run(capsys, "--home", str(home), "identity", "resolve", "--hold", "1",
+                        "--decision", "same", "--user", "nobody")
+    assert code == 2 and "--user nobody: no enabled account of that name" in err
+    assert main(["--home", str(home), "users", "add", "drg", "--role", "clinician",
+                 "--password", "a long enough secret"]) == 0
+    capsys.readouterr()
+    code, done, err = _run(capsys, "--home", str(home), "identity", "resolve", "--hold", "1",
+                           "--decision", "different", "--user", "drg", "--json")
+    assert code == 0, err
+    assert done["new_patient"] and done["patient"] != held["patient"]
+
+
+def test_a_broken_series_is_completed_then_removed_from_the_command_line(tmp_path, home,
+                                                                         capsys):
+    study = RealStudy(Person())
+    bad = _write(tmp_path / "bad", real_slices(study, broken=frozenset({1})))
+    good = _write(tmp_path / "good", real_slices(study)[1:2])
+    code, out, _ = _run(capsys, "--home", str(home), "ingest", bad, "--json")
+    uid = out["series"][0]["series_uid"]
+    assert out["series"][0]["status"] == "invalid"
+    code, done, err = _run(capsys, "--home", str(home), "series", "complete", "--series", uid,
+                           good, "--json")
+    assert code == 0, err
+    assert (done["status"], done["ingest"]["replaced"]) == ("complete", 1)
+    code, gone, err = _run(capsys, "--home", str(home), "series", "remove", "--series", uid,
+                           "--json")
+    assert code == 0, err
+    assert gone["removed"]["instances"] == 3 and gone["status"] is None
+    code, _, err = _run(capsys, "--home", str(home), "series", "remove", "--series", uid)
+    assert code == 2 and f"series {uid}: not in the store" in err

@@ -17,7 +17,9 @@ from analytics.errors import PermissionDeniedError
 from analytics.store import open_store
 from analytics.store.schema import AuditRecord, ModelRecord
 from analytics.usecases import admin, cohort, mask_review, mdt, models, report
+from analytics.usecases import identity as identity_uc
 from analytics.usecases import ingest as ingest_uc
+from analytics.usecases import series_repair as repair_uc
 from analytics.usecases.context import Context, record_view
 from tests.store.seed import seed_small_cohort
 
@@ -91,6 +93,22 @@ REFUSALS: list[tuple[str, Callable[[Context, Any], Any], Actor, str, str]] = [
      "may not change settings"),
     ("record_view", lambda c, t: record_view(c, "view_patient", patient="HT-0001"), NOBODY,
      "view_patient", "may not view pseudonymised"),
+    ("list_held_studies", lambda c, t: identity_uc.list_held_studies(c), RESEARCHER,
+     "view_patient", "may not ingest"),
+    ("resolve_held_study", lambda c, t: identity_uc.resolve_held_study(
+        c, identity_uc.ResolveRequest(1, "same")), RESEARCHER, "identity_resolve",
+     "may not ingest"),
+    ("resolve_held_study_admin", lambda c, t: identity_uc.resolve_held_study(
+        c, identity_uc.ResolveRequest(1, "same")), ADMIN, "identity_resolve",
+     "may not view identified"),
+    ("complete_series", lambda c, t: repair_uc.complete_series(
+        c, repair_uc.SeriesFilesRequest("2.25.31")), RESEARCHER, "series_complete",
+     "may not ingest"),
+    ("replace_series", lambda c, t: repair_uc.replace_series(
+        c, repair_uc.SeriesFilesRequest("2.25.31")), RESEARCHER, "series_replace",
+     "may not ingest"),
+    ("remove_series", lambda c, t: repair_uc.remove_series(c, "2.25.31"), RESEARCHER,
+     "series_remove", "may not ingest"),
 ]
 
 
@@ -146,6 +164,8 @@ ACTIONS: list[tuple[str, Callable[[Context, Any], Any], Actor, str]] = [
         c, admin.SettingChange("session_timeout_min", 15)), ADMIN, "settings_change"),
     ("download_pack", lambda c, t: report.download_pack(c, _pack(False)), RESEARCHER,
      "export"),
+    ("remove_series", lambda c, t: repair_uc.remove_series(c, "2.25.31"), ADMIN,
+     "series_remove"),
 ]
 
 

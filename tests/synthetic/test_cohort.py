@@ -18,6 +18,7 @@ from analytics.cli import main
 from analytics.errors import ConfigError
 from analytics.synthetic import CohortConfig, generate_cohort, load_cohort_config
 from analytics.synthetic.labs import LAB_COLUMNS, VISIT_COLUMNS
+from analytics.synthetic.names import synthetic_patient_id
 
 EVENTS = {"decompensation", "hcc", "death", "transplant", "censored"}
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "demo.toml"
@@ -184,7 +185,8 @@ def test_oracle_truth_recomputes_the_generator_hazards(labs_only):
     truth = load_truth(labs_only.truth_json)
     rng = np.random.default_rng(0)
     idx = rng.choice(labs_only.config.n_patients, 60, replace=False)
-    diseases = {f"SYN-{i + 1:04d}": _patient(labs_only.config, int(i))["disease"]
+    diseases = {synthetic_patient_id(labs_only.config.seed, int(i)):
+                    _patient(labs_only.config, int(i))["disease"]
                 for i in idx}
     patients = np.repeat(list(diseases), 5)
     times = rng.uniform(0.0, 8.0, len(patients))
@@ -278,3 +280,19 @@ def test_failure_midway_leaves_nothing_behind(tmp_path: Path):
     with pytest.raises(ConfigError, match="noise_sd_hu"):
         generate_cohort(tmp_path / "out", cfg)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_cohort_of_another_seed_never_reuses_a_patient_id_of_the_demo():
+    from analytics.synthetic.cohort import _patient
+    from analytics.usecases.demo import demo_config
+
+    demo = demo_config(patients=20)
+    other = CohortConfig(n_patients=20, seed=demo.seed + 1).validate()
+    demo_ids = {_patient(demo, i)["patient_id"] for i in range(20)}
+    other_ids = {_patient(other, i)["patient_id"] for i in range(20)}
+    assert demo_ids.isdisjoint(other_ids)
+    assert _patient(demo, 0)["patient_id"] == f"SYN{demo.seed}-0001"
+    # one ID names one synthetic person: the same seed draws the same identity
+    same = CohortConfig(n_patients=3, seed=demo.seed).validate()
+    assert ({k: _patient(same, 0)[k] for k in ("patient_id", "patient_name", "birth_date")}
+            == {k: _patient(demo, 0)[k] for k in ("patient_id", "patient_name", "birth_date")})

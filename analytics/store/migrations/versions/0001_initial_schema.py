@@ -200,7 +200,7 @@ def upgrade() -> None:
         "studies",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("study_uid", sa.String(length=64), nullable=False),
-        sa.Column("patient_id", sa.Integer(), nullable=False),
+        sa.Column("patient_id", sa.Integer(), nullable=True),
         sa.Column("study_date", sa.Date(), nullable=True),
         sa.Column("description", sa.String(length=256), nullable=True),
         sa.Column("accession_key", sa.String(length=64), nullable=True),
@@ -232,6 +232,43 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("visits", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_visits_patient_id"), ["patient_id"], unique=False)
+
+    op.create_table(
+        "identity_holds",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("study_id", sa.Integer(), nullable=False),
+        sa.Column("patient_id", sa.Integer(), nullable=False),
+        sa.Column("real_patient_id", sa.String(length=128), nullable=False),
+        sa.Column("patient_name", sa.String(length=256), nullable=True),
+        sa.Column("birth_date", sa.Date(), nullable=True),
+        sa.Column("sex", sa.String(length=1), nullable=True),
+        sa.Column("issuer", sa.String(length=128), nullable=True),
+        sa.Column("date_shift_days", sa.Integer(), nullable=False),
+        sa.Column("fields", sa.JSON(), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("resolved_by", sa.String(length=128), nullable=True),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("resolved_patient_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["patient_id"],
+            ["patients.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["resolved_patient_id"],
+            ["patients.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["study_id"],
+            ["studies.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("study_id"),
+    )
+    with op.batch_alter_table("identity_holds", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_identity_holds_patient_id"), ["patient_id"], unique=False
+        )
 
     op.create_table(
         "series",
@@ -412,6 +449,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_series_series_uid"))
 
     op.drop_table("series")
+    with op.batch_alter_table("identity_holds", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_identity_holds_patient_id"))
+
+    op.drop_table("identity_holds")
     with op.batch_alter_table("visits", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_visits_patient_id"))
 

@@ -1,0 +1,170 @@
+"""The Ingest page, used as a person would: a study of GARCIA^DAVID^Q sent under the
+Patient ID of the stored MUELLER^MICHAEL is shown held, a clinician resolves it as the same
+or a different patient, an administrator sees it by pseudonym only and cannot resolve it,
+a researcher never reaches the page; a series stored with a broken slice is completed with
+the re-sent slice, or removed."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import select
+
+from analytics.config import load_settings
+from analytics.ingest.pipeline import ingest_uploads
+from analytics.store import open_store, repo
+from analytics.store.schema import AuditRecord
+from tests.app.conftest import RESEARCHER, new_app
+from tests.ingest.identity_samples import Person, RealStudy, real_slices
+from ui.session import Viewer
+
+CLINICIAN = Viewer("dr.grey", "clinician", "s-identity")
+ADMIN = Viewer("root", "admin", "s-admin")
+JOB = "ingest:job"
+GARCIA = Person(name="GARCIA^DAVID^Q", birth_date="19700101")
+
+
+def _store(home):
+    settings = load_settings(home)
+    settings.ensure_home()
+    return settings, open_store(settings)
+
+
+def _ingest(home, files) -> dict:
+    settings, store = _store(home)
+    try:
+        return ingest_uploads(files, settings, store).as_dict()
+    finally:
+        store.dispose()
+
+
+def _wait(at, timeout: float = 240.0):
+    deadline = time.monotonic() + timeout
+    while at.session_state[JOB].running:
+        assert time.monotonic() < deadline, "ingest still running"
+        time.sleep(0.5)
+    at.run()
+    return at.session_state[JOB]
+
+
+def _page(viewer: Viewer):
+    at = new_app(viewer).run()
+    at.switch_page("pages/ingest.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _table(at, column: str):
+    return next((d.value for d in at.dataframe if column in d.value.columns), None)
+
+
+def _upload_garcia(home):
+    _ingest(home, real_slices(RealStudy(Person())))
+    at = _page(CLINICIAN)
+    files = [(n, b, "application/dicom") for n, b in real_slices(RealStudy(GARCIA))]
+    at.file_uploader(key="ingest:files").set_value(files).run()
+    at.checkbox(key="ingest:extract").uncheck().run()
+    at.button(key="ingest:go").click().run()
+    job = _wait(at)
+    assert job.error is None, job.error
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    return at
+
+
+def _audited(home, action: str) -> list[tuple[str, str]]:
+    _, store = _store(home)
+    try:
+        with store.session() as s:
+            return [tuple(r) for r in s.execute(
+                select(AuditRecord.outcome, AuditRecord.username)
+                .where(AuditRecord.action == action)).all()]
+    finally:
+        store.dispose()
+
+
+def _patients(home):
+    _, store = _store(home)
+    try:
+        return repo.list_patients(store, identified=True)
+    finally:
+        store.dispose()
+
+
+@pytest.mark.parametrize(("button", "n_patients"), [("same", 1), ("different", 2)])
+def test_a_held_study_shows_on_the_ingest_page_and_a_clinician_resolves_it(
+        home, button, n_patients):
+    at = _upload_garcia(home)
+    result = _table(at, "outcome")
+    (held,) = result[result["outcome"] == "held"].itertuples()
+    assert held.reason.startswith("held: identity conflict with stored patient HT-")
+    assert "(name, birth date differ)" in held.reason and "GARCIA" not in held.reason
+    assert any("held as identity conflicts" in w.value for w in at.warning)
+    holds = _table(at, "differs")
+    assert holds["differs"].tolist() == ["name, birth date"]
+    assert holds["received name"].tolist() == ["GARCIA^DAVID^Q"]
+    assert holds["stored name"].tolist() == ["MUELLER^MICHAEL"]
+    at.button(key=f"ingest:resolve-{button}").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (ok,) = at.success
+    assert ok.value.startswith("Filed under")
+    assert _table(at, "differs") is None  # nothing waits any more
+    assert _audited(home, "identity_resolve") == [("ok", "dr.grey")]
+    patients = _patients(home)
+    assert len(patients) == n_patients and patients["n_studies"].sum() == 2
+    assert ("GARCIA^DAVID^Q" in patients["patient_name"].tolist()) == (button == "different")
+
+
+def test_an_administrator_sees_held_studies_by_pseudonym_only_and_cannot_resolve(home):
+    _ingest(home, real_slices(RealStudy(Person())))
+    _ingest(home, real_slices(RealStudy(GARCIA)))
+    at = _page(ADMIN)
+    holds = _table(at, "differs")
+    assert list(holds.columns) == ["hold", "stored patient", "study date", "series", "differs"]
+    assert "GARCIA" not in holds.to_string() and "MUELLER" not in holds.to_string()
+    assert not [b for b in at.button if b.key and b.key.startswith("ingest:resolve")]
+    assert any("A clinician resolves these" in c.value for c in at.caption)
+
+
+def test_a_researcher_cannot_reach_the_held_studies(home):
+    _ingest(home, real_slices(RealStudy(Person())))
+    _ingest(home, real_slices(RealStudy(GARCIA)))
+    at = new_app(RESEARCHER).run()
+    assert not at.exception
+    with pytest.raises(ValueError, match=r"Could not find a navigation page for .*ingest\.py"):
+        at.switch_page("pages/ingest.py")  # not in a researcher's navigation at all
+    assert _table(at, "differs") is None
+    assert _audited(home, "identity_resolve") == []
+
+
+def test_a_series_with_a_broken_slice_is_completed_with_the_resent_slice(home):
+    study = RealStudy(Person())
+    (series,) = _ingest(home, real_slices(study, broken=frozenset({1})))["series"]
+    at = _page(CLINICIAN)
+    unfinished = _table(at, "instances")
+    assert unfinished["series_uid"].tolist() == [series["series_uid"]]
+    assert unfinished["status"].tolist() == ["invalid"]
+    good = [(n, b, "application/dicom") for n, b in real_slices(study)[1:2]]
+    at.file_uploader(key="ingest:repair_files").set_value(good).run()
+    at.button(key="ingest:complete").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (ok,) = at.success
+    assert "1 broken instances replaced" in ok.value and "the series is now complete" in ok.value
+    assert _table(at, "instances") is None  # nothing left to mend
+    assert _audited(home, "series_complete") == [("ok", "dr.grey")]
+
+
+def test_a_stray_broken_series_is_removed_after_confirming(home):
+    (series,) = _ingest(home, real_slices(RealStudy(Person()), broken=frozenset({0, 1, 2}))
+                        )["series"]
+    at = _page(ADMIN)
+    assert at.button(key="ingest:remove").disabled
+    at.checkbox(key="ingest:remove_ok").check().run()
+    at.button(key="ingest:remove").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    (ok,) = at.success
+    assert ok.value.startswith("Removed the series: 3 instances")
+    assert _audited(home, "series_remove") == [("ok", "root")]
+    assert _patients(home)["n_studies"].tolist() == [0]  # the patient stays, the junk goes
+    assert _table(at, "instances") is None
+    assert series["status"] == "invalid"

@@ -252,7 +252,7 @@ def test_a_model_without_imaging_features_says_nothing_to_compare(home):
     assert comp.statement.startswith(
         "no imaging feature entered the model: nothing to compare (left out as too rarely "
         "measured: ")
-    assert "Liver volume: measured in 2 of 36 patients" in comp.statement
+    assert "Liver volume: measured in 2 patients (fewer than 10)" in comp.statement
     assert comp.table.empty
     md = card_markdown(info["card"])
     assert "- No imaging feature entered the model: nothing to compare" in md

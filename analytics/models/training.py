@@ -263,7 +263,8 @@ def _card(model: LandmarkModel, model_id: str, data: LandmarkData, cohort: Cohor
         excluded={**data.spec.excluded, **_dropped_columns(model, data)},
         support=data.spec.support, groups=model.feature_groups_,
         automatic_segmentation=data.spec.automatic_segmentation)
-    card["imaging_comparison"] = imaging_comparison_section(cvres["imaging_comparison"])
+    if "imaging_comparison" in cvres:
+        card["imaging_comparison"] = imaging_comparison_section(cvres["imaging_comparison"])
     return jsonable(card)
 
 

@@ -70,10 +70,12 @@ def test_the_model_without_imaging_has_no_column_derived_from_an_imaging_feature
     lean = LandmarkModel(SETTINGS, intervals=False).fit(
         ic.without_imaging(data, [IMAGING]))
     imaging_cols = [c for c, base in full.feature_groups_.items() if base == IMAGING]
-    assert {IMAGING, f"{IMAGING}_missing"} <= set(imaging_cols)
+    assert {IMAGING, f"{IMAGING}_measured"} <= set(imaging_cols)
     assert set(lean.features) == set(full.features) - set(imaging_cols)
     assert all(ic.is_imaging_column(base) is False for base in lean.feature_groups_.values())
-    assert res["dropped_columns"] == [IMAGING]  # history columns off in the test settings
+    # the value and its scan history (measured, years since the scan, change since the last)
+    assert res["dropped_columns"] == [IMAGING, f"{IMAGING}_measured",
+                                      f"{IMAGING}_years_since_scan", f"{IMAGING}_scan_change"]
 
 
 def test_an_informative_imaging_feature_adds_discrimination_beyond_zero(informative):
@@ -99,7 +101,8 @@ def test_a_pure_noise_imaging_feature_gives_intervals_covering_zero(noise):
     for key in ("all", "with_scans"):
         diff = noise[key]["difference"]
         assert _covers_zero(diff["c_index_ci"]), (key, diff)
-        assert abs(diff["c_index"]) < 0.01
+        # four noise columns (the value and its scan history) cost about 0.01 out of sample
+        assert abs(diff["c_index"]) < 0.02
         for h in ("1", "2", "3"):
             assert abs(diff["td_auc"][h]) < 0.02, (key, h, diff)
 

@@ -53,6 +53,7 @@ from analytics.ingest import deid
 from analytics.names import bad_character, name_key
 from analytics.store.cohort import (
     CSV_SOURCE,
+    CohortCounts,
     NewIdentity,
     Pseudonymise,
     patient_contexts,
@@ -76,20 +77,10 @@ def pseudonymiser(secret: bytes, *, deidentify: bool = True) -> Pseudonymise:
 
 
 @dataclass
-class ImportReport:
-    """What an import did. ``to_json`` gives the ``import-cohort --json`` payload."""
+class ImportReport(CohortCounts):
+    """What an import did: the store's counts (:class:`CohortCounts`) with the rejected rows
+    and warnings. ``to_json`` gives the ``import-cohort --json`` payload."""
 
-    patients: int = 0
-    patients_created: int = 0
-    visits: int = 0
-    visits_inserted: int = 0
-    visits_updated: int = 0
-    visits_unchanged: int = 0
-    outcomes: int = 0
-    outcomes_inserted: int = 0
-    outcomes_updated: int = 0
-    outcomes_unchanged: int = 0
-    events: int = 0
     rejected: list[Issue] = field(default_factory=list)
     warnings: list[Issue] = field(default_factory=list)
 

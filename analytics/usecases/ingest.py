@@ -21,28 +21,29 @@ __all__ = ["PacsLinkRequest", "PacsSearchRequest", "PathsRequest", "UploadReques
            "ingest_paths", "ingest_upload", "link_pacs", "search_pacs"]
 
 
+@dataclass(frozen=True, kw_only=True)
+class IngestOptions:
+    """How ingested files are filed (shared by uploads and paths; keyword-only)."""
+
+    assign_patient: str | None = None
+    labels: dict[int, str] | None = None
+    deidentify: bool | None = None
+    progress: Progress | None = None
+    parser: SafeParser | None = None
+
+
 @dataclass(frozen=True)
-class UploadRequest:
+class UploadRequest(IngestOptions):
     """Uploaded files ``[(display name, bytes)]`` and how to file them."""
 
     files: list[tuple[str, bytes]]
-    assign_patient: str | None = None
-    labels: dict[int, str] | None = None
-    deidentify: bool | None = None
-    progress: Progress | None = None
-    parser: SafeParser | None = None
 
 
 @dataclass(frozen=True)
-class PathsRequest:
+class PathsRequest(IngestOptions):
     """Files, folders, zip archives and DICOMweb URLs (``hepatrack ingest SOURCE...``)."""
 
     sources: list[str | Path]
-    assign_patient: str | None = None
-    labels: dict[int, str] | None = None
-    deidentify: bool | None = None
-    progress: Progress | None = None
-    parser: SafeParser | None = None
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,12 @@ if view is not None:
         st.warning(f"The visit at {p['time']:.1f} y is not assessable: {p['reason']}",
                    icon=":material/block:")
     else:
-        change = view.change_since_scan(idx)
+        scale = patient_view.explanation_scale(view, st.toggle(
+            "Show the model's log scale", key=key(PATIENT, "log_scale"),
+            disabled=not patient_view.has_log_scale(view),
+            help="Contributions to the log relative hazard the model adds up, instead of "
+                 "percentage points of the risk"))
+        change = view.change_since_scan(idx, scale=scale)
         m = st.columns(3)
         ci = (f"95% CI {100 * p['ci_low']:.1f}-{100 * p['ci_high']:.1f}%"
               if p["ci_low"] == p["ci_low"] else None)
@@ -111,10 +116,10 @@ if view is not None:
         m[2].metric("Visit", f"{p['time']:.1f} y", help="years since baseline")
         left, right = st.columns(2)
         with left:
-            st.markdown("**Why this score** (SHAP, per clinical feature)")
-            st.plotly_chart(viz.shap_waterfall(view.waterfall(idx)),
+            st.markdown(patient_view.why_heading(view, scale))
+            st.plotly_chart(viz.shap_waterfall(view.waterfall(idx, scale=scale)),
                             key=key(PATIENT, "waterfall"))
-            st.caption(why_text(view.why(idx)))
+            st.caption(why_text(view.why(idx, scale=scale)))
         with right:
             st.markdown("**What changed since the last scan**")
             st.plotly_chart(viz.change_chart(change), key=key(PATIENT, "change"))

@@ -68,7 +68,7 @@ def test_no_two_columns_share_a_label() -> None:
 
 @pytest.mark.parametrize(("column", "label", "unit"), [
     ("liver_hu_mean_slope", "Liver attenuation, mean trend", "HU per year"),
-    ("platelets_10e9_l_worst", "Platelets worst so far", "10⁹/L"),
+    ("platelets_10e9_l_worst", "Platelets worst so far", "×10⁹/L"),
     ("spleen_volume_ml_mean_1y", "Spleen volume mean of the last year", "mL"),
     ("meld_change", "MELD change since the first value", "points"),
     ("bilirubin_mg_dl_x_landmark", "Bilirubin x time since baseline", "mg/dL x years"),
@@ -148,3 +148,41 @@ def test_table_headers_use_the_vocabulary() -> None:
     labels = {c: cfg[c]["label"] for c in df.columns}
     assert labels == {c: V.label_with_unit(c) for c in df.columns}
     assert labels["follow_up_years"] == "Follow-up (years)"
+
+
+@pytest.mark.parametrize(("name", "stored", "shown"), [
+    ("platelets_10e9_l", None, "×10⁹/L"),
+    ("platelets_10e9_l", "10⁹/L", "×10⁹/L"),  # a unit stored before it was written so
+    ("platelets_10e9_l_slope", None, "×10⁹/L per year"),
+    ("neutrophils_10e9_l", None, "×10⁹/L"),  # a visits-file column named by the contract
+    ("albumin_g_dl", None, "g/dL"),
+])
+def test_counts_per_litre_are_written_as_clinicians_write_them(name, stored, shown) -> None:
+    from analytics.explain.wording import contribution_sentence, value_text
+
+    assert V.shown_unit(name, stored) == shown
+    assert V.describe_column(name)[1] == V.shown_unit(name)
+    # a space between the number and the unit
+    assert value_text(123.0, V.shown_unit("platelets_10e9_l")) == "123 ×10⁹/L"
+    assert V.label_with_unit("platelets_10e9_l") == "Platelets (×10⁹/L)"
+    assert contribution_sentence("Platelets", "×10⁹/L", 123.0, -57.0, 3.1, "platelets_10e9_l") \
+        == "Platelets fell from 180 to 123 ×10⁹/L since the previous visit: +3.1 points"
+
+
+@pytest.mark.parametrize(("event", "label", "words"), [
+    ("hcc", "HCC", "HCC"),
+    ("censored", "Censored", "censored"),
+    ("death", "Death", "death"),
+    ("decompensation", "Decompensation", "decompensation"),
+    ("transplant", "Transplant", "transplant"),
+    ("death,decompensation", "Death or decompensation", "death or decompensation"),
+    ("decompensation,hcc", "Decompensation or HCC", "decompensation or HCC"),
+    ("liver_related_death", "Liver-related death", "liver-related death"),
+])
+def test_event_names_are_capitalised_consistently(event, label, words) -> None:
+    from analytics.viz.prep import event_text, outcome_label
+
+    assert V.event_label(event) == label
+    assert V.event_words(event) == words
+    assert event_text(event) == words
+    assert outcome_label(event, 2.04) == f"{label} at 2.0 y"

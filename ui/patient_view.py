@@ -7,6 +7,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from analytics.explain import POINTS, Trajectory
 from analytics.usecases.keyimage import OVERLAYS, WINDOWS
 from analytics.viz.prep import biomarker_summary, normal_range, range_text
 from analytics.vocabulary import CORE_FEATURES, label_with_unit
@@ -26,6 +27,26 @@ def visit_label(points: pd.DataFrame, i: int, dates: dict[float, str] | None = N
     parts.append("scan" if p["is_scan"] else "lab visit")
     parts.append(f"{100 * p['risk']:.1f}%" if p["assessable"] else "not assessable")
     return " · ".join(parts)
+
+
+def has_log_scale(view: Trajectory) -> bool:
+    """Whether the model explains a log relative hazard (Cox, GBM) to switch to."""
+    return view.scale == "log_hazard"
+
+
+def explanation_scale(view: Trajectory, log_scale: bool) -> str:
+    """The scale the explanation is drawn on: percentage points of the risk, or the
+    model's log relative hazard when asked for and there is one."""
+    return view.scale if log_scale and has_log_scale(view) else POINTS
+
+
+def why_heading(view: Trajectory, scale: str) -> str:
+    """``"**Why this score** (percentage points of the 3-year risk, per clinical
+    feature)"`` or, on the model's scale, ``"… (SHAP, log relative hazard, …)"``."""
+    if scale == POINTS:
+        return (f"**Why this score** (percentage points of the {view.horizon:g}-year "
+                "risk, per clinical feature)")
+    return "**Why this score** (SHAP, log relative hazard, per clinical feature)"
 
 
 def _nearest(dates: dict[float, str], t: float, tol: float = 1.5 / 365.25) -> str | None:

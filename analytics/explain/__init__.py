@@ -26,12 +26,23 @@ Scales and exactness:
 For every scale ``base_value + sum(shap) == model_output``. With competing risks the
 log-hazard explanations are of the endpoint's cause-specific hazard.
 
+What the clinic reads: the same grouped contributions in percentage points of the risk
+at the horizon (:mod:`analytics.explain.points`): from the base risk (the risk at the
+base log hazard, the visit's competing causes unchanged) to the shown risk, exactly.
+Each group gets its log-hazard contribution times the secant slope of the risk in the
+log hazard (the Aumann-Shapley value along the straight path, exact because the risk
+depends on the features only through their summed log hazard), so the sign of every
+group is kept and the points add up to the shown risk to float precision. Time since
+baseline and the visit count are one group, ``Follow-up``.
+
 Layering: ``analytics.models`` (fit, score, explain rows) -> ``analytics.explain``
 (trajectory, grouping, wording) -> ``analytics.viz``, the pages and the report. Nothing
 in ``analytics.models`` imports this package.
 """
 
+from analytics.explain.breakdown import ChangeSinceScan, Waterfall
 from analytics.explain.contributions import (
+    FOLLOW_UP,
     Contribution,
     clinical_contributions,
     clinical_label,
@@ -50,20 +61,21 @@ from analytics.explain.importance import (
     explain,
     global_importance,
 )
+from analytics.explain.points import POINTS, points_explanation
 from analytics.explain.trajectory import (
     CONTRIBUTION_COLUMNS,
     POINT_COLUMNS,
-    ChangeSinceScan,
     IncidenceCurves,
     Trajectory,
-    Waterfall,
     incidence_curves,
     patient_trajectory,
 )
 from analytics.explain.wording import (
+    amount_text,
     change_sentence,
     contribution_sentence,
     imaging_text,
+    points_text,
     risk_sentence,
     value_text,
     why_text,
@@ -72,6 +84,8 @@ from analytics.models.explanation import Explanation, permutation_shap
 
 __all__ = [
     "CONTRIBUTION_COLUMNS",
+    "FOLLOW_UP",
+    "POINTS",
     "POINT_COLUMNS",
     "ChangeSinceScan",
     "ClinicalImportance",
@@ -81,6 +95,7 @@ __all__ = [
     "OutputChange",
     "Trajectory",
     "Waterfall",
+    "amount_text",
     "beeswarm_data",
     "change_sentence",
     "change_since_previous",
@@ -98,6 +113,8 @@ __all__ = [
     "incidence_curves",
     "patient_trajectory",
     "permutation_shap",
+    "points_explanation",
+    "points_text",
     "risk_sentence",
     "scan_changes",
     "value_text",

@@ -3,8 +3,12 @@
 A model-matrix column derives from one clinical feature (its last value, trend, worst
 value, missing indicator; ``LandmarkModel.feature_groups_``). :func:`group_explanation`
 sums the columns of each feature into one :class:`Explanation` whose ``data`` are the
-patient's values; :func:`contributions` reads one row of it in the clinic's words
-(label, unit, value, change since the previous visit and the sentence of
+patient's values; the landmark history's bookkeeping columns (time since baseline and
+its square, number of visits, time since the last visit) are one group, ``Follow-up``
+(:data:`FOLLOW_UP`): they say how long and how closely a patient has been followed, not
+anything about the liver. :func:`contributions` reads one row in the clinic's words
+(label, unit, value, change since the previous visit, the contribution in percentage
+points of the risk when given (:mod:`analytics.explain.points`) and the sentence of
 :mod:`analytics.explain.wording`), largest first. An imaging biomarker's change is the
 one between its last two scans (its ``_scan_change`` history column,
 :func:`scan_changes`), not since the previous visit: labs come far more often than scans.
@@ -20,17 +24,29 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from analytics.explain.wording import PREVIOUS_SCAN, PREVIOUS_VISIT, contribution_sentence
+from analytics.explain.points import POINTS, points_explanation
+from analytics.explain.wording import (
+    FOLLOW_UP,
+    PREVIOUS_SCAN,
+    PREVIOUS_VISIT,
+    contribution_sentence,
+)
 from analytics.models.explanation import Explanation
-from analytics.models.landmark import GLOBAL_FEATURES, FeatureSpec
-from analytics.vocabulary import describe_column, feature_info
+from analytics.models.landmark import GLOBAL_FEATURES, LANDMARK, FeatureSpec
+from analytics.vocabulary import feature_info
 
 if TYPE_CHECKING:
     from analytics.models.predict import LandmarkModel
     from analytics.models.registry import RegisteredModel
 
-__all__ = ["Contribution", "clinical_contributions", "clinical_label", "contributions",
-           "feature_groups", "group_explanation", "scan_changes"]
+__all__ = ["FOLLOW_UP", "FOLLOW_UP_FEATURES", "Contribution", "clinical_contributions",
+           "clinical_group", "clinical_label", "contributions", "feature_groups",
+           "group_explanation", "scan_changes"]
+
+#: the landmark history's bookkeeping columns, shown together as "Follow-up"
+FOLLOW_UP_FEATURES = frozenset(GLOBAL_FEATURES)
+#: visits counted in the follow-up text
+VISITS = "n_visits"
 
 
 @dataclass(frozen=True)
@@ -47,11 +63,15 @@ class Contribution:
         Value minus the value at the previous visit (numeric features), or at the
         previous scan (imaging biomarkers), else None.
     shap
-        The summed SHAP value of the feature's model-matrix columns.
+        The summed SHAP value of the feature's model-matrix columns (the model's scale).
     text
-        The sentence (:func:`analytics.explain.wording.contribution_sentence`).
+        The sentence (:func:`analytics.explain.wording.contribution_sentence`), in
+        percentage points when :attr:`points` is known.
     since
         What ``change`` is measured since: ``"previous visit"`` or ``"previous scan"``.
+    points
+        The same share in percentage points of the risk at the horizon
+        (:mod:`analytics.explain.points`; same sign as ``shap``), None when not computed.
     """
 
     feature: str
@@ -62,11 +82,25 @@ class Contribution:
     shap: float
     text: str
     since: str = PREVIOUS_VISIT
+    points: float | None = None
 
     @property
     def imaging(self) -> bool:
         """An imaging biomarker with its scan history."""
         return self.since == PREVIOUS_SCAN
+
+    def amount(self, scale: str = POINTS) -> float:
+        """The contribution on ``scale``: ``points`` (falls back to ``shap`` when no
+        points were computed) or the model's own scale."""
+        return self.points if scale == POINTS and self.points is not None else self.shap
+
+    def sentence(self, scale: str = POINTS) -> str:
+        """:attr:`text`, or the same sentence with the contribution on the model's
+        scale (``log_hazard``)."""
+        if scale == POINTS:
+            return self.text
+        return contribution_sentence(self.label, self.unit, self.value, self.change,
+                                     self.shap, self.feature, self.since, scale)
 
 
 def feature_groups(model: RegisteredModel) -> dict[str, str]:
@@ -74,13 +108,37 @@ def feature_groups(model: RegisteredModel) -> dict[str, str]:
     return dict(model.model.feature_groups_)
 
 
+def clinical_group(feature: str) -> str:
+    """The group a clinical feature is shown in: :data:`FOLLOW_UP` for the bookkeeping
+    columns, else the feature itself."""
+    return FOLLOW_UP if feature in FOLLOW_UP_FEATURES else feature
+
+
 @functools.lru_cache(maxsize=1024)
 def clinical_label(feature: str) -> tuple[str, str]:
-    """(label, unit) of a clinical feature or global history column, for display."""
-    if feature in GLOBAL_FEATURES:
-        return describe_column(feature)
+    """(label, unit) of a clinical feature group, for display."""
+    if feature == FOLLOW_UP:
+        return "Follow-up", ""
     info = feature_info(feature)
     return info.label, info.unit
+
+
+def follow_up_text(history: pd.DataFrame) -> np.ndarray:
+    """``"2.5 years since baseline, 6 visits"`` per history row (None without the
+    columns)."""
+    n = len(history)
+    if LANDMARK not in history.columns:
+        return np.full(n, None, dtype=object)
+    years = pd.to_numeric(history[LANDMARK], errors="coerce").to_numpy(float)
+    visits = (pd.to_numeric(history[VISITS], errors="coerce").to_numpy(float)
+              if VISITS in history.columns else np.full(n, np.nan))
+    out = []
+    for t, k in zip(years, visits, strict=True):
+        text = f"{t:.1f} years since baseline"
+        if np.isfinite(k):
+            text += f", {int(k)} visit{'s' if int(k) != 1 else ''}"
+        out.append(text)
+    return np.array(out, dtype=object)
 
 
 def group_explanation(expl: Explanation, group_of: Mapping[str, str],
@@ -92,11 +150,13 @@ def group_explanation(expl: Explanation, group_of: Mapping[str, str],
     expl
         SHAP values of model-matrix rows.
     group_of
-        Model-matrix column -> clinical feature (a column missing here is its own group).
+        Model-matrix column -> clinical feature (a column missing here is its own
+        group); the bookkeeping features are then pooled into :data:`FOLLOW_UP`.
     history
         History rows in the order of ``expl`` (:func:`history_features` output): the
         grouped explanation's ``data`` are its columns named like the groups (None
-        where a group is not a history column, or everywhere without a history).
+        where a group is not a history column, or everywhere without a history);
+        :data:`FOLLOW_UP`'s is the follow-up in words (:func:`follow_up_text`).
 
     Returns
     -------
@@ -105,14 +165,16 @@ def group_explanation(expl: Explanation, group_of: Mapping[str, str],
         the order the features first appear. Sums run column by column in the model's
         order, so each group's value is the same float as a running sum.
     """
-    groups = list(dict.fromkeys(group_of.get(c, c) for c in expl.feature_names))
+    of = [clinical_group(group_of.get(c, c)) for c in expl.feature_names]
+    groups = list(dict.fromkeys(of))
     pos = {g: k for k, g in enumerate(groups)}
     values = np.zeros((len(expl.values), len(groups)))
-    for j, c in enumerate(expl.feature_names):
-        values[:, pos[group_of.get(c, c)]] += expl.values[:, j]
+    for j, g in enumerate(of):
+        values[:, pos[g]] += expl.values[:, j]
     if history is None:
         history = pd.DataFrame(index=pd.RangeIndex(len(values)))
-    data = pd.DataFrame({g: (history[g].to_numpy() if g in history.columns
+    data = pd.DataFrame({g: (follow_up_text(history) if g == FOLLOW_UP
+                             else history[g].to_numpy() if g in history.columns
                              else np.full(len(history), None, dtype=object))
                          for g in groups}, index=pd.RangeIndex(len(history)))
     return Explanation(values, expl.base_values, expl.output, data, expl.scale, expl.horizon)
@@ -146,9 +208,9 @@ def _plain(v: object) -> float | str | None:
 
 
 def contributions(grouped: Explanation, i: int, previous: int | None = None,
-                  categorical: Collection[str] = (), horizon: float | None = None,
-                  top: int | None = None,
-                  scan_change: pd.DataFrame | None = None) -> list[Contribution]:
+                  categorical: Collection[str] = (), top: int | None = None,
+                  scan_change: pd.DataFrame | None = None,
+                  points: Explanation | None = None) -> list[Contribution]:
     """Contributions of row ``i`` of a grouped explanation, largest ``|shap|`` first.
 
     Parameters
@@ -156,21 +218,23 @@ def contributions(grouped: Explanation, i: int, previous: int | None = None,
     grouped
         :func:`group_explanation` output.
     previous
-        Row of the previous visit, for "(+120 mL since the previous visit)".
+        Row of the previous visit, for "fell from 180 to 123 since the previous visit".
     categorical
         Features whose change is not a number.
-    horizon
-        Named in the text ("raised the 2-year risk"); default the explanation's.
     top
         Keep the largest ``top`` only.
     scan_change
         :func:`scan_changes` of the same rows: its features' change is since the
         previous scan.
+    points
+        The same groups in percentage points of the risk
+        (:func:`analytics.explain.points.points_explanation`): the sentences use them;
+        without, they use ``grouped``'s scale.
     """
     names = grouped.feature_names
     imaging = scan_change if scan_change is not None else pd.DataFrame()
     row = grouped.values[i].tolist()
-    h = horizon if horizon is not None else grouped.horizon
+    pts = points.values[i].tolist() if points is not None else [None] * len(names)
     out = []
     for k in sorted(range(len(names)), key=lambda k: -abs(row[k])):
         g, v = names[k], row[k]
@@ -182,30 +246,36 @@ def contributions(grouped: Explanation, i: int, previous: int | None = None,
             since = PREVIOUS_SCAN
             d = imaging[g].iloc[i]
             change = float(d) if pd.notna(d) else None
-        elif previous is not None and g not in categorical:
+        elif previous is not None and g not in categorical and g != FOLLOW_UP:
             a, b = col[i], col[previous]
             if a is not None and b is not None and pd.notna(a) and pd.notna(b):
                 change = float(a) - float(b)
-        out.append(Contribution(g, label, unit, value, change, v,
-                                contribution_sentence(label, unit, value, change, v, h, g,
-                                                      since), since))
+        p = pts[k]
+        text = (contribution_sentence(label, unit, value, change, p, g, since, POINTS)
+                if p is not None else
+                contribution_sentence(label, unit, value, change, v, g, since, grouped.scale))
+        out.append(Contribution(g, label, unit, value, change, v, text, since, p))
     return out[:top] if top else out
 
 
 def clinical_contributions(model: LandmarkModel, expl: Explanation, history: pd.DataFrame,
                            i: int, previous: int | None = None, horizon: float | None = None,
                            top: int | None = None) -> list[Contribution]:
-    """Contributions of row ``i`` of model-matrix SHAP values, grouped per feature.
+    """Contributions of row ``i`` of model-matrix SHAP values, grouped per feature, with
+    their percentage points of the risk by ``horizon``.
 
     Parameters
     ----------
     history
         History rows in the order of the explanation (the patient's values).
     previous
-        Row of the previous visit, for "(+120 mL since the previous visit)".
+        Row of the previous visit, for "fell from 180 to 123 since the previous visit".
     horizon
-        Named in the text ("raised the 2-year risk").
+        Years; default the explanation's, else the model's longest.
     """
     grouped = group_explanation(expl, model.feature_groups_, history.reset_index(drop=True))
-    return contributions(grouped, i, previous, model.spec_.categorical, horizon, top,
-                         scan_changes(history, model.spec_))
+    h = horizon if horizon is not None else expl.horizon or max(model.horizons)
+    risk = model.risk(expl.data, [h])[:, 0]
+    pts = points_explanation(model, grouped, expl.data, risk, h)
+    return contributions(grouped, i, previous, model.spec_.categorical, top,
+                         scan_changes(history, model.spec_), pts)

@@ -8,18 +8,24 @@ check, risk, interval and SHAP values, all the model's) and returns a
 - ``points``: the risk at every visit with its date, interval, scan marker and reason;
 - ``explanation``: the model's SHAP values per model-matrix column (``hepatrack predict``
   prints them), and ``grouped``: the same values summed per clinical feature (a
-  feature's last value, trend, worst value and missing indicator form one group), with
-  the patient's values as its data;
+  feature's last value, trend, worst value and missing indicator form one group; time
+  since baseline and the visit count form ``Follow-up``), with the patient's values as
+  its data;
+- ``in_points``: the grouped contributions in percentage points of the risk at the
+  horizon, from the base risk to the shown risk exactly
+  (:mod:`analytics.explain.points`); what the clinic reads by default;
 - :meth:`Trajectory.contributions` and :meth:`Trajectory.why`: one visit's grouped
   contributions and their sentences (:mod:`analytics.explain.wording`); an imaging
   biomarker's change is since the previous scan, and :meth:`Trajectory.imaging` /
   :meth:`Trajectory.imaging_text` list the measured ones with value, change and
-  contribution (``"Spleen volume 410 mL (+120 mL since the previous scan): +0.18"``);
-- :meth:`Trajectory.waterfall` (base value -> model output of one visit) and
-  :meth:`Trajectory.change_since_scan` (which features moved the score since the last
-  scan; on the log-hazard scale the base value cancels, so the changes add up to the
-  change of the model output exactly);
-- :meth:`Trajectory.to_json`: the ``hepatrack predict`` JSON contract.
+  contribution (``"Spleen volume 410 mL (+120 mL since the previous scan): +1.8
+  points"``);
+- :meth:`Trajectory.waterfall` (base risk -> risk of one visit in points, or base value
+  -> model output on the model's scale) and :meth:`Trajectory.change_since_scan`
+  (which features moved the score since the last scan; the changes add up to the
+  change of the risk, or of the model output, exactly);
+- :meth:`Trajectory.to_json`: the ``hepatrack predict`` JSON contract, with each
+  visit's ``points`` and ``base_risk`` added.
 
 :func:`incidence_curves` gives the cumulative incidence of the endpoint and of each
 competing cause over time from one visit, from the same cause-specific hazards and the
@@ -36,6 +42,12 @@ import numpy as np
 import pandas as pd
 
 from analytics.errors import ModelError
+from analytics.explain.breakdown import (
+    ChangeSinceScan,
+    Waterfall,
+    change_rows,
+    waterfall_steps,
+)
 from analytics.explain.contributions import (
     Contribution,
     contributions,
@@ -43,7 +55,14 @@ from analytics.explain.contributions import (
     scan_changes,
 )
 from analytics.explain.importance import change_since_previous
-from analytics.explain.wording import change_sentence, change_text, imaging_text, value_text
+from analytics.explain.points import (
+    POINTS,
+    ChangeBasis,
+    change_basis,
+    change_points,
+    points_explanation,
+)
+from analytics.explain.wording import imaging_text
 from analytics.models.explanation import Explanation
 from analytics.models.registry import jsonable
 from analytics.models.scoring import resolve_horizon, score
@@ -60,72 +79,15 @@ __all__ = [
     "Waterfall",
     "incidence_curves",
     "patient_trajectory",
+    "reference_visit",
 ]
 
 POINT_COLUMNS = ("time", "date", "risk", "ci_low", "ci_high", "assessable", "reason",
                  "is_scan", "series_uid", "base_value", "model_output", "requested")
-CONTRIBUTION_COLUMNS = ("feature", "label", "unit", "value", "change", "shap")
+CONTRIBUTION_COLUMNS = ("feature", "label", "unit", "value", "change", "shap", "points")
 INTEREST = "interest"
 #: contributions and column changes listed per visit in the JSON output
 JSON_TOP = 5
-
-
-@dataclass(frozen=True)
-class Waterfall:
-    """The steps from the base value to the model output of one visit.
-
-    Attributes
-    ----------
-    steps
-        ``label`` (feature label with the patient's value; an imaging biomarker adds its
-        change since the previous scan: ``"Spleen volume = 410 mL (+120 mL since the
-        previous scan)"``), ``shap``, ``start`` and
-        ``end`` (running total before/after the step), ``kind`` (``base``, ``feature``,
-        ``other``, ``output``); the last ``end`` equals :attr:`output`.
-    base_value, output
-        The explanation's base value and the model output, on :attr:`scale`.
-    scale
-        ``log_hazard`` or ``risk``.
-    """
-
-    steps: pd.DataFrame
-    base_value: float
-    output: float
-    scale: str
-
-
-@dataclass(frozen=True)
-class ChangeSinceScan:
-    """Which clinical features moved the score of a visit since a reference visit.
-
-    Attributes
-    ----------
-    changes
-        ``feature``, ``label``, ``change`` (largest magnitude first, possibly ending in
-        one ``__other__`` row), and ``text``: the label with the patient's value at the
-        visit and, for an imaging biomarker, its change since the previous scan
-        (``"Spleen volume = 410 mL (+120 mL since the previous scan)"``); empty when
-        there is nothing to compare with.
-    reference_time, reference_kind
-        The reference visit (years since baseline) and whether it was a ``scan`` or
-        any assessable ``visit``; None when there is none.
-    output_change, risk_change
-        Change of the model output (on :attr:`scale`) and of the risk (fraction).
-    scale
-        ``log_hazard`` or ``risk``.
-    """
-
-    changes: pd.DataFrame
-    reference_time: float | None
-    reference_kind: str | None
-    output_change: float | None
-    risk_change: float | None
-    scale: str
-
-    @property
-    def text(self) -> str | None:
-        """``"Since the scan at 1.0 y: risk +3.4 percentage points"``, or None."""
-        return change_sentence(self.reference_kind, self.reference_time, self.risk_change)
 
 
 @dataclass(frozen=True)
@@ -174,6 +136,15 @@ class Trajectory:
     scan_change
         Change since the previous scan of each imaging biomarker with a scan history
         (:func:`analytics.explain.contributions.scan_changes`, rows as ``points``).
+    in_points
+        ``grouped`` in percentage points of the risk at the horizon
+        (:func:`analytics.explain.points.points_explanation`): ``base_values`` the base
+        risk and ``output`` the risk, in percent; None (a trajectory built without it)
+        leaves every view on the model's scale.
+    change_basis
+        Each visit's reference visit (:func:`reference_visit`) and what apportioning
+        the risk change since it in points needs
+        (:func:`analytics.explain.points.change_basis`).
     """
 
     patient: str
@@ -188,6 +159,8 @@ class Trajectory:
     has_interval: bool = False
     matrix: pd.DataFrame | None = None
     scan_change: pd.DataFrame | None = None
+    in_points: Explanation | None = None
+    change_basis: ChangeBasis | None = None
 
     @property
     def scale(self) -> str:
@@ -205,10 +178,7 @@ class Trajectory:
 
     def _visit_mask(self) -> np.ndarray:
         """Assessable visits (not the requested extra time)."""
-        ok = self.points["assessable"].to_numpy(bool)
-        if "requested" in self.points:
-            ok = ok & ~self.points["requested"].to_numpy(bool)
-        return ok
+        return _visit_mask(self.points)
 
     def previous_visit(self, i: int) -> int | None:
         """Row of the latest assessable visit before row ``i`` (not ``at``), or None."""
@@ -223,37 +193,56 @@ class Trajectory:
     # ------------------------------------------------------------------ one visit
     def contributions(self, i: int, top: int | None = None) -> list[Contribution]:
         """Grouped contributions of visit ``i``, largest ``|shap|`` first (empty when the
-        visit is not assessable); changes are since :meth:`previous_visit`."""
+        visit is not assessable), each with its percentage points of the risk; changes
+        are since :meth:`previous_visit`."""
         if not self.points["assessable"].iloc[i]:
             return []
         return contributions(self.grouped, i, self.previous_visit(i), self.categorical,
-                             self.horizon, top, self.scan_change)
+                             top, self.scan_change, self.in_points)
 
     def imaging(self, i: int) -> list[Contribution]:
         """Contributions of visit ``i``'s measured imaging biomarkers, largest first
         (empty for a patient without scans so far, or a visit not assessable)."""
         return [c for c in self.contributions(i) if c.imaging and c.value is not None]
 
-    def imaging_text(self, i: int, top: int = 3) -> str:
-        """``"Imaging: Spleen volume 410 mL (+120 mL since the previous scan): +0.18."``
-        for the ``top`` largest of :meth:`imaging` (``""`` without any)."""
-        return imaging_text([(c.label, c.unit, c.value, c.change, c.shap)
-                             for c in self.imaging(i)[:top]])
+    def imaging_text(self, i: int, top: int = 3, scale: str = POINTS) -> str:
+        """``"Imaging: Spleen volume 410 mL (+120 mL since the previous scan): +1.8
+        points."`` for the ``top`` largest of :meth:`imaging` (``""`` without any);
+        ``scale`` ``log_hazard`` writes the model's contributions instead."""
+        return imaging_text([(c.label, c.unit, c.value, c.change, c.amount(scale))
+                             for c in self.imaging(i)[:top]],
+                            self._own(scale))
 
     def contribution_table(self, i: int) -> pd.DataFrame:
         """:meth:`contributions` as a table (:data:`CONTRIBUTION_COLUMNS`)."""
-        return pd.DataFrame([(c.feature, c.label, c.unit, c.value, c.change, c.shap)
+        return pd.DataFrame([(c.feature, c.label, c.unit, c.value, c.change, c.shap, c.points)
                              for c in self.contributions(i)],
                             columns=list(CONTRIBUTION_COLUMNS))
 
-    def why(self, i: int, top: int = 3) -> list[str]:
-        """The ``top`` largest contributions of visit ``i`` in words."""
-        return [c.text for c in self.contributions(i, top)]
+    def why(self, i: int, top: int = 3, scale: str = POINTS) -> list[str]:
+        """The ``top`` largest contributions of visit ``i`` in words, in percentage
+        points (``scale`` ``log_hazard``: on the model's scale)."""
+        return [c.sentence(scale) for c in self.contributions(i, top)]
 
-    def waterfall(self, i: int, top: int = 8) -> Waterfall:
-        """The steps from the base value to the model output of visit ``i``.
+    def base_risk(self, i: int) -> float | None:
+        """Risk of visit ``i`` (fraction) were its log hazard the explanation's base
+        value (:mod:`analytics.explain.points`); NaN when not assessable, None without
+        points."""
+        if self.in_points is None:
+            return None
+        return float(self.in_points.base_values[i]) / 100.0
 
-        The ``top`` largest groups are listed; the rest are one ``other`` step.
+    def _own(self, scale: str) -> str:
+        """``scale`` as drawn: ``points`` when asked for and known, else the model's."""
+        return POINTS if scale == POINTS and self.in_points is not None else self.scale
+
+    def waterfall(self, i: int, top: int = 8, scale: str = POINTS) -> Waterfall:
+        """The steps from the base to the score of visit ``i``.
+
+        ``scale`` ``points`` (default): from the base risk to the risk (percent) in
+        percentage points; otherwise from the base value to the model output on the
+        model's scale. The ``top`` largest groups are listed; the rest are one
+        ``other`` step.
 
         Raises
         ------
@@ -262,69 +251,50 @@ class Trajectory:
         """
         self._check_assessable(i)
         cs = self.contributions(i)
-        base = float(self.points["base_value"].iloc[i])
-        rows = [{"label": "Base value", "shap": 0.0, "start": base, "end": base,
-                 "kind": "base"}]
-        total = base
-        for c in cs[:top]:
-            rows.append({"label": _step_label(c),
-                         "shap": c.shap, "start": total, "end": total + c.shap,
-                         "kind": "feature"})
-            total += c.shap
-        rest = cs[top:]
-        if rest:
-            s = float(pd.Series([c.shap for c in rest], dtype="float64").sum())
-            rows.append({"label": f"{len(rest)} other features", "shap": s, "start": total,
-                         "end": total + s, "kind": "other"})
-            total += s
-        rows.append({"label": "Model output", "shap": 0.0, "start": total, "end": total,
-                     "kind": "output"})
-        return Waterfall(pd.DataFrame(rows), base,
-                         float(self.points["model_output"].iloc[i]), self.scale)
+        if self._own(scale) == POINTS:
+            return waterfall_steps(cs, float(self.in_points.base_values[i]),
+                                   float(self.in_points.output[i]), POINTS, top,
+                                   self.horizon)
+        return waterfall_steps(cs, float(self.points["base_value"].iloc[i]),
+                               float(self.points["model_output"].iloc[i]), self.scale, top,
+                               self.horizon)
 
-    def change_since_scan(self, i: int, top: int = 8) -> ChangeSinceScan:
+    def change_since_scan(self, i: int, top: int = 8, scale: str = POINTS) -> ChangeSinceScan:
         """Which features moved the score of visit ``i`` since the last scored scan.
 
         The reference is the latest assessable scan visit before ``i``; without one,
-        the latest assessable visit before ``i``. Per feature group the change is
-        ``shap_i - shap_ref``; on the log-hazard scale (exact explainers) these add up
-        to the change of the model output. At most ``top`` rows plus one "other
-        features" row.
+        the latest assessable visit before ``i``. Per feature group the change is its
+        contribution at ``i`` minus at the reference, in percentage points (``scale``
+        ``points``, with a ``__base__`` row when the base risk itself moved: the rows
+        add up to the change of the risk) or on the model's scale (exact explainers:
+        they add up to the change of the model output). At most ``top`` rows plus one
+        "other features" row.
         """
         pts = self.points
-        empty = ChangeSinceScan(pd.DataFrame(columns=["feature", "label", "change", "text"]),
-                                None, None, None, None, self.scale)
-        if not pts["assessable"].iloc[i]:
-            return empty
-        ok = self._visit_mask()[:i]
-        ref_kind = "scan"
-        cand = np.flatnonzero(ok & pts["is_scan"].to_numpy(bool)[:i])
-        if not len(cand):
-            cand, ref_kind = np.flatnonzero(ok), "visit"
-        if not len(cand):
-            return empty
-        j = int(cand[-1])
-        a = {c.feature: c for c in self.contributions(i)}
-        b = {c.feature: c for c in self.contributions(j)}
-        feats = list(dict.fromkeys([*a, *b]))
-        ch = pd.DataFrame({
-            "feature": feats,
-            "label": [(a.get(f) or b[f]).label for f in feats],
-            "change": [float(a[f].shap if f in a else 0.0) - float(b[f].shap if f in b else 0.0)
-                       for f in feats],
-            "text": [_step_label(a[f]) if f in a else b[f].label for f in feats]})
-        ch = ch.reindex(ch["change"].abs().sort_values(ascending=False, kind="stable").index)
-        ch = ch.reset_index(drop=True)
-        if len(ch) > top:
-            rest = ch.iloc[top:]
-            ch = pd.concat([ch.iloc[:top], pd.DataFrame([{
-                "feature": "__other__", "label": f"{len(rest)} other features",
-                "change": float(rest["change"].sum()),
-                "text": f"{len(rest)} other features"}])], ignore_index=True)
-        return ChangeSinceScan(
-            ch, float(pts["time"].iloc[j]), ref_kind,
-            float(pts["model_output"].iloc[i]) - float(pts["model_output"].iloc[j]),
-            float(pts["risk"].iloc[i]) - float(pts["risk"].iloc[j]), self.scale)
+        own = POINTS if self._own(scale) == POINTS and self.change_basis is not None \
+            else self.scale
+        ref = reference_visit(pts, i)
+        if not pts["assessable"].iloc[i] or ref is None:
+            return ChangeSinceScan(pd.DataFrame(columns=["feature", "label", "change", "text"]),
+                                   None, None, None, None, own)
+        j, ref_kind = ref
+        now, before = self.contributions(i), self.contributions(j)
+        shap_b = {c.feature: c.shap for c in before}
+        feats = list(dict.fromkeys([*(c.feature for c in now), *shap_b]))
+        log_change = np.array([next((c.shap for c in now if c.feature == f), 0.0)
+                               - shap_b.get(f, 0.0) for f in feats])
+        risk = pts["risk"].to_numpy(float)
+        if own == POINTS:
+            moved, base_move = change_points(log_change, self.change_basis, i, risk)
+            score_change = 100.0 * (risk[i] - risk[j])
+        else:
+            moved, base_move = log_change, 0.0
+            out = pts["model_output"].to_numpy(float)
+            score_change = float(out[i] - out[j])
+        ch = change_rows(now, before, dict(zip(feats, moved.tolist(), strict=True)), top,
+                         base_move)
+        return ChangeSinceScan(ch, float(pts["time"].iloc[j]), ref_kind, float(score_change),
+                               float(risk[i] - risk[j]), own)
 
     # ------------------------------------------------------------------ JSON
     def _json_row(self, i: int, top: int) -> dict[str, Any]:
@@ -334,7 +304,8 @@ class Trajectory:
                                "requested": bool(p["requested"]), "shap_scale": self.scale}
         if not p["assessable"]:
             row.update(risk=None, ci=None, shap={}, base_value=None, model_output=None,
-                       reason=p["reason"], contributions=[], change=None)
+                       reason=p["reason"], contributions=[], change=None, base_risk=None,
+                       points={})
             return row
         expl = self.explanation
         row.update(
@@ -350,6 +321,8 @@ class Trajectory:
                              "model_output_change": ch.output_change,
                              "by_feature": {r.feature: float(r.change)
                                             for r in ch.changes.head(top).itertuples()}}
+        row["base_risk"] = self.base_risk(i)
+        row["points"] = self.in_points.row(i) if self.in_points is not None else {}
         return row
 
     def to_json(self, top: int = JSON_TOP) -> dict[str, Any]:
@@ -360,9 +333,12 @@ class Trajectory:
         dict
             ``patient``, ``model_id``, ``horizon``, ``event``, ``trajectory``: list of
             ``{time, date, horizon, model_id, requested, shap_scale, risk, ci, shap,
-            base_value, model_output, reason, contributions, change}``; unscorable rows
-            have ``risk`` None and a ``reason``. With a requested time, ``at`` holds
-            its row.
+            base_value, model_output, reason, contributions, change, base_risk,
+            points}``; unscorable rows have ``risk`` None and a ``reason``.
+            ``points`` are the grouped contributions (clinical feature, ``follow_up``)
+            in percentage points of the risk, ``base_risk`` the risk they start from
+            (fraction): ``base_risk + sum(points) / 100 == risk``. With a requested
+            time, ``at`` holds its row.
         """
         rows = [self._json_row(i, top) for i in range(len(self.points))]
         res: dict[str, Any] = {"patient": self.patient, "model_id": self.model_id,
@@ -374,16 +350,29 @@ class Trajectory:
         return jsonable(res)
 
 
-def _step_label(c: Contribution) -> str:
-    """``"Albumin = 3.1 g/dL"``; an imaging biomarker adds its change since the previous
-    scan: ``"Spleen volume = 410 mL (+120 mL since the previous scan)"``."""
-    text = f"{c.label} = {value_text(c.value, c.unit)}"
-    if c.imaging and c.change is not None:
-        text += f" ({change_text(c.change, c.unit, c.since)})"
-    return text
-
-
 # --------------------------------------------------------------------------- building
+def _visit_mask(points: pd.DataFrame) -> np.ndarray:
+    """Assessable visits (not the requested extra time)."""
+    ok = points["assessable"].to_numpy(bool)
+    if "requested" in points:
+        ok = ok & ~points["requested"].to_numpy(bool)
+    return ok
+
+
+def reference_visit(points: pd.DataFrame, i: int) -> tuple[int, str] | None:
+    """The visit row ``i``'s change is measured since, and its kind: the latest
+    assessable scan visit before ``i`` (``"scan"``), else the latest assessable visit
+    before it (``"visit"``); None without one or when ``i`` is not assessable."""
+    if not points["assessable"].iloc[i]:
+        return None
+    ok = _visit_mask(points)[:i]
+    cand = np.flatnonzero(ok & points["is_scan"].to_numpy(bool)[:i])
+    if len(cand):
+        return int(cand[-1]), "scan"
+    cand = np.flatnonzero(ok)
+    return (int(cand[-1]), "visit") if len(cand) else None
+
+
 def _visit_landmarks(visits: pd.DataFrame, at: float | None) -> pd.DataFrame:
     times = sorted(set(visits["time"].astype(float)))
     rows = [{"landmark": t, "requested": False} for t in times]
@@ -477,10 +466,14 @@ def patient_trajectory(registered: RegisteredModel, visits: pd.DataFrame, patien
         "model_output": np.where(ok, expl.output, np.nan),
         "requested": lm["requested"].to_numpy(bool)}, columns=list(POINT_COLUMNS))
     points["date"] = points["date"].astype(object)
+    grouped = group_explanation(expl, model.feature_groups_, sc.history)
+    risk = points["risk"].to_numpy(float)
+    refs = np.array([(reference_visit(points, k) or (-1, ""))[0] for k in range(len(points))])
     return Trajectory(
         patient=patient, model_id=registered.model_id, event=model.events_.label, horizon=h,
-        points=points, explanation=expl,
-        grouped=group_explanation(expl, model.feature_groups_, sc.history),
+        points=points, explanation=expl, grouped=grouped,
+        in_points=points_explanation(model, grouped, sc.matrix, risk, h),
+        change_basis=change_basis(model, sc.matrix, expl, h, risk, refs),
         categorical=frozenset(model.spec_.categorical),
         competing=tuple(c for c in model.estimators_ if c != INTEREST),
         has_interval=sc.ci is not None, matrix=sc.matrix,

@@ -1,20 +1,26 @@
 """The one writer of "why this score" and "what changed" text.
 
 Every sentence the patient page, the MDT view, the PDF report and ``hepatrack predict``
-show about a score is written here, from the explanation's numbers:
+show about a score is written here, from the explanation's numbers. Contributions are in
+percentage points of the risk at the horizon (``"+3.1 points"``,
+:mod:`analytics.explain.points`), or on the model's log relative hazard when asked for;
+a change is told in the direction the data moved, and the contribution with its own
+sign, so a falling platelet count that adds risk reads
+``"Platelets fell from 180 to 123 ×10⁹/L since the previous visit: +3.1 points"``.
 
 - :func:`contribution_sentence`: one clinical feature's share of a score, with the
-  patient's value, its unit and its change since the previous visit
-  (``"Platelets 141 10⁹/L (-28 10⁹/L since the previous visit) raised the 3-year risk"``);
+  patient's value, its unit and its change since the previous visit or scan;
 - :func:`why_text`: the largest of those joined into one line (``"Why: …; …."``);
 - :func:`risk_sentence`: the risk at a visit with its interval;
 - :func:`change_sentence`: how much the risk moved since the reference scan or visit;
 - :func:`value_text`: a value with its unit (``"3.1 g/dL"``, ``"not measured"``);
 - :func:`change_text`: a change with its unit and what it is since
   (``"+120 mL since the previous scan"``);
+- :func:`amount_text`: a contribution on its scale (``"+3.1 points"``,
+  ``"+0.18 log hazard"``);
 - :func:`imaging_text`: the imaging biomarkers behind a score, each with its value, its
   change since the previous scan and its contribution
-  (``"Imaging: Spleen volume 410 mL (+120 mL since the previous scan): +0.18."``).
+  (``"Imaging: Spleen volume 410 mL (+120 mL since the previous scan): +1.8 points."``).
 """
 
 from __future__ import annotations
@@ -23,17 +29,17 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from analytics.vocabulary import LANDMARK
-
-__all__ = ["NEGLIGIBLE_SHAP", "PREVIOUS_SCAN", "PREVIOUS_VISIT", "change_sentence",
+__all__ = ["FOLLOW_UP", "PREVIOUS_SCAN", "PREVIOUS_VISIT", "amount_text", "change_sentence",
            "change_text", "contribution_sentence", "imaging_text", "number_text",
-           "risk_name", "risk_sentence", "value_text", "verb", "why_text"]
+           "points_text", "risk_name", "risk_sentence", "value_text", "why_text"]
 
-#: a contribution smaller than this (on its scale) "did not change" the risk
-NEGLIGIBLE_SHAP = 1e-3
 #: what a change is measured since: labs and scores, imaging biomarkers
 PREVIOUS_VISIT = "previous visit"
 PREVIOUS_SCAN = "previous scan"
+#: the group of the landmark history's bookkeeping columns (time since baseline, visits)
+FOLLOW_UP = "follow_up"
+#: contributions smaller than this many points are written as "0.0 points"
+ZERO_POINTS = 0.005
 
 
 def number_text(x: float) -> str:
@@ -42,7 +48,7 @@ def number_text(x: float) -> str:
 
 
 def value_text(value: float | str | None, unit: str) -> str:
-    """``"3.1 g/dL"``, a category as it is, or ``"not measured"``."""
+    """``"3.1 g/dL"``, ``"123 ×10⁹/L"``, a category as it is, or ``"not measured"``."""
     if value is None:
         return "not measured"
     if isinstance(value, str):
@@ -62,62 +68,99 @@ def risk_name(horizon: float | None) -> str:
     return f"{horizon:g}-year risk" if horizon is not None else "risk"
 
 
-def verb(shap: float) -> str:
-    """``raised``, ``lowered`` or ``did not change`` (below :data:`NEGLIGIBLE_SHAP`)."""
-    return ("did not change" if abs(shap) < NEGLIGIBLE_SHAP
-            else "raised" if shap > 0 else "lowered")
+def points_text(points: float) -> str:
+    """``"+3.1 points"``; ``"+0.04 points"`` below a tenth; ``"0.0 points"`` below
+    :data:`ZERO_POINTS`."""
+    if not np.isfinite(points) or abs(points) < ZERO_POINTS:
+        return "0.0 points"
+    return f"{points:+.1f} points" if abs(points) >= 0.095 else f"{points:+.2f} points"
+
+
+def amount_text(amount: float, scale: str = "points") -> str:
+    """A contribution on its scale: ``"+3.1 points"`` (``points``), ``"+0.18 log hazard"``
+    (``log_hazard``); a ``risk``-scale fraction is written in points."""
+    if scale == "log_hazard":
+        return f"{amount:+.2f} log hazard"
+    return points_text(100.0 * amount if scale == "risk" else amount)
+
+
+def _moved(label: str, value: float, change: float, unit: str, since: str) -> str:
+    """``"Platelets fell from 180 to 123 ×10⁹/L since the previous visit"``."""
+    u = f" {unit}" if unit else ""
+    before, now = number_text(value - change), number_text(value)
+    if before == now:  # a change below the shown precision: say it with its sign
+        return f"{label} {now}{u} ({change_text(change, unit, since)})"
+    way = "rose" if change > 0 else "fell"
+    return f"{label} {way} from {before} to {now}{u} since the {since}"
 
 
 def contribution_sentence(label: str, unit: str, value: object, change: float | None,
-                          shap: float, horizon: float | None, feature: str,
-                          since: str = PREVIOUS_VISIT) -> str:
+                          amount: float, feature: str, since: str = PREVIOUS_VISIT,
+                          scale: str = "points") -> str:
     """One feature's share of a score in the clinic's words.
+
+    The change is told in the direction the value moved (``rose``/``fell``), the
+    contribution with its own sign: a value can fall and still add risk.
 
     Parameters
     ----------
     label, unit
         The feature's display label and unit (empty when it has none).
     value
-        The patient's value at the visit (number or category), None if never measured.
+        The patient's value at the visit (number or category), None if never measured;
+        for :data:`FOLLOW_UP` the follow-up in words.
     change
-        Value minus the value at the previous visit, None when there is none.
-    shap
-        The feature's summed contribution (any scale; only its sign and size matter).
-    horizon
-        Years, named in the text (``"raised the 2-year risk"``).
+        Value minus the value at the previous visit (or scan), None when there is none.
+    amount
+        The feature's contribution on ``scale``.
     feature
-        The feature's name (time since baseline gets no "since the previous visit").
+        The feature's name.
     since
         What ``change`` is measured since (:data:`PREVIOUS_SCAN` for imaging
         biomarkers, whose change is between the last two scans).
+    scale
+        ``points`` (percentage points of the risk), ``log_hazard`` or ``risk``.
+
+    Examples
+    --------
+    ``"Platelets fell from 180 to 123 ×10⁹/L since the previous visit: +3.1 points"``,
+    ``"Albumin not measured yet: -0.40 points"``,
+    ``"Follow-up (2.5 years since baseline, 6 visits): +1.2 points"``.
     """
     u = f" {unit}" if unit else ""
-    if value is None:
+    if feature == FOLLOW_UP:
+        head = f"{label} ({value})" if value is not None else label
+    elif value is None:
         head = f"{label} not measured yet"
     elif isinstance(value, str):
         head = f"{label} {value}"
+    elif change is not None and change == 0:
+        head = f"{label} unchanged at {number_text(float(value))}{u} since the {since}"
+    elif change is not None:
+        head = _moved(label, float(value), float(change), unit, since)
     else:
         head = f"{label} {number_text(float(value))}{u}"
-    if change is not None and feature != LANDMARK and abs(change) > 0:
-        head += f" ({change_text(change, unit, since)})"
-    return f"{head} {verb(shap)} the {risk_name(horizon)}"
+    return f"{head}: {amount_text(amount, scale)}"
 
 
-def imaging_text(items: Sequence[tuple[str, str, float | None, float | None, float]]) -> str:
-    """``"Imaging: Spleen volume 410 mL (+120 mL since the previous scan): +0.18."``
+def imaging_text(items: Sequence[tuple[str, str, float | None, float | None, float]],
+                 scale: str = "points") -> str:
+    """``"Imaging: Spleen volume 410 mL (+120 mL since the previous scan): +1.8 points."``
 
     Parameters
     ----------
     items
-        ``(label, unit, value, change since the previous scan, shap)`` of each measured
-        imaging biomarker, in the order to show; empty gives ``""``.
+        ``(label, unit, value, change since the previous scan, contribution)`` of each
+        measured imaging biomarker, in the order to show; empty gives ``""``.
+    scale
+        Scale of the contributions (:func:`amount_text`).
     """
     parts = []
-    for label, unit, value, change, shap in items:
+    for label, unit, value, change, amount in items:
         head = f"{label} {value_text(value, unit)}"
         if change is not None and abs(change) > 0:
             head += f" ({change_text(change, unit, PREVIOUS_SCAN)})"
-        parts.append(f"{head}: {shap:+.2f}")
+        parts.append(f"{head}: {amount_text(amount, scale)}")
     return "Imaging: " + "; ".join(parts) + "." if parts else ""
 
 

@@ -15,7 +15,7 @@ from analytics.viz.palette import (
     event_colour,
     event_symbol,
 )
-from analytics.vocabulary import label_with_unit
+from analytics.vocabulary import event_label, label_with_unit
 
 TIMELINE_COLUMNS = ("pseudonym", "kind", "time_years", "event")
 
@@ -78,10 +78,10 @@ def follow_up_swimmer(timeline: pd.DataFrame, *, max_patients: int = 80) -> go.F
         part = outcomes[outcomes["event"] == event]
         fig.add_trace(go.Scatter(
             x=part["time_years"], y=part["pseudonym"], mode="markers",
-            name=str(event).capitalize(),
+            name=event_label(event),
             marker={"symbol": event_symbol(event), "color": event_colour(event), "size": 12,
                     "line": {"width": 2, "color": event_colour(event)}},
-            hovertemplate="%{y}<br>" + str(event) + " at %{x:.2f} y<extra></extra>"))
+            hovertemplate="%{y}<br>" + event_label(event) + " at %{x:.2f} y<extra></extra>"))
     n_all = timeline["pseudonym"].nunique()
     title = None if n_all <= len(lanes) else f"Longest {len(lanes)} of {n_all} follow-ups"
     fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(lanes)),

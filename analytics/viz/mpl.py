@@ -19,11 +19,12 @@ from matplotlib.figure import Figure
 from analytics.viz.palette import NEUTRAL, OKABE_ITO, event_colour, event_symbol
 from analytics.viz.prep import (
     RISK_LINE,
+    level_text,
     outcome_label,
     risk_axis_title,
     scale_text,
-    signed,
     step_colours,
+    step_text,
     trajectory_data,
 )
 
@@ -135,11 +136,12 @@ def waterfall_png(waterfall: Waterfall, *, size_in: tuple[float, float] = (6, 3.
     for i, r in enumerate(steps.itertuples()):
         if r.kind in ("base", "output"):
             ax.plot([r.end, r.end], [i - 0.4, i + 0.4], color=NEUTRAL, linewidth=3)
-            ax.text(r.end, i, f"  {r.end:.2f}", va="center", fontsize=font - 1)
+            ax.text(r.end, i, f"  {level_text(r.end, waterfall.scale)}", va="center",
+                    fontsize=font - 1)
             continue
         left = min(r.start, r.end)
         ax.barh(i, abs(r.shap), left=left, color=colours[i], height=0.6)
-        ax.text(max(r.start, r.end), i, f"  {signed(r.shap)}", va="center",
+        ax.text(max(r.start, r.end), i, f"  {step_text(r.shap, waterfall.scale)}", va="center",
                 fontsize=font - 1)
     for i in range(n - 1):
         ax.plot([steps["end"].iloc[i]] * 2, [i + 0.3, i + 0.7], color="#BBBBBB", linewidth=0.8)
@@ -149,7 +151,7 @@ def waterfall_png(waterfall: Waterfall, *, size_in: tuple[float, float] = (6, 3.
     span = np.concatenate([steps["start"].to_numpy(float), steps["end"].to_numpy(float)])
     pad = 0.25 * max(1e-6, span.max() - span.min())
     ax.set_xlim(span.min() - pad * 0.3, span.max() + pad)
-    ax.set_xlabel(f"Contribution to the {scale_text(waterfall.scale)}",
+    ax.set_xlabel(f"Contribution ({scale_text(waterfall.scale, waterfall.horizon)})",
                   fontsize=font)
     if title:
         ax.set_title(title, fontsize=font + 1, loc="left")

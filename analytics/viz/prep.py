@@ -32,11 +32,9 @@ RISK_BAND = "rgba(86, 180, 233, 0.28)"  # Okabe-Ito sky blue, translucent
 
 
 def event_text(event: str) -> str:
-    """``"death,decompensation"`` -> ``"death or decompensation"``."""
-    parts = [p.strip().replace("_", " ") for p in str(event).split(",") if p.strip()]
-    if len(parts) <= 1:
-        return parts[0] if parts else "the endpoint"
-    return ", ".join(parts[:-1]) + " or " + parts[-1]
+    """``"death,decompensation"`` -> ``"death or decompensation"``, ``"hcc"`` -> ``"HCC"``
+    (:func:`analytics.vocabulary.event_words`)."""
+    return vocabulary.event_words(event)
 
 
 def risk_axis_title(event: str, horizon: float) -> str:
@@ -103,8 +101,7 @@ def trajectory_data(trajectory: Trajectory, *, outcome_event: str | None = None,
 def outcome_label(event: str | None, time: float | None) -> str | None:
     if event is None or time is None:
         return None
-    what = "Censored" if event == "censored" else event.replace("_", " ").capitalize()
-    return f"{what} at {time:.1f} y"
+    return f"{vocabulary.event_label(event)} at {time:.1f} y"
 
 
 def step_colours(shap: np.ndarray) -> list[str]:
@@ -116,9 +113,27 @@ def signed(v: float, digits: int = 2) -> str:
     return f"{v:+.{digits}f}"
 
 
-def scale_text(scale: str) -> str:
-    """Axis title for a SHAP scale."""
+def scale_text(scale: str, horizon: float | None = None) -> str:
+    """Axis title for a contribution scale: ``"percentage points of the 3-year risk"``,
+    ``"log relative hazard"``, ``"risk (fraction)"``."""
+    if scale == "points":
+        return ("percentage points of the risk" if horizon is None
+                else f"percentage points of the {horizon:g}-year risk")
     return {"log_hazard": "log relative hazard", "risk": "risk (fraction)"}.get(scale, scale)
+
+
+def level_text(value: float, scale: str) -> str:
+    """A waterfall's base or total: ``"12.3%"`` on the points scale (a risk in percent),
+    else ``"0.35"``."""
+    return f"{value:.1f}%" if scale == "points" else f"{value:.2f}"
+
+
+def step_text(value: float, scale: str) -> str:
+    """A waterfall step or change: ``"+3.1"`` points (``"+0.04"`` below a tenth), else
+    two decimals."""
+    if scale == "points" and abs(value) >= 0.095:
+        return signed(value, 1)
+    return signed(value)
 
 
 #: lab columns of the cohort CSV format shown in biomarker tables, in clinical order

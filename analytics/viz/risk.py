@@ -27,11 +27,12 @@ from analytics.viz.prep import (
     RISK_LINE,
     TrajectoryData,
     event_text,
+    level_text,
     outcome_label,
     risk_axis_title,
     scale_text,
-    signed,
     step_colours,
+    step_text,
     trajectory_data,
 )
 
@@ -161,37 +162,40 @@ def _selected_ring(fig: go.Figure, d: TrajectoryData) -> None:
 
 def shap_waterfall(waterfall: Waterfall, *, title: str | None = None,
                    height: int | None = None) -> go.Figure:
-    """Horizontal waterfall from the base value to the model output of one visit.
+    """Horizontal waterfall from the base to the score of one visit.
 
     Parameters
     ----------
     waterfall
-        :meth:`analytics.explain.Trajectory.waterfall` output.
+        :meth:`analytics.explain.Trajectory.waterfall` output: on the ``points`` scale
+        from the base risk to the risk (percent, steps in percentage points), else from
+        the base value to the model output.
 
     Returns
     -------
     plotly.graph_objects.Figure
         One ``Waterfall`` trace: ``absolute`` base, ``relative`` steps (raising steps
-        vermillion, lowering blue), ``total`` output; top to bottom in that order.
+        vermillion, lowering blue), ``total`` output; top to bottom in that order; the
+        x axis names the scale.
     """
     steps = waterfall.steps
     if steps.empty:
         return _empty("No explanation for this visit")
-    base = waterfall.base_value
+    base, scale = waterfall.base_value, waterfall.scale
     measure, x, text = [], [], []
     for r in steps.itertuples():
         if r.kind == "base":
             measure.append("absolute")
             x.append(base)
-            text.append(f"{base:.2f}")
+            text.append(level_text(base, scale))
         elif r.kind == "output":
             measure.append("total")
             x.append(0.0)
-            text.append(f"{r.end:.2f}")
+            text.append(level_text(r.end, scale))
         else:
             measure.append("relative")
             x.append(float(r.shap))
-            text.append(signed(float(r.shap)))
+            text.append(step_text(float(r.shap), scale))
     fig = go.Figure(go.Waterfall(
         orientation="h", measure=measure, y=steps["label"].tolist(), x=x, text=text,
         textposition="outside", name="SHAP",
@@ -204,7 +208,7 @@ def shap_waterfall(waterfall: Waterfall, *, title: str | None = None,
                            [0.0]])
     fig.update_yaxes(autorange="reversed", title=None)
     # room for the value labels outside the bars on both sides
-    fig.update_xaxes(title=f"Contribution ({scale_text(waterfall.scale)})",
+    fig.update_xaxes(title=f"Contribution ({scale_text(scale, waterfall.horizon)})",
                      range=_padded(ends))
     fig.update_traces(cliponaxis=False)
     fig.update_layout(showlegend=False)
@@ -242,11 +246,11 @@ def change_chart(change: ChangeSinceScan, *, height: int | None = None) -> go.Fi
     fig = go.Figure(go.Bar(
         x=vals, y=names.tolist(), orientation="h", marker={"color":
                                                                       step_colours(vals)},
-        text=[signed(v) for v in vals], textposition="outside", name="Change",
-        hovertemplate="%{y}: %{x:+.3f}<extra></extra>"))
+        text=[step_text(v, change.scale) for v in vals], textposition="outside",
+        name="Change", hovertemplate="%{y}: %{x:+.3f}<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title=None)
-    fig.update_xaxes(title="Change of contribution (log relative hazard)"
-                     if change.scale == "log_hazard"
+    fig.update_xaxes(title=f"Change of contribution ({scale_text(change.scale)})"
+                     if change.scale in ("log_hazard", "points")
                      else "Change of contribution", range=_padded(np.append(vals, 0.0)))
     fig.update_traces(cliponaxis=False)
     fig.update_layout(showlegend=False)
@@ -277,7 +281,7 @@ def competing_incidence(incidence: IncidenceCurves, *, height: int = 320) -> go.
         name = event_text(part["label"].iloc[0])
         colour = RISK_LINE if cause == "interest" else event_colour(part["label"].iloc[0]) \
             if "," not in part["label"].iloc[0] else series_colour(k)
-        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name.capitalize(),
+        fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=name[:1].upper() + name[1:],
                                  line={"color": colour, "width": 2.5,
                                        "dash": "solid" if cause == "interest" else "dash"},
                                  hovertemplate="%{x:.1f} y: %{y:.1f}%<extra>" + name

@@ -61,7 +61,7 @@ __all__ = [
     "IMAGING_COLUMNS", "LAB", "LANDMARK", "LANDMARK_SQ", "LOWER_IS_WORSE", "LOW_IS_WORSE",
     "MR", "NEUTRAL", "PHASE_CODES", "RADIOMICS_PREFIX", "RECORD", "SOURCES",
     "STEATOSIS_CODES", "Column", "FeatureInfo", "applies_to_modality", "column", "describe_column",
-    "feature_info", "imaging_feature", "label", "label_with_unit", "low_is_worse", "normal_range",
+    "event_label", "event_words", "feature_info", "imaging_feature", "label", "label_with_unit", "low_is_worse", "normal_range",
     "shown_unit", "unit",
 ]
 
@@ -101,11 +101,16 @@ _HISTORY_RULES: tuple[tuple[str, str, str, str], ...] = (
 
 #: unit suffixes of the cohort CSV format, longest first so "_mg_dl" wins over "_dl"
 _NAME_UNITS: tuple[tuple[str, str], ...] = (
-    ("_10e9_l", "10⁹/L"), ("_mmol_l", "mmol/L"), ("_umol_l", "µmol/L"), ("_mg_dl", "mg/dL"),
+    ("_10e9_l", "×10⁹/L"), ("_mmol_l", "mmol/L"), ("_umol_l", "µmol/L"), ("_mg_dl", "mg/dL"),
     ("_g_dl", "g/dL"), ("_g_l", "g/L"), ("_u_l", "U/L"), ("_years", "years"),
     ("_db_m", "dB/m"), ("_ml", "mL"), ("_mm", "mm"), ("_hu", "HU"), ("_kpa", "kPa"),
     ("_pct", "%"), ("_s", "s"),
 )
+#: stored spellings of a unit -> the way clinicians write it beside a number
+_WRITTEN_UNITS = {"10⁹/L": "×10⁹/L", "10^9/L": "×10⁹/L", "10e9/L": "×10⁹/L"}
+#: outcome events of the cohort CSV format in a clinician's words (mid-sentence)
+_EVENT_WORDS = {"hcc": "HCC", "liver_death": "liver-related death",
+                "liver_related_death": "liver-related death", "censored": "censored"}
 #: abbreviations kept upper-case in labels made from a name
 _ACRONYMS = {"ast": "AST", "alt": "ALT", "alp": "ALP", "ggt": "GGT", "inr": "INR",
              "hu": "HU", "ct": "CT", "mr": "MR", "afp": "AFP", "meld": "MELD",
@@ -152,8 +157,11 @@ def unit(name: str) -> str:
 
 def shown_unit(name: str, stored_unit: str | None = None) -> str:
     """The unit shown beside a value of ``name``: ``stored_unit`` (stored with the value)
-    when given, else the defined one; empty for dimensionless and coded columns."""
+    when given, else the defined one; empty for dimensionless and coded columns. A count
+    per litre is written as clinicians write it (``"×10⁹/L"``, also when stored as
+    ``"10⁹/L"``)."""
     u = stored_unit or column(name).unit
+    u = _WRITTEN_UNITS.get(u, u)
     return "" if u in HIDDEN_UNITS else u
 
 
@@ -169,6 +177,25 @@ def label_with_unit(name: str, stored_unit: str | None = None) -> str:
     """
     u = shown_unit(name, stored_unit)
     return f"{label(name)} ({u})" if u else label(name)
+
+
+def event_words(event: str | None) -> str:
+    """An outcome event (or a comma-joined endpoint) mid-sentence: ``"hcc"`` -> ``"HCC"``,
+    ``"death,decompensation"`` -> ``"death or decompensation"``; ``"the endpoint"`` for
+    none."""
+    parts = [_EVENT_WORDS.get(p.strip().lower(), p.strip().replace("_", " "))
+             for p in str(event or "").split(",") if p.strip()]
+    if len(parts) <= 1:
+        return parts[0] if parts else "the endpoint"
+    return ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
+def event_label(event: str | None) -> str:
+    """An outcome event as a label or legend entry: ``"HCC"``, ``"Censored"``,
+    ``"Decompensation"``, ``"Death or decompensation"`` (the first letter raised only, so
+    an abbreviation stays upper-case)."""
+    words = event_words(event)
+    return words[:1].upper() + words[1:]
 
 
 def low_is_worse(name: str) -> bool:

@@ -106,7 +106,7 @@ LAB_DEFS: tuple[Column, ...] = (
          "reference ~135-145 mmol/L [Kratz]; profound hyponatraemia < 125 "
          "[Spasovski]; severe hypernatraemia [Adrogue]; mmol/L = mEq/L",
          unit_aliases={"sodium_meq_l": 1.0}),
-    _lab("platelets_10e9_l", "Platelets", "10⁹/L", LOWER_IS_WORSE, (1.0, 2000.0),
+    _lab("platelets_10e9_l", "Platelets", "×10⁹/L", LOWER_IS_WORSE, (1.0, 2000.0),
          "reference ~150-400 x 10^9/L [Kratz]; < 10 in severe ITP "
          "[Rodeghiero]; > 1,000 in thrombocythaemia [Arber]; counts per uL are 1000x",
          unit_aliases={"platelets_10e3_ul": 1.0}),

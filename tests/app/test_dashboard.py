@@ -157,6 +157,61 @@ def test_a_model_that_fails_its_integrity_check_is_reported(home):
 
 
 # --------------------------------------------------------------------------- patient
+def _figure(at, key: str) -> dict:
+    import json
+
+    found = [c for c in at.get("plotly_chart") if c.key == key]
+    assert found, (key, [c.key for c in at.get("plotly_chart")])
+    return json.loads(found[0].proto.spec)
+
+
+def test_patient_explanation_is_in_risk_points_with_the_log_scale_one_click_away(
+        home, engine, template):
+    from analytics.explain import patient_trajectory, why_text
+
+    model, cohort, _store = engine
+    p = template.imaging[0]
+    at = new_app(CLINICIAN)
+    at.query_params["patient"] = p
+    at.run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at)
+    view = patient_trajectory(model, cohort.visits, p, 3.0)
+    i = view.latest_index()
+    risk = view.points["risk"].iloc[i]
+    # by default: percentage points of the 3-year risk, from the base risk to the risk
+    fig = _figure(at, "patient:waterfall")
+    assert fig["layout"]["xaxis"]["title"]["text"] == \
+        "Contribution (percentage points of the 3-year risk)"
+    bars = fig["data"][0]
+    assert bars["text"][0] == f"{100 * view.base_risk(i):.1f}%"
+    assert bars["text"][-1] == f"{100 * risk:.1f}%"
+    assert bars["y"][0] == "Base risk" and bars["y"][-1] == "Risk"
+    assert not [y for y in bars["y"] if y.startswith(("Time since baseline", "Number of visits"))]
+    assert "follow_up" in view.grouped.feature_names
+    captions = [c.value for c in at.caption]
+    assert why_text(view.why(i)) in captions and why_text(view.why(i)).endswith(" points.")
+    assert any("percentage points of the 3-year risk" in m.value for m in at.markdown)
+    change = _figure(at, "patient:change")
+    assert "percentage points" in change["layout"]["xaxis"]["title"]["text"]
+    # one click: the model's log relative hazard, base value to model output
+    at.toggle(key="patient:log_scale").set_value(True).run()
+    _ok(at)
+    fig = _figure(at, "patient:waterfall")
+    assert fig["layout"]["xaxis"]["title"]["text"] == "Contribution (log relative hazard)"
+    bars = fig["data"][0]
+    assert bars["text"][-1] == f"{view.points['model_output'].iloc[i]:.2f}"
+    assert bars["y"][0] == "Base value" and bars["y"][-1] == "Model output"
+    assert why_text(view.why(i, scale="log_hazard")) in [c.value for c in at.caption]
+    change = _figure(at, "patient:change")
+    assert change["layout"]["xaxis"]["title"]["text"] == \
+        "Change of contribution (log relative hazard)"
+    # and back
+    at.toggle(key="patient:log_scale").set_value(False).run()
+    assert _figure(at, "patient:waterfall")["layout"]["xaxis"]["title"]["text"] == \
+        "Contribution (percentage points of the 3-year risk)"
+
+
 def test_patient_risk_horizon_and_visit(home, engine, template):
     from analytics.explain import patient_trajectory
 

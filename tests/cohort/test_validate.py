@@ -151,7 +151,7 @@ def test_missing_values_never_reject(csvs):
     ("bilirubin_mg_dl", "34", "looks like umol/L (34 umol/L = 1.99 mg/dL)"),
     ("albumin_g_dl", "35", "looks like g/L (35 g/L = 3.5 g/dL)"),
     ("creatinine_mg_dl", "90", "looks like umol/L (90 umol/L = 1.02 mg/dL)"),
-    ("platelets_10e9_l", "150000", "looks like /uL (150000 /uL = 150 10⁹/L)"),
+    ("platelets_10e9_l", "150000", "looks like /uL (150000 /uL = 150 ×10⁹/L)"),
     ("inr", "75", "looks like a Quick ratio in % or a prothrombin time in s"),
     ("ast_u_l", "0.5", "looks like ukat/L (0.5 ukat/L = 30 U/L)"),
 ], ids=["bilirubin_umol", "albumin_g_l", "creatinine_umol", "platelets_per_ul",

@@ -15,6 +15,7 @@ from analytics.explain import (
     explain,
     global_importance,
     permutation_shap,
+    points_text,
 )
 from analytics.models.landmark import build_landmark_data, resolve_events
 from analytics.models.predict import LandmarkModel
@@ -136,7 +137,7 @@ def test_change_since_previous_adds_up_to_the_output_change(data, models):
         assert abs(ch.changes["change"].iloc[0]) >= abs(ch.changes["change"].iloc[-1])
 
 
-def test_clinical_wording_names_value_unit_change_and_horizon(data, models):
+def test_clinical_wording_names_value_unit_change_and_points(data, models):
     _, d = data
     m = models["cox"]
     rows = d.rows[d.rows["patient"] == d.rows["patient"].iloc[0]].reset_index(drop=True)
@@ -145,10 +146,11 @@ def test_clinical_wording_names_value_unit_change_and_horizon(data, models):
     bili = next(c for c in contribs if c.feature == "bilirubin_mg_dl")
     assert bili.unit == "mg/dL" and bili.value == pytest.approx(rows["bilirubin_mg_dl"][2])
     assert bili.change == pytest.approx(rows["bilirubin_mg_dl"][2] - rows["bilirubin_mg_dl"][1])
-    verb = "raised" if bili.shap > 0 else "lowered"
-    sign = "+" if bili.change > 0 else "-"
-    assert bili.text.startswith(f"Bilirubin {rows['bilirubin_mg_dl'][2]:.3g} mg/dL ({sign}")
-    assert bili.text.endswith(f"since the previous visit) {verb} the 2-year risk")
+    way = "rose" if bili.change > 0 else "fell"
+    assert bili.text.startswith(f"Bilirubin {way} from {rows['bilirubin_mg_dl'][1]:.3g} to "
+                                f"{rows['bilirubin_mg_dl'][2]:.3g} mg/dL")
+    assert bili.text.endswith(f" mg/dL since the previous visit: {points_text(bili.points)}")
+    assert np.sign(bili.points) == np.sign(bili.shap)
     # grouped contributions (last value, trend, worst) still add up to the output
     assert sum(c.shap for c in contribs) == pytest.approx(e.output[2] - e.base_values[2])
     assert abs(contribs[0].shap) >= abs(contribs[-1].shap)

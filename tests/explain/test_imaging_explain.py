@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from analytics.explain import patient_trajectory
-from analytics.explain.wording import imaging_text, number_text
+from analytics.explain.wording import imaging_text, number_text, points_text
 from analytics.models.landmark import LandmarkSettings, build_landmark_data, resolve_events
 from analytics.models.predict import LandmarkModel
 from analytics.models.registry import RegisteredModel
@@ -49,22 +49,36 @@ def test_a_scanned_patients_spleen_shows_its_value_and_change_since_the_previous
     assert spleen.shap == pytest.approx(view.explanation.frame()[cols].iloc[i].sum(), abs=1e-12)
     sign = "+" if last > prev else "-"
     change = f"{sign}{number_text(abs(last - prev))} mL since the previous scan"
-    assert spleen.text.startswith(f"Spleen volume {number_text(last)} mL ({change}) ")
+    way = "rose" if last > prev else "fell"
+    assert spleen.text == (f"Spleen volume {way} from {number_text(prev)} to "
+                           f"{number_text(last)} mL since the previous scan: "
+                           f"{points_text(spleen.points)}")
+    assert np.sign(spleen.points) == np.sign(spleen.shap)
     # the waterfall bar and the change chart's row carry value and change
-    steps = view.waterfall(i, top=50).steps
     label = f"Spleen volume = {number_text(last)} mL ({change})"
+    steps = view.waterfall(i, top=50, scale="log_hazard").steps
     assert label in steps["label"].tolist()
     assert float(steps.loc[steps["label"] == label, "shap"].iloc[0]) == pytest.approx(spleen.shap)
-    ch = view.change_since_scan(i, top=50)
+    steps = view.waterfall(i, top=50).steps  # percentage points by default
+    assert float(steps.loc[steps["label"] == label, "shap"].iloc[0]) == \
+        pytest.approx(spleen.points)
+    ch = view.change_since_scan(i, top=50, scale="log_hazard")
     assert label in ch.changes["text"].tolist()
     assert ch.changes["change"].sum() == pytest.approx(ch.output_change, abs=1e-9)
-    # the imaging line lists the measured biomarkers, largest first, with their SHAP value
+    ch = view.change_since_scan(i, top=50)
+    assert label in ch.changes["text"].tolist()
+    assert ch.changes["change"].sum() == pytest.approx(100 * ch.risk_change, abs=1e-9)
+    # the imaging line lists the measured biomarkers, largest first, with their points
     shown = view.imaging(i)
     assert {c.feature for c in shown} == {"spleen_volume_ml", "liver_surface_nodularity"}
     assert view.imaging_text(i) == imaging_text(
-        [(c.label, c.unit, c.value, c.change, c.shap) for c in shown])
-    assert f"Spleen volume {number_text(last)} mL ({change}): {spleen.shap:+.2f}" in \
-        view.imaging_text(i)
+        [(c.label, c.unit, c.value, c.change, c.points) for c in shown])
+    assert f"Spleen volume {number_text(last)} mL ({change}): {points_text(spleen.points)}" \
+        in view.imaging_text(i)
+    assert view.imaging_text(i, scale="log_hazard") == imaging_text(
+        [(c.label, c.unit, c.value, c.change, c.shap) for c in shown], "log_hazard")
+    assert f"Spleen volume {number_text(last)} mL ({change}): {spleen.shap:+.2f} log hazard" \
+        in view.imaging_text(i, scale="log_hazard")
 
 
 def test_a_patient_without_scans_gets_no_imaging_line_and_constant_imaging_terms(setup):
@@ -75,10 +89,13 @@ def test_a_patient_without_scans_gets_no_imaging_line_and_constant_imaging_terms
     assert len(ok) >= 2
     for i in ok:
         assert view.imaging(i) == [] and view.imaging_text(i) == ""
-    # the imaging terms are the same at every visit: nothing about imaging changed
-    ch = view.change_since_scan(int(ok[-1]), top=50).changes.set_index("feature")
-    assert ch.loc["spleen_volume_ml", "change"] == 0.0
-    assert ch.loc["liver_surface_nodularity", "change"] == 0.0
+    # the imaging terms are the same at every visit: nothing about imaging changed, on
+    # the log-hazard scale and in percentage points of the risk
+    for scale in ("log_hazard", "points"):
+        ch = view.change_since_scan(int(ok[-1]), top=50, scale=scale).changes
+        ch = ch.set_index("feature")
+        assert ch.loc["spleen_volume_ml", "change"] == 0.0
+        assert ch.loc["liver_surface_nodularity", "change"] == 0.0
 
 
 def test_the_report_says_the_same_about_imaging(setup):
@@ -92,8 +109,10 @@ def test_the_report_says_the_same_about_imaging(setup):
         i = view.latest_index()
         assert page.imaging_text == view.imaging_text(i)
         assert page.risk_text.endswith(f" Why: {view.why(i, 1)[0]}.")
+        assert page.risk_text.endswith(" points.")  # the report speaks in points too
         assert page.waterfall_png is not None
         texts[patient] = page.imaging_text
     assert texts[scanned].startswith("Imaging: Spleen volume ") or \
         texts[scanned].startswith("Imaging: Liver surface nodularity ")
+    assert texts[scanned].endswith(" points.")
     assert texts[unscanned] == ""

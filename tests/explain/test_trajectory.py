@@ -1,7 +1,7 @@
 """Per-patient trajectory: its table equals its JSON; grouped SHAP, waterfall and change
-since the last scan add up exactly; cumulative incidence of every cause sums with
-event-free survival to one and equals the model's risk for the endpoint; the sentences
-come from the one writer."""
+since the last scan add up exactly (on the log-hazard scale and in percentage points of
+the risk); cumulative incidence of every cause sums with event-free survival to one and
+equals the model's risk for the endpoint; the sentences come from the one writer."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_waterfall_runs_from_base_to_output(loaded):
     t, model, cohort = loaded
     view = patient_trajectory(model, cohort.visits, t.imaging[0], 3.0)
     i = view.latest_index()
-    waterfall = view.waterfall(i, top=4)
+    waterfall = view.waterfall(i, top=4, scale="log_hazard")
     w = waterfall.steps
     assert waterfall.output == pytest.approx(view.points["model_output"].iloc[i])
     assert w["kind"].tolist() == ["base", "feature", "feature", "feature", "feature", "other",
@@ -113,7 +113,7 @@ def test_change_since_the_last_scan_adds_up(loaded):
     ok_scans = pts.index[pts["is_scan"] & pts["assessable"]]
     later = [i for i in pts.index[pts["assessable"]] if i > ok_scans[0]]
     i = later[-1]
-    ch = view.change_since_scan(i, top=50)
+    ch = view.change_since_scan(i, top=50, scale="log_hazard")
     ref = [j for j in ok_scans if j < i][-1]
     assert ch.reference_kind == "scan"
     assert ch.reference_time == pytest.approx(pts["time"].iloc[ref])
@@ -121,7 +121,7 @@ def test_change_since_the_last_scan_adds_up(loaded):
     assert ch.output_change == pytest.approx(
         pts["model_output"].iloc[i] - pts["model_output"].iloc[ref])
     assert ch.risk_change == pytest.approx(pts["risk"].iloc[i] - pts["risk"].iloc[ref])
-    short = view.change_since_scan(i, top=3)
+    short = view.change_since_scan(i, top=3, scale="log_hazard")
     assert short.changes["feature"].iloc[-1] == "__other__"
     assert short.changes["change"].sum() == pytest.approx(ch.changes["change"].sum(), abs=1e-9)
     assert ch.text == (f"Since the scan at {pts['time'].iloc[ref]:.1f} y: risk "
@@ -191,7 +191,7 @@ def test_json_follows_the_predict_contract_and_skips_the_requested_time(loaded):
     rows = res["trajectory"]
     assert list(rows[0]) == ["time", "date", "horizon", "model_id", "requested", "shap_scale",
                              "risk", "ci", "shap", "base_value", "model_output", "reason",
-                             "contributions", "change"]
+                             "contributions", "change", "base_risk", "points"]
     assert res["at"]["time"] == at and res["at"]["requested"]
     k = next(i for i, r in enumerate(rows) if r["requested"])
     after = rows[k + 1]
@@ -214,25 +214,43 @@ def test_sentences_come_from_the_one_writer(loaded):
     assert view.why(i, 2) == [c.text for c in cs[:2]]
     assert view.to_json()["trajectory"][i]["contributions"] == [c.text for c in cs[:5]]
     for c in cs:
-        assert c.text == contribution_sentence(c.label, c.unit, c.value, c.change, c.shap, 3.0,
-                                               c.feature)
+        assert c.text == contribution_sentence(c.label, c.unit, c.value, c.change, c.points,
+                                               c.feature, c.since)
+        assert c.sentence("log_hazard") == contribution_sentence(
+            c.label, c.unit, c.value, c.change, c.shap, c.feature, c.since, "log_hazard")
+    assert view.why(i, 2, scale="log_hazard") == [c.sentence("log_hazard") for c in cs[:2]]
     assert why_text(view.why(i, 2)) == "Why: " + "; ".join(view.why(i, 2)) + "."
     assert why_text([]) == ""
 
 
 @pytest.mark.parametrize(("args", "text"), [
-    pytest.param(("Platelets", "10⁹/L", 141.0, -28.0, 0.2, 3.0, "platelets_10e9_l"),
-                 "Platelets 141 10⁹/L (-28 10⁹/L since the previous visit) raised the "
-                 "3-year risk", id="value-unit-change"),
-    pytest.param(("Albumin", "g/dL", None, None, -0.3, 2.0, "albumin_g_dl"),
-                 "Albumin not measured yet lowered the 2-year risk", id="not-measured"),
-    pytest.param(("Sex", "", "F", None, 0.0004, 1.0, "sex"),
-                 "Sex F did not change the 1-year risk", id="category-negligible"),
-    pytest.param(("Time since baseline", "years", 2.5, 0.5, 0.1, 1.0, "landmark_years"),
-                 "Time since baseline 2.5 years raised the 1-year risk", id="no-change-of-time"),
-    pytest.param(("Spleen volume", "mL", 1234.0, 1500.0, 0.1, 1.0, "spleen_volume_ml"),
-                 "Spleen volume 1,234 mL (+1,500 mL since the previous visit) raised the "
-                 "1-year risk", id="thousands"),
+    # a falling count that adds risk: the change falls, the contribution is positive
+    pytest.param(("Platelets", "×10⁹/L", 123.0, -57.0, 3.14, "platelets_10e9_l"),
+                 "Platelets fell from 180 to 123 ×10⁹/L since the previous visit: +3.1 points",
+                 id="value-unit-change"),
+    pytest.param(("Platelets", "×10⁹/L", 141.0, 28.0, -0.2, "platelets_10e9_l"),
+                 "Platelets rose from 113 to 141 ×10⁹/L since the previous visit: -0.2 points",
+                 id="rise-lowers"),
+    pytest.param(("Albumin", "g/dL", None, None, -0.3, "albumin_g_dl"),
+                 "Albumin not measured yet: -0.3 points", id="not-measured"),
+    pytest.param(("Bilirubin", "mg/dL", 1.2, None, 0.04, "bilirubin_mg_dl"),
+                 "Bilirubin 1.2 mg/dL: +0.04 points", id="first-value-small"),
+    pytest.param(("Sex", "", "F", None, 0.0004, "sex"),
+                 "Sex F: 0.0 points", id="category-negligible"),
+    pytest.param(("Follow-up", "", "2.5 years since baseline, 6 visits", None, 1.26,
+                  "follow_up"),
+                 "Follow-up (2.5 years since baseline, 6 visits): +1.3 points",
+                 id="follow-up-has-no-change"),
+    pytest.param(("Spleen volume", "mL", 2734.0, 1500.0, 0.1, "spleen_volume_ml",
+                  "previous scan"),
+                 "Spleen volume rose from 1,234 to 2,734 mL since the previous scan: "
+                 "+0.1 points", id="thousands"),
+    pytest.param(("Albumin", "g/dL", 3.1, 0.0, -0.8, "albumin_g_dl"),
+                 "Albumin unchanged at 3.1 g/dL since the previous visit: -0.8 points",
+                 id="unchanged"),
+    pytest.param(("INR", "", 1.14, 0.05, 0.11, "inr", "previous visit", "log_hazard"),
+                 "INR rose from 1.09 to 1.14 since the previous visit: +0.11 log hazard",
+                 id="log-scale"),
 ])
 def test_contribution_sentence(args, text):
     from analytics.explain import contribution_sentence

@@ -224,6 +224,6 @@ def test_no_event_in_any_window_is_refused():
 
 def test_column_descriptions_carry_units():
     assert describe_column("bilirubin_mg_dl_slope") == ("Bilirubin trend", "mg/dL per year")
-    assert describe_column("platelets_10e9_l") == ("Platelets", "10⁹/L")
+    assert describe_column("platelets_10e9_l") == ("Platelets", "×10⁹/L")
     assert describe_column("spleen_volume_ml_worst")[1] == "mL"
     assert describe_column("albumin_g_dl_missing") == ("Albumin not measured yet", "")

@@ -47,7 +47,7 @@ def test_unknown_event_gets_a_stable_okabe_ito_colour():
         ("liver_volume_ml", None, "Liver volume (mL)"),
         ("liver_spleen_hu_diff", None, "Liver minus spleen attenuation (HU)"),
         ("bilirubin_mg_dl", None, "Bilirubin (mg/dL)"),
-        ("platelets_10e9_l", None, "Platelets (10⁹/L)"),
+        ("platelets_10e9_l", None, "Platelets (×10⁹/L)"),
         ("ast_u_l", None, "AST (U/L)"),
         ("sodium_mmol_l", None, "Sodium (mmol/L)"),
         ("prothrombin_s", None, "Prothrombin time (s)"),

@@ -85,6 +85,27 @@ def test_waterfall_has_absolute_relative_total_steps():
     assert w.decreasing.marker.color == OKABE_ITO["blue"]
 
 
+def test_waterfall_in_points_runs_from_the_base_risk_to_the_risk():
+    # base risk 8.0%, +3.1 and -0.04 points, 3 others +1.0: risk 12.06%
+    df = pd.DataFrame({"label": ["Base risk", "Platelets = 123 ×10⁹/L", "Sex = F",
+                                 "3 other features", "Risk"],
+                       "shap": [0.0, 3.1, -0.04, 1.0, 0.0],
+                       "start": [8.0, 8.0, 11.1, 11.06, 12.06],
+                       "end": [8.0, 11.1, 11.06, 12.06, 12.06],
+                       "kind": ["base", "feature", "feature", "other", "output"]})
+    fig = viz.shap_waterfall(Waterfall(df, 8.0, 12.06, "points", 3.0))
+    w = fig.data[0]
+    assert list(w.text) == ["8.0%", "+3.1", "-0.04", "+1.0", "12.1%"]
+    assert fig.layout.xaxis.title.text == "Contribution (percentage points of the 3-year risk)"
+    png = mpl.waterfall_png(Waterfall(df, 8.0, 12.06, "points", 3.0))
+    assert png.startswith(b"\x89PNG")
+    ch = ChangeSinceScan(pd.DataFrame({"feature": ["a"], "label": ["Albumin"],
+                                       "change": [3.4]}), 1.0, "scan", 3.4, 0.034, "points")
+    assert viz.change_chart(ch).layout.xaxis.title.text == \
+        "Change of contribution (percentage points of the risk)"
+    assert list(viz.change_chart(ch).data[0].text) == ["+3.4"]
+
+
 def test_change_chart_colours_by_sign_and_names_the_reference():
     ch = ChangeSinceScan(pd.DataFrame({"feature": ["a", "b"], "label": ["Albumin", "Platelets"],
                                        "change": [0.3, -0.1]}),

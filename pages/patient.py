@@ -8,6 +8,7 @@ from analytics.explain import incidence_curves, why_text
 from analytics.store.repo import KEY_BIOMARKERS
 from analytics.usecases import mask_review
 from analytics.viz.prep import event_text
+from analytics.vocabulary import event_label
 from ui import dash, loaders, patient_view, shell
 from ui.format import column_config, fmt_date, fmt_horizon, fmt_years
 from ui.session import PATIENT, adopt_query_param, key, publish_query_param
@@ -49,7 +50,7 @@ outcome = detail.outcome
 if outcome is None:
     cols[4].metric("Outcome", "—")
 else:
-    cols[4].metric("Outcome", outcome.event,
+    cols[4].metric("Outcome", event_label(outcome.event),
                    help=f"at {fmt_years(outcome.time_years, 2)} from baseline"
                         f" ({fmt_date(outcome.date)})")
 

@@ -194,6 +194,12 @@ def test_patient_explanation_is_in_risk_points_with_the_log_scale_one_click_away
     assert any("percentage points of the 3-year risk" in m.value for m in at.markdown)
     change = _figure(at, "patient:change")
     assert "percentage points" in change["layout"]["xaxis"]["title"]["text"]
+    # the outcome as clinicians write it (HCC, Censored, Death, ...)
+    event = cohort.outcomes.set_index("patient")["event"].get(p)
+    if event is not None:
+        expected = {"hcc": "HCC", "censored": "Censored", "death": "Death",
+                    "decompensation": "Decompensation", "transplant": "Transplant"}[event]
+        assert {m.label: m.value for m in at.metric}["Outcome"] == expected
     # one click: the model's log relative hazard, base value to model output
     at.toggle(key="patient:log_scale").set_value(True).run()
     _ok(at)

@@ -279,10 +279,10 @@ class Trajectory:
                                    None, None, None, None, own)
         j, ref_kind = ref
         now, before = self.contributions(i), self.contributions(j)
+        shap_a = {c.feature: c.shap for c in now}
         shap_b = {c.feature: c.shap for c in before}
-        feats = list(dict.fromkeys([*(c.feature for c in now), *shap_b]))
-        log_change = np.array([next((c.shap for c in now if c.feature == f), 0.0)
-                               - shap_b.get(f, 0.0) for f in feats])
+        feats = list(dict.fromkeys([*shap_a, *shap_b]))
+        log_change = np.array([shap_a.get(f, 0.0) - shap_b.get(f, 0.0) for f in feats])
         risk = pts["risk"].to_numpy(float)
         if own == POINTS:
             moved, base_move = change_points(log_change, self.change_basis, i, risk)

@@ -162,7 +162,7 @@ def test_patient_page_shows_the_first_patient(seeded_home):
     at.switch_page("pages/patient.py").run()
     _ok(at, MISSING_FILES)
     assert at.selectbox(key="patient:pseudonym").value == "HT-0001"
-    assert _texts(at.metric)[:5] == ["F", "1960", "2", "3", "decompensation"]
+    assert _texts(at.metric)[:5] == ["F", "1960", "2", "3", "Decompensation"]
     assert at.query_params["patient"] == "HT-0001"
     series = table_with(at, "series_uid")
     assert series["series_uid"].tolist() == ["2.25.11", "2.25.12", "2.25.21"]
@@ -186,7 +186,7 @@ def test_patient_page_follows_the_link_query_parameter(seeded_home):
     at.switch_page("pages/patient.py").run()
     _ok(at)
     assert at.selectbox(key="patient:pseudonym").value == "HT-0002"
-    assert _texts(at.metric)[:5] == ["M", "1955", "1", "1", "censored"]
+    assert _texts(at.metric)[:5] == ["M", "1955", "1", "1", "Censored"]
     # a later choice in the widget wins over the (unchanged) link
     at.selectbox(key="patient:pseudonym").select("HT-0003").run()
     _ok(at)

@@ -4,21 +4,23 @@ search and a PACS link. Each needs ``Permission.INGEST`` and writes one audit re
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from analytics import audit
-from analytics.auth import Permission
+from analytics.auth import Permission, allowed
 from analytics.config import PacsSettings
 from analytics.errors import ConfigError
 from analytics.ingest.dicomweb import is_dicomweb_url, search_studies
 from analytics.ingest.pipeline import IngestReport, Progress, ingest_sources, ingest_uploads
 from analytics.ingest.reader import SafeParser
+from analytics.store.pseudonyms import view_dates
 from analytics.usecases.context import Context, audited, authorize
 
 __all__ = ["PacsLinkRequest", "PacsSearchRequest", "PathsRequest", "UploadRequest",
-           "ingest_paths", "ingest_upload", "link_pacs", "search_pacs"]
+           "ingest_paths", "ingest_upload", "link_pacs", "report_study_dates", "search_pacs"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,3 +154,24 @@ def link_pacs(ctx: Context, req: PacsLinkRequest) -> IngestReport:
     with audited(ctx, "pacs_link", detail=detail):
         return ingest_sources(list(req.urls), _settings(ctx), ctx.store,
                               progress=req.progress)
+
+
+def report_study_dates(ctx: Context, report: IngestReport) -> dict[str, str | None]:
+    """The study date of every series of ``report`` as the actor may see it.
+
+    The report (the ``--json`` contract) carries the stored, shifted dates. A role with
+    the identified view gets the real ones (those of the file or the PACS); any other
+    role keeps the stored ones, so one screen never mixes the two.
+
+    Returns
+    -------
+    dict
+        ``{series_uid: "YYYY-MM-DD" or None}`` for the accepted and the held series.
+    """
+    entries = [*report.series, *report.held]
+    stored = [dt.date.fromisoformat(e["study_date"]) if e.get("study_date") else None
+              for e in entries]
+    shown = view_dates(ctx.store, [e.get("patient") for e in entries], stored,
+                       identified=allowed(ctx.actor, Permission.VIEW_IDENTIFIED))
+    return {e["series_uid"]: d.isoformat() if d else None
+            for e, d in zip(entries, shown, strict=True)}

@@ -142,9 +142,11 @@ def link_pacs_job(job: Job, store: Store, settings: Settings, actor: Actor,
             "study_dates": ingest_uc.report_study_dates(Context(actor, store), report)}
 
 
-def search_pacs(store: Store, actor: Actor, pacs: PacsSettings, **filters: Any
-                ) -> pd.DataFrame:
-    """QIDO-RS study search (``analytics.usecases.ingest.search_pacs``) as a table.
+def search_pacs(store: Store, actor: Actor, pacs: PacsSettings, *,
+                settings: Settings | None = None, **filters: Any) -> pd.DataFrame:
+    """QIDO-RS study search (``analytics.usecases.ingest.search_pacs``) as a table (no
+    name or ID, dates shifted as ingest stores them, for a role without the identified
+    view).
 
     Raises
     ------
@@ -153,7 +155,7 @@ def search_pacs(store: Store, actor: Actor, pacs: PacsSettings, **filters: Any
     PacsError
         If the PACS cannot be reached or refuses.
     """
-    found = ingest_uc.search_pacs(Context(actor, store),
+    found = ingest_uc.search_pacs(Context(actor, store, settings),
                                   ingest_uc.PacsSearchRequest(pacs, **filters))
     df = pd.DataFrame(found, columns=["study_date", "patient_name", "patient_id",
                                       "modalities", "description", "accession", "n_series",

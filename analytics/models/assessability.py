@@ -154,7 +154,8 @@ def imaging_only_note(model: LandmarkModel) -> str:
     if not needed:
         return ("This model scores a scan from its imaging biomarkers with the patient's "
                 "age and sex; no labs are needed.")
-    uses = (f"; once they are added, the scan's {_join(imaging)} enter the score" if imaging
+    verb = "enters" if len(imaging) == 1 else "enter"
+    uses = (f"; once they are added, the scan's {_join(imaging)} {verb} the score" if imaging
             else "; it uses no imaging biomarker, so the scan's measurements are shown "
                  "under Biomarkers over time and do not enter the score")
     return (f"No imaging-only score: this model was trained with "

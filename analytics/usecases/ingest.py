@@ -13,6 +13,7 @@ from analytics import audit
 from analytics.auth import Permission, allowed
 from analytics.config import PacsSettings
 from analytics.errors import ConfigError
+from analytics.ingest.deid import date_shift_days
 from analytics.ingest.dicomweb import is_dicomweb_url, search_studies
 from analytics.ingest.pipeline import IngestReport, Progress, ingest_sources, ingest_uploads
 from analytics.ingest.reader import SafeParser
@@ -123,7 +124,9 @@ def ingest_paths(ctx: Context, req: PathsRequest) -> IngestReport:
 def search_pacs(ctx: Context, req: PacsSearchRequest) -> list[dict[str, Any]]:
     """QIDO-RS study search (``analytics.ingest.dicomweb.search_studies``).
 
-    The one ``pacs_link`` record (step ``search``, with the number of results) is written
+    A role without the identified view gets no name or Patient ID, and each study date
+    shifted as ingest stores it (a study without a Patient ID gets no date): the search
+    and the ingest result then show the same date. The one ``pacs_link`` record (step ``search``, with the number of results) is written
     before the results are returned: if it cannot be written nobody sees them.
 
     Raises
@@ -138,7 +141,21 @@ def search_pacs(ctx: Context, req: PacsSearchRequest) -> list[dict[str, Any]]:
                            date_range=req.date_range)
     audit.record(ctx.store, ctx.actor, "pacs_link",
                  detail={"step": "search", "pacs": req.pacs.name, "results": len(found)})
-    return found
+    if allowed(ctx.actor, Permission.VIEW_IDENTIFIED):
+        return found
+    return [_pseudonymised(ctx, f) for f in found]
+
+
+def _pseudonymised(ctx: Context, study: dict[str, Any]) -> dict[str, Any]:
+    """A found study as a role without the identified view sees it: no name or ID, and the
+    study date shifted as ingest will store it (the date its result then shows)."""
+    out = {**study, "patient_name": None, "patient_id": None}
+    pid, date = study.get("patient_id"), study.get("study_date")
+    if date and (ctx.settings is None or ctx.settings.deidentify):
+        shift = date_shift_days(ctx.store.site_secret(), pid) if pid else None
+        out["study_date"] = (None if shift is None else
+                             (dt.date.fromisoformat(date) + dt.timedelta(days=shift)).isoformat())
+    return out
 
 
 def link_pacs(ctx: Context, req: PacsLinkRequest) -> IngestReport:

@@ -204,10 +204,14 @@ WINDOW_LABELS = {k: w.label for k, w in WINDOWS.items()}
 
 def patient_choices(patients: pd.DataFrame) -> tuple[list[str], Callable[[str], str]]:
     """Pseudonyms to offer in a picker, and the label of each: ``"HT-… · Name"`` when the
-    viewer's patient list carries real names (identified views), else the pseudonym."""
+    viewer's patient list carries real names (identified views), ``"HT-… · ID MRN-1"``
+    for a patient known by ID only (imported from a visits table), else the pseudonym."""
     options = patients["pseudonym"].tolist()
-    names = (dict(zip(patients["pseudonym"], patients["patient_name"], strict=True))
-             if "patient_name" in patients.columns else {})
+    names: dict[str, str] = {}
+    for col, prefix in (("patient_id", "ID "), ("patient_name", "")):
+        if col in patients.columns:
+            names |= {p: f"{prefix}{v}" for p, v in zip(patients["pseudonym"], patients[col],
+                                                        strict=True) if isinstance(v, str) and v}
 
     def label(p: str) -> str:
         return f"{p} · {names[p]}" if names.get(p) else p

@@ -245,8 +245,12 @@ def test_the_patient_page_says_what_date_a_risk_is_as_of(home, template):
     captions = [c.value for c in at.caption if c.value.startswith("Risk as of")]
     assert captions == [f"Risk as of {last.isoformat()}: the date of the last visit or scan "
                         "this score uses."]
+    # the picker names a patient known by ID only by that ID, for clinicians only
+    assert f"{named} · ID {labs_only[named]}" in at.selectbox(key="patient:pseudonym").options
     shift = date_shift_days(_secret(home), labs_only[named])
     res = _patient_page(RESEARCHER, named)
+    assert named in res.selectbox(key="patient:pseudonym").options
+    assert not [o for o in res.selectbox(key="patient:pseudonym").options if "·" in o]
     captions = [c.value for c in res.caption if c.value.startswith("Risk as of")]
     assert captions == [f"Risk as of {(last + dt.timedelta(days=shift)).isoformat()}: the "
                         "date of the last visit or scan this score uses."]

@@ -332,8 +332,7 @@ def patient_detail(store: Store, pseudonym: str, *, identified: bool) -> Patient
                               date=shift_date(out.outcome_date, shift, identified))
     return PatientDetail(
         pseudonym=patient.pseudonym, identified=identified, sex=patient.sex,
-        birth_year=view_birth_year(patient.birth_year, idr.birth_date if idr else None,
-                                   identified),
+        birth_year=view_birth_year(patient.birth_year, idr and idr.birth_date, identified),
         baseline_date=shift_date(patient.baseline_date, shift, identified),
         patient_name=idr.patient_name if idr else None,
         patient_id=idr.real_patient_id if idr else None,

@@ -15,6 +15,8 @@ import pandas as pd
 VISIT_KEYS = ("patient", "time", "date", "series_uid", "modality", "contrast_phase",
               "automatic_segmentation")
 CENSORED = "censored"
+#: a scan visit takes each lab from the nearest draw within this many days (cohort table)
+DEFAULT_LAB_WINDOW_DAYS = 90
 
 
 @dataclass

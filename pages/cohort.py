@@ -66,8 +66,10 @@ if shown.empty:
     st.warning(f"No patient matches {what}.", icon=":material/search_off:")
     st.stop()
 
-picked = st.dataframe(shown, hide_index=True, column_config=column_config(shown)
-                      | cohort_view.risk_column_config(shown),
+picked = st.dataframe(cohort_view.for_display(shown), hide_index=True,
+                      column_config=column_config(shown)
+                      | cohort_view.risk_column_config(shown)
+                      | cohort_view.display_config(shown),
                       column_order=cohort_view.column_order(shown),
                       on_select="rerun", selection_mode="single-row", key=key(COHORT, "table"))
 rows = picked.selection.rows if picked is not None else []

@@ -118,7 +118,8 @@ with pacs_tab:
         if searched:
             try:
                 st.session_state[key(INGEST, "found")] = ingest_view.search_pacs(
-                    ctx.store, who, endpoints[name], patient_id=patient_id.strip() or None,
+                    ctx.store, who, endpoints[name], settings=ctx.settings,
+                    patient_id=patient_id.strip() or None,
                     modality=None if modality == "any" else modality,
                     date_range=(since, None) if since else None)
             except HepaTrackError as err:

@@ -5,6 +5,7 @@ import streamlit as st
 from analytics import auth, masks_review, viz
 from analytics.errors import HepaTrackError
 from analytics.explain import incidence_curves, why_text
+from analytics.models.assessability import imaging_only_note
 from analytics.store.repo import KEY_BIOMARKERS
 from analytics.usecases import mask_review
 from analytics.viz.prep import event_text
@@ -43,7 +44,8 @@ else:
 
 cols = st.columns(5)
 cols[0].metric("Sex", detail.sex or "—")
-cols[1].metric("Birth year", detail.birth_year or "—")
+born_label, born_value, born_help = patient_view.birth_metric(detail)
+cols[1].metric(born_label, born_value, help=born_help)
 cols[2].metric("Studies", len(detail.studies))
 cols[3].metric("Series", len(detail.series))
 outcome = detail.outcome
@@ -53,6 +55,10 @@ else:
     cols[4].metric("Outcome", event_label(outcome.event),
                    help=f"at {fmt_years(outcome.time_years, 2)} from baseline"
                         f" ({fmt_date(outcome.date)})")
+
+conflict = patient_view.birth_conflict(detail)
+if conflict:
+    st.warning(conflict, icon=":material/warning:")
 
 st.plotly_chart(viz.patient_timeline(
     scans=detail.studies, visits=patient_view.lab_visits(detail.visits),
@@ -97,8 +103,9 @@ if view is not None:
                f"{fmt_horizon(view.horizon)} of each visit, from the history up to that visit; "
                "band: 95% interval. Visits outside the model's training domain get no number.")
     if not p["assessable"]:
-        st.warning(f"The visit at {p['time']:.1f} y is not assessable: {p['reason']}",
-                   icon=":material/block:")
+        st.warning(p["plain_reason"] or p["reason"], icon=":material/block:")
+        if p["is_scan"]:
+            st.info(imaging_only_note(model.model), icon=":material/radiology:")
     else:
         scale = patient_view.explanation_scale(view, st.toggle(
             "Show the model's log scale", key=key(PATIENT, "log_scale"),
@@ -115,6 +122,8 @@ if view is not None:
                         f"{change.reference_time:.1f} y",
                         f"{100 * change.risk_change:+.1f} points")
         m[2].metric("Visit", f"{p['time']:.1f} y", help="years since baseline")
+        st.caption(f"Risk as of {patient_view.visit_date(pts, idx, dates) or 'an unknown date'}"
+                   ": the date of the last visit or scan this score uses.")
         left, right = st.columns(2)
         with left:
             st.markdown(patient_view.why_heading(view, scale))

@@ -10,29 +10,64 @@ import streamlit as st
 
 from analytics.store.repo import KEY_BIOMARKERS
 from analytics.usecases.overview import TREND_ARROWS, TREND_THRESHOLD
+from analytics.vocabulary import label_with_unit
 from ui import tables
 
 RISING, OUT_OF_DOMAIN, AUTOMATIC, EVENT = ("Rising risk", "Out of domain",
                                            "Automatic segmentation", "Had an event")
 FILTERS = (RISING, OUT_OF_DOMAIN, AUTOMATIC, EVENT)
-RISK_COLUMNS = ("risk_pct", "trend", "risk_change_pct", "flags")
+RISK_COLUMNS = ("risk_pct", "risk_as_of", "trend", "risk_change_pct", "flags")
+#: what an identity or date cell says when the store has nothing for it (never "None")
+NOT_RECORDED = {"patient_name": "name not recorded", "patient_id": "ID not recorded",
+                "birth_date": "not recorded", "first_scan": "no scan", "last_scan": "no scan"}
 
 
 def patient_table(patients: pd.DataFrame, risk: pd.DataFrame | None) -> pd.DataFrame:
     """``repo.list_patients`` rows plus, with a model, ``risk_pct`` (latest assessable
-    visit, percent), ``trend`` (arrow), ``risk_change_pct`` (percentage points since the
-    previous visit) and ``flags``."""
+    visit, percent), ``risk_as_of`` (the date of the last data the risk uses, as the
+    viewer sees dates), ``trend`` (arrow), ``risk_change_pct`` (percentage points since
+    the previous visit) and ``flags``."""
     if risk is None:
         return patients
     r = risk.set_index("pseudonym")
     out = patients.copy()
     p = out["pseudonym"]
     out["risk_pct"] = (p.map(r["risk"]) * 100).astype("float64")
+    out["risk_as_of"] = pd.to_datetime(p.map(r["risk_date"]))
     out["risk_change_pct"] = ((p.map(r["risk"]) - p.map(r["previous_risk"])) * 100
                               ).astype("float64")
     out["trend"] = p.map(r["trend"]).map(TREND_ARROWS).fillna("")
     out["flags"] = p.map(r["flags"]).fillna("")
     return out
+
+
+def for_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as shown: identity and date cells the store has nothing for say so
+    (:data:`NOT_RECORDED`) instead of an empty ``None``; dates as ``YYYY-MM-DD`` text.
+
+    Search, sort and filters work on the table itself, before this.
+    """
+    out = table.copy()
+    for col, missing in NOT_RECORDED.items():
+        if col not in out.columns:
+            continue
+        values = out[col]
+        if pd.api.types.is_datetime64_any_dtype(values):
+            values = values.dt.strftime("%Y-%m-%d")
+        out[col] = values.astype(object).where(values.notna(), missing)
+    return out
+
+
+def display_config(table: pd.DataFrame) -> dict[str, Any]:
+    """Column configs of the columns :func:`for_display` turns into text, and of the
+    risk's "as of" date."""
+    cfg: dict[str, Any] = {col: st.column_config.TextColumn(label_with_unit(col))
+                           for col in NOT_RECORDED if col in table.columns}
+    if "risk_as_of" in table.columns:
+        cfg["risk_as_of"] = st.column_config.DateColumn(
+            "Risk as of", format="YYYY-MM-DD",
+            help="Date of the last visit or scan the current risk uses")
+    return cfg
 
 
 def apply_filters(table: pd.DataFrame, chosen: list[str]) -> pd.DataFrame:
@@ -64,10 +99,13 @@ def sort_choices(table: pd.DataFrame) -> list[str]:
 
 def column_order(table: pd.DataFrame) -> list[str]:
     """Display order: who, risk, last scan, key biomarkers, flags, outcome, the rest."""
-    first = ["pseudonym", "patient_name", "patient_id", "risk_pct", "trend", "last_scan",
+    first = ["pseudonym", "patient_name", "patient_id", "risk_pct", "risk_as_of", "trend",
+             "last_scan",
              *KEY_BIOMARKERS, "flags", "event", "follow_up_years"]
     head = [c for c in first if c in table.columns]
-    return head + [c for c in table.columns if c not in head and c != "risk_change_pct"]
+    # one birth fact per view: the identified view shows the birth date, not its year
+    hidden = {"risk_change_pct"} | ({"birth_year"} if "birth_date" in table.columns else set())
+    return head + [c for c in table.columns if c not in head and c not in hidden]
 
 
 def risk_column_config(table: pd.DataFrame) -> dict[str, Any]:

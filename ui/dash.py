@@ -28,6 +28,7 @@ from analytics.explain import (
     clinical_importance,
     patient_trajectory,
 )
+from analytics.store.pseudonyms import view_dates
 from analytics.usecases.context import Context, record_view
 from ui import jobs, loaders
 from ui.loaders import AppContext
@@ -181,7 +182,17 @@ def _cohort_risk(viewer_key: str, database_url: str, home: str, model_id: str,
     data = _cohort(viewer_key, database_url, home, _ctx)
     risk = cohort_risk(m, data.visits, horizon)
     risk["flags"] = flags_of(risk, automatic_segmentation_patients(_ctx.store))
+    risk["risk_date"] = _view_dates(_ctx, risk["pseudonym"], risk["risk_date"])
     return risk
+
+
+def _view_dates(ctx: AppContext, pseudonyms: pd.Series, stored: pd.Series) -> pd.Series:
+    """Stored dates as this viewer sees them (real for the identified view)."""
+    dates = [d.date() if pd.notna(d) else None for d in pd.to_datetime(stored)]
+    shown = view_dates(ctx.store, pseudonyms.tolist(), dates,
+                       identified=ctx.viewer.identified)
+    return pd.Series(pd.to_datetime(pd.Series(shown, dtype=object)).to_numpy(),
+                     index=stored.index)
 
 
 def cohort_risk(ctx: AppContext, model_id: str, horizon: float) -> pd.DataFrame:

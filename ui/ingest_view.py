@@ -125,7 +125,8 @@ def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
                 f"{'already stored' if s.get('already_stored') else s.get('status')}")
     batch = _features(job, settings, _new_complete(report)) if extract else None
     return {"report": report, "features": batch, "names": [n for n, _b in files],
-            "needs_mask": _needs_mask(store, report)}
+            "needs_mask": _needs_mask(store, report),
+            "study_dates": ingest_uc.report_study_dates(Context(actor, store), report)}
 
 
 def link_pacs_job(job: Job, store: Store, settings: Settings, actor: Actor,
@@ -137,12 +138,15 @@ def link_pacs_job(job: Job, store: Store, settings: Settings, actor: Actor,
         list(urls), pacs_name, progress=job.report))
     batch = _features(job, settings, _new_complete(report)) if extract else None
     return {"report": report, "features": batch, "names": [],
-            "needs_mask": _needs_mask(store, report)}
+            "needs_mask": _needs_mask(store, report),
+            "study_dates": ingest_uc.report_study_dates(Context(actor, store), report)}
 
 
-def search_pacs(store: Store, actor: Actor, pacs: PacsSettings, **filters: Any
-                ) -> pd.DataFrame:
-    """QIDO-RS study search (``analytics.usecases.ingest.search_pacs``) as a table.
+def search_pacs(store: Store, actor: Actor, pacs: PacsSettings, *,
+                settings: Settings | None = None, **filters: Any) -> pd.DataFrame:
+    """QIDO-RS study search (``analytics.usecases.ingest.search_pacs``) as a table (no
+    name or ID, dates shifted as ingest stores them, for a role without the identified
+    view).
 
     Raises
     ------
@@ -151,7 +155,7 @@ def search_pacs(store: Store, actor: Actor, pacs: PacsSettings, **filters: Any
     PacsError
         If the PACS cannot be reached or refuses.
     """
-    found = ingest_uc.search_pacs(Context(actor, store),
+    found = ingest_uc.search_pacs(Context(actor, store, settings),
                                   ingest_uc.PacsSearchRequest(pacs, **filters))
     df = pd.DataFrame(found, columns=["study_date", "patient_name", "patient_id",
                                       "modalities", "description", "accession", "n_series",
@@ -169,10 +173,12 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
     an identity conflict; the reason names the stored patient's pseudonym and the fields
     that differ, never their values), ``rejected``, ``quarantined``, ``conflict``; then features ``failed`` rows from the extraction that followed. An MR
     series that has no liver values for want of a mask says so in ``reason``
-    (``result["needs_mask"]``).
+    (``result["needs_mask"]``). ``study_date`` is the date as the viewer may see it
+    (``result["study_dates"]``: real for the identified view, else the stored one).
     """
     report = result["report"]
     needs = result.get("needs_mask") or {}
+    dates = result.get("study_dates") or {}
     rows = []
     for s in report.series:
         outcome = ("duplicate" if s.get("already_stored") else
@@ -180,13 +186,15 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
                    str(s.get("status") or "accepted"))
         reason = "; ".join(r for r in (s.get("reason"), needs.get(s["series_uid"])) if r)
         rows.append({"item": f"series {s['series_uid']}", "outcome": outcome,
-                     "patient": s.get("patient"), "study_date": s.get("study_date"),
+                     "patient": s.get("patient"),
+                     "study_date": dates.get(s["series_uid"], s.get("study_date")),
                      "modality": s.get("modality"), "slices": s.get("slices"),
                      "masks": s.get("masks"), "reason": reason,
                      "warning": "; ".join(s.get("warnings", []))})
     for h in getattr(report, "held", []):
         rows.append({"item": f"series {h['series_uid']}", "outcome": "held",
-                     "patient": h.get("patient"), "study_date": h.get("study_date"),
+                     "patient": h.get("patient"),
+                     "study_date": dates.get(h["series_uid"], h.get("study_date")),
                      "modality": h.get("modality"), "slices": h.get("slices"),
                      "reason": h.get("reason")})
     for kind, items in (("rejected", report.rejected), ("quarantined", report.quarantined),

@@ -20,7 +20,7 @@ def visit_label(points: pd.DataFrame, i: int, dates: dict[float, str] | None = N
     stored (shifted) date the risk view carries.
     """
     p = points.iloc[i]
-    date = (_nearest(dates, float(p["time"])) if dates is not None else p["date"]) or ""
+    date = visit_date(points, i, dates) or ""
     parts = [f"{p['time']:.1f} y"]
     if date:
         parts.append(str(date))
@@ -49,6 +49,15 @@ def why_heading(view: Trajectory, scale: str) -> str:
     return "**Why this score** (SHAP, log relative hazard, per clinical feature)"
 
 
+def visit_date(points: pd.DataFrame, i: int, dates: dict[float, str] | None = None
+               ) -> str | None:
+    """``"YYYY-MM-DD"`` of visit ``i`` as the viewer sees dates (``dates`` as in
+    :func:`visit_label`): the date a risk at that visit is "as of"; None if unknown."""
+    p = points.iloc[i]
+    date = _nearest(dates, float(p["time"])) if dates is not None else p["date"]
+    return str(date) if date is not None and pd.notna(date) else None
+
+
 def _nearest(dates: dict[float, str], t: float, tol: float = 1.5 / 365.25) -> str | None:
     # the cohort table re-times dated visits from their dates: match within a day or so
     best = min(dates, key=lambda k: abs(k - t), default=None)
@@ -68,6 +77,51 @@ def visit_dates(detail) -> dict[float, str] | None:
             if pd.notna(t) and pd.notna(d):
                 out.setdefault(round(float(t), 6), pd.Timestamp(d).strftime("%Y-%m-%d"))
     return out
+
+
+#: largest disagreement (years) between an imported age and the one the birth date gives;
+#: a birth year alone (pseudonymised views) is known to half a year more
+AGE_TOLERANCE_Y = 1.0
+
+
+def birth_metric(detail) -> tuple[str, str, str]:
+    """The one birth fact a view shows: ``("Born", "1977-04-12", help)`` from the DICOM
+    header's birth date for identified views, ``("Birth year", "1975", help)`` (shifted
+    with the patient's dates) otherwise."""
+    if detail.identified:
+        value = (pd.Timestamp(detail.birth_date).strftime("%Y-%m-%d")
+                 if detail.birth_date is not None else "—")
+        return "Born", value, "Patient's Birth Date from the DICOM header"
+    return ("Birth year", str(detail.birth_year) if detail.birth_year else "—",
+            "Shifted with the patient's dates, so ages stay right within a year")
+
+
+def birth_conflict(detail) -> str | None:
+    """One sentence when the imported visits' ``age_years`` disagrees with the birth date
+    (identified) or birth year (pseudonymised) by more than :data:`AGE_TOLERANCE_Y`;
+    None when they agree or one of the two is missing."""
+    visits = detail.visits
+    if visits.empty or "age_years" not in visits.columns:
+        return None
+    if detail.identified:
+        born, tol, what = detail.birth_date, AGE_TOLERANCE_Y, "birth date"
+        shown = pd.Timestamp(born).strftime("%Y-%m-%d") if born is not None else ""
+    else:
+        born = pd.Timestamp(detail.birth_year, 7, 1) if detail.birth_year else None
+        tol, what, shown = AGE_TOLERANCE_Y + 0.5, "birth year", str(detail.birth_year)
+    if born is None:
+        return None
+    age = pd.to_numeric(visits["age_years"], errors="coerce")
+    dates = pd.to_datetime(visits["visit_date"], errors="coerce")
+    implied = (dates - pd.Timestamp(born)).dt.days / 365.25
+    gap = (age - implied).abs()
+    if not (gap > tol).any():
+        return None
+    i = gap.idxmax()
+    return (f"The imported visits give an age of {age[i]:.1f} years on "
+            f"{dates[i].strftime('%Y-%m-%d')}, but the {what} in the DICOM header ({shown}) "
+            f"gives {implied[i]:.1f}: check that both belong to this patient (the model "
+            "uses the visits' age).")
 
 
 def default_visit(points: pd.DataFrame) -> int:
@@ -171,10 +225,14 @@ WINDOW_LABELS = {k: w.label for k, w in WINDOWS.items()}
 
 def patient_choices(patients: pd.DataFrame) -> tuple[list[str], Callable[[str], str]]:
     """Pseudonyms to offer in a picker, and the label of each: ``"HT-… · Name"`` when the
-    viewer's patient list carries real names (identified views), else the pseudonym."""
+    viewer's patient list carries real names (identified views), ``"HT-… · ID MRN-1"``
+    for a patient known by ID only (imported from a visits table), else the pseudonym."""
     options = patients["pseudonym"].tolist()
-    names = (dict(zip(patients["pseudonym"], patients["patient_name"], strict=True))
-             if "patient_name" in patients.columns else {})
+    names: dict[str, str] = {}
+    for col, prefix in (("patient_id", "ID "), ("patient_name", "")):
+        if col in patients.columns:
+            names |= {p: f"{prefix}{v}" for p, v in zip(patients["pseudonym"], patients[col],
+                                                        strict=True) if isinstance(v, str) and v}
 
     def label(p: str) -> str:
         return f"{p} · {names[p]}" if names.get(p) else p

@@ -31,6 +31,8 @@ Merging labs into scans
     visits are visits too) and keeps its values even when they were also attached to a
     scan. A visit still without ``age_years`` whose patient has a stored birth year (from
     DICOM) gets the years since the middle of that year (within half a year).
+    The visits of a patient whose imported visits carry no ``sex`` get the stored sex
+    (DICOM Patient's Sex): one source per fact, the visits' own wherever they have one.
 Missing values
     stay NaN: imputation belongs to the models, which learn it on training data only.
 """
@@ -48,13 +50,12 @@ from analytics import vocabulary
 from analytics.cohort.columns import CODED_COLUMNS, KNOWN_COLUMNS, LAB_COLUMNS
 from analytics.cohort.reader import Source, read_table
 from analytics.cohort.validate import DAYS_PER_YEAR, validate
-from analytics.cohort_types import VISIT_KEYS, CohortTable
+from analytics.cohort_types import DEFAULT_LAB_WINDOW_DAYS, VISIT_KEYS, CohortTable
 from analytics.errors import CohortError
 from analytics.models.scores import CLINICAL_SCORES, compute_scores
 from analytics.store.cohort import FeatureValueRow, SeriesRow, VisitRow, cohort_rows
 from analytics.store.db import Store
 
-DEFAULT_LAB_WINDOW_DAYS = 90
 #: visit keys holding text (None on lab-only visits)
 _TEXT_KEYS = ("series_uid", "modality", "contrast_phase", "automatic_segmentation")
 SAME_DAY_YEARS = 0.5 / DAYS_PER_YEAR
@@ -148,10 +149,35 @@ def _age_from_birth_year(visits: pd.DataFrame, csv_columns: list[str],
     return visits, csv_columns
 
 
+def _sex_from_header(visits: pd.DataFrame, csv_columns: list[str], sexes: dict[str, str]
+                     ) -> tuple[pd.DataFrame, list[str]]:
+    """Give the stored sex (DICOM Patient's Sex) to every visit of a patient whose visits
+    carry none: the imported visits stay the one source wherever they have it."""
+    if "sex" not in visits.columns:
+        visits["sex"] = np.nan
+        csv_columns = [*csv_columns, "sex"]
+    has = visits.groupby("patient")["sex"].transform(lambda s: s.notna().any())
+    fill = visits["patient"].map(sexes)
+    visits["sex"] = visits["sex"].astype(object).where(has | fill.isna(), fill)
+    return visits, csv_columns
+
+
+def _from_header(visits: pd.DataFrame, csv_columns: list[str],
+                 header: tuple[dict[str, int], dict[str, str]] | None
+                 ) -> tuple[pd.DataFrame, list[str]]:
+    """Age from the stored birth year and sex from the stored sex where visits lack them."""
+    birth_years, sexes = header or ({}, {})
+    if birth_years:
+        visits, csv_columns = _age_from_birth_year(visits, csv_columns, birth_years)
+    if sexes and not visits.empty:
+        visits, csv_columns = _sex_from_header(visits, csv_columns, sexes)
+    return visits, csv_columns
+
+
 def _assemble(labs: pd.DataFrame, scans: pd.DataFrame, outcomes: pd.DataFrame,
               csv_columns: list[str], categorical: set[str], imaging_units: dict[str, str],
               lab_window_days: float, with_scores: bool, warnings: list[str],
-              birth_years: dict[str, int] | None = None) -> CohortTable:
+              header: tuple[dict[str, int], dict[str, str]] | None = None) -> CohortTable:
     """Merge lab and scan visits into a :class:`CohortTable`."""
     if lab_window_days < 0:
         raise CohortError(f"lab_window_days must be >= 0, got {lab_window_days!r}")
@@ -177,8 +203,7 @@ def _assemble(labs: pd.DataFrame, scans: pd.DataFrame, outcomes: pd.DataFrame,
     parts = [f for f in (scans, labs) if not f.empty]
     visits = (pd.concat(parts, ignore_index=True, sort=False) if parts
               else pd.DataFrame(columns=["patient", "time", "date"]))
-    if birth_years:
-        visits, csv_columns = _age_from_birth_year(visits, csv_columns, birth_years)
+    visits, csv_columns = _from_header(visits, csv_columns, header)
     lab_order = [c for c in (*LAB_COLUMNS, *CODED_COLUMNS) if c in csv_columns]
     others = sorted(c for c in csv_columns if c not in lab_order)
     imaging = sorted(c for c in imaging_units if c not in csv_columns)
@@ -294,8 +319,9 @@ def build_cohort(store: Store, *, lab_window_days: float = DEFAULT_LAB_WINDOW_DA
          else float(r.time_years), r.event) for r in stored.outcomes])
     return _assemble(labs, scans, outcomes, csv_columns, categorical, units,
                      lab_window_days, with_scores, warnings,
-                     birth_years={p.pseudonym: p.birth_year for p in patients
-                                  if p.birth_year is not None})
+                     header=({p.pseudonym: p.birth_year for p in patients
+                              if p.birth_year is not None},
+                             {p.pseudonym: p.sex for p in patients if p.sex}))
 
 
 def _lab_visits(visit_rows: list[VisitRow], base: dict[int, dt.date | None],

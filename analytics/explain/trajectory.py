@@ -83,7 +83,8 @@ __all__ = [
 ]
 
 POINT_COLUMNS = ("time", "date", "risk", "ci_low", "ci_high", "assessable", "reason",
-                 "is_scan", "series_uid", "base_value", "model_output", "requested")
+                 "is_scan", "series_uid", "base_value", "model_output", "requested",
+                 "plain_reason")
 CONTRIBUTION_COLUMNS = ("feature", "label", "unit", "value", "change", "shap", "points")
 INTEREST = "interest"
 #: contributions and column changes listed per visit in the JSON output
@@ -120,7 +121,9 @@ class Trajectory:
     points
         One row per visit (:data:`POINT_COLUMNS`), by time: ``risk`` and the interval
         are cumulative incidence by ``time + horizon``; unassessable visits have NaN
-        risk and a ``reason``; ``requested`` marks the extra time ``at``.
+        risk, a ``reason`` (the model's terms, as ``hepatrack predict`` gives it) and a
+        ``plain_reason`` (one sentence: what is missing and what to add);
+        ``requested`` marks the extra time ``at``.
     explanation
         SHAP values of every row per model-matrix column (rows as in ``points``).
     grouped
@@ -464,7 +467,8 @@ def patient_trajectory(registered: RegisteredModel, visits: pd.DataFrame, patien
         "reason": list(sc.reasons), "is_scan": [u is not None for u in uids],
         "series_uid": uids, "base_value": np.where(ok, expl.base_values, np.nan),
         "model_output": np.where(ok, expl.output, np.nan),
-        "requested": lm["requested"].to_numpy(bool)}, columns=list(POINT_COLUMNS))
+        "requested": lm["requested"].to_numpy(bool), "plain_reason": list(sc.plain)},
+        columns=list(POINT_COLUMNS))
     points["date"] = points["date"].astype(object)
     grouped = group_explanation(expl, model.feature_groups_, sc.history)
     risk = points["risk"].to_numpy(float)

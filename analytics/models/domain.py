@@ -37,6 +37,32 @@ REQUIRED_MISSING_MAX = 0.01
 CHECKED_STATS = frozenset({"last", "worst", "mean_1y", "landmark"})
 
 
+@dataclass(frozen=True)
+class DomainFinding:
+    """One reason a row is not assessable.
+
+    Attributes
+    ----------
+    kind
+        ``missing`` (a required column has no value), ``range`` (a value beyond the
+        training range), ``level`` (a category never seen in training), ``modality``,
+        ``undefined`` (an imaging value not defined for the modality) or ``phase``.
+    column
+        The history column concerned (``modality`` / ``contrast_phase`` for the scan).
+    text
+        The reason as the command line and the JSON give it.
+    value, low, high
+        The value found and, for ``range``, the training range.
+    """
+
+    kind: str
+    column: str
+    text: str
+    value: float | str | None = None
+    low: float | None = None
+    high: float | None = None
+
+
 @dataclass
 class TrainingDomain:
     """What the model saw in training, and the check of new rows against it."""
@@ -87,16 +113,21 @@ class TrainingDomain:
 
     def check(self, rows: pd.DataFrame) -> list[str | None]:
         """None for an assessable row, else the reasons (``"; "``-joined) it is not."""
-        reasons: list[list[str]] = [[] for _ in range(len(rows))]
+        return [reason_of(row) for row in self.findings(rows)]
+
+    def findings(self, rows: pd.DataFrame) -> list[list[DomainFinding]]:
+        """Per row, every reason it is not assessable (empty for an assessable row)."""
+        found: list[list[DomainFinding]] = [[] for _ in range(len(rows))]
         for c in self.required:
             if c not in rows:
-                for r in reasons:
-                    r.append(f"missing required feature {c}")
+                for r in found:
+                    r.append(DomainFinding("missing", c, f"missing required feature {c}"))
                 continue
             miss = rows[c].isna().to_numpy()
             for i in np.flatnonzero(miss):
-                reasons[i].append(f"missing required feature {_name(c)} "
-                                  "(always measured in the training data)")
+                found[i].append(DomainFinding(
+                    "missing", c, f"missing required feature {_name(c)} "
+                                  "(always measured in the training data)"))
         for c, (lo, hi) in self.ranges.items():
             if c not in rows or c not in self.checked:
                 continue
@@ -104,7 +135,9 @@ class TrainingDomain:
             blo, bhi = self.bounds(c)
             bad = np.isfinite(x) & ((x < blo) | (x > bhi))
             for i in np.flatnonzero(bad):
-                reasons[i].append(_range_reason(c, x[i], lo, hi, self.margin))
+                found[i].append(DomainFinding("range", c, _range_reason(c, x[i], lo, hi,
+                                                                        self.margin),
+                                              value=float(x[i]), low=lo, high=hi))
         for c, levels in self.levels.items():
             if c not in rows:
                 continue
@@ -112,30 +145,40 @@ class TrainingDomain:
             for i, v in enumerate(vals):
                 if v is not None and not (isinstance(v, float) and np.isnan(v)) \
                         and str(v) not in levels:
-                    reasons[i].append(f"{_name(c)} {v!r} not seen in training "
-                                      f"(levels: {', '.join(levels)})")
+                    found[i].append(DomainFinding(
+                        "level", c, f"{_name(c)} {v!r} not seen in training "
+                                    f"(levels: {', '.join(levels)})", value=str(v)))
         if self.imaging_features and "modality" in rows:
-            uses_imaging = rows[[c for c in self.imaging_features if c in rows]].notna()
-            uses_imaging = uses_imaging.any(axis=1).to_numpy() if uses_imaging.shape[1] \
-                else np.zeros(len(rows), bool)
-            mods = rows["modality"].to_numpy(object)
-            phases = rows["contrast_phase"].to_numpy(object) if "contrast_phase" in rows \
-                else [None] * len(rows)
-            for i in np.flatnonzero(uses_imaging):
-                m, p = mods[i], phases[i]
-                if m is not None and self.modalities and str(m) not in self.modalities:
-                    reasons[i].append(f"modality {m} not in the training data "
-                                      f"({', '.join(self.modalities)})")
-                if m is not None:
-                    wrong = [f for f in self.imaging_features
-                             if applies_to_modality(f, str(m)) is False
-                             and pd.notna(rows[f].iloc[i])]
-                    if wrong:
-                        reasons[i].append(f"{', '.join(wrong)} not defined for modality {m}")
-                if p is not None and self.contrast_phases and str(p) not in self.contrast_phases:
-                    reasons[i].append(f"contrast phase {p} not in the training data "
-                                      f"({', '.join(self.contrast_phases)})")
-        return ["; ".join(r) if r else None for r in reasons]
+            self._imaging_findings(rows, found)
+        return found
+
+    def _imaging_findings(self, rows: pd.DataFrame, found: list[list[DomainFinding]]
+                          ) -> None:
+        uses_imaging = rows[[c for c in self.imaging_features if c in rows]].notna()
+        uses_imaging = uses_imaging.any(axis=1).to_numpy() if uses_imaging.shape[1] \
+            else np.zeros(len(rows), bool)
+        mods = rows["modality"].to_numpy(object)
+        phases = rows["contrast_phase"].to_numpy(object) if "contrast_phase" in rows \
+            else [None] * len(rows)
+        for i in np.flatnonzero(uses_imaging):
+            m, p = mods[i], phases[i]
+            if m is not None and self.modalities and str(m) not in self.modalities:
+                found[i].append(DomainFinding(
+                    "modality", "modality", f"modality {m} not in the training data "
+                                            f"({', '.join(self.modalities)})", value=str(m)))
+            if m is not None:
+                wrong = [f for f in self.imaging_features
+                         if applies_to_modality(f, str(m)) is False
+                         and pd.notna(rows[f].iloc[i])]
+                if wrong:
+                    found[i].append(DomainFinding(
+                        "undefined", "modality",
+                        f"{', '.join(wrong)} not defined for modality {m}", value=str(m)))
+            if p is not None and self.contrast_phases and str(p) not in self.contrast_phases:
+                found[i].append(DomainFinding(
+                    "phase", "contrast_phase", f"contrast phase {p} not in the training data "
+                                               f"({', '.join(self.contrast_phases)})",
+                    value=str(p)))
 
     def to_json(self) -> dict[str, Any]:
         return {"ranges": self.ranges, "required": self.required, "checked": self.checked,
@@ -170,6 +213,11 @@ class TrainingDomain:
                    contrast_phases=list(d.get("contrast_phases", [])),
                    imaging_features=list(d.get("imaging_features", [])),
                    margin=float(d.get("margin", DOMAIN_MARGIN)))
+
+
+def reason_of(findings: list[DomainFinding]) -> str | None:
+    """The findings of one row as the command line gives them (``"; "``-joined), or None."""
+    return "; ".join(f.text for f in findings) if findings else None
 
 
 def _name(column: str) -> str:

@@ -11,13 +11,15 @@ Nothing here is stored on the model: the model is fitted once and shared read-on
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from analytics.errors import ModelError
+from analytics.models.assessability import plain_reasons
+from analytics.models.domain import reason_of
 
 if TYPE_CHECKING:
     from analytics.models.explanation import Explanation
@@ -54,11 +56,15 @@ class ModelRows:
         Per row, why it is not assessable, or None.
     matrix
         The model matrix of every row (same index).
+    plain
+        Per row, the same in one plain sentence saying what to add
+        (:func:`analytics.models.assessability.plain_reason`), or None.
     """
 
     history: pd.DataFrame
     reasons: list[str | None]
     matrix: pd.DataFrame
+    plain: list[str | None] = field(default_factory=list)
 
     @property
     def assessable(self) -> np.ndarray:
@@ -97,8 +103,13 @@ def model_rows(model: LandmarkModel, visits: pd.DataFrame, at: pd.DataFrame) -> 
     """
     hist = model.history(visits, at[["patient", "landmark"]]).reset_index(drop=True)
     domain = model.domain_
-    reasons = domain.check(hist) if domain is not None else [None] * len(hist)
-    return ModelRows(history=hist, reasons=list(reasons), matrix=model.matrix(hist))
+    if domain is None:
+        return ModelRows(history=hist, reasons=[None] * len(hist), matrix=model.matrix(hist),
+                         plain=[None] * len(hist))
+    found = domain.findings(hist)
+    return ModelRows(history=hist,
+                     reasons=[reason_of(row) for row in found],
+                     matrix=model.matrix(hist), plain=plain_reasons(model, found))
 
 
 def score(model: LandmarkModel, visits: pd.DataFrame, at: pd.DataFrame,
@@ -149,5 +160,5 @@ def score(model: LandmarkModel, visits: pd.DataFrame, at: pd.DataFrame,
             ci[sel] = band
             ci[~ok] = np.nan
     expl = model.explain(rows.matrix, horizon=h, seed=seed) if explain else None
-    return Scores(history=rows.history, reasons=rows.reasons, matrix=rows.matrix, horizon=h,
-                  risk=risk, ci=ci, explanation=expl)
+    return Scores(history=rows.history, reasons=rows.reasons, matrix=rows.matrix,
+                  plain=rows.plain, horizon=h, risk=risk, ci=ci, explanation=expl)

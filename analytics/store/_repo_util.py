@@ -27,6 +27,16 @@ def shift_date(date: dt.date | None, shift_days: int, identified: bool) -> dt.da
     return date - dt.timedelta(days=int(shift_days))
 
 
+def view_birth_year(stored_year: int | None, birth_date: dt.date | None,
+                    identified: bool) -> int | None:
+    """The birth year a view shows: the real birth date's year when identified (None
+    without one: the stored year is shifted and would contradict the real dates), else the
+    stored, shifted year."""
+    if identified:
+        return birth_date.year if birth_date is not None else None
+    return stored_year
+
+
 def years_between(later: dt.date | None, earlier: dt.date | None) -> float | None:
     """``(later - earlier)`` in years of 365.25 days; None if either date is unknown."""
     if later is None or earlier is None:

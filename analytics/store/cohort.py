@@ -347,6 +347,7 @@ class PatientRow(NamedTuple):
     pseudonym: str
     baseline_date: dt.date | None
     birth_year: int | None
+    sex: str | None = None
 
 
 class VisitRow(NamedTuple):
@@ -403,7 +404,7 @@ def cohort_rows(store: Store) -> CohortRows:
     """The rows of every patient, lab visit, study, complete series, feature and outcome."""
     with store.session() as s:
         patients = s.execute(select(Patient.id, Patient.pseudonym, Patient.baseline_date,
-                                    Patient.birth_year)).all()
+                                    Patient.birth_year, Patient.sex)).all()
         visit_rows = s.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date,
                                       Visit.values).where(Visit.source != "imaging")).all()
         study_dates = s.execute(select(Study.patient_id, Study.study_date)

@@ -34,6 +34,7 @@ from analytics.store._repo_util import (
     count_occasions,
     dates_baseline,
     shift_date,
+    view_birth_year,
     years_between,
 )
 from analytics.store.db import Store
@@ -179,7 +180,8 @@ def _patient_record(p: Any, idr: Any, st_rows: list[Any],
     rec: dict[str, Any] = {
         "pseudonym": p.pseudonym,
         "sex": p.sex,
-        "birth_year": p.birth_year,
+        "birth_year": view_birth_year(p.birth_year, idr.birth_date if idr else None,
+                                      identified),
         "n_studies": len(st_rows),
         "n_series": int(sum(r.n_series for r in st_rows)),
         "first_scan": shift_date(min(known), shift, identified) if known else None,

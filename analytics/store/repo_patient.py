@@ -23,6 +23,7 @@ from analytics.store._repo_util import (
     patient_row,
     shift_date,
     shift_days_of,
+    view_birth_year,
     years_between,
 )
 from analytics.store.db import Store
@@ -76,7 +77,9 @@ class PatientDetail:
     """Everything stored about one patient, as one view (identified or pseudonymised).
 
     ``patient_name``, ``patient_id`` and ``birth_date`` are None unless ``identified``;
-    every date is real when ``identified`` and shifted otherwise.
+    every date is real when ``identified`` and shifted otherwise. ``birth_year`` is that
+    of ``birth_date`` when identified (never the shifted year beside the real date), else
+    the stored, shifted year.
     """
 
     pseudonym: str
@@ -329,7 +332,7 @@ def patient_detail(store: Store, pseudonym: str, *, identified: bool) -> Patient
                               date=shift_date(out.outcome_date, shift, identified))
     return PatientDetail(
         pseudonym=patient.pseudonym, identified=identified, sex=patient.sex,
-        birth_year=patient.birth_year,
+        birth_year=view_birth_year(patient.birth_year, idr and idr.birth_date, identified),
         baseline_date=shift_date(patient.baseline_date, shift, identified),
         patient_name=idr.patient_name if idr else None,
         patient_id=idr.real_patient_id if idr else None,

@@ -4,21 +4,24 @@ search and a PACS link. Each needs ``Permission.INGEST`` and writes one audit re
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from analytics import audit
-from analytics.auth import Permission
+from analytics.auth import Permission, allowed
 from analytics.config import PacsSettings
 from analytics.errors import ConfigError
+from analytics.ingest.deid import date_shift_days
 from analytics.ingest.dicomweb import is_dicomweb_url, search_studies
 from analytics.ingest.pipeline import IngestReport, Progress, ingest_sources, ingest_uploads
 from analytics.ingest.reader import SafeParser
+from analytics.store.pseudonyms import view_dates
 from analytics.usecases.context import Context, audited, authorize
 
 __all__ = ["PacsLinkRequest", "PacsSearchRequest", "PathsRequest", "UploadRequest",
-           "ingest_paths", "ingest_upload", "link_pacs", "search_pacs"]
+           "ingest_paths", "ingest_upload", "link_pacs", "report_study_dates", "search_pacs"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,7 +124,9 @@ def ingest_paths(ctx: Context, req: PathsRequest) -> IngestReport:
 def search_pacs(ctx: Context, req: PacsSearchRequest) -> list[dict[str, Any]]:
     """QIDO-RS study search (``analytics.ingest.dicomweb.search_studies``).
 
-    The one ``pacs_link`` record (step ``search``, with the number of results) is written
+    A role without the identified view gets no name or Patient ID, and each study date
+    shifted as ingest stores it (a study without a Patient ID gets no date): the search
+    and the ingest result then show the same date. The one ``pacs_link`` record (step ``search``, with the number of results) is written
     before the results are returned: if it cannot be written nobody sees them.
 
     Raises
@@ -136,7 +141,21 @@ def search_pacs(ctx: Context, req: PacsSearchRequest) -> list[dict[str, Any]]:
                            date_range=req.date_range)
     audit.record(ctx.store, ctx.actor, "pacs_link",
                  detail={"step": "search", "pacs": req.pacs.name, "results": len(found)})
-    return found
+    if allowed(ctx.actor, Permission.VIEW_IDENTIFIED):
+        return found
+    return [_pseudonymised(ctx, f) for f in found]
+
+
+def _pseudonymised(ctx: Context, study: dict[str, Any]) -> dict[str, Any]:
+    """A found study as a role without the identified view sees it: no name or ID, and the
+    study date shifted as ingest will store it (the date its result then shows)."""
+    out = {**study, "patient_name": None, "patient_id": None}
+    pid, date = study.get("patient_id"), study.get("study_date")
+    if date and (ctx.settings is None or ctx.settings.deidentify):
+        shift = date_shift_days(ctx.store.site_secret(), pid) if pid else None
+        out["study_date"] = (None if shift is None else
+                             (dt.date.fromisoformat(date) + dt.timedelta(days=shift)).isoformat())
+    return out
 
 
 def link_pacs(ctx: Context, req: PacsLinkRequest) -> IngestReport:
@@ -152,3 +171,24 @@ def link_pacs(ctx: Context, req: PacsLinkRequest) -> IngestReport:
     with audited(ctx, "pacs_link", detail=detail):
         return ingest_sources(list(req.urls), _settings(ctx), ctx.store,
                               progress=req.progress)
+
+
+def report_study_dates(ctx: Context, report: IngestReport) -> dict[str, str | None]:
+    """The study date of every series of ``report`` as the actor may see it.
+
+    The report (the ``--json`` contract) carries the stored, shifted dates. A role with
+    the identified view gets the real ones (those of the file or the PACS); any other
+    role keeps the stored ones, so one screen never mixes the two.
+
+    Returns
+    -------
+    dict
+        ``{series_uid: "YYYY-MM-DD" or None}`` for the accepted and the held series.
+    """
+    entries = [*report.series, *report.held]
+    stored = [dt.date.fromisoformat(e["study_date"]) if e.get("study_date") else None
+              for e in entries]
+    shown = view_dates(ctx.store, [e.get("patient") for e in entries], stored,
+                       identified=allowed(ctx.actor, Permission.VIEW_IDENTIFIED))
+    return {e["series_uid"]: d.isoformat() if d else None
+            for e, d in zip(entries, shown, strict=True)}

@@ -48,7 +48,7 @@ TREND_THRESHOLD = 0.01
 TREND_ARROWS = {"up": "↑", "down": "↓", "flat": "→"}
 RISK_COLUMNS = ("pseudonym", "risk", "risk_ci_low", "risk_ci_high", "risk_time",
                 "previous_risk", "trend", "assessable", "reason", "baseline_time",
-                "baseline_risk")
+                "baseline_risk", "risk_date")
 GROUP_NAMES = ("Low", "Intermediate", "High")
 #: lifelines' Aalen-Johansen breaks tied event times with a seeded jitter of this size
 AJ_JITTER = 1e-6
@@ -87,7 +87,9 @@ def cohort_risk(model: RegisteredModel, visits: pd.DataFrame, horizon: float | N
         :data:`RISK_COLUMNS`, one row per patient with a visit: ``risk`` at the latest
         visit (``risk_time``), NaN with a ``reason`` when not assessable;
         ``previous_risk`` at the visit before it; ``trend`` (:func:`trend_of`);
-        ``baseline_risk`` at the first visit (``baseline_time``).
+        ``baseline_risk`` at the first visit (``baseline_time``); ``risk_date``: the
+        stored (shifted) date of the latest visit, the date of the last data the risk
+        uses (its "as of" date; NaT when the visit has none).
 
     Raises
     ------
@@ -137,7 +139,18 @@ def cohort_risk(model: RegisteredModel, visits: pd.DataFrame, horizon: float | N
     out["reason"] = latest["reason"].to_numpy()
     out["baseline_time"] = base["landmark"].reindex(latest.index).to_numpy(float)
     out["baseline_risk"] = base["risk"].reindex(latest.index).to_numpy(float)
+    out["risk_date"] = _dates_at(visits, out["pseudonym"], out["risk_time"])
     return out[list(RISK_COLUMNS)].sort_values("pseudonym", ignore_index=True)
+
+
+def _dates_at(visits: pd.DataFrame, patients: pd.Series, times: pd.Series) -> pd.Series:
+    """The visit date of each ``(patient, time)`` (NaT where the visit has none)."""
+    if "date" not in visits.columns:
+        return pd.Series(pd.NaT, index=patients.index, dtype="datetime64[ns]")
+    dated = visits.dropna(subset=["time"]).drop_duplicates(["patient", "time"])
+    by = dated.set_index(["patient", "time"])["date"]
+    keys = pd.MultiIndex.from_arrays([patients.astype(str), times.astype(float)])
+    return pd.Series(pd.to_datetime(by.reindex(keys)).to_numpy(), index=patients.index)
 
 
 def risk_groups(risk: pd.Series, n_groups: int = 3) -> tuple[pd.Series, list[float]]:

@@ -223,6 +223,22 @@ def test_age_from_the_stored_birth_year_when_no_lab_gives_it(store):
     assert t.visits["age_years"].tolist() == [60.0]
 
 
+def test_sex_from_the_stored_sex_only_when_the_visits_carry_none(store, csvs):
+    add_patient(store, "HT-S")  # a CT without labs: the header's sex is the only source
+    add_patient(store, "HT-T")  # labs carry F; the stored sex (M) must not mix in
+    with store.session() as s:
+        s.query(Patient).filter(Patient.pseudonym.in_(["HT-S", "HT-T"])).update(
+            {"sex": "M"})
+    add_scan(store, "HT-S", D(2020, 7, 1), {"liver_volume_ml": 1500.0})
+    add_scan(store, "HT-T", D(2020, 7, 1), {"liver_volume_ml": 1500.0})
+    import_cohort(store, *csvs("patient_id,date,sex,albumin_g_dl\n"
+                               "HT-T,2020-06-01,F,4.0\nHT-T,2020-08-01,,4.1\n",
+                               "patient_id,date,event\nHT-T,2022-01-01,censored\n"))
+    v = build_cohort(store).visits.set_index(["patient", "time"])["sex"]
+    assert v.loc["HT-S"].tolist() == ["M"]
+    assert v.loc["HT-T"].dropna().unique().tolist() == ["F"]
+
+
 def test_missing_values_stay_nan_and_types_are_stable(cohort_a):
     store, _ = cohort_a
     v = build_cohort(store).visits

@@ -18,6 +18,7 @@ import streamlit as st
 
 from analytics.usecases.cohort import TableDownload, download_table
 from ui import dash, webguard
+from ui.format import fmt_count
 from ui.loaders import AppContext
 
 
@@ -46,7 +47,7 @@ def table_button(ctx: AppContext, table: pd.DataFrame, *, what: str, key: str) -
     uc = dash.use_case_context(ctx)
     req = TableDownload(table, what, identified=ctx.viewer.identified)
     kind = "identified" if req.identified else "pseudonymised"
-    csv_button(f"Download the table (CSV, {len(table)} rows, {kind})",
+    csv_button(f"Download the table (CSV, {fmt_count(len(table), 'row')}, {kind})",
                lambda: download_table(uc, req),
                file_name=f"hepatrack-{what.replace('_', '-')}-{dt.date.today()}.csv", key=key,
                help="Every download is recorded in the audit trail")

@@ -83,7 +83,7 @@ class AuditFilter:
     until: dt.date | None = None
     limit: int = 500
 
-    def query(self) -> dict[str, Any]:
+    def criteria(self) -> dict[str, Any]:
         """Keyword arguments of :func:`analytics.audit.recent`."""
         day = dt.timedelta(days=1)
         return {"username": (self.username or "").strip() or None,
@@ -135,7 +135,7 @@ def audit_trail(ctx: Context, limit: int | AuditFilter = 500) -> dict[str, Any]:
     with audited(ctx, "audit_view", detail={"limit": flt.limit, **flt.summary()}):
         report = audit.verify(ctx.store)
         anchor = audit.read_anchor(ctx.store)
-        return {"records": _shown(audit.recent(ctx.store, flt.limit, **flt.query())),
+        return {"records": _shown(audit.recent(ctx.store, flt.limit, **flt.criteria())),
                 "ok": report.ok, "total": report.records, "problems": report.problems,
                 "anchor": {"seq": anchor[0], "hash": anchor[1]} if anchor else None}
 
@@ -152,7 +152,7 @@ def export_audit(ctx: Context, flt: AuditFilter) -> bytes:
         If the export cannot be audited: then no file is made.
     """
     authorize(ctx, Permission.VIEW_AUDIT, "export")
-    rows = _shown(audit.recent(ctx.store, flt.limit, **flt.query()))
+    rows = _shown(audit.recent(ctx.store, flt.limit, **flt.criteria()))
     with audited(ctx, "export", detail={"step": "download", "what": "audit_trail",
                                         "rows": len(rows), **flt.summary()}):
         table = pd.DataFrame(rows).reindex(columns=list(AUDIT_COLUMNS))

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import csv
 import io
-import tomllib
-from pathlib import Path
 
 import pytest
 
@@ -252,11 +250,6 @@ def test_a_researchers_download_is_pseudonymised_and_audited_too(accounts,
     last = audit.recent(accounts, 1)[0]
     assert (last["username"], last["detail"]["rows"], last["detail"]["identified"]) == (
         "ana", 3, False)
-
-
-def test_tables_offer_no_unaudited_download_of_their_own():
-    config = Path(__file__).resolve().parents[2] / ".streamlit" / "config.toml"
-    assert tomllib.loads(config.read_text())["client"]["disableDataExport"] is True
 
 
 # --------------------------------------------------------------------------- PACS url

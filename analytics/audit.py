@@ -399,6 +399,32 @@ def verify_export(path: str | os.PathLike[str], secret: bytes) -> VerifyReport:
     return VerifyReport(ok=not problems, records=n, problems=problems)
 
 
-def recent(store: Store, limit: int = 500) -> list[dict[str, Any]]:
-    """The newest ``limit`` records as dicts, newest first (for the audit page)."""
-    return [{**_hash_fields(r), "hash": r.hash} for r in audit_log.newest(store, limit)]
+def describe(rec: dict[str, Any]) -> str:
+    """What a record says was done to what, in one line: its patient, series count, model
+    and ``detail`` (``"user eve.x · change role · old researcher · new admin"``)."""
+    parts = []
+    if rec.get("patient_pseudonym"):
+        parts.append(f"patient {rec['patient_pseudonym']}")
+    if rec.get("uids"):
+        parts.append(f"{len(rec['uids'])} series")
+    if rec.get("model_version"):
+        parts.append(f"model {rec['model_version']}")
+    for k, v in (rec.get("detail") or {}).items():
+        shown = ("yes" if v else "no") if isinstance(v, bool) else v
+        parts.append(f"{'user' if k == 'username' else k.replace('_', ' ')} {shown}")
+    return " · ".join(parts)
+
+
+def recent(store: Store, limit: int = 500, *, username: str | None = None,
+           actions: Iterable[str] | None = None, outcomes: Iterable[str] | None = None,
+           since: dt.datetime | None = None, before: dt.datetime | None = None
+           ) -> list[dict[str, Any]]:
+    """The newest ``limit`` records as dicts, newest first (for the audit page).
+
+    ``username`` keeps records whose username contains it (ignoring case); ``actions``
+    and ``outcomes`` keep those values; ``since`` (included) and ``before`` (excluded)
+    bound the time stamp.
+    """
+    return [{**_hash_fields(r), "hash": r.hash}
+            for r in audit_log.newest(store, limit, username=username, actions=actions,
+                                      outcomes=outcomes, since=since, before=before)]

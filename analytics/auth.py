@@ -28,7 +28,7 @@ import re
 import secrets
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -161,9 +161,8 @@ def create_user(store: Store, username: str, role: str, password: str | None, *,
         role_v = Role(role)
     except ValueError as e:
         raise AuthError(f"role {role!r}: expected one of {[r.value for r in Role]}") from e
-    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
-        raise AuthError(f"password for {username!r}: at least {MIN_PASSWORD_LENGTH} "
-                        "characters expected")
+    if password is not None:
+        check_password(username, password)
 
     def exists(other: str) -> AuthError:
         return AuthError(f"user {username!r} already exists" if other == username else
@@ -182,6 +181,126 @@ def create_user(store: Store, username: str, role: str, password: str | None, *,
         if user is None:  # created at the same moment by someone else
             raise exists(username)
     return user
+
+
+def check_password(username: str, password: str) -> None:
+    """The password policy of local accounts (on creation and on a reset).
+
+    Raises
+    ------
+    AuthError
+        If ``password`` is shorter than :data:`MIN_PASSWORD_LENGTH` characters.
+    """
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AuthError(f"password for {username!r}: at least {MIN_PASSWORD_LENGTH} "
+                        "characters expected")
+
+
+def _existing(store: Store, username: str) -> Account:
+    user = find_user(store, username)
+    if user is None:
+        raise AuthError(f"user {username!r}: no such account")
+    return user
+
+
+def _last_admin(user: Account, what: str) -> AuthError:
+    return AuthError(f"{user.username!r} is the last active administrator: {what} would "
+                     "leave nobody to manage accounts",
+                     hint="add or enable another admin account first")
+
+
+def change_role(store: Store, username: str, role: str, *,
+                step: Callable[..., AbstractContextManager[Any]] = audit.unaudited) -> Account:
+    """Give an account another role; sessions open under the old role end at their next
+    request (:func:`session_refusal`).
+
+    Raises
+    ------
+    AuthError
+        No such account, an unknown role, or the account is the last enabled admin and
+        would no longer be one.
+    """
+    user = _existing(store, username)
+    try:
+        new = Role(role).value
+    except ValueError as e:
+        raise AuthError(f"role {role!r}: expected one of {[r.value for r in Role]}") from e
+    demotes = user.role == Role.ADMIN and new != Role.ADMIN and not user.disabled
+    if demotes and not accounts.other_active_admins(store, user.id):
+        raise _last_admin(user, f"making it {new}")
+    with step(detail={"username": user.username, "change": "role", "old": user.role,
+                      "new": new}):
+        if not accounts.update_account(store, user.id, role=new, keep_an_admin=demotes):
+            raise _last_admin(user, f"making it {new}")  # another admin went meanwhile
+    return replace(user, role=new)
+
+
+def set_disabled(store: Store, username: str, disabled: bool, *,
+                 step: Callable[..., AbstractContextManager[Any]] = audit.unaudited
+                 ) -> Account:
+    """Disable (or enable again) an account: a disabled account cannot sign in, and its
+    open sessions end at their next request (:func:`session_refusal`).
+
+    Raises
+    ------
+    AuthError
+        No such account, or disabling the last enabled admin.
+    """
+    user = _existing(store, username)
+    guard = disabled and user.role == Role.ADMIN and not user.disabled
+    if guard and not accounts.other_active_admins(store, user.id):
+        raise _last_admin(user, "disabling it")
+    with step(detail={"username": user.username,
+                      "change": "disable" if disabled else "enable"}):
+        if not accounts.update_account(store, user.id, disabled=disabled, keep_an_admin=guard):
+            raise _last_admin(user, "disabling it")
+    return replace(user, disabled=disabled)
+
+
+#: length in characters of a generated one-time password (URL-safe base64, ~96 bits)
+GENERATED_PASSWORD_LENGTH = 16
+
+
+def reset_password(store: Store, username: str, password: str | None = None, *,
+                   step: Callable[..., AbstractContextManager[Any]] = audit.unaudited
+                   ) -> str:
+    """Set a local account's password (``None``: generate one) and unlock the account.
+
+    Returns the password set, to be shown once to the administrator; it is stored only as
+    its Argon2id hash and never written to the audit trail.
+
+    Raises
+    ------
+    AuthError
+        No such account, an identity-provider account (no local password), or a password
+        against the policy (:func:`check_password`).
+    """
+    user = _existing(store, username)
+    if user.password_hash is None:
+        raise AuthError(f"user {user.username!r} signs in with the identity provider and "
+                        "has no local password to reset")
+    if password is None:
+        password = secrets.token_urlsafe(GENERATED_PASSWORD_LENGTH)[:GENERATED_PASSWORD_LENGTH]
+    check_password(user.username, password)
+    with step(detail={"username": user.username, "change": "password_reset"}):
+        accounts.reset_password_hash(store, user.id, _hasher.hash(password))
+    return password
+
+
+def session_refusal(store: Store, username: str, role: str) -> str | None:
+    """Why a session opened as ``username`` with ``role`` may no longer act, or None.
+
+    An open session ends when its account was disabled or given another role since the
+    sign-in. A name with no account at all is left to the sign-in that made the session.
+    """
+    user = find_user(store, username)
+    if user is None:
+        return None
+    if user.disabled:
+        return f"account {user.username!r} has been disabled"
+    if user.role != role:
+        return f"the role of {user.username!r} changed to {user.role}; sign in again"
+    return None
 
 
 def find_user(store: Store, username: str) -> Account | None:
@@ -396,6 +515,6 @@ class SessionClock:
 
 
 __all__ = ["Actor", "AuthError", "HepaTrackError", "Permission", "Role", "SessionClock",
-           "allowed", "authenticate", "clean_username", "create_user", "find_user",
-           "list_users", "require", "sso_actor",
-           "sso_fresh", "sso_login"]
+           "allowed", "authenticate", "change_role", "check_password", "clean_username",
+           "create_user", "find_user", "list_users", "require", "reset_password",
+           "session_refusal", "set_disabled", "sso_actor", "sso_fresh", "sso_login"]

@@ -12,6 +12,7 @@ import secrets
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from analytics.errors import ConfigError
 from analytics.features import radiomics_configs
@@ -134,6 +135,74 @@ def _coerce(kind: type, raw: object, name: str) -> object:
     return raw
 
 
+#: the last path segment of a DICOMweb service root: Orthanc's ``/dicom-web`` (also the
+#: DICOMweb plugins of most archives), Google Cloud Healthcare's ``/dicomWeb`` and
+#: dcm4chee-arc's ``/rs`` (compared ignoring case)
+DICOMWEB_ROOTS = ("dicom-web", "dicomweb", "rs")
+
+
+def shown_pacs_url(url: str) -> str:
+    """``url`` without credentials, query or fragment: safe to show and log."""
+    parts = urlsplit(url)
+    netloc = (parts.hostname or "?") + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def dicomweb_root_problem(url: str) -> str | None:
+    """What is wrong with ``url`` as a PACS's DICOMweb root, or None.
+
+    The root is the URL the DICOMweb paths (``/studies``, ``/series``) are appended to:
+    an http(s) URL whose path ends in one of :data:`DICOMWEB_ROOTS` (Orthanc:
+    ``http://host:8042/dicom-web``). Orthanc's own REST API at ``http://host:8042``
+    answers DICOMweb requests with a bare HTTP 400.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return ("expected an http(s) URL of the PACS's DICOMweb root, "
+                "e.g. http://pacs.example.org:8042/dicom-web")
+    last = parts.path.rstrip("/").rsplit("/", 1)[-1]
+    if last.lower() in DICOMWEB_ROOTS:
+        return None
+    suggestion = shown_pacs_url(url).rstrip("/") + "/dicom-web"
+    return ("expected the DICOMweb root, a URL ending in /dicom-web (Orthanc; /dicomWeb on "
+            f"Google Cloud Healthcare, /rs on dcm4chee-arc), e.g. {suggestion}")
+
+
+def _check_pacs_url(url: object, setting: str) -> None:
+    problem = dicomweb_root_problem(str(url))
+    if problem is not None:
+        raise ConfigError(f"{setting} = {shown_pacs_url(str(url))!r}: {problem}",
+                          hint="fix the url of this PACS endpoint, then restart HepaTrack")
+
+
+def _pacs_endpoints(file_cfg: dict, cfg_file: Path) -> tuple[PacsSettings, ...]:
+    """The ``[[pacs]]`` entries of config.toml, then ``HEPATRACK_PACS_URL``; each ``url``
+    must be a DICOMweb root (:func:`dicomweb_root_problem`)."""
+    pacs = []
+    for i, p in enumerate(file_cfg.get("pacs", [])):
+        if "url" not in p:
+            raise ConfigError(f"{cfg_file} [[pacs]] entry {i + 1}: 'url' is required")
+        known = {f.name: f.type for f in fields(PacsSettings)}
+        unknown = set(p) - set(known)
+        if unknown:
+            raise ConfigError(f"{cfg_file} [[pacs]] entry {i + 1}: unknown keys "
+                              f"{sorted(unknown)}; expected some of {sorted(known)}")
+        _check_pacs_url(p["url"], f"{cfg_file} [[pacs]] entry {i + 1} url")
+        pacs.append(PacsSettings(**{k: _coerce(known[k], v, f"pacs.{k}") for k, v in p.items()}))
+    if os.environ.get("HEPATRACK_PACS_URL"):
+        _check_pacs_url(os.environ["HEPATRACK_PACS_URL"], "HEPATRACK_PACS_URL")
+        pacs.append(
+            PacsSettings(
+                name="env",
+                url=os.environ["HEPATRACK_PACS_URL"],
+                username=os.environ.get("HEPATRACK_PACS_USER"),
+                password=os.environ.get("HEPATRACK_PACS_PASSWORD"),
+                token=os.environ.get("HEPATRACK_PACS_TOKEN"),
+            )
+        )
+    return tuple(pacs)
+
+
 def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     """Build the settings from arguments, environment and ``config.toml``.
 
@@ -145,7 +214,8 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
     Raises
     ------
     ConfigError
-        If ``config.toml`` is unreadable or a value has the wrong type.
+        If ``config.toml`` is unreadable, a value has the wrong type, or a PACS ``url``
+        is not a DICOMweb root.
     """
     home_path = Path(home or os.environ.get("HEPATRACK_HOME") or ".hepatrack").expanduser()
     home_path = home_path.resolve()
@@ -172,26 +242,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
             limits, **{k: _coerce(known[k], v, f"limits.{k}") for k, v in limits_cfg.items()}
         )
 
-    pacs = []
-    for i, p in enumerate(file_cfg.get("pacs", [])):
-        if "url" not in p:
-            raise ConfigError(f"{cfg_file} [[pacs]] entry {i + 1}: 'url' is required")
-        known = {f.name: f.type for f in fields(PacsSettings)}
-        unknown = set(p) - set(known)
-        if unknown:
-            raise ConfigError(f"{cfg_file} [[pacs]] entry {i + 1}: unknown keys "
-                              f"{sorted(unknown)}; expected some of {sorted(known)}")
-        pacs.append(PacsSettings(**{k: _coerce(known[k], v, f"pacs.{k}") for k, v in p.items()}))
-    if os.environ.get("HEPATRACK_PACS_URL"):
-        pacs.append(
-            PacsSettings(
-                name="env",
-                url=os.environ["HEPATRACK_PACS_URL"],
-                username=os.environ.get("HEPATRACK_PACS_USER"),
-                password=os.environ.get("HEPATRACK_PACS_PASSWORD"),
-                token=os.environ.get("HEPATRACK_PACS_TOKEN"),
-            )
-        )
+    pacs = _pacs_endpoints(file_cfg, cfg_file)
 
     deid_raw = os.environ.get("HEPATRACK_DEIDENTIFY", file_cfg.get("deidentify", True))
     radiomics_config = _radiomics_config(
@@ -202,7 +253,7 @@ def load_settings(home: str | os.PathLike[str] | None = None) -> Settings:
         db_url=os.environ.get("HEPATRACK_DB_URL") or file_cfg.get("db_url"),
         deidentify=bool(_coerce(bool, deid_raw, "deidentify")),
         limits=limits,
-        pacs=tuple(pacs),
+        pacs=pacs,
         dask_scheduler=os.environ.get("HEPATRACK_SCHEDULER") or file_cfg.get("dask_scheduler"),
         session_timeout_min=int(
             _coerce(int, file_cfg.get("session_timeout_min", 60), "session_timeout_min")

@@ -5,7 +5,7 @@ import streamlit as st
 from analytics import viz
 from analytics.errors import HepaTrackError
 from analytics.store.repo import KEY_BIOMARKERS
-from ui import cohort_view, dash, loaders, shell, tables
+from ui import cohort_view, dash, downloads, loaders, shell, tables
 from ui.format import column_config, fmt_count, fmt_horizon
 from ui.session import COHORT, key
 
@@ -79,6 +79,7 @@ if rows:
                  icon=":material/person:", query_params={"patient": pseudonym})
 else:
     st.caption("Select a row to open the patient.")
+downloads.table_button(ctx, shown, what="cohort_table", key=key(COHORT, "download"))
 
 if risk is not None and model is not None:
     st.subheader("Risk across the cohort")

@@ -28,6 +28,8 @@ from ui.session import VIEWER_KEY, Viewer
 CLOCK_KEY = "auth:clock"
 SESSION_ID_KEY = "auth:session_id"
 LOGIN_FORM = "auth:login"
+#: why the session was ended by an account change, shown once on the login form
+ENDED_KEY = "auth:ended"
 
 
 def _session_id() -> str:
@@ -88,6 +90,9 @@ def _login_widgets(store: Store, settings: Settings) -> None:
                "hepatology teams. Sign in to continue.")
     if st.session_state.pop("auth:expired", False):
         st.info("Your session expired. Please sign in again.", icon=":material/timer_off:")
+    ended = st.session_state.pop(ENDED_KEY, None)
+    if ended:
+        st.warning(f"Your session has ended: {ended}.", icon=":material/person_off:")
     if _oidc_configured():
         if getattr(st.user, "is_logged_in", False):
             # the claims of the provider's ID token; tokens themselves are not exposed
@@ -126,10 +131,27 @@ def _login_widgets(store: Store, settings: Settings) -> None:
         st.rerun()
 
 
+def _still_allowed(store: Store, viewer: Viewer) -> bool:
+    """False (and the session ended, audited) when the viewer's account was disabled or
+    given another role since the sign-in: a change takes effect at the next request."""
+    refusal = engine_auth.session_refusal(store, viewer.username, viewer.role)
+    if refusal is None:
+        return True
+    with contextlib.suppress(HepaTrackError):
+        audit.record(store, actor(viewer), "logout", detail={"reason": "account changed"})
+    _end_session()
+    st.session_state[ENDED_KEY] = refusal
+    return False
+
+
 def gate(settings: Settings, store: Store) -> Viewer:
-    """Return the logged-in viewer; otherwise show the login form and stop the script."""
+    """Return the logged-in viewer; otherwise show the login form and stop the script.
+
+    An open session of an account that has since been disabled, or given another role,
+    ends here with a message on the login form.
+    """
     viewer = current(settings)
-    if viewer is not None:
+    if viewer is not None and _still_allowed(store, viewer):
         return viewer
     _login_form(store, settings)
     st.stop()

@@ -38,7 +38,7 @@ import requests
 import urllib3
 from dicomweb_client.api import DICOMwebClient
 
-from analytics.config import IngestLimits, PacsSettings, Settings
+from analytics.config import IngestLimits, PacsSettings, Settings, dicomweb_root_problem
 from analytics.errors import IngestError, LimitExceededError, PacsError
 from analytics.ingest.pacs_http import (
     DeadlineWatchdog,
@@ -239,6 +239,8 @@ class PacsClient:
                                     "credentials (HEPATRACK_PACS_USER/PASSWORD/TOKEN)") from None
                 if status == 404:
                     raise PacsError(f"PACS {self.where}: {what}: not found (404)") from None
+                if status == 400:
+                    raise self._bad_request(what) from None
                 if status not in _RETRY_STATUS or attempt == attempts - 1:
                     raise PacsError(f"PACS {self.where}: {what} failed (HTTP {status}) after "
                                     f"{attempt + 1} attempt(s)") from None
@@ -265,6 +267,18 @@ class PacsClient:
             # an expired deadline ends the back-off at once
             self.watchdog.expired.wait(self.BACKOFF_S[min(attempt, len(self.BACKOFF_S) - 1)])
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _bad_request(self, what: str) -> PacsError:
+        """HTTP 400: most often a URL that is not the DICOMweb root (Orthanc's REST API at
+        ``http://host:8042`` answers DICOMweb paths so); the message names the URL."""
+        problem = dicomweb_root_problem(self.pacs.url)
+        if problem is None:
+            return PacsError(f"PACS {self.where}: {what} refused as a bad request (HTTP 400); "
+                             "the server did not accept this DICOMweb request")
+        return PacsError(f"PACS {self.where}: {what} refused as a bad request (HTTP 400): "
+                         f"{self.where} is not a DICOMweb root; {problem}",
+                         hint="set the url of this [[pacs]] entry (or HEPATRACK_PACS_URL) "
+                              "to the DICOMweb root, for Orthanc …/dicom-web")
 
     # -- QIDO-RS
     def search_series(self, study_uid: str, series_uid: str | None = None

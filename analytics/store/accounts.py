@@ -1,5 +1,6 @@
-"""User accounts in the store: lookup by name key, creation, and the failure counter the
-login lockout runs on (conditional UPDATEs, so concurrent attempts take distinct slots).
+"""User accounts in the store: lookup by name key, creation, the changes an administrator
+makes (role, disabled, password) and the failure counter the login lockout runs on
+(conditional UPDATEs, so concurrent attempts take distinct slots).
 
 The rules (roles, password policy, lock lengths, auditing) live in :mod:`analytics.auth`.
 """
@@ -9,14 +10,18 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from analytics.store.db import Store
 from analytics.store.schema import User
 
-__all__ = ["Account", "add_account", "find_account", "list_accounts", "login_state",
-           "release_failures", "reserve_failure", "set_password_hash", "username_with_key"]
+__all__ = ["ADMIN_ROLE", "Account", "add_account", "find_account", "list_accounts",
+           "login_state", "other_active_admins", "release_failures", "reserve_failure",
+           "reset_password_hash", "set_password_hash", "update_account", "username_with_key"]
+
+#: the role whose last active holder must stay (someone has to manage the accounts)
+ADMIN_ROLE = "admin"
 
 
 @dataclass(frozen=True)
@@ -113,3 +118,46 @@ def set_password_hash(store: Store, user_id: int, password_hash: str) -> None:
     """Replace an account's password hash (a rehash with current parameters)."""
     with store.session() as s:
         s.get(User, user_id).password_hash = password_hash
+
+
+def _other_active_admins(user_id: int):
+    return (select(func.count()).select_from(User)
+            .where(User.role == ADMIN_ROLE, User.disabled.is_(False), User.id != user_id)
+            .scalar_subquery())
+
+
+def other_active_admins(store: Store, user_id: int) -> int:
+    """How many enabled admin accounts there are besides account ``user_id``."""
+    with store.session() as s:
+        return int(s.execute(select(_other_active_admins(user_id))).scalar_one())
+
+
+def update_account(store: Store, user_id: int, *, role: str | None = None,
+                   disabled: bool | None = None, keep_an_admin: bool = False) -> bool:
+    """Set an account's ``role`` and/or ``disabled`` flag; True if the row was changed.
+
+    With ``keep_an_admin`` the change is made only while another enabled admin account
+    exists, checked in the same UPDATE (two admins demoting each other at once cannot
+    leave the site without one); False when it was refused for that reason.
+    """
+    values: dict[str, object] = {}
+    if role is not None:
+        values["role"] = role
+    if disabled is not None:
+        values["disabled"] = disabled
+    stmt = update(User).where(User.id == user_id)
+    if keep_an_admin:
+        stmt = stmt.where(_other_active_admins(user_id) > 0)
+    with store.session() as s:
+        done = s.execute(stmt.values(**values)
+                         .execution_options(synchronize_session=False)).rowcount
+    return done == 1
+
+
+def reset_password_hash(store: Store, user_id: int, password_hash: str) -> None:
+    """Replace an account's password hash after an administrator's reset, and clear its
+    failed logins and lock (the old password's failures do not count against the new)."""
+    with store.session() as s:
+        s.execute(update(User).where(User.id == user_id)
+                  .values(password_hash=password_hash, failed_logins=0, locked_until=None)
+                  .execution_options(synchronize_session=False))

@@ -9,7 +9,7 @@ queue instead of racing for the same ``seq``).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,9 +97,27 @@ def entries(store: Store) -> Iterator[AuditEntry]:
             yield AuditEntry.of(r)
 
 
-def newest(store: Store, limit: int) -> list[AuditEntry]:
-    """The newest ``limit`` records, newest first."""
+def newest(store: Store, limit: int, *, username: str | None = None,
+           actions: Iterable[str] | None = None, outcomes: Iterable[str] | None = None,
+           since: dt.datetime | None = None, before: dt.datetime | None = None
+           ) -> list[AuditEntry]:
+    """The newest ``limit`` records that match, newest first.
+
+    ``username`` matches any part of the name, ignoring case; ``since`` is included and
+    ``before`` excluded (time stamps in UTC).
+    """
+    query = select(AuditRecord)
+    if username:
+        query = query.where(func.lower(AuditRecord.username).contains(
+            username.lower(), autoescape=True))
+    if actions is not None:
+        query = query.where(AuditRecord.action.in_(list(actions)))
+    if outcomes is not None:
+        query = query.where(AuditRecord.outcome.in_(list(outcomes)))
+    if since is not None:
+        query = query.where(AuditRecord.ts >= since)
+    if before is not None:
+        query = query.where(AuditRecord.ts < before)
     with store.session() as s:
-        rows = s.execute(select(AuditRecord).order_by(AuditRecord.seq.desc())
-                         .limit(limit)).scalars().all()
+        rows = s.execute(query.order_by(AuditRecord.seq.desc()).limit(limit)).scalars().all()
         return [AuditEntry.of(r) for r in rows]

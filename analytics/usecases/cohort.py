@@ -1,7 +1,8 @@
 """Cohort use cases: import visits and outcomes (``Permission.INGEST``, audited
-``import_cohort``) and export tables or masks (``Permission.EXPORT_PSEUDONYMISED``,
-audited ``export``). The stage functions in :mod:`analytics.cohort` call the one audited
-step just before they write."""
+``import_cohort``), export tables or masks (``Permission.EXPORT_PSEUDONYMISED``, audited
+``export``) and download a table as a page shows it (identified tables need
+``Permission.EXPORT_IDENTIFIED``). The stage functions in :mod:`analytics.cohort` call the
+one audited step just before they write."""
 
 from __future__ import annotations
 
@@ -11,14 +12,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
+
 from analytics.auth import Permission
 from analytics.cohort.export import export as export_stage
 from analytics.cohort.importer import ImportReport
 from analytics.cohort.importer import import_cohort as import_stage
 from analytics.cohort.reader import Source
+from analytics.csv_safe import write_csv
 from analytics.usecases.context import Context, audited, authorize
 
-__all__ = ["ExportRequest", "ImportRequest", "export", "import_cohort"]
+__all__ = ["ExportRequest", "ImportRequest", "TableDownload", "download_table", "export",
+           "import_cohort"]
 
 
 @dataclass(frozen=True)
@@ -69,3 +74,32 @@ def export(ctx: Context, req: ExportRequest) -> dict[str, Any]:
     authorize(ctx, Permission.EXPORT_PSEUDONYMISED, "export")
     return export_stage(ctx.store, req.what, req.out, settings=ctx.settings,
                         step=functools.partial(audited, ctx, "export"))
+
+
+@dataclass(frozen=True)
+class TableDownload:
+    """A table as a page shows it, to download as CSV: ``what`` names it in the audit
+    trail (``cohort_table``); ``identified`` says it carries real names, IDs or dates."""
+
+    table: pd.DataFrame
+    what: str
+    identified: bool
+
+
+def download_table(ctx: Context, req: TableDownload) -> bytes:
+    """The table as UTF-8 CSV, formula cells neutralised (:mod:`analytics.csv_safe`); one
+    audited ``export`` (step ``download``) with the row and column counts, before the bytes.
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not export this kind of table (refusal audited).
+    AuditError
+        If the download cannot be audited: then no bytes are given.
+    """
+    authorize(ctx, Permission.EXPORT_IDENTIFIED if req.identified
+              else Permission.EXPORT_PSEUDONYMISED, "export")
+    rows, columns = req.table.shape
+    with audited(ctx, "export", detail={"step": "download", "what": req.what, "rows": rows,
+                                        "columns": columns, "identified": req.identified}):
+        return (write_csv(req.table, index=False) or "").encode("utf-8")

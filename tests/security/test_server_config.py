@@ -24,6 +24,12 @@ def test_usage_statistics_off():
     assert CONFIG["browser"]["gatherUsageStats"] is False
 
 
+def test_tables_offer_no_unaudited_download_or_copy_of_their_own():
+    """A table toolbar's CSV download would take identified rows past the audit trail
+    (RELIABILITY.md 35); pages offer audited downloads instead (ui/downloads.py)."""
+    assert CONFIG["client"]["disableDataExport"] is True
+
+
 def test_upload_size_limit_set():
     mb = CONFIG["server"]["maxUploadSize"]
     assert isinstance(mb, int) and 0 < mb <= 4096

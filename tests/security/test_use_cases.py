@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import select
 
-from analytics import audit
+from analytics import audit, auth
 from analytics.audit import Actor
 from analytics.config import PacsSettings
 from analytics.errors import PermissionDeniedError
@@ -86,6 +86,18 @@ REFUSALS: list[tuple[str, Callable[[Context, Any], Any], Actor, str, str]] = [
     ("add_user", lambda c, t: admin.add_user(
         c, admin.NewUser("eve.x", "admin", "a long enough secret")), CLINICIAN, "user_add",
      "may not manage users"),
+    ("change_role", lambda c, t: admin.change_role(c, admin.RoleChange("eve.x", "admin")),
+     CLINICIAN, "user_change", "may not manage users"),
+    ("set_account_status", lambda c, t: admin.set_account_status(
+        c, admin.AccountStatus("eve.x", True)), RESEARCHER, "user_change",
+     "may not manage users"),
+    ("reset_password", lambda c, t: admin.reset_password(c, admin.PasswordReset("eve.x")),
+     CLINICIAN, "user_change", "may not manage users"),
+    ("export_audit", lambda c, t: admin.export_audit(c, admin.AuditFilter()), CLINICIAN,
+     "export", "may not view audit"),
+    ("download_table", lambda c, t: cohort.download_table(c, cohort.TableDownload(
+        VISITS, "cohort_table", identified=True)), RESEARCHER, "export",
+     "may not export identified"),
     ("settings_view", lambda c, t: admin.settings_view(c), CLINICIAN, "settings_change",
      "may not change settings"),
     ("change_setting", lambda c, t: admin.change_setting(
@@ -148,6 +160,11 @@ def _model(store) -> None:
                           metrics={}, card={}, active=False))
 
 
+def _account(c: Context) -> None:
+    """A researcher account to change, made without a use case (no record)."""
+    auth.create_user(c.store, "eve.x", "researcher", "a long enough secret")
+
+
 #: (use case, actor allowed to use it, its one audited action)
 ACTIONS: list[tuple[str, Callable[[Context, Any], Any], Actor, str]] = [
     ("import_cohort", lambda c, t: cohort.import_cohort(
@@ -162,6 +179,16 @@ ACTIONS: list[tuple[str, Callable[[Context, Any], Any], Actor, str]] = [
         c, admin.NewUser("eve.x", "researcher", "a long enough secret")), ADMIN, "user_add"),
     ("change_setting", lambda c, t: admin.change_setting(
         c, admin.SettingChange("session_timeout_min", 15)), ADMIN, "settings_change"),
+    ("change_role", lambda c, t: (_account(c), admin.change_role(
+        c, admin.RoleChange("eve.x", "clinician"))), ADMIN, "user_change"),
+    ("set_account_status", lambda c, t: (_account(c), admin.set_account_status(
+        c, admin.AccountStatus("eve.x", True))), ADMIN, "user_change"),
+    ("reset_password", lambda c, t: (_account(c), admin.reset_password(
+        c, admin.PasswordReset("eve.x"))), ADMIN, "user_change"),
+    ("export_audit", lambda c, t: admin.export_audit(c, admin.AuditFilter()), ADMIN,
+     "export"),
+    ("download_table", lambda c, t: cohort.download_table(c, cohort.TableDownload(
+        VISITS, "cohort_table", identified=True)), CLINICIAN, "export"),
     ("download_pack", lambda c, t: report.download_pack(c, _pack(False)), RESEARCHER,
      "export"),
     ("remove_series", lambda c, t: repair_uc.remove_series(c, "2.25.31"), ADMIN,

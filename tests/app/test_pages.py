@@ -179,6 +179,36 @@ def test_patient_page_shows_the_first_patient(seeded_home):
     assert any("No trained model yet" in t for t in _texts(at.info))
 
 
+def test_patient_page_compares_attenuation_within_its_contrast_phase(seeded_home):
+    from sqlalchemy import select, update
+
+    from analytics.store.schema import Feature, Series
+    from analytics.viz.prep import PHASE_NOTE
+
+    # HT-0001: 55 HU on the first study made unenhanced; the second study (portal venous)
+    # measures 30 HU, a fatty-liver value on unenhanced CT (< 40 HU)
+    store = open_store(load_settings(seeded_home))
+    with store.session() as s:
+        s.execute(update(Series).where(Series.series_uid == "2.25.11")
+                  .values(contrast_phase="unenhanced"))
+        sid = s.execute(select(Series.id).where(Series.series_uid == "2.25.21")).scalar()
+        s.execute(update(Feature).where(Feature.series_id == sid,
+                                        Feature.name == "liver_hu_mean").values(value=30.0))
+    store.dispose()
+    at = new_app().run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at, MISSING_FILES)
+    summary = table_with(at, "Biomarker").set_index("Biomarker")
+    hu = summary.loc["Liver attenuation, mean (HU)"]
+    assert hu["Latest"] == 30.0 and hu["Phase"] == "portal venous"
+    # no "-25 HU" against the unenhanced scan, and no fatty-liver flag after contrast
+    assert hu[["Previous", "Change"]].isna().all()
+    assert hu["Compared with"] == "no earlier scan in the same phase"
+    assert hu["Flag"] == "" and hu["Normal range"] == "—"
+    assert summary.loc["Liver volume (mL)", "Compared with"] == "previous scan"
+    assert PHASE_NOTE in _texts(at.caption)
+
+
 def test_patient_page_follows_the_link_query_parameter(seeded_home):
     at = new_app()
     at.query_params["patient"] = "HT-0002"

@@ -318,3 +318,33 @@ def test_every_lab_of_the_table_fits_on_the_page_with_all_imaging_biomarkers(tmp
     assert Canvas  # reportlab draws the page; every row label is on it
     for label in df["label"]:
         assert label.split(",")[0] in text, label
+
+
+def test_the_packs_imaging_line_shows_no_attenuation_change_across_contrast_phases():
+    from types import SimpleNamespace
+
+    from analytics.usecases.report import _imaging_text_within_phase
+    from analytics.viz.prep import biomarker_summary
+
+    def contribution(feature, label, unit, value, change, shap):
+        return SimpleNamespace(feature=feature, label=label, unit=unit, value=value,
+                               change=change, shap=shap)
+
+    spleen = contribution("spleen_volume_ml", "Spleen volume", "mL", 410.0, 120.0, 0.2)
+    liver = contribution("liver_hu_mean", "Liver attenuation, mean", "HU", 105.0, 45.0, 0.1)
+    view = SimpleNamespace(imaging=lambda i: [spleen, liver])
+
+    def table(phases):
+        bio = pd.DataFrame({"time_years": [0.0, 1.0, 0.0, 1.0],
+                            "name": ["spleen_volume_ml"] * 2 + ["liver_hu_mean"] * 2,
+                            "value": [290.0, 410.0, 60.0, 105.0],
+                            "unit": ["mL", "mL", "HU", "HU"], "contrast_phase": phases * 2})
+        return biomarker_summary(bio, pd.DataFrame({"time_years": []}))
+
+    # portal venous at 1 y after unenhanced at 0 y: the +45 HU is not a change
+    text = _imaging_text_within_phase(view, 0, table(["unenhanced", "portal_venous"]))
+    assert "(+120 mL since the previous scan)" in text
+    assert "Liver attenuation, mean 105 HU: +0.10" in text and "HU since" not in text
+    # both portal venous: the change is within the phase and is kept
+    text = _imaging_text_within_phase(view, 0, table(["portal_venous", "portal_venous"]))
+    assert "Liver attenuation, mean 105 HU (+45 HU since the previous scan)" in text

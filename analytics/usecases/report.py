@@ -34,7 +34,7 @@ import pandas as pd
 from analytics.auth import Permission, allowed
 from analytics.cohort import build_cohort
 from analytics.errors import HepaTrackError, ModelError, StoreError
-from analytics.explain import patient_trajectory, risk_sentence, why_text
+from analytics.explain import imaging_text, patient_trajectory, risk_sentence, why_text
 from analytics.models.registry import load_model
 from analytics.store import mdt_records, repo
 from analytics.store.mdt_records import MdtRecordRow
@@ -50,7 +50,8 @@ from analytics.usecases.model_admin import (
 )
 from analytics.viz.mpl import calibration_png, trajectory_png, waterfall_png
 from analytics.viz.pack_pdf import PatientPage, render_pdf
-from analytics.viz.prep import biomarker_summary, event_text
+from analytics.viz.prep import NO_SAME_PHASE, biomarker_summary, event_text
+from analytics.vocabulary import PHASE_DEPENDENT
 
 __all__ = ["INTENDED_USE", "RECORD_WITHHELD", "PatientPage", "ReportRequest", "ReportResult",
            "build_mdt_report", "collect_patient_page", "download_pack", "key_series_uid",
@@ -150,6 +151,23 @@ def record_lines(record: MdtRecordRow | None, identified: bool,
             ("Discussion", record.discussion), ("Decision", record.decision)]
 
 
+def _imaging_text_within_phase(view, i: int, table: pd.DataFrame, top: int = 3) -> str:
+    """``Trajectory.imaging_text``, with a CT attenuation change kept only when it is the
+    change since the previous scan of the same contrast phase (the biomarker table's,
+    :func:`analytics.viz.prep.biomarker_summary`); otherwise the value is shown alone."""
+    rows = {r.name: r for r in table.itertuples()} if len(table) else {}
+    items = []
+    for c in view.imaging(i)[:top]:
+        change = c.change
+        if c.feature in PHASE_DEPENDENT and change is not None:
+            r = rows.get(c.feature)
+            same = (r is not None and r.compared_with != NO_SAME_PHASE
+                    and np.isfinite(r.change) and np.isclose(r.change, change))
+            change = change if same else None
+        items.append((c.label, c.unit, c.value, change, c.shap))
+    return imaging_text(items)
+
+
 def _risk_part(page: PatientPage, model, visits: pd.DataFrame | None, pseudonym: str,
                horizon: float | None, metrics: dict | None, out) -> None:
     """Trajectory, risk sentence, waterfall, model text and calibration onto ``page``."""
@@ -174,7 +192,7 @@ def _risk_part(page: PatientPage, model, visits: pd.DataFrame | None, pseudonym:
             page.risk_text = " ".join([risk_sentence(
                 event_text(view.event), h, p["time"], p["risk"], (p["ci_low"], p["ci_high"])),
                 why_text(view.why(i, top=1))]).strip()
-            page.imaging_text = view.imaging_text(i)
+            page.imaging_text = _imaging_text_within_phase(view, i, page.biomarkers)
             page.waterfall_png = waterfall_png(
                 view.waterfall(i, top=7), size_in=(6.2, 2.6),
                 title=f"Why: SHAP contributions at {p['time']:.1f} y")

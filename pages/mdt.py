@@ -124,8 +124,6 @@ outcome = detail.outcome
 st.caption(f"Patient {pos} of {len(chosen)} · sex {detail.sex or '—'} · "
            + (f"outcome {outcome.event} at {outcome.time_years:.1f} y · " if outcome
               else "no outcome recorded · ") + facts.line)
-if record is not None and record.question:
-    st.markdown(f"**Question:** {record.question}")
 
 if model is not None:
     try:
@@ -161,6 +159,12 @@ with top_left:
             mdt_view.projector_figure(fig, font)
         # the Streamlit chart theme sets its own (small) fonts: off in projector mode
         st.plotly_chart(fig, key=key(MDT, "risk"), theme=None if large else "streamlit")
+    # the meeting's question and decision under the chart: the screen's left column has
+    # room for them, so a projected patient still fits one screen
+    if record is not None and record.question:
+        st.markdown(f"**Question:** {record.question}")
+    if record is not None and record.decision:
+        st.markdown(f"**Decision:** {record.decision}")
 with top_right:
     choices = patient_view.series_choices(detail.series)
     if not choices:
@@ -178,8 +182,6 @@ with top_right:
             shell.show_error(err)
     if view is not None and view.latest_index() is not None:
         st.markdown(mdt_view.why_markdown(view, view.latest_index()))
-if record is not None and record.decision:
-    st.markdown(f"**Decision:** {record.decision}")
 
 if not large:
     summary = patient_view.summary_table(detail.biomarkers, detail.visits)

@@ -280,7 +280,7 @@ def test_the_pack_carries_identity_scores_labs_and_the_meetings_record(tmp_path)
                  "Decision: Refer for assessment.", f"Meeting: {meeting}"):
         assert part in text, part
     # attenuation: 30 HU portal venous after 55 HU unenhanced is not compared, not flagged
-    assert "Liver attenuation, mean (HU), portal venous 30 (1.0) no same-phase scan — —" in text
+    assert "Liver attenuation, mean (HU) [PV] 30 (1.0) no same-phase scan — —" in text
     assert "compared only with the previous scan of the same contrast phase" in text
     store.dispose()
 

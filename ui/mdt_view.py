@@ -58,7 +58,7 @@ LARGE_FIGURE_FONT = 18
 #: projector mode: the risk chart's height and the key image's width (px) that fit one
 #: patient on a 1280 x 720 screen
 PROJECTOR_FIGURE_HEIGHT = 300
-PROJECTOR_IMAGE_WIDTH = 250
+PROJECTOR_IMAGE_WIDTH = 230
 #: the parts of a patient's MDT record, in the order they are asked
 RECORD_PARTS = ("question", "discussion", "decision")
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analytics import vocabulary
 from analytics.models.scores import CHILD_PUGH_GRADES, albi, albi_grade, child_pugh
 from analytics.models.scores import child_pugh_class as _cp_class
 from analytics.models.scores import meld as _meld
@@ -20,6 +21,9 @@ from analytics.store.repo_patient import PatientDetail
 
 __all__ = ["AETIOLOGY_COLUMNS", "ClinicalFacts", "clinical_facts"]
 
+#: short names of score inputs in "not computable (no ...)"
+_INPUT_NAMES = {"ascites_grade": "ascites grade", "encephalopathy_grade":
+                "encephalopathy grade"}
 #: visits-file columns read as the patient's aetiology, first present wins
 AETIOLOGY_COLUMNS = ("aetiology", "etiology")
 
@@ -85,11 +89,13 @@ def _latest(visits: pd.DataFrame, score: pd.Series) -> tuple[float, float] | Non
 
 
 def _missing(visits: pd.DataFrame, needed: tuple[str, ...]) -> str:
-    absent = [n.replace("_mg_dl", "").replace("_g_dl", "").replace("_grade", "")
-              for n in needed if visits.empty or n not in visits.columns
+    """``"not computable (no INR, creatinine)"``: the inputs no visit has."""
+    absent = [n for n in needed if visits.empty or n not in visits.columns
               or pd.to_numeric(visits[n], errors="coerce").isna().all()]
-    return ("not computable: " + ", ".join(absent) + " not recorded" if absent
-            else "not computable: no visit has all its inputs")
+    if not absent:
+        return "not computable (no visit has all its inputs)"
+    names = [_INPUT_NAMES.get(n) or vocabulary.label(n) for n in absent]
+    return "not computable (no " + ", ".join(names) + ")"
 
 
 def clinical_facts(detail: PatientDetail, today: dt.date) -> ClinicalFacts:

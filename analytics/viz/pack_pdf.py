@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.viz.prep import NO_SAME_PHASE, PHASE_NOTE, range_text
+from analytics.vocabulary import PHASE_DEPENDENT
 
 __all__ = ["MARGIN", "PAGE_H", "PAGE_W", "PatientPage", "render_pdf"]
 
@@ -24,7 +25,9 @@ PAGE_W, PAGE_H = 842.0, 595.0  # A4 landscape, points
 MARGIN = 24.0
 FOOTER_TOP = MARGIN + 78  # top of the footer band (model, calibration, intended use)
 LEFT_W = 470.0
-HEAD_H = 62.0  # title, identity line, facts line
+#: contrast phases as the table's narrow label column shows them (explained below it)
+PHASE_SHORT = {"unenhanced": "[unenh.]", "arterial": "[art.]", "portal venous": "[PV]",
+               "delayed": "[delayed]", "phase unknown": "[phase?]"}
 
 
 @dataclass
@@ -106,8 +109,9 @@ def _table_rows(df: pd.DataFrame) -> list[list[str]]:
     rows = [["Biomarker / lab", "Latest (y)", "Prev.", "Change", "Normal", ""]]
     for r in df.itertuples():
         flag = {"below normal": "↓ low", "above normal": "↑ high"}.get(r.flag, "")
-        label = f"{r.label}, {r.phase}" if getattr(r, "phase", "") else r.label
-        prev = ("no same-phase scan" if getattr(r, "compared_with", "") == NO_SAME_PHASE
+        label = (f"{r.label} {PHASE_SHORT.get(r.phase, r.phase)}"
+                 if r.name in PHASE_DEPENDENT and r.phase else r.label)
+        prev = ("no same-phase scan" if r.compared_with == NO_SAME_PHASE
                 else _num(r.previous))
         rows.append([label, f"{_num(r.latest)} ({r.latest_time:.1f})"
                      if np.isfinite(r.latest_time) else _num(r.latest), prev,
@@ -130,7 +134,7 @@ def _biomarker_table(c, df: pd.DataFrame, x: float, y_top: float, w: float, h: f
     data = _table_rows(df)
     row_h = min(12.5, h / len(data))
     size = min(7.2, row_h * 0.72)
-    widths = [w * f for f in (0.40, 0.16, 0.12, 0.10, 0.14, 0.08)]
+    widths = [w * f for f in (0.36, 0.14, 0.19, 0.10, 0.13, 0.08)]
     style = [("FONT", (0, 0), (-1, -1), font, size), ("FONT", (0, 0), (-1, 0), bold, size),
              ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.black),
              ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
@@ -193,10 +197,10 @@ def _header(c, page: PatientPage, n: int, total: int, header: str, fonts: tuple[
     c.drawRightString(PAGE_W - MARGIN, top - 6, header)
     c.drawRightString(PAGE_W - MARGIN, top - 17, f"Page {n} of {total}")
     _wrap(c, page.subtitle, MARGIN, top - 28, PAGE_W - 2 * MARGIN - 150, font, 8.5, 1)
-    _wrap(c, page.facts_text, MARGIN, top - 40, PAGE_W - 2 * MARGIN, bold, 8.5, 1)
+    _wrap(c, page.facts_text, MARGIN, top - 39, PAGE_W - 2 * MARGIN, bold, 8, 2, 9.5)
     c.setStrokeColor(colors.Color(0.6, 0.6, 0.6))
-    c.line(MARGIN, top - 46, PAGE_W - MARGIN, top - 46)
-    return top - 50
+    c.line(MARGIN, top - 54, PAGE_W - MARGIN, top - 54)
+    return top - 58
 
 
 def _left_column(c, page: PatientPage, y: float, fonts: tuple[str, str]) -> None:
@@ -230,10 +234,11 @@ def _draw_page(c, page: PatientPage, n: int, total: int, header: str, footer: st
     if page.key_image_png:
         _image(c, page.key_image_png, right_x, y - 140, right_w, 140)
     yy = _wrap(c, page.key_image_caption, right_x, y - 148, right_w, font, 6.5, 3, 8)
-    note_h = 18.0
+    note_h = 25.0
     bottom = _biomarker_table(c, page.biomarkers, right_x, yy - 2, right_w,
                               yy - 2 - FOOTER_TOP - 4 - note_h, fonts)
-    _wrap(c, PHASE_NOTE, right_x, bottom - 8, right_w, font, 6.3, 2, 7.5)
+    _wrap(c, PHASE_NOTE + " PV: portal venous; unenh.: unenhanced; art.: arterial.",
+          right_x, bottom - 8, right_w, font, 6.3, 3, 7.5)
     # footer: model, calibration, intended use
     fy = FOOTER_TOP
     c.setStrokeColor(colors.Color(0.6, 0.6, 0.6))

@@ -160,3 +160,21 @@ def test_bad_mdt_records_are_refused(store, actor, req, error, match):
 def test_researchers_cannot_read_mdt_records(store):
     with pytest.raises(PermissionDeniedError, match="may not view identified"):
         records_for(Context(RESEARCHER, store), ["HT-0001"])
+
+
+@pytest.mark.parametrize(("stored", "shown"), [
+    ("LOPEZ^CHARLES", "Charles LOPEZ"),
+    ("Doe^Jane", "Jane DOE"),
+    ("LOPEZ^CHARLES^ANDREW", "Charles Andrew LOPEZ"),
+    ("van der Berg^Anna^^Dr^MD", "Dr Anna VAN DER BERG MD"),
+    ("MACDONALD^McKenzie", "McKenzie MACDONALD"),
+    ("YAMADA^TARO=山田^太郎", "Taro YAMADA"),
+    ("Charles Lopez", "Charles Lopez"),
+    ("^^", None),
+    ("", None),
+    (None, None),
+])
+def test_dicom_person_names_are_shown_in_clinical_form(stored, shown):
+    from analytics.names import clinical_name
+
+    assert clinical_name(stored) == shown

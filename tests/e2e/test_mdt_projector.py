@@ -57,16 +57,17 @@ def _pdf_pages_to_png(browser, pdf, pages: int, stem: str) -> list:
                        check=True, timeout=120)
         return sorted(SCREENSHOTS.glob(f"{stem}-*.png"))
     out = []
-    view = browser.new_page(viewport={"width": 1190, "height": 842})
-    try:
-        for n in range(1, pages + 1):
+    for n in range(1, pages + 1):
+        # a fresh tab per page: the viewer reads #page only when it opens the document
+        view = browser.new_page(viewport={"width": 1190, "height": 842})
+        try:
             view.goto(f"{pdf.as_uri()}#page={n}&toolbar=0&view=Fit")
             view.wait_for_timeout(2000)  # the viewer draws the page
             path = SCREENSHOTS / f"{stem}-{n}.png"
             view.screenshot(path=str(path))
             out.append(path)
-    finally:
-        view.close()
+        finally:
+            view.close()
     return out
 
 
@@ -158,6 +159,7 @@ def test_projector_mode_shows_one_patient_per_screen_without_scrolling(
         dl.value.save_as(pdf)
         assert len(PdfReader(str(pdf)).pages) == len(chosen)
         pngs = _pdf_pages_to_png(chromium_browser, pdf, len(chosen), "mdt_pack_page")
-        assert len(pngs) == len(chosen) and all(p.stat().st_size > 0 for p in pngs)
+        assert len(pngs) == len(chosen)
+        assert len({p.read_bytes() for p in pngs}) == len(chosen)  # one picture per page
     finally:
         page.close()

@@ -69,4 +69,29 @@ def name_key(value: str) -> str:
     return unicodedata.normalize("NFC", value).casefold().replace(" ", "")
 
 
-__all__ = ["bad_character", "clean_name", "name_key"]
+def clinical_name(person_name: str | None) -> str | None:
+    """A DICOM person name (PN, ``FAMILY^GIVEN^MIDDLE^PREFIX^SUFFIX``) in clinical form:
+    ``"LOPEZ^CHARLES"`` -> ``"Charles LOPEZ"``, ``"Doe^Jane^A"`` -> ``"Jane A DOE"``.
+
+    The family name is in capitals, given and middle names in title case when they were
+    typed all in one case (``"McKenzie"`` is kept as typed); prefix and suffix keep their
+    places as typed. Only the first (alphabetic) component group of a multi-script name is used.
+    A name without ``^`` is returned as it is; an empty one gives None.
+    """
+    if person_name is None:
+        return None
+    text = str(person_name).split("=", 1)[0].strip()
+    if "^" not in text:
+        return text or None
+    family, given, middle, prefix, suffix = (text.split("^") + [""] * 5)[:5]
+
+    def shown(part: str) -> str:
+        part = " ".join(part.split())
+        return part.title() if part.isupper() or part.islower() else part
+
+    words = [" ".join(prefix.split()), shown(given), shown(middle),
+             " ".join(family.split()).upper(), " ".join(suffix.split())]
+    return " ".join(w for w in words if w) or None
+
+
+__all__ = ["bad_character", "clean_name", "clinical_name", "name_key"]

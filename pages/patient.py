@@ -167,6 +167,7 @@ if not summary.empty:
                                 "Previous": st.column_config.NumberColumn(format="%.4g"),
                                 "Change": st.column_config.NumberColumn(format="%+.3g"),
                                 "At (y)": st.column_config.NumberColumn(format="%.1f")})
+    st.caption(patient_view.PHASE_NOTE)
 gaps = patient_view.not_measured(detail.biomarkers)
 if not gaps.empty:
     with st.expander(f"Not measured on the latest scan ({len(gaps)})",

@@ -14,12 +14,15 @@ from analytics.store.schema import AuditRecord
 from analytics.usecases.context import Context
 from analytics.usecases.mdt import (
     MAX_NOTE_CHARS,
+    MdtRecordRequest,
     NoteError,
     NoteRequest,
     add_note,
     meeting_name,
     notes_for,
     parse_meeting_list,
+    record_discussion,
+    records_for,
 )
 from tests.store.seed import seed_small_cohort
 
@@ -96,3 +99,82 @@ def test_meeting_list_from_pasted_text():
     assert found == ["HT-0003", "HT-0001", "HT-0002"]
     assert unknown == ["HT-0404"]
     assert parse_meeting_list("", known) == ([], [])
+
+
+def test_the_meeting_records_question_discussion_and_decision_per_patient(store):
+    m1, m2 = "2025-03-14 Hepatology MDT", "2025-04-11 Hepatology MDT"
+    clinician = Context(CLINICIAN, store)
+    a = record_discussion(clinician, MdtRecordRequest(
+        "HT-0001", m1, question="Is the spleen growth portal hypertension?",
+        discussion="Spleen +50 mL in a year.", decision=""))
+    # a second save in the same meeting replaces the first; another meeting is its own row
+    b = record_discussion(clinician, MdtRecordRequest(
+        "HT-0001", m1, question="Is the spleen growth portal hypertension?",
+        discussion="Spleen +50 mL in a year; platelets 140.", decision="  Refer for OGD.  "))
+    record_discussion(clinician, MdtRecordRequest("HT-0001", m2, decision="Repeat CT."))
+    assert a == b
+    rows = records_for(clinician, ["HT-0001"], meeting=m1)
+    assert [(r.question, r.discussion, r.decision, r.author) for r in rows] == [
+        ("Is the spleen growth portal hypertension?",
+         "Spleen +50 mL in a year; platelets 140.", "Refer for OGD.", "dr.grey")]
+    assert [r.meeting for r in records_for(clinician, ["HT-0001"])] == [m2, m1]
+    assert records_for(clinician, ["HT-0002"]) == []
+    # each save is one audited note: the meeting and the lengths, never the text
+    with store.session() as s:
+        rec = s.execute(select(AuditRecord).where(AuditRecord.action == "note")
+                        .order_by(AuditRecord.seq)).scalars().all()
+    assert [(r.username, r.outcome, r.patient_pseudonym) for r in rec] == [
+        ("dr.grey", "ok", "HT-0001")] * 3
+    assert rec[1].detail == {"meeting": m1, "what": "mdt_record",
+                             "chars": {"question": 41, "discussion": 39, "decision": 14}}
+    assert "OGD" not in str([r.detail for r in rec])
+    assert verify(store).ok
+
+
+@pytest.mark.parametrize(
+    ("actor", "req", "error", "match"),
+    [
+        pytest.param(RESEARCHER, MdtRecordRequest("HT-0001", "m", decision="x"),
+                     PermissionDeniedError, r"ana.res \(researcher\) may not write notes",
+                     id="researcher"),
+        pytest.param(CLINICIAN, MdtRecordRequest("HT-0001", " ", decision="x"), NoteError,
+                     "no meeting", id="no-meeting"),
+        pytest.param(CLINICIAN, MdtRecordRequest("HT-0001", "m", " ", "", " "), NoteError,
+                     "all empty", id="empty"),
+        pytest.param(CLINICIAN, MdtRecordRequest("HT-0001", "m", decision="x" * (
+            MAX_NOTE_CHARS + 1)), NoteError, f"the decision has {MAX_NOTE_CHARS + 1} char",
+            id="too-long"),
+        pytest.param(CLINICIAN, MdtRecordRequest("HT-9999", "m", decision="x"), NoteError,
+                     "patient 'HT-9999' is not in", id="unknown-patient"),
+    ],
+)
+def test_bad_mdt_records_are_refused(store, actor, req, error, match):
+    with pytest.raises(error, match=match):
+        record_discussion(Context(actor, store), req)
+    assert records_for(Context(CLINICIAN, store)) == []
+    with store.session() as s:
+        assert not s.execute(select(AuditRecord).where(AuditRecord.action == "note",
+                                                       AuditRecord.outcome == "ok")).first()
+
+
+def test_researchers_cannot_read_mdt_records(store):
+    with pytest.raises(PermissionDeniedError, match="may not view identified"):
+        records_for(Context(RESEARCHER, store), ["HT-0001"])
+
+
+@pytest.mark.parametrize(("stored", "shown"), [
+    ("LOPEZ^CHARLES", "Charles LOPEZ"),
+    ("Doe^Jane", "Jane DOE"),
+    ("LOPEZ^CHARLES^ANDREW", "Charles Andrew LOPEZ"),
+    ("van der Berg^Anna^^Dr^MD", "Dr Anna VAN DER BERG MD"),
+    ("MACDONALD^McKenzie", "McKenzie MACDONALD"),
+    ("YAMADA^TARO=山田^太郎", "Taro YAMADA"),
+    ("Charles Lopez", "Charles Lopez"),
+    ("^^", None),
+    ("", None),
+    (None, None),
+])
+def test_dicom_person_names_are_shown_in_clinical_form(stored, shown):
+    from analytics.names import clinical_name
+
+    assert clinical_name(stored) == shown

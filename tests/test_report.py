@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import pandas as pd
 import pytest
 from pypdf import PdfReader
 from sqlalchemy import select
@@ -174,7 +175,8 @@ def test_without_a_model_the_pack_still_has_the_biomarkers(tmp_path):
     assert res.pages == 2 and res.model_id is None
     assert any("no trained model" in w for w in res.warnings)
     texts = [_flat(x) for x in _text(res.pdf)]
-    assert "Doe^Jane · HT-0001" in texts[1]
+    # the stored DICOM name Doe^Jane in clinical form: given name, family name in capitals
+    assert "Jane DOE · HT-0001" in texts[1] and "Doe^Jane" not in texts[1]
     assert "Liver volume (mL)" in texts[1] and "1,600 (1.0)" in texts[1]
     assert "No trained model" in texts[0]
     store.dispose()
@@ -212,3 +214,137 @@ def test_report_command_bad_input_exits_2(home, tmp_path, capsys, args, message)
     assert main(argv) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "a.pdf").exists()
+
+
+def _seeded_store(tmp_path):
+    from analytics.config import load_settings
+    from analytics.store import open_store
+    from tests.app.conftest import seed_without_model
+
+    settings = load_settings(tmp_path / "home")
+    settings.ensure_home()
+    store = open_store(settings)
+    seed_without_model(store)
+    return settings, store
+
+
+def test_the_pack_carries_identity_scores_labs_and_the_meetings_record(tmp_path):
+    import datetime as dt
+
+    from sqlalchemy import select, update
+
+    from analytics.store.schema import Feature, Patient, Series, Visit
+    from analytics.usecases.mdt import MdtRecordRequest, record_discussion
+
+    settings, store = _seeded_store(tmp_path)
+    meeting = "2025-03-14 Hepatology MDT"
+    # HT-0001 (Doe^Jane, born 1960-01-02): a full lab draw at 0.5 y, an aetiology, and a
+    # portal-venous scan at 1 y after the unenhanced one at 0 y
+    with store.session() as s:
+        pid = s.execute(select(Patient.id).where(Patient.pseudonym == "HT-0001")).scalar()
+        s.add(Visit(patient_id=pid, time_years=0.75, source="csv", values={
+            "bilirubin_mg_dl": 2.5, "albumin_g_dl": 3.0, "inr": 2.0,
+            "creatinine_mg_dl": 1.2, "sodium_mmol_l": 133.0, "platelets_10e9_l": 95.0,
+            "ast_u_l": 88.0, "alt_u_l": 61.0, "ascites_grade": 1,
+            "encephalopathy_grade": 0, "aetiology": "alcohol-related"}))
+        s.execute(update(Series).where(Series.series_uid == "2.25.11")
+                  .values(contrast_phase="unenhanced"))
+        sid = s.execute(select(Series.id).where(Series.series_uid == "2.25.21")).scalar()
+        s.execute(update(Feature).where(Feature.series_id == sid,
+                                        Feature.name == "liver_hu_mean").values(value=30.0))
+    ctx = Context(CLINICIAN, store, settings,
+                  clock=lambda: dt.datetime(2025, 3, 14, 9, 0, tzinfo=dt.UTC))
+    record_discussion(ctx, MdtRecordRequest(
+        "HT-0001", meeting, question="Is she a transplant candidate?",
+        discussion="Child-Pugh B with ascites; MELD 21.", decision="Refer for assessment."))
+    res = build_mdt_report(ctx, ReportRequest(["HT-0001"], meeting=meeting))
+    text = _flat(_text(res.pdf)[0])
+    assert text.startswith("Jane DOE · HT-0001")
+    # age on 2025-03-14 from the birth date 1960-01-02
+    assert "Age 65 y" in text and "aetiology alcohol-related" in text
+    # MELD (Kamath 2001, OPTN rounding): 3.78 ln 2.5 + 11.2 ln 2.0 + 9.57 ln 1.2 + 6.43
+    # = 3.4636 + 7.7632 + 1.7448 + 6.43 = 19.40 -> 19
+    assert "MELD 19 (at 0.8 y)" in text
+    # Child-Pugh: bilirubin 2.5 (2) + albumin 3.0 (2) + INR 2.0 (2) + mild ascites (2)
+    # + no encephalopathy (1) = 9 points, class B
+    assert "Child-Pugh B (9 points, at 0.8 y)" in text
+    # ALBI: 0.66 log10(2.5 x 17.1) - 0.085 x 30 = 0.66 x 1.63094 - 2.55 = -1.4736, which is
+    # in (-2.60, -1.39]: grade 2
+    assert "ALBI -1.47, grade 2 (at 0.8 y)" in text
+    for lab in ("INR", "Platelets", "Creatinine (mg/dL)", "Sodium (mmol/L)", "AST (U/L)",
+                "ALT (U/L)", "Bilirubin (mg/dL)", "Albumin (g/dL)"):
+        assert lab in text, lab
+    assert "95 (0.8)" in text and "133 (0.8)" in text and "88 (0.8)" in text
+    for part in ("Question: Is she a transplant candidate?",
+                 "Discussion: Child-Pugh B with ascites; MELD 21.",
+                 "Decision: Refer for assessment.", f"Meeting: {meeting}"):
+        assert part in text, part
+    # attenuation: 30 HU portal venous after 55 HU unenhanced is not compared, not flagged
+    assert "Liver attenuation, mean (HU) [PV] 30 (1.0) no same-phase scan — —" in text
+    assert "compared only with the previous scan of the same contrast phase" in text
+    store.dispose()
+
+
+def test_a_pseudonymised_pack_withholds_the_meetings_free_text(tmp_path):
+    from analytics.usecases.mdt import MdtRecordRequest, record_discussion
+
+    settings, store = _seeded_store(tmp_path)
+    record_discussion(Context(CLINICIAN, store, settings), MdtRecordRequest(
+        "HT-0001", "m1", question="Call Jane's daughter?", decision="Yes."))
+    res = build_mdt_report(Context(RESEARCHER, store, settings),
+                           ReportRequest(["HT-0001"], meeting="m1"))
+    text = _flat(_text(res.pdf)[0])
+    assert not res.identified and "daughter" not in text and "Jane" not in text
+    assert "MDT record: withheld from a pseudonymised pack" in text
+    assert "Age about" in text  # the birth year only
+    store.dispose()
+
+
+def test_every_lab_of_the_table_fits_on_the_page_with_all_imaging_biomarkers(tmp_path):
+    from reportlab.pdfgen.canvas import Canvas
+
+    from analytics.viz import pack_pdf
+    from analytics.viz.prep import TABLE_LABS, biomarker_summary
+    from analytics.vocabulary import CORE_FEATURES
+
+    bio = pd.DataFrame({"time_years": 1.0, "name": list(CORE_FEATURES), "value": 1.0,
+                        "unit": "", "contrast_phase": "unenhanced"})
+    visits = pd.DataFrame({"time_years": [1.0], **{n: [2.0] for n in TABLE_LABS}})
+    df = biomarker_summary(bio, visits)
+    assert len(df) == len(CORE_FEATURES) + len(TABLE_LABS)
+    page = pack_pdf.PatientPage("P1", "P1", "", biomarkers=df)
+    text = _flat(PdfReader(io.BytesIO(pack_pdf.render_pdf(
+        [page], header="h", footer="f", intended_use="u"))).pages[0].extract_text())
+    assert Canvas  # reportlab draws the page; every row label is on it
+    for label in df["label"]:
+        assert label.split(",")[0] in text, label
+
+
+def test_the_packs_imaging_line_shows_no_attenuation_change_across_contrast_phases():
+    from types import SimpleNamespace
+
+    from analytics.usecases.report import _imaging_text_within_phase
+    from analytics.viz.prep import biomarker_summary
+
+    def contribution(feature, label, unit, value, change, shap):
+        return SimpleNamespace(feature=feature, label=label, unit=unit, value=value,
+                               change=change, shap=shap)
+
+    spleen = contribution("spleen_volume_ml", "Spleen volume", "mL", 410.0, 120.0, 0.2)
+    liver = contribution("liver_hu_mean", "Liver attenuation, mean", "HU", 105.0, 45.0, 0.1)
+    view = SimpleNamespace(imaging=lambda i: [spleen, liver])
+
+    def table(phases):
+        bio = pd.DataFrame({"time_years": [0.0, 1.0, 0.0, 1.0],
+                            "name": ["spleen_volume_ml"] * 2 + ["liver_hu_mean"] * 2,
+                            "value": [290.0, 410.0, 60.0, 105.0],
+                            "unit": ["mL", "mL", "HU", "HU"], "contrast_phase": phases * 2})
+        return biomarker_summary(bio, pd.DataFrame({"time_years": []}))
+
+    # portal venous at 1 y after unenhanced at 0 y: the +45 HU is not a change
+    text = _imaging_text_within_phase(view, 0, table(["unenhanced", "portal_venous"]))
+    assert "(+120 mL since the previous scan)" in text
+    assert "Liver attenuation, mean 105 HU: +0.10" in text and "HU since" not in text
+    # both portal venous: the change is within the phase and is kept
+    text = _imaging_text_within_phase(view, 0, table(["portal_venous", "portal_venous"]))
+    assert "Liver attenuation, mean 105 HU (+45 HU since the previous scan)" in text

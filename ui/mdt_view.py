@@ -4,6 +4,7 @@ style and the PDF job."""
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections.abc import Callable
 from typing import Any
 
@@ -27,22 +28,54 @@ CURRENT_KEY = key(MDT, "current")
 PASTE_KEY = key(MDT, "paste")
 UNKNOWN_KEY = key(MDT, "unknown")
 
-#: projector mode: larger text everywhere on the page (figures get their own font size)
+#: projector mode: one patient per 1280 x 720 screen, large text. The app header and the
+#: sidebar fold away (the page's toggle brings them back) and the page's padding shrinks.
 LARGE_FONT_CSS = """
 <style>
+[data-testid="stHeader"], [data-testid="stSidebar"],
+[data-testid="stSidebarCollapsedControl"] { display: none !important; }
+[data-testid="stMainBlockContainer"] { padding: 0.5rem 1.5rem 0.25rem 1.5rem !important;
+  max-width: 100% !important; }
+[data-testid="stMain"] [data-testid="stVerticalBlock"] { gap: 0.4rem !important; }
 [data-testid="stMain"] p, [data-testid="stMain"] li, [data-testid="stMain"] label,
 [data-testid="stMain"] [data-testid="stMarkdownContainer"],
 [data-testid="stMain"] [data-testid="stTable"] td,
-[data-testid="stMain"] [data-testid="stTable"] th { font-size: 1.35rem !important; }
+[data-testid="stMain"] [data-testid="stTable"] th { font-size: 1.2rem !important; }
+[data-testid="stMain"] [data-testid="stCaptionContainer"],
+[data-testid="stMain"] [data-testid="stCaptionContainer"] p { font-size: 1.0rem !important;
+  line-height: 1.35 !important; }
 [data-testid="stMain"] [data-testid="stMetricValue"],
-[data-testid="stMain"] [data-testid="stMetricValue"] * { font-size: 3.4rem !important; }
+[data-testid="stMain"] [data-testid="stMetricValue"] * { font-size: 2.6rem !important;
+  line-height: 1.15 !important; }
 [data-testid="stMain"] [data-testid="stMetricLabel"],
-[data-testid="stMain"] [data-testid="stMetricLabel"] * { font-size: 1.3rem !important; }
-[data-testid="stMain"] h1 { font-size: 3rem !important; }
-[data-testid="stMain"] h2, [data-testid="stMain"] h3 { font-size: 2.2rem !important; }
+[data-testid="stMain"] [data-testid="stMetricLabel"] * { font-size: 1.1rem !important; }
+[data-testid="stMain"] h1 { font-size: 2.4rem !important; }
+[data-testid="stMain"] h2, [data-testid="stMain"] h3 { font-size: 1.9rem !important;
+  padding: 0 !important; }
 </style>
 """
-LARGE_FIGURE_FONT = 20
+LARGE_FIGURE_FONT = 18
+#: projector mode: the risk chart's height and the key image's width (px) that fit one
+#: patient on a 1280 x 720 screen
+PROJECTOR_FIGURE_HEIGHT = 300
+PROJECTOR_IMAGE_WIDTH = 230
+#: the parts of a patient's MDT record, in the order they are asked
+RECORD_PARTS = ("question", "discussion", "decision")
+
+
+def projector_figure(fig: Any, font_size: int) -> None:
+    """Large text for the projector without labels running into each other: the legend
+    (a wrapped row of long names at this size) gives way to the metric above the chart,
+    and the axis title to the metric's label ("Risk within 3 y")."""
+    fig.update_layout(font={"size": font_size}, showlegend=False,
+                      margin={"l": 70, "r": 16, "t": 12, "b": 56})
+    fig.update_yaxes(title={"text": "Risk (%)"})
+
+
+def record_key(part: str, pseudonym: str, meeting: str) -> str:
+    """Widget key of one part (or the ``"form"``) of a patient's record of a meeting."""
+    digest = hashlib.sha256(meeting.encode()).hexdigest()[:10]
+    return key(MDT, f"record-{part}-{pseudonym}-{digest}")
 
 
 def step(delta: int) -> None:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from analytics.explain import POINTS, Trajectory
 from analytics.usecases.keyimage import OVERLAYS, WINDOWS
+from analytics.viz.prep import PHASE_NOTE as PHASE_NOTE
 from analytics.viz.prep import biomarker_summary, normal_range, range_text
 from analytics.vocabulary import CORE_FEATURES, label_with_unit
 
@@ -167,17 +168,20 @@ def normal_ranges(names: list[str]) -> dict[str, tuple[float | None, float | Non
 
 
 def summary_table(biomarkers: pd.DataFrame, visits: pd.DataFrame) -> pd.DataFrame:
-    """The biomarker table as displayed: label, latest, previous, change, normal range."""
+    """The biomarker table as displayed: label, latest, previous, change, normal range,
+    flag, the latest scan's contrast phase and what the previous value is (attenuation is
+    compared within its phase: :data:`analytics.viz.prep.PHASE_NOTE`)."""
     df = biomarker_summary(biomarkers, visits)
     if df.empty:
         return pd.DataFrame(columns=["Biomarker", "Latest", "At (y)", "Previous", "Change",
-                                     "Normal range", "Flag"])
+                                     "Normal range", "Flag", "Phase", "Compared with"])
     return pd.DataFrame({
         "Biomarker": df["label"], "Latest": df["latest"], "At (y)": df["latest_time"],
         "Previous": df["previous"], "Change": df["change"],
         "Normal range": [range_text(lo, hi, u) for lo, hi, u in
                          zip(df["normal_low"], df["normal_high"], df["unit"], strict=True)],
-        "Flag": df["flag"].replace({"within normal": ""})})
+        "Flag": df["flag"].replace({"within normal": ""}), "Phase": df["phase"],
+        "Compared with": df["compared_with"]})
 
 
 def not_measured(biomarkers: pd.DataFrame) -> pd.DataFrame:

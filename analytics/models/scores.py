@@ -55,6 +55,8 @@ __all__ = [
     "apri",
     "available_scores",
     "baveno_vii_lsm_band",
+    "child_pugh",
+    "child_pugh_class",
     "compute_scores",
     "fast",
     "fib4",
@@ -211,6 +213,55 @@ def albi_grade(df: pd.DataFrame) -> pd.Series:
     grade = pd.Series(3.0, index=df.index)
     grade = grade.mask(score <= ALBI_GRADE_CUTS[1], 2.0).mask(score <= ALBI_GRADE_CUTS[0], 1.0)
     return grade.where(score.notna())
+
+
+#: Child-Pugh grade columns: 0 none, 1 mild (ascites) / grade 1-2 (encephalopathy),
+#: 2 moderate-severe / grade 3-4; not part of the lab contract, read when present
+CHILD_PUGH_GRADES = ("ascites_grade", "encephalopathy_grade")
+CHILD_PUGH_CLASS_CUTS = ((6, "A"), (9, "B"), (15, "C"))
+
+
+def _points(values: pd.Series, cut1: float, cut2: float, *, low_is_worse: bool = False
+            ) -> pd.Series:
+    """1, 2 or 3 points: beyond ``cut1`` 2, beyond ``cut2`` 3 (NaN stays NaN)."""
+    if low_is_worse:
+        pts = pd.Series(1.0, index=values.index).mask(values <= cut1, 2.0).mask(
+            values < cut2, 3.0)
+    else:
+        pts = pd.Series(1.0, index=values.index).mask(values >= cut1, 2.0).mask(
+            values > cut2, 3.0)
+    return pts.where(values.notna())
+
+
+def child_pugh(df: pd.DataFrame) -> pd.Series:
+    """Child-Pugh score (Pugh RNH et al., Br J Surg 1973;60:646-9), 5-15 points.
+
+    Bilirubin < 2 / 2-3 / > 3 mg/dL, albumin > 3.5 / 2.8-3.5 / < 2.8 g/dL, INR < 1.7 /
+    1.7-2.3 / > 2.3, ascites none / mild / moderate-severe and hepatic encephalopathy
+    none / grade 1-2 / grade 3-4 give 1, 2 or 3 points each; the two clinical grades come
+    from :data:`CHILD_PUGH_GRADES` (0, 1, 2).
+
+    Returns
+    -------
+    pandas.Series
+        Points (5-15), NaN where a lab or a clinical grade is missing: the grades are never
+        assumed to be "none".
+    """
+    total = (_points(positive(df, "bilirubin_mg_dl"), 2.0, 3.0)
+             + _points(positive(df, "albumin_g_dl"), 3.5, 2.8, low_is_worse=True)
+             + _points(positive(df, "inr"), 1.7, 2.3))
+    for name in CHILD_PUGH_GRADES:
+        grade = (pd.to_numeric(df[name], errors="coerce") if name in df.columns
+                 else pd.Series(np.nan, index=df.index))
+        total = total + (grade.where(grade.isin([0, 1, 2])) + 1.0)
+    return total
+
+
+def child_pugh_class(points: float) -> str | None:
+    """Child-Pugh class of a score: A (5-6), B (7-9), C (10-15); None for NaN."""
+    if not np.isfinite(points):
+        return None
+    return next(c for hi, c in CHILD_PUGH_CLASS_CUTS if points <= hi)
 
 
 def mayo_pbc(df: pd.DataFrame) -> pd.Series:

@@ -375,6 +375,23 @@ class NoteRecord(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
+class MdtRecord(Base):
+    """What an MDT meeting asked, discussed and decided about one patient (one row per
+    patient and meeting; a later save replaces the text, each save is audited)."""
+
+    __tablename__ = "mdt_records"
+    __table_args__ = (UniqueConstraint("patient_id", "meeting", name="uq_mdt_record"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(ForeignKey("patients.id"), index=True)
+    meeting: Mapped[str] = mapped_column(String(128))
+    question: Mapped[str] = mapped_column(Text, default="")
+    discussion: Mapped[str] = mapped_column(Text, default="")
+    decision: Mapped[str] = mapped_column(Text, default="")
+    author: Mapped[str] = mapped_column(String(128))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
 class Blob(Base):
     """Small binary artifacts kept in the database (e.g. rendered key images)."""
 

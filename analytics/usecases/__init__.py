@@ -6,10 +6,11 @@ Modules: ``ingest`` (upload, paths, PACS search and link), ``identity`` (studies
 as identity conflicts: list, resolve), ``series_repair`` (complete, replace, remove a
 stored series), ``cohort`` (import, export of tables and masks, a page's table downloaded
 as CSV), ``models`` (train, predict, activate), ``mask_review`` (reject, restore), ``mdt``
-(notes and meeting lists), ``report`` (the MDT PDF pack), ``admin`` (audit trail with
-filters and its CSV export; users: add, role, disable, password reset; settings),
-``model_admin`` (the Models page's tables), ``overview`` and ``keyimage`` (what the
-dashboard draws), ``demo`` (every stage on the sample cohort).
+(notes, meeting lists and each patient's question, discussion and decision), ``mdt_facts``
+(age, aetiology, MELD, Child-Pugh, ALBI as the MDT reads them), ``report`` (the MDT PDF
+pack), ``admin`` (audit trail with filters and its CSV export; users: add, role, disable,
+password reset; settings), ``model_admin`` (the Models page's tables), ``overview`` and
+``keyimage`` (what the dashboard draws), ``demo`` (every stage on the sample cohort).
 Pages (``pages/``, ``ui/*_view.py``) and commands (``analytics/commands/``) are thin
 adapters over these functions.
 """

@@ -1,4 +1,6 @@
-"""MDT meetings: the meeting list and the notes kept per patient (``notes`` table).
+"""MDT meetings: the meeting list, the notes kept per patient (``notes`` table) and the
+record of each patient's discussion in a meeting (``mdt_records``: question, discussion
+notes, decision).
 
 Notes are free text written by clinicians and may name the patient, so only roles with
 the identified view read them and only clinicians write them (``Permission.WRITE_NOTES``).
@@ -15,11 +17,14 @@ import pandas as pd
 
 from analytics.auth import Permission
 from analytics.errors import HepaTrackError
+from analytics.store import mdt_records
 from analytics.store import notes as note_store
+from analytics.store.mdt_records import MdtRecordRow
 from analytics.usecases.context import Context, audited, authorize
 
-__all__ = ["MAX_NOTE_CHARS", "NOTE_COLUMNS", "NoteRequest", "add_note", "meeting_name",
-           "notes_for", "parse_meeting_list"]
+__all__ = ["MAX_NOTE_CHARS", "NOTE_COLUMNS", "MdtRecordRequest", "MdtRecordRow", "NoteRequest",
+           "add_note", "meeting_name", "notes_for", "parse_meeting_list", "record_discussion",
+           "records_for"]
 
 MAX_NOTE_CHARS = 10_000
 MAX_MEETING_CHARS = 128
@@ -106,3 +111,66 @@ def notes_for(ctx: Context, pseudonyms: list[str] | None = None, *,
     authorize(ctx, Permission.VIEW_IDENTIFIED, "view_patient")
     rows = note_store.notes(ctx.store, pseudonyms, meeting=meeting)
     return pd.DataFrame([astuple(r) for r in rows], columns=list(NOTE_COLUMNS))
+
+
+@dataclass(frozen=True)
+class MdtRecordRequest:
+    """What a meeting asked, discussed and decided about one patient (any part may be
+    empty, not all three)."""
+
+    pseudonym: str
+    meeting: str
+    question: str = ""
+    discussion: str = ""
+    decision: str = ""
+
+
+def record_discussion(ctx: Context, req: MdtRecordRequest) -> int:
+    """Store the patient's record of this meeting, replacing an earlier save of the same
+    meeting (one audited ``note`` with the pseudonym, the meeting and the length of each
+    part, never the text); returns the record's id.
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not write notes (refusal audited).
+    NoteError
+        No meeting, all three parts empty, a part over :data:`MAX_NOTE_CHARS`, or an
+        unknown patient.
+    """
+    pseudonym = req.pseudonym
+    actor = authorize(ctx, Permission.WRITE_NOTES, "note", patient=pseudonym)
+    meeting = (req.meeting or "").strip()[:MAX_MEETING_CHARS]
+    if not meeting:
+        raise NoteError(f"MDT record for {pseudonym}: no meeting; expected the meeting's "
+                        "date and title")
+    parts = {k: (getattr(req, k) or "").strip() for k in ("question", "discussion", "decision")}
+    if not any(parts.values()):
+        raise NoteError(f"MDT record for {pseudonym}: question, discussion and decision are "
+                        "all empty")
+    for k, v in parts.items():
+        if len(v) > MAX_NOTE_CHARS:
+            raise NoteError(f"MDT record for {pseudonym}: the {k} has {len(v)} characters; "
+                            f"at most {MAX_NOTE_CHARS} are kept")
+    pid = note_store.patient_id(ctx.store, pseudonym)
+    if pid is None:
+        raise NoteError(f"MDT record: patient {pseudonym!r} is not in the store")
+    with audited(ctx, "note", patient=pseudonym,
+                 detail={"meeting": meeting, "what": "mdt_record",
+                         "chars": {k: len(v) for k, v in parts.items()}}):
+        return mdt_records.save_record(ctx.store, pid, meeting, author=actor.username,
+                                       **parts)
+
+
+def records_for(ctx: Context, pseudonyms: list[str] | None = None, *,
+                meeting: str | None = None) -> list[MdtRecordRow]:
+    """MDT records of the given patients (all when None), of one meeting when given,
+    newest first (a read: no record).
+
+    Raises
+    ------
+    PermissionDeniedError
+        If the actor may not see identified data (the records are free text).
+    """
+    authorize(ctx, Permission.VIEW_IDENTIFIED, "view_patient")
+    return mdt_records.records(ctx.store, pseudonyms, meeting=meeting)

@@ -1,12 +1,16 @@
 """The MDT PDF pack: one A4 landscape page per patient.
 
-Each page holds the risk trajectory at the chosen horizon (with its interval band, scan
-markers and the outcome), the SHAP waterfall of the latest assessable visit, the key
-image of the latest scan with its liver/spleen/vessel overlay, the biomarker table with
-published normal ranges, the model version with its cross-validated discrimination and
-calibration, and the intended-use statement. Figures are drawn with matplotlib from the
-same data the dashboard's plotly figures use (:mod:`analytics.viz.prep`), the page with
-reportlab: nothing needs a browser.
+Each page holds the patient's name in clinical form (identified packs), age, aetiology,
+MELD, Child-Pugh and ALBI (:mod:`analytics.usecases.mdt_facts`), the meeting's question,
+discussion and decision (identified packs only: free text), the risk trajectory at the
+chosen horizon (with its interval band, scan markers and the outcome), the SHAP waterfall
+of the latest assessable visit, the key image of the latest scan with its
+liver/spleen/vessel overlay, every biomarker and lab with published normal ranges (CT
+attenuation compared within its contrast phase), the model version with its
+cross-validated discrimination and calibration, and the intended-use statement. Figures
+are drawn with matplotlib from the same data the dashboard's plotly figures use
+(:mod:`analytics.viz.prep`), the page with reportlab (:mod:`analytics.viz.pack_pdf`):
+nothing needs a browser.
 
 Access: an identified pack (real names and dates) needs ``EXPORT_IDENTIFIED``; a
 pseudonymised one ``EXPORT_PSEUDONYMISED``. Every pack is audited before anything is
@@ -17,7 +21,7 @@ never leaves half a PDF.
 
 from __future__ import annotations
 
-import io
+import datetime as dt
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,12 +34,14 @@ import pandas as pd
 from analytics.auth import Permission, allowed
 from analytics.cohort import build_cohort
 from analytics.errors import HepaTrackError, ModelError, StoreError
-from analytics.explain import patient_trajectory, risk_sentence, why_text
+from analytics.explain import imaging_text, patient_trajectory, risk_sentence, why_text
 from analytics.models.registry import load_model
-from analytics.store import repo
+from analytics.store import mdt_records, repo
+from analytics.store.mdt_records import MdtRecordRow
 from analytics.store.pseudonyms import known_pseudonyms
 from analytics.usecases.context import Context, audited, authorize
 from analytics.usecases.keyimage import LIVER_WINDOW, load_key_image, png_bytes, render_slice
+from analytics.usecases.mdt_facts import clinical_facts
 from analytics.usecases.model_admin import (
     calibration_curves,
     calibration_summary,
@@ -43,10 +49,13 @@ from analytics.usecases.model_admin import (
     validation_table,
 )
 from analytics.viz.mpl import calibration_png, trajectory_png, waterfall_png
-from analytics.viz.prep import biomarker_summary, event_text, range_text
+from analytics.viz.pack_pdf import PatientPage, render_pdf
+from analytics.viz.prep import NO_SAME_PHASE, biomarker_summary, event_text
+from analytics.vocabulary import PHASE_DEPENDENT
 
-__all__ = ["INTENDED_USE", "PatientPage", "ReportRequest", "ReportResult", "build_mdt_report",
-           "collect_patient_page", "download_pack", "key_series_uid"]
+__all__ = ["INTENDED_USE", "RECORD_WITHHELD", "PatientPage", "ReportRequest", "ReportResult",
+           "build_mdt_report", "collect_patient_page", "download_pack", "key_series_uid",
+           "record_lines"]
 
 INTENDED_USE = (
     "Intended use: decision support for hepatologists and MDT meetings. HepaTrack estimates "
@@ -54,31 +63,7 @@ INTENDED_USE = (
     "does not diagnose and does not replace clinical judgement. Scores are shown only for "
     "visits inside the model's training domain; performance outside the training "
     "population is unknown until externally validated.")
-PAGE_W, PAGE_H = 842.0, 595.0  # A4 landscape, points
-MARGIN = 24.0
-FOOTER_TOP = MARGIN + 78  # top of the footer band (model, calibration, intended use)
 Progress = Callable[[str, float], None]
-
-
-@dataclass
-class PatientPage:
-    """Everything drawn on one patient's page (also what tests check)."""
-
-    pseudonym: str
-    title: str
-    subtitle: str
-    trajectory_png: bytes | None = None
-    waterfall_png: bytes | None = None
-    key_image_png: bytes | None = None
-    key_image_caption: str = ""
-    biomarkers: pd.DataFrame = field(default_factory=pd.DataFrame)
-    risk_text: str = ""
-    #: the imaging biomarkers behind the score, with value, change since the previous
-    #: scan and contribution (``Trajectory.imaging_text``); empty without scans
-    imaging_text: str = ""
-    model_text: str = ""
-    calibration_png: bytes | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -131,10 +116,11 @@ def _model_text(model, metrics: dict[str, Any], horizon: float) -> str:
     return " ".join(parts)
 
 
-def _title(detail, pseudonym: str, identified: bool) -> tuple[str, str]:
-    """The page's title and subtitle: who (identified or pseudonymised) and the outcome."""
+def _title(detail, pseudonym: str, identified: bool, name: str | None) -> tuple[str, str]:
+    """The page's title and subtitle: who (identified or pseudonymised) and the outcome;
+    ``name`` is the clinical form of the patient's name (``"Charles LOPEZ"``)."""
     if identified:
-        title = f"{detail.patient_name or 'Name not recorded'} · {pseudonym}"
+        title = f"{name or 'Name not recorded'} · {pseudonym}"
         born = detail.birth_date.isoformat() if detail.birth_date else "—"
         subtitle = f"Patient ID {detail.patient_id or '—'} · born {born} · sex {detail.sex or '—'}"
     else:
@@ -146,6 +132,40 @@ def _title(detail, pseudonym: str, identified: bool) -> tuple[str, str]:
         subtitle += (f" · follow-up: {out.event} at {out.time_years:.1f} y"
                      + (f" ({out.date.isoformat()})" if out.date else ""))
     return title, subtitle
+
+
+#: what a pseudonymised pack says instead of the meeting's free text
+RECORD_WITHHELD = ("withheld from a pseudonymised pack (free text may identify the "
+                   "patient)")
+
+
+def record_lines(record: MdtRecordRow | None, identified: bool,
+                 meeting: str | None = None) -> list[tuple[str, str]]:
+    """The meeting's record as drawn: question, discussion and decision, or one line
+    saying why there is none."""
+    if not identified:
+        return [("MDT record", RECORD_WITHHELD)]
+    if record is None:
+        return [("MDT record", f"none recorded{' for ' + meeting if meeting else ''}")]
+    return [("Meeting", record.meeting), ("Question", record.question),
+            ("Discussion", record.discussion), ("Decision", record.decision)]
+
+
+def _imaging_text_within_phase(view, i: int, table: pd.DataFrame, top: int = 3) -> str:
+    """``Trajectory.imaging_text``, with a CT attenuation change kept only when it is the
+    change since the previous scan of the same contrast phase (the biomarker table's,
+    :func:`analytics.viz.prep.biomarker_summary`); otherwise the value is shown alone."""
+    rows = {r.name: r for r in table.itertuples()} if len(table) else {}
+    items = []
+    for c in view.imaging(i)[:top]:
+        change = c.change
+        if c.feature in PHASE_DEPENDENT and change is not None:
+            r = rows.get(c.feature)
+            same = (r is not None and r.compared_with != NO_SAME_PHASE
+                    and np.isfinite(r.change) and np.isclose(r.change, change))
+            change = change if same else None
+        items.append((c.label, c.unit, c.value, change, c.shap))
+    return imaging_text(items)
 
 
 def _risk_part(page: PatientPage, model, visits: pd.DataFrame | None, pseudonym: str,
@@ -172,7 +192,7 @@ def _risk_part(page: PatientPage, model, visits: pd.DataFrame | None, pseudonym:
             page.risk_text = " ".join([risk_sentence(
                 event_text(view.event), h, p["time"], p["risk"], (p["ci_low"], p["ci_high"])),
                 why_text(view.why(i, top=1))]).strip()
-            page.imaging_text = view.imaging_text(i)
+            page.imaging_text = _imaging_text_within_phase(view, i, page.biomarkers)
             page.waterfall_png = waterfall_png(
                 view.waterfall(i, top=7), size_in=(6.2, 2.6),
                 title=f"Why: SHAP contributions at {p['time']:.1f} y")
@@ -185,7 +205,9 @@ def _risk_part(page: PatientPage, model, visits: pd.DataFrame | None, pseudonym:
 def collect_patient_page(store, settings, pseudonym: str, *, identified: bool, model=None,
                          visits: pd.DataFrame | None = None, metrics: dict | None = None,
                          horizon: float | None = None, key_image_png: bytes | None = None,
-                         key_image_caption: str | None = None) -> PatientPage:
+                         key_image_caption: str | None = None,
+                         record: list[tuple[str, str]] | None = None,
+                         today: dt.date | None = None) -> PatientPage:
     """Gather and render everything on one patient's page.
 
     Parts that cannot be made (no model, visit not assessable, no imaging, unreadable
@@ -197,8 +219,12 @@ def collect_patient_page(store, settings, pseudonym: str, *, identified: bool, m
         If no patient has this pseudonym.
     """
     detail = repo.patient_detail(store, pseudonym, identified=identified)
-    title, subtitle = _title(detail, pseudonym, identified)
-    page = PatientPage(pseudonym=pseudonym, title=title, subtitle=subtitle)
+    facts = clinical_facts(detail, today or dt.datetime.now(dt.UTC).date())
+    title, subtitle = _title(detail, pseudonym, identified, facts.name)
+    page = PatientPage(pseudonym=pseudonym, title=title, subtitle=subtitle,
+                       facts_text=facts.line,
+                       mdt_record=record if record is not None else record_lines(
+                           None, identified))
     page.biomarkers = biomarker_summary(detail.biomarkers, detail.visits)
     if model is None:
         page.notes.append("No trained model: no risk trajectory or explanation.")
@@ -233,168 +259,6 @@ def _key_image(store, settings, uid: str, series: pd.DataFrame) -> tuple[bytes |
     caption = (f"{row['modality']} {when}, slice {k + 1}/{stack.n_slices} (z {stack.z_mm[k]:.0f}"
                f" mm), {window}; overlay: {masks}")
     return png_bytes(rgb), caption
-
-
-# --------------------------------------------------------------------------- drawing
-def _fonts() -> tuple[str, str]:
-    """DejaVu Sans from matplotlib's own data (covers ⁹, ≥, µ, arrows); Helvetica if absent."""
-    from matplotlib import get_data_path
-    from reportlab.pdfbase import pdfmetrics
-    from reportlab.pdfbase.ttfonts import TTFError, TTFont
-
-    if "HT-Sans" in pdfmetrics.getRegisteredFontNames():
-        return "HT-Sans", "HT-Sans-Bold"
-    base = Path(get_data_path()) / "fonts" / "ttf"
-    try:
-        pdfmetrics.registerFont(TTFont("HT-Sans", str(base / "DejaVuSans.ttf")))
-        pdfmetrics.registerFont(TTFont("HT-Sans-Bold", str(base / "DejaVuSans-Bold.ttf")))
-    except (OSError, TTFError):  # a missing or broken font file: the PDF still renders
-        return "Helvetica", "Helvetica-Bold"
-    return "HT-Sans", "HT-Sans-Bold"
-
-
-def _image(c, png: bytes, x: float, y: float, w: float, h: float) -> None:
-    from reportlab.lib.utils import ImageReader
-
-    img = ImageReader(io.BytesIO(png))
-    iw, ih = img.getSize()
-    scale = min(w / iw, h / ih)
-    dw, dh = iw * scale, ih * scale
-    c.drawImage(img, x + (w - dw) / 2, y + (h - dh) / 2, dw, dh)
-
-
-def _wrap(c, text: str, x: float, y: float, width: float, font: str, size: float,
-          max_lines: int, leading: float | None = None) -> float:
-    from reportlab.lib.utils import simpleSplit
-
-    lines = simpleSplit(text, font, size, width)
-    if len(lines) > max_lines:
-        lines = lines[:max_lines]
-        lines[-1] = lines[-1].rstrip()[: max(0, len(lines[-1]) - 1)] + "…"
-    c.setFont(font, size)
-    lead = leading or size * 1.25
-    for line in lines:
-        c.drawString(x, y, line)
-        y -= lead
-    return y
-
-
-def _biomarker_table(c, df: pd.DataFrame, x: float, y_top: float, w: float, font: str,
-                     bold: str, max_rows: int = 14) -> None:
-    from reportlab.lib import colors
-    from reportlab.pdfbase.pdfmetrics import stringWidth
-    from reportlab.platypus import Table, TableStyle
-
-    def num(v: float) -> str:
-        if not np.isfinite(v):
-            return "—"
-        return f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
-
-    widths = [w * f for f in (0.37, 0.17, 0.11, 0.11, 0.14, 0.10)]
-    size = 7.2
-    data = [["Biomarker", "Latest (y)", "Prev.", "Change", "Normal", ""]]
-    shown = df.head(max_rows)
-    for r in shown.itertuples():
-        flag = {"below normal": "↓ low", "above normal": "↑ high"}.get(r.flag, "")
-        data.append([r.label, f"{num(r.latest)} ({r.latest_time:.1f})"
-                     if np.isfinite(r.latest_time) else num(r.latest),
-                     num(r.previous), "—" if not np.isfinite(r.change) else f"{r.change:+.3g}",
-                     range_text(r.normal_low, r.normal_high, r.unit), flag])
-    if len(data) == 1:
-        data.append(["No biomarkers or labs stored", "", "", "", "", ""])
-    style = [("FONT", (0, 0), (-1, -1), font, size), ("FONT", (0, 0), (-1, 0), bold, size),
-             ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.black),
-             ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
-             ("LEFTPADDING", (0, 0), (-1, -1), 2), ("RIGHTPADDING", (0, 0), (-1, -1), 2),
-             ("TOPPADDING", (0, 0), (-1, -1), 1), ("BOTTOMPADDING", (0, 0), (-1, -1), 1)]
-    # long labels shrink to fit their cell (never below 5 pt) instead of overflowing
-    for i, row in enumerate(data):
-        for j, cell in enumerate(row):
-            room = widths[j] - 4
-            width = stringWidth(cell, font, size)
-            if width > room:
-                style.append(("FONTSIZE", (j, i), (j, i), max(5.0, size * room / width)))
-    for i, r in enumerate(shown.itertuples(), start=1):
-        if r.flag in ("below normal", "above normal"):
-            style.append(("FONTNAME", (5, i), (5, i), bold))
-        if i % 2 == 0:
-            style.append(("BACKGROUND", (0, i), (-1, i), colors.Color(0.96, 0.96, 0.96)))
-    t = Table(data, colWidths=widths, rowHeights=12.5)
-    t.setStyle(TableStyle(style))
-    _tw, th = t.wrapOn(c, w, 400)
-    t.drawOn(c, x, y_top - th)
-
-
-def _draw_page(c, page: PatientPage, n: int, total: int, header: str, footer: str,
-               fonts: tuple[str, str]) -> None:
-    from reportlab.lib import colors
-
-    font, bold = fonts
-    top = PAGE_H - MARGIN
-    c.setFillColor(colors.black)
-    c.setFont(bold, 15)
-    c.drawString(MARGIN, top - 14, page.title)
-    c.setFont(font, 8.5)
-    c.drawRightString(PAGE_W - MARGIN, top - 6, header)
-    c.drawRightString(PAGE_W - MARGIN, top - 17, f"Page {n} of {total}")
-    _wrap(c, page.subtitle, MARGIN, top - 28, PAGE_W - 2 * MARGIN - 150, font, 8.5, 1)
-    c.setStrokeColor(colors.Color(0.6, 0.6, 0.6))
-    c.line(MARGIN, top - 34, PAGE_W - MARGIN, top - 34)
-
-    left_w = 470.0
-    right_x = MARGIN + left_w + 12
-    right_w = PAGE_W - MARGIN - right_x
-    y = top - 40
-    # row 1: trajectory | key image
-    if page.trajectory_png:
-        _image(c, page.trajectory_png, MARGIN, y - 200, left_w, 200)
-    else:
-        _wrap(c, " ".join(page.notes) or "No risk trajectory.", MARGIN, y - 20, left_w,
-              font, 9, 4)
-    if page.key_image_png:
-        _image(c, page.key_image_png, right_x, y - 180, right_w, 180)
-    _wrap(c, page.key_image_caption, right_x, y - 190, right_w, font, 7, 3)
-    y -= 206
-    # risk sentence
-    c.setFillColor(colors.black)
-    _wrap(c, page.risk_text or " ".join(page.notes), MARGIN, y - 4, left_w, bold, 9, 2)
-    below = 0.0
-    if page.imaging_text:
-        _wrap(c, page.imaging_text, MARGIN, y - 27, left_w, font, 7.5, 2)
-        below = 20.0
-    # row 2: waterfall | biomarker table
-    if page.waterfall_png:
-        _image(c, page.waterfall_png, MARGIN, FOOTER_TOP + 4, left_w,
-               y - 14 - below - FOOTER_TOP - 4)
-    _biomarker_table(c, page.biomarkers, right_x, y - 30, right_w, font, bold)
-    # footer: model, calibration, intended use
-    fy = FOOTER_TOP
-    c.setStrokeColor(colors.Color(0.6, 0.6, 0.6))
-    c.line(MARGIN, fy, PAGE_W - MARGIN, fy)
-    cal_w = 118.0 if page.calibration_png else 0.0
-    text_w = PAGE_W - 2 * MARGIN - cal_w - 8
-    yy = _wrap(c, page.model_text or "No model.", MARGIN, fy - 10, text_w, font, 7.5, 2)
-    yy = _wrap(c, INTENDED_USE, MARGIN, yy - 2, text_w, font, 7, 4)
-    _wrap(c, footer, MARGIN, yy - 2, text_w, font, 6.5, 1)
-    if page.calibration_png:
-        _image(c, page.calibration_png, PAGE_W - MARGIN - cal_w, MARGIN - 12, cal_w,
-               fy - MARGIN + 10)
-
-
-def render_pdf(pages: list[PatientPage], *, header: str, footer: str) -> bytes:
-    """Draw the pages (one per patient) and return the PDF bytes."""
-    from reportlab.pdfgen.canvas import Canvas
-
-    buf = io.BytesIO()
-    c = Canvas(buf, pagesize=(PAGE_W, PAGE_H), pageCompression=1)
-    c.setTitle("HepaTrack MDT pack")
-    c.setCreator("HepaTrack")
-    fonts = _fonts()
-    for n, page in enumerate(pages, start=1):
-        _draw_page(c, page, n, len(pages), header, footer, fonts)
-        c.showPage()
-    c.save()
-    return buf.getvalue()
 
 
 # --------------------------------------------------------------------------- use case
@@ -474,6 +338,15 @@ def _write_atomically(out: str | Path, pdf: bytes) -> Path:
     return path
 
 
+def _latest_records(ctx: Context, pts: list[str], meeting: str | None
+                    ) -> dict[str, MdtRecordRow]:
+    """Each patient's MDT record of ``meeting`` (without one: the latest of any)."""
+    out: dict[str, MdtRecordRow] = {}
+    for r in mdt_records.records(ctx.store, pts, meeting=meeting):  # newest first
+        out.setdefault(r.pseudonym, r)
+    return out
+
+
 def build_mdt_report(ctx: Context, req: ReportRequest) -> ReportResult:
     """Make the MDT pack for ``req.patients`` (one page each, in the given order).
 
@@ -498,12 +371,15 @@ def build_mdt_report(ctx: Context, req: ReportRequest) -> ReportResult:
     with audited(ctx, "export", patient=pts[0] if len(pts) == 1 else None,
                  model_version=mid, detail=detail):
         pages = []
+        records = _latest_records(ctx, pts, req.meeting) if ident else {}
         for n, p in enumerate(pts, start=1):
             ki = (req.key_images or {}).get(p)
             pages.append(collect_patient_page(
                 ctx.store, ctx.settings, p, identified=ident, model=model, visits=visits,
                 metrics=metrics, horizon=req.horizon, key_image_png=ki[0] if ki else None,
-                key_image_caption=ki[1] if ki else None))
+                key_image_caption=ki[1] if ki else None,
+                record=record_lines(records.get(p), ident, req.meeting),
+                today=ctx.clock().date()))
             if req.progress:
                 req.progress(f"page {n} of {len(pts)}: {p}", n / len(pts))
         when = ctx.clock().strftime("%Y-%m-%d %H:%M UTC")
@@ -511,7 +387,7 @@ def build_mdt_report(ctx: Context, req: ReportRequest) -> ReportResult:
         footer = (f"Generated by {ctx.username} · "
                   f"{'identified' if ident else 'pseudonymised'} pack · "
                   f"model {mid or 'none'} · confidential clinical document")
-        pdf = render_pdf(pages, header=header, footer=footer)
+        pdf = render_pdf(pages, header=header, footer=footer, intended_use=INTENDED_USE)
         path = _write_atomically(req.out, pdf) if req.out is not None else None
     for page in pages:
         warnings += [f"{page.pseudonym}: {n}" for n in page.notes]

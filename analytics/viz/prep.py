@@ -140,12 +140,24 @@ def step_text(value: float, scale: str) -> str:
 TABLE_LABS = ("bilirubin_mg_dl", "albumin_g_dl", "inr", "platelets_10e9_l",
               "creatinine_mg_dl", "sodium_mmol_l", "ast_u_l", "alt_u_l", "alp_u_l")
 SUMMARY_COLUMNS = ("name", "label", "unit", "kind", "latest", "latest_time", "previous",
-                   "change", "normal_low", "normal_high", "flag")
+                   "change", "normal_low", "normal_high", "flag", "phase", "compared_with")
+UNENHANCED = "unenhanced"
+#: what the "previous" of an attenuation value is when no earlier scan shares its phase
+NO_SAME_PHASE = "no earlier scan in the same phase"
+#: the note shown beside every biomarker table (pages and PDF)
+PHASE_NOTE = ("CT attenuation (HU) is compared only with the previous scan of the same "
+              "contrast phase; normal ranges and fatty-liver flags apply to unenhanced CT "
+              "only.")
 
 
 def normal_range(name: str) -> tuple[float | None, float | None] | None:
     """The vocabulary's published normal range of ``name`` (None if it has none)."""
     return vocabulary.normal_range(name)
+
+
+def phase_text(phase: object) -> str:
+    """``"portal venous"`` for ``"portal_venous"``; ``"phase unknown"`` for None."""
+    return str(phase).replace("_", " ") if isinstance(phase, str) and phase else "phase unknown"
 
 
 def _flag(value: float, rng: tuple[float | None, float | None] | None) -> str:
@@ -159,15 +171,96 @@ def _flag(value: float, rng: tuple[float | None, float | None] | None) -> str:
     return "within normal"
 
 
+@dataclass(frozen=True)
+class _Series:
+    """One biomarker's values in time order, with the phase of each (imaging only)."""
+
+    kind: str
+    name: str
+    values: np.ndarray
+    times: np.ndarray
+    unit: str | None = None
+    phases: tuple[object, ...] = ()
+
+
+def _imaging_series(biomarkers: pd.DataFrame, names: list[str]) -> list[_Series]:
+    out = []
+    for n in names:
+        part = biomarkers[(biomarkers["name"] == n) & biomarkers["value"].notna()] \
+            if not biomarkers.empty else biomarkers
+        if part.empty:
+            continue
+        part = part.sort_values("time_years", kind="stable", na_position="first")
+        unit = part["unit"].dropna().iloc[-1] if part["unit"].notna().any() else None
+        phases = (tuple(part["contrast_phase"]) if "contrast_phase" in part.columns
+                  else (None,) * len(part))
+        out.append(_Series("imaging", n, part["value"].to_numpy(float),
+                           part["time_years"].to_numpy(float), unit, phases))
+    return out
+
+
+def _lab_series(visits: pd.DataFrame, labs: tuple[str, ...] | list[str]) -> list[_Series]:
+    out = []
+    for n in labs:
+        if visits.empty or n not in visits.columns:
+            continue
+        vals = pd.to_numeric(visits[n], errors="coerce")
+        ok = vals.notna().to_numpy()
+        if not ok.any():
+            continue
+        order = np.argsort(visits["time_years"].to_numpy(float)[ok], kind="stable")
+        out.append(_Series("lab", n, vals.to_numpy(float)[ok][order],
+                           visits["time_years"].to_numpy(float)[ok][order]))
+    return out
+
+
+def _known_phase(phase: object) -> str | None:
+    return phase if isinstance(phase, str) and phase else None
+
+
+def _summary_row(s: _Series) -> dict[str, object]:
+    """One row of :func:`biomarker_summary`: an attenuation value is compared with the
+    latest earlier value of the same (known) phase and flagged only when unenhanced."""
+    latest = float(s.values[-1])
+    phase = _known_phase(s.phases[-1]) if s.phases else None
+    rng = normal_range(s.name) if s.kind == "imaging" else None
+    previous = float(s.values[-2]) if len(s.values) > 1 else np.nan
+    compared = ("previous scan" if s.kind == "imaging" else "previous value") \
+        if len(s.values) > 1 else ""
+    if s.name in vocabulary.PHASE_DEPENDENT:
+        same = [k for k in range(len(s.values) - 1)
+                if phase is not None and _known_phase(s.phases[k]) == phase]
+        previous = float(s.values[same[-1]]) if same else np.nan
+        compared = f"previous {phase_text(phase)} scan" if same else NO_SAME_PHASE
+        if phase != UNENHANCED:
+            rng = None  # published thresholds are for unenhanced CT: no flag after contrast
+    shown_unit = vocabulary.shown_unit(s.name, s.unit)
+    return {"name": s.name, "label": vocabulary.label_with_unit(s.name, s.unit),
+            "unit": "" if shown_unit in (None, "1", "code") else shown_unit, "kind": s.kind,
+            "latest": latest, "latest_time": float(s.times[-1]), "previous": previous,
+            "change": latest - previous if np.isfinite(previous) else np.nan,
+            "normal_low": rng[0] if rng and rng[0] is not None else np.nan,
+            "normal_high": rng[1] if rng and rng[1] is not None else np.nan,
+            "flag": _flag(latest, rng),
+            "phase": phase_text(phase) if s.kind == "imaging" else "",
+            "compared_with": compared}
+
+
 def biomarker_summary(biomarkers: pd.DataFrame, visits: pd.DataFrame, *,
                       imaging: tuple[str, ...] | list[str] | None = None,
                       labs: tuple[str, ...] | list[str] = TABLE_LABS) -> pd.DataFrame:
     """Latest and previous value of each imaging biomarker and lab, with normal ranges.
 
+    CT attenuation (:data:`analytics.vocabulary.PHASE_DEPENDENT`) depends on the contrast
+    phase: its previous value is the latest earlier one of the same known phase (none:
+    ``compared_with`` says :data:`NO_SAME_PHASE` and there is no change), and its normal
+    range and flag are given on unenhanced scans only.
+
     Parameters
     ----------
     biomarkers
-        ``PatientDetail.biomarkers`` (long: ``time_years``, ``name``, ``value``, ``unit``).
+        ``PatientDetail.biomarkers`` (long: ``time_years``, ``name``, ``value``, ``unit``,
+        ``contrast_phase``; without ``contrast_phase`` every phase counts as unknown).
     visits
         ``PatientDetail.visits`` (``time_years`` and one column per lab).
     imaging
@@ -180,45 +273,17 @@ def biomarker_summary(biomarkers: pd.DataFrame, visits: pd.DataFrame, *,
     pandas.DataFrame
         :data:`SUMMARY_COLUMNS`: ``kind`` is ``imaging`` or ``lab``; ``change`` is latest
         minus previous (NaN with one value); ``normal_low``/``normal_high`` from the
-        feature registry (NaN where it quotes none); ``flag`` ``below normal``,
-        ``above normal``, ``within normal`` or empty (no range).
+        feature registry (NaN where it quotes none or the phase rules it out); ``flag``
+        ``below normal``, ``above normal``, ``within normal`` or empty (no range);
+        ``phase`` the latest scan's contrast phase in words (empty for labs);
+        ``compared_with`` what ``previous`` is (``"previous scan"``, ``"previous
+        portal venous scan"``, :data:`NO_SAME_PHASE`, ``"previous value"`` or empty).
     """
-    rows = []
     names = list(imaging) if imaging is not None else [
-        n for n in vocabulary.CORE_FEATURES if not biomarkers.empty and (biomarkers["name"] == n).any()]
-    for n in names:
-        part = biomarkers[(biomarkers["name"] == n) & biomarkers["value"].notna()] \
-            if not biomarkers.empty else biomarkers
-        if part.empty:
-            continue
-        part = part.sort_values("time_years", kind="stable", na_position="first")
-        unit = part["unit"].dropna().iloc[-1] if part["unit"].notna().any() else None
-        rows.append(("imaging", n, part["value"].to_numpy(float),
-                     part["time_years"].to_numpy(float), unit))
-    for n in labs:
-        if visits.empty or n not in visits.columns:
-            continue
-        vals = pd.to_numeric(visits[n], errors="coerce")
-        ok = vals.notna().to_numpy()
-        if not ok.any():
-            continue
-        order = np.argsort(visits["time_years"].to_numpy(float)[ok], kind="stable")
-        rows.append(("lab", n, vals.to_numpy(float)[ok][order],
-                     visits["time_years"].to_numpy(float)[ok][order], None))
-    out = []
-    for kind, n, values, times, unit in rows:
-        rng = normal_range(n) if kind == "imaging" else None
-        latest = float(values[-1])
-        previous = float(values[-2]) if len(values) > 1 else np.nan
-        shown_unit = vocabulary.shown_unit(n, unit)
-        out.append({"name": n, "label": vocabulary.label_with_unit(n, unit), "unit":
-                    "" if shown_unit in (None, "1", "code") else shown_unit, "kind": kind,
-                    "latest": latest, "latest_time": float(times[-1]), "previous": previous,
-                    "change": latest - previous if np.isfinite(previous) else np.nan,
-                    "normal_low": rng[0] if rng and rng[0] is not None else np.nan,
-                    "normal_high": rng[1] if rng and rng[1] is not None else np.nan,
-                    "flag": _flag(latest, rng)})
-    return pd.DataFrame(out, columns=list(SUMMARY_COLUMNS))
+        n for n in vocabulary.CORE_FEATURES
+        if not biomarkers.empty and (biomarkers["name"] == n).any()]
+    rows = _imaging_series(biomarkers, names) + _lab_series(visits, labs)
+    return pd.DataFrame([_summary_row(s) for s in rows], columns=list(SUMMARY_COLUMNS))
 
 
 def range_text(low: float, high: float, unit: str = "") -> str:

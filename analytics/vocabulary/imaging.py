@@ -198,6 +198,14 @@ CORE_FEATURES: tuple[str, ...] = (
     "liver_vessel_branch_density",
 )
 
+#: CT attenuation biomarkers: their value depends on the contrast phase, so a value is
+#: compared only with one of the same phase, and the published (unenhanced-CT) normal
+#: ranges and steatosis thresholds apply to unenhanced scans only
+PHASE_DEPENDENT: frozenset[str] = frozenset({
+    "liver_hu_mean", "liver_hu_median", "liver_hu_sd", "spleen_hu_mean", "spleen_hu_median",
+    "spleen_hu_sd", "liver_spleen_hu_diff", "liver_spleen_hu_ratio", "steatosis_grade",
+})
+
 #: IBSI radiomics columns: ``radiomics_<roi>_<MIRP feature name>``
 RADIOMICS_PREFIX = "radiomics_"
 

@@ -179,6 +179,36 @@ def test_patient_page_shows_the_first_patient(seeded_home):
     assert any("No trained model yet" in t for t in _texts(at.info))
 
 
+def test_patient_page_compares_attenuation_within_its_contrast_phase(seeded_home):
+    from sqlalchemy import select, update
+
+    from analytics.store.schema import Feature, Series
+    from analytics.viz.prep import PHASE_NOTE
+
+    # HT-0001: 55 HU on the first study made unenhanced; the second study (portal venous)
+    # measures 30 HU, a fatty-liver value on unenhanced CT (< 40 HU)
+    store = open_store(load_settings(seeded_home))
+    with store.session() as s:
+        s.execute(update(Series).where(Series.series_uid == "2.25.11")
+                  .values(contrast_phase="unenhanced"))
+        sid = s.execute(select(Series.id).where(Series.series_uid == "2.25.21")).scalar()
+        s.execute(update(Feature).where(Feature.series_id == sid,
+                                        Feature.name == "liver_hu_mean").values(value=30.0))
+    store.dispose()
+    at = new_app().run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at, MISSING_FILES)
+    summary = table_with(at, "Biomarker").set_index("Biomarker")
+    hu = summary.loc["Liver attenuation, mean (HU)"]
+    assert hu["Latest"] == 30.0 and hu["Phase"] == "portal venous"
+    # no "-25 HU" against the unenhanced scan, and no fatty-liver flag after contrast
+    assert hu[["Previous", "Change"]].isna().all()
+    assert hu["Compared with"] == "no earlier scan in the same phase"
+    assert hu["Flag"] == "" and hu["Normal range"] == "—"
+    assert summary.loc["Liver volume (mL)", "Compared with"] == "previous scan"
+    assert PHASE_NOTE in _texts(at.caption)
+
+
 def test_patient_page_follows_the_link_query_parameter(seeded_home):
     at = new_app()
     at.query_params["patient"] = "HT-0002"
@@ -232,3 +262,71 @@ def test_cohort_page_on_postgresql(postgres, home, monkeypatch):
     captions = " ".join(_texts(at.sidebar.caption))
     assert f"PostgreSQL: 127.0.0.1:{postgres.port}/app_cohort" in captions
     assert "hepatrack@" not in captions  # no user name (or password) in the UI
+
+
+# --------------------------------------------------------------------------- MDT page
+def test_mdt_page_records_question_discussion_and_decision_with_one_audit_record(seeded_home):
+    import datetime as dt
+
+    from sqlalchemy import select
+
+    from analytics.store.schema import AuditRecord, MdtRecord
+    from ui.mdt_view import record_key
+
+    clinician = Viewer("dr.house", "clinician", "s1")
+    at = new_app(clinician).run()
+    at.switch_page("pages/mdt.py").run()
+    at.date_input(key="mdt:date").set_value(dt.date(2025, 3, 14)).run()
+    at.multiselect(key="mdt:patients").set_value(["HT-0001", "HT-0003"]).run()
+    _ok(at, MISSING_FILES)
+    # the stored DICOM name Doe^Jane in clinical form; age and scores beside it (ALBI at
+    # 0 y: 0.66 log10(1.1 x 17.1) - 0.085 x 39 = -2.474, grade 2)
+    assert at.subheader[0].value == "Jane DOE · HT-0001"
+    facts = next(t for t in _texts(at.caption) if t.startswith("Patient 1 of 2"))
+    assert "Age " in facts and "aetiology not recorded" in facts
+    assert "ALBI -2.47, grade 2 (at 0.0 y)" in facts and "MELD not computable" in facts
+    meeting = "2025-03-14 Hepatology MDT"
+    for part, text in (("question", "Is the spleen growth portal hypertension?"),
+                       ("discussion", "Spleen 200 -> 250 mL; platelets 140."),
+                       ("decision", "Refer for OGD.")):
+        at.text_area(key=record_key(part, "HT-0001", meeting)).input(text)
+    next(b for b in at.button if b.label == "Save the MDT record").click().run()
+    _ok(at, MISSING_FILES)
+    assert "**Question:** Is the spleen growth portal hypertension?" in _texts(at.markdown)
+    assert "**Decision:** Refer for OGD." in _texts(at.markdown)
+    assert at.text_area(key=record_key("decision", "HT-0001", meeting)).value == \
+        "Refer for OGD."
+    store = open_store(load_settings(seeded_home))
+    with store.session() as s:
+        rows = s.execute(select(MdtRecord.meeting, MdtRecord.question, MdtRecord.discussion,
+                                MdtRecord.decision, MdtRecord.author)).all()
+        notes = s.execute(select(AuditRecord.action, AuditRecord.outcome,
+                                 AuditRecord.patient_pseudonym, AuditRecord.detail)
+                          .where(AuditRecord.action == "note")).all()
+    store.dispose()
+    assert [tuple(r) for r in rows] == [(meeting, "Is the spleen growth portal hypertension?",
+                                         "Spleen 200 -> 250 mL; platelets 140.",
+                                         "Refer for OGD.", "dr.house")]
+    assert [(n.action, n.outcome, n.patient_pseudonym) for n in notes] == [
+        ("note", "ok", "HT-0001")]
+    assert notes[0].detail["what"] == "mdt_record" and "OGD" not in str(notes[0].detail)
+    # the next patient has nothing recorded in this meeting
+    at.button(key="mdt:next").click().run()
+    _ok(at)
+    assert at.subheader[0].value == "Name not recorded · HT-0003"
+    assert f"Nothing recorded for HT-0003 in {meeting} yet." in _texts(at.caption)
+    assert not any(t.startswith("**Decision:**") for t in _texts(at.markdown))
+
+
+def test_mdt_page_refuses_an_empty_record(seeded_home):
+    from ui.mdt_view import record_key
+
+    at = new_app(Viewer("dr.house", "clinician", "s1")).run()
+    at.switch_page("pages/mdt.py").run()
+    at.multiselect(key="mdt:patients").set_value(["HT-0001"]).run()
+    next(b for b in at.button if b.label == "Save the MDT record").click().run()
+    assert any("question, discussion and decision are all empty" in e
+               for e in _texts(at.error))
+    assert not at.exception
+    assert "Nothing recorded for HT-0001" in " ".join(_texts(at.caption))
+    assert record_key("form", "HT-0001", "m") != record_key("form", "HT-0001", "m2")

@@ -136,6 +136,8 @@ def test_upload_then_mdt_pack(dashboard_server, chromium_browser, tmp_path):
         page.locator(".st-key-mdt-large").get_by_text("Large font").click()
         page.wait_for_timeout(1500)
         shot(page, "mdt_large_font")
+        # projector mode folds the meeting set-up (and the pack's button) away
+        page.get_by_text("Meeting set-up, horizon and PDF pack").click()
         page.get_by_role("button", name=f"Build the PDF pack ({len(chosen)} page(s))").click()
         download = page.get_by_role("button", name=re.compile(r"Download the pack"))
         download.wait_for(timeout=JOB_TIMEOUT_MS)

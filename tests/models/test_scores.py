@@ -213,3 +213,28 @@ def test_compute_scores_is_vectorised_and_aligned():
 def test_compute_scores_rejects_unknown_names():
     with pytest.raises(KeyError, match="unknown clinical score"):
         compute_scores(frame(inr=1.0), ["meld", "child_pugh"])
+
+
+def test_child_pugh_points_and_class_at_the_published_cut_offs():
+    from analytics.models.scores import child_pugh, child_pugh_class
+
+    df = pd.DataFrame({
+        # best in every part: 5 points; the upper edges of the 2-point bands (bilirubin 3,
+        # albumin 2.8, INR 2.3) with mild ascites and grade 1-2 encephalopathy: 10; the
+        # worst: 15; a missing clinical grade is never taken as "none"
+        "bilirubin_mg_dl": [1.0, 3.0, 3.5, 1.0, 2.0],
+        "albumin_g_dl": [3.6, 2.8, 2.7, 3.6, 3.5],
+        "inr": [1.6, 2.3, 2.4, 1.0, 1.7],
+        "ascites_grade": [0, 1, 2, None, 0],
+        "encephalopathy_grade": [0, 1, 2, 0, 0],
+    })
+    points = child_pugh(df)
+    assert points.iloc[:3].tolist() == [5.0, 10.0, 15.0]
+    assert np.isnan(points.iloc[3])
+    # bilirubin 2.0 (2) + albumin 3.5 (2) + INR 1.7 (2) + none (1) + none (1) = 8: class B
+    assert points.iloc[4] == 8.0
+    assert [child_pugh_class(p) for p in (5, 6, 7, 9, 10, 15)] == ["A", "A", "B", "B", "C",
+                                                                   "C"]
+    assert child_pugh_class(float("nan")) is None
+    # without the grade columns at all, no score
+    assert child_pugh(df.drop(columns=["ascites_grade"])).isna().all()

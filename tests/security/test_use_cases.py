@@ -75,6 +75,10 @@ REFUSALS: list[tuple[str, Callable[[Context, Any], Any], Actor, str, str]] = [
      RESEARCHER, "note", "may not write notes"),
     ("notes_for", lambda c, t: mdt.notes_for(c, ["HT-0001"]), RESEARCHER, "view_patient",
      "may not view identified"),
+    ("record_discussion", lambda c, t: mdt.record_discussion(c, mdt.MdtRecordRequest(
+        "HT-0001", "m", decision="x")), RESEARCHER, "note", "may not write notes"),
+    ("records_for", lambda c, t: mdt.records_for(c, ["HT-0001"]), RESEARCHER,
+     "view_patient", "may not view identified"),
     ("mdt_pack", lambda c, t: report.build_mdt_report(
         c, report.ReportRequest(["HT-0001"], identified=True)), RESEARCHER, "export",
      "may not export identified"),
@@ -175,6 +179,8 @@ ACTIONS: list[tuple[str, Callable[[Context, Any], Any], Actor, str]] = [
      ADMIN, "activate_model"),
     ("add_note", lambda c, t: mdt.add_note(c, mdt.NoteRequest("HT-0001", "text")),
      CLINICIAN, "note"),
+    ("record_discussion", lambda c, t: mdt.record_discussion(c, mdt.MdtRecordRequest(
+        "HT-0001", "m", question="q", discussion="d", decision="x")), CLINICIAN, "note"),
     ("add_user", lambda c, t: admin.add_user(
         c, admin.NewUser("eve.x", "researcher", "a long enough secret")), ADMIN, "user_add"),
     ("change_setting", lambda c, t: admin.change_setting(

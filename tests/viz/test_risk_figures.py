@@ -187,7 +187,8 @@ def test_model_figures_plot_the_stored_numbers():
 def test_biomarker_summary_and_normal_ranges():
     bio = pd.DataFrame({"time_years": [0.0, 1.0, 1.0], "name": ["spleen_volume_ml"] * 2
                         + ["liver_hu_mean"], "value": [300.0, 350.0, 35.0],
-                        "unit": ["mL", "mL", "HU"]})
+                        "unit": ["mL", "mL", "HU"],
+                        "contrast_phase": ["unenhanced"] * 3})
     visits = pd.DataFrame({"time_years": [0.0, 0.5], "albumin_g_dl": [4.0, np.nan]})
     s = prep.biomarker_summary(bio, visits).set_index("name")
     assert s.loc["spleen_volume_ml", ["latest", "previous", "change"]].tolist() == [350, 300, 50]
@@ -198,6 +199,44 @@ def test_biomarker_summary_and_normal_ranges():
     assert prep.range_text(np.nan, 314.0, "mL") == "≤ 314 mL"
     assert prep.range_text(40.0, np.nan, "HU") == "≥ 40 HU"
     assert prep.range_text(np.nan, np.nan) == "—"
+
+
+def test_attenuation_is_compared_within_its_contrast_phase_only():
+    # liver 60 HU unenhanced at 0 y, 105 HU portal venous at 1 y, 30 HU portal venous at 2 y,
+    # 50 HU unenhanced at 3 y: the table compares 50 with 60 (unenhanced, -10 HU)
+    def bio(phases, values):
+        return pd.DataFrame({"time_years": np.arange(len(values), dtype=float),
+                             "name": ["liver_hu_mean"] * len(values), "value": values,
+                             "unit": ["HU"] * len(values), "contrast_phase": phases})
+
+    empty = pd.DataFrame({"time_years": []})
+    s = prep.biomarker_summary(bio(["unenhanced", "portal_venous"], [60.0, 105.0]), empty)
+    row = s.set_index("name").loc["liver_hu_mean"]
+    # portal venous after unenhanced: no HU change, said in words, and no normal range
+    assert row["latest"] == 105.0 and np.isnan(row["previous"]) and np.isnan(row["change"])
+    assert row["compared_with"] == "no earlier scan in the same phase"
+    assert row["phase"] == "portal venous" and row["flag"] == ""
+    assert np.isnan(row["normal_low"])
+    # a fatty-liver value (30 HU < 40 HU) after contrast is not flagged; compared with the
+    # previous portal-venous scan: 30 - 105 = -75 HU
+    row = prep.biomarker_summary(bio(["unenhanced", "portal_venous", "portal_venous"],
+                                     [60.0, 105.0, 30.0]), empty).iloc[0]
+    assert (row["previous"], row["change"], row["flag"]) == (105.0, -75.0, "")
+    assert row["compared_with"] == "previous portal venous scan"
+    # unenhanced: compared with the earlier unenhanced scan, flagged against >= 40 HU
+    row = prep.biomarker_summary(bio(["unenhanced", "portal_venous", "portal_venous",
+                                      "unenhanced"], [60.0, 105.0, 30.0, 35.0]), empty).iloc[0]
+    assert (row["previous"], row["change"], row["flag"]) == (60.0, -25.0, "below normal")
+    assert row["normal_low"] == 40.0
+    # an unknown phase is never the same phase as another: no comparison, no flag
+    row = prep.biomarker_summary(bio([None, None], [60.0, 30.0]), empty).iloc[0]
+    assert np.isnan(row["change"]) and row["flag"] == "" and row["phase"] == "phase unknown"
+    # a volume does not depend on the phase: compared with the previous scan as before
+    vol = bio(["unenhanced", "portal_venous"], [300.0, 350.0]).assign(
+        name="spleen_volume_ml", unit="mL")
+    row = prep.biomarker_summary(vol, empty).iloc[0]
+    assert (row["change"], row["compared_with"], row["flag"]) == (50.0, "previous scan",
+                                                                 "above normal")
 
 
 def test_biomarker_trajectory_draws_the_limits_of_normal():

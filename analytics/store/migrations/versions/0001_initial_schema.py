@@ -136,6 +136,26 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "mdt_records",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("patient_id", sa.Integer(), nullable=False),
+        sa.Column("meeting", sa.String(length=128), nullable=False),
+        sa.Column("question", sa.Text(), nullable=False),
+        sa.Column("discussion", sa.Text(), nullable=False),
+        sa.Column("decision", sa.Text(), nullable=False),
+        sa.Column("author", sa.String(length=128), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["patient_id"],
+            ["patients.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("patient_id", "meeting", name="uq_mdt_record"),
+    )
+    with op.batch_alter_table("mdt_records", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_mdt_records_patient_id"), ["patient_id"], unique=False)
+
+    op.create_table(
         "notes",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("patient_id", sa.Integer(), nullable=False),
@@ -472,6 +492,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_notes_patient_id"))
 
     op.drop_table("notes")
+    with op.batch_alter_table("mdt_records", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_mdt_records_patient_id"))
+
+    op.drop_table("mdt_records")
     with op.batch_alter_table("identity_map", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_identity_map_real_patient_id_key"))
 

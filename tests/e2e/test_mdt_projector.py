@@ -1,0 +1,165 @@
+"""The MDT page's projector mode in real Chromium at 1280 x 720: one patient per screen,
+no scrolling, no chart labels running into each other; a screenshot of every screen goes
+to test-artifacts/screenshots/ (and of every PDF page when a PDF renderer is installed).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from tests.e2e.conftest import MENU, SCREENSHOTS, UI_TIMEOUT_MS, login
+
+pytestmark = [pytest.mark.e2e, pytest.mark.services]
+CLINICIAN = "dr.grey"
+PROJECTOR = {"width": 1280, "height": 720}
+JOB_TIMEOUT_MS = 180_000
+
+#: heights that must fit the viewport: the document and Streamlit's scrolling main block
+SCROLL_HEIGHTS = """() => ({
+  document: document.documentElement.scrollHeight,
+  body: document.body.scrollHeight,
+  main: Math.max(...[...document.querySelectorAll(
+    '[data-testid="stMain"], [data-testid="stAppViewContainer"]')].map(e => e.scrollHeight)),
+  viewport: window.innerHeight})"""
+
+#: the risk chart's visible text boxes and every pair of them that intersects
+LABEL_OVERLAPS = """(sel) => {
+  const chart = document.querySelector(sel);
+  if (!chart) return {n: -1, overlaps: []};
+  const boxes = [...chart.querySelectorAll('svg text')].filter(t => {
+    const s = getComputedStyle(t);
+    return t.textContent.trim() && s.display !== 'none' && s.visibility !== 'hidden'
+      && Number(s.opacity || 1) > 0;
+  }).map(t => { const r = t.getBoundingClientRect();
+                return {text: t.textContent.trim(), l: r.left, r: r.right, t: r.top,
+                        b: r.bottom}; })
+    .filter(b => b.r - b.l > 0 && b.b - b.t > 0);
+  const overlaps = [];
+  for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+    const a = boxes[i], b = boxes[j];
+    if (a.l < b.r - 1 && b.l < a.r - 1 && a.t < b.b - 1 && b.t < a.b - 1)
+      overlaps.push([a.text, b.text]);
+  }
+  return {n: boxes.length, overlaps};
+}"""
+
+
+def _pdf_pages_to_png(browser, pdf, pages: int, stem: str) -> list:
+    """Each PDF page as test-artifacts/screenshots/<stem>-<n>.png: pdftoppm when installed,
+    else Chromium's own PDF viewer (one page per screen at ``#page=n``)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tool = shutil.which("pdftoppm")
+    if tool is not None:
+        subprocess.run([tool, "-png", "-r", "80", str(pdf), str(SCREENSHOTS / stem)],
+                       check=True, timeout=120)
+        return sorted(SCREENSHOTS.glob(f"{stem}-*.png"))
+    out = []
+    for n in range(1, pages + 1):
+        # a fresh tab per page: the viewer reads #page only when it opens the document
+        view = browser.new_page(viewport={"width": 1190, "height": 842})
+        try:
+            view.goto(f"{pdf.as_uri()}#page={n}&toolbar=0&view=Fit")
+            view.wait_for_timeout(2000)  # the viewer draws the page
+            path = SCREENSHOTS / f"{stem}-{n}.png"
+            view.screenshot(path=str(path))
+            out.append(path)
+        finally:
+            view.close()
+    return out
+
+
+def _record_first_patient(home, pseudonym: str) -> None:
+    """A question and a decision of today's meeting, as the page's form would save them."""
+    import datetime as dt
+
+    from analytics.audit import Actor
+    from analytics.config import load_settings
+    from analytics.store import open_store
+    from analytics.usecases.context import Context
+    from analytics.usecases.mdt import MdtRecordRequest, meeting_name, record_discussion
+
+    settings = load_settings(home)
+    store = open_store(settings)
+    try:
+        record_discussion(Context(Actor(CLINICIAN, "clinician", "e2e"), store, settings),
+                          MdtRecordRequest(
+                              pseudonym, meeting_name(dt.date.today(), "Hepatology MDT"),
+                              question="Is the rising spleen volume portal hypertension, "
+                                       "and is endoscopic screening for varices due?",
+                              discussion="Spleen volume up since the last scan.",
+                              decision="Refer for upper GI endoscopy; repeat CT in 6 months."))
+    finally:
+        store.dispose()
+
+
+@pytest.mark.timeout(480)
+def test_projector_mode_shows_one_patient_per_screen_without_scrolling(
+        dashboard_server, chromium_browser, tmp_path):
+    from pypdf import PdfReader
+
+    url, t, home = dashboard_server
+    chosen = [*t.imaging, t.pseudonyms["SYN3-0010"]]
+    _record_first_patient(home, chosen[0])
+    page = chromium_browser.new_page(viewport=PROJECTOR)
+    try:
+        login(page, url, CLINICIAN)
+        page.locator(MENU).get_by_text("MDT meeting", exact=True).click()
+        box = page.locator(".st-key-mdt-patients input")
+        box.wait_for(timeout=UI_TIMEOUT_MS)
+        for p in chosen:
+            box.click()
+            box.fill(p)
+            page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        page.locator(".st-key-mdt-large").get_by_text("Large font").click()
+        page.locator('[data-testid="stSidebar"]').wait_for(state="hidden",
+                                                           timeout=UI_TIMEOUT_MS)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for n, p in enumerate(chosen, start=1):
+            heading = page.get_by_role("heading").filter(has_text=p)
+            heading.wait_for(timeout=UI_TIMEOUT_MS)
+            # the rerun is over when the previous screen's stale elements are gone
+            page.wait_for_function(
+                "(t) => [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
+                ".filter(e => e.innerText.startsWith(t)).length === 1"
+                " && !document.querySelector('[data-stale=\"true\"]')",
+                arg=f"Patient {n} of {len(chosen)}", timeout=UI_TIMEOUT_MS)
+            if p in t.imaging:
+                page.locator(".st-key-mdt-risk .main-svg").first.wait_for(
+                    timeout=UI_TIMEOUT_MS)
+                page.locator('[data-testid="stImage"] img').first.wait_for(
+                    timeout=UI_TIMEOUT_MS)
+            if n == 1:
+                page.get_by_text("Decision: Refer for upper GI endoscopy").wait_for(
+                    timeout=UI_TIMEOUT_MS)
+            page.wait_for_timeout(1500)  # fonts and the chart settle
+            page.screenshot(path=str(SCREENSHOTS / f"mdt_projector_{n}.png"))
+            h = page.evaluate(SCROLL_HEIGHTS)
+            assert h["viewport"] == 720
+            assert max(h["document"], h["body"], h["main"]) <= h["viewport"], (p, h)
+            if p in t.imaging:
+                labels = page.evaluate(LABEL_OVERLAPS, ".st-key-mdt-risk")
+                assert labels["n"] >= 4, labels  # tick labels and the axis titles
+                assert labels["overlaps"] == [], (p, labels["overlaps"])
+            if n < len(chosen):
+                page.locator(".st-key-mdt-next button").click()
+        # the pack from the folded set-up: one page per patient, each screenshotted when
+        # a renderer is installed
+        page.get_by_text("Meeting set-up, horizon and PDF pack").click()
+        page.get_by_role("button", name=f"Build the PDF pack ({len(chosen)} page(s))").click()
+        download = page.get_by_role("button", name="Download the pack", exact=False)
+        download.wait_for(timeout=JOB_TIMEOUT_MS)
+        page.wait_for_timeout(2500)  # the pack's progress panel has stopped polling
+        with page.expect_download() as dl:
+            download.click()
+        pdf = tmp_path / "pack.pdf"
+        dl.value.save_as(pdf)
+        assert len(PdfReader(str(pdf)).pages) == len(chosen)
+        pngs = _pdf_pages_to_png(chromium_browser, pdf, len(chosen), "mdt_pack_page")
+        assert len(pngs) == len(chosen)
+        assert len({p.read_bytes() for p in pngs}) == len(chosen)  # one picture per page
+    finally:
+        page.close()

@@ -6,6 +6,7 @@ from analytics import auth, masks_review, viz
 from analytics.errors import HepaTrackError
 from analytics.explain import incidence_curves, why_text
 from analytics.models.assessability import imaging_only_note
+from analytics.names import clinical_name
 from analytics.store.repo import KEY_BIOMARKERS
 from analytics.usecases import mask_review
 from analytics.viz.prep import event_text
@@ -36,7 +37,7 @@ with shell.guard():
     detail = loaders.patient(ctx, pseudonym)
 
 if detail.identified:
-    st.subheader(f"{detail.patient_name or 'Name not recorded'} · {detail.pseudonym}")
+    st.subheader(f"{clinical_name(detail.patient_name) or 'Name not recorded'} · {detail.pseudonym}")
     st.caption(f"Patient ID {detail.patient_id or '—'} · born {fmt_date(detail.birth_date)}")
 else:
     st.subheader(detail.pseudonym)

@@ -326,12 +326,12 @@ def test_the_packs_imaging_line_shows_no_attenuation_change_across_contrast_phas
     from analytics.usecases.report import _imaging_text_within_phase
     from analytics.viz.prep import biomarker_summary
 
-    def contribution(feature, label, unit, value, change, shap):
+    def contribution(feature, label, unit, value, change, points):
         return SimpleNamespace(feature=feature, label=label, unit=unit, value=value,
-                               change=change, shap=shap)
+                               change=change, amount=lambda scale="points": points)
 
-    spleen = contribution("spleen_volume_ml", "Spleen volume", "mL", 410.0, 120.0, 0.2)
-    liver = contribution("liver_hu_mean", "Liver attenuation, mean", "HU", 105.0, 45.0, 0.1)
+    spleen = contribution("spleen_volume_ml", "Spleen volume", "mL", 410.0, 120.0, 1.8)
+    liver = contribution("liver_hu_mean", "Liver attenuation, mean", "HU", 105.0, 45.0, 0.9)
     view = SimpleNamespace(imaging=lambda i: [spleen, liver])
 
     def table(phases):
@@ -344,7 +344,7 @@ def test_the_packs_imaging_line_shows_no_attenuation_change_across_contrast_phas
     # portal venous at 1 y after unenhanced at 0 y: the +45 HU is not a change
     text = _imaging_text_within_phase(view, 0, table(["unenhanced", "portal_venous"]))
     assert "(+120 mL since the previous scan)" in text
-    assert "Liver attenuation, mean 105 HU: +0.10" in text and "HU since" not in text
+    assert "Liver attenuation, mean 105 HU: +0.9 points" in text and "HU since" not in text
     # both portal venous: the change is within the phase and is kept
     text = _imaging_text_within_phase(view, 0, table(["portal_venous", "portal_venous"]))
     assert "Liver attenuation, mean 105 HU (+45 HU since the previous scan)" in text

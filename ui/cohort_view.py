@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from analytics.names import clinical_name
 from analytics.store.repo import KEY_BIOMARKERS
 from analytics.usecases.overview import TREND_ARROWS, TREND_THRESHOLD
 from analytics.vocabulary import label_with_unit
@@ -43,11 +44,15 @@ def patient_table(patients: pd.DataFrame, risk: pd.DataFrame | None) -> pd.DataF
 
 def for_display(table: pd.DataFrame) -> pd.DataFrame:
     """The table as shown: identity and date cells the store has nothing for say so
-    (:data:`NOT_RECORDED`) instead of an empty ``None``; dates as ``YYYY-MM-DD`` text.
+    (:data:`NOT_RECORDED`) instead of an empty ``None``; dates as ``YYYY-MM-DD`` text;
+    names in clinical form ("Jane DOE").
 
     Search, sort and filters work on the table itself, before this.
     """
     out = table.copy()
+    if "patient_name" in out.columns:  # DICOM "FAMILY^GIVEN" as clinicians write it
+        out["patient_name"] = out["patient_name"].map(
+            lambda v: clinical_name(v) if isinstance(v, str) and v else v)
     for col, missing in NOT_RECORDED.items():
         if col not in out.columns:
             continue

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.explain import POINTS, Trajectory
+from analytics.names import clinical_name
 from analytics.usecases.keyimage import OVERLAYS, WINDOWS
 from analytics.viz.prep import PHASE_NOTE as PHASE_NOTE
 from analytics.viz.prep import biomarker_summary, normal_range, range_text
@@ -228,15 +229,16 @@ WINDOW_LABELS = {k: w.label for k, w in WINDOWS.items()}
 
 
 def patient_choices(patients: pd.DataFrame) -> tuple[list[str], Callable[[str], str]]:
-    """Pseudonyms to offer in a picker, and the label of each: ``"HT-… · Name"`` when the
+    """Pseudonyms to offer in a picker, and the label of each: ``"HT-… · Given FAMILY"`` when the
     viewer's patient list carries real names (identified views), ``"HT-… · ID MRN-1"``
     for a patient known by ID only (imported from a visits table), else the pseudonym."""
     options = patients["pseudonym"].tolist()
     names: dict[str, str] = {}
     for col, prefix in (("patient_id", "ID "), ("patient_name", "")):
         if col in patients.columns:
-            names |= {p: f"{prefix}{v}" for p, v in zip(patients["pseudonym"], patients[col],
-                                                        strict=True) if isinstance(v, str) and v}
+            names |= {p: f"{prefix}{clinical_name(v) if col == 'patient_name' else v}"
+                      for p, v in zip(patients["pseudonym"], patients[col], strict=True)
+                      if isinstance(v, str) and v}
 
     def label(p: str) -> str:
         return f"{p} · {names[p]}" if names.get(p) else p

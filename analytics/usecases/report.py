@@ -51,7 +51,7 @@ from analytics.usecases.model_admin import (
 from analytics.viz.mpl import calibration_png, trajectory_png, waterfall_png
 from analytics.viz.pack_pdf import PatientPage, render_pdf
 from analytics.viz.prep import NO_SAME_PHASE, biomarker_summary, event_text
-from analytics.vocabulary import PHASE_DEPENDENT
+from analytics.vocabulary import PHASE_DEPENDENT, event_words
 
 __all__ = ["INTENDED_USE", "RECORD_WITHHELD", "PatientPage", "ReportRequest", "ReportResult",
            "build_mdt_report", "collect_patient_page", "download_pack", "key_series_uid",
@@ -129,7 +129,7 @@ def _title(detail, pseudonym: str, identified: bool, name: str | None) -> tuple[
                     f"{detail.birth_year or '—'} · dates shifted per patient")
     out = detail.outcome
     if out is not None:
-        subtitle += (f" · follow-up: {out.event} at {out.time_years:.1f} y"
+        subtitle += (f" · follow-up: {event_words(out.event)} at {out.time_years:.1f} y"
                      + (f" ({out.date.isoformat()})" if out.date else ""))
     return title, subtitle
 
@@ -164,7 +164,7 @@ def _imaging_text_within_phase(view, i: int, table: pd.DataFrame, top: int = 3) 
             same = (r is not None and r.compared_with != NO_SAME_PHASE
                     and np.isfinite(r.change) and np.isclose(r.change, change))
             change = change if same else None
-        items.append((c.label, c.unit, c.value, change, c.shap))
+        items.append((c.label, c.unit, c.value, change, c.amount()))
     return imaging_text(items)
 
 
@@ -195,7 +195,7 @@ def _risk_part(page: PatientPage, model, visits: pd.DataFrame | None, pseudonym:
             page.imaging_text = _imaging_text_within_phase(view, i, page.biomarkers)
             page.waterfall_png = waterfall_png(
                 view.waterfall(i, top=7), size_in=(6.2, 2.6),
-                title=f"Why: SHAP contributions at {p['time']:.1f} y")
+                title=f"Why: percentage points of the {h:g}-year risk at {p['time']:.1f} y")
     page.model_text = _model_text(model, metrics or {}, h)
     if metrics:
         page.calibration_png = calibration_png(calibration_curves(metrics), h,

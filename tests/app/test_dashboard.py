@@ -130,7 +130,7 @@ def test_clinicians_search_by_name_researchers_only_by_pseudonym(home, template)
     clin = _on("pages/cohort.py", CLINICIAN)
     name = clin.dataframe[0].value.set_index("pseudonym").loc[template.imaging[0],
                                                               "patient_name"]
-    family = name.split("^")[0].lower()
+    family = name.split()[-1].lower()  # shown in clinical form, "Given FAMILY"
     clin.text_input(key="cohort:search").input(family).run()
     _ok(clin)
     assert clin.dataframe[0].value["pseudonym"].tolist() == [template.imaging[0]]

@@ -125,7 +125,7 @@ def test_identified_viewer_sees_names_and_pseudonymised_viewer_never_does(seeded
     clinician.run()
     _ok(clinician)
     table = clinician.dataframe[0].value
-    assert table["patient_name"].tolist()[:2] == ["Doe^Jane", "Roe^Richard"]
+    assert table["patient_name"].tolist()[:2] == ["Jane DOE", "Richard ROE"]
     clinician.text_input(key="cohort:search").input("doe").run()
     assert clinician.dataframe[0].value["pseudonym"].tolist() == ["HT-0001"]
     # same process, same cache: a researcher right after must not get the cached names
@@ -242,7 +242,7 @@ def test_patient_page_identified_header(seeded_home):
     at.run()
     at.switch_page("pages/patient.py").run()
     _ok(at, MISSING_FILES)
-    assert at.subheader[0].value == "Doe^Jane · HT-0001"
+    assert at.subheader[0].value == "Jane DOE · HT-0001"
     assert "Patient ID MRN-111 · born 1960-01-02" in _texts(at.caption)
     pseudo = new_app().run()
     pseudo.switch_page("pages/patient.py").run()

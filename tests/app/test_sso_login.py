@@ -61,7 +61,7 @@ def test_a_fresh_provider_sign_in_opens_the_accounts_identified_view(accounts):
     assert not at.exception
     viewer = at.session_state[VIEWER_KEY]
     assert (viewer.username, viewer.role) == (EMAIL, "clinician")
-    assert "Doe^Jane" in at.dataframe[0].value["patient_name"].tolist()
+    assert "Jane DOE" in at.dataframe[0].value["patient_name"].tolist()
     assert _logins(accounts) == [(EMAIL, "ok")]
 
 

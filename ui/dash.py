@@ -42,7 +42,6 @@ from analytics.usecases.context import Context, record_view
 from ui import jobs, loaders
 from ui.loaders import AppContext
 
-TTL_S = loaders.TTL_S
 MAX_AGE_S = loaders.MAX_AGE_S
 _AUDITED_KEY = "dash:audited"
 
@@ -144,8 +143,14 @@ def model(ctx: AppContext, model_id: str | None = None):
 
 # --------------------------------------------------------------------------- cohort
 def _freeze_long_lived() -> None:
-    """Collect once, then exempt everything alive (the caches just built) from later
-    collections: they live until evicted and hold no reference cycles worth scanning."""
+    """In the server: collect once (what an earlier freeze kept included), then exempt
+    everything alive, the caches just built among it, from later collections. Builds are
+    rare (once per data version), so the one full walk here replaces one per run."""
+    from streamlit import runtime
+
+    if not runtime.exists():  # AppTest and scripts: leave the test process's GC alone
+        return
+    gc.unfreeze()
     gc.collect()
     gc.freeze()
 
@@ -236,7 +241,7 @@ def incidence(ctx: AppContext, model_id: str, horizon: float):
 
 
 # --------------------------------------------------------------------------- images
-@st.cache_resource(ttl=10 * TTL_S, max_entries=6, show_spinner=False, scope="session")
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=6, show_spinner=False, scope="session")
 def _key_stack(viewer_key: str, database_url: str, home: str, series_uid: str,
                _ctx: AppContext):
     from analytics.usecases.keyimage import load_key_image
@@ -256,7 +261,7 @@ def key_stack(ctx: AppContext, series_uid: str):
                       series_uid, ctx)
 
 
-@st.cache_data(ttl=10 * TTL_S, max_entries=256, show_spinner=False, scope="session")
+@st.cache_data(ttl=MAX_AGE_S, max_entries=256, show_spinner=False, scope="session")
 def _slice_png(viewer_key: str, database_url: str, home: str, series_uid: str, k: int,
                window: str, overlay: bool, _ctx: AppContext) -> bytes:
     from analytics.usecases.keyimage import WINDOWS, png_bytes, render_slice
@@ -273,7 +278,7 @@ def slice_png(ctx: AppContext, series_uid: str, k: int, window: str, overlay: bo
 
 
 # --------------------------------------------------------------------------- models
-@st.cache_data(ttl=10 * TTL_S, max_entries=8, show_spinner=False)
+@st.cache_data(ttl=MAX_AGE_S, max_entries=8, show_spinner=False)
 def _drivers(home: str, database_url: str, model_id: str,
              _ctx: AppContext) -> ClinicalImportance:
     return clinical_importance(_model(home, database_url, model_id, _ctx))

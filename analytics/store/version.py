@@ -1,23 +1,27 @@
-"""A fingerprint of the data the dashboard reads, to key its caches on.
+"""The store's data version, to key the dashboard's caches on.
 
 The dashboard caches the cohort table, the patient list and every patient's risk; they
 must be rebuilt when the data changes, whoever changed it (this server, another worker,
-``hepatrack ingest`` or ``import-cohort`` in a shell), and only then. The fingerprint
-aggregates each watched table in one cheap query: the row count, the sum of every
-numeric column, and for every other column (text, JSON, dates) its length and how often
-each digit occurs in it, weighted by the row id, so an insert, a delete and almost
-every in-place update (a new lab value, status, event or active flag) changes it. A
-change that keeps all of these (digits permuted within one value) is caught by the
-caches' time-to-live and the sidebar's refresh button.
+``hepatrack ingest`` or ``import-cohort`` in a shell), and only then.
+
+Every session of a store opened with :func:`analytics.store.db.open_store` tracks its
+writes (:func:`track_writes`): when a transaction that inserted, updated or deleted rows
+of a :data:`WATCHED` table commits, it writes a new random token to ``store_info``
+(``data_generation``) in the same transaction. :func:`data_version` reads that one row,
+so checking for changes costs one indexed lookup. Writes that touch no watched table (the
+audit log, accounts, notes, cached predictions) leave the version alone, so viewing
+pages (which writes audit records) never invalidates the caches.
 """
 
 from __future__ import annotations
 
-import hashlib
+import uuid
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Boolean, Float, Integer, Numeric, String, cast, func, literal, select
+from sqlalchemy import event, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
 
-from analytics.store.db import Store
 from analytics.store.schema import (
     Feature,
     FeatureRun,
@@ -29,49 +33,27 @@ from analytics.store.schema import (
     Outcome,
     Patient,
     Series,
+    StoreInfo,
     Study,
     Visit,
 )
 
-__all__ = ["data_version"]
+if TYPE_CHECKING:
+    from analytics.store.db import Store
+
+__all__ = ["GENERATION_KEY", "WATCHED", "data_version", "track_writes"]
 
 #: what the cohort table, the patient list, the timeline and the risk columns read
 WATCHED = (Patient, IdentityMap, IdentityHold, Study, Series, Mask, MaskRejection, Feature,
            FeatureRun, Visit, Outcome, ModelRecord)
-#: large columns that never change once written (model artifacts' metadata)
-_SKIPPED = {"models": {"metrics", "card", "training_ranges", "features"}}
-
-
-#: one weight per digit 0-9 (distinct primes), so a changed digit changes the signature
-_DIGIT_WEIGHTS = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29)
-
-
-def _digit_signature(text):
-    """SQL: the weighted count of each digit in ``text`` (portable: length and replace)."""
-    return sum((func.length(text) - func.length(func.replace(text, str(d), ""))) * w
-               for d, w in enumerate(_DIGIT_WEIGHTS))
-
-
-def _aggregates(table) -> list:
-    pk = list(table.primary_key.columns)
-    row_id = pk[0] if len(pk) == 1 and isinstance(pk[0].type, Integer) else literal(1)
-    out = [func.count()]
-    for col in table.columns:
-        if col.name in _SKIPPED.get(table.name, ()):
-            continue
-        if isinstance(col.type, Boolean):
-            out.append(func.sum(row_id * cast(col, Integer)))
-        elif isinstance(col.type, Integer | Float | Numeric):
-            out.append(func.sum(col))
-        else:
-            text = func.coalesce(cast(col, String), "")
-            out.append(func.sum(func.length(text)))
-            out.append(func.sum(row_id * _digit_signature(text)))
-    return out
+_WATCHED_TABLES = frozenset(m.__tablename__ for m in WATCHED)
+GENERATION_KEY = "data_generation"
+_BUMP = "hepatrack_data_written"
 
 
 def data_version(store: Store) -> str:
-    """A short hex fingerprint that changes when the watched tables' data changes.
+    """The data generation token: a new value after every committed write to a watched
+    table (``"0"`` before the first one).
 
     Parameters
     ----------
@@ -81,11 +63,61 @@ def data_version(store: Store) -> str:
     Returns
     -------
     str
-        16 hex digits; equal fingerprints mean (almost surely) unchanged data.
+        Equal tokens mean unchanged watched data.
     """
-    h = hashlib.sha256()
     with store.session() as s:
-        for model in WATCHED:
-            row = s.execute(select(*_aggregates(model.__table__))).one()
-            h.update(repr((model.__tablename__, tuple(row))).encode())
-    return h.hexdigest()[:16]
+        got = s.execute(select(StoreInfo.value)
+                        .where(StoreInfo.key == GENERATION_KEY)).scalar()
+    return got or "0"
+
+
+def _flushing_watched(session: Session, _context: Any, _instances: Any) -> None:
+    for obj in (*session.new, *session.dirty, *session.deleted):
+        if getattr(obj, "__tablename__", None) in _WATCHED_TABLES:
+            session.info[_BUMP] = True
+            return
+
+
+def _executing(state: Any) -> None:
+    if state.is_insert or state.is_update or state.is_delete:
+        table = getattr(state.statement, "table", None)
+        if getattr(table, "name", None) in _WATCHED_TABLES:
+            state.session.info[_BUMP] = True
+
+
+def _committing(session: Session) -> None:
+    _flushing_watched(session, None, None)  # changes not flushed yet flush after this hook
+    if not session.info.pop(_BUMP, False):
+        return
+    token = uuid.uuid4().hex
+    done = session.execute(update(StoreInfo).where(StoreInfo.key == GENERATION_KEY)
+                           .values(value=token))
+    if not done.rowcount:  # a store opened without its row (see ensure_generation_row)
+        session.execute(insert(StoreInfo).values(key=GENERATION_KEY, value=token))
+
+
+def _rolled_back(session: Session) -> None:
+    session.info.pop(_BUMP, None)
+
+
+def track_writes(sessions: sessionmaker) -> None:
+    """Make every session of ``sessions`` give the store a new data version when it
+    commits a write to a watched table (ORM objects and DML statements alike)."""
+    event.listen(sessions, "before_flush", _flushing_watched)
+    event.listen(sessions, "do_orm_execute", _executing)
+    event.listen(sessions, "before_commit", _committing)
+    event.listen(sessions, "after_rollback", _rolled_back)
+
+
+def ensure_generation_row(store: Store) -> None:
+    """Create the ``data_generation`` row if it is missing (two processes may race: the
+    loser's insert fails and the row exists either way)."""
+    with store.session() as s:
+        if s.execute(select(StoreInfo.key).where(StoreInfo.key == GENERATION_KEY)
+                     ).scalar() is not None:
+            return
+    try:
+        with store.session() as s:
+            s.execute(insert(StoreInfo).values(key=GENERATION_KEY, value="0"))
+    except IntegrityError:
+        pass

@@ -29,6 +29,7 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
+from streamlit import runtime
 
 from analytics import audit
 from analytics.errors import ModelError
@@ -146,8 +147,6 @@ def _freeze_long_lived() -> None:
     """In the server: collect once (what an earlier freeze kept included), then exempt
     everything alive, the caches just built among it, from later collections. Builds are
     rare (once per data version), so the one full walk here replaces one per run."""
-    from streamlit import runtime
-
     if not runtime.exists():  # AppTest and scripts: leave the test process's GC alone
         return
     gc.unfreeze()

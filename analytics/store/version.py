@@ -16,7 +16,8 @@ pages (which writes audit records) never invalidates the caches.
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from contextlib import AbstractContextManager
+from typing import Any, Protocol
 
 from sqlalchemy import event, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -38,8 +39,11 @@ from analytics.store.schema import (
     Visit,
 )
 
-if TYPE_CHECKING:
-    from analytics.store.db import Store
+
+class Store(Protocol):
+    """What this module needs of :class:`analytics.store.db.Store` (which imports it)."""
+
+    def session(self) -> AbstractContextManager[Session]: ...
 
 __all__ = ["GENERATION_KEY", "WATCHED", "data_version", "track_writes"]
 

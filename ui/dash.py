@@ -5,20 +5,31 @@ Caching follows ``ui.loaders``:
 
 - A loaded model holds no patient data: one ``st.cache_resource`` per model id serves
   every user (nobody mutates it).
-- Patient-level objects (the cohort table, trajectories, key image stacks) are
+- The pseudonymised cohort table and every patient's current risk (the Cohort page's
+  heavy work: seconds on a 2,000-patient cohort) are built once per store data version
+  (``ui.loaders.data_version``) and shared by the sessions: they hold pseudonyms,
+  shifted dates and measurements only, the same rows for every role that may open the
+  cohort, never names or identifiers (those come from the viewer-keyed patient list).
+  A write to the store gives a new version, so they are rebuilt on the next run.
+- Other patient-level objects (trajectories, key image stacks) are
   ``st.cache_resource(scope="session")`` with the viewer's cache key among the
-  arguments: never shared between sessions or users, not copied on every rerun (a
-  5,000-patient cohort table is read, not unpickled, when the user switches patient),
+  arguments: never shared between sessions or users, not copied on every rerun,
   bounded in number and age. Nothing is persisted to disk.
+- After a shared build the process's objects are moved out of the garbage collector's
+  reach (``gc.freeze``): the cached tables are hundreds of thousands of long-lived
+  objects that every full collection would otherwise walk again (Streamlit's
+  after-run collection is off in ``.streamlit/config.toml``).
 """
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 import streamlit as st
+from streamlit import runtime
 
 from analytics import audit
 from analytics.errors import ModelError
@@ -33,7 +44,7 @@ from analytics.usecases.context import Context, record_view
 from ui import jobs, loaders
 from ui.loaders import AppContext
 
-TTL_S = loaders.TTL_S
+MAX_AGE_S = loaders.MAX_AGE_S
 _AUDITED_KEY = "dash:audited"
 
 
@@ -133,26 +144,40 @@ def model(ctx: AppContext, model_id: str | None = None):
 
 
 # --------------------------------------------------------------------------- cohort
-@st.cache_resource(ttl=TTL_S, max_entries=2, show_spinner=False, scope="session")
-def _cohort(viewer_key: str, database_url: str, home: str, _ctx: AppContext) -> CohortData:
+def _freeze_long_lived() -> None:
+    """In the server: collect once (what an earlier freeze kept included), then exempt
+    everything alive, the caches just built among it, from later collections. Builds are
+    rare (once per data version), so the one full walk here replaces one per run."""
+    if not runtime.exists():  # AppTest and scripts: leave the test process's GC alone
+        return
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=2, show_spinner=False)
+def _cohort(database_url: str, home: str, version: str, _ctx: AppContext) -> CohortData:
     from analytics.cohort import build_cohort
 
     table = build_cohort(_ctx.store)
     v = table.visits
     by = {str(k): g for k, g in v.groupby("patient", sort=False)} if not v.empty else {}
-    return CohortData(visits=v, outcomes=table.outcomes, by_patient=by)
+    data = CohortData(visits=v, outcomes=table.outcomes, by_patient=by)
+    _freeze_long_lived()
+    return data
 
 
 def cohort(ctx: AppContext) -> CohortData:
-    """The cohort table (``analytics.cohort.build_cohort``), cached for this session."""
-    return _cohort(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home), ctx)
+    """The pseudonymised cohort table (``analytics.cohort.build_cohort``), built once per
+    store data version (read-only)."""
+    return _cohort(ctx.database_url, str(ctx.settings.home), loaders.data_version(ctx), ctx)
 
 
-@st.cache_resource(ttl=TTL_S, max_entries=64, show_spinner=False, scope="session")
-def _trajectory(viewer_key: str, database_url: str, home: str, model_id: str,
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=64, show_spinner=False, scope="session")
+def _trajectory(viewer_key: str, database_url: str, home: str, version: str, model_id: str,
                 pseudonym: str, horizon: float, _ctx: AppContext) -> Trajectory:
     m = _model(home, database_url, model_id, _ctx)
-    data = _cohort(viewer_key, database_url, home, _ctx)
+    data = _cohort(database_url, home, version, _ctx)
     return patient_trajectory(m, data.visits_of(pseudonym), pseudonym, horizon)
 
 
@@ -169,20 +194,20 @@ def trajectory(ctx: AppContext, model_id: str, pseudonym: str, horizon: float) -
                          hint="import labs with `hepatrack import-cohort` or extract "
                               "imaging features")
     return _trajectory(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home),
-                      model_id, pseudonym, float(horizon), ctx)
+                       loaders.data_version(ctx), model_id, pseudonym, float(horizon), ctx)
 
 
-@st.cache_resource(ttl=TTL_S, max_entries=8, show_spinner=False, scope="session")
-def _cohort_risk(viewer_key: str, database_url: str, home: str, model_id: str,
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=8, show_spinner=False)
+def _cohort_risk(database_url: str, home: str, version: str, model_id: str,
                  horizon: float, _ctx: AppContext) -> pd.DataFrame:
     from analytics.store.patient_flags import automatic_segmentation_patients
     from analytics.usecases.overview import cohort_risk, flags_of
 
     m = _model(home, database_url, model_id, _ctx)
-    data = _cohort(viewer_key, database_url, home, _ctx)
+    data = _cohort(database_url, home, version, _ctx)
     risk = cohort_risk(m, data.visits, horizon)
     risk["flags"] = flags_of(risk, automatic_segmentation_patients(_ctx.store))
-    risk["risk_date"] = _view_dates(_ctx, risk["pseudonym"], risk["risk_date"])
+    _freeze_long_lived()
     return risk
 
 
@@ -197,18 +222,23 @@ def _view_dates(ctx: AppContext, pseudonyms: pd.Series, stored: pd.Series) -> pd
 
 def cohort_risk(ctx: AppContext, model_id: str, horizon: float) -> pd.DataFrame:
     """Every patient's current risk, trend and flags (``analytics.usecases.overview``); read-only."""
-    return _cohort_risk(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home),
+    risk = _cohort_risk(ctx.database_url, str(ctx.settings.home), loaders.data_version(ctx),
                         model_id, float(horizon), ctx)
+    if not ctx.viewer.identified:  # the shared table holds stored (shifted) dates
+        return risk
+    risk = risk.copy()  # never write this viewer's real dates into the shared entry
+    risk["risk_date"] = _view_dates(ctx, risk["pseudonym"], risk["risk_date"])
+    return risk
 
 
-@st.cache_resource(ttl=TTL_S, max_entries=8, show_spinner=False, scope="session")
-def _incidence(viewer_key: str, database_url: str, home: str, model_id: str,
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=8, show_spinner=False)
+def _incidence(database_url: str, home: str, version: str, model_id: str,
                horizon: float, _ctx: AppContext):
     from analytics.usecases.overview import incidence_by_group
 
     m = _model(home, database_url, model_id, _ctx)
-    data = _cohort(viewer_key, database_url, home, _ctx)
-    return incidence_by_group(m, _cohort_risk(viewer_key, database_url, home, model_id,
+    data = _cohort(database_url, home, version, _ctx)
+    return incidence_by_group(m, _cohort_risk(database_url, home, version, model_id,
                                               horizon, _ctx), data.outcomes)
 
 
@@ -220,12 +250,12 @@ def incidence(ctx: AppContext, model_id: str, horizon: float):
     ModelError
         If too few patients can be grouped.
     """
-    return _incidence(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home),
+    return _incidence(ctx.database_url, str(ctx.settings.home), loaders.data_version(ctx),
                       model_id, float(horizon), ctx)
 
 
 # --------------------------------------------------------------------------- images
-@st.cache_resource(ttl=10 * TTL_S, max_entries=6, show_spinner=False, scope="session")
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=6, show_spinner=False, scope="session")
 def _key_stack(viewer_key: str, database_url: str, home: str, series_uid: str,
                _ctx: AppContext):
     from analytics.usecases.keyimage import load_key_image
@@ -245,7 +275,7 @@ def key_stack(ctx: AppContext, series_uid: str):
                       series_uid, ctx)
 
 
-@st.cache_data(ttl=10 * TTL_S, max_entries=256, show_spinner=False, scope="session")
+@st.cache_data(ttl=MAX_AGE_S, max_entries=256, show_spinner=False, scope="session")
 def _slice_png(viewer_key: str, database_url: str, home: str, series_uid: str, k: int,
                window: str, overlay: bool, _ctx: AppContext) -> bytes:
     from analytics.usecases.keyimage import WINDOWS, png_bytes, render_slice
@@ -262,7 +292,7 @@ def slice_png(ctx: AppContext, series_uid: str, k: int, window: str, overlay: bo
 
 
 # --------------------------------------------------------------------------- models
-@st.cache_data(ttl=10 * TTL_S, max_entries=8, show_spinner=False)
+@st.cache_data(ttl=MAX_AGE_S, max_entries=8, show_spinner=False)
 def _drivers(home: str, database_url: str, model_id: str,
              _ctx: AppContext) -> ClinicalImportance:
     return clinical_importance(_model(home, database_url, model_id, _ctx))

@@ -4,8 +4,11 @@
   nobody mutates it.
 - Patient data is ``st.cache_data`` with ``scope="session"`` and the viewer's cache key in
   the arguments, so one user's (identified) rows are never served to another user.
-- Entries expire after :data:`TTL_S` so data ingested from the command line shows up; the
-  sidebar's refresh button clears them at once. No ``persist="disk"`` anywhere.
+- Store reads are keyed by the store's data version (``analytics.store.version``), checked
+  at most every :data:`TTL_S` seconds: data ingested from the command line or another
+  server shows up within that time, and unchanged data is never read twice. Entries
+  also expire after :data:`MAX_AGE_S` (a change the version cannot see); the sidebar's
+  refresh button clears them at once. No ``persist="disk"`` anywhere.
 - Widgets are never created inside cached functions.
 """
 
@@ -22,9 +25,13 @@ from analytics.config import Settings, load_settings
 from analytics.errors import AuthError
 from analytics.store import repo
 from analytics.store.db import Store, open_store
+from analytics.store.version import data_version as _store_data_version
 from ui.session import Viewer, current_viewer
 
-TTL_S = 60
+#: how long a data version is trusted before the store is asked again (seconds)
+TTL_S = 5
+#: the longest any store read is kept, whatever the version says (seconds)
+MAX_AGE_S = 900
 MAX_ENTRIES = 64
 
 
@@ -69,14 +76,25 @@ def open_for_login() -> tuple[Settings, Store]:
     return settings, _store(str(settings.home), settings.database_url)
 
 
-@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False)
-def _summary(database_url: str, home: str) -> dict[str, Any]:
+@st.cache_data(ttl=TTL_S, max_entries=4, show_spinner=False)
+def _data_version(database_url: str, home: str) -> str:
+    return _store_data_version(_store(home, database_url))
+
+
+def data_version(ctx: AppContext) -> str:
+    """The store's data version (a fingerprint, no patient data: one cache for everyone),
+    at most :data:`TTL_S` seconds old."""
+    return _data_version(ctx.database_url, str(ctx.settings.home))
+
+
+@st.cache_data(ttl=MAX_AGE_S, max_entries=MAX_ENTRIES, show_spinner=False)
+def _summary(database_url: str, home: str, version: str) -> dict[str, Any]:
     return repo.cohort_summary(_store(home, database_url))
 
 
 def summary(ctx: AppContext) -> dict[str, Any]:
     """Headline counts (no patient-level data, so one cache serves every user)."""
-    return _summary(ctx.database_url, str(ctx.settings.home))
+    return _summary(ctx.database_url, str(ctx.settings.home), data_version(ctx))
 
 
 def store_label(ctx: AppContext) -> str:
@@ -84,8 +102,8 @@ def store_label(ctx: AppContext) -> str:
     return repo.describe_store(ctx.store)
 
 
-@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False, scope="session")
-def _patients(viewer_key: str, identified: bool, database_url: str, home: str
+@st.cache_data(ttl=MAX_AGE_S, max_entries=MAX_ENTRIES, show_spinner=False, scope="session")
+def _patients(viewer_key: str, identified: bool, database_url: str, home: str, version: str
               ) -> pd.DataFrame:
     return repo.list_patients(_store(home, database_url), identified=identified)
 
@@ -93,22 +111,24 @@ def _patients(viewer_key: str, identified: bool, database_url: str, home: str
 def patients(ctx: AppContext) -> pd.DataFrame:
     """The cohort list as this viewer may see it (see ``repo.list_patients``)."""
     v = ctx.viewer
-    return _patients(v.cache_key, v.identified, ctx.database_url, str(ctx.settings.home))
+    return _patients(v.cache_key, v.identified, ctx.database_url, str(ctx.settings.home),
+                     data_version(ctx))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False, scope="session")
-def _timeline(viewer_key: str, database_url: str, home: str) -> pd.DataFrame:
+@st.cache_data(ttl=MAX_AGE_S, max_entries=MAX_ENTRIES, show_spinner=False, scope="session")
+def _timeline(viewer_key: str, database_url: str, home: str, version: str) -> pd.DataFrame:
     return repo.cohort_timeline(_store(home, database_url))
 
 
 def timeline(ctx: AppContext) -> pd.DataFrame:
     """Scans, visits and outcomes in years since each patient's baseline."""
-    return _timeline(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home))
+    return _timeline(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home),
+                     data_version(ctx))
 
 
-@st.cache_data(ttl=TTL_S, max_entries=MAX_ENTRIES, show_spinner=False, scope="session")
+@st.cache_data(ttl=MAX_AGE_S, max_entries=MAX_ENTRIES, show_spinner=False, scope="session")
 def _patient(viewer_key: str, identified: bool, pseudonym: str, database_url: str,
-             home: str) -> repo.PatientDetail:
+             home: str, version: str) -> repo.PatientDetail:
     return repo.patient_detail(_store(home, database_url), pseudonym, identified=identified)
 
 
@@ -122,10 +142,10 @@ def patient(ctx: AppContext, pseudonym: str) -> repo.PatientDetail:
     """
     v = ctx.viewer
     return _patient(v.cache_key, v.identified, pseudonym, ctx.database_url,
-                    str(ctx.settings.home))
+                    str(ctx.settings.home), data_version(ctx))
 
 
 def clear_data_caches() -> None:
     """Drop cached store reads (the open store itself is kept)."""
-    for fn in (_summary, _patients, _timeline, _patient):
+    for fn in (_data_version, _summary, _patients, _timeline, _patient):
         fn.clear()

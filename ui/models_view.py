@@ -10,6 +10,7 @@ import pandas as pd
 from analytics.audit import Actor
 from analytics.cohort import build_cohort
 from analytics.config import Settings
+from analytics.models.progress import TrainingStep
 from analytics.models.settings import ModelSettings
 from analytics.store.db import Store
 from analytics.usecases import models as model_use_cases
@@ -129,11 +130,18 @@ def train_settings(*, kind: str, events: list[str], horizons: list[float], folds
 def train_job(job: Job, store: Store, settings: Settings, actor: Actor,
               model_settings: ModelSettings, *, activate: bool) -> dict[str, Any]:
     """Build the cohort table from the store and train (``analytics.usecases.models.train``:
-    permission and audit)."""
-    ms = model_settings
-    job.report("building the cohort table", None)
+    permission and audit), reporting every fold, bootstrap replicate and the final fit to
+    ``job`` (its bar and message; a finished stage is added to its log). A job whose
+    browser session has ended stops at its next step."""
+    job.report("building the cohort table", 0.0)
     cohort = build_cohort(store)
-    job.report(f"cross-validating ({ms.folds} folds x {ms.repeats}) and fitting {ms.kind} on "
-               f"{cohort.outcomes['patient'].nunique()} patients", None)
+
+    def progress(step: TrainingStep) -> None:
+        job.report(step.describe(), step.fraction)
+        if step.total and step.done == step.total:
+            job.log(step.describe())
+
     return model_use_cases.train(Context(actor, store, settings),
-                                 model_use_cases.TrainRequest(cohort, ms, activate=activate))
+                                 model_use_cases.TrainRequest(cohort, model_settings,
+                                                              activate=activate,
+                                                              progress=progress))

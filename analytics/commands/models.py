@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import sys
+from typing import Any, TextIO
 
 from analytics.cli import CommandResult, command
 from analytics.cohort import build_cohort
 from analytics.config import Settings
+from analytics.models.progress import ProgressCallback, TrainingStep
 from analytics.models.settings import ModelSettings, SettingsError
 from analytics.models.training import find_truth, load_truth, truth_for_cohort
 from analytics.store import open_store
@@ -37,6 +39,24 @@ def settings_from_args(args: argparse.Namespace) -> ModelSettings:
                             label=f"--{flag} {values.get(e.field)!s} ({e.field})") from e
 
 
+#: stages whose every step is printed; the bootstrap prints about every tenth replicate
+_EVERY_STEP = {"folds", "imaging_folds", "baselines", "final_fit"}
+
+
+def stderr_progress(stream: TextIO | None = None) -> ProgressCallback:
+    """Training progress as lines on stderr (stdout stays the command's result, so
+    ``--json`` output is unchanged): every fold, score and the final fit, and about one
+    line in ten bootstrap replicates."""
+    def show(step: TrainingStep) -> None:
+        if step.done == 0:
+            return
+        every = 1 if step.stage in _EVERY_STEP else max(1, step.total // 10)
+        if step.done % every == 0 or step.done == step.total:
+            print(f"[{100 * step.fraction:3.0f}%] {step.describe()}",
+                  file=stream or sys.stderr, flush=True)
+    return show
+
+
 @command("train")
 def train(args: argparse.Namespace, settings: Settings) -> CommandResult:
     store = open_store(settings)
@@ -45,7 +65,7 @@ def train(args: argparse.Namespace, settings: Settings) -> CommandResult:
     truth = truth_for_cohort(load_truth(truth_path), store, cohort) if truth_path else None
     model_settings = settings_from_args(args)
     payload = model_use_cases.train(Context.cli(store, settings), model_use_cases.TrainRequest(
-        cohort, model_settings, truth=truth))
+        cohort, model_settings, truth=truth, progress=stderr_progress()))
     if truth_path:
         payload["truth_file"] = str(truth_path)
     cv = payload["cv"]

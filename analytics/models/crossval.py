@@ -27,7 +27,11 @@ patient-bootstrap intervals of the differences (:mod:`analytics.models.imaging_c
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -35,9 +39,11 @@ import pandas as pd
 
 from analytics.errors import ModelError
 from analytics.models import imaging_comparison as imaging
+from analytics.models.concordance import ConcordancePairs
 from analytics.models.estimators import CoxPH
 from analytics.models.landmark import LANDMARK, LANDMARK_SQ, LandmarkData
 from analytics.models.predict import LandmarkModel
+from analytics.models.progress import ProgressCallback, report
 from analytics.models.scores import CLINICAL_SCORES, available_scores, compute_scores
 from analytics.models.settings import ModelSettings
 from analytics.models.validation import harrell_c, landmark_metrics, net_benefit, td_auc
@@ -76,9 +82,12 @@ def eval_grid(h_max: float, n: int) -> np.ndarray:
     return np.linspace(h_max / n, h_max, n)
 
 
-def oof_predictions(data: LandmarkData, cv: ModelSettings) -> list[pd.DataFrame]:
+def oof_predictions(data: LandmarkData, cv: ModelSettings, *,
+                    progress: ProgressCallback | None = None,
+                    stage: str = "folds") -> list[pd.DataFrame]:
     """Out-of-fold risks for every landmark row, one frame per repeat (``cv.repeats`` of
-    ``cv.folds`` patient-grouped folds, seeded by ``cv.seed``)."""
+    ``cv.folds`` patient-grouped folds, seeded by ``cv.seed``); each fitted fold is
+    reported to ``progress`` as a step of ``stage``."""
     rows = data.rows
     hs = list(data.settings.horizons)
     grid = eval_grid(data.settings.horizon_max, N_GRID)
@@ -88,6 +97,7 @@ def oof_predictions(data: LandmarkData, cv: ModelSettings) -> list[pd.DataFrame]
     if k < 2:
         raise ModelError(f"--cv {cv.folds}: need at least 2 folds and 2 patients")
     frames = []
+    report(progress, stage, 0, k * cv.repeats)
     for r in range(cv.repeats):
         rng = np.random.default_rng(cv.seed + 7919 * r)
         fold_of = patient_folds(pats, has_ev, k, rng)
@@ -101,6 +111,8 @@ def oof_predictions(data: LandmarkData, cv: ModelSettings) -> list[pd.DataFrame]
             risk[test] = model.risk(X, [*hs, *grid.tolist()])
             cs_risk[test] = (model.risk(X, [*hs, *grid.tolist()], cause_specific=True)
                              if data.events.competing else risk[test])
+            report(progress, stage, r * k + f + 1, k * cv.repeats,
+                   f"fold {f + 1} of {k}, repeat {r + 1} of {cv.repeats}")
         fr = pd.DataFrame({"patient": rows["patient"].to_numpy(),
                            "landmark": rows["landmark"].to_numpy(),
                            "duration": rows["duration"].to_numpy(), "code": codes(data),
@@ -127,15 +139,36 @@ def _headline(m: dict, hs: list[float]) -> dict[str, float]:
     return out
 
 
+def _patient_draws(n_patients: int, n_bootstrap: int, seed: int) -> Iterator[np.ndarray]:
+    """The patients drawn (with replacement) by each bootstrap replicate."""
+    rng = np.random.default_rng(seed + 104729)
+    for _ in range(n_bootstrap):
+        yield rng.integers(0, n_patients, n_patients)
+
+
+def _percentile_intervals(draws: dict[str, list[float]], n_bootstrap: int
+                          ) -> dict[str, list[float]]:
+    """Percentile 95% intervals; NaN when under a quarter of the replicates (or 5) gave a
+    finite value."""
+    out = {}
+    for key, v in draws.items():
+        a = np.asarray(v, float)
+        a = a[np.isfinite(a)]
+        out[key] = ([float(np.quantile(a, 0.025)), float(np.quantile(a, 0.975))]
+                    if len(a) >= max(5, n_bootstrap // 4) else [float("nan")] * 2)
+    return out
+
+
 def bootstrap_ci(frames: list[pd.DataFrame], metric_fn, n_bootstrap: int,
-                 seed: int) -> dict[str, list[float]]:
+                 seed: int, *, progress: ProgressCallback | None = None,
+                 stage: str = "bootstrap") -> dict[str, list[float]]:
     """Percentile 95% intervals of ``metric_fn(frame) -> {name: value}`` by patient bootstrap.
 
-    A patient drawn twice contributes two copies of all their rows, under two ids.
+    A patient drawn twice contributes two copies of all their rows, under two ids. Each
+    replicate is reported to ``progress`` as a step of ``stage``.
     """
     if n_bootstrap <= 0:
         return {}
-    rng = np.random.default_rng(seed + 104729)
     pats = frames[0]["patient"].unique()
     positions = []
     for fr in frames:
@@ -144,23 +177,18 @@ def bootstrap_ci(frames: list[pd.DataFrame], metric_fn, n_bootstrap: int,
         starts = np.searchsorted(codes[order], np.arange(len(pats) + 1))
         positions.append((order, starts))
     draws: dict[str, list[float]] = {}
-    for b in range(n_bootstrap):
+    report(progress, stage, 0, n_bootstrap)
+    for b, pick in enumerate(_patient_draws(len(pats), n_bootstrap, seed)):
         r = b % len(frames)
         order, starts = positions[r]
-        pick = rng.integers(0, len(pats), len(pats))
         lens = starts[pick + 1] - starts[pick]
         idx = np.concatenate([order[starts[p]:starts[p + 1]] for p in pick])
         sample = frames[r].iloc[idx].reset_index(drop=True)
         sample["patient"] = np.repeat(np.arange(len(pick)), lens)
         for key, v in metric_fn(sample).items():
             draws.setdefault(key, []).append(v)
-    out = {}
-    for key, v in draws.items():
-        a = np.asarray(v, float)
-        a = a[np.isfinite(a)]
-        out[key] = ([float(np.quantile(a, 0.025)), float(np.quantile(a, 0.975))]
-                    if len(a) >= max(5, n_bootstrap // 4) else [float("nan")] * 2)
-    return out
+        report(progress, stage, b + 1, n_bootstrap, f"replicate {b + 1} of {n_bootstrap}")
+    return _percentile_intervals(draws, n_bootstrap)
 
 
 def _mean_metrics(ms: list[dict], hs: list[float]) -> dict:
@@ -211,7 +239,8 @@ def single_threaded_blas(fn):
 @single_threaded_blas
 def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
                    baselines: bool = True, truth: Any = None,
-                   imaging_comparison: bool = True) -> dict[str, Any]:
+                   imaging_comparison: bool = True, *,
+                   progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Cross-validated metrics of a landmark model, clinical baselines and the oracle.
 
     Parameters
@@ -229,6 +258,9 @@ def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
     imaging_comparison
         Also compare the model with the same model without its imaging features
         (:func:`compare_imaging`).
+    progress
+        Called with each fold fitted, bootstrap replicate and clinical score validated
+        (:class:`analytics.models.progress.TrainingStep`).
 
     Returns
     -------
@@ -242,7 +274,7 @@ def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
     hs = [float(h) for h in data.settings.horizons]
     h_max = data.settings.horizon_max
     grid = eval_grid(h_max, N_GRID)
-    frames = oof_predictions(data, cv)
+    frames = oof_predictions(data, cv, progress=progress)
     per_repeat = [landmark_metrics(fr, hs, h_max, grid) for fr in frames]
     res = _mean_metrics(per_repeat, hs)
     res = {"folds": min(cv.folds, data.rows["patient"].nunique()), "repeats": cv.repeats,
@@ -251,7 +283,7 @@ def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
     res["ci"] = bootstrap_ci(
         frames, lambda fr: _headline(landmark_metrics(fr, hs, h_max, grid, with_brier=False),
                                      hs),
-        cv.n_bootstrap, cv.seed)
+        cv.n_bootstrap, cv.seed, progress=progress)
     dca = net_benefit(frames[0]["duration"], frames[0]["code"], frames[0][f"risk_{h_max:g}"],
                       h_max, DCA_THRESHOLDS)
     res["decision_curve"] = {"horizon": h_max, **{c: dca[c].round(5).tolist()
@@ -259,11 +291,12 @@ def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
     res["per_landmark"] = _per_landmark(frames[0], hs)
     out: dict[str, Any] = {"cv": res}
     if baselines:
-        out["baselines"] = clinical_baselines(data, frames, cv)
+        out["baselines"] = clinical_baselines(data, frames, cv, progress=progress)
     if truth is not None:
         out["oracle_c_index"] = oracle_c_index(data, truth)
     if imaging_comparison:
-        out["imaging_comparison"] = compare_imaging(data, frames, cv, truth)
+        out["imaging_comparison"] = compare_imaging(data, frames, cv, truth,
+                                                    progress=progress)
     return out
 
 
@@ -300,21 +333,23 @@ def baseline_scores(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
-                       cv: ModelSettings) -> dict[str, Any]:
-    """Each available clinical score validated on the model's folds (see module doc)."""
+                       cv: ModelSettings, *, progress: ProgressCallback | None = None
+                       ) -> dict[str, Any]:
+    """Each available clinical score validated on the model's folds (see module doc);
+    each score done is reported to ``progress``."""
     scores = baseline_scores(data.rows)
+    report(progress, "baselines", 0, len(scores.columns))
     hs = [float(h) for h in data.settings.horizons]
     h_max = data.settings.horizon_max
     grid = eval_grid(h_max, N_GRID)
     out: dict[str, Any] = {}
-    for name in scores.columns:
+    for n_done, name in enumerate(scores.columns, 1):
         sc = scores[name].to_numpy(float)
         ok = np.isfinite(sc)
-        per_repeat, model_c, marked = [], [], []
+        per_repeat, model_c = [], []
         for fr in frames:
             sub = fr[ok].copy()
             sub["score"] = sc[ok]
-            marked.append(sub)
             model_c.append(landmark_metrics(sub, hs, h_max, with_calibration=False)["c_index"])
             risk = _recalibrated_risk(sub, [*hs, *grid.tolist()])
             for j, h in enumerate(hs):
@@ -328,23 +363,80 @@ def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
         m = _mean_metrics(per_repeat, hs)
         m["calibration_slope"] = m["calibration"][f"{h_max:g}"]["slope"]
         m["model_c_index_same_rows"] = float(np.nanmean(model_c))
-        m["ci"] = bootstrap_ci(marked, _marker_c_index, cv.n_bootstrap, cv.seed)
+        # the score's interval does not depend on the model: the rows, outcomes and score
+        m["ci"] = marker_c_index_ci(frames[0].loc[ok, ["patient", "landmark", "duration",
+                                                       "code"]].assign(score=sc[ok]),
+                                    cv.n_bootstrap, cv.seed)
         m["coverage"] = float(ok.mean())
         d = CLINICAL_SCORES[name]
         m["label"] = d.label
         m["reference"] = d.reference
         out[name] = m
+        report(progress, "baselines", n_done, len(scores.columns), d.label)
     return out
 
 
-def _marker_c_index(fr: pd.DataFrame) -> dict[str, float]:
-    """Pooled within-landmark Harrell's C of the ``score`` column (bootstrap statistic)."""
-    num = den = 0
-    for _, g in fr.groupby("landmark", sort=False):
-        _, a, b = harrell_c(g["duration"].to_numpy(), g["code"].to_numpy(),
-                            g["score"].to_numpy())
-        num, den = num + a, den + b
-    return {"c_index": num / den if den else float("nan")}
+#: bootstrap intervals of clinical scores kept in the process (few: one per score, per
+#: cohort, per bootstrap setting), so training another model on the same cohort reuses them
+MARKER_CI_CACHE_SIZE = 64
+_marker_ci_cache: OrderedDict[str, dict[str, list[float]]] = OrderedDict()
+_marker_ci_lock = threading.Lock()
+
+
+def _frame_digest(frame: pd.DataFrame, *extra: object) -> str:
+    h = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    h.update(repr(extra).encode())
+    return h.hexdigest()
+
+
+def marker_c_index_ci(frame: pd.DataFrame, n_bootstrap: int,
+                      seed: int) -> dict[str, list[float]]:
+    """Patient-bootstrap 95% interval of a marker's pooled within-landmark Harrell's C.
+
+    The replicates draw the same patients as :func:`bootstrap_ci` with the same seed, and
+    each replicate's C-index equals the one computed on the resampled rows (a patient
+    drawn twice counts twice): the pairs are counted once, sorted, and every replicate
+    only reweights them (:class:`analytics.models.concordance.ConcordancePairs`).
+    Intervals are cached by the frame's content, ``n_bootstrap`` and ``seed``: they do
+    not depend on any model.
+
+    Parameters
+    ----------
+    frame
+        ``patient``, ``landmark``, ``duration`` (years), ``code`` (1 endpoint, 2
+        competing, 0 censored) and a finite ``score`` per landmark row.
+    n_bootstrap, seed
+        Replicates (none: ``{}``) and the seed of :func:`bootstrap_ci`.
+
+    Returns
+    -------
+    dict
+        ``{"c_index": [low, high]}``.
+    """
+    if n_bootstrap <= 0:
+        return {}
+    cols = frame[["patient", "landmark", "duration", "code", "score"]]
+    key = _frame_digest(cols, n_bootstrap, seed)
+    with _marker_ci_lock:
+        if key in _marker_ci_cache:
+            _marker_ci_cache.move_to_end(key)
+            return {k: list(v) for k, v in _marker_ci_cache[key].items()}
+    pats = cols["patient"].unique()
+    patient_of_row = pd.Categorical(cols["patient"], categories=pats).codes
+    pairs = ConcordancePairs(cols["duration"].to_numpy(float),
+                             cols["code"].to_numpy() == 1, cols["score"].to_numpy(float),
+                             group=cols["landmark"].to_numpy())
+    draws = []
+    for pick in _patient_draws(len(pats), n_bootstrap, seed):
+        weight = np.bincount(pick, minlength=len(pats))[patient_of_row].astype(float)
+        conc, tied, comparable = pairs.counts(weight)
+        draws.append((2 * conc + tied) / (2 * comparable) if comparable else float("nan"))
+    out = _percentile_intervals({"c_index": draws}, n_bootstrap)
+    with _marker_ci_lock:
+        _marker_ci_cache[key] = out
+        while len(_marker_ci_cache) > MARKER_CI_CACHE_SIZE:
+            _marker_ci_cache.popitem(last=False)
+    return {k: list(v) for k, v in out.items()}
 
 
 def _recalibrated_risk(sub: pd.DataFrame, times: list[float]) -> np.ndarray:
@@ -399,7 +491,8 @@ ORACLE = "oracle"
 
 
 def compare_imaging(data: LandmarkData, frames: list[pd.DataFrame], cv: ModelSettings,
-                    truth: Any = None) -> dict[str, Any]:
+                    truth: Any = None, *, progress: ProgressCallback | None = None
+                    ) -> dict[str, Any]:
     """What imaging adds: the model against the same model without its imaging features.
 
     The model without imaging (:func:`analytics.models.imaging_comparison.without_imaging`)
@@ -417,6 +510,8 @@ def compare_imaging(data: LandmarkData, frames: list[pd.DataFrame], cv: ModelSet
         The settings the frames were made with (folds, repeats, seed, bootstrap).
     truth
         Optional true hazards: the oracle is a reference marker on the same rows.
+    progress
+        Called with each fold of the model without imaging and each bootstrap replicate.
 
     Returns
     -------
@@ -436,7 +531,7 @@ def compare_imaging(data: LandmarkData, frames: list[pd.DataFrame], cv: ModelSet
     if not bases:
         return imaging.nothing_to_compare(data.spec)
     lean = imaging.without_imaging(data, bases)
-    lean_frames = oof_predictions(lean, cv)
+    lean_frames = oof_predictions(lean, cv, progress=progress, stage="imaging_folds")
     for fr, lf in zip(frames, lean_frames, strict=True):
         if not np.array_equal(fr["fold"].to_numpy(), lf["fold"].to_numpy()):
             raise ModelError("imaging comparison: the models without and with imaging were "
@@ -457,7 +552,7 @@ def compare_imaging(data: LandmarkData, frames: list[pd.DataFrame], cv: ModelSet
               for fr, lf in zip(frames, lean_frames, strict=True)]
     h_max = data.settings.horizon_max
     ci = bootstrap_ci(paired, lambda fr: imaging.paired_statistics(fr, hs, h_max),
-                      cv.n_bootstrap, cv.seed)
+                      cv.n_bootstrap, cv.seed, progress=progress, stage="imaging_bootstrap")
     dropped = [c for c in data.spec.columns if data.spec.source_of(c)[0] in bases]
     return {"status": "compared", "imaging_features": bases, "dropped_columns": dropped,
             "folds": int(frames[0]["fold"].nunique()), "repeats": len(frames),

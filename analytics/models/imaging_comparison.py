@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.errors import FeatureError
+from analytics.models.concordance import TIED_TOL, concordance_counts
 from analytics.models.landmark import FeatureSpec, LandmarkData
 from analytics.vocabulary import describe_column, imaging_feature
 
@@ -189,28 +190,7 @@ def discrimination(frame: pd.DataFrame, hs: list[float], h_max: float,
                 "td_auc": {f"{h:g}": _wmean(*td[p, h]) for h in hs}} for p in predictors}
 
 
-#: risks closer than this are tied (scikit-survival's ``tied_tol``)
-TIED_TOL = 1e-8
 _EPS_T = 1e-7
-
-
-def concordance_counts(time: np.ndarray, event: np.ndarray, risk: np.ndarray
-                       ) -> tuple[int, int]:
-    """Harrell's C as ``(2 * concordant + tied risks, 2 * comparable pairs)``.
-
-    A pair is comparable when the earlier time is an endpoint event, or the times tie
-    and only one is an event (scikit-survival's rule); a tied risk counts one half.
-    """
-    ev = np.flatnonzero(event)
-    if len(ev) == 0:
-        return 0, 0
-    ti, ri = time[ev, None], risk[ev, None]
-    comparable = (time[None, :] > ti) | ((time[None, :] == ti) & ~event[None, :])
-    diff = ri - risk[None, :]
-    tied = np.abs(diff) <= TIED_TOL
-    conc = int((comparable & ~tied & (diff > 0)).sum())
-    ties = int((comparable & tied).sum())
-    return 2 * conc + ties, 2 * int(comparable.sum())
 
 
 def _ipcw(time: np.ndarray, event: np.ndarray) -> np.ndarray | None:

@@ -24,6 +24,7 @@ from analytics.models.card import build_card, imaging_comparison_section
 from analytics.models.crossval import cross_validate, single_threaded_blas
 from analytics.models.landmark import LandmarkData, build_landmark_data, resolve_events
 from analytics.models.predict import LandmarkModel
+from analytics.models.progress import ProgressCallback, report
 from analytics.models.registry import (
     RegisteredModel,
     jsonable,
@@ -168,7 +169,8 @@ def truth_for_cohort(truth: Truth, store: Store | None, cohort: CohortTable) -> 
 @single_threaded_blas
 def train_model(store: Store, settings: Settings, cohort: CohortTable,
                 model_settings: ModelSettings | None = None, *, truth: Truth | None = None,
-                activate: bool = True, created_by: str | None = None) -> dict[str, Any]:
+                activate: bool = True, created_by: str | None = None,
+                progress: ProgressCallback | None = None) -> dict[str, Any]:
     """Cross-validate, fit on every patient, and register a landmark model.
 
     Parameters
@@ -185,6 +187,9 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable,
         Make the new model the active one.
     created_by
         Account name recorded with the model.
+    progress
+        Called with every fold fitted, bootstrap replicate and clinical score validated,
+        then the final fit (:class:`analytics.models.progress.TrainingStep`), in order.
 
     Returns
     -------
@@ -212,8 +217,10 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable,
         lm = dataclasses.replace(lm, automatic_segmentation=False)
     data = build_landmark_data(cohort, events, lm)
     log.info("cross-validating %s on %d landmark rows", ms.kind, len(data.rows))
-    cvres = cross_validate(data, ms, baselines=True, truth=truth)
+    cvres = cross_validate(data, ms, baselines=True, truth=truth, progress=progress)
+    report(progress, "final_fit", 0, 1, f"{ms.kind} on every patient")
     model = LandmarkModel(ms).fit(data)
+    report(progress, "final_fit", 1, 1, f"{ms.kind} on every patient")
     model_id = new_model_id(ms.kind)
     data_hash = training_data_hash(cohort)
     cv = jsonable(cvres["cv"])

@@ -32,6 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from analytics.models.concordance import harrell_counts
+
 __all__ = [
     "Calibration",
     "aalen_johansen",
@@ -58,25 +60,27 @@ def _surv(time: np.ndarray, event: np.ndarray) -> np.ndarray:
 
 # --------------------------------------------------------------------------- discrimination
 def harrell_c(time: np.ndarray, cause: np.ndarray, risk: np.ndarray) -> tuple[float, int, int]:
-    """Harrell's C (sksurv ``concordance_index_censored``; competing events censored).
+    """Harrell's C (scikit-survival's ``concordance_index_censored``, competing events
+    censored), counted by sorting (:mod:`analytics.models.concordance`: the same counts,
+    O(n log^2 n) instead of O(events x n)).
 
     Returns
     -------
     c, numerator_x2, comparable_x2
         The C-index and, for pooling, ``2 * (concordant + tied_risk / 2)`` and
-        ``2 * comparable pairs`` (integers).
+        ``2 * comparable pairs`` (integers). NaN, 0, 0 without an event, with fewer than
+        two rows, with a non-finite time or risk, or without a comparable pair (where
+        scikit-survival raises).
     """
-    from sksurv.metrics import concordance_index_censored
-
     event = np.asarray(cause) == 1
-    if event.sum() == 0 or len(time) < 2:
+    t, r = np.asarray(time, float), np.asarray(risk, float)
+    if event.sum() == 0 or len(t) < 2 or not (np.isfinite(t).all() and np.isfinite(r).all()):
         return float("nan"), 0, 0
-    try:
-        c, conc, disc, tied_risk, _ = concordance_index_censored(event, np.asarray(time, float),
-                                                                 np.asarray(risk, float))
-    except ValueError:  # no comparable pairs
+    conc, tied, comparable = harrell_counts(t, event, r)
+    if comparable == 0:
         return float("nan"), 0, 0
-    return float(c), int(2 * conc + tied_risk), int(2 * (conc + disc + tied_risk))
+    num, den = 2 * conc + tied, 2 * comparable
+    return num / den, num, den
 
 
 def uno_c(time: np.ndarray, cause: np.ndarray, risk: np.ndarray, tau: float) -> float:

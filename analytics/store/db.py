@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from analytics.config import Settings
 from analytics.errors import ConfigError, StoreError
 from analytics.store.schema import StoreInfo
+from analytics.store.version import ensure_generation_row, track_writes
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -241,5 +242,10 @@ def open_store(settings: Settings | None = None, *, url: str | None = None,
     engine = make_engine(url)
     if migrate_schema:
         migrate(engine)
-    return Store(engine=engine, sessions=sessionmaker(engine, expire_on_commit=False),
-                 home=Path(home).resolve() if home is not None else None)
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    track_writes(sessions)  # every committed write to the data gives a new data version
+    store = Store(engine=engine, sessions=sessions,
+                  home=Path(home).resolve() if home is not None else None)
+    if migrate_schema:
+        ensure_generation_row(store)
+    return store

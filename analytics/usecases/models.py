@@ -13,6 +13,7 @@ from analytics.cohort import build_cohort
 from analytics.cohort_types import CohortTable
 from analytics.errors import ConfigError, ModelError
 from analytics.explain import patient_trajectory
+from analytics.models.progress import ProgressCallback
 from analytics.models.registry import RegisteredModel, jsonable, load_model
 from analytics.models.settings import ModelSettings
 from analytics.models.training import Truth, train_model
@@ -31,13 +32,15 @@ __all__ = ["PredictRequest", "TrainRequest", "activate_model", "predict", "train
 class TrainRequest:
     """What to train on and how; ``activate`` asks for the new model to become active
     (granted only to a role that may activate models); ``created_by`` names who made it
-    (default the actor; nobody for the command line)."""
+    (default the actor; nobody for the command line); ``progress`` hears every fold,
+    bootstrap replicate and the final fit (``analytics.models.progress``)."""
 
     cohort: CohortTable
     model_settings: ModelSettings
     activate: bool = True
     truth: Truth | None = None
     created_by: str | None = None
+    progress: ProgressCallback | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ def train(ctx: Context, req: TrainRequest) -> dict[str, Any]:
     with audited(ctx, "train", detail=detail):
         return train_model(ctx.store, _settings(ctx), req.cohort, ms, truth=req.truth,
                            activate=req.activate and allowed(actor, Permission.ACTIVATE_MODEL),
-                           created_by=created_by)
+                           created_by=created_by, progress=req.progress)
 
 
 def _trajectory(store, model: RegisteredModel, cohort: CohortTable, pseudonym: str,

@@ -36,16 +36,34 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.fixture(scope="module")
-def trained(home):
+def train_run(home) -> tuple[dict, str]:
+    """``hepatrack train --json``: the parsed stdout and the stderr text."""
     import contextlib
     import io
 
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
+    buf, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
         code = main(["--home", str(home), "train", "--cv", "3", "--repeats", "1",
                      "--bootstrap", "5", "--json"])
     assert code == 0
-    return json.loads(buf.getvalue())
+    return json.loads(buf.getvalue()), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trained(train_run):
+    return train_run[0]
+
+
+def test_train_prints_its_progress_on_stderr_and_only_json_on_stdout(train_run):
+    _payload, err = train_run  # stdout parsed as one JSON document in the fixture
+    lines = err.splitlines()
+    folds = [ln for ln in lines if "] cross-validation:" in ln]
+    assert [ln.split("] ", 1)[1] for ln in folds] == [
+        f"cross-validation: {i} of 3 folds done (fold {i} of 3, repeat 1 of 1)"
+        for i in (1, 2, 3)]
+    assert any("bootstrap intervals: 5 of 5 replicates done" in ln for ln in lines)
+    assert lines[-1].endswith("final fit: 1 of 1 fits done (cox on every patient)")
+    assert lines[-1].startswith("[100%]")
 
 
 def test_train_json_contract(trained):

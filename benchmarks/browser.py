@@ -1,0 +1,196 @@
+"""The Cohort page's cold open and a patient switch, in a real browser, against a baseline.
+
+Targets (issue 18, item 9): the Cohort page drawn in under 2 s, a patient switch in
+under 1 s, on a demo-sized cohort (``--patients``, default 2,000, labs only, a Cox
+model: ``benchmarks/dashboard.py``'s home, built on first use in ``--home``).
+
+Two servers run the same home: this checkout (the case) and ``--baseline`` (a copy of
+other code, e.g. ``git archive main | tar -x -C DIR``). Each round starts both servers
+afresh and measures, server by server in alternating order (interleaved, so a slow
+spell on the shared machine hits both):
+
+- ``cold``: sign in on a just-started server (the first session: every cache empty)
+  until the Cohort page has drawn every chart and the grid and the app is idle;
+- ``new session``: sign in again in a new browser context (a second user arriving)
+  until the same;
+- ``switch``: on the Patient page, choose another patient in the selector until the
+  heading names them, every chart is drawn and the app is idle (median of
+  ``--switches``).
+
+Headless Chromium from ``/usr/bin/chromium`` (never downloaded). Prints each run, then
+the medians and their ratios.
+
+    .venv/bin/python benchmarks/browser.py --baseline /tmp/main-copy [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.harness import format_seconds
+
+ROOT = Path(__file__).resolve().parents[1]
+
+USER, PASSWORD = "bench.clinician", "benchmark-password"
+CHROMIUM = "/usr/bin/chromium"
+TIMEOUT_MS = 180_000
+MENU = ".st-key-shell-menu"
+
+#: every chart drawn (plotly's SVG in each chart element), no stale element, app idle
+_DRAWN_JS = """([charts, heading]) => {
+  const els = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
+  if (els.length < charts) return false;
+  if (!els.every(e => e.querySelector('.main-svg'))) return false;
+  if (document.querySelector('[data-stale="true"]')) return false;
+  if (document.querySelector('[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]'))
+    return false;
+  if (!document.querySelector('[data-testid="stDataFrame"], [data-testid="stSelectbox"]'))
+    return false;
+  if (heading && ![...document.querySelectorAll('h1, h2, h3')].some(
+        h => h.innerText.includes(heading))) return false;
+  return true;
+}"""
+
+
+@contextlib.contextmanager
+def server(src: Path, home: Path, log: Path) -> Iterator[str]:
+    """``python -m analytics --home HOME serve`` from the code in ``src``."""
+    from tests import services
+
+    port = services.free_port()
+    env = {k: v for k, v in os.environ.items() if k != "HEPATRACK_DB_URL"}
+    env["PYTHONPATH"] = str(src)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "analytics", "--home", str(home),
+                                 "serve", "--port", str(port), "--address", "127.0.0.1"],
+                                cwd=src, env=env, stdout=out, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        import urllib.request
+
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server from {src} did not start; see {log}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        services.stop(proc)
+
+
+def _wait_drawn(page, charts: int, heading: str | None = None) -> None:
+    page.wait_for_function(_DRAWN_JS, arg=[charts, heading], polling=50, timeout=TIMEOUT_MS)
+
+
+def sign_in_to_cohort(browser, url: str, charts: int) -> tuple[float, object]:
+    """Seconds from pressing "Sign in" until the Cohort page is drawn; and the page."""
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.goto(url)
+    page.get_by_label("Username").fill(USER)
+    page.get_by_label("Password", exact=True).and_(page.get_by_role("textbox")).fill(PASSWORD)
+    t0 = time.perf_counter()
+    page.get_by_role("button", name="Sign in").click()
+    page.locator(MENU).wait_for(timeout=TIMEOUT_MS)
+    _wait_drawn(page, charts)
+    return time.perf_counter() - t0, page
+
+
+def patient_switches(page, patients: list[str]) -> list[float]:
+    """Seconds per patient switch in the Patient page's selector."""
+    page.locator(MENU).get_by_text("Patient", exact=True).click()
+    page.locator(".st-key-patient-pseudonym input").wait_for(timeout=TIMEOUT_MS)
+    _wait_drawn(page, 1)
+    runs = []
+    for p in patients:
+        box = page.locator(".st-key-patient-pseudonym input")
+        box.click()
+        box.fill(p)
+        t0 = time.perf_counter()
+        page.keyboard.press("Enter")
+        _wait_drawn(page, 2, heading=p)
+        runs.append(time.perf_counter() - t0)
+    return runs
+
+
+def one_round(browser, name: str, src: Path, home: Path, log: Path, patients: list[str],
+              charts: int) -> dict[str, object]:
+    with server(src, home, log) as url:
+        cold, page = sign_in_to_cohort(browser, url, charts)
+        page.close()
+        warm, page = sign_in_to_cohort(browser, url, charts)
+        switches = patient_switches(page, patients)
+        page.close()
+    print(f"  {name}: cold {format_seconds(cold)}, new session {format_seconds(warm)}, "
+          f"switch {', '.join(format_seconds(s) for s in switches)}", flush=True)
+    return {"cold": cold, "warm": warm, "switch": statistics.median(switches)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--baseline", type=Path, required=True,
+                    help="a directory holding the baseline code (app.py, analytics/, ...)")
+    ap.add_argument("--patients", type=int, default=2000)
+    ap.add_argument("--home", type=Path, default=None)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--switches", type=int, default=5)
+    ap.add_argument("--charts", type=int, default=3,
+                    help="plotly charts on the Cohort page with a model: 3 on a labs-only "
+                         "cohort (risk, incidence, follow-up), 4 with imaging biomarkers")
+    a = ap.parse_args()
+    from benchmarks.dashboard import build_home
+
+    root = a.home or Path("/tmp/hepatrack-bench-browser")
+    home = root / "home"
+    if not (home / "hepatrack.db").exists():
+        build_home(home, a.patients)
+    from analytics.config import load_settings
+    from analytics.store import open_store
+    from analytics.store.repo import list_patients
+
+    store = open_store(load_settings(home))
+    pseudonyms = sorted(list_patients(store, identified=False)["pseudonym"].astype(str))
+    store.dispose()
+    picks = pseudonyms[7::max(1, len(pseudonyms) // (a.switches + 1))][:a.switches]
+    from playwright.sync_api import sync_playwright
+
+    sides = {"case": ROOT, "baseline": a.baseline.resolve()}
+    results: dict[str, list[dict[str, object]]] = {k: [] for k in sides}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        for r in range(a.rounds):
+            order = list(sides) if r % 2 == 0 else list(reversed(sides))
+            print(f"round {r + 1} of {a.rounds}", flush=True)
+            for name in order:
+                results[name].append(one_round(browser, name, sides[name], home,
+                                               root / f"serve-{name}.log", picks, a.charts))
+        browser.close()
+    print(f"== {len(pseudonyms)} patients, medians of {a.rounds} interleaved rounds ==")
+    for what, budget in (("cold", 2.0), ("warm", 2.0), ("switch", 1.0)):
+        case = statistics.median(float(x[what]) for x in results["case"])
+        base = statistics.median(float(x[what]) for x in results["baseline"])
+        label = {"cold": "Cohort page, cold server", "warm": "Cohort page, new session",
+                 "switch": "patient switch"}[what]
+        print(f"case {label}: {format_seconds(case)} | baseline: {format_seconds(base)} | "
+              f"{base / case:.1f}x faster | budget {format_seconds(budget)}: "
+              f"{'within' if case <= budget else 'OVER'}")
+
+
+if __name__ == "__main__":
+    main()

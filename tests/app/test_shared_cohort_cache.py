@@ -1,0 +1,82 @@
+"""The Cohort page's heavy work (the cohort table, every patient's risk) is done once per
+store data version: a second user's session opens the page from the shared build, and a
+write to the store (here from outside the app, as ``hepatrack import-cohort`` would)
+makes the next run rebuild it within ``ui.loaders.TTL_S`` seconds."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import update
+
+import analytics.cohort
+import analytics.usecases.overview
+from analytics.config import load_settings
+from analytics.store import open_store
+from analytics.store.schema import Outcome
+from tests import dashboard_data
+from tests.app.conftest import new_app
+from ui import loaders
+from ui.session import Viewer
+
+CLINICIAN = Viewer("dr.grey", "clinician", "s-clin")
+RESEARCHER = Viewer("ana.res", "researcher", "s-res")
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return dashboard_data.template(tmp_path_factory)
+
+
+@pytest.fixture
+def home(template, tmp_path, monkeypatch):
+    h = dashboard_data.copy_home(template, tmp_path / "home")
+    monkeypatch.setenv("HEPATRACK_HOME", str(h))
+    monkeypatch.delenv("HEPATRACK_DB_URL", raising=False)
+    return h
+
+
+@pytest.fixture
+def calls(monkeypatch) -> dict[str, int]:
+    """How often the cohort table is built and the cohort scored."""
+    n = {"build_cohort": 0, "cohort_risk": 0}
+    for module, name in ((analytics.cohort, "build_cohort"),
+                         (analytics.usecases.overview, "cohort_risk")):
+        real = getattr(module, name)
+
+        def counted(*a, _real=real, _name=name, **k):
+            n[_name] += 1
+            return _real(*a, **k)
+
+        monkeypatch.setattr(module, name, counted)
+    return n
+
+
+def _cohort_page(viewer: Viewer):
+    at = new_app(viewer).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    return at
+
+
+def test_a_second_session_reuses_the_build_and_a_write_rebuilds_it(home, calls):
+    first = _cohort_page(CLINICIAN)
+    assert calls == {"build_cohort": 1, "cohort_risk": 1}
+    keys = {c.key for c in first.get("plotly_chart")}
+    assert {"cohort:risk_hist", "cohort:incidence", "cohort:swimmer"} <= keys
+
+    _cohort_page(RESEARCHER)  # another user, another session: nothing rebuilt
+    first.run()
+    assert calls == {"build_cohort": 1, "cohort_risk": 1}
+
+    store = open_store(load_settings(home))
+    with store.session() as s:  # one patient's follow-up is corrected outside the app
+        s.execute(update(Outcome).where(Outcome.id == 1).values(
+            time_years=Outcome.time_years + 0.25))
+        s.commit()
+    store.dispose()
+    time.sleep(loaders.TTL_S + 0.5)  # the version is trusted for TTL_S seconds
+    first.run()
+    assert not first.exception, [e.value for e in first.exception]
+    assert calls == {"build_cohort": 2, "cohort_risk": 2}

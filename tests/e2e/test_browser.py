@@ -68,10 +68,8 @@ REAL_NAMES = ("Doe", "Jane", "Roe", "Richard")  # tests/store/seed.py identity m
 @pytest.mark.e2e
 @pytest.mark.services
 @pytest.mark.timeout(240)
-def test_login_gate_and_cohort_page_in_a_real_browser(settings: Settings, tmp_path: Path):
-    chromium = services.chromium_path()
-    from playwright.sync_api import sync_playwright
-
+def test_login_gate_and_cohort_page_in_a_real_browser(settings: Settings, tmp_path: Path,
+                                                      chromium_browser):
     from analytics import auth
 
     store = open_store(settings)
@@ -80,11 +78,12 @@ def test_login_gate_and_cohort_page_in_a_real_browser(settings: Settings, tmp_pa
     auth.create_user(store, "dr.who", "clinician", PW)
     store.dispose()
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with hepatrack_server(settings.home, tmp_path / "serve.log") as url, \
-            sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=services.CHROMIUM_ARGS)
+    # the session's one Chromium (tests/e2e/conftest.py): a second Playwright in the same
+    # thread would refuse to start while the first one's loop is open
+    with hepatrack_server(settings.home, tmp_path / "serve.log") as url:
+        context = chromium_browser.new_context(viewport={"width": 1400, "height": 1000})
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page = context.new_page()
             # an unauthenticated visit to any page lands on the login form; the very first
             # one on a fresh server also checks Streamlit's legacy pages/ mode is closed
             for path in ("/patient?patient=HT-0002", "/", "/cohort", "/audit", "/users"):
@@ -148,5 +147,5 @@ def test_login_gate_and_cohort_page_in_a_real_browser(settings: Settings, tmp_pa
             page.wait_for_function("() => !document.body.innerText.includes('HT-000')",
                                    timeout=UI_TIMEOUT_MS)
         finally:
-            browser.close()
+            context.close()
     assert (SCREENSHOTS / "cohort.png").stat().st_size > 10_000

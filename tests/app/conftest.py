@@ -11,7 +11,6 @@ from streamlit.testing.v1 import AppTest
 
 from analytics.config import Settings
 from analytics.store import open_store
-from tests import dashboard_data
 from tests.store.seed import seed_small_cohort
 from ui.session import VIEWER_KEY, Viewer
 
@@ -51,22 +50,6 @@ def seeded_home(settings: Settings) -> Path:
 
 
 RESEARCHER = Viewer("ana", "researcher", "s-researcher")
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    """The trained synthetic dashboard home (tests/dashboard_data.py), built once per
-    module; modules with a home of their own override ``template`` and ``home``."""
-    return dashboard_data.template(tmp_path_factory)
-
-
-@pytest.fixture
-def home(template, tmp_path, monkeypatch):
-    """A copy of :func:`template` as this test's HEPATRACK_HOME."""
-    h = dashboard_data.copy_home(template, tmp_path / "home")
-    monkeypatch.setenv("HEPATRACK_HOME", str(h))
-    monkeypatch.delenv("HEPATRACK_DB_URL", raising=False)
-    return h
 
 
 def new_app(viewer: Viewer | None = RESEARCHER) -> AppTest:

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from analytics.config import load_settings
 from analytics.store import open_store
 from analytics.store.schema import AuditRecord, ModelRecord, NoteRecord
+from tests import dashboard_data
 from tests.app.conftest import new_app
 from ui.session import Viewer
 
@@ -30,6 +31,19 @@ def _texts(elements) -> list[str]:
 def _ok(at) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, _texts(at.error)
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return dashboard_data.template(tmp_path_factory)
+
+
+@pytest.fixture
+def home(template, tmp_path, monkeypatch):
+    h = dashboard_data.copy_home(template, tmp_path / "home")
+    monkeypatch.setenv("HEPATRACK_HOME", str(h))
+    monkeypatch.delenv("HEPATRACK_DB_URL", raising=False)
+    return h
 
 
 @pytest.fixture

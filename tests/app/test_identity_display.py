@@ -14,6 +14,7 @@ import re
 import time
 
 import pandas as pd
+import pytest
 from sqlalchemy import delete, select
 
 from analytics.config import load_settings
@@ -21,6 +22,7 @@ from analytics.ingest.deid import date_shift_days, patient_pseudonym
 from analytics.ingest.pipeline import ingest_uploads
 from analytics.store import open_store
 from analytics.store.schema import IdentityMap, Patient
+from tests import dashboard_data
 from tests.app.conftest import new_app
 from tests.ingest.identity_samples import Person, RealStudy, real_slices
 from ui.session import Viewer
@@ -31,6 +33,19 @@ ADMIN = Viewer("root.admin", "admin", "s-admin")
 MUELLER = Person()  # MRN-4711, MUELLER^MICHAEL, born 1977-04-12, sex M
 SCAN_DATE = dt.date(2021, 3, 1)  # RealStudy's StudyDate
 JOB = "ingest:job"
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    return dashboard_data.template(tmp_path_factory)
+
+
+@pytest.fixture
+def home(template, tmp_path, monkeypatch):
+    h = dashboard_data.copy_home(template, tmp_path / "home")
+    monkeypatch.setenv("HEPATRACK_HOME", str(h))
+    monkeypatch.delenv("HEPATRACK_DB_URL", raising=False)
+    return h
 
 
 def _secret(home) -> bytes:

@@ -185,14 +185,7 @@ with top_right:
         st.markdown(mdt_view.why_markdown(view, view.latest_index()))
 
 if not large:
-    summary = patient_view.summary_table(detail.biomarkers, detail.visits)
-    if not summary.empty:
-        st.dataframe(summary, hide_index=True, key=key(MDT, "biomarkers"),
-                     column_config={"Latest": st.column_config.NumberColumn(format="%.4g"),
-                                    "Previous": st.column_config.NumberColumn(format="%.4g"),
-                                    "Change": st.column_config.NumberColumn(format="%+.3g"),
-                                    "At (y)": st.column_config.NumberColumn(format="%.1f")})
-        st.caption(patient_view.PHASE_NOTE)
+    patient_view.show_summary(detail.biomarkers, detail.visits, key(MDT, "biomarkers"))
 
 # ----------------------------------------------------------------------------- record
 if identified:

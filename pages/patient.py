@@ -161,14 +161,7 @@ else:
         key=key(PATIENT, "trajectory"))
     st.caption("Dotted green lines: published limits of normal (feature registry), where "
                "a source gives one.")
-summary = patient_view.summary_table(detail.biomarkers, detail.visits)
-if not summary.empty:
-    st.dataframe(summary, hide_index=True, key=key(PATIENT, "summary"),
-                 column_config={"Latest": st.column_config.NumberColumn(format="%.4g"),
-                                "Previous": st.column_config.NumberColumn(format="%.4g"),
-                                "Change": st.column_config.NumberColumn(format="%+.3g"),
-                                "At (y)": st.column_config.NumberColumn(format="%.1f")})
-    st.caption(patient_view.PHASE_NOTE)
+patient_view.show_summary(detail.biomarkers, detail.visits, key(PATIENT, "summary"))
 gaps = patient_view.not_measured(detail.biomarkers)
 if not gaps.empty:
     with st.expander(f"Not measured on the latest scan ({len(gaps)})",

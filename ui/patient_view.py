@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+import streamlit as st
 
 from analytics.explain import POINTS, Trajectory
 from analytics.names import clinical_name
@@ -166,6 +167,21 @@ def normal_ranges(names: list[str]) -> dict[str, tuple[float | None, float | Non
         if rng is not None:
             out[n] = rng
     return out
+
+
+def show_summary(biomarkers: pd.DataFrame, visits: pd.DataFrame, widget_key: str) -> None:
+    """Draw :func:`summary_table` (nothing when it is empty) with the within-phase note,
+    as the Patient and MDT pages show it."""
+    summary = summary_table(biomarkers, visits)
+    if summary.empty:
+        return
+    number = st.column_config.NumberColumn
+    st.dataframe(summary, hide_index=True, key=widget_key,
+                 column_config={"Latest": number(format="%.4g"),
+                                "Previous": number(format="%.4g"),
+                                "Change": number(format="%+.3g"),
+                                "At (y)": number(format="%.1f")})
+    st.caption(PHASE_NOTE)
 
 
 def summary_table(biomarkers: pd.DataFrame, visits: pd.DataFrame) -> pd.DataFrame:

@@ -157,9 +157,14 @@ def test_projector_mode_shows_one_patient_per_screen_without_scrolling(
             download.click()
         pdf = tmp_path / "pack.pdf"
         dl.value.save_as(pdf)
-        assert len(PdfReader(str(pdf)).pages) == len(chosen)
+        pages = PdfReader(str(pdf)).pages
+        assert len(pages) == len(chosen)
+        # one patient per page, each of the chosen once (the viewer's screenshots below are
+        # artifacts for a reader: under load it may draw a page late, so not compared)
+        on_page = [[p for p in chosen if p in page.extract_text()] for page in pages]
+        assert sorted(x for found in on_page for x in found) == sorted(chosen), on_page
+        assert all(len(found) == 1 for found in on_page), on_page
         pngs = _pdf_pages_to_png(chromium_browser, pdf, len(chosen), "mdt_pack_page")
         assert len(pngs) == len(chosen)
-        assert len({p.read_bytes() for p in pngs}) == len(chosen)  # one picture per page
     finally:
         page.close()

@@ -222,12 +222,20 @@ def _view_dates(ctx: AppContext, pseudonyms: pd.Series, stored: pd.Series) -> pd
 
 def cohort_risk(ctx: AppContext, model_id: str, horizon: float) -> pd.DataFrame:
     """Every patient's current risk, trend and flags (``analytics.usecases.overview``); read-only."""
-    risk = _cohort_risk(ctx.database_url, str(ctx.settings.home), loaders.data_version(ctx),
-                        model_id, float(horizon), ctx)
+    args = (ctx.database_url, str(ctx.settings.home), loaders.data_version(ctx), model_id,
+            float(horizon))
     if not ctx.viewer.identified:  # the shared table holds stored (shifted) dates
-        return risk
-    risk = risk.copy()  # never write this viewer's real dates into the shared entry
-    risk["risk_date"] = _view_dates(ctx, risk["pseudonym"], risk["risk_date"])
+        return _cohort_risk(*args, ctx)
+    return _identified_cohort_risk(ctx.viewer.cache_key, *args, ctx)
+
+
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=8, show_spinner=False)
+def _identified_cohort_risk(viewer_key: str, database_url: str, home: str, version: str,
+                            model_id: str, horizon: float, _ctx: AppContext) -> pd.DataFrame:
+    """The shared cohort risk with real "as of" dates, per identified viewer and data
+    version (a copy: the shared entry keeps the stored dates); read once, not per rerun."""
+    risk = _cohort_risk(database_url, home, version, model_id, horizon, _ctx).copy()
+    risk["risk_date"] = _view_dates(_ctx, risk["pseudonym"], risk["risk_date"])
     return risk
 
 

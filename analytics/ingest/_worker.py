@@ -17,6 +17,8 @@ Ops:
   the bytes to store (none when ``changed`` is false: nothing was to be changed). The whole
   file is read here, elements after the pixel data included, so its parse and the
   de-identification walk run under the same memory and time limits as the header parse.
+  Meta ``blank_regions`` (bool) then blanks an ultrasound file's pixels outside its image
+  regions (``analytics.ingest.ultrasound.blank_bytes``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from analytics.ingest.header import (
     required_missing,
 )
 from analytics.ingest.repair import Repair, apply_repair
+from analytics.ingest.ultrasound import blank_bytes
 
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 _HEAD = struct.Struct(">I")
@@ -182,7 +185,7 @@ def _parse(meta: dict, blob: bytes, limits) -> dict:
         return {"ok": False, "category": "missing_attribute",
                 "reason": f"missing required attribute {missing}"}
     reply = {"ok": True, "need_more": False, "kind": kind}
-    if kind in ("image", "seg") or header.pixel is not None:
+    if kind in ("image", "ultrasound", "seg") or header.pixel is not None:
         if "Rows" in ds and "Columns" in ds:
             size = pixel_bytes(ds)
             if size > limits.max_pixel_bytes:
@@ -191,7 +194,7 @@ def _parse(meta: dict, blob: bytes, limits) -> dict:
                                   f"Frames x bytes), over the budget of "
                                   f"{limits.max_pixel_bytes} (max_pixel_bytes)"}
         problem = decoder_problem(str(ds.file_meta.TransferSyntaxUID))
-        if problem and kind in ("image", "seg"):
+        if problem and kind in ("image", "ultrasound", "seg"):
             return {"ok": False, "category": "unsupported", "reason": problem}
     reply["info"] = describe(header, kind)  # raises naming missing or invalid geometry
     return reply
@@ -205,7 +208,8 @@ def _decode(blob: bytes, limits) -> tuple[dict, bytes]:
 
 def _deidentify(meta: dict, blob: bytes, limits) -> tuple[dict, bytes]:
     repair, deid = meta.get("repair"), bool(meta.get("deidentify"))
-    if repair is None and not deid:
+    blank = bool(meta.get("blank_regions"))
+    if repair is None and not deid and not blank:
         return {"ok": True, "changed": False}, b""  # nothing to change: the parent keeps its copy
     # an empty repair still re-encodes: SOP UIDs recovered from the file meta are written
     data = apply_repair(blob, Repair(values=dict(repair)), limits) if repair is not None else blob
@@ -218,6 +222,11 @@ def _deidentify(meta: dict, blob: bytes, limits) -> tuple[dict, bytes]:
         except HepaTrackError as e:  # already names the file and says what is wrong
             category = "limit" if isinstance(e, LimitExceededError) else "malformed"
             return {"ok": False, "category": category, "reason": str(e), "named": True}, b""
+    if blank:
+        try:
+            data = blank_bytes(data, name=meta.get("name") or "instance")
+        except HepaTrackError as e:
+            return {"ok": False, "category": "malformed", "reason": str(e), "named": True}, b""
     return {"ok": True, "changed": True}, data
 
 

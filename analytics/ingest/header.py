@@ -46,6 +46,11 @@ SEG_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.66.7": "Label Map Segmentation Storage",
 }
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
+#: 2-D ultrasound, measured per frame (``analytics.ingest.ultrasound``), never built into a volume
+ULTRASOUND_SOP_CLASSES = {
+    "1.2.840.10008.5.1.4.1.1.6.1": "Ultrasound Image Storage",
+    "1.2.840.10008.5.1.4.1.1.3.1": "Ultrasound Multi-frame Image Storage",
+}
 #: Secondary captures are kept as ``other`` (de-identification quarantines them); never scored.
 SECONDARY_CAPTURE_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.7": "Secondary Capture Image Storage",
@@ -336,16 +341,18 @@ def check_elements(ds: Dataset, depth: int = 0) -> None:
 
 
 def classify(ds: Dataset) -> str:
-    """``image`` | ``seg`` | ``rtstruct`` | ``other`` from the SOP Class UID.
+    """``image`` | ``ultrasound`` | ``seg`` | ``rtstruct`` | ``other`` from the SOP Class UID.
 
     Raises
     ------
     UnsupportedError
-        A SOP class HepaTrack neither scores nor keeps (ultrasound, RT dose, SR ...).
+        A SOP class HepaTrack neither scores nor keeps (RT dose, SR ...).
     """
     sop = str(ds.get("SOPClassUID", "") or getattr(ds.file_meta, "MediaStorageSOPClassUID", ""))
     if sop in IMAGE_SOP_CLASSES:
         return "image"
+    if sop in ULTRASOUND_SOP_CLASSES:
+        return "ultrasound"
     if sop in SEG_SOP_CLASSES:
         return "seg"
     if sop == RTSTRUCT_SOP_CLASS:
@@ -358,7 +365,7 @@ def classify(ds: Dataset) -> str:
     if not sop:
         raise InvalidDicomError(f"missing required attribute {tag_name('SOPClassUID')}")
     raise UnsupportedError(f"unsupported SOP class: {UID(sop).name} ({sop}); expected CT, MR, "
-                           f"enhanced CT/MR, SEG or RTSTRUCT")
+                           f"enhanced CT/MR, ultrasound, SEG or RTSTRUCT")
 
 
 def _missing(ds: Dataset, keywords: tuple[str, ...]) -> str | None:
@@ -385,6 +392,8 @@ def required_missing(ds: Dataset, kind: str) -> str | None:
         elif kw is None:
             kw = _missing(ds, ("NumberOfFrames", "SharedFunctionalGroupsSequence",
                                "PerFrameFunctionalGroupsSequence"))
+    elif kw is None and kind == "ultrasound":  # 2-D frames: no slice geometry
+        kw = _missing(ds, _IMAGE_REQUIRED)
     elif kw is None and kind == "seg":
         kw = _missing(ds, ("SegmentSequence", "Rows", "Columns"))
     elif kw is None and kind == "rtstruct":

@@ -110,7 +110,7 @@ class _Batch:
                 self.masks.append(entry)
             elif needs_repair(res.info):
                 self.pending.append(entry)
-            elif res.kind in ("image", "other"):
+            elif res.kind in ("image", "ultrasound", "other"):
                 key = res.series_uid or f"no-series:{res.name}"
                 self.series.setdefault(key, []).append(entry)
                 if pacs is not None:

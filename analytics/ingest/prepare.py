@@ -36,6 +36,12 @@ from analytics.ingest.reader import ParsedInstance, SafeParser, parse_trusted
 from analytics.ingest.results import BatchEntry, IngestReport
 from analytics.ingest.series import check_series
 from analytics.ingest.stacks import stack_entry
+from analytics.ingest.ultrasound import quarantine_reason as ultrasound_quarantine
+from analytics.ingest.ultrasound_series import (
+    check_ultrasound_series,
+    is_ultrasound,
+    ultrasound_entry,
+)
 from analytics.store import dicom
 from analytics.store.db import Store
 from analytics.store.instances import (
@@ -47,7 +53,8 @@ from analytics.store.instances import (
 QUARANTINE = "quarantine"
 #: geometry keys kept in ``series.geometry`` (no names, descriptions or original UIDs)
 _GEOMETRY_KEYS = ("n_slices", "rows", "cols", "spacing_mm", "origin_mm", "direction",
-                  "slice_positions_mm", "enhanced", "contrast_phase", "stack", "stacks")
+                  "slice_positions_mm", "enhanced", "contrast_phase", "stack", "stacks",
+                  "ultrasound")
 
 
 @dataclass
@@ -77,14 +84,15 @@ def _load(job: SeriesJob, report: IngestReport, reload: Reload
             continue
         try:
             p = reload(e)
-            why = quarantine_reason(p.header)
+            why = (ultrasound_quarantine(p.header) if p.kind == "ultrasound"
+                   else quarantine_reason(p.header))
         except HepaTrackError as ex:
             report.rejected.append(Rejection(e.parsed.name, str(ex)))
             continue
         if why:
             report.quarantined.append(Rejection(p.name, f"quarantined: {why}; not stored",
                                                 QUARANTINE))
-        elif p.kind != "image":
+        elif p.kind not in ("image", "ultrasound"):
             report.rejected.append(Rejection(
                 p.name, f"SOP Class {p.sop_class_uid} is not a CT/MR image, SEG or RTSTRUCT: "
                         "not stored", UNSUPPORTED))
@@ -184,7 +192,7 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
     loaded = [p for p, _ in pairs]
     if not loaded or not _one_patient(loaded, report):
         return
-    check = check_series(loaded, settings.limits)
+    check = _check(loaded, settings)
     report.notes.extend(r.reason for r in check.excluded if r.category == EXCLUDED)
     if check.reason and check.reason != check.stored_reason:
         # the uploader's own report may name their files; the store keeps stored_reason
@@ -244,6 +252,13 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
         _summarise(report, store, unit, already=result.stored == 0)
 
 
+def _check(instances: list[ParsedInstance], settings: Settings):
+    """The series check: 2-D frames for ultrasound, a volume for CT/MR."""
+    if is_ultrasound(instances):
+        return check_ultrasound_series(instances)
+    return check_series(instances, settings.limits)
+
+
 def stored_bytes(p: ParsedInstance, d: Deidentifier, deid: bool, parser: SafeParser
                  ) -> tuple[bytes, Dataset]:
     """The bytes to store and the dataset they encode, up to the pixel data.
@@ -251,15 +266,19 @@ def stored_bytes(p: ParsedInstance, d: Deidentifier, deid: bool, parser: SafePar
     De-identification (unless ``deid`` is off) reads the whole file, elements after the
     pixel data included, so it runs in a parse worker under the parse limits
     (:meth:`SafeParser.deidentify`); this process then reads the clean copy's header only.
+    An ultrasound file's pixels outside its image regions are blanked there too, whether
+    or not the header is de-identified (:mod:`analytics.ingest.ultrasound`).
 
     Raises
     ------
     InvalidDicomError, LimitExceededError
         As :meth:`SafeParser.deidentify`: the file is refused by name.
     """
-    if not deid:
+    blank = p.kind == "ultrasound"
+    if not deid and not blank:
         return p.data, p.header  # as received; the reader already zeroed the preamble
-    data = parser.deidentify(p.data, name=p.name, secret=d.secret, deidentify=True)
+    data = parser.deidentify(p.data, name=p.name, secret=d.secret, deidentify=deid,
+                             blank_regions=blank)
     return data, parse_dicom(data, parser.limits).dataset
 
 
@@ -330,7 +349,7 @@ def _merge_with_stored(unit: SeriesToStore, store: Store, settings: Settings) ->
         parsed = parse_trusted(i.name, i.data, settings.limits)
         fresh[id(parsed)] = i
         union.append(parsed)
-    check = check_series(union, settings.limits)
+    check = _check(union, settings)
     expected = len(stored) + len(new) - len(unit.replace)
     if check.ok and len(check.instances) + len(check.excluded) >= expected:
         positions = _instance_positions(check)
@@ -340,7 +359,8 @@ def _merge_with_stored(unit: SeriesToStore, store: Store, settings: Settings) ->
         if unit.status != "incomplete":
             unit.status, unit.status_reason = "complete", None
         unit.n_slices = int(geo["n_slices"])
-        unit.spacing_mm = [geo["spacing_mm"][2], geo["spacing_mm"][1], geo["spacing_mm"][0]]
+        spacing = geo.get("spacing_mm")  # none for ultrasound frames
+        unit.spacing_mm = [spacing[2], spacing[1], spacing[0]] if spacing else None
         unit.geometry = {k: geo[k] for k in _GEOMETRY_KEYS if k in geo}
     elif not check.ok:
         unit.status = "incomplete" if unit.status == "incomplete" else "invalid"
@@ -378,6 +398,7 @@ def _summarise(report: IngestReport, store: Store, unit: SeriesToStore, *, alrea
             (row.geometry or {}).get("identifiers", {}).get("derived"))
         entry["warnings"] = [ident]
     entry.update(stack_entry(row.geometry))
+    entry.update(ultrasound_entry(row.geometry))
     report.series = [s for s in report.series if s["series_uid"] != row.series_uid] + [entry]
     if row.status == "incomplete":
         report.incomplete.append({"series_uid": row.series_uid, "reason": row.status_reason})

@@ -51,7 +51,7 @@ from analytics.ingest.header import (
 )
 from analytics.ingest.sources import SourceItem
 
-Kind = Literal["image", "seg", "rtstruct", "nifti", "other"]
+Kind = Literal["image", "ultrasound", "seg", "rtstruct", "nifti", "other"]
 HEADER_PREFIX_BYTES = 256 * 1024
 
 
@@ -165,7 +165,7 @@ def _instance(name: str, data: bytes, info: dict, notes: list[str], limits: Inge
               header: pydicom.Dataset | None = None) -> ParsedInstance:
     """A ParsedInstance from a compact header; checks the pixel data's extent in ``data``."""
     pixel_problem = None
-    if info["kind"] in ("image", "seg"):
+    if info["kind"] in ("image", "ultrasound", "seg"):
         body: bytes | memoryview = data
         if info["transfer_syntax_uid"] == DeflatedExplicitVRLittleEndian:
             body = parse_dicom(data, limits).body
@@ -506,7 +506,7 @@ class SafeParser:
         raise cls(reason if reply.get("named") else f"{name}: {reason}")
 
     def deidentify(self, data: bytes, *, name: str, secret: bytes, deidentify: bool,
-                   repair: dict[str, str] | None = None) -> bytes:
+                   repair: dict[str, str] | None = None, blank_regions: bool = False) -> bytes:
         """Repair and de-identify a whole file in a worker, under the parse limits.
 
         Parameters
@@ -522,6 +522,9 @@ class SafeParser:
         repair
             Identifiers to write first (``repair.Repair.values``); None for no repair.
             An empty dict still re-encodes the file (SOP UIDs recovered from the file meta).
+        blank_regions
+            Blank an ultrasound file's pixels outside its 2-D image regions, after the
+            de-identification (``analytics.ingest.ultrasound.blank_bytes``).
 
         Returns
         -------
@@ -538,11 +541,13 @@ class SafeParser:
         LimitExceededError
             More than ``MAX_DEID_ELEMENTS`` elements, or over ``parse_timeout_s``.
         """
-        if repair is None and not deidentify:
+        if repair is None and not deidentify and not blank_regions:
             return data
         meta = {**self._meta("deidentify", len(data)), "name": name, "repair": repair,
-                "deidentify": bool(deidentify), "secret": secret.hex() if deidentify else ""}
-        what = "de-identification" if deidentify else "identifier repair"
+                "deidentify": bool(deidentify), "secret": secret.hex() if deidentify else "",
+                "blank_regions": bool(blank_regions)}
+        what = ("de-identification" if deidentify else
+                "pixel cleaning" if blank_regions else "identifier repair")
         reply, blob = self._request(meta, data, name, what)
         self._raise_for(reply, name)
         return blob if reply.get("changed") else data

@@ -182,11 +182,13 @@ def test_a_sop_instance_uid_missing_from_the_data_set_is_taken_from_the_file_met
 
 def test_unsupported_sop_class(parse_bytes):
     ds = ct_series(hu_phantom((1, 8, 8)))[0]
-    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.6.1"
-    rej = parse_bytes(to_bytes(ds), "us.dcm")
+    # ultrasound is accepted since issue 19 (tests/ingest/test_ultrasound.py): RT Dose is not
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.481.2"
+    rej = parse_bytes(to_bytes(ds), "dose.dcm")
     assert rej.category == UNSUPPORTED
-    assert rej.reason.startswith("unsupported SOP class: Ultrasound Image Storage "
-                                 "(1.2.840.10008.5.1.4.1.1.6.1)")
+    assert rej.reason.startswith("unsupported SOP class: RT Dose Storage "
+                                 "(1.2.840.10008.5.1.4.1.1.481.2)")
+    assert "ultrasound" in rej.reason  # the message lists what is accepted
 
 
 @pytest.mark.parametrize(("magic", "label"), [(b"MZ\x90\x00", "PE"), (b"\x7fELF\x02\x01", "ELF")])

@@ -49,7 +49,7 @@ ACTIONS = frozenset({
     "export", "report", "train", "predict", "activate_model", "settings_change",
     "user_add", "user_change", "features", "import_cohort", "audit_view", "note",
     "mask_reject", "mask_restore", "identity_resolve", "series_complete", "series_replace",
-    "series_remove",
+    "series_remove", "ultrasound_roi",
 })
 OUTCOMES = frozenset({"ok", "denied", "failed", "started"})
 _MAX_RETRIES = 20

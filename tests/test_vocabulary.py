@@ -22,7 +22,8 @@ LABS = list(LAB_COLUMNS)
 CODED = list(CODED_COLUMNS)
 SCORES = list(CLINICAL_SCORES)
 CATEGORICAL = [n for n in (*IMAGING, *CODED) if V.column(n).categorical]
-NUMERIC = [n for n in (*IMAGING, *LABS, *CODED, *SCORES) if n not in CATEGORICAL]
+NUMERIC = [n for n in (*IMAGING, *V.ULTRASOUND_COLUMNS, *LABS, *CODED, *SCORES)
+           if n not in CATEGORICAL]
 
 
 def _model_columns() -> list[str]:
@@ -36,12 +37,13 @@ def _model_columns() -> list[str]:
     return [*history, *design, *levels]
 
 
-PRODUCED = [*IMAGING, *LABS, *CODED, *SCORES, *_model_columns(),
+PRODUCED = [*IMAGING, *V.ULTRASOUND_COLUMNS, *LABS, *CODED, *SCORES, *_model_columns(),
             *(f"{n}__source" for n in IMAGING)]
 
 
 def test_every_definition_is_written_once() -> None:
-    groups = (imaging.IMAGING_COLUMNS.values(), clinical.LAB_DEFS, clinical.CODED_DEFS,
+    groups = (imaging.IMAGING_COLUMNS.values(), V.ULTRASOUND_COLUMNS.values(),
+              clinical.LAB_DEFS, clinical.CODED_DEFS,
               clinical.SCORE_DEFS, clinical.HISTORY_DEFS, clinical.RECORD_DEFS)
     names = [c.name for g in groups for c in g]
     assert len(names) == len(set(names)) == len(V.COLUMNS)

@@ -23,7 +23,7 @@ from analytics.usecases.context import Context
 from ui.jobs import Job
 
 RESULT_COLUMNS = ("item", "outcome", "patient", "study_date", "modality", "slices", "masks",
-                  "reason", "warning")
+                  "reason", "warning", "measurements")
 #: feature extraction after ingest runs in this many worker processes
 FEATURE_WORKERS = 1
 #: longest a single series' feature extraction may take from the dashboard
@@ -165,6 +165,21 @@ def search_pacs(store: Store, actor: Actor, pacs: PacsSettings, *,
     return df
 
 
+def measurement_text(series: dict[str, Any]) -> str:
+    """What will be measured on a stored series and what cannot (with why), in words; empty
+    for a series whose report says nothing about it (CT/MR: the volume extraction)."""
+    planned = series.get("measurements") or {}
+    parts = []
+    if planned.get("will"):
+        parts.append("will measure " + ", ".join(m["label"] for m in planned["will"])
+                     + f" ({planned['will'][0]['how']})")
+    parts.extend(f"cannot measure {m['label']}: {m['reason']}"
+                 for m in planned.get("cannot") or [])
+    if series.get("pixels_blanked_outside_region"):
+        parts.append("pixels outside the ultrasound image region blanked (burned-in text)")
+    return "; ".join(parts)
+
+
 def result_table(result: dict[str, Any]) -> pd.DataFrame:
     """One row per series (accepted, duplicate, incomplete) and per refused file.
 
@@ -190,7 +205,8 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
                      "study_date": dates.get(s["series_uid"], s.get("study_date")),
                      "modality": s.get("modality"), "slices": s.get("slices"),
                      "masks": s.get("masks"), "reason": reason,
-                     "warning": "; ".join(s.get("warnings", []))})
+                     "warning": "; ".join(s.get("warnings", [])),
+                     "measurements": measurement_text(s)})
     for h in getattr(report, "held", []):
         rows.append({"item": f"series {h['series_uid']}", "outcome": "held",
                      "patient": h.get("patient"),

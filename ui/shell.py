@@ -34,6 +34,7 @@ class PageSpec:
 PAGES: tuple[PageSpec, ...] = (
     PageSpec("pages/cohort.py", "Cohort", ":material/groups:", default=True),
     PageSpec("pages/patient.py", "Patient", ":material/person:"),
+    PageSpec("pages/ultrasound.py", "Ultrasound", ":material/straighten:"),
     PageSpec("pages/mdt.py", "MDT meeting", ":material/co_present:",
              roles=frozenset({"clinician"})),
     PageSpec("pages/ingest.py", "Ingest", ":material/upload_file:",

@@ -25,6 +25,7 @@ from pydicom.pixels import apply_color_lut
 from analytics.errors import FeatureError
 from analytics.features.texture import discretise_fixed_width, glcm_3d_merged, histogram_entropy
 from analytics.ingest.ultrasound import UltrasoundRegion, tissue_regions
+from analytics.vocabulary.ultrasound import ULTRASOUND_DEFS
 
 #: depths of the liver and kidney ROIs further apart than this draw a warning (mm)
 DEPTH_WARNING_MM = 10.0
@@ -154,11 +155,13 @@ def roi_mask(frame: UltrasoundFrame, roi: Roi) -> np.ndarray:
         mask = dx ** 2 + dz ** 2 <= (roi.width_mm / 2) ** 2
     else:
         mask = (np.abs(dx) <= roi.width_mm / 2) & (np.abs(dz) <= roi.height_mm / 2)
-    r = frame.region
-    inside = np.zeros_like(mask)
-    inside[r.y0:r.y1 + 1, r.x0:r.x1 + 1] = True
-    if (mask & ~inside).any():
-        x0, x1, d0, d1 = frame.extent_mm
+    x0, x1, d0, d1 = frame.extent_mm
+    half_w = roi.width_mm / 2
+    half_h = half_w if roi.shape == "circle" else roi.height_mm / 2
+    # the ROI's outline, not only its pixels, must lie on the region (half a pixel slack)
+    if (roi.x_mm - half_w < x0 - frame.dx_mm / 2 or roi.x_mm + half_w > x1 + frame.dx_mm / 2
+            or roi.depth_mm - half_h < d0 - frame.dy_mm / 2
+            or roi.depth_mm + half_h > d1 + frame.dy_mm / 2):
         raise FeatureError(f"the {roi.role} ROI reaches outside the image region (x "
                            f"{x0:.0f}-{x1:.0f} mm, depth {d0:.0f}-{d1:.0f} mm); move or shrink it")
     if mask.sum() < MIN_ROI_PIXELS:
@@ -178,15 +181,7 @@ class Measurement:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-UNITS = {
-    "us_hepatorenal_index": "ratio", "us_liver_grey_mean": "grey level",
-    "us_kidney_grey_mean": "grey level", "us_roi_depth_difference_mm": "mm",
-    "us_liver_grey_sd": "grey level", "us_liver_grey_skewness": "1",
-    "us_liver_grey_kurtosis": "1", "us_liver_entropy": "bits",
-    "us_liver_glcm_contrast": "1", "us_liver_glcm_homogeneity": "1",
-    "us_liver_glcm_energy": "1", "us_liver_glcm_correlation": "1",
-    "us_liver_depth_slope": "grey level/cm",
-}
+UNITS: dict[str, str] = {c.name: c.unit for c in ULTRASOUND_DEFS}
 
 
 def hepatorenal(frame: UltrasoundFrame, liver: Roi, kidney: Roi) -> dict[str, Any]:

@@ -53,7 +53,9 @@ def is_ultrasound(instances: list) -> bool:
 
 
 #: the ultrasound measurements, made on a chosen frame with ROIs a sonographer places
-US_MEASUREMENTS = ("us_hepatorenal_index", "us_liver_texture", "us_liver_depth_slope")
+US_MEASUREMENTS = {"us_hepatorenal_index": "hepatorenal index",
+                   "us_liver_texture": "liver echo texture (first-order and GLCM)",
+                   "us_liver_depth_slope": "depth-intensity slope (uncalibrated)"}
 _BY_HAND = "on a frame a sonographer chooses, with ROIs placed on the Ultrasound page"
 
 
@@ -63,7 +65,8 @@ def planned_measurements(geometry: dict | None) -> dict:
     Returns
     -------
     dict
-        ``will``: list of ``{name, how}``; ``cannot``: list of ``{name, reason}``. Empty
+        ``will``: list of ``{name, label, how}``; ``cannot``: list of ``{name, label,
+        reason}``. Empty
         lists when ``geometry`` is not an ultrasound series'.
     """
     us = (geometry or {}).get("ultrasound")
@@ -72,12 +75,15 @@ def planned_measurements(geometry: dict | None) -> dict:
     if not us.get("regions"):
         why = ("no 2-D region in the Sequence of Ultrasound Regions (0018,6011): no "
                "calibration and no image region to place ROIs in")
-        return {"will": [], "cannot": [{"name": n, "reason": why} for n in US_MEASUREMENTS]}
+        return {"will": [], "cannot": [{"name": n, "label": t, "reason": why}
+                                       for n, t in US_MEASUREMENTS.items()]}
     if not us.get("calibrated"):
         why = ("the image region has no physical delta X/Y in cm (0018,602C/602E with units "
                "(0018,6024/6026) = 3): ROIs cannot be placed or depths compared in mm")
-        return {"will": [], "cannot": [{"name": n, "reason": why} for n in US_MEASUREMENTS]}
-    return {"will": [{"name": n, "how": _BY_HAND} for n in US_MEASUREMENTS], "cannot": []}
+        return {"will": [], "cannot": [{"name": n, "label": t, "reason": why}
+                                       for n, t in US_MEASUREMENTS.items()]}
+    return {"will": [{"name": n, "label": t, "how": _BY_HAND}
+                     for n, t in US_MEASUREMENTS.items()], "cannot": []}
 
 
 def ultrasound_entry(geometry: dict | None) -> dict:

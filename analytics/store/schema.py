@@ -400,3 +400,23 @@ class Blob(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(256), unique=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class UltrasoundRoi(Base):
+    """An ROI a sonographer placed on one frame of an ultrasound series (mm on the frame's
+    calibrated image region; one current ROI per role; every save is audited)."""
+
+    __tablename__ = "ultrasound_rois"
+    __table_args__ = (UniqueConstraint("series_id", "role", name="uq_ultrasound_roi"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
+    frame_index: Mapped[int] = mapped_column(Integer)  # 0-based, over the series' frames
+    role: Mapped[str] = mapped_column(String(16))  # liver | kidney
+    shape: Mapped[str] = mapped_column(String(16))  # box | circle
+    x_mm: Mapped[float] = mapped_column(Float)
+    depth_mm: Mapped[float] = mapped_column(Float)
+    width_mm: Mapped[float] = mapped_column(Float)
+    height_mm: Mapped[float] = mapped_column(Float)
+    author: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)

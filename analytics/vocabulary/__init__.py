@@ -56,20 +56,52 @@ from analytics.vocabulary.imaging import (
     STEATOSIS_CODES,
     radiomics_column,
 )
+from analytics.vocabulary.ultrasound import ULTRASOUND_COLUMNS, ULTRASOUND_DEFS
 
 __all__ = [
-    "CODED", "COLUMNS", "CORE_FEATURES", "CT", "DERIVED", "HIGHER_IS_WORSE", "IMAGING",
-    "IMAGING_COLUMNS", "LAB", "LANDMARK", "LANDMARK_SQ", "LOWER_IS_WORSE", "LOW_IS_WORSE",
-    "MR", "NEUTRAL", "PHASE_CODES", "PHASE_DEPENDENT", "RADIOMICS_PREFIX", "RECORD", "SOURCES",
-    "STEATOSIS_CODES", "Column", "FeatureInfo", "applies_to_modality", "column", "describe_column",
-    "event_label", "event_words", "feature_info", "imaging_feature", "label", "label_with_unit", "low_is_worse", "normal_range",
-    "shown_unit", "unit",
+    "CODED",
+    "COLUMNS",
+    "CORE_FEATURES",
+    "CT",
+    "DERIVED",
+    "HIGHER_IS_WORSE",
+    "IMAGING",
+    "IMAGING_COLUMNS",
+    "LAB",
+    "LANDMARK",
+    "LANDMARK_SQ",
+    "LOWER_IS_WORSE",
+    "LOW_IS_WORSE",
+    "MR",
+    "NEUTRAL",
+    "PHASE_CODES",
+    "PHASE_DEPENDENT",
+    "RADIOMICS_PREFIX",
+    "RECORD",
+    "SOURCES",
+    "STEATOSIS_CODES",
+    "ULTRASOUND_COLUMNS",
+    "Column",
+    "FeatureInfo",
+    "applies_to_modality",
+    "column",
+    "describe_column",
+    "event_label",
+    "event_words",
+    "feature_info",
+    "imaging_feature",
+    "label",
+    "label_with_unit",
+    "low_is_worse",
+    "normal_range",
+    "shown_unit",
+    "unit",
 ]
 
 #: every column defined directly, by name
 COLUMNS: dict[str, Column] = {
-    c.name: c for c in (*IMAGING_COLUMNS.values(), *LAB_DEFS, *CODED_DEFS, *SCORE_DEFS,
-                        *HISTORY_DEFS, *RECORD_DEFS)
+    c.name: c for c in (*IMAGING_COLUMNS.values(), *ULTRASOUND_DEFS, *LAB_DEFS, *CODED_DEFS,
+                        *SCORE_DEFS, *HISTORY_DEFS, *RECORD_DEFS)
 }
 
 #: columns for which a low value is the worse one

@@ -23,6 +23,7 @@ from analytics.synthetic.ultrasound import (
     ultrasound_dataset,
 )
 from tests.ingest.conftest import to_bytes
+from ui import ingest_view
 
 DATA = Path(__file__).parents[1] / "data" / "pydicom-data"
 
@@ -164,3 +165,26 @@ def test_reingesting_an_ultrasound_series_reports_duplicates(run, tmp_path):
     again = run([path])
     assert again.instances == 0 and again.duplicates == 1
     assert again.series[0]["already_stored"] is True
+
+
+def test_the_ingest_table_says_per_series_what_will_and_cannot_be_measured(run, tmp_path):
+    truth = default_truth()
+    calibrated = ultrasound_dataset([render_frame(truth, np.random.default_rng(5))], truth,
+                                    patient_id="US-A")
+    uncalibrated = ultrasound_dataset([render_frame(truth, np.random.default_rng(6))], truth,
+                                      patient_id="US-B")
+    uncalibrated.SequenceOfUltrasoundRegions[0].PhysicalUnitsXDirection = 0  # no units
+    for name, ds in (("a.dcm", calibrated), ("b.dcm", uncalibrated)):
+        (tmp_path / name).write_bytes(to_bytes(ds))
+    report = run([tmp_path / "a.dcm", tmp_path / "b.dcm"])
+    assert report.series_ingested == 2
+    table = ingest_view.result_table({"report": report})
+    texts = sorted(table["measurements"].tolist())
+    assert texts[0].startswith("cannot measure hepatorenal index: the image region has no "
+                               "physical delta X/Y in cm")
+    assert texts[1].startswith("will measure hepatorenal index, liver echo texture (first-order "
+                               "and GLCM), depth-intensity slope (uncalibrated) (on a frame a "
+                               "sonographer chooses")
+    assert all("pixels outside the ultrasound image region blanked" in t for t in texts)
+    planned = {s["patient"]: s["measurements"] for s in report.series}
+    assert sorted(len(p["cannot"]) for p in planned.values()) == [0, 3]

@@ -392,6 +392,31 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_masks_series_id"), ["series_id"], unique=False)
 
     op.create_table(
+        "ultrasound_rois",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("series_id", sa.Integer(), nullable=False),
+        sa.Column("frame_index", sa.Integer(), nullable=False),
+        sa.Column("role", sa.String(length=16), nullable=False),
+        sa.Column("shape", sa.String(length=16), nullable=False),
+        sa.Column("x_mm", sa.Float(), nullable=False),
+        sa.Column("depth_mm", sa.Float(), nullable=False),
+        sa.Column("width_mm", sa.Float(), nullable=False),
+        sa.Column("height_mm", sa.Float(), nullable=False),
+        sa.Column("author", sa.String(length=128), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["series_id"],
+            ["series.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("series_id", "role", name="uq_ultrasound_roi"),
+    )
+    with op.batch_alter_table("ultrasound_rois", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_ultrasound_rois_series_id"), ["series_id"], unique=False
+        )
+
+    op.create_table(
         "features",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("series_id", sa.Integer(), nullable=False),
@@ -449,6 +474,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_features_series_id"))
 
     op.drop_table("features")
+    with op.batch_alter_table("ultrasound_rois", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_ultrasound_rois_series_id"))
+
+    op.drop_table("ultrasound_rois")
     with op.batch_alter_table("masks", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_masks_series_id"))
 

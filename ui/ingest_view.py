@@ -76,8 +76,10 @@ def _features(job: Job, settings: Settings, series: list[str]) -> FeatureSummary
 
 
 def _new_complete(report) -> list[str]:
+    """New complete CT/MR series: ultrasound is measured with ROIs on its own page."""
     return [s["series_uid"] for s in report.series
-            if s.get("status") == "complete" and not s.get("already_stored")]
+            if s.get("status") == "complete" and not s.get("already_stored")
+            and s.get("modality") != "US"]
 
 
 def _needs_mask(store: Store, report) -> dict[str, str]:

@@ -96,12 +96,14 @@ def series_phase(store: Store, series_uid: str) -> tuple[str | None, dict[str, A
 
 
 def series_ids(s: Session, series_uids: Sequence[str] | None) -> list[tuple[int, str] | None]:
-    """``(id, uid)`` of each requested series (None where unknown); every complete series
-    filed under a patient (none held as an identity conflict) when ``series_uids`` is None."""
+    """``(id, uid)`` of each requested series (None where unknown); every complete CT/MR
+    series filed under a patient (none held as an identity conflict) when ``series_uids`` is
+    None (ultrasound is measured with ROIs, :mod:`analytics.store.ultrasound`)."""
     if series_uids is None:
         return [(r.id, r.series_uid) for r in s.execute(
             select(Series.id, Series.series_uid).join(Study, Series.study_id == Study.id)
-            .where(Series.status == "complete", Study.patient_id.is_not(None))
+            .where(Series.status == "complete", Study.patient_id.is_not(None),
+                   Series.modality != "US")
             .order_by(Series.id)).all()]
     out: list[tuple[int, str] | None] = []
     for uid in series_uids:

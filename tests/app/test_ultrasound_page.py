@@ -15,6 +15,7 @@ from sqlalchemy import select
 from analytics.cohort import build_cohort
 from analytics.config import load_settings
 from analytics.ingest.pipeline import ingest_sources
+from analytics.models.landmark import feature_spec
 from analytics.store import open_store
 from analytics.store.schema import AuditRecord, Feature, Instance, UltrasoundRoi
 from analytics.synthetic.ultrasound import default_truth, render_frame, ultrasound_dataset
@@ -41,19 +42,19 @@ def template(tmp_path_factory):
     store = open_store(settings)
     report = ingest_sources([str(root / "in")], settings, store)
     assert report.series_ingested == 1, report.as_dict()
-    uid = report.series[0]["series_uid"]
+    uid, patient = report.series[0]["series_uid"], report.series[0]["patient"]
     store.dispose()
-    return home, uid
+    return home, uid, patient
 
 
 @pytest.fixture
 def home(template, tmp_path, monkeypatch):
-    src, uid = template
+    src, uid, patient = template
     dst = tmp_path / "home"
     shutil.copytree(src, dst)
     monkeypatch.setenv("HEPATRACK_HOME", str(dst))
     monkeypatch.delenv("HEPATRACK_DB_URL", raising=False)
-    return dst, uid
+    return dst, uid, patient
 
 
 def _by_hand(home, uid: str, frame: int) -> float:
@@ -109,7 +110,7 @@ def _metric(at, label: str) -> str:
 
 
 def test_a_clinician_places_rois_reads_the_hepatorenal_index_and_saves_it(home):
-    dst, uid = home
+    dst, uid, patient = home
     at = _page(CLINICIAN)
     _place(at, uid, frame=2)
     expected = _by_hand(dst, uid, frame=1)
@@ -138,15 +139,27 @@ def test_a_clinician_places_rois_reads_the_hepatorenal_index_and_saves_it(home):
     visit = cohort.visits[cohort.visits["modality"] == "US"]
     assert visit["us_hepatorenal_index"].tolist() == pytest.approx([expected])
     assert visit["date"].notna().all()  # a visit at the (shifted) study date
+    meta = cohort.feature_meta["us_hepatorenal_index"]
+    assert (meta["kind"], meta["unit"]) == ("imaging", "ratio")  # a model feature like CT's
+    assert feature_spec(cohort).imaging.count("us_hepatorenal_index") == 1
     assert cohort.visits["us_hepatorenal_index"].dropna().tolist() == pytest.approx([expected])
 
     again = _page(CLINICIAN)  # the saved ROIs come back for review
     assert any("ROIs saved by dr.grey on frame 2" in str(c.value) for c in again.caption)
     assert _metric(again, "Hepatorenal index") == f"{expected:.3f}"
 
+    # the ultrasound visit's measurements are offered in the Patient page's biomarker chart
+    pat = new_app(CLINICIAN)
+    pat.query_params["patient"] = patient
+    pat.run()
+    pat.switch_page("pages/patient.py").run()
+    assert not pat.exception, [e.value for e in pat.exception]
+    chosen = pat.multiselect(key="patient:biomarkers")
+    assert any("Hepatorenal index (ultrasound)" in str(o) for o in chosen.options)
+
 
 def test_rois_at_different_depths_show_the_depth_warning(home):
-    _, uid = home
+    _, uid, _ = home
     at = _page(CLINICIAN)
     _place(at, uid, frame=1)
     at.number_input(key=f"ultrasound:liver-depth-{uid}").set_value(40.0).run()
@@ -154,7 +167,7 @@ def test_rois_at_different_depths_show_the_depth_warning(home):
 
 
 def test_an_roi_outside_the_image_region_is_an_error_naming_the_region(home):
-    _, uid = home
+    _, uid, _ = home
     at = _page(CLINICIAN)
     at.number_input(key=f"ultrasound:liver-x-{uid}").set_value(-20.0).run()
     assert not at.exception

@@ -22,7 +22,7 @@ from analytics.features.ultrasound import (
 from analytics.ingest.deid import write_dataset
 from analytics.synthetic.ultrasound import default_truth, render_frame, ultrasound_dataset
 
-DATA = Path(__file__).parents[1] / "data" / "pydicom-data"
+DATA = Path(__file__).parents[1] / "data" / "pydicom-us"
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from analytics.synthetic.ultrasound import (
 from tests.ingest.conftest import to_bytes
 from ui import ingest_view
 
-DATA = Path(__file__).parents[1] / "data" / "pydicom-data"
+DATA = Path(__file__).parents[1] / "data" / "pydicom-us"
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from analytics.features.registry import AUTOMATIC, FEATURES, NIFTI, RADIOMICS_PR
 from analytics.store.db import Store
 from analytics.store.features import feature_export_rows
 from analytics.store.models import prediction_rows
+from analytics.vocabulary import ULTRASOUND_COLUMNS
 
 EXPORTS = ("features", "cohort", "predictions")
 FORMATS = (".csv", ".parquet")
@@ -148,7 +149,7 @@ def _absent_reason(name: str, modality: str | None, run: Any) -> str:
         if not settings.get("radiomics"):
             return "radiomics not requested for this series (hepatrack features --radiomics)"
         return "not computed by MIRP for this series"
-    d = FEATURES.get(name)
+    d = FEATURES.get(name) or ULTRASOUND_COLUMNS.get(name)
     if d is not None and modality and modality.upper() not in d.modalities:
         return f"not defined for {modality.upper()}"
     if name in ("lesion_count", "lesion_volume_ml"):

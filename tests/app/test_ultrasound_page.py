@@ -6,6 +6,7 @@ the series, in the cohort at the study date); a researcher may measure but not s
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -48,7 +49,7 @@ def template(tmp_path_factory):
 
 
 @pytest.fixture
-def home(template, tmp_path, monkeypatch):
+def us_home(template, tmp_path, monkeypatch):
     src, uid, patient = template
     dst = tmp_path / "home"
     shutil.copytree(src, dst)
@@ -109,8 +110,8 @@ def _metric(at, label: str) -> str:
     return m.value
 
 
-def test_a_clinician_places_rois_reads_the_hepatorenal_index_and_saves_it(home):
-    dst, uid, patient = home
+def test_a_clinician_places_rois_reads_the_hepatorenal_index_and_saves_it(us_home):
+    dst, uid, patient = us_home
     at = _page(CLINICIAN)
     _place(at, uid, frame=2)
     expected = _by_hand(dst, uid, frame=1)
@@ -158,16 +159,16 @@ def test_a_clinician_places_rois_reads_the_hepatorenal_index_and_saves_it(home):
     assert any("Hepatorenal index (ultrasound)" in str(o) for o in chosen.options)
 
 
-def test_rois_at_different_depths_show_the_depth_warning(home):
-    _, uid, _ = home
+def test_rois_at_different_depths_show_the_depth_warning(us_home):
+    _, uid, _ = us_home
     at = _page(CLINICIAN)
     _place(at, uid, frame=1)
     at.number_input(key=f"ultrasound:liver-depth-{uid}").set_value(40.0).run()
     assert any("15 mm apart in depth" in w.value for w in at.warning)
 
 
-def test_an_roi_outside_the_image_region_is_an_error_naming_the_region(home):
-    _, uid, _ = home
+def test_an_roi_outside_the_image_region_is_an_error_naming_the_region(us_home):
+    _, uid, _ = us_home
     at = _page(CLINICIAN)
     at.number_input(key=f"ultrasound:liver-x-{uid}").set_value(-20.0).run()
     assert not at.exception
@@ -175,8 +176,34 @@ def test_an_roi_outside_the_image_region_is_an_error_naming_the_region(home):
         (e.value) for e in at.error] + [m.value for m in at.metric]
 
 
-def test_a_researcher_measures_but_is_not_offered_saving(home):
+def test_a_researcher_measures_but_is_not_offered_saving(us_home):
     at = _page(RESEARCHER)
     assert _metric(at, "Hepatorenal index") != "—"
     assert not [b for b in at.button if b.label == "Save ROIs and measurements"]
     assert any("needs the clinician role" in str(c.value) for c in at.caption)
+
+
+def test_the_ingest_page_says_what_an_uploaded_ultrasound_allows(settings, monkeypatch):
+    monkeypatch.setenv("HEPATRACK_HOME", str(settings.home))
+    monkeypatch.delenv("HEPATRACK_DB_URL", raising=False)
+    frame = render_frame(TRUTH, np.random.default_rng(9))
+    data = to_bytes(ultrasound_dataset([frame], TRUTH, patient_id="US-UP"))
+    at = new_app(CLINICIAN).run()
+    at.switch_page("pages/ingest.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.file_uploader(key="ingest:files").set_value([("us.dcm", data, "application/dicom")])
+    at.run()
+    at.button(key="ingest:go").click().run()  # feature extraction left on
+    deadline = time.monotonic() + 240
+    while at.session_state["ingest:job"].running:
+        assert time.monotonic() < deadline, "ingest still running"
+        time.sleep(0.5)
+    at.run()
+    assert at.session_state["ingest:job"].error is None
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = next(d.value for d in at.dataframe if "outcome" in d.value.columns)
+    assert table["outcome"].tolist() == ["accepted"]  # no "features failed" for ultrasound
+    (row,) = table.itertuples()
+    assert row.modality == "US" and row.slices == 1
+    assert row.measurements.startswith("will measure hepatorenal index, liver echo texture")
+    assert "pixels outside the ultrasound image region blanked" in row.measurements

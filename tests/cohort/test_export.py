@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from analytics.cli import main
 from analytics.cohort import export, import_cohort
+from analytics.cohort.export import _absent_reason
 from analytics.errors import CohortError
 from analytics.store.schema import (
     AuditRecord,
@@ -241,3 +242,8 @@ def test_elastography_columns_flow_from_import_to_the_cohort_export_scores(store
     x = -1.65 + 1.07 * math.log(12.0) + 2.66e-8 * 300.0**3 - 63.3 / 50.0
     assert row["fast"] == pytest.approx(1 / (1 + math.exp(-x)), rel=1e-9)
     assert row["baveno_vii_lsm_band"] == 1.0  # 10 <= 12 <= 15 kPa
+
+
+def test_an_ultrasound_biomarker_on_a_ct_series_is_explained_as_not_defined_for_ct():
+    assert _absent_reason("us_hepatorenal_index", "CT", None) == "not defined for CT"
+    assert _absent_reason("liver_hu_mean", "US", None) == "not defined for US"

@@ -188,3 +188,22 @@ def test_the_ingest_table_says_per_series_what_will_and_cannot_be_measured(run, 
     assert all("pixels outside the ultrasound image region blanked" in t for t in texts)
     planned = {s["patient"]: s["measurements"] for s in report.series}
     assert sorted(len(p["cannot"]) for p in planned.values()) == [0, 3]
+
+
+def test_a_second_ultrasound_file_of_a_stored_series_adds_its_frames(run, store, settings,
+                                                                     tmp_path):
+    truth = default_truth()
+    first = ultrasound_dataset([render_frame(truth, np.random.default_rng(7))], truth,
+                               instance_number=1)
+    second = ultrasound_dataset([render_frame(truth, np.random.default_rng(8))] * 3, truth,
+                                study_uid=first.StudyInstanceUID,
+                                series_uid=first.SeriesInstanceUID, instance_number=2)
+    (tmp_path / "1.dcm").write_bytes(to_bytes(first))
+    (tmp_path / "2.dcm").write_bytes(to_bytes(second))
+    assert run([tmp_path / "1.dcm"]).series[0]["slices"] == 1
+    report = run([tmp_path / "2.dcm"])
+    (entry,) = report.series
+    assert (entry["status"], entry["slices"], entry["modality"]) == ("complete", 4, "US")
+    stored = _stored(store, settings)
+    assert sorted(int(ds.get("NumberOfFrames") or 1) for ds, _, _ in stored) == [1, 3]
+    assert stored[0][2]["ultrasound"]["frames_per_instance"] == [1, 3]

@@ -134,6 +134,7 @@ def _region_item(truth: UltrasoundTruth) -> Dataset:
 
 def ultrasound_dataset(frames: list[np.ndarray], truth: UltrasoundTruth, *,
                        patient_id: str = "US-SYN-1", patient_name: str = BURNED_NAME,
+                       patient_sex: str = "F",
                        study_date: dt.date = dt.date(2024, 3, 5),
                        study_uid: str | None = None, series_uid: str | None = None,
                        instance_number: int = 1, multiframe: bool | None = None,
@@ -160,7 +161,7 @@ def ultrasound_dataset(frames: list[np.ndarray], truth: UltrasoundTruth, *,
     ds.PatientID = patient_id
     ds.PatientName = patient_name
     ds.PatientBirthDate = "19700101"
-    ds.PatientSex = "F"
+    ds.PatientSex = patient_sex
     ds.StudyDate = ds.ContentDate = study_date.strftime("%Y%m%d")
     ds.StudyTime = "093000"
     ds.AccessionNumber = "USACC1"

@@ -120,6 +120,9 @@ def luma(pixels: np.ndarray, ds: Dataset) -> np.ndarray:
 def frame_of(ds: Dataset, frame: int = 0) -> UltrasoundFrame:
     """Frame ``frame`` (0-based) of a stored ultrasound object, in grey, with its region.
 
+    ROI coordinates refer to the first calibrated 2-D region (the left image of a dual
+    view).
+
     Raises
     ------
     FeatureError

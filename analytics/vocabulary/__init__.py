@@ -138,7 +138,7 @@ def column(name: str) -> Column:
                            source=DERIVED, definition=definition.format(base.name),
                            direction=base.direction if unit_fmt else NEUTRAL,
                            normal_range=None, plausible_range=None, categorical=False,
-                           codes={}, unit_aliases={})
+                           codes={}, unit_aliases={}, thresholds=())
     if name.startswith(RADIOMICS_PREFIX):
         return radiomics_column(name)
     stem, suffix_unit = _split(name)

@@ -57,7 +57,7 @@ MAP_FEATURES: dict[str, tuple[str, ...]] = {
     DIXON_FAT: ("liver_signal_fat_fraction_pct",),
 }
 #: the unit each map is measured in
-TARGET_UNITS = {PDFF: "%", R2STAR: "1/s", STIFFNESS: "kPa"}
+MEASURED_IN = {PDFF: "%", R2STAR: "1/s", STIFFNESS: "kPa"}
 #: words for each map in messages
 MAP_WORDS = {PDFF: "PDFF map", R2STAR: "R2* map", STIFFNESS: "MR elastography stiffness map",
              DIXON_FAT: "Dixon fat image", DIXON_WATER: "Dixon water image"}
@@ -92,7 +92,7 @@ _DESCRIPTION_NOT_MEASURED: tuple[tuple[str, re.Pattern[str]], ...] = (
 )
 #: unit spellings (UCUM code or meaning, Rescale Type) -> (dimension, factor to the
 #: target unit of that dimension)
-_UNITS: dict[str, tuple[str, float]] = {
+_SPELLINGS: dict[str, tuple[str, float]] = {
     "%": ("%", 1.0), "percent": ("%", 1.0), "pct": ("%", 1.0),
     "1": ("%", 100.0), "{ratio}": ("%", 100.0), "ratio": ("%", 100.0),
     "fraction": ("%", 100.0), "no units": ("%", 100.0),
@@ -203,7 +203,7 @@ def _names(kinds: set[str]) -> str:
 
 
 def _unit(text: str | None) -> tuple[str, float] | None:
-    return _UNITS.get(text.strip().lower()) if text else None
+    return _SPELLINGS.get(text.strip().lower()) if text else None
 
 
 def resolve_scale(reading: MapReading, header: dict[str, Any], values: np.ndarray | None
@@ -221,11 +221,11 @@ def resolve_scale(reading: MapReading, header: dict[str, Any], values: np.ndarra
         The volume's values (for a fat-fraction map without a stated unit: its range).
     """
     kind = reading.kind
-    if kind not in TARGET_UNITS:
+    if kind not in MEASURED_IN:
         if kind in (DIXON_FAT, DIXON_WATER):
             return MapReading(kind, reading.evidence, Scale(1.0, 0.0, "1", "signal ratio"))
         return reading
-    target = TARGET_UNITS[kind]
+    target = MEASURED_IN[kind]
     words = MAP_WORDS[kind]
     stated = []
     for m in header.get("rwvm") or []:
@@ -359,7 +359,7 @@ def measurement_plan(modality: str, header: dict[str, Any] | None, has_liver_mas
     if reading.kind == DIXON_WATER:
         return (f"{words}: used with the Dixon fat image for the signal fat fraction "
                 "(measured on the fat image)")
-    if header is not None and reading.kind in TARGET_UNITS:
+    if header is not None and reading.kind in MEASURED_IN:
         checked = resolve_scale(reading, header, None)
         if checked.withheld and reading.kind != PDFF:
             return f"{words}: no measurement: {checked.withheld}"

@@ -205,6 +205,25 @@ def _write_seg(paths: list[Path], liver: np.ndarray, out: Path, patient_id: str,
     return out
 
 
+def _series_spec(pdff_encoding: str) -> dict[str, tuple[list[str], str, Dataset | None,
+                                                      float]]:
+    """Series key -> (Image Type, description, Real World Value Mapping, slice mm)."""
+    pdff_rwvm = _rwvm(0.1, "%", "percent", "PDFF", 1000) if pdff_encoding == "rwvm" else None
+    return {
+        "pdff": (["DERIVED", "PRIMARY", "PDFF"] if pdff_rwvm is not None else
+                 ["DERIVED", "PRIMARY", "DIXON", "FF"],
+                 "PDFF" if pdff_rwvm is not None else "FF", pdff_rwvm, _SLICE_3D_MM),
+        "r2star": (["DERIVED", "PRIMARY", "R2STAR"], "R2STAR",
+                   _rwvm(0.1, "/s", "per second", "R2STAR", 10000), _SLICE_3D_MM),
+        "mre": (["DERIVED", "PRIMARY", "STIFFNESS"], "MRE STIFFNESS",
+                _rwvm(0.001, "kPa", "kilopascal", "STIFFNESS", 20000), _SLICE_MRE_MM),
+        "dixon_fat": (["DERIVED", "PRIMARY", "DIXON", "FAT"], "DIXON FAT", None, _SLICE_3D_MM),
+        "dixon_water": (["DERIVED", "PRIMARY", "DIXON", "WATER"], "DIXON WATER", None,
+                        _SLICE_3D_MM),
+        "t1": (["ORIGINAL", "PRIMARY", "M", "NORM"], "T1 VIBE", None, _SLICE_3D_MM),
+    }
+
+
 def write_mr_study(out_dir: str | Path, *, patient_id: str = "MR-SYN-001",
                    study_date: date = date(2024, 3, 1), pdff_pct: float = 18.0,
                    r2star_per_s: float = 45.0, stiffness_kpa: float = 4.2, seed: int = 0,
@@ -260,20 +279,7 @@ def write_mr_study(out_dir: str | Path, *, patient_id: str = "MR-SYN-001",
                                     1000 * (1 - _SUBCUT_FF / 100), 800.0, (seed, 4)),
         "t1": lambda: _map(_SLICES_3D, _SLICE_3D_MM, 600.0, 20.0, 900.0, 400.0, (seed, 5)),
     }
-    pdff_rwvm = _rwvm(0.1, "%", "percent", "PDFF", 1000) if pdff_encoding == "rwvm" else None
-    spec = {
-        "pdff": (["DERIVED", "PRIMARY", "PDFF"] if pdff_rwvm is not None else
-                 ["DERIVED", "PRIMARY", "DIXON", "FF"],
-                 "PDFF" if pdff_rwvm is not None else "FF", pdff_rwvm, _SLICE_3D_MM),
-        "r2star": (["DERIVED", "PRIMARY", "R2STAR"], "R2STAR",
-                   _rwvm(0.1, "/s", "per second", "R2STAR", 10000), _SLICE_3D_MM),
-        "mre": (["DERIVED", "PRIMARY", "STIFFNESS"], "MRE STIFFNESS",
-                _rwvm(0.001, "kPa", "kilopascal", "STIFFNESS", 20000), _SLICE_MRE_MM),
-        "dixon_fat": (["DERIVED", "PRIMARY", "DIXON", "FAT"], "DIXON FAT", None, _SLICE_3D_MM),
-        "dixon_water": (["DERIVED", "PRIMARY", "DIXON", "WATER"], "DIXON WATER", None,
-                        _SLICE_3D_MM),
-        "t1": (["ORIGINAL", "PRIMARY", "M", "NORM"], "T1 VIBE", None, _SLICE_3D_MM),
-    }
+    spec = _series_spec(pdff_encoding)
     for number, key in enumerate(MR_SERIES, start=2):
         if key not in series:
             continue

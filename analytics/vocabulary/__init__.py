@@ -50,6 +50,7 @@ from analytics.vocabulary.clinical import (
 from analytics.vocabulary.imaging import (
     CORE_FEATURES,
     IMAGING_COLUMNS,
+    MR_MAP_FEATURES,
     PHASE_CODES,
     PHASE_DEPENDENT,
     RADIOMICS_PREFIX,
@@ -60,7 +61,7 @@ from analytics.vocabulary.imaging import (
 __all__ = [
     "CODED", "COLUMNS", "CORE_FEATURES", "CT", "DERIVED", "HIGHER_IS_WORSE", "IMAGING",
     "IMAGING_COLUMNS", "LAB", "LANDMARK", "LANDMARK_SQ", "LOWER_IS_WORSE", "LOW_IS_WORSE",
-    "MR", "NEUTRAL", "PHASE_CODES", "PHASE_DEPENDENT", "RADIOMICS_PREFIX", "RECORD", "SOURCES",
+    "MR", "MR_MAP_FEATURES", "NEUTRAL", "PHASE_CODES", "PHASE_DEPENDENT", "RADIOMICS_PREFIX", "RECORD", "SOURCES",
     "STEATOSIS_CODES", "Column", "FeatureInfo", "applies_to_modality", "column", "describe_column",
     "event_label", "event_words", "feature_info", "imaging_feature", "label", "label_with_unit", "low_is_worse", "normal_range",
     "shown_unit", "unit",

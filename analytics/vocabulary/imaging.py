@@ -248,6 +248,10 @@ _MR_MAP_DEFS: tuple[Column, ...] = (
         HIGHER_IS_WORSE, (MR,)),
 )
 
+#: biomarkers of quantitative MR maps: each measured on its own map series, so a study's
+#: visit takes each from whichever of its series measured it
+MR_MAP_FEATURES: frozenset[str] = frozenset(d.name for d in _MR_MAP_DEFS)
+
 #: the names fixed by ARCHITECTURE.md
 CORE_FEATURES: tuple[str, ...] = (
     "liver_volume_ml", "spleen_volume_ml", "liver_hu_mean", "liver_hu_median", "liver_hu_sd",

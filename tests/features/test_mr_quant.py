@@ -10,7 +10,8 @@ import pytest
 
 from analytics.config import load_settings
 from analytics.features import mr_quant, segmentation, totalseg
-from analytics.features.batch import extract_stored_series
+from analytics.cohort.table import build_cohort
+from analytics.features.batch import extract_stored_series, write_outcome
 from analytics.features.mr_companions import BORROWED, measurement_plans
 from analytics.features.mr_quant import (
     DIXON_FAT,
@@ -24,6 +25,8 @@ from analytics.features.mr_quant import (
     resolve_scale,
 )
 from analytics.features.settings import FeatureSettings
+from analytics.features.registry import FEATURES
+from analytics.ingest.loader import load_volume
 from analytics.ingest.pipeline import ingest_uploads
 from analytics.store import open_store
 from analytics.synthetic.mr_maps import write_mr_study
@@ -61,10 +64,12 @@ def measured(tmp_path_factory):
             for uid in uids:
                 got = extract_stored_series(uid, settings, FeatureSettings())
                 assert got["ok"], got
+                write_outcome(store, got, FeatureSettings())
                 desc = _description(store, settings, uid)
                 out[desc] = {"values": got["result"]["values"], "plan": plans[uid],
                              "mask_method": got["result"]["mask_method"],
                              "truth": study.truth}
+        out["cohort"] = build_cohort(store)
     finally:
         store.dispose()
         mp.undo()
@@ -72,8 +77,6 @@ def measured(tmp_path_factory):
 
 
 def _description(store, settings, uid):
-    from analytics.ingest.loader import load_volume
-
     return load_volume(store, settings, uid).meta["quant_header"]["description"]
 
 
@@ -147,6 +150,23 @@ def test_the_ingest_plan_says_what_each_series_will_get(measured) -> None:
     assert measured["DIXON WATER"]["plan"].startswith("Dixon water image: used with")
     assert measured["T1 VIBE"]["plan"] == ("MR (not a quantitative map): liver volume only "
                                            "will be measured")
+
+
+def test_one_mr_visit_carries_pdff_and_stiffness_from_their_own_map_series(measured
+                                                                          ) -> None:
+    cohort = measured["cohort"]
+    visits = cohort.visits.set_index("patient")
+    assert len(visits) == 2  # one visit per study, not one per series
+    for patient in visits.index:
+        row = visits.loc[patient]
+        assert abs(row["liver_pdff_median_pct"] - TRUTH["pdff_pct"]) <= 1.0
+    full = visits.loc[visits["liver_mre_stiffness_median_kpa"].notna()]
+    assert len(full) == 1
+    row = full.iloc[0]
+    assert abs(row["liver_mre_stiffness_median_kpa"] - TRUTH["stiffness_kpa"]) <= 0.2
+    assert abs(row["liver_r2star_median_per_s"] - TRUTH["r2star_per_s"]) <= 1.0
+    assert abs(row["liver_signal_fat_fraction_pct"] - TRUTH["pdff_pct"]) <= 1.0
+    assert cohort.feature_meta["liver_pdff_median_pct"]["kind"] == "imaging"
 
 
 # --------------------------------------------------------------------------- recognition
@@ -252,5 +272,5 @@ def test_map_biomarkers_are_defined_with_their_thresholds_and_apart_from_reporte
     assert mre.thresholds == ((5.0, "suggests cirrhosis (MRE >= 5 kPa)"),)
     assert "mre_kpa" in mre.definition and column("mre_kpa").label != mre.label
     assert column("mri_pdff_pct").label != pdff.label
-    assert set(mr_quant.MAP_FEATURES[PDFF]) <= set(
-        __import__("analytics.features.registry", fromlist=["FEATURES"]).FEATURES)
+    for names in mr_quant.MAP_FEATURES.values():
+        assert set(names) <= set(FEATURES)

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from analytics.cohort.table import build_cohort
 from analytics.config import load_settings
 from analytics.features import mr_quant, segmentation, totalseg
-from analytics.cohort.table import build_cohort
 from analytics.features.batch import extract_stored_series, write_outcome
 from analytics.features.mr_companions import BORROWED, measurement_plans
 from analytics.features.mr_quant import (
@@ -24,8 +24,8 @@ from analytics.features.mr_quant import (
     recognise,
     resolve_scale,
 )
-from analytics.features.settings import FeatureSettings
 from analytics.features.registry import FEATURES
+from analytics.features.settings import FeatureSettings
 from analytics.ingest.loader import load_volume
 from analytics.ingest.pipeline import ingest_uploads
 from analytics.store import open_store

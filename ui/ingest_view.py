@@ -13,6 +13,7 @@ import pandas as pd
 
 from analytics.audit import Actor
 from analytics.config import PacsSettings, Settings
+from analytics.features.mr_companions import measurement_plans
 from analytics.features.totalseg import series_needing_mask
 from analytics.ingest.nifti_masks import parse_label_table
 from analytics.store.db import Store
@@ -23,7 +24,7 @@ from analytics.usecases.context import Context
 from ui.jobs import Job
 
 RESULT_COLUMNS = ("item", "outcome", "patient", "study_date", "modality", "slices", "masks",
-                  "reason", "warning")
+                  "measurements", "reason", "warning")
 #: feature extraction after ingest runs in this many worker processes
 FEATURE_WORKERS = 1
 #: longest a single series' feature extraction may take from the dashboard
@@ -86,6 +87,12 @@ def _needs_mask(store: Store, report) -> dict[str, str]:
                                        if s.get("status") == "complete"])
 
 
+def _measurements(store: Store, settings: Settings, report) -> dict[str, str]:
+    """Per complete series: which liver measurements it will get, which not and why."""
+    return measurement_plans(store, settings, [s["series_uid"] for s in report.series
+                                               if s.get("status") == "complete"])
+
+
 def label_table(text: str | None) -> dict[int, str] | None:
     """The NIfTI label table typed on the page (``5=liver,1=spleen`` or a table name).
 
@@ -126,6 +133,7 @@ def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
     batch = _features(job, settings, _new_complete(report)) if extract else None
     return {"report": report, "features": batch, "names": [n for n, _b in files],
             "needs_mask": _needs_mask(store, report),
+            "measurements": _measurements(store, settings, report),
             "study_dates": ingest_uc.report_study_dates(Context(actor, store), report)}
 
 
@@ -139,6 +147,7 @@ def link_pacs_job(job: Job, store: Store, settings: Settings, actor: Actor,
     batch = _features(job, settings, _new_complete(report)) if extract else None
     return {"report": report, "features": batch, "names": [],
             "needs_mask": _needs_mask(store, report),
+            "measurements": _measurements(store, settings, report),
             "study_dates": ingest_uc.report_study_dates(Context(actor, store), report)}
 
 
@@ -173,11 +182,14 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
     an identity conflict; the reason names the stored patient's pseudonym and the fields
     that differ, never their values), ``rejected``, ``quarantined``, ``conflict``; then features ``failed`` rows from the extraction that followed. An MR
     series that has no liver values for want of a mask says so in ``reason``
-    (``result["needs_mask"]``). ``study_date`` is the date as the viewer may see it
+    (``result["needs_mask"]``). ``measurements`` says per stored series which liver
+    measurements feature extraction will make and which it cannot, and why
+    (``result["measurements"]``). ``study_date`` is the date as the viewer may see it
     (``result["study_dates"]``: real for the identified view, else the stored one).
     """
     report = result["report"]
     needs = result.get("needs_mask") or {}
+    plans = result.get("measurements") or {}
     dates = result.get("study_dates") or {}
     rows = []
     for s in report.series:
@@ -189,7 +201,8 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
                      "patient": s.get("patient"),
                      "study_date": dates.get(s["series_uid"], s.get("study_date")),
                      "modality": s.get("modality"), "slices": s.get("slices"),
-                     "masks": s.get("masks"), "reason": reason,
+                     "masks": s.get("masks"),
+                     "measurements": plans.get(s["series_uid"], ""), "reason": reason,
                      "warning": "; ".join(s.get("warnings", []))})
     for h in getattr(report, "held", []):
         rows.append({"item": f"series {h['series_uid']}", "outcome": "held",

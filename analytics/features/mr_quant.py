@@ -352,9 +352,9 @@ def measurement_plan(modality: str, header: dict[str, Any] | None, has_liver_mas
     if reading.kind == NOT_MEASURED:
         return f"no measurement: {reading.withheld}"
     if reading.kind is None:
-        what = "MR (not a quantitative map): liver volume only"
-        return (what + (" will be measured" if mask_ok else
-                        "; no measurement: needs a liver mask"))
+        what = "MR image (not a quantitative map): "
+        return what + ("liver volume and shape will be measured" if mask_ok else
+                       "no measurement: needs a liver mask")
     words = MAP_WORDS[reading.kind]
     if reading.kind == DIXON_WATER:
         return (f"{words}: used with the Dixon fat image for the signal fat fraction "
@@ -366,9 +366,11 @@ def measurement_plan(modality: str, header: dict[str, Any] | None, has_liver_mas
         if checked.withheld:
             what = "liver PDFF will be measured if the image range identifies its scale"
         else:
-            what = {PDFF: "liver PDFF (median, mean)", R2STAR: "liver R2*",
-                    STIFFNESS: "liver stiffness (median, mean)"}[reading.kind] + \
-                " will be measured"
+            what = {PDFF: "liver PDFF (median, mean) will be measured; >= 5 % is "
+                          "steatosis",
+                    R2STAR: "liver R2* will be measured",
+                    STIFFNESS: "liver stiffness (median, mean) will be measured; >= 5 kPa "
+                               "suggests cirrhosis"}[reading.kind]
     else:
         what = ("signal fat fraction F/(F+W) (not PDFF) will be measured with the Dixon "
                 "water image of the same study")

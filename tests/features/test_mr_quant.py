@@ -142,14 +142,17 @@ def test_map_series_get_no_generic_intensity_statistics(measured) -> None:
 
 
 def test_the_ingest_plan_says_what_each_series_will_get(measured) -> None:
-    assert measured["PDFF"]["plan"] == "PDFF map: liver PDFF (median, mean) will be measured"
+    assert measured["PDFF"]["plan"] == ("PDFF map: liver PDFF (median, mean) will be "
+                                        "measured; >= 5 % is steatosis")
     assert measured["FF"]["plan"] == ("PDFF map: liver PDFF will be measured if the image "
                                       "range identifies its scale")
     assert measured["MRE STIFFNESS"]["plan"] == (
-        "MR elastography stiffness map: liver stiffness (median, mean) will be measured")
+        "MR elastography stiffness map: liver stiffness (median, mean) will be measured; "
+        ">= 5 kPa suggests cirrhosis")
     assert measured["DIXON WATER"]["plan"].startswith("Dixon water image: used with")
-    assert measured["T1 VIBE"]["plan"] == ("MR (not a quantitative map): liver volume only "
-                                           "will be measured")
+    # its liver mask is borrowed from a map series of the same study
+    assert measured["T1 VIBE"]["plan"] == ("MR image (not a quantitative map): liver volume "
+                                           "and shape will be measured")
 
 
 def test_one_mr_visit_carries_pdff_and_stiffness_from_their_own_map_series(measured

@@ -1,5 +1,8 @@
 """``hepatrack ingest SOURCE... [--json] [--no-deidentify] [--patient ID] [--labels TABLE]``.
 
+Each stored series says which liver measurements feature extraction will make and which
+it cannot, and why (``measurements`` in the JSON, a line under the series otherwise).
+
 Exit 0 when anything was ingested or was already stored; 2 when everything was refused
 (or nothing was found), with one line on stderr saying why.
 """
@@ -11,6 +14,7 @@ import sys
 
 from analytics.cli import EXIT_BAD_INPUT, EXIT_OK, CommandResult, command
 from analytics.config import Settings
+from analytics.features.mr_companions import measurement_plans
 from analytics.ingest.nifti_masks import parse_label_table
 from analytics.ingest.results import IngestReport
 from analytics.ingest.stacks import listing
@@ -32,6 +36,8 @@ def _summary(report: IngestReport) -> str:
                      f"{s['slices']:4} slices  {s['masks']} masks  {state}"
                      + (f": {s['reason']}" if s.get("reason") else ""))
         lines.extend(f"    warning: {w}" for w in s.get("warnings", []))
+        if s.get("measurements"):
+            lines.append(f"    measurements: {s['measurements']}")
         if s.get("stacks"):
             lines.append(f"    split into {len(s['stacks'])} stacks: "
                          + listing([(t["label"], t["frames"]) for t in s["stacks"]])
@@ -54,6 +60,11 @@ def run(args: argparse.Namespace, settings: Settings) -> CommandResult:
         report = ingest_paths(Context.cli(store, settings), PathsRequest(
             list(args.sources), deidentify=False if args.no_deidentify else None,
             assign_patient=args.patient, labels=labels))
+        plans = measurement_plans(store, settings, [
+            x["series_uid"] for x in report.series if x.get("status") == "complete"])
+        for x in report.series:  # which liver measurements each series will get, and why not
+            if x["series_uid"] in plans:
+                x["measurements"] = plans[x["series_uid"]]
     finally:
         store.dispose()
     code = EXIT_OK if report.anything_stored else EXIT_BAD_INPUT

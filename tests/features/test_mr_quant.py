@@ -5,9 +5,12 @@ batch worker, as the dashboard runs them."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
+from analytics.cli import main
 from analytics.cohort.table import build_cohort
 from analytics.config import load_settings
 from analytics.features import mr_quant, segmentation, totalseg
@@ -277,3 +280,18 @@ def test_map_biomarkers_are_defined_with_their_thresholds_and_apart_from_reporte
     assert column("mri_pdff_pct").label != pdff.label
     for names in mr_quant.MAP_FEATURES.values():
         assert set(names) <= set(FEATURES)
+
+
+def test_the_ingest_command_reports_each_series_measurements_in_its_json(tmp_path, capsys,
+                                                                          monkeypatch) -> None:
+    monkeypatch.setattr(totalseg, "_installed_version", lambda: None)
+    study = write_mr_study(tmp_path / "src", patient_id="MRQ-CLI", series=("mre", "t1"),
+                           masks=False)
+    assert main(["--home", str(tmp_path / "home"), "ingest", str(tmp_path / "src"),
+                 "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    plans = sorted(s["measurements"] for s in report["series"])
+    assert len(study.images) == 2
+    assert plans == [
+        "MR elastography stiffness map: no measurement: needs a liver mask",
+        "MR image (not a quantitative map): no measurement: needs a liver mask"]

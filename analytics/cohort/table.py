@@ -399,7 +399,7 @@ def _with_map_values(wide: pd.DataFrame, chosen: Any, same_day: list[Any]
     for other in same_day:
         if other.id == chosen.id or other.id not in wide.index:
             continue
-        for name in vocabulary.MR_MAP_FEATURES.intersection(wide.columns):
+        for name in (n for n in vocabulary.MR_MAP_FEATURES if n in wide.columns):
             if pd.isna(values.get(name)) and pd.notna(wide.at[other.id, name]):
                 values[name] = wide.at[other.id, name]
     return list(values.items())

@@ -250,7 +250,7 @@ _MR_MAP_DEFS: tuple[Column, ...] = (
 
 #: biomarkers of quantitative MR maps: each measured on its own map series, so a study's
 #: visit takes each from whichever of its series measured it
-MR_MAP_FEATURES: frozenset[str] = frozenset(d.name for d in _MR_MAP_DEFS)
+MR_MAP_FEATURES: tuple[str, ...] = tuple(d.name for d in _MR_MAP_DEFS)
 
 #: the names fixed by ARCHITECTURE.md
 CORE_FEATURES: tuple[str, ...] = (

@@ -89,7 +89,9 @@ def attach_companions(store, settings: Settings, volume: Volume,
     if volume.meta.get("mask_errors"):
         return masks  # a delivered mask failed: say so, never fill in from elsewhere
     best = None  # (same grid, source liver mL, uid, source volume, source masks)
-    for uid in siblings:
+    with_liver = [uid for uid, _m, delivered in dicom.delivered_segments(store, siblings)
+                  if _has_liver(delivered)]  # only those are read: pixels are costly
+    for uid in (u for u in siblings if u in with_liver):
         try:
             other, other_masks = load_series(store, settings, uid)
         except HepaTrackError:

@@ -343,8 +343,9 @@ def measurement_plan(modality: str, header: dict[str, Any] | None, has_liver_mas
     """
     modality = (modality or "").upper()
     if modality == "CT":
-        return "CT: liver and spleen volume and attenuation will be measured" + (
-            "" if has_liver_mask else " (automatic segmentation)")
+        return ("CT: liver and spleen volume and attenuation will be measured where the "
+                "organs are in the field of view" + (
+                    "" if has_liver_mask else " (automatic segmentation)"))
     if modality != "MR":
         return f"{modality or 'unknown modality'}: no liver measurement"
     reading = recognise(header, modality)

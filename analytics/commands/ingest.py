@@ -1,7 +1,8 @@
 """``hepatrack ingest SOURCE... [--json] [--no-deidentify] [--patient ID] [--labels TABLE]``.
 
 Each stored series says which liver measurements feature extraction will make and which
-it cannot, and why (``measurements`` in the JSON, a line under the series otherwise).
+it cannot, and why (``measurements`` in the JSON; a line under each MR series in the
+text summary).
 
 Exit 0 when anything was ingested or was already stored; 2 when everything was refused
 (or nothing was found), with one line on stderr saying why.
@@ -36,7 +37,7 @@ def _summary(report: IngestReport) -> str:
                      f"{s['slices']:4} slices  {s['masks']} masks  {state}"
                      + (f": {s['reason']}" if s.get("reason") else ""))
         lines.extend(f"    warning: {w}" for w in s.get("warnings", []))
-        if s.get("measurements"):
+        if s.get("measurements") and s.get("modality") == "MR":  # CT: always the same
             lines.append(f"    measurements: {s['measurements']}")
         if s.get("stacks"):
             lines.append(f"    split into {len(s['stacks'])} stacks: "

@@ -13,8 +13,10 @@ import pandas as pd
 
 from analytics.audit import Actor
 from analytics.config import PacsSettings, Settings
+from analytics.features.mr_companions import measurement_plans
 from analytics.features.totalseg import series_needing_mask
 from analytics.ingest.nifti_masks import parse_label_table
+from analytics.ingest.ultrasound_series import measurement_words
 from analytics.store.db import Store
 from analytics.usecases import identity as identity_uc
 from analytics.usecases import ingest as ingest_uc
@@ -23,7 +25,7 @@ from analytics.usecases.context import Context
 from ui.jobs import Job
 
 RESULT_COLUMNS = ("item", "outcome", "patient", "study_date", "modality", "slices", "masks",
-                  "reason", "warning", "measurements")
+                  "measurements", "reason", "warning")
 #: feature extraction after ingest runs in this many worker processes
 FEATURE_WORKERS = 1
 #: longest a single series' feature extraction may take from the dashboard
@@ -88,6 +90,12 @@ def _needs_mask(store: Store, report) -> dict[str, str]:
                                        if s.get("status") == "complete"])
 
 
+def _measurements(store: Store, settings: Settings, report) -> dict[str, str]:
+    """Per complete series: which liver measurements it will get, which not and why."""
+    return measurement_plans(store, settings, [s["series_uid"] for s in report.series
+                                               if s.get("status") == "complete"])
+
+
 def label_table(text: str | None) -> dict[int, str] | None:
     """The NIfTI label table typed on the page (``5=liver,1=spleen`` or a table name).
 
@@ -128,6 +136,7 @@ def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
     batch = _features(job, settings, _new_complete(report)) if extract else None
     return {"report": report, "features": batch, "names": [n for n, _b in files],
             "needs_mask": _needs_mask(store, report),
+            "measurements": _measurements(store, settings, report),
             "study_dates": ingest_uc.report_study_dates(Context(actor, store), report)}
 
 
@@ -141,6 +150,7 @@ def link_pacs_job(job: Job, store: Store, settings: Settings, actor: Actor,
     batch = _features(job, settings, _new_complete(report)) if extract else None
     return {"report": report, "features": batch, "names": [],
             "needs_mask": _needs_mask(store, report),
+            "measurements": _measurements(store, settings, report),
             "study_dates": ingest_uc.report_study_dates(Context(actor, store), report)}
 
 
@@ -167,21 +177,6 @@ def search_pacs(store: Store, actor: Actor, pacs: PacsSettings, *,
     return df
 
 
-def measurement_text(series: dict[str, Any]) -> str:
-    """What will be measured on a stored series and what cannot (with why), in words; empty
-    for a series whose report says nothing about it (CT/MR: the volume extraction)."""
-    planned = series.get("measurements") or {}
-    parts = []
-    if planned.get("will"):
-        parts.append("will measure " + ", ".join(m["label"] for m in planned["will"])
-                     + f" ({planned['will'][0]['how']})")
-    parts.extend(f"cannot measure {m['label']}: {m['reason']}"
-                 for m in planned.get("cannot") or [])
-    if series.get("pixels_blanked_outside_region"):
-        parts.append("pixels outside the ultrasound image region blanked (burned-in text)")
-    return "; ".join(parts)
-
-
 def result_table(result: dict[str, Any]) -> pd.DataFrame:
     """One row per series (accepted, duplicate, incomplete) and per refused file.
 
@@ -190,11 +185,14 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
     an identity conflict; the reason names the stored patient's pseudonym and the fields
     that differ, never their values), ``rejected``, ``quarantined``, ``conflict``; then features ``failed`` rows from the extraction that followed. An MR
     series that has no liver values for want of a mask says so in ``reason``
-    (``result["needs_mask"]``). ``study_date`` is the date as the viewer may see it
+    (``result["needs_mask"]``). ``measurements`` says per stored series which liver
+    measurements feature extraction will make and which it cannot, and why
+    (``result["measurements"]``). ``study_date`` is the date as the viewer may see it
     (``result["study_dates"]``: real for the identified view, else the stored one).
     """
     report = result["report"]
     needs = result.get("needs_mask") or {}
+    plans = result.get("measurements") or {}
     dates = result.get("study_dates") or {}
     rows = []
     for s in report.series:
@@ -206,9 +204,10 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
                      "patient": s.get("patient"),
                      "study_date": dates.get(s["series_uid"], s.get("study_date")),
                      "modality": s.get("modality"), "slices": s.get("slices"),
-                     "masks": s.get("masks"), "reason": reason,
-                     "warning": "; ".join(s.get("warnings", [])),
-                     "measurements": measurement_text(s)})
+                     "masks": s.get("masks"),
+                     "measurements": measurement_words(s) or plans.get(s["series_uid"], ""),
+                     "reason": reason,
+                     "warning": "; ".join(s.get("warnings", []))})
     for h in getattr(report, "held", []):
         rows.append({"item": f"series {h['series_uid']}", "outcome": "held",
                      "patient": h.get("patient"),

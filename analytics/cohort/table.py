@@ -14,7 +14,10 @@ Imaging visits
     feature extraction its biomarkers are NaN). Its biomarkers come from one series: among
     the complete series on that date, the one with the most non-missing features; ties go
     to the portal-venous phase, then unenhanced, then any other phase, then the lowest
-    series UID. Per series and feature the newest extractor
+    series UID. Quantitative MR map biomarkers (``vocabulary.MR_MAP_FEATURES``: PDFF,
+    R2*, MR elastography stiffness, Dixon signal fat fraction) are each measured on a
+    series of their own, so a visit the chosen series leaves without one takes it from
+    another series of that date, in the same order. Per series and feature the newest extractor
     run wins (even when it could not compute the value: a withheld value is NaN, never
     0). The visit's ``automatic_segmentation`` names the features whose winning value
     was measured on an automatic segmentation (the feature's ``automatic_segmentation``
@@ -371,11 +374,13 @@ def _scan_visits(series: list[SeriesRow], feature_rows: list[FeatureValueRow],
                         "in time; left out")
     candidates.sort(key=lambda c: c[:5])
     chosen: dict[tuple[int, dt.date], Any] = {}
+    same_day: dict[tuple[int, dt.date], list[Any]] = defaultdict(list)
     for c in candidates:
         chosen.setdefault((c[0], c[1]), c[5])
+        same_day[(c[0], c[1])].append(c[5])
     rows = []
     for (pid, sdate), r in chosen.items():
-        values = wide.loc[r.id].items() if r.id in wide.index else ()
+        values = _with_map_values(wide, r, same_day[(pid, sdate)])
         rows.append({"patient": name_of[pid], "time": _years(sdate, base[pid]),
                      "date": sdate, "series_uid": r.series_uid, "modality": r.modality,
                      "contrast_phase": r.contrast_phase,
@@ -384,6 +389,20 @@ def _scan_visits(series: list[SeriesRow], feature_rows: list[FeatureValueRow],
     scans = pd.DataFrame(rows, columns=None if rows else [
         "patient", "time", "date", "series_uid", "modality", "contrast_phase"])
     return scans, units
+
+
+def _with_map_values(wide: pd.DataFrame, chosen: Any, same_day: list[Any]
+                     ) -> list[tuple[str, Any]]:
+    """The chosen series' values, plus each MR map biomarker it lacks from the first other
+    series of the same date that measured it."""
+    values = dict(wide.loc[chosen.id].items()) if chosen.id in wide.index else {}
+    for other in same_day:
+        if other.id == chosen.id or other.id not in wide.index:
+            continue
+        for name in (n for n in vocabulary.MR_MAP_FEATURES if n in wide.columns):
+            if pd.isna(values.get(name)) and pd.notna(wide.at[other.id, name]):
+                values[name] = wide.at[other.id, name]
+    return list(values.items())
 
 
 def _automatic_names(feature_rows: list[FeatureValueRow], latest: pd.DataFrame

@@ -1,5 +1,9 @@
 """``hepatrack ingest SOURCE... [--json] [--no-deidentify] [--patient ID] [--labels TABLE]``.
 
+Each stored series says which liver measurements feature extraction will make and which
+it cannot, and why (``measurements`` in the JSON; a line under each MR series in the
+text summary).
+
 Exit 0 when anything was ingested or was already stored; 2 when everything was refused
 (or nothing was found), with one line on stderr saying why.
 """
@@ -11,9 +15,11 @@ import sys
 
 from analytics.cli import EXIT_BAD_INPUT, EXIT_OK, CommandResult, command
 from analytics.config import Settings
+from analytics.features.mr_companions import measurement_plans
 from analytics.ingest.nifti_masks import parse_label_table
 from analytics.ingest.results import IngestReport
 from analytics.ingest.stacks import listing
+from analytics.ingest.ultrasound_series import measurement_words
 from analytics.store import open_store
 from analytics.usecases.context import Context
 from analytics.usecases.ingest import PathsRequest, ingest_paths
@@ -32,6 +38,8 @@ def _summary(report: IngestReport) -> str:
                      f"{s['slices']:4} slices  {s['masks']} masks  {state}"
                      + (f": {s['reason']}" if s.get("reason") else ""))
         lines.extend(f"    warning: {w}" for w in s.get("warnings", []))
+        if s.get("measurements") and s.get("modality") == "MR":  # CT: always the same
+            lines.append(f"    measurements: {s['measurements']}")
         if s.get("stacks"):
             lines.append(f"    split into {len(s['stacks'])} stacks: "
                          + listing([(t["label"], t["frames"]) for t in s["stacks"]])
@@ -54,6 +62,13 @@ def run(args: argparse.Namespace, settings: Settings) -> CommandResult:
         report = ingest_paths(Context.cli(store, settings), PathsRequest(
             list(args.sources), deidentify=False if args.no_deidentify else None,
             assign_patient=args.patient, labels=labels))
+        plans = measurement_plans(store, settings, [
+            x["series_uid"] for x in report.series if x.get("status") == "complete"])
+        for x in report.series:  # which liver measurements each series will get, and why not
+            if isinstance(x.get("measurements"), dict):  # ultrasound: its frame measurements
+                x["measurements"] = measurement_words(x)
+            elif x["series_uid"] in plans:
+                x["measurements"] = plans[x["series_uid"]]
     finally:
         store.dispose()
     code = EXIT_OK if report.anything_stored else EXIT_BAD_INPUT

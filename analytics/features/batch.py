@@ -46,6 +46,7 @@ from analytics.features.extract import (
     extract_series_features,
 )
 from analytics.features.geometry import orientation
+from analytics.features.mr_companions import attach_companions
 from analytics.features.radiomics import radiomics_features
 from analytics.features.registry import AUTOMATIC, RADIOMICS_PREFIX
 from analytics.features.totalseg import (
@@ -120,6 +121,7 @@ def extract_stored_series(series_uid: str, settings: Settings, feature_settings:
         # one phase per series, decided at ingest: the stored, de-identified header may
         # have lost the description it was read from
         volume.contrast_phase = ingest_phase(store, series_uid)
+        masks = attach_companions(store, settings, volume, masks)  # MR: Dixon pair, mask
         result = extract_series_features(volume, masks, feature_settings)
         radiomics: dict[str, Any] = {}
         if feature_settings.radiomics:

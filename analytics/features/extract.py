@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from analytics.errors import FeatureError
-from analytics.features import attenuation, measure
+from analytics.features import attenuation, measure, mr_quant
 from analytics.features.families import FAMILIES, Extraction
 from analytics.features.geometry import orientation
 from analytics.features.organ_masks import (
@@ -185,6 +185,11 @@ def extract_series_features(volume: Volume, masks: MaskSet | None,
                    partial=partial, warnings=warnings,
                    delivered_lesion=masks is not None and masks.get("lesion") is not None,
                    ingest_phase=attenuation.normalise_phase(volume.contrast_phase))
+    if modality == "MR":
+        x.quant = mr_quant.read_map(volume.meta.get("quant_header"), modality, image)
+        water = volume.meta.get("dixon_water")
+        if water is not None and np.shape(water) == volume.array.shape:
+            x.dixon_water = orient.to_canonical(np.asarray(water))
     x.decide_phase()
     for family in FAMILIES:
         family.compute(x)

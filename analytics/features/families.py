@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from analytics.features import attenuation, measure, texture
+from analytics.features import attenuation, measure, mr_quant, texture
 from analytics.features.landmarks import find_aorta
 from analytics.features.nodularity import surface_nodularity
 from analytics.features.settings import FeatureSettings
@@ -76,6 +76,9 @@ class Extraction:
         liver parenchyma's statistics.
     parenchyma
         The liver parenchyma ROI the texture is measured in.
+    quant, dixon_water
+        What quantitative MR map the series is (:mod:`analytics.features.mr_quant`), and
+        the Dixon water image on the same grid (canonical) for a Dixon fat image.
     """
 
     image: np.ndarray
@@ -98,6 +101,8 @@ class Extraction:
     vessels: VesselResult | None = None
     liver_stats: measure.RoiStats | None = None
     parenchyma: np.ndarray | None = None
+    quant: mr_quant.MapReading | None = None
+    dixon_water: np.ndarray | None = None
 
     @property
     def liver(self) -> np.ndarray | None:
@@ -308,6 +313,53 @@ def lesions(x: Extraction) -> None:
     x.values["lesion_count"], x.values["lesion_volume_ml"] = float(n), vol
 
 
+def quantitative_maps(x: Extraction) -> None:
+    """Liver PDFF, R2*, MR elastography stiffness or Dixon signal fat fraction of a
+    recognised quantitative MR map (:mod:`analytics.features.mr_quant`), inside the liver
+    mask eroded in-plane; a map's values are not signal intensities, so the generic MR
+    intensity statistics of the series are withheld."""
+    q = x.quant
+    if q is None or q.kind is None:
+        return
+    why_not_intensity = (f"{mr_quant.MAP_WORDS.get(q.kind, 'quantitative map')}: its values "
+                         "are not signal intensities" if q.kind != mr_quant.NOT_MEASURED
+                         else f"not a signal-intensity image ({q.withheld})")
+    for name in MR_INTENSITY:
+        x.values[name] = None
+        x.flag(name)["reason"] = why_not_intensity
+    names = mr_quant.MAP_FEATURES.get(q.kind, ())
+    if not names:
+        return
+    for name in names:
+        x.values[name] = None
+        x.flag(name)["map_recognised_from"] = q.evidence
+    if q.withheld or q.scale is None:
+        for name in names:
+            x.flag(name)["reason"] = q.withheld or "the map's unit is not established"
+        return
+    if x.liver is None:
+        return  # the reason (no liver mask) is given with the other liver features
+    roi, used = mr_quant.roi_in_plane(x.liver, x.settings.erosion_voxels, MIN_ROI_VOXELS)
+    if roi is None:
+        for name in names:
+            x.flag(name)["reason"] = "liver mask is empty"
+        return
+    for name in names:
+        x.flag(name)["erosion_pixels_in_plane"] = used
+        x.flag(name)["unit_from"] = q.scale.source
+    if q.kind == mr_quant.DIXON_FAT:
+        if x.dixon_water is None:
+            x.flag(names[0])["reason"] = ("no Dixon water image of the same study on the "
+                                          "same grid: the signal fat fraction needs both")
+            return
+        x.values[names[0]] = mr_quant.signal_fat_fraction(x.image, x.dixon_water, roi)
+        return
+    median, mean = mr_quant.measure_map(x.image, roi, q.scale)
+    x.values[names[0]] = median
+    if len(names) > 1:
+        x.values[names[1]] = mean
+
+
 #: every feature family, in the order they run
 FAMILIES: tuple[Family, ...] = (
     Family("volume", ("liver_volume_ml", "spleen_volume_ml"), volumes),
@@ -317,6 +369,8 @@ FAMILIES: tuple[Family, ...] = (
     Family("texture", texture.TEXTURE_FEATURES, textures),
     Family("nodularity", ("liver_surface_nodularity",), nodularity),
     Family("lesions", ("lesion_count", "lesion_volume_ml"), lesions),
+    Family("mr_maps", tuple(n for names in mr_quant.MAP_FEATURES.values() for n in names),
+           quantitative_maps),
 )
 
 

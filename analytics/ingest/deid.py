@@ -126,6 +126,8 @@ t1 t2 pd flair dwi adc diffusion perfusion vibe lava thrive mdixon dixon starvib
 fse tse haste ssfse space cube fs fatsat fat-sat inphase in-phase opp opposed outphase
 out-phase water ip op sub subtraction eob eovist primovist gadoxetate gad gd gadolinium
 mra mrcp elastography mre stiffness wave pdff r2 r2star t2star iron seg segmentation
+map maps fraction fatfrac ideal quant liverlab elastogram confidence kpa magnitude proton
+density
 segmentations mask masks label labels roi rois contour contours structure structures
 auto automatic manual edited reviewed total totalsegmentator ground truth reference gt
 prediction predicted model ai nnunet unet omnipaque iohexol iopamidol isovue iomeron

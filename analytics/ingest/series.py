@@ -30,6 +30,7 @@ from analytics.ingest.findings import EXCLUDED, INCOHERENT, LIMIT, Rejection
 from analytics.ingest.geometry import FrameGeometry
 from analytics.ingest.header import ENHANCED_SOP_CLASSES
 from analytics.ingest.pixels import is_native, stored_frames
+from analytics.ingest.quant_header import rescaled_quant_header
 from analytics.ingest.reader import ParsedInstance, SafeParser, parse_trusted
 from analytics.ingest.stacks import (
     RULE,
@@ -575,6 +576,8 @@ def build_volume(instances: list[ParsedInstance] | list[pydicom.Dataset],
         if own_decoder is not None:
             own_decoder.close()
     first = check.instances[0]
+    meta_quant = (rescaled_quant_header(first.header, check._geoms)
+                  if (geo["modality"] or "").upper() == "MR" else None)
     return Volume(
         array=out, spacing_mm=tuple(geo["spacing_mm"]), origin_mm=tuple(geo["origin_mm"]),
         direction=np.array(geo["direction"]), modality=geo["modality"],
@@ -587,4 +590,5 @@ def build_volume(instances: list[ParsedInstance] | list[pydicom.Dataset],
                                     for i in dict.fromkeys(i for i, _ in check.frames)],
               "stack": geo.get("stack"), "stacks": geo.get("stacks"),
               "slice_positions_mm": geo["slice_positions_mm"], "notes": geo["notes"],
-              "excluded": [r.as_dict() for r in check.excluded]})
+              "excluded": [r.as_dict() for r in check.excluded],
+              "quant_header": meta_quant})

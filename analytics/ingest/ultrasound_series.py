@@ -94,3 +94,20 @@ def ultrasound_entry(geometry: dict | None) -> dict:
     return {"pixels_blanked_outside_region": bool(us.get("pixels_outside_regions_blanked")),
             "calibrated": bool(us.get("calibrated")),
             "measurements": planned_measurements(geometry)}
+
+
+def measurement_words(series: dict) -> str:
+    """What will be measured on a stored series and what cannot (with why), in words; empty
+    for a series whose report says nothing about it (CT/MR: the volume extraction)."""
+    planned = series.get("measurements") or {}
+    if isinstance(planned, str):  # already in words (the ingest command's JSON)
+        return planned
+    parts = []
+    if planned.get("will"):
+        parts.append("will measure " + ", ".join(m["label"] for m in planned["will"])
+                     + f" ({planned['will'][0]['how']})")
+    parts.extend(f"cannot measure {m['label']}: {m['reason']}"
+                 for m in planned.get("cannot") or [])
+    if series.get("pixels_blanked_outside_region"):
+        parts.append("pixels outside the ultrasound image region blanked (burned-in text)")
+    return "; ".join(parts)

@@ -16,8 +16,9 @@ from analytics.store.db import Store
 from analytics.store.schema import IdentityHold, Instance, Mask, Patient, Series, Study
 
 __all__ = ["DeliveredMask", "SeriesFiles", "SeriesSummary", "delivered_masks", "mask_counts",
-           "series_files", "series_for_refs", "series_geometries", "series_summary",
-           "stored_hashes", "stored_instances"]
+           "series_files", "series_for_refs", "series_frame_of_reference",
+           "series_geometries", "series_summary", "stored_hashes", "stored_instances",
+           "study_siblings"]
 
 
 @dataclass(frozen=True)
@@ -170,3 +171,25 @@ def delivered_segments(store: Store, series_uids: Sequence[str]
         return [(uid, modality, list(s.scalars(select(Mask.segments).where(
                     Mask.series_id == sid, Mask.automatic.is_(False))).all()))
                 for sid, uid, modality in rows]
+
+
+def study_siblings(store: Store, series_uid: str) -> list[tuple[str, str, str | None, str]]:
+    """``(series UID, modality, frame of reference UID, status)`` of the other series of
+    the study that holds ``series_uid`` (empty if it is not stored)."""
+    with store.session() as s:
+        study_id = s.scalar(select(Series.study_id).where(Series.series_uid == series_uid))
+        if study_id is None:
+            return []
+        rows = s.execute(select(Series.series_uid, Series.modality,
+                                Series.frame_of_reference_uid, Series.status)
+                         .where(Series.study_id == study_id,
+                                Series.series_uid != series_uid)
+                         .order_by(Series.id)).all()
+    return [tuple(r) for r in rows]
+
+
+def series_frame_of_reference(store: Store, series_uid: str) -> str | None:
+    """The stored series' Frame of Reference UID (None if unknown or not stored)."""
+    with store.session() as s:
+        return s.scalar(select(Series.frame_of_reference_uid)
+                        .where(Series.series_uid == series_uid))

@@ -171,6 +171,14 @@ def _flag(value: float, rng: tuple[float | None, float | None] | None) -> str:
     return "within normal"
 
 
+def _threshold_flag(name: str, value: float) -> str:
+    """The meaning of the highest published threshold ``value`` reaches (``column.
+    thresholds``), e.g. ``"suggests cirrhosis (MRE >= 5 kPa)"``; empty when none."""
+    reached = [(t, meaning) for t, meaning in vocabulary.column(name).thresholds
+               if np.isfinite(value) and value >= t]
+    return max(reached)[1] if reached else ""
+
+
 @dataclass(frozen=True)
 class _Series:
     """One biomarker's values in time order, with the phase of each (imaging only)."""
@@ -241,7 +249,7 @@ def _summary_row(s: _Series) -> dict[str, object]:
             "change": latest - previous if np.isfinite(previous) else np.nan,
             "normal_low": rng[0] if rng and rng[0] is not None else np.nan,
             "normal_high": rng[1] if rng and rng[1] is not None else np.nan,
-            "flag": _flag(latest, rng),
+            "flag": _threshold_flag(s.name, latest) or _flag(latest, rng),
             "phase": phase_text(phase) if s.kind == "imaging" else "",
             "compared_with": compared}
 
@@ -264,7 +272,8 @@ def biomarker_summary(biomarkers: pd.DataFrame, visits: pd.DataFrame, *,
     visits
         ``PatientDetail.visits`` (``time_years`` and one column per lab).
     imaging
-        Imaging biomarkers to list, in order; default the core biomarkers present.
+        Imaging biomarkers to list, in order; default the core biomarkers present, then
+        the quantitative MR map biomarkers present (PDFF, R2*, MRE stiffness).
     labs
         Lab columns to list, in order, when present.
 
@@ -274,13 +283,15 @@ def biomarker_summary(biomarkers: pd.DataFrame, visits: pd.DataFrame, *,
         :data:`SUMMARY_COLUMNS`: ``kind`` is ``imaging`` or ``lab``; ``change`` is latest
         minus previous (NaN with one value); ``normal_low``/``normal_high`` from the
         feature registry (NaN where it quotes none or the phase rules it out); ``flag``
-        ``below normal``, ``above normal``, ``within normal`` or empty (no range);
+        the meaning of a published threshold the latest value reaches (``"suggests
+        cirrhosis (MRE >= 5 kPa)"``), else ``below normal``, ``above normal``, ``within
+        normal`` or empty (no range);
         ``phase`` the latest scan's contrast phase in words (empty for labs);
         ``compared_with`` what ``previous`` is (``"previous scan"``, ``"previous
         portal venous scan"``, :data:`NO_SAME_PHASE`, ``"previous value"`` or empty).
     """
     names = list(imaging) if imaging is not None else [
-        n for n in vocabulary.CORE_FEATURES
+        n for n in (*vocabulary.CORE_FEATURES, *vocabulary.MR_MAP_FEATURES)
         if not biomarkers.empty and (biomarkers["name"] == n).any()]
     rows = _imaging_series(biomarkers, names) + _lab_series(visits, labs)
     return pd.DataFrame([_summary_row(s) for s in rows], columns=list(SUMMARY_COLUMNS))

@@ -50,6 +50,7 @@ from analytics.vocabulary.clinical import (
 from analytics.vocabulary.imaging import (
     CORE_FEATURES,
     IMAGING_COLUMNS,
+    MR_MAP_FEATURES,
     PHASE_CODES,
     PHASE_DEPENDENT,
     RADIOMICS_PREFIX,
@@ -61,8 +62,8 @@ from analytics.vocabulary.ultrasound import ULTRASOUND_COLUMNS, ULTRASOUND_DEFS
 __all__ = [
     "CODED", "COLUMNS", "CORE_FEATURES", "CT", "DERIVED", "HIGHER_IS_WORSE", "IMAGING",
     "IMAGING_COLUMNS", "LAB", "LANDMARK", "LANDMARK_SQ", "LOWER_IS_WORSE", "LOW_IS_WORSE",
-    "MR", "NEUTRAL", "PHASE_CODES", "PHASE_DEPENDENT", "RADIOMICS_PREFIX", "RECORD", "SOURCES",
-    "STEATOSIS_CODES", "ULTRASOUND_COLUMNS",
+    "MR", "MR_MAP_FEATURES", "NEUTRAL", "PHASE_CODES", "PHASE_DEPENDENT", "RADIOMICS_PREFIX",
+    "RECORD", "SOURCES", "STEATOSIS_CODES", "ULTRASOUND_COLUMNS",
     "Column", "FeatureInfo", "applies_to_modality", "column", "describe_column",
     "event_label", "event_words", "feature_info", "imaging_feature", "label", "label_with_unit", "low_is_worse", "normal_range",
     "shown_unit", "unit",
@@ -140,7 +141,7 @@ def column(name: str) -> Column:
                            source=DERIVED, definition=definition.format(base.name),
                            direction=base.direction if unit_fmt else NEUTRAL,
                            normal_range=None, plausible_range=None, categorical=False,
-                           codes={}, unit_aliases={})
+                           codes={}, unit_aliases={}, thresholds=())
     if name.startswith(RADIOMICS_PREFIX):
         return radiomics_column(name)
     stem, suffix_unit = _split(name)

@@ -58,6 +58,9 @@ class Column:
     unit_aliases
         Other-unit spellings of the column in a visits file: name -> factor, value in
         this column's unit = value / factor.
+    thresholds
+        Published decision thresholds in ``unit``: ``(value, meaning)``, the meaning
+        holding at or above the value (e.g. ``(5.0, "suggests cirrhosis")``).
     """
 
     name: str
@@ -73,6 +76,7 @@ class Column:
     codes: dict[object, str] = field(default_factory=dict)
     requires: tuple[str, ...] = ()
     unit_aliases: dict[str, float] = field(default_factory=dict)
+    thresholds: tuple[tuple[float, str], ...] = ()
 
     @property
     def shown_unit(self) -> str:

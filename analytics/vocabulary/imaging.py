@@ -190,6 +190,68 @@ _DEFS: tuple[Column, ...] = (
         NEUTRAL, (MR,)),
 )
 
+_MAP_ROI = ("inside the liver mask eroded in-plane by 3 pixels on each slice (maps are often "
+            "a few thick slices), the map recognised from Image Type or the series "
+            "description and read in its unit from the header's Real World Value Mapping or "
+            "Rescale Type (analytics.features.mr_quant)")
+_FROM_IMAGE = ("Measured by HepaTrack on the image; a value stated in a report and "
+               "imported with the visits is the separate column {} (its own source).")
+_MR_MAP_DEFS: tuple[Column, ...] = (
+    _imaging(
+        "liver_pdff_median_pct", "Liver PDFF, median (MR map)", "%",
+        f"Median proton-density fat fraction of the vendor's PDFF map {_MAP_ROI}. A map "
+        "without a stated unit is read as percent, per mille or a fraction only when its "
+        "range says so (subcutaneous fat near 100 %); otherwise withheld. PDFF >= 5 % is "
+        "steatosis (Reeder et al., J Magn Reson Imaging 2011; Castera et al., "
+        "Gastroenterology 2019). " + _FROM_IMAGE.format("mri_pdff_pct"),
+        HIGHER_IS_WORSE, (MR,), normal_range=(None, 5.0),
+        thresholds=((5.0, "steatosis (PDFF >= 5 %)"),)),
+    _imaging(
+        "liver_pdff_mean_pct", "Liver PDFF, mean (MR map)", "%",
+        f"Mean proton-density fat fraction of the vendor's PDFF map {_MAP_ROI}. PDFF >= 5 % "
+        "is steatosis (Reeder et al., J Magn Reson Imaging 2011). "
+        + _FROM_IMAGE.format("mri_pdff_pct"),
+        HIGHER_IS_WORSE, (MR,), normal_range=(None, 5.0),
+        thresholds=((5.0, "steatosis (PDFF >= 5 %)"),)),
+    _imaging(
+        "liver_r2star_median_per_s", "Liver R2*, median (MR map)", "1/s",
+        f"Median R2* of the vendor's R2* map {_MAP_ROI}. R2* rises with liver iron; its "
+        "normal range depends on field strength (about 2x higher at 3 T than at 1.5 T), "
+        "so none is applied (Wood et al., Blood 2005; Hernando et al., Magn Reson Med "
+        "2014). A map without a stated unit is not measured.",
+        HIGHER_IS_WORSE, (MR,)),
+    _imaging(
+        "liver_mre_stiffness_median_kpa", "Liver stiffness, median (MR elastography map)",
+        "kPa",
+        f"Median shear stiffness of the MR elastography stiffness map (elastogram) "
+        f"{_MAP_ROI}. About 2-3 kPa in normal livers; >= 5 kPa suggests cirrhosis "
+        "(Castera et al., Gastroenterology 2019; Rinella et al., AASLD practice guidance, "
+        "Hepatology 2023). Not interchangeable with transient elastography (lsm_kpa). "
+        "Confidence masks are not read: the whole eroded liver on the map's slices counts. "
+        "A map without a stated unit is not measured. " + _FROM_IMAGE.format("mre_kpa"),
+        HIGHER_IS_WORSE, (MR,),
+        thresholds=((5.0, "suggests cirrhosis (MRE >= 5 kPa)"),)),
+    _imaging(
+        "liver_mre_stiffness_mean_kpa", "Liver stiffness, mean (MR elastography map)", "kPa",
+        f"Mean shear stiffness of the MR elastography stiffness map {_MAP_ROI}; >= 5 kPa "
+        "suggests cirrhosis (Castera et al., Gastroenterology 2019). "
+        + _FROM_IMAGE.format("mre_kpa"),
+        HIGHER_IS_WORSE, (MR,),
+        thresholds=((5.0, "suggests cirrhosis (MRE >= 5 kPa)"),)),
+    _imaging(
+        "liver_signal_fat_fraction_pct", "Liver signal fat fraction (Dixon, not PDFF)", "%",
+        "Median of F/(F+W) voxel by voxel, from two-point Dixon fat (F) and water (W) "
+        f"magnitude images of the same grid, {_MAP_ROI.split(', the map')[0]}; measured on "
+        "the fat image with the water image of the same study. Not PDFF: T1 weighting, T2* "
+        "decay and the magnitude noise floor bias it, most at high fat fractions, so the "
+        "PDFF thresholds are not applied (Reeder et al., J Magn Reson Imaging 2011).",
+        HIGHER_IS_WORSE, (MR,)),
+)
+
+#: biomarkers of quantitative MR maps: each measured on its own map series, so a study's
+#: visit takes each from whichever of its series measured it
+MR_MAP_FEATURES: tuple[str, ...] = tuple(d.name for d in _MR_MAP_DEFS)
+
 #: the names fixed by ARCHITECTURE.md
 CORE_FEATURES: tuple[str, ...] = (
     "liver_volume_ml", "spleen_volume_ml", "liver_hu_mean", "liver_hu_median", "liver_hu_sd",
@@ -209,7 +271,7 @@ PHASE_DEPENDENT: frozenset[str] = frozenset({
 #: IBSI radiomics columns: ``radiomics_<roi>_<MIRP feature name>``
 RADIOMICS_PREFIX = "radiomics_"
 
-IMAGING_COLUMNS: dict[str, Column] = {d.name: d for d in _DEFS}
+IMAGING_COLUMNS: dict[str, Column] = {d.name: d for d in (*_DEFS, *_MR_MAP_DEFS)}
 
 
 def radiomics_column(name: str) -> Column:

@@ -282,6 +282,11 @@ def test_unreadable_dates_are_emptied_not_kept():
     ("AX T1 VIBE FS DYN ART", True),
     ("Liver_seg v2", True),
     ("portal_vein_and_splenic_vein", True),
+    ("PDFF MAP", True),  # quantitative MR maps are recognised by their description
+    ("FatFrac: IDEAL IQ", True),
+    ("R2* map", True),
+    ("MRE Elastogram (kPa)", True),
+    ("Dixon fat fraction", True),
     ("Liver triphasic Dr Wilson", False),
     ("MRN 12345678", False),
     ("Jane liver", False),  # the patient's own name

@@ -266,3 +266,28 @@ def test_matplotlib_twins_render_pngs_of_the_requested_size(render):
         png = mpl.calibration_png(cal, 2.0, size_in=(2, 2), dpi=100)
         size = (200, 200)
     assert Image.open(io.BytesIO(png)).size == size
+
+
+def test_mr_map_biomarkers_are_flagged_by_their_published_thresholds():
+    # PDFF 4 % then 12 %: steatosis from 5 %; MRE 4.4 kPa (below 5) and 6.1 kPa
+    bio = pd.DataFrame({
+        "time_years": [0.0, 1.0, 0.0, 1.0],
+        "name": ["liver_pdff_median_pct"] * 2 + ["liver_mre_stiffness_median_kpa"] * 2,
+        "value": [4.0, 12.0, 4.4, 6.1], "unit": ["%", "%", "kPa", "kPa"],
+        "contrast_phase": [None] * 4})
+    names = ["liver_pdff_median_pct", "liver_mre_stiffness_median_kpa"]
+    s = prep.biomarker_summary(bio, pd.DataFrame({"time_years": []}), imaging=names)
+    s = s.set_index("name")
+    assert s.loc["liver_pdff_median_pct", ["latest", "change", "normal_high"]].tolist() == [
+        12.0, 8.0, 5.0]
+    assert s.loc["liver_pdff_median_pct", "flag"] == "steatosis (PDFF >= 5 %)"
+    assert s.loc["liver_mre_stiffness_median_kpa", "flag"] == (
+        "suggests cirrhosis (MRE >= 5 kPa)")
+    early = prep.biomarker_summary(bio[bio["time_years"] == 0.0],
+                                   pd.DataFrame({"time_years": []}), imaging=names)
+    flags = dict(zip(early["name"], early["flag"], strict=True))
+    assert flags == {"liver_pdff_median_pct": "within normal",
+                     "liver_mre_stiffness_median_kpa": ""}
+    # listed by default when measured, after the core biomarkers
+    assert prep.biomarker_summary(bio, pd.DataFrame({"time_years": []}))["name"].tolist() \
+        == names

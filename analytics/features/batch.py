@@ -30,6 +30,9 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool as BrokenExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -305,7 +308,9 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
               progress: Progress | None = None, *,
               feature_settings: FeatureSettings | None = None,
               loader: str | None = None,
-              radiomics_config: str | None = None) -> BatchReport:
+              radiomics_config: str | None = None,
+              executor: Executor | None = None,
+              timeout_s: float | None = None) -> BatchReport:
     """Extract features of stored series on dask.distributed and write them.
 
     Parameters
@@ -336,6 +341,14 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
         Name of the radiomics configuration; default the one in ``feature_settings``,
         else the site's (``settings.radiomics_config``). The name is recorded in every
         run, the full settings with the radiomics values.
+    executor
+        A running process pool (the dashboard's warm worker,
+        :mod:`analytics.features.warm`) to run the series on instead of Dask or this
+        process; ignored with ``scheduler``.
+    timeout_s
+        With ``executor``: longest one series may take (s); a series over it is recorded
+        as failed and :class:`SeriesTimeout` is raised after it is written, so the caller
+        can stop the worker still busy with it.
 
     Returns
     -------
@@ -370,7 +383,9 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
         if progress is not None:
             progress(done_count, total, uid)
 
-    if not scheduler and len(todo) == 1:
+    if executor is not None and not scheduler:
+        _run_on_executor(todo, settings, fs, loader, executor, timeout_s, record)
+    elif not scheduler and len(todo) == 1:
         # the worker task itself, in this process: same loader, extraction and writer
         uid = todo[0]
         record(uid, extract_stored_series(uid, settings, fs, loader))
@@ -414,6 +429,29 @@ def _check_engine(method: str) -> None:
         raise MissingExtraError("segmentation 'totalsegmentator' asked for, but "
                                 f"{totalsegmentator_status('CT').reason}: {INSTALL_HINT}",
                                 hint=INSTALL_HINT)
+
+
+class SeriesTimeout(FeatureError):
+    """A series ran over its time limit on an executor (recorded as failed)."""
+
+
+def _run_on_executor(todo: list[str], settings: Settings, fs: FeatureSettings, loader: str,
+                     executor: Executor, timeout_s: float | None,
+                     record: Callable[[str, dict[str, Any]], None]) -> None:
+    """Run the worker task for each series on ``executor``, one after another, and
+    ``record`` each outcome; a series over ``timeout_s`` ends the run (SeriesTimeout)."""
+    for uid in todo:
+        try:
+            future = executor.submit(extract_stored_series, uid, settings, fs, loader)
+            outcome = future.result(timeout=timeout_s)
+        except FutureTimeout:
+            record(uid, {"ok": False, "series_uid": uid, "reason": "feature extraction took "
+                         f"longer than {timeout_s:g} s", "seconds": timeout_s})
+            raise SeriesTimeout(f"series {uid} took longer than {timeout_s:g} s") from None
+        except BrokenExecutor as e:  # the worker died (OOM kill): record, the batch goes on
+            outcome = {"ok": False, "series_uid": uid,
+                       "reason": f"worker failed: {type(e).__name__}: {e}"}
+        record(uid, outcome)
 
 
 def _run_on_dask(todo: list[str], settings: Settings, fs: FeatureSettings, loader: str,

@@ -285,6 +285,8 @@ def main() -> None:
             write_upload(tmp_path / "cohort", tmp_path / "upload", args.slices)
             build_home(tmp_path / "template", tmp_path / "cohort")
         shutil.rmtree(tmp_path / "baseline-code", ignore_errors=True)
+        if args.repeat < 1:
+            return
         size = sum(f.stat().st_size for f in (tmp_path / "upload").rglob("*") if f.is_file())
         print(f"upload: {args.slices} slices 512x512 + SEG, {size / 1e6:.1f} MB; home of "
               f"{args.patients} patients ready in {time.perf_counter() - t:.0f} s")

@@ -11,7 +11,10 @@ import pydicom
 import pytest
 
 from analytics.config import IngestLimits
+from analytics.ingest import link_masks
 from analytics.ingest.header import parse_dicom
+from analytics.ingest.loader import load_series, load_volume, stored_file
+from analytics.ingest.pipeline import ingest_uploads
 from analytics.ingest.seg_frames import (
     _Plane,
     _slices_of_frames,
@@ -21,6 +24,7 @@ from analytics.ingest.seg_frames import (
 )
 from analytics.ingest.series import build_volume
 from analytics.ingest.volume import Volume
+from analytics.store import dicom
 from tests.ingest.test_real_masks import PYDICOM_DATA, _ct_for_seg
 
 
@@ -121,3 +125,66 @@ def test_frames_rotated_in_plane_are_placed_as_by_the_per_pixel_placement(degree
     new = place_frames(frames, pixels, planes, volume, "rotated")
     assert new.any()
     assert np.array_equal(new, per_pixel_placement(frames, pixels, planes, volume, "rotated"))
+
+
+# --------------------------------------------------------------------------- at ingest
+@pytest.fixture
+def upload(settings, store, parser):
+    def go(files, **kw):
+        return ingest_uploads(files, settings, store, parser=parser, **kw)
+    return go
+
+
+def test_a_seg_arriving_with_its_series_is_checked_on_the_grid_without_reading_it_back(
+        store, settings, upload, monkeypatch):
+    """The series was just stored whole: the check places the SEG on the grid the batch
+    already knows, and finds what the loader later finds on the stored series."""
+    seg = (PYDICOM_DATA / "liver.dcm").read_bytes()
+    ct = _ct_for_seg(pydicom.dcmread(PYDICOM_DATA / "liver.dcm"))
+
+    def no_read_back(*_a, **_k):
+        raise AssertionError("the series was read back to check its mask")
+
+    monkeypatch.setattr(link_masks, "load_volume", no_read_back)
+    report = upload([*ct, ("liver.dcm", seg)])
+    assert report.rejected == [] and report.masks == 1
+    (series,) = report.series
+    monkeypatch.undo()
+    volume, masks = load_series(store, settings, series["series_uid"])
+    assert int(masks.masks["liver"].sum()) == 107098  # the SEG's own liver pixels
+    assert volume.shape == (3, 512, 512)
+
+
+def test_the_grid_kept_at_ingest_is_the_stored_series_grid(store, settings, parser):
+    seg = (PYDICOM_DATA / "liver.dcm").read_bytes()
+    ct = _ct_for_seg(pydicom.dcmread(PYDICOM_DATA / "liver.dcm"))
+    kept: dict = {}
+    real = link_masks.SeriesVolumes.__init__
+
+    def keep(self, *a, **k):
+        real(self, *a, **k)
+        kept["grids"] = self.grids
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(link_masks.SeriesVolumes, "__init__", keep)
+        report = ingest_uploads([*ct, ("liver.dcm", seg)], settings, store, parser=parser)
+    (series,) = report.series
+    grid = kept["grids"][series["series_uid"]]
+    loaded = load_volume(store, settings, series["series_uid"])
+    assert grid.shape == loaded.shape and grid.spacing_mm == loaded.spacing_mm
+    assert grid.origin_mm == loaded.origin_mm
+    assert np.array_equal(grid.direction, loaded.direction)
+    assert grid.frame_of_reference_uid == loaded.frame_of_reference_uid
+    assert grid.meta["sop_instance_uids"] == loaded.meta["sop_instance_uids"]
+    stored = link_masks.decode_mask(seg_bytes_stored(store, settings, series), "seg", grid,
+                                    settings, name="liver")
+    again = link_masks.decode_mask(seg_bytes_stored(store, settings, series), "seg", loaded,
+                                   settings, name="liver")
+    assert stored.masks.keys() == again.masks.keys() == {"liver"}
+    assert np.array_equal(stored.masks["liver"], again.masks["liver"])
+
+
+def seg_bytes_stored(store, settings, series) -> bytes:
+    """The de-identified SEG as stored for ``series``."""
+    (mask,) = dicom.delivered_masks(store, series["series_uid"], ("seg",))
+    return stored_file(settings, mask.path).read_bytes()

@@ -308,8 +308,7 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
               progress: Progress | None = None, *,
               feature_settings: FeatureSettings | None = None,
               loader: str | None = None,
-              radiomics_config: str | None = None,
-              executor: Executor | None = None,
+              radiomics_config: str | None = None, executor: Executor | None = None,
               timeout_s: float | None = None) -> BatchReport:
     """Extract features of stored series on dask.distributed and write them.
 
@@ -342,13 +341,11 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
         else the site's (``settings.radiomics_config``). The name is recorded in every
         run, the full settings with the radiomics values.
     executor
-        A running process pool (the dashboard's warm worker,
-        :mod:`analytics.features.warm`) to run the series on instead of Dask or this
-        process; ignored with ``scheduler``.
+        A running worker (the dashboard's, :mod:`analytics.features.warm`) to run the
+        series on; ignored with ``scheduler``.
     timeout_s
-        With ``executor``: longest one series may take (s); a series over it is recorded
-        as failed and :class:`SeriesTimeout` is raised after it is written, so the caller
-        can stop the worker still busy with it.
+        With ``executor``: longest one series may take (s); over it, the series is
+        recorded as failed and :class:`SeriesTimeout` raised (its worker is still busy).
 
     Returns
     -------
@@ -370,8 +367,7 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
     if progress is not None and skipped:
         progress(done_count, total, skipped[-1])
     if not todo:
-        report.seconds = time.perf_counter() - t0
-        return report
+        return replace(report, seconds=time.perf_counter() - t0)
     if workers < 1:
         raise FeatureError(f"--workers must be at least 1, got {workers}")
 
@@ -383,17 +379,26 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
         if progress is not None:
             progress(done_count, total, uid)
 
-    if executor is not None and not scheduler:
-        _run_on_executor(todo, settings, fs, loader, executor, timeout_s, record)
-    elif not scheduler and len(todo) == 1:
-        # the worker task itself, in this process: same loader, extraction and writer
-        uid = todo[0]
-        record(uid, extract_stored_series(uid, settings, fs, loader))
-    else:
-        report.scheduler = _run_on_dask(todo, settings, fs, loader, scheduler,
-                                        min(workers, len(todo)), record)
+    report.scheduler = _run_todo(todo, settings, fs, loader, record, scheduler=scheduler,
+                                 workers=workers, executor=executor, timeout_s=timeout_s)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _run_todo(todo: list[str], settings: Settings, fs: FeatureSettings, loader: str,
+              record: Callable[[str, dict[str, Any]], None], *, scheduler: str | None,
+              workers: int, executor: Executor | None, timeout_s: float | None) -> str | None:
+    """Run the series where :func:`run_batch` says; returns the Dask scheduler's address
+    (None when no Dask ran them)."""
+    if executor is not None and not scheduler:
+        _run_on_executor(todo, settings, fs, loader, executor, timeout_s, record)
+        return None
+    if not scheduler and len(todo) == 1:
+        # the worker task itself, in this process: same loader, extraction and writer
+        record(todo[0], extract_stored_series(todo[0], settings, fs, loader))
+        return None
+    return _run_on_dask(todo, settings, fs, loader, scheduler, min(workers, len(todo)),
+                        record)
 
 
 def _batch_settings(settings: Settings, feature_settings: FeatureSettings | None,

@@ -7,6 +7,7 @@ Exit status: 0 on success, 2 on bad input (one line on stderr saying what and wh
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -167,8 +168,15 @@ def _add_import_cohort(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--json", action="store_true")
 
 
+def _model_defaults() -> argparse.Namespace:
+    """The field defaults of :class:`ModelSettings`, read from the class: building an
+    instance validates its landmark settings, which imports pandas for every command."""
+    return argparse.Namespace(**{f.name: f.default for f in dataclasses.fields(ModelSettings)
+                                 if f.default is not dataclasses.MISSING})
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
-    d = ModelSettings()  # every default of ``train`` comes from the model settings
+    d = _model_defaults()  # every default of ``train`` comes from the model settings
     s = sub.add_parser("train", help="train a survival model")
     s.add_argument("--model", choices=list(KINDS), default=d.kind)
     s.add_argument("--event", default=None, help="event(s) of interest, comma-separated")

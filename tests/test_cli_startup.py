@@ -100,3 +100,54 @@ def test_parse_pool_starts_no_worker_when_no_file_is_dicom() -> None:
         assert parser._workers == []
     finally:
         parser.close()
+
+
+def _modules_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    probe = code + "\nimport json, sys\nprint(json.dumps(sorted(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(ROOT)), cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return set(json.loads(proc.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["ingest", "--help"], ["features", "--help"],
+                                  ["train", "--help"], ["predict", "--help"]])
+def test_help_of_any_command_imports_no_command_module_nor_pandas_dask_or_argon2(argv) -> None:
+    loaded = _modules_after("from analytics.cli import main\n"
+                            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass")
+    assert "analytics.cli" in loaded
+    assert sorted(m for m in loaded if m.startswith("analytics.commands")) == []
+    heavy = ("pandas", "dask", "distributed", "argon2", "analytics.auth", "analytics.models.landmark",
+             *HEAVY)
+    assert sorted(m for m in loaded if m.split(".")[0] in heavy or m in heavy) == []
+
+
+def test_importing_the_login_module_computes_no_password_hash() -> None:
+    loaded = _modules_after("import analytics.auth as a\n"
+                            "assert a._dummy_hash.cache_info().currsize == 0")
+    assert "analytics.auth" in loaded
+
+
+def test_train_defaults_on_the_command_line_are_the_model_settings_defaults() -> None:
+    from analytics.models.settings import ModelSettings
+
+    args = build_parser().parse_args(["train"])
+    d = ModelSettings()
+    assert (args.model, args.horizons, args.cv, args.repeats, args.bootstrap, args.seed) == (
+        d.kind, list(d.horizons), d.folds, d.repeats, d.n_bootstrap, d.seed)
+    assert args.horizons == [1.0, 2.0, 3.0]
+
+
+def test_top_level_help_lists_every_command_with_its_help_text(capsys) -> None:
+    from analytics.cli import main
+
+    with pytest.raises(SystemExit, match="0"):
+        main(["--help"])
+    text = capsys.readouterr().out
+    sub = next(a for a in build_parser()._actions if a.dest == "command")
+    listed = {a.dest: a.help for a in sub._choices_actions}
+    assert sorted(listed) == sorted(COMMAND_MODULES)
+    for name, help_text in listed.items():
+        assert help_text and name in text and help_text.split()[0] in text, name
+    assert "predict" in text and "risk trajectory of a patient" in text

@@ -3,9 +3,6 @@ as identity conflicts and the stored series that need mending."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +10,9 @@ import pandas as pd
 
 from analytics.audit import Actor
 from analytics.config import PacsSettings, Settings
+from analytics.errors import FeatureError
+from analytics.features import warm
+from analytics.features.batch import SeriesTimeout, run_batch
 from analytics.features.mr_companions import measurement_plans
 from analytics.features.totalseg import series_needing_mask
 from analytics.ingest.nifti_masks import parse_label_table
@@ -26,8 +26,6 @@ from ui.jobs import Job
 
 RESULT_COLUMNS = ("item", "outcome", "patient", "study_date", "modality", "slices", "masks",
                   "measurements", "reason", "warning")
-#: feature extraction after ingest runs in this many worker processes
-FEATURE_WORKERS = 1
 #: longest a single series' feature extraction may take from the dashboard
 FEATURE_TIMEOUT_S = 1800
 
@@ -40,38 +38,42 @@ class FeatureSummary:
     series_failed: list[dict[str, str]] = field(default_factory=list)
 
 
-def _features(job: Job, settings: Settings, series: list[str]) -> FeatureSummary | None:
-    """Extract features of the new series, one ``hepatrack features --series`` process
-    each (``analytics.features.batch.run_batch`` there).
+def warm_features() -> None:
+    """Start the dashboard's feature worker if it is not running (the Ingest page calls
+    this when it opens, so the first upload finds it warm)."""
+    warm.warm_executor()
 
-    A separate process, not the dashboard's: dask's worker processes are spawned by
-    re-running the parent's main script, which in the dashboard is the Streamlit app,
-    and a large CT's arrays stay out of the server's memory.
+
+def _features(job: Job, store: Store, settings: Settings, series: list[str]
+              ) -> FeatureSummary | None:
+    """Extract features of the new series on the dashboard's warm feature worker
+    (:mod:`analytics.features.warm`), one series after another; this process writes them.
+
+    The worker is a process of its own: a large CT's arrays stay out of the server's
+    memory. A series over :data:`FEATURE_TIMEOUT_S` is recorded as failed and its worker
+    is replaced.
     """
     if not series:
         return None
     out = FeatureSummary()
     for n, uid in enumerate(series, start=1):
         job.report(f"features: series {n} of {len(series)}", (n - 1) / len(series))
-        cmd = [sys.executable, "-m", "analytics", "--home", str(settings.home), "features",
-               "--series", uid, "--workers", str(FEATURE_WORKERS), "--json"]
+        executor = warm.warm_executor()
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True,
-                                  timeout=FEATURE_TIMEOUT_S, check=False)
-        except subprocess.TimeoutExpired:
+            batch = run_batch(store, settings, [uid], executor=executor,
+                              timeout_s=FEATURE_TIMEOUT_S)
+        except SeriesTimeout:
+            warm.discard(executor)  # still busy with the series: start a fresh one
             out.series_failed.append({"series_uid": uid, "reason": "feature extraction took "
                                       f"longer than {FEATURE_TIMEOUT_S} s"})
             continue
-        try:
-            payload = json.loads(proc.stdout) if proc.returncode == 0 else None
-        except ValueError:
-            payload = None
-        if payload is None:
-            last = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
-            out.series_failed.append({"series_uid": uid, "reason": last[0][:500]})
+        except FeatureError as e:
+            out.series_failed.append({"series_uid": uid, "reason": str(e)[:500]})
             continue
-        out.series_done += list(payload.get("done", []))
-        out.series_failed += list(payload.get("series_failed", []))
+        if any(f["reason"].startswith("worker failed") for f in batch.series_failed):
+            warm.discard(executor)
+        out.series_done += batch.series_done
+        out.series_failed += batch.series_failed
         job.log(f"features done: series …{uid[-12:]}")
     job.report(f"features: {len(out.series_done)} of {len(series)} series done", 1.0)
     return out
@@ -133,7 +135,7 @@ def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
     for s in report.series:
         job.log(f"series …{s['series_uid'][-12:]}: {s.get('slices')} slices, "
                 f"{'already stored' if s.get('already_stored') else s.get('status')}")
-    batch = _features(job, settings, _new_complete(report)) if extract else None
+    batch = _features(job, store, settings, _new_complete(report)) if extract else None
     return {"report": report, "features": batch, "names": [n for n, _b in files],
             "needs_mask": _needs_mask(store, report),
             "measurements": _measurements(store, settings, report),
@@ -147,7 +149,7 @@ def link_pacs_job(job: Job, store: Store, settings: Settings, actor: Actor,
     job.report(f"retrieving {len(urls)} studies from {pacs_name}", None)
     report = ingest_uc.link_pacs(Context(actor, store, settings), ingest_uc.PacsLinkRequest(
         list(urls), pacs_name, progress=job.report))
-    batch = _features(job, settings, _new_complete(report)) if extract else None
+    batch = _features(job, store, settings, _new_complete(report)) if extract else None
     return {"report": report, "features": batch, "names": [],
             "needs_mask": _needs_mask(store, report),
             "measurements": _measurements(store, settings, report),

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -274,8 +275,9 @@ def latest_features(rows: list[FeatureValueRow] | list[Any]) -> pd.DataFrame:
 
 
 def build_cohort(store: Store, *, lab_window_days: float = DEFAULT_LAB_WINDOW_DAYS,
-                 with_scores: bool = False) -> CohortTable:
-    """The cohort table of everything in the store.
+                 with_scores: bool = False,
+                 patients: Sequence[str] | None = None) -> CohortTable:
+    """The cohort table of everything in the store (or of some patients).
 
     Parameters
     ----------
@@ -286,6 +288,11 @@ def build_cohort(store: Store, *, lab_window_days: float = DEFAULT_LAB_WINDOW_DA
         (before or after, never across another scan). 0 keeps same-day labs only.
     with_scores
         Add one column per clinical score (``analytics.models.scores``), kind ``score``.
+    patients
+        Pseudonyms: build the table of these patients only, from their rows alone (to
+        score one patient without reading the cohort). Their rows hold the values of the
+        whole table's rows; a column only other patients have is absent (the whole table
+        holds NaN there for them).
 
     Returns
     -------
@@ -300,7 +307,7 @@ def build_cohort(store: Store, *, lab_window_days: float = DEFAULT_LAB_WINDOW_DA
     -----
     The merge and time rules are in the module docstring.
     """
-    stored = cohort_rows(store)
+    stored = cohort_rows(store, patients)
     patients, visit_rows = stored.patients, stored.visits
     name_of = {p.id: p.pseudonym for p in patients}
     dates: dict[int, list[dt.date]] = defaultdict(list)

@@ -30,6 +30,9 @@ import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
+from concurrent.futures import TimeoutError as FutureTimeout
+from concurrent.futures.process import BrokenProcessPool as BrokenExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -307,7 +310,8 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
               progress: Progress | None = None, *,
               feature_settings: FeatureSettings | None = None,
               loader: str | None = None,
-              radiomics_config: str | None = None) -> BatchReport:
+              radiomics_config: str | None = None, executor: Executor | None = None,
+              timeout_s: float | None = None) -> BatchReport:
     """Extract features of stored series on dask.distributed and write them.
 
     Parameters
@@ -338,6 +342,12 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
         Name of the radiomics configuration; default the one in ``feature_settings``,
         else the site's (``settings.radiomics_config``). The name is recorded in every
         run, the full settings with the radiomics values.
+    executor
+        A running worker (the dashboard's, :mod:`analytics.features.warm`) to run the
+        series on; ignored with ``scheduler``.
+    timeout_s
+        With ``executor``: longest one series may take (s); over it, the series is
+        recorded as failed and :class:`SeriesTimeout` raised (its worker is still busy).
 
     Returns
     -------
@@ -359,8 +369,7 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
     if progress is not None and skipped:
         progress(done_count, total, skipped[-1])
     if not todo:
-        report.seconds = time.perf_counter() - t0
-        return report
+        return replace(report, seconds=time.perf_counter() - t0)
     if workers < 1:
         raise FeatureError(f"--workers must be at least 1, got {workers}")
 
@@ -372,15 +381,26 @@ def run_batch(store: Store, settings: Settings, series_uids: Sequence[str] | Non
         if progress is not None:
             progress(done_count, total, uid)
 
-    if not scheduler and len(todo) == 1:
-        # the worker task itself, in this process: same loader, extraction and writer
-        uid = todo[0]
-        record(uid, extract_stored_series(uid, settings, fs, loader))
-    else:
-        report.scheduler = _run_on_dask(todo, settings, fs, loader, scheduler,
-                                        min(workers, len(todo)), record)
+    report.scheduler = _run_todo(todo, settings, fs, loader, record, scheduler=scheduler,
+                                 workers=workers, executor=executor, timeout_s=timeout_s)
     report.seconds = time.perf_counter() - t0
     return report
+
+
+def _run_todo(todo: list[str], settings: Settings, fs: FeatureSettings, loader: str,
+              record: Callable[[str, dict[str, Any]], None], *, scheduler: str | None,
+              workers: int, executor: Executor | None, timeout_s: float | None) -> str | None:
+    """Run the series where :func:`run_batch` says; returns the Dask scheduler's address
+    (None when no Dask ran them)."""
+    if executor is not None and not scheduler:
+        _run_on_executor(todo, settings, fs, loader, executor, timeout_s, record)
+        return None
+    if not scheduler and len(todo) == 1:
+        # the worker task itself, in this process: same loader, extraction and writer
+        record(todo[0], extract_stored_series(todo[0], settings, fs, loader))
+        return None
+    return _run_on_dask(todo, settings, fs, loader, scheduler, min(workers, len(todo)),
+                        record)
 
 
 def _batch_settings(settings: Settings, feature_settings: FeatureSettings | None,
@@ -416,6 +436,29 @@ def _check_engine(method: str) -> None:
         raise MissingExtraError("segmentation 'totalsegmentator' asked for, but "
                                 f"{totalsegmentator_status('CT').reason}: {INSTALL_HINT}",
                                 hint=INSTALL_HINT)
+
+
+class SeriesTimeout(FeatureError):
+    """A series ran over its time limit on an executor (recorded as failed)."""
+
+
+def _run_on_executor(todo: list[str], settings: Settings, fs: FeatureSettings, loader: str,
+                     executor: Executor, timeout_s: float | None,
+                     record: Callable[[str, dict[str, Any]], None]) -> None:
+    """Run the worker task for each series on ``executor``, one after another, and
+    ``record`` each outcome; a series over ``timeout_s`` ends the run (SeriesTimeout)."""
+    for uid in todo:
+        try:
+            future = executor.submit(extract_stored_series, uid, settings, fs, loader)
+            outcome = future.result(timeout=timeout_s)
+        except FutureTimeout:
+            record(uid, {"ok": False, "series_uid": uid, "reason": "feature extraction took "
+                         f"longer than {timeout_s:g} s", "seconds": timeout_s})
+            raise SeriesTimeout(f"series {uid} took longer than {timeout_s:g} s") from None
+        except BrokenExecutor as e:  # the worker died (OOM kill): record, the batch goes on
+            outcome = {"ok": False, "series_uid": uid,
+                       "reason": f"worker failed: {type(e).__name__}: {e}"}
+        record(uid, outcome)
 
 
 def _run_on_dask(todo: list[str], settings: Settings, fs: FeatureSettings, loader: str,

@@ -91,9 +91,15 @@ class SeriesVolumes:
         self.store, self.settings = store, settings
         self._uid: str | None = None
         self._volume: Volume | HepaTrackError | None = None
+        #: grids of series this batch stored whole (``prepare.ingest_series`` fills it):
+        #: a mask is placed on the grid alone, so these are not read back
+        self.grids: dict[str, Volume] = {}
 
     def get(self, series_uid: str) -> Volume:
-        """The stored series as a volume; raises its HepaTrackError again on every call."""
+        """The stored series as a volume (its grid only, for a series this batch stored
+        whole); raises its HepaTrackError again on every call."""
+        if series_uid in self.grids:
+            return self.grids[series_uid]
         if self._uid != series_uid:
             self._uid = series_uid
             try:

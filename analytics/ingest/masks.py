@@ -97,8 +97,17 @@ def match_series(refs: dict, candidates: dict[str, dict]) -> str | None:
     return same[0] if len(same) == 1 else None
 
 
+def _frame_of_reference(ds: Dataset) -> str | None:
+    """The FrameOfReferenceUID as :func:`mask_references` reads it, without walking every
+    frame's functional groups for the instances they name."""
+    for_uid = ds.get("FrameOfReferenceUID")
+    for fref in ds.get("ReferencedFrameOfReferenceSequence") or []:
+        for_uid = for_uid or fref.get("FrameOfReferenceUID")
+    return str(for_uid) if for_uid else None
+
+
 def _check_frame_of_reference(ds: Dataset, reference: Volume, what: str) -> None:
-    fr = mask_references(ds)["frame_of_reference_uid"]
+    fr = _frame_of_reference(ds)
     if fr and reference.frame_of_reference_uid and fr != reference.frame_of_reference_uid:
         raise MaskError(f"{what}: FrameOfReferenceUID {fr} does not match the image series "
                         f"({reference.frame_of_reference_uid}); expected the same patient space")
@@ -121,6 +130,7 @@ def _read_seg(ds: Dataset, reference: Volume, what: str) -> dict[str, np.ndarray
                         "frames of functional groups")
     per_frame = ds.PerFrameFunctionalGroupsSequence
     shared = ds.SharedFunctionalGroupsSequence[0] if "SharedFunctionalGroupsSequence" in ds else None
+    frame_segments: list[int | None] | None = None  # read when a BINARY segment needs it
     masks: dict[str, np.ndarray] = {}
     for desc in ds.SegmentSequence:
         number = int(desc.SegmentNumber)
@@ -133,12 +143,9 @@ def _read_seg(ds: Dataset, reference: Volume, what: str) -> dict[str, np.ndarray
             frames = list(range(len(per_frame)))
             segment_pixels = pixels == number
         else:
-            frames = []
-            for i, fg in enumerate(per_frame):
-                ident = (fg.get("SegmentIdentificationSequence")
-                         or (shared.get("SegmentIdentificationSequence") if shared else None))
-                if ident and int(ident[0].ReferencedSegmentNumber) == number:
-                    frames.append(i)
+            if frame_segments is None:
+                frame_segments = _frame_segment_numbers(per_frame, shared)
+            frames = [i for i, n in enumerate(frame_segments) if n == number]
             segment_pixels = pixels
         if not frames:
             continue
@@ -146,6 +153,17 @@ def _read_seg(ds: Dataset, reference: Volume, what: str) -> dict[str, np.ndarray
                             f"{what} segment {number}")
         masks[structure] = masks[structure] | mask if structure in masks else mask
     return masks
+
+
+def _frame_segment_numbers(per_frame, shared: Dataset | None) -> list[int | None]:
+    """The segment each frame belongs to (Segment Identification), None where unnamed;
+    read once for all segments."""
+    fallback = shared.get("SegmentIdentificationSequence") if shared else None
+    out: list[int | None] = []
+    for fg in per_frame:
+        ident = fg.get("SegmentIdentificationSequence") or fallback
+        out.append(int(ident[0].ReferencedSegmentNumber) if ident else None)
+    return out
 
 
 # --------------------------------------------------------------------------- RTSTRUCT

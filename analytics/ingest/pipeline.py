@@ -193,13 +193,13 @@ def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
         batch.resolve_identifiers(deidentifier.secret, assign_patient)
         jobs = sorted(batch.series.items(), key=lambda kv: kv[0])
         again = functools.partial(reload, parser=parser)
+        volumes = SeriesVolumes(store, settings)
         for n, (_key, entries) in enumerate(jobs, start=1):
             if progress:
                 progress(f"storing series {n} of {len(jobs)}", n / max(1, len(jobs)))
             job = SeriesJob(entries=entries, pacs=batch.pacs_series.get(_key))
             ingest_series(job, settings, store, deidentifier, report, deid=deid, reload=again,
-                          parser=parser, complete=complete_series)
-        volumes = SeriesVolumes(store, settings)
+                          parser=parser, complete=complete_series, grids=volumes.grids)
         for entry in batch.masks:
             ingest_mask(entry, settings, store, deidentifier, report, deid=deid, reload=again,
                         batch_series=batch.series, parser=parser, labels=labels, volumes=volumes)

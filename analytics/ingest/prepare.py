@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from pydicom import Dataset
 
 from analytics.config import Settings
@@ -42,6 +43,7 @@ from analytics.ingest.ultrasound_series import (
     is_ultrasound,
     ultrasound_entry,
 )
+from analytics.ingest.volume import Volume
 from analytics.store import dicom
 from analytics.store.db import Store
 from analytics.store.instances import (
@@ -179,12 +181,15 @@ def _over_series_cap(job: SeriesJob, settings: Settings, report: IngestReport) -
 
 def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentifier,
                   report: IngestReport, *, deid: bool, reload: Reload, parser: SafeParser,
-                  complete: str | None = None) -> None:
+                  complete: str | None = None, grids: dict[str, Volume] | None = None) -> None:
     """Check, de-identify and commit one series; everything refused goes to ``report``.
 
     ``parser`` de-identifies each file in a limited worker (:func:`stored_bytes`).
     ``complete`` names a stored series (its stored UID) being completed: a received
     instance with intact pixel data replaces its stored broken copy (same SOP Instance UID).
+    ``grids`` receives, for a series stored whole from this batch, its grid as the loader
+    would build it (no voxels), so the batch's masks are checked without reading the
+    series back.
     """
     if _over_series_cap(job, settings, report):
         return
@@ -205,6 +210,7 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
         return
     positions = _instance_positions(check) if check.ok else {}
     to_store: list[InstanceToStore] = []
+    clean_sops: dict[int, str] = {}
     first_clean: Dataset | None = None
     for p, e in pairs:
         try:
@@ -213,6 +219,7 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
             report.rejected.append(Rejection(p.name, f"cannot de-identify: {ex}"))
             continue
         first_clean = first_clean or clean
+        clean_sops[id(p)] = str(clean.SOPInstanceUID)
         to_store.append(InstanceToStore(
             name=p.name, source_key=source_key(d.secret, p.sop_instance_uid or e.content_sha256),
             content_sha256=e.content_sha256, sop_instance_uid=str(clean.SOPInstanceUID),
@@ -248,6 +255,8 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
         return
     if result.stored:
         report.series_ingested += 1
+        if grids is not None and unit.status == "complete" and complete is None:
+            _remember_grid(grids, store, unit, check, clean_sops, len(pairs))
     if result.stored or result.duplicates:
         _summarise(report, store, unit, already=result.stored == 0)
 
@@ -257,6 +266,26 @@ def _check(instances: list[ParsedInstance], settings: Settings):
     if is_ultrasound(instances):
         return check_ultrasound_series(instances)
     return check_series(instances, settings.limits)
+
+
+def _remember_grid(grids: dict[str, Volume], store: Store, unit: SeriesToStore, check,
+                   clean_sops: dict[int, str], received: int) -> None:
+    """Keep the grid of a series whose stored instances are exactly this batch's."""
+    if "spacing_mm" not in (check.geometry or {}):
+        return  # ultrasound frames: no volume grid for a mask
+    order = list(dict.fromkeys(i for i, _ in check.frames))
+    sops = [clean_sops.get(id(check.instances[i])) for i in order]
+    if None in sops or len(clean_sops) != received \
+            or len(_existing(store, unit.series_uid)) != received:
+        return  # merged with instances stored before: the loader reads the series
+    geo = check.geometry
+    grids[unit.series_uid] = Volume(
+        # a zero-stride array: the grid's shape without its voxels
+        array=np.broadcast_to(np.float32(0), (geo["n_slices"], geo["rows"], geo["cols"])),
+        spacing_mm=tuple(geo["spacing_mm"]), origin_mm=tuple(geo["origin_mm"]),
+        direction=np.array(geo["direction"]), modality=geo["modality"],
+        series_uid=unit.series_uid, frame_of_reference_uid=unit.frame_of_reference_uid,
+        contrast_phase=geo["contrast_phase"], meta={"sop_instance_uids": sops})
 
 
 def stored_bytes(p: ParsedInstance, d: Deidentifier, deid: bool, parser: SafeParser

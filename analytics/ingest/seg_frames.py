@@ -157,28 +157,64 @@ def _slices_of_frames(frames: list[int], planes: list[_Plane], reference: Volume
 def place_frames(frames: list[int], pixels: np.ndarray, planes: list[_Plane],
                   reference: Volume, what: str) -> np.ndarray:
     """The frames' pixels on ``reference``'s grid: each frame on the slice its position
-    names, sampled in-plane nearest neighbour through its own pixel grid."""
+    names, sampled in-plane nearest neighbour through its own pixel grid.
+
+    A frame whose rows and columns run along the image's (the usual case) is sampled
+    through one index per image column and one per image row; any other frame through
+    one index pair per image pixel. Both give the same nearest neighbours.
+    """
     nz, ny, nx = reference.shape
     dz, dy, dx = (float(v) for v in reference.spacing_mm)
     direction = np.asarray(reference.direction, dtype=float)
     origin = np.asarray(reference.origin_mm, dtype=float)
     out = np.zeros((nz, ny, nx), dtype=bool)
-    jj, ii = np.mgrid[0:ny, 0:nx]
+    ii, jj = np.arange(nx), np.arange(ny)
     rows, cols = pixels.shape[1:]
     for k, fs in _slices_of_frames(frames, planes, reference, what).items():
         corner = origin + direction[:, 2] * dz * k
         for f in fs:
             p = planes[f]
             rel = corner - p.position
-            u = ((rel @ p.row_cosine) + ii * (dx * direction[:, 0] @ p.row_cosine)
-                 + jj * (dy * direction[:, 1] @ p.row_cosine)) / p.pixel_spacing[1]
-            v = ((rel @ p.col_cosine) + ii * (dx * direction[:, 0] @ p.col_cosine)
-                 + jj * (dy * direction[:, 1] @ p.col_cosine)) / p.pixel_spacing[0]
+            # u (frame column) and v (frame row) are affine in the image's (i, j)
+            u_i, u_j = dx * direction[:, 0] @ p.row_cosine, dy * direction[:, 1] @ p.row_cosine
+            v_i, v_j = dx * direction[:, 0] @ p.col_cosine, dy * direction[:, 1] @ p.col_cosine
+            if u_j == 0.0 and v_i == 0.0:
+                _place_separable(out[k], pixels[f], (rel @ p.row_cosine) + ii * u_i,
+                                 (rel @ p.col_cosine) + jj * v_j, p.pixel_spacing)
+                continue
+            u = ((rel @ p.row_cosine) + ii[None, :] * u_i + jj[:, None] * u_j) / p.pixel_spacing[1]
+            v = ((rel @ p.col_cosine) + ii[None, :] * v_i + jj[:, None] * v_j) / p.pixel_spacing[0]
             ui = np.floor(u + 0.5).astype(np.intp)
             vi = np.floor(v + 0.5).astype(np.intp)
             ok = (ui >= 0) & (ui < cols) & (vi >= 0) & (vi < rows)
             out[k][ok] |= pixels[f][vi[ok], ui[ok]].astype(bool)
     return out
+
+
+def _place_separable(target: np.ndarray, frame: np.ndarray, u_mm: np.ndarray,
+                     v_mm: np.ndarray, pixel_spacing: tuple[float, float]) -> None:
+    """OR ``frame`` into ``target`` where the frame column depends on the image column
+    only and the frame row on the image row only (``u_mm``, ``v_mm``: per image column and
+    row, mm before division by the frame's pixel spacing)."""
+    rows, cols = frame.shape
+    ui = np.floor(u_mm / pixel_spacing[1] + 0.5).astype(np.intp)
+    vi = np.floor(v_mm / pixel_spacing[0] + 0.5).astype(np.intp)
+    col_ok = (ui >= 0) & (ui < cols)
+    row_ok = (vi >= 0) & (vi < rows)
+    if not col_ok.any() or not row_ok.any():
+        return
+    sampled = frame[_as_slice(vi[row_ok])][:, _as_slice(ui[col_ok])].astype(bool, copy=False)
+    if row_ok.all() and col_ok.all():
+        target |= sampled
+    else:
+        target[np.ix_(row_ok, col_ok)] |= sampled
+
+
+def _as_slice(index: np.ndarray) -> slice | np.ndarray:
+    """``index`` as a slice when it is a run of consecutive indices (a view, no copy)."""
+    if len(index) > 1 and index[0] < index[-1] and (np.diff(index) == 1).all():
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
 
 
 def seg_pixels(ds: Dataset, what: str) -> np.ndarray:

@@ -524,6 +524,20 @@ def _as_instances(items: list[ParsedInstance] | list[pydicom.Dataset],
     return out
 
 
+def _rescale_into(out: np.ndarray, stored: np.ndarray, g: FrameGeometry) -> None:
+    """``out`` = stored * slope + intercept in float32, in one pass where one will do
+    (the same float32 operations, so the same values, as cast, multiply, then add)."""
+    slope, intercept = np.float32(g.slope), np.float32(g.intercept)
+    if g.slope != 1.0:
+        np.multiply(stored, slope, out=out, dtype=np.float32)
+        if g.intercept != 0.0:
+            out += intercept
+    elif g.intercept != 0.0:
+        np.add(stored, intercept, out=out, dtype=np.float32)
+    else:
+        out[...] = stored
+
+
 def build_volume(instances: list[ParsedInstance] | list[pydicom.Dataset],
                  limits: IngestLimits | None = None,
                  decoder: SafeParser | None = None, *, stack: str | None = None) -> Volume:
@@ -566,12 +580,7 @@ def build_volume(instances: list[ParsedInstance] | list[pydicom.Dataset],
         for i, slots in by_instance.items():
             stored = stored_frames(check.instances[i], limits, decoder)
             for k, f in slots:
-                g = check._geoms[k]
-                out[k] = stored[f]
-                if g.slope != 1.0:
-                    out[k] *= np.float32(g.slope)
-                if g.intercept != 0.0:
-                    out[k] += np.float32(g.intercept)
+                _rescale_into(out[k], stored[f], check._geoms[k])
     finally:
         if own_decoder is not None:
             own_decoder.close()

@@ -400,26 +400,43 @@ class CohortRows:
     outcomes: list[OutcomeRow]
 
 
-def cohort_rows(store: Store) -> CohortRows:
-    """The rows of every patient, lab visit, study, complete series, feature and outcome."""
+def cohort_rows(store: Store, patients: Iterable[str] | None = None) -> CohortRows:
+    """The rows of every patient, lab visit, study, complete series, feature and outcome;
+    with ``patients`` (pseudonyms), of those patients only (one patient's score needs
+    only that patient's rows)."""
+    ids = None
     with store.session() as s:
-        patients = s.execute(select(Patient.id, Patient.pseudonym, Patient.baseline_date,
-                                    Patient.birth_year, Patient.sex)).all()
-        visit_rows = s.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date,
-                                      Visit.values).where(Visit.source != "imaging")).all()
-        study_dates = s.execute(select(Study.patient_id, Study.study_date)
-                                .where(dates_baseline())).all()
-        series = s.execute(
-            select(Series.id, Series.series_uid, Series.modality, Series.contrast_phase,
-                   Study.patient_id, Study.study_date)
+        query = select(Patient.id, Patient.pseudonym, Patient.baseline_date,
+                       Patient.birth_year, Patient.sex)
+        if patients is not None:
+            query = query.where(Patient.pseudonym.in_(sorted(set(patients))))
+        patient_rows = s.execute(query).all()
+        if patients is not None:
+            ids = [r.id for r in patient_rows]
+
+        def only(column, q):
+            return q if ids is None else q.where(column.in_(ids))
+
+        visit_rows = s.execute(only(Visit.patient_id, select(
+            Visit.patient_id, Visit.time_years, Visit.visit_date, Visit.values)
+            .where(Visit.source != "imaging"))).all()
+        study_dates = s.execute(only(Study.patient_id, select(Study.patient_id,
+                                                               Study.study_date)
+                                     .where(dates_baseline()))).all()
+        series = s.execute(only(Study.patient_id, select(
+            Series.id, Series.series_uid, Series.modality, Series.contrast_phase,
+            Study.patient_id, Study.study_date)
             .join(Study, Series.study_id == Study.id)
-            .where(Series.status == "complete")).all()
-        feature_rows = s.execute(select(Feature.id, Feature.series_id, Feature.name,
-                                        Feature.value, Feature.unit,
-                                        Feature.computed_at, Feature.flags)).all()
-        outcome_rows = s.execute(select(Outcome.patient_id, Outcome.time_years,
-                                        Outcome.outcome_date, Outcome.event)).all()
-    return CohortRows(patients=[PatientRow(*r) for r in patients],
+            .where(Series.status == "complete"))).all()
+        feature_query = select(Feature.id, Feature.series_id, Feature.name, Feature.value,
+                               Feature.unit, Feature.computed_at, Feature.flags)
+        if ids is not None:
+            feature_query = feature_query.where(Feature.series_id.in_([r.id for r in series]))
+        feature_rows = s.execute(feature_query).all()
+        outcome_rows = s.execute(only(Outcome.patient_id, select(
+            Outcome.patient_id, Outcome.time_years, Outcome.outcome_date,
+            Outcome.event))).all()
+    return CohortRows(patients=[PatientRow(*r) for r in patient_rows],
                       visits=[VisitRow(*r) for r in visit_rows],
                       study_dates=[StudyDateRow(*r) for r in study_dates],
                       series=[SeriesRow(*r) for r in series],

@@ -285,3 +285,45 @@ def test_cohort_from_frames_raises_or_drops_rejected_rows(csvs):
     t = cohort_from_frames(v, o, on_error="drop")
     assert len(t.visits) == 1
     assert t.warnings[0].startswith("visits.csv row 2 (line 3): time 'x'")
+
+
+def test_the_table_of_some_patients_holds_their_rows_of_the_whole_table(store, csvs):
+    """One patient's score needs only that patient's rows: built from them alone, they
+    equal that patient's rows of the whole table (a column only others have is absent
+    there and NaN for them in the whole table)."""
+    add_patient(store, "HT-A")
+    add_patient(store, "HT-B")
+    add_scan(store, "HT-A", D(2020, 1, 1), {"liver_volume_ml": 1500.0,
+                                             "spleen_volume_ml": 200.0})
+    add_scan(store, "HT-A", D(2021, 1, 1), {"liver_volume_ml": 1600.0})
+    add_scan(store, "HT-B", D(2020, 5, 1), {"liver_volume_ml": 1800.0, "liver_hu_mean": 48.0})
+    labs = """
+patient_id,date,bilirubin_mg_dl,inr,albumin_g_dl,platelets_10e9_l,age_years,stiffness_kpa
+HT-A,2019-12-20,1.0,1.1,,,60,
+HT-A,2020-02-20,1.5,,,,,
+HT-A,2020-12-15,2.0,,,120,,
+HT-B,2020-04-20,0.8,1.0,3.9,210,55,9.5
+HT-B,2021-02-01,0.9,,,190,,
+"""
+    outcomes = OUTCOME + "HT-B,2022-01-01,censored\n"
+    report = import_cohort(store, *csvs(labs, outcomes))
+    assert report.rejected == []
+    whole = build_cohort(store, with_scores=True)
+    assert set(whole.visits["patient"]) == {"HT-A", "HT-B"}
+    for patient in ("HT-A", "HT-B"):
+        part = build_cohort(store, with_scores=True, patients=[patient])
+        assert set(part.visits["patient"]) == {patient}
+        mine = whole.visits[whole.visits["patient"] == patient].reset_index(drop=True)
+        assert len(part.visits) == len(mine) >= 2
+        pd.testing.assert_frame_equal(part.visits, mine[list(part.visits.columns)])
+        others = [c for c in whole.visits.columns if c not in part.visits.columns]
+        assert mine[others].isna().all().all(), others
+        assert {c: part.feature_meta[c] for c in part.feature_meta} == {
+            c: whole.feature_meta[c] for c in part.feature_meta}
+        pd.testing.assert_frame_equal(
+            part.outcomes,
+            whole.outcomes[whole.outcomes["patient"] == patient].reset_index(drop=True))
+    only_b = build_cohort(store, patients=["HT-B"]).visits
+    assert only_b["stiffness_kpa"].tolist()[:1] == [9.5]
+    assert "stiffness_kpa" not in build_cohort(store, patients=["HT-A"]).visits.columns
+    assert build_cohort(store, patients=[]).visits.empty

@@ -21,7 +21,8 @@ from sqlalchemy import func, select
 
 from analytics.cli import main
 from analytics.config import Settings
-from analytics.features.batch import run_batch
+from analytics.features import warm
+from analytics.features.batch import SeriesTimeout, run_batch
 from analytics.features.extract import EXTRACTOR_VERSION, extract_series_features
 from analytics.store.db import open_store
 from analytics.store.schema import Feature, FeatureRun, Mask, Patient, Series, Study
@@ -259,6 +260,52 @@ def test_one_series_runs_in_process_with_the_same_values_as_the_batch(
         assert one_by_one.keys() == batch.keys() and len(batch) > 3 * 15
         for key, value in batch.items():
             assert one_by_one[key] == value, key  # the same code, so the same bits
+    finally:
+        store.dispose()
+
+
+def test_series_on_the_warm_worker_give_the_same_values_as_the_batch(
+        cohort, local_run, tmp_path) -> None:
+    """The dashboard's path: a warm worker process, this process writing."""
+    base, uids, broken = cohort
+    settings = _fresh_copy(base, tmp_path)
+    store = open_store(settings)
+    executor = warm.warm_executor()
+    try:
+        report = run_batch(store, settings, series_uids=[*uids, broken], executor=executor,
+                           loader=npz_loader.LOADER, timeout_s=600)
+        assert report.series_done == list(uids) and report.scheduler is None
+        assert [f["series_uid"] for f in report.series_failed] == [broken]
+        on_worker, batch = _features(store), local_run[0]
+        assert on_worker.keys() == batch.keys() and len(batch) > 3 * 15
+        for key, value in batch.items():
+            assert on_worker[key] == value, key
+        assert warm.warm_executor() is executor  # kept warm for the next upload
+    finally:
+        store.dispose()
+
+
+def test_a_series_over_its_time_limit_on_the_warm_worker_is_recorded_and_the_worker_replaced(
+        cohort, tmp_path) -> None:
+    base, uids, _broken = cohort
+    settings = _fresh_copy(base, tmp_path)
+    store = open_store(settings)
+    executor = warm.warm_executor()
+    uid = next(iter(uids))
+    try:
+        with pytest.raises(SeriesTimeout, match=r"took longer than 0\.001 s"):
+            run_batch(store, settings, series_uids=[uid], executor=executor,
+                      loader=npz_loader.LOADER, timeout_s=0.001)
+        warm.discard(executor)
+        with store.session() as s:
+            run = s.scalar(select(FeatureRun).join(Series).where(Series.series_uid == uid))
+        assert (run.status, run.reason) == ("failed", "feature extraction took longer than "
+                                                      "0.001 s")
+        fresh = warm.warm_executor()
+        assert fresh is not executor
+        report = run_batch(store, settings, series_uids=[uid], executor=fresh,
+                           loader=npz_loader.LOADER, timeout_s=600)
+        assert report.series_done == [uid]
     finally:
         store.dispose()
 

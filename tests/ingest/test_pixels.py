@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ from pydicom.uid import (
 from analytics.errors import InvalidDicomError, UnsupportedError
 from analytics.ingest.pixels import native_frames, stored_frames
 from analytics.ingest.reader import ParsedInstance, parse_trusted
-from analytics.ingest.series import build_volume
+from analytics.ingest.series import _rescale_into, build_volume
 from tests.ingest.conftest import ct_series, ct_slice, hu_phantom, item, to_bytes
 
 # A 16x16 uint16 ramp ((i * 37) % 4000), encoded once with OpenJPH 0.26.3 (imagecodecs
@@ -161,3 +162,23 @@ def test_corrupt_codestream_is_an_error_and_the_decoder_survives(parser, limits)
     ok.compress(RLELossless)
     (good,) = _parse_all(parser, [to_bytes(ok)])
     assert build_volume([good], limits, decoder=parser).array.shape == (1, 16, 16)
+
+
+@pytest.mark.parametrize("dtype", ["int16", "uint16", "int32", "uint8"])
+@pytest.mark.parametrize(("slope", "intercept"), [(1.0, -1024.0), (0.5, -1024.0),
+                                                  (2.3, 0.1), (1.0, 0.0), (0.000123, 7.77)])
+def test_rescale_in_one_pass_gives_the_values_of_cast_multiply_add(dtype, slope, intercept):
+    info = np.iinfo(dtype)
+    stored = np.random.default_rng(0).integers(info.min, info.max, (32, 48), endpoint=True
+                                               ).astype(dtype)
+    expected = np.empty(stored.shape, np.float32)
+    expected[...] = stored
+    if slope != 1.0:
+        expected *= np.float32(slope)
+    if intercept != 0.0:
+        expected += np.float32(intercept)
+    out = np.empty(stored.shape, np.float32)
+    _rescale_into(out, stored, SimpleNamespace(slope=slope, intercept=intercept))
+    assert np.array_equal(out, expected)
+    assert out[0, 0] == np.float32(np.float32(stored[0, 0]) * np.float32(slope)
+                                   + np.float32(intercept))

@@ -357,6 +357,31 @@ def test_rsf_round_trips_as_json_and_an_earlier_pickled_forest_is_refused(tmp_pa
     store.dispose()
 
 
+def test_a_pickled_estimator_is_unpickled_only_when_its_hash_matches(tmp_path, cohort,
+                                                                      monkeypatch):
+    from analytics.models import estimators
+
+    class PickledCox(estimators.CoxPH):
+        """A Cox model that keeps its coefficients in a pickle beside the artifact."""
+
+        pickled_attribute = "coef_"
+
+    monkeypatch.setitem(estimators.ESTIMATORS, "cox", PickledCox)
+    c, _ = cohort
+    settings = load_settings(tmp_path / "home")
+    store = open_store(settings)
+    p = train_model(store, settings, c, ModelSettings(
+        kind="cox", event=("decompensation",), folds=2, repeats=1, n_bootstrap=0))
+    model = load_model(store, settings, p["model_id"])
+    est = model.model.estimators_["interest"]
+    assert isinstance(est, PickledCox) and est.coef_.shape == (len(model.features),)
+    pkl = next((settings.models_dir / p["model_id"]).glob("estimator-interest.pkl"))
+    pkl.write_bytes(pkl.read_bytes() + b"\0")
+    with pytest.raises(ModelIntegrityError, match="sha256 mismatch; refusing to load"):
+        load_model(store, settings, p["model_id"])
+    store.dispose()
+
+
 def test_registry_on_sqlite_and_postgresql(tmp_path, db_url, cohort):
     from dataclasses import replace
 

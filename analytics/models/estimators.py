@@ -547,6 +547,9 @@ class RSF(GBMCox):
     relative hazard, one forest per cause (cause-specific hazards, combined into the
     cumulative incidence by :class:`~analytics.models.predict.LandmarkModel`), exact
     TreeSHAP on the log hazard (xgboost ``pred_contribs``), the booster stored as JSON.
+    Unlike scikit-survival's forest, whose leaves held curves of their own, its hazards
+    are proportional in time within a landmark row; the landmark time is a column, so a
+    patient's hazard still changes from landmark to landmark.
 
     It replaced scikit-survival's ``RandomSurvivalForest``, which refused more than 5,000
     training rows (its leaves keep a cumulative hazard over every distinct time) and was

@@ -18,7 +18,7 @@ from analytics.usecases.context import Context
 from ui.jobs import Job
 
 KINDS = {"cox": "Cox proportional hazards (ridge)", "gbm": "Gradient-boosted Cox (xgboost)",
-         "rsf": "Random survival forest (small cohorts)"}
+         "rsf": "Random survival forest (xgboost)"}
 HORIZON_CHOICES = (0.5, 1.0, 2.0, 3.0, 5.0)
 #: the training form's defaults (the model settings' own)
 DEFAULTS = ModelSettings()

@@ -12,15 +12,17 @@ Scales and exactness:
 
 - Cox: ``log_hazard`` scale, exact: ``shap_j = beta_j (x_j - mean_j)`` with ``mean`` the
   training-sample mean (the background), base value 0 (the log hazard is centred there).
-- GBM (xgboost ``survival:cox``): ``log_hazard`` (margin) scale, exact path-dependent
-  TreeSHAP (xgboost ``pred_contribs``); the background is the training sample through the
-  trees' cover statistics.
-- RSF: ``risk`` scale (cumulative incidence by the horizon), permutation-sampling SHAP
+- GBM (xgboost ``survival:cox``) and RSF (an xgboost random forest on the same Cox
+  likelihood): ``log_hazard`` (margin) scale, exact path-dependent TreeSHAP (xgboost
+  ``pred_contribs``); the background is the training sample through the trees' cover
+  statistics.
+- An estimator without an exact explainer (the base class's; none of the built-in
+  kinds): ``risk`` scale (cumulative incidence by the horizon), permutation-sampling SHAP
   (:func:`permutation_shap`, the algorithm of shap's ``PermutationExplainer`` with an
   independent masker) against ``SAMPLED_BACKGROUND`` rows of the training background
   stored with the model and ``SAMPLED_PERMUTATIONS`` feature orders (an antithetic pair;
   both in ``analytics.models.estimators``):
-  a budget of ``2 (p + 1) x 10`` forest evaluations per row; seeded, so reproducible, and
+  a budget of ``2 (p + 1) x 10`` model evaluations per row; seeded, so reproducible, and
   exactly additive by construction (each order telescopes).
 
 For every scale ``base_value + sum(shap) == model_output``. With competing risks the

@@ -3,7 +3,7 @@
 Both read a visit's grouped contributions (:class:`Contribution`) on one scale:
 ``points`` (percentage points of the risk at the horizon, from the base risk to the
 shown risk; :mod:`analytics.explain.points`) or the model's own scale (``log_hazard``
-for Cox and GBM, ``risk`` for RSF). The figure builders of :mod:`analytics.viz` and the
+for Cox, GBM and RSF; ``risk`` for the model-agnostic sampling explainer). The figure builders of :mod:`analytics.viz` and the
 PDF take these types.
 """
 

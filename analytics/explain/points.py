@@ -9,7 +9,7 @@ of one visit into percentage points ``p_g`` of that risk, exactly:
 
 - **Base risk** ``r0 = r(eta0)``: the risk of this visit were its log hazard the base
   value ``eta0`` (the explainer's expected output: the training mean for Cox, the trees'
-  expected margin for GBM), competing causes unchanged. The model gives it directly: the
+  expected margin for GBM and RSF), competing causes unchanged. The model gives it directly: the
   endpoint's cumulative hazard is multiplied by ``exp(eta0 - eta)``.
 - **Apportioning** (the Aumann-Shapley value of ``r`` along the straight path from
   ``eta0`` to ``eta``): because ``r`` depends on the features only through the sum
@@ -19,13 +19,13 @@ of one visit into percentage points ``p_g`` of that risk, exactly:
   1e-6``). ``r`` rises with ``eta``, so ``s >= 0`` and every group keeps the sign of its
   log-hazard contribution; groups that cancel on the log scale cancel in points.
 - **Exactness**: ``sum_g c_g`` equals ``eta - eta0`` to float precision for Cox, and to
-  ~1e-6 for GBM (TreeSHAP works in float32); that residual, times ``s``, is spread over
+  ~1e-6 for GBM and RSF (TreeSHAP works in float32); that residual, times ``s``, is spread over
   the groups in proportion to ``|c_g|`` (a share far too small to change a sign), so
   ``r0 + sum_g p_g / 100`` equals the shown risk to float precision. A visit whose
   groups are all zero gets no points and its base risk is its risk.
 
-Models explained on the risk scale already (RSF: permutation SHAP of the risk at the
-horizon) need no apportioning: their contributions are multiplied by 100, the base
+Models explained on the risk scale already (the model-agnostic permutation SHAP of the
+risk at the horizon; the RSF explains its log hazard like GBM) need no apportioning: their contributions are multiplied by 100, the base
 value is the base risk, and the same residual rule makes them add up to the shown risk.
 
 The result is an :class:`Explanation` on the ``points`` scale: ``values`` in percentage

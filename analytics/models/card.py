@@ -35,7 +35,10 @@ ESTIMATOR_TEXT = {
     "gbm": "gradient-boosted Cox model (xgboost survival:cox, depth-limited trees, rounds "
            "chosen by early stopping on a patient-grouped inner split), Breslow baseline "
            "hazard on its margin",
-    "rsf": "random survival forest (scikit-survival); small cohorts only",
+    "rsf": "random survival forest (xgboost random-forest mode on the Cox partial "
+           "likelihood: one round of parallel trees on row and column samples, leaves "
+           "holding one-step log hazard ratios, averaged), Breslow baseline hazard on "
+           "its log hazard",
 }
 
 #: what every card says the model cannot do (TRIPOD+AI items 20-21)

@@ -3,9 +3,12 @@
 An artifact is one JSON file, ``<models_dir>/<model_id>/model.json``: estimator
 parameters and coefficients, baseline hazards, xgboost boosters in xgboost's own JSON,
 the design (imputation), the training domain, the background sample, metrics and the
-model card. RSF forests cannot be JSON: they are pickled beside it and the JSON records
-each pickle's sha256; a pickle is only unpickled after the artifact's own hash (checked
-against the database row) and the pickle's hash both match.
+model card. An estimator that cannot be JSON (none today: the random survival forest is
+an xgboost booster since it replaced scikit-survival's) is pickled beside it and the JSON
+records each pickle's sha256; a pickle is only unpickled after the artifact's own hash
+(checked against the database row) and the pickle's hash both match. An artifact whose
+``rsf`` estimators are pickled scikit-survival forests is refused with a request to
+retrain.
 
 Loading refuses (:class:`ModelIntegrityError`) a hash mismatch, a missing or inconsistent
 card, missing/changed horizons, missing or invalid training ranges, and a feature list
@@ -243,6 +246,12 @@ def list_models(store: Store) -> list[dict[str, Any]]:
 
 def _load_estimator(d: dict[str, Any], folder: Path) -> SurvivalEstimator:
     cls = ESTIMATORS.get(d.get("kind", ""))
+    if cls is not None and cls.pickled_attribute is None and "pickle" in d:
+        # scikit-survival forests (kind rsf) were pickled; RSF is an xgboost forest now
+        raise ModelIntegrityError(
+            f"model artifact {folder}: its {d['kind']} estimator is a pickled forest of an "
+            f"earlier HepaTrack version, which this version no longer loads; retrain it "
+            f"(hepatrack train --model {d['kind']})")
     if cls is None or cls.pickled_attribute is None:
         return estimator_from_json(d)
     info = d.get("pickle") or {}

@@ -68,7 +68,7 @@ class ModelSettings:
     ----------
     kind
         Estimator: ``cox`` (penalised Cox), ``gbm`` (xgboost Cox) or ``rsf`` (random
-        survival forest).
+        survival forest on xgboost).
     event
         Event names forming the endpoint; None: every event except transplant (see
         :func:`analytics.models.landmark.resolve_events`).

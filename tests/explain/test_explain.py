@@ -75,18 +75,21 @@ def test_permutation_shap_is_exact_for_a_linear_function():
     np.testing.assert_allclose(out, x @ beta, atol=1e-12)
 
 
-def test_rsf_explanation_is_additive_and_stable(data, models):
+def test_rsf_treeshap_is_exact_additive_and_stable(data, models):
+    import shap
+
     _, d = data
     m = models["rsf"]
-    X = m.matrix(d.rows.head(3))
+    X = m.matrix(d.rows.head(30))
     e1 = explain(m, X, horizon=2.0)
     e2 = explain(m, X, horizon=2.0)
-    assert e1.scale == "risk" and e1.horizon == 2.0
-    np.testing.assert_allclose(e1.base_values + e1.values.sum(axis=1), e1.output, atol=1e-9)
-    np.testing.assert_allclose(e1.output, m.risk(X, [2.0])[:, 0], atol=1e-12)
+    # the forest explains its log relative hazard exactly, whatever the horizon
+    assert e1.scale == "log_hazard" and e1.horizon is None
+    np.testing.assert_allclose(e1.base_values + e1.values.sum(axis=1), e1.output, atol=1e-5)
+    np.testing.assert_allclose(e1.output, m.log_hazard(X), atol=1e-12)
     np.testing.assert_array_equal(e1.values, e2.values)
-    with pytest.raises(ModelError, match="give a horizon"):
-        explain(m, X)
+    ref = shap.TreeExplainer(m.estimators_["interest"].booster_).shap_values(X.to_numpy())
+    np.testing.assert_allclose(e1.values, ref, atol=1e-5)
 
 
 def test_the_sampling_explainer_serves_any_estimator_exactly_for_a_linear_output(data, models):
@@ -115,6 +118,8 @@ def test_the_sampling_explainer_serves_any_estimator_exactly_for_a_linear_output
                                atol=1e-12)
     with pytest.raises(ModelError, match="no background sample to explain against"):
         SurvivalEstimator.explain(est, X, horizon=2.0)
+    with pytest.raises(ModelError, match="give a horizon"):
+        SurvivalEstimator.explain(est, X, background=m.background_)
 
 
 def test_same_input_gives_the_same_explanation(data, models):

@@ -1,5 +1,5 @@
 """Contributions in percentage points of the risk: they add up exactly to the shown risk
-(Cox and GBM, with a competing cause), keep the sign of the log-hazard contribution,
+(Cox, GBM and the random survival forest, with a competing cause), keep the sign of the log-hazard contribution,
 match a hand computation without competing causes, and explain the change since the last
 scan only by what changed; time since baseline and the visit count are one "Follow-up"
 group; sentences follow the direction of the data."""
@@ -41,10 +41,11 @@ def _fit(cohort, kind: str, event: str) -> RegisteredModel:
 
 @pytest.fixture(scope="module")
 def models(cohort):
-    """Decompensation with death competing, Cox and GBM; and a Cox model of the combined
+    """Decompensation with death competing, Cox, GBM and RSF; and a Cox model of the combined
     endpoint (no competing cause: the risk is 1 - exp(-H0(h) exp(eta)))."""
     return {"cox": _fit(cohort, "cox", "decompensation"),
             "gbm": _fit(cohort, "gbm", "decompensation"),
+            "rsf": _fit(cohort, "rsf", "decompensation"),
             "plain": _fit(cohort, "cox", "decompensation,death")}
 
 
@@ -53,7 +54,7 @@ def _views(cohort, reg, horizon=3.0):
     return [patient_trajectory(reg, cohort.visits, p, horizon) for p in (scanned, unscanned)]
 
 
-@pytest.mark.parametrize("kind", ["cox", "gbm"])
+@pytest.mark.parametrize("kind", ["cox", "gbm", "rsf"])
 def test_points_add_up_exactly_to_the_shown_risk_and_keep_the_sign(cohort, models, kind):
     reg = models[kind]
     assert reg.model.events_.competing  # death competes: the base risk depends on the visit
@@ -115,7 +116,7 @@ def test_the_residual_is_spread_in_proportion_to_the_contributions():
 
 
 def test_risk_scale_contributions_become_points_of_the_same_risk():
-    # an RSF-style explanation on the risk scale: base 0.10, contributions 0.05 and -0.02
+    # a model-agnostic (sampling) explanation on the risk scale: base 0.10, contributions 0.05 and -0.02
     data = pd.DataFrame({"a": [1.0], "b": [2.0]})
     grouped = Explanation(np.array([[0.05, -0.02]]), np.array([0.10]), np.array([0.13]),
                           data, "risk", 2.0)
@@ -124,7 +125,7 @@ def test_risk_scale_contributions_become_points_of_the_same_risk():
     assert pts.base_values[0] == pytest.approx(10.0) and pts.output[0] == pytest.approx(13.0)
 
 
-@pytest.mark.parametrize("kind", ["cox", "gbm"])
+@pytest.mark.parametrize("kind", ["cox", "gbm", "rsf"])
 def test_change_since_the_scan_in_points_adds_up_and_only_changed_groups_move(cohort, models,
                                                                              kind):
     reg = models[kind]

@@ -172,10 +172,12 @@ def test_fit_refuses_bad_input(X, y, match):
         CoxPH().fit(X, y)
 
 
-def test_rsf_refuses_large_training_sets(ph_data):
+@pytest.mark.parametrize("max_features", ["all", 0.0, 1.5, -2, True])
+def test_rsf_refuses_a_feature_share_it_cannot_draw(ph_data, max_features):
     X, y = ph_data
-    with pytest.raises(ModelError, match="exceed the limit of 100"):
-        RSF(max_rows=100).fit(X, y)
+    with pytest.raises(ModelError, match=r"rsf max_features: expected 'sqrt', 'log2', a "
+                                         r"fraction in \(0, 1\] or a count >= 1"):
+        RSF(max_features=max_features, n_estimators=5).fit(X, y)
 
 
 def test_predict_before_fit_is_refused():

@@ -320,7 +320,9 @@ def test_domain_checks_each_rule():
     assert "contrast phase arterial not in the training data" in reasons[5]
 
 
-def test_rsf_round_trip_verifies_its_pickles(tmp_path, cohort):
+def test_rsf_round_trips_as_json_and_an_earlier_pickled_forest_is_refused(tmp_path, cohort):
+    import hashlib
+
     c, _ = cohort
     settings = load_settings(tmp_path / "home")
     store = open_store(settings)
@@ -331,8 +333,48 @@ def test_rsf_round_trip_verifies_its_pickles(tmp_path, cohort):
     pid = c.visits["patient"].iloc[0]
     tr = patient_trajectory(model, c.visits, pid, horizon=1.0).to_json()
     row = next(r for r in tr["trajectory"] if r["risk"] is not None)
-    assert row["shap_scale"] == "risk" and row["ci"] is None
-    assert row["base_value"] + sum(row["shap"].values()) == pytest.approx(row["risk"], abs=1e-9)
+    # exact TreeSHAP of the forest's log hazard (float32 trees), no interval of its own
+    assert row["shap_scale"] == "log_hazard" and row["ci"] is None
+    assert row["base_value"] + sum(row["shap"].values()) == pytest.approx(
+        row["model_output"], abs=1e-5)
+    folder = settings.models_dir / p["model_id"]
+    assert [f.name for f in folder.iterdir()] == ["model.json"]  # no pickle beside it
+    # an artifact of the scikit-survival forest kept its forests in pickles: refused
+    artifact = folder / "model.json"
+    doc = json.loads(artifact.read_text())
+    doc["estimators"]["interest"]["pickle"] = {"file": "estimator-interest.pkl",
+                                               "sha256": "0" * 64}
+    data = json.dumps(doc, sort_keys=True).encode("utf-8")
+    artifact.write_bytes(data)
+    with store.session() as s:
+        s.execute(update(ModelRecord).where(ModelRecord.model_id == p["model_id"])
+                  .values(content_sha256=hashlib.sha256(data).hexdigest()))
+    with pytest.raises(ModelIntegrityError,
+                       match=r"rsf estimator is a pickled forest of an earlier HepaTrack "
+                             r"version, which this version no longer loads; retrain it "
+                             r"\(hepatrack train --model rsf\)"):
+        load_model(store, settings, p["model_id"])
+    store.dispose()
+
+
+def test_a_pickled_estimator_is_unpickled_only_when_its_hash_matches(tmp_path, cohort,
+                                                                      monkeypatch):
+    from analytics.models import estimators
+
+    class PickledCox(estimators.CoxPH):
+        """A Cox model that keeps its coefficients in a pickle beside the artifact."""
+
+        pickled_attribute = "coef_"
+
+    monkeypatch.setitem(estimators.ESTIMATORS, "cox", PickledCox)
+    c, _ = cohort
+    settings = load_settings(tmp_path / "home")
+    store = open_store(settings)
+    p = train_model(store, settings, c, ModelSettings(
+        kind="cox", event=("decompensation",), folds=2, repeats=1, n_bootstrap=0))
+    model = load_model(store, settings, p["model_id"])
+    est = model.model.estimators_["interest"]
+    assert isinstance(est, PickledCox) and est.coef_.shape == (len(model.features),)
     pkl = next((settings.models_dir / p["model_id"]).glob("estimator-interest.pkl"))
     pkl.write_bytes(pkl.read_bytes() + b"\0")
     with pytest.raises(ModelIntegrityError, match="sha256 mismatch; refusing to load"):

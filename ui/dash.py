@@ -10,7 +10,9 @@ Caching follows ``ui.loaders``:
   (``ui.loaders.data_version``) and shared by the sessions: they hold pseudonyms,
   shifted dates and measurements only, the same rows for every role that may open the
   cohort, never names or identifiers (those come from the viewer-keyed patient list).
-  A write to the store gives a new version, so they are rebuilt on the next run.
+  A write to the store gives a new version, so they are rebuilt on the next run. So are
+  the Cohort page's figures drawn from them (risk histogram, incidence by risk group,
+  follow-up swimmer). The server builds these as it starts (``ui.warmup``).
 - Other patient-level objects (trajectories, key image stacks) are
   ``st.cache_resource(scope="session")`` with the viewer's cache key among the
   arguments: never shared between sessions or users, not copied on every rerun,

@@ -4,7 +4,8 @@ A just-started server used to make its first signed-in user wait for everything 
 the page modules' imports (pandas, plotly, lifelines, scikit-learn: seconds), the cohort
 table, every patient's risk, the incidence by risk group and the follow-up timeline (tens
 of seconds on a 5,000-patient cohort). :func:`lifespan` (mounted by ``webapp.py``) runs
-:func:`warm` on a background thread as the server starts. Until it ends (or
+:func:`warm` on a background thread as the server starts. Until the Cohort page's part
+ends (or
 :data:`READY_AFTER_S` passed) :func:`ready` is False and the health check answers 503
 (``ui.webguard``): browsers and service managers wait to connect rather than a first user
 waiting after signing in. A session arriving before the warm-up ends waits on the same
@@ -39,11 +40,15 @@ READY_AFTER_S = 180.0
 _started: list[float] = []
 _done = threading.Event()
 
-#: what the pages import on their first run (seconds of imports the first session paid)
-PAGE_MODULES = ("analytics.viz", "analytics.explain", "analytics.usecases.overview",
-                "analytics.cohort", "analytics.models.registry", "ui.cohort_view",
-                "ui.patient_view", "ui.mdt_view", "ui.models_view", "ui.ingest_view",
-                "ui.downloads", "ui.tables", "ui.format")
+#: what the Cohort page (the start page) imports on its first run, imported before the
+#: health check answers
+COHORT_MODULES = ("analytics.viz", "analytics.usecases.overview", "analytics.cohort",
+                  "analytics.models.registry", "ui.cohort_view", "ui.downloads",
+                  "ui.tables", "ui.format")
+#: what the other pages import (seconds the first visit of each paid), imported after the
+#: health check answers: nobody opens them before the Cohort page
+OTHER_MODULES = ("analytics.explain", "ui.patient_view", "ui.mdt_view", "ui.models_view",
+                 "ui.ingest_view")
 
 
 @dataclass(frozen=True)
@@ -60,9 +65,27 @@ class _Source:
 
 
 def warm(settings: Settings | None = None) -> dict[str, float]:
-    """Import the page modules and build the shared Cohort-page caches of the store's
+    """:func:`warm_cohort`, then the other pages' imports (:data:`OTHER_MODULES`).
+    Returns seconds per step; raises as :func:`warm_cohort`.
+    """
+    steps = warm_cohort(settings)
+    return steps | warm_imports(OTHER_MODULES)
+
+
+def warm_imports(modules: tuple[str, ...]) -> dict[str, float]:
+    """Import ``modules``; seconds per import."""
+    steps = {}
+    for module in modules:
+        t0 = time.perf_counter()
+        importlib.import_module(module)
+        steps[f"import {module}"] = time.perf_counter() - t0
+    return steps
+
+
+def warm_cohort(settings: Settings | None = None) -> dict[str, float]:
+    """Import the Cohort page's modules and build its shared caches of the store's
     current data version: cohort table, the active model's risk and risk groups at its
-    longest horizon (the page's default), their figures, the follow-up timeline, the
+    longest horizon (the page's default), the risk figure, the follow-up timeline, the
     headline counts. Returns seconds per step (for the log and the benchmarks).
 
     Raises
@@ -74,7 +97,7 @@ def warm(settings: Settings | None = None) -> dict[str, float]:
     # these imports (pandas, plotly, the engine) are part of the warm-up's own work
     from ui import dash, loaders
 
-    steps: dict[str, float] = {}
+    steps = warm_imports(COHORT_MODULES)
 
     def step(name: str, fn, *args) -> Any:
         t0 = time.perf_counter()
@@ -82,8 +105,6 @@ def warm(settings: Settings | None = None) -> dict[str, float]:
         steps[name] = time.perf_counter() - t0
         return out
 
-    for module in PAGE_MODULES:
-        step(f"import {module}", importlib.import_module, module)
     settings = settings or load_settings()
     home, url = str(settings.home), settings.database_url
     src = _Source(settings, loaders._store(home, url))
@@ -120,14 +141,17 @@ def ready() -> bool:
 def _run() -> None:
     t0 = time.perf_counter()
     try:
-        steps = warm()
+        steps = warm_cohort()
     except HepaTrackError as err:  # the pages show it to whoever opens them
         LOG.warning("dashboard warm-up stopped: %s", err)
         return
     finally:
-        _done.set()
+        _done.set()  # the Cohort page opens quickly: the health check may answer
     slow = ", ".join(f"{k} {v:.1f} s" for k, v in steps.items() if v >= 0.1)
     LOG.info("dashboard caches built in %.1f s (%s)", time.perf_counter() - t0, slow)
+    t0 = time.perf_counter()
+    warm_imports(OTHER_MODULES)
+    LOG.info("other pages' modules imported in %.1f s", time.perf_counter() - t0)
 
 
 def start() -> threading.Thread:

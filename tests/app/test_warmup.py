@@ -46,7 +46,7 @@ def fresh(monkeypatch):
 def test_health_answers_503_while_the_caches_are_built_and_200_once_they_are(
         fresh, monkeypatch):
     release = threading.Event()
-    monkeypatch.setattr(warmup, "warm", lambda: release.wait(30) and {})
+    monkeypatch.setattr(warmup, "warm_cohort", lambda: release.wait(30) and {})
     assert warmup.ready()  # nothing started: healthy as before
     thread = warmup.start()
     assert not warmup.ready()
@@ -61,7 +61,7 @@ def test_a_warm_up_that_fails_still_lets_the_server_report_healthy(fresh, monkey
     def broken():
         raise StoreError("database locked")
 
-    monkeypatch.setattr(warmup, "warm", broken)
+    monkeypatch.setattr(warmup, "warm_cohort", broken)
     warmup.start().join(30)
     assert warmup.ready() and _health(warmup.ready) == (200, b"ok")
 
@@ -69,7 +69,7 @@ def test_a_warm_up_that_fails_still_lets_the_server_report_healthy(fresh, monkey
 def test_a_warm_up_that_hangs_stops_holding_the_health_check_after_its_limit(
         fresh, monkeypatch):
     release = threading.Event()
-    monkeypatch.setattr(warmup, "warm", lambda: release.wait(30) and {})
+    monkeypatch.setattr(warmup, "warm_cohort", lambda: release.wait(30) and {})
     thread = warmup.start()
     assert not warmup.ready()
     warmup._started[-1] -= warmup.READY_AFTER_S + 1  # as if started that long ago

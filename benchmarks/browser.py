@@ -1,21 +1,32 @@
 """The Cohort page's cold open and a patient switch, in a real browser, against a baseline.
 
-Targets (issue 18, item 9): the Cohort page drawn in under 2 s, a patient switch in
-under 1 s, on a demo-sized cohort (``--patients``, default 2,000, labs only, a Cox
-model: ``benchmarks/dashboard.py``'s home, built on first use in ``--home``).
+Targets: issue 18 item 9 (Cohort page under 2 s, a patient switch under 1 s) and issue 20
+target 4 (a patient switch in at most 500 ms, the Cohort page in at most 2 s cold, on the
+5,000-patient benchmark home, until every chart is drawn). The home (``--patients``,
+default 2,000, labs only, a Cox model: ``benchmarks/dashboard.py``'s home) is built on
+first use in ``--home``.
 
 Two servers run the same home: this checkout (the case) and ``--baseline`` (a copy of
 other code, e.g. ``git archive main | tar -x -C DIR``). Each round starts both servers
 afresh and measures, server by server in alternating order (interleaved, so a slow
 spell on the shared machine hits both):
 
-- ``cold``: sign in on a just-started server (the first session: every cache empty)
-  until the Cohort page has drawn every chart and the grid and the app is idle;
-- ``new session``: sign in again in a new browser context (a second user arriving)
-  until the same;
+- ``server ready``: from starting the process until its health check answers (this
+  checkout answers once its shared caches are built: ``ui/warmup.py``);
+- ``cold``: sign in on the just-ready server (the first session) until the Cohort page
+  has drawn every chart it shows at first paint (``--charts``, ``--baseline-charts``)
+  and the grid, and the app is idle; ``process start to Cohort page drawn`` adds the two;
+- ``new session``: sign in again in a new browser context (another arrival) until the
+  same;
 - ``switch``: on the Patient page, choose another patient in the selector until the
   heading names them, every chart is drawn and the app is idle (median of
   ``--switches``).
+
+Each wait is split with the page's Performance API: until the last websocket message
+from the server (``server``: the script run and its deltas), the rest (``draw``), and
+the main thread's long-task time in the whole wait (``long tasks``: layout, script and
+paint, which overlap the server's time as deltas arrive). Each run prints the 1-minute
+load average: the machine is shared, so compare the ratios of interleaved runs.
 
 Headless Chromium from ``/usr/bin/chromium`` (never downloaded). Prints each run, then
 the medians and their ratios.
@@ -33,6 +44,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,6 +57,8 @@ USER, PASSWORD = "bench.clinician", "benchmark-password"
 CHROMIUM = "/usr/bin/chromium"
 TIMEOUT_MS = 180_000
 MENU = ".st-key-shell-menu"
+#: issue 20: a patient switch in at most 500 ms (issue 18 asked for under 1 s)
+BUDGET_SWITCH_S = 0.5
 
 #: every chart drawn (plotly's SVG in each chart element), no stale element, app idle
 _DRAWN_JS = """([charts, heading]) => {
@@ -62,14 +76,63 @@ _DRAWN_JS = """([charts, heading]) => {
 }"""
 
 
+#: installed before any page script: when each websocket message arrived (the server's
+#: deltas) and the main thread's long tasks (layout, script, paint of 50 ms or more)
+_PERF_INIT_JS = """(() => {
+  const ht = window.__ht = {ws: [], lt: []};
+  try {
+    new PerformanceObserver(l => { for (const e of l.getEntries()) ht.lt.push([e.startTime, e.duration]); })
+      .observe({type: 'longtask', buffered: true});
+  } catch (e) {}
+  const WS = window.WebSocket;
+  window.WebSocket = class extends WS {
+    constructor(...a) { super(...a); this.addEventListener('message', () => ht.ws.push(performance.now())); }
+  };
+})()"""
+
+#: split of the wait since ``t0`` (page clock): until the server's last message, and the
+#: main thread's long-task time in the window (drawing, mostly after the deltas arrive)
+_PERF_SPLIT_JS = """(t0) => {
+  const ht = window.__ht, now = performance.now();
+  const ws = ht.ws.filter(t => t >= t0);
+  const last = ws.length ? ws[ws.length - 1] : t0;
+  const busy = ht.lt.filter(([s, d]) => s + d >= t0).reduce((a, [s, d]) => a + d - Math.max(0, t0 - s), 0);
+  const after = ht.lt.filter(([s, d]) => s + d >= last).reduce((a, [s, d]) => a + d - Math.max(0, last - s), 0);
+  return {total: (now - t0) / 1000, server: (last - t0) / 1000, busy: busy / 1000, busy_after: after / 1000, messages: ws.length};
+}"""
+
+
+@dataclass
+class Wait:
+    """One measured wait: seconds in total, until the server's last message, and the
+    browser's main-thread long-task time (in the whole wait, and after that message)."""
+
+    total: float
+    server: float
+    busy: float
+    busy_after: float
+
+    def text(self) -> str:
+        return (f"{format_seconds(self.total)} (server {format_seconds(self.server)}, "
+                f"draw {format_seconds(max(0.0, self.total - self.server))}, long tasks "
+                f"{format_seconds(self.busy)})")
+
+
+def _split(page, t0: float, total: float) -> Wait:
+    d = page.evaluate(_PERF_SPLIT_JS, t0)
+    return Wait(total, min(float(d["server"]), total), float(d["busy"]), float(d["busy_after"]))
+
+
 @contextlib.contextmanager
-def server(src: Path, home: Path, log: Path) -> Iterator[str]:
-    """``python -m analytics --home HOME serve`` from the code in ``src``."""
+def server(src: Path, home: Path, log: Path) -> Iterator[tuple[str, float]]:
+    """``python -m analytics --home HOME serve`` from the code in ``src``: its URL and the
+    seconds from starting the process until its health check answered."""
     from tests import services
 
     port = services.free_port()
     env = {k: v for k, v in os.environ.items() if k != "HEPATRACK_DB_URL"}
     env["PYTHONPATH"] = str(src)
+    started = time.perf_counter()
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "analytics", "--home", str(home),
                                  "serve", "--port", str(port), "--address", "127.0.0.1"],
@@ -78,7 +141,7 @@ def server(src: Path, home: Path, log: Path) -> Iterator[str]:
     try:
         import urllib.request
 
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + 400  # this checkout answers once its caches are built
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
@@ -88,8 +151,8 @@ def server(src: Path, home: Path, log: Path) -> Iterator[str]:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server from {src} did not start; see {log}")
-            time.sleep(0.25)
-        yield url
+            time.sleep(0.1)
+        yield url, time.perf_counter() - started
     finally:
         services.stop(proc)
 
@@ -98,21 +161,24 @@ def _wait_drawn(page, charts: int, heading: str | None = None) -> None:
     page.wait_for_function(_DRAWN_JS, arg=[charts, heading], polling=50, timeout=TIMEOUT_MS)
 
 
-def sign_in_to_cohort(browser, url: str, charts: int) -> tuple[float, object]:
-    """Seconds from pressing "Sign in" until the Cohort page is drawn; and the page."""
+def sign_in_to_cohort(browser, url: str, charts: int) -> tuple[Wait, object]:
+    """From pressing "Sign in" until the Cohort page is drawn; and the page."""
     page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page.add_init_script(_PERF_INIT_JS)
     page.goto(url)
     page.get_by_label("Username").fill(USER)
     page.get_by_label("Password", exact=True).and_(page.get_by_role("textbox")).fill(PASSWORD)
+    t0_page = page.evaluate("performance.now()")
     t0 = time.perf_counter()
     page.get_by_role("button", name="Sign in").click()
     page.locator(MENU).wait_for(timeout=TIMEOUT_MS)
     _wait_drawn(page, charts)
-    return time.perf_counter() - t0, page
+    total = time.perf_counter() - t0
+    return _split(page, t0_page, total), page
 
 
-def patient_switches(page, patients: list[str]) -> list[float]:
-    """Seconds per patient switch in the Patient page's selector."""
+def patient_switches(page, patients: list[str]) -> list[Wait]:
+    """Each patient switch in the Patient page's selector."""
     page.locator(MENU).get_by_text("Patient", exact=True).click()
     page.locator(".st-key-patient-pseudonym input").wait_for(timeout=TIMEOUT_MS)
     _wait_drawn(page, 1)
@@ -121,36 +187,51 @@ def patient_switches(page, patients: list[str]) -> list[float]:
         box = page.locator(".st-key-patient-pseudonym input")
         box.click()
         box.fill(p)
+        t0_page = page.evaluate("performance.now()")
         t0 = time.perf_counter()
         page.keyboard.press("Enter")
         _wait_drawn(page, 2, heading=p)
-        runs.append(time.perf_counter() - t0)
+        runs.append(_split(page, t0_page, time.perf_counter() - t0))
     return runs
 
 
 def one_round(browser, name: str, src: Path, home: Path, log: Path, patients: list[str],
               charts: int) -> dict[str, object]:
-    with server(src, home, log) as url:
+    with server(src, home, log) as (url, ready):
         cold, page = sign_in_to_cohort(browser, url, charts)
         page.close()
         warm, page = sign_in_to_cohort(browser, url, charts)
         switches = patient_switches(page, patients)
         page.close()
-    print(f"  {name}: cold {format_seconds(cold)}, new session {format_seconds(warm)}, "
-          f"switch {', '.join(format_seconds(s) for s in switches)}", flush=True)
-    return {"cold": cold, "warm": warm, "switch": statistics.median(switches)}
+    print(f"  {name} [load {os.getloadavg()[0]:.2f}]: server ready {format_seconds(ready)}; "
+          f"cold {cold.text()}; new session {warm.text()}", flush=True)
+    print(f"    switch {'; '.join(s.text() for s in switches)}", flush=True)
+    mid = sorted(switches, key=lambda w: w.total)[len(switches) // 2]
+    return {"ready": ready, "start": ready + cold.total, "cold": cold.total, "warm": warm.total,
+            "switch": statistics.median(w.total for w in switches),
+            "cold_server": cold.server, "warm_server": warm.server,
+            "switch_server": mid.server}
+
+
+def _median(runs: list[dict[str, object]], what: str) -> float:
+    return statistics.median(float(x[what]) for x in runs)  # type: ignore[arg-type]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", type=Path, required=True,
                     help="a directory holding the baseline code (app.py, analytics/, ...)")
+    ap.add_argument("--only", choices=("case", "baseline"), default=None,
+                    help="measure one side only (profiling; no comparison)")
     ap.add_argument("--patients", type=int, default=2000)
     ap.add_argument("--home", type=Path, default=None)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--switches", type=int, default=5)
-    ap.add_argument("--charts", type=int, default=3,
-                    help="plotly charts on the Cohort page with a model: 3 on a labs-only "
+    ap.add_argument("--charts", type=int, default=1,
+                    help="plotly charts this checkout's Cohort page draws at first paint "
+                         "(the current-risk histogram; the others are drawn when chosen)")
+    ap.add_argument("--baseline-charts", type=int, default=3,
+                    help="plotly charts the baseline's Cohort page draws: 3 on a labs-only "
                          "cohort (risk, incidence, follow-up), 4 with imaging biomarkers")
     a = ap.parse_args()
     from benchmarks.dashboard import build_home
@@ -170,6 +251,8 @@ def main() -> None:
     from playwright.sync_api import sync_playwright
 
     sides = {"case": ROOT, "baseline": a.baseline.resolve()}
+    if a.only:
+        sides = {a.only: sides[a.only]}
     results: dict[str, list[dict[str, object]]] = {k: [] for k in sides}
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
@@ -178,13 +261,24 @@ def main() -> None:
             order = list(sides) if r % 2 == 0 else list(reversed(sides))
             print(f"round {r + 1} of {a.rounds}", flush=True)
             for name in order:
+                charts = a.charts if name == "case" else a.baseline_charts
                 results[name].append(one_round(browser, name, sides[name], home,
-                                               root / f"serve-{name}.log", picks, a.charts))
+                                               root / f"serve-{name}.log", picks, charts))
         browser.close()
-    print(f"== {len(pseudonyms)} patients, medians of {a.rounds} interleaved rounds ==")
-    for what, budget in (("cold", 2.0), ("warm", 2.0), ("switch", 1.0)):
-        case = statistics.median(float(x[what]) for x in results["case"])
-        base = statistics.median(float(x[what]) for x in results["baseline"])
+    print(f"== {len(pseudonyms)} patients, medians of {a.rounds} interleaved rounds; "
+          f"load now {os.getloadavg()[0]:.2f} ==")
+    for name, runs in results.items():
+        print(f"{name}: server ready {format_seconds(_median(runs, 'ready'))}, process start "
+              f"to Cohort page drawn {format_seconds(_median(runs, 'start'))}; until the "
+              f"server's last message: cold {format_seconds(_median(runs, 'cold_server'))}, "
+              f"new session {format_seconds(_median(runs, 'warm_server'))}, switch "
+              f"{format_seconds(_median(runs, 'switch_server'))}")
+    if len(results) < 2:
+        for what in ("cold", "warm", "switch"):
+            print(f"{a.only} {what}: {format_seconds(_median(results[a.only], what))}")
+        return
+    for what, budget in (("cold", 2.0), ("warm", 2.0), ("switch", BUDGET_SWITCH_S)):
+        case, base = _median(results["case"], what), _median(results["baseline"], what)
         label = {"cold": "Cohort page, cold server", "warm": "Cohort page, new session",
                  "switch": "patient switch"}[what]
         print(f"case {label}: {format_seconds(case)} | baseline: {format_seconds(base)} | "

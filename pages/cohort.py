@@ -81,7 +81,16 @@ else:
     st.caption("Select a row to open the patient.")
 downloads.table_button(ctx, shown, what="cohort_table", key=key(COHORT, "download"))
 
-if risk is not None and model is not None:
+# charts are drawn when chosen: each costs the browser a moment on a large cohort, so the
+# first paint shows the table and one chart
+measured = [n for n in KEY_BIOMARKERS if n in shown.columns and shown[n].notna().any()]
+offered = cohort_view.chart_choices(has_risk=risk is not None and model is not None,
+                                    has_biomarkers=bool(measured))
+chosen = st.pills("Charts", offered, selection_mode="multi", default=offered[:1],
+                  key=key(COHORT, "charts"),
+                  help="Choose the charts to draw; the table above is always shown") or []
+
+if cohort_view.RISK_CHART in chosen or cohort_view.INCIDENCE_CHART in chosen:
     st.subheader("Risk across the cohort")
     try:
         gi = dash.incidence(ctx, model_id, horizon)
@@ -89,25 +98,26 @@ if risk is not None and model is not None:
         gi = None
         st.info(f"No risk groups: {err}", icon=":material/info:")
     left, right = st.columns(2)
-    with left:
-        st.markdown("**Current risk**")
-        st.plotly_chart(viz.risk_distribution(risk, event=model.events.label, horizon=horizon,
-                                              cuts=gi.cuts if gi else None),
-                        key=key(COHORT, "risk_hist"))
-        st.caption("Current risk: at each patient's latest visit inside the model's domain. "
-                   "Dashed lines: the cut points of the risk groups (thirds).")
-    if gi is not None:
-        with right:
+    if cohort_view.RISK_CHART in chosen:
+        with left:
+            st.markdown("**Current risk**")
+            st.plotly_chart(dash.risk_figure(ctx, model_id, horizon, gi),
+                            key=key(COHORT, "risk_hist"))
+            st.caption("Current risk: at each patient's latest visit inside the model's "
+                       "domain. Dashed lines: the cut points of the risk groups (thirds).")
+    if gi is not None and cohort_view.INCIDENCE_CHART in chosen:
+        with right if cohort_view.RISK_CHART in chosen else left:
             st.markdown("**Cumulative incidence by predicted-risk group**")
-            st.plotly_chart(viz.incidence_by_risk_group(gi), key=key(COHORT, "incidence"))
+            st.plotly_chart(dash.incidence_figure(ctx, model_id, horizon),
+                            key=key(COHORT, "incidence"))
             st.caption(cohort_view.incidence_caption(gi))
 
-st.subheader("Follow-up")
-st.plotly_chart(viz.follow_up_swimmer(tables.only_patients(timeline, shown["pseudonym"])),
-                key=key(COHORT, "swimmer"))
+if cohort_view.FOLLOW_UP_CHART in chosen:
+    st.subheader("Follow-up")
+    st.plotly_chart(dash.swimmer_figure(ctx, timeline, shown["pseudonym"]),
+                    key=key(COHORT, "swimmer"))
 
-measured = [n for n in KEY_BIOMARKERS if n in shown.columns and shown[n].notna().any()]
-if measured:
+if cohort_view.BIOMARKER_CHART in chosen:
     st.subheader("Latest biomarkers by outcome")
     name = st.selectbox("Biomarker", measured, format_func=viz.label_with_unit,
                         key=key(COHORT, "biomarker"))

@@ -17,6 +17,9 @@ from ui import tables
 RISING, OUT_OF_DOMAIN, AUTOMATIC, EVENT = ("Rising risk", "Out of domain",
                                            "Automatic segmentation", "Had an event")
 FILTERS = (RISING, OUT_OF_DOMAIN, AUTOMATIC, EVENT)
+#: the Cohort page's charts, drawn when chosen (``chart_choices``)
+RISK_CHART, INCIDENCE_CHART, FOLLOW_UP_CHART, BIOMARKER_CHART = (
+    "Current risk", "Incidence by risk group", "Follow-up", "Biomarkers by outcome")
 RISK_COLUMNS = ("risk_pct", "risk_as_of", "trend", "risk_change_pct", "flags")
 #: what an identity or date cell says when the store has nothing for it (never "None")
 NOT_RECORDED = {"patient_name": "name not recorded", "patient_id": "ID not recorded",
@@ -73,6 +76,14 @@ def display_config(table: pd.DataFrame) -> dict[str, Any]:
             "Risk as of", format="YYYY-MM-DD",
             help="Date of the last visit or scan the current risk uses")
     return cfg
+
+
+def chart_choices(*, has_risk: bool, has_biomarkers: bool) -> list[str]:
+    """The charts the Cohort page offers, in page order: the risk charts with a model,
+    the follow-up always, the biomarker distribution when a key biomarker is measured.
+    The first is drawn at first paint; the others when the viewer chooses them."""
+    return ([RISK_CHART, INCIDENCE_CHART] if has_risk else []) + [FOLLOW_UP_CHART] + (
+        [BIOMARKER_CHART] if has_biomarkers else [])
 
 
 def apply_filters(table: pd.DataFrame, chosen: list[str]) -> pd.DataFrame:

@@ -7,6 +7,9 @@ This ASGI middleware:
 - adds anti-framing and hardening headers to every HTTP response (``X-Frame-Options:
   DENY``, CSP ``frame-ancestors 'none'``, ``nosniff``, no referrer);
 - closes ``/_stcore/metrics`` (404);
+- answers the health check ``/_stcore/health`` with 503 while the server is still
+  building its shared caches (``ready``, from ``ui.warmup``), so a service manager, a
+  load balancer or a browser connects once pages open quickly;
 - gives each browser a random, HttpOnly, SameSite=Strict cookie (:data:`COOKIE`), which
   the browser also sends with the websocket, so a script run knows it
   (``st.context.cookies``);
@@ -46,6 +49,7 @@ SECURITY_HEADERS = (
     (b"referrer-policy", b"no-referrer"),
 )
 CLOSED_PATHS = ("/_stcore/metrics",)
+HEALTH_PATH = "/_stcore/health"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -168,8 +172,9 @@ async def _refuse(send: Send, status: int, text: str, extra: list[tuple[bytes, b
 class GuardMiddleware:
     """ASGI middleware: security headers, closed metrics, cookie-bound media (module doc)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, ready: Callable[[], bool] | None = None) -> None:
         self.app = app
+        self.ready = ready
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -186,6 +191,9 @@ class GuardMiddleware:
             cookie = None  # a cookie this server did not issue counts for nothing
         if any(path == p or path.endswith(p) for p in CLOSED_PATHS):
             await _refuse(send, 404, "Not found", extra)
+            return
+        if path.endswith(HEALTH_PATH) and self.ready is not None and not self.ready():
+            await _refuse(send, 503, "warming up", extra)
             return
         if "/media/" in path:
             verdict = self._check_media(path, cookie, _header(scope, b"sec-fetch-mode"))
@@ -224,11 +232,12 @@ class GuardMiddleware:
                 "it and can be used once; click the download button again")
 
 
-def middleware() -> list[Any]:
-    """The middleware list for ``st.App`` (``webapp.py``)."""
+def middleware(ready: Callable[[], bool] | None = None) -> list[Any]:
+    """The middleware list for ``st.App`` (``webapp.py``); ``ready`` says whether the
+    health check may answer 200 yet (None: always)."""
     from starlette.middleware import Middleware
 
-    return [Middleware(GuardMiddleware)]
+    return [Middleware(GuardMiddleware, ready=ready)]
 
 
 def browser_cookie() -> str | None:

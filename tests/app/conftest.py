@@ -62,3 +62,11 @@ def new_app(viewer: Viewer | None = RESEARCHER) -> AppTest:
     if viewer is not None:
         at.session_state[VIEWER_KEY] = viewer
     return at
+
+
+def cohort_charts(at: AppTest, *charts: str) -> AppTest:
+    """Choose charts on the Cohort page as a person would, in its "Charts" pills (all the
+    offered ones when none are named), and run the page again."""
+    pills = [b for b in at.get("button_group") if b.key == "cohort:charts"]
+    assert pills, [b.key for b in at.get("button_group")]
+    return pills[0].set_value(list(charts) or list(pills[0].options)).run()

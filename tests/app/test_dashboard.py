@@ -15,7 +15,7 @@ from analytics.config import load_settings
 from analytics.store import open_store
 from analytics.store.schema import AuditRecord, ModelRecord, NoteRecord
 from tests import dashboard_data
-from tests.app.conftest import new_app
+from tests.app.conftest import cohort_charts, new_app
 from ui.session import Viewer
 
 CLINICIAN = Viewer("dr.grey", "clinician", "s-clin")
@@ -101,6 +101,10 @@ def test_cohort_risk_columns_are_the_models_risks(home, engine, template):
     assert table.loc[truth.index, "trend"].tolist() == arrows.tolist()
     # identified view: names for the imaging patients
     assert table.loc[template.imaging, "patient_name"].notna().all()
+    # the current-risk histogram at first paint, the other charts when chosen
+    assert [c.key for c in at.get("plotly_chart")] == ["cohort:risk_hist"]
+    cohort_charts(at)
+    _ok(at)
     keys = [c.key for c in at.get("plotly_chart")]
     assert {"cohort:risk_hist", "cohort:incidence", "cohort:swimmer"} <= set(keys)
     # a shorter horizon gives that horizon's risks
@@ -109,6 +113,50 @@ def test_cohort_risk_columns_are_the_models_risks(home, engine, template):
     one = cohort_risk(model, cohort.visits, 1.0).set_index("pseudonym")
     np.testing.assert_allclose(at.dataframe[0].value.set_index("pseudonym").loc[
         one.index, "risk_pct"], one["risk"] * 100, equal_nan=True)
+
+
+def _values(v) -> np.ndarray:
+    """A plotly array from a figure's JSON: a list, or base64 ``bdata`` with its dtype."""
+    import base64
+
+    if isinstance(v, dict):
+        return np.frombuffer(base64.b64decode(v["bdata"]), dtype=v["dtype"])
+    return np.asarray(v, dtype=object)
+
+
+def test_cohort_draws_the_risk_chart_first_and_the_others_when_a_person_chooses_them(
+        home, engine):
+    from analytics.usecases.overview import cohort_risk
+
+    model, cohort, _ = engine
+    at = _on("pages/cohort.py", CLINICIAN)
+    _ok(at)
+    assert [c.key for c in at.get("plotly_chart")] == ["cohort:risk_hist"]
+    pills = next(b for b in at.get("button_group") if b.key == "cohort:charts")
+    assert pills.options == ["Current risk", "Incidence by risk group", "Follow-up",
+                             "Biomarkers by outcome"]
+    assert pills.value == ["Current risk"]
+    # the histogram holds every assessable patient's 3-year risk, in percent
+    truth = cohort_risk(model, cohort.visits, 3.0)["risk"].dropna().to_numpy() * 100
+    hist = _figure(at, "cohort:risk_hist")["data"][0]
+    np.testing.assert_allclose(np.sort(_values(hist["x"]).astype(float)), np.sort(truth))
+
+    cohort_charts(at, "Follow-up")
+    _ok(at)
+    assert [c.key for c in at.get("plotly_chart")] == ["cohort:swimmer"]
+    assert "Risk across the cohort" not in _texts(at.subheader)
+    # the follow-up lanes are the patients the table shows: search one, one lane
+    one = at.dataframe[0].value["pseudonym"].iloc[3]
+    at.text_input(key="cohort:search").input(one).run()
+    _ok(at)
+    lanes = {y for y in _values(_figure(at, "cohort:swimmer")["data"][0]["y"]) if y}
+    assert lanes == {one}
+
+    at.text_input(key="cohort:search").input("").run()
+    cohort_charts(at, "Incidence by risk group")
+    _ok(at)
+    assert [c.key for c in at.get("plotly_chart")] == ["cohort:incidence"]
+    assert "Risk across the cohort" in _texts(at.subheader)
 
 
 def test_sort_by_risk_and_filter_rising(home):

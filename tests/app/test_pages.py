@@ -6,7 +6,7 @@ import pytest
 
 from analytics.config import load_settings
 from analytics.store import open_store
-from tests.app.conftest import new_app, seed_without_model
+from tests.app.conftest import cohort_charts, new_app, seed_without_model
 from ui.session import VIEWER_KEY, Viewer
 
 SEEDED = ["HT-0001", "HT-0002", "HT-0003"]
@@ -50,6 +50,10 @@ def test_cohort_page_lists_the_stored_patients(seeded_home):
     assert "patient_name" not in table.columns and "patient_id" not in table.columns
     assert _texts(at.metric)[:4] == ["3", "3", "4", "1"]
     assert "3 of 3 patients" in _texts(at.caption)
+    # no model: the follow-up swimmer at first paint, the biomarker box plot when chosen
+    assert [c.key for c in at.get("plotly_chart")] == ["cohort:swimmer"]
+    cohort_charts(at, "Follow-up", "Biomarkers by outcome")
+    _ok(at)
     assert len(at.get("plotly_chart")) == 2  # follow-up swimmer and biomarker box plot
 
 

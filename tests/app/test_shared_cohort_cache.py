@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 
+import numpy as np
 import pytest
 from sqlalchemy import update
 
@@ -16,7 +17,7 @@ from analytics.config import load_settings
 from analytics.store import open_store
 from analytics.store.schema import Outcome
 from tests import dashboard_data
-from tests.app.conftest import new_app
+from tests.app.conftest import cohort_charts, new_app
 from ui import loaders
 from ui.session import Viewer
 
@@ -63,6 +64,7 @@ def _cohort_page(viewer: Viewer):
 def test_a_second_session_reuses_the_build_and_a_write_rebuilds_it(home, calls):
     first = _cohort_page(CLINICIAN)
     assert calls == {"build_cohort": 1, "cohort_risk": 1}
+    cohort_charts(first)
     keys = {c.key for c in first.get("plotly_chart")}
     assert {"cohort:risk_hist", "cohort:incidence", "cohort:swimmer"} <= keys
 
@@ -80,3 +82,36 @@ def test_a_second_session_reuses_the_build_and_a_write_rebuilds_it(home, calls):
     first.run()
     assert not first.exception, [e.value for e in first.exception]
     assert calls == {"build_cohort": 2, "cohort_risk": 2}
+
+
+def test_a_server_warm_up_builds_the_cohort_so_the_first_session_builds_nothing(
+        home, calls):
+    from analytics.models.registry import load_model
+    from analytics.usecases.overview import cohort_risk
+    from ui import warmup
+
+    steps = warmup.warm()
+    assert calls == {"build_cohort": 1, "cohort_risk": 1}
+    assert {"cohort table", "cohort risk", "risk groups", "timeline"} <= set(steps)
+
+    at = _cohort_page(CLINICIAN)  # the first session after start-up
+    assert calls == {"build_cohort": 1, "cohort_risk": 1}
+    # the warmed risks are the model's longest horizon, the page's default
+    settings = load_settings(home)
+    store = open_store(settings)
+    model = load_model(store, settings)
+    truth = cohort_risk(model, analytics.cohort.build_cohort(store).visits,
+                        max(model.horizons)).set_index("pseudonym")
+    store.dispose()
+    shown = at.dataframe[0].value.set_index("pseudonym")
+    np.testing.assert_allclose(shown.loc[truth.index, "risk_pct"], truth["risk"] * 100,
+                               equal_nan=True)
+
+
+def test_an_empty_store_warms_nothing_but_the_counts(tmp_path, monkeypatch, calls):
+    from ui import warmup
+
+    monkeypatch.setenv("HEPATRACK_HOME", str(tmp_path / "empty"))
+    steps = warmup.warm()
+    assert "summary" in steps and "cohort table" not in steps
+    assert calls == {"build_cohort": 0, "cohort_risk": 0}

@@ -25,7 +25,7 @@ from tests.e2e.conftest import PASSWORD as PW
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "test-artifacts" / "screenshots"
-START_TIMEOUT_S = 60
+START_TIMEOUT_S = 240  # health answers once the shared caches are built (ui/warmup.py)
 
 
 def _healthy(url: str) -> bool:

@@ -49,6 +49,10 @@ def test_cohort_and_patient(dashboard_server, chromium_browser):
         grid = page.locator('[data-testid="stDataFrame"]').first
         grid.wait_for(timeout=UI_TIMEOUT_MS)
         page.get_by_text("Risk across the cohort").wait_for(timeout=UI_TIMEOUT_MS)
+        # the current-risk chart at first paint; the incidence chart when chosen
+        page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=UI_TIMEOUT_MS)
+        page.locator(".st-key-cohort-charts").get_by_text(
+            "Incidence by risk group", exact=True).click()
         page.get_by_text("Cumulative incidence by predicted-risk group").first.wait_for(
             timeout=UI_TIMEOUT_MS)
         # the grid draws on a canvas; its accessible header cells are in the DOM but not

@@ -13,7 +13,7 @@ from typing import Any
 from analytics.features import radiomics_configs
 
 #: bump when any computed value may change; stored with every feature row
-EXTRACTOR_VERSION = "1.4.0"
+EXTRACTOR_VERSION = "1.5.0"
 #: ``volume.meta`` key naming organs whose delivered mask failed: ``{organ: reason}``; they
 #: are not segmented automatically and their features are withheld (source ``withheld``)
 WITHHELD_MASKS = "withheld_masks"

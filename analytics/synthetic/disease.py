@@ -11,9 +11,12 @@ stage, drives decompensation: each 1 mmHg of HVPG raises the decompensation haza
 11 % (Ripoll et al., Gastroenterology 2007;133:481-8, HR 1.11 per mmHg in compensated
 cirrhosis), and HVPG spreads with an SD of ~4-5 mmHg at a given stage, so
 ``beta_portal`` = ln(1.11) * 4.5 = 0.47 per SD, applied in proportion to how far portal
-hypertension has developed (``smoothstep(1.5, 4, s)``, the ``portal_knots``). The spleen
-enlarges with the portal pressure (congestive splenomegaly), the labs here do not see
-it: this is what imaging carries beyond the labs. The spleen's size also varies between
+hypertension has developed (``smoothstep(1.5, 4, s)``, the ``portal_knots``). It raises
+the HCC hazard too: HR 1.18 per mmHg (Ripoll et al., J Hepatol 2009;50:923-8), so
+ln(1.18) * 4.5 = 0.74 per SD. The spleen enlarges with the portal pressure (congestive
+splenomegaly) and the liver surface grows more nodular (LSN rises with HVPG; Sartoris et
+al., Radiology 2018;289:698-707); the labs here do not see it: this is what imaging
+carries beyond the labs. The spleen's size also varies between
 healthy people (CV ~25 %) and in how much it grows, so it is a noisy witness, not an
 oracle.
 
@@ -26,7 +29,8 @@ Imaging phenotype (unenhanced values; see ``imaging_phenotype``):
   (the atrophy scaled by the patient's ``atrophy_response``, log-normal SD 0.25), with
   relative sparing of the left/caudate lobes;
 - surface nodularity (RMS surface displacement, mm): 0.1 -> 2.0 from stage 1.5 to 4,
-  times the patient's ``nodularity_response`` (log-normal, SD 0.25);
+  the rise times the patient's ``nodularity_response`` (log-normal, SD 0.25) and
+  ``1 + 0.25 * portal_pressure_z`` (at least 0.2);
 - spleen volume: the patient's ``spleen_baseline_factor`` (log-normal, SD 0.25, kept to
   0.7-1.45) times
   up to 2.6x (portal hypertension) from stage 1.5 to 4, the growth scaled by the
@@ -132,6 +136,12 @@ PORTAL_KNOTS = (1.5, 4.0)
 #: decompensation log hazard per SD of portal pressure at full portal hypertension:
 #: ln(1.11 per mmHg HVPG; Ripoll et al. 2007) * 4.5 mmHg SD
 BETA_PORTAL_DECOMPENSATION = round(float(np.log(1.11) * 4.5), 4)
+#: HCC log hazard per SD of portal pressure: ln(1.18 per mmHg HVPG; Ripoll et al.,
+#: J Hepatol 2009;50:923-8) * 4.5 mmHg SD
+BETA_PORTAL_HCC = round(float(np.log(1.18) * 4.5), 4)
+#: how much a patient's surface nodularity follows their portal pressure, per SD (LSN
+#: rises with HVPG; Sartoris et al., Radiology 2018;289:698-707)
+NODULARITY_PER_PORTAL_SD = 0.25
 
 #: latent stage of healthy, F0, F1, F2, F3, F4 (see the module docstring)
 STAGE_KNOTS = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0)
@@ -192,7 +202,7 @@ def _published(rate_at_f4: float, rr: tuple[float, ...], beta_age: float) -> Cau
 DEFAULT_HAZARDS: dict[str, CauseHazard] = {
     "decompensation": replace(_published(0.08, LIVER_RELATED_RR, 0.10),
                               beta_portal=BETA_PORTAL_DECOMPENSATION),
-    "hcc": _published(0.015, LIVER_RELATED_RR, 0.30),
+    "hcc": replace(_published(0.015, LIVER_RELATED_RR, 0.30), beta_portal=BETA_PORTAL_HCC),
     "transplant": _published(0.01, LIVER_RELATED_RR, -0.30),
     "death": _published(0.006 * ALL_CAUSE_RR[-1], ALL_CAUSE_RR, 0.60),
 }
@@ -326,7 +336,8 @@ def imaging_phenotype(stage: float, disease: PatientDisease | None = None) -> Im
         liver_volume_factor=(1.0 + 0.18 * smoothstep(0.0, 1.5, s))
         * (1.0 - atrophy * smoothstep(2.0, MAX_STAGE, s)),
         left_lobe_factor=1.0 + 0.12 * smoothstep(2.5, MAX_STAGE, s),
-        nodularity_mm=0.1 + 1.9 * portal_htn * d.nodularity_response,
+        nodularity_mm=0.1 + 1.9 * portal_htn * d.nodularity_response
+        * max(0.2, 1.0 + NODULARITY_PER_PORTAL_SD * d.portal_pressure_z),
         spleen_volume_factor=d.spleen_baseline_factor
         * (1.0 + 1.6 * portal_htn * d.spleen_response * congestion),
         spleen_hu_unenhanced=d.spleen_hu,

@@ -55,7 +55,7 @@ def demo_config(patients: int | None = None, seed: int | None = None):
     if _REPO_DEMO_TOML.is_file():
         return load_cohort_config(_REPO_DEMO_TOML, **overrides)
     cfg = CohortConfig(n_patients=patients or 2000, seed=7 if seed is None else seed,
-                       imaging_patients=12, max_scans_per_patient=4)
+                       imaging_patients=12, max_scans_per_patient=4, measured_fib4_min=1.3)
     return cfg.validate()
 
 

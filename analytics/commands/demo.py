@@ -23,7 +23,9 @@ def demo_cmd(args: argparse.Namespace, settings: Settings) -> CommandResult:
                      f"({c['series']} series), {c['measured_patients']} with imported "
                      "imaging measurements")
     if out.get("stages"):
-        lines.append("  stages (s): " + ", ".join(f"{k} {v}" for k, v in out["stages"].items()))
+        cpu = out.get("stages_cpu") or {}
+        lines.append("  stages (s, CPU s): " + ", ".join(
+            f"{k} {v} ({cpu.get(k, '?')})" for k, v in out["stages"].items()))
     if "train" in out:
         t = out["train"]
         oracle = (f", oracle {t['oracle_c_index']:.3f}"

@@ -287,6 +287,20 @@ def format_sex_coding(declared: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in declared.items())
 
 
+KIND_IMAGING = "imaging"
+#: imaging biomarkers a visits file may carry as imported measurements (a site's own
+#: imaging reports, or another tool's segmentation), under the feature registry's names;
+#: the cohort table reads them as imaging biomarkers, the same columns the extractor fills
+IMPORTED_IMAGING_COLUMNS: dict[str, ColumnDef] = {c.name: c for c in (
+    ColumnDef("liver_volume_ml", KIND_IMAGING, positive=True, reject_above=20000.0),
+    ColumnDef("spleen_volume_ml", KIND_IMAGING, positive=True, reject_above=10000.0),
+    ColumnDef("liver_hu_mean", KIND_IMAGING, reject_below=-1024.0, reject_above=3071.0),
+    ColumnDef("spleen_hu_mean", KIND_IMAGING, reject_below=-1024.0, reject_above=3071.0),
+    ColumnDef("liver_spleen_hu_diff", KIND_IMAGING, reject_below=-4095.0,
+              reject_above=4095.0),
+    ColumnDef("liver_surface_nodularity", KIND_IMAGING, reject_above=50.0),
+)}
+
 KNOWN_COLUMNS = (*LAB_COLUMNS, *CODED_COLUMNS)
 
 #: other-unit spellings of known labs: column -> (known column, factor), known = value / factor

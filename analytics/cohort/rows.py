@@ -19,6 +19,7 @@ from analytics.cohort.columns import (
     DATE_COLUMN,
     EVENT_NAME,
     ID_COLUMN,
+    IMPORTED_IMAGING_COLUMNS,
     LAB_COLUMNS,
     TIME_COLUMN,
     ColumnDef,
@@ -252,10 +253,11 @@ def parse_values(table: RawTable, r: RawRow, value_cols: list[str], categorical:
         target, factor = aliases.get(c, (c, 1.0))
         source = "" if target == c else f" (from {c} = {fmt(value)})"
         raw, value = value, value / factor
-        spec = LAB_COLUMNS.get(target)
+        spec = LAB_COLUMNS.get(target) or IMPORTED_IMAGING_COLUMNS.get(target)
         if spec is not None:
             if value < spec.reject_below or (spec.positive and value <= spec.reject_below):
-                bound = "> 0" if spec.positive else ">= 0"
+                bound = (f"> {fmt(spec.reject_below)}" if spec.positive
+                         else f">= {fmt(spec.reject_below)}")
                 unit = f" {spec.unit}" if target == c else ""
                 errors.append(f"{c} {fmt(raw)}: impossible; expected {bound}{unit}")
                 continue

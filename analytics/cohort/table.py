@@ -51,7 +51,12 @@ import numpy as np
 import pandas as pd
 
 from analytics import vocabulary
-from analytics.cohort.columns import CODED_COLUMNS, KNOWN_COLUMNS, LAB_COLUMNS
+from analytics.cohort.columns import (
+    CODED_COLUMNS,
+    IMPORTED_IMAGING_COLUMNS,
+    KNOWN_COLUMNS,
+    LAB_COLUMNS,
+)
 from analytics.cohort.reader import Source, read_table
 from analytics.cohort.validate import DAYS_PER_YEAR, validate
 from analytics.cohort_types import DEFAULT_LAB_WINDOW_DAYS, VISIT_KEYS, CohortTable
@@ -229,12 +234,17 @@ def _assemble(labs: pd.DataFrame, scans: pd.DataFrame, outcomes: pd.DataFrame,
             visits[c] = visits[c].astype(object).where(visits[c].notna(), np.nan)
         else:
             visits[c] = pd.to_numeric(visits[c], errors="coerce").astype("float64")
-        # the contract's known columns (labs, age, sex, MELD/Mayo modifiers) are "lab"
+        # the contract's known columns (labs, age, sex, MELD/Mayo modifiers) are "lab";
+        # imported imaging measurements are imaging biomarkers like the extracted ones
         kind = ("lab" if c in LAB_COLUMNS or c in CODED_COLUMNS
-                else "imaging" if c in imaging else "generic")
-        meta[c] = {"kind": kind, "unit": vocabulary.unit(c) if c in KNOWN_COLUMNS
+                else "imaging" if c in imaging or c in IMPORTED_IMAGING_COLUMNS
+                else "generic")
+        meta[c] = {"kind": kind, "unit": vocabulary.unit(c)
+                   if c in KNOWN_COLUMNS or c in IMPORTED_IMAGING_COLUMNS
                    else imaging_units.get(c, ""),
                    "categorical": is_cat}
+        if c in IMPORTED_IMAGING_COLUMNS and c in csv_columns:
+            meta[c]["imported"] = True
     if with_scores:
         scores = compute_scores(visits)
         for name, d in CLINICAL_SCORES.items():

@@ -45,6 +45,7 @@ from analytics.cohort.columns import (
     DATE_COLUMN,
     EVENT_COLUMN,
     ID_COLUMN,
+    IMPORTED_IMAGING_COLUMNS,
     KNOWN_EVENTS,
     LAB_COLUMNS,
     RESERVED,
@@ -208,7 +209,8 @@ def _check_value_columns(run: _Run) -> None:
                     f"column {c} is imported as {target} (divided by {factor:.6g})")))
         run.value_cols.append(c)
     generic = [c for c in run.value_cols
-               if c not in LAB_COLUMNS and c not in CODED_COLUMNS and c not in run.aliases]
+               if c not in LAB_COLUMNS and c not in CODED_COLUMNS and c not in run.aliases
+               and c not in IMPORTED_IMAGING_COLUMNS]
     run.categorical, type_warnings = generic_types(visits, generic)
     warnings += type_warnings
 

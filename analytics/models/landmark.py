@@ -26,7 +26,16 @@ part of a cohort) get a scan history instead of the slope and worst value:
 - ``f_years_since_scan``: years from that scan to ``s``;
 - ``f_scan_change``: last value minus the previous scan's value (0 with one scan).
 
-Before ``f`` is measured, all four are missing (``f_measured`` is 0), and the design
+Which of the last three enter the model is a setting, because each costs a coefficient
+learnt only from the scanned patients' events (``LandmarkSettings.imaging_stats``,
+``scan_change``): by default every biomarker gets its last value and ``f_measured``, and
+only the spleen volume (:data:`DEFAULT_SCAN_CHANGE`, the biomarker whose change between
+scans tracks portal hypertension) gets ``f_scan_change``. Models stored before the
+setting existed keep all three for every biomarker. ``f_scan_change`` of every imaging
+biomarker is still returned beside the model columns, for the explanations' "change since
+the previous scan".
+
+Before ``f`` is measured, all of them are missing (``f_measured`` is 0), and the design
 (:class:`analytics.models.design.Design`, ``neutral`` columns) turns every one of them
 into exactly 0: an unscanned patient's imaging terms add nothing to the linear predictor,
 whatever the scanned patients measured. A withheld value (NaN in the store, with its
@@ -80,6 +89,10 @@ HISTORY_STATS = ("slope", "worst", "mean_1y", "change")
 DEFAULT_STATS = ("slope", "worst")
 #: scan history of an imaging biomarker, in place of the history statistics
 IMAGING_STATS = ("measured", "years_since_scan", "scan_change")
+#: the scan history every imaging biomarker gets by default (besides its last value)
+DEFAULT_IMAGING_STATS = ("measured",)
+#: imaging biomarkers that also get ``<f>_scan_change`` by default
+DEFAULT_SCAN_CHANGE = ("spleen_volume_ml",)
 #: visits column naming the features a visit measured on an automatic segmentation
 AUTOMATIC_COLUMN = "automatic_segmentation"
 #: window of the recent mean (years)
@@ -216,6 +229,11 @@ class LandmarkSettings:
     automatic_segmentation
         Use values measured on an automatic segmentation (the site's
         ``model_automatic_segmentation``); False leaves them missing.
+    imaging_stats
+        Scan-history columns of every imaging biomarker (some of
+        :data:`IMAGING_STATS`; module docstring).
+    scan_change
+        Imaging biomarkers that also get ``<f>_scan_change``.
     """
 
     horizons: tuple[float, ...] = (1.0, 2.0, 3.0)
@@ -229,8 +247,17 @@ class LandmarkSettings:
     min_feature_patients: int = 10
     min_feature_events: int = 5
     automatic_segmentation: bool = True
+    imaging_stats: tuple[str, ...] = DEFAULT_IMAGING_STATS
+    scan_change: tuple[str, ...] = DEFAULT_SCAN_CHANGE
 
     def __post_init__(self) -> None:
+        stats = tuple(self.imaging_stats)
+        unknown = [st for st in stats if st not in IMAGING_STATS]
+        if unknown:
+            raise SettingsError("imaging_stats", f"expected some of {list(IMAGING_STATS)}, "
+                                                 f"got {list(stats)}")
+        object.__setattr__(self, "imaging_stats", stats)
+        object.__setattr__(self, "scan_change", tuple(self.scan_change))
         for name in ("min_feature_patients", "min_feature_events"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or v != int(v) or v < 0:
@@ -255,6 +282,9 @@ class FeatureSpec:
     its first measurement (what it was, or would have been, learnt from).
     ``imaging_history``: imaging biomarkers get the scan history (module docstring);
     False in specs stored before it existed, whose imaging columns had the statistics.
+    ``imaging_stats`` and ``scan_change``: which scan-history columns (as
+    :class:`LandmarkSettings`); all of them for every biomarker in specs stored before
+    these existed.
     """
 
     numeric: list[str]
@@ -267,10 +297,18 @@ class FeatureSpec:
     support: dict[str, dict[str, int]] = field(default_factory=dict)
     automatic_segmentation: bool = True
     imaging_history: bool = True
+    imaging_stats: tuple[str, ...] = DEFAULT_IMAGING_STATS
+    scan_change: tuple[str, ...] = DEFAULT_SCAN_CHANGE
 
     def has_scan_history(self, f: str) -> bool:
         """Whether numeric feature ``f`` gets the scan history (an imaging biomarker)."""
         return self.imaging_history and f in self.imaging
+
+    def scan_stats(self, f: str) -> list[str]:
+        """The scan-history statistics of imaging biomarker ``f`` in the model, in
+        :data:`IMAGING_STATS` order."""
+        return [st for st in IMAGING_STATS if st in self.imaging_stats
+                or (st == "scan_change" and f in self.scan_change)]
 
     @property
     def columns(self) -> list[str]:
@@ -278,7 +316,7 @@ class FeatureSpec:
         for f in self.numeric:
             cols.append(f)
             if self.has_scan_history(f):
-                cols += [f"{f}_{st}" for st in IMAGING_STATS]
+                cols += [f"{f}_{st}" for st in self.scan_stats(f)]
                 continue
             if f not in STATIC_FEATURES:
                 cols += [f"{f}_{st}" for st in self.stats]
@@ -291,7 +329,7 @@ class FeatureSpec:
     def neutral_columns(self) -> list[str]:
         """Scan-history columns: missing before the first scan, then exactly 0 in the design."""
         return [c for f in self.numeric if self.has_scan_history(f)
-                for c in (f, *(f"{f}_{st}" for st in IMAGING_STATS[1:]))]
+                for c in (f, *(f"{f}_{st}" for st in self.scan_stats(f) if st != "measured"))]
 
     def source_of(self, column: str) -> tuple[str, str]:
         """(base feature, statistic) of a history column."""
@@ -311,7 +349,8 @@ class FeatureSpec:
                 "imaging": self.imaging, "stats": list(self.stats),
                 "excluded": self.excluded, "support": self.support,
                 "automatic_segmentation": self.automatic_segmentation,
-                "imaging_history": self.imaging_history}
+                "imaging_history": self.imaging_history,
+                "imaging_stats": list(self.imaging_stats), "scan_change": list(self.scan_change)}
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> FeatureSpec:
@@ -324,7 +363,9 @@ class FeatureSpec:
                    support={k: {"patients": int(v["patients"]), "events": int(v["events"])}
                             for k, v in d.get("support", {}).items()},
                    automatic_segmentation=bool(d.get("automatic_segmentation", True)),
-                   imaging_history=bool(d.get("imaging_history", False)))
+                   imaging_history=bool(d.get("imaging_history", False)),
+                   imaging_stats=tuple(d.get("imaging_stats", IMAGING_STATS)),
+                   scan_change=tuple(d.get("scan_change", ())))
 
 
 def model_visits(visits: pd.DataFrame, automatic_segmentation: bool = True) -> pd.DataFrame:
@@ -366,7 +407,9 @@ def feature_support(cohort: CohortTable, column: str, of_interest: tuple[str, ..
 def feature_spec(cohort: CohortTable, interactions: bool = False,
                  stats: tuple[str, ...] = DEFAULT_STATS, *, min_patients: int = 0,
                  min_events: int = 0, events: EventSpec | None = None,
-                 automatic_segmentation: bool = True) -> FeatureSpec:
+                 automatic_segmentation: bool = True,
+                 imaging_stats: tuple[str, ...] = DEFAULT_IMAGING_STATS,
+                 scan_change: tuple[str, ...] = DEFAULT_SCAN_CHANGE) -> FeatureSpec:
     """Split the cohort's feature columns into numeric and categorical history inputs.
 
     Parameters
@@ -385,6 +428,8 @@ def feature_spec(cohort: CohortTable, interactions: bool = False,
         The endpoint whose events are counted; None counts every event.
     automatic_segmentation
         Count (and later read) values measured on an automatic segmentation.
+    imaging_stats, scan_change
+        The imaging biomarkers' scan-history columns (:class:`LandmarkSettings`).
 
     Raises
     ------
@@ -428,7 +473,8 @@ def feature_spec(cohort: CohortTable, interactions: bool = False,
                        low_is_worse={f: feature_info(f).low_is_worse for f in numeric},
                        interactions=interactions, imaging=imaging, stats=tuple(stats),
                        excluded=excluded, support=support,
-                       automatic_segmentation=automatic_segmentation)
+                       automatic_segmentation=automatic_segmentation,
+                       imaging_stats=tuple(imaging_stats), scan_change=tuple(scan_change))
 
 
 def _too_little(sup: dict[str, int], min_patients: int, min_events: int) -> str | None:
@@ -498,7 +544,8 @@ def history_features(visits: pd.DataFrame, at: pd.DataFrame, spec: FeatureSpec) 
     -------
     pandas.DataFrame
         One row per row of ``at`` (same index): ``patient``, ``landmark`` and
-        :attr:`FeatureSpec.columns`, plus ``last_visit_time``, ``modality`` and
+        :attr:`FeatureSpec.columns`, then ``<f>_scan_change`` of every imaging biomarker
+        not already among them, plus ``last_visit_time``, ``modality`` and
         ``contrast_phase`` of the last imaging visit so far (None if none).
         Only visits with ``time <= landmark`` are read.
     """
@@ -522,7 +569,9 @@ def history_features(visits: pd.DataFrame, at: pd.DataFrame, spec: FeatureSpec) 
         out[f] = last
     modality, phase = _imaging_source(v, index, len(at))
     res = pd.DataFrame(out, index=at.index)
-    res = res[spec.columns]
+    # every biomarker's change since the previous scan, in the model or not (explanations)
+    shown = [f"{f}_scan_change" for f in spec.numeric if spec.has_scan_history(f)]
+    res = res[[*spec.columns, *(c for c in shown if c not in spec.columns)]]
     res.insert(0, "landmark", s)
     res.insert(0, "patient", at["patient"].to_numpy())
     res["last_visit_time"] = last_t
@@ -717,7 +766,9 @@ def build_landmark_data(cohort: CohortTable, events: EventSpec,
     spec = spec or feature_spec(cohort, settings.interactions, settings.stats,
                                 min_patients=settings.min_feature_patients,
                                 min_events=settings.min_feature_events, events=events,
-                                automatic_segmentation=settings.automatic_segmentation)
+                                automatic_segmentation=settings.automatic_segmentation,
+                                imaging_stats=settings.imaging_stats,
+                                scan_change=settings.scan_change)
     grid = landmark_grid(cohort, settings)
     outc = cohort.outcomes.set_index("patient")
     first_visit = cohort.visits.groupby("patient")["time"].min()

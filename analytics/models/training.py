@@ -40,18 +40,26 @@ log = logging.getLogger(__name__)
 
 
 
-def cause_log_hazard(h: dict[str, Any], stage: float, age_years: float) -> float:
+def cause_log_hazard(h: dict[str, Any], stage: float, age_years: float,
+                     portal_pressure_z: float = 0.0) -> float:
     """Log hazard per year of one cause from its ``truth.json`` parameters.
 
-    ``log_h0 + beta_stage * s + ln(RR(s)) + beta_age_per_decade * (age - age_ref_years) / 10``
+    ``log_h0 + beta_stage * s + ln(RR(s)) + beta_age_per_decade * (age - age_ref_years) / 10
+    + beta_portal * portal_pressure_z * smoothstep(portal_knots, s)``
     with ``ln(RR)`` linear in ``s`` between ``(stage_knots, ln(stage_rr))`` (constant beyond
-    the end knots; 0 without knots, as in truth files of the earlier linear generator).
+    the end knots; 0 without knots, as in truth files of the earlier linear generator) and
+    the portal term 0 in truth files without ``beta_portal``.
     """
     v = h["log_h0"] + h.get("beta_stage", 0.0) * stage + h["beta_age_per_decade"] * (
         age_years - h.get("age_ref_years", 60.0)) / 10
     knots = h.get("stage_knots") or []
     if knots:
         v += float(np.interp(stage, knots, np.log(np.asarray(h["stage_rr"], dtype=float))))
+    beta_portal = h.get("beta_portal", 0.0)
+    if beta_portal and portal_pressure_z:
+        a, b = h["portal_knots"]
+        u = min(max((stage - a) / (b - a), 0.0), 1.0)
+        v += beta_portal * portal_pressure_z * u * u * (3.0 - 2.0 * u)
     return float(v)
 
 
@@ -61,7 +69,8 @@ class Truth:
 
     ``visits``: ``patient``, ``time`` and one ``log_hazard:<cause>`` column per cause
     (plus ``true_log_hazard`` of the generator's event of interest). ``params``: per
-    patient, the generator's latent-stage and hazard parameters, when the file has them,
+    patient, the generator's latent state (stage course and portal pressure) and hazard
+    parameters, when the file has them,
     so the hazard is exact at any landmark time; otherwise the last visit's value is
     carried forward.
     """
@@ -85,7 +94,8 @@ class Truth:
             if par is not None and all(c in par["hazards"] for c in causes):
                 stage = float(np.clip(par["stage0"] + par["progression_per_year"] * t, 0, 4))
                 age = par["age_at_baseline_years"] + t
-                logs = [cause_log_hazard(par["hazards"][c], stage, age) for c in causes]
+                z = par.get("portal_pressure_z", 0.0)
+                logs = [cause_log_hazard(par["hazards"][c], stage, age, z) for c in causes]
                 out[i] = float(np.logaddexp.reduce(logs))
         todo = np.isnan(out)
         if todo.any():
@@ -133,6 +143,8 @@ def load_truth(path: str | Path) -> Truth:
                     "hazards"} <= set(pat):
                 params[pid] = {k: pat[k] for k in ("stage0", "progression_per_year",
                                                     "age_at_baseline_years", "hazards")}
+                # the patient's portal pressure (SD above the stage's), absent in older files
+                params[pid]["portal_pressure_z"] = float(pat.get("portal_pressure_z", 0.0))
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ModelError(f"{p}: not a readable synthetic truth file ({e})") from e
     if not rows:

@@ -16,6 +16,11 @@ Output layout of ``generate_cohort``::
                   ast_u_l, alt_u_l, creatinine_mg_dl, sodium_mmol_l, age_years, sex
                   (one row per visit, ~5 % of lab values empty; lab-only visits between
                   scans)
+    imaging.csv   patient_id, date, liver_volume_ml, spleen_volume_ml, liver_hu_mean,
+                  spleen_hu_mean, liver_spleen_hu_diff, liver_surface_nodularity: imported
+                  imaging measurements at every scan visit of the patients without CT +
+                  SEG whose first-visit FIB-4 is at least ``measured_fib4_min``
+                  (written only when there are any; ``measurements.py``)
     outcomes.csv  patient_id, date, event (decompensation | hcc | death | transplant |
                   censored)
     truth.json    see below
@@ -28,7 +33,9 @@ Output layout of ``generate_cohort``::
     config             the CohortConfig used (plus shape, spacing_mm)
     event_of_interest  "decompensation"; causes: all event names
     hazard_formula     log h_c(t) = log_h0 + beta_stage * s(t) + ln RR(s(t))
-                                    + beta_age_per_decade * (age(t) - age_ref_years) / 10,
+                                    + beta_age_per_decade * (age(t) - age_ref_years) / 10
+                                    + beta_portal * portal_pressure_z
+                                      * smoothstep(portal_knots, s(t)),
                        ln RR linear in s between (stage_knots, ln stage_rr): published
                        fibrosis-stage rate ratios at healthy, F0..F4 (disease.py)
     labels             LABELS of the voxel label map
@@ -36,12 +43,18 @@ Output layout of ``generate_cohort``::
                        follow_up_end_date, stage0, progression_per_year
                        (s(t) = clip(stage0 + progression_per_year * t, 0, 4)),
                        fat_fraction_max_pct, healthy_liver_hu, spleen_hu_unenhanced,
-                       hazards{cause: {log_h0, beta_stage, beta_age_per_decade,
-                       age_ref_years, stage_knots, stage_rr}}, event, event_date,
-                       event_time_years, imaging,
+                       portal_pressure_z (latent: SD of portal pressure above the
+                       stage's; enters the hazards), spleen_baseline_factor,
+                       spleen_response, nodularity_response, atrophy_response (imaging
+                       only), hazards{cause: {log_h0, beta_stage, beta_age_per_decade,
+                       age_ref_years, stage_knots, stage_rr, beta_portal,
+                       portal_knots}}, event, event_date,
+                       event_time_years, imaging, imported_imaging (has imported
+                       measurements),
                        visits[]: date, time_years, latent_stage, age_years, has_scan,
                        series_uid (or null), true_log_hazard (log hazard per year of
-                       the event of interest), true_log_hazard_by_cause{cause: value}
+                       the event of interest), true_log_hazard_by_cause{cause: value},
+                       measurements{column: value} (imported imaging, when measured)
     series[]           per CT series: patient_id, study_uid, series_uid,
                        frame_of_reference_uid, seg_sop_instance_uid, study_date,
                        time_years, series_dir, seg_file (relative to the cohort

@@ -47,6 +47,12 @@ from analytics.synthetic.labs import (
     labs_at,
     visit_times,
 )
+from analytics.synthetic.measurements import (
+    MEASURED_COLUMNS,
+    OrganSizes,
+    baseline_fib4,
+    measure_visit,
+)
 from analytics.synthetic.names import patient_name, synthetic_patient_id
 from analytics.synthetic.phantom import synthesize_visit_volume
 
@@ -56,7 +62,10 @@ __all__ = ["CohortConfig", "CohortManifest", "generate_cohort", "load_cohort_con
 TRUTH_FORMAT = "hepatrack-synthetic-truth"
 TRUTH_VERSION = 1
 DAYS_PER_YEAR = 365.25
-_STREAM = {"traits": 0, "anatomy": 1, "visits": 2, "outcome": 3, "labs": 4, "image": 5}
+#: imported imaging measurements (``CohortConfig.measured_fib4_min``), cohort CSV format
+IMAGING_CSV = "imaging.csv"
+_STREAM = {"traits": 0, "anatomy": 1, "visits": 2, "outcome": 3, "labs": 4, "image": 5,
+           "portal": 6, "measure": 7}
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -86,7 +95,8 @@ def _patient(cfg: CohortConfig, i: int) -> dict[str, Any]:
     baseline = end - timedelta(days=round(follow_up * DAYS_PER_YEAR))
     birth = baseline - timedelta(days=round(age0 * DAYS_PER_YEAR))
     age0 = (baseline - birth).days / DAYS_PER_YEAR
-    disease = D.draw_patient_disease(traits, round(age0, 6))
+    disease = D.draw_patient_disease(traits, round(age0, 6),
+                                     portal_rng=_rng(cfg.seed, i, _STREAM["portal"]))
     follow_up = _years(baseline, end)
     event, t_event = D.sample_outcome(_rng(cfg.seed, i, _STREAM["outcome"]), disease, follow_up)
     # an event on the baseline day would leave the patient without a visit
@@ -95,9 +105,15 @@ def _patient(cfg: CohortConfig, i: int) -> dict[str, Any]:
     vis_rng = _rng(cfg.seed, i, _STREAM["visits"])
     lab_rng = _rng(cfg.seed, i, _STREAM["labs"])
     base_labs = LabBaseline.draw(lab_rng, sex)
+    # the baseline visit (t = 0, always kept) draws its labs first, as in the loop below;
+    # its FIB-4 decides imaging follow-up before the visit schedule is drawn
+    first_labs = labs_at(float(disease.stage_at(0.0)), base_labs, lab_rng)
+    measured = (i >= cfg.n_imaging and cfg.measured_fib4_min is not None
+                and baseline_fib4({"labs": first_labs, "age_years": round(age0, 2)})
+                >= cfg.measured_fib4_min)
     visits = []
     for t, has_scan in visit_times(vis_rng, _years(baseline, event_date),
-                                   max_scans=cfg.max_scans_per_patient):
+                                   max_scans=None if measured else cfg.max_scans_per_patient):
         d = _to_date(baseline, t)
         if d >= event_date or any(v["date"] == d for v in visits):
             continue
@@ -106,20 +122,32 @@ def _patient(cfg: CohortConfig, i: int) -> dict[str, Any]:
         visits.append({
             "date": d, "time_years": ty, "latent_stage": round(stage, 6),
             "age_years": round(age0 + ty, 2), "has_scan": has_scan,
-            "labs": labs_at(stage, base_labs, lab_rng),
+            "labs": labs_at(stage, base_labs, lab_rng) if visits else first_labs,
             "true_log_hazard_by_cause": {c: round(float(v), 6)
                                          for c, v in disease.log_hazards(ty).items()},
         })
+    if measured:
+        _measure(cfg, i, sex, disease, visits)
     pid = synthetic_patient_id(cfg.seed, i)
     return {
         "index": i, "patient_id": pid, "sex": sex, "birth_date": birth,
         "patient_name": patient_name(traits, sex), "baseline_date": baseline,
         "age_at_baseline_years": disease.age_at_baseline_years, "follow_up_end_date": end,
-        "disease": disease, "event": event, "event_date": event_date,
+        "disease": disease, "event": event, "event_date": event_date, "measured": measured,
         "event_time_years": _years(baseline, event_date), "visits": visits,
         "weight_kg": round(float(traits.normal(82.0 if sex == "M" else 70.0, 12.0)), 1),
         "height_m": round(float(traits.normal(1.77 if sex == "M" else 1.64, 0.07)), 2),
     }
+
+
+def _measure(cfg: CohortConfig, i: int, sex: str, disease: D.PatientDisease,
+             visits: list[dict]) -> None:
+    """Imported imaging measurements at every scan visit of patient ``i`` (in place)."""
+    rng = _rng(cfg.seed, i, _STREAM["measure"])
+    organs = OrganSizes.draw(rng, sex)
+    for v in visits:
+        if v["has_scan"]:
+            v["measurements"] = measure_visit(v["latent_stage"], disease, organs, rng)
 
 
 def _series_plan(cfg: CohortConfig, patients: list[dict]) -> list[tuple[dict, int, dict]]:
@@ -265,6 +293,15 @@ def _write_csvs(root: Path, patients: list[dict], missing_fraction: float, seed:
         w.writeheader()
         for r in rows:
             w.writerow({k: ("" if r[k] is None else r[k]) for k in VISIT_COLUMNS})
+    measured = [{"patient_id": p["patient_id"], "date": v["date"].isoformat(),
+                 **v["measurements"]}
+                for p in patients for v in p["visits"] if "measurements" in v]
+    if measured:
+        with open(root / IMAGING_CSV, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=["patient_id", "date", *MEASURED_COLUMNS],
+                               lineterminator="\n")
+            w.writeheader()
+            w.writerows(measured)
     with open(root / "outcomes.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["patient_id", "date", "event"])
@@ -281,6 +318,7 @@ def _patient_truth(p: dict, imaging: bool) -> dict[str, Any]:
         **p["disease"].describe(),
         "event": p["event"], "event_date": p["event_date"].isoformat(),
         "event_time_years": p["event_time_years"], "imaging": imaging,
+        "imported_imaging": p["measured"],
         "visits": [{
             "date": v["date"].isoformat(), "time_years": v["time_years"],
             "latent_stage": v["latent_stage"], "age_years": v["age_years"],
@@ -288,6 +326,7 @@ def _patient_truth(p: dict, imaging: bool) -> dict[str, Any]:
             "series_uid": v.get("series_uid"),
             "true_log_hazard": v["true_log_hazard_by_cause"][D.EVENT_OF_INTEREST],
             "true_log_hazard_by_cause": v["true_log_hazard_by_cause"],
+            **({"measurements": v["measurements"]} if "measurements" in v else {}),
         } for v in p["visits"]],
     }
 
@@ -354,6 +393,8 @@ def generate_cohort(out_dir: str | Path, config: CohortConfig | None = None, *,
     return CohortManifest(
         out_dir=out, labs_csv=out / "labs.csv", outcomes_csv=out / "outcomes.csv",
         truth_json=out / "truth.json",
+        imaging_csv=out / IMAGING_CSV if (out / IMAGING_CSV).exists() else None,
+        n_measured_patients=sum(p["measured"] for p in patients),
         series_dirs=[out / s["series_dir"] for s in series_truth],
         seg_files=[out / s["seg_file"] for s in series_truth], config=cfg,
         n_patients=len(patients), n_visits=sum(len(p["visits"]) for p in patients),

@@ -28,7 +28,15 @@ class CohortConfig:
         512 x 512 slices at 0.75 mm, 1.25 mm slices (~176 slices) instead of 128 x 128 at
         3 mm, 5 mm slices (44 slices). Both cover 384 x 384 x 220 mm.
     max_scans_per_patient
-        Cap on scans per patient (``None``: one every 10-19 months during follow-up).
+        Cap on the scans of a patient with CT + SEG (``None``: one every 10-19 months
+        during follow-up).
+    measured_fib4_min
+        Patients without CT + SEG whose FIB-4 at the first visit is at least this get
+        imported imaging measurements (``imaging.csv``, :mod:`analytics.synthetic.
+        measurements`) at a scan visit every 10-19 months of follow-up, uncapped; ``None``
+        (the default): nobody. FIB-4 >= 1.3 is the EASL and AASLD cut-off below which
+        advanced fibrosis is ruled out, so patients at or above it stay under specialist
+        follow-up. The rule reads only labs the model without imaging sees too.
     portal_venous_fraction, descending_fraction, anisotropic_fraction
         Fractions of series that are contrast-enhanced (portal venous), stored feet-first
         (instances in descending z) or anisotropic (non-square pixels, slices overlapping:
@@ -50,6 +58,7 @@ class CohortConfig:
     imaging_patients: int | None = None
     full: bool = False
     max_scans_per_patient: int | None = None
+    measured_fib4_min: float | None = None
     portal_venous_fraction: float = 0.0
     descending_fraction: float = 0.0
     anisotropic_fraction: float = 0.0
@@ -87,6 +96,11 @@ class CohortConfig:
         lo, hi = self.follow_up_years
         if not 0 < lo <= hi:
             raise ConfigError(f"follow_up_years: expected 0 < min <= max, got {lo!r}, {hi!r}")
+        if self.measured_fib4_min is not None and not (
+                isinstance(self.measured_fib4_min, int | float)
+                and 0.0 <= self.measured_fib4_min < 100.0):
+            raise ConfigError("measured_fib4_min: expected a FIB-4 value in [0, 100) or no "
+                              f"value, got {self.measured_fib4_min!r}")
         if self.max_scans_per_patient is not None and self.max_scans_per_patient < 1:
             raise ConfigError("max_scans_per_patient: expected a positive integer, got "
                               f"{self.max_scans_per_patient!r}")
@@ -141,6 +155,8 @@ class CohortManifest:
     n_instances: int = 0
     events: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    imaging_csv: Path | None = None
+    n_measured_patients: int = 0
 
     def truth(self) -> dict:
         """The parsed ``truth.json``."""
@@ -152,6 +168,8 @@ class CohortManifest:
             "out_dir": str(self.out_dir), "labs_csv": str(self.labs_csv),
             "outcomes_csv": str(self.outcomes_csv), "truth_json": str(self.truth_json),
             "patients": self.n_patients, "imaging_patients": self.config.n_imaging,
+            "measured_patients": self.n_measured_patients,
+            "imaging_csv": str(self.imaging_csv) if self.imaging_csv else None,
             "visits": self.n_visits, "series": len(self.series_dirs),
             "instances": self.n_instances, "events": dict(self.events),
             "seed": self.config.seed, "full": self.config.full,

@@ -3,22 +3,47 @@
 Each patient has a latent stage ``s(t) = clip(stage0 + progression_per_year * t, 0, 4)``
 (``t`` in years since baseline): 0 healthy, ~1 steatosis, 2-3 fibrosis, 4 cirrhosis.
 
+Each patient also has a portal pressure of their own: ``portal_pressure_z``, how many
+standard deviations their portal pressure (HVPG) lies above that of patients at the same
+fibrosis stage. At a given stage HVPG varies widely (it depends on the intrahepatic
+vascular tone and the splanchnic flow as well as on the fibrous scar), and it, not the
+stage, drives decompensation: each 1 mmHg of HVPG raises the decompensation hazard by
+11 % (Ripoll et al., Gastroenterology 2007;133:481-8, HR 1.11 per mmHg in compensated
+cirrhosis), and HVPG spreads with an SD of ~4-5 mmHg at a given stage, so
+``beta_portal`` = ln(1.11) * 4.5 = 0.47 per SD, applied in proportion to how far portal
+hypertension has developed (``smoothstep(1.5, 4, s)``, the ``portal_knots``). It raises
+the HCC hazard too: HR 1.18 per mmHg (Ripoll et al., J Hepatol 2009;50:923-8), so
+ln(1.18) * 4.5 = 0.74 per SD. The spleen enlarges with the portal pressure (congestive
+splenomegaly) and the liver surface grows more nodular (LSN rises with HVPG; Sartoris et
+al., Radiology 2018;289:698-707); the labs here do not see it: this is what imaging
+carries beyond the labs. The spleen's size also varies between
+healthy people (CV ~25 %) and in how much it grows, so it is a noisy witness, not an
+oracle.
+
 Imaging phenotype (unenhanced values; see ``imaging_phenotype``):
 
 - liver fat fraction rises over stage 0 -> 1.5 to the patient's own maximum (5-35 %) and
   stays there, and parenchymal attenuation falls 1.6 HU per percent of fat from a healthy
   ~58 HU (so ~10-20 HU with severe steatosis); spleen ~45-50 HU;
-- liver volume: hypertrophy up to +18 % with steatosis, atrophy to ~0.77x in cirrhosis,
-  with relative sparing of the left/caudate lobes;
-- surface nodularity (RMS surface displacement, mm): 0.1 -> 2.0 from stage 1.5 to 4;
-- spleen volume: up to 2.6x (portal hypertension) from stage 1.5 to 4;
+- liver volume: hypertrophy up to +18 % with steatosis, atrophy to ~0.77x in cirrhosis
+  (the atrophy scaled by the patient's ``atrophy_response``, log-normal SD 0.25), with
+  relative sparing of the left/caudate lobes;
+- surface nodularity (RMS surface displacement, mm): 0.1 -> 2.0 from stage 1.5 to 4,
+  the rise times the patient's ``nodularity_response`` (log-normal, SD 0.25) and
+  ``1 + 0.25 * portal_pressure_z`` (at least 0.2);
+- spleen volume: the patient's ``spleen_baseline_factor`` (log-normal, SD 0.25, kept to
+  0.7-1.45) times
+  up to 2.6x (portal hypertension) from stage 1.5 to 4, the growth scaled by the
+  patient's ``spleen_response`` (log-normal, SD 0.2) and by ``1 + 0.35 *
+  portal_pressure_z`` (at least 0.2);
 - vessel pruning: up to 60 % of peripheral branches removed from stage 1.5 to 4;
 - parenchymal heterogeneity (fibrous septa, regenerative nodules): a zero-mean texture
   of 5-15 mm grain whose RMS grows from 1 HU to 6 HU from stage 1.5 to 4.
 
 Events: cause-specific hazards per year,
 
-    log h_c(t) = log_h0_c + g_c(s(t)) + beta_age_c * (age(t) - 60) / 10,
+    log h_c(t) = log_h0_c + g_c(s(t)) + beta_age_c * (age(t) - 60) / 10
+                 + beta_portal_c * portal_pressure_z * smoothstep(1.5, 4, s(t)),
 
 for ``decompensation`` (the event of interest), ``hcc``, ``transplant`` and ``death``;
 latent times are drawn per cause by inverting the cumulative hazard and the first one
@@ -84,7 +109,7 @@ are no knots.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -95,11 +120,28 @@ EVENT_OF_INTEREST = "decompensation"
 CAUSES = ("decompensation", "hcc", "transplant", "death")
 HAZARD_FORMULA = (
     "log h_c(t) = log_h0 + beta_stage * s(t) + ln(RR(s(t))) + beta_age_per_decade * "
-    "(age_years(t) - age_ref_years) / 10, with s(t) = clip(stage0 + progression_per_year * "
-    "t, 0, 4) and ln(RR(s)) linear in s between the points (stage_knots[k], "
-    "ln(stage_rr[k])), constant beyond the end knots, 0 when stage_knots is empty; "
-    "h in events per year, t in years since baseline"
+    "(age_years(t) - age_ref_years) / 10 + beta_portal * portal_pressure_z * "
+    "smoothstep(portal_knots[0], portal_knots[1], s(t)), with s(t) = clip(stage0 + "
+    "progression_per_year * t, 0, 4), ln(RR(s)) linear in s between the points "
+    "(stage_knots[k], ln(stage_rr[k])), constant beyond the end knots, 0 when stage_knots "
+    "is empty, and smoothstep(a, b, s) = u * u * (3 - 2 * u) with u = clip((s - a) / "
+    "(b - a), 0, 1); beta_portal 0 when absent; h in events per year, t in years since "
+    "baseline"
 )
+#: shares of patients starting with steatosis (0-1.5), fibrosis (1.5-3) and advanced
+#: fibrosis to compensated cirrhosis (3-3.8), as in a hepatology clinic
+STAGE_MIX = (0.40, 0.40, 0.20)
+#: stages over which portal hypertension develops (imaging and the portal hazard term)
+PORTAL_KNOTS = (1.5, 4.0)
+#: decompensation log hazard per SD of portal pressure at full portal hypertension:
+#: ln(1.11 per mmHg HVPG; Ripoll et al. 2007) * 4.5 mmHg SD
+BETA_PORTAL_DECOMPENSATION = round(float(np.log(1.11) * 4.5), 4)
+#: HCC log hazard per SD of portal pressure: ln(1.18 per mmHg HVPG; Ripoll et al.,
+#: J Hepatol 2009;50:923-8) * 4.5 mmHg SD
+BETA_PORTAL_HCC = round(float(np.log(1.18) * 4.5), 4)
+#: how much a patient's surface nodularity follows their portal pressure, per SD (LSN
+#: rises with HVPG; Sartoris et al., Radiology 2018;289:698-707)
+NODULARITY_PER_PORTAL_SD = 0.25
 
 #: latent stage of healthy, F0, F1, F2, F3, F4 (see the module docstring)
 STAGE_KNOTS = (0.0, 1.0, 1.5, 2.0, 3.0, 4.0)
@@ -119,6 +161,8 @@ class CauseHazard:
     age_ref_years: float = 60.0
     stage_knots: tuple[float, ...] = ()
     stage_rr: tuple[float, ...] = ()
+    beta_portal: float = 0.0
+    portal_knots: tuple[float, float] = PORTAL_KNOTS
 
     def __post_init__(self) -> None:
         if len(self.stage_knots) != len(self.stage_rr):
@@ -136,11 +180,16 @@ class CauseHazard:
             out = out + np.interp(s, self.stage_knots, np.log(self.stage_rr))
         return out
 
-    def log_hazard(self, stage: float | np.ndarray, age_years: float | np.ndarray
-                   ) -> np.ndarray:
-        """Log hazard per year at latent ``stage`` and ``age_years``."""
-        return self.log_h0 + self.stage_effect(stage) + self.beta_age_per_decade * (
+    def log_hazard(self, stage: float | np.ndarray, age_years: float | np.ndarray,
+                   portal_pressure_z: float = 0.0) -> np.ndarray:
+        """Log hazard per year at latent ``stage``, ``age_years`` and the patient's
+        ``portal_pressure_z`` (SD of portal pressure above others at the same stage)."""
+        out = self.log_h0 + self.stage_effect(stage) + self.beta_age_per_decade * (
             np.asarray(age_years, dtype=float) - self.age_ref_years) / 10.0
+        if self.beta_portal and portal_pressure_z:
+            out = out + self.beta_portal * portal_pressure_z * smoothstep(
+                self.portal_knots[0], self.portal_knots[1], np.asarray(stage, dtype=float))
+        return out
 
 
 def _published(rate_at_f4: float, rr: tuple[float, ...], beta_age: float) -> CauseHazard:
@@ -151,8 +200,9 @@ def _published(rate_at_f4: float, rr: tuple[float, ...], beta_age: float) -> Cau
 
 #: default hazards (module docstring: sources and the resulting rates)
 DEFAULT_HAZARDS: dict[str, CauseHazard] = {
-    "decompensation": _published(0.08, LIVER_RELATED_RR, 0.10),
-    "hcc": _published(0.015, LIVER_RELATED_RR, 0.30),
+    "decompensation": replace(_published(0.08, LIVER_RELATED_RR, 0.10),
+                              beta_portal=BETA_PORTAL_DECOMPENSATION),
+    "hcc": replace(_published(0.015, LIVER_RELATED_RR, 0.30), beta_portal=BETA_PORTAL_HCC),
     "transplant": _published(0.01, LIVER_RELATED_RR, -0.30),
     "death": _published(0.006 * ALL_CAUSE_RR[-1], ALL_CAUSE_RR, 0.60),
 }
@@ -160,7 +210,11 @@ DEFAULT_HAZARDS: dict[str, CauseHazard] = {
 
 @dataclass(frozen=True)
 class PatientDisease:
-    """A patient's latent disease course and stage-independent imaging traits."""
+    """A patient's latent disease course and stage-independent imaging traits.
+
+    ``portal_pressure_z`` is part of the latent state (it enters the hazards); the
+    ``*_response`` and ``spleen_baseline_factor`` traits only shape the imaging.
+    """
 
     stage0: float
     progression_per_year: float
@@ -169,6 +223,11 @@ class PatientDisease:
     spleen_hu: float
     age_at_baseline_years: float
     hazards: dict[str, CauseHazard]
+    portal_pressure_z: float = 0.0
+    spleen_baseline_factor: float = 1.0
+    spleen_response: float = 1.0
+    nodularity_response: float = 1.0
+    atrophy_response: float = 1.0
 
     def stage_at(self, t_years: float | np.ndarray) -> float | np.ndarray:
         """Latent stage at ``t_years`` since baseline, clipped to [0, 4]."""
@@ -182,7 +241,7 @@ class PatientDisease:
         age = self.age_at_baseline_years + np.asarray(t_years)
         out: dict[str, float | np.ndarray] = {}
         for cause, hz in self.hazards.items():
-            v = hz.log_hazard(s, age)
+            v = hz.log_hazard(s, age, self.portal_pressure_z)
             out[cause] = float(v) if np.ndim(v) == 0 else v
         return out
 
@@ -194,6 +253,11 @@ class PatientDisease:
             "fat_fraction_max_pct": self.fat_fraction_max_pct,
             "healthy_liver_hu": self.healthy_liver_hu,
             "spleen_hu_unenhanced": self.spleen_hu,
+            "portal_pressure_z": self.portal_pressure_z,
+            "spleen_baseline_factor": self.spleen_baseline_factor,
+            "spleen_response": self.spleen_response,
+            "nodularity_response": self.nodularity_response,
+            "atrophy_response": self.atrophy_response,
             "hazards": {c: {k: list(v) if isinstance(v, tuple) else v
                             for k, v in asdict(h).items()}
                         for c, h in self.hazards.items()},
@@ -202,14 +266,30 @@ class PatientDisease:
 
 
 def draw_patient_disease(rng: np.random.Generator, age_at_baseline_years: float,
-                         hazards: dict[str, CauseHazard] | None = None) -> PatientDisease:
+                         hazards: dict[str, CauseHazard] | None = None,
+                         portal_rng: np.random.Generator | None = None,
+                         stage_mix: tuple[float, float, float] = STAGE_MIX) -> PatientDisease:
     """Draw a patient's baseline stage, progression rate and imaging traits.
 
     Baseline stages mix early (steatosis, 0-1.5), fibrosis (1.5-3) and advanced fibrosis
     to compensated cirrhosis (3-3.8) patients as in a hepatology clinic; progression rates
-    are log-normal (median 0.22 stage/year).
+    are log-normal (median 0.22 stage/year). ``stage_mix`` gives the shares of the three
+    groups (a surveillance cohort of advanced disease has more of the last). ``portal_rng`` (a stream of its own, so the
+    other draws do not move) draws the portal pressure and the imaging responses; without
+    it the patient is typical (z = 0, responses 1).
     """
-    group = rng.choice(3, p=[0.40, 0.40, 0.20])
+    portal: dict[str, float] = {}
+    if portal_rng is not None:
+        z, base, spleen, nod, atrophy = portal_rng.standard_normal(5)
+        portal = {"portal_pressure_z": round(float(z), 4),
+                  # healthy spleens vary ~25 %; kept to 0.7-1.45x (about the 8th-93rd
+                  # centiles) so that no healthy spleen is already "enlarged"
+                  "spleen_baseline_factor": round(float(np.clip(np.exp(0.25 * base), 0.7,
+                                                                1.45)), 4),
+                  "spleen_response": round(float(np.exp(0.2 * spleen)), 4),
+                  "nodularity_response": round(float(np.exp(0.25 * nod)), 4),
+                  "atrophy_response": round(float(np.exp(0.25 * atrophy)), 4)}
+    group = rng.choice(3, p=list(stage_mix))
     stage0 = float(rng.uniform(*[(0.0, 1.5), (1.5, 3.0), (3.0, 3.8)][group]))
     rate = float(np.exp(rng.normal(np.log(0.22), 0.6)))
     fat_max = float(5.0 + 30.0 * rng.beta(2.0, 2.5))
@@ -221,6 +301,7 @@ def draw_patient_disease(rng: np.random.Generator, age_at_baseline_years: float,
         spleen_hu=round(float(rng.normal(47.0, 1.5)), 2),
         age_at_baseline_years=age_at_baseline_years,
         hazards=dict(hazards or DEFAULT_HAZARDS),
+        **portal,
     )
 
 
@@ -242,22 +323,24 @@ class ImagingPhenotype:
 
 def imaging_phenotype(stage: float, disease: PatientDisease | None = None) -> ImagingPhenotype:
     """Map a latent stage (0-4) to imaging parameters for a patient (or a typical one)."""
-    fat_max = disease.fat_fraction_max_pct if disease else 25.0
-    healthy_hu = disease.healthy_liver_hu if disease else 58.0
-    spleen_hu = disease.spleen_hu if disease else 47.0
+    d = disease or PatientDisease(0.0, 0.0, 25.0, 58.0, 47.0, 60.0, {})
     s = float(np.clip(stage, 0.0, MAX_STAGE))
-    fat = fat_max * smoothstep(0.0, 1.5, s)
-    portal_htn = smoothstep(1.5, MAX_STAGE, s)
+    fat = d.fat_fraction_max_pct * smoothstep(0.0, 1.5, s)
+    portal_htn = smoothstep(*PORTAL_KNOTS, s)
+    congestion = max(0.2, 1.0 + 0.35 * d.portal_pressure_z)
+    atrophy = min(0.45, 0.30 * d.atrophy_response)
     return ImagingPhenotype(
         fat_fraction_pct=fat,
-        liver_hu_unenhanced=healthy_hu - 1.6 * fat,
+        liver_hu_unenhanced=d.healthy_liver_hu - 1.6 * fat,
         liver_enhancement_hu=55.0 * (1.0 - 0.2 * smoothstep(2.0, MAX_STAGE, s)),
         liver_volume_factor=(1.0 + 0.18 * smoothstep(0.0, 1.5, s))
-        * (1.0 - 0.30 * smoothstep(2.0, MAX_STAGE, s)),
+        * (1.0 - atrophy * smoothstep(2.0, MAX_STAGE, s)),
         left_lobe_factor=1.0 + 0.12 * smoothstep(2.5, MAX_STAGE, s),
-        nodularity_mm=0.1 + 1.9 * portal_htn,
-        spleen_volume_factor=1.0 + 1.6 * portal_htn,
-        spleen_hu_unenhanced=spleen_hu,
+        nodularity_mm=0.1 + 1.9 * portal_htn * d.nodularity_response
+        * max(0.2, 1.0 + NODULARITY_PER_PORTAL_SD * d.portal_pressure_z),
+        spleen_volume_factor=d.spleen_baseline_factor
+        * (1.0 + 1.6 * portal_htn * d.spleen_response * congestion),
+        spleen_hu_unenhanced=d.spleen_hu,
         vessel_pruning=0.6 * portal_htn,
         liver_texture_hu=1.0 + 5.0 * portal_htn,
     )

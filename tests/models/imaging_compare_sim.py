@@ -15,16 +15,17 @@ import numpy as np
 import pandas as pd
 
 from analytics.cohort_types import CohortTable
-from analytics.models.landmark import LandmarkSettings
+from analytics.models.landmark import IMAGING_STATS, LandmarkSettings
 from analytics.models.settings import ModelSettings
 from analytics.models.training import Truth
 
 IMAGING = "liver_surface_nodularity"
 H0 = 0.08
-#: small cohorts: a short landmark range keeps validation fast; every feature enters
+#: small cohorts: a short landmark range keeps validation fast; every feature enters,
+#: imaging with its whole scan history
 LANDMARKS = LandmarkSettings(horizons=(1.0, 2.0, 3.0), landmark_max=2.0,
                              min_feature_patients=2, min_feature_events=1,
-                             stats=())
+                             stats=(), imaging_stats=IMAGING_STATS)
 SETTINGS = ModelSettings(kind="cox", horizons=(1.0, 2.0, 3.0), folds=3, repeats=1,
                          n_bootstrap=200, seed=1, landmark=LANDMARKS)
 

@@ -11,6 +11,7 @@ import pytest
 from analytics.cohort_types import CohortTable
 from analytics.config import load_settings
 from analytics.models.landmark import (
+    IMAGING_STATS,
     FeatureSpec,
     LandmarkSettings,
     build_landmark_data,
@@ -56,7 +57,7 @@ def _small() -> CohortTable:
 
 def test_scan_history_matches_hand_computation_and_a_withheld_value_is_missing():
     c = _small()
-    spec = feature_spec(c)
+    spec = feature_spec(c, imaging_stats=IMAGING_STATS)
     assert spec.imaging == ["spleen_volume_ml"]
     assert [col for col in spec.columns if col.startswith("spleen")] == list(SCAN_COLUMNS)
     at = pd.DataFrame([("A", 0.5), ("A", 1.5), ("A", 2.0), ("B", 1.0)],
@@ -77,7 +78,7 @@ def test_scan_history_matches_hand_computation_and_a_withheld_value_is_missing()
 def fitted():
     cohort = imaging_cohort()
     events = resolve_events(cohort.outcomes, "decompensation")
-    data = build_landmark_data(cohort, events, LandmarkSettings())
+    data = build_landmark_data(cohort, events, LandmarkSettings(imaging_stats=IMAGING_STATS))
     model = LandmarkModel(ModelSettings(kind="cox", interval_refits=0)).fit(data)
     return cohort, data, model
 
@@ -241,7 +242,7 @@ def test_training_follows_the_site_rule_and_the_stored_model_scores_the_same(
     cohort = _automatic(fitted[0])
     out = train_model(store, settings, cohort, ModelSettings(
         kind="cox", event=("decompensation",), folds=2, repeats=1, n_bootstrap=0,
-        interval_refits=0))
+        interval_refits=0, landmark=LandmarkSettings(imaging_stats=IMAGING_STATS)))
     reg = load_model(store, settings, out["model_id"])
     assert reg.model.spec_.automatic_segmentation is allowed
     assert ("spleen_volume_ml" in out["features"]) is allowed
@@ -266,3 +267,34 @@ def test_training_follows_the_site_rule_and_the_stored_model_scores_the_same(
     if allowed:
         assert h["spleen_volume_ml_measured"].iloc[0] == 1.0
     store.dispose()
+
+
+def test_by_default_an_imaging_biomarker_costs_its_value_and_measured_flag_and_the_spleen_its_change():
+    c = _small()
+    visits = c.visits.assign(liver_surface_nodularity=[0.6, np.nan, 0.6, 0.7, np.nan, np.nan])
+    meta = {**c.feature_meta,
+            "liver_surface_nodularity": {"kind": "imaging", "unit": "mm", "categorical": False}}
+    c = CohortTable(visits=visits, outcomes=c.outcomes, feature_meta=meta)
+    spec = feature_spec(c)
+    assert [col for col in spec.columns if col.startswith(("spleen", "liver"))] == [
+        "spleen_volume_ml", "spleen_volume_ml_measured", "spleen_volume_ml_scan_change",
+        "liver_surface_nodularity", "liver_surface_nodularity_measured"]
+    assert spec.neutral_columns == ["spleen_volume_ml", "spleen_volume_ml_scan_change",
+                                    "liver_surface_nodularity"]
+    at = pd.DataFrame([("A", 2.0), ("B", 1.0)], columns=["patient", "landmark"])
+    h = history_features(c.visits, at, spec).set_index(["patient", "landmark"])
+    # the change since the previous scan is still there for the explanations, outside
+    # the model columns: 0.7 - 0.6 mm
+    assert h.loc[("A", 2.0), "liver_surface_nodularity_scan_change"] == pytest.approx(0.1)
+    assert h.loc[("A", 2.0), "spleen_volume_ml_scan_change"] == 60.0
+    assert np.isnan(h.loc[("B", 1.0), "liver_surface_nodularity_scan_change"])
+    # a spec stored before the setting existed keeps every scan-history column
+    old = {k: v for k, v in spec.to_json().items() if k not in ("imaging_stats", "scan_change")}
+    assert [col for col in FeatureSpec.from_json(old).columns if col.startswith("spleen")] \
+        == list(SCAN_COLUMNS)
+    assert FeatureSpec.from_json(spec.to_json()).columns == spec.columns
+
+
+def test_an_unknown_scan_history_statistic_is_refused_by_name():
+    with pytest.raises(ValueError, match=r"imaging_stats: .*'since_scan'"):
+        LandmarkSettings(imaging_stats=("measured", "since_scan"))

@@ -173,6 +173,10 @@ def test_true_hazard_ranks_outcomes(labs_only):
         log_rr = np.log(r0) + (stage - s0) / (s1 - s0) * np.log(r1 / r0)
         expected = (hz["log_h0"] + log_rr + hz["beta_age_per_decade"]
                     * (p["age_at_baseline_years"] + v["time_years"] - hz["age_ref_years"]) / 10)
+        # the patient's portal pressure, in proportion to portal hypertension (Ripoll 2007)
+        a, b = hz["portal_knots"]
+        u = min(max((stage - a) / (b - a), 0.0), 1.0)
+        expected += hz["beta_portal"] * p["portal_pressure_z"] * u * u * (3 - 2 * u)
         assert v["true_log_hazard"] == pytest.approx(expected, abs=1e-5)
         assert v["latent_stage"] == pytest.approx(stage, abs=1e-5)
 
@@ -255,6 +259,7 @@ def test_cli_writes_a_cohort_and_reports_json(tmp_path: Path, capsys):
 def test_demo_config_loads():
     cfg = load_cohort_config(SAMPLE)
     assert cfg.n_patients == 2000 and cfg.imaging_patients == 12 and cfg.seed == 7
+    assert cfg.measured_fib4_min == 1.3
 
 
 @pytest.mark.parametrize(("text", "match"), [
@@ -266,6 +271,8 @@ def test_demo_config_loads():
                  id="fraction-above-one"),
     pytest.param("[cohort]\nstudy_end = \"end of 2024\"\n", "study_end", id="bad-date"),
     pytest.param("[cohort\n", "cannot read", id="not-toml"),
+    pytest.param("[cohort]\nmeasured_fib4_min = -1\n", "measured_fib4_min",
+                 id="negative-fib4-cut-off"),
 ])
 def test_bad_cohort_config_is_rejected(tmp_path: Path, text, match):
     path = tmp_path / "bad.toml"

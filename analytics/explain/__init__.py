@@ -68,6 +68,7 @@ from analytics.explain.trajectory import (
     IncidenceCurves,
     Trajectory,
     incidence_curves,
+    patient_trajectories,
     patient_trajectory,
 )
 from analytics.explain.wording import (
@@ -111,6 +112,7 @@ __all__ = [
     "group_explanation",
     "imaging_text",
     "incidence_curves",
+    "patient_trajectories",
     "patient_trajectory",
     "permutation_shap",
     "points_explanation",

@@ -220,18 +220,21 @@ def _mean_metrics(ms: list[dict], hs: list[float]) -> dict:
 
 
 def single_threaded_blas(fn):
-    """Run ``fn`` with BLAS limited to one thread.
+    """Run ``fn`` with BLAS and OpenMP limited to one thread, set together once.
 
     Model fitting and validation make many small matrix-vector products, for which
     OpenBLAS's thread start-up costs more than the product: on a loaded 2-core machine a
     60,000-element dot product took 400 us with its threads and 19 us without, and
-    training on 2,000 patients took 147 s instead of 237 s.
+    training on 2,000 patients took 147 s instead of 237 s. OpenMP pools (scikit-learn,
+    and xgboost's when its ``nthread`` is not set) get the same limit: xgboost with 2
+    threads was 5x slower than with 1 on such a machine, and its estimators here pass
+    ``nthread`` (``n_jobs``, default 1) explicitly.
     """
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1):
             return fn(*args, **kwargs)
     return wrapper
 

@@ -168,8 +168,9 @@ def replace_patients_predictions(store: Store, model_id: str,
         names = sorted(rows)
         pids: dict[str, int] = {}
         for a in range(0, len(names), _IN_CHUNK):
-            pids.update(s.execute(select(Patient.pseudonym, Patient.id).where(
-                Patient.pseudonym.in_(names[a:a + _IN_CHUNK]))).tuples())
+            pids.update((name, pid) for name, pid in s.execute(
+                select(Patient.pseudonym, Patient.id).where(
+                    Patient.pseudonym.in_(names[a:a + _IN_CHUNK]))))
         n = 0
         for pseudonym, patient_rows in rows.items():
             pid = pids.get(pseudonym)

@@ -54,8 +54,16 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## Every benchmark runs; `make bench` fails, naming them, when any of them failed.
+BENCHMARKS ?= $(filter-out benchmarks/harness.py,$(wildcard benchmarks/*.py))
+
 bench: install-test
-	@for b in benchmarks/*.py; do [ "$$(basename $$b)" = harness.py ] || $(BIN)/python $$b; done
+	@failed=""; \
+	for b in $(BENCHMARKS); do \
+	  echo "== $$b"; \
+	  $(BIN)/python $$b || failed="$$failed $$b"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "bench: failed:$$failed"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -25,9 +25,10 @@ import pandas as pd
 from sqlalchemy import select
 
 from analytics.cohort import import_cohort
+from analytics.cohort.importer import pseudonymiser
 from analytics.cohort.reader import read_table
 from analytics.cohort.table import _attach_labs
-from analytics.cohort.validate import validate
+from analytics.cohort.validate import PatientContext, patient_key, validate
 from analytics.store import open_store
 from analytics.store.schema import Outcome, Patient, Visit
 from analytics.synthetic.cohort import CohortConfig, generate_cohort
@@ -35,18 +36,32 @@ from benchmarks.harness import compare
 
 WINDOW_YEARS = 90 / 365.25
 ATTACH_PATIENTS = 60
+#: distances closer than this are equal (the cohort table's own tolerance)
+TIE_YEARS = 1e-9
 LAB_COLUMNS = ["bilirubin_mg_dl", "albumin_g_dl", "inr", "platelets_10e9_l", "age_years"]
 
 
 def per_row_upsert(store, visits_csv: Path, outcomes_csv: Path) -> None:
-    """Baseline: the same validated rows, one SELECT + UPDATE/INSERT per row."""
-    data = validate(read_table(visits_csv, "visits"), read_table(outcomes_csv, "outcomes"))
+    """Baseline: the same validated rows, one SELECT + UPDATE/INSERT per row.
+
+    Patients are pseudonymised and their dates shifted as ``import_cohort`` does (the
+    site secret's pseudonym and date shift of each real id), so both stores hold the same
+    pseudonyms, dates and values.
+    """
+    vt, ot = read_table(visits_csv, "visits"), read_table(outcomes_csv, "outcomes")
+    pseudonymise = pseudonymiser(store.site_secret())
+    keys = {k for k in (patient_key(r.cells.get("patient_id")) for r in vt.rows + ot.rows)
+            if k}
+    new = {k: pseudonymise(k) for k in keys}
+    data = validate(vt, ot, {k: PatientContext(pseudonym=n.pseudonym, shift_days=n.shift_days)
+                             for k, n in new.items()})
     with store.session() as s:
         ids: dict[str, int] = {}
         for key in sorted({v.key for v in data.visits} | {o.key for o in data.outcomes}):
-            p = s.execute(select(Patient).where(Patient.pseudonym == key)).scalar()
+            name = new[key].pseudonym
+            p = s.execute(select(Patient).where(Patient.pseudonym == name)).scalar()
             if p is None:
-                p = Patient(pseudonym=key, source="csv")
+                p = Patient(pseudonym=name, source="csv")
                 s.add(p)
                 s.flush()
             ids[key] = p.id
@@ -83,9 +98,13 @@ def loop_attach(scans: pd.DataFrame, labs: pd.DataFrame, columns: list[str],
                 lo, hi = sorted((d["time"], scan["time"]))
                 if any(lo < t < hi for t in times):
                     continue
-                key = (abs(d["time"] - scan["time"]), d["time"])
-                if best is None or key < best[0]:
-                    best = (key, d[c], d["time"])
+                # distances within TIE_YEARS are a tie, which the earlier draw wins: a
+                # scan 20 days after one draw and 20 days before the next is 1e-16 y
+                # nearer to one of them only by the rounding of days / 365.25
+                dist = abs(d["time"] - scan["time"])
+                if best is None or dist < best[0] - TIE_YEARS or (
+                        dist <= best[0] + TIE_YEARS and d["time"] < best[2]):
+                    best = (dist, d[c], d["time"])
             if best is not None:
                 value = best[1] + (scan["time"] - best[2] if c == "age_years" else 0.0)
                 out.at[i, c] = value

@@ -8,7 +8,10 @@
    (one sorted structure reweighted per replicate; the process cache cleared before each
    run) against the earlier path, which resampled the rows and called scikit-survival per
    landmark group per replicate (the same interval, checked before timing).
-3. With ``--train``: ``cross_validate`` (folds, bootstrap, baselines) on a simulated
+3. td-AUC and Uno's C of the same group: :mod:`analytics.models.ipcw` against
+   scikit-survival's ``cumulative_dynamic_auc`` and ``concordance_index_ipcw`` (the same
+   values, checked before timing).
+4. With ``--train``: ``cross_validate`` (folds, bootstrap, baselines) on a simulated
    cohort, against the same call with the earlier C-index and baseline interval patched
    back in.
 
@@ -107,6 +110,34 @@ def earlier_path() -> Iterator[None]:
          imaging_comparison.concordance_counts) = saved
 
 
+def bench_ipcw(t: np.ndarray, e: np.ndarray, r: np.ndarray, repeat: int) -> None:
+    """td-AUC and Uno's C of one landmark group: ``analytics.models.ipcw`` against
+    scikit-survival (the same values, checked before timing)."""
+    from sksurv.metrics import concordance_index_ipcw, cumulative_dynamic_auc
+    from sksurv.util import Surv
+
+    from analytics.models import ipcw
+
+    t = t + 0.01  # positive times, as the validation wrappers pass them
+    s = Surv.from_arrays(e, t)
+    h, tau = 2.0, 3.0
+    want_auc = cumulative_dynamic_auc(s, s, r, [h])[0][0]
+    assert abs(ipcw.cumulative_dynamic_auc(t, e, r, h) - want_auc) < 1e-12, "td-AUC differs"
+    want_uno = concordance_index_ipcw(s, s, r, tau=tau)[0]
+    assert abs(ipcw.uno_concordance(t, e, r, tau) - want_uno) < 1e-12, "Uno's C differs"
+    print(f"== td-AUC and Uno's C, one landmark group of {len(t):,} rows ==")
+    compare("vectorised td-AUC (ipcw.cumulative_dynamic_auc)",
+            lambda: ipcw.cumulative_dynamic_auc(t, e, r, h),
+            "scikit-survival cumulative_dynamic_auc",
+            lambda: cumulative_dynamic_auc(s, s, r, [h]), repeat=repeat, warmup=1,
+            units=(len(t), "rows"))
+    compare("sorted-pairs Uno's C (ipcw.uno_concordance)",
+            lambda: ipcw.uno_concordance(t, e, r, tau),
+            "scikit-survival concordance_index_ipcw",
+            lambda: concordance_index_ipcw(s, s, r, tau=tau), repeat=repeat, warmup=1,
+            units=(len(t), "rows"))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=30_000)
@@ -129,6 +160,8 @@ def main() -> None:
             "scikit-survival concordance_index_censored",
             lambda: sksurv_harrell_c(t, cause, r),
             repeat=a.repeat, warmup=1, units=(a.rows, "rows"))
+
+    bench_ipcw(t, e, r, a.repeat)
 
     fr = landmark_frame(a.patients)
     old = crossval.bootstrap_ci([fr], resampled_marker_c, a.bootstrap, 7)

@@ -70,6 +70,7 @@ from analytics.explain.trajectory import (
     IncidenceCurves,
     Trajectory,
     incidence_curves,
+    patient_trajectories,
     patient_trajectory,
 )
 from analytics.explain.wording import (
@@ -113,6 +114,7 @@ __all__ = [
     "group_explanation",
     "imaging_text",
     "incidence_curves",
+    "patient_trajectories",
     "patient_trajectory",
     "permutation_shap",
     "points_explanation",

@@ -63,9 +63,10 @@ from analytics.explain.points import (
     points_explanation,
 )
 from analytics.explain.wording import imaging_text
+from analytics.models.estimators import SurvivalEstimator
 from analytics.models.explanation import Explanation
 from analytics.models.registry import jsonable
-from analytics.models.scoring import resolve_horizon, score
+from analytics.models.scoring import Scores, resolve_horizon, score
 
 if TYPE_CHECKING:
     from analytics.models.registry import RegisteredModel
@@ -78,6 +79,7 @@ __all__ = [
     "Trajectory",
     "Waterfall",
     "incidence_curves",
+    "patient_trajectories",
     "patient_trajectory",
     "reference_visit",
 ]
@@ -448,11 +450,75 @@ def patient_trajectory(registered: RegisteredModel, visits: pd.DataFrame, patien
     pv = visits[visits["patient"] == patient].sort_values("time", kind="stable")
     if pv.empty:
         raise ModelError(f"patient {patient!r}: no visits in the cohort")
-    if at is not None and (not np.isfinite(at) or at < 0):
-        raise ModelError(f"--at {at}: expected years since baseline (>= 0)")
+    _check_at(at)
     lm = _visit_landmarks(pv, at)
     sc = score(model, pv, pd.DataFrame({"patient": patient, "landmark": lm["landmark"]}), h,
                explain=True)
+    return _trajectory(registered, pv, patient, lm, sc, h)
+
+
+def patient_trajectories(registered: RegisteredModel, visits: pd.DataFrame,
+                         patients: list[str], horizon: float | None = None,
+                         at: float | None = None) -> list[Trajectory]:
+    """:func:`patient_trajectory` of each of ``patients``, scored together.
+
+    History features, the domain check, risks, intervals and SHAP values of every
+    patient's visits are computed in one pass over the cohort, then split by patient:
+    each trajectory is the one :func:`patient_trajectory` gives. A model whose explainer
+    samples (its random draws depend on the rows explained together) is scored patient
+    by patient.
+
+    Raises
+    ------
+    ModelError
+        As :func:`patient_trajectory`, for the first patient without visits.
+    """
+    model = registered.model
+    h = resolve_horizon(model, horizon, "--horizon")
+    _check_at(at)
+    if not patients:
+        return []
+    if type(model.estimators_["interest"]).explain is SurvivalEstimator.explain:
+        return [patient_trajectory(registered, visits, p, h, at) for p in patients]
+    wanted = visits[visits["patient"].isin(set(patients))].sort_values("time", kind="stable")
+    by_patient = dict(tuple(wanted.groupby("patient", sort=False)))
+    missing = next((p for p in patients if p not in by_patient), None)
+    if missing is not None:
+        raise ModelError(f"patient {missing!r}: no visits in the cohort")
+    landmarks = [_visit_landmarks(by_patient[p], at) for p in patients]
+    sizes = np.array([len(lm) for lm in landmarks])
+    rows = pd.DataFrame({"patient": np.repeat(np.asarray(patients, dtype=object), sizes),
+                         "landmark": np.concatenate([lm["landmark"].to_numpy(float)
+                                                     for lm in landmarks])})
+    sc = score(model, wanted, rows, h, explain=True)
+    ends = np.cumsum(sizes)
+    return [_trajectory(registered, by_patient[p], p, lm, _rows_of(sc, a, b), h)
+            for p, lm, a, b in zip(patients, landmarks, ends - sizes, ends, strict=True)]
+
+
+def _check_at(at: float | None) -> None:
+    if at is not None and (not np.isfinite(at) or at < 0):
+        raise ModelError(f"--at {at}: expected years since baseline (>= 0)")
+
+
+def _rows_of(sc: Scores, a: int, b: int) -> Scores:
+    """Rows ``a:b`` of scores, indexed from 0 as when they are scored alone."""
+    def part(frame: pd.DataFrame) -> pd.DataFrame:
+        return frame.iloc[a:b].reset_index(drop=True)
+
+    ex = sc.explanation
+    return Scores(history=part(sc.history), reasons=sc.reasons[a:b], matrix=part(sc.matrix),
+                  plain=sc.plain[a:b], horizon=sc.horizon, risk=sc.risk[a:b],
+                  ci=None if sc.ci is None else sc.ci[a:b],
+                  explanation=Explanation(ex.values[a:b], ex.base_values[a:b],
+                                          ex.output[a:b], part(ex.data), ex.scale,
+                                          ex.horizon))
+
+
+def _trajectory(registered: RegisteredModel, pv: pd.DataFrame, patient: str,
+                lm: pd.DataFrame, sc: Scores, h: float) -> Trajectory:
+    """One patient's trajectory from the scores of its landmark rows ``lm``."""
+    model = registered.model
     expl = sc.explanation
     ok = sc.assessable
     dated = _visit_dates(pv)

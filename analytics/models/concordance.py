@@ -136,17 +136,26 @@ class ConcordancePairs:
     def counts(self, weight: np.ndarray | None = None) -> tuple[float, float, float]:
         """``(concordant, tied_risk, comparable)`` pairs, each pair counted with the
         product of its rows' weights (all 1 by default: plain pair counts)."""
-        k = len(self.events_sorted)
-        if k == 0:
+        if len(self.events_sorted) == 0:
             return 0.0, 0.0, 0.0
         w = np.ones(self.n) if weight is None else np.asarray(weight, float)
+        conc, tied, comparable = self.per_event(w)
+        we = w[self.events_sorted]
+        return (float(we @ conc), float(we @ tied), float(we @ comparable))
+
+    def per_event(self, weight: np.ndarray | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per event (in :attr:`events_sorted` order): the summed ``weight`` (all 1 by
+        default) of its concordant, tied-risk and comparable rows."""
+        k = len(self.events_sorted)
+        w = np.ones(self.n) if weight is None else np.asarray(weight, float)
+        if k == 0:
+            return np.zeros(0), np.zeros(0), np.zeros(0)
         s = self._prefix_sums(w)
         conc = s[0:k] - s[k:2 * k]
         below_high = s[2 * k:3 * k] - s[3 * k:4 * k]
         cw = np.concatenate([[0.0], np.cumsum(w[self._order_by_pos()])])
-        comparable = cw[self._stop] - cw[self._start]
-        we = w[self.events_sorted]
-        return (float(we @ conc), float(we @ (below_high - conc)), float(we @ comparable))
+        return conc, below_high - conc, cw[self._stop] - cw[self._start]
 
     def _order_by_pos(self) -> np.ndarray:
         # level 0 sorts by position alone (blocks of one row)

@@ -26,6 +26,7 @@ patient-bootstrap intervals of the differences (:mod:`analytics.models.imaging_c
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import logging
@@ -220,18 +221,21 @@ def _mean_metrics(ms: list[dict], hs: list[float]) -> dict:
 
 
 def single_threaded_blas(fn):
-    """Run ``fn`` with BLAS limited to one thread.
+    """Run ``fn`` with BLAS and OpenMP limited to one thread, set together once.
 
     Model fitting and validation make many small matrix-vector products, for which
     OpenBLAS's thread start-up costs more than the product: on a loaded 2-core machine a
     60,000-element dot product took 400 us with its threads and 19 us without, and
-    training on 2,000 patients took 147 s instead of 237 s.
+    training on 2,000 patients took 147 s instead of 237 s. OpenMP pools (scikit-learn,
+    and xgboost's when its ``nthread`` is not set) get the same limit: xgboost with 2
+    threads was 5x slower than with 1 on such a machine, and its estimators here pass
+    ``nthread`` (``n_jobs``, default 1) explicitly.
     """
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from threadpoolctl import threadpool_limits
 
-        with threadpool_limits(limits=1, user_api="blas"):
+        with threadpool_limits(limits=1):
             return fn(*args, **kwargs)
     return wrapper
 
@@ -346,21 +350,13 @@ def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
     for n_done, name in enumerate(scores.columns, 1):
         sc = scores[name].to_numpy(float)
         ok = np.isfinite(sc)
-        per_repeat, model_c = [], []
+        model_c = []
         for fr in frames:
             sub = fr[ok].copy()
             sub["score"] = sc[ok]
             model_c.append(landmark_metrics(sub, hs, h_max, with_calibration=False)["c_index"])
-            risk = _recalibrated_risk(sub, [*hs, *grid.tolist()])
-            for j, h in enumerate(hs):
-                sub[f"risk_{h:g}"] = sub[f"cs_risk_{h:g}"] = risk[:, j]
-            for i in range(len(grid)):
-                sub[f"cs_risk_grid_{i}"] = risk[:, len(hs) + i]
-            marker = landmark_metrics(sub, hs, h_max, score="score")
-            prob = landmark_metrics(sub, hs, h_max, grid)
-            per_repeat.append({**prob, "c_index": marker["c_index"], "uno_c": marker["uno_c"],
-                               "td_auc": marker["td_auc"]})
-        m = _mean_metrics(per_repeat, hs)
+        m = _mean_metrics(score_metrics([fr[ok].assign(score=sc[ok]) for fr in frames], hs,
+                                        h_max, grid), hs)
         m["calibration_slope"] = m["calibration"][f"{h_max:g}"]["slope"]
         m["model_c_index_same_rows"] = float(np.nanmean(model_c))
         # the score's interval does not depend on the model: the rows, outcomes and score
@@ -374,6 +370,45 @@ def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
         out[name] = m
         report(progress, "baselines", n_done, len(scores.columns), d.label)
     return out
+
+
+#: per-repeat metrics of clinical scores kept in the process (like their intervals)
+_score_metrics_cache: OrderedDict[str, list[dict]] = OrderedDict()
+_SCORE_COLUMNS = ["patient", "landmark", "duration", "code", "fold", "score"]
+
+
+def score_metrics(frames: list[pd.DataFrame], hs: list[float], h_max: float,
+                  grid: np.ndarray) -> list[dict]:
+    """Per repeat, a clinical score's metrics on its rows of ``frames``: discrimination
+    as a marker, Brier score and calibration of its fold-wise Cox recalibration.
+
+    They depend on the rows, outcomes, folds and score only, never on the model, so they
+    are cached by that content (and the horizons): training another model on the same
+    cohort refits no recalibration.
+    """
+    key = _frame_digest(pd.concat([fr[_SCORE_COLUMNS] for fr in frames], keys=range(len(
+        frames))), hs, h_max, grid.tolist())
+    with _marker_ci_lock:
+        if key in _score_metrics_cache:
+            _score_metrics_cache.move_to_end(key)
+            return copy.deepcopy(_score_metrics_cache[key])
+    per_repeat = []
+    for fr in frames:
+        sub = fr.copy()
+        risk = _recalibrated_risk(sub, [*hs, *grid.tolist()])
+        for j, h in enumerate(hs):
+            sub[f"risk_{h:g}"] = sub[f"cs_risk_{h:g}"] = risk[:, j]
+        for i in range(len(grid)):
+            sub[f"cs_risk_grid_{i}"] = risk[:, len(hs) + i]
+        marker = landmark_metrics(sub, hs, h_max, score="score")
+        prob = landmark_metrics(sub, hs, h_max, grid)
+        per_repeat.append({**prob, "c_index": marker["c_index"], "uno_c": marker["uno_c"],
+                           "td_auc": marker["td_auc"]})
+    with _marker_ci_lock:
+        _score_metrics_cache[key] = copy.deepcopy(per_repeat)
+        while len(_score_metrics_cache) > MARKER_CI_CACHE_SIZE:
+            _score_metrics_cache.popitem(last=False)
+    return per_repeat
 
 
 #: bootstrap intervals of clinical scores kept in the process (few: one per score, per

@@ -2,8 +2,9 @@
 
 Every metric takes outcomes as ``(time, cause)`` arrays measured from the landmark
 (``cause``: 1 = endpoint, 2 = any competing event, 0 = censored) and a risk estimate.
-Discrimination and error reuse scikit-survival, which treats competing events as
-censored: ``c_index``, ``uno_c``, ``td_auc``, ``brier`` and ``ibs`` are cause-specific
+Discrimination and error are scikit-survival's metrics (computed without its per-row
+loops by :mod:`analytics.models.ipcw` and :mod:`analytics.models.concordance`, to the
+same values), which treat competing events as censored: ``c_index``, ``uno_c``, ``td_auc``, ``brier`` and ``ibs`` are cause-specific
 and are computed on the cause-specific risk ``1 - exp(-A_endpoint(h))`` (the same as
 the cumulative incidence when there is no competing cause). Calibration and net benefit
 assess the cumulative incidence against the Aalen-Johansen estimate, where competing
@@ -32,13 +33,16 @@ import numpy as np
 import pandas as pd
 from scipy.optimize import least_squares
 
+from analytics.models import ipcw
 from analytics.models.concordance import harrell_counts
+from analytics.models.ipcw import CensoringSurvival
 
 __all__ = [
     "Calibration",
     "aalen_johansen",
     "brier",
     "calibration",
+    "censoring_of",
     "harrell_c",
     "integrated_brier",
     "landmark_metrics",
@@ -52,10 +56,9 @@ __all__ = [
 _EPS_T = 1e-7
 
 
-def _surv(time: np.ndarray, event: np.ndarray) -> np.ndarray:
-    from sksurv.util import Surv
-
-    return Surv.from_arrays(np.asarray(event, bool), np.maximum(np.asarray(time, float), 1e-9))
+def _times(time: np.ndarray) -> np.ndarray:
+    # scikit-survival wants positive times (a landmark row may end at its landmark)
+    return np.maximum(np.asarray(time, float), 1e-9)
 
 
 # --------------------------------------------------------------------------- discrimination
@@ -83,63 +86,61 @@ def harrell_c(time: np.ndarray, cause: np.ndarray, risk: np.ndarray) -> tuple[fl
     return num / den, num, den
 
 
-def uno_c(time: np.ndarray, cause: np.ndarray, risk: np.ndarray, tau: float) -> float:
-    """Uno's IPCW C truncated at ``tau`` (sksurv ``concordance_index_ipcw``)."""
-    from sksurv.metrics import concordance_index_ipcw
-
+def uno_c(time: np.ndarray, cause: np.ndarray, risk: np.ndarray, tau: float,
+          cens: CensoringSurvival | None = None) -> float:
+    """Uno's IPCW C truncated at ``tau`` (scikit-survival's ``concordance_index_ipcw``,
+    computed by :func:`analytics.models.ipcw.uno_concordance`); ``cens``: the rows'
+    censoring survival when already fitted."""
     event = np.asarray(cause) == 1
     if event.sum() == 0:
         return float("nan")
-    s = _surv(time, event)
     try:
-        return float(concordance_index_ipcw(s, s, np.asarray(risk, float),
-                                            tau=tau - _EPS_T)[0])
+        return ipcw.uno_concordance(_times(time), event, risk, tau - _EPS_T, cens)
     except (ValueError, ZeroDivisionError):
         return float("nan")
 
 
-def td_auc(time: np.ndarray, cause: np.ndarray, risk: np.ndarray, horizon: float) -> float:
-    """Cumulative/dynamic AUC at ``horizon`` (sksurv ``cumulative_dynamic_auc``)."""
-    from sksurv.metrics import cumulative_dynamic_auc
-
+def td_auc(time: np.ndarray, cause: np.ndarray, risk: np.ndarray, horizon: float,
+           cens: CensoringSurvival | None = None) -> float:
+    """Cumulative/dynamic AUC at ``horizon`` (scikit-survival's ``cumulative_dynamic_auc``,
+    computed by :func:`analytics.models.ipcw.cumulative_dynamic_auc`)."""
     event = np.asarray(cause) == 1
     t = np.asarray(time, float)
     h = min(horizon, t.max() - _EPS_T) if len(t) else horizon
     cases = event & (t <= h)
     if cases.sum() == 0 or (t > h).sum() == 0:
         return float("nan")
-    s = _surv(t, event)
     try:
-        return float(cumulative_dynamic_auc(s, s, np.asarray(risk, float), [h])[0][0])
+        return ipcw.cumulative_dynamic_auc(_times(t), event, risk, h, cens)
     except ValueError:
         return float("nan")
 
 
-def brier(time: np.ndarray, cause: np.ndarray, risk: np.ndarray, horizon: float) -> float:
-    """IPCW Brier score of ``1 - risk`` at ``horizon`` (sksurv ``brier_score``)."""
-    from sksurv.metrics import brier_score
-
+def brier(time: np.ndarray, cause: np.ndarray, risk: np.ndarray, horizon: float,
+          cens: CensoringSurvival | None = None) -> float:
+    """IPCW Brier score of ``1 - risk`` at ``horizon`` (scikit-survival's ``brier_score``,
+    computed by :func:`analytics.models.ipcw.brier_scores`)."""
     event = np.asarray(cause) == 1
     t = np.asarray(time, float)
     if len(t) < 2 or event.sum() == 0:
         return float("nan")
     h = min(horizon, t.max() - _EPS_T)
-    s = _surv(t, event)
     try:
-        return float(brier_score(s, s, 1.0 - np.asarray(risk, float).reshape(-1, 1), [h])[1][0])
+        return float(ipcw.brier_scores(_times(t), event,
+                                       1.0 - np.asarray(risk, float).reshape(-1, 1), [h],
+                                       cens)[0])
     except ValueError:
         return float("nan")
 
 
 def integrated_brier(time: np.ndarray, cause: np.ndarray, risk_grid: np.ndarray,
-                     grid: np.ndarray) -> float:
-    """Integrated IPCW Brier score over ``grid`` (sksurv ``integrated_brier_score``).
+                     grid: np.ndarray, cens: CensoringSurvival | None = None) -> float:
+    """Integrated IPCW Brier score over ``grid`` (scikit-survival's
+    ``integrated_brier_score``, computed by :func:`analytics.models.ipcw.integrated_brier`).
 
     ``risk_grid`` has shape ``(n, len(grid))``; grid times at or past the last follow-up
     time are dropped.
     """
-    from sksurv.metrics import integrated_brier_score
-
     event = np.asarray(cause) == 1
     t = np.asarray(time, float)
     if event.sum() == 0 or len(t) < 2:
@@ -147,11 +148,17 @@ def integrated_brier(time: np.ndarray, cause: np.ndarray, risk_grid: np.ndarray,
     keep = (grid < t.max() - _EPS_T) & (grid >= t.min())
     if keep.sum() < 2:
         return float("nan")
-    s = _surv(t, event)
     try:
-        return float(integrated_brier_score(s, s, 1.0 - risk_grid[:, keep], grid[keep]))
+        return ipcw.integrated_brier(_times(t), event, 1.0 - risk_grid[:, keep], grid[keep],
+                                     cens)
     except ValueError:
         return float("nan")
+
+
+def censoring_of(time: np.ndarray, cause: np.ndarray) -> CensoringSurvival:
+    """The censoring survival the IPCW metrics of these rows share (competing events
+    censored)."""
+    return CensoringSurvival.fit(_times(time), np.asarray(cause) == 1)
 
 
 # --------------------------------------------------------------------------- cumulative incidence
@@ -356,21 +363,22 @@ def landmark_metrics(frame: pd.DataFrame, horizons: list[float], h_max: float,
         _, a, b = harrell_c(t, c, m)
         num, den = num + a, den + b
         n_ev = int((c == 1).sum())
-        uno.append(uno_c(t, c, m, h_max))
+        cens = censoring_of(t, c) if n_ev else None
+        uno.append(uno_c(t, c, m, h_max, cens))
         uno_w.append(n_ev)
         for h in horizons:
             col = marker if score else f"cs_risk_{h:g}"
-            td[h][0].append(td_auc(t, c, g[col].to_numpy(float), h))
+            td[h][0].append(td_auc(t, c, g[col].to_numpy(float), h, cens))
             td[h][1].append(int(((c == 1) & (t <= h)).sum()))
             if not score and with_brier:
-                br[h][0].append(brier(t, c, g[col].to_numpy(float), h))
+                br[h][0].append(brier(t, c, g[col].to_numpy(float), h, cens))
                 br[h][1].append(len(g))
                 if with_calibration:
                     idx = [pos[k] for k in g.index]
                     pseudo[h][idx] = pseudo_observations(t, c, h)
         if grid is not None and not score:
             rg = g[[f"cs_risk_grid_{i}" for i in range(len(grid))]].to_numpy(float)
-            ibs.append(integrated_brier(t, c, rg, grid))
+            ibs.append(integrated_brier(t, c, rg, grid, cens))
             ibs_w.append(len(g))
     out: dict = {
         "c_index": num / den if den else float("nan"),

@@ -5,7 +5,7 @@ files under ``HEPATRACK_HOME/models``, written by :mod:`analytics.models.registr
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -16,7 +16,11 @@ from analytics.store.schema import IdentityMap, ModelRecord, Patient, Prediction
 
 __all__ = ["ModelRow", "ModelSummary", "PredictionRow", "StoredPrediction", "add_model",
            "find_model", "list_models", "model_exists", "model_summary", "prediction_rows",
-           "real_id_pseudonyms", "replace_predictions", "set_active_model"]
+           "real_id_pseudonyms", "replace_patients_predictions", "replace_predictions",
+           "set_active_model"]
+
+#: pseudonyms per ``IN (...)`` query (under SQLite's bound-parameter limit)
+_IN_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -153,21 +157,35 @@ def replace_predictions(store: Store, model_id: str, pseudonym: str,
                         rows: Iterable[StoredPrediction]) -> int:
     """Store a patient's predictions by ``model_id``, replacing those at the same time and
     horizon (one transaction); rows written, 0 for an unknown patient."""
+    return replace_patients_predictions(store, model_id, {pseudonym: rows})
+
+
+def replace_patients_predictions(store: Store, model_id: str,
+                                 rows: Mapping[str, Iterable[StoredPrediction]]) -> int:
+    """:func:`replace_predictions` of several patients (pseudonym -> rows) in one
+    transaction; rows written (none for unknown patients)."""
     with store.session() as s:
-        pid = s.execute(select(Patient.id).where(Patient.pseudonym == pseudonym)
-                        ).scalar_one_or_none()
-        if pid is None:
-            return 0
+        names = sorted(rows)
+        pids: dict[str, int] = {}
+        for a in range(0, len(names), _IN_CHUNK):
+            pids.update((name, pid) for name, pid in s.execute(
+                select(Patient.pseudonym, Patient.id).where(
+                    Patient.pseudonym.in_(names[a:a + _IN_CHUNK]))))
         n = 0
-        for r in rows:
-            s.execute(delete(Prediction).where(
-                Prediction.model_id == model_id, Prediction.patient_id == pid,
-                Prediction.time_years == r.time_years,
-                Prediction.horizon_years == r.horizon_years))
-            s.add(Prediction(model_id=model_id, patient_id=pid, time_years=r.time_years,
-                             horizon_years=r.horizon_years, risk=r.risk, ci_low=r.ci_low,
-                             ci_high=r.ci_high, reason=r.reason, explanation=r.explanation))
-            n += 1
+        for pseudonym, patient_rows in rows.items():
+            pid = pids.get(pseudonym)
+            if pid is None:
+                continue
+            for r in patient_rows:
+                s.execute(delete(Prediction).where(
+                    Prediction.model_id == model_id, Prediction.patient_id == pid,
+                    Prediction.time_years == r.time_years,
+                    Prediction.horizon_years == r.horizon_years))
+                s.add(Prediction(model_id=model_id, patient_id=pid, time_years=r.time_years,
+                                 horizon_years=r.horizon_years, risk=r.risk,
+                                 ci_low=r.ci_low, ci_high=r.ci_high, reason=r.reason,
+                                 explanation=r.explanation))
+                n += 1
         return n
 
 

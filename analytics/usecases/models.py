@@ -12,7 +12,7 @@ from analytics.auth import Permission, allowed
 from analytics.cohort import build_cohort
 from analytics.cohort_types import CohortTable
 from analytics.errors import ConfigError, ModelError
-from analytics.explain import patient_trajectory
+from analytics.explain import patient_trajectories
 from analytics.models.progress import ProgressCallback
 from analytics.models.registry import RegisteredModel, jsonable, load_model
 from analytics.models.settings import ModelSettings
@@ -20,7 +20,7 @@ from analytics.models.training import Truth, train_model
 from analytics.store.models import (
     StoredPrediction,
     model_exists,
-    replace_predictions,
+    replace_patients_predictions,
     set_active_model,
 )
 from analytics.usecases.context import Context, audited, authorize
@@ -82,26 +82,33 @@ def train(ctx: Context, req: TrainRequest) -> dict[str, Any]:
                            created_by=created_by, progress=req.progress)
 
 
-def _trajectory(store, model: RegisteredModel, cohort: CohortTable, pseudonym: str,
-                req: PredictRequest) -> dict[str, Any]:
-    res = patient_trajectory(model, cohort.visits, pseudonym, horizon=req.horizon,
-                             at=req.at).to_json()
-    if req.cache and res.get("model_id") is not None:
-        replace_predictions(store, res["model_id"], res["patient"], (
-            StoredPrediction(time_years=r["time"], horizon_years=r["horizon"], risk=r["risk"],
+def _stored(res: dict[str, Any]) -> list[StoredPrediction]:
+    """The cached rows of one patient's ``predict`` JSON."""
+    return [StoredPrediction(time_years=r["time"], horizon_years=r["horizon"], risk=r["risk"],
                              ci_low=(r.get("ci") or [None, None])[0],
                              ci_high=(r.get("ci") or [None, None])[1], reason=r.get("reason"),
                              explanation=jsonable({"shap": r["shap"],
                                                    "base_value": r["base_value"],
                                                    "shap_scale": r["shap_scale"],
                                                    "model_output": r["model_output"]}))
-            for r in res["trajectory"]))
-    return res
+            for r in res["trajectory"]]
+
+
+def _trajectories(store, model: RegisteredModel, cohort: CohortTable, patients: list[str],
+                  req: PredictRequest) -> list[dict[str, Any]]:
+    """Every patient's ``predict`` JSON, scored together
+    (:func:`analytics.explain.patient_trajectories`) and cached in one transaction."""
+    out = [t.to_json() for t in patient_trajectories(model, cohort.visits, patients,
+                                                     horizon=req.horizon, at=req.at)]
+    if req.cache:
+        replace_patients_predictions(store, model.model_id, {
+            res["patient"]: _stored(res) for res in out if res.get("model_id") is not None})
+    return out
 
 
 def predict(ctx: Context, req: PredictRequest) -> list[dict[str, Any]]:
     """Risk trajectories (``analytics.explain.patient_trajectory``), one per patient,
-    cached in the ``predictions`` table.
+    scored together and cached in the ``predictions`` table.
 
     Raises
     ------
@@ -124,7 +131,7 @@ def predict(ctx: Context, req: PredictRequest) -> list[dict[str, Any]]:
     with audited(ctx, "predict", model_version=model.model_id,
                  patient=patients[0] if req.patients is not None and len(patients) == 1
                  else None, detail={"patients": len(patients)}):
-        return [_trajectory(ctx.store, model, cohort, p, req) for p in patients]
+        return _trajectories(ctx.store, model, cohort, patients, req)
 
 
 def activate_model(ctx: Context, model_id: str) -> None:

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from analytics.cli import main
 from analytics.config import load_settings
 from analytics.store import open_store
+from analytics.store.models import prediction_rows
 from analytics.store.schema import AuditRecord, Prediction
 
 
@@ -117,6 +118,17 @@ def test_predict_all_lists_every_patient(home, trained, capsys):
     res = json.loads(out)
     assert isinstance(res, list) and len(res) == 90
     assert all(r["model_id"] == trained["model_id"] for r in res)
+    # every patient's trajectory is cached, with the risks printed (one transaction)
+    store = open_store(load_settings(home))
+    cached = {(r.patient, r.time_years): r.risk for r in prediction_rows(store)
+              if r.model_id == trained["model_id"]}
+    store.dispose()
+    printed = {(p["patient"], row["time"]): row["risk"] for p in res
+               for row in p["trajectory"]}
+    assert printed.keys() <= cached.keys()  # (an earlier test's --at row may be there too)
+    assert len({p for p, _ in cached}) == 90
+    assert all(cached[k] == pytest.approx(v, rel=1e-12) if v is not None else cached[k] is None
+               for k, v in printed.items())
 
 
 @pytest.mark.parametrize(("argv", "match"), [

@@ -87,3 +87,21 @@ def test_stiffness_alone_adds_only_the_baveno_band(labs_only):
                                                   "categorical": False}}
     out = _baselines(CohortTable(visits=v, outcomes=labs_only.outcomes, feature_meta=meta))
     assert set(out) == {"albi", "albi_grade", "baveno_vii_lsm_band"}
+
+
+def test_a_second_model_on_the_same_cohort_reuses_the_scores_recalibrations(monkeypatch):
+    cohort, _ = simulate_cohort(120, seed=4)
+    data, frames = _folds(cohort)
+    crossval._score_metrics_cache.clear()
+    first = clinical_baselines(data, frames, CV)
+    calls = []
+    refit = crossval._recalibrated_risk
+    monkeypatch.setattr(crossval, "_recalibrated_risk",
+                        lambda *a, **k: calls.append(1) or refit(*a, **k))
+    again = clinical_baselines(data, frames, CV)
+    assert calls == []  # nothing refitted: the scores' metrics do not depend on the model
+    assert json.dumps(again, default=str) == json.dumps(first, default=str)
+    crossval._score_metrics_cache.clear()
+    assert json.dumps(clinical_baselines(data, frames, CV), default=str) == \
+        json.dumps(first, default=str)
+    assert len(calls) == len(first)  # one recalibration per score and repeat when not cached

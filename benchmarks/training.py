@@ -1,0 +1,162 @@
+"""``hepatrack train`` and ``hepatrack predict --all`` with defaults, now and at a baseline.
+
+Case: this checkout. Baseline: the same commands from a named git revision (default
+``85a2df0``: validation metrics through scikit-survival's per-row loops, every patient
+of ``predict --all`` scored and cached one by one). Both sides run as subprocesses on
+fresh copies of the same home, interleaved, so a slow spell on the shared machine hits
+both. Before timing, the sides' cross-validated metrics must agree (to 1e-9) and their
+``predict --all`` JSON must be equal (numbers to 1e-9) with the same model.
+
+Homes: synthetic labs-only cohorts of ``--visits`` visits (about 15.6 visits per patient,
+``hepatrack synth`` then ``import-cohort``), and/or ``--home DIR`` (an existing home,
+e.g. one ``hepatrack demo`` built; copied, never changed).
+
+    .venv/bin/python benchmarks/training.py [--visits 1000[,10000,100000]] [--home DIR]
+        [--baseline REV] [--repeat N] [--no-predict]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness import compare  # noqa: E402
+
+DEFAULT_BASELINE = "85a2df0"
+VISITS_PER_PATIENT = 15.6
+#: cross-validated figures both sides must agree on
+CV_KEYS = ("c_index", "uno_c", "ibs", "calibration_slope")
+
+
+def checkout(rev: str, into: Path) -> Path:
+    """The files of ``rev`` (git archive) under ``into``."""
+    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True,
+                          capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(into, filter="data")
+    return into
+
+
+class Side:
+    """One code version: ``python -m analytics`` with its own package first."""
+
+    def __init__(self, name: str, code: Path, work: Path) -> None:
+        self.name, self.code, self.work = name, code, work
+        work.mkdir(parents=True, exist_ok=True)
+        self.env = dict(os.environ, PYTHONPATH=str(code))
+        self.last: dict[str, object] = {}
+
+    def run(self, *argv: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "analytics", *argv], env=self.env,
+                              cwd=self.code, capture_output=True, text=True, timeout=7200)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{self.name} {argv}: exit {proc.returncode}: "
+                               f"{proc.stderr[-800:]}")
+        return proc.stdout
+
+    def fresh(self, template: Path) -> str:
+        home = self.work / "home"
+        shutil.rmtree(home, ignore_errors=True)
+        shutil.copytree(template, home)
+        return str(home)
+
+    def train(self, template: Path) -> None:
+        self.last["train"] = json.loads(self.run("--home", self.fresh(template), "train",
+                                                 "--json"))
+
+    def predict(self, template: Path) -> None:
+        self.last["predict"] = json.loads(self.run("--home", self.fresh(template), "predict",
+                                                   "--all", "--json"))
+
+
+def same(a, b, where: str = "") -> None:
+    """Equal JSON: keys, lists and texts equal, numbers to 1e-9 (relative)."""
+    if isinstance(b, dict):
+        if set(a) != set(b):
+            raise AssertionError(f"{where}: keys differ ({sorted(set(a) ^ set(b))})")
+        for k in b:
+            same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(b, list):
+        if len(a) != len(b):
+            raise AssertionError(f"{where}: {len(a)} items against {len(b)}")
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            same(x, y, f"{where}[{i}]")
+    elif isinstance(b, float) and isinstance(a, float | int):
+        if not (math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+                or (math.isnan(a) and math.isnan(b))):
+            raise AssertionError(f"{where}: {a!r} against {b!r}")
+    elif a != b:
+        raise AssertionError(f"{where}: {a!r} against {b!r}")
+
+
+def synthetic_home(case: Side, visits: int, work: Path) -> Path:
+    """A home holding a labs-only synthetic cohort of about ``visits`` visits."""
+    cohort, home = work / f"cohort-{visits}", work / f"template-{visits}"
+    patients = max(20, round(visits / VISITS_PER_PATIENT))
+    case.run("synth", "--patients", str(patients), "--imaging-patients", "0", "--seed", "11",
+             "--out", str(cohort))
+    case.run("--home", str(home), "import-cohort", "--visits", str(cohort / "labs.csv"),
+             "--outcomes", str(cohort / "outcomes.csv"), "--json")
+    return home
+
+
+def bench_home(label: str, template: Path, case: Side, base: Side, repeat: int,
+               predict: bool) -> None:
+    print(f"== {label} ==", flush=True)
+    case.train(template)
+    base.train(template)
+    for k in CV_KEYS:
+        same(case.last["train"]["cv"][k], base.last["train"]["cv"][k], f"cv.{k}")
+    same(case.last["train"]["baselines"], base.last["train"]["baselines"], "baselines")
+    compare(f"hepatrack train now ({label})", lambda: case.train(template),
+            f"hepatrack train at {base.name} ({label})", lambda: base.train(template),
+            repeat=repeat, warmup=0)
+    if not predict:
+        return
+    trained = case.work / "home"  # the home case trained last: one model for both sides
+    with_model = case.work / "with-model"
+    shutil.rmtree(with_model, ignore_errors=True)
+    shutil.copytree(trained, with_model)
+    case.predict(with_model)
+    base.predict(with_model)
+    same(case.last["predict"], base.last["predict"], "predict")
+    compare(f"hepatrack predict --all now ({label})", lambda: case.predict(with_model),
+            f"hepatrack predict --all at {base.name} ({label})",
+            lambda: base.predict(with_model), repeat=repeat, warmup=0)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--visits", default="1000",
+                    help="comma-separated cohort sizes in visits ('' for none)")
+    ap.add_argument("--home", default=None, help="also an existing home (copied)")
+    ap.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision to compare")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--no-predict", action="store_true")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="hepatrack-train-") as tmp:
+        work = Path(tmp)
+        case = Side("this checkout", ROOT, work / "case")
+        base = Side(a.baseline, checkout(a.baseline, work / "baseline-code"),
+                    work / "baseline")
+        if a.home:
+            bench_home(f"home {a.home}", Path(a.home), case, base, a.repeat, not a.no_predict)
+        for v in [int(x) for x in a.visits.split(",") if x.strip()]:
+            bench_home(f"{v:,} visits", synthetic_home(case, v, work), case, base, a.repeat,
+                       not a.no_predict)
+
+
+if __name__ == "__main__":
+    main()

@@ -119,7 +119,9 @@ def predict(ctx: Context, req: PredictRequest) -> list[dict[str, Any]]:
     """
     authorize(ctx, Permission.PREDICT, "predict")
     model = load_model(ctx.store, _settings(ctx), req.model_id)
-    cohort = build_cohort(ctx.store)
+    # one patient is scored from that patient's rows alone, not from the whole cohort
+    cohort = build_cohort(ctx.store, patients=None if req.patients is None
+                          else list(req.patients))
     known = sorted(set(cohort.visits["patient"]))
     if req.patients is None:
         patients = known

@@ -131,6 +131,37 @@ def test_predict_all_lists_every_patient(home, trained, capsys):
                for k, v in printed.items())
 
 
+def _assert_same(a, b, where="") -> None:
+    """Equal JSON, numbers to 1e-12 (one patient's matrix and the whole cohort's round the
+    last bit differently)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for k in a:
+            _assert_same(a[k], b[k], f"{where}.{k}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            _assert_same(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) and not isinstance(b, bool):
+        assert b == pytest.approx(a, rel=1e-12, abs=1e-12), where
+    else:
+        assert a == b, where
+
+
+def test_one_patient_scored_from_its_own_rows_equals_its_entry_in_predict_all(home, trained,
+                                                                           capsys):
+    code, out, _ = _run(capsys, "--home", str(home), "predict", "--all", "--json")
+    assert code == 0
+    everyone = {r["patient"]: r for r in json.loads(out)}
+    # the patients with the most and the fewest visits (different columns measured)
+    for pid in (max(everyone, key=lambda p: len(everyone[p]["trajectory"])),
+                min(everyone, key=lambda p: len(everyone[p]["trajectory"]))):
+        code, out, err = _run(capsys, "--home", str(home), "predict", "--patient", pid,
+                              "--json")
+        assert code == 0, err
+        _assert_same(json.loads(out), everyone[pid])
+
+
 @pytest.mark.parametrize(("argv", "match"), [
     pytest.param(["predict", "--patient", "NOBODY"], "no visits for this patient",
                  id="unknown-patient"),

@@ -62,7 +62,7 @@ if conflict:
     st.warning(conflict, icon=":material/warning:")
 
 st.plotly_chart(viz.patient_timeline(
-    scans=detail.studies, visits=patient_view.lab_visits(detail.visits),
+    scans=patient_view.timeline_scans(detail), visits=patient_view.lab_visits(detail.visits),
     outcome_event=outcome.event if outcome else None,
     outcome_time=outcome.time_years if outcome else None,
     outcome_date=fmt_date(outcome.date) if outcome else None), key=key(PATIENT, "timeline"))

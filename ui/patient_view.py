@@ -152,6 +152,17 @@ def series_choices(series: pd.DataFrame) -> dict[str, str]:
     return out
 
 
+def timeline_scans(detail) -> pd.DataFrame:
+    """The patient's studies with the modalities of their series (``modality``: "CT",
+    "US", "MR, US"), so the timeline tells an ultrasound from a CT."""
+    studies, series = detail.studies, detail.series
+    if studies.empty or series.empty:
+        return studies
+    kinds = series.groupby("study_uid")["modality"].agg(
+        lambda m: ", ".join(sorted({str(x) for x in m if pd.notna(x) and str(x)})))
+    return studies.assign(modality=studies["study_uid"].map(kinds))
+
+
 def lab_visits(visits: pd.DataFrame) -> pd.DataFrame:
     """Visit rows that are lab draws (not imaging-only rows)."""
     if visits.empty or "source" not in visits.columns:

@@ -291,6 +291,16 @@ def competing_incidence(incidence: IncidenceCurves, *, height: int = 320) -> go.
     return apply_layout(fig, height=height)
 
 
+_MODALITY_WORDS = {"CT": "CT", "MR": "MR", "US": "Ultrasound"}
+
+
+def _scan_kind(modality: object) -> str:
+    """'CT', 'Ultrasound', 'MR, Ultrasound' for a study's modalities; 'Scan' if unknown."""
+    if not isinstance(modality, str) or not modality:
+        return "Scan"
+    return ", ".join(_MODALITY_WORDS.get(m.strip(), m.strip()) for m in modality.split(","))
+
+
 def patient_timeline(*, scans: pd.DataFrame, visits: pd.DataFrame,
                      outcome_event: str | None = None, outcome_time: float | None = None,
                      outcome_date: str | None = None, height: int = 200) -> go.Figure:
@@ -318,11 +328,13 @@ def patient_timeline(*, scans: pd.DataFrame, visits: pd.DataFrame,
 
     if not scans.empty and scans["time_years"].notna().any():
         s = scans[scans["time_years"].notna()]
+        kinds = (s["modality"] if "modality" in s else pd.Series([None] * len(s))).tolist()
         fig.add_trace(go.Scatter(
             x=s["time_years"], y=["Scans"] * len(s), mode="markers", name="Scan",
             marker={"symbol": "square", "size": 13, "color": OKABE_ITO["blue"]},
             text=_dates(s["study_date"]),
-            hovertemplate="Scan %{text} (%{x:.2f} y)<extra></extra>"))
+            customdata=[_scan_kind(k) for k in kinds],
+            hovertemplate="%{customdata} %{text} (%{x:.2f} y)<extra></extra>"))
         lanes.append("Scans")
     if not visits.empty and visits["time_years"].notna().any():
         v = visits[visits["time_years"].notna()]

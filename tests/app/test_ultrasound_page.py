@@ -157,6 +157,9 @@ def test_a_clinician_places_rois_reads_the_hepatorenal_index_and_saves_it(us_hom
     assert not pat.exception, [e.value for e in pat.exception]
     chosen = pat.multiselect(key="patient:biomarkers")
     assert any("Hepatorenal index (ultrasound)" in str(o) for o in chosen.options)
+    # and the timeline names the study an ultrasound
+    timeline = next(c for c in pat.get("plotly_chart") if '"Scans"' in c.proto.spec)
+    assert '"customdata":["Ultrasound"]' in timeline.proto.spec.replace(" ", "")
 
 
 def test_rois_at_different_depths_show_the_depth_warning(us_home):

@@ -140,7 +140,17 @@ def test_patient_timeline_lanes():
                                outcome_time=3.0)
     assert [t.name for t in fig.data] == ["Scan", "Lab draw", "Censored at 3.0 y"]
     assert list(fig.data[0].text) == ["2020-01-01", "2021-01-01"]
+    assert list(fig.data[0].customdata) == ["Scan", "Scan"]  # modality not given
     assert list(fig.data[1].x) == [0.2]
+
+
+def test_patient_timeline_names_each_scans_modality():
+    scans = pd.DataFrame({"time_years": [0.0, 1.0, 2.0], "modality": ["CT", "US", "MR, US"],
+                          "study_date": pd.to_datetime(["2020-01-01", "2021-01-01",
+                                                        "2022-01-01"])})
+    fig = viz.patient_timeline(scans=scans, visits=pd.DataFrame(columns=["time_years"]))
+    assert list(fig.data[0].customdata) == ["CT", "Ultrasound", "MR, Ultrasound"]
+    assert fig.data[0].hovertemplate.startswith("%{customdata} %{text}")
 
 
 def test_incidence_by_group_draws_steps_and_numbers_at_risk():

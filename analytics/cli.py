@@ -292,6 +292,13 @@ _COMMAND_PARSERS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
 
 def _emit(result: CommandResult, as_json: bool) -> None:
     if as_json:
+        if isinstance(result.payload, list) and result.payload:
+            # one element per line: Python's indenting encoder is pure Python and took
+            # most of a minute on every patient of a cohort; the compact one is C
+            sys.stdout.write("[\n" + ",\n".join(
+                json.dumps(x, default=str, allow_nan=False) for x in result.payload)
+                + "\n]\n")
+            return
         json.dump(result.payload, sys.stdout, indent=2, default=str, allow_nan=False)
         sys.stdout.write("\n")
     elif result.summary:

@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, tuple_, update
 
 from analytics.store.db import Store
 from analytics.store.schema import IdentityMap, ModelRecord, Patient, Prediction
@@ -171,22 +171,22 @@ def replace_patients_predictions(store: Store, model_id: str,
             pids.update((name, pid) for name, pid in s.execute(
                 select(Patient.pseudonym, Patient.id).where(
                     Patient.pseudonym.in_(names[a:a + _IN_CHUNK]))))
-        n = 0
-        for pseudonym, patient_rows in rows.items():
-            pid = pids.get(pseudonym)
-            if pid is None:
-                continue
-            for r in patient_rows:
-                s.execute(delete(Prediction).where(
-                    Prediction.model_id == model_id, Prediction.patient_id == pid,
-                    Prediction.time_years == r.time_years,
-                    Prediction.horizon_years == r.horizon_years))
-                s.add(Prediction(model_id=model_id, patient_id=pid, time_years=r.time_years,
-                                 horizon_years=r.horizon_years, risk=r.risk,
-                                 ci_low=r.ci_low, ci_high=r.ci_high, reason=r.reason,
-                                 explanation=r.explanation))
-                n += 1
-        return n
+        latest = {(pids[pseudonym], r.time_years, r.horizon_years): r  # the last one wins
+                  for pseudonym, patient_rows in rows.items() if pseudonym in pids
+                  for r in patient_rows}
+        keys = list(latest)
+        new = [{"model_id": model_id, "patient_id": pid, "time_years": t,
+                "horizon_years": h, "risk": r.risk, "ci_low": r.ci_low, "ci_high": r.ci_high,
+                "reason": r.reason, "explanation": r.explanation}
+               for (pid, t, h), r in latest.items()]
+        for a in range(0, len(keys), _IN_CHUNK):  # the rows these replace, a chunk at a time
+            s.execute(delete(Prediction).where(
+                Prediction.model_id == model_id,
+                tuple_(Prediction.patient_id, Prediction.time_years,
+                       Prediction.horizon_years).in_(keys[a:a + _IN_CHUNK])))
+        if new:
+            s.execute(insert(Prediction), new)  # one executemany, not one flush per row
+        return len(new)
 
 
 class PredictionRow(NamedTuple):

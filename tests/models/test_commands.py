@@ -117,6 +117,8 @@ def test_predict_all_lists_every_patient(home, trained, capsys):
     assert code == 0
     res = json.loads(out)
     assert isinstance(res, list) and len(res) == 90
+    assert out.splitlines()[1:-1] == [json.dumps(r) + "," for r in res[:-1]] + [
+        json.dumps(res[-1])]  # one patient per line
     assert all(r["model_id"] == trained["model_id"] for r in res)
     # every patient's trajectory is cached, with the risks printed (one transaction)
     store = open_store(load_settings(home))

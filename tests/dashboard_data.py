@@ -140,6 +140,22 @@ def copy_home(t: DashboardHome, dest: Path) -> Path:
     return dest
 
 
+@pytest.fixture(scope="session")
+def template_home(tmp_path_factory) -> DashboardHome:
+    """Fixture: the session's template home (import it under the name a module uses)."""
+    return template(tmp_path_factory)
+
+
+@pytest.fixture
+def copied_home(tmp_path_factory, tmp_path, monkeypatch) -> Path:
+    """Fixture: a private copy of the template home, as ``HEPATRACK_HOME`` (the default
+    database, never a site's ``HEPATRACK_DB_URL``)."""
+    home = copy_home(template(tmp_path_factory), tmp_path / "home")
+    monkeypatch.setenv("HEPATRACK_HOME", str(home))
+    monkeypatch.delenv("HEPATRACK_DB_URL", raising=False)
+    return home
+
+
 @contextlib.contextmanager
 def open_copy(t: DashboardHome, dest: Path) -> Iterator[tuple[Settings, Store]]:
     """Settings and an open store on a private copy of the template home at ``dest``."""

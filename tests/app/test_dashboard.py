@@ -14,9 +14,12 @@ from sqlalchemy import select
 from analytics.config import load_settings
 from analytics.store import open_store
 from analytics.store.schema import AuditRecord, ModelRecord, NoteRecord
-from tests import dashboard_data
 from tests.app.conftest import cohort_charts, new_app
+from tests.dashboard_data import copied_home, template_home
 from ui.session import Viewer
+
+#: fixtures: a private copy of the trained dashboard home, and its template
+home, template = copied_home, template_home
 
 CLINICIAN = Viewer("dr.grey", "clinician", "s-clin")
 RESEARCHER = Viewer("ana.res", "researcher", "s-res")
@@ -31,19 +34,6 @@ def _texts(elements) -> list[str]:
 def _ok(at) -> None:
     assert not at.exception, [e.value for e in at.exception]
     assert not at.error, _texts(at.error)
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return dashboard_data.template(tmp_path_factory)
-
-
-@pytest.fixture
-def home(template, tmp_path, monkeypatch):
-    h = dashboard_data.copy_home(template, tmp_path / "home")
-    monkeypatch.setenv("HEPATRACK_HOME", str(h))
-    monkeypatch.delenv("HEPATRACK_DB_URL", raising=False)
-    return h
 
 
 @pytest.fixture

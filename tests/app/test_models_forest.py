@@ -17,26 +17,16 @@ from analytics.config import load_settings
 from analytics.explain.contributions import clinical_group, clinical_label
 from analytics.models.registry import load_model
 from analytics.store import open_store
-from tests import dashboard_data
 from tests.app.conftest import new_app
+from tests.dashboard_data import copied_home, template_home
 from ui.session import Viewer
+
+#: fixtures: a private copy of the trained dashboard home, and its template
+home, template = copied_home, template_home
 
 RESEARCHER = Viewer("ana.res", "researcher", "s-res")
 JOB_KEY = "models:job"
 TIMEOUT_S = 300
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return dashboard_data.template(tmp_path_factory)
-
-
-@pytest.fixture
-def home(template, tmp_path, monkeypatch):
-    h = dashboard_data.copy_home(template, tmp_path / "home")
-    monkeypatch.setenv("HEPATRACK_HOME", str(h))
-    monkeypatch.delenv("HEPATRACK_DB_URL", raising=False)
-    return h
 
 
 def test_a_researcher_trains_the_forest_and_sees_its_drivers_and_card(home):

@@ -16,26 +16,16 @@ import analytics.usecases.overview
 from analytics.config import load_settings
 from analytics.store import open_store
 from analytics.store.schema import Outcome
-from tests import dashboard_data
 from tests.app.conftest import cohort_charts, new_app
+from tests.dashboard_data import copied_home, template_home
 from ui import loaders
 from ui.session import Viewer
 
+#: fixtures: a private copy of the trained dashboard home, and its template
+home, template = copied_home, template_home
+
 CLINICIAN = Viewer("dr.grey", "clinician", "s-clin")
 RESEARCHER = Viewer("ana.res", "researcher", "s-res")
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return dashboard_data.template(tmp_path_factory)
-
-
-@pytest.fixture
-def home(template, tmp_path, monkeypatch):
-    h = dashboard_data.copy_home(template, tmp_path / "home")
-    monkeypatch.setenv("HEPATRACK_HOME", str(h))
-    monkeypatch.delenv("HEPATRACK_DB_URL", raising=False)
-    return h
 
 
 @pytest.fixture

@@ -10,26 +10,16 @@ import time
 import pytest
 
 from analytics.models import crossval
-from tests import dashboard_data
 from tests.app.conftest import new_app
+from tests.dashboard_data import copied_home, template_home
 from ui.session import Viewer
+
+#: fixtures: a private copy of the trained dashboard home, and its template
+home, template = copied_home, template_home
 
 RESEARCHER = Viewer("ana.res", "researcher", "s-res")
 JOB_KEY = "models:job"
 TIMEOUT_S = 240
-
-
-@pytest.fixture(scope="module")
-def template(tmp_path_factory):
-    return dashboard_data.template(tmp_path_factory)
-
-
-@pytest.fixture
-def home(template, tmp_path, monkeypatch):
-    h = dashboard_data.copy_home(template, tmp_path / "home")
-    monkeypatch.setenv("HEPATRACK_HOME", str(h))
-    monkeypatch.delenv("HEPATRACK_DB_URL", raising=False)
-    return h
 
 
 @pytest.fixture

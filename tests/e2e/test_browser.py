@@ -107,8 +107,10 @@ def test_login_gate_and_cohort_page_in_a_real_browser(settings: Settings, tmp_pa
             login(page, url, "ana")
             nav = page.locator(MENU)
             nav.get_by_text("Patient").wait_for(timeout=UI_TIMEOUT_MS)
-            # researchers: pseudonymised views and models; no MDT, ingest or admin pages
+            # researchers: pseudonymised views, ultrasound measurement (not saving) and
+            # models; no MDT, ingest or admin pages
             assert nav.inner_text().split() == ["groups", "Cohort", "person", "Patient",
+                                                "straighten", "Ultrasound",
                                                 "model_training", "Models"]
             page.locator('[data-testid="stDataFrame"]').wait_for(timeout=UI_TIMEOUT_MS)
             # the grid's accessible cells hold the values drawn on its canvas

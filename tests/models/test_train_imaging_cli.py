@@ -57,7 +57,8 @@ def test_train_json_keeps_the_contract_and_adds_the_comparison(csvs, tmp_path, c
     assert {"folds", "c_index", "td_auc", "ibs", "calibration_slope"} <= set(res["cv"])
     comp = res["imaging_comparison"]
     assert comp["status"] == "compared" and comp["imaging_features"] == [IMAGING]
-    assert set(comp["dropped_columns"]) == {IMAGING, f"{IMAGING}_slope", f"{IMAGING}_worst"}
+    # the default history of an imaging biomarker: its last value and a measured flag
+    assert set(comp["dropped_columns"]) == {IMAGING, f"{IMAGING}_measured"}
     assert (comp["folds"], comp["repeats"], comp["n_bootstrap"]) == (3, 1, 20)
     for key in ("all", "with_scans"):
         part = comp[key]

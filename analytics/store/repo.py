@@ -74,6 +74,9 @@ KEY_BIOMARKERS: tuple[str, ...] = (
     "liver_hu_mean",
     "liver_spleen_hu_diff",
     "liver_surface_nodularity",
+    "liver_pdff_median_pct",
+    "liver_mre_stiffness_median_kpa",
+    "us_hepatorenal_index",
 )
 
 PATIENT_COLUMNS: tuple[str, ...] = (

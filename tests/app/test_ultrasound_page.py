@@ -157,6 +157,11 @@ def test_a_clinician_places_rois_reads_the_hepatorenal_index_and_saves_it(us_hom
     assert not pat.exception, [e.value for e in pat.exception]
     chosen = pat.multiselect(key="patient:biomarkers")
     assert any("Hepatorenal index (ultrasound)" in str(o) for o in chosen.options)
+    # the Cohort list shows the latest index as a column, like the CT biomarkers
+    cohort_page = new_app(CLINICIAN).run()
+    assert not cohort_page.exception, [e.value for e in cohort_page.exception]
+    listing = cohort_page.dataframe[0].value.set_index("pseudonym")
+    assert listing.loc[patient, "us_hepatorenal_index"] == pytest.approx(expected)
     # and the timeline names the study an ultrasound
     timeline = next(c for c in pat.get("plotly_chart") if '"Scans"' in c.proto.spec)
     assert '"customdata":["Ultrasound"]' in timeline.proto.spec.replace(" ", "")

@@ -17,13 +17,17 @@ Timings are never asserted in tests; tests check this module's arithmetic on fak
 from __future__ import annotations
 
 import gc
+import io
 import resource
 import statistics
+import subprocess
 import sys
+import tarfile
 import time
 import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 Clock = Callable[[], float]
@@ -227,3 +231,15 @@ def compare(case_name: str, case_fn: Callable[[], Any], baseline_name: str,
     if out is not None:
         out(result.summary())
     return result
+
+
+def checkout(rev: str, into: Path, repo: Path | str | None = None) -> Path:
+    """The files of revision ``rev`` of ``repo`` (this repository by default), exported
+    with ``git archive`` under ``into``: the baseline code a benchmark runs beside this
+    checkout's."""
+    repo = repo or Path(__file__).resolve().parents[1]
+    data = subprocess.run(["git", "-C", str(repo), "archive", rev], check=True,
+                          capture_output=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(into, filter="data")
+    return into

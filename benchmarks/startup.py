@@ -16,34 +16,24 @@ delivered, so both segment automatically); the difference is start-up.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness import compare  # noqa: E402
+from benchmarks.harness import checkout, compare  # noqa: E402
 from tests.realdata import nifti_ct_as_dicom  # noqa: E402
 
 #: the last revision before the start-up work (lazy commands, in-process single series,
 #: parse pool sized to the work)
 DEFAULT_BASELINE = "5cbd744"
 
-
-def checkout(rev: str, into: Path) -> Path:
-    """The files of ``rev`` (git archive) under ``into``."""
-    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True,
-                          capture_output=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 class Side:

@@ -18,35 +18,25 @@ e.g. one ``hepatrack demo`` built; copied, never changed).
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.harness import compare  # noqa: E402
+from benchmarks.harness import checkout, compare  # noqa: E402
 
 DEFAULT_BASELINE = "85a2df0"
 VISITS_PER_PATIENT = 15.6
 #: cross-validated figures both sides must agree on
 CV_KEYS = ("c_index", "uno_c", "ibs", "calibration_slope")
 
-
-def checkout(rev: str, into: Path) -> Path:
-    """The files of ``rev`` (git archive) under ``into``."""
-    data = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True,
-                          capture_output=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 class Side:

@@ -27,14 +27,12 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import io
 import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from datetime import date
@@ -85,15 +83,6 @@ def write_upload(cohort: Path, out: Path, slices: int) -> None:
     write_seg(vol, datasets, out / "SEG" / "seg.dcm", ident,
               seg_series_uid=derived_uid("bench-seg"), seg_sop_uid=derived_uid("bench-sop"))
 
-
-def checkout(rev: str, into: Path) -> Path:
-    """The files of ``rev`` (git archive) under ``into``."""
-    repo = os.environ.get("UPLOAD_BENCH_REPO") or str(ROOT)
-    data = subprocess.run(["git", "-C", repo, "archive", rev], check=True,
-                          capture_output=True).stdout
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(into, filter="data")
-    return into
 
 
 def hepatrack(code: Path, *argv: str) -> str:
@@ -262,6 +251,8 @@ def print_table(case: Side, base: Side, label: str) -> None:
 
 
 def main() -> None:
+    from benchmarks.harness import checkout  # this checkout's harness (CODE is ROOT here)
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision to compare with")
     ap.add_argument("--repeat", type=int, default=3)
@@ -292,7 +283,8 @@ def main() -> None:
               f"{args.patients} patients ready in {time.perf_counter() - t:.0f} s")
         case = Side("case", ROOT, tmp_path / "case", tmp_path / "template",
                     tmp_path / "upload")
-        base = Side("baseline", checkout(args.baseline, tmp_path / "baseline-code"),
+        base = Side("baseline", checkout(args.baseline, tmp_path / "baseline-code",
+                                 os.environ.get("UPLOAD_BENCH_REPO")),
                     tmp_path / "baseline", tmp_path / "template", tmp_path / "upload")
         for r in range(args.repeat):
             for side in (case, base) if r % 2 == 0 else (base, case):

@@ -509,6 +509,20 @@ class SafeParser:
                    repair: dict[str, str] | None = None, blank_regions: bool = False) -> bytes:
         """Repair and de-identify a whole file in a worker, under the parse limits.
 
+        The bytes of :meth:`deidentify_read`, without what the worker read from the copy.
+        """
+        return self.deidentify_read(data, name=name, secret=secret, deidentify=deidentify,
+                                    repair=repair, blank_regions=blank_regions)[0]
+
+    def deidentify_read(self, data: bytes, *, name: str, secret: bytes, deidentify: bool,
+                        repair: dict[str, str] | None = None, blank_regions: bool = False
+                        ) -> tuple[bytes, dict[str, str | None] | None]:
+        """Repair and de-identify a whole file in a worker, under the parse limits.
+
+        The worker parses the file once, de-identifies that dataset in memory and encodes
+        it once; what ingest files the copy by comes back with it, so nobody parses the
+        de-identified bytes again.
+
         Parameters
         ----------
         data
@@ -528,9 +542,11 @@ class SafeParser:
 
         Returns
         -------
-        bytes
+        bytes, dict or None
             The bytes to store: byte for byte what the in-process path would give, or
-            ``data`` itself when nothing is to be changed.
+            ``data`` itself when nothing is to be changed; and, when the header was
+            de-identified (and the pixels not cleaned after it), the values of the copy
+            named in ``analytics.ingest._worker.CLEAN_FACTS`` (None otherwise).
 
         Raises
         ------
@@ -542,7 +558,7 @@ class SafeParser:
             More than ``MAX_DEID_ELEMENTS`` elements, or over ``parse_timeout_s``.
         """
         if repair is None and not deidentify and not blank_regions:
-            return data
+            return data, None
         meta = {**self._meta("deidentify", len(data)), "name": name, "repair": repair,
                 "deidentify": bool(deidentify), "secret": secret.hex() if deidentify else "",
                 "blank_regions": bool(blank_regions)}
@@ -550,7 +566,9 @@ class SafeParser:
                 "pixel cleaning" if blank_regions else "identifier repair")
         reply, blob = self._request(meta, data, name, what)
         self._raise_for(reply, name)
-        return blob if reply.get("changed") else data
+        if not reply.get("changed"):
+            return data, None
+        return blob, reply.get("clean")
 
     # -- pixel decoding of compressed data, in a worker
     def decode(self, inst: ParsedInstance):

@@ -353,6 +353,25 @@ class SafeParser:
         idle = list(range(len(self._workers)))
         busy = self._busy = {}  # worker slot -> job in flight (decode() avoids these)
         exhausted = False
+        ahead: list[_Job | ParsedInstance | Rejection] = []  # read while the workers parse
+
+        def take() -> _Job | ParsedInstance | Rejection | None:
+            nonlocal exhausted
+            if ahead:
+                return ahead.pop()
+            item = next(pending, None)
+            if item is None:
+                exhausted = True
+                return None
+            return self._prepare(item)
+
+        def prefetch() -> None:
+            """Read the next file while every worker is busy, so a worker that answers
+            gets its next file at once instead of waiting for the disk."""
+            if not ahead and not exhausted and busy and not idle:
+                prepared = take()
+                if prepared is not None:
+                    ahead.append(prepared)
 
         def fill() -> list[ParsedInstance | Rejection]:
             """Hand pending items to idle workers; results that need no worker come back.
@@ -360,14 +379,11 @@ class SafeParser:
             The pool grows to ``n_workers`` only while files wait for a worker, so one file
             (or a folder of non-DICOM files) starts one worker (or none).
             """
-            nonlocal exhausted
             done: list[ParsedInstance | Rejection] = []
-            while not exhausted and (idle or len(self._workers) < self.n_workers):
-                item = next(pending, None)
-                if item is None:
-                    exhausted = True
+            while (ahead or not exhausted) and (idle or len(self._workers) < self.n_workers):
+                prepared = take()
+                if prepared is None:
                     break
-                prepared = self._prepare(item)
                 if not isinstance(prepared, _Job):
                     done.append(prepared)
                     continue
@@ -384,7 +400,7 @@ class SafeParser:
             return done
 
         try:
-            yield from self._drive(busy, fill, idle)
+            yield from self._drive(busy, fill, idle, prefetch)
         finally:
             # Abandoned mid-batch: replies still owed would desynchronise the next request.
             for slot in list(busy):
@@ -392,10 +408,11 @@ class SafeParser:
                 self._workers[slot] = self._spawn()
             busy.clear()
 
-    def _drive(self, busy: dict[int, _Job], fill, idle: list[int]
+    def _drive(self, busy: dict[int, _Job], fill, idle: list[int], prefetch
                ) -> Iterator[ParsedInstance | Rejection]:
         yield from fill()
         while busy:
+            prefetch()
             fds = {self._workers[slot].out_fd: slot for slot in busy}
             timeout = max(0.0, min(job.deadline for job in busy.values()) - time.monotonic())
             readable, _, _ = select.select(list(fds), [], [], timeout)

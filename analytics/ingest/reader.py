@@ -280,6 +280,22 @@ class SafeParser:
     def _spawn(self) -> WorkerProcess:
         return self._ready(WorkerProcess(self.limits.parse_memory_bytes))
 
+    def replace_exited(self) -> int:
+        """Replace workers that exited while idle (killed from outside, e.g. by the OOM
+        killer), so a long-lived pool never blames the next file for a worker that died
+        before it was sent; returns how many were replaced.
+
+        Raises
+        ------
+        IngestError
+            A replacement failed to start.
+        """
+        gone = [i for i, w in enumerate(self._workers) if w.proc.poll() is not None]
+        for i in gone:
+            self._workers[i].kill()
+            self._workers[i] = self._spawn()
+        return len(gone)
+
     def close(self) -> None:
         """Stop every worker process."""
         for w in self._workers:

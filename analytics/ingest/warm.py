@@ -70,6 +70,12 @@ def borrow(limits: IngestLimits) -> Iterator[SafeParser | None]:
         pool = _pool if _pool is not None and _pool.limits == limits else None
         if pool is not None and not _in_use.acquire(blocking=False):
             pool = None
+    if pool is not None:
+        try:
+            pool.replace_exited()  # a worker killed while the pool waited
+        except IngestError:
+            _in_use.release()
+            pool = None
     if pool is None:
         yield None
         return

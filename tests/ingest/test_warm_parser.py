@@ -75,3 +75,15 @@ def test_stop_ends_the_warm_workers(warm_pool):
     warm.stop()
     assert warm._pool is None
     assert all(p.poll() is not None for p in procs)
+
+
+def test_a_warm_worker_killed_while_idle_is_replaced_before_the_next_ingest(
+        tmp_path, settings, store, warm_pool):
+    victim = warm_pool._workers[0].proc
+    victim.kill()
+    victim.wait()
+    folder = write_folder(tmp_path / "upload", ct_series(Study(), 3))
+    report = ingest_sources([str(folder)], settings, store)
+    assert (report.instances, report.rejected) == (3, [])  # no file blamed for it
+    assert warm_pool._workers[0].proc is not victim
+    assert all(w.proc.poll() is None for w in warm_pool._workers)

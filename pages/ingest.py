@@ -19,7 +19,7 @@ st.title("Ingest")
 who = dash.actor(ctx)
 if not allowed(who, Permission.INGEST) or not dash.page_allowed(ctx, "pages/ingest.py"):
     dash.deny(ctx, "ingest data")
-ingest_view.warm_features()  # the feature worker is ready before the first upload ends
+ingest_view.warm_features(ctx.settings)  # workers ready before the first upload ends
 
 
 def start_job(label: str, fn) -> None:

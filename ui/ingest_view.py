@@ -17,6 +17,7 @@ from analytics.features.mr_companions import measurement_plans
 from analytics.features.totalseg import series_needing_mask
 from analytics.ingest.nifti_masks import parse_label_table
 from analytics.ingest.ultrasound_series import measurement_words
+from analytics.ingest.warm import warm_parser
 from analytics.store.db import Store
 from analytics.usecases import identity as identity_uc
 from analytics.usecases import ingest as ingest_uc
@@ -38,10 +39,11 @@ class FeatureSummary:
     series_failed: list[dict[str, str]] = field(default_factory=list)
 
 
-def warm_features() -> None:
-    """Start the dashboard's feature worker if it is not running (the Ingest page calls
-    this when it opens, so the first upload finds it warm)."""
+def warm_features(settings: Settings | None = None) -> None:
+    """Start the dashboard's feature worker and parse workers if they are not running (the
+    Ingest page calls this when it opens, so the first upload finds them warm)."""
     warm.warm_executor()
+    warm_parser(settings.limits if settings is not None else None)
 
 
 def _features(job: Job, store: Store, settings: Settings, series: list[str]

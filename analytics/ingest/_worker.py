@@ -214,20 +214,39 @@ def _deidentify(meta: dict, blob: bytes, limits) -> tuple[dict, bytes]:
     # an empty repair still re-encodes: SOP UIDs recovered from the file meta are written
     data = apply_repair(blob, Repair(values=dict(repair)), limits) if repair is not None else blob
     del blob
+    clean = None
     if deid:
         # the same two steps as the in-process path, so the stored bytes are identical
         try:
-            data, _, _ = Deidentifier(bytes.fromhex(meta["secret"])).deidentify_bytes(
+            data, _, ds = Deidentifier(bytes.fromhex(meta["secret"])).deidentify_bytes(
                 data, name=meta.get("name") or "instance")
         except HepaTrackError as e:  # already names the file and says what is wrong
             category = "limit" if isinstance(e, LimitExceededError) else "malformed"
             return {"ok": False, "category": category, "reason": str(e), "named": True}, b""
+        clean = clean_facts(ds)
     if blank:
         try:
             data = blank_bytes(data, name=meta.get("name") or "instance")
         except HepaTrackError as e:
             return {"ok": False, "category": "malformed", "reason": str(e), "named": True}, b""
-    return {"ok": True, "changed": True}, data
+        clean = None  # the re-encoded copy is read back by the parent
+    return {"ok": True, "changed": True, "clean": clean}, data
+
+
+def clean_facts(ds) -> dict[str, str | None]:
+    """What ingest files a stored copy by, read from the dataset just de-identified, so
+    the parent does not parse the bytes it receives again (``prepare.CleanHeader``)."""
+    def text(keyword: str) -> str | None:
+        value = ds.get(keyword)
+        return None if value in (None, "") else str(value)
+
+    return {key: text(keyword) for key, keyword in CLEAN_FACTS}
+
+
+#: key in a de-identification reply -> the attribute of the clean copy it carries
+CLEAN_FACTS = (("sop_instance_uid", "SOPInstanceUID"),
+               ("study_description", "StudyDescription"),
+               ("series_description", "SeriesDescription"))
 
 
 def _error_reply(e: BaseException) -> dict:

@@ -4,7 +4,8 @@ The parse worker sends this instead of a dataset, so the parent can sort, check 
 pixels without parsing the header again; the full dataset is parsed only when asked for
 (de-identification, masks). It holds identifiers, pixel layout, per-frame geometry and
 rescale, the contrast phase, and what each frame of an enhanced image shows (its kind: frame
-type, echo time, b-value, time point, dimension index), from which stacks are formed.
+type, echo time, b-value, time point, dimension index), from which stacks are formed, and
+for images whether their pixels may show identifiers (``quarantine``: the reason, or None).
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from analytics.ingest.deid import quarantine_reason
 from analytics.ingest.geometry import FrameGeometry, frame_geometry
 from analytics.ingest.header import UNDEFINED, Header, n_frames, raw_strings, raw_us, tag_name
 from analytics.ingest.phase import contrast_phase
 from analytics.ingest.stacks import frame_kinds
+from analytics.ingest.ultrasound import quarantine_reason as ultrasound_quarantine
 
 
 def _text(ds: Dataset, kw: str) -> str | None:
@@ -101,6 +104,10 @@ def describe(header: Header, kind: str) -> dict[str, Any]:
         "series_hints": None,
         "frame_kinds": None,
     }
+    if kind in ("image", "ultrasound", "other"):
+        # judged from this parse, so ingest does not parse the header again for it
+        info["quarantine"] = (ultrasound_quarantine(ds) if kind == "ultrasound"
+                              else quarantine_reason(ds))
     if kind == "image":
         info["geometry"] = [
             [*g.position.tolist(), *g.row_cosine.tolist(), *g.col_cosine.tolist(),

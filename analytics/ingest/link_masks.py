@@ -184,8 +184,8 @@ def ingest_mask(entry: BatchEntry, settings: Settings, store: Store, d: Deidenti
         return
     mask = MaskToStore(name=p.name, format=p.kind, image_series_uid=found[0],
                        content_sha256=entry.content_sha256, data=data,
-                       sop_instance_uid=str(clean.get("SOPInstanceUID", "")) or None,
-                       segments=_segments(clean, p.kind))
+                       sop_instance_uid=clean.sop_instance_uid or None,
+                       segments=_segments(clean.dataset, p.kind))
     if _decodes(mask, volumes, report):
         _commit_mask(mask, settings, store, report)
 

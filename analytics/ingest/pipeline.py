@@ -15,7 +15,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import logging
-import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from analytics.ingest.prepare import SeriesJob, ingest_series
 from analytics.ingest.reader import ParsedInstance, SafeParser, zero_preamble
 from analytics.ingest.results import BatchEntry, IngestReport
 from analytics.ingest.sources import SourceItem, iter_local_source, iter_upload
+from analytics.ingest.warm import borrow, pool_size
 from analytics.store.db import Store
 from analytics.store.instances import clean_stale_staging, fingerprint
 
@@ -37,10 +37,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float | None], None]
 MASK_KINDS = ("seg", "rtstruct", "nifti")
-
-
-def _workers() -> int:
-    return max(1, min(2, os.cpu_count() or 1))
 
 
 def _unique_names(items: Iterable[SourceItem | Rejection], prefix: str = ""
@@ -185,8 +181,21 @@ def _run(settings: Settings, store: Store, feed: Callable[[_Batch], None], *,
     report = IngestReport()
     clean_stale_staging(settings)
     deidentifier = Deidentifier(settings.site_secret())
+    run = functools.partial(_run_with, settings, store, feed, report, deidentifier,
+                            progress=progress, deid=deid, assign_patient=assign_patient,
+                            labels=labels, complete_series=complete_series)
+    if parser is not None:
+        return run(parser)
+    with borrow(settings.limits) as warm:  # the dashboard's warm workers, when free
+        return run(warm)
+
+
+def _run_with(settings: Settings, store: Store, feed: Callable[[_Batch], None],
+              report: IngestReport, deidentifier: Deidentifier, parser: SafeParser | None, *,
+              progress: Progress | None, deid: bool, assign_patient: str | None,
+              labels: dict[int, str] | None, complete_series: str | None) -> IngestReport:
     own = parser is None
-    parser = parser or SafeParser(settings.limits, workers=_workers())
+    parser = parser or SafeParser(settings.limits, workers=pool_size())
     try:
         batch = _Batch(settings, parser, report, progress)
         feed(batch)

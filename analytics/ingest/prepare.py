@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 from pydicom import Dataset
 
-from analytics.config import Settings
+from analytics.config import IngestLimits, Settings
 from analytics.errors import HepaTrackError, InvalidDicomError
 from analytics.ingest.deid import (
     Deidentifier,
@@ -86,8 +86,7 @@ def _load(job: SeriesJob, report: IngestReport, reload: Reload
             continue
         try:
             p = reload(e)
-            why = (ultrasound_quarantine(p.header) if p.kind == "ultrasound"
-                   else quarantine_reason(p.header))
+            why = _quarantine(p)
         except HepaTrackError as ex:
             report.rejected.append(Rejection(e.parsed.name, str(ex)))
             continue
@@ -101,6 +100,15 @@ def _load(job: SeriesJob, report: IngestReport, reload: Reload
         else:
             images.append((p, e))
     return images
+
+
+def _quarantine(p: ParsedInstance) -> str | None:
+    """Why ``p`` must not be stored (its pixels may show identifiers), or None: as the
+    parse worker judged it from its own parse, else from the header parsed here."""
+    if "quarantine" in p.info:
+        return p.info["quarantine"]
+    return (ultrasound_quarantine(p.header) if p.kind == "ultrasound"
+            else quarantine_reason(p.header))
 
 
 def _one_patient(images: list[ParsedInstance], report: IngestReport) -> bool:
@@ -211,7 +219,7 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
     positions = _instance_positions(check) if check.ok else {}
     to_store: list[InstanceToStore] = []
     clean_sops: dict[int, str] = {}
-    first_clean: Dataset | None = None
+    first_clean: CleanHeader | None = None
     for p, e in pairs:
         try:
             data, clean = stored_bytes(p, d, deid, parser)
@@ -219,10 +227,10 @@ def ingest_series(job: SeriesJob, settings: Settings, store: Store, d: Deidentif
             report.rejected.append(Rejection(p.name, f"cannot de-identify: {ex}"))
             continue
         first_clean = first_clean or clean
-        clean_sops[id(p)] = str(clean.SOPInstanceUID)
+        clean_sops[id(p)] = clean.sop_instance_uid
         to_store.append(InstanceToStore(
             name=p.name, source_key=source_key(d.secret, p.sop_instance_uid or e.content_sha256),
-            content_sha256=e.content_sha256, sop_instance_uid=str(clean.SOPInstanceUID),
+            content_sha256=e.content_sha256, sop_instance_uid=clean.sop_instance_uid,
             sop_class_uid=p.sop_class_uid or "", data=data,
             instance_number=p.instance_number, slice_position_mm=positions.get(id(p)),
             n_frames=p.n_frames, transfer_syntax_uid=p.transfer_syntax_uid,
@@ -288,13 +296,53 @@ def _remember_grid(grids: dict[str, Volume], store: Store, unit: SeriesToStore, 
         contrast_phase=geo["contrast_phase"], meta={"sop_instance_uids": sops})
 
 
+@dataclass
+class CleanHeader:
+    """The header of the copy to store: the few values ingest files it by, as the parse
+    worker read them from the dataset it de-identified (``facts``), and the dataset itself,
+    parsed from ``data`` only when asked for (a mask's segments)."""
+
+    data: bytes
+    limits: IngestLimits
+    facts: dict[str, str | None] | None = None
+    _dataset: Dataset | None = None
+
+    @property
+    def dataset(self) -> Dataset:
+        """The stored copy's header (parsed in-process on first use: its bytes come from
+        a worker that parsed them whole)."""
+        if self._dataset is None:
+            self._dataset = parse_dicom(self.data, self.limits).dataset
+        return self._dataset
+
+    def _value(self, key: str, keyword: str) -> str | None:
+        if self.facts is not None:
+            return self.facts.get(key)
+        value = self.dataset.get(keyword)
+        return None if value in (None, "") else str(value)
+
+    @property
+    def sop_instance_uid(self) -> str:
+        return self._value("sop_instance_uid", "SOPInstanceUID") or ""
+
+    @property
+    def study_description(self) -> str | None:
+        return self._value("study_description", "StudyDescription")
+
+    @property
+    def series_description(self) -> str | None:
+        return self._value("series_description", "SeriesDescription")
+
+
 def stored_bytes(p: ParsedInstance, d: Deidentifier, deid: bool, parser: SafeParser
-                 ) -> tuple[bytes, Dataset]:
-    """The bytes to store and the dataset they encode, up to the pixel data.
+                 ) -> tuple[bytes, CleanHeader]:
+    """The bytes to store and the header they encode.
 
     De-identification (unless ``deid`` is off) reads the whole file, elements after the
     pixel data included, so it runs in a parse worker under the parse limits
-    (:meth:`SafeParser.deidentify`); this process then reads the clean copy's header only.
+    (:meth:`SafeParser.deidentify_read`): the worker parses the file once, de-identifies
+    that dataset and encodes it once, and sends back with the bytes what ingest files them
+    by, so this process parses neither the file nor its clean copy.
     An ultrasound file's pixels outside its image regions are blanked there too, whether
     or not the header is de-identified (:mod:`analytics.ingest.ultrasound`).
 
@@ -305,13 +353,14 @@ def stored_bytes(p: ParsedInstance, d: Deidentifier, deid: bool, parser: SafePar
     """
     blank = p.kind == "ultrasound"
     if not deid and not blank:
-        return p.data, p.header  # as received; the reader already zeroed the preamble
-    data = parser.deidentify(p.data, name=p.name, secret=d.secret, deidentify=deid,
-                             blank_regions=blank)
-    return data, parse_dicom(data, parser.limits).dataset
+        # as received; the reader already zeroed the preamble
+        return p.data, CleanHeader(p.data, parser.limits, _dataset=p.header)
+    data, facts = parser.deidentify_read(p.data, name=p.name, secret=d.secret,
+                                         deidentify=deid, blank_regions=blank)
+    return data, CleanHeader(data, parser.limits, facts)
 
 
-def _unit(first: ParsedInstance, clean: Dataset, ident: PatientIdentity, check,
+def _unit(first: ParsedInstance, clean: CleanHeader, ident: PatientIdentity, check,
           to_store: list[InstanceToStore], d: Deidentifier, deid: bool, status: str,
           reason: str | None, source: str, fallback_key: str) -> SeriesToStore:
     hdr = first.header
@@ -330,9 +379,9 @@ def _unit(first: ParsedInstance, clean: Dataset, ident: PatientIdentity, check,
         source_key=source_key(d.secret, first.series_uid or fallback_key),
         modality=str(first.modality or hdr.get("Modality", "") or "OT"),
         instances=to_store, study_date=study_date,
-        study_description=_text(clean.get("StudyDescription")),
+        study_description=_text(clean.study_description),
         accession_key=accession_key(d.secret, accession) if accession else None,
-        description=_text(clean.get("SeriesDescription")),
+        description=_text(clean.series_description),
         contrast_phase=geo.get("contrast_phase") if check.ok else contrast_phase(hdr),
         frame_of_reference_uid=stored_uid(d, first.frame_of_reference_uid, deid) or None,
         n_slices=int(geo.get("n_slices", len(to_store))), rows=rows, columns=cols,

@@ -280,6 +280,22 @@ class SafeParser:
     def _spawn(self) -> WorkerProcess:
         return self._ready(WorkerProcess(self.limits.parse_memory_bytes))
 
+    def replace_exited(self) -> int:
+        """Replace workers that exited while idle (killed from outside, e.g. by the OOM
+        killer), so a long-lived pool never blames the next file for a worker that died
+        before it was sent; returns how many were replaced.
+
+        Raises
+        ------
+        IngestError
+            A replacement failed to start.
+        """
+        gone = [i for i, w in enumerate(self._workers) if w.proc.poll() is not None]
+        for i in gone:
+            self._workers[i].kill()
+            self._workers[i] = self._spawn()
+        return len(gone)
+
     def close(self) -> None:
         """Stop every worker process."""
         for w in self._workers:
@@ -353,6 +369,25 @@ class SafeParser:
         idle = list(range(len(self._workers)))
         busy = self._busy = {}  # worker slot -> job in flight (decode() avoids these)
         exhausted = False
+        ahead: list[_Job | ParsedInstance | Rejection] = []  # read while the workers parse
+
+        def take() -> _Job | ParsedInstance | Rejection | None:
+            nonlocal exhausted
+            if ahead:
+                return ahead.pop()
+            item = next(pending, None)
+            if item is None:
+                exhausted = True
+                return None
+            return self._prepare(item)
+
+        def prefetch() -> None:
+            """Read the next file while every worker is busy, so a worker that answers
+            gets its next file at once instead of waiting for the disk."""
+            if not ahead and not exhausted and busy and not idle:
+                prepared = take()
+                if prepared is not None:
+                    ahead.append(prepared)
 
         def fill() -> list[ParsedInstance | Rejection]:
             """Hand pending items to idle workers; results that need no worker come back.
@@ -360,14 +395,11 @@ class SafeParser:
             The pool grows to ``n_workers`` only while files wait for a worker, so one file
             (or a folder of non-DICOM files) starts one worker (or none).
             """
-            nonlocal exhausted
             done: list[ParsedInstance | Rejection] = []
-            while not exhausted and (idle or len(self._workers) < self.n_workers):
-                item = next(pending, None)
-                if item is None:
-                    exhausted = True
+            while (ahead or not exhausted) and (idle or len(self._workers) < self.n_workers):
+                prepared = take()
+                if prepared is None:
                     break
-                prepared = self._prepare(item)
                 if not isinstance(prepared, _Job):
                     done.append(prepared)
                     continue
@@ -384,7 +416,7 @@ class SafeParser:
             return done
 
         try:
-            yield from self._drive(busy, fill, idle)
+            yield from self._drive(busy, fill, idle, prefetch)
         finally:
             # Abandoned mid-batch: replies still owed would desynchronise the next request.
             for slot in list(busy):
@@ -392,10 +424,11 @@ class SafeParser:
                 self._workers[slot] = self._spawn()
             busy.clear()
 
-    def _drive(self, busy: dict[int, _Job], fill, idle: list[int]
+    def _drive(self, busy: dict[int, _Job], fill, idle: list[int], prefetch
                ) -> Iterator[ParsedInstance | Rejection]:
         yield from fill()
         while busy:
+            prefetch()
             fds = {self._workers[slot].out_fd: slot for slot in busy}
             timeout = max(0.0, min(job.deadline for job in busy.values()) - time.monotonic())
             readable, _, _ = select.select(list(fds), [], [], timeout)
@@ -509,6 +542,20 @@ class SafeParser:
                    repair: dict[str, str] | None = None, blank_regions: bool = False) -> bytes:
         """Repair and de-identify a whole file in a worker, under the parse limits.
 
+        The bytes of :meth:`deidentify_read`, without what the worker read from the copy.
+        """
+        return self.deidentify_read(data, name=name, secret=secret, deidentify=deidentify,
+                                    repair=repair, blank_regions=blank_regions)[0]
+
+    def deidentify_read(self, data: bytes, *, name: str, secret: bytes, deidentify: bool,
+                        repair: dict[str, str] | None = None, blank_regions: bool = False
+                        ) -> tuple[bytes, dict[str, str | None] | None]:
+        """Repair and de-identify a whole file in a worker, under the parse limits.
+
+        The worker parses the file once, de-identifies that dataset in memory and encodes
+        it once; what ingest files the copy by comes back with it, so nobody parses the
+        de-identified bytes again.
+
         Parameters
         ----------
         data
@@ -528,9 +575,11 @@ class SafeParser:
 
         Returns
         -------
-        bytes
+        bytes, dict or None
             The bytes to store: byte for byte what the in-process path would give, or
-            ``data`` itself when nothing is to be changed.
+            ``data`` itself when nothing is to be changed; and, when the header was
+            de-identified (and the pixels not cleaned after it), the values of the copy
+            named in ``analytics.ingest._worker.CLEAN_FACTS`` (None otherwise).
 
         Raises
         ------
@@ -542,7 +591,7 @@ class SafeParser:
             More than ``MAX_DEID_ELEMENTS`` elements, or over ``parse_timeout_s``.
         """
         if repair is None and not deidentify and not blank_regions:
-            return data
+            return data, None
         meta = {**self._meta("deidentify", len(data)), "name": name, "repair": repair,
                 "deidentify": bool(deidentify), "secret": secret.hex() if deidentify else "",
                 "blank_regions": bool(blank_regions)}
@@ -550,7 +599,9 @@ class SafeParser:
                 "pixel cleaning" if blank_regions else "identifier repair")
         reply, blob = self._request(meta, data, name, what)
         self._raise_for(reply, name)
-        return blob if reply.get("changed") else data
+        if not reply.get("changed"):
+            return data, None
+        return blob, reply.get("clean")
 
     # -- pixel decoding of compressed data, in a worker
     def decode(self, inst: ParsedInstance):

@@ -1,6 +1,8 @@
 """Features after an upload on the Ingest page run on the dashboard's warm feature worker:
 the page starts it when it opens, an upload's series are extracted on it (no
-``hepatrack features`` process per upload) and it stays up for the next upload."""
+``hepatrack features`` process per upload) and it stays up for the next upload. The page
+starts its parse workers too: the upload is parsed and de-identified on them (no pool
+started per upload), and they stay up as well."""
 
 from __future__ import annotations
 
@@ -14,6 +16,8 @@ from sqlalchemy import select
 
 from analytics.config import load_settings
 from analytics.features import warm
+from analytics.ingest import pipeline
+from analytics.ingest import warm as warm_parse
 from analytics.store import open_store
 from analytics.store.schema import Feature, Series
 from analytics.synthetic import DicomIdentity
@@ -56,13 +60,24 @@ def _wait(at, timeout: float = 900.0):
 
 
 def test_an_upload_is_extracted_on_the_worker_the_ingest_page_started(
-        seeded_home: Path, upload_files) -> None:
+        seeded_home: Path, upload_files, monkeypatch) -> None:
     files, liver_ml = upload_files
+    pools: list[object] = []
+
+    class CountedParser(pipeline.SafeParser):
+        def __init__(self, *args, **kwargs) -> None:
+            pools.append(self)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "SafeParser", CountedParser)  # a pool started per upload
     at = new_app(CLINICIAN).run()
     at.switch_page("pages/ingest.py").run()
     assert not at.exception, [e.value for e in at.exception]
     worker = warm._executor
     assert worker is not None  # started when the page opened, before any upload
+    parse_pool = warm_parse._pool
+    assert parse_pool is not None and len(parse_pool._workers) == warm_parse.pool_size()
+    parse_pids = [w.proc.pid for w in parse_pool._workers]
     at.file_uploader(key="ingest:files").set_value(
         [(name, data, "application/dicom") for name, data in files]).run()
     assert at.checkbox(key="ingest:extract").value  # biomarkers are extracted by default
@@ -83,3 +98,7 @@ def test_an_upload_is_extracted_on_the_worker_the_ingest_page_started(
         store.dispose()
     assert stored == pytest.approx(liver_ml, rel=1e-9)  # the SEG's liver, counted by hand
     assert warm.warm_executor() is worker  # kept warm for the next upload
+    assert pools == []  # parsed and de-identified on the page's warm parse workers
+    assert warm_parse._pool is parse_pool  # and they stay up for the next upload
+    assert [w.proc.pid for w in parse_pool._workers] == parse_pids
+    assert all(w.proc.poll() is None for w in parse_pool._workers)

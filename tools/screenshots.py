@@ -41,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from PIL import Image  # noqa: E402
+from playwright.sync_api import TimeoutError as PlaywrightTimeout  # noqa: E402
+from playwright.sync_api import sync_playwright  # noqa: E402
 from pypdf import PdfReader  # noqa: E402
 
 from analytics.audit import Actor  # noqa: E402
@@ -49,6 +51,7 @@ from analytics.cohort import build_cohort  # noqa: E402
 from analytics.config import load_settings  # noqa: E402
 from analytics.models.registry import list_models, load_model  # noqa: E402
 from analytics.store import open_store  # noqa: E402
+from analytics.store.identity_holds import list_holds  # noqa: E402
 from analytics.store.repo import list_patients  # noqa: E402
 from analytics.usecases.context import Context  # noqa: E402
 from analytics.usecases.mdt import MdtRecordRequest, meeting_name, record_discussion  # noqa: E402
@@ -215,6 +218,7 @@ class Timed:
     what: str
     wait: Wait
     load: float
+    split: bool = True  # False: a background job, timed whole (no server/draw split)
 
 
 @dataclass
@@ -359,7 +363,7 @@ def mdt_pack(s: Session, picks: Picks) -> None:
     built = time.perf_counter() - t0
     s.timed.append(Timed(f"MDT PDF pack of {len(picks.mdt)} patients built (click until the "
                          "download button shows)", Wait(built, built, 0.0, 0.0),
-                         os.getloadavg()[0]))
+                         os.getloadavg()[0], split=False))
     page.wait_for_timeout(2500)  # the pack's progress panel has stopped polling
     with page.expect_download() as dl:
         download.click()
@@ -424,7 +428,16 @@ def models_page(s: Session) -> None:
            "baselines, what imaging adds, calibration, time-dependent AUC and global drivers.")
 
 
-def identity_flow(s: Session, picks: Picks) -> None:
+def _holds(home: Path) -> dict[str, int]:
+    """The open holds' numbers by the stored patient's pseudonym."""
+    store = open_store(load_settings(home))
+    try:
+        return {h.patient: h.hold_id for h in list_holds(store, identified=False)}
+    finally:
+        store.dispose()
+
+
+def identity_flow(s: Session, picks: Picks, home: Path) -> None:
     """Upload the two conflicting studies, then resolve one as the same patient and the
     other as a different one."""
     page = s.page
@@ -441,14 +454,23 @@ def identity_flow(s: Session, picks: Picks) -> None:
            f"Patient IDs with another name and birth date: both held (the stored patients "
            f"{picks.typo_of} and {picks.reused_id_of}), with the fields that differ and, for "
            "a clinician, the received and stored identities side by side.")
-    page.locator(".st-key-ingest-hold input").click()  # the hold picker, opened
-    page.get_by_role("option").first.wait_for(timeout=TIMEOUT_MS)
+    picker = page.locator(".st-key-ingest-hold input")  # the hold picker, opened
+    picker.click()
+    try:
+        page.get_by_role("option").first.wait_for(timeout=5_000)
+    except PlaywrightTimeout:
+        picker.press("ArrowDown")
+        page.wait_for_timeout(1000)
     s.shot("identity_2_choose", "One screen of the held studies: the clinician chooses the "
            "hold to resolve (by its number in the table) and presses Same patient or "
            "Different patient.", full=False)
     page.keyboard.press("Escape")
-    for n, (decision, name) in enumerate((("same", "Same patient"),
-                                           ("different", "Different patient")), start=3):
+    holds = _holds(home)
+    for n, (decision, name, of) in enumerate((
+            ("same", "Same patient", picks.typo_of),
+            ("different", "Different patient", picks.reused_id_of)), start=3):
+        choose(s, "ingest-hold", f"hold {holds[of]}")  # the files' order in a job varies
+        page.wait_for_timeout(1500)
         s.step(f"Identity conflict resolved: {name}",
                lambda name=name: page.get_by_role("button", name=name, exact=True).click(),
                heading="Ingest", text="Filed under")
@@ -489,9 +511,10 @@ def write_readme(shots: list[Shot], timed: list[tuple[str, Timed]], started: dt.
     ]
     for screen, t in timed:
         w = t.wait
-        lines.append(f"| {screen} | {t.what} | {format_seconds(w.total)} | "
-                     f"{format_seconds(w.server)} | "
-                     f"{format_seconds(max(0.0, w.total - w.server))} | {t.load:.2f} |")
+        split = (f"{format_seconds(w.server)} | "
+                 f"{format_seconds(max(0.0, w.total - w.server))}") if t.split else "— | —"
+        lines.append(f"| {screen} | {t.what} | {format_seconds(w.total)} | {split} | "
+                     f"{t.load:.2f} |")
     lines += ["", f"Patient page patient: {picks.patient}; MDT list: {', '.join(picks.mdt)}.",
               ""]
     readme = OUT / "README.md"
@@ -513,8 +536,6 @@ def main() -> None:
     print(f"copying {a.demo} to {a.home}", flush=True)
     picks = prepare_home(a.demo, a.home, a.home.parent / f"{a.home.name}_upload")
     print(f"patient {picks.patient}; MDT {picks.mdt}", flush=True)
-    from playwright.sync_api import sync_playwright  # only where a browser is used
-
     shots: list[Shot] = []
     timed: list[tuple[str, Timed]] = []
     with server(ROOT, a.home, a.home.parent / f"{a.home.name}_serve.log") as (url, ready), \
@@ -528,7 +549,7 @@ def main() -> None:
         s.page.close()
         s2 = sign_in(browser, url, LAPTOP)  # a fresh session: no projector mode, no job
         models_page(s2)
-        identity_flow(s2, picks)
+        identity_flow(s2, picks, a.home)
         s2.page.close()
         sessions = [("1280x720", s), ("1280x720", s2)]
         if not a.no_wide:

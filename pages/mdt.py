@@ -99,12 +99,14 @@ if not large:
 if st.session_state.get(CURRENT_KEY) not in chosen:
     st.session_state[CURRENT_KEY] = chosen[0]
 nav = st.columns([1.3, 4, 1.3, 2.2], vertical_alignment="center")
+# at either end of the list the button that would go nowhere is greyed out
+shown = st.session_state[CURRENT_KEY]
 nav[0].button("Previous", on_click=mdt_view.step, args=(-1,), key=key(MDT, "prev"),
-              icon=":material/arrow_back:", width="stretch")
+              icon=":material/arrow_back:", width="stretch", disabled=shown == chosen[0])
 pseudonym = nav[1].selectbox("Patient", chosen, key=CURRENT_KEY, format_func=label,
                              label_visibility="collapsed")
 nav[2].button("Next", on_click=mdt_view.step, args=(1,), key=key(MDT, "next"),
-              icon=":material/arrow_forward:", width="stretch")
+              icon=":material/arrow_forward:", width="stretch", disabled=shown == chosen[-1])
 nav[3].toggle("Large font (projector)", key=key(MDT, "large"))
 
 with shell.guard():

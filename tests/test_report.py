@@ -65,10 +65,35 @@ def test_identified_pack_has_one_page_per_patient_with_every_part(home, tmp_path
     assert f"Patient ID {real}" in texts[0]
     # the key image: its caption names the overlay; trajectory, waterfall, key image and
     # calibration are four pictures on an imaging patient's page
-    assert "overlay: liver" in texts[0] and "W 400 / L 50 HU" in texts[0]
+    assert "overlay: Liver" in texts[0] and "W 400 / L 50 HU" in texts[0]
     assert len(reader.pages[0].images) == 4
     assert "No complete CT or MR series stored." in texts[2]
     assert len(reader.pages[2].images) == 3
+
+
+def test_the_pack_names_the_endpoint_and_the_overlaid_organs_in_words(home):
+    from analytics.models.registry import load_model
+    from analytics.vocabulary import event_words
+
+    t, settings, store = home
+    codes = load_model(store, settings).events.label
+    assert "," in codes  # a composite endpoint, stored as comma-joined codes
+    res = build_mdt_report(Context(CLINICIAN, store, settings), ReportRequest(
+        [t.imaging[0]], meeting="2025-03-14 Hepatology MDT", horizon=2.0))
+    text = _flat(_text(res.pdf)[0])
+    assert f"endpoint {event_words(codes)}, horizon 2 y." in text
+    assert codes not in text
+    assert "overlay: Liver" in text and "liver_vessels" not in text
+
+
+def test_overlay_labels_are_the_key_images_legend_words():
+    from types import SimpleNamespace
+
+    from analytics.usecases.report import _overlay_labels
+
+    stack = SimpleNamespace(structures=("liver", "liver_vessels", "spleen", "left_kidney"))
+    assert _overlay_labels(stack) == [("liver", "Liver"), ("liver_vessels", "Hepatic vessels"),
+                                      ("spleen", "Spleen"), ("left_kidney", "left kidney")]
 
 
 def test_biomarker_table_shows_the_ground_truth(home):

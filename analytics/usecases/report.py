@@ -40,7 +40,13 @@ from analytics.store import mdt_records, repo
 from analytics.store.mdt_records import MdtRecordRow
 from analytics.store.pseudonyms import known_pseudonyms
 from analytics.usecases.context import Context, audited, authorize
-from analytics.usecases.keyimage import LIVER_WINDOW, load_key_image, png_bytes, render_slice
+from analytics.usecases.keyimage import (
+    LIVER_WINDOW,
+    OVERLAYS,
+    load_key_image,
+    png_bytes,
+    render_slice,
+)
 from analytics.usecases.mdt_facts import clinical_facts
 from analytics.usecases.model_admin import (
     calibration_curves,
@@ -100,7 +106,8 @@ def _model_text(model, metrics: dict[str, Any], horizon: float) -> str:
     m = vt.iloc[0] if len(vt) else None
     cal = calibration_summary(metrics)
     cal_h = cal[np.isclose(cal["horizon"].astype(float), horizon)] if len(cal) else cal
-    parts = [f"Model {model.model_id} ({model.kind}), endpoint {model.events.label}, "
+    # the endpoint in words ("death, decompensation or HCC"), not its stored codes
+    parts = [f"Model {model.model_id} ({model.kind}), endpoint {event_text(model.events.label)}, "
              f"horizon {horizon:g} y."]
     if m is not None and np.isfinite(m["c_index"]):
         ci = (f" (95% CI {m['c_index_low']:.2f}-{m['c_index_high']:.2f})"
@@ -243,6 +250,13 @@ def collect_patient_page(store, settings, pseudonym: str, *, identified: bool, m
     return page
 
 
+def _overlay_labels(stack) -> list[tuple[str, str]]:
+    """``(mask name, label)`` of the overlaid structures, in the overlay's order and words
+    ("Hepatic vessels", not ``liver_vessels``)."""
+    labels = {name: label for name, _bit, _colour, label in OVERLAYS}
+    return [(n, labels.get(n, n.replace("_", " "))) for n in stack.structures]
+
+
 def _key_image(store, settings, uid: str, series: pd.DataFrame) -> tuple[bytes | None, str]:
     row = series[series["series_uid"] == uid].iloc[0]
     when = (pd.Timestamp(row["study_date"]).strftime("%Y-%m-%d")
@@ -253,8 +267,9 @@ def _key_image(store, settings, uid: str, series: pd.DataFrame) -> tuple[bytes |
         return None, f"Key image of the {row['modality']} of {when} not available: {e}"
     k = stack.key_index
     rgb = render_slice(stack, k, LIVER_WINDOW if stack.modality == "CT" else None)
-    masks = ", ".join(f"{n} ({stack.labels_text[n]})" if stack.labels_text.get(
-        n, "").startswith("automatic") else n for n in stack.structures) or "no masks"
+    masks = ", ".join(f"{label} ({stack.labels_text[n]})" if stack.labels_text.get(
+        n, "").startswith("automatic") else label for n, label in _overlay_labels(stack)
+    ) or "no masks"
     window = LIVER_WINDOW.label if stack.modality == "CT" else "auto window"
     caption = (f"{row['modality']} {when}, slice {k + 1}/{stack.n_slices} (z {stack.z_mm[k]:.0f}"
                f" mm), {window}; overlay: {masks}")

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.font_manager import FontProperties
 
 from analytics.viz.palette import NEUTRAL, OKABE_ITO, event_colour, event_symbol
 from analytics.viz.prep import (
@@ -118,17 +119,47 @@ def trajectory_png(trajectory: Trajectory, *, outcome_event: str | None = None,
     return _png(fig)
 
 
+#: points between a y tick label and the axis (tick length plus its pad, matplotlib's defaults)
+_TICK_PAD_PT = 3.5 + 3.5
+
+
+def _fit_label(fig: Figure, text: str, size: float, room_px: float) -> str:
+    """``text``, shortened with "…" until it is at most ``room_px`` wide at ``size`` points
+    (measured with the figure's renderer: a label longer than the margin is cut off at the
+    figure's edge, not wrapped)."""
+    prop = FontProperties(size=size)
+    renderer = fig.canvas.get_renderer()
+
+    def width(t: str) -> float:
+        return renderer.get_text_width_height_descent(t, prop, ismath=False)[0]
+
+    if width(text) <= room_px:
+        return text
+    cut = len(text)
+    while cut > 1 and width(text[:cut].rstrip() + "…") > room_px:
+        cut -= 1
+    return text[:cut].rstrip() + "…"
+
+
 def waterfall_png(waterfall: Waterfall, *, size_in: tuple[float, float] = (6, 3.2),
                   dpi: int = 150, font: float = 8, title: str | None = None) -> bytes:
     """The SHAP waterfall (see ``analytics.viz.risk.shap_waterfall``) as PNG."""
+    return _png(waterfall_figure(waterfall, size_in=size_in, dpi=dpi, font=font, title=title))
+
+
+def waterfall_figure(waterfall: Waterfall, *, size_in: tuple[float, float] = (6, 3.2),
+                     dpi: int = 150, font: float = 8, title: str | None = None) -> Figure:
+    """The figure :func:`waterfall_png` draws; feature labels longer than the left margin
+    are shortened with "…" so that none runs off the figure's edge."""
     steps = waterfall.steps
-    fig = _figure(size_in, dpi, left=0.4, bottom=0.19, top=0.9)
+    margin = 0.4  # of the figure's width, for the feature labels
+    fig = _figure(size_in, dpi, left=margin, bottom=0.19, top=0.9)
     ax = fig.add_subplot()
     _style(ax, font)
     if steps.empty:
         ax.text(0.5, 0.5, "No explanation for this visit", ha="center", va="center",
                 transform=ax.transAxes, fontsize=font + 1)
-        return _png(fig)
+        return fig
     n = len(steps)
     y = np.arange(n)
     shap = steps["shap"].to_numpy(float)
@@ -145,7 +176,8 @@ def waterfall_png(waterfall: Waterfall, *, size_in: tuple[float, float] = (6, 3.
                 fontsize=font - 1)
     for i in range(n - 1):
         ax.plot([steps["end"].iloc[i]] * 2, [i + 0.3, i + 0.7], color="#BBBBBB", linewidth=0.8)
-    labels = [t if len(t) <= 44 else t[:43] + "…" for t in steps["label"]]
+    room_px = margin * size_in[0] * dpi - (_TICK_PAD_PT + 2) * dpi / 72
+    labels = [_fit_label(fig, t, font - 0.5, room_px) for t in steps["label"]]
     ax.set_yticks(y, labels, fontsize=font - 0.5)
     ax.invert_yaxis()
     span = np.concatenate([steps["start"].to_numpy(float), steps["end"].to_numpy(float)])
@@ -155,7 +187,7 @@ def waterfall_png(waterfall: Waterfall, *, size_in: tuple[float, float] = (6, 3.
                   fontsize=font)
     if title:
         ax.set_title(title, fontsize=font + 1, loc="left")
-    return _png(fig)
+    return fig
 
 
 def calibration_png(curves: pd.DataFrame, horizon: float, *,

@@ -212,7 +212,8 @@ def _left_column(c, page: PatientPage, y: float, fonts: tuple[str, str]) -> None
         _wrap(c, " ".join(page.notes) or "No risk trajectory.", MARGIN, y - 20, LEFT_W,
               font, 9, 4)
     y -= 158
-    yy = _wrap(c, page.risk_text or " ".join(page.notes), MARGIN, y, LEFT_W, bold, 8.5, 2)
+    # three lines: the risk sentence and the first reason, whole (the waterfall gives way)
+    yy = _wrap(c, page.risk_text or " ".join(page.notes), MARGIN, y, LEFT_W, bold, 8.5, 3)
     if page.imaging_text:
         yy = _wrap(c, page.imaging_text, MARGIN, yy - 1, LEFT_W, font, 7.2, 2)
     record_h = 100.0

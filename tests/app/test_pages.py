@@ -322,6 +322,19 @@ def test_mdt_page_records_question_discussion_and_decision_with_one_audit_record
     assert not any(t.startswith("**Decision:**") for t in _texts(at.markdown))
 
 
+def test_mdt_previous_and_next_are_greyed_out_at_the_ends_of_the_meeting_list(seeded_home):
+    at = new_app(Viewer("dr.house", "clinician", "s1")).run()
+    at.switch_page("pages/mdt.py").run()
+    at.multiselect(key="mdt:patients").set_value(["HT-0001", "HT-0003"]).run()
+    _ok(at, MISSING_FILES)
+    assert at.button(key="mdt:prev").disabled and not at.button(key="mdt:next").disabled
+    at.button(key="mdt:next").click().run()
+    assert at.selectbox(key="mdt:current").value == "HT-0003"
+    assert not at.button(key="mdt:prev").disabled and at.button(key="mdt:next").disabled
+    at.selectbox(key="mdt:current").set_value("HT-0001").run()  # chosen in the list
+    assert at.button(key="mdt:prev").disabled and not at.button(key="mdt:next").disabled
+
+
 def test_mdt_page_refuses_an_empty_record(seeded_home):
     from ui.mdt_view import record_key
 

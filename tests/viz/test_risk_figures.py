@@ -301,3 +301,22 @@ def test_mr_map_biomarkers_are_flagged_by_their_published_thresholds():
     # listed by default when measured, after the core biomarkers
     assert prep.biomarker_summary(bio, pd.DataFrame({"time_years": []}))["name"].tolist() \
         == names
+
+
+def test_the_pdf_waterfalls_feature_labels_stay_inside_the_figure():
+    # the pack's size (6.2 x 2.6 in at 150 dpi): a 44-character label ran 30 px past the
+    # figure's left edge ("en volume = 151 mL (+20.5 mL since the …")
+    long = "Spleen volume = 151 mL (+20.5 mL since the previous scan)"
+    df = pd.DataFrame({"label": ["Base risk", long, "Age = 74.9 years", "Risk"],
+                       "shap": [0.0, -3.6, 6.3, 0.0],
+                       "start": [15.2, 15.2, 11.6, 17.9], "end": [15.2, 11.6, 17.9, 17.9],
+                       "kind": ["base", "feature", "feature", "output"]})
+    fig = mpl.waterfall_figure(Waterfall(df, 15.2, 17.9, "points", 3.0), size_in=(6.2, 2.6))
+    fig.canvas.draw()
+    labels = fig.axes[0].get_yticklabels()
+    shown = [t.get_text() for t in labels]
+    assert shown[0] == "Base risk" and shown[2] == "Age = 74.9 years"  # short: as they are
+    assert shown[1].endswith("…") and long.startswith(shown[1][:-1].rstrip())
+    assert len(shown[1]) < len(long)
+    renderer = fig.canvas.get_renderer()
+    assert min(t.get_window_extent(renderer).x0 for t in labels) >= 0

@@ -21,8 +21,7 @@ if shell.empty_state(ctx):
     st.stop()
 
 with shell.guard():
-    patients = loaders.patients(ctx)
-options, label = patient_view.patient_choices(patients)
+    options, label = loaders.patient_choices(ctx)
 
 missing = adopt_query_param("patient", key(PATIENT, "pseudonym"), options)
 if missing:

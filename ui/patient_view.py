@@ -251,6 +251,10 @@ def reviewable_outlines(labels_text: dict[str, str]) -> dict[str, str]:
 
 
 WINDOW_LABELS = {k: w.label for k, w in WINDOWS.items()}
+#: the Patient page's charts drawn when chosen (the risk and its explanation always are):
+#: each plotly chart costs a switch its build on the server and its drawing in the browser
+TIMELINE_CHART, CHANGE_CHART = "Timeline", "Change since the last scan"
+MORE_CHARTS = (TIMELINE_CHART, CHANGE_CHART)
 
 
 #: the picker's choices live beside the cohort list's other helpers (the MDT page imports

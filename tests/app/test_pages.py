@@ -6,7 +6,7 @@ import pytest
 
 from analytics.config import load_settings
 from analytics.store import open_store
-from tests.app.conftest import cohort_charts, new_app, seed_without_model
+from tests.app.conftest import cohort_charts, new_app, patient_charts, seed_without_model
 from ui.session import VIEWER_KEY, Viewer
 
 SEEDED = ["HT-0001", "HT-0002", "HT-0003"]
@@ -178,7 +178,11 @@ def test_patient_page_shows_the_first_patient(seeded_home):
     assert summary.loc["Liver volume (mL)", ["Latest", "Previous"]].tolist() == [1600.0, 1490.0]
     assert at.multiselect(key="patient:biomarkers").value == [
         "liver_volume_ml", "spleen_volume_ml", "liver_hu_mean"]
-    # the visit timeline and the biomarker trends; no model, so no risk charts
+    # the biomarker trends at first paint, the visit timeline when chosen; no model, so
+    # no risk charts
+    assert [c.key for c in at.get("plotly_chart")] == ["patient:trajectory"]
+    patient_charts(at, "Timeline")
+    _ok(at, MISSING_FILES)
     assert len(at.get("plotly_chart")) == 2
     assert any("No trained model yet" in t for t in _texts(at.info))
 

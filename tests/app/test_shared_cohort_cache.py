@@ -157,3 +157,28 @@ def test_a_server_warm_up_reads_the_pseudonymised_patient_list_only(home, monkey
     assert reads == [False]  # no names before anyone signed in
     _cohort_page(RESEARCHER)
     assert reads == [False]
+
+
+def test_a_patient_opened_in_one_session_is_not_scored_again_in_another(
+        home, template, monkeypatch):
+    import ui.dash
+    from analytics.explain import patient_trajectory
+
+    scored: list[str] = []
+
+    def counted(model, visits, patient, *a, **k):
+        scored.append(patient)
+        return patient_trajectory(model, visits, patient, *a, **k)
+
+    monkeypatch.setattr(ui.dash, "patient_trajectory", counted)
+    p = template.imaging[0]
+    risks = []
+    for viewer in (CLINICIAN, RESEARCHER):
+        at = new_app(viewer)
+        at.query_params["patient"] = p
+        at.run()
+        at.switch_page("pages/patient.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        risks.append({m.label: m.value for m in at.metric}["Risk within 3 y"])
+    assert scored == [p]  # the researcher's session reused the clinician's scoring
+    assert risks[0] == risks[1] and risks[0].endswith("%")

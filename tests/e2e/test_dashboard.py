@@ -71,7 +71,13 @@ def test_cohort_and_patient(dashboard_server, chromium_browser):
         three = _metric(page, "Risk within 3 y")
         assert three.endswith("%")
         page.get_by_text("Why this score").wait_for(timeout=UI_TIMEOUT_MS)
+        # the change since the last scan and the timeline are drawn when chosen
+        charts = page.locator(".st-key-patient-charts")
+        charts.get_by_text("Change since the last scan", exact=True).click()
         page.get_by_text("What changed since the last scan").wait_for(timeout=UI_TIMEOUT_MS)
+        charts.get_by_text("Timeline", exact=True).click()
+        page.locator('[data-testid="stPlotlyChart"]').filter(
+            has_text="Scans").first.wait_for(timeout=UI_TIMEOUT_MS)
         page.locator('[data-testid="stImage"] img').first.wait_for(timeout=UI_TIMEOUT_MS)
         shot(page, "patient_risk")
 

@@ -91,7 +91,10 @@ def test_cohort_risk_columns_are_the_models_risks(home, engine, template):
     assert table.loc[truth.index, "trend"].tolist() == arrows.tolist()
     # identified view: names for the imaging patients
     assert table.loc[template.imaging, "patient_name"].notna().all()
-    # the current-risk histogram at first paint, the other charts when chosen
+    # no chart at first paint: each when chosen
+    assert [c.key for c in at.get("plotly_chart")] == []
+    cohort_charts(at, "Current risk")
+    _ok(at)
     assert [c.key for c in at.get("plotly_chart")] == ["cohort:risk_hist"]
     cohort_charts(at)
     _ok(at)
@@ -114,18 +117,20 @@ def _values(v) -> np.ndarray:
     return np.asarray(v, dtype=object)
 
 
-def test_cohort_draws_the_risk_chart_first_and_the_others_when_a_person_chooses_them(
-        home, engine):
+def test_cohort_draws_no_chart_until_a_person_chooses_one(home, engine):
     from analytics.usecases.overview import cohort_risk
 
     model, cohort, _ = engine
     at = _on("pages/cohort.py", CLINICIAN)
     _ok(at)
-    assert [c.key for c in at.get("plotly_chart")] == ["cohort:risk_hist"]
+    assert [c.key for c in at.get("plotly_chart")] == []
     pills = next(b for b in at.get("button_group") if b.key == "cohort:charts")
     assert pills.options == ["Current risk", "Incidence by risk group", "Follow-up",
                              "Biomarkers by outcome"]
-    assert pills.value == ["Current risk"]
+    assert pills.value == []
+    cohort_charts(at, "Current risk")
+    _ok(at)
+    assert [c.key for c in at.get("plotly_chart")] == ["cohort:risk_hist"]
     # the histogram holds every assessable patient's 3-year risk, in percent
     truth = cohort_risk(model, cohort.visits, 3.0)["risk"].dropna().to_numpy() * 100
     hist = _figure(at, "cohort:risk_hist")["data"][0]

@@ -50,7 +50,10 @@ def test_cohort_page_lists_the_stored_patients(seeded_home):
     assert "patient_name" not in table.columns and "patient_id" not in table.columns
     assert _texts(at.metric)[:4] == ["3", "3", "4", "1"]
     assert "3 of 3 patients" in _texts(at.caption)
-    # no model: the follow-up swimmer at first paint, the biomarker box plot when chosen
+    # no model: the follow-up swimmer and the biomarker box plot offered, drawn when chosen
+    assert [c.key for c in at.get("plotly_chart")] == []
+    cohort_charts(at, "Follow-up")
+    _ok(at)
     assert [c.key for c in at.get("plotly_chart")] == ["cohort:swimmer"]
     cohort_charts(at, "Follow-up", "Biomarkers by outcome")
     _ok(at)

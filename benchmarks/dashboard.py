@@ -2,10 +2,10 @@
 
 Budget: 300 ms per switch (issue 7). Two figures:
 
-1. ``compare``: the patient page's data and figure work for a new patient, as the page
-   does it (cohort table cached once per session and split by patient; the engine's
+1. ``compare``: the patient page's data and figure work for a patient not opened before,
+   as the page does it (cohort table cached and split by patient; the engine's
    trajectory on that patient's rows; store read of the patient; the two audit records;
-   every plotly figure built) against the naive baseline that rebuilds the cohort table
+   the plotly figures of the first paint: risk trajectory and explanation) against the naive baseline that rebuilds the cohort table
    and scores the patient on the whole visits table at every switch.
 2. ``AppTest``: the whole script run (app shell, sidebar, patient page, every element
    serialised) after choosing another patient in the patient selector, caches warm,
@@ -74,16 +74,15 @@ def patient_switch(store, model, cohort, by_patient, actor, pseudonym: str) -> N
     view = patient_trajectory(model, by_patient[pseudonym], pseudonym, 3.0)
     i = view.latest_index()
     out = detail.outcome
-    viz.patient_timeline(scans=detail.studies, visits=detail.visits,
-                         outcome_event=out.event if out else None,
-                         outcome_time=out.time_years if out else None)
+    # the figures of the first paint: the timeline and the change since the last scan are
+    # drawn when chosen (pages/patient.py)
     viz.risk_trajectory(view, outcome_event=out.event if out else None,
                         outcome_time=out.time_years if out else None,
                         selected_time=float(view.points["time"].iloc[i]) if i is not None
                         else None)
     if i is not None:
         viz.shap_waterfall(view.waterfall(i))
-        viz.change_chart(view.change_since_scan(i))
+        view.change_since_scan(i)  # the risk change metric
     biomarker_summary(detail.biomarkers, detail.visits)
 
 

@@ -81,12 +81,12 @@ else:
     st.caption("Select a row to open the patient.")
 downloads.table_button(ctx, shown, what="cohort_table", key=key(COHORT, "download"))
 
-# charts are drawn when chosen: each costs the browser a moment on a large cohort, so the
-# first paint shows the table and one chart
+# charts are drawn when chosen: the first plotly chart of a page costs the browser its
+# bundle and each chart a moment on a large cohort, so the first paint is the table
 measured = [n for n in KEY_BIOMARKERS if n in shown.columns and shown[n].notna().any()]
 offered = cohort_view.chart_choices(has_risk=risk is not None and model is not None,
                                     has_biomarkers=bool(measured))
-chosen = st.pills("Charts", offered, selection_mode="multi", default=offered[:1],
+chosen = st.pills("Charts", offered, selection_mode="multi",
                   key=key(COHORT, "charts"),
                   help="Choose the charts to draw; the table above is always shown") or []
 

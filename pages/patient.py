@@ -21,8 +21,7 @@ if shell.empty_state(ctx):
     st.stop()
 
 with shell.guard():
-    patients = loaders.patients(ctx)
-options, label = patient_view.patient_choices(patients)
+    options, label = loaders.patient_choices(ctx)
 
 missing = adopt_query_param("patient", key(PATIENT, "pseudonym"), options)
 if missing:
@@ -61,11 +60,19 @@ conflict = patient_view.birth_conflict(detail)
 if conflict:
     st.warning(conflict, icon=":material/warning:")
 
-st.plotly_chart(viz.patient_timeline(
-    scans=patient_view.timeline_scans(detail), visits=patient_view.lab_visits(detail.visits),
-    outcome_event=outcome.event if outcome else None,
-    outcome_time=outcome.time_years if outcome else None,
-    outcome_date=fmt_date(outcome.date) if outcome else None), key=key(PATIENT, "timeline"))
+# the risk and its explanation are drawn at once; these when chosen (kept across patients)
+more = st.pills("More charts", patient_view.MORE_CHARTS, selection_mode="multi",
+                key=key(PATIENT, "charts"),
+                help="The visit timeline and the change since the last scan are drawn when "
+                     "chosen; the choice stays as you switch patients") or []
+if patient_view.TIMELINE_CHART in more:
+    st.plotly_chart(viz.patient_timeline(
+        scans=patient_view.timeline_scans(detail),
+        visits=patient_view.lab_visits(detail.visits),
+        outcome_event=outcome.event if outcome else None,
+        outcome_time=outcome.time_years if outcome else None,
+        outcome_date=fmt_date(outcome.date) if outcome else None),
+        key=key(PATIENT, "timeline"))
 
 # ----------------------------------------------------------------------------- risk
 st.subheader("Risk")
@@ -125,15 +132,17 @@ if view is not None:
         m[2].metric("Visit", f"{p['time']:.1f} y", help="years since baseline")
         st.caption(f"Risk as of {patient_view.visit_date(pts, idx, dates) or 'an unknown date'}"
                    ": the date of the last visit or scan this score uses.")
-        left, right = st.columns(2)
+        show_change = patient_view.CHANGE_CHART in more
+        left, right = st.columns(2) if show_change else (st.container(), None)
         with left:
             st.markdown(patient_view.why_heading(view, scale))
             st.plotly_chart(viz.shap_waterfall(view.waterfall(idx, scale=scale)),
                             key=key(PATIENT, "waterfall"))
             st.caption(why_text(view.why(idx, scale=scale)))
-        with right:
-            st.markdown("**What changed since the last scan**")
-            st.plotly_chart(viz.change_chart(change), key=key(PATIENT, "change"))
+        if right is not None:
+            with right:
+                st.markdown("**What changed since the last scan**")
+                st.plotly_chart(viz.change_chart(change), key=key(PATIENT, "change"))
         show_cif = view.competing and st.toggle(
             f"Cumulative incidence of the competing events ({', '.join(view.competing)})",
             key=key(PATIENT, "cif_on"),

@@ -81,7 +81,7 @@ def display_config(table: pd.DataFrame) -> dict[str, Any]:
 def chart_choices(*, has_risk: bool, has_biomarkers: bool) -> list[str]:
     """The charts the Cohort page offers, in page order: the risk charts with a model,
     the follow-up always, the biomarker distribution when a key biomarker is measured.
-    The first is drawn at first paint; the others when the viewer chooses them."""
+    Each is drawn when the viewer chooses it (none at first paint)."""
     return ([RISK_CHART, INCIDENCE_CHART] if has_risk else []) + [FOLLOW_UP_CHART] + (
         [BIOMARKER_CHART] if has_biomarkers else [])
 

@@ -13,7 +13,8 @@ Caching follows ``ui.loaders``:
   A write to the store gives a new version, so they are rebuilt on the next run. So are
   the Cohort page's figures drawn from them (risk histogram, incidence by risk group,
   follow-up swimmer). The server builds these as it starts (``ui.warmup``).
-- Other patient-level objects (trajectories, key image stacks) are
+- So is each patient's risk trajectory (pseudonymised like the table it scores).
+- Other patient-level objects (key image stacks) are
   ``st.cache_resource(scope="session")`` with the viewer's cache key among the
   arguments: never shared between sessions or users, not copied on every rerun,
   bounded in number and age. Nothing is persisted to disk.
@@ -177,8 +178,11 @@ def cohort(ctx: AppContext) -> CohortData:
     return _cohort(ctx.database_url, str(ctx.settings.home), loaders.data_version(ctx), ctx)
 
 
-@st.cache_resource(ttl=MAX_AGE_S, max_entries=64, show_spinner=False, scope="session")
-def _trajectory(viewer_key: str, database_url: str, home: str, version: str, model_id: str,
+# Shared like the cohort table it scores (pseudonyms, stored dates, risks and SHAP values:
+# the same for every viewer; the identified view maps dates itself): a patient opened in
+# one session is not scored again in the next, by any role.
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=128, show_spinner=False)
+def _trajectory(database_url: str, home: str, version: str, model_id: str,
                 pseudonym: str, horizon: float, _ctx: AppContext) -> Trajectory:
     m = _model(home, database_url, model_id, _ctx)
     data = _cohort(database_url, home, version, _ctx)
@@ -186,7 +190,8 @@ def _trajectory(viewer_key: str, database_url: str, home: str, version: str, mod
 
 
 def trajectory(ctx: AppContext, model_id: str, pseudonym: str, horizon: float) -> Trajectory:
-    """One patient's :class:`analytics.explain.Trajectory` (cached per session; read-only).
+    """One patient's :class:`analytics.explain.Trajectory`, built once per data version,
+    model, patient and horizon and shared by the sessions (read-only).
 
     Raises
     ------
@@ -197,8 +202,8 @@ def trajectory(ctx: AppContext, model_id: str, pseudonym: str, horizon: float) -
         raise ModelError(f"patient {pseudonym}: no visits in the cohort table to score",
                          hint="import labs with `hepatrack import-cohort` or extract "
                               "imaging features")
-    return _trajectory(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home),
-                       loaders.data_version(ctx), model_id, pseudonym, float(horizon), ctx)
+    return _trajectory(ctx.database_url, str(ctx.settings.home), loaders.data_version(ctx),
+                       model_id, pseudonym, float(horizon), ctx)
 
 
 @st.cache_resource(ttl=MAX_AGE_S, max_entries=8, show_spinner=False)

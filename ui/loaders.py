@@ -3,7 +3,9 @@
 - The store (engine + connection pool) is a ``st.cache_resource`` keyed by database URL;
   nobody mutates it.
 - Patient data is ``st.cache_data`` with ``scope="session"`` and the viewer's cache key in
-  the arguments, so one user's (identified) rows are never served to another user.
+  the arguments, so one user's (identified) rows are never served to another user. The
+  cohort list is the exception (:func:`patients`): one per data version and view
+  (pseudonymised or identified), the same rows whoever of that view asks.
 - Store reads are keyed by the store's data version (``analytics.store.version``), checked
   at most every :data:`TTL_S` seconds: data ingested from the command line or another
   server shows up within that time, and unchanged data is never read twice. Entries
@@ -14,6 +16,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from analytics.errors import AuthError
 from analytics.store import repo
 from analytics.store.db import Store, open_store
 from analytics.store.version import data_version as _store_data_version
+from ui import tables
 from ui.session import Viewer, current_viewer
 
 #: how long a data version is trusted before the store is asked again (seconds)
@@ -102,17 +106,36 @@ def store_label(ctx: AppContext) -> str:
     return repo.describe_store(ctx.store)
 
 
-@st.cache_data(ttl=MAX_AGE_S, max_entries=MAX_ENTRIES, show_spinner=False, scope="session")
-def _patients(viewer_key: str, identified: bool, database_url: str, home: str, version: str
-              ) -> pd.DataFrame:
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=4, show_spinner=False)
+def _patients(identified: bool, database_url: str, home: str, version: str) -> pd.DataFrame:
     return repo.list_patients(_store(home, database_url), identified=identified)
 
 
 def patients(ctx: AppContext) -> pd.DataFrame:
-    """The cohort list as this viewer may see it (see ``repo.list_patients``)."""
-    v = ctx.viewer
-    return _patients(v.cache_key, v.identified, ctx.database_url, str(ctx.settings.home),
+    """The cohort list as this viewer may see it (see ``repo.list_patients``); read-only.
+
+    One list per data version and view, shared by the sessions whose view it is: the
+    pseudonymised list (no names, identifiers or real dates) serves every viewer who may
+    not see identities, the identified one only viewers who may (``Viewer.identified``);
+    neither depends on who else asks, so a new session reads nothing (a second or more
+    per session on a 5,000-patient store). The key is the view, never the viewer's
+    name: a researcher's session can only ever get the pseudonymised entry.
+    """
+    return _patients(bool(ctx.viewer.identified), ctx.database_url, str(ctx.settings.home),
                      data_version(ctx))
+
+
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=4, show_spinner=False)
+def _patient_choices(identified: bool, database_url: str, home: str, version: str
+                     ) -> tuple[list[str], Callable[[str], str]]:
+    return tables.patient_choices(_patients(identified, database_url, home, version))
+
+
+def patient_choices(ctx: AppContext) -> tuple[list[str], Callable[[str], str]]:
+    """The patient picker's options and labels (``ui.tables.patient_choices``) of this
+    viewer's list (:func:`patients`), made once per list rather than on every rerun."""
+    return _patient_choices(bool(ctx.viewer.identified), ctx.database_url,
+                            str(ctx.settings.home), data_version(ctx))
 
 
 @st.cache_resource(ttl=MAX_AGE_S, max_entries=2, show_spinner=False)
@@ -152,5 +175,5 @@ def patient(ctx: AppContext, pseudonym: str) -> repo.PatientDetail:
 
 def clear_data_caches() -> None:
     """Drop cached store reads (the open store itself is kept)."""
-    for fn in (_data_version, _summary, _patients, _timeline, _patient):
+    for fn in (_data_version, _summary, _patients, _patient_choices, _timeline, _patient):
         fn.clear()

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from analytics.explain import POINTS, Trajectory
-from analytics.names import clinical_name
 from analytics.usecases.keyimage import OVERLAYS, WINDOWS
 from analytics.viz.prep import PHASE_NOTE as PHASE_NOTE
 from analytics.viz.prep import biomarker_summary, normal_range, range_text
 from analytics.vocabulary import CORE_FEATURES, label_with_unit
+from ui import tables
 
 
 def visit_label(points: pd.DataFrame, i: int, dates: dict[float, str] | None = None) -> str:
@@ -253,21 +251,12 @@ def reviewable_outlines(labels_text: dict[str, str]) -> dict[str, str]:
 
 
 WINDOW_LABELS = {k: w.label for k, w in WINDOWS.items()}
+#: the Patient page's charts drawn when chosen (the risk and its explanation always are):
+#: each plotly chart costs a switch its build on the server and its drawing in the browser
+TIMELINE_CHART, CHANGE_CHART = "Timeline", "Change since the last scan"
+MORE_CHARTS = (TIMELINE_CHART, CHANGE_CHART)
 
 
-def patient_choices(patients: pd.DataFrame) -> tuple[list[str], Callable[[str], str]]:
-    """Pseudonyms to offer in a picker, and the label of each: ``"HT-… · Given FAMILY"`` when the
-    viewer's patient list carries real names (identified views), ``"HT-… · ID MRN-1"``
-    for a patient known by ID only (imported from a visits table), else the pseudonym."""
-    options = patients["pseudonym"].tolist()
-    names: dict[str, str] = {}
-    for col, prefix in (("patient_id", "ID "), ("patient_name", "")):
-        if col in patients.columns:
-            names |= {p: f"{prefix}{clinical_name(v) if col == 'patient_name' else v}"
-                      for p, v in zip(patients["pseudonym"], patients[col], strict=True)
-                      if isinstance(v, str) and v}
-
-    def label(p: str) -> str:
-        return f"{p} · {names[p]}" if names.get(p) else p
-
-    return options, label
+#: the picker's choices live beside the cohort list's other helpers (the MDT page imports
+#: them from here)
+patient_choices = tables.patient_choices

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
+
+from analytics.names import clinical_name
 
 #: sort choices shown on the cohort page: label -> (column, ascending)
 SORTS: dict[str, tuple[str, bool]] = {
@@ -57,3 +61,21 @@ def sort_patients(patients: pd.DataFrame, choice: str) -> pd.DataFrame:
 def only_patients(table: pd.DataFrame, pseudonyms: pd.Series | list[str]) -> pd.DataFrame:
     """Rows of ``table`` (any table with a ``pseudonym`` column) for the given patients."""
     return table[table["pseudonym"].isin(list(pseudonyms))]
+
+
+def patient_choices(patients: pd.DataFrame) -> tuple[list[str], Callable[[str], str]]:
+    """Pseudonyms to offer in a picker, and the label of each: ``"HT-… · Given FAMILY"`` when the
+    viewer's patient list carries real names (identified views), ``"HT-… · ID MRN-1"``
+    for a patient known by ID only (imported from a visits table), else the pseudonym."""
+    options = patients["pseudonym"].tolist()
+    names: dict[str, str] = {}
+    for col, prefix in (("patient_id", "ID "), ("patient_name", "")):
+        if col in patients.columns:
+            names |= {p: f"{prefix}{clinical_name(v) if col == 'patient_name' else v}"
+                      for p, v in zip(patients["pseudonym"], patients[col], strict=True)
+                      if isinstance(v, str) and v}
+
+    def label(p: str) -> str:
+        return f"{p} · {names[p]}" if names.get(p) else p
+
+    return options, label

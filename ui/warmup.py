@@ -86,7 +86,7 @@ def warm_cohort(settings: Settings | None = None) -> dict[str, float]:
     """Import the Cohort page's modules and build its shared caches of the store's
     current data version: cohort table, the active model's risk and risk groups at its
     longest horizon (the page's default), the risk figure, the follow-up timeline, the
-    headline counts. Returns seconds per step (for the log and the benchmarks).
+    headline counts, the pseudonymised patient list and its picker labels. Returns seconds per step (for the log and the benchmarks).
 
     Raises
     ------
@@ -113,6 +113,7 @@ def warm_cohort(settings: Settings | None = None) -> dict[str, float]:
     if not counts.get("patients"):
         return steps
     step("timeline", loaders._timeline, url, home, version)
+    step("patient list", loaders._patient_choices, False, url, home, version)
     step("cohort table", dash._cohort, url, home, version, src)
     model_id = dash.active_model_id(src)  # type: ignore[arg-type]  # store, settings only
     if model_id is None:
@@ -128,6 +129,7 @@ def warm_cohort(settings: Settings | None = None) -> dict[str, float]:
     cuts = tuple(float(c) for c in gi.cuts) if gi is not None else None
     step("risk figure", dash._risk_figure, url, home, version, str(model_id), horizon,
          cuts, src)
+    dash._freeze_long_lived()  # the entries built after the cohort risk's freeze too
     return steps
 
 

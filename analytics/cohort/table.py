@@ -165,7 +165,8 @@ def _sex_from_header(visits: pd.DataFrame, csv_columns: list[str], sexes: dict[s
     if "sex" not in visits.columns:
         visits["sex"] = np.nan
         csv_columns = [*csv_columns, "sex"]
-    has = visits.groupby("patient")["sex"].transform(lambda s: s.notna().any())
+    # one set of the patients whose visits carry a sex, not a Python call per patient
+    has = visits["patient"].isin(visits.loc[visits["sex"].notna(), "patient"].unique())
     fill = visits["patient"].map(sexes)
     visits["sex"] = visits["sex"].astype(object).where(has | fill.isna(), fill)
     return visits, csv_columns

@@ -70,3 +70,11 @@ def cohort_charts(at: AppTest, *charts: str) -> AppTest:
     pills = [b for b in at.get("button_group") if b.key == "cohort:charts"]
     assert pills, [b.key for b in at.get("button_group")]
     return pills[0].set_value(list(charts) or list(pills[0].options)).run()
+
+
+def patient_charts(at: AppTest, *charts: str) -> AppTest:
+    """Choose charts on the Patient page as a person would, in its "More charts" pills
+    (all of them when none are named), and run the page again."""
+    pills = [b for b in at.get("button_group") if b.key == "patient:charts"]
+    assert pills, [b.key for b in at.get("button_group")]
+    return pills[0].set_value(list(charts) or list(pills[0].options)).run()

@@ -14,7 +14,7 @@ from sqlalchemy import select
 from analytics.config import load_settings
 from analytics.store import open_store
 from analytics.store.schema import AuditRecord, ModelRecord, NoteRecord
-from tests.app.conftest import cohort_charts, new_app
+from tests.app.conftest import cohort_charts, new_app, patient_charts
 from tests.dashboard_data import copied_home, template_home
 from ui.session import Viewer
 
@@ -91,7 +91,10 @@ def test_cohort_risk_columns_are_the_models_risks(home, engine, template):
     assert table.loc[truth.index, "trend"].tolist() == arrows.tolist()
     # identified view: names for the imaging patients
     assert table.loc[template.imaging, "patient_name"].notna().all()
-    # the current-risk histogram at first paint, the other charts when chosen
+    # no chart at first paint: each when chosen
+    assert [c.key for c in at.get("plotly_chart")] == []
+    cohort_charts(at, "Current risk")
+    _ok(at)
     assert [c.key for c in at.get("plotly_chart")] == ["cohort:risk_hist"]
     cohort_charts(at)
     _ok(at)
@@ -114,18 +117,20 @@ def _values(v) -> np.ndarray:
     return np.asarray(v, dtype=object)
 
 
-def test_cohort_draws_the_risk_chart_first_and_the_others_when_a_person_chooses_them(
-        home, engine):
+def test_cohort_draws_no_chart_until_a_person_chooses_one(home, engine):
     from analytics.usecases.overview import cohort_risk
 
     model, cohort, _ = engine
     at = _on("pages/cohort.py", CLINICIAN)
     _ok(at)
-    assert [c.key for c in at.get("plotly_chart")] == ["cohort:risk_hist"]
+    assert [c.key for c in at.get("plotly_chart")] == []
     pills = next(b for b in at.get("button_group") if b.key == "cohort:charts")
     assert pills.options == ["Current risk", "Incidence by risk group", "Follow-up",
                              "Biomarkers by outcome"]
-    assert pills.value == ["Current risk"]
+    assert pills.value == []
+    cohort_charts(at, "Current risk")
+    _ok(at)
+    assert [c.key for c in at.get("plotly_chart")] == ["cohort:risk_hist"]
     # the histogram holds every assessable patient's 3-year risk, in percent
     truth = cohort_risk(model, cohort.visits, 3.0)["risk"].dropna().to_numpy() * 100
     hist = _figure(at, "cohort:risk_hist")["data"][0]
@@ -230,6 +235,8 @@ def test_patient_explanation_is_in_risk_points_with_the_log_scale_one_click_away
     captions = [c.value for c in at.caption]
     assert why_text(view.why(i)) in captions and why_text(view.why(i)).endswith(" points.")
     assert any("percentage points of the 3-year risk" in m.value for m in at.markdown)
+    patient_charts(at, "Change since the last scan")
+    _ok(at)
     change = _figure(at, "patient:change")
     assert "percentage points" in change["layout"]["xaxis"]["title"]["text"]
     # the outcome as clinicians write it (HCC, Censored, Death, ...)
@@ -271,11 +278,17 @@ def test_patient_risk_horizon_and_visit(home, engine, template):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Risk within 3 y"] == f"{100 * view.points['risk'].iloc[i]:.1f}%"
     keys = {c.key for c in at.get("plotly_chart")}
+    # the risk and its explanation at first paint; the timeline and the change when chosen
+    assert {"patient:risk", "patient:waterfall", "patient:trajectory"} <= keys
+    assert not {"patient:timeline", "patient:change"} & keys
+    patient_charts(at)
+    _ok(at)
+    keys = {c.key for c in at.get("plotly_chart")}
     assert {"patient:timeline", "patient:risk", "patient:waterfall", "patient:change",
             "patient:trajectory"} <= keys
     assert "Why: " + "; ".join(view.why(i)) + "." in [c.value for c in at.caption]
     # change the horizon
-    at.get("button_group")[0].set_value(1.0).run()
+    next(b for b in at.get("button_group") if b.key == "patient:horizon").set_value(1.0).run()
     _ok(at)
     v1 = patient_trajectory(model, cohort.visits, p, 1.0)
     metrics = {m.label: m.value for m in at.metric}

@@ -6,7 +6,7 @@ import pytest
 
 from analytics.config import load_settings
 from analytics.store import open_store
-from tests.app.conftest import cohort_charts, new_app, seed_without_model
+from tests.app.conftest import cohort_charts, new_app, patient_charts, seed_without_model
 from ui.session import VIEWER_KEY, Viewer
 
 SEEDED = ["HT-0001", "HT-0002", "HT-0003"]
@@ -50,7 +50,10 @@ def test_cohort_page_lists_the_stored_patients(seeded_home):
     assert "patient_name" not in table.columns and "patient_id" not in table.columns
     assert _texts(at.metric)[:4] == ["3", "3", "4", "1"]
     assert "3 of 3 patients" in _texts(at.caption)
-    # no model: the follow-up swimmer at first paint, the biomarker box plot when chosen
+    # no model: the follow-up swimmer and the biomarker box plot offered, drawn when chosen
+    assert [c.key for c in at.get("plotly_chart")] == []
+    cohort_charts(at, "Follow-up")
+    _ok(at)
     assert [c.key for c in at.get("plotly_chart")] == ["cohort:swimmer"]
     cohort_charts(at, "Follow-up", "Biomarkers by outcome")
     _ok(at)
@@ -178,7 +181,11 @@ def test_patient_page_shows_the_first_patient(seeded_home):
     assert summary.loc["Liver volume (mL)", ["Latest", "Previous"]].tolist() == [1600.0, 1490.0]
     assert at.multiselect(key="patient:biomarkers").value == [
         "liver_volume_ml", "spleen_volume_ml", "liver_hu_mean"]
-    # the visit timeline and the biomarker trends; no model, so no risk charts
+    # the biomarker trends at first paint, the visit timeline when chosen; no model, so
+    # no risk charts
+    assert [c.key for c in at.get("plotly_chart")] == ["patient:trajectory"]
+    patient_charts(at, "Timeline")
+    _ok(at, MISSING_FILES)
     assert len(at.get("plotly_chart")) == 2
     assert any("No trained model yet" in t for t in _texts(at.info))
 

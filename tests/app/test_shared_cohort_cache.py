@@ -105,3 +105,80 @@ def test_an_empty_store_warms_nothing_but_the_counts(tmp_path, monkeypatch, call
     steps = warmup.warm()
     assert "summary" in steps and "cohort table" not in steps
     assert calls == {"build_cohort": 0, "cohort_risk": 0}
+
+
+def test_the_patient_list_is_read_once_per_view_and_a_researcher_never_gets_the_identified_one(
+        home, template, monkeypatch):
+    from analytics.store import repo
+
+    reads: list[bool] = []
+    real = repo.list_patients
+
+    def counted(store, *, identified):
+        reads.append(identified)
+        return real(store, identified=identified)
+
+    monkeypatch.setattr(repo, "list_patients", counted)
+    clinician = _cohort_page(CLINICIAN)
+    identified = clinician.dataframe[0].value
+    names = set(identified["patient_name"].dropna()) - {"name not recorded"}
+    assert names and reads == [True]
+    _cohort_page(Viewer("dr.white", "clinician", "s-clin-2"))  # from the shared list
+    assert reads == [True]
+
+    researcher = _cohort_page(RESEARCHER)  # after a clinician: still its own view's list
+    _cohort_page(Viewer("bo.res", "researcher", "s-res-2"))
+    assert reads == [True, False]
+    shown = researcher.dataframe[0].value
+    assert not {"patient_name", "patient_id", "birth_date"} & set(shown.columns)
+    cells = {str(v) for v in shown.to_numpy().ravel()}
+    assert not cells & names and not cells & set(template.pseudonyms)  # real IDs
+    assert sorted(shown["pseudonym"]) == sorted(identified["pseudonym"])
+    # the Patient page's picker: a researcher's labels are the bare pseudonyms, a
+    # clinician's carry the names
+    researcher.switch_page("pages/patient.py").run()
+    assert not researcher.exception, [e.value for e in researcher.exception]
+    assert researcher.selectbox(key="patient:pseudonym").options == sorted(shown["pseudonym"])
+    clinician.switch_page("pages/patient.py").run()
+    labels = clinician.selectbox(key="patient:pseudonym").options
+    assert any(" · " in label for label in labels)
+    assert reads == [True, False]
+
+
+def test_a_server_warm_up_reads_the_pseudonymised_patient_list_only(home, monkeypatch):
+    from analytics.store import repo
+    from ui import warmup
+
+    reads: list[bool] = []
+    real = repo.list_patients
+    monkeypatch.setattr(repo, "list_patients", lambda store, *, identified: (
+        reads.append(identified), real(store, identified=identified))[1])
+    assert "patient list" in warmup.warm()
+    assert reads == [False]  # no names before anyone signed in
+    _cohort_page(RESEARCHER)
+    assert reads == [False]
+
+
+def test_a_patient_opened_in_one_session_is_not_scored_again_in_another(
+        home, template, monkeypatch):
+    import ui.dash
+    from analytics.explain import patient_trajectory
+
+    scored: list[str] = []
+
+    def counted(model, visits, patient, *a, **k):
+        scored.append(patient)
+        return patient_trajectory(model, visits, patient, *a, **k)
+
+    monkeypatch.setattr(ui.dash, "patient_trajectory", counted)
+    p = template.imaging[0]
+    risks = []
+    for viewer in (CLINICIAN, RESEARCHER):
+        at = new_app(viewer)
+        at.query_params["patient"] = p
+        at.run()
+        at.switch_page("pages/patient.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        risks.append({m.label: m.value for m in at.metric}["Risk within 3 y"])
+    assert scored == [p]  # the researcher's session reused the clinician's scoring
+    assert risks[0] == risks[1] and risks[0].endswith("%")

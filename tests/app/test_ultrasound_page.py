@@ -20,7 +20,7 @@ from analytics.models.landmark import feature_spec
 from analytics.store import open_store
 from analytics.store.schema import AuditRecord, Feature, Instance, UltrasoundRoi
 from analytics.synthetic.ultrasound import default_truth, render_frame, ultrasound_dataset
-from tests.app.conftest import new_app
+from tests.app.conftest import new_app, patient_charts
 from tests.ingest.conftest import to_bytes
 from ui.session import Viewer
 
@@ -162,7 +162,9 @@ def test_a_clinician_places_rois_reads_the_hepatorenal_index_and_saves_it(us_hom
     assert not cohort_page.exception, [e.value for e in cohort_page.exception]
     listing = cohort_page.dataframe[0].value.set_index("pseudonym")
     assert listing.loc[patient, "us_hepatorenal_index"] == pytest.approx(expected)
-    # and the timeline names the study an ultrasound
+    # and the timeline (chosen as a person would) names the study an ultrasound
+    patient_charts(pat, "Timeline")
+    assert not pat.exception, [e.value for e in pat.exception]
     timeline = next(c for c in pat.get("plotly_chart") if '"Scans"' in c.proto.spec)
     assert '"customdata":["Ultrasound"]' in timeline.proto.spec.replace(" ", "")
 

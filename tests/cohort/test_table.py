@@ -327,3 +327,42 @@ HT-B,2021-02-01,0.9,,,190,,
     assert only_b["stiffness_kpa"].tolist()[:1] == [9.5]
     assert "stiffness_kpa" not in build_cohort(store, patients=["HT-A"]).visits.columns
     assert build_cohort(store, patients=[]).visits.empty
+
+
+
+def test_sex_from_the_header_fills_exactly_the_patients_whose_visits_carry_none():
+    from analytics.cohort.table import _sex_from_header
+
+    visits = pd.DataFrame({"patient": ["A", "A", "B", "B", "C", "D", "D"],
+                           "sex": [np.nan, "F", np.nan, np.nan, "M", np.nan, np.nan]})
+    out, cols = _sex_from_header(visits.copy(), ["sex"], {"A": "M", "B": "F", "C": "F"})
+    # A and C keep their own (A's visit without one stays empty), B takes the stored F,
+    # D has no stored sex
+    assert pd.isna(out["sex"].iloc[0]) and out["sex"].iloc[1] == "F"
+    assert out["sex"].iloc[2:5].tolist() == ["F", "F", "M"]
+    assert out["sex"].iloc[5:].isna().all() and cols == ["sex"]
+    # without a sex column, every patient with a stored sex gets it in a new column
+    out, cols = _sex_from_header(visits[["patient"]].copy(), [], {"A": "M", "D": "F"})
+    assert out["sex"].iloc[:2].tolist() == ["M", "M"]
+    assert out["sex"].iloc[5:].tolist() == ["F", "F"]
+    assert out["sex"].iloc[2:5].isna().all() and cols == ["sex"]
+
+
+def test_sex_from_the_header_equals_the_per_patient_rule_on_a_large_cohort():
+    from analytics.cohort.table import _sex_from_header
+
+    rng = np.random.default_rng(3)
+    patients = [f"P{i:04d}" for i in rng.integers(0, 800, 5000)]
+    sex = rng.choice(np.array(["F", "M", None], dtype=object), 5000, p=[0.05, 0.05, 0.9])
+    visits = pd.DataFrame({"patient": patients, "sex": sex})
+    stored = {f"P{i:04d}": "F" if i % 3 else "M" for i in range(0, 800, 2)}
+    out, _ = _sex_from_header(visits.copy(), ["sex"], stored)
+    # the rule, patient by patient: own sexes kept; none at all -> the stored one
+    for p, rows in visits.groupby("patient"):
+        got = out.loc[rows.index, "sex"]
+        if rows["sex"].notna().any():
+            assert got.tolist() == rows["sex"].tolist(), p
+        elif p in stored:
+            assert (got == stored[p]).all(), p
+        else:
+            assert got.isna().all(), p

@@ -48,11 +48,12 @@ def test_cohort_and_patient(dashboard_server, chromium_browser):
             nav.get_by_text(title, exact=True).wait_for(timeout=UI_TIMEOUT_MS)
         grid = page.locator('[data-testid="stDataFrame"]').first
         grid.wait_for(timeout=UI_TIMEOUT_MS)
+        # no chart at first paint: the current-risk and incidence charts when chosen
+        charts = page.locator(".st-key-cohort-charts")
+        charts.get_by_text("Current risk", exact=True).click()
         page.get_by_text("Risk across the cohort").wait_for(timeout=UI_TIMEOUT_MS)
-        # the current-risk chart at first paint; the incidence chart when chosen
         page.locator('[data-testid="stPlotlyChart"]').first.wait_for(timeout=UI_TIMEOUT_MS)
-        page.locator(".st-key-cohort-charts").get_by_text(
-            "Incidence by risk group", exact=True).click()
+        charts.get_by_text("Incidence by risk group", exact=True).click()
         page.get_by_text("Cumulative incidence by predicted-risk group").first.wait_for(
             timeout=UI_TIMEOUT_MS)
         # the grid draws on a canvas; its accessible header cells are in the DOM but not
@@ -71,7 +72,13 @@ def test_cohort_and_patient(dashboard_server, chromium_browser):
         three = _metric(page, "Risk within 3 y")
         assert three.endswith("%")
         page.get_by_text("Why this score").wait_for(timeout=UI_TIMEOUT_MS)
+        # the change since the last scan and the timeline are drawn when chosen
+        charts = page.locator(".st-key-patient-charts")
+        charts.get_by_text("Change since the last scan", exact=True).click()
         page.get_by_text("What changed since the last scan").wait_for(timeout=UI_TIMEOUT_MS)
+        charts.get_by_text("Timeline", exact=True).click()
+        page.locator('[data-testid="stPlotlyChart"]').filter(
+            has_text="Scans").first.wait_for(timeout=UI_TIMEOUT_MS)
         page.locator('[data-testid="stImage"] img').first.wait_for(timeout=UI_TIMEOUT_MS)
         shot(page, "patient_risk")
 

@@ -144,7 +144,10 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
                    help="say which segmentation engine a run would use on CT and MR, and "
                         "whether TotalSegmentator is installed with its weights; runs nothing")
     s.add_argument("--workers", type=int, default=2)
-    s.add_argument("--scheduler", metavar="ADDR")
+    s.add_argument("--scheduler", metavar="ADDR",
+                   help="address of a running dask scheduler (tcp://host:8786); default "
+                        "the dask_scheduler setting or HEPATRACK_SCHEDULER, else a "
+                        "local cluster of --workers processes")
     s.add_argument("--radiomics", action="store_true",
                    help="also compute IBSI radiomics with MIRP (research mode)")
     s.add_argument("--radiomics-config", metavar="NAME", type=_radiomics_config, default=None,

@@ -18,7 +18,10 @@ Resumable: a series with a ``done`` run for :data:`EXTRACTOR_VERSION` is skipped
 radiomics are asked for and that run had none, or had them in another configuration). A
 failing series is recorded as ``failed`` with the reason and the batch goes on. With a
 remote scheduler, workers must see the same HEPATRACK_HOME (shared filesystem) and
-database.
+database and run the same extractor version: before any series is sent, every worker is
+asked (:func:`worker_check`), and a worker that cannot read the home directory or runs
+another version stops the batch with one error naming the worker and the path. A file
+that a worker cannot read later fails that series, naming the worker's host and the file.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import datetime as dt
 import importlib
 import logging
 import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -34,6 +38,7 @@ from concurrent.futures import Executor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool as BrokenExecutor
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -144,6 +149,12 @@ def extract_stored_series(series_uid: str, settings: Settings, feature_settings:
     except MemoryError:
         return {"ok": False, "series_uid": series_uid, "reason": "out of memory",
                 "seconds": time.perf_counter() - t0}
+    except OSError as e:  # a worker without the shared storage, or without permission
+        return {"ok": False, "series_uid": series_uid,
+                "reason": f"worker {socket.gethostname()} cannot read "
+                          f"{e.filename or settings.home}: {e.strerror or e} (workers need "
+                          f"HEPATRACK_HOME {settings.home} on shared storage)",
+                "seconds": time.perf_counter() - t0}
     except Exception as e:  # a bug on one series must not stop the batch; it is recorded
         log.exception("feature extraction failed for %s", series_uid)
         return {"ok": False, "series_uid": series_uid,
@@ -152,6 +163,50 @@ def extract_stored_series(series_uid: str, settings: Settings, feature_settings:
     finally:
         if store is not None:
             store.dispose()
+
+
+def worker_check(home: str) -> dict[str, Any]:
+    """Run on each worker before a batch: can it read ``home``, which extractor does it run.
+
+    Returns ``{"host", "home_readable", "extractor_version"}``.
+    """
+    path = Path(home)
+    readable = path.is_dir() and os.access(path, os.R_OK | os.X_OK)
+    return {"host": socket.gethostname(), "home_readable": readable,
+            "extractor_version": EXTRACTOR_VERSION}
+
+
+def check_workers(answers: dict[str, Any], home: Path, scheduler: str) -> None:
+    """Refuse a batch that some worker of ``scheduler`` could not run correctly.
+
+    Parameters
+    ----------
+    answers
+        :func:`worker_check` results keyed by worker address (``Client.run``).
+    home
+        The HEPATRACK_HOME the series files are under.
+    scheduler
+        The scheduler's address, for the message.
+
+    Raises
+    ------
+    FeatureError
+        A worker that cannot read ``home``, or one with another extractor version.
+    """
+    if not answers:  # an adaptive cluster may start its workers for the batch
+        log.warning("dask scheduler %s has no workers yet; their access to %s is not "
+                    "checked before the batch", scheduler, home)
+    for worker, answer in sorted(answers.items()):
+        if not answer["home_readable"]:
+            raise FeatureError(
+                f"dask worker {worker} (host {answer['host']}) cannot read HEPATRACK_HOME "
+                f"{home}: the series files must be on storage shared with the workers, "
+                "at the same path")
+        if answer["extractor_version"] != EXTRACTOR_VERSION:
+            raise FeatureError(
+                f"dask worker {worker} (host {answer['host']}) runs feature extractor "
+                f"{answer['extractor_version']}, this client {EXTRACTOR_VERSION}: install "
+                "the same HepaTrack version on every worker")
 
 
 def ingest_phase(store: Store, series_uid: str) -> str | None:
@@ -478,11 +533,14 @@ def _run_on_dask(todo: list[str], settings: Settings, fs: FeatureSettings, loade
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
                                    dashboard_address=None, silence_logs=logging.ERROR)
             client = Client(cluster)
-    except OSError as e:
-        raise FeatureError(f"dask scheduler {scheduler!r} cannot be reached: {e}") from e
+    except (OSError, ValueError) as e:  # unreachable, or not a scheduler address at all
+        raise FeatureError(f"dask scheduler {scheduler!r} cannot be reached: {e} (expected "
+                           "the address of a running scheduler, tcp://host:8786)") from e
     address = client.scheduler.address
     token = uuid.uuid4().hex[:8]
     try:
+        if scheduler:  # workers of a site's cluster: same files, same extractor
+            check_workers(_ask_workers(client, settings, scheduler), settings.home, scheduler)
         futures = {client.submit(extract_stored_series, uid, settings, fs, loader,
                                  key=f"features-{token}-{i}", pure=False, retries=0): uid
                    for i, uid in enumerate(todo)}
@@ -500,3 +558,13 @@ def _run_on_dask(todo: list[str], settings: Settings, fs: FeatureSettings, loade
         if cluster is not None:
             cluster.close()
     return address
+
+
+def _ask_workers(client, settings: Settings, scheduler: str) -> dict[str, Any]:
+    """:func:`worker_check` on every worker of ``client``'s scheduler."""
+    try:
+        return client.run(worker_check, str(settings.home))
+    except Exception as e:  # e.g. a worker that cannot import HepaTrack at all
+        raise FeatureError(f"the workers of dask scheduler {scheduler} cannot run "
+                           f"HepaTrack's feature extraction ({type(e).__name__}: {e}): "
+                           "install the same HepaTrack version on every worker") from e

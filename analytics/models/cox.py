@@ -7,8 +7,9 @@ l1_ratio) * b**2)`` on the standardised coefficients, the same damped Newton ste
 stopping rules, so its coefficients, variance and log-likelihood are lifelines' to
 rounding (``tests/models/test_cox_fit.py`` checks them against lifelines). The gradient
 and Hessian of one Newton step are a few cumulative sums and two matrix products over
-all rows instead of one small product per distinct time: a fold of the demo cohort
-(22,000 landmark rows, 60 columns) fits in a tenth of a second instead of two.
+all rows instead of one small product per distinct time, and none of lifelines'
+per-fit summaries is computed: the 102 Cox fits of one ``hepatrack train`` on the demo
+cohort (22,000 landmark rows, 60 columns) took 44 s under the profiler instead of 247 s.
 
 Lifelines stays the reference in the tests. Unlike lifelines, a fit that does not
 converge raises :class:`~analytics.errors.ModelError` instead of warning.

@@ -1,4 +1,5 @@
-"""The vectorised Efron Cox fit against lifelines' CoxPHFitter (the reference)."""
+"""The vectorised Efron Cox fit against lifelines' CoxPHFitter (the reference), alone and
+in cross-validation."""
 
 from __future__ import annotations
 
@@ -11,8 +12,13 @@ import pytest
 from lifelines import CoxPHFitter
 
 from analytics.errors import ModelError
-from analytics.models.cox import efron_derivatives, fit_efron_cox, sorted_rows
+from analytics.models import crossval, estimators
+from analytics.models.cox import CoxFit, efron_derivatives, fit_efron_cox, sorted_rows
+from analytics.models.crossval import cross_validate
 from analytics.models.estimators import CoxPH, breslow
+from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.settings import ModelSettings
+from tests.models.sim import simulate_cohort
 
 PBC_SAMPLE = Path(__file__).parents[1] / "data" / "mayo-pbc" / "pbcseq_first20.csv"
 
@@ -169,3 +175,49 @@ def test_the_cox_estimator_gives_lifelines_coefficients_and_model_variance():
     at = float(ours.baseline_times_[5])
     surv = ref.predict_survival_function(X, times=[at]).to_numpy()[0]
     np.testing.assert_allclose(ours.predict_risk(X, at), 1 - surv, rtol=1e-6)
+
+
+def lifelines_as_fitter(x, t, e, penalizer=0.0, l1_ratio=0.0) -> CoxFit:
+    """lifelines' CoxPHFitter behind :func:`fit_efron_cox`'s signature (the old fitter)."""
+    ref = lifelines_fit(x, t, e, penalizer, l1_ratio)
+    return CoxFit(ref.params_.to_numpy(float), ref.variance_matrix_.to_numpy(float),
+                  float(ref.log_likelihood_), 0)
+
+
+def test_cross_validated_metrics_are_those_of_lifelines_fits(monkeypatch):
+    cohort = simulate_cohort(90, seed=6)[0]
+    data = build_landmark_data(cohort, resolve_events(cohort.outcomes, "decompensation"))
+    cv = ModelSettings(kind="cox", folds=3, repeats=2, n_bootstrap=10, seed=1)
+    fast = cross_validate(data, cv, baselines=True, imaging_comparison=False)
+    calls = []
+    monkeypatch.setattr(estimators, "fit_efron_cox",
+                        lambda *a, **k: calls.append(1) or lifelines_as_fitter(*a, **k))
+    crossval._score_metrics_cache.clear()  # the recalibration fits must run again
+    slow = cross_validate(data, cv, baselines=True, imaging_comparison=False)
+    assert fast["baselines"], "clinical scores were validated"
+    # 6 folds x 2 causes of the model, 6 folds per clinical score recalibrated
+    assert len(calls) >= 6 * (1 + len(fast["baselines"]))
+
+    def same(a, b, where=""):
+        if isinstance(b, dict):
+            assert set(a) == set(b), where
+            for k in b:
+                same(a[k], b[k], f"{where}.{k}")
+        elif isinstance(b, list | tuple):
+            assert len(a) == len(b), where
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                same(x, y, f"{where}[{i}]")
+        elif isinstance(b, float):
+            # calibration slopes are least-squares fits stopped at xtol 1e-8
+            rel = 1e-6 if where.rsplit(".", 1)[-1] in ("slope", "intercept",
+                                                       "calibration_slope") else 1e-9
+            assert a == pytest.approx(b, rel=rel, abs=1e-12, nan_ok=True), where
+        elif isinstance(b, pd.DataFrame):
+            np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-6)
+        elif hasattr(b, "to_json"):
+            same(a.to_json(), b.to_json(), where)
+        else:
+            assert a == b, where
+
+    same(fast["cv"], slow["cv"], "cv")
+    same(fast["baselines"], slow["baselines"], "baselines")

@@ -28,7 +28,8 @@ REQUIRED_SECTIONS = (
 )
 
 ESTIMATOR_TEXT = {
-    "cox": "Cox proportional hazards with a ridge penalty (lifelines CoxPHFitter, Efron ties, "
+    "cox": "Cox proportional hazards with a ridge penalty (Efron ties; lifelines "
+           "CoxPHFitter's penalised model, fitted by a vectorised Newton-Raphson; "
            f"patient-clustered robust variance); by default the penalty is {AUTO_PENALTY:g} / "
            "the number of patients with an event, so its strength per event does not change "
            "with the cohort's size (the value used per cause is under params)",

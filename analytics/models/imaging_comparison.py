@@ -37,6 +37,7 @@ import pandas as pd
 
 from analytics.errors import FeatureError
 from analytics.models.concordance import TIED_TOL, concordance_counts
+from analytics.models.ipcw import CensoringSurvival
 from analytics.models.landmark import FeatureSpec, LandmarkData
 from analytics.vocabulary import describe_column, imaging_feature
 
@@ -194,14 +195,13 @@ _EPS_T = 1e-7
 
 
 def _ipcw(time: np.ndarray, event: np.ndarray) -> np.ndarray | None:
-    """Inverse probability of censoring weights of the events (scikit-survival's
-    Kaplan-Meier censoring estimate on the same rows); None where it reaches zero."""
-    from sksurv.nonparametric import CensoringDistributionEstimator
-    from sksurv.util import Surv
-
-    y = Surv.from_arrays(event, np.maximum(time, 1e-9))
+    """Inverse probability of censoring weights of the events (the Kaplan-Meier censoring
+    estimate on the same rows, scikit-survival's ``CensoringDistributionEstimator``
+    computed by :class:`analytics.models.ipcw.CensoringSurvival`); None where it reaches
+    zero."""
+    t = np.maximum(time, 1e-9)
     try:
-        return CensoringDistributionEstimator().fit(y).predict_ipcw(y)
+        return CensoringSurvival.fit(t, event).ipcw(t, event)
     except ValueError:
         return None
 
@@ -210,7 +210,11 @@ def cumulative_dynamic_auc(time: np.ndarray, event: np.ndarray, risk: np.ndarray
                            horizon: float, weights: np.ndarray | None) -> float:
     """Cumulative/dynamic AUC at ``horizon``: cases (events by the horizon, weighted by
     ``weights``) against controls (still event-free after it); NaN without either, as
-    :func:`analytics.models.validation.td_auc`."""
+    :func:`analytics.models.validation.td_auc`.
+
+    Each case scores the controls with a lower risk (by more than ``TIED_TOL``) plus half
+    those within ``TIED_TOL`` of it, counted by binary search in the sorted control risks.
+    """
     if weights is None or len(time) == 0:
         return float("nan")
     h = min(horizon, time.max() - _EPS_T)
@@ -220,9 +224,11 @@ def cumulative_dynamic_auc(time: np.ndarray, event: np.ndarray, risk: np.ndarray
     control = time > h
     if not case.any() or not control.any():
         return float("nan")
-    diff = risk[case, None] - risk[None, control]
-    tied = np.abs(diff) <= TIED_TOL
-    score = ((diff > 0) & ~tied).sum(axis=1) + 0.5 * tied.sum(axis=1)
+    controls = np.sort(risk[control])
+    r = risk[case]
+    below = np.searchsorted(controls, r - TIED_TOL, side="left")
+    tied = np.searchsorted(controls, r + TIED_TOL, side="right") - below
+    score = below + 0.5 * tied
     w = weights[case]
     return float(np.sum(w * score) / (np.sum(w) * control.sum()))
 

@@ -143,21 +143,83 @@ def find_patients(store: Store, query: PatientQuery, *, identified: bool) -> pd.
     chosen = _chosen(query, identified).subquery("chosen")
     with store.session() as s:
         conn = s.connection()
+        _tune_for_reports(conn)
         head = conn.execute(_head_query(chosen, identified)).all()
         scans = conn.execute(select(Study.patient_id, Study.study_date)
                              .join(chosen, chosen.c.id == Study.patient_id)).all()
         visits = conn.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date)
                               .join(chosen, chosen.c.id == Visit.patient_id)).all()
         latest = conn.execute(_latest_query(chosen)).all()
-        present_names = set(conn.execute(
-            select(Feature.name).where(Feature.name.in_(KEY_BIOMARKERS),
-                                       Feature.value.is_not(None)).distinct()).scalars())
-    present = [n for n in KEY_BIOMARKERS if n in present_names]
+        measured = conn.execute(select(*[
+            exists().where(Feature.name == n, Feature.value.is_not(None)).label(n)
+            for n in KEY_BIOMARKERS])).one()
+    # columns of every key biomarker measured in the store, whatever the filter keeps
+    present = [n for n, hit in zip(KEY_BIOMARKERS, measured, strict=True) if hit]
     frame = pd.DataFrame(head, columns=_HEAD_KEYS + (_IDENTITY_KEYS if identified else []))
     return _assemble(frame, scans, visits, latest, present, identified)
 
 
+def cohort_timeline(store: Store) -> pd.DataFrame:
+    """Every scan, visit and outcome of every patient on the patient's own time axis.
+
+    Only intervals are returned (years from each patient's baseline), which the per-patient
+    date shift keeps exactly, so the same table serves identified and pseudonymised views.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``pseudonym``, ``kind`` (``scan``, ``visit`` or ``outcome``),
+        ``time_years`` and ``event`` (outcome rows only). Scans and visits without a
+        placeable time are left out. Sorted by pseudonym, time, kind.
+    """
+    chosen = _chosen(PatientQuery(), identified=False).subquery("chosen")
+    with store.session() as s:
+        conn = s.connection()
+        _tune_for_reports(conn)
+        origin = pd.DataFrame(conn.execute(_time_origin_query(chosen)).all(),
+                              columns=["id", "pseudonym", "baseline_date", "first_scan",
+                                       "valid_first"])
+        scans = conn.execute(select(Study.patient_id, Study.study_date)
+                             .join(chosen, chosen.c.id == Study.patient_id)
+                             .where(Study.study_date.is_not(None))).all()
+        visits = conn.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date)
+                              .join(chosen, chosen.c.id == Visit.patient_id)).all()
+        outcomes = conn.execute(select(Outcome.patient_id, Outcome.time_years, Outcome.event)
+                                .join(chosen, chosen.c.id == Outcome.patient_id)).all()
+    base = pd.Series(_baseline(origin, visits).to_numpy(), index=origin["id"].to_numpy())
+    name = pd.Series(origin["pseudonym"].to_numpy(), index=origin["id"].to_numpy())
+    scan_pid = np.array([r[0] for r in scans], dtype="int64")
+    scan_years = ((_days([r[1] for r in scans]) - base.reindex(scan_pid).to_numpy())
+                  / DAYS_PER_YEAR)
+    parts = [
+        pd.DataFrame({"pseudonym": name.reindex(scan_pid).to_numpy(), "kind": "scan",
+                      "time_years": scan_years, "event": None}),
+        pd.DataFrame({"pseudonym": name.reindex([r[0] for r in visits]).to_numpy(),
+                      "kind": "visit", "time_years": [float(r[1]) for r in visits],
+                      "event": None}),
+        pd.DataFrame({"pseudonym": name.reindex([r[0] for r in outcomes]).to_numpy(),
+                      "kind": "outcome", "time_years": [float(r[1]) for r in outcomes],
+                      "event": [r[2] for r in outcomes]}),
+    ]
+    df = pd.concat([p for p in parts if len(p)] or parts[:1], ignore_index=True)
+    df["time_years"] = df["time_years"].astype("float64")
+    df["event"] = df["event"].astype(object).where(df["event"].notna(), None)
+    return df.sort_values(["pseudonym", "time_years", "kind"], ignore_index=True)
+
+
 # --------------------------------------------------------------------------- SQL
+#: sorts and hash aggregates of a whole-cohort read fit in memory at 50,000 patients
+#: (PostgreSQL's default of 4 MB spilled them to disk); just-in-time compilation costs
+#: more than it saves on these sub-second queries
+_POSTGRES_READ_SETTINGS = ("SET LOCAL work_mem = '64MB'", "SET LOCAL jit = off")
+
+
+def _tune_for_reports(conn: Any) -> None:
+    """Settings for this transaction only (PostgreSQL; nothing on SQLite)."""
+    if conn.dialect.name == "postgresql":
+        for stmt in _POSTGRES_READ_SETTINGS:
+            conn.exec_driver_sql(stmt)
+
 def _chosen(query: PatientQuery, identified: bool) -> Select:
     """``SELECT patients.id`` of the patients ``query`` selects, first by pseudonym."""
     stmt = select(Patient.id, Patient.pseudonym)
@@ -197,13 +259,16 @@ _HEAD_KEYS = ["id", "pseudonym", "sex", "stored_birth_year", "baseline_date", "n
 _IDENTITY_KEYS = ["shift", "patient_name", "patient_id", "birth_date"]
 
 
-def _head_query(chosen: Any, identified: bool) -> Select:
-    """One row per chosen patient: patient columns, study aggregates, outcome (and the
-    identity row when identified), by pseudonym."""
+def _scan_aggregates(chosen: Any) -> Any:
+    """Subquery, per chosen patient with studies: ``n_studies``, ``n_series``,
+    ``first_scan``, ``last_scan`` and ``valid_first`` (the earliest scan that may define
+    the baseline: its study has a series that is not invalid)."""
     per_study = (select(Series.study_id, func.count(Series.id).label("n"),
                         func.count(case((Series.status != "invalid", Series.id))).label("valid"))
+                 .join(Study, Study.id == Series.study_id)
+                 .join(chosen, chosen.c.id == Study.patient_id)
                  .group_by(Series.study_id).subquery("per_study"))
-    per_patient = (
+    return (
         select(Study.patient_id,
                func.count(Study.id).label("n_studies"),
                func.coalesce(func.sum(per_study.c.n), 0).label("n_series"),
@@ -213,6 +278,12 @@ def _head_query(chosen: Any, identified: bool) -> Select:
         .join(chosen, chosen.c.id == Study.patient_id)
         .outerjoin(per_study, per_study.c.study_id == Study.id)
         .group_by(Study.patient_id).subquery("per_patient"))
+
+
+def _head_query(chosen: Any, identified: bool) -> Select:
+    """One row per chosen patient: patient columns, study aggregates, outcome (and the
+    identity row when identified), by pseudonym."""
+    per_patient = _scan_aggregates(chosen)
     columns: list[Any] = [
         Patient.id, Patient.pseudonym, Patient.sex, Patient.birth_year, Patient.baseline_date,
         func.coalesce(per_patient.c.n_studies, 0), func.coalesce(per_patient.c.n_series, 0),
@@ -227,6 +298,16 @@ def _head_query(chosen: Any, identified: bool) -> Select:
                                 IdentityMap.real_patient_id, IdentityMap.birth_date)
         stmt = stmt.outerjoin(IdentityMap, IdentityMap.patient_id == Patient.id)
     return stmt.order_by(Patient.pseudonym)
+
+
+def _time_origin_query(chosen: Any) -> Select:
+    """Per chosen patient: ``id``, ``pseudonym``, stored ``baseline_date``, earliest scan
+    and earliest scan that may define the baseline (one with a series not invalid)."""
+    scans = _scan_aggregates(chosen)
+    return (select(Patient.id, Patient.pseudonym, Patient.baseline_date,
+                   scans.c.first_scan, scans.c.valid_first)
+            .join(chosen, chosen.c.id == Patient.id)
+            .outerjoin(scans, scans.c.patient_id == Patient.id))
 
 
 def _latest_query(chosen: Any) -> Select:
@@ -308,7 +389,7 @@ def _assemble(frame: pd.DataFrame, scans: list[Any], visits: list[Any], latest: 
     ids = frame["id"]
     n_visits = _visit_counts(ids, _baseline(frame, visits), scans, visits)
     # identified views give real dates: stored - date_shift_days (0 without an identity row)
-    shift = frame["shift"].fillna(0).to_numpy(dtype="float64") if identified else 0.0
+    shift = frame["shift"].astype("float64").fillna(0.0).to_numpy() if identified else 0.0
     out = pd.DataFrame({"pseudonym": frame["pseudonym"].astype(object)})
     if identified:
         out["patient_name"] = frame["patient_name"].astype(object)

@@ -19,19 +19,13 @@ Conventions
 
 from __future__ import annotations
 
-import datetime as dt
-from collections import defaultdict
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import func, select
 
 from analytics.store._repo_util import (
     CENSORED,
     DAYS_PER_YEAR,
-    baseline_of,
-    dates_baseline,
-    years_between,
 )
 from analytics.store.db import Store
 from analytics.store.patient_list import (
@@ -39,6 +33,7 @@ from analytics.store.patient_list import (
     KEY_BIOMARKERS,
     PATIENT_COLUMNS,
     PatientQuery,
+    cohort_timeline,
     find_patients,
     list_patients,
 )
@@ -68,55 +63,6 @@ __all__ = [
     "cohort_summary", "cohort_timeline", "describe_store", "features_for_series",
     "find_patients", "list_patients", "patient_detail", "series_for_patient",
 ]
-
-
-def cohort_timeline(store: Store) -> pd.DataFrame:
-    """Every scan, visit and outcome of every patient on the patient's own time axis.
-
-    Only intervals are returned (years from each patient's baseline), which the per-patient
-    date shift keeps exactly, so the same table serves identified and pseudonymised views.
-
-    Returns
-    -------
-    pandas.DataFrame
-        Columns ``pseudonym``, ``kind`` (``scan``, ``visit`` or ``outcome``),
-        ``time_years`` and ``event`` (outcome rows only). Scans and visits without a
-        placeable time are left out. Sorted by pseudonym, time, kind.
-    """
-    with store.session() as s:
-        patients = s.execute(select(Patient.id, Patient.pseudonym,
-                                    Patient.baseline_date)).all()
-        studies = s.execute(select(Study.patient_id, Study.study_date,
-                                   dates_baseline().label("for_baseline"))
-                            .where(Study.patient_id.is_not(None))).all()
-        visits = s.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date)).all()
-        outcomes = s.execute(select(Outcome.patient_id, Outcome.time_years,
-                                    Outcome.event)).all()
-    dates_of: dict[int, list[dt.date]] = defaultdict(list)
-    base_dates: dict[int, list[dt.date]] = defaultdict(list)
-    for r in studies:
-        if r.study_date is not None:
-            dates_of[r.patient_id].append(r.study_date)
-            if r.for_baseline:
-                base_dates[r.patient_id].append(r.study_date)
-    visit_dates: dict[int, list[dt.date]] = defaultdict(list)
-    for r in visits:
-        if r.visit_date is not None:
-            visit_dates[r.patient_id].append(r.visit_date)
-    names = {p.id: p.pseudonym for p in patients}
-    base = {p.id: baseline_of(p.baseline_date, base_dates[p.id] + visit_dates[p.id],
-                              dates_of[p.id])
-            for p in patients}
-    rows: list[tuple[str, str, float, str | None]] = []
-    for pid, dates in dates_of.items():
-        for d in dates:
-            rows.append((names[pid], "scan", years_between(d, base[pid]), None))  # type: ignore[arg-type]
-    rows += [(names[r.patient_id], "visit", float(r.time_years), None) for r in visits
-             if r.time_years is not None]
-    rows += [(names[r.patient_id], "outcome", float(r.time_years), r.event) for r in outcomes]
-    df = pd.DataFrame(rows, columns=["pseudonym", "kind", "time_years", "event"])
-    df["time_years"] = df["time_years"].astype("float64")
-    return df.sort_values(["pseudonym", "time_years", "kind"], ignore_index=True)
 
 
 # --------------------------------------------------------------------------- headline

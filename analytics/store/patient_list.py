@@ -15,13 +15,30 @@ of the list costs in proportion to the patients it returns.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import Select, case, exists, func, literal, or_, select
+from sqlalchemy import (
+    ARRAY,
+    Float,
+    Integer,
+    Select,
+    any_,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+)
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql.functions import FunctionElement
 
 from analytics.errors import StoreError
 from analytics.store._repo_util import CENSORED, DAYS_PER_YEAR
@@ -140,16 +157,17 @@ def find_patients(store: Store, query: PatientQuery, *, identified: bool) -> pd.
     """
     if query.limit is not None and query.limit < 1:
         raise StoreError(f"patient list limit {query.limit}: expected 1 or more")
-    chosen = _chosen(query, identified).subquery("chosen")
     with store.session() as s:
         conn = s.connection()
         _tune_for_reports(conn)
-        head = conn.execute(_head_query(chosen, identified)).all()
-        scans = conn.execute(select(Study.patient_id, Study.study_date)
-                             .join(chosen, chosen.c.id == Study.patient_id)).all()
-        visits = conn.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date)
-                              .join(chosen, chosen.c.id == Visit.patient_id)).all()
-        latest = conn.execute(_latest_query(chosen)).all()
+        member = _membership(conn, query, identified)
+        head = conn.execute(_head_query(member, identified)).all()
+        scans = conn.execute(select(Study.patient_id, _DayNumber(Study.study_date))
+                             .where(member(Study.patient_id))).all()
+        visits = conn.execute(select(Visit.patient_id, Visit.time_years,
+                                     _DayNumber(Visit.visit_date))
+                              .where(member(Visit.patient_id))).all()
+        latest = conn.execute(_latest_query(member)).all()
         measured = conn.execute(select(*[
             exists().where(Feature.name == n, Feature.value.is_not(None)).label(n)
             for n in KEY_BIOMARKERS])).one()
@@ -172,20 +190,19 @@ def cohort_timeline(store: Store) -> pd.DataFrame:
         ``time_years`` and ``event`` (outcome rows only). Scans and visits without a
         placeable time are left out. Sorted by pseudonym, time, kind.
     """
-    chosen = _chosen(PatientQuery(), identified=False).subquery("chosen")
     with store.session() as s:
         conn = s.connection()
         _tune_for_reports(conn)
-        origin = pd.DataFrame(conn.execute(_time_origin_query(chosen)).all(),
+        origin = pd.DataFrame(conn.execute(_time_origin_query(_everyone)).all(),
                               columns=["id", "pseudonym", "baseline_date", "first_scan",
                                        "valid_first"])
-        scans = conn.execute(select(Study.patient_id, Study.study_date)
-                             .join(chosen, chosen.c.id == Study.patient_id)
-                             .where(Study.study_date.is_not(None))).all()
-        visits = conn.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date)
-                              .join(chosen, chosen.c.id == Visit.patient_id)).all()
-        outcomes = conn.execute(select(Outcome.patient_id, Outcome.time_years, Outcome.event)
-                                .join(chosen, chosen.c.id == Outcome.patient_id)).all()
+        scans = conn.execute(select(Study.patient_id, _DayNumber(Study.study_date))
+                             .where(Study.patient_id.is_not(None),
+                                    Study.study_date.is_not(None))).all()
+        visits = conn.execute(select(Visit.patient_id, Visit.time_years,
+                                     _DayNumber(Visit.visit_date))).all()
+        outcomes = conn.execute(select(Outcome.patient_id, Outcome.time_years,
+                                       Outcome.event)).all()
     base = pd.Series(_baseline(origin, visits).to_numpy(), index=origin["id"].to_numpy())
     name = pd.Series(origin["pseudonym"].to_numpy(), index=origin["id"].to_numpy())
     scan_pid = np.array([r[0] for r in scans], dtype="int64")
@@ -208,6 +225,25 @@ def cohort_timeline(store: Store) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- SQL
+class _DayNumber(FunctionElement):
+    """Days from 1970-01-01 to a date, computed by the database (NULL stays NULL): the
+    list needs day arithmetic only, and numbers cross the driver far faster than dates."""
+
+    type = Float()
+    name = "day_number"
+    inherit_cache = True
+
+
+@compiles(_DayNumber)
+def _day_number_sqlite(element: _DayNumber, compiler: Any, **kw: Any) -> str:
+    return f"(julianday({compiler.process(element.clauses, **kw)}) - 2440587.5)"
+
+
+@compiles(_DayNumber, "postgresql")
+def _day_number_postgresql(element: _DayNumber, compiler: Any, **kw: Any) -> str:
+    return f"({compiler.process(element.clauses, **kw)} - DATE '1970-01-01')"
+
+
 #: sorts and hash aggregates of a whole-cohort read fit in memory at 50,000 patients
 #: (PostgreSQL's default of 4 MB spilled them to disk); just-in-time compilation costs
 #: more than it saves on these sub-second queries
@@ -253,20 +289,44 @@ def _chosen(query: PatientQuery, identified: bool) -> Select:
     return stmt
 
 
+Member = Callable[[Any], ColumnElement[bool]]
+
+
+def _everyone(_patient_id: Any) -> ColumnElement[bool]:
+    return true()
+
+
+def _membership(conn: Any, query: PatientQuery, identified: bool) -> Member:
+    """The condition "this patient id is one ``query`` selects", for every later query.
+
+    Without filters: always true (no join at all). On PostgreSQL the ids are read first
+    and passed as one array, so the planner knows how few they are (a subquery's
+    selectivity, e.g. of a substring search, it cannot estimate); SQLite takes the subquery.
+    """
+    if query == PatientQuery():
+        return _everyone
+    chosen = _chosen(query, identified).with_only_columns(Patient.id)
+    if conn.dialect.name == "postgresql":
+        ids = bindparam("chosen_ids", list(conn.execute(chosen).scalars()),
+                        type_=ARRAY(Integer))
+        return lambda patient_id: patient_id == any_(ids)
+    return lambda patient_id: patient_id.in_(chosen)
+
+
 _HEAD_KEYS = ["id", "pseudonym", "sex", "stored_birth_year", "baseline_date", "n_studies",
               "n_series", "first_scan", "last_scan", "valid_first", "event",
               "follow_up_years", "outcome_date"]
 _IDENTITY_KEYS = ["shift", "patient_name", "patient_id", "birth_date"]
 
 
-def _scan_aggregates(chosen: Any) -> Any:
+def _scan_aggregates(member: Member) -> Any:
     """Subquery, per chosen patient with studies: ``n_studies``, ``n_series``,
     ``first_scan``, ``last_scan`` and ``valid_first`` (the earliest scan that may define
     the baseline: its study has a series that is not invalid)."""
     per_study = (select(Series.study_id, func.count(Series.id).label("n"),
                         func.count(case((Series.status != "invalid", Series.id))).label("valid"))
                  .join(Study, Study.id == Series.study_id)
-                 .join(chosen, chosen.c.id == Study.patient_id)
+                 .where(member(Study.patient_id))
                  .group_by(Series.study_id).subquery("per_study"))
     return (
         select(Study.patient_id,
@@ -275,44 +335,48 @@ def _scan_aggregates(chosen: Any) -> Any:
                func.min(Study.study_date).label("first_scan"),
                func.max(Study.study_date).label("last_scan"),
                func.min(case((per_study.c.valid > 0, Study.study_date))).label("valid_first"))
-        .join(chosen, chosen.c.id == Study.patient_id)
+        .where(member(Study.patient_id))
         .outerjoin(per_study, per_study.c.study_id == Study.id)
         .group_by(Study.patient_id).subquery("per_patient"))
 
 
-def _head_query(chosen: Any, identified: bool) -> Select:
+def _head_query(member: Member, identified: bool) -> Select:
     """One row per chosen patient: patient columns, study aggregates, outcome (and the
     identity row when identified), by pseudonym."""
-    per_patient = _scan_aggregates(chosen)
+    per_patient = _scan_aggregates(member)
     columns: list[Any] = [
-        Patient.id, Patient.pseudonym, Patient.sex, Patient.birth_year, Patient.baseline_date,
+        Patient.id, Patient.pseudonym, Patient.sex, Patient.birth_year,
+        _DayNumber(Patient.baseline_date),
         func.coalesce(per_patient.c.n_studies, 0), func.coalesce(per_patient.c.n_series, 0),
-        per_patient.c.first_scan, per_patient.c.last_scan, per_patient.c.valid_first,
-        Outcome.event, Outcome.time_years, Outcome.outcome_date,
+        _DayNumber(per_patient.c.first_scan), _DayNumber(per_patient.c.last_scan),
+        _DayNumber(per_patient.c.valid_first), Outcome.event, Outcome.time_years,
+        _DayNumber(Outcome.outcome_date),
     ]
-    stmt = (select(*columns).join(chosen, chosen.c.id == Patient.id)
+    stmt = (select(*columns).where(member(Patient.id))
             .outerjoin(per_patient, per_patient.c.patient_id == Patient.id)
             .outerjoin(Outcome, Outcome.patient_id == Patient.id))
     if identified:
         stmt = stmt.add_columns(IdentityMap.date_shift_days, IdentityMap.patient_name,
-                                IdentityMap.real_patient_id, IdentityMap.birth_date)
+                                IdentityMap.real_patient_id,
+                                _DayNumber(IdentityMap.birth_date))
         stmt = stmt.outerjoin(IdentityMap, IdentityMap.patient_id == Patient.id)
     return stmt.order_by(Patient.pseudonym)
 
 
-def _time_origin_query(chosen: Any) -> Select:
+def _time_origin_query(member: Member) -> Select:
     """Per chosen patient: ``id``, ``pseudonym``, stored ``baseline_date``, earliest scan
     and earliest scan that may define the baseline (one with a series not invalid)."""
-    scans = _scan_aggregates(chosen)
-    return (select(Patient.id, Patient.pseudonym, Patient.baseline_date,
-                   scans.c.first_scan, scans.c.valid_first)
-            .join(chosen, chosen.c.id == Patient.id)
+    scans = _scan_aggregates(member)
+    return (select(Patient.id, Patient.pseudonym, _DayNumber(Patient.baseline_date),
+                   _DayNumber(scans.c.first_scan), _DayNumber(scans.c.valid_first))
+            .where(member(Patient.id))
             .outerjoin(scans, scans.c.patient_id == Patient.id))
 
 
-def _latest_query(chosen: Any) -> Select:
-    """``(patient_id, name, value)``: per chosen patient and key biomarker, the newest
-    non-null value (latest study date, then latest series row, then latest computation)."""
+def _latest_query(member: Member) -> Select:
+    """``(patient_id, *KEY_BIOMARKERS)``: per chosen patient with any, the newest non-null
+    value of each key biomarker (latest study date, then latest series row, then latest
+    computation), one column per name."""
     newest = func.row_number().over(
         partition_by=(Study.patient_id, Feature.name),
         order_by=(Study.study_date.desc().nulls_last(), Series.id.desc(),
@@ -320,20 +384,19 @@ def _latest_query(chosen: Any) -> Select:
     ranked = (select(Study.patient_id, Feature.name, Feature.value, newest)
               .join(Series, Feature.series_id == Series.id)
               .join(Study, Series.study_id == Study.id)
-              .join(chosen, chosen.c.id == Study.patient_id)
-              .where(Feature.name.in_(KEY_BIOMARKERS), Feature.value.is_not(None))
+              .where(member(Study.patient_id), Feature.name.in_(KEY_BIOMARKERS),
+                     Feature.value.is_not(None))
               .subquery("ranked"))
-    return (select(ranked.c.patient_id, ranked.c.name, ranked.c.value)
-            .where(ranked.c.rank == literal(1)))
+    return (select(ranked.c.patient_id,
+                   *[func.max(case((ranked.c.name == n, ranked.c.value))).label(n)
+                     for n in KEY_BIOMARKERS])
+            .where(ranked.c.rank == literal(1)).group_by(ranked.c.patient_id))
 
 
 # --------------------------------------------------------------------------- frame
-def _days(values: pd.Series) -> np.ndarray:
-    """Dates (``datetime.date`` or None) as float days since 1970 (NaN when unknown)."""
-    dates = pd.to_datetime(pd.Series(values, dtype="object"))
-    days = (dates.to_numpy(dtype="datetime64[D]") - _EPOCH).astype("float64")
-    days[dates.isna().to_numpy()] = np.nan
-    return days
+def _days(values: list[Any]) -> np.ndarray:
+    """Day numbers (:class:`_DayNumber`) as floats, NaN when unknown."""
+    return np.array(values, dtype="float64")
 
 
 def _as_dates(days: np.ndarray) -> pd.Series:
@@ -394,9 +457,10 @@ def _assemble(frame: pd.DataFrame, scans: list[Any], visits: list[Any], latest: 
     if identified:
         out["patient_name"] = frame["patient_name"].astype(object)
         out["patient_id"] = frame["patient_id"].astype(object)
-        out["birth_date"] = _as_dates(_days(frame["birth_date"].tolist()))
+        birth = _days(frame["birth_date"].tolist())
+        out["birth_date"] = _as_dates(birth)
         # the real birth date's year, never the shifted year beside the real dates
-        years = [d.year if d is not None else None for d in frame["birth_date"]]
+        years = pd.array(out["birth_date"].dt.year, dtype="Int64")
     else:
         years = frame["stored_birth_year"].tolist()
     out["sex"] = frame["sex"].astype(object)
@@ -409,11 +473,9 @@ def _assemble(frame: pd.DataFrame, scans: list[Any], visits: list[Any], latest: 
     out["event"] = frame["event"].astype(object)
     out["follow_up_years"] = frame["follow_up_years"].astype("float64")
     out["outcome_date"] = _as_dates(_days(frame["outcome_date"].tolist()) - shift)
-    values = pd.DataFrame(latest, columns=["pid", "name", "value"])
-    values = values.pivot(index="pid", columns="name", values="value") if len(values) else values
+    values = pd.DataFrame(latest, columns=["pid", *KEY_BIOMARKERS]).set_index("pid")
     for name in present:
-        column = values[name] if name in values.columns else pd.Series(dtype="float64")
-        out[name] = column.reindex(ids.to_numpy()).to_numpy(dtype="float64")
+        out[name] = values[name].reindex(ids.to_numpy()).to_numpy(dtype="float64")
     columns = list(PATIENT_COLUMNS)
     if identified:
         columns[1:1] = IDENTITY_COLUMNS

@@ -11,7 +11,9 @@ dashboard makes are timed against named baselines in the same process:
   per-row implementation of ``main`` at ``dcaad46`` (kept below as the baseline);
 - filtered lists (``repo.find_patients``: search, outcome, modality, scan dates, a first
   page) against the Cohort page's way: the whole list, then pandas;
-- the headline counts, the follow-up timeline and one patient's page (detail and series).
+- the follow-up timeline (``repo.cohort_timeline``) against its per-row version of
+  ``dcaad46`` (kept below);
+- the headline counts and one patient's page (detail and series), unchanged, timed alone.
 
 Every case's result is checked equal to its baseline's (and the filters against
 hand-computed expectations) before timing; the script exits 1 when a check fails.
@@ -51,6 +53,7 @@ from analytics.store._repo_util import (
     dates_baseline,
     shift_date,
     view_birth_year,
+    years_between,
 )
 from analytics.store.db import Store
 from analytics.store.repo import IDENTITY_COLUMNS, KEY_BIOMARKERS, PATIENT_COLUMNS
@@ -166,8 +169,9 @@ def load(store: Store, tables: dict[str, tuple[list[str], list[tuple]]]) -> None
 
 
 # --------------------------------------------------------------------------- baseline
-# ``repo.list_patients`` as it was at dcaad46, kept verbatim apart from its name: every
-# study, visit and key biomarker row is fetched and the records are built in Python.
+# ``repo.list_patients`` and ``repo.cohort_timeline`` as they were at dcaad46, kept verbatim
+# apart from their names: every study, visit and key biomarker row is fetched and the
+# records are built in Python.
 def _latest_values(rows: list[Any]) -> dict[int, dict[str, float]]:
     """Per patient, the newest non-null value of each feature name.
 
@@ -291,6 +295,44 @@ def _patient_frame(records: list[dict[str, Any]], present: list[str],
 
 
 
+def rowwise_cohort_timeline(store: Store) -> pd.DataFrame:
+    """Baseline: ``repo.cohort_timeline`` as of ``dcaad46`` (a Python loop over rows)."""
+    with store.session() as s:
+        patients = s.execute(select(Patient.id, Patient.pseudonym,
+                                    Patient.baseline_date)).all()
+        studies = s.execute(select(Study.patient_id, Study.study_date,
+                                   dates_baseline().label("for_baseline"))
+                            .where(Study.patient_id.is_not(None))).all()
+        visits = s.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date)).all()
+        outcomes = s.execute(select(Outcome.patient_id, Outcome.time_years,
+                                    Outcome.event)).all()
+    dates_of: dict[int, list[dt.date]] = defaultdict(list)
+    base_dates: dict[int, list[dt.date]] = defaultdict(list)
+    for r in studies:
+        if r.study_date is not None:
+            dates_of[r.patient_id].append(r.study_date)
+            if r.for_baseline:
+                base_dates[r.patient_id].append(r.study_date)
+    visit_dates: dict[int, list[dt.date]] = defaultdict(list)
+    for r in visits:
+        if r.visit_date is not None:
+            visit_dates[r.patient_id].append(r.visit_date)
+    names = {p.id: p.pseudonym for p in patients}
+    base = {p.id: baseline_of(p.baseline_date, base_dates[p.id] + visit_dates[p.id],
+                              dates_of[p.id])
+            for p in patients}
+    rows: list[tuple[str, str, float, str | None]] = []
+    for pid, dates in dates_of.items():
+        for d in dates:
+            rows.append((names[pid], "scan", years_between(d, base[pid]), None))  # type: ignore[arg-type]
+    rows += [(names[r.patient_id], "visit", float(r.time_years), None) for r in visits
+             if r.time_years is not None]
+    rows += [(names[r.patient_id], "outcome", float(r.time_years), r.event) for r in outcomes]
+    df = pd.DataFrame(rows, columns=["pseudonym", "kind", "time_years", "event"])
+    df["time_years"] = df["time_years"].astype("float64")
+    return df.sort_values(["pseudonym", "time_years", "kind"], ignore_index=True)
+
+
 # --------------------------------------------------------------------------- cases
 def _truth(tables: dict[str, tuple[list[str], list[tuple]]]) -> dict[str, Any]:
     """Facts worked out from the generated rows alone, to check the filters against."""
@@ -400,9 +442,13 @@ def run_backend(store: Store, backend: str, tables: dict, args: argparse.Namespa
             lambda i=identified, f=in_pandas: f(repo.list_patients(store, identified=i)),
             repeat=args.repeat, warmup=0))
 
+    _same(repo.cohort_timeline(store), rowwise_cohort_timeline(store), "cohort_timeline")
+    add("cohort_timeline", compare(
+        f"{backend} repo.cohort_timeline", lambda: repo.cohort_timeline(store),
+        "row-wise cohort_timeline of dcaad46", lambda: rowwise_cohort_timeline(store),
+        repeat=args.repeat, warmup=0))
     one = f"HT-{n // 2:06d}"
     for call, fn in (("cohort_summary", lambda: repo.cohort_summary(store)),
-                     ("cohort_timeline", lambda: repo.cohort_timeline(store)),
                      (f"patient_detail {one} (identified)",
                       lambda: repo.patient_detail(store, one, identified=True)),
                      (f"series_for_patient {one}",

@@ -70,7 +70,6 @@ PATIENT_COLUMNS: tuple[str, ...] = (
     "n_visits", "event", "follow_up_years", "outcome_date",
 )
 IDENTITY_COLUMNS: tuple[str, ...] = ("patient_name", "patient_id", "birth_date")
-_DATE_COLUMNS = ("first_scan", "last_scan", "outcome_date")
 _EPOCH = np.datetime64("1970-01-01", "D")
 
 

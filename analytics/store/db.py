@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.config import Settings
 from analytics.errors import ConfigError, StoreError
-from analytics.store.schema import StoreInfo
+from analytics.store.schema import Base, StoreInfo
 from analytics.store.version import ensure_generation_row, track_writes
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -121,10 +121,26 @@ def migrate(engine: Engine) -> None:
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(740200117)")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+            _ensure_indexes(conn)
             for stmt in _GUARDS.get(engine.dialect.name, []):
                 conn.exec_driver_sql(stmt)
     except OperationalError as e:
         raise StoreError(f"cannot migrate {_redact(str(engine.url))}: {e.orig}") from e
+
+
+def _ensure_indexes(conn: Any) -> None:
+    """Create every index ``schema.py`` declares that the database lacks.
+
+    The initial revision is regenerated while the schema is laid out, so a home migrated
+    by an earlier copy of it is at the same revision without a newer index; this gives it
+    the index (an index never changes what a query returns).
+    """
+    have = inspect(conn)
+    for table in Base.metadata.sorted_tables:
+        present = {i["name"] for i in have.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in present:
+                index.create(conn)
 
 
 @contextlib.contextmanager

@@ -215,7 +215,8 @@ class Feature(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     series_id: Mapped[int] = mapped_column(ForeignKey("series.id"), index=True)
-    name: Mapped[str] = mapped_column(String(128))
+    # the cohort list asks whether any value of a key biomarker exists (one index probe)
+    name: Mapped[str] = mapped_column(String(128), index=True)
     value: Mapped[float | None] = mapped_column(Float)
     unit: Mapped[str] = mapped_column(String(32))
     extractor_version: Mapped[str] = mapped_column(String(32))

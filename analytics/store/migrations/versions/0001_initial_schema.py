@@ -439,6 +439,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("series_id", "name", "extractor_version", name="uq_feature"),
     )
     with op.batch_alter_table("features", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_features_name"), ["name"], unique=False)
         batch_op.create_index(batch_op.f("ix_features_series_id"), ["series_id"], unique=False)
 
     op.create_table(
@@ -472,6 +473,7 @@ def downgrade() -> None:
     op.drop_table("mask_rejections")
     with op.batch_alter_table("features", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_features_series_id"))
+        batch_op.drop_index(batch_op.f("ix_features_name"))
 
     op.drop_table("features")
     with op.batch_alter_table("ultrasound_rois", schema=None) as batch_op:

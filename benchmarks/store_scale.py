@@ -1,0 +1,534 @@
+"""The store and the cohort list at 50,000 patients and 200,000 series, on PostgreSQL and SQLite.
+
+A throwaway PostgreSQL (the test suite's ``tests.services.postgres_server``) and a SQLite
+file get the schema through the normal migration path (``open_store``), then the same
+generated rows (seeded, deterministic; bulk-loaded with COPY on PostgreSQL and
+``executemany`` on SQLite): patients with their identity rows, studies, series (some
+invalid), key and other biomarker values, lab visits and outcomes. Then the reads the
+dashboard makes are timed against named baselines in the same process:
+
+- the cohort list (``repo.list_patients``, pseudonymised and identified) against the
+  per-row implementation of ``main`` at ``dcaad46`` (kept below as the baseline);
+- filtered lists (``repo.find_patients``: search, outcome, modality, scan dates, a first
+  page) against the Cohort page's way: the whole list, then pandas;
+- the follow-up timeline (``repo.cohort_timeline``) against its per-row version of
+  ``dcaad46`` (kept below);
+- the headline counts and one patient's page (detail and series), unchanged, timed alone.
+
+Every case's result is checked equal to its baseline's (and the filters against
+hand-computed expectations) before timing; the script exits 1 when a check fails.
+
+    .venv/bin/python benchmarks/store_scale.py [--patients 50000] [--series 200000]
+        [--repeat 3] [--backends postgresql,sqlite]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import datetime as dt
+import io
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import pandas as pd
+from sqlalchemy import func, select
+
+from analytics.store import open_store, repo
+from analytics.store._repo_util import (
+    as_datetime,
+    baseline_of,
+    count_occasions,
+    dates_baseline,
+    shift_date,
+    view_birth_year,
+    years_between,
+)
+from analytics.store.db import Store
+from analytics.store.repo import IDENTITY_COLUMNS, KEY_BIOMARKERS, PATIENT_COLUMNS
+from analytics.store.schema import Feature, IdentityMap, Outcome, Patient, Series, Study, Visit
+from benchmarks.harness import Comparison, compare, format_seconds, measure
+
+KEY = ("liver_volume_ml", "spleen_volume_ml", "liver_hu_mean", "liver_spleen_hu_diff")
+OTHER = ("liver_hu_sd", "spleen_hu_mean")
+EVENTS = ("censored", "censored", "censored", "death", "decompensation", "hcc", "transplant")
+MODALITIES = ("CT", "CT", "CT", "MR", "US")
+NOW = "2026-12-01 00:00:00.000000"
+
+
+# --------------------------------------------------------------------------- data
+def generate(n_patients: int, n_series: int, seed: int) -> dict[str, tuple[list[str], list[tuple]]]:
+    """Rows of every table the cohort list reads: ``{table: (columns, rows)}``.
+
+    Each patient has 1-3 studies (3 % none); the series are spread over the studies (at
+    least one each) until ``n_series``; half of the valid series carry four key and two
+    other biomarkers; every patient has 0-4 lab visits (some without a date) and most an outcome.
+    """
+    rng = random.Random(seed)
+    patients, identity, studies, visits, outcomes = [], [], [], [], []
+    for pid in range(1, n_patients + 1):
+        base = dt.date(2015, 1, 1) + dt.timedelta(days=rng.randrange(2500))
+        shift = rng.randrange(-365, 365)
+        patients.append((pid, f"HT-{pid:06d}", rng.choice("FM"), 1930 + rng.randrange(60),
+                         base if rng.random() < 0.5 else None, "imaging", NOW))
+        identity.append((pid, pid, f"MRN{pid:07d}", f"key{pid:07d}",
+                         f"{rng.choice(('DOE', 'ROE', 'SMITH', 'JONES'))}^P{pid}",
+                         dt.date(1930 + rng.randrange(60), 1 + rng.randrange(12), 1), shift,
+                         None))
+        for k in range(0 if rng.random() < 0.03 else rng.randrange(1, 4)):
+            day = base + dt.timedelta(days=int(k * 365 + rng.randrange(60)))
+            studies.append((len(studies) + 1, f"2.25.{pid}.{k}", pid,
+                            day if rng.random() > 0.01 else None, "CT abdomen", None, NOW))
+        for v in range(rng.randrange(5)):
+            t = round(0.5 * v + rng.random() * 0.1, 6)
+            visits.append((len(visits) + 1, pid, t,
+                           base + dt.timedelta(days=round(t * 365.25))
+                           if rng.random() < 0.8 else None, "csv",
+                           json.dumps({"bilirubin_mg_dl": round(rng.uniform(0.3, 4), 2)})))
+        if rng.random() < 0.9:
+            t = round(rng.uniform(0.5, 8), 4)
+            outcomes.append((len(outcomes) + 1, pid, t,
+                             base + dt.timedelta(days=round(t * 365.25)), rng.choice(EVENTS)))
+    if not studies:
+        raise ValueError("no studies generated: ask for more patients")
+    per_study = [1] * len(studies)
+    for _ in range(max(0, n_series - len(studies))):
+        per_study[rng.randrange(len(studies))] += 1
+    series, features = [], []
+    for study, n in zip(studies, per_study, strict=True):
+        for j in range(n):
+            sid = len(series) + 1
+            status = "invalid" if rng.random() < 0.02 else "complete"
+            series.append((sid, f"{study[1]}.{j}", f"src{sid}", study[0], rng.choice(MODALITIES),
+                           "series", rng.choice(("portal_venous", "arterial", None)), None,
+                           100, 100, 512, 512, "[0.7, 0.7, 1.5]", None, status, None,
+                           f"dicom/{sid}", "folder", NOW))
+            if status == "complete" and rng.random() < 0.5:
+                for name in KEY + OTHER:
+                    features.append((len(features) + 1, sid, name,
+                                     round(rng.gauss(100, 30), 3), "mL", "1.0", None, None,
+                                     NOW))
+    return {
+        "patients": (["id", "pseudonym", "sex", "birth_year", "baseline_date", "source",
+                      "created_at"], patients),
+        "identity_map": (["id", "patient_id", "real_patient_id", "real_patient_id_key",
+                          "patient_name", "birth_date", "date_shift_days", "issuer"], identity),
+        "studies": (["id", "study_uid", "patient_id", "study_date", "description",
+                     "accession_key", "created_at"], studies),
+        "series": (["id", "series_uid", "source_key", "study_id", "modality", "description",
+                    "contrast_phase", "frame_of_reference_uid", "n_instances", "n_slices",
+                    "rows", "columns", "spacing_mm", "geometry", "status", "status_reason",
+                    "storage_dir", "source", "created_at"], series),
+        "features": (["id", "series_id", "name", "value", "unit", "extractor_version",
+                      "mask_id", "flags", "computed_at"], features),
+        "visits": (["id", "patient_id", "time_years", "visit_date", "source", "values"],
+                   visits),
+        "outcomes": (["id", "patient_id", "time_years", "outcome_date", "event"], outcomes),
+    }
+
+
+def load(store: Store, tables: dict[str, tuple[list[str], list[tuple]]]) -> None:
+    """Bulk-insert the generated rows (COPY on PostgreSQL, executemany on SQLite), then
+    refresh the planner's statistics."""
+    raw = store.engine.raw_connection()
+    try:
+        dbapi = raw.driver_connection
+        cur = dbapi.cursor()
+        for table, (columns, rows) in tables.items():
+            names = ", ".join(f'"{c}"' for c in columns)
+            if store.engine.dialect.name == "postgresql":
+                buf = io.StringIO()
+                csv.writer(buf).writerows(rows)  # None -> empty field -> NULL
+                with cur.copy(f"COPY {table} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
+                    copy.write(buf.getvalue())
+            else:
+                marks = ", ".join("?" for _ in columns)
+                cur.executemany(f"INSERT INTO {table} ({names}) VALUES ({marks})",
+                                [tuple(v.isoformat() if isinstance(v, dt.date) else v
+                                       for v in row) for row in rows])
+        if store.engine.dialect.name == "postgresql":
+            for table in tables:
+                cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                            f"(SELECT max(id) FROM {table}))")
+        dbapi.commit()
+        cur.execute("ANALYZE")
+        dbapi.commit()
+    finally:
+        raw.close()
+
+
+# --------------------------------------------------------------------------- baseline
+# ``repo.list_patients`` and ``repo.cohort_timeline`` as they were at dcaad46, kept verbatim
+# apart from their names: every study, visit and key biomarker row is fetched and the
+# records are built in Python.
+def _latest_values(rows: list[Any]) -> dict[int, dict[str, float]]:
+    """Per patient, the newest non-null value of each feature name.
+
+    ``rows`` are ``(patient_id, study_date, series_id, computed_at, name, value)``; newest
+    means latest study date, then latest series row, then latest computation.
+    """
+    def order(r: Any) -> tuple:
+        computed = r.computed_at
+        if computed is not None and computed.tzinfo is None:
+            computed = computed.replace(tzinfo=dt.UTC)  # SQLite drops the zone
+        return (r.study_date or dt.date.min, r.series_id,
+                computed or dt.datetime.min.replace(tzinfo=dt.UTC))
+
+    latest: dict[int, dict[str, float]] = defaultdict(dict)
+    for r in sorted(rows, key=order):
+        if r.value is not None:
+            latest[r.patient_id][r.name] = float(r.value)
+    return latest
+
+
+# --------------------------------------------------------------------------- cohort list
+def rowwise_list_patients(store: Store, *, identified: bool) -> pd.DataFrame:
+    """Baseline: ``repo.list_patients`` as of ``dcaad46`` (every row to Python, one
+    record per patient)."""
+    with store.session() as s:
+        patients = s.execute(select(Patient.id, Patient.pseudonym, Patient.sex,
+                                    Patient.birth_year, Patient.baseline_date)
+                             .order_by(Patient.pseudonym)).all()
+        identity = {}
+        if identified:
+            identity = {r.patient_id: r for r in s.execute(
+                select(IdentityMap.patient_id, IdentityMap.real_patient_id,
+                       IdentityMap.patient_name, IdentityMap.birth_date,
+                       IdentityMap.date_shift_days)).all()}
+        studies = s.execute(
+            select(Study.patient_id, Study.id, Study.study_date,
+                   func.count(Series.id).label("n_series"),
+                   dates_baseline().label("for_baseline"))
+            .outerjoin(Series, Series.study_id == Study.id)
+            .group_by(Study.patient_id, Study.id, Study.study_date)).all()
+        visits = s.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date)).all()
+        outcomes = {r.patient_id: r for r in s.execute(
+            select(Outcome.patient_id, Outcome.time_years, Outcome.outcome_date,
+                   Outcome.event)).all()}
+        feature_rows = s.execute(
+            select(Study.patient_id, Study.study_date, Series.id.label("series_id"),
+                   Feature.computed_at, Feature.name, Feature.value)
+            .join(Series, Feature.series_id == Series.id)
+            .join(Study, Series.study_id == Study.id)
+            .where(Feature.name.in_(KEY_BIOMARKERS))).all()
+
+    studies_of: dict[int, list[Any]] = defaultdict(list)
+    for r in studies:
+        studies_of[r.patient_id].append(r)
+    visits_of: dict[int, list[tuple[float, dt.date | None]]] = defaultdict(list)
+    for r in visits:
+        visits_of[r.patient_id].append((r.time_years, r.visit_date))
+    latest = _latest_values(feature_rows)
+    present = [n for n in KEY_BIOMARKERS if any(n in v for v in latest.values())]
+
+    records = [_patient_record(p, identity.get(p.id), studies_of.get(p.id, []),
+                               visits_of.get(p.id, []), outcomes.get(p.id),
+                               latest.get(p.id, {}), present, identified)
+               for p in patients]
+    return _patient_frame(records, present, identified)
+
+
+def _patient_record(p: Any, idr: Any, st_rows: list[Any],
+                    v_rows: list[tuple[float, dt.date | None]], out: Any,
+                    latest: dict[str, float], present: list[str],
+                    identified: bool) -> dict[str, Any]:
+    """One row of :func:`list_patients` from the patient's rows."""
+    shift = idr.date_shift_days if idr is not None else 0
+    dates = [r.study_date for r in st_rows]
+    known = [d for d in dates if d is not None]
+    valid = [r.study_date for r in st_rows if r.for_baseline]  # time zero: not invalid
+    baseline = baseline_of(p.baseline_date, valid + [d for _, d in v_rows], dates)
+    rec: dict[str, Any] = {
+        "pseudonym": p.pseudonym,
+        "sex": p.sex,
+        "birth_year": view_birth_year(p.birth_year, idr.birth_date if idr else None,
+                                      identified),
+        "n_studies": len(st_rows),
+        "n_series": int(sum(r.n_series for r in st_rows)),
+        "first_scan": shift_date(min(known), shift, identified) if known else None,
+        "last_scan": shift_date(max(known), shift, identified) if known else None,
+        "n_visits": count_occasions(dates, v_rows, baseline),
+        "event": out.event if out else None,
+        "follow_up_years": float(out.time_years) if out else None,
+        "outcome_date": shift_date(out.outcome_date, shift, identified) if out else None,
+    }
+    if identified:
+        rec["patient_name"] = idr.patient_name if idr else None
+        rec["patient_id"] = idr.real_patient_id if idr else None
+        rec["birth_date"] = idr.birth_date if idr else None
+    for name in present:
+        rec[name] = latest.get(name)
+    return rec
+
+
+def _patient_frame(records: list[dict[str, Any]], present: list[str],
+                   identified: bool) -> pd.DataFrame:
+    """The records of :func:`list_patients` as a frame with its documented columns and
+    dtypes."""
+    columns = list(PATIENT_COLUMNS)
+    if identified:
+        columns[1:1] = IDENTITY_COLUMNS
+    columns += present
+    df = pd.DataFrame.from_records(records, columns=columns)
+    for col in ("first_scan", "last_scan", "outcome_date") + (
+            ("birth_date",) if identified else ()):
+        df[col] = as_datetime(df[col].tolist())
+    for col in ("birth_year",):
+        df[col] = df[col].astype("Int64")
+    for col in ("n_studies", "n_series", "n_visits"):
+        df[col] = df[col].astype("int64")
+    for col in ["follow_up_years", *present]:
+        df[col] = df[col].astype("float64")
+    return df
+
+
+
+
+def rowwise_cohort_timeline(store: Store) -> pd.DataFrame:
+    """Baseline: ``repo.cohort_timeline`` as of ``dcaad46`` (a Python loop over rows)."""
+    with store.session() as s:
+        patients = s.execute(select(Patient.id, Patient.pseudonym,
+                                    Patient.baseline_date)).all()
+        studies = s.execute(select(Study.patient_id, Study.study_date,
+                                   dates_baseline().label("for_baseline"))
+                            .where(Study.patient_id.is_not(None))).all()
+        visits = s.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date)).all()
+        outcomes = s.execute(select(Outcome.patient_id, Outcome.time_years,
+                                    Outcome.event)).all()
+    dates_of: dict[int, list[dt.date]] = defaultdict(list)
+    base_dates: dict[int, list[dt.date]] = defaultdict(list)
+    for r in studies:
+        if r.study_date is not None:
+            dates_of[r.patient_id].append(r.study_date)
+            if r.for_baseline:
+                base_dates[r.patient_id].append(r.study_date)
+    visit_dates: dict[int, list[dt.date]] = defaultdict(list)
+    for r in visits:
+        if r.visit_date is not None:
+            visit_dates[r.patient_id].append(r.visit_date)
+    names = {p.id: p.pseudonym for p in patients}
+    base = {p.id: baseline_of(p.baseline_date, base_dates[p.id] + visit_dates[p.id],
+                              dates_of[p.id])
+            for p in patients}
+    rows: list[tuple[str, str, float, str | None]] = []
+    for pid, dates in dates_of.items():
+        for d in dates:
+            rows.append((names[pid], "scan", years_between(d, base[pid]), None))  # type: ignore[arg-type]
+    rows += [(names[r.patient_id], "visit", float(r.time_years), None) for r in visits
+             if r.time_years is not None]
+    rows += [(names[r.patient_id], "outcome", float(r.time_years), r.event) for r in outcomes]
+    df = pd.DataFrame(rows, columns=["pseudonym", "kind", "time_years", "event"])
+    df["time_years"] = df["time_years"].astype("float64")
+    return df.sort_values(["pseudonym", "time_years", "kind"], ignore_index=True)
+
+
+# --------------------------------------------------------------------------- cases
+def _truth(tables: dict[str, tuple[list[str], list[tuple]]]) -> dict[str, Any]:
+    """Facts worked out from the generated rows alone, to check the filters against."""
+    pseudonym = {r[0]: r[1] for r in tables["patients"][1]}
+    identity = {r[1]: r for r in tables["identity_map"][1]}
+    study_patient = {r[0]: r[2] for r in tables["studies"][1]}
+    events = {r[1]: r[4] for r in tables["outcomes"][1]}
+    return {
+        "pseudonym": pseudonym, "identity": identity, "events": events,
+        "scanned": {pseudonym[p] for p in study_patient.values()},
+        "modality": lambda m: {pseudonym[study_patient[r[3]]]
+                               for r in tables["series"][1] if r[4] == m},
+    }
+
+
+def _filter_cases(truth: dict[str, Any]) -> list[tuple[str, repo.PatientQuery, bool, set[str],
+                                                       Callable[[pd.DataFrame], pd.DataFrame]]]:
+    """(name, query, identified, expected pseudonyms, the same filter in pandas)."""
+    names = truth["pseudonym"].values()
+    ident = {truth["pseudonym"][pid]: r for pid, r in truth["identity"].items()}
+
+    def search_in_table(text: str) -> Callable[[pd.DataFrame], pd.DataFrame]:
+        def run(df: pd.DataFrame) -> pd.DataFrame:
+            hit = pd.Series(False, index=df.index)
+            for col in ("pseudonym", "patient_name", "patient_id"):
+                if col in df.columns:
+                    hit |= df[col].fillna("").astype(str).str.lower().str.contains(
+                        text, regex=False)
+            return df[hit]
+        return run
+
+    death = {truth["pseudonym"][p] for p, e in truth["events"].items() if e == "death"}
+    had = {truth["pseudonym"][p] for p, e in truth["events"].items() if e != "censored"}
+    mr = truth["modality"]("MR")
+    middle = sorted(names)[len(names) // 2]
+    page = sorted(n for n in names if n > middle)[:50]
+    return [
+        ("search pseudonym 'ht-00012' (pseudonymised)", repo.PatientQuery(search="ht-00012"),
+         False, {n for n in names if "ht-00012" in n.lower()}, search_in_table("ht-00012")),
+        ("search name 'smith^p12' (identified)", repo.PatientQuery(search="smith^p12"), True,
+         {n for n, r in ident.items() if "smith^p12" in r[4].lower()},
+         search_in_table("smith^p12")),
+        ("search real ID 'mrn00042' (identified)", repo.PatientQuery(search="mrn00042"), True,
+         {n for n, r in ident.items() if "mrn00042" in r[2].lower()},
+         search_in_table("mrn00042")),
+        # identity is never searched where it is not shown: no hit, whoever is behind
+        ("search name 'smith' (pseudonymised: no identity searched)",
+         repo.PatientQuery(search="smith"), False, set(), search_in_table("smith")),
+        ("outcome death (identified)", repo.PatientQuery(events=("death",)), True, death,
+         lambda df: df[df["event"] == "death"]),
+        ("had an event (pseudonymised)", repo.PatientQuery(had_event=True), False, had,
+         lambda df: df[df["event"].notna() & (df["event"] != "censored")]),
+        ("has an MR series (pseudonymised)", repo.PatientQuery(modality="MR"), False, mr,
+         lambda df: df[df["pseudonym"].isin(mr)]),
+        ("no scans (identified)", repo.PatientQuery(has_scans=False), True,
+         set(names) - truth["scanned"], lambda df: df[df["n_studies"] == 0]),
+        (f"page of 50 after {middle} (identified)",
+         repo.PatientQuery(after=middle, limit=50), True, set(page),
+         lambda df: df[df["pseudonym"] > middle].head(50)),
+    ]
+
+
+class CheckFailed(Exception):
+    """A result differs from its baseline or from the generated truth."""
+
+
+def _same(case: pd.DataFrame, baseline: pd.DataFrame, what: str) -> None:
+    try:
+        pd.testing.assert_frame_equal(case.reset_index(drop=True),
+                                      baseline.reset_index(drop=True))
+    except AssertionError as e:
+        raise CheckFailed(f"{what}: case and baseline differ: {e}") from e
+
+
+def run_backend(store: Store, backend: str, tables: dict, args: argparse.Namespace,
+                rows: list[dict[str, Any]]) -> None:
+    """Check, then time, every read on one loaded store; append table rows to ``rows``."""
+    n = args.patients
+
+    def add(call: str, cmp: Comparison | None, case_s: float | None = None) -> None:
+        rows.append({"backend": backend, "call": call,
+                     "case_s": cmp.case.median if cmp else case_s,
+                     "baseline_s": cmp.baseline.median if cmp else None,
+                     "ratio": cmp.ratio if cmp else None})
+
+    for identified in (False, True):
+        view = "identified" if identified else "pseudonymised"
+        _same(repo.list_patients(store, identified=identified),
+              rowwise_list_patients(store, identified=identified), f"list_patients {view}")
+        add(f"list_patients ({view})", compare(
+            f"{backend} repo.list_patients {view}",
+            lambda i=identified: repo.list_patients(store, identified=i),
+            "row-wise list_patients of dcaad46",
+            lambda i=identified: rowwise_list_patients(store, identified=i),
+            repeat=args.repeat, warmup=0, units=(n, "patients")))
+
+    full = {i: repo.list_patients(store, identified=i) for i in (False, True)}
+    for name, query, identified, expected, in_pandas in _filter_cases(_truth(tables)):
+        got = repo.find_patients(store, query, identified=identified)
+        if set(got["pseudonym"]) != expected or len(got) != len(expected):
+            raise CheckFailed(f"{name}: {len(got)} patients, expected {len(expected)}")
+        _same(got, in_pandas(full[identified]), name)
+        add(f"find_patients: {name} [{len(got)}]", compare(
+            f"{backend} find_patients {name}",
+            lambda q=query, i=identified: repo.find_patients(store, q, identified=i),
+            "whole list, then pandas (the Cohort page's way)",
+            lambda i=identified, f=in_pandas: f(repo.list_patients(store, identified=i)),
+            repeat=args.repeat, warmup=0))
+
+    _same(repo.cohort_timeline(store), rowwise_cohort_timeline(store), "cohort_timeline")
+    add("cohort_timeline", compare(
+        f"{backend} repo.cohort_timeline", lambda: repo.cohort_timeline(store),
+        "row-wise cohort_timeline of dcaad46", lambda: rowwise_cohort_timeline(store),
+        repeat=args.repeat, warmup=0))
+    one = f"HT-{n // 2:06d}"
+    for call, fn in (("cohort_summary", lambda: repo.cohort_summary(store)),
+                     (f"patient_detail {one} (identified)",
+                      lambda: repo.patient_detail(store, one, identified=True)),
+                     (f"series_for_patient {one}",
+                      lambda: repo.series_for_patient(store, one))):
+        timing = measure(fn, repeat=args.repeat, warmup=1)
+        print(f"{backend} {call}: {format_seconds(timing.median)} (no baseline: unchanged)")
+        add(call, None, timing.median)
+    summary = repo.cohort_summary(store)
+    want = {"patients": n, "studies": len(tables["studies"][1]),
+            "series": len(tables["series"][1])}
+    if {k: summary[k] for k in want} != want:
+        raise CheckFailed(f"cohort_summary {summary} does not match the generated {want}")
+
+
+@contextlib.contextmanager
+def _stores(backend: str, work: Path) -> Iterator[Store | None]:
+    """An empty, migrated store on ``backend`` (None when PostgreSQL is not installed)."""
+    if backend == "sqlite":
+        store = open_store(url=f"sqlite:///{work / 'scale.db'}", home=work)
+        try:
+            yield store
+        finally:
+            store.dispose()
+        return
+    from tests import services
+
+    if not any((d / "initdb").exists() for d in services.PG_BIN_DIRS):
+        print("postgresql: skipped (no initdb under /usr/lib/postgresql/*/bin)")
+        yield None
+        return
+    with services.postgres_server() as pg:
+        store = open_store(url=pg.new_database("scale"), home=work)
+        try:
+            yield store
+        finally:
+            store.dispose()
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    print()
+    print(f"{'backend':<11}{'call':<76}{'case':>10}{'baseline':>11}{'ratio':>8}")
+    for r in rows:
+        base = format_seconds(r["baseline_s"]) if r["baseline_s"] is not None else "-"
+        ratio = f"{r['ratio']:.1f}x" if r["ratio"] is not None else "-"
+        flag = "" if r["case_s"] <= 1.0 else "  (> 1 s)"
+        print(f"{r['backend']:<11}{r['call'][:75]:<76}{format_seconds(r['case_s']):>10}"
+              f"{base:>11}{ratio:>8}{flag}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--patients", type=int, default=50_000)
+    ap.add_argument("--series", type=int, default=200_000)
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--backends", default="postgresql,sqlite",
+                    help="comma-separated: postgresql, sqlite")
+    args = ap.parse_args()
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    started = time.perf_counter()
+    tables = generate(args.patients, args.series, args.seed)
+    print(f"generated {', '.join(f'{len(v[1]):,} {k}' for k, v in tables.items())} "
+          f"in {time.perf_counter() - started:.1f} s")
+    rows: list[dict[str, Any]] = []
+    try:
+        for backend in args.backends.split(","):
+            with tempfile.TemporaryDirectory() as d, _stores(backend.strip(), Path(d)) as store:
+                if store is None:
+                    continue
+                t = time.perf_counter()
+                load(store, tables)
+                print(f"{backend}: loaded in {time.perf_counter() - t:.1f} s")
+                run_backend(store, backend, tables, args, rows)
+    except CheckFailed as e:
+        print(f"CHECK FAILED: {e}")
+        return 1
+    _print_table(rows)
+    print(f"load average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -165,8 +165,9 @@ def held_panel() -> None:
         st.caption("A clinician resolves these: the decision needs the identified fields.")
         return
     c = st.columns([2, 1, 1])
-    hold = c[0].selectbox("Held study", held["hold"].tolist(), key=key(INGEST, "hold"),
-                          format_func=lambda h: f"hold {h}")
+    choices = ingest_view.hold_choices(held)
+    hold = c[0].selectbox("Held study", list(choices), key=key(INGEST, "hold"),
+                          format_func=lambda h: choices.get(h, f"hold {h}"))
     for col, decision, label in ((c[1], "same", "Same patient"),
                                  (c[2], "different", "Different patient")):
         if col.button(label, key=key(INGEST, f"resolve-{decision}"),

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from analytics.audit import Actor
+from analytics.auth import Permission, allowed
 from analytics.config import PacsSettings, Settings
 from analytics.errors import FeatureError
 from analytics.features import warm
@@ -17,7 +18,9 @@ from analytics.features.mr_companions import measurement_plans
 from analytics.features.totalseg import series_needing_mask
 from analytics.ingest.nifti_masks import parse_label_table
 from analytics.ingest.ultrasound_series import measurement_words
+from analytics.names import clinical_name
 from analytics.store.db import Store
+from analytics.store.pseudonyms import view_dates
 from analytics.usecases import identity as identity_uc
 from analytics.usecases import ingest as ingest_uc
 from analytics.usecases import series_repair as repair_uc
@@ -241,36 +244,77 @@ def counts(result: dict[str, Any]) -> dict[str, int]:
 
 
 HELD_COLUMNS = ("hold", "stored patient", "study date", "series", "differs")
-IDENTIFIED_COLUMNS = ("stored name", "received name", "stored birth date",
-                      "received birth date", "stored sex", "received sex", "stored issuer",
-                      "received issuer")
+#: identity field (``HeldStudy.fields``) -> the words of its stored/received columns
+HELD_FIELDS = {"name": "name", "birth_date": "birth date", "sex": "sex", "issuer": "issuer"}
+IDENTIFIED_COLUMNS = tuple(f"{side} {w}" for w in HELD_FIELDS.values()
+                           for side in ("stored", "received"))
+
+
+def _identified_columns(fields: set[str]) -> list[str]:
+    """A clinician's column order: what differs, then the stored and received values of
+    the differing fields side by side, then the rest (the table is read left to right)."""
+    first = [f for f in HELD_FIELDS if f in fields]
+    rest = [f for f in HELD_FIELDS if f not in fields]
+    pairs = [f"{side} {HELD_FIELDS[f]}" for f in first for side in ("stored", "received")]
+    tail = [f"{side} {HELD_FIELDS[f]}" for f in rest for side in ("stored", "received")]
+    return ["hold", "differs", *pairs, "stored patient", "study date", "series", *tail]
 
 
 def held_studies(store: Store, actor: Actor) -> pd.DataFrame:
     """The studies held as identity conflicts (``usecases.identity.list_held_studies``).
 
-    Names, birth dates, sexes and issuers (stored and received) only for a role with the
-    identified view; otherwise the pseudonym and the names of the fields that differ.
+    Names (in clinical form), birth dates, sexes and issuers (stored and received) only
+    for a role with the identified view, with the differing fields first; otherwise the
+    pseudonym and the names of the fields that differ. ``study date`` is the date as the
+    viewer may see it, as in the ingest result: real for the identified view, else the
+    stored (shifted) one.
 
     Raises
     ------
     PermissionDeniedError
         If the actor may not ingest.
     """
-    rows = []
-    for h in identity_uc.list_held_studies(Context(actor, store)):
-        row = {"hold": h.hold_id, "stored patient": h.patient, "study date": h.study_date,
+    held = identity_uc.list_held_studies(Context(actor, store))
+    dates = view_dates(store, [h.patient for h in held], [h.study_date for h in held],
+                       identified=allowed(actor, Permission.VIEW_IDENTIFIED))
+    rows, fields = [], set()
+    for h, date in zip(held, dates, strict=True):
+        row = {"hold": h.hold_id, "stored patient": h.patient,
+               "study date": date.isoformat() if date else None,
                "series": h.n_series, "differs": h.as_dict()["differs"]}
         if h.stored is not None and h.received is not None:
+            fields |= set(h.fields)
             for side, facts in (("stored", h.stored), ("received", h.received)):
-                row[f"{side} name"] = facts["patient_name"]
+                row[f"{side} name"] = clinical_name(facts["patient_name"])
                 row[f"{side} birth date"] = facts["birth_date"]
                 row[f"{side} sex"] = facts["sex"]
                 row[f"{side} issuer"] = facts["issuer"]
         rows.append(row)
-    columns = list(HELD_COLUMNS) + (list(IDENTIFIED_COLUMNS) if rows and
-                                    "stored name" in rows[0] else [])
+    identified = bool(rows) and "stored name" in rows[0]
+    columns = _identified_columns(fields) if identified else list(HELD_COLUMNS)
     return pd.DataFrame(rows, columns=columns)
+
+
+def _who(name: Any, born: Any) -> str:
+    """``"David Q GARCIA, born 1970-01-01"`` from what a row has of the two."""
+    parts = [str(name) if isinstance(name, str) and name else "name not recorded"]
+    if isinstance(born, str) and born:
+        parts.append(f"born {born}")
+    return ", ".join(parts)
+
+
+def hold_choices(held: pd.DataFrame) -> dict[int, str]:
+    """What the hold picker says of each held study of :func:`held_studies` (identified
+    view): the received identity, the study date and the stored patient it collides with,
+    so the clinician need not match hold numbers against the table."""
+    out = {}
+    for row in held.to_dict("records"):
+        study = f"study {row['study date']}" if row.get("study date") else "study date unknown"
+        out[int(row["hold"])] = (
+            f"hold {row['hold']}: {_who(row.get('received name'), row.get('received birth date'))}"
+            f", {study} · stored as {row['stored patient']} "
+            f"({_who(row.get('stored name'), row.get('stored birth date'))})")
+    return out
 
 
 def resolve_held(store: Store, settings: Settings, actor: Actor, hold_id: int,

@@ -39,12 +39,16 @@ def job_panel() -> None:
         dash.clear()  # new series and features: cohort-level caches are stale
         st.rerun(scope="app")
     c = ingest_view.counts(result)
-    m = st.columns(5)
+    m = st.columns(6 if c["held_instances"] else 5)
     m[0].metric("Series stored", c["series"])
-    m[1].metric("Instances", c["instances"])
+    m[1].metric("Instances", c["instances"] - c["held_instances"],
+                help="filed under a patient")
     m[2].metric("Already stored", c["duplicates"], help="instances or masks received again")
     m[3].metric("Refused", c["refused"])
     m[4].metric("Features extracted", c["features"], help="series")
+    if c["held_instances"]:
+        m[5].metric("Held for identity review", f"{c['held_instances']} instances",
+                    help="stored, filed under no patient until a clinician decides")
     if c["warnings"]:
         st.warning(f"{c['warnings']} series stored with identifiers HepaTrack filled in "
                    "(derived UIDs, UIDs from the file meta or an assigned Patient ID): "

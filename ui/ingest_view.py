@@ -29,6 +29,8 @@ from ui.jobs import Job
 
 RESULT_COLUMNS = ("item", "outcome", "patient", "study_date", "modality", "slices", "masks",
                   "measurements", "reason", "warning")
+#: what a count cell says when there is nothing to count for the row (never "None")
+NO_VALUE = "—"
 #: longest a single series' feature extraction may take from the dashboard
 FEATURE_TIMEOUT_S = 1800
 
@@ -209,7 +211,7 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
                      "patient": s.get("patient"),
                      "study_date": dates.get(s["series_uid"], s.get("study_date")),
                      "modality": s.get("modality"), "slices": s.get("slices"),
-                     "masks": s.get("masks"),
+                     "masks": NO_VALUE if s.get("masks") is None else s.get("masks"),
                      "measurements": measurement_words(s) or plans.get(s["series_uid"], ""),
                      "reason": reason,
                      "warning": "; ".join(s.get("warnings", []))})
@@ -218,21 +220,24 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
                      "patient": h.get("patient"),
                      "study_date": dates.get(h["series_uid"], h.get("study_date")),
                      "modality": h.get("modality"), "slices": h.get("slices"),
-                     "reason": h.get("reason")})
+                     "masks": NO_VALUE, "reason": h.get("reason")})
     for kind, items in (("rejected", report.rejected), ("quarantined", report.quarantined),
                         ("conflict", report.conflicts)):
         for r in items:
-            rows.append({"item": r.file, "outcome": kind, "reason": r.reason})
+            rows.append({"item": r.file, "outcome": kind, "masks": NO_VALUE,
+                         "reason": r.reason})
     batch = result.get("features")
     if batch is not None:
         for f in batch.series_failed:
             rows.append({"item": f"series {f['series_uid']}", "outcome": "features failed",
-                         "reason": f["reason"]})
+                         "masks": NO_VALUE, "reason": f["reason"]})
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
 
 
 def counts(result: dict[str, Any]) -> dict[str, int]:
-    """Headline numbers of an ingest result."""
+    """Headline numbers of an ingest result. ``instances`` counts every instance stored
+    now, ``held_instances`` those of them held for identity review (filed under no
+    patient)."""
     report = result["report"]
     batch = result.get("features")
     return {"series": report.series_ingested, "instances": report.instances,
@@ -240,7 +245,9 @@ def counts(result: dict[str, Any]) -> dict[str, int]:
             "refused": len(report.rejected) + len(report.quarantined) + len(report.conflicts),
             "features": len(batch.series_done) if batch is not None else 0,
             "warnings": sum(1 for s in report.series if s.get("warnings")),
-            "held": len(getattr(report, "held", []))}
+            "held": len(getattr(report, "held", [])),
+            "held_instances": sum(int(h.get("slices") or 0) for h in getattr(report, "held", [])
+                                  if not h.get("already_stored"))}
 
 
 HELD_COLUMNS = ("hold", "stored patient", "study date", "series", "differs")

@@ -102,6 +102,12 @@ def test_a_held_study_shows_on_the_ingest_page_and_a_clinician_resolves_it(
     assert held.reason.startswith("held: identity conflict with stored patient HT-")
     assert "(name, birth date differ)" in held.reason and "GARCIA" not in held.reason
     assert any("held as identity conflicts" in w.value for w in at.warning)
+    # three slices held for review, none filed: not "0 series" beside "3 instances"
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Series stored"], metrics["Instances"]) == ("0", "0")
+    assert metrics["Held for identity review"] == "3 instances"
+    # no mask count for a held series: a dash, never "None"
+    assert result["masks"].tolist() == ["—"]
     holds = _table(at, "differs")
     assert holds["differs"].tolist() == ["name, birth date"]
     # names in clinical form, as everywhere else a clinician reads them

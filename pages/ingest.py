@@ -13,6 +13,8 @@ from ui.session import key
 
 INGEST = "ingest"
 JOB_KEY = key(INGEST, "job")
+#: series UID -> (outcome, patient) of the held series resolved on this page
+RESOLVED_KEY = key(INGEST, "resolved")
 
 ctx = shell.page_start()
 st.title("Ingest")
@@ -38,7 +40,8 @@ def job_panel() -> None:
         st.session_state[key(INGEST, f"seen-{job.id}")] = True
         dash.clear()  # new series and features: cohort-level caches are stale
         st.rerun(scope="app")
-    c = ingest_view.counts(result)
+    resolved = st.session_state.get(RESOLVED_KEY)
+    c = ingest_view.counts(result, resolved)
     m = st.columns(6 if c["held_instances"] else 5)
     m[0].metric("Series stored", c["series"])
     m[1].metric("Instances", c["instances"] - c["held_instances"],
@@ -61,7 +64,7 @@ def job_panel() -> None:
         st.warning(f"{c['held']} series held as identity conflicts: stored, but filed under "
                    "no patient and not scored until resolved (see Identity conflicts below).",
                    icon=":material/person_alert:")
-    table = ingest_view.result_table(result)
+    table = ingest_view.result_table(result, resolved)
     st.dataframe(table, hide_index=True, column_config=column_config(table),
                  key=key(INGEST, "result"))
 
@@ -178,9 +181,12 @@ def held_panel() -> None:
                       help="same: file it under the stored patient; different: under a "
                            "patient of its own, with its own pseudonym"):
             try:
-                _done(ingest_view.resolve_held(ctx.store, ctx.settings, who, hold, decision))
+                out = ingest_view.resolve_held(ctx.store, ctx.settings, who, hold, decision)
             except HepaTrackError as err:
                 shell.show_error(err)
+            else:
+                st.session_state.setdefault(RESOLVED_KEY, {}).update(out.series)
+                _done(out.message)
 
 
 def repair_panel() -> None:

@@ -184,7 +184,8 @@ def search_pacs(store: Store, actor: Actor, pacs: PacsSettings, *,
     return df
 
 
-def result_table(result: dict[str, Any]) -> pd.DataFrame:
+def result_table(result: dict[str, Any],
+                 resolved: dict[str, tuple[str, str]] | None = None) -> pd.DataFrame:
     """One row per series (accepted, duplicate, incomplete) and per refused file.
 
     ``outcome``: ``accepted`` (stored now), ``duplicate`` (already stored), ``incomplete``
@@ -196,6 +197,8 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
     measurements feature extraction will make and which it cannot, and why
     (``result["measurements"]``). ``study_date`` is the date as the viewer may see it
     (``result["study_dates"]``: real for the identified view, else the stored one).
+    A held series resolved since (``resolved``: series UID -> outcome and patient, from
+    :class:`HoldResolved`) shows that outcome and the patient it is filed under.
     """
     report = result["report"]
     needs = result.get("needs_mask") or {}
@@ -215,9 +218,11 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
                      "measurements": measurement_words(s) or plans.get(s["series_uid"], ""),
                      "reason": reason,
                      "warning": "; ".join(s.get("warnings", []))})
+    resolved = resolved or {}
     for h in getattr(report, "held", []):
-        rows.append({"item": f"series {h['series_uid']}", "outcome": "held",
-                     "patient": h.get("patient"),
+        outcome, patient = resolved.get(h["series_uid"], ("held", h.get("patient")))
+        rows.append({"item": f"series {h['series_uid']}", "outcome": outcome,
+                     "patient": patient,
                      "study_date": dates.get(h["series_uid"], h.get("study_date")),
                      "modality": h.get("modality"), "slices": h.get("slices"),
                      "masks": NO_VALUE, "reason": h.get("reason")})
@@ -234,19 +239,21 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
 
 
-def counts(result: dict[str, Any]) -> dict[str, int]:
+def counts(result: dict[str, Any],
+           resolved: dict[str, tuple[str, str]] | None = None) -> dict[str, int]:
     """Headline numbers of an ingest result. ``instances`` counts every instance stored
     now, ``held_instances`` those of them held for identity review (filed under no
-    patient)."""
+    patient) and not resolved since (``resolved``, as for :func:`result_table`)."""
     report = result["report"]
     batch = result.get("features")
+    held = [h for h in getattr(report, "held", []) if h["series_uid"] not in (resolved or {})]
     return {"series": report.series_ingested, "instances": report.instances,
             "duplicates": report.duplicates,
             "refused": len(report.rejected) + len(report.quarantined) + len(report.conflicts),
             "features": len(batch.series_done) if batch is not None else 0,
             "warnings": sum(1 for s in report.series if s.get("warnings")),
-            "held": len(getattr(report, "held", [])),
-            "held_instances": sum(int(h.get("slices") or 0) for h in getattr(report, "held", [])
+            "held": len(held),
+            "held_instances": sum(int(h.get("slices") or 0) for h in held
                                   if not h.get("already_stored"))}
 
 
@@ -324,8 +331,18 @@ def hold_choices(held: pd.DataFrame) -> dict[int, str]:
     return out
 
 
+@dataclass(frozen=True)
+class HoldResolved:
+    """What resolving a hold did: ``message`` to show, and per series of the study the
+    result-table ``outcome`` and ``patient`` it now has (:func:`result_table`'s
+    ``resolved``)."""
+
+    message: str
+    series: dict[str, tuple[str, str]]
+
+
 def resolve_held(store: Store, settings: Settings, actor: Actor, hold_id: int,
-                 decision: str) -> str:
+                 decision: str) -> HoldResolved:
     """Resolve one held study (``usecases.identity.resolve_held_study``); what was done.
 
     Raises
@@ -338,9 +355,12 @@ def resolve_held(store: Store, settings: Settings, actor: Actor, hold_id: int,
     out = identity_uc.resolve_held_study(Context(actor, store, settings),
                                          identity_uc.ResolveRequest(int(hold_id), decision))
     if out.decision == "same":
-        return f"Filed under the stored patient {out.patient}."
-    return (f"Filed under {'a new patient' if out.new_patient else 'patient'} "
-            f"{out.patient} (another person with the same Patient ID).")
+        message, outcome = f"Filed under the stored patient {out.patient}.", "filed: same patient"
+    else:
+        message = (f"Filed under {'a new patient' if out.new_patient else 'patient'} "
+                   f"{out.patient} (another person with the same Patient ID).")
+        outcome = "filed: other patient"
+    return HoldResolved(message, {uid: (outcome, out.patient) for uid in out.series_uids})
 
 
 UNFINISHED_COLUMNS = ("series_uid", "patient", "status", "reason", "instances")

@@ -134,6 +134,15 @@ def test_a_held_study_shows_on_the_ingest_page_and_a_clinician_resolves_it(
     patients = _patients(home)
     assert len(patients) == n_patients and patients["n_studies"].sum() == 2
     assert ("GARCIA^DAVID^Q" in patients["patient_name"].tolist()) == (button == "different")
+    # the ingest result above says what became of the study, not "held" any more
+    after = _table(at, "outcome")
+    filed = patients["pseudonym"].tolist() if button == "same" else [
+        p for p in patients["pseudonym"] if p != stored]
+    assert after["outcome"].tolist() == [
+        "filed: same patient" if button == "same" else "filed: other patient"]
+    assert after["patient"].tolist() == filed and len(filed) == 1
+    assert not any("held as identity conflicts" in w.value for w in at.warning)
+    assert "Held for identity review" not in {m.label for m in at.metric}
 
 
 def test_an_administrator_sees_held_studies_by_pseudonym_only_and_cannot_resolve(home):

@@ -163,9 +163,11 @@ def held_panel() -> None:
     if held.empty:
         return
     st.subheader("Identity conflicts")
-    st.warning(f"{len(held)} study(ies) carry the Patient ID of a stored patient but other "
-               "identity fields. They are stored, but filed under no patient and not scored "
-               "until a clinician decides.", icon=":material/person_alert:")
+    one = len(held) == 1
+    st.warning(f"{len(held)} {'study carries' if one else 'studies carry'} the Patient ID of "
+               f"a stored patient but other identity fields. {'It is' if one else 'They are'} "
+               "stored, but filed under no patient and not scored until a clinician decides.",
+               icon=":material/person_alert:")
     st.dataframe(held, hide_index=True, column_config=column_config(held),
                  key=key(INGEST, "held_table"))
     if not allowed(who, Permission.VIEW_IDENTIFIED):

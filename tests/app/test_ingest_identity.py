@@ -102,6 +102,9 @@ def test_a_held_study_shows_on_the_ingest_page_and_a_clinician_resolves_it(
     assert held.reason.startswith("held: identity conflict with stored patient HT-")
     assert "(name, birth date differ)" in held.reason and "GARCIA" not in held.reason
     assert any("held as identity conflicts" in w.value for w in at.warning)
+    assert [w.value for w in at.warning if "Patient ID of a stored patient" in w.value] == [
+        "1 study carries the Patient ID of a stored patient but other identity fields. It is "
+        "stored, but filed under no patient and not scored until a clinician decides."]
     # three slices held for review, none filed: not "0 series" beside "3 instances"
     metrics = {m.label: m.value for m in at.metric}
     assert (metrics["Series stored"], metrics["Instances"]) == ("0", "0")

@@ -13,6 +13,8 @@ from ui.session import key
 
 INGEST = "ingest"
 JOB_KEY = key(INGEST, "job")
+#: series UID -> (outcome, patient) of the held series resolved on this page
+RESOLVED_KEY = key(INGEST, "resolved")
 
 ctx = shell.page_start()
 st.title("Ingest")
@@ -38,13 +40,18 @@ def job_panel() -> None:
         st.session_state[key(INGEST, f"seen-{job.id}")] = True
         dash.clear()  # new series and features: cohort-level caches are stale
         st.rerun(scope="app")
-    c = ingest_view.counts(result)
-    m = st.columns(5)
+    resolved = st.session_state.get(RESOLVED_KEY)
+    c = ingest_view.counts(result, resolved)
+    m = st.columns(6 if c["held_instances"] else 5)
     m[0].metric("Series stored", c["series"])
-    m[1].metric("Instances", c["instances"])
+    m[1].metric("Instances", c["instances"] - c["held_instances"],
+                help="filed under a patient")
     m[2].metric("Already stored", c["duplicates"], help="instances or masks received again")
     m[3].metric("Refused", c["refused"])
     m[4].metric("Features extracted", c["features"], help="series")
+    if c["held_instances"]:
+        m[5].metric("Held for identity review", f"{c['held_instances']} instances",
+                    help="stored, filed under no patient until a clinician decides")
     if c["warnings"]:
         st.warning(f"{c['warnings']} series stored with identifiers HepaTrack filled in "
                    "(derived UIDs, UIDs from the file meta or an assigned Patient ID): "
@@ -57,7 +64,7 @@ def job_panel() -> None:
         st.warning(f"{c['held']} series held as identity conflicts: stored, but filed under "
                    "no patient and not scored until resolved (see Identity conflicts below).",
                    icon=":material/person_alert:")
-    table = ingest_view.result_table(result)
+    table = ingest_view.result_table(result, resolved)
     st.dataframe(table, hide_index=True, column_config=column_config(table),
                  key=key(INGEST, "result"))
 
@@ -156,26 +163,32 @@ def held_panel() -> None:
     if held.empty:
         return
     st.subheader("Identity conflicts")
-    st.warning(f"{len(held)} study(ies) carry the Patient ID of a stored patient but other "
-               "identity fields. They are stored, but filed under no patient and not scored "
-               "until a clinician decides.", icon=":material/person_alert:")
+    one = len(held) == 1
+    st.warning(f"{len(held)} {'study carries' if one else 'studies carry'} the Patient ID of "
+               f"a stored patient but other identity fields. {'It is' if one else 'They are'} "
+               "stored, but filed under no patient and not scored until a clinician decides.",
+               icon=":material/person_alert:")
     st.dataframe(held, hide_index=True, column_config=column_config(held),
                  key=key(INGEST, "held_table"))
     if not allowed(who, Permission.VIEW_IDENTIFIED):
         st.caption("A clinician resolves these: the decision needs the identified fields.")
         return
     c = st.columns([2, 1, 1])
-    hold = c[0].selectbox("Held study", held["hold"].tolist(), key=key(INGEST, "hold"),
-                          format_func=lambda h: f"hold {h}")
+    choices = ingest_view.hold_choices(held)
+    hold = c[0].selectbox("Held study", list(choices), key=key(INGEST, "hold"),
+                          format_func=lambda h: choices.get(h, f"hold {h}"))
     for col, decision, label in ((c[1], "same", "Same patient"),
                                  (c[2], "different", "Different patient")):
         if col.button(label, key=key(INGEST, f"resolve-{decision}"),
                       help="same: file it under the stored patient; different: under a "
                            "patient of its own, with its own pseudonym"):
             try:
-                _done(ingest_view.resolve_held(ctx.store, ctx.settings, who, hold, decision))
+                out = ingest_view.resolve_held(ctx.store, ctx.settings, who, hold, decision)
             except HepaTrackError as err:
                 shell.show_error(err)
+            else:
+                st.session_state.setdefault(RESOLVED_KEY, {}).update(out.series)
+                _done(out.message)
 
 
 def repair_panel() -> None:

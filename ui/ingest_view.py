@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from analytics.audit import Actor
+from analytics.auth import Permission, allowed
 from analytics.config import PacsSettings, Settings
 from analytics.errors import FeatureError
 from analytics.features import warm
@@ -18,7 +19,9 @@ from analytics.features.totalseg import series_needing_mask
 from analytics.ingest.nifti_masks import parse_label_table
 from analytics.ingest.ultrasound_series import measurement_words
 from analytics.ingest.warm import warm_parser
+from analytics.names import clinical_name
 from analytics.store.db import Store
+from analytics.store.pseudonyms import view_dates
 from analytics.usecases import identity as identity_uc
 from analytics.usecases import ingest as ingest_uc
 from analytics.usecases import series_repair as repair_uc
@@ -27,6 +30,8 @@ from ui.jobs import Job
 
 RESULT_COLUMNS = ("item", "outcome", "patient", "study_date", "modality", "slices", "masks",
                   "measurements", "reason", "warning")
+#: what a count cell says when there is nothing to count for the row (never "None")
+NO_VALUE = "—"
 #: longest a single series' feature extraction may take from the dashboard
 FEATURE_TIMEOUT_S = 1800
 
@@ -181,7 +186,8 @@ def search_pacs(store: Store, actor: Actor, pacs: PacsSettings, *,
     return df
 
 
-def result_table(result: dict[str, Any]) -> pd.DataFrame:
+def result_table(result: dict[str, Any],
+                 resolved: dict[str, tuple[str, str]] | None = None) -> pd.DataFrame:
     """One row per series (accepted, duplicate, incomplete) and per refused file.
 
     ``outcome``: ``accepted`` (stored now), ``duplicate`` (already stored), ``incomplete``
@@ -193,6 +199,8 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
     measurements feature extraction will make and which it cannot, and why
     (``result["measurements"]``). ``study_date`` is the date as the viewer may see it
     (``result["study_dates"]``: real for the identified view, else the stored one).
+    A held series resolved since (``resolved``: series UID -> outcome and patient, from
+    :class:`HoldResolved`) shows that outcome and the patient it is filed under.
     """
     report = result["report"]
     needs = result.get("needs_mask") or {}
@@ -208,75 +216,135 @@ def result_table(result: dict[str, Any]) -> pd.DataFrame:
                      "patient": s.get("patient"),
                      "study_date": dates.get(s["series_uid"], s.get("study_date")),
                      "modality": s.get("modality"), "slices": s.get("slices"),
-                     "masks": s.get("masks"),
+                     "masks": NO_VALUE if s.get("masks") is None else s.get("masks"),
                      "measurements": measurement_words(s) or plans.get(s["series_uid"], ""),
                      "reason": reason,
                      "warning": "; ".join(s.get("warnings", []))})
+    resolved = resolved or {}
     for h in getattr(report, "held", []):
-        rows.append({"item": f"series {h['series_uid']}", "outcome": "held",
-                     "patient": h.get("patient"),
+        outcome, patient = resolved.get(h["series_uid"], ("held", h.get("patient")))
+        rows.append({"item": f"series {h['series_uid']}", "outcome": outcome,
+                     "patient": patient,
                      "study_date": dates.get(h["series_uid"], h.get("study_date")),
                      "modality": h.get("modality"), "slices": h.get("slices"),
-                     "reason": h.get("reason")})
+                     "masks": NO_VALUE, "reason": h.get("reason")})
     for kind, items in (("rejected", report.rejected), ("quarantined", report.quarantined),
                         ("conflict", report.conflicts)):
         for r in items:
-            rows.append({"item": r.file, "outcome": kind, "reason": r.reason})
+            rows.append({"item": r.file, "outcome": kind, "masks": NO_VALUE,
+                         "reason": r.reason})
     batch = result.get("features")
     if batch is not None:
         for f in batch.series_failed:
             rows.append({"item": f"series {f['series_uid']}", "outcome": "features failed",
-                         "reason": f["reason"]})
+                         "masks": NO_VALUE, "reason": f["reason"]})
     return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
 
 
-def counts(result: dict[str, Any]) -> dict[str, int]:
-    """Headline numbers of an ingest result."""
+def counts(result: dict[str, Any],
+           resolved: dict[str, tuple[str, str]] | None = None) -> dict[str, int]:
+    """Headline numbers of an ingest result. ``instances`` counts every instance stored
+    now, ``held_instances`` those of them held for identity review (filed under no
+    patient) and not resolved since (``resolved``, as for :func:`result_table`)."""
     report = result["report"]
     batch = result.get("features")
+    held = [h for h in getattr(report, "held", []) if h["series_uid"] not in (resolved or {})]
     return {"series": report.series_ingested, "instances": report.instances,
             "duplicates": report.duplicates,
             "refused": len(report.rejected) + len(report.quarantined) + len(report.conflicts),
             "features": len(batch.series_done) if batch is not None else 0,
             "warnings": sum(1 for s in report.series if s.get("warnings")),
-            "held": len(getattr(report, "held", []))}
+            "held": len(held),
+            "held_instances": sum(int(h.get("slices") or 0) for h in held
+                                  if not h.get("already_stored"))}
 
 
 HELD_COLUMNS = ("hold", "stored patient", "study date", "series", "differs")
-IDENTIFIED_COLUMNS = ("stored name", "received name", "stored birth date",
-                      "received birth date", "stored sex", "received sex", "stored issuer",
-                      "received issuer")
+#: identity field (``HeldStudy.fields``) -> the words of its stored/received columns
+HELD_FIELDS = {"name": "name", "birth_date": "birth date", "sex": "sex", "issuer": "issuer"}
+IDENTIFIED_COLUMNS = tuple(f"{side} {w}" for w in HELD_FIELDS.values()
+                           for side in ("stored", "received"))
+
+
+def _identified_columns(fields: set[str]) -> list[str]:
+    """A clinician's column order: what differs, then the stored and received values of
+    the differing fields side by side, then the rest (the table is read left to right)."""
+    first = [f for f in HELD_FIELDS if f in fields]
+    rest = [f for f in HELD_FIELDS if f not in fields]
+    pairs = [f"{side} {HELD_FIELDS[f]}" for f in first for side in ("stored", "received")]
+    tail = [f"{side} {HELD_FIELDS[f]}" for f in rest for side in ("stored", "received")]
+    return ["hold", "differs", *pairs, "stored patient", "study date", "series", *tail]
 
 
 def held_studies(store: Store, actor: Actor) -> pd.DataFrame:
     """The studies held as identity conflicts (``usecases.identity.list_held_studies``).
 
-    Names, birth dates, sexes and issuers (stored and received) only for a role with the
-    identified view; otherwise the pseudonym and the names of the fields that differ.
+    Names (in clinical form), birth dates, sexes and issuers (stored and received) only
+    for a role with the identified view, with the differing fields first; otherwise the
+    pseudonym and the names of the fields that differ. ``study date`` is the date as the
+    viewer may see it, as in the ingest result: real for the identified view, else the
+    stored (shifted) one.
 
     Raises
     ------
     PermissionDeniedError
         If the actor may not ingest.
     """
-    rows = []
-    for h in identity_uc.list_held_studies(Context(actor, store)):
-        row = {"hold": h.hold_id, "stored patient": h.patient, "study date": h.study_date,
+    held = identity_uc.list_held_studies(Context(actor, store))
+    dates = view_dates(store, [h.patient for h in held], [h.study_date for h in held],
+                       identified=allowed(actor, Permission.VIEW_IDENTIFIED))
+    rows, fields = [], set()
+    for h, date in zip(held, dates, strict=True):
+        row = {"hold": h.hold_id, "stored patient": h.patient,
+               "study date": date.isoformat() if date else None,
                "series": h.n_series, "differs": h.as_dict()["differs"]}
         if h.stored is not None and h.received is not None:
+            fields |= set(h.fields)
             for side, facts in (("stored", h.stored), ("received", h.received)):
-                row[f"{side} name"] = facts["patient_name"]
+                row[f"{side} name"] = clinical_name(facts["patient_name"])
                 row[f"{side} birth date"] = facts["birth_date"]
                 row[f"{side} sex"] = facts["sex"]
                 row[f"{side} issuer"] = facts["issuer"]
         rows.append(row)
-    columns = list(HELD_COLUMNS) + (list(IDENTIFIED_COLUMNS) if rows and
-                                    "stored name" in rows[0] else [])
+    identified = bool(rows) and "stored name" in rows[0]
+    columns = _identified_columns(fields) if identified else list(HELD_COLUMNS)
     return pd.DataFrame(rows, columns=columns)
 
 
+def _who(name: Any, born: Any) -> str:
+    """``"David Q GARCIA, born 1970-01-01"`` from what a row has of the two."""
+    parts = [str(name) if isinstance(name, str) and name else "name not recorded"]
+    if isinstance(born, str) and born:
+        parts.append(f"born {born}")
+    return ", ".join(parts)
+
+
+def hold_choices(held: pd.DataFrame) -> dict[int, str]:
+    """What the hold picker says of each held study of :func:`held_studies` (identified
+    view): the received identity, the study date and the stored patient it collides with,
+    so the clinician need not match hold numbers against the table."""
+    out = {}
+    for row in held.to_dict("records"):
+        study = f"study {row['study date']}" if row.get("study date") else "study date unknown"
+        out[int(row["hold"])] = (
+            f"hold {row['hold']}: {_who(row.get('received name'), row.get('received birth date'))}"
+            f", {study} · stored as {row['stored patient']} "
+            f"({_who(row.get('stored name'), row.get('stored birth date'))})")
+    return out
+
+
+@dataclass(frozen=True)
+class HoldResolved:
+    """What resolving a hold did: ``message`` to show, and per series of the study the
+    result-table ``outcome`` and ``patient`` it now has (:func:`result_table`'s
+    ``resolved``)."""
+
+    message: str
+    series: dict[str, tuple[str, str]]
+
+
 def resolve_held(store: Store, settings: Settings, actor: Actor, hold_id: int,
-                 decision: str) -> str:
+                 decision: str) -> HoldResolved:
     """Resolve one held study (``usecases.identity.resolve_held_study``); what was done.
 
     Raises
@@ -289,9 +357,12 @@ def resolve_held(store: Store, settings: Settings, actor: Actor, hold_id: int,
     out = identity_uc.resolve_held_study(Context(actor, store, settings),
                                          identity_uc.ResolveRequest(int(hold_id), decision))
     if out.decision == "same":
-        return f"Filed under the stored patient {out.patient}."
-    return (f"Filed under {'a new patient' if out.new_patient else 'patient'} "
-            f"{out.patient} (another person with the same Patient ID).")
+        message, outcome = f"Filed under the stored patient {out.patient}.", "filed: same patient"
+    else:
+        message = (f"Filed under {'a new patient' if out.new_patient else 'patient'} "
+                   f"{out.patient} (another person with the same Patient ID).")
+        outcome = "filed: other patient"
+    return HoldResolved(message, {uid: (outcome, out.patient) for uid in out.series_uids})
 
 
 UNFINISHED_COLUMNS = ("series_uid", "patient", "status", "reason", "instances")

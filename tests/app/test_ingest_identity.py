@@ -6,12 +6,14 @@ the re-sent slice, or removed."""
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 
 import pytest
 from sqlalchemy import select
 
 from analytics.config import load_settings
+from analytics.ingest.deid import date_shift_days, patient_pseudonym
 from analytics.ingest.pipeline import ingest_uploads
 from analytics.store import open_store, repo
 from analytics.store.schema import AuditRecord
@@ -100,10 +102,32 @@ def test_a_held_study_shows_on_the_ingest_page_and_a_clinician_resolves_it(
     assert held.reason.startswith("held: identity conflict with stored patient HT-")
     assert "(name, birth date differ)" in held.reason and "GARCIA" not in held.reason
     assert any("held as identity conflicts" in w.value for w in at.warning)
+    assert [w.value for w in at.warning if "Patient ID of a stored patient" in w.value] == [
+        "1 study carries the Patient ID of a stored patient but other identity fields. It is "
+        "stored, but filed under no patient and not scored until a clinician decides."]
+    # three slices held for review, none filed: not "0 series" beside "3 instances"
+    metrics = {m.label: m.value for m in at.metric}
+    assert (metrics["Series stored"], metrics["Instances"]) == ("0", "0")
+    assert metrics["Held for identity review"] == "3 instances"
+    # no mask count for a held series: a dash, never "None"
+    assert result["masks"].tolist() == ["—"]
     holds = _table(at, "differs")
     assert holds["differs"].tolist() == ["name, birth date"]
-    assert holds["received name"].tolist() == ["GARCIA^DAVID^Q"]
-    assert holds["stored name"].tolist() == ["MUELLER^MICHAEL"]
+    # names in clinical form, as everywhere else a clinician reads them
+    assert holds["received name"].tolist() == ["David Q GARCIA"]
+    assert holds["stored name"].tolist() == ["Michael MUELLER"]
+    # what differs first, stored and received values side by side, before anything else
+    assert list(holds.columns[:6]) == ["hold", "differs", "stored name", "received name",
+                                       "stored birth date", "received birth date"]
+    assert holds["received birth date"].tolist() == ["1970-01-01"]
+    assert holds["stored birth date"].tolist() == ["1977-04-12"]
+    # one study date per role: the file's, as in the ingest result above
+    assert holds["study date"].tolist() == ["2021-03-01"] == [held.study_date]
+    # the picker names each held study by what was received and whom it collides with
+    stored = patient_pseudonym(load_settings(home).site_secret(), Person().patient_id)
+    assert at.selectbox(key="ingest:hold").options == [
+        f"hold {holds['hold'][0]}: David Q GARCIA, born 1970-01-01, study 2021-03-01 · "
+        f"stored as {stored} (Michael MUELLER, born 1977-04-12)"]
     at.button(key=f"ingest:resolve-{button}").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     (ok,) = at.success
@@ -113,6 +137,15 @@ def test_a_held_study_shows_on_the_ingest_page_and_a_clinician_resolves_it(
     patients = _patients(home)
     assert len(patients) == n_patients and patients["n_studies"].sum() == 2
     assert ("GARCIA^DAVID^Q" in patients["patient_name"].tolist()) == (button == "different")
+    # the ingest result above says what became of the study, not "held" any more
+    after = _table(at, "outcome")
+    filed = patients["pseudonym"].tolist() if button == "same" else [
+        p for p in patients["pseudonym"] if p != stored]
+    assert after["outcome"].tolist() == [
+        "filed: same patient" if button == "same" else "filed: other patient"]
+    assert after["patient"].tolist() == filed and len(filed) == 1
+    assert not any("held as identity conflicts" in w.value for w in at.warning)
+    assert "Held for identity review" not in {m.label for m in at.metric}
 
 
 def test_an_administrator_sees_held_studies_by_pseudonym_only_and_cannot_resolve(home):
@@ -122,6 +155,12 @@ def test_an_administrator_sees_held_studies_by_pseudonym_only_and_cannot_resolve
     holds = _table(at, "differs")
     assert list(holds.columns) == ["hold", "stored patient", "study date", "series", "differs"]
     assert "GARCIA" not in holds.to_string() and "MUELLER" not in holds.to_string()
+    assert "Garcia" not in holds.to_string() and "1970-01-01" not in holds.to_string()
+    # the stored (shifted) study date, as the ingest result shows this role
+    shift = date_shift_days(load_settings(home).site_secret(), Person().patient_id)
+    assert holds["study date"].tolist() == [
+        (dt.date(2021, 3, 1) + dt.timedelta(days=shift)).isoformat()]
+    assert shift != 0
     assert not [b for b in at.button if b.key and b.key.startswith("ingest:resolve")]
     assert any("A clinician resolves these" in c.value for c in at.caption)
 

@@ -17,7 +17,10 @@ order) move their last digits: they are compared to :data:`CALIBRATION_FIT_TOL`.
 ``train`` line is followed by the CPU seconds of both sides' runs and the load average.
 
     .venv/bin/python benchmarks/training.py [--visits 1000[,10000,100000]] [--home DIR]
-        [--baseline REV] [--repeat N] [--no-predict]
+        [--baseline REV] [--repeat N] [--no-predict] [--no-train]
+
+``--no-train`` times ``predict --all`` alone with each home's active model (a demo home
+has one; a synthetic home has none, so train it or use ``--home`` only).
 """
 
 from __future__ import annotations
@@ -122,8 +125,11 @@ def synthetic_home(case: Side, visits: int, work: Path) -> Path:
 
 
 def bench_home(label: str, template: Path, case: Side, base: Side, repeat: int,
-               predict: bool) -> None:
+               predict: bool, train: bool = True) -> None:
     print(f"== {label} ==", flush=True)
+    if not train:  # the home's own active model scores on both sides
+        bench_predict(label, template, case, base, repeat)
+        return
     case.train(template)
     base.train(template)
     for k in CV_KEYS:
@@ -142,6 +148,11 @@ def bench_home(label: str, template: Path, case: Side, base: Side, repeat: int,
     with_model = case.work / "with-model"
     shutil.rmtree(with_model, ignore_errors=True)
     shutil.copytree(trained, with_model)
+    bench_predict(label, with_model, case, base, repeat)
+
+
+def bench_predict(label: str, with_model: Path, case: Side, base: Side, repeat: int) -> None:
+    """``predict --all`` on copies of ``with_model``: equal JSON first, then timed."""
     case.predict(with_model)
     base.predict(with_model)
     same(case.last["predict"], base.last["predict"], "predict")
@@ -158,6 +169,8 @@ def main() -> None:
     ap.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision to compare")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--no-predict", action="store_true")
+    ap.add_argument("--no-train", action="store_true",
+                    help="time predict --all only, with each home's active model")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="hepatrack-train-") as tmp:
         work = Path(tmp)
@@ -165,10 +178,11 @@ def main() -> None:
         base = Side(a.baseline, checkout(a.baseline, work / "baseline-code"),
                     work / "baseline")
         if a.home:
-            bench_home(f"home {a.home}", Path(a.home), case, base, a.repeat, not a.no_predict)
+            bench_home(f"home {a.home}", Path(a.home), case, base, a.repeat, not a.no_predict,
+                       not a.no_train)
         for v in [int(x) for x in a.visits.split(",") if x.strip()]:
             bench_home(f"{v:,} visits", synthetic_home(case, v, work), case, base, a.repeat,
-                       not a.no_predict)
+                       not a.no_predict, not a.no_train)
 
 
 if __name__ == "__main__":

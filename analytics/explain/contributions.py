@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from analytics.models.registry import RegisteredModel
 
 __all__ = ["FOLLOW_UP", "FOLLOW_UP_FEATURES", "Contribution", "clinical_contributions",
-           "clinical_group", "clinical_label", "contributions", "feature_groups",
-           "group_explanation", "scan_changes"]
+           "clinical_group", "clinical_label", "contribution_at", "contributions",
+           "feature_groups", "group_explanation", "scan_changes"]
 
 #: the landmark history's bookkeeping columns, shown together as "Follow-up"
 FOLLOW_UP_FEATURES = frozenset(GLOBAL_FEATURES)
@@ -197,6 +197,10 @@ def scan_changes(history: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
     return pd.DataFrame(out, index=h.index)
 
 
+def _measured(v: object) -> bool:
+    return v is not None and bool(pd.notna(v))
+
+
 def _plain(v: object) -> float | str | None:
     if v is None:
         return None
@@ -235,27 +239,59 @@ def contributions(grouped: Explanation, i: int, previous: int | None = None,
     imaging = scan_change if scan_change is not None else pd.DataFrame()
     row = grouped.values[i].tolist()
     pts = points.values[i].tolist() if points is not None else [None] * len(names)
+    order = sorted(range(len(names)), key=lambda k: -abs(row[k]))
     out = []
-    for k in sorted(range(len(names)), key=lambda k: -abs(row[k])):
-        g, v = names[k], row[k]
+    for k in order[:top] if top else order:
+        g = names[k]
         col = grouped.data[g].to_numpy()
-        label, unit = clinical_label(g)
-        value = _plain(col[i])
-        change, since = None, PREVIOUS_VISIT
-        if g in imaging.columns:
-            since = PREVIOUS_SCAN
-            d = imaging[g].iloc[i]
-            change = float(d) if pd.notna(d) else None
-        elif previous is not None and g not in categorical and g != FOLLOW_UP:
-            a, b = col[i], col[previous]
-            if a is not None and b is not None and pd.notna(a) and pd.notna(b):
-                change = float(a) - float(b)
-        p = pts[k]
-        text = (contribution_sentence(label, unit, value, change, p, g, since, POINTS)
-                if p is not None else
-                contribution_sentence(label, unit, value, change, v, g, since, grouped.scale))
-        out.append(Contribution(g, label, unit, value, change, v, text, since, p))
-    return out[:top] if top else out
+        out.append(contribution_at(
+            g, row[k], col[i], col[previous] if previous is not None else NO_PREVIOUS,
+            imaging[g].iloc[i] if g in imaging.columns else NOT_IMAGING, categorical,
+            pts[k], grouped.scale))
+    return out
+
+
+#: ``before`` of :func:`contribution_at` for a visit without a previous one
+NO_PREVIOUS = object()
+#: ``scan_change`` of :func:`contribution_at` for a feature without a scan history
+NOT_IMAGING = object()
+
+
+def contribution_at(feature: str, shap: float, value: object, before: object,
+                    scan_change: object, categorical: Collection[str],
+                    points: float | None, scale: str) -> Contribution:
+    """One group's :class:`Contribution` at one visit, from its raw values.
+
+    Parameters
+    ----------
+    feature, shap
+        The group and its contribution on ``scale``.
+    value, before
+        The group's data at the visit and at the previous visit (:data:`NO_PREVIOUS`
+        without one).
+    scan_change
+        The change since the previous scan of an imaging biomarker (NaN: none to
+        show), or :data:`NOT_IMAGING`.
+    categorical
+        Features whose change is not a number.
+    points
+        The contribution in percentage points (None: the sentence uses ``shap``).
+    scale
+        The scale of ``shap``.
+    """
+    label, unit = clinical_label(feature)
+    plain = _plain(value)
+    change, since = None, PREVIOUS_VISIT
+    if scan_change is not NOT_IMAGING:
+        since = PREVIOUS_SCAN
+        change = float(scan_change) if pd.notna(scan_change) else None
+    elif (before is not NO_PREVIOUS and feature not in categorical and feature != FOLLOW_UP
+          and _measured(value) and _measured(before)):
+        change = float(value) - float(before)
+    text = (contribution_sentence(label, unit, plain, change, points, feature, since, POINTS)
+            if points is not None else
+            contribution_sentence(label, unit, plain, change, shap, feature, since, scale))
+    return Contribution(feature, label, unit, plain, change, shap, text, since, points)
 
 
 def clinical_contributions(model: LandmarkModel, expl: Explanation, history: pd.DataFrame,

@@ -64,6 +64,8 @@ POINTS = "points"
 FLAT = 1e-6
 #: step of the central difference of that derivative (log-hazard units)
 STEP = 1e-4
+#: rows per model call: within one of the model's chunks (``LandmarkModel.risk``)
+ROWS = 2000
 
 
 class _Offset(SurvivalEstimator):
@@ -82,8 +84,14 @@ class _Offset(SurvivalEstimator):
 def _risk_at(model: LandmarkModel, matrix: pd.DataFrame, horizon: float,
              offset: np.ndarray) -> np.ndarray:
     """Risk by ``horizon`` with the endpoint's log hazard moved by ``offset`` per row."""
-    interest = _Offset(model.estimators_["interest"], np.asarray(offset, np.float64))
-    return model.risk(matrix, [horizon], interest=interest)[:, 0]
+    offset = np.asarray(offset, np.float64)
+    x = matrix[model.features].to_numpy(np.float64)
+    out = np.empty(len(x))
+    # the model combines causes in chunks of rows; each offset must meet its own rows
+    for a in range(0, len(x), ROWS):
+        interest = _Offset(model.estimators_["interest"], offset[a:a + ROWS])
+        out[a:a + ROWS] = model.risk(x[a:a + ROWS], [horizon], interest=interest)[:, 0]
+    return out
 
 
 def base_risk(model: LandmarkModel, matrix: pd.DataFrame, expl: Explanation,
@@ -95,7 +103,7 @@ def base_risk(model: LandmarkModel, matrix: pd.DataFrame, expl: Explanation,
     model
         The fitted landmark model that scored ``matrix``.
     matrix
-        Model-matrix rows (fewer than the model's chunk size: one patient's visits).
+        Model-matrix rows (any number: one patient's visits or a cohort's).
     expl
         Their explanation (log-hazard or risk scale).
     horizon

@@ -54,7 +54,6 @@ from analytics.explain.contributions import (
     group_explanation,
     scan_changes,
 )
-from analytics.explain.importance import change_since_previous
 from analytics.explain.points import (
     POINTS,
     ChangeBasis,
@@ -62,6 +61,7 @@ from analytics.explain.points import (
     change_points,
     points_explanation,
 )
+from analytics.explain.rows import json_rows, previous_rows
 from analytics.explain.wording import imaging_text
 from analytics.models.estimators import SurvivalEstimator
 from analytics.models.explanation import Explanation
@@ -82,6 +82,7 @@ __all__ = [
     "patient_trajectories",
     "patient_trajectory",
     "reference_visit",
+    "reference_visits",
 ]
 
 POINT_COLUMNS = ("time", "date", "risk", "ci_low", "ci_high", "assessable", "reason",
@@ -302,34 +303,6 @@ class Trajectory:
                                float(risk[i] - risk[j]), own)
 
     # ------------------------------------------------------------------ JSON
-    def _json_row(self, i: int, top: int) -> dict[str, Any]:
-        p = self.points.iloc[i]
-        row: dict[str, Any] = {"time": float(p["time"]), "date": p["date"],
-                               "horizon": self.horizon, "model_id": self.model_id,
-                               "requested": bool(p["requested"]), "shap_scale": self.scale}
-        if not p["assessable"]:
-            row.update(risk=None, ci=None, shap={}, base_value=None, model_output=None,
-                       reason=p["reason"], contributions=[], change=None, base_risk=None,
-                       points={})
-            return row
-        expl = self.explanation
-        row.update(
-            risk=float(p["risk"]),
-            ci=[float(p["ci_low"]), float(p["ci_high"])] if self.has_interval else None,
-            shap=expl.row(i), base_value=float(expl.base_values[i]),
-            model_output=float(expl.output[i]), reason=None,
-            contributions=[c.text for c in self.contributions(i, top)], change=None)
-        j = self.previous_visit(i)
-        if j is not None:
-            ch = change_since_previous(expl, i, j)
-            row["change"] = {"since_time": float(self.points["time"].iloc[j]),
-                             "model_output_change": ch.output_change,
-                             "by_feature": {r.feature: float(r.change)
-                                            for r in ch.changes.head(top).itertuples()}}
-        row["base_risk"] = self.base_risk(i)
-        row["points"] = self.in_points.row(i) if self.in_points is not None else {}
-        return row
-
     def to_json(self, top: int = JSON_TOP) -> dict[str, Any]:
         """The ``hepatrack predict`` JSON of this patient (strict JSON values).
 
@@ -345,14 +318,15 @@ class Trajectory:
             (fraction): ``base_risk + sum(points) / 100 == risk``. With a requested
             time, ``at`` holds its row.
         """
-        rows = [self._json_row(i, top) for i in range(len(self.points))]
-        res: dict[str, Any] = {"patient": self.patient, "model_id": self.model_id,
-                               "horizon": self.horizon, "event": self.event,
-                               "trajectory": rows}
+        res: dict[str, Any] = jsonable({"patient": self.patient, "model_id": self.model_id,
+                                        "horizon": self.horizon, "event": self.event})
+        # the rows hold strict JSON values already (walking every number again was slow)
+        rows = json_rows(self, top)
+        res["trajectory"] = rows
         requested = [r for r in rows if r["requested"]]
         if requested:
             res["at"] = requested[0]
-        return jsonable(res)
+        return res
 
 
 # --------------------------------------------------------------------------- building
@@ -376,6 +350,22 @@ def reference_visit(points: pd.DataFrame, i: int) -> tuple[int, str] | None:
         return int(cand[-1]), "scan"
     cand = np.flatnonzero(ok)
     return (int(cand[-1]), "visit") if len(cand) else None
+
+
+def reference_visits(points: pd.DataFrame, block_start: np.ndarray | None = None
+                     ) -> np.ndarray:
+    """:func:`reference_visit` of every row at once: its row, -1 for none.
+
+    ``block_start``: the first row of each row's patient when ``points`` holds several
+    patients' rows (each patient's by time); a reference is never another patient's.
+    """
+    ok = points["assessable"].to_numpy(bool)
+    if block_start is None:
+        block_start = np.zeros(len(ok), dtype=np.intp)
+    visit = _visit_mask(points)
+    scan = previous_rows(visit & points["is_scan"].to_numpy(bool), block_start)
+    latest = previous_rows(visit, block_start)
+    return np.where(ok, np.where(scan >= 0, scan, latest), -1)
 
 
 def _visit_landmarks(visits: pd.DataFrame, at: float | None) -> pd.DataFrame:
@@ -454,7 +444,7 @@ def patient_trajectory(registered: RegisteredModel, visits: pd.DataFrame, patien
     lm = _visit_landmarks(pv, at)
     sc = score(model, pv, pd.DataFrame({"patient": patient, "landmark": lm["landmark"]}), h,
                explain=True)
-    return _trajectory(registered, pv, patient, lm, sc, h)
+    return _trajectories(registered, [pv], [patient], [lm], sc, h)[0]
 
 
 def patient_trajectories(registered: RegisteredModel, visits: pd.DataFrame,
@@ -491,9 +481,8 @@ def patient_trajectories(registered: RegisteredModel, visits: pd.DataFrame,
                          "landmark": np.concatenate([lm["landmark"].to_numpy(float)
                                                      for lm in landmarks])})
     sc = score(model, wanted, rows, h, explain=True)
-    ends = np.cumsum(sizes)
-    return [_trajectory(registered, by_patient[p], p, lm, _rows_of(sc, a, b), h)
-            for p, lm, a, b in zip(patients, landmarks, ends - sizes, ends, strict=True)]
+    return _trajectories(registered, [by_patient[p] for p in patients], patients, landmarks,
+                         sc, h)
 
 
 def _check_at(at: float | None) -> None:
@@ -501,53 +490,80 @@ def _check_at(at: float | None) -> None:
         raise ModelError(f"--at {at}: expected years since baseline (>= 0)")
 
 
-def _rows_of(sc: Scores, a: int, b: int) -> Scores:
-    """Rows ``a:b`` of scores, indexed from 0 as when they are scored alone."""
-    def part(frame: pd.DataFrame) -> pd.DataFrame:
-        return frame.iloc[a:b].reset_index(drop=True)
-
-    ex = sc.explanation
-    return Scores(history=part(sc.history), reasons=sc.reasons[a:b], matrix=part(sc.matrix),
-                  plain=sc.plain[a:b], horizon=sc.horizon, risk=sc.risk[a:b],
-                  ci=None if sc.ci is None else sc.ci[a:b],
-                  explanation=Explanation(ex.values[a:b], ex.base_values[a:b],
-                                          ex.output[a:b], part(ex.data), ex.scale,
-                                          ex.horizon))
+def _part(frame: pd.DataFrame, a: int, b: int) -> pd.DataFrame:
+    """Rows ``a:b`` of ``frame``, indexed from 0 as when they are scored alone."""
+    return frame.iloc[a:b].reset_index(drop=True)
 
 
-def _trajectory(registered: RegisteredModel, pv: pd.DataFrame, patient: str,
-                lm: pd.DataFrame, sc: Scores, h: float) -> Trajectory:
-    """One patient's trajectory from the scores of its landmark rows ``lm``."""
-    model = registered.model
-    expl = sc.explanation
-    ok = sc.assessable
-    dated = _visit_dates(pv)
-    scans = _scan_uids(pv)
-    times = lm["landmark"].to_numpy(float)
-    uids = [scans.get(round(float(t), 9)) for t in times]
-    ci = sc.ci if sc.ci is not None else np.full((len(times), 2), np.nan)
+def _rows_of(expl: Explanation, a: int, b: int, data: pd.DataFrame) -> Explanation:
+    return Explanation(expl.values[a:b], expl.base_values[a:b], expl.output[a:b], data,
+                       expl.scale, expl.horizon)
+
+
+def _points(visits_of: list[pd.DataFrame], landmarks: list[pd.DataFrame],
+            sc: Scores) -> pd.DataFrame:
+    """:data:`POINT_COLUMNS` of every scored row (patients' blocks in turn)."""
+    expl, ok = sc.explanation, sc.assessable
+    dates: list[str | None] = []
+    uids: list[str | None] = []
+    for pv, lm in zip(visits_of, landmarks, strict=True):
+        dated, scans = _visit_dates(pv), _scan_uids(pv)
+        times = lm["landmark"].to_numpy(float).tolist()
+        dates += [_date_at(dated, t) for t in times]
+        uids += [scans.get(round(t, 9)) for t in times]
+    ci = sc.ci if sc.ci is not None else np.full((len(ok), 2), np.nan)
     points = pd.DataFrame({
-        "time": times, "date": [_date_at(dated, float(t)) for t in times],
-        "risk": np.where(ok, sc.risk, np.nan), "ci_low": np.where(ok, ci[:, 0], np.nan),
-        "ci_high": np.where(ok, ci[:, 1], np.nan), "assessable": ok,
-        "reason": list(sc.reasons), "is_scan": [u is not None for u in uids],
+        "time": np.concatenate([lm["landmark"].to_numpy(float) for lm in landmarks]),
+        "date": dates, "risk": np.where(ok, sc.risk, np.nan),
+        "ci_low": np.where(ok, ci[:, 0], np.nan), "ci_high": np.where(ok, ci[:, 1], np.nan),
+        "assessable": ok, "reason": list(sc.reasons), "is_scan": [u is not None for u in uids],
         "series_uid": uids, "base_value": np.where(ok, expl.base_values, np.nan),
         "model_output": np.where(ok, expl.output, np.nan),
-        "requested": lm["requested"].to_numpy(bool), "plain_reason": list(sc.plain)},
-        columns=list(POINT_COLUMNS))
+        "requested": np.concatenate([lm["requested"].to_numpy(bool) for lm in landmarks]),
+        "plain_reason": list(sc.plain)}, columns=list(POINT_COLUMNS))
     points["date"] = points["date"].astype(object)
+    return points
+
+
+def _trajectories(registered: RegisteredModel, visits_of: list[pd.DataFrame],
+                  patients: list[str], landmarks: list[pd.DataFrame], sc: Scores,
+                  h: float) -> list[Trajectory]:
+    """Each patient's trajectory from the scores of all patients' landmark rows.
+
+    ``sc`` holds the rows of ``landmarks`` of each patient in turn. The grouped
+    contributions, their points, every visit's reference visit (found within its own
+    patient's rows) and the model calls behind the points are computed for all rows
+    at once, then split by patient; every computation is row by row, so a patient's
+    trajectory is the one it gets when scored alone.
+    """
+    model = registered.model
+    expl = sc.explanation
+    sizes = np.array([len(lm) for lm in landmarks], dtype=np.intp)
+    ends = np.cumsum(sizes)
+    starts = ends - sizes
+    points = _points(visits_of, landmarks, sc)
     grouped = group_explanation(expl, model.feature_groups_, sc.history)
     risk = points["risk"].to_numpy(float)
-    refs = np.array([(reference_visit(points, k) or (-1, ""))[0] for k in range(len(points))])
-    return Trajectory(
-        patient=patient, model_id=registered.model_id, event=model.events_.label, horizon=h,
-        points=points, explanation=expl, grouped=grouped,
-        in_points=points_explanation(model, grouped, sc.matrix, risk, h),
-        change_basis=change_basis(model, sc.matrix, expl, h, risk, refs),
-        categorical=frozenset(model.spec_.categorical),
-        competing=tuple(c for c in model.estimators_ if c != INTEREST),
-        has_interval=sc.ci is not None, matrix=sc.matrix,
-        scan_change=scan_changes(sc.history, model.spec_))
+    refs = reference_visits(points, np.repeat(starts, sizes))
+    in_points = points_explanation(model, grouped, sc.matrix, risk, h)
+    basis = change_basis(model, sc.matrix, expl, h, risk, refs)
+    scan_change = scan_changes(sc.history, model.spec_)
+    out = []
+    for p, a, b in zip(patients, starts.tolist(), ends.tolist(), strict=True):
+        gdata = _part(grouped.data, a, b)
+        ref = refs[a:b]
+        out.append(Trajectory(
+            patient=p, model_id=registered.model_id, event=model.events_.label, horizon=h,
+            points=_part(points, a, b), explanation=_rows_of(expl, a, b, _part(expl.data, a, b)),
+            grouped=_rows_of(grouped, a, b, gdata),
+            in_points=_rows_of(in_points, a, b, gdata),
+            change_basis=ChangeBasis(np.where(ref >= 0, ref - a, -1), basis.cross_risk[a:b],
+                                     basis.slope[a:b]),
+            categorical=frozenset(model.spec_.categorical),
+            competing=tuple(c for c in model.estimators_ if c != INTEREST),
+            has_interval=sc.ci is not None, matrix=_part(sc.matrix, a, b),
+            scan_change=_part(scan_change, a, b)))
+    return out
 
 
 def incidence_curves(registered: RegisteredModel, trajectory: Trajectory, i: int,

@@ -14,7 +14,7 @@ from analytics.cohort_types import CohortTable
 from analytics.errors import ConfigError, ModelError
 from analytics.explain import patient_trajectories
 from analytics.models.progress import ProgressCallback
-from analytics.models.registry import RegisteredModel, jsonable, load_model
+from analytics.models.registry import RegisteredModel, load_model
 from analytics.models.settings import ModelSettings
 from analytics.models.training import Truth, train_model
 from analytics.store.models import (
@@ -83,14 +83,13 @@ def train(ctx: Context, req: TrainRequest) -> dict[str, Any]:
 
 
 def _stored(res: dict[str, Any]) -> list[StoredPrediction]:
-    """The cached rows of one patient's ``predict`` JSON."""
+    """The cached rows of one patient's ``predict`` JSON (strict JSON values already)."""
     return [StoredPrediction(time_years=r["time"], horizon_years=r["horizon"], risk=r["risk"],
                              ci_low=(r.get("ci") or [None, None])[0],
                              ci_high=(r.get("ci") or [None, None])[1], reason=r.get("reason"),
-                             explanation=jsonable({"shap": r["shap"],
-                                                   "base_value": r["base_value"],
-                                                   "shap_scale": r["shap_scale"],
-                                                   "model_output": r["model_output"]}))
+                             explanation={"shap": r["shap"], "base_value": r["base_value"],
+                                          "shap_scale": r["shap_scale"],
+                                          "model_output": r["model_output"]})
             for r in res["trajectory"]]
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from analytics.errors import ModelError
 from analytics.explain import patient_trajectories, patient_trajectory
+from analytics.explain.rows import descending_order, previous_rows
 from tests import dashboard_data
 
 
@@ -73,6 +75,113 @@ def test_patients_scored_together_equal_each_patient_scored_alone(loaded, gbm_mo
         np.testing.assert_allclose(a.in_points.values, b.in_points.values, rtol=1e-9,
                                    atol=1e-12)
         assert a.why(len(a.points) - 1) == b.why(len(b.points) - 1)
+
+
+def _edge_visits(cohort, imaging: list[str]):
+    """The cohort's visits plus a one-visit patient and a lab missing at one visit, and
+    the patients to score: one visit, a missing lab, with and without scans, in an
+    order that puts the one-visit patient right after a patient with many visits."""
+    visits = cohort.visits.copy()
+    others = [p for p in sorted(set(visits["patient"])) if p not in imaging]
+    lab = "bilirubin_mg_dl"
+    gap = others[1]
+    rows = visits.index[(visits["patient"] == gap) & visits[lab].notna()]
+    visits.loc[rows[len(rows) // 2], lab] = np.nan
+    single = visits[visits["patient"] == others[2]].iloc[[0]].assign(patient="HT-ONE-VISIT")
+    visits = pd.concat([visits, single], ignore_index=True)
+    return visits, [others[0], "HT-ONE-VISIT", gap, *imaging, others[3]], gap, lab
+
+
+@pytest.mark.parametrize("which", ["active", "gbm"])
+def test_batch_equals_alone_for_one_visit_missing_lab_and_scans(loaded, gbm_model, which):
+    model, cohort = loaded
+    model = gbm_model if which == "gbm" else model
+    imaging = [p for p in sorted(set(cohort.visits["patient"]))
+               if "series_uid" in cohort.visits
+               and cohort.visits.loc[cohort.visits["patient"] == p, "series_uid"].notna().any()]
+    assert imaging, "the template has patients with scans"
+    visits, patients, gap, lab = _edge_visits(cohort, imaging)
+    assert visits.loc[visits["patient"] == gap, lab].isna().sum() == \
+        cohort.visits.loc[cohort.visits["patient"] == gap, lab].isna().sum() + 1
+    together = patient_trajectories(model, visits, patients)
+    alone = [patient_trajectory(model, visits, p) for p in patients]
+    for a, b in zip(together, alone, strict=True):
+        assert_same(a.to_json(), b.to_json(), a.patient)
+        np.testing.assert_array_equal(a.change_basis.reference, b.change_basis.reference)
+        for i in range(len(a.points)):
+            ca, cb = a.contributions(i), b.contributions(i)
+            assert [(c.feature, c.value, c.change, c.since, c.text) for c in ca] == \
+                [(c.feature, c.value, c.change, c.since, c.text) for c in cb]
+            np.testing.assert_allclose([c.shap for c in ca], [c.shap for c in cb], rtol=1e-9,
+                                       atol=1e-12)
+    one = together[patients.index("HT-ONE-VISIT")]
+    rows = one.to_json()["trajectory"]
+    assert len(rows) == 1 and rows[0]["risk"] is not None
+    # the one visit follows another patient's visits in the batch: no change to show
+    assert rows[0]["change"] is None
+    assert not any("since the previous" in c for c in rows[0]["contributions"])
+    assert one.change_basis.reference.tolist() == [-1]
+    # scan markers (and the series behind them) are each patient's own
+    assert [bool(t.points["is_scan"].any()) for t in together] == \
+        [p in imaging for p in patients]
+
+
+def test_every_change_is_since_an_earlier_visit_of_the_same_patient(loaded):
+    model, cohort = loaded
+    patients = sorted(set(cohort.visits["patient"]))[:12]
+    for t in patient_trajectories(model, cohort.visits, patients):
+        rows = t.to_json()["trajectory"]
+        times = [r["time"] for r in rows]
+        first = next(i for i, r in enumerate(rows) if r["risk"] is not None)
+        assert rows[first]["change"] is None, t.patient
+        for i, r in enumerate(rows):
+            if r["change"] is not None:
+                assert r["change"]["since_time"] in times[:i], (t.patient, i)
+                j = times.index(r["change"]["since_time"])
+                assert rows[j]["risk"] is not None
+                assert r["change"]["model_output_change"] == pytest.approx(
+                    r["model_output"] - rows[j]["model_output"], abs=1e-12)
+        refs = t.change_basis.reference
+        assert ((refs == -1) | ((refs >= 0) & (refs < np.arange(len(refs))))).all()
+
+
+def test_previous_rows_stay_within_each_patient():
+    mask = np.array([True, False, True, True, True, False, True, False])
+    start = np.array([0, 0, 0, 3, 3, 3, 6, 6])  # patients of 3, 3 and 2 rows
+    assert previous_rows(mask, start).tolist() == [-1, 0, 0, -1, 3, 4, -1, 6]
+    assert previous_rows(np.zeros(0, bool), np.zeros(0, np.intp)).tolist() == []
+
+
+def test_descending_order_breaks_ties_as_pandas():
+    rng = np.random.default_rng(0)
+    a = np.abs(rng.integers(-3, 4, size=(40, 33))).astype(float)
+    got = descending_order(a)
+    for row, order in zip(a, got, strict=True):
+        want = pd.Series(row).sort_values(ascending=False).index.to_numpy()
+        np.testing.assert_array_equal(order, want)
+
+
+def test_points_of_more_rows_than_one_model_chunk_equal_them_in_parts(loaded, gbm_model):
+    """A competing-risk model combines causes in chunks of rows: moving each row's log
+    hazard must still meet its own row however many rows are scored at once."""
+    from analytics.explain.points import ROWS, base_risk
+    from analytics.models.explanation import Explanation
+
+    _m, cohort = loaded
+    model = gbm_model.model
+    assert len(model.estimators_) > 1, "the model has a competing cause"
+    t = patient_trajectories(gbm_model, cohort.visits, sorted(set(cohort.visits["patient"]))[:3])
+    matrix = pd.concat([x.matrix for x in t], ignore_index=True)
+    expl = Explanation(*(np.concatenate([getattr(x.explanation, f) for x in t])
+                         for f in ("values", "base_values", "output")),
+                       matrix, t[0].explanation.scale)
+    k = -(-(2 * ROWS + 7) // len(matrix))  # > two chunks of rows
+    big = pd.concat([matrix] * k, ignore_index=True)
+    big_expl = Explanation(np.tile(expl.values, (k, 1)), np.tile(expl.base_values, k),
+                           np.tile(expl.output, k), big, expl.scale)
+    once = base_risk(model, big, big_expl, 3.0)
+    parts = base_risk(model, matrix, expl, 3.0)
+    np.testing.assert_allclose(once, np.tile(parts, k), rtol=1e-12, atol=1e-15)
 
 
 def test_a_patient_without_visits_is_named(loaded):

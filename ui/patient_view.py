@@ -178,18 +178,49 @@ def normal_ranges(names: list[str]) -> dict[str, tuple[float | None, float | Non
     return out
 
 
+#: widths (px) of the biomarker table's columns: wide enough for the longest label, the
+#: "below normal" flag and "previous unenhanced scan" without cutting a cell
+SUMMARY_WIDTHS = {"Biomarker": 215, "Latest": 64, "At (y)": 46, "Previous": 64,
+                  "Change": 80, "Normal range": 80, "Flag": 96, "Phase": 100,
+                  "Compared with": 172}
+
+
+def change_text(value: float | None) -> str | None:
+    """A change with its sign always shown: ``"−0.000495"``, ``"+20.5"``, ``"+110"``,
+    ``"0"`` (a true minus sign, three significant digits below 100, whole numbers above, no
+    exponent); None when there is no change to show."""
+    if value is None or pd.isna(value):
+        return None
+    v = float(value)
+    if v == 0:
+        return "0"
+    if abs(v) >= 100:
+        text = f"{v:+.0f}"
+    else:
+        text = np.format_float_positional(v, precision=3, unique=False, fractional=False,
+                                          trim="-", sign=True)
+    return text.replace("-", "\u2212")
+
+
 def show_summary(biomarkers: pd.DataFrame, visits: pd.DataFrame, widget_key: str) -> None:
     """Draw :func:`summary_table` (nothing when it is empty) with the within-phase note,
     as the Patient and MDT pages show it."""
     summary = summary_table(biomarkers, visits)
     if summary.empty:
         return
-    number = st.column_config.NumberColumn
+    number, text = st.column_config.NumberColumn, st.column_config.TextColumn
+    w = SUMMARY_WIDTHS
     st.dataframe(summary, hide_index=True, key=widget_key,
-                 column_config={"Latest": number(format="%.4g"),
-                                "Previous": number(format="%.4g"),
-                                "Change": number(format="%+.3g"),
-                                "At (y)": number(format="%.1f")})
+                 column_config={"Biomarker": text(width=w["Biomarker"]),
+                                "Latest": number(format="%.4g", width=w["Latest"]),
+                                "Previous": number(format="%.4g", width=w["Previous"]),
+                                "Change": text(width=w["Change"], alignment="right",
+                                               help="Latest minus previous, with its sign"),
+                                "At (y)": number(format="%.1f", width=w["At (y)"]),
+                                "Normal range": text(width=w["Normal range"]),
+                                "Flag": text(width=w["Flag"]),
+                                "Phase": text(width=w["Phase"]),
+                                "Compared with": text(width=w["Compared with"])})
     st.caption(PHASE_NOTE)
 
 
@@ -203,7 +234,7 @@ def summary_table(biomarkers: pd.DataFrame, visits: pd.DataFrame) -> pd.DataFram
                                      "Normal range", "Flag", "Phase", "Compared with"])
     return pd.DataFrame({
         "Biomarker": df["label"], "Latest": df["latest"], "At (y)": df["latest_time"],
-        "Previous": df["previous"], "Change": df["change"],
+        "Previous": df["previous"], "Change": [change_text(v) for v in df["change"]],
         "Normal range": [range_text(lo, hi, u) for lo, hi, u in
                          zip(df["normal_low"], df["normal_high"], df["unit"], strict=True)],
         "Flag": df["flag"].replace({"within normal": ""}), "Phase": df["phase"],

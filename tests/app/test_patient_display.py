@@ -1,0 +1,50 @@
+"""What a clinician reads on the Patient page: signs, widths and labels that must not be cut."""
+
+from __future__ import annotations
+
+import pytest
+
+from analytics.config import load_settings
+from analytics.store import open_store
+from tests.app.conftest import new_app
+from tests.app.test_pages import MISSING_FILES, _ok, table_with
+from ui import patient_view
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (-0.000495, "\u22120.000495"), (20.5, "+20.5"), (-28.7, "\u221228.7"),
+    (110.0, "+110"), (-1234.4, "\u22121234"), (0.0219, "+0.0219"), (1e-6, "+0.000001"),
+    (1.0, "+1"), (0.0, "0"), (None, None), (float("nan"), None)])
+def test_change_text_always_shows_the_sign_without_exponent(value, text):
+    assert patient_view.change_text(value) == text
+
+
+def _set_latest(home, name: str, value: float) -> None:
+    from sqlalchemy import select, update
+
+    from analytics.store.schema import Feature, Series
+
+    store = open_store(load_settings(home))
+    with store.session() as s:
+        sid = s.execute(select(Series.id).where(Series.series_uid == "2.25.21")).scalar()
+        s.execute(update(Feature).where(Feature.series_id == sid, Feature.name == name)
+                  .values(value=value))
+    store.dispose()
+
+
+def test_biomarker_table_shows_a_fall_with_its_minus_sign_and_uncut_columns(seeded_home):
+    # HT-0001: the previous liver volume is 1490 mL; the latest made 1489.505 mL falls by
+    # 0.495 mL, which the table must show as −0.495 (not 0.495, not -0.495 cut to 0.495)
+    _set_latest(seeded_home, "liver_volume_ml", 1489.505)
+    at = new_app().run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at, MISSING_FILES)
+    summary = table_with(at, "Biomarker").set_index("Biomarker")
+    row = summary.loc["Liver volume (mL)"]
+    assert row[["Latest", "Previous"]].tolist() == [1489.505, 1490.0]
+    assert row["Change"] == "\u22120.495"
+    assert summary.loc["Spleen volume (mL)", "Change"].startswith(("+", "\u2212", "0"))
+    # every column has a width that holds its longest text
+    assert set(patient_view.SUMMARY_WIDTHS) == set(summary.reset_index().columns)
+    assert patient_view.SUMMARY_WIDTHS["Flag"] >= 96  # "below normal"
+    assert patient_view.SUMMARY_WIDTHS["Compared with"] >= 172  # "previous unenhanced scan"

@@ -42,7 +42,7 @@ else:
     st.subheader(detail.pseudonym)
     st.caption("Pseudonymised view: dates are shifted per patient; intervals are exact.")
 
-cols = st.columns(5)
+cols = st.columns(patient_view.HEADER_WEIGHTS)
 cols[0].metric("Sex", detail.sex or "—")
 born_label, born_value, born_help = patient_view.birth_metric(detail)
 cols[1].metric(born_label, born_value, help=born_help)

@@ -80,6 +80,13 @@ def visit_dates(detail) -> dict[float, str] | None:
     return out
 
 
+#: relative widths of the header's Sex, Born, Studies, Series and Outcome metrics: a
+#: birth date ("1950-01-06", ~185 px in the metric font) and "Decompensation" (~240 px)
+#: need about a third of the ~760 px a 1280-px screen leaves; five equal columns (150 px)
+#: cut the date to "1950-0…"
+HEADER_WEIGHTS = (0.7, 2.2, 0.8, 0.8, 2.5)
+
+
 #: largest disagreement (years) between an imported age and the one the birth date gives;
 #: a birth year alone (pseudonymised views) is known to half a year more
 AGE_TOLERANCE_Y = 1.0

@@ -48,3 +48,23 @@ def test_biomarker_table_shows_a_fall_with_its_minus_sign_and_uncut_columns(seed
     assert set(patient_view.SUMMARY_WIDTHS) == set(summary.reset_index().columns)
     assert patient_view.SUMMARY_WIDTHS["Flag"] >= 96  # "below normal"
     assert patient_view.SUMMARY_WIDTHS["Compared with"] >= 172  # "previous unenhanced scan"
+
+
+def test_identified_header_shows_the_whole_birth_date_in_a_wide_enough_column(seeded_home):
+    from ui.session import VIEWER_KEY, Viewer
+
+    at = new_app()
+    at.session_state[VIEWER_KEY] = Viewer("dr.house", "clinician", "s1")
+    at.run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at, MISSING_FILES)
+    assert [m.value for m in at.metric][:5] == ["F", "1960-01-02", "2", "3",
+                                              "Decompensation"]
+    # five equal columns gave the date 1/5 of the row and cut it to "1960-0…"; it needs
+    # ~185 px of the ~760 px at 1280x720, i.e. more than 0.24 of the row
+    w = patient_view.HEADER_WEIGHTS
+    assert len(w) == 5
+    assert w[1] / sum(w) == pytest.approx(2.2 / 7.0) and w[1] / sum(w) > 0.24
+    assert w[4] / sum(w) > 0.31  # "Decompensation", ~240 px
+    weights = [c.weight for c in at.columns][:5]
+    assert [x / sum(weights) for x in weights] == pytest.approx([x / 7.0 for x in w])

@@ -197,8 +197,10 @@ else:
         with right:
             k = st.slider("Slice", 1, stack.n_slices, stack.key_index + 1,
                           key=key(PATIENT, f"slice-{uid}"),
-                          help="Slices through the liver, inferior to superior; the default "
-                               "is the largest liver cross-section") - 1
+                          help="Slices around the liver (two beyond it at each end), inferior "
+                               "to superior; the default is the largest liver "
+                               "cross-section. The scan picker counts every slice of "
+                               "the series") - 1
             window = "liver"
             if stack.modality == "CT":
                 window = st.radio("Window", list(patient_view.WINDOW_LABELS),
@@ -206,7 +208,9 @@ else:
                                   key=key(PATIENT, "window"))
             overlay = st.toggle("Organ outlines", value=True, key=key(PATIENT, "overlay"))
             st.caption(patient_view.overlay_legend(stack.structures, stack.labels_text))
-            st.caption(f"Slice {k + 1} of {stack.n_slices} · z {stack.z_mm[k]:.0f} mm · "
+            shown = patient_view.slice_text(
+                k, stack, patient_view.series_slices(detail.series, uid))
+            st.caption(f"{shown} · z {stack.z_mm[k]:.0f} mm · "
                        f"liver {stack.liver_area_cm2(k):.0f} cm² · pixel "
                        f"{stack.pixel_mm:.2f} mm")
             for note in stack.notes:
@@ -250,7 +254,7 @@ st.subheader("Studies and series")
 if detail.series.empty:
     st.caption("No imaging stored for this patient.")
 else:
-    series = detail.series.drop(columns=["study_uid", "geometry"], errors="ignore")
+    series = patient_view.series_table(detail.series)
     st.dataframe(series, hide_index=True, column_config=column_config(series),
                  key=key(PATIENT, "series"))
 

@@ -157,6 +157,45 @@ def series_choices(series: pd.DataFrame) -> dict[str, str]:
     return out
 
 
+def series_slices(series: pd.DataFrame, uid: str) -> int | None:
+    """The number of slices the series ``uid`` has (its ``n_slices``), None if unknown."""
+    if series is None or series.empty or "n_slices" not in series.columns:
+        return None
+    n = pd.to_numeric(series.loc[series["series_uid"] == uid, "n_slices"], errors="coerce")
+    n = n.dropna()
+    return int(n.iloc[0]) if len(n) else None
+
+
+def slice_text(k: int, stack, total: int | None) -> str:
+    """Which slice is shown and what the viewer's slices are, so the viewer's count
+    agrees with the series' (the scan picker counts every slice of the series, the viewer
+    only those around the liver, at most :data:`~analytics.usecases.keyimage.MAX_SLICES`):
+    ``"Slice 14 of the 26 around the liver (the series has 44)"``."""
+    n = stack.n_slices
+    where = " around the liver" if "liver" in stack.structures else ""
+    text = f"Slice {k + 1} of the {n}{where}" if where or (total and total > n) \
+        else f"Slice {k + 1} of {n}"
+    if total and total > n:
+        spaced = ", evenly spaced" if not where else ""
+        text += f"{spaced} (the series has {total})"
+    return text
+
+
+#: what a clinician reads first in the studies-and-series table; the series UID (a long
+#: number nobody reads) goes last
+SERIES_FIRST = ("study_date", "modality", "description", "n_instances", "n_slices",
+                "contrast_phase", "time_years")
+
+
+def series_table(series: pd.DataFrame) -> pd.DataFrame:
+    """The studies-and-series table as displayed: date, modality, description and number
+    of images first, the series UID last (the study UID and geometry left out)."""
+    df = series.drop(columns=["study_uid", "geometry"], errors="ignore")
+    first = [c for c in SERIES_FIRST if c in df.columns]
+    rest = [c for c in df.columns if c not in first and c != "series_uid"]
+    return df[first + rest + (["series_uid"] if "series_uid" in df.columns else [])]
+
+
 def timeline_scans(detail) -> pd.DataFrame:
     """The patient's studies with the modalities of their series (``modality``: "CT",
     "US", "MR, US"), so the timeline tells an ultrasound from a CT."""

@@ -68,3 +68,42 @@ def test_identified_header_shows_the_whole_birth_date_in_a_wide_enough_column(se
     assert w[4] / sum(w) > 0.31  # "Decompensation", ~240 px
     weights = [c.weight for c in at.columns][:5]
     assert [x / sum(weights) for x in weights] == pytest.approx([x / 7.0 for x in w])
+
+
+def _stack(n: int, structures: tuple[str, ...]):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(n_slices=n, structures=structures)
+
+
+@pytest.mark.parametrize(("k", "n", "structures", "total", "text"), [
+    (13, 26, ("liver", "spleen"), 44, "Slice 14 of the 26 around the liver (the series has 44)"),
+    (0, 26, ("liver",), 26, "Slice 1 of the 26 around the liver"),
+    (4, 64, (), 120, "Slice 5 of the 64, evenly spaced (the series has 120)"),
+    (4, 30, (), 30, "Slice 5 of 30"),
+    (4, 30, (), None, "Slice 5 of 30")])
+def test_slice_text_says_what_the_viewer_and_the_series_count(k, n, structures, total, text):
+    # the scan picker says "44 slices" (the series) while the slider ends at 26 (the
+    # slices around the liver): the caption names both
+    assert patient_view.slice_text(k, _stack(n, structures), total) == text
+
+
+def test_series_slices_reads_the_series_row():
+    import pandas as pd
+
+    series = pd.DataFrame({"series_uid": ["1.2", "1.3"], "n_slices": [44, None]})
+    assert patient_view.series_slices(series, "1.2") == 44
+    assert patient_view.series_slices(series, "1.3") is None
+    assert patient_view.series_slices(series, "9.9") is None
+    assert patient_view.series_slices(pd.DataFrame(), "1.2") is None
+
+
+def test_studies_and_series_table_starts_with_date_modality_description_images(seeded_home):
+    at = new_app().run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at, MISSING_FILES)
+    series = table_with(at, "series_uid")
+    cols = list(series.columns)
+    assert cols[:5] == ["study_date", "modality", "description", "n_instances", "n_slices"]
+    assert cols[-1] == "series_uid" and "study_uid" not in cols
+    assert series["series_uid"].tolist() == ["2.25.11", "2.25.12", "2.25.21"]

@@ -107,3 +107,19 @@ def test_studies_and_series_table_starts_with_date_modality_description_images(s
     assert cols[:5] == ["study_date", "modality", "description", "n_instances", "n_slices"]
     assert cols[-1] == "series_uid" and "study_uid" not in cols
     assert series["series_uid"].tolist() == ["2.25.11", "2.25.12", "2.25.21"]
+
+
+def test_cohort_table_shows_a_dash_not_none_for_a_patient_without_a_scan():
+    import pandas as pd
+
+    from ui import cohort_view
+
+    table = pd.DataFrame({"pseudonym": ["HT-1", "HT-2"], "liver_volume_ml": [1512.34, None],
+                          "spleen_volume_ml": [151.2, float("nan")]})
+    shown = cohort_view.for_display(table)
+    assert shown["liver_volume_ml"].tolist() == ["1512", "—"]
+    assert shown["spleen_volume_ml"].tolist() == ["151.2", "—"]
+    # the table searched, sorted and downloaded keeps its numbers
+    assert table["liver_volume_ml"].iloc[0] == 1512.34
+    cfg = cohort_view.display_config(table)
+    assert {"liver_volume_ml", "spleen_volume_ml"} <= set(cfg)

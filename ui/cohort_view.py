@@ -159,6 +159,19 @@ def risk_column_config(table: pd.DataFrame) -> dict[str, Any]:
     }
 
 
+def risk_caption(gi) -> str:
+    """What the current-risk histogram shows, and what its dashed lines are: the cut-offs
+    of the risk groups, thirds of the risk at the *first* visit (the incidence chart
+    follows patients from that visit), not thirds of the current risk drawn."""
+    text = "Current risk: at each patient's latest visit inside the model's domain."
+    if gi is None or not gi.cuts:
+        return text
+    cuts = " and ".join(f"{100 * c:.1f}%" for c in gi.cuts)
+    return (text + f" Dashed lines ({cuts}): the risk-group cut-offs, thirds of the risk "
+            "at the first visit, from which the incidence by risk group is followed; they "
+            "are not thirds of the current risk drawn here.")
+
+
 def incidence_caption(gi) -> str:
     """What the incidence chart shows, how the groups were formed, and its caveat."""
     method = ("1 - Kaplan-Meier" if gi.method == "kaplan_meier" else

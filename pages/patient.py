@@ -132,17 +132,15 @@ if view is not None:
         m[2].metric("Visit", f"{p['time']:.1f} y", help="years since baseline")
         st.caption(f"Risk as of {patient_view.visit_date(pts, idx, dates) or 'an unknown date'}"
                    ": the date of the last visit or scan this score uses.")
-        show_change = patient_view.CHANGE_CHART in more
-        left, right = st.columns(2) if show_change else (st.container(), None)
-        with left:
-            st.markdown(patient_view.why_heading(view, scale))
-            st.plotly_chart(viz.shap_waterfall(view.waterfall(idx, scale=scale)),
-                            key=key(PATIENT, "waterfall"))
-            st.caption(why_text(view.why(idx, scale=scale)))
-        if right is not None:
-            with right:
-                st.markdown("**What changed since the last scan**")
-                st.plotly_chart(viz.change_chart(change), key=key(PATIENT, "change"))
+        # one under the other at the page's full width: side by side, the long feature
+        # labels left each plot ~100 px and pushed the axis titles off the figure
+        st.markdown(patient_view.why_heading(view, scale))
+        st.plotly_chart(viz.shap_waterfall(view.waterfall(idx, scale=scale)),
+                        key=key(PATIENT, "waterfall"))
+        st.caption(why_text(view.why(idx, scale=scale)))
+        if patient_view.CHANGE_CHART in more:
+            st.markdown("**What changed since the last scan**")
+            st.plotly_chart(viz.change_chart(change), key=key(PATIENT, "change"))
         show_cif = view.competing and st.toggle(
             f"Cumulative incidence of the competing events ({', '.join(view.competing)})",
             key=key(PATIENT, "cif_on"),

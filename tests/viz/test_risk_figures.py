@@ -351,3 +351,22 @@ def test_risk_histogram_draws_and_names_the_first_visit_cut_offs_not_current_thi
     assert not plain.layout.shapes and not plain.layout.annotations
     assert risk_caption(None) == ("Current risk: at each patient's latest visit inside the "
                                   "model's domain.")
+
+
+def test_waterfall_and_change_chart_leave_room_for_end_labels_and_axis_titles():
+    # the latest visit of the screenshots' patient: the risk label "36.1%" (5 characters)
+    # needs ceil(8 + 7.5 * 5) = 46 px right of the plot; the 20-px margin cut it to "36.1"
+    df = pd.DataFrame({"label": ["Base risk", "Age = 74.9 years", "Risk"],
+                       "shap": [0.0, 20.9, 0.0], "start": [15.2, 15.2, 36.1],
+                       "end": [15.2, 36.1, 36.1], "kind": ["base", "feature", "output"]})
+    fig = viz.shap_waterfall(Waterfall(df, 15.2, 36.1, "points", 3.0))
+    assert list(fig.data[0].text) == ["15.2%", "+20.9", "36.1%"]
+    assert fig.layout.margin.r == 46 and fig.layout.margin.b == 60
+    assert fig.layout.xaxis.automargin and fig.layout.yaxis.automargin
+    # change chart: "+17.7" and "-0.04": 5 characters, 46 px
+    ch = ChangeSinceScan(pd.DataFrame({"feature": ["a", "b"], "label": ["INR", "Sex"],
+                                       "change": [17.7, -0.04]}), 2.7, "scan", 17.7, 0.177,
+                         "points")
+    change = viz.change_chart(ch)
+    assert list(change.data[0].text) == ["+17.7", "-0.04"]
+    assert change.layout.margin.r == 46 and change.layout.xaxis.automargin

@@ -103,8 +103,7 @@ if cohort_view.RISK_CHART in chosen or cohort_view.INCIDENCE_CHART in chosen:
             st.markdown("**Current risk**")
             st.plotly_chart(dash.risk_figure(ctx, model_id, horizon, gi),
                             key=key(COHORT, "risk_hist"))
-            st.caption("Current risk: at each patient's latest visit inside the model's "
-                       "domain. Dashed lines: the cut points of the risk groups (thirds).")
+            st.caption(cohort_view.risk_caption(gi))
     if gi is not None and cohort_view.INCIDENCE_CHART in chosen:
         with right if cohort_view.RISK_CHART in chosen else left:
             st.markdown("**Cumulative incidence by predicted-risk group**")

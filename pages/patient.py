@@ -42,7 +42,7 @@ else:
     st.subheader(detail.pseudonym)
     st.caption("Pseudonymised view: dates are shifted per patient; intervals are exact.")
 
-cols = st.columns(5)
+cols = st.columns(patient_view.HEADER_WEIGHTS)
 cols[0].metric("Sex", detail.sex or "—")
 born_label, born_value, born_help = patient_view.birth_metric(detail)
 cols[1].metric(born_label, born_value, help=born_help)
@@ -132,17 +132,15 @@ if view is not None:
         m[2].metric("Visit", f"{p['time']:.1f} y", help="years since baseline")
         st.caption(f"Risk as of {patient_view.visit_date(pts, idx, dates) or 'an unknown date'}"
                    ": the date of the last visit or scan this score uses.")
-        show_change = patient_view.CHANGE_CHART in more
-        left, right = st.columns(2) if show_change else (st.container(), None)
-        with left:
-            st.markdown(patient_view.why_heading(view, scale))
-            st.plotly_chart(viz.shap_waterfall(view.waterfall(idx, scale=scale)),
-                            key=key(PATIENT, "waterfall"))
-            st.caption(why_text(view.why(idx, scale=scale)))
-        if right is not None:
-            with right:
-                st.markdown("**What changed since the last scan**")
-                st.plotly_chart(viz.change_chart(change), key=key(PATIENT, "change"))
+        # one under the other at the page's full width: side by side, the long feature
+        # labels left each plot ~100 px and pushed the axis titles off the figure
+        st.markdown(patient_view.why_heading(view, scale))
+        st.plotly_chart(viz.shap_waterfall(view.waterfall(idx, scale=scale)),
+                        key=key(PATIENT, "waterfall"))
+        st.caption(why_text(view.why(idx, scale=scale)))
+        if patient_view.CHANGE_CHART in more:
+            st.markdown("**What changed since the last scan**")
+            st.plotly_chart(viz.change_chart(change), key=key(PATIENT, "change"))
         show_cif = view.competing and st.toggle(
             f"Cumulative incidence of the competing events ({', '.join(view.competing)})",
             key=key(PATIENT, "cif_on"),
@@ -197,8 +195,10 @@ else:
         with right:
             k = st.slider("Slice", 1, stack.n_slices, stack.key_index + 1,
                           key=key(PATIENT, f"slice-{uid}"),
-                          help="Slices through the liver, inferior to superior; the default "
-                               "is the largest liver cross-section") - 1
+                          help="Slices around the liver (two beyond it at each end), inferior "
+                               "to superior; the default is the largest liver "
+                               "cross-section. The scan picker counts every slice of "
+                               "the series") - 1
             window = "liver"
             if stack.modality == "CT":
                 window = st.radio("Window", list(patient_view.WINDOW_LABELS),
@@ -206,7 +206,9 @@ else:
                                   key=key(PATIENT, "window"))
             overlay = st.toggle("Organ outlines", value=True, key=key(PATIENT, "overlay"))
             st.caption(patient_view.overlay_legend(stack.structures, stack.labels_text))
-            st.caption(f"Slice {k + 1} of {stack.n_slices} · z {stack.z_mm[k]:.0f} mm · "
+            shown = patient_view.slice_text(
+                k, stack, patient_view.series_slices(detail.series, uid))
+            st.caption(f"{shown} · z {stack.z_mm[k]:.0f} mm · "
                        f"liver {stack.liver_area_cm2(k):.0f} cm² · pixel "
                        f"{stack.pixel_mm:.2f} mm")
             for note in stack.notes:
@@ -250,7 +252,7 @@ st.subheader("Studies and series")
 if detail.series.empty:
     st.caption("No imaging stored for this patient.")
 else:
-    series = detail.series.drop(columns=["study_uid", "geometry"], errors="ignore")
+    series = patient_view.series_table(detail.series)
     st.dataframe(series, hide_index=True, column_config=column_config(series),
                  key=key(PATIENT, "series"))
 

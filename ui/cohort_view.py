@@ -63,7 +63,21 @@ def for_display(table: pd.DataFrame) -> pd.DataFrame:
         if pd.api.types.is_datetime64_any_dtype(values):
             values = values.dt.strftime("%Y-%m-%d")
         out[col] = values.astype(object).where(values.notna(), missing)
+    for col in _measured_columns(out):
+        out[col] = [NOT_MEASURED if pd.isna(v) else f"{v:.4g}" for v in out[col]]
     return out
+
+
+#: what a biomarker cell of a patient without that measurement says (not a grey "None")
+NOT_MEASURED = "—"
+
+
+def _measured_columns(table: pd.DataFrame) -> list[str]:
+    """The key imaging biomarker columns present as numbers (empty for patients without a
+    scan): shown as text, so a missing value reads "—" (Streamlit draws a missing number as
+    a grey "None", and a styler would cost seconds on a large cohort)."""
+    return [c for c in KEY_BIOMARKERS
+            if c in table.columns and pd.api.types.is_numeric_dtype(table[c])]
 
 
 def display_config(table: pd.DataFrame) -> dict[str, Any]:
@@ -71,6 +85,8 @@ def display_config(table: pd.DataFrame) -> dict[str, Any]:
     risk's "as of" date."""
     cfg: dict[str, Any] = {col: st.column_config.TextColumn(label_with_unit(col))
                            for col in NOT_RECORDED if col in table.columns}
+    cfg |= {col: st.column_config.TextColumn(label_with_unit(col), alignment="right")
+            for col in _measured_columns(table)}
     if "risk_as_of" in table.columns:
         cfg["risk_as_of"] = st.column_config.DateColumn(
             "Risk as of", format="YYYY-MM-DD",
@@ -141,6 +157,19 @@ def risk_column_config(table: pd.DataFrame) -> dict[str, Any]:
             "Flags", help="out of domain: the latest visit cannot be scored; automatic "
                           "segmentation: some biomarkers come from automatic masks"),
     }
+
+
+def risk_caption(gi) -> str:
+    """What the current-risk histogram shows, and what its dashed lines are: the cut-offs
+    of the risk groups, thirds of the risk at the *first* visit (the incidence chart
+    follows patients from that visit), not thirds of the current risk drawn."""
+    text = "Current risk: at each patient's latest visit inside the model's domain."
+    if gi is None or not gi.cuts:
+        return text
+    cuts = " and ".join(f"{100 * c:.1f}%" for c in gi.cuts)
+    return (text + f" Dashed lines ({cuts}): the risk-group cut-offs, thirds of the risk "
+            "at the first visit, from which the incidence by risk group is followed; they "
+            "are not thirds of the current risk drawn here.")
 
 
 def incidence_caption(gi) -> str:

@@ -80,6 +80,13 @@ def visit_dates(detail) -> dict[float, str] | None:
     return out
 
 
+#: relative widths of the header's Sex, Born, Studies, Series and Outcome metrics: a
+#: birth date ("1950-01-06", ~185 px in the metric font) and "Decompensation" (~240 px)
+#: need about a third of the ~760 px a 1280-px screen leaves; five equal columns (150 px)
+#: cut the date to "1950-0…"
+HEADER_WEIGHTS = (0.7, 2.2, 0.8, 0.8, 2.5)
+
+
 #: largest disagreement (years) between an imported age and the one the birth date gives;
 #: a birth year alone (pseudonymised views) is known to half a year more
 AGE_TOLERANCE_Y = 1.0
@@ -150,6 +157,45 @@ def series_choices(series: pd.DataFrame) -> dict[str, str]:
     return out
 
 
+def series_slices(series: pd.DataFrame, uid: str) -> int | None:
+    """The number of slices the series ``uid`` has (its ``n_slices``), None if unknown."""
+    if series is None or series.empty or "n_slices" not in series.columns:
+        return None
+    n = pd.to_numeric(series.loc[series["series_uid"] == uid, "n_slices"], errors="coerce")
+    n = n.dropna()
+    return int(n.iloc[0]) if len(n) else None
+
+
+def slice_text(k: int, stack, total: int | None) -> str:
+    """Which slice is shown and what the viewer's slices are, so the viewer's count
+    agrees with the series' (the scan picker counts every slice of the series, the viewer
+    only those around the liver, at most :data:`~analytics.usecases.keyimage.MAX_SLICES`):
+    ``"Slice 14 of the 26 around the liver (the series has 44)"``."""
+    n = stack.n_slices
+    where = " around the liver" if "liver" in stack.structures else ""
+    text = f"Slice {k + 1} of the {n}{where}" if where or (total and total > n) \
+        else f"Slice {k + 1} of {n}"
+    if total and total > n:
+        spaced = ", evenly spaced" if not where else ""
+        text += f"{spaced} (the series has {total})"
+    return text
+
+
+#: what a clinician reads first in the studies-and-series table; the series UID (a long
+#: number nobody reads) goes last
+SERIES_FIRST = ("study_date", "modality", "description", "n_instances", "n_slices",
+                "contrast_phase", "time_years")
+
+
+def series_table(series: pd.DataFrame) -> pd.DataFrame:
+    """The studies-and-series table as displayed: date, modality, description and number
+    of images first, the series UID last (the study UID and geometry left out)."""
+    df = series.drop(columns=["study_uid", "geometry"], errors="ignore")
+    first = [c for c in SERIES_FIRST if c in df.columns]
+    rest = [c for c in df.columns if c not in first and c != "series_uid"]
+    return df[first + rest + (["series_uid"] if "series_uid" in df.columns else [])]
+
+
 def timeline_scans(detail) -> pd.DataFrame:
     """The patient's studies with the modalities of their series (``modality``: "CT",
     "US", "MR, US"), so the timeline tells an ultrasound from a CT."""
@@ -178,18 +224,49 @@ def normal_ranges(names: list[str]) -> dict[str, tuple[float | None, float | Non
     return out
 
 
+#: widths (px) of the biomarker table's columns: wide enough for the longest label, the
+#: "below normal" flag and "previous unenhanced scan" without cutting a cell
+SUMMARY_WIDTHS = {"Biomarker": 215, "Latest": 64, "At (y)": 46, "Previous": 64,
+                  "Change": 80, "Normal range": 80, "Flag": 96, "Phase": 100,
+                  "Compared with": 172}
+
+
+def change_text(value: float | None) -> str | None:
+    """A change with its sign always shown: ``"−0.000495"``, ``"+20.5"``, ``"+110"``,
+    ``"0"`` (a true minus sign, three significant digits below 100, whole numbers above, no
+    exponent); None when there is no change to show."""
+    if value is None or pd.isna(value):
+        return None
+    v = float(value)
+    if v == 0:
+        return "0"
+    if abs(v) >= 100:
+        text = f"{v:+.0f}"
+    else:
+        text = np.format_float_positional(v, precision=3, unique=False, fractional=False,
+                                          trim="-", sign=True)
+    return text.replace("-", "\u2212")
+
+
 def show_summary(biomarkers: pd.DataFrame, visits: pd.DataFrame, widget_key: str) -> None:
     """Draw :func:`summary_table` (nothing when it is empty) with the within-phase note,
     as the Patient and MDT pages show it."""
     summary = summary_table(biomarkers, visits)
     if summary.empty:
         return
-    number = st.column_config.NumberColumn
+    number, text = st.column_config.NumberColumn, st.column_config.TextColumn
+    w = SUMMARY_WIDTHS
     st.dataframe(summary, hide_index=True, key=widget_key,
-                 column_config={"Latest": number(format="%.4g"),
-                                "Previous": number(format="%.4g"),
-                                "Change": number(format="%+.3g"),
-                                "At (y)": number(format="%.1f")})
+                 column_config={"Biomarker": text(width=w["Biomarker"]),
+                                "Latest": number(format="%.4g", width=w["Latest"]),
+                                "Previous": number(format="%.4g", width=w["Previous"]),
+                                "Change": text(width=w["Change"], alignment="right",
+                                               help="Latest minus previous, with its sign"),
+                                "At (y)": number(format="%.1f", width=w["At (y)"]),
+                                "Normal range": text(width=w["Normal range"]),
+                                "Flag": text(width=w["Flag"]),
+                                "Phase": text(width=w["Phase"]),
+                                "Compared with": text(width=w["Compared with"])})
     st.caption(PHASE_NOTE)
 
 
@@ -203,7 +280,7 @@ def summary_table(biomarkers: pd.DataFrame, visits: pd.DataFrame) -> pd.DataFram
                                      "Normal range", "Flag", "Phase", "Compared with"])
     return pd.DataFrame({
         "Biomarker": df["label"], "Latest": df["latest"], "At (y)": df["latest_time"],
-        "Previous": df["previous"], "Change": df["change"],
+        "Previous": df["previous"], "Change": [change_text(v) for v in df["change"]],
         "Normal range": [range_text(lo, hi, u) for lo, hi, u in
                          zip(df["normal_low"], df["normal_high"], df["unit"], strict=True)],
         "Flag": df["flag"].replace({"within normal": ""}), "Phase": df["phase"],

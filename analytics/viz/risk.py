@@ -212,7 +212,25 @@ def shap_waterfall(waterfall: Waterfall, *, title: str | None = None,
                      range=_padded(ends))
     fig.update_traces(cliponaxis=False)
     fig.update_layout(showlegend=False)
-    return apply_layout(fig, title=title, height=height or 120 + 32 * len(steps))
+    return _room_for_labels(apply_layout(fig, title=title, height=height or 120 + 32 * len(steps)),
+                            text)
+
+
+#: approximate width of one character of the 13-px figure font, px
+_CHAR_PX = 7.5
+
+
+def _room_for_labels(fig: go.Figure, texts: list[str]) -> go.Figure:
+    """Keep the value labels outside the bars and the axis title inside the figure: a right
+    margin that holds the longest label (a bar that ends at the range's edge puts its label
+    in the margin: "36.1%" was cut at a 20-px margin), and automatic margins for the tick
+    labels and the axis title. Returns ``fig``."""
+    longest = max((len(t) for t in texts), default=0)
+    fig.layout.margin.r = max(20, int(np.ceil(8 + _CHAR_PX * longest)))
+    fig.layout.margin.b = 60
+    fig.layout.xaxis.automargin = True
+    fig.layout.yaxis.automargin = True
+    return fig
 
 
 def _padded(values: np.ndarray, pad: float = 0.22) -> list[float]:
@@ -254,7 +272,9 @@ def change_chart(change: ChangeSinceScan, *, height: int | None = None) -> go.Fi
                      else "Change of contribution", range=_padded(np.append(vals, 0.0)))
     fig.update_traces(cliponaxis=False)
     fig.update_layout(showlegend=False)
-    return apply_layout(fig, title=change.text, height=height or 110 + 30 * len(changes))
+    return _room_for_labels(apply_layout(fig, title=change.text,
+                                         height=height or 110 + 30 * len(changes)),
+                            [step_text(v, change.scale) for v in vals])
 
 
 def competing_incidence(incidence: IncidenceCurves, *, height: int = 320) -> go.Figure:

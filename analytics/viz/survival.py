@@ -76,6 +76,10 @@ def incidence_by_risk_group(gi, *, height: int = 480) -> go.Figure:
     return fig
 
 
+#: what the dashed lines of :func:`risk_distribution` are
+CUTS_NOTE = "Dashed: risk-group cut-offs, set on first-visit risk"
+
+
 def risk_distribution(risk: pd.DataFrame, *, event: str, horizon: float,
                       cuts: list[float] | None = None, height: int = 300) -> go.Figure:
     """Histogram of each patient's current risk (latest assessable visit).
@@ -85,7 +89,10 @@ def risk_distribution(risk: pd.DataFrame, *, event: str, horizon: float,
     risk
         ``analytics.usecases.overview.cohort_risk`` output.
     cuts
-        Risk-group cut points (fractions), drawn as dashed lines.
+        Risk-group cut points (fractions), drawn as dashed lines, each labelled with its
+        value. They are the thirds of the risk at the *first* visit (the incidence by
+        risk group follows patients from that visit, so the groups may use nothing seen
+        later), not of the current risk drawn here, and the figure says so.
 
     Returns
     -------
@@ -101,9 +108,26 @@ def risk_distribution(risk: pd.DataFrame, *, event: str, horizon: float,
     fig.add_trace(go.Histogram(x=values, nbinsx=min(40, max(8, len(values) // 5)),
                                marker={"color": series_colour(0)}, name="Patients",
                                hovertemplate="%{x}%: %{y} patients<extra></extra>"))
-    for c in cuts or []:
-        fig.add_vline(x=c * 100, line_dash="dash", line_color=NEUTRAL)
+    shapes, notes = [], []
+    for k, c in enumerate(cuts or []):
+        shapes.append({"type": "line", "xref": "x", "yref": "paper", "x0": c * 100,
+                       "x1": c * 100, "y0": 0, "y1": 1,
+                       "line": {"dash": "dash", "color": NEUTRAL}})
+        notes.append({"x": c * 100, "y": 1, "xref": "x", "yref": "paper",
+                      "text": f"{100 * c:.1f}%", "showarrow": False, "yanchor": "bottom",
+                      # the first value left of its line, the others right: close cut-offs
+                      # do not overlap
+                      "xanchor": "right" if k == 0 else "left",
+                      "font": {"size": 11, "color": NEUTRAL}})
+    if cuts:
+        notes.append({"x": 1, "y": 1.12, "xref": "paper", "yref": "paper",
+                      "xanchor": "right", "yanchor": "bottom", "showarrow": False,
+                      "text": CUTS_NOTE, "font": {"size": 11, "color": NEUTRAL}})
+        fig.update_layout(shapes=shapes, annotations=notes)
     fig.update_xaxes(title=risk_axis_title(event, horizon), ticksuffix="%")
     fig.update_yaxes(title="Patients")
     fig.update_layout(showlegend=False, bargap=0.05)
-    return apply_layout(fig, height=height)
+    fig = apply_layout(fig, height=height)
+    if cuts:  # room above the plot for the cut-off values and the note
+        fig.layout.margin.t = 60
+    return fig

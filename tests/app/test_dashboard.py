@@ -325,6 +325,11 @@ def test_key_image_slider_and_window(home, template):
     key_slice = slider.value
     captions = " ".join(_texts(at.caption))
     assert f"Slice {key_slice} of" in captions and "Overlay: Liver" in captions
+    # the slider counts the slices around the liver, the scan picker the whole series
+    assert f"Slice {key_slice} of the {int(slider.max)} around the liver" in captions
+    total = int(at.selectbox(key=f"patient:series-{p}").format_func(uid)
+                .rsplit(" · ", 1)[1].split()[0])
+    assert (f"(the series has {total})" in captions) == (total > int(slider.max))
     slider.set_value(1).run()
     at.radio(key="patient:window").set_value("narrow").run()
     _ok(at)

@@ -45,7 +45,9 @@ def test_cohort_page_lists_the_stored_patients(seeded_home):
     table = at.dataframe[0].value
     assert table["pseudonym"].tolist() == SEEDED
     assert table["n_studies"].tolist() == [2, 1, 0]
-    assert table["liver_volume_ml"].iloc[0] == 1600.0
+    assert float(table["liver_volume_ml"].iloc[0]) == 1600.0
+    # HT-0003 has no scan: an empty-looking "—", never a grey "None"
+    assert table["liver_volume_ml"].iloc[2] == "—"
     # the default (not logged-in) viewer is pseudonymised: no identity columns at all
     assert "patient_name" not in table.columns and "patient_id" not in table.columns
     assert _texts(at.metric)[:4] == ["3", "3", "4", "1"]

@@ -320,3 +320,53 @@ def test_the_pdf_waterfalls_feature_labels_stay_inside_the_figure():
     assert len(shown[1]) < len(long)
     renderer = fig.canvas.get_renderer()
     assert min(t.get_window_extent(renderer).x0 for t in labels) >= 0
+
+
+def test_risk_histogram_draws_and_names_the_first_visit_cut_offs_not_current_thirds():
+    from types import SimpleNamespace
+
+    from analytics.usecases.overview import risk_groups
+    from analytics.viz.survival import CUTS_NOTE
+    from ui.cohort_view import risk_caption
+
+    # first-visit risks of 9 patients: thirds by linear interpolation at positions 8/3 and
+    # 16/3: 0.07 + 2/3 * 0.01 = 0.07667 and 0.12 + 1/3 * 0.03 = 0.13
+    first = pd.Series([0.05, 0.06, 0.07, 0.08, 0.10, 0.12, 0.15, 0.20, 0.30])
+    _, cuts = risk_groups(first)
+    assert cuts == pytest.approx([0.0766667, 0.13], abs=1e-6)
+    # the current risk drawn is higher (thirds 0.25 and 0.40 would be its own cut-offs)
+    current = pd.DataFrame({"risk": [0.15, 0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50, 0.55]})
+    fig = viz.risk_distribution(current, event="death", horizon=3.0, cuts=cuts)
+    assert [s.x0 for s in fig.layout.shapes] == pytest.approx([7.66667, 13.0], abs=1e-4)
+    texts = [a.text for a in fig.layout.annotations]
+    assert texts == ["7.7%", "13.0%", CUTS_NOTE]
+    assert CUTS_NOTE == "Dashed: risk-group cut-offs, set on first-visit risk"
+    assert fig.layout.margin.t == 60
+    caption = risk_caption(SimpleNamespace(cuts=cuts))
+    assert "Dashed lines (7.7% and 13.0%): the risk-group cut-offs, thirds of the risk at " \
+           "the first visit" in caption
+    assert "not thirds of the current risk" in caption
+    # without groups: no lines, no note
+    plain = viz.risk_distribution(current, event="death", horizon=3.0)
+    assert not plain.layout.shapes and not plain.layout.annotations
+    assert risk_caption(None) == ("Current risk: at each patient's latest visit inside the "
+                                  "model's domain.")
+
+
+def test_waterfall_and_change_chart_leave_room_for_end_labels_and_axis_titles():
+    # the latest visit of the screenshots' patient: the risk label "36.1%" (5 characters)
+    # needs ceil(8 + 7.5 * 5) = 46 px right of the plot; the 20-px margin cut it to "36.1"
+    df = pd.DataFrame({"label": ["Base risk", "Age = 74.9 years", "Risk"],
+                       "shap": [0.0, 20.9, 0.0], "start": [15.2, 15.2, 36.1],
+                       "end": [15.2, 36.1, 36.1], "kind": ["base", "feature", "output"]})
+    fig = viz.shap_waterfall(Waterfall(df, 15.2, 36.1, "points", 3.0))
+    assert list(fig.data[0].text) == ["15.2%", "+20.9", "36.1%"]
+    assert fig.layout.margin.r == 46 and fig.layout.margin.b == 60
+    assert fig.layout.xaxis.automargin and fig.layout.yaxis.automargin
+    # change chart: "+17.7" and "-0.04": 5 characters, 46 px
+    ch = ChangeSinceScan(pd.DataFrame({"feature": ["a", "b"], "label": ["INR", "Sex"],
+                                       "change": [17.7, -0.04]}), 2.7, "scan", 17.7, 0.177,
+                         "points")
+    change = viz.change_chart(ch)
+    assert list(change.data[0].text) == ["+17.7", "-0.04"]
+    assert change.layout.margin.r == 46 and change.layout.xaxis.automargin

@@ -1,0 +1,125 @@
+"""What a clinician reads on the Patient page: signs, widths and labels that must not be cut."""
+
+from __future__ import annotations
+
+import pytest
+
+from analytics.config import load_settings
+from analytics.store import open_store
+from tests.app.conftest import new_app
+from tests.app.test_pages import MISSING_FILES, _ok, table_with
+from ui import patient_view
+
+
+@pytest.mark.parametrize(("value", "text"), [
+    (-0.000495, "\u22120.000495"), (20.5, "+20.5"), (-28.7, "\u221228.7"),
+    (110.0, "+110"), (-1234.4, "\u22121234"), (0.0219, "+0.0219"), (1e-6, "+0.000001"),
+    (1.0, "+1"), (0.0, "0"), (None, None), (float("nan"), None)])
+def test_change_text_always_shows_the_sign_without_exponent(value, text):
+    assert patient_view.change_text(value) == text
+
+
+def _set_latest(home, name: str, value: float) -> None:
+    from sqlalchemy import select, update
+
+    from analytics.store.schema import Feature, Series
+
+    store = open_store(load_settings(home))
+    with store.session() as s:
+        sid = s.execute(select(Series.id).where(Series.series_uid == "2.25.21")).scalar()
+        s.execute(update(Feature).where(Feature.series_id == sid, Feature.name == name)
+                  .values(value=value))
+    store.dispose()
+
+
+def test_biomarker_table_shows_a_fall_with_its_minus_sign_and_uncut_columns(seeded_home):
+    # HT-0001: the previous liver volume is 1490 mL; the latest made 1489.505 mL falls by
+    # 0.495 mL, which the table must show as −0.495 (not 0.495, not -0.495 cut to 0.495)
+    _set_latest(seeded_home, "liver_volume_ml", 1489.505)
+    at = new_app().run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at, MISSING_FILES)
+    summary = table_with(at, "Biomarker").set_index("Biomarker")
+    row = summary.loc["Liver volume (mL)"]
+    assert row[["Latest", "Previous"]].tolist() == [1489.505, 1490.0]
+    assert row["Change"] == "\u22120.495"
+    assert summary.loc["Spleen volume (mL)", "Change"].startswith(("+", "\u2212", "0"))
+    # every column has a width that holds its longest text
+    assert set(patient_view.SUMMARY_WIDTHS) == set(summary.reset_index().columns)
+    assert patient_view.SUMMARY_WIDTHS["Flag"] >= 96  # "below normal"
+    assert patient_view.SUMMARY_WIDTHS["Compared with"] >= 172  # "previous unenhanced scan"
+
+
+def test_identified_header_shows_the_whole_birth_date_in_a_wide_enough_column(seeded_home):
+    from ui.session import VIEWER_KEY, Viewer
+
+    at = new_app()
+    at.session_state[VIEWER_KEY] = Viewer("dr.house", "clinician", "s1")
+    at.run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at, MISSING_FILES)
+    assert [m.value for m in at.metric][:5] == ["F", "1960-01-02", "2", "3",
+                                              "Decompensation"]
+    # five equal columns gave the date 1/5 of the row and cut it to "1960-0…"; it needs
+    # ~185 px of the ~760 px at 1280x720, i.e. more than 0.24 of the row
+    w = patient_view.HEADER_WEIGHTS
+    assert len(w) == 5
+    assert w[1] / sum(w) == pytest.approx(2.2 / 7.0) and w[1] / sum(w) > 0.24
+    assert w[4] / sum(w) > 0.31  # "Decompensation", ~240 px
+    weights = [c.weight for c in at.columns][:5]
+    assert [x / sum(weights) for x in weights] == pytest.approx([x / 7.0 for x in w])
+
+
+def _stack(n: int, structures: tuple[str, ...]):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(n_slices=n, structures=structures)
+
+
+@pytest.mark.parametrize(("k", "n", "structures", "total", "text"), [
+    (13, 26, ("liver", "spleen"), 44, "Slice 14 of the 26 around the liver (the series has 44)"),
+    (0, 26, ("liver",), 26, "Slice 1 of the 26 around the liver"),
+    (4, 64, (), 120, "Slice 5 of the 64, evenly spaced (the series has 120)"),
+    (4, 30, (), 30, "Slice 5 of 30"),
+    (4, 30, (), None, "Slice 5 of 30")])
+def test_slice_text_says_what_the_viewer_and_the_series_count(k, n, structures, total, text):
+    # the scan picker says "44 slices" (the series) while the slider ends at 26 (the
+    # slices around the liver): the caption names both
+    assert patient_view.slice_text(k, _stack(n, structures), total) == text
+
+
+def test_series_slices_reads_the_series_row():
+    import pandas as pd
+
+    series = pd.DataFrame({"series_uid": ["1.2", "1.3"], "n_slices": [44, None]})
+    assert patient_view.series_slices(series, "1.2") == 44
+    assert patient_view.series_slices(series, "1.3") is None
+    assert patient_view.series_slices(series, "9.9") is None
+    assert patient_view.series_slices(pd.DataFrame(), "1.2") is None
+
+
+def test_studies_and_series_table_starts_with_date_modality_description_images(seeded_home):
+    at = new_app().run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at, MISSING_FILES)
+    series = table_with(at, "series_uid")
+    cols = list(series.columns)
+    assert cols[:5] == ["study_date", "modality", "description", "n_instances", "n_slices"]
+    assert cols[-1] == "series_uid" and "study_uid" not in cols
+    assert series["series_uid"].tolist() == ["2.25.11", "2.25.12", "2.25.21"]
+
+
+def test_cohort_table_shows_a_dash_not_none_for_a_patient_without_a_scan():
+    import pandas as pd
+
+    from ui import cohort_view
+
+    table = pd.DataFrame({"pseudonym": ["HT-1", "HT-2"], "liver_volume_ml": [1512.34, None],
+                          "spleen_volume_ml": [151.2, float("nan")]})
+    shown = cohort_view.for_display(table)
+    assert shown["liver_volume_ml"].tolist() == ["1512", "—"]
+    assert shown["spleen_volume_ml"].tolist() == ["151.2", "—"]
+    # the table searched, sorted and downloaded keeps its numbers
+    assert table["liver_volume_ml"].iloc[0] == 1512.34
+    cfg = cohort_view.display_config(table)
+    assert {"liver_volume_ml", "spleen_volume_ml"} <= set(cfg)

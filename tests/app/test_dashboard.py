@@ -5,6 +5,7 @@ models (train, activate), MDT meeting (list, notes, PDF), ingest (upload)."""
 from __future__ import annotations
 
 import io
+import json
 import time
 
 import numpy as np
@@ -341,6 +342,27 @@ def test_models_page_shows_validation_against_baselines(home, engine):
     lo, hi = cv["ci"]["c_index"]
     assert table["C-index (95% CI)"].iloc[0] == f"{cv['c_index']:.3f} ({lo:.3f}-{hi:.3f})"
     assert "MELD" in table["Predictor"].tolist()
+    # the estimate with its interval gets a medium-width column, so "(lo-hi)" is not cut
+    config = json.loads(next(d for d in at.dataframe if "C-index (95% CI)" in d.value.columns)
+                        .proto.columns)
+    assert config["C-index (95% CI)"]["width"] == "medium"
+    # the endpoint in words, not the stored codes
+    assert _table(at, "Endpoint")["Endpoint"].tolist() == ["Death, decompensation or HCC"]
+    assert any(" · endpoint death, decompensation or HCC · " in c for c in _texts(at.caption))
+    # calibration: readable headers with an explanation and the stored numbers
+    cal = _table(at, "ICI (integrated calibration index)")
+    assert list(cal.columns) == [
+        "Horizon (y)", "Calibration slope", "Calibration intercept",
+        "ICI (integrated calibration index)", "E50 (median absolute error)",
+        "E90 (90th percentile of the absolute error)", "Visits (n)"]
+    stored = cv["calibration"]["3"]
+    row = cal.set_index("Horizon (y)").loc[3.0]
+    assert row["ICI (integrated calibration index)"] == pytest.approx(stored["ici"])
+    assert row["E50 (median absolute error)"] == pytest.approx(stored["e50"])
+    cal_config = json.loads(next(d for d in at.dataframe if "Visits (n)" in d.value.columns)
+                            .proto.columns)
+    assert cal_config["E50 (median absolute error)"]["help"] == (
+        "Median absolute difference between predicted and observed risk")
     keys = {c.key for c in at.get("plotly_chart")}
     assert {"models:calibration", "models:td_auc", "models:drivers"} <= keys
 

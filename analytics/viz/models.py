@@ -127,7 +127,8 @@ def imaging_difference_plot(table: pd.DataFrame, horizons: list[float], *,
     -------
     plotly.graph_objects.Figure
         One marker-and-error-bar trace per row set (``label``), one row per metric
-        (``C-index``, ``td-AUC <h> y``), and a dotted ``No difference`` line at 0.
+        (``C-index``, ``td-AUC <h> y``, top to bottom in that order), and a dotted
+        ``No difference`` line at 0 over the whole plot height (a shape, in the legend).
     """
     fig = go.Figure()
     metrics = [("c_index", "C-index"), *((f"td_auc_{h:g}", f"td-AUC {h:g} y")
@@ -139,9 +140,11 @@ def imaging_difference_plot(table: pd.DataFrame, horizons: list[float], *,
                            showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
         return apply_layout(fig, height=200)
     names = [name for _, name in metrics]
-    fig.add_trace(go.Scatter(x=[0, 0], y=[names[0], names[-1]], mode="lines",
-                             name="No difference", line={"color": NEUTRAL, "dash": "dot"},
-                             hoverinfo="skip"))
+    # a line over the whole plot height (not from the first to the last metric drawn),
+    # named in the legend
+    fig.add_shape(type="line", x0=0, x1=0, xref="x", y0=0, y1=1, yref="paper",
+                  line={"color": NEUTRAL, "dash": "dot"}, name="No difference",
+                  showlegend=True, layer="below")
     for k, row in enumerate(shown.to_dict("records")):
         x = [row[f"{m}_difference"] for m, _ in metrics]
         lo = [row[f"{m}_difference_low"] for m, _ in metrics]
@@ -155,5 +158,7 @@ def imaging_difference_plot(table: pd.DataFrame, horizons: list[float], *,
                      "arrayminus": [v - low for v, low in zip(x, lo, strict=True)]},
             hovertemplate="%{y}: %{x:+.3f}<extra>" + str(row["label"]) + "</extra>"))
     fig.update_xaxes(title="Difference, with - without imaging (95% CI)", zeroline=False)
-    fig.update_yaxes(autorange="reversed", title=None)
+    # the metrics top to bottom in the table's order, whichever trace names them first
+    fig.update_yaxes(autorange="reversed", title=None, categoryorder="array",
+                     categoryarray=names)
     return apply_layout(fig, height=height or 140 + 40 * len(metrics))

@@ -178,7 +178,10 @@ try:
     st.plotly_chart(viz.drivers_bar(drivers), key=key(MODELS, "drivers"))
     st.caption("Mean absolute SHAP value per clinical feature (its last value, trend, worst "
                "value and missing indicator together) over the training sample stored with "
-               "the model.")
+               "the model." + (" On the log relative hazard: an effect of 0.1 multiplies the "
+                              "hazard by about 1.1 (e^0.1), one of 0.7 doubles it. The "
+                              "Patient page gives each patient's contributions in percentage "
+                              "points of the risk." if drivers.scale == "log_hazard" else ""))
 except HepaTrackError as err:
     shell.show_error(err)
 

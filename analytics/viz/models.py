@@ -100,15 +100,25 @@ def drivers_bar(drivers: ClinicalImportance, *, top: int = 15, height: int | Non
         :func:`analytics.explain.clinical_importance` output.
     """
     d = drivers.table.head(top)
+    log_hazard = drivers.scale == "log_hazard"
+    # on the log scale the hover also gives the factor on the hazard, exp(effect)
+    hover = ("%{y}: %{x:.3f} on the log relative hazard (hazard x %{customdata:.2f})"
+             if log_hazard else "%{y}: %{x:.3f} on the risk")
     fig = go.Figure(go.Bar(x=d["mean_abs_shap"], y=d["label"], orientation="h",
                            marker={"color": series_colour(0)}, name="mean |SHAP|",
-                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+                           customdata=np.exp(d["mean_abs_shap"].to_numpy(float)),
+                           hovertemplate=hover + "<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title=None)
-    fig.update_xaxes(title="Mean |SHAP| (" + ("log relative hazard"
-                                             if drivers.scale == "log_hazard" else "risk")
-                     + f"), {drivers.n_rows} training rows")
+    fig.update_xaxes(title=driver_axis_title(drivers))
     fig.update_layout(showlegend=False)
     return apply_layout(fig, height=height or 120 + 26 * len(d))
+
+
+def driver_axis_title(drivers: ClinicalImportance) -> str:
+    """The global drivers' unit in words: ``"Mean size of the effect on the log relative
+    hazard (mean |SHAP|), 200 training rows"`` (or ``"... on the risk ..."``)."""
+    unit = "the log relative hazard" if drivers.scale == "log_hazard" else "the risk"
+    return f"Mean size of the effect on {unit} (mean |SHAP|), {drivers.n_rows} training rows"
 
 
 def imaging_difference_plot(table: pd.DataFrame, horizons: list[float], *,

@@ -365,6 +365,12 @@ def test_models_page_shows_validation_against_baselines(home, engine):
         "Median absolute difference between predicted and observed risk")
     keys = {c.key for c in at.get("plotly_chart")}
     assert {"models:calibration", "models:td_auc", "models:drivers"} <= keys
+    drivers = json.loads(next(c for c in at.get("plotly_chart") if c.key == "models:drivers")
+                         .proto.spec)
+    assert drivers["layout"]["xaxis"]["title"]["text"].startswith(
+        "Mean size of the effect on the log relative hazard (mean |SHAP|), ")
+    assert any("On the log relative hazard: an effect of 0.1 multiplies the hazard by about "
+               "1.1 (e^0.1), one of 0.7 doubles it." in c for c in _texts(at.caption))
 
 
 def test_train_as_researcher_then_activate_as_admin(home, engine):

@@ -192,6 +192,14 @@ def test_model_figures_plot_the_stored_numbers():
                                  scale="log_hazard", n_rows=200)
     f3 = viz.drivers_bar(drivers)
     assert list(f3.data[0].x) == [0.4, 0.2] and "200 training rows" in f3.layout.xaxis.title.text
+    # the unit in words, and the factor on the hazard (e^0.4 = 1.4918) in the hover
+    assert f3.layout.xaxis.title.text == (
+        "Mean size of the effect on the log relative hazard (mean |SHAP|), 200 training rows")
+    assert list(f3.data[0].customdata) == pytest.approx([1.4918247, 1.2214028])
+    assert "on the log relative hazard (hazard x %{customdata:.2f})" in f3.data[0].hovertemplate
+    risk_scale = ClinicalImportance(drivers.table, scale="risk", n_rows=50)
+    assert viz.drivers_bar(risk_scale).layout.xaxis.title.text == (
+        "Mean size of the effect on the risk (mean |SHAP|), 50 training rows")
 
 
 def test_biomarker_summary_and_normal_ranges():

@@ -168,7 +168,7 @@ def test_counts_per_litre_are_written_as_clinicians_write_them(name, stored, sho
     assert value_text(123.0, V.shown_unit("platelets_10e9_l")) == "123 ×10⁹/L"
     assert V.label_with_unit("platelets_10e9_l") == "Platelets (×10⁹/L)"
     assert contribution_sentence("Platelets", "×10⁹/L", 123.0, -57.0, 3.1, "platelets_10e9_l") \
-        == "Platelets fell from 180 to 123 ×10⁹/L since the previous visit: +3.1 points"
+        == "Platelets 123 ×10⁹/L (180 at the previous visit): +3.1 points"
 
 
 @pytest.mark.parametrize(("event", "label", "words"), [

@@ -173,7 +173,7 @@ def test_counts_per_litre_are_written_as_clinicians_write_them(name, stored, sho
 
 @pytest.mark.parametrize(("event", "label", "words"), [
     ("hcc", "HCC", "HCC"),
-    ("censored", "Censored", "censored"),
+    ("censored", "No event", "no event"),
     ("death", "Death", "death"),
     ("decompensation", "Decompensation", "decompensation"),
     ("transplant", "Transplant", "transplant"),
@@ -187,4 +187,11 @@ def test_event_names_are_capitalised_consistently(event, label, words) -> None:
     assert V.event_label(event) == label
     assert V.event_words(event) == words
     assert event_text(event) == words
-    assert outcome_label(event, 2.04) == f"{label} at 2.0 y"
+    assert outcome_label(event, 2.04) == ("No event, followed to 2.0 y" if event == "censored"
+                                          else f"{label} at 2.0 y")
+
+
+def test_a_patient_without_an_event_reads_no_event_not_censored() -> None:
+    assert V.outcome_words("censored", 7.43) == "no event, followed to 7.4 y"
+    assert V.outcome_words("hcc", 7.43) == "HCC at 7.4 y"
+    assert V.outcome_words("death", 0.96) == "death at 1.0 y"

@@ -233,10 +233,10 @@ def test_patient_explanation_is_in_risk_points_with_the_log_scale_one_click_away
     assert any("percentage points of the 3-year risk" in m.value for m in at.markdown)
     change = _figure(at, "patient:change")
     assert "percentage points" in change["layout"]["xaxis"]["title"]["text"]
-    # the outcome as clinicians write it (HCC, Censored, Death, ...)
+    # the outcome as clinicians write it (HCC, No event, Death, ...)
     event = cohort.outcomes.set_index("patient")["event"].get(p)
     if event is not None:
-        expected = {"hcc": "HCC", "censored": "Censored", "death": "Death",
+        expected = {"hcc": "HCC", "censored": "No event", "death": "Death",
                     "decompensation": "Decompensation", "transplant": "Transplant"}[event]
         assert {m.label: m.value for m in at.metric}["Outcome"] == expected
     # one click: the model's log relative hazard, base value to model output
@@ -413,6 +413,15 @@ def test_mdt_meeting_notes_and_pack(home, engine, template):
     _ok(at)
     assert at.selectbox(key="mdt:current").value == patients[0]
     assert any(m.label.startswith("Risk within 3 y") for m in at.metric)
+    # the outcome in a clinician's words: a patient without an event was followed up
+    outcome = _c.outcomes.set_index("patient").loc[patients[0]]
+    from analytics.vocabulary import event_words
+
+    years = f"{outcome['duration']:.1f} y"
+    written = (f"no event, followed to {years}" if outcome["event"] == "censored"
+               else f"{event_words(outcome['event'])} at {years}")
+    assert any(f" · outcome {written}" in c for c in _texts(at.caption)), _texts(at.caption)
+    assert not any("censored" in c.lower() for c in _texts(at.caption))
     assert any(t.startswith("**Why:**") for t in _texts(at.markdown))
     from analytics.explain import patient_trajectory
 

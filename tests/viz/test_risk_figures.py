@@ -138,7 +138,7 @@ def test_patient_timeline_lanes():
     visits = pd.DataFrame({"time_years": [0.2, np.nan], "visit_date": [None, None]})
     fig = viz.patient_timeline(scans=scans, visits=visits, outcome_event="censored",
                                outcome_time=3.0)
-    assert [t.name for t in fig.data] == ["Scan", "Lab draw", "Censored at 3.0 y"]
+    assert [t.name for t in fig.data] == ["Scan", "Lab draw", "No event, followed to 3.0 y"]
     assert list(fig.data[0].text) == ["2020-01-01", "2021-01-01"]
     assert list(fig.data[0].customdata) == ["Scan", "Scan"]  # modality not given
     assert list(fig.data[1].x) == [0.2]

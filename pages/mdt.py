@@ -19,7 +19,7 @@ from analytics.usecases.mdt import (
     records_for,
 )
 from analytics.usecases.mdt_facts import clinical_facts
-from analytics.vocabulary import event_words
+from analytics.vocabulary import outcome_words
 from ui import dash, jobs, loaders, mdt_view, patient_view, shell
 from ui.format import fmt_horizon
 from ui.mdt_view import CURRENT_KEY, LIST_KEY, MDT
@@ -125,7 +125,7 @@ st.subheader(f"{name} · {pseudonym}" if detail.identified else pseudonym, ancho
 pos = chosen.index(pseudonym) + 1
 outcome = detail.outcome
 st.caption(f"Patient {pos} of {len(chosen)} · sex {detail.sex or '—'} · "
-           + (f"outcome {event_words(outcome.event)} at {outcome.time_years:.1f} y · " if outcome
+           + (f"outcome {outcome_words(outcome.event, outcome.time_years)} · " if outcome
               else "no outcome recorded · ") + facts.line)
 
 if model is not None:

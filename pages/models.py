@@ -18,6 +18,7 @@ from analytics.usecases.model_admin import (
     validation_table,
 )
 from analytics.usecases.models import activate_model
+from analytics.vocabulary import event_words
 from ui import dash, jobs, models_view, shell
 from ui.session import key
 
@@ -121,7 +122,7 @@ if can_switch and st.button(f"Make {model_id} the active model",
         activate_model(dash.use_case_context(ctx), model_id)
     dash.clear()
     st.rerun()
-st.caption(f"{info['kind']} · endpoint {info['event']} · horizons "
+st.caption(f"{info['kind']} · endpoint {event_words(info['event'])} · horizons "
            f"{', '.join(f'{h:g}' for h in horizons)} y · trained by "
            f"{info['created_by'] or 'the command line'} on {(info['created_at'] or '?')[:10]}")
 
@@ -130,8 +131,9 @@ if not metrics.get("cv"):
     st.warning("No validation metrics stored with this model.", icon=":material/warning:")
 else:
     vt = validation_table(metrics, horizons)
-    st.dataframe(models_view.validation_display(vt, horizons), hide_index=True,
-                 key=key(MODELS, "validation"))
+    shown = models_view.validation_display(vt, horizons)
+    st.dataframe(shown, hide_index=True, key=key(MODELS, "validation"),
+                 column_config=models_view.validation_column_config(shown))
     st.caption("Cross-validated, grouped by patient (out-of-fold predictions); 95% intervals "
                "by patient bootstrap. Clinical scores are validated on the same folds, each "
                "recalibrated to the endpoint; 'Model C-index on the same rows' compares the "
@@ -141,10 +143,9 @@ else:
         st.markdown("**Calibration**")
         st.plotly_chart(viz.calibration_plot(calibration_curves(metrics)),
                         key=key(MODELS, "calibration"))
-        st.dataframe(calibration_summary(metrics), hide_index=True,
-                     key=key(MODELS, "calibration_table"),
-                     column_config={c: st.column_config.NumberColumn(format="%.3f")
-                                    for c in ("slope", "intercept", "ici", "e50", "e90")})
+        cal_table, cal_config = models_view.calibration_display(calibration_summary(metrics))
+        st.dataframe(cal_table, hide_index=True, key=key(MODELS, "calibration_table"),
+                     column_config=cal_config)
     with right:
         st.markdown("**Discrimination over landmark times**")
         st.plotly_chart(viz.td_auc_plot(td_auc_by_landmark(metrics)),
@@ -177,7 +178,10 @@ try:
     st.plotly_chart(viz.drivers_bar(drivers), key=key(MODELS, "drivers"))
     st.caption("Mean absolute SHAP value per clinical feature (its last value, trend, worst "
                "value and missing indicator together) over the training sample stored with "
-               "the model.")
+               "the model." + (" On the log relative hazard: an effect of 0.1 multiplies the "
+                              "hazard by about 1.1 (e^0.1), one of 0.7 doubles it. The "
+                              "Patient page gives each patient's contributions in percentage "
+                              "points of the risk." if drivers.scale == "log_hazard" else ""))
 except HepaTrackError as err:
     shell.show_error(err)
 

@@ -168,12 +168,12 @@ def test_counts_per_litre_are_written_as_clinicians_write_them(name, stored, sho
     assert value_text(123.0, V.shown_unit("platelets_10e9_l")) == "123 ×10⁹/L"
     assert V.label_with_unit("platelets_10e9_l") == "Platelets (×10⁹/L)"
     assert contribution_sentence("Platelets", "×10⁹/L", 123.0, -57.0, 3.1, "platelets_10e9_l") \
-        == "Platelets fell from 180 to 123 ×10⁹/L since the previous visit: +3.1 points"
+        == "Platelets 123 ×10⁹/L (180 at the previous visit): +3.1 points"
 
 
 @pytest.mark.parametrize(("event", "label", "words"), [
     ("hcc", "HCC", "HCC"),
-    ("censored", "Censored", "censored"),
+    ("censored", "No event", "no event"),
     ("death", "Death", "death"),
     ("decompensation", "Decompensation", "decompensation"),
     ("transplant", "Transplant", "transplant"),
@@ -187,4 +187,11 @@ def test_event_names_are_capitalised_consistently(event, label, words) -> None:
     assert V.event_label(event) == label
     assert V.event_words(event) == words
     assert event_text(event) == words
-    assert outcome_label(event, 2.04) == f"{label} at 2.0 y"
+    assert outcome_label(event, 2.04) == ("No event, followed to 2.0 y" if event == "censored"
+                                          else f"{label} at 2.0 y")
+
+
+def test_a_patient_without_an_event_reads_no_event_not_censored() -> None:
+    assert V.outcome_words("censored", 7.43) == "no event, followed to 7.4 y"
+    assert V.outcome_words("hcc", 7.43) == "HCC at 7.4 y"
+    assert V.outcome_words("death", 0.96) == "death at 1.0 y"

@@ -15,6 +15,7 @@ from analytics.models.settings import ModelSettings
 from analytics.store.db import Store
 from analytics.usecases import models as model_use_cases
 from analytics.usecases.context import Context
+from analytics.vocabulary import event_label
 from ui.jobs import Job
 
 KINDS = {"cox": "Cox proportional hazards (ridge)", "gbm": "Gradient-boosted Cox (xgboost)",
@@ -54,6 +55,42 @@ def validation_display(vt: pd.DataFrame, horizons: list[float]) -> pd.DataFrame:
     out["Coverage"] = vt["coverage"].map(lambda x: _n(100 * x, "{:.0f}%") if np.isfinite(x)
                                          else "—")
     return out
+
+
+def validation_column_config(shown: pd.DataFrame) -> dict[str, dict[str, Any]]:
+    """Column widths for :func:`validation_display`: an estimate with its 95% interval
+    ("0.707 (0.686-0.731)") needs a medium column, or its closing digits are cut."""
+    return {c: {"width": "medium"} for c in shown.columns if c.endswith("(95% CI)")}
+
+
+#: the calibration summary's columns: header shown and its explanation
+CALIBRATION_COLUMNS = {
+    "horizon": ("Horizon (y)", "Years after the landmark visit the risk is predicted for"),
+    "slope": ("Calibration slope", "1 when predicted risks spread as observed risks do; "
+              "below 1 when predictions are too extreme"),
+    "intercept": ("Calibration intercept", "0 when predicted risks are right on average; "
+                  "below 0 when they are too high"),
+    "ici": ("ICI (integrated calibration index)",
+            "Mean absolute difference between predicted and observed risk"),
+    "e50": ("E50 (median absolute error)",
+            "Median absolute difference between predicted and observed risk"),
+    "e90": ("E90 (90th percentile of the absolute error)",
+            "90th percentile of the absolute difference between predicted and observed risk"),
+    "n": ("Visits (n)", "Landmark visits the calibration was estimated on"),
+}
+
+
+def calibration_display(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
+    """``analytics.usecases.model_admin.calibration_summary`` with readable headers, and
+    the column configuration (number format and an explanation for each header)."""
+    shown = summary.rename(columns={k: v[0] for k, v in CALIBRATION_COLUMNS.items()})
+    config: dict[str, dict[str, Any]] = {}
+    for k, (header, help_text) in CALIBRATION_COLUMNS.items():
+        cfg: dict[str, Any] = {"help": help_text}
+        if k in ("slope", "intercept", "ici", "e50", "e90"):
+            cfg["type_config"] = {"type": "number", "format": "%.3f"}
+        config[header] = cfg
+    return shown, config
 
 
 def _diff(x: float, lo: float, hi: float) -> str:
@@ -104,6 +141,7 @@ def models_display(models: list[dict[str, Any]]) -> pd.DataFrame:
                                        "c_index", "created_at"])
     df["horizons"] = df["horizons"].map(lambda hs: ", ".join(f"{float(h):g}" for h in hs)
                                         if isinstance(hs, list) else hs)
+    df["event"] = df["event"].map(event_label)
     df["active"] = df["active"].map(lambda a: "active" if a else "")
     df["c_index"] = df["c_index"].map(lambda x: f"{x:.3f}" if isinstance(x, float) else "—")
     df["created_at"] = df["created_at"].map(lambda x: str(x)[:16].replace("T", " ")

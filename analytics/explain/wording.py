@@ -4,9 +4,10 @@ Every sentence the patient page, the MDT view, the PDF report and ``hepatrack pr
 show about a score is written here, from the explanation's numbers. Contributions are in
 percentage points of the risk at the horizon (``"+3.1 points"``,
 :mod:`analytics.explain.points`), or on the model's log relative hazard when asked for;
-a change is told in the direction the data moved, and the contribution with its own
-sign, so a falling platelet count that adds risk reads
-``"Platelets fell from 180 to 123 ×10⁹/L since the previous visit: +3.1 points"``.
+a feature's contribution is that of its value at the visit against the base risk (not of
+its change), so the sentence names the value, with the previous one beside it, and the
+contribution with its own sign:
+``"Platelets 123 ×10⁹/L (180 at the previous visit): +3.1 points"``.
 
 - :func:`contribution_sentence`: one clinical feature's share of a score, with the
   patient's value, its unit and its change since the previous visit or scan;
@@ -84,14 +85,15 @@ def amount_text(amount: float, scale: str = "points") -> str:
     return points_text(100.0 * amount if scale == "risk" else amount)
 
 
-def _moved(label: str, value: float, change: float, unit: str, since: str) -> str:
-    """``"Platelets fell from 180 to 123 ×10⁹/L since the previous visit"``."""
+def _with_previous(label: str, value: float, change: float, unit: str, since: str) -> str:
+    """``"Platelets 123 ×10⁹/L (180 at the previous visit)"``: the value the contribution
+    belongs to, the previous one beside it (a sentence "fell from 180 to 123: +3.1 points"
+    would give the change a contribution that is the value's)."""
     u = f" {unit}" if unit else ""
     before, now = number_text(value - change), number_text(value)
     if before == now:  # a change below the shown precision: say it with its sign
         return f"{label} {now}{u} ({change_text(change, unit, since)})"
-    way = "rose" if change > 0 else "fell"
-    return f"{label} {way} from {before} to {now}{u} since the {since}"
+    return f"{label} {now}{u} ({before} at the {since})"
 
 
 def contribution_sentence(label: str, unit: str, value: object, change: float | None,
@@ -99,8 +101,10 @@ def contribution_sentence(label: str, unit: str, value: object, change: float | 
                           scale: str = "points") -> str:
     """One feature's share of a score in the clinic's words.
 
-    The change is told in the direction the value moved (``rose``/``fell``), the
-    contribution with its own sign: a value can fall and still add risk.
+    ``amount`` is the contribution of the value at the visit against the base risk, so
+    the sentence leads with that value; the previous value is told beside it, not as a
+    change the amount would belong to. The contribution keeps its own sign: a low value
+    can add risk.
 
     Parameters
     ----------
@@ -123,7 +127,7 @@ def contribution_sentence(label: str, unit: str, value: object, change: float | 
 
     Examples
     --------
-    ``"Platelets fell from 180 to 123 ×10⁹/L since the previous visit: +3.1 points"``,
+    ``"Platelets 123 ×10⁹/L (180 at the previous visit): +3.1 points"``,
     ``"Albumin not measured yet: -0.40 points"``,
     ``"Follow-up (2.5 years since baseline, 6 visits): +1.2 points"``.
     """
@@ -135,9 +139,9 @@ def contribution_sentence(label: str, unit: str, value: object, change: float | 
     elif isinstance(value, str):
         head = f"{label} {value}"
     elif change is not None and change == 0:
-        head = f"{label} unchanged at {number_text(float(value))}{u} since the {since}"
+        head = f"{label} {number_text(float(value))}{u} (unchanged since the {since})"
     elif change is not None:
-        head = _moved(label, float(value), float(change), unit, since)
+        head = _with_previous(label, float(value), float(change), unit, since)
     else:
         head = f"{label} {number_text(float(value))}{u}"
     return f"{head}: {amount_text(amount, scale)}"

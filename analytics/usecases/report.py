@@ -57,7 +57,7 @@ from analytics.usecases.model_admin import (
 from analytics.viz.mpl import calibration_png, trajectory_png, waterfall_png
 from analytics.viz.pack_pdf import PatientPage, render_pdf
 from analytics.viz.prep import NO_SAME_PHASE, biomarker_summary, event_text
-from analytics.vocabulary import PHASE_DEPENDENT, event_words
+from analytics.vocabulary import PHASE_DEPENDENT, outcome_words
 
 __all__ = ["INTENDED_USE", "RECORD_WITHHELD", "PatientPage", "ReportRequest", "ReportResult",
            "build_mdt_report", "collect_patient_page", "download_pack", "key_series_uid",
@@ -136,7 +136,7 @@ def _title(detail, pseudonym: str, identified: bool, name: str | None) -> tuple[
                     f"{detail.birth_year or '—'} · dates shifted per patient")
     out = detail.outcome
     if out is not None:
-        subtitle += (f" · follow-up: {event_words(out.event)} at {out.time_years:.1f} y"
+        subtitle += (f" · follow-up: {outcome_words(out.event, out.time_years)}"
                      + (f" ({out.date.isoformat()})" if out.date else ""))
     return title, subtitle
 

@@ -100,15 +100,25 @@ def drivers_bar(drivers: ClinicalImportance, *, top: int = 15, height: int | Non
         :func:`analytics.explain.clinical_importance` output.
     """
     d = drivers.table.head(top)
+    log_hazard = drivers.scale == "log_hazard"
+    # on the log scale the hover also gives the factor on the hazard, exp(effect)
+    hover = ("%{y}: %{x:.3f} on the log relative hazard (hazard x %{customdata:.2f})"
+             if log_hazard else "%{y}: %{x:.3f} on the risk")
     fig = go.Figure(go.Bar(x=d["mean_abs_shap"], y=d["label"], orientation="h",
                            marker={"color": series_colour(0)}, name="mean |SHAP|",
-                           hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+                           customdata=np.exp(d["mean_abs_shap"].to_numpy(float)),
+                           hovertemplate=hover + "<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title=None)
-    fig.update_xaxes(title="Mean |SHAP| (" + ("log relative hazard"
-                                             if drivers.scale == "log_hazard" else "risk")
-                     + f"), {drivers.n_rows} training rows")
+    fig.update_xaxes(title=driver_axis_title(drivers))
     fig.update_layout(showlegend=False)
     return apply_layout(fig, height=height or 120 + 26 * len(d))
+
+
+def driver_axis_title(drivers: ClinicalImportance) -> str:
+    """The global drivers' unit in words: ``"Mean size of the effect on the log relative
+    hazard (mean |SHAP|), 200 training rows"`` (or ``"... on the risk ..."``)."""
+    unit = "the log relative hazard" if drivers.scale == "log_hazard" else "the risk"
+    return f"Mean size of the effect on {unit} (mean |SHAP|), {drivers.n_rows} training rows"
 
 
 def imaging_difference_plot(table: pd.DataFrame, horizons: list[float], *,
@@ -127,7 +137,8 @@ def imaging_difference_plot(table: pd.DataFrame, horizons: list[float], *,
     -------
     plotly.graph_objects.Figure
         One marker-and-error-bar trace per row set (``label``), one row per metric
-        (``C-index``, ``td-AUC <h> y``), and a dotted ``No difference`` line at 0.
+        (``C-index``, ``td-AUC <h> y``, top to bottom in that order), and a dotted
+        ``No difference`` line at 0 over the whole plot height (a shape, in the legend).
     """
     fig = go.Figure()
     metrics = [("c_index", "C-index"), *((f"td_auc_{h:g}", f"td-AUC {h:g} y")
@@ -139,9 +150,11 @@ def imaging_difference_plot(table: pd.DataFrame, horizons: list[float], *,
                            showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
         return apply_layout(fig, height=200)
     names = [name for _, name in metrics]
-    fig.add_trace(go.Scatter(x=[0, 0], y=[names[0], names[-1]], mode="lines",
-                             name="No difference", line={"color": NEUTRAL, "dash": "dot"},
-                             hoverinfo="skip"))
+    # a line over the whole plot height (not from the first to the last metric drawn),
+    # named in the legend
+    fig.add_shape(type="line", x0=0, x1=0, xref="x", y0=0, y1=1, yref="paper",
+                  line={"color": NEUTRAL, "dash": "dot"}, name="No difference",
+                  showlegend=True, layer="below")
     for k, row in enumerate(shown.to_dict("records")):
         x = [row[f"{m}_difference"] for m, _ in metrics]
         lo = [row[f"{m}_difference_low"] for m, _ in metrics]
@@ -155,5 +168,7 @@ def imaging_difference_plot(table: pd.DataFrame, horizons: list[float], *,
                      "arrayminus": [v - low for v, low in zip(x, lo, strict=True)]},
             hovertemplate="%{y}: %{x:+.3f}<extra>" + str(row["label"]) + "</extra>"))
     fig.update_xaxes(title="Difference, with - without imaging (95% CI)", zeroline=False)
-    fig.update_yaxes(autorange="reversed", title=None)
+    # the metrics top to bottom in the table's order, whichever trace names them first
+    fig.update_yaxes(autorange="reversed", title=None, categoryorder="array",
+                     categoryarray=names)
     return apply_layout(fig, height=height or 140 + 40 * len(metrics))

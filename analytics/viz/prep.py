@@ -101,7 +101,8 @@ def trajectory_data(trajectory: Trajectory, *, outcome_event: str | None = None,
 def outcome_label(event: str | None, time: float | None) -> str | None:
     if event is None or time is None:
         return None
-    return f"{vocabulary.event_label(event)} at {time:.1f} y"
+    words = vocabulary.outcome_words(event, time)
+    return words[:1].upper() + words[1:]
 
 
 def step_colours(shap: np.ndarray) -> list[str]:

@@ -65,7 +65,7 @@ __all__ = [
     "MR", "MR_MAP_FEATURES", "NEUTRAL", "PHASE_CODES", "PHASE_DEPENDENT", "RADIOMICS_PREFIX",
     "RECORD", "SOURCES", "STEATOSIS_CODES", "ULTRASOUND_COLUMNS",
     "Column", "FeatureInfo", "applies_to_modality", "column", "describe_column",
-    "event_label", "event_words", "feature_info", "imaging_feature", "label", "label_with_unit", "low_is_worse", "normal_range",
+    "event_label", "event_words", "feature_info", "imaging_feature", "label", "label_with_unit", "low_is_worse", "normal_range", "outcome_words",
     "shown_unit", "unit",
 ]
 
@@ -114,7 +114,7 @@ _NAME_UNITS: tuple[tuple[str, str], ...] = (
 _WRITTEN_UNITS = {"10⁹/L": "×10⁹/L", "10^9/L": "×10⁹/L", "10e9/L": "×10⁹/L"}
 #: outcome events of the cohort CSV format in a clinician's words (mid-sentence)
 _EVENT_WORDS = {"hcc": "HCC", "liver_death": "liver-related death",
-                "liver_related_death": "liver-related death", "censored": "censored"}
+                "liver_related_death": "liver-related death", "censored": "no event"}
 #: abbreviations kept upper-case in labels made from a name
 _ACRONYMS = {"ast": "AST", "alt": "ALT", "alp": "ALP", "ggt": "GGT", "inr": "INR",
              "hu": "HU", "ct": "CT", "mr": "MR", "afp": "AFP", "meld": "MELD",
@@ -194,8 +194,17 @@ def event_words(event: str | None) -> str:
     return ", ".join(parts[:-1]) + " or " + parts[-1]
 
 
+def outcome_words(event: str | None, time_years: float) -> str:
+    """A patient's outcome mid-sentence: ``"HCC at 7.4 y"``; a patient without an event
+    was followed that long: ``"no event, followed to 7.4 y"`` (not "censored", the
+    statistics' word)."""
+    if str(event or "").strip().lower() == "censored":
+        return f"no event, followed to {time_years:.1f} y"
+    return f"{event_words(event)} at {time_years:.1f} y"
+
+
 def event_label(event: str | None) -> str:
-    """An outcome event as a label or legend entry: ``"HCC"``, ``"Censored"``,
+    """An outcome event as a label or legend entry: ``"HCC"``, ``"No event"``,
     ``"Decompensation"``, ``"Death or decompensation"`` (the first letter raised only, so
     an abbreviation stays upper-case)."""
     words = event_words(event)

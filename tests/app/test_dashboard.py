@@ -5,6 +5,7 @@ models (train, activate), MDT meeting (list, notes, PDF), ingest (upload)."""
 from __future__ import annotations
 
 import io
+import json
 import time
 
 import numpy as np
@@ -239,10 +240,10 @@ def test_patient_explanation_is_in_risk_points_with_the_log_scale_one_click_away
     _ok(at)
     change = _figure(at, "patient:change")
     assert "percentage points" in change["layout"]["xaxis"]["title"]["text"]
-    # the outcome as clinicians write it (HCC, Censored, Death, ...)
+    # the outcome as clinicians write it (HCC, No event, Death, ...)
     event = cohort.outcomes.set_index("patient")["event"].get(p)
     if event is not None:
-        expected = {"hcc": "HCC", "censored": "Censored", "death": "Death",
+        expected = {"hcc": "HCC", "censored": "No event", "death": "Death",
                     "decompensation": "Decompensation", "transplant": "Transplant"}[event]
         assert {m.label: m.value for m in at.metric}["Outcome"] == expected
     # one click: the model's log relative hazard, base value to model output
@@ -359,8 +360,35 @@ def test_models_page_shows_validation_against_baselines(home, engine):
     lo, hi = cv["ci"]["c_index"]
     assert table["C-index (95% CI)"].iloc[0] == f"{cv['c_index']:.3f} ({lo:.3f}-{hi:.3f})"
     assert "MELD" in table["Predictor"].tolist()
+    # the estimate with its interval gets a medium-width column, so "(lo-hi)" is not cut
+    config = json.loads(next(d for d in at.dataframe if "C-index (95% CI)" in d.value.columns)
+                        .proto.columns)
+    assert config["C-index (95% CI)"]["width"] == "medium"
+    # the endpoint in words, not the stored codes
+    assert _table(at, "Endpoint")["Endpoint"].tolist() == ["Death, decompensation or HCC"]
+    assert any(" · endpoint death, decompensation or HCC · " in c for c in _texts(at.caption))
+    # calibration: readable headers with an explanation and the stored numbers
+    cal = _table(at, "ICI (integrated calibration index)")
+    assert list(cal.columns) == [
+        "Horizon (y)", "Calibration slope", "Calibration intercept",
+        "ICI (integrated calibration index)", "E50 (median absolute error)",
+        "E90 (90th percentile of the absolute error)", "Visits (n)"]
+    stored = cv["calibration"]["3"]
+    row = cal.set_index("Horizon (y)").loc[3.0]
+    assert row["ICI (integrated calibration index)"] == pytest.approx(stored["ici"])
+    assert row["E50 (median absolute error)"] == pytest.approx(stored["e50"])
+    cal_config = json.loads(next(d for d in at.dataframe if "Visits (n)" in d.value.columns)
+                            .proto.columns)
+    assert cal_config["E50 (median absolute error)"]["help"] == (
+        "Median absolute difference between predicted and observed risk")
     keys = {c.key for c in at.get("plotly_chart")}
     assert {"models:calibration", "models:td_auc", "models:drivers"} <= keys
+    drivers = json.loads(next(c for c in at.get("plotly_chart") if c.key == "models:drivers")
+                         .proto.spec)
+    assert drivers["layout"]["xaxis"]["title"]["text"].startswith(
+        "Mean size of the effect on the log relative hazard (mean |SHAP|), ")
+    assert any("On the log relative hazard: an effect of 0.1 multiplies the hazard by about "
+               "1.1 (e^0.1), one of 0.7 doubles it." in c for c in _texts(at.caption))
 
 
 def test_train_as_researcher_then_activate_as_admin(home, engine):
@@ -403,6 +431,15 @@ def test_mdt_meeting_notes_and_pack(home, engine, template):
     _ok(at)
     assert at.selectbox(key="mdt:current").value == patients[0]
     assert any(m.label.startswith("Risk within 3 y") for m in at.metric)
+    # the outcome in a clinician's words: a patient without an event was followed up
+    outcome = _c.outcomes.set_index("patient").loc[patients[0]]
+    from analytics.vocabulary import event_words
+
+    years = f"{outcome['duration']:.1f} y"
+    written = (f"no event, followed to {years}" if outcome["event"] == "censored"
+               else f"{event_words(outcome['event'])} at {years}")
+    assert any(f" · outcome {written}" in c for c in _texts(at.caption)), _texts(at.caption)
+    assert not any("censored" in c.lower() for c in _texts(at.caption))
     assert any(t.startswith("**Why:**") for t in _texts(at.markdown))
     from analytics.explain import patient_trajectory
 

@@ -59,7 +59,7 @@ def test_a_researcher_trains_the_forest_and_sees_its_drivers_and_card(home):
     # the top bar recomputed here with shap's own TreeExplainer on the stored booster
     drivers = _figure(at, "models:drivers")
     assert drivers["layout"]["xaxis"]["title"]["text"] == (
-        "Mean |SHAP| (log relative hazard), 200 training rows")
+        "Mean size of the effect on the log relative hazard (mean |SHAP|), 200 training rows")
     top = _top_driver(home, new_id)
     assert drivers["data"][0]["y"][0] == top[0]
     assert _numbers(drivers["data"][0]["x"])[0] == pytest.approx(top[1], abs=1e-5)

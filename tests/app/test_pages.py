@@ -229,7 +229,7 @@ def test_patient_page_follows_the_link_query_parameter(seeded_home):
     at.switch_page("pages/patient.py").run()
     _ok(at)
     assert at.selectbox(key="patient:pseudonym").value == "HT-0002"
-    assert _texts(at.metric)[:5] == ["M", "1955", "1", "1", "Censored"]
+    assert _texts(at.metric)[:5] == ["M", "1955", "1", "1", "No event"]
     # a later choice in the widget wins over the (unchanged) link
     at.selectbox(key="patient:pseudonym").select("HT-0003").run()
     _ok(at)

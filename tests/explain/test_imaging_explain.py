@@ -49,10 +49,8 @@ def test_a_scanned_patients_spleen_shows_its_value_and_change_since_the_previous
     assert spleen.shap == pytest.approx(view.explanation.frame()[cols].iloc[i].sum(), abs=1e-12)
     sign = "+" if last > prev else "-"
     change = f"{sign}{number_text(abs(last - prev))} mL since the previous scan"
-    way = "rose" if last > prev else "fell"
-    assert spleen.text == (f"Spleen volume {way} from {number_text(prev)} to "
-                           f"{number_text(last)} mL since the previous scan: "
-                           f"{points_text(spleen.points)}")
+    assert spleen.text == (f"Spleen volume {number_text(last)} mL ({number_text(prev)} at "
+                           f"the previous scan): {points_text(spleen.points)}")
     assert np.sign(spleen.points) == np.sign(spleen.shap)
     # the waterfall bar and the change chart's row carry value and change
     label = f"Spleen volume = {number_text(last)} mL ({change})"

@@ -224,12 +224,13 @@ def test_sentences_come_from_the_one_writer(loaded):
 
 
 @pytest.mark.parametrize(("args", "text"), [
-    # a falling count that adds risk: the change falls, the contribution is positive
+    # a low count that adds risk: the contribution is the value's (against the base
+    # risk), so the sentence leads with the value and gives the previous one beside it
     pytest.param(("Platelets", "×10⁹/L", 123.0, -57.0, 3.14, "platelets_10e9_l"),
-                 "Platelets fell from 180 to 123 ×10⁹/L since the previous visit: +3.1 points",
+                 "Platelets 123 ×10⁹/L (180 at the previous visit): +3.1 points",
                  id="value-unit-change"),
     pytest.param(("Platelets", "×10⁹/L", 141.0, 28.0, -0.2, "platelets_10e9_l"),
-                 "Platelets rose from 113 to 141 ×10⁹/L since the previous visit: -0.2 points",
+                 "Platelets 141 ×10⁹/L (113 at the previous visit): -0.2 points",
                  id="rise-lowers"),
     pytest.param(("Albumin", "g/dL", None, None, -0.3, "albumin_g_dl"),
                  "Albumin not measured yet: -0.3 points", id="not-measured"),
@@ -243,14 +244,16 @@ def test_sentences_come_from_the_one_writer(loaded):
                  id="follow-up-has-no-change"),
     pytest.param(("Spleen volume", "mL", 2734.0, 1500.0, 0.1, "spleen_volume_ml",
                   "previous scan"),
-                 "Spleen volume rose from 1,234 to 2,734 mL since the previous scan: "
-                 "+0.1 points", id="thousands"),
+                 "Spleen volume 2,734 mL (1,234 at the previous scan): +0.1 points", id="thousands"),
     pytest.param(("Albumin", "g/dL", 3.1, 0.0, -0.8, "albumin_g_dl"),
-                 "Albumin unchanged at 3.1 g/dL since the previous visit: -0.8 points",
+                 "Albumin 3.1 g/dL (unchanged since the previous visit): -0.8 points",
                  id="unchanged"),
     pytest.param(("INR", "", 1.14, 0.05, 0.11, "inr", "previous visit", "log_hazard"),
-                 "INR rose from 1.09 to 1.14 since the previous visit: +0.11 log hazard",
+                 "INR 1.14 (1.09 at the previous visit): +0.11 log hazard",
                  id="log-scale"),
+    # a change below the shown precision is written with its sign
+    pytest.param(("INR", "", 2.0, 0.001, 0.2, "inr"),
+                 "INR 2 (+0.001 since the previous visit): +0.2 points", id="tiny-change"),
 ])
 def test_contribution_sentence(args, text):
     from analytics.explain import contribution_sentence

@@ -79,7 +79,7 @@ def _timeline() -> pd.DataFrame:
 def test_swimmer_draws_each_patients_span_and_events():
     fig = viz.follow_up_swimmer(_timeline())
     names = [t.name for t in fig.data]
-    assert names == ["Follow-up", "Scan", "Lab visit", "Censored", "Death"]
+    assert names == ["Follow-up", "Scan", "Lab visit", "No event", "Death"]
     span = fig.data[0]
     # longest follow-up first: B (0-4), A (0-2.5), C (0.25-0.25); NaN separates lanes
     xs = [None if (isinstance(x, float) and math.isnan(x)) else x for x in span.x]

@@ -25,8 +25,9 @@ def _table() -> pd.DataFrame:
 
 def test_differences_and_intervals_are_the_table_numbers():
     fig = viz.imaging_difference_plot(_table(), [1.0, 0.5])
-    zero, everyone, scanned = fig.data
-    assert zero.name == "No difference" and list(zero.x) == [0, 0]
+    everyone, scanned = fig.data
+    (zero,) = fig.layout.shapes
+    assert zero.name == "No difference" and (zero.x0, zero.x1) == (0, 0)
     assert everyone.name == "All patients" and scanned.name == "Patients with scans"
     assert list(everyone.y) == ["C-index", "td-AUC 1 y", "td-AUC 0.5 y"]
     assert list(everyone.x) == pytest.approx([0.03, 0.04, 0.05])
@@ -40,7 +41,26 @@ def test_differences_and_intervals_are_the_table_numbers():
 def test_a_row_set_without_figures_is_left_out_and_no_table_is_said():
     t = _table()
     t.loc[1, "c_index_difference"] = np.nan
-    assert [d.name for d in viz.imaging_difference_plot(t, [1.0, 0.5]).data] == [
-        "No difference", "All patients"]
+    fig = viz.imaging_difference_plot(t, [1.0, 0.5])
+    assert [d.name for d in fig.data] == ["All patients"]
+    assert [s.name for s in fig.layout.shapes] == ["No difference"]
     empty = viz.imaging_difference_plot(pd.DataFrame(), [1.0])
     assert empty.layout.annotations[0].text == "No comparison with and without imaging stored"
+
+
+def test_the_no_difference_line_spans_every_metric_and_the_metrics_keep_their_order():
+    # three horizons: the line from the first to the last metric drawn put "td-AUC 3 y"
+    # second on the axis and stopped the line there
+    t = _table()
+    for r in ("td_auc_2", "td_auc_3"):
+        for part in ("with", "without", "difference", "difference_low", "difference_high"):
+            t[f"{r}_{part}"] = t[f"td_auc_1_{part}"]
+    fig = viz.imaging_difference_plot(t, [1.0, 2.0, 3.0])
+    (zero,) = fig.layout.shapes
+    assert (zero.yref, zero.y0, zero.y1) == ("paper", 0, 1)  # the whole plot height
+    assert zero.line.dash == "dot" and zero.showlegend
+    assert fig.layout.yaxis.categoryorder == "array"
+    assert list(fig.layout.yaxis.categoryarray) == [
+        "C-index", "td-AUC 1 y", "td-AUC 2 y", "td-AUC 3 y"]
+    assert fig.layout.yaxis.autorange == "reversed"  # C-index at the top
+    assert [d.name for d in fig.data] == ["All patients", "Patients with scans"]

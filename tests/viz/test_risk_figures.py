@@ -138,7 +138,7 @@ def test_patient_timeline_lanes():
     visits = pd.DataFrame({"time_years": [0.2, np.nan], "visit_date": [None, None]})
     fig = viz.patient_timeline(scans=scans, visits=visits, outcome_event="censored",
                                outcome_time=3.0)
-    assert [t.name for t in fig.data] == ["Scan", "Lab draw", "Censored at 3.0 y"]
+    assert [t.name for t in fig.data] == ["Scan", "Lab draw", "No event, followed to 3.0 y"]
     assert list(fig.data[0].text) == ["2020-01-01", "2021-01-01"]
     assert list(fig.data[0].customdata) == ["Scan", "Scan"]  # modality not given
     assert list(fig.data[1].x) == [0.2]
@@ -192,6 +192,14 @@ def test_model_figures_plot_the_stored_numbers():
                                  scale="log_hazard", n_rows=200)
     f3 = viz.drivers_bar(drivers)
     assert list(f3.data[0].x) == [0.4, 0.2] and "200 training rows" in f3.layout.xaxis.title.text
+    # the unit in words, and the factor on the hazard (e^0.4 = 1.4918) in the hover
+    assert f3.layout.xaxis.title.text == (
+        "Mean size of the effect on the log relative hazard (mean |SHAP|), 200 training rows")
+    assert list(f3.data[0].customdata) == pytest.approx([1.4918247, 1.2214028])
+    assert "on the log relative hazard (hazard x %{customdata:.2f})" in f3.data[0].hovertemplate
+    risk_scale = ClinicalImportance(drivers.table, scale="risk", n_rows=50)
+    assert viz.drivers_bar(risk_scale).layout.xaxis.title.text == (
+        "Mean size of the effect on the risk (mean |SHAP|), 50 training rows")
 
 
 def test_biomarker_summary_and_normal_ranges():

@@ -62,19 +62,25 @@ MENU = ".st-key-shell-menu"
 #: issue 20: a patient switch in at most 500 ms (issue 18 asked for under 1 s)
 BUDGET_SWITCH_S = 0.5
 
-#: every chart drawn (plotly's SVG in each chart element), no stale element, app idle
-_DRAWN_JS = """([charts, heading]) => {
+#: the page's main widget is drawn: a table or a select box
+TABLE_OR_SELECT = '[data-testid="stDataFrame"], [data-testid="stSelectbox"]'
+
+#: every chart drawn (plotly's SVG in each chart element), no stale element, app idle, the
+#: heading shown, the element ``need`` present (default: a table or a select box) and at
+#: least ``images`` images loaded (the Patient and MDT pages' key image is part of the page)
+IDLE_JS = """([charts, heading, images, text, need]) => {
   const els = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
   if (els.length < charts) return false;
   if (!els.every(e => e.querySelector('.main-svg'))) return false;
   if (document.querySelector('[data-stale="true"]')) return false;
   if (document.querySelector('[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]'))
     return false;
-  if (!document.querySelector('[data-testid="stDataFrame"], [data-testid="stSelectbox"]'))
-    return false;
+  if (need && !document.querySelector(need)) return false;
   if (heading && ![...document.querySelectorAll('h1, h2, h3')].some(
         h => h.innerText.includes(heading))) return false;
-  return true;
+  if (text && !document.body.innerText.includes(text)) return false;
+  const imgs = [...document.querySelectorAll('[data-testid="stImage"] img')];
+  return imgs.length >= images && imgs.every(i => i.complete && i.naturalWidth > 0);
 }"""
 
 
@@ -160,7 +166,8 @@ def server(src: Path, home: Path, log: Path) -> Iterator[tuple[str, float]]:
 
 
 def _wait_drawn(page, charts: int, heading: str | None = None) -> None:
-    page.wait_for_function(_DRAWN_JS, arg=[charts, heading], polling=50, timeout=TIMEOUT_MS)
+    page.wait_for_function(IDLE_JS, arg=[charts, heading, 0, None, TABLE_OR_SELECT],
+                           polling=50, timeout=TIMEOUT_MS)
 
 
 def sign_in_to_cohort(browser, url: str, charts: int) -> tuple[Wait, object]:

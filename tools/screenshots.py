@@ -59,7 +59,9 @@ from analytics.usecases.overview import cohort_risk  # noqa: E402
 from benchmarks.browser import (  # noqa: E402
     _PERF_INIT_JS,
     CHROMIUM,
+    IDLE_JS,
     MENU,
+    TABLE_OR_SELECT,
     TIMEOUT_MS,
     Wait,
     _split,
@@ -78,26 +80,6 @@ JOB_TIMEOUT_MS = 300_000
 FINDINGS = "<!-- findings: written by hand, kept by tools/screenshots.py -->"
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 
-#: the browser benchmark's wait (``benchmarks/browser.py``: every chart drawn, nothing
-#: stale, the app idle, the heading shown), with the element that must be there as an
-#: argument (the MDT page before its list is chosen has neither a table nor a select box),
-#: and every image loaded: the Patient and MDT pages' key image is part of the page
-_IDLE_JS = """([charts, heading, images, text, need]) => {
-  const els = [...document.querySelectorAll('[data-testid="stPlotlyChart"]')];
-  if (els.length < charts) return false;
-  if (!els.every(e => e.querySelector('.main-svg'))) return false;
-  if (document.querySelector('[data-stale="true"]')) return false;
-  if (document.querySelector('[data-testid="stStatusWidget"] [data-testid="stStatusWidgetRunningIcon"]'))
-    return false;
-  if (need && !document.querySelector(need)) return false;
-  if (heading && ![...document.querySelectorAll('h1, h2, h3')].some(
-        h => h.innerText.includes(heading))) return false;
-  if (text && !document.body.innerText.includes(text)) return false;
-  const imgs = [...document.querySelectorAll('[data-testid="stImage"] img')];
-  return imgs.length >= images && imgs.every(i => i.complete && i.naturalWidth > 0);
-}"""
-#: the benchmark's "the page has drawn its main widget": a table or a select box
-TABLE_OR_SELECT = '[data-testid="stDataFrame"], [data-testid="stSelectbox"]'
 
 #: what the page shows: charts, images and tables (unchanged for a second: settled)
 _COUNT_JS = """() => document.querySelectorAll(
@@ -243,11 +225,11 @@ class Session:
         action()
         page.wait_for_timeout(150)  # the click reaches the server before idle is judged
         while True:
-            page.wait_for_function(_IDLE_JS, arg=args, polling=50, timeout=timeout_ms)
+            page.wait_for_function(IDLE_JS, arg=args, polling=50, timeout=timeout_ms)
             wait = _split(page, t0_page, time.perf_counter() - t0)
             shown = page.evaluate(_COUNT_JS)
             page.wait_for_timeout(1000)
-            if page.evaluate(_IDLE_JS, args) and page.evaluate(_COUNT_JS) == shown:
+            if page.evaluate(IDLE_JS, args) and page.evaluate(_COUNT_JS) == shown:
                 break
         self.timed.append(Timed(what, wait, os.getloadavg()[0]))
         print(f"  {what}: {wait.text()} [load {os.getloadavg()[0]:.2f}]", flush=True)

@@ -120,7 +120,9 @@ def test_login_gate_and_cohort_page_in_a_real_browser(settings: Settings, tmp_pa
             shown = set(cells.all_inner_texts())
             assert {"HT-0001", "HT-0002", "HT-0003"} <= shown
             assert not any("Doe" in c or "Roe" in c for c in shown)  # researcher view
-            # pseudonyms are visible to a person on the follow-up chart's axis
+            # pseudonyms are visible to a person on the follow-up chart's axis (a chart
+            # drawn when chosen: the page opens with the table only)
+            page.locator(".st-key-cohort-charts").get_by_text("Follow-up", exact=True).click()
             page.locator("svg text", has_text="HT-0001").first.wait_for(timeout=UI_TIMEOUT_MS)
             sidebar = page.locator('[data-testid="stSidebar"]')
             assert "3 patients" in sidebar.inner_text()

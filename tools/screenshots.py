@@ -270,7 +270,7 @@ def sign_in(browser, url: str, viewport: dict[str, int]) -> Session:
     page.get_by_label("Password", exact=True).and_(page.get_by_role("textbox")).fill(PASSWORD)
     s = Session(page, viewport)
     s.step("Sign in to the Cohort page drawn",
-           lambda: page.get_by_role("button", name="Sign in").click(), charts=1)
+           lambda: page.get_by_role("button", name="Sign in").click(), charts=0)
     return s
 
 
@@ -291,6 +291,10 @@ def choose(s: Session, box: str, value: str) -> None:
 
 # ----------------------------------------------------------------------------- pages
 def cohort_page(s: Session, suffix: str) -> None:
+    # the page opens with the table only; the histogram is drawn when chosen
+    s.step("Cohort page: the current-risk chart chosen",
+           lambda: s.page.locator(".st-key-cohort-charts").get_by_text(
+               "Current risk", exact=True).click(), charts=1, heading="Cohort")
     s.shot(f"cohort{suffix}", "Cohort page as first drawn after signing in: counts, the "
            "patient table (sorted by pseudonym until another order is chosen) and the "
            "current-risk histogram.")
@@ -298,9 +302,16 @@ def cohort_page(s: Session, suffix: str) -> None:
 
 def patient_page(s: Session, picks: Picks, suffix: str) -> None:
     open_page(s, "Patient", charts=1)
-    s.step(f"Patient switch to the high-risk patient {picks.patient} (5 charts, key image)",
+    s.step(f"Patient switch to the high-risk patient {picks.patient} (risk, explanation, "
+           "biomarkers, key image)",
            lambda: choose(s, "patient-pseudonym", picks.patient),
-           charts=5, heading=picks.patient, images=1)
+           charts=2, heading=picks.patient, images=1)
+    # the timeline and the change since the last scan are drawn when chosen
+    more = s.page.locator(".st-key-patient-charts")
+    more.get_by_text("Timeline", exact=True).click()
+    s.step("Patient page: timeline and change since the last scan chosen",
+           lambda: more.get_by_text("Change since the last scan", exact=True).click(),
+           charts=4, heading=picks.patient, images=1)
     s.shot(f"patient{suffix}", f"Patient page of {picks.patient}, the highest-risk patient "
            "with imaging: timeline, risk trajectory with its 95% band, the SHAP waterfall "
            "of the latest visit in percentage points, what changed since the last scan, "

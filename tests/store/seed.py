@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from analytics.store.db import Store
 from analytics.store.schema import (
     Feature,
@@ -124,3 +126,14 @@ def seed_small_cohort(store: Store) -> None:
                         features=["liver_volume_ml"], training_ranges={}, metrics={},
                         card={}, active=True),
         ])
+
+
+@pytest.fixture
+def seeded_store(db_url):
+    """A store (SQLite or PostgreSQL, by ``db_url``) holding :func:`seed_small_cohort`."""
+    from analytics.store import open_store
+
+    s = open_store(url=db_url)
+    seed_small_cohort(s)
+    yield s
+    s.dispose()

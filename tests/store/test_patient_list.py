@@ -16,17 +16,13 @@ from sqlalchemy import inspect, text
 from analytics.errors import StoreError
 from analytics.store import open_store, repo
 from analytics.store.schema import Feature, Patient, Series, Study
-from tests.store.seed import seed_small_cohort
+from tests.store.seed import seeded_store
 
 Q = repo.PatientQuery
 
 
-@pytest.fixture
-def store(db_url):
-    s = open_store(url=db_url)
-    seed_small_cohort(s)
-    yield s
-    s.dispose()
+#: fixture: a store holding the small seeded cohort
+store = seeded_store
 
 
 def _names(store, query: repo.PatientQuery, identified: bool) -> list[str]:

@@ -16,18 +16,14 @@ from sqlalchemy.orm import sessionmaker
 from analytics.errors import StoreError
 from analytics.store import open_store, repo
 from analytics.store.db import Store
-from tests.store.seed import seed_small_cohort
+from tests.store.seed import seeded_store
 
 TS = pd.Timestamp
 Y_2020_TO_2021 = 366 / 365.25  # 2020 is a leap year
 
 
-@pytest.fixture
-def store(db_url):
-    s = open_store(url=db_url)
-    seed_small_cohort(s)
-    yield s
-    s.dispose()
+#: fixture: a store holding the small seeded cohort
+store = seeded_store
 
 
 @pytest.fixture

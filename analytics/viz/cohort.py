@@ -26,6 +26,14 @@ def _check_columns(df: pd.DataFrame, needed: tuple[str, ...] | list[str], what: 
         raise ValueError(f"{what}: missing columns {missing}; expected {list(needed)}")
 
 
+def _outcome_hover(event: str) -> str:
+    """The hover text of an outcome marker: ``"HCC at 2.50 y"``; a patient without an
+    event was followed that long, nothing happened at that time."""
+    if str(event).strip().lower() == "censored":
+        return "%{y}<br>No event, followed to %{x:.2f} y<extra></extra>"
+    return "%{y}<br>" + event_label(event) + " at %{x:.2f} y<extra></extra>"
+
+
 def follow_up_swimmer(timeline: pd.DataFrame, *, max_patients: int = 80) -> go.Figure:
     """One horizontal lane per patient: follow-up span, scans, visits and the outcome.
 
@@ -81,7 +89,7 @@ def follow_up_swimmer(timeline: pd.DataFrame, *, max_patients: int = 80) -> go.F
             name=event_label(event),
             marker={"symbol": event_symbol(event), "color": event_colour(event), "size": 12,
                     "line": {"width": 2, "color": event_colour(event)}},
-            hovertemplate="%{y}<br>" + event_label(event) + " at %{x:.2f} y<extra></extra>"))
+            hovertemplate=_outcome_hover(event)))
     n_all = timeline["pseudonym"].nunique()
     title = None if n_all <= len(lanes) else f"Longest {len(lanes)} of {n_all} follow-ups"
     fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(lanes)),

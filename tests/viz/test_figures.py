@@ -91,6 +91,9 @@ def test_swimmer_draws_each_patients_span_and_events():
     assert (list(death.x), list(death.y)) == ([2.5], ["A"])
     assert death.marker.color == palette.OKABE_ITO["black"]
     assert list(fig.layout.yaxis.categoryarray) == ["C", "A", "B"]
+    assert death.hovertemplate == "%{y}<br>Death at %{x:.2f} y<extra></extra>"
+    assert fig.data[3].hovertemplate == (
+        "%{y}<br>No event, followed to %{x:.2f} y<extra></extra>")
 
 
 def test_swimmer_caps_lanes_and_says_so():

@@ -176,8 +176,8 @@ with top_right:
         uid = next(iter(choices))
         try:
             with st.spinner("Reading the latest scan…"):
-                stack = dash.key_stack(ctx, uid)
-            st.image(dash.slice_png(ctx, uid, stack.key_index, "liver", True),
+                stack = dash.key_view(ctx, uid)  # the stored key slice, with outlines
+            st.image(stack.png,
                      caption=f"{choices[uid]} · "
                              f"{patient_view.overlay_legend(stack.structures, stack.labels_text)}",
                      width=mdt_view.PROJECTOR_IMAGE_WIDTH if large else "stretch")

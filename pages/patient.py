@@ -186,7 +186,7 @@ else:
                        key=key(PATIENT, f"series-{pseudonym}"))
     try:
         with st.spinner("Reading the series…"):
-            stack = dash.key_stack(ctx, uid)
+            stack = dash.key_view(ctx, uid)  # stored; the other slices read when shown
     except HepaTrackError as err:
         shell.show_error(err)
         stack = None
@@ -214,11 +214,16 @@ else:
             for note in stack.notes:
                 st.caption(f"⚠ {note}")
         with left:
-            st.image(dash.slice_png(ctx, uid, k, window, overlay),
-                     caption="Radiological view: patient's right on the left, anterior at "
-                             "the top" + (" · automatic segmentation" if stack.automatic
-                                          else ""),
-                     width="stretch")
+            try:
+                with st.spinner("Reading the series…"):
+                    png = dash.key_png(ctx, stack, k, window, overlay)
+                st.image(png,
+                         caption="Radiological view: patient's right on the left, anterior "
+                                 "at the top" + (" · automatic segmentation" if stack.automatic
+                                                 else ""),
+                         width="stretch")
+            except HepaTrackError as err:
+                shell.show_error(err)
         review = patient_view.reviewable_outlines(stack.labels_text)
         if review and auth.allowed(dash.actor(ctx), auth.Permission.REVIEW_MASKS):
             with st.expander("Review the automatic outlines", icon=":material/rule:"):

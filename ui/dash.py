@@ -44,6 +44,7 @@ from analytics.explain import (
     clinical_importance,
     patient_trajectory,
 )
+from analytics.store import key_images
 from analytics.store.pseudonyms import view_dates
 from analytics.usecases.context import Context, record_view
 from ui import jobs, loaders, tables
@@ -343,6 +344,37 @@ def key_stack(ctx: AppContext, series_uid: str):
                       series_uid, ctx)
 
 
+@st.cache_data(ttl=MAX_AGE_S, max_entries=16, show_spinner=False, scope="session")
+def _key_view(viewer_key: str, database_url: str, home: str, series_uid: str,
+              version: str | None, _ctx: AppContext):
+    from analytics.usecases.keyview import key_view
+
+    return key_view(_ctx.store, _ctx.settings, series_uid)
+
+
+def key_view(ctx: AppContext, series_uid: str):
+    """The stored key view of one series (``analytics.usecases.keyview``: the key slice
+    rendered and the slider's facts), rendered and stored on its first view; per series,
+    inputs' version and user.
+
+    Raises
+    ------
+    IngestError, InvalidSeriesError, FeatureError
+        If the series cannot be loaded or oriented.
+    """
+    version = key_images.inputs_version(ctx.store, series_uid)
+    return _key_view(ctx.viewer.cache_key, ctx.database_url, str(ctx.settings.home),
+                     series_uid, version, ctx)
+
+
+def key_png(ctx: AppContext, view, k: int, window: str, overlay: bool) -> bytes:
+    """PNG of slice ``k`` of the series of ``view``: the stored key slice when that is
+    what is asked for (default window, outlines on), else rendered from the series."""
+    if k == view.key_index and window == "liver" and overlay:
+        return view.png
+    return slice_png(ctx, view.series_uid, k, window, overlay)
+
+
 @st.cache_data(ttl=MAX_AGE_S, max_entries=256, show_spinner=False, scope="session")
 def _slice_png(viewer_key: str, database_url: str, home: str, series_uid: str, k: int,
                window: str, overlay: bool, _ctx: AppContext) -> bytes:
@@ -376,7 +408,7 @@ def clear() -> None:
     """Drop the cached cohort-level data and key images (after ingest, training,
     activation or a mask review)."""
     for fn in (_cohort, _trajectory, _cohort_risk, _incidence, _risk_figure,
-               _incidence_figure, _swimmer_figure, _key_stack, _slice_png):
+               _incidence_figure, _swimmer_figure, _key_stack, _key_view, _slice_png):
         fn.clear()
     loaders.clear_data_caches()
 

@@ -154,6 +154,37 @@ def _run() -> None:
     t0 = time.perf_counter()
     warm_imports(OTHER_MODULES)
     LOG.info("other pages' modules imported in %.1f s", time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    try:
+        counts = warm_key_images()
+    except HepaTrackError as err:
+        LOG.warning("key images not rendered ahead: %s", err)
+        return
+    LOG.info("key images in %.1f s: %s", time.perf_counter() - t0, counts)
+
+
+#: patients whose newest CT/MR key image the warm-up renders ahead when missing, and the
+#: seconds it may spend starting renders (each is stored: a restart does not redo them)
+WARM_KEY_IMAGES = 5000
+WARM_KEY_IMAGES_S = 600.0
+
+
+def warm_key_images(settings: Settings | None = None) -> dict[str, int]:
+    """Render and store the key image of each patient's newest CT/MR series that has
+    none for its current inputs (``analytics.usecases.keyview.render_missing``), so a
+    patient switch reads it instead of the series. Returns the counts.
+
+    Raises
+    ------
+    HepaTrackError
+        If the settings or the store cannot be read.
+    """
+    from analytics.usecases.keyview import render_missing
+    from ui import loaders
+
+    settings = settings or load_settings()
+    store = loaders._store(str(settings.home), settings.database_url)
+    return render_missing(store, settings, limit=WARM_KEY_IMAGES, budget_s=WARM_KEY_IMAGES_S)
 
 
 def start() -> threading.Thread:

@@ -20,7 +20,9 @@ from analytics.config import Settings
 from analytics.errors import StoreError
 from analytics.store.db import Store
 from analytics.store.instances import place_files, remove_files
+from analytics.store.key_images import KEY_PREFIX
 from analytics.store.schema import (
+    Blob,
     Feature,
     FeatureRun,
     IdentityHold,
@@ -121,6 +123,7 @@ def remove_series(store: Store, settings: Settings, series_uid: str) -> RemovedS
             s.execute(delete(Mask).where(Mask.id.in_(mask_ids)))
         n_instances = s.execute(delete(Instance).where(Instance.series_id == series.id)
                                 ).rowcount or 0
+        s.execute(delete(Blob).where(Blob.key == KEY_PREFIX + series_uid))  # its key image
         s.delete(series)
         s.flush()
         left = s.execute(select(func.count(Series.id)).where(Series.study_id == study.id)

@@ -4,7 +4,8 @@ A stored series is turned into a small *stack* once (per series and user, cached
 app): the axial slices that cross the liver, in the radiological display convention, with
 the liver, spleen and hepatic-vessel masks packed into one label array. Any slice of the
 stack is then rendered to RGB in a few milliseconds for the slider, the patient page and
-the MDT report.
+the MDT report. The key slice itself, rendered, is kept in the store per series
+(:mod:`analytics.usecases.keyview`), so a patient switch reads no series.
 
 Display convention (radiological, as on a PACS viewer): the patient's right on the
 viewer's left, anterior at the top, looking from the feet. The canonical view of

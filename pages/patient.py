@@ -260,5 +260,6 @@ st.subheader("Visits")
 if detail.visits.empty:
     st.caption("No lab visits imported for this patient.")
 else:
-    st.dataframe(detail.visits, hide_index=True, column_config=column_config(detail.visits),
+    visits = patient_view.visits_table(detail.visits)
+    st.dataframe(visits, hide_index=True, column_config=column_config(visits),
                  key=key(PATIENT, "visits"))

@@ -47,7 +47,7 @@ from analytics.usecases.keyimage import (
     png_bytes,
     render_slice,
 )
-from analytics.usecases.mdt_facts import clinical_facts
+from analytics.usecases.mdt_facts import clinical_facts, no_series_text
 from analytics.usecases.model_admin import (
     calibration_curves,
     calibration_summary,
@@ -172,7 +172,7 @@ def _imaging_text_within_phase(view, i: int, table: pd.DataFrame, top: int = 3) 
                     and np.isfinite(r.change) and np.isclose(r.change, change))
             change = change if same else None
         items.append((c.label, c.unit, c.value, change, c.amount()))
-    return imaging_text(items)
+    return imaging_text(items, since=view.imaging_since(i))
 
 
 def _risk_part(page: PatientPage, model, visits: pd.DataFrame | None, pseudonym: str,
@@ -243,7 +243,7 @@ def collect_patient_page(store, settings, pseudonym: str, *, identified: bool, m
     else:
         uid = key_series_uid(detail.series)
         if uid is None:
-            page.key_image_caption = "No complete CT or MR series stored."
+            page.key_image_caption = no_series_text(detail.visits)
         else:
             page.key_image_png, page.key_image_caption = _key_image(store, settings, uid,
                                                                     detail.series)

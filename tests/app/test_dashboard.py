@@ -383,6 +383,25 @@ def test_models_page_shows_validation_against_baselines(home, engine):
         "Median absolute difference between predicted and observed risk")
     keys = {c.key for c in at.get("plotly_chart")}
     assert {"models:calibration", "models:td_auc", "models:drivers"} <= keys
+    # the global drivers on the clinic's scale first: percentage points of the 3-year
+    # risk, the numbers of clinical_importance at that horizon
+    from analytics.explain import clinical_importance
+    from tests.app.test_models_forest import _numbers
+
+    drivers = json.loads(next(c for c in at.get("plotly_chart") if c.key == "models:drivers")
+                         .proto.spec)
+    assert drivers["layout"]["xaxis"]["title"]["text"].startswith(
+        "Mean size of the contribution (percentage points of the 3-year risk), ")
+    truth = clinical_importance(_m, 3.0).table.sort_values("mean_abs_points",
+                                                            ascending=False)
+    assert drivers["data"][0]["y"][0] == truth["label"].iloc[0]
+    assert _numbers(drivers["data"][0]["x"])[0] == pytest.approx(
+        truth["mean_abs_points"].iloc[0], rel=1e-9)
+    assert any(c.startswith("Mean absolute contribution to the risk within 3 years, in "
+                            "percentage points") for c in _texts(at.caption))
+    # the log relative hazard is one click away
+    at.toggle(key="models:drivers_log").set_value(True).run()
+    _ok(at)
     drivers = json.loads(next(c for c in at.get("plotly_chart") if c.key == "models:drivers")
                          .proto.spec)
     assert drivers["layout"]["xaxis"]["title"]["text"].startswith(

@@ -18,7 +18,7 @@ from analytics.usecases.mdt import (
     record_discussion,
     records_for,
 )
-from analytics.usecases.mdt_facts import clinical_facts
+from analytics.usecases.mdt_facts import clinical_facts, no_series_text
 from analytics.vocabulary import outcome_words
 from ui import dash, jobs, loaders, mdt_view, patient_view, shell
 from ui.format import fmt_horizon
@@ -171,7 +171,7 @@ with top_left:
 with top_right:
     choices = patient_view.series_choices(detail.series)
     if not choices:
-        st.caption("No complete CT or MR series stored.")
+        st.caption(no_series_text(detail.visits))
     else:
         uid = next(iter(choices))
         try:

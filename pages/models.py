@@ -20,6 +20,7 @@ from analytics.usecases.model_admin import (
 from analytics.usecases.models import activate_model
 from analytics.vocabulary import event_words
 from ui import dash, jobs, models_view, shell
+from ui.format import fmt_horizon
 from ui.session import key
 
 MODELS = "models"
@@ -172,16 +173,18 @@ else:
                          hide_index=True, key=key(MODELS, "imaging_references"))
 
 st.subheader("Global drivers")
+c = st.columns([2, 2], vertical_alignment="bottom")
+driver_horizon = c[0].segmented_control(
+    "Risk within", horizons, default=max(horizons), format_func=fmt_horizon,
+    key=key(MODELS, "drivers_horizon")) or max(horizons)
+on_model_scale = c[1].toggle("Show on the model's scale (log relative hazard)",
+                             key=key(MODELS, "drivers_log"))
 try:
     with st.spinner("Explaining the training sample…"):
-        drivers = dash.drivers(ctx, model_id)
-    st.plotly_chart(viz.drivers_bar(drivers), key=key(MODELS, "drivers"))
-    st.caption("Mean absolute SHAP value per clinical feature (its last value, trend, worst "
-               "value and missing indicator together) over the training sample stored with "
-               "the model." + (" On the log relative hazard: an effect of 0.1 multiplies the "
-                              "hazard by about 1.1 (e^0.1), one of 0.7 doubles it. The "
-                              "Patient page gives each patient's contributions in percentage "
-                              "points of the risk." if drivers.scale == "log_hazard" else ""))
+        drivers = dash.drivers(ctx, model_id, float(driver_horizon))
+    st.plotly_chart(viz.drivers_bar(drivers, scale="model" if on_model_scale else "points"),
+                    key=key(MODELS, "drivers"))
+    st.caption(models_view.drivers_caption(drivers, on_model_scale))
 except HepaTrackError as err:
     shell.show_error(err)
 

@@ -9,6 +9,7 @@ from analytics.models.assessability import imaging_only_note
 from analytics.names import clinical_name
 from analytics.store.repo import KEY_BIOMARKERS
 from analytics.usecases import mask_review
+from analytics.usecases.mdt_facts import no_series_text
 from analytics.viz.prep import event_text
 from analytics.vocabulary import event_label
 from ui import dash, loaders, patient_view, shell
@@ -180,7 +181,7 @@ if not gaps.empty:
 st.subheader("Key images")
 choices = patient_view.series_choices(detail.series)
 if not choices:
-    st.caption("No complete CT or MR series stored for this patient.")
+    st.caption(no_series_text(detail.visits))
 else:
     uid = st.selectbox("Scan", list(choices), format_func=choices.get,
                        key=key(PATIENT, f"series-{pseudonym}"))
@@ -265,5 +266,6 @@ st.subheader("Visits")
 if detail.visits.empty:
     st.caption("No lab visits imported for this patient.")
 else:
-    st.dataframe(detail.visits, hide_index=True, column_config=column_config(detail.visits),
+    visits = patient_view.visits_table(detail.visits)
+    st.dataframe(visits, hide_index=True, column_config=column_config(visits),
                  key=key(PATIENT, "visits"))

@@ -357,7 +357,8 @@ def test_the_packs_imaging_line_shows_no_attenuation_change_across_contrast_phas
 
     spleen = contribution("spleen_volume_ml", "Spleen volume", "mL", 410.0, 120.0, 1.8)
     liver = contribution("liver_hu_mean", "Liver attenuation, mean", "HU", 105.0, 45.0, 0.9)
-    view = SimpleNamespace(imaging=lambda i: [spleen, liver])
+    view = SimpleNamespace(imaging=lambda i: [spleen, liver],
+                           imaging_since=lambda i: "previous scan")
 
     def table(phases):
         bio = pd.DataFrame({"time_years": [0.0, 1.0, 0.0, 1.0],

@@ -393,15 +393,17 @@ def slice_png(ctx: AppContext, series_uid: str, k: int, window: str, overlay: bo
 
 # --------------------------------------------------------------------------- models
 @st.cache_data(ttl=MAX_AGE_S, max_entries=8, show_spinner=False)
-def _drivers(home: str, database_url: str, model_id: str,
+def _drivers(home: str, database_url: str, model_id: str, horizon: float | None,
              _ctx: AppContext) -> ClinicalImportance:
-    return clinical_importance(_model(home, database_url, model_id, _ctx))
+    return clinical_importance(_model(home, database_url, model_id, _ctx), horizon)
 
 
-def drivers(ctx: AppContext, model_id: str) -> ClinicalImportance:
-    """Global SHAP drivers of a model (aggregates over its training sample; no patient
-    rows, so one cache serves every user)."""
-    return _drivers(str(ctx.settings.home), ctx.database_url, model_id, ctx)
+def drivers(ctx: AppContext, model_id: str, horizon: float | None = None
+            ) -> ClinicalImportance:
+    """Global drivers of a model, on its scale and in percentage points of the risk at
+    ``horizon`` (default its longest); aggregates over its training sample, no patient
+    rows, so one cache serves every user."""
+    return _drivers(str(ctx.settings.home), ctx.database_url, model_id, horizon, ctx)
 
 
 def clear() -> None:

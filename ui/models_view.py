@@ -10,6 +10,7 @@ import pandas as pd
 from analytics.audit import Actor
 from analytics.cohort import build_cohort
 from analytics.config import Settings
+from analytics.explain import ClinicalImportance
 from analytics.models.progress import TrainingStep
 from analytics.models.settings import ModelSettings
 from analytics.store.db import Store
@@ -183,3 +184,20 @@ def train_job(job: Job, store: Store, settings: Settings, actor: Actor,
                                  model_use_cases.TrainRequest(cohort, model_settings,
                                                               activate=activate,
                                                               progress=progress))
+
+
+def drivers_caption(drivers: ClinicalImportance, on_model_scale: bool) -> str:
+    """What the global drivers' bars are, on the scale shown."""
+    what = ("per clinical feature (its last value, trend, worst value and missing indicator "
+            "together; time since baseline and the visit count as Follow-up) over the "
+            "training sample stored with the model.")
+    if not on_model_scale:
+        return ("Mean absolute contribution to the risk within "
+                f"{drivers.horizon:g} years, in percentage points, " + what
+                + " Each row's contributions are apportioned as on the Patient page: they "
+                "add up from the row's base risk to its risk.")
+    return ("Mean absolute SHAP value " + what
+            + (" On the log relative hazard: an effect of 0.1 multiplies the hazard by about "
+               "1.1 (e^0.1), one of 0.7 doubles it. The Patient page gives each patient's "
+               "contributions in percentage points of the risk."
+               if drivers.scale == "log_hazard" else ""))

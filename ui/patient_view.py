@@ -10,7 +10,7 @@ from analytics.explain import POINTS, Trajectory
 from analytics.usecases.keyimage import OVERLAYS, WINDOWS
 from analytics.viz.prep import PHASE_NOTE as PHASE_NOTE
 from analytics.viz.prep import biomarker_summary, normal_range, range_text
-from analytics.vocabulary import CORE_FEATURES, label_with_unit
+from analytics.vocabulary import CORE_FEATURES, label_with_unit, visit_source_words
 from ui import tables
 
 
@@ -194,6 +194,14 @@ def series_table(series: pd.DataFrame) -> pd.DataFrame:
     first = [c for c in SERIES_FIRST if c in df.columns]
     rest = [c for c in df.columns if c not in first and c != "series_uid"]
     return df[first + rest + (["series_uid"] if "series_uid" in df.columns else [])]
+
+
+def visits_table(visits: pd.DataFrame) -> pd.DataFrame:
+    """The visits table as displayed: where each visit came from in words
+    (``"Imported from a cohort file (CSV)"``, not the stored code ``csv``)."""
+    if visits.empty or "source" not in visits.columns:
+        return visits
+    return visits.assign(source=[visit_source_words(v) for v in visits["source"]])
 
 
 def timeline_scans(detail) -> pd.DataFrame:

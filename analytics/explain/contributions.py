@@ -27,6 +27,7 @@ import pandas as pd
 from analytics.explain.points import POINTS, points_explanation
 from analytics.explain.wording import (
     FOLLOW_UP,
+    PREVIOUS_IMPORTED,
     PREVIOUS_SCAN,
     PREVIOUS_VISIT,
     contribution_sentence,
@@ -68,7 +69,8 @@ class Contribution:
         The sentence (:func:`analytics.explain.wording.contribution_sentence`), in
         percentage points when :attr:`points` is known.
     since
-        What ``change`` is measured since: ``"previous visit"`` or ``"previous scan"``.
+        What ``change`` is measured since: ``"previous visit"``, ``"previous scan"`` or,
+        for a patient without a stored scan, ``"previous imported measurement"``.
     points
         The same share in percentage points of the risk at the horizon
         (:mod:`analytics.explain.points`; same sign as ``shap``), None when not computed.
@@ -86,8 +88,9 @@ class Contribution:
 
     @property
     def imaging(self) -> bool:
-        """An imaging biomarker with its scan history."""
-        return self.since == PREVIOUS_SCAN
+        """An imaging biomarker with its scan history (stored scans or imported
+        measurements)."""
+        return self.since in (PREVIOUS_SCAN, PREVIOUS_IMPORTED)
 
     def amount(self, scale: str = POINTS) -> float:
         """The contribution on ``scale``: ``points`` (falls back to ``shap`` when no
@@ -214,7 +217,8 @@ def _plain(v: object) -> float | str | None:
 def contributions(grouped: Explanation, i: int, previous: int | None = None,
                   categorical: Collection[str] = (), top: int | None = None,
                   scan_change: pd.DataFrame | None = None,
-                  points: Explanation | None = None) -> list[Contribution]:
+                  points: Explanation | None = None,
+                  scan_since: str = PREVIOUS_SCAN) -> list[Contribution]:
     """Contributions of row ``i`` of a grouped explanation, largest ``|shap|`` first.
 
     Parameters
@@ -234,6 +238,9 @@ def contributions(grouped: Explanation, i: int, previous: int | None = None,
         The same groups in percentage points of the risk
         (:func:`analytics.explain.points.points_explanation`): the sentences use them;
         without, they use ``grouped``'s scale.
+    scan_since
+        What an imaging biomarker's change is since: :data:`PREVIOUS_SCAN`, or
+        :data:`PREVIOUS_IMPORTED` when the patient has no stored scan up to the visit.
     """
     names = grouped.feature_names
     imaging = scan_change if scan_change is not None else pd.DataFrame()
@@ -247,7 +254,7 @@ def contributions(grouped: Explanation, i: int, previous: int | None = None,
         out.append(contribution_at(
             g, row[k], col[i], col[previous] if previous is not None else NO_PREVIOUS,
             imaging[g].iloc[i] if g in imaging.columns else NOT_IMAGING, categorical,
-            pts[k], grouped.scale))
+            pts[k], grouped.scale, scan_since))
     return out
 
 
@@ -259,7 +266,8 @@ NOT_IMAGING = object()
 
 def contribution_at(feature: str, shap: float, value: object, before: object,
                     scan_change: object, categorical: Collection[str],
-                    points: float | None, scale: str) -> Contribution:
+                    points: float | None, scale: str,
+                    scan_since: str = PREVIOUS_SCAN) -> Contribution:
     """One group's :class:`Contribution` at one visit, from its raw values.
 
     Parameters
@@ -278,12 +286,14 @@ def contribution_at(feature: str, shap: float, value: object, before: object,
         The contribution in percentage points (None: the sentence uses ``shap``).
     scale
         The scale of ``shap``.
+    scan_since
+        What ``scan_change`` is since (:data:`PREVIOUS_IMPORTED`: imported values).
     """
     label, unit = clinical_label(feature)
     plain = _plain(value)
     change, since = None, PREVIOUS_VISIT
     if scan_change is not NOT_IMAGING:
-        since = PREVIOUS_SCAN
+        since = scan_since
         change = float(scan_change) if pd.notna(scan_change) else None
     elif (before is not NO_PREVIOUS and feature not in categorical and feature != FOLLOW_UP
           and _measured(value) and _measured(before)):

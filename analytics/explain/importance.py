@@ -16,6 +16,7 @@ import pandas as pd
 
 from analytics.errors import ModelError
 from analytics.explain.contributions import clinical_label, group_explanation
+from analytics.explain.points import points_explanation
 from analytics.models.explanation import Explanation
 from analytics.vocabulary import describe_column
 
@@ -91,31 +92,41 @@ def global_importance(expl: Explanation, rows: np.ndarray | None = None) -> pd.D
 
 @dataclass(frozen=True)
 class ClinicalImportance:
-    """Mean absolute SHAP value per clinical feature over a model's training sample.
+    """Mean absolute contribution per clinical feature over a model's training sample.
 
     Attributes
     ----------
     table
-        ``feature``, ``label``, ``mean_abs_shap``, ``mean_shap``, largest first.
+        ``feature``, ``label``, ``mean_abs_shap``, ``mean_shap`` (the model's scale),
+        ``mean_abs_points`` (percentage points of the risk at :attr:`horizon`, as the
+        Patient page apportions each visit's risk; NaN when not computed), largest
+        ``mean_abs_shap`` first.
     scale
-        ``log_hazard`` or ``risk``.
+        The model's scale of ``mean_abs_shap``: ``log_hazard`` or ``risk``.
     n_rows
         Training rows explained.
+    horizon
+        Years: the risk the points are of (None when not computed).
     """
 
     table: pd.DataFrame
     scale: str
     n_rows: int
+    horizon: float | None = None
 
 
 def clinical_importance(model: RegisteredModel, horizon: float | None = None,
                         max_rows: int | None = None) -> ClinicalImportance:
-    """Mean absolute SHAP value per clinical feature over training rows.
+    """Mean absolute contribution per clinical feature over training rows, on the model's
+    scale and in percentage points of the risk at ``horizon``.
 
     The explained rows are the training sample stored with the model (its explainer
     background); a feature's history columns (last value, trend, worst, missing) are
-    summed per row (:func:`group_explanation`, as on the patient page) before taking the
-    absolute value.
+    summed per row, and the bookkeeping columns form ``Follow-up``
+    (:func:`group_explanation`, as on the patient page), before taking the absolute
+    value. Each row's contributions in points are the Patient page's
+    (:func:`analytics.explain.points.points_explanation`: they add up from the row's base
+    risk to its risk).
 
     Parameters
     ----------
@@ -137,12 +148,15 @@ def clinical_importance(model: RegisteredModel, horizon: float | None = None,
     h = horizon if horizon is not None else max(model.horizons)
     grouped = group_explanation(model.model.explain(X, horizon=h), model.model.feature_groups_)
     v = grouped.values
+    risk = model.model.risk(X, [h])[:, 0]
+    points = points_explanation(model.model, grouped, X, risk, h).values
     out = pd.DataFrame({"feature": grouped.feature_names,
                         "label": [clinical_label(f)[0] for f in grouped.feature_names],
                         "mean_abs_shap": np.abs(v).mean(axis=0),
-                        "mean_shap": v.mean(axis=0)})
+                        "mean_shap": v.mean(axis=0),
+                        "mean_abs_points": np.nanmean(np.abs(points), axis=0)})
     out = out.sort_values("mean_abs_shap", ascending=False, ignore_index=True)
-    return ClinicalImportance(out, grouped.scale, len(X))
+    return ClinicalImportance(out, grouped.scale, len(X), float(h))
 
 
 def beeswarm_data(expl: Explanation, max_features: int = 20,

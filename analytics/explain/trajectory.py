@@ -62,7 +62,7 @@ from analytics.explain.points import (
     points_explanation,
 )
 from analytics.explain.rows import json_rows, previous_rows
-from analytics.explain.wording import imaging_text
+from analytics.explain.wording import PREVIOUS_IMPORTED, PREVIOUS_SCAN, imaging_text
 from analytics.models.estimators import SurvivalEstimator
 from analytics.models.explanation import Explanation
 from analytics.models.registry import jsonable
@@ -204,7 +204,14 @@ class Trajectory:
         if not self.points["assessable"].iloc[i]:
             return []
         return contributions(self.grouped, i, self.previous_visit(i), self.categorical,
-                             top, self.scan_change, self.in_points)
+                             top, self.scan_change, self.in_points, self.imaging_since(i))
+
+    def imaging_since(self, i: int) -> str:
+        """What visit ``i``'s imaging changes are since: the previous scan, or, with no
+        stored scan up to the visit, the previous imported measurement (imaging values
+        that came with the visits file)."""
+        scanned = bool(self.points["is_scan"].iloc[:i + 1].any())
+        return PREVIOUS_SCAN if scanned else PREVIOUS_IMPORTED
 
     def imaging(self, i: int) -> list[Contribution]:
         """Contributions of visit ``i``'s measured imaging biomarkers, largest first
@@ -217,7 +224,7 @@ class Trajectory:
         ``scale`` ``log_hazard`` writes the model's contributions instead."""
         return imaging_text([(c.label, c.unit, c.value, c.change, c.amount(scale))
                              for c in self.imaging(i)[:top]],
-                            self._own(scale))
+                            self._own(scale), self.imaging_since(i))
 
     def contribution_table(self, i: int) -> pd.DataFrame:
         """:meth:`contributions` as a table (:data:`CONTRIBUTION_COLUMNS`)."""

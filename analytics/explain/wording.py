@@ -30,13 +30,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["FOLLOW_UP", "PREVIOUS_SCAN", "PREVIOUS_VISIT", "amount_text", "change_sentence",
+__all__ = ["FOLLOW_UP", "PREVIOUS_IMPORTED", "PREVIOUS_SCAN", "PREVIOUS_VISIT", "amount_text", "change_sentence",
            "change_text", "contribution_sentence", "imaging_text", "number_text",
            "points_text", "risk_name", "risk_sentence", "value_text", "why_text"]
 
 #: what a change is measured since: labs and scores, imaging biomarkers
 PREVIOUS_VISIT = "previous visit"
 PREVIOUS_SCAN = "previous scan"
+#: an imaging biomarker of a patient with no stored scan so far: its values came with the
+#: visits file, so they are named as imported measurements, never as scans
+PREVIOUS_IMPORTED = "previous imported measurement"
+#: what the first imported value of an imaging biomarker is called
+IMPORTED = "imported measurement"
 #: the group of the landmark history's bookkeeping columns (time since baseline, visits)
 FOLLOW_UP = "follow_up"
 #: contributions smaller than this many points are written as "0.0 points"
@@ -138,6 +143,8 @@ def contribution_sentence(label: str, unit: str, value: object, change: float | 
         head = f"{label} not measured yet"
     elif isinstance(value, str):
         head = f"{label} {value}"
+    elif change is None and since == PREVIOUS_IMPORTED:
+        head = f"{label} {number_text(float(value))}{u} ({IMPORTED})"
     elif change is not None and change == 0:
         head = f"{label} {number_text(float(value))}{u} (unchanged since the {since})"
     elif change is not None:
@@ -148,7 +155,7 @@ def contribution_sentence(label: str, unit: str, value: object, change: float | 
 
 
 def imaging_text(items: Sequence[tuple[str, str, float | None, float | None, float]],
-                 scale: str = "points") -> str:
+                 scale: str = "points", since: str = PREVIOUS_SCAN) -> str:
     """``"Imaging: Spleen volume 410 mL (+120 mL since the previous scan): +1.8 points."``
 
     Parameters
@@ -158,14 +165,19 @@ def imaging_text(items: Sequence[tuple[str, str, float | None, float | None, flo
         measured imaging biomarker, in the order to show; empty gives ``""``.
     scale
         Scale of the contributions (:func:`amount_text`).
+    since
+        :data:`PREVIOUS_SCAN`, or :data:`PREVIOUS_IMPORTED` for a patient without a
+        stored scan: ``"Imaging (imported measurements): Spleen volume 1,019 mL (+241 mL
+        since the previous imported measurement): +19.0 points."``
     """
     parts = []
     for label, unit, value, change, amount in items:
         head = f"{label} {value_text(value, unit)}"
         if change is not None and abs(change) > 0:
-            head += f" ({change_text(change, unit, PREVIOUS_SCAN)})"
+            head += f" ({change_text(change, unit, since)})"
         parts.append(f"{head}: {amount_text(amount, scale)}")
-    return "Imaging: " + "; ".join(parts) + "." if parts else ""
+    title = "Imaging (imported measurements): " if since == PREVIOUS_IMPORTED else "Imaging: "
+    return title + "; ".join(parts) + "." if parts else ""
 
 
 def why_text(sentences: Sequence[str]) -> str:

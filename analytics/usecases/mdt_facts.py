@@ -19,7 +19,11 @@ from analytics.models.scores import meld as _meld
 from analytics.names import clinical_name
 from analytics.store.repo_patient import PatientDetail
 
-__all__ = ["AETIOLOGY_COLUMNS", "ClinicalFacts", "clinical_facts"]
+__all__ = ["AETIOLOGY_COLUMNS", "NO_SERIES", "ClinicalFacts", "clinical_facts",
+           "no_series_text"]
+
+#: the key image's place when the patient has no series and no imported imaging value
+NO_SERIES = "No complete CT or MR series stored."
 
 #: short names of score inputs in "not computable (no ...)"
 _INPUT_NAMES = {"ascites_grade": "ascites grade", "encephalopathy_grade":
@@ -130,3 +134,31 @@ def clinical_facts(detail: PatientDetail, today: dt.date) -> ClinicalFacts:
         name=clinical_name(detail.patient_name) if detail.identified else None,
         age=_age(detail, today), aetiology=_aetiology(v), meld=meld_text,
         child_pugh=cp_text, albi=albi_text)
+
+
+def no_series_text(visits: pd.DataFrame) -> str:
+    """What stands in the key image's place for a patient without a stored CT or MR
+    series: :data:`NO_SERIES`, or, when the visits file brought imaging values (which the
+    risk explanation then names as imported measurements), that they were imported and
+    when the latest was measured:
+    ``"No CT or MR images stored: imaging values were imported from the cohort file
+    (latest 2021-10-16)."``
+
+    Parameters
+    ----------
+    visits
+        The patient's visits (:attr:`PatientDetail.visits`: ``visit_date``,
+        ``time_years`` and one column per imported value).
+    """
+    cols = [c for c in visits.columns if c in vocabulary.IMAGING_COLUMNS]
+    if visits.empty or not cols:
+        return NO_SERIES
+    measured = visits[visits[cols].notna().any(axis=1)]
+    if measured.empty:
+        return NO_SERIES
+    last = measured.iloc[-1]
+    date = last.get("visit_date")
+    when = (pd.Timestamp(date).date().isoformat() if date is not None and pd.notna(date)
+            else f"at {float(last['time_years']):.1f} y")
+    return ("No CT or MR images stored: imaging values were imported from the cohort file "
+            f"(latest {when}).")

@@ -47,7 +47,7 @@ from analytics.usecases.keyimage import (
     png_bytes,
     render_slice,
 )
-from analytics.usecases.mdt_facts import clinical_facts
+from analytics.usecases.mdt_facts import clinical_facts, no_series_text
 from analytics.usecases.model_admin import (
     calibration_curves,
     calibration_summary,
@@ -55,7 +55,14 @@ from analytics.usecases.model_admin import (
     validation_table,
 )
 from analytics.viz.mpl import calibration_png, trajectory_png, waterfall_png
-from analytics.viz.pack_pdf import PatientPage, render_pdf
+from analytics.viz.pack_pdf import (
+    CALIBRATION_BOX,
+    TRAJECTORY_BOX,
+    WATERFALL_BOX,
+    PatientPage,
+    inches,
+    render_pdf,
+)
 from analytics.viz.prep import NO_SAME_PHASE, biomarker_summary, event_text
 from analytics.vocabulary import PHASE_DEPENDENT, outcome_words
 
@@ -158,6 +165,13 @@ def record_lines(record: MdtRecordRow | None, identified: bool,
             ("Discussion", record.discussion), ("Decision", record.decision)]
 
 
+#: the pack's figures, drawn at the size of their box on the page (placed at scale 1, so
+#: a font's size is its printed size; the smallest text is ``font - 1``, at least 7 pt)
+TRAJECTORY_FIGURE = {"size_in": inches(TRAJECTORY_BOX), "font": 8.0}
+WATERFALL_FIGURE = {"size_in": inches(WATERFALL_BOX), "font": 8.0}
+CALIBRATION_FIGURE = {"size_in": inches(CALIBRATION_BOX), "font": 7.0}
+
+
 def _imaging_text_within_phase(view, i: int, table: pd.DataFrame, top: int = 3) -> str:
     """``Trajectory.imaging_text``, with a CT attenuation change kept only when it is the
     change since the previous scan of the same contrast phase (the biomarker table's,
@@ -172,7 +186,7 @@ def _imaging_text_within_phase(view, i: int, table: pd.DataFrame, top: int = 3) 
                     and np.isfinite(r.change) and np.isclose(r.change, change))
             change = change if same else None
         items.append((c.label, c.unit, c.value, change, c.amount()))
-    return imaging_text(items)
+    return imaging_text(items, since=view.imaging_since(i))
 
 
 def _risk_part(page: PatientPage, model, visits: pd.DataFrame | None, pseudonym: str,
@@ -190,7 +204,7 @@ def _risk_part(page: PatientPage, model, visits: pd.DataFrame | None, pseudonym:
         page.trajectory_png = trajectory_png(
             view, outcome_event=out.event if out else None,
             outcome_time=out.time_years if out else None, selected_time=sel,
-            size_in=(6.2, 2.65))
+            **TRAJECTORY_FIGURE)
         if i is None:
             reasons = {r for r in view.points["reason"].dropna()}
             page.notes.append("No visit is assessable: " + "; ".join(sorted(reasons))[:300])
@@ -201,12 +215,12 @@ def _risk_part(page: PatientPage, model, visits: pd.DataFrame | None, pseudonym:
                 why_text(view.why(i, top=1))]).strip()
             page.imaging_text = _imaging_text_within_phase(view, i, page.biomarkers)
             page.waterfall_png = waterfall_png(
-                view.waterfall(i, top=7), size_in=(6.2, 2.6),
+                view.waterfall(i, top=7), **WATERFALL_FIGURE,
                 title=f"Why: percentage points of the {h:g}-year risk at {p['time']:.1f} y")
     page.model_text = _model_text(model, metrics or {}, h)
     if metrics:
         page.calibration_png = calibration_png(calibration_curves(metrics), h,
-                                               size_in=(2.3, 1.75))
+                                               **CALIBRATION_FIGURE)
 
 
 def collect_patient_page(store, settings, pseudonym: str, *, identified: bool, model=None,
@@ -243,7 +257,7 @@ def collect_patient_page(store, settings, pseudonym: str, *, identified: bool, m
     else:
         uid = key_series_uid(detail.series)
         if uid is None:
-            page.key_image_caption = "No complete CT or MR series stored."
+            page.key_image_caption = no_series_text(detail.visits)
         else:
             page.key_image_png, page.key_image_caption = _key_image(store, settings, uid,
                                                                     detail.series)

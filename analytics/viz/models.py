@@ -90,33 +90,49 @@ def td_auc_plot(td: pd.DataFrame, *, height: int = 340) -> go.Figure:
     return apply_layout(fig, height=height)
 
 
-def drivers_bar(drivers: ClinicalImportance, *, top: int = 15, height: int | None = None
-                ) -> go.Figure:
-    """Mean |SHAP| per clinical feature, largest at the top.
+def drivers_bar(drivers: ClinicalImportance, *, top: int = 15, height: int | None = None,
+                scale: str = "points") -> go.Figure:
+    """Mean absolute contribution per clinical feature, largest at the top.
 
     Parameters
     ----------
     drivers
         :func:`analytics.explain.clinical_importance` output.
+    scale
+        ``points``: percentage points of the risk at the drivers' horizon (the clinic's
+        scale, as on the Patient page; needs ``mean_abs_points``); ``model``: the model's
+        own scale (mean |SHAP| on the log relative hazard or the risk).
     """
-    d = drivers.table.head(top)
+    points = scale == "points" and "mean_abs_points" in drivers.table \
+        and drivers.table["mean_abs_points"].notna().any()
+    column = "mean_abs_points" if points else "mean_abs_shap"
+    d = drivers.table.sort_values(column, ascending=False, kind="stable").head(top)
     log_hazard = drivers.scale == "log_hazard"
     # on the log scale the hover also gives the factor on the hazard, exp(effect)
-    hover = ("%{y}: %{x:.3f} on the log relative hazard (hazard x %{customdata:.2f})"
+    hover = ("%{y}: %{x:.1f} percentage points" if points
+             else "%{y}: %{x:.3f} on the log relative hazard (hazard x %{customdata:.2f})"
              if log_hazard else "%{y}: %{x:.3f} on the risk")
-    fig = go.Figure(go.Bar(x=d["mean_abs_shap"], y=d["label"], orientation="h",
-                           marker={"color": series_colour(0)}, name="mean |SHAP|",
+    fig = go.Figure(go.Bar(x=d[column], y=d["label"], orientation="h",
+                           marker={"color": series_colour(0)},
+                           name="mean |contribution|" if points else "mean |SHAP|",
                            customdata=np.exp(d["mean_abs_shap"].to_numpy(float)),
                            hovertemplate=hover + "<extra></extra>"))
     fig.update_yaxes(autorange="reversed", title=None)
-    fig.update_xaxes(title=driver_axis_title(drivers))
+    fig.update_xaxes(title=driver_axis_title(drivers, "points" if points else "model"))
     fig.update_layout(showlegend=False)
     return apply_layout(fig, height=height or 120 + 26 * len(d))
 
 
-def driver_axis_title(drivers: ClinicalImportance) -> str:
-    """The global drivers' unit in words: ``"Mean size of the effect on the log relative
-    hazard (mean |SHAP|), 200 training rows"`` (or ``"... on the risk ..."``)."""
+def driver_axis_title(drivers: ClinicalImportance, scale: str = "model") -> str:
+    """The global drivers' unit in words: ``"Mean size of the contribution (percentage
+    points of the 3-year risk), 200 training rows"`` (``scale`` ``points``), or on the
+    model's scale ``"Mean size of the effect on the log relative hazard (mean |SHAP|),
+    200 training rows"`` (or ``"... on the risk ..."``)."""
+    if scale == "points":
+        risk = f"the {drivers.horizon:g}-year risk" if drivers.horizon is not None \
+            else "the risk"
+        return (f"Mean size of the contribution (percentage points of {risk}), "
+                f"{drivers.n_rows} training rows")
     unit = "the log relative hazard" if drivers.scale == "log_hazard" else "the risk"
     return f"Mean size of the effect on {unit} (mean |SHAP|), {drivers.n_rows} training rows"
 

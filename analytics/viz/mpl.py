@@ -66,14 +66,26 @@ def trajectory_png(trajectory: Trajectory, *, outcome_event: str | None = None,
                    size_in: tuple[float, float] = (6, 3), dpi: int = 150,
                    font: float = 8) -> bytes:
     """The risk trajectory (see ``analytics.viz.risk.risk_trajectory``) as PNG."""
+    return _png(trajectory_figure(trajectory, outcome_event=outcome_event,
+                                  outcome_time=outcome_time, selected_time=selected_time,
+                                  size_in=size_in, dpi=dpi, font=font))
+
+
+def trajectory_figure(trajectory: Trajectory, *, outcome_event: str | None = None,
+                      outcome_time: float | None = None, selected_time: float | None = None,
+                      size_in: tuple[float, float] = (6, 3), dpi: int = 150,
+                      font: float = 8) -> Figure:
+    """The figure :func:`trajectory_png` draws. The legend stands right of the axes (one
+    entry a line), so the figure's height goes to the chart; no text is smaller than
+    ``font - 1`` points at ``size_in``."""
     event, horizon = trajectory.event, trajectory.horizon
-    fig = _figure(size_in, dpi, left=0.1, bottom=0.3, top=0.9)
+    fig = _figure(size_in, dpi, left=0.11, bottom=0.24, right=0.7, top=0.88)
     ax = fig.add_subplot()
     _style(ax, font)
     if trajectory.points.empty:
         ax.text(0.5, 0.5, "No visits to score", ha="center", va="center",
                 transform=ax.transAxes, fontsize=font + 1)
-        return _png(fig)
+        return fig
     d = trajectory_data(trajectory, outcome_event=outcome_event, outcome_time=outcome_time,
                         selected_time=selected_time)
     for k, seg in enumerate(d.segments):
@@ -93,7 +105,7 @@ def trajectory_png(trajectory: Trajectory, *, outcome_event: str | None = None,
     bad = ~d.assessable
     if bad.any():
         ax.plot(d.time[bad], np.zeros(int(bad.sum())), "x", color=NEUTRAL, markersize=6,
-                label="Not assessable")
+                label="Not assessable (no risk)", clip_on=False)
     label = outcome_label(outcome_event, outcome_time)
     if label:
         colour = event_colour(outcome_event)
@@ -114,9 +126,9 @@ def trajectory_png(trajectory: Trajectory, *, outcome_event: str | None = None,
     ax.set_title(risk_axis_title(event, horizon).replace(" (%)", ""), fontsize=font + 1,
                  loc="left")
     ax.yaxis.set_major_formatter(lambda v, _p: f"{v:g}%")
-    ax.legend(fontsize=font - 1, loc="upper left", bbox_to_anchor=(0.0, -0.2), ncols=4,
+    ax.legend(fontsize=font - 1, loc="center left", bbox_to_anchor=(1.02, 0.5),
               frameon=False)
-    return _png(fig)
+    return fig
 
 
 #: points between a y tick label and the axis (tick length plus its pad, matplotlib's defaults)
@@ -195,7 +207,14 @@ def calibration_png(curves: pd.DataFrame, horizon: float, *,
                     font: float = 8) -> bytes:
     """The calibration curve at ``horizon`` with the diagonal (see
     ``analytics.viz.models.calibration_plot``) as PNG."""
-    fig = _figure(size_in, dpi, left=0.25, bottom=0.24, top=0.86, right=0.95)
+    return _png(calibration_figure(curves, horizon, size_in=size_in, dpi=dpi, font=font))
+
+
+def calibration_figure(curves: pd.DataFrame, horizon: float, *,
+                       size_in: tuple[float, float] = (2.4, 2.2), dpi: int = 150,
+                       font: float = 8) -> Figure:
+    """The figure :func:`calibration_png` draws."""
+    fig = _figure(size_in, dpi, left=0.26, bottom=0.3, top=0.84, right=0.95)
     ax = fig.add_subplot()
     _style(ax, font)
     part = curves[np.isclose(curves["horizon"].astype(float), horizon)] \
@@ -203,7 +222,7 @@ def calibration_png(curves: pd.DataFrame, horizon: float, *,
     if part.empty:
         ax.text(0.5, 0.5, "no calibration data", ha="center", va="center",
                 transform=ax.transAxes, fontsize=font)
-        return _png(fig)
+        return fig
     top = min(100.0, max(5.0, float(np.nanmax(part[["predicted", "observed"]].to_numpy()))
                          * 110))
     ax.plot([0, top], [0, top], ":", color=NEUTRAL, linewidth=1)
@@ -213,4 +232,4 @@ def calibration_png(curves: pd.DataFrame, horizon: float, *,
     ax.set_xlabel("Predicted (%)", fontsize=font)
     ax.set_ylabel("Observed (%)", fontsize=font)
     ax.set_title(f"Calibration at {horizon:g} y", fontsize=font + 0.5, loc="left")
-    return _png(fig)
+    return fig

@@ -2,9 +2,14 @@
 
 One page per patient: who (name in clinical form, age, aetiology, MELD, Child-Pugh,
 ALBI), the meeting's question, discussion and decision, the risk trajectory and its
-sentence, the SHAP waterfall, the key image, every biomarker and lab (the table shrinks
-its rows to fit instead of cutting any), and the model with its calibration. Nothing
-here needs a browser.
+sentence, the SHAP waterfall, the key image, every biomarker and lab (long names wrap
+onto a second line; the key image gives way to the table), and the model with its
+calibration. Nothing here needs a browser.
+
+No text on the page is smaller than :data:`MIN_FONT_PT` at print size: the figures are
+drawn at the size of their box (:data:`TRAJECTORY_BOX`, :data:`WATERFALL_BOX`,
+:data:`CALIBRATION_BOX`; :func:`inches`), so a figure's font size in points is its
+printed size.
 """
 
 from __future__ import annotations
@@ -19,12 +24,23 @@ import pandas as pd
 from analytics.viz.prep import NO_SAME_PHASE, PHASE_NOTE, range_text
 from analytics.vocabulary import PHASE_DEPENDENT
 
-__all__ = ["MARGIN", "PAGE_H", "PAGE_W", "PatientPage", "render_pdf"]
+__all__ = ["CALIBRATION_BOX", "MARGIN", "MIN_FONT_PT", "PAGE_H", "PAGE_W", "TRAJECTORY_BOX",
+           "WATERFALL_BOX", "PatientPage", "inches", "render_pdf"]
 
 PAGE_W, PAGE_H = 842.0, 595.0  # A4 landscape, points
 MARGIN = 24.0
 FOOTER_TOP = MARGIN + 78  # top of the footer band (model, calibration, intended use)
-LEFT_W = 470.0
+LEFT_W = 440.0
+#: the smallest text anywhere on the page, points at print size
+MIN_FONT_PT = 7.0
+#: (width, height) in points of the boxes the figures are drawn in, at scale 1
+TRAJECTORY_BOX = (LEFT_W, 122.0)
+WATERFALL_BOX = (LEFT_W, 140.0)
+CALIBRATION_BOX = (118.0, 88.0)
+#: the key image's largest and smallest height, points (the biomarker table comes first)
+KEY_IMAGE_H = (150.0, 70.0)
+#: the biomarker table's font and line spacing, points
+TABLE_FONT, TABLE_LEADING = MIN_FONT_PT, 8.2
 #: contrast phases as the table's narrow label column shows them (explained below it)
 PHASE_SHORT = {"unenhanced": "[unenh.]", "arterial": "[art.]", "portal venous": "[PV]",
                "delayed": "[delayed]", "phase unknown": "[phase?]"}
@@ -54,6 +70,12 @@ class PatientPage:
     #: the meeting's record: ``[("Question", text), ("Discussion", text), ("Decision",
     #: text)]``, or one line saying why there is none
     mdt_record: list[tuple[str, str]] = field(default_factory=list)
+
+
+def inches(box: tuple[float, float]) -> tuple[float, float]:
+    """A box's size in inches: the ``size_in`` to draw a figure at so that it is placed on
+    the page at scale 1 (its fonts print at their own size)."""
+    return box[0] / 72.0, box[1] / 72.0
 
 
 def _fonts() -> tuple[str, str]:
@@ -122,41 +144,43 @@ def _table_rows(df: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
-def _biomarker_table(c, df: pd.DataFrame, x: float, y_top: float, w: float, h: float,
-                     fonts: tuple[str, str]) -> float:
-    """Every row of ``df`` in at most ``h`` points (rows shrink, never drop); returns the
-    table's bottom."""
+def _wrapped(cell: str, font: str, size: float, room: float) -> str:
+    """``cell`` broken into lines of at most ``room`` points (a long name wraps, it does
+    not shrink)."""
+    from reportlab.lib.utils import simpleSplit
+
+    return "\n".join(simpleSplit(cell, font, size, room)) or cell
+
+
+#: the table's column widths as fractions of its width: the name column takes the rest
+_TABLE_COLUMNS = (0.41, 0.15, 0.11, 0.12, 0.12, 0.09)
+
+
+def biomarker_table(df: pd.DataFrame, w: float, fonts: tuple[str, str]):
+    """The biomarker table (a reportlab ``Table``) at :data:`TABLE_FONT` points, every
+    cell wrapped to its column's width."""
     from reportlab.lib import colors
-    from reportlab.pdfbase.pdfmetrics import stringWidth
     from reportlab.platypus import Table, TableStyle
 
     font, bold = fonts
-    data = _table_rows(df)
-    row_h = min(12.5, h / len(data))
-    size = min(7.2, row_h * 0.72)
-    widths = [w * f for f in (0.36, 0.14, 0.19, 0.10, 0.13, 0.08)]
-    style = [("FONT", (0, 0), (-1, -1), font, size), ("FONT", (0, 0), (-1, 0), bold, size),
+    size, lead = TABLE_FONT, TABLE_LEADING
+    widths = [w * f for f in _TABLE_COLUMNS]
+    data = [[_wrapped(cell, bold if i == 0 else font, size, widths[j] - 4)
+             for j, cell in enumerate(row)] for i, row in enumerate(_table_rows(df))]
+    style = [("FONT", (0, 0), (-1, -1), font, size, lead),
+             ("FONT", (0, 0), (-1, 0), bold, size, lead),
              ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.black),
              ("VALIGN", (0, 0), (-1, -1), "MIDDLE"),
              ("LEFTPADDING", (0, 0), (-1, -1), 2), ("RIGHTPADDING", (0, 0), (-1, -1), 2),
-             ("TOPPADDING", (0, 0), (-1, -1), 0), ("BOTTOMPADDING", (0, 0), (-1, -1), 0)]
-    # long labels shrink to fit their cell (never below 4.5 pt) instead of overflowing
-    for i, row in enumerate(data):
-        for j, cell in enumerate(row):
-            room = widths[j] - 4
-            width = stringWidth(cell, font, size)
-            if width > room:
-                style.append(("FONTSIZE", (j, i), (j, i), max(4.5, size * room / width)))
+             ("TOPPADDING", (0, 0), (-1, -1), 0.6), ("BOTTOMPADDING", (0, 0), (-1, -1), 1.4)]
     for i, r in enumerate(df.itertuples(), start=1):
         if r.flag in ("below normal", "above normal"):
             style.append(("FONTNAME", (5, i), (5, i), bold))
         if i % 2 == 0:
             style.append(("BACKGROUND", (0, i), (-1, i), colors.Color(0.96, 0.96, 0.96)))
-    t = Table(data, colWidths=widths, rowHeights=row_h)
+    t = Table(data, colWidths=widths)
     t.setStyle(TableStyle(style))
-    _tw, th = t.wrapOn(c, w, h)
-    t.drawOn(c, x, y_top - th)
-    return y_top - th
+    return t
 
 
 def _record_box(c, record: list[tuple[str, str]], x: float, y_top: float, w: float,
@@ -204,23 +228,26 @@ def _header(c, page: PatientPage, n: int, total: int, header: str, fonts: tuple[
 
 
 def _left_column(c, page: PatientPage, y: float, fonts: tuple[str, str]) -> None:
-    """Trajectory, risk sentence, waterfall and the meeting's record, top to bottom."""
+    """Trajectory, risk sentence, waterfall and the meeting's record, top to bottom; each
+    figure fills its box at scale 1."""
     font, bold = fonts
+    tw, th = TRAJECTORY_BOX
     if page.trajectory_png:
-        _image(c, page.trajectory_png, MARGIN, y - 150, LEFT_W, 150)
+        _image(c, page.trajectory_png, MARGIN, y - th, tw, th)
     else:
         _wrap(c, " ".join(page.notes) or "No risk trajectory.", MARGIN, y - 20, LEFT_W,
               font, 9, 4)
-    y -= 158
-    # three lines: the risk sentence and the first reason, whole (the waterfall gives way)
+    y -= th + 8
+    # three lines: the risk sentence and the first reason, whole
     yy = _wrap(c, page.risk_text or " ".join(page.notes), MARGIN, y, LEFT_W, bold, 8.5, 3)
     if page.imaging_text:
-        yy = _wrap(c, page.imaging_text, MARGIN, yy - 1, LEFT_W, font, 7.2, 2)
-    record_h = 100.0
-    record_top = FOOTER_TOP + 4 + record_h
+        yy = _wrap(c, page.imaging_text, MARGIN, yy - 1, LEFT_W, font, 7.5, 3, 9.2)
+    ww, wh = WATERFALL_BOX
+    top = yy - 2
     if page.waterfall_png:
-        _image(c, page.waterfall_png, MARGIN, record_top + 4, LEFT_W, yy - record_top - 8)
-    _record_box(c, page.mdt_record, MARGIN, record_top, LEFT_W, FOOTER_TOP + 4, fonts)
+        _image(c, page.waterfall_png, MARGIN, top - wh, ww, wh)
+        top -= wh + 4
+    _record_box(c, page.mdt_record, MARGIN, top, LEFT_W, FOOTER_TOP + 4, fonts)
 
 
 def _draw_page(c, page: PatientPage, n: int, total: int, header: str, footer: str,
@@ -232,27 +259,33 @@ def _draw_page(c, page: PatientPage, n: int, total: int, header: str, footer: st
     _left_column(c, page, y, fonts)
     right_x = MARGIN + LEFT_W + 12
     right_w = PAGE_W - MARGIN - right_x
+    # the table first: the key image takes the height the table leaves (within limits)
+    table = biomarker_table(page.biomarkers, right_w, fonts)
+    _tw, table_h = table.wrapOn(c, right_w, PAGE_H)
+    note = PHASE_NOTE + " PV: portal venous; unenh.: unenhanced; art.: arterial."
+    note_h = 4 * 8.4 + 6
+    caption_h = 3 * 8.6 + 4
+    room = y - (FOOTER_TOP + 4 + note_h) - table_h - caption_h - 8
+    image_h = min(KEY_IMAGE_H[0], max(KEY_IMAGE_H[1], room)) if page.key_image_png else 0.0
     if page.key_image_png:
-        _image(c, page.key_image_png, right_x, y - 140, right_w, 140)
-    yy = _wrap(c, page.key_image_caption, right_x, y - 148, right_w, font, 6.5, 3, 8)
-    note_h = 25.0
-    bottom = _biomarker_table(c, page.biomarkers, right_x, yy - 2, right_w,
-                              yy - 2 - FOOTER_TOP - 4 - note_h, fonts)
-    _wrap(c, PHASE_NOTE + " PV: portal venous; unenh.: unenhanced; art.: arterial.",
-          right_x, bottom - 8, right_w, font, 6.3, 3, 7.5)
+        _image(c, page.key_image_png, right_x, y - image_h, right_w, image_h)
+    yy = _wrap(c, page.key_image_caption, right_x, y - image_h - 10, right_w, font,
+               MIN_FONT_PT, 3, 8.6)
+    table.drawOn(c, right_x, yy - 2 - table_h)
+    _wrap(c, note, right_x, yy - 2 - table_h - 9, right_w, font, MIN_FONT_PT, 4, 8.4)
     # footer: model, calibration, intended use
     fy = FOOTER_TOP
     c.setStrokeColor(colors.Color(0.6, 0.6, 0.6))
     c.line(MARGIN, fy, PAGE_W - MARGIN, fy)
-    cal_w = 118.0 if page.calibration_png else 0.0
+    cal_w, cal_h = CALIBRATION_BOX if page.calibration_png else (0.0, 0.0)
     text_w = PAGE_W - 2 * MARGIN - cal_w - 8
     c.setFillColor(colors.black)
     yy = _wrap(c, page.model_text or "No model.", MARGIN, fy - 10, text_w, font, 7.5, 2)
     yy = _wrap(c, intended_use, MARGIN, yy - 2, text_w, font, 7, 4)
-    _wrap(c, footer, MARGIN, yy - 2, text_w, font, 6.5, 1)
+    _wrap(c, footer, MARGIN, yy - 2, text_w, font, MIN_FONT_PT, 1)
     if page.calibration_png:
-        _image(c, page.calibration_png, PAGE_W - MARGIN - cal_w, MARGIN - 12, cal_w,
-               fy - MARGIN + 10)
+        _image(c, page.calibration_png, PAGE_W - MARGIN - cal_w, fy - 2 - cal_h, cal_w,
+               cal_h)
 
 
 def render_pdf(pages: list[PatientPage], *, header: str, footer: str,

@@ -66,7 +66,7 @@ __all__ = [
     "RECORD", "SOURCES", "STEATOSIS_CODES", "ULTRASOUND_COLUMNS",
     "Column", "FeatureInfo", "applies_to_modality", "column", "describe_column",
     "event_label", "event_words", "feature_info", "imaging_feature", "label", "label_with_unit", "low_is_worse", "normal_range", "outcome_words",
-    "shown_unit", "unit",
+    "shown_unit", "unit", "visit_source_words",
 ]
 
 #: every column defined directly, by name
@@ -209,6 +209,21 @@ def event_label(event: str | None) -> str:
     an abbreviation stays upper-case)."""
     words = event_words(event)
     return words[:1].upper() + words[1:]
+
+
+#: where a stored visit came from (``visits.source``), in the clinic's words; the store
+#: keeps no file name or import date per visit, so the words say the kind of source only
+_VISIT_SOURCES = {"csv": "Imported from a cohort file (CSV)",
+                  "imaging": "Recorded with a scan (DICOM)"}
+
+
+def visit_source_words(source: str | None) -> str:
+    """Where a visit came from: ``"csv"`` -> ``"Imported from a cohort file (CSV)"``;
+    an unknown code is named as it is stored (``"Imported (lis)"``), none as ``"—"``."""
+    if source is None or not str(source).strip():
+        return "—"
+    code = str(source).strip()
+    return _VISIT_SOURCES.get(code.lower(), f"Imported ({code})")
 
 
 def low_is_worse(name: str) -> bool:

@@ -383,6 +383,25 @@ def test_models_page_shows_validation_against_baselines(home, engine):
         "Median absolute difference between predicted and observed risk")
     keys = {c.key for c in at.get("plotly_chart")}
     assert {"models:calibration", "models:td_auc", "models:drivers"} <= keys
+    # the global drivers on the clinic's scale first: percentage points of the 3-year
+    # risk, the numbers of clinical_importance at that horizon
+    from analytics.explain import clinical_importance
+    from tests.app.test_models_forest import _numbers
+
+    drivers = json.loads(next(c for c in at.get("plotly_chart") if c.key == "models:drivers")
+                         .proto.spec)
+    assert drivers["layout"]["xaxis"]["title"]["text"].startswith(
+        "Mean size of the contribution (percentage points of the 3-year risk), ")
+    truth = clinical_importance(_m, 3.0).table.sort_values("mean_abs_points",
+                                                            ascending=False)
+    assert drivers["data"][0]["y"][0] == truth["label"].iloc[0]
+    assert _numbers(drivers["data"][0]["x"])[0] == pytest.approx(
+        truth["mean_abs_points"].iloc[0], rel=1e-9)
+    assert any(c.startswith("Mean absolute contribution to the risk within 3 years, in "
+                            "percentage points") for c in _texts(at.caption))
+    # the log relative hazard is one click away
+    at.toggle(key="models:drivers_log").set_value(True).run()
+    _ok(at)
     drivers = json.loads(next(c for c in at.get("plotly_chart") if c.key == "models:drivers")
                          .proto.spec)
     assert drivers["layout"]["xaxis"]["title"]["text"].startswith(
@@ -465,6 +484,44 @@ def test_mdt_meeting_notes_and_pack(home, engine, template):
     assert [(n.text, n.author) for n in notes] == [("Discussed: repeat CT in 6 months.",
                                                    "dr.grey")]
     assert notes[0].meeting.endswith("Hepatology MDT")
+
+
+def test_mdt_page_names_imported_imaging_values_and_says_no_images_are_stored(home, template):
+    # a labs-only patient whose visits file also brought spleen volumes (no series stored)
+    from analytics.cohort import build_cohort
+    from analytics.explain import patient_trajectory
+    from analytics.models.registry import load_model
+    from analytics.store.repo_patient import patient_detail
+    from analytics.store.schema import Patient, Visit
+
+    p = template.pseudonyms["SYN3-0010"]
+    settings = load_settings(home)
+    store = open_store(settings)
+    try:
+        with store.session() as s:
+            pid = s.execute(select(Patient.id).where(Patient.pseudonym == p)).scalar()
+            rows = s.execute(select(Visit).where(Visit.patient_id == pid)
+                             .order_by(Visit.time_years)).scalars().all()
+            for r, ml in zip(rows[-3:-1], (780.0, 1020.0), strict=True):
+                r.values = {**r.values, "spleen_volume_ml": ml}
+        visits = patient_detail(store, p, identified=True).visits
+        latest = visits.loc[visits["spleen_volume_ml"].notna(), "visit_date"].iloc[-1]
+        model, cohort = load_model(store, settings), build_cohort(store)
+    finally:
+        store.dispose()
+    view = patient_trajectory(model, cohort.visits, p, 3.0)
+    i = view.latest_index()
+    assert view.imaging_since(i) == "previous imported measurement"
+    at = _on("pages/mdt.py", CLINICIAN)
+    at.multiselect(key="mdt:patients").set_value([p]).run()
+    _ok(at)
+    captions = _texts(at.caption)
+    assert ("No CT or MR images stored: imaging values were imported from the cohort file "
+            f"(latest {latest.date().isoformat()}).") in captions, captions
+    assert "No complete CT or MR series stored." not in captions
+    why = "**Why:** " + "; ".join(view.why(i)) + "."
+    assert why in _texts(at.markdown)
+    assert "previous scan" not in why
 
 
 def test_pasted_pseudonyms_are_added_to_the_meeting_list_and_unknown_ones_named(home, template):

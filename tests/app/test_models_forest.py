@@ -57,6 +57,12 @@ def test_a_researcher_trains_the_forest_and_sees_its_drivers_and_card(home):
     assert any(str(c.value).startswith("rsf · endpoint") for c in at.caption)
     # the global drivers: TreeSHAP of the forest's log hazard over 200 training rows,
     # the top bar recomputed here with shap's own TreeExplainer on the stored booster
+    # (the model's scale, one click from the percentage points shown first)
+    assert _figure(at, "models:drivers")["layout"]["xaxis"]["title"]["text"] == (
+        "Mean size of the contribution (percentage points of the 2-year risk), "
+        "200 training rows")
+    at.toggle(key="models:drivers_log").set_value(True).run()
+    assert not at.exception, [e.value for e in at.exception]
     drivers = _figure(at, "models:drivers")
     assert drivers["layout"]["xaxis"]["title"]["text"] == (
         "Mean size of the effect on the log relative hazard (mean |SHAP|), 200 training rows")

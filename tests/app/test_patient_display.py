@@ -123,3 +123,23 @@ def test_cohort_table_shows_a_dash_not_none_for_a_patient_without_a_scan():
     assert table["liver_volume_ml"].iloc[0] == 1512.34
     cfg = cohort_view.display_config(table)
     assert {"liver_volume_ml", "spleen_volume_ml"} <= set(cfg)
+
+
+def test_visits_table_says_in_words_where_each_visit_came_from(seeded_home):
+    at = new_app().run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at, MISSING_FILES)
+    visits = table_with(at, "visit_date")
+    # HT-0001's two lab visits came from the cohort CSV: the stored code "csv" is not shown
+    assert visits["source"].tolist() == ["Imported from a cohort file (CSV)"] * 2
+    assert visits["bilirubin_mg_dl"].tolist() == [1.1, 1.4]
+
+
+@pytest.mark.parametrize(("code", "words"), [
+    ("csv", "Imported from a cohort file (CSV)"), ("CSV", "Imported from a cohort file (CSV)"),
+    ("imaging", "Recorded with a scan (DICOM)"), ("lis", "Imported (lis)"), (None, "—"),
+    ("", "—")])
+def test_visit_source_words_name_the_source_in_words(code, words):
+    from analytics.vocabulary import visit_source_words
+
+    assert visit_source_words(code) == words

@@ -114,3 +114,69 @@ def test_the_report_says_the_same_about_imaging(setup):
         texts[scanned].startswith("Imaging: Liver surface nodularity ")
     assert texts[scanned].endswith(" points.")
     assert texts[unscanned] == ""
+
+
+def test_imported_imaging_values_are_named_as_imported_measurements_not_scans(setup):
+    # the scanned patient's imaging values as a visits file would bring them: the same
+    # numbers, no stored series behind them
+    cohort, reg = setup
+    scanned, _ = scanned_and_unscanned(cohort)
+    visits = cohort.visits.copy()
+    mine = visits["patient"] == scanned
+    visits.loc[mine, ["series_uid", "modality", "contrast_phase"]] = None
+    view = patient_trajectory(reg, visits, scanned, 3.0)
+    i = view.latest_index()
+    t = float(view.points["time"].iloc[i])
+    last, prev = _last_two_scans(visits, scanned, t)
+    assert not view.points["is_scan"].any()
+    assert view.imaging_since(i) == "previous imported measurement"
+    spleen = {c.feature: c for c in view.contributions(i)}["spleen_volume_ml"]
+    assert spleen.imaging and spleen.since == "previous imported measurement"
+    assert spleen.value == pytest.approx(last) and spleen.change == pytest.approx(last - prev)
+    assert spleen.text == (f"Spleen volume {number_text(last)} mL ({number_text(prev)} at "
+                           f"the previous imported measurement): "
+                           f"{points_text(spleen.points)}")
+    text = view.imaging_text(i)
+    assert text.startswith("Imaging (imported measurements): ")
+    assert "since the previous imported measurement" in text
+    assert "scan" not in text and not any("scan" in s for s in view.why(i, top=50))
+    # the report writes the same imaging line
+    page = PatientPage(pseudonym=scanned, title=scanned, subtitle="")
+    _risk_part(page, reg, visits, scanned, 3.0, None, None)
+    assert page.imaging_text == text
+    # the stored scans of the same numbers still speak of scans
+    stored = patient_trajectory(reg, cohort.visits, scanned, 3.0)
+    assert stored.imaging_since(stored.latest_index()) == "previous scan"
+
+
+def test_a_first_imported_value_says_it_is_an_imported_measurement():
+    from analytics.explain.wording import PREVIOUS_IMPORTED, contribution_sentence
+
+    assert contribution_sentence("Spleen volume", "mL", 1019.0, None, 19.0,
+                                 "spleen_volume_ml", PREVIOUS_IMPORTED) == \
+        "Spleen volume 1,019 mL (imported measurement): +19.0 points"
+    assert contribution_sentence("Spleen volume", "mL", 1019.0, 241.0, 19.0,
+                                 "spleen_volume_ml", PREVIOUS_IMPORTED) == \
+        "Spleen volume 1,019 mL (778 at the previous imported measurement): +19.0 points"
+    assert imaging_text([("Spleen volume", "mL", 1019.0, 241.0, 19.0)],
+                        since=PREVIOUS_IMPORTED) == (
+        "Imaging (imported measurements): Spleen volume 1,019 mL (+241 mL since the "
+        "previous imported measurement): +19.0 points.")
+
+
+def test_the_no_series_line_says_imaging_values_were_imported_with_the_latest_date():
+    from analytics.usecases.mdt_facts import NO_SERIES, no_series_text
+
+    visits = pd.DataFrame({
+        "time_years": [0.0, 1.0, 2.0],
+        "visit_date": pd.to_datetime(["2020-05-04", "2021-10-16", "2022-05-03"]),
+        "source": "csv", "bilirubin_mg_dl": [1.0, 1.2, 1.3],
+        "spleen_volume_ml": [778.0, 1019.0, np.nan]})
+    assert no_series_text(visits) == ("No CT or MR images stored: imaging values were "
+                                      "imported from the cohort file (latest 2021-10-16).")
+    undated = visits.assign(visit_date=pd.NaT)
+    assert no_series_text(undated).endswith("(latest at 1.0 y).")
+    # labs only: nothing imported about imaging
+    assert no_series_text(visits.drop(columns="spleen_volume_ml")) == NO_SERIES
+    assert no_series_text(visits.assign(spleen_volume_ml=np.nan)) == NO_SERIES
+    assert NO_SERIES == "No complete CT or MR series stored."

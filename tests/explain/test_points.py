@@ -190,3 +190,38 @@ def test_sentences_follow_the_direction_of_the_data(cohort, models):
                           f"the previous visit): {points_text(c.points)}")
         checked += 1
     assert checked >= 2
+
+
+def test_global_drivers_in_points_match_the_hand_computed_mean_absolute_contribution(
+        models):
+    from analytics.explain import clinical_importance
+
+    reg = models["plain"]
+    fitted = reg.model
+    est = fitted.estimators_["interest"]
+    drivers = clinical_importance(reg, 3.0, max_rows=40)
+    assert drivers.horizon == 3.0 and drivers.n_rows == 40
+    # by hand: each row's log-hazard contributions summed per clinical feature (the
+    # bookkeeping columns as Follow-up), times the secant slope of its risk
+    # r(eta) = 1 - exp(-H0(3) exp(eta)) from the base value 0 (Cox), in percent
+    X = fitted.background_[reg.features].head(40)
+    expl = fitted.explain(X, horizon=3.0)
+    h0 = float(step_at(est.baseline_times_, est.baseline_cumhaz_, np.array([3.0]))[0])
+    eta = np.asarray(expl.output, float)
+    assert np.allclose(expl.base_values, 0.0)
+    slope = ((1 - np.exp(-h0 * np.exp(eta))) - (1 - np.exp(-h0))) / eta
+    by_group: dict[str, np.ndarray] = {}
+    for j, col in enumerate(expl.feature_names):
+        g = fitted.feature_groups_.get(col, col)
+        g = FOLLOW_UP if g in GLOBAL_FEATURES else g
+        by_group[g] = by_group.get(g, np.zeros(len(X))) + expl.values[:, j]
+    table = drivers.table.set_index("feature")
+    assert FOLLOW_UP in table.index and table.loc[FOLLOW_UP, "label"] == "Follow-up"
+    for g, c in by_group.items():
+        assert table.loc[g, "mean_abs_points"] == pytest.approx(
+            np.mean(np.abs(100 * slope * c)), rel=1e-6, abs=1e-9), g
+        assert table.loc[g, "mean_abs_shap"] == pytest.approx(np.mean(np.abs(c)), rel=1e-9)
+    # one row worked through: its points add up from its base risk to its risk
+    row = {g: 100 * slope[0] * c[0] for g, c in by_group.items()}
+    assert sum(row.values()) == pytest.approx(100 * ((1 - np.exp(-h0 * np.exp(eta[0])))
+                                                     - (1 - np.exp(-h0))), rel=1e-9)

@@ -378,3 +378,22 @@ def test_waterfall_and_change_chart_leave_room_for_end_labels_and_axis_titles():
     change = viz.change_chart(ch)
     assert list(change.data[0].text) == ["+17.7", "-0.04"]
     assert change.layout.margin.r == 46 and change.layout.xaxis.automargin
+
+
+def test_global_drivers_show_percentage_points_of_the_risk_with_the_log_scale_on_request():
+    drivers = ClinicalImportance(pd.DataFrame({
+        "feature": ["a", "b", "follow_up"], "label": ["Albumin", "Age", "Follow-up"],
+        "mean_abs_shap": [0.4, 0.2, 0.3], "mean_shap": [0.1, 0.0, 0.0],
+        "mean_abs_points": [2.5, 1.5, 3.1]}), scale="log_hazard", n_rows=200, horizon=3.0)
+    fig = viz.drivers_bar(drivers)
+    # the clinic's scale by default, largest first (Follow-up leads in points)
+    assert list(fig.data[0].y) == ["Follow-up", "Albumin", "Age"]
+    assert list(fig.data[0].x) == [3.1, 2.5, 1.5]
+    assert fig.layout.xaxis.title.text == (
+        "Mean size of the contribution (percentage points of the 3-year risk), "
+        "200 training rows")
+    assert "percentage points" in fig.data[0].hovertemplate
+    model_scale = viz.drivers_bar(drivers, scale="model")
+    assert list(model_scale.data[0].x) == [0.4, 0.3, 0.2]
+    assert model_scale.layout.xaxis.title.text == (
+        "Mean size of the effect on the log relative hazard (mean |SHAP|), 200 training rows")

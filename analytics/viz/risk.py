@@ -20,6 +20,8 @@ from analytics.viz.palette import (
     apply_layout,
     event_colour,
     event_symbol,
+    figure,
+    layout_look,
     series_colour,
 )
 from analytics.viz.prep import (
@@ -41,11 +43,10 @@ if TYPE_CHECKING:
 
 
 def _empty(text: str, height: int = 220) -> go.Figure:
-    fig = go.Figure()
-    fig.add_annotation(text=text, showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return apply_layout(fig, height=height)
+    return figure([], {
+        "annotations": [{"text": text, "showarrow": False, "x": 0.5, "y": 0.5,
+                         "xref": "paper", "yref": "paper"}],
+        "xaxis": {"visible": False}, "yaxis": {"visible": False}}, height=height)
 
 
 def risk_trajectory(trajectory: Trajectory, *, outcome_event: str | None = None,
@@ -76,88 +77,99 @@ def risk_trajectory(trajectory: Trajectory, *, outcome_event: str | None = None,
         return _empty("No visits to score")
     d = trajectory_data(trajectory, outcome_event=outcome_event, outcome_time=outcome_time,
                         selected_time=selected_time)
-    fig = go.Figure()
-    _band_and_line(fig, d)
-    _visit_markers(fig, d)
-    _unassessable_markers(fig, d)
-    _outcome_marker(fig, d)
-    _selected_ring(fig, d)
-    fig.update_yaxes(title=risk_axis_title(trajectory.event, trajectory.horizon),
-                     range=[0, d.y_max], ticksuffix="%")
-    fig.update_xaxes(title="Years since baseline")
-    return apply_layout(fig, height=height)
+    layout: dict = {
+        "xaxis": {"title": {"text": "Years since baseline"}},
+        "yaxis": {"title": {"text": risk_axis_title(trajectory.event, trajectory.horizon)},
+                  "range": [0, d.y_max], "ticksuffix": "%"}}
+    data = [*_band_and_line(d), *_visit_markers(d), *_unassessable_markers(d),
+            *_outcome_marker(d, layout), *_selected_ring(d)]
+    return figure(data, layout, height=height)
 
 
-def _band_and_line(fig: go.Figure, d: TrajectoryData) -> None:
+def _band_and_line(d: TrajectoryData) -> list[dict]:
     """The interval band and the risk line, broken at unassessable visits."""
+    out = []
     for k, seg in enumerate(d.segments):
         if d.has_interval and np.isfinite(d.low_pct[seg]).all():
-            fig.add_trace(go.Scatter(
-                x=np.concatenate([d.time[seg], d.time[seg][::-1]]),
-                y=np.concatenate([d.high_pct[seg], d.low_pct[seg][::-1]]),
-                fill="toself", fillcolor=RISK_BAND, line={"width": 0}, hoverinfo="skip",
-                name="95% interval", legendgroup="band", showlegend=k == 0))
+            out.append({
+                "type": "scatter",
+                "x": np.concatenate([d.time[seg], d.time[seg][::-1]]),
+                "y": np.concatenate([d.high_pct[seg], d.low_pct[seg][::-1]]),
+                "fill": "toself", "fillcolor": RISK_BAND, "line": {"width": 0},
+                "hoverinfo": "skip", "name": "95% interval", "legendgroup": "band",
+                "showlegend": k == 0})
     for k, seg in enumerate(d.segments):
-        fig.add_trace(go.Scatter(x=d.time[seg], y=d.risk_pct[seg], mode="lines", name="Risk",
-                                 line={"color": RISK_LINE, "width": 2.5},
-                                 legendgroup="risk", showlegend=k == 0, hoverinfo="skip"))
+        out.append({"type": "scatter", "x": d.time[seg], "y": d.risk_pct[seg],
+                    "mode": "lines", "name": "Risk",
+                    "line": {"color": RISK_LINE, "width": 2.5}, "legendgroup": "risk",
+                    "showlegend": k == 0, "hoverinfo": "skip"})
+    return out
 
 
-def _visit_markers(fig: go.Figure, d: TrajectoryData) -> None:
+def _visit_markers(d: TrajectoryData) -> list[dict]:
     """``Scan`` (filled) and ``Lab visit`` (open) markers with date and interval on hover."""
     custom = np.array([[d.date[i] or "", d.low_pct[i], d.high_pct[i]]
                        for i in range(len(d.time))], dtype=object)
     band = ("" if not d.has_interval
             else " (95% CI %{customdata[1]:.1f}-%{customdata[2]:.1f}%)")
+    out = []
     for label, sel, symbol, size in (("Scan", d.is_scan & d.assessable, "circle", 12),
                                      ("Lab visit", ~d.is_scan & d.assessable, "circle-open",
                                       8)):
         if not sel.any():
             continue
-        fig.add_trace(go.Scatter(
-            x=d.time[sel], y=d.risk_pct[sel], mode="markers", name=label,
-            marker={"symbol": symbol, "size": size, "color": RISK_LINE,
-                    "line": {"width": 2, "color": RISK_LINE}},
-            customdata=custom[sel],
-            hovertemplate=(f"{label} at %{{x:.2f}} y (%{{customdata[0]}})<br>"
-                           "risk %{y:.1f}%" + band + "<extra></extra>")))
+        out.append({
+            "type": "scatter", "x": d.time[sel], "y": d.risk_pct[sel], "mode": "markers",
+            "name": label,
+            "marker": {"symbol": symbol, "size": size, "color": RISK_LINE,
+                       "line": {"width": 2, "color": RISK_LINE}},
+            "customdata": custom[sel],
+            "hovertemplate": (f"{label} at %{{x:.2f}} y (%{{customdata[0]}})<br>"
+                              "risk %{y:.1f}%" + band + "<extra></extra>")})
+    return out
 
 
-def _unassessable_markers(fig: go.Figure, d: TrajectoryData) -> None:
+def _unassessable_markers(d: TrajectoryData) -> list[dict]:
     bad = ~d.assessable
-    if bad.any():
-        fig.add_trace(go.Scatter(
-            x=d.time[bad], y=np.zeros(int(bad.sum())), mode="markers", name="Not assessable",
-            marker={"symbol": "x-thin-open", "size": 11, "color": NEUTRAL,
-                    "line": {"width": 2, "color": NEUTRAL}},
-            text=[d.reason[i] or "" for i in np.flatnonzero(bad)],
-            hovertemplate="%{x:.2f} y: not assessable<br>%{text}<extra></extra>"))
+    if not bad.any():
+        return []
+    return [{"type": "scatter", "x": d.time[bad], "y": np.zeros(int(bad.sum())),
+             "mode": "markers", "name": "Not assessable",
+             "marker": {"symbol": "x-thin-open", "size": 11, "color": NEUTRAL,
+                        "line": {"width": 2, "color": NEUTRAL}},
+             "text": [d.reason[i] or "" for i in np.flatnonzero(bad)],
+             "hovertemplate": "%{x:.2f} y: not assessable<br>%{text}<extra></extra>"}]
 
 
-def _outcome_marker(fig: go.Figure, d: TrajectoryData) -> None:
+def _outcome_marker(d: TrajectoryData, layout: dict) -> list[dict]:
+    """The outcome's marker; its dashed vertical line goes into ``layout``'s shapes."""
     label = outcome_label(d.outcome_event, d.outcome_time)
-    if label:
-        colour = event_colour(d.outcome_event)
-        fig.add_vline(x=d.outcome_time, line_dash="dash", line_color=colour)
-        fig.add_trace(go.Scatter(
-            x=[d.outcome_time], y=[d.y_max * 0.96], mode="markers+text", name=label,
-            text=[label], textposition="middle left",
-            marker={"symbol": event_symbol(d.outcome_event), "size": 14, "color": colour,
-                    "line": {"width": 2, "color": colour}},
-            hovertemplate=label + "<extra></extra>"))
+    if not label:
+        return []
+    colour = event_colour(d.outcome_event)
+    layout.setdefault("shapes", []).append({
+        "type": "line", "x0": d.outcome_time, "x1": d.outcome_time, "xref": "x",
+        "y0": 0, "y1": 1, "yref": "y domain", "line": {"dash": "dash", "color": colour}})
+    return [{"type": "scatter", "x": [d.outcome_time], "y": [d.y_max * 0.96],
+             "mode": "markers+text", "name": label, "text": [label],
+             "textposition": "middle left",
+             "marker": {"symbol": event_symbol(d.outcome_event), "size": 14, "color": colour,
+                        "line": {"width": 2, "color": colour}},
+             "hovertemplate": label + "<extra></extra>"}]
 
 
-def _selected_ring(fig: go.Figure, d: TrajectoryData) -> None:
+def _selected_ring(d: TrajectoryData) -> list[dict]:
     if d.selected_time is None:
-        return
+        return []
     i = int(np.argmin(np.abs(d.time - d.selected_time)))
-    if d.assessable[i]:
-        fig.add_trace(go.Scatter(
-            x=[d.time[i]], y=[d.risk_pct[i]], mode="markers", name="Selected visit",
-            marker={"symbol": "circle-open", "size": 22,
-                    "color": OKABE_ITO["reddish_purple"],
-                    "line": {"width": 3, "color": OKABE_ITO["reddish_purple"]}},
-            hoverinfo="skip"))
+    if not d.assessable[i]:
+        return []
+    return [{"type": "scatter", "x": [d.time[i]], "y": [d.risk_pct[i]], "mode": "markers",
+             "name": "Selected visit",
+             "marker": {"symbol": "circle-open", "size": 22,
+                        "color": OKABE_ITO["reddish_purple"],
+                        "line": {"width": 3, "color": OKABE_ITO["reddish_purple"]}},
+             "hoverinfo": "skip"}]
 
 
 def shap_waterfall(waterfall: Waterfall, *, title: str | None = None,
@@ -196,24 +208,24 @@ def shap_waterfall(waterfall: Waterfall, *, title: str | None = None,
             measure.append("relative")
             x.append(float(r.shap))
             text.append(step_text(float(r.shap), scale))
-    fig = go.Figure(go.Waterfall(
-        orientation="h", measure=measure, y=steps["label"].tolist(), x=x, text=text,
-        textposition="outside", name="SHAP",
-        increasing={"marker": {"color": OKABE_ITO["vermillion"]}},
-        decreasing={"marker": {"color": OKABE_ITO["blue"]}},
-        totals={"marker": {"color": NEUTRAL}},
-        connector={"line": {"color": "#BBBBBB", "width": 1}},
-        hovertemplate="%{y}: %{text}<extra></extra>"))
     ends = np.concatenate([steps["start"].to_numpy(float), steps["end"].to_numpy(float),
                            [0.0]])
-    fig.update_yaxes(autorange="reversed", title=None)
-    # room for the value labels outside the bars on both sides
-    fig.update_xaxes(title=f"Contribution ({scale_text(scale, waterfall.horizon)})",
-                     range=_padded(ends))
-    fig.update_traces(cliponaxis=False)
-    fig.update_layout(showlegend=False)
-    return _room_for_labels(apply_layout(fig, title=title, height=height or 120 + 32 * len(steps)),
-                            text)
+    trace = {
+        "type": "waterfall", "orientation": "h", "measure": measure,
+        "y": steps["label"].tolist(), "x": x, "text": text, "textposition": "outside",
+        "name": "SHAP", "increasing": {"marker": {"color": OKABE_ITO["vermillion"]}},
+        "decreasing": {"marker": {"color": OKABE_ITO["blue"]}},
+        "totals": {"marker": {"color": NEUTRAL}},
+        "connector": {"line": {"color": "#BBBBBB", "width": 1}},
+        "hovertemplate": "%{y}: %{text}<extra></extra>", "cliponaxis": False}
+    layout = {
+        "yaxis": {"autorange": "reversed"},
+        # room for the value labels outside the bars on both sides
+        "xaxis": {"title": {"text": f"Contribution ({scale_text(scale, waterfall.horizon)})"},
+                  "range": _padded(ends)},
+        "showlegend": False}
+    lay = layout_look(layout, title=title, height=height or 120 + 32 * len(steps))
+    return figure([trace], _label_room(lay, text), look=False)
 
 
 #: approximate width of one character of the 13-px figure font, px
@@ -221,16 +233,22 @@ _CHAR_PX = 7.5
 
 
 def _room_for_labels(fig: go.Figure, texts: list[str]) -> go.Figure:
-    """Keep the value labels outside the bars and the axis title inside the figure: a right
-    margin that holds the longest label (a bar that ends at the range's edge puts its label
-    in the margin: "36.1%" was cut at a 20-px margin), and automatic margins for the tick
-    labels and the axis title. Returns ``fig``."""
-    longest = max((len(t) for t in texts), default=0)
-    fig.layout.margin.r = max(20, int(np.ceil(8 + _CHAR_PX * longest)))
-    fig.layout.margin.b = 60
-    fig.layout.xaxis.automargin = True
-    fig.layout.yaxis.automargin = True
+    """Keep the value labels outside the bars and the axis title inside the figure
+    (:func:`_label_room` on a built figure). Returns ``fig``."""
+    fig.layout = go.Layout(_label_room(fig.layout.to_plotly_json(), texts))
     return fig
+
+
+def _label_room(layout: dict, texts: list[str]) -> dict:
+    """A right margin that holds the longest value label (a bar that ends at the range's
+    edge puts its label in the margin: "36.1%" was cut at a 20-px margin), and automatic
+    margins for the tick labels and the axis title, set in the plain ``layout`` (returned)."""
+    longest = max((len(t) for t in texts), default=0)
+    layout["margin"] = {**layout.get("margin", {}), "r": max(20, int(np.ceil(8 + _CHAR_PX * longest))),
+                        "b": 60}
+    layout["xaxis"] = {**layout.get("xaxis", {}), "automargin": True}
+    layout["yaxis"] = {**layout.get("yaxis", {}), "automargin": True}
+    return layout
 
 
 def _padded(values: np.ndarray, pad: float = 0.22) -> list[float]:

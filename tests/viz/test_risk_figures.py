@@ -397,3 +397,42 @@ def test_global_drivers_show_percentage_points_of_the_risk_with_the_log_scale_on
     assert list(model_scale.data[0].x) == [0.4, 0.3, 0.2]
     assert model_scale.layout.xaxis.title.text == (
         "Mean size of the effect on the log relative hazard (mean |SHAP|), 200 training rows")
+
+
+def _validated_json(fig) -> dict:
+    import json
+
+    import plotly.graph_objects as go
+    import plotly.io as pio
+
+    # plotly's property-by-property validation raises on any unknown property or value
+    return json.loads(pio.to_json(go.Figure(fig.to_dict()), validate=True))
+
+
+@pytest.mark.parametrize("figure", [
+    lambda: viz.risk_trajectory(_trajectory(), outcome_event="decompensation",
+                                outcome_time=2.2, selected_time=1.5),
+    lambda: viz.risk_trajectory(_trajectory(), selected_time=1.0),
+    lambda: viz.risk_trajectory(Trajectory("P1", None, "death", 2.0, _points().iloc[0:0],
+                                           None, None)),
+    lambda: viz.shap_waterfall(_steps()),
+    lambda: viz.shap_waterfall(_steps(), title="Why", height=300),
+    lambda: viz.shap_waterfall(Waterfall(_steps().steps.iloc[0:0], 0.0, 0.0, "log_hazard")),
+], ids=["trajectory with outcome", "trajectory unassessable selected", "no visits",
+        "waterfall", "waterfall with title", "no explanation"])
+def test_patient_figures_built_from_plain_dicts_are_what_plotly_validates(figure):
+    import json
+
+    import plotly.io as pio
+
+    fig = figure()
+    assert json.loads(pio.to_json(fig, validate=False)) == _validated_json(fig)
+
+
+def test_the_risk_trajectorys_outcome_line_is_a_dashed_vertical_line_at_the_outcome():
+    fig = viz.risk_trajectory(_trajectory(), outcome_event="decompensation", outcome_time=2.2)
+    (line,) = fig.layout.shapes
+    assert (line.type, line.x0, line.x1, line.y0, line.y1, line.yref) == \
+        ("line", 2.2, 2.2, 0, 1, "y domain")
+    assert line.line.dash == "dash" and line.line.color == OKABE_ITO["vermillion"]
+    assert fig.layout.template.to_plotly_json() == {"data": {"scatter": [{"type": "scatter"}]}}

@@ -71,6 +71,7 @@ from analytics.explain.trajectory import (
     Trajectory,
     incidence_curves,
     patient_trajectories,
+    patient_trajectories_json,
     patient_trajectory,
 )
 from analytics.explain.wording import (
@@ -115,6 +116,7 @@ __all__ = [
     "imaging_text",
     "incidence_curves",
     "patient_trajectories",
+    "patient_trajectories_json",
     "patient_trajectory",
     "permutation_shap",
     "points_explanation",

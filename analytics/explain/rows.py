@@ -87,11 +87,14 @@ def _changes(values: np.ndarray, previous: np.ndarray, rows: np.ndarray,
     return d, order
 
 
-def json_rows(traj: Any, top: int) -> list[dict[str, Any]]:
+def json_rows(traj: Any, top: int, block_start: np.ndarray | None = None
+              ) -> list[dict[str, Any]]:
     """Every visit's row of the ``predict`` JSON of ``traj`` (strict JSON values).
 
     ``traj`` is a :class:`~analytics.explain.trajectory.Trajectory` (not imported here:
-    that module imports this one).
+    that module imports this one), of one patient or of several patients' rows in turn,
+    ``block_start`` then giving each row's patient's first row: a visit's previous visit
+    is always its own patient's.
 
     Keys in order: ``time, date, horizon, model_id, requested, shap_scale, risk, ci,
     shap, base_value, model_output, reason, contributions, change, base_risk, points``
@@ -111,7 +114,8 @@ def json_rows(traj: Any, top: int) -> list[dict[str, Any]]:
     shap = _float_rows(expl.values)
     base = _strict(np.asarray(expl.base_values, np.float64).tolist())
     output = _strict(np.asarray(expl.output, np.float64).tolist())
-    previous = previous_rows(ok & ~requested, np.zeros(n, dtype=np.intp))
+    previous = previous_rows(ok & ~requested, np.zeros(n, dtype=np.intp)
+                             if block_start is None else block_start)
     has_prev = np.flatnonzero(ok & (previous >= 0))
     change, change_order = _changes(np.asarray(expl.values, np.float64), previous, has_prev,
                                     top)

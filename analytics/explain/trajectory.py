@@ -35,8 +35,8 @@ each horizon equals the risk shown.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -80,6 +80,7 @@ __all__ = [
     "Waterfall",
     "incidence_curves",
     "patient_trajectories",
+    "patient_trajectories_json",
     "patient_trajectory",
     "reference_visit",
     "reference_visits",
@@ -325,15 +326,20 @@ class Trajectory:
             (fraction): ``base_risk + sum(points) / 100 == risk``. With a requested
             time, ``at`` holds its row.
         """
-        res: dict[str, Any] = jsonable({"patient": self.patient, "model_id": self.model_id,
-                                        "horizon": self.horizon, "event": self.event})
-        # the rows hold strict JSON values already (walking every number again was slow)
-        rows = json_rows(self, top)
-        res["trajectory"] = rows
-        requested = [r for r in rows if r["requested"]]
-        if requested:
-            res["at"] = requested[0]
-        return res
+        return _patient_json(self, self.patient, json_rows(self, top))
+
+
+def _patient_json(traj: Trajectory, patient: str, rows: list[dict[str, Any]]
+                  ) -> dict[str, Any]:
+    """One patient's ``predict`` JSON around its rows (:meth:`Trajectory.to_json`)."""
+    res: dict[str, Any] = jsonable({"patient": patient, "model_id": traj.model_id,
+                                    "horizon": traj.horizon, "event": traj.event})
+    # the rows hold strict JSON values already (walking every number again was slow)
+    res["trajectory"] = rows
+    requested = [r for r in rows if r["requested"]]
+    if requested:
+        res["at"] = requested[0]
+    return res
 
 
 # --------------------------------------------------------------------------- building
@@ -375,33 +381,44 @@ def reference_visits(points: pd.DataFrame, block_start: np.ndarray | None = None
     return np.where(ok, np.where(scan >= 0, scan, latest), -1)
 
 
-def _visit_landmarks(visits: pd.DataFrame, at: float | None) -> pd.DataFrame:
-    times = sorted(set(visits["time"].astype(float)))
-    rows = [{"landmark": t, "requested": False} for t in times]
+class _Landmarks(NamedTuple):
+    """One patient's scored times (years since baseline, ascending) and which of them is
+    the requested extra time."""
+
+    times: list[float]
+    requested: list[bool]
+
+
+def _visit_landmarks(visits: pd.DataFrame, at: float | None) -> _Landmarks:
+    rows = [(t, False) for t in sorted(set(visits["time"].to_numpy(float).tolist()))]
     if at is not None:
-        rows = [r for r in rows if abs(r["landmark"] - at) > 1e-9]
-        rows.append({"landmark": float(at), "requested": True})
-    return pd.DataFrame(rows).sort_values("landmark", kind="stable").reset_index(drop=True)
+        rows = [r for r in rows if abs(r[0] - at) > 1e-9]
+        rows.append((float(at), True))
+        rows.sort(key=lambda r: r[0])  # stable: the requested time after an equal one
+    return _Landmarks([r[0] for r in rows], [r[1] for r in rows])
 
 
-def _visit_dates(visits: pd.DataFrame) -> tuple[np.ndarray, list[pd.Timestamp]]:
-    """Times and dates of the dated visits."""
+def _dates_at(visits: pd.DataFrame, times: list[float]) -> list[str | None]:
+    """ISO date of each of ``times``: that of the nearest dated visit (the first of equally
+    near ones), moved by the time difference in whole days (years of 365.25 days)."""
     if "date" not in visits:
-        return np.empty(0), []
-    d = pd.to_datetime(visits["date"], errors="coerce")
+        return [None] * len(times)
+    d = visits["date"]
+    if not pd.api.types.is_datetime64_dtype(d):
+        d = pd.to_datetime(d, errors="coerce")
+    if isinstance(d.dtype, pd.DatetimeTZDtype):  # the calendar day where it was taken
+        d = d.dt.tz_localize(None)
     ok = d.notna().to_numpy()
-    return visits["time"].to_numpy(float)[ok], list(d[ok])
-
-
-def _date_at(dated: tuple[np.ndarray, list[pd.Timestamp]], t: float) -> str | None:
-    times, dates = dated
-    if not len(times):
-        return None
-    # the nearest dated visit, moved by the time difference (times: years since baseline)
-    i = int(np.argmin(np.abs(times - t)))
-    if abs(times[i] - t) < 1e-9:
-        return dates[i].date().isoformat()
-    return (dates[i] + pd.Timedelta(days=round((t - times[i]) * 365.25))).date().isoformat()
+    if not ok.any():
+        return [None] * len(times)
+    vt = visits["time"].to_numpy(float)[ok]
+    days = d.to_numpy()[ok].astype("datetime64[D]")  # a timestamp's own calendar day
+    t = np.asarray(times, dtype=float)
+    gap = t[:, None] - vt[None, :]
+    near = np.argmin(np.abs(gap), axis=1)
+    off = gap[np.arange(len(t)), near]
+    shift = np.where(np.abs(off) < 1e-9, 0.0, np.round(off * 365.25)).astype(np.int64)
+    return np.datetime_as_string(days[near] + shift, unit="D").tolist()
 
 
 def _scan_uids(visits: pd.DataFrame) -> dict[float, str]:
@@ -449,9 +466,9 @@ def patient_trajectory(registered: RegisteredModel, visits: pd.DataFrame, patien
         raise ModelError(f"patient {patient!r}: no visits in the cohort")
     _check_at(at)
     lm = _visit_landmarks(pv, at)
-    sc = score(model, pv, pd.DataFrame({"patient": patient, "landmark": lm["landmark"]}), h,
+    sc = score(model, pv, pd.DataFrame({"patient": patient, "landmark": lm.times}), h,
                explain=True)
-    return _trajectories(registered, [pv], [patient], [lm], sc, h)[0]
+    return _trajectories(registered, [patient], [pv], [lm], sc, h)[0]
 
 
 def patient_trajectories(registered: RegisteredModel, visits: pd.DataFrame,
@@ -470,26 +487,67 @@ def patient_trajectories(registered: RegisteredModel, visits: pd.DataFrame,
     ModelError
         As :func:`patient_trajectory`, for the first patient without visits.
     """
-    model = registered.model
-    h = resolve_horizon(model, horizon, "--horizon")
+    h = resolve_horizon(registered.model, horizon, "--horizon")
     _check_at(at)
     if not patients:
         return []
-    if type(model.estimators_["interest"]).explain is SurvivalEstimator.explain:
+    together = _score_together(registered.model, visits, patients, h, at)
+    if together is None:
         return [patient_trajectory(registered, visits, p, h, at) for p in patients]
+    return _trajectories(registered, patients, *together, h)
+
+
+def patient_trajectories_json(registered: RegisteredModel, visits: pd.DataFrame,
+                              patients: list[str], horizon: float | None = None,
+                              at: float | None = None, top: int = JSON_TOP
+                              ) -> list[dict[str, Any]]:
+    """:meth:`Trajectory.to_json` of each of :func:`patient_trajectories`, equal to it.
+
+    The JSON rows of every patient are built from the cohort's rows in one pass
+    (:func:`analytics.explain.rows.json_rows` with each patient's first row), without a
+    :class:`Trajectory` per patient: ``hepatrack predict --all`` spent most of its time
+    splitting frames by patient and reading them back column by column.
+
+    Raises
+    ------
+    ModelError
+        As :func:`patient_trajectories`.
+    """
+    h = resolve_horizon(registered.model, horizon, "--horizon")
+    _check_at(at)
+    if not patients:
+        return []
+    together = _score_together(registered.model, visits, patients, h, at)
+    if together is None:
+        return [t.to_json(top) for t in patient_trajectories(registered, visits, patients,
+                                                             h, at)]
+    cohort, starts, sizes = _cohort(registered, *together, h, with_basis=False)
+    rows = json_rows(cohort, top, np.repeat(starts, sizes))
+    ends = (starts + sizes).tolist()
+    return [_patient_json(cohort, p, rows[a:b])
+            for p, a, b in zip(patients, starts.tolist(), ends, strict=True)]
+
+
+def _score_together(model: Any, visits: pd.DataFrame, patients: list[str], h: float,
+                    at: float | None
+                    ) -> tuple[list[pd.DataFrame], list[_Landmarks], Scores] | None:
+    """Each patient's visits and landmarks, and the scores of all their rows (patients'
+    blocks in turn); None for a model whose explainer samples (scored patient by
+    patient)."""
+    if type(model.estimators_["interest"]).explain is SurvivalEstimator.explain:
+        return None
     wanted = visits[visits["patient"].isin(set(patients))].sort_values("time", kind="stable")
     by_patient = dict(tuple(wanted.groupby("patient", sort=False)))
     missing = next((p for p in patients if p not in by_patient), None)
     if missing is not None:
         raise ModelError(f"patient {missing!r}: no visits in the cohort")
     landmarks = [_visit_landmarks(by_patient[p], at) for p in patients]
-    sizes = np.array([len(lm) for lm in landmarks])
+    sizes = np.array([len(lm.times) for lm in landmarks])
     rows = pd.DataFrame({"patient": np.repeat(np.asarray(patients, dtype=object), sizes),
-                         "landmark": np.concatenate([lm["landmark"].to_numpy(float)
-                                                     for lm in landmarks])})
+                         "landmark": np.fromiter(
+                             (t for lm in landmarks for t in lm.times), float, sizes.sum())})
     sc = score(model, wanted, rows, h, explain=True)
-    return _trajectories(registered, [by_patient[p] for p in patients], patients, landmarks,
-                         sc, h)
+    return [by_patient[p] for p in patients], landmarks, sc
 
 
 def _check_at(at: float | None) -> None:
@@ -507,69 +565,83 @@ def _rows_of(expl: Explanation, a: int, b: int, data: pd.DataFrame) -> Explanati
                        expl.scale, expl.horizon)
 
 
-def _points(visits_of: list[pd.DataFrame], landmarks: list[pd.DataFrame],
+def _points(visits_of: list[pd.DataFrame], landmarks: list[_Landmarks],
             sc: Scores) -> pd.DataFrame:
     """:data:`POINT_COLUMNS` of every scored row (patients' blocks in turn)."""
     expl, ok = sc.explanation, sc.assessable
     dates: list[str | None] = []
     uids: list[str | None] = []
     for pv, lm in zip(visits_of, landmarks, strict=True):
-        dated, scans = _visit_dates(pv), _scan_uids(pv)
-        times = lm["landmark"].to_numpy(float).tolist()
-        dates += [_date_at(dated, t) for t in times]
-        uids += [scans.get(round(t, 9)) for t in times]
+        scans = _scan_uids(pv)
+        dates += _dates_at(pv, lm.times)
+        uids += [scans.get(round(t, 9)) for t in lm.times]
     ci = sc.ci if sc.ci is not None else np.full((len(ok), 2), np.nan)
     points = pd.DataFrame({
-        "time": np.concatenate([lm["landmark"].to_numpy(float) for lm in landmarks]),
+        "time": np.array([t for lm in landmarks for t in lm.times], dtype=float),
         "date": dates, "risk": np.where(ok, sc.risk, np.nan),
         "ci_low": np.where(ok, ci[:, 0], np.nan), "ci_high": np.where(ok, ci[:, 1], np.nan),
         "assessable": ok, "reason": list(sc.reasons), "is_scan": [u is not None for u in uids],
         "series_uid": uids, "base_value": np.where(ok, expl.base_values, np.nan),
         "model_output": np.where(ok, expl.output, np.nan),
-        "requested": np.concatenate([lm["requested"].to_numpy(bool) for lm in landmarks]),
+        "requested": np.array([r for lm in landmarks for r in lm.requested], dtype=bool),
         "plain_reason": list(sc.plain)}, columns=list(POINT_COLUMNS))
     points["date"] = points["date"].astype(object)
     return points
 
 
-def _trajectories(registered: RegisteredModel, visits_of: list[pd.DataFrame],
-                  patients: list[str], landmarks: list[pd.DataFrame], sc: Scores,
-                  h: float) -> list[Trajectory]:
-    """Each patient's trajectory from the scores of all patients' landmark rows.
+def _cohort(registered: RegisteredModel, visits_of: list[pd.DataFrame],
+            landmarks: list[_Landmarks], sc: Scores, h: float, with_basis: bool = True
+            ) -> tuple[Trajectory, np.ndarray, np.ndarray]:
+    """All patients' landmark rows as one trajectory (``patient`` empty; reference
+    visits are row numbers of the whole), with each patient's first row and row count.
 
     ``sc`` holds the rows of ``landmarks`` of each patient in turn. The grouped
     contributions, their points, every visit's reference visit (found within its own
-    patient's rows) and the model calls behind the points are computed for all rows
-    at once, then split by patient; every computation is row by row, so a patient's
-    trajectory is the one it gets when scored alone.
+    patient's rows) and, ``with_basis``, the model calls behind the changes in points
+    are computed for all rows at once; every computation is row by row.
     """
     model = registered.model
     expl = sc.explanation
-    sizes = np.array([len(lm) for lm in landmarks], dtype=np.intp)
-    ends = np.cumsum(sizes)
-    starts = ends - sizes
+    sizes = np.array([len(lm.times) for lm in landmarks], dtype=np.intp)
+    starts = np.cumsum(sizes) - sizes
     points = _points(visits_of, landmarks, sc)
     grouped = group_explanation(expl, model.feature_groups_, sc.history)
     risk = points["risk"].to_numpy(float)
-    refs = reference_visits(points, np.repeat(starts, sizes))
     in_points = points_explanation(model, grouped, sc.matrix, risk, h)
-    basis = change_basis(model, sc.matrix, expl, h, risk, refs)
-    scan_change = scan_changes(sc.history, model.spec_)
+    basis = None
+    if with_basis:
+        refs = reference_visits(points, np.repeat(starts, sizes))
+        basis = change_basis(model, sc.matrix, expl, h, risk, refs)
+    cohort = Trajectory(
+        patient="", model_id=registered.model_id, event=model.events_.label, horizon=h,
+        points=points, explanation=expl, grouped=grouped, in_points=in_points,
+        change_basis=basis, categorical=frozenset(model.spec_.categorical),
+        competing=tuple(c for c in model.estimators_ if c != INTEREST),
+        has_interval=sc.ci is not None, matrix=sc.matrix,
+        scan_change=scan_changes(sc.history, model.spec_))
+    return cohort, starts, sizes
+
+
+def _trajectories(registered: RegisteredModel, patients: list[str],
+                  visits_of: list[pd.DataFrame], landmarks: list[_Landmarks], sc: Scores,
+                  h: float) -> list[Trajectory]:
+    """Each patient's trajectory from the scores of all patients' landmark rows
+    (:func:`_cohort`, split by patient): a patient's trajectory is the one it gets when
+    scored alone."""
+    cohort, starts, sizes = _cohort(registered, visits_of, landmarks, sc, h)
+    basis, expl, grouped = cohort.change_basis, cohort.explanation, cohort.grouped
     out = []
-    for p, a, b in zip(patients, starts.tolist(), ends.tolist(), strict=True):
+    for p, a, b in zip(patients, starts.tolist(), (starts + sizes).tolist(), strict=True):
         gdata = _part(grouped.data, a, b)
-        ref = refs[a:b]
-        out.append(Trajectory(
-            patient=p, model_id=registered.model_id, event=model.events_.label, horizon=h,
-            points=_part(points, a, b), explanation=_rows_of(expl, a, b, _part(expl.data, a, b)),
+        ref = basis.reference[a:b]
+        out.append(replace(
+            cohort, patient=p, points=_part(cohort.points, a, b),
+            explanation=_rows_of(expl, a, b, _part(expl.data, a, b)),
             grouped=_rows_of(grouped, a, b, gdata),
-            in_points=_rows_of(in_points, a, b, gdata),
+            in_points=_rows_of(cohort.in_points, a, b, gdata),
             change_basis=ChangeBasis(np.where(ref >= 0, ref - a, -1), basis.cross_risk[a:b],
                                      basis.slope[a:b]),
-            categorical=frozenset(model.spec_.categorical),
-            competing=tuple(c for c in model.estimators_ if c != INTEREST),
-            has_interval=sc.ci is not None, matrix=_part(sc.matrix, a, b),
-            scan_change=_part(scan_change, a, b)))
+            matrix=_part(cohort.matrix, a, b), scan_change=_part(cohort.scan_change, a, b)))
     return out
 
 

@@ -12,7 +12,7 @@ from analytics.auth import Permission, allowed
 from analytics.cohort import build_cohort
 from analytics.cohort_types import CohortTable
 from analytics.errors import ConfigError, ModelError
-from analytics.explain import patient_trajectories
+from analytics.explain import patient_trajectories_json
 from analytics.models.progress import ProgressCallback
 from analytics.models.registry import RegisteredModel, load_model
 from analytics.models.settings import ModelSettings
@@ -96,9 +96,9 @@ def _stored(res: dict[str, Any]) -> list[StoredPrediction]:
 def _trajectories(store, model: RegisteredModel, cohort: CohortTable, patients: list[str],
                   req: PredictRequest) -> list[dict[str, Any]]:
     """Every patient's ``predict`` JSON, scored together
-    (:func:`analytics.explain.patient_trajectories`) and cached in one transaction."""
-    out = [t.to_json() for t in patient_trajectories(model, cohort.visits, patients,
-                                                     horizon=req.horizon, at=req.at)]
+    (:func:`analytics.explain.patient_trajectories_json`) and cached in one transaction."""
+    out = patient_trajectories_json(model, cohort.visits, patients, horizon=req.horizon,
+                                    at=req.at)
     if req.cache:
         replace_patients_predictions(store, model.model_id, {
             res["patient"]: _stored(res) for res in out if res.get("model_id") is not None})

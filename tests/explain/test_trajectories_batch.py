@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -9,8 +10,13 @@ import pandas as pd
 import pytest
 
 from analytics.errors import ModelError
-from analytics.explain import patient_trajectories, patient_trajectory
+from analytics.explain import (
+    patient_trajectories,
+    patient_trajectories_json,
+    patient_trajectory,
+)
 from analytics.explain.rows import descending_order, previous_rows
+from analytics.explain.trajectory import _dates_at
 from tests import dashboard_data
 
 
@@ -200,3 +206,70 @@ def test_a_patient_without_visits_is_named(loaded):
     first = sorted(set(cohort.visits["patient"]))[0]
     with pytest.raises(ModelError, match="patient 'HT-NOBODY': no visits"):
         patient_trajectories(model, cohort.visits, [first, "HT-NOBODY"])
+
+
+def _dumped(results) -> list[str]:
+    """Each patient's JSON as ``hepatrack predict --all --json`` writes it."""
+    return [json.dumps(x, default=str, allow_nan=False) for x in results]
+
+
+@pytest.mark.parametrize(("which", "horizon", "at"), [("active", None, None),
+                                                      ("active", 2.0, 1.5),
+                                                      ("gbm", 3.0, 0.7)])
+def test_cohort_json_is_byte_for_byte_the_json_of_each_patients_trajectory(loaded, gbm_model, which,
+                                                                    horizon, at):
+    model, cohort = loaded
+    model = gbm_model if which == "gbm" else model
+    patients = sorted(set(cohort.visits["patient"]))[:30]
+    cohort_json = patient_trajectories_json(model, cohort.visits, patients, horizon, at)
+    split = [t.to_json() for t in patient_trajectories(model, cohort.visits, patients,
+                                                       horizon, at)]
+    assert any(r["change"] is not None for res in split for r in res["trajectory"])
+    assert _dumped(cohort_json) == _dumped(split)
+    # scored alone, the model sums in another order: equal to rounding
+    alone = [patient_trajectory(model, cohort.visits, p, horizon, at).to_json()
+             for p in patients]
+    for got, want in zip(cohort_json, alone, strict=True):
+        assert_same(got, want, want["patient"])
+    if at is not None:
+        assert all(res["at"]["time"] == at for res in cohort_json)
+
+
+@pytest.mark.parametrize("which", ["active", "gbm"])
+def test_cohort_json_equals_alone_for_one_visit_missing_lab_and_scans(loaded, gbm_model, which):
+    model, cohort = loaded
+    model = gbm_model if which == "gbm" else model
+    imaging = [p for p in sorted(set(cohort.visits["patient"]))
+               if cohort.visits.loc[cohort.visits["patient"] == p, "series_uid"].notna().any()]
+    visits, patients, _gap, _lab = _edge_visits(model, cohort, imaging)
+    cohort_json = patient_trajectories_json(model, visits, patients)
+    split = [t.to_json() for t in patient_trajectories(model, visits, patients)]
+    assert _dumped(cohort_json) == _dumped(split)
+    for got, want in zip(cohort_json, [patient_trajectory(model, visits, p).to_json()
+                                       for p in patients], strict=True):
+        assert_same(got, want, want["patient"])
+    one = cohort_json[patients.index("HT-ONE-VISIT")]["trajectory"]
+    assert len(one) == 1 and one[0]["change"] is None  # not since the previous patient's visit
+    assert patient_trajectories_json(model, visits, []) == []
+
+
+def test_a_patient_without_visits_is_named_by_the_cohort_json(loaded):
+    model, cohort = loaded
+    first = sorted(set(cohort.visits["patient"]))[0]
+    with pytest.raises(ModelError, match="patient 'HT-NOBODY': no visits"):
+        patient_trajectories_json(model, cohort.visits, [first, "HT-NOBODY"])
+
+
+def test_a_time_between_visits_is_dated_from_the_nearest_visit_in_whole_days():
+    visits = pd.DataFrame({"time": [0.0, 1.0, 2.0],
+                           "date": pd.to_datetime(["2020-01-01 08:30", "2021-01-01 00:00", None])})
+    # 0.5 y is as near to both visits: the first; 0.5 * 365.25 = 182.625 -> 183 days
+    # (2020 is a leap year: 1 July is day 182 after 1 January); 1.9 y: 0.9 * 365.25 =
+    # 328.725 -> 329 days after 2021-01-01; the undated visit at 2.0 y dates nothing
+    assert _dates_at(visits, [0.0, 0.5, 1.0, 1.9]) == ["2020-01-01", "2020-07-02",
+                                                        "2021-01-01", "2021-11-26"]
+    assert _dates_at(visits.assign(date=pd.NaT), [0.5]) == [None]
+    assert _dates_at(visits.drop(columns="date"), [0.5]) == [None]
+    # dates as text are read as dates
+    text = visits.assign(date=["2020-01-01", "2021-01-01", None])
+    assert _dates_at(text, [0.5]) == ["2020-07-02"]

@@ -40,6 +40,7 @@ import pandas as pd
 
 from analytics.errors import ModelError
 from analytics.models import imaging_comparison as imaging
+from analytics.models.bootstrap import replicate_metrics, reweightable
 from analytics.models.concordance import ConcordancePairs
 from analytics.models.estimators import CoxPH
 from analytics.models.landmark import LANDMARK, LANDMARK_SQ, LandmarkData
@@ -192,6 +193,35 @@ def bootstrap_ci(frames: list[pd.DataFrame], metric_fn, n_bootstrap: int,
     return _percentile_intervals(draws, n_bootstrap)
 
 
+def model_bootstrap_ci(frames: list[pd.DataFrame], hs: list[float], h_max: float,
+                       grid: np.ndarray, n_bootstrap: int, seed: int, *,
+                       progress: ProgressCallback | None = None) -> dict[str, list[float]]:
+    """The model's headline metrics' intervals: :func:`bootstrap_ci` of
+    ``_headline(landmark_metrics(fr, hs, h_max, grid, with_brier=False))``, with the same
+    draws, each replicate computed by reweighting the fixed rows
+    (:mod:`analytics.models.bootstrap`; rows are resampled only where a duration or risk
+    is not finite). Each replicate is reported to ``progress`` as a ``bootstrap`` step."""
+    if n_bootstrap <= 0:
+        return {}
+    if not reweightable(frames, hs, len(grid)):
+        return bootstrap_ci(
+            frames, lambda fr: _headline(landmark_metrics(fr, hs, h_max, grid,
+                                                          with_brier=False), hs),
+            n_bootstrap, seed, progress=progress)
+    metrics = replicate_metrics(frames, hs, h_max, grid)
+    pats = frames[0]["patient"].unique()
+    patient_of_row = [pd.Categorical(fr["patient"], categories=pats).codes for fr in frames]
+    draws: dict[str, list[float]] = {}
+    report(progress, "bootstrap", 0, n_bootstrap)
+    for b, pick in enumerate(_patient_draws(len(pats), n_bootstrap, seed)):
+        r = b % len(frames)
+        weight = np.bincount(pick, minlength=len(pats))[patient_of_row[r]].astype(float)
+        for key, v in metrics(r, weight).items():
+            draws.setdefault(key, []).append(v)
+        report(progress, "bootstrap", b + 1, n_bootstrap, f"replicate {b + 1} of {n_bootstrap}")
+    return _percentile_intervals(draws, n_bootstrap)
+
+
 def _mean_metrics(ms: list[dict], hs: list[float]) -> dict:
     first = ms[0]
 
@@ -284,10 +314,8 @@ def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
     res = {"folds": min(cv.folds, data.rows["patient"].nunique()), "repeats": cv.repeats,
            **res}
     res["calibration_slope"] = res["calibration"][f"{h_max:g}"]["slope"]
-    res["ci"] = bootstrap_ci(
-        frames, lambda fr: _headline(landmark_metrics(fr, hs, h_max, grid, with_brier=False),
-                                     hs),
-        cv.n_bootstrap, cv.seed, progress=progress)
+    res["ci"] = model_bootstrap_ci(frames, hs, h_max, grid, cv.n_bootstrap, cv.seed,
+                                   progress=progress)
     dca = net_benefit(frames[0]["duration"], frames[0]["code"], frames[0][f"risk_{h_max:g}"],
                       h_max, DCA_THRESHOLDS)
     res["decision_curve"] = {"horizon": h_max, **{c: dca[c].round(5).tolist()

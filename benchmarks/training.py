@@ -17,7 +17,12 @@ order) move their last digits: they are compared to :data:`CALIBRATION_FIT_TOL`.
 ``train`` line is followed by the CPU seconds of both sides' runs and the load average.
 
     .venv/bin/python benchmarks/training.py [--visits 1000[,10000,100000]] [--home DIR]
-        [--baseline REV] [--repeat N] [--no-predict] [--no-train]
+        [--baseline REV | --baseline-code DIR] [--repeat N] [--no-predict] [--no-train]
+
+``--baseline-code DIR`` runs the baseline from files already exported there (e.g.
+``git archive main | tar -x -C DIR``) instead of exporting ``--baseline``. Each run
+starts from a fresh copy of the home, so ``train`` is timed without the clinical scores'
+figures a previous training kept in the home (the first training of a cohort).
 
 ``--no-train`` times ``predict --all`` alone with each home's active model (a demo home
 has one; a synthetic home has none, so train it or use ``--home`` only).
@@ -167,6 +172,8 @@ def main() -> None:
                     help="comma-separated cohort sizes in visits ('' for none)")
     ap.add_argument("--home", default=None, help="also an existing home (copied)")
     ap.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision to compare")
+    ap.add_argument("--baseline-code", default=None, metavar="DIR",
+                    help="baseline files already exported to DIR (instead of --baseline)")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--no-predict", action="store_true")
     ap.add_argument("--no-train", action="store_true",
@@ -175,8 +182,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hepatrack-train-") as tmp:
         work = Path(tmp)
         case = Side("this checkout", ROOT, work / "case")
-        base = Side(a.baseline, checkout(a.baseline, work / "baseline-code"),
-                    work / "baseline")
+        if a.baseline_code:
+            base = Side(Path(a.baseline_code).name, Path(a.baseline_code).resolve(),
+                        work / "baseline")
+        else:
+            base = Side(a.baseline, checkout(a.baseline, work / "baseline-code"),
+                        work / "baseline")
         if a.home:
             bench_home(f"home {a.home}", Path(a.home), case, base, a.repeat, not a.no_predict,
                        not a.no_train)

@@ -27,12 +27,16 @@ patient-bootstrap intervals of the differences (:mod:`analytics.models.imaging_c
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import hashlib
+import json
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +44,7 @@ import pandas as pd
 
 from analytics.errors import ModelError
 from analytics.models import imaging_comparison as imaging
+from analytics.models.bootstrap import replicate_metrics, reweightable
 from analytics.models.concordance import ConcordancePairs
 from analytics.models.estimators import CoxPH
 from analytics.models.landmark import LANDMARK, LANDMARK_SQ, LandmarkData
@@ -47,7 +52,13 @@ from analytics.models.predict import LandmarkModel
 from analytics.models.progress import ProgressCallback, report
 from analytics.models.scores import CLINICAL_SCORES, available_scores, compute_scores
 from analytics.models.settings import ModelSettings
-from analytics.models.validation import harrell_c, landmark_metrics, net_benefit, td_auc
+from analytics.models.validation import (
+    Calibration,
+    harrell_c,
+    landmark_metrics,
+    net_benefit,
+    td_auc,
+)
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +203,35 @@ def bootstrap_ci(frames: list[pd.DataFrame], metric_fn, n_bootstrap: int,
     return _percentile_intervals(draws, n_bootstrap)
 
 
+def model_bootstrap_ci(frames: list[pd.DataFrame], hs: list[float], h_max: float,
+                       grid: np.ndarray, n_bootstrap: int, seed: int, *,
+                       progress: ProgressCallback | None = None) -> dict[str, list[float]]:
+    """The model's headline metrics' intervals: :func:`bootstrap_ci` of
+    ``_headline(landmark_metrics(fr, hs, h_max, grid, with_brier=False))``, with the same
+    draws, each replicate computed by reweighting the fixed rows
+    (:mod:`analytics.models.bootstrap`; rows are resampled only where a duration or risk
+    is not finite). Each replicate is reported to ``progress`` as a ``bootstrap`` step."""
+    if n_bootstrap <= 0:
+        return {}
+    if not reweightable(frames, hs, len(grid)):
+        return bootstrap_ci(
+            frames, lambda fr: _headline(landmark_metrics(fr, hs, h_max, grid,
+                                                          with_brier=False), hs),
+            n_bootstrap, seed, progress=progress)
+    metrics = replicate_metrics(frames, hs, h_max, grid)
+    pats = frames[0]["patient"].unique()
+    patient_of_row = [pd.Categorical(fr["patient"], categories=pats).codes for fr in frames]
+    draws: dict[str, list[float]] = {}
+    report(progress, "bootstrap", 0, n_bootstrap)
+    for b, pick in enumerate(_patient_draws(len(pats), n_bootstrap, seed)):
+        r = b % len(frames)
+        weight = np.bincount(pick, minlength=len(pats))[patient_of_row[r]].astype(float)
+        for key, v in metrics(r, weight).items():
+            draws.setdefault(key, []).append(v)
+        report(progress, "bootstrap", b + 1, n_bootstrap, f"replicate {b + 1} of {n_bootstrap}")
+    return _percentile_intervals(draws, n_bootstrap)
+
+
 def _mean_metrics(ms: list[dict], hs: list[float]) -> dict:
     first = ms[0]
 
@@ -244,7 +284,8 @@ def single_threaded_blas(fn):
 def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
                    baselines: bool = True, truth: Any = None,
                    imaging_comparison: bool = True, *,
-                   progress: ProgressCallback | None = None) -> dict[str, Any]:
+                   progress: ProgressCallback | None = None,
+                   cache_dir: Path | None = None) -> dict[str, Any]:
     """Cross-validated metrics of a landmark model, clinical baselines and the oracle.
 
     Parameters
@@ -265,6 +306,9 @@ def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
     progress
         Called with each fold fitted, bootstrap replicate and clinical score validated
         (:class:`analytics.models.progress.TrainingStep`).
+    cache_dir
+        Where the clinical scores' figures are kept between runs (a home's
+        :func:`clinical_cache_dir`); None: in this process only.
 
     Returns
     -------
@@ -284,10 +328,8 @@ def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
     res = {"folds": min(cv.folds, data.rows["patient"].nunique()), "repeats": cv.repeats,
            **res}
     res["calibration_slope"] = res["calibration"][f"{h_max:g}"]["slope"]
-    res["ci"] = bootstrap_ci(
-        frames, lambda fr: _headline(landmark_metrics(fr, hs, h_max, grid, with_brier=False),
-                                     hs),
-        cv.n_bootstrap, cv.seed, progress=progress)
+    res["ci"] = model_bootstrap_ci(frames, hs, h_max, grid, cv.n_bootstrap, cv.seed,
+                                   progress=progress)
     dca = net_benefit(frames[0]["duration"], frames[0]["code"], frames[0][f"risk_{h_max:g}"],
                       h_max, DCA_THRESHOLDS)
     res["decision_curve"] = {"horizon": h_max, **{c: dca[c].round(5).tolist()
@@ -295,7 +337,8 @@ def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
     res["per_landmark"] = _per_landmark(frames[0], hs)
     out: dict[str, Any] = {"cv": res}
     if baselines:
-        out["baselines"] = clinical_baselines(data, frames, cv, progress=progress)
+        out["baselines"] = clinical_baselines(data, frames, cv, progress=progress,
+                                              cache_dir=cache_dir)
     if truth is not None:
         out["oracle_c_index"] = oracle_c_index(data, truth)
     if imaging_comparison:
@@ -337,10 +380,12 @@ def baseline_scores(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
-                       cv: ModelSettings, *, progress: ProgressCallback | None = None
-                       ) -> dict[str, Any]:
+                       cv: ModelSettings, *, progress: ProgressCallback | None = None,
+                       cache_dir: Path | None = None) -> dict[str, Any]:
     """Each available clinical score validated on the model's folds (see module doc);
-    each score done is reported to ``progress``."""
+    each score done is reported to ``progress``. The scores' metrics and intervals
+    depend on the rows, outcomes, folds and scores only: with ``cache_dir`` they are kept
+    there (:func:`score_metrics`, :func:`marker_c_index_ci`) for the next training."""
     scores = baseline_scores(data.rows)
     report(progress, "baselines", 0, len(scores.columns))
     hs = [float(h) for h in data.settings.horizons]
@@ -350,19 +395,15 @@ def clinical_baselines(data: LandmarkData, frames: list[pd.DataFrame],
     for n_done, name in enumerate(scores.columns, 1):
         sc = scores[name].to_numpy(float)
         ok = np.isfinite(sc)
-        model_c = []
-        for fr in frames:
-            sub = fr[ok].copy()
-            sub["score"] = sc[ok]
-            model_c.append(landmark_metrics(sub, hs, h_max, with_calibration=False)["c_index"])
+        model_c = [pooled_harrell_c(fr[ok], f"cs_risk_{h_max:g}") for fr in frames]
         m = _mean_metrics(score_metrics([fr[ok].assign(score=sc[ok]) for fr in frames], hs,
-                                        h_max, grid), hs)
+                                        h_max, grid, cache_dir=cache_dir), hs)
         m["calibration_slope"] = m["calibration"][f"{h_max:g}"]["slope"]
         m["model_c_index_same_rows"] = float(np.nanmean(model_c))
         # the score's interval does not depend on the model: the rows, outcomes and score
         m["ci"] = marker_c_index_ci(frames[0].loc[ok, ["patient", "landmark", "duration",
                                                        "code"]].assign(score=sc[ok]),
-                                    cv.n_bootstrap, cv.seed)
+                                    cv.n_bootstrap, cv.seed, cache_dir=cache_dir)
         m["coverage"] = float(ok.mean())
         d = CLINICAL_SCORES[name]
         m["label"] = d.label
@@ -377,14 +418,26 @@ _score_metrics_cache: OrderedDict[str, list[dict]] = OrderedDict()
 _SCORE_COLUMNS = ["patient", "landmark", "duration", "code", "fold", "score"]
 
 
+def pooled_harrell_c(frame: pd.DataFrame, marker: str) -> float:
+    """Harrell's C of ``marker`` pooled within landmarks: the ``c_index`` of
+    :func:`landmark_metrics` (``score=marker``), without its other metrics."""
+    num = den = 0
+    for _, g in frame.groupby("landmark", sort=True):
+        _, a, b = harrell_c(g["duration"].to_numpy(float), g["code"].to_numpy(),
+                            g[marker].to_numpy(float))
+        num, den = num + a, den + b
+    return num / den if den else float("nan")
+
+
 def score_metrics(frames: list[pd.DataFrame], hs: list[float], h_max: float,
-                  grid: np.ndarray) -> list[dict]:
+                  grid: np.ndarray, *, cache_dir: Path | None = None) -> list[dict]:
     """Per repeat, a clinical score's metrics on its rows of ``frames``: discrimination
     as a marker, Brier score and calibration of its fold-wise Cox recalibration.
 
     They depend on the rows, outcomes, folds and score only, never on the model, so they
     are cached by that content (and the horizons): training another model on the same
-    cohort refits no recalibration.
+    cohort refits no recalibration, in this process, nor in another one when
+    ``cache_dir`` (the home's, :func:`clinical_cache_dir`) is given.
     """
     key = _frame_digest(pd.concat([fr[_SCORE_COLUMNS] for fr in frames], keys=range(len(
         frames))), hs, h_max, grid.tolist())
@@ -392,6 +445,12 @@ def score_metrics(frames: list[pd.DataFrame], hs: list[float], h_max: float,
         if key in _score_metrics_cache:
             _score_metrics_cache.move_to_end(key)
             return copy.deepcopy(_score_metrics_cache[key])
+    stored = _disk_get(cache_dir, "metrics", key)
+    if stored is not None:
+        per_repeat = [_metrics_from_json(m) for m in stored]
+        with _marker_ci_lock:
+            _score_metrics_cache[key] = copy.deepcopy(per_repeat)
+        return per_repeat
     per_repeat = []
     for fr in frames:
         sub = fr.copy()
@@ -408,7 +467,68 @@ def score_metrics(frames: list[pd.DataFrame], hs: list[float], h_max: float,
         _score_metrics_cache[key] = copy.deepcopy(per_repeat)
         while len(_score_metrics_cache) > MARKER_CI_CACHE_SIZE:
             _score_metrics_cache.popitem(last=False)
+    _disk_put(cache_dir, "metrics", key, [_metrics_to_json(m) for m in per_repeat])
     return per_repeat
+
+
+# --------------------------------------------------------------------------- home cache
+#: the clinical scores' metrics and intervals kept in the home (files, newest kept)
+DISK_CACHE_SIZE = 256
+
+
+def clinical_cache_dir(home: Path) -> Path:
+    """Where a home keeps its clinical scores' validation figures (aggregates only: no
+    row of any patient), keyed by the content they were computed from."""
+    return Path(home) / "cache" / "clinical_scores"
+
+
+def _disk_get(cache_dir: Path | None, kind: str, key: str) -> Any:
+    """The JSON stored under ``kind`` and ``key``; None when absent or unreadable (then
+    it is computed again)."""
+    if cache_dir is None:
+        return None
+    try:
+        return json.loads((Path(cache_dir) / f"{kind}-{key}.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _disk_put(cache_dir: Path | None, kind: str, key: str, doc: Any) -> None:
+    """Store ``doc`` (written whole, then renamed); the oldest files beyond
+    :data:`DISK_CACHE_SIZE` are removed. A failed write only logs: the figures are
+    computed again next time."""
+    if cache_dir is None:
+        return
+    d = Path(cache_dir)
+    try:
+        d.mkdir(parents=True, exist_ok=True)
+        tmp = d / f".{kind}-{key}.{os.getpid()}.{threading.get_ident()}.tmp"
+        tmp.write_text(json.dumps(doc), encoding="utf-8")
+        os.replace(tmp, d / f"{kind}-{key}.json")
+        files = sorted(d.glob("*.json"), key=lambda p: p.stat().st_mtime)
+        for old in files[:-DISK_CACHE_SIZE]:
+            old.unlink(missing_ok=True)
+    except (OSError, TypeError, ValueError) as e:
+        log.warning("clinical score cache %s not written: %s", d, e)
+
+
+def _metrics_to_json(m: dict) -> dict:
+    out = dict(m)
+    if "calibration" in m:
+        out["calibration"] = {
+            h: {**{f.name: getattr(c, f.name) for f in dataclasses.fields(c)},
+                "curve": {"predicted": c.curve["predicted"].tolist(),
+                          "observed": c.curve["observed"].tolist()}}
+            for h, c in m["calibration"].items()}
+    return out
+
+
+def _metrics_from_json(m: dict) -> dict:
+    out = dict(m)
+    if "calibration" in m:
+        out["calibration"] = {h: Calibration(**{**c, "curve": pd.DataFrame(c["curve"])})
+                              for h, c in m["calibration"].items()}
+    return out
 
 
 #: bootstrap intervals of clinical scores kept in the process (few: one per score, per
@@ -424,8 +544,8 @@ def _frame_digest(frame: pd.DataFrame, *extra: object) -> str:
     return h.hexdigest()
 
 
-def marker_c_index_ci(frame: pd.DataFrame, n_bootstrap: int,
-                      seed: int) -> dict[str, list[float]]:
+def marker_c_index_ci(frame: pd.DataFrame, n_bootstrap: int, seed: int, *,
+                      cache_dir: Path | None = None) -> dict[str, list[float]]:
     """Patient-bootstrap 95% interval of a marker's pooled within-landmark Harrell's C.
 
     The replicates draw the same patients as :func:`bootstrap_ci` with the same seed, and
@@ -433,7 +553,7 @@ def marker_c_index_ci(frame: pd.DataFrame, n_bootstrap: int,
     drawn twice counts twice): the pairs are counted once, sorted, and every replicate
     only reweights them (:class:`analytics.models.concordance.ConcordancePairs`).
     Intervals are cached by the frame's content, ``n_bootstrap`` and ``seed``: they do
-    not depend on any model.
+    not depend on any model (in this process, and in ``cache_dir`` when given).
 
     Parameters
     ----------
@@ -456,6 +576,11 @@ def marker_c_index_ci(frame: pd.DataFrame, n_bootstrap: int,
         if key in _marker_ci_cache:
             _marker_ci_cache.move_to_end(key)
             return {k: list(v) for k, v in _marker_ci_cache[key].items()}
+    stored = _disk_get(cache_dir, "ci", key)
+    if stored is not None:
+        with _marker_ci_lock:
+            _marker_ci_cache[key] = stored
+        return {k: list(v) for k, v in stored.items()}
     pats = cols["patient"].unique()
     patient_of_row = pd.Categorical(cols["patient"], categories=pats).codes
     pairs = ConcordancePairs(cols["duration"].to_numpy(float),
@@ -471,6 +596,7 @@ def marker_c_index_ci(frame: pd.DataFrame, n_bootstrap: int,
         _marker_ci_cache[key] = out
         while len(_marker_ci_cache) > MARKER_CI_CACHE_SIZE:
             _marker_ci_cache.popitem(last=False)
+    _disk_put(cache_dir, "ci", key, out)
     return {k: list(v) for k, v in out.items()}
 
 

@@ -21,7 +21,7 @@ from analytics.cohort_types import CENSORED, CohortTable
 from analytics.config import Settings
 from analytics.errors import ModelError
 from analytics.models.card import build_card, imaging_comparison_section
-from analytics.models.crossval import cross_validate, single_threaded_blas
+from analytics.models.crossval import clinical_cache_dir, cross_validate, single_threaded_blas
 from analytics.models.landmark import LandmarkData, build_landmark_data, resolve_events
 from analytics.models.predict import LandmarkModel
 from analytics.models.progress import ProgressCallback, report
@@ -229,7 +229,8 @@ def train_model(store: Store, settings: Settings, cohort: CohortTable,
         lm = dataclasses.replace(lm, automatic_segmentation=False)
     data = build_landmark_data(cohort, events, lm)
     log.info("cross-validating %s on %d landmark rows", ms.kind, len(data.rows))
-    cvres = cross_validate(data, ms, baselines=True, truth=truth, progress=progress)
+    cvres = cross_validate(data, ms, baselines=True, truth=truth, progress=progress,
+                           cache_dir=clinical_cache_dir(settings.home))
     report(progress, "final_fit", 0, 1, f"{ms.kind} on every patient")
     model = LandmarkModel(ms).fit(data)
     report(progress, "final_fit", 1, 1, f"{ms.kind} on every patient")

@@ -254,7 +254,8 @@ def main() -> None:
     from benchmarks.harness import checkout  # this checkout's harness (CODE is ROOT here)
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--baseline", default=DEFAULT_BASELINE, help="git revision to compare with")
+    ap.add_argument("--baseline", default=DEFAULT_BASELINE,
+                    help="git revision, or a folder holding an exported tree, to compare with")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--patients", type=int, default=300, help="patients in the cohort")
     ap.add_argument("--slices", type=int, default=200)
@@ -283,9 +284,11 @@ def main() -> None:
               f"{args.patients} patients ready in {time.perf_counter() - t:.0f} s")
         case = Side("case", ROOT, tmp_path / "case", tmp_path / "template",
                     tmp_path / "upload")
-        base = Side("baseline", checkout(args.baseline, tmp_path / "baseline-code",
-                                 os.environ.get("UPLOAD_BENCH_REPO")),
-                    tmp_path / "baseline", tmp_path / "template", tmp_path / "upload")
+        base_code = (Path(args.baseline) if Path(args.baseline).is_dir()  # an exported tree
+                     else checkout(args.baseline, tmp_path / "baseline-code",
+                                   os.environ.get("UPLOAD_BENCH_REPO")))
+        base = Side("baseline", base_code, tmp_path / "baseline", tmp_path / "template",
+                    tmp_path / "upload")
         for r in range(args.repeat):
             for side in (case, base) if r % 2 == 0 else (base, case):
                 side.cli_round()

@@ -10,6 +10,11 @@ are plain JSON (never pickle), so a compromised worker cannot run code in the pa
 
 Ops:
 - ``parse``: blob = the file or a prefix of it. Reply ``{ok, kind, pixel, need_more, ...}``.
+  Meta ``clean`` (``{secret, name}``, with the whole file) also asks for the de-identified
+  copy of a file that will be stored as it is (an image that is neither quarantined nor
+  missing identifiers, a SEG or an RTSTRUCT): the reply's ``clean`` is then the outcome of
+  ``deidentify`` on the same bytes (``{ok, changed, clean}`` or its error reply) and the
+  blob the bytes to store, so the file crosses the pipe and is read in full only once.
 - ``decode``: blob = the whole file. Reply ``{ok, dtype, shape}`` + the pixel array bytes.
 - ``deidentify``: blob = the whole file; meta ``repair`` (None, or keyword -> value written
   first by ``repair.apply_repair``), ``deidentify`` (bool), ``secret`` (the site secret as
@@ -41,7 +46,7 @@ import pydicom.pixels  # noqa: F401  (the decoders, loaded before the memory lim
 
 from analytics.config import IngestLimits
 from analytics.errors import HepaTrackError, IngestError, LimitExceededError, UnsupportedError
-from analytics.ingest.compact import describe
+from analytics.ingest.compact import describe, needs_repair
 from analytics.ingest.deid import Deidentifier
 from analytics.ingest.header import (
     check_elements,
@@ -200,6 +205,31 @@ def _parse(meta: dict, blob: bytes, limits) -> dict:
     return reply
 
 
+#: kinds whose de-identified copy a parse request may make (ultrasound pixels are cleaned
+#: after the series is judged; other objects are not stored)
+CLEAN_AT_PARSE = ("image", "seg", "rtstruct")
+
+
+def _parse_and_clean(meta: dict, blob: bytes, limits) -> tuple[dict, bytes]:
+    """A parse reply, with the de-identified copy when ``meta["clean"]`` asks for it and
+    the file will be stored as it is (``CLEAN_AT_PARSE``, not quarantined, identifiers
+    complete); a failure of the copy is carried in ``reply["clean"]``, raised when used."""
+    reply = _parse(meta, blob, limits)
+    want = meta.get("clean")
+    info = reply.get("info") or {}
+    if (not want or not reply.get("ok") or reply.get("need_more")
+            or meta["total"] > len(blob) or info.get("kind") not in CLEAN_AT_PARSE
+            or info.get("quarantine") or needs_repair(info)):
+        return reply, b""
+    request = {"deidentify": True, "secret": want["secret"], "name": want["name"]}
+    try:
+        outcome, data = _deidentify(request, blob, limits)
+    except (Exception, MemoryError, RecursionError) as e:  # as serve() replies to it alone
+        outcome, data = _error_reply(e), b""
+    reply["clean"] = outcome
+    return reply, data
+
+
 def _decode(blob: bytes, limits) -> tuple[dict, bytes]:
     header = parse_dicom(blob, limits, stop_before_pixels=False)
     arr = np.ascontiguousarray(header.dataset.pixel_array)
@@ -294,11 +324,11 @@ def serve(memory_bytes: int) -> None:
                 del blob
                 write_frame(out, reply, payload)
                 continue
-            reply = _parse(meta, blob, limits)
+            reply, payload = _parse_and_clean(meta, blob, limits)
         except (Exception, MemoryError, RecursionError) as e:
-            reply = _error_reply(e)
+            reply, payload = _error_reply(e), b""
         del blob
-        write_frame(out, reply)
+        write_frame(out, reply, payload)
 
 
 if __name__ == "__main__":

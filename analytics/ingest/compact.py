@@ -121,6 +121,14 @@ def describe(header: Header, kind: str) -> dict[str, Any]:
     return info
 
 
+def needs_repair(info: dict[str, Any]) -> bool:
+    """True for an image whose Study/Series UID or Patient ID is empty, or whose SOP UIDs
+    came from the file meta (``analytics.ingest.identifiers`` fills them in)."""
+    return info.get("kind") == "image" and bool(
+        info.get("recovered") or not info.get("study_uid") or not info.get("series_uid")
+        or not (info.get("patient_id") or "").strip())
+
+
 def geometry_from(info: dict[str, Any]):
     """FrameGeometry list from a compact header's ``geometry``."""
     return [FrameGeometry(position=np.array(g[0:3]), row_cosine=np.array(g[3:6]),

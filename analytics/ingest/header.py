@@ -28,6 +28,8 @@ from analytics.config import IngestLimits
 from analytics.errors import InvalidDicomError, LimitExceededError, UnsupportedError
 
 PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
+#: a set: pydicom's tags compare through a Python ``__eq__``, a set lookup hashes first
+_PIXEL_TAG_SET = frozenset(PIXEL_TAGS)
 UNDEFINED = 0xFFFFFFFF
 MAX_SEQUENCE_DEPTH = 32
 _LONG_VRS = {b"OB", b"OW", b"OF", b"OD", b"OL", b"OV", b"SQ", b"UC", b"UN", b"UR", b"UT", b"SV",
@@ -256,7 +258,7 @@ def parse_dicom(data: bytes | memoryview, limits: IngestLimits, *,
         if ts == DeflatedExplicitVRLittleEndian:
             body = bounded_inflate(memoryview(data)[fp.tell():], limits.max_inflated_bytes)
             fp = io.BytesIO(body)
-        stop = (lambda tag, vr, length: tag in PIXEL_TAGS) if stop_before_pixels else None
+        stop = (lambda tag, vr, length: tag in _PIXEL_TAG_SET) if stop_before_pixels else None
         ds = read_dataset(fp, implicit, little, stop_when=stop)
         pos = fp.tell()
     truncated = any("End of file" in str(w.message) or "EOF" in str(w.message) for w in caught)

@@ -80,14 +80,6 @@ def warning(record: dict[str, Any] | None) -> str | None:
     return "; ".join(parts) or None
 
 
-def needs_repair(info: dict[str, Any]) -> bool:
-    """True for an image whose Study/Series UID or Patient ID is empty, or whose SOP UIDs
-    came from the file meta."""
-    return info.get("kind") == "image" and bool(
-        info.get("recovered") or not info.get("study_uid") or not info.get("series_uid")
-        or not (info.get("patient_id") or "").strip())
-
-
 def _folder(name: str) -> str:
     """The folder part of a display name (an archive entry's path inside its archive)."""
     return posixpath.dirname(name.rsplit(":", 1)[-1])
@@ -109,7 +101,7 @@ def resolve(entries: list[BatchEntry], secret: bytes, assign_patient: str | None
     Parameters
     ----------
     entries
-        Parsed images for which :func:`needs_repair` holds.
+        Parsed images for which :func:`analytics.ingest.compact.needs_repair` holds.
     secret
         The site secret (keys the derived UIDs).
     assign_patient

@@ -26,7 +26,7 @@ from analytics.errors import HepaTrackError, InvalidDicomError
 from analytics.ingest.deid import Deidentifier, read_identity
 from analytics.ingest.findings import UNSUPPORTED, Rejection
 from analytics.ingest.loader import decode_mask, load_volume
-from analytics.ingest.masks import mask_references
+from analytics.ingest.masks import mask_references, referenced_series
 from analytics.ingest.nifti_masks import (
     describe_grid,
     load_nifti,
@@ -71,6 +71,24 @@ def _segments(clean: Dataset, fmt: str) -> dict[str, Any]:
                                                           or f"label {number}")
         out.setdefault(key, {"label": number, "source_name": name, "code": code})
     return out
+
+
+def _linked_series(header: Dataset, store: Store, d: Deidentifier, deid: bool
+                   ) -> tuple[str, str] | None:
+    """(stored series UID, patient pseudonym) of the series a SEG/RTSTRUCT refers to: by
+    its referenced series alone when one is stored (the first step of
+    :func:`_series_for_refs`, without reading every frame's references), else by all of
+    its references."""
+    series = sorted(stored_uid(d, u, deid) for u in referenced_series(header))
+    found = dicom.series_for_refs(store, series, [], None) if series else None
+    if found is not None:
+        return found
+    original = mask_references(header)
+    refs = {"series_uids": sorted(stored_uid(d, u, deid) for u in original["series_uids"]),
+            "sop_instance_uids": sorted(stored_uid(d, u, deid)
+                                        for u in original["sop_instance_uids"]),
+            "frame_of_reference_uid": stored_uid(d, original["frame_of_reference_uid"], deid)}
+    return _series_for_refs(store, refs)
 
 
 def _series_for_refs(store: Store, refs: dict[str, Any]) -> tuple[str, str] | None:
@@ -161,12 +179,7 @@ def ingest_mask(entry: BatchEntry, settings: Settings, store: Store, d: Deidenti
     if p.kind == "nifti":
         _ingest_nifti(p, entry, settings, store, report, batch_series, d, deid, labels, volumes)
         return
-    original = mask_references(p.header)
-    refs = {"series_uids": sorted(stored_uid(d, u, deid) for u in original["series_uids"]),
-            "sop_instance_uids": sorted(stored_uid(d, u, deid)
-                                        for u in original["sop_instance_uids"]),
-            "frame_of_reference_uid": stored_uid(d, original["frame_of_reference_uid"], deid)}
-    found = _series_for_refs(store, refs)
+    found = _linked_series(p.header, store, d, deid)
     if found is None:
         report.rejected.append(Rejection(p.name, "mask rejected: the image series it refers "
                                                  "to is not in this batch or the store"))

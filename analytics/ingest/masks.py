@@ -78,6 +78,19 @@ def mask_references(ds: Dataset) -> dict:
             "study_uid": str(ds.get("StudyInstanceUID", "") or "") or None}
 
 
+def referenced_series(ds: Dataset) -> list[str]:
+    """The referenced SeriesInstanceUIDs of a SEG or RTSTRUCT, as :func:`mask_references`
+    gives them, without walking every frame's functional groups (a SEG of a few hundred
+    frames spends most of its reading there)."""
+    series = {str(ref.SeriesInstanceUID) for ref in ds.get("ReferencedSeriesSequence") or []
+              if ref.get("SeriesInstanceUID")}
+    for fref in ds.get("ReferencedFrameOfReferenceSequence") or []:
+        for study in fref.get("RTReferencedStudySequence") or []:
+            series.update(str(ser.SeriesInstanceUID)
+                          for ser in study.get("RTReferencedSeriesSequence") or [])
+    return sorted(series)
+
+
 def match_series(refs: dict, candidates: dict[str, dict]) -> str | None:
     """Pick the image series a mask belongs to.
 

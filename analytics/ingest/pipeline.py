@@ -14,19 +14,21 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from analytics.config import Settings
 from analytics.errors import HepaTrackError, IngestError
+from analytics.ingest.compact import needs_repair
 from analytics.ingest.deid import Deidentifier
 from analytics.ingest.dicomweb import RetrievedSeries, fetch, is_dicomweb_url, redact_url
 from analytics.ingest.findings import Rejection
-from analytics.ingest.identifiers import needs_repair, resolve
+from analytics.ingest.identifiers import resolve
 from analytics.ingest.link_masks import SeriesVolumes, count_masks, ingest_mask
 from analytics.ingest.prepare import SeriesJob, ingest_series
-from analytics.ingest.reader import ParsedInstance, SafeParser, zero_preamble
+from analytics.ingest.reader import CleanRequest, ParsedInstance, SafeParser, zero_preamble
 from analytics.ingest.results import BatchEntry, IngestReport
 from analytics.ingest.sources import SourceItem, iter_local_source, iter_upload
 from analytics.ingest.warm import borrow, pool_size
@@ -37,6 +39,9 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str, float | None], None]
 MASK_KINDS = ("seg", "rtstruct", "nifti")
+#: de-identified copies made with the header parse and held for a batch, at most (bytes);
+#: the files past it are read again and de-identified one series at a time
+CLEAN_AT_PARSE_BYTES = 512 * 1024 * 1024
 
 
 def _unique_names(items: Iterable[SourceItem | Rejection], prefix: str = ""
@@ -69,9 +74,10 @@ class _Batch:
     """Parses sources and collects instances by series."""
 
     def __init__(self, settings: Settings, parser: SafeParser, report: IngestReport,
-                 progress: Progress | None) -> None:
+                 progress: Progress | None, clean: CleanRequest | None = None) -> None:
         self.settings = settings
         self.parser = parser
+        self.clean = clean  # de-identify at parse time (one budget for the batch)
         self.report = report
         self.progress = progress
         self.series: dict[str, list[BatchEntry]] = {}
@@ -90,7 +96,7 @@ class _Batch:
                     table[it.name] = it
                 yield it
 
-        for res in self.parser.parse_many(feed()):
+        for res in self.parser.parse_many(feed(), clean=self.clean):
             self.parsed += 1
             if self.progress and self.parsed % 50 == 0:
                 self.progress(f"read {self.parsed} files", None)
@@ -99,9 +105,11 @@ class _Batch:
                 continue
             item = table.pop(res.name)
             content, meta = fingerprint(res.data)
-            entry = BatchEntry(parsed=dataclasses.replace(res, data=b""), item=item,
-                           size=len(res.data), source=source, content_sha256=content,
-                           meta_sha256=meta, pacs=pacs)
+            # the bytes are dropped: their identity for duplicate checks is the fingerprint
+            same = hashlib.sha256(f"{content}:{meta}".encode()).hexdigest()
+            entry = BatchEntry(parsed=dataclasses.replace(res, data=b"", _sha256=same),
+                               item=item, size=len(res.data), source=source,
+                               content_sha256=content, meta_sha256=meta, pacs=pacs)
             if res.kind in MASK_KINDS:
                 self.masks.append(entry)
             elif needs_repair(res.info):
@@ -167,7 +175,8 @@ def reload(entry: BatchEntry, parser: SafeParser) -> ParsedInstance:
     if entry.repair is not None:
         data = parser.deidentify(data, name=entry.parsed.name, secret=b"", deidentify=False,
                                  repair=dict(entry.repair.values))
-        return dataclasses.replace(entry.parsed, data=data, _header=None)
+        return dataclasses.replace(entry.parsed, data=data, _header=None, clean=None,
+                                   _sha256=None)
     return dataclasses.replace(entry.parsed, data=data)
 
 
@@ -197,7 +206,10 @@ def _run_with(settings: Settings, store: Store, feed: Callable[[_Batch], None],
     own = parser is None
     parser = parser or SafeParser(settings.limits, workers=pool_size())
     try:
-        batch = _Batch(settings, parser, report, progress)
+        clean = (CleanRequest(deidentifier.secret,
+                              min(CLEAN_AT_PARSE_BYTES, settings.limits.max_series_bytes))
+                 if deid else None)
+        batch = _Batch(settings, parser, report, progress, clean)
         feed(batch)
         batch.resolve_identifiers(deidentifier.secret, assign_patient)
         jobs = sorted(batch.series.items(), key=lambda kv: kv[0])

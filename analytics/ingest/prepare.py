@@ -77,7 +77,12 @@ def stored_uid(d: Deidentifier, uid: str | None, deid: bool) -> str:
 
 def _load(job: SeriesJob, report: IngestReport, reload: Reload
           ) -> list[tuple[ParsedInstance, BatchEntry]]:
-    """Re-read the series' images; secondary captures and other objects are reported."""
+    """Re-read the series' images; secondary captures and other objects are reported.
+
+    An image whose de-identified copy came with its header parse is not read again
+    (its copy is stored; its compact header is all the series check needs), except the
+    first image, whose header gives the series its patient and study.
+    """
     images = []
     for e in job.entries:
         if e.parsed.pixel_problem and e.source == "dicomweb":
@@ -85,7 +90,8 @@ def _load(job: SeriesJob, report: IngestReport, reload: Reload
                                              f"{e.parsed.pixel_problem} (PACS reply cut short)"))
             continue
         try:
-            p = reload(e)
+            p = e.parsed if images and e.parsed.clean is not None and e.repair is None \
+                else reload(e)
             why = _quarantine(p)
         except HepaTrackError as ex:
             report.rejected.append(Rejection(e.parsed.name, str(ex)))
@@ -355,8 +361,11 @@ def stored_bytes(p: ParsedInstance, d: Deidentifier, deid: bool, parser: SafePar
     if not deid and not blank:
         # as received; the reader already zeroed the preamble
         return p.data, CleanHeader(p.data, parser.limits, _dataset=p.header)
-    data, facts = parser.deidentify_read(p.data, name=p.name, secret=d.secret,
-                                         deidentify=deid, blank_regions=blank)
+    if p.clean is not None and not blank:  # made by the worker that parsed the header
+        data, facts = parser.cleaned(p)
+    else:
+        data, facts = parser.deidentify_read(p.data, name=p.name, secret=d.secret,
+                                             deidentify=deid, blank_regions=blank)
     return data, CleanHeader(data, parser.limits, facts)
 
 

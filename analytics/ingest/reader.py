@@ -55,6 +55,31 @@ Kind = Literal["image", "ultrasound", "seg", "rtstruct", "nifti", "other"]
 HEADER_PREFIX_BYTES = 256 * 1024
 
 
+@dataclass(frozen=True)
+class CleanCopy:
+    """The de-identified copy a parse worker made in the request that parsed the header
+    (:meth:`SafeParser.parse_many` with ``clean``): the bytes to store and what ingest
+    files them by (``_worker.CLEAN_FACTS``), or the worker's error reply, raised when the
+    copy is used (:meth:`SafeParser.cleaned`), where the separate request would have
+    raised it."""
+
+    data: bytes
+    facts: dict[str, str | None] | None
+    failure: dict | None = None
+
+
+@dataclass(frozen=True)
+class CleanRequest:
+    """Ask the parse workers for each stored file's de-identified copy with its header.
+
+    ``secret`` is the site secret; ``budget_bytes`` bounds the bytes of the copies held
+    for the batch (files past it are de-identified one series at a time, as before).
+    """
+
+    secret: bytes
+    budget_bytes: int
+
+
 @dataclass
 class ParsedInstance:
     """One accepted file: its bytes, identifiers and compact header; no pixel values read.
@@ -84,6 +109,7 @@ class ParsedInstance:
     instance_number: int | None = None
     n_frames: int = 1
     info: dict = field(default_factory=dict, repr=False)
+    clean: CleanCopy | None = field(default=None, repr=False)
     _header: pydicom.Dataset | None = field(default=None, repr=False)
     _sha256: str | None = field(default=None, repr=False)
     _limits: IngestLimits | None = field(default=None, repr=False)
@@ -216,6 +242,7 @@ class _Job:
     notes: list[str]
     deadline: float
     full_sent: bool
+    clean: dict | None = None  # the parse request's ``clean`` meta, while it asks for one
 
 
 class SafeParser:
@@ -339,32 +366,82 @@ class SafeParser:
                     deadline=0.0, full_sent=False)
 
     def _send(self, w: WorkerProcess, job: _Job, full: bool) -> None:
+        meta = self._meta("parse", len(job.data))
+        if job.clean is not None:  # the copy is made from the whole file, in two steps' time
+            meta["clean"], full = job.clean, True
         end = len(job.data) if full else _prefix_end(job.data)
         blob = memoryview(job.data)[:end]
         job.full_sent = end >= len(job.data)
-        job.deadline = time.monotonic() + self.limits.parse_timeout_s
-        w.send(self._meta("parse", len(job.data)), blob, job.deadline)
+        steps = 2 if job.clean is not None else 1
+        job.deadline = time.monotonic() + steps * self.limits.parse_timeout_s
+        w.send(meta, blob, job.deadline)
 
-    def _finish(self, job: _Job, reply: dict) -> ParsedInstance | Rejection:
+    def _finish(self, job: _Job, reply: dict, blob: bytes = b"") -> ParsedInstance | Rejection:
         if not reply.get("ok"):
             return Rejection(job.item.name, reply.get("reason", "malformed file"),
                              reply.get("category", MALFORMED))
         try:
-            return _instance(job.item.name, job.data, reply["info"], job.notes, self.limits)
+            inst = _instance(job.item.name, job.data, reply["info"], job.notes, self.limits)
         except HepaTrackError as e:
             return Rejection(job.item.name, str(e), MALFORMED)
+        outcome = reply.get("clean")
+        if outcome is not None:
+            inst.clean = (CleanCopy(blob, outcome.get("clean")) if outcome.get("ok")
+                          else CleanCopy(b"", None, failure=outcome))
+        return inst
+
+    def cleaned(self, inst: ParsedInstance) -> tuple[bytes, dict[str, str | None] | None]:
+        """The bytes to store and their facts from ``inst.clean``, as
+        :meth:`deidentify_read` would give them for a de-identification without repair.
+
+        Raises
+        ------
+        InvalidDicomError, LimitExceededError, UnsupportedError
+            What the worker's de-identification of the file raised.
+        """
+        copy = inst.clean
+        if copy is None:
+            raise ValueError(f"{inst.name}: no de-identified copy was made with its header")
+        if copy.failure is not None:
+            self._raise_for(copy.failure, inst.name)
+        return copy.data, copy.facts
 
     def parse(self, item: SourceItem) -> ParsedInstance | Rejection:
         """Parse one item's header under the limits (see :meth:`parse_many`)."""
         return next(iter(self.parse_many([item])))
 
-    def parse_many(self, items: Iterable[SourceItem | Rejection]
-                   ) -> Iterator[ParsedInstance | Rejection]:
+    def parse_many(self, items: Iterable[SourceItem | Rejection],
+                   clean: CleanRequest | None = None) -> Iterator[ParsedInstance | Rejection]:
         """Parse items concurrently on the pool; yield one result per item, as they finish.
 
         Rejections in ``items`` pass through unchanged. A worker that crashes or runs past
         ``parse_timeout_s`` is replaced and its file reported; the batch goes on.
+
+        With ``clean``, each file (while the copies fit ``clean.budget_bytes``) is sent
+        whole and the worker that parses its header also de-identifies it when it will be
+        stored as it is (``_worker.CLEAN_AT_PARSE``): the copy comes back in
+        ``ParsedInstance.clean``, so the file is neither read again nor sent twice, and
+        the copies are made on every worker at once. A worker that dies or times out on
+        such a request parses the file again without it (the copy is then made later,
+        alone, and fails there as it would have).
         """
+        budget = [clean.budget_bytes if clean is not None else 0]
+        reserved: dict[str, int] = {}  # file name -> bytes held back for its copy
+
+        def ask(job: _Job) -> _Job:
+            if clean is not None and len(job.data) <= budget[0]:
+                budget[0] -= len(job.data)
+                reserved[job.item.name] = len(job.data)
+                job.clean = {"secret": clean.secret.hex(), "name": job.item.name}
+            return job
+
+        def settle(res: ParsedInstance | Rejection) -> ParsedInstance | Rejection:
+            """Charge the copy that came back instead of the bytes held back for it."""
+            budget[0] += reserved.pop(res.file if isinstance(res, Rejection) else res.name, 0)
+            if isinstance(res, ParsedInstance) and res.clean is not None:
+                budget[0] -= len(res.clean.data)
+            return res
+
         pending = iter(items)
         idle = list(range(len(self._workers)))
         busy = self._busy = {}  # worker slot -> job in flight (decode() avoids these)
@@ -407,7 +484,7 @@ class SafeParser:
                     self._workers.append(self._spawn())
                     idle.append(len(self._workers) - 1)
                 slot = idle.pop()
-                failed = self._dispatch(slot, prepared, full=False)
+                failed = self._dispatch(slot, ask(prepared), full=False)
                 if failed is None:
                     busy[slot] = prepared
                 else:
@@ -416,7 +493,8 @@ class SafeParser:
             return done
 
         try:
-            yield from self._drive(busy, fill, idle, prefetch)
+            for res in self._drive(busy, fill, idle, prefetch):
+                yield settle(res)
         finally:
             # Abandoned mid-batch: replies still owed would desynchronise the next request.
             for slot in list(busy):
@@ -438,9 +516,12 @@ class SafeParser:
                 if fd not in readable and now < job.deadline:
                     continue
                 del busy[slot]
-                reply = self._collect(slot, job)
-                if reply is None:  # the worker asked for the whole file
-                    failed = self._dispatch(slot, job, full=True)
+                reply, blob, died = self._collect(slot, job)
+                full = True  # the worker asked for the whole file
+                if died and job.clean is not None:
+                    job.clean, reply, full = None, None, False  # parse alone (see parse_many)
+                if reply is None:
+                    failed = self._dispatch(slot, job, full=full)
                     if failed is None:
                         busy[slot] = job
                         continue
@@ -448,7 +529,8 @@ class SafeParser:
                 idle.append(slot)
                 # Keep the worker busy while this process finishes the previous file.
                 immediate = fill()
-                yield reply if isinstance(reply, Rejection) else self._finish(job, reply)
+                yield (reply if isinstance(reply, Rejection)
+                       else self._finish(job, reply, blob))
                 yield from immediate
             yield from fill()
 
@@ -475,19 +557,22 @@ class SafeParser:
             return self._fail(slot, job, timed_out=False)
         return None
 
-    def _collect(self, slot: int, job: _Job) -> dict | Rejection | None:
+    def _collect(self, slot: int, job: _Job) -> tuple[dict | Rejection | None, bytes, bool]:
+        """The worker's reply and blob, and whether the worker died or timed out (it is
+        then replaced and the reply is the file's Rejection); None if it asked for the
+        whole file."""
         try:
-            reply, _ = self._workers[slot].recv(job.deadline)
+            reply, blob = self._workers[slot].recv(job.deadline)
         except TimeoutError:
-            return self._fail(slot, job, timed_out=True)
+            return self._fail(slot, job, timed_out=True), b"", True
         except (EOFError, OSError, ValueError):
-            return self._fail(slot, job, timed_out=False)
+            return self._fail(slot, job, timed_out=False), b"", True
         if reply.get("need_more"):
             if job.full_sent:
                 return Rejection(job.item.name, "malformed file: the header does not end",
-                                 MALFORMED)
-            return None
-        return reply
+                                 MALFORMED), b"", False
+            return None, b"", False
+        return reply, blob, False
 
     # -- whole-file requests (decode, de-identify), one at a time, in a worker
     def _request(self, meta: dict, data: bytes, name: str, what: str) -> tuple[dict, bytes]:
@@ -632,4 +717,5 @@ class SafeParser:
         return arr.reshape(shape)
 
 
-__all__ = ["ParsedInstance", "SafeParser", "parse_trusted", "zero_preamble"]
+__all__ = ["CleanCopy", "CleanRequest", "ParsedInstance", "SafeParser", "parse_trusted",
+           "zero_preamble"]

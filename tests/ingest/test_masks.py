@@ -15,7 +15,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from analytics.errors import MaskError
-from analytics.ingest.masks import mask_references, match_series, read_mask
+from analytics.ingest.masks import mask_references, match_series, read_mask, referenced_series
 from analytics.ingest.series import build_volume
 from analytics.ingest.structures import STRUCTURES, SYNONYMS, canonical_structure
 from analytics.ingest.volume import Volume
@@ -125,6 +125,25 @@ def test_seg_references_point_at_the_image_series(ct):
     only_sops = dict(refs, series_uids=[])
     cands2 = {"s": {"sop_instance_uids": {d.SOPInstanceUID for d in datasets}}}
     assert match_series(only_sops, cands2) == "s"
+
+
+def test_the_referenced_series_are_read_without_the_frames_references(ct):
+    from pydicom.dataelem import RawDataElement
+
+    from analytics.config import IngestLimits
+    from analytics.ingest.header import parse_dicom
+    from tests.ingest.dicom_samples import Study, encode, rtstruct_for, seg_for
+    from tests.ingest.dicom_samples import ct_series as sample_series
+
+    datasets, _ = ct
+    images = sample_series(Study(), 3)
+    for data in (seg_bytes(datasets, {"Liver": _truth()[0]}), encode(seg_for(images)),
+                 encode(rtstruct_for(images))):
+        ds = parse_dicom(data, IngestLimits()).dataset
+        series = referenced_series(ds)
+        frames = ds._dict.get(0x52009230)  # Per-frame Functional Groups Sequence
+        assert frames is None or isinstance(frames, RawDataElement)  # not read for it
+        assert series == mask_references(ds)["series_uids"] and len(series) == 1
 
 
 # ------------------------------------------------------------------ SEG frames by position

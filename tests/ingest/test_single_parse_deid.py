@@ -14,7 +14,7 @@ from pydicom import Dataset, dcmread
 from sqlalchemy import select
 
 from analytics.config import load_settings
-from analytics.ingest import prepare
+from analytics.ingest import pipeline, prepare
 from analytics.ingest.deid import Deidentifier, quarantine_reason
 from analytics.ingest.header import parse_dicom
 from analytics.ingest.pipeline import ingest_sources
@@ -150,6 +150,7 @@ def test_ingest_stores_the_same_files_as_the_path_that_parsed_each_file_again(
 
     new = _ingest(tmp_path / "new", folder, parser, secret)
     with monkeypatch.context() as m:  # the previous path: parent-side parses
+        m.setattr(pipeline, "CLEAN_AT_PARSE_BYTES", 0)  # files read again, cleaned alone
         m.setattr(prepare, "stored_bytes", _old_stored_bytes)
         m.setattr("analytics.ingest.link_masks.stored_bytes", _old_stored_bytes)
         m.setattr(prepare, "_quarantine", lambda p: quarantine_reason(p.header))

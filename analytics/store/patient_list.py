@@ -30,6 +30,7 @@ from sqlalchemy import (
     bindparam,
     case,
     exists,
+    false,
     func,
     literal,
     or_,
@@ -160,13 +161,16 @@ def find_patients(store: Store, query: PatientQuery, *, identified: bool) -> pd.
         conn = s.connection()
         _tune_for_reports(conn)
         member = _membership(conn, query, identified)
-        head = conn.execute(_head_query(member, identified)).all()
-        scans = conn.execute(select(Study.patient_id, _DayNumber(Study.study_date))
-                             .where(member(Study.patient_id))).all()
-        visits = conn.execute(select(Visit.patient_id, Visit.time_years,
-                                     _DayNumber(Visit.visit_date))
-                              .where(member(Visit.patient_id))).all()
-        latest = conn.execute(_latest_query(member)).all()
+        if member is _nobody:
+            head, scans, visits, latest = [], [], [], []
+        else:
+            head = _tuples(conn, _head_query(member, identified))
+            scans = _tuples(conn, select(Study.patient_id, _DayNumber(Study.study_date))
+                            .where(member(Study.patient_id)))
+            visits = _tuples(conn, select(Visit.patient_id, Visit.time_years,
+                                          _DayNumber(Visit.visit_date))
+                             .where(member(Visit.patient_id)))
+            latest = _tuples(conn, _latest_query(member))
         measured = conn.execute(select(*[
             exists().where(Feature.name == n, Feature.value.is_not(None)).label(n)
             for n in KEY_BIOMARKERS])).one()
@@ -174,6 +178,26 @@ def find_patients(store: Store, query: PatientQuery, *, identified: bool) -> pd.
     present = [n for n, hit in zip(KEY_BIOMARKERS, measured, strict=True) if hit]
     frame = pd.DataFrame(head, columns=_HEAD_KEYS + (_IDENTITY_KEYS if identified else []))
     return _assemble(frame, scans, visits, latest, present, identified)
+
+
+def count_patients(store: Store, query: PatientQuery, *, identified: bool) -> int:
+    """How many patients ``query`` selects, counted in SQL (``query.after`` and
+    ``query.limit`` apply too: without them, the size of the whole filtered list).
+
+    Parameters
+    ----------
+    store
+        The open store.
+    query
+        The filters (see :class:`PatientQuery`).
+    identified
+        As in :func:`find_patients`: decides which columns ``query.search`` reads.
+    """
+    if query.limit is not None and query.limit < 1:
+        raise StoreError(f"patient list limit {query.limit}: expected 1 or more")
+    chosen = _chosen(query, identified).with_only_columns(Patient.id).subquery("chosen")
+    with store.session() as s:
+        return int(s.execute(select(func.count()).select_from(chosen)).scalar_one())
 
 
 def cohort_timeline(store: Store) -> pd.DataFrame:
@@ -295,6 +319,29 @@ def _everyone(_patient_id: Any) -> ColumnElement[bool]:
     return true()
 
 
+def _nobody(_patient_id: Any) -> ColumnElement[bool]:
+    return false()
+
+
+def _tuples(conn: Any, stmt: Any) -> list[tuple]:
+    """The rows of ``stmt`` as plain tuples from the driver's cursor: tens of thousands
+    of result rows cost more as SQLAlchemy ``Row`` objects than the query itself (the
+    statements here bind only plain values: ids, names, numbers)."""
+    compiled = stmt.compile(dialect=conn.dialect,
+                            compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    if compiled.positiontup is not None:
+        bound: Any = tuple(params[k] for k in compiled.positiontup)
+    else:
+        bound = params
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(str(compiled), bound)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
 def _membership(conn: Any, query: PatientQuery, identified: bool) -> Member:
     """The condition "this patient id is one ``query`` selects", for every later query.
 
@@ -306,8 +353,10 @@ def _membership(conn: Any, query: PatientQuery, identified: bool) -> Member:
         return _everyone
     chosen = _chosen(query, identified).with_only_columns(Patient.id)
     if conn.dialect.name == "postgresql":
-        ids = bindparam("chosen_ids", list(conn.execute(chosen).scalars()),
-                        type_=ARRAY(Integer))
+        found = [r[0] for r in _tuples(conn, chosen)]
+        if not found:
+            return _nobody
+        ids = bindparam("chosen_ids", found, type_=ARRAY(Integer))
         return lambda patient_id: patient_id == any_(ids)
     return lambda patient_id: patient_id.in_(chosen)
 
@@ -322,11 +371,12 @@ def _scan_aggregates(member: Member) -> Any:
     """Subquery, per chosen patient with studies: ``n_studies``, ``n_series``,
     ``first_scan``, ``last_scan`` and ``valid_first`` (the earliest scan that may define
     the baseline: its study has a series that is not invalid)."""
-    per_study = (select(Series.study_id, func.count(Series.id).label("n"),
-                        func.count(case((Series.status != "invalid", Series.id))).label("valid"))
-                 .join(Study, Study.id == Series.study_id)
-                 .where(member(Study.patient_id))
-                 .group_by(Series.study_id).subquery("per_study"))
+    per_study = select(Series.study_id, func.count(Series.id).label("n"),
+                       func.count(case((Series.status != "invalid", Series.id))).label("valid"))
+    if member is not _everyone:  # the whole cohort needs no join to studies here
+        per_study = per_study.join(Study, Study.id == Series.study_id).where(
+            member(Study.patient_id))
+    per_study = per_study.group_by(Series.study_id).subquery("per_study")
     return (
         select(Study.patient_id,
                func.count(Study.id).label("n_studies"),

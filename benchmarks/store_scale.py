@@ -19,7 +19,9 @@ Every case's result is checked equal to its baseline's (and the filters against
 hand-computed expectations) before timing; the script exits 1 when a check fails.
 
     .venv/bin/python benchmarks/store_scale.py [--patients 50000] [--series 200000]
-        [--repeat 3] [--backends postgresql,sqlite]
+        [--repeat 3] [--backends postgresql,sqlite] [--cases list,filters,timeline]
+
+For iteration: ``--patients 5000 --series 20000 --cases list,filters --repeat 1``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -418,7 +421,8 @@ def run_backend(store: Store, backend: str, tables: dict, args: argparse.Namespa
                      "baseline_s": cmp.baseline.median if cmp else None,
                      "ratio": cmp.ratio if cmp else None})
 
-    for identified in (False, True):
+    cases = set(args.cases.split(","))
+    for identified in (False, True) if "list" in cases else ():
         view = "identified" if identified else "pseudonymised"
         _same(repo.list_patients(store, identified=identified),
               rowwise_list_patients(store, identified=identified), f"list_patients {view}")
@@ -429,12 +433,27 @@ def run_backend(store: Store, backend: str, tables: dict, args: argparse.Namespa
             lambda i=identified: rowwise_list_patients(store, identified=i),
             repeat=args.repeat, warmup=0, units=(n, "patients")))
 
-    full = {i: repo.list_patients(store, identified=i) for i in (False, True)}
-    for name, query, identified, expected, in_pandas in _filter_cases(_truth(tables)):
+    full = ({i: repo.list_patients(store, identified=i) for i in (False, True)}
+            if "filters" in cases else {})
+    for name, query, identified, expected, in_pandas in (
+            _filter_cases(_truth(tables)) if "filters" in cases else ()):
         got = repo.find_patients(store, query, identified=identified)
         if set(got["pseudonym"]) != expected or len(got) != len(expected):
             raise CheckFailed(f"{name}: {len(got)} patients, expected {len(expected)}")
+        counted = repo.count_patients(store, query, identified=identified)
+        if counted != len(expected):
+            raise CheckFailed(f"{name}: counted {counted} patients, expected {len(expected)}")
         _same(got, in_pandas(full[identified]), name)
+        if query.limit is None:  # what a page of the filtered list costs: 50 rows + count
+            paged = dataclasses.replace(query, limit=50)
+            _same(repo.find_patients(store, paged, identified=identified),
+                  got.head(50), f"{name}, first page")
+            timing = measure(lambda q=paged, i=identified: (
+                repo.find_patients(store, q, identified=i),
+                repo.count_patients(store, q, identified=i)), repeat=args.repeat, warmup=0)
+            print(f"{backend} find_patients {name}, first 50 + count: "
+                  f"{format_seconds(timing.median)}")
+            add(f"find_patients + count_patients: {name}, first 50", None, timing.median)
         add(f"find_patients: {name} [{len(got)}]", compare(
             f"{backend} find_patients {name}",
             lambda q=query, i=identified: repo.find_patients(store, q, identified=i),
@@ -442,6 +461,15 @@ def run_backend(store: Store, backend: str, tables: dict, args: argparse.Namespa
             lambda i=identified, f=in_pandas: f(repo.list_patients(store, identified=i)),
             repeat=args.repeat, warmup=0))
 
+    if "timeline" in cases:
+        _timeline_and_rest(store, backend, tables, args, add)
+
+
+def _timeline_and_rest(store: Store, backend: str, tables: dict, args: argparse.Namespace,
+                       add: Callable[..., None]) -> None:
+    """The follow-up timeline against its baseline; the headline counts and one patient's
+    page timed alone."""
+    n = args.patients
     _same(repo.cohort_timeline(store), rowwise_cohort_timeline(store), "cohort_timeline")
     add("cohort_timeline", compare(
         f"{backend} repo.cohort_timeline", lambda: repo.cohort_timeline(store),
@@ -506,6 +534,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--backends", default="postgresql,sqlite",
                     help="comma-separated: postgresql, sqlite")
+    ap.add_argument("--cases", default="list,filters,timeline",
+                    help="comma-separated: list (list_patients), filters (find_patients), "
+                         "timeline (cohort_timeline, summary and one patient's page)")
     args = ap.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     started = time.perf_counter()

@@ -16,8 +16,6 @@ if shell.empty_state(ctx):
 
 with shell.guard():
     counts = loaders.summary(ctx)
-    patients = loaders.patients(ctx)
-    timeline = loaders.timeline(ctx)
 
 cols = st.columns(4)
 cols[0].metric("Patients", counts["patients"])
@@ -46,20 +44,24 @@ else:
     st.info("No trained model yet: risk columns appear once a model is trained "
             "(Models page or `hepatrack train`).", icon=":material/model_training:")
 
-table = cohort_view.patient_table(patients, risk)
 left, mid, right = st.columns([3, 2, 2])
 search_label = ("Search by name, patient ID or pseudonym" if ctx.viewer.identified
                 else "Search by pseudonym")
 query = left.text_input(search_label, key=key(COHORT, "search"),
                         placeholder="e.g. Doe or HT-0001" if ctx.viewer.identified
                         else "e.g. HT-0001")
-sorts = cohort_view.sort_choices(table)
-sort = mid.selectbox("Sort by", sorts, key=key(COHORT, "sort"))
 shown_flags = right.multiselect("Show only", cohort_view.FILTERS, key=key(COHORT, "filters"),
                                 placeholder="all patients")
-shown = tables.sort_patients(tables.search_patients(table, query), sort)
-shown = cohort_view.apply_filters(shown, shown_flags)
-st.caption(f"{len(shown)} of {fmt_count(len(patients), 'patient')}")
+# the search and the outcome filter run in the database; the risk flags need the model
+with shell.guard():
+    found = loaders.find_patients(ctx, query, had_event=cohort_view.EVENT in shown_flags)
+table = cohort_view.patient_table(found, risk)
+sorts = cohort_view.sort_choices(table)
+sort = mid.selectbox("Sort by", sorts, key=key(COHORT, "sort"))
+shown = cohort_view.apply_filters(
+    tables.sort_patients(table, sort),
+    [f for f in shown_flags if f != cohort_view.EVENT])
+st.caption(f"{len(shown)} of {fmt_count(counts['patients'], 'patient')}")
 
 if shown.empty:
     what = f"“{query.strip()}”" if query.strip() else "these filters"
@@ -113,6 +115,8 @@ if cohort_view.RISK_CHART in chosen or cohort_view.INCIDENCE_CHART in chosen:
 
 if cohort_view.FOLLOW_UP_CHART in chosen:
     st.subheader("Follow-up")
+    with shell.guard():
+        timeline = loaders.timeline(ctx)
     st.plotly_chart(dash.swimmer_figure(ctx, timeline, shown["pseudonym"]),
                     key=key(COHORT, "swimmer"))
 

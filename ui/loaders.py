@@ -125,6 +125,30 @@ def patients(ctx: AppContext) -> pd.DataFrame:
                      data_version(ctx))
 
 
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=16, show_spinner=False)
+def _found(identified: bool, search: str, had_event: bool, database_url: str, home: str,
+           version: str) -> pd.DataFrame:
+    query = repo.PatientQuery(search=search or None, had_event=had_event)
+    return repo.find_patients(_store(home, database_url), query, identified=identified)
+
+
+def find_patients(ctx: AppContext, search: str, *, had_event: bool = False) -> pd.DataFrame:
+    """The rows of :func:`patients` whose pseudonym (identified views: also name or real
+    patient ID) contains ``search`` and, with ``had_event``, whose follow-up ended in an
+    event other than censoring: filtered in the database (``repo.find_patients``), so a
+    search reads only the patients it finds. Read-only.
+
+    Shared like :func:`patients`, per data version, view and filter: the key is the
+    view, never the viewer, and a pseudonymised view's search never reads identities.
+    Without a filter, the whole list of :func:`patients`.
+    """
+    text = (search or "").strip()
+    if not text and not had_event:
+        return patients(ctx)
+    return _found(bool(ctx.viewer.identified), text, had_event, ctx.database_url,
+                  str(ctx.settings.home), data_version(ctx))
+
+
 @st.cache_resource(ttl=MAX_AGE_S, max_entries=4, show_spinner=False)
 def _patient_choices(identified: bool, database_url: str, home: str, version: str
                      ) -> tuple[list[str], Callable[[str], str]]:

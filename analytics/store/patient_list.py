@@ -30,6 +30,7 @@ from sqlalchemy import (
     bindparam,
     case,
     exists,
+    false,
     func,
     literal,
     or_,
@@ -160,13 +161,16 @@ def find_patients(store: Store, query: PatientQuery, *, identified: bool) -> pd.
         conn = s.connection()
         _tune_for_reports(conn)
         member = _membership(conn, query, identified)
-        head = conn.execute(_head_query(member, identified)).all()
-        scans = conn.execute(select(Study.patient_id, _DayNumber(Study.study_date))
-                             .where(member(Study.patient_id))).all()
-        visits = conn.execute(select(Visit.patient_id, Visit.time_years,
-                                     _DayNumber(Visit.visit_date))
-                              .where(member(Visit.patient_id))).all()
-        latest = conn.execute(_latest_query(member)).all()
+        if member is _nobody:
+            head, scans, visits, latest = [], [], [], []
+        else:
+            head = _tuples(conn, _head_query(member, identified))
+            scans = _tuples(conn, select(Study.patient_id, _DayNumber(Study.study_date))
+                            .where(member(Study.patient_id)))
+            visits = _tuples(conn, select(Visit.patient_id, Visit.time_years,
+                                          _DayNumber(Visit.visit_date))
+                             .where(member(Visit.patient_id)))
+            latest = _tuples(conn, _latest_query(member))
         measured = conn.execute(select(*[
             exists().where(Feature.name == n, Feature.value.is_not(None)).label(n)
             for n in KEY_BIOMARKERS])).one()
@@ -174,6 +178,26 @@ def find_patients(store: Store, query: PatientQuery, *, identified: bool) -> pd.
     present = [n for n, hit in zip(KEY_BIOMARKERS, measured, strict=True) if hit]
     frame = pd.DataFrame(head, columns=_HEAD_KEYS + (_IDENTITY_KEYS if identified else []))
     return _assemble(frame, scans, visits, latest, present, identified)
+
+
+def count_patients(store: Store, query: PatientQuery, *, identified: bool) -> int:
+    """How many patients ``query`` selects, counted in SQL (``query.after`` and
+    ``query.limit`` apply too: without them, the size of the whole filtered list).
+
+    Parameters
+    ----------
+    store
+        The open store.
+    query
+        The filters (see :class:`PatientQuery`).
+    identified
+        As in :func:`find_patients`: decides which columns ``query.search`` reads.
+    """
+    if query.limit is not None and query.limit < 1:
+        raise StoreError(f"patient list limit {query.limit}: expected 1 or more")
+    chosen = _chosen(query, identified).with_only_columns(Patient.id).subquery("chosen")
+    with store.session() as s:
+        return int(s.execute(select(func.count()).select_from(chosen)).scalar_one())
 
 
 def cohort_timeline(store: Store) -> pd.DataFrame:
@@ -295,21 +319,55 @@ def _everyone(_patient_id: Any) -> ColumnElement[bool]:
     return true()
 
 
+def _nobody(_patient_id: Any) -> ColumnElement[bool]:
+    return false()
+
+
+def _tuples(conn: Any, stmt: Any) -> list[tuple]:
+    """The rows of ``stmt`` as plain tuples from the driver's cursor: tens of thousands
+    of result rows cost more as SQLAlchemy ``Row`` objects than the query itself (the
+    statements here bind only plain values: ids, names, numbers)."""
+    compiled = stmt.compile(dialect=conn.dialect,
+                            compile_kwargs={"render_postcompile": True})
+    params = compiled.construct_params()
+    if compiled.positiontup is not None:
+        bound: Any = tuple(params[k] for k in compiled.positiontup)
+    else:
+        bound = params
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(str(compiled), bound)
+        return cursor.fetchall()
+    finally:
+        cursor.close()
+
+
 def _membership(conn: Any, query: PatientQuery, identified: bool) -> Member:
     """The condition "this patient id is one ``query`` selects", for every later query.
 
-    Without filters: always true (no join at all). On PostgreSQL the ids are read first
-    and passed as one array, so the planner knows how few they are (a subquery's
-    selectivity, e.g. of a substring search, it cannot estimate); SQLite takes the subquery.
+    Without filters: always true (no join at all). On PostgreSQL the ids are read first;
+    up to :data:`_ARRAY_MEMBERS` of them are passed as one array, so the planner knows how
+    few they are (a subquery's selectivity, e.g. of a substring search, it cannot
+    estimate) and reads them by index; more are joined as the subquery (a hash semi-join:
+    tens of thousands of array members cost a scan of the array per row). SQLite takes
+    the subquery.
     """
     if query == PatientQuery():
         return _everyone
     chosen = _chosen(query, identified).with_only_columns(Patient.id)
     if conn.dialect.name == "postgresql":
-        ids = bindparam("chosen_ids", list(conn.execute(chosen).scalars()),
-                        type_=ARRAY(Integer))
-        return lambda patient_id: patient_id == any_(ids)
+        found = [r[0] for r in _tuples(conn, chosen)]
+        if not found:
+            return _nobody
+        if len(found) <= _ARRAY_MEMBERS:
+            ids = bindparam("chosen_ids", found, type_=ARRAY(Integer))
+            return lambda patient_id: patient_id == any_(ids)
     return lambda patient_id: patient_id.in_(chosen)
+
+
+#: above this many chosen patients, PostgreSQL joins the filter's subquery instead of
+#: reading the patients' rows by index (about where the two cost the same at 50,000)
+_ARRAY_MEMBERS = 2_000
 
 
 _HEAD_KEYS = ["id", "pseudonym", "sex", "stored_birth_year", "baseline_date", "n_studies",
@@ -322,11 +380,12 @@ def _scan_aggregates(member: Member) -> Any:
     """Subquery, per chosen patient with studies: ``n_studies``, ``n_series``,
     ``first_scan``, ``last_scan`` and ``valid_first`` (the earliest scan that may define
     the baseline: its study has a series that is not invalid)."""
-    per_study = (select(Series.study_id, func.count(Series.id).label("n"),
-                        func.count(case((Series.status != "invalid", Series.id))).label("valid"))
-                 .join(Study, Study.id == Series.study_id)
-                 .where(member(Study.patient_id))
-                 .group_by(Series.study_id).subquery("per_study"))
+    per_study = select(Series.study_id, func.count(Series.id).label("n"),
+                       func.count(case((Series.status != "invalid", Series.id))).label("valid"))
+    if member is not _everyone:  # the whole cohort needs no join to studies here
+        per_study = per_study.join(Study, Study.id == Series.study_id).where(
+            member(Study.patient_id))
+    per_study = per_study.group_by(Series.study_id).subquery("per_study")
     return (
         select(Study.patient_id,
                func.count(Study.id).label("n_studies"),
@@ -406,39 +465,70 @@ def _as_dates(days: np.ndarray) -> pd.Series:
     return pd.Series(out.astype("datetime64[ns]"))
 
 
+def _numeric(rows: list[Any], width: int) -> np.ndarray:
+    """Rows of numbers (None for unknown) as a float array of ``width`` columns, NaN when
+    unknown (ids and day numbers are exact in float64)."""
+    if not rows:
+        return np.empty((0, width))
+    return np.array(rows, dtype="float64").reshape(len(rows), width)
+
+
+def _distinct_per_patient(pid: np.ndarray, value: np.ndarray, scale: float) -> np.ndarray:
+    """``(patient id, number)`` keys, one per distinct pair: ``number * scale`` must be a
+    whole number of magnitude below 5e8 (days since 1970, or years to the microyear)."""
+    key = pid.astype("int64") * 1_000_000_000 + (np.rint(value * scale).astype("int64")
+                                                 + 500_000_000)
+    return np.unique(key) // 1_000_000_000
+
+
+def _per_patient(ids: np.ndarray, pids: np.ndarray) -> np.ndarray:
+    """How many of ``pids`` each of ``ids`` has."""
+    found, counts = np.unique(pids, return_counts=True)
+    at = np.searchsorted(found, ids)
+    hit = (at < len(found)) & (found[np.minimum(at, len(found) - 1)] == ids) if len(found) \
+        else np.zeros(len(ids), dtype=bool)
+    out = np.zeros(len(ids), dtype="int64")
+    out[hit] = counts[at[hit]]
+    return out
+
+
 def _visit_counts(ids: pd.Series, baseline: pd.Series, scans: list[Any],
                   visits: list[Any]) -> np.ndarray:
     """Visit occasions per patient (``analytics.store._repo_util.count_occasions``,
     for every patient at once): distinct scan and visit dates, an undated visit placed at
     baseline + its time, undated visits that cannot be placed by their time, plus every
     undated scan."""
-    base_of = pd.Series(baseline.to_numpy(), index=ids.to_numpy())
-    sc = pd.DataFrame({"pid": [r[0] for r in scans], "day": _days([r[1] for r in scans])})
-    vi = pd.DataFrame({"pid": [r[0] for r in visits], "t": [float(r[1]) for r in visits],
-                       "day": _days([r[2] for r in visits])})
-    vi_base = base_of.reindex(vi["pid"]).to_numpy() if len(vi) else np.empty(0)
-    undated = vi["day"].isna().to_numpy()
+    pid_ids = ids.to_numpy(dtype="int64")
+    base_of = pd.Series(baseline.to_numpy(dtype="float64"), index=pid_ids)
+    sc = _numeric(scans, 2)
+    vi = _numeric(visits, 3)
+    vi_pid, vi_t, vi_day = vi[:, 0].astype("int64"), vi[:, 1], vi[:, 2]
+    vi_base = base_of.reindex(vi_pid).to_numpy() if len(vi) else np.empty(0)
+    undated = np.isnan(vi_day)
     placeable = undated & ~np.isnan(vi_base)
-    placed = vi["day"].to_numpy().copy()
+    placed = vi_day.copy()
     # Python's round (half to even), as count_occasions places them
-    placed[placeable] = vi_base[placeable] + np.round(vi["t"].to_numpy()[placeable]
-                                                      * DAYS_PER_YEAR)
-    dated = pd.concat([sc.loc[sc["day"].notna(), ["pid", "day"]],
-                       pd.DataFrame({"pid": vi["pid"].to_numpy()[~np.isnan(placed)],
-                                     "day": placed[~np.isnan(placed)]})])
-    loose = vi.loc[undated & ~placeable, ["pid"]].assign(
-        t=[round(t, 6) for t in vi["t"].to_numpy()[undated & ~placeable]])
-    counts = (dated.drop_duplicates().groupby("pid").size()
-              .add(loose.drop_duplicates().groupby("pid").size(), fill_value=0)
-              .add(sc.loc[sc["day"].isna()].groupby("pid").size(), fill_value=0))
-    return counts.reindex(ids.to_numpy(), fill_value=0).to_numpy().astype("int64")
+    placed[placeable] = vi_base[placeable] + np.round(vi_t[placeable] * DAYS_PER_YEAR)
+    dated_scan = ~np.isnan(sc[:, 1])
+    dated_visit = ~np.isnan(placed)
+    dated = _distinct_per_patient(
+        np.concatenate([sc[dated_scan, 0], vi[dated_visit, 0]]),
+        np.concatenate([sc[dated_scan, 1], placed[dated_visit]]), 1.0)
+    loose_rows = undated & ~placeable
+    # undated visits that cannot be placed: distinct by their time (to 6 decimals)
+    loose = _distinct_per_patient(vi[loose_rows, 0],
+                                  np.round(vi_t[loose_rows], 6), 1_000_000.0)
+    return (_per_patient(pid_ids, dated) + _per_patient(pid_ids, loose)
+            + _per_patient(pid_ids, sc[~dated_scan, 0].astype("int64")))
 
 
 def _baseline(frame: pd.DataFrame, visits: list[Any]) -> pd.Series:
     """Each patient's time origin (``_repo_util.baseline_of``) in days since 1970: the
     stored baseline, else the earliest valid scan or dated visit, else the earliest scan."""
-    vdays = pd.DataFrame({"pid": [r[0] for r in visits], "day": _days([r[2] for r in visits])})
-    first_visit = vdays.groupby("pid")["day"].min().reindex(frame["id"].to_numpy()).to_numpy()
+    vi = _numeric(visits, 3)
+    vdays = pd.Series(vi[:, 2], index=vi[:, 0].astype("int64"))
+    first_visit = vdays.groupby(level=0).min().reindex(
+        frame["id"].to_numpy(dtype="int64")).to_numpy()
     own = np.fmin(_days(frame["valid_first"].tolist()), first_visit)
     base = _days(frame["baseline_date"].tolist())
     base = np.where(np.isnan(base), own, base)

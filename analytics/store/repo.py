@@ -34,6 +34,7 @@ from analytics.store.patient_list import (
     PATIENT_COLUMNS,
     PatientQuery,
     cohort_timeline,
+    count_patients,
     find_patients,
     list_patients,
 )
@@ -60,7 +61,7 @@ from analytics.store.schema import (
 __all__ = [
     "CENSORED", "DAYS_PER_YEAR", "FEATURE_COLUMNS", "IDENTITY_COLUMNS", "KEY_BIOMARKERS",
     "PATIENT_COLUMNS", "SERIES_COLUMNS", "OutcomeInfo", "PatientDetail", "PatientQuery",
-    "cohort_summary", "cohort_timeline", "describe_store", "features_for_series",
+    "cohort_summary", "cohort_timeline", "count_patients", "describe_store", "features_for_series",
     "find_patients", "list_patients", "patient_detail", "series_for_patient",
 ]
 

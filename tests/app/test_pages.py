@@ -145,6 +145,65 @@ def test_identified_viewer_sees_names_and_pseudonymised_viewer_never_does(seeded
     assert "patient_name" not in researcher.dataframe[0].value.columns
 
 
+def test_search_and_the_outcome_filter_are_answered_by_the_store_not_the_whole_list(
+        seeded_home, monkeypatch):
+    from analytics.store import repo
+
+    lists: list[bool] = []
+    queries: list[tuple[bool, repo.PatientQuery]] = []
+    real_list, real_find = repo.list_patients, repo.find_patients
+
+    def listed(store, *, identified):
+        lists.append(identified)
+        return real_list(store, identified=identified)
+
+    def found(store, query, *, identified):
+        queries.append((identified, query))
+        return real_find(store, query, identified=identified)
+
+    monkeypatch.setattr(repo, "list_patients", listed)
+    monkeypatch.setattr(repo, "find_patients", found)
+    at = new_app().run()
+    _ok(at)
+    assert lists == [False] and queries == []
+    # seeded outcomes: HT-0001 decompensation, HT-0002 censored, HT-0003 none
+    at.multiselect(key="cohort:filters").set_value(["Had an event"]).run()
+    _ok(at)
+    assert at.dataframe[0].value["pseudonym"].tolist() == ["HT-0001"]
+    assert "1 of 3 patients" in _texts(at.caption)
+    at.text_input(key="cohort:search").input(" HT-000 ").run()
+    _ok(at)
+    assert at.dataframe[0].value["pseudonym"].tolist() == ["HT-0001"]
+    at.multiselect(key="cohort:filters").set_value([]).run()
+    _ok(at)
+    assert at.dataframe[0].value["pseudonym"].tolist() == SEEDED
+    assert "3 of 3 patients" in _texts(at.caption)
+    assert queries == [(False, repo.PatientQuery(had_event=True)),
+                       (False, repo.PatientQuery(search="HT-000", had_event=True)),
+                       (False, repo.PatientQuery(search="HT-000"))]
+    assert lists == [False]  # the whole list was read once, for the unfiltered table
+
+    # a clinician's search reads names; a researcher's same search never does, nor shows them
+    clinician = new_app()
+    clinician.session_state[VIEWER_KEY] = Viewer("dr.house", "clinician", "s1")
+    clinician.run()
+    clinician.text_input(key="cohort:search").input("doe").run()
+    _ok(clinician)
+    assert clinician.dataframe[0].value["patient_name"].tolist() == ["Jane DOE"]
+    researcher = new_app()
+    researcher.session_state[VIEWER_KEY] = Viewer("ana", "researcher", "s2")
+    researcher.run()
+    researcher.text_input(key="cohort:search").input("doe").run()
+    _ok(researcher)
+    assert not researcher.dataframe
+    researcher.text_input(key="cohort:search").input("0001").run()
+    _ok(researcher)
+    shown = researcher.dataframe[0].value
+    assert shown["pseudonym"].tolist() == ["HT-0001"]
+    assert not {"patient_name", "patient_id", "birth_date"} & set(shown.columns)
+    assert [q for q in queries if q[0]] == [(True, repo.PatientQuery(search="doe"))]
+
+
 def test_broken_config_shows_typed_error_not_traceback(home):
     home.mkdir(parents=True)
     (home / "config.toml").write_text("db_url = [unclosed\n")

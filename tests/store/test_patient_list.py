@@ -60,6 +60,8 @@ def _names(store, query: repo.PatientQuery, identified: bool) -> list[str]:
 def test_find_patients_returns_exactly_the_hand_expected_patients(store, query, identified,
                                                                     expected):
     assert _names(store, query, identified) == expected
+    # the count in SQL agrees, page and filters alike
+    assert repo.count_patients(store, query, identified=identified) == len(expected)
 
 
 @pytest.mark.parametrize("identified", [False, True])
@@ -89,6 +91,15 @@ def test_pseudonymised_filtered_list_reads_no_identity(store):
 def test_find_patients_refuses_a_limit_below_one(store):
     with pytest.raises(StoreError, match=r"patient list limit 0: expected 1 or more"):
         repo.find_patients(store, Q(limit=0), identified=False)
+    with pytest.raises(StoreError, match=r"patient list limit 0: expected 1 or more"):
+        repo.count_patients(store, Q(limit=0), identified=False)
+
+
+def test_a_filter_that_selects_nobody_gives_the_full_lists_columns_and_no_rows(store):
+    full = repo.list_patients(store, identified=True)
+    got = repo.find_patients(store, Q(search="no such patient"), identified=True)
+    assert got.empty and list(got.columns) == list(full.columns)
+    assert repo.count_patients(store, Q(search="no such patient"), identified=True) == 0
 
 
 def test_latest_biomarker_prefers_a_dated_study_over_an_undated_later_one(store):

@@ -3,6 +3,10 @@
 A patient's landmark rows are always in the same fold, and everything learned from data
 (imputation medians, indicators, coefficients, trees, baseline hazards) is fitted on the
 training folds only. Folds are stratified by whether the patient has an endpoint event.
+Patients are dealt (and drawn by the bootstrap) in the order of the landmark rows, which
+:mod:`analytics.models.patient_order` makes the same in every home holding the same
+cohort: two homes built from one cohort get the same folds and the same figures, whatever
+their pseudonyms.
 
 Headline figures are the mean over repeats of each repeat's out-of-fold metrics. 95%
 intervals are percentile intervals over ``n_bootstrap`` patient-level bootstrap samples;
@@ -73,7 +77,10 @@ N_GRID = 12
 
 def patient_folds(patients: np.ndarray, has_event: np.ndarray, k: int,
                   rng: np.random.Generator) -> dict[Any, int]:
-    """Fold of each patient: shuffled, dealt round-robin within event strata."""
+    """Fold of each patient: shuffled, dealt round-robin within event strata.
+
+    The shuffle permutes ``patients`` as given, so the folds are a function of that order
+    and ``rng`` only (:func:`oof_predictions` passes the landmark rows' order)."""
     out: dict[Any, int] = {}
     for stratum in (True, False):
         p = patients[has_event == stratum]
@@ -103,7 +110,9 @@ def oof_predictions(data: LandmarkData, cv: ModelSettings, *,
     rows = data.rows
     hs = list(data.settings.horizons)
     grid = eval_grid(data.settings.horizon_max, N_GRID)
-    per_patient = rows.groupby("patient")["cause"].apply(lambda c: bool((c == "interest").any()))
+    # patients in row order (:mod:`analytics.models.patient_order`), not by pseudonym
+    per_patient = rows.groupby("patient", sort=False)["cause"].apply(
+        lambda c: bool((c == "interest").any()))
     pats, has_ev = per_patient.index.to_numpy(), per_patient.to_numpy()
     k = min(cv.folds, len(pats))
     if k < 2:

@@ -59,6 +59,7 @@ import pandas as pd
 
 from analytics.cohort_types import CENSORED, VISIT_KEYS, CohortTable
 from analytics.errors import ModelError, SettingsError
+from analytics.models.patient_order import patient_order_keys
 from analytics.vocabulary import (  # re-exported: other stages import them from here
     LANDMARK,
     LANDMARK_SQ,
@@ -787,7 +788,10 @@ def build_landmark_data(cohort: CohortTable, events: EventSpec,
         parts.append(pd.DataFrame({"patient": vis["patient"].to_numpy(),
                                    "landmark": vis["time"].to_numpy(np.float64)}))
     at = pd.concat(parts, ignore_index=True).drop_duplicates(["patient", "landmark"])
-    at = at.sort_values(["patient", "landmark"], kind="stable").reset_index(drop=True)
+    # patients in an order every home holding this cohort shares (folds, bootstrap draws)
+    at["_order"] = at["patient"].map(patient_order_keys(cohort.visits, cohort.outcomes))
+    at = at.sort_values(["_order", "patient", "landmark"], kind="stable").drop(
+        columns="_order").reset_index(drop=True)
     if at.empty:
         raise ModelError("cohort: no patient is event-free with a visit at any landmark")
     rows = history_features(cohort.visits, at, spec)

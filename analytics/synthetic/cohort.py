@@ -43,6 +43,7 @@ from analytics.synthetic.dicom_writer import (
 from analytics.synthetic.labs import (
     VISIT_COLUMNS,
     LabBaseline,
+    LabResponse,
     blank_missing,
     labs_at,
     visit_times,
@@ -65,7 +66,7 @@ DAYS_PER_YEAR = 365.25
 #: imported imaging measurements (``CohortConfig.measured_fib4_min``), cohort CSV format
 IMAGING_CSV = "imaging.csv"
 _STREAM = {"traits": 0, "anatomy": 1, "visits": 2, "outcome": 3, "labs": 4, "image": 5,
-           "portal": 6, "measure": 7}
+           "portal": 6, "measure": 7, "lab_response": 8}
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -105,9 +106,11 @@ def _patient(cfg: CohortConfig, i: int) -> dict[str, Any]:
     vis_rng = _rng(cfg.seed, i, _STREAM["visits"])
     lab_rng = _rng(cfg.seed, i, _STREAM["labs"])
     base_labs = LabBaseline.draw(lab_rng, sex)
+    # a stream of its own, so every other draw stays where it was
+    lab_response = LabResponse.draw(_rng(cfg.seed, i, _STREAM["lab_response"]))
     # the baseline visit (t = 0, always kept) draws its labs first, as in the loop below;
     # its FIB-4 decides imaging follow-up before the visit schedule is drawn
-    first_labs = labs_at(float(disease.stage_at(0.0)), base_labs, lab_rng)
+    first_labs = labs_at(float(disease.stage_at(0.0)), base_labs, lab_rng, lab_response)
     measured = (i >= cfg.n_imaging and cfg.measured_fib4_min is not None
                 and baseline_fib4({"labs": first_labs, "age_years": round(age0, 2)})
                 >= cfg.measured_fib4_min)
@@ -122,7 +125,8 @@ def _patient(cfg: CohortConfig, i: int) -> dict[str, Any]:
         visits.append({
             "date": d, "time_years": ty, "latent_stage": round(stage, 6),
             "age_years": round(age0 + ty, 2), "has_scan": has_scan,
-            "labs": labs_at(stage, base_labs, lab_rng) if visits else first_labs,
+            "labs": labs_at(stage, base_labs, lab_rng, lab_response) if visits
+            else first_labs,
             "true_log_hazard_by_cause": {c: round(float(v), 6)
                                          for c, v in disease.log_hazards(ty).items()},
         })

@@ -24,13 +24,6 @@ EVENTS = {"decompensation", "hcc", "death", "transplant", "censored"}
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data" / "demo.toml"
 
 
-@pytest.fixture(scope="module")
-def labs_only(tmp_path_factory):
-    """A demo-sized cohort without imaging (fast): for rates and the disease model."""
-    cfg = load_cohort_config(SAMPLE, imaging_patients=0)
-    return generate_cohort(tmp_path_factory.mktemp("labs") / "cohort", cfg)
-
-
 def _tree_hash(root: Path) -> str:
     h = hashlib.sha256()
     for f in sorted(p for p in root.rglob("*") if p.is_file()):

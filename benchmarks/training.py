@@ -164,6 +164,10 @@ def bench_predict(label: str, with_model: Path, case: Side, base: Side, repeat: 
     compare(f"hepatrack predict --all now ({label})", lambda: case.predict(with_model),
             f"hepatrack predict --all at {base.name} ({label})",
             lambda: base.predict(with_model), repeat=repeat, warmup=0)
+    print(f"  predict CPU s (median of timed runs): now "
+          f"{statistics.median(case.cpu['predict'][-repeat:]):.1f}, at {base.name} "
+          f"{statistics.median(base.cpu['predict'][-repeat:]):.1f}; load average "
+          f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
 
 
 def main() -> None:

@@ -201,10 +201,14 @@ def scan_changes(history: pd.DataFrame, spec: FeatureSpec) -> pd.DataFrame:
 
 
 def _measured(v: object) -> bool:
+    if type(v) is float:  # most values: no pandas call per contribution
+        return v == v
     return v is not None and bool(pd.notna(v))
 
 
 def _plain(v: object) -> float | str | None:
+    if type(v) is float:
+        return None if v != v else v
     if v is None:
         return None
     if isinstance(v, float | np.floating) and np.isnan(v):
@@ -294,7 +298,7 @@ def contribution_at(feature: str, shap: float, value: object, before: object,
     change, since = None, PREVIOUS_VISIT
     if scan_change is not NOT_IMAGING:
         since = scan_since
-        change = float(scan_change) if pd.notna(scan_change) else None
+        change = float(scan_change) if _measured(scan_change) else None
     elif (before is not NO_PREVIOUS and feature not in categorical and feature != FOLLOW_UP
           and _measured(value) and _measured(before)):
         change = float(value) - float(before)

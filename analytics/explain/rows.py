@@ -60,6 +60,17 @@ def _strict(values: list) -> list:
     return [v if v is None or math.isfinite(v) else None for v in values]
 
 
+def _finite(v: float) -> float | None:
+    """A float as it is, NaN and infinities as None (strict JSON)."""
+    return v if math.isfinite(v) else None
+
+
+def _column(values: Any) -> Any:
+    """A column's values, floats as Python floats (read one at a time per visit)."""
+    a = values.to_numpy()
+    return a.tolist() if a.dtype == np.float64 else a
+
+
 def _float_rows(a: np.ndarray) -> list[list[float | None]]:
     """Rows of a float matrix as lists, NaN and infinities as None."""
     rows = np.asarray(a, np.float64).tolist()
@@ -125,9 +136,9 @@ def json_rows(traj: Any, top: int, block_start: np.ndarray | None = None
     gvalues = np.asarray(grouped.values, np.float64)
     gshap = gvalues.tolist()
     order = np.argsort(-np.abs(gvalues), axis=1, kind="stable")[:, :top].tolist()
-    data = [grouped.data[g].to_numpy() for g in groups]
+    data = [_column(grouped.data[g]) for g in groups]
     scan = traj.scan_change
-    scans = [scan[g].to_numpy() if scan is not None and g in scan.columns else None
+    scans = [_column(scan[g]) if scan is not None and g in scan.columns else None
              for g in groups]
     if in_points is not None:
         gpoints = np.asarray(in_points.values, np.float64).tolist()
@@ -162,9 +173,9 @@ def json_rows(traj: Any, top: int, block_start: np.ndarray | None = None
             k = change_of[i]
             d = change[k]
             row["change"] = {"since_time": float(times[j]),
-                             "model_output_change": _strict(
-                                 [float(out_change[i] - out_change[j])])[0],
-                             "by_feature": {names[c]: _strict([float(d[c])])[0]
+                             "model_output_change": _finite(
+                                 float(out_change[i] - out_change[j])),
+                             "by_feature": {names[c]: _finite(float(d[c]))
                                             for c in change_order[k]}}
         row["base_risk"] = base_risk[i] if in_points is not None else None
         row["points"] = dict(zip(groups, points[i], strict=True)) if in_points is not None \

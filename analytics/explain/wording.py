@@ -26,6 +26,7 @@ contribution with its own sign:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -77,7 +78,7 @@ def risk_name(horizon: float | None) -> str:
 def points_text(points: float) -> str:
     """``"+3.1 points"``; ``"+0.04 points"`` below a tenth; ``"0.0 points"`` below
     :data:`ZERO_POINTS`."""
-    if not np.isfinite(points) or abs(points) < ZERO_POINTS:
+    if not math.isfinite(points) or abs(points) < ZERO_POINTS:
         return "0.0 points"
     return f"{points:+.1f} points" if abs(points) >= 0.095 else f"{points:+.2f} points"
 

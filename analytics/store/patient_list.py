@@ -29,12 +29,14 @@ from sqlalchemy import (
     any_,
     bindparam,
     case,
+    column,
     exists,
     false,
     func,
     literal,
     or_,
     select,
+    table,
     true,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -345,29 +347,41 @@ def _tuples(conn: Any, stmt: Any) -> list[tuple]:
 def _membership(conn: Any, query: PatientQuery, identified: bool) -> Member:
     """The condition "this patient id is one ``query`` selects", for every later query.
 
-    Without filters: always true (no join at all). On PostgreSQL the ids are read first;
-    up to :data:`_ARRAY_MEMBERS` of them are passed as one array, so the planner knows how
-    few they are (a subquery's selectivity, e.g. of a substring search, it cannot
-    estimate) and reads them by index; more are joined as the subquery (a hash semi-join:
-    tens of thousands of array members cost a scan of the array per row). SQLite takes
+    Without filters: always true (no join at all). On PostgreSQL the ids are read first
+    (the planner cannot estimate how many a subquery, e.g. a substring search, keeps):
+    up to :data:`_ARRAY_MEMBERS` of them are passed as one array and read by index; more
+    go to a temporary table of this transaction with its statistics, which every query
+    joins by hash (an array of tens of thousands is scanned per row, and the filter's
+    own subquery, re-planned in each query, cost more than the whole list). SQLite takes
     the subquery.
     """
     if query == PatientQuery():
         return _everyone
     chosen = _chosen(query, identified).with_only_columns(Patient.id)
-    if conn.dialect.name == "postgresql":
-        found = [r[0] for r in _tuples(conn, chosen)]
-        if not found:
-            return _nobody
-        if len(found) <= _ARRAY_MEMBERS:
-            ids = bindparam("chosen_ids", found, type_=ARRAY(Integer))
-            return lambda patient_id: patient_id == any_(ids)
-    return lambda patient_id: patient_id.in_(chosen)
+    if conn.dialect.name != "postgresql":
+        return lambda patient_id: patient_id.in_(chosen)
+    found = [r[0] for r in _tuples(conn, chosen)]
+    if not found:
+        return _nobody
+    if len(found) <= _ARRAY_MEMBERS:
+        ids = bindparam("chosen_ids", found, type_=ARRAY(Integer))
+        return lambda patient_id: patient_id == any_(ids)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        cursor.execute(f"CREATE TEMPORARY TABLE {_CHOSEN.name} (id integer PRIMARY KEY) "
+                       "ON COMMIT DROP")
+        cursor.execute(f"INSERT INTO {_CHOSEN.name} SELECT unnest(%s::integer[])", (found,))
+        cursor.execute(f"ANALYZE {_CHOSEN.name}")
+    finally:
+        cursor.close()
+    return lambda patient_id: patient_id.in_(select(_CHOSEN.c.id))
 
 
-#: above this many chosen patients, PostgreSQL joins the filter's subquery instead of
-#: reading the patients' rows by index (about where the two cost the same at 50,000)
+#: above this many chosen patients, PostgreSQL joins a temporary table of them instead
+#: of reading the patients' rows by index (about where the two cost the same at 50,000)
 _ARRAY_MEMBERS = 2_000
+#: the chosen patients of one large filtered read (PostgreSQL; dropped at commit)
+_CHOSEN = table("patient_list_chosen", column("id", Integer))
 
 
 _HEAD_KEYS = ["id", "pseudonym", "sex", "stored_birth_year", "baseline_date", "n_studies",

@@ -235,6 +235,29 @@ def _prefix_end(data: bytes) -> int:
 
 
 # --------------------------------------------------------------------------- worker pool
+class _CleanBudget:
+    """What a :class:`CleanRequest` lets a batch still hold in de-identified copies: a file
+    is sent for its copy while its size fits; the copy that comes back is charged instead."""
+
+    def __init__(self, clean: CleanRequest | None) -> None:
+        self.clean = clean
+        self.left = clean.budget_bytes if clean is not None else 0
+        self.reserved: dict[str, int] = {}  # file name -> bytes held back for its copy
+
+    def ask(self, job: _Job) -> _Job:
+        if self.clean is not None and len(job.data) <= self.left:
+            self.left -= len(job.data)
+            self.reserved[job.item.name] = len(job.data)
+            job.clean = {"secret": self.clean.secret.hex(), "name": job.item.name}
+        return job
+
+    def settle(self, res: ParsedInstance | Rejection) -> ParsedInstance | Rejection:
+        self.left += self.reserved.pop(res.file if isinstance(res, Rejection) else res.name, 0)
+        if isinstance(res, ParsedInstance) and res.clean is not None:
+            self.left -= len(res.clean.data)
+        return res
+
+
 @dataclass
 class _Job:
     item: SourceItem
@@ -425,23 +448,8 @@ class SafeParser:
         such a request parses the file again without it (the copy is then made later,
         alone, and fails there as it would have).
         """
-        budget = [clean.budget_bytes if clean is not None else 0]
-        reserved: dict[str, int] = {}  # file name -> bytes held back for its copy
-
-        def ask(job: _Job) -> _Job:
-            if clean is not None and len(job.data) <= budget[0]:
-                budget[0] -= len(job.data)
-                reserved[job.item.name] = len(job.data)
-                job.clean = {"secret": clean.secret.hex(), "name": job.item.name}
-            return job
-
-        def settle(res: ParsedInstance | Rejection) -> ParsedInstance | Rejection:
-            """Charge the copy that came back instead of the bytes held back for it."""
-            budget[0] += reserved.pop(res.file if isinstance(res, Rejection) else res.name, 0)
-            if isinstance(res, ParsedInstance) and res.clean is not None:
-                budget[0] -= len(res.clean.data)
-            return res
-
+        budget = _CleanBudget(clean)
+        ask = budget.ask
         pending = iter(items)
         idle = list(range(len(self._workers)))
         busy = self._busy = {}  # worker slot -> job in flight (decode() avoids these)
@@ -494,7 +502,7 @@ class SafeParser:
 
         try:
             for res in self._drive(busy, fill, idle, prefetch):
-                yield settle(res)
+                yield budget.settle(res)
         finally:
             # Abandoned mid-batch: replies still owed would desynchronise the next request.
             for slot in list(busy):

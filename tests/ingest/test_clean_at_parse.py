@@ -123,3 +123,28 @@ def test_ingest_reads_a_stored_file_once_and_stores_the_same_bytes(tmp_path, par
     assert sorted(reads_before.values()) == [2] * 7
     assert sorted(reads.values()) == [1] * 5 + [2] * 2
     assert reads["seg.dcm"] == 2
+
+
+def test_a_worker_that_dies_making_the_copy_parses_the_file_again_without_it(limits,
+                                                                             monkeypatch):
+    from analytics.ingest.reader import SafeParser
+
+    ct = encode(ct_series(Study(), 1)[0])
+    killed = []
+    real_dispatch = SafeParser._dispatch
+
+    def dispatch_then_kill(self, slot, job, full):
+        failed = real_dispatch(self, slot, job, full)
+        if job.clean is not None and not killed:  # the worker dies on the combined request
+            self._workers[slot].proc.kill()
+            killed.append(job.item.name)
+        return failed
+
+    monkeypatch.setattr(SafeParser, "_dispatch", dispatch_then_kill)
+    with SafeParser(limits, workers=1) as own:
+        (got,) = own.parse_many([item("ct.dcm", ct)], clean=CleanRequest(SECRET, BIG))
+        assert killed == ["ct.dcm"]
+        assert isinstance(got, ParsedInstance) and got.clean is None  # parsed alone
+        assert got.info["series_uid"] and got.pixel_problem is None
+        data, _ = own.deidentify_read(got.data, name="ct.dcm", secret=SECRET, deidentify=True)
+    assert data == Deidentifier(SECRET).deidentify_bytes(got.data, name="ct.dcm")[0]

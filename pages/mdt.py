@@ -124,9 +124,11 @@ name = facts.name or "Name not recorded"
 st.subheader(f"{name} · {pseudonym}" if detail.identified else pseudonym, anchor=False)
 pos = chosen.index(pseudonym) + 1
 outcome = detail.outcome
-st.caption(f"Patient {pos} of {len(chosen)} · sex {detail.sex or '—'} · "
-           + (f"outcome {outcome_words(outcome.event, outcome.time_years)} · " if outcome
-              else "no outcome recorded · ") + facts.line)
+# in its own box: projector mode sets it at the body text's size, not the caption's
+st.container(key=key(MDT, "facts")).caption(
+    f"Patient {pos} of {len(chosen)} · sex {detail.sex or '—'} · "
+    + (f"outcome {outcome_words(outcome.event, outcome.time_years)} · " if outcome
+       else "no outcome recorded · ") + facts.line)
 
 if model is not None:
     try:
@@ -157,11 +159,13 @@ with top_left:
                                   outcome_time=outcome.time_years if outcome else None,
                                   selected_time=float(view.points["time"].iloc[i])
                                   if i is not None else None,
-                                  height=mdt_view.PROJECTOR_FIGURE_HEIGHT if large else 340)
+                                  height=340)
         if font:
+            # the Streamlit chart theme sets its own (small) fonts: off in projector mode
             mdt_view.projector_figure(fig, font)
-        # the Streamlit chart theme sets its own (small) fonts: off in projector mode
-        st.plotly_chart(fig, key=key(MDT, "risk"), theme=None if large else "streamlit")
+            st.plotly_chart(fig, key=key(MDT, "risk"), theme=None)
+        else:
+            st.plotly_chart(fig, key=key(MDT, "risk"))
     # the meeting's question and decision under the chart: the screen's left column has
     # room for them, so a projected patient still fits one screen
     if record is not None and record.question:
@@ -177,10 +181,13 @@ with top_right:
         try:
             with st.spinner("Reading the latest scan…"):
                 stack = dash.key_view(ctx, uid)  # the stored key slice, with outlines
-            st.image(stack.png,
-                     caption=f"{choices[uid]} · "
-                             f"{patient_view.overlay_legend(stack.structures, stack.labels_text)}",
-                     width=mdt_view.PROJECTOR_IMAGE_WIDTH if large else "stretch")
+            if large:  # sized by mdt_view.LARGE_FONT_CSS, with a short caption
+                st.container(key=key(MDT, "keyimage")).image(
+                    stack.png, caption=mdt_view.projector_caption(detail.series, uid,
+                                                                  stack.structures))
+            else:
+                st.image(stack.png, caption=f"{choices[uid]} · " + patient_view.overlay_legend(
+                    stack.structures, stack.labels_text), width="stretch")
         except HepaTrackError as err:
             shell.show_error(err)
     if view is not None and view.latest_index() is not None:

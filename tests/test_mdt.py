@@ -178,3 +178,36 @@ def test_dicom_person_names_are_shown_in_clinical_form(stored, shown):
     from analytics.names import clinical_name
 
     assert clinical_name(stored) == shown
+
+
+def test_projector_chart_labels_an_unscored_visit_once_and_draws_it_whole():
+    from analytics import viz
+    from tests.viz.test_risk_figures import _trajectory
+    from ui import mdt_view
+
+    # visits at 0.5 and 1.0 y could not be scored: one "not scored" label, both markers
+    view = _trajectory()
+    view.points.loc[1, ["assessable", "risk"]] = [False, float("nan")]
+    view.points.loc[1, "reason"] = "missing required feature albumin_g_dl"
+    fig = viz.risk_trajectory(view)
+    mdt_view.projector_figure(fig, mdt_view.LARGE_FIGURE_FONT)
+    unscored = next(tr for tr in fig.data if tr.name == "Not assessable")
+    assert list(unscored.x) == [0.5, 1.0] and list(unscored.y) == [0, 0]
+    assert list(unscored.text) == ["not scored", ""]
+    assert unscored.mode == "markers+text" and unscored.cliponaxis is False
+    assert fig.layout.showlegend is False
+    assert fig.layout.height == mdt_view.PROJECTOR_FIGURE_HEIGHT
+    assert fig.layout.font.size == 18
+
+
+def test_projector_caption_is_one_short_line_with_the_outlined_organs():
+    import pandas as pd
+
+    from ui import mdt_view
+
+    series = pd.DataFrame({"series_uid": ["1.2"], "study_date": [pd.Timestamp("2020-04-22")],
+                           "modality": ["CT"], "contrast_phase": ["portal_venous"]})
+    text = mdt_view.projector_caption(series, "1.2", ("liver", "spleen", "liver_vessels"))
+    assert text == ("2020-04-22 · CT · portal venous · liver green, spleen orange, "
+                    "hepatic vessels blue")
+    assert mdt_view.projector_caption(series, "1.2", ()) == "2020-04-22 · CT · portal venous"

@@ -16,6 +16,7 @@ from analytics.config import Settings
 from analytics.explain import Trajectory, why_text
 from analytics.store.db import Store
 from analytics.usecases.context import Context
+from analytics.usecases.keyimage import OVERLAYS
 from analytics.usecases.mdt import parse_meeting_list
 from analytics.usecases.report import ReportRequest, build_mdt_report, download_pack
 from ui import dash, webguard
@@ -28,48 +29,97 @@ CURRENT_KEY = key(MDT, "current")
 PASTE_KEY = key(MDT, "paste")
 UNKNOWN_KEY = key(MDT, "unknown")
 
-#: projector mode: one patient per 1280 x 720 screen, large text. The app header and the
-#: sidebar fold away (the page's toggle brings them back) and the page's padding shrinks.
+#: projector mode: one patient per screen, large text. The app header and the sidebar
+#: fold away (the page's toggle brings them back) and the page's padding shrinks. Every
+#: size is in "projector pixels" (``--pu``): 1 px on a 1280 x 720 screen, 1.5 px on
+#: 1920 x 1080 (the smaller of the height's and the width's ratio, never below 1 px), so
+#: the text and the key image grow with the screen and the layout that fits 1280 x 720
+#: fills a larger screen the same way (the chart keeps its height: plotly draws at the
+#: height it is given, not at its box's).
 LARGE_FONT_CSS = """
 <style>
+:root { --pu: max(1px, min(calc(100vh / 720), calc(100vw / 1280))); }
 [data-testid="stHeader"], [data-testid="stSidebar"],
 [data-testid="stSidebarCollapsedControl"] { display: none !important; }
-[data-testid="stMainBlockContainer"] { padding: 0.5rem 1.5rem 0.25rem 1.5rem !important;
+[data-testid="stMainBlockContainer"] {
+  padding: calc(var(--pu) * 8) calc(var(--pu) * 24) calc(var(--pu) * 4) !important;
   max-width: 100% !important; }
-[data-testid="stMain"] [data-testid="stVerticalBlock"] { gap: 0.4rem !important; }
+[data-testid="stMain"] [data-testid="stVerticalBlock"] { gap: calc(var(--pu) * 6) !important; }
 [data-testid="stMain"] p, [data-testid="stMain"] li, [data-testid="stMain"] label,
 [data-testid="stMain"] [data-testid="stMarkdownContainer"],
 [data-testid="stMain"] [data-testid="stTable"] td,
-[data-testid="stMain"] [data-testid="stTable"] th { font-size: 1.2rem !important; }
+[data-testid="stMain"] [data-testid="stTable"] th,
+[data-testid="stMain"] [data-testid="stExpander"] summary,
+[data-testid="stMain"] button p { font-size: calc(var(--pu) * 19) !important;
+  line-height: 1.4 !important; }
 [data-testid="stMain"] [data-testid="stCaptionContainer"],
-[data-testid="stMain"] [data-testid="stCaptionContainer"] p { font-size: 1.0rem !important;
-  line-height: 1.35 !important; }
+[data-testid="stMain"] [data-testid="stCaptionContainer"] p {
+  font-size: calc(var(--pu) * 16) !important; line-height: 1.35 !important; }
+.st-key-mdt-facts [data-testid="stCaptionContainer"],
+.st-key-mdt-facts [data-testid="stCaptionContainer"] p {
+  font-size: calc(var(--pu) * 19) !important; color: inherit !important; }
 [data-testid="stMain"] [data-testid="stMetricValue"],
-[data-testid="stMain"] [data-testid="stMetricValue"] * { font-size: 2.6rem !important;
-  line-height: 1.15 !important; }
+[data-testid="stMain"] [data-testid="stMetricValue"] * {
+  font-size: calc(var(--pu) * 40) !important; line-height: 1.15 !important; }
 [data-testid="stMain"] [data-testid="stMetricLabel"],
-[data-testid="stMain"] [data-testid="stMetricLabel"] * { font-size: 1.1rem !important; }
-[data-testid="stMain"] h1 { font-size: 2.4rem !important; }
-[data-testid="stMain"] h2, [data-testid="stMain"] h3 { font-size: 1.9rem !important;
-  padding: 0 !important; }
+[data-testid="stMain"] [data-testid="stMetricLabel"] * {
+  font-size: calc(var(--pu) * 18) !important; }
+[data-testid="stMain"] h1 { font-size: calc(var(--pu) * 38) !important; }
+[data-testid="stMain"] h2, [data-testid="stMain"] h3 {
+  font-size: calc(var(--pu) * 30) !important; padding: 0 !important; }
+[data-testid="stMain"] [data-testid="stBaseButton-secondary"],
+[data-testid="stMain"] [data-baseweb="select"] > div {
+  min-height: calc(var(--pu) * 38) !important; }
+.st-key-mdt-keyimage img { height: calc(var(--pu) * 236) !important; width: auto !important;
+  max-width: 100% !important; object-fit: contain; }
 </style>
 """
+#: the chart's font size (px) in projector mode at 1280 x 720
 LARGE_FIGURE_FONT = 18
-#: projector mode: the risk chart's height and the key image's width (px) that fit one
-#: patient on a 1280 x 720 screen
-PROJECTOR_FIGURE_HEIGHT = 300
-PROJECTOR_IMAGE_WIDTH = 230
+#: the chart's height (px) in projector mode
+PROJECTOR_FIGURE_HEIGHT = 262
 #: the parts of a patient's MDT record, in the order they are asked
 RECORD_PARTS = ("question", "discussion", "decision")
+#: what a visit that could not be scored is called on the projected chart
+NOT_SCORED = "not scored"
 
 
 def projector_figure(fig: Any, font_size: int) -> None:
     """Large text for the projector without labels running into each other: the legend
     (a wrapped row of long names at this size) gives way to the metric above the chart,
-    and the axis title to the metric's label ("Risk within 3 y")."""
+    and the axis title to the metric's label ("Risk within 3 y"). A visit that could not
+    be scored keeps its marker at 0 %, labelled "not scored" (once, at the first such
+    visit; the hover gives each one's reason), drawn whole over the axis."""
     fig.update_layout(font={"size": font_size}, showlegend=False,
-                      margin={"l": 70, "r": 16, "t": 12, "b": 56})
+                      height=PROJECTOR_FIGURE_HEIGHT,
+                      margin={"l": 70, "r": 16, "t": 24, "b": 56})
     fig.update_yaxes(title={"text": "Risk (%)"})
+    for trace in fig.data:
+        if trace.name == "Not assessable":
+            n = len(trace.x)
+            trace.update(mode="markers+text", cliponaxis=False,
+                         text=[NOT_SCORED] + [""] * (n - 1), textposition="top right",
+                         textfont={"color": "#555555", "size": font_size - 2},
+                         hovertext=[f"{t:.2f} y: not scored" for t in trace.x],
+                         hovertemplate="%{hovertext}<extra></extra>")
+
+
+def projector_caption(series: pd.DataFrame, uid: str, structures: tuple[str, ...]) -> str:
+    """The key image's caption in projector mode, short:
+    ``"2020-04-22 · CT · unenhanced"``, then the outlined organs with their colours
+    (``"liver green, spleen orange, hepatic vessels blue"``)."""
+    row = series[series["series_uid"] == uid]
+    head = ""
+    if not row.empty:
+        r = row.iloc[0]
+        when = (pd.Timestamp(r["study_date"]).strftime("%Y-%m-%d")
+                if pd.notna(r["study_date"]) else "date unknown")
+        phase = str(r["contrast_phase"]).replace("_", " ") if r.get("contrast_phase") else ""
+        head = " · ".join(x for x in (when, str(r["modality"]), phase) if x)
+    colours = {"#009E73": "green", "#E69F00": "orange", "#56B4E9": "blue"}
+    outlined = ", ".join(f"{label.lower()} {colours.get(colour, '')}".strip()
+                         for name, _b, colour, label in OVERLAYS if name in structures)
+    return f"{head} · {outlined}" if outlined else head
 
 
 def record_key(part: str, pseudonym: str, meeting: str) -> str:

@@ -1,6 +1,8 @@
-"""The MDT page's projector mode in real Chromium at 1280 x 720: one patient per screen,
-no scrolling, no chart labels running into each other; a screenshot of every screen goes
-to test-artifacts/screenshots/ (and of every PDF page when a PDF renderer is installed).
+"""The MDT page's projector mode in real Chromium at 1280 x 720 and 1920 x 1080: one
+patient per screen, no scrolling, no chart labels running into each other, the text and
+the key image growing with the screen and an unscored visit labelled; a screenshot of
+every screen goes to test-artifacts/screenshots/ (and of every PDF page when a PDF
+renderer is installed).
 """
 
 from __future__ import annotations
@@ -15,6 +17,18 @@ from tests.e2e.conftest import MENU, SCREENSHOTS, UI_TIMEOUT_MS, login
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
 CLINICIAN = "dr.grey"
 PROJECTOR = {"width": 1280, "height": 720}
+WIDE = {"width": 1920, "height": 1080}
+
+#: sizes (px) of the facts line, the body text and the key image as drawn
+DRAWN_SIZES = """() => {
+  const px = (el) => el ? parseFloat(getComputedStyle(el).fontSize) : null;
+  const facts = document.querySelector('.st-key-mdt-facts [data-testid="stCaptionContainer"] p')
+    || document.querySelector('.st-key-mdt-facts [data-testid="stCaptionContainer"]');
+  const body = document.querySelector('[data-testid="stMain"] [data-testid="stMarkdownContainer"] p');
+  const img = document.querySelector('.st-key-mdt-keyimage img');
+  return {facts: px(facts), body: px(body),
+          image: img ? img.getBoundingClientRect().height : null};
+}"""
 JOB_TIMEOUT_MS = 180_000
 
 #: heights that must fit the viewport: the document and Streamlit's scrolling main block
@@ -137,13 +151,7 @@ def test_projector_mode_shows_one_patient_per_screen_without_scrolling(
                     timeout=UI_TIMEOUT_MS)
             page.wait_for_timeout(1500)  # fonts and the chart settle
             page.screenshot(path=str(SCREENSHOTS / f"mdt_projector_{n}.png"))
-            h = page.evaluate(SCROLL_HEIGHTS)
-            assert h["viewport"] == 720
-            assert max(h["document"], h["body"], h["main"]) <= h["viewport"], (p, h)
-            if p in t.imaging:
-                labels = page.evaluate(LABEL_OVERLAPS, ".st-key-mdt-risk")
-                assert labels["n"] >= 4, labels  # tick labels and the axis titles
-                assert labels["overlaps"] == [], (p, labels["overlaps"])
+            _fits_one_screen(page, p, p in t.imaging, PROJECTOR)
             if n < len(chosen):
                 page.locator(".st-key-mdt-next button").click()
         # the pack from the folded set-up: one page per patient, each screenshotted when
@@ -166,5 +174,66 @@ def test_projector_mode_shows_one_patient_per_screen_without_scrolling(
         assert all(len(found) == 1 for found in on_page), on_page
         pngs = _pdf_pages_to_png(chromium_browser, pdf, len(chosen), "mdt_pack_page")
         assert len(pngs) == len(chosen)
+    finally:
+        page.close()
+
+
+def _fits_one_screen(page, p: str, imaging: bool, viewport: dict[str, int]) -> None:
+    """No vertical scroll, no chart labels overlapping; the facts line at the body text's
+    size and the text and key image grown with the screen (1 px per 1/720 of the height
+    at 16:9, so 19 px text and a 236 px image at 1280 x 720, 1.5 times that at 1920 x
+    1080)."""
+    h = page.evaluate(SCROLL_HEIGHTS)
+    assert h["viewport"] == viewport["height"]
+    assert max(h["document"], h["body"], h["main"]) <= h["viewport"], (p, h)
+    scale = viewport["height"] / 720
+    sizes = page.evaluate(DRAWN_SIZES)
+    assert sizes["facts"] == pytest.approx(19 * scale, abs=0.6), sizes
+    assert sizes["body"] == pytest.approx(19 * scale, abs=0.6), sizes
+    if imaging:
+        assert sizes["image"] == pytest.approx(236 * scale, abs=2), sizes
+        labels = page.evaluate(LABEL_OVERLAPS, ".st-key-mdt-risk")
+        assert labels["n"] >= 4, labels  # tick labels and the axis titles
+        assert labels["overlaps"] == [], (p, labels["overlaps"])
+
+
+@pytest.mark.timeout(480)
+def test_projector_mode_fills_a_1920_by_1080_screen_without_scrolling(
+        dashboard_server, chromium_browser):
+    url, t, home = dashboard_server
+    chosen = [*t.imaging, t.pseudonyms["SYN3-0010"]]
+    _record_first_patient(home, chosen[0])
+    page = chromium_browser.new_page(viewport=WIDE)
+    try:
+        login(page, url, CLINICIAN)
+        page.locator(MENU).get_by_text("MDT meeting", exact=True).click()
+        box = page.locator(".st-key-mdt-patients input")
+        box.wait_for(timeout=UI_TIMEOUT_MS)
+        for p in chosen:
+            box.click()
+            box.fill(p)
+            page.keyboard.press("Enter")
+        page.keyboard.press("Escape")
+        page.locator(".st-key-mdt-large").get_by_text("Large font").click()
+        page.locator('[data-testid="stSidebar"]').wait_for(state="hidden",
+                                                           timeout=UI_TIMEOUT_MS)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        for n, p in enumerate(chosen, start=1):
+            page.get_by_role("heading").filter(has_text=p).wait_for(timeout=UI_TIMEOUT_MS)
+            page.wait_for_function(
+                "(t) => [...document.querySelectorAll('[data-testid=\"stCaptionContainer\"]')]"
+                ".filter(e => e.innerText.startsWith(t)).length === 1"
+                " && !document.querySelector('[data-stale=\"true\"]')",
+                arg=f"Patient {n} of {len(chosen)}", timeout=UI_TIMEOUT_MS)
+            if p in t.imaging:
+                page.locator(".st-key-mdt-risk .main-svg").first.wait_for(
+                    timeout=UI_TIMEOUT_MS)
+                page.locator('.st-key-mdt-keyimage img').first.wait_for(
+                    timeout=UI_TIMEOUT_MS)
+            page.wait_for_timeout(1500)  # fonts and the chart settle
+            page.screenshot(path=str(SCREENSHOTS / f"mdt_projector_{n}_1920.png"))
+            _fits_one_screen(page, p, p in t.imaging, WIDE)
+            if n < len(chosen):
+                page.locator(".st-key-mdt-next button").click()
     finally:
         page.close()

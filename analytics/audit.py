@@ -190,6 +190,18 @@ def _check_detail(detail: dict[str, Any] | None) -> None:
                              "accepted (no free text in the audit trail)")
 
 
+@dataclass(frozen=True)
+class Event:
+    """One record's own fields, for :func:`record_all` (``record``'s keyword arguments)."""
+
+    action: str
+    outcome: str = "ok"
+    patient: str | None = None
+    uids: list[str] | None = None
+    model_version: str | None = None
+    detail: dict[str, Any] | None = None
+
+
 def record(store: Store, actor: Actor | None, action: str, outcome: str = "ok", *,
            patient: str | None = None, uids: list[str] | None = None,
            model_version: str | None = None,
@@ -201,50 +213,71 @@ def record(store: Store, actor: Actor | None, action: str, outcome: str = "ok", 
     AuditError
         If the record cannot be written; callers must then not perform the action.
     """
-    if action not in ACTIONS:
-        raise AuditError(f"audit action {action!r} is not one of {sorted(ACTIONS)}")
-    if outcome not in OUTCOMES:
-        raise AuditError(f"audit outcome {outcome!r} is not one of {sorted(OUTCOMES)}")
-    _check_detail(detail)
+    return record_all(store, actor, [Event(action, outcome, patient, uids, model_version,
+                                           detail)])[0]
+
+
+def record_all(store: Store, actor: Actor | None, events: Sequence[Event]) -> list[int]:
+    """Append one record per event, in order, in one transaction with one move of the
+    anchor (one durable write instead of one per record: a patient view and its
+    prediction are shown together); return their ``seq``. All are written or none.
+
+    Raises
+    ------
+    AuditError
+        If the records cannot be written; callers must then not perform the actions.
+    """
+    if not events:
+        return []
+    for ev in events:
+        if ev.action not in ACTIONS:
+            raise AuditError(f"audit action {ev.action!r} is not one of {sorted(ACTIONS)}")
+        if ev.outcome not in OUTCOMES:
+            raise AuditError(f"audit outcome {ev.outcome!r} is not one of {sorted(OUTCOMES)}")
+        _check_detail(ev.detail)
     actor = actor or SYSTEM
+    actions = ", ".join(repr(ev.action) for ev in events)
     try:
         key = chain_key(store.site_secret())
         with _anchor_lock(store):
-            seq, hash_ = _append(store, key, actor, action, outcome, patient=patient,
-                                 uids=uids, model_version=model_version, detail=detail)
-            _advance_anchor(store, seq, hash_)
+            seqs, hash_ = _append(store, key, actor, events, actions)
+            _advance_anchor(store, seqs[-1], hash_)
     except OSError as e:
         raise AuditError(f"audit anchor in {store.site_home()} not writable "
-                         f"({type(e).__name__}); action {action!r} blocked") from e
+                         f"({type(e).__name__}); action {actions} blocked") from e
     except AuditError:
         raise
     except HepaTrackError as e:  # the site secret or the store id cannot be read
-        raise AuditError(f"audit trail not writable ({e}); action {action!r} blocked") from e
-    return seq
+        raise AuditError(f"audit trail not writable ({e}); action {actions} blocked") from e
+    return seqs
 
 
-def _append(store: Store, key: bytes, actor: Actor, action: str, outcome: str,
-            **kw: Any) -> tuple[int, str]:
-    def build(seq: int, prev: str | None) -> AuditEntry:
-        entry = AuditEntry(
-            seq=seq, ts=dt.datetime.now(dt.UTC), username=actor.username, role=actor.role,
-            session_id=actor.session_id, action=action, outcome=outcome,
-            patient_pseudonym=kw["patient"], uids=kw["uids"],
-            model_version=kw["model_version"], detail=kw["detail"], prev_hash=prev or GENESIS)
-        entry.hash = record_hash(entry, key)
-        return entry
+def _append(store: Store, key: bytes, actor: Actor, events: Sequence[Event],
+            actions: str) -> tuple[list[int], str]:
+    def build(seq: int, prev: str | None) -> list[AuditEntry]:
+        now = dt.datetime.now(dt.UTC)
+        out = []
+        for k, ev in enumerate(events):
+            entry = AuditEntry(
+                seq=seq + k, ts=now, username=actor.username, role=actor.role,
+                session_id=actor.session_id, action=ev.action, outcome=ev.outcome,
+                patient_pseudonym=ev.patient, uids=ev.uids, model_version=ev.model_version,
+                detail=ev.detail, prev_hash=prev or GENESIS)
+            entry.hash = prev = record_hash(entry, key)
+            out.append(entry)
+        return out
 
     for _ in range(_MAX_RETRIES):
         try:
-            entry = audit_log.append(store, build)
+            written = audit_log.append_all(store, build)
         except StoreError as e:
             raise AuditError(f"audit trail not writable ({e}); "
-                             f"action {action!r} blocked") from e
-        if entry is not None:
-            return entry.seq, entry.hash
+                             f"action {actions} blocked") from e
+        if written is not None:
+            return [e.seq for e in written], written[-1].hash
         # another writer took this seq: read the new tail and try again
     raise AuditError(f"audit trail busy: could not append after {_MAX_RETRIES} tries; "
-                     f"action {action!r} blocked")
+                     f"action {actions} blocked")
 
 
 @contextlib.contextmanager

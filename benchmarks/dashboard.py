@@ -4,7 +4,8 @@ Budget: 300 ms per switch (issue 7). Two figures:
 
 1. ``compare``: the patient page's data and figure work for a patient not opened before,
    as the page does it (cohort table cached and split by patient; the engine's
-   trajectory on that patient's rows; store read of the patient; the two audit records;
+   trajectory on that patient's rows; store read of the patient; the audit records of
+   the view and the prediction (one write);
    the plotly figures of the first paint: risk trajectory and explanation) against the naive baseline that rebuilds the cohort table
    and scores the patient on the whole visits table at every switch.
 2. ``AppTest``: the whole script run (app shell, sidebar, patient page, every element
@@ -67,10 +68,12 @@ def patient_switch(store, model, cohort, by_patient, actor, pseudonym: str) -> N
     from analytics.store import repo
     from analytics.viz.prep import biomarker_summary
 
-    audit.record(store, actor, "view_patient", patient=pseudonym)
+    # the view and the prediction drawn with it: one audit write (``dash.patient_views``)
+    audit.record_all(store, actor, [
+        audit.Event("view_patient", patient=pseudonym),
+        audit.Event("predict", patient=pseudonym, model_version=model.model_id,
+                    detail={"horizon": 3.0})])
     detail = repo.patient_detail(store, pseudonym, identified=True)
-    audit.record(store, actor, "predict", patient=pseudonym, model_version=model.model_id,
-                 detail={"horizon": 3.0})
     view = patient_trajectory(model, by_patient[pseudonym], pseudonym, 3.0)
     i = view.latest_index()
     out = detail.outcome

@@ -33,7 +33,10 @@ pseudonym = st.selectbox(
 publish_query_param("patient", key(PATIENT, "pseudonym"), pseudonym)
 
 with shell.guard():
-    dash.audit_once(ctx, "view_patient", patient=pseudonym)  # before any patient data shows
+    model_id = dash.active_model_id(ctx)
+    # before any patient data shows: the patient and the risk drawn below, one write
+    dash.audit_all_once(ctx, dash.patient_views(
+        ctx, pseudonym, model_id, st.session_state.get(key(PATIENT, "horizon"))))
     detail = loaders.patient(ctx, pseudonym)
 
 if detail.identified:
@@ -77,8 +80,6 @@ if patient_view.TIMELINE_CHART in more:
 
 # ----------------------------------------------------------------------------- risk
 st.subheader("Risk")
-with shell.guard():
-    model_id = dash.active_model_id(ctx)
 view = model = None
 if model_id is None:
     st.info("No trained model yet: train one on the Models page or with `hepatrack train`.",

@@ -36,8 +36,8 @@ import plotly.graph_objects as go
 import streamlit as st
 from streamlit import runtime
 
-from analytics import audit, viz
-from analytics.errors import ModelError
+from analytics import audit, auth, viz
+from analytics.errors import HepaTrackError, ModelError
 from analytics.explain import (
     ClinicalImportance,
     Trajectory,
@@ -46,7 +46,7 @@ from analytics.explain import (
 )
 from analytics.store import key_images
 from analytics.store.pseudonyms import view_dates
-from analytics.usecases.context import Context, record_view
+from analytics.usecases.context import Context, record_views
 from ui import jobs, loaders, tables
 from ui.loaders import AppContext
 
@@ -105,13 +105,31 @@ def audit_once(ctx: AppContext, action: str, *, patient: str | None = None,
         If the record cannot be written (the caller's ``guard()`` stops the page before
         the data renders).
     """
+    audit_all_once(ctx, [audit.Event(action, patient=patient, model_version=model_version,
+                                     detail=detail)])
+
+
+def audit_all_once(ctx: AppContext, views: list[audit.Event]) -> None:
+    """:func:`audit_once` of each view, the changed ones written together (one durable
+    write: ``analytics.usecases.context.record_views``).
+
+    Raises
+    ------
+    PermissionDeniedError, AuditError
+        If a view is refused or the records cannot be written (none is then marked as
+        audited, so the next run tries again).
+    """
     seen = st.session_state.setdefault(_AUDITED_KEY, {})
-    what = (patient, model_version, tuple(sorted((detail or {}).items())))
-    if seen.get(action) == what:
+
+    def what(v: audit.Event):
+        return (v.patient, v.model_version, tuple(sorted((v.detail or {}).items())))
+
+    new = [v for v in views if seen.get(v.action) != what(v)]
+    if not new:
         return
-    record_view(use_case_context(ctx), action, patient=patient, model_version=model_version,
-                detail=detail)
-    seen[action] = what
+    record_views(use_case_context(ctx), new)
+    for v in new:
+        seen[v.action] = what(v)
 
 
 # --------------------------------------------------------------------------- model
@@ -147,6 +165,25 @@ def model(ctx: AppContext, model_id: str | None = None):
     if mid is None:
         return None
     return _model(str(ctx.settings.home), ctx.database_url, mid, ctx)
+
+
+def patient_views(ctx: AppContext, pseudonym: str, model_id: str | None,
+                  horizon: Any = None) -> list[audit.Event]:
+    """What the Patient page shows of ``pseudonym``, to audit before any of it is drawn:
+    the patient view, and the prediction of ``model_id`` at ``horizon`` (the horizon
+    picker's value, default the model's longest) when the model loads and the viewer may
+    predict. The page audits the prediction again where it is drawn: a no-op when this
+    guess was right, the record of the horizon actually shown when it was not."""
+    views = [audit.Event("view_patient", patient=pseudonym)]
+    if model_id is None or not auth.allowed(actor(ctx), auth.Permission.PREDICT):
+        return views
+    try:
+        horizons = model(ctx, model_id).horizons
+    except HepaTrackError:  # the Risk section shows the error; the view is still audited
+        return views
+    h = horizon if horizon in horizons else max(horizons)
+    return [*views, audit.Event("predict", patient=pseudonym, model_version=model_id,
+                                detail={"horizon": float(h)})]
 
 
 # --------------------------------------------------------------------------- cohort

@@ -20,7 +20,7 @@ from analytics.errors import StoreError
 from analytics.store.db import Store
 from analytics.store.schema import AuditRecord
 
-__all__ = ["AuditEntry", "append", "entries", "newest", "tail"]
+__all__ = ["AuditEntry", "append", "append_all", "entries", "newest", "tail"]
 
 #: PostgreSQL advisory lock that serialises appends across hosts
 _PG_APPEND_LOCK = 740200118
@@ -64,6 +64,23 @@ def append(store: Store, build: Callable[[int, str | None], AuditEntry]) -> Audi
     StoreError
         If the store cannot be written (named by the driver's error type).
     """
+    written = append_all(store, lambda seq, prev: [build(seq, prev)])
+    return written[0] if written is not None else None
+
+
+def append_all(store: Store, build: Callable[[int, str | None], list[AuditEntry]]
+               ) -> list[AuditEntry] | None:
+    """Write the entries ``build(next seq, hash of the tail or None)`` gives (chained to
+    each other, ``seq`` on from the tail) after the current tail, in one transaction: all
+    of them or none.
+
+    Returns the entries written, or None when another writer took a ``seq`` first.
+
+    Raises
+    ------
+    StoreError
+        If the store cannot be written (named by the driver's error type).
+    """
     try:
         with store.session() as s:
             if store.engine.dialect.name == "postgresql":
@@ -71,9 +88,9 @@ def append(store: Store, build: Callable[[int, str | None], AuditEntry]) -> Audi
                 s.execute(select(func.pg_advisory_xact_lock(_PG_APPEND_LOCK)))
             last = s.execute(select(AuditRecord.seq, AuditRecord.hash)
                              .order_by(AuditRecord.seq.desc()).limit(1)).first()
-            entry = build(last[0] + 1, last[1]) if last else build(1, None)
-            s.add(AuditRecord(**vars(entry)))
-        return entry
+            entries = build(last[0] + 1, last[1]) if last else build(1, None)
+            s.add_all([AuditRecord(**vars(e)) for e in entries])
+        return entries
     except IntegrityError:
         return None
     except SQLAlchemyError as e:

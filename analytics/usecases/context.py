@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,7 +25,7 @@ from analytics.auth import Permission, require
 from analytics.config import Settings
 from analytics.store.db import Store
 
-__all__ = ["Context", "audited", "authorize", "record_view"]
+__all__ = ["Context", "audited", "authorize", "record_view", "record_views"]
 
 
 def _utc_now() -> dt.datetime:
@@ -100,3 +100,20 @@ def record_view(ctx: Context, action: str, *, patient: str | None = None,
               patient=patient)
     audit.record(ctx.store, ctx.actor, action, patient=patient, model_version=model_version,
                  detail=detail)
+
+
+def record_views(ctx: Context, views: Sequence[audit.Event]) -> None:
+    """Audit several views shown together (a patient and the model's prediction for them)
+    as :func:`record_view` does each, with one write for all of them: every view is
+    authorised first (a refusal is audited and raised, and nothing is recorded as shown),
+    then one record per view is written before any of them is drawn.
+
+    Raises
+    ------
+    PermissionDeniedError, AuditError
+        As :func:`record_view`.
+    """
+    for v in views:
+        authorize(ctx, _VIEW_PERMISSIONS.get(v.action, Permission.VIEW_PSEUDONYMISED),
+                  v.action, patient=v.patient)
+    audit.record_all(ctx.store, ctx.actor, views)

@@ -54,3 +54,49 @@ def test_fifty_patient_switches_do_not_grow_the_sessions_memory(home, template):
 def test_streamlit_does_not_walk_the_cached_tables_after_every_run():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert config["runner"]["postScriptGC"] is False
+
+
+def test_every_patient_switch_is_audited_in_one_write_and_a_patient_seen_again_is_audited_again(
+        home, template, monkeypatch):
+    from sqlalchemy import select
+
+    from analytics.config import load_settings
+    from analytics.store import audit_log, open_store
+    from analytics.store.schema import AuditRecord
+
+    writes = []
+    real = audit_log.append_all
+
+    def counted(store, build):
+        written = real(store, build)
+        writes.append([(e.action, e.patient_pseudonym) for e in written or []])
+        return written
+
+    monkeypatch.setattr(audit_log, "append_all", counted)
+    at = new_app(CLINICIAN).run()
+    at.switch_page("pages/patient.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = at.selectbox(key="patient:pseudonym").value
+    a, b = [p for p in sorted(template.pseudonyms.values()) if p != shown][:2]
+    writes.clear()
+    for p in (a, b, a, b):
+        at.selectbox(key="patient:pseudonym").set_value(p).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert at.selectbox(key="patient:pseudonym").value == p
+    at.run()  # a rerun of the same view writes nothing
+    # each switch: the view and the prediction drawn with it, in one write, never dropped
+    assert writes == [[("view_patient", p), ("predict", p)] for p in (a, b, a, b)]
+    store = open_store(load_settings(home))
+    try:
+        with store.session() as s:
+            rows = s.execute(select(AuditRecord.action, AuditRecord.patient_pseudonym,
+                                    AuditRecord.detail)
+                             .where(AuditRecord.username == CLINICIAN.username)
+                             .order_by(AuditRecord.seq)).all()
+    finally:
+        store.dispose()
+    views = [r.patient_pseudonym for r in rows if r.action == "view_patient"]
+    assert views[-4:] == [a, b, a, b]
+    preds = [r for r in rows if r.action == "predict"][-4:]
+    assert [r.patient_pseudonym for r in preds] == [a, b, a, b]
+    assert {r.detail["horizon"] for r in preds} == {3.0}  # the longest of 1, 2, 3 y

@@ -140,3 +140,32 @@ def test_timestamps_are_utc(store):
     ts = audit.recent(store)[0]["ts"]
     parsed = dt.datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
     assert abs((dt.datetime.now(dt.UTC) - parsed).total_seconds()) < 60
+
+
+def test_records_written_together_are_chained_in_order_with_one_anchor_move(store,
+                                                                           monkeypatch):
+    _fill(store, 2)
+    moves = []
+    real = audit._advance_anchor
+    monkeypatch.setattr(audit, "_advance_anchor",
+                        lambda st, seq, h: (moves.append(seq), real(st, seq, h)))
+    seqs = audit.record_all(store, ALICE, [
+        audit.Event("view_patient", patient="HT-9"),
+        audit.Event("predict", patient="HT-9", model_version="cox-1",
+                    detail={"horizon": 3.0})])
+    assert seqs == [3, 4] and moves == [4]
+    rep = audit.verify(store)
+    assert rep.ok, rep.problems
+    assert rep.records == 4 and audit.read_anchor(store)[0] == 4
+    rows = audit.recent(store)
+    assert [(r["seq"], r["action"], r["patient_pseudonym"]) for r in rows[:2]] == [
+        (4, "predict", "HT-9"), (3, "view_patient", "HT-9")]
+    assert rows[0]["prev_hash"] == rows[1]["hash"] and rows[1]["prev_hash"] == rows[2]["hash"]
+
+
+def test_records_written_together_are_all_refused_when_one_is_invalid(store):
+    _fill(store, 1)
+    with pytest.raises(AuditError, match="audit action 'peek' is not one of"):
+        audit.record_all(store, ALICE, [audit.Event("view_patient", patient="HT-9"),
+                                        audit.Event("peek", patient="HT-9")])
+    assert audit.verify(store).records == 1

@@ -98,6 +98,21 @@ def _changes(values: np.ndarray, previous: np.ndarray, rows: np.ndarray,
     return d, order
 
 
+def _unscored(reason: str | None) -> dict[str, Any]:
+    """The rest of the row of a visit the model could not score."""
+    return {"risk": None, "ci": None, "shap": {}, "base_value": None, "model_output": None,
+            "reason": reason, "contributions": [], "change": None, "base_risk": None,
+            "points": {}}
+
+
+def _change_json(since: float, output_change: float, names: list[str], d: np.ndarray,
+                 order: np.ndarray) -> dict[str, Any]:
+    """A visit's ``change``: since when, the model output's change and the ``order``ed
+    columns' changes ``d``."""
+    return {"since_time": since, "model_output_change": _finite(output_change),
+            "by_feature": {names[c]: _finite(float(d[c])) for c in order}}
+
+
 def json_rows(traj: Any, top: int, block_start: np.ndarray | None = None
               ) -> list[dict[str, Any]]:
     """Every visit's row of the ``predict`` JSON of ``traj`` (strict JSON values).
@@ -136,6 +151,7 @@ def json_rows(traj: Any, top: int, block_start: np.ndarray | None = None
     gvalues = np.asarray(grouped.values, np.float64)
     gshap = gvalues.tolist()
     order = np.argsort(-np.abs(gvalues), axis=1, kind="stable")[:, :top].tolist()
+    finite_rows = np.isfinite(gvalues).all(axis=1).tolist()
     data = [_column(grouped.data[g]) for g in groups]
     scan = traj.scan_change
     scans = [_column(scan[g]) if scan is not None and g in scan.columns else None
@@ -151,14 +167,12 @@ def json_rows(traj: Any, top: int, block_start: np.ndarray | None = None
                                "horizon": horizon, "model_id": model_id,
                                "requested": bool(requested[i]), "shap_scale": scale}
         if not ok[i]:
-            row.update(risk=None, ci=None, shap={}, base_value=None, model_output=None,
-                       reason=reasons[i], contributions=[], change=None, base_risk=None,
-                       points={})
+            row.update(_unscored(reasons[i]))
             rows.append(row)
             continue
         j = int(previous[i])
         pts_i = gpoints[i] if in_points is not None else None
-        keys = (order[i] if np.isfinite(gvalues[i]).all()  # NaN: Python's own ordering
+        keys = (order[i] if finite_rows[i]  # NaN: Python's own ordering
                 else sorted(range(len(groups)), key=lambda k, r=gshap[i]: -abs(r[k]))[:top])
         texts = [contribution_at(groups[k], gshap[i][k], data[k][i],
                                  data[k][j] if j >= 0 else NO_PREVIOUS,
@@ -171,12 +185,8 @@ def json_rows(traj: Any, top: int, block_start: np.ndarray | None = None
                    model_output=output[i], reason=None, contributions=texts, change=None)
         if j >= 0:
             k = change_of[i]
-            d = change[k]
-            row["change"] = {"since_time": float(times[j]),
-                             "model_output_change": _finite(
-                                 float(out_change[i] - out_change[j])),
-                             "by_feature": {names[c]: _finite(float(d[c]))
-                                            for c in change_order[k]}}
+            row["change"] = _change_json(float(times[j]), float(out_change[i] - out_change[j]),
+                                         names, change[k], change_order[k])
         row["base_risk"] = base_risk[i] if in_points is not None else None
         row["points"] = dict(zip(groups, points[i], strict=True)) if in_points is not None \
             else {}

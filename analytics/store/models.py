@@ -184,14 +184,9 @@ def replace_patients_predictions(store: Store, model_id: str,
                 Prediction.model_id == model_id,
                 tuple_(Prediction.patient_id, Prediction.time_years,
                        Prediction.horizon_years).in_(keys[a:a + _IN_CHUNK])))
-        # one executemany of the table's own insert: the ORM's bulk insert leaves out the
-        # None values of each row and so issued one statement per run of rows alike; a
-        # row without an explanation keeps it SQL NULL (not JSON null) that way
-        full = [r for r in new if r["explanation"] is not None]
-        if full:
-            s.execute(insert(Prediction.__table__), full)
-        if len(full) < len(new):
-            s.execute(insert(Prediction), [r for r in new if r["explanation"] is None])
+        if new:  # one executemany of the table's insert: the ORM's bulk insert left out
+            # each row's None values and so issued one statement per run of rows alike
+            s.execute(insert(Prediction.__table__), new)
         return len(new)
 
 

@@ -45,3 +45,32 @@ def test_a_batch_replaces_the_same_time_and_horizon_and_keeps_the_rest(settings)
         ("HT-0002", "m2", 0.0, 1.0): (0.9, {"points": {"age": 0.9}}),  # other model kept
         ("HT-0003", "m1", 1.0, 1.0): (0.4, {"points": {"age": 0.4}}),
     }
+
+
+def test_rows_with_and_without_risk_interval_reason_or_explanation_are_all_written(
+        settings):
+    from sqlalchemy import text
+
+    store = open_store(settings)
+    seed_small_cohort(store)
+    with store.session() as s:
+        s.add(ModelRecord(model_id="m1", kind="cox", event="decompensation", horizons=[1],
+                          content_sha256="a" * 64, training_data_sha256="b" * 64,
+                          artifact_path="models/m1", features=[], training_ranges={},
+                          metrics={}, card={}, active=False))
+    rows = [_row(0.0, 1.0, 0.1),
+            StoredPrediction(0.5, 1.0, None, None, None, "lab missing", {"shap": {}}),
+            StoredPrediction(1.0, 1.0, 0.2, 0.1, 0.3, None, None),
+            _row(1.5, 1.0, 0.3)]
+    assert replace_patients_predictions(store, "m1", {"HT-0001": rows}) == 4
+    got = {r.time_years: (r.risk, r.ci_low, r.ci_high, r.reason, r.explanation)
+           for r in prediction_rows(store)}
+    with store.session() as s:
+        stamped = s.execute(text("SELECT COUNT(*) FROM predictions "
+                                 "WHERE created_at IS NOT NULL")).scalar_one()
+    store.dispose()
+    assert got == {0.0: (0.1, None, None, None, {"points": {"age": 0.1}}),
+                   0.5: (None, None, None, "lab missing", {"shap": {}}),
+                   1.0: (0.2, 0.1, 0.3, None, None),
+                   1.5: (0.3, None, None, None, {"points": {"age": 0.3}})}
+    assert stamped == 4

@@ -132,7 +132,7 @@ def test_same_input_gives_the_same_explanation(data, models):
 
 def test_change_since_previous_adds_up_to_the_output_change(data, models):
     _, d = data
-    rows = d.rows[d.rows["patient"] == d.rows["patient"].iloc[0]]
+    rows = d.rows[d.rows["patient"] == d.rows["patient"].min()]  # the first patient by name, as before
     for kind in ("cox", "gbm"):
         m = models[kind]
         e = explain(m, m.matrix(rows))
@@ -145,7 +145,8 @@ def test_change_since_previous_adds_up_to_the_output_change(data, models):
 def test_clinical_wording_names_value_unit_change_and_points(data, models):
     _, d = data
     m = models["cox"]
-    rows = d.rows[d.rows["patient"] == d.rows["patient"].iloc[0]].reset_index(drop=True)
+    # the first patient by name, as before
+    rows = d.rows[d.rows["patient"] == d.rows["patient"].min()].reset_index(drop=True)
     e = explain(m, m.matrix(rows))
     contribs = clinical_contributions(m, e, rows, 2, previous=1, horizon=2.0)
     bili = next(c for c in contribs if c.feature == "bilirubin_mg_dl")

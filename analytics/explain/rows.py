@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from analytics.explain.contributions import NO_PREVIOUS, NOT_IMAGING, contribution_at
+from analytics.explain.wording import PREVIOUS_IMPORTED, PREVIOUS_SCAN
 from analytics.models.registry import jsonable
 
 __all__ = ["descending_order", "json_rows", "previous_rows"]
@@ -113,6 +114,18 @@ def _change_json(since: float, output_change: float, names: list[str], d: np.nda
             "by_feature": {names[c]: _finite(float(d[c])) for c in order}}
 
 
+def _imaging_since(is_scan: np.ndarray, block_start: np.ndarray | None) -> list[str]:
+    """Each row's :meth:`Trajectory.imaging_since
+    <analytics.explain.trajectory.Trajectory.imaging_since>`: the previous scan once its
+    patient has a stored scan at or before the row, else the previous imported
+    measurement."""
+    n = len(is_scan)
+    start = np.zeros(n, dtype=np.intp) if block_start is None else np.asarray(block_start)
+    seen = np.concatenate([[0], np.cumsum(is_scan, dtype=np.int64)])
+    scanned = seen[np.arange(n) + 1] - seen[start] > 0
+    return [PREVIOUS_SCAN if s else PREVIOUS_IMPORTED for s in scanned.tolist()]
+
+
 def json_rows(traj: Any, top: int, block_start: np.ndarray | None = None
               ) -> list[dict[str, Any]]:
     """Every visit's row of the ``predict`` JSON of ``traj`` (strict JSON values).
@@ -154,6 +167,7 @@ def json_rows(traj: Any, top: int, block_start: np.ndarray | None = None
     finite_rows = np.isfinite(gvalues).all(axis=1).tolist()
     data = [_column(grouped.data[g]) for g in groups]
     scan = traj.scan_change
+    since = _imaging_since(pts["is_scan"].to_numpy(bool), block_start)
     scans = [_column(scan[g]) if scan is not None and g in scan.columns else None
              for g in groups]
     if in_points is not None:
@@ -178,7 +192,7 @@ def json_rows(traj: Any, top: int, block_start: np.ndarray | None = None
                                  data[k][j] if j >= 0 else NO_PREVIOUS,
                                  scans[k][i] if scans[k] is not None else NOT_IMAGING,
                                  traj.categorical, pts_i[k] if pts_i is not None else None,
-                                 grouped.scale).text
+                                 grouped.scale, since[i]).text
                  for k in keys]
         row.update(risk=risk[i], ci=list(ci[i]) if traj.has_interval else None,
                    shap=dict(zip(names, shap[i], strict=True)), base_value=base[i],

@@ -140,6 +140,12 @@ def test_imported_imaging_values_are_named_as_imported_measurements_not_scans(se
     assert text.startswith("Imaging (imported measurements): ")
     assert "since the previous imported measurement" in text
     assert "scan" not in text and not any("scan" in s for s in view.why(i, top=50))
+    # the predict JSON's sentences are the page's, word for word
+    row = view.to_json()["trajectory"][i]
+    assert set(row["contributions"]) <= {c.text for c in view.contributions(i)}
+    assert spleen.text in row["contributions"]
+    assert any("previous imported measurement" in c for c in row["contributions"])
+    assert not any("scan" in c for c in row["contributions"])
     # the report writes the same imaging line
     page = PatientPage(pseudonym=scanned, title=scanned, subtitle="")
     _risk_part(page, reg, visits, scanned, 3.0, None, None)

@@ -487,14 +487,21 @@ def patient_trajectories(registered: RegisteredModel, visits: pd.DataFrame,
     ModelError
         As :func:`patient_trajectory`, for the first patient without visits.
     """
-    h = resolve_horizon(registered.model, horizon, "--horizon")
-    _check_at(at)
-    if not patients:
-        return []
-    together = _score_together(registered.model, visits, patients, h, at)
+    h, together = _scored_together(registered, visits, patients, horizon, at)
     if together is None:
         return [patient_trajectory(registered, visits, p, h, at) for p in patients]
     return _trajectories(registered, patients, *together, h)
+
+
+def _scored_together(registered: RegisteredModel, visits: pd.DataFrame, patients: list[str],
+                     horizon: float | None, at: float | None) -> tuple[float, Any]:
+    """The resolved horizon and :func:`_score_together`'s result (None with no patients,
+    or when the patients must be scored one by one), the arguments checked first."""
+    h = resolve_horizon(registered.model, horizon, "--horizon")
+    _check_at(at)
+    if not patients:
+        return h, None
+    return h, _score_together(registered.model, visits, patients, h, at)
 
 
 def patient_trajectories_json(registered: RegisteredModel, visits: pd.DataFrame,
@@ -513,11 +520,7 @@ def patient_trajectories_json(registered: RegisteredModel, visits: pd.DataFrame,
     ModelError
         As :func:`patient_trajectories`.
     """
-    h = resolve_horizon(registered.model, horizon, "--horizon")
-    _check_at(at)
-    if not patients:
-        return []
-    together = _score_together(registered.model, visits, patients, h, at)
+    h, together = _scored_together(registered, visits, patients, horizon, at)
     if together is None:
         return [t.to_json(top) for t in patient_trajectories(registered, visits, patients,
                                                              h, at)]

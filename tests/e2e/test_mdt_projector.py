@@ -109,6 +109,23 @@ def _record_first_patient(home, pseudonym: str) -> None:
         store.dispose()
 
 
+def _open_projector(page, url: str, chosen: list[str]) -> None:
+    """Sign in as the clinician, add ``chosen`` to the MDT list as a person types them,
+    and switch projector mode (large font) on: the sidebar folds away."""
+    login(page, url, CLINICIAN)
+    page.locator(MENU).get_by_text("MDT meeting", exact=True).click()
+    box = page.locator(".st-key-mdt-patients input")
+    box.wait_for(timeout=UI_TIMEOUT_MS)
+    for p in chosen:
+        box.click()
+        box.fill(p)
+        page.keyboard.press("Enter")
+    page.keyboard.press("Escape")
+    page.locator(".st-key-mdt-large").get_by_text("Large font").click()
+    page.locator('[data-testid="stSidebar"]').wait_for(state="hidden",
+                                                       timeout=UI_TIMEOUT_MS)
+
+
 @pytest.mark.timeout(480)
 def test_projector_mode_shows_one_patient_per_screen_without_scrolling(
         dashboard_server, chromium_browser, tmp_path):
@@ -119,18 +136,7 @@ def test_projector_mode_shows_one_patient_per_screen_without_scrolling(
     _record_first_patient(home, chosen[0])
     page = chromium_browser.new_page(viewport=PROJECTOR)
     try:
-        login(page, url, CLINICIAN)
-        page.locator(MENU).get_by_text("MDT meeting", exact=True).click()
-        box = page.locator(".st-key-mdt-patients input")
-        box.wait_for(timeout=UI_TIMEOUT_MS)
-        for p in chosen:
-            box.click()
-            box.fill(p)
-            page.keyboard.press("Enter")
-        page.keyboard.press("Escape")
-        page.locator(".st-key-mdt-large").get_by_text("Large font").click()
-        page.locator('[data-testid="stSidebar"]').wait_for(state="hidden",
-                                                           timeout=UI_TIMEOUT_MS)
+        _open_projector(page, url, chosen)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for n, p in enumerate(chosen, start=1):
             heading = page.get_by_role("heading").filter(has_text=p)
@@ -205,18 +211,7 @@ def test_projector_mode_fills_a_1920_by_1080_screen_without_scrolling(
     _record_first_patient(home, chosen[0])
     page = chromium_browser.new_page(viewport=WIDE)
     try:
-        login(page, url, CLINICIAN)
-        page.locator(MENU).get_by_text("MDT meeting", exact=True).click()
-        box = page.locator(".st-key-mdt-patients input")
-        box.wait_for(timeout=UI_TIMEOUT_MS)
-        for p in chosen:
-            box.click()
-            box.fill(p)
-            page.keyboard.press("Enter")
-        page.keyboard.press("Escape")
-        page.locator(".st-key-mdt-large").get_by_text("Large font").click()
-        page.locator('[data-testid="stSidebar"]').wait_for(state="hidden",
-                                                           timeout=UI_TIMEOUT_MS)
+        _open_projector(page, url, chosen)
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         for n, p in enumerate(chosen, start=1):
             page.get_by_role("heading").filter(has_text=p).wait_for(timeout=UI_TIMEOUT_MS)

@@ -31,12 +31,9 @@ patient-bootstrap intervals of the differences (:mod:`analytics.models.imaging_c
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import hashlib
-import json
 import logging
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -48,6 +45,7 @@ import pandas as pd
 
 from analytics.errors import ModelError
 from analytics.models import imaging_comparison as imaging
+from analytics.models import score_cache
 from analytics.models.bootstrap import replicate_metrics, reweightable
 from analytics.models.concordance import ConcordancePairs
 from analytics.models.estimators import CoxPH
@@ -57,7 +55,6 @@ from analytics.models.progress import ProgressCallback, report
 from analytics.models.scores import CLINICAL_SCORES, available_scores, compute_scores
 from analytics.models.settings import ModelSettings
 from analytics.models.validation import (
-    Calibration,
     harrell_c,
     landmark_metrics,
     net_benefit,
@@ -317,7 +314,7 @@ def cross_validate(data: LandmarkData, cv: ModelSettings | None = None,
         (:class:`analytics.models.progress.TrainingStep`).
     cache_dir
         Where the clinical scores' figures are kept between runs (a home's
-        :func:`clinical_cache_dir`); None: in this process only.
+        :func:`~analytics.models.score_cache.clinical_cache_dir`); None: in this process only.
 
     Returns
     -------
@@ -446,7 +443,7 @@ def score_metrics(frames: list[pd.DataFrame], hs: list[float], h_max: float,
     They depend on the rows, outcomes, folds and score only, never on the model, so they
     are cached by that content (and the horizons): training another model on the same
     cohort refits no recalibration, in this process, nor in another one when
-    ``cache_dir`` (the home's, :func:`clinical_cache_dir`) is given.
+    ``cache_dir`` (the home's, :func:`~analytics.models.score_cache.clinical_cache_dir`) is given.
     """
     key = _frame_digest(pd.concat([fr[_SCORE_COLUMNS] for fr in frames], keys=range(len(
         frames))), hs, h_max, grid.tolist())
@@ -454,9 +451,9 @@ def score_metrics(frames: list[pd.DataFrame], hs: list[float], h_max: float,
         if key in _score_metrics_cache:
             _score_metrics_cache.move_to_end(key)
             return copy.deepcopy(_score_metrics_cache[key])
-    stored = _disk_get(cache_dir, "metrics", key)
+    stored = score_cache.read(cache_dir, "metrics", key)
     if stored is not None:
-        per_repeat = [_metrics_from_json(m) for m in stored]
+        per_repeat = [score_cache.metrics_from_json(m) for m in stored]
         with _marker_ci_lock:
             _score_metrics_cache[key] = copy.deepcopy(per_repeat)
         return per_repeat
@@ -476,68 +473,8 @@ def score_metrics(frames: list[pd.DataFrame], hs: list[float], h_max: float,
         _score_metrics_cache[key] = copy.deepcopy(per_repeat)
         while len(_score_metrics_cache) > MARKER_CI_CACHE_SIZE:
             _score_metrics_cache.popitem(last=False)
-    _disk_put(cache_dir, "metrics", key, [_metrics_to_json(m) for m in per_repeat])
+    score_cache.write(cache_dir, "metrics", key, [score_cache.metrics_to_json(m) for m in per_repeat])
     return per_repeat
-
-
-# --------------------------------------------------------------------------- home cache
-#: the clinical scores' metrics and intervals kept in the home (files, newest kept)
-DISK_CACHE_SIZE = 256
-
-
-def clinical_cache_dir(home: Path) -> Path:
-    """Where a home keeps its clinical scores' validation figures (aggregates only: no
-    row of any patient), keyed by the content they were computed from."""
-    return Path(home) / "cache" / "clinical_scores"
-
-
-def _disk_get(cache_dir: Path | None, kind: str, key: str) -> Any:
-    """The JSON stored under ``kind`` and ``key``; None when absent or unreadable (then
-    it is computed again)."""
-    if cache_dir is None:
-        return None
-    try:
-        return json.loads((Path(cache_dir) / f"{kind}-{key}.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-
-
-def _disk_put(cache_dir: Path | None, kind: str, key: str, doc: Any) -> None:
-    """Store ``doc`` (written whole, then renamed); the oldest files beyond
-    :data:`DISK_CACHE_SIZE` are removed. A failed write only logs: the figures are
-    computed again next time."""
-    if cache_dir is None:
-        return
-    d = Path(cache_dir)
-    try:
-        d.mkdir(parents=True, exist_ok=True)
-        tmp = d / f".{kind}-{key}.{os.getpid()}.{threading.get_ident()}.tmp"
-        tmp.write_text(json.dumps(doc), encoding="utf-8")
-        os.replace(tmp, d / f"{kind}-{key}.json")
-        files = sorted(d.glob("*.json"), key=lambda p: p.stat().st_mtime)
-        for old in files[:-DISK_CACHE_SIZE]:
-            old.unlink(missing_ok=True)
-    except (OSError, TypeError, ValueError) as e:
-        log.warning("clinical score cache %s not written: %s", d, e)
-
-
-def _metrics_to_json(m: dict) -> dict:
-    out = dict(m)
-    if "calibration" in m:
-        out["calibration"] = {
-            h: {**{f.name: getattr(c, f.name) for f in dataclasses.fields(c)},
-                "curve": {"predicted": c.curve["predicted"].tolist(),
-                          "observed": c.curve["observed"].tolist()}}
-            for h, c in m["calibration"].items()}
-    return out
-
-
-def _metrics_from_json(m: dict) -> dict:
-    out = dict(m)
-    if "calibration" in m:
-        out["calibration"] = {h: Calibration(**{**c, "curve": pd.DataFrame(c["curve"])})
-                              for h, c in m["calibration"].items()}
-    return out
 
 
 #: bootstrap intervals of clinical scores kept in the process (few: one per score, per
@@ -585,7 +522,7 @@ def marker_c_index_ci(frame: pd.DataFrame, n_bootstrap: int, seed: int, *,
         if key in _marker_ci_cache:
             _marker_ci_cache.move_to_end(key)
             return {k: list(v) for k, v in _marker_ci_cache[key].items()}
-    stored = _disk_get(cache_dir, "ci", key)
+    stored = score_cache.read(cache_dir, "ci", key)
     if stored is not None:
         with _marker_ci_lock:
             _marker_ci_cache[key] = stored
@@ -605,7 +542,7 @@ def marker_c_index_ci(frame: pd.DataFrame, n_bootstrap: int, seed: int, *,
         _marker_ci_cache[key] = out
         while len(_marker_ci_cache) > MARKER_CI_CACHE_SIZE:
             _marker_ci_cache.popitem(last=False)
-    _disk_put(cache_dir, "ci", key, out)
+    score_cache.write(cache_dir, "ci", key, out)
     return {k: list(v) for k, v in out.items()}
 
 

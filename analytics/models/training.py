@@ -21,7 +21,7 @@ from analytics.cohort_types import CENSORED, CohortTable
 from analytics.config import Settings
 from analytics.errors import ModelError
 from analytics.models.card import build_card, imaging_comparison_section
-from analytics.models.crossval import clinical_cache_dir, cross_validate, single_threaded_blas
+from analytics.models.crossval import cross_validate, single_threaded_blas
 from analytics.models.landmark import LandmarkData, build_landmark_data, resolve_events
 from analytics.models.predict import LandmarkModel
 from analytics.models.progress import ProgressCallback, report
@@ -32,6 +32,7 @@ from analytics.models.registry import (
     save_model,
     training_data_hash,
 )
+from analytics.models.score_cache import clinical_cache_dir
 from analytics.models.settings import ModelSettings
 from analytics.store.db import Store
 from analytics.store.models import real_id_pseudonyms

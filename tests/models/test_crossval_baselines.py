@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from analytics.cohort_types import CohortTable
-from analytics.models import crossval, scores
+from analytics.models import crossval, score_cache, scores
 from analytics.models.crossval import clinical_baselines, oof_predictions
 from analytics.models.landmark import build_landmark_data, resolve_events
 from analytics.models.settings import ModelSettings
@@ -112,7 +112,7 @@ def test_a_second_training_in_another_process_reads_the_scores_figures_from_the_
     cohort, _ = simulate_cohort(120, seed=4)
     data, frames = _folds(cohort)
     cv = ModelSettings(kind="cox", folds=3, repeats=1, n_bootstrap=20, seed=2)
-    cache = crossval.clinical_cache_dir(tmp_path)
+    cache = score_cache.clinical_cache_dir(tmp_path)
     crossval._score_metrics_cache.clear()
     crossval._marker_ci_cache.clear()
     first = clinical_baselines(data, frames, cv, cache_dir=cache)
@@ -135,7 +135,7 @@ def test_a_second_training_in_another_process_reads_the_scores_figures_from_the_
 def test_an_unreadable_cache_file_is_computed_again(tmp_path):
     cohort, _ = simulate_cohort(120, seed=4)
     data, frames = _folds(cohort)
-    cache = crossval.clinical_cache_dir(tmp_path)
+    cache = score_cache.clinical_cache_dir(tmp_path)
     crossval._score_metrics_cache.clear()
     first = clinical_baselines(data, frames, CV, cache_dir=cache)
     for f in cache.glob("metrics-*.json"):

@@ -35,3 +35,28 @@ def test_the_demo_loads_the_sample_and_makes_its_accounts_once(settings, synthet
         assert audit.verify(store).ok
     finally:
         store.dispose()
+
+
+def test_the_demo_stores_each_scanned_patients_key_image_after_extraction(
+        settings, synthetic_cohort):
+    from analytics.features.batch import run_batch
+    from analytics.store import key_images
+    from analytics.usecases.keyview import render_missing
+
+    settings.ensure_home()
+    store = open_store(settings)
+    try:
+        ctx = Context.cli(store, settings)
+        _load(ctx, synthetic_cohort.out_dir, cohort_summary(store), {}, lambda _m: None)
+        run_batch(store, settings, workers=1)
+        newest = key_images.newest_series(store, 5000)
+        assert newest  # the fixture's CT patients
+        # the stage the demo runs after extraction
+        first = render_missing(store, settings)
+        assert first == {"rendered": len(newest), "current": 0, "failed": 0}
+        assert all(key_images.read(store, uid) is not None for uid in newest)
+        # a later run (or the dashboard's warm-up) finds every one current
+        assert render_missing(store, settings) == {"rendered": 0, "current": len(newest),
+                                                   "failed": 0}
+    finally:
+        store.dispose()

@@ -3,7 +3,8 @@
 Stages, each skipped when its work is already in the store:
 synthesize (only into an empty home) -> ingest DICOM + SEG -> import labs and outcomes,
 then the imported imaging measurements (``imaging.csv``) -> extract imaging features
-(Dask) -> train the default model -> demo accounts.
+(Dask) -> render and store each patient's key image (``analytics.usecases.keyview``) ->
+train the default model -> demo accounts.
 
 Imaging in the demo comes two ways (``sample_data/demo.toml``): the first patients' CT +
 SEG series go through the whole pipeline (ingest, segmentation masks, extraction), so the
@@ -41,6 +42,7 @@ from analytics.usecases.admin import NewUser, add_user, users
 from analytics.usecases.cohort import ImportRequest, import_cohort
 from analytics.usecases.context import Context
 from analytics.usecases.ingest import PathsRequest, ingest_paths
+from analytics.usecases.keyview import render_missing
 
 SAMPLE_DIR = "sample_cohort"
 DEMO_USERS = (("demo.clinician", "clinician"), ("demo.researcher", "researcher"),
@@ -198,6 +200,11 @@ def run_demo(settings: Settings, *, patients: int | None = None, seed: int | Non
         out["features"] = {k: batch[k] for k in ("series_done", "series_skipped", "seconds")}
         out["features"]["series_failed"] = len(batch["series_failed"])
         t = lap("features", t)
+        # the Patient page then serves each scan's key image as stored: a first start of
+        # the dashboard does not render them while a clinician waits
+        say("rendering the key images ...")
+        out["key_images"] = render_missing(store, settings)
+        t = lap("key_images", t)
         if counts["models"] == 0:
             say("training the default model (penalised Cox, landmark supermodel) ...")
             out["train"] = _train(ctx, sample)

@@ -6,11 +6,13 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from analytics import audit, auth
-from analytics.store import open_store
+from analytics.features.batch import run_batch
+from analytics.store import key_images, open_store
 from analytics.store.repo import cohort_summary
 from analytics.store.schema import AuditRecord
 from analytics.usecases.context import Context
 from analytics.usecases.demo import DEMO_USERS, _accounts, _load
+from analytics.usecases.keyview import render_missing
 
 
 def test_the_demo_loads_the_sample_and_makes_its_accounts_once(settings, synthetic_cohort):
@@ -39,10 +41,6 @@ def test_the_demo_loads_the_sample_and_makes_its_accounts_once(settings, synthet
 
 def test_the_demo_stores_each_scanned_patients_key_image_after_extraction(
         settings, synthetic_cohort):
-    from analytics.features.batch import run_batch
-    from analytics.store import key_images
-    from analytics.usecases.keyview import render_missing
-
     settings.ensure_home()
     store = open_store(settings)
     try:

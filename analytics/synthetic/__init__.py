@@ -13,9 +13,11 @@ The generator is what the demo, the tests and the benchmarks run on. Public API:
 Output layout of ``generate_cohort``::
 
     labs.csv      patient_id, date, bilirubin_mg_dl, albumin_g_dl, inr, platelets_10e9_l,
-                  ast_u_l, alt_u_l, creatinine_mg_dl, sodium_mmol_l, age_years, sex
-                  (one row per visit, ~5 % of lab values empty; lab-only visits between
-                  scans)
+                  ast_u_l, alt_u_l, creatinine_mg_dl, sodium_mmol_l, age_years, sex,
+                  bmi_kg_m2, diabetes (0/1), lsm_kpa, cap_db_m (one row per visit, ~5 % of
+                  lab values empty; lab-only visits between scans; liver stiffness and
+                  CAP only at the visits of the transient-elastography pathway,
+                  ``elastography.py``)
     imaging.csv   patient_id, date, liver_volume_ml, spleen_volume_ml, liver_hu_mean,
                   spleen_hu_mean, liver_spleen_hu_diff, liver_surface_nodularity: imported
                   imaging measurements at every scan visit of the patients without CT +
@@ -50,11 +52,14 @@ Output layout of ``generate_cohort``::
                        age_ref_years, stage_knots, stage_rr, beta_portal,
                        portal_knots}}, event, event_date,
                        event_time_years, imaging, imported_imaging (has imported
-                       measurements),
+                       measurements), bmi_kg_m2, diabetes, lsm_offset (the patient's
+                       log-scale stiffness offset), vcte_referred,
                        visits[]: date, time_years, latent_stage, age_years, has_scan,
                        series_uid (or null), true_log_hazard (log hazard per year of
                        the event of interest), true_log_hazard_by_cause{cause: value},
-                       measurements{column: value} (imported imaging, when measured)
+                       measurements{column: value} (imported imaging, when measured),
+                       elastography{lsm_kpa, cap_db_m} (a VCTE examination, null values
+                       when it failed)
     series[]           per CT series: patient_id, study_uid, series_uid,
                        frame_of_reference_uid, seg_sop_instance_uid, study_date,
                        time_years, series_dir, seg_file (relative to the cohort

@@ -40,6 +40,7 @@ from analytics.synthetic.dicom_writer import (
     derived_uid,
     write_seg,
 )
+from analytics.synthetic.elastography import add_elastography, visit_values
 from analytics.synthetic.labs import (
     VISIT_COLUMNS,
     LabBaseline,
@@ -66,7 +67,7 @@ DAYS_PER_YEAR = 365.25
 #: imported imaging measurements (``CohortConfig.measured_fib4_min``), cohort CSV format
 IMAGING_CSV = "imaging.csv"
 _STREAM = {"traits": 0, "anatomy": 1, "visits": 2, "outcome": 3, "labs": 4, "image": 5,
-           "portal": 6, "measure": 7, "lab_response": 8}
+           "portal": 6, "measure": 7, "lab_response": 8, "elastography": 9}
 
 
 def _rng(seed: int, *key: int) -> np.random.Generator:
@@ -132,15 +133,19 @@ def _patient(cfg: CohortConfig, i: int) -> dict[str, Any]:
         })
     if measured:
         _measure(cfg, i, sex, disease, visits)
+    elasto = add_elastography(visits, disease, _rng(cfg.seed, i, _STREAM["elastography"]))
     pid = synthetic_patient_id(cfg.seed, i)
+    name = patient_name(traits, sex)
+    traits.normal()  # the weight was drawn here; it now follows the BMI and the height
+    height = round(float(traits.normal(1.77 if sex == "M" else 1.64, 0.07)), 2)
     return {
         "index": i, "patient_id": pid, "sex": sex, "birth_date": birth,
-        "patient_name": patient_name(traits, sex), "baseline_date": baseline,
+        "patient_name": name, "baseline_date": baseline,
         "age_at_baseline_years": disease.age_at_baseline_years, "follow_up_end_date": end,
         "disease": disease, "event": event, "event_date": event_date, "measured": measured,
         "event_time_years": _years(baseline, event_date), "visits": visits,
-        "weight_kg": round(float(traits.normal(82.0 if sex == "M" else 70.0, 12.0)), 1),
-        "height_m": round(float(traits.normal(1.77 if sex == "M" else 1.64, 0.07)), 2),
+        "weight_kg": round(elasto.bmi_kg_m2 * height * height, 1), "height_m": height,
+        "elastography": elasto,
     }
 
 
@@ -290,7 +295,8 @@ def _write_csvs(root: Path, patients: list[dict], missing_fraction: float, seed:
     for p in patients:
         for v in p["visits"]:
             rows.append({"patient_id": p["patient_id"], "date": v["date"].isoformat(),
-                         **v["labs"], "age_years": v["age_years"], "sex": p["sex"]})
+                         **v["labs"], "age_years": v["age_years"], "sex": p["sex"],
+                         **visit_values(v)})
     blank_missing(rows, _rng(seed, 10**6 + 1), missing_fraction)
     with open(root / "labs.csv", "w", newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(VISIT_COLUMNS), lineterminator="\n")
@@ -323,6 +329,9 @@ def _patient_truth(p: dict, imaging: bool) -> dict[str, Any]:
         "event": p["event"], "event_date": p["event_date"].isoformat(),
         "event_time_years": p["event_time_years"], "imaging": imaging,
         "imported_imaging": p["measured"],
+        "bmi_kg_m2": p["elastography"].bmi_kg_m2, "diabetes": p["elastography"].diabetes,
+        "lsm_offset": round(p["elastography"].lsm_offset, 6),
+        "vcte_referred": p["elastography"].referred,
         "visits": [{
             "date": v["date"].isoformat(), "time_years": v["time_years"],
             "latent_stage": v["latent_stage"], "age_years": v["age_years"],
@@ -331,6 +340,7 @@ def _patient_truth(p: dict, imaging: bool) -> dict[str, Any]:
             "true_log_hazard": v["true_log_hazard_by_cause"][D.EVENT_OF_INTEREST],
             "true_log_hazard_by_cause": v["true_log_hazard_by_cause"],
             **({"measurements": v["measurements"]} if "measurements" in v else {}),
+            **({"elastography": v["elastography"]} if "elastography" in v else {}),
         } for v in p["visits"]],
     }
 

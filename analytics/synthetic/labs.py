@@ -48,11 +48,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analytics.synthetic.elastography import ELASTOGRAPHY_COLUMNS
 from analytics.synthetic.fields import smoothstep
 
 LAB_COLUMNS = ("bilirubin_mg_dl", "albumin_g_dl", "inr", "platelets_10e9_l", "ast_u_l",
                "alt_u_l", "creatinine_mg_dl", "sodium_mmol_l")
-VISIT_COLUMNS = ("patient_id", "date", *LAB_COLUMNS, "age_years", "sex")
+#: a ``labs.csv`` row: the labs, age and sex, then BMI, diabetes and the transient
+#: elastography of the visit (empty where none; :mod:`analytics.synthetic.elastography`)
+VISIT_COLUMNS = ("patient_id", "date", *LAB_COLUMNS, "age_years", "sex",
+                 *ELASTOGRAPHY_COLUMNS)
 _DECIMALS = {"bilirubin_mg_dl": 1, "albumin_g_dl": 1, "inr": 2, "platelets_10e9_l": 0,
              "ast_u_l": 0, "alt_u_l": 0, "creatinine_mg_dl": 2, "sodium_mmol_l": 0}
 

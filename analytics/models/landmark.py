@@ -636,7 +636,8 @@ def _history_stats(f: str, fv: np.ndarray, ft: np.ndarray, grp: np.ndarray, idx:
         by = df.groupby("g", sort=False)
         cs = by[["t", "v", "tt", "tv", "one"]].cumsum().to_numpy()
         worst_all = (by["v"].cummin() if low else by["v"].cummax()).to_numpy()
-        first_of = by["v"].transform("first").to_numpy()
+        first_of = (by["v"].transform("first").to_numpy() if "change" in spec.stats
+                    else None)
     slope = np.zeros(n_at)
     worst = np.full(n_at, np.nan)
     if ok.any():

@@ -20,7 +20,7 @@ from analytics.usecases.mdt import (
 )
 from analytics.usecases.mdt_facts import clinical_facts, no_series_text
 from analytics.vocabulary import outcome_words
-from ui import dash, jobs, loaders, mdt_view, patient_view, shell
+from ui import dash, jobs, loaders, mdt_view, patient_view, shell, tables
 from ui.format import fmt_horizon
 from ui.mdt_view import CURRENT_KEY, LIST_KEY, MDT
 from ui.session import key
@@ -41,7 +41,7 @@ if shell.empty_state(ctx):
 
 with shell.guard():
     patients = loaders.patients(ctx)
-options, label = patient_view.patient_choices(patients)
+options, label = tables.patient_choices(patients)
 
 
 # ----------------------------------------------------------------------------- meeting

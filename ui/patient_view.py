@@ -11,23 +11,30 @@ from analytics.usecases.keyimage import OVERLAYS, WINDOWS
 from analytics.viz.prep import PHASE_NOTE as PHASE_NOTE
 from analytics.viz.prep import biomarker_summary, normal_range, range_text
 from analytics.vocabulary import CORE_FEATURES, label_with_unit, visit_source_words
-from ui import tables
 
 
-def visit_label(points: pd.DataFrame, i: int, dates: dict[float, str] | None = None) -> str:
-    """``"1.2 y · 2021-03-04 · scan · 12.3%"`` (or ``· not assessable``).
+def visit_labels(points: pd.DataFrame, dates: dict[float, str] | None = None) -> list[str]:
+    """``"1.2 y · 2021-03-04 · scan · 12.3%"`` (or ``· not assessable``) of every visit, in
+    one pass over the columns: the visit picker formats each option on every run.
 
     ``dates``: real dates by time for identified views (:func:`visit_dates`); None uses the
     stored (shifted) date the risk view carries.
     """
-    p = points.iloc[i]
-    date = visit_date(points, i, dates) or ""
-    parts = [f"{p['time']:.1f} y"]
-    if date:
-        parts.append(str(date))
-    parts.append("scan" if p["is_scan"] else "lab visit")
-    parts.append(f"{100 * p['risk']:.1f}%" if p["assessable"] else "not assessable")
-    return " · ".join(parts)
+    times = points["time"].to_numpy(float)
+    scan = points["is_scan"].to_numpy(bool)
+    ok = points["assessable"].to_numpy(bool)
+    risk = points["risk"].to_numpy(float)
+    stored = points["date"].tolist()
+    out = []
+    for i, t in enumerate(times):
+        date = _nearest(dates, float(t)) if dates is not None else stored[i]
+        parts = [f"{t:.1f} y"]
+        if date is not None and pd.notna(date) and str(date):
+            parts.append(str(date))
+        parts.append("scan" if scan[i] else "lab visit")
+        parts.append(f"{100 * risk[i]:.1f}%" if ok[i] else "not assessable")
+        out.append(" · ".join(parts))
+    return out
 
 
 def has_log_scale(view: Trajectory) -> bool:
@@ -53,7 +60,7 @@ def why_heading(view: Trajectory, scale: str) -> str:
 def visit_date(points: pd.DataFrame, i: int, dates: dict[float, str] | None = None
                ) -> str | None:
     """``"YYYY-MM-DD"`` of visit ``i`` as the viewer sees dates (``dates`` as in
-    :func:`visit_label`): the date a risk at that visit is "as of"; None if unknown."""
+    :func:`visit_labels`): the date a risk at that visit is "as of"; None if unknown."""
     p = points.iloc[i]
     date = _nearest(dates, float(p["time"])) if dates is not None else p["date"]
     return str(date) if date is not None and pd.notna(date) else None
@@ -337,11 +344,8 @@ def reviewable_outlines(labels_text: dict[str, str]) -> dict[str, str]:
 
 WINDOW_LABELS = {k: w.label for k, w in WINDOWS.items()}
 #: the Patient page's charts drawn when chosen (the risk and its explanation always are):
-#: each plotly chart costs a switch its build on the server and its drawing in the browser
+#: each plotly chart costs a switch its build on the server and its drawing in the browser;
+#: the biomarker trends sit below the fold, under the biomarker table that shows them first
 TIMELINE_CHART, CHANGE_CHART = "Timeline", "Change since the last scan"
-MORE_CHARTS = (TIMELINE_CHART, CHANGE_CHART)
-
-
-#: the picker's choices live beside the cohort list's other helpers (the MDT page imports
-#: them from here)
-patient_choices = tables.patient_choices
+BIOMARKER_CHART = "Biomarkers over time"
+MORE_CHARTS = (TIMELINE_CHART, CHANGE_CHART, BIOMARKER_CHART)

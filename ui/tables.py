@@ -75,7 +75,10 @@ def patient_choices(patients: pd.DataFrame) -> tuple[list[str], Callable[[str], 
                       for p, v in zip(patients["pseudonym"], patients[col], strict=True)
                       if isinstance(v, str) and v}
 
+    # every label made once: the picker formats each of its options on every run
+    labels = {p: f"{p} · {n}" for p, n in names.items() if n}
+
     def label(p: str) -> str:
-        return f"{p} · {names[p]}" if names.get(p) else p
+        return labels.get(p, p)
 
     return options, label

@@ -625,10 +625,19 @@ def _history_stats(f: str, fv: np.ndarray, ft: np.ndarray, grp: np.ndarray, idx:
                    spec: FeatureSpec) -> dict[str, np.ndarray]:
     """Slope, worst value, recent mean and change since the first value (module docstring)."""
     n_at = len(ok)
-    df = pd.DataFrame({"g": grp, "t": ft, "v": fv, "tt": ft * ft, "tv": ft * fv, "one": 1.0})
-    cs = df.groupby("g", sort=False)[["t", "v", "tt", "tv", "one"]].cumsum().to_numpy()
-    worst_fn = "cummin" if spec.low_is_worse.get(f, False) else "cummax"
-    worst_all = getattr(df.groupby("g", sort=False)["v"], worst_fn)().to_numpy()
+    low = spec.low_is_worse.get(f, False)
+    if len(grp) and grp[0] == grp[-1]:  # one patient (sorted by patient): no grouping
+        cs = _kahan_cumsum(np.column_stack([ft, fv, ft * ft, ft * fv, np.ones(len(fv))]))
+        worst_all = (np.minimum if low else np.maximum).accumulate(fv)
+        first_of = np.full(len(fv), fv[0])
+    else:
+        df = pd.DataFrame({"g": grp, "t": ft, "v": fv, "tt": ft * ft, "tv": ft * fv,
+                           "one": 1.0})
+        by = df.groupby("g", sort=False)
+        cs = by[["t", "v", "tt", "tv", "one"]].cumsum().to_numpy()
+        worst_all = (by["v"].cummin() if low else by["v"].cummax()).to_numpy()
+        first_of = (by["v"].transform("first").to_numpy() if "change" in spec.stats
+                    else None)
     slope = np.zeros(n_at)
     worst = np.full(n_at, np.nan)
     if ok.any():
@@ -653,11 +662,25 @@ def _history_stats(f: str, fv: np.ndarray, ft: np.ndarray, grp: np.ndarray, idx:
                 mean[ok] = np.where(n1 > n0, (sv1 - sv0) / (n1 - n0), last[ok])
         stats["mean_1y"] = mean
     if "change" in spec.stats:
-        first_of = df.groupby("g", sort=False)["v"].transform("first").to_numpy()
         change = np.zeros(n_at)
         change[ok] = fv[idx[ok]] - first_of[idx[ok]]
         stats["change"] = change
     return stats
+
+
+def _kahan_cumsum(a: np.ndarray) -> np.ndarray:
+    """Running sums down the columns of ``a``, compensated as pandas' grouped ``cumsum``
+    adds (Kahan), so one patient's sums equal those of the grouped cohort-wide pass."""
+    out = np.empty_like(a)
+    acc = np.zeros(a.shape[1])
+    comp = np.zeros(a.shape[1])
+    for i in range(len(a)):
+        y = a[i] - comp
+        t = acc + y
+        comp = (t - acc) - y
+        acc = t
+        out[i] = t
+    return out
 
 
 def _scan_history(f: str, fv: np.ndarray, ft: np.ndarray, grp: np.ndarray, idx: np.ndarray,

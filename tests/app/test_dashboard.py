@@ -279,9 +279,10 @@ def test_patient_risk_horizon_and_visit(home, engine, template):
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Risk within 3 y"] == f"{100 * view.points['risk'].iloc[i]:.1f}%"
     keys = {c.key for c in at.get("plotly_chart")}
-    # the risk and its explanation at first paint; the timeline and the change when chosen
-    assert {"patient:risk", "patient:waterfall", "patient:trajectory"} <= keys
-    assert not {"patient:timeline", "patient:change"} & keys
+    # the risk and its explanation at first paint; the timeline, the change and the
+    # biomarker trends when chosen
+    assert {"patient:risk", "patient:waterfall"} <= keys
+    assert not {"patient:timeline", "patient:change", "patient:trajectory"} & keys
     patient_charts(at)
     _ok(at)
     keys = {c.key for c in at.get("plotly_chart")}

@@ -240,12 +240,16 @@ def test_patient_page_shows_the_first_patient(seeded_home):
     # first study, read after 1510 mL of its first series)
     summary = table_with(at, "Biomarker").set_index("Biomarker")
     assert summary.loc["Liver volume (mL)", ["Latest", "Previous"]].tolist() == [1600.0, 1490.0]
+    # no model, so no risk charts; the biomarker trends and the visit timeline when chosen
+    assert not at.get("plotly_chart")
+    assert "Trends drawn when chosen: “Biomarkers over time” in More charts above." in _texts(
+        at.caption)
+    patient_charts(at, "Biomarkers over time")
+    _ok(at, MISSING_FILES)
     assert at.multiselect(key="patient:biomarkers").value == [
         "liver_volume_ml", "spleen_volume_ml", "liver_hu_mean"]
-    # the biomarker trends at first paint, the visit timeline when chosen; no model, so
-    # no risk charts
     assert [c.key for c in at.get("plotly_chart")] == ["patient:trajectory"]
-    patient_charts(at, "Timeline")
+    patient_charts(at, "Biomarkers over time", "Timeline")
     _ok(at, MISSING_FILES)
     assert len(at.get("plotly_chart")) == 2
     assert any("No trained model yet" in t for t in _texts(at.info))

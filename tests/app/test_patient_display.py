@@ -143,3 +143,23 @@ def test_visit_source_words_name_the_source_in_words(code, words):
     from analytics.vocabulary import visit_source_words
 
     assert visit_source_words(code) == words
+
+
+def test_visit_labels_name_each_visit_by_time_date_kind_and_risk():
+    import datetime as dt
+
+    import numpy as np
+    import pandas as pd
+
+    points = pd.DataFrame({
+        "time": [0.0, 1.24, 2.5], "date": [dt.date(2020, 1, 1), None, dt.date(2022, 7, 2)],
+        "is_scan": [True, False, True], "assessable": [True, True, False],
+        "risk": [0.1234, 0.05, np.nan]})
+    assert patient_view.visit_labels(points) == [
+        "0.0 y · 2020-01-01 · scan · 12.3%", "1.2 y · lab visit · 5.0%",
+        "2.5 y · 2022-07-02 · scan · not assessable"]
+    # identified views: the real date of the visit within a day of its time, else none
+    real = {0.0: "2019-03-04", round(1.24 + 1 / 365.25, 6): "2020-06-01"}
+    assert patient_view.visit_labels(points, real) == [
+        "0.0 y · 2019-03-04 · scan · 12.3%", "1.2 y · 2020-06-01 · lab visit · 5.0%",
+        "2.5 y · scan · not assessable"]

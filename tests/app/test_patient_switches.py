@@ -10,7 +10,12 @@ import gc
 import tomllib
 from pathlib import Path
 
-from tests.app.conftest import new_app
+from analytics.cohort import build_cohort
+from analytics.config import load_settings
+from analytics.explain import patient_trajectory
+from analytics.models.registry import load_model
+from analytics.store import open_store
+from tests.app.conftest import new_app, patient_charts
 from tests.dashboard_data import copied_home, template_home
 from ui.session import Viewer
 
@@ -100,3 +105,41 @@ def test_every_patient_switch_is_audited_in_one_write_and_a_patient_seen_again_i
     preds = [r for r in rows if r.action == "predict"][-4:]
     assert [r.patient_pseudonym for r in preds] == [a, b, a, b]
     assert {r.detail["horizon"] for r in preds} == {3.0}  # the longest of 1, 2, 3 y
+
+
+def test_a_switch_draws_the_risk_first_and_the_biomarker_trends_once_chosen_stay_drawn(
+        home, template):
+    a, b = template.imaging[:2]
+    at = new_app(CLINICIAN)
+    at.query_params["patient"] = a
+    at.run()
+    at.switch_page("pages/patient.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    keys = [c.key for c in at.get("plotly_chart")]
+    assert "patient:risk" in keys and "patient:trajectory" not in keys
+    assert not [m for m in at.multiselect if m.key == "patient:biomarkers"]
+    assert any("“Biomarkers over time” in More charts" in c.value for c in at.caption)
+    # the visit picker names every visit by time, kind and risk, as scored by the model
+    settings = load_settings(home)
+    store = open_store(settings)
+    try:
+        view = patient_trajectory(load_model(store, settings), build_cohort(store).visits,
+                                  a, 3.0)
+    finally:
+        store.dispose()
+    options = at.select_slider(key=f"patient:visit-{a}").options
+    assert len(options) == len(view.points)
+    for label, (_, p) in zip(options, view.points.iterrows(), strict=True):
+        assert label.startswith(f"{p['time']:.1f} y · ")
+        assert label.endswith(f"{'scan' if p['is_scan'] else 'lab visit'} · "
+                              + (f"{100 * p['risk']:.1f}%" if p["assessable"]
+                                 else "not assessable"))
+    # chosen once, the trends are drawn for this patient and the next one
+    patient_charts(at, "Biomarkers over time")
+    assert not at.exception, [e.value for e in at.exception]
+    assert "patient:trajectory" in [c.key for c in at.get("plotly_chart")]
+    at.selectbox(key="patient:pseudonym").set_value(b).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="patient:pseudonym").value == b
+    assert "patient:trajectory" in [c.key for c in at.get("plotly_chart")]
+    assert at.multiselect(key="patient:biomarkers").value

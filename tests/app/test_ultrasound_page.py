@@ -155,6 +155,7 @@ def test_a_clinician_places_rois_reads_the_hepatorenal_index_and_saves_it(us_hom
     pat.run()
     pat.switch_page("pages/patient.py").run()
     assert not pat.exception, [e.value for e in pat.exception]
+    patient_charts(pat, "Biomarkers over time")
     chosen = pat.multiselect(key="patient:biomarkers")
     assert any("Hepatorenal index (ultrasound)" in str(o) for o in chosen.options)
     # the Cohort list shows the latest index as a column, like the CT biomarkers

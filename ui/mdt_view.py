@@ -1,26 +1,17 @@
-"""MDT page helpers: the meeting list in session state, the "why" line, the large-font
-style and the PDF job."""
+"""MDT page helpers: the meeting list in session state, the "why" line and the
+projector mode's style, chart and caption (the PDF pack is in :mod:`ui.mdt_pack`)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from analytics.audit import Actor
-from analytics.config import Settings
 from analytics.explain import Trajectory, why_text
-from analytics.store.db import Store
-from analytics.usecases.context import Context
 from analytics.usecases.keyimage import OVERLAYS
 from analytics.usecases.mdt import parse_meeting_list
-from analytics.usecases.report import ReportRequest, build_mdt_report, download_pack
-from ui import dash, webguard
-from ui.jobs import Job
 from ui.session import key
 
 MDT = "mdt"
@@ -104,6 +95,13 @@ def projector_figure(fig: Any, font_size: int) -> None:
                          hovertemplate="%{hovertext}<extra></extra>")
 
 
+def projector_chart(fig: Any, chart_key: str) -> None:
+    """Draw the risk chart in projector mode (:func:`projector_figure`); the Streamlit
+    chart theme sets its own (small) fonts, so it is off here."""
+    projector_figure(fig, LARGE_FIGURE_FONT)
+    st.plotly_chart(fig, key=chart_key, theme=None)
+
+
 def projector_caption(series: pd.DataFrame, uid: str, structures: tuple[str, ...]) -> str:
     """The key image's caption in projector mode, short:
     ``"2020-04-22 · CT · unenhanced"``, then the outlined organs with their colours
@@ -168,66 +166,8 @@ def paste_list(options: list[str]) -> None:
                        icon=":material/person_off:")
 
 
-@st.fragment(run_every=1.0)
-def export_panel(job_key: str) -> None:
-    """The pack job's progress, polled every second; once it ends, one rerun of the page
-    draws the download button (:func:`download_button`) outside this fragment."""
-    job: Job | None = st.session_state.get(job_key)
-    if job is None:
-        return
-    if not job.running and not st.session_state.get(key(MDT, f"drawn-{job.id}")):
-        # a button inside this fragment would be redrawn every second, revoking its
-        # click-time file before a click reached it
-        st.session_state[key(MDT, f"drawn-{job.id}")] = True
-        st.rerun(scope="app")
-    result = dash.settled_job(job, done_text="ready")
-    for w in result.warnings if result is not None else []:
-        st.caption(f"⚠ {w}")
-
-
 def why_markdown(trajectory: Trajectory, i: int, top: int = 3) -> str:
     """The largest contributions of visit ``i`` in words, the "Why:" in bold
     (:mod:`analytics.explain.wording` writes the sentences)."""
     text = why_text(trajectory.why(i, top))
     return text.replace("Why:", "**Why:**", 1)
-
-
-def pdf_job(job: Job, store: Store, settings: Settings, actor: Actor, patients: list[str], *,
-            model: Any, visits: pd.DataFrame | None, horizon: float | None,
-            meeting: str | None) -> Any:
-    """Build the MDT pack in memory (``analytics.usecases.report.build_mdt_report``)."""
-    job.report(f"drawing {len(patients)} page(s)", 0.0)
-    return build_mdt_report(Context(actor, store, settings), ReportRequest(
-        patients, model=model, visits=visits, horizon=horizon, meeting=meeting,
-        progress=job.report))
-
-
-def download_once(result: Any, store: Store, actor: Actor) -> Callable[[], bytes]:
-    """The ``data`` callable of the pack's download button: run on the click, it audits
-    the download and grants this browser one fetch of the PDF (``ui.webguard``).
-
-    The PDF is never left at a reusable media URL: Streamlit stores it only when the
-    user clicks, and the guard serves it once, to the browser cookie of this session.
-
-    Raises
-    ------
-    AuditError
-        (on the click) If the download cannot be audited: then no file is offered.
-    """
-    cookie = webguard.browser_cookie()  # read here: the callable runs off the script thread
-
-    def data() -> bytes:
-        return webguard.grant(download_pack(Context(actor, store), result), cookie)
-
-    return data
-
-
-def download_button(result: Any, store: Store, actor: Actor, day: dt.date) -> None:
-    """The pack's download button: the file is made on the click (:func:`download_once`),
-    with no rerun, so nothing is left at a reusable media URL."""
-    kind = "identified" if result.identified else "pseudonymised"
-    st.download_button(f"Download the pack ({result.pages} pages, {kind})",
-                       download_once(result, store, actor),
-                       file_name=f"hepatrack-mdt-{day.isoformat()}.pdf",
-                       mime="application/pdf", key=key(MDT, "download"), on_click="ignore",
-                       icon=":material/download:")

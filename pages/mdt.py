@@ -81,7 +81,8 @@ mdt_screen.heading(detail, pseudonym, chosen.index(pseudonym) + 1, len(chosen))
 view = mdt_screen.trajectory(ctx, model_id if model is not None else None, pseudonym,
                              horizon)
 
-top_left, top_right = st.columns([3, 2])
+# projector mode: this block takes the screen's height left by the rows around it
+top_left, top_right = st.container(key=key(MDT, "screen")).columns([3, 2])
 with top_left:
     if view is not None:
         mdt_screen.risk_panel(view, horizon, detail, large)

@@ -25,8 +25,10 @@ UNKNOWN_KEY = key(MDT, "unknown")
 #: size is in "projector pixels" (``--pu``): 1 px on a 1280 x 720 screen, 1.5 px on
 #: 1920 x 1080 (the smaller of the height's and the width's ratio, never below 1 px), so
 #: the text and the key image grow with the screen and the layout that fits 1280 x 720
-#: fills a larger screen the same way (the chart keeps its height: plotly draws at the
-#: height it is given, not at its box's).
+#: fills a larger screen the same way. The page is one screen high: the patient's
+#: summary (``mdt-screen``) takes the height the rows above and below leave, and the
+#: risk chart in it whatever its column leaves (never under :data:`PROJECTOR_FIGURE_HEIGHT`
+#: projector pixels), drawn at the height of its box (``height="stretch"``).
 LARGE_FONT_CSS = """
 <style>
 :root { --pu: max(1px, min(calc(100vh / 720), calc(100vw / 1280))); }
@@ -61,13 +63,25 @@ LARGE_FONT_CSS = """
 [data-testid="stMain"] [data-testid="stBaseButton-secondary"],
 [data-testid="stMain"] [data-baseweb="select"] > div {
   min-height: calc(var(--pu) * 38) !important; }
+[data-testid="stMainBlockContainer"] { min-height: 100vh !important; display: flex !important;
+  flex-direction: column !important; box-sizing: border-box !important; }
+[data-testid="stMainBlockContainer"] > [data-testid="stVerticalBlock"],
+[data-testid="stLayoutWrapper"]:has(> .st-key-mdt-screen), .st-key-mdt-screen,
+.st-key-mdt-screen > [data-testid="stLayoutWrapper"],
+.st-key-mdt-screen > * > [data-testid="stHorizontalBlock"],
+.st-key-mdt-screen > * > * > [data-testid="stColumn"] > [data-testid="stVerticalBlock"] {
+  flex: 1 1 auto !important; }
+.st-key-mdt-screen > * > * > [data-testid="stColumn"] { display: flex !important;
+  flex-direction: column !important; }
+.st-key-mdt-risk { flex: 1 1 auto !important; min-height: calc(var(--pu) * 262) !important; }
 .st-key-mdt-keyimage img { height: calc(var(--pu) * 236) !important; width: auto !important;
   max-width: 100% !important; object-fit: contain; }
 </style>
 """
 #: the chart's font size (px) in projector mode at 1280 x 720
 LARGE_FIGURE_FONT = 18
-#: the chart's height (px) in projector mode
+#: the chart's least height in projector mode (projector pixels: px at 1280 x 720); as the
+#: figure's own height it is the least Streamlit draws (a taller box draws it taller)
 PROJECTOR_FIGURE_HEIGHT = 262
 #: the parts of a patient's MDT record, in the order they are asked
 RECORD_PARTS = ("question", "discussion", "decision")
@@ -96,10 +110,11 @@ def projector_figure(fig: Any, font_size: int) -> None:
 
 
 def projector_chart(fig: Any, chart_key: str) -> None:
-    """Draw the risk chart in projector mode (:func:`projector_figure`); the Streamlit
-    chart theme sets its own (small) fonts, so it is off here."""
+    """Draw the risk chart in projector mode (:func:`projector_figure`) at the height of
+    its box, which :data:`LARGE_FONT_CSS` sizes by the screen; the Streamlit chart theme
+    sets its own (small) fonts, so it is off here."""
     projector_figure(fig, LARGE_FIGURE_FONT)
-    st.plotly_chart(fig, key=chart_key, theme=None)
+    st.plotly_chart(fig, key=chart_key, theme=None, height="stretch")
 
 
 def projector_caption(series: pd.DataFrame, uid: str, structures: tuple[str, ...]) -> str:

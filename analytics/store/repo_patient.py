@@ -241,6 +241,19 @@ def _import_day(imported_at: dt.datetime | None, shift: int,
     return day if identified else day + dt.timedelta(days=int(shift))
 
 
+def _visit_rows(s: Any, patient_id: int, identified: bool) -> tuple[list[Any], int]:
+    """The patient's visits with their import's file name and time, and the days that
+    move an import day in a pseudonymised view (the patient's date shift; 0 otherwise)."""
+    visits = s.execute(select(Visit.time_years, Visit.visit_date, Visit.source, Visit.values,
+                              CohortImport.file_name, CohortImport.imported_at)
+                       .outerjoin(CohortImport, Visit.import_id == CohortImport.id)
+                       .where(Visit.patient_id == patient_id)
+                       .order_by(Visit.time_years, Visit.source)).all()
+    shift = (0 if identified or not any(r.imported_at for r in visits)
+             else shift_days_of(s, patient_id))
+    return visits, shift
+
+
 def _visits_frame(visits: list[Any], shift: int, identified: bool,
                   import_shift: int = 0) -> pd.DataFrame:
     """The patient's visits, one column per imported value, after ``source``, the visits
@@ -328,14 +341,7 @@ def patient_detail(store: Store, pseudonym: str, *, identified: bool) -> Patient
             .where(Study.patient_id == patient.id)
             .group_by(Study.id, Study.study_uid, Study.study_date, Study.description)
             .order_by(Study.study_date, Study.id)).all()
-        visits = s.execute(select(Visit.time_years, Visit.visit_date, Visit.source,
-                                  Visit.values, CohortImport.file_name,
-                                  CohortImport.imported_at)
-                           .outerjoin(CohortImport, Visit.import_id == CohortImport.id)
-                           .where(Visit.patient_id == patient.id)
-                           .order_by(Visit.time_years, Visit.source)).all()
-        import_shift = (0 if identified or not any(r.imported_at for r in visits)
-                        else shift_days_of(s, patient.id))
+        visits, import_shift = _visit_rows(s, patient.id, identified)
         out = s.execute(select(Outcome).where(Outcome.patient_id == patient.id)).scalar()
         feats = s.execute(
             select(Series.series_uid, Study.study_date, Series.modality,

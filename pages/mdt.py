@@ -78,8 +78,7 @@ uc = dash.use_case_context(ctx)
 identified = allowed(who, Permission.VIEW_IDENTIFIED)
 record = mdt_record.saved_record(uc, pseudonym, meeting) if identified else None
 mdt_screen.heading(detail, pseudonym, chosen.index(pseudonym) + 1, len(chosen))
-view = mdt_screen.trajectory(ctx, model_id if model is not None else None, pseudonym,
-                             horizon)
+view = mdt_screen.trajectory(ctx, model_id, pseudonym, horizon)
 
 # projector mode: this block takes the screen's height left by the rows around it
 top_left, top_right = st.container(key=key(MDT, "screen")).columns([3, 2])

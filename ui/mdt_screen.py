@@ -61,7 +61,8 @@ def heading(detail: PatientDetail, pseudonym: str, pos: int, total: int) -> None
 
 def trajectory(ctx: Any, model_id: str | None, pseudonym: str,
                horizon: float | None) -> Trajectory | None:
-    """The patient's audited risk trajectory, or None (no model, or an error shown)."""
+    """The patient's audited risk trajectory, or None (no model or no horizon, i.e. the
+    model could not be loaded, or an error shown)."""
     if model_id is None or horizon is None:
         return None
     try:

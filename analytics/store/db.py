@@ -144,13 +144,14 @@ def _ensure_tables_and_columns(conn: Any) -> None:
             table.create(conn)
             continue
         present = {c["name"] for c in have.get_columns(table.name)}
+        quote = conn.dialect.identifier_preparer.quote
         for column in table.columns:
             if column.name in present or not column.nullable:
                 continue
-            spec = f"{column.name} {column.type.compile(dialect=conn.dialect)}"
+            spec = f"{quote(column.name)} {column.type.compile(dialect=conn.dialect)}"
             for fk in column.foreign_keys:
-                spec += f" REFERENCES {fk.column.table.name} ({fk.column.name})"
-            conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {spec}")
+                spec += f" REFERENCES {quote(fk.column.table.name)} ({quote(fk.column.name)})"
+            conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} ADD COLUMN {spec}")
 
 
 def _ensure_indexes(conn: Any) -> None:

@@ -1,26 +1,17 @@
-"""MDT page helpers: the meeting list in session state, the "why" line, the large-font
-style and the PDF job."""
+"""MDT page helpers: the meeting list in session state, the "why" line and the
+projector mode's style, chart and caption (the PDF pack is in :mod:`ui.mdt_pack`)."""
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from analytics.audit import Actor
-from analytics.config import Settings
 from analytics.explain import Trajectory, why_text
-from analytics.store.db import Store
-from analytics.usecases.context import Context
 from analytics.usecases.keyimage import OVERLAYS
 from analytics.usecases.mdt import parse_meeting_list
-from analytics.usecases.report import ReportRequest, build_mdt_report, download_pack
-from ui import dash, webguard
-from ui.jobs import Job
 from ui.session import key
 
 MDT = "mdt"
@@ -34,8 +25,10 @@ UNKNOWN_KEY = key(MDT, "unknown")
 #: size is in "projector pixels" (``--pu``): 1 px on a 1280 x 720 screen, 1.5 px on
 #: 1920 x 1080 (the smaller of the height's and the width's ratio, never below 1 px), so
 #: the text and the key image grow with the screen and the layout that fits 1280 x 720
-#: fills a larger screen the same way (the chart keeps its height: plotly draws at the
-#: height it is given, not at its box's).
+#: fills a larger screen the same way. The page is one screen high: the patient's
+#: summary (``mdt-screen``) takes the height the rows above and below leave, and the
+#: risk chart in it whatever its column leaves (never under :data:`PROJECTOR_FIGURE_HEIGHT`
+#: projector pixels), drawn at the height of its box (``height="stretch"``).
 LARGE_FONT_CSS = """
 <style>
 :root { --pu: max(1px, min(calc(100vh / 720), calc(100vw / 1280))); }
@@ -70,13 +63,25 @@ LARGE_FONT_CSS = """
 [data-testid="stMain"] [data-testid="stBaseButton-secondary"],
 [data-testid="stMain"] [data-baseweb="select"] > div {
   min-height: calc(var(--pu) * 38) !important; }
+[data-testid="stMainBlockContainer"] { min-height: 100vh !important; display: flex !important;
+  flex-direction: column !important; box-sizing: border-box !important; }
+[data-testid="stMainBlockContainer"] > [data-testid="stVerticalBlock"],
+[data-testid="stLayoutWrapper"]:has(> .st-key-mdt-screen), .st-key-mdt-screen,
+.st-key-mdt-screen > [data-testid="stLayoutWrapper"],
+.st-key-mdt-screen > * > [data-testid="stHorizontalBlock"],
+.st-key-mdt-screen > * > * > [data-testid="stColumn"] > [data-testid="stVerticalBlock"] {
+  flex: 1 1 auto !important; }
+.st-key-mdt-screen > * > * > [data-testid="stColumn"] { display: flex !important;
+  flex-direction: column !important; }
+.st-key-mdt-risk { flex: 1 1 auto !important; min-height: calc(var(--pu) * 262) !important; }
 .st-key-mdt-keyimage img { height: calc(var(--pu) * 236) !important; width: auto !important;
   max-width: 100% !important; object-fit: contain; }
 </style>
 """
 #: the chart's font size (px) in projector mode at 1280 x 720
 LARGE_FIGURE_FONT = 18
-#: the chart's height (px) in projector mode
+#: the chart's least height in projector mode (projector pixels: px at 1280 x 720); as the
+#: figure's own height it is the least Streamlit draws (a taller box draws it taller)
 PROJECTOR_FIGURE_HEIGHT = 262
 #: the parts of a patient's MDT record, in the order they are asked
 RECORD_PARTS = ("question", "discussion", "decision")
@@ -102,6 +107,14 @@ def projector_figure(fig: Any, font_size: int) -> None:
                          textfont={"color": "#555555", "size": font_size - 2},
                          hovertext=[f"{t:.2f} y: not scored" for t in trace.x],
                          hovertemplate="%{hovertext}<extra></extra>")
+
+
+def projector_chart(fig: Any, chart_key: str) -> None:
+    """Draw the risk chart in projector mode (:func:`projector_figure`) at the height of
+    its box, which :data:`LARGE_FONT_CSS` sizes by the screen; the Streamlit chart theme
+    sets its own (small) fonts, so it is off here."""
+    projector_figure(fig, LARGE_FIGURE_FONT)
+    st.plotly_chart(fig, key=chart_key, theme=None, height="stretch")
 
 
 def projector_caption(series: pd.DataFrame, uid: str, structures: tuple[str, ...]) -> str:
@@ -168,66 +181,8 @@ def paste_list(options: list[str]) -> None:
                        icon=":material/person_off:")
 
 
-@st.fragment(run_every=1.0)
-def export_panel(job_key: str) -> None:
-    """The pack job's progress, polled every second; once it ends, one rerun of the page
-    draws the download button (:func:`download_button`) outside this fragment."""
-    job: Job | None = st.session_state.get(job_key)
-    if job is None:
-        return
-    if not job.running and not st.session_state.get(key(MDT, f"drawn-{job.id}")):
-        # a button inside this fragment would be redrawn every second, revoking its
-        # click-time file before a click reached it
-        st.session_state[key(MDT, f"drawn-{job.id}")] = True
-        st.rerun(scope="app")
-    result = dash.settled_job(job, done_text="ready")
-    for w in result.warnings if result is not None else []:
-        st.caption(f"⚠ {w}")
-
-
 def why_markdown(trajectory: Trajectory, i: int, top: int = 3) -> str:
     """The largest contributions of visit ``i`` in words, the "Why:" in bold
     (:mod:`analytics.explain.wording` writes the sentences)."""
     text = why_text(trajectory.why(i, top))
     return text.replace("Why:", "**Why:**", 1)
-
-
-def pdf_job(job: Job, store: Store, settings: Settings, actor: Actor, patients: list[str], *,
-            model: Any, visits: pd.DataFrame | None, horizon: float | None,
-            meeting: str | None) -> Any:
-    """Build the MDT pack in memory (``analytics.usecases.report.build_mdt_report``)."""
-    job.report(f"drawing {len(patients)} page(s)", 0.0)
-    return build_mdt_report(Context(actor, store, settings), ReportRequest(
-        patients, model=model, visits=visits, horizon=horizon, meeting=meeting,
-        progress=job.report))
-
-
-def download_once(result: Any, store: Store, actor: Actor) -> Callable[[], bytes]:
-    """The ``data`` callable of the pack's download button: run on the click, it audits
-    the download and grants this browser one fetch of the PDF (``ui.webguard``).
-
-    The PDF is never left at a reusable media URL: Streamlit stores it only when the
-    user clicks, and the guard serves it once, to the browser cookie of this session.
-
-    Raises
-    ------
-    AuditError
-        (on the click) If the download cannot be audited: then no file is offered.
-    """
-    cookie = webguard.browser_cookie()  # read here: the callable runs off the script thread
-
-    def data() -> bytes:
-        return webguard.grant(download_pack(Context(actor, store), result), cookie)
-
-    return data
-
-
-def download_button(result: Any, store: Store, actor: Actor, day: dt.date) -> None:
-    """The pack's download button: the file is made on the click (:func:`download_once`),
-    with no rerun, so nothing is left at a reusable media URL."""
-    kind = "identified" if result.identified else "pseudonymised"
-    st.download_button(f"Download the pack ({result.pages} pages, {kind})",
-                       download_once(result, store, actor),
-                       file_name=f"hepatrack-mdt-{day.isoformat()}.pdf",
-                       mime="application/pdf", key=key(MDT, "download"), on_click="ignore",
-                       icon=":material/download:")

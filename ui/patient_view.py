@@ -11,6 +11,7 @@ from analytics.usecases.keyimage import OVERLAYS, WINDOWS
 from analytics.viz.prep import PHASE_NOTE as PHASE_NOTE
 from analytics.viz.prep import biomarker_summary, normal_range, range_text
 from analytics.vocabulary import CORE_FEATURES, label_with_unit, visit_source_words
+from ui.format import fmt_date
 
 
 def visit_labels(points: pd.DataFrame, dates: dict[float, str] | None = None) -> list[str]:
@@ -203,12 +204,28 @@ def series_table(series: pd.DataFrame) -> pd.DataFrame:
     return df[first + rest + (["series_uid"] if "series_uid" in df.columns else [])]
 
 
+#: what the Visits table says of a visit stored before imports were recorded
+NOT_RECORDED = "not recorded"
+
+
 def visits_table(visits: pd.DataFrame) -> pd.DataFrame:
     """The visits table as displayed: where each visit came from in words
-    (``"Imported from a cohort file (CSV)"``, not the stored code ``csv``)."""
+    (``"Imported from a cohort file (CSV)"``, not the stored code ``csv``), the cohort
+    file's name (``source_file``; ``"—"`` when the viewer may not see it or the table
+    was given without a file) and the day it was imported (``imported_on``), both
+    ``"not recorded"`` for a visit stored before imports were recorded."""
     if visits.empty or "source" not in visits.columns:
         return visits
-    return visits.assign(source=[visit_source_words(v) for v in visits["source"]])
+    out = visits.assign(source=[visit_source_words(v) for v in visits["source"]])
+    if "imported_on" in out.columns:
+        recorded = out["imported_on"].notna()
+        files = out["source_file"] if "source_file" in out.columns else pd.Series(
+            None, index=out.index, dtype=object)
+        out["source_file"] = [(str(f) if pd.notna(f) and str(f) else "—") if ok
+                              else NOT_RECORDED for f, ok in zip(files, recorded, strict=True)]
+        out["imported_on"] = [fmt_date(d) if ok else NOT_RECORDED
+                              for d, ok in zip(out["imported_on"], recorded, strict=True)]
+    return out
 
 
 def timeline_scans(detail) -> pd.DataFrame:

@@ -37,7 +37,10 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from analytics import audit
 from analytics.cohort.columns import ID_COLUMN, format_sex_coding
@@ -62,7 +65,7 @@ from analytics.store.cohort import (
 from analytics.store.db import Store
 
 __all__ = ["CSV_SOURCE", "ImportReport", "NewIdentity", "Pseudonymise", "import_cohort",
-           "pseudonymiser"]
+           "pseudonymiser", "source_file_name"]
 
 
 def pseudonymiser(secret: bytes, *, deidentify: bool = True) -> Pseudonymise:
@@ -100,6 +103,16 @@ class ImportReport(CohortCounts):
         lines += [f"rejected: {i}" for i in self.rejected]
         lines += [f"warning: {i}" for i in self.warnings]
         return "\n".join(lines)
+
+
+def source_file_name(source: Source) -> str | None:
+    """The base name of a visits file (no folder), kept with the visits it imports; None
+    for a table given in memory. Control and invisible characters are dropped and the
+    name is cut to 255 characters."""
+    if isinstance(source, pd.DataFrame):
+        return None
+    name = "".join(ch for ch in Path(source).name if not bad_character(ch))
+    return name[:255] or None
 
 
 def _spellings(keys: list[str], contexts: dict[str, PatientContext]) -> None:
@@ -177,6 +190,7 @@ def import_cohort(store: Store, visits: Source, outcomes: Source, *,
     if sex_coding:
         detail["sex_coding"] = format_sex_coding(dict(sex_coding))
     with step(detail=detail):
-        counts = write_cohort(store, data, contexts, pseudonymise, new_ids)
+        counts = write_cohort(store, data, contexts, pseudonymise, new_ids,
+                              file_name=source_file_name(visits))
     return ImportReport(**dataclasses.asdict(counts), rejected=data.rejected,
                         warnings=data.warnings)

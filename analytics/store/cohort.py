@@ -29,7 +29,16 @@ from analytics.errors import StoreError
 from analytics.names import name_key
 from analytics.store._repo_util import dates_baseline
 from analytics.store.db import Store
-from analytics.store.schema import Feature, IdentityMap, Outcome, Patient, Series, Study, Visit
+from analytics.store.schema import (
+    CohortImport,
+    Feature,
+    IdentityMap,
+    Outcome,
+    Patient,
+    Series,
+    Study,
+    Visit,
+)
 
 __all__ = ["CSV_SOURCE", "CohortCounts", "CohortRows", "FeatureValueRow", "NewIdentity",
            "OutcomeRow", "PatientRow", "Pseudonymise", "SeriesRow", "StudyDateRow", "VisitRow",
@@ -80,11 +89,15 @@ def patient_contexts(store: Store, keys: Iterable[str], pseudonymise: Pseudonymi
 
 
 def write_cohort(store: Store, data: ValidatedCohort, contexts: dict[str, PatientContext],
-                 pseudonymise: Pseudonymise, new_ids: dict[str, NewIdentity]) -> CohortCounts:
+                 pseudonymise: Pseudonymise, new_ids: dict[str, NewIdentity], *,
+                 file_name: str | None = None) -> CohortCounts:
     """Upsert every accepted row in one transaction; nothing is written on failure.
 
     Another import that created the same patient or visit meanwhile makes the first
     attempt fail: it is retried once against the new state (contexts read again).
+    When a visit is inserted or changed, the same transaction records the import
+    (``cohort_imports``: ``file_name``, the visits file's base name, and the time) and
+    links each such visit to it (``visits.import_id``); unchanged visits keep theirs.
 
     Raises
     ------
@@ -94,7 +107,7 @@ def write_cohort(store: Store, data: ValidatedCohort, contexts: dict[str, Patien
     for attempt in (1, 2):
         try:
             return _write(store, data, contexts if attempt == 1 else None, pseudonymise,
-                          new_ids)
+                          new_ids, file_name)
         except IntegrityError as e:
             # a second clash is a real conflict
             if attempt == 2:
@@ -205,7 +218,8 @@ def _same_time(a: float, b: float) -> bool:
 
 
 def _write(store: Store, data: ValidatedCohort, contexts: dict[str, PatientContext] | None,
-           pseudonymise: Pseudonymise, new_ids: dict[str, NewIdentity]) -> CohortCounts:
+           pseudonymise: Pseudonymise, new_ids: dict[str, NewIdentity],
+           file_name: str | None) -> CohortCounts:
     """Upsert every accepted row in one transaction (``contexts`` None: read them again)."""
     report = CohortCounts()
     with store.session() as s:
@@ -214,7 +228,7 @@ def _write(store: Store, data: ValidatedCohort, contexts: dict[str, PatientConte
             new_ids = {}
             contexts = _contexts(s, keys, pseudonymise, new_ids)
         pid_of = _upsert_patients(s, data, keys, contexts, new_ids, report)
-        existing = _upsert_visits(s, data, pid_of, report)
+        existing = _upsert_visits(s, data, pid_of, report, _ImportRow(s, file_name))
         _rederive_times(data, pid_of, existing)
         _upsert_outcomes(s, data, pid_of, report)
     return report
@@ -245,8 +259,23 @@ def _upsert_patients(s: Session, data: ValidatedCohort, keys: list[str],
     return {k: patients[pseudonyms[k]].id for k in keys}
 
 
+class _ImportRow:
+    """This import's ``cohort_imports`` row, added on the first visit it writes."""
+
+    def __init__(self, s: Session, file_name: str | None) -> None:
+        self._s, self._file_name, self._id = s, file_name, None
+
+    def id(self) -> int:
+        if self._id is None:
+            row = CohortImport(file_name=self._file_name)
+            self._s.add(row)
+            self._s.flush()
+            self._id = row.id
+        return self._id
+
+
 def _upsert_visits(s: Session, data: ValidatedCohort, pid_of: dict[str, int],
-                   report: CohortCounts) -> dict[int, list[Visit]]:
+                   report: CohortCounts, batch: _ImportRow) -> dict[int, list[Visit]]:
     """Insert new visits, update changed ones; patient id -> its CSV visits."""
     existing: dict[int, list[Visit]] = defaultdict(list)
     for chunk in _chunks(sorted(set(pid_of.values()))):
@@ -263,7 +292,7 @@ def _upsert_visits(s: Session, data: ValidatedCohort, pid_of: dict[str, int],
                           if _same_time(v.time_years, rec.time_years)), None)
         if match is None:
             visit = Visit(patient_id=pid, time_years=rec.time_years, visit_date=rec.date,
-                          source=CSV_SOURCE, values=dict(rec.values))
+                          source=CSV_SOURCE, values=dict(rec.values), import_id=batch.id())
             s.add(visit)
             existing[pid].append(visit)
             report.visits_inserted += 1
@@ -276,6 +305,7 @@ def _upsert_visits(s: Session, data: ValidatedCohort, pid_of: dict[str, int],
             match.values = values
             match.time_years = rec.time_years
             match.visit_date = rec.date if rec.date is not None else match.visit_date
+            match.import_id = batch.id()
             report.visits_updated += 1
         else:
             report.visits_unchanged += 1

@@ -121,11 +121,37 @@ def migrate(engine: Engine) -> None:
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(740200117)")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+            _ensure_tables_and_columns(conn)
             _ensure_indexes(conn)
             for stmt in _GUARDS.get(engine.dialect.name, []):
                 conn.exec_driver_sql(stmt)
     except OperationalError as e:
         raise StoreError(f"cannot migrate {_redact(str(engine.url))}: {e.orig}") from e
+
+
+def _ensure_tables_and_columns(conn: Any) -> None:
+    """Create every table and every nullable column ``schema.py`` declares that the
+    database lacks.
+
+    As with indexes (:func:`_ensure_indexes`): a home migrated by an earlier copy of the
+    regenerated initial revision gets the newer table (e.g. ``cohort_imports``) and the
+    newer nullable column (e.g. ``visits.import_id``, None on its older rows).
+    """
+    have = inspect(conn)
+    tables = set(have.get_table_names())
+    for table in Base.metadata.sorted_tables:
+        if table.name not in tables:
+            table.create(conn)
+            continue
+        present = {c["name"] for c in have.get_columns(table.name)}
+        quote = conn.dialect.identifier_preparer.quote
+        for column in table.columns:
+            if column.name in present or not column.nullable:
+                continue
+            spec = f"{quote(column.name)} {column.type.compile(dialect=conn.dialect)}"
+            for fk in column.foreign_keys:
+                spec += f" REFERENCES {quote(fk.column.table.name)} ({quote(fk.column.name)})"
+            conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} ADD COLUMN {spec}")
 
 
 def _ensure_indexes(conn: Any) -> None:

@@ -28,6 +28,7 @@ from analytics.store._repo_util import (
 )
 from analytics.store.db import Store
 from analytics.store.schema import (
+    CohortImport,
     Feature,
     IdentityMap,
     Mask,
@@ -229,17 +230,49 @@ def _studies_frame(studies: list[Any], shift: int, identified: bool,
     return studies_df
 
 
-def _visits_frame(visits: list[Any], shift: int, identified: bool) -> pd.DataFrame:
-    """The patient's visits, one column per imported value."""
+def _import_day(imported_at: dt.datetime | None, shift: int,
+                identified: bool) -> dt.date | None:
+    """The day a visit was imported as a view shows it: the real day when identified, else
+    moved by the patient's date shift like the stored visit dates (so the import day does
+    not reveal the shift of a visit imported on the day it happened)."""
+    if imported_at is None:
+        return None
+    day = imported_at.date()
+    return day if identified else day + dt.timedelta(days=int(shift))
+
+
+def _visit_rows(s: Any, patient_id: int, identified: bool) -> tuple[list[Any], int]:
+    """The patient's visits with their import's file name and time, and the days that
+    move an import day in a pseudonymised view (the patient's date shift; 0 otherwise)."""
+    visits = s.execute(select(Visit.time_years, Visit.visit_date, Visit.source, Visit.values,
+                              CohortImport.file_name, CohortImport.imported_at)
+                       .outerjoin(CohortImport, Visit.import_id == CohortImport.id)
+                       .where(Visit.patient_id == patient_id)
+                       .order_by(Visit.time_years, Visit.source)).all()
+    shift = (0 if identified or not any(r.imported_at for r in visits)
+             else shift_days_of(s, patient_id))
+    return visits, shift
+
+
+def _visits_frame(visits: list[Any], shift: int, identified: bool,
+                  import_shift: int = 0) -> pd.DataFrame:
+    """The patient's visits, one column per imported value, after ``source``, the visits
+    file's name (``source_file``, None unless identified or when not recorded) and the
+    day of its import (``imported_on``, None when not recorded; ``import_shift`` moves it
+    in a pseudonymised view)."""
     value_names: list[str] = []
     for r in visits:
         value_names += [k for k in (r.values or {}) if k not in value_names]
     visits_df = pd.DataFrame(
         [{"time_years": float(r.time_years),
           "visit_date": shift_date(r.visit_date, shift, identified), "source": r.source,
+          "source_file": r.file_name if identified else None,
+          "imported_on": _import_day(r.imported_at, import_shift, identified),
           **(r.values or {})} for r in visits],
-        columns=["time_years", "visit_date", "source", *value_names])
+        columns=["time_years", "visit_date", "source", "source_file", "imported_on",
+                 *value_names])
     visits_df["visit_date"] = as_datetime(visits_df["visit_date"].tolist())
+    visits_df["imported_on"] = as_datetime(visits_df["imported_on"].tolist())
     return visits_df
 
 
@@ -278,7 +311,10 @@ def patient_detail(store: Store, pseudonym: str, *, identified: bool) -> Patient
     PatientDetail
         ``studies``: ``study_uid``, ``study_date``, ``time_years``, ``description``,
         ``n_series``. ``series``: as :func:`series_for_patient`. ``visits``:
-        ``time_years``, ``visit_date``, ``source``, then one column per imported value
+        ``time_years``, ``visit_date``, ``source``, ``source_file`` (the visits file's
+        name; None unless identified, or when the store did not record it),
+        ``imported_on`` (the import's day, shifted when not identified; None when not
+        recorded), then one column per imported value
         (labs with units in their names). ``biomarkers`` (long format, latest extractor
         run per series and name): ``series_uid``, ``study_date``, ``time_years``,
         ``modality``, ``contrast_phase``, ``name``, ``value``, ``unit``, ``reason`` (why
@@ -305,10 +341,7 @@ def patient_detail(store: Store, pseudonym: str, *, identified: bool) -> Patient
             .where(Study.patient_id == patient.id)
             .group_by(Study.id, Study.study_uid, Study.study_date, Study.description)
             .order_by(Study.study_date, Study.id)).all()
-        visits = s.execute(select(Visit.time_years, Visit.visit_date, Visit.source,
-                                  Visit.values)
-                           .where(Visit.patient_id == patient.id)
-                           .order_by(Visit.time_years, Visit.source)).all()
+        visits, import_shift = _visit_rows(s, patient.id, identified)
         out = s.execute(select(Outcome).where(Outcome.patient_id == patient.id)).scalar()
         feats = s.execute(
             select(Series.series_uid, Study.study_date, Series.modality,
@@ -323,7 +356,7 @@ def patient_detail(store: Store, pseudonym: str, *, identified: bool) -> Patient
     base = baseline_of(patient.baseline_date, [r.study_date for r in studies if r.for_baseline]
                        + [r.visit_date for r in visits], [r.study_date for r in studies])
     studies_df = _studies_frame(studies, shift, identified, base)
-    visits_df = _visits_frame(visits, shift, identified)
+    visits_df = _visits_frame(visits, shift, identified, import_shift)
     bio = _biomarker_frame(feats, shift, identified, base)
 
     outcome = None

@@ -248,6 +248,17 @@ class FeatureRun(Base):
     )
 
 
+class CohortImport(Base):
+    """One ``import-cohort`` run that wrote visits: the visits file's base name (no
+    folder; None for a table given in memory) and when it was imported."""
+
+    __tablename__ = "cohort_imports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    file_name: Mapped[str | None] = mapped_column(String(255))
+    imported_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
 class Visit(Base):
     """One patient visit: a lab draw, a scan, or both."""
 
@@ -258,6 +269,9 @@ class Visit(Base):
     time_years: Mapped[float] = mapped_column(Float)
     visit_date: Mapped[dt.date | None] = mapped_column(Date)
     source: Mapped[str] = mapped_column(String(32), default="csv")  # csv | imaging
+    # the import that inserted the visit or last changed its values; None: not recorded
+    # (visits stored before imports were recorded)
+    import_id: Mapped[int | None] = mapped_column(ForeignKey("cohort_imports.id"))
     # {"bilirubin_mg_dl": 1.2, "sex": "F", ...}: labs and generic features as imported
     values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 

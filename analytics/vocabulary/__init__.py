@@ -211,8 +211,8 @@ def event_label(event: str | None) -> str:
     return words[:1].upper() + words[1:]
 
 
-#: where a stored visit came from (``visits.source``), in the clinic's words; the store
-#: keeps no file name or import date per visit, so the words say the kind of source only
+#: where a stored visit came from (``visits.source``), in the clinic's words (the file
+#: and the import day are the Visits table's ``source_file`` and ``imported_on``)
 _VISIT_SOURCES = {"csv": "Imported from a cohort file (CSV)",
                   "imaging": "Recorded with a scan (DICOM)"}
 

@@ -251,4 +251,6 @@ RECORD_DEFS: tuple[Column, ...] = (
     _record("mask_formats", "Mask formats"),
     _record("n_features", "Feature values"),
     _record("source", "Source"),
+    _record("source_file", "Source file"),
+    _record("imported_on", "Imported on"),
 )

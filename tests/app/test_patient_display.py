@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from analytics.config import load_settings
@@ -133,6 +135,60 @@ def test_visits_table_says_in_words_where_each_visit_came_from(seeded_home):
     # HT-0001's two lab visits came from the cohort CSV: the stored code "csv" is not shown
     assert visits["source"].tolist() == ["Imported from a cohort file (CSV)"] * 2
     assert visits["bilirubin_mg_dl"].tolist() == [1.1, 1.4]
+
+
+def _import_labs(home, name: str) -> dt.date:
+    """Import one visit of HT-0001 at t = 1 y from a cohort file called ``name``, as
+    ``hepatrack import-cohort`` does; returns the import's (UTC) day."""
+    from analytics.cohort import import_cohort
+
+    folder = home / "incoming"
+    folder.mkdir(exist_ok=True)
+    visits, outcomes = folder / name, folder / "outcomes.csv"
+    visits.write_text("patient_id,time,bilirubin_mg_dl\nHT-0001,1.0,1.6\n")
+    outcomes.write_text("patient_id,time,event\nHT-0001,1.5,decompensation\n")
+    settings = load_settings(home)
+    store = open_store(settings)
+    try:
+        report = import_cohort(store, visits, outcomes, settings=settings)
+    finally:
+        store.dispose()
+    assert (report.visits_inserted, report.rejected) == (1, [])
+    return dt.datetime.now(dt.UTC).date()
+
+
+def test_visits_table_names_the_cohort_file_and_its_import_day_for_a_clinician(seeded_home):
+    from ui.session import VIEWER_KEY, Viewer
+
+    day = _import_labs(seeded_home, "labs_2024-11.csv")
+    at = new_app()
+    at.session_state[VIEWER_KEY] = Viewer("dr.house", "clinician", "s1")
+    at.run()
+    at.switch_page("pages/patient.py").run()
+    _ok(at, MISSING_FILES)
+    visits = table_with(at, "visit_date")
+    assert visits["time_years"].tolist() == [0.0, 0.5, 1.0]
+    assert visits["source"].tolist() == ["Imported from a cohort file (CSV)"] * 3
+    # the two seeded visits were stored before imports were recorded
+    assert visits["source_file"].tolist() == ["not recorded", "not recorded",
+                                              "labs_2024-11.csv"]
+    assert visits["imported_on"].tolist() == ["not recorded", "not recorded",
+                                              day.isoformat()]
+    assert visits["bilirubin_mg_dl"].tolist() == [1.1, 1.4, 1.6]
+
+
+def test_visits_table_hides_the_file_name_from_a_researcher_and_shifts_the_import_day(
+        seeded_home):
+    day = _import_labs(seeded_home, "Doe_Jane_labs.csv")
+    at = new_app().run()  # the researcher
+    at.switch_page("pages/patient.py").run()
+    _ok(at, MISSING_FILES)
+    visits = table_with(at, "visit_date")
+    assert visits["source_file"].tolist() == ["not recorded", "not recorded", "—"]
+    # HT-0001's dates are shifted by +100 days in a pseudonymised view: the import day too
+    assert visits["imported_on"].tolist() == [
+        "not recorded", "not recorded", (day + dt.timedelta(days=100)).isoformat()]
+    assert not any("Doe" in str(v) for v in visits.to_numpy().ravel())
 
 
 @pytest.mark.parametrize(("code", "words"), [

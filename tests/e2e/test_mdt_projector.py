@@ -1,6 +1,7 @@
 """The MDT page's projector mode in real Chromium at 1280 x 720 and 1920 x 1080: one
 patient per screen, no scrolling, no chart labels running into each other, the text and
-the key image growing with the screen and an unscored visit labelled; a screenshot of
+the key image growing with the screen, the risk chart filling the height left to the
+bottom of the screen, and an unscored visit labelled; a screenshot of
 every screen goes to test-artifacts/screenshots/ (and of every PDF page when a PDF
 renderer is installed).
 """
@@ -38,6 +39,21 @@ SCROLL_HEIGHTS = """() => ({
   main: Math.max(...[...document.querySelectorAll(
     '[data-testid="stMain"], [data-testid="stAppViewContainer"]')].map(e => e.scrollHeight)),
   viewport: window.innerHeight})"""
+
+#: how the screen is filled: the bottom of the lowest visible element of the page, and the
+#: risk chart's box and its drawing (plotly's svg) heights
+SCREEN_FILL = """() => {
+  const shown = [...document.querySelectorAll(
+    '[data-testid="stMainBlockContainer"] [data-testid="stElementContainer"], '
+    + '[data-testid="stMainBlockContainer"] [data-testid="stExpander"]')]
+    .filter(e => e.checkVisibility({visibilityProperty: true, opacityProperty: true}))
+    .map(e => e.getBoundingClientRect()).filter(r => r.height > 0);
+  const box = document.querySelector('.st-key-mdt-risk');
+  const svg = document.querySelector('.st-key-mdt-risk .main-svg');
+  return {lowest: Math.max(...shown.map(r => r.bottom)),
+          chart: box ? box.getBoundingClientRect().height : null,
+          drawn: svg ? svg.getBoundingClientRect().height : null};
+}"""
 
 #: the risk chart's visible text boxes and every pair of them that intersects
 LABEL_OVERLAPS = """(sel) => {
@@ -188,7 +204,8 @@ def _fits_one_screen(page, p: str, imaging: bool, viewport: dict[str, int]) -> N
     """No vertical scroll, no chart labels overlapping; the facts line at the body text's
     size and the text and key image grown with the screen (1 px per 1/720 of the height
     at 16:9, so 19 px text and a 236 px image at 1280 x 720, 1.5 times that at 1920 x
-    1080)."""
+    1080); with a scan, the risk chart takes the height the rest leaves, so the screen is
+    filled to its bottom edge (the page's 4-projector-pixel padding and a little slack)."""
     h = page.evaluate(SCROLL_HEIGHTS)
     assert h["viewport"] == viewport["height"]
     assert max(h["document"], h["body"], h["main"]) <= h["viewport"], (p, h)
@@ -198,6 +215,12 @@ def _fits_one_screen(page, p: str, imaging: bool, viewport: dict[str, int]) -> N
     assert sizes["body"] == pytest.approx(19 * scale, abs=0.6), sizes
     if imaging:
         assert sizes["image"] == pytest.approx(236 * scale, abs=2), sizes
+        fill = page.evaluate(SCREEN_FILL)
+        # no more than 3 % of the screen's height left empty under the last row
+        assert viewport["height"] - fill["lowest"] <= 0.03 * viewport["height"], (p, fill)
+        # never below its least height (262 projector pixels), drawn as high as its box
+        assert fill["chart"] >= 262 * scale - 1, (p, fill)
+        assert fill["drawn"] == pytest.approx(fill["chart"], abs=2), (p, fill)
         labels = page.evaluate(LABEL_OVERLAPS, ".st-key-mdt-risk")
         assert labels["n"] >= 4, labels  # tick labels and the axis titles
         assert labels["overlaps"] == [], (p, labels["overlaps"])

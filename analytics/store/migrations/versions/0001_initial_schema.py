@@ -54,6 +54,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("key"),
     )
     op.create_table(
+        "cohort_imports",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("file_name", sa.String(length=255), nullable=True),
+        sa.Column("imported_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
         "models",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("model_id", sa.String(length=64), nullable=False),
@@ -242,7 +249,12 @@ def upgrade() -> None:
         sa.Column("time_years", sa.Float(), nullable=False),
         sa.Column("visit_date", sa.Date(), nullable=True),
         sa.Column("source", sa.String(length=32), nullable=False),
+        sa.Column("import_id", sa.Integer(), nullable=True),
         sa.Column("values", sa.JSON(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["import_id"],
+            ["cohort_imports.id"],
+        ),
         sa.ForeignKeyConstraint(
             ["patient_id"],
             ["patients.id"],
@@ -545,6 +557,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_models_model_id"))
 
     op.drop_table("models")
+    op.drop_table("cohort_imports")
     op.drop_table("blobs")
     op.drop_table("audit_log")
     # ### end Alembic commands ###

@@ -185,7 +185,8 @@ def main() -> None:
             repeat=a.repeat, warmup=0)
 
     if a.train:
-        from analytics.models.landmark import build_landmark_data, resolve_events
+        from analytics.models.endpoint import resolve_events
+        from analytics.models.landmark import build_landmark_data
         from analytics.models.settings import ModelSettings
         from tests.models.sim import simulate_cohort
 

@@ -49,7 +49,7 @@ from analytics.models import score_cache
 from analytics.models.bootstrap import replicate_metrics, reweightable
 from analytics.models.concordance import ConcordancePairs
 from analytics.models.estimators import CoxPH
-from analytics.models.landmark import LANDMARK, LANDMARK_SQ, LandmarkData
+from analytics.models.landmark import LandmarkData
 from analytics.models.predict import LandmarkModel
 from analytics.models.progress import ProgressCallback, report
 from analytics.models.scores import CLINICAL_SCORES, available_scores, compute_scores
@@ -60,6 +60,7 @@ from analytics.models.validation import (
     net_benefit,
     td_auc,
 )
+from analytics.vocabulary import LANDMARK, LANDMARK_SQ
 
 log = logging.getLogger(__name__)
 

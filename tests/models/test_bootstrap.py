@@ -19,7 +19,8 @@ from analytics.models.crossval import (
     model_bootstrap_ci,
     oof_predictions,
 )
-from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.endpoint import resolve_events
+from analytics.models.landmark import build_landmark_data
 from analytics.models.settings import ModelSettings
 from analytics.models.validation import landmark_metrics
 from tests.models.sim import simulate_cohort

@@ -15,8 +15,9 @@ from analytics.errors import ModelError
 from analytics.models import crossval, estimators
 from analytics.models.cox import CoxFit, efron_derivatives, fit_efron_cox, sorted_rows
 from analytics.models.crossval import cross_validate
+from analytics.models.endpoint import resolve_events
 from analytics.models.estimators import CoxPH, breslow
-from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.landmark import build_landmark_data
 from analytics.models.settings import ModelSettings
 from tests.models.sim import simulate_cohort
 

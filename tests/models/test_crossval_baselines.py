@@ -10,7 +10,8 @@ import pytest
 from analytics.cohort_types import CohortTable
 from analytics.models import crossval, score_cache, scores
 from analytics.models.crossval import clinical_baselines, oof_predictions
-from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.endpoint import resolve_events
+from analytics.models.landmark import build_landmark_data
 from analytics.models.settings import ModelSettings
 from tests.models.sim import simulate_cohort
 

@@ -14,7 +14,8 @@ from analytics.models.crossval import (
     marker_c_index_ci,
     oof_predictions,
 )
-from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.endpoint import resolve_events
+from analytics.models.landmark import build_landmark_data
 from analytics.models.progress import TrainingStep
 from analytics.models.settings import ModelSettings
 from analytics.models.validation import harrell_c

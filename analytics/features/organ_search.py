@@ -1,7 +1,7 @@
 """Finding one organ on the coarse grid of the classical segmentation.
 
-The search steps of ``classical-v4`` (``analytics.features.segmentation``, steps 2-4 of its
-module docstring): the candidate intensity peaks of one side of the body, each peak's
+The search steps of ``classical-v4`` (``analytics.features.segmentation``, steps 2-4 and 6
+of its module docstring): the candidate intensity peaks of one side of the body, each peak's
 window eroded to a core that is split into acceptable pieces (at its necks when asked),
 each piece grown back inside its window (through an enhanced organ's drift), closed with
 the scan's edges continuing it, its holes filled and thin necks to neighbours cut; the best

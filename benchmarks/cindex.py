@@ -4,7 +4,7 @@
    :func:`analytics.models.concordance.harrell_counts` against scikit-survival's
    ``concordance_index_censored`` (the same counts, checked before timing).
 2. A clinical score's patient-bootstrap 95% interval of the pooled within-landmark C
-   (``--patients`` patients, ``--bootstrap`` replicates): ``crossval.marker_c_index_ci``
+   (``--patients`` patients, ``--bootstrap`` replicates): ``baselines.marker_c_index_ci``
    (one sorted structure reweighted per replicate; the process cache cleared before each
    run) against the earlier path, which resampled the rows and called scikit-survival per
    landmark group per replicate (the same interval, checked before timing).
@@ -88,8 +88,9 @@ def landmark_frame(n_patients: int, seed: int = 1) -> pd.DataFrame:
 
 @contextlib.contextmanager
 def earlier_path() -> Iterator[None]:
-    """Patch the earlier C-index and baseline interval back into validation/crossval."""
-    from analytics.models import crossval, imaging_comparison, validation
+    """Patch the earlier C-index and baseline interval back into validation, crossval and
+    baselines."""
+    from analytics.models import baselines, crossval, imaging_comparison, validation
 
     def old_marker_ci(frame, n_bootstrap, seed):
         return crossval.bootstrap_ci([frame], resampled_marker_c, n_bootstrap, seed)
@@ -98,16 +99,16 @@ def earlier_path() -> Iterator[None]:
         _, a, b = sksurv_harrell_c(time, np.asarray(event).astype(int), risk)
         return a, b
 
-    saved = (validation.harrell_c, crossval.harrell_c, crossval.marker_c_index_ci,
-             imaging_comparison.concordance_counts)
-    validation.harrell_c = crossval.harrell_c = sksurv_harrell_c
+    saved = (validation.harrell_c, crossval.harrell_c, baselines.harrell_c,
+             crossval.marker_c_index_ci, imaging_comparison.concordance_counts)
+    validation.harrell_c = crossval.harrell_c = baselines.harrell_c = sksurv_harrell_c
     crossval.marker_c_index_ci = old_marker_ci
     imaging_comparison.concordance_counts = old_counts
     try:
         yield
     finally:
-        (validation.harrell_c, crossval.harrell_c, crossval.marker_c_index_ci,
-         imaging_comparison.concordance_counts) = saved
+        (validation.harrell_c, crossval.harrell_c, baselines.harrell_c,
+         crossval.marker_c_index_ci, imaging_comparison.concordance_counts) = saved
 
 
 def bench_ipcw(t: np.ndarray, e: np.ndarray, r: np.ndarray, repeat: int) -> None:
@@ -148,7 +149,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
 
-    from analytics.models import crossval
+    from analytics.models import baselines, crossval
     from analytics.models.concordance import harrell_counts
     from analytics.models.validation import harrell_c
 
@@ -165,27 +166,28 @@ def main() -> None:
 
     fr = landmark_frame(a.patients)
     old = crossval.bootstrap_ci([fr], resampled_marker_c, a.bootstrap, 7)
-    crossval._marker_ci_cache.clear()
-    assert crossval.marker_c_index_ci(fr, a.bootstrap, 7) == old, "interval differs"
+    baselines._marker_ci_cache.clear()
+    assert baselines.marker_c_index_ci(fr, a.bootstrap, 7) == old, "interval differs"
     print(f"== clinical score bootstrap interval: {a.patients:,} patients, {len(fr):,} "
           f"landmark rows, {a.bootstrap} replicates ==")
 
     def new_ci():
-        crossval._marker_ci_cache.clear()
-        crossval.marker_c_index_ci(fr, a.bootstrap, 7)
+        baselines._marker_ci_cache.clear()
+        baselines.marker_c_index_ci(fr, a.bootstrap, 7)
 
     compare("reweighted sorted pairs (marker_c_index_ci, uncached)", new_ci,
             "resampled rows, scikit-survival per landmark group",
             lambda: crossval.bootstrap_ci([fr], resampled_marker_c, a.bootstrap, 7),
             repeat=a.repeat, warmup=0, units=(a.bootstrap, "replicates"))
     compare("marker_c_index_ci, cached (another model on the same cohort)",
-            lambda: crossval.marker_c_index_ci(fr, a.bootstrap, 7),
+            lambda: baselines.marker_c_index_ci(fr, a.bootstrap, 7),
             "resampled rows, scikit-survival per landmark group",
             lambda: crossval.bootstrap_ci([fr], resampled_marker_c, a.bootstrap, 7),
             repeat=a.repeat, warmup=0)
 
     if a.train:
-        from analytics.models.landmark import build_landmark_data, resolve_events
+        from analytics.models.endpoint import resolve_events
+        from analytics.models.landmark import build_landmark_data
         from analytics.models.settings import ModelSettings
         from tests.models.sim import simulate_cohort
 
@@ -196,7 +198,7 @@ def main() -> None:
               f"5 folds, {a.bootstrap} replicates, clinical baselines ==")
 
         def new_cv():
-            crossval._marker_ci_cache.clear()
+            baselines._marker_ci_cache.clear()
             return crossval.cross_validate(data, ms, imaging_comparison=False)
 
         def old_cv():

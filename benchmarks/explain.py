@@ -23,7 +23,8 @@ import numpy as np
 import pandas as pd
 
 from analytics.explain import explain
-from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.endpoint import resolve_events
+from analytics.models.landmark import build_landmark_data
 from analytics.models.predict import LandmarkModel
 from analytics.models.settings import ModelSettings
 from benchmarks.harness import format_seconds, measure

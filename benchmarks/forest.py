@@ -39,13 +39,9 @@ import pandas as pd
 
 from analytics.errors import ModelError
 from analytics.models import estimators as est_mod
+from analytics.models.endpoint import resolve_events
 from analytics.models.estimators import SurvivalEstimator
-from analytics.models.landmark import (
-    LandmarkData,
-    LandmarkSettings,
-    build_landmark_data,
-    resolve_events,
-)
+from analytics.models.landmark import LandmarkData, LandmarkSettings, build_landmark_data
 from analytics.models.predict import LandmarkModel
 from analytics.models.settings import ModelSettings
 from benchmarks.harness import format_seconds, measure

@@ -44,13 +44,14 @@ import pandas as pd  # noqa: E402
 from analytics.cohort import build_cohort  # noqa: E402
 from analytics.config import load_settings  # noqa: E402
 from analytics.models.crossval import oof_predictions, true_log_hazard  # noqa: E402
+from analytics.models.endpoint import resolve_events  # noqa: E402
 from analytics.models.imaging_comparison import (  # noqa: E402
     discrimination,
     imaging_bases,
     scan_rows,
     without_imaging,
 )
-from analytics.models.landmark import LandmarkData, build_landmark_data, resolve_events  # noqa: E402
+from analytics.models.landmark import LandmarkData, build_landmark_data  # noqa: E402
 from analytics.models.settings import ModelSettings  # noqa: E402
 from analytics.models.training import Truth, load_truth, truth_for_cohort  # noqa: E402
 from analytics.store import open_store  # noqa: E402

@@ -87,7 +87,8 @@ def bench_fit(sizes: list[int], cap: int) -> None:
 
 def bench_trajectory(n_patients: int = 400) -> None:
     from analytics.explain import patient_trajectory
-    from analytics.models.landmark import build_landmark_data, resolve_events
+    from analytics.models.endpoint import resolve_events
+    from analytics.models.landmark import build_landmark_data
     from analytics.models.predict import LandmarkModel
     from analytics.models.registry import RegisteredModel
     from analytics.models.settings import ModelSettings

@@ -18,7 +18,8 @@ import pytest
 
 from analytics.cohort import build_cohort
 from analytics.config import load_settings
-from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.endpoint import resolve_events
+from analytics.models.landmark import build_landmark_data
 from analytics.models.predict import LandmarkModel
 from analytics.models.scoring import score
 from analytics.models.settings import ModelSettings

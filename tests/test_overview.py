@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from analytics.errors import ModelError
-from analytics.models.landmark import EventSpec
+from analytics.models.endpoint import EventSpec
 from analytics.usecases.overview import (
     TREND_THRESHOLD,
     cohort_risk,

@@ -10,7 +10,7 @@ from analytics import vocabulary as V
 from analytics.cohort.columns import CODED_COLUMNS, LAB_COLUMNS, UNIT_ALIASES
 from analytics.errors import FeatureError
 from analytics.features.registry import FEATURES, feature_def
-from analytics.models.landmark import GLOBAL_FEATURES, HISTORY_STATS, FeatureSpec
+from analytics.models.history_spec import GLOBAL_FEATURES, HISTORY_STATS, FeatureSpec
 from analytics.models.scores import CLINICAL_SCORES
 from analytics.viz.cohort import biomarker_distribution
 from analytics.viz.patient import biomarker_trajectory

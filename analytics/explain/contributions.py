@@ -33,8 +33,8 @@ from analytics.explain.wording import (
     contribution_sentence,
 )
 from analytics.models.explanation import Explanation
-from analytics.models.landmark import GLOBAL_FEATURES, LANDMARK, FeatureSpec
-from analytics.vocabulary import feature_info
+from analytics.models.history_spec import GLOBAL_FEATURES, FeatureSpec
+from analytics.vocabulary import LANDMARK, feature_info
 
 if TYPE_CHECKING:
     from analytics.models.predict import LandmarkModel

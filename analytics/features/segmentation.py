@@ -3,6 +3,9 @@
 Order of preference: TotalSegmentator, when it is installed *with its weights* (an
 optional extra, detected at run time; nothing is downloaded), else the classical CT
 pipeline ``classical-v4``, never on MR. Both are flagged automatic and approximate.
+This module chooses the engine and runs classical-v4's liver and spleen searches; the
+search for one organ's candidate is in ``analytics.features.organ_search``, its trimming
+and its native-grid mask in ``analytics.features.organ_refine``.
 
 classical-v4 (canonical orientation; coarse 3 mm grid, refined on the native grid):
 
@@ -167,12 +170,19 @@ from scipy import ndimage as ndi
 
 from analytics.errors import FeatureError
 from analytics.features.abdomen import GRID_MM, _half_width, body_wall, paraspinal_zone
-from analytics.features.drift import drift_floor, follow_drift, muscle_level
-from analytics.features.geometry import bbox
+from analytics.features.drift import muscle_level
 from analytics.features.landmarks import body_mask, from_grid, to_grid
-from analytics.features.measure import largest_component
 from analytics.features.necks import ball as _ball
-from analytics.features.necks import split_at_necks as _split_at_necks
+from analytics.features.organ_refine import (
+    SPLEEN_HOM_MIN_HU,
+    SPLEEN_HOM_RIM_VOX,
+    drop_under_gas,
+    homogeneous,
+    partial_volume_rim,
+    refine_native,
+    thin_reach,
+)
+from analytics.features.organ_search import Candidate, find_organ, robust_sd
 from analytics.features.totalseg import (
     CLASSICAL_METHOD,
     MR_NEEDS_MASK,
@@ -183,36 +193,17 @@ from analytics.features.totalseg import (
 
 # a spleen's core is split where its neck radius is below 0.6 x the smaller part's radius
 SPLEEN_NECK_RATIO = 0.6
-# liver homogeneity: local mean over a Gaussian of this sigma (coarse voxels, 7.5 mm) inside
-# the candidate; kept where within max(HOM_MIN_HU, HOM_K x its spread in the core) of the
-# core's mode, then grown back by one coarse voxel
-HOM_SIGMA_VOX = 2.5
-HOM_K = 2.5
-HOM_MIN_HU = 4.0
-# spleen homogeneity: the same local mean, but its partial-volume rim (one coarse voxel)
-# carries no weight - a thin spleen is mostly rim - and the margin is at least 6 HU
-SPLEEN_HOM_MIN_HU = 6.0
-SPLEEN_HOM_RIM_VOX = 1
 # liver and spleen searches: tissue of a peak's window found at the same in-plane position
 # in at least this fraction of the body's slices is a longitudinal structure (paraspinal
 # and psoas muscle), not the organ; only in scans at least COLUMN_MIN_MM long (a short scan
 # centred on the upper abdomen could hold a large organ in nearly every slice)
 COLUMN_FRAC = 0.9
 COLUMN_MIN_MM = 200.0
-# liver: bowel fluid under an air-fluid level - the candidate's voxels in an unbroken run
-# posterior to (below, supine) bowel gas, across at most one voxel (the bowel wall), up to
-# this depth - is dropped; gas below GAS_HU touching the scan's top slice is lung
-UNDER_GAS_MM = 30.0
-GAS_HU = -400.0
-# spleen tail: the chosen spleen is grown by up to this many coarse voxels (18 mm) into the
-# thin parts of its window (what an opening of this radius removes), not next to the
-# excluded wall or liver, nor along the rim of another thick structure of the window
-SPLEEN_TAIL_STEPS = 6
 # the smallest liver accepted in a scan covering it, and the liver's craniocaudal span
 # (normal span 10-16 cm): a slab shorter than that accepts a proportionally smaller part
 LIVER_MIN_ML = 300.0
 LIVER_SPAN_MM = 150.0
-SPLEEN_TAIL_THICK_VOX = 2
+
 
 @dataclass
 class Segmentation:
@@ -255,312 +246,6 @@ def segment_canonical(image: np.ndarray, spacing: tuple[float, float, float], *,
     return classical_segmentation(image, spacing)
 
 
-def _histogram_peaks(values: np.ndarray, lo: float = -60.0, hi: float = 260.0,
-                     max_peaks: int = 6) -> list[float]:
-    """Main modes of an intensity distribution (2 HU bins, smoothed), strongest first."""
-    v = values[(values > lo) & (values < hi)]
-    if v.size < 100:
-        return []
-    hist, edges = np.histogram(v, bins=np.arange(lo, hi + 2.0, 2.0))
-    h = ndi.gaussian_filter1d(hist.astype(float), 2.0)
-    peaks = np.flatnonzero((h >= np.roll(h, 1)) & (h > np.roll(h, -1)) & (h > 0.01 * h.max()))
-    peaks = peaks[np.argsort(h[peaks])[::-1]][:max_peaks]
-    return [float(edges[p] + 1.0) for p in peaks]
-
-
-def _robust_sd(values: np.ndarray) -> float:
-    med = float(np.median(values))
-    return 1.4826 * float(np.median(np.abs(values - med)))
-
-
-@dataclass
-class _Candidate:
-    mask: np.ndarray
-    window: tuple[float, float]
-    score: float
-    floor: float | None = None
-
-
-def _components(core: np.ndarray, accept, min_vox: int, neck_ratio: float = 0.0,
-                weight=None, keep_weight: float = 0.5, reject=None) -> list[np.ndarray]:
-    """Acceptable pieces of ``core`` (split at necks when ``neck_ratio > 0``); the
-    acceptable pieces of one component are returned together, except, when a positional
-    weight is given, those weighing less than ``keep_weight`` times the best of them.
-    With ``reject``, a component with an acceptable piece is returned whole except the
-    pieces whose centre ``reject`` refuses (another organ's place)."""
-    labels, n, origin = _split_at_necks(core, neck_ratio)
-    if n == 0:
-        return []
-    sizes = np.bincount(labels.ravel())
-    coms = ndi.center_of_mass(core, labels, range(1, n + 1))
-    groups: dict[int, list[int]] = {}
-    if reject is not None:
-        ok = set()
-        for lab, com in zip(range(1, n + 1), coms, strict=True):
-            if reject(com):
-                continue
-            groups.setdefault(int(origin[lab]), []).append(lab)
-            if sizes[lab] >= min_vox and accept(com):
-                ok.add(int(origin[lab]))
-        return [np.isin(labels, labs) for o, labs in groups.items() if o in ok]
-    for lab, com in zip(range(1, n + 1), coms, strict=True):
-        if sizes[lab] >= min_vox and accept(com):
-            groups.setdefault(int(origin[lab]), []).append(lab)
-    out = []
-    for labs in groups.values():
-        if weight is not None and len(labs) > 1:
-            w = {lab: weight(coms[lab - 1]) for lab in labs}
-            top = max(w.values())
-            labs = [lab for lab in labs if w[lab] >= keep_weight * top]
-        out.append(np.isin(labels, labs))
-    return out
-
-
-def _grow(seed: np.ndarray, smooth: np.ndarray, body: np.ndarray, exclude: np.ndarray | None,
-          cut: np.ndarray, sd_floor: float, neck_vox: int = 2, muscle: float | None = None,
-          ) -> tuple[np.ndarray, tuple[float, float], float | None]:
-    """Window from the seed's own intensities; seed grown back inside it, closed, filled.
-
-    An enhanced organ (``drift_floor``) is then grown through its intensity drift too; the
-    floor it may drift down to is returned (None: not enhanced)."""
-    vals = smooth[seed]
-    med = float(np.median(vals))
-    # the width comes from the noise: the seed's own spread, but never more than the
-    # image-wide estimate (a seed straddling two organs would swallow the neighbour)
-    half = float(np.clip(2.5 * min(_robust_sd(vals), sd_floor), 10.0, 25.0))
-    allowed = body & (smooth >= med - half) & (smooth <= med + half)
-    if exclude is not None:
-        allowed &= ~exclude
-    grown = ndi.binary_dilation(seed, cut) & allowed
-    labels, n = ndi.label(grown)
-    if n > 1:
-        keep = np.unique(labels[seed & grown])
-        grown = np.isin(labels, keep[keep > 0])
-    floor = drift_floor(med, muscle)
-    if floor is not None:
-        grown = follow_drift(grown, smooth, body if exclude is None else body & ~exclude,
-                             half, floor)
-    grown = _closed(grown, _ball(2)) & body
-    grown = _fill_holes(ndi.binary_fill_holes(grown))
-    if exclude is not None:
-        grown &= ~exclude
-    # a thin organ's own body is narrower than the neck radius: scale it to its thickness
-    neck_vox = min(neck_vox, max(1, int(0.6 * float(ndi.distance_transform_edt(grown).max()))))
-    return _cut_necks(grown, neck_vox), (med - half, med + half), floor
-
-
-def _closed(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
-    """Morphological closing that treats the scan's edges as continuing the mask.
-
-    A closing with a zero border erodes an organ wherever it reaches the first or last
-    slice (or the field of view): an organ cut by the scan lost its edge slices.
-    """
-    r = max(structure.shape) // 2
-    padded = np.pad(mask, r, mode="edge")
-    closed = ndi.binary_closing(padded, structure)
-    return closed[tuple(slice(r, r + n) for n in mask.shape)]
-
-
-def _fill_holes(mask: np.ndarray) -> np.ndarray:
-    """Fill the organ's holes slice by slice (lesions, vessels, fissures enclosed in-plane).
-
-    A variant that left thick dark in-plane holes open (gallbladder, fat in a fissure) was
-    measured: it moved no liver Dice by more than 0.01 on 36 volumes and cost ~1.4 s on a
-    512 x 512 x 200 CT, so it was dropped.
-    """
-    out = mask.copy()
-    for k in range(out.shape[0]):
-        out[k] = ndi.binary_fill_holes(out[k])
-    return out
-
-
-def _cut_necks(mask: np.ndarray, radius_vox: int = 2) -> np.ndarray:
-    """Drop neighbours joined by a neck narrower than ~12 mm (e.g. a muscle touching the
-    organ at a corner): keep the largest opened component and what lies within reach."""
-    main = largest_component(ndi.binary_opening(mask, _ball(radius_vox)))
-    if not main.any():
-        return mask
-    return mask & ndi.binary_dilation(main, _ball(radius_vox))
-
-
-def _organ(smooth: np.ndarray, body: np.ndarray, side: np.ndarray, exclude: np.ndarray | None,
-           accept, cut_mm: float, min_ml: float, max_ml: float,
-           sd_floor: float, neck_vox: int = 2, weight=None,
-           neck_ratio: float = 0.0, post=None, columns: float = 0.0,
-           reject=None, through: bool = False, muscle: float | None = None,
-           ) -> _Candidate | None:
-    """The best acceptable organ component over the candidate intensity peaks: the
-    largest, or the largest ``size * weight(centre)`` when a positional weight is given.
-    ``post(mask, window)``, when given, trims each grown candidate before it is scored.
-    With ``columns > 0``, the in-plane positions where the peak's window holds tissue in at
-    least that fraction of the body's slices are excluded for that peak; with ``through``
-    only those that also hold it in the body's first and last slice (a structure running
-    the length of the scan, not an organ stacked on another). ``reject(centre)`` refuses
-    the core's pieces, split at its necks, lying where another organ belongs."""
-    vox_ml = GRID_MM ** 3 / 1000.0
-    region = body & side
-    if exclude is not None:
-        region &= ~exclude
-    cut = _ball(max(1, round(cut_mm / GRID_MM)))
-    zb = np.flatnonzero(body.any(axis=(1, 2)))
-    n_slices = max(1, zb.size)
-    best: _Candidate | None = None
-    for peak in _histogram_peaks(smooth[region]):
-        half = float(np.clip(2.5 * sd_floor, 10.0, 25.0))
-        inside = body & (np.abs(smooth - peak) <= half)
-        excl = exclude
-        if columns > 0:
-            column = inside.sum(axis=0) >= columns * n_slices
-            if through:  # ... and crossing the scan from its first to its last slice
-                column &= inside[zb[0]] & inside[zb[-1]]
-            column = body & column
-            excl = column if excl is None else excl | column
-        if excl is not None:
-            inside &= ~excl
-        core = ndi.binary_erosion(inside, cut)
-        for comp in _components(core, accept, int(0.2 * min_ml / vox_ml), neck_ratio, weight,
-                                reject=reject):
-            grown, window, floor = _grow(comp, smooth, body, excl, cut, sd_floor, neck_vox,
-                                         muscle)
-            if post is not None:
-                grown = post(grown, window, floor)
-            size_ml = float(grown.sum()) * vox_ml
-            if not (min_ml <= size_ml <= max_ml):
-                continue
-            score = size_ml * (weight(ndi.center_of_mass(grown)) if weight else 1.0)
-            if best is None or score > best.score:
-                best = _Candidate(grown, window, score, floor)
-    return best
-
-
-def _refine(native: np.ndarray, coarse_mask: np.ndarray, spacing: tuple[float, float, float],
-            window: tuple[float, float], floor: float | None = None) -> np.ndarray:
-    """Native-grid mask: intensity window inside the dilated coarse mask, holes filled.
-
-    The native image is noisier than the coarse one, so the window is widened by half.
-    """
-    centre, half = 0.5 * (window[0] + window[1]), 0.75 * (window[1] - window[0])
-    lo, hi = centre - half, centre + half
-    if floor is not None:  # an enhanced organ grown through its drift
-        lo = min(lo, floor)
-    near = from_grid(ndi.binary_dilation(coarse_mask, _ball(1)), native.shape, spacing, GRID_MM)
-    core = from_grid(ndi.binary_erosion(coarse_mask, _ball(1)), native.shape, spacing, GRID_MM)
-    box = bbox(near, margin=1)
-    out = np.zeros(native.shape, dtype=bool)
-    if box is None:
-        return out
-    sm = ndi.gaussian_filter(native[box], sigma=[0.7 / s for s in spacing])
-    sub = (near[box] & (sm >= lo) & (sm <= hi)) | core[box]
-    out[box] = _fill_holes(largest_component(sub))
-    return out
-
-
-def _homogeneous(mask: np.ndarray, smooth: np.ndarray, window_hi: float,
-                 min_hu: float = HOM_MIN_HU, rim_vox: int = 0,
-                 floor: float | None = None) -> np.ndarray:
-    """The part of an organ candidate whose local mean attenuation matches its core's.
-
-    The liver is the largest homogeneous organ: its level is the mode of its eroded core.
-    The local mean is a normalised convolution inside the candidate only (no bleeding from
-    outside), which brings the noise down to ~2 HU; voxels next to much brighter tissue
-    (beyond the window by as much again: enhanced vessels, whose partial-volume rim would
-    raise the mean around the hilum) carry no weight. A neighbour differing by more than
-    the margin (``HOM_K`` x the local mean's robust spread in the core, at least
-    ``HOM_MIN_HU``) is dropped: a kidney, gallbladder or bowel fluid within the window of
-    a steatotic liver. The part attached to the core is kept, grown back by one voxel
-    (partial volume at the edges and along vessels) and its holes refilled (vessels and
-    lesions enclosed by the liver stay inside). With ``rim_vox`` the candidate's outer
-    ``rim_vox`` voxels carry no weight either (their partial volume with fat lowers the
-    local mean of a thin organ), and ``min_hu`` replaces ``HOM_MIN_HU`` as the floor.
-    """
-    core = ndi.binary_erosion(mask, _ball(2))
-    if core.sum() < 100:
-        return mask
-    vals = smooth[core]
-    lo, hi = np.percentile(vals, [2, 98])
-    hist, edges = np.histogram(vals, bins=np.arange(lo, hi + 1.0, 1.0))
-    if hist.size < 3:
-        return mask
-    level = float(edges[int(np.argmax(ndi.gaussian_filter1d(hist.astype(float), 2.0)))] + 0.5)
-    bright = smooth > window_hi + (window_hi - level)
-    inner = ndi.binary_erosion(mask, _ball(rim_vox)) if rim_vox else mask
-    m = (inner & ~ndi.binary_dilation(bright, _ball(1))).astype(np.float32)
-    den = ndi.gaussian_filter(m, HOM_SIGMA_VOX)
-    local = ndi.gaussian_filter(smooth * m, HOM_SIGMA_VOX) / np.maximum(den, 1e-3)
-    local[~mask | (den < 0.05)] = level
-    margin = max(min_hu, HOM_K * _robust_sd(local[core]))
-    lowest, highest = level - margin, level + margin
-    if floor is not None:  # enhanced, grown through its drift: up to its vessels' level
-        lowest, highest = min(lowest, floor), max(highest, 2.0 * window_hi - level)
-    keep = mask & (local >= lowest) & (local <= highest)
-    labels, n = ndi.label(keep)
-    if n == 0:
-        return mask
-    if n > 1:
-        hits = np.bincount(labels[core & keep], minlength=n + 1)
-        hits[0] = 0
-        keep = labels == int(np.argmax(hits))
-    keep = ndi.binary_dilation(keep, _ball(1)) & mask
-    return _fill_holes(ndi.binary_fill_holes(keep)) & mask
-
-
-def _drop_under_gas(mask: np.ndarray, coarse: np.ndarray, body: np.ndarray,
-                    depth_mm: float = UNDER_GAS_MM) -> np.ndarray:
-    """The organ candidate without bowel fluid lying under intraluminal gas.
-
-    In a supine patient the fluid of a bowel loop or the stomach lies posterior to its gas
-    (air-fluid level). A steatotic liver's window takes that fluid; the liver itself never
-    lies under gas of its own. Bowel gas is gas inside the body not connected to the top
-    slice (the lung bases). The candidate's voxels in an unbroken posterior run starting
-    at the gas, or one voxel behind it (the bowel wall), down to ``depth_mm``, are dropped;
-    the largest remaining part is kept and its holes refilled (not those under gas).
-    """
-    gas = body & (coarse < GAS_HU)
-    labels, n = ndi.label(gas)
-    if n == 0:
-        return mask
-    top = int(np.flatnonzero(body.any(axis=(1, 2)))[-1])
-    lung = np.unique(labels[top][labels[top] > 0])
-    bowel_gas = gas & ~np.isin(labels, lung)
-    under = np.zeros_like(mask)
-    run = np.zeros_like(mask)
-    for i in range(1, round(depth_mm / GRID_MM) + 1):
-        nxt = np.zeros_like(mask)
-        nxt[:, 1:, :] = run[:, :-1, :]
-        if i <= 2:  # right behind the gas, or behind its wall
-            nxt[:, i:, :] |= bowel_gas[:, :-i, :]
-        run = nxt & mask
-        if i >= 2 and not run.any():
-            break
-        under |= run
-    if not under.any():
-        return mask
-    keep = largest_component(mask & ~under)
-    return _fill_holes(ndi.binary_fill_holes(keep)) & mask & ~under
-
-
-def _thin_reach(mask: np.ndarray, smooth: np.ndarray, body: np.ndarray, exclude: np.ndarray,
-                window: tuple[float, float], steps: int = SPLEEN_TAIL_STEPS,
-                thick_vox: int = SPLEEN_TAIL_THICK_VOX) -> np.ndarray:
-    """The organ candidate grown into the thin parts of its intensity window.
-
-    The candidate reaches one erosion radius around its eroded core, so a tail thinner
-    than the erosion (a spleen's tip running between fat and bowel) is left out. It is
-    grown geodesically, up to ``steps`` voxels, through the voxels of its window that an
-    opening of radius ``thick_vox`` removes - thin structures - and not within one voxel
-    of ``exclude`` (wall, liver), nor of another thick structure of the window (a kidney
-    or muscle touching the organ: its rim is thin too, and the growth would creep along it).
-    """
-    allowed = body & (smooth >= window[0]) & (smooth <= window[1]) & ~exclude
-    allowed &= ~ndi.binary_dilation(exclude, _ball(1))
-    thick = ndi.binary_opening(allowed, _ball(thick_vox))
-    labels, _ = ndi.label(thick)
-    own = np.unique(labels[mask & thick])
-    other = thick & ~np.isin(labels, own[own > 0])
-    allowed &= ~thick & ~ndi.binary_dilation(other, _ball(1))
-    return ndi.binary_dilation(mask, iterations=steps, mask=allowed | mask)
-
-
 def classical_segmentation(image: np.ndarray, spacing: tuple[float, float, float]
                            ) -> Segmentation:
     """classical-v4 liver and spleen masks (canonical orientation; see module doc)."""
@@ -601,7 +286,7 @@ class _Abdomen:
     wall: np.ndarray  # abdominal wall and paraspinal zone
     wall_native: np.ndarray
     muscle: float | None  # paraspinal muscle level (HU)
-    columns: float  # ``_organ``'s column fraction: 0 on a scan too short to tell
+    columns: float  # ``find_organ``'s column fraction: 0 on a scan too short to tell
     liver_min_ml: float
 
 
@@ -610,7 +295,7 @@ def _abdomen(img: np.ndarray, spacing: tuple[float, float, float], coarse: np.nd
     """Noise level, body centre and sides, the wall to peel and the scan's extent."""
     # noise of the smoothed soft tissue: spread of local differences
     soft = body & (smooth > -60) & (smooth < 260)
-    sd_floor = _robust_sd((smooth - ndi.uniform_filter(smooth, 3))[soft]) * 1.2
+    sd_floor = robust_sd((smooth - ndi.uniform_filter(smooth, 3))[soft]) * 1.2
     _, cy, cx = ndi.center_of_mass(body)
     hw = _half_width(body, cx)
     xs = np.arange(coarse.shape[2])[None, None, :]
@@ -634,33 +319,35 @@ def _abdomen(img: np.ndarray, spacing: tuple[float, float, float], coarse: np.nd
                     columns=COLUMN_FRAC if long_scan else 0.0, liver_min_ml=liver_min_ml)
 
 
-def _find_liver(ab: _Abdomen) -> _Candidate | None:
+def _find_liver(ab: _Abdomen) -> Candidate | None:
     """The liver's coarse candidate: right of the midline, not where the spleen lies."""
     cx, cy, hw = ab.cx, ab.cy, ab.hw
-    return _organ(ab.smooth, ab.body, ab.right, ab.wall, accept=lambda c: c[2] < cx - 0.15 * hw,
-                  cut_mm=7.0, min_ml=ab.liver_min_ml, max_ml=5000.0, sd_floor=ab.sd_floor,
-                  neck_vox=3,
-                  # an iso-attenuating liver's core reaches into those muscles above and
-                  # below it: leave out what runs from the scan's first to its last slice
-                  columns=ab.columns, through=True,
-                  # ... and into the spleen: split it at its necks and leave out the
-                  # pieces in the spleen's place (lateral on the left, not anterior)
-                  neck_ratio=SPLEEN_NECK_RATIO,
-                  reject=lambda c: c[2] > cx + 0.35 * hw and c[1] > cy - 0.1 * hw,
-                  muscle=ab.muscle)
+    return find_organ(ab.smooth, ab.body, ab.right, ab.wall,
+                      accept=lambda c: c[2] < cx - 0.15 * hw,
+                      cut_mm=7.0, min_ml=ab.liver_min_ml, max_ml=5000.0, sd_floor=ab.sd_floor,
+                      neck_vox=3,
+                      # an iso-attenuating liver's core reaches into those muscles above and
+                      # below it: leave out what runs from the scan's first to its last slice
+                      columns=ab.columns, through=True,
+                      # ... and into the spleen: split it at its necks and leave out the
+                      # pieces in the spleen's place (lateral on the left, not anterior)
+                      neck_ratio=SPLEEN_NECK_RATIO,
+                      reject=lambda c: c[2] > cx + 0.35 * hw and c[1] > cy - 0.1 * hw,
+                      muscle=ab.muscle)
 
 
-def _liver_mask(ab: _Abdomen, liver: _Candidate) -> np.ndarray:
+def _liver_mask(ab: _Abdomen, liver: Candidate) -> np.ndarray:
     """The native liver mask; trims ``liver.mask`` (coarse) of what its window took in."""
     # a steatotic liver's window also takes kidney, gallbladder and bowel fluid
-    liver.mask = _homogeneous(liver.mask, ab.smooth, liver.window[1], floor=liver.floor)
+    liver.mask = homogeneous(liver.mask, ab.smooth, liver.window[1], floor=liver.floor)
     # ... and bowel fluid under an air-fluid level
-    liver.mask = _drop_under_gas(liver.mask, ab.coarse, ab.body)
-    native = _refine(ab.img, liver.mask, ab.spacing, liver.window, liver.floor) & ~ab.wall_native
-    return _partial_volume_rim(ab.img, native, ab.wall_native)
+    liver.mask = drop_under_gas(liver.mask, ab.coarse, ab.body)
+    native = (refine_native(ab.img, liver.mask, ab.spacing, liver.window, liver.floor)
+              & ~ab.wall_native)
+    return partial_volume_rim(ab.img, native, ab.wall_native)
 
 
-def _spleen_floor(liver: _Candidate | None) -> float:
+def _spleen_floor(liver: Candidate | None) -> float:
     """Lowest coarse slice for the spleen's centre: level with the upper liver.
 
     Under the left hemidiaphragm, the spleen's centre lies above the lowest part of the
@@ -673,64 +360,40 @@ def _spleen_floor(liver: _Candidate | None) -> float:
     return lz[0] + 0.15 * (lz[-1] - lz[0])
 
 
-def _find_spleen(ab: _Abdomen, exclude: np.ndarray, z_floor: float) -> _Candidate | None:
+def _find_spleen(ab: _Abdomen, exclude: np.ndarray, z_floor: float) -> Candidate | None:
     """The spleen's coarse candidate: the most lateral organ of the left upper quadrant."""
     cx, cy, hw, smooth = ab.cx, ab.cy, ab.hw, ab.smooth
     spleen = None
     for cut_mm in (7.0, 4.0):  # a thin spleen does not survive the wider erosion
-        spleen = _organ(smooth, ab.body, ab.left, exclude,
-                        accept=lambda c: (c[2] > cx + 0.35 * hw and c[1] > cy - 0.1 * hw
-                                          and c[0] > z_floor),
-                        # a small spleen's coarse mask can be half its volume
-                        cut_mm=cut_mm, min_ml=20.0, max_ml=3000.0, sd_floor=ab.sd_floor,
-                        neck_vox=3,
-                        # the spleen is the most lateral organ of the left upper quadrant;
-                        # the kidney and the paraspinal muscles lie nearer the midline
-                        weight=lambda c: ((c[2] - cx) / hw) ** 4,
-                        # the spleen's core can touch the kidney or the paraspinal muscle
-                        # through a neck wider than the erosion: split it there
-                        neck_ratio=SPLEEN_NECK_RATIO,
-                        columns=ab.columns,
-                        # the kidney (unenhanced ~15 HU below the spleen) within its window
-                        post=lambda g, w, f: _homogeneous(g, smooth, w[1], SPLEEN_HOM_MIN_HU,
-                                                          SPLEEN_HOM_RIM_VOX, f),
-                        muscle=ab.muscle)
+        spleen = find_organ(smooth, ab.body, ab.left, exclude,
+                            accept=lambda c: (c[2] > cx + 0.35 * hw and c[1] > cy - 0.1 * hw
+                                              and c[0] > z_floor),
+                            # a small spleen's coarse mask can be half its volume
+                            cut_mm=cut_mm, min_ml=20.0, max_ml=3000.0, sd_floor=ab.sd_floor,
+                            neck_vox=3,
+                            # the spleen is the most lateral organ of the left upper quadrant;
+                            # the kidney and the paraspinal muscles lie nearer the midline
+                            weight=lambda c: ((c[2] - cx) / hw) ** 4,
+                            # the spleen's core can touch the kidney or the paraspinal muscle
+                            # through a neck wider than the erosion: split it there
+                            neck_ratio=SPLEEN_NECK_RATIO,
+                            columns=ab.columns,
+                            # the kidney (unenhanced ~15 HU below the spleen) within its window
+                            post=lambda g, w, f: homogeneous(g, smooth, w[1], SPLEEN_HOM_MIN_HU,
+                                                             SPLEEN_HOM_RIM_VOX, f),
+                            muscle=ab.muscle)
         if spleen is not None:
             break
     return spleen
 
 
-def _spleen_mask(ab: _Abdomen, spleen: _Candidate, exclude: np.ndarray,
+def _spleen_mask(ab: _Abdomen, spleen: Candidate, exclude: np.ndarray,
                  masks: dict[str, np.ndarray]) -> np.ndarray:
     """The native spleen mask, outside the wall and the liver's native mask in ``masks``."""
     # the coarse growth reaches one erosion radius around the core: a thin tail is lost
-    spleen.mask = _thin_reach(spleen.mask, ab.smooth, ab.body, exclude, spleen.window)
-    m = _refine(ab.img, spleen.mask, ab.spacing, spleen.window, spleen.floor) & ~ab.wall_native
+    spleen.mask = thin_reach(spleen.mask, ab.smooth, ab.body, exclude, spleen.window)
+    m = (refine_native(ab.img, spleen.mask, ab.spacing, spleen.window, spleen.floor)
+         & ~ab.wall_native)
     if "liver" in masks:
         m &= ~masks["liver"]
-    return _partial_volume_rim(ab.img, m, ab.wall_native | masks.get("liver", False))
-
-
-FAT_HU = -100.0
-
-
-def _partial_volume_rim(native: np.ndarray, mask: np.ndarray, forbid) -> np.ndarray:
-    """``mask`` with the one-voxel shell around it that is at least half organ.
-
-    A boundary voxel shared by the organ and fat has an attenuation between theirs; it
-    belongs to the organ when it is nearer the organ's level than fat's (the half-way
-    partial-volume rule). Voxels far above the organ's level (bone, bolus) are not taken.
-    """
-    if not mask.any():
-        return mask
-    core = ndi.binary_erosion(mask)
-    values = native[core] if core.any() else native[mask]
-    level = float(np.median(values))
-    spread = _robust_sd(values)
-    half = level - 0.5 * (level - FAT_HU)
-    shell = ndi.binary_dilation(mask, ndi.generate_binary_structure(3, 1)) & ~mask & ~forbid
-    # only at the organ's border with fat or air: between it and an iso-attenuating
-    # neighbour (muscle, bowel wall, kidney) the shell is as likely the neighbour
-    fat_side = ndi.binary_dilation((native < half) & ~mask, ndi.generate_binary_structure(3, 1))
-    take = shell & fat_side & (native >= half) & (native <= level + 3.0 * spread)
-    return mask | take
+    return partial_volume_rim(ab.img, m, ab.wall_native | masks.get("liver", False))

@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING
 
 from analytics.cohort_types import DEFAULT_LAB_WINDOW_DAYS
 from analytics.models.domain import DomainFinding
-from analytics.models.landmark import GLOBAL_FEATURES, LANDMARK, FeatureSpec
-from analytics.vocabulary import describe_column, label
+from analytics.models.history_spec import GLOBAL_FEATURES, FeatureSpec
+from analytics.vocabulary import LANDMARK, describe_column, label
 
 if TYPE_CHECKING:
     from analytics.models.predict import LandmarkModel

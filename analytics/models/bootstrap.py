@@ -1,4 +1,9 @@
-"""Patient-bootstrap replicates of the model's headline metrics by reweighting fixed rows.
+"""Patient-bootstrap draws and intervals, and replicates of the headline metrics by reweighting.
+
+Every patient bootstrap here (the model's headline metrics, the clinical scores' C-index,
+the imaging comparison) draws its patients with :func:`patient_draws` and reports
+:func:`percentile_intervals` over the replicates, so the same seed draws the same patients
+in each.
 
 A replicate of :func:`analytics.models.crossval.bootstrap_ci` draws patients with
 replacement and recomputes every metric on the resampled rows (a patient drawn twice
@@ -19,7 +24,7 @@ intervals with the resampled rows' on the same draws).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,10 +33,30 @@ import pandas as pd
 from analytics.models.concordance import TIED_TOL, ConcordancePairs
 from analytics.models.ipcw import CensoringSurvival
 
-__all__ = ["ReweightedMetrics", "reweightable"]
+__all__ = ["ReweightedMetrics", "patient_draws", "percentile_intervals", "reweightable"]
 
 _EPS_T = 1e-7          # analytics.models.validation._EPS_T
 _MIN_TIME = 1e-9       # analytics.models.validation._times
+
+
+def patient_draws(n_patients: int, n_bootstrap: int, seed: int) -> Iterator[np.ndarray]:
+    """The patients drawn (with replacement) by each bootstrap replicate."""
+    rng = np.random.default_rng(seed + 104729)
+    for _ in range(n_bootstrap):
+        yield rng.integers(0, n_patients, n_patients)
+
+
+def percentile_intervals(draws: dict[str, list[float]], n_bootstrap: int
+                         ) -> dict[str, list[float]]:
+    """Percentile 95% intervals; NaN when under a quarter of the replicates (or 5) gave a
+    finite value."""
+    out = {}
+    for key, v in draws.items():
+        a = np.asarray(v, float)
+        a = a[np.isfinite(a)]
+        out[key] = ([float(np.quantile(a, 0.025)), float(np.quantile(a, 0.975))]
+                    if len(a) >= max(5, n_bootstrap // 4) else [float("nan")] * 2)
+    return out
 
 
 def _risk_columns(hs: list[float], n_grid: int) -> list[str]:

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 
 from analytics.errors import ModelIntegrityError
-from analytics.models.landmark import LANDMARK, LANDMARK_SQ, FeatureSpec
-from analytics.vocabulary import applies_to_modality, describe_column
+from analytics.models.history_spec import FeatureSpec
+from analytics.vocabulary import LANDMARK, LANDMARK_SQ, applies_to_modality, describe_column
 
 #: allowed excursion beyond the training range, as a fraction of the range's width
 DOMAIN_MARGIN = 0.10

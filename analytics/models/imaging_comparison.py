@@ -37,8 +37,9 @@ import pandas as pd
 
 from analytics.errors import FeatureError
 from analytics.models.concordance import TIED_TOL, concordance_counts
+from analytics.models.history_spec import FeatureSpec
 from analytics.models.ipcw import CensoringSurvival
-from analytics.models.landmark import FeatureSpec, LandmarkData
+from analytics.models.landmark import LandmarkData
 from analytics.vocabulary import describe_column, imaging_feature
 
 __all__ = [

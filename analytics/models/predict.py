@@ -25,16 +25,12 @@ import pandas as pd
 
 from analytics.errors import ModelError
 from analytics.models.domain import CHECKED_STATS, TrainingDomain
+from analytics.models.endpoint import EventSpec
 from analytics.models.estimators import CoxPH, Design, SurvivalEstimator, make_estimator
 from analytics.models.explanation import Explanation
-from analytics.models.landmark import (
-    STATIC_FEATURES,
-    EventSpec,
-    FeatureSpec,
-    LandmarkData,
-    LandmarkSettings,
-    history_features,
-)
+from analytics.models.history import history_features
+from analytics.models.history_spec import STATIC_FEATURES, FeatureSpec
+from analytics.models.landmark import LandmarkData, LandmarkSettings
 from analytics.models.settings import ModelSettings
 
 #: grid points used to combine competing cause-specific hazards

@@ -43,13 +43,15 @@ from analytics.config import Settings
 from analytics.errors import ModelError, ModelIntegrityError
 from analytics.models.card import check_card
 from analytics.models.domain import TrainingDomain
+from analytics.models.endpoint import EventSpec
 from analytics.models.estimators import (
     ESTIMATORS,
     Design,
     SurvivalEstimator,
     estimator_from_json,
 )
-from analytics.models.landmark import EventSpec, FeatureSpec, LandmarkSettings
+from analytics.models.history_spec import FeatureSpec
+from analytics.models.landmark import LandmarkSettings
 from analytics.models.predict import LandmarkModel
 from analytics.models.settings import ModelSettings, SettingsError
 from analytics.store import models as repo

@@ -50,7 +50,7 @@ class ModelRows:
     Attributes
     ----------
     history
-        :func:`analytics.models.landmark.history_features` output, index ``0..n-1`` in
+        :func:`analytics.models.history.history_features` output, index ``0..n-1`` in
         the order of the requested ``(patient, landmark)`` rows.
     reasons
         Per row, why it is not assessable, or None.

@@ -71,7 +71,7 @@ class ModelSettings:
         survival forest on xgboost).
     event
         Event names forming the endpoint; None: every event except transplant (see
-        :func:`analytics.models.landmark.resolve_events`).
+        :func:`analytics.models.endpoint.resolve_events`).
     horizons
         Prediction horizons, years.
     folds, repeats

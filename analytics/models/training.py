@@ -22,7 +22,8 @@ from analytics.config import Settings
 from analytics.errors import ModelError
 from analytics.models.card import build_card, imaging_comparison_section
 from analytics.models.crossval import cross_validate, single_threaded_blas
-from analytics.models.landmark import LandmarkData, build_landmark_data, resolve_events
+from analytics.models.endpoint import resolve_events
+from analytics.models.landmark import LandmarkData, build_landmark_data
 from analytics.models.predict import LandmarkModel
 from analytics.models.progress import ProgressCallback, report
 from analytics.models.registry import (

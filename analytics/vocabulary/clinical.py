@@ -202,7 +202,7 @@ SCORE_DEFS: tuple[Column, ...] = (
 LANDMARK = "landmark_years"
 LANDMARK_SQ = "landmark_years_sq"
 
-#: the landmark model's global history columns (``analytics.models.landmark``)
+#: the landmark model's global history columns (``analytics.models.history``)
 HISTORY_DEFS: tuple[Column, ...] = (
     Column(LANDMARK, "Time since baseline", "years", DERIVED, NEUTRAL,
            "Landmark time: years from the patient's first visit to the prediction time."),

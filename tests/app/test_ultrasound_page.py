@@ -16,7 +16,7 @@ from sqlalchemy import select
 from analytics.cohort import build_cohort
 from analytics.config import load_settings
 from analytics.ingest.pipeline import ingest_sources
-from analytics.models.landmark import feature_spec
+from analytics.models.history_spec import feature_spec
 from analytics.store import open_store
 from analytics.store.schema import AuditRecord, Feature, Instance, UltrasoundRoi
 from analytics.synthetic.ultrasound import default_truth, render_frame, ultrasound_dataset

@@ -8,7 +8,8 @@ import dataclasses
 import numpy as np
 import pytest
 
-from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.endpoint import resolve_events
+from analytics.models.landmark import build_landmark_data
 from analytics.models.predict import LandmarkModel
 from analytics.models.settings import ModelSettings
 from benchmarks.imaging_headroom import true_state, with_columns

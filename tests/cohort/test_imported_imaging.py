@@ -4,7 +4,7 @@ biomarkers of the cohort table, checked like the labs, row and column named."""
 from __future__ import annotations
 
 from analytics.cohort import build_cohort, import_cohort
-from analytics.models.landmark import feature_spec
+from analytics.models.history_spec import feature_spec
 
 OUTCOMES = "patient_id,time,event\nP1,3,decompensation\nP2,3,censored\n"
 

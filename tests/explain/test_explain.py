@@ -17,7 +17,8 @@ from analytics.explain import (
     permutation_shap,
     points_text,
 )
-from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.endpoint import resolve_events
+from analytics.models.landmark import build_landmark_data
 from analytics.models.predict import LandmarkModel
 from analytics.models.settings import ModelSettings
 from tests.models.sim import simulate_cohort

@@ -10,7 +10,8 @@ import pytest
 
 from analytics.explain import patient_trajectory
 from analytics.explain.wording import imaging_text, number_text, points_text
-from analytics.models.landmark import LandmarkSettings, build_landmark_data, resolve_events
+from analytics.models.endpoint import resolve_events
+from analytics.models.landmark import LandmarkSettings, build_landmark_data
 from analytics.models.predict import LandmarkModel
 from analytics.models.registry import RegisteredModel
 from analytics.models.settings import ModelSettings

@@ -13,14 +13,11 @@ import pytest
 from analytics.explain import FOLLOW_UP, patient_trajectory
 from analytics.explain.points import apportion, points_explanation
 from analytics.explain.wording import number_text, points_text
+from analytics.models.endpoint import resolve_events
 from analytics.models.estimators import step_at
 from analytics.models.explanation import Explanation
-from analytics.models.landmark import (
-    GLOBAL_FEATURES,
-    LandmarkSettings,
-    build_landmark_data,
-    resolve_events,
-)
+from analytics.models.history_spec import GLOBAL_FEATURES
+from analytics.models.landmark import LandmarkSettings, build_landmark_data
 from analytics.models.predict import LandmarkModel
 from analytics.models.registry import RegisteredModel
 from analytics.models.settings import ModelSettings

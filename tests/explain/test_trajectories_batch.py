@@ -34,7 +34,8 @@ def loaded(tmp_path_factory):
 @pytest.fixture(scope="module")
 def gbm_model(loaded):
     """A gradient-boosted endpoint model with death competing (fitted in memory)."""
-    from analytics.models.landmark import LandmarkSettings, build_landmark_data, resolve_events
+    from analytics.models.endpoint import resolve_events
+    from analytics.models.landmark import LandmarkSettings, build_landmark_data
     from analytics.models.predict import LandmarkModel
     from analytics.models.registry import RegisteredModel
     from analytics.models.settings import ModelSettings

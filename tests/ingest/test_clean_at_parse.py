@@ -18,6 +18,7 @@ from analytics.ingest.reader import CleanCopy, CleanRequest, ParsedInstance, zer
 from analytics.ingest.sources import SourceItem
 from analytics.store import open_store
 from tests.ingest.conftest import item
+from tests.ingest.deid_samples import SECRET, equivalence_files
 from tests.ingest.dicom_samples import (
     Study,
     ct_series,
@@ -26,7 +27,6 @@ from tests.ingest.dicom_samples import (
     seg_for,
     write_folder,
 )
-from tests.ingest.test_deid import SECRET, _equivalence_files
 
 BIG = 1 << 30
 
@@ -38,7 +38,7 @@ def _parse(parser, files: list[tuple[str, bytes]], budget: int = BIG) -> dict[st
 
 def test_the_copy_made_with_the_header_equals_the_separate_request_byte_for_byte(parser):
     d = Deidentifier(SECRET)
-    files = _equivalence_files()
+    files = equivalence_files()
     parsed = _parse(parser, files)
     made = 0
     for name, data in files:

@@ -23,6 +23,7 @@ from analytics.ingest.repair import Repair, apply_repair
 from analytics.store import open_store
 from analytics.store.schema import Instance, Mask, Series
 from analytics.store.schema import Study as StudyRow
+from tests.ingest.deid_samples import SECRET, equivalence_files
 from tests.ingest.dicom_samples import (
     Study,
     ct_series,
@@ -32,7 +33,6 @@ from tests.ingest.dicom_samples import (
     seg_for,
     write_folder,
 )
-from tests.ingest.test_deid import SECRET, _equivalence_files
 
 
 def _same_tags(a: Dataset, b: Dataset, where: str) -> int:
@@ -68,7 +68,7 @@ def _old_stored_bytes(p: ParsedInstance, d: Deidentifier, deid: bool, parser):
 def test_the_worker_copy_equals_the_previous_stored_file_tag_by_tag_with_its_pixels(parser):
     d = Deidentifier(SECRET)
     compared = elements = 0
-    for name, data in _equivalence_files():
+    for name, data in equivalence_files():
         data, _ = zero_preamble(data)
         repair = None if dcmread(io.BytesIO(data), stop_before_pixels=True).get(
             "PatientID") else {"PatientID": "ASSIGNED"}
@@ -97,7 +97,7 @@ def test_the_worker_copy_equals_the_previous_stored_file_tag_by_tag_with_its_pix
 
 
 def test_a_worker_that_only_repairs_or_has_nothing_to_do_reports_no_clean_values(parser):
-    name, data = _equivalence_files()[0]
+    name, data = equivalence_files()[0]
     assert parser.deidentify_read(data, name=name, secret=b"", deidentify=False) == (data,
                                                                                     None)
     repaired, facts = parser.deidentify_read(data, name=name, secret=b"", deidentify=False,

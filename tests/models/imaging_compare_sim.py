@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from analytics.cohort_types import CohortTable
-from analytics.models.landmark import IMAGING_STATS, LandmarkSettings
+from analytics.models.history_spec import IMAGING_STATS
+from analytics.models.landmark import LandmarkSettings
 from analytics.models.settings import ModelSettings
 from analytics.models.training import Truth
 

@@ -15,7 +15,7 @@ from analytics.models.assessability import (
     required_inputs,
 )
 from analytics.models.domain import DomainFinding, TrainingDomain
-from analytics.models.landmark import FeatureSpec
+from analytics.models.history_spec import FeatureSpec
 
 SPEC = FeatureSpec(numeric=["bilirubin_mg_dl", "albumin_g_dl", "inr", "age_years",
                             "spleen_volume_ml"],

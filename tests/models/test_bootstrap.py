@@ -10,16 +10,16 @@ import pandas as pd
 import pytest
 
 from analytics.models import crossval
-from analytics.models.bootstrap import ReweightedMetrics, reweightable
+from analytics.models.bootstrap import ReweightedMetrics, patient_draws, reweightable
 from analytics.models.crossval import (
     _headline,
-    _patient_draws,
     bootstrap_ci,
     eval_grid,
     model_bootstrap_ci,
     oof_predictions,
 )
-from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.endpoint import resolve_events
+from analytics.models.landmark import build_landmark_data
 from analytics.models.settings import ModelSettings
 from analytics.models.validation import landmark_metrics
 from tests.models.sim import simulate_cohort
@@ -71,7 +71,7 @@ def test_each_reweighted_replicate_equals_the_metrics_of_the_resampled_rows(oof)
         assert (frame["duration"] == 0).any() or frame is frames[0]
         reweighted = ReweightedMetrics(frame, hs, h_max, grid)
         codes = pd.Categorical(frame["patient"], categories=pats).codes
-        for pick in _patient_draws(len(pats), 6, seed=11):
+        for pick in patient_draws(len(pats), 6, seed=11):
             weight = np.bincount(pick, minlength=len(pats))[codes].astype(float)
             want = _headline(landmark_metrics(_resampled(frame, pick, pats), hs, h_max, grid,
                                               with_brier=False), hs)

@@ -12,11 +12,12 @@ import pytest
 from lifelines import CoxPHFitter
 
 from analytics.errors import ModelError
-from analytics.models import crossval, estimators
+from analytics.models import baselines, estimators
 from analytics.models.cox import CoxFit, efron_derivatives, fit_efron_cox, sorted_rows
 from analytics.models.crossval import cross_validate
+from analytics.models.endpoint import resolve_events
 from analytics.models.estimators import CoxPH, breslow
-from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.landmark import build_landmark_data
 from analytics.models.settings import ModelSettings
 from tests.models.sim import simulate_cohort
 
@@ -192,7 +193,7 @@ def test_cross_validated_metrics_are_those_of_lifelines_fits(monkeypatch):
     calls = []
     monkeypatch.setattr(estimators, "fit_efron_cox",
                         lambda *a, **k: calls.append(1) or lifelines_as_fitter(*a, **k))
-    crossval._score_metrics_cache.clear()  # the recalibration fits must run again
+    baselines._score_metrics_cache.clear()  # the recalibration fits must run again
     slow = cross_validate(data, cv, baselines=True, imaging_comparison=False)
     assert fast["baselines"], "clinical scores were validated"
     # 6 folds x 2 causes of the model, 6 folds per clinical score recalibrated

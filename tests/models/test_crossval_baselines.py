@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from analytics.cohort_types import CohortTable
-from analytics.models import crossval, score_cache, scores
+from analytics.models import baselines, crossval, score_cache, scores
 from analytics.models.crossval import clinical_baselines, oof_predictions
-from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.endpoint import resolve_events
+from analytics.models.landmark import build_landmark_data
 from analytics.models.settings import ModelSettings
 from tests.models.sim import simulate_cohort
 
@@ -92,16 +93,16 @@ def test_stiffness_alone_adds_only_the_baveno_band(labs_only):
 def test_a_second_model_on_the_same_cohort_reuses_the_scores_recalibrations(monkeypatch):
     cohort, _ = simulate_cohort(120, seed=4)
     data, frames = _folds(cohort)
-    crossval._score_metrics_cache.clear()
+    baselines._score_metrics_cache.clear()
     first = clinical_baselines(data, frames, CV)
     calls = []
-    refit = crossval._recalibrated_risk
-    monkeypatch.setattr(crossval, "_recalibrated_risk",
+    refit = baselines._recalibrated_risk
+    monkeypatch.setattr(baselines, "_recalibrated_risk",
                         lambda *a, **k: calls.append(1) or refit(*a, **k))
     again = clinical_baselines(data, frames, CV)
     assert calls == []  # nothing refitted: the scores' metrics do not depend on the model
     assert json.dumps(again, default=str) == json.dumps(first, default=str)
-    crossval._score_metrics_cache.clear()
+    baselines._score_metrics_cache.clear()
     assert json.dumps(clinical_baselines(data, frames, CV), default=str) == \
         json.dumps(first, default=str)
     assert len(calls) == len(first)  # one recalibration per score and repeat when not cached
@@ -113,17 +114,17 @@ def test_a_second_training_in_another_process_reads_the_scores_figures_from_the_
     data, frames = _folds(cohort)
     cv = ModelSettings(kind="cox", folds=3, repeats=1, n_bootstrap=20, seed=2)
     cache = score_cache.clinical_cache_dir(tmp_path)
-    crossval._score_metrics_cache.clear()
-    crossval._marker_ci_cache.clear()
+    baselines._score_metrics_cache.clear()
+    baselines._marker_ci_cache.clear()
     first = clinical_baselines(data, frames, cv, cache_dir=cache)
     assert len(list(cache.glob("metrics-*.json"))) == len(first)  # one file per score
     assert len(list(cache.glob("ci-*.json"))) == len(first)
     # a new process: nothing in memory, the home's files are read instead of refitting
-    crossval._score_metrics_cache.clear()
-    crossval._marker_ci_cache.clear()
+    baselines._score_metrics_cache.clear()
+    baselines._marker_ci_cache.clear()
     calls = []
-    monkeypatch.setattr(crossval, "_recalibrated_risk", lambda *a, **k: calls.append(1))
-    monkeypatch.setattr(crossval, "ConcordancePairs", None)
+    monkeypatch.setattr(baselines, "_recalibrated_risk", lambda *a, **k: calls.append(1))
+    monkeypatch.setattr(baselines, "ConcordancePairs", None)
     again = clinical_baselines(data, frames, cv, cache_dir=cache)
     assert calls == []
     assert json.dumps(again, default=str) == json.dumps(first, default=str)
@@ -136,11 +137,11 @@ def test_an_unreadable_cache_file_is_computed_again(tmp_path):
     cohort, _ = simulate_cohort(120, seed=4)
     data, frames = _folds(cohort)
     cache = score_cache.clinical_cache_dir(tmp_path)
-    crossval._score_metrics_cache.clear()
+    baselines._score_metrics_cache.clear()
     first = clinical_baselines(data, frames, CV, cache_dir=cache)
     for f in cache.glob("metrics-*.json"):
         f.write_text("{not json", encoding="utf-8")
-    crossval._score_metrics_cache.clear()
+    baselines._score_metrics_cache.clear()
     assert json.dumps(clinical_baselines(data, frames, CV, cache_dir=cache),
                       default=str) == json.dumps(first, default=str)
     assert all(json.loads(f.read_text()) for f in cache.glob("metrics-*.json"))
@@ -152,4 +153,4 @@ def test_the_model_c_index_on_a_scores_rows_is_the_pooled_c_of_landmark_metrics(
     h_max = data.settings.horizon_max
     sub = frames[0].iloc[::3]
     want = crossval.landmark_metrics(sub, [1.0], h_max, with_calibration=False)["c_index"]
-    assert crossval.pooled_harrell_c(sub, f"cs_risk_{h_max:g}") == want
+    assert baselines.pooled_harrell_c(sub, f"cs_risk_{h_max:g}") == want

@@ -8,6 +8,7 @@ import pytest
 from lifelines import CoxPHFitter
 
 from analytics.errors import ModelError
+from analytics.models.endpoint import EventSpec
 from analytics.models.estimators import (
     RSF,
     CoxPH,
@@ -17,7 +18,8 @@ from analytics.models.estimators import (
     resolve_penalizer,
     step_at,
 )
-from analytics.models.landmark import EventSpec, FeatureSpec, LandmarkSettings
+from analytics.models.history_spec import FeatureSpec
+from analytics.models.landmark import LandmarkSettings
 from analytics.models.predict import LandmarkModel
 from analytics.models.settings import ModelSettings
 

@@ -14,7 +14,8 @@ import pytest
 from analytics.cli import main
 from analytics.cohort_types import CohortTable
 from analytics.models.crossval import compare_imaging, cross_validate, oof_predictions
-from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.endpoint import resolve_events
+from analytics.models.landmark import build_landmark_data
 from analytics.models.patient_order import patient_order_keys
 from tests.models.imaging_compare_sim import IMAGING, SETTINGS, simulate_imaging_cohort
 

@@ -14,8 +14,9 @@ import pytest
 from sksurv.metrics import concordance_index_censored
 
 from analytics.cohort import cohort_from_frames
+from analytics.models.endpoint import resolve_events
 from analytics.models.estimators import RSF, CoxPH, estimator_from_json
-from analytics.models.landmark import LandmarkSettings, build_landmark_data, resolve_events
+from analytics.models.landmark import LandmarkSettings, build_landmark_data
 from analytics.models.predict import LandmarkModel
 from analytics.models.settings import ModelSettings
 from tests.models.sim import simulate_cohort

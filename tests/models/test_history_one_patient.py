@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.models.landmark import HISTORY_STATS, feature_spec, history_features
+from analytics.models.history import history_features
+from analytics.models.history_spec import HISTORY_STATS, feature_spec
 from tests.models.sim import simulate_cohort
 from tests.models.test_landmark import _cohort
 

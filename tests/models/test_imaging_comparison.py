@@ -19,7 +19,8 @@ from analytics.models.crossval import (
     oof_predictions,
     oracle_c_index,
 )
-from analytics.models.landmark import LandmarkSettings, build_landmark_data, resolve_events
+from analytics.models.endpoint import resolve_events
+from analytics.models.landmark import LandmarkSettings, build_landmark_data
 from analytics.models.predict import LandmarkModel
 from analytics.models.validation import landmark_metrics
 from tests.models.imaging_compare_sim import IMAGING, SETTINGS, simulate_imaging_cohort

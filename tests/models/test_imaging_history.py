@@ -10,16 +10,10 @@ import pytest
 
 from analytics.cohort_types import CohortTable
 from analytics.config import load_settings
-from analytics.models.landmark import (
-    IMAGING_STATS,
-    FeatureSpec,
-    LandmarkSettings,
-    build_landmark_data,
-    feature_spec,
-    feature_support,
-    history_features,
-    resolve_events,
-)
+from analytics.models.endpoint import resolve_events
+from analytics.models.history import history_features
+from analytics.models.history_spec import IMAGING_STATS, FeatureSpec, feature_spec, feature_support
+from analytics.models.landmark import LandmarkSettings, build_landmark_data
 from analytics.models.predict import LandmarkModel
 from analytics.models.registry import load_model
 from analytics.models.scoring import score

@@ -8,18 +8,13 @@ import pytest
 
 from analytics.cohort_types import CohortTable
 from analytics.errors import ModelError
-from analytics.models.landmark import (
-    FeatureSpec,
-    LandmarkSettings,
-    build_landmark_data,
-    describe_column,
-    feature_spec,
-    history_features,
-    landmark_grid,
-    resolve_events,
-)
+from analytics.models.endpoint import resolve_events
+from analytics.models.history import history_features
+from analytics.models.history_spec import FeatureSpec, feature_spec
+from analytics.models.landmark import LandmarkSettings, build_landmark_data, landmark_grid
 from analytics.models.predict import LandmarkModel
 from analytics.models.settings import ModelSettings
+from analytics.vocabulary import describe_column
 from tests.models.sim import simulate_cohort
 
 

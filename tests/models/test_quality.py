@@ -54,7 +54,8 @@ from __future__ import annotations
 import pytest
 
 from analytics.models.crossval import cross_validate
-from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models.endpoint import resolve_events
+from analytics.models.landmark import build_landmark_data
 from analytics.models.settings import ModelSettings
 from analytics.models.training import load_truth
 

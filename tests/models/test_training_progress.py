@@ -7,14 +7,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from analytics.models import crossval
-from analytics.models.crossval import (
-    bootstrap_ci,
-    cross_validate,
-    marker_c_index_ci,
-    oof_predictions,
-)
-from analytics.models.landmark import build_landmark_data, resolve_events
+from analytics.models import baselines
+from analytics.models.baselines import marker_c_index_ci
+from analytics.models.crossval import bootstrap_ci, cross_validate, oof_predictions
+from analytics.models.endpoint import resolve_events
+from analytics.models.landmark import build_landmark_data
 from analytics.models.progress import TrainingStep
 from analytics.models.settings import ModelSettings
 from analytics.models.validation import harrell_c
@@ -66,12 +63,12 @@ def test_the_score_interval_equals_the_bootstrap_of_resampled_rows_and_is_cached
     marked = frame[["patient", "landmark", "duration", "code"]].assign(
         score=-frame["duration"].to_numpy() + rng.normal(0, 1.0, len(frame)).round(1))
     expected = bootstrap_ci([marked], _resampled_marker_c, 40, CV.seed)
-    crossval._marker_ci_cache.clear()
+    baselines._marker_ci_cache.clear()
     got = marker_c_index_ci(marked, 40, CV.seed)
     assert got == expected
     assert np.isfinite(got["c_index"]).all() and got["c_index"][0] < got["c_index"][1]
     # the second call (another model, the same rows and scores) reuses the interval
-    monkeypatch.setattr(crossval, "ConcordancePairs", None)
+    monkeypatch.setattr(baselines, "ConcordancePairs", None)
     assert marker_c_index_ci(marked.copy(), 40, CV.seed) == expected
     changed = marked.assign(score=marked["score"] * -1)
     with pytest.raises(TypeError, match="not callable"):

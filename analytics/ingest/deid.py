@@ -69,6 +69,7 @@ from analytics.ingest.deid_vr import (
     text_of,
     vr_agrees,
 )
+from analytics.ingest.dicom_write import encode_file
 
 #: maximum backwards date shift in days; shifts are drawn from [-MAX_SHIFT_DAYS, -1]
 MAX_SHIFT_DAYS = 730
@@ -648,11 +649,9 @@ def _rebuild_file_meta(ds: Dataset) -> None:
 
 
 def write_dataset(ds: Dataset) -> bytes:
-    """Encode ``ds`` as a DICOM file whose 128-byte preamble is all zeros."""
-    ds.preamble = ZERO_PREAMBLE
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    """Encode ``ds`` as a DICOM file whose 128-byte preamble is all zeros (the bytes of
+    ``save_as(enforce_file_format=True)``, unchanged elements copied as read)."""
+    return encode_file(ds)
 
 
 def zero_preamble(data: bytes) -> bytes:

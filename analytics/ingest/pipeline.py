@@ -21,6 +21,7 @@ from pathlib import Path
 
 from analytics.config import Settings
 from analytics.errors import HepaTrackError, IngestError
+from analytics.ingest.clean_copy import CleanRequest
 from analytics.ingest.compact import needs_repair
 from analytics.ingest.deid import Deidentifier
 from analytics.ingest.dicomweb import RetrievedSeries, fetch, is_dicomweb_url, redact_url
@@ -28,7 +29,7 @@ from analytics.ingest.findings import Rejection
 from analytics.ingest.identifiers import resolve
 from analytics.ingest.link_masks import SeriesVolumes, count_masks, ingest_mask
 from analytics.ingest.prepare import SeriesJob, ingest_series
-from analytics.ingest.reader import CleanRequest, ParsedInstance, SafeParser, zero_preamble
+from analytics.ingest.reader import ParsedInstance, SafeParser, zero_preamble
 from analytics.ingest.results import BatchEntry, IngestReport
 from analytics.ingest.sources import SourceItem, iter_local_source, iter_upload
 from analytics.ingest.warm import borrow, pool_size

@@ -39,6 +39,7 @@ from analytics.errors import (
     UnsupportedError,
 )
 from analytics.ingest._worker import WorkerProcess
+from analytics.ingest.clean_copy import CleanBudget, CleanCopy, CleanRequest
 from analytics.ingest.compact import describe, geometry_from, pixel_extent_problem
 from analytics.ingest.findings import LIMIT, MALFORMED, NOT_DICOM, TIMED_OUT, Rejection
 from analytics.ingest.geometry import FrameGeometry, frame_geometry
@@ -53,31 +54,6 @@ from analytics.ingest.sources import SourceItem
 
 Kind = Literal["image", "ultrasound", "seg", "rtstruct", "nifti", "other"]
 HEADER_PREFIX_BYTES = 256 * 1024
-
-
-@dataclass(frozen=True)
-class CleanCopy:
-    """The de-identified copy a parse worker made in the request that parsed the header
-    (:meth:`SafeParser.parse_many` with ``clean``): the bytes to store and what ingest
-    files them by (``_worker.CLEAN_FACTS``), or the worker's error reply, raised when the
-    copy is used (:meth:`SafeParser.cleaned`), where the separate request would have
-    raised it."""
-
-    data: bytes
-    facts: dict[str, str | None] | None
-    failure: dict | None = None
-
-
-@dataclass(frozen=True)
-class CleanRequest:
-    """Ask the parse workers for each stored file's de-identified copy with its header.
-
-    ``secret`` is the site secret; ``budget_bytes`` bounds the bytes of the copies held
-    for the batch (files past it are de-identified one series at a time, as before).
-    """
-
-    secret: bytes
-    budget_bytes: int
 
 
 @dataclass
@@ -235,29 +211,6 @@ def _prefix_end(data: bytes) -> int:
 
 
 # --------------------------------------------------------------------------- worker pool
-class _CleanBudget:
-    """What a :class:`CleanRequest` lets a batch still hold in de-identified copies: a file
-    is sent for its copy while its size fits; the copy that comes back is charged instead."""
-
-    def __init__(self, clean: CleanRequest | None) -> None:
-        self.clean = clean
-        self.left = clean.budget_bytes if clean is not None else 0
-        self.reserved: dict[str, int] = {}  # file name -> bytes held back for its copy
-
-    def ask(self, job: _Job) -> _Job:
-        if self.clean is not None and len(job.data) <= self.left:
-            self.left -= len(job.data)
-            self.reserved[job.item.name] = len(job.data)
-            job.clean = {"secret": self.clean.secret.hex(), "name": job.item.name}
-        return job
-
-    def settle(self, res: ParsedInstance | Rejection) -> ParsedInstance | Rejection:
-        self.left += self.reserved.pop(res.file if isinstance(res, Rejection) else res.name, 0)
-        if isinstance(res, ParsedInstance) and res.clean is not None:
-            self.left -= len(res.clean.data)
-        return res
-
-
 @dataclass
 class _Job:
     item: SourceItem
@@ -448,7 +401,7 @@ class SafeParser:
         such a request parses the file again without it (the copy is then made later,
         alone, and fails there as it would have).
         """
-        budget = _CleanBudget(clean)
+        budget = CleanBudget(clean)
         ask = budget.ask
         pending = iter(items)
         idle = list(range(len(self._workers)))
@@ -725,5 +678,5 @@ class SafeParser:
         return arr.reshape(shape)
 
 
-__all__ = ["CleanCopy", "CleanRequest", "ParsedInstance", "SafeParser", "parse_trusted",
+__all__ = ["ParsedInstance", "SafeParser", "parse_trusted",
            "zero_preamble"]

@@ -16,6 +16,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from analytics.errors import MaskError
+from analytics.ingest.header import raw_strings
 from analytics.ingest.volume import Volume
 
 
@@ -32,9 +33,16 @@ class _Plane:
 
 def _item(fg: Dataset, shared: Dataset | None, seq: str) -> Dataset | None:
     for group in (fg, shared):
-        if group is not None and group.get(seq):
-            return group.get(seq)[0]
+        items = group.get(seq) if group is not None else None
+        if items:
+            return items[0]
     return None
+
+
+def _raw(item: Dataset | None, keyword: str) -> list[str] | None:
+    """A decimal string element's values read from its raw bytes (no per-value DS
+    objects: a SEG repeats these in every one of hundreds of frames)."""
+    return raw_strings(item, keyword) if item is not None else None
 
 
 def _floats(value, n: int) -> np.ndarray | None:
@@ -80,10 +88,10 @@ def seg_planes(ds: Dataset, reference: Volume, what: str) -> list[_Plane]:
         pos = _item(fg, shared, "PlanePositionSequence")
         ori = _item(fg, shared, "PlaneOrientationSequence")
         meas = _item(fg, shared, "PixelMeasuresSequence")
-        iop = _floats(ori.get("ImageOrientationPatient"), 6) if ori is not None else None
-        spacing = _floats(meas.get("PixelSpacing"), 2) if meas is not None else None
-        between = meas.get("SpacingBetweenSlices") if meas is not None else None
-        position = _floats(pos.get("ImagePositionPatient"), 3) if pos is not None else None
+        iop = _floats(_raw(ori, "ImageOrientationPatient"), 6)
+        spacing = _floats(_raw(meas, "PixelSpacing"), 2)
+        between = (_raw(meas, "SpacingBetweenSlices") or [None])[0]
+        position = _floats(_raw(pos, "ImagePositionPatient"), 3)
         if position is None:
             k = _slice_of_source(fg, shared, sop_slice)
             if k is None:

@@ -13,8 +13,9 @@ from pydicom import dcmread
 from analytics.config import load_settings
 from analytics.errors import InvalidDicomError
 from analytics.ingest import pipeline
+from analytics.ingest.clean_copy import CleanCopy, CleanRequest
 from analytics.ingest.deid import Deidentifier
-from analytics.ingest.reader import CleanCopy, CleanRequest, ParsedInstance, zero_preamble
+from analytics.ingest.reader import ParsedInstance, zero_preamble
 from analytics.ingest.sources import SourceItem
 from analytics.store import open_store
 from tests.ingest.conftest import item

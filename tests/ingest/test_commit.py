@@ -218,3 +218,33 @@ def test_two_processes_ingesting_the_same_series_leave_one_copy(tmp_path, settin
         assert s.scalar(select(Series.n_instances)) == 6
     assert len(list(settings.dicom_dir.rglob("*.dcm"))) == 6
     store.dispose()
+
+
+def test_every_file_of_a_long_series_is_placed_with_its_bytes_and_the_staging_removed(
+        settings):
+    settings.ensure_home()
+    files = [(f"dicom/aa/series/{n:04d}.dcm", bytes([n % 251]) * (1000 + n))
+             for n in range(150)]  # more than the files kept open while they are flushed
+    placed = commit_mod.place_files(settings, files)
+    assert placed == [settings.home / rel for rel, _ in files]
+    assert [p.read_bytes() for p in placed] == [data for _, data in files]
+    assert not any((settings.home / "tmp").glob(f"{commit_mod.STAGING_PREFIX}*"))
+
+
+def test_a_file_that_cannot_be_flushed_fails_the_placement_and_nothing_is_renamed(
+        settings, monkeypatch):
+    settings.ensure_home()
+    real_fsync, calls = os.fsync, []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 7:
+            raise OSError(5, "Input/output error")
+        return real_fsync(fd)
+
+    monkeypatch.setattr(commit_mod.os, "fsync", fsync)
+    files = [(f"dicom/bb/series/{n:04d}.dcm", b"x" * 100) for n in range(20)]
+    with pytest.raises(OSError, match="Input/output error"):
+        commit_mod.place_files(settings, files)
+    assert not any((settings.home / rel).exists() for rel, _ in files)
+    assert not any((settings.home / "tmp").glob(f"{commit_mod.STAGING_PREFIX}*"))

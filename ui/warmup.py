@@ -15,15 +15,23 @@ Only the shared, pseudonymised entries are built (``ui.dash``, ``ui.loaders``): 
 per viewer or session, no names, identifiers or real dates, no audit record (nobody
 viewed anything). A store that cannot be read, or a model that does not load, is left to
 the pages, which show the error to whoever opens them.
+
+Once the health check answers, the first sessions arrive: the warm-up then makes the
+Patient page's first run as cheap as its later ones (:func:`warm_patient_page`: its
+imports and the libraries' first-use costs, with made-up data) and leaves the rest (the
+other pages' imports, the key images) to moments when no session runs a script
+(:func:`script_run`, :func:`wait_idle`), so it never competes with a clinician's first
+patient switches on a small server.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import io
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,10 +53,23 @@ _done = threading.Event()
 COHORT_MODULES = ("analytics.viz", "analytics.usecases.overview", "analytics.cohort",
                   "analytics.models.registry", "ui.cohort_view", "ui.downloads",
                   "ui.tables", "ui.format")
-#: what the other pages import (seconds the first visit of each paid), imported after the
-#: health check answers: nobody opens them before the Cohort page
-OTHER_MODULES = ("analytics.explain", "ui.patient_view", "ui.mdt_view", "ui.models_view",
-                 "ui.ingest_view")
+#: what the Patient page imports on its first run (the first patient switch after a start
+#: paid them), imported as soon as the health check answers
+PATIENT_MODULES = ("analytics.explain", "ui.patient_view", "analytics.usecases.mask_review",
+                   "analytics.usecases.mdt_facts", "analytics.models.assessability",
+                   "analytics.masks_review", "analytics.usecases.keyview", "plotly.io")
+#: what the other pages import (seconds the first visit of each paid), imported one by one
+#: when no session runs a script
+OTHER_MODULES = ("ui.mdt_view", "ui.models_view", "ui.ingest_view")
+#: seconds without any script run before the warm-up takes its next step (the browser
+#: draws what the last run sent meanwhile, on the same cores on a small server)
+IDLE_QUIET_S = 1.0
+#: the longest the warm-up waits for a quiet moment before it takes a step anyway (a
+#: server never idle still gets its other pages' imports and key images)
+IDLE_WAIT_MAX_S = 300.0
+_runs = threading.Condition()
+_running = [0]
+_last_run_end = [float("-inf")]
 
 
 @dataclass(frozen=True)
@@ -65,11 +86,81 @@ class _Source:
 
 
 def warm(settings: Settings | None = None) -> dict[str, float]:
-    """:func:`warm_cohort`, then the other pages' imports (:data:`OTHER_MODULES`).
-    Returns seconds per step; raises as :func:`warm_cohort`.
+    """:func:`warm_cohort`, :func:`warm_patient_page`, then the other pages' imports
+    (:data:`OTHER_MODULES`). Returns seconds per step; raises as :func:`warm_cohort`.
     """
     steps = warm_cohort(settings)
-    return steps | warm_imports(OTHER_MODULES)
+    return steps | warm_patient_page() | warm_imports(OTHER_MODULES)
+
+
+@contextlib.contextmanager
+def script_run() -> Iterator[None]:
+    """Mark a session's script run while it lasts (``app.py`` runs each page in it): the
+    warm-up's later steps wait until none runs (:func:`wait_idle`)."""
+    with _runs:
+        _running[0] += 1
+    try:
+        yield
+    finally:
+        with _runs:
+            _running[0] -= 1
+            _last_run_end[0] = time.monotonic()
+            _runs.notify_all()
+
+
+def wait_idle(quiet_s: float | None = None, max_wait_s: float | None = None) -> bool:
+    """Block until no script has run for ``quiet_s`` seconds (default
+    :data:`IDLE_QUIET_S`), or ``max_wait_s`` (default :data:`IDLE_WAIT_MAX_S`) passed.
+    Returns whether the server was idle."""
+    quiet_s = IDLE_QUIET_S if quiet_s is None else quiet_s
+    max_wait_s = IDLE_WAIT_MAX_S if max_wait_s is None else max_wait_s
+    deadline = time.monotonic() + max_wait_s
+    with _runs:
+        while True:
+            now = time.monotonic()
+            quiet_for = now - _last_run_end[0]
+            if _running[0] == 0 and quiet_for >= quiet_s:
+                return True
+            if now >= deadline:
+                return False
+            wait = quiet_s - quiet_for if _running[0] == 0 else quiet_s
+            _runs.wait(max(0.01, min(wait, deadline - now)))
+
+
+def warm_patient_page() -> dict[str, float]:
+    """Import the Patient page's modules (:data:`PATIENT_MODULES`) and pay the first-use
+    costs of what its first switch to a patient with a scan draws: plotly's validators of
+    the biomarker chart (subplots, reference lines, scatter lines) and its JSON encoder,
+    Pillow's image plugins (the key image). The figure is built from made-up values and
+    thrown away: no patient data. Returns seconds per step."""
+    steps = warm_imports(PATIENT_MODULES)
+    t0 = time.perf_counter()
+    _draw_example_patient_figures()
+    steps["patient page figures"] = time.perf_counter() - t0
+    return steps
+
+
+def _draw_example_patient_figures() -> None:
+    import pandas as pd
+    import plotly.io
+    from PIL import Image
+
+    from analytics import viz
+    from analytics.store.repo import KEY_BIOMARKERS
+    from ui import patient_view
+
+    names = list(KEY_BIOMARKERS[:2])
+    example = pd.DataFrame({"time_years": [0.0, 1.0] * len(names),
+                            "name": [n for n in names for _ in range(2)],
+                            "value": [1.0, 2.0] * len(names), "unit": [None] * 2 * len(names),
+                            "contrast_phase": ["portal_venous", None] * len(names)})
+    fig = viz.biomarker_trajectory(example, names, outcome_event="example",
+                                   outcome_time_years=1.5,
+                                   normal_ranges=patient_view.normal_ranges(names))
+    plotly.io.to_json(fig, validate=False)  # as st.plotly_chart sends it
+    png = io.BytesIO()
+    Image.new("L", (4, 4)).save(png, format="PNG")
+    Image.open(io.BytesIO(png.getvalue())).load()  # as st.image checks it
 
 
 def warm_imports(modules: tuple[str, ...]) -> dict[str, float]:
@@ -152,11 +243,15 @@ def _run() -> None:
     slow = ", ".join(f"{k} {v:.1f} s" for k, v in steps.items() if v >= 0.1)
     LOG.info("dashboard caches built in %.1f s (%s)", time.perf_counter() - t0, slow)
     t0 = time.perf_counter()
-    warm_imports(OTHER_MODULES)
-    LOG.info("other pages' modules imported in %.1f s", time.perf_counter() - t0)
+    warm_patient_page()
+    LOG.info("patient page warmed in %.1f s", time.perf_counter() - t0)
+    for module in OTHER_MODULES:
+        wait_idle()
+        warm_imports((module,))
+    LOG.info("other pages' modules imported")
     t0 = time.perf_counter()
     try:
-        counts = warm_key_images()
+        counts = warm_key_images(pause=wait_idle)
     except HepaTrackError as err:
         LOG.warning("key images not rendered ahead: %s", err)
         return
@@ -169,22 +264,26 @@ WARM_KEY_IMAGES = 5000
 WARM_KEY_IMAGES_S = 600.0
 
 
-def warm_key_images(settings: Settings | None = None) -> dict[str, int]:
+def warm_key_images(settings: Settings | None = None,
+                    pause: Callable[[], object] | None = None) -> dict[str, int]:
     """Render and store the key image of each patient's newest CT/MR series that has
-    none for its current inputs (``analytics.usecases.keyview.render_missing``), so a
-    patient switch reads it instead of the series. Returns the counts.
+    none for its current inputs, unless a complete pass already ran on the store's
+    current data (``analytics.usecases.keyview.render_missing_if_changed``), so a patient
+    switch reads it instead of the series. ``pause`` is called before each series (the
+    server waits for a quiet moment). Returns the counts.
 
     Raises
     ------
     HepaTrackError
         If the settings or the store cannot be read.
     """
-    from analytics.usecases.keyview import render_missing
+    from analytics.usecases.keyview import render_missing_if_changed
     from ui import loaders
 
     settings = settings or load_settings()
     store = loaders._store(str(settings.home), settings.database_url)
-    return render_missing(store, settings, limit=WARM_KEY_IMAGES, budget_s=WARM_KEY_IMAGES_S)
+    return render_missing_if_changed(store, settings, limit=WARM_KEY_IMAGES,
+                                     budget_s=WARM_KEY_IMAGES_S, pause=pause)
 
 
 def start() -> threading.Thread:

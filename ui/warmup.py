@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import io
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -135,32 +134,11 @@ def warm_patient_page() -> dict[str, float]:
     thrown away: no patient data. Returns seconds per step."""
     steps = warm_imports(PATIENT_MODULES)
     t0 = time.perf_counter()
-    _draw_example_patient_figures()
+    from ui import first_use  # here: its imports are the warm-up's work, as below
+
+    first_use.draw_patient_examples()
     steps["patient page figures"] = time.perf_counter() - t0
     return steps
-
-
-def _draw_example_patient_figures() -> None:
-    import pandas as pd
-    import plotly.io
-    from PIL import Image
-
-    from analytics import viz
-    from analytics.store.repo import KEY_BIOMARKERS
-    from ui import patient_view
-
-    names = list(KEY_BIOMARKERS[:2])
-    example = pd.DataFrame({"time_years": [0.0, 1.0] * len(names),
-                            "name": [n for n in names for _ in range(2)],
-                            "value": [1.0, 2.0] * len(names), "unit": [None] * 2 * len(names),
-                            "contrast_phase": ["portal_venous", None] * len(names)})
-    fig = viz.biomarker_trajectory(example, names, outcome_event="example",
-                                   outcome_time_years=1.5,
-                                   normal_ranges=patient_view.normal_ranges(names))
-    plotly.io.to_json(fig, validate=False)  # as st.plotly_chart sends it
-    png = io.BytesIO()
-    Image.new("L", (4, 4)).save(png, format="PNG")
-    Image.open(io.BytesIO(png.getvalue())).load()  # as st.image checks it
 
 
 def warm_imports(modules: tuple[str, ...]) -> dict[str, float]:

@@ -16,12 +16,11 @@ per viewer or session, no names, identifiers or real dates, no audit record (nob
 viewed anything). A store that cannot be read, or a model that does not load, is left to
 the pages, which show the error to whoever opens them.
 
-Once the health check answers, the first sessions arrive: the warm-up then makes the
-Patient page's first run as cheap as its later ones (:func:`warm_patient_page`: its
-imports and the libraries' first-use costs, with made-up data) and leaves the rest (the
-other pages' imports, the key images) to moments when no session runs a script
-(:func:`script_run`, :func:`wait_idle`), so it never competes with a clinician's first
-patient switches on a small server.
+Once the health check answers, the warm-up makes the Patient page's first run as cheap
+as its later ones first (:func:`warm_patient_page`: its imports and the libraries'
+first-use costs, with made-up data), then imports the other pages' modules and renders
+the key images that are missing; the key-image pass is skipped when the store's data did
+not change since its last complete pass (a restart checks no series again).
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import contextlib
 import importlib
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,18 +56,9 @@ COHORT_MODULES = ("analytics.viz", "analytics.usecases.overview", "analytics.coh
 PATIENT_MODULES = ("analytics.explain", "ui.patient_view", "analytics.usecases.mask_review",
                    "analytics.usecases.mdt_facts", "analytics.models.assessability",
                    "analytics.masks_review", "analytics.usecases.keyview", "plotly.io")
-#: what the other pages import (seconds the first visit of each paid), imported one by one
-#: when no session runs a script
+#: what the other pages import (seconds the first visit of each paid), imported after the
+#: Patient page's part
 OTHER_MODULES = ("ui.mdt_view", "ui.models_view", "ui.ingest_view")
-#: seconds without any script run before the warm-up takes its next step (the browser
-#: draws what the last run sent meanwhile, on the same cores on a small server)
-IDLE_QUIET_S = 1.0
-#: the longest the warm-up waits for a quiet moment before it takes a step anyway (a
-#: server never idle still gets its other pages' imports and key images)
-IDLE_WAIT_MAX_S = 300.0
-_runs = threading.Condition()
-_running = [0]
-_last_run_end = [float("-inf")]
 
 
 @dataclass(frozen=True)
@@ -90,40 +80,6 @@ def warm(settings: Settings | None = None) -> dict[str, float]:
     """
     steps = warm_cohort(settings)
     return steps | warm_patient_page() | warm_imports(OTHER_MODULES)
-
-
-@contextlib.contextmanager
-def script_run() -> Iterator[None]:
-    """Mark a session's script run while it lasts (``app.py`` runs each page in it): the
-    warm-up's later steps wait until none runs (:func:`wait_idle`)."""
-    with _runs:
-        _running[0] += 1
-    try:
-        yield
-    finally:
-        with _runs:
-            _running[0] -= 1
-            _last_run_end[0] = time.monotonic()
-            _runs.notify_all()
-
-
-def wait_idle(quiet_s: float | None = None, max_wait_s: float | None = None) -> bool:
-    """Block until no script has run for ``quiet_s`` seconds (default
-    :data:`IDLE_QUIET_S`), or ``max_wait_s`` (default :data:`IDLE_WAIT_MAX_S`) passed.
-    Returns whether the server was idle."""
-    quiet_s = IDLE_QUIET_S if quiet_s is None else quiet_s
-    max_wait_s = IDLE_WAIT_MAX_S if max_wait_s is None else max_wait_s
-    deadline = time.monotonic() + max_wait_s
-    with _runs:
-        while True:
-            now = time.monotonic()
-            quiet_for = now - _last_run_end[0]
-            if _running[0] == 0 and quiet_for >= quiet_s:
-                return True
-            if now >= deadline:
-                return False
-            wait = quiet_s - quiet_for if _running[0] == 0 else quiet_s
-            _runs.wait(max(0.01, min(wait, deadline - now)))
 
 
 def warm_patient_page() -> dict[str, float]:
@@ -223,13 +179,12 @@ def _run() -> None:
     t0 = time.perf_counter()
     warm_patient_page()
     LOG.info("patient page warmed in %.1f s", time.perf_counter() - t0)
-    for module in OTHER_MODULES:
-        wait_idle()
-        warm_imports((module,))
-    LOG.info("other pages' modules imported")
+    t0 = time.perf_counter()
+    warm_imports(OTHER_MODULES)
+    LOG.info("other pages' modules imported in %.1f s", time.perf_counter() - t0)
     t0 = time.perf_counter()
     try:
-        counts = warm_key_images(pause=wait_idle)
+        counts = warm_key_images()
     except HepaTrackError as err:
         LOG.warning("key images not rendered ahead: %s", err)
         return

@@ -9,10 +9,12 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
 from analytics.errors import IngestError
 from analytics.ingest.pipeline import ingest_sources
 from analytics.store import key_images
+from analytics.store.schema import Mask, MaskRejection, Series
 from analytics.store.series_admin import remove_series
 from analytics.usecases import keyview
 from analytics.usecases.keyimage import load_key_image, render_slice
@@ -114,3 +116,58 @@ def test_warm_up_renders_each_patients_newest_series_once(template, tmp_path):
     assert len(newest) == len(template.imaging) == 2
     assert first == {"rendered": 2, "current": 0, "failed": 0}
     assert again == {"rendered": 0, "current": 2, "failed": 0}
+
+
+def test_a_server_start_on_unchanged_data_checks_no_series_again(template, tmp_path,
+                                                                  monkeypatch):
+    with open_copy(template, tmp_path / "home") as (settings, store):
+        paused: list[int] = []
+        first = keyview.render_missing_if_changed(store, settings,
+                                                  pause=lambda: paused.append(1))
+        assert first == {"rendered": 2, "current": 0, "failed": 0}
+        assert len(paused) == 2  # one quiet moment asked for before each series
+
+        def no_check(*_a, **_k):
+            raise AssertionError("a series was checked again on unchanged data")
+
+        with monkeypatch.context() as m:
+            m.setattr(key_images, "newest_series", no_check)
+            m.setattr(key_images, "inputs_version", no_check)
+            assert keyview.render_missing_if_changed(store, settings) == {"unchanged": 1}
+        # the pass over every series is still what render_missing does
+        assert keyview.render_missing(store, settings) == {
+            "rendered": 0, "current": 2, "failed": 0}
+
+
+def test_a_changed_series_or_a_forgotten_key_image_is_looked_at_on_the_next_start(
+        template, tmp_path):
+    with open_copy(template, tmp_path / "home") as (settings, store):
+        keyview.render_missing_if_changed(store, settings)
+        uid = key_images.newest_series(store, 100)[0]  # one the pass renders
+        before = keyview.from_bytes(key_images.read(store, uid))
+        # an outline review of the series' mask: a write to a watched table
+        with store.session() as s:
+            mask_id = s.scalar(select(Mask.id).join(Series, Mask.series_id == Series.id)
+                               .where(Series.series_uid == uid))
+            s.add(MaskRejection(mask_id=mask_id, organ="spleen", reason="test",
+                                rejected_by="dr.grey"))
+        again = keyview.render_missing_if_changed(store, settings)
+        assert again == {"rendered": 1, "current": 1, "failed": 0}
+        after = keyview.from_bytes(key_images.read(store, uid))
+        assert after.version != before.version
+        assert after.version == key_images.inputs_version(store, uid)
+
+        assert key_images.forget(store, uid) == 1
+        assert keyview.render_missing_if_changed(store, settings) == {
+            "rendered": 1, "current": 1, "failed": 0}
+        assert keyview.render_missing_if_changed(store, settings) == {"unchanged": 1}
+
+
+def test_a_pass_cut_short_by_its_time_budget_is_not_taken_for_a_complete_one(
+        template, tmp_path):
+    with open_copy(template, tmp_path / "home") as (settings, store):
+        cut = keyview.render_missing_if_changed(store, settings, budget_s=-1.0)
+        assert cut == {"rendered": 0, "current": 0, "failed": 0}
+        assert key_images.last_pass(store) is None
+        assert keyview.render_missing_if_changed(store, settings) == {
+            "rendered": 2, "current": 0, "failed": 0}

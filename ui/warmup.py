@@ -15,6 +15,12 @@ Only the shared, pseudonymised entries are built (``ui.dash``, ``ui.loaders``): 
 per viewer or session, no names, identifiers or real dates, no audit record (nobody
 viewed anything). A store that cannot be read, or a model that does not load, is left to
 the pages, which show the error to whoever opens them.
+
+Once the health check answers, the warm-up makes the Patient page's first run as cheap
+as its later ones first (:func:`warm_patient_page`: its imports and the libraries'
+first-use costs, with made-up data), then imports the other pages' modules and renders
+the key images that are missing; the key-image pass is skipped when the store's data did
+not change since its last complete pass (a restart checks no series again).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import contextlib
 import importlib
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,10 +51,14 @@ _done = threading.Event()
 COHORT_MODULES = ("analytics.viz", "analytics.usecases.overview", "analytics.cohort",
                   "analytics.models.registry", "ui.cohort_view", "ui.downloads",
                   "ui.tables", "ui.format")
+#: what the Patient page imports on its first run (the first patient switch after a start
+#: paid them), imported as soon as the health check answers
+PATIENT_MODULES = ("analytics.explain", "ui.patient_view", "analytics.usecases.mask_review",
+                   "analytics.usecases.mdt_facts", "analytics.models.assessability",
+                   "analytics.masks_review", "analytics.usecases.keyview", "plotly.io")
 #: what the other pages import (seconds the first visit of each paid), imported after the
-#: health check answers: nobody opens them before the Cohort page
-OTHER_MODULES = ("analytics.explain", "ui.patient_view", "ui.mdt_view", "ui.models_view",
-                 "ui.ingest_view")
+#: Patient page's part
+OTHER_MODULES = ("ui.mdt_view", "ui.models_view", "ui.ingest_view")
 
 
 @dataclass(frozen=True)
@@ -65,11 +75,26 @@ class _Source:
 
 
 def warm(settings: Settings | None = None) -> dict[str, float]:
-    """:func:`warm_cohort`, then the other pages' imports (:data:`OTHER_MODULES`).
-    Returns seconds per step; raises as :func:`warm_cohort`.
+    """:func:`warm_cohort`, :func:`warm_patient_page`, then the other pages' imports
+    (:data:`OTHER_MODULES`). Returns seconds per step; raises as :func:`warm_cohort`.
     """
     steps = warm_cohort(settings)
-    return steps | warm_imports(OTHER_MODULES)
+    return steps | warm_patient_page() | warm_imports(OTHER_MODULES)
+
+
+def warm_patient_page() -> dict[str, float]:
+    """Import the Patient page's modules (:data:`PATIENT_MODULES`) and pay the first-use
+    costs of what its first switch to a patient with a scan draws: plotly's validators of
+    the biomarker chart (subplots, reference lines, scatter lines) and its JSON encoder,
+    Pillow's image plugins (the key image). The figure is built from made-up values and
+    thrown away: no patient data. Returns seconds per step."""
+    steps = warm_imports(PATIENT_MODULES)
+    t0 = time.perf_counter()
+    from ui import first_use  # here: its imports are the warm-up's work, as below
+
+    first_use.draw_patient_examples()
+    steps["patient page figures"] = time.perf_counter() - t0
+    return steps
 
 
 def warm_imports(modules: tuple[str, ...]) -> dict[str, float]:
@@ -152,6 +177,9 @@ def _run() -> None:
     slow = ", ".join(f"{k} {v:.1f} s" for k, v in steps.items() if v >= 0.1)
     LOG.info("dashboard caches built in %.1f s (%s)", time.perf_counter() - t0, slow)
     t0 = time.perf_counter()
+    warm_patient_page()
+    LOG.info("patient page warmed in %.1f s", time.perf_counter() - t0)
+    t0 = time.perf_counter()
     warm_imports(OTHER_MODULES)
     LOG.info("other pages' modules imported in %.1f s", time.perf_counter() - t0)
     t0 = time.perf_counter()
@@ -169,22 +197,26 @@ WARM_KEY_IMAGES = 5000
 WARM_KEY_IMAGES_S = 600.0
 
 
-def warm_key_images(settings: Settings | None = None) -> dict[str, int]:
+def warm_key_images(settings: Settings | None = None,
+                    pause: Callable[[], object] | None = None) -> dict[str, int]:
     """Render and store the key image of each patient's newest CT/MR series that has
-    none for its current inputs (``analytics.usecases.keyview.render_missing``), so a
-    patient switch reads it instead of the series. Returns the counts.
+    none for its current inputs, unless a complete pass already ran on the store's
+    current data (``analytics.usecases.keyview.render_missing_if_changed``), so a patient
+    switch reads it instead of the series. ``pause`` is called before each series (the
+    server waits for a quiet moment). Returns the counts.
 
     Raises
     ------
     HepaTrackError
         If the settings or the store cannot be read.
     """
-    from analytics.usecases.keyview import render_missing
+    from analytics.usecases.keyview import render_missing_if_changed
     from ui import loaders
 
     settings = settings or load_settings()
     store = loaders._store(str(settings.home), settings.database_url)
-    return render_missing(store, settings, limit=WARM_KEY_IMAGES, budget_s=WARM_KEY_IMAGES_S)
+    return render_missing_if_changed(store, settings, limit=WARM_KEY_IMAGES,
+                                     budget_s=WARM_KEY_IMAGES_S, pause=pause)
 
 
 def start() -> threading.Thread:

@@ -30,10 +30,14 @@ from analytics.store.schema import (
     Study,
 )
 
-__all__ = ["KEY_PREFIX", "forget", "inputs_version", "newest_series", "read", "write"]
+__all__ = ["KEY_PREFIX", "PASS_KEY", "forget", "inputs_version", "last_pass", "newest_series",
+           "read", "record_pass", "write"]
 
 #: ``blobs.key`` of a series' key image: this prefix and the series UID
 KEY_PREFIX = "key-image/"
+#: ``blobs.key`` of what the last complete pass over the newest series saw (a caller's
+#: token, e.g. the rendering's format and the store's data version)
+PASS_KEY = "key-images-pass"
 
 
 def _key(series_uid: str) -> str:
@@ -95,10 +99,30 @@ def write(store: Store, series_uid: str, data: bytes) -> None:
 
 
 def forget(store: Store, series_uid: str | None = None) -> int:
-    """Drop the stored key image of a series (every series' when None); rows dropped."""
+    """Drop the stored key image of a series (every series' when None); rows dropped.
+    Either way the last pass's record goes too: the next pass looks at every series."""
     cond = Blob.key == _key(series_uid) if series_uid else Blob.key.startswith(KEY_PREFIX)
     with store.session() as s:
-        return int(s.execute(delete(Blob).where(cond)).rowcount or 0)
+        n = int(s.execute(delete(Blob).where(cond)).rowcount or 0)
+        s.execute(delete(Blob).where(Blob.key == PASS_KEY))
+    return n
+
+
+def last_pass(store: Store) -> str | None:
+    """The token :func:`record_pass` kept, None if none."""
+    with store.session() as s:
+        data = s.scalar(select(Blob.data).where(Blob.key == PASS_KEY))
+    return bytes(data).decode() if data is not None else None
+
+
+def record_pass(store: Store, token: str) -> None:
+    """Keep ``token`` as what the last complete pass over the newest series saw."""
+    with store.session() as s:
+        row = s.scalar(select(Blob).where(Blob.key == PASS_KEY))
+        if row is None:
+            s.add(Blob(key=PASS_KEY, data=token.encode()))
+        else:
+            row.data = token.encode()
 
 
 def newest_series(store: Store, limit: int) -> list[str]:

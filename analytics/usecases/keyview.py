@@ -18,14 +18,16 @@ from __future__ import annotations
 import json
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from analytics.errors import HepaTrackError, IngestError
 from analytics.store import key_images
+from analytics.store.version import data_version
 from analytics.usecases.keyimage import KeyImageStack, load_key_image, png_bytes, render_slice
 
 __all__ = ["FORMAT_VERSION", "KeyView", "from_bytes", "key_view", "render_key_view",
-           "render_missing", "to_bytes"]
+           "render_missing", "render_missing_if_changed", "to_bytes"]
 
 #: bumped whenever the rendering or the stored layout changes: every stored view is
 #: rendered again
@@ -130,8 +132,8 @@ def key_view(store, settings, series_uid: str) -> KeyView:
 
 
 
-def render_missing(store, settings, *, limit: int = 5000, budget_s: float | None = None
-                   ) -> dict[str, int]:
+def render_missing(store, settings, *, limit: int = 5000, budget_s: float | None = None,
+                   pause: Callable[[], object] | None = None) -> dict[str, int]:
     """Render and store the key view of each patient's newest CT/MR series that has none
     for its current inputs (what a first patient switch would otherwise wait for).
 
@@ -141,6 +143,8 @@ def render_missing(store, settings, *, limit: int = 5000, budget_s: float | None
         At most this many patients' series are looked at (newest scans first).
     budget_s
         Stop starting new renders after this many seconds (None: no limit).
+    pause
+        Called before each series is looked at (a server waits there for a quiet moment).
 
     Returns
     -------
@@ -148,11 +152,19 @@ def render_missing(store, settings, *, limit: int = 5000, budget_s: float | None
         ``rendered``, ``current`` (already stored) and ``failed`` (a series that cannot be
         shown: the page names why when it is opened) counts.
     """
+    return _render_pass(store, settings, limit, budget_s, pause)[0]
+
+
+def _render_pass(store, settings, limit: int, budget_s: float | None,
+                 pause: Callable[[], object] | None) -> tuple[dict[str, int], bool]:
+    """:func:`render_missing`'s counts, and whether every series was looked at."""
     t0 = time.monotonic()
     counts = {"rendered": 0, "current": 0, "failed": 0}
     for uid in key_images.newest_series(store, limit):
         if budget_s is not None and time.monotonic() - t0 > budget_s:
-            break
+            return counts, False
+        if pause is not None:
+            pause()
         data = key_images.read(store, uid)
         stored = from_bytes(data) if data is not None else None
         if stored is not None and stored.version == key_images.inputs_version(store, uid):
@@ -164,4 +176,28 @@ def render_missing(store, settings, *, limit: int = 5000, budget_s: float | None
             counts["failed"] += 1
             continue
         counts["rendered"] += 1
+    return counts, True
+
+
+def render_missing_if_changed(store, settings, *, limit: int = 5000,
+                              budget_s: float | None = None,
+                              pause: Callable[[], object] | None = None) -> dict[str, int]:
+    """:func:`render_missing`, unless its last complete pass saw the store's current data
+    version and this :data:`FORMAT_VERSION` (a server start then checks nothing: at 5,000
+    patients that is thousands of queries). The data version changes with every write to
+    a series, mask, outline review or feature run (``analytics.store.version``), so a
+    changed series is looked at again; a switch checks its series' inputs anyway
+    (:func:`key_view`), so a view is never served stale.
+
+    Returns
+    -------
+    dict
+        :func:`render_missing`'s counts, or ``{"unchanged": 1}`` when the pass was skipped.
+    """
+    token = f"{FORMAT_VERSION}:{limit}:{data_version(store)}"
+    if key_images.last_pass(store) == token:
+        return {"unchanged": 1}
+    counts, complete = _render_pass(store, settings, limit, budget_s, pause)
+    if complete:
+        key_images.record_pass(store, token)
     return counts

@@ -80,3 +80,15 @@ def test_a_warm_up_that_hangs_stops_holding_the_health_check_after_its_limit(
 
 def test_without_a_readiness_check_health_passes_straight_to_streamlit():
     assert _health(None) == (200, b"ok")
+
+
+def test_after_the_cohort_the_warm_up_primes_the_patient_page_before_the_other_pages(
+        fresh, monkeypatch):
+    done: list[str] = []
+    monkeypatch.setattr(warmup, "warm_cohort", lambda: done.append("cohort") or {})
+    monkeypatch.setattr(warmup, "warm_patient_page",
+                        lambda: done.append("patient page") or {})
+    monkeypatch.setattr(warmup, "warm_imports", lambda modules: done.extend(modules) or {})
+    monkeypatch.setattr(warmup, "warm_key_images", lambda: done.append("key images") or {})
+    warmup.start().join(30)
+    assert done == ["cohort", "patient page", *warmup.OTHER_MODULES, "key images"]

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.config import Settings
 from analytics.errors import ConfigError, StoreError
+from analytics.store.patient_summary import ensure_built, track_patients
 from analytics.store.schema import Base, StoreInfo
 from analytics.store.version import ensure_generation_row, track_writes
 
@@ -121,11 +122,22 @@ def migrate(engine: Engine) -> None:
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(740200117)")
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+            _ensure_tables(conn)
             _ensure_indexes(conn)
             for stmt in _GUARDS.get(engine.dialect.name, []):
                 conn.exec_driver_sql(stmt)
     except OperationalError as e:
         raise StoreError(f"cannot migrate {_redact(str(engine.url))}: {e.orig}") from e
+
+
+def _ensure_tables(conn: Any) -> None:
+    """Create every table ``schema.py`` declares that the database lacks (a home
+    migrated by an earlier copy of the initial revision; derived tables such as
+    ``patient_summary`` are then filled by :func:`open_store`)."""
+    have = set(inspect(conn).get_table_names())
+    missing = [t for t in Base.metadata.sorted_tables if t.name not in have]
+    if missing:
+        Base.metadata.create_all(conn, tables=missing)
 
 
 def _ensure_indexes(conn: Any) -> None:
@@ -260,8 +272,10 @@ def open_store(settings: Settings | None = None, *, url: str | None = None,
         migrate(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
     track_writes(sessions)  # every committed write to the data gives a new data version
+    track_patients(sessions)  # and keeps the cohort list's per-patient summary in step
     store = Store(engine=engine, sessions=sessions,
                   home=Path(home).resolve() if home is not None else None)
     if migrate_schema:
         ensure_generation_row(store)
+        ensure_built(sessions)
     return store

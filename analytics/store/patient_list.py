@@ -186,9 +186,9 @@ def find_pseudonyms(store: Store, query: PatientQuery, *, identified: bool) -> l
         As :func:`find_patients`.
     """
     _check(query)
-    base = select(Patient.pseudonym).select_from(Patient)
-    if query.sort != "pseudonym":
-        base = _joined(base, identified)
+    base = select(_S.pseudonym).select_from(_S)
+    if _real_last_scan_sort(query, identified):
+        base = base.outerjoin(IdentityMap, IdentityMap.patient_id == _S.patient_id)
     with store.session() as s:
         return [r[0] for r in tuples(s.connection(), _page(base, query, identified))]
 
@@ -208,9 +208,9 @@ def count_patients(store: Store, query: PatientQuery, *, identified: bool) -> in
         As in :func:`find_patients`: decides which columns ``query.search`` reads.
     """
     _check(query)
-    chosen = _filtered(select(Patient.id), query, identified)
+    chosen = _filtered(select(_S.patient_id), query, identified)
     if query.limit is not None or query.offset:
-        chosen = chosen.order_by(Patient.pseudonym).offset(query.offset).limit(query.limit)
+        chosen = chosen.order_by(_S.pseudonym).offset(query.offset).limit(query.limit)
     with store.session() as s:
         return int(s.execute(select(func.count()).select_from(chosen.subquery("chosen"))
                              ).scalar_one())
@@ -279,29 +279,23 @@ def cohort_timeline(store: Store) -> pd.DataFrame:
 _S = PatientSummary
 
 
-def _joined(stmt: Select, identified: bool) -> Select:
-    """``stmt`` (from ``patients``) joined to the summary, the outcome and, when
-    identified, the identity row (each at most one row per patient)."""
-    stmt = (stmt.outerjoin(_S, _S.patient_id == Patient.id)
-            .outerjoin(Outcome, Outcome.patient_id == Patient.id))
-    if identified:
-        stmt = stmt.outerjoin(IdentityMap, IdentityMap.patient_id == Patient.id)
-    return stmt
-
-
 def _row_query(identified: bool) -> Select:
-    """The columns of a list row (:data:`_ROW_KEYS`), patients joined as needed."""
+    """The columns of a list row (:data:`_ROW_KEYS`): the summary row joined to its
+    patient, the outcome and, when identified, the identity row (each one row at most)."""
     columns: list[Any] = [
-        Patient.pseudonym, Patient.sex, Patient.birth_year,
-        func.coalesce(_S.n_studies, 0), func.coalesce(_S.n_series, 0),
-        DayNumber(_S.first_scan), DayNumber(_S.last_scan), func.coalesce(_S.n_visits, 0),
+        _S.pseudonym, Patient.sex, Patient.birth_year, _S.n_studies, _S.n_series,
+        DayNumber(_S.first_scan), DayNumber(_S.last_scan), _S.n_visits,
         Outcome.event, Outcome.time_years, DayNumber(Outcome.outcome_date),
         *[_S.__table__.c[n] for n in KEY_BIOMARKERS],
     ]
     if identified:
         columns += [IdentityMap.date_shift_days, IdentityMap.patient_name,
                     IdentityMap.real_patient_id, DayNumber(IdentityMap.birth_date)]
-    return _joined(select(*columns).select_from(Patient), identified)
+    stmt = (select(*columns).select_from(_S).join(Patient, Patient.id == _S.patient_id)
+            .outerjoin(Outcome, Outcome.patient_id == _S.patient_id))
+    if identified:
+        stmt = stmt.outerjoin(IdentityMap, IdentityMap.patient_id == _S.patient_id)
+    return stmt
 
 
 _ROW_KEYS = ["pseudonym", "sex", "stored_birth_year", "n_studies", "n_series", "first_scan",
@@ -310,64 +304,78 @@ _ROW_KEYS = ["pseudonym", "sex", "stored_birth_year", "n_studies", "n_series", "
 _IDENTITY_KEYS = ["shift", "patient_name", "patient_id", "birth_date"]
 
 
-def _sort_key(column: str, identified: bool) -> ColumnElement[Any]:
-    """The SQL value a non-pseudonym sort orders by (joined tables of :func:`_joined`)."""
-    if column == "last_scan":
-        day = DayNumber(_S.last_scan)
-        # identified views show and so sort the real date: stored minus the patient's shift
-        return day - func.coalesce(IdentityMap.date_shift_days, 0) if identified else day
-    if column == "follow_up_years":
-        return Outcome.time_years
-    return func.coalesce(_S.__table__.c[column], 0)
+def _real_last_scan_sort(query: PatientQuery, identified: bool) -> bool:
+    """True when the order needs the identity row: identified views sort the last scan
+    by its real date (stored minus the patient's shift)."""
+    return identified and query.sort == "last_scan"
+
+
+def _ordered(stmt: Select, query: PatientQuery, identified: bool) -> Select:
+    """``stmt`` (which reads ``patient_summary``, and ``identity_map`` when
+    :func:`_real_last_scan_sort`) in ``query.sort`` order, ties by pseudonym."""
+    if query.sort == "pseudonym":
+        return stmt.order_by(_S.pseudonym)
+    key: ColumnElement[Any] = _S.__table__.c[query.sort]
+    if query.sort == "last_scan":
+        key = DayNumber(_S.last_scan)
+        if _real_last_scan_sort(query, identified):
+            key = key - func.coalesce(IdentityMap.date_shift_days, 0)
+    return stmt.order_by(key.desc().nulls_last(), _S.pseudonym)
 
 
 def _page(stmt: Select, query: PatientQuery, identified: bool) -> Select:
-    """``stmt`` filtered, sorted and paged as ``query`` says."""
-    stmt = _filtered(stmt, query, identified)
-    if query.sort == "pseudonym":
-        stmt = stmt.order_by(Patient.pseudonym)
-    else:
-        stmt = stmt.order_by(_sort_key(query.sort, identified).desc().nulls_last(),
-                             Patient.pseudonym)
+    """``stmt`` (a :func:`_row_query` or a query of ``patient_summary``) filtered,
+    sorted and paged as ``query`` says.
+
+    A page's patients are chosen first, from ``patient_summary`` alone where the
+    filters and the sort allow (a sort and a top-N over one narrow table), then only
+    their rows are joined and read.
+    """
+    if query.limit is None and not query.offset:
+        return _ordered(_filtered(stmt, query, identified), query, identified)
+    top = select(_S.patient_id).select_from(_S)
+    if _real_last_scan_sort(query, identified):
+        top = top.outerjoin(IdentityMap, IdentityMap.patient_id == _S.patient_id)
+    top = _ordered(_filtered(top, query, identified), query, identified)
     if query.offset:
-        stmt = stmt.offset(query.offset)
+        top = top.offset(query.offset)
     if query.limit is not None:
-        stmt = stmt.limit(query.limit)
-    return stmt
+        top = top.limit(query.limit)
+    return _ordered(stmt.where(_S.patient_id.in_(top.scalar_subquery())), query, identified)
 
 
 def _filtered(stmt: Select, query: PatientQuery, identified: bool) -> Select:
-    """``stmt`` (which reads ``patients``) keeping the patients ``query`` selects."""
+    """``stmt`` (which reads ``patient_summary``) keeping the patients ``query``
+    selects: every patient has one summary row, so the filters need no other join."""
+    pid, name = _S.patient_id, _S.pseudonym
     text = (query.search or "").strip().lower()
     if text:
-        hits: list[ColumnElement[bool]] = [
-            func.lower(Patient.pseudonym).contains(text, autoescape=True)]
+        hits: list[ColumnElement[bool]] = [func.lower(name).contains(text, autoescape=True)]
         if identified:  # identity columns are searched only where they are shown
             hits.append(exists().where(
-                IdentityMap.patient_id == Patient.id,
+                IdentityMap.patient_id == pid,
                 or_(func.lower(IdentityMap.patient_name).contains(text, autoescape=True),
                     func.lower(IdentityMap.real_patient_id).contains(text, autoescape=True)))
-                .correlate(Patient))
+                .correlate(_S))
         stmt = stmt.where(or_(*hits))
     if query.events is not None:
-        stmt = stmt.where(exists().where(Outcome.patient_id == Patient.id,
+        stmt = stmt.where(exists().where(Outcome.patient_id == pid,
                                          Outcome.event.in_(list(query.events)))
-                          .correlate(Patient))
+                          .correlate(_S))
     if query.had_event:
-        stmt = stmt.where(exists().where(Outcome.patient_id == Patient.id,
-                                         Outcome.event != CENSORED).correlate(Patient))
+        stmt = stmt.where(exists().where(Outcome.patient_id == pid,
+                                         Outcome.event != CENSORED).correlate(_S))
     if query.modality is not None:
-        stmt = stmt.where(exists().where(Study.patient_id == Patient.id,
+        stmt = stmt.where(exists().where(Study.patient_id == pid,
                                          Series.study_id == Study.id,
                                          Series.modality == query.modality)
-                          .correlate(Patient))
+                          .correlate(_S))
     if query.has_scans is not None:
-        scanned = exists().where(Study.patient_id == Patient.id).correlate(Patient)
-        stmt = stmt.where(scanned if query.has_scans else ~scanned)
+        stmt = stmt.where(_S.n_studies > 0 if query.has_scans else _S.n_studies == 0)
     if query.pseudonyms is not None:
-        stmt = stmt.where(Patient.pseudonym.in_(list(query.pseudonyms)))
+        stmt = stmt.where(name.in_(list(query.pseudonyms)))
     if query.after is not None:
-        stmt = stmt.where(Patient.pseudonym > query.after)
+        stmt = stmt.where(name > query.after)
     return stmt
 
 

@@ -49,6 +49,7 @@ from sqlalchemy.sql.functions import FunctionElement
 from analytics.store._repo_util import DAYS_PER_YEAR
 from analytics.store.schema import (
     Feature,
+    Outcome,
     Patient,
     PatientSummary,
     Series,
@@ -304,7 +305,9 @@ def summary_rows(conn: Any, member: Member = everyone) -> list[dict[str, Any]]:
     for i, r in enumerate(origin):
         values = latest.get(r[0], empty)
         rows.append({
-            "patient_id": int(r[0]), "n_studies": int(r[4] or 0), "n_series": int(r[5] or 0),
+            "patient_id": int(r[0]), "pseudonym": r[7],
+            "follow_up_years": None if r[8] is None else float(r[8]),
+            "n_studies": int(r[4] or 0), "n_series": int(r[5] or 0),
             "n_visits": int(n_visits[i]), "first_scan": _date(r[2]), "last_scan": _date(r[6]),
             **{n: (None if v is None else float(v))
                for n, v in zip(KEY_BIOMARKERS, values, strict=True)},
@@ -314,13 +317,16 @@ def summary_rows(conn: Any, member: Member = everyone) -> list[dict[str, Any]]:
 
 def _head_query(member: Member) -> Any:
     """Per chosen patient: id, stored baseline, first scan, first scan that may define
-    the baseline, studies, series and last scan (day numbers for the dates)."""
+    the baseline, studies, series, last scan (day numbers for the dates), pseudonym and
+    the outcome's time (follow-up, years)."""
     scans = scan_aggregates(member)
     return (select(Patient.id, DayNumber(Patient.baseline_date),
                    DayNumber(scans.c.first_scan), DayNumber(scans.c.valid_first),
-                   scans.c.n_studies, scans.c.n_series, DayNumber(scans.c.last_scan))
+                   scans.c.n_studies, scans.c.n_series, DayNumber(scans.c.last_scan),
+                   Patient.pseudonym, Outcome.time_years)
             .where(member(Patient.id))
-            .outerjoin(scans, scans.c.patient_id == Patient.id))
+            .outerjoin(scans, scans.c.patient_id == Patient.id)
+            .outerjoin(Outcome, Outcome.patient_id == Patient.id))
 
 
 def _date(day: Any) -> dt.date | None:

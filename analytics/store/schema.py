@@ -282,14 +282,18 @@ class PatientSummary(Base):
 
     Derived data: ``analytics.store.patient_summary`` writes it in the same transaction as
     every change to the rows it summarises, so it always equals a recomputation from them.
-    Dates are the stored (shifted) dates; the latest value of each key biomarker is
-    ``NULL`` when the patient has none. No foreign key: a row outlives nothing, the
+    Every patient has exactly one row. Dates are the stored (shifted) dates, never real
+    ones (no identity here); the latest value of each key biomarker is ``NULL`` when the
+    patient has none. No foreign key: a row outlives nothing, the
     transaction that deletes a patient deletes its row.
     """
 
     __tablename__ = "patient_summary"
 
     patient_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # the patient's pseudonym and follow-up, so a sorted page is chosen from this table alone
+    pseudonym: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    follow_up_years: Mapped[float | None] = mapped_column(Float)
     n_studies: Mapped[int] = mapped_column(Integer)
     n_series: Mapped[int] = mapped_column(Integer)
     n_visits: Mapped[int] = mapped_column(Integer)

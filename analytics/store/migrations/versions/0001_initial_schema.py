@@ -78,6 +78,8 @@ def upgrade() -> None:
     op.create_table(
         "patient_summary",
         sa.Column("patient_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("pseudonym", sa.String(length=64), nullable=False),
+        sa.Column("follow_up_years", sa.Float(), nullable=True),
         sa.Column("n_studies", sa.Integer(), nullable=False),
         sa.Column("n_series", sa.Integer(), nullable=False),
         sa.Column("n_visits", sa.Integer(), nullable=False),
@@ -93,6 +95,11 @@ def upgrade() -> None:
         sa.Column("us_hepatorenal_index", sa.Float(), nullable=True),
         sa.PrimaryKeyConstraint("patient_id"),
     )
+    with op.batch_alter_table("patient_summary", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_patient_summary_pseudonym"), ["pseudonym"], unique=True
+        )
+
     op.create_table(
         "patients",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -561,6 +568,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_patients_pseudonym"))
 
     op.drop_table("patients")
+    with op.batch_alter_table("patient_summary", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_patient_summary_pseudonym"))
+
     op.drop_table("patient_summary")
     with op.batch_alter_table("models", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_models_model_id"))

@@ -346,6 +346,11 @@ def refresh(session: Session, patient_ids: Iterable[int]) -> None:
         rebuild(session)
         return
     conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        # two transactions writing for one patient summarise it one after the other, the
+        # second from what the first committed (SQLite has a single writer already)
+        session.execute(select(Patient.id).where(Patient.id.in_(ids))
+                        .order_by(Patient.id).with_for_update())
     session.execute(delete(PatientSummary).where(PatientSummary.patient_id.in_(ids)))
     rows = summary_rows(conn, lambda patient_id: patient_id.in_(ids))
     if rows:
@@ -356,6 +361,8 @@ def rebuild(session: Session) -> None:
     """Recompute every summary row in ``session``'s transaction."""
     conn = session.connection()
     tune_for_reports(conn)
+    if conn.dialect.name == "postgresql":  # one rebuild or refresh at a time
+        conn.exec_driver_sql("LOCK TABLE patient_summary IN SHARE ROW EXCLUSIVE MODE")
     session.execute(delete(PatientSummary))
     rows = summary_rows(conn)
     for a in range(0, len(rows), 10_000):

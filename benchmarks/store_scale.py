@@ -7,19 +7,27 @@ generated rows (seeded, deterministic; bulk-loaded with COPY on PostgreSQL and
 invalid), key and other biomarker values, lab visits and outcomes. Then the reads the
 dashboard makes are timed against named baselines in the same process:
 
-- the cohort list (``repo.list_patients``, pseudonymised and identified) against the
-  per-row implementation of ``main`` at ``dcaad46`` (kept below as the baseline);
+- the cohort list (``repo.list_patients``, pseudonymised and identified), read from the
+  per-patient summary, against the list aggregated at read time of ``0b5c1e5``
+  (``benchmarks/patient_list_0b5c1e5.py``, the code this replaced);
 - filtered lists (``repo.find_patients``: search, outcome, modality, scan dates, a first
-  page) against the Cohort page's way: the whole list, then pandas;
+  page) against the same filters of ``0b5c1e5`` (each also checked against the whole
+  list, then pandas);
+- the Cohort page's page of 50 rows and its total count (``find_patients`` with a sort,
+  ``offset`` and ``limit``, plus ``count_patients``), for every SQL sort in both views
+  and with a filter, against the page's way at ``0b5c1e5``: the filtered list of
+  ``0b5c1e5``, sorted in pandas (``ui.tables.sort_patients``), its first 50 rows;
 - the follow-up timeline (``repo.cohort_timeline``) against its per-row version of
   ``dcaad46`` (kept below);
 - the headline counts and one patient's page (detail and series), unchanged, timed alone.
 
+The generated rows are bulk-loaded outside the store's sessions, so the summary is then
+rebuilt once (timed: what a home made before the summary existed costs on first open).
 Every case's result is checked equal to its baseline's (and the filters against
 hand-computed expectations) before timing; the script exits 1 when a check fails.
 
     .venv/bin/python benchmarks/store_scale.py [--patients 50000] [--series 200000]
-        [--repeat 3] [--backends postgresql,sqlite] [--cases list,filters,timeline]
+        [--repeat 3] [--backends postgresql,sqlite] [--cases list,page,filters,timeline]
 
 For iteration: ``--patients 5000 --series 20000 --cases list,filters --repeat 1``.
 """
@@ -46,22 +54,20 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from analytics.store import open_store, repo
 from analytics.store._repo_util import (
-    as_datetime,
     baseline_of,
-    count_occasions,
     dates_baseline,
-    shift_date,
-    view_birth_year,
     years_between,
 )
 from analytics.store.db import Store
-from analytics.store.repo import IDENTITY_COLUMNS, KEY_BIOMARKERS, PATIENT_COLUMNS
-from analytics.store.schema import Feature, IdentityMap, Outcome, Patient, Series, Study, Visit
+from analytics.store.patient_summary import rebuild
+from analytics.store.schema import Outcome, Patient, Study, Visit
+from benchmarks import patient_list_0b5c1e5 as before
 from benchmarks.harness import Comparison, compare, format_seconds, measure
+from ui.tables import SORTS, sort_patients
 
 KEY = ("liver_volume_ml", "spleen_volume_ml", "liver_hu_mean", "liver_spleen_hu_diff")
 OTHER = ("liver_hu_sd", "spleen_hu_mean")
@@ -169,135 +175,21 @@ def load(store: Store, tables: dict[str, tuple[list[str], list[tuple]]]) -> None
         dbapi.commit()
     finally:
         raw.close()
+    started = time.perf_counter()
+    with store.session() as s:  # rows loaded outside the sessions: summarise them once
+        rebuild(s)
+    print(f"patient_summary rebuilt in {time.perf_counter() - started:.1f} s")
+    raw = store.engine.raw_connection()
+    try:
+        cur = raw.driver_connection.cursor()
+        cur.execute("ANALYZE")
+        raw.driver_connection.commit()
+    finally:
+        raw.close()
 
 
 # --------------------------------------------------------------------------- baseline
-# ``repo.list_patients`` and ``repo.cohort_timeline`` as they were at dcaad46, kept verbatim
-# apart from their names: every study, visit and key biomarker row is fetched and the
-# records are built in Python.
-def _latest_values(rows: list[Any]) -> dict[int, dict[str, float]]:
-    """Per patient, the newest non-null value of each feature name.
-
-    ``rows`` are ``(patient_id, study_date, series_id, computed_at, name, value)``; newest
-    means latest study date, then latest series row, then latest computation.
-    """
-    def order(r: Any) -> tuple:
-        computed = r.computed_at
-        if computed is not None and computed.tzinfo is None:
-            computed = computed.replace(tzinfo=dt.UTC)  # SQLite drops the zone
-        return (r.study_date or dt.date.min, r.series_id,
-                computed or dt.datetime.min.replace(tzinfo=dt.UTC))
-
-    latest: dict[int, dict[str, float]] = defaultdict(dict)
-    for r in sorted(rows, key=order):
-        if r.value is not None:
-            latest[r.patient_id][r.name] = float(r.value)
-    return latest
-
-
-# --------------------------------------------------------------------------- cohort list
-def rowwise_list_patients(store: Store, *, identified: bool) -> pd.DataFrame:
-    """Baseline: ``repo.list_patients`` as of ``dcaad46`` (every row to Python, one
-    record per patient)."""
-    with store.session() as s:
-        patients = s.execute(select(Patient.id, Patient.pseudonym, Patient.sex,
-                                    Patient.birth_year, Patient.baseline_date)
-                             .order_by(Patient.pseudonym)).all()
-        identity = {}
-        if identified:
-            identity = {r.patient_id: r for r in s.execute(
-                select(IdentityMap.patient_id, IdentityMap.real_patient_id,
-                       IdentityMap.patient_name, IdentityMap.birth_date,
-                       IdentityMap.date_shift_days)).all()}
-        studies = s.execute(
-            select(Study.patient_id, Study.id, Study.study_date,
-                   func.count(Series.id).label("n_series"),
-                   dates_baseline().label("for_baseline"))
-            .outerjoin(Series, Series.study_id == Study.id)
-            .group_by(Study.patient_id, Study.id, Study.study_date)).all()
-        visits = s.execute(select(Visit.patient_id, Visit.time_years, Visit.visit_date)).all()
-        outcomes = {r.patient_id: r for r in s.execute(
-            select(Outcome.patient_id, Outcome.time_years, Outcome.outcome_date,
-                   Outcome.event)).all()}
-        feature_rows = s.execute(
-            select(Study.patient_id, Study.study_date, Series.id.label("series_id"),
-                   Feature.computed_at, Feature.name, Feature.value)
-            .join(Series, Feature.series_id == Series.id)
-            .join(Study, Series.study_id == Study.id)
-            .where(Feature.name.in_(KEY_BIOMARKERS))).all()
-
-    studies_of: dict[int, list[Any]] = defaultdict(list)
-    for r in studies:
-        studies_of[r.patient_id].append(r)
-    visits_of: dict[int, list[tuple[float, dt.date | None]]] = defaultdict(list)
-    for r in visits:
-        visits_of[r.patient_id].append((r.time_years, r.visit_date))
-    latest = _latest_values(feature_rows)
-    present = [n for n in KEY_BIOMARKERS if any(n in v for v in latest.values())]
-
-    records = [_patient_record(p, identity.get(p.id), studies_of.get(p.id, []),
-                               visits_of.get(p.id, []), outcomes.get(p.id),
-                               latest.get(p.id, {}), present, identified)
-               for p in patients]
-    return _patient_frame(records, present, identified)
-
-
-def _patient_record(p: Any, idr: Any, st_rows: list[Any],
-                    v_rows: list[tuple[float, dt.date | None]], out: Any,
-                    latest: dict[str, float], present: list[str],
-                    identified: bool) -> dict[str, Any]:
-    """One row of :func:`list_patients` from the patient's rows."""
-    shift = idr.date_shift_days if idr is not None else 0
-    dates = [r.study_date for r in st_rows]
-    known = [d for d in dates if d is not None]
-    valid = [r.study_date for r in st_rows if r.for_baseline]  # time zero: not invalid
-    baseline = baseline_of(p.baseline_date, valid + [d for _, d in v_rows], dates)
-    rec: dict[str, Any] = {
-        "pseudonym": p.pseudonym,
-        "sex": p.sex,
-        "birth_year": view_birth_year(p.birth_year, idr.birth_date if idr else None,
-                                      identified),
-        "n_studies": len(st_rows),
-        "n_series": int(sum(r.n_series for r in st_rows)),
-        "first_scan": shift_date(min(known), shift, identified) if known else None,
-        "last_scan": shift_date(max(known), shift, identified) if known else None,
-        "n_visits": count_occasions(dates, v_rows, baseline),
-        "event": out.event if out else None,
-        "follow_up_years": float(out.time_years) if out else None,
-        "outcome_date": shift_date(out.outcome_date, shift, identified) if out else None,
-    }
-    if identified:
-        rec["patient_name"] = idr.patient_name if idr else None
-        rec["patient_id"] = idr.real_patient_id if idr else None
-        rec["birth_date"] = idr.birth_date if idr else None
-    for name in present:
-        rec[name] = latest.get(name)
-    return rec
-
-
-def _patient_frame(records: list[dict[str, Any]], present: list[str],
-                   identified: bool) -> pd.DataFrame:
-    """The records of :func:`list_patients` as a frame with its documented columns and
-    dtypes."""
-    columns = list(PATIENT_COLUMNS)
-    if identified:
-        columns[1:1] = IDENTITY_COLUMNS
-    columns += present
-    df = pd.DataFrame.from_records(records, columns=columns)
-    for col in ("first_scan", "last_scan", "outcome_date") + (
-            ("birth_date",) if identified else ()):
-        df[col] = as_datetime(df[col].tolist())
-    for col in ("birth_year",):
-        df[col] = df[col].astype("Int64")
-    for col in ("n_studies", "n_series", "n_visits"):
-        df[col] = df[col].astype("int64")
-    for col in ["follow_up_years", *present]:
-        df[col] = df[col].astype("float64")
-    return df
-
-
-
-
+# ``repo.cohort_timeline`` as it was at dcaad46, kept verbatim apart from its name.
 def rowwise_cohort_timeline(store: Store) -> pd.DataFrame:
     """Baseline: ``repo.cohort_timeline`` as of ``dcaad46`` (a Python loop over rows)."""
     with store.session() as s:
@@ -425,13 +317,15 @@ def run_backend(store: Store, backend: str, tables: dict, args: argparse.Namespa
     for identified in (False, True) if "list" in cases else ():
         view = "identified" if identified else "pseudonymised"
         _same(repo.list_patients(store, identified=identified),
-              rowwise_list_patients(store, identified=identified), f"list_patients {view}")
+              before.list_patients(store, identified=identified), f"list_patients {view}")
         add(f"list_patients ({view})", compare(
             f"{backend} repo.list_patients {view}",
             lambda i=identified: repo.list_patients(store, identified=i),
-            "row-wise list_patients of dcaad46",
-            lambda i=identified: rowwise_list_patients(store, identified=i),
+            "list_patients of 0b5c1e5 (aggregated at read time)",
+            lambda i=identified: before.list_patients(store, identified=i),
             repeat=args.repeat, warmup=0, units=(n, "patients")))
+    if "page" in cases:
+        _page_cases(store, backend, args, rows)
 
     full = ({i: repo.list_patients(store, identified=i) for i in (False, True)}
             if "filters" in cases else {})
@@ -454,15 +348,63 @@ def run_backend(store: Store, backend: str, tables: dict, args: argparse.Namespa
             print(f"{backend} find_patients {name}, first 50 + count: "
                   f"{format_seconds(timing.median)}")
             add(f"find_patients + count_patients: {name}, first 50", None, timing.median)
+        old = _old_query(query)
+        _same(got, before.find_patients(store, old, identified=identified),
+              f"{name} against 0b5c1e5")
         add(f"find_patients: {name} [{len(got)}]", compare(
             f"{backend} find_patients {name}",
             lambda q=query, i=identified: repo.find_patients(store, q, identified=i),
-            "whole list, then pandas (the Cohort page's way)",
-            lambda i=identified, f=in_pandas: f(repo.list_patients(store, identified=i)),
+            "find_patients of 0b5c1e5",
+            lambda q=old, i=identified: before.find_patients(store, q, identified=i),
             repeat=args.repeat, warmup=0))
 
     if "timeline" in cases:
         _timeline_and_rest(store, backend, tables, args, add)
+
+
+def _old_query(query: repo.PatientQuery) -> before.PatientQuery:
+    """The same filters as a query of ``0b5c1e5`` (which had no sort, offset or set)."""
+    fields = {f.name for f in dataclasses.fields(before.PatientQuery)}
+    return before.PatientQuery(**{k: v for k, v in dataclasses.asdict(query).items()
+                                  if k in fields})
+
+
+def _page_cases(store: Store, backend: str, args: argparse.Namespace,
+                rows: list[dict[str, Any]]) -> None:
+    """The Cohort page's first page of 50 and its count, per SQL sort and view, and with
+    a filter, against 0b5c1e5's way (the filtered list, sorted in pandas, 50 rows)."""
+    label = {col: name for name, (col, _asc) in SORTS.items()}
+    cases = [(sort, identified, repo.PatientQuery(sort=sort))
+             for sort in repo.SORT_COLUMNS for identified in (False, True)]
+    cases.append(("last_scan", True, repo.PatientQuery(sort="last_scan", had_event=True)))
+    for sort, identified, query in cases:
+        view = "identified" if identified else "pseudonymised"
+        what = f"page of 50 by {sort} ({view}{', had an event' if query.had_event else ''})"
+        page = dataclasses.replace(query, limit=50)
+
+        def case(q=page, full=query, i=identified) -> tuple[pd.DataFrame, int]:
+            return (repo.find_patients(store, q, identified=i),
+                    repo.count_patients(store, full, identified=i))
+
+        def baseline(full=query, i=identified, s=sort) -> tuple[pd.DataFrame, int]:
+            rows = before.find_patients(store, _old_query(full), identified=i)
+            return sort_patients(rows, label[s]).head(50), len(rows)
+
+        got, want = case(), baseline()
+        _same(got[0], want[0], what)
+        if got[1] != want[1]:
+            raise CheckFailed(f"{what}: counted {got[1]}, expected {want[1]}")
+        # each timed alone (after one untimed call): a page costs milliseconds, and
+        # timing it right after a baseline call that built tens of thousands of rows
+        # measured that call's aftermath (freed memory, evicted caches) instead
+        timing = measure(case, repeat=args.repeat, warmup=1)
+        base = measure(baseline, repeat=1, warmup=0)
+        print(f"case {backend} {what}: {format_seconds(timing.median)} | baseline 0b5c1e5: "
+              f"filtered list, pandas sort, 50 rows: {format_seconds(base.median)} | "
+              f"{base.median / timing.median:.1f}x faster")
+        rows.append({"backend": backend, "call": f"find_patients + count_patients: {what}",
+                     "case_s": timing.median, "baseline_s": base.median,
+                     "ratio": base.median / timing.median})
 
 
 def _timeline_and_rest(store: Store, backend: str, tables: dict, args: argparse.Namespace,
@@ -534,9 +476,10 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--backends", default="postgresql,sqlite",
                     help="comma-separated: postgresql, sqlite")
-    ap.add_argument("--cases", default="list,filters,timeline",
-                    help="comma-separated: list (list_patients), filters (find_patients), "
-                         "timeline (cohort_timeline, summary and one patient's page)")
+    ap.add_argument("--cases", default="list,page,filters,timeline",
+                    help="comma-separated: list (list_patients), page (the Cohort page's "
+                         "sorted page of 50 and count), filters (find_patients), timeline "
+                         "(cohort_timeline, summary and one patient's page)")
     args = ap.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     started = time.perf_counter()

@@ -1,12 +1,13 @@
 """Cohort page: every patient with current risk and trend, flags, follow-up and outcomes."""
 
+import pandas as pd
 import streamlit as st
 
 from analytics import viz
 from analytics.errors import HepaTrackError
 from analytics.store.repo import KEY_BIOMARKERS
-from ui import cohort_view, dash, downloads, loaders, shell, tables
-from ui.format import column_config, fmt_count, fmt_horizon
+from ui import cohort_view, dash, downloads, loaders, shell
+from ui.format import column_config, fmt_horizon
 from ui.session import COHORT, key
 
 ctx = shell.page_start()
@@ -52,18 +53,27 @@ query = left.text_input(search_label, key=key(COHORT, "search"),
                         else "e.g. HT-0001")
 shown_flags = right.multiselect("Show only", cohort_view.FILTERS, key=key(COHORT, "filters"),
                                 placeholder="all patients")
-# the search and the outcome filter run in the database; the risk flags need the model
+sort = mid.selectbox("Sort by", cohort_view.sort_choices(has_risk=risk is not None),
+                     key=key(COHORT, "sort"))
+view = cohort_view.CohortView(query, cohort_view.EVENT in shown_flags, sort,
+                              tuple(f for f in shown_flags if f in cohort_view.RISK_FILTERS))
+size = st.session_state.get(key(COHORT, "page_size"), cohort_view.PAGE_SIZES[0])
+page_key = key(COHORT, "page")
+if st.session_state.get(key(COHORT, "view")) != view:  # a new search, filter or sort
+    st.session_state[key(COHORT, "view")] = view
+    st.session_state[page_key] = 1
+page = st.session_state.get(page_key, 1)
+# the search, the outcome filter, the sort and the page run in the database; an order or
+# filter on risk is applied to the risk frame, and only the page's rows are read
 with shell.guard():
-    found = loaders.find_patients(ctx, query, had_event=cohort_view.EVENT in shown_flags)
-table = cohort_view.patient_table(found, risk)
-sorts = cohort_view.sort_choices(table)
-sort = mid.selectbox("Sort by", sorts, key=key(COHORT, "sort"))
-shown = cohort_view.apply_filters(
-    tables.sort_patients(table, sort),
-    [f for f in shown_flags if f != cohort_view.EVENT])
-st.caption(f"{len(shown)} of {fmt_count(counts['patients'], 'patient')}")
+    shown, total = cohort_view.page_of(ctx, view, risk, page - 1, size)
+    pages = cohort_view.page_count(total, size)
+    if page > pages:  # fewer rows than before (new data): the last page
+        st.session_state[page_key] = page = pages
+        shown, total = cohort_view.page_of(ctx, view, risk, page - 1, size)
+st.caption(cohort_view.rows_caption(total, counts["patients"], page - 1, size))
 
-if shown.empty:
+if total == 0:
     what = f"“{query.strip()}”" if query.strip() else "these filters"
     st.warning(f"No patient matches {what}.", icon=":material/search_off:")
     st.stop()
@@ -81,11 +91,26 @@ if rows:
                  icon=":material/person:", query_params={"patient": pseudonym})
 else:
     st.caption("Select a row to open the patient.")
-downloads.table_button(ctx, shown, what="cohort_table", key=key(COHORT, "download"))
+paging = st.columns([1, 1, 3])
+paging[0].selectbox("Rows per page", cohort_view.PAGE_SIZES, key=key(COHORT, "page_size"))
+if pages > 1:
+    paging[1].number_input(f"Page (of {pages:,})", min_value=1, max_value=pages, step=1,
+                           key=page_key)
+downloads.table_button(ctx, cohort_view.whole_table_reader(ctx, view, risk), rows=total,
+                       what="cohort_table", key=key(COHORT, "download"))
+
+
+def whole() -> pd.DataFrame:
+    """Every row the viewer's search, filters and sort keep (for the charts)."""
+    with shell.guard():
+        found = loaders.find_patients(ctx, query, had_event=view.had_event)
+    return cohort_view.whole_table(found, view, risk)
 
 # charts are drawn when chosen: the first plotly chart of a page costs the browser its
 # bundle and each chart a moment on a large cohort, so the first paint is the table
-measured = [n for n in KEY_BIOMARKERS if n in shown.columns and shown[n].notna().any()]
+# the biomarkers measured among the rows kept (the store's, when the rows span pages)
+measured = [n for n in KEY_BIOMARKERS if n in shown.columns
+            and (shown[n].notna().any() if total <= len(shown) else True)]
 offered = cohort_view.chart_choices(has_risk=risk is not None and model is not None,
                                     has_biomarkers=bool(measured))
 chosen = st.pills("Charts", offered, selection_mode="multi",
@@ -117,11 +142,13 @@ if cohort_view.FOLLOW_UP_CHART in chosen:
     st.subheader("Follow-up")
     with shell.guard():
         timeline = loaders.timeline(ctx)
-    st.plotly_chart(dash.swimmer_figure(ctx, timeline, shown["pseudonym"]),
+    st.plotly_chart(dash.swimmer_figure(ctx, timeline, (
+        shown if total <= len(shown) else whole())["pseudonym"]),
                     key=key(COHORT, "swimmer"))
 
 if cohort_view.BIOMARKER_CHART in chosen:
     st.subheader("Latest biomarkers by outcome")
     name = st.selectbox("Biomarker", measured, format_func=viz.label_with_unit,
                         key=key(COHORT, "biomarker"))
-    st.plotly_chart(viz.biomarker_distribution(shown, name), key=key(COHORT, "distribution"))
+    st.plotly_chart(viz.biomarker_distribution(shown if total <= len(shown) else whole(), name),
+                    key=key(COHORT, "distribution"))

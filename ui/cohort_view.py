@@ -1,7 +1,10 @@
-"""The cohort table with risk columns: merge, filters, sort choices, column display."""
+"""The cohort table with risk columns: merge, filters, sort choices, pages, column display."""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -9,10 +12,12 @@ import pandas as pd
 import streamlit as st
 
 from analytics.names import clinical_name
+from analytics.store import repo
 from analytics.store.repo import KEY_BIOMARKERS
 from analytics.usecases.overview import TREND_ARROWS, TREND_THRESHOLD
 from analytics.vocabulary import label_with_unit
-from ui import tables
+from ui import loaders, tables
+from ui.format import fmt_count
 
 RISING, OUT_OF_DOMAIN, AUTOMATIC, EVENT = ("Rising risk", "Out of domain",
                                            "Automatic segmentation", "Had an event")
@@ -21,6 +26,10 @@ FILTERS = (RISING, OUT_OF_DOMAIN, AUTOMATIC, EVENT)
 RISK_CHART, INCIDENCE_CHART, FOLLOW_UP_CHART, BIOMARKER_CHART = (
     "Current risk", "Incidence by risk group", "Follow-up", "Biomarkers by outcome")
 RISK_COLUMNS = ("risk_pct", "risk_as_of", "trend", "risk_change_pct", "flags")
+#: the filters that need the model's risk (the outcome filter runs in the database)
+RISK_FILTERS = (RISING, OUT_OF_DOMAIN, AUTOMATIC)
+#: rows per page of the cohort table (the first is the default)
+PAGE_SIZES = (100, 50, 250, 1000)
 #: what an identity or date cell says when the store has nothing for it (never "None")
 NOT_RECORDED = {"patient_name": "name not recorded", "patient_id": "ID not recorded",
                 "birth_date": "not recorded", "first_scan": "no scan", "last_scan": "no scan"}
@@ -120,10 +129,12 @@ def apply_filters(table: pd.DataFrame, chosen: list[str]) -> pd.DataFrame:
     return table[keep]
 
 
-def sort_choices(table: pd.DataFrame) -> list[str]:
-    """The sorts of ``ui.tables.SORTS`` whose column the table has (risk first when known)."""
-    choices = [k for k, (col, _asc) in tables.SORTS.items() if col in table.columns]
-    if "risk_pct" in table.columns:
+def sort_choices(*, has_risk: bool) -> list[str]:
+    """The sorts of ``ui.tables.SORTS`` the cohort table offers: its own columns, and the
+    risk ones with a model (current risk second)."""
+    choices = [k for k, (col, _asc) in tables.SORTS.items()
+               if col in repo.SORT_COLUMNS or (has_risk and col in RISK_COLUMNS)]
+    if has_risk:
         choices.remove("Current risk (highest first)")
         choices.insert(1, "Current risk (highest first)")
     return choices
@@ -184,3 +195,87 @@ def incidence_caption(gi) -> str:
                  "outcome or follow-up after it). ")
     return text + ("Apparent separation: when the model was trained on these patients it "
                    "is optimistic; the Models page shows cross-validated performance.")
+
+
+# --------------------------------------------------------------------------- pages
+@dataclass(frozen=True)
+class CohortView:
+    """What the viewer asked of the cohort table: the search, the outcome filter (in the
+    database), the sort (a label of ``ui.tables.SORTS``) and the filters on risk."""
+
+    search: str
+    had_event: bool
+    sort: str
+    risk_filters: tuple[str, ...]
+
+    @property
+    def orders_by_risk(self) -> bool:
+        """True when the order or the filters need the model's risk, which the database
+        does not hold: then the page is chosen in memory from the risk frame."""
+        return (tables.SORTS[self.sort][0] not in repo.SORT_COLUMNS
+                or bool(self.risk_filters))
+
+
+def page_of(ctx: loaders.AppContext, view: CohortView, risk: pd.DataFrame | None,
+            page: int, size: int) -> tuple[pd.DataFrame, int]:
+    """Rows ``page * size`` to ``(page + 1) * size`` of the cohort table as the viewer
+    sorted and filtered it (:func:`patient_table` rows), and how many rows the whole
+    table has.
+
+    Sorts by the list's own columns are done, filtered and paged in the database
+    (``repo.find_patients``). A sort or filter on risk orders every filtered patient's
+    risk in memory and reads only the page's rows: the same rows, in the same order, as
+    sorting and filtering the whole table.
+    """
+    if not view.orders_by_risk:
+        rows, total = loaders.patient_page(
+            ctx, view.search, had_event=view.had_event, sort=tables.SORTS[view.sort][0],
+            offset=page * size, limit=size)
+        return patient_table(rows, risk), total
+    names = loaders.pseudonyms(ctx, view.search, had_event=view.had_event)
+    ordered = arrange(patient_table(pd.DataFrame({"pseudonym": pd.Series(names, dtype=object)}),
+                                    risk), view)["pseudonym"].tolist()
+    chosen = tuple(ordered[page * size:(page + 1) * size])
+    if not chosen:  # nobody, or past the end: the page says so and shows no table
+        return pd.DataFrame({"pseudonym": pd.Series([], dtype=object)}), len(ordered)
+    return patient_table(loaders.patients_named(ctx, chosen), risk), len(ordered)
+
+
+def arrange(table: pd.DataFrame, view: CohortView) -> pd.DataFrame:
+    """``table`` (with its risk columns) sorted and filtered on risk as ``view`` says."""
+    return apply_filters(tables.sort_patients(table, view.sort), list(view.risk_filters))
+
+
+def whole_table(found: pd.DataFrame, view: CohortView, risk: pd.DataFrame | None
+                ) -> pd.DataFrame:
+    """Every row of the cohort table as the viewer sorted and filtered it, from the
+    filtered list ``found`` (for the charts and the download, not for the page)."""
+    return arrange(patient_table(found, risk), view)
+
+
+def whole_table_reader(ctx: loaders.AppContext, view: CohortView, risk: pd.DataFrame | None
+                       ) -> Callable[[], pd.DataFrame]:
+    """A callable giving :func:`whole_table` straight from the store, for a download made
+    on the click (off the script thread: no Streamlit cache inside)."""
+    store, identified = ctx.store, bool(ctx.viewer.identified)
+    query = repo.PatientQuery(search=view.search.strip() or None, had_event=view.had_event)
+
+    def read() -> pd.DataFrame:
+        return whole_table(repo.find_patients(store, query, identified=identified), view, risk)
+
+    return read
+
+
+def page_count(total: int, size: int) -> int:
+    """Pages of ``size`` rows that ``total`` rows fill (at least one)."""
+    return max(1, math.ceil(total / size))
+
+
+def rows_caption(total: int, patients: int, page: int, size: int) -> str:
+    """"12 of 50,000 patients" and, when the table has more than one page, which rows
+    this page shows."""
+    text = f"{total} of {fmt_count(patients, 'patient')}"
+    if total > size:
+        first = page * size + 1
+        text += f" · rows {first:,}–{min(total, first + size - 1):,}"
+    return text

@@ -41,13 +41,21 @@ def csv_button(label: str, make: Callable[[], bytes], *, file_name: str, key: st
                        help=help, on_click="ignore", icon=":material/download:")
 
 
-def table_button(ctx: AppContext, table: pd.DataFrame, *, what: str, key: str) -> None:
+def table_button(ctx: AppContext, table: pd.DataFrame | Callable[[], pd.DataFrame], *,
+                 what: str, key: str, rows: int | None = None) -> None:
     """Download ``table`` as the viewer sees it (identified for a clinician) as CSV; the
-    click runs :func:`analytics.usecases.cohort.download_table` (checked and audited)."""
+    click runs :func:`analytics.usecases.cohort.download_table` (checked and audited).
+    ``table`` may be a callable that reads the table on the click (``rows``: how many
+    rows it gives, for the label), so a table of many pages is not read on every run."""
     uc = dash.use_case_context(ctx)
-    req = TableDownload(table, what, identified=ctx.viewer.identified)
-    kind = "identified" if req.identified else "pseudonymised"
-    csv_button(f"Download the table (CSV, {fmt_count(len(table), 'row')}, {kind})",
-               lambda: download_table(uc, req),
+    identified = bool(ctx.viewer.identified)
+    n_rows = rows if rows is not None else len(table)  # type: ignore[arg-type]
+
+    def make() -> bytes:
+        whole = table() if callable(table) else table
+        return download_table(uc, TableDownload(whole, what, identified=identified))
+
+    kind = "identified" if identified else "pseudonymised"
+    csv_button(f"Download the table (CSV, {fmt_count(n_rows, 'row')}, {kind})", make,
                file_name=f"hepatrack-{what.replace('_', '-')}-{dt.date.today()}.csv", key=key,
                help="Every download is recorded in the audit trail")

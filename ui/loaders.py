@@ -149,6 +149,57 @@ def find_patients(ctx: AppContext, search: str, *, had_event: bool = False) -> p
                   str(ctx.settings.home), data_version(ctx))
 
 
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=64, show_spinner=False)
+def _page(identified: bool, search: str, had_event: bool, sort: str, offset: int,
+          limit: int, database_url: str, home: str, version: str
+          ) -> tuple[pd.DataFrame, int]:
+    store = _store(home, database_url)
+    whole = repo.PatientQuery(search=search or None, had_event=had_event)
+    page = repo.PatientQuery(search=search or None, had_event=had_event, sort=sort,
+                             offset=offset, limit=limit)
+    return (repo.find_patients(store, page, identified=identified),
+            repo.count_patients(store, whole, identified=identified))
+
+
+def patient_page(ctx: AppContext, search: str, *, had_event: bool, sort: str, offset: int,
+                 limit: int) -> tuple[pd.DataFrame, int]:
+    """One page of the rows of :func:`find_patients`, sorted by ``sort`` (a column of
+    ``repo.SORT_COLUMNS``), filtered, sorted and paged in the database, and the size of
+    the whole filtered list. Shared like :func:`patients`; read-only."""
+    return _page(bool(ctx.viewer.identified), (search or "").strip(), had_event, sort,
+                 int(offset), int(limit), ctx.database_url, str(ctx.settings.home),
+                 data_version(ctx))
+
+
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=16, show_spinner=False)
+def _pseudonyms(identified: bool, search: str, had_event: bool, database_url: str,
+                home: str, version: str) -> list[str]:
+    query = repo.PatientQuery(search=search or None, had_event=had_event)
+    return repo.find_pseudonyms(_store(home, database_url), query, identified=identified)
+
+
+def pseudonyms(ctx: AppContext, search: str, *, had_event: bool) -> list[str]:
+    """The pseudonyms of :func:`find_patients` (A to Z), without their rows: what an
+    order by risk starts from. Shared like :func:`patients`; read-only."""
+    return _pseudonyms(bool(ctx.viewer.identified), (search or "").strip(), had_event,
+                       ctx.database_url, str(ctx.settings.home), data_version(ctx))
+
+
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=64, show_spinner=False)
+def _named(identified: bool, names: tuple[str, ...], database_url: str, home: str,
+           version: str) -> pd.DataFrame:
+    rows = repo.find_patients(_store(home, database_url), repo.PatientQuery(pseudonyms=names),
+                              identified=identified)
+    return rows.set_index("pseudonym", drop=False).loc[list(names)].reset_index(drop=True)
+
+
+def patients_named(ctx: AppContext, names: tuple[str, ...]) -> pd.DataFrame:
+    """The rows of :func:`patients` of these patients, in this order (a page chosen by
+    risk). Shared like :func:`patients`; read-only."""
+    return _named(bool(ctx.viewer.identified), names, ctx.database_url,
+                  str(ctx.settings.home), data_version(ctx))
+
+
 @st.cache_resource(ttl=MAX_AGE_S, max_entries=4, show_spinner=False)
 def _patient_choices(identified: bool, database_url: str, home: str, version: str
                      ) -> tuple[list[str], Callable[[str], str]]:

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.config import Settings
 from analytics.errors import ConfigError, StoreError
+from analytics.store.patient_summary import ensure_built, track_patients
 from analytics.store.schema import Base, StoreInfo
 from analytics.store.version import ensure_generation_row, track_writes
 
@@ -135,7 +136,8 @@ def _ensure_tables_and_columns(conn: Any) -> None:
 
     As with indexes (:func:`_ensure_indexes`): a home migrated by an earlier copy of the
     regenerated initial revision gets the newer table (e.g. ``cohort_imports``) and the
-    newer nullable column (e.g. ``visits.import_id``, None on its older rows).
+    newer nullable column (e.g. ``visits.import_id``, None on its older rows); derived
+    tables such as ``patient_summary`` are then filled by :func:`open_store`.
     """
     have = inspect(conn)
     tables = set(have.get_table_names())
@@ -286,8 +288,10 @@ def open_store(settings: Settings | None = None, *, url: str | None = None,
         migrate(engine)
     sessions = sessionmaker(engine, expire_on_commit=False)
     track_writes(sessions)  # every committed write to the data gives a new data version
+    track_patients(sessions)  # and keeps the cohort list's per-patient summary in step
     store = Store(engine=engine, sessions=sessions,
                   home=Path(home).resolve() if home is not None else None)
     if migrate_schema:
         ensure_generation_row(store)
+        ensure_built(sessions)
     return store

@@ -32,10 +32,12 @@ from analytics.store.patient_list import (
     IDENTITY_COLUMNS,
     KEY_BIOMARKERS,
     PATIENT_COLUMNS,
+    SORT_COLUMNS,
     PatientQuery,
     cohort_timeline,
     count_patients,
     find_patients,
+    find_pseudonyms,
     list_patients,
 )
 from analytics.store.repo_patient import (
@@ -60,9 +62,9 @@ from analytics.store.schema import (
 
 __all__ = [
     "CENSORED", "DAYS_PER_YEAR", "FEATURE_COLUMNS", "IDENTITY_COLUMNS", "KEY_BIOMARKERS",
-    "PATIENT_COLUMNS", "SERIES_COLUMNS", "OutcomeInfo", "PatientDetail", "PatientQuery",
+    "PATIENT_COLUMNS", "SERIES_COLUMNS", "SORT_COLUMNS", "OutcomeInfo", "PatientDetail", "PatientQuery",
     "cohort_summary", "cohort_timeline", "count_patients", "describe_store", "features_for_series",
-    "find_patients", "list_patients", "patient_detail", "series_for_patient",
+    "find_patients", "find_pseudonyms", "list_patients", "patient_detail", "series_for_patient",
 ]
 
 

@@ -126,7 +126,8 @@ class Series(Base):
     series_uid: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     source_key: Mapped[str] = mapped_column(String(64), index=True)  # HMAC of original UID
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id"), index=True)
-    modality: Mapped[str] = mapped_column(String(16))
+    # the cohort list's "has a series of this modality" filter
+    modality: Mapped[str] = mapped_column(String(16), index=True)
     description: Mapped[str | None] = mapped_column(String(256))
     contrast_phase: Mapped[str | None] = mapped_column(String(32))
     frame_of_reference_uid: Mapped[str | None] = mapped_column(String(64))
@@ -288,6 +289,39 @@ class Outcome(Base):
     time_years: Mapped[float] = mapped_column(Float)
     outcome_date: Mapped[dt.date | None] = mapped_column(Date)
     event: Mapped[str] = mapped_column(String(64))  # e.g. death, transplant, censored
+
+
+class PatientSummary(Base):
+    """What the cohort list shows of a patient's scans and visits, one row per patient.
+
+    Derived data: ``analytics.store.patient_summary`` writes it in the same transaction as
+    every change to the rows it summarises, so it always equals a recomputation from them.
+    Every patient has exactly one row. Dates are the stored (shifted) dates, never real
+    ones (no identity here); the latest value of each key biomarker is ``NULL`` when the
+    patient has none. No foreign key: a row outlives nothing, the
+    transaction that deletes a patient deletes its row.
+    """
+
+    __tablename__ = "patient_summary"
+
+    patient_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    # the patient's pseudonym and follow-up, so a sorted page is chosen from this table alone
+    pseudonym: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    follow_up_years: Mapped[float | None] = mapped_column(Float)
+    n_studies: Mapped[int] = mapped_column(Integer)
+    n_series: Mapped[int] = mapped_column(Integer)
+    n_visits: Mapped[int] = mapped_column(Integer)
+    first_scan: Mapped[dt.date | None] = mapped_column(Date)
+    last_scan: Mapped[dt.date | None] = mapped_column(Date)
+    # the latest non-null value of each key biomarker (patient_list.KEY_BIOMARKERS)
+    liver_volume_ml: Mapped[float | None] = mapped_column(Float)
+    spleen_volume_ml: Mapped[float | None] = mapped_column(Float)
+    liver_hu_mean: Mapped[float | None] = mapped_column(Float)
+    liver_spleen_hu_diff: Mapped[float | None] = mapped_column(Float)
+    liver_surface_nodularity: Mapped[float | None] = mapped_column(Float)
+    liver_pdff_median_pct: Mapped[float | None] = mapped_column(Float)
+    liver_mre_stiffness_median_kpa: Mapped[float | None] = mapped_column(Float)
+    us_hepatorenal_index: Mapped[float | None] = mapped_column(Float)
 
 
 class ModelRecord(Base):

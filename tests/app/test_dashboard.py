@@ -170,6 +170,32 @@ def test_sort_by_risk_and_filter_rising(home):
     assert (shown["trend"] == "↑").all()
 
 
+def test_pages_of_a_risk_sort_are_the_whole_tables_order_cut_into_pages(home, engine,
+                                                                       monkeypatch):
+    from analytics.usecases.overview import cohort_risk
+    from ui import cohort_view
+
+    model, cohort, _ = engine
+    monkeypatch.setattr(cohort_view, "PAGE_SIZES", (3, 100))
+    truth = cohort_risk(model, cohort.visits, 3.0).sort_values("pseudonym", kind="stable")
+    # highest risk first, unknown last, ties by pseudonym: the order of the whole table
+    order = truth.sort_values("risk", ascending=False, na_position="last", kind="stable"
+                              )["pseudonym"].tolist()
+    at = _on("pages/cohort.py", CLINICIAN)
+    at.selectbox(key="cohort:sort").select("Current risk (highest first)").run()
+    _ok(at)
+    pages = -(-len(order) // 3)
+    assert at.number_input(key="cohort:page").label == f"Page (of {pages})"
+    for page in range(1, pages + 1):
+        if page > 1:
+            at.number_input(key="cohort:page").set_value(page).run()
+            _ok(at)
+        shown = at.dataframe[0].value
+        assert shown["pseudonym"].tolist() == order[3 * (page - 1):3 * page]
+        want = truth.set_index("pseudonym").loc[shown["pseudonym"], "risk"] * 100
+        np.testing.assert_allclose(shown["risk_pct"], want, equal_nan=True)
+
+
 def test_clinicians_search_by_name_researchers_only_by_pseudonym(home, template):
     clin = _on("pages/cohort.py", CLINICIAN)
     name = clin.dataframe[0].value.set_index("pseudonym").loc[template.imaging[0],

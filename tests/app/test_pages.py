@@ -165,7 +165,9 @@ def test_search_and_the_outcome_filter_are_answered_by_the_store_not_the_whole_l
     monkeypatch.setattr(repo, "find_patients", found)
     at = new_app().run()
     _ok(at)
-    assert lists == [False] and queries == []
+    # the table is one page read by the store (sorted and paged there): never the whole list
+    page = repo.PatientQuery(limit=100)
+    assert lists == [] and queries == [(False, page)]
     # seeded outcomes: HT-0001 decompensation, HT-0002 censored, HT-0003 none
     at.multiselect(key="cohort:filters").set_value(["Had an event"]).run()
     _ok(at)
@@ -178,10 +180,11 @@ def test_search_and_the_outcome_filter_are_answered_by_the_store_not_the_whole_l
     _ok(at)
     assert at.dataframe[0].value["pseudonym"].tolist() == SEEDED
     assert "3 of 3 patients" in _texts(at.caption)
-    assert queries == [(False, repo.PatientQuery(had_event=True)),
-                       (False, repo.PatientQuery(search="HT-000", had_event=True)),
-                       (False, repo.PatientQuery(search="HT-000"))]
-    assert lists == [False]  # the whole list was read once, for the unfiltered table
+    assert queries == [(False, page),
+                       (False, repo.PatientQuery(had_event=True, limit=100)),
+                       (False, repo.PatientQuery(search="HT-000", had_event=True, limit=100)),
+                       (False, repo.PatientQuery(search="HT-000", limit=100))]
+    assert lists == []  # the whole list was never read: each table is one page
 
     # a clinician's search reads names; a researcher's same search never does, nor shows them
     clinician = new_app()
@@ -201,7 +204,9 @@ def test_search_and_the_outcome_filter_are_answered_by_the_store_not_the_whole_l
     shown = researcher.dataframe[0].value
     assert shown["pseudonym"].tolist() == ["HT-0001"]
     assert not {"patient_name", "patient_id", "birth_date"} & set(shown.columns)
-    assert [q for q in queries if q[0]] == [(True, repo.PatientQuery(search="doe"))]
+    # the identified reads are the clinician's (its first page, then its search) only
+    assert [q for q in queries if q[0]] == [(True, page),
+                                            (True, repo.PatientQuery(search="doe", limit=100))]
 
 
 def test_broken_config_shows_typed_error_not_traceback(home):
@@ -419,3 +424,33 @@ def test_mdt_page_refuses_an_empty_record(seeded_home):
     assert not at.exception
     assert "Nothing recorded for HT-0001" in " ".join(_texts(at.caption))
     assert record_key("form", "HT-0001", "m") != record_key("form", "HT-0001", "m2")
+
+
+def test_the_cohort_table_pages_through_the_patients_in_the_chosen_order(seeded_home,
+                                                                         monkeypatch):
+    from ui import cohort_view
+
+    monkeypatch.setattr(cohort_view, "PAGE_SIZES", (2, 100))  # three seeded patients
+    at = new_app().run()
+    _ok(at)
+    assert at.dataframe[0].value["pseudonym"].tolist() == ["HT-0001", "HT-0002"]
+    assert "3 of 3 patients · rows 1–2" in _texts(at.caption)
+    assert at.number_input(key="cohort:page").label == "Page (of 2)"
+    at.number_input(key="cohort:page").set_value(2).run()
+    _ok(at)
+    assert at.dataframe[0].value["pseudonym"].tolist() == ["HT-0003"]
+    assert "3 of 3 patients · rows 3–3" in _texts(at.caption)
+    # a new sort starts again at page 1: visit occasions 3 (HT-0001), 2 (HT-0003), 1
+    at.selectbox(key="cohort:sort").select("Visits (most first)").run()
+    _ok(at)
+    assert at.number_input(key="cohort:page").value == 1
+    table = at.dataframe[0].value
+    assert table["pseudonym"].tolist() == ["HT-0001", "HT-0003"]
+    assert table["n_visits"].tolist() == [3, 2]
+    at.number_input(key="cohort:page").set_value(2).run()
+    assert at.dataframe[0].value["pseudonym"].tolist() == ["HT-0002"]
+    # every row on one page: no page control, the whole list
+    at.selectbox(key="cohort:page_size").select(100).run()
+    _ok(at)
+    assert at.dataframe[0].value["pseudonym"].tolist() == ["HT-0001", "HT-0003", "HT-0002"]
+    assert not at.number_input and "3 of 3 patients" in _texts(at.caption)

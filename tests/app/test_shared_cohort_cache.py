@@ -111,24 +111,30 @@ def test_the_patient_list_is_read_once_per_view_and_a_researcher_never_gets_the_
         home, template, monkeypatch):
     from analytics.store import repo
 
-    reads: list[bool] = []
-    real = repo.list_patients
+    # the Cohort page reads its page of the list, the Patient page's picker the whole list
+    reads: list[tuple[str, bool]] = []
+    real_list, real_find = repo.list_patients, repo.find_patients
 
-    def counted(store, *, identified):
-        reads.append(identified)
-        return real(store, identified=identified)
+    def listed(store, *, identified):
+        reads.append(("list", identified))
+        return real_list(store, identified=identified)
 
-    monkeypatch.setattr(repo, "list_patients", counted)
+    def found(store, query, *, identified):
+        reads.append(("page", identified))
+        return real_find(store, query, identified=identified)
+
+    monkeypatch.setattr(repo, "list_patients", listed)
+    monkeypatch.setattr(repo, "find_patients", found)
     clinician = _cohort_page(CLINICIAN)
     identified = clinician.dataframe[0].value
     names = set(identified["patient_name"].dropna()) - {"name not recorded"}
-    assert names and reads == [True]
-    _cohort_page(Viewer("dr.white", "clinician", "s-clin-2"))  # from the shared list
-    assert reads == [True]
+    assert names and reads == [("page", True)]
+    _cohort_page(Viewer("dr.white", "clinician", "s-clin-2"))  # from the shared page
+    assert reads == [("page", True)]
 
-    researcher = _cohort_page(RESEARCHER)  # after a clinician: still its own view's list
+    researcher = _cohort_page(RESEARCHER)  # after a clinician: still its own view's page
     _cohort_page(Viewer("bo.res", "researcher", "s-res-2"))
-    assert reads == [True, False]
+    assert reads == [("page", True), ("page", False)]
     shown = researcher.dataframe[0].value
     assert not {"patient_name", "patient_id", "birth_date"} & set(shown.columns)
     cells = {str(v) for v in shown.to_numpy().ravel()}
@@ -142,7 +148,8 @@ def test_the_patient_list_is_read_once_per_view_and_a_researcher_never_gets_the_
     clinician.switch_page("pages/patient.py").run()
     labels = clinician.selectbox(key="patient:pseudonym").options
     assert any(" · " in label for label in labels)
-    assert reads == [True, False]
+    # each view's page and list read once, and the researcher's reads never identified
+    assert reads == [("page", True), ("page", False), ("list", False), ("list", True)]
 
 
 def test_a_server_warm_up_reads_the_pseudonymised_patient_list_only(home, monkeypatch):

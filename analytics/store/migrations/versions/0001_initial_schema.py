@@ -83,6 +83,31 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_models_model_id"), ["model_id"], unique=True)
 
     op.create_table(
+        "patient_summary",
+        sa.Column("patient_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("pseudonym", sa.String(length=64), nullable=False),
+        sa.Column("follow_up_years", sa.Float(), nullable=True),
+        sa.Column("n_studies", sa.Integer(), nullable=False),
+        sa.Column("n_series", sa.Integer(), nullable=False),
+        sa.Column("n_visits", sa.Integer(), nullable=False),
+        sa.Column("first_scan", sa.Date(), nullable=True),
+        sa.Column("last_scan", sa.Date(), nullable=True),
+        sa.Column("liver_volume_ml", sa.Float(), nullable=True),
+        sa.Column("spleen_volume_ml", sa.Float(), nullable=True),
+        sa.Column("liver_hu_mean", sa.Float(), nullable=True),
+        sa.Column("liver_spleen_hu_diff", sa.Float(), nullable=True),
+        sa.Column("liver_surface_nodularity", sa.Float(), nullable=True),
+        sa.Column("liver_pdff_median_pct", sa.Float(), nullable=True),
+        sa.Column("liver_mre_stiffness_median_kpa", sa.Float(), nullable=True),
+        sa.Column("us_hepatorenal_index", sa.Float(), nullable=True),
+        sa.PrimaryKeyConstraint("patient_id"),
+    )
+    with op.batch_alter_table("patient_summary", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_patient_summary_pseudonym"), ["pseudonym"], unique=True
+        )
+
+    op.create_table(
         "patients",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("pseudonym", sa.String(length=64), nullable=False),
@@ -330,6 +355,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     with op.batch_alter_table("series", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_series_modality"), ["modality"], unique=False)
         batch_op.create_index(batch_op.f("ix_series_series_uid"), ["series_uid"], unique=True)
         batch_op.create_index(batch_op.f("ix_series_source_key"), ["source_key"], unique=False)
         batch_op.create_index(batch_op.f("ix_series_study_id"), ["study_id"], unique=False)
@@ -510,6 +536,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_series_study_id"))
         batch_op.drop_index(batch_op.f("ix_series_source_key"))
         batch_op.drop_index(batch_op.f("ix_series_series_uid"))
+        batch_op.drop_index(batch_op.f("ix_series_modality"))
 
     op.drop_table("series")
     with op.batch_alter_table("identity_holds", schema=None) as batch_op:
@@ -553,6 +580,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_patients_pseudonym"))
 
     op.drop_table("patients")
+    with op.batch_alter_table("patient_summary", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_patient_summary_pseudonym"))
+
+    op.drop_table("patient_summary")
     with op.batch_alter_table("models", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_models_model_id"))
 

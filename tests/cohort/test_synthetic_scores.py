@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from analytics.cohort import build_cohort, import_cohort
-from analytics.models.crossval import score_columns
+from analytics.models.baselines import score_columns
 from analytics.models.history_spec import feature_spec
 from analytics.models.imaging_comparison import imaging_bases, is_imaging_column
 from analytics.models.scores import CLINICAL_SCORES, available_scores, compute_scores

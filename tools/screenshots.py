@@ -306,12 +306,14 @@ def patient_page(s: Session, picks: Picks, suffix: str) -> None:
            "biomarkers, key image)",
            lambda: choose(s, "patient-pseudonym", picks.patient),
            charts=2, heading=picks.patient, images=1)
-    # the timeline and the change since the last scan are drawn when chosen
+    # the timeline, the biomarker trends and the change since the last scan are drawn
+    # when chosen
     more = s.page.locator(".st-key-patient-charts")
     more.get_by_text("Timeline", exact=True).click()
-    s.step("Patient page: timeline and change since the last scan chosen",
+    more.get_by_text("Biomarkers over time", exact=True).click()
+    s.step("Patient page: timeline, biomarker trends and change since the last scan chosen",
            lambda: more.get_by_text("Change since the last scan", exact=True).click(),
-           charts=4, heading=picks.patient, images=1)
+           charts=5, heading=picks.patient, images=1)
     s.shot(f"patient{suffix}", f"Patient page of {picks.patient}, the highest-risk patient "
            "with imaging: timeline, risk trajectory with its 95% band, the SHAP waterfall "
            "of the latest visit in percentage points, what changed since the last scan, "

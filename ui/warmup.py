@@ -53,12 +53,14 @@ COHORT_MODULES = ("analytics.viz", "analytics.usecases.overview", "analytics.coh
                   "ui.tables", "ui.format")
 #: what the Patient page imports on its first run (the first patient switch after a start
 #: paid them), imported as soon as the health check answers
-PATIENT_MODULES = ("analytics.explain", "ui.patient_view", "analytics.usecases.mask_review",
+PATIENT_MODULES = ("analytics.explain", "ui.patient_view", "ui.patient_header", "ui.patient_risk",
+                   "ui.patient_images", "analytics.usecases.mask_review",
                    "analytics.usecases.mdt_facts", "analytics.models.assessability",
                    "analytics.masks_review", "analytics.usecases.keyview", "plotly.io")
 #: what the other pages import (seconds the first visit of each paid), imported after the
 #: Patient page's part
-OTHER_MODULES = ("ui.mdt_view", "ui.models_view", "ui.ingest_view")
+OTHER_MODULES = ("ui.mdt_view", "ui.mdt_screen", "ui.mdt_record", "ui.mdt_pack",
+                 "ui.models_view", "ui.ingest_view", "ui.ingest_panels")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ from analytics.models.endpoint import resolve_events
 from analytics.models.landmark import build_landmark_data
 from analytics.models.predict import LandmarkModel
 from analytics.models.settings import ModelSettings
-from benchmarks.imaging_headroom import true_state, with_columns
+from benchmarks.imaging_headroom import rcs_terms, true_state, with_columns, with_spline
+from tests.models.imaging_sim import imaging_cohort
 from tests.models.sim import simulate_cohort
 
 
@@ -59,3 +60,34 @@ def test_each_true_column_enters_the_labs_only_model_as_one_column(small):
         "true_stage", "true_portal_term"]
     model = LandmarkModel(ms, intervals=False).fit(plus)
     assert "true_portal_term" in model.matrix(plus.rows).columns
+
+
+@pytest.mark.parametrize(("x", "terms"), [
+    # knots 0, 1, 2, 3; by hand from Harrell's formula, over (3 - 0)^2 = 9
+    (-1.0, (0.0, 0.0)),
+    (0.5, (0.125 / 9, 0.0)),
+    (2.5, ((15.625 - 0.125 * 3) / 9, (3.375 - 0.125 * 2) / 9)),
+    (4.0, ((64 - 8 * 3 + 2) / 9, (27 - 8 * 2 + 1) / 9)),
+    (5.0, ((125 - 27 * 3 + 8 * 2) / 9, (64 - 27 * 2 + 8) / 9)),
+])
+def test_restricted_cubic_spline_terms_match_the_hand_computed_values(x, terms):
+    assert rcs_terms(np.array([x]), np.array([0.0, 1.0, 2.0, 3.0]))[0] == pytest.approx(
+        terms, rel=1e-12)
+
+
+def test_a_spline_of_an_imaging_feature_is_zero_in_the_design_before_the_first_scan():
+    cohort = imaging_cohort(n_patients=80, seed=4)
+    ms = ModelSettings(interval_refits=0)
+    data = build_landmark_data(cohort, resolve_events(cohort.outcomes, None),
+                               ms.landmark_settings())
+    plus = with_spline(data, "liver_surface_nodularity")
+    names = ["liver_surface_nodularity_rcs1", "liver_surface_nodularity_rcs2"]
+    assert [c for c in plus.spec.numeric if c not in data.spec.numeric] == names
+    model = LandmarkModel(ms, intervals=False).fit(plus)
+    x = model.matrix(plus.rows)
+    unscanned = data.rows["liver_surface_nodularity"].isna().to_numpy()
+    assert 0 < unscanned.sum() < len(unscanned)
+    for n in names:
+        assert (x.loc[unscanned, n] == 0.0).all()
+        assert x.loc[~unscanned, n].std() > 0
+        assert f"{n}_measured" not in x.columns  # constant, so the design drops it

@@ -209,46 +209,58 @@ def patients_named(ctx: AppContext, names: tuple[str, ...]) -> pd.DataFrame:
 PICKER_LIMIT = 20
 
 
-def _choices(rows: pd.DataFrame) -> tuple[tuple[str, ...], dict[str, str]]:
+@dataclass(frozen=True)
+class Choices:
+    """Patients a picker offers (A to Z), each one's label and, in identified views
+    only, real patient ID (empty for pseudonymised views)."""
+
+    options: tuple[str, ...] = ()
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    real_ids: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def _choices(rows: pd.DataFrame) -> Choices:
     options, label = tables.patient_choices(rows)
-    return tuple(options), {p: label(p) for p in options}
+    real = (dict(zip(rows["pseudonym"], rows["patient_id"], strict=True))
+            if "patient_id" in rows.columns else {})
+    return Choices(tuple(options), {p: label(p) for p in options},
+                   {p: v for p, v in real.items() if isinstance(v, str) and v})
 
 
 @st.cache_resource(ttl=MAX_AGE_S, max_entries=64, show_spinner=False)
 def _picker_search(identified: bool, text: str, limit: int, database_url: str, home: str,
-                   version: str) -> tuple[tuple[str, ...], dict[str, str]]:
+                   version: str) -> Choices:
     store = _store(home, database_url)
     rows = repo.find_patients(store, repo.PatientQuery(search=text or None, limit=limit),
                               identified=identified)
     return _choices(rows)
 
 
-def picker_search(ctx: AppContext, text: str, *, limit: int = PICKER_LIMIT
-                  ) -> tuple[tuple[str, ...], dict[str, str]]:
+def picker_search(ctx: AppContext, text: str, *, limit: int = PICKER_LIMIT) -> Choices:
     """The first ``limit`` patients (A to Z) whose pseudonym (identified views: also
     name or real patient ID) contains ``text``, found in the database with a ``LIMIT``,
     and each one's picker label (``ui.tables.patient_choices``). Without text, the first
     ``limit`` patients. Shared per data version, view and text (never per viewer: a
-    pseudonymised view's search reads no identities and its labels hold none)."""
+    pseudonymised view's search reads no identities and its labels hold none).
+    Read-only."""
     return _picker_search(bool(ctx.viewer.identified), (text or "").strip(), int(limit),
                           ctx.database_url, str(ctx.settings.home), data_version(ctx))
 
 
 @st.cache_resource(ttl=MAX_AGE_S, max_entries=256, show_spinner=False)
 def _picker_named(identified: bool, names: tuple[str, ...], database_url: str, home: str,
-                  version: str) -> tuple[tuple[str, ...], dict[str, str]]:
+                  version: str) -> Choices:
     rows = repo.find_patients(_store(home, database_url),
                               repo.PatientQuery(pseudonyms=names), identified=identified)
     return _choices(rows)
 
 
-def picker_named(ctx: AppContext, names: tuple[str, ...]
-                 ) -> tuple[tuple[str, ...], dict[str, str]]:
+def picker_named(ctx: AppContext, names: tuple[str, ...]) -> Choices:
     """Those of ``names`` that are in the store (A to Z) and their picker labels: the
     current and recent patients of a picker, a linked patient. Shared like
     :func:`picker_search`."""
     if not names:
-        return (), {}
+        return Choices()
     return _picker_named(bool(ctx.viewer.identified), tuple(sorted(set(names))),
                          ctx.database_url, str(ctx.settings.home), data_version(ctx))
 

@@ -2,7 +2,7 @@
 bytes it sends to the browser per rerun, the search picker against the whole-list one.
 
 Case (``ui.picker``): the picker's patients found in the store with a ``LIMIT``
-(``repo.find_patients`` with a search and ``limit=20``, plus the current and recent
+(``repo.find_names`` with a search and ``limit=20``, plus the current and recent
 patients by pseudonym), their labels, and the selector's message. Baseline (the picker it
 replaced): the whole patient list (``repo.list_patients``), every option's label
 (``ui.tables.patient_choices``, as the selector formats every option on each run) and
@@ -69,11 +69,10 @@ def main() -> int:
             return [label(p) for p in options]
 
         def search(identified: bool = identified) -> list[str]:
-            found = repo.find_patients(store, repo.PatientQuery(search=args.search,
-                                                                limit=LIMIT),
-                                       identified=identified)
-            kept = repo.find_patients(store, repo.PatientQuery(pseudonyms=tuple(names)),
-                                      identified=identified)
+            found = repo.find_names(store, repo.PatientQuery(search=args.search, limit=LIMIT),
+                                    identified=identified)
+            kept = repo.find_names(store, repo.PatientQuery(pseudonyms=tuple(names)),
+                                   identified=identified)
             labels: dict[str, str] = {}
             for rows in (found, kept):
                 options, label = tables.patient_choices(rows)

@@ -507,8 +507,9 @@ def _risk_cases(store: Store, backend: str, args: argparse.Namespace,
 
 def _picker_cases(store: Store, backend: str, args: argparse.Namespace,
                   add: Callable[..., None]) -> None:
-    """The Patient page's picker search (``find_patients`` with a search and ``LIMIT``
-    20) against the whole-list picker (every patient's row and label)."""
+    """The Patient page's picker search (``find_names`` with a search and ``LIMIT`` 20,
+    as ``ui.loaders.picker_search``) against the whole-list picker (every patient's row
+    and label)."""
     from ui.tables import patient_choices
 
     n = args.patients
@@ -516,7 +517,7 @@ def _picker_cases(store: Store, backend: str, args: argparse.Namespace,
                                        (f"MRN{n // 3:07d}", True, 1), ("SMITH", True, 20)):
         view = "identified" if identified else "pseudonymised"
         query = repo.PatientQuery(search=text, limit=20)
-        found = repo.find_patients(store, query, identified=identified)
+        found = repo.find_names(store, query, identified=identified)
         if len(found) != expected:
             raise CheckFailed(f"picker search {text!r}: {len(found)} found, expected "
                               f"{expected}")
@@ -526,11 +527,11 @@ def _picker_cases(store: Store, backend: str, args: argparse.Namespace,
             return len([label(p) for p in options])
 
         def case(q=query, i=identified) -> int:
-            options, label = patient_choices(repo.find_patients(store, q, identified=i))
+            options, label = patient_choices(repo.find_names(store, q, identified=i))
             return len([label(p) for p in options])
 
         add(f"picker search {text!r} ({view}, LIMIT 20)", compare(
-            f"{backend} picker search {text!r} ({view}, find_patients LIMIT 20 + labels)",
+            f"{backend} picker search {text!r} ({view}, find_names LIMIT 20 + labels)",
             case, "whole-list picker (list_patients + every label)", whole,
             repeat=args.repeat, warmup=1))
 

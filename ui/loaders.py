@@ -231,15 +231,16 @@ def _choices(rows: pd.DataFrame) -> Choices:
 def _picker_search(identified: bool, text: str, limit: int, database_url: str, home: str,
                    version: str) -> Choices:
     store = _store(home, database_url)
-    rows = repo.find_patients(store, repo.PatientQuery(search=text or None, limit=limit),
-                              identified=identified)
+    rows = repo.find_names(store, repo.PatientQuery(search=text or None, limit=limit),
+                           identified=identified)
     return _choices(rows)
 
 
 def picker_search(ctx: AppContext, text: str, *, limit: int = PICKER_LIMIT) -> Choices:
     """The first ``limit`` patients (A to Z) whose pseudonym (identified views: also
     name or real patient ID) contains ``text``, found in the database with a ``LIMIT``,
-    and each one's picker label (``ui.tables.patient_choices``). Without text, the first
+    and each one's picker label (``ui.tables.patient_choices``; ``repo.find_names``: no
+    counts, dates or biomarkers read). Without text, the first
     ``limit`` patients. Shared per data version, view and text (never per viewer: a
     pseudonymised view's search reads no identities and its labels hold none).
     Read-only."""
@@ -250,8 +251,8 @@ def picker_search(ctx: AppContext, text: str, *, limit: int = PICKER_LIMIT) -> C
 @st.cache_resource(ttl=MAX_AGE_S, max_entries=256, show_spinner=False)
 def _picker_named(identified: bool, names: tuple[str, ...], database_url: str, home: str,
                   version: str) -> Choices:
-    rows = repo.find_patients(_store(home, database_url),
-                              repo.PatientQuery(pseudonyms=names), identified=identified)
+    rows = repo.find_names(_store(home, database_url), repo.PatientQuery(pseudonyms=names),
+                           identified=identified)
     return _choices(rows)
 
 

@@ -58,9 +58,8 @@ if TYPE_CHECKING:
     from analytics.store.db import Store
 
 __all__ = ["IDENTITY_COLUMNS", "KEY_BIOMARKERS", "PATIENT_COLUMNS", "RISING_AT",
-           "RISK_COLUMNS", "SORT_COLUMNS",
-           "PatientQuery", "cohort_timeline", "count_patients", "find_patients",
-           "find_pseudonyms", "list_patients"]
+           "RISK_COLUMNS", "SORT_COLUMNS", "PatientQuery", "cohort_timeline", "count_patients",
+           "find_names", "find_patients", "find_pseudonyms", "list_patients"]
 
 PATIENT_COLUMNS: tuple[str, ...] = (
     "pseudonym", "sex", "birth_year", "n_studies", "n_series", "first_scan", "last_scan",
@@ -220,6 +219,31 @@ def find_pseudonyms(store: Store, query: PatientQuery, *, identified: bool) -> l
     base = _joined(select(_S.pseudonym).select_from(_S), query, identified)
     with store.session() as s:
         return [r[0] for r in tuples(s.connection(), _page(base, query, identified))]
+
+
+def find_names(store: Store, query: PatientQuery, *, identified: bool) -> pd.DataFrame:
+    """What a patient picker shows of :func:`find_patients` (same filters, order and
+    page): the pseudonym and, in identified views only, ``patient_name`` and
+    ``patient_id`` (the real one). One narrow query: no counts, dates or biomarkers.
+
+    Raises
+    ------
+    StoreError
+        As :func:`find_patients`.
+    """
+    _check(query)
+    columns: list[Any] = [_S.pseudonym]
+    base = select(_S.pseudonym).select_from(_S)
+    if identified:
+        columns += [IdentityMap.patient_name, IdentityMap.real_patient_id]
+        base = (select(*columns).select_from(_S)
+                .outerjoin(IdentityMap, IdentityMap.patient_id == _S.patient_id))
+    if query.uses_risk:
+        base = base.outerjoin(CurrentRisk, _risk_join(query))
+    with store.session() as s:
+        rows = tuples(s.connection(), _page(base, query, identified))
+    keys = ["pseudonym", *(["patient_name", "patient_id"] if identified else [])]
+    return pd.DataFrame(rows, columns=keys, dtype=object)
 
 
 def count_patients(store: Store, query: PatientQuery, *, identified: bool) -> int:

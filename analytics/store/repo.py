@@ -38,6 +38,7 @@ from analytics.store.patient_list import (
     PatientQuery,
     cohort_timeline,
     count_patients,
+    find_names,
     find_patients,
     find_pseudonyms,
     list_patients,
@@ -66,7 +67,7 @@ __all__ = [
     "CENSORED", "DAYS_PER_YEAR", "FEATURE_COLUMNS", "IDENTITY_COLUMNS", "KEY_BIOMARKERS",
     "PATIENT_COLUMNS", "RISING_AT", "RISK_COLUMNS", "SERIES_COLUMNS", "SORT_COLUMNS", "OutcomeInfo", "PatientDetail", "PatientQuery",
     "cohort_summary", "cohort_timeline", "count_patients", "describe_store", "features_for_series",
-    "find_patients", "find_pseudonyms", "list_patients", "patient_detail", "series_for_patient",
+    "find_names", "find_patients", "find_pseudonyms", "list_patients", "patient_detail", "series_for_patient",
 ]
 
 

@@ -141,6 +141,11 @@ class PatientQuery:
     not_assessable: bool = False
 
     @property
+    def filters_risk(self) -> bool:
+        """True when a filter keeps patients by their stored current risk."""
+        return self.risk_at_least is not None or self.rising or self.not_assessable
+
+    @property
     def uses_risk(self) -> bool:
         """True when the query reads the stored current risk."""
         return self.risk_model is not None
@@ -261,8 +266,10 @@ def count_patients(store: Store, query: PatientQuery, *, identified: bool) -> in
         As in :func:`find_patients`: decides which columns ``query.search`` reads.
     """
     _check(query)
-    chosen = _filtered(_joined(select(_S.patient_id).select_from(_S), query, False),
-                       query, identified)
+    chosen = select(_S.patient_id).select_from(_S)
+    if query.filters_risk:  # a sort alone keeps every patient: no risk row to read
+        chosen = chosen.outerjoin(CurrentRisk, _risk_join(query))
+    chosen = _filtered(chosen, query, identified)
     if query.limit is not None or query.offset:
         chosen = chosen.order_by(_S.pseudonym).offset(query.offset).limit(query.limit)
     with store.session() as s:
@@ -281,9 +288,7 @@ def _check(query: PatientQuery) -> None:
     if (query.risk_model is None) != (query.risk_horizon is None):
         raise StoreError("patient list: risk_model and risk_horizon go together "
                          f"(got {query.risk_model!r} and {query.risk_horizon!r})")
-    wants_risk = (query.sort == "risk" or query.risk_at_least is not None or query.rising
-                  or query.not_assessable)
-    if wants_risk and not query.uses_risk:
+    if (query.sort == "risk" or query.filters_risk) and not query.uses_risk:
         raise StoreError("patient list: a sort or filter on risk needs risk_model and "
                          "risk_horizon (the model whose current risk to use)")
 

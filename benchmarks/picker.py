@@ -13,7 +13,11 @@ cold server pays (the store read included), what every rerun pays (the lists cac
 labels and the selector's message), and the size of that message (the websocket delta
 of the selector element, ``ForwardMsg.ByteSize``, sent on every rerun).
 
-    .venv/bin/python benchmarks/picker.py --home HOME [--repeat 5] [--search 01]
+    .venv/bin/python benchmarks/picker.py [--home ROOT] [--patients 5000] [--repeat 5]
+        [--search 01]
+
+``ROOT/home`` is used (as ``browser.py`` and ``dashboard.py`` do; built there on first use:
+labs-only synthetic cohort and a Cox model, ``benchmarks.dashboard.build_home``).
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ RECENT = 8
 
 
 def selector_bytes(labels: list[str]) -> int:
-    """Bytes of the websocket message that draws a selectbox with these option labels."""
+    """Bytes of the websocket message that draws a selectbox with these option labels,
+    serialised and hashed as Streamlit does with every message it sends
+    (``forward_msg_cache.populate_hash_if_needed``)."""
+    from streamlit import util
     from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
 
     msg = ForwardMsg()
@@ -42,22 +49,30 @@ def selector_bytes(labels: list[str]) -> int:
     box.options[:] = labels
     box.default = 0
     box.help = "The current patient, the patients found and the patients opened recently"
-    return msg.ByteSize()
+    data = msg.SerializeToString(deterministic=True)
+    util.calc_hash(data)
+    return len(data)
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--home", type=Path, required=True)
+    ap.add_argument("--home", type=Path, default=Path("/tmp/hepatrack-bench-browser"),
+                    help="a folder holding home/ (built there when missing)")
+    ap.add_argument("--patients", type=int, default=5000)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--search", default="01", help="the text typed in the search box")
     args = ap.parse_args()
-    os.environ["HEPATRACK_HOME"] = str(args.home)
+    home = args.home / "home"
+    os.environ["HEPATRACK_HOME"] = str(home)
 
     from analytics.config import load_settings
     from analytics.store import open_store, repo
+    from benchmarks.dashboard import build_home
     from ui import tables
 
-    store = open_store(load_settings(args.home))
+    if not (home / "hepatrack.db").exists():
+        build_home(home, args.patients)
+    store = open_store(load_settings(home))
     names = repo.find_pseudonyms(store, repo.PatientQuery(limit=RECENT + 1),
                                  identified=False)
     for identified in (False, True):

@@ -81,8 +81,10 @@ def replace_current_risk(store: Store, model_id: str, horizon_years: float,
     """
     rows = list(rows)
     with store.session() as s:
+        # writers of one model's risk take turns (two servers computing it at once would
+        # both delete, then both insert the same keys); SQLite has one writer already
         if s.execute(select(ModelRecord.id).where(ModelRecord.model_id == model_id)
-                     ).scalar() is None:
+                     .with_for_update()).scalar() is None:
             raise StoreError(f"current risk: model {model_id!r} is not registered")
         names = sorted({r.pseudonym for r in rows})
         ids: dict[str, int] = {}

@@ -152,3 +152,29 @@ def test_a_bad_row_writes_nothing(scored):
 def test_a_risk_query_without_its_model_is_refused(store, query, match):
     with pytest.raises(StoreError, match=match):
         repo.find_patients(store, query, identified=False)
+
+
+def test_two_writers_of_one_models_risk_take_turns(scored):
+    import threading
+
+    sets = ([RiskRow("HT-0001", 0.1), RiskRow("HT-0002", 0.2)],
+            [RiskRow("HT-0001", 0.3), RiskRow("HT-0003", 0.4)])
+    start, errors = threading.Barrier(2), []
+
+    def write(rows: list[RiskRow]) -> None:
+        start.wait()
+        try:
+            for _ in range(5):
+                replace_current_risk(scored, "cox-0001", 2.0, rows)
+        except Exception as e:  # collected: the assertion below names it
+            errors.append(e)
+
+    threads = [threading.Thread(target=write, args=(rows,)) for rows in sets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    # one writer's whole set, never a mix
+    got = {p: r.risk for p, r in read_current_risk(scored, "cox-0001", 2.0).items()}
+    assert got in ({"HT-0001": 0.1, "HT-0002": 0.2}, {"HT-0001": 0.3, "HT-0003": 0.4})

@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from analytics.audit import Actor
 from analytics.cohort import build_cohort
@@ -28,11 +27,8 @@ from tests import dashboard_data
 RESEARCHER = Actor("ana.res", "researcher", "s2")
 
 
-@pytest.fixture
-def home(tmp_path_factory, tmp_path):
-    t = dashboard_data.template(tmp_path_factory)
-    with dashboard_data.open_copy(t, tmp_path / "home") as (settings, store):
-        yield t, settings, store
+#: fixture: the template home's facts, settings and an open store on a private copy
+home = dashboard_data.opened_copy
 
 
 def _same_as_cohort_risk(store, settings, model_id: str, horizon: float) -> None:

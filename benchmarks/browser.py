@@ -256,7 +256,11 @@ def patient_switches(page, patients: list[str], images: int = 0,
         _wait_drawn(page, 1)
     runs = []
     for p in patients:
-        box = page.locator(".st-key-patient-pseudonym input")
+        # the search box where the page has one (Enter opens the patient it names), else
+        # the selector's own filter over every option (code before the search picker)
+        box = page.locator(".st-key-patient-find input")
+        if not box.count():
+            box = page.locator(".st-key-patient-pseudonym input")
         box.click()
         box.fill(p)
         t0_page = page.evaluate("performance.now()")

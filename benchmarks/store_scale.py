@@ -19,7 +19,10 @@ dashboard makes are timed against named baselines in the same process:
   ``0b5c1e5``, sorted in pandas (``ui.tables.sort_patients``), its first 50 rows;
 - the follow-up timeline (``repo.cohort_timeline``) against its per-row version of
   ``dcaad46`` (kept below);
-- the headline counts and one patient's page (detail and series), unchanged, timed alone.
+- the headline counts and one patient's page (detail and series), unchanged, timed alone;
+- ``risk``: the Cohort page's page of 50 by current risk plus its count, from the stored
+  current risk in SQL, against the page's in-memory way (``ui.cohort_view.page_of``);
+- ``picker``: the Patient page's picker search (``LIMIT`` 20) against the whole-list picker.
 
 The generated rows are bulk-loaded outside the store's sessions, so the summary is then
 rebuilt once (timed: what a home made before the summary existed costs on first open).
@@ -27,7 +30,8 @@ Every case's result is checked equal to its baseline's (and the filters against
 hand-computed expectations) before timing; the script exits 1 when a check fails.
 
     .venv/bin/python benchmarks/store_scale.py [--patients 50000] [--series 200000]
-        [--repeat 3] [--backends postgresql,sqlite] [--cases list,page,filters,timeline]
+        [--repeat 3] [--backends postgresql,sqlite]
+        [--cases list,page,filters,timeline,risk,picker]
 
 For iteration: ``--patients 5000 --series 20000 --cases list,filters --repeat 1``.
 """
@@ -360,6 +364,10 @@ def run_backend(store: Store, backend: str, tables: dict, args: argparse.Namespa
 
     if "timeline" in cases:
         _timeline_and_rest(store, backend, tables, args, add)
+    if "risk" in cases:
+        _risk_cases(store, backend, args, rows)
+    if "picker" in cases:
+        _picker_cases(store, backend, args, add)
 
 
 def _old_query(query: repo.PatientQuery) -> before.PatientQuery:
@@ -375,7 +383,8 @@ def _page_cases(store: Store, backend: str, args: argparse.Namespace,
     a filter, against 0b5c1e5's way (the filtered list, sorted in pandas, 50 rows)."""
     label = {col: name for name, (col, _asc) in SORTS.items()}
     cases = [(sort, identified, repo.PatientQuery(sort=sort))
-             for sort in repo.SORT_COLUMNS for identified in (False, True)]
+             for sort in repo.SORT_COLUMNS if sort != "risk"  # the risk cases: "risk"
+             for identified in (False, True)]
     cases.append(("last_scan", True, repo.PatientQuery(sort="last_scan", had_event=True)))
     for sort, identified, query in cases:
         view = "identified" if identified else "pseudonymised"
@@ -405,6 +414,126 @@ def _page_cases(store: Store, backend: str, args: argparse.Namespace,
         rows.append({"backend": backend, "call": f"find_patients + count_patients: {what}",
                      "case_s": timing.median, "baseline_s": base.median,
                      "ratio": base.median / timing.median})
+
+
+RISK_MODEL, RISK_HORIZON = "bench-cox", 3.0
+
+
+def _risk_frame(store: Store, seed: int) -> pd.DataFrame:
+    """A cohort risk (``overview.cohort_risk`` columns the page uses, plus flags) for every
+    patient: seeded values, 5 % not assessable."""
+    from analytics.usecases.overview import trend_of
+
+    rng = random.Random(seed)
+    names = repo.find_pseudonyms(store, repo.PatientQuery(), identified=False)
+    risk = [None if rng.random() < 0.05 else rng.random() for _ in names]
+    prev = [rng.random() for _ in names]
+    frame = pd.DataFrame({"pseudonym": names, "risk": pd.array(risk, dtype="float64"),
+                          "previous_risk": prev, "risk_time": [rng.random() * 5 for _ in names],
+                          "risk_date": pd.Timestamp("2024-01-01")
+                          + pd.to_timedelta([rng.randrange(700) for _ in names], unit="D"),
+                          "reason": ["out of domain" if r is None else None for r in risk]})
+    frame["trend"] = [trend_of(p, r) for p, r in zip(frame["previous_risk"], frame["risk"],
+                                                      strict=True)]
+    frame["flags"] = ["out of domain" if r is None else "" for r in risk]
+    return frame
+
+
+def _register_model(store: Store) -> None:
+    from analytics.store.schema import ModelRecord
+
+    with store.session() as s:
+        if s.execute(select(ModelRecord.id).where(ModelRecord.model_id == RISK_MODEL)
+                     ).scalar() is None:
+            s.add(ModelRecord(model_id=RISK_MODEL, kind="cox", event="decompensation",
+                              horizons=[RISK_HORIZON], content_sha256="0" * 64,
+                              training_data_sha256="0" * 64, artifact_path="none",
+                              features=[], training_ranges={}, metrics={}, card={}))
+
+
+def _risk_cases(store: Store, backend: str, args: argparse.Namespace,
+                rows: list[dict[str, Any]]) -> None:
+    """The Cohort page's page of 50 sorted by current risk, and its count, from the
+    stored current risk in SQL, against the page's in-memory way (every filtered
+    patient's pseudonym, the cached risk frame merged and sorted in pandas, the page's
+    rows read by pseudonym: ``ui.cohort_view.page_of``); also the risk's write."""
+    from analytics.usecases.current_risk import record_risk_frame
+    from ui.cohort_view import RISING, CohortView, arrange, patient_table
+
+    frame = _risk_frame(store, args.seed)
+    _register_model(store)
+    t0, c0 = time.perf_counter(), time.process_time()
+    record_risk_frame(store, RISK_MODEL, RISK_HORIZON, frame, data_version="bench")
+    print(f"{backend}: current risk of {len(frame):,} patients written in "
+          f"{time.perf_counter() - t0:.2f} s ({time.process_time() - c0:.2f} CPU s)")
+    by_risk = "Current risk (highest first)"
+    for had_event, rising, identified in ((False, False, False), (False, False, True),
+                                          (True, False, False), (False, True, False)):
+        view = "identified" if identified else "pseudonymised"
+        what = (f"page of 50 by risk ({view}{', had an event' if had_event else ''}"
+                f"{', rising' if rising else ''})")
+        whole = repo.PatientQuery(had_event=had_event, rising=rising, risk_model=RISK_MODEL,
+                                  risk_horizon=RISK_HORIZON)
+        cohort_view = CohortView("", had_event, by_risk, (RISING,) if rising else ())
+
+        def case(q=whole, i=identified) -> tuple[list[str], int]:
+            page = repo.find_patients(store, dataclasses.replace(q, sort="risk", limit=50),
+                                      identified=i)
+            return page["pseudonym"].tolist(), repo.count_patients(store, q, identified=i)
+
+        def baseline(v=cohort_view, i=identified) -> tuple[list[str], int]:
+            names = repo.find_pseudonyms(store, repo.PatientQuery(had_event=v.had_event),
+                                         identified=i)
+            ordered = arrange(patient_table(pd.DataFrame({"pseudonym": pd.Series(
+                names, dtype=object)}), frame), v)["pseudonym"].tolist()
+            chosen = tuple(ordered[:50])
+            page = repo.find_patients(store, repo.PatientQuery(pseudonyms=chosen),
+                                      identified=i)
+            page = page.set_index("pseudonym", drop=False).loc[list(chosen)]
+            return patient_table(page.reset_index(drop=True), frame)["pseudonym"].tolist(), \
+                len(ordered)
+
+        got, want = case(), baseline()
+        if got != want:
+            raise CheckFailed(f"{what}: SQL page {got[0][:3]}… ({got[1]}) differs from the "
+                              f"in-memory page {want[0][:3]}… ({want[1]})")
+        cmp = compare(f"{backend} {what}: find_patients + count_patients (risk in SQL)", case,
+                      "in-memory risk sort (page_of: pseudonyms, pandas sort, rows by name)",
+                      baseline, repeat=args.repeat, warmup=1)
+        rows.append({"backend": backend, "call": f"risk in SQL: {what}",
+                     "case_s": cmp.case.median, "baseline_s": cmp.baseline.median,
+                     "ratio": cmp.ratio})
+
+
+def _picker_cases(store: Store, backend: str, args: argparse.Namespace,
+                  add: Callable[..., None]) -> None:
+    """The Patient page's picker search (``find_names`` with a search and ``LIMIT`` 20,
+    as ``ui.loaders.picker_search``) against the whole-list picker (every patient's row
+    and label)."""
+    from ui.tables import patient_choices
+
+    n = args.patients
+    for text, identified, expected in ((f"{n // 2:06d}", False, 1), ("0001", False, 20),
+                                       (f"MRN{n // 3:07d}", True, 1), ("SMITH", True, 20)):
+        view = "identified" if identified else "pseudonymised"
+        query = repo.PatientQuery(search=text, limit=20)
+        found = repo.find_names(store, query, identified=identified)
+        if len(found) != expected:
+            raise CheckFailed(f"picker search {text!r}: {len(found)} found, expected "
+                              f"{expected}")
+
+        def whole(i=identified) -> int:
+            options, label = patient_choices(repo.list_patients(store, identified=i))
+            return len([label(p) for p in options])
+
+        def case(q=query, i=identified) -> int:
+            options, label = patient_choices(repo.find_names(store, q, identified=i))
+            return len([label(p) for p in options])
+
+        add(f"picker search {text!r} ({view}, LIMIT 20)", compare(
+            f"{backend} picker search {text!r} ({view}, find_names LIMIT 20 + labels)",
+            case, "whole-list picker (list_patients + every label)", whole,
+            repeat=args.repeat, warmup=1))
 
 
 def _timeline_and_rest(store: Store, backend: str, tables: dict, args: argparse.Namespace,
@@ -479,7 +608,8 @@ def main() -> int:
     ap.add_argument("--cases", default="list,page,filters,timeline",
                     help="comma-separated: list (list_patients), page (the Cohort page's "
                          "sorted page of 50 and count), filters (find_patients), timeline "
-                         "(cohort_timeline, summary and one patient's page)")
+                         "(cohort_timeline, summary and one patient's page), risk (the page "
+                         "sorted by the stored current risk), picker (the picker's search)")
     args = ap.parse_args()
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     started = time.perf_counter()

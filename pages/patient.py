@@ -7,7 +7,8 @@ from analytics.errors import HepaTrackError
 from analytics.store.repo import KEY_BIOMARKERS
 from ui import dash, loaders, patient_header, patient_images, patient_risk, patient_view, shell
 from ui.format import column_config, fmt_date, fmt_horizon
-from ui.session import PATIENT, adopt_query_param, key, publish_query_param
+from ui.picker import choose_patient
+from ui.session import PATIENT, key
 
 ctx = shell.page_start()
 st.title("Patient")
@@ -15,15 +16,9 @@ if shell.empty_state(ctx):
     st.stop()
 
 with shell.guard():
-    options, label = loaders.patient_choices(ctx)
-
-missing = adopt_query_param("patient", key(PATIENT, "pseudonym"), options)
-if missing:
-    st.warning(f"Patient “{missing}” is not in the store.", icon=":material/person_off:")
-pseudonym = st.selectbox(
-    "Patient", options, key=key(PATIENT, "pseudonym"),
-    format_func=label)
-publish_query_param("patient", key(PATIENT, "pseudonym"), pseudonym)
+    pseudonym = choose_patient(ctx)
+if pseudonym is None:
+    st.stop()
 
 with shell.guard():
     model_id = dash.active_model_id(ctx)

@@ -167,3 +167,11 @@ def open_copy(t: DashboardHome, dest: Path) -> Iterator[tuple[Settings, Store]]:
         yield settings, store
     finally:
         store.dispose()
+
+
+@pytest.fixture
+def opened_copy(tmp_path_factory, tmp_path) -> Iterator[tuple[DashboardHome, Settings, Store]]:
+    """Fixture: the template, then settings and an open store on a private copy of it."""
+    t = template(tmp_path_factory)
+    with open_copy(t, tmp_path / "home") as (settings, store):
+        yield t, settings, store

@@ -248,11 +248,14 @@ def trajectory(ctx: AppContext, model_id: str, pseudonym: str, horizon: float) -
 def _cohort_risk(database_url: str, home: str, version: str, model_id: str,
                  horizon: float, _ctx: AppContext) -> pd.DataFrame:
     from analytics.store.patient_flags import automatic_segmentation_patients
+    from analytics.usecases.current_risk import record_risk_frame
     from analytics.usecases.overview import cohort_risk, flags_of
 
     m = _model(home, database_url, model_id, _ctx)
     data = _cohort(database_url, home, version, _ctx)
     risk = cohort_risk(m, data.visits, horizon)
+    # kept in the store too, so the cohort list sorts and pages by risk in SQL
+    record_risk_frame(_ctx.store, model_id, horizon, risk, data_version=version)
     risk["flags"] = flags_of(risk, automatic_segmentation_patients(_ctx.store))
     _freeze_long_lived()
     return risk

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -151,24 +151,29 @@ def find_patients(ctx: AppContext, search: str, *, had_event: bool = False) -> p
 
 @st.cache_resource(ttl=MAX_AGE_S, max_entries=64, show_spinner=False)
 def _page(identified: bool, search: str, had_event: bool, sort: str, offset: int,
-          limit: int, database_url: str, home: str, version: str
-          ) -> tuple[pd.DataFrame, int]:
+          limit: int, database_url: str, home: str, version: str,
+          risk: tuple[str, float] | None = None) -> tuple[pd.DataFrame, int]:
     store = _store(home, database_url)
-    whole = repo.PatientQuery(search=search or None, had_event=had_event)
-    page = repo.PatientQuery(search=search or None, had_event=had_event, sort=sort,
-                             offset=offset, limit=limit)
+    model, horizon = risk if risk is not None else (None, None)
+    whole = repo.PatientQuery(search=search or None, had_event=had_event, risk_model=model,
+                              risk_horizon=horizon)
+    page = dataclasses.replace(whole, sort=sort, offset=offset, limit=limit)
     return (repo.find_patients(store, page, identified=identified),
             repo.count_patients(store, whole, identified=identified))
 
 
 def patient_page(ctx: AppContext, search: str, *, had_event: bool, sort: str, offset: int,
-                 limit: int) -> tuple[pd.DataFrame, int]:
+                 limit: int, risk: tuple[str, float] | None = None
+                 ) -> tuple[pd.DataFrame, int]:
     """One page of the rows of :func:`find_patients`, sorted by ``sort`` (a column of
     ``repo.SORT_COLUMNS``), filtered, sorted and paged in the database, and the size of
-    the whole filtered list. Shared like :func:`patients`; read-only."""
+    the whole filtered list. With ``risk`` (model id, horizon in years) the rows carry
+    that model's stored current risk (``repo.RISK_COLUMNS``) and ``sort`` may be
+    ``"risk"``: the page is then chosen by risk in the database too. Shared like
+    :func:`patients`; read-only."""
     return _page(bool(ctx.viewer.identified), (search or "").strip(), had_event, sort,
                  int(offset), int(limit), ctx.database_url, str(ctx.settings.home),
-                 data_version(ctx))
+                 data_version(ctx), None if risk is None else (str(risk[0]), float(risk[1])))
 
 
 @st.cache_resource(ttl=MAX_AGE_S, max_entries=16, show_spinner=False)
@@ -200,17 +205,65 @@ def patients_named(ctx: AppContext, names: tuple[str, ...]) -> pd.DataFrame:
                   str(ctx.settings.home), data_version(ctx))
 
 
-@st.cache_resource(ttl=MAX_AGE_S, max_entries=4, show_spinner=False)
-def _patient_choices(identified: bool, database_url: str, home: str, version: str
-                     ) -> tuple[list[str], Callable[[str], str]]:
-    return tables.patient_choices(_patients(identified, database_url, home, version))
+#: at most this many patients offered by one picker search (the rest: type more)
+PICKER_LIMIT = 20
 
 
-def patient_choices(ctx: AppContext) -> tuple[list[str], Callable[[str], str]]:
-    """The patient picker's options and labels (``ui.tables.patient_choices``) of this
-    viewer's list (:func:`patients`), made once per list rather than on every rerun."""
-    return _patient_choices(bool(ctx.viewer.identified), ctx.database_url,
-                            str(ctx.settings.home), data_version(ctx))
+@dataclass(frozen=True)
+class Choices:
+    """Patients a picker offers (A to Z), each one's label and, in identified views
+    only, real patient ID (empty for pseudonymised views)."""
+
+    options: tuple[str, ...] = ()
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)
+    real_ids: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def _choices(rows: pd.DataFrame) -> Choices:
+    options, label = tables.patient_choices(rows)
+    real = (dict(zip(rows["pseudonym"], rows["patient_id"], strict=True))
+            if "patient_id" in rows.columns else {})
+    return Choices(tuple(options), {p: label(p) for p in options},
+                   {p: v for p, v in real.items() if isinstance(v, str) and v})
+
+
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=64, show_spinner=False)
+def _picker_search(identified: bool, text: str, limit: int, database_url: str, home: str,
+                   version: str) -> Choices:
+    store = _store(home, database_url)
+    rows = repo.find_names(store, repo.PatientQuery(search=text or None, limit=limit),
+                           identified=identified)
+    return _choices(rows)
+
+
+def picker_search(ctx: AppContext, text: str, *, limit: int = PICKER_LIMIT) -> Choices:
+    """The first ``limit`` patients (A to Z) whose pseudonym (identified views: also
+    name or real patient ID) contains ``text``, found in the database with a ``LIMIT``,
+    and each one's picker label (``ui.tables.patient_choices``; ``repo.find_names``: no
+    counts, dates or biomarkers read). Without text, the first
+    ``limit`` patients. Shared per data version, view and text (never per viewer: a
+    pseudonymised view's search reads no identities and its labels hold none).
+    Read-only."""
+    return _picker_search(bool(ctx.viewer.identified), (text or "").strip(), int(limit),
+                          ctx.database_url, str(ctx.settings.home), data_version(ctx))
+
+
+@st.cache_resource(ttl=MAX_AGE_S, max_entries=256, show_spinner=False)
+def _picker_named(identified: bool, names: tuple[str, ...], database_url: str, home: str,
+                  version: str) -> Choices:
+    rows = repo.find_names(_store(home, database_url), repo.PatientQuery(pseudonyms=names),
+                           identified=identified)
+    return _choices(rows)
+
+
+def picker_named(ctx: AppContext, names: tuple[str, ...]) -> Choices:
+    """Those of ``names`` that are in the store (A to Z) and their picker labels: the
+    current and recent patients of a picker, a linked patient. Shared like
+    :func:`picker_search`."""
+    if not names:
+        return Choices()
+    return _picker_named(bool(ctx.viewer.identified), tuple(sorted(set(names))),
+                         ctx.database_url, str(ctx.settings.home), data_version(ctx))
 
 
 @st.cache_resource(ttl=MAX_AGE_S, max_entries=2, show_spinner=False)
@@ -250,5 +303,6 @@ def patient(ctx: AppContext, pseudonym: str) -> repo.PatientDetail:
 
 def clear_data_caches() -> None:
     """Drop cached store reads (the open store itself is kept)."""
-    for fn in (_data_version, _summary, _patients, _patient_choices, _timeline, _patient):
+    for fn in (_data_version, _summary, _patients, _picker_search, _picker_named, _timeline,
+               _patient):
         fn.clear()

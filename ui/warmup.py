@@ -54,7 +54,7 @@ COHORT_MODULES = ("analytics.viz", "analytics.usecases.overview", "analytics.coh
 #: what the Patient page imports on its first run (the first patient switch after a start
 #: paid them), imported as soon as the health check answers
 PATIENT_MODULES = ("analytics.explain", "ui.patient_view", "ui.patient_header", "ui.patient_risk",
-                   "ui.patient_images", "analytics.usecases.mask_review",
+                   "ui.picker", "ui.patient_images", "analytics.usecases.mask_review",
                    "analytics.usecases.mdt_facts", "analytics.models.assessability",
                    "analytics.masks_review", "analytics.usecases.keyview", "plotly.io")
 #: what the other pages import (seconds the first visit of each paid), imported after the
@@ -113,7 +113,7 @@ def warm_cohort(settings: Settings | None = None) -> dict[str, float]:
     """Import the Cohort page's modules and build its shared caches of the store's
     current data version: cohort table, the active model's risk and risk groups at its
     longest horizon (the page's default), the risk figure, the follow-up timeline, the
-    headline counts, the pseudonymised patient list and its picker labels. Returns seconds per step (for the log and the benchmarks).
+    headline counts, the pseudonymised patient list and the picker's first patients. Returns seconds per step (for the log and the benchmarks).
 
     Raises
     ------
@@ -140,7 +140,10 @@ def warm_cohort(settings: Settings | None = None) -> dict[str, float]:
     if not counts.get("patients"):
         return steps
     step("timeline", loaders._timeline, url, home, version)
-    step("patient list", loaders._patient_choices, False, url, home, version)
+    step("patient list", loaders._patients, False, url, home, version)
+    for limit in (1, loaders.PICKER_LIMIT):  # the Patient page's first patient and picker
+        step(f"patient picker {limit}", loaders._picker_search, False, "", limit, url, home,
+             version)
     step("cohort table", dash._cohort, url, home, version, src)
     model_id = dash.active_model_id(src)  # type: ignore[arg-type]  # store, settings only
     if model_id is None:

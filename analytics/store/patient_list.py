@@ -13,10 +13,11 @@ scan, visit occasions, the latest value of each key biomarker) is kept in
 ``offset``) all run in that one SQL statement, so a page of 50 costs the same at 50
 patients or at 50,000; :func:`count_patients` counts the filtered list in SQL.
 
-The risk columns of the Cohort page are not here: the risk comes from the active model
-(``analytics.usecases.overview``), computed per data version and model and cached by the
-dashboard. A sort or filter on risk orders that frame in memory and reads the page's
-patients by pseudonym (:attr:`PatientQuery.pseudonyms`).
+The current risk of a model is in the store too (``current_risk``, written whenever the
+model's cohort risk is computed: :mod:`analytics.store.current_risk`): a query naming a
+model and horizon (:attr:`PatientQuery.risk_model`) gets its risk columns, and can sort
+by risk (:data:`SORT_COLUMNS` ``"risk"``), filter on it and page by it in the same one
+statement. Only that model's rows are read.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from analytics.store.patient_summary import (
     tuples,
 )
 from analytics.store.schema import (
+    CurrentRisk,
     Feature,
     IdentityMap,
     Outcome,
@@ -55,19 +57,28 @@ from analytics.store.schema import (
 if TYPE_CHECKING:
     from analytics.store.db import Store
 
-__all__ = ["IDENTITY_COLUMNS", "KEY_BIOMARKERS", "PATIENT_COLUMNS", "SORT_COLUMNS",
-           "PatientQuery", "cohort_timeline", "count_patients", "find_patients",
-           "find_pseudonyms", "list_patients"]
+__all__ = ["IDENTITY_COLUMNS", "KEY_BIOMARKERS", "PATIENT_COLUMNS", "RISING_AT",
+           "RISK_COLUMNS", "SORT_COLUMNS", "PatientQuery", "cohort_timeline", "count_patients",
+           "find_names", "find_patients", "find_pseudonyms", "list_patients"]
 
 PATIENT_COLUMNS: tuple[str, ...] = (
     "pseudonym", "sex", "birth_year", "n_studies", "n_series", "first_scan", "last_scan",
     "n_visits", "event", "follow_up_years", "outcome_date",
 )
 IDENTITY_COLUMNS: tuple[str, ...] = ("patient_name", "patient_id", "birth_date")
+#: columns added when a query names a model (:attr:`PatientQuery.risk_model`): its risk
+#: at the latest visit and at the one before (fractions, NaN when unknown or not
+#: assessable), the latest visit's time (years), the "as of" date (real in identified
+#: views) and why the latest visit is not assessable
+RISK_COLUMNS: tuple[str, ...] = ("risk", "previous_risk", "risk_time_years", "risk_as_of",
+                                 "risk_reason")
+#: a rise of the current risk over the previous visit's of at least this (absolute,
+#: fraction) counts as rising, as the Cohort page's trend arrow says
+RISING_AT = 0.01
 #: columns a list can be sorted by in SQL: the pseudonym A to Z, every other largest
 #: (newest, longest, most) first with unknown values last, ties by pseudonym
 SORT_COLUMNS: tuple[str, ...] = ("pseudonym", "last_scan", "follow_up_years", "n_studies",
-                                 "n_visits")
+                                 "n_visits", "risk")
 _EPOCH = np.datetime64("1970-01-01", "D")
 
 
@@ -102,6 +113,15 @@ class PatientQuery:
         Skip this many patients of the sorted list (a page's start).
     limit
         At most this many patients (the first in the sort order, after ``offset``).
+    risk_model, risk_horizon
+        The model and horizon (years) whose stored current risk the rows carry
+        (:data:`RISK_COLUMNS`) and the risk sort and filters use; both or neither.
+    risk_at_least
+        Keep patients whose current risk is at least this (fraction).
+    rising
+        Keep patients whose risk rose by at least :data:`RISING_AT` since the visit before.
+    not_assessable
+        Keep patients whose latest visit could not be scored (out of the model's domain).
     """
 
     search: str | None = None
@@ -114,6 +134,21 @@ class PatientQuery:
     sort: str = "pseudonym"
     offset: int = 0
     limit: int | None = None
+    risk_model: str | None = None
+    risk_horizon: float | None = None
+    risk_at_least: float | None = None
+    rising: bool = False
+    not_assessable: bool = False
+
+    @property
+    def filters_risk(self) -> bool:
+        """True when a filter keeps patients by their stored current risk."""
+        return self.risk_at_least is not None or self.rising or self.not_assessable
+
+    @property
+    def uses_risk(self) -> bool:
+        """True when the query reads the stored current risk."""
+        return self.risk_model is not None
 
 
 def list_patients(store: Store, *, identified: bool) -> pd.DataFrame:
@@ -167,13 +202,13 @@ def find_patients(store: Store, query: PatientQuery, *, identified: bool) -> pd.
     with store.session() as s:
         conn = s.connection()
         tune_for_reports(conn)
-        rows = tuples(conn, _page(_row_query(identified), query, identified))
+        rows = tuples(conn, _page(_row_query(identified, query), query, identified))
         measured = conn.execute(select(*[
             exists().where(Feature.name == n, Feature.value.is_not(None)).label(n)
             for n in KEY_BIOMARKERS])).one()
     # columns of every key biomarker measured in the store, whatever the filter keeps
     present = [n for n, hit in zip(KEY_BIOMARKERS, measured, strict=True) if hit]
-    return _frame(rows, present, identified)
+    return _frame(rows, present, identified, query.uses_risk)
 
 
 def find_pseudonyms(store: Store, query: PatientQuery, *, identified: bool) -> list[str]:
@@ -186,11 +221,34 @@ def find_pseudonyms(store: Store, query: PatientQuery, *, identified: bool) -> l
         As :func:`find_patients`.
     """
     _check(query)
-    base = select(_S.pseudonym).select_from(_S)
-    if _real_last_scan_sort(query, identified):
-        base = base.outerjoin(IdentityMap, IdentityMap.patient_id == _S.patient_id)
+    base = _joined(select(_S.pseudonym).select_from(_S), query, identified)
     with store.session() as s:
         return [r[0] for r in tuples(s.connection(), _page(base, query, identified))]
+
+
+def find_names(store: Store, query: PatientQuery, *, identified: bool) -> pd.DataFrame:
+    """What a patient picker shows of :func:`find_patients` (same filters, order and
+    page): the pseudonym and, in identified views only, ``patient_name`` and
+    ``patient_id`` (the real one). One narrow query: no counts, dates or biomarkers.
+
+    Raises
+    ------
+    StoreError
+        As :func:`find_patients`.
+    """
+    _check(query)
+    columns: list[Any] = [_S.pseudonym]
+    base = select(_S.pseudonym).select_from(_S)
+    if identified:
+        columns += [IdentityMap.patient_name, IdentityMap.real_patient_id]
+        base = (select(*columns).select_from(_S)
+                .outerjoin(IdentityMap, IdentityMap.patient_id == _S.patient_id))
+    if query.uses_risk:
+        base = base.outerjoin(CurrentRisk, _risk_join(query))
+    with store.session() as s:
+        rows = tuples(s.connection(), _page(base, query, identified))
+    keys = ["pseudonym", *(["patient_name", "patient_id"] if identified else [])]
+    return pd.DataFrame(rows, columns=keys, dtype=object)
 
 
 def count_patients(store: Store, query: PatientQuery, *, identified: bool) -> int:
@@ -208,7 +266,10 @@ def count_patients(store: Store, query: PatientQuery, *, identified: bool) -> in
         As in :func:`find_patients`: decides which columns ``query.search`` reads.
     """
     _check(query)
-    chosen = _filtered(select(_S.patient_id), query, identified)
+    chosen = select(_S.patient_id).select_from(_S)
+    if query.filters_risk:  # a sort alone keeps every patient: no risk row to read
+        chosen = chosen.outerjoin(CurrentRisk, _risk_join(query))
+    chosen = _filtered(chosen, query, identified)
     if query.limit is not None or query.offset:
         chosen = chosen.order_by(_S.pseudonym).offset(query.offset).limit(query.limit)
     with store.session() as s:
@@ -224,6 +285,12 @@ def _check(query: PatientQuery) -> None:
     if query.sort not in SORT_COLUMNS:
         raise StoreError(f"patient list sort {query.sort!r}: expected one of "
                          f"{', '.join(SORT_COLUMNS)}")
+    if (query.risk_model is None) != (query.risk_horizon is None):
+        raise StoreError("patient list: risk_model and risk_horizon go together "
+                         f"(got {query.risk_model!r} and {query.risk_horizon!r})")
+    if (query.sort == "risk" or query.filters_risk) and not query.uses_risk:
+        raise StoreError("patient list: a sort or filter on risk needs risk_model and "
+                         "risk_horizon (the model whose current risk to use)")
 
 
 def cohort_timeline(store: Store) -> pd.DataFrame:
@@ -279,9 +346,27 @@ def cohort_timeline(store: Store) -> pd.DataFrame:
 _S = PatientSummary
 
 
-def _row_query(identified: bool) -> Select:
+def _risk_join(query: PatientQuery) -> Any:
+    """The join condition of a patient's ``current_risk`` row of the query's model."""
+    return ((CurrentRisk.patient_id == _S.patient_id)
+            & (CurrentRisk.model_id == query.risk_model)
+            & (CurrentRisk.horizon_years == float(query.risk_horizon or 0.0)))
+
+
+def _joined(stmt: Select, query: PatientQuery, identified: bool) -> Select:
+    """``stmt`` (from ``patient_summary``) with the rows its order and filters need:
+    the identity row for a real-date sort, the current risk of the query's model."""
+    if _real_last_scan_sort(query, identified):
+        stmt = stmt.outerjoin(IdentityMap, IdentityMap.patient_id == _S.patient_id)
+    if query.uses_risk:
+        stmt = stmt.outerjoin(CurrentRisk, _risk_join(query))
+    return stmt
+
+
+def _row_query(identified: bool, query: PatientQuery) -> Select:
     """The columns of a list row (:data:`_ROW_KEYS`): the summary row joined to its
-    patient, the outcome and, when identified, the identity row (each one row at most)."""
+    patient, the outcome, when identified the identity row and, when the query names a
+    model, its current-risk row (each one row at most)."""
     columns: list[Any] = [
         _S.pseudonym, Patient.sex, Patient.birth_year, _S.n_studies, _S.n_series,
         DayNumber(_S.first_scan), DayNumber(_S.last_scan), _S.n_visits,
@@ -291,10 +376,15 @@ def _row_query(identified: bool) -> Select:
     if identified:
         columns += [IdentityMap.date_shift_days, IdentityMap.patient_name,
                     IdentityMap.real_patient_id, DayNumber(IdentityMap.birth_date)]
+    if query.uses_risk:
+        columns += [CurrentRisk.risk, CurrentRisk.previous_risk, CurrentRisk.risk_time_years,
+                    DayNumber(CurrentRisk.as_of), CurrentRisk.reason]
     stmt = (select(*columns).select_from(_S).join(Patient, Patient.id == _S.patient_id)
             .outerjoin(Outcome, Outcome.patient_id == _S.patient_id))
     if identified:
         stmt = stmt.outerjoin(IdentityMap, IdentityMap.patient_id == _S.patient_id)
+    if query.uses_risk:
+        stmt = stmt.outerjoin(CurrentRisk, _risk_join(query))
     return stmt
 
 
@@ -302,6 +392,7 @@ _ROW_KEYS = ["pseudonym", "sex", "stored_birth_year", "n_studies", "n_series", "
              "last_scan", "n_visits", "event", "follow_up_years", "outcome_date",
              *KEY_BIOMARKERS]
 _IDENTITY_KEYS = ["shift", "patient_name", "patient_id", "birth_date"]
+_RISK_KEYS = ["risk", "previous_risk", "risk_time_years", "risk_as_of", "risk_reason"]
 
 
 def _real_last_scan_sort(query: PatientQuery, identified: bool) -> bool:
@@ -315,6 +406,8 @@ def _ordered(stmt: Select, query: PatientQuery, identified: bool) -> Select:
     :func:`_real_last_scan_sort`) in ``query.sort`` order, ties by pseudonym."""
     if query.sort == "pseudonym":
         return stmt.order_by(_S.pseudonym)
+    if query.sort == "risk":
+        return stmt.order_by(CurrentRisk.risk.desc().nulls_last(), _S.pseudonym)
     key: ColumnElement[Any] = _S.__table__.c[query.sort]
     if query.sort == "last_scan":
         key = DayNumber(_S.last_scan)
@@ -333,9 +426,7 @@ def _page(stmt: Select, query: PatientQuery, identified: bool) -> Select:
     """
     if query.limit is None and not query.offset:
         return _ordered(_filtered(stmt, query, identified), query, identified)
-    top = select(_S.patient_id).select_from(_S)
-    if _real_last_scan_sort(query, identified):
-        top = top.outerjoin(IdentityMap, IdentityMap.patient_id == _S.patient_id)
+    top = _joined(select(_S.patient_id).select_from(_S), query, identified)
     top = _ordered(_filtered(top, query, identified), query, identified)
     if query.offset:
         top = top.offset(query.offset)
@@ -376,6 +467,12 @@ def _filtered(stmt: Select, query: PatientQuery, identified: bool) -> Select:
         stmt = stmt.where(name.in_(list(query.pseudonyms)))
     if query.after is not None:
         stmt = stmt.where(name > query.after)
+    if query.risk_at_least is not None:
+        stmt = stmt.where(CurrentRisk.risk >= float(query.risk_at_least))
+    if query.rising:  # as the trend arrow: a change of exactly RISING_AT counts
+        stmt = stmt.where(CurrentRisk.risk - CurrentRisk.previous_risk >= RISING_AT - 1e-12)
+    if query.not_assessable:
+        stmt = stmt.where(CurrentRisk.patient_id.is_not(None), CurrentRisk.risk.is_(None))
     return stmt
 
 
@@ -388,11 +485,13 @@ def _as_dates(day: np.ndarray) -> pd.Series:
     return pd.Series(out.astype("datetime64[ns]"), copy=False)
 
 
-def _frame(rows: list[Any], present: list[str], identified: bool) -> pd.DataFrame:
+def _frame(rows: list[Any], present: list[str], identified: bool,
+           with_risk: bool = False) -> pd.DataFrame:
     """The documented frame of :func:`list_patients` from the rows of :func:`_row_query`
     (built as one dict of columns: inserting columns one by one cost more than the query
     for a page)."""
-    keys = _ROW_KEYS + (_IDENTITY_KEYS if identified else [])
+    keys = _ROW_KEYS + (_IDENTITY_KEYS if identified else []) + (_RISK_KEYS if with_risk
+                                                                  else [])
     raw = dict(zip(keys, zip(*rows, strict=True), strict=True)) if rows else {
         k: () for k in keys}
     # identified views give real dates: stored - date_shift_days (0 without an identity row)
@@ -422,4 +521,10 @@ def _frame(rows: list[Any], present: list[str], identified: bool) -> pd.DataFram
     columns = list(PATIENT_COLUMNS)
     if identified:
         columns[1:1] = IDENTITY_COLUMNS
+    if with_risk:
+        for col in ("risk", "previous_risk", "risk_time_years"):
+            out[col] = np.array(raw[col], dtype="float64")
+        out["risk_as_of"] = _as_dates(days(list(raw["risk_as_of"])) - shift)
+        out["risk_reason"] = np.array(raw["risk_reason"], dtype=object)
+        present = [*present, *RISK_COLUMNS]
     return pd.DataFrame({c: out[c] for c in columns + present})

@@ -32,10 +32,13 @@ from analytics.store.patient_list import (
     IDENTITY_COLUMNS,
     KEY_BIOMARKERS,
     PATIENT_COLUMNS,
+    RISING_AT,
+    RISK_COLUMNS,
     SORT_COLUMNS,
     PatientQuery,
     cohort_timeline,
     count_patients,
+    find_names,
     find_patients,
     find_pseudonyms,
     list_patients,
@@ -62,9 +65,9 @@ from analytics.store.schema import (
 
 __all__ = [
     "CENSORED", "DAYS_PER_YEAR", "FEATURE_COLUMNS", "IDENTITY_COLUMNS", "KEY_BIOMARKERS",
-    "PATIENT_COLUMNS", "SERIES_COLUMNS", "SORT_COLUMNS", "OutcomeInfo", "PatientDetail", "PatientQuery",
+    "PATIENT_COLUMNS", "RISING_AT", "RISK_COLUMNS", "SERIES_COLUMNS", "SORT_COLUMNS", "OutcomeInfo", "PatientDetail", "PatientQuery",
     "cohort_summary", "cohort_timeline", "count_patients", "describe_store", "features_for_series",
-    "find_patients", "find_pseudonyms", "list_patients", "patient_detail", "series_for_patient",
+    "find_names", "find_patients", "find_pseudonyms", "list_patients", "patient_detail", "series_for_patient",
 ]
 
 

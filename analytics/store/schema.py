@@ -24,6 +24,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
@@ -322,6 +323,37 @@ class PatientSummary(Base):
     liver_pdff_median_pct: Mapped[float | None] = mapped_column(Float)
     liver_mre_stiffness_median_kpa: Mapped[float | None] = mapped_column(Float)
     us_hepatorenal_index: Mapped[float | None] = mapped_column(Float)
+
+
+class CurrentRisk(Base):
+    """Each patient's current risk under one model and horizon: the risk at the latest
+    visit, the visit before it, and the date of the last data it uses ("as of").
+
+    Derived data, written whole per model and horizon when that model's cohort risk is
+    computed (``analytics.usecases.current_risk``), so the cohort list can sort, filter
+    and page by risk in SQL. Rows of a model are only ever read for that model: a newer
+    model has none until its own are written. ``risk`` is ``NULL`` (with ``reason``) when
+    the latest visit is not assessable. ``as_of`` is the stored (shifted) date.
+    ``data_version`` is the store's data version the risk was computed from.
+    """
+
+    __tablename__ = "current_risk"
+
+    model_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    horizon_years: Mapped[float] = mapped_column(Float, primary_key=True)
+    patient_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    risk: Mapped[float | None] = mapped_column(Float)
+    previous_risk: Mapped[float | None] = mapped_column(Float)
+    risk_time_years: Mapped[float | None] = mapped_column(Float)
+    as_of: Mapped[dt.date | None] = mapped_column(Date)
+    reason: Mapped[str | None] = mapped_column(Text)
+    data_version: Mapped[str | None] = mapped_column(String(64))
+    computed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+    __table_args__ = (
+        # a page sorted by risk is read from this index (model, horizon, risk)
+        Index("ix_current_risk_rank", "model_id", "horizon_years", "risk"),
+    )
 
 
 class ModelRecord(Base):

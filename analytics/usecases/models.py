@@ -15,6 +15,7 @@ from analytics.errors import ConfigError, ModelError
 from analytics.explain import patient_trajectories_json
 from analytics.models.progress import ProgressCallback
 from analytics.models.registry import RegisteredModel, load_model
+from analytics.models.scoring import resolve_horizon
 from analytics.models.settings import ModelSettings
 from analytics.models.training import Truth, train_model
 from analytics.store.models import (
@@ -24,6 +25,7 @@ from analytics.store.models import (
     set_active_model,
 )
 from analytics.usecases.context import Context, audited, authorize
+from analytics.usecases.current_risk import record_cohort_risk
 
 __all__ = ["PredictRequest", "TrainRequest", "activate_model", "predict", "train"]
 
@@ -77,9 +79,13 @@ def train(ctx: Context, req: TrainRequest) -> dict[str, Any]:
     # the command line's models are shown as trained by "the command line"
     created_by = req.created_by or (None if actor == SYSTEM else actor.username)
     with audited(ctx, "train", detail=detail):
-        return train_model(ctx.store, _settings(ctx), req.cohort, ms, truth=req.truth,
-                           activate=req.activate and allowed(actor, Permission.ACTIVATE_MODEL),
-                           created_by=created_by, progress=req.progress)
+        res = train_model(ctx.store, _settings(ctx), req.cohort, ms, truth=req.truth,
+                          activate=req.activate and allowed(actor, Permission.ACTIVATE_MODEL),
+                          created_by=created_by, progress=req.progress)
+        # the new model's current risk, so the cohort list can sort by it in SQL
+        record_cohort_risk(ctx.store, load_model(ctx.store, _settings(ctx), res["model_id"]),
+                           req.cohort.visits)
+        return res
 
 
 def _stored(res: dict[str, Any]) -> list[StoredPrediction]:
@@ -102,6 +108,10 @@ def _trajectories(store, model: RegisteredModel, cohort: CohortTable, patients: 
     if req.cache:
         replace_patients_predictions(store, model.model_id, {
             res["patient"]: _stored(res) for res in out if res.get("model_id") is not None})
+    if req.patients is None and req.at is None:
+        # every patient scored: their current risk at this horizon, for the cohort list
+        record_cohort_risk(store, model, cohort.visits,
+                           [resolve_horizon(model.model, req.horizon)])
     return out
 
 

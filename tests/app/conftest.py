@@ -78,3 +78,13 @@ def patient_charts(at: AppTest, *charts: str) -> AppTest:
     pills = [b for b in at.get("button_group") if b.key == "patient:charts"]
     assert pills, [b.key for b in at.get("button_group")]
     return pills[0].set_value(list(charts) or list(pills[0].options)).run()
+
+
+def open_patient(at: AppTest, pseudonym: str) -> AppTest:
+    """Open a patient on the Patient page as a person would: pick it in the picker when
+    it is offered there, else type its pseudonym in the search box (which opens the
+    patient it names), and run the page again."""
+    picker = at.selectbox(key="patient:pseudonym")
+    if any(o.split(" · ")[0] == pseudonym for o in picker.options):
+        return picker.set_value(pseudonym).run()
+    return at.text_input(key="patient:find").set_value(pseudonym).run()

@@ -36,7 +36,7 @@ at.query_params["patient"] = labs
 at.run()
 new = {}
 for step, act in (("patient page", lambda: at.switch_page("pages/patient.py").run()),
-                  ("switch", lambda: at.selectbox(key="patient:pseudonym").set_value(ct).run())):
+                  ("switch", lambda: at.text_input(key="patient:find").set_value(ct).run())):
     before = set(sys.modules)
     act()
     assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]

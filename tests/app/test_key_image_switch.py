@@ -7,7 +7,7 @@ from __future__ import annotations
 from analytics.config import load_settings
 from analytics.store import key_images, open_store
 from analytics.usecases import keyview
-from tests.app.conftest import new_app
+from tests.app.conftest import new_app, open_patient
 from tests.dashboard_data import copied_home, template_home
 from ui.session import Viewer
 
@@ -48,7 +48,7 @@ def test_a_switch_shows_the_stored_key_image_and_the_slider_still_works(
             return real(*a, **k)
 
         monkeypatch.setattr(keyview, "load_key_image", counted)
-        at.selectbox(key="patient:pseudonym").set_value(second).run()
+        open_patient(at, second)
         _ok(at)
         assert len(at.get("image")) == 1 and reads == []  # the stored key image
         uid = at.selectbox(key=f"patient:series-{second}").value

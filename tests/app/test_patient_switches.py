@@ -15,7 +15,7 @@ from analytics.config import load_settings
 from analytics.explain import patient_trajectory
 from analytics.models.registry import load_model
 from analytics.store import open_store
-from tests.app.conftest import new_app, patient_charts
+from tests.app.conftest import new_app, open_patient, patient_charts
 from tests.dashboard_data import copied_home, template_home
 from ui.session import Viewer
 
@@ -39,7 +39,7 @@ def test_fifty_patient_switches_do_not_grow_the_sessions_memory(home, template):
     seen = []
 
     def switch(i: int) -> None:
-        at.selectbox(key="patient:pseudonym").set_value(patients[i % len(patients)]).run()
+        open_patient(at, patients[i % len(patients)])
         assert not at.exception, [e.value for e in at.exception]
         assert not at.error, [e.value for e in at.error]
         seen.append(at.selectbox(key="patient:pseudonym").value)
@@ -85,7 +85,7 @@ def test_every_patient_switch_is_audited_in_one_write_and_a_patient_seen_again_i
     a, b = [p for p in sorted(template.pseudonyms.values()) if p != shown][:2]
     writes.clear()
     for p in (a, b, a, b):
-        at.selectbox(key="patient:pseudonym").set_value(p).run()
+        open_patient(at, p)
         assert not at.exception, [e.value for e in at.exception]
         assert at.selectbox(key="patient:pseudonym").value == p
     at.run()  # a rerun of the same view writes nothing
@@ -138,7 +138,7 @@ def test_a_switch_draws_the_risk_first_and_the_biomarker_trends_once_chosen_stay
     patient_charts(at, "Biomarkers over time")
     assert not at.exception, [e.value for e in at.exception]
     assert "patient:trajectory" in [c.key for c in at.get("plotly_chart")]
-    at.selectbox(key="patient:pseudonym").set_value(b).run()
+    open_patient(at, b)
     assert not at.exception, [e.value for e in at.exception]
     assert at.selectbox(key="patient:pseudonym").value == b
     assert "patient:trajectory" in [c.key for c in at.get("plotly_chart")]

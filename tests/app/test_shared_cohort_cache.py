@@ -19,6 +19,7 @@ from analytics.store.schema import Outcome
 from tests.app.conftest import cohort_charts, new_app
 from tests.dashboard_data import copied_home, template_home
 from ui import loaders
+from ui.loaders import PICKER_LIMIT
 from ui.session import Viewer
 
 #: fixtures: a private copy of the trained dashboard home, and its template
@@ -111,9 +112,9 @@ def test_the_patient_list_is_read_once_per_view_and_a_researcher_never_gets_the_
         home, template, monkeypatch):
     from analytics.store import repo
 
-    # the Cohort page reads its page of the list, the Patient page's picker the whole list
+    # the Cohort page reads its page of the list, the Patient page's picker its first few
     reads: list[tuple[str, bool]] = []
-    real_list, real_find = repo.list_patients, repo.find_patients
+    real_list, real_find, real_names = repo.list_patients, repo.find_patients, repo.find_names
 
     def listed(store, *, identified):
         reads.append(("list", identified))
@@ -123,8 +124,13 @@ def test_the_patient_list_is_read_once_per_view_and_a_researcher_never_gets_the_
         reads.append(("page", identified))
         return real_find(store, query, identified=identified)
 
+    def named(store, query, *, identified):
+        reads.append(("names", identified))
+        return real_names(store, query, identified=identified)
+
     monkeypatch.setattr(repo, "list_patients", listed)
     monkeypatch.setattr(repo, "find_patients", found)
+    monkeypatch.setattr(repo, "find_names", named)
     clinician = _cohort_page(CLINICIAN)
     identified = clinician.dataframe[0].value
     names = set(identified["patient_name"].dropna()) - {"name not recorded"}
@@ -144,12 +150,16 @@ def test_the_patient_list_is_read_once_per_view_and_a_researcher_never_gets_the_
     # clinician's carry the names
     researcher.switch_page("pages/patient.py").run()
     assert not researcher.exception, [e.value for e in researcher.exception]
-    assert researcher.selectbox(key="patient:pseudonym").options == sorted(shown["pseudonym"])
+    assert researcher.selectbox(key="patient:pseudonym").options == sorted(
+        shown["pseudonym"])[:PICKER_LIMIT]
     clinician.switch_page("pages/patient.py").run()
     labels = clinician.selectbox(key="patient:pseudonym").options
     assert any(" · " in label for label in labels)
-    # each view's page and list read once, and the researcher's reads never identified
-    assert reads == [("page", True), ("page", False), ("list", False), ("list", True)]
+    # each view's page read once; the pickers find their first patients in the store
+    # (their first 20 and the first one), never the whole list; the researcher's reads
+    # are never identified
+    assert reads == [("page", True), ("page", False), ("names", False), ("names", False),
+                     ("names", True), ("names", True)]
 
 
 def test_a_server_warm_up_reads_the_pseudonymised_patient_list_only(home, monkeypatch):

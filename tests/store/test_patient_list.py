@@ -145,3 +145,17 @@ def test_a_filtered_list_read_twice_gives_the_same_rows(store):
     pd.testing.assert_frame_equal(got, expected)
     # twice in a row: nothing of the first read's transaction is left behind
     pd.testing.assert_frame_equal(repo.find_patients(store, query, identified=True), expected)
+
+
+@pytest.mark.parametrize("identified", [False, True])
+@pytest.mark.parametrize(
+    "query", [Q(), Q(search="roe"), Q(search="ht-000", limit=2), Q(search="mrn-111"),
+              Q(pseudonyms=("HT-0003", "HT-0001")), Q(sort="last_scan", limit=2)],
+    ids=["all", "name", "page", "real-id", "named", "by-last-scan"])
+def test_a_pickers_names_are_the_lists_rows_narrowed(store, query, identified):
+    # what a picker reads: the same patients in the same order, only the names it shows
+    names = repo.find_names(store, query, identified=identified)
+    full = repo.find_patients(store, query, identified=identified)
+    columns = ["pseudonym", "patient_name", "patient_id"] if identified else ["pseudonym"]
+    assert list(names.columns) == columns
+    pd.testing.assert_frame_equal(names, full[columns].astype(object).reset_index(drop=True))

@@ -61,6 +61,25 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_table(
+        "current_risk",
+        sa.Column("model_id", sa.String(length=64), nullable=False),
+        sa.Column("horizon_years", sa.Float(), nullable=False),
+        sa.Column("patient_id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("risk", sa.Float(), nullable=True),
+        sa.Column("previous_risk", sa.Float(), nullable=True),
+        sa.Column("risk_time_years", sa.Float(), nullable=True),
+        sa.Column("as_of", sa.Date(), nullable=True),
+        sa.Column("reason", sa.Text(), nullable=True),
+        sa.Column("data_version", sa.String(length=64), nullable=True),
+        sa.Column("computed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("model_id", "horizon_years", "patient_id"),
+    )
+    with op.batch_alter_table("current_risk", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_current_risk_rank", ["model_id", "horizon_years", "risk"], unique=False
+        )
+
+    op.create_table(
         "models",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("model_id", sa.String(length=64), nullable=False),
@@ -588,6 +607,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_models_model_id"))
 
     op.drop_table("models")
+    with op.batch_alter_table("current_risk", schema=None) as batch_op:
+        batch_op.drop_index("ix_current_risk_rank")
+
+    op.drop_table("current_risk")
     op.drop_table("cohort_imports")
     op.drop_table("blobs")
     op.drop_table("audit_log")

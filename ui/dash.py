@@ -247,6 +247,7 @@ def trajectory(ctx: AppContext, model_id: str, pseudonym: str, horizon: float) -
 @st.cache_resource(ttl=MAX_AGE_S, max_entries=8, show_spinner=False)
 def _cohort_risk(database_url: str, home: str, version: str, model_id: str,
                  horizon: float, _ctx: AppContext) -> pd.DataFrame:
+    from analytics.store.current_risk import current_risk_version
     from analytics.store.patient_flags import automatic_segmentation_patients
     from analytics.usecases.current_risk import record_risk_frame
     from analytics.usecases.overview import cohort_risk, flags_of
@@ -255,7 +256,9 @@ def _cohort_risk(database_url: str, home: str, version: str, model_id: str,
     data = _cohort(database_url, home, version, _ctx)
     risk = cohort_risk(m, data.visits, horizon)
     # kept in the store too, so the cohort list sorts and pages by risk in SQL
-    record_risk_frame(_ctx.store, model_id, horizon, risk, data_version=version)
+    # (unless training or `predict --all` already stored it from the same data)
+    if current_risk_version(_ctx.store, model_id, horizon) != version:
+        record_risk_frame(_ctx.store, model_id, horizon, risk, data_version=version)
     risk["flags"] = flags_of(risk, automatic_segmentation_patients(_ctx.store))
     _freeze_long_lived()
     return risk

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, func, insert, select
 
 from analytics.errors import StoreError
 from analytics.store.schema import CurrentRisk, ModelRecord, Patient
@@ -123,3 +123,17 @@ def read_current_risk(store: Store, model_id: str, horizon_years: float
             .where(CurrentRisk.model_id == model_id,
                    CurrentRisk.horizon_years == float(horizon_years))).all()
     return {r[0]: RiskRow(*r) for r in got}
+
+
+def current_risk_version(store: Store, model_id: str, horizon_years: float) -> str | None:
+    """The data version every stored current risk of ``model_id`` at ``horizon_years`` was
+    computed from, or ``None`` when none is stored or the rows disagree (a reader then
+    writes the set again)."""
+    with store.session() as s:
+        got = s.execute(
+            select(func.min(CurrentRisk.data_version), func.max(CurrentRisk.data_version),
+                   func.count())
+            .where(CurrentRisk.model_id == model_id,
+                   CurrentRisk.horizon_years == float(horizon_years))).one()
+    low, high, n = got
+    return low if n and low is not None and low == high else None

@@ -20,7 +20,12 @@ from sqlalchemy import delete, func, select
 
 from analytics.errors import StoreError
 from analytics.store import repo
-from analytics.store.current_risk import RiskRow, read_current_risk, replace_current_risk
+from analytics.store.current_risk import (
+    RiskRow,
+    current_risk_version,
+    read_current_risk,
+    replace_current_risk,
+)
 from analytics.store.schema import CurrentRisk, ModelRecord
 from analytics.store.version import data_version
 from tests.store.seed import seeded_store
@@ -130,6 +135,20 @@ def test_a_rewrite_replaces_the_whole_set_and_drops_unregistered_models(scored):
     assert models == {"cox-0001"}
     # derived rows: writing them does not change the cached data's version
     assert data_version(scored) == version
+
+
+def test_the_stored_sets_data_version_is_known_only_when_every_row_shares_it(scored):
+    # a reader skips its write only when the whole stored set is from its data version
+    assert current_risk_version(scored, "cox-0001", 2.0) == "v1"
+    assert current_risk_version(scored, "cox-0001", 1.0) is None  # nothing at 1 year
+    replace_current_risk(scored, "cox-0001", 1.0, HAND[:1])  # no version given
+    assert current_risk_version(scored, "cox-0001", 1.0) is None
+    with scored.session() as s:
+        s.execute(CurrentRisk.__table__.update()
+                  .where(CurrentRisk.model_id == "cox-0001", CurrentRisk.horizon_years == 2.0,
+                         CurrentRisk.risk == 0.35)
+                  .values(data_version="v2"))
+    assert current_risk_version(scored, "cox-0001", 2.0) is None
 
 
 def test_a_bad_row_writes_nothing(scored):

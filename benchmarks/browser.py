@@ -15,7 +15,9 @@ spell on the shared machine hits both):
   checkout answers once its shared caches are built: ``ui/warmup.py``);
 - ``cold``: sign in on the just-ready server (the first session) until the Cohort page
   has drawn every chart it shows at first paint (``--charts``, ``--baseline-charts``)
-  and the grid, and the app is idle; ``process start to Cohort page drawn`` adds the two;
+  and the grid's canvas (``GRID_DRAWN``; the grid's code loads when its delta arrives,
+  so the page is idle with its select boxes drawn before the grid is), and the app is
+  idle; ``process start to Cohort page drawn`` adds the two;
 - ``new session``: sign in again in a new browser context (another arrival) until the
   same;
 - ``switch``: on the Patient page, choose another patient (not opened before) in the
@@ -35,7 +37,8 @@ spell on the shared machine hits both):
 
 Each wait also gives the server process's CPU seconds (``cpu``: user and system time of
 the Streamlit process and its threads during the wait), which the load on the shared
-machine changes far less than the wall time.
+machine changes far less than the wall time, and the browser's (Playwright's driver and
+every Chromium process under it).
 
 Each wait is split with the page's Performance API: until the last websocket message
 from the server (``server``: the script run and its deltas), the rest (``draw``), and
@@ -80,6 +83,10 @@ BUDGET_CT_SWITCH_S = 1.0
 
 #: the page's main widget is drawn: a table or a select box
 TABLE_OR_SELECT = '[data-testid="stDataFrame"], [data-testid="stSelectbox"]'
+#: the Cohort page's grid has drawn its canvas. The grid's code is loaded when its first
+#: delta arrives, so the page is idle with its select boxes drawn before the grid is: a
+#: wait on ``TABLE_OR_SELECT`` could end with no grid on the screen
+GRID_DRAWN = '[data-testid="stDataFrame"] [data-testid="data-grid-canvas"]'
 
 #: every chart drawn (plotly's SVG in each chart element), no stale element, app idle, the
 #: heading shown, the element ``need`` present (default: a table or a select box) and at
@@ -136,9 +143,12 @@ class Wait:
     busy: float
     busy_after: float
     cpu: float | None = None
+    browser_cpu: float | None = None
 
     def text(self) -> str:
         cpu = f", server CPU {format_seconds(self.cpu)}" if self.cpu is not None else ""
+        if self.browser_cpu is not None:
+            cpu += f", browser CPU {format_seconds(self.browser_cpu)}"
         return (f"{format_seconds(self.total)} (server {format_seconds(self.server)}, "
                 f"draw {format_seconds(max(0.0, self.total - self.server))}, long tasks "
                 f"{format_seconds(self.busy)}{cpu})")
@@ -165,13 +175,46 @@ class ServerCPU:
 NO_CPU = ServerCPU(None)
 
 
+def browser_cpu_seconds() -> float | None:
+    """CPU seconds (user + system) of the browser: Playwright's driver, started by this
+    process, and every process under it (Chromium's browser, renderer, GPU and network
+    processes), read from ``/proc``; processes that ended are not counted."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    drivers = []
+    for pid in children.get(os.getpid(), []):
+        with contextlib.suppress(OSError):
+            if b"run-driver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                drivers.append(pid)
+    if not drivers:
+        return None
+    total, todo = 0.0, drivers
+    while todo:
+        pid = todo.pop()
+        total += used.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
 def _split(page, t0: float, total: float, cpu: ServerCPU = NO_CPU,
-           cpu0: float | None = None) -> Wait:
+           cpu0: float | None = None, browser0: float | None = None) -> Wait:
+    browser = browser_cpu_seconds()
     d = page.evaluate(_PERF_SPLIT_JS, t0)
     now = cpu.seconds()
     used = now - cpu0 if now is not None and cpu0 is not None else None
     return Wait(total, min(float(d["server"]), total), float(d["busy"]), float(d["busy_after"]),
-                used)
+                used, browser - browser0 if browser is not None and browser0 is not None
+                else None)
 
 
 def _streamlit_pid(proc: subprocess.Popen, timeout_s: float = 60.0) -> int | None:
@@ -223,27 +266,31 @@ def server(src: Path, home: Path, log: Path) -> Iterator[tuple[str, float, Serve
         services.stop(proc)
 
 
-def _wait_drawn(page, charts: int, heading: str | None = None) -> None:
-    page.wait_for_function(IDLE_JS, arg=[charts, heading, 0, None, TABLE_OR_SELECT],
+def _wait_drawn(page, charts: int, heading: str | None = None,
+                need: str = TABLE_OR_SELECT) -> None:
+    page.wait_for_function(IDLE_JS, arg=[charts, heading, 0, None, need],
                            polling=50, timeout=TIMEOUT_MS)
 
 
 def sign_in_to_cohort(browser, url: str, charts: int, cpu: ServerCPU = NO_CPU
                       ) -> tuple[Wait, object]:
-    """From pressing "Sign in" until the Cohort page is drawn; and the page."""
+    """From pressing "Sign in" until the Cohort page is drawn, its grid included; and the
+    page."""
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     page.add_init_script(_PERF_INIT_JS)
     page.goto(url)
     page.get_by_label("Username").fill(USER)
     page.get_by_label("Password", exact=True).and_(page.get_by_role("textbox")).fill(PASSWORD)
+    button = page.get_by_role("button", name="Sign in")
+    button.wait_for(timeout=TIMEOUT_MS)
     t0_page = page.evaluate("performance.now()")
-    cpu0 = cpu.seconds()
+    cpu0, browser0 = cpu.seconds(), browser_cpu_seconds()
     t0 = time.perf_counter()
-    page.get_by_role("button", name="Sign in").click()
+    button.click()
     page.locator(MENU).wait_for(timeout=TIMEOUT_MS)
-    _wait_drawn(page, charts)
+    _wait_drawn(page, charts, need=GRID_DRAWN)
     total = time.perf_counter() - t0
-    return _split(page, t0_page, total, cpu, cpu0), page
+    return _split(page, t0_page, total, cpu, cpu0, browser0), page
 
 
 def patient_switches(page, patients: list[str], images: int = 0,
@@ -260,13 +307,13 @@ def patient_switches(page, patients: list[str], images: int = 0,
         box.click()
         box.fill(p)
         t0_page = page.evaluate("performance.now()")
-        cpu0 = cpu.seconds()
+        cpu0, browser0 = cpu.seconds(), browser_cpu_seconds()
         t0 = time.perf_counter()
         page.keyboard.press("Enter")
         # one chart: a visit outside the domain has no explanation
         page.wait_for_function(IDLE_JS, arg=[1, p, images, None, TABLE_OR_SELECT],
                                polling=50, timeout=TIMEOUT_MS)
-        runs.append(_split(page, t0_page, time.perf_counter() - t0, cpu, cpu0))
+        runs.append(_split(page, t0_page, time.perf_counter() - t0, cpu, cpu0, browser0))
     return runs
 
 
@@ -318,12 +365,19 @@ def one_round(browser, name: str, src: Path, home: Path, log: Path, picks: Picks
         if runs:
             print(f"    {label} {'; '.join(s.text() for s in runs)}", flush=True)
     out = {"ready": ready, "start": ready + cold.total, "cold": cold.total, "warm": warm.total,
-           "cold_server": cold.server, "warm_server": warm.server} | _summary("switch", switches)
+           "cold_server": cold.server, "warm_server": warm.server,
+           "cold_cpu": _nan(cold.cpu), "warm_cpu": _nan(warm.cpu),
+           "cold_browser_cpu": _nan(cold.browser_cpu),
+           "warm_browser_cpu": _nan(warm.browser_cpu)} | _summary("switch", switches)
     for what, runs in (("ct_switch", ct), ("first_switch", first),
                        ("first_ct_switch", first_ct)):
         if runs:
             out |= _summary(what, runs)
     return out
+
+
+def _nan(seconds: float | None) -> float:
+    return float("nan") if seconds is None else seconds
 
 
 def _summary(what: str, runs: list[Wait]) -> dict[str, float]:
@@ -442,6 +496,11 @@ def report(results: dict[str, list[dict[str, object]]], patients: int, rounds: i
               f"new session {format_seconds(_median(runs, 'warm_server'))}, "
               + ", ".join(f"{LABELS[w][0]} {format_seconds(_median(runs, w + '_server'))}"
                           for w in switches))
+        print(f"{name}: Cohort page CPU (median): server cold "
+              f"{format_seconds(_median(runs, 'cold_cpu'))}, new session "
+              f"{format_seconds(_median(runs, 'warm_cpu'))}; browser cold "
+              f"{format_seconds(_median(runs, 'cold_browser_cpu'))}, new session "
+              f"{format_seconds(_median(runs, 'warm_browser_cpu'))}")
         print(f"{name}: slowest of all rounds: "
               + ", ".join(f"{LABELS[w][0]} {format_seconds(max(float(r[w + '_max']) for r in runs))}"  # type: ignore[arg-type]
                           for w in switches)

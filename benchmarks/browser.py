@@ -175,10 +175,12 @@ class ServerCPU:
 NO_CPU = ServerCPU(None)
 
 
-def browser_cpu_seconds() -> float | None:
+def browser_cpu_seconds(parent: int | None = None) -> float | None:
     """CPU seconds (user + system) of the browser: Playwright's driver, started by this
-    process, and every process under it (Chromium's browser, renderer, GPU and network
-    processes), read from ``/proc``; processes that ended are not counted."""
+    process (or ``parent``), and every process under it (Chromium's browser, renderer,
+    GPU and network processes), read from ``/proc``; processes that ended are not
+    counted, nor the dashboard servers (children of this process, not of the driver).
+    None when no driver runs."""
     tick = os.sysconf("SC_CLK_TCK")
     children: dict[int, list[int]] = {}
     used: dict[int, float] = {}
@@ -192,7 +194,7 @@ def browser_cpu_seconds() -> float | None:
         children.setdefault(int(fields[1]), []).append(int(entry.name))
         used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
     drivers = []
-    for pid in children.get(os.getpid(), []):
+    for pid in children.get(parent or os.getpid(), []):
         with contextlib.suppress(OSError):
             if b"run-driver" in Path(f"/proc/{pid}/cmdline").read_bytes():
                 drivers.append(pid)

@@ -18,8 +18,11 @@ spell on the shared machine hits both):
   and the grid's canvas (``GRID_DRAWN``; the grid's code loads when its delta arrives,
   so the page is idle with its select boxes drawn before the grid is), and the app is
   idle; ``process start to Cohort page drawn`` adds the two;
-- ``new session``: sign in again in a new browser context (another arrival) until the
-  same;
+- ``new session``: sign in again in a new browser context (another arrival, nothing in
+  the browser's cache) until the same;
+- with ``--second-tab``, ``new session in a second tab``: right after ``cold``, sign in
+  in a second tab of the first session's browser (a new session whose browser has the
+  dashboard's scripts cached, as a clinician's browser has after a first visit);
 - ``switch``: on the Patient page, choose another patient (not opened before) in the
   selector until the heading names them, every chart the page shows is drawn (this
   checkout: the risk trajectory and its explanation, the timeline and the change since
@@ -274,11 +277,13 @@ def _wait_drawn(page, charts: int, heading: str | None = None,
                            polling=50, timeout=TIMEOUT_MS)
 
 
-def sign_in_to_cohort(browser, url: str, charts: int, cpu: ServerCPU = NO_CPU
-                      ) -> tuple[Wait, object]:
+def sign_in_to_cohort(browser, url: str, charts: int, cpu: ServerCPU = NO_CPU,
+                      tab_of=None) -> tuple[Wait, object]:
     """From pressing "Sign in" until the Cohort page is drawn, its grid included; and the
-    page."""
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    page. A new browser (context: nothing cached), or with ``tab_of`` a new tab beside
+    that page (the dashboard's scripts in the browser's cache)."""
+    page = (tab_of.context.new_page() if tab_of is not None
+            else browser.new_page(viewport={"width": 1280, "height": 800}))
     page.add_init_script(_PERF_INIT_JS)
     page.goto(url)
     page.get_by_label("Username").fill(USER)
@@ -347,9 +352,14 @@ def round_home(home: Path, fresh: bool) -> Iterator[Path]:
 
 
 def one_round(browser, name: str, src: Path, home: Path, log: Path, picks: Picks,
-              charts: int, fresh_home: bool = False) -> dict[str, object]:
+              charts: int, fresh_home: bool = False, second_tab: bool = False
+              ) -> dict[str, object]:
     with round_home(home, fresh_home) as served, server(src, served, log) as (url, ready, cpu):
         cold, page = sign_in_to_cohort(browser, url, charts, cpu)
+        tab = None
+        if second_tab:
+            tab, other = sign_in_to_cohort(browser, url, charts, cpu, tab_of=page)
+            other.close()
         first = patient_switches(page, picks.first, cpu=cpu) if picks.first else []
         first_ct = (patient_switches(page, picks.first_ct, images=1, cpu=cpu)
                     if picks.first_ct else [])
@@ -360,7 +370,8 @@ def one_round(browser, name: str, src: Path, home: Path, log: Path, picks: Picks
               if picks.later_ct else [])
         page.close()
     print(f"  {name} [load {os.getloadavg()[0]:.2f}]: server ready {format_seconds(ready)}; "
-          f"cold {cold.text()}; new session {warm.text()}", flush=True)
+          f"cold {cold.text()}; new session {warm.text()}"
+          + (f"; new session in a second tab {tab.text()}" if tab else ""), flush=True)
     for label, runs in (("first session: switch", first),
                         ("first session: switch to a CT patient", first_ct),
                         ("switch", switches), ("switch to a CT patient", ct)):
@@ -371,6 +382,9 @@ def one_round(browser, name: str, src: Path, home: Path, log: Path, picks: Picks
            "cold_cpu": _nan(cold.cpu), "warm_cpu": _nan(warm.cpu),
            "cold_browser_cpu": _nan(cold.browser_cpu),
            "warm_browser_cpu": _nan(warm.browser_cpu)} | _summary("switch", switches)
+    if tab is not None:
+        out |= {"tab": tab.total, "tab_server": tab.server, "tab_cpu": _nan(tab.cpu),
+                "tab_browser_cpu": _nan(tab.browser_cpu)}
     for what, runs in (("ct_switch", ct), ("first_switch", first),
                        ("first_ct_switch", first_ct)):
         if runs:
@@ -414,6 +428,10 @@ def main() -> None:
                          "patients) before the new session makes its own")
     ap.add_argument("--fresh-home", action="store_true",
                     help="each server starts on a fresh copy of the home")
+    ap.add_argument("--second-tab", action="store_true",
+                    help="the first session's browser also signs in in a second tab (a new "
+                         "session with the dashboard's scripts cached, as in a clinician's "
+                         "browser), beside the new session in a new browser")
     ap.add_argument("--charts", type=int, default=0,
                     help="plotly charts this checkout's Cohort page draws at first paint "
                          "(none: each is drawn when chosen)")
@@ -453,7 +471,7 @@ def main() -> None:
                 charts = a.charts if name == "case" else a.baseline_charts
                 results[name].append(one_round(browser, name, sides[name], home,
                                                root / f"serve-{name}.log", picks, charts,
-                                               a.fresh_home))
+                                               a.fresh_home, a.second_tab))
         browser.close()
     report(results, len(pseudonyms), a.rounds, a.only)
 
@@ -478,6 +496,7 @@ def choose_patients(listed, switches: int, ct_switches: int, first_session: bool
 #: 18 item 9: any switch, the first after a start and a CT patient's included, < 1 s)
 LABELS = {"cold": ("Cohort page, cold server", 2.0),
           "warm": ("Cohort page, new session", 2.0),
+          "tab": ("Cohort page, new session in a second tab", 2.0),
           "switch": ("patient switch", BUDGET_SWITCH_S),
           "ct_switch": ("switch to a CT patient (key image)", BUDGET_CT_SWITCH_S),
           "first_switch": ("first session's switch", BUDGET_CT_SWITCH_S),
@@ -502,7 +521,11 @@ def report(results: dict[str, list[dict[str, object]]], patients: int, rounds: i
               f"{format_seconds(_median(runs, 'cold_cpu'))}, new session "
               f"{format_seconds(_median(runs, 'warm_cpu'))}; browser cold "
               f"{format_seconds(_median(runs, 'cold_browser_cpu'))}, new session "
-              f"{format_seconds(_median(runs, 'warm_browser_cpu'))}")
+              f"{format_seconds(_median(runs, 'warm_browser_cpu'))}"
+              + (f"; second tab: server {format_seconds(_median(runs, 'tab_cpu'))}, browser "
+                 f"{format_seconds(_median(runs, 'tab_browser_cpu'))}, until the server's "
+                 f"last message {format_seconds(_median(runs, 'tab_server'))}"
+                 if all("tab" in r for r in runs) else ""))
         print(f"{name}: slowest of all rounds: "
               + ", ".join(f"{LABELS[w][0]} {format_seconds(max(float(r[w + '_max']) for r in runs))}"  # type: ignore[arg-type]
                           for w in switches)

@@ -281,9 +281,10 @@ def sign_in_to_cohort(browser, url: str, charts: int, cpu: ServerCPU = NO_CPU,
                       tab_of=None) -> tuple[Wait, object]:
     """From pressing "Sign in" until the Cohort page is drawn, its grid included; and the
     page. A new browser (context: nothing cached), or with ``tab_of`` a new tab beside
-    that page (the dashboard's scripts in the browser's cache)."""
-    page = (tab_of.context.new_page() if tab_of is not None
-            else browser.new_page(viewport={"width": 1280, "height": 800}))
+    that page (the dashboard's scripts in the browser's cache). Close the browser with
+    ``page.context.close()``."""
+    page = (tab_of.context if tab_of is not None
+            else browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
     page.add_init_script(_PERF_INIT_JS)
     page.goto(url)
     page.get_by_label("Username").fill(USER)
@@ -363,12 +364,12 @@ def one_round(browser, name: str, src: Path, home: Path, log: Path, picks: Picks
         first = patient_switches(page, picks.first, cpu=cpu) if picks.first else []
         first_ct = (patient_switches(page, picks.first_ct, images=1, cpu=cpu)
                     if picks.first_ct else [])
-        page.close()
+        page.context.close()
         warm, page = sign_in_to_cohort(browser, url, charts, cpu)
         switches = patient_switches(page, picks.later, cpu=cpu)
         ct = (patient_switches(page, picks.later_ct, images=1, cpu=cpu)
               if picks.later_ct else [])
-        page.close()
+        page.context.close()
     print(f"  {name} [load {os.getloadavg()[0]:.2f}]: server ready {format_seconds(ready)}; "
           f"cold {cold.text()}; new session {warm.text()}"
           + (f"; new session in a second tab {tab.text()}" if tab else ""), flush=True)

@@ -15,9 +15,14 @@ spell on the shared machine hits both):
   checkout answers once its shared caches are built: ``ui/warmup.py``);
 - ``cold``: sign in on the just-ready server (the first session) until the Cohort page
   has drawn every chart it shows at first paint (``--charts``, ``--baseline-charts``)
-  and the grid, and the app is idle; ``process start to Cohort page drawn`` adds the two;
-- ``new session``: sign in again in a new browser context (another arrival) until the
-  same;
+  and the grid's canvas (``GRID_DRAWN``; the grid's code loads when its delta arrives,
+  so the page is idle with its select boxes drawn before the grid is), and the app is
+  idle; ``process start to Cohort page drawn`` adds the two;
+- ``new session``: sign in again in a new browser context (another arrival, nothing in
+  the browser's cache) until the same;
+- with ``--second-tab``, ``new session in a second tab``: right after ``cold``, sign in
+  in a second tab of the first session's browser (a new session whose browser has the
+  dashboard's scripts cached, as a clinician's browser has after a first visit);
 - ``switch``: on the Patient page, choose another patient (not opened before) in the
   selector until the heading names them, every chart the page shows is drawn (this
   checkout: the risk trajectory and its explanation, the timeline and the change since
@@ -35,7 +40,8 @@ spell on the shared machine hits both):
 
 Each wait also gives the server process's CPU seconds (``cpu``: user and system time of
 the Streamlit process and its threads during the wait), which the load on the shared
-machine changes far less than the wall time.
+machine changes far less than the wall time, and the browser's (Playwright's driver and
+every Chromium process under it).
 
 Each wait is split with the page's Performance API: until the last websocket message
 from the server (``server``: the script run and its deltas), the rest (``draw``), and
@@ -80,6 +86,10 @@ BUDGET_CT_SWITCH_S = 1.0
 
 #: the page's main widget is drawn: a table or a select box
 TABLE_OR_SELECT = '[data-testid="stDataFrame"], [data-testid="stSelectbox"]'
+#: the Cohort page's grid has drawn its canvas. The grid's code is loaded when its first
+#: delta arrives, so the page is idle with its select boxes drawn before the grid is: a
+#: wait on ``TABLE_OR_SELECT`` could end with no grid on the screen
+GRID_DRAWN = '[data-testid="stDataFrame"] [data-testid="data-grid-canvas"]'
 
 #: every chart drawn (plotly's SVG in each chart element), no stale element, app idle, the
 #: heading shown, the element ``need`` present (default: a table or a select box) and at
@@ -136,9 +146,12 @@ class Wait:
     busy: float
     busy_after: float
     cpu: float | None = None
+    browser_cpu: float | None = None
 
     def text(self) -> str:
         cpu = f", server CPU {format_seconds(self.cpu)}" if self.cpu is not None else ""
+        if self.browser_cpu is not None:
+            cpu += f", browser CPU {format_seconds(self.browser_cpu)}"
         return (f"{format_seconds(self.total)} (server {format_seconds(self.server)}, "
                 f"draw {format_seconds(max(0.0, self.total - self.server))}, long tasks "
                 f"{format_seconds(self.busy)}{cpu})")
@@ -165,13 +178,48 @@ class ServerCPU:
 NO_CPU = ServerCPU(None)
 
 
+def browser_cpu_seconds(parent: int | None = None) -> float | None:
+    """CPU seconds (user + system) of the browser: Playwright's driver, started by this
+    process (or ``parent``), and every process under it (Chromium's browser, renderer,
+    GPU and network processes), read from ``/proc``; processes that ended are not
+    counted, nor the dashboard servers (children of this process, not of the driver).
+    None when no driver runs."""
+    tick = os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    used: dict[int, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / tick
+    drivers = []
+    for pid in children.get(parent or os.getpid(), []):
+        with contextlib.suppress(OSError):
+            if b"run-driver" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                drivers.append(pid)
+    if not drivers:
+        return None
+    total, todo = 0.0, drivers
+    while todo:
+        pid = todo.pop()
+        total += used.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
+
+
 def _split(page, t0: float, total: float, cpu: ServerCPU = NO_CPU,
-           cpu0: float | None = None) -> Wait:
+           cpu0: float | None = None, browser0: float | None = None) -> Wait:
+    browser = browser_cpu_seconds()
     d = page.evaluate(_PERF_SPLIT_JS, t0)
     now = cpu.seconds()
     used = now - cpu0 if now is not None and cpu0 is not None else None
     return Wait(total, min(float(d["server"]), total), float(d["busy"]), float(d["busy_after"]),
-                used)
+                used, browser - browser0 if browser is not None and browser0 is not None
+                else None)
 
 
 def _streamlit_pid(proc: subprocess.Popen, timeout_s: float = 60.0) -> int | None:
@@ -223,27 +271,34 @@ def server(src: Path, home: Path, log: Path) -> Iterator[tuple[str, float, Serve
         services.stop(proc)
 
 
-def _wait_drawn(page, charts: int, heading: str | None = None) -> None:
-    page.wait_for_function(IDLE_JS, arg=[charts, heading, 0, None, TABLE_OR_SELECT],
+def _wait_drawn(page, charts: int, heading: str | None = None,
+                need: str = TABLE_OR_SELECT) -> None:
+    page.wait_for_function(IDLE_JS, arg=[charts, heading, 0, None, need],
                            polling=50, timeout=TIMEOUT_MS)
 
 
-def sign_in_to_cohort(browser, url: str, charts: int, cpu: ServerCPU = NO_CPU
-                      ) -> tuple[Wait, object]:
-    """From pressing "Sign in" until the Cohort page is drawn; and the page."""
-    page = browser.new_page(viewport={"width": 1280, "height": 800})
+def sign_in_to_cohort(browser, url: str, charts: int, cpu: ServerCPU = NO_CPU,
+                      tab_of=None) -> tuple[Wait, object]:
+    """From pressing "Sign in" until the Cohort page is drawn, its grid included; and the
+    page. A new browser (context: nothing cached), or with ``tab_of`` a new tab beside
+    that page (the dashboard's scripts in the browser's cache). Close the browser with
+    ``page.context.close()``."""
+    page = (tab_of.context if tab_of is not None
+            else browser.new_context(viewport={"width": 1280, "height": 800})).new_page()
     page.add_init_script(_PERF_INIT_JS)
     page.goto(url)
     page.get_by_label("Username").fill(USER)
     page.get_by_label("Password", exact=True).and_(page.get_by_role("textbox")).fill(PASSWORD)
+    button = page.get_by_role("button", name="Sign in")
+    button.wait_for(timeout=TIMEOUT_MS)
     t0_page = page.evaluate("performance.now()")
-    cpu0 = cpu.seconds()
+    cpu0, browser0 = cpu.seconds(), browser_cpu_seconds()
     t0 = time.perf_counter()
-    page.get_by_role("button", name="Sign in").click()
+    button.click()
     page.locator(MENU).wait_for(timeout=TIMEOUT_MS)
-    _wait_drawn(page, charts)
+    _wait_drawn(page, charts, need=GRID_DRAWN)
     total = time.perf_counter() - t0
-    return _split(page, t0_page, total, cpu, cpu0), page
+    return _split(page, t0_page, total, cpu, cpu0, browser0), page
 
 
 def patient_switches(page, patients: list[str], images: int = 0,
@@ -264,13 +319,13 @@ def patient_switches(page, patients: list[str], images: int = 0,
         box.click()
         box.fill(p)
         t0_page = page.evaluate("performance.now()")
-        cpu0 = cpu.seconds()
+        cpu0, browser0 = cpu.seconds(), browser_cpu_seconds()
         t0 = time.perf_counter()
         page.keyboard.press("Enter")
         # one chart: a visit outside the domain has no explanation
         page.wait_for_function(IDLE_JS, arg=[1, p, images, None, TABLE_OR_SELECT],
                                polling=50, timeout=TIMEOUT_MS)
-        runs.append(_split(page, t0_page, time.perf_counter() - t0, cpu, cpu0))
+        runs.append(_split(page, t0_page, time.perf_counter() - t0, cpu, cpu0, browser0))
     return runs
 
 
@@ -302,32 +357,48 @@ def round_home(home: Path, fresh: bool) -> Iterator[Path]:
 
 
 def one_round(browser, name: str, src: Path, home: Path, log: Path, picks: Picks,
-              charts: int, fresh_home: bool = False) -> dict[str, object]:
+              charts: int, fresh_home: bool = False, second_tab: bool = False
+              ) -> dict[str, object]:
     with round_home(home, fresh_home) as served, server(src, served, log) as (url, ready, cpu):
         cold, page = sign_in_to_cohort(browser, url, charts, cpu)
+        tab = None
+        if second_tab:
+            tab, other = sign_in_to_cohort(browser, url, charts, cpu, tab_of=page)
+            other.close()
         first = patient_switches(page, picks.first, cpu=cpu) if picks.first else []
         first_ct = (patient_switches(page, picks.first_ct, images=1, cpu=cpu)
                     if picks.first_ct else [])
-        page.close()
+        page.context.close()
         warm, page = sign_in_to_cohort(browser, url, charts, cpu)
         switches = patient_switches(page, picks.later, cpu=cpu)
         ct = (patient_switches(page, picks.later_ct, images=1, cpu=cpu)
               if picks.later_ct else [])
-        page.close()
+        page.context.close()
     print(f"  {name} [load {os.getloadavg()[0]:.2f}]: server ready {format_seconds(ready)}; "
-          f"cold {cold.text()}; new session {warm.text()}", flush=True)
+          f"cold {cold.text()}; new session {warm.text()}"
+          + (f"; new session in a second tab {tab.text()}" if tab else ""), flush=True)
     for label, runs in (("first session: switch", first),
                         ("first session: switch to a CT patient", first_ct),
                         ("switch", switches), ("switch to a CT patient", ct)):
         if runs:
             print(f"    {label} {'; '.join(s.text() for s in runs)}", flush=True)
     out = {"ready": ready, "start": ready + cold.total, "cold": cold.total, "warm": warm.total,
-           "cold_server": cold.server, "warm_server": warm.server} | _summary("switch", switches)
+           "cold_server": cold.server, "warm_server": warm.server,
+           "cold_cpu": _nan(cold.cpu), "warm_cpu": _nan(warm.cpu),
+           "cold_browser_cpu": _nan(cold.browser_cpu),
+           "warm_browser_cpu": _nan(warm.browser_cpu)} | _summary("switch", switches)
+    if tab is not None:
+        out |= {"tab": tab.total, "tab_server": tab.server, "tab_cpu": _nan(tab.cpu),
+                "tab_browser_cpu": _nan(tab.browser_cpu)}
     for what, runs in (("ct_switch", ct), ("first_switch", first),
                        ("first_ct_switch", first_ct)):
         if runs:
             out |= _summary(what, runs)
     return out
+
+
+def _nan(seconds: float | None) -> float:
+    return float("nan") if seconds is None else seconds
 
 
 def _summary(what: str, runs: list[Wait]) -> dict[str, float]:
@@ -362,6 +433,10 @@ def main() -> None:
                          "patients) before the new session makes its own")
     ap.add_argument("--fresh-home", action="store_true",
                     help="each server starts on a fresh copy of the home")
+    ap.add_argument("--second-tab", action="store_true",
+                    help="the first session's browser also signs in in a second tab (a new "
+                         "session with the dashboard's scripts cached, as in a clinician's "
+                         "browser), beside the new session in a new browser")
     ap.add_argument("--charts", type=int, default=0,
                     help="plotly charts this checkout's Cohort page draws at first paint "
                          "(none: each is drawn when chosen)")
@@ -401,7 +476,7 @@ def main() -> None:
                 charts = a.charts if name == "case" else a.baseline_charts
                 results[name].append(one_round(browser, name, sides[name], home,
                                                root / f"serve-{name}.log", picks, charts,
-                                               a.fresh_home))
+                                               a.fresh_home, a.second_tab))
         browser.close()
     report(results, len(pseudonyms), a.rounds, a.only)
 
@@ -426,6 +501,7 @@ def choose_patients(listed, switches: int, ct_switches: int, first_session: bool
 #: 18 item 9: any switch, the first after a start and a CT patient's included, < 1 s)
 LABELS = {"cold": ("Cohort page, cold server", 2.0),
           "warm": ("Cohort page, new session", 2.0),
+          "tab": ("Cohort page, new session in a second tab", 2.0),
           "switch": ("patient switch", BUDGET_SWITCH_S),
           "ct_switch": ("switch to a CT patient (key image)", BUDGET_CT_SWITCH_S),
           "first_switch": ("first session's switch", BUDGET_CT_SWITCH_S),
@@ -446,6 +522,15 @@ def report(results: dict[str, list[dict[str, object]]], patients: int, rounds: i
               f"new session {format_seconds(_median(runs, 'warm_server'))}, "
               + ", ".join(f"{LABELS[w][0]} {format_seconds(_median(runs, w + '_server'))}"
                           for w in switches))
+        print(f"{name}: Cohort page CPU (median): server cold "
+              f"{format_seconds(_median(runs, 'cold_cpu'))}, new session "
+              f"{format_seconds(_median(runs, 'warm_cpu'))}; browser cold "
+              f"{format_seconds(_median(runs, 'cold_browser_cpu'))}, new session "
+              f"{format_seconds(_median(runs, 'warm_browser_cpu'))}"
+              + (f"; second tab: server {format_seconds(_median(runs, 'tab_cpu'))}, browser "
+                 f"{format_seconds(_median(runs, 'tab_browser_cpu'))}, until the server's "
+                 f"last message {format_seconds(_median(runs, 'tab_server'))}"
+                 if all("tab" in r for r in runs) else ""))
         print(f"{name}: slowest of all rounds: "
               + ", ".join(f"{LABELS[w][0]} {format_seconds(max(float(r[w + '_max']) for r in runs))}"  # type: ignore[arg-type]
                           for w in switches)

@@ -11,6 +11,7 @@ import re
 
 import pytest
 
+from benchmarks.browser import GRID_DRAWN
 from tests.e2e.conftest import MENU, UI_TIMEOUT_MS, VIEWPORT, login, shot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.services]
@@ -48,6 +49,8 @@ def test_cohort_and_patient(dashboard_server, chromium_browser):
             nav.get_by_text(title, exact=True).wait_for(timeout=UI_TIMEOUT_MS)
         grid = page.locator('[data-testid="stDataFrame"]').first
         grid.wait_for(timeout=UI_TIMEOUT_MS)
+        # what benchmarks/browser.py waits for on the Cohort page: the grid's drawn canvas
+        page.locator(GRID_DRAWN).first.wait_for(timeout=UI_TIMEOUT_MS)
         # no chart at first paint: the current-risk and incidence charts when chosen
         charts = page.locator(".st-key-cohort-charts")
         charts.get_by_text("Current risk", exact=True).click()

@@ -63,14 +63,17 @@ if st.session_state.get(key(COHORT, "view")) != view:  # a new search, filter or
     st.session_state[key(COHORT, "view")] = view
     st.session_state[page_key] = 1
 page = st.session_state.get(page_key, 1)
-# the search, the outcome filter, the sort and the page run in the database; an order or
-# filter on risk is applied to the risk frame, and only the page's rows are read
+# the search, the outcome filter, the sort (also by current risk, which the store keeps) and
+# the page run in the database; other orders or filters on risk are applied to the risk
+# frame, and only the page's rows are read
+stored = (model_id, float(horizon)) if risk is not None else None
 with shell.guard():
-    shown, total = cohort_view.page_of(ctx, view, risk, page - 1, size)
+    shown, total = cohort_view.page_of(ctx, view, risk, page - 1, size, stored=stored)
     pages = cohort_view.page_count(total, size)
     if page > pages:  # fewer rows than before (new data): the last page
         st.session_state[page_key] = page = pages
-        shown, total = cohort_view.page_of(ctx, view, risk, page - 1, size)
+        shown, total = cohort_view.page_of(ctx, view, risk, page - 1, size,
+                                           stored=stored)
 st.caption(cohort_view.rows_caption(total, counts["patients"], page - 1, size))
 
 if total == 0:

@@ -216,21 +216,32 @@ class CohortView:
                 or bool(self.risk_filters))
 
 
+#: the cohort table's current-risk sort, which the store can do itself (highest first,
+#: unknown last, ties by pseudonym)
+RISK_SORT_COLUMN = "risk_pct"
+
+
 def page_of(ctx: loaders.AppContext, view: CohortView, risk: pd.DataFrame | None,
-            page: int, size: int) -> tuple[pd.DataFrame, int]:
+            page: int, size: int, *, stored: tuple[str, float] | None = None
+            ) -> tuple[pd.DataFrame, int]:
     """Rows ``page * size`` to ``(page + 1) * size`` of the cohort table as the viewer
     sorted and filtered it (:func:`patient_table` rows), and how many rows the whole
     table has.
 
     Sorts by the list's own columns are done, filtered and paged in the database
-    (``repo.find_patients``). A sort or filter on risk orders every filtered patient's
-    risk in memory and reads only the page's rows: the same rows, in the same order, as
+    (``repo.find_patients``); so is the current-risk order when ``stored`` names the
+    model and horizon whose current risk the store holds as ``risk`` (``dash.cohort_risk``
+    keeps them equal). Other sorts and filters on risk order every filtered patient's
+    risk in memory and read only the page's rows: the same rows, in the same order, as
     sorting and filtering the whole table.
     """
-    if not view.orders_by_risk:
+    column = tables.SORTS[view.sort][0]
+    in_sql = column == RISK_SORT_COLUMN and stored is not None and not view.risk_filters
+    if not view.orders_by_risk or in_sql:
         rows, total = loaders.patient_page(
-            ctx, view.search, had_event=view.had_event, sort=tables.SORTS[view.sort][0],
-            offset=page * size, limit=size)
+            ctx, view.search, had_event=view.had_event,
+            sort="risk" if in_sql else column, offset=page * size, limit=size,
+            risk=stored if in_sql else None)
         return patient_table(rows, risk), total
     names = loaders.pseudonyms(ctx, view.search, had_event=view.had_event)
     ordered = arrange(patient_table(pd.DataFrame({"pseudonym": pd.Series(names, dtype=object)}),

@@ -170,6 +170,10 @@ def test_sort_by_risk_and_filter_rising(home):
     assert (shown["trend"] == "↑").all()
 
 
+def _not_called(*_args, **_kwargs):
+    raise AssertionError("the risk order was made in memory")
+
+
 def test_pages_of_a_risk_sort_are_the_whole_tables_order_cut_into_pages(home, engine,
                                                                        monkeypatch):
     from analytics.usecases.overview import cohort_risk
@@ -177,6 +181,8 @@ def test_pages_of_a_risk_sort_are_the_whole_tables_order_cut_into_pages(home, en
 
     model, cohort, _ = engine
     monkeypatch.setattr(cohort_view, "PAGE_SIZES", (3, 100))
+    # the current-risk order is the store's (its current risk table), not a sort in memory
+    monkeypatch.setattr(cohort_view.loaders, "pseudonyms", _not_called)
     truth = cohort_risk(model, cohort.visits, 3.0).sort_values("pseudonym", kind="stable")
     # highest risk first, unknown last, ties by pseudonym: the order of the whole table
     order = truth.sort_values("risk", ascending=False, na_position="last", kind="stable"

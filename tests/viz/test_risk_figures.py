@@ -369,7 +369,7 @@ def test_waterfall_and_change_chart_leave_room_for_end_labels_and_axis_titles():
                        "end": [15.2, 36.1, 36.1], "kind": ["base", "feature", "output"]})
     fig = viz.shap_waterfall(Waterfall(df, 15.2, 36.1, "points", 3.0))
     assert list(fig.data[0].text) == ["15.2%", "+20.9", "36.1%"]
-    assert fig.layout.margin.r == 46 and fig.layout.margin.b == 60
+    assert fig.layout.margin.r == 46 and fig.layout.margin.b == 67
     assert fig.layout.xaxis.automargin and fig.layout.yaxis.automargin
     # change chart: "+17.7" and "-0.04": 5 characters, 46 px
     ch = ChangeSinceScan(pd.DataFrame({"feature": ["a", "b"], "label": ["INR", "Sex"],

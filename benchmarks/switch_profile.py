@@ -36,8 +36,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.browser import (CHROMIUM, IDLE_JS, MENU, TABLE_OR_SELECT, TIMEOUT_MS,
-                                choose_patients, server, sign_in_to_cohort)
+from benchmarks.browser import (
+    CHROMIUM,
+    IDLE_JS,
+    MENU,
+    TABLE_OR_SELECT,
+    TIMEOUT_MS,
+    choose_patients,
+    server,
+    sign_in_to_cohort,
+)
 from benchmarks.harness import format_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,7 +130,7 @@ def _timeline_self_times(trace: bytes) -> dict[str, float]:
     stack: list[list] = []  # [end, name, child time]
     for e in xs:
         while stack and stack[-1][0] <= e["ts"]:
-            end, name, child, dur = stack.pop()
+            _end, name, child, dur = stack.pop()
             self_ms[name] += (dur - child) / 1000
         if stack:
             stack[-1][2] += e["dur"]
@@ -188,7 +196,7 @@ def measure(src: Path, home: Path, log: Path, labs: list[str], ct: list[str],
             def trace_start() -> None:
                 browser.start_tracing(page=page, categories=["devtools.timeline"])
 
-            def trace_stop() -> None:
+            def trace_stop(timeline: dict[str, float] = timeline) -> None:
                 for k, v in _timeline_self_times(browser.stop_tracing()).items():
                     timeline[k] += v
 
@@ -218,7 +226,7 @@ def measure(src: Path, home: Path, log: Path, labs: list[str], ct: list[str],
             cdp.send("Profiler.setSamplingInterval", {"interval": 200})
             bundles: dict[str, float] = collections.defaultdict(float)
 
-            def profile_stop() -> None:
+            def profile_stop(bundles: dict[str, float] = bundles) -> None:
                 for k, v in _profile_by_bundle(cdp.send("Profiler.stop")["profile"]).items():
                     bundles[k] += v
 

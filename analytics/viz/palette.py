@@ -110,8 +110,8 @@ def layout_look(lay: dict, *, title: str | None = None, height: int | None = Non
 #: element)
 TEXT_PX = 5.2  # mean width of one character of words and numbers (4.7-5.3 measured)
 LEGEND_ENTRY_PX = 44  # one horizontal legend entry besides its text: symbol and gaps
-LEGEND_ROW_PX = 29  # one row of a horizontal legend
-LEGEND_GAP_PX = 17  # between a legend at y 1.02 (above the plot) and the figure's top
+LEGEND_ROW_PX = 30  # one row of a horizontal legend (29 measured, 1 px spare)
+LEGEND_GAP_PX = 18  # between a legend at y 1.02 (above the plot) and the top (1 px spare)
 X_TITLE_BOTTOM_PX = 67  # below the plot: x tick labels and an x axis title
 Y_TITLE_LEFT_PX = 56  # left of the plot besides the y tick labels: a y axis title
 DIGIT_PX = 7  # one character of a tick label

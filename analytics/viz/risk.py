@@ -101,7 +101,8 @@ def _trajectory_margins(y_max: float, legend: list[str]) -> dict:
     """Margins (px) that hold the risk axis's ticks and title and the legend above the
     plot as plotly lays them out at the page's width (:data:`PAGE_CHART_PX`), so it lays
     the chart out once: ``"35%"`` ticks need 77 px; one legend row 46 px above the plot,
-    two 75."""
+    two 75 (given 48 and 78: plotly places the legend at a fraction of the plot's height,
+    and the theme's legend font may be a pixel taller)."""
     left = Y_TITLE_LEFT_PX + DIGIT_PX * (len(str(int(y_max))) + 1)
     rows = legend_rows(legend, PAGE_CHART_PX - left - 20) if legend else 0
     return {"l": left, "r": 20, "t": LEGEND_GAP_PX + LEGEND_ROW_PX * rows if rows else 20,

@@ -2,14 +2,16 @@
 
 Issue 18 item 9 / issue 20 target 4: ``browser.py`` times a switch end to end and splits
 it at the server's last websocket message; this script says what the browser does with
-the rest. One server from this checkout (or ``--src``) on ``--home`` (a home with the
-``bench.clinician`` user, e.g. a copy of the demo home), one signed-in session on the
-Patient page, then ``--switches`` switches (labs-only patients, then ones with a CT
-series) each measured three ways:
+the rest. One server from this checkout (or ``--src``) on the home in ``--home``/home
+(with the ``bench.clinician`` user, e.g. a copy of the demo home; by default
+``browser.py``'s labs-only home), one signed-in session on the Patient page, then
+``--switches`` switches (labs-only patients, then ones with a CT series) each measured
+three ways:
 
 - the websocket deltas of the switch (Chrome DevTools Protocol ``Network`` events, each
   binary frame decoded as Streamlit's ``ForwardMsg``): how many bytes each kind of element
-  sends (``plotly_chart``, ``arrow_data_frame`` grids, ``selectbox`` with its options …);
+  sends (``plotly_chart``, ``dataframe`` grids, ``selectbox`` with its options …; an
+  element the browser already holds comes as a ``ref_hash`` of a few bytes);
 - when each chart finished drawing (plotly's ``plotly_afterplot`` on each chart, by the
   element's key), when the key image loaded, and when the server's last message came;
 - the main thread's time by what it did: a ``Tracing`` pass (``devtools.timeline``:
@@ -19,7 +21,7 @@ series) each measured three ways:
 
 The machine is shared: the 1-minute load average is printed with each pass.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/switch_profile.py --home /tmp/x/home
+    PYTHONPATH=. .venv/bin/python benchmarks/switch_profile.py --home /tmp/x  # /tmp/x/home
 """
 
 from __future__ import annotations
@@ -253,7 +255,10 @@ def measure(src: Path, home: Path, log: Path, labs: list[str], ct: list[str],
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--home", type=Path, required=True)
+    ap.add_argument("--home", type=Path, default=Path("/tmp/hepatrack-bench-browser"),
+                    help="a directory holding the home in home/ (as browser.py's --home; "
+                         "built there on first use: --patients, labs only)")
+    ap.add_argument("--patients", type=int, default=2000)
     ap.add_argument("--src", type=Path, default=ROOT, help="the code to serve")
     ap.add_argument("--switches", type=int, default=6,
                     help="switches of each kind (half traced, half profiled)")
@@ -264,13 +269,17 @@ def main() -> None:
     from analytics.config import load_settings
     from analytics.store import open_store
     from analytics.store.repo import list_patients
+    from benchmarks.dashboard import build_home
 
-    store = open_store(load_settings(a.home))
+    home = a.home / "home"
+    if not (home / "hepatrack.db").exists():
+        build_home(home, a.patients)
+    store = open_store(load_settings(home))
     listed = list_patients(store, identified=False)
     store.dispose()
     picks = choose_patients(listed, a.switches, a.switches, False)
-    measure(a.src.resolve(), a.home, a.home.parent / "switch-profile.log",
-            picks.later, picks.later_ct, a.ct_images)
+    measure(a.src.resolve(), home, a.home / "switch-profile.log", picks.later,
+            picks.later_ct, a.ct_images)
 
 
 if __name__ == "__main__":

@@ -102,6 +102,35 @@ def layout_look(lay: dict, *, title: str | None = None, height: int | None = Non
     return lay
 
 
+#: what plotly's automatic margins settle on for the shared look's 13-px labels in the
+#: dashboard's font (Source Sans, which Streamlit's chart theme sets), measured in
+#: Chromium. A chart whose margins already hold its labels and legend is laid out once;
+#: one whose margins plotly has to grow is laid out again (its first drawing took about
+#: twice as long), and a patient switch draws each chart anew (a new figure is a new
+#: element)
+TEXT_PX = 5.2  # mean width of one character of words and numbers (4.7-5.3 measured)
+LEGEND_ENTRY_PX = 44  # one horizontal legend entry besides its text: symbol and gaps
+LEGEND_ROW_PX = 30  # one row of a horizontal legend (29 measured, 1 px spare)
+LEGEND_GAP_PX = 18  # between a legend at y 1.02 (above the plot) and the top (1 px spare)
+X_TITLE_BOTTOM_PX = 67  # below the plot: x tick labels and an x axis title
+Y_TITLE_LEFT_PX = 56  # left of the plot besides the y tick labels: a y axis title
+DIGIT_PX = 7  # one character of a tick label
+#: the width a Patient page chart is laid out for: the main column of a 1280-px window
+#: (a narrower window may need more legend rows: plotly then grows the margin itself)
+PAGE_CHART_PX = 820
+
+
+def legend_rows(names: list[str], width_px: float) -> int:
+    """Rows a horizontal legend of ``names`` fills in ``width_px`` (entries wrap whole)."""
+    rows, used = 1, 0.0
+    for name in names:
+        w = LEGEND_ENTRY_PX + TEXT_PX * len(name)
+        if used and used + w > width_px:
+            rows, used = rows + 1, 0.0
+        used += w
+    return rows
+
+
 def apply_layout(fig: go.Figure, *, title: str | None = None, height: int | None = None
                  ) -> go.Figure:
     """Shared look (:func:`layout_look`) applied to a built figure. Returns ``fig``.

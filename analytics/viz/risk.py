@@ -15,13 +15,21 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from analytics.viz.palette import (
+    DIGIT_PX,
+    LEGEND_GAP_PX,
+    LEGEND_ROW_PX,
     NEUTRAL,
     OKABE_ITO,
+    PAGE_CHART_PX,
+    TEXT_PX,
+    X_TITLE_BOTTOM_PX,
+    Y_TITLE_LEFT_PX,
     apply_layout,
     event_colour,
     event_symbol,
     figure,
     layout_look,
+    legend_rows,
     series_colour,
 )
 from analytics.viz.prep import (
@@ -83,7 +91,22 @@ def risk_trajectory(trajectory: Trajectory, *, outcome_event: str | None = None,
                   "range": [0, d.y_max], "ticksuffix": "%"}}
     data = [*_band_and_line(d), *_visit_markers(d), *_unassessable_markers(d),
             *_outcome_marker(d, layout), *_selected_ring(d)]
-    return figure(data, layout, height=height)
+    lay = layout_look(layout, height=height)
+    lay["margin"] = _trajectory_margins(d.y_max, [t["name"] for t in data
+                                                  if t.get("showlegend", True)])
+    return figure(data, lay, look=False)
+
+
+def _trajectory_margins(y_max: float, legend: list[str]) -> dict:
+    """Margins (px) that hold the risk axis's ticks and title and the legend above the
+    plot as plotly lays them out at the page's width (:data:`PAGE_CHART_PX`), so it lays
+    the chart out once: ``"35%"`` ticks need 77 px; one legend row 46 px above the plot,
+    two 75 (given 48 and 78: plotly places the legend at a fraction of the plot's height,
+    and the theme's legend font may be a pixel taller)."""
+    left = Y_TITLE_LEFT_PX + DIGIT_PX * (len(str(int(y_max))) + 1)
+    rows = legend_rows(legend, PAGE_CHART_PX - left - 20) if legend else 0
+    return {"l": left, "r": 20, "t": LEGEND_GAP_PX + LEGEND_ROW_PX * rows if rows else 20,
+            "b": X_TITLE_BOTTOM_PX}
 
 
 def _band_and_line(d: TrajectoryData) -> list[dict]:
@@ -224,8 +247,10 @@ def shap_waterfall(waterfall: Waterfall, *, title: str | None = None,
         "xaxis": {"title": {"text": f"Contribution ({scale_text(scale, waterfall.horizon)})"},
                   "range": _padded(ends)},
         "showlegend": False}
-    lay = layout_look(layout, title=title, height=height or 120 + 32 * len(steps))
-    return figure([trace], _label_room(lay, text), look=False)
+    lay = _label_room(layout_look(layout, title=title, height=height or 120 + 32 * len(steps)),
+                      text)
+    lay["margin"]["l"] = _tick_label_room(trace["y"])
+    return figure([trace], lay, look=False)
 
 
 #: approximate width of one character of the 13-px figure font, px
@@ -239,13 +264,26 @@ def _room_for_labels(fig: go.Figure, texts: list[str]) -> go.Figure:
     return fig
 
 
+#: room (px) left of the longest category label besides its characters
+_LABEL_PAD_PX = 36
+
+
+def _tick_label_room(labels: list[str]) -> int:
+    """A left margin (px) that holds the longest category label of a horizontal bar chart
+    (plotly needed 249 px for 43 characters, 402 for 71, 444 for 81), so its automatic margin
+    has nothing to grow and lays the chart out once; it still grows it for an unusually
+    wide label."""
+    return int(np.ceil(_LABEL_PAD_PX + TEXT_PX * max((len(str(t)) for t in labels),
+                                                     default=0)))
+
+
 def _label_room(layout: dict, texts: list[str]) -> dict:
     """A right margin that holds the longest value label (a bar that ends at the range's
     edge puts its label in the margin: "36.1%" was cut at a 20-px margin), and automatic
     margins for the tick labels and the axis title, set in the plain ``layout`` (returned)."""
     longest = max((len(t) for t in texts), default=0)
     layout["margin"] = {**layout.get("margin", {}), "r": max(20, int(np.ceil(8 + _CHAR_PX * longest))),
-                        "b": 60}
+                        "b": X_TITLE_BOTTOM_PX}
     layout["xaxis"] = {**layout.get("xaxis", {}), "automargin": True}
     layout["yaxis"] = {**layout.get("yaxis", {}), "automargin": True}
     return layout
@@ -290,9 +328,11 @@ def change_chart(change: ChangeSinceScan, *, height: int | None = None) -> go.Fi
                      else "Change of contribution", range=_padded(np.append(vals, 0.0)))
     fig.update_traces(cliponaxis=False)
     fig.update_layout(showlegend=False)
-    return _room_for_labels(apply_layout(fig, title=change.text,
-                                         height=height or 110 + 30 * len(changes)),
-                            [step_text(v, change.scale) for v in vals])
+    fig = _room_for_labels(apply_layout(fig, title=change.text,
+                                        height=height or 110 + 30 * len(changes)),
+                           [step_text(v, change.scale) for v in vals])
+    fig.layout.margin.l = _tick_label_room(names.tolist())
+    return fig
 
 
 def competing_incidence(incidence: IncidenceCurves, *, height: int = 320) -> go.Figure:

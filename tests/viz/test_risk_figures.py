@@ -369,7 +369,7 @@ def test_waterfall_and_change_chart_leave_room_for_end_labels_and_axis_titles():
                        "end": [15.2, 36.1, 36.1], "kind": ["base", "feature", "output"]})
     fig = viz.shap_waterfall(Waterfall(df, 15.2, 36.1, "points", 3.0))
     assert list(fig.data[0].text) == ["15.2%", "+20.9", "36.1%"]
-    assert fig.layout.margin.r == 46 and fig.layout.margin.b == 60
+    assert fig.layout.margin.r == 46 and fig.layout.margin.b == 67
     assert fig.layout.xaxis.automargin and fig.layout.yaxis.automargin
     # change chart: "+17.7" and "-0.04": 5 characters, 46 px
     ch = ChangeSinceScan(pd.DataFrame({"feature": ["a", "b"], "label": ["INR", "Sex"],
@@ -436,3 +436,29 @@ def test_the_risk_trajectorys_outcome_line_is_a_dashed_vertical_line_at_the_outc
         ("line", 2.2, 2.2, 0, 1, "y domain")
     assert line.line.dash == "dash" and line.line.color == OKABE_ITO["vermillion"]
     assert fig.layout.template.to_plotly_json() == {"data": {"scatter": [{"type": "scatter"}]}}
+
+
+def test_legend_rows_wrap_whole_entries_at_the_width_given():
+    from analytics.viz.palette import legend_rows
+
+    # each entry: 44 px + 5.2 px per character: "Risk" and "Scan" 64.8 px, "Lab visit" 90.8
+    assert legend_rows(["Risk", "Scan"], 130) == 1
+    assert legend_rows(["Risk", "Scan"], 129) == 2
+    assert legend_rows(["Risk", "Scan", "Lab visit"], 130) == 2
+    assert legend_rows(["Lab visit"], 50) == 1  # one entry wider than the row: one row
+
+
+def test_risk_trajectory_margins_hold_the_ticks_and_the_legend_rows():
+    # "34%" ticks (y up to 34.5): 56 + 7 * 3 = 77 px, leaving 820 - 77 - 20 = 723 px for
+    # the legend; its entries take 44 px + 5.2 px per character
+    plain = viz.risk_trajectory(_trajectory(), selected_time=1.5)
+    names = [t.name for t in plain.data if t.showlegend is not False]
+    # 6 entries, 57 characters: 6 * 44 + 57 * 5.2 = 560.4 px, one row: 18 + 30 px
+    assert sum(map(len, names)) == 57 and len(names) == 6
+    assert plain.layout.margin.to_plotly_json() == {"l": 77, "r": 20, "t": 48, "b": 67}
+    # with "Decompensation at 2.2 y": 7 entries, 80 characters, 724 px: two rows
+    fig = viz.risk_trajectory(_trajectory(), outcome_event="decompensation", outcome_time=2.2,
+                              selected_time=1.5)
+    names = [t.name for t in fig.data if t.showlegend is not False]
+    assert sum(map(len, names)) == 80 and len(names) == 7
+    assert fig.layout.margin.to_plotly_json() == {"l": 77, "r": 20, "t": 78, "b": 67}

@@ -107,7 +107,11 @@ def _switch(page, patient: str, images: int, start, stop) -> float:
     """Choose ``patient`` and wait until the page is drawn and idle, with ``start()``
     called just before the key press and ``stop()`` once idle (typing into the picker is
     not part of the switch); the page clock at the key press."""
-    box = page.locator(".st-key-patient-pseudonym input")
+    # the search box where the page has one (Enter opens the patient it names), else the
+    # selector's own filter over every option (code before the search picker)
+    box = page.locator(".st-key-patient-find input")
+    if not box.count():
+        box = page.locator(".st-key-patient-pseudonym input")
     box.click()
     box.fill(patient)
     page.evaluate("window.__marks.length = 0")

@@ -282,7 +282,8 @@ def open_page(s: Session, title: str, *, charts: int = 0, need: str | None = TAB
 
 
 def choose(s: Session, box: str, value: str) -> None:
-    """Type into a select box (``.st-key-<key>``) and take the first match."""
+    """Type into a select box (``.st-key-<key>``) and take the first match, or into the
+    Patient page's search box, where Enter opens the patient the text names."""
     field_ = s.page.locator(f".st-key-{box} input")
     field_.click()
     field_.fill(value)
@@ -304,7 +305,7 @@ def patient_page(s: Session, picks: Picks, suffix: str) -> None:
     open_page(s, "Patient", charts=1)
     s.step(f"Patient switch to the high-risk patient {picks.patient} (risk, explanation, "
            "biomarkers, key image)",
-           lambda: choose(s, "patient-pseudonym", picks.patient),
+           lambda: choose(s, "patient-find", picks.patient),
            charts=2, heading=picks.patient, images=1)
     # the timeline, the biomarker trends and the change since the last scan are drawn
     # when chosen

@@ -26,7 +26,9 @@ def _page(browser, url: str, user: str = CLINICIAN):
 
 
 def choose(page, key: str, option: str) -> None:
-    """Pick ``option`` in the selectbox whose widget key is ``key`` (":" written "-")."""
+    """Type ``option`` into the select or search box whose widget key is ``key`` (":"
+    written "-") and press Enter: a select box takes its first match, the Patient page's
+    search box opens the patient the text names."""
     box = page.locator(f".st-key-{key} input")
     box.click()
     box.fill(option)
@@ -69,7 +71,7 @@ def test_cohort_and_patient(dashboard_server, chromium_browser):
         # menu and the patient selector are used); risk, explanation and key image show
         p = t.imaging[0]
         nav.get_by_text("Patient", exact=True).click()
-        choose(page, "patient-pseudonym", p)
+        choose(page, "patient-find", p)  # the search box: Enter opens the patient it names
         page.get_by_role("heading", name=re.compile(re.escape(p))).wait_for(
             timeout=UI_TIMEOUT_MS)
         three = _metric(page, "Risk within 3 y")

@@ -534,7 +534,7 @@ def main() -> None:
     print(f"patient {picks.patient}; MDT {picks.mdt}", flush=True)
     shots: list[Shot] = []
     timed: list[tuple[str, Timed]] = []
-    with server(ROOT, a.home, a.home.parent / f"{a.home.name}_serve.log") as (url, ready), \
+    with server(ROOT, a.home, a.home.parent / f"{a.home.name}_serve.log") as (url, ready, _cpu), \
             sync_playwright() as pw:
         print(f"server ready in {format_seconds(ready)}", flush=True)
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

@@ -63,9 +63,8 @@ studies (Heo et al., Eur Radiol 2022;32:3377-87; the multi-institutional study g
 and 0.89). Measured as the tests do (tests/synthetic/test_nodularity_accuracy.py): >= F3
 is the latent stage >= 3 at each patient's first imported scan, F4 the latent stage 4
 (the clipped end of the scale) against the rest over every imported scan, since no
-patient starts in F4 (baseline stages stop at 3.8). On the demo cohort that gives 0.881
-(>= F3) and 0.877 (F4), on the tests' cohort 0.882 and 0.877; SD 0.75 gave 0.877 /
-0.870 and 0.65 0.888 / 0.884 on the demo cohort. The former
+patient starts in F4 (baseline stages stop at 3.8). On the demo cohort that gives 0.882
+(>= F3) and 0.877 (F4); SD 0.75 gave 0.877 / 0.870 and 0.65 0.888 / 0.884. The former
 shape (a smoothstep rise from F1, so F2 and F3 already roughened) gave 0.888 for >= F3
 but only 0.78 for F4 at SD 0.75, and 0.95 for >= F3 at SD 0.25. The published means
 themselves, were each stage normal with the published SD, would give only 0.72 for >= F3

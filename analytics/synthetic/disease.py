@@ -70,9 +70,7 @@ but only 0.78 for F4 at SD 0.75, and 0.95 for >= F3 at SD 0.25. The published me
 themselves, were each stage normal with the published SD, would give only 0.72 for >= F3
 and 0.81 for F4 at that study's own case mix (F3 lies 0.3 SD above F0-F2): the figures
 of one study do not reconcile, so the shape follows its means and the spread follows the
-summary AUCs; below F4 the scores spread only by the extractor's repeat noise (SD 0.04
-against a mean rise of 0.36 to F4; published 0.44 against 0.93). The typical patient
-(response 1) reaches the same 2.0 mm at F4 as before.
+summary AUCs. The typical patient (response 1) reaches the same 2.0 mm at F4 as before.
 
 Events: cause-specific hazards per year,
 

@@ -30,9 +30,8 @@ def _patient(z: float) -> PatientDisease:
     (4.0, -1.0, 1.0 + 1.6 * 0.65, 0.1 + 1.9 * 0.75),
     # congestion and nodularity factors are floored at 0.2
     (4.0, -4.0, 1.0 + 1.6 * 0.2, 0.1 + 1.9 * 0.2),
-    # half-way between the portal knots (1.5, 4) the spleen's smoothstep is 0.5; the
-    # nodularity is 3/4 of the way from F2 to F3, (0.09 + 0.75 * 0.07) / 0.93 of its rise
-    (2.75, 1.0, 1.0 + 1.6 * 0.5 * 1.35, 0.1 + 1.9 * 0.1425 / 0.93 * 1.25),
+    # half-way between the portal knots (1.5, 4) the smoothstep is 0.5
+    (2.75, 1.0, 1.0 + 1.6 * 0.5 * 1.35, 0.1 + 1.9 * 0.5 * 1.25),
     # below the knots the portal pressure leaves no trace
     (1.5, 2.0, 1.0, 0.1),
 ])

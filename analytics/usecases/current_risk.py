@@ -28,8 +28,8 @@ def _rows(risk: pd.DataFrame) -> list[RiskRow]:
     dates = pd.to_datetime(risk["risk_date"])
     return [RiskRow(pseudonym=str(p), risk=r, previous_risk=pr, risk_time_years=t,
                     as_of=None if pd.isna(d) else d.date(),
-                    reason=None if (isinstance(r, float) and r == r) or not isinstance(why, str)
-                    else why)
+                    # a reason only where there is no risk (NaN: not assessable)
+                    reason=why if r != r and isinstance(why, str) else None)
             for p, r, pr, t, d, why in zip(
                 risk["pseudonym"], risk["risk"].astype(float), risk["previous_risk"].astype(float),
                 risk["risk_time"].astype(float), dates, risk["reason"], strict=True)]

@@ -80,6 +80,15 @@ def patient_charts(at: AppTest, *charts: str) -> AppTest:
     return pills[0].set_value(list(charts) or list(pills[0].options)).run()
 
 
+def open_page(page: str, viewer: Viewer | None) -> AppTest:
+    """A new session of ``viewer`` on ``page`` (e.g. ``"pages/ingest.py"``), reached
+    through the app's navigation as after signing in; no exception raised."""
+    at = new_app(viewer).run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 def open_patient(at: AppTest, pseudonym: str) -> AppTest:
     """Open a patient on the Patient page as a person would: pick it in the picker when
     it is offered there, else type its pseudonym in the search box (which opens the

@@ -17,7 +17,7 @@ from analytics.ingest.deid import date_shift_days, patient_pseudonym
 from analytics.ingest.pipeline import ingest_uploads
 from analytics.store import open_store, repo
 from analytics.store.schema import AuditRecord
-from tests.app.conftest import RESEARCHER, new_app
+from tests.app.conftest import RESEARCHER, new_app, open_page
 from tests.ingest.identity_samples import Person, RealStudy, real_slices
 from ui.session import Viewer
 
@@ -51,10 +51,7 @@ def _wait(at, timeout: float = 240.0):
 
 
 def _page(viewer: Viewer):
-    at = new_app(viewer).run()
-    at.switch_page("pages/ingest.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page("pages/ingest.py", viewer)
 
 
 def _table(at, column: str):

@@ -11,7 +11,7 @@ import pytest
 
 from analytics.config import load_settings
 from analytics.store import open_store, repo
-from tests.app.conftest import new_app
+from tests.app.conftest import new_app, open_page
 from tests.dashboard_data import copied_home
 from ui.loaders import PICKER_LIMIT
 from ui.session import Viewer
@@ -34,10 +34,7 @@ def listed(home) -> pd.DataFrame:
 
 
 def _patient_page(viewer: Viewer):
-    at = new_app(viewer).run()
-    at.switch_page("pages/patient.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_page("pages/patient.py", viewer)
 
 
 def _search(at, text: str):

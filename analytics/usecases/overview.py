@@ -28,6 +28,7 @@ from lifelines import AalenJohansenFitter, KaplanMeierFitter
 
 from analytics.errors import ModelError
 from analytics.models.scoring import resolve_horizon, score
+from analytics.store.patient_list import RISING_AT
 
 if TYPE_CHECKING:
     from analytics.models.registry import RegisteredModel
@@ -43,8 +44,9 @@ __all__ = [
     "trend_of",
 ]
 
-#: absolute change of risk (fraction) below which the trend is shown as flat
-TREND_THRESHOLD = 0.01
+#: absolute change of risk (fraction) below which the trend is shown as flat: the
+#: store's "rising" filter uses the same one
+TREND_THRESHOLD = RISING_AT
 TREND_ARROWS = {"up": "↑", "down": "↓", "flat": "→"}
 RISK_COLUMNS = ("pseudonym", "risk", "risk_ci_low", "risk_ci_high", "risk_time",
                 "previous_risk", "trend", "assessable", "reason", "baseline_time",

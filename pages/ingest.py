@@ -1,5 +1,6 @@
 """Ingest page: upload files, folders and zips, or link studies from a PACS (DICOMweb);
-feature extraction starts by itself afterwards. The work runs in a background job."""
+feature extraction starts by itself afterwards, then the patients of the new scans are
+scored (their new risk shown here). The work runs in a background job."""
 
 import datetime as dt
 
@@ -7,7 +8,7 @@ import streamlit as st
 
 from analytics.auth import Permission, allowed
 from analytics.errors import HepaTrackError
-from ui import dash, ingest_panels, ingest_view, jobs, shell
+from ui import dash, ingest_panels, ingest_risk, ingest_view, jobs, shell
 from ui.format import column_config
 from ui.session import key
 
@@ -64,6 +65,10 @@ def job_panel() -> None:
         st.warning(f"{c['held']} series held as identity conflicts: stored, but filed under "
                    "no patient and not scored until resolved (see Identity conflicts below).",
                    icon=":material/person_alert:")
+    try:
+        ingest_risk.show_new_risk(ctx, result.get("risk"), INGEST)
+    except HepaTrackError as err:
+        shell.show_error(err)
     table = ingest_view.result_table(result, resolved)
     st.dataframe(table, hide_index=True, column_config=column_config(table),
                  key=key(INGEST, "result"))

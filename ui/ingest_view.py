@@ -26,6 +26,7 @@ from analytics.usecases import identity as identity_uc
 from analytics.usecases import ingest as ingest_uc
 from analytics.usecases import series_repair as repair_uc
 from analytics.usecases.context import Context
+from ui import ingest_risk
 from ui.jobs import Job
 
 RESULT_COLUMNS = ("item", "outcome", "patient", "study_date", "modality", "slices", "masks",
@@ -116,6 +117,21 @@ def label_table(text: str | None) -> dict[int, str] | None:
     return parse_label_table(text)
 
 
+def _result(job: Job, store: Store, settings: Settings, actor: Actor, report,
+            names: list[str], *, extract: bool) -> dict[str, Any]:
+    """An ingest job's result: features of the new series extracted (``extract``), then
+    the new risk of their patients (:func:`ui.ingest_risk.new_risk`), both in the job."""
+    batch = _features(job, store, settings, _new_complete(report)) if extract else None
+    if batch is not None and batch.series_done:
+        job.report("scoring the patients of the new series", None)
+    risk = ingest_risk.new_risk(store, settings, actor, report, batch, extract=extract)
+    return {"report": report, "features": batch, "names": names,
+            "needs_mask": _needs_mask(store, report),
+            "measurements": _measurements(store, settings, report),
+            "study_dates": ingest_uc.report_study_dates(Context(actor, store), report),
+            "risk": risk}
+
+
 def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
                        files: list[tuple[str, bytes]], *, extract: bool = True,
                        assign_patient: str | None = None,
@@ -142,11 +158,8 @@ def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
     for s in report.series:
         job.log(f"series …{s['series_uid'][-12:]}: {s.get('slices')} slices, "
                 f"{'already stored' if s.get('already_stored') else s.get('status')}")
-    batch = _features(job, store, settings, _new_complete(report)) if extract else None
-    return {"report": report, "features": batch, "names": [n for n, _b in files],
-            "needs_mask": _needs_mask(store, report),
-            "measurements": _measurements(store, settings, report),
-            "study_dates": ingest_uc.report_study_dates(Context(actor, store), report)}
+    return _result(job, store, settings, actor, report, [n for n, _b in files],
+                   extract=extract)
 
 
 def link_pacs_job(job: Job, store: Store, settings: Settings, actor: Actor,
@@ -156,11 +169,7 @@ def link_pacs_job(job: Job, store: Store, settings: Settings, actor: Actor,
     job.report(f"retrieving {len(urls)} studies from {pacs_name}", None)
     report = ingest_uc.link_pacs(Context(actor, store, settings), ingest_uc.PacsLinkRequest(
         list(urls), pacs_name, progress=job.report))
-    batch = _features(job, store, settings, _new_complete(report)) if extract else None
-    return {"report": report, "features": batch, "names": [],
-            "needs_mask": _needs_mask(store, report),
-            "measurements": _measurements(store, settings, report),
-            "study_dates": ingest_uc.report_study_dates(Context(actor, store), report)}
+    return _result(job, store, settings, actor, report, [], extract=extract)
 
 
 def search_pacs(store: Store, actor: Actor, pacs: PacsSettings, *,

@@ -6,7 +6,9 @@ one row per model, horizon and patient. The rows of one model and horizon are re
 whole, in one transaction, whenever that model's cohort risk is computed (training,
 ``predict --all``, the dashboard's cohort risk: ``analytics.usecases.current_risk``):
 a reader sees either the old set or the new one, never a mix. Rows of models that are
-no longer registered are dropped at the same time.
+no longer registered are dropped at the same time. After an upload, the patients of
+the new scans alone are scored again and their rows replaced (the Ingest page), so the
+list agrees with the risk the page shows before the whole set is computed again.
 
 A model's rows are only ever read for that model (the query names the model and the
 horizon), so a newly trained model shows no risk until its own rows are written, never
@@ -30,7 +32,8 @@ from analytics.store.schema import CurrentRisk, ModelRecord, Patient
 if TYPE_CHECKING:
     from analytics.store.db import Store
 
-__all__ = ["RiskRow", "read_current_risk", "replace_current_risk"]
+__all__ = ["RiskRow", "read_current_risk", "replace_current_risk",
+           "replace_patients_current_risk"]
 
 _CHUNK = 10_000
 
@@ -79,7 +82,30 @@ def replace_current_risk(store: Store, model_id: str, horizon_years: float,
     StoreError
         If the model is not registered or a row names a patient not in the store.
     """
-    rows = list(rows)
+    return _write(store, model_id, horizon_years, list(rows), data_version, whole=True)
+
+
+def replace_patients_current_risk(store: Store, model_id: str, horizon_years: float,
+                                  rows: Iterable[RiskRow], *,
+                                  data_version: str | None = None) -> int:
+    """Replace the current risk of the patients of ``rows`` only (the other patients'
+    rows of ``model_id`` at ``horizon_years`` stay), in one transaction: one patient
+    scored again after a new scan. Tagged with ``data_version``, the set then holds two
+    versions until a reader writes it whole again (:func:`current_risk_version`).
+
+    Parameters and raises as :func:`replace_current_risk`.
+
+    Returns
+    -------
+    int
+        Rows written.
+    """
+    return _write(store, model_id, horizon_years, list(rows), data_version, whole=False)
+
+
+def _write(store: Store, model_id: str, horizon_years: float, rows: list[RiskRow],
+           data_version: str | None, *, whole: bool) -> int:
+    """Delete the set (``whole``) or the rows' patients' part of it, insert ``rows``."""
     with store.session() as s:
         # writers of one model's risk take turns (two servers computing it at once would
         # both delete, then both insert the same keys); SQLite has one writer already
@@ -97,8 +123,15 @@ def replace_current_risk(store: Store, model_id: str, horizon_years: float,
                              f"in the store ({len(unknown)} unknown)")
         s.execute(delete(CurrentRisk).where(
             CurrentRisk.model_id.not_in(select(ModelRecord.model_id))))
-        s.execute(delete(CurrentRisk).where(CurrentRisk.model_id == model_id,
-                                            CurrentRisk.horizon_years == float(horizon_years)))
+        mine = (CurrentRisk.model_id == model_id,
+                CurrentRisk.horizon_years == float(horizon_years))
+        if whole:
+            s.execute(delete(CurrentRisk).where(*mine))
+        else:
+            patients = sorted(ids.values())
+            for a in range(0, len(patients), _CHUNK):
+                s.execute(delete(CurrentRisk).where(
+                    *mine, CurrentRisk.patient_id.in_(patients[a:a + _CHUNK])))
         now = dt.datetime.now(dt.UTC)
         values = [{"model_id": model_id, "horizon_years": float(horizon_years),
                    "patient_id": ids[r.pseudonym], "risk": _number(r.risk),

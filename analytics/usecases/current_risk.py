@@ -3,7 +3,8 @@ computed, so the cohort list can sort, filter and page by risk in SQL.
 
 Written by training (the new model, every horizon), ``predict --all`` (its horizon) and
 the dashboard's cohort risk (the horizon shown): each time the whole set of the model
-and horizon, in one transaction (``analytics.store.current_risk``).
+and horizon, in one transaction (``analytics.store.current_risk``). After an upload, the
+patients of its new scans alone (:func:`record_patients_risk`), at every horizon.
 """
 
 from __future__ import annotations
@@ -12,16 +13,23 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from analytics.cohort import build_cohort
+from analytics.models.registry import load_model
 from analytics.models.scoring import resolve_horizon
-from analytics.store.current_risk import RiskRow, replace_current_risk
+from analytics.store.current_risk import (
+    RiskRow,
+    replace_current_risk,
+    replace_patients_current_risk,
+)
 from analytics.store.version import data_version as store_data_version
 from analytics.usecases.overview import cohort_risk
 
 if TYPE_CHECKING:
+    from analytics.config import Settings
     from analytics.models.registry import RegisteredModel
     from analytics.store.db import Store
 
-__all__ = ["record_cohort_risk", "record_risk_frame"]
+__all__ = ["record_cohort_risk", "record_patients_risk", "record_risk_frame"]
 
 
 def _rows(risk: pd.DataFrame) -> list[RiskRow]:
@@ -81,4 +89,39 @@ def record_cohort_risk(store: Store, model: RegisteredModel, visits: pd.DataFram
         h = resolve_horizon(model.model, h)
         risk = cohort_risk(model, visits, h, intervals=False)
         written += record_risk_frame(store, model.model_id, h, risk, data_version=version)
+    return written
+
+
+def record_patients_risk(store: Store, settings: Settings, model_id: str,
+                         patients: list[str]) -> int:
+    """Score the latest visit of each of ``patients`` with ``model_id`` at every horizon
+    of the model, from those patients' rows alone, and store it as their current risk
+    (the other patients' rows stay): the same computation as the cohort's
+    (:func:`record_cohort_risk`), for a few patients after their new scans.
+
+    Returns
+    -------
+    int
+        Rows written (patients times horizons).
+
+    Raises
+    ------
+    ModelError
+        If the model is not registered.
+    ModelIntegrityError
+        If its artifact fails its checks.
+    StoreError
+        If a patient is not in the store.
+    """
+    if not patients:
+        return 0
+    model = load_model(store, settings, model_id)
+    visits = build_cohort(store, patients=list(patients)).visits
+    version = store_data_version(store)
+    written = 0
+    for h in model.horizons:
+        h = resolve_horizon(model.model, h)
+        risk = cohort_risk(model, visits, h, intervals=False)
+        written += replace_patients_current_risk(store, model.model_id, h, _rows(risk),
+                                                 data_version=version)
     return written

@@ -1,0 +1,161 @@
+"""The Ingest page shows the new risk of the patients of an upload once their features
+are extracted: the number the predict use case gives for the patient's latest visit, its
+change since the previous scored visit, the largest reasons, and a way to the Patient
+page; the stored current risk (the Cohort page's) is the same value. Without a model the
+section says why; a role without the identified view sees no name or ID in it."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pytest
+
+from analytics.config import load_settings
+from analytics.explain.wording import points_text
+from analytics.store import open_store, repo
+from analytics.store.current_risk import read_current_risk
+from analytics.usecases.context import Context
+from analytics.usecases.models import PredictRequest, predict
+from tests import dashboard_data
+from tests.app import test_ingest_features
+from tests.app.conftest import new_app
+from ui.ingest_risk import CONTAINER_KEY, NO_MODEL
+from ui.session import Viewer
+
+CLINICIAN = Viewer("dr.grey", "clinician", "s-clin")
+#: fixture: a synthetic CT with its SEG of a new patient, as uploaded files
+phantom_upload = test_ingest_features.upload_files
+ADMIN = Viewer("root.admin", "admin", "s-admin")
+
+
+@pytest.fixture
+def trained(tmp_path_factory, tmp_path, monkeypatch):
+    """The template (its held-out study: a new scan of a cohort patient) and a private
+    copy of its home, with the trained model, as ``HEPATRACK_HOME``."""
+    t = dashboard_data.template(tmp_path_factory)
+    home = dashboard_data.copy_home(t, tmp_path / "home")
+    monkeypatch.setenv("HEPATRACK_HOME", str(home))
+    monkeypatch.delenv("HEPATRACK_DB_URL", raising=False)
+    return t, home
+
+
+def _holdout_files(t) -> list[tuple[str, bytes, str]]:
+    return [(p.relative_to(t.holdout).as_posix(), p.read_bytes(), "application/dicom")
+            for p in sorted(t.holdout.rglob("*.dcm"))]
+
+
+def _upload(viewer: Viewer, files, *, extract: bool = True):
+    at = new_app(viewer).run()
+    at.switch_page("pages/ingest.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.file_uploader(key="ingest:files").set_value(files).run()
+    if not extract:
+        at.checkbox(key="ingest:extract").uncheck().run()
+    at.button(key="ingest:go").click().run()
+    deadline = time.monotonic() + 900.0
+    while at.session_state["ingest:job"].running:
+        assert time.monotonic() < deadline, "ingest still running after 900 s"
+        time.sleep(0.5)
+    at.run()
+    job = at.session_state["ingest:job"]
+    assert job.error is None and job.bug is None, (job.error, job.bug_trace)
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    return at, job
+
+
+def _texts(block) -> str:
+    """Every text the section shows (labels, values, captions, warnings)."""
+    out = []
+    for e in block:
+        for attr in ("value", "label", "body"):
+            v = getattr(e, attr, None)
+            if isinstance(v, str):
+                out.append(v)
+    return "\n".join(out)
+
+
+def _last_visit(t, patient_id: str) -> str:
+    """The real date of the patient's last visit, from the generator's truth."""
+    (patient,) = [p for p in t.truth["patients"] if p["patient_id"] == patient_id]
+    return max(v["date"] for v in patient["visits"])
+
+
+def _truth(home: Path, pseudonym: str):
+    """The predict use case's trajectory of the patient (no cache write), the store's
+    real identity of the patient, and its stored current risk at every horizon."""
+    settings = load_settings(home)
+    store = open_store(settings)
+    try:
+        (res,) = predict(Context.cli(store, settings),
+                         PredictRequest(patients=[pseudonym], cache=False))
+        names = repo.find_names(store, repo.PatientQuery(pseudonyms=(pseudonym,)),
+                                identified=True).iloc[0]
+        stored = {h: read_current_risk(store, res["model_id"], h).get(pseudonym)
+                  for h in (1.0, 2.0, 3.0)}
+    finally:
+        store.dispose()
+    return res, names, stored
+
+
+def test_a_new_scan_shows_the_patients_new_risk_and_opens_the_patient(trained):
+    t, home = trained
+    pseudonym = t.pseudonyms[t.holdout_truth["patient_id"]]
+    at, job = _upload(CLINICIAN, _holdout_files(t))
+    assert job.result["features"].series_done  # scored after its features
+    res, names, stored = _truth(home, pseudonym)
+    rows = [r for r in res["trajectory"] if not r["requested"]]
+    latest = rows[-1]
+    previous = next(r for r in reversed(rows[:-1]) if r["risk"] is not None)
+    assert latest["risk"] is not None
+
+    section = at.main.get_by_key(CONTAINER_KEY)
+    metrics = {m.label: m.value for m in section.metric}
+    horizon = res["horizon"]
+    assert metrics[f"Risk within {horizon:g} y"] == f"{100 * latest['risk']:.1f}%"
+    (change_label,) = [k for k in metrics if k.startswith("Change since")]
+    assert metrics[change_label] == points_text(100 * (latest["risk"] - previous["risk"]))
+    text = _texts(section)
+    # the clinician sees the patient's name and the real dates: of the latest visit (the
+    # generator's labs go on after the held-out scan) and of the new scan, said apart
+    assert pseudonym in text and names["patient_name"].split("^")[0].title() in text.title()
+    assert f"visit {_last_visit(t, t.holdout_truth['patient_id'])}" in text
+    assert f"The new scan ({t.holdout_truth['study_date']}) is not" in text
+    assert latest["contributions"][0] in text  # the largest reason, as the Patient page
+    # one fact, one value: the stored current risk (the Cohort page's) is the same
+    assert math.isclose(stored[horizon].risk, latest["risk"], rel_tol=1e-9)
+    assert all(stored[h] is not None and stored[h].risk is not None for h in stored)
+
+    at.button(key=f"ingest:open-{pseudonym}").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="patient:pseudonym").value == pseudonym
+    assert any(t.value == "Patient" for t in at.title)
+
+
+def test_without_a_trained_model_the_section_says_why(seeded_home, phantom_upload):
+    files, _liver_ml = phantom_upload
+    at, job = _upload(CLINICIAN, [(n, b, "application/dicom") for n, b in files])
+    assert job.result["features"].series_done  # extracted, but nothing to score with
+    section = at.main.get_by_key(CONTAINER_KEY)
+    assert NO_MODEL in _texts(section)
+    assert not [m for m in section.metric if m.label.startswith("Risk within")]
+    assert "%" not in _texts(section)  # never a number
+
+
+def test_a_role_without_the_identified_view_sees_no_name_or_id(trained):
+    t, home = trained
+    real_id = t.holdout_truth["patient_id"]
+    pseudonym = t.pseudonyms[real_id]
+    at, _job = _upload(ADMIN, _holdout_files(t))
+    res, names, _stored = _truth(home, pseudonym)
+    section = at.main.get_by_key(CONTAINER_KEY)
+    text = _texts(section)
+    latest = [r for r in res["trajectory"] if not r["requested"]][-1]
+    assert pseudonym in text and f"{100 * latest['risk']:.1f}%" in text
+    assert real_id not in text
+    for part in str(names["patient_name"]).replace("^", " ").split():
+        assert part.lower() not in text.lower()
+    # the stored (shifted) date, never the real one
+    assert f"visit {latest['date']}" in text
+    assert t.holdout_truth["study_date"] not in text

@@ -1,6 +1,6 @@
 """The current risk kept in the store is the model's cohort risk, written by training,
-``predict --all`` and the dashboard's cohort risk; a new model starts with none of the
-previous model's values.
+``predict --all`` and the dashboard's cohort risk (one patient's, after an upload: that
+patient's row of it); a new model starts with none of the previous model's values.
 
 The truth is ``analytics.usecases.overview.cohort_risk`` on the same model and cohort
 (itself checked against the model's own scoring in tests/test_overview.py).
@@ -20,6 +20,7 @@ from analytics.models.settings import ModelSettings
 from analytics.store import repo
 from analytics.store.current_risk import read_current_risk
 from analytics.usecases.context import Context
+from analytics.usecases.current_risk import record_patients_risk
 from analytics.usecases.models import PredictRequest, TrainRequest, predict, train
 from analytics.usecases.overview import cohort_risk
 from tests import dashboard_data
@@ -84,3 +85,26 @@ def test_training_writes_the_new_models_risk_and_never_shows_the_previous_one(ho
     shown = rows["risk"].to_numpy()
     known = shown[~np.isnan(shown)]
     assert (np.diff(known) <= 0).all() and np.isnan(shown[len(known):]).all()
+
+
+def test_one_patients_record_is_the_cohort_risk_of_that_patient_and_keeps_the_others(home):
+    t, settings, store = home
+    predict(Context.cli(store, settings), PredictRequest(horizon=2.0))
+    before = read_current_risk(store, t.model_id, 2.0)
+    patient = t.imaging[1]
+    written = record_patients_risk(store, settings, t.model_id, [patient])
+    model = load_model(store, settings, t.model_id)
+    assert written == len(model.horizons)
+    # the truth: the whole cohort's risk (the Cohort page's), this patient's row
+    visits = build_cohort(store).visits
+    for h in model.horizons:
+        want = cohort_risk(model, visits, h, intervals=False).set_index("pseudonym").loc[patient]
+        got = read_current_risk(store, t.model_id, h)
+        assert math.isclose(got[patient].risk, want["risk"], rel_tol=1e-12), h
+        assert math.isclose(got[patient].previous_risk, want["previous_risk"], rel_tol=1e-12)
+        assert got[patient].as_of == want["risk_date"].date()
+        if h != 2.0:
+            assert list(got) == [patient]  # nobody else scored at this horizon
+    after = read_current_risk(store, t.model_id, 2.0)
+    assert {p: r for p, r in after.items() if p != patient} == {
+        p: r for p, r in before.items() if p != patient}

@@ -53,7 +53,8 @@ class PatientRisk:
     visit as the viewer may see them (real for the identified view, else stored);
     ``change`` is the risk minus that visit's risk; ``why`` the largest contributions in
     the Patient page's words; ``scan_date`` the new scan's date when it is not the
-    scored (latest) visit's.
+    scored (latest) visit's, and ``scan_risk`` the risk at the scan's own visit then
+    (None when that visit has none).
     """
 
     pseudonym: str
@@ -64,6 +65,7 @@ class PatientRisk:
     why: tuple[str, ...] = ()
     reason: str | None = None
     scan_date: str | None = None
+    scan_risk: float | None = None
 
 
 @dataclass(frozen=True)
@@ -176,8 +178,12 @@ def new_risk(store: Store, settings: Settings, actor: Actor, report, batch, *,
     risks = []
     for res in preds:
         r = _one(res)
-        moved = scans.get(r.pseudonym) if scans.get(r.pseudonym) != r.date else None
-        risks.append(replace(r, scan_date=moved))
+        scan = scans.get(r.pseudonym)
+        if scan is not None and scan != r.date:  # an older scan: its own visit's risk too
+            at_scan = [x["risk"] for x in res["trajectory"]
+                       if x.get("date") == scan and not x.get("requested")]
+            r = replace(r, scan_date=scan, scan_risk=at_scan[-1] if at_scan else None)
+        risks.append(r)
     first = preds[0]
     stored, error = True, None
     try:
@@ -210,8 +216,10 @@ def _patient(p: PatientRisk, label: str, new: NewRisk, page: str) -> None:
             if p.why:
                 st.caption(why_text(p.why))
             if p.scan_date:
+                at_scan = ("" if p.scan_risk is None else
+                           f"; at the scan's own visit it was {100 * p.scan_risk:.1f}%")
                 st.caption(f"The new scan ({p.scan_date}) is not this patient's latest "
-                           "visit: the risk is as of the latest visit.")
+                           f"visit: the risk shown is as of the latest visit{at_scan}.")
         if go.button("Open patient", key=key(page, f"open-{p.pseudonym}"),
                      icon=":material/person:"):
             st.switch_page("pages/patient.py", query_params={"patient": p.pseudonym})

@@ -84,7 +84,8 @@ def _last_visit(t, patient_id: str) -> str:
 
 def _truth(home: Path, pseudonym: str):
     """The predict use case's trajectory of the patient (no cache write), the store's
-    real identity of the patient, and its stored current risk at every horizon."""
+    real identity of the patient, and per horizon its stored current risk and the
+    predict use case's latest visit at that horizon."""
     settings = load_settings(home)
     store = open_store(settings)
     try:
@@ -92,8 +93,12 @@ def _truth(home: Path, pseudonym: str):
                          PredictRequest(patients=[pseudonym], cache=False))
         names = repo.find_names(store, repo.PatientQuery(pseudonyms=(pseudonym,)),
                                 identified=True).iloc[0]
-        stored = {h: read_current_risk(store, res["model_id"], h).get(pseudonym)
-                  for h in (1.0, 2.0, 3.0)}
+        stored = {}
+        for h in (1.0, 2.0, 3.0):
+            (at_h,) = predict(Context.cli(store, settings),
+                              PredictRequest(patients=[pseudonym], horizon=h, cache=False))
+            row = read_current_risk(store, res["model_id"], h).get(pseudonym)
+            stored[h] = (row, [r for r in at_h["trajectory"] if not r["requested"]][-1])
     finally:
         store.dispose()
     return res, names, stored
@@ -122,10 +127,16 @@ def test_a_new_scan_shows_the_patients_new_risk_and_opens_the_patient(trained):
     assert pseudonym in text and names["patient_name"].split("^")[0].title() in text.title()
     assert f"visit {_last_visit(t, t.holdout_truth['patient_id'])}" in text
     assert f"The new scan ({t.holdout_truth['study_date']}) is not" in text
+    # and the risk at the scan's own visit (the generator's time of the held-out scan)
+    at_scan = min(rows, key=lambda r: abs(r["time"] - t.holdout_truth["time_years"]))
+    assert abs(at_scan["time"] - t.holdout_truth["time_years"]) < 1e-5
+    assert f"at the scan's own visit it was {100 * at_scan['risk']:.1f}%" in text
     assert latest["contributions"][0] in text  # the largest reason, as the Patient page
-    # one fact, one value: the stored current risk (the Cohort page's) is the same
-    assert math.isclose(stored[horizon].risk, latest["risk"], rel_tol=1e-9)
-    assert all(stored[h] is not None and stored[h].risk is not None for h in stored)
+    # one fact, one value: the stored current risk (the Cohort page's) is the same, at
+    # every horizon of the model
+    assert math.isclose(stored[horizon][0].risk, latest["risk"], rel_tol=1e-9)
+    for h, (row, want) in stored.items():
+        assert row is not None and math.isclose(row.risk, want["risk"], rel_tol=1e-9), h
 
     at.button(key=f"ingest:open-{pseudonym}").click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -25,6 +25,7 @@ from analytics.store.current_risk import (
     current_risk_version,
     read_current_risk,
     replace_current_risk,
+    replace_patients_current_risk,
 )
 from analytics.store.schema import CurrentRisk, ModelRecord
 from analytics.store.version import data_version
@@ -149,6 +150,27 @@ def test_the_stored_sets_data_version_is_known_only_when_every_row_shares_it(sco
                          CurrentRisk.risk == 0.35)
                   .values(data_version="v2"))
     assert current_risk_version(scored, "cox-0001", 2.0) is None
+
+
+def test_one_patients_rewrite_keeps_the_others_and_the_set_reads_as_mixed(scored):
+    # after an upload only its patients are scored again: their rows replaced, the
+    # others' kept as they were, other horizons untouched
+    replace_current_risk(scored, "cox-0001", 1.0, HAND[:1], data_version="v1")
+    n = replace_patients_current_risk(scored, "cox-0001", 2.0,
+                                      [RiskRow("HT-0001", 0.42, 0.20, 1.5, D(2022, 2, 2))],
+                                      data_version="v2")
+    assert n == 1
+    got = read_current_risk(scored, "cox-0001", 2.0)
+    assert sorted(got) == ["HT-0001", "HT-0002", "HT-0003"]
+    assert got["HT-0001"] == RiskRow("HT-0001", 0.42, 0.20, 1.5, D(2022, 2, 2))
+    assert got["HT-0002"] == HAND[1] and got["HT-0003"].reason == HAND[2].reason
+    assert read_current_risk(scored, "cox-0001", 1.0)["HT-0001"].risk == 0.20
+    # two versions in one set: a reader writes it whole again
+    assert current_risk_version(scored, "cox-0001", 2.0) is None
+    assert _names(scored, Q(sort="risk", **M1)) == ["HT-0001", "HT-0002", "HT-0003"]
+    with pytest.raises(StoreError, match=r"patient HT-NOBODY is not in the store"):
+        replace_patients_current_risk(scored, "cox-0001", 2.0, [RiskRow("HT-NOBODY", 0.5)])
+    assert read_current_risk(scored, "cox-0001", 2.0)["HT-0001"].risk == 0.42
 
 
 def test_a_bad_row_writes_nothing(scored):

@@ -20,7 +20,6 @@ from analytics.models.settings import ModelSettings
 from analytics.store import repo
 from analytics.store.current_risk import read_current_risk
 from analytics.usecases.context import Context
-from analytics.usecases.current_risk import record_patients_risk
 from analytics.usecases.models import PredictRequest, TrainRequest, predict, train
 from analytics.usecases.overview import cohort_risk
 from tests import dashboard_data
@@ -92,10 +91,12 @@ def test_one_patients_record_is_the_cohort_risk_of_that_patient_and_keeps_the_ot
     predict(Context.cli(store, settings), PredictRequest(horizon=2.0))
     before = read_current_risk(store, t.model_id, 2.0)
     patient = t.imaging[1]
-    written = record_patients_risk(store, settings, t.model_id, [patient])
+    # what the Ingest page asks for after the patient's new scan
+    predict(Context.cli(store, settings),
+            PredictRequest(patients=[patient], horizon=1.0, record_current=True))
     model = load_model(store, settings, t.model_id)
-    assert written == len(model.horizons)
-    # the truth: the whole cohort's risk (the Cohort page's), this patient's row
+    # the truth: the whole cohort's risk (the Cohort page's), this patient's row, at
+    # every horizon of the model (not only the one predicted)
     visits = build_cohort(store).visits
     for h in model.horizons:
         want = cohort_risk(model, visits, h, intervals=False).set_index("pseudonym").loc[patient]

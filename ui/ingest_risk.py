@@ -24,7 +24,6 @@ from analytics.explain.wording import points_text
 from analytics.store.db import Store
 from analytics.store.models import find_model
 from analytics.store.pseudonyms import view_dates
-from analytics.usecases import current_risk as current_risk_uc
 from analytics.usecases import models as models_uc
 from analytics.usecases.context import Context
 from analytics.viz.prep import event_text
@@ -71,16 +70,13 @@ class PatientRisk:
 @dataclass(frozen=True)
 class NewRisk:
     """What the section shows: per patient a risk or a reason; ``reason`` when nobody
-    could be scored at all; the model and horizon the risks are for; ``stored``: the
-    patients' current risk was written (else ``store_error`` says why not)."""
+    could be scored at all; the model, horizon and endpoint the risks are for."""
 
     patients: tuple[PatientRisk, ...] = ()
     reason: str | None = None
     model_id: str | None = None
     horizon: float | None = None
     event: str | None = None
-    stored: bool = False
-    store_error: str | None = None
 
 
 def _new_series(report) -> list[dict[str, Any]]:
@@ -169,9 +165,9 @@ def new_risk(store: Store, settings: Settings, actor: Actor, report, batch, *,
     if not scored or unscored:
         return NewRisk(tuple([PatientRisk(p, reason=unscored) for p in scored] + withheld),
                        reason=unscored)
-    try:
-        preds = models_uc.predict(Context(actor, store, settings),
-                                  models_uc.PredictRequest(patients=scored))
+    try:  # their stored current risk too: the Cohort page shows the same value
+        preds = models_uc.predict(Context(actor, store, settings), models_uc.PredictRequest(
+            patients=scored, record_current=True))
     except HepaTrackError as err:
         return NewRisk(tuple(withheld), reason=f"No risk could be computed: {err}")
     scans = _scan_dates(report, scored)
@@ -185,14 +181,8 @@ def new_risk(store: Store, settings: Settings, actor: Actor, report, batch, *,
             r = replace(r, scan_date=scan, scan_risk=at_scan[-1] if at_scan else None)
         risks.append(r)
     first = preds[0]
-    stored, error = True, None
-    try:
-        current_risk_uc.record_patients_risk(store, settings, first["model_id"], scored)
-    except HepaTrackError as err:
-        stored, error = False, str(err)
     return NewRisk(tuple(_as_viewed(store, actor, risks + withheld)),
-                   model_id=first["model_id"], horizon=first["horizon"],
-                   event=first["event"], stored=stored, store_error=error)
+                   model_id=first["model_id"], horizon=first["horizon"], event=first["event"])
 
 
 # --------------------------------------------------------------------------- drawing
@@ -215,11 +205,11 @@ def _patient(p: PatientRisk, label: str, new: NewRisk, page: str) -> None:
                          "no earlier visit with a risk to compare with")
             if p.why:
                 st.caption(why_text(p.why))
-            if p.scan_date:
-                at_scan = ("" if p.scan_risk is None else
-                           f"; at the scan's own visit it was {100 * p.scan_risk:.1f}%")
-                st.caption(f"The new scan ({p.scan_date}) is not this patient's latest "
-                           f"visit: the risk shown is as of the latest visit{at_scan}.")
+        if p.scan_date:
+            at_scan = ("" if p.scan_risk is None else
+                       f"; at the scan's own visit it was {100 * p.scan_risk:.1f}%")
+            st.caption(f"The new scan ({p.scan_date}) is not this patient's latest "
+                       f"visit: the risk is that of the latest visit{at_scan}.")
         if go.button("Open patient", key=key(page, f"open-{p.pseudonym}"),
                      icon=":material/person:"):
             st.switch_page("pages/patient.py", query_params={"patient": p.pseudonym})
@@ -239,9 +229,6 @@ def show_new_risk(ctx: loaders.AppContext, new: NewRisk | None, page: str) -> No
             st.caption(f"Model `{new.model_id}` · risk of {event_text(new.event)} within "
                        f"{fmt_horizon(new.horizon)} of the patient's latest visit, from the "
                        "history up to that visit.")
-        if new.store_error:
-            st.warning("The Cohort page's stored risk of these patients was not updated: "
-                       f"{new.store_error}", icon=":material/warning:")
         labels = loaders.picker_named(ctx, tuple(p.pseudonym for p in new.patients)).labels
         for p in new.patients:
             _patient(p, labels.get(p.pseudonym, p.pseudonym), new, page)

@@ -82,37 +82,40 @@ def replace_current_risk(store: Store, model_id: str, horizon_years: float,
     StoreError
         If the model is not registered or a row names a patient not in the store.
     """
-    return _write(store, model_id, horizon_years, list(rows), data_version, whole=True)
+    return _write(store, model_id, {float(horizon_years): list(rows)}, data_version,
+                  whole=True)
 
 
-def replace_patients_current_risk(store: Store, model_id: str, horizon_years: float,
-                                  rows: Iterable[RiskRow], *,
+def replace_patients_current_risk(store: Store, model_id: str,
+                                  rows: dict[float, Iterable[RiskRow]], *,
                                   data_version: str | None = None) -> int:
-    """Replace the current risk of the patients of ``rows`` only (the other patients'
-    rows of ``model_id`` at ``horizon_years`` stay), in one transaction: one patient
-    scored again after a new scan. Tagged with ``data_version``, the set then holds two
-    versions until a reader writes it whole again (:func:`current_risk_version`).
+    """Replace the current risk of the patients of ``rows`` only, at each of its horizons
+    (years -> rows; the other patients' rows stay), in one transaction: a few patients
+    scored again after their new scans. Tagged with ``data_version``, a set then holds
+    two versions until a reader writes it whole again (:func:`current_risk_version`).
 
-    Parameters and raises as :func:`replace_current_risk`.
+    Raises as :func:`replace_current_risk`.
 
     Returns
     -------
     int
         Rows written.
     """
-    return _write(store, model_id, horizon_years, list(rows), data_version, whole=False)
+    return _write(store, model_id, {float(h): list(r) for h, r in rows.items()},
+                  data_version, whole=False)
 
 
-def _write(store: Store, model_id: str, horizon_years: float, rows: list[RiskRow],
+def _write(store: Store, model_id: str, sets: dict[float, list[RiskRow]],
            data_version: str | None, *, whole: bool) -> int:
-    """Delete the set (``whole``) or the rows' patients' part of it, insert ``rows``."""
+    """Per horizon, delete the set (``whole``) or its rows' patients' part, insert the
+    rows; one transaction."""
     with store.session() as s:
         # writers of one model's risk take turns (two servers computing it at once would
         # both delete, then both insert the same keys); SQLite has one writer already
         if s.execute(select(ModelRecord.id).where(ModelRecord.model_id == model_id)
                      .with_for_update()).scalar() is None:
             raise StoreError(f"current risk: model {model_id!r} is not registered")
-        names = sorted({r.pseudonym for r in rows})
+        names = sorted({r.pseudonym for rows in sets.values() for r in rows})
         ids: dict[str, int] = {}
         for a in range(0, len(names), _CHUNK):
             ids |= dict(s.execute(select(Patient.pseudonym, Patient.id)
@@ -123,25 +126,25 @@ def _write(store: Store, model_id: str, horizon_years: float, rows: list[RiskRow
                              f"in the store ({len(unknown)} unknown)")
         s.execute(delete(CurrentRisk).where(
             CurrentRisk.model_id.not_in(select(ModelRecord.model_id))))
-        mine = (CurrentRisk.model_id == model_id,
-                CurrentRisk.horizon_years == float(horizon_years))
-        if whole:
-            s.execute(delete(CurrentRisk).where(*mine))
-        else:
-            patients = sorted(ids.values())
-            for a in range(0, len(patients), _CHUNK):
-                s.execute(delete(CurrentRisk).where(
-                    *mine, CurrentRisk.patient_id.in_(patients[a:a + _CHUNK])))
         now = dt.datetime.now(dt.UTC)
-        values = [{"model_id": model_id, "horizon_years": float(horizon_years),
-                   "patient_id": ids[r.pseudonym], "risk": _number(r.risk),
-                   "previous_risk": _number(r.previous_risk),
-                   "risk_time_years": _number(r.risk_time_years), "as_of": r.as_of,
-                   "reason": r.reason, "data_version": data_version, "computed_at": now}
-                  for r in rows]
-        for a in range(0, len(values), _CHUNK):
-            s.execute(insert(CurrentRisk), values[a:a + _CHUNK])
-    return len(rows)
+        for horizon_years, rows in sets.items():
+            mine = (CurrentRisk.model_id == model_id, CurrentRisk.horizon_years == horizon_years)
+            if whole:
+                s.execute(delete(CurrentRisk).where(*mine))
+            else:
+                patients = sorted({ids[r.pseudonym] for r in rows})
+                for a in range(0, len(patients), _CHUNK):
+                    s.execute(delete(CurrentRisk).where(
+                        *mine, CurrentRisk.patient_id.in_(patients[a:a + _CHUNK])))
+            values = [{"model_id": model_id, "horizon_years": horizon_years,
+                       "patient_id": ids[r.pseudonym], "risk": _number(r.risk),
+                       "previous_risk": _number(r.previous_risk),
+                       "risk_time_years": _number(r.risk_time_years), "as_of": r.as_of,
+                       "reason": r.reason, "data_version": data_version, "computed_at": now}
+                      for r in rows]
+            for a in range(0, len(values), _CHUNK):
+                s.execute(insert(CurrentRisk), values[a:a + _CHUNK])
+    return sum(len(rows) for rows in sets.values())
 
 
 def read_current_risk(store: Store, model_id: str, horizon_years: float

@@ -4,7 +4,8 @@ computed, so the cohort list can sort, filter and page by risk in SQL.
 Written by training (the new model, every horizon), ``predict --all`` (its horizon) and
 the dashboard's cohort risk (the horizon shown): each time the whole set of the model
 and horizon, in one transaction (``analytics.store.current_risk``). After an upload, the
-patients of its new scans alone (:func:`record_patients_risk`), at every horizon.
+patients of its new scans alone, at every horizon (:func:`record_patients_risk`, from the
+predict use case asked to).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from analytics.cohort import build_cohort
-from analytics.models.registry import load_model
 from analytics.models.scoring import resolve_horizon
 from analytics.store.current_risk import (
     RiskRow,
@@ -25,7 +24,6 @@ from analytics.store.version import data_version as store_data_version
 from analytics.usecases.overview import cohort_risk
 
 if TYPE_CHECKING:
-    from analytics.config import Settings
     from analytics.models.registry import RegisteredModel
     from analytics.store.db import Store
 
@@ -92,12 +90,20 @@ def record_cohort_risk(store: Store, model: RegisteredModel, visits: pd.DataFram
     return written
 
 
-def record_patients_risk(store: Store, settings: Settings, model_id: str,
-                         patients: list[str]) -> int:
-    """Score the latest visit of each of ``patients`` with ``model_id`` at every horizon
-    of the model, from those patients' rows alone, and store it as their current risk
-    (the other patients' rows stay): the same computation as the cohort's
-    (:func:`record_cohort_risk`), for a few patients after their new scans.
+def record_patients_risk(store: Store, model: RegisteredModel, visits: pd.DataFrame) -> int:
+    """Score the latest visit of each patient of ``visits`` with ``model`` at every horizon
+    of the model and store it as their current risk (the other patients' rows stay): the
+    cohort's computation (:func:`record_cohort_risk`) for a few patients after their new
+    scans (``PredictRequest(record_current=True)``).
+
+    Parameters
+    ----------
+    store
+        The open store.
+    model
+        A registered model.
+    visits
+        ``CohortTable.visits`` of those patients (``build_cohort(patients=...)``).
 
     Returns
     -------
@@ -106,22 +112,13 @@ def record_patients_risk(store: Store, settings: Settings, model_id: str,
 
     Raises
     ------
-    ModelError
-        If the model is not registered.
-    ModelIntegrityError
-        If its artifact fails its checks.
     StoreError
-        If a patient is not in the store.
+        If a patient is not in the store or the model is not registered.
     """
-    if not patients:
-        return 0
-    model = load_model(store, settings, model_id)
-    visits = build_cohort(store, patients=list(patients)).visits
     version = store_data_version(store)
-    written = 0
+    sets = {}
     for h in model.horizons:
         h = resolve_horizon(model.model, h)
-        risk = cohort_risk(model, visits, h, intervals=False)
-        written += replace_patients_current_risk(store, model.model_id, h, _rows(risk),
-                                                 data_version=version)
-    return written
+        sets[h] = _rows(cohort_risk(model, visits, h, intervals=False))
+    # every horizon in one transaction: the Cohort page never sees half of the update
+    return replace_patients_current_risk(store, model.model_id, sets, data_version=version)

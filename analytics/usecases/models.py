@@ -25,7 +25,7 @@ from analytics.store.models import (
     set_active_model,
 )
 from analytics.usecases.context import Context, audited, authorize
-from analytics.usecases.current_risk import record_cohort_risk
+from analytics.usecases.current_risk import record_cohort_risk, record_patients_risk
 
 __all__ = ["PredictRequest", "TrainRequest", "activate_model", "predict", "train"]
 
@@ -47,13 +47,17 @@ class TrainRequest:
 
 @dataclass(frozen=True)
 class PredictRequest:
-    """Patients to score (every patient of the cohort when ``patients`` is None)."""
+    """Patients to score (every patient of the cohort when ``patients`` is None);
+    ``record_current`` also stores the named patients' current risk at every horizon of
+    the model (the Ingest page after their new scans; the whole cohort's is stored
+    whenever every patient is scored)."""
 
     patients: list[str] | None = None
     horizon: float | None = None
     at: float | None = None
     model_id: str | None = None
     cache: bool = True
+    record_current: bool = False
 
 
 def _settings(ctx: Context):
@@ -112,6 +116,9 @@ def _trajectories(store, model: RegisteredModel, cohort: CohortTable, patients: 
         # every patient scored: their current risk at this horizon, for the cohort list
         record_cohort_risk(store, model, cohort.visits,
                            [resolve_horizon(model.model, req.horizon)])
+    elif req.record_current and req.at is None:
+        # these patients' current risk, from the rows just built (their own alone)
+        record_patients_risk(store, model, cohort.visits)
     return out
 
 

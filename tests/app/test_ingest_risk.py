@@ -126,7 +126,7 @@ def test_a_new_scan_shows_the_patients_new_risk_and_opens_the_patient(trained):
     # generator's labs go on after the held-out scan) and of the new scan, said apart
     assert pseudonym in text and names["patient_name"].split("^")[0].title() in text.title()
     assert f"visit {_last_visit(t, t.holdout_truth['patient_id'])}" in text
-    assert f"The new scan ({t.holdout_truth['study_date']}) is not" in text
+    assert f"The new scan ({t.holdout_truth['study_date']}) is not this patient's" in text
     # and the risk at the scan's own visit (the generator's time of the held-out scan)
     at_scan = min(rows, key=lambda r: abs(r["time"] - t.holdout_truth["time_years"]))
     assert abs(at_scan["time"] - t.holdout_truth["time_years"]) < 1e-5

@@ -153,13 +153,14 @@ def test_the_stored_sets_data_version_is_known_only_when_every_row_shares_it(sco
 
 
 def test_one_patients_rewrite_keeps_the_others_and_the_set_reads_as_mixed(scored):
-    # after an upload only its patients are scored again: their rows replaced, the
-    # others' kept as they were, other horizons untouched
+    # after an upload only its patients are scored again: their rows replaced at each
+    # horizon given, in one transaction; the others' rows kept as they were
     replace_current_risk(scored, "cox-0001", 1.0, HAND[:1], data_version="v1")
-    n = replace_patients_current_risk(scored, "cox-0001", 2.0,
-                                      [RiskRow("HT-0001", 0.42, 0.20, 1.5, D(2022, 2, 2))],
-                                      data_version="v2")
-    assert n == 1
+    n = replace_patients_current_risk(scored, "cox-0001", {
+        2.0: [RiskRow("HT-0001", 0.42, 0.20, 1.5, D(2022, 2, 2))],
+        3.0: [RiskRow("HT-0001", 0.5)]}, data_version="v2")
+    assert n == 2
+    assert read_current_risk(scored, "cox-0001", 3.0) == {"HT-0001": RiskRow("HT-0001", 0.5)}
     got = read_current_risk(scored, "cox-0001", 2.0)
     assert sorted(got) == ["HT-0001", "HT-0002", "HT-0003"]
     assert got["HT-0001"] == RiskRow("HT-0001", 0.42, 0.20, 1.5, D(2022, 2, 2))
@@ -169,8 +170,11 @@ def test_one_patients_rewrite_keeps_the_others_and_the_set_reads_as_mixed(scored
     assert current_risk_version(scored, "cox-0001", 2.0) is None
     assert _names(scored, Q(sort="risk", **M1)) == ["HT-0001", "HT-0002", "HT-0003"]
     with pytest.raises(StoreError, match=r"patient HT-NOBODY is not in the store"):
-        replace_patients_current_risk(scored, "cox-0001", 2.0, [RiskRow("HT-NOBODY", 0.5)])
+        replace_patients_current_risk(scored, "cox-0001", {
+            1.0: [RiskRow("HT-0001", 0.9)], 2.0: [RiskRow("HT-NOBODY", 0.5)]})
+    # nothing of the failed write, at any horizon
     assert read_current_risk(scored, "cox-0001", 2.0)["HT-0001"].risk == 0.42
+    assert read_current_risk(scored, "cox-0001", 1.0)["HT-0001"].risk == 0.20
 
 
 def test_a_bad_row_writes_nothing(scored):

@@ -2,16 +2,21 @@
 are extracted: the number the predict use case gives for the patient's latest visit, its
 change since the previous scored visit, the largest reasons, and a way to the Patient
 page; the stored current risk (the Cohort page's) is the same value. Without a model the
-section says why; a role without the identified view sees no name or ID in it."""
+section says why; a role without the identified view sees no name or ID in it. Features
+failed, a held series, extraction switched off, a role that may not predict and a visit
+the model cannot assess each give their reason, never a number."""
 
 from __future__ import annotations
 
 import math
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from analytics import auth
+from analytics.audit import Actor
 from analytics.config import load_settings
 from analytics.explain.wording import points_text
 from analytics.store import open_store, repo
@@ -21,13 +26,18 @@ from analytics.usecases.models import PredictRequest, predict
 from tests import dashboard_data
 from tests.app import test_ingest_features
 from tests.app.conftest import new_app
-from ui.ingest_risk import CONTAINER_KEY, NO_MODEL
+from ui import ingest_risk
+from ui.ingest_risk import CONTAINER_KEY, HELD, NO_MODEL, NO_PREDICT, NOT_EXTRACTED, new_risk
+from ui.ingest_view import FeatureSummary
 from ui.session import Viewer
 
 CLINICIAN = Viewer("dr.grey", "clinician", "s-clin")
 #: fixture: a synthetic CT with its SEG of a new patient, as uploaded files
 phantom_upload = test_ingest_features.upload_files
 ADMIN = Viewer("root.admin", "admin", "s-admin")
+ADMIN_ACTOR = Actor("root.admin", "admin", "s-admin")
+#: fixture: the template, then settings and an open store on a private copy of it
+opened_copy = dashboard_data.opened_copy
 
 
 @pytest.fixture
@@ -170,3 +180,67 @@ def test_a_role_without_the_identified_view_sees_no_name_or_id(trained):
     # the stored (shifted) date, never the real one
     assert f"visit {latest['date']}" in text
     assert t.holdout_truth["study_date"] not in text
+
+
+# --------------------------------------------------------------------------- withheld
+def _report(series=(), held=()):
+    return SimpleNamespace(series=list(series), held=list(held))
+
+
+def _new(uid: str, patient: str, day: str = "2020-01-01") -> dict:
+    return {"series_uid": uid, "status": "complete", "modality": "CT", "patient": patient,
+            "study_date": day}
+
+
+def test_no_number_where_there_is_no_score_and_each_reason_is_named(opened_copy, monkeypatch):
+    t, settings, store = opened_copy
+    a, b, c = sorted(t.pseudonyms.values())[:3]
+    report = _report([_new("1.1", a), _new("1.2", b)],
+                     held=[{"series_uid": "1.3", "patient": c}])
+    batch = FeatureSummary(series_failed=[{"series_uid": "1.1", "reason": "no liver mask"},
+                                          {"series_uid": "1.2", "reason": "worker failed"}])
+    got = new_risk(store, settings, ADMIN_ACTOR, report, batch)
+    reasons = {p.pseudonym: p.reason for p in got.patients}
+    assert reasons == {a: "Feature extraction failed: no liver mask. No new risk.",
+                       b: "Feature extraction failed: worker failed. No new risk.", c: HELD}
+    assert all(p.risk is None for p in got.patients)
+    off = new_risk(store, settings, ADMIN_ACTOR, _report([_new("1.1", a)]), None,
+                   extract=False)
+    assert [(p.pseudonym, p.reason) for p in off.patients] == [(a, NOT_EXTRACTED)]
+    assert new_risk(store, settings, ADMIN_ACTOR, _report(), None) is None
+
+
+def test_a_role_that_may_not_predict_gets_the_reason_and_no_prediction(
+        opened_copy, monkeypatch):
+    t, settings, store = opened_copy
+    patient = t.imaging[0]
+    roles = dict(auth.ROLE_PERMISSIONS)
+    monkeypatch.setitem(auth.ROLE_PERMISSIONS, auth.Role.ADMIN,
+                        roles[auth.Role.ADMIN] - {auth.Permission.PREDICT})
+    monkeypatch.setattr(ingest_risk.models_uc, "predict", _never)
+    got = new_risk(store, settings, ADMIN_ACTOR, _report([_new("1.1", patient)]),
+                   FeatureSummary(series_done=["1.1"]))
+    assert got.reason == NO_PREDICT
+    assert [(p.pseudonym, p.risk, p.reason) for p in got.patients] == [
+        (patient, None, NO_PREDICT)]
+
+
+def _never(*_a, **_k):
+    raise AssertionError("predict called")
+
+
+def test_the_latest_visit_not_assessable_gives_its_reason_and_the_change_skips_such_visits():
+    rows = [{"time": 0.0, "date": "2020-01-01", "risk": 0.25, "requested": False,
+             "reason": None, "contributions": ["A"]},
+            {"time": 0.5, "date": "2020-07-01", "risk": None, "requested": False,
+             "reason": "inr outside the training range", "contributions": []},
+            {"time": 1.0, "date": "2021-01-01", "risk": 0.30, "requested": False,
+             "reason": None, "contributions": ["B", "C", "D", "E"]}]
+    one = ingest_risk._one({"patient": "HT-1", "trajectory": rows})
+    # the change since the last visit with a risk (0.30 - 0.25, by hand), three reasons
+    assert one.risk == 0.30 and math.isclose(one.change, 0.05, abs_tol=1e-15)
+    assert one.since == "2020-01-01" and one.date == "2021-01-01"
+    assert one.why == ("B", "C", "D")
+    unscored = ingest_risk._one({"patient": "HT-1", "trajectory": rows[:2]})
+    assert unscored.risk is None and unscored.change is None
+    assert unscored.reason == "Not assessable: inr outside the training range"

@@ -82,43 +82,27 @@ def record_cohort_risk(store: Store, model: RegisteredModel, visits: pd.DataFram
         If a horizon is not one the model was trained for.
     """
     version = store_data_version(store)
-    written = 0
+    return sum(replace_current_risk(store, model.model_id, h, rows, data_version=version)
+               for h, rows in _latest_risk(model, visits, horizons).items())
+
+
+def _latest_risk(model: RegisteredModel, visits: pd.DataFrame,
+                 horizons: list[float] | None = None) -> dict[float, list[RiskRow]]:
+    """Each patient's latest-visit risk per horizon (default every one of the model)."""
+    out = {}
     for h in horizons if horizons is not None else model.horizons:
         h = resolve_horizon(model.model, h)
-        risk = cohort_risk(model, visits, h, intervals=False)
-        written += record_risk_frame(store, model.model_id, h, risk, data_version=version)
-    return written
+        out[h] = _rows(cohort_risk(model, visits, h, intervals=False))
+    return out
 
 
 def record_patients_risk(store: Store, model: RegisteredModel, visits: pd.DataFrame) -> int:
-    """Score the latest visit of each patient of ``visits`` with ``model`` at every horizon
-    of the model and store it as their current risk (the other patients' rows stay): the
-    cohort's computation (:func:`record_cohort_risk`) for a few patients after their new
-    scans (``PredictRequest(record_current=True)``).
-
-    Parameters
-    ----------
-    store
-        The open store.
-    model
-        A registered model.
-    visits
-        ``CohortTable.visits`` of those patients (``build_cohort(patients=...)``).
-
-    Returns
-    -------
-    int
-        Rows written (patients times horizons).
-
-    Raises
-    ------
-    StoreError
-        If a patient is not in the store or the model is not registered.
-    """
+    """:func:`record_cohort_risk` at every horizon for the patients of ``visits`` only
+    (``build_cohort(patients=...)``; the other patients' rows stay), every horizon in one
+    transaction: a few patients after their new scans (``PredictRequest(record_current=
+    True)``). Returns the rows written; raises ``StoreError`` for a patient not in the
+    store or a model not registered."""
     version = store_data_version(store)
-    sets = {}
-    for h in model.horizons:
-        h = resolve_horizon(model.model, h)
-        sets[h] = _rows(cohort_risk(model, visits, h, intervals=False))
-    # every horizon in one transaction: the Cohort page never sees half of the update
-    return replace_patients_current_risk(store, model.model_id, sets, data_version=version)
+    # one transaction: the Cohort page never sees half of the update
+    return replace_patients_current_risk(store, model.model_id, _latest_risk(model, visits),
+                                         data_version=version)

@@ -199,7 +199,8 @@ def _patient(p: PatientRisk, label: str, new: NewRisk, page: str) -> None:
                 st.warning(p.reason, icon=":material/block:")
         else:
             mid.metric(f"Risk within {horizon:g} y", f"{100 * p.risk:.1f}%")
-            right.metric(f"Change since {p.since or 'the previous visit'}",
+            right.metric(f"Change since the visit of {p.since}" if p.since
+                         else "Change since the previous visit",
                          points_text(100 * p.change) if p.change is not None else "—",
                          help=None if p.change is not None else
                          "no earlier visit with a risk to compare with")

@@ -133,7 +133,15 @@ def test_upload_then_mdt_pack(dashboard_server, chromium_browser, tmp_path):
         assert _metric(page, "Series stored") == "1"
         assert _metric(page, "Features extracted") == "1"
         assert _metric(page, "Refused") == "0"
+        # the scan's patient's new risk on the page, and its Patient page from there
+        section = page.locator(".st-key-ingest_risk")
+        section.get_by_text("New risk").wait_for(timeout=UI_TIMEOUT_MS)
+        assert re.fullmatch(r"\d+\.\d%", _metric(page, "Risk within 3 y"))
         shot(page, "ingest")
+        patient = t.pseudonyms[t.holdout_truth["patient_id"]]
+        section.get_by_role("button", name="Open patient").click()
+        page.wait_for_url(re.compile(rf"patient={patient}"), timeout=UI_TIMEOUT_MS)
+        page.get_by_role("heading", name="Patient").first.wait_for(timeout=UI_TIMEOUT_MS)
 
         # MDT: the two imaging patients and one labs-only patient, then the PDF pack
         page.locator(MENU).get_by_text("MDT meeting", exact=True).click()

@@ -3,7 +3,7 @@ copy of a home with a trained model and imaging (default: a copy of ``--home``, 
 demo home; the case writes predictions, current risk and audit records into the copy).
 
 Case: :func:`ui.ingest_risk.new_risk` for one patient whose newest scan is the "new"
-series (the predict use case for that patient: permission, audit, the model loaded, the
+series (the predict use case for that patient, as the job calls it for each patient: permission, audit, the model loaded, the
 patient's cohort rows built, scored and explained, the predictions cached, and with
 ``record_current`` the patient's current risk at every horizon of the model from the
 same rows; the dates as the viewer sees them). Baseline: the predict use case alone for the same

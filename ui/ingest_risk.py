@@ -165,24 +165,32 @@ def new_risk(store: Store, settings: Settings, actor: Actor, report, batch, *,
     if not scored or unscored:
         return NewRisk(tuple([PatientRisk(p, reason=unscored) for p in scored] + withheld),
                        reason=unscored)
-    try:  # their stored current risk too: the Cohort page shows the same value
-        preds = models_uc.predict(Context(actor, store, settings), models_uc.PredictRequest(
-            patients=scored, record_current=True))
-    except HepaTrackError as err:
-        return NewRisk(tuple(withheld), reason=f"No risk could be computed: {err}")
     scans = _scan_dates(report, scored)
-    risks = []
-    for res in preds:
-        r = _one(res)
-        scan = scans.get(r.pseudonym)
-        if scan is not None and scan != r.date:  # an older scan: its own visit's risk too
-            at_scan = [x["risk"] for x in res["trajectory"]
-                       if x.get("date") == scan and not x.get("requested")]
-            r = replace(r, scan_date=scan, scan_risk=at_scan[-1] if at_scan else None)
-        risks.append(r)
-    first = preds[0]
-    return NewRisk(tuple(_as_viewed(store, actor, risks + withheld)),
-                   model_id=first["model_id"], horizon=first["horizon"], event=first["event"])
+    risks, done = [], None
+    for patient in scored:  # one by one: a patient that cannot be scored stops no other
+        try:  # its stored current risk too: the Cohort page shows the same value
+            (res,) = models_uc.predict(Context(actor, store, settings), models_uc.PredictRequest(
+                patients=[patient], record_current=True))
+        except HepaTrackError as err:
+            risks.append(PatientRisk(patient, reason=f"No risk could be computed: {err}"))
+            continue
+        done = res
+        risks.append(_with_scan(_one(res), res, scans.get(patient)))
+    shown = tuple(_as_viewed(store, actor, risks + withheld))
+    if done is None:
+        return NewRisk(shown)
+    return NewRisk(shown, model_id=done["model_id"], horizon=done["horizon"],
+                   event=done["event"])
+
+
+def _with_scan(r: PatientRisk, res: dict[str, Any], scan: str | None) -> PatientRisk:
+    """``r`` with the new scan's date and its own visit's risk when the scan (stored
+    date ``scan``) is not the scored, latest visit."""
+    if scan is None or scan == r.date:
+        return r
+    at_scan = [x["risk"] for x in res["trajectory"]
+               if x.get("date") == scan and not x.get("requested")]
+    return replace(r, scan_date=scan, scan_risk=at_scan[-1] if at_scan else None)
 
 
 # --------------------------------------------------------------------------- drawing

@@ -137,7 +137,8 @@ def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
                        assign_patient: str | None = None,
                        labels: dict[int, str] | None = None) -> dict[str, Any]:
     """Ingest uploaded files (``analytics.usecases.ingest.ingest_upload``: permission
-    and audit), then extract features of new series.
+    and audit), then extract features of new series and score their patients
+    (``result["risk"]``, :func:`ui.ingest_risk.new_risk`).
 
     ``assign_patient`` files images whose Patient ID is empty under that ID (the user's
     explicit choice; a file's own Patient ID always wins); ``labels`` names the values of
@@ -165,7 +166,8 @@ def ingest_uploads_job(job: Job, store: Store, settings: Settings, actor: Actor,
 def link_pacs_job(job: Job, store: Store, settings: Settings, actor: Actor,
                   urls: list[str], pacs_name: str, *, extract: bool = True) -> dict[str, Any]:
     """Retrieve studies from a PACS over DICOMweb and ingest them
-    (``analytics.usecases.ingest.link_pacs``: permission and audit)."""
+    (``analytics.usecases.ingest.link_pacs``: permission and audit); then as
+    :func:`ingest_uploads_job`."""
     job.report(f"retrieving {len(urls)} studies from {pacs_name}", None)
     report = ingest_uc.link_pacs(Context(actor, store, settings), ingest_uc.PacsLinkRequest(
         list(urls), pacs_name, progress=job.report))

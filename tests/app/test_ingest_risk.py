@@ -18,6 +18,7 @@ import pytest
 from analytics import auth
 from analytics.audit import Actor
 from analytics.config import load_settings
+from analytics.errors import ModelError
 from analytics.explain.wording import points_text
 from analytics.store import open_store, repo
 from analytics.store.current_risk import read_current_risk
@@ -244,3 +245,25 @@ def test_the_latest_visit_not_assessable_gives_its_reason_and_the_change_skips_s
     unscored = ingest_risk._one({"patient": "HT-1", "trajectory": rows[:2]})
     assert unscored.risk is None and unscored.change is None
     assert unscored.reason == "Not assessable: inr outside the training range"
+
+
+def test_a_patient_that_cannot_be_scored_stops_no_other(opened_copy, monkeypatch):
+    t, settings, store = opened_copy
+    good, bad = t.imaging
+    real = ingest_risk.models_uc.predict
+
+    def predict_but_not_bad(ctx, req):
+        if req.patients == [bad]:
+            raise ModelError(f"--patient {bad}: no visits for this patient in the cohort")
+        return real(ctx, req)
+
+    monkeypatch.setattr(ingest_risk.models_uc, "predict", predict_but_not_bad)
+    got = new_risk(store, settings, ADMIN_ACTOR,
+                   _report([_new("1.1", bad), _new("1.2", good)]),
+                   FeatureSummary(series_done=["1.1", "1.2"]))
+    by = {p.pseudonym: p for p in got.patients}
+    assert by[bad].risk is None and by[bad].reason == (
+        f"No risk could be computed: --patient {bad}: no visits for this patient in the cohort")
+    (want,) = real(Context.cli(store, settings), PredictRequest(patients=[good], cache=False))
+    latest = [r for r in want["trajectory"] if not r["requested"]][-1]
+    assert by[good].risk == latest["risk"] and got.model_id == want["model_id"]

@@ -1,7 +1,6 @@
-"""Upload to score on screen in a real browser: a 512 x 512 x 200 CT + SEG through the
-Ingest page, against a baseline.
+"""Upload to score on screen in a real browser (the Ingest page), against a baseline.
 
-Target (issue 20): upload to score on screen <= 5 s.
+A 512 x 512 x 200 CT + SEG, 201 files. Target (issue 20): upload to score on screen <= 5 s.
 
 Data (``--data DIR``, built on first use by ``benchmarks/upload_to_score.py``'s helpers):
 ``DIR/upload`` (200 CT files and a SEG of the first imaging patient of the cohort, 114 MB)
@@ -63,20 +62,21 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.browser import (
-    CHROMIUM,
     IDLE_JS,
     MENU,
     PASSWORD,
     TIMEOUT_MS,
     USER,
     _split,
+    add_side_options,
     browser_cpu_seconds,
+    chosen_sides,
+    launch,
     server,
     sign_in_to_cohort,
 )
 from benchmarks.harness import format_seconds
 
-ROOT = Path(__file__).resolve().parents[1]
 #: issue 20: upload to score on screen
 BUDGET_S = 5.0
 #: the page's uploader, its ingest button and the new-risk section
@@ -419,10 +419,7 @@ def upload_files(upload: Path) -> list[Path]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--baseline", type=Path, required=True,
-                    help="a directory holding the baseline code (app.py, analytics/, ...)")
-    ap.add_argument("--only", choices=("case", "baseline"), default=None,
-                    help="measure one side only (no comparison)")
+    add_side_options(ap)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--data", type=Path, default=Path("/tmp/hepatrack-bench-upload"),
                     help="the cohort, upload and template home (built here when missing)")
@@ -438,9 +435,7 @@ def main() -> None:
         build_home(a.data / "template", a.data / "cohort")
     files = upload_files(a.data / "upload")
     size = sum(f.stat().st_size for f in files)
-    sides = {"case": ROOT, "baseline": a.baseline.resolve()}
-    if a.only:
-        sides = {a.only: sides[a.only]}
+    sides = chosen_sides(a)
     markers = {name: end_marker(src) for name, src in sides.items()}
     print(f"{len(files)} files, {size / 1e6:.1f} MB; end markers: {markers}; load "
           f"{os.getloadavg()[0]:.2f}", flush=True)
@@ -448,8 +443,7 @@ def main() -> None:
 
     results: dict[str, list[Round]] = {k: [] for k in sides}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        browser = launch(pw)
         for r in range(a.rounds):
             print(f"round {r + 1} of {a.rounds}", flush=True)
             for name in (list(sides) if r % 2 == 0 else list(reversed(sides))):

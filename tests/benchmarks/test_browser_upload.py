@@ -88,3 +88,12 @@ def test_the_report_gives_each_side_s_medians_load_and_the_case_against_the_budg
     over = report_lines({"case": [_round(5.5)], "baseline": [_round(5.0)]},
                         {"case": "metric", "baseline": "metric"})
     assert over[3].endswith("0.91x faster | budget 5.00 s: OVER")
+
+
+def test_a_round_that_stored_nothing_fails(tmp_path):
+    from benchmarks.browser_upload import check_stored, series_uids
+
+    home = tmp_path / "home"
+    assert series_uids(home) == set()  # an empty home: nothing ingested
+    with pytest.raises(AssertionError, match="expected one new series, found 0"):
+        check_stored(home, set(), 0.0, 200)

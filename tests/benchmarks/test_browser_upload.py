@@ -16,6 +16,7 @@ from benchmarks.browser_upload import (
     end_marker,
     median_of,
     report_lines,
+    run_end,
 )
 
 
@@ -49,6 +50,12 @@ def test_the_decisive_poll_is_the_first_after_the_features_whose_reply_runs_on_t
     assert decisive_poll([9.5, 12.5], received, written, shown) is None
 
 
+def test_a_script_run_ends_at_the_first_pause_in_the_server_s_messages():
+    received = [0.9, 1.05, 1.2, 1.6, 2.3, 2.4]
+    assert run_end(received, 1.0) == 1.6  # 1.6 -> 2.3 is a pause: the job poll's silence
+    assert run_end(received, 2.5) == 2.5  # nothing came
+
+
 def test_the_server_clock_counts_a_child_that_has_ended(tmp_path):
     clock = TreeCPU(os.getpid())
     before = clock.seconds()
@@ -61,7 +68,7 @@ def test_the_server_clock_counts_a_child_that_has_ended(tmp_path):
 def _round(score: float, poll: float | None = 0.5, load: float = 1.0) -> Round:
     return Round(settle=7.0, transfer=score / 2, last_upload=score / 3, transfer_cpu=0.7,
                  transfer_browser_cpu=5.0, score=score, score_cpu=score - 1,
-                 score_browser_cpu=1.5, written=score - 1, poll=poll, rerun_draw=0.3,
+                 score_browser_cpu=1.5, click_run=0.4, written=score - 1, poll=poll, rerun_draw=0.3,
                  load_before=load, load_after=load + 1)
 
 

@@ -30,8 +30,8 @@ Each wait gives the server's CPU seconds (the Streamlit process, the children it
 every live process under it: the warm feature worker and parse workers) and the browser's
 (Playwright's driver and Chromium). Click to score is split with the server's clock and the
 page's: ``the click's script run`` (from the click until the server's messages first pause:
-the run that reads the uploads' bytes and starts the job), ``features written`` (the series' feature rows' ``computed_at``, read back from the
-home), ``poll`` (from then until the job poll that found the job done: the Ingest page
+the run that reads the uploads' bytes and starts the job), ``features written`` (the
+series' feature rows' ``computed_at``, read back from the home), ``poll`` (from then until the job poll that found the job done: the Ingest page
 polls its job once a second from the browser, ``@st.fragment(run_every=1.0)``; the job's
 last steps after the feature rows are written are in this part too) and ``rerun + draw``
 (from that poll until the score is on screen: the poll's fragment run, the whole page's

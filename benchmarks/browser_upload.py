@@ -31,11 +31,11 @@ every live process under it: the warm feature worker and parse workers) and the 
 (Playwright's driver and Chromium). Click to score is split with the server's clock and the
 page's: ``the click's script run`` (from the click until the server's messages first pause:
 the run that reads the uploads' bytes and starts the job), ``features written`` (the
-series' feature rows' ``computed_at``, read back from the home), ``poll`` (from then until the job poll that found the job done: the Ingest page
-polls its job once a second from the browser, ``@st.fragment(run_every=1.0)``; the job's
-last steps after the feature rows are written are in this part too) and ``rerun + draw``
-(from that poll until the score is on screen: the poll's fragment run, the whole page's
-rerun it asks for, and drawing).
+series' feature rows' ``computed_at``, read back from the home), ``poll`` (from then until
+the job poll that found the job done: the Ingest page polls its job once a second from the
+browser, ``@st.fragment(run_every=1.0)``; the job's last steps after the feature rows are
+written are in this part too) and ``rerun + draw`` (from that poll until the score is on
+screen: the poll's fragment run, the whole page's rerun it asks for, and drawing).
 
 After each round the home is checked through the store's API: exactly one new series, 200
 slices, complete, its feature run done with feature values written after the click; a

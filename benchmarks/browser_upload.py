@@ -32,10 +32,12 @@ every live process under it: the warm feature worker and parse workers) and the 
 page's: ``the click's script run`` (from the click until the server's messages first pause:
 the run that reads the uploads' bytes and starts the job), ``features written`` (the
 series' feature rows' ``computed_at``, read back from the home), ``poll`` (from then until
-the job poll that found the job done: the Ingest page polls its job once a second from the
-browser, ``@st.fragment(run_every=1.0)``; the job's last steps after the feature rows are
-written are in this part too) and ``rerun + draw`` (from that poll until the score is on
-screen: the poll's fragment run, the whole page's rerun it asks for, and drawing).
+the page sent the job poll that found the job done, zero when a busy server ran a poll sent
+before: the Ingest page polls its job once a second from the browser,
+``@st.fragment(run_every=1.0)``; the job's last steps after the feature rows are written
+are in this part too) and ``rerun + draw`` (from that poll, or the features written if
+later, until the score is on screen: the poll's fragment run, the whole page's rerun it
+asks for, and drawing).
 
 After each round the home is checked through the store's API: exactly one new series, 200
 slices, complete, its feature run done with feature values written after the click; a
@@ -236,14 +238,24 @@ def run_end(received: list[float], start: float) -> float:
 def decisive_poll(sends: list[float], received: list[float], written: float,
                   shown: float) -> float | None:
     """The job poll that found the job done (epoch seconds): the first message the page
-    sent after the features were written from which the server's messages ran on, no
-    pause over :data:`GAP_S`, until the score was on screen at ``shown``. None if there
-    is none (no poll in between)."""
+    sent, from the last one before the features were written on (a busy server runs a
+    poll some time after it was sent), from which the server's messages ran on, no pause
+    over :data:`GAP_S`, until the score was on screen at ``shown``. None if there is none."""
     last = max((r for r in received if r <= shown), default=None)
-    for sent in (s for s in sends if written <= s <= shown):
+    before = [s for s in sends if s <= written][-1:]
+    for sent in before + [s for s in sends if written < s <= shown]:
         if last is not None and run_end(received, sent) >= last:
             return sent
     return None
+
+
+def poll_split(poll: float | None, written: float, shown: float
+               ) -> tuple[float | None, float | None]:
+    """(from the features written until the decisive poll was sent, none if it was sent
+    before; from then until the score was on screen)."""
+    if poll is None:
+        return None, None
+    return max(0.0, poll - written), shown - max(poll, written)
 
 
 @dataclass
@@ -370,8 +382,7 @@ def one_round(browser, name: str, src: Path, data: Path, files: list[Path],
     r = Round(settle, moved, last_upload, moved_cpu, moved_browser, wait.total, wait.cpu,
               wait.browser_cpu, run_end(received, clicked) - clicked,
               stored.written - clicked,
-              None if poll is None else poll - stored.written,
-              None if poll is None else shown - poll, load_before, os.getloadavg()[0])
+              *poll_split(poll, stored.written, shown), load_before, os.getloadavg()[0])
     print(f"  {name} [{marker}; load {r.load_before:.2f} -> {r.load_after:.2f}]: "
           + "; ".join(f"{label} {_text(getattr(r, what))}" for what, label in FIGURES)
           + f"; page sent {len([s for s in sends if s >= clicked])} messages after the "

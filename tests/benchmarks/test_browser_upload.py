@@ -15,6 +15,7 @@ from benchmarks.browser_upload import (
     decisive_poll,
     end_marker,
     median_of,
+    poll_split,
     report_lines,
     run_end,
 )
@@ -47,7 +48,16 @@ def test_the_decisive_poll_is_the_first_after_the_features_whose_reply_runs_on_t
     assert decisive_poll(sends, received, written, shown) == 11.4
     # the job poll's reply with a pause over half a second in it is not one run
     assert decisive_poll([10.4], [10.42, 11.0, 11.9], written, shown) is None
-    assert decisive_poll([9.5, 12.5], received, written, shown) is None
+    assert decisive_poll([12.5], received, written, shown) is None
+    # a poll sent before the features were written, run once the server got to it
+    assert decisive_poll([9.0, 9.9], [9.02, 9.1, 10.3, 10.5, 10.9], written, 11.0) == 9.9
+    assert decisive_poll([9.0, 9.9], [9.02, 9.1, 10.6, 10.9], written, 11.0) is None
+
+
+def test_the_poll_wait_is_none_when_the_decisive_poll_was_sent_before_the_features():
+    assert poll_split(11.4, 10.0, 12.0) == pytest.approx((1.4, 0.6))
+    assert poll_split(9.9, 10.0, 11.0) == pytest.approx((0.0, 1.0))
+    assert poll_split(None, 10.0, 11.0) == (None, None)
 
 
 def test_a_script_run_ends_at_the_first_pause_in_the_server_s_messages():

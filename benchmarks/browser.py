@@ -414,12 +414,30 @@ def _median(runs: list[dict[str, object]], what: str) -> float:
     return statistics.median(float(x[what]) for x in runs)  # type: ignore[arg-type]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_side_options(ap: argparse.ArgumentParser) -> None:
+    """``--baseline`` (the other code's folder) and ``--only`` (one side)."""
     ap.add_argument("--baseline", type=Path, required=True,
                     help="a directory holding the baseline code (app.py, analytics/, ...)")
     ap.add_argument("--only", choices=("case", "baseline"), default=None,
                     help="measure one side only (profiling; no comparison)")
+
+
+def chosen_sides(a: argparse.Namespace) -> dict[str, Path]:
+    """Side name -> the folder of its code: this checkout and ``--baseline`` (or the one
+    ``--only`` names)."""
+    sides = {"case": ROOT, "baseline": a.baseline.resolve()}
+    return {a.only: sides[a.only]} if a.only else sides
+
+
+def launch(pw):
+    """Headless Chromium from ``/usr/bin/chromium`` (never downloaded)."""
+    return pw.chromium.launch(executable_path=CHROMIUM, args=[
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_side_options(ap)
     ap.add_argument("--patients", type=int, default=2000)
     ap.add_argument("--home", type=Path, default=None)
     ap.add_argument("--rounds", type=int, default=3)
@@ -462,13 +480,10 @@ def main() -> None:
     picks = choose_patients(listed, a.switches, a.ct_switches, a.first_session)
     from playwright.sync_api import sync_playwright
 
-    sides = {"case": ROOT, "baseline": a.baseline.resolve()}
-    if a.only:
-        sides = {a.only: sides[a.only]}
+    sides = chosen_sides(a)
     results: dict[str, list[dict[str, object]]] = {k: [] for k in sides}
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"])
+        browser = launch(pw)
         for r in range(a.rounds):
             order = list(sides) if r % 2 == 0 else list(reversed(sides))
             print(f"round {r + 1} of {a.rounds}", flush=True)

@@ -64,6 +64,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -71,7 +72,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.harness import format_seconds
+from benchmarks.harness import checkout, format_seconds
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -416,8 +417,11 @@ def _median(runs: list[dict[str, object]], what: str) -> float:
 
 def add_side_options(ap: argparse.ArgumentParser) -> None:
     """``--baseline`` (the other code's folder) and ``--only`` (one side)."""
-    ap.add_argument("--baseline", type=Path, required=True,
-                    help="a directory holding the baseline code (app.py, analytics/, ...)")
+    ap.add_argument("--baseline", default="HEAD",
+                    help="the baseline code: a folder holding it (app.py, analytics/, ...) "
+                         "or a git revision of this repository, exported with git archive "
+                         "(default HEAD: the committed code against this checkout, so "
+                         "`make bench` runs it without arguments)")
     ap.add_argument("--only", choices=("case", "baseline"), default=None,
                     help="measure one side only (profiling; no comparison)")
 
@@ -425,7 +429,10 @@ def add_side_options(ap: argparse.ArgumentParser) -> None:
 def chosen_sides(a: argparse.Namespace) -> dict[str, Path]:
     """Side name -> the folder of its code: this checkout and ``--baseline`` (or the one
     ``--only`` names)."""
-    sides = {"case": ROOT, "baseline": a.baseline.resolve()}
+    baseline = Path(a.baseline)
+    if not baseline.is_dir():  # a revision: its files, exported once per process
+        baseline = checkout(a.baseline, Path(tempfile.mkdtemp(prefix="hepatrack-baseline-")))
+    sides = {"case": ROOT, "baseline": baseline.resolve()}
     return {a.only: sides[a.only]} if a.only else sides
 
 

@@ -243,3 +243,14 @@ def checkout(rev: str, into: Path, repo: Path | str | None = None) -> Path:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(into, filter="data")
     return into
+
+
+def demo_home(into: Path, patients: int = 300) -> Path:
+    """A demo home built by ``hepatrack demo --patients N`` under ``into`` (the synthetic
+    cohort with its truth, ingested, featurised and a model trained): what a benchmark
+    that needs a home uses when none is named, so ``make bench`` runs it bare."""
+    home = into / "home"
+    subprocess.run([sys.executable, "-m", "analytics", "--home", str(home), "demo",
+                    "--patients", str(patients), "--json"], check=True, capture_output=True,
+                   cwd=Path(__file__).resolve().parents[1])
+    return home

@@ -32,6 +32,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,6 +59,7 @@ from analytics.store import open_store  # noqa: E402
 from analytics.synthetic.disease import MAX_STAGE, PORTAL_KNOTS  # noqa: E402
 from analytics.synthetic.fields import smoothstep  # noqa: E402
 from analytics.usecases.demo import SAMPLE_DIR  # noqa: E402
+from benchmarks.harness import demo_home  # noqa: E402
 
 #: the oracle's marker name in the frame
 ORACLE = "oracle"
@@ -189,7 +191,9 @@ def run(home: Path, cv: ModelSettings, spline: str | None = None) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--home", type=Path, required=True, help="a built demo home (read only)")
+    ap.add_argument("--home", type=Path, default=None,
+                    help="a built demo home (read only; default: a 300-patient one built "
+                         "first)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--penalizer", type=float, default=None,
@@ -202,7 +206,11 @@ def main() -> None:
     params = {} if a.penalizer is None else {"penalizer": a.penalizer}
     cv = ModelSettings(kind="cox", folds=a.folds, repeats=a.repeats, n_bootstrap=0,
                        params=params)
-    res = run(a.home, cv, a.spline)
+    if a.home is None:
+        with tempfile.TemporaryDirectory(prefix="hepatrack-bench-headroom-") as tmp:
+            res = run(demo_home(Path(tmp)), cv, a.spline)
+    else:
+        res = run(a.home, cv, a.spline)
     if a.json:
         print(json.dumps(res, indent=2))
         return

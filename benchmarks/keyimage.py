@@ -37,7 +37,7 @@ from analytics.config import load_settings  # noqa: E402
 from analytics.store import key_images, open_store  # noqa: E402
 from analytics.usecases.keyimage import load_key_image, png_bytes, render_slice  # noqa: E402
 from analytics.usecases.keyview import key_view  # noqa: E402
-from benchmarks.harness import compare  # noqa: E402
+from benchmarks.harness import compare, demo_home  # noqa: E402
 
 
 def render_path(store, settings, uid: str) -> bytes:
@@ -52,26 +52,28 @@ def _pixels(png: bytes) -> np.ndarray:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--home", type=Path, required=True,
-                    help="a home with imaging (copied first; never written)")
+    ap.add_argument("--home", type=Path, default=None,
+                    help="a home with imaging (copied first; never written; default: a "
+                         "300-patient demo home built first)")
     ap.add_argument("--series", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="hepatrack-bench-keyimage-") as tmp:
         home = Path(tmp) / "home"
-        shutil.copytree(a.home, home, ignore=shutil.ignore_patterns("*.lock"))
+        source = a.home or demo_home(Path(tmp) / "demo")
+        shutil.copytree(source, home, ignore=shutil.ignore_patterns("*.lock"))
         settings = load_settings(home)
         store = open_store(settings)
         key_images.forget(store)
         uids = key_images.newest_series(store, a.series)
         if not uids:
-            sys.exit(f"{a.home}: no complete CT or MR series to show")
+            sys.exit(f"{source}: no complete CT or MR series to show")
         for uid in uids:  # same picture first: stored view against the render path
             stored = key_view(store, settings, uid)
             again = key_view(store, settings, uid)
             assert again == stored, uid
             assert np.array_equal(_pixels(again.png), _pixels(render_path(store, settings, uid)))
-        print(f"{len(uids)} series of {a.home}, pictures checked equal; load "
+        print(f"{len(uids)} series of {source}, pictures checked equal; load "
               f"{os.getloadavg()[0]:.2f}", flush=True)
 
         def each(fn):

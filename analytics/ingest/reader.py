@@ -38,7 +38,7 @@ from analytics.errors import (
     LimitExceededError,
     UnsupportedError,
 )
-from analytics.ingest._worker import WorkerProcess
+from analytics.ingest._channel import WorkerProcess
 from analytics.ingest.clean_copy import CleanBudget, CleanCopy, CleanRequest
 from analytics.ingest.compact import describe, geometry_from, pixel_extent_problem
 from analytics.ingest.findings import LIMIT, MALFORMED, NOT_DICOM, TIMED_OUT, Rejection
@@ -307,7 +307,8 @@ class SafeParser:
 
     # -- parsing
     def _meta(self, op: str, total: int) -> dict:
-        return {"op": op, "total": total, "max_pixel_bytes": self.limits.max_pixel_bytes,
+        return {"op": op, "total": total, "max_file_bytes": self.limits.max_file_bytes,
+                "max_pixel_bytes": self.limits.max_pixel_bytes,
                 "max_inflated_bytes": self.limits.max_inflated_bytes}
 
     def _prepare(self, item: SourceItem | Rejection) -> _Job | ParsedInstance | Rejection:

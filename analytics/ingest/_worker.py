@@ -11,7 +11,8 @@ file bytes in the shared request file and each reply's blob in the shared reply 
 worker cannot run code in the parent. A request's blob over its ``max_file_bytes`` is
 refused before it is read.
 
-Ops:
+Every request's meta has ``op``, ``total`` (the file's size), ``max_file_bytes``,
+``max_pixel_bytes`` and ``max_inflated_bytes``. Ops:
 - ``parse``: blob = the file or a prefix of it. Reply ``{ok, kind, pixel, need_more, ...}``.
   Meta ``clean`` (``{secret, name}``, with the whole file) also asks for the de-identified
   copy of a file that will be stored as it is (an image that is neither quarantined nor
@@ -21,8 +22,8 @@ Ops:
 - ``decode``: blob = the whole file. Reply ``{ok, dtype, shape}`` + the pixel array bytes.
 - ``deidentify``: blob = the whole file; meta ``repair`` (None, or keyword -> value written
   first by ``repair.apply_repair``), ``deidentify`` (bool), ``secret`` (the site secret as
-  hex: it only goes to a child process, in the frame on its pipe) and ``name``. Reply ``{ok, changed}`` +
-  the bytes to store (none when ``changed`` is false: nothing was to be changed). The whole
+  hex, in the frame on the child's pipe) and ``name``. Reply ``{ok, changed}`` + the bytes
+  to store (none when ``changed`` is false: nothing was to be changed). The whole
   file is read here, elements after the pixel data included, so its parse and the
   de-identification walk run under the same memory and time limits as the header parse.
   Meta ``blank_regions`` (bool) then blanks an ultrasound file's pixels outside its image

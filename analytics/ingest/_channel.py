@@ -102,16 +102,17 @@ def read_request(inp: BinaryIO) -> tuple[dict, int]:
 
 
 def read_request_blob(fd: int, size: int, meta: dict) -> bytes:
-    """A request's blob from the request file, no longer than the request's per-file cap.
+    """A request's blob from the request file, no longer than the request's per-file cap
+    (times its files, for a request that carries several: ``meta["parts"]``).
 
     Raises
     ------
     LimitExceededError
-        ``size`` is over ``meta["max_file_bytes"]`` (nothing is read).
+        ``size`` is over that cap (nothing is read).
     ValueError
         The request file holds fewer than ``size`` bytes.
     """
-    cap = int(meta.get("max_file_bytes", 0))
+    cap = int(meta.get("max_file_bytes", 0)) * max(1, len(meta.get("parts") or ()))
     if size > cap:
         raise LimitExceededError(f"limit: request of {size} bytes, over the per-file cap of "
                                  f"{cap} bytes (max_file_bytes)")

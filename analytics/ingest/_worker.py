@@ -19,6 +19,10 @@ Every request's meta has ``op``, ``total`` (the file's size), ``max_file_bytes``
   missing identifiers, a SEG or an RTSTRUCT): the reply's ``clean`` is then the outcome of
   ``deidentify`` on the same bytes (``{ok, changed, clean}`` or its error reply) and the
   blob the bytes to store, so the file is sent and read in full only once.
+- ``parse_batch``: blob = the header prefixes of several files, one after another; meta
+  ``parts`` = ``[offset, length, file size]`` of each. Reply ``{ok, parts}``: the ``parse``
+  reply of each (no ``clean``), or its error reply. Each part is checked against
+  ``max_file_bytes``, the whole blob against ``max_file_bytes`` times the parts.
 - ``decode``: blob = the whole file. Reply ``{ok, dtype, shape}`` + the pixel array bytes.
 - ``deidentify``: blob = the whole file; meta ``repair`` (None, or keyword -> value written
   first by ``repair.apply_repair``), ``deidentify`` (bool), ``secret`` (the site secret as
@@ -119,6 +123,23 @@ def _parse_and_clean(meta: dict, blob: bytes, limits) -> tuple[dict, bytes]:
     return reply, data
 
 
+def _parse_batch(meta: dict, blob: bytes, limits) -> tuple[dict, bytes]:
+    """The ``parse`` reply of each file's header in ``meta["parts"]``, one by one; a
+    failure is that file's reply (as ``serve`` makes it for a request of its own)."""
+    cap, replies = int(meta["max_file_bytes"]), []
+    for at, length, total in meta["parts"]:
+        if not 0 <= length <= total <= cap or at < 0 or at + length > len(blob):
+            raise LimitExceededError(f"limit: a part of {length} bytes of a {total}-byte file "
+                                     f"is not within the request or the per-file cap of {cap} "
+                                     "bytes (max_file_bytes)")
+    for at, length, total in meta["parts"]:
+        try:
+            replies.append(_parse({"total": total}, blob[at:at + length], limits))
+        except (Exception, MemoryError, RecursionError) as e:
+            replies.append(_error_reply(e))
+    return {"ok": True, "parts": replies}, b""
+
+
 def _decode(meta: dict, blob: bytes, limits) -> tuple[dict, bytes]:
     header = parse_dicom(blob, limits, stop_before_pixels=False)
     arr = np.ascontiguousarray(header.dataset.pixel_array)
@@ -206,7 +227,8 @@ def serve(memory_bytes: int, request_fd: int, reply_fd: int) -> None:
             blob = read_request_blob(request_fd, size, meta)
             limits = IngestLimits(max_inflated_bytes=meta["max_inflated_bytes"],
                                   max_pixel_bytes=meta["max_pixel_bytes"])
-            op = {"decode": _decode, "deidentify": _deidentify}.get(meta.get("op"))
+            op = {"decode": _decode, "deidentify": _deidentify,
+                  "parse_batch": _parse_batch}.get(meta.get("op"))
             if op is not None:
                 reply, payload = op(meta, blob, limits)
             else:

@@ -25,6 +25,12 @@ def good() -> bytes:
     return to_bytes(ct_series(hu_phantom((1, 32, 32)))[0])
 
 
+@pytest.fixture(scope="module")
+def deadly() -> bytes:
+    """A good file with a marker the tests kill the worker on."""
+    return to_bytes(ct_series(hu_phantom((1, 32, 32)), patient_id="DIES-HERE")[0])
+
+
 def _meta(limits, total: int, **extra) -> dict:
     return {"op": "parse", "total": total, "max_file_bytes": limits.max_file_bytes,
             "max_pixel_bytes": limits.max_pixel_bytes,
@@ -114,25 +120,39 @@ def test_the_worker_writes_replies_under_its_memory_limit(worker, limits):
     assert size == space == [str(limits.parse_memory_bytes)] * 2
 
 
-def test_a_worker_killed_mid_file_names_that_file_and_the_next_file_is_parsed(
-        limits, good, monkeypatch):
+def _die_on(monkeypatch, marker: bytes) -> list[tuple[str, int]]:
+    """Make a worker die as soon as it has a request that carries ``marker``; returns the
+    (op, pid) of every request sent."""
     sent = []
     real_send = WorkerProcess.send
 
     def send_then_die(self, meta, blob, deadline):
+        doomed = marker in bytes(blob)
+        if doomed:  # stopped first, so it cannot answer before it dies
+            os.kill(self.proc.pid, signal.SIGSTOP)
         real_send(self, meta, blob, deadline)
-        sent.append(self.proc.pid)
-        if len(sent) == 1:  # the request is in the worker's hands: it dies on it
+        sent.append((meta["op"], self.proc.pid))
+        if doomed:  # the request is in the worker's hands: it dies on it
             os.kill(self.proc.pid, signal.SIGKILL)
 
     monkeypatch.setattr(WorkerProcess, "send", send_then_die)
+    return sent
+
+
+def test_a_worker_killed_mid_file_names_that_file_and_the_next_file_is_parsed(
+        limits, good, deadly, monkeypatch):
+    sent = _die_on(monkeypatch, b"DIES-HERE")
     with SafeParser(limits) as p:
-        results = list(p.parse_many([item("a.dcm", good), item("b.dcm", good)]))
-    assert isinstance(results[0], Rejection) and results[0].file == "a.dcm"
-    assert results[0].reason == ("malformed file: the parser process died (killed by "
-                                 "SIGKILL) while reading it")
-    assert isinstance(results[1], ParsedInstance) and results[1].name == "b.dcm"
-    assert sent[1] != sent[0]  # b.dcm went to the replacement
+        results = list(p.parse_many([item("a.dcm", deadly), item("b.dcm", good)]))
+    by_name = {r.file if isinstance(r, Rejection) else r.name: r for r in results}
+    assert sorted(by_name) == ["a.dcm", "b.dcm"]
+    assert isinstance(by_name["a.dcm"], Rejection)
+    assert by_name["a.dcm"].reason == ("malformed file: the parser process died (killed by "
+                                       "SIGKILL) while reading it")
+    assert isinstance(by_name["b.dcm"], ParsedInstance)
+    # both headers went in one request; when it died, each file went again alone
+    assert [op for op, _ in sent] == ["parse_batch", "parse", "parse"]
+    assert sent[1][1] != sent[0][1]  # a new worker after the death
 
 
 def test_a_large_reply_comes_back_whole_and_its_shared_file_is_emptied(
@@ -154,22 +174,14 @@ def test_a_large_reply_comes_back_whole_and_its_shared_file_is_emptied(
 
 
 def test_no_descriptor_or_shared_file_is_left_after_deaths_timeouts_and_close(
-        limits, good, monkeypatch):
+        limits, good, deadly, monkeypatch):
     before = sorted(_own_descriptors())
-    kills = []
-    real_send = WorkerProcess.send
-
-    def send_then_die(self, meta, blob, deadline):
-        real_send(self, meta, blob, deadline)
-        if meta.get("op") == "parse" and not kills:
-            kills.append(self.proc.pid)
-            os.kill(self.proc.pid, signal.SIGKILL)
-
     with SafeParser(limits, workers=2) as p:
         with monkeypatch.context() as m:
-            m.setattr(WorkerProcess, "send", send_then_die)
-            got = list(p.parse_many([item(f"{n}.dcm", good) for n in range(4)]))
-        assert sum(isinstance(r, Rejection) for r in got) == 1
+            _die_on(m, b"DIES-HERE")
+            files = [item(f"{n}.dcm", deadly if n == 5 else good) for n in range(12)]
+            got = list(p.parse_many(files))
+        assert [r.file for r in got if isinstance(r, Rejection)] == ["5.dcm"]
         os.kill(p._workers[0].proc.pid, signal.SIGKILL)
         p._workers[0].proc.wait()
         with pytest.raises(InvalidDicomError, match=r"^dead\.dcm: malformed file: the "):
@@ -181,6 +193,6 @@ def test_no_descriptor_or_shared_file_is_left_after_deaths_timeouts_and_close(
         next(gen)
         gen.close()  # abandoned mid-batch: the busy workers are replaced
         assert isinstance(p.parse(item("last.dcm", good)), ParsedInstance)
-    after = sorted(_own_descriptors())
-    assert after == before
-    assert not [d for d in after if d.startswith("/memfd:hepatrack")]
+        shared = [d for d in _own_descriptors() if d.startswith("/memfd:hepatrack")]
+        assert len(shared) == len([d for d in before if d.startswith("/memfd:hepatrack")]) + 4
+    assert sorted(_own_descriptors()) == before  # two files a worker, none left behind

@@ -16,7 +16,7 @@ warm pool and every ingest's own pool), then with one worker when that differs:
 Targets: parse + assembly >= 250 MB/s on one core, de-identified writes excluded (issue 3);
 the read path (figure 3) >= 1.2x SimpleITK in wall time with the product's pool.
 The load average is printed with the figures.
-Run: ``.venv/bin/python benchmarks/ingest.py [--slices N]``.
+Run: ``.venv/bin/python benchmarks/ingest.py [--slices N] [--repeat N] [--volume-only]``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,16 @@ def cpu_seconds(worker_pids: list[int]) -> float:
     return total
 
 
+def sitk_read(folder: Path, slices: int) -> None:
+    """The baseline: SimpleITK's ImageSeriesReader builds the series' volume."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
+    img = reader.Execute()
+    assert img.GetSize() == (512, 512, slices)
+
+
 def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
@@ -117,6 +128,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slices", type=int, default=200)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--volume-only", action="store_true",
+                    help="only figure 3 (the read path against SimpleITK), product pool only")
     args = ap.parse_args()
 
     from analytics.config import IngestLimits
@@ -134,7 +147,7 @@ def main() -> None:
         print(f"series: {args.slices} slices of 512x512 int16, {total / 1e6:.1f} MB "
               f"uncompressed; load {load()}")
         product = pool_size()
-        for workers in sorted({1, product}, reverse=True):
+        for workers in sorted({product} if args.volume_only else {1, product}, reverse=True):
             label = (f"{workers} worker{'s' * (workers > 1)}"
                      + (" (the product's pool_size())" if workers == product else ""))
             run_pool(limits, workers, label, root, folder, archive, total, args)
@@ -143,8 +156,6 @@ def main() -> None:
 def run_pool(limits, workers: int, label: str, root: Path, folder: Path, archive: Path,
              total: int, args) -> None:
     """Every figure with a pool of ``workers`` parse workers."""
-    import SimpleITK as sitk
-
     from analytics.config import load_settings
     from analytics.ingest.pipeline import ingest_sources
     from analytics.ingest.reader import ParsedInstance, SafeParser
@@ -180,13 +191,11 @@ def run_pool(limits, workers: int, label: str, root: Path, folder: Path, archive
             vol = build_volume(parsed(folder), limits, parser)
             assert vol.shape == (args.slices, 512, 512)
 
-        def sitk_volume() -> None:
-            reader = sitk.ImageSeriesReader()
-            reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(folder)))
-            img = reader.Execute()
-            assert img.GetSize() == (512, 512, args.slices)
-
+        sitk_volume = partial(sitk_read, folder, args.slices)
         parse_assemble(folder)  # warm-up: the pool's first batch
+        if args.volume_only:
+            volume_figures(parser, label, folder, parse_volume, sitk_volume, r, units)
+            return
         pids = [w.proc.pid for w in parser._workers]
         before, wall = cpu_seconds(pids), time.perf_counter()
         for _ in range(r):

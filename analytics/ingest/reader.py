@@ -50,7 +50,7 @@ from analytics.ingest.sources import SourceItem
 HEADER_PREFIX_BYTES = 256 * 1024
 #: header requests one worker request carries (a batch without de-identified copies):
 #: fewer hand-offs between this process and the workers, each a wait for the scheduler
-GROUP_FILES = 8
+GROUP_FILES = 16
 
 
 def _prefix_end(data: bytes) -> int:

@@ -13,8 +13,10 @@ Why: a 525 KB CT slice pushed through a 64 KiB pipe costs about eight writes, ei
 and as many wake-ups of the other process, each way; a shared file costs one ``pwrite``
 and one ``pread``.
 
-Bounds: the worker holds the request file through a read-only descriptor and reads
-exactly the declared length, after checking it against the request's ``max_file_bytes``
+Bounds: the worker holds the request file through a read-only descriptor (a worker
+that reopened it for writing through /proc would change nothing the parent uses: the
+parent never reads the request file back, it keeps its own copy) and reads exactly the
+declared length, after checking it against the request's ``max_file_bytes``
 (:func:`read_request_blob`); it writes replies under RLIMIT_FSIZE (its memory limit). The
 parent reads a reply with ``pread``, never maps it (a worker that truncates the file cannot
 fault the parent), and takes a blob longer than the file or cut short for a dead worker.

@@ -17,7 +17,7 @@ import pytest
 
 from analytics.cli import COMMAND_MODULES, build_parser, load_handler
 from analytics.config import IngestLimits
-from analytics.ingest.reader import ParsedInstance, SafeParser
+from analytics.ingest.reader import GROUP_FILES, ParsedInstance, SafeParser
 from analytics.ingest.sources import SourceItem
 from tests.realdata import nifti_ct_as_dicom
 
@@ -81,13 +81,27 @@ def test_parse_pool_starts_one_worker_for_one_file(real_slices) -> None:
 
 
 def test_parse_pool_grows_to_its_size_for_many_files(real_slices) -> None:
+    # one worker takes a group of headers; the second starts for the files past it
+    names = [f"{n}.dcm" for n in range(GROUP_FILES + 2)]
+    parser = SafeParser(IngestLimits(), workers=2)
+    try:
+        items = [SourceItem.from_bytes(name, real_slices[n % len(real_slices)][1])
+                 for n, name in enumerate(names)]
+        got = list(parser.parse_many(items))
+        assert sorted(p.name for p in got) == sorted(names)
+        assert all(isinstance(p, ParsedInstance) for p in got)
+        assert len(parser._workers) == 2
+    finally:
+        parser.close()
+
+
+def test_a_group_of_headers_starts_one_worker(real_slices) -> None:
     parser = SafeParser(IngestLimits(), workers=2)
     try:
         items = [SourceItem.from_bytes(n, d) for n, d in real_slices[:6]]
         got = list(parser.parse_many(items))
         assert sorted(p.name for p in got) == sorted(n for n, _ in real_slices[:6])
-        assert all(isinstance(p, ParsedInstance) for p in got)
-        assert len(parser._workers) == 2
+        assert len(parser._workers) == 1  # six headers: no second worker to start
     finally:
         parser.close()
 

@@ -1,25 +1,33 @@
 """Parse worker: a separate process that parses untrusted DICOM under memory limits.
 
-:class:`WorkerProcess` is the parent's handle on one such process;
-``analytics.ingest.reader.SafeParser`` keeps a small pool of them.
+:class:`~analytics.ingest._channel.WorkerProcess` is the parent's handle on one such
+process; ``analytics.ingest.reader.SafeParser`` keeps a small pool of them.
 
-Run as ``python -m analytics.ingest._worker MEMORY_BYTES``. It sets
-RLIMIT_AS to MEMORY_BYTES, then serves requests on stdin/stdout. A frame is a 4-byte
-big-endian JSON length, the JSON, an 8-byte big-endian blob length and the blob. Replies
-are plain JSON (never pickle), so a compromised worker cannot run code in the parent.
+Run as ``python -m analytics.ingest._worker MEMORY_BYTES REQUEST_FD REPLY_FD``. It sets
+RLIMIT_AS (and RLIMIT_FSIZE, which bounds what it writes to the reply file) to
+MEMORY_BYTES, then serves requests on stdin/stdout: frames on the pipes, each request's
+file bytes in the shared request file and each reply's blob in the shared reply file
+(:mod:`analytics.ingest._channel`). Replies are plain JSON (never pickle), so a compromised
+worker cannot run code in the parent. A request's blob over its ``max_file_bytes`` is
+refused before it is read.
 
-Ops:
+Every request's meta has ``op``, ``total`` (the file's size), ``max_file_bytes``,
+``max_pixel_bytes`` and ``max_inflated_bytes``. Ops:
 - ``parse``: blob = the file or a prefix of it. Reply ``{ok, kind, pixel, need_more, ...}``.
   Meta ``clean`` (``{secret, name}``, with the whole file) also asks for the de-identified
   copy of a file that will be stored as it is (an image that is neither quarantined nor
   missing identifiers, a SEG or an RTSTRUCT): the reply's ``clean`` is then the outcome of
   ``deidentify`` on the same bytes (``{ok, changed, clean}`` or its error reply) and the
-  blob the bytes to store, so the file crosses the pipe and is read in full only once.
+  blob the bytes to store, so the file is sent and read in full only once.
+- ``parse_batch``: blob = the header prefixes of several files, one after another; meta
+  ``parts`` = ``[offset, length, file size]`` of each. Reply ``{ok, parts}``: the ``parse``
+  reply of each (no ``clean``), or its error reply. Each part is checked against
+  ``max_file_bytes``, the whole blob against ``max_file_bytes`` times the parts.
 - ``decode``: blob = the whole file. Reply ``{ok, dtype, shape}`` + the pixel array bytes.
 - ``deidentify``: blob = the whole file; meta ``repair`` (None, or keyword -> value written
   first by ``repair.apply_repair``), ``deidentify`` (bool), ``secret`` (the site secret as
-  hex: it only crosses a pipe to a child process) and ``name``. Reply ``{ok, changed}`` +
-  the bytes to store (none when ``changed`` is false: nothing was to be changed). The whole
+  hex, in the frame on the child's pipe) and ``name``. Reply ``{ok, changed}`` + the bytes
+  to store (none when ``changed`` is false: nothing was to be changed). The whole
   file is read here, elements after the pixel data included, so its parse and the
   de-identification walk run under the same memory and time limits as the header parse.
   Meta ``blank_regions`` (bool) then blanks an ultrasound file's pixels outside its image
@@ -28,24 +36,17 @@ Ops:
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import resource
-import select
-import struct
-import subprocess
 import sys
-import time
 import warnings
-from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 import pydicom.pixels  # noqa: F401  (the decoders, loaded before the memory limit)
 
 from analytics.config import IngestLimits
-from analytics.errors import HepaTrackError, IngestError, LimitExceededError, UnsupportedError
+from analytics.errors import HepaTrackError, LimitExceededError, UnsupportedError
+from analytics.ingest._channel import read_request, read_request_blob, write_reply
 from analytics.ingest.compact import describe, needs_repair
 from analytics.ingest.deid import Deidentifier
 from analytics.ingest.header import (
@@ -58,114 +59,6 @@ from analytics.ingest.header import (
 )
 from analytics.ingest.repair import Repair, apply_repair
 from analytics.ingest.ultrasound import blank_bytes
-
-_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
-_HEAD = struct.Struct(">I")
-_BLOB = struct.Struct(">Q")
-
-
-def write_frame(out: BinaryIO, meta: dict, blob: bytes | memoryview = b"") -> None:
-    payload = json.dumps(meta).encode()
-    out.write(_HEAD.pack(len(payload)) + payload + _BLOB.pack(len(blob)))
-    if blob:
-        out.write(blob)
-    out.flush()
-
-
-def _read_exact(inp: BinaryIO, n: int) -> bytes:
-    buf = inp.read(n)
-    if buf is None or len(buf) != n:
-        raise EOFError("request stream closed")
-    return buf
-
-
-def read_frame(inp: BinaryIO) -> tuple[dict, bytes]:
-    (n,) = _HEAD.unpack(_read_exact(inp, _HEAD.size))
-    meta = json.loads(_read_exact(inp, n))
-    (m,) = _BLOB.unpack(_read_exact(inp, _BLOB.size))
-    return meta, _read_exact(inp, m) if m else b""
-
-
-class WorkerProcess:
-    """One worker process and its pipes (the parent's side of the protocol)."""
-
-    def __init__(self, memory_bytes: int) -> None:
-        env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-                   MKL_NUM_THREADS="1", PYTHONDONTWRITEBYTECODE="1")
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_ROOT, env.get("PYTHONPATH"))
-                                            if p)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "analytics.ingest._worker", str(memory_bytes)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=env, close_fds=True)
-        self.started = False
-
-    @property
-    def out_fd(self) -> int:
-        return self.proc.stdout.fileno()  # type: ignore[union-attr]
-
-    def send(self, meta: dict, blob: bytes | memoryview, deadline: float) -> None:
-        payload = json.dumps(meta).encode()
-        frame = (_HEAD.pack(len(payload)) + payload + _BLOB.pack(len(blob)))
-        fd = self.proc.stdin.fileno()  # type: ignore[union-attr]
-        for part in (frame, blob):
-            view = memoryview(part)
-            while view:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise TimeoutError
-                _, writable, _ = select.select([], [fd], [], remaining)
-                if writable:
-                    n = os.write(fd, view[:1 << 20])
-                    view = view[n:]
-
-    def _recv_exact(self, n: int, deadline: float) -> bytes:
-        chunks, got = [], 0
-        while got < n:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError
-            readable, _, _ = select.select([self.out_fd], [], [], remaining)
-            if not readable:
-                continue
-            chunk = os.read(self.out_fd, min(n - got, 1 << 22))
-            if not chunk:
-                raise EOFError("worker exited")
-            chunks.append(chunk)
-            got += len(chunk)
-        return b"".join(chunks)
-
-    def recv(self, deadline: float) -> tuple[dict, bytes]:
-        (n,) = _HEAD.unpack(self._recv_exact(_HEAD.size, deadline))
-        meta = json.loads(self._recv_exact(n, deadline))
-        (m,) = _BLOB.unpack(self._recv_exact(_BLOB.size, deadline))
-        return meta, self._recv_exact(m, deadline) if m else b""
-
-    def wait_ready(self, timeout: float) -> None:
-        meta, _ = self.recv(time.monotonic() + timeout)
-        if not meta.get("ready"):
-            raise IngestError("parse worker did not start")
-        self.started = True
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for stream in (self.proc.stdin, self.proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-
-    def describe_death(self) -> str:
-        code = self.proc.poll()
-        if code is not None and code < 0:
-            import signal
-
-            try:
-                return f"killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"killed by signal {-code}"
-        return f"exit code {code}"
 
 
 def _parse(meta: dict, blob: bytes, limits) -> dict:
@@ -230,7 +123,24 @@ def _parse_and_clean(meta: dict, blob: bytes, limits) -> tuple[dict, bytes]:
     return reply, data
 
 
-def _decode(blob: bytes, limits) -> tuple[dict, bytes]:
+def _parse_batch(meta: dict, blob: bytes, limits) -> tuple[dict, bytes]:
+    """The ``parse`` reply of each file's header in ``meta["parts"]``, one by one; a
+    failure is that file's reply (as ``serve`` makes it for a request of its own)."""
+    cap, replies = int(meta["max_file_bytes"]), []
+    for at, length, total in meta["parts"]:
+        if not 0 <= length <= total <= cap or at < 0 or at + length > len(blob):
+            raise LimitExceededError(f"limit: a part of {length} bytes of a {total}-byte file "
+                                     f"is not within the request or the per-file cap of {cap} "
+                                     "bytes (max_file_bytes)")
+    for at, length, total in meta["parts"]:
+        try:
+            replies.append(_parse({"total": total}, blob[at:at + length], limits))
+        except (Exception, MemoryError, RecursionError) as e:
+            replies.append(_error_reply(e))
+    return {"ok": True, "parts": replies}, b""
+
+
+def _decode(meta: dict, blob: bytes, limits) -> tuple[dict, bytes]:
     header = parse_dicom(blob, limits, stop_before_pixels=False)
     arr = np.ascontiguousarray(header.dataset.pixel_array)
     return {"ok": True, "dtype": arr.dtype.str, "shape": list(arr.shape)}, arr.tobytes()
@@ -296,40 +206,38 @@ def _error_reply(e: BaseException) -> dict:
     return {"ok": False, "category": "malformed", "reason": text}
 
 
-def serve(memory_bytes: int) -> None:
+def serve(memory_bytes: int, request_fd: int, reply_fd: int) -> None:
     # everything a request needs is imported at the top, before the memory limit applies
     warnings.simplefilter("ignore")
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if memory_bytes > 0:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (memory_bytes, memory_bytes))
     inp = sys.stdin.buffer
     out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     sys.stdout = sys.stderr  # nothing a library prints may corrupt the reply stream
-    write_frame(out, {"ready": True})
+    write_reply(out, reply_fd, {"ready": True})
     while True:
         try:
-            meta, blob = read_frame(inp)
+            meta, size = read_request(inp)
         except EOFError:
             return
+        blob = b""
         try:
+            blob = read_request_blob(request_fd, size, meta)
             limits = IngestLimits(max_inflated_bytes=meta["max_inflated_bytes"],
                                   max_pixel_bytes=meta["max_pixel_bytes"])
-            if meta.get("op") == "decode":
-                reply, payload = _decode(blob, limits)
-                del blob
-                write_frame(out, reply, payload)
-                continue
-            if meta.get("op") == "deidentify":
-                reply, payload = _deidentify(meta, blob, limits)
-                del blob
-                write_frame(out, reply, payload)
-                continue
-            reply, payload = _parse_and_clean(meta, blob, limits)
+            op = {"decode": _decode, "deidentify": _deidentify,
+                  "parse_batch": _parse_batch}.get(meta.get("op"))
+            if op is not None:
+                reply, payload = op(meta, blob, limits)
+            else:
+                reply, payload = _parse_and_clean(meta, blob, limits)
         except (Exception, MemoryError, RecursionError) as e:
             reply, payload = _error_reply(e), b""
         del blob
-        write_frame(out, reply, payload)
+        write_reply(out, reply_fd, reply, payload)
 
 
 if __name__ == "__main__":
-    serve(int(sys.argv[1]))
+    serve(*(int(arg) for arg in sys.argv[1:4]))

@@ -7,6 +7,12 @@ and the file is reported, the batch goes on. The worker answers with a compact h
 :class:`pydicom.Dataset` is parsed in-process only when asked for, from bytes the worker
 already vetted. Pixel values are not read here.
 
+Without de-identified copies to make, the headers of up to ``GROUP_FILES`` files go to a
+worker in one request (op ``parse_batch``): one hand-off between the processes per group
+instead of per file. A group whose worker dies or runs past ``parse_timeout_s`` blames no
+file: each is sent again alone, under its own limits, so the one that kills a worker is
+named and the others are parsed.
+
 Whatever reads a whole file (pixels and the elements after them) also runs in a worker,
 one request at a time: :meth:`SafeParser.decode` for compressed pixel data and
 :meth:`SafeParser.deidentify` for the identifier repair and de-identification of ingest.
@@ -18,17 +24,12 @@ magic, executable code in the 128-byte preamble (CVE-2019-11687: the preamble is
 
 from __future__ import annotations
 
-import hashlib
 import select
 import time
-import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import numpy as np
-import pydicom
-from pydicom.uid import DeflatedExplicitVRLittleEndian
 
 from analytics.config import IngestLimits
 from analytics.errors import (
@@ -38,166 +39,18 @@ from analytics.errors import (
     LimitExceededError,
     UnsupportedError,
 )
-from analytics.ingest._worker import WorkerProcess
+from analytics.ingest._channel import WorkerProcess
 from analytics.ingest.clean_copy import CleanBudget, CleanCopy, CleanRequest
-from analytics.ingest.compact import describe, geometry_from, pixel_extent_problem
 from analytics.ingest.findings import LIMIT, MALFORMED, NOT_DICOM, TIMED_OUT, Rejection
-from analytics.ingest.geometry import FrameGeometry, frame_geometry
-from analytics.ingest.header import (
-    PixelElement,
-    classify,
-    has_dicm,
-    parse_dicom,
-    sniff,
-)
+from analytics.ingest.header import has_dicm, sniff
+from analytics.ingest.parsed import ParsedInstance, instance_from_info, parse_trusted
+from analytics.ingest.prechecks import nifti_magic, zero_preamble
 from analytics.ingest.sources import SourceItem
 
-Kind = Literal["image", "ultrasound", "seg", "rtstruct", "nifti", "other"]
 HEADER_PREFIX_BYTES = 256 * 1024
-
-
-@dataclass
-class ParsedInstance:
-    """One accepted file: its bytes, identifiers and compact header; no pixel values read.
-
-    ``data`` is the file as it will be stored: the preamble is already zeroed if it held
-    anything. ``info`` is the compact header (:mod:`analytics.ingest.compact`); ``header``
-    is the full dataset up to the pixel data, parsed on first use. ``pixel`` says where
-    the pixel data lies in ``data`` (or in the inflated body for the deflated transfer
-    syntax). ``pixel_problem`` is set when the pixel data is truncated or malformed: such
-    an instance is invalid and its series is not scored.
-    """
-
-    name: str
-    data: bytes
-    sop_class_uid: str | None
-    sop_instance_uid: str | None
-    series_uid: str | None
-    study_uid: str | None
-    patient_id: str | None
-    modality: str | None
-    kind: Kind
-    transfer_syntax_uid: str | None
-    notes: list[str] = field(default_factory=list)
-    pixel: PixelElement | None = None
-    pixel_problem: str | None = None
-    frame_of_reference_uid: str | None = None
-    instance_number: int | None = None
-    n_frames: int = 1
-    info: dict = field(default_factory=dict, repr=False)
-    clean: CleanCopy | None = field(default=None, repr=False)
-    _header: pydicom.Dataset | None = field(default=None, repr=False)
-    _sha256: str | None = field(default=None, repr=False)
-    _limits: IngestLimits | None = field(default=None, repr=False)
-    _geometry: list[FrameGeometry] | None = field(default=None, repr=False)
-
-    @property
-    def size(self) -> int:
-        return len(self.data)
-
-    @property
-    def sha256(self) -> str:
-        """SHA-256 of ``data`` (hex), computed once on first use."""
-        if self._sha256 is None:
-            self._sha256 = hashlib.sha256(self.data).hexdigest()
-        return self._sha256
-
-    @property
-    def header(self) -> pydicom.Dataset:
-        """The dataset up to the pixel data (parsed in-process on first use: the worker
-        already vetted these bytes)."""
-        if self._header is None:
-            self._header = (parse_dicom(self.data, self._limits or IngestLimits()).dataset
-                            if self.kind != "nifti" else pydicom.Dataset())
-        return self._header
-
-    @property
-    def geometry(self) -> list[FrameGeometry]:
-        """Per-frame geometry and rescale of an image (from the compact header).
-
-        Raises
-        ------
-        InvalidDicomError
-            Missing or invalid geometry attributes, named with their tag.
-        """
-        if self._geometry is None:
-            self._geometry = (geometry_from(self.info) if self.info.get("geometry")
-                              else frame_geometry(self.header))
-        return self._geometry
-
-
-# --------------------------------------------------------------------------- parent checks
-def preamble_threat(data: bytes) -> str | None:
-    """Name of the executable format in the 128-byte preamble (CVE-2019-11687), if any."""
-    pre = data[:128]
-    if pre[:2] == b"MZ":
-        return "PE"
-    if pre[:4] == b"\x7fELF":
-        return "ELF"
-    if pre[:4] in (b"\xfe\xed\xfa\xce", b"\xfe\xed\xfa\xcf", b"\xce\xfa\xed\xfe",
-                   b"\xcf\xfa\xed\xfe", b"\xca\xfe\xba\xbe"):
-        return "Mach-O"
-    if pre[:2] == b"#!":
-        return "script"
-    return None
-
-
-def zero_preamble(data: bytes) -> tuple[bytes, str | None]:
-    """``data`` with 128 zero bytes as preamble, and a note if anything was there."""
-    if len(data) < 132 or not any(data[:128]):
-        return data, None
-    threat = preamble_threat(data)
-    note = (f"preamble zeroed ({threat} header: CVE-2019-11687 polyglot)" if threat
-            else "preamble zeroed (non-zero bytes)")
-    return b"\0" * 128 + data[128:], note
-
-
-def nifti_magic(data: bytes, limits: IngestLimits) -> bool:
-    """True for a NIfTI-1/2 file, plain or gzip-compressed (only the header is inflated)."""
-    head = data[:600]
-    if head[:2] == b"\x1f\x8b":
-        try:
-            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data[:65536], 600)
-        except Exception:  # not gzip after all: not NIfTI either
-            return False
-    return head[344:348] in (b"n+1\0", b"ni1\0") or head[4:8] in (b"n+2\0", b"ni2\0")
-
-
-def _instance(name: str, data: bytes, info: dict, notes: list[str], limits: IngestLimits,
-              header: pydicom.Dataset | None = None) -> ParsedInstance:
-    """A ParsedInstance from a compact header; checks the pixel data's extent in ``data``."""
-    pixel_problem = None
-    if info["kind"] in ("image", "ultrasound", "seg"):
-        body: bytes | memoryview = data
-        if info["transfer_syntax_uid"] == DeflatedExplicitVRLittleEndian:
-            body = parse_dicom(data, limits).body
-        pixel_problem = pixel_extent_problem(info, body)
-    pix = info.get("pixel")
-    return ParsedInstance(
-        name=name, data=data, sop_class_uid=info["sop_class_uid"],
-        sop_instance_uid=info["sop_instance_uid"], series_uid=info["series_uid"],
-        study_uid=info["study_uid"], patient_id=info["patient_id"], modality=info["modality"],
-        kind=info["kind"], transfer_syntax_uid=info["transfer_syntax_uid"], notes=notes,
-        pixel=PixelElement(*pix) if pix else None, pixel_problem=pixel_problem,
-        frame_of_reference_uid=info["frame_of_reference_uid"],
-        instance_number=info["instance_number"],
-        n_frames=info["frames"] if info["has_frames_tag"] else 1, info=info, _header=header,
-        _limits=limits)
-
-
-def parse_trusted(name: str, data: bytes, limits: IngestLimits | None = None,
-                  kind: Kind | None = None) -> ParsedInstance:
-    """Parse a file HepaTrack stored itself (already vetted) in-process, header only.
-
-    Raises
-    ------
-    InvalidDicomError
-        If the file is not DICOM.
-    """
-    limits = limits or IngestLimits()
-    header = parse_dicom(data, limits)
-    info = describe(header, kind or classify(header.dataset))
-    return _instance(name, data, info, [], limits, header.dataset)
+#: header requests one worker request carries (a batch without de-identified copies):
+#: fewer hand-offs between this process and the workers, each a wait for the scheduler
+GROUP_FILES = 16
 
 
 def _prefix_end(data: bytes) -> int:
@@ -219,6 +72,20 @@ class _Job:
     deadline: float
     full_sent: bool
     clean: dict | None = None  # the parse request's ``clean`` meta, while it asks for one
+    alone: bool = False  # sent in a request of its own (its group failed, or it needs more)
+    full_next: bool = False  # its next request carries the whole file
+
+
+@dataclass
+class _Group:
+    """Header requests of several files sent to one worker in one request (``parse_batch``).
+
+    If the worker dies, runs past ``parse_timeout_s`` for the group or does not answer for
+    every file, no file is blamed: each is sent again alone, under its own limits.
+    """
+
+    jobs: list[_Job]
+    deadline: float = 0.0
 
 
 class SafeParser:
@@ -307,7 +174,8 @@ class SafeParser:
 
     # -- parsing
     def _meta(self, op: str, total: int) -> dict:
-        return {"op": op, "total": total, "max_pixel_bytes": self.limits.max_pixel_bytes,
+        return {"op": op, "total": total, "max_file_bytes": self.limits.max_file_bytes,
+                "max_pixel_bytes": self.limits.max_pixel_bytes,
                 "max_inflated_bytes": self.limits.max_inflated_bytes}
 
     def _prepare(self, item: SourceItem | Rejection) -> _Job | ParsedInstance | Rejection:
@@ -357,7 +225,8 @@ class SafeParser:
             return Rejection(job.item.name, reply.get("reason", "malformed file"),
                              reply.get("category", MALFORMED))
         try:
-            inst = _instance(job.item.name, job.data, reply["info"], job.notes, self.limits)
+            inst = instance_from_info(job.item.name, job.data, reply["info"], job.notes,
+                                      self.limits)
         except HepaTrackError as e:
             return Rejection(job.item.name, str(e), MALFORMED)
         outcome = reply.get("clean")
@@ -445,7 +314,16 @@ class SafeParser:
                     self._workers.append(self._spawn())
                     idle.append(len(self._workers) - 1)
                 slot = idle.pop()
-                failed = self._dispatch(slot, ask(prepared), full=False)
+                group = (self._group(prepared, take, ahead, done)
+                         if clean is None and not prepared.alone else None)
+                if group is not None and len(group.jobs) > 1:
+                    if self._dispatch_group(slot, group):
+                        busy[slot] = group
+                    else:
+                        idle.append(slot)
+                        requeue(group)
+                    continue
+                failed = self._dispatch(slot, ask(prepared), full=prepared.full_next)
                 if failed is None:
                     busy[slot] = prepared
                 else:
@@ -453,8 +331,13 @@ class SafeParser:
                     done.append(failed)
             return done
 
+        def requeue(group: _Group) -> None:
+            for job in group.jobs:
+                job.alone = True
+                ahead.append(job)
+
         try:
-            for res in self._drive(busy, fill, idle, prefetch):
+            for res in self._drive(busy, fill, idle, prefetch, requeue):
                 yield budget.settle(res)
         finally:
             # Abandoned mid-batch: replies still owed would desynchronise the next request.
@@ -463,8 +346,8 @@ class SafeParser:
                 self._workers[slot] = self._spawn()
             busy.clear()
 
-    def _drive(self, busy: dict[int, _Job], fill, idle: list[int], prefetch
-               ) -> Iterator[ParsedInstance | Rejection]:
+    def _drive(self, busy: dict[int, _Job | _Group], fill, idle: list[int], prefetch,
+               requeue) -> Iterator[ParsedInstance | Rejection]:
         yield from fill()
         while busy:
             prefetch()
@@ -477,6 +360,13 @@ class SafeParser:
                 if fd not in readable and now < job.deadline:
                     continue
                 del busy[slot]
+                if isinstance(job, _Group):
+                    idle.append(slot)
+                    finished = self._settle_group(slot, job, requeue)
+                    immediate = fill()
+                    yield from finished
+                    yield from immediate
+                    continue
                 reply, blob, died = self._collect(slot, job)
                 full = True  # the worker asked for the whole file
                 if died and job.clean is not None:
@@ -494,6 +384,72 @@ class SafeParser:
                        else self._finish(job, reply, blob))
                 yield from immediate
             yield from fill()
+
+    @staticmethod
+    def _group(first: _Job, take, ahead: list, done: list) -> _Group:
+        """``first`` and up to ``GROUP_FILES - 1`` more files to parse (their header
+        only) in one request; what needs no worker goes to ``done``."""
+        jobs = [first]
+        while len(jobs) < GROUP_FILES:
+            prepared = take()
+            if prepared is None:
+                break
+            if not isinstance(prepared, _Job):
+                done.append(prepared)
+            elif prepared.alone:
+                ahead.append(prepared)
+                break
+            else:
+                jobs.append(prepared)
+        return _Group(jobs)
+
+    def _dispatch_group(self, slot: int, group: _Group) -> bool:
+        """Send every header of ``group`` in one request; False (the worker replaced)
+        if that failed."""
+        parts, blobs, at = [], [], 0
+        for job in group.jobs:
+            end = _prefix_end(job.data)
+            job.full_sent = end >= len(job.data)
+            blobs.append(memoryview(job.data)[:end])
+            parts.append([at, min(end, len(job.data)), len(job.data)])
+            at += parts[-1][1]
+        meta = {**self._meta("parse_batch", at), "parts": parts}
+        group.deadline = time.monotonic() + self.limits.parse_timeout_s
+        try:
+            self._workers[slot].send(meta, b"".join(blobs), group.deadline)
+        except (TimeoutError, OSError):
+            self._replace(slot)
+            return False
+        return True
+
+    def _settle_group(self, slot: int, group: _Group, requeue
+                      ) -> list[ParsedInstance | Rejection]:
+        """The results of a group's request; a failed group is sent again file by file."""
+        try:
+            reply, _ = self._workers[slot].recv(group.deadline)
+        except (TimeoutError, EOFError, OSError, ValueError):
+            self._replace(slot)
+            reply = {}
+        parts = reply.get("parts") if reply.get("ok") else None
+        if (not isinstance(parts, list) or len(parts) != len(group.jobs)
+                or not all(isinstance(part, dict) for part in parts)):
+            requeue(group)
+            return []
+        out: list[ParsedInstance | Rejection] = []
+        for job, part in zip(group.jobs, parts, strict=True):
+            if not part.get("need_more"):
+                out.append(self._finish(job, part))
+            elif job.full_sent:
+                out.append(Rejection(job.item.name, "malformed file: the header does not end",
+                                     MALFORMED))
+            else:  # a header longer than its prefix: the whole file, alone
+                job.full_next = True
+                requeue(_Group([job]))
+        return out
+
+    def _replace(self, slot: int) -> None:
+        self._workers[slot].kill()
+        self._workers[slot] = self._spawn()
 
     def _fail(self, slot: int, job: _Job, timed_out: bool) -> Rejection:
         w = self._workers[slot]

@@ -243,9 +243,15 @@ def test_a_dead_worker_is_replaced_and_the_batch_goes_on(limits, good):
         os.kill(p._workers[0].proc.pid, signal.SIGKILL)
         p._workers[0].proc.wait()
         results = list(p.parse_many([item("a.dcm", good), item("b.dcm", good)]))
-    assert isinstance(results[0], Rejection)
-    assert results[0].reason.startswith("malformed file: the parser process died")
-    assert isinstance(results[1], ParsedInstance)
+        alone = p.parse(item("c.dcm", good))  # a request of its own names its file
+        os.kill(p._workers[0].proc.pid, signal.SIGKILL)
+        p._workers[0].proc.wait()
+        dead = p.parse(item("d.dcm", good))
+    # the two headers went in one request: when it failed, each went again alone
+    assert sorted(r.name for r in results if isinstance(r, ParsedInstance)) == ["a.dcm", "b.dcm"]
+    assert isinstance(alone, ParsedInstance)
+    assert isinstance(dead, Rejection) and dead.file == "d.dcm"
+    assert dead.reason.startswith("malformed file: the parser process died")
 
 
 def test_a_slow_parse_times_out_and_the_pool_recovers(limits, good):

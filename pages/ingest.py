@@ -29,7 +29,6 @@ def start_job(label: str, fn) -> None:
     st.session_state[JOB_KEY] = jobs.start(label, fn)
 
 
-@st.fragment(run_every=1.0)
 def job_panel() -> None:
     job: jobs.Job | None = st.session_state.get(JOB_KEY)
     if job is None:
@@ -154,7 +153,9 @@ with pacs_tab:
                     start_job("PACS link", lambda job: ingest_view.link_pacs_job(
                         job, ctx.store, ctx.settings, who, urls, name))
 
-job_panel()
+# polled while the job runs only: its end is drawn within POLL_S, and an idle page reruns
+# nothing
+st.fragment(job_panel, run_every=jobs.poll_every(st.session_state.get(JOB_KEY)))()
 
 
 def _done(message: str) -> None:

@@ -137,6 +137,17 @@ class Job:
         return True
 
 
+#: seconds between a page's polls of its job while the job runs (none once it has ended)
+POLL_S = 0.25
+
+
+def poll_every(job: Job | None) -> float | None:
+    """How often a page's job fragment reruns: every :data:`POLL_S` while ``job`` runs
+    (or waits for a slot), never when there is no job or it has ended (the page's full
+    rerun then draws the result; nothing is left to wait for)."""
+    return POLL_S if job is not None and job.running else None
+
+
 def _acquire(job: Job) -> None:
     """Wait for a free slot within the job's owner's share.
 

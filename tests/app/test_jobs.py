@@ -104,3 +104,15 @@ def test_a_session_counts_as_ended_only_once_it_has_been_gone_for_the_grace_peri
     _until(lambda: not alive(), timeout=10)
     connected["s-1"] = True
     assert alive()
+
+
+def test_a_page_polls_its_job_only_while_it_runs_or_waits():
+    assert jobs.poll_every(None) is None  # no job: nothing to poll
+    gate = threading.Event()
+    job = jobs.start("poll", lambda j: gate.wait(30), owner="s-poll")
+    try:
+        assert jobs.poll_every(job) == jobs.POLL_S
+    finally:
+        gate.set()
+    assert job.wait(30)
+    assert jobs.poll_every(job) is None  # ended: the page's own rerun draws the result

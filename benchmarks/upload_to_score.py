@@ -18,7 +18,10 @@ spell on the shared machine hits both:
    dashboard does when its Ingest page opens.
 
     .venv/bin/python benchmarks/upload_to_score.py [--baseline REV] [--repeat N]
-        [--patients N] [--slices N]
+        [--patients N] [--slices N] [--idle S] [--dashboard-only]
+
+``--idle`` is how long the Ingest page stays open before the upload (default 3 s); the
+dashboard path also reports the feature worker's resident memory once the round is done.
 
 Target (issue 20): upload to score on screen <= 5 s.
 """
@@ -163,6 +166,7 @@ class Side:
         self.dashboard: list[dict[str, float]] = []
         self.cli_cpu: list[dict[str, float]] = []
         self.dashboard_cpu: list[dict[str, float]] = []
+        self.worker_rss_mb: list[float] = []
 
     def fresh_home(self) -> Path:
         home = self.work / "home"
@@ -185,20 +189,35 @@ class Side:
         self.cli.append(clock.wall)
         self.cli_cpu.append(clock.cpu)
 
-    def dashboard_round(self) -> None:
+    def dashboard_round(self, idle_s: float) -> None:
         home = self.fresh_home()
         env = dict(os.environ, PYTHONPATH=str(self.code), UPLOAD_BENCH_CODE=str(self.code))
         proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--driver",
-                               str(home), str(self.upload)], env=env, cwd=self.code,
+                               str(home), str(self.upload), "--idle", str(idle_s)],
+                              env=env, cwd=self.code,
                               capture_output=True, text=True, timeout=3600)
         if proc.returncode != 0:
             raise RuntimeError(f"driver {self.name}: {proc.stderr[-2000:]}")
         got = json.loads(proc.stdout.strip().splitlines()[-1])
         self.dashboard.append(got["wall"])
         self.dashboard_cpu.append(got["cpu"])
+        self.worker_rss_mb.append(got["worker_rss_mb"])
 
 
-def driver(home: str, upload: str) -> None:
+def worker_rss_mb() -> float:
+    """Resident memory (MB) of the dashboard's feature worker, 0 when there is none."""
+    from analytics.features import warm
+
+    worker = getattr(warm, "_executor", None)
+    if worker is None:
+        return 0.0
+    for line in Path(f"/proc/{worker.pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def driver(home: str, upload: str, idle_s: float = 3.0) -> None:
     """One dashboard round in this process (imports done first, untimed)."""
     import analytics.features.batch  # noqa: F401  (the server has it imported)
     from analytics.config import load_settings
@@ -215,7 +234,7 @@ def driver(home: str, upload: str) -> None:
     if warm is not None:
         warm()  # the Ingest page starts its feature worker when it opens
     ctx, clock = Context.cli(store, settings), Clock()
-    time.sleep(3.0)  # let the warm worker finish starting, as it has on an open page
+    time.sleep(idle_s)  # the page is open a while before the upload, its worker idle
     report = clock.time("ingest", lambda: ingest_uc.ingest_paths(
         ctx, ingest_uc.PathsRequest([upload])))
     series = [s for s in report.series if s["slices"] > 1]
@@ -229,7 +248,8 @@ def driver(home: str, upload: str) -> None:
         ctx, model_uc.PredictRequest(patients=[patient])))
     assert any(r["risk"] is not None for r in pred[0]["trajectory"])
     store.dispose()
-    print(json.dumps({"wall": clock.wall, "cpu": clock.cpu}))
+    time.sleep(1.0)  # the worker idle again, waiting for the next upload
+    print(json.dumps({"wall": clock.wall, "cpu": clock.cpu, "worker_rss_mb": worker_rss_mb()}))
     sys.stdout.flush()
     os._exit(0)  # a warm worker pool is the server's to keep; do not wait for it here
 
@@ -241,7 +261,10 @@ def _fmt(rounds: list[dict[str, float]], stage: str) -> float:
 
 
 def print_table(case: Side, base: Side, label: str) -> None:
-    for path in ("cli", "dashboard"):
+    for side in (case, base):
+        print(f"{side.name} feature worker resident after the round: median "
+              f"{statistics.median(side.worker_rss_mb):.0f} MB ({side.worker_rss_mb})")
+    for path in ("cli", "dashboard") if case.cli else ("dashboard",):
         for clock, suffix in (("wall", ""), ("cpu", "_cpu")):
             for stage in (*STAGES, "total"):
                 c = _fmt(getattr(case, path + suffix), stage)
@@ -261,10 +284,13 @@ def main() -> None:
     ap.add_argument("--slices", type=int, default=200)
     ap.add_argument("--data", default=None, metavar="DIR",
                     help="keep the cohort, upload and template home here and reuse them")
+    ap.add_argument("--idle", type=float, default=3.0,
+                    help="seconds the Ingest page is open before the upload")
+    ap.add_argument("--dashboard-only", action="store_true", help="skip the command line path")
     ap.add_argument("--driver", nargs=2, metavar=("HOME", "UPLOAD"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.driver:
-        driver(*args.driver)
+        driver(*args.driver, idle_s=args.idle)
         return
     print("load:", os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="hepatrack-upload-") as tmp:
@@ -291,11 +317,13 @@ def main() -> None:
                     tmp_path / "upload")
         for r in range(args.repeat):
             for side in (case, base) if r % 2 == 0 else (base, case):
-                side.cli_round()
-                side.dashboard_round()
+                if not args.dashboard_only:
+                    side.cli_round()
+                side.dashboard_round(args.idle)
             print(f"round {r + 1}: " + "; ".join(
-                f"{s.name} cli {s.cli[-1]} cpu {s.cli_cpu[-1]} dashboard {s.dashboard[-1]} "
-                f"cpu {s.dashboard_cpu[-1]}" for s in (case, base)), flush=True)
+                f"{s.name} cli {s.cli[-1:]} cpu {s.cli_cpu[-1:]} dashboard {s.dashboard[-1]} "
+                f"cpu {s.dashboard_cpu[-1]} worker {s.worker_rss_mb[-1]:.0f} MB"
+                for s in (case, base)), flush=True)
         print_table(case, base, f"at {args.baseline}")
     print("load:", os.getloadavg())
 

@@ -289,8 +289,7 @@ class SafeParser:
             return self._prepare(item)
 
         def prefetch() -> None:
-            """Read the next file while every worker is busy, so a worker that answers
-            gets its next file at once instead of waiting for the disk."""
+            """Read the next file while every worker is busy (no wait for the disk)."""
             if not ahead and not exhausted and busy and not idle:
                 prepared = take()
                 if prepared is not None:
@@ -298,10 +297,7 @@ class SafeParser:
 
         def fill() -> list[ParsedInstance | Rejection]:
             """Hand pending items to idle workers; results that need no worker come back.
-
-            The pool grows to ``n_workers`` only while files wait for a worker, so one file
-            (or a folder of non-DICOM files) starts one worker (or none).
-            """
+            The pool grows to ``n_workers`` only while files wait for a worker."""
             done: list[ParsedInstance | Rejection] = []
             while (ahead or not exhausted) and (idle or len(self._workers) < self.n_workers):
                 prepared = take()
@@ -317,11 +313,7 @@ class SafeParser:
                 group = (self._group(prepared, take, ahead, done)
                          if clean is None and not prepared.alone else None)
                 if group is not None and len(group.jobs) > 1:
-                    if self._dispatch_group(slot, group):
-                        busy[slot] = group
-                    else:
-                        idle.append(slot)
-                        requeue(group)
+                    self._send_group(slot, group, busy, idle, ahead)
                     continue
                 failed = self._dispatch(slot, ask(prepared), full=prepared.full_next)
                 if failed is None:
@@ -331,13 +323,9 @@ class SafeParser:
                     done.append(failed)
             return done
 
-        def requeue(group: _Group) -> None:
-            for job in group.jobs:
-                job.alone = True
-                ahead.append(job)
-
         try:
-            for res in self._drive(busy, fill, idle, prefetch, requeue):
+            for res in self._drive(busy, fill, idle, prefetch,
+                                   lambda group: _requeue(group, ahead)):
                 yield budget.settle(res)
         finally:
             # Abandoned mid-batch: replies still owed would desynchronise the next request.
@@ -345,6 +333,16 @@ class SafeParser:
                 self._workers[slot].kill()
                 self._workers[slot] = self._spawn()
             busy.clear()
+
+    def _send_group(self, slot: int, group: _Group, busy: dict[int, _Job | _Group],
+                    idle: list[int], ahead: list) -> None:
+        """Hand ``group`` to worker ``slot``; if it cannot take it, each file of the group
+        goes back in line to be sent alone."""
+        if self._dispatch_group(slot, group):
+            busy[slot] = group
+            return
+        idle.append(slot)
+        _requeue(group, ahead)
 
     def _drive(self, busy: dict[int, _Job | _Group], fill, idle: list[int], prefetch,
                requeue) -> Iterator[ParsedInstance | Rejection]:
@@ -636,3 +634,11 @@ class SafeParser:
 
 __all__ = ["ParsedInstance", "SafeParser", "parse_trusted",
            "zero_preamble"]
+
+
+def _requeue(group: _Group, ahead: list) -> None:
+    """Put each file of a group that failed as a whole back in line, to be sent alone
+    under its own limits (so a file that kills a worker is named)."""
+    for job in group.jobs:
+        job.alone = True
+        ahead.append(job)

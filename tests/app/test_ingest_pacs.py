@@ -9,7 +9,10 @@ from sqlalchemy import select
 from analytics.audit import Actor
 from analytics.config import load_settings
 from analytics.store import open_store
+from analytics.store.current_risk import read_current_risk
 from analytics.store.schema import AuditRecord
+from analytics.usecases.context import Context
+from analytics.usecases.models import PredictRequest, predict
 from tests import dashboard_data
 from tests.app.conftest import new_app
 from ui import ingest_view, jobs
@@ -88,3 +91,33 @@ def test_linking_the_found_study_ingests_it(pacs_home):
                           .order_by(AuditRecord.seq)).scalars().all()
     assert steps == ["search", "retrieve"]
     store.dispose()
+
+
+def test_a_linked_study_gets_its_patients_new_risk_as_an_upload_does(pacs_home):
+    """The PACS link runs the same scoring step as an upload: the held-out study's
+    patient gets the risk the predict use case gives for the latest visit, and the stored
+    current risk (the Cohort page's) holds the same value."""
+    t, home = pacs_home
+    settings = load_settings(home)
+    store = open_store(settings)
+    actor = Actor("dr.grey", "clinician", "s5")
+    try:
+        found = ingest_view.search_pacs(store, actor, settings.pacs[0],
+                                        patient_id=t.holdout_truth["patient_id"])
+        job = jobs.start("PACS link", lambda job: ingest_view.link_pacs_job(
+            job, store, settings, actor, found["url"].tolist(), "env"))
+        assert job.wait(300)
+        assert job.error is None and job.bug is None, (job.error, job.bug_trace)
+        assert job.result["features"].series_done  # scored after its features
+        pseudonym = t.pseudonyms[t.holdout_truth["patient_id"]]
+        new = job.result["risk"]
+        (shown,) = [p for p in new.patients if p.pseudonym == pseudonym]
+        (res,) = predict(Context.cli(store, settings),
+                         PredictRequest(patients=[pseudonym], cache=False))
+        latest = [r for r in res["trajectory"] if not r["requested"]][-1]
+        assert latest["risk"] is not None and shown.reason is None
+        assert shown.risk == pytest.approx(latest["risk"], rel=1e-9)
+        stored = read_current_risk(store, res["model_id"], res["horizon"])[pseudonym]
+        assert stored.risk == pytest.approx(latest["risk"], rel=1e-9)
+    finally:
+        store.dispose()

@@ -79,7 +79,7 @@ class NewRisk:
     event: str | None = None
 
 
-def _new_series(report) -> list[dict[str, Any]]:
+def new_series(report) -> list[dict[str, Any]]:
     """New complete CT/MR series of the report (those feature extraction runs on)."""
     return [s for s in report.series if s.get("status") == "complete"
             and not s.get("already_stored") and s.get("modality") != "US"]
@@ -91,7 +91,7 @@ def _withheld(report, batch, extract: bool) -> tuple[list[str], dict[str, str]]:
     failed = {f["series_uid"]: f["reason"] for f in batch.series_failed} if batch else {}
     scored: list[str] = []
     why: dict[str, str] = {}
-    for s in _new_series(report):
+    for s in new_series(report):
         p = s.get("patient")
         if not p:
             continue
@@ -112,7 +112,7 @@ def _withheld(report, batch, extract: bool) -> tuple[list[str], dict[str, str]]:
 def _scan_dates(report, patients: list[str]) -> dict[str, str]:
     """The latest stored study date of each patient's new series."""
     out: dict[str, str] = {}
-    for s in _new_series(report):
+    for s in new_series(report):
         p, d = s.get("patient"), s.get("study_date")
         if p in patients and d and d > out.get(p, ""):
             out[p] = d

@@ -89,9 +89,7 @@ def _features(job: Job, store: Store, settings: Settings, series: list[str]
 
 def _new_complete(report) -> list[str]:
     """New complete CT/MR series: ultrasound is measured with ROIs on its own page."""
-    return [s["series_uid"] for s in report.series
-            if s.get("status") == "complete" and not s.get("already_stored")
-            and s.get("modality") != "US"]
+    return [s["series_uid"] for s in ingest_risk.new_series(report)]
 
 
 def _needs_mask(store: Store, report) -> dict[str, str]:
